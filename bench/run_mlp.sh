@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# bench/run_mlp.sh -- single-process training throughput: pstrain vs sgemm-only vs PyTorch.
+#
+# Interleaves R rounds of [bench_mlp: one sgemm-only epoch + one pstrain epoch]
+# [torch_mlp.py: one PyTorch epoch], all on one thread, and prints per-round samples/s,
+# the median ratios pstrain/torch and pstrain/sgemm-only, and peak RSS against the bytes
+# training needs. Interleaving spreads slow phases of a shared machine over all three.
+#
+# usage: bench/run_mlp.sh [--rounds N] [--build DIR] [--data DIR]
+#   --rounds N  rounds (default 5)
+#   --build DIR CMake build directory holding bench_mlp (default: build)
+#   --data DIR  Fashion-MNIST IDX files (default /usr/share/datasets/fashion-mnist)
+# Build first:  cmake -S . -B build -DCMAKE_BUILD_TYPE=Release && cmake --build build --target bench_mlp
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+rounds=5
+build="$root/build"
+data=/usr/share/datasets/fashion-mnist
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --rounds) rounds=${2:?--rounds needs a value}; shift 2 ;;
+    --build) build=${2:?--build needs a directory}; shift 2 ;;
+    --data) data=${2:?--data needs a directory}; shift 2 ;;
+    -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "run_mlp.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
+  esac
+done
+case "$rounds" in ''|*[!0-9]*|0) echo "run_mlp.sh: --rounds: expected a positive integer" >&2; exit 2 ;; esac
+
+bench="$build/bench_mlp"
+py=/usr/bin/python3   # Debian's interpreter: a pyenv python earlier on PATH lacks python3-torch
+if [ ! -x "$bench" ]; then
+  echo "run_mlp.sh: $bench not found; build it with" >&2
+  echo "  cmake -S $root -B $build -DCMAKE_BUILD_TYPE=Release && cmake --build $build --target bench_mlp" >&2
+  exit 1
+fi
+if ! "$py" -c 'import torch' 2>/dev/null; then
+  echo "run_mlp.sh: $py cannot import torch; run scripts/install-deps.sh --bench" >&2
+  exit 1
+fi
+
+# One thread for every BLAS call. OpenBLAS's pthreads build starts its threads when the
+# library loads, and torch.set_num_threads(1) does not reach them: without this variable
+# PyTorch quietly uses every core. OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE are left as found.
+ncores=$(nproc)   # before OMP_NUM_THREADS, which nproc honours
+export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1
+
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+# value KEY FILE [LINE-PREFIX]: the value of KEY=... on the first line starting with PREFIX.
+value() {
+  awk -v k="$1" -v p="${3:-}" 'index($0, p) == 1 {
+      for (i = 1; i <= NF; i++) if (index($i, k "=") == 1) { print substr($i, length(k) + 2); exit } }' "$2"
+}
+median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
+echo "# pstrain single-process training benchmark: MLP 784-256-128-10, batch 128, SGD, 1 epoch"
+echo "date:      $(date -u '+%Y-%m-%d %H:%M UTC')"
+echo "machine:   nproc $ncores, $(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(uname -r)"
+echo "threads:   OPENBLAS_NUM_THREADS=$OPENBLAS_NUM_THREADS, torch.set_num_threads(1)" \
+     "(OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}, OPENBLAS_L2_SIZE=${OPENBLAS_L2_SIZE:-unset})"
+echo "rounds:    $rounds, interleaved: [bench_mlp: sgemm-only epoch, pstrain epoch] [torch epoch]"
+echo
+
+for r in $(seq 1 "$rounds"); do
+  "$bench" --rounds 1 --data "$data" > "$tmp/c$r" || { echo "run_mlp.sh: bench_mlp failed" >&2; exit 1; }
+  "$py" "$root/bench/torch_mlp.py" --rounds 1 --data "$data" > "$tmp/t$r" ||
+    { echo "run_mlp.sh: torch_mlp.py failed" >&2; exit 1; }
+  if [ "$r" -eq 1 ]; then
+    echo "openblas:  core $(value openblas_core "$tmp/c1" info), $(value openblas_threads "$tmp/c1" info) thread(s)"
+    echo "torch:     $(value torch_version "$tmp/t1" info), BLAS $(value blas "$tmp/t1" info)"
+    echo
+    printf '| %5s | %12s | %12s | %12s | %14s | %13s | %13s | %9s | %9s |\n' round \
+      "sgemm-only/s" "pstrain/s" "torch/s" "pstrain/sgemm" "pstrain/torch" "torch/sgemm" \
+      "pst test" "torch test"
+    echo "|------:|-------------:|-------------:|-------------:|---------------:|--------------:|--------------:|----------:|-----------:|"
+  fi
+  sg=$(value sgemm_sps "$tmp/c$r" round)
+  ps=$(value pstrain_sps "$tmp/c$r" round)
+  th=$(value torch_sps "$tmp/t$r" round)
+  pa=$(value test_acc "$tmp/c$r" round)
+  ta=$(value test_acc "$tmp/t$r" round)
+  echo "$sg $ps $th" >> "$tmp/rates"
+  awk -v r="$r" -v sg="$sg" -v ps="$ps" -v th="$th" -v pa="$pa" -v ta="$ta" 'BEGIN {
+    printf "| %5d | %12.0f | %12.0f | %12.0f | %14.3f | %13.3f | %13.3f | %9.4f | %10.4f |\n",
+      r, sg, ps, th, ps / sg, ps / th, th / sg, pa, ta }'
+done
+
+med() { awk "{ print $1 }" "$tmp/rates" | median; }
+m_sg=$(med '$1'); m_ps=$(med '$2'); m_th=$(med '$3')
+r_pt=$(med '$2 / $3'); r_ps=$(med '$2 / $1'); r_ts=$(med '$3 / $1')
+awk -v sg="$m_sg" -v ps="$m_ps" -v th="$m_th" -v a="$r_ps" -v b="$r_pt" -v c="$r_ts" 'BEGIN {
+  printf "| median | %11.0f | %12.0f | %12.0f | %14.3f | %13.3f | %13.3f | %9s | %10s |\n",
+    sg, ps, th, a, b, c, "", "" }'
+echo
+echo "samples/s over one epoch of 60000 samples (469 steps). Ratios are medians of the per-round ratios."
+awk -v a="$r_pt" -v b="$r_ps" 'BEGIN {
+  printf "median pstrain/torch       = %.3f   (target >= 1.25: %s)\n", a, (a >= 1.25 ? "met" : "missed")
+  printf "median pstrain/sgemm-only  = %.3f   (target >= 0.90: %s)\n", b, (b >= 0.90 ? "met" : "missed") }'
+
+last=$rounds
+m() { value "$1" "$tmp/c$last" memory; }
+echo
+echo "memory (bench_mlp, last round; MiB = 2^20 bytes):"
+echo "  peak RSS (getrusage ru_maxrss):      $(m peak_rss_mib) MiB"
+echo "  needed for training:                 $(m need_mib) MiB = params $(m params_mib) + grads $(m grads_mib)" \
+     "+ optimizer state $(m optstate_mib) + activations and their gradients $(m acts_mib) + one input batch $(m batch_mib)"
+echo "  dataset (60000 + 10000 images as float32, labels): $(m dataset_mib) MiB -- it dominates RSS"
+echo "  RSS at start $(m rss_start_mib) MiB, after loading the data $(m rss_after_data_mib) MiB, at exit $(m rss_end_mib) MiB"
+echo "  (the peak also holds bench_mlp's own sgemm-only buffers, ~2 MiB, and OpenBLAS's work buffer)"
+echo "  PyTorch peak RSS: $(value peak_rss_mib "$tmp/t$last" memory) MiB (dataset $(value dataset_mib "$tmp/t$last" memory) MiB)"

@@ -1,0 +1,35 @@
+/* cli/cli.h -- shared pieces of the pstrain subcommands. Only main() and the cmd_*
+ * functions print to the user and choose exit codes. */
+#ifndef PSTRAIN_CLI_H
+#define PSTRAIN_CLI_H
+
+#include <signal.h>
+
+#include "core/config.h"
+#include "core/err.h"
+
+/* Exit codes (documented in README.md): scripts and launchers retry only the retriable. */
+enum {
+    EXIT_OK = 0,
+    EXIT_FAILURE_RUNTIME = 1, /* the run failed (diverged, internal error) */
+    EXIT_USAGE = 2,           /* bad flag, bad job file: permanent */
+    EXIT_DATA = 3,            /* bad input data: permanent */
+    EXIT_IO = 4,              /* cannot read or write a file */
+    EXIT_SIGINT = 130,        /* stopped by Ctrl-C (128 + SIGINT) */
+    EXIT_SIGTERM = 143        /* stopped by SIGTERM (128 + SIGTERM) */
+};
+
+/* Maps a pst_status to the exit code above. */
+int cli_exit_code(int status);
+
+/* Loads the job: the file, or the built-in default when path is NULL, then applies the
+ * overrides argv[0..argc) ("--key value" / "--key=value" / aliases like --epochs) and
+ * checks it. Consumes every argument; an unknown flag is an error. */
+int cli_load_job(cfg_job **job, const char *path, int argc, char **argv, pst_err *err);
+
+/* Text listing the override flags, for --help. */
+extern const char cli_override_help[];
+
+int cmd_train(int argc, char **argv, const volatile sig_atomic_t *stop);
+
+#endif

@@ -1,0 +1,120 @@
+/* cli/job.c -- loading a job file and applying command-line overrides. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/cli.h"
+
+extern const char pst_default_job[];
+extern const size_t pst_default_job_len;
+
+/* Short flags users expect, mapped to job keys. */
+static const struct {
+    const char *flag, *key;
+} aliases[] = {
+    {"epochs", "train.epochs"},     {"batch-size", "train.batch_size"},
+    {"threads", "train.threads"},   {"lr", "optimizer.lr"},
+    {"optimizer", "optimizer.name"}, {"seed", "seed"},
+    {"output", "output.dir"},       {"train", "data.train"},
+    {"test", "data.test"},          {"name", "name"},
+};
+
+const char cli_override_help[] =
+    "Any key of the job file can be set as --SECTION.KEY VALUE or --SECTION.KEY=VALUE,\n"
+    "e.g. --optimizer.lr 0.01, --model.layers.0.units=512, --data.validation_split 0.2.\n"
+    "Shorthands: --epochs N, --batch-size N, --threads N, --lr X, --optimizer NAME,\n"
+    "            --seed N, --output DIR, --train PATH, --test PATH, --name NAME.\n";
+
+int cli_exit_code(int status)
+{
+    switch (status) {
+    case PST_OK: return EXIT_OK;
+    case PST_ERR_ARG:
+    case PST_ERR_CONFIG: return EXIT_USAGE;
+    case PST_ERR_DATA: return EXIT_DATA;
+    case PST_ERR_IO: return EXIT_IO;
+    default: return EXIT_FAILURE_RUNTIME;
+    }
+}
+
+/* Data paths written in a job file are relative to the file's folder, so a job and its
+ * data can move together; paths given as flags stay relative to the working directory. */
+static int resolve_data_paths(cfg_job *job, const char *job_path, pst_err *err)
+{
+    const char *slash = strrchr(job_path, '/');
+    if (!slash)
+        return PST_OK; /* the file is in the working directory */
+    int dlen = (int)(slash - job_path);
+    static const char *const keys[] = {"data.train", "data.train_labels", "data.test",
+                                       "data.test_labels"};
+    const char *vals[] = {job->data.train, job->data.train_labels, job->data.test,
+                          job->data.test_labels};
+    for (int i = 0; i < 4; i++) {
+        if (!vals[i] || !vals[i][0] || vals[i][0] == '/')
+            continue;
+        char full[4096];
+        if (snprintf(full, sizeof full, "%.*s/%s", dlen, job_path, vals[i]) >= (int)sizeof full)
+            return pst_err_set(err, PST_ERR_CONFIG, "%s: %s: path too long", job_path, keys[i]);
+        int rc = cfg_override(job, keys[i], full, err);
+        if (rc)
+            return rc;
+    }
+    return PST_OK;
+}
+
+int cli_load_job(cfg_job **job, const char *path, int argc, char **argv, pst_err *err)
+{
+    int rc = path ? cfg_job_load_file(job, path, err)
+                  : cfg_job_load_string(job, pst_default_job, pst_default_job_len,
+                                        "<default job>", err);
+    if (rc)
+        return rc;
+    if (path && (rc = resolve_data_paths(*job, path, err)))
+        goto fail;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        if (strncmp(a, "--", 2) != 0 || a[2] == '\0') {
+            rc = pst_err_set(err, PST_ERR_ARG, "unexpected argument '%s'", a);
+            goto fail;
+        }
+        char key[256];
+        const char *value;
+        const char *eq = strchr(a + 2, '=');
+        size_t klen = eq ? (size_t)(eq - (a + 2)) : strlen(a + 2);
+        if (klen >= sizeof key) {
+            rc = pst_err_set(err, PST_ERR_ARG, "flag '%.40s...' is too long", a);
+            goto fail;
+        }
+        memcpy(key, a + 2, klen);
+        key[klen] = '\0';
+        if (eq)
+            value = eq + 1;
+        else if (i + 1 < argc)
+            value = argv[++i];
+        else {
+            rc = pst_err_set(err, PST_ERR_ARG, "flag --%s needs a value", key);
+            goto fail;
+        }
+        const char *path_key = key;
+        for (size_t j = 0; j < sizeof aliases / sizeof aliases[0]; j++)
+            if (strcmp(key, aliases[j].flag) == 0)
+                path_key = aliases[j].key;
+        if (!strchr(path_key, '.') && strcmp(path_key, "seed") != 0 &&
+            strcmp(path_key, "name") != 0) {
+            rc = pst_err_set(err, PST_ERR_ARG, "unknown flag --%s (see --help)", key);
+            goto fail;
+        }
+        rc = cfg_override(*job, path_key, value, err);
+        if (rc) {
+            pst_err_prefix(err, "--%s", key);
+            rc = PST_ERR_ARG;
+            goto fail;
+        }
+    }
+    rc = cfg_job_check(*job, err);
+    if (rc == PST_OK)
+        return PST_OK;
+fail:
+    cfg_job_free(*job);
+    *job = NULL;
+    return rc;
+}

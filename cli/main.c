@@ -1,0 +1,55 @@
+/* cli/main.c -- the pstrain command: dispatches to the subcommands. */
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/cli.h"
+
+/* The one piece of process-wide mutable state: set by the signal handler, read by the
+ * training loop between steps. */
+static volatile sig_atomic_t stop_signal;
+
+static void on_signal(int sig) { stop_signal = sig; }
+
+static void usage(FILE *f)
+{
+    fputs("usage: pstrain <command> [options]\n"
+          "\n"
+          "Distributed parameter-server training of dense neural networks.\n"
+          "\n"
+          "commands:\n"
+          "  train [JOB.yaml]   train in this process (no file: the Fashion-MNIST default job)\n"
+          "\n"
+          "  pstrain <command> --help   options of a command\n"
+          "  pstrain --version          version\n",
+          f);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
+        usage(stdout);
+        return EXIT_OK;
+    }
+    if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "version") == 0) {
+        printf("pstrain %s\n", PSTRAIN_VERSION);
+        return EXIT_OK;
+    }
+
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+
+    if (strcmp(cmd, "train") == 0)
+        return cmd_train(argc - 2, argv + 2, &stop_signal);
+    fprintf(stderr, "pstrain: unknown command '%s' (see pstrain --help)\n", cmd);
+    return EXIT_USAGE;
+}

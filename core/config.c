@@ -1,0 +1,1378 @@
+/* core/config.c -- job files: the libcyaml schema, defaults, overrides, checks, printing.
+ *
+ * Keys of a job file (every one optional; cfg_job_check then demands what a run needs):
+ *
+ *   name: string                    "pstrain-job"
+ *   seed: unsigned integer          42
+ *   data:
+ *     format: idx|csv|libsvm        idx
+ *     train: path                   (required)
+ *     train_labels: path            (required for idx)
+ *     test: path                    none
+ *     test_labels: path             (required for idx when test is set)
+ *     task: classify|regress        classify
+ *     num_classes: int              0 = from the data
+ *     label: CSV column name        none
+ *     label_index: int              -1 = last column (used when label is not set)
+ *     header: auto|yes|no           auto
+ *     delimiter: one character      none = ","
+ *     dim: int                      0 = from the data (libsvm)
+ *     validation_split: [0, 1)      0
+ *     scale: none|minmax|standardize  none
+ *   model:
+ *     layers:                       (at least one dense layer)
+ *       - type: dense|activation    dense
+ *         units: int >= 1           (dense)
+ *         activation: linear|relu|sigmoid|tanh|softmax   linear
+ *         name: string              none = "dense_<k>" / "act_<k>" chosen by the model
+ *     loss: categorical_crossentropy|binary_crossentropy|mse   categorical_crossentropy
+ *     init: auto|glorot|he          auto
+ *   optimizer:                      every key absent from the file takes
+ *     name: sgd|momentum|nesterov|adagrad|rmsprop|adam|adamw    opt_config_default(name)
+ *     lr, momentum, beta1, beta2, rho, eps, weight_decay, clip_norm: float
+ *     schedule: constant|step|cosine
+ *     warmup_steps, step_size, total_steps: int;  gamma, min_lr: float
+ *       (the schedule's fields sit flat in optimizer:, not under a schedule: mapping)
+ *   train:
+ *     batch_size: int >= 1          32
+ *     epochs: int >= 1              1
+ *     threads: int >= 1             1
+ *     shuffle: bool                 true
+ *     log_every: int >= 0           0 = once per epoch
+ *   output:
+ *     dir: path                     "runs/<name>"
+ *
+ * Strings: "", "~" and "null" (quoted or not) mean "not set" (libcyaml's
+ * CYAML_FLAG_POINTER_NULL_STR), so a path can be unset from the command line with "".
+ * Booleans: true/false, yes/no, on/off, 1/0 in any case. Integers: decimal, 0x hex (and, as
+ * in C and YAML 1.1, a leading 0 means octal). Floats: anything strtod reads in full that
+ * is finite and in range for the field's type.
+ *
+ * Why a job is loaded in three passes:
+ *   libcyaml 1.3 zero-fills optional fields the file leaves out and has no per-field
+ *   default, so after cyaml_load_data "absent" and "written as 0" look alike, yet
+ *   `optimizer: {name: adam}` must get adam's lr. Its scalar parsing is also lenient:
+ *   "epochs: 5abc" loads as 5, "1.5" as 1, "shuffle: banana" as true.
+ *   1. scan_*: walks the libyaml event stream alongside the very schema tables given to
+ *      libcyaml. It rejects unknown and repeated keys, wrong shapes (a list where a number
+ *      belongs) and every scalar that parse_scalar -- the parser cfg_override uses too --
+ *      refuses, naming the key's own line; and it records which fields outside the layer
+ *      list the file sets.
+ *   2. cyaml_load_data builds the struct. Whatever parse_scalar accepts, libcyaml reads to
+ *      the same value (both use strtoll base 0, strtof/strtod, exact enum names, the same
+ *      false words), so the passes cannot disagree. Its log goes to a per-call buffer
+ *      (cyaml_config.log_ctx) and becomes the error message should it still refuse.
+ *   3. fill_defaults copies, for each field pass 1 did not see, the value of a template
+ *      job whose optimizer part is opt_config_default(the kind now loaded).
+ *   cfg_job_check then runs on the struct; when it refuses a key the file sets, one more
+ *   scan finds that key's line for the message.
+ * Aliases (*name) are refused: pass 1 would have to resolve them to know what they set.
+ *
+ * Every string and the layer array are allocated with cyaml_mem, libcyaml's allocator, also
+ * when this file makes them (defaults, overrides), so cyaml_free frees any job. */
+#include "config.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <float.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <cyaml/cyaml.h>
+#include <yaml.h>
+
+#define CFG_PATH_MAX 256
+#define CFG_FILE_MAX (16L << 20) /* bytes; a job file is a few hundred */
+
+/* ---- Schema ------------------------------------------------------------------------ */
+
+#define CFG_OPT (CYAML_FLAG_OPTIONAL)
+#define CFG_OPT_ENUM (CYAML_FLAG_OPTIONAL | CYAML_FLAG_STRICT)
+#define CFG_OPT_FLOAT (CYAML_FLAG_OPTIONAL | CYAML_FLAG_STRICT)
+#define CFG_OPT_STR (CYAML_FLAG_OPTIONAL | CYAML_FLAG_POINTER_NULL_STR)
+#define CFG_STR(key, type, member) \
+    CYAML_FIELD_STRING_PTR(key, CFG_OPT_STR, type, member, 0, CYAML_UNLIMITED)
+#define CFG_ENUM(key, type, member, table) \
+    CYAML_FIELD_ENUM(key, CFG_OPT_ENUM, type, member, table, CYAML_ARRAY_LEN(table))
+
+static const cyaml_strval_t format_names[] = {
+    {"idx", CFG_FMT_IDX}, {"csv", CFG_FMT_CSV}, {"libsvm", CFG_FMT_LIBSVM}};
+static const cyaml_strval_t task_names[] = {{"classify", CFG_TASK_CLASSIFY},
+                                            {"regress", CFG_TASK_REGRESS}};
+static const cyaml_strval_t header_names[] = {
+    {"auto", CFG_HEADER_AUTO}, {"yes", CFG_HEADER_YES}, {"no", CFG_HEADER_NO}};
+static const cyaml_strval_t scale_names[] = {
+    {"none", CFG_SCALE_NONE}, {"minmax", CFG_SCALE_MINMAX}, {"standardize", CFG_SCALE_STANDARDIZE}};
+static const cyaml_strval_t layer_type_names[] = {{"dense", CFG_LAYER_DENSE},
+                                                  {"activation", CFG_LAYER_ACTIVATION}};
+static const cyaml_strval_t act_names[] = {{"linear", CFG_ACT_LINEAR},
+                                           {"relu", CFG_ACT_RELU},
+                                           {"sigmoid", CFG_ACT_SIGMOID},
+                                           {"tanh", CFG_ACT_TANH},
+                                           {"softmax", CFG_ACT_SOFTMAX}};
+static const cyaml_strval_t loss_names[] = {{"categorical_crossentropy", CFG_LOSS_CCE},
+                                            {"binary_crossentropy", CFG_LOSS_BCE},
+                                            {"mse", CFG_LOSS_MSE}};
+static const cyaml_strval_t init_names[] = {
+    {"auto", CFG_INIT_AUTO}, {"glorot", CFG_INIT_GLOROT}, {"he", CFG_INIT_HE}};
+/* Spelled as opt_kind_name spells them (tests/test_config.c checks that). */
+static const cyaml_strval_t opt_names[] = {
+    {"sgd", OPT_SGD},         {"momentum", OPT_MOMENTUM}, {"nesterov", OPT_NESTEROV},
+    {"adagrad", OPT_ADAGRAD}, {"rmsprop", OPT_RMSPROP},   {"adam", OPT_ADAM},
+    {"adamw", OPT_ADAMW}};
+static const cyaml_strval_t sched_names[] = {
+    {"constant", OPT_SCHED_CONSTANT}, {"step", OPT_SCHED_STEP}, {"cosine", OPT_SCHED_COSINE}};
+
+static const cyaml_schema_field_t data_fields[] = {
+    CFG_ENUM("format", cfg_data, format, format_names),
+    CFG_STR("train", cfg_data, train),
+    CFG_STR("train_labels", cfg_data, train_labels),
+    CFG_STR("test", cfg_data, test),
+    CFG_STR("test_labels", cfg_data, test_labels),
+    CFG_ENUM("task", cfg_data, task, task_names),
+    CYAML_FIELD_INT("num_classes", CFG_OPT, cfg_data, num_classes),
+    CFG_STR("label", cfg_data, label),
+    CYAML_FIELD_INT("label_index", CFG_OPT, cfg_data, label_index),
+    CFG_ENUM("header", cfg_data, header, header_names),
+    CFG_STR("delimiter", cfg_data, delimiter),
+    CYAML_FIELD_INT("dim", CFG_OPT, cfg_data, dim),
+    CYAML_FIELD_FLOAT("validation_split", CFG_OPT_FLOAT, cfg_data, validation_split),
+    CFG_ENUM("scale", cfg_data, scale, scale_names),
+    CYAML_FIELD_END};
+
+static const cyaml_schema_field_t layer_fields[] = {
+    CFG_ENUM("type", cfg_layer, type, layer_type_names),
+    CYAML_FIELD_INT("units", CFG_OPT, cfg_layer, units),
+    CFG_ENUM("activation", cfg_layer, activation, act_names),
+    CFG_STR("name", cfg_layer, name),
+    CYAML_FIELD_END};
+
+static const cyaml_schema_value_t layer_value = {
+    CYAML_VALUE_MAPPING(CYAML_FLAG_DEFAULT, cfg_layer, layer_fields)};
+
+static const cyaml_schema_field_t model_fields[] = {
+    CYAML_FIELD_SEQUENCE_COUNT("layers", CYAML_FLAG_OPTIONAL | CYAML_FLAG_POINTER, cfg_model,
+                               layers, nlayers, &layer_value, 0, CYAML_UNLIMITED),
+    CFG_ENUM("loss", cfg_model, loss, loss_names),
+    CFG_ENUM("init", cfg_model, init, init_names),
+    CYAML_FIELD_END};
+
+static const cyaml_schema_field_t opt_fields[] = {
+    CFG_ENUM("name", opt_config, kind, opt_names),
+    CYAML_FIELD_FLOAT("lr", CFG_OPT_FLOAT, opt_config, lr),
+    CYAML_FIELD_FLOAT("momentum", CFG_OPT_FLOAT, opt_config, momentum),
+    CYAML_FIELD_FLOAT("beta1", CFG_OPT_FLOAT, opt_config, beta1),
+    CYAML_FIELD_FLOAT("beta2", CFG_OPT_FLOAT, opt_config, beta2),
+    CYAML_FIELD_FLOAT("rho", CFG_OPT_FLOAT, opt_config, rho),
+    CYAML_FIELD_FLOAT("eps", CFG_OPT_FLOAT, opt_config, eps),
+    CYAML_FIELD_FLOAT("weight_decay", CFG_OPT_FLOAT, opt_config, weight_decay),
+    CYAML_FIELD_FLOAT("clip_norm", CFG_OPT_FLOAT, opt_config, clip_norm),
+    CFG_ENUM("schedule", opt_config, sched.kind, sched_names),
+    CYAML_FIELD_INT("warmup_steps", CFG_OPT, opt_config, sched.warmup_steps),
+    CYAML_FIELD_INT("step_size", CFG_OPT, opt_config, sched.step_size),
+    CYAML_FIELD_FLOAT("gamma", CFG_OPT_FLOAT, opt_config, sched.gamma),
+    CYAML_FIELD_INT("total_steps", CFG_OPT, opt_config, sched.total_steps),
+    CYAML_FIELD_FLOAT("min_lr", CFG_OPT_FLOAT, opt_config, sched.min_lr),
+    CYAML_FIELD_END};
+
+static const cyaml_schema_field_t train_fields[] = {
+    CYAML_FIELD_INT("batch_size", CFG_OPT, cfg_train, batch_size),
+    CYAML_FIELD_INT("epochs", CFG_OPT, cfg_train, epochs),
+    CYAML_FIELD_INT("threads", CFG_OPT, cfg_train, threads),
+    CYAML_FIELD_BOOL("shuffle", CFG_OPT, cfg_train, shuffle),
+    CYAML_FIELD_INT("log_every", CFG_OPT, cfg_train, log_every),
+    CYAML_FIELD_END};
+
+static const cyaml_schema_field_t output_fields[] = {
+    CFG_STR("dir", cfg_output, dir),
+    CYAML_FIELD_END};
+
+static const cyaml_schema_field_t job_fields[] = {
+    CFG_STR("name", cfg_job, name),
+    CYAML_FIELD_UINT("seed", CFG_OPT, cfg_job, seed),
+    CYAML_FIELD_MAPPING("data", CFG_OPT, cfg_job, data, data_fields),
+    CYAML_FIELD_MAPPING("model", CFG_OPT, cfg_job, model, model_fields),
+    CYAML_FIELD_MAPPING("optimizer", CFG_OPT, cfg_job, optimizer, opt_fields),
+    CYAML_FIELD_MAPPING("train", CFG_OPT, cfg_job, train, train_fields),
+    CYAML_FIELD_MAPPING("output", CFG_OPT, cfg_job, output, output_fields),
+    CYAML_FIELD_END};
+
+static const cyaml_schema_value_t job_value = {
+    CYAML_VALUE_MAPPING(CYAML_FLAG_POINTER, cfg_job, job_fields)};
+
+/* The fields cfg_override and fill_defaults treat specially. */
+#define FIELD_JOB_NAME (&job_fields[0])
+#define FIELD_OPT_NAME (&opt_fields[0])
+#define FIELD_OUTPUT_DIR (&output_fields[0])
+
+static const char *enum_name(const cyaml_strval_t *t, size_t n, int64_t v)
+{
+    for (size_t i = 0; i < n; i++)
+        if (t[i].val == v)
+            return t[i].str;
+    return NULL;
+}
+
+const char *cfg_act_name(cfg_act a)
+{
+    const char *s = enum_name(act_names, CYAML_ARRAY_LEN(act_names), a);
+    return s ? s : "unknown";
+}
+
+const char *cfg_loss_name(cfg_loss l)
+{
+    const char *s = enum_name(loss_names, CYAML_ARRAY_LEN(loss_names), l);
+    return s ? s : "unknown";
+}
+
+static const cyaml_schema_field_t *field_find(const cyaml_schema_field_t *fields, const char *key)
+{
+    for (const cyaml_schema_field_t *f = fields; f->key; f++)
+        if (strcmp(f->key, key) == 0)
+            return f;
+    return NULL;
+}
+
+/* "format, train, train_labels, ..." for "unknown key" messages. */
+static void field_list(const cyaml_schema_field_t *fields, char *buf, size_t n)
+{
+    size_t len = 0;
+    buf[0] = '\0';
+    for (const cyaml_schema_field_t *f = fields; f->key && len < n; f++) {
+        int w = snprintf(buf + len, n - len, "%s%s", f == fields ? "" : ", ", f->key);
+        if (w < 0)
+            break;
+        len += (size_t)w;
+    }
+}
+
+/* ---- Memory: everything through libcyaml's allocator ------------------------------- */
+
+static char *cfg_strdup(const char *s)
+{
+    size_t n = strlen(s) + 1;
+    char *p = cyaml_mem(NULL, NULL, n);
+    if (p)
+        memcpy(p, s, n);
+    return p;
+}
+
+static void cfg_strfree(char *s)
+{
+    if (s)
+        cyaml_mem(NULL, s, 0);
+}
+
+/* ---- Raw field access by size (the schema records data_size) ------------------------- */
+
+static int64_t load_int(const void *p, uint32_t size)
+{
+    switch (size) {
+    case 1: { int8_t v; memcpy(&v, p, 1); return v; }
+    case 2: { int16_t v; memcpy(&v, p, 2); return v; }
+    case 4: { int32_t v; memcpy(&v, p, 4); return v; }
+    case 8: { int64_t v; memcpy(&v, p, 8); return v; }
+    }
+    assert(!"integer field of unsupported size");
+    return 0;
+}
+
+static uint64_t load_uint(const void *p, uint32_t size)
+{
+    switch (size) {
+    case 1: { uint8_t v; memcpy(&v, p, 1); return v; }
+    case 2: { uint16_t v; memcpy(&v, p, 2); return v; }
+    case 4: { uint32_t v; memcpy(&v, p, 4); return v; }
+    case 8: { uint64_t v; memcpy(&v, p, 8); return v; }
+    }
+    assert(!"integer field of unsupported size");
+    return 0;
+}
+
+/* v is in range for size (parse_scalar checked), so the narrowing is exact. */
+static void store_int(void *p, uint32_t size, int64_t v)
+{
+    switch (size) {
+    case 1: { int8_t t = (int8_t)v; memcpy(p, &t, 1); return; }
+    case 2: { int16_t t = (int16_t)v; memcpy(p, &t, 2); return; }
+    case 4: { int32_t t = (int32_t)v; memcpy(p, &t, 4); return; }
+    case 8: memcpy(p, &v, 8); return;
+    }
+    assert(!"integer field of unsupported size");
+}
+
+static void store_uint(void *p, uint32_t size, uint64_t v)
+{
+    switch (size) {
+    case 1: { uint8_t t = (uint8_t)v; memcpy(p, &t, 1); return; }
+    case 2: { uint16_t t = (uint16_t)v; memcpy(p, &t, 2); return; }
+    case 4: { uint32_t t = (uint32_t)v; memcpy(p, &t, 4); return; }
+    case 8: memcpy(p, &v, 8); return;
+    }
+    assert(!"integer field of unsupported size");
+}
+
+static double load_float(const void *p, uint32_t size)
+{
+    if (size == sizeof(float)) {
+        float v;
+        memcpy(&v, p, sizeof v);
+        return v;
+    }
+    assert(size == sizeof(double));
+    double v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+/* ---- Scalars: one strict parser for files (pass 1) and overrides --------------------- */
+
+typedef struct {
+    int64_t i;     /* CYAML_INT, CYAML_ENUM, CYAML_BOOL */
+    uint64_t u;    /* CYAML_UINT */
+    double d;      /* CYAML_FLOAT (already rounded to float for 4-byte fields) */
+    const char *s; /* CYAML_STRING: borrowed text; NULL for the null words */
+} cfg_scalar;
+
+/* The words libcyaml's CYAML_FLAG_POINTER_NULL_STR loads as NULL, plus the empty string. */
+static int is_null_word(const char *s)
+{
+    return !s[0] || strcmp(s, "~") == 0 || strcmp(s, "null") == 0 || strcmp(s, "Null") == 0 ||
+           strcmp(s, "NULL") == 0;
+}
+
+static int parse_bool(const char *s, int64_t *out)
+{
+    static const char *const yes[] = {"true", "yes", "on", "1"};
+    static const char *const no[] = {"false", "no", "off", "0"};
+    for (size_t i = 0; i < sizeof yes / sizeof yes[0]; i++) {
+        if (strcasecmp(s, yes[i]) == 0) {
+            *out = 1;
+            return 0;
+        }
+        if (strcasecmp(s, no[i]) == 0) {
+            *out = 0;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* Parses text as the value schema v describes; on failure writes why ("'abc' is not a
+ * number") and returns -1. Accepts a subset of what libcyaml accepts, read to the same
+ * value: libcyaml 1.3 parses with strtoll(base 0)/strtoull/strtof/strtod but stops at the
+ * first bad character, which is what the full-consumption checks here add. */
+static int parse_scalar(const cyaml_schema_value_t *v, const char *text, cfg_scalar *out,
+                        char *why, size_t whylen)
+{
+    memset(out, 0, sizeof *out);
+    if (v->type != CYAML_STRING && !text[0]) {
+        snprintf(why, whylen, "no value given");
+        return -1;
+    }
+    /* strto* skip leading space; a value " 5" would be a typo in a file or a flag. */
+    int lead_space = text[0] == ' ' || text[0] == '\t' || text[0] == '\n' || text[0] == '\r';
+    char *end = NULL;
+    switch (v->type) {
+    case CYAML_INT: {
+        errno = 0;
+        long long x = strtoll(text, &end, 0);
+        if (lead_space || *end || end == text) {
+            snprintf(why, whylen, "'%s' is not an integer", text);
+            return -1;
+        }
+        int64_t hi = v->data_size >= 8 ? INT64_MAX : (INT64_C(1) << (8 * v->data_size - 1)) - 1;
+        int64_t lo = -hi - 1;
+        if (errno == ERANGE || x < lo || x > hi) {
+            snprintf(why, whylen, "'%s' is out of range [%" PRId64 ", %" PRId64 "]", text, lo,
+                     hi);
+            return -1;
+        }
+        out->i = x;
+        return 0;
+    }
+    case CYAML_UINT: {
+        errno = 0;
+        unsigned long long x = strtoull(text, &end, 0);
+        if (lead_space || *end || end == text || text[0] == '-' || text[0] == '+') {
+            snprintf(why, whylen, "'%s' is not a non-negative integer", text);
+            return -1;
+        }
+        uint64_t hi = v->data_size >= 8 ? UINT64_MAX : (UINT64_C(1) << (8 * v->data_size)) - 1;
+        if (errno == ERANGE || x > hi) {
+            snprintf(why, whylen, "'%s' is out of range [0, %" PRIu64 "]", text, hi);
+            return -1;
+        }
+        out->u = x;
+        return 0;
+    }
+    case CYAML_FLOAT: {
+        errno = 0;
+        double x;
+        if (v->data_size == sizeof(float)) {
+            float f = strtof(text, &end); /* not strtod + cast: that can round twice */
+            x = f;
+        } else {
+            x = strtod(text, &end);
+        }
+        if (lead_space || *end || end == text) {
+            snprintf(why, whylen, "'%s' is not a number", text);
+            return -1;
+        }
+        /* libcyaml's CYAML_FLAG_STRICT refuses overflow and underflow (subnormals too). */
+        double tiny = v->data_size == sizeof(float) ? FLT_MIN : DBL_MIN;
+        if (errno == ERANGE || (isfinite(x) && x != 0.0 && fabs(x) < tiny)) {
+            snprintf(why, whylen, "'%s' is out of range for a %s", text,
+                     v->data_size == sizeof(float) ? "float" : "double");
+            return -1;
+        }
+        if (!isfinite(x)) {
+            snprintf(why, whylen, "'%s' is not a finite number", text);
+            return -1;
+        }
+        out->d = x;
+        return 0;
+    }
+    case CYAML_BOOL:
+        if (parse_bool(text, &out->i)) {
+            snprintf(why, whylen, "'%s' is not a boolean (true/false, yes/no, on/off, 1/0)",
+                     text);
+            return -1;
+        }
+        return 0;
+    case CYAML_ENUM:
+        for (uint32_t k = 0; k < v->enumeration.count; k++) {
+            if (strcmp(text, v->enumeration.strings[k].str) == 0) {
+                out->i = v->enumeration.strings[k].val;
+                return 0;
+            }
+        }
+        {
+            int len = snprintf(why, whylen, "'%s' is not one of:", text);
+            for (uint32_t k = 0; k < v->enumeration.count && len >= 0 && (size_t)len < whylen;
+                 k++)
+                len += snprintf(why + len, whylen - (size_t)len, "%s %s", k ? "," : "",
+                                v->enumeration.strings[k].str);
+        }
+        return -1;
+    case CYAML_STRING:
+        out->s = is_null_word(text) ? NULL : text;
+        return 0;
+    default:
+        assert(!"scalar type the schema does not use");
+        snprintf(why, whylen, "unsupported value type");
+        return -1;
+    }
+}
+
+/* Writes a parsed scalar into the field at p. Strings replace (and free) the old one. */
+static int store_scalar(const cyaml_schema_value_t *v, void *p, const cfg_scalar *val)
+{
+    switch (v->type) {
+    case CYAML_INT:
+    case CYAML_ENUM:
+    case CYAML_BOOL: store_int(p, v->data_size, val->i); return PST_OK;
+    case CYAML_UINT: store_uint(p, v->data_size, val->u); return PST_OK;
+    case CYAML_FLOAT:
+        if (v->data_size == sizeof(float)) {
+            float f = (float)val->d;
+            memcpy(p, &f, sizeof f);
+        } else {
+            memcpy(p, &val->d, sizeof val->d);
+        }
+        return PST_OK;
+    case CYAML_STRING: {
+        char *s = NULL;
+        if (val->s && !(s = cfg_strdup(val->s)))
+            return PST_ERR_NOMEM;
+        char *old;
+        memcpy(&old, p, sizeof old);
+        cfg_strfree(old);
+        memcpy(p, &s, sizeof s);
+        return PST_OK;
+    }
+    default: assert(!"scalar type the schema does not use"); return PST_ERR_ARG;
+    }
+}
+
+/* ---- Pass 1: schema-guided scan of the libyaml events ------------------------------- */
+
+#define CFG_MAX_SET 128 /* > the number of fields outside the layer list (45) */
+
+typedef struct {
+    yaml_parser_t parser;
+    const char *source;
+    pst_err *err;
+    char path[CFG_PATH_MAX]; /* dotted path of the node being scanned */
+    const cyaml_schema_field_t *set[CFG_MAX_SET]; /* fields the file sets (outside lists) */
+    size_t nset;
+    const char *find;  /* a dotted path whose line to report, or NULL */
+    size_t found_line; /* its key's line, 0 until seen */
+} cfg_scan;
+
+static int field_was_set(const cfg_scan *sc, const cyaml_schema_field_t *f)
+{
+    for (size_t i = 0; i < sc->nset; i++)
+        if (sc->set[i] == f)
+            return 1;
+    return 0;
+}
+
+/* "<source>:<line>: <path>: <msg>", the path left out at the top level. */
+static int scan_fail(cfg_scan *sc, size_t line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int scan_fail(cfg_scan *sc, size_t line, const char *fmt, ...)
+{
+    char msg[sizeof sc->err->msg];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (sc->path[0])
+        return pst_err_set(sc->err, PST_ERR_CONFIG, "%s:%zu: %s: %s", sc->source, line, sc->path,
+                           msg);
+    return pst_err_set(sc->err, PST_ERR_CONFIG, "%s:%zu: %s", sc->source, line, msg);
+}
+
+static int scan_next(cfg_scan *sc, yaml_event_t *ev)
+{
+    if (yaml_parser_parse(&sc->parser, ev))
+        return PST_OK;
+    const yaml_parser_t *p = &sc->parser;
+    return pst_err_set(sc->err, PST_ERR_CONFIG, "%s:%zu: YAML syntax error: %s%s%s", sc->source,
+                       p->problem_mark.line + 1, p->problem ? p->problem : "unknown",
+                       p->context ? " " : "", p->context ? p->context : "");
+}
+
+/* Appends ".comp" (or "comp" at the top) to sc->path; returns the old length to restore. */
+static size_t path_push(cfg_scan *sc, const char *comp)
+{
+    size_t len = strlen(sc->path);
+    snprintf(sc->path + len, sizeof sc->path - len, "%s%s", len ? "." : "", comp);
+    return len;
+}
+
+static const char *shape_name(const cyaml_schema_value_t *v)
+{
+    switch (v->type) {
+    case CYAML_MAPPING: return "a mapping of keys";
+    case CYAML_SEQUENCE: return "a list";
+    case CYAML_INT: return "an integer";
+    case CYAML_UINT: return "a non-negative integer";
+    case CYAML_FLOAT: return "a number";
+    case CYAML_BOOL: return "a boolean";
+    case CYAML_ENUM: return "a name";
+    default: return "a string";
+    }
+}
+
+static int scan_node(cfg_scan *sc, const cyaml_schema_value_t *v, int in_list, yaml_event_t *ev);
+
+static int scan_mapping(cfg_scan *sc, const cyaml_schema_field_t *fields, int in_list)
+{
+    uint64_t seen = 0; /* bit i: fields[i] already given in this mapping */
+    for (;;) {
+        yaml_event_t kev;
+        int rc = scan_next(sc, &kev);
+        if (rc)
+            return rc;
+        size_t line = kev.start_mark.line + 1;
+        if (kev.type == YAML_MAPPING_END_EVENT) {
+            yaml_event_delete(&kev);
+            return PST_OK;
+        }
+        if (kev.type != YAML_SCALAR_EVENT) {
+            yaml_event_delete(&kev);
+            return scan_fail(sc, line, "a key must be a plain name, not a list or mapping");
+        }
+        const char *key = (const char *)kev.data.scalar.value;
+        const cyaml_schema_field_t *f = field_find(fields, key);
+        if (!f) {
+            char known[320];
+            field_list(fields, known, sizeof known);
+            rc = pst_err_set(sc->err, PST_ERR_CONFIG, "%s:%zu: unknown key '%s%s%s' (known: %s)",
+                             sc->source, line, sc->path, sc->path[0] ? "." : "", key, known);
+            yaml_event_delete(&kev);
+            return rc;
+        }
+        size_t idx = (size_t)(f - fields);
+        assert(idx < 64);
+        size_t plen = path_push(sc, key);
+        yaml_event_delete(&kev);
+        if (sc->find && !sc->found_line && strcmp(sc->path, sc->find) == 0)
+            sc->found_line = line;
+        if (seen & (UINT64_C(1) << idx))
+            return scan_fail(sc, line, "given twice");
+        seen |= UINT64_C(1) << idx;
+        if (!in_list) {
+            assert(sc->nset < CFG_MAX_SET);
+            sc->set[sc->nset++] = f;
+        }
+        yaml_event_t vev;
+        if ((rc = scan_next(sc, &vev)) || (rc = scan_node(sc, &f->value, in_list, &vev)))
+            return rc;
+        sc->path[plen] = '\0';
+    }
+}
+
+static int scan_list(cfg_scan *sc, const cyaml_schema_value_t *entry)
+{
+    for (unsigned long i = 0;; i++) {
+        yaml_event_t ev;
+        int rc = scan_next(sc, &ev);
+        if (rc)
+            return rc;
+        if (ev.type == YAML_SEQUENCE_END_EVENT) {
+            yaml_event_delete(&ev);
+            return PST_OK;
+        }
+        char comp[24];
+        snprintf(comp, sizeof comp, "%lu", i);
+        size_t plen = path_push(sc, comp);
+        if ((rc = scan_node(sc, entry, 1, &ev)))
+            return rc;
+        sc->path[plen] = '\0';
+    }
+}
+
+/* Checks the node that starts with *ev (consumed here) against v. Recursion follows the
+ * schema, which is three levels deep, not the document: a mismatch stops the scan. */
+static int scan_node(cfg_scan *sc, const cyaml_schema_value_t *v, int in_list, yaml_event_t *ev)
+{
+    size_t line = ev->start_mark.line + 1;
+    yaml_event_type_t type = ev->type;
+    int rc = PST_OK;
+    if (type == YAML_SCALAR_EVENT) {
+        const char *text = (const char *)ev->data.scalar.value;
+        if (v->type == CYAML_MAPPING || v->type == CYAML_SEQUENCE) {
+            rc = scan_fail(sc, line, "expected %s, got '%s'", shape_name(v), text);
+        } else {
+            cfg_scalar val;
+            char why[sizeof sc->err->msg];
+            if (parse_scalar(v, text, &val, why, sizeof why))
+                rc = scan_fail(sc, line, "%s", why);
+        }
+        yaml_event_delete(ev);
+        return rc;
+    }
+    yaml_event_delete(ev);
+    switch (type) {
+    case YAML_MAPPING_START_EVENT:
+        if (v->type != CYAML_MAPPING)
+            return scan_fail(sc, line, "expected %s, got a mapping", shape_name(v));
+        return scan_mapping(sc, v->mapping.fields, in_list);
+    case YAML_SEQUENCE_START_EVENT:
+        if (v->type != CYAML_SEQUENCE)
+            return scan_fail(sc, line, "expected %s, got a list", shape_name(v));
+        return scan_list(sc, v->sequence.entry);
+    case YAML_ALIAS_EVENT:
+        return scan_fail(sc, line, "aliases (*name) are not supported in job files");
+    default: return scan_fail(sc, line, "unexpected YAML event %d", (int)type);
+    }
+}
+
+/* Pass 1 over the whole stream. *empty: no document, or an empty one (all defaults). */
+static int scan_job(cfg_scan *sc, const char *yaml, size_t len, int *empty)
+{
+    *empty = 0;
+    if (!yaml_parser_initialize(&sc->parser))
+        return pst_err_set(sc->err, PST_ERR_NOMEM, "%s: cannot start the YAML parser",
+                           sc->source);
+    yaml_parser_set_input_string(&sc->parser, (const unsigned char *)yaml, len);
+    int rc;
+    yaml_event_t ev;
+    if ((rc = scan_next(sc, &ev)))
+        goto cleanup;
+    assert(ev.type == YAML_STREAM_START_EVENT);
+    yaml_event_delete(&ev);
+    if ((rc = scan_next(sc, &ev)))
+        goto cleanup;
+    if (ev.type == YAML_STREAM_END_EVENT) {
+        yaml_event_delete(&ev);
+        *empty = 1;
+        goto cleanup;
+    }
+    assert(ev.type == YAML_DOCUMENT_START_EVENT);
+    yaml_event_delete(&ev);
+    if ((rc = scan_next(sc, &ev)))
+        goto cleanup;
+    if (ev.type == YAML_SCALAR_EVENT && ev.data.scalar.length == 0) {
+        yaml_event_delete(&ev);
+        *empty = 1;
+    } else if (ev.type == YAML_MAPPING_START_EVENT) {
+        if ((rc = scan_node(sc, &job_value, 0, &ev)))
+            goto cleanup;
+    } else {
+        size_t line = ev.start_mark.line + 1;
+        yaml_event_delete(&ev);
+        rc = scan_fail(sc, line,
+                       "a job is a mapping of sections (name, seed, data, model, optimizer, "
+                       "train, output)");
+        goto cleanup;
+    }
+    if ((rc = scan_next(sc, &ev)))
+        goto cleanup;
+    assert(ev.type == YAML_DOCUMENT_END_EVENT);
+    yaml_event_delete(&ev);
+    if ((rc = scan_next(sc, &ev)))
+        goto cleanup;
+    if (ev.type != YAML_STREAM_END_EVENT)
+        rc = scan_fail(sc, ev.start_mark.line + 1, "a job file holds one YAML document");
+    yaml_event_delete(&ev);
+cleanup:
+    yaml_parser_delete(&sc->parser);
+    return rc;
+}
+
+/* ---- Pass 2: libcyaml, its log captured -------------------------------------------- */
+
+/* libcyaml logs an error as one problem line, then "Backtrace:" and one line per level,
+ * innermost first: "  in mapping field 'lr' (line: 3, column: 7)",
+ * "  in sequence entry '2' (line: ...)" (1-based), "  in mapping (line: ...)". */
+typedef struct {
+    char problem[256];
+    char where[CFG_PATH_MAX]; /* dotted path rebuilt from the backtrace */
+    unsigned line;            /* innermost line reported, 0 if none */
+    int in_backtrace;
+} cfg_cylog;
+
+static void cylog_prepend(cfg_cylog *lg, const char *comp)
+{
+    size_t nc = strlen(comp), nw = strlen(lg->where);
+    if (nc + 1 + nw >= sizeof lg->where)
+        return; /* cannot happen for this schema's paths; keep the inner part */
+    memmove(lg->where + nc + (nw ? 1 : 0), lg->where, nw + 1);
+    memcpy(lg->where, comp, nc);
+    if (nw)
+        lg->where[nc] = '.';
+}
+
+static void cylog_capture(cyaml_log_t level, void *ctx, const char *fmt, va_list args)
+{
+    cfg_cylog *lg = ctx;
+    if (level < CYAML_LOG_ERROR)
+        return;
+    char line[256];
+    vsnprintf(line, sizeof line, fmt, args);
+    line[strcspn(line, "\n")] = '\0';
+    const char *m = line;
+    if (strncmp(m, "Load: ", 6) == 0)
+        m += 6;
+    if (strcmp(m, "Backtrace:") == 0) {
+        lg->in_backtrace = 1;
+        return;
+    }
+    if (!lg->in_backtrace) {
+        if (!lg->problem[0])
+            snprintf(lg->problem, sizeof lg->problem, "%s", m);
+        return;
+    }
+    char key[64];
+    unsigned n;
+    if (sscanf(m, " in mapping field '%63[^']'", key) == 1) {
+        cylog_prepend(lg, key);
+    } else if (sscanf(m, " in sequence entry '%u'", &n) == 1 && n > 0) {
+        snprintf(key, sizeof key, "%u", n - 1);
+        cylog_prepend(lg, key);
+    }
+    const char *at = strstr(m, "(line: ");
+    unsigned l;
+    if (!lg->line && at && sscanf(at, "(line: %u", &l) == 1)
+        lg->line = l;
+}
+
+static cyaml_config_t cy_config(cfg_cylog *lg)
+{
+    cyaml_config_t c = {
+        .log_fn = lg ? cylog_capture : NULL,
+        .log_ctx = lg,
+        .mem_fn = cyaml_mem,
+        .mem_ctx = NULL,
+        .log_level = CYAML_LOG_ERROR,
+        .flags = CYAML_CFG_NO_ALIAS,
+    };
+    return c;
+}
+
+/* ---- Pass 3: defaults for what the file left out ------------------------------------ */
+
+static int fill_fields(const cyaml_schema_field_t *fields, char *dst, const char *tmpl,
+                       const cfg_scan *sc)
+{
+    for (const cyaml_schema_field_t *f = fields; f->key; f++) {
+        char *d = dst + f->data_offset;
+        const char *t = tmpl + f->data_offset;
+        if (f->value.type == CYAML_MAPPING) {
+            int rc = fill_fields(f->value.mapping.fields, d, t, sc);
+            if (rc)
+                return rc;
+            continue;
+        }
+        /* Layers have no non-zero defaults: libcyaml's zero fill is their default. */
+        if (f->value.type == CYAML_SEQUENCE || field_was_set(sc, f))
+            continue;
+        if (f->value.type == CYAML_STRING) {
+            const char *s;
+            memcpy(&s, t, sizeof s);
+            if (s) {
+                cfg_scalar val = {.s = s};
+                if (store_scalar(&f->value, d, &val))
+                    return PST_ERR_NOMEM;
+            }
+            continue;
+        }
+        memcpy(d, t, f->value.data_size);
+    }
+    return PST_OK;
+}
+
+static char *default_dir(const char *name)
+{
+    size_t n = strlen("runs/") + strlen(name) + 1;
+    char *s = cyaml_mem(NULL, NULL, n);
+    if (s)
+        snprintf(s, n, "runs/%s", name);
+    return s;
+}
+
+static int fill_defaults(cfg_job *job, const cfg_scan *sc)
+{
+    cfg_job tmpl;
+    memset(&tmpl, 0, sizeof tmpl);
+    tmpl.name = (char *)"pstrain-job"; /* only read: fill_fields copies it */
+    tmpl.seed = 42;
+    tmpl.data.format = CFG_FMT_IDX;
+    tmpl.data.task = CFG_TASK_CLASSIFY;
+    tmpl.data.label_index = -1;
+    tmpl.data.header = CFG_HEADER_AUTO;
+    tmpl.data.scale = CFG_SCALE_NONE;
+    tmpl.model.loss = CFG_LOSS_CCE;
+    tmpl.model.init = CFG_INIT_AUTO;
+    opt_config_default(&tmpl.optimizer, job->optimizer.kind);
+    tmpl.train.batch_size = 32;
+    tmpl.train.epochs = 1;
+    tmpl.train.threads = 1;
+    tmpl.train.shuffle = 1;
+    tmpl.train.log_every = 0;
+    int rc = fill_fields(job_fields, (char *)job, (const char *)&tmpl, sc);
+    if (rc)
+        return rc;
+    if (!field_was_set(sc, FIELD_OUTPUT_DIR) && job->name) {
+        assert(!job->output.dir);
+        if (!(job->output.dir = default_dir(job->name)))
+            return PST_ERR_NOMEM;
+    }
+    return PST_OK;
+}
+
+/* The line of the key a cfg_job_check message starts with ("train.epochs: must be ..."),
+ * found by scanning the (already valid) text again; 0 when the file does not set it. */
+static size_t key_line(const char *yaml, size_t len, const char *msg)
+{
+    char key[CFG_PATH_MAX];
+    size_t n = strcspn(msg, ": ");
+    if (n == 0 || n >= sizeof key || msg[n] != ':')
+        return 0;
+    memcpy(key, msg, n);
+    key[n] = '\0';
+    pst_err scratch;
+    cfg_scan sc;
+    memset(&sc, 0, sizeof sc);
+    sc.source = "";
+    sc.err = &scratch;
+    sc.find = key;
+    int empty;
+    if (scan_job(&sc, yaml, len, &empty) != PST_OK)
+        return 0;
+    return sc.found_line;
+}
+
+/* ---- Load / free ------------------------------------------------------------------- */
+
+void cfg_job_free(cfg_job *job)
+{
+    if (!job)
+        return;
+    cyaml_config_t c = cy_config(NULL);
+    cyaml_free(&c, &job_value, job, 0);
+}
+
+int cfg_job_load_string(cfg_job **out, const char *yaml, size_t len, const char *source,
+                        pst_err *err)
+{
+    assert(out && yaml && source);
+    *out = NULL;
+    cfg_job *job = NULL;
+    cfg_scan sc;
+    memset(&sc, 0, sizeof sc);
+    sc.source = source;
+    sc.err = err;
+
+    int empty;
+    int rc = scan_job(&sc, yaml, len, &empty);
+    if (rc)
+        goto cleanup;
+
+    if (!empty) {
+        cfg_cylog lg;
+        memset(&lg, 0, sizeof lg);
+        cyaml_config_t c = cy_config(&lg);
+        cyaml_err_t ce = cyaml_load_data((const uint8_t *)yaml, len, &c, &job_value,
+                                         (cyaml_data_t **)&job, NULL);
+        if (ce != CYAML_OK) {
+            job = NULL;
+            rc = ce == CYAML_ERR_OOM ? PST_ERR_NOMEM : PST_ERR_CONFIG;
+            const char *what = lg.problem[0] ? lg.problem : cyaml_strerror(ce);
+            if (lg.line)
+                pst_err_set(err, rc, "%s:%u: %s%s%s", source, lg.line, lg.where,
+                            lg.where[0] ? ": " : "", what);
+            else
+                pst_err_set(err, rc, "%s: %s%s%s", source, lg.where, lg.where[0] ? ": " : "",
+                            what);
+            goto cleanup;
+        }
+    }
+    /* libcyaml returns no struct for a document that sets nothing. */
+    if (!job) {
+        if (!(job = cyaml_mem(NULL, NULL, sizeof *job))) {
+            rc = pst_err_set(err, PST_ERR_NOMEM, "%s: out of memory", source);
+            goto cleanup;
+        }
+        memset(job, 0, sizeof *job);
+    }
+    if ((rc = fill_defaults(job, &sc))) {
+        pst_err_set(err, rc, "%s: out of memory", source);
+        goto cleanup;
+    }
+    if ((rc = cfg_job_check(job, err))) {
+        size_t line = err ? key_line(yaml, len, err->msg) : 0;
+        if (line)
+            pst_err_prefix(err, "%s:%zu", source, line);
+        else
+            pst_err_prefix(err, "%s", source);
+        goto cleanup;
+    }
+    *out = job;
+    job = NULL;
+cleanup:
+    cfg_job_free(job);
+    return rc;
+}
+
+/* Reads in chunks rather than by size, so pipes (/dev/stdin) work and a directory fails
+ * with the read's own error (EISDIR). */
+int cfg_job_load_file(cfg_job **out, const char *path, pst_err *err)
+{
+    assert(out && path);
+    *out = NULL;
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    int rc = PST_OK;
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return pst_err_set(err, PST_ERR_IO, "%s: %s", path, strerror(errno));
+    for (;;) {
+        if (cap - len < 4096) {
+            if (cap >= CFG_FILE_MAX) {
+                rc = pst_err_set(err, PST_ERR_CONFIG, "%s: over %ld bytes, too large for a job "
+                                 "file", path, CFG_FILE_MAX);
+                goto cleanup;
+            }
+            size_t ncap = cap ? 2 * cap : 8192;
+            char *nbuf = realloc(buf, ncap + 1);
+            if (!nbuf) {
+                rc = pst_err_set(err, PST_ERR_NOMEM, "%s: out of memory", path);
+                goto cleanup;
+            }
+            buf = nbuf;
+            cap = ncap;
+        }
+        errno = 0;
+        size_t got = fread(buf + len, 1, cap - len, f);
+        len += got;
+        if (ferror(f)) {
+            rc = pst_err_set(err, PST_ERR_IO, "%s: %s", path,
+                             errno ? strerror(errno) : "read error");
+            goto cleanup;
+        }
+        if (got == 0 || feof(f))
+            break;
+    }
+    buf[len] = '\0';
+    rc = cfg_job_load_string(out, buf, len, path, err);
+cleanup:
+    free(buf);
+    fclose(f);
+    return rc;
+}
+
+/* ---- Overrides --------------------------------------------------------------------- */
+
+/* Splits off the next dotted component of *p (NUL-terminating it); NULL at the end. */
+static char *next_comp(char **p)
+{
+    if (!*p)
+        return NULL;
+    char *c = *p;
+    char *dot = strchr(c, '.');
+    if (dot) {
+        *dot = '\0';
+        *p = dot + 1;
+    } else {
+        *p = NULL;
+    }
+    return c;
+}
+
+/* Keeps derived defaults in step when the key they derive from changes, so
+ * `--optimizer.name adam` on a file that never set lr gives adam's lr, as
+ * `optimizer: {name: adam}` in the file would. Fields the job cannot tell apart from a
+ * default (a value equal to it) follow too: the job does not record where values came from. */
+static void follow_opt_kind(opt_config *c, opt_kind old)
+{
+    opt_config was, now;
+    opt_config_default(&was, old);
+    opt_config_default(&now, c->kind);
+    for (const cyaml_schema_field_t *f = opt_fields; f->key; f++) {
+        if (f == FIELD_OPT_NAME)
+            continue;
+        char *p = (char *)c + f->data_offset;
+        if (memcmp(p, (const char *)&was + f->data_offset, f->value.data_size) == 0)
+            memcpy(p, (const char *)&now + f->data_offset, f->value.data_size);
+    }
+}
+
+int cfg_override(cfg_job *job, const char *path, const char *value, pst_err *err)
+{
+    assert(job && path && value);
+    char buf[CFG_PATH_MAX];
+    if (strlen(path) >= sizeof buf)
+        return pst_err_set(err, PST_ERR_CONFIG, "unknown key '%.64s...'", path);
+    memcpy(buf, path, strlen(path) + 1);
+
+    const cyaml_schema_field_t *fields = job_fields;
+    const cyaml_schema_field_t *f = NULL;
+    char *base = (char *)job;
+    char *rest = buf;
+    for (;;) {
+        char *comp = next_comp(&rest);
+        if (!comp || !(f = field_find(fields, comp)))
+            return pst_err_set(err, PST_ERR_CONFIG, "unknown key '%s'", path);
+        if (f->value.type == CYAML_MAPPING) {
+            if (!rest) {
+                char known[320];
+                field_list(f->value.mapping.fields, known, sizeof known);
+                return pst_err_set(err, PST_ERR_CONFIG,
+                                   "%s: is a section; set one of its keys (%s)", path, known);
+            }
+            base += f->data_offset;
+            fields = f->value.mapping.fields;
+            continue;
+        }
+        if (f->value.type == CYAML_SEQUENCE) {
+            char *idx = next_comp(&rest);
+            if (!idx || !rest)
+                return pst_err_set(err, PST_ERR_CONFIG,
+                                   "%s: name an entry and its key, e.g. %s.0.%s", path, f->key,
+                                   f->value.sequence.entry->mapping.fields[0].key);
+            char *end;
+            errno = 0;
+            unsigned long long i = strtoull(idx, &end, 10);
+            if (idx[0] < '0' || idx[0] > '9' || *end || errno == ERANGE)
+                return pst_err_set(err, PST_ERR_CONFIG, "%s: '%s' is not an entry index", path,
+                                   idx);
+            uint64_t count = load_uint(base + f->count_offset, f->count_size);
+            if (i >= count)
+                return pst_err_set(err, PST_ERR_CONFIG,
+                                   "%s: index %llu is past the end (%" PRIu64 " entries)", path, i,
+                                   count);
+            const cyaml_schema_value_t *entry = f->value.sequence.entry;
+            assert(entry->type == CYAML_MAPPING);
+            char *arr;
+            memcpy(&arr, base + f->data_offset, sizeof arr);
+            base = arr + (size_t)i * entry->data_size;
+            fields = entry->mapping.fields;
+            continue;
+        }
+        if (rest)
+            return pst_err_set(err, PST_ERR_CONFIG, "unknown key '%s'", path);
+        break;
+    }
+
+    cfg_scalar val;
+    char why[sizeof err->msg];
+    if (parse_scalar(&f->value, value, &val, why, sizeof why))
+        return pst_err_set(err, PST_ERR_CONFIG, "%s: %s", path, why);
+
+    opt_kind old_kind = job->optimizer.kind;
+    char *old_dir = NULL; /* "runs/<old name>" when output.dir is still that default */
+    if (f == FIELD_JOB_NAME && job->name && job->output.dir) {
+        if (!(old_dir = default_dir(job->name)))
+            return pst_err_set(err, PST_ERR_NOMEM, "%s: out of memory", path);
+        if (strcmp(old_dir, job->output.dir) != 0) {
+            cfg_strfree(old_dir);
+            old_dir = NULL;
+        }
+    }
+    int rc = store_scalar(&f->value, base + f->data_offset, &val);
+    if (rc == PST_OK && f == FIELD_OPT_NAME)
+        follow_opt_kind(&job->optimizer, old_kind);
+    if (rc == PST_OK && old_dir && job->name) {
+        char *dir = default_dir(job->name);
+        if (dir) {
+            cfg_strfree(job->output.dir);
+            job->output.dir = dir;
+        } else {
+            rc = PST_ERR_NOMEM;
+        }
+    }
+    cfg_strfree(old_dir);
+    if (rc)
+        return pst_err_set(err, rc, "%s: out of memory", path);
+    return PST_OK;
+}
+
+/* ---- Checks ------------------------------------------------------------------------ */
+
+/* Enum fields hold one of their names (a job built or edited in code might not). */
+static int check_enums(const cyaml_schema_field_t *fields, const char *base, const char *prefix,
+                       pst_err *err)
+{
+    for (const cyaml_schema_field_t *f = fields; f->key; f++) {
+        char path[CFG_PATH_MAX];
+        snprintf(path, sizeof path, "%s%s%s", prefix, prefix[0] ? "." : "", f->key);
+        const char *p = base + f->data_offset;
+        if (f->value.type == CYAML_MAPPING) {
+            int rc = check_enums(f->value.mapping.fields, p, path, err);
+            if (rc)
+                return rc;
+        } else if (f->value.type == CYAML_SEQUENCE) {
+            const cyaml_schema_value_t *entry = f->value.sequence.entry;
+            uint64_t n = load_uint(base + f->count_offset, f->count_size);
+            const char *arr;
+            memcpy(&arr, p, sizeof arr);
+            for (uint64_t i = 0; i < n; i++) {
+                char ip[CFG_PATH_MAX + 24];
+                snprintf(ip, sizeof ip, "%s.%" PRIu64, path, i);
+                int rc = check_enums(entry->mapping.fields, arr + i * entry->data_size, ip, err);
+                if (rc)
+                    return rc;
+            }
+        } else if (f->value.type == CYAML_ENUM) {
+            int64_t v = load_int(p, f->value.data_size);
+            if (!enum_name(f->value.enumeration.strings, f->value.enumeration.count, v))
+                return pst_err_set(err, PST_ERR_CONFIG, "%s: invalid value %" PRId64, path, v);
+        }
+    }
+    return PST_OK;
+}
+
+int cfg_job_check(const cfg_job *job, pst_err *err)
+{
+    assert(job);
+    const int E = PST_ERR_CONFIG;
+    int rc = check_enums(job_fields, (const char *)job, "", err);
+    if (rc)
+        return rc;
+    if (!job->name || !job->name[0])
+        return pst_err_set(err, E, "name: must be set");
+
+    const cfg_data *d = &job->data;
+    if (!d->train)
+        return pst_err_set(err, E, "data.train: must be set (the training data file)");
+    if (d->format == CFG_FMT_IDX && !d->train_labels)
+        return pst_err_set(err, E, "data.train_labels: must be set for format idx");
+    if (d->test_labels && !d->test)
+        return pst_err_set(err, E, "data.test_labels: set without data.test");
+    if (d->format == CFG_FMT_IDX && d->test && !d->test_labels)
+        return pst_err_set(err, E, "data.test_labels: must be set with data.test for format idx");
+    if (d->num_classes < 0)
+        return pst_err_set(err, E, "data.num_classes: must be >= 0 (0 = from the data), got %d",
+                           d->num_classes);
+    if (d->label_index < -1)
+        return pst_err_set(err, E, "data.label_index: must be >= -1 (-1 = last), got %d",
+                           d->label_index);
+    if (d->delimiter && strlen(d->delimiter) != 1)
+        return pst_err_set(err, E, "data.delimiter: must be exactly one character, got '%s'",
+                           d->delimiter);
+    if (d->dim < 0)
+        return pst_err_set(err, E, "data.dim: must be >= 0 (0 = from the data), got %d", d->dim);
+    if (!(d->validation_split >= 0.0 && d->validation_split < 1.0))
+        return pst_err_set(err, E, "data.validation_split: must be in [0, 1), got %g",
+                           d->validation_split);
+
+    const cfg_model *m = &job->model;
+    if (m->nlayers == 0 || !m->layers)
+        return pst_err_set(err, E, "model.layers: must list at least one layer");
+    unsigned ndense = 0, last_dense = 0;
+    for (unsigned i = 0; i < m->nlayers; i++) {
+        const cfg_layer *L = &m->layers[i];
+        if (L->type == CFG_LAYER_DENSE) {
+            if (L->units < 1)
+                return pst_err_set(err, E, "model.layers.%u.units: must be >= 1, got %d", i,
+                                   L->units);
+            ndense++;
+            last_dense = i;
+        }
+        for (unsigned j = 0; L->name && j < i; j++)
+            if (m->layers[j].name && strcmp(m->layers[j].name, L->name) == 0)
+                return pst_err_set(err, E, "model.layers.%u.name: '%s' is already the name of "
+                                   "model.layers.%u", i, L->name, j);
+    }
+    if (ndense == 0)
+        return pst_err_set(err, E, "model.layers: needs at least one dense layer");
+    const unsigned last = m->nlayers - 1;
+    const cfg_layer *out = &m->layers[last];
+    if (m->loss != CFG_LOSS_MSE && d->task != CFG_TASK_CLASSIFY)
+        return pst_err_set(err, E, "model.loss: %s needs data.task classify (regression: mse)",
+                           cfg_loss_name(m->loss));
+    if (m->loss == CFG_LOSS_CCE && out->activation != CFG_ACT_SOFTMAX)
+        return pst_err_set(err, E,
+                           "model.loss: categorical_crossentropy needs a softmax output, but "
+                           "model.layers.%u ends in %s", last, cfg_act_name(out->activation));
+    if (m->loss == CFG_LOSS_BCE && out->activation != CFG_ACT_SIGMOID)
+        return pst_err_set(err, E,
+                           "model.loss: binary_crossentropy needs a sigmoid output, but "
+                           "model.layers.%u ends in %s", last, cfg_act_name(out->activation));
+    if (m->loss == CFG_LOSS_CCE && d->num_classes > 0 &&
+        m->layers[last_dense].units != d->num_classes)
+        return pst_err_set(err, E,
+                           "model.layers.%u.units: the output layer has %d units but "
+                           "data.num_classes is %d", last_dense, m->layers[last_dense].units,
+                           d->num_classes);
+
+    if ((rc = opt_config_check(&job->optimizer, err))) {
+        return rc;
+    }
+
+    const cfg_train *t = &job->train;
+    if (t->batch_size < 1)
+        return pst_err_set(err, E, "train.batch_size: must be >= 1, got %d", t->batch_size);
+    if (t->epochs < 1)
+        return pst_err_set(err, E, "train.epochs: must be >= 1, got %d", t->epochs);
+    if (t->threads < 1)
+        return pst_err_set(err, E, "train.threads: must be >= 1, got %d", t->threads);
+    if (t->log_every < 0)
+        return pst_err_set(err, E, "train.log_every: must be >= 0 (0 = per epoch), got %d",
+                           t->log_every);
+    if (!job->output.dir)
+        return pst_err_set(err, E, "output.dir: must be set");
+    return PST_OK;
+}
+
+/* ---- Printing ---------------------------------------------------------------------- */
+
+/* The shortest %g form that reads back to the same value (strtof for 4-byte fields). */
+static void fmt_float(char *buf, size_t n, double x, uint32_t size)
+{
+    for (int prec = 1; prec <= 17; prec++) {
+        snprintf(buf, n, "%.*g", prec, x);
+        if (size == sizeof(float) ? strtof(buf, NULL) == (float)x : strtod(buf, NULL) == x)
+            return;
+    }
+}
+
+/* Double-quoted YAML scalar: the escapes cover every byte that could end or bend it. */
+static void put_string(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            fprintf(f, "\\%c", *p);
+        else if (*p == '\n')
+            fputs("\\n", f);
+        else if (*p == '\t')
+            fputs("\\t", f);
+        else if (*p < 0x20 || *p == 0x7f)
+            fprintf(f, "\\x%02x", *p);
+        else
+            fputc(*p, f);
+    }
+    fputc('"', f);
+}
+
+static int print_fields(FILE *f, const cyaml_schema_field_t *fields, const char *base, int indent,
+                        int first_inline, pst_err *err);
+
+static int print_scalar(FILE *f, const cyaml_schema_field_t *fd, const char *p, pst_err *err)
+{
+    const cyaml_schema_value_t *v = &fd->value;
+    char num[40];
+    switch (v->type) {
+    case CYAML_INT: fprintf(f, "%" PRId64, load_int(p, v->data_size)); break;
+    case CYAML_UINT: fprintf(f, "%" PRIu64, load_uint(p, v->data_size)); break;
+    case CYAML_BOOL: fputs(load_int(p, v->data_size) ? "true" : "false", f); break;
+    case CYAML_FLOAT:
+        fmt_float(num, sizeof num, load_float(p, v->data_size), v->data_size);
+        fputs(num, f);
+        break;
+    case CYAML_ENUM: {
+        int64_t x = load_int(p, v->data_size);
+        const char *name = enum_name(v->enumeration.strings, v->enumeration.count, x);
+        if (!name)
+            return pst_err_set(err, PST_ERR_ARG, "%s: invalid value %" PRId64, fd->key, x);
+        fputs(name, f);
+        break;
+    }
+    case CYAML_STRING: {
+        const char *s;
+        memcpy(&s, p, sizeof s);
+        if (s)
+            put_string(f, s);
+        else
+            fputs("null", f);
+        break;
+    }
+    default: assert(!"scalar type the schema does not use");
+    }
+    fputc('\n', f);
+    return PST_OK;
+}
+
+/* first_inline: the first key goes on the current line (after a list's "- "). */
+static int print_fields(FILE *f, const cyaml_schema_field_t *fields, const char *base, int indent,
+                        int first_inline, pst_err *err)
+{
+    for (const cyaml_schema_field_t *fd = fields; fd->key; fd++) {
+        const char *p = base + fd->data_offset;
+        fprintf(f, "%*s%s:", (fd == fields && first_inline) ? 0 : indent, "", fd->key);
+        int rc = PST_OK;
+        if (fd->value.type == CYAML_MAPPING) {
+            fputc('\n', f);
+            rc = print_fields(f, fd->value.mapping.fields, p, indent + 2, 0, err);
+        } else if (fd->value.type == CYAML_SEQUENCE) {
+            const cyaml_schema_value_t *entry = fd->value.sequence.entry;
+            uint64_t n = load_uint(base + fd->count_offset, fd->count_size);
+            const char *arr;
+            memcpy(&arr, p, sizeof arr);
+            fputs(n ? "\n" : " []\n", f);
+            for (uint64_t i = 0; i < n && !rc; i++) {
+                fprintf(f, "%*s- ", indent + 2, "");
+                rc = print_fields(f, entry->mapping.fields, arr + i * entry->data_size,
+                                  indent + 4, 1, err);
+            }
+        } else {
+            fputc(' ', f);
+            rc = print_scalar(f, fd, p, err);
+        }
+        if (rc)
+            return rc;
+    }
+    return PST_OK;
+}
+
+int cfg_job_print(const cfg_job *job, FILE *f, pst_err *err)
+{
+    assert(job && f);
+    fputs("# pstrain job: effective values, defaults filled in\n", f);
+    int rc = print_fields(f, job_fields, (const char *)job, 0, 0, err);
+    if (rc)
+        return rc;
+    if (ferror(f))
+        return pst_err_set(err, PST_ERR_IO, "writing the job: %s", strerror(errno));
+    return PST_OK;
+}

@@ -1,0 +1,113 @@
+/* core/config.h -- the job description: what to train, on what, how.
+ *
+ * A job is a YAML file parsed with libcyaml against the schema in config.c; every key of
+ * the file can also be set from the command line as a dotted path
+ * ("--optimizer.lr 0.01", "--model.layers.1.units=64"); see cfg_override. Unknown keys,
+ * wrong types and out-of-range values are errors that name the key (and the file and
+ * line when libcyaml reports one).
+ *
+ * Ownership: a cfg_job returned by cfg_job_load_string or cfg_job_load_file owns its strings and layer array; free it
+ * with cfg_job_free. */
+#ifndef PSTRAIN_CORE_CONFIG_H
+#define PSTRAIN_CORE_CONFIG_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "err.h"
+#include "optim.h"
+
+typedef enum { CFG_FMT_IDX = 0, CFG_FMT_CSV, CFG_FMT_LIBSVM } cfg_format;
+typedef enum { CFG_TASK_CLASSIFY = 0, CFG_TASK_REGRESS } cfg_task;
+typedef enum { CFG_SCALE_NONE = 0, CFG_SCALE_MINMAX, CFG_SCALE_STANDARDIZE } cfg_scale;
+typedef enum { CFG_HEADER_AUTO = 0, CFG_HEADER_YES, CFG_HEADER_NO } cfg_header;
+
+typedef enum { CFG_LAYER_DENSE = 0, CFG_LAYER_ACTIVATION } cfg_layer_type;
+typedef enum {
+    CFG_ACT_LINEAR = 0,
+    CFG_ACT_RELU,
+    CFG_ACT_SIGMOID,
+    CFG_ACT_TANH,
+    CFG_ACT_SOFTMAX
+} cfg_act;
+typedef enum { CFG_LOSS_CCE = 0, CFG_LOSS_BCE, CFG_LOSS_MSE } cfg_loss;
+typedef enum { CFG_INIT_AUTO = 0, CFG_INIT_GLOROT, CFG_INIT_HE } cfg_init;
+
+typedef struct {
+    cfg_format format;
+    char *train;        /* features (IDX images) or the whole CSV/libsvm file */
+    char *train_labels; /* IDX labels file; unused for CSV/libsvm */
+    char *test;         /* optional held-out test set, same format */
+    char *test_labels;
+    cfg_task task;
+    int num_classes;        /* 0: from the data */
+    char *label;            /* CSV label column by header name, or NULL */
+    int label_index;        /* CSV label column by index when label is NULL; -1 = last */
+    cfg_header header;      /* CSV */
+    char *delimiter;        /* CSV, one character; NULL = "," */
+    int dim;                /* libsvm feature count; 0 = from the data */
+    double validation_split;/* fraction of train held out for validation, [0, 1) */
+    cfg_scale scale;
+} cfg_data;
+
+typedef struct {
+    cfg_layer_type type;
+    int units;          /* dense */
+    cfg_act activation; /* dense: applied after the affine map; activation layer: the function */
+    char *name;         /* optional; default "dense_<i>" / "act_<i>" */
+} cfg_layer;
+
+typedef struct {
+    cfg_layer *layers;
+    unsigned nlayers;
+    cfg_loss loss;
+    cfg_init init;
+} cfg_model;
+
+typedef struct {
+    int batch_size;
+    int epochs;
+    int threads;     /* BLAS threads for this process */
+    int shuffle;     /* bool */
+    int log_every;   /* progress line every N steps when not a terminal; 0 = per epoch only */
+} cfg_train;
+
+typedef struct {
+    char *dir;       /* run directory: metrics.csv, metrics.jsonl, ... */
+} cfg_output;
+
+typedef struct {
+    char *name;
+    uint64_t seed;
+    cfg_data data;
+    cfg_model model;
+    opt_config optimizer;
+    cfg_train train;
+    cfg_output output;
+} cfg_job;
+
+/* Parses YAML text; source names it in errors (a path, or "<default job>"). Missing keys
+ * take their defaults (see cfg_job_print or docs/job-file.md). The result is validated
+ * (cfg_job_check). */
+int cfg_job_load_string(cfg_job **out, const char *yaml, size_t len, const char *source,
+                        pst_err *err);
+int cfg_job_load_file(cfg_job **out, const char *path, pst_err *err);
+void cfg_job_free(cfg_job *job);
+
+/* Sets one key from text: path "optimizer.lr", "model.layers.0.units", value "0.01".
+ * The value is parsed as the key's type (int, float, bool, enum name, string); an
+ * unknown path, a bad value or an index past the end is an error naming the path.
+ * Call cfg_job_check after the last override. */
+int cfg_override(cfg_job *job, const char *path, const char *value, pst_err *err);
+
+/* Validates ranges and cross-field rules (e.g. softmax output with cross-entropy,
+ * IDX needs train_labels). */
+int cfg_job_check(const cfg_job *job, pst_err *err);
+
+/* Writes the effective job as YAML (round-trips through cfg_job_load_string). */
+int cfg_job_print(const cfg_job *job, FILE *f, pst_err *err);
+
+const char *cfg_act_name(cfg_act a);
+const char *cfg_loss_name(cfg_loss l);
+
+#endif

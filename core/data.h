@@ -1,0 +1,115 @@
+/* core/data.h -- datasets in memory, their loaders and their preprocessing.
+ *
+ * A dataset is N samples of D float features, row-major x: (N, D), plus either
+ *   - class labels: label[i] in [0, nclasses), for classification (binary is nclasses 2), or
+ *   - real targets: target: (N, T), for regression.
+ * Loaders read MNIST-style IDX files (gzip or plain, through zlib), CSV and libsvm text;
+ * every malformed input is an error naming the file, the line or record and the problem.
+ *
+ * Ownership: a ds_dataset owns all its buffers; the pointers its accessors return stay
+ * valid until ds_destroy. */
+#ifndef PSTRAIN_CORE_DATA_H
+#define PSTRAIN_CORE_DATA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "err.h"
+
+typedef struct ds_dataset ds_dataset;
+
+typedef enum {
+    DS_TASK_CLASSIFY = 0, /* label[] valid, target NULL */
+    DS_TASK_REGRESS       /* target[] valid, label NULL */
+} ds_task;
+
+/* Creates an empty dataset of n samples with d features (all zero). For DS_TASK_CLASSIFY
+ * nclasses > 0 and tdim is ignored; for DS_TASK_REGRESS tdim >= 1. */
+ds_dataset *ds_create(int64_t n, int d, ds_task task, int nclasses, int tdim, pst_err *err);
+void ds_destroy(ds_dataset *ds);
+
+int64_t ds_count(const ds_dataset *ds);
+int ds_dim(const ds_dataset *ds);
+ds_task ds_task_of(const ds_dataset *ds);
+int ds_nclasses(const ds_dataset *ds);    /* 0 for regression */
+int ds_target_dim(const ds_dataset *ds);  /* 0 for classification */
+float *ds_x(ds_dataset *ds);              /* (N, D) */
+const float *ds_x_const(const ds_dataset *ds);
+int32_t *ds_labels(ds_dataset *ds);       /* (N) or NULL */
+const int32_t *ds_labels_const(const ds_dataset *ds);
+float *ds_targets(ds_dataset *ds);        /* (N, T) or NULL */
+const float *ds_targets_const(const ds_dataset *ds);
+/* Name of class c when labels were strings in a CSV ("setosa"), else NULL. */
+const char *ds_class_name(const ds_dataset *ds, int c);
+/* Natural range of the raw features when the format fixes one (IDX uint8: 0..255);
+ * returns 0 and fills lo/hi if known, -1 if not. Used by DS_SCALE_MINMAX. */
+int ds_raw_range(const ds_dataset *ds, float *lo, float *hi);
+
+/* ---- Loaders ---------------------------------------------------------------------- */
+
+/* MNIST/Fashion-MNIST: an images file (magic 0x00000803, uint8, N x rows x cols) and a
+ * labels file (magic 0x00000801, uint8, N). Either may be gzip-compressed. Labels must be
+ * < nclasses (pass 0 to take max label + 1). Features are the raw bytes as floats. */
+ds_dataset *ds_load_idx(const char *images_path, const char *labels_path, int nclasses,
+                        pst_err *err);
+
+typedef struct {
+    char delimiter;          /* ',' if 0 */
+    int header;              /* 1: first line names the columns; 0: none; -1: guess */
+    const char *label_name;  /* label column by header name, or NULL */
+    int label_index;         /* label column by 0-based index when label_name is NULL;
+                                -1 means the last column */
+    ds_task task;            /* classify: labels are class ids or strings; regress: floats */
+    int nclasses;            /* classify with integer labels: 0 takes max label + 1 */
+} ds_csv_options;
+
+/* CSV of numbers, one sample per line; blank lines are skipped. In classification the
+ * label column may hold integers (0..nclasses-1) or strings (mapped to classes in order of
+ * first appearance, names kept for ds_class_name). */
+ds_dataset *ds_load_csv(const char *path, const ds_csv_options *opt, pst_err *err);
+
+/* libsvm/svmlight: "label idx:val idx:val ..." with 1-based increasing indices; densified
+ * into D = dim columns when dim > 0 (a larger index is an error), else D = the largest
+ * index. Classification takes integer labels and maps -1/+1 (binary svmlight convention)
+ * to 0/1; regression takes real labels. */
+ds_dataset *ds_load_libsvm(const char *path, int dim, ds_task task, int nclasses, pst_err *err);
+
+/* ---- Preprocessing ---------------------------------------------------------------- */
+
+typedef enum {
+    DS_SCALE_NONE = 0,
+    DS_SCALE_MINMAX,      /* (x - lo) / (hi - lo) into [0, 1]; raw range if known, else
+                             per-feature min/max of the fitting set; constant features -> 0 */
+    DS_SCALE_STANDARDIZE  /* (x - mean) / std per feature; std 0 -> 1 */
+} ds_scale_kind;
+
+/* Per-feature transform x' = (x - shift) * mul, fitted on the training split and then
+ * applied unchanged to validation and test data (and saved with checkpoints later). */
+typedef struct {
+    int d;
+    ds_scale_kind kind;
+    float *shift; /* (D) owned */
+    float *mul;   /* (D) owned */
+} ds_scaler;
+
+int ds_scaler_fit(ds_scaler *s, ds_scale_kind kind, const ds_dataset *ds, pst_err *err);
+int ds_scaler_apply(const ds_scaler *s, ds_dataset *ds, pst_err *err); /* dims must match */
+void ds_scaler_fini(ds_scaler *s);
+
+/* Returns a new dataset holding the given rows of ds, in that order. */
+ds_dataset *ds_subset(const ds_dataset *ds, const int64_t *rows, int64_t n, pst_err *err);
+
+/* Seeded random split: *train gets n - n_val rows, *val gets n_val = round(frac * n) rows
+ * (both shuffled by seed). frac in [0, 1). */
+int ds_split(const ds_dataset *ds, double frac, uint64_t seed, ds_dataset **train,
+             ds_dataset **val, pst_err *err);
+
+/* Partition k of nparts: rows [k*N/nparts, (k+1)*N/nparts) of ds after a seeded shuffle,
+ * so the nparts partitions are disjoint, cover ds and differ in size by at most one. */
+ds_dataset *ds_partition(const ds_dataset *ds, int nparts, int k, uint64_t seed, pst_err *err);
+
+/* Keeps only the samples whose label is in keep[0..nkeep) and relabels them 0..nkeep-1
+ * in that order (for taking a subset of classes). */
+ds_dataset *ds_filter_classes(const ds_dataset *ds, const int *keep, int nkeep, pst_err *err);
+
+#endif

@@ -1,0 +1,102 @@
+/* core/optim.h -- optimizer update rules over a flat slice of parameters.
+ *
+ * The rules are pure functions of (config, state, w, g): they know nothing of layers or
+ * models, so a parameter server applies them unchanged to its shard, a slice
+ * [offset, offset + n) of the model's flat parameter vector. The state (moments, step
+ * count) covers exactly the slice it was created for.
+ *
+ * Update rules (g already includes nothing but the loss gradient; lr from the schedule):
+ *   sgd       w -= lr * (g + wd*w)
+ *   momentum  v = mu*v + (g + wd*w);  w -= lr*v               (PyTorch convention)
+ *   nesterov  v = mu*v + (g + wd*w);  w -= lr*(g + wd*w + mu*v)
+ *   adagrad   G += g'^2;              w -= lr * g' / (sqrt(G) + eps),   g' = g + wd*w
+ *   rmsprop   E = rho*E + (1-rho) g'^2;  w -= lr * g' / (sqrt(E) + eps)
+ *   adam      m = b1 m + (1-b1) g';  v = b2 v + (1-b2) g'^2;
+ *             w -= lr * mhat / (sqrt(vhat) + eps), mhat = m/(1-b1^t), vhat = v/(1-b2^t)
+ *   adamw     as adam with g' = g, and decoupled decay w -= lr*wd*w   (Loshchilov & Hutter)
+ */
+#ifndef PSTRAIN_CORE_OPTIM_H
+#define PSTRAIN_CORE_OPTIM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "err.h"
+
+typedef enum {
+    OPT_SGD = 0,
+    OPT_MOMENTUM,
+    OPT_NESTEROV,
+    OPT_ADAGRAD,
+    OPT_RMSPROP,
+    OPT_ADAM,
+    OPT_ADAMW
+} opt_kind;
+
+typedef enum {
+    OPT_SCHED_CONSTANT = 0,
+    OPT_SCHED_STEP,   /* lr * gamma^floor((t - warmup) / step_size) after warmup */
+    OPT_SCHED_COSINE  /* min_lr + (lr - min_lr) * (1 + cos(pi * t' / T')) / 2 after warmup */
+} opt_sched_kind;
+
+typedef struct {
+    opt_sched_kind kind;
+    int64_t warmup_steps; /* linear warmup from lr/warmup to lr over the first steps (any kind) */
+    int64_t step_size;    /* OPT_SCHED_STEP */
+    float gamma;          /* OPT_SCHED_STEP */
+    int64_t total_steps;  /* OPT_SCHED_COSINE: steps of the whole run, warmup included;
+                             0 = the whole run (the trainer fills it in) */
+    float min_lr;         /* OPT_SCHED_COSINE */
+} opt_schedule;
+
+typedef struct {
+    opt_kind kind;
+    float lr;
+    float momentum;     /* momentum, nesterov */
+    float beta1, beta2; /* adam, adamw */
+    float rho;          /* rmsprop */
+    float eps;          /* adagrad, rmsprop, adam, adamw */
+    float weight_decay; /* L2 added to g, or decoupled for adamw */
+    float clip_norm;    /* > 0: clip the whole gradient to this global L2 norm (worker side) */
+    opt_schedule sched;
+} opt_config;
+
+/* Fills the usual defaults for kind (lr 0.01 sgd/momentum, 0.001 adam, mu 0.9,
+ * betas 0.9/0.999, rho 0.9, eps 1e-8 (1e-10 adagrad), no decay, no clipping, constant lr). */
+void opt_config_default(opt_config *c, opt_kind kind);
+
+/* Checks ranges (lr > 0, 0 <= momentum < 1, ...). Names the field in err. */
+int opt_config_check(const opt_config *c, pst_err *err);
+
+typedef struct opt_state opt_state;
+
+/* State for a slice of n parameters: zeroed moments, step count 0. */
+opt_state *opt_state_create(const opt_config *c, size_t n, pst_err *err);
+void opt_state_destroy(opt_state *st);
+size_t opt_state_len(const opt_state *st);
+int64_t opt_state_step(const opt_state *st);   /* steps taken (t) */
+/* Number of float buffers the rule keeps per parameter (0, 1 or 2), and buffer i
+ * (length opt_state_len), for checkpoints and tests. */
+int opt_state_nbuf(const opt_state *st);
+float *opt_state_buf(opt_state *st, int i);
+void opt_state_set_step(opt_state *st, int64_t t);
+
+/* Starts step t+1: call once per update, before the opt_apply calls of that update. */
+void opt_tick(opt_state *st);
+
+/* Applies one update to w[0..n) from g[0..n), using state entries [off, off + n).
+ * Several calls between two ticks may update disjoint ranges with different lr (per-layer
+ * multipliers). w and g must not overlap. */
+void opt_apply(const opt_config *c, opt_state *st, float *restrict w, const float *restrict g,
+               size_t off, size_t n, float lr);
+
+/* The learning rate at step t (0-based: the lr of the first update is opt_lr_at(c, 0)). */
+float opt_lr_at(const opt_config *c, int64_t t);
+
+/* Global-norm clipping: if ||g||_2 > max_norm, scales g by max_norm / ||g||. Returns the
+ * norm before clipping. max_norm <= 0 only measures. */
+float opt_clip_global_norm(float *g, size_t n, float max_norm);
+
+const char *opt_kind_name(opt_kind k);
+
+#endif

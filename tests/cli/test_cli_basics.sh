@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Help, version, usage errors and their exit codes.
+source "$(dirname "$0")/lib.sh"
+
+expect_exit 0 "$PSTRAIN" --help;          expect_in out.txt "usage: pstrain"
+expect_exit 0 "$PSTRAIN" --version;       expect_in out.txt "^pstrain [0-9]+\.[0-9]+\.[0-9]+"
+expect_exit 0 "$PSTRAIN" train --help;    expect_in out.txt "usage: pstrain train"
+expect_in out.txt "optimizer.lr"
+expect_exit 2 "$PSTRAIN";                 expect_in err.txt "usage"
+expect_exit 2 "$PSTRAIN" frobnicate;      expect_in err.txt "unknown command 'frobnicate'"
+expect_exit 2 "$PSTRAIN" train --no-such-flag 1; expect_in err.txt "no-such-flag"
+expect_exit 2 "$PSTRAIN" train --optimizer.lrr 0.1; expect_in err.txt "optimizer.lrr"
+expect_exit 2 "$PSTRAIN" train --epochs abc;        expect_in err.txt "epochs"
+expect_exit 2 "$PSTRAIN" train --epochs;            expect_in err.txt "needs a value"
+expect_exit 4 "$PSTRAIN" train /no/such/job.yaml;   expect_in err.txt "/no/such/job.yaml"
+
+# --print-config shows the overrides, and its output is a job file that loads again.
+expect_exit 0 "$PSTRAIN" train --print-config --epochs 3 --model.layers.0.units=64
+expect_in out.txt "epochs: 3"
+expect_in out.txt "units: 64"
+cp out.txt effective.yaml
+expect_exit 0 "$PSTRAIN" train effective.yaml --print-config
+expect_in out.txt "epochs: 3"
+
+# A job file with an unknown key names the key.
+printf 'name: x\ntrain:\n  epochz: 3\n' > bad.yaml
+expect_exit 2 "$PSTRAIN" train bad.yaml; expect_in err.txt "epochz"
+echo "ok"

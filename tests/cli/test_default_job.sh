@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The README's main job, unchanged: `pstrain train` with no arguments must reach >= 0.85
+# test accuracy on Fashion-MNIST and write its metrics files.
+source "$(dirname "$0")/lib.sh"
+[ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] \
+  || { echo "dataset-fashion-mnist is not installed"; exit 77; }
+
+expect_exit 0 "$PSTRAIN" train
+expect_in err.txt "epoch 5/5 loss"
+expect_in err.txt "train info: test: loss"
+expect_in out.txt "^Evaluation on the (test|validation) set: confusion matrix"
+m=runs/fashion-mnist/metrics.jsonl
+acc=$(json_field $m test accuracy)
+echo "default job test accuracy: $acc"
+expect_ge "$acc" 0.85 "test accuracy"
+[ "$(wc -l < runs/fashion-mnist/metrics.csv)" -eq 6 ] || fail "metrics.csv should have a header and 5 epochs"
+expect_in runs/fashion-mnist/metrics.csv "^epoch,train_loss,train_acc,val_loss,val_acc"
+echo "ok"

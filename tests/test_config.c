@@ -1,0 +1,850 @@
+/* tests/test_config.c -- job files: parsing, defaults, errors, overrides, printing. */
+#include <dirent.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "core/config.h"
+
+#define SRC "test.yaml"
+
+/* The smallest job cfg_job_check accepts: everything else takes its default. */
+static const char *const MINIMAL =
+    "data: {train: train.idx, train_labels: labels.idx}\n"
+    "model:\n"
+    "  layers:\n"
+    "    - {units: 10, activation: softmax}\n";
+
+/* Every key set, none to its default. */
+static const char *const FULL =
+    "name: full-job\n"
+    "seed: 7\n"
+    "data:\n"
+    "  format: csv\n"
+    "  train: data/train.csv\n"
+    "  train_labels: data/unused.idx\n"
+    "  test: data/test.csv\n"
+    "  test_labels: data/test-labels.csv\n"
+    "  task: classify\n"
+    "  num_classes: 3\n"
+    "  label: species\n"
+    "  label_index: 2\n"
+    "  header: yes\n"
+    "  delimiter: ';'\n"
+    "  dim: 7\n"
+    "  validation_split: 0.25\n"
+    "  scale: standardize\n"
+    "model:\n"
+    "  layers:\n"
+    "    - type: dense\n"
+    "      units: 16\n"
+    "      activation: relu\n"
+    "      name: hidden\n"
+    "    - type: activation\n"
+    "      activation: tanh\n"
+    "    - {type: dense, units: 3, activation: softmax, name: out}\n"
+    "  loss: categorical_crossentropy\n"
+    "  init: he\n"
+    "optimizer:\n"
+    "  name: adamw\n"
+    "  lr: 0.005\n"
+    "  momentum: 0.8\n"
+    "  beta1: 0.85\n"
+    "  beta2: 0.99\n"
+    "  rho: 0.95\n"
+    "  eps: 1e-7\n"
+    "  weight_decay: 0.02\n"
+    "  clip_norm: 1.5\n"
+    "  schedule: cosine\n"
+    "  warmup_steps: 10\n"
+    "  step_size: 50\n"
+    "  gamma: 0.5\n"
+    "  total_steps: 1000\n"
+    "  min_lr: 0.0001\n"
+    "train:\n"
+    "  batch_size: 64\n"
+    "  epochs: 3\n"
+    "  threads: 2\n"
+    "  shuffle: false\n"
+    "  log_every: 25\n"
+    "output:\n"
+    "  dir: out/full\n";
+
+static int load(const char *yaml, cfg_job **job, pst_err *err)
+{
+    pst_err_clear(err);
+    return cfg_job_load_string(job, yaml, strlen(yaml), SRC, err);
+}
+
+static cfg_job *load_ok(const char *yaml)
+{
+    cfg_job *job = NULL;
+    pst_err err;
+    int rc = load(yaml, &job, &err);
+    if (rc != PST_OK)
+        print_error("unexpected failure: %s\n", err.msg);
+    assert_int_equal(rc, PST_OK);
+    assert_non_null(job);
+    return job;
+}
+
+/* MINIMAL followed by extra top-level YAML (later sections only: no key repeats). */
+static char *minimal_plus(const char *extra)
+{
+    size_t n = strlen(MINIMAL) + strlen(extra) + 1;
+    char *s = malloc(n);
+    assert_non_null(s);
+    snprintf(s, n, "%s%s", MINIMAL, extra);
+    return s;
+}
+
+static void assert_str_eq_or_null(const char *a, const char *b)
+{
+    if (!a || !b)
+        assert_ptr_equal(a, b);
+    else
+        assert_string_equal(a, b);
+}
+
+static void assert_opt_equal(const opt_config *a, const opt_config *b)
+{
+    assert_int_equal(a->kind, b->kind);
+    assert_true(a->lr == b->lr);
+    assert_true(a->momentum == b->momentum);
+    assert_true(a->beta1 == b->beta1);
+    assert_true(a->beta2 == b->beta2);
+    assert_true(a->rho == b->rho);
+    assert_true(a->eps == b->eps);
+    assert_true(a->weight_decay == b->weight_decay);
+    assert_true(a->clip_norm == b->clip_norm);
+    assert_int_equal(a->sched.kind, b->sched.kind);
+    assert_int_equal(a->sched.warmup_steps, b->sched.warmup_steps);
+    assert_int_equal(a->sched.step_size, b->sched.step_size);
+    assert_true(a->sched.gamma == b->sched.gamma);
+    assert_int_equal(a->sched.total_steps, b->sched.total_steps);
+    assert_true(a->sched.min_lr == b->sched.min_lr);
+}
+
+/* Exact equality of every field (floats bit for bit: printing must round-trip). */
+static void assert_job_equal(const cfg_job *a, const cfg_job *b)
+{
+    assert_str_eq_or_null(a->name, b->name);
+    assert_true(a->seed == b->seed);
+    const cfg_data *da = &a->data, *db = &b->data;
+    assert_int_equal(da->format, db->format);
+    assert_str_eq_or_null(da->train, db->train);
+    assert_str_eq_or_null(da->train_labels, db->train_labels);
+    assert_str_eq_or_null(da->test, db->test);
+    assert_str_eq_or_null(da->test_labels, db->test_labels);
+    assert_int_equal(da->task, db->task);
+    assert_int_equal(da->num_classes, db->num_classes);
+    assert_str_eq_or_null(da->label, db->label);
+    assert_int_equal(da->label_index, db->label_index);
+    assert_int_equal(da->header, db->header);
+    assert_str_eq_or_null(da->delimiter, db->delimiter);
+    assert_int_equal(da->dim, db->dim);
+    assert_true(da->validation_split == db->validation_split);
+    assert_int_equal(da->scale, db->scale);
+    assert_int_equal(a->model.nlayers, b->model.nlayers);
+    for (unsigned i = 0; i < a->model.nlayers; i++) {
+        const cfg_layer *la = &a->model.layers[i], *lb = &b->model.layers[i];
+        assert_int_equal(la->type, lb->type);
+        assert_int_equal(la->units, lb->units);
+        assert_int_equal(la->activation, lb->activation);
+        assert_str_eq_or_null(la->name, lb->name);
+    }
+    assert_int_equal(a->model.loss, b->model.loss);
+    assert_int_equal(a->model.init, b->model.init);
+    assert_opt_equal(&a->optimizer, &b->optimizer);
+    assert_int_equal(a->train.batch_size, b->train.batch_size);
+    assert_int_equal(a->train.epochs, b->train.epochs);
+    assert_int_equal(a->train.threads, b->train.threads);
+    assert_int_equal(a->train.shuffle, b->train.shuffle);
+    assert_int_equal(a->train.log_every, b->train.log_every);
+    assert_str_eq_or_null(a->output.dir, b->output.dir);
+}
+
+/* ---- Parsing ----------------------------------------------------------------------- */
+
+static void test_full_file(void **state)
+{
+    (void)state;
+    cfg_job *j = load_ok(FULL);
+    assert_string_equal(j->name, "full-job");
+    assert_true(j->seed == 7);
+    assert_int_equal(j->data.format, CFG_FMT_CSV);
+    assert_string_equal(j->data.train, "data/train.csv");
+    assert_string_equal(j->data.train_labels, "data/unused.idx");
+    assert_string_equal(j->data.test, "data/test.csv");
+    assert_string_equal(j->data.test_labels, "data/test-labels.csv");
+    assert_int_equal(j->data.task, CFG_TASK_CLASSIFY);
+    assert_int_equal(j->data.num_classes, 3);
+    assert_string_equal(j->data.label, "species");
+    assert_int_equal(j->data.label_index, 2);
+    assert_int_equal(j->data.header, CFG_HEADER_YES);
+    assert_string_equal(j->data.delimiter, ";");
+    assert_int_equal(j->data.dim, 7);
+    assert_float_equal(j->data.validation_split, 0.25, 0.0);
+    assert_int_equal(j->data.scale, CFG_SCALE_STANDARDIZE);
+
+    assert_int_equal(j->model.nlayers, 3);
+    assert_int_equal(j->model.layers[0].type, CFG_LAYER_DENSE);
+    assert_int_equal(j->model.layers[0].units, 16);
+    assert_int_equal(j->model.layers[0].activation, CFG_ACT_RELU);
+    assert_string_equal(j->model.layers[0].name, "hidden");
+    assert_int_equal(j->model.layers[1].type, CFG_LAYER_ACTIVATION);
+    assert_int_equal(j->model.layers[1].activation, CFG_ACT_TANH);
+    assert_null(j->model.layers[1].name);
+    assert_int_equal(j->model.layers[2].type, CFG_LAYER_DENSE);
+    assert_int_equal(j->model.layers[2].units, 3);
+    assert_int_equal(j->model.layers[2].activation, CFG_ACT_SOFTMAX);
+    assert_string_equal(j->model.layers[2].name, "out");
+    assert_int_equal(j->model.loss, CFG_LOSS_CCE);
+    assert_int_equal(j->model.init, CFG_INIT_HE);
+
+    const opt_config *o = &j->optimizer;
+    assert_int_equal(o->kind, OPT_ADAMW);
+    assert_true(o->lr == 0.005f);
+    assert_true(o->momentum == 0.8f);
+    assert_true(o->beta1 == 0.85f);
+    assert_true(o->beta2 == 0.99f);
+    assert_true(o->rho == 0.95f);
+    assert_true(o->eps == 1e-7f);
+    assert_true(o->weight_decay == 0.02f);
+    assert_true(o->clip_norm == 1.5f);
+    assert_int_equal(o->sched.kind, OPT_SCHED_COSINE);
+    assert_int_equal(o->sched.warmup_steps, 10);
+    assert_int_equal(o->sched.step_size, 50);
+    assert_true(o->sched.gamma == 0.5f);
+    assert_int_equal(o->sched.total_steps, 1000);
+    assert_true(o->sched.min_lr == 0.0001f);
+
+    assert_int_equal(j->train.batch_size, 64);
+    assert_int_equal(j->train.epochs, 3);
+    assert_int_equal(j->train.threads, 2);
+    assert_int_equal(j->train.shuffle, 0);
+    assert_int_equal(j->train.log_every, 25);
+    assert_string_equal(j->output.dir, "out/full");
+    cfg_job_free(j);
+}
+
+static void test_minimal_gets_defaults(void **state)
+{
+    (void)state;
+    cfg_job *j = load_ok(MINIMAL);
+    assert_string_equal(j->name, "pstrain-job");
+    assert_true(j->seed == 42);
+    assert_int_equal(j->data.format, CFG_FMT_IDX);
+    assert_string_equal(j->data.train, "train.idx");
+    assert_string_equal(j->data.train_labels, "labels.idx");
+    assert_null(j->data.test);
+    assert_null(j->data.test_labels);
+    assert_int_equal(j->data.task, CFG_TASK_CLASSIFY);
+    assert_int_equal(j->data.num_classes, 0);
+    assert_null(j->data.label);
+    assert_int_equal(j->data.label_index, -1);
+    assert_int_equal(j->data.header, CFG_HEADER_AUTO);
+    assert_null(j->data.delimiter);
+    assert_int_equal(j->data.dim, 0);
+    assert_true(j->data.validation_split == 0.0);
+    assert_int_equal(j->data.scale, CFG_SCALE_NONE);
+    assert_int_equal(j->model.nlayers, 1);
+    assert_int_equal(j->model.layers[0].type, CFG_LAYER_DENSE);
+    assert_null(j->model.layers[0].name);
+    assert_int_equal(j->model.loss, CFG_LOSS_CCE);
+    assert_int_equal(j->model.init, CFG_INIT_AUTO);
+    opt_config sgd;
+    opt_config_default(&sgd, OPT_SGD);
+    assert_opt_equal(&j->optimizer, &sgd);
+    assert_int_equal(j->train.batch_size, 32);
+    assert_int_equal(j->train.epochs, 1);
+    assert_int_equal(j->train.threads, 1);
+    assert_int_equal(j->train.shuffle, 1);
+    assert_int_equal(j->train.log_every, 0);
+    assert_string_equal(j->output.dir, "runs/pstrain-job");
+    cfg_job_free(j);
+}
+
+static void test_optimizer_defaults_per_kind(void **state)
+{
+    (void)state;
+    for (int k = OPT_SGD; k <= OPT_ADAMW; k++) {
+        char extra[128];
+        snprintf(extra, sizeof extra, "optimizer: {name: %s}\n", opt_kind_name((opt_kind)k));
+        char *yaml = minimal_plus(extra);
+        cfg_job *j = load_ok(yaml);
+        opt_config want;
+        opt_config_default(&want, (opt_kind)k);
+        assert_opt_equal(&j->optimizer, &want);
+        cfg_job_free(j);
+        free(yaml);
+    }
+    /* Keys the file sets win; the rest still come from the kind's defaults. */
+    char *yaml = minimal_plus("optimizer: {name: adam, lr: 0.01, beta2: 0.98}\n");
+    cfg_job *j = load_ok(yaml);
+    opt_config want;
+    opt_config_default(&want, OPT_ADAM);
+    want.lr = 0.01f;
+    want.beta2 = 0.98f;
+    assert_opt_equal(&j->optimizer, &want);
+    cfg_job_free(j);
+    free(yaml);
+}
+
+static void test_explicit_zero_is_kept(void **state)
+{
+    (void)state;
+    /* 0 and false written in the file are values, not "absent" (libcyaml zero-fills). */
+    char *yaml = minimal_plus("seed: 0\n"
+                              "optimizer: {name: momentum, momentum: 0}\n"
+                              "train: {shuffle: no}\n");
+    cfg_job *j = load_ok(yaml);
+    assert_true(j->seed == 0);
+    assert_true(j->optimizer.momentum == 0.0f);
+    assert_true(j->optimizer.lr == 0.01f);
+    assert_int_equal(j->train.shuffle, 0);
+    cfg_job_free(j);
+    free(yaml);
+}
+
+static void test_output_dir_follows_name(void **state)
+{
+    (void)state;
+    char *yaml = minimal_plus("name: exp1\n");
+    cfg_job *j = load_ok(yaml);
+    assert_string_equal(j->output.dir, "runs/exp1");
+    cfg_job_free(j);
+    free(yaml);
+    yaml = minimal_plus("name: exp1\noutput: {dir: /somewhere/else}\n");
+    j = load_ok(yaml);
+    assert_string_equal(j->output.dir, "/somewhere/else");
+    cfg_job_free(j);
+    free(yaml);
+}
+
+static void test_scalar_forms(void **state)
+{
+    (void)state;
+    char *yaml = minimal_plus("seed: 18446744073709551615\n"
+                              "train: {shuffle: On, epochs: 0x10, batch_size: '8'}\n"
+                              "output: {dir: ~}\n");
+    /* output.dir: ~ sets it to nothing, which cfg_job_check refuses. */
+    cfg_job *j = NULL;
+    pst_err err;
+    assert_int_equal(load(yaml, &j, &err), PST_ERR_CONFIG);
+    assert_null(j);
+    assert_non_null(strstr(err.msg, "output.dir"));
+    free(yaml);
+
+    yaml = minimal_plus("seed: 18446744073709551615\n"
+                        "train: {shuffle: On, epochs: 0x10, batch_size: '8'}\n");
+    j = load_ok(yaml);
+    assert_true(j->seed == UINT64_MAX);
+    assert_int_equal(j->train.shuffle, 1);
+    assert_int_equal(j->train.epochs, 16);
+    assert_int_equal(j->train.batch_size, 8);
+    cfg_job_free(j);
+    free(yaml);
+}
+
+/* ---- Load errors ------------------------------------------------------------------- */
+
+typedef struct {
+    const char *extra; /* appended to MINIMAL, or a whole document when whole is set */
+    int whole;
+    const char *want[3]; /* substrings the message must contain */
+} bad_case;
+
+static void check_bad(const bad_case *c)
+{
+    char *yaml = c->whole ? strdup(c->extra) : minimal_plus(c->extra);
+    assert_non_null(yaml);
+    cfg_job *j = (cfg_job *)&j; /* must be reset to NULL */
+    pst_err err;
+    int rc = load(yaml, &j, &err);
+    if (rc != PST_ERR_CONFIG)
+        print_error("case accepted: %s\n", c->extra);
+    assert_int_equal(rc, PST_ERR_CONFIG);
+    assert_int_equal(err.code, PST_ERR_CONFIG);
+    assert_null(j);
+    assert_non_null(strstr(err.msg, SRC));
+    assert_null(strchr(err.msg, '\n'));
+    for (int i = 0; i < 3 && c->want[i]; i++) {
+        if (!strstr(err.msg, c->want[i]))
+            print_error("message '%s' lacks '%s'\n", err.msg, c->want[i]);
+        assert_non_null(strstr(err.msg, c->want[i]));
+    }
+    free(yaml);
+}
+
+static void test_load_errors(void **state)
+{
+    (void)state;
+    static const bad_case cases[] = {
+        /* unknown keys, with the key's own line */
+        {"nmae: x\n", 0, {"unknown key 'nmae'", SRC ":5:", "known: name, seed"}},
+        {"optimizer:\n  lr: 0.1\n  lrr: 0.1\n", 0, {"unknown key 'optimizer.lrr'", SRC ":7:"}},
+        {"data: {train: a, fromat: csv}\n", 1, {"unknown key 'data.fromat'", SRC ":1:"}},
+        {"model:\n  layers:\n    - {units: 3}\n    - {unit: 3}\n", 1,
+         {"unknown key 'model.layers.1.unit'", SRC ":4:"}},
+        /* wrong types, including what libcyaml alone would read leniently */
+        {"train: {epochs: abc}\n", 0, {"train.epochs", "'abc' is not an integer"}},
+        {"train: {epochs: 5abc}\n", 0, {"train.epochs", "'5abc' is not an integer"}},
+        {"train: {epochs: 1.5}\n", 0, {"train.epochs", "'1.5'"}},
+        {"train: {epochs: 99999999999}\n", 0, {"train.epochs", "out of range"}},
+        {"train: {epochs: }\n", 0, {"train.epochs", "no value"}},
+        {"train: {shuffle: banana}\n", 0, {"train.shuffle", "'banana' is not a boolean"}},
+        {"optimizer: {lr: abc}\n", 0, {"optimizer.lr: 'abc' is not a number"}},
+        {"optimizer:\n  lr: 1,5\n", 0, {"optimizer.lr", "'1,5'"}},
+        {"optimizer: {lr: .inf}\n", 0, {"optimizer.lr", "not a number"}},
+        {"optimizer: {lr: 1e50}\n", 0, {"optimizer.lr", "out of range"}},
+        {"seed: -1\n", 0, {"seed", "'-1' is not a non-negative integer"}},
+        {"train: {epochs: [1, 2]}\n", 0, {"train.epochs", "expected an integer, got a list"}},
+        {"train: 5\n", 0, {"train", "expected a mapping"}},
+        {"data: {train: [a]}\n", 1, {"data.train", "got a list"}},
+        {"model:\n  layers: {units: 3}\n", 1, {"model.layers", "expected a list"}},
+        /* bad enum names */
+        {"model:\n  loss: hinge\n  layers: [{units: 2, activation: softmax}]\n", 1,
+         {"model.loss", "'hinge' is not one of", "mse"}},
+        {"optimizer: {name: adamax}\n", 0, {"optimizer.name", "adamax"}},
+        {"optimizer: {schedule: 1}\n", 0, {"optimizer.schedule", "'1' is not one of"}},
+        {"data: {format: parquet}\n", 1, {"data.format", "parquet"}},
+        /* structure */
+        {"train: {epochs: 2, epochs: 3}\n", 0, {"train.epochs", "given twice"}},
+        {"train: {epochs: 1\n", 0, {"YAML syntax error", SRC ":"}},
+        {"- a\n- b\n", 1, {"a job is a mapping"}},
+        {"base: &b {units: 3}\n", 1, {"unknown key 'base'"}},
+        {"model:\n  layers:\n    - *x\n", 1, {"model.layers.0", "aliases"}},
+        {"train: {epochs: 2}\n---\ntrain: {epochs: 3}\n", 0, {"one YAML document"}},
+        /* cfg_job_check, reached through the file */
+        /* the line is that of the key the check names, found in the file when it sets it */
+        {"train: {batch_size: 0}\n", 0, {SRC ":5: train.batch_size: must be >= 1, got 0"}},
+        {"train: {epochs: 0}\n", 0, {"train.epochs: must be >= 1"}},
+        {"train: {threads: 0}\n", 0, {"train.threads: must be >= 1"}},
+        {"train: {log_every: -1}\n", 0, {"train.log_every"}},
+        {"data: {train: a, train_labels: b, validation_split: 1.0}\n"
+         "model: {layers: [{units: 2, activation: softmax}]}\n", 1,
+         {"data.validation_split", "[0, 1)"}},
+        {"data: {train: a, train_labels: b, validation_split: -0.1}\n"
+         "model: {layers: [{units: 2, activation: softmax}]}\n", 1, {"data.validation_split"}},
+        {"data: {train: a, train_labels: b}\n", 1, {"model.layers", "at least one"}},
+        {"data: {train: a, train_labels: b}\nmodel: {layers: []}\n", 1, {"model.layers"}},
+        {"data: {train: a, train_labels: b}\n"
+         "model: {layers: [{type: activation, activation: softmax}]}\n", 1,
+         {"model.layers", "dense"}},
+        {"data: {train: a, train_labels: b}\n"
+         "model: {layers: [{units: 0, activation: softmax}]}\n", 1,
+         {SRC ":2: model.layers.0.units: must be >= 1, got 0"}},
+        {"model: {layers: [{units: 2, activation: softmax}]}\n", 1, {"data.train: must be set"}},
+        {"data: {train: a}\nmodel: {layers: [{units: 2, activation: softmax}]}\n", 1,
+         {"data.train_labels", "idx"}},
+        {"data: {train: a, train_labels: b, test: c}\n"
+         "model: {layers: [{units: 2, activation: softmax}]}\n", 1, {"data.test_labels"}},
+        {"data: {format: csv, train: a, delimiter: ';;'}\n"
+         "model: {layers: [{units: 2, activation: softmax}]}\n", 1,
+         {"data.delimiter", "exactly one character"}},
+        {"data: {train: a, train_labels: b}\n"
+         "model: {layers: [{units: 4, activation: relu}]}\n", 1,
+         {"model.loss", "softmax", "relu"}},
+        {"data: {train: a, train_labels: b}\n"
+         "model:\n  loss: binary_crossentropy\n  layers: [{units: 1, activation: softmax}]\n", 1,
+         {"model.loss", "binary_crossentropy", "sigmoid"}},
+        {"data: {format: csv, train: a, task: regress}\n"
+         "model: {layers: [{units: 1, activation: softmax}]}\n", 1, {"model.loss", "regress"}},
+        {"data: {train: a, train_labels: b, num_classes: 10}\n"
+         "model: {layers: [{units: 4, activation: softmax}]}\n", 1,
+         {"model.layers.0.units", "num_classes"}},
+        {"data: {train: a, train_labels: b}\n"
+         "model: {layers: [{units: 4, name: x}, {units: 2, activation: softmax, name: x}]}\n", 1,
+         {"model.layers.1.name", "'x'"}},
+        /* opt_config_check names the file's keys */
+        {"optimizer: {lr: 0}\n", 0, {SRC ":5: optimizer.lr", "> 0"}},
+        {"optimizer: {name: momentum, momentum: 1.0}\n", 0, {"optimizer.momentum"}},
+        {"optimizer: {schedule: step, gamma: 0}\n", 0, {"optimizer.gamma"}},
+        {"optimizer: {schedule: cosine, total_steps: -5}\n", 0, {"optimizer.total_steps"}},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        check_bad(&cases[i]);
+
+    /* err may be NULL: the code alone comes back */
+    cfg_job *j = NULL;
+    assert_int_equal(cfg_job_load_string(&j, "train: 5\n", 9, SRC, NULL), PST_ERR_CONFIG);
+    assert_int_equal(cfg_job_load_string(&j, MINIMAL, strlen(MINIMAL), SRC, NULL), PST_OK);
+    assert_int_equal(cfg_override(j, "train.epochs", "x", NULL), PST_ERR_CONFIG);
+    assert_int_equal(cfg_override(j, "train.epochs", "0", NULL), PST_OK);
+    assert_int_equal(cfg_job_check(j, NULL), PST_ERR_CONFIG);
+    cfg_job_free(j);
+}
+
+static void test_empty_document(void **state)
+{
+    (void)state;
+    static const char *const docs[] = {"", "# nothing here\n", "---\n"};
+    for (size_t i = 0; i < sizeof docs / sizeof docs[0]; i++) {
+        cfg_job *j = NULL;
+        pst_err err;
+        /* All defaults, and the defaults name no training data. */
+        assert_int_equal(load(docs[i], &j, &err), PST_ERR_CONFIG);
+        assert_non_null(strstr(err.msg, "data.train"));
+    }
+}
+
+/* ---- Overrides --------------------------------------------------------------------- */
+
+static void set_ok(cfg_job *j, const char *path, const char *value)
+{
+    pst_err err;
+    pst_err_clear(&err);
+    int rc = cfg_override(j, path, value, &err);
+    if (rc != PST_OK)
+        print_error("override %s=%s: %s\n", path, value, err.msg);
+    assert_int_equal(rc, PST_OK);
+}
+
+static void set_bad(cfg_job *j, const char *path, const char *value, const char *want)
+{
+    pst_err err;
+    pst_err_clear(&err);
+    assert_int_equal(cfg_override(j, path, value, &err), PST_ERR_CONFIG);
+    if (!strstr(err.msg, want))
+        print_error("message '%s' lacks '%s'\n", err.msg, want);
+    assert_non_null(strstr(err.msg, want));
+}
+
+static void test_override_values(void **state)
+{
+    (void)state;
+    cfg_job *j = load_ok(FULL);
+    set_ok(j, "train.epochs", "5");
+    assert_int_equal(j->train.epochs, 5);
+    set_ok(j, "data.label_index", "-1");
+    assert_int_equal(j->data.label_index, -1);
+    set_ok(j, "seed", "12345678901234");
+    assert_true(j->seed == UINT64_C(12345678901234));
+    set_ok(j, "optimizer.lr", "0.05");
+    assert_true(j->optimizer.lr == 0.05f);
+    set_ok(j, "optimizer.warmup_steps", "300");
+    assert_int_equal(j->optimizer.sched.warmup_steps, 300);
+    set_ok(j, "data.validation_split", "0.125");
+    assert_true(j->data.validation_split == 0.125);
+    set_ok(j, "train.shuffle", "yes");
+    assert_int_equal(j->train.shuffle, 1);
+    set_ok(j, "train.shuffle", "0");
+    assert_int_equal(j->train.shuffle, 0);
+    set_ok(j, "train.shuffle", "TRUE");
+    assert_int_equal(j->train.shuffle, 1);
+    set_ok(j, "optimizer.schedule", "step");
+    assert_int_equal(j->optimizer.sched.kind, OPT_SCHED_STEP);
+    set_ok(j, "model.loss", "mse");
+    assert_int_equal(j->model.loss, CFG_LOSS_MSE);
+    set_ok(j, "data.format", "libsvm");
+    assert_int_equal(j->data.format, CFG_FMT_LIBSVM);
+    set_ok(j, "output.dir", "elsewhere/run");
+    assert_string_equal(j->output.dir, "elsewhere/run");
+    set_ok(j, "data.test", "");
+    assert_null(j->data.test);
+    set_ok(j, "data.label", "null");
+    assert_null(j->data.label);
+    set_ok(j, "data.test", "t.csv");
+    assert_string_equal(j->data.test, "t.csv");
+    /* list entries */
+    set_ok(j, "model.layers.0.units", "64");
+    assert_int_equal(j->model.layers[0].units, 64);
+    set_ok(j, "model.layers.2.activation", "sigmoid");
+    assert_int_equal(j->model.layers[2].activation, CFG_ACT_SIGMOID);
+    set_ok(j, "model.layers.1.name", "squash");
+    assert_string_equal(j->model.layers[1].name, "squash");
+    set_ok(j, "model.layers.1.type", "dense");
+    assert_int_equal(j->model.layers[1].type, CFG_LAYER_DENSE);
+    cfg_job_free(j);
+}
+
+static void test_override_errors(void **state)
+{
+    (void)state;
+    cfg_job *j = load_ok(FULL);
+    set_bad(j, "optimizer.lrr", "0.1", "unknown key 'optimizer.lrr'");
+    set_bad(j, "optimiser.lr", "0.1", "unknown key 'optimiser.lr'");
+    set_bad(j, "train.epochs.x", "1", "unknown key 'train.epochs.x'");
+    set_bad(j, "", "1", "unknown key ''");
+    set_bad(j, "train..epochs", "1", "unknown key");
+    set_bad(j, "optimizer", "adam", "optimizer: is a section");
+    set_bad(j, "optimizer.lr", "abc", "optimizer.lr: 'abc' is not a number");
+    set_bad(j, "optimizer.lr", "0.1x", "optimizer.lr: '0.1x' is not a number");
+    set_bad(j, "optimizer.lr", "nan", "not a finite number");
+    set_bad(j, "optimizer.lr", "", "optimizer.lr: no value given");
+    set_bad(j, "train.epochs", "1.5", "train.epochs: '1.5' is not an integer");
+    set_bad(j, "train.epochs", " 5", "is not an integer");
+    set_bad(j, "train.epochs", "3000000000", "train.epochs: '3000000000' is out of range");
+    set_bad(j, "seed", "-5", "seed");
+    set_bad(j, "train.shuffle", "maybe", "train.shuffle: 'maybe' is not a boolean");
+    set_bad(j, "model.init", "xavier", "model.init: 'xavier' is not one of: auto, glorot, he");
+    set_bad(j, "model.layers", "3", "model.layers: name an entry");
+    set_bad(j, "model.layers.0", "3", "model.layers.0: name an entry");
+    set_bad(j, "model.layers.3.units", "3", "index 3 is past the end (3 entries)");
+    set_bad(j, "model.layers.x.units", "3", "'x' is not an entry index");
+    set_bad(j, "model.layers.-1.units", "3", "is not an entry index");
+    set_bad(j, "model.layers.0.unitz", "3", "unknown key 'model.layers.0.unitz'");
+    /* nothing changed */
+    cfg_job *fresh = load_ok(FULL);
+    assert_job_equal(j, fresh);
+    cfg_job_free(fresh);
+    cfg_job_free(j);
+}
+
+static void test_override_then_check(void **state)
+{
+    (void)state;
+    cfg_job *j = load_ok(MINIMAL);
+    pst_err err;
+    set_ok(j, "train.epochs", "0");
+    assert_int_equal(cfg_job_check(j, &err), PST_ERR_CONFIG);
+    assert_non_null(strstr(err.msg, "train.epochs: must be >= 1, got 0"));
+    set_ok(j, "train.epochs", "2");
+    assert_int_equal(cfg_job_check(j, &err), PST_OK);
+    set_ok(j, "model.layers.0.activation", "relu");
+    assert_int_equal(cfg_job_check(j, &err), PST_ERR_CONFIG);
+    assert_non_null(strstr(err.msg, "model.loss"));
+    set_ok(j, "model.loss", "mse");
+    assert_int_equal(cfg_job_check(j, &err), PST_OK);
+    set_ok(j, "optimizer.schedule", "step");
+    set_ok(j, "optimizer.step_size", "0");
+    assert_int_equal(cfg_job_check(j, &err), PST_ERR_CONFIG);
+    assert_non_null(strstr(err.msg, "optimizer.step_size"));
+    cfg_job_free(j);
+}
+
+static void test_override_follows_defaults(void **state)
+{
+    (void)state;
+    /* --optimizer.name adam on a file that left lr alone: adam's lr, as in a file. */
+    cfg_job *j = load_ok(MINIMAL);
+    set_ok(j, "optimizer.name", "adam");
+    opt_config want;
+    opt_config_default(&want, OPT_ADAM);
+    assert_opt_equal(&j->optimizer, &want);
+    set_ok(j, "optimizer.lr", "0.2");
+    set_ok(j, "optimizer.name", "sgd");
+    assert_int_equal(j->optimizer.kind, OPT_SGD);
+    assert_true(j->optimizer.lr == 0.2f); /* set by the user: kept */
+    /* the names cfg_override takes are the ones opt_kind_name gives */
+    for (int k = OPT_SGD; k <= OPT_ADAMW; k++) {
+        set_ok(j, "optimizer.name", opt_kind_name((opt_kind)k));
+        assert_int_equal(j->optimizer.kind, k);
+    }
+
+    /* --name moves a default output.dir along, not an explicit one. */
+    set_ok(j, "name", "exp2");
+    assert_string_equal(j->output.dir, "runs/exp2");
+    set_ok(j, "output.dir", "mine");
+    set_ok(j, "name", "exp3");
+    assert_string_equal(j->name, "exp3");
+    assert_string_equal(j->output.dir, "mine");
+    cfg_job_free(j);
+}
+
+/* ---- Printing ---------------------------------------------------------------------- */
+
+static char *print_job(const cfg_job *j)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    assert_non_null(f);
+    pst_err err;
+    assert_int_equal(cfg_job_print(j, f, &err), PST_OK);
+    assert_int_equal(fclose(f), 0);
+    return buf;
+}
+
+static void round_trip(const char *yaml)
+{
+    cfg_job *a = load_ok(yaml);
+    char *text = print_job(a);
+    cfg_job *b = load_ok(text);
+    assert_job_equal(a, b);
+    char *again = print_job(b);
+    assert_string_equal(text, again);
+    free(again);
+    free(text);
+    cfg_job_free(b);
+    cfg_job_free(a);
+}
+
+static void test_print_round_trip(void **state)
+{
+    (void)state;
+    round_trip(FULL);
+    round_trip(MINIMAL);
+    /* Strings that need quoting and floats that %g would round. */
+    char *yaml = minimal_plus("name: \"a \\\"quoted\\\" name: #1\\n\\ttab \\\\ \\x01\"\n"
+                              "optimizer: {lr: 0.123456789, eps: 1.17549435e-38, gamma: 3e+38}\n"
+                              "output: {dir: \"yes\"}\n");
+    round_trip(yaml);
+    free(yaml);
+
+    yaml = minimal_plus("optimizer: {lr: 0.1}\n");
+    cfg_job *j = load_ok(yaml);
+    char *text = print_job(j);
+    /* the shortest form that reads back, not 0.100000001 */
+    assert_non_null(strstr(text, "  lr: 0.1\n"));
+    assert_non_null(strstr(text, "  test: null\n"));
+    assert_non_null(strstr(text, "name: \"pstrain-job\"\n"));
+    free(text);
+    cfg_job_free(j);
+    free(yaml);
+
+    /* a double set from text reads back exactly */
+    j = load_ok(MINIMAL);
+    set_ok(j, "data.validation_split", "0.1");
+    text = print_job(j);
+    cfg_job *k = load_ok(text);
+    assert_true(k->data.validation_split == 0.1);
+    cfg_job_free(k);
+    free(text);
+    cfg_job_free(j);
+}
+
+static void test_print_rejects_bad_enum(void **state)
+{
+    (void)state;
+    cfg_job *j = load_ok(MINIMAL);
+    cfg_loss saved = j->model.loss;
+    j->model.loss = (cfg_loss)42;
+    pst_err err;
+    assert_int_equal(cfg_job_check(j, &err), PST_ERR_CONFIG);
+    assert_non_null(strstr(err.msg, "model.loss"));
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    assert_non_null(f);
+    assert_int_not_equal(cfg_job_print(j, f, &err), PST_OK);
+    assert_non_null(strstr(err.msg, "loss"));
+    fclose(f);
+    free(buf);
+    j->model.loss = saved;
+    cfg_job_free(j);
+}
+
+static void test_names(void **state)
+{
+    (void)state;
+    assert_string_equal(cfg_act_name(CFG_ACT_SOFTMAX), "softmax");
+    assert_string_equal(cfg_act_name(CFG_ACT_RELU), "relu");
+    assert_string_equal(cfg_loss_name(CFG_LOSS_BCE), "binary_crossentropy");
+    assert_string_equal(cfg_loss_name(CFG_LOSS_MSE), "mse");
+    assert_string_equal(cfg_loss_name((cfg_loss)99), "unknown");
+}
+
+/* ---- Files ------------------------------------------------------------------------- */
+
+static void test_load_file(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/pst_test_config_XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char path[128];
+    snprintf(path, sizeof path, "%s/job.yaml", dir);
+
+    cfg_job *j = (cfg_job *)&j;
+    pst_err err;
+    pst_err_clear(&err);
+    assert_int_equal(cfg_job_load_file(&j, path, &err), PST_ERR_IO);
+    assert_null(j);
+    assert_non_null(strstr(err.msg, path));
+    /* a directory opens but does not read */
+    assert_int_equal(cfg_job_load_file(&j, dir, &err), PST_ERR_IO);
+    assert_non_null(strstr(err.msg, dir));
+
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(MINIMAL, f);
+    fputs("train:\n  epochs: x\n", f);
+    fclose(f);
+    assert_int_equal(cfg_job_load_file(&j, path, &err), PST_ERR_CONFIG);
+    char want[256];
+    snprintf(want, sizeof want, "%s:6: train.epochs: 'x' is not an integer", path);
+    assert_string_equal(err.msg, want);
+
+    f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(FULL, f);
+    fclose(f);
+    assert_int_equal(cfg_job_load_file(&j, path, &err), PST_OK);
+    cfg_job *ref = load_ok(FULL);
+    assert_job_equal(j, ref);
+    cfg_job_free(ref);
+    cfg_job_free(j);
+
+    assert_int_equal(unlink(path), 0);
+    assert_int_equal(rmdir(dir), 0);
+}
+
+/* Every job shipped in examples/ must load. The directory is found from this file's path,
+ * which CMake passes absolute and a build from the repository root passes relative. */
+static void test_examples_parse(void **state)
+{
+    (void)state;
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s", __FILE__);
+    char *slash = strrchr(dir, '/');
+    if (slash)
+        snprintf(slash + 1, sizeof dir - (size_t)(slash + 1 - dir), "../examples");
+    else
+        snprintf(dir, sizeof dir, "../examples");
+    DIR *d = opendir(dir);
+    if (!d)
+        skip();
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        size_t len = strlen(e->d_name);
+        if (len < 6 || strcmp(e->d_name + len - 5, ".yaml") != 0)
+            continue;
+        char path[2048];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        cfg_job *j = NULL;
+        pst_err err;
+        pst_err_clear(&err);
+        int rc = cfg_job_load_file(&j, path, &err);
+        if (rc != PST_OK)
+            print_error("%s\n", err.msg);
+        assert_int_equal(rc, PST_OK);
+        cfg_job_free(j);
+        n++;
+    }
+    closedir(d);
+    if (n == 0)
+        skip();
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_full_file),
+        cmocka_unit_test(test_minimal_gets_defaults),
+        cmocka_unit_test(test_optimizer_defaults_per_kind),
+        cmocka_unit_test(test_explicit_zero_is_kept),
+        cmocka_unit_test(test_output_dir_follows_name),
+        cmocka_unit_test(test_scalar_forms),
+        cmocka_unit_test(test_load_errors),
+        cmocka_unit_test(test_empty_document),
+        cmocka_unit_test(test_override_values),
+        cmocka_unit_test(test_override_errors),
+        cmocka_unit_test(test_override_then_check),
+        cmocka_unit_test(test_override_follows_defaults),
+        cmocka_unit_test(test_print_round_trip),
+        cmocka_unit_test(test_print_rejects_bad_enum),
+        cmocka_unit_test(test_names),
+        cmocka_unit_test(test_load_file),
+        cmocka_unit_test(test_examples_parse),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

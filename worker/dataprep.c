@@ -1,0 +1,101 @@
+/* worker/dataprep.c -- see dataprep.h. */
+#include "dataprep.h"
+
+#include <string.h>
+
+ds_dataset *wk_data_load_file(const cfg_data *dc, const char *path, const char *labels_path,
+                              pst_err *err)
+{
+    ds_task task = dc->task == CFG_TASK_REGRESS ? DS_TASK_REGRESS : DS_TASK_CLASSIFY;
+    switch (dc->format) {
+    case CFG_FMT_IDX:
+        return ds_load_idx(path, labels_path, dc->num_classes, err);
+    case CFG_FMT_CSV: {
+        ds_csv_options o = {
+            .delimiter = dc->delimiter && dc->delimiter[0] ? dc->delimiter[0] : ',',
+            .header = dc->header == CFG_HEADER_YES ? 1 : dc->header == CFG_HEADER_NO ? 0 : -1,
+            .label_name = dc->label,
+            .label_index = dc->label_index,
+            .task = task,
+            .nclasses = dc->num_classes,
+        };
+        return ds_load_csv(path, &o, err);
+    }
+    case CFG_FMT_LIBSVM:
+        return ds_load_libsvm(path, dc->dim, task, dc->num_classes, err);
+    }
+    pst_err_set(err, PST_ERR_CONFIG, "data.format: unknown format %d", (int)dc->format);
+    return NULL;
+}
+
+static ds_scale_kind scale_kind(cfg_scale s)
+{
+    switch (s) {
+    case CFG_SCALE_MINMAX: return DS_SCALE_MINMAX;
+    case CFG_SCALE_STANDARDIZE: return DS_SCALE_STANDARDIZE;
+    case CFG_SCALE_NONE: break;
+    }
+    return DS_SCALE_NONE;
+}
+
+int wk_data_load(const cfg_job *job, wk_data *d, pst_err *err)
+{
+    const cfg_data *dc = &job->data;
+    ds_dataset *all = NULL;
+    int rc;
+    memset(d, 0, sizeof *d);
+
+    all = wk_data_load_file(dc, dc->train, dc->train_labels, err);
+    if (!all)
+        return err ? err->code : PST_ERR_DATA;
+    if (dc->validation_split > 0.0) {
+        rc = ds_split(all, dc->validation_split, job->seed, &d->train, &d->val, err);
+        if (rc)
+            goto fail;
+        ds_destroy(all);
+        all = NULL;
+    } else {
+        d->train = all;
+        all = NULL;
+    }
+    if (dc->test && dc->test[0]) {
+        d->test = wk_data_load_file(dc, dc->test, dc->test_labels, err);
+        if (!d->test) {
+            rc = err ? err->code : PST_ERR_DATA;
+            goto fail;
+        }
+        if (ds_dim(d->test) != ds_dim(d->train)) {
+            rc = pst_err_set(err, PST_ERR_DATA, "%s: %d features, but the training data has %d",
+                             dc->test, ds_dim(d->test), ds_dim(d->train));
+            goto fail;
+        }
+        if (ds_task_of(d->test) == DS_TASK_CLASSIFY &&
+            ds_nclasses(d->test) > ds_nclasses(d->train)) {
+            rc = pst_err_set(err, PST_ERR_DATA, "%s: %d classes, but the training data has %d",
+                             dc->test, ds_nclasses(d->test), ds_nclasses(d->train));
+            goto fail;
+        }
+    }
+    rc = ds_scaler_fit(&d->scaler, scale_kind(dc->scale), d->train, err);
+    if (rc)
+        goto fail;
+    ds_dataset *sets[3] = {d->train, d->val, d->test};
+    for (int i = 0; i < 3; i++)
+        if (sets[i] && (rc = ds_scaler_apply(&d->scaler, sets[i], err)))
+            goto fail;
+    return PST_OK;
+
+fail:
+    ds_destroy(all);
+    wk_data_fini(d);
+    return rc;
+}
+
+void wk_data_fini(wk_data *d)
+{
+    ds_destroy(d->train);
+    ds_destroy(d->val);
+    ds_destroy(d->test);
+    ds_scaler_fini(&d->scaler);
+    memset(d, 0, sizeof *d);
+}

@@ -1,0 +1,260 @@
+/* worker/report.c -- see report.h. */
+#include "report.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+struct wk_report {
+    const log_ctx *lg;
+    FILE *csv, *jsonl;
+    FILE *progress;
+    int tty, log_every, epochs;
+    int bar_drawn;
+    double last_draw;
+    double epoch_t0;    /* when the epoch's first step reported */
+};
+
+int wk_mkdirs(const char *path, pst_err *err)
+{
+    char buf[4096];
+    size_t len = strlen(path);
+    if (len == 0 || len >= sizeof buf)
+        return pst_err_set(err, PST_ERR_ARG, "output.dir: bad path '%s'", path);
+    memcpy(buf, path, len + 1);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(buf, 0777) != 0 && errno != EEXIST)
+            return pst_err_set(err, PST_ERR_IO, "%s: cannot create directory: %s", buf,
+                               strerror(errno));
+        *p = '/';
+    }
+    if (mkdir(buf, 0777) != 0 && errno != EEXIST)
+        return pst_err_set(err, PST_ERR_IO, "%s: cannot create directory: %s", buf,
+                           strerror(errno));
+    return PST_OK;
+}
+
+static FILE *open_in(const char *dir, const char *name, pst_err *err)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    if (!f)
+        pst_err_set(err, PST_ERR_IO, "%s: cannot open for writing: %s", path, strerror(errno));
+    return f;
+}
+
+wk_report *wk_report_create(const char *dir, const log_ctx *lg, FILE *progress_out, int tty,
+                            int log_every, int epochs, pst_err *err)
+{
+    wk_report *r = calloc(1, sizeof *r);
+    if (!r) {
+        pst_err_set(err, PST_ERR_NOMEM, "report: out of memory");
+        return NULL;
+    }
+    r->lg = lg;
+    r->progress = progress_out;
+    r->tty = tty;
+    r->log_every = log_every;
+    r->epochs = epochs;
+    if (wk_mkdirs(dir, err))
+        goto fail;
+    r->csv = open_in(dir, "metrics.csv", err);
+    if (!r->csv)
+        goto fail;
+    r->jsonl = open_in(dir, "metrics.jsonl", err);
+    if (!r->jsonl)
+        goto fail;
+    fputs("epoch,train_loss,train_acc,val_loss,val_acc,val_precision,val_recall,val_f1,"
+          "val_mse,val_mae,val_r2,seconds,samples_per_s\n",
+          r->csv);
+    fflush(r->csv);
+    return r;
+fail:
+    wk_report_destroy(r);
+    return NULL;
+}
+
+void wk_report_destroy(wk_report *r)
+{
+    if (!r)
+        return;
+    if (r->csv)
+        fclose(r->csv);
+    if (r->jsonl)
+        fclose(r->jsonl);
+    free(r);
+}
+
+static double mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+void wk_report_progress(void *ctx, int epoch, int64_t step, int64_t nsteps, double loss,
+                        double samples_per_s)
+{
+    wk_report *r = ctx;
+    double now = mono_s();
+    if (step == 1)
+        r->epoch_t0 = now;
+    if (r->tty) {
+        /* Redraw at most 10 times a second, and always on the last step. */
+        if (step != nsteps && now - r->last_draw < 0.1)
+            return;
+        r->last_draw = now;
+        enum { W = 30 };
+        int fill = (int)(W * step / (nsteps ? nsteps : 1));
+        char bar[W + 1];
+        for (int i = 0; i < W; i++)
+            bar[i] = i < fill ? '=' : (i == fill ? '>' : ' ');
+        bar[W] = '\0';
+        double eta = (now - r->epoch_t0) / (double)step * (double)(nsteps - step);
+        fprintf(r->progress, "\r\033[Kepoch %d/%d [%s] %lld/%lld loss %.4f %.0f samples/s ETA %.0fs",
+                epoch, r->epochs, bar, (long long)step, (long long)nsteps, loss, samples_per_s,
+                eta);
+        fflush(r->progress);
+        r->bar_drawn = 1;
+    } else if (r->log_every > 0 && step % r->log_every == 0) {
+        log_info(r->lg, "epoch %d/%d step %lld/%lld loss %.4f %.0f samples/s", epoch,
+                 r->epochs, (long long)step, (long long)nsteps, loss, samples_per_s);
+    }
+}
+
+static void clear_bar(wk_report *r)
+{
+    if (r->bar_drawn) {
+        fputs("\r\033[K", r->progress);
+        fflush(r->progress);
+        r->bar_drawn = 0;
+    }
+}
+
+/* CSV cell: the value, or nothing when it was not measured (NaN). */
+static void csv_num(FILE *f, double v, int last)
+{
+    if (isfinite(v))
+        fprintf(f, "%.6g", v);
+    fputc(last ? '\n' : ',', f);
+}
+
+static void json_num(cJSON *o, const char *key, double v)
+{
+    if (isfinite(v))
+        cJSON_AddNumberToObject(o, key, v);
+    else
+        cJSON_AddNullToObject(o, key);
+}
+
+static int write_json(wk_report *r, cJSON *o, pst_err *err)
+{
+    char *s = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    if (!s)
+        return pst_err_set(err, PST_ERR_NOMEM, "report: out of memory");
+    fprintf(r->jsonl, "%s\n", s);
+    cJSON_free(s);
+    if (fflush(r->jsonl) != 0)
+        return pst_err_set(err, PST_ERR_IO, "metrics.jsonl: write failed: %s", strerror(errno));
+    return PST_OK;
+}
+
+int wk_report_epoch(wk_report *r, int epoch, const wk_epoch_stats *st, const wk_eval *val,
+                    pst_err *err)
+{
+    clear_bar(r);
+    double sps = st->seconds > 0 ? (double)st->samples / st->seconds : NAN;
+    double vl = NAN, va = NAN, vp = NAN, vr = NAN, vf = NAN, vm = NAN, vae = NAN, vr2 = NAN;
+    if (val && val->classify) {
+        vl = val->loss, va = val->cls.accuracy, vp = val->cls.precision_macro;
+        vr = val->cls.recall_macro, vf = val->cls.f1_macro;
+    } else if (val) {
+        vl = val->loss, vm = val->mse, vae = val->mae, vr2 = val->r2;
+    }
+    char line[512];
+    int n = snprintf(line, sizeof line, "epoch %d/%d loss %.4f", epoch, r->epochs, st->loss);
+    if (isfinite(st->accuracy))
+        n += snprintf(line + n, sizeof line - n, " acc %.4f", st->accuracy);
+    if (val && val->classify)
+        n += snprintf(line + n, sizeof line - n,
+                      " | val_loss %.4f val_acc %.4f val_precision %.4f val_recall %.4f "
+                      "val_f1 %.4f", vl, va, vp, vr, vf);
+    else if (val)
+        n += snprintf(line + n, sizeof line - n,
+                      " | val_loss %.4f val_mse %.4f val_mae %.4f val_r2 %.4f", vl, vm, vae, vr2);
+    snprintf(line + n, sizeof line - n, " | %.2fs %.0f samples/s%s", st->seconds, sps,
+             st->interrupted ? " (interrupted)" : "");
+    log_info(r->lg, "%s", line);
+
+    fprintf(r->csv, "%d,", epoch);
+    csv_num(r->csv, st->loss, 0);
+    csv_num(r->csv, st->accuracy, 0);
+    double cells[] = {vl, va, vp, vr, vf, vm, vae, vr2, st->seconds};
+    for (size_t i = 0; i < sizeof cells / sizeof cells[0]; i++)
+        csv_num(r->csv, cells[i], 0);
+    csv_num(r->csv, sps, 1);
+    if (fflush(r->csv) != 0)
+        return pst_err_set(err, PST_ERR_IO, "metrics.csv: write failed: %s", strerror(errno));
+
+    cJSON *o = cJSON_CreateObject();
+    if (!o)
+        return pst_err_set(err, PST_ERR_NOMEM, "report: out of memory");
+    cJSON_AddStringToObject(o, "split", "train");
+    cJSON_AddNumberToObject(o, "epoch", epoch);
+    cJSON_AddNumberToObject(o, "samples", (double)st->samples);
+    json_num(o, "train_loss", st->loss);
+    json_num(o, "train_acc", st->accuracy);
+    if (val && val->classify) {
+        json_num(o, "val_loss", vl);
+        json_num(o, "val_acc", va);
+        json_num(o, "val_precision", vp);
+        json_num(o, "val_recall", vr);
+        json_num(o, "val_f1", vf);
+    } else if (val) {
+        json_num(o, "val_loss", vl);
+        json_num(o, "val_mse", vm);
+        json_num(o, "val_mae", vae);
+        json_num(o, "val_r2", vr2);
+    }
+    json_num(o, "seconds", st->seconds);
+    json_num(o, "samples_per_s", sps);
+    if (st->interrupted)
+        cJSON_AddBoolToObject(o, "interrupted", 1);
+    return write_json(r, o, err);
+}
+
+int wk_report_final(wk_report *r, const char *split, const wk_eval *ev, pst_err *err)
+{
+    clear_bar(r);
+    cJSON *o = cJSON_CreateObject();
+    if (!o)
+        return pst_err_set(err, PST_ERR_NOMEM, "report: out of memory");
+    cJSON_AddStringToObject(o, "split", split);
+    cJSON_AddNumberToObject(o, "samples", (double)ev->n);
+    json_num(o, "loss", ev->loss);
+    if (ev->classify) {
+        log_info(r->lg, "%s: loss %.4f accuracy %.4f precision %.4f recall %.4f f1 %.4f (%lld samples)",
+                 split, ev->loss, ev->cls.accuracy, ev->cls.precision_macro,
+                 ev->cls.recall_macro, ev->cls.f1_macro, (long long)ev->n);
+        json_num(o, "accuracy", ev->cls.accuracy);
+        json_num(o, "precision", ev->cls.precision_macro);
+        json_num(o, "recall", ev->cls.recall_macro);
+        json_num(o, "f1", ev->cls.f1_macro);
+    } else {
+        log_info(r->lg, "%s: loss %.4f mse %.4f mae %.4f r2 %.4f (%lld samples)", split,
+                 ev->loss, ev->mse, ev->mae, ev->r2, (long long)ev->n);
+        json_num(o, "mse", ev->mse);
+        json_num(o, "mae", ev->mae);
+        json_num(o, "r2", ev->r2);
+    }
+    return write_json(r, o, err);
+}

@@ -1,0 +1,290 @@
+/* worker/trainer.c -- see trainer.h. */
+#include "trainer.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/optim.h"
+#include "core/rng.h"
+
+struct wk_trainer {
+    const cfg_job *job;
+    opt_config opt_cfg; /* the job's optimizer with the cosine horizon resolved */
+    ml_model *model;
+    opt_state *opt;
+    int batch;        /* B */
+    int in_dim;       /* D */
+    int out_dim;      /* K */
+    int classify;
+    float *bx;        /* (B, D) gathered batch */
+    int32_t *blabel;  /* (B) */
+    float *btarget;   /* (B, K) */
+    int32_t *pred;    /* (B) */
+    uint32_t *perm;   /* (N) sample order of the current epoch */
+    int64_t perm_len;
+    int64_t step;     /* updates applied: the schedule's t */
+};
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* The model's last layer must produce what the data and loss need. */
+static int check_fit(const cfg_job *job, const ml_model *m, const ds_dataset *ds, pst_err *err)
+{
+    int k = ml_model_out_dim(m);
+    unsigned last = job->model.nlayers - 1;
+    if (ds_task_of(ds) == DS_TASK_REGRESS) {
+        if (job->model.loss != CFG_LOSS_MSE)
+            return pst_err_set(err, PST_ERR_CONFIG,
+                               "model.loss: regression data needs mse, not %s",
+                               cfg_loss_name(job->model.loss));
+        if (k != ds_target_dim(ds))
+            return pst_err_set(err, PST_ERR_CONFIG,
+                               "model.layers.%u.units: the output has %d units but the data "
+                               "has %d target(s)", last, k, ds_target_dim(ds));
+        return PST_OK;
+    }
+    int c = ds_nclasses(ds);
+    if (job->model.loss == CFG_LOSS_BCE && k == 1) {
+        if (c > 2)
+            return pst_err_set(err, PST_ERR_CONFIG,
+                               "model.loss: binary_crossentropy with one output unit needs 2 "
+                               "classes, the data has %d", c);
+        return PST_OK;
+    }
+    if (k < c)
+        return pst_err_set(err, PST_ERR_CONFIG,
+                           "model.layers.%u.units: the output has %d units but the data has %d "
+                           "classes", last, k, c);
+    return PST_OK;
+}
+
+wk_trainer *wk_trainer_create(const cfg_job *job, const ds_dataset *like, pst_err *err)
+{
+    wk_trainer *t = calloc(1, sizeof *t);
+    if (!t) {
+        pst_err_set(err, PST_ERR_NOMEM, "trainer: out of memory");
+        return NULL;
+    }
+    t->job = job;
+    t->opt_cfg = job->optimizer;
+    t->batch = job->train.batch_size;
+    t->in_dim = ds_dim(like);
+    t->classify = ds_task_of(like) == DS_TASK_CLASSIFY;
+    t->model = ml_model_create(&job->model, t->in_dim, t->batch, err);
+    if (!t->model)
+        goto fail;
+    if (check_fit(job, t->model, like, err))
+        goto fail;
+    t->out_dim = ml_model_out_dim(t->model);
+    ml_model_init(t->model, job->seed);
+    t->opt = opt_state_create(&job->optimizer, ml_model_nparams(t->model), err);
+    if (!t->opt)
+        goto fail;
+    t->bx = malloc(sizeof(float) * (size_t)t->batch * t->in_dim);
+    t->blabel = malloc(sizeof(int32_t) * (size_t)t->batch);
+    t->btarget = malloc(sizeof(float) * (size_t)t->batch * t->out_dim);
+    t->pred = malloc(sizeof(int32_t) * (size_t)t->batch);
+    if (!t->bx || !t->blabel || !t->btarget || !t->pred) {
+        pst_err_set(err, PST_ERR_NOMEM, "trainer: out of memory for batch %d x %d", t->batch,
+                    t->in_dim);
+        goto fail;
+    }
+    return t;
+fail:
+    wk_trainer_destroy(t);
+    return NULL;
+}
+
+void wk_trainer_destroy(wk_trainer *t)
+{
+    if (!t)
+        return;
+    ml_model_destroy(t->model);
+    opt_state_destroy(t->opt);
+    free(t->bx);
+    free(t->blabel);
+    free(t->btarget);
+    free(t->pred);
+    free(t->perm);
+    free(t);
+}
+
+ml_model *wk_trainer_model(wk_trainer *t) { return t->model; }
+int64_t wk_trainer_step(const wk_trainer *t) { return t->step; }
+
+/* Copies rows idx[0..n) of ds into the batch buffers. */
+static void gather(wk_trainer *t, const ds_dataset *ds, const uint32_t *idx, int n)
+{
+    const float *x = ds_x_const(ds);
+    size_t rowb = sizeof(float) * (size_t)t->in_dim;
+    for (int i = 0; i < n; i++)
+        memcpy(t->bx + (size_t)i * t->in_dim, x + (size_t)idx[i] * t->in_dim, rowb);
+    if (t->classify) {
+        const int32_t *lab = ds_labels_const(ds);
+        for (int i = 0; i < n; i++)
+            t->blabel[i] = lab[idx[i]];
+    } else {
+        const float *tg = ds_targets_const(ds);
+        size_t k = (size_t)t->out_dim;
+        for (int i = 0; i < n; i++)
+            memcpy(t->btarget + i * k, tg + (size_t)idx[i] * k, sizeof(float) * k);
+    }
+}
+
+static int ensure_perm(wk_trainer *t, int64_t n, pst_err *err)
+{
+    if (t->perm_len == n)
+        return PST_OK;
+    free(t->perm);
+    t->perm = malloc(sizeof(uint32_t) * (size_t)(n ? n : 1));
+    t->perm_len = t->perm ? n : 0;
+    if (!t->perm)
+        return pst_err_set(err, PST_ERR_NOMEM, "trainer: out of memory for %lld indices",
+                           (long long)n);
+    return PST_OK;
+}
+
+/* Applies the gradient in the model's grads to its params: clip, then one optimizer step
+ * at the scheduled learning rate. */
+static void local_update(wk_trainer *t)
+{
+    const opt_config *oc = &t->opt_cfg;
+    size_t P = ml_model_nparams(t->model);
+    float *g = ml_model_grads(t->model);
+    if (oc->clip_norm > 0.0f)
+        opt_clip_global_norm(g, P, oc->clip_norm);
+    opt_tick(t->opt);
+    opt_apply(oc, t->opt, ml_model_params(t->model), g, 0, P, opt_lr_at(oc, t->step));
+    t->step++;
+}
+
+int wk_trainer_epoch(wk_trainer *t, const ds_dataset *train, int epoch, wk_progress_fn cb,
+                     void *cb_ctx, const volatile sig_atomic_t *stop, wk_epoch_stats *st,
+                     pst_err *err)
+{
+    memset(st, 0, sizeof *st);
+    st->accuracy = NAN;
+    int64_t n = ds_count(train);
+    if (n > UINT32_MAX)
+        return pst_err_set(err, PST_ERR_DATA, "trainer: %lld samples exceed 2^32",
+                           (long long)n);
+    int rc = ensure_perm(t, n, err);
+    if (rc)
+        return rc;
+    for (int64_t i = 0; i < n; i++)
+        t->perm[i] = (uint32_t)i;
+    if (t->job->train.shuffle) {
+        /* A fresh stream per epoch from (seed, epoch): resuming at epoch e reshuffles the
+         * same way an uninterrupted run would. */
+        rng_state r;
+        rng_seed(&r, t->job->seed ^ (0x9e3779b97f4a7c15ULL * (uint64_t)epoch));
+        rng_shuffle_u32(&r, t->perm, (size_t)n);
+    }
+    int64_t nsteps = (n + t->batch - 1) / t->batch;
+    if (t->opt_cfg.sched.kind == OPT_SCHED_COSINE && t->opt_cfg.sched.total_steps == 0)
+        t->opt_cfg.sched.total_steps = nsteps * t->job->train.epochs; /* "the whole run" */
+    double loss_sum = 0.0;
+    int64_t correct = 0;
+    double t0 = now_s();
+    for (int64_t s = 0; s < nsteps; s++) {
+        if (stop && *stop) {
+            st->interrupted = 1;
+            break;
+        }
+        int64_t lo = s * t->batch;
+        int b = (int)(n - lo < t->batch ? n - lo : t->batch);
+        gather(t, train, t->perm + lo, b);
+        const float *out = ml_model_forward(t->model, t->bx, b);
+        double loss = ml_model_loss(t->model, t->blabel, t->classify ? NULL : t->btarget, b);
+        if (!isfinite(loss))
+            return pst_err_set(err, PST_ERR_NUMERIC,
+                               "epoch %d step %lld: loss is %g (diverged; lower optimizer.lr "
+                               "or set optimizer.clip_norm)",
+                               epoch, (long long)s, loss);
+        if (t->classify) {
+            met_predict_classes(t->pred, out, b, t->out_dim);
+            for (int i = 0; i < b; i++)
+                correct += t->pred[i] == t->blabel[i];
+        }
+        ml_model_backward(t->model, t->bx, b);
+        local_update(t);
+        loss_sum += loss * b;
+        st->samples += b;
+        st->steps++;
+        if (cb)
+            cb(cb_ctx, epoch, s + 1, nsteps, loss_sum / (double)st->samples,
+               (double)st->samples / (now_s() - t0 + 1e-9));
+    }
+    st->seconds = now_s() - t0;
+    if (st->samples > 0) {
+        st->loss = loss_sum / (double)st->samples;
+        if (t->classify)
+            st->accuracy = (double)correct / (double)st->samples;
+    }
+    return PST_OK;
+}
+
+int wk_trainer_evaluate(wk_trainer *t, const ds_dataset *ds, wk_eval *ev, met_confusion *cm,
+                        pst_err *err)
+{
+    memset(ev, 0, sizeof *ev);
+    ev->classify = t->classify;
+    if (ds_dim(ds) != t->in_dim)
+        return pst_err_set(err, PST_ERR_DATA, "evaluate: data has %d features, the model takes %d",
+                           ds_dim(ds), t->in_dim);
+    int nc = t->out_dim == 1 ? 2 : t->out_dim;
+    met_confusion *own = NULL;
+    if (t->classify && !cm) {
+        own = met_confusion_create(nc, err);
+        if (!own)
+            return err ? err->code : PST_ERR_NOMEM;
+        cm = own;
+    }
+    if (cm)
+        met_confusion_reset(cm);
+    met_regression reg;
+    met_regression_reset(&reg);
+    int64_t n = ds_count(ds);
+    const float *x = ds_x_const(ds);
+    double loss_sum = 0.0;
+    for (int64_t lo = 0; lo < n; lo += t->batch) {
+        int b = (int)(n - lo < t->batch ? n - lo : t->batch);
+        const float *xb = x + (size_t)lo * t->in_dim;
+        const float *out = ml_model_forward(t->model, xb, b);
+        if (t->classify) {
+            const int32_t *lab = ds_labels_const(ds) + lo;
+            for (int i = 0; i < b; i++)
+                if (lab[i] < 0 || lab[i] >= nc) {
+                    met_confusion_destroy(own);
+                    return pst_err_set(err, PST_ERR_DATA,
+                                       "evaluate: record %lld: label %d out of range [0, %d)",
+                                       (long long)(lo + i), lab[i], nc);
+                }
+            loss_sum += ml_model_loss(t->model, lab, NULL, b) * b;
+            met_predict_classes(t->pred, out, b, t->out_dim);
+            met_confusion_add(cm, lab, t->pred, b);
+        } else {
+            const float *tg = ds_targets_const(ds) + (size_t)lo * t->out_dim;
+            loss_sum += ml_model_loss(t->model, NULL, tg, b) * b;
+            met_regression_add(&reg, out, tg, (int64_t)b * t->out_dim);
+        }
+    }
+    ev->n = n;
+    ev->loss = n ? loss_sum / (double)n : NAN;
+    if (t->classify)
+        met_confusion_summary(cm, &ev->cls);
+    else {
+        ev->mse = met_regression_mse(&reg);
+        ev->mae = met_regression_mae(&reg);
+        ev->r2 = met_regression_r2(&reg);
+    }
+    met_confusion_destroy(own);
+    return PST_OK;
+}
