@@ -1510,3 +1510,45 @@ cleanup:
     free(rows);
     return out;
 }
+
+int ds_align_classes(ds_dataset *ds, const ds_dataset *ref, const char *what, pst_err *err)
+{
+    if (ds->task != DS_TASK_CLASSIFY || ref->task != DS_TASK_CLASSIFY)
+        return PST_OK;
+    if (!ds->class_names && !ref->class_names)
+        return PST_OK;
+    if (!ds->class_names || !ref->class_names)
+        return pst_err_set(err, PST_ERR_DATA,
+                           "%s: class labels are %s, but the training data's are %s", what,
+                           ds->class_names ? "names" : "numbers",
+                           ref->class_names ? "names" : "numbers");
+    int *map = malloc(sizeof(int) * (size_t)(ds->nclasses ? ds->nclasses : 1));
+    char **names = NULL;
+    int rc = PST_OK;
+    if (!map)
+        return pst_err_set(err, PST_ERR_NOMEM, "%s: out of memory", what);
+    for (int c = 0; c < ds->nclasses; c++) {
+        map[c] = -1;
+        for (int r = 0; r < ref->nclasses && map[c] < 0; r++)
+            if (ds->class_names[c] && ref->class_names[r] &&
+                strcmp(ds->class_names[c], ref->class_names[r]) == 0)
+                map[c] = r;
+        if (map[c] < 0) {
+            rc = pst_err_set(err, PST_ERR_DATA, "%s: class '%s' does not occur in the training data",
+                             what, ds->class_names[c] ? ds->class_names[c] : "?");
+            goto cleanup;
+        }
+    }
+    if (names_copy(&names, ref->class_names, NULL, ref->nclasses)) {
+        rc = pst_err_set(err, PST_ERR_NOMEM, "%s: out of memory", what);
+        goto cleanup;
+    }
+    for (int64_t i = 0; i < ds->n; i++)
+        ds->label[i] = map[ds->label[i]];
+    names_free(ds->class_names, ds->nclasses);
+    ds->class_names = names;
+    ds->nclasses = ref->nclasses;
+cleanup:
+    free(map);
+    return rc;
+}

@@ -108,6 +108,13 @@ int ds_split(const ds_dataset *ds, double frac, uint64_t seed, ds_dataset **trai
  * so the nparts partitions are disjoint, cover ds and differ in size by at most one. */
 ds_dataset *ds_partition(const ds_dataset *ds, int nparts, int k, uint64_t seed, pst_err *err);
 
+/* Renumbers ds's classes to ref's: when labels were strings, a class of ds gets the id of
+ * the class of ref with the same name (a test file may list its classes in another order
+ * than the training file). ds then has ref's class count and names. A name ref does not
+ * know, or names on one side only, is PST_ERR_DATA naming `what` (ds's file). No-op when
+ * neither has names. */
+int ds_align_classes(ds_dataset *ds, const ds_dataset *ref, const char *what, pst_err *err);
+
 /* Keeps only the samples whose label is in keep[0..nkeep) and relabels them 0..nkeep-1
  * in that order (for taking a subset of classes). */
 ds_dataset *ds_filter_classes(const ds_dataset *ds, const int *keep, int nkeep, pst_err *err);

@@ -904,6 +904,42 @@ static void test_filter_classes(void **state)
     ds_destroy(reg);
 }
 
+static void test_align_classes(void **state)
+{
+    pst_err err = {0};
+    ds_csv_options o = csv_opts(1, -1, DS_TASK_CLASSIFY);
+    const char *tr = put_text(state, "al-train.csv", "a,y\n1,cat\n2,dog\n3,bird\n");
+    const char *te = put_text(state, "al-test.csv", "a,y\n4,bird\n5,cat\n6,bird\n");
+    const char *bad = put_text(state, "al-bad.csv", "a,y\n4,fish\n");
+    const char *num = put_text(state, "al-num.csv", "a,y\n4,0\n");
+    ds_dataset *train = ds_load_csv(tr, &o, &err);
+    ds_dataset *test = ds_load_csv(te, &o, &err);
+    assert_non_null(train);
+    assert_non_null(test);
+    /* In its own file "bird" is class 0; the training file made it class 2. */
+    assert_int_equal(ds_labels(test)[0], 0);
+    assert_int_equal(ds_align_classes(test, train, "al-test.csv", &err), PST_OK);
+    assert_int_equal(ds_nclasses(test), 3);
+    assert_int_equal(ds_labels(test)[0], 2);
+    assert_int_equal(ds_labels(test)[1], 0);
+    assert_int_equal(ds_labels(test)[2], 2);
+    assert_string_equal(ds_class_name(test, 1), "dog");
+
+    ds_dataset *b = ds_load_csv(bad, &o, &err);
+    assert_non_null(b);
+    assert_int_equal(ds_align_classes(b, train, "al-bad.csv", &err), PST_ERR_DATA);
+    assert_non_null(strstr(err.msg, "al-bad.csv"));
+    assert_non_null(strstr(err.msg, "'fish'"));
+    ds_dataset *n = ds_load_csv(num, &o, &err);
+    assert_non_null(n);
+    assert_int_equal(ds_align_classes(n, train, "al-num.csv", &err), PST_ERR_DATA);
+    assert_non_null(strstr(err.msg, "numbers"));
+    ds_destroy(train);
+    ds_destroy(test);
+    ds_destroy(b);
+    ds_destroy(n);
+}
+
 static void test_create(void **state)
 {
     (void)state;
@@ -985,6 +1021,7 @@ int main(void)
         cmocka_unit_test(test_split),
         cmocka_unit_test(test_partition),
         cmocka_unit_test(test_filter_classes),
+        cmocka_unit_test(test_align_classes),
         cmocka_unit_test(test_create),
         cmocka_unit_test(test_fashion_mnist_t10k),
     };

@@ -3,8 +3,8 @@
 
 #include <string.h>
 
-ds_dataset *wk_data_load_file(const cfg_data *dc, const char *path, const char *labels_path,
-                              pst_err *err)
+static ds_dataset *load_file(const cfg_data *dc, const char *path, const char *labels_path,
+                             pst_err *err)
 {
     ds_task task = dc->task == CFG_TASK_REGRESS ? DS_TASK_REGRESS : DS_TASK_CLASSIFY;
     switch (dc->format) {
@@ -26,6 +26,16 @@ ds_dataset *wk_data_load_file(const cfg_data *dc, const char *path, const char *
     }
     pst_err_set(err, PST_ERR_CONFIG, "data.format: unknown format %d", (int)dc->format);
     return NULL;
+}
+
+ds_dataset *wk_data_load_file(const cfg_data *dc, const char *path, const char *labels_path,
+                              pst_err *err)
+{
+    ds_dataset *ds = load_file(dc, path, labels_path, err);
+    /* A NaN or Inf in a data file is bad data (exit code 3), not a diverged run. */
+    if (!ds && err && err->code == PST_ERR_NUMERIC)
+        err->code = PST_ERR_DATA;
+    return ds;
 }
 
 static ds_scale_kind scale_kind(cfg_scale s)
@@ -64,6 +74,8 @@ int wk_data_load(const cfg_job *job, wk_data *d, pst_err *err)
             rc = err ? err->code : PST_ERR_DATA;
             goto fail;
         }
+        if ((rc = ds_align_classes(d->test, d->train, dc->test, err)))
+            goto fail;
         if (ds_dim(d->test) != ds_dim(d->train)) {
             rc = pst_err_set(err, PST_ERR_DATA, "%s: %d features, but the training data has %d",
                              dc->test, ds_dim(d->test), ds_dim(d->train));
