@@ -244,7 +244,7 @@ int main(int argc, char **argv)
     if (cfg_job_load_string(&job, yaml, strlen(yaml), "<bench_mlp job>", &err))
         goto fail;
     double tl0 = now_s();
-    if (wk_data_load(job, &data, &err))
+    if (wk_data_load(job, 1, 0, &data, &err))
         goto fail;
     double load_s = now_s() - tl0;
     long rss_data_kb = rss_now_kb();
@@ -255,7 +255,7 @@ int main(int argc, char **argv)
                 BATCH, IN, (long long)n, ds_dim(train));
         goto cleanup;
     }
-    if (!(tr = wk_trainer_create(job, train, &err)))
+    if (!(tr = wk_trainer_create(job, train, 0, &err)))
         goto fail;
     if (sgemm_bufs_init(&sb, train)) {
         fprintf(stderr, "bench_mlp: out of memory for the sgemm buffers\n");

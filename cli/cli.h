@@ -15,12 +15,17 @@ enum {
     EXIT_USAGE = 2,           /* bad flag, bad job file: permanent */
     EXIT_DATA = 3,            /* bad input data: permanent */
     EXIT_IO = 4,              /* cannot read or write a file */
+    EXIT_RETRIABLE = 75,      /* lost peer, timeout, network failure: retry (EX_TEMPFAIL) */
     EXIT_SIGINT = 130,        /* stopped by Ctrl-C (128 + SIGINT) */
     EXIT_SIGTERM = 143        /* stopped by SIGTERM (128 + SIGTERM) */
 };
 
 /* Maps a pst_status to the exit code above. */
 int cli_exit_code(int status);
+/* 130 or 143 for the signal that stopped the process. */
+int cli_stop_exit_code(int sig);
+/* Sets the BLAS threads of this process. */
+void openblas_threads(int n);
 
 /* Loads the job: the file, or the built-in default when path is NULL, then applies the
  * overrides argv[0..argc) ("--key value" / "--key=value" / aliases like --epochs) and
@@ -31,5 +36,9 @@ int cli_load_job(cfg_job **job, const char *path, int argc, char **argv, pst_err
 extern const char cli_override_help[];
 
 int cmd_train(int argc, char **argv, const volatile sig_atomic_t *stop);
+int cmd_local(int argc, char **argv, const volatile sig_atomic_t *stop);
+int cmd_server(int argc, char **argv, const volatile sig_atomic_t *stop);
+int cmd_worker(int argc, char **argv, const volatile sig_atomic_t *stop);
+int cmd_coordinator(int argc, char **argv, const volatile sig_atomic_t *stop);
 
 #endif

@@ -32,7 +32,6 @@ static void train_usage(FILE *f)
             cli_override_help);
 }
 
-static int stop_exit_code(sig_atomic_t sig) { return sig == SIGTERM ? EXIT_SIGTERM : EXIT_SIGINT; }
 
 int cmd_train(int argc, char **argv, const volatile sig_atomic_t *stop)
 {
@@ -76,15 +75,15 @@ int cmd_train(int argc, char **argv, const volatile sig_atomic_t *stop)
         rc = cfg_job_print(job, stdout, &err);
         goto done;
     }
-    openblas_set_num_threads(job->train.threads);
+    openblas_threads(job->train.threads);
     log_info(&lg, "job '%s' from %s", job->name, path ? path : "the built-in default");
 
-    if ((rc = wk_data_load(job, &data, &err)))
+    if ((rc = wk_data_load(job, 1, 0, &data, &err)))
         goto done;
     log_info(&lg, "data: %lld training, %lld validation, %lld test samples of %d features",
              (long long)ds_count(data.train), data.val ? (long long)ds_count(data.val) : 0LL,
              data.test ? (long long)ds_count(data.test) : 0LL, ds_dim(data.train));
-    tr = wk_trainer_create(job, data.train, &err);
+    tr = wk_trainer_create(job, data.train, 0, &err);
     if (!tr) {
         rc = err.code;
         goto done;
@@ -152,5 +151,5 @@ done:
     cfg_job_free(job);
     if (rc)
         return cli_exit_code(rc);
-    return *stop ? stop_exit_code(*stop) : EXIT_OK;
+    return *stop ? cli_stop_exit_code(*stop) : EXIT_OK;
 }

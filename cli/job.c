@@ -1,4 +1,6 @@
 /* cli/job.c -- loading a job file and applying command-line overrides. */
+#include <cblas.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -16,13 +18,16 @@ static const struct {
     {"optimizer", "optimizer.name"}, {"seed", "seed"},
     {"output", "output.dir"},       {"train", "data.train"},
     {"test", "data.test"},          {"name", "name"},
+    {"servers", "cluster.servers"}, {"workers", "cluster.workers"},
+    {"consistency", "cluster.consistency"}, {"staleness", "cluster.staleness"},
 };
 
 const char cli_override_help[] =
     "Any key of the job file can be set as --SECTION.KEY VALUE or --SECTION.KEY=VALUE,\n"
     "e.g. --optimizer.lr 0.01, --model.layers.0.units=512, --data.validation_split 0.2.\n"
     "Shorthands: --epochs N, --batch-size N, --threads N, --lr X, --optimizer NAME,\n"
-    "            --seed N, --output DIR, --train PATH, --test PATH, --name NAME.\n";
+    "            --seed N, --output DIR, --train PATH, --test PATH, --name NAME,\n"
+    "            --servers N, --workers N, --consistency bsp|ssp|asp, --staleness N.\n";
 
 int cli_exit_code(int status)
 {
@@ -32,9 +37,15 @@ int cli_exit_code(int status)
     case PST_ERR_CONFIG: return EXIT_USAGE;
     case PST_ERR_DATA: return EXIT_DATA;
     case PST_ERR_IO: return EXIT_IO;
+    case PST_ERR_TIMEOUT:
+    case PST_ERR_NET: return EXIT_RETRIABLE;
     default: return EXIT_FAILURE_RUNTIME;
     }
 }
+
+int cli_stop_exit_code(int sig) { return sig == SIGTERM ? EXIT_SIGTERM : EXIT_SIGINT; }
+
+void openblas_threads(int n) { openblas_set_num_threads(n); }
 
 /* Data paths written in a job file are relative to the file's folder, so a job and its
  * data can move together; paths given as flags stay relative to the working directory. */

@@ -19,6 +19,10 @@ static void usage(FILE *f)
           "\n"
           "commands:\n"
           "  train [JOB.yaml]   train in this process (no file: the Fashion-MNIST default job)\n"
+          "  local [JOB.yaml]   run the job here as coordinator, server and worker processes\n"
+          "                     (no file: the default job, 2 servers and 2 workers)\n"
+          "  coordinator, server, worker\n"
+          "                     one process of a distributed job (see their --help)\n"
           "\n"
           "  pstrain <command> --help   options of a command\n"
           "  pstrain --version          version\n",
@@ -50,6 +54,14 @@ int main(int argc, char **argv)
 
     if (strcmp(cmd, "train") == 0)
         return cmd_train(argc - 2, argv + 2, &stop_signal);
+    if (strcmp(cmd, "local") == 0)
+        return cmd_local(argc - 2, argv + 2, &stop_signal);
+    if (strcmp(cmd, "server") == 0)
+        return cmd_server(argc - 2, argv + 2, &stop_signal);
+    if (strcmp(cmd, "worker") == 0)
+        return cmd_worker(argc - 2, argv + 2, &stop_signal);
+    if (strcmp(cmd, "coordinator") == 0)
+        return cmd_coordinator(argc - 2, argv + 2, &stop_signal);
     fprintf(stderr, "pstrain: unknown command '%s' (see pstrain --help)\n", cmd);
     return EXIT_USAGE;
 }

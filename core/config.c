@@ -191,6 +191,17 @@ static const cyaml_schema_field_t output_fields[] = {
     CFG_STR("dir", cfg_output, dir),
     CYAML_FIELD_END};
 
+static const cyaml_strval_t consistency_names[] = {
+    {"bsp", CFG_CONS_BSP}, {"ssp", CFG_CONS_SSP}, {"asp", CFG_CONS_ASP}};
+
+static const cyaml_schema_field_t cluster_fields[] = {
+    CYAML_FIELD_INT("servers", CFG_OPT, cfg_cluster, servers),
+    CYAML_FIELD_INT("workers", CFG_OPT, cfg_cluster, workers),
+    CFG_ENUM("consistency", cfg_cluster, consistency, consistency_names),
+    CYAML_FIELD_INT("staleness", CFG_OPT, cfg_cluster, staleness),
+    CYAML_FIELD_INT("timeout_s", CFG_OPT, cfg_cluster, timeout_s),
+    CYAML_FIELD_END};
+
 static const cyaml_schema_field_t job_fields[] = {
     CFG_STR("name", cfg_job, name),
     CYAML_FIELD_UINT("seed", CFG_OPT, cfg_job, seed),
@@ -199,6 +210,7 @@ static const cyaml_schema_field_t job_fields[] = {
     CYAML_FIELD_MAPPING("optimizer", CFG_OPT, cfg_job, optimizer, opt_fields),
     CYAML_FIELD_MAPPING("train", CFG_OPT, cfg_job, train, train_fields),
     CYAML_FIELD_MAPPING("output", CFG_OPT, cfg_job, output, output_fields),
+    CYAML_FIELD_MAPPING("cluster", CFG_OPT, cfg_job, cluster, cluster_fields),
     CYAML_FIELD_END};
 
 static const cyaml_schema_value_t job_value = {
@@ -227,6 +239,37 @@ const char *cfg_loss_name(cfg_loss l)
 {
     const char *s = enum_name(loss_names, CYAML_ARRAY_LEN(loss_names), l);
     return s ? s : "unknown";
+}
+
+const char *cfg_consistency_name(cfg_consistency c)
+{
+    const char *s = enum_name(consistency_names, CYAML_ARRAY_LEN(consistency_names), c);
+    return s ? s : "unknown";
+}
+
+uint64_t cfg_job_hash(const cfg_job *job)
+{
+    char *text = NULL;
+    size_t len = 0;
+    uint64_t h = 0xcbf29ce484222325ULL; /* FNV-1a offset basis */
+    /* What processes must agree on: the model, optimizer, cluster and training settings.
+     * Data paths and output folders may legitimately be spelled differently per host. */
+    cfg_job same = *job;
+    memset(&same.data, 0, sizeof same.data);
+    same.data.task = job->data.task;
+    same.data.num_classes = job->data.num_classes;
+    same.output.dir = NULL;
+    same.train.threads = 1;
+    FILE *f = open_memstream(&text, &len);
+    if (!f)
+        return 0;
+    int rc = cfg_job_print(&same, f, NULL);
+    fclose(f);
+    if (rc == PST_OK)
+        for (size_t i = 0; i < len; i++)
+            h = (h ^ (unsigned char)text[i]) * 0x100000001b3ULL;
+    free(text);
+    return rc == PST_OK ? h : 0;
 }
 
 static const cyaml_schema_field_t *field_find(const cyaml_schema_field_t *fields, const char *key)
@@ -858,6 +901,11 @@ static int fill_defaults(cfg_job *job, const cfg_scan *sc)
     tmpl.train.threads = 1;
     tmpl.train.shuffle = 1;
     tmpl.train.log_every = 0;
+    tmpl.cluster.servers = 2;
+    tmpl.cluster.workers = 2;
+    tmpl.cluster.consistency = CFG_CONS_SSP;
+    tmpl.cluster.staleness = 2;
+    tmpl.cluster.timeout_s = 60;
     int rc = fill_fields(job_fields, (char *)job, (const char *)&tmpl, sc);
     if (rc)
         return rc;
@@ -1261,6 +1309,16 @@ int cfg_job_check(const cfg_job *job, pst_err *err)
                            t->log_every);
     if (!job->output.dir)
         return pst_err_set(err, E, "output.dir: must be set");
+
+    const cfg_cluster *c = &job->cluster;
+    if (c->servers < 1 || c->servers > 64)
+        return pst_err_set(err, E, "cluster.servers: must be in [1, 64], got %d", c->servers);
+    if (c->workers < 1 || c->workers > 4096)
+        return pst_err_set(err, E, "cluster.workers: must be in [1, 4096], got %d", c->workers);
+    if (c->staleness < 0)
+        return pst_err_set(err, E, "cluster.staleness: must be >= 0, got %d", c->staleness);
+    if (c->timeout_s < 1)
+        return pst_err_set(err, E, "cluster.timeout_s: must be >= 1, got %d", c->timeout_s);
     return PST_OK;
 }
 

@@ -76,6 +76,21 @@ typedef struct {
     char *dir;       /* run directory: metrics.csv, metrics.jsonl, ... */
 } cfg_output;
 
+/* How servers order updates and answer pulls (see ps/server.c):
+ *   bsp  every step's gradients of all live workers are averaged, then applied once;
+ *   ssp  pushes apply at once; a pull at clock c waits until the slowest live worker has
+ *        reached c - staleness;
+ *   asp  pushes apply at once; pulls never wait. */
+typedef enum { CFG_CONS_BSP = 0, CFG_CONS_SSP, CFG_CONS_ASP } cfg_consistency;
+
+typedef struct {
+    int servers;                 /* parameter servers */
+    int workers;                 /* workers */
+    cfg_consistency consistency;
+    int staleness;               /* ssp: clocks a worker may run ahead of the slowest */
+    int timeout_s;               /* every network wait gives up after this long */
+} cfg_cluster;
+
 typedef struct {
     char *name;
     uint64_t seed;
@@ -84,6 +99,7 @@ typedef struct {
     opt_config optimizer;
     cfg_train train;
     cfg_output output;
+    cfg_cluster cluster;
 } cfg_job;
 
 /* Parses YAML text; source names it in errors (a path, or "<default job>"). Missing keys
@@ -109,5 +125,11 @@ int cfg_job_print(const cfg_job *job, FILE *f, pst_err *err);
 
 const char *cfg_act_name(cfg_act a);
 const char *cfg_loss_name(cfg_loss l);
+const char *cfg_consistency_name(cfg_consistency c);
+
+/* 64-bit fingerprint (FNV-1a) of the effective job as cfg_job_print writes it, without
+ * the data paths, output folder and thread count, so processes started separately can
+ * check that they train the same model the same way. */
+uint64_t cfg_job_hash(const cfg_job *job);
 
 #endif

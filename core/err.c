@@ -65,6 +65,9 @@ const char *pst_status_name(int code)
     case PST_ERR_CONFIG: return "config";
     case PST_ERR_NUMERIC: return "numeric";
     case PST_ERR_STATE: return "state";
+    case PST_ERR_TIMEOUT: return "timeout";
+    case PST_ERR_PEER: return "peer";
+    case PST_ERR_NET: return "network";
     default: return "unknown";
     }
 }

@@ -17,7 +17,10 @@ typedef enum {
     PST_ERR_DATA,    /* malformed input data */
     PST_ERR_CONFIG,  /* bad job file or override */
     PST_ERR_NUMERIC, /* NaN/Inf where a finite value is needed */
-    PST_ERR_STATE    /* call not valid in the object's current state */
+    PST_ERR_STATE,   /* call not valid in the object's current state */
+    PST_ERR_TIMEOUT, /* a peer did not answer in time (retriable) */
+    PST_ERR_PEER,    /* a peer refused a request or sent a bad message */
+    PST_ERR_NET      /* a socket operation failed */
 } pst_status;
 
 typedef struct {

@@ -34,7 +34,8 @@ struct ml_model {
     op *ops;
     size_t nparams;
     float *params;      /* (P) */
-    float *grads;       /* (P) */
+    float *grads;       /* (P) the buffer backward writes: grads_own or the caller's */
+    float *grads_own;   /* (P) */
     float *gbuf[2];     /* (max_batch, max width) ping-pong gradient buffers */
     float *scratch;     /* (max_batch, out_dim) targets built from labels */
     int start_buf;      /* which gbuf holds the output gradient after ml_model_loss */
@@ -166,7 +167,7 @@ ml_model *ml_model_create(const cfg_model *spec, int in_dim, int max_batch, pst_
 
     /* Pass 2: buffers. */
     m->params = alloc_floats(m->nparams);
-    m->grads = alloc_floats(m->nparams);
+    m->grads = m->grads_own = alloc_floats(m->nparams);
     m->gbuf[0] = alloc_floats((size_t)max_batch * max_width);
     m->gbuf[1] = alloc_floats((size_t)max_batch * max_width);
     m->scratch = alloc_floats((size_t)max_batch * m->out_dim);
@@ -196,7 +197,7 @@ void ml_model_destroy(ml_model *m)
     free(m->ops);
     free(m->segs);
     free(m->params);
-    free(m->grads);
+    free(m->grads_own);
     free(m->gbuf[0]);
     free(m->gbuf[1]);
     free(m->scratch);
@@ -235,6 +236,7 @@ void ml_model_init(ml_model *m, uint64_t seed)
 size_t ml_model_nparams(const ml_model *m) { return m->nparams; }
 float *ml_model_params(ml_model *m) { return m->params; }
 float *ml_model_grads(ml_model *m) { return m->grads; }
+void ml_model_use_grads(ml_model *m, float *g) { m->grads = g ? g : m->grads_own; }
 int ml_model_in_dim(const ml_model *m) { return m->in_dim; }
 int ml_model_out_dim(const ml_model *m) { return m->out_dim; }
 int ml_model_max_batch(const ml_model *m) { return m->max_batch; }

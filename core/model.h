@@ -42,6 +42,10 @@ void ml_model_destroy(ml_model *m);
 void ml_model_init(ml_model *m, uint64_t seed);
 
 size_t ml_model_nparams(const ml_model *m);
+/* Makes g (P floats, owned by the caller, or NULL for the model's own buffer) the buffer
+ * that ml_model_backward writes and ml_model_grads returns. A worker alternates two
+ * buffers so one step's gradient can still be on the wire while the next is computed. */
+void ml_model_use_grads(ml_model *m, float *g);
 float *ml_model_params(ml_model *m);       /* (P) */
 float *ml_model_grads(ml_model *m);        /* (P) */
 int ml_model_in_dim(const ml_model *m);

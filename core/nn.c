@@ -89,25 +89,76 @@ void ml_act_forward(float *y, const float *x, int rows, int cols, ml_act act)
     }
 }
 
+/* The elementwise derivatives, out of place and in place. Two versions because a training
+ * step calls ml_act_backward with dx == dy: one loop over possibly equal pointers makes
+ * gcc's runtime alias check fail on exactly that call and fall back to its scalar loop
+ * (for ReLU a data-dependent branch per element, ~7x slower than the vector loop), while
+ * restrict-qualified loops over distinct arrays vectorise. */
+static void relu_backward(float *restrict dx, const float *restrict dy, const float *restrict y,
+                          size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+}
+
+static void relu_backward_inplace(float *restrict g, const float *restrict y, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        g[i] = y[i] > 0.0f ? g[i] : 0.0f;
+}
+
+static void sigmoid_backward(float *restrict dx, const float *restrict dy,
+                             const float *restrict y, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        dx[i] = dy[i] * y[i] * (1.0f - y[i]);
+}
+
+static void sigmoid_backward_inplace(float *restrict g, const float *restrict y, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        g[i] *= y[i] * (1.0f - y[i]);
+}
+
+static void tanh_backward(float *restrict dx, const float *restrict dy, const float *restrict y,
+                          size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        dx[i] = dy[i] * (1.0f - y[i] * y[i]);
+}
+
+static void tanh_backward_inplace(float *restrict g, const float *restrict y, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        g[i] *= 1.0f - y[i] * y[i];
+}
+
 void ml_act_backward(float *dx, const float *dy, const float *y, int rows, int cols, ml_act act)
 {
     size_t len = (size_t)rows * cols;
+    int inplace = dx == dy;
     switch (act) {
     case ML_ACT_LINEAR:
-        if (dx != dy)
+        if (!inplace)
             memmove(dx, dy, len * sizeof *dx);
         break;
     case ML_ACT_RELU:
-        for (size_t i = 0; i < len; i++)
-            dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+        if (inplace)
+            relu_backward_inplace(dx, y, len);
+        else
+            relu_backward(dx, dy, y, len);
         break;
     case ML_ACT_SIGMOID:
-        for (size_t i = 0; i < len; i++)
-            dx[i] = dy[i] * y[i] * (1.0f - y[i]);
+        if (inplace)
+            sigmoid_backward_inplace(dx, y, len);
+        else
+            sigmoid_backward(dx, dy, y, len);
         break;
     case ML_ACT_TANH:
-        for (size_t i = 0; i < len; i++)
-            dx[i] = dy[i] * (1.0f - y[i] * y[i]);
+        if (inplace)
+            tanh_backward_inplace(dx, y, len);
+        else
+            tanh_backward(dx, dy, y, len);
         break;
     case ML_ACT_SOFTMAX:
         /* Jacobian-vector product of softmax: dx_j = y_j (dy_j - sum_k dy_k y_k). */
@@ -132,25 +183,38 @@ double ml_softmax_xent(float *dz, float *prob, const float *z, const int32_t *la
     float scale = 1.0f / (float)n;
     for (int i = 0; i < n; i++) {
         const float *zr = z + (size_t)i * c;
+        float *pr = prob ? prob + (size_t)i * c : NULL;
+        float *dr = dz ? dz + (size_t)i * c : NULL;
         int y = label[i];
         assert(y >= 0 && y < c);
         float mx = zr[0];
         for (int j = 1; j < c; j++)
             mx = zr[j] > mx ? zr[j] : mx;
+        /* e_j = exp(z_j - max) <= 1, computed once and kept in whichever output row exists
+         * (p_j = e_j / sum e); the sum is accumulated in double. */
+        float *e = dr ? dr : pr;
         double sum = 0.0;
-        for (int j = 0; j < c; j++)
-            sum += exp((double)zr[j] - mx);
-        double lse = log(sum);
-        /* -log p_y = -(z_y - max - log sum exp(z - max)) */
-        loss += lse - ((double)zr[y] - mx);
-        if (prob || dz) {
+        if (e) {
             for (int j = 0; j < c; j++) {
-                float p = (float)exp((double)zr[j] - mx - lse);
-                if (prob)
-                    prob[(size_t)i * c + j] = p;
-                if (dz)
-                    dz[(size_t)i * c + j] = (p - (j == y ? 1.0f : 0.0f)) * scale;
+                e[j] = expf(zr[j] - mx);
+                sum += e[j];
             }
+        } else {
+            for (int j = 0; j < c; j++)
+                sum += expf(zr[j] - mx);
+        }
+        /* -log p_y = -(z_y - max - log sum exp(z - max)) */
+        loss += log(sum) - ((double)zr[y] - mx);
+        float inv = (float)(1.0 / sum);
+        if (pr)
+            for (int j = 0; j < c; j++)
+                pr[j] = e[j] * inv;
+        if (dr) {
+            /* dz = (p - onehot) / N; e and dr may be the same row, read before written. */
+            float s = inv * scale;
+            for (int j = 0; j < c; j++)
+                dr[j] = e[j] * s;
+            dr[y] -= scale;
         }
     }
     return loss / n;

@@ -1,20 +1,61 @@
 /* proto/wire.c -- see wire.h. */
 #include "wire.h"
 
+
 #include <stdio.h>
 #include <string.h>
 
 #include "pstrain.pb-c.h"
 
-static int type_known(int t) { return t == PSTRAIN__MSG_TYPE__MSG_ERROR; }
+const char *wire_type_name(wire_type t)
+{
+    switch (t) {
+    case WIRE_MSG_ERROR: return "ERROR";
+    case WIRE_MSG_HELLO: return "HELLO";
+    case WIRE_MSG_WELCOME: return "WELCOME";
+    case WIRE_MSG_INIT: return "INIT";
+    case WIRE_MSG_PUSH: return "PUSH";
+    case WIRE_MSG_PULL: return "PULL";
+    case WIRE_MSG_PULL_REPLY: return "PULL_REPLY";
+    case WIRE_MSG_PROGRESS: return "PROGRESS";
+    case WIRE_MSG_DONE: return "DONE";
+    case WIRE_MSG_SHUTDOWN: return "SHUTDOWN";
+    case WIRE_MSG_BYE: return "BYE";
+    }
+    return "?";
+}
+
+void wire_header_init(wire_header *h, wire_type type, const char *role, int rank)
+{
+    memset(h, 0, sizeof *h);
+    h->version = WIRE_VERSION;
+    h->type = type;
+    snprintf(h->role, sizeof h->role, "%s", role);
+    h->rank = rank;
+}
+
+static int has_range_type(int t)
+{
+    return t == WIRE_MSG_INIT || t == WIRE_MSG_PUSH || t == WIRE_MSG_PULL ||
+           t == WIRE_MSG_PULL_REPLY;
+}
 
 int wire_pack(const wire_header *h, uint8_t *buf, size_t cap, size_t *len, pst_err *err)
 {
     if (h->nframes < 0 || h->nframes > WIRE_MAX_FRAMES)
         return pst_err_set(err, PST_ERR_ARG, "wire: %d frames (max %d)", h->nframes,
                            WIRE_MAX_FRAMES);
+    if (h->num_servers < 0 || h->num_servers > WIRE_MAX_SERVERS)
+        return pst_err_set(err, PST_ERR_ARG, "wire: %d servers (max %d)", h->num_servers,
+                           WIRE_MAX_SERVERS);
     Pstrain__Envelope env = PSTRAIN__ENVELOPE__INIT;
     Pstrain__Error perr = PSTRAIN__ERROR__INIT;
+    Pstrain__Hello hello = PSTRAIN__HELLO__INIT;
+    Pstrain__Welcome wel = PSTRAIN__WELCOME__INIT;
+    Pstrain__Range range = PSTRAIN__RANGE__INIT;
+    Pstrain__Progress prog = PSTRAIN__PROGRESS__INIT;
+    Pstrain__Stats stats = PSTRAIN__STATS__INIT;
+    char *eps[WIRE_MAX_SERVERS];
     env.version = h->version;
     env.type = (Pstrain__MsgType)h->type;
     env.request_id = h->request_id;
@@ -22,10 +63,58 @@ int wire_pack(const wire_header *h, uint8_t *buf, size_t cap, size_t *len, pst_e
     env.rank = h->rank;
     env.n_payload_bytes = (size_t)h->nframes;
     env.payload_bytes = (uint64_t *)h->frame_bytes;
-    if (h->type == WIRE_MSG_ERROR) {
+    env.clock = h->clock;
+    env.clock_gap = h->clock_gap;
+    env.final = h->final != 0;
+    switch (h->type) {
+    case WIRE_MSG_ERROR:
         perr.code = h->error_code;
         perr.text = (char *)h->error_text;
         env.error = &perr;
+        break;
+    case WIRE_MSG_HELLO:
+        hello.endpoint = (char *)h->endpoint;
+        hello.nparams = h->nparams;
+        hello.job_hash = h->job_hash;
+        hello.pid = h->pid;
+        env.hello = &hello;
+        break;
+    case WIRE_MSG_WELCOME:
+        for (int i = 0; i < h->num_servers; i++)
+            eps[i] = (char *)h->server_endpoints[i];
+        wel.n_server_endpoints = (size_t)h->num_servers;
+        wel.server_endpoints = eps;
+        wel.n_shard_offsets = (size_t)h->num_servers + 1;
+        wel.shard_offsets = (uint64_t *)h->shard_offsets;
+        wel.nparams = h->nparams;
+        wel.num_workers = h->num_workers;
+        wel.num_servers = h->num_servers;
+        env.welcome = &wel;
+        break;
+    default:
+        break;
+    }
+    if (has_range_type(h->type)) {
+        range.offset = h->offset;
+        range.len = h->len;
+        env.range = &range;
+    }
+    if (h->has_progress) {
+        prog.epoch = h->epoch;
+        prog.step = h->step;
+        prog.loss = h->loss;
+        prog.samples_per_s = h->samples_per_s;
+        prog.test_accuracy = h->test_accuracy;
+        env.progress = &prog;
+    }
+    if (h->has_stats) {
+        stats.pushes = h->pushes;
+        stats.pulls = h->pulls;
+        stats.bytes_in = h->bytes_in;
+        stats.bytes_out = h->bytes_out;
+        stats.max_clock_gap = h->max_clock_gap;
+        stats.updates = h->updates;
+        env.stats = &stats;
     }
     size_t need = pstrain__envelope__get_packed_size(&env);
     if (need > cap)
@@ -35,54 +124,154 @@ int wire_pack(const wire_header *h, uint8_t *buf, size_t cap, size_t *len, pst_e
     return PST_OK;
 }
 
+/* Copies a protobuf string into a fixed field; NULL counts as "". */
+static int copy_str(char *dst, size_t cap, const char *src, const char *what, pst_err *err)
+{
+    size_t n = src ? strlen(src) : 0;
+    if (n >= cap)
+        return pst_err_set(err, PST_ERR_DATA, "wire: %s of %zu bytes is too long (max %zu)", what,
+                           n, cap - 1);
+    if (n)
+        memcpy(dst, src, n);
+    dst[n] = '\0';
+    return PST_OK;
+}
+
+static int unpack_fields(wire_header *h, const Pstrain__Envelope *env, pst_err *err)
+{
+    if (env->version != WIRE_VERSION)
+        return pst_err_set(err, PST_ERR_DATA, "wire: version %u, this build speaks %u",
+                           env->version, WIRE_VERSION);
+    int t = env->type;
+    if (t < WIRE_MSG_ERROR || t > WIRE_MSG_BYE)
+        return pst_err_set(err, PST_ERR_DATA, "wire: unknown message type %d", t);
+    const char *tn = wire_type_name((wire_type)t);
+    if (env->n_payload_bytes > WIRE_MAX_FRAMES)
+        return pst_err_set(err, PST_ERR_DATA, "wire: %s with %zu payload frames (max %d)", tn,
+                           env->n_payload_bytes, WIRE_MAX_FRAMES);
+    int rc = copy_str(h->role, sizeof h->role, env->role, "role", err);
+    if (rc)
+        return rc;
+    h->version = env->version;
+    h->type = (wire_type)t;
+    h->request_id = env->request_id;
+    h->rank = env->rank;
+    if (h->rank < 0)
+        return pst_err_set(err, PST_ERR_DATA, "wire: %s from negative rank %d", tn, h->rank);
+    h->nframes = (int)env->n_payload_bytes;
+    for (size_t i = 0; i < env->n_payload_bytes; i++)
+        h->frame_bytes[i] = env->payload_bytes[i];
+    h->clock = env->clock;
+    h->clock_gap = env->clock_gap;
+    h->final = env->final;
+
+    if (has_range_type(t)) {
+        if (!env->range)
+            return pst_err_set(err, PST_ERR_DATA, "wire: %s without a range", tn);
+        h->has_range = 1;
+        h->offset = env->range->offset;
+        h->len = env->range->len;
+        if (h->len == 0 || h->offset + h->len < h->offset)
+            return pst_err_set(err, PST_ERR_DATA, "wire: %s with bad range [%llu, +%llu)", tn,
+                               (unsigned long long)h->offset, (unsigned long long)h->len);
+        /* Messages carrying floats carry exactly one frame of len floats. */
+        int carries = t != WIRE_MSG_PULL;
+        if (carries && (h->nframes != 1 || h->frame_bytes[0] != h->len * sizeof(float) ||
+                        h->len > UINT64_MAX / sizeof(float)))
+            return pst_err_set(err, PST_ERR_DATA,
+                               "wire: %s of %llu floats must declare one frame of %llu bytes",
+                               tn, (unsigned long long)h->len,
+                               (unsigned long long)(h->len * sizeof(float)));
+        if (!carries && h->nframes != 0)
+            return pst_err_set(err, PST_ERR_DATA, "wire: PULL with %d payload frames", h->nframes);
+        if (h->clock < 0)
+            return pst_err_set(err, PST_ERR_DATA, "wire: %s with negative clock %lld", tn,
+                               (long long)h->clock);
+    } else if (h->nframes != 0) {
+        return pst_err_set(err, PST_ERR_DATA, "wire: %s with %d payload frames", tn, h->nframes);
+    }
+
+    switch (t) {
+    case WIRE_MSG_ERROR:
+        if (!env->error)
+            return pst_err_set(err, PST_ERR_DATA, "wire: ERROR without error fields");
+        h->error_code = env->error->code;
+        snprintf(h->error_text, sizeof h->error_text, "%s",
+                 env->error->text ? env->error->text : "");
+        break;
+    case WIRE_MSG_HELLO:
+        if (!env->hello)
+            return pst_err_set(err, PST_ERR_DATA, "wire: HELLO without hello fields");
+        if ((rc = copy_str(h->endpoint, sizeof h->endpoint, env->hello->endpoint, "endpoint",
+                           err)))
+            return rc;
+        h->nparams = env->hello->nparams;
+        h->job_hash = env->hello->job_hash;
+        h->pid = env->hello->pid;
+        break;
+    case WIRE_MSG_WELCOME: {
+        const Pstrain__Welcome *w = env->welcome;
+        if (!w)
+            return pst_err_set(err, PST_ERR_DATA, "wire: WELCOME without welcome fields");
+        if (w->num_servers < 1 || w->num_servers > WIRE_MAX_SERVERS || w->num_workers < 1 ||
+            w->n_server_endpoints != (size_t)w->num_servers ||
+            w->n_shard_offsets != (size_t)w->num_servers + 1)
+            return pst_err_set(err, PST_ERR_DATA,
+                               "wire: WELCOME with %d servers, %d workers, %zu endpoints, %zu "
+                               "offsets",
+                               w->num_servers, w->num_workers, w->n_server_endpoints,
+                               w->n_shard_offsets);
+        h->num_servers = w->num_servers;
+        h->num_workers = w->num_workers;
+        h->nparams = w->nparams;
+        for (int i = 0; i < w->num_servers; i++)
+            if ((rc = copy_str(h->server_endpoints[i], WIRE_ENDPOINT_MAX, w->server_endpoints[i],
+                               "server endpoint", err)))
+                return rc;
+        for (int i = 0; i <= w->num_servers; i++) {
+            h->shard_offsets[i] = w->shard_offsets[i];
+            if (i > 0 && h->shard_offsets[i] < h->shard_offsets[i - 1])
+                return pst_err_set(err, PST_ERR_DATA, "wire: WELCOME shard offsets decrease");
+        }
+        if (h->shard_offsets[0] != 0 || h->shard_offsets[w->num_servers] != h->nparams)
+            return pst_err_set(err, PST_ERR_DATA,
+                               "wire: WELCOME shard map does not cover [0, %llu)",
+                               (unsigned long long)h->nparams);
+        break;
+    }
+    default:
+        break;
+    }
+    if (env->progress) {
+        h->has_progress = 1;
+        h->epoch = env->progress->epoch;
+        h->step = env->progress->step;
+        h->loss = env->progress->loss;
+        h->samples_per_s = env->progress->samples_per_s;
+        h->test_accuracy = env->progress->test_accuracy;
+    }
+    if (env->stats) {
+        h->has_stats = 1;
+        h->pushes = env->stats->pushes;
+        h->pulls = env->stats->pulls;
+        h->bytes_in = env->stats->bytes_in;
+        h->bytes_out = env->stats->bytes_out;
+        h->max_clock_gap = env->stats->max_clock_gap;
+        h->updates = env->stats->updates;
+    }
+    return PST_OK;
+}
+
 int wire_unpack(wire_header *h, const uint8_t *buf, size_t len, pst_err *err)
 {
+    memset(h, 0, sizeof *h);
     if (len > WIRE_MAX_META)
         return pst_err_set(err, PST_ERR_DATA, "wire: envelope of %zu bytes exceeds %d", len,
                            WIRE_MAX_META);
     Pstrain__Envelope *env = pstrain__envelope__unpack(NULL, len, buf);
     if (!env)
         return pst_err_set(err, PST_ERR_DATA, "wire: envelope of %zu bytes does not parse", len);
-    int rc = PST_OK;
-    memset(h, 0, sizeof *h);
-    if (env->version != WIRE_VERSION) {
-        rc = pst_err_set(err, PST_ERR_DATA, "wire: version %u, this build speaks %u",
-                         env->version, WIRE_VERSION);
-        goto done;
-    }
-    if (!type_known(env->type)) {
-        rc = pst_err_set(err, PST_ERR_DATA, "wire: unknown message type %d", (int)env->type);
-        goto done;
-    }
-    if (env->n_payload_bytes > WIRE_MAX_FRAMES) {
-        rc = pst_err_set(err, PST_ERR_DATA, "wire: %zu payload frames (max %d)",
-                         env->n_payload_bytes, WIRE_MAX_FRAMES);
-        goto done;
-    }
-    if (env->role && strlen(env->role) >= sizeof h->role) {
-        rc = pst_err_set(err, PST_ERR_DATA, "wire: role name of %zu bytes is too long",
-                         strlen(env->role));
-        goto done;
-    }
-    h->version = env->version;
-    h->type = (wire_type)env->type;
-    h->request_id = env->request_id;
-    if (env->role)
-        memcpy(h->role, env->role, strlen(env->role) + 1);
-    h->rank = env->rank;
-    h->nframes = (int)env->n_payload_bytes;
-    for (size_t i = 0; i < env->n_payload_bytes; i++)
-        h->frame_bytes[i] = env->payload_bytes[i];
-    if (h->type == WIRE_MSG_ERROR) {
-        if (!env->error) {
-            rc = pst_err_set(err, PST_ERR_DATA, "wire: error message without error fields");
-            goto done;
-        }
-        h->error_code = env->error->code;
-        snprintf(h->error_text, sizeof h->error_text, "%s",
-                 env->error->text ? env->error->text : "");
-    }
-done:
+    int rc = unpack_fields(h, env, err);
     pstrain__envelope__free_unpacked(env, NULL);
     return rc;
 }

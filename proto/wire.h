@@ -1,7 +1,10 @@
 /* proto/wire.h -- the wire format in plain C: packs and validates message metadata.
  *
  * The only module that includes the protoc-c generated header; everything else sees
- * wire_header. See pstrain.proto for the layout of a message. */
+ * wire_header. See pstrain.proto for the messages and one training step's exchange.
+ * Validation here is structural (version, type, field presence, sizes); what depends on
+ * the receiver's state (is the range inside my shard? is the sender known?) is checked by
+ * the receiver. */
 #ifndef PSTRAIN_PROTO_WIRE_H
 #define PSTRAIN_PROTO_WIRE_H
 
@@ -11,10 +14,27 @@
 #include "core/err.h"
 
 #define WIRE_VERSION 1u
-#define WIRE_MAX_FRAMES 64     /* raw frames after the envelope */
-#define WIRE_MAX_META 65536    /* bytes of a packed envelope */
+#define WIRE_MAX_FRAMES 4       /* raw frames after the envelope */
+#define WIRE_MAX_META 65536     /* bytes of a packed envelope */
+#define WIRE_MAX_SERVERS 64
+#define WIRE_ENDPOINT_MAX 256
+/* Floats in one PUSH/PULL/INIT frame: 16 MiB. Larger frames would come from glibc's mmap
+ * path, whose fresh pages fill at a third of memcpy speed here (DESIGN-NOTES). */
+#define WIRE_CHUNK_FLOATS ((uint64_t)4 << 20)
 
-typedef enum { WIRE_MSG_ERROR = 1 } wire_type;
+typedef enum {
+    WIRE_MSG_ERROR = 1,
+    WIRE_MSG_HELLO,
+    WIRE_MSG_WELCOME,
+    WIRE_MSG_INIT,
+    WIRE_MSG_PUSH,
+    WIRE_MSG_PULL,
+    WIRE_MSG_PULL_REPLY,
+    WIRE_MSG_PROGRESS,
+    WIRE_MSG_DONE,
+    WIRE_MSG_SHUTDOWN,
+    WIRE_MSG_BYE
+} wire_type;
 
 typedef struct {
     uint32_t version;
@@ -22,21 +42,52 @@ typedef struct {
     uint64_t request_id;
     char role[16];
     int32_t rank;
-    int nframes;                        /* raw frames that follow */
+    int nframes; /* raw frames that follow */
     uint64_t frame_bytes[WIRE_MAX_FRAMES];
-    uint32_t error_code;                /* WIRE_MSG_ERROR */
+
+    /* ERROR */
+    uint32_t error_code;
     char error_text[256];
+    /* HELLO */
+    char endpoint[WIRE_ENDPOINT_MAX];
+    uint64_t nparams; /* also WELCOME */
+    uint64_t job_hash;
+    int32_t pid;
+    /* WELCOME */
+    int num_servers, num_workers;
+    char server_endpoints[WIRE_MAX_SERVERS][WIRE_ENDPOINT_MAX];
+    uint64_t shard_offsets[WIRE_MAX_SERVERS + 1];
+    /* INIT, PUSH, PULL, PULL_REPLY */
+    int has_range;
+    uint64_t offset, len;
+    int64_t clock;
+    int64_t clock_gap;
+    int final;
+    /* PROGRESS, DONE */
+    int has_progress;
+    int32_t epoch;
+    int64_t step;
+    double loss, samples_per_s, test_accuracy;
+    /* BYE */
+    int has_stats;
+    uint64_t pushes, pulls, bytes_in, bytes_out, updates;
+    int64_t max_clock_gap;
 } wire_header;
+
+/* Starts a header of the given type from the sender's role and rank (everything else 0). */
+void wire_header_init(wire_header *h, wire_type type, const char *role, int rank);
 
 /* Packs h into buf (cap bytes); returns the packed length in *len. */
 int wire_pack(const wire_header *h, uint8_t *buf, size_t cap, size_t *len, pst_err *err);
 
-/* Unpacks and validates: version, known type, role length, frame count within
- * WIRE_MAX_FRAMES, error fields present for WIRE_MSG_ERROR. Any failure is PST_ERR_DATA
- * with a message saying what was wrong; h is then unspecified. */
+/* Unpacks and validates: version, known type, fields the type requires (a range for
+ * PUSH/PULL/INIT/PULL_REPLY, a hello, a consistent shard map in WELCOME, ...), string
+ * lengths, frame counts. Any failure is PST_ERR_DATA naming what was wrong. */
 int wire_unpack(wire_header *h, const uint8_t *buf, size_t len, pst_err *err);
 
 /* Checks that the raw frames that arrived match the header's declared lengths. */
 int wire_check_frames(const wire_header *h, int nframes, const size_t *sizes, pst_err *err);
+
+const char *wire_type_name(wire_type t);
 
 #endif

@@ -1,6 +1,6 @@
 # Command-line tests: shell scripts that run the real pstrain binary (tests/cli/).
 # Exit code 77 means "skipped" (e.g. the dataset package is absent) and is reported so.
-foreach(t cli_basics default_job examples bad_data signals)
+foreach(t cli_basics default_job examples bad_data signals local_supervision)
   add_test(NAME test_${t}
            COMMAND bash ${CMAKE_SOURCE_DIR}/tests/cli/test_${t}.sh $<TARGET_FILE:pstrain>
                    ${CMAKE_SOURCE_DIR})

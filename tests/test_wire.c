@@ -1,8 +1,10 @@
-/* tests/test_wire.c -- envelope packing round trip and rejection of bad input. */
+/* tests/test_wire.c -- message metadata: round trips of every kind, and rejection of
+ * malformed, truncated and random input. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -10,115 +12,227 @@
 #include "core/rng.h"
 #include "proto/wire.h"
 
-static wire_header sample(void)
+static void round_trip(const wire_header *h, wire_header *g)
 {
-    wire_header h;
-    memset(&h, 0, sizeof h);
-    h.version = WIRE_VERSION;
-    h.type = WIRE_MSG_ERROR;
-    h.request_id = 0x123456789abcULL;
-    strcpy(h.role, "worker");
-    h.rank = 3;
-    h.nframes = 2;
-    h.frame_bytes[0] = 4000000000ULL; /* > 2^31: lengths are 64-bit */
-    h.frame_bytes[1] = 8;
-    h.error_code = 5;
-    strcpy(h.error_text, "bad key range");
-    return h;
-}
-
-static void test_round_trip(void **state)
-{
-    (void)state;
-    wire_header h = sample(), g;
-    uint8_t buf[512];
+    uint8_t buf[WIRE_MAX_META];
     size_t len = 0;
     pst_err err = {0};
-    assert_int_equal(wire_pack(&h, buf, sizeof buf, &len, &err), PST_OK);
-    assert_int_equal(wire_unpack(&g, buf, len, &err), PST_OK);
-    assert_int_equal(g.version, WIRE_VERSION);
-    assert_int_equal(g.type, WIRE_MSG_ERROR);
+    assert_int_equal(wire_pack(h, buf, sizeof buf, &len, &err), PST_OK);
+    if (wire_unpack(g, buf, len, &err) != PST_OK)
+        fail_msg("unpack: %s", err.msg);
+}
+
+static int pack_unpack(const wire_header *h, pst_err *err)
+{
+    uint8_t buf[WIRE_MAX_META];
+    size_t len = 0;
+    wire_header g;
+    assert_int_equal(wire_pack(h, buf, sizeof buf, &len, err), PST_OK);
+    return wire_unpack(&g, buf, len, err);
+}
+
+static void test_push_round_trip(void **state)
+{
+    (void)state;
+    wire_header h, g;
+    wire_header_init(&h, WIRE_MSG_PUSH, "worker", 3);
+    h.request_id = 0x123456789abcULL;
+    h.offset = 5000000000ULL; /* 64-bit offsets and lengths */
+    h.len = 1000;
+    h.clock = 42;
+    h.nframes = 1;
+    h.frame_bytes[0] = 4000;
+    round_trip(&h, &g);
+    assert_int_equal(g.type, WIRE_MSG_PUSH);
     assert_true(g.request_id == h.request_id);
     assert_string_equal(g.role, "worker");
     assert_int_equal(g.rank, 3);
-    assert_int_equal(g.nframes, 2);
-    assert_true(g.frame_bytes[0] == 4000000000ULL);
-    assert_int_equal(g.error_code, 5);
-    assert_string_equal(g.error_text, "bad key range");
-    size_t sizes[2] = {(size_t)4000000000ULL, 8};
-    assert_int_equal(wire_check_frames(&g, 2, sizes, &err), PST_OK);
-    sizes[1] = 7;
-    assert_int_equal(wire_check_frames(&g, 2, sizes, &err), PST_ERR_DATA);
-    assert_non_null(strstr(err.msg, "frame 2"));
+    assert_int_equal(g.has_range, 1);
+    assert_true(g.offset == 5000000000ULL);
+    assert_int_equal(g.len, 1000);
+    assert_int_equal(g.clock, 42);
+    size_t sizes[1] = {4000};
+    pst_err err = {0};
+    assert_int_equal(wire_check_frames(&g, 1, sizes, &err), PST_OK);
+    sizes[0] = 3996;
     assert_int_equal(wire_check_frames(&g, 1, sizes, &err), PST_ERR_DATA);
+    assert_non_null(strstr(err.msg, "frame 1 has 3996 bytes"));
+    assert_int_equal(wire_check_frames(&g, 0, sizes, &err), PST_ERR_DATA);
+}
+
+static void test_welcome_hello_error_stats(void **state)
+{
+    (void)state;
+    wire_header h, g;
+    wire_header_init(&h, WIRE_MSG_WELCOME, "coordinator", 0);
+    h.num_servers = 3;
+    h.num_workers = 4;
+    h.nparams = 300;
+    uint64_t offs[4] = {0, 100, 200, 300};
+    memcpy(h.shard_offsets, offs, sizeof offs);
+    for (int i = 0; i < 3; i++)
+        snprintf(h.server_endpoints[i], WIRE_ENDPOINT_MAX, "tcp://10.0.0.%d:%d", i, 5000 + i);
+    round_trip(&h, &g);
+    assert_int_equal(g.num_servers, 3);
+    assert_int_equal(g.num_workers, 4);
+    assert_string_equal(g.server_endpoints[2], "tcp://10.0.0.2:5002");
+    assert_int_equal(g.shard_offsets[3], 300);
+
+    wire_header_init(&h, WIRE_MSG_HELLO, "server", 1);
+    strcpy(h.endpoint, "tcp://host:1234");
+    h.job_hash = 0xfeedULL;
+    h.pid = 77;
+    round_trip(&h, &g);
+    assert_string_equal(g.endpoint, "tcp://host:1234");
+    assert_true(g.job_hash == 0xfeedULL);
+    assert_int_equal(g.pid, 77);
+
+    wire_header_init(&h, WIRE_MSG_ERROR, "server", 0);
+    h.error_code = PST_ERR_PEER;
+    strcpy(h.error_text, "range outside shard");
+    round_trip(&h, &g);
+    assert_int_equal(g.error_code, PST_ERR_PEER);
+    assert_string_equal(g.error_text, "range outside shard");
+
+    wire_header_init(&h, WIRE_MSG_BYE, "server", 0);
+    h.has_stats = 1;
+    h.pushes = 10;
+    h.max_clock_gap = 2;
+    round_trip(&h, &g);
+    assert_int_equal(g.has_stats, 1);
+    assert_int_equal(g.pushes, 10);
+    assert_int_equal(g.max_clock_gap, 2);
+}
+
+static void test_rejects_inconsistent_messages(void **state)
+{
+    (void)state;
+    pst_err err = {0};
+    wire_header h;
+
+    wire_header_init(&h, WIRE_MSG_PUSH, "worker", 0); /* no range */
+    h.nframes = 1;
+    h.frame_bytes[0] = 4;
+    h.len = 0;
+    assert_int_equal(pack_unpack(&h, &err), PST_ERR_DATA);
+
+    wire_header_init(&h, WIRE_MSG_PUSH, "worker", 0); /* frame length != 4 * len */
+    h.len = 10;
+    h.nframes = 1;
+    h.frame_bytes[0] = 39;
+    assert_int_equal(pack_unpack(&h, &err), PST_ERR_DATA);
+    assert_non_null(strstr(err.msg, "PUSH"));
+
+    wire_header_init(&h, WIRE_MSG_PULL, "worker", 0); /* a pull carries no floats */
+    h.len = 10;
+    h.nframes = 1;
+    h.frame_bytes[0] = 40;
+    assert_int_equal(pack_unpack(&h, &err), PST_ERR_DATA);
+
+    wire_header_init(&h, WIRE_MSG_PULL, "worker", 0); /* offset + len wraps around */
+    h.offset = UINT64_MAX - 2;
+    h.len = 10;
+    assert_int_equal(pack_unpack(&h, &err), PST_ERR_DATA);
+
+    wire_header_init(&h, WIRE_MSG_PULL, "worker", 0);
+    h.len = 1;
+    h.clock = -4;
+    assert_int_equal(pack_unpack(&h, &err), PST_ERR_DATA);
+    assert_non_null(strstr(err.msg, "clock"));
+
+    wire_header_init(&h, WIRE_MSG_WELCOME, "coordinator", 0); /* map not covering nparams */
+    h.num_servers = 2;
+    h.num_workers = 1;
+    h.nparams = 100;
+    h.shard_offsets[1] = 60;
+    h.shard_offsets[2] = 90;
+    assert_int_equal(pack_unpack(&h, &err), PST_ERR_DATA);
+    assert_non_null(strstr(err.msg, "cover"));
+    h.shard_offsets[1] = 95; /* decreasing */
+    h.shard_offsets[2] = 90;
+    assert_int_equal(pack_unpack(&h, &err), PST_ERR_DATA);
+
+    wire_header_init(&h, WIRE_MSG_DONE, "worker", 0); /* frames on a control message */
+    h.nframes = 1;
+    h.frame_bytes[0] = 8;
+    assert_int_equal(pack_unpack(&h, &err), PST_ERR_DATA);
+
+    wire_header_init(&h, WIRE_MSG_DONE, "worker", -1);
+    assert_int_equal(pack_unpack(&h, &err), PST_ERR_DATA);
+    assert_non_null(strstr(err.msg, "rank"));
 }
 
 static void test_rejects_wrong_version_and_type(void **state)
 {
     (void)state;
-    wire_header h = sample(), g;
-    uint8_t buf[512];
-    size_t len;
     pst_err err = {0};
+    wire_header h;
+    wire_header_init(&h, WIRE_MSG_DONE, "worker", 0);
     h.version = WIRE_VERSION + 1;
-    assert_int_equal(wire_pack(&h, buf, sizeof buf, &len, &err), PST_OK);
-    assert_int_equal(wire_unpack(&g, buf, len, &err), PST_ERR_DATA);
+    assert_int_equal(pack_unpack(&h, &err), PST_ERR_DATA);
     assert_non_null(strstr(err.msg, "version"));
-    h = sample();
-    h.type = (wire_type)77;
-    assert_int_equal(wire_pack(&h, buf, sizeof buf, &len, &err), PST_OK);
-    assert_int_equal(wire_unpack(&g, buf, len, &err), PST_ERR_DATA);
+    wire_header_init(&h, (wire_type)77, "worker", 0);
+    assert_int_equal(pack_unpack(&h, &err), PST_ERR_DATA);
     assert_non_null(strstr(err.msg, "type"));
 }
 
 static void test_rejects_garbage_and_truncation(void **state)
 {
     (void)state;
-    wire_header h = sample(), g;
+    wire_header h, g;
+    wire_header_init(&h, WIRE_MSG_PUSH, "worker", 1);
+    h.len = 3;
+    h.nframes = 1;
+    h.frame_bytes[0] = 12;
+    h.clock = 9;
     uint8_t buf[512];
     size_t len;
     pst_err err = {0};
     assert_int_equal(wire_pack(&h, buf, sizeof buf, &len, &err), PST_OK);
-    /* Every truncation either fails to parse or fails validation; none crashes. */
+    /* No strict prefix is a valid PUSH: each loses a required field or fails to parse. */
     for (size_t cut = 0; cut < len; cut++) {
         int rc = wire_unpack(&g, buf, cut, &err);
-        if (rc == PST_OK) /* a prefix that parses must still be a consistent header */
-            assert_int_equal(g.version, WIRE_VERSION);
+        if (rc == PST_OK)
+            assert_true(g.type != WIRE_MSG_PUSH || g.len != 3 || g.clock != 9);
     }
     rng_state r;
     rng_seed(&r, 9);
     int rejected = 0;
-    for (int t = 0; t < 2000; t++) {
+    for (int t = 0; t < 5000; t++) {
         size_t n = (size_t)rng_below(&r, sizeof buf);
         for (size_t i = 0; i < n; i++)
             buf[i] = (uint8_t)rng_next(&r);
         rejected += wire_unpack(&g, buf, n, &err) != PST_OK;
     }
-    assert_true(rejected > 1990);
-    uint8_t big[WIRE_MAX_META + 1] = {0};
+    assert_true(rejected >= 4990);
+    static uint8_t big[WIRE_MAX_META + 1];
     assert_int_equal(wire_unpack(&g, big, sizeof big, &err), PST_ERR_DATA);
 }
 
-static void test_pack_refuses_small_buffer(void **state)
+static void test_pack_refuses_bad_header(void **state)
 {
     (void)state;
-    wire_header h = sample();
-    uint8_t buf[8];
+    wire_header h;
+    wire_header_init(&h, WIRE_MSG_DONE, "worker", 0);
+    uint8_t small[4], big[1024];
     size_t len;
     pst_err err = {0};
-    assert_int_equal(wire_pack(&h, buf, sizeof buf, &len, &err), PST_ERR_ARG);
+    strcpy(h.error_text, "padding so it does not fit");
+    h.type = WIRE_MSG_ERROR;
+    assert_int_equal(wire_pack(&h, small, sizeof small, &len, &err), PST_ERR_ARG);
     h.nframes = WIRE_MAX_FRAMES + 1;
-    uint8_t big[1024];
     assert_int_equal(wire_pack(&h, big, sizeof big, &len, &err), PST_ERR_ARG);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_round_trip),
+        cmocka_unit_test(test_push_round_trip),
+        cmocka_unit_test(test_welcome_hello_error_stats),
+        cmocka_unit_test(test_rejects_inconsistent_messages),
         cmocka_unit_test(test_rejects_wrong_version_and_type),
         cmocka_unit_test(test_rejects_garbage_and_truncation),
-        cmocka_unit_test(test_pack_refuses_small_buffer),
+        cmocka_unit_test(test_pack_refuses_bad_header),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

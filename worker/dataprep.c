@@ -48,7 +48,7 @@ static ds_scale_kind scale_kind(cfg_scale s)
     return DS_SCALE_NONE;
 }
 
-int wk_data_load(const cfg_job *job, wk_data *d, pst_err *err)
+int wk_data_load(const cfg_job *job, int nparts, int part, wk_data *d, pst_err *err)
 {
     const cfg_data *dc = &job->data;
     ds_dataset *all = NULL;
@@ -88,9 +88,18 @@ int wk_data_load(const cfg_job *job, wk_data *d, pst_err *err)
             goto fail;
         }
     }
+    /* The scaler is fitted on the whole training split, so every worker applies the same
+     * transform whatever its partition. */
     rc = ds_scaler_fit(&d->scaler, scale_kind(dc->scale), d->train, err);
     if (rc)
         goto fail;
+    ds_dataset *mine = ds_partition(d->train, nparts, part, job->seed, err);
+    if (!mine) {
+        rc = err ? err->code : PST_ERR_NOMEM;
+        goto fail;
+    }
+    ds_destroy(d->train);
+    d->train = mine;
     ds_dataset *sets[3] = {d->train, d->val, d->test};
     for (int i = 0; i < 3; i++)
         if (sets[i] && (rc = ds_scaler_apply(&d->scaler, sets[i], err)))

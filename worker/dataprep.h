@@ -11,14 +11,14 @@
 #include "core/err.h"
 
 typedef struct {
-    ds_dataset *train; /* always set */
+    ds_dataset *train; /* always set: this worker's partition */
     ds_dataset *val;   /* NULL when validation_split is 0 */
     ds_dataset *test;  /* NULL when the job names no test file */
     ds_scaler scaler;  /* fitted on train */
 } wk_data;
 
 /* Fills *d; on failure everything is freed and err names the file and problem. */
-int wk_data_load(const cfg_job *job, wk_data *d, pst_err *err);
+int wk_data_load(const cfg_job *job, int nparts, int part, wk_data *d, pst_err *err);
 void wk_data_fini(wk_data *d);
 
 /* Loads one file pair in the job's format (used for train, test, and by eval tools). */

@@ -11,6 +11,13 @@
 
 struct wk_trainer {
     const cfg_job *job;
+    int rank;           /* worker rank: part of the shuffle seed */
+    int epoch;
+    int64_t nsteps;     /* of the current epoch */
+    wk_epoch_stats cur; /* running figures of the current epoch */
+    double loss_sum;
+    int64_t correct;
+    double epoch_t0;
     opt_config opt_cfg; /* the job's optimizer with the cosine horizon resolved */
     ml_model *model;
     opt_state *opt;
@@ -65,7 +72,8 @@ static int check_fit(const cfg_job *job, const ml_model *m, const ds_dataset *ds
     return PST_OK;
 }
 
-wk_trainer *wk_trainer_create(const cfg_job *job, const ds_dataset *like, pst_err *err)
+wk_trainer *wk_trainer_create(const cfg_job *job, const ds_dataset *like, int rank,
+                              pst_err *err)
 {
     wk_trainer *t = calloc(1, sizeof *t);
     if (!t) {
@@ -73,6 +81,7 @@ wk_trainer *wk_trainer_create(const cfg_job *job, const ds_dataset *like, pst_er
         return NULL;
     }
     t->job = job;
+    t->rank = rank;
     t->opt_cfg = job->optimizer;
     t->batch = job->train.batch_size;
     t->in_dim = ds_dim(like);
@@ -168,83 +177,114 @@ static int ensure_perm(wk_trainer *t, int64_t n, pst_err *err)
     return PST_OK;
 }
 
-/* Applies the gradient in the model's grads to its params: clip, then one optimizer step
- * at the scheduled learning rate. */
-static void local_update(wk_trainer *t)
+int64_t wk_trainer_begin_epoch(wk_trainer *t, const ds_dataset *train, int epoch, pst_err *err)
+{
+    int64_t n = ds_count(train);
+    if (n > UINT32_MAX)
+        return pst_err_set(err, PST_ERR_DATA, "trainer: %lld samples exceed 2^32",
+                           (long long)n), -1;
+    if (ensure_perm(t, n, err))
+        return -1;
+    for (int64_t i = 0; i < n; i++)
+        t->perm[i] = (uint32_t)i;
+    if (t->job->train.shuffle) {
+        /* A fresh stream per (seed, epoch, rank): resuming at epoch e reshuffles the way an
+         * uninterrupted run would, and workers' orders differ. */
+        rng_state r;
+        rng_seed(&r, t->job->seed ^ (0x9e3779b97f4a7c15ULL * (uint64_t)epoch) ^
+                         (0xbf58476d1ce4e5b9ULL * (uint64_t)t->rank));
+        rng_shuffle_u32(&r, t->perm, (size_t)n);
+    }
+    t->epoch = epoch;
+    t->nsteps = (n + t->batch - 1) / t->batch;
+    if (t->opt_cfg.sched.kind == OPT_SCHED_COSINE && t->opt_cfg.sched.total_steps == 0)
+        t->opt_cfg.sched.total_steps = t->nsteps * t->job->train.epochs; /* "the whole run" */
+    memset(&t->cur, 0, sizeof t->cur);
+    t->loss_sum = 0.0;
+    t->correct = 0;
+    t->epoch_t0 = now_s();
+    return t->nsteps;
+}
+
+int wk_trainer_compute(wk_trainer *t, const ds_dataset *train, int64_t step, double *loss_out,
+                       pst_err *err)
+{
+    int64_t n = ds_count(train);
+    int64_t lo = step * t->batch;
+    if (step < 0 || lo >= n || n != t->perm_len)
+        return pst_err_set(err, PST_ERR_STATE, "trainer: step %lld outside the epoch",
+                           (long long)step);
+    int b = (int)(n - lo < t->batch ? n - lo : t->batch);
+    gather(t, train, t->perm + lo, b);
+    const float *out = ml_model_forward(t->model, t->bx, b);
+    double loss = ml_model_loss(t->model, t->blabel, t->classify ? NULL : t->btarget, b);
+    if (!isfinite(loss))
+        return pst_err_set(err, PST_ERR_NUMERIC,
+                           "epoch %d step %lld: loss is %g (diverged; lower optimizer.lr or set "
+                           "optimizer.clip_norm)",
+                           t->epoch, (long long)step, loss);
+    if (t->classify) {
+        met_predict_classes(t->pred, out, b, t->out_dim);
+        for (int i = 0; i < b; i++)
+            t->correct += t->pred[i] == t->blabel[i];
+    }
+    ml_model_backward(t->model, t->bx, b);
+    const opt_config *oc = &t->opt_cfg;
+    if (oc->clip_norm > 0.0f)
+        opt_clip_global_norm(ml_model_grads(t->model), ml_model_nparams(t->model), oc->clip_norm);
+    t->loss_sum += loss * b;
+    t->cur.samples += b;
+    t->cur.steps++;
+    if (loss_out)
+        *loss_out = t->loss_sum / (double)t->cur.samples;
+    return PST_OK;
+}
+
+void wk_trainer_apply_local(wk_trainer *t)
 {
     const opt_config *oc = &t->opt_cfg;
-    size_t P = ml_model_nparams(t->model);
-    float *g = ml_model_grads(t->model);
-    if (oc->clip_norm > 0.0f)
-        opt_clip_global_norm(g, P, oc->clip_norm);
     opt_tick(t->opt);
-    opt_apply(oc, t->opt, ml_model_params(t->model), g, 0, P, opt_lr_at(oc, t->step));
+    opt_apply(oc, t->opt, ml_model_params(t->model), ml_model_grads(t->model), 0,
+              ml_model_nparams(t->model), opt_lr_at(oc, t->step));
     t->step++;
+}
+
+double wk_trainer_samples_per_s(const wk_trainer *t)
+{
+    return (double)t->cur.samples / (now_s() - t->epoch_t0 + 1e-9);
+}
+
+void wk_trainer_end_epoch(wk_trainer *t, int interrupted, wk_epoch_stats *st)
+{
+    *st = t->cur;
+    st->seconds = now_s() - t->epoch_t0;
+    st->interrupted = interrupted;
+    st->loss = st->samples ? t->loss_sum / (double)st->samples : NAN;
+    st->accuracy = t->classify && st->samples ? (double)t->correct / (double)st->samples : NAN;
 }
 
 int wk_trainer_epoch(wk_trainer *t, const ds_dataset *train, int epoch, wk_progress_fn cb,
                      void *cb_ctx, const volatile sig_atomic_t *stop, wk_epoch_stats *st,
                      pst_err *err)
 {
-    memset(st, 0, sizeof *st);
-    st->accuracy = NAN;
-    int64_t n = ds_count(train);
-    if (n > UINT32_MAX)
-        return pst_err_set(err, PST_ERR_DATA, "trainer: %lld samples exceed 2^32",
-                           (long long)n);
-    int rc = ensure_perm(t, n, err);
-    if (rc)
-        return rc;
-    for (int64_t i = 0; i < n; i++)
-        t->perm[i] = (uint32_t)i;
-    if (t->job->train.shuffle) {
-        /* A fresh stream per epoch from (seed, epoch): resuming at epoch e reshuffles the
-         * same way an uninterrupted run would. */
-        rng_state r;
-        rng_seed(&r, t->job->seed ^ (0x9e3779b97f4a7c15ULL * (uint64_t)epoch));
-        rng_shuffle_u32(&r, t->perm, (size_t)n);
-    }
-    int64_t nsteps = (n + t->batch - 1) / t->batch;
-    if (t->opt_cfg.sched.kind == OPT_SCHED_COSINE && t->opt_cfg.sched.total_steps == 0)
-        t->opt_cfg.sched.total_steps = nsteps * t->job->train.epochs; /* "the whole run" */
-    double loss_sum = 0.0;
-    int64_t correct = 0;
-    double t0 = now_s();
+    int64_t nsteps = wk_trainer_begin_epoch(t, train, epoch, err);
+    if (nsteps < 0)
+        return err ? err->code : PST_ERR_STATE;
+    int interrupted = 0;
     for (int64_t s = 0; s < nsteps; s++) {
         if (stop && *stop) {
-            st->interrupted = 1;
+            interrupted = 1;
             break;
         }
-        int64_t lo = s * t->batch;
-        int b = (int)(n - lo < t->batch ? n - lo : t->batch);
-        gather(t, train, t->perm + lo, b);
-        const float *out = ml_model_forward(t->model, t->bx, b);
-        double loss = ml_model_loss(t->model, t->blabel, t->classify ? NULL : t->btarget, b);
-        if (!isfinite(loss))
-            return pst_err_set(err, PST_ERR_NUMERIC,
-                               "epoch %d step %lld: loss is %g (diverged; lower optimizer.lr "
-                               "or set optimizer.clip_norm)",
-                               epoch, (long long)s, loss);
-        if (t->classify) {
-            met_predict_classes(t->pred, out, b, t->out_dim);
-            for (int i = 0; i < b; i++)
-                correct += t->pred[i] == t->blabel[i];
-        }
-        ml_model_backward(t->model, t->bx, b);
-        local_update(t);
-        loss_sum += loss * b;
-        st->samples += b;
-        st->steps++;
+        double loss;
+        int rc = wk_trainer_compute(t, train, s, &loss, err);
+        if (rc)
+            return rc;
+        wk_trainer_apply_local(t);
         if (cb)
-            cb(cb_ctx, epoch, s + 1, nsteps, loss_sum / (double)st->samples,
-               (double)st->samples / (now_s() - t0 + 1e-9));
+            cb(cb_ctx, epoch, s + 1, nsteps, loss, wk_trainer_samples_per_s(t));
     }
-    st->seconds = now_s() - t0;
-    if (st->samples > 0) {
-        st->loss = loss_sum / (double)st->samples;
-        if (t->classify)
-            st->accuracy = (double)correct / (double)st->samples;
-    }
+    wk_trainer_end_epoch(t, interrupted, st);
     return PST_OK;
 }
 

@@ -40,8 +40,10 @@ typedef void (*wk_progress_fn)(void *ctx, int epoch, int64_t step, int64_t nstep
                                double loss, double samples_per_s);
 
 /* Builds the model of job for data like `like` (input width, classes/targets) and checks
- * that the model's output fits the data. The model is initialised from job->seed. */
-wk_trainer *wk_trainer_create(const cfg_job *job, const ds_dataset *like, pst_err *err);
+ * that the model's output fits the data. The model is initialised from job->seed; rank
+ * (0 for single-process training) varies the per-epoch shuffle between workers. */
+wk_trainer *wk_trainer_create(const cfg_job *job, const ds_dataset *like, int rank,
+                              pst_err *err);
 void wk_trainer_destroy(wk_trainer *t);
 
 ml_model *wk_trainer_model(wk_trainer *t);
@@ -53,6 +55,17 @@ int64_t wk_trainer_step(const wk_trainer *t); /* updates applied so far */
 int wk_trainer_epoch(wk_trainer *t, const ds_dataset *train, int epoch, wk_progress_fn cb,
                      void *cb_ctx, const volatile sig_atomic_t *stop, wk_epoch_stats *st,
                      pst_err *err);
+
+/* The same loop in pieces, for callers that update the weights themselves:
+ * begin_epoch shuffles and returns the number of steps (-1 on error); compute writes the
+ * (clipped) gradient of step s into ml_model_grads and returns the epoch's running mean
+ * loss in *loss; apply_local takes one optimizer step; end_epoch fills the figures. */
+int64_t wk_trainer_begin_epoch(wk_trainer *t, const ds_dataset *train, int epoch, pst_err *err);
+int wk_trainer_compute(wk_trainer *t, const ds_dataset *train, int64_t step, double *loss,
+                       pst_err *err);
+void wk_trainer_apply_local(wk_trainer *t);
+double wk_trainer_samples_per_s(const wk_trainer *t);
+void wk_trainer_end_epoch(wk_trainer *t, int interrupted, wk_epoch_stats *st);
 
 /* Loss and metrics of the current model on ds. Fills cm (may be NULL; classification only,
  * nclasses of the model) with the confusion matrix of ds. */

@@ -1,0 +1,327 @@
+/* net/net.c -- see net.h. A thin layer over libzmq: it adds timeouts with clear errors,
+ * frame-count limits and balanced release of zero-copy frames; ZeroMQ does the rest. */
+#include "net.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <zmq.h>
+
+struct net_ctx {
+    void *zctx;
+};
+
+struct net_sock {
+    void *z;
+    net_kind kind;
+};
+
+struct net_msg {
+    int n;
+    zmq_msg_t f[NET_MAX_FRAMES];
+};
+
+int64_t net_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+net_ctx *net_ctx_create(int io_threads, pst_err *err)
+{
+    net_ctx *c = calloc(1, sizeof *c);
+    if (!c) {
+        pst_err_set(err, PST_ERR_NOMEM, "net: out of memory");
+        return NULL;
+    }
+    c->zctx = zmq_ctx_new();
+    if (!c->zctx) {
+        pst_err_set(err, PST_ERR_NET, "net: zmq_ctx_new: %s", zmq_strerror(errno));
+        free(c);
+        return NULL;
+    }
+    zmq_ctx_set(c->zctx, ZMQ_IO_THREADS, io_threads > 0 ? io_threads : 1);
+    /* Our own signal handling decides when to stop; ZeroMQ must not swallow EINTR. */
+    zmq_ctx_set(c->zctx, ZMQ_BLOCKY, 0);
+    return c;
+}
+
+void net_ctx_destroy(net_ctx *c)
+{
+    if (!c)
+        return;
+    zmq_ctx_term(c->zctx);
+    free(c);
+}
+
+static int setopt_int(net_sock *s, int opt, int v, const char *name, pst_err *err)
+{
+    if (zmq_setsockopt(s->z, opt, &v, sizeof v) != 0)
+        return pst_err_set(err, PST_ERR_NET, "net: setsockopt %s=%d: %s", name, v,
+                           zmq_strerror(errno));
+    return PST_OK;
+}
+
+net_sock *net_sock_create(net_ctx *ctx, net_kind kind, const net_opts *o, pst_err *err)
+{
+    net_opts def = {0};
+    if (!o)
+        o = &def;
+    net_sock *s = calloc(1, sizeof *s);
+    if (!s) {
+        pst_err_set(err, PST_ERR_NOMEM, "net: out of memory");
+        return NULL;
+    }
+    s->kind = kind;
+    s->z = zmq_socket(ctx->zctx, kind == NET_ROUTER ? ZMQ_ROUTER : ZMQ_DEALER);
+    if (!s->z) {
+        pst_err_set(err, PST_ERR_NET, "net: zmq_socket: %s", zmq_strerror(errno));
+        free(s);
+        return NULL;
+    }
+    int linger = o->linger_ms > 0 ? o->linger_ms : 2000;
+    if (setopt_int(s, ZMQ_LINGER, linger, "ZMQ_LINGER", err))
+        goto fail;
+    if (o->hwm != 0) {
+        int hwm = o->hwm < 0 ? 0 : o->hwm; /* ZeroMQ spells "no limit" as 0 */
+        if (setopt_int(s, ZMQ_SNDHWM, hwm, "ZMQ_SNDHWM", err) ||
+            setopt_int(s, ZMQ_RCVHWM, hwm, "ZMQ_RCVHWM", err))
+            goto fail;
+    }
+    if (o->max_msg_bytes > 0) {
+        int64_t v = o->max_msg_bytes;
+        if (zmq_setsockopt(s->z, ZMQ_MAXMSGSIZE, &v, sizeof v) != 0) {
+            pst_err_set(err, PST_ERR_NET, "net: setsockopt ZMQ_MAXMSGSIZE: %s",
+                        zmq_strerror(errno));
+            goto fail;
+        }
+    }
+    /* A ROUTER reports an unknown peer (EHOSTUNREACH) instead of dropping silently. */
+    if (kind == NET_ROUTER && setopt_int(s, ZMQ_ROUTER_MANDATORY, 1, "ZMQ_ROUTER_MANDATORY", err))
+        goto fail;
+    if (o->identity &&
+        zmq_setsockopt(s->z, ZMQ_ROUTING_ID, o->identity, strlen(o->identity)) != 0) {
+        pst_err_set(err, PST_ERR_NET, "net: routing id '%s': %s", o->identity,
+                    zmq_strerror(errno));
+        goto fail;
+    }
+    return s;
+fail:
+    zmq_close(s->z);
+    free(s);
+    return NULL;
+}
+
+void net_sock_destroy(net_sock *s)
+{
+    if (!s)
+        return;
+    zmq_close(s->z);
+    free(s);
+}
+
+int net_sock_bind(net_sock *s, const char *endpoint, char *bound, size_t cap, pst_err *err)
+{
+    char ep[512];
+    /* ZeroMQ spells "any free port" as '*'; accept the socket API's ":0" too. */
+    size_t len = strlen(endpoint);
+    if (len + 1 > sizeof ep)
+        return pst_err_set(err, PST_ERR_ARG, "net: endpoint '%.60s...' too long", endpoint);
+    memcpy(ep, endpoint, len + 1);
+    if (len > 2 && strcmp(ep + len - 2, ":0") == 0)
+        memcpy(ep + len - 1, "*", 2);
+    if (zmq_bind(s->z, ep) != 0)
+        return pst_err_set(err, PST_ERR_NET, "net: cannot bind %s: %s", endpoint,
+                           zmq_strerror(errno));
+    if (bound && cap) {
+        size_t n = cap;
+        if (zmq_getsockopt(s->z, ZMQ_LAST_ENDPOINT, bound, &n) != 0)
+            return pst_err_set(err, PST_ERR_NET, "net: bound endpoint of %s: %s", endpoint,
+                               zmq_strerror(errno));
+    }
+    return PST_OK;
+}
+
+int net_sock_connect(net_sock *s, const char *endpoint, pst_err *err)
+{
+    if (zmq_connect(s->z, endpoint) != 0)
+        return pst_err_set(err, PST_ERR_NET, "net: cannot connect to %s: %s", endpoint,
+                           zmq_strerror(errno));
+    return PST_OK;
+}
+
+/* Waits up to timeout_ms for socket s to accept a send (events ZMQ_POLLOUT). */
+static int wait_event(void *z, short ev, int timeout_ms)
+{
+    zmq_pollitem_t it = {.socket = z, .events = ev};
+    int64_t deadline = net_now_ms() + (timeout_ms < 0 ? 0 : timeout_ms);
+    for (;;) {
+        int left = timeout_ms < 0 ? -1 : (int)(deadline - net_now_ms());
+        if (timeout_ms >= 0 && left < 0)
+            left = 0;
+        int rc = zmq_poll(&it, 1, left);
+        if (rc > 0)
+            return 1;
+        if (rc == 0)
+            return 0;
+        if (errno != EINTR)
+            return -1;
+        if (timeout_ms >= 0 && net_now_ms() >= deadline)
+            return 0;
+    }
+}
+
+int net_send(net_sock *s, const net_frame *frames, int n, int timeout_ms, pst_err *err)
+{
+    assert(n >= 1 && n <= NET_MAX_FRAMES);
+    int rc = PST_OK, i = 0;
+    /* The first frame waits for room in the queue; the rest of a message never blocks
+     * once its first frame is in (ZeroMQ queues multipart messages atomically). A timeout
+     * of 0 does not wait at all (servers: their queues are unbounded, see net_opts.hwm). */
+    int w = timeout_ms == 0 ? 1 : wait_event(s->z, ZMQ_POLLOUT, timeout_ms);
+    if (w == 0) {
+        rc = pst_err_set(err, PST_ERR_TIMEOUT, "net: send queue full for %d ms (peer slow or gone)",
+                         timeout_ms);
+        goto release_rest;
+    }
+    if (w < 0) {
+        rc = pst_err_set(err, PST_ERR_NET, "net: poll: %s", zmq_strerror(errno));
+        goto release_rest;
+    }
+    for (; i < n; i++) {
+        const net_frame *f = &frames[i];
+        zmq_msg_t m;
+        if (f->release) {
+            if (zmq_msg_init_data(&m, (void *)f->data, f->len, f->release, f->hint) != 0) {
+                rc = pst_err_set(err, PST_ERR_NET, "net: msg init: %s", zmq_strerror(errno));
+                goto release_rest;
+            }
+        } else {
+            if (zmq_msg_init_size(&m, f->len) != 0) {
+                rc = pst_err_set(err, PST_ERR_NOMEM, "net: no memory for a %zu-byte frame",
+                                 f->len);
+                goto release_rest;
+            }
+            if (f->len)
+                memcpy(zmq_msg_data(&m), f->data, f->len);
+        }
+        int flags = (i + 1 < n ? ZMQ_SNDMORE : 0) | ZMQ_DONTWAIT;
+        int r;
+        do
+            r = zmq_msg_send(&m, s->z, flags);
+        while (r < 0 && errno == EINTR);
+        if (r < 0) {
+            int e = errno;
+            zmq_msg_close(&m); /* releases a zero-copy frame through its callback */
+            i++;
+            rc = pst_err_set(err, e == EHOSTUNREACH ? PST_ERR_PEER : PST_ERR_NET,
+                             "net: send: %s", e == EHOSTUNREACH ? "peer not connected"
+                                                                : zmq_strerror(e));
+            goto release_rest;
+        }
+    }
+    return PST_OK;
+
+release_rest:
+    for (; i < n; i++)
+        if (frames[i].release)
+            frames[i].release((void *)frames[i].data, frames[i].hint);
+    return rc;
+}
+
+net_msg *net_msg_create(pst_err *err)
+{
+    net_msg *m = calloc(1, sizeof *m);
+    if (!m)
+        pst_err_set(err, PST_ERR_NOMEM, "net: out of memory");
+    return m;
+}
+
+void net_msg_clear(net_msg *m)
+{
+    for (int i = 0; i < m->n; i++)
+        zmq_msg_close(&m->f[i]);
+    m->n = 0;
+}
+
+void net_msg_destroy(net_msg *m)
+{
+    if (!m)
+        return;
+    net_msg_clear(m);
+    free(m);
+}
+
+int net_recv(net_sock *s, net_msg *m, int timeout_ms, pst_err *err)
+{
+    net_msg_clear(m);
+    int w = wait_event(s->z, ZMQ_POLLIN, timeout_ms);
+    if (w == 0)
+        return pst_err_set(err, PST_ERR_TIMEOUT, "net: nothing received for %d ms", timeout_ms);
+    if (w < 0)
+        return pst_err_set(err, PST_ERR_NET, "net: poll: %s", zmq_strerror(errno));
+    int too_many = 0;
+    for (;;) {
+        zmq_msg_t part;
+        zmq_msg_init(&part);
+        int r;
+        do
+            r = zmq_msg_recv(&part, s->z, 0);
+        while (r < 0 && errno == EINTR);
+        if (r < 0) {
+            zmq_msg_close(&part);
+            net_msg_clear(m);
+            return pst_err_set(err, PST_ERR_NET, "net: recv: %s", zmq_strerror(errno));
+        }
+        int more = zmq_msg_more(&part);
+        if (m->n < NET_MAX_FRAMES)
+            m->f[m->n++] = part; /* moves ownership of the frame into m */
+        else {
+            too_many = 1;
+            zmq_msg_close(&part);
+        }
+        if (!more)
+            break;
+    }
+    if (too_many) {
+        net_msg_clear(m);
+        return pst_err_set(err, PST_ERR_PEER, "net: message of more than %d frames dropped",
+                           NET_MAX_FRAMES);
+    }
+    return PST_OK;
+}
+
+int net_msg_count(const net_msg *m) { return m->n; }
+
+const void *net_msg_data(const net_msg *m, int i, size_t *len)
+{
+    assert(i >= 0 && i < m->n);
+    zmq_msg_t *f = (zmq_msg_t *)&m->f[i];
+    if (len)
+        *len = zmq_msg_size(f);
+    return zmq_msg_data(f);
+}
+
+int net_poll(net_sock *const *socks, int n, int timeout_ms, uint64_t *ready, pst_err *err)
+{
+    zmq_pollitem_t items[64];
+    assert(n >= 1 && n <= 64);
+    for (int i = 0; i < n; i++)
+        items[i] = (zmq_pollitem_t){.socket = socks[i]->z, .events = ZMQ_POLLIN};
+    int r = zmq_poll(items, n, timeout_ms);
+    *ready = 0;
+    if (r < 0) {
+        if (errno == EINTR)
+            return PST_OK; /* a signal: the caller checks its stop flag and polls again */
+        return pst_err_set(err, PST_ERR_NET, "net: poll: %s", zmq_strerror(errno));
+    }
+    if (r == 0)
+        return pst_err_set(err, PST_ERR_TIMEOUT, "net: nothing received for %d ms", timeout_ms);
+    for (int i = 0; i < n; i++)
+        if (items[i].revents & ZMQ_POLLIN)
+            *ready |= (uint64_t)1 << i;
+    return PST_OK;
+}

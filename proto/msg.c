@@ -1,0 +1,83 @@
+/* proto/msg.c -- see msg.h. */
+#include "msg.h"
+
+#include <stdio.h>
+#include <string.h>
+
+int msg_send(net_sock *s, const void *route, size_t route_len, wire_header *h,
+             const net_frame *payload, int npayload, int timeout_ms, pst_err *err)
+{
+    uint8_t meta[WIRE_MAX_META];
+    size_t mlen = 0;
+    net_frame frames[NET_MAX_FRAMES];
+    int n = 0, rc;
+    if (npayload > WIRE_MAX_FRAMES || npayload + 2 > NET_MAX_FRAMES) {
+        rc = pst_err_set(err, PST_ERR_ARG, "msg: %d payload frames", npayload);
+        goto release;
+    }
+    h->nframes = npayload;
+    for (int i = 0; i < npayload; i++)
+        h->frame_bytes[i] = payload[i].len;
+    if ((rc = wire_pack(h, meta, sizeof meta, &mlen, err)))
+        goto release;
+    if (route)
+        frames[n++] = (net_frame){.data = route, .len = route_len};
+    frames[n++] = (net_frame){.data = meta, .len = mlen};
+    for (int i = 0; i < npayload; i++)
+        frames[n++] = payload[i];
+    return net_send(s, frames, n, timeout_ms, err); /* releases payload on failure */
+release:
+    for (int i = 0; i < npayload; i++)
+        if (payload[i].release)
+            payload[i].release((void *)payload[i].data, payload[i].hint);
+    return rc;
+}
+
+/* A malformed message is the peer's fault: keep the message, change the code. */
+static int as_peer_error(pst_err *err)
+{
+    if (err)
+        err->code = PST_ERR_PEER;
+    return PST_ERR_PEER;
+}
+
+int msg_recv(net_sock *s, net_msg *m, int is_router, msg_in *in, int timeout_ms, pst_err *err)
+{
+    int rc = net_recv(s, m, timeout_ms, err);
+    if (rc)
+        return rc;
+    int n = net_msg_count(m), first = 0;
+    in->route = NULL;
+    in->route_len = 0;
+    if (is_router) {
+        in->route = net_msg_data(m, 0, &in->route_len);
+        first = 1;
+    }
+    if (n <= first)
+        return pst_err_set(err, PST_ERR_PEER, "message without an envelope frame");
+    size_t mlen;
+    const void *meta = net_msg_data(m, first, &mlen);
+    if (wire_unpack(&in->h, meta, mlen, err))
+        return as_peer_error(err);
+    in->npayload = n - first - 1;
+    if (in->npayload > WIRE_MAX_FRAMES)
+        return pst_err_set(err, PST_ERR_PEER, "message with %d payload frames", in->npayload);
+    for (int i = 0; i < in->npayload; i++)
+        in->payload[i] = net_msg_data(m, first + 1 + i, &in->payload_len[i]);
+    if (wire_check_frames(&in->h, in->npayload, in->payload_len, err)) {
+        pst_err_prefix(err, "%s", wire_type_name(in->h.type));
+        return as_peer_error(err);
+    }
+    return PST_OK;
+}
+
+int msg_send_error(net_sock *s, const void *route, size_t route_len, const char *role, int rank,
+                   uint64_t request_id, int code, const char *text, pst_err *err)
+{
+    wire_header h;
+    wire_header_init(&h, WIRE_MSG_ERROR, role, rank);
+    h.request_id = request_id;
+    h.error_code = (uint32_t)code;
+    snprintf(h.error_text, sizeof h.error_text, "%s", text);
+    return msg_send(s, route, route_len, &h, NULL, 0, 0, err);
+}

@@ -1,0 +1,34 @@
+/* proto/msg.h -- wire messages over net/ sockets: encode + send, receive + decode.
+ *
+ * A message is [routing id (ROUTER side only)] [packed envelope] [raw payload frames].
+ * msg_send fills the header's frame count and lengths from the payload it is given, so
+ * they cannot disagree; msg_recv checks them (wire_check_frames) before anyone reads a
+ * payload. Payload pointers of a received message point into net_msg frames (no copy). */
+#ifndef PSTRAIN_PROTO_MSG_H
+#define PSTRAIN_PROTO_MSG_H
+
+#include "net/net.h"
+#include "proto/wire.h"
+
+typedef struct {
+    wire_header h;
+    const void *route;  /* ROUTER: the sender's routing id */
+    size_t route_len;
+    int npayload;
+    const void *payload[WIRE_MAX_FRAMES];
+    size_t payload_len[WIRE_MAX_FRAMES];
+} msg_in;
+
+/* route may be NULL (DEALER). Payload frames keep their zero-copy/copy choice. */
+int msg_send(net_sock *s, const void *route, size_t route_len, wire_header *h,
+             const net_frame *payload, int npayload, int timeout_ms, pst_err *err);
+
+/* Receives and decodes one message into *in (valid until the next net_recv into m).
+ * A malformed message is PST_ERR_PEER with the reason; the caller logs it and goes on. */
+int msg_recv(net_sock *s, net_msg *m, int is_router, msg_in *in, int timeout_ms, pst_err *err);
+
+/* Replies with an ERROR message for request h (route as received). */
+int msg_send_error(net_sock *s, const void *route, size_t route_len, const char *role, int rank,
+                   uint64_t request_id, int code, const char *text, pst_err *err);
+
+#endif

@@ -1,0 +1,329 @@
+/* ps/coord.c -- see coord.h. */
+#include "coord.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "net/net.h"
+#include "proto/msg.h"
+
+#define ROLE "coordinator"
+
+typedef struct {
+    int joined;
+    char route[64];
+    size_t route_len;
+    char endpoint[WIRE_ENDPOINT_MAX];
+    int pid;
+    int done;
+    int64_t last_ms;   /* when we last heard from it */
+    int epoch;
+    int64_t step;
+    double loss;
+} peer;
+
+typedef struct {
+    const coord_options *o;
+    net_ctx *ctx;
+    net_sock *sock;
+    net_msg *m;
+    msg_in in;
+    int S, W;
+    peer *servers, *workers;
+    uint64_t nparams, job_hash;
+    double test_accuracy;
+} coord;
+
+void coord_shard_map(uint64_t nparams, int nservers, uint64_t *offsets)
+{
+    uint64_t blocks = (nparams + 15) / 16;
+    for (int s = 0; s <= nservers; s++) {
+        uint64_t b = blocks * (uint64_t)s / (uint64_t)nservers;
+        uint64_t off = b * 16;
+        offsets[s] = off < nparams ? off : nparams;
+    }
+}
+
+static int refuse(coord *c, const char *fmt, const char *what)
+{
+    pst_err e = {0};
+    log_error(c->o->lg, fmt, what);
+    char text[256];
+    snprintf(text, sizeof text, fmt, what);
+    return msg_send_error(c->sock, c->in.route, c->in.route_len, ROLE, 0, c->in.h.request_id,
+                          PST_ERR_CONFIG, text, &e);
+}
+
+/* Registration: returns PST_OK when everyone has joined. */
+static int handle_hello(coord *c, int *joined, pst_err *err)
+{
+    const wire_header *h = &c->in.h;
+    int is_server = strcmp(h->role, "server") == 0;
+    int is_worker = strcmp(h->role, "worker") == 0;
+    char who[48];
+    snprintf(who, sizeof who, "%s[%d]", h->role, h->rank);
+    if (h->type != WIRE_MSG_HELLO) {
+        log_warn(c->o->lg, "ignoring %s from %s before the job started", wire_type_name(h->type),
+                 who);
+        return PST_OK;
+    }
+    if ((!is_server && !is_worker) || h->rank >= (is_server ? c->S : c->W)) {
+        refuse(c, "unexpected HELLO from %s (the job has servers [0, S) and workers [0, W))",
+               who);
+        return PST_OK;
+    }
+    if (h->job_hash != c->job_hash)
+        return refuse(c, "%s runs a different job (model, optimizer, cluster or training "
+                         "settings differ from the coordinator's)", who),
+               pst_err_set(err, PST_ERR_CONFIG, "%s runs a different job than the coordinator",
+                           who);
+    if (is_worker) {
+        if (c->nparams == 0)
+            c->nparams = h->nparams;
+        else if (h->nparams != c->nparams)
+            return refuse(c, "%s built a model of a different size", who),
+                   pst_err_set(err, PST_ERR_CONFIG,
+                               "%s built a model of %llu parameters, others %llu", who,
+                               (unsigned long long)h->nparams, (unsigned long long)c->nparams);
+    }
+    peer *p = is_server ? &c->servers[h->rank] : &c->workers[h->rank];
+    if (p->joined)
+        return refuse(c, "%s joined twice (two processes with the same rank?)", who),
+               pst_err_set(err, PST_ERR_CONFIG, "%s joined twice (two processes with the same rank?)",
+                           who);
+    if (c->in.route_len > sizeof p->route)
+        return pst_err_set(err, PST_ERR_PEER, "%s: routing id too long", who);
+    p->joined = 1;
+    memcpy(p->route, c->in.route, c->in.route_len);
+    p->route_len = c->in.route_len;
+    snprintf(p->endpoint, sizeof p->endpoint, "%s", h->endpoint);
+    p->pid = h->pid;
+    p->last_ms = net_now_ms();
+    (*joined)++;
+    log_info(c->o->lg, "%s joined (pid %d%s%s), %d of %d", who, h->pid, is_server ? ", " : "",
+             is_server ? h->endpoint : "", *joined, c->S + c->W);
+    return PST_OK;
+}
+
+static void list_missing(const coord *c, char *buf, size_t cap)
+{
+    size_t n = 0;
+    buf[0] = '\0';
+    for (int i = 0; i < c->S && n < cap; i++)
+        if (!c->servers[i].joined)
+            n += (size_t)snprintf(buf + n, cap - n, "%sserver[%d]", n ? ", " : "", i);
+    for (int i = 0; i < c->W && n < cap; i++)
+        if (!c->workers[i].joined)
+            n += (size_t)snprintf(buf + n, cap - n, "%sworker[%d]", n ? ", " : "", i);
+}
+
+static int gather(coord *c, pst_err *err)
+{
+    const coord_options *o = c->o;
+    int joined = 0, timeout_ms = o->job->cluster.timeout_s * 1000;
+    int64_t deadline = net_now_ms() + timeout_ms;
+    while (joined < c->S + c->W) {
+        if (*o->stop)
+            return PST_OK;
+        int left = (int)(deadline - net_now_ms());
+        if (left <= 0) {
+            char missing[512];
+            list_missing(c, missing, sizeof missing);
+            return pst_err_set(err, PST_ERR_TIMEOUT, "after %d s still waiting for %s to join",
+                               o->job->cluster.timeout_s, missing);
+        }
+        pst_err e = {0};
+        int rc = msg_recv(c->sock, c->m, 1, &c->in, left < 500 ? left : 500, &e);
+        if (rc == PST_ERR_TIMEOUT)
+            continue;
+        if (rc == PST_ERR_PEER) {
+            log_warn(o->lg, "dropped a malformed message: %s", e.msg);
+            continue;
+        }
+        if (rc)
+            return pst_err_set(err, rc, "%s", e.msg);
+        if ((rc = handle_hello(c, &joined, err)))
+            return rc;
+    }
+    return PST_OK;
+}
+
+static int welcome_all(coord *c, pst_err *err)
+{
+    wire_header *h = malloc(sizeof *h);
+    if (!h)
+        return pst_err_set(err, PST_ERR_NOMEM, "out of memory");
+    wire_header_init(h, WIRE_MSG_WELCOME, ROLE, 0);
+    h->num_servers = c->S;
+    h->num_workers = c->W;
+    h->nparams = c->nparams;
+    coord_shard_map(c->nparams, c->S, h->shard_offsets);
+    for (int s = 0; s < c->S; s++)
+        snprintf(h->server_endpoints[s], WIRE_ENDPOINT_MAX, "%s", c->servers[s].endpoint);
+    int rc = PST_OK;
+    int timeout_ms = c->o->job->cluster.timeout_s * 1000;
+    for (int i = 0; i < c->S + c->W && !rc; i++) {
+        peer *p = i < c->S ? &c->servers[i] : &c->workers[i - c->S];
+        rc = msg_send(c->sock, p->route, p->route_len, h, NULL, 0, timeout_ms, err);
+    }
+    log_info(c->o->lg, "all %d servers and %d workers joined; model of %llu parameters, %llu "
+             "per server", c->S, c->W, (unsigned long long)c->nparams,
+             (unsigned long long)(h->shard_offsets[1] - h->shard_offsets[0]));
+    free(h);
+    return rc;
+}
+
+/* Follows the workers until all are done; a worker silent for longer than the timeout is
+ * an error naming it. */
+static int follow(coord *c, pst_err *err)
+{
+    const coord_options *o = c->o;
+    int64_t timeout_ms = (int64_t)o->job->cluster.timeout_s * 1000;
+    int done = 0;
+    int64_t now = net_now_ms();
+    for (int w = 0; w < c->W; w++)
+        c->workers[w].last_ms = now;
+    while (done < c->W) {
+        if (*o->stop)
+            return PST_OK;
+        now = net_now_ms();
+        for (int w = 0; w < c->W; w++)
+            if (!c->workers[w].done && now - c->workers[w].last_ms > timeout_ms)
+                return pst_err_set(err, PST_ERR_TIMEOUT,
+                                   "no word from worker[%d] (pid %d) for %d s; it was at epoch "
+                                   "%d step %lld",
+                                   w, c->workers[w].pid, o->job->cluster.timeout_s,
+                                   c->workers[w].epoch, (long long)c->workers[w].step);
+        pst_err e = {0};
+        int rc = msg_recv(c->sock, c->m, 1, &c->in, 500, &e);
+        if (rc == PST_ERR_TIMEOUT)
+            continue;
+        if (rc == PST_ERR_PEER) {
+            log_warn(o->lg, "dropped a malformed message: %s", e.msg);
+            continue;
+        }
+        if (rc)
+            return pst_err_set(err, rc, "%s", e.msg);
+        const wire_header *h = &c->in.h;
+        if (strcmp(h->role, "worker") != 0 || h->rank >= c->W) {
+            log_warn(o->lg, "ignoring %s from %s[%d]", wire_type_name(h->type), h->role, h->rank);
+            continue;
+        }
+        peer *p = &c->workers[h->rank];
+        p->last_ms = net_now_ms();
+        if (h->has_progress) {
+            p->epoch = h->epoch;
+            p->step = h->step;
+            p->loss = h->loss;
+        }
+        if (h->type == WIRE_MSG_DONE && !p->done) {
+            p->done = 1;
+            done++;
+            if (h->rank == 0 && h->has_progress)
+                c->test_accuracy = h->test_accuracy;
+            log_info(o->lg, "worker[%d] finished (%d of %d)", h->rank, done, c->W);
+        }
+    }
+    return PST_OK;
+}
+
+static int shutdown_servers(coord *c, pst_err *err)
+{
+    const coord_options *o = c->o;
+    int timeout_ms = o->job->cluster.timeout_s * 1000;
+    for (int s = 0; s < c->S; s++) {
+        wire_header h;
+        wire_header_init(&h, WIRE_MSG_SHUTDOWN, ROLE, 0);
+        pst_err e = {0};
+        if (msg_send(c->sock, c->servers[s].route, c->servers[s].route_len, &h, NULL, 0,
+                     timeout_ms, &e))
+            log_warn(o->lg, "SHUTDOWN to server[%d]: %s", s, e.msg);
+    }
+    int byes = 0;
+    int64_t deadline = net_now_ms() + timeout_ms, max_gap = 0;
+    uint64_t bytes = 0;
+    while (byes < c->S) {
+        int left = (int)(deadline - net_now_ms());
+        if (left <= 0)
+            return pst_err_set(err, PST_ERR_TIMEOUT, "%d of %d servers did not confirm SHUTDOWN "
+                               "within %d s", c->S - byes, c->S, o->job->cluster.timeout_s);
+        pst_err e = {0};
+        int rc = msg_recv(c->sock, c->m, 1, &c->in, left, &e);
+        if (rc == PST_ERR_TIMEOUT || rc == PST_ERR_PEER)
+            continue;
+        if (rc)
+            return pst_err_set(err, rc, "%s", e.msg);
+        if (c->in.h.type == WIRE_MSG_BYE && strcmp(c->in.h.role, "server") == 0) {
+            byes++;
+            if (c->in.h.max_clock_gap > max_gap)
+                max_gap = c->in.h.max_clock_gap;
+            bytes += c->in.h.bytes_in + c->in.h.bytes_out;
+        }
+    }
+    log_info(o->lg, "all servers stopped; %.1f MB moved, largest clock gap served %lld",
+             bytes / 1e6, (long long)max_gap);
+    return PST_OK;
+}
+
+int coord_run(const coord_options *o, pst_err *err)
+{
+    coord c;
+    memset(&c, 0, sizeof c);
+    c.o = o;
+    c.S = o->job->cluster.servers;
+    c.W = o->job->cluster.workers;
+    c.job_hash = cfg_job_hash(o->job);
+    c.test_accuracy = NAN;
+    int rc;
+    char bound[256];
+    c.servers = calloc((size_t)c.S, sizeof *c.servers);
+    c.workers = calloc((size_t)c.W, sizeof *c.workers);
+    if (!c.servers || !c.workers) {
+        rc = pst_err_set(err, PST_ERR_NOMEM, "out of memory");
+        goto cleanup;
+    }
+    if (!(c.ctx = net_ctx_create(1, err)) || !(c.m = net_msg_create(err))) {
+        rc = err->code;
+        goto cleanup;
+    }
+    net_opts so = {.hwm = -1, .max_msg_bytes = WIRE_MAX_META + 1024};
+    if (!(c.sock = net_sock_create(c.ctx, NET_ROUTER, &so, err))) {
+        rc = err->code;
+        goto cleanup;
+    }
+    if ((rc = net_sock_bind(c.sock, o->bind, bound, sizeof bound, err)))
+        goto cleanup;
+    log_info(o->lg, "listening on %s for %d servers and %d workers", bound, c.S, c.W);
+    if (o->ready_fd >= 0) {
+        char line[300];
+        int n = snprintf(line, sizeof line, "%s\n", bound);
+        ssize_t wr = write(o->ready_fd, line, (size_t)n);
+        close(o->ready_fd);
+        if (wr != n) {
+            rc = pst_err_set(err, PST_ERR_IO, "cannot write the endpoint to --ready-fd");
+            goto cleanup;
+        }
+    }
+    if ((rc = gather(&c, err)) || *o->stop)
+        goto cleanup;
+    if ((rc = welcome_all(&c, err)))
+        goto cleanup;
+    if ((rc = follow(&c, err)) || *o->stop)
+        goto cleanup;
+    if ((rc = shutdown_servers(&c, err)))
+        goto cleanup;
+    if (!isnan(c.test_accuracy))
+        log_info(o->lg, "job finished; test accuracy %.4f", c.test_accuracy);
+    else
+        log_info(o->lg, "job finished");
+cleanup:
+    free(c.servers);
+    free(c.workers);
+    net_msg_destroy(c.m);
+    net_sock_destroy(c.sock);
+    net_ctx_destroy(c.ctx);
+    return rc;
+}

@@ -1,0 +1,35 @@
+/* ps/coord.h -- the coordinator: the rendezvous of a job's processes.
+ *
+ * Servers and workers say HELLO (servers with the endpoint workers should use, workers
+ * with the size of the model they built); once all S + W have, the coordinator cuts the
+ * parameter vector into the shard map and sends every process a WELCOME with it. It then
+ * follows the workers' PROGRESS and DONE messages, and when every worker is done tells the
+ * servers to SHUTDOWN and collects their figures. Every wait has a deadline naming who is
+ * late. It holds no parameters. */
+#ifndef PSTRAIN_PS_COORD_H
+#define PSTRAIN_PS_COORD_H
+
+#include <signal.h>
+#include <stdint.h>
+
+#include "core/config.h"
+#include "core/err.h"
+#include "core/log.h"
+
+typedef struct {
+    const char *bind;     /* endpoint to bind, e.g. "tcp://0.0.0.0:7070" or "tcp://127.0.0.1:0" */
+    int ready_fd;         /* >= 0: write the bound endpoint and a newline here, then close it */
+    const cfg_job *job;
+    const log_ctx *lg;
+    const volatile sig_atomic_t *stop;
+} coord_options;
+
+int coord_run(const coord_options *o, pst_err *err);
+
+/* The shard map: S contiguous ranges of nearly equal size (multiples of 16 floats, so
+ * every shard starts on a 64-byte boundary), offsets[0] = 0, offsets[S] = nparams. Equal
+ * bytes per server whatever the layer sizes, and every server gets a part of even a small
+ * model. */
+void coord_shard_map(uint64_t nparams, int nservers, uint64_t *offsets);
+
+#endif

@@ -1,0 +1,434 @@
+/* ps/server.c -- the server's network loop; the update and consistency rules are in
+ * shard.c. See server.h. */
+#include "server.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "net/net.h"
+#include "proto/msg.h"
+#include "ps/shard.h"
+
+#define ROLE "server"
+
+/* A pull that has to wait for other workers' clocks. */
+typedef struct {
+    char route[64];
+    size_t route_len;
+    int worker;
+    uint64_t request_id, off, len;
+    int64_t clock;
+    int final;
+} pending_pull;
+
+typedef struct {
+    const srv_options *o;
+    net_ctx *ctx;
+    net_sock *sock;   /* ROUTER: workers connect here */
+    net_sock *coord;  /* DEALER to the coordinator */
+    net_msg *m;
+    msg_in in;
+    srv_shard *shard;
+    int nworkers;
+    char (*routes)[64]; /* (W) routing id of each worker, learned from its first message */
+    size_t *route_lens;
+    pending_pull *pend;
+    size_t npend, cap_pend;
+    uint64_t pulls, bytes_in, bytes_out;
+    int64_t last_heard_ms;
+} server;
+
+/* Replaces the host of a bound endpoint ("tcp://0.0.0.0:4242") with the advertised one. */
+static void advertised_endpoint(char *out, size_t cap, const char *bound, const srv_options *o)
+{
+    const char *port = strrchr(bound, ':');
+    char host[128];
+    if (o->advertise && o->advertise[0])
+        snprintf(host, sizeof host, "%s", o->advertise);
+    else if (strcmp(o->bind_host, "0.0.0.0") == 0 || strcmp(o->bind_host, "*") == 0) {
+        if (gethostname(host, sizeof host) != 0)
+            snprintf(host, sizeof host, "127.0.0.1");
+        host[sizeof host - 1] = '\0';
+    } else
+        snprintf(host, sizeof host, "%s", o->bind_host);
+    snprintf(out, cap, "tcp://%.128s%.16s", host, port ? port : ":0");
+}
+
+static int register_with_coordinator(server *s, const char *endpoint, wire_header *welcome,
+                                     pst_err *err)
+{
+    const srv_options *o = s->o;
+    wire_header h;
+    wire_header_init(&h, WIRE_MSG_HELLO, ROLE, o->rank);
+    snprintf(h.endpoint, sizeof h.endpoint, "%s", endpoint);
+    h.job_hash = cfg_job_hash(o->job);
+    h.pid = (int)getpid();
+    int timeout_ms = o->job->cluster.timeout_s * 1000;
+    int rc = msg_send(s->coord, NULL, 0, &h, NULL, 0, timeout_ms, err);
+    if (rc)
+        return pst_err_prefix(err, "HELLO to coordinator %s", o->coordinator);
+    int64_t deadline = net_now_ms() + timeout_ms;
+    for (;;) {
+        if (*o->stop)
+            return PST_OK;
+        int left = (int)(deadline - net_now_ms());
+        if (left <= 0)
+            return pst_err_set(err, PST_ERR_TIMEOUT,
+                               "no WELCOME from coordinator %s after %d s (are all %d servers "
+                               "and %d workers started?)",
+                               o->coordinator, o->job->cluster.timeout_s, o->job->cluster.servers,
+                               o->job->cluster.workers);
+        rc = msg_recv(s->coord, s->m, 0, &s->in, left < 500 ? left : 500, err);
+        if (rc == PST_ERR_TIMEOUT)
+            continue;
+        if (rc)
+            return pst_err_prefix(err, "coordinator %s", o->coordinator);
+        if (s->in.h.type == WIRE_MSG_ERROR)
+            return pst_err_set(err, PST_ERR_CONFIG, "coordinator refused registration: %s",
+                               s->in.h.error_text);
+        if (s->in.h.type == WIRE_MSG_WELCOME) {
+            *welcome = s->in.h;
+            return PST_OK;
+        }
+        log_warn(o->lg, "ignoring %s from the coordinator while registering",
+                 wire_type_name(s->in.h.type));
+    }
+}
+
+/* Release callback of zero-copy replies: the bytes belong to the shard. */
+static void keep_bytes(void *data, void *hint)
+{
+    (void)data;
+    (void)hint;
+}
+
+/* Sends weights [off, off + len) to a worker. bsp sends them zero-copy: the shard's weights
+ * change only when every live worker has pushed its next step, which each does only after
+ * reading this reply, so the bytes are stable until ZeroMQ is done with them. ssp/asp
+ * apply pushes at any time, so the reply is a copy. */
+static int send_weights(server *s, const char *route, size_t route_len, int worker,
+                        uint64_t request_id, uint64_t off, uint64_t len, pst_err *err)
+{
+    wire_header h;
+    wire_header_init(&h, WIRE_MSG_PULL_REPLY, ROLE, s->o->rank);
+    h.request_id = request_id;
+    h.offset = off;
+    h.len = len;
+    h.clock_gap = srv_shard_clock_gap(s->shard, worker);
+    srv_shard_note_served(s->shard, worker);
+    net_frame f = {.data = srv_shard_weights(s->shard, off), .len = (size_t)len * sizeof(float)};
+    if (s->o->job->cluster.consistency == CFG_CONS_BSP)
+        f.release = keep_bytes;
+    s->pulls++;
+    s->bytes_out += f.len;
+    return msg_send(s->sock, route, route_len, &h, &f, 1, 0, err);
+}
+
+/* Answers every parked pull the clocks now allow, in arrival order. */
+static int serve_pending(server *s, pst_err *err)
+{
+    size_t keep = 0;
+    for (size_t i = 0; i < s->npend; i++) {
+        pending_pull *p = &s->pend[i];
+        if (srv_shard_pull_ready(s->shard, p->worker, p->clock, p->final)) {
+            int rc = send_weights(s, p->route, p->route_len, p->worker, p->request_id, p->off,
+                                  p->len, err);
+            if (rc == PST_ERR_PEER)
+                log_warn(s->o->lg, "worker[%d] is gone; dropped its pull", p->worker);
+            else if (rc)
+                return rc;
+        } else
+            s->pend[keep++] = *p;
+    }
+    s->npend = keep;
+    return PST_OK;
+}
+
+static int park_pull(server *s, const msg_in *in, pst_err *err)
+{
+    /* The protocol bounds this: a worker has at most one step's pulls outstanding. */
+    size_t limit = (size_t)s->nworkers * (srv_shard_len(s->shard) / WIRE_CHUNK_FLOATS + 2) * 2;
+    if (s->npend == limit)
+        return pst_err_set(err, PST_ERR_PEER, "too many waiting pulls (%zu)", s->npend);
+    if (s->npend == s->cap_pend) {
+        size_t cap = s->cap_pend ? s->cap_pend * 2 : 16;
+        pending_pull *p = realloc(s->pend, cap * sizeof *p);
+        if (!p)
+            return pst_err_set(err, PST_ERR_NOMEM, "out of memory for waiting pulls");
+        s->pend = p;
+        s->cap_pend = cap;
+    }
+    pending_pull *p = &s->pend[s->npend++];
+    memcpy(p->route, in->route, in->route_len);
+    p->route_len = in->route_len;
+    p->worker = in->h.rank;
+    p->request_id = in->h.request_id;
+    p->off = in->h.offset;
+    p->len = in->h.len;
+    p->clock = in->h.clock;
+    p->final = in->h.final;
+    return PST_OK;
+}
+
+/* Checks that a request comes from a worker we know under a consistent routing id. */
+static int check_sender(server *s, const msg_in *in, pst_err *err)
+{
+    int r = in->h.rank;
+    if (strcmp(in->h.role, "worker") != 0 || r >= s->nworkers)
+        return pst_err_set(err, PST_ERR_PEER, "%s from unknown peer %s[%d]",
+                           wire_type_name(in->h.type), in->h.role, r);
+    if (in->route_len == 0 || in->route_len > sizeof s->routes[0])
+        return pst_err_set(err, PST_ERR_PEER, "bad routing id of %zu bytes", in->route_len);
+    if (s->route_lens[r] == 0) {
+        memcpy(s->routes[r], in->route, in->route_len);
+        s->route_lens[r] = in->route_len;
+    } else if (s->route_lens[r] != in->route_len ||
+               memcmp(s->routes[r], in->route, in->route_len) != 0)
+        return pst_err_set(err, PST_ERR_PEER,
+                           "%s claims to be worker[%d] from another connection",
+                           wire_type_name(in->h.type), r);
+    return PST_OK;
+}
+
+/* Float payloads must be 4-byte aligned to be read in place. ZeroMQ allocates large frames
+ * (aligned); a small one may sit at any offset of its receive buffer, so copy it. */
+static const float *aligned_floats(const void *p, size_t bytes, float **scratch,
+                                   size_t *scratch_len, pst_err *err)
+{
+    if (((uintptr_t)p & (sizeof(float) - 1)) == 0)
+        return p;
+    if (*scratch_len < bytes) {
+        float *n = realloc(*scratch, bytes);
+        if (!n) {
+            pst_err_set(err, PST_ERR_NOMEM, "out of memory");
+            return NULL;
+        }
+        *scratch = n;
+        *scratch_len = bytes;
+    }
+    memcpy(*scratch, p, bytes);
+    return *scratch;
+}
+
+/* Handles one message from a worker. Problems caused by the message (bad range, wrong
+ * clock, NaN) are answered with an ERROR and logged; the server goes on. */
+static int handle_worker(server *s, float **scratch, size_t *scratch_len, pst_err *err)
+{
+    const msg_in *in = &s->in;
+    pst_err perr = {0};
+    int rc = check_sender(s, in, &perr);
+    if (rc == PST_OK) {
+        const wire_header *h = &in->h;
+        switch (h->type) {
+        case WIRE_MSG_INIT:
+        case WIRE_MSG_PUSH: {
+            const float *g = aligned_floats(in->payload[0], in->payload_len[0], scratch,
+                                            scratch_len, err);
+            if (!g)
+                return PST_ERR_NOMEM;
+            s->bytes_in += in->payload_len[0];
+            if (h->type == WIRE_MSG_INIT)
+                rc = h->rank == 0 ? srv_shard_init_range(s->shard, h->offset, g, h->len, &perr)
+                                  : pst_err_set(&perr, PST_ERR_PEER, "INIT from worker[%d]",
+                                                h->rank);
+            else
+                rc = srv_shard_push(s->shard, h->rank, h->clock, h->offset, g, h->len, &perr);
+            break;
+        }
+        case WIRE_MSG_PULL:
+            rc = srv_shard_check_range(s->shard, h->offset, h->len, &perr);
+            if (rc == PST_OK) {
+                if (srv_shard_pull_ready(s->shard, h->rank, h->clock, h->final)) {
+                    rc = send_weights(s, in->route, in->route_len, h->rank, h->request_id,
+                                      h->offset, h->len, err);
+                    if (rc && rc != PST_ERR_PEER)
+                        return rc;
+                    rc = PST_OK;
+                } else
+                    rc = park_pull(s, in, &perr);
+            }
+            break;
+        case WIRE_MSG_DONE:
+            log_debug(s->o->lg, "worker[%d] is done at clock %lld", h->rank,
+                      (long long)srv_shard_worker_clock(s->shard, h->rank));
+            srv_shard_worker_done(s->shard, h->rank);
+            break;
+        default:
+            rc = pst_err_set(&perr, PST_ERR_PEER, "unexpected %s", wire_type_name(h->type));
+        }
+    }
+    if (rc) {
+        log_warn(s->o->lg, "refused %s from %s[%d]: %s", wire_type_name(in->h.type), in->h.role,
+                 in->h.rank, perr.msg);
+        pst_err e2 = {0};
+        if (msg_send_error(s->sock, in->route, in->route_len, ROLE, s->o->rank,
+                           in->h.request_id, rc, perr.msg, &e2))
+            log_warn(s->o->lg, "could not send the error: %s", e2.msg);
+        if (rc == PST_ERR_NOMEM)
+            return pst_err_set(err, rc, "%s", perr.msg);
+    }
+    return serve_pending(s, err);
+}
+
+static int send_bye(server *s, pst_err *err)
+{
+    srv_shard_stats st;
+    srv_shard_get_stats(s->shard, &st);
+    wire_header h;
+    wire_header_init(&h, WIRE_MSG_BYE, ROLE, s->o->rank);
+    h.has_stats = 1;
+    h.pushes = st.pushes;
+    h.pulls = s->pulls;
+    h.bytes_in = s->bytes_in;
+    h.bytes_out = s->bytes_out;
+    h.max_clock_gap = st.max_clock_gap;
+    h.updates = st.updates;
+    log_info(s->o->lg,
+             "done: %llu updates from %llu pushes, %llu pulls answered, %.1f MB in, %.1f MB "
+             "out, largest clock gap served %lld, %llu non-finite gradients rejected",
+             (unsigned long long)st.updates, (unsigned long long)st.pushes,
+             (unsigned long long)s->pulls, s->bytes_in / 1e6, s->bytes_out / 1e6,
+             (long long)st.max_clock_gap, (unsigned long long)st.rejected_nonfinite);
+    return msg_send(s->coord, NULL, 0, &h, NULL, 0, s->o->job->cluster.timeout_s * 1000, err);
+}
+
+/* What the server is waiting for, for timeout messages. */
+static void describe_wait(const server *s, char *buf, size_t cap)
+{
+    int n = snprintf(buf, cap, "worker clocks:");
+    for (int w = 0; w < s->nworkers && n > 0 && (size_t)n < cap; w++)
+        n += snprintf(buf + n, cap - (size_t)n, " worker[%d]=%lld", w,
+                      (long long)srv_shard_worker_clock(s->shard, w));
+    if (n > 0 && (size_t)n < cap)
+        snprintf(buf + n, cap - (size_t)n, ", %d live, %zu pulls waiting",
+                 srv_shard_live_workers(s->shard), s->npend);
+}
+
+static int serve(server *s, pst_err *err)
+{
+    const srv_options *o = s->o;
+    int timeout_ms = o->job->cluster.timeout_s * 1000;
+    float *scratch = NULL;
+    size_t scratch_len = 0;
+    int rc = PST_OK;
+    net_sock *socks[2] = {s->sock, s->coord};
+    s->last_heard_ms = net_now_ms();
+    while (!*o->stop) {
+        uint64_t ready = 0;
+        rc = net_poll(socks, 2, 500, &ready, err);
+        if (rc == PST_ERR_TIMEOUT) {
+            rc = PST_OK;
+            if (net_now_ms() - s->last_heard_ms > timeout_ms) {
+                char what[512];
+                describe_wait(s, what, sizeof what);
+                rc = pst_err_set(err, PST_ERR_TIMEOUT,
+                                 "no message from any worker or the coordinator for %d s (%s)",
+                                 o->job->cluster.timeout_s, what);
+                break;
+            }
+            continue;
+        }
+        if (rc)
+            break;
+        if (ready & 1) {
+            pst_err perr = {0};
+            int r = msg_recv(s->sock, s->m, 1, &s->in, 0, &perr);
+            if (r == PST_OK) {
+                s->last_heard_ms = net_now_ms();
+                if ((rc = handle_worker(s, &scratch, &scratch_len, err)))
+                    break;
+            } else if (r == PST_ERR_PEER)
+                log_warn(o->lg, "dropped a malformed message: %s", perr.msg);
+            else if (r != PST_ERR_TIMEOUT) {
+                rc = pst_err_set(err, r, "%s", perr.msg);
+                break;
+            }
+        }
+        if (ready & 2) {
+            pst_err perr = {0};
+            int r = msg_recv(s->coord, s->m, 0, &s->in, 0, &perr);
+            if (r == PST_OK && s->in.h.type == WIRE_MSG_SHUTDOWN) {
+                rc = send_bye(s, err);
+                break;
+            }
+            if (r == PST_OK)
+                s->last_heard_ms = net_now_ms();
+            else if (r == PST_ERR_PEER)
+                log_warn(o->lg, "dropped a malformed message from the coordinator: %s", perr.msg);
+        }
+    }
+    free(scratch);
+    return rc;
+}
+
+int srv_run(const srv_options *o, pst_err *err)
+{
+    server s;
+    memset(&s, 0, sizeof s);
+    s.o = o;
+    int rc;
+    wire_header *welcome = malloc(sizeof *welcome);
+    char bound[256], endpoint[WIRE_ENDPOINT_MAX], ep[300];
+    if (!welcome)
+        return pst_err_set(err, PST_ERR_NOMEM, "out of memory");
+    if (!(s.ctx = net_ctx_create(1, err)) || !(s.m = net_msg_create(err))) {
+        rc = err ? err->code : PST_ERR_NOMEM;
+        goto cleanup;
+    }
+    net_opts so = {.hwm = -1, .max_msg_bytes = (int64_t)(WIRE_CHUNK_FLOATS * sizeof(float)) + 4096};
+    if (!(s.sock = net_sock_create(s.ctx, NET_ROUTER, &so, err))) {
+        rc = err->code;
+        goto cleanup;
+    }
+    snprintf(ep, sizeof ep, "tcp://%s:0", o->bind_host);
+    if ((rc = net_sock_bind(s.sock, ep, bound, sizeof bound, err)))
+        goto cleanup;
+    advertised_endpoint(endpoint, sizeof endpoint, bound, o);
+    char id[32];
+    snprintf(id, sizeof id, "server-%d", o->rank);
+    net_opts co = {.identity = id};
+    if (!(s.coord = net_sock_create(s.ctx, NET_DEALER, &co, err))) {
+        rc = err->code;
+        goto cleanup;
+    }
+    if ((rc = net_sock_connect(s.coord, o->coordinator, err)))
+        goto cleanup;
+    log_info(o->lg, "listening on %s (advertised as %s); registering with %s", bound, endpoint,
+             o->coordinator);
+    if ((rc = register_with_coordinator(&s, endpoint, welcome, err)) || *o->stop)
+        goto cleanup;
+    if (o->rank >= welcome->num_servers) {
+        rc = pst_err_set(err, PST_ERR_CONFIG, "rank %d but the job has %d servers", o->rank,
+                         welcome->num_servers);
+        goto cleanup;
+    }
+    uint64_t base = welcome->shard_offsets[o->rank];
+    uint64_t len = welcome->shard_offsets[o->rank + 1] - base;
+    s.nworkers = welcome->num_workers;
+    s.shard = srv_shard_create(base, len, &o->job->optimizer, o->job->cluster.consistency,
+                               o->job->cluster.staleness, s.nworkers, err);
+    s.routes = calloc((size_t)s.nworkers, sizeof *s.routes);
+    s.route_lens = calloc((size_t)s.nworkers, sizeof *s.route_lens);
+    if (!s.shard || !s.routes || !s.route_lens) {
+        rc = s.shard ? pst_err_set(err, PST_ERR_NOMEM, "out of memory") : err->code;
+        goto cleanup;
+    }
+    log_info(o->lg, "shard [%llu, %llu) of %llu parameters (%.1f MB), %d workers, %s",
+             (unsigned long long)base, (unsigned long long)(base + len),
+             (unsigned long long)welcome->nparams, len * 4.0 / 1e6, s.nworkers,
+             cfg_consistency_name(o->job->cluster.consistency));
+    rc = serve(&s, err);
+cleanup:
+    srv_shard_destroy(s.shard);
+    free(s.routes);
+    free(s.route_lens);
+    free(s.pend);
+    free(welcome);
+    net_msg_destroy(s.m);
+    net_sock_destroy(s.sock);
+    net_sock_destroy(s.coord);
+    net_ctx_destroy(s.ctx);
+    return rc;
+}

@@ -1,0 +1,31 @@
+/* ps/server.h -- a parameter server process: registers with the coordinator, receives
+ * its shard of the model, applies workers' gradients (shard.c) and answers their pulls.
+ *
+ * Single-threaded around one ZeroMQ ROUTER socket: every request is handled to the end
+ * without blocking (pulls that must wait are parked and answered when the clocks allow),
+ * so a slow or vanished worker never stalls the others. */
+#ifndef PSTRAIN_PS_SERVER_H
+#define PSTRAIN_PS_SERVER_H
+
+#include <signal.h>
+
+#include "core/config.h"
+#include "core/err.h"
+#include "core/log.h"
+
+typedef struct {
+    int rank;
+    const char *coordinator; /* endpoint, "tcp://host:port" */
+    const char *bind_host;   /* interface to listen on: "127.0.0.1", "0.0.0.0", ... */
+    const char *advertise;   /* host workers connect to; NULL: bind_host (or this host's
+                                name when binding 0.0.0.0) */
+    const cfg_job *job;
+    const log_ctx *lg;
+    const volatile sig_atomic_t *stop;
+} srv_options;
+
+/* Runs until the coordinator's SHUTDOWN (PST_OK), a stop signal (PST_OK with *stop set),
+ * or a failure (a timeout names what was awaited and from whom). */
+int srv_run(const srv_options *o, pst_err *err);
+
+#endif

@@ -1,0 +1,266 @@
+/* ps/shard.c -- see shard.h. The server's update rule lives here: srv_shard_push. */
+#include "shard.h"
+
+#include <assert.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    int live;          /* still training */
+    int64_t clock;     /* steps pushed completely */
+    uint64_t pushed;   /* floats of step `clock` received so far */
+} worker_state;
+
+struct srv_shard {
+    uint64_t base, len;
+    opt_config opt;
+    opt_state *st;
+    cfg_consistency cons;
+    int64_t staleness; /* INT64_MAX for asp */
+    int nworkers, nlive;
+    worker_state *wk;
+    float *w;          /* (len) weights */
+    float *agg;        /* (len) bsp: sum of the gradients of the clock being assembled */
+    int agg_count;     /* bsp: gradients summed into agg */
+    int64_t agg_clock; /* bsp: the clock agg belongs to */
+    uint64_t init_floats;
+    srv_shard_stats stats;
+};
+
+static float *alloc_floats(uint64_t n)
+{
+    size_t bytes = ((size_t)n * sizeof(float) + 63) & ~(size_t)63;
+    float *p = aligned_alloc(64, bytes ? bytes : 64);
+    if (p)
+        memset(p, 0, bytes ? bytes : 64);
+    return p;
+}
+
+srv_shard *srv_shard_create(uint64_t base, uint64_t len, const opt_config *opt,
+                            cfg_consistency cons, int staleness, int nworkers, pst_err *err)
+{
+    if (len == 0 || nworkers < 1 || len > ((uint64_t)1 << 40)) {
+        pst_err_set(err, PST_ERR_ARG, "shard: bad size %llu or %d workers",
+                    (unsigned long long)len, nworkers);
+        return NULL;
+    }
+    srv_shard *sh = calloc(1, sizeof *sh);
+    if (!sh)
+        goto nomem;
+    sh->base = base;
+    sh->len = len;
+    sh->opt = *opt;
+    sh->cons = cons;
+    sh->staleness = cons == CFG_CONS_BSP ? 0 : cons == CFG_CONS_SSP ? staleness : INT64_MAX;
+    sh->nworkers = sh->nlive = nworkers;
+    sh->wk = calloc((size_t)nworkers, sizeof *sh->wk);
+    sh->w = alloc_floats(len);
+    sh->st = opt_state_create(opt, (size_t)len, err);
+    if (!sh->wk || !sh->w || !sh->st)
+        goto nomem;
+    if (cons == CFG_CONS_BSP && !(sh->agg = alloc_floats(len)))
+        goto nomem;
+    for (int i = 0; i < nworkers; i++)
+        sh->wk[i].live = 1;
+    return sh;
+nomem:
+    if (!err || err->code == PST_OK)
+        pst_err_set(err, PST_ERR_NOMEM, "shard: out of memory for %llu parameters",
+                    (unsigned long long)len);
+    srv_shard_destroy(sh);
+    return NULL;
+}
+
+void srv_shard_destroy(srv_shard *sh)
+{
+    if (!sh)
+        return;
+    opt_state_destroy(sh->st);
+    free(sh->wk);
+    free(sh->w);
+    free(sh->agg);
+    free(sh);
+}
+
+uint64_t srv_shard_base(const srv_shard *sh) { return sh->base; }
+uint64_t srv_shard_len(const srv_shard *sh) { return sh->len; }
+int srv_shard_initialized(const srv_shard *sh) { return sh->init_floats == sh->len; }
+
+int srv_shard_check_range(const srv_shard *sh, uint64_t off, uint64_t len, pst_err *err)
+{
+    if (len == 0 || off < sh->base || off - sh->base > sh->len || len > sh->len - (off - sh->base))
+        return pst_err_set(err, PST_ERR_PEER,
+                           "range [%llu, %llu) is outside this server's shard [%llu, %llu)",
+                           (unsigned long long)off, (unsigned long long)(off + len),
+                           (unsigned long long)sh->base, (unsigned long long)(sh->base + sh->len));
+    return PST_OK;
+}
+
+int srv_shard_init_range(srv_shard *sh, uint64_t off, const float *w, uint64_t len,
+                         pst_err *err)
+{
+    int rc = srv_shard_check_range(sh, off, len, err);
+    if (rc)
+        return rc;
+    if (srv_shard_initialized(sh))
+        return pst_err_set(err, PST_ERR_PEER, "INIT after the shard was initialised");
+    for (uint64_t i = 0; i < len; i++)
+        if (!isfinite(w[i]))
+            return pst_err_set(err, PST_ERR_PEER, "INIT: weight %llu is not finite",
+                               (unsigned long long)(off + i));
+    memcpy(sh->w + (off - sh->base), w, (size_t)len * sizeof(float));
+    sh->init_floats += len;
+    if (sh->init_floats > sh->len)
+        sh->init_floats = sh->len; /* repeated ranges: counted once the whole shard is set */
+    return PST_OK;
+}
+
+static int64_t min_live_clock(const srv_shard *sh)
+{
+    int64_t m = INT64_MAX;
+    for (int i = 0; i < sh->nworkers; i++)
+        if (sh->wk[i].live && sh->wk[i].clock < m)
+            m = sh->wk[i].clock;
+    return m;
+}
+
+/* bsp: once every live worker has pushed agg_clock, apply the mean of the gradients:
+ *   w <- update(w, (1/K) sum_k g_k),  K = gradients summed (a worker that finished after
+ *   pushing this clock still counts; one that finished before does not). */
+static void bsp_maybe_apply(srv_shard *sh)
+{
+    if (sh->cons != CFG_CONS_BSP || sh->agg_count == 0)
+        return;
+    if (sh->nlive > 0 && min_live_clock(sh) <= sh->agg_clock)
+        return; /* a live worker still owes this clock's gradient */
+    float inv = 1.0f / (float)sh->agg_count;
+    if (sh->agg_count > 1)
+        for (uint64_t i = 0; i < sh->len; i++)
+            sh->agg[i] *= inv;
+    opt_tick(sh->st);
+    int64_t t = opt_state_step(sh->st) - 1;
+    opt_apply(&sh->opt, sh->st, sh->w, sh->agg, 0, (size_t)sh->len, opt_lr_at(&sh->opt, t));
+    memset(sh->agg, 0, (size_t)sh->len * sizeof(float));
+    sh->agg_count = 0;
+    sh->agg_clock++;
+    sh->stats.updates++;
+}
+
+int srv_shard_push(srv_shard *sh, int worker, int64_t clock, uint64_t off, const float *g,
+                   uint64_t len, pst_err *err)
+{
+    if (worker < 0 || worker >= sh->nworkers)
+        return pst_err_set(err, PST_ERR_PEER, "push from unknown worker %d", worker);
+    int rc = srv_shard_check_range(sh, off, len, err);
+    if (rc)
+        return rc;
+    worker_state *ws = &sh->wk[worker];
+    if (!ws->live)
+        return pst_err_set(err, PST_ERR_PEER, "push from worker %d after it finished", worker);
+    if (!srv_shard_initialized(sh))
+        return pst_err_set(err, PST_ERR_PEER, "push before the weights were initialised");
+    if (clock != ws->clock)
+        return pst_err_set(err, PST_ERR_PEER, "push for clock %lld from worker %d, expected %lld",
+                           (long long)clock, worker, (long long)ws->clock);
+    /* Chunks of one step arrive in order over one connection and never overlap, so a count
+     * of floats received tells when the step is complete; a repeat overflows it. */
+    if (ws->pushed + len > sh->len)
+        return pst_err_set(err, PST_ERR_PEER,
+                           "push of %llu floats for clock %lld from worker %d exceeds the shard "
+                           "(%llu already received)",
+                           (unsigned long long)len, (long long)clock, worker,
+                           (unsigned long long)ws->pushed);
+    for (uint64_t i = 0; i < len; i++)
+        if (!isfinite(g[i])) {
+            sh->stats.rejected_nonfinite++;
+            return pst_err_set(err, PST_ERR_PEER,
+                               "push from worker %d: gradient %llu is %g (rejected)", worker,
+                               (unsigned long long)(off + i), (double)g[i]);
+        }
+    uint64_t lo = off - sh->base;
+    if (sh->cons == CFG_CONS_BSP) {
+        assert(clock == sh->agg_clock); /* bsp workers cannot run ahead: they pull first */
+        float *restrict a = sh->agg + lo;
+        for (uint64_t i = 0; i < len; i++)
+            a[i] += g[i];
+    } else {
+        /* ssp/asp: one optimizer step per worker step, taken with its first chunk. */
+        if (ws->pushed == 0) {
+            opt_tick(sh->st);
+            sh->stats.updates++;
+        }
+        int64_t t = opt_state_step(sh->st) - 1;
+        opt_apply(&sh->opt, sh->st, sh->w + lo, g, (size_t)lo, (size_t)len,
+                  opt_lr_at(&sh->opt, t));
+    }
+    sh->stats.pushes++;
+    ws->pushed += len;
+    if (ws->pushed == sh->len) {
+        ws->pushed = 0;
+        ws->clock++;
+        if (sh->cons == CFG_CONS_BSP) {
+            sh->agg_count++;
+            bsp_maybe_apply(sh);
+        }
+    }
+    return PST_OK;
+}
+
+int srv_shard_pull_ready(const srv_shard *sh, int worker, int64_t clock, int final)
+{
+    (void)worker;
+    if (!srv_shard_initialized(sh))
+        return 0;
+    if (final)
+        return sh->nlive == 0;
+    if (sh->nlive == 0)
+        return 1;
+    /* bsp (s = 0): min_clock >= c means every live worker pushed c - 1, and the push that
+     * completed it applied the mean; the partial sum of clock c lives in agg, not w. */
+    int64_t m = min_live_clock(sh);
+    return clock - m <= sh->staleness;
+}
+
+int64_t srv_shard_clock_gap(const srv_shard *sh, int worker)
+{
+    if (sh->nlive == 0 || worker < 0 || worker >= sh->nworkers)
+        return 0;
+    int64_t gap = sh->wk[worker].clock - min_live_clock(sh);
+    return gap > 0 ? gap : 0;
+}
+
+void srv_shard_note_served(srv_shard *sh, int worker)
+{
+    int64_t gap = srv_shard_clock_gap(sh, worker);
+    if (gap > sh->stats.max_clock_gap)
+        sh->stats.max_clock_gap = gap;
+}
+
+const float *srv_shard_weights(const srv_shard *sh, uint64_t off)
+{
+    assert(off >= sh->base && off - sh->base < sh->len);
+    return sh->w + (off - sh->base);
+}
+
+void srv_shard_worker_done(srv_shard *sh, int worker)
+{
+    if (worker < 0 || worker >= sh->nworkers || !sh->wk[worker].live)
+        return;
+    sh->wk[worker].live = 0;
+    sh->nlive--;
+    /* Workers send DONE after their last complete push, so nothing of theirs is pending;
+     * bsp may now apply a clock that waited only for them. */
+    bsp_maybe_apply(sh);
+}
+
+int srv_shard_live_workers(const srv_shard *sh) { return sh->nlive; }
+int srv_shard_all_done(const srv_shard *sh) { return sh->nlive == 0; }
+
+int64_t srv_shard_worker_clock(const srv_shard *sh, int worker)
+{
+    assert(worker >= 0 && worker < sh->nworkers);
+    return sh->wk[worker].clock;
+}
+
+void srv_shard_get_stats(const srv_shard *sh, srv_shard_stats *st) { *st = sh->stats; }

@@ -1,0 +1,74 @@
+/* ps/shard.h -- one server's slice of the model: weights, optimizer state, worker clocks.
+ *
+ * No sockets here: the server loop (server.c) decodes messages and calls these functions;
+ * this file holds the update rule and the consistency rule, so tests drive them directly.
+ *
+ * The shard owns parameters [base, base + len) of the model's flat vector. Ranges passed
+ * in are global offsets and must lie inside the shard.
+ *
+ * Clocks: a worker's clock is the number of steps whose gradient it has pushed completely
+ * (every float of the shard). One rule serves the three consistency models:
+ *   a pull for clock c from a worker may be answered when  c - min_clock <= s
+ *   where min_clock is the clock of the slowest live worker and s = 0 (bsp), staleness
+ *   (ssp) or unbounded (asp). bsp also sums the gradients of a clock and applies their mean
+ *   once, when every live worker has pushed that clock; ssp and asp apply each push at once.
+ * A worker that is done (or lost) leaves the live set, so it never holds the others back. */
+#ifndef PSTRAIN_PS_SHARD_H
+#define PSTRAIN_PS_SHARD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/config.h"
+#include "core/err.h"
+#include "core/optim.h"
+
+typedef struct srv_shard srv_shard;
+
+srv_shard *srv_shard_create(uint64_t base, uint64_t len, const opt_config *opt,
+                            cfg_consistency cons, int staleness, int nworkers, pst_err *err);
+void srv_shard_destroy(srv_shard *sh);
+
+uint64_t srv_shard_base(const srv_shard *sh);
+uint64_t srv_shard_len(const srv_shard *sh);
+int srv_shard_initialized(const srv_shard *sh);
+
+/* Checks that [off, off + len) lies inside the shard (PST_ERR_PEER naming the range). */
+int srv_shard_check_range(const srv_shard *sh, uint64_t off, uint64_t len, pst_err *err);
+
+/* Initial weights for a range (from worker 0). The shard counts as initialised once every
+ * float has been set. */
+int srv_shard_init_range(srv_shard *sh, uint64_t off, const float *w, uint64_t len,
+                         pst_err *err);
+
+/* Gradient of worker's step `clock` for a range. Refused (PST_ERR_PEER) when the worker
+ * is not live, clock is not the worker's next step, part of the range was already pushed
+ * for this clock, or a value is NaN/Inf (counted in srv_shard_rejected_nonfinite). */
+int srv_shard_push(srv_shard *sh, int worker, int64_t clock, uint64_t off, const float *g,
+                   uint64_t len, pst_err *err);
+
+/* Whether a pull for `clock` by worker can be answered now (see the rule above). A final
+ * pull waits until every worker is done. Pulls also wait for initialisation. */
+int srv_shard_pull_ready(const srv_shard *sh, int worker, int64_t clock, int final);
+
+/* The requester's clock gap at this moment: worker's clock - slowest live clock (0 when
+ * the worker is the slowest or alone). Recorded by srv_shard_note_served. */
+int64_t srv_shard_clock_gap(const srv_shard *sh, int worker);
+void srv_shard_note_served(srv_shard *sh, int worker);
+
+/* Weights of a range; valid until the next update of the shard. */
+const float *srv_shard_weights(const srv_shard *sh, uint64_t off);
+
+/* The worker is finished: it leaves the live set. */
+void srv_shard_worker_done(srv_shard *sh, int worker);
+int srv_shard_live_workers(const srv_shard *sh);
+int srv_shard_all_done(const srv_shard *sh);
+int64_t srv_shard_worker_clock(const srv_shard *sh, int worker);
+
+typedef struct {
+    uint64_t pushes, updates, rejected_nonfinite;
+    int64_t max_clock_gap; /* largest clock gap among answered pulls */
+} srv_shard_stats;
+void srv_shard_get_stats(const srv_shard *sh, srv_shard_stats *st);
+
+#endif

@@ -1,0 +1,308 @@
+/* worker/dist.c -- see dist.h. */
+#include "dist.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/ckpt.h"
+#include "core/metrics.h"
+#include "net/net.h"
+#include "proto/msg.h"
+#include "worker/dataprep.h"
+#include "worker/kv.h"
+#include "worker/report.h"
+#include "worker/trainer.h"
+
+#define ROLE "worker"
+#define PROGRESS_EVERY_MS 2000
+
+typedef struct {
+    const wk_dist_options *o;
+    wk_data data;
+    wk_trainer *tr;
+    ml_model *model;
+    net_ctx *ctx;
+    net_sock *coord;
+    net_msg *m;
+    msg_in *in;
+    wk_kv *kv;
+    wk_report *rep;
+    float *gbuf[2];     /* (P) alternating gradient buffers */
+    int64_t clock;      /* steps pushed */
+    int64_t max_gap;    /* largest clock gap the servers reported */
+    int64_t last_progress_ms;
+    int epoch;
+    int64_t step;
+    double loss;
+} worker;
+
+static int hello(worker *w, wire_header *welcome, pst_err *err)
+{
+    const wk_dist_options *o = w->o;
+    wire_header h;
+    wire_header_init(&h, WIRE_MSG_HELLO, ROLE, o->rank);
+    h.nparams = ml_model_nparams(w->model);
+    h.job_hash = cfg_job_hash(o->job);
+    h.pid = (int)getpid();
+    int timeout_ms = o->job->cluster.timeout_s * 1000;
+    int rc = msg_send(w->coord, NULL, 0, &h, NULL, 0, timeout_ms, err);
+    if (rc)
+        return pst_err_prefix(err, "HELLO to coordinator %s", o->coordinator);
+    int64_t deadline = net_now_ms() + timeout_ms;
+    for (;;) {
+        if (*o->stop)
+            return PST_OK;
+        int left = (int)(deadline - net_now_ms());
+        if (left <= 0)
+            return pst_err_set(err, PST_ERR_TIMEOUT,
+                               "no WELCOME from coordinator %s after %d s (are all %d servers "
+                               "and %d workers started?)",
+                               o->coordinator, o->job->cluster.timeout_s, o->job->cluster.servers,
+                               o->job->cluster.workers);
+        rc = msg_recv(w->coord, w->m, 0, w->in, left < 500 ? left : 500, err);
+        if (rc == PST_ERR_TIMEOUT)
+            continue;
+        if (rc)
+            return pst_err_prefix(err, "coordinator %s", o->coordinator);
+        if (w->in->h.type == WIRE_MSG_ERROR)
+            return pst_err_set(err, PST_ERR_CONFIG, "coordinator refused registration: %s",
+                               w->in->h.error_text);
+        if (w->in->h.type == WIRE_MSG_WELCOME) {
+            *welcome = w->in->h;
+            if (welcome->nparams != ml_model_nparams(w->model))
+                return pst_err_set(err, PST_ERR_CONFIG,
+                                   "the job's model has %llu parameters, this worker built %zu",
+                                   (unsigned long long)welcome->nparams,
+                                   ml_model_nparams(w->model));
+            return PST_OK;
+        }
+    }
+}
+
+/* Tells the coordinator how far we are (also our sign of life), at most every 2 s. */
+static int report_progress(worker *w, wire_type type, double test_accuracy, pst_err *err)
+{
+    int64_t now = net_now_ms();
+    if (type == WIRE_MSG_PROGRESS && now - w->last_progress_ms < PROGRESS_EVERY_MS)
+        return PST_OK;
+    w->last_progress_ms = now;
+    wire_header h;
+    wire_header_init(&h, type, ROLE, w->o->rank);
+    h.has_progress = 1;
+    h.epoch = w->epoch;
+    h.step = w->step;
+    h.loss = w->loss;
+    h.samples_per_s = 0;
+    h.test_accuracy = test_accuracy;
+    return msg_send(w->coord, NULL, 0, &h, NULL, 0, w->o->job->cluster.timeout_s * 1000, err);
+}
+
+static int on_idle(void *ctx, pst_err *err)
+{
+    return report_progress(ctx, WIRE_MSG_PROGRESS, NAN, err);
+}
+
+static void delay_ms(int ms)
+{
+    /* Test hook only (a deliberately slow worker), never used to wait for anything. */
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static int pull_into_model(worker *w, pst_err *err)
+{
+    int64_t gap = 0;
+    int rc = wk_kv_pull_wait(w->kv, ml_model_params(w->model), &gap, err);
+    if (gap > w->max_gap)
+        w->max_gap = gap;
+    return rc;
+}
+
+/* Trains every epoch; returns with the last pull answered. */
+static int train(worker *w, pst_err *err)
+{
+    const wk_dist_options *o = w->o;
+    const cfg_job *job = o->job;
+    int pipelined = job->cluster.consistency != CFG_CONS_BSP;
+    int rc;
+    for (int e = 1; e <= job->train.epochs; e++) {
+        w->epoch = e;
+        int64_t nsteps = wk_trainer_begin_epoch(w->tr, w->data.train, e, err);
+        if (nsteps < 0)
+            return err->code;
+        int interrupted = 0;
+        for (int64_t s = 0; s < nsteps; s++) {
+            if (*o->stop) {
+                interrupted = 1;
+                break;
+            }
+            /* The buffer this step writes was pushed two steps ago; make sure it left. */
+            if ((rc = wk_kv_push_released(w->kv, w->clock, err)))
+                return rc;
+            ml_model_use_grads(w->model, w->gbuf[w->clock & 1]);
+            if ((rc = wk_trainer_compute(w->tr, w->data.train, s, &w->loss, err)))
+                return rc;
+            /* Pipelined: the weights pulled after the previous push arrive now, after this
+             * step's gradient was computed on the ones before. */
+            if (pipelined && wk_kv_pull_outstanding(w->kv) && (rc = pull_into_model(w, err)))
+                return rc;
+            if ((rc = wk_kv_push(w->kv, w->gbuf[w->clock & 1], w->clock, err)))
+                return rc;
+            w->clock++;
+            w->step = s + 1;
+            int last = e == job->train.epochs && s + 1 == nsteps;
+            if (!last && (rc = wk_kv_pull_start(w->kv, w->clock, 0, err)))
+                return rc;
+            if (!pipelined && !last && (rc = pull_into_model(w, err)))
+                return rc;
+            if (o->step_delay_ms > 0)
+                delay_ms(o->step_delay_ms);
+            if (w->rep)
+                wk_report_progress(w->rep, e, s + 1, nsteps, w->loss,
+                                   wk_trainer_samples_per_s(w->tr));
+            if ((rc = report_progress(w, WIRE_MSG_PROGRESS, NAN, err)))
+                return rc;
+        }
+        wk_epoch_stats st;
+        wk_trainer_end_epoch(w->tr, interrupted, &st);
+        if (interrupted)
+            return PST_OK;
+        if (w->rep) {
+            wk_eval val;
+            if (w->data.val && (rc = wk_trainer_evaluate(w->tr, w->data.val, &val, NULL, err)))
+                return rc;
+            if ((rc = wk_report_epoch(w->rep, e, &st, w->data.val ? &val : NULL, err)))
+                return rc;
+        } else {
+            log_info(o->lg, "epoch %d/%d loss %.4f | %.2fs %.0f samples/s", e, job->train.epochs,
+                     st.loss, st.seconds, st.seconds > 0 ? st.samples / st.seconds : 0.0);
+        }
+    }
+    if (wk_kv_pull_outstanding(w->kv))
+        return pull_into_model(w, err);
+    return PST_OK;
+}
+
+/* Worker 0, after every worker is done: the final weights, their test figures, the model
+ * file. */
+static int finish(worker *w, double *test_acc, pst_err *err)
+{
+    const wk_dist_options *o = w->o;
+    int rc;
+    *test_acc = NAN;
+    if ((rc = wk_kv_pull_start(w->kv, w->clock, 1, err)) || (rc = pull_into_model(w, err)))
+        return rc;
+    const ds_dataset *final = w->data.test ? w->data.test : w->data.val;
+    if (final) {
+        wk_eval ev;
+        if ((rc = wk_trainer_evaluate(w->tr, final, &ev, NULL, err)) ||
+            (rc = wk_report_final(w->rep, w->data.test ? "test" : "validation", &ev, err)))
+            return rc;
+        if (ev.classify)
+            *test_acc = ev.cls.accuracy;
+    }
+    char path[4096];
+    snprintf(path, sizeof path, "%s/model.safetensors", o->job->output.dir);
+    const char *const meta[][2] = {{"format", "pt"}, {"producer", "pstrain"}};
+    if ((rc = ckpt_save_model(path, w->model, meta, 2, err)))
+        return rc;
+    log_info(o->lg, "final model written to %s", path);
+    return PST_OK;
+}
+
+int wk_dist_run(const wk_dist_options *o, pst_err *err)
+{
+    worker w;
+    memset(&w, 0, sizeof w);
+    w.o = o;
+    const cfg_job *job = o->job;
+    int rc;
+    wire_header *welcome = malloc(sizeof *welcome);
+    w.in = malloc(sizeof *w.in);
+    if (!welcome || !w.in) {
+        rc = pst_err_set(err, PST_ERR_NOMEM, "out of memory");
+        goto cleanup;
+    }
+    if ((rc = wk_data_load(job, job->cluster.workers, o->rank, &w.data, err)))
+        goto cleanup;
+    if (!(w.tr = wk_trainer_create(job, w.data.train, o->rank, err))) {
+        rc = err->code;
+        goto cleanup;
+    }
+    w.model = wk_trainer_model(w.tr);
+    size_t P = ml_model_nparams(w.model);
+    for (int i = 0; i < 2; i++)
+        if (!(w.gbuf[i] = malloc(P * sizeof(float)))) {
+            rc = pst_err_set(err, PST_ERR_NOMEM, "out of memory for gradients");
+            goto cleanup;
+        }
+    log_info(o->lg, "partition %d of %d: %lld samples; model of %zu parameters", o->rank,
+             job->cluster.workers, (long long)ds_count(w.data.train), P);
+
+    char id[32];
+    snprintf(id, sizeof id, "worker-%d", o->rank);
+    net_opts co = {.identity = id};
+    if (!(w.ctx = net_ctx_create(1, err)) || !(w.m = net_msg_create(err)) ||
+        !(w.coord = net_sock_create(w.ctx, NET_DEALER, &co, err)) ||
+        (rc = net_sock_connect(w.coord, o->coordinator, err))) {
+        rc = err->code;
+        goto cleanup;
+    }
+    if ((rc = hello(&w, welcome, err)) || *o->stop)
+        goto cleanup;
+    if (!(w.kv = wk_kv_create(w.ctx, o->rank, welcome, job->cluster.timeout_s * 1000, o->lg,
+                              o->stop, err))) {
+        rc = err->code;
+        goto cleanup;
+    }
+    wk_kv_set_idle(w.kv, on_idle, &w);
+    if (o->rank == 0) {
+        if (!(w.rep = wk_report_create(job->output.dir, o->lg, o->progress_out, o->tty,
+                                       job->train.log_every, job->train.epochs, err))) {
+            rc = err->code;
+            goto cleanup;
+        }
+        /* Worker 0's seeded initial weights are the servers' starting point, exactly those
+         * single-process training starts from. */
+        if ((rc = wk_kv_init(w.kv, ml_model_params(w.model), err)))
+            goto cleanup;
+    }
+    if ((rc = wk_kv_pull_start(w.kv, 0, 0, err)) || (rc = pull_into_model(&w, err)))
+        goto cleanup;
+    log_info(o->lg, "training with %d servers, %s%s", welcome->num_servers,
+             cfg_consistency_name(job->cluster.consistency),
+             job->cluster.consistency == CFG_CONS_SSP ? " (staleness bound set)" : "");
+    if ((rc = train(&w, err)) || *o->stop)
+        goto cleanup;
+    if ((rc = wk_kv_done(w.kv, err)))
+        goto cleanup;
+    double test_acc = NAN;
+    if (o->rank == 0 && (rc = finish(&w, &test_acc, err)))
+        goto cleanup;
+    wk_kv_stats ks;
+    wk_kv_get_stats(w.kv, &ks);
+    log_info(o->lg, "done at clock %lld: %.1f MB pushed, %.1f MB pulled, %.2f s waiting for "
+             "weights, largest clock gap %lld",
+             (long long)w.clock, ks.bytes_pushed / 1e6, ks.bytes_pulled / 1e6, ks.wait_s,
+             (long long)w.max_gap);
+    rc = report_progress(&w, WIRE_MSG_DONE, test_acc, err);
+
+cleanup:
+    if (rc == PST_ERR_STATE && *o->stop)
+        rc = PST_OK; /* interrupted while waiting: the caller reports the signal */
+    wk_report_destroy(w.rep);
+    wk_kv_destroy(w.kv);
+    net_msg_destroy(w.m);
+    net_sock_destroy(w.coord);
+    net_ctx_destroy(w.ctx);
+    wk_trainer_destroy(w.tr);
+    wk_data_fini(&w.data);
+    free(w.gbuf[0]);
+    free(w.gbuf[1]);
+    free(welcome);
+    free(w.in);
+    return rc;
+}

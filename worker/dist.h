@@ -1,0 +1,33 @@
+/* worker/dist.h -- a worker process of a distributed job.
+ *
+ * Loads its partition of the data, registers with the coordinator, and trains: each step
+ * computes the gradient locally (trainer.c), pushes it to the servers and pulls the new
+ * weights (kv.c). Under bsp it waits for the weights before the next step; under ssp and
+ * asp it computes the next step while the pull is in flight (one step of extra staleness
+ * buys overlap of communication with computation). Worker 0 also initialises the servers'
+ * weights, evaluates on the validation set each epoch, writes the metrics files, and at
+ * the end evaluates the final model (once every worker is done) and saves it. */
+#ifndef PSTRAIN_WORKER_DIST_H
+#define PSTRAIN_WORKER_DIST_H
+
+#include <signal.h>
+#include <stdio.h>
+
+#include "core/config.h"
+#include "core/err.h"
+#include "core/log.h"
+
+typedef struct {
+    int rank;
+    const char *coordinator;
+    const cfg_job *job;
+    const log_ctx *lg;
+    const volatile sig_atomic_t *stop;
+    FILE *progress_out; /* worker 0's progress bar/lines */
+    int tty;
+    int step_delay_ms;  /* test hook: sleep this long after every step (a slow worker) */
+} wk_dist_options;
+
+int wk_dist_run(const wk_dist_options *o, pst_err *err);
+
+#endif

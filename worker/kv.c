@@ -1,0 +1,291 @@
+/* worker/kv.c -- see kv.h. */
+#include "kv.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "proto/msg.h"
+
+#define ROLE "worker"
+
+struct wk_kv {
+    int rank, S, timeout_ms;
+    const log_ctx *lg;
+    const volatile sig_atomic_t *stop;
+    uint64_t nparams;
+    uint64_t off[WIRE_MAX_SERVERS + 1];
+    char endpoint[WIRE_MAX_SERVERS][WIRE_ENDPOINT_MAX];
+    net_sock *sock[WIRE_MAX_SERVERS];
+    net_msg *m;
+    msg_in *in;
+    uint64_t next_id;
+    int outstanding;          /* pull replies still to come */
+    uint64_t pull_id_lo;      /* request ids of the current pull: [lo, next_id) */
+    unsigned char *got;       /* (nchunks) reply of request pull_id_lo + i arrived */
+    int nchunks;              /* chunks of the whole vector */
+    /* Zero-copy push frames ZeroMQ still holds, by clock parity (a worker alternates two
+     * gradient buffers); ZeroMQ's I/O thread decrements the counts. */
+    pthread_mutex_t mu;
+    pthread_cond_t released;
+    int unreleased[2];
+    struct release_hint {
+        wk_kv *kv;
+        int slot;
+    } hint[2];
+    int sync_ready;           /* mu and released are initialised */
+    int final;                /* the outstanding pull is a final one */
+    wk_kv_idle_fn idle;
+    void *idle_ctx;
+    wk_kv_stats stats;
+};
+
+static void on_release(void *data, void *hint)
+{
+    (void)data;
+    struct release_hint *rh = hint;
+    wk_kv *kv = rh->kv;
+    pthread_mutex_lock(&kv->mu);
+    if (--kv->unreleased[rh->slot] == 0)
+        pthread_cond_signal(&kv->released);
+    pthread_mutex_unlock(&kv->mu);
+}
+
+wk_kv *wk_kv_create(net_ctx *ctx, int rank, const wire_header *welcome, int timeout_ms,
+                    const log_ctx *lg, const volatile sig_atomic_t *stop, pst_err *err)
+{
+    wk_kv *kv = calloc(1, sizeof *kv);
+    if (!kv || !(kv->in = malloc(sizeof *kv->in)) || !(kv->m = net_msg_create(err))) {
+        pst_err_set(err, PST_ERR_NOMEM, "kv: out of memory");
+        goto fail;
+    }
+    kv->rank = rank;
+    kv->S = welcome->num_servers;
+    kv->timeout_ms = timeout_ms;
+    kv->lg = lg;
+    kv->stop = stop;
+    kv->nparams = welcome->nparams;
+    pthread_mutex_init(&kv->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&kv->released, &ca);
+    pthread_condattr_destroy(&ca);
+    kv->sync_ready = 1;
+    for (int i = 0; i < 2; i++)
+        kv->hint[i] = (struct release_hint){kv, i};
+    memcpy(kv->off, welcome->shard_offsets, sizeof(uint64_t) * (size_t)(kv->S + 1));
+    for (int s = 0; s < kv->S; s++)
+        kv->nchunks += (int)((kv->off[s + 1] - kv->off[s] + WIRE_CHUNK_FLOATS - 1) /
+                             WIRE_CHUNK_FLOATS);
+    if (!(kv->got = calloc((size_t)kv->nchunks + 1, 1))) {
+        pst_err_set(err, PST_ERR_NOMEM, "kv: out of memory");
+        goto fail;
+    }
+    char id[32];
+    snprintf(id, sizeof id, "worker-%d", rank);
+    net_opts o = {.identity = id, .max_msg_bytes = (int64_t)(WIRE_CHUNK_FLOATS * sizeof(float)) + 4096};
+    for (int s = 0; s < kv->S; s++) {
+        snprintf(kv->endpoint[s], WIRE_ENDPOINT_MAX, "%s", welcome->server_endpoints[s]);
+        if (!(kv->sock[s] = net_sock_create(ctx, NET_DEALER, &o, err)) ||
+            net_sock_connect(kv->sock[s], kv->endpoint[s], err)) {
+            pst_err_prefix(err, "server[%d]", s);
+            goto fail;
+        }
+    }
+    return kv;
+fail:
+    wk_kv_destroy(kv);
+    return NULL;
+}
+
+void wk_kv_destroy(wk_kv *kv)
+{
+    if (!kv)
+        return;
+    for (int s = 0; s < kv->S; s++)
+        net_sock_destroy(kv->sock[s]);
+    net_msg_destroy(kv->m);
+    free(kv->in);
+    free(kv->got);
+    if (kv->sync_ready) {
+        pthread_mutex_destroy(&kv->mu);
+        pthread_cond_destroy(&kv->released);
+    }
+    free(kv);
+}
+
+/* Sends one message per chunk of every server's range. With g: a float frame per chunk
+ * (zero-copy for PUSH, copied for INIT). */
+static int send_chunks(wk_kv *kv, wire_type type, const float *g, int64_t clock, int final,
+                       pst_err *err)
+{
+    for (int s = 0; s < kv->S; s++) {
+        for (uint64_t lo = kv->off[s]; lo < kv->off[s + 1]; lo += WIRE_CHUNK_FLOATS) {
+            uint64_t len = kv->off[s + 1] - lo;
+            if (len > WIRE_CHUNK_FLOATS)
+                len = WIRE_CHUNK_FLOATS;
+            wire_header h;
+            wire_header_init(&h, type, ROLE, kv->rank);
+            h.request_id = kv->next_id++;
+            h.offset = lo;
+            h.len = len;
+            h.clock = clock;
+            h.final = final;
+            net_frame f = {0};
+            int nf = 0;
+            if (g) {
+                f.data = g + lo;
+                f.len = (size_t)len * sizeof(float);
+                if (type == WIRE_MSG_PUSH) {
+                    f.release = on_release;
+                    f.hint = &kv->hint[clock & 1];
+                    pthread_mutex_lock(&kv->mu);
+                    kv->unreleased[clock & 1]++;
+                    pthread_mutex_unlock(&kv->mu);
+                }
+                nf = 1;
+                kv->stats.bytes_pushed += f.len;
+            }
+            int rc = msg_send(kv->sock[s], NULL, 0, &h, &f, nf, kv->timeout_ms, err);
+            if (rc)
+                return pst_err_prefix(err, "%s to server[%d] %s", wire_type_name(type), s,
+                                      kv->endpoint[s]);
+        }
+    }
+    return PST_OK;
+}
+
+int wk_kv_init(wk_kv *kv, const float *w, pst_err *err)
+{
+    return send_chunks(kv, WIRE_MSG_INIT, w, 0, 0, err);
+}
+
+int wk_kv_push(wk_kv *kv, const float *g, int64_t clock, pst_err *err)
+{
+    return send_chunks(kv, WIRE_MSG_PUSH, g, clock, 0, err);
+}
+
+int wk_kv_push_released(wk_kv *kv, int64_t clock, pst_err *err)
+{
+    int slot = (int)(clock & 1);
+    /* ZeroMQ calls on_release from its I/O thread once the frame is written out; in the
+     * normal flow that happened before any reply to a later request arrived, so this does
+     * not wait. Otherwise the bytes are still queued: wait for the I/O thread's signal. */
+    struct timespec deadline;
+    clock_gettime(CLOCK_MONOTONIC, &deadline);
+    deadline.tv_sec += kv->timeout_ms / 1000;
+    int rc = 0;
+    pthread_mutex_lock(&kv->mu);
+    while (kv->unreleased[slot] > 0 && rc != ETIMEDOUT)
+        rc = pthread_cond_timedwait(&kv->released, &kv->mu, &deadline);
+    int left = kv->unreleased[slot];
+    pthread_mutex_unlock(&kv->mu);
+    if (left > 0)
+        return pst_err_set(err, PST_ERR_TIMEOUT,
+                           "%d pushed gradient chunk(s) not sent after %d s (servers "
+                           "unreachable?)", left, kv->timeout_ms / 1000);
+    return PST_OK;
+}
+
+int wk_kv_pull_start(wk_kv *kv, int64_t clock, int final, pst_err *err)
+{
+    if (kv->outstanding)
+        return pst_err_set(err, PST_ERR_STATE, "kv: a pull is already outstanding");
+    kv->pull_id_lo = kv->next_id;
+    kv->final = final;
+    memset(kv->got, 0, (size_t)kv->nchunks);
+    int rc = send_chunks(kv, WIRE_MSG_PULL, NULL, clock, final, err);
+    kv->outstanding = (int)(kv->next_id - kv->pull_id_lo);
+    return rc;
+}
+
+int wk_kv_pull_outstanding(const wk_kv *kv) { return kv->outstanding; }
+
+int wk_kv_pull_wait(wk_kv *kv, float *w, int64_t *gap, pst_err *err)
+{
+    int64_t start = net_now_ms(), last = start;
+    int64_t maxgap = 0;
+    while (kv->outstanding > 0) {
+        if (*kv->stop)
+            return pst_err_set(err, PST_ERR_STATE, "stopped while waiting for weights");
+        net_sock *socks[WIRE_MAX_SERVERS];
+        for (int s = 0; s < kv->S; s++)
+            socks[s] = kv->sock[s];
+        uint64_t ready = 0;
+        int rc = net_poll(socks, kv->S, 500, &ready, err);
+        if (rc == PST_ERR_TIMEOUT) {
+            if (kv->idle && (rc = kv->idle(kv->idle_ctx, err)))
+                return rc;
+            if (!kv->final && net_now_ms() - last > kv->timeout_ms)
+                return pst_err_set(err, PST_ERR_TIMEOUT,
+                                   "waited %d s for %d chunk(s) of weights from the servers "
+                                   "(first endpoint %s); a server or another worker is stuck "
+                                   "or gone",
+                                   kv->timeout_ms / 1000, kv->outstanding, kv->endpoint[0]);
+            continue;
+        }
+        if (rc)
+            return rc;
+        for (int s = 0; s < kv->S; s++) {
+            if (!(ready & ((uint64_t)1 << s)))
+                continue;
+            rc = msg_recv(kv->sock[s], kv->m, 0, kv->in, 0, err);
+            if (rc == PST_ERR_TIMEOUT)
+                continue;
+            if (rc)
+                return pst_err_prefix(err, "from server[%d] %s", s, kv->endpoint[s]);
+            const wire_header *h = &kv->in->h;
+            if (h->type == WIRE_MSG_ERROR)
+                return pst_err_set(err, PST_ERR_PEER, "server[%d] refused request %llu: %s", s,
+                                   (unsigned long long)h->request_id, h->error_text);
+            if (h->type != WIRE_MSG_PULL_REPLY || h->request_id < kv->pull_id_lo ||
+                h->request_id >= kv->next_id || h->offset < kv->off[s] ||
+                h->offset + h->len > kv->off[s + 1])
+                return pst_err_set(err, PST_ERR_PEER,
+                                   "server[%d] sent an unexpected %s (request %llu, range "
+                                   "[%llu, +%llu))",
+                                   s, wire_type_name(h->type), (unsigned long long)h->request_id,
+                                   (unsigned long long)h->offset, (unsigned long long)h->len);
+            if (kv->got[h->request_id - kv->pull_id_lo]++) {
+                log_warn(kv->lg, "ignoring a second reply to request %llu from server[%d]",
+                         (unsigned long long)h->request_id, s);
+                continue;
+            }
+            memcpy(w + h->offset, kv->in->payload[0], kv->in->payload_len[0]);
+            kv->stats.bytes_pulled += kv->in->payload_len[0];
+            if (h->clock_gap > maxgap)
+                maxgap = h->clock_gap;
+            kv->outstanding--;
+            last = net_now_ms();
+        }
+    }
+    kv->stats.wait_s += (double)(net_now_ms() - start) / 1000.0;
+    if (gap)
+        *gap = maxgap;
+    return PST_OK;
+}
+
+int wk_kv_done(wk_kv *kv, pst_err *err)
+{
+    for (int s = 0; s < kv->S; s++) {
+        wire_header h;
+        wire_header_init(&h, WIRE_MSG_DONE, ROLE, kv->rank);
+        h.request_id = kv->next_id++;
+        int rc = msg_send(kv->sock[s], NULL, 0, &h, NULL, 0, kv->timeout_ms, err);
+        if (rc)
+            return pst_err_prefix(err, "DONE to server[%d] %s", s, kv->endpoint[s]);
+    }
+    return PST_OK;
+}
+
+void wk_kv_get_stats(const wk_kv *kv, wk_kv_stats *st) { *st = kv->stats; }
+
+void wk_kv_set_idle(wk_kv *kv, wk_kv_idle_fn fn, void *ctx)
+{
+    kv->idle = fn;
+    kv->idle_ctx = ctx;
+}

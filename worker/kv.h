@@ -1,0 +1,63 @@
+/* worker/kv.h -- the worker's client of the parameter servers (push, pull, wait).
+ *
+ * The model's flat vector is cut by the shard map into S server ranges, each sent in chunks
+ * of at most WIRE_CHUNK_FLOATS. Pushes and pulls return at once: ZeroMQ's I/O thread moves
+ * the bytes while the caller computes; wk_kv_pull_wait blocks only when the caller needs
+ * the weights. Pushed gradients are sent zero-copy straight from the caller's buffer, which
+ * must stay untouched until wk_kv_push_released says ZeroMQ let go of it.
+ *
+ * One DEALER socket per server keeps each server's requests in order: a server answers a
+ * worker's pull only after the pushes that worker sent before it. */
+#ifndef PSTRAIN_WORKER_KV_H
+#define PSTRAIN_WORKER_KV_H
+
+#include <signal.h>
+#include <stdint.h>
+
+#include "core/err.h"
+#include "core/log.h"
+#include "net/net.h"
+#include "proto/wire.h"
+
+typedef struct wk_kv wk_kv;
+
+/* Connects to the servers of welcome (a WELCOME header). */
+wk_kv *wk_kv_create(net_ctx *ctx, int rank, const wire_header *welcome, int timeout_ms,
+                    const log_ctx *lg, const volatile sig_atomic_t *stop, pst_err *err);
+void wk_kv_destroy(wk_kv *kv);
+
+/* Sends the initial weights w (nparams floats) to the servers (worker 0 only). */
+int wk_kv_init(wk_kv *kv, const float *w, pst_err *err);
+
+/* Pushes gradient g (nparams floats) of step `clock`, zero-copy. */
+int wk_kv_push(wk_kv *kv, const float *g, int64_t clock, pst_err *err);
+/* Waits until ZeroMQ has released the buffers pushed at clocks of the same parity as
+ * `clock` (so the caller may overwrite the buffer it pushed two steps ago). Returns at once
+ * in the normal flow: a pull reply arriving implies the pushes before it were sent. */
+int wk_kv_push_released(wk_kv *kv, int64_t clock, pst_err *err);
+
+/* Asks for the weights of step `clock` (final: the weights once every worker is done). */
+int wk_kv_pull_start(wk_kv *kv, int64_t clock, int final, pst_err *err);
+/* Waits for the replies of the outstanding pull and writes them into w (nparams floats).
+ * *gap receives the largest clock gap the servers reported (may be NULL). A server's
+ * ERROR reply, or no reply within the timeout, is an error naming the server. A final
+ * pull has no timeout of its own: it waits for the slowest worker, which the coordinator
+ * watches (it fails the job if that worker goes silent). */
+int wk_kv_pull_wait(wk_kv *kv, float *w, int64_t *gap, pst_err *err);
+int wk_kv_pull_outstanding(const wk_kv *kv);
+
+/* Called about twice a second while wk_kv_pull_wait blocks (e.g. to tell the coordinator
+ * this worker is alive and waiting); a non-zero return aborts the wait with that status. */
+typedef int (*wk_kv_idle_fn)(void *ctx, pst_err *err);
+void wk_kv_set_idle(wk_kv *kv, wk_kv_idle_fn fn, void *ctx);
+
+/* Tells every server this worker is done. */
+int wk_kv_done(wk_kv *kv, pst_err *err);
+
+typedef struct {
+    uint64_t bytes_pushed, bytes_pulled;
+    double wait_s; /* time spent blocked in wk_kv_pull_wait */
+} wk_kv_stats;
+void wk_kv_get_stats(const wk_kv *kv, wk_kv_stats *st);
+
+#endif
