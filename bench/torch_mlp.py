@@ -3,9 +3,15 @@
 
 MLP 784-256-128-10 (ReLU), softmax cross-entropy, batch 128, plain SGD lr 0.01, one
 shuffled epoch over Fashion-MNIST's 60000 training images scaled to [0, 1] (x / 255, what
-pstrain's minmax scaler does with the IDX range 0..255). Each timed epoch includes the
-shuffle and gathering the shuffled rows, as pstrain's does, and keeps a running loss
-(pstrain reports the epoch's mean loss too).
+pstrain's minmax scaler does with the IDX range 0..255), initialised as pstrain does
+(He-normal before a ReLU, Glorot-uniform before the softmax, zero biases). Each timed
+epoch includes the shuffle and gathering the shuffled rows, as pstrain's does, and keeps
+a running loss (pstrain reports the epoch's mean loss too).
+
+Two loops are timed, each on a fresh model: "none" clears gradients with
+zero_grad(set_to_none=True) (PyTorch's performance-guide advice and the default from 2.0
+on), "zero" with zero_grad(), the 1.13 default, which zero-fills the gradients and then
+accumulates into them. --variants sets which ones and in what order.
 
 Run with Debian's interpreter and one thread everywhere:
     OPENBLAS_NUM_THREADS=1 /usr/bin/python3 bench/torch_mlp.py --rounds 1
@@ -55,13 +61,21 @@ def blas_libs():
 
 
 def make_model():
-    return torch.nn.Sequential(
+    model = torch.nn.Sequential(
         torch.nn.Linear(784, 256), torch.nn.ReLU(),
         torch.nn.Linear(256, 128), torch.nn.ReLU(),
         torch.nn.Linear(128, 10))
+    with torch.no_grad():
+        for i, layer in enumerate((model[0], model[2], model[4])):
+            if i < 2:  # He et al. 2015: N(0, 2 / fan_in)
+                torch.nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
+            else:      # Glorot & Bengio 2010: U(-a, a), a = sqrt(6 / (fan_in + fan_out))
+                torch.nn.init.xavier_uniform_(layer.weight)
+            layer.bias.zero_()
+    return model
 
 
-def train_epoch(model, opt, lossf, x, y, gen):
+def train_epoch(model, opt, lossf, x, y, gen, set_to_none):
     n = x.shape[0]
     perm = torch.randperm(n, generator=gen)
     loss_sum = 0.0
@@ -69,7 +83,7 @@ def train_epoch(model, opt, lossf, x, y, gen):
         idx = perm[lo:lo + BATCH]
         xb = x.index_select(0, idx)
         yb = y.index_select(0, idx)
-        opt.zero_grad(set_to_none=True)
+        opt.zero_grad(set_to_none=set_to_none)
         loss = lossf(model(xb), yb)
         loss.backward()
         opt.step()
@@ -81,33 +95,44 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--data", default="/usr/share/datasets/fashion-mnist")
+    ap.add_argument("--variants", default="none,zero",
+                    help="comma-separated gradient clearing loops to time, in this order: "
+                         "none = zero_grad(set_to_none=True), zero = zero_grad()")
     args = ap.parse_args()
+    variants = args.variants.split(",")
+    if not variants or any(v not in ("none", "zero") for v in variants):
+        ap.error("--variants: expected a list of none and zero")
 
     torch.set_num_threads(1)
-    torch.manual_seed(42)
     d = args.data
     x, y = load_idx(f"{d}/train-images-idx3-ubyte.gz", f"{d}/train-labels-idx1-ubyte.gz")
     xt, yt = load_idx(f"{d}/t10k-images-idx3-ubyte.gz", f"{d}/t10k-labels-idx1-ubyte.gz")
     n = x.shape[0]
-    model = make_model()
-    opt = torch.optim.SGD(model.parameters(), lr=0.01)
     lossf = torch.nn.CrossEntropyLoss()
-    gen = torch.Generator().manual_seed(42)
-
-    # Warm-up, untimed, as bench_mlp does: 50 batches.
-    train_epoch(model, opt, lossf, x[:50 * BATCH], y[:50 * BATCH], gen)
+    runs = {}
+    for v in variants:
+        torch.manual_seed(42)
+        model = make_model()
+        opt = torch.optim.SGD(model.parameters(), lr=0.01)
+        gen = torch.Generator().manual_seed(42)
+        # Warm-up, untimed, as bench_mlp does: 50 batches.
+        train_epoch(model, opt, lossf, x[:50 * BATCH], y[:50 * BATCH], gen, v == "none")
+        runs[v] = (model, opt, gen)
 
     print(f"info torch_version={torch.__version__} torch_threads={torch.get_num_threads()} "
           f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'unset')} "
           f"blas={blas_libs()}", flush=True)
     for r in range(1, args.rounds + 1):
-        t0 = time.perf_counter()
-        loss = train_epoch(model, opt, lossf, x, y, gen)
-        secs = time.perf_counter() - t0
-        with torch.no_grad():
-            acc = (model(xt).argmax(1) == yt).double().mean().item()
-        print(f"round {r} torch_s={secs:.4f} torch_sps={n / secs:.0f} train_loss={loss:.4f} "
-              f"test_acc={acc:.4f}", flush=True)
+        for v in variants:
+            model, opt, gen = runs[v]
+            t0 = time.perf_counter()
+            loss = train_epoch(model, opt, lossf, x, y, gen, v == "none")
+            secs = time.perf_counter() - t0
+            with torch.no_grad():
+                acc = (model(xt).argmax(1) == yt).double().mean().item()
+            key = "torch" if v == "none" else "torch_zero"
+            print(f"round {r} {key}_s={secs:.4f} {key}_sps={n / secs:.0f} "
+                  f"{key}_train_loss={loss:.4f} {key}_test_acc={acc:.4f}", flush=True)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     data_mib = (x.numel() * 4 + y.numel() * 8 + xt.numel() * 4 + yt.numel() * 8) / 2**20
     print(f"memory peak_rss_mib={peak:.1f} dataset_mib={data_mib:.1f}")

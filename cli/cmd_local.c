@@ -1,7 +1,8 @@
 /* cli/cmd_local.c -- `pstrain local`: the whole job on this machine, one OS process per
  * role, started from this same binary and supervised until every one has ended.
  *
- *   pstrain coordinator [JOB] --ready-fd 3 [overrides]              -> writes "EP\n" to fd 3
+ *   pstrain coordinator [JOB] --bind tcp://127.0.0.1:0 --ready-fd 3 [overrides]
+ *                                                                    -> writes "EP\n" to fd 3
  *   pstrain server [JOB] --rank i --coordinator EP [overrides]      i = 0..S-1
  *   pstrain worker [JOB] --rank i --coordinator EP [overrides]      i = 0..W-1
  *
@@ -91,7 +92,7 @@ static void local_usage(FILE *f)
             "\n"
             "Runs the whole job on this machine, as separate processes of this binary, and\n"
             "supervises them until all have ended:\n"
-            "  pstrain coordinator [JOB.yaml] --ready-fd 3                  1 process\n"
+            "  pstrain coordinator [JOB.yaml] --bind tcp://127.0.0.1:0 --ready-fd 3   1 process\n"
             "  pstrain server [JOB.yaml] --rank i --coordinator ENDPOINT    i = 0..S-1\n"
             "  pstrain worker [JOB.yaml] --rank i --coordinator ENDPOINT    i = 0..W-1\n"
             "The coordinator starts first; the servers and workers start once it has written\n"
@@ -582,7 +583,7 @@ static int launcher_init(launcher *l, const char *path, char **rest, int nrest, 
                          int workers)
 {
     l->nkids = 1 + servers + workers;
-    size_t stride = (size_t)nrest + 8; /* argv0, role, path, 4 role flags, NULL */
+    size_t stride = (size_t)nrest + 10; /* argv0, role, path, 6 role flags, NULL */
     l->kids = calloc((size_t)l->nkids, sizeof *l->kids);
     l->argvs = calloc((size_t)l->nkids, stride * sizeof *l->argvs);
     if (!l->kids || !l->argvs)
@@ -603,6 +604,9 @@ static int launcher_init(launcher *l, const char *path, char **rest, int nrest, 
         if (path)
             a[k++] = (char *)path;
         if (rank < 0) {
+            /* Loopback and a port the kernel picks: jobs on one machine never collide. */
+            a[k++] = (char *)"--bind";
+            a[k++] = (char *)"tcp://127.0.0.1:0";
             a[k++] = (char *)"--ready-fd";
             a[k++] = (char *)STR(READY_FD);
         } else {

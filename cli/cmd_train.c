@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "core/ckpt.h"
 #include "core/log.h"
 #include "worker/dataprep.h"
 #include "worker/report.h"
@@ -139,7 +140,12 @@ int cmd_train(int argc, char **argv, const volatile sig_atomic_t *stop)
             met_confusion_print(cm, have && nc <= 256 ? names : NULL, stdout);
         }
     }
-    log_info(&lg, "done; metrics in %s", job->output.dir);
+    char model_path[4096];
+    snprintf(model_path, sizeof model_path, "%s/model.safetensors", job->output.dir);
+    const char *const meta[][2] = {{"format", "pt"}, {"producer", "pstrain"}};
+    if ((rc = ckpt_save_model(model_path, wk_trainer_model(tr), meta, 2, &err)))
+        goto done;
+    log_info(&lg, "done; model in %s, metrics in %s", model_path, job->output.dir);
 
 done:
     if (rc)

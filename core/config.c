@@ -199,6 +199,7 @@ static const cyaml_schema_field_t cluster_fields[] = {
     CYAML_FIELD_INT("workers", CFG_OPT, cfg_cluster, workers),
     CFG_ENUM("consistency", cfg_cluster, consistency, consistency_names),
     CYAML_FIELD_INT("staleness", CFG_OPT, cfg_cluster, staleness),
+    CYAML_FIELD_BOOL("pipeline", CFG_OPT, cfg_cluster, pipeline),
     CYAML_FIELD_INT("timeout_s", CFG_OPT, cfg_cluster, timeout_s),
     CYAML_FIELD_END};
 

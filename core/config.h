@@ -88,6 +88,8 @@ typedef struct {
     int workers;                 /* workers */
     cfg_consistency consistency;
     int staleness;               /* ssp: clocks a worker may run ahead of the slowest */
+    int pipeline;                /* ssp/asp: compute step c+1 while step c's pull is in
+                                    flight (one more step of staleness) */
     int timeout_s;               /* every network wait gives up after this long */
 } cfg_cluster;
 

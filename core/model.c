@@ -36,7 +36,7 @@ struct ml_model {
     float *params;      /* (P) */
     float *grads;       /* (P) the buffer backward writes: grads_own or the caller's */
     float *grads_own;   /* (P) */
-    float *gbuf[2];     /* (max_batch, max width) ping-pong gradient buffers */
+    float *gbuf[2];     /* (max_batch, widest op output) ping-pong gradient buffers */
     float *scratch;     /* (max_batch, out_dim) targets built from labels */
     int start_buf;      /* which gbuf holds the output gradient after ml_model_loss */
     int nsegs;
@@ -91,8 +91,10 @@ ml_model *ml_model_create(const cfg_model *spec, int in_dim, int max_batch, pst_
     if (!m->ops || !m->segs)
         goto nomem;
 
-    /* Pass 1: ops, widths and the parameter layout. */
-    int width = in_dim, max_width = in_dim, ndense = 0;
+    /* Pass 1: ops, widths and the parameter layout. max_width sizes the gradient buffers,
+     * which hold gradients of op outputs only: backward never forms dL/dx of the data, so
+     * the input width does not count (784 would more than double them for Fashion-MNIST). */
+    int width = in_dim, max_width = 0, ndense = 0;
     size_t off = 0;
     for (unsigned l = 0; l < spec->nlayers; l++) {
         const cfg_layer *L = &spec->layers[l];

@@ -6,6 +6,20 @@
 #include <math.h>
 #include <string.h>
 
+/* The elementwise loops of a training step (ReLU both ways, bias gradients) stay in cache
+ * and are bound by instruction throughput at SSE2, all a generic x86-64 build may assume;
+ * with AVX2 the ReLU backward of a 128 x (256 + 128) batch takes 3.7 instead of 6.7 us.
+ * target_clones builds such a function for both and picks one when the program loads
+ * (an ifunc), so the binary still runs on any x86-64. Elsewhere the attribute is empty. */
+#if defined(__x86_64__) && defined(__has_attribute)
+#if __has_attribute(target_clones)
+#define ML_SIMD_CLONES __attribute__((target_clones("avx2", "default")))
+#endif
+#endif
+#ifndef ML_SIMD_CLONES
+#define ML_SIMD_CLONES
+#endif
+
 void ml_dense_forward(float *y, const float *x, const float *w, const float *b, int n, int in,
                       int out)
 {
@@ -17,8 +31,8 @@ void ml_dense_forward(float *y, const float *x, const float *w, const float *b, 
 }
 
 /* db[j] (+)= sum_i dy[i, j]: row-wise accumulation keeps the inner loop contiguous. */
-static void bias_grad(float *restrict db, const float *restrict dy, int n, int out,
-                      int accumulate)
+ML_SIMD_CLONES static void bias_grad(float *restrict db, const float *restrict dy, int n,
+                                     int out, int accumulate)
 {
     if (!accumulate)
         memset(db, 0, (size_t)out * sizeof *db);
@@ -63,6 +77,19 @@ static void softmax_rows(float *y, const float *x, int rows, int cols)
     }
 }
 
+/* ReLU out of place and in place: see the backward kernels below for why two versions. */
+ML_SIMD_CLONES static void relu_forward(float *restrict y, const float *restrict x, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+}
+
+ML_SIMD_CLONES static void relu_forward_inplace(float *restrict y, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        y[i] = y[i] > 0.0f ? y[i] : 0.0f;
+}
+
 void ml_act_forward(float *y, const float *x, int rows, int cols, ml_act act)
 {
     size_t len = (size_t)rows * cols;
@@ -72,8 +99,10 @@ void ml_act_forward(float *y, const float *x, int rows, int cols, ml_act act)
             memmove(y, x, len * sizeof *y);
         break;
     case ML_ACT_RELU:
-        for (size_t i = 0; i < len; i++)
-            y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+        if (y == x)
+            relu_forward_inplace(y, len);
+        else
+            relu_forward(y, x, len);
         break;
     case ML_ACT_SIGMOID:
         for (size_t i = 0; i < len; i++)
@@ -92,42 +121,45 @@ void ml_act_forward(float *y, const float *x, int rows, int cols, ml_act act)
 /* The elementwise derivatives, out of place and in place. Two versions because a training
  * step calls ml_act_backward with dx == dy: one loop over possibly equal pointers makes
  * gcc's runtime alias check fail on exactly that call and fall back to its scalar loop
- * (for ReLU a data-dependent branch per element, ~7x slower than the vector loop), while
+ * (for ReLU a data-dependent branch per element, ~6x slower than the vector loop), while
  * restrict-qualified loops over distinct arrays vectorise. */
-static void relu_backward(float *restrict dx, const float *restrict dy, const float *restrict y,
-                          size_t len)
+ML_SIMD_CLONES static void relu_backward(float *restrict dx, const float *restrict dy,
+                                         const float *restrict y, size_t len)
 {
     for (size_t i = 0; i < len; i++)
         dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
 }
 
-static void relu_backward_inplace(float *restrict g, const float *restrict y, size_t len)
+ML_SIMD_CLONES static void relu_backward_inplace(float *restrict g, const float *restrict y,
+                                                 size_t len)
 {
     for (size_t i = 0; i < len; i++)
         g[i] = y[i] > 0.0f ? g[i] : 0.0f;
 }
 
-static void sigmoid_backward(float *restrict dx, const float *restrict dy,
-                             const float *restrict y, size_t len)
+ML_SIMD_CLONES static void sigmoid_backward(float *restrict dx, const float *restrict dy,
+                                            const float *restrict y, size_t len)
 {
     for (size_t i = 0; i < len; i++)
         dx[i] = dy[i] * y[i] * (1.0f - y[i]);
 }
 
-static void sigmoid_backward_inplace(float *restrict g, const float *restrict y, size_t len)
+ML_SIMD_CLONES static void sigmoid_backward_inplace(float *restrict g, const float *restrict y,
+                                                    size_t len)
 {
     for (size_t i = 0; i < len; i++)
         g[i] *= y[i] * (1.0f - y[i]);
 }
 
-static void tanh_backward(float *restrict dx, const float *restrict dy, const float *restrict y,
-                          size_t len)
+ML_SIMD_CLONES static void tanh_backward(float *restrict dx, const float *restrict dy,
+                                         const float *restrict y, size_t len)
 {
     for (size_t i = 0; i < len; i++)
         dx[i] = dy[i] * (1.0f - y[i] * y[i]);
 }
 
-static void tanh_backward_inplace(float *restrict g, const float *restrict y, size_t len)
+ML_SIMD_CLONES static void tanh_backward_inplace(float *restrict g, const float *restrict y,
+                                                 size_t len)
 {
     for (size_t i = 0; i < len; i++)
         g[i] *= 1.0f - y[i] * y[i];

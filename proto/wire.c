@@ -77,6 +77,7 @@ int wire_pack(const wire_header *h, uint8_t *buf, size_t cap, size_t *len, pst_e
         hello.nparams = h->nparams;
         hello.job_hash = h->job_hash;
         hello.pid = h->pid;
+        hello.steps = h->steps;
         env.hello = &hello;
         break;
     case WIRE_MSG_WELCOME:
@@ -89,6 +90,7 @@ int wire_pack(const wire_header *h, uint8_t *buf, size_t cap, size_t *len, pst_e
         wel.nparams = h->nparams;
         wel.num_workers = h->num_workers;
         wel.num_servers = h->num_servers;
+        wel.total_updates = h->total_updates;
         env.welcome = &wel;
         break;
     default:
@@ -208,6 +210,7 @@ static int unpack_fields(wire_header *h, const Pstrain__Envelope *env, pst_err *
         h->nparams = env->hello->nparams;
         h->job_hash = env->hello->job_hash;
         h->pid = env->hello->pid;
+        h->steps = env->hello->steps;
         break;
     case WIRE_MSG_WELCOME: {
         const Pstrain__Welcome *w = env->welcome;
@@ -224,6 +227,7 @@ static int unpack_fields(wire_header *h, const Pstrain__Envelope *env, pst_err *
         h->num_servers = w->num_servers;
         h->num_workers = w->num_workers;
         h->nparams = w->nparams;
+        h->total_updates = w->total_updates;
         for (int i = 0; i < w->num_servers; i++)
             if ((rc = copy_str(h->server_endpoints[i], WIRE_ENDPOINT_MAX, w->server_endpoints[i],
                                "server endpoint", err)))

@@ -53,6 +53,8 @@ typedef struct {
     uint64_t nparams; /* also WELCOME */
     uint64_t job_hash;
     int32_t pid;
+    uint64_t steps;         /* HELLO from a worker */
+    uint64_t total_updates; /* WELCOME: updates per server over the run (cosine schedules) */
     /* WELCOME */
     int num_servers, num_workers;
     char server_endpoints[WIRE_MAX_SERVERS][WIRE_ENDPOINT_MAX];

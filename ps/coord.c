@@ -34,6 +34,7 @@ typedef struct {
     int S, W;
     peer *servers, *workers;
     uint64_t nparams, job_hash;
+    uint64_t steps_max, steps_sum; /* over the workers' HELLOs */
     double test_accuracy;
 } coord;
 
@@ -90,6 +91,11 @@ static int handle_hello(coord *c, int *joined, pst_err *err)
                                (unsigned long long)h->nparams, (unsigned long long)c->nparams);
     }
     peer *p = is_server ? &c->servers[h->rank] : &c->workers[h->rank];
+    if (is_worker && !p->joined) {
+        c->steps_sum += h->steps;
+        if (h->steps > c->steps_max)
+            c->steps_max = h->steps;
+    }
     if (p->joined)
         return refuse(c, "%s joined twice (two processes with the same rank?)", who),
                pst_err_set(err, PST_ERR_CONFIG, "%s joined twice (two processes with the same rank?)",
@@ -160,6 +166,10 @@ static int welcome_all(coord *c, pst_err *err)
     h->num_servers = c->S;
     h->num_workers = c->W;
     h->nparams = c->nparams;
+    /* A server updates once per clock under bsp (as many clocks as the longest worker has
+     * steps), once per worker step otherwise. */
+    h->total_updates =
+        c->o->job->cluster.consistency == CFG_CONS_BSP ? c->steps_max : c->steps_sum;
     coord_shard_map(c->nparams, c->S, h->shard_offsets);
     for (int s = 0; s < c->S; s++)
         snprintf(h->server_endpoints[s], WIRE_ENDPOINT_MAX, "%s", c->servers[s].endpoint);

@@ -407,7 +407,10 @@ int srv_run(const srv_options *o, pst_err *err)
     uint64_t base = welcome->shard_offsets[o->rank];
     uint64_t len = welcome->shard_offsets[o->rank + 1] - base;
     s.nworkers = welcome->num_workers;
-    s.shard = srv_shard_create(base, len, &o->job->optimizer, o->job->cluster.consistency,
+    opt_config oc = o->job->optimizer;
+    if (oc.sched.kind == OPT_SCHED_COSINE && oc.sched.total_steps == 0)
+        oc.sched.total_steps = welcome->total_updates > 0 ? (int64_t)welcome->total_updates : 1;
+    s.shard = srv_shard_create(base, len, &oc, o->job->cluster.consistency,
                                o->job->cluster.staleness, s.nworkers, err);
     s.routes = calloc((size_t)s.nworkers, sizeof *s.routes);
     s.route_lens = calloc((size_t)s.nworkers, sizeof *s.route_lens);

@@ -45,6 +45,8 @@ static int hello(worker *w, wire_header *welcome, pst_err *err)
     wire_header h;
     wire_header_init(&h, WIRE_MSG_HELLO, ROLE, o->rank);
     h.nparams = ml_model_nparams(w->model);
+    h.steps = (uint64_t)((ds_count(w->data.train) + o->job->train.batch_size - 1) /
+                         o->job->train.batch_size * o->job->train.epochs);
     h.job_hash = cfg_job_hash(o->job);
     h.pid = (int)getpid();
     int timeout_ms = o->job->cluster.timeout_s * 1000;
@@ -126,7 +128,7 @@ static int train(worker *w, pst_err *err)
 {
     const wk_dist_options *o = w->o;
     const cfg_job *job = o->job;
-    int pipelined = job->cluster.consistency != CFG_CONS_BSP;
+    int pipelined = job->cluster.pipeline && job->cluster.consistency != CFG_CONS_BSP;
     int rc;
     for (int e = 1; e <= job->train.epochs; e++) {
         w->epoch = e;
@@ -153,10 +155,9 @@ static int train(worker *w, pst_err *err)
                 return rc;
             w->clock++;
             w->step = s + 1;
-            int last = e == job->train.epochs && s + 1 == nsteps;
-            if (!last && (rc = wk_kv_pull_start(w->kv, w->clock, 0, err)))
+            if ((rc = wk_kv_pull_start(w->kv, w->clock, 0, err)))
                 return rc;
-            if (!pipelined && !last && (rc = pull_into_model(w, err)))
+            if (!pipelined && (rc = pull_into_model(w, err)))
                 return rc;
             if (o->step_delay_ms > 0)
                 delay_ms(o->step_delay_ms);
@@ -170,6 +171,10 @@ static int train(worker *w, pst_err *err)
         wk_trainer_end_epoch(w->tr, interrupted, &st);
         if (interrupted)
             return PST_OK;
+        /* Evaluate the weights after this epoch's last update, as single-process training
+         * does (pipelined: the pull of that update is still in flight). */
+        if (wk_kv_pull_outstanding(w->kv) && (rc = pull_into_model(w, err)))
+            return rc;
         if (w->rep) {
             wk_eval val;
             if (w->data.val && (rc = wk_trainer_evaluate(w->tr, w->data.val, &val, NULL, err)))
@@ -181,8 +186,6 @@ static int train(worker *w, pst_err *err)
                      st.loss, st.seconds, st.seconds > 0 ? st.samples / st.seconds : 0.0);
         }
     }
-    if (wk_kv_pull_outstanding(w->kv))
-        return pull_into_model(w, err);
     return PST_OK;
 }
 

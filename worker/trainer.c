@@ -128,17 +128,19 @@ void wk_trainer_destroy(wk_trainer *t)
 ml_model *wk_trainer_model(wk_trainer *t) { return t->model; }
 int64_t wk_trainer_step(const wk_trainer *t) { return t->step; }
 
-/* How far ahead gather prefetches, in rows, and how much of each row (bytes). */
+/* How far ahead gather prefetches, in rows, and how much of each row's head (bytes, a
+ * multiple of the 64-byte cache line). */
 #define GATHER_AHEAD 2
 #define GATHER_HEAD 512
 
 /* Copies rows idx[0..n) of ds into the batch buffers.
  * The rows of a shuffled batch lie at random places in a dataset much larger than the
  * caches, so every row starts with a DRAM (and usually a TLB) miss before the hardware
- * prefetcher picks up its sequential stream. Touching the head of the row GATHER_AHEAD
- * ahead overlaps that latency with the current copy: for Fashion-MNIST (784 floats a row)
- * this took the gather of a 128-row batch from ~85 to ~55 us on the benchmark machine
- * (docs/benchmarks.md). */
+ * prefetcher picks up its sequential stream. Prefetching the head of the row GATHER_AHEAD
+ * ahead overlaps that latency with the current copy: for 128 Fashion-MNIST rows (784
+ * floats each) out of 60000 it cut the gather from ~55 to ~41 us (best of 5 epochs, on the
+ * machine of docs/benchmarks.md); 1 to 32 rows ahead, or 64 bytes up to the whole row, did
+ * no better. */
 static void gather(wk_trainer *t, const ds_dataset *ds, const uint32_t *idx, int n)
 {
     const float *x = ds_x_const(ds);

@@ -136,7 +136,7 @@ expect_in err.txt "local info: job finished: all $NPROC processes exited 0"
 expect_in err.txt "local info: coordinator \(pid [0-9]+\) is at $EP"
 [ "$(grep -c '^start' fake.log)" -eq $NPROC ] || { cat fake.log >&2; fail "expected $NPROC processes"; }
 grep -qF "start coordinator - pid=" fake.log || fail "no coordinator"
-grep -F "start coordinator" fake.log | grep -qF "args=job.yaml|--ready-fd|3|$PASSED" \
+grep -F "start coordinator" fake.log | grep -qF "args=job.yaml|--bind|tcp://127.0.0.1:0|--ready-fd|3|$PASSED" \
   || { cat fake.log >&2; fail "coordinator arguments"; }
 grep -F "start coordinator" fake.log | grep -qE 'fds=\[3:pipe \]' \
   || { cat fake.log >&2; fail "coordinator should hold exactly fd 3, a pipe"; }
