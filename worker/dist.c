@@ -30,7 +30,9 @@ typedef struct {
     msg_in *in;
     wk_kv *kv;
     wk_report *rep;
-    float *gbuf[2];     /* (P) alternating gradient buffers */
+    float *gbuf[2];     /* (P) gradient buffers: the model's own, and a second one when
+                           pipelined steps alternate */
+    float *gbuf_extra;  /* the second buffer, owned here */
     int64_t clock;      /* steps pushed */
     int64_t max_gap;    /* largest clock gap the servers reported */
     int64_t last_progress_ms;
@@ -141,8 +143,10 @@ static int train(worker *w, pst_err *err)
                 interrupted = 1;
                 break;
             }
-            /* The buffer this step writes was pushed two steps ago; make sure it left. */
-            if ((rc = wk_kv_push_released(w->kv, w->clock, err)))
+            /* The buffer this step writes was last pushed one step ago (two when pipelined);
+             * make sure ZeroMQ let go of it. Returns at once in the normal flow. */
+            if ((rc = wk_kv_push_released(w->kv, w->clock, err)) ||
+                (!pipelined && (rc = wk_kv_push_released(w->kv, w->clock + 1, err))))
                 return rc;
             ml_model_use_grads(w->model, w->gbuf[w->clock & 1]);
             if ((rc = wk_trainer_compute(w->tr, w->data.train, s, &w->loss, err)))
@@ -237,11 +241,16 @@ int wk_dist_run(const wk_dist_options *o, pst_err *err)
     }
     w.model = wk_trainer_model(w.tr);
     size_t P = ml_model_nparams(w.model);
-    for (int i = 0; i < 2; i++)
-        if (!(w.gbuf[i] = malloc(P * sizeof(float)))) {
+    /* Unpipelined, a step's gradient is on the wire only until the pull that follows it is
+     * answered, so one buffer serves; pipelined steps alternate two. */
+    w.gbuf[0] = w.gbuf[1] = ml_model_grads(w.model);
+    if (job->cluster.pipeline && job->cluster.consistency != CFG_CONS_BSP) {
+        if (!(w.gbuf_extra = malloc(P * sizeof(float)))) {
             rc = pst_err_set(err, PST_ERR_NOMEM, "out of memory for gradients");
             goto cleanup;
         }
+        w.gbuf[1] = w.gbuf_extra;
+    }
     log_info(o->lg, "partition %d of %d: %lld samples; model of %zu parameters", o->rank,
              job->cluster.workers, (long long)ds_count(w.data.train), P);
 
@@ -303,8 +312,7 @@ cleanup:
     net_ctx_destroy(w.ctx);
     wk_trainer_destroy(w.tr);
     wk_data_fini(&w.data);
-    free(w.gbuf[0]);
-    free(w.gbuf[1]);
+    free(w.gbuf_extra);
     free(welcome);
     free(w.in);
     return rc;

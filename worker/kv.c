@@ -27,15 +27,16 @@ struct wk_kv {
     uint64_t pull_id_lo;      /* request ids of the current pull: [lo, next_id) */
     unsigned char *got;       /* (nchunks) reply of request pull_id_lo + i arrived */
     int nchunks;              /* chunks of the whole vector */
-    /* Zero-copy push frames ZeroMQ still holds, by clock parity (a worker alternates two
-     * gradient buffers); ZeroMQ's I/O thread decrements the counts. */
+    /* Zero-copy frames ZeroMQ still holds: pushes by clock parity (a pipelined worker
+     * alternates two gradient buffers), and INIT in slot 2. ZeroMQ's I/O thread
+     * decrements the counts. */
     pthread_mutex_t mu;
     pthread_cond_t released;
-    int unreleased[2];
+    int unreleased[3];
     struct release_hint {
         wk_kv *kv;
         int slot;
-    } hint[2];
+    } hint[3];
     int sync_ready;           /* mu and released are initialised */
     int final;                /* the outstanding pull is a final one */
     wk_kv_idle_fn idle;
@@ -75,7 +76,7 @@ wk_kv *wk_kv_create(net_ctx *ctx, int rank, const wire_header *welcome, int time
     pthread_cond_init(&kv->released, &ca);
     pthread_condattr_destroy(&ca);
     kv->sync_ready = 1;
-    for (int i = 0; i < 2; i++)
+    for (int i = 0; i < 3; i++)
         kv->hint[i] = (struct release_hint){kv, i};
     memcpy(kv->off, welcome->shard_offsets, sizeof(uint64_t) * (size_t)(kv->S + 1));
     for (int s = 0; s < kv->S; s++)
@@ -118,8 +119,8 @@ void wk_kv_destroy(wk_kv *kv)
     free(kv);
 }
 
-/* Sends one message per chunk of every server's range. With g: a float frame per chunk
- * (zero-copy for PUSH, copied for INIT). */
+/* Sends one message per chunk of every server's range. With g: a float frame per chunk,
+ * zero-copy (a 4 GB model is not duplicated into message buffers). */
 static int send_chunks(wk_kv *kv, wire_type type, const float *g, int64_t clock, int final,
                        pst_err *err)
 {
@@ -140,13 +141,12 @@ static int send_chunks(wk_kv *kv, wire_type type, const float *g, int64_t clock,
             if (g) {
                 f.data = g + lo;
                 f.len = (size_t)len * sizeof(float);
-                if (type == WIRE_MSG_PUSH) {
-                    f.release = on_release;
-                    f.hint = &kv->hint[clock & 1];
-                    pthread_mutex_lock(&kv->mu);
-                    kv->unreleased[clock & 1]++;
-                    pthread_mutex_unlock(&kv->mu);
-                }
+                int slot = type == WIRE_MSG_INIT ? 2 : (int)(clock & 1);
+                f.release = on_release;
+                f.hint = &kv->hint[slot];
+                pthread_mutex_lock(&kv->mu);
+                kv->unreleased[slot]++;
+                pthread_mutex_unlock(&kv->mu);
                 nf = 1;
                 kv->stats.bytes_pushed += f.len;
             }
@@ -159,9 +159,13 @@ static int send_chunks(wk_kv *kv, wire_type type, const float *g, int64_t clock,
     return PST_OK;
 }
 
+static int wait_released(wk_kv *kv, int slot, pst_err *err);
+
 int wk_kv_init(wk_kv *kv, const float *w, pst_err *err)
 {
-    return send_chunks(kv, WIRE_MSG_INIT, w, 0, 0, err);
+    int rc = send_chunks(kv, WIRE_MSG_INIT, w, 0, 0, err);
+    /* The caller overwrites w with pulled weights next: let ZeroMQ finish with it first. */
+    return rc ? rc : wait_released(kv, 2, err);
 }
 
 int wk_kv_push(wk_kv *kv, const float *g, int64_t clock, pst_err *err)
@@ -171,7 +175,11 @@ int wk_kv_push(wk_kv *kv, const float *g, int64_t clock, pst_err *err)
 
 int wk_kv_push_released(wk_kv *kv, int64_t clock, pst_err *err)
 {
-    int slot = (int)(clock & 1);
+    return wait_released(kv, (int)(clock & 1), err);
+}
+
+static int wait_released(wk_kv *kv, int slot, pst_err *err)
+{
     /* ZeroMQ calls on_release from its I/O thread once the frame is written out; in the
      * normal flow that happened before any reply to a later request arrived, so this does
      * not wait. Otherwise the bytes are still queued: wait for the I/O thread's signal. */
@@ -186,8 +194,8 @@ int wk_kv_push_released(wk_kv *kv, int64_t clock, pst_err *err)
     pthread_mutex_unlock(&kv->mu);
     if (left > 0)
         return pst_err_set(err, PST_ERR_TIMEOUT,
-                           "%d pushed gradient chunk(s) not sent after %d s (servers "
-                           "unreachable?)", left, kv->timeout_ms / 1000);
+                           "%d chunk(s) of floats not sent after %d s (servers unreachable?)",
+                           left, kv->timeout_ms / 1000);
     return PST_OK;
 }
 

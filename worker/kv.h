@@ -26,7 +26,8 @@ wk_kv *wk_kv_create(net_ctx *ctx, int rank, const wire_header *welcome, int time
                     const log_ctx *lg, const volatile sig_atomic_t *stop, pst_err *err);
 void wk_kv_destroy(wk_kv *kv);
 
-/* Sends the initial weights w (nparams floats) to the servers (worker 0 only). */
+/* Sends the initial weights w (nparams floats) to the servers (worker 0 only), zero-copy;
+ * returns once ZeroMQ has let go of w. */
 int wk_kv_init(wk_kv *kv, const float *w, pst_err *err);
 
 /* Pushes gradient g (nparams floats) of step `clock`, zero-copy. */
