@@ -62,6 +62,7 @@ echo "date:      $(date -u '+%Y-%m-%d %H:%M UTC')"
 echo "machine:   nproc $ncores, $(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(uname -r)"
 echo "threads:   OPENBLAS_NUM_THREADS=$OPENBLAS_NUM_THREADS, torch.set_num_threads(1)" \
      "(OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}, OPENBLAS_L2_SIZE=${OPENBLAS_L2_SIZE:-unset})"
+echo "load:      $(cut -d' ' -f1-3 /proc/loadavg) (1/5/15-min load average at start; other work on the machine shows in the spread of the rounds)"
 echo "rounds:    $rounds, interleaved: [bench_mlp: sgemm-only epoch, pstrain epoch]" \
      "[torch_mlp.py: one epoch of each of its two loops]"
 echo
@@ -105,7 +106,7 @@ awk -v sg="$m_sg" -v ps="$m_ps" -v th="$m_th" -v tz="$m_tz" -v a="$r_ps" -v b="$
   printf "| median | %10.0f | %8.0f | %8.0f | %8.0f | %13.3f | %13.3f | %15.3f | %11.3f | %8s | %10s |\n",
     sg, ps, th, tz, a, b, c, d, "", "" }'
 echo
-echo "Ratios are medians of the per-round ratios."
+echo "Ratios are medians of the per-round ratios. Load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)."
 awk -v a="$r_pt" -v b="$r_ps" -v c="$r_pz" 'BEGIN {
   printf "median pstrain/torch       = %.3f   (target >= 1.25: %s)\n", a, (a >= 1.25 ? "met" : "missed")
   printf "median pstrain/torch-z     = %.3f   (against the zero_grad() loop)\n", c

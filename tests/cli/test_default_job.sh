@@ -15,4 +15,14 @@ echo "default job test accuracy: $acc"
 expect_ge "$acc" 0.85 "test accuracy"
 [ "$(wc -l < runs/fashion-mnist/metrics.csv)" -eq 6 ] || fail "metrics.csv should have a header and 5 epochs"
 expect_in runs/fashion-mnist/metrics.csv "^epoch,train_loss,train_acc,val_loss,val_acc"
+
+# The README's main command: the same job on 2 servers and 2 workers, no arguments.
+rm -rf runs
+expect_exit 0 "$PSTRAIN" local
+expect_in err.txt "local info: job finished: all 5 processes exited 0"
+expect_in err.txt "coordinator info: job finished; test accuracy"
+acc=$(json_field runs/fashion-mnist/metrics.jsonl test accuracy)
+echo "default job, pstrain local: test accuracy $acc"
+expect_ge "$acc" 0.85 "pstrain local test accuracy"
+[ -s runs/fashion-mnist/model.safetensors ] || fail "no model.safetensors from pstrain local"
 echo "ok"
