@@ -48,6 +48,11 @@ void coord_shard_map(uint64_t nparams, int nservers, uint64_t *offsets)
     }
 }
 
+static int same_route(const peer *p, const msg_in *in)
+{
+    return p->route_len == in->route_len && memcmp(p->route, in->route, in->route_len) == 0;
+}
+
 static int refuse(coord *c, const char *fmt, const char *what)
 {
     pst_err e = {0};
@@ -157,6 +162,20 @@ static int gather(coord *c, pst_err *err)
     return PST_OK;
 }
 
+/* Registration failed: tell everyone who joined, so they stop now instead of waiting for
+ * a WELCOME until their timeout. */
+static void abort_joined(coord *c, const pst_err *why)
+{
+    char text[300];
+    snprintf(text, sizeof text, "job aborted by the coordinator: %.200s", why->msg);
+    for (int i = 0; i < c->S + c->W; i++) {
+        peer *p = i < c->S ? &c->servers[i] : &c->workers[i - c->S];
+        pst_err e = {0};
+        if (p->joined)
+            msg_send_error(c->sock, p->route, p->route_len, ROLE, 0, 0, PST_ERR_CONFIG, text, &e);
+    }
+}
+
 static int welcome_all(coord *c, pst_err *err)
 {
     wire_header *h = malloc(sizeof *h);
@@ -223,6 +242,13 @@ static int follow(coord *c, pst_err *err)
             continue;
         }
         peer *p = &c->workers[h->rank];
+        /* A worker is known by the connection it joined on: anyone else claiming its rank
+         * could otherwise finish the job early (DONE) or keep a dead worker alive. */
+        if (!same_route(p, &c->in)) {
+            log_warn(o->lg, "ignoring %s claiming to be worker[%d] from another connection",
+                     wire_type_name(h->type), h->rank);
+            continue;
+        }
         p->last_ms = net_now_ms();
         if (h->has_progress) {
             p->epoch = h->epoch;
@@ -266,12 +292,21 @@ static int shutdown_servers(coord *c, pst_err *err)
             continue;
         if (rc)
             return pst_err_set(err, rc, "%s", e.msg);
-        if (c->in.h.type == WIRE_MSG_BYE && strcmp(c->in.h.role, "server") == 0) {
-            byes++;
-            if (c->in.h.max_clock_gap > max_gap)
-                max_gap = c->in.h.max_clock_gap;
-            bytes += c->in.h.bytes_in + c->in.h.bytes_out;
+        const wire_header *h = &c->in.h;
+        if (h->type != WIRE_MSG_BYE || strcmp(h->role, "server") != 0)
+            continue; /* e.g. a worker's last PROGRESS */
+        /* Count each server once, and only from the connection it joined on. */
+        if (h->rank >= c->S || !same_route(&c->servers[h->rank], &c->in) ||
+            c->servers[h->rank].done) {
+            log_warn(o->lg, "ignoring BYE claiming to be server[%d] (another connection or a "
+                     "repeat)", h->rank);
+            continue;
         }
+        c->servers[h->rank].done = 1;
+        byes++;
+        if (h->max_clock_gap > max_gap)
+            max_gap = h->max_clock_gap;
+        bytes += h->bytes_in + h->bytes_out;
     }
     log_info(o->lg, "all servers stopped; %.1f MB moved, largest clock gap served %lld",
              bytes / 1e6, (long long)max_gap);
@@ -317,8 +352,11 @@ int coord_run(const coord_options *o, pst_err *err)
             goto cleanup;
         }
     }
-    if ((rc = gather(&c, err)) || *o->stop)
+    if ((rc = gather(&c, err)) || *o->stop) {
+        if (rc)
+            abort_joined(&c, err);
         goto cleanup;
+    }
     if ((rc = welcome_all(&c, err)))
         goto cleanup;
     if ((rc = follow(&c, err)) || *o->stop)

@@ -26,20 +26,24 @@ else
   echo "dataset-fashion-mnist not installed: skipping the Fashion-MNIST part"
 fi
 
-# W workers on the moons example (uneven partitions: 640 training rows over 3 workers
-# with batch 32 gives 214/213/213 rows, 7 steps each; with 5 workers 128 rows each).
-for W in 3 5; do
+# W workers on the moons example: 640 training rows over 3 workers are 214/213/213 rows;
+# with batch 71 worker 0 takes 4 steps an epoch and the others 3, so the others finish
+# first and worker 0's last steps average its gradient alone (uneven partitions must not
+# deadlock). 5 workers with batch 32: 128 rows and 4 steps each.
+for case in "3 71" "5 32"; do
+  set -- $case; W=$1; B=$2
   expect_exit 0 "$PSTRAIN" local "$SRC/examples/binary-moons.yaml" --consistency bsp \
-    --servers 2 --workers $W --epochs 3 --optimizer adam --output moons$W
+    --servers 2 --workers $W --epochs 3 --optimizer adam --batch-size $B --output moons$W
   expect_exit 0 "$REF" "$SRC/examples/binary-moons.yaml" $W ref$W.safetensors \
     cluster.consistency=bsp cluster.servers=2 train.epochs=3 optimizer.name=adam \
-    data.train=$SRC/examples/data/moons.csv
+    train.batch_size=$B data.train=$SRC/examples/data/moons.csv
   $COMPARE ref$W.safetensors moons$W/model.safetensors 1e-5 \
     || fail "bsp with $W workers differs from the averaged-gradient reference"
 done
 # The comparison itself must be able to fail: a different seed gives other weights.
 expect_exit 0 "$REF" "$SRC/examples/binary-moons.yaml" 3 other.safetensors \
   cluster.consistency=bsp cluster.servers=2 train.epochs=3 optimizer.name=adam seed=8 \
+  train.batch_size=71 \
   data.train=$SRC/examples/data/moons.csv
 if $COMPARE other.safetensors moons3/model.safetensors 1e-5 > /dev/null; then
   fail "the comparison does not tell different weights apart"
