@@ -37,8 +37,8 @@ export DMLC_PS_ROOT_PORT=$PORT
 "$PSTRAIN" server "$JOB" --rank 0 2> server.log & S=$!
 JOB_COMPLETION_INDEX=0 "$PSTRAIN" worker "$JOB" --output out2 2> w0.log & W0=$!
 # Let those two join first, so they are among the processes told the job is off.
-for _ in $(seq 300); do grep -q "2 of 4" coord.log && break; sleep 0.1; done
-expect_in coord.log "2 of 4"
+for _ in $(seq 300); do grep -q "2 of 3" coord.log && break; sleep 0.1; done
+expect_in coord.log "2 of 3"
 JOB_COMPLETION_INDEX=1 "$PSTRAIN" worker "$JOB" --output out2 --lr 0.5 2> w1.log & W1=$!
 code=0; timeout 60 tail --pid=$CPID -f /dev/null; wait $CPID || code=$?
 [ $code -eq 2 ] || { cat coord.log >&2; fail "coordinator exit $code, expected 2"; }
