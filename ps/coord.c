@@ -2,6 +2,7 @@
 #include "coord.h"
 
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,14 +54,24 @@ static int same_route(const peer *p, const msg_in *in)
     return p->route_len == in->route_len && memcmp(p->route, in->route, in->route_len) == 0;
 }
 
-static int refuse(coord *c, const char *fmt, const char *what)
+/* Refuses the HELLO just received: logs the reason, answers the sender with an ERROR
+ * carrying it, and, when fatal (the job cannot run as configured), fails the coordinator
+ * with it too. */
+static int reject(coord *c, pst_err *err, int fatal, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int reject(coord *c, pst_err *err, int fatal, const char *fmt, ...)
 {
-    pst_err e = {0};
-    log_error(c->o->lg, fmt, what);
     char text[256];
-    snprintf(text, sizeof text, fmt, what);
-    return msg_send_error(c->sock, c->in.route, c->in.route_len, ROLE, 0, c->in.h.request_id,
-                          PST_ERR_CONFIG, text, &e);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    log_error(c->o->lg, "%s", text);
+    pst_err e = {0};
+    if (msg_send_error(c->sock, c->in.route, c->in.route_len, ROLE, 0, c->in.h.request_id,
+                       PST_ERR_CONFIG, text, &e))
+        log_warn(c->o->lg, "could not tell the sender: %s", e.msg);
+    return fatal ? pst_err_set(err, PST_ERR_CONFIG, "%s", text) : PST_OK;
 }
 
 /* Registration: returns PST_OK when everyone has joined. */
@@ -76,24 +87,19 @@ static int handle_hello(coord *c, int *joined, pst_err *err)
                  who);
         return PST_OK;
     }
-    if ((!is_server && !is_worker) || h->rank >= (is_server ? c->S : c->W)) {
-        refuse(c, "unexpected HELLO from %s (the job has servers [0, S) and workers [0, W))",
-               who);
-        return PST_OK;
-    }
+    /* A stray process (another job's, a wrong rank) is turned away; the job goes on. */
+    if ((!is_server && !is_worker) || h->rank >= (is_server ? c->S : c->W))
+        return reject(c, err, 0, "unexpected HELLO from %s: the job has %d servers and %d workers",
+                      who, c->S, c->W);
     if (h->job_hash != c->job_hash)
-        return refuse(c, "%s runs a different job (model, optimizer, cluster or training "
-                         "settings differ from the coordinator's)", who),
-               pst_err_set(err, PST_ERR_CONFIG, "%s runs a different job than the coordinator",
-                           who);
+        return reject(c, err, 1, "%s runs a different job (model, optimizer, cluster or training "
+                      "settings differ from the coordinator's)", who);
     if (is_worker) {
         if (c->nparams == 0)
             c->nparams = h->nparams;
         else if (h->nparams != c->nparams)
-            return refuse(c, "%s built a model of a different size", who),
-                   pst_err_set(err, PST_ERR_CONFIG,
-                               "%s built a model of %llu parameters, others %llu", who,
-                               (unsigned long long)h->nparams, (unsigned long long)c->nparams);
+            return reject(c, err, 1, "%s built a model of %llu parameters, the others %llu", who,
+                          (unsigned long long)h->nparams, (unsigned long long)c->nparams);
     }
     peer *p = is_server ? &c->servers[h->rank] : &c->workers[h->rank];
     if (is_worker && !p->joined) {
@@ -102,9 +108,7 @@ static int handle_hello(coord *c, int *joined, pst_err *err)
             c->steps_max = h->steps;
     }
     if (p->joined)
-        return refuse(c, "%s joined twice (two processes with the same rank?)", who),
-               pst_err_set(err, PST_ERR_CONFIG, "%s joined twice (two processes with the same rank?)",
-                           who);
+        return reject(c, err, 1, "%s joined twice (two processes with the same rank?)", who);
     if (c->in.route_len > sizeof p->route)
         return pst_err_set(err, PST_ERR_PEER, "%s: routing id too long", who);
     p->joined = 1;
