@@ -21,9 +21,13 @@ struct srv_shard {
     int nworkers, nlive;
     worker_state *wk;
     float *w;          /* (len) weights */
-    float *agg;        /* (len) bsp: sum of the gradients of the clock being assembled */
+    float *agg;        /* (len) bsp with several workers: sum of the gradients of the clock
+                          being assembled; NULL for one worker (it is never needed) */
     int agg_count;     /* bsp: gradients summed into agg */
     int64_t agg_clock; /* bsp: the clock agg belongs to */
+    int agg_dirty;     /* bsp: agg holds part of a sum (it is zero otherwise) */
+    int direct;        /* bsp: the clock being assembled is applied chunk by chunk as it
+                          arrives (see srv_shard_push) */
     uint64_t init_floats;
     srv_shard_stats stats;
 };
@@ -59,7 +63,7 @@ srv_shard *srv_shard_create(uint64_t base, uint64_t len, const opt_config *opt,
     sh->st = opt_state_create(opt, (size_t)len, err);
     if (!sh->wk || !sh->w || !sh->st)
         goto nomem;
-    if (cons == CFG_CONS_BSP && !(sh->agg = alloc_floats(len)))
+    if (cons == CFG_CONS_BSP && nworkers > 1 && !(sh->agg = alloc_floats(len)))
         goto nomem;
     for (int i = 0; i < nworkers; i++)
         sh->wk[i].live = 1;
@@ -105,15 +109,43 @@ int srv_shard_init_range(srv_shard *sh, uint64_t off, const float *w, uint64_t l
         return rc;
     if (srv_shard_initialized(sh))
         return pst_err_set(err, PST_ERR_PEER, "INIT after the shard was initialised");
+    /* Worker 0 sends the ranges in order over one connection, each once, so the floats set
+     * so far are [base, base + init_floats); anything else would let a repeated range count
+     * for one never sent. */
+    if (off - sh->base != sh->init_floats)
+        return pst_err_set(err, PST_ERR_PEER,
+                           "INIT of [%llu, %llu) repeats or skips part of the shard: the next "
+                           "range starts at %llu",
+                           (unsigned long long)off, (unsigned long long)(off + len),
+                           (unsigned long long)(sh->base + sh->init_floats));
     for (uint64_t i = 0; i < len; i++)
         if (!isfinite(w[i]))
             return pst_err_set(err, PST_ERR_PEER, "INIT: weight %llu is not finite",
                                (unsigned long long)(off + i));
     memcpy(sh->w + (off - sh->base), w, (size_t)len * sizeof(float));
     sh->init_floats += len;
-    if (sh->init_floats > sh->len)
-        sh->init_floats = sh->len; /* repeated ranges: counted once the whole shard is set */
     return PST_OK;
+}
+
+/* Index of the first NaN or Inf in x[0..n), or n. Blocks are checked without an early exit
+ * (so gcc vectorises the loop: an exponent of all ones is Inf or NaN), and only a block
+ * that has one is searched again. */
+static uint64_t first_nonfinite(const float *x, uint64_t n)
+{
+    for (uint64_t lo = 0; lo < n; lo += 4096) {
+        uint64_t hi = n - lo < 4096 ? n : lo + 4096;
+        uint32_t bad = 0;
+        for (uint64_t i = lo; i < hi; i++) {
+            uint32_t u;
+            memcpy(&u, &x[i], sizeof u);
+            bad |= (u & 0x7f800000u) == 0x7f800000u;
+        }
+        if (bad)
+            for (uint64_t i = lo; i < hi; i++)
+                if (!isfinite(x[i]))
+                    return i;
+    }
+    return n;
 }
 
 static int64_t min_live_clock(const srv_shard *sh)
@@ -142,6 +174,7 @@ static void bsp_maybe_apply(srv_shard *sh)
     int64_t t = opt_state_step(sh->st) - 1;
     opt_apply(&sh->opt, sh->st, sh->w, sh->agg, 0, (size_t)sh->len, opt_lr_at(&sh->opt, t));
     memset(sh->agg, 0, (size_t)sh->len * sizeof(float));
+    sh->agg_dirty = 0;
     sh->agg_count = 0;
     sh->agg_clock++;
     sh->stats.updates++;
@@ -163,29 +196,47 @@ int srv_shard_push(srv_shard *sh, int worker, int64_t clock, uint64_t off, const
     if (clock != ws->clock)
         return pst_err_set(err, PST_ERR_PEER, "push for clock %lld from worker %d, expected %lld",
                            (long long)clock, worker, (long long)ws->clock);
-    /* Chunks of one step arrive in order over one connection and never overlap, so a count
-     * of floats received tells when the step is complete; a repeat overflows it. */
-    if (ws->pushed + len > sh->len)
+    /* bsp workers pull clock c (which waits for everyone's c - 1) before pushing it, so a
+     * push ahead of the clock being assembled is a broken peer, not a race. */
+    if (sh->cons == CFG_CONS_BSP && clock != sh->agg_clock)
         return pst_err_set(err, PST_ERR_PEER,
-                           "push of %llu floats for clock %lld from worker %d exceeds the shard "
-                           "(%llu already received)",
-                           (unsigned long long)len, (long long)clock, worker,
-                           (unsigned long long)ws->pushed);
-    for (uint64_t i = 0; i < len; i++)
-        if (!isfinite(g[i])) {
-            sh->stats.rejected_nonfinite++;
-            return pst_err_set(err, PST_ERR_PEER,
-                               "push from worker %d: gradient %llu is %g (rejected)", worker,
-                               (unsigned long long)(off + i), (double)g[i]);
-        }
+                           "push for clock %lld from worker %d while clock %lld is assembled "
+                           "(bsp: pull before pushing the next step)",
+                           (long long)clock, worker, (long long)sh->agg_clock);
+    /* Chunks of one step arrive in order over one connection, each once, so the floats
+     * received so far are [base, base + pushed): a repeated, overlapping or skipping chunk
+     * starts elsewhere, and the count tells when the step is complete. */
+    if (off - sh->base != ws->pushed)
+        return pst_err_set(err, PST_ERR_PEER,
+                           "push of [%llu, %llu) for clock %lld from worker %d repeats or skips "
+                           "part of the shard: the next chunk starts at %llu",
+                           (unsigned long long)off, (unsigned long long)(off + len),
+                           (long long)clock, worker,
+                           (unsigned long long)(sh->base + ws->pushed));
+    uint64_t bad = first_nonfinite(g, len);
+    if (bad < len) {
+        sh->stats.rejected_nonfinite++;
+        return pst_err_set(err, PST_ERR_PEER, "push from worker %d: gradient %llu is %g (rejected)",
+                           worker, (unsigned long long)(off + bad), (double)g[bad]);
+    }
     uint64_t lo = off - sh->base;
-    if (sh->cons == CFG_CONS_BSP) {
-        assert(clock == sh->agg_clock); /* bsp workers cannot run ahead: they pull first */
+    /* bsp with one live worker: the mean of one gradient is that gradient, so it is applied
+     * as it arrives, as ssp/asp do, instead of summed into agg and applied at the end: no
+     * agg pass, no memset, no update pass after the last chunk, and the same floats as
+     * (0 + g) applied once. Decided at a clock's first chunk, and only while agg holds no
+     * partial sum; live workers only leave, so it stays the only one for the whole clock.
+     * Pulls of the next clock still wait for the whole push (pull_ready). */
+    if (sh->cons == CFG_CONS_BSP && ws->pushed == 0)
+        sh->direct = sh->nlive == 1 && !sh->agg_dirty;
+    if (sh->cons == CFG_CONS_BSP && !sh->direct) {
+        assert(sh->agg);
+        sh->agg_dirty = 1;
         float *restrict a = sh->agg + lo;
         for (uint64_t i = 0; i < len; i++)
             a[i] += g[i];
     } else {
-        /* ssp/asp: one optimizer step per worker step, taken with its first chunk. */
+        /* ssp/asp (and bsp applied directly): one optimizer step per worker step, taken
+         * with its first chunk. */
         if (ws->pushed == 0) {
             opt_tick(sh->st);
             sh->stats.updates++;
@@ -199,7 +250,9 @@ int srv_shard_push(srv_shard *sh, int worker, int64_t clock, uint64_t off, const
     if (ws->pushed == sh->len) {
         ws->pushed = 0;
         ws->clock++;
-        if (sh->cons == CFG_CONS_BSP) {
+        if (sh->cons == CFG_CONS_BSP && sh->direct)
+            sh->agg_clock++; /* applied already */
+        else if (sh->cons == CFG_CONS_BSP) {
             sh->agg_count++;
             bsp_maybe_apply(sh);
         }

@@ -36,14 +36,17 @@ int srv_shard_initialized(const srv_shard *sh);
 /* Checks that [off, off + len) lies inside the shard (PST_ERR_PEER naming the range). */
 int srv_shard_check_range(const srv_shard *sh, uint64_t off, uint64_t len, pst_err *err);
 
-/* Initial weights for a range (from worker 0). The shard counts as initialised once every
- * float has been set. */
+/* Initial weights for a range (from worker 0). Ranges arrive in order, each once (a
+ * repeated or skipping range is refused); the shard counts as initialised once every float
+ * has been set. */
 int srv_shard_init_range(srv_shard *sh, uint64_t off, const float *w, uint64_t len,
                          pst_err *err);
 
-/* Gradient of worker's step `clock` for a range. Refused (PST_ERR_PEER) when the worker
- * is not live, clock is not the worker's next step, part of the range was already pushed
- * for this clock, or a value is NaN/Inf (counted in srv_shard_rejected_nonfinite). */
+/* Gradient of worker's step `clock` for a range. Refused (PST_ERR_PEER), leaving the shard
+ * unchanged, when the worker is not live, clock is not the worker's next step (bsp: or not
+ * the clock being assembled), the range does not start where the worker's previous chunk
+ * of this clock ended (chunks arrive in order, each once), or a value is NaN/Inf (counted
+ * in stats.rejected_nonfinite). */
 int srv_shard_push(srv_shard *sh, int worker, int64_t clock, uint64_t off, const float *g,
                    uint64_t len, pst_err *err);
 

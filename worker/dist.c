@@ -21,6 +21,7 @@
 
 typedef struct {
     const wk_dist_options *o;
+    cfg_job trainer_job; /* the job as the trainer sees it: see wk_dist_run */
     wk_data data;
     wk_trainer *tr;
     ml_model *model;
@@ -137,6 +138,8 @@ static int train(worker *w, pst_err *err)
         int64_t nsteps = wk_trainer_begin_epoch(w->tr, w->data.train, e, err);
         if (nsteps < 0)
             return err->code;
+        wk_kv_stats ks0;
+        wk_kv_get_stats(w->kv, &ks0);
         int interrupted = 0;
         for (int64_t s = 0; s < nsteps; s++) {
             if (*o->stop) {
@@ -173,6 +176,13 @@ static int train(worker *w, pst_err *err)
         }
         wk_epoch_stats st;
         wk_trainer_end_epoch(w->tr, interrupted, &st);
+        /* Where the epoch's time went: the steps block only in wk_kv_pull_wait (pushes
+         * are queued zero-copy), so the rest is computing. */
+        wk_kv_stats ks1;
+        wk_kv_get_stats(w->kv, &ks1);
+        log_info(o->lg, "epoch %d: %.2f s over %lld steps, %.2f s computing, %.2f s waiting "
+                 "for weights", e, st.seconds, (long long)st.steps,
+                 st.seconds - (ks1.wait_s - ks0.wait_s), ks1.wait_s - ks0.wait_s);
         if (interrupted)
             return PST_OK;
         /* Evaluate the weights after this epoch's last update, as single-process training
@@ -235,7 +245,13 @@ int wk_dist_run(const wk_dist_options *o, pst_err *err)
     }
     if ((rc = wk_data_load(job, job->cluster.workers, o->rank, &w.data, err)))
         goto cleanup;
-    if (!(w.tr = wk_trainer_create(job, w.data.train, o->rank, err))) {
+    /* The servers apply the updates: the trainer here only computes gradients (and clips
+     * them), so it is built with plain SGD, which keeps no state, instead of allocating
+     * the job's optimizer state for the whole model (4 GB per moment for 1e9 parameters)
+     * only to leave it unused. A shallow copy: it shares the job's strings and layers. */
+    w.trainer_job = *job;
+    w.trainer_job.optimizer.kind = OPT_SGD;
+    if (!(w.tr = wk_trainer_create(&w.trainer_job, w.data.train, o->rank, err))) {
         rc = err->code;
         goto cleanup;
     }

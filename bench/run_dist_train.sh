@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# bench/run_dist_train.sh -- distributed training throughput against single-process training.
+#
+# Trains the default job (Fashion-MNIST MLP 784-256-128-10, adam, batch 128) for E epochs
+# (default 2) four ways, interleaved R rounds (default 5), the order rotating every round:
+#   single    pstrain train
+#   bsp       pstrain local --servers 1 --workers 1 --consistency bsp
+#   asp       pstrain local --servers 1 --workers 1 --consistency asp
+#   asp-pipe  the same with --cluster.pipeline true (the next step's gradient is computed
+#             while the previous step's pull is in flight)
+# and reads samples/s from each run's metrics.jsonl: the train records' samples over their
+# seconds (the epochs' own clocks: data loading, validation and the final test are left
+# out on both sides). Prints per-round figures and the medians of the ratios to single.
+# Every process runs one BLAS thread (OPENBLAS_NUM_THREADS=1). Figures only: it never
+# fails on them.
+#
+# usage: bench/run_dist_train.sh [--rounds N] [--epochs E] [--build DIR]
+#   --rounds N  rounds (default 5)
+#   --epochs E  epochs per run (default 2)
+#   --build DIR CMake build directory holding pstrain (default: build)
+# Build first:  cmake -S . -B build -DCMAKE_BUILD_TYPE=Release && cmake --build build --target pstrain
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+rounds=5
+epochs=2
+build="$root/build"
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --rounds) rounds=${2:?--rounds needs a value}; shift 2 ;;
+    --epochs) epochs=${2:?--epochs needs a value}; shift 2 ;;
+    --build) build=${2:?--build needs a directory}; shift 2 ;;
+    -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "run_dist_train.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
+  esac
+done
+for v in "$rounds" "$epochs"; do
+  case "$v" in ''|*[!0-9]*|0) echo "run_dist_train.sh: --rounds/--epochs: expected a positive integer" >&2; exit 2 ;; esac
+done
+pstrain="$build/pstrain"
+if [ ! -x "$pstrain" ]; then
+  echo "run_dist_train.sh: $pstrain not found; build it with" >&2
+  echo "  cmake -S $root -B $build -DCMAKE_BUILD_TYPE=Release && cmake --build $build --target pstrain" >&2
+  exit 1
+fi
+if [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
+  echo "run_dist_train.sh: the default job needs Debian's dataset-fashion-mnist package" >&2
+  exit 1
+fi
+py=/usr/bin/python3
+ncores=$(nproc)
+export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1
+
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+kinds=(single bsp asp asp-pipe)
+run() { # run KIND DIR
+  local common=(--epochs "$epochs" --output "$2")
+  case "$1" in
+    single) "$pstrain" train "${common[@]}" ;;
+    bsp) "$pstrain" local "${common[@]}" --servers 1 --workers 1 --consistency bsp ;;
+    asp) "$pstrain" local "${common[@]}" --servers 1 --workers 1 --consistency asp ;;
+    asp-pipe) "$pstrain" local "${common[@]}" --servers 1 --workers 1 --consistency asp \
+                --cluster.pipeline true ;;
+  esac > "$2.log" 2>&1 || { echo "run_dist_train.sh: $1 failed; its log:" >&2; cat "$2.log" >&2; exit 1; }
+}
+# samples/s of a run: sum of the train records' samples over the sum of their seconds.
+rate() {
+  "$py" -c '
+import json, sys
+n = s = 0.0
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    if r.get("split") == "train":
+        n += r["samples"]; s += r["seconds"]
+print("%.1f" % (n / s))' "$1/metrics.jsonl"
+}
+acc() {
+  "$py" -c '
+import json, sys
+a = [json.loads(l).get("accuracy") for l in open(sys.argv[1]) if json.loads(l).get("split") == "test"]
+print("%.4f" % a[-1] if a else "nan")' "$1/metrics.jsonl"
+}
+median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
+echo "# pstrain distributed vs single-process training: default job (Fashion-MNIST MLP, adam, batch 128), $epochs epochs"
+echo "date:      $(date -u '+%Y-%m-%d %H:%M UTC')"
+echo "machine:   nproc $ncores, $(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(uname -r), $(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)"
+echo "threads:   OPENBLAS_NUM_THREADS=1 in every process"
+echo "load:      $(cut -d' ' -f1-3 /proc/loadavg) (1/5/15-min load average at start)"
+echo "rounds:    $rounds, each runs single, bsp, asp, asp-pipe once, the order rotating"
+echo
+printf '| %5s | %9s | %9s | %9s | %9s | %8s | %8s | %8s | %s |\n' round single bsp asp asp-pipe \
+  bsp/1 asp/1 pipe/1 "test accuracy single/bsp/asp/pipe"
+echo "|------:|----------:|----------:|----------:|----------:|---------:|---------:|---------:|:---|"
+for r in $(seq 1 "$rounds"); do
+  for j in 0 1 2 3; do
+    k=${kinds[$(( (j + r - 1) % 4 ))]}
+    run "$k" "$tmp/$k-$r"
+  done
+  s=$(rate "$tmp/single-$r"); b=$(rate "$tmp/bsp-$r"); a=$(rate "$tmp/asp-$r"); p=$(rate "$tmp/asp-pipe-$r")
+  echo "$s $b $a $p" >> "$tmp/rates"
+  awk -v r="$r" -v s="$s" -v b="$b" -v a="$a" -v p="$p" \
+      -v acc="$(acc "$tmp/single-$r")/$(acc "$tmp/bsp-$r")/$(acc "$tmp/asp-$r")/$(acc "$tmp/asp-pipe-$r")" 'BEGIN {
+    printf "| %5d | %9.0f | %9.0f | %9.0f | %9.0f | %8.3f | %8.3f | %8.3f | %s |\n", r, s, b, a, p, b / s, a / s, p / s, acc }'
+  rm -rf "$tmp/single-$r" "$tmp/bsp-$r" "$tmp/asp-$r" "$tmp/asp-pipe-$r"
+done
+med() { awk "{ print $1 }" "$tmp/rates" | median; }
+awk -v s="$(med '$1')" -v b="$(med '$2')" -v a="$(med '$3')" -v p="$(med '$4')" \
+    -v rb="$(med '$2 / $1')" -v ra="$(med '$3 / $1')" -v rp="$(med '$4 / $1')" 'BEGIN {
+  printf "| median | %8.0f | %9.0f | %9.0f | %9.0f | %8.3f | %8.3f | %8.3f | |\n", s, b, a, p, rb, ra, rp
+  printf "\nmedian bsp/single      = %.3f   (target >= 0.90: %s)\n", rb, (rb >= 0.9 ? "met" : "missed")
+  printf "median asp/single      = %.3f\n", ra
+  printf "median asp-pipe/single = %.3f\n", rp }'
+echo "Ratios are medians of the per-round ratios. Load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)."

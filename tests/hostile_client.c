@@ -1,0 +1,287 @@
+/* tests/hostile_client.c -- a misbehaving peer for tests/cli/test_dist_bad_peer.sh.
+ *
+ * usage: hostile_client SERVER_ENDPOINT COORDINATOR_ENDPOINT
+ *
+ * Connects to a running job's server and coordinator on connections of its own and sends
+ * what a broken or forging client might: random bytes, truncated multipart messages, an
+ * envelope of another version, requests that claim to come from the job's workers (a PUSH
+ * outside the shard, a NaN gradient, DONE, INIT, a final PULL), a frame length the frame
+ * does not have, too many frames and, last, a frame over the server's size limit. The
+ * server must answer every forged request with an ERROR and drop the rest; the job must
+ * not notice. Prints one line per message sent and per ERROR received; exits 0 when every
+ * message went out and every forged request was answered with an ERROR, 1 otherwise.
+ * Random bytes come from a fixed seed, so every run sends the same thing. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <zmq.h>
+
+#include "net/net.h"
+#include "proto/msg.h"
+
+#define TIMEOUT_MS 5000
+
+typedef struct {
+    net_sock *s;
+    void *raw; /* a plain libzmq DEALER to the same peer: net_send refuses > 8 frames */
+    const char *name;
+    int sent, failed;
+} conn;
+
+static uint64_t next_random(uint64_t *x)
+{
+    /* xorshift64 (Marsaglia 2003): deterministic junk, no quality needed */
+    *x ^= *x << 13;
+    *x ^= *x >> 7;
+    *x ^= *x << 17;
+    return *x;
+}
+
+static void fill_random(uint8_t *b, size_t n, uint64_t *seed)
+{
+    for (size_t i = 0; i < n; i++)
+        b[i] = (uint8_t)next_random(seed);
+}
+
+static void send_frames(conn *c, const char *what, const net_frame *f, int n)
+{
+    pst_err err = {0};
+    if (net_send(c->s, f, n, TIMEOUT_MS, &err)) {
+        printf("%s: could not send %s: %s\n", c->name, what, err.msg);
+        c->failed++;
+        return;
+    }
+    c->sent++;
+    printf("%s: sent %s\n", c->name, what);
+}
+
+/* Sends h packed exactly as given (frame count and lengths included), then the frames. */
+static void send_envelope(conn *c, const char *what, const wire_header *h, size_t cut,
+                          const net_frame *payload, int npayload)
+{
+    uint8_t meta[WIRE_MAX_META];
+    size_t len = 0;
+    pst_err err = {0};
+    if (wire_pack(h, meta, sizeof meta, &len, &err)) {
+        printf("%s: cannot pack %s: %s\n", c->name, what, err.msg);
+        c->failed++;
+        return;
+    }
+    net_frame f[NET_MAX_FRAMES];
+    f[0] = (net_frame){.data = meta, .len = cut && cut < len ? cut : len};
+    for (int i = 0; i < npayload; i++)
+        f[1 + i] = payload[i];
+    send_frames(c, what, f, 1 + npayload);
+}
+
+/* A PUSH as worker `rank` of [off, off + len) with gradient g (len floats). */
+static void send_push(conn *c, const char *what, int rank, uint64_t off, const float *g,
+                      uint64_t len)
+{
+    wire_header h;
+    wire_header_init(&h, WIRE_MSG_PUSH, "worker", rank);
+    h.request_id = 900 + (uint64_t)c->sent;
+    h.offset = off;
+    h.len = len;
+    h.nframes = 1;
+    h.frame_bytes[0] = len * sizeof(float);
+    net_frame f = {.data = g, .len = (size_t)len * sizeof(float)};
+    send_envelope(c, what, &h, 0, &f, 1);
+}
+
+static void attack_server(conn *c, uint64_t *seed, int *forged)
+{
+    uint8_t junk[3][200];
+    for (int i = 0; i < 3; i++)
+        fill_random(junk[i], sizeof junk[i], seed);
+    net_frame f[NET_MAX_FRAMES + 4];
+    f[0] = (net_frame){.data = junk[0], .len = sizeof junk[0]};
+    send_frames(c, "200 random bytes", f, 1);
+    for (int i = 0; i < 3; i++)
+        f[i] = (net_frame){.data = junk[i], .len = 37 + (size_t)i * 50};
+    send_frames(c, "3 frames of random bytes", f, 3);
+
+    float g[4] = {0.5f, -0.5f, 0.25f, 1};
+    wire_header h;
+    wire_header_init(&h, WIRE_MSG_PUSH, "worker", 0);
+    h.offset = 0;
+    h.len = 4;
+    h.nframes = 1;
+    h.frame_bytes[0] = sizeof g;
+    send_envelope(c, "a PUSH envelope without its gradient frame", &h, 0, NULL, 0);
+    net_frame gf = {.data = g, .len = sizeof g};
+    send_envelope(c, "a PUSH envelope cut to 5 bytes", &h, 5, &gf, 1);
+    wire_header v;
+    wire_header_init(&v, WIRE_MSG_PULL, "worker", 0);
+    v.version = 99;
+    v.offset = 0;
+    v.len = 4;
+    send_envelope(c, "a PULL of wire version 99", &v, 0, NULL, 0);
+
+    /* Forged requests: valid messages naming the job's workers from another connection,
+     * or a worker the job does not have. Each must be answered with an ERROR. */
+    send_push(c, "a PUSH as worker 0 outside the shard", 0, (uint64_t)1 << 30, g, 4);
+    (*forged)++;
+    send_push(c, "a PUSH as worker 0", 0, 0, g, 4);
+    (*forged)++;
+    float nan_g[4] = {1, NAN, 1, 1};
+    send_push(c, "a PUSH as worker 1 with a NaN gradient", 1, 0, nan_g, 4);
+    (*forged)++;
+    send_push(c, "a PUSH as worker 7 (the job has 2)", 7, 0, g, 4);
+    (*forged)++;
+    wire_header d;
+    wire_header_init(&d, WIRE_MSG_DONE, "worker", 1);
+    d.request_id = 950;
+    send_envelope(c, "a DONE as worker 1", &d, 0, NULL, 0);
+    (*forged)++;
+    wire_header in;
+    wire_header_init(&in, WIRE_MSG_INIT, "worker", 0);
+    in.request_id = 951;
+    in.offset = 0;
+    in.len = 4;
+    in.nframes = 1;
+    in.frame_bytes[0] = sizeof g;
+    send_envelope(c, "an INIT as worker 0", &in, 0, &gf, 1);
+    (*forged)++;
+    wire_header p;
+    wire_header_init(&p, WIRE_MSG_PULL, "worker", 0);
+    p.request_id = 952;
+    p.offset = 0;
+    p.len = 4;
+    p.final = 1;
+    send_envelope(c, "a final PULL as worker 0", &p, 0, NULL, 0);
+    (*forged)++;
+
+    /* A frame length the frame does not have: 1 GiB declared, 16 bytes sent. */
+    h.len = (uint64_t)1 << 28;
+    h.frame_bytes[0] = h.len * sizeof(float);
+    send_envelope(c, "a PUSH declaring a 1 GiB frame with 16 bytes", &h, 0, &gf, 1);
+    int n = NET_MAX_FRAMES + 4, rc = 0;
+    for (int i = 0; i < n && rc >= 0; i++)
+        rc = zmq_send(c->raw, junk[i % 3], 8, i + 1 < n ? ZMQ_SNDMORE : 0);
+    if (rc < 0) {
+        printf("%s: could not send a message of %d frames: %s\n", c->name, n,
+               zmq_strerror(zmq_errno()));
+        c->failed++;
+    } else
+        printf("%s: sent a message of %d frames\n", c->name, n);
+}
+
+/* Reads the server's answers until `want` ERRORs came or the deadline passed. */
+static int read_errors(conn *c, int want)
+{
+    pst_err err = {0};
+    net_msg *m = net_msg_create(&err);
+    msg_in *in = malloc(sizeof *in);
+    int got = 0;
+    if (!m || !in) {
+        printf("%s: out of memory\n", c->name);
+        goto done;
+    }
+    int64_t deadline = net_now_ms() + TIMEOUT_MS;
+    while (got < want) {
+        int left = (int)(deadline - net_now_ms());
+        if (left <= 0)
+            break;
+        int rc = msg_recv(c->s, m, 0, in, left, &err);
+        if (rc == PST_ERR_TIMEOUT)
+            break;
+        if (rc) {
+            printf("%s: bad reply: %s\n", c->name, err.msg);
+            continue;
+        }
+        if (in->h.type == WIRE_MSG_ERROR) {
+            got++;
+            printf("%s: ERROR for request %llu: %s\n", c->name,
+                   (unsigned long long)in->h.request_id, in->h.error_text);
+        } else
+            printf("%s: unexpected %s\n", c->name, wire_type_name(in->h.type));
+    }
+done:
+    free(in);
+    net_msg_destroy(m);
+    return got;
+}
+
+static void attack_coordinator(conn *c, uint64_t *seed)
+{
+    uint8_t junk[64];
+    fill_random(junk, sizeof junk, seed);
+    net_frame f = {.data = junk, .len = sizeof junk};
+    send_frames(c, "64 random bytes", &f, 1);
+    wire_header h;
+    wire_header_init(&h, WIRE_MSG_DONE, "worker", 0);
+    h.version = 99;
+    send_envelope(c, "a DONE of wire version 99", &h, 0, NULL, 0);
+    /* Forged DONEs would end the job early if the coordinator believed them. */
+    for (int w = 0; w < 2; w++) {
+        wire_header_init(&h, WIRE_MSG_DONE, "worker", w);
+        h.has_progress = 1;
+        h.epoch = 1000;
+        char what[64];
+        snprintf(what, sizeof what, "a DONE as worker %d", w);
+        send_envelope(c, what, &h, 0, NULL, 0);
+    }
+    wire_header_init(&h, WIRE_MSG_PROGRESS, "worker", 1);
+    h.has_progress = 1;
+    send_envelope(c, "a PROGRESS as worker 1", &h, 0, NULL, 0);
+    wire_header_init(&h, WIRE_MSG_HELLO, "server", 0);
+    snprintf(h.endpoint, sizeof h.endpoint, "tcp://127.0.0.1:1");
+    send_envelope(c, "a HELLO as server 0", &h, 0, NULL, 0);
+    wire_header_init(&h, WIRE_MSG_BYE, "server", 1);
+    send_envelope(c, "a BYE as server 1", &h, 0, NULL, 0);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 3) {
+        fprintf(stderr, "usage: %s SERVER_ENDPOINT COORDINATOR_ENDPOINT\n", argv[0]);
+        return 2;
+    }
+    int ok = 0, forged = 0, answered = 0;
+    pst_err err = {0};
+    uint64_t seed = 0x9e3779b97f4a7c15ULL;
+    /* Over the server's limit (one chunk of floats + 4096 bytes): it drops the connection. */
+    size_t big_len = (size_t)(WIRE_CHUNK_FLOATS * sizeof(float)) + 65536;
+    uint8_t *big = calloc(1, big_len);
+    net_ctx *ctx = net_ctx_create(1, &err);
+    void *zctx = zmq_ctx_new();
+    net_opts so = {.identity = "hostile-server", .linger_ms = 1000};
+    net_opts co = {.identity = "hostile-coord", .linger_ms = 1000};
+    conn srv = {.name = "server"}, crd = {.name = "coordinator"};
+    int linger = 1000, sndtimeo = TIMEOUT_MS;
+    if (!big || !ctx || !zctx || !(srv.raw = zmq_socket(zctx, ZMQ_DEALER)) ||
+        zmq_setsockopt(srv.raw, ZMQ_LINGER, &linger, sizeof linger) != 0 ||
+        zmq_setsockopt(srv.raw, ZMQ_SNDTIMEO, &sndtimeo, sizeof sndtimeo) != 0 ||
+        zmq_connect(srv.raw, argv[1]) != 0 ||
+        !(srv.s = net_sock_create(ctx, NET_DEALER, &so, &err)) ||
+        !(crd.s = net_sock_create(ctx, NET_DEALER, &co, &err)) ||
+        net_sock_connect(srv.s, argv[1], &err) || net_sock_connect(crd.s, argv[2], &err)) {
+        fprintf(stderr, "hostile_client: %s\n",
+                err.msg[0] ? err.msg : !big ? "out of memory" : zmq_strerror(zmq_errno()));
+        goto cleanup;
+    }
+    attack_server(&srv, &seed, &forged);
+    answered = read_errors(&srv, forged);
+    printf("server: %d of %d forged requests answered with an ERROR\n", answered, forged);
+    /* Last, as it costs this connection: a frame over the server's message size limit. */
+    net_frame bf = {.data = big, .len = big_len};
+    send_frames(&srv, "a frame over the server's size limit", &bf, 1);
+    attack_coordinator(&crd, &seed);
+    bf.len = WIRE_MAX_META + 4096; /* over the coordinator's limit */
+    send_frames(&crd, "a frame over the coordinator's size limit", &bf, 1);
+    ok = srv.failed == 0 && crd.failed == 0 && answered == forged;
+cleanup:
+    if (srv.raw)
+        zmq_close(srv.raw);
+    if (zctx)
+        zmq_ctx_term(zctx);
+    net_sock_destroy(srv.s);
+    net_sock_destroy(crd.s);
+    net_ctx_destroy(ctx);
+    free(big);
+    fflush(stdout);
+    return ok ? 0 : 1;
+}

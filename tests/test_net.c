@@ -1,0 +1,416 @@
+/* tests/test_net.c -- the transport and wire messages over real sockets on loopback:
+ * a ROUTER bound to an ephemeral port and DEALERs connected to it. Checks multipart round
+ * trips, the zero-copy release contract (exactly once, also on failure), receive timeouts,
+ * and that malformed input (too many frames, a garbage envelope, frames that disagree with
+ * the envelope, frames over ZMQ_MAXMSGSIZE) is refused without harm to the socket.
+ *
+ * Malformed messages are sent through a raw libzmq DEALER, since net/ and proto/ only
+ * send well-formed ones. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cmocka.h>
+#include <zmq.h>
+
+#include "net/net.h"
+#include "proto/msg.h"
+
+#define WAIT_MS 5000 /* upper bound of every wait for something that must happen */
+
+typedef struct {
+    net_ctx *ctx;
+    net_sock *router, *dealer;
+    net_msg *m;
+    char endpoint[256];
+    void *zctx, *raw; /* raw libzmq DEALER for malformed messages */
+} fixture;
+
+static int setup_opts(void **state, int64_t max_msg_bytes)
+{
+    fixture *fx = calloc(1, sizeof *fx);
+    assert_non_null(fx);
+    pst_err err = {0};
+    fx->ctx = net_ctx_create(1, &err);
+    assert_non_null(fx->ctx);
+    net_opts ro = {.hwm = -1, .max_msg_bytes = max_msg_bytes, .linger_ms = 100};
+    fx->router = net_sock_create(fx->ctx, NET_ROUTER, &ro, &err);
+    assert_non_null(fx->router);
+    if (net_sock_bind(fx->router, "tcp://127.0.0.1:0", fx->endpoint, sizeof fx->endpoint, &err))
+        fail_msg("bind: %s", err.msg);
+    assert_non_null(strstr(fx->endpoint, "tcp://127.0.0.1:"));
+    assert_null(strstr(fx->endpoint, ":*"));
+    net_opts dopt = {.identity = "dealer-1", .linger_ms = 100};
+    fx->dealer = net_sock_create(fx->ctx, NET_DEALER, &dopt, &err);
+    assert_non_null(fx->dealer);
+    if (net_sock_connect(fx->dealer, fx->endpoint, &err))
+        fail_msg("connect: %s", err.msg);
+    fx->m = net_msg_create(&err);
+    assert_non_null(fx->m);
+    fx->zctx = zmq_ctx_new();
+    fx->raw = zmq_socket(fx->zctx, ZMQ_DEALER);
+    int linger = 100;
+    zmq_setsockopt(fx->raw, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(fx->raw, ZMQ_ROUTING_ID, "raw-1", 5);
+    assert_int_equal(zmq_connect(fx->raw, fx->endpoint), 0);
+    *state = fx;
+    return 0;
+}
+
+static int setup(void **state) { return setup_opts(state, 0); }
+
+static int teardown(void **state)
+{
+    fixture *fx = *state;
+    zmq_close(fx->raw);
+    zmq_ctx_term(fx->zctx);
+    net_msg_destroy(fx->m);
+    net_sock_destroy(fx->dealer);
+    net_sock_destroy(fx->router);
+    net_ctx_destroy(fx->ctx);
+    free(fx);
+    return 0;
+}
+
+/* Sends frames [0, n) from the raw DEALER as one message. */
+static void raw_send(fixture *fx, const void *const *data, const size_t *len, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (zmq_send(fx->raw, data[i], len[i], i + 1 < n ? ZMQ_SNDMORE : 0) != (int)len[i])
+            fail_msg("zmq_send frame %d: %s", i, zmq_strerror(zmq_errno()));
+}
+
+static size_t pack(const wire_header *h, uint8_t *buf, size_t cap)
+{
+    size_t len = 0;
+    pst_err err = {0};
+    if (wire_pack(h, buf, cap, &len, &err))
+        fail_msg("wire_pack: %s", err.msg);
+    return len;
+}
+
+/* After a refused message the ROUTER must still deliver the next good one, in order. */
+static void expect_good_message_next(fixture *fx)
+{
+    wire_header h;
+    wire_header_init(&h, WIRE_MSG_DONE, "worker", 1);
+    h.request_id = 77;
+    pst_err err = {0};
+    assert_int_equal(msg_send(fx->dealer, NULL, 0, &h, NULL, 0, WAIT_MS, &err), PST_OK);
+    msg_in in;
+    if (msg_recv(fx->router, fx->m, 1, &in, WAIT_MS, &err))
+        fail_msg("good message after a refused one: %s", err.msg);
+    assert_int_equal(in.h.type, WIRE_MSG_DONE);
+    assert_int_equal(in.h.request_id, 77);
+    assert_int_equal(in.route_len, 8);
+    assert_memory_equal(in.route, "dealer-1", 8);
+}
+
+/* ---- zero-copy release --------------------------------------------------------------- */
+
+typedef struct {
+    atomic_int calls;
+    const void *data; /* the pointer the callback must get back */
+    atomic_int wrong;
+} release_count;
+
+static void count_release(void *data, void *hint)
+{
+    release_count *rc = hint;
+    if (data != rc->data)
+        atomic_fetch_add(&rc->wrong, 1);
+    atomic_fetch_add(&rc->calls, 1);
+}
+
+static void wait_calls(release_count *rc, int want)
+{
+    int64_t deadline = net_now_ms() + WAIT_MS;
+    while (atomic_load(&rc->calls) < want && net_now_ms() < deadline) {
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
+    assert_int_equal(atomic_load(&rc->calls), want);
+}
+
+static void test_round_trip_zero_copy(void **state)
+{
+    fixture *fx = *state;
+    static float grad[100]; /* lives until the release callback, and beyond */
+    for (int i = 0; i < 100; i++)
+        grad[i] = (float)i * 0.25f - 3;
+    release_count rel = {.data = grad};
+    atomic_init(&rel.calls, 0);
+    atomic_init(&rel.wrong, 0);
+
+    wire_header h;
+    wire_header_init(&h, WIRE_MSG_PUSH, "worker", 1);
+    h.request_id = 5;
+    h.offset = 1000;
+    h.len = 100;
+    h.clock = 12;
+    net_frame f = {.data = grad, .len = sizeof grad, .release = count_release, .hint = &rel};
+    pst_err err = {0};
+    if (msg_send(fx->dealer, NULL, 0, &h, &f, 1, WAIT_MS, &err))
+        fail_msg("msg_send: %s", err.msg);
+    /* msg_send filled the frame count and length from the payload. */
+    assert_int_equal(h.nframes, 1);
+    assert_int_equal(h.frame_bytes[0], 400);
+
+    msg_in in;
+    if (msg_recv(fx->router, fx->m, 1, &in, WAIT_MS, &err))
+        fail_msg("msg_recv: %s", err.msg);
+    assert_int_equal(net_msg_count(fx->m), 3); /* routing id, envelope, floats */
+    assert_int_equal(in.route_len, 8);
+    assert_memory_equal(in.route, "dealer-1", 8);
+    assert_int_equal(in.h.type, WIRE_MSG_PUSH);
+    assert_string_equal(in.h.role, "worker");
+    assert_int_equal(in.h.rank, 1);
+    assert_int_equal(in.h.request_id, 5);
+    assert_int_equal(in.h.offset, 1000);
+    assert_int_equal(in.h.len, 100);
+    assert_int_equal(in.h.clock, 12);
+    assert_int_equal(in.npayload, 1);
+    assert_int_equal(in.payload_len[0], 400);
+    assert_memory_equal(in.payload[0], grad, 400);
+    wait_calls(&rel, 1);
+
+    /* The reply goes back through the routing id, its payload copied (no release). */
+    wire_header r;
+    wire_header_init(&r, WIRE_MSG_PULL_REPLY, "server", 0);
+    r.request_id = 6;
+    r.offset = 1000;
+    r.len = 2;
+    r.clock_gap = 3;
+    char route[64];
+    memcpy(route, in.route, in.route_len);
+    const float w[2] = {1.5f, -2};
+    net_frame wf = {.data = w, .len = sizeof w};
+    if (msg_send(fx->router, route, in.route_len, &r, &wf, 1, 0, &err))
+        fail_msg("reply: %s", err.msg);
+    if (msg_recv(fx->dealer, fx->m, 0, &in, WAIT_MS, &err))
+        fail_msg("reply recv: %s", err.msg);
+    assert_null(in.route);
+    assert_int_equal(in.h.type, WIRE_MSG_PULL_REPLY);
+    assert_int_equal(in.h.request_id, 6);
+    assert_int_equal(in.h.clock_gap, 3);
+    assert_int_equal(in.payload_len[0], sizeof w);
+    assert_memory_equal(in.payload[0], w, sizeof w);
+
+    /* Closing everything must not release the first frame a second time. */
+    teardown(state);
+    assert_int_equal(atomic_load(&rel.calls), 1);
+    assert_int_equal(atomic_load(&rel.wrong), 0);
+    setup(state);
+}
+
+static void test_release_on_failed_send(void **state)
+{
+    fixture *fx = *state;
+    static float buf[4];
+    release_count rel = {.data = buf};
+    atomic_init(&rel.calls, 0);
+    atomic_init(&rel.wrong, 0);
+    pst_err err = {0};
+
+    /* A DEALER with no peer at all: the send queue never opens, the wait times out. */
+    net_sock *lonely = net_sock_create(fx->ctx, NET_DEALER, &(net_opts){.linger_ms = 1}, &err);
+    assert_non_null(lonely);
+    net_frame f = {.data = buf, .len = sizeof buf, .release = count_release, .hint = &rel};
+    int64_t t0 = net_now_ms();
+    assert_int_equal(net_send(lonely, &f, 1, 50, &err), PST_ERR_TIMEOUT);
+    assert_true(net_now_ms() - t0 < WAIT_MS);
+    assert_non_null(strstr(err.msg, "send queue full for 50 ms"));
+    assert_int_equal(atomic_load(&rel.calls), 1); /* released before net_send returned */
+    net_sock_destroy(lonely);
+
+    /* A ROUTER addressing a routing id nobody has: refused at once (ROUTER_MANDATORY). */
+    wire_header h;
+    wire_header_init(&h, WIRE_MSG_PULL_REPLY, "server", 0);
+    h.offset = 0;
+    h.len = 4;
+    assert_int_equal(msg_send(fx->router, "nobody", 6, &h, &f, 1, 0, &err), PST_ERR_PEER);
+    assert_non_null(strstr(err.msg, "peer not connected"));
+    assert_int_equal(atomic_load(&rel.calls), 2);
+
+    /* msg_send refusing its arguments releases the payload too. */
+    net_frame many[5] = {f, f, f, f, f};
+    for (int i = 1; i < 5; i++)
+        many[i].release = NULL;
+    assert_int_equal(msg_send(fx->dealer, NULL, 0, &h, many, 5, 0, &err), PST_ERR_ARG);
+    assert_int_equal(atomic_load(&rel.calls), 3);
+    assert_int_equal(atomic_load(&rel.wrong), 0);
+}
+
+/* ---- timeouts ---------------------------------------------------------------------------- */
+
+static void test_recv_timeout(void **state)
+{
+    fixture *fx = *state;
+    pst_err err = {0};
+    int64_t t0 = net_now_ms();
+    assert_int_equal(net_recv(fx->router, fx->m, 100, &err), PST_ERR_TIMEOUT);
+    int64_t took = net_now_ms() - t0;
+    assert_true(took >= 95);
+    assert_true(took < 2000);
+    assert_non_null(strstr(err.msg, "nothing received for 100 ms"));
+    assert_int_equal(net_msg_count(fx->m), 0);
+    /* 0 polls once. */
+    t0 = net_now_ms();
+    assert_int_equal(net_recv(fx->router, fx->m, 0, &err), PST_ERR_TIMEOUT);
+    assert_true(net_now_ms() - t0 < 1000);
+    uint64_t ready = 1;
+    net_sock *socks[1] = {fx->router};
+    assert_int_equal(net_poll(socks, 1, 20, &ready, &err), PST_ERR_TIMEOUT);
+    assert_int_equal(ready, 0);
+}
+
+/* ---- malformed input --------------------------------------------------------------------- */
+
+static void test_too_many_frames(void **state)
+{
+    fixture *fx = *state;
+    const void *data[NET_MAX_FRAMES + 2];
+    size_t len[NET_MAX_FRAMES + 2];
+    char bytes[NET_MAX_FRAMES + 2][16];
+    for (int i = 0; i < NET_MAX_FRAMES + 2; i++) {
+        snprintf(bytes[i], sizeof bytes[i], "f%d", i);
+        data[i] = bytes[i];
+        len[i] = strlen(bytes[i]);
+    }
+    raw_send(fx, data, len, NET_MAX_FRAMES + 2); /* + the routing id: 11 frames arrive */
+    pst_err err = {0};
+    assert_int_equal(net_recv(fx->router, fx->m, WAIT_MS, &err), PST_ERR_PEER);
+    assert_non_null(strstr(err.msg, "more than 8 frames"));
+    assert_int_equal(net_msg_count(fx->m), 0);
+
+    /* Exactly NET_MAX_FRAMES is fine: 7 from the DEALER + its routing id. */
+    raw_send(fx, data, len, NET_MAX_FRAMES - 1);
+    if (net_recv(fx->router, fx->m, WAIT_MS, &err))
+        fail_msg("8 frames: %s", err.msg);
+    assert_int_equal(net_msg_count(fx->m), NET_MAX_FRAMES);
+    size_t n;
+    const char *last = net_msg_data(fx->m, NET_MAX_FRAMES - 1, &n);
+    assert_int_equal(n, 2);
+    assert_memory_equal(last, "f6", 2);
+    /* The refused message was read to its end: the next one starts cleanly. */
+    expect_good_message_next(fx);
+}
+
+static void test_garbage_envelope(void **state)
+{
+    fixture *fx = *state;
+    msg_in in;
+    pst_err err = {0};
+    const uint8_t junk[] = {0xff, 0xff, 0xff, 0xff, 0x07};
+    const void *data[1] = {junk};
+    size_t len[1] = {sizeof junk};
+    raw_send(fx, data, len, 1);
+    assert_int_equal(msg_recv(fx->router, fx->m, 1, &in, WAIT_MS, &err), PST_ERR_PEER);
+    assert_int_equal(err.code, PST_ERR_PEER);
+    assert_non_null(strstr(err.msg, "envelope of 5 bytes does not parse"));
+
+    /* A well-formed envelope of another version. */
+    wire_header h;
+    wire_header_init(&h, WIRE_MSG_DONE, "worker", 0);
+    h.version = WIRE_VERSION + 1;
+    uint8_t buf[256];
+    data[0] = buf;
+    len[0] = pack(&h, buf, sizeof buf);
+    raw_send(fx, data, len, 1);
+    assert_int_equal(msg_recv(fx->router, fx->m, 1, &in, WAIT_MS, &err), PST_ERR_PEER);
+    assert_non_null(strstr(err.msg, "version 2, this build speaks 1"));
+
+    /* Only a routing id, no envelope: an empty message from the DEALER side. */
+    assert_int_equal(zmq_send(fx->raw, "", 0, 0), 0);
+    assert_int_equal(msg_recv(fx->router, fx->m, 1, &in, WAIT_MS, &err), PST_ERR_PEER);
+    expect_good_message_next(fx);
+}
+
+static void test_frame_length_mismatch(void **state)
+{
+    fixture *fx = *state;
+    msg_in in;
+    pst_err err = {0};
+    wire_header h;
+    wire_header_init(&h, WIRE_MSG_PUSH, "worker", 0);
+    h.offset = 0;
+    h.len = 100;
+    h.nframes = 1;
+    h.frame_bytes[0] = 400;
+    uint8_t buf[256];
+    static float g[100];
+    const void *data[2] = {buf, g};
+    size_t len[2] = {pack(&h, buf, sizeof buf), 396};
+    raw_send(fx, data, len, 2);
+    assert_int_equal(msg_recv(fx->router, fx->m, 1, &in, WAIT_MS, &err), PST_ERR_PEER);
+    assert_non_null(strstr(err.msg, "PUSH"));
+    assert_non_null(strstr(err.msg, "frame 1 has 396 bytes, header says 400"));
+
+    /* Truncated: the envelope announces a frame that never comes. */
+    raw_send(fx, data, len, 1);
+    assert_int_equal(msg_recv(fx->router, fx->m, 1, &in, WAIT_MS, &err), PST_ERR_PEER);
+    assert_non_null(strstr(err.msg, "0 payload frames arrived, header says 1"));
+
+    /* A huge declared length with a small frame. */
+    h.len = (uint64_t)1 << 40;
+    h.frame_bytes[0] = h.len * sizeof(float);
+    len[0] = pack(&h, buf, sizeof buf);
+    len[1] = 16;
+    raw_send(fx, data, len, 2);
+    assert_int_equal(msg_recv(fx->router, fx->m, 1, &in, WAIT_MS, &err), PST_ERR_PEER);
+    assert_non_null(strstr(err.msg, "frame 1 has 16 bytes, header says 4398046511104"));
+    expect_good_message_next(fx);
+}
+
+/* ZMQ_MAXMSGSIZE: a frame over the limit drops the sender's connection inside ZeroMQ; the
+ * receiver sees nothing (a timeout), and the reconnected sender is heard again. */
+static int setup_small(void **state) { return setup_opts(state, 1024); }
+
+static void test_max_msg_size(void **state)
+{
+    fixture *fx = *state;
+    pst_err err = {0};
+    expect_good_message_next(fx); /* connected */
+    static uint8_t big[4096];
+    memset(big, 0xab, sizeof big);
+    net_frame f = {.data = big, .len = sizeof big};
+    assert_int_equal(net_send(fx->dealer, &f, 1, WAIT_MS, &err), PST_OK);
+    assert_int_equal(net_recv(fx->router, fx->m, 300, &err), PST_ERR_TIMEOUT);
+
+    /* Frames at the limit still pass once the DEALER has reconnected: keep sending a small
+     * one until it arrives (bounded). */
+    int64_t deadline = net_now_ms() + WAIT_MS;
+    int got = 0;
+    while (!got && net_now_ms() < deadline) {
+        net_frame s = {.data = big, .len = 1000};
+        int rc = net_send(fx->dealer, &s, 1, 100, &err);
+        assert_true(rc == PST_OK || rc == PST_ERR_TIMEOUT);
+        if (net_recv(fx->router, fx->m, 100, &err) == PST_OK) {
+            size_t n;
+            net_msg_data(fx->m, 1, &n);
+            assert_int_equal(n, 1000); /* never the oversized one */
+            got = 1;
+        }
+    }
+    assert_true(got);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_round_trip_zero_copy, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_release_on_failed_send, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_recv_timeout, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_too_many_frames, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_garbage_envelope, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_frame_length_mismatch, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_max_msg_size, setup_small, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
