@@ -21,6 +21,7 @@ const char *wire_type_name(wire_type t)
     case WIRE_MSG_DONE: return "DONE";
     case WIRE_MSG_SHUTDOWN: return "SHUTDOWN";
     case WIRE_MSG_BYE: return "BYE";
+    case WIRE_MSG_BARRIER: return "BARRIER";
     }
     return "?";
 }
@@ -145,7 +146,7 @@ static int unpack_fields(wire_header *h, const Pstrain__Envelope *env, pst_err *
         return pst_err_set(err, PST_ERR_DATA, "wire: version %u, this build speaks %u",
                            env->version, WIRE_VERSION);
     int t = env->type;
-    if (t < WIRE_MSG_ERROR || t > WIRE_MSG_BYE)
+    if (t < WIRE_MSG_ERROR || t > WIRE_MSG_BARRIER)
         return pst_err_set(err, PST_ERR_DATA, "wire: unknown message type %d", t);
     const char *tn = wire_type_name((wire_type)t);
     if (env->n_payload_bytes > WIRE_MAX_FRAMES)

@@ -33,7 +33,8 @@ typedef enum {
     WIRE_MSG_PROGRESS,
     WIRE_MSG_DONE,
     WIRE_MSG_SHUTDOWN,
-    WIRE_MSG_BYE
+    WIRE_MSG_BYE,
+    WIRE_MSG_BARRIER
 } wire_type;
 
 typedef struct {

@@ -24,6 +24,7 @@ typedef struct {
     int epoch;
     int64_t step;
     double loss;
+    int64_t barrier;   /* the barrier it waits at, -1: none */
 } peer;
 
 typedef struct {
@@ -209,6 +210,35 @@ static int welcome_all(coord *c, pst_err *err)
     return rc;
 }
 
+/* Releases barrier `id` when every worker not yet done waits at it: each gets a BARRIER
+ * reply. Workers use it once, before their first step, so that all start training
+ * together (under asp an early starter would otherwise take many steps alone). */
+static void barrier_maybe_release(coord *c, int64_t id)
+{
+    int waiting = 0;
+    for (int w = 0; w < c->W; w++) {
+        const peer *p = &c->workers[w];
+        if (p->done)
+            continue;
+        if (p->barrier != id)
+            return;
+        waiting++;
+    }
+    for (int w = 0; w < c->W; w++) {
+        peer *p = &c->workers[w];
+        if (p->done || p->barrier != id)
+            continue;
+        wire_header h;
+        wire_header_init(&h, WIRE_MSG_BARRIER, ROLE, 0);
+        h.clock = id;
+        pst_err e = {0};
+        if (msg_send(c->sock, p->route, p->route_len, &h, NULL, 0, 0, &e))
+            log_warn(c->o->lg, "BARRIER to worker[%d]: %s", w, e.msg);
+        p->barrier = -1;
+    }
+    log_debug(c->o->lg, "barrier %lld released (%d workers)", (long long)id, waiting);
+}
+
 /* Follows the workers until all are done; a worker silent for longer than the timeout is
  * an error naming it. */
 static int follow(coord *c, pst_err *err)
@@ -217,8 +247,10 @@ static int follow(coord *c, pst_err *err)
     int64_t timeout_ms = (int64_t)o->job->cluster.timeout_s * 1000;
     int done = 0;
     int64_t now = net_now_ms();
-    for (int w = 0; w < c->W; w++)
+    for (int w = 0; w < c->W; w++) {
         c->workers[w].last_ms = now;
+        c->workers[w].barrier = -1;
+    }
     while (done < c->W) {
         if (*o->stop)
             return PST_OK;
@@ -259,12 +291,22 @@ static int follow(coord *c, pst_err *err)
             p->step = h->step;
             p->loss = h->loss;
         }
+        if (h->type == WIRE_MSG_BARRIER && !p->done) {
+            p->barrier = h->clock;
+            barrier_maybe_release(c, h->clock);
+        }
         if (h->type == WIRE_MSG_DONE && !p->done) {
             p->done = 1;
             done++;
             if (h->rank == 0 && h->has_progress)
                 c->test_accuracy = h->test_accuracy;
             log_info(o->lg, "worker[%d] finished (%d of %d)", h->rank, done, c->W);
+            /* It no longer holds back a barrier the others wait at. */
+            for (int w = 0; w < c->W; w++)
+                if (!c->workers[w].done && c->workers[w].barrier >= 0) {
+                    barrier_maybe_release(c, c->workers[w].barrier);
+                    break;
+                }
         }
     }
     return PST_OK;

@@ -94,6 +94,13 @@ static void test_welcome_hello_error_stats(void **state)
     assert_int_equal(g.error_code, PST_ERR_PEER);
     assert_string_equal(g.error_text, "range outside shard");
 
+    wire_header_init(&h, WIRE_MSG_BARRIER, "worker", 2);
+    h.clock = 7;
+    round_trip(&h, &g);
+    assert_int_equal(g.type, WIRE_MSG_BARRIER);
+    assert_int_equal(g.clock, 7);
+    assert_string_equal(wire_type_name(g.type), "BARRIER");
+
     wire_header_init(&h, WIRE_MSG_BYE, "server", 0);
     h.has_stats = 1;
     h.pushes = 10;

@@ -87,6 +87,39 @@ static int hello(worker *w, wire_header *welcome, pst_err *err)
     }
 }
 
+/* Waits at barrier `id` until the coordinator says every worker has reached it. */
+static int barrier(worker *w, int64_t id, pst_err *err)
+{
+    const wk_dist_options *o = w->o;
+    wire_header h;
+    wire_header_init(&h, WIRE_MSG_BARRIER, ROLE, o->rank);
+    h.clock = id;
+    int timeout_ms = o->job->cluster.timeout_s * 1000;
+    int rc = msg_send(w->coord, NULL, 0, &h, NULL, 0, timeout_ms, err);
+    if (rc)
+        return pst_err_prefix(err, "BARRIER to coordinator %s", o->coordinator);
+    int64_t deadline = net_now_ms() + timeout_ms;
+    for (;;) {
+        if (*o->stop)
+            return PST_OK;
+        int left = (int)(deadline - net_now_ms());
+        if (left <= 0)
+            return pst_err_set(err, PST_ERR_TIMEOUT,
+                               "coordinator %s did not release barrier %lld within %d s (another "
+                               "worker is stuck or gone)",
+                               o->coordinator, (long long)id, o->job->cluster.timeout_s);
+        rc = msg_recv(w->coord, w->m, 0, w->in, left < 500 ? left : 500, err);
+        if (rc == PST_ERR_TIMEOUT)
+            continue;
+        if (rc)
+            return pst_err_prefix(err, "coordinator %s", o->coordinator);
+        if (w->in->h.type == WIRE_MSG_ERROR)
+            return pst_err_set(err, PST_ERR_PEER, "coordinator: %s", w->in->h.error_text);
+        if (w->in->h.type == WIRE_MSG_BARRIER && w->in->h.clock == id)
+            return PST_OK;
+    }
+}
+
 /* Tells the coordinator how far we are (also our sign of life), at most every 2 s. */
 static int report_progress(worker *w, wire_type type, double test_accuracy, pst_err *err)
 {
@@ -298,7 +331,8 @@ int wk_dist_run(const wk_dist_options *o, pst_err *err)
         if ((rc = wk_kv_init(w.kv, ml_model_params(w.model), err)))
             goto cleanup;
     }
-    if ((rc = wk_kv_pull_start(w.kv, 0, 0, err)) || (rc = pull_into_model(&w, err)))
+    if ((rc = wk_kv_pull_start(w.kv, 0, 0, err)) || (rc = pull_into_model(&w, err)) ||
+        (rc = barrier(&w, 0, err)) || *o->stop)
         goto cleanup;
     log_info(o->lg, "training with %d servers, %s%s", welcome->num_servers,
              cfg_consistency_name(job->cluster.consistency),
