@@ -21,14 +21,18 @@
  *
  * Rounds are interleaved (raw-seq, raw-echo, S = 1, 2, 4, rotating the order each round)
  * after one untimed warm-up round of each, and the summary gives medians and the ratio
- * of each server count to raw-seq and raw-echo. The weights pulled back are checked on a
- * sample of indices against the exact SGD result (g = 2^-10, lr = 0.5, w0 = 0, so after k
- * updates w = -k 2^-11 exactly). Figures only: a benchmark never judges them.
+ * of each server count to raw-seq and raw-echo, with the CPU time the round cost all the
+ * processes taking part (every thread of this one, the raw child or the cluster's
+ * coordinator and servers): a figure a busy machine disturbs less than wall time. The
+ * weights pulled back are checked on a sample of indices against the exact SGD result
+ * (g = 2^-10, lr = 0.5, w0 = 0, so after k updates w = -k 2^-11 exactly). This process
+ * and the raw child use the allocator settings of `pstrain worker` (cli/main.c). Figures
+ * only: a benchmark never judges them.
  *
  * Memory: the N-float gradient and weights here, a copy in the raw child, and per server
- * count N floats of weights plus N of bsp sums over its servers (all clusters stay up so
- * their rounds interleave): about 4N x (3 + 2 x number of server counts) bytes, 4.4 GB for
- * the defaults. */
+ * count N floats of weights over its servers (plain SGD keeps no state, and bsp with one
+ * worker no sums; all clusters stay up so their rounds interleave): about
+ * 4N x (3 + number of server counts) bytes, 2.4 GB for the defaults. */
 #define _GNU_SOURCE /* pipe2, dup2 flags */
 #include <dirent.h>
 #include <errno.h>
@@ -235,7 +239,9 @@ static int raw_start(raw_peer *r, size_t nbytes, pst_err *err)
         return pst_err_set(err, PST_ERR_IO, "raw child did not report its endpoint");
     r->ctx = zmq_ctx_new();
     r->sock = zmq_socket(r->ctx, ZMQ_DEALER);
-    if (!r->sock || zmq_connect(r->sock, ep) != 0)
+    int linger_ms = 1000; /* RAW_QUIT to a child that is gone must not hang the exit */
+    if (!r->sock || zmq_setsockopt(r->sock, ZMQ_LINGER, &linger_ms, sizeof linger_ms) != 0 ||
+        zmq_connect(r->sock, ep) != 0)
         return pst_err_set(err, PST_ERR_NET, "raw: connect %s: %s", ep, zmq_strerror(errno));
     return PST_OK;
 }
@@ -275,9 +281,12 @@ static int raw_round(raw_peer *r, int mode, const char *g, size_t nbytes, double
     return PST_OK;
 }
 
-static int raw_stop(raw_peer *r)
+/* Ends the child: RAW_QUIT, or SIGTERM when a round failed half-way (abort). */
+static int raw_stop(raw_peer *r, int abort)
 {
     int st = -1;
+    if (abort && r->pid > 0)
+        kill(r->pid, SIGTERM);
     if (r->sock) {
         raw_ctl c = {RAW_QUIT, 0, 0};
         zmq_send(r->sock, &c, sizeof c, 0);
@@ -466,11 +475,13 @@ static int check_weights(const float *w, uint64_t n, int64_t k, int S, pst_err *
 }
 
 /* DONE to the servers and the coordinator; then every process of the cluster must exit 0
- * within the timeout. */
-static int cluster_finish(cluster *c, pst_err *err)
+ * within the timeout. abort (the run failed elsewhere): SIGTERM to them instead. */
+static int cluster_finish(cluster *c, int abort, pst_err *err)
 {
     int rc = PST_OK;
-    if (c->kv && !(rc = wk_kv_done(c->kv, err)))
+    for (int i = 0; abort && i < c->nproc; i++)
+        kill(c->pids[i], SIGTERM);
+    if (!abort && c->kv && !(rc = wk_kv_done(c->kv, err)))
         rc = send_progress(c, WIRE_MSG_DONE, err);
     wk_kv_destroy(c->kv);
     c->kv = NULL;
@@ -496,7 +507,7 @@ static int cluster_finish(cluster *c, pst_err *err)
             if (!rc)
                 rc = pst_err_set(err, PST_ERR_TIMEOUT, "S=%d: pid %d did not exit (see %s)",
                                  c->S, (int)c->pids[i], c->log_path);
-        } else if (!rc && !(WIFEXITED(st) && WEXITSTATUS(st) == 0))
+        } else if (!rc && !abort && !(WIFEXITED(st) && WEXITSTATUS(st) == 0))
             rc = pst_err_set(err, PST_ERR_PEER, "S=%d: %s exited with status %d (see %s)", c->S,
                              i == 0 ? "the coordinator" : "a server", st, c->log_path);
     }
@@ -577,7 +588,7 @@ int main(int argc, char **argv)
     raw_peer raw = {0};
     if (raw_start(&raw, nbytes, &err)) {
         fprintf(stderr, "bench_transport: %s\n", err.msg);
-        raw_stop(&raw);
+        raw_stop(&raw, 1);
         return 1;
     }
     char dir[] = "/tmp/bench-transport-XXXXXX";
@@ -585,7 +596,7 @@ int main(int argc, char **argv)
     cluster *cl = calloc((size_t)ncl, sizeof *cl);
     if (!mkdtemp(dir) || !g || !w || !cl) {
         fprintf(stderr, "bench_transport: out of memory or no temporary folder\n");
-        raw_stop(&raw);
+        raw_stop(&raw, 1);
         return 1;
     }
     for (uint64_t i = 0; i < nparams; i++) {
@@ -646,12 +657,12 @@ int main(int argc, char **argv)
     }
     for (int k = 0; k < ncl; k++) {
         pst_err e2 = {0};
-        if (cl[k].nproc && cluster_finish(&cl[k], &e2) && !rc) {
+        if (cl[k].nproc && cluster_finish(&cl[k], rc != 0, &e2) && !rc) {
             rc = e2.code;
             err = e2;
         }
     }
-    if (raw_stop(&raw) && !rc)
+    if (raw_stop(&raw, rc != 0) && !rc)
         rc = pst_err_set(&err, PST_ERR_PEER, "the raw ZeroMQ child failed");
     if (rc) {
         fprintf(stderr, "bench_transport: %s\n", err.msg);

@@ -82,6 +82,13 @@ import json, sys
 a = [json.loads(l).get("accuracy") for l in open(sys.argv[1]) if json.loads(l).get("split") == "test"]
 print("%.4f" % a[-1] if a else "nan")' "$1/metrics.jsonl"
 }
+# ms per step computing and waiting for weights, from a distributed run's worker log
+# ("epoch E: T s over N steps, C s computing, W s waiting for weights").
+split() {
+  awk '/ s computing, / { for (i = 1; i <= NF; i++) { if ($i == "over") n += $(i + 1);
+         if ($i == "computing,") c += $(i - 2); if ($i == "waiting") w += $(i - 2) } }
+       END { printf "%.2f/%.2f", 1000 * c / n, 1000 * w / n }' "$1"
+}
 median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 echo "# pstrain distributed vs single-process training: default job (Fashion-MNIST MLP, adam, batch 128), $epochs epochs"
@@ -91,9 +98,9 @@ echo "threads:   OPENBLAS_NUM_THREADS=1 in every process"
 echo "load:      $(cut -d' ' -f1-3 /proc/loadavg) (1/5/15-min load average at start)"
 echo "rounds:    $rounds, each runs single, bsp, asp, asp-pipe once, the order rotating"
 echo
-printf '| %5s | %9s | %9s | %9s | %9s | %8s | %8s | %8s | %s |\n' round single bsp asp asp-pipe \
-  bsp/1 asp/1 pipe/1 "test accuracy single/bsp/asp/pipe"
-echo "|------:|----------:|----------:|----------:|----------:|---------:|---------:|---------:|:---|"
+printf '| %6s | %9s | %9s | %9s | %9s | %8s | %8s | %8s | %s | %s |\n' round single bsp asp asp-pipe \
+  bsp/1 asp/1 pipe/1 "bsp ms/step computing/waiting" "test accuracy single/bsp/asp/pipe"
+echo "|-------:|----------:|----------:|----------:|----------:|---------:|---------:|---------:|:---|:---|"
 for r in $(seq 1 "$rounds"); do
   for j in 0 1 2 3; do
     k=${kinds[$(( (j + r - 1) % 4 ))]}
@@ -102,14 +109,14 @@ for r in $(seq 1 "$rounds"); do
   s=$(rate "$tmp/single-$r"); b=$(rate "$tmp/bsp-$r"); a=$(rate "$tmp/asp-$r"); p=$(rate "$tmp/asp-pipe-$r")
   echo "$s $b $a $p" >> "$tmp/rates"
   awk -v r="$r" -v s="$s" -v b="$b" -v a="$a" -v p="$p" \
-      -v acc="$(acc "$tmp/single-$r")/$(acc "$tmp/bsp-$r")/$(acc "$tmp/asp-$r")/$(acc "$tmp/asp-pipe-$r")" 'BEGIN {
-    printf "| %5d | %9.0f | %9.0f | %9.0f | %9.0f | %8.3f | %8.3f | %8.3f | %s |\n", r, s, b, a, p, b / s, a / s, p / s, acc }'
+      -v sp="$(split "$tmp/bsp-$r.log")" -v acc="$(acc "$tmp/single-$r")/$(acc "$tmp/bsp-$r")/$(acc "$tmp/asp-$r")/$(acc "$tmp/asp-pipe-$r")" 'BEGIN {
+    printf "| %6d | %9.0f | %9.0f | %9.0f | %9.0f | %8.3f | %8.3f | %8.3f | %s | %s |\n", r, s, b, a, p, b / s, a / s, p / s, sp, acc }'
   rm -rf "$tmp/single-$r" "$tmp/bsp-$r" "$tmp/asp-$r" "$tmp/asp-pipe-$r"
 done
 med() { awk "{ print $1 }" "$tmp/rates" | median; }
 awk -v s="$(med '$1')" -v b="$(med '$2')" -v a="$(med '$3')" -v p="$(med '$4')" \
     -v rb="$(med '$2 / $1')" -v ra="$(med '$3 / $1')" -v rp="$(med '$4 / $1')" 'BEGIN {
-  printf "| median | %8.0f | %9.0f | %9.0f | %9.0f | %8.3f | %8.3f | %8.3f | |\n", s, b, a, p, rb, ra, rp
+  printf "| median | %9.0f | %9.0f | %9.0f | %9.0f | %8.3f | %8.3f | %8.3f | | |\n", s, b, a, p, rb, ra, rp
   printf "\nmedian bsp/single      = %.3f   (target >= 0.90: %s)\n", rb, (rb >= 0.9 ? "met" : "missed")
   printf "median asp/single      = %.3f\n", ra
   printf "median asp-pipe/single = %.3f\n", rp }'

@@ -135,7 +135,7 @@ while kill -0 "$launcher" 2>/dev/null; do
   for pid in $(pgrep -f -- "$tmp/job.yaml" || true); do
     [ "$pid" = "$launcher" ] && continue
     d=/proc/$pid
-    cmd=$(tr '\0' ' ' < "$d/cmdline" 2>/dev/null) || continue
+    cmd=$( { tr '\0' ' ' < "$d/cmdline"; } 2>/dev/null ) || continue
     h=$(awk '/^VmHWM/ { print $2 }' "$d/status" 2>/dev/null) || continue
     [ -n "$h" ] || continue
     if [ -z "${role[$pid]:-}" ]; then

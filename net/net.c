@@ -91,6 +91,8 @@ net_sock *net_sock_create(net_ctx *ctx, net_kind kind, const net_opts *o, pst_er
             setopt_int(s, ZMQ_RCVHWM, hwm, "ZMQ_RCVHWM", err))
             goto fail;
     }
+    if (o->rcv_hwm > 0 && setopt_int(s, ZMQ_RCVHWM, o->rcv_hwm, "ZMQ_RCVHWM", err))
+        goto fail;
     if (o->max_msg_bytes > 0) {
         int64_t v = o->max_msg_bytes;
         if (zmq_setsockopt(s->z, ZMQ_MAXMSGSIZE, &v, sizeof v) != 0) {

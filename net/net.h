@@ -32,6 +32,10 @@ typedef struct {
     int64_t max_msg_bytes; /* > 0: larger inbound frames drop the connection (ZMQ_MAXMSGSIZE) */
     int hwm;               /* send/receive high-water mark in messages; 0: ZeroMQ's 1000;
                               -1: none (for servers, whose queues the protocol bounds) */
+    int rcv_hwm;           /* > 0: receive high-water mark per peer instead of hwm's: a
+                              full queue stops reading that peer's connection, so its
+                              sender waits (TCP flow control) instead of this process
+                              buffering what it cannot process yet */
     const char *identity;  /* DEALER routing id, e.g. "worker-3"; NULL: ZeroMQ picks one */
     int linger_ms;         /* how long close waits to flush queued messages; default 2000 */
 } net_opts;

@@ -12,6 +12,9 @@
 #include "ps/shard.h"
 
 #define ROLE "server"
+/* Messages a worker's connection may queue before this server reads them: 4 chunks of
+ * 16 MiB keep the loop busy while the next arrive. */
+#define SRV_RCV_HWM 4
 
 /* A pull that has to wait for other workers' clocks. */
 typedef struct {
@@ -377,7 +380,12 @@ int srv_run(const srv_options *o, pst_err *err)
         rc = err ? err->code : PST_ERR_NOMEM;
         goto cleanup;
     }
-    net_opts so = {.hwm = -1, .max_msg_bytes = (int64_t)(WIRE_CHUNK_FLOATS * sizeof(float)) + 4096};
+    /* Replies never wait (hwm -1), but at most SRV_RCV_HWM messages per worker wait here to
+     * be processed: a worker pushing or initialising faster than this loop applies keeps
+     * its chunks itself (zero-copy, in its own buffers) instead of this process holding up
+     * to its whole shard again in received frames (1 GB per server at 1e9 parameters). */
+    net_opts so = {.hwm = -1, .rcv_hwm = SRV_RCV_HWM,
+                   .max_msg_bytes = (int64_t)(WIRE_CHUNK_FLOATS * sizeof(float)) + 4096};
     if (!(s.sock = net_sock_create(s.ctx, NET_ROUTER, &so, err))) {
         rc = err->code;
         goto cleanup;

@@ -101,32 +101,6 @@ int srv_shard_check_range(const srv_shard *sh, uint64_t off, uint64_t len, pst_e
     return PST_OK;
 }
 
-int srv_shard_init_range(srv_shard *sh, uint64_t off, const float *w, uint64_t len,
-                         pst_err *err)
-{
-    int rc = srv_shard_check_range(sh, off, len, err);
-    if (rc)
-        return rc;
-    if (srv_shard_initialized(sh))
-        return pst_err_set(err, PST_ERR_PEER, "INIT after the shard was initialised");
-    /* Worker 0 sends the ranges in order over one connection, each once, so the floats set
-     * so far are [base, base + init_floats); anything else would let a repeated range count
-     * for one never sent. */
-    if (off - sh->base != sh->init_floats)
-        return pst_err_set(err, PST_ERR_PEER,
-                           "INIT of [%llu, %llu) repeats or skips part of the shard: the next "
-                           "range starts at %llu",
-                           (unsigned long long)off, (unsigned long long)(off + len),
-                           (unsigned long long)(sh->base + sh->init_floats));
-    for (uint64_t i = 0; i < len; i++)
-        if (!isfinite(w[i]))
-            return pst_err_set(err, PST_ERR_PEER, "INIT: weight %llu is not finite",
-                               (unsigned long long)(off + i));
-    memcpy(sh->w + (off - sh->base), w, (size_t)len * sizeof(float));
-    sh->init_floats += len;
-    return PST_OK;
-}
-
 /* Index of the first NaN or Inf in x[0..n), or n. Blocks are checked without an early exit
  * (so gcc vectorises the loop: an exponent of all ones is Inf or NaN), and only a block
  * that has one is searched again. */
@@ -146,6 +120,32 @@ static uint64_t first_nonfinite(const float *x, uint64_t n)
                     return i;
     }
     return n;
+}
+
+int srv_shard_init_range(srv_shard *sh, uint64_t off, const float *w, uint64_t len,
+                         pst_err *err)
+{
+    int rc = srv_shard_check_range(sh, off, len, err);
+    if (rc)
+        return rc;
+    if (srv_shard_initialized(sh))
+        return pst_err_set(err, PST_ERR_PEER, "INIT after the shard was initialised");
+    /* Worker 0 sends the ranges in order over one connection, each once, so the floats set
+     * so far are [base, base + init_floats); anything else would let a repeated range count
+     * for one never sent. */
+    if (off - sh->base != sh->init_floats)
+        return pst_err_set(err, PST_ERR_PEER,
+                           "INIT of [%llu, %llu) repeats or skips part of the shard: the next "
+                           "range starts at %llu",
+                           (unsigned long long)off, (unsigned long long)(off + len),
+                           (unsigned long long)(sh->base + sh->init_floats));
+    uint64_t bad = first_nonfinite(w, len);
+    if (bad < len)
+        return pst_err_set(err, PST_ERR_PEER, "INIT: weight %llu is not finite",
+                           (unsigned long long)(off + bad));
+    memcpy(sh->w + (off - sh->base), w, (size_t)len * sizeof(float));
+    sh->init_floats += len;
+    return PST_OK;
 }
 
 static int64_t min_live_clock(const srv_shard *sh)
