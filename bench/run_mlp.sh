@@ -12,6 +12,7 @@
 #   --build DIR CMake build directory holding bench_mlp (default: build)
 #   --data DIR  Fashion-MNIST IDX files (default /usr/share/datasets/fashion-mnist)
 # Build first:  cmake -S . -B build -DCMAKE_BUILD_TYPE=Release && cmake --build build --target bench_mlp
+# shellcheck disable=SC2016  # the single-quoted $1, $2 ... below are awk columns
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -81,10 +82,10 @@ for r in $(seq 1 "$rounds"); do
     echo "torch-z: zero_grad(), the 1.13 default. Test accuracy after the epoch (same init and seed"
     echo "in every round, so it repeats)."
     echo
-    printf '| %6s | %10s | %8s | %8s | %8s | %13s | %13s | %15s | %11s | %8s | %10s |\n' round \
+    printf '| %10s | %10s | %8s | %8s | %8s | %13s | %13s | %15s | %11s | %8s | %10s |\n' round \
       "sgemm-only" pstrain torch torch-z "pstrain/sgemm" "pstrain/torch" "pstrain/torch-z" \
       "torch/sgemm" "pst test" "torch test"
-    echo "|-------:|-----------:|---------:|---------:|---------:|--------------:|--------------:|----------------:|------------:|---------:|-----------:|"
+    echo "|-----------:|-----------:|---------:|---------:|---------:|--------------:|--------------:|----------------:|------------:|---------:|-----------:|"
   fi
   sg=$(value sgemm_sps "$tmp/c$r" round)
   ps=$(value pstrain_sps "$tmp/c$r" round)
@@ -92,21 +93,31 @@ for r in $(seq 1 "$rounds"); do
   tz=$(value torch_zero_sps "$tmp/t$r" round)
   pa=$(value test_acc "$tmp/c$r" round)
   ta=$(value torch_test_acc "$tmp/t$r" round)
-  echo "$sg $ps $th $tz" >> "$tmp/rates"
+  echo "$sg $ps $th $tz $(value sgemm_cpu_sps "$tmp/c$r" round) $(value pstrain_cpu_sps "$tmp/c$r" round)" \
+       "$(value torch_cpu_sps "$tmp/t$r" round) $(value torch_zero_cpu_sps "$tmp/t$r" round)" >> "$tmp/rates"
   awk -v r="$r" -v sg="$sg" -v ps="$ps" -v th="$th" -v tz="$tz" -v pa="$pa" -v ta="$ta" 'BEGIN {
-    printf "| %6d | %10.0f | %8.0f | %8.0f | %8.0f | %13.3f | %13.3f | %15.3f | %11.3f | %8.4f | %10.4f |\n",
+    printf "| %10d | %10.0f | %8.0f | %8.0f | %8.0f | %13.3f | %13.3f | %15.3f | %11.3f | %8.4f | %10.4f |\n",
       r, sg, ps, th, tz, ps / sg, ps / th, ps / tz, th / sg, pa, ta }'
 done
 
+# med EXPR: median over the rounds of an awk expression of the rates' columns ('$2 / $1').
 med() { awk "{ print $1 }" "$tmp/rates" | median; }
 m_sg=$(med '$1'); m_ps=$(med '$2'); m_th=$(med '$3'); m_tz=$(med '$4')
 r_ps=$(med '$2 / $1'); r_pt=$(med '$2 / $3'); r_pz=$(med '$2 / $4'); r_ts=$(med '$3 / $1')
 awk -v sg="$m_sg" -v ps="$m_ps" -v th="$m_th" -v tz="$m_tz" -v a="$r_ps" -v b="$r_pt" -v c="$r_pz" \
     -v d="$r_ts" 'BEGIN {
-  printf "| median | %10.0f | %8.0f | %8.0f | %8.0f | %13.3f | %13.3f | %15.3f | %11.3f | %8s | %10s |\n",
-    sg, ps, th, tz, a, b, c, d, "", "" }'
+  printf "| %10s | %10.0f | %8.0f | %8.0f | %8.0f | %13.3f | %13.3f | %15.3f | %11.3f | %8s | %10s |\n",
+    "median", sg, ps, th, tz, a, b, c, d, "", "" }'
+c_sg=$(med '$5'); c_ps=$(med '$6'); c_th=$(med '$7'); c_tz=$(med '$8')
+q_ps=$(med '$6 / $5'); q_pt=$(med '$6 / $7'); q_pz=$(med '$6 / $8'); q_ts=$(med '$7 / $5')
+awk -v sg="$c_sg" -v ps="$c_ps" -v th="$c_th" -v tz="$c_tz" -v a="$q_ps" -v b="$q_pt" -v c="$q_pz" \
+    -v d="$q_ts" 'BEGIN {
+  printf "| %10s | %10.0f | %8.0f | %8.0f | %8.0f | %13.3f | %13.3f | %15.3f | %11.3f | %8s | %10s |\n",
+    "cpu median", sg, ps, th, tz, a, b, c, d, "", "" }'
 echo
-echo "Ratios are medians of the per-round ratios. Load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)."
+echo "Ratios are medians of the per-round ratios. \"cpu median\" counts samples per CPU second"
+echo "of each process instead of per wall second: time the core spent on other jobs does not"
+echo "count there. Load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)."
 awk -v a="$r_pt" -v b="$r_ps" -v c="$r_pz" 'BEGIN {
   printf "median pstrain/torch       = %.3f   (target >= 1.25: %s)\n", a, (a >= 1.25 ? "met" : "missed")
   printf "median pstrain/torch-z     = %.3f   (against the zero_grad() loop)\n", c

@@ -18,6 +18,7 @@ Run with Debian's interpreter and one thread everywhere:
 torch.set_num_threads(1) limits torch's own pool, but Debian's torch calls OpenBLAS, whose
 pthreads build starts its threads when loaded unless OPENBLAS_NUM_THREADS=1.
 
+Rates are samples per wall-clock second and per CPU second of the process (*_cpu_sps).
 Prints "round" and "memory" lines of key=value figures for bench/run_mlp.sh.
 """
 import argparse
@@ -125,13 +126,15 @@ def main():
     for r in range(1, args.rounds + 1):
         for v in variants:
             model, opt, gen = runs[v]
-            t0 = time.perf_counter()
+            c0, t0 = time.process_time(), time.perf_counter()
             loss = train_epoch(model, opt, lossf, x, y, gen, v == "none")
             secs = time.perf_counter() - t0
+            cpu = time.process_time() - c0
             with torch.no_grad():
                 acc = (model(xt).argmax(1) == yt).double().mean().item()
             key = "torch" if v == "none" else "torch_zero"
             print(f"round {r} {key}_s={secs:.4f} {key}_sps={n / secs:.0f} "
+                  f"{key}_cpu_sps={n / cpu:.0f} "
                   f"{key}_train_loss={loss:.4f} {key}_test_acc={acc:.4f}", flush=True)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     data_mib = (x.numel() * 4 + y.numel() * 8 + xt.numel() * 4 + yt.numel() * 8) / 2**20
