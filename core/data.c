@@ -1446,6 +1446,65 @@ ds_dataset *ds_partition(const ds_dataset *ds, int nparts, int k, uint64_t seed,
     return out;
 }
 
+/* Moves row perm[j] to row j for every j, following the permutation's cycles with one
+ * spare row, so the data is never held twice. */
+static void permute_rows(void *base, size_t rowb, const uint32_t *perm, int64_t n,
+                         unsigned char *seen, void *tmp)
+{
+    char *b = base;
+    for (int64_t i = 0; i < n; i++) {
+        if (seen[i])
+            continue;
+        memcpy(tmp, b + (size_t)i * rowb, rowb);
+        int64_t j = i;
+        for (;;) {
+            seen[j] = 1;
+            int64_t src = perm[j];
+            if (src == i) {
+                memcpy(b + (size_t)j * rowb, tmp, rowb);
+                break;
+            }
+            memcpy(b + (size_t)j * rowb, b + (size_t)src * rowb, rowb);
+            j = src;
+        }
+    }
+}
+
+int ds_shuffle_inplace(ds_dataset *ds, uint64_t seed, pst_err *err)
+{
+    uint32_t *perm = NULL;
+    unsigned char *seen = NULL;
+    void *tmp = NULL;
+    int rc = shuffled_rows(ds->n, seed, &perm, err);
+    if (rc)
+        return rc;
+    size_t xrow = (size_t)ds->d * sizeof(float);
+    size_t trow = ds->target ? (size_t)ds->tdim * sizeof(float) : 0;
+    size_t nseen = ds->n > 0 ? (size_t)ds->n : 1; /* n >= 0, checked by shuffled_rows */
+    seen = malloc(nseen);
+    tmp = malloc(xrow > trow ? xrow : trow);
+    if (!seen || !tmp) {
+        rc = pst_err_set(err, PST_ERR_NOMEM, "shuffle of %lld rows: out of memory",
+                         (long long)ds->n);
+        goto cleanup;
+    }
+    memset(seen, 0, nseen);
+    permute_rows(ds->x, xrow, perm, ds->n, seen, tmp);
+    if (ds->label) {
+        memset(seen, 0, nseen);
+        permute_rows(ds->label, sizeof(int32_t), perm, ds->n, seen, tmp);
+    }
+    if (ds->target) {
+        memset(seen, 0, nseen);
+        permute_rows(ds->target, trow, perm, ds->n, seen, tmp);
+    }
+cleanup:
+    free(perm);
+    free(seen);
+    free(tmp);
+    return rc;
+}
+
 ds_dataset *ds_filter_classes(const ds_dataset *ds, const int *keep, int nkeep, pst_err *err)
 {
     int *map = NULL;

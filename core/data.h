@@ -115,6 +115,10 @@ ds_dataset *ds_partition(const ds_dataset *ds, int nparts, int k, uint64_t seed,
  * neither has names. */
 int ds_align_classes(ds_dataset *ds, const ds_dataset *ref, const char *what, pst_err *err);
 
+/* Reorders ds in place exactly as ds_partition(ds, 1, 0, seed) would copy it, without a
+ * second copy of the data. */
+int ds_shuffle_inplace(ds_dataset *ds, uint64_t seed, pst_err *err);
+
 /* Keeps only the samples whose label is in keep[0..nkeep) and relabels them 0..nkeep-1
  * in that order (for taking a subset of classes). */
 ds_dataset *ds_filter_classes(const ds_dataset *ds, const int *keep, int nkeep, pst_err *err);

@@ -904,6 +904,23 @@ static void test_filter_classes(void **state)
     ds_destroy(reg);
 }
 
+static void test_shuffle_inplace_matches_partition(void **state)
+{
+    (void)state;
+    pst_err err = {0};
+    ds_dataset *a = make_ids(1001), *b = make_ids(1001);
+    ds_dataset *p = ds_partition(a, 1, 0, 77, &err);
+    assert_non_null(p);
+    assert_int_equal(ds_shuffle_inplace(b, 77, &err), PST_OK);
+    assert_memory_equal(ds_x(p), ds_x(b), 1001 * sizeof(float) * (size_t)ds_dim(b));
+    if (ds_labels(p))
+        assert_memory_equal(ds_labels(p), ds_labels(b), 1001 * sizeof(int32_t));
+    assert_memory_not_equal(ds_x(a), ds_x(b), 1001 * sizeof(float) * (size_t)ds_dim(b));
+    ds_destroy(a);
+    ds_destroy(b);
+    ds_destroy(p);
+}
+
 static void test_align_classes(void **state)
 {
     pst_err err = {0};
@@ -1022,6 +1039,7 @@ int main(void)
         cmocka_unit_test(test_partition),
         cmocka_unit_test(test_filter_classes),
         cmocka_unit_test(test_align_classes),
+        cmocka_unit_test(test_shuffle_inplace_matches_partition),
         cmocka_unit_test(test_create),
         cmocka_unit_test(test_fashion_mnist_t10k),
     };

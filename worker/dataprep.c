@@ -93,13 +93,19 @@ int wk_data_load(const cfg_job *job, int nparts, int part, wk_data *d, pst_err *
     rc = ds_scaler_fit(&d->scaler, scale_kind(dc->scale), d->train, err);
     if (rc)
         goto fail;
-    ds_dataset *mine = ds_partition(d->train, nparts, part, job->seed, err);
-    if (!mine) {
-        rc = err ? err->code : PST_ERR_NOMEM;
-        goto fail;
+    if (nparts == 1) {
+        /* The whole set, in the partition's order, without holding it twice. */
+        if ((rc = ds_shuffle_inplace(d->train, job->seed, err)))
+            goto fail;
+    } else {
+        ds_dataset *mine = ds_partition(d->train, nparts, part, job->seed, err);
+        if (!mine) {
+            rc = err ? err->code : PST_ERR_NOMEM;
+            goto fail;
+        }
+        ds_destroy(d->train);
+        d->train = mine;
     }
-    ds_destroy(d->train);
-    d->train = mine;
     ds_dataset *sets[3] = {d->train, d->val, d->test};
     for (int i = 0; i < 3; i++)
         if (sets[i] && (rc = ds_scaler_apply(&d->scaler, sets[i], err)))
