@@ -40,5 +40,7 @@ int cmd_local(int argc, char **argv, const volatile sig_atomic_t *stop);
 int cmd_server(int argc, char **argv, const volatile sig_atomic_t *stop);
 int cmd_worker(int argc, char **argv, const volatile sig_atomic_t *stop);
 int cmd_coordinator(int argc, char **argv, const volatile sig_atomic_t *stop);
+int cmd_eval(int argc, char **argv, const volatile sig_atomic_t *stop);
+int cmd_predict(int argc, char **argv, const volatile sig_atomic_t *stop);
 
 #endif

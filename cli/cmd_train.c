@@ -142,8 +142,8 @@ int cmd_train(int argc, char **argv, const volatile sig_atomic_t *stop)
     }
     char model_path[4096];
     snprintf(model_path, sizeof model_path, "%s/model.safetensors", job->output.dir);
-    const char *const meta[][2] = {{"format", "pt"}, {"producer", "pstrain"}};
-    if ((rc = ckpt_save_model(model_path, wk_trainer_model(tr), meta, 2, &err)))
+    if ((rc = ckpt_save_model(model_path, wk_trainer_model(tr), &job->model, data.train,
+                              &data.scaler, &err)))
         goto done;
     log_info(&lg, "done; model in %s, metrics in %s", model_path, job->output.dir);
 

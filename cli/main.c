@@ -24,6 +24,9 @@ static void usage(FILE *f)
           "                     (no file: the default job, 2 servers and 2 workers)\n"
           "  coordinator, server, worker\n"
           "                     one process of a distributed job (see their --help)\n"
+          "  eval CKPT DATA     loss, accuracy, precision/recall/F1, confusion matrix of a\n"
+          "                     checkpoint on a data file\n"
+          "  predict CKPT DATA  a checkpoint's predictions for a data file, as CSV\n"
           "\n"
           "  pstrain <command> --help   options of a command\n"
           "  pstrain --version          version\n",
@@ -79,6 +82,10 @@ int main(int argc, char **argv)
         return cmd_worker(argc - 2, argv + 2, &stop_signal);
     if (strcmp(cmd, "coordinator") == 0)
         return cmd_coordinator(argc - 2, argv + 2, &stop_signal);
+    if (strcmp(cmd, "eval") == 0)
+        return cmd_eval(argc - 2, argv + 2, &stop_signal);
+    if (strcmp(cmd, "predict") == 0)
+        return cmd_predict(argc - 2, argv + 2, &stop_signal);
     fprintf(stderr, "pstrain: unknown command '%s' (see pstrain --help)\n", cmd);
     return EXIT_USAGE;
 }

@@ -81,3 +81,30 @@ int msg_send_error(net_sock *s, const void *route, size_t route_len, const char 
     snprintf(h.error_text, sizeof h.error_text, "%s", text);
     return msg_send(s, route, route_len, &h, NULL, 0, 0, err);
 }
+
+int msg_call(net_sock *s, net_msg *m, msg_in *in, wire_header *h, wire_type want,
+             int same_clock, int timeout_ms, const volatile sig_atomic_t *stop, pst_err *err)
+{
+    int64_t clock = h->clock;
+    int rc = msg_send(s, NULL, 0, h, NULL, 0, timeout_ms, err);
+    if (rc)
+        return rc;
+    int64_t deadline = net_now_ms() + timeout_ms;
+    for (;;) {
+        if (*stop)
+            return PST_OK;
+        int left = (int)(deadline - net_now_ms());
+        if (left <= 0)
+            return pst_err_set(err, PST_ERR_TIMEOUT, "no %s within %d s", wire_type_name(want),
+                               timeout_ms / 1000);
+        rc = msg_recv(s, m, 0, in, left < 500 ? left : 500, err);
+        if (rc == PST_ERR_TIMEOUT)
+            continue;
+        if (rc)
+            return rc;
+        if (in->h.type == WIRE_MSG_ERROR)
+            return pst_err_set(err, PST_ERR_PEER, "%s", in->h.error_text);
+        if (in->h.type == want && (!same_clock || in->h.clock == clock))
+            return PST_OK;
+    }
+}

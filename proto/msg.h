@@ -7,6 +7,8 @@
 #ifndef PSTRAIN_PROTO_MSG_H
 #define PSTRAIN_PROTO_MSG_H
 
+#include <signal.h>
+
 #include "net/net.h"
 #include "proto/wire.h"
 
@@ -26,6 +28,14 @@ int msg_send(net_sock *s, const void *route, size_t route_len, wire_header *h,
 /* Receives and decodes one message into *in (valid until the next net_recv into m).
  * A malformed message is PST_ERR_PEER with the reason; the caller logs it and goes on. */
 int msg_recv(net_sock *s, net_msg *m, int is_router, msg_in *in, int timeout_ms, pst_err *err);
+
+/* A request on a DEALER and its answer: sends h, then waits up to timeout_ms for a message
+ * of type `want` (with the same clock when same_clock is set), skipping anything else and
+ * checking *stop twice a second (returns PST_OK with *stop raised). An ERROR answer is
+ * PST_ERR_PEER with the peer's text in err; no answer in time is PST_ERR_TIMEOUT. The
+ * answer is left in *in. */
+int msg_call(net_sock *s, net_msg *m, msg_in *in, wire_header *h, wire_type want,
+             int same_clock, int timeout_ms, const volatile sig_atomic_t *stop, pst_err *err);
 
 /* Replies with an ERROR message for request h (route as received). */
 int msg_send_error(net_sock *s, const void *route, size_t route_len, const char *role, int rank,

@@ -68,36 +68,24 @@ static int register_with_coordinator(server *s, const char *endpoint, wire_heade
     snprintf(h.endpoint, sizeof h.endpoint, "%s", endpoint);
     h.job_hash = cfg_job_hash(o->job);
     h.pid = (int)getpid();
-    int timeout_ms = o->job->cluster.timeout_s * 1000;
-    int rc = msg_send(s->coord, NULL, 0, &h, NULL, 0, timeout_ms, err);
-    if (rc)
-        return pst_err_prefix(err, "HELLO to coordinator %s", o->coordinator);
-    int64_t deadline = net_now_ms() + timeout_ms;
-    for (;;) {
-        if (*o->stop)
-            return PST_OK;
-        int left = (int)(deadline - net_now_ms());
-        if (left <= 0)
-            return pst_err_set(err, PST_ERR_TIMEOUT,
-                               "no WELCOME from coordinator %s after %d s (are all %d servers "
-                               "and %d workers started?)",
-                               o->coordinator, o->job->cluster.timeout_s, o->job->cluster.servers,
-                               o->job->cluster.workers);
-        rc = msg_recv(s->coord, s->m, 0, &s->in, left < 500 ? left : 500, err);
-        if (rc == PST_ERR_TIMEOUT)
-            continue;
-        if (rc)
-            return pst_err_prefix(err, "coordinator %s", o->coordinator);
-        if (s->in.h.type == WIRE_MSG_ERROR)
-            return pst_err_set(err, PST_ERR_CONFIG, "coordinator refused registration: %s",
-                               s->in.h.error_text);
-        if (s->in.h.type == WIRE_MSG_WELCOME) {
-            *welcome = s->in.h;
-            return PST_OK;
-        }
-        log_warn(o->lg, "ignoring %s from the coordinator while registering",
-                 wire_type_name(s->in.h.type));
+    int rc = msg_call(s->coord, s->m, &s->in, &h, WIRE_MSG_WELCOME, 0,
+                      o->job->cluster.timeout_s * 1000, o->stop, err);
+    if (rc == PST_ERR_PEER) { /* the coordinator said no */
+        pst_err_prefix(err, "coordinator refused registration");
+        err->code = PST_ERR_CONFIG;
+        return PST_ERR_CONFIG;
     }
+    if (rc == PST_ERR_TIMEOUT)
+        return pst_err_set(err, PST_ERR_TIMEOUT,
+                           "no WELCOME from coordinator %s after %d s (are all %d servers and %d "
+                           "workers started?)",
+                           o->coordinator, o->job->cluster.timeout_s, o->job->cluster.servers,
+                           o->job->cluster.workers);
+    if (rc)
+        return pst_err_prefix(err, "coordinator %s", o->coordinator);
+    if (!*o->stop)
+        *welcome = s->in.h;
+    return PST_OK;
 }
 
 /* Release callback of zero-copy replies: the bytes belong to the shard. */

@@ -52,39 +52,29 @@ static int hello(worker *w, wire_header *welcome, pst_err *err)
                          o->job->train.batch_size * o->job->train.epochs);
     h.job_hash = cfg_job_hash(o->job);
     h.pid = (int)getpid();
-    int timeout_ms = o->job->cluster.timeout_s * 1000;
-    int rc = msg_send(w->coord, NULL, 0, &h, NULL, 0, timeout_ms, err);
-    if (rc)
-        return pst_err_prefix(err, "HELLO to coordinator %s", o->coordinator);
-    int64_t deadline = net_now_ms() + timeout_ms;
-    for (;;) {
-        if (*o->stop)
-            return PST_OK;
-        int left = (int)(deadline - net_now_ms());
-        if (left <= 0)
-            return pst_err_set(err, PST_ERR_TIMEOUT,
-                               "no WELCOME from coordinator %s after %d s (are all %d servers "
-                               "and %d workers started?)",
-                               o->coordinator, o->job->cluster.timeout_s, o->job->cluster.servers,
-                               o->job->cluster.workers);
-        rc = msg_recv(w->coord, w->m, 0, w->in, left < 500 ? left : 500, err);
-        if (rc == PST_ERR_TIMEOUT)
-            continue;
-        if (rc)
-            return pst_err_prefix(err, "coordinator %s", o->coordinator);
-        if (w->in->h.type == WIRE_MSG_ERROR)
-            return pst_err_set(err, PST_ERR_CONFIG, "coordinator refused registration: %s",
-                               w->in->h.error_text);
-        if (w->in->h.type == WIRE_MSG_WELCOME) {
-            *welcome = w->in->h;
-            if (welcome->nparams != ml_model_nparams(w->model))
-                return pst_err_set(err, PST_ERR_CONFIG,
-                                   "the job's model has %llu parameters, this worker built %zu",
-                                   (unsigned long long)welcome->nparams,
-                                   ml_model_nparams(w->model));
-            return PST_OK;
-        }
+    int rc = msg_call(w->coord, w->m, w->in, &h, WIRE_MSG_WELCOME, 0,
+                      o->job->cluster.timeout_s * 1000, o->stop, err);
+    if (rc == PST_ERR_PEER) { /* the coordinator said no */
+        pst_err_prefix(err, "coordinator refused registration");
+        err->code = PST_ERR_CONFIG;
+        return PST_ERR_CONFIG;
     }
+    if (rc == PST_ERR_TIMEOUT)
+        return pst_err_set(err, PST_ERR_TIMEOUT,
+                           "no WELCOME from coordinator %s after %d s (are all %d servers and %d "
+                           "workers started?)",
+                           o->coordinator, o->job->cluster.timeout_s, o->job->cluster.servers,
+                           o->job->cluster.workers);
+    if (rc)
+        return pst_err_prefix(err, "coordinator %s", o->coordinator);
+    if (*o->stop)
+        return PST_OK;
+    *welcome = w->in->h;
+    if (welcome->nparams != ml_model_nparams(w->model))
+        return pst_err_set(err, PST_ERR_CONFIG,
+                           "the job's model has %llu parameters, this worker built %zu",
+                           (unsigned long long)welcome->nparams, ml_model_nparams(w->model));
+    return PST_OK;
 }
 
 /* Waits at barrier `id` until the coordinator says every worker has reached it. */
@@ -94,30 +84,17 @@ static int barrier(worker *w, int64_t id, pst_err *err)
     wire_header h;
     wire_header_init(&h, WIRE_MSG_BARRIER, ROLE, o->rank);
     h.clock = id;
-    int timeout_ms = o->job->cluster.timeout_s * 1000;
-    int rc = msg_send(w->coord, NULL, 0, &h, NULL, 0, timeout_ms, err);
+    int rc = msg_call(w->coord, w->m, w->in, &h, WIRE_MSG_BARRIER, 1,
+                      o->job->cluster.timeout_s * 1000, o->stop, err);
+    if (rc == PST_ERR_TIMEOUT)
+        return pst_err_set(err, PST_ERR_TIMEOUT,
+                           "coordinator %s did not release barrier %lld within %d s (another "
+                           "worker is stuck or gone)",
+                           o->coordinator, (long long)id, o->job->cluster.timeout_s);
     if (rc)
-        return pst_err_prefix(err, "BARRIER to coordinator %s", o->coordinator);
-    int64_t deadline = net_now_ms() + timeout_ms;
-    for (;;) {
-        if (*o->stop)
-            return PST_OK;
-        int left = (int)(deadline - net_now_ms());
-        if (left <= 0)
-            return pst_err_set(err, PST_ERR_TIMEOUT,
-                               "coordinator %s did not release barrier %lld within %d s (another "
-                               "worker is stuck or gone)",
-                               o->coordinator, (long long)id, o->job->cluster.timeout_s);
-        rc = msg_recv(w->coord, w->m, 0, w->in, left < 500 ? left : 500, err);
-        if (rc == PST_ERR_TIMEOUT)
-            continue;
-        if (rc)
-            return pst_err_prefix(err, "coordinator %s", o->coordinator);
-        if (w->in->h.type == WIRE_MSG_ERROR)
-            return pst_err_set(err, PST_ERR_PEER, "coordinator: %s", w->in->h.error_text);
-        if (w->in->h.type == WIRE_MSG_BARRIER && w->in->h.clock == id)
-            return PST_OK;
-    }
+        return pst_err_prefix(err, "barrier %lld at coordinator %s", (long long)id,
+                              o->coordinator);
+    return PST_OK;
 }
 
 /* Tells the coordinator how far we are (also our sign of life), at most every 2 s. */
@@ -256,8 +233,8 @@ static int finish(worker *w, double *test_acc, pst_err *err)
     }
     char path[4096];
     snprintf(path, sizeof path, "%s/model.safetensors", o->job->output.dir);
-    const char *const meta[][2] = {{"format", "pt"}, {"producer", "pstrain"}};
-    if ((rc = ckpt_save_model(path, w->model, meta, 2, err)))
+    if ((rc = ckpt_save_model(path, w->model, &o->job->model, w->data.train, &w->data.scaler,
+                              err)))
         return rc;
     log_info(o->lg, "final model written to %s", path);
     return PST_OK;
