@@ -56,7 +56,8 @@ trap 'rm -rf "$tmp"' EXIT
 
 kinds=(single bsp asp asp-pipe)
 run() { # run KIND DIR
-  local common=(--epochs "$epochs" --output "$2")
+  # Checkpoints off: the figures are of training, not of writing files.
+  local common=(--epochs "$epochs" --output "$2" --checkpoint.enabled false)
   case "$1" in
     single) "$pstrain" train "${common[@]}" ;;
     bsp) "$pstrain" local "${common[@]}" --servers 1 --workers 1 --consistency bsp ;;

@@ -116,6 +116,8 @@ cluster:
   workers: 1
   consistency: bsp
   timeout_s: 600
+checkpoint:
+  enabled: false   # measured: training; the end-of-run shard files would be 8 GB here
 EOF
 
 echo "# pstrain at scale: $P parameters, $servers servers, 1 worker, bsp, momentum SGD"

@@ -42,5 +42,6 @@ int cmd_worker(int argc, char **argv, const volatile sig_atomic_t *stop);
 int cmd_coordinator(int argc, char **argv, const volatile sig_atomic_t *stop);
 int cmd_eval(int argc, char **argv, const volatile sig_atomic_t *stop);
 int cmd_predict(int argc, char **argv, const volatile sig_atomic_t *stop);
+int cmd_consolidate(int argc, char **argv, const volatile sig_atomic_t *stop);
 
 #endif

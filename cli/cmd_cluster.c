@@ -229,6 +229,10 @@ static int run_node(const char *role, int argc, char **argv, const volatile sig_
             const char *ms = getenv("PSTRAIN_TEST_STEP_DELAY_MS");
             if (slow && ms && atoi(slow) == a.rank)
                 o.step_delay_ms = atoi(ms);
+            /* Test hook: stop (SIGTERM) after this many steps, as `pstrain train` does. */
+            const char *stop_after = getenv("PSTRAIN_TEST_STOP_AFTER_STEPS");
+            if (stop_after)
+                o.stop_after_clock = atoll(stop_after);
             rc = wk_dist_run(&o, &err);
         }
     } else {

@@ -3,7 +3,10 @@
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cli/cli.h"
@@ -26,6 +29,11 @@ static void train_usage(FILE *f)
             "stderr, the final confusion matrix to stdout. Environment: PSTRAIN_LOG=debug|info|"
             "warn|error.\n"
             "\n"
+            "Checkpoints (model + optimizer state) go to checkpoint.dir (default\n"
+            "OUTPUT_DIR/checkpoints) at every epoch's end, every checkpoint.every_steps steps\n"
+            "or every_seconds seconds, and when a signal stops the run; --resume DIR continues\n"
+            "from the newest complete one in DIR, giving the weights of an uninterrupted run.\n"
+            "\n"
             "options:\n"
             "  --print-config   print the effective job (file + overrides) as YAML and exit\n"
             "  -h, --help       this text\n"
@@ -33,6 +41,139 @@ static void train_usage(FILE *f)
             cli_override_help);
 }
 
+
+/* ---- Checkpoints: DIR/ckpt-<step>/{model,optimizer}.safetensors -------------------------- */
+
+typedef struct {
+    const cfg_job *job;
+    const wk_data *data;
+    const log_ctx *lg;
+    char dir[4096];
+    uint64_t hash;
+    int64_t last_step; /* global step of the newest checkpoint, -1: none yet */
+    double last_s;     /* when it was written (monotonic seconds) */
+} ckpt_ctx;
+
+static double mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* A periodic checkpoint is due after this step. */
+static int ckpt_due(const ckpt_ctx *k, int64_t step)
+{
+    const cfg_checkpoint *c = &k->job->checkpoint;
+    return (c->every_steps > 0 && step % c->every_steps == 0) ||
+           (c->every_seconds > 0 && mono_s() - k->last_s >= c->every_seconds);
+}
+
+/* Writes the checkpoint of the trainer's current step as one folder, atomically, and keeps
+ * the newest checkpoint.keep. Nothing when that step has one already. */
+static int ckpt_write(ckpt_ctx *k, wk_trainer *tr, int epoch_done, const char *why, pst_err *err)
+{
+    int64_t step = wk_trainer_step(tr);
+    if (step == k->last_step)
+        return PST_OK;
+    char path[4200], tmp[4300], file[4400];
+    snprintf(path, sizeof path, "%s/ckpt-%lld", k->dir, (long long)step);
+    int rc;
+    if ((rc = ckpt_mkdirs(k->dir, err)) || (rc = ckpt_dir_begin(path, tmp, sizeof tmp, err)))
+        return rc;
+    snprintf(file, sizeof file, "%s/model.safetensors", tmp);
+    if (!(rc = ckpt_save_model(file, wk_trainer_model(tr), &k->job->model, k->data->train,
+                               &k->data->scaler, err))) {
+        snprintf(file, sizeof file, "%s/optimizer.safetensors", tmp);
+        rc = wk_trainer_save_state(tr, file, epoch_done, k->hash, err);
+    }
+    if (!rc)
+        rc = ckpt_dir_commit(tmp, path, err);
+    if (rc) {
+        ckpt_dir_abort(tmp);
+        return rc;
+    }
+    k->last_step = step;
+    k->last_s = mono_s();
+    pst_err e2 = {0};
+    if (ckpt_prune(k->dir, "ckpt-", "", k->job->checkpoint.keep, &e2))
+        log_warn(k->lg, "removing old checkpoints: %s", e2.msg);
+    if (why)
+        log_info(k->lg, "checkpoint (%s) at step %lld: %s", why, (long long)step, path);
+    else
+        log_debug(k->lg, "checkpoint at step %lld: %s", (long long)step, path);
+    return PST_OK;
+}
+
+static int is_file(const char *path)
+{
+    struct stat sb;
+    return stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
+}
+
+/* Restores the newest checkpoint of `from` that loads whole: a folder written by ckpt_write,
+ * or a folder of them (checkpoint.dir, or an output.dir holding checkpoints/). A damaged
+ * newest one is skipped with a warning naming it; a checkpoint of another job stops. */
+static int ckpt_resume(ckpt_ctx *k, const char *from, wk_trainer *tr, wk_resume *at,
+                       pst_err *err)
+{
+    char dir[4200], one[4300], opt_path[4400], model_path[4400];
+    int64_t tags[64];
+    int n = 0, rc;
+    snprintf(one, sizeof one, "%s/optimizer.safetensors", from);
+    const int single = is_file(one); /* `from` is itself one checkpoint */
+    if (single) {
+        n = 1;
+    } else {
+        snprintf(dir, sizeof dir, "%s", from);
+        if ((rc = ckpt_list(dir, "ckpt-", "", tags, 64, &n, err)))
+            return rc;
+        if (n == 0) {
+            snprintf(dir, sizeof dir, "%s/checkpoints", from);
+            if ((rc = ckpt_list(dir, "ckpt-", "", tags, 64, &n, err)))
+                return rc;
+        }
+        if (n == 0)
+            return pst_err_set(err, PST_ERR_IO, "--resume %s: no checkpoint there (folders "
+                               "ckpt-<step> holding model.safetensors and optimizer.safetensors)",
+                               from);
+    }
+    pst_err first = {0};
+    for (int i = 0; i < n; i++) {
+        char cp[4300];
+        if (single)
+            snprintf(cp, sizeof cp, "%s", from);
+        else
+            snprintf(cp, sizeof cp, "%s/ckpt-%lld", dir, (long long)tags[i]);
+        snprintf(model_path, sizeof model_path, "%s/model.safetensors", cp);
+        snprintf(opt_path, sizeof opt_path, "%s/optimizer.safetensors", cp);
+        pst_err e = {0};
+        rc = wk_trainer_restore(tr, model_path, opt_path, k->hash, at, &e);
+        if (rc == PST_OK) {
+            if (i > 0)
+                log_warn(k->lg, "resuming from the older checkpoint %s", cp);
+            log_info(k->lg, "resuming from %s: epoch %d, %lld of its steps done, update %lld",
+                     cp, at->epoch, (long long)at->done, (long long)wk_trainer_step(tr));
+            k->last_step = wk_trainer_step(tr);
+            return PST_OK;
+        }
+        if (rc == PST_ERR_CONFIG || rc == PST_ERR_NOMEM) /* another job's: older ones too */
+            return pst_err_set(err, rc, "%s", e.msg);
+        log_warn(k->lg, "checkpoint %s is not usable: %s", cp, e.msg);
+        if (i == 0)
+            first = e;
+    }
+    return pst_err_set(err, PST_ERR_DATA, "--resume %s: no complete checkpoint (%d damaged; the "
+                       "newest: %.300s)", from, n, first.msg);
+}
+
+/* Test hook: PSTRAIN_TEST_STOP_AFTER_STEPS=k raises SIGTERM after update k, as a stop
+ * arriving right then would. 0 when unset. */
+static long long stop_after_steps(void)
+{
+    const char *s = getenv("PSTRAIN_TEST_STOP_AFTER_STEPS");
+    return s ? atoll(s) : 0;
+}
 
 int cmd_train(int argc, char **argv, const volatile sig_atomic_t *stop)
 {
@@ -92,27 +233,87 @@ int cmd_train(int argc, char **argv, const volatile sig_atomic_t *stop)
     log_info(&lg, "model: %zu parameters, optimizer %s lr %g, batch %d, %d epoch(s)",
              ml_model_nparams(wk_trainer_model(tr)), opt_kind_name(job->optimizer.kind),
              (double)job->optimizer.lr, job->train.batch_size, job->train.epochs);
-    rep = wk_report_create(job->output.dir, &lg, stderr, isatty(STDERR_FILENO),
-                           job->train.log_every, job->train.epochs, &err);
+    char note[1024];
+    if (wk_trainer_finetune_note(tr, note, sizeof note))
+        log_info(&lg, "%s", note);
+    if (wk_trainer_frozen_params(tr))
+        log_info(&lg, "frozen: %zu of %zu parameters are not trained",
+                 wk_trainer_frozen_params(tr), ml_model_nparams(wk_trainer_model(tr)));
+    ckpt_ctx ck = {.job = job, .data = &data, .lg = &lg, .hash = cfg_job_hash(job),
+                   .last_step = -1, .last_s = mono_s()};
+    if (job->checkpoint.dir)
+        snprintf(ck.dir, sizeof ck.dir, "%s", job->checkpoint.dir);
+    else
+        snprintf(ck.dir, sizeof ck.dir, "%s/checkpoints", job->output.dir);
+    wk_resume at = {.epoch = 1};
+    const char *from = job->checkpoint.resume;
+    if (from && (rc = ckpt_resume(&ck, from, tr, &at, &err)))
+        goto done;
+    /* "The newest checkpoint" must be this run's: an earlier run's go (as its metrics do),
+     * and on resume those after the resume point (damaged ones). */
+    if (job->checkpoint.enabled &&
+        (rc = ckpt_remove_newer(ck.dir, "ckpt-", "", from ? ck.last_step : -1, &err)))
+        goto done;
+    rep = (from ? wk_report_resume : wk_report_create)(job->output.dir, &lg, stderr,
+                                                       isatty(STDERR_FILENO), job->train.log_every,
+                                                       job->train.epochs, &err);
     if (!rep) {
         rc = err.code;
         goto done;
     }
-    for (int e = 1; e <= job->train.epochs; e++) {
+    const int save = job->checkpoint.enabled;
+    const long long stop_after = stop_after_steps();
+    for (int e = at.epoch; e <= job->train.epochs; e++) {
         wk_epoch_stats st;
         wk_eval val;
-        if ((rc = wk_trainer_epoch(tr, data.train, e, wk_report_progress, rep, stop, &st, &err)))
+        int64_t nsteps = wk_trainer_begin_epoch(tr, data.train, e, &err);
+        if (nsteps < 0) {
+            rc = err.code;
             goto done;
+        }
+        int64_t s = 0;
+        if (from && e == at.epoch) {
+            if ((rc = wk_trainer_resume_epoch(tr, data.train, &at, &err)))
+                goto done;
+            s = at.done;
+        }
+        int interrupted = 0;
+        for (; s < nsteps; s++) {
+            if (*stop) {
+                interrupted = 1;
+                break;
+            }
+            double loss;
+            if ((rc = wk_trainer_compute(tr, data.train, s, &loss, &err)))
+                goto done;
+            wk_trainer_apply_local(tr);
+            wk_report_progress(rep, e, s + 1, nsteps, loss, wk_trainer_samples_per_s(tr));
+            int64_t step = wk_trainer_step(tr);
+            if (stop_after > 0 && step == stop_after)
+                raise(SIGTERM);
+            /* The epoch's last step is covered by the epoch-end checkpoint. */
+            if (save && s + 1 < nsteps && ckpt_due(&ck, step) &&
+                (rc = ckpt_write(&ck, tr, 0, "periodic", &err)))
+                goto done;
+        }
+        wk_trainer_end_epoch(tr, interrupted, &st);
         if (data.val && (rc = wk_trainer_evaluate(tr, data.val, &val, NULL, &err)))
             goto done;
         if ((rc = wk_report_epoch(rep, e, &st, data.val ? &val : NULL, &err)))
             goto done;
-        if (st.interrupted)
+        if (save && (rc = ckpt_write(&ck, tr, !interrupted, interrupted ? "stopped" : NULL,
+                                     &err)))
+            goto done;
+        if (interrupted)
             break;
     }
     if (*stop) {
-        log_warn(&lg, "stopped by signal %d; metrics so far are in %s", (int)*stop,
-                 job->output.dir);
+        if (save && ck.last_step >= 0)
+            log_warn(&lg, "stopped by signal %d; metrics so far are in %s; continue with "
+                     "--resume %s", (int)*stop, job->output.dir, ck.dir);
+        else
+            log_warn(&lg, "stopped by signal %d; metrics so far are in %s", (int)*stop,
+                     job->output.dir);
         goto done;
     }
     const ds_dataset *final = data.test ? data.test : data.val;

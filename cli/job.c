@@ -20,6 +20,7 @@ static const struct {
     {"test", "data.test"},          {"name", "name"},
     {"servers", "cluster.servers"}, {"workers", "cluster.workers"},
     {"consistency", "cluster.consistency"}, {"staleness", "cluster.staleness"},
+    {"resume", "checkpoint.resume"},
 };
 
 const char cli_override_help[] =
@@ -27,7 +28,8 @@ const char cli_override_help[] =
     "e.g. --optimizer.lr 0.01, --model.layers.0.units=512, --data.validation_split 0.2.\n"
     "Shorthands: --epochs N, --batch-size N, --threads N, --lr X, --optimizer NAME,\n"
     "            --seed N, --output DIR, --train PATH, --test PATH, --name NAME,\n"
-    "            --servers N, --workers N, --consistency bsp|ssp|asp, --staleness N.\n";
+    "            --servers N, --workers N, --consistency bsp|ssp|asp, --staleness N,\n"
+    "            --resume DIR (continue from the newest complete checkpoint in DIR).\n";
 
 int cli_exit_code(int status)
 {

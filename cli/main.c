@@ -27,6 +27,8 @@ static void usage(FILE *f)
           "  eval CKPT DATA     loss, accuracy, precision/recall/F1, confusion matrix of a\n"
           "                     checkpoint on a data file\n"
           "  predict CKPT DATA  a checkpoint's predictions for a data file, as CSV\n"
+          "  consolidate [JOB.yaml] --resume DIR\n"
+          "                     one model file from a distributed run's shard checkpoints\n"
           "\n"
           "  pstrain <command> --help   options of a command\n"
           "  pstrain --version          version\n",
@@ -86,6 +88,8 @@ int main(int argc, char **argv)
         return cmd_eval(argc - 2, argv + 2, &stop_signal);
     if (strcmp(cmd, "predict") == 0)
         return cmd_predict(argc - 2, argv + 2, &stop_signal);
+    if (strcmp(cmd, "consolidate") == 0)
+        return cmd_consolidate(argc - 2, argv + 2, &stop_signal);
     fprintf(stderr, "pstrain: unknown command '%s' (see pstrain --help)\n", cmd);
     return EXIT_USAGE;
 }

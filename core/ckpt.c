@@ -8,6 +8,7 @@
 
 #include <assert.h>
 #include <cjson/cJSON.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -174,8 +175,15 @@ static int add_tensor_entry(cJSON *root, const out_tensor *t, size_t off)
     return 0;
 }
 
-/* The header JSON, its CRC field still "0000000000". */
-static char *header_json(const out_tensor *ts, int nt, const char *model, const char *data)
+/* One more metadata entry (state files' "state.*" keys). */
+typedef struct {
+    const char *key, *val;
+} meta_pair;
+
+/* The header JSON, its CRC field still "0000000000". extra[0..nextra) are added to the
+ * metadata as they are. */
+static char *header_json(const out_tensor *ts, int nt, const char *model, const char *data,
+                         const meta_pair *extra, int nextra)
 {
     cJSON *root = cJSON_CreateObject(), *md = NULL;
     char *s = NULL;
@@ -187,6 +195,9 @@ static char *header_json(const out_tensor *ts, int nt, const char *model, const 
         (data && !cJSON_AddStringToObject(md, "pstrain.data", data)) ||
         !cJSON_AddStringToObject(md, HEADER_CRC_KEY, "0000000000"))
         goto cleanup;
+    for (int i = 0; i < nextra; i++)
+        if (!cJSON_AddStringToObject(md, extra[i].key, extra[i].val))
+            goto cleanup;
     size_t off = 0;
     for (int i = 0; i < nt; i++) {
         char key[128], val[16];
@@ -283,15 +294,66 @@ static int64_t first_nonfinite(const float *p, size_t n)
     return -1;
 }
 
-int ckpt_save_model(const char *path, ml_model *m, const cfg_model *spec,
-                    const ds_dataset *like, const ds_scaler *scaler, pst_err *err)
+/* Writes the header json (its CRC field "0000000000") and the tensors ts[0..nt) to path
+ * atomically: a temporary file in the same folder, fsync, rename, fsync of the folder. */
+static int write_file(const char *path, const char *json, const out_tensor *ts, int nt,
+                      pst_err *err)
 {
-    int rc = PST_OK, fd = -1;
-    char *model = NULL, *data = NULL, *json = NULL;
-    out_tensor *ts = NULL;
     char tmp[4096];
     if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof tmp)
         return pst_err_set(err, PST_ERR_ARG, "%s: path too long", path);
+    /* Pad the header with spaces so the tensor data starts 8-byte aligned (allowed by the
+     * format, and lets readers map the floats in place). */
+    size_t jlen = strlen(json);
+    size_t padded = (jlen + 7) & ~(size_t)7;
+    unsigned char *head = malloc(8 + padded);
+    if (!head)
+        return pst_err_set(err, PST_ERR_NOMEM, "checkpoint: out of memory");
+    uint64_t hlen = padded;
+    memcpy(head, &hlen, 8);
+    memcpy(head + 8, json, jlen);
+    memset(head + 8 + jlen, ' ', padded - jlen);
+    char *digits = header_crc_digits((char *)head + 8, padded);
+    assert(digits); /* header_json wrote it once; tensor names cannot spell it */
+    char crc[11];
+    snprintf(crc, sizeof crc, "%010" PRIu32,
+             header_crc(head, padded, (size_t)(digits - (char *)head - 8)));
+    memcpy(digits, crc, 10);
+
+    int rc = PST_OK;
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0) {
+        free(head);
+        return pst_err_set(err, PST_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
+    }
+    int bad = write_all(fd, head, 8 + padded);
+    free(head);
+    for (int i = 0; i < nt && !bad; i++)
+        bad = write_all(fd, ts[i].p, ts[i].n * sizeof(float));
+    if (bad || fsync(fd) != 0) {
+        rc = pst_err_set(err, PST_ERR_IO, "%s: write failed: %s", tmp, strerror(errno));
+        goto cleanup;
+    }
+    int c = close(fd);
+    fd = -1;
+    if (c != 0 || rename(tmp, path) != 0) {
+        rc = pst_err_set(err, PST_ERR_IO, "%s: cannot finish writing: %s", path, strerror(errno));
+        goto cleanup;
+    }
+    return sync_parent(path, err);
+cleanup:
+    if (fd >= 0)
+        close(fd);
+    unlink(tmp); /* nothing when the file was never created */
+    return rc;
+}
+
+int ckpt_save_model(const char *path, ml_model *m, const cfg_model *spec,
+                    const ds_dataset *like, const ds_scaler *scaler, pst_err *err)
+{
+    int rc = PST_OK;
+    char *model = NULL, *data = NULL, *json = NULL;
+    out_tensor *ts = NULL;
     if (spec && (rc = spec_matches(spec, m, err)))
         return rc;
     int with_scaler = scaler && scaler->kind != DS_SCALE_NONE;
@@ -329,57 +391,14 @@ int ckpt_save_model(const char *path, ml_model *m, const cfg_model *spec,
     }
     if ((spec && !(model = model_json(spec, ml_model_in_dim(m)))) ||
         (like && !(data = data_json(like, m, scaler))) ||
-        !(json = header_json(ts, nt, model, data)))
+        !(json = header_json(ts, nt, model, data, NULL, 0)))
         goto nomem;
-
-    /* Pad the header with spaces so the tensor data starts 8-byte aligned (allowed by the
-     * format, and lets readers map the floats in place). */
-    size_t jlen = strlen(json);
-    size_t padded = (jlen + 7) & ~(size_t)7;
-    unsigned char *head = malloc(8 + padded);
-    if (!head)
-        goto nomem;
-    uint64_t hlen = padded;
-    memcpy(head, &hlen, 8);
-    memcpy(head + 8, json, jlen);
-    memset(head + 8 + jlen, ' ', padded - jlen);
-    char *digits = header_crc_digits((char *)head + 8, padded);
-    assert(digits); /* header_json wrote it once; tensor names cannot spell it */
-    char crc[11];
-    snprintf(crc, sizeof crc, "%010" PRIu32,
-             header_crc(head, padded, (size_t)(digits - (char *)head - 8)));
-    memcpy(digits, crc, 10);
-
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0) {
-        free(head);
-        rc = pst_err_set(err, PST_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
-        goto cleanup;
-    }
-    int bad = write_all(fd, head, 8 + padded);
-    free(head);
-    for (int i = 0; i < nt && !bad; i++)
-        bad = write_all(fd, ts[i].p, ts[i].n * sizeof(float));
-    if (bad || fsync(fd) != 0) {
-        rc = pst_err_set(err, PST_ERR_IO, "%s: write failed: %s", tmp, strerror(errno));
-        goto cleanup;
-    }
-    int c = close(fd);
-    fd = -1;
-    if (c != 0 || rename(tmp, path) != 0) {
-        rc = pst_err_set(err, PST_ERR_IO, "%s: cannot finish writing: %s", path, strerror(errno));
-        goto cleanup;
-    }
-    rc = sync_parent(path, err);
-    goto done;
+    rc = write_file(path, json, ts, nt, err);
+    goto cleanup;
 
 nomem:
     rc = pst_err_set(err, PST_ERR_NOMEM, "checkpoint: out of memory");
 cleanup:
-    if (fd >= 0)
-        close(fd);
-    unlink(tmp); /* nothing when the rename happened or the file was never created */
-done:
     cJSON_free(model);
     cJSON_free(data);
     cJSON_free(json);
@@ -1321,3 +1340,659 @@ const char *ckpt_model_class_name(const ckpt_model *c, int k)
     return c->dm.names[k];
 }
 const ds_scaler *ckpt_model_scaler(const ckpt_model *c) { return &c->scaler; }
+
+/* ---- Fine-tuning: initial weights by name from another model's checkpoint ---------------- */
+
+/* Appends ", name" to a list of names, or " ..." once when it no longer fits. */
+static void names_append(char *buf, size_t cap, const char *name)
+{
+    size_t n = strlen(buf);
+    if (n >= 4 && strcmp(buf + n - 4, " ...") == 0)
+        return;
+    size_t need = (n ? 2 : 0) + strlen(name);
+    if (n + need + 5 <= cap)
+        snprintf(buf + n, cap - n, "%s%s", n ? ", " : "", name);
+    else if (n + 5 <= cap)
+        snprintf(buf + n, cap - n, " ...");
+}
+
+int ckpt_init_from(const char *path, ml_model *m, unsigned char *loaded, ckpt_init_report *rep,
+                   pst_err *err)
+{
+    memset(rep, 0, sizeof *rep);
+    st_file f;
+    int rc = st_open(&f, path, err);
+    if (rc)
+        return one_line(err, rc);
+    int nseg = ml_model_nsegments(m);
+    st_tensor **src = calloc((size_t)(nseg ? nseg : 1), sizeof *src);
+    if (!src) {
+        rc = pst_err_set(err, PST_ERR_NOMEM, "%s: out of memory", path);
+        goto cleanup;
+    }
+    for (int i = 0; i < nseg; i++) {
+        const ml_segment *sg = ml_model_segment(m, i);
+        for (int j = 0; j < i; j++)
+            if (strcmp(ml_model_segment(m, j)->name, sg->name) == 0) {
+                rc = pst_err_set(err, PST_ERR_CONFIG, "two parameters of the model are named "
+                                 "'%s'", sg->name);
+                goto cleanup;
+            }
+        if (!find_tensor(&f, sg->name)) {
+            rep->fresh++;
+            names_append(rep->fresh_names, sizeof rep->fresh_names, sg->name);
+            continue;
+        }
+        /* Same name, other shape: a layer resized without being renamed. An error, not a
+         * fresh start, so a typo in units never silently discards pretrained weights. */
+        int64_t shape[2] = {sg->rows, sg->cols};
+        if ((rc = claim(&f, sg->name, shape, sg->cols == 1 ? 1 : 2, &src[i], err)))
+            goto cleanup;
+        rep->loaded++;
+    }
+    if (rep->loaded == 0) {
+        rc = pst_err_set(err, PST_ERR_DATA, "%s: holds none of the model's parameters (%s): "
+                         "layer names must match the pretrained model's", path,
+                         rep->fresh_names);
+        goto cleanup;
+    }
+    for (int i = 0; i < f.nt; i++)
+        if (!f.t[i].used && strcmp(f.t[i].name, PREP_SHIFT) != 0 &&
+            strcmp(f.t[i].name, PREP_MUL) != 0) {
+            rep->skipped++;
+            names_append(rep->skipped_names, sizeof rep->skipped_names, f.t[i].name);
+        }
+    /* Everything checked: from here on nothing fails. */
+    float *params = ml_model_params(m);
+    for (int i = 0; i < nseg; i++)
+        if (src[i]) {
+            const ml_segment *sg = ml_model_segment(m, i);
+            memcpy(params + sg->offset, f.data + src[i]->begin, sg->len * sizeof(float));
+        }
+    for (int i = 0; loaded && i < nseg; i++)
+        loaded[i] = src[i] != NULL;
+cleanup:
+    free(src);
+    st_fini(&f);
+    if (rc)
+        memset(rep, 0, sizeof *rep);
+    return one_line(err, rc);
+}
+
+/* ---- Training-state files ---------------------------------------------------------------- */
+
+#define STATE_PREFIX "state."
+#define STATE_KEY_MAX 48 /* a key or tensor name, NUL included */
+#define STATE_VAL_MAX 72 /* an int64, a %.17g double or a short string, NUL included */
+
+typedef struct {
+    char name[STATE_KEY_MAX];
+    const float *p; /* writing: borrowed from the caller; reading: inside f's buffer */
+    size_t n;
+} state_tensor;
+
+typedef struct {
+    char key[sizeof STATE_PREFIX + STATE_KEY_MAX]; /* "state.<key>" */
+    char val[STATE_VAL_MAX];
+} state_meta;
+
+struct ckpt_state {
+    char kind[STATE_VAL_MAX];
+    state_tensor *t; /* writing */
+    int nt, tcap;
+    state_meta *m;   /* writing */
+    int nm, mcap;
+    char *path;      /* reading: the file, for messages */
+    st_file f;       /* reading: the whole file, validated */
+};
+
+/* Keys and tensor names: 1 to 47 of [A-Za-z0-9_.-], so they need no JSON escapes and a
+ * message quoting them stays one line. */
+static int good_key(const char *k)
+{
+    size_t n = strlen(k);
+    if (n < 1 || n >= STATE_KEY_MAX)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = k[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '.' || c == '-'))
+            return 0;
+    }
+    return 1;
+}
+
+ckpt_state *ckpt_state_create(const char *kind, pst_err *err)
+{
+    ckpt_state *st = calloc(1, sizeof *st);
+    if (!st) {
+        pst_err_set(err, PST_ERR_NOMEM, "checkpoint: out of memory");
+        return NULL;
+    }
+    if (ckpt_state_set_str(st, "kind", kind, err)) {
+        ckpt_state_destroy(st);
+        return NULL;
+    }
+    snprintf(st->kind, sizeof st->kind, "%s", kind);
+    return st;
+}
+
+void ckpt_state_destroy(ckpt_state *st)
+{
+    if (!st)
+        return;
+    free(st->t);
+    free(st->m);
+    if (st->path)
+        st_fini(&st->f);
+    free(st->path);
+    free(st);
+}
+
+static int set_meta(ckpt_state *st, const char *key, const char *val, pst_err *err)
+{
+    assert(!st->path); /* a loaded state is read-only */
+    if (!good_key(key))
+        return pst_err_set(err, PST_ERR_ARG, "checkpoint: bad state key '%.60s'", key);
+    if (strlen(val) >= STATE_VAL_MAX)
+        return pst_err_set(err, PST_ERR_ARG, "checkpoint: state.%s: value too long", key);
+    for (int i = 0; i < st->nm; i++)
+        if (strcmp(st->m[i].key + strlen(STATE_PREFIX), key) == 0)
+            return pst_err_set(err, PST_ERR_ARG, "checkpoint: state.%s set twice", key);
+    if (st->nm == st->mcap) {
+        int cap = st->mcap ? 2 * st->mcap : 16;
+        state_meta *m = realloc(st->m, (size_t)cap * sizeof *m);
+        if (!m)
+            return pst_err_set(err, PST_ERR_NOMEM, "checkpoint: out of memory");
+        st->m = m;
+        st->mcap = cap;
+    }
+    state_meta *e = &st->m[st->nm++];
+    snprintf(e->key, sizeof e->key, STATE_PREFIX "%s", key);
+    snprintf(e->val, sizeof e->val, "%s", val);
+    return PST_OK;
+}
+
+int ckpt_state_set_int(ckpt_state *st, const char *key, int64_t v, pst_err *err)
+{
+    char buf[32];
+    snprintf(buf, sizeof buf, "%" PRId64, v);
+    return set_meta(st, key, buf, err);
+}
+
+int ckpt_state_set_double(ckpt_state *st, const char *key, double v, pst_err *err)
+{
+    if (!isfinite(v))
+        return pst_err_set(err, PST_ERR_NUMERIC, "checkpoint: state.%s is %g", key, v);
+    char buf[40];
+    snprintf(buf, sizeof buf, "%.17g", v); /* 17 significant digits read back exactly */
+    return set_meta(st, key, buf, err);
+}
+
+int ckpt_state_set_str(ckpt_state *st, const char *key, const char *v, pst_err *err)
+{
+    for (const char *c = v; *c; c++)
+        if ((unsigned char)*c < 0x20 || *c == '"' || *c == '\\' || *c == 0x7f)
+            return pst_err_set(err, PST_ERR_ARG, "checkpoint: state.%s: value needs escapes",
+                               key);
+    return set_meta(st, key, v, err);
+}
+
+int ckpt_state_add_tensor(ckpt_state *st, const char *name, const float *p, size_t n,
+                          pst_err *err)
+{
+    assert(!st->path);
+    if (!good_key(name) || strncmp(name, "crc32.", 6) == 0)
+        return pst_err_set(err, PST_ERR_ARG, "checkpoint: bad tensor name '%.60s'", name);
+    if (n == 0 || !p)
+        return pst_err_set(err, PST_ERR_ARG, "checkpoint: tensor '%s' is empty", name);
+    for (int i = 0; i < st->nt; i++)
+        if (strcmp(st->t[i].name, name) == 0)
+            return pst_err_set(err, PST_ERR_ARG, "checkpoint: tensor '%s' added twice", name);
+    if (st->nt == st->tcap) {
+        int cap = st->tcap ? 2 * st->tcap : 8;
+        state_tensor *t = realloc(st->t, (size_t)cap * sizeof *t);
+        if (!t)
+            return pst_err_set(err, PST_ERR_NOMEM, "checkpoint: out of memory");
+        st->t = t;
+        st->tcap = cap;
+    }
+    state_tensor *t = &st->t[st->nt++];
+    snprintf(t->name, sizeof t->name, "%s", name);
+    t->p = p;
+    t->n = n;
+    return PST_OK;
+}
+
+/* The optimizer's buffers by what they hold (see optim.h for the formulas). */
+static int opt_buf_names(opt_kind k, const char *names[2])
+{
+    switch (k) {
+    case OPT_SGD: return 0;
+    case OPT_MOMENTUM:
+    case OPT_NESTEROV: names[0] = "opt.velocity"; return 1;
+    case OPT_ADAGRAD: names[0] = "opt.sum_sq"; return 1;
+    case OPT_RMSPROP: names[0] = "opt.mean_sq"; return 1;
+    case OPT_ADAM:
+    case OPT_ADAMW:
+        names[0] = "opt.m";
+        names[1] = "opt.v";
+        return 2;
+    }
+    return 0;
+}
+
+int ckpt_state_add_opt(ckpt_state *st, opt_kind kind, opt_state *os, pst_err *err)
+{
+    const char *names[2];
+    int nb = opt_buf_names(kind, names);
+    assert(nb == opt_state_nbuf(os));
+    int rc = ckpt_state_set_str(st, "opt.kind", opt_kind_name(kind), err);
+    if (!rc)
+        rc = ckpt_state_set_int(st, "opt.t", opt_state_step(os), err);
+    for (int i = 0; i < nb && !rc; i++)
+        rc = ckpt_state_add_tensor(st, names[i], opt_state_buf(os, i), opt_state_len(os), err);
+    return rc;
+}
+
+int ckpt_state_save(const ckpt_state *st, const char *path, pst_err *err)
+{
+    int rc = PST_OK;
+    out_tensor *ts = calloc((size_t)(st->nt ? st->nt : 1), sizeof *ts);
+    meta_pair *mp = calloc((size_t)(st->nm ? st->nm : 1), sizeof *mp);
+    char *json = NULL;
+    if (!ts || !mp)
+        goto nomem;
+    for (int i = 0; i < st->nt; i++) {
+        const state_tensor *t = &st->t[i];
+        int64_t bad = first_nonfinite(t->p, t->n);
+        if (bad >= 0) {
+            rc = pst_err_set(err, PST_ERR_NUMERIC, "%s: not written: tensor '%s' element %" PRId64
+                             " is %g", path, t->name, bad, (double)t->p[bad]);
+            goto cleanup;
+        }
+        ts[i] = (out_tensor){t->name, 1, {(double)t->n, 0}, t->p, t->n};
+    }
+    for (int i = 0; i < st->nm; i++)
+        mp[i] = (meta_pair){st->m[i].key, st->m[i].val};
+    if (!(json = header_json(ts, st->nt, NULL, NULL, mp, st->nm)))
+        goto nomem;
+    rc = write_file(path, json, ts, st->nt, err);
+    goto cleanup;
+nomem:
+    rc = pst_err_set(err, PST_ERR_NOMEM, "checkpoint: out of memory");
+cleanup:
+    cJSON_free(json);
+    free(ts);
+    free(mp);
+    return rc;
+}
+
+int ckpt_state_load(const char *path, const char *kind, ckpt_state **out, pst_err *err)
+{
+    *out = NULL;
+    ckpt_state *st = calloc(1, sizeof *st);
+    if (!st || !(st->path = strdup(path))) {
+        free(st);
+        return pst_err_set(err, PST_ERR_NOMEM, "%s: out of memory", path);
+    }
+    int rc = st_open(&st->f, st->path, err);
+    if (rc) {
+        free(st->path);
+        free(st);
+        return one_line(err, rc);
+    }
+    const char *producer = meta_str(&st->f, "producer");
+    const char *k = meta_str(&st->f, STATE_PREFIX "kind");
+    if (!producer || strcmp(producer, "pstrain") != 0) {
+        /* Only pstrain's files carry every checksum, and only those are trusted to resume. */
+        rc = pst_err_set(err, PST_ERR_DATA, "%s: not written by pstrain", path);
+        goto fail;
+    }
+    if (!k) {
+        rc = pst_err_set(err, PST_ERR_DATA, "%s: not a training-state file (no state.kind; a "
+                         "model checkpoint?)", path);
+        goto fail;
+    }
+    if (strcmp(k, kind) != 0) {
+        rc = pst_err_set(err, PST_ERR_DATA, "%s: holds %.40s state, expected %s", path, k, kind);
+        goto fail;
+    }
+    snprintf(st->kind, sizeof st->kind, "%s", k);
+    /* Floats are read in place, so they must be 4-byte aligned: pstrain pads the header
+     * to 8 bytes, but any length is legal. The JSON is parsed already (cJSON holds its own
+     * copies), so the data may move down over the header's tail. */
+    size_t mis = (size_t)((uintptr_t)st->f.data % sizeof(float));
+    if (mis) {
+        unsigned char *d = (unsigned char *)st->f.data - mis;
+        memmove(d, st->f.data, st->f.data_len);
+        st->f.data = d;
+    }
+    *out = st;
+    return PST_OK;
+fail:
+    ckpt_state_destroy(st);
+    return one_line(err, rc);
+}
+
+const char *ckpt_state_kind(const ckpt_state *st) { return st->kind; }
+
+int ckpt_state_get_str(const ckpt_state *st, const char *key, const char **v, pst_err *err)
+{
+    assert(st->path);
+    char k[sizeof STATE_PREFIX + STATE_KEY_MAX];
+    if (!good_key(key))
+        return pst_err_set(err, PST_ERR_ARG, "checkpoint: bad state key '%.60s'", key);
+    snprintf(k, sizeof k, STATE_PREFIX "%s", key);
+    if (!(*v = meta_str(&st->f, k)))
+        return one_line(err, pst_err_set(err, PST_ERR_DATA, "%s: %s is missing", st->path, k));
+    return PST_OK;
+}
+
+int ckpt_state_get_int(const ckpt_state *st, const char *key, int64_t *v, pst_err *err)
+{
+    const char *s;
+    int rc = ckpt_state_get_str(st, key, &s, err);
+    if (rc)
+        return rc;
+    char *end;
+    errno = 0;
+    long long x = strtoll(s, &end, 10);
+    if (!s[0] || *end || errno == ERANGE || s[0] == ' ')
+        return one_line(err, pst_err_set(err, PST_ERR_DATA, "%s: state.%s: '%.40s' is not an "
+                                         "integer", st->path, key, s));
+    *v = x;
+    return PST_OK;
+}
+
+int ckpt_state_get_double(const ckpt_state *st, const char *key, double *v, pst_err *err)
+{
+    const char *s;
+    int rc = ckpt_state_get_str(st, key, &s, err);
+    if (rc)
+        return rc;
+    char *end;
+    double x = strtod(s, &end);
+    if (!s[0] || *end || !isfinite(x) || s[0] == ' ')
+        return one_line(err, pst_err_set(err, PST_ERR_DATA, "%s: state.%s: '%.40s' is not a "
+                                         "finite number", st->path, key, s));
+    *v = x;
+    return PST_OK;
+}
+
+int ckpt_state_get_tensor(const ckpt_state *st, const char *name, size_t n, const float **p,
+                          pst_err *err)
+{
+    assert(st->path);
+    for (int i = 0; i < st->f.nt; i++) {
+        const st_tensor *t = &st->f.t[i];
+        if (strcmp(t->name, name) != 0)
+            continue;
+        size_t have = (size_t)(t->end - t->begin) / sizeof(float);
+        if (have != n)
+            return one_line(err, pst_err_set(err, PST_ERR_DATA, "%s: tensor '%s' holds %zu "
+                                             "floats, expected %zu", st->path, name, have, n));
+        *p = (const float *)(const void *)(st->f.data + t->begin);
+        return PST_OK;
+    }
+    return one_line(err, pst_err_set(err, PST_ERR_DATA, "%s: tensor '%s' is missing", st->path,
+                                     name));
+}
+
+int ckpt_state_check_opt(const ckpt_state *st, opt_kind kind, size_t n, pst_err *err)
+{
+    const char *k;
+    int64_t t;
+    int rc;
+    if ((rc = ckpt_state_get_str(st, "opt.kind", &k, err)) ||
+        (rc = ckpt_state_get_int(st, "opt.t", &t, err)))
+        return rc;
+    if (strcmp(k, opt_kind_name(kind)) != 0)
+        return one_line(err, pst_err_set(err, PST_ERR_DATA, "%s: optimizer state of %.20s, but "
+                                         "the job uses %s", st->path, k, opt_kind_name(kind)));
+    if (t < 0)
+        return pst_err_set(err, PST_ERR_DATA, "%s: state.opt.t is negative", st->path);
+    const char *names[2];
+    int nb = opt_buf_names(kind, names);
+    for (int i = 0; i < nb; i++) {
+        const float *p;
+        if ((rc = ckpt_state_get_tensor(st, names[i], n, &p, err)))
+            return rc;
+    }
+    return PST_OK;
+}
+
+void ckpt_state_restore_opt(const ckpt_state *st, opt_kind kind, opt_state *os)
+{
+    const char *names[2];
+    int nb = opt_buf_names(kind, names);
+    int64_t t = 0;
+    int rc = ckpt_state_get_int(st, "opt.t", &t, NULL);
+    assert(rc == PST_OK && nb == opt_state_nbuf(os)); /* ckpt_state_check_opt passed */
+    (void)rc;
+    for (int i = 0; i < nb; i++) {
+        const float *p = NULL;
+        rc = ckpt_state_get_tensor(st, names[i], opt_state_len(os), &p, NULL);
+        assert(rc == PST_OK);
+        memcpy(opt_state_buf(os, i), p, opt_state_len(os) * sizeof(float));
+    }
+    opt_state_set_step(os, t);
+}
+
+/* ---- Checkpoint folders ------------------------------------------------------------------ */
+
+int ckpt_mkdirs(const char *path, pst_err *err)
+{
+    char buf[4096];
+    size_t len = strlen(path);
+    if (len == 0 || len >= sizeof buf)
+        return pst_err_set(err, PST_ERR_ARG, "checkpoint folder: bad path '%.80s'", path);
+    memcpy(buf, path, len + 1);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(buf, 0777) != 0 && errno != EEXIST)
+            return pst_err_set(err, PST_ERR_IO, "%s: cannot create folder: %s", buf,
+                               strerror(errno));
+        *p = '/';
+    }
+    if (mkdir(buf, 0777) != 0 && errno != EEXIST)
+        return pst_err_set(err, PST_ERR_IO, "%s: cannot create folder: %s", buf, strerror(errno));
+    return PST_OK;
+}
+
+/* Removes a file, or a folder with the files in it (checkpoint folders hold no folders). */
+static int remove_entry(const char *path, pst_err *err)
+{
+    struct stat sb;
+    if (lstat(path, &sb) != 0)
+        return errno == ENOENT ? PST_OK
+                               : pst_err_set(err, PST_ERR_IO, "%s: %s", path, strerror(errno));
+    if (S_ISDIR(sb.st_mode)) {
+        DIR *d = opendir(path);
+        if (!d)
+            return pst_err_set(err, PST_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+        struct dirent *e;
+        int rc = PST_OK;
+        while (!rc && (e = readdir(d))) {
+            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+                continue;
+            char p[4352];
+            snprintf(p, sizeof p, "%s/%s", path, e->d_name);
+            if (unlink(p) != 0 && errno != ENOENT)
+                rc = pst_err_set(err, PST_ERR_IO, "%s: cannot remove: %s", p, strerror(errno));
+        }
+        closedir(d);
+        if (!rc && rmdir(path) != 0)
+            rc = pst_err_set(err, PST_ERR_IO, "%s: cannot remove: %s", path, strerror(errno));
+        return rc;
+    }
+    if (unlink(path) != 0 && errno != ENOENT)
+        return pst_err_set(err, PST_ERR_IO, "%s: cannot remove: %s", path, strerror(errno));
+    return PST_OK;
+}
+
+/* If name is prefix N suffix (N decimal, no sign, at most 18 digits), stores N and
+ * returns 1; with tmp, the name must instead continue with ".tmp." after the suffix (a
+ * write that never finished). */
+static int parse_entry(const char *name, const char *prefix, const char *suffix, int tmp,
+                       int64_t *tag)
+{
+    size_t pl = strlen(prefix), sl = strlen(suffix);
+    if (strncmp(name, prefix, pl) != 0)
+        return 0;
+    const char *d = name + pl;
+    size_t nd = 0;
+    int64_t v = 0;
+    while (d[nd] >= '0' && d[nd] <= '9' && nd < 18)
+        v = v * 10 + (d[nd++] - '0');
+    if (nd == 0 || (d[nd] >= '0' && d[nd] <= '9') || strncmp(d + nd, suffix, sl) != 0)
+        return 0;
+    const char *rest = d + nd + sl;
+    if (tmp ? strncmp(rest, ".tmp.", 5) != 0 : rest[0] != '\0')
+        return 0;
+    *tag = v;
+    return 1;
+}
+
+static int cmp_desc(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
+/* Every tag of dir's entries prefix N suffix, newest first, in a malloc'ed array. */
+static int list_all(const char *dir, const char *prefix, const char *suffix, int64_t **tags,
+                    int *n, pst_err *err)
+{
+    *tags = NULL;
+    *n = 0;
+    DIR *d = opendir(dir);
+    if (!d)
+        return errno == ENOENT ? PST_OK
+                               : pst_err_set(err, PST_ERR_IO, "%s: cannot list: %s", dir,
+                                             strerror(errno));
+    int cap = 0, rc = PST_OK;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        int64_t tag;
+        if (!parse_entry(e->d_name, prefix, suffix, 0, &tag))
+            continue;
+        if (*n == cap) {
+            cap = cap ? 2 * cap : 16;
+            int64_t *t = realloc(*tags, (size_t)cap * sizeof *t);
+            if (!t) {
+                rc = pst_err_set(err, PST_ERR_NOMEM, "%s: out of memory", dir);
+                break;
+            }
+            *tags = t;
+        }
+        (*tags)[(*n)++] = tag;
+    }
+    closedir(d);
+    if (rc) {
+        free(*tags);
+        *tags = NULL;
+        *n = 0;
+        return rc;
+    }
+    if (*n)
+        qsort(*tags, (size_t)*n, sizeof **tags, cmp_desc);
+    return PST_OK;
+}
+
+int ckpt_list(const char *dir, const char *prefix, const char *suffix, int64_t *tags, int max,
+              int *n, pst_err *err)
+{
+    int64_t *all;
+    int total;
+    int rc = list_all(dir, prefix, suffix, &all, &total, err);
+    if (rc)
+        return rc;
+    *n = total < max ? total : max;
+    if (*n)
+        memcpy(tags, all, (size_t)*n * sizeof *tags);
+    free(all);
+    return PST_OK;
+}
+
+int ckpt_prune(const char *dir, const char *prefix, const char *suffix, int keep, pst_err *err)
+{
+    int64_t *all;
+    int total;
+    int rc = list_all(dir, prefix, suffix, &all, &total, err);
+    char p[4352];
+    for (int i = keep; i < total && !rc; i++) {
+        snprintf(p, sizeof p, "%s/%s%" PRId64 "%s", dir, prefix, all[i], suffix);
+        rc = remove_entry(p, err);
+    }
+    free(all);
+    if (rc)
+        return rc;
+    /* Leftovers of writes that never finished (a crash between create and rename). This
+     * process's own are in progress elsewhere on the call stack, never here. */
+    DIR *d = opendir(dir);
+    if (!d)
+        return PST_OK;
+    char own[32];
+    snprintf(own, sizeof own, ".tmp.%ld", (long)getpid());
+    struct dirent *e;
+    while (!rc && (e = readdir(d))) {
+        int64_t tag;
+        size_t len = strlen(e->d_name), ol = strlen(own);
+        if (!parse_entry(e->d_name, prefix, suffix, 1, &tag) ||
+            (len >= ol && strcmp(e->d_name + len - ol, own) == 0))
+            continue;
+        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+        rc = remove_entry(p, err);
+    }
+    closedir(d);
+    return rc;
+}
+
+int ckpt_remove_newer(const char *dir, const char *prefix, const char *suffix, int64_t after,
+                      pst_err *err)
+{
+    int64_t *all;
+    int total;
+    int rc = list_all(dir, prefix, suffix, &all, &total, err);
+    char p[4352];
+    for (int i = 0; i < total && !rc && all[i] > after; i++) {
+        snprintf(p, sizeof p, "%s/%s%" PRId64 "%s", dir, prefix, all[i], suffix);
+        rc = remove_entry(p, err);
+    }
+    free(all);
+    return rc;
+}
+
+int ckpt_dir_begin(const char *path, char *tmp, size_t cap, pst_err *err)
+{
+    if (snprintf(tmp, cap, "%s.tmp.%ld", path, (long)getpid()) >= (int)cap)
+        return pst_err_set(err, PST_ERR_ARG, "%s: path too long", path);
+    int rc = remove_entry(tmp, err);
+    if (rc)
+        return rc;
+    if (mkdir(tmp, 0777) != 0)
+        return pst_err_set(err, PST_ERR_IO, "%s: cannot create folder: %s", tmp,
+                           strerror(errno));
+    return PST_OK;
+}
+
+int ckpt_dir_commit(const char *tmp, const char *path, pst_err *err)
+{
+    /* rename(2) replaces only an empty folder; an older folder of the same name (a run
+     * resumed from before it) goes first. */
+    int rc = remove_entry(path, err);
+    if (rc)
+        return rc;
+    if (rename(tmp, path) != 0)
+        return pst_err_set(err, PST_ERR_IO, "%s: cannot finish writing: %s", path,
+                           strerror(errno));
+    return sync_parent(path, err);
+}
+
+void ckpt_dir_abort(const char *tmp)
+{
+    remove_entry(tmp, NULL);
+}

@@ -78,4 +78,104 @@ const ds_scaler *ckpt_model_scaler(const ckpt_model *c);
  * output storage like ds_scaler_fit's. m is unchanged on failure. */
 int ckpt_load_into(const char *path, ml_model *m, ds_scaler *scaler, pst_err *err);
 
+/* ---- Training state, for resuming ---------------------------------------------------------
+ *
+ * A state file has the format and guarantees of a model checkpoint (atomic write, a CRC-32
+ * of every tensor and of the header, the whole file validated before anything is used)
+ * and holds F32 tensors (1-D) and named scalars in "__metadata__":
+ *   state.kind     what the file holds: "optimizer" (single-process training, next to its
+ *                  model.safetensors) or "shard" (a parameter server's slice)
+ *   state.<key>    a decimal int64, a double written with 17 significant digits (it reads
+ *                  back bit for bit) or a short string
+ * The optimizer's state is stored as the tensors of what it keeps: opt.velocity
+ * (momentum, nesterov), opt.sum_sq (adagrad's G), opt.mean_sq (rmsprop's E), opt.m and
+ * opt.v (adam, adamw), none for sgd; with state.opt.kind (its name) and state.opt.t (the
+ * steps taken, which drive the schedule and adam's bias correction).
+ *
+ * Writing: create, set scalars and add tensors (borrowed until save), save. Keys and tensor
+ * names are 1 to 47 of [A-Za-z0-9_.-]; a repeat is PST_ERR_ARG. Reading: load, then get;
+ * every getter's failure names the file and the key (PST_ERR_DATA). */
+typedef struct ckpt_state ckpt_state;
+
+ckpt_state *ckpt_state_create(const char *kind, pst_err *err);
+void ckpt_state_destroy(ckpt_state *st);
+int ckpt_state_set_int(ckpt_state *st, const char *key, int64_t v, pst_err *err);
+int ckpt_state_set_double(ckpt_state *st, const char *key, double v, pst_err *err);
+int ckpt_state_set_str(ckpt_state *st, const char *key, const char *v, pst_err *err);
+int ckpt_state_add_tensor(ckpt_state *st, const char *name, const float *p, size_t n,
+                          pst_err *err);
+/* Adds the state of a `kind` optimizer (tensors borrowed from os). */
+int ckpt_state_add_opt(ckpt_state *st, opt_kind kind, opt_state *os, pst_err *err);
+int ckpt_state_save(const ckpt_state *st, const char *path, pst_err *err);
+
+/* Reads and validates the whole file, which must be pstrain's state file of `kind`. On
+ * success *out is the caller's (ckpt_state_destroy); on failure NULL. */
+int ckpt_state_load(const char *path, const char *kind, ckpt_state **out, pst_err *err);
+const char *ckpt_state_kind(const ckpt_state *st);
+int ckpt_state_get_int(const ckpt_state *st, const char *key, int64_t *v, pst_err *err);
+int ckpt_state_get_double(const ckpt_state *st, const char *key, double *v, pst_err *err);
+int ckpt_state_get_str(const ckpt_state *st, const char *key, const char **v, pst_err *err);
+/* The tensor `name`, which must hold n floats; *p (4-byte aligned) lives as long as st. */
+int ckpt_state_get_tensor(const ckpt_state *st, const char *name, size_t n, const float **p,
+                          pst_err *err);
+/* Checks that st holds the state of a `kind` optimizer over n parameters; then
+ * ckpt_state_restore_opt copies it into os (of that kind and length), which cannot fail.
+ * Two calls so that a caller restoring several things checks them all before changing
+ * any. */
+int ckpt_state_check_opt(const ckpt_state *st, opt_kind kind, size_t n, pst_err *err);
+void ckpt_state_restore_opt(const ckpt_state *st, opt_kind kind, opt_state *os);
+
+/* ---- Checkpoint folders ---------------------------------------------------------------------
+ *
+ * The checkpoints of a run sit in one folder as entries named <prefix><N><suffix>, N a
+ * decimal step or clock: "ckpt-120" (a folder: model.safetensors + optimizer.safetensors),
+ * "server-0-clock-96.safetensors". The newest is the largest N. */
+
+/* mkdir -p. */
+int ckpt_mkdirs(const char *path, pst_err *err);
+/* The N of dir's entries prefix N suffix, newest first, at most max of them; *n is how
+ * many (0 when dir does not exist). Leftovers of unfinished writes (".tmp.<pid>" after the
+ * suffix) are not listed. */
+int ckpt_list(const char *dir, const char *prefix, const char *suffix, int64_t *tags, int max,
+              int *n, pst_err *err);
+/* Removes all but the `keep` newest entries prefix N suffix (folders with their files), and
+ * leftovers of other processes' unfinished writes. */
+int ckpt_prune(const char *dir, const char *prefix, const char *suffix, int keep, pst_err *err);
+/* Removes the entries prefix N suffix with N > after (all of them for after = -1): a fresh
+ * run clears an earlier run's checkpoints from its folder, and a resumed one those newer
+ * than where it resumed (damaged, or of the timeline it replaces), so that "the newest"
+ * always means this run's newest. */
+int ckpt_remove_newer(const char *dir, const char *prefix, const char *suffix, int64_t after,
+                      pst_err *err);
+/* A folder written atomically: ckpt_dir_begin makes the empty folder "<path>.tmp.<pid>"
+ * (its name in tmp) for the caller to fill; ckpt_dir_commit renames it to path (replacing
+ * an older one) and syncs the parent, so path is either complete or absent. */
+int ckpt_dir_begin(const char *path, char *tmp, size_t cap, pst_err *err);
+int ckpt_dir_commit(const char *tmp, const char *path, pst_err *err);
+/* Removes the temporary folder of a write that failed (errors ignored: a leftover is
+ * removed by the next ckpt_prune). */
+void ckpt_dir_abort(const char *tmp);
+
+/* ---- Fine-tuning: a model's initial weights from another model's checkpoint ------------ */
+
+/* What ckpt_init_from matched. Name lists are comma-separated, cut with " ..." when long. */
+typedef struct {
+    int loaded;              /* model parameters copied from the file */
+    int fresh;               /* model parameters the file lacks: they keep their values */
+    int skipped;             /* tensors of the file the model lacks (preprocess.* aside) */
+    char fresh_names[256];
+    char skipped_names[256];
+} ckpt_init_report;
+
+/* Copies into m, by name, every parameter the checkpoint at path holds (job key
+ * model.init_from). The file is validated whole as ckpt_load_into does and only read.
+ * A tensor named like a parameter but shaped otherwise is PST_ERR_DATA naming the tensor
+ * and both shapes; a parameter the file lacks keeps its value (a new head: give the layer
+ * a new name and it starts from its fresh initialisation); a tensor the model lacks is
+ * skipped (the old head). A file holding none of the model's parameters is PST_ERR_DATA.
+ * m is unchanged on failure; *rep says what happened (zeroed on failure) and loaded (may be
+ * NULL; ml_model_nsegments entries) which segments were copied. */
+int ckpt_init_from(const char *path, ml_model *m, unsigned char *loaded, ckpt_init_report *rep,
+                   pst_err *err);
+
 #endif

@@ -19,14 +19,19 @@
  *     dim: int                      0 = from the data (libsvm)
  *     validation_split: [0, 1)      0
  *     scale: none|minmax|standardize  none
+ *     classes: [int, ...]           none = all (fine-tuning: keep these, relabelled 0..k-1)
+ *     limit: int >= 0               0 = all training samples after the split
  *   model:
  *     layers:                       (at least one dense layer)
  *       - type: dense|activation    dense
  *         units: int >= 1           (dense)
  *         activation: linear|relu|sigmoid|tanh|softmax   linear
  *         name: string              none = "dense_<k>" / "act_<k>" chosen by the model
+ *         trainable: bool           true (false: frozen)
+ *         lr_mult: float >= 0       1 (0 freezes)
  *     loss: categorical_crossentropy|binary_crossentropy|mse   categorical_crossentropy
  *     init: auto|glorot|he          auto
+ *     init_from: path               none (fine-tuning: weights by name from a checkpoint)
  *   optimizer:                      every key absent from the file takes
  *     name: sgd|momentum|nesterov|adagrad|rmsprop|adam|adamw    opt_config_default(name)
  *     lr, momentum, beta1, beta2, rho, eps, weight_decay, clip_norm: float
@@ -41,6 +46,14 @@
  *     log_every: int >= 0           0 = once per epoch
  *   output:
  *     dir: path                     "runs/<name>"
+ *   cluster: servers, workers, consistency, staleness, pipeline, timeout_s (config.h)
+ *   checkpoint:
+ *     enabled: bool                 true
+ *     dir: path                     none = "<output.dir>/checkpoints"
+ *     every_steps: int >= 0         0 = only at epoch ends (distributed: at the end)
+ *     every_seconds: float >= 0     0 = off
+ *     keep: int >= 1                2
+ *     resume: path                  none (a folder of checkpoints to continue from)
  *
  * Strings: "", "~" and "null" (quoted or not) mean "not set" (libcyaml's
  * CYAML_FLAG_POINTER_NULL_STR), so a path can be unset from the command line with "".
@@ -127,6 +140,9 @@ static const cyaml_strval_t opt_names[] = {
 static const cyaml_strval_t sched_names[] = {
     {"constant", OPT_SCHED_CONSTANT}, {"step", OPT_SCHED_STEP}, {"cosine", OPT_SCHED_COSINE}};
 
+/* data.classes: a list of plain integers (the only list of scalars in the schema). */
+static const cyaml_schema_value_t class_id_value = {CYAML_VALUE_INT(CYAML_FLAG_DEFAULT, int)};
+
 static const cyaml_schema_field_t data_fields[] = {
     CFG_ENUM("format", cfg_data, format, format_names),
     CFG_STR("train", cfg_data, train),
@@ -142,6 +158,9 @@ static const cyaml_schema_field_t data_fields[] = {
     CYAML_FIELD_INT("dim", CFG_OPT, cfg_data, dim),
     CYAML_FIELD_FLOAT("validation_split", CFG_OPT_FLOAT, cfg_data, validation_split),
     CFG_ENUM("scale", cfg_data, scale, scale_names),
+    CYAML_FIELD_SEQUENCE_COUNT("classes", CYAML_FLAG_OPTIONAL | CYAML_FLAG_POINTER, cfg_data,
+                               classes, classes_count, &class_id_value, 0, CYAML_UNLIMITED),
+    CYAML_FIELD_INT("limit", CFG_OPT, cfg_data, limit),
     CYAML_FIELD_END};
 
 static const cyaml_schema_field_t layer_fields[] = {
@@ -149,6 +168,8 @@ static const cyaml_schema_field_t layer_fields[] = {
     CYAML_FIELD_INT("units", CFG_OPT, cfg_layer, units),
     CFG_ENUM("activation", cfg_layer, activation, act_names),
     CFG_STR("name", cfg_layer, name),
+    CYAML_FIELD_BOOL("trainable", CFG_OPT, cfg_layer, trainable),
+    CYAML_FIELD_FLOAT("lr_mult", CFG_OPT_FLOAT, cfg_layer, lr_mult),
     CYAML_FIELD_END};
 
 static const cyaml_schema_value_t layer_value = {
@@ -159,6 +180,7 @@ static const cyaml_schema_field_t model_fields[] = {
                                layers, nlayers, &layer_value, 0, CYAML_UNLIMITED),
     CFG_ENUM("loss", cfg_model, loss, loss_names),
     CFG_ENUM("init", cfg_model, init, init_names),
+    CFG_STR("init_from", cfg_model, init_from),
     CYAML_FIELD_END};
 
 static const cyaml_schema_field_t opt_fields[] = {
@@ -203,6 +225,15 @@ static const cyaml_schema_field_t cluster_fields[] = {
     CYAML_FIELD_INT("timeout_s", CFG_OPT, cfg_cluster, timeout_s),
     CYAML_FIELD_END};
 
+static const cyaml_schema_field_t checkpoint_fields[] = {
+    CYAML_FIELD_BOOL("enabled", CFG_OPT, cfg_checkpoint, enabled),
+    CFG_STR("dir", cfg_checkpoint, dir),
+    CYAML_FIELD_INT("every_steps", CFG_OPT, cfg_checkpoint, every_steps),
+    CYAML_FIELD_FLOAT("every_seconds", CFG_OPT_FLOAT, cfg_checkpoint, every_seconds),
+    CYAML_FIELD_INT("keep", CFG_OPT, cfg_checkpoint, keep),
+    CFG_STR("resume", cfg_checkpoint, resume),
+    CYAML_FIELD_END};
+
 static const cyaml_schema_field_t job_fields[] = {
     CFG_STR("name", cfg_job, name),
     CYAML_FIELD_UINT("seed", CFG_OPT, cfg_job, seed),
@@ -212,6 +243,7 @@ static const cyaml_schema_field_t job_fields[] = {
     CYAML_FIELD_MAPPING("train", CFG_OPT, cfg_job, train, train_fields),
     CYAML_FIELD_MAPPING("output", CFG_OPT, cfg_job, output, output_fields),
     CYAML_FIELD_MAPPING("cluster", CFG_OPT, cfg_job, cluster, cluster_fields),
+    CYAML_FIELD_MAPPING("checkpoint", CFG_OPT, cfg_job, checkpoint, checkpoint_fields),
     CYAML_FIELD_END};
 
 static const cyaml_schema_value_t job_value = {
@@ -259,8 +291,16 @@ uint64_t cfg_job_hash(const cfg_job *job)
     memset(&same.data, 0, sizeof same.data);
     same.data.task = job->data.task;
     same.data.num_classes = job->data.num_classes;
+    /* Which samples train does matter; where the pretrained weights lie is a path. */
+    same.data.classes = job->data.classes;
+    same.data.classes_count = job->data.classes_count;
+    same.data.limit = job->data.limit;
+    same.model.init_from = NULL;
     same.output.dir = NULL;
     same.train.threads = 1;
+    /* Where and how often checkpoints are written, and whether this run resumes, change
+     * nothing that is computed: a resumed run is the same job. */
+    memset(&same.checkpoint, 0, sizeof same.checkpoint);
     FILE *f = open_memstream(&text, &len);
     if (!f)
         return 0;
@@ -556,7 +596,44 @@ typedef struct {
     size_t nset;
     const char *find;  /* a dotted path whose line to report, or NULL */
     size_t found_line; /* its key's line, 0 until seen */
+    unsigned long entry; /* index of the list entry being scanned */
+    struct cfg_entry_key {
+        const cyaml_schema_field_t *f;
+        unsigned long entry;
+    } *eset;             /* keys set inside list entries (layers), for their defaults */
+    size_t neset, eset_cap;
 } cfg_scan;
+
+/* Records that list entry sc->entry sets key f (malloc'd; scan_fini frees). */
+static int note_entry_key(cfg_scan *sc, const cyaml_schema_field_t *f)
+{
+    if (sc->neset == sc->eset_cap) {
+        size_t cap = sc->eset_cap ? 2 * sc->eset_cap : 32;
+        struct cfg_entry_key *p = realloc(sc->eset, cap * sizeof *p);
+        if (!p)
+            return pst_err_set(sc->err, PST_ERR_NOMEM, "%s: out of memory", sc->source);
+        sc->eset = p;
+        sc->eset_cap = cap;
+    }
+    sc->eset[sc->neset++] = (struct cfg_entry_key){f, sc->entry};
+    return PST_OK;
+}
+
+static int entry_key_was_set(const cfg_scan *sc, const cyaml_schema_field_t *f,
+                             unsigned long entry)
+{
+    for (size_t i = 0; i < sc->neset; i++)
+        if (sc->eset[i].f == f && sc->eset[i].entry == entry)
+            return 1;
+    return 0;
+}
+
+static void scan_fini(cfg_scan *sc)
+{
+    free(sc->eset);
+    sc->eset = NULL;
+    sc->neset = sc->eset_cap = 0;
+}
 
 static int field_was_set(const cfg_scan *sc, const cyaml_schema_field_t *f)
 {
@@ -655,6 +732,8 @@ static int scan_mapping(cfg_scan *sc, const cyaml_schema_field_t *fields, int in
         if (!in_list) {
             assert(sc->nset < CFG_MAX_SET);
             sc->set[sc->nset++] = f;
+        } else if ((rc = note_entry_key(sc, f))) {
+            return rc;
         }
         yaml_event_t vev;
         if ((rc = scan_next(sc, &vev)) || (rc = scan_node(sc, &f->value, in_list, &vev)))
@@ -677,6 +756,7 @@ static int scan_list(cfg_scan *sc, const cyaml_schema_value_t *entry)
         char comp[24];
         snprintf(comp, sizeof comp, "%lu", i);
         size_t plen = path_push(sc, comp);
+        sc->entry = i;
         if ((rc = scan_node(sc, entry, 1, &ev)))
             return rc;
         sc->path[plen] = '\0';
@@ -874,6 +954,19 @@ static int fill_fields(const cyaml_schema_field_t *fields, char *dst, const char
     return PST_OK;
 }
 
+/* Keys of list entry `entry` (at dst) the file left out take the template's values. Only
+ * numbers and booleans: no list entry has a string with a default. */
+static void fill_entry(const cyaml_schema_field_t *fields, char *dst, const char *tmpl,
+                       const cfg_scan *sc, unsigned long entry)
+{
+    for (const cyaml_schema_field_t *f = fields; f->key; f++) {
+        if (f->value.type == CYAML_STRING || f->value.type == CYAML_MAPPING ||
+            f->value.type == CYAML_SEQUENCE || entry_key_was_set(sc, f, entry))
+            continue;
+        memcpy(dst + f->data_offset, tmpl + f->data_offset, f->value.data_size);
+    }
+}
+
 static char *default_dir(const char *name)
 {
     size_t n = strlen("runs/") + strlen(name) + 1;
@@ -907,9 +1000,19 @@ static int fill_defaults(cfg_job *job, const cfg_scan *sc)
     tmpl.cluster.consistency = CFG_CONS_SSP;
     tmpl.cluster.staleness = 2;
     tmpl.cluster.timeout_s = 60;
+    tmpl.checkpoint.enabled = 1;
+    tmpl.checkpoint.keep = 2;
     int rc = fill_fields(job_fields, (char *)job, (const char *)&tmpl, sc);
     if (rc)
         return rc;
+    /* Layer keys whose default is not libcyaml's zero fill. */
+    cfg_layer layer_tmpl;
+    memset(&layer_tmpl, 0, sizeof layer_tmpl);
+    layer_tmpl.trainable = 1;
+    layer_tmpl.lr_mult = 1.0f;
+    for (unsigned i = 0; job->model.layers && i < job->model.nlayers; i++)
+        fill_entry(layer_fields, (char *)&job->model.layers[i], (const char *)&layer_tmpl, sc,
+                   i);
     if (!field_was_set(sc, FIELD_OUTPUT_DIR) && job->name) {
         assert(!job->output.dir);
         if (!(job->output.dir = default_dir(job->name)))
@@ -935,9 +1038,9 @@ static size_t key_line(const char *yaml, size_t len, const char *msg)
     sc.err = &scratch;
     sc.find = key;
     int empty;
-    if (scan_job(&sc, yaml, len, &empty) != PST_OK)
-        return 0;
-    return sc.found_line;
+    int rc = scan_job(&sc, yaml, len, &empty);
+    scan_fini(&sc);
+    return rc == PST_OK ? sc.found_line : 0;
 }
 
 /* ---- Load / free ------------------------------------------------------------------- */
@@ -1008,6 +1111,7 @@ int cfg_job_load_string(cfg_job **out, const char *yaml, size_t len, const char 
     *out = job;
     job = NULL;
 cleanup:
+    scan_fini(&sc);
     cfg_job_free(job);
     return rc;
 }
@@ -1095,6 +1199,66 @@ static void follow_opt_kind(opt_config *c, opt_kind old)
     }
 }
 
+/* A list of scalars from the command line: "5,6,7", "[5, 6, 7]", or "" / "[]" for an
+ * empty list. Replaces the whole list; on error the old one stays. */
+static int set_scalar_list(const cyaml_schema_field_t *f, char *base, const char *path,
+                           const char *value, pst_err *err)
+{
+    const cyaml_schema_value_t *entry = f->value.sequence.entry;
+    char buf[1024];
+    if (strlen(value) >= sizeof buf)
+        return pst_err_set(err, PST_ERR_CONFIG, "%s: list too long", path);
+    const char *v = value;
+    while (*v == ' ')
+        v++;
+    int bracket = *v == '[';
+    snprintf(buf, sizeof buf, "%s", v + bracket);
+    size_t n = strlen(buf);
+    while (n && buf[n - 1] == ' ')
+        buf[--n] = '\0';
+    if (bracket != (n && buf[n - 1] == ']'))
+        return pst_err_set(err, PST_ERR_CONFIG, "%s: '%s' is not a list (e.g. 5,6,7)", path,
+                           value);
+    if (bracket)
+        buf[--n] = '\0';
+    size_t count = 0;
+    for (char *p = buf; *p; p++)
+        count += *p == ',';
+    int blank = 1;
+    for (char *p = buf; *p && blank; p++)
+        blank = *p == ' ';
+    count = blank ? 0 : count + 1;
+    char *arr = NULL;
+    if (count && !(arr = cyaml_mem(NULL, NULL, count * entry->data_size)))
+        return pst_err_set(err, PST_ERR_NOMEM, "%s: out of memory", path);
+    char *item = buf;
+    for (size_t i = 0; i < count; i++) {
+        char *comma = strchr(item, ',');
+        if (comma)
+            *comma = '\0';
+        while (*item == ' ')
+            item++;
+        size_t il = strlen(item);
+        while (il && item[il - 1] == ' ')
+            item[--il] = '\0';
+        cfg_scalar val;
+        char why[sizeof err->msg];
+        if (parse_scalar(entry, item, &val, why, sizeof why)) {
+            cyaml_mem(NULL, arr, 0);
+            return pst_err_set(err, PST_ERR_CONFIG, "%s: entry %zu: %s", path, i, why);
+        }
+        store_scalar(entry, arr + i * entry->data_size, &val);
+        item = comma ? comma + 1 : item + il;
+    }
+    char *old;
+    memcpy(&old, base + f->data_offset, sizeof old);
+    if (old)
+        cyaml_mem(NULL, old, 0);
+    memcpy(base + f->data_offset, &arr, sizeof arr);
+    store_uint(base + f->count_offset, f->count_size, count);
+    return PST_OK;
+}
+
 int cfg_override(cfg_job *job, const char *path, const char *value, pst_err *err)
 {
     assert(job && path && value);
@@ -1121,6 +1285,13 @@ int cfg_override(cfg_job *job, const char *path, const char *value, pst_err *err
             base += f->data_offset;
             fields = f->value.mapping.fields;
             continue;
+        }
+        if (f->value.type == CYAML_SEQUENCE &&
+            f->value.sequence.entry->type != CYAML_MAPPING) {
+            if (rest)
+                return pst_err_set(err, PST_ERR_CONFIG, "unknown key '%s' (%s is set whole, "
+                                   "e.g. %s 5,6,7)", path, f->key, f->key);
+            return set_scalar_list(f, base, path, value, err);
         }
         if (f->value.type == CYAML_SEQUENCE) {
             char *idx = next_comp(&rest);
@@ -1201,7 +1372,9 @@ static int check_enums(const cyaml_schema_field_t *fields, const char *base, con
                 return rc;
         } else if (f->value.type == CYAML_SEQUENCE) {
             const cyaml_schema_value_t *entry = f->value.sequence.entry;
-            uint64_t n = load_uint(base + f->count_offset, f->count_size);
+            uint64_t n = entry->type == CYAML_MAPPING
+                             ? load_uint(base + f->count_offset, f->count_size)
+                             : 0; /* a list of numbers has no enum */
             const char *arr;
             memcpy(&arr, p, sizeof arr);
             for (uint64_t i = 0; i < n; i++) {
@@ -1217,6 +1390,48 @@ static int check_enums(const cyaml_schema_field_t *fields, const char *base, con
                 return pst_err_set(err, PST_ERR_CONFIG, "%s: invalid value %" PRId64, path, v);
         }
     }
+    return PST_OK;
+}
+
+/* The fine-tuning keys: data.classes, data.limit and the layers' trainable and lr_mult. */
+static int check_finetune(const cfg_job *job, pst_err *err)
+{
+    const int E = PST_ERR_CONFIG;
+    const cfg_data *d = &job->data;
+    if (d->classes_count > 0 && d->task != CFG_TASK_CLASSIFY)
+        return pst_err_set(err, E, "data.classes: needs data.task classify");
+    for (unsigned i = 0; i < d->classes_count; i++) {
+        int c = d->classes[i];
+        if (c < 0)
+            return pst_err_set(err, E, "data.classes: entry %u: class ids are >= 0, got %d", i,
+                               c);
+        if (d->num_classes > 0 && c >= d->num_classes)
+            return pst_err_set(err, E, "data.classes: entry %u: class %d, but data.num_classes "
+                               "is %d", i, c, d->num_classes);
+        for (unsigned j = 0; j < i; j++)
+            if (d->classes[j] == c)
+                return pst_err_set(err, E, "data.classes: class %d is listed twice", c);
+    }
+    if (d->limit < 0)
+        return pst_err_set(err, E, "data.limit: must be >= 0 (0 = all), got %d", d->limit);
+    const cfg_model *m = &job->model;
+    unsigned ntrain = 0;
+    for (unsigned i = 0; i < m->nlayers; i++) {
+        const cfg_layer *L = &m->layers[i];
+        if (!(L->lr_mult >= 0.0f) || !isfinite(L->lr_mult))
+            return pst_err_set(err, E, "model.layers.%u.lr_mult: must be >= 0 (0 freezes the "
+                               "layer), got %g", i, (double)L->lr_mult);
+        if (L->type != CFG_LAYER_DENSE && !L->trainable)
+            return pst_err_set(err, E, "model.layers.%u.trainable: an activation layer has no "
+                               "parameters to freeze", i);
+        if (L->type != CFG_LAYER_DENSE && L->lr_mult != 1.0f)
+            return pst_err_set(err, E, "model.layers.%u.lr_mult: an activation layer has no "
+                               "parameters to scale", i);
+        ntrain += L->type == CFG_LAYER_DENSE && L->trainable && L->lr_mult > 0.0f;
+    }
+    if (m->nlayers > 0 && ntrain == 0)
+        return pst_err_set(err, E, "model.layers: every dense layer is frozen (trainable: false "
+                           "or lr_mult: 0); nothing would train");
     return PST_OK;
 }
 
@@ -1287,12 +1502,17 @@ int cfg_job_check(const cfg_job *job, pst_err *err)
         return pst_err_set(err, E,
                            "model.loss: binary_crossentropy needs a sigmoid output, but "
                            "model.layers.%u ends in %s", last, cfg_act_name(out->activation));
-    if (m->loss == CFG_LOSS_CCE && d->num_classes > 0 &&
-        m->layers[last_dense].units != d->num_classes)
+    /* With data.classes the labels are renumbered 0..k-1: k is the output's width. */
+    int want_units = d->classes_count > 0 ? (int)d->classes_count : d->num_classes;
+    if (m->loss == CFG_LOSS_CCE && want_units > 0 && m->layers[last_dense].units != want_units)
         return pst_err_set(err, E,
-                           "model.layers.%u.units: the output layer has %d units but "
-                           "data.num_classes is %d", last_dense, m->layers[last_dense].units,
-                           d->num_classes);
+                           "model.layers.%u.units: the output layer has %d units but %s is %d",
+                           last_dense, m->layers[last_dense].units,
+                           d->classes_count > 0 ? "the length of data.classes"
+                                                : "data.num_classes",
+                           want_units);
+    if ((rc = check_finetune(job, err)))
+        return rc;
 
     if ((rc = opt_config_check(&job->optimizer, err))) {
         return rc;
@@ -1320,6 +1540,16 @@ int cfg_job_check(const cfg_job *job, pst_err *err)
         return pst_err_set(err, E, "cluster.staleness: must be >= 0, got %d", c->staleness);
     if (c->timeout_s < 1)
         return pst_err_set(err, E, "cluster.timeout_s: must be >= 1, got %d", c->timeout_s);
+
+    const cfg_checkpoint *k = &job->checkpoint;
+    if (k->every_steps < 0)
+        return pst_err_set(err, E, "checkpoint.every_steps: must be >= 0 (0 = off), got %d",
+                           k->every_steps);
+    if (!(k->every_seconds >= 0.0))
+        return pst_err_set(err, E, "checkpoint.every_seconds: must be >= 0 (0 = off), got %g",
+                           k->every_seconds);
+    if (k->keep < 1)
+        return pst_err_set(err, E, "checkpoint.keep: must be >= 1, got %d", k->keep);
     return PST_OK;
 }
 
@@ -1392,6 +1622,27 @@ static int print_scalar(FILE *f, const cyaml_schema_field_t *fd, const char *p, 
     return PST_OK;
 }
 
+/* A list of numbers in flow style: " [5, 6, 7]". */
+static void print_scalar_list(FILE *f, const cyaml_schema_field_t *fd, const char *base)
+{
+    const cyaml_schema_value_t *entry = fd->value.sequence.entry;
+    uint64_t n = load_uint(base + fd->count_offset, fd->count_size);
+    const char *arr;
+    memcpy(&arr, base + fd->data_offset, sizeof arr);
+    fputs(" [", f);
+    for (uint64_t i = 0; i < n; i++) {
+        const char *q = arr + i * entry->data_size;
+        fputs(i ? ", " : "", f);
+        if (entry->type == CYAML_INT) {
+            fprintf(f, "%" PRId64, load_int(q, entry->data_size));
+        } else {
+            assert(entry->type == CYAML_UINT);
+            fprintf(f, "%" PRIu64, load_uint(q, entry->data_size));
+        }
+    }
+    fputs("]\n", f);
+}
+
 /* first_inline: the first key goes on the current line (after a list's "- "). */
 static int print_fields(FILE *f, const cyaml_schema_field_t *fields, const char *base, int indent,
                         int first_inline, pst_err *err)
@@ -1403,6 +1654,9 @@ static int print_fields(FILE *f, const cyaml_schema_field_t *fields, const char 
         if (fd->value.type == CYAML_MAPPING) {
             fputc('\n', f);
             rc = print_fields(f, fd->value.mapping.fields, p, indent + 2, 0, err);
+        } else if (fd->value.type == CYAML_SEQUENCE &&
+                   fd->value.sequence.entry->type != CYAML_MAPPING) {
+            print_scalar_list(f, fd, base);
         } else if (fd->value.type == CYAML_SEQUENCE) {
             const cyaml_schema_value_t *entry = fd->value.sequence.entry;
             uint64_t n = load_uint(base + fd->count_offset, fd->count_size);

@@ -48,6 +48,11 @@ typedef struct {
     int dim;                /* libsvm feature count; 0 = from the data */
     double validation_split;/* fraction of train held out for validation, [0, 1) */
     cfg_scale scale;
+    /* Fine-tuning subsets (worker/dataprep.c): */
+    int *classes;            /* keep only these class ids, relabelled 0..k-1 in this order;
+                                NULL = every class (train, validation and test alike) */
+    unsigned classes_count;
+    int limit;               /* keep the first N training samples after the split; 0 = all */
 } cfg_data;
 
 typedef struct {
@@ -55,6 +60,10 @@ typedef struct {
     int units;          /* dense */
     cfg_act activation; /* dense: applied after the affine map; activation layer: the function */
     char *name;         /* optional; default "dense_<i>" / "act_<i>" */
+    /* Fine-tuning, dense layers. The job loader fills the defaults (1, 1.0); a cfg_layer
+     * built in code for training must set them itself (zero would freeze the layer). */
+    int trainable;      /* 0: frozen -- never updated, its gradient neither pushed nor pulled */
+    float lr_mult;      /* the layer's lr is the scheduled lr times this; >= 0, 0 freezes */
 } cfg_layer;
 
 typedef struct {
@@ -62,6 +71,7 @@ typedef struct {
     unsigned nlayers;
     cfg_loss loss;
     cfg_init init;
+    char *init_from;    /* fine-tuning: initial weights by name from this checkpoint, or NULL */
 } cfg_model;
 
 typedef struct {
@@ -93,6 +103,17 @@ typedef struct {
     int timeout_s;               /* every network wait gives up after this long */
 } cfg_cluster;
 
+/* Checkpoints and resume (docs/job-file.md, "Checkpoints and resume" in README.md). */
+typedef struct {
+    int enabled;          /* bool: write checkpoints (single process: every epoch's end, when
+                             stopped, and every_*; distributed: servers at the end and every_*) */
+    char *dir;            /* NULL: <output.dir>/checkpoints */
+    int every_steps;      /* also every N steps (distributed: clocks of worker 0); 0 = off */
+    double every_seconds; /* also every S seconds of training; 0 = off */
+    int keep;             /* newest checkpoints kept, >= 1 */
+    char *resume;         /* continue from the newest complete checkpoint in this folder */
+} cfg_checkpoint;
+
 typedef struct {
     char *name;
     uint64_t seed;
@@ -102,6 +123,7 @@ typedef struct {
     cfg_train train;
     cfg_output output;
     cfg_cluster cluster;
+    cfg_checkpoint checkpoint;
 } cfg_job;
 
 /* Parses YAML text; source names it in errors (a path, or "<default job>"). Missing keys

@@ -22,6 +22,7 @@ typedef struct {
     int in, out;       /* widths */
     int layer;         /* index in the spec */
     size_t w_off, b_off; /* OP_DENSE: offsets of W (OUT, IN) and b (OUT) in params */
+    int frozen;        /* OP_DENSE: backward writes no dW, db (ml_model_set_trainable) */
     float *y;          /* (max_batch, out) output of this op */
 } op;
 
@@ -313,18 +314,31 @@ double ml_model_loss(ml_model *m, const int32_t *label, const float *target, int
     return ml_mse(g, last->y, targets_of(m, label, target, n), n, k);
 }
 
+void ml_model_set_trainable(ml_model *m, int layer, int trainable)
+{
+    for (int i = 0; i < m->nops; i++)
+        if (m->ops[i].kind == OP_DENSE && m->ops[i].layer == layer)
+            m->ops[i].frozen = !trainable;
+}
+
 void ml_model_backward(ml_model *m, const float *x, int n)
 {
     int cur = m->start_buf;
     int first = m->fused ? m->nops - 2 : m->nops - 1;
-    for (int i = first; i >= 0; i--) {
+    /* Ops below the lowest trainable dense op need no gradient at all. */
+    int lowest = m->nops;
+    for (int i = 0; i < m->nops && lowest == m->nops; i++)
+        if (m->ops[i].kind == OP_DENSE && !m->ops[i].frozen)
+            lowest = i;
+    for (int i = first; i >= lowest; i--) {
         op *o = &m->ops[i];
         const float *in = op_input(m, x, i);
         float *g = m->gbuf[cur];
         if (o->kind == OP_DENSE) {
-            /* The first op's input is the data: no dX needed. */
-            float *dx = i == 0 ? NULL : m->gbuf[cur ^ 1];
-            ml_dense_backward(dx, m->grads + o->w_off, m->grads + o->b_off, g, in,
+            /* The lowest trainable op passes nothing down (for op 0 the input is the data). */
+            float *dx = i == lowest ? NULL : m->gbuf[cur ^ 1];
+            ml_dense_backward(dx, o->frozen ? NULL : m->grads + o->w_off,
+                              o->frozen ? NULL : m->grads + o->b_off, g, in,
                               m->params + o->w_off, n, o->in, o->out, 0);
             cur ^= 1;
         } else {

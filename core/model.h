@@ -55,6 +55,13 @@ cfg_loss ml_model_loss_kind(const ml_model *m);
 int ml_model_nsegments(const ml_model *m);
 const ml_segment *ml_model_segment(const ml_model *m, int i);
 
+/* Freezes (trainable 0) or unfreezes the parameters of spec layer `layer` (a dense layer;
+ * others have none). ml_model_backward then writes no gradient for a frozen layer -- its
+ * entries of ml_model_grads keep whatever they held -- and stops below the lowest trainable
+ * layer, since nothing under it needs dL/dx (a frozen body costs a forward pass only).
+ * All layers are trainable after ml_model_create. */
+void ml_model_set_trainable(ml_model *m, int layer, int trainable);
+
 /* Runs the layers on x: (n, IN), n <= max_batch. Returns the model's output (n, OUT),
  * valid until the next forward: probabilities for softmax/sigmoid outputs, raw values for
  * linear ones. */

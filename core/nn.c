@@ -47,10 +47,12 @@ void ml_dense_backward(float *dx, float *dw, float *db, const float *dy, const f
                        const float *w, int n, int in, int out, int accumulate)
 {
     float beta = accumulate ? 1.0f : 0.0f;
-    /* dW (OUT, IN) = dy^T (OUT, N) . x (N, IN) */
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, in, n, 1.0f, dy, out, x, in, beta,
-                dw, in);
-    bias_grad(db, dy, n, out, accumulate);
+    /* dW (OUT, IN) = dy^T (OUT, N) . x (N, IN); none for a frozen layer */
+    if (dw) {
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, in, n, 1.0f, dy, out, x, in,
+                    beta, dw, in);
+        bias_grad(db, dy, n, out, accumulate);
+    }
     /* dX (N, IN) = dy (N, OUT) . W (OUT, IN) */
     if (dx)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, in, out, 1.0f, dy, out, w, in,

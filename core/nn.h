@@ -26,7 +26,8 @@ void ml_dense_forward(float *y, const float *x, const float *w, const float *b, 
 /* Given dy = dL/dy (N, OUT):
  *   dw = dy^T x   (OUT, IN)        db = sum over rows of dy   (OUT)
  *   dx = dy W     (N, IN)          skipped when dx is NULL (first layer)
- * dw and db are added to when accumulate != 0, else overwritten; dx is overwritten. */
+ * dw and db are added to when accumulate != 0, else overwritten; dx is overwritten.
+ * dw and db NULL (together): only dx, for a frozen layer that passes gradients through. */
 void ml_dense_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
                        const float *w, int n, int in, int out, int accumulate);
 

@@ -404,7 +404,7 @@ float opt_lr_at(const opt_config *c, int64_t t)
 /* Sum of squares in double with 8 independent accumulators: the chain of dependent adds
  * would otherwise bound the loop at one add per latency, and gcc may not reorder FP sums
  * itself. */
-float opt_clip_global_norm(float *g, size_t n, float max_norm)
+static double sum_squares(const float *g, size_t n)
 {
     double acc[8] = {0};
     size_t i = 0;
@@ -416,11 +416,62 @@ float opt_clip_global_norm(float *g, size_t n, float max_norm)
         ss += (double)g[i] * (double)g[i];
     for (int k = 0; k < 8; k++)
         ss += acc[k];
-    double norm = sqrt(ss);
+    return ss;
+}
+
+float opt_clip_global_norm(float *g, size_t n, float max_norm)
+{
+    double norm = sqrt(sum_squares(g, n));
     if (max_norm > 0.0f && norm > (double)max_norm) {
         float scale = (float)((double)max_norm / norm);
         for (size_t j = 0; j < n; j++)
             g[j] *= scale;
+    }
+    return (float)norm;
+}
+
+/* ---- Parameter groups ------------------------------------------------------------------ */
+
+void opt_apply_groups(const opt_config *c, opt_state *st, float *w, const float *g, size_t off,
+                      size_t n, const opt_group *groups, int ngroups, float lr)
+{
+    if (ngroups == 0) {
+        opt_apply(c, st, w, g, off, n, lr);
+        return;
+    }
+    const size_t end = off + n;
+    for (int i = 0; i < ngroups; i++) {
+        const opt_group *gr = &groups[i];
+        size_t lo = gr->offset > off ? gr->offset : off;
+        size_t hi = gr->offset + gr->len < end ? gr->offset + gr->len : end;
+        if (lo >= hi || !(gr->lr_mult > 0.0f))
+            continue;
+        /* lr * 1.0f is lr exactly, so a multiplier of 1 changes no float. */
+        opt_apply(c, st, w + (lo - off), g + (lo - off), lo, hi - lo, lr * gr->lr_mult);
+    }
+}
+
+float opt_clip_global_norm_groups(float *g, size_t n, const opt_group *groups, int ngroups,
+                                  float max_norm)
+{
+    if (ngroups == 0)
+        return opt_clip_global_norm(g, n, max_norm);
+    double ss = 0.0;
+    for (int i = 0; i < ngroups; i++)
+        if (groups[i].lr_mult > 0.0f) {
+            assert(groups[i].offset + groups[i].len <= n);
+            ss += sum_squares(g + groups[i].offset, groups[i].len);
+        }
+    double norm = sqrt(ss);
+    if (max_norm > 0.0f && norm > (double)max_norm) {
+        float scale = (float)((double)max_norm / norm);
+        for (int i = 0; i < ngroups; i++) {
+            if (!(groups[i].lr_mult > 0.0f))
+                continue;
+            float *p = g + groups[i].offset;
+            for (size_t j = 0; j < groups[i].len; j++)
+                p[j] *= scale;
+        }
     }
     return (float)norm;
 }

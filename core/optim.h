@@ -90,6 +90,32 @@ void opt_tick(opt_state *st);
 void opt_apply(const opt_config *c, opt_state *st, float *restrict w, const float *restrict g,
                size_t off, size_t n, float lr);
 
+/* ---- Parameter groups: per-layer learning-rate multipliers and frozen ranges ------------
+ *
+ * A group is a range of the flat vector whose updates use lr * lr_mult (PyTorch's
+ * parameter groups, Caffe's lr_mult). lr_mult 0 marks a frozen range: it is not updated
+ * at all (no weight decay, no moment updates), not merely updated with lr 0. Group lists
+ * are sorted, disjoint and given in the same coordinates as opt_apply's off; ngroups 0
+ * means "one group of everything, multiplier 1". */
+typedef struct {
+    size_t offset, len; /* in floats */
+    float lr_mult;      /* >= 0; 0 = frozen */
+} opt_group;
+
+/* opt_apply over [off, off + n) group by group: the part of the range each group covers
+ * takes one opt_apply with lr * lr_mult; parts in frozen groups or in no group are left
+ * untouched. w and g point at element off (as for opt_apply); the state entries are
+ * [off, off + n). With ngroups 0 this is opt_apply(c, st, w, g, off, n, lr). */
+void opt_apply_groups(const opt_config *c, opt_state *st, float *w, const float *g, size_t off,
+                      size_t n, const opt_group *groups, int ngroups, float lr);
+
+/* Global-norm clipping over the trainable groups only (lr_mult > 0): the norm is taken
+ * over them and only they are scaled; frozen entries are neither read nor written (a
+ * frozen layer's gradient is not computed). g covers [0, max end of the groups). With
+ * ngroups 0 this is opt_clip_global_norm(g, n, max_norm). */
+float opt_clip_global_norm_groups(float *g, size_t n, const opt_group *groups, int ngroups,
+                                  float max_norm);
+
 /* The learning rate at step t (0-based: the lr of the first update is opt_lr_at(c, 0)). */
 float opt_lr_at(const opt_config *c, int64_t t);
 

@@ -49,6 +49,9 @@ int wire_pack(const wire_header *h, uint8_t *buf, size_t cap, size_t *len, pst_e
     if (h->num_servers < 0 || h->num_servers > WIRE_MAX_SERVERS)
         return pst_err_set(err, PST_ERR_ARG, "wire: %d servers (max %d)", h->num_servers,
                            WIRE_MAX_SERVERS);
+    if (h->ngroups < 0 || h->ngroups > WIRE_MAX_GROUPS)
+        return pst_err_set(err, PST_ERR_ARG, "wire: %d update groups (max %d)", h->ngroups,
+                           WIRE_MAX_GROUPS);
     Pstrain__Envelope env = PSTRAIN__ENVELOPE__INIT;
     Pstrain__Error perr = PSTRAIN__ERROR__INIT;
     Pstrain__Hello hello = PSTRAIN__HELLO__INIT;
@@ -56,7 +59,14 @@ int wire_pack(const wire_header *h, uint8_t *buf, size_t cap, size_t *len, pst_e
     Pstrain__Range range = PSTRAIN__RANGE__INIT;
     Pstrain__Progress prog = PSTRAIN__PROGRESS__INIT;
     Pstrain__Stats stats = PSTRAIN__STATS__INIT;
+    Pstrain__LrGroups groups = PSTRAIN__LR_GROUPS__INIT;
     char *eps[WIRE_MAX_SERVERS];
+    if (h->ngroups > 0) {
+        groups.n_offsets = (size_t)h->ngroups + 1;
+        groups.offsets = (uint64_t *)h->group_offsets;
+        groups.n_lr_mults = (size_t)h->ngroups;
+        groups.lr_mults = (float *)h->group_mults;
+    }
     env.version = h->version;
     env.type = (Pstrain__MsgType)h->type;
     env.request_id = h->request_id;
@@ -67,6 +77,10 @@ int wire_pack(const wire_header *h, uint8_t *buf, size_t cap, size_t *len, pst_e
     env.clock = h->clock;
     env.clock_gap = h->clock_gap;
     env.final = h->final != 0;
+    env.checkpoint = h->checkpoint != 0;
+    if (h->nckpt < 0 || h->nckpt > WIRE_MAX_CKPTS)
+        return pst_err_set(err, PST_ERR_ARG, "wire: %d checkpoint clocks (max %d)", h->nckpt,
+                           WIRE_MAX_CKPTS);
     switch (h->type) {
     case WIRE_MSG_ERROR:
         perr.code = h->error_code;
@@ -79,6 +93,10 @@ int wire_pack(const wire_header *h, uint8_t *buf, size_t cap, size_t *len, pst_e
         hello.job_hash = h->job_hash;
         hello.pid = h->pid;
         hello.steps = h->steps;
+        hello.groups = h->ngroups > 0 ? &groups : NULL;
+        hello.n_checkpoint_clocks = (size_t)h->nckpt;
+        hello.checkpoint_clocks = (int64_t *)h->ckpt_clocks;
+        hello.checkpoint_any_clock = h->ckpt_any != 0;
         env.hello = &hello;
         break;
     case WIRE_MSG_WELCOME:
@@ -92,6 +110,9 @@ int wire_pack(const wire_header *h, uint8_t *buf, size_t cap, size_t *len, pst_e
         wel.num_workers = h->num_workers;
         wel.num_servers = h->num_servers;
         wel.total_updates = h->total_updates;
+        wel.groups = h->ngroups > 0 ? &groups : NULL;
+        wel.resume = h->resume != 0;
+        wel.resume_clock = h->resume_clock;
         env.welcome = &wel;
         break;
     default:
@@ -140,6 +161,38 @@ static int copy_str(char *dst, size_t cap, const char *src, const char *what, ps
     return PST_OK;
 }
 
+/* Update groups of a HELLO or WELCOME: G in [1, WIRE_MAX_GROUPS], G + 1 strictly increasing
+ * offsets from 0 to nparams, finite multipliers >= 0. */
+static int unpack_groups(wire_header *h, const Pstrain__LrGroups *g, const char *tn,
+                         pst_err *err)
+{
+    if (!g)
+        return PST_OK;
+    size_t n = g->n_lr_mults;
+    if (n < 1 || n > WIRE_MAX_GROUPS || g->n_offsets != n + 1)
+        return pst_err_set(err, PST_ERR_DATA, "wire: %s with %zu update groups and %zu offsets "
+                           "(1 to %d groups, one more offset)", tn, n, g->n_offsets,
+                           WIRE_MAX_GROUPS);
+    for (size_t i = 0; i <= n; i++) {
+        h->group_offsets[i] = g->offsets[i];
+        if (i > 0 && g->offsets[i] <= g->offsets[i - 1])
+            return pst_err_set(err, PST_ERR_DATA, "wire: %s update group %zu is empty or "
+                               "reversed", tn, i - 1);
+    }
+    if (g->offsets[0] != 0 || g->offsets[n] != h->nparams)
+        return pst_err_set(err, PST_ERR_DATA, "wire: %s update groups do not cover [0, %llu)", tn,
+                           (unsigned long long)h->nparams);
+    for (size_t i = 0; i < n; i++) {
+        float x = g->lr_mults[i];
+        if (!(x >= 0.0f) || x > 3.4e38f) /* NaN, negative or infinite */
+            return pst_err_set(err, PST_ERR_DATA, "wire: %s update group %zu has multiplier %g",
+                               tn, i, (double)x);
+        h->group_mults[i] = x;
+    }
+    h->ngroups = (int)n;
+    return PST_OK;
+}
+
 static int unpack_fields(wire_header *h, const Pstrain__Envelope *env, pst_err *err)
 {
     if (env->version != WIRE_VERSION)
@@ -167,6 +220,7 @@ static int unpack_fields(wire_header *h, const Pstrain__Envelope *env, pst_err *
     h->clock = env->clock;
     h->clock_gap = env->clock_gap;
     h->final = env->final;
+    h->checkpoint = env->checkpoint;
 
     if (has_range_type(t)) {
         if (!env->range)
@@ -212,6 +266,19 @@ static int unpack_fields(wire_header *h, const Pstrain__Envelope *env, pst_err *
         h->job_hash = env->hello->job_hash;
         h->pid = env->hello->pid;
         h->steps = env->hello->steps;
+        if ((rc = unpack_groups(h, env->hello->groups, tn, err)))
+            return rc;
+        if (env->hello->n_checkpoint_clocks > WIRE_MAX_CKPTS)
+            return pst_err_set(err, PST_ERR_DATA, "wire: HELLO with %zu checkpoint clocks "
+                               "(max %d)", env->hello->n_checkpoint_clocks, WIRE_MAX_CKPTS);
+        h->nckpt = (int)env->hello->n_checkpoint_clocks;
+        h->ckpt_any = env->hello->checkpoint_any_clock;
+        for (int i = 0; i < h->nckpt; i++) {
+            h->ckpt_clocks[i] = env->hello->checkpoint_clocks[i];
+            if (h->ckpt_clocks[i] < 0)
+                return pst_err_set(err, PST_ERR_DATA, "wire: HELLO with negative checkpoint "
+                                   "clock %lld", (long long)h->ckpt_clocks[i]);
+        }
         break;
     case WIRE_MSG_WELCOME: {
         const Pstrain__Welcome *w = env->welcome;
@@ -229,6 +296,10 @@ static int unpack_fields(wire_header *h, const Pstrain__Envelope *env, pst_err *
         h->num_workers = w->num_workers;
         h->nparams = w->nparams;
         h->total_updates = w->total_updates;
+        h->resume = w->resume;
+        h->resume_clock = w->resume_clock;
+        if (h->resume_clock < 0)
+            return pst_err_set(err, PST_ERR_DATA, "wire: WELCOME with negative resume clock");
         for (int i = 0; i < w->num_servers; i++)
             if ((rc = copy_str(h->server_endpoints[i], WIRE_ENDPOINT_MAX, w->server_endpoints[i],
                                "server endpoint", err)))
@@ -242,6 +313,8 @@ static int unpack_fields(wire_header *h, const Pstrain__Envelope *env, pst_err *
             return pst_err_set(err, PST_ERR_DATA,
                                "wire: WELCOME shard map does not cover [0, %llu)",
                                (unsigned long long)h->nparams);
+        if ((rc = unpack_groups(h, w->groups, tn, err)))
+            return rc;
         break;
     }
     default:

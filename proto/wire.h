@@ -13,14 +13,17 @@
 
 #include "core/err.h"
 
-#define WIRE_VERSION 1u
+#define WIRE_VERSION 2u /* 2: update groups in HELLO/WELCOME (an older peer would ignore
+                            them and update frozen layers) */
 #define WIRE_MAX_FRAMES 4       /* raw frames after the envelope */
 #define WIRE_MAX_META 65536     /* bytes of a packed envelope */
 #define WIRE_MAX_SERVERS 64
 #define WIRE_ENDPOINT_MAX 256
+#define WIRE_MAX_GROUPS 256     /* update groups (fine-tuning) in HELLO/WELCOME */
 /* Floats in one PUSH/PULL/INIT frame: 16 MiB. Larger frames would come from glibc's mmap
  * path, whose fresh pages fill at a third of memcpy speed here (DESIGN-NOTES). */
 #define WIRE_CHUNK_FLOATS ((uint64_t)4 << 20)
+#define WIRE_MAX_CKPTS 16       /* checkpoint clocks a server reports in HELLO */
 
 typedef enum {
     WIRE_MSG_ERROR = 1,
@@ -55,11 +58,22 @@ typedef struct {
     uint64_t job_hash;
     int32_t pid;
     uint64_t steps;         /* HELLO from a worker */
+    int nckpt;              /* HELLO from a server: clocks of its complete checkpoints */
+    int64_t ckpt_clocks[WIRE_MAX_CKPTS];
+    int ckpt_any;           /* ... which stand for any clock (an all-frozen shard) */
+    int resume;             /* WELCOME: continue from the checkpoints of resume_clock */
+    int64_t resume_clock;
+    int checkpoint;         /* PUSH: write a checkpoint once this step is applied */
     uint64_t total_updates; /* WELCOME: updates per server over the run (cosine schedules) */
     /* WELCOME */
     int num_servers, num_workers;
     char server_endpoints[WIRE_MAX_SERVERS][WIRE_ENDPOINT_MAX];
     uint64_t shard_offsets[WIRE_MAX_SERVERS + 1];
+    /* HELLO from a worker, WELCOME: update groups (see LrGroups); ngroups 0 = none, i.e.
+     * every parameter at multiplier 1. Group g is [group_offsets[g], group_offsets[g+1]). */
+    int ngroups;
+    uint64_t group_offsets[WIRE_MAX_GROUPS + 1];
+    float group_mults[WIRE_MAX_GROUPS];
     /* INIT, PUSH, PULL, PULL_REPLY */
     int has_range;
     uint64_t offset, len;
@@ -84,7 +98,8 @@ void wire_header_init(wire_header *h, wire_type type, const char *role, int rank
 int wire_pack(const wire_header *h, uint8_t *buf, size_t cap, size_t *len, pst_err *err);
 
 /* Unpacks and validates: version, known type, fields the type requires (a range for
- * PUSH/PULL/INIT/PULL_REPLY, a hello, a consistent shard map in WELCOME, ...), string
+ * PUSH/PULL/INIT/PULL_REPLY, a hello, a consistent shard map in WELCOME, update groups
+ * that tile [0, nparams) with finite multipliers >= 0, ...), string
  * lengths, frame counts. Any failure is PST_ERR_DATA naming what was wrong. */
 int wire_unpack(wire_header *h, const uint8_t *buf, size_t len, pst_err *err);
 

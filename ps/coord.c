@@ -25,6 +25,9 @@ typedef struct {
     int64_t step;
     double loss;
     int64_t barrier;   /* the barrier it waits at, -1: none */
+    int nckpt;         /* a server of a resumed job: clocks of its complete checkpoints */
+    int64_t ckpt_clocks[WIRE_MAX_CKPTS];
+    int ckpt_any;      /* ... which stand for any clock (its shard is all frozen) */
 } peer;
 
 typedef struct {
@@ -37,7 +40,13 @@ typedef struct {
     peer *servers, *workers;
     uint64_t nparams, job_hash;
     uint64_t steps_max, steps_sum; /* over the workers' HELLOs */
+    /* Fine-tuning: the workers' update groups (the first worker's; the others must agree),
+     * passed on to the servers in WELCOME. */
+    int have_groups, ngroups;
+    uint64_t group_offsets[WIRE_MAX_GROUPS + 1];
+    float group_mults[WIRE_MAX_GROUPS];
     double test_accuracy;
+    int64_t resume_clock; /* a resumed job: the checkpoints' clock; -1: a fresh start */
 } coord;
 
 void coord_shard_map(uint64_t nparams, int nservers, uint64_t *offsets)
@@ -47,6 +56,40 @@ void coord_shard_map(uint64_t nparams, int nservers, uint64_t *offsets)
         uint64_t b = blocks * (uint64_t)s / (uint64_t)nservers;
         uint64_t off = b * 16;
         offsets[s] = off < nparams ? off : nparams;
+    }
+}
+
+void coord_shard_map_groups(uint64_t nparams, int nservers, const uint64_t *group_offsets,
+                            const float *group_mults, int ngroups, uint64_t *offsets)
+{
+    uint64_t trainable = 0;
+    for (int g = 0; g < ngroups; g++)
+        if (group_mults[g] > 0.0f)
+            trainable += group_offsets[g + 1] - group_offsets[g];
+    if (trainable == 0 || nparams < 16 * (uint64_t)nservers) {
+        coord_shard_map(nparams, nservers, offsets);
+        return;
+    }
+    offsets[0] = 0;
+    offsets[nservers] = nparams;
+    for (int s = 1; s < nservers; s++) {
+        /* Where the trainable floats before the cut reach s/S of them ... */
+        uint64_t want = trainable * (uint64_t)s / (uint64_t)nservers, seen = 0, x = nparams;
+        for (int g = 0; g < ngroups; g++) {
+            uint64_t len = group_offsets[g + 1] - group_offsets[g];
+            if (!(group_mults[g] > 0.0f))
+                continue;
+            if (seen + len >= want) {
+                x = group_offsets[g] + (want - seen);
+                break;
+            }
+            seen += len;
+        }
+        /* ... on the nearest 16-float boundary, leaving room for the shards on each side. */
+        x = (x + 8) / 16 * 16;
+        uint64_t lo = offsets[s - 1] + 16;
+        uint64_t hi = (nparams - 16 * (uint64_t)(nservers - s)) / 16 * 16;
+        offsets[s] = x < lo ? lo : x > hi ? hi : x;
     }
 }
 
@@ -73,6 +116,23 @@ static int reject(coord *c, pst_err *err, int fatal, const char *fmt, ...)
                        PST_ERR_CONFIG, text, &e))
         log_warn(c->o->lg, "could not tell the sender: %s", e.msg);
     return fatal ? pst_err_set(err, PST_ERR_CONFIG, "%s", text) : PST_OK;
+}
+
+/* Whether a worker's update groups are those of the workers before it (the first one's are
+ * taken as they are). */
+static int same_groups(coord *c, const wire_header *h)
+{
+    size_t n = (size_t)h->ngroups;
+    if (!c->have_groups) {
+        c->have_groups = 1;
+        c->ngroups = h->ngroups;
+        memcpy(c->group_offsets, h->group_offsets, (n + 1) * sizeof *h->group_offsets);
+        memcpy(c->group_mults, h->group_mults, n * sizeof *h->group_mults);
+        return 1;
+    }
+    return h->ngroups == c->ngroups &&
+           memcmp(c->group_offsets, h->group_offsets, (n + 1) * sizeof *h->group_offsets) == 0 &&
+           memcmp(c->group_mults, h->group_mults, n * sizeof *h->group_mults) == 0;
 }
 
 /* Registration: returns PST_OK when everyone has joined. */
@@ -102,6 +162,9 @@ static int handle_hello(coord *c, int *joined, pst_err *err)
             return reject(c, err, 1, "%s built a model of %llu parameters, the others %llu", who,
                           (unsigned long long)h->nparams, (unsigned long long)c->nparams);
     }
+    if (is_worker && !same_groups(c, h))
+        return reject(c, err, 1, "%s freezes or scales other parameters than the others (%d "
+                      "update groups, the others %d)", who, h->ngroups, c->ngroups);
     peer *p = is_server ? &c->servers[h->rank] : &c->workers[h->rank];
     if (is_worker && !p->joined) {
         c->steps_sum += h->steps;
@@ -117,6 +180,9 @@ static int handle_hello(coord *c, int *joined, pst_err *err)
     p->route_len = c->in.route_len;
     snprintf(p->endpoint, sizeof p->endpoint, "%s", h->endpoint);
     p->pid = h->pid;
+    p->nckpt = is_server ? h->nckpt : 0;
+    p->ckpt_any = is_server && h->nckpt > 0 && h->ckpt_any;
+    memcpy(p->ckpt_clocks, h->ckpt_clocks, sizeof p->ckpt_clocks);
     p->last_ms = net_now_ms();
     (*joined)++;
     log_info(c->o->lg, "%s joined (pid %d%s%s), %d of %d", who, h->pid, is_server ? ", " : "",
@@ -181,6 +247,66 @@ static void abort_joined(coord *c, const pst_err *why)
     }
 }
 
+/* Whether server s can resume at clock t: it has that clock complete, or checkpoints of
+ * an all-frozen shard, which stand for any clock. */
+static int server_has(const peer *p, int64_t t)
+{
+    if (p->ckpt_any)
+        return 1;
+    for (int j = 0; j < p->nckpt; j++)
+        if (p->ckpt_clocks[j] == t)
+            return 1;
+    return 0;
+}
+
+/* A resumed job continues from the newest clock of which every server has a complete
+ * checkpoint (a server may have died while writing a newer one). */
+static int choose_resume(coord *c, pst_err *err)
+{
+    c->resume_clock = -1;
+    if (!c->o->job->checkpoint.resume)
+        return PST_OK;
+    /* The candidates: every clock some server has (its own list is newest first). */
+    for (int r = 0; r < c->S; r++) {
+        const peer *p = &c->servers[r];
+        for (int i = 0; i < p->nckpt; i++) {
+            int64_t t = p->ckpt_clocks[i];
+            int everywhere = t > c->resume_clock;
+            for (int s = 0; s < c->S && everywhere; s++)
+                everywhere = server_has(&c->servers[s], t);
+            if (everywhere)
+                c->resume_clock = t;
+        }
+    }
+    /* What each server has, for the message: "server[0] 40 20, server[1] 20". */
+    char have[400];
+    size_t n = 0;
+    have[0] = '\0';
+    for (int s = 0; s < c->S && n < sizeof have; s++) {
+        n += (size_t)snprintf(have + n, sizeof have - n, "%sserver[%d]", s ? ", " : "", s);
+        for (int j = 0; j < c->servers[s].nckpt && n < sizeof have; j++)
+            n += (size_t)snprintf(have + n, sizeof have - n, " %lld",
+                                  (long long)c->servers[s].ckpt_clocks[j]);
+        if (c->servers[s].ckpt_any && n < sizeof have)
+            n += (size_t)snprintf(have + n, sizeof have - n, " (all frozen: any clock)");
+        if (c->servers[s].nckpt == 0 && n < sizeof have)
+            n += (size_t)snprintf(have + n, sizeof have - n, " none");
+    }
+    if (c->resume_clock < 0)
+        return pst_err_set(err, PST_ERR_DATA, "--resume %s: no clock has a complete checkpoint "
+                           "on every server (%s)", c->o->job->checkpoint.resume, have);
+    int newest = 1;
+    for (int s = 0; s < c->S; s++)
+        newest &= c->servers[s].ckpt_any || c->servers[s].ckpt_clocks[0] == c->resume_clock;
+    if (newest)
+        log_info(c->o->lg, "resuming from the servers' checkpoints of clock %lld",
+                 (long long)c->resume_clock);
+    else
+        log_warn(c->o->lg, "resuming from clock %lld, the newest that every server has "
+                 "complete (%s)", (long long)c->resume_clock, have);
+    return PST_OK;
+}
+
 static int welcome_all(coord *c, pst_err *err)
 {
     wire_header *h = malloc(sizeof *h);
@@ -194,7 +320,13 @@ static int welcome_all(coord *c, pst_err *err)
      * steps), once per worker step otherwise. */
     h->total_updates =
         c->o->job->cluster.consistency == CFG_CONS_BSP ? c->steps_max : c->steps_sum;
-    coord_shard_map(c->nparams, c->S, h->shard_offsets);
+    coord_shard_map_groups(c->nparams, c->S, c->group_offsets, c->group_mults, c->ngroups,
+                           h->shard_offsets);
+    h->ngroups = c->ngroups;
+    memcpy(h->group_offsets, c->group_offsets, sizeof h->group_offsets);
+    memcpy(h->group_mults, c->group_mults, sizeof h->group_mults);
+    h->resume = c->resume_clock >= 0;
+    h->resume_clock = h->resume ? c->resume_clock : 0;
     for (int s = 0; s < c->S; s++)
         snprintf(h->server_endpoints[s], WIRE_ENDPOINT_MAX, "%s", c->servers[s].endpoint);
     int rc = PST_OK;
@@ -398,7 +530,7 @@ int coord_run(const coord_options *o, pst_err *err)
             goto cleanup;
         }
     }
-    if ((rc = gather(&c, err)) || *o->stop) {
+    if ((rc = gather(&c, err)) || *o->stop || (rc = choose_resume(&c, err))) {
         if (rc)
             abort_joined(&c, err);
         goto cleanup;

@@ -32,4 +32,13 @@ int coord_run(const coord_options *o, pst_err *err);
  * model. */
 void coord_shard_map(uint64_t nparams, int nservers, uint64_t *offsets);
 
+/* The shard map of a fine-tuning job (update groups, see WELCOME; ngroups 0 is
+ * coord_shard_map): the cuts balance the trainable floats -- what servers update and
+ * workers send every step -- instead of all floats, so a frozen body does not leave servers
+ * idle while one holds the whole head. Cuts stay multiples of 16 floats and no shard is
+ * empty; frozen ranges go with the shards around them. Falls back to coord_shard_map when
+ * nothing trains or the model is too small to cut so. */
+void coord_shard_map_groups(uint64_t nparams, int nservers, const uint64_t *group_offsets,
+                            const float *group_mults, int ngroups, uint64_t *offsets);
+
 #endif

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "core/ckpt.h"
 #include "net/net.h"
 #include "proto/msg.h"
 #include "ps/shard.h"
@@ -41,6 +42,18 @@ typedef struct {
     size_t npend, cap_pend;
     uint64_t pulls, bytes_in, bytes_out;
     int64_t last_heard_ms;
+    /* Checkpoints (see the section below) */
+    char ckdir[4096];    /* where this server writes them */
+    char resume_dir[4200]; /* where it resumes from (checkpoint.resume, or its checkpoints/) */
+    int nckpt;           /* complete checkpoints found there, clocks newest first */
+    int64_t ckpt_clocks[WIRE_MAX_CKPTS];
+    int ckpt_any;        /* they are of an all-frozen shard: any of them is any clock's */
+    struct ckpt_want {   /* checkpoints asked for: of `clock`, once `worker`'s step is in */
+        int64_t clock;
+        int worker;
+    } want[8];
+    int nwant;
+    int64_t ckpt_last;   /* clock of the newest checkpoint written or resumed from, -1 */
 } server;
 
 /* Replaces the host of a bound endpoint ("tcp://0.0.0.0:4242") with the advertised one. */
@@ -68,6 +81,9 @@ static int register_with_coordinator(server *s, const char *endpoint, wire_heade
     snprintf(h.endpoint, sizeof h.endpoint, "%s", endpoint);
     h.job_hash = cfg_job_hash(o->job);
     h.pid = (int)getpid();
+    h.nckpt = s->nckpt;
+    memcpy(h.ckpt_clocks, s->ckpt_clocks, sizeof h.ckpt_clocks);
+    h.ckpt_any = s->ckpt_any;
     int rc = msg_call(s->coord, s->m, &s->in, &h, WIRE_MSG_WELCOME, 0,
                       o->job->cluster.timeout_s * 1000, o->stop, err);
     if (rc == PST_ERR_PEER) { /* the coordinator said no */
@@ -203,6 +219,246 @@ static const float *aligned_floats(const void *p, size_t bytes, float **scratch,
     return *scratch;
 }
 
+/* ---- Checkpoints: <dir>/server-<rank>-clock-<c>.safetensors ----------------------------
+ *
+ * A shard checkpoint holds the shard's weights ("weights"), the optimizer state and where
+ * they stand (state.clock: every worker's steps before it are applied). All servers write
+ * at the same clocks, so the checkpoints of one clock together are the whole model:
+ *   - when a worker flags its push of step c, each server writes clock c + 1 once that
+ *     step is applied (bsp: the mean of step c; ssp/asp: that worker's push). Every worker
+ *     flags the steps after which c + 1 is a multiple of checkpoint.every_steps (so bsp
+ *     checkpoints go on while any worker trains), worker 0 alone those that end
+ *     checkpoint.every_seconds;
+ *   - at SHUTDOWN, the end-of-run clock.
+ * A resumed job's coordinator picks the newest clock every server has complete. A shard
+ * that is all frozen (fine-tuning) receives no pushes, so it sees no flags and its clocks
+ * stay put; its weights and optimizer state never change either, so its checkpoints stand
+ * for any clock ("trainable": 0), and it says so in HELLO. It writes one as soon as it is
+ * initialised. */
+
+#define CKPT_KIND "shard"
+#define CKPT_SUFFIX ".safetensors"
+
+static void ckpt_prefix(const server *s, char *buf, size_t cap)
+{
+    snprintf(buf, cap, "server-%d-clock-", s->o->rank);
+}
+
+static void job_hash_text(const cfg_job *job, char *buf, size_t cap)
+{
+    snprintf(buf, cap, "%016llx", (unsigned long long)cfg_job_hash(job));
+}
+
+static int write_checkpoint(server *s, int64_t clock, pst_err *err)
+{
+    const srv_options *o = s->o;
+    char prefix[48], path[4400], hash[24];
+    ckpt_prefix(s, prefix, sizeof prefix);
+    snprintf(path, sizeof path, "%s/%s%lld" CKPT_SUFFIX, s->ckdir, prefix, (long long)clock);
+    job_hash_text(o->job, hash, sizeof hash);
+    uint64_t base = srv_shard_base(s->shard), len = srv_shard_len(s->shard);
+    ckpt_state *st = ckpt_state_create(CKPT_KIND, err);
+    if (!st)
+        return err->code;
+    int rc;
+    if ((rc = ckpt_state_set_str(st, "job_hash", hash, err)) ||
+        (rc = ckpt_state_set_int(st, "rank", o->rank, err)) ||
+        (rc = ckpt_state_set_int(st, "servers", o->job->cluster.servers, err)) ||
+        (rc = ckpt_state_set_int(st, "workers", s->nworkers, err)) ||
+        (rc = ckpt_state_set_int(st, "offset", (int64_t)base, err)) ||
+        (rc = ckpt_state_set_int(st, "len", (int64_t)len, err)) ||
+        (rc = ckpt_state_set_int(st, "clock", clock, err)) ||
+        (rc = ckpt_state_set_int(st, "trainable", (int64_t)srv_shard_trainable(s->shard),
+                                 err)) ||
+        (rc = ckpt_state_set_str(st, "consistency",
+                                 cfg_consistency_name(o->job->cluster.consistency), err)) ||
+        (rc = ckpt_state_add_tensor(st, "weights", srv_shard_weights(s->shard, base), len,
+                                    err)) ||
+        (rc = ckpt_state_add_opt(st, o->job->optimizer.kind, srv_shard_opt(s->shard), err)) ||
+        (rc = ckpt_mkdirs(s->ckdir, err)) || (rc = ckpt_state_save(st, path, err)))
+        goto cleanup;
+    s->ckpt_last = clock;
+    log_info(o->lg, "checkpoint of clock %lld: %s", (long long)clock, path);
+    pst_err e2 = {0};
+    if (ckpt_prune(s->ckdir, prefix, CKPT_SUFFIX, o->job->checkpoint.keep, &e2))
+        log_warn(o->lg, "removing old checkpoints: %s", e2.msg);
+cleanup:
+    ckpt_state_destroy(st);
+    return rc;
+}
+
+/* Loads this server's checkpoint file of `clock` and checks it belongs to this job, rank
+ * and clock, with an optimizer state and weights of its own length. */
+static int load_checkpoint(const server *s, const char *path, int64_t clock, ckpt_state **out,
+                           pst_err *err)
+{
+    const cfg_job *job = s->o->job;
+    ckpt_state *st = NULL;
+    int rc = ckpt_state_load(path, CKPT_KIND, &st, err);
+    if (rc)
+        return rc;
+    const char *hash, *cons;
+    char want[24];
+    job_hash_text(job, want, sizeof want);
+    int64_t rank, servers, workers, c, len;
+    const float *w;
+    if ((rc = ckpt_state_get_str(st, "job_hash", &hash, err)) ||
+        (rc = ckpt_state_get_str(st, "consistency", &cons, err)) ||
+        (rc = ckpt_state_get_int(st, "rank", &rank, err)) ||
+        (rc = ckpt_state_get_int(st, "servers", &servers, err)) ||
+        (rc = ckpt_state_get_int(st, "workers", &workers, err)) ||
+        (rc = ckpt_state_get_int(st, "clock", &c, err)) ||
+        (rc = ckpt_state_get_int(st, "len", &len, err)))
+        goto fail;
+    if (strcmp(hash, want) != 0) {
+        rc = pst_err_set(err, PST_ERR_CONFIG, "%s: written by another job (model, optimizer, "
+                         "cluster or training settings differ)", path);
+        goto fail;
+    }
+    if (rank != s->o->rank || servers != job->cluster.servers ||
+        workers != job->cluster.workers || c != clock || len < 1) {
+        rc = pst_err_set(err, PST_ERR_DATA, "%s: holds server %lld of %lld (%lld workers) at "
+                         "clock %lld, not what its name says", path, (long long)rank,
+                         (long long)servers, (long long)workers, (long long)c);
+        goto fail;
+    }
+    if ((rc = ckpt_state_get_tensor(st, "weights", (size_t)len, &w, err)) ||
+        (rc = ckpt_state_check_opt(st, job->optimizer.kind, (size_t)len, err)))
+        goto fail;
+    *out = st;
+    return PST_OK;
+fail:
+    ckpt_state_destroy(st);
+    return rc;
+}
+
+/* Before HELLO: the clocks of this server's complete checkpoints in the resume folder
+ * (checkpoint.resume, or the checkpoints/ folder inside it), newest first. A damaged one
+ * is left out with a warning naming it; the coordinator then picks another clock. */
+static int scan_checkpoints(server *s, pst_err *err)
+{
+    const char *from = s->o->job->checkpoint.resume;
+    char prefix[48], path[4400];
+    int64_t tags[64];
+    int n = 0, rc;
+    ckpt_prefix(s, prefix, sizeof prefix);
+    snprintf(s->resume_dir, sizeof s->resume_dir, "%s", from);
+    if ((rc = ckpt_list(s->resume_dir, prefix, CKPT_SUFFIX, tags, 64, &n, err)))
+        return rc;
+    if (n == 0) {
+        snprintf(s->resume_dir, sizeof s->resume_dir, "%s/checkpoints", from);
+        if ((rc = ckpt_list(s->resume_dir, prefix, CKPT_SUFFIX, tags, 64, &n, err)))
+            return rc;
+    }
+    s->nckpt = 0;
+    for (int i = 0; i < n && s->nckpt < WIRE_MAX_CKPTS; i++) {
+        snprintf(path, sizeof path, "%s/%s%lld" CKPT_SUFFIX, s->resume_dir, prefix,
+                 (long long)tags[i]);
+        ckpt_state *st = NULL;
+        pst_err e = {0};
+        int64_t trainable = 1;
+        if (load_checkpoint(s, path, tags[i], &st, &e) == PST_OK &&
+            ckpt_state_get_int(st, "trainable", &trainable, &e) == PST_OK) {
+            s->ckpt_clocks[s->nckpt++] = tags[i];
+            s->ckpt_any |= trainable == 0;
+        } else
+            log_warn(s->o->lg, "checkpoint %s is not usable: %s", path, e.msg);
+        ckpt_state_destroy(st);
+    }
+    if (s->nckpt == 0)
+        log_warn(s->o->lg, "no complete checkpoint of server %d in %s", s->o->rank, from);
+    else
+        log_info(s->o->lg, "%d complete checkpoint(s) in %s, the newest of clock %lld",
+                 s->nckpt, s->resume_dir, (long long)s->ckpt_clocks[0]);
+    return PST_OK;
+}
+
+/* After WELCOME of a resumed job: the shard from the checkpoint of `clock`, which must
+ * cover exactly this server's range. Nothing changes unless all of it loads. */
+static int restore_checkpoint(server *s, int64_t clock, pst_err *err)
+{
+    char prefix[48], path[4400];
+    ckpt_prefix(s, prefix, sizeof prefix);
+    int64_t file_clock = clock; /* an all-frozen shard's newest stands for any clock */
+    int have = 0;
+    for (int i = 0; i < s->nckpt; i++)
+        have |= s->ckpt_clocks[i] == clock;
+    if (!have && s->ckpt_any && s->nckpt > 0)
+        file_clock = s->ckpt_clocks[0];
+    snprintf(path, sizeof path, "%s/%s%lld" CKPT_SUFFIX, s->resume_dir, prefix,
+             (long long)file_clock);
+    ckpt_state *st = NULL;
+    int rc = load_checkpoint(s, path, file_clock, &st, err);
+    if (rc)
+        return rc;
+    int64_t off, len;
+    const float *w;
+    uint64_t base = srv_shard_base(s->shard), slen = srv_shard_len(s->shard);
+    int64_t trainable;
+    if ((rc = ckpt_state_get_int(st, "offset", &off, err)) ||
+        (rc = ckpt_state_get_int(st, "len", &len, err)) ||
+        (rc = ckpt_state_get_int(st, "trainable", &trainable, err)))
+        goto cleanup;
+    if (file_clock != clock && (trainable != 0 || srv_shard_trainable(s->shard) != 0)) {
+        rc = pst_err_set(err, PST_ERR_DATA, "%s: of clock %lld, not %lld, and the shard is not "
+                         "all frozen", path, (long long)file_clock, (long long)clock);
+        goto cleanup;
+    }
+    if (off != (int64_t)base || len != (int64_t)slen) {
+        rc = pst_err_set(err, PST_ERR_DATA, "%s: holds parameters [%lld, %lld) but this "
+                         "server's shard is [%llu, %llu)", path, (long long)off,
+                         (long long)(off + len), (unsigned long long)base,
+                         (unsigned long long)(base + slen));
+        goto cleanup;
+    }
+    if ((rc = ckpt_state_get_tensor(st, "weights", (size_t)len, &w, err)) ||
+        (rc = srv_shard_restore(s->shard, w, clock, err)))
+        goto cleanup;
+    ckpt_state_restore_opt(st, s->o->job->optimizer.kind, srv_shard_opt(s->shard));
+    s->ckpt_last = clock;
+    log_info(s->o->lg, "resumed from %s (clock %lld, %lld optimizer steps)", path,
+             (long long)clock, (long long)opt_state_step(srv_shard_opt(s->shard)));
+cleanup:
+    ckpt_state_destroy(st);
+    return rc;
+}
+
+/* A flagged push: remembers the checkpoint it asks for (several workers flag the same
+ * clock; under bsp at most one clock is pending, since the next one's pushes wait for this
+ * one's update). */
+static void want_checkpoint(server *s, int worker, int64_t clock)
+{
+    if (clock == s->ckpt_last)
+        return;
+    for (int i = 0; i < s->nwant; i++)
+        if (s->want[i].clock == clock)
+            return;
+    if (s->nwant < (int)(sizeof s->want / sizeof s->want[0]))
+        s->want[s->nwant++] = (struct ckpt_want){clock, worker};
+    else
+        log_warn(s->o->lg, "checkpoint of clock %lld not taken: %d others are pending",
+                 (long long)clock, s->nwant);
+}
+
+/* After each worker message: the checkpoints asked for whose step is now applied. */
+static int maybe_checkpoint(server *s, pst_err *err)
+{
+    /* An all-frozen shard's one checkpoint, as soon as it has its weights. */
+    if (s->o->job->checkpoint.enabled && s->ckpt_last < 0 &&
+        srv_shard_trainable(s->shard) == 0 && srv_shard_initialized(s->shard))
+        return write_checkpoint(s, srv_shard_clock(s->shard), err);
+    int keep = 0, rc = PST_OK;
+    for (int i = 0; i < s->nwant; i++) {
+        struct ckpt_want w = s->want[i];
+        if (rc || !srv_shard_applied(s->shard, w.worker, w.clock))
+            s->want[keep++] = w;
+        else if (w.clock != s->ckpt_last)
+            rc = write_checkpoint(s, w.clock, err);
+    }
+    s->nwant = keep;
+    return rc;
+}
+
 /* Handles one message from a worker. Problems caused by the message (bad range, wrong
  * clock, NaN) are answered with an ERROR and logged; the server goes on. */
 static int handle_worker(server *s, float **scratch, size_t *scratch_len, pst_err *err)
@@ -226,6 +482,9 @@ static int handle_worker(server *s, float **scratch, size_t *scratch_len, pst_er
                                                 h->rank);
             else
                 rc = srv_shard_push(s->shard, h->rank, h->clock, h->offset, g, h->len, &perr);
+            if (rc == PST_OK && h->type == WIRE_MSG_PUSH && h->checkpoint &&
+                s->o->job->checkpoint.enabled)
+                want_checkpoint(s, h->rank, h->clock + 1);
             break;
         }
         case WIRE_MSG_PULL:
@@ -260,6 +519,10 @@ static int handle_worker(server *s, float **scratch, size_t *scratch_len, pst_er
         if (rc == PST_ERR_NOMEM)
             return pst_err_set(err, rc, "%s", perr.msg);
     }
+    /* Before the pulls it unblocks are answered: a worker that has the weights of a
+     * checkpointed clock knows every server wrote that checkpoint. */
+    if ((rc = maybe_checkpoint(s, err)))
+        return rc;
     return serve_pending(s, err);
 }
 
@@ -341,6 +604,10 @@ static int serve(server *s, pst_err *err)
             pst_err perr = {0};
             int r = msg_recv(s->coord, s->m, 0, &s->in, 0, &perr);
             if (r == PST_OK && s->in.h.type == WIRE_MSG_SHUTDOWN) {
+                int64_t clock = srv_shard_clock(s->shard);
+                if (o->job->checkpoint.enabled && srv_shard_initialized(s->shard) &&
+                    clock != s->ckpt_last && (rc = write_checkpoint(s, clock, err)))
+                    break;
                 rc = send_bye(s, err);
                 break;
             }
@@ -393,6 +660,13 @@ int srv_run(const srv_options *o, pst_err *err)
         goto cleanup;
     log_info(o->lg, "listening on %s (advertised as %s); registering with %s", bound, endpoint,
              o->coordinator);
+    s.ckpt_last = -1;
+    if (o->job->checkpoint.dir)
+        snprintf(s.ckdir, sizeof s.ckdir, "%s", o->job->checkpoint.dir);
+    else
+        snprintf(s.ckdir, sizeof s.ckdir, "%s/checkpoints", o->job->output.dir);
+    if (o->job->checkpoint.resume && (rc = scan_checkpoints(&s, err)))
+        goto cleanup;
     if ((rc = register_with_coordinator(&s, endpoint, welcome, err)) || *o->stop)
         goto cleanup;
     if (o->rank >= welcome->num_servers) {
@@ -414,10 +688,43 @@ int srv_run(const srv_options *o, pst_err *err)
         rc = s.shard ? pst_err_set(err, PST_ERR_NOMEM, "out of memory") : err->code;
         goto cleanup;
     }
+    /* Fine-tuning: per-layer lr multipliers and frozen ranges, as the workers computed them. */
+    if ((rc = srv_shard_set_groups(s.shard, welcome->group_offsets, welcome->group_mults,
+                                   welcome->ngroups, err)))
+        goto cleanup;
+    if (srv_shard_trainable(s.shard) < len)
+        log_info(o->lg, "frozen: %llu of the shard's %llu parameters are never updated",
+                 (unsigned long long)(len - srv_shard_trainable(s.shard)),
+                 (unsigned long long)len);
     log_info(o->lg, "shard [%llu, %llu) of %llu parameters (%.1f MB), %d workers, %s",
              (unsigned long long)base, (unsigned long long)(base + len),
              (unsigned long long)welcome->nparams, len * 4.0 / 1e6, s.nworkers,
              cfg_consistency_name(o->job->cluster.consistency));
+    if (welcome->resume) {
+        if (!o->job->checkpoint.resume) {
+            rc = pst_err_set(err, PST_ERR_CONFIG, "the coordinator resumes the job from clock "
+                             "%lld but this server was started without --resume",
+                             (long long)welcome->resume_clock);
+            goto cleanup;
+        }
+        if ((rc = restore_checkpoint(&s, welcome->resume_clock, err)))
+            goto cleanup;
+    } else if (o->job->checkpoint.resume) {
+        /* Starting afresh would clear the very checkpoints this server was to resume. */
+        rc = pst_err_set(err, PST_ERR_CONFIG, "started with --resume %s, but the coordinator "
+                         "starts the job afresh (give it --resume too)",
+                         o->job->checkpoint.resume);
+        goto cleanup;
+    }
+    /* "The newest checkpoint" must be this run's: an earlier run's go, and on resume those
+     * after the resume clock (damaged, or not complete on every server). */
+    if (o->job->checkpoint.enabled && !(welcome->resume && s.ckpt_any)) {
+        char prefix[48];
+        ckpt_prefix(&s, prefix, sizeof prefix);
+        if ((rc = ckpt_remove_newer(s.ckdir, prefix, CKPT_SUFFIX,
+                                    welcome->resume ? welcome->resume_clock : -1, err)))
+            goto cleanup;
+    }
     rc = serve(&s, err);
 cleanup:
     srv_shard_destroy(s.shard);

@@ -10,6 +10,8 @@ typedef struct {
     int live;          /* still training */
     int64_t clock;     /* steps pushed completely */
     uint64_t pushed;   /* floats of step `clock` received so far */
+    uint64_t next;     /* where its next chunk of the step starts (shard coordinates), once
+                          pushed > 0; before, the shard's first trainable float */
 } worker_state;
 
 struct srv_shard {
@@ -30,6 +32,12 @@ struct srv_shard {
                           arrives (see srv_shard_push) */
     uint64_t init_floats;
     srv_shard_stats stats;
+    /* Update groups in shard coordinates (srv_shard_set_groups): the layers' lr multipliers,
+     * 0 = frozen. None: every float at multiplier 1. */
+    opt_group *groups;
+    int ngroups;
+    uint64_t trainable; /* floats a worker's step pushes: len less the frozen ones */
+    uint64_t first;     /* the first trainable float (len when none is) */
 };
 
 static float *alloc_floats(uint64_t n)
@@ -58,6 +66,8 @@ srv_shard *srv_shard_create(uint64_t base, uint64_t len, const opt_config *opt,
     sh->cons = cons;
     sh->staleness = cons == CFG_CONS_BSP ? 0 : cons == CFG_CONS_SSP ? staleness : INT64_MAX;
     sh->nworkers = sh->nlive = nworkers;
+    sh->trainable = len;
+    sh->first = 0;
     sh->wk = calloc((size_t)nworkers, sizeof *sh->wk);
     sh->w = alloc_floats(len);
     sh->st = opt_state_create(opt, (size_t)len, err);
@@ -81,6 +91,7 @@ void srv_shard_destroy(srv_shard *sh)
     if (!sh)
         return;
     opt_state_destroy(sh->st);
+    free(sh->groups);
     free(sh->wk);
     free(sh->w);
     free(sh->agg);
@@ -172,13 +183,79 @@ static void bsp_maybe_apply(srv_shard *sh)
             sh->agg[i] *= inv;
     opt_tick(sh->st);
     int64_t t = opt_state_step(sh->st) - 1;
-    opt_apply(&sh->opt, sh->st, sh->w, sh->agg, 0, (size_t)sh->len, opt_lr_at(&sh->opt, t));
+    opt_apply_groups(&sh->opt, sh->st, sh->w, sh->agg, 0, (size_t)sh->len, sh->groups,
+                     sh->ngroups, opt_lr_at(&sh->opt, t));
     memset(sh->agg, 0, (size_t)sh->len * sizeof(float));
     sh->agg_dirty = 0;
     sh->agg_count = 0;
     sh->agg_clock++;
     sh->stats.updates++;
 }
+
+/* ---- Update groups (fine-tuning) --------------------------------------------------- */
+
+/* pos, or the end of the frozen ranges that start at it (shard coordinates). */
+static uint64_t skip_frozen(const srv_shard *sh, uint64_t pos)
+{
+    for (int i = 0; i < sh->ngroups; i++) {
+        const opt_group *g = &sh->groups[i];
+        if (g->offset + g->len <= pos)
+            continue;
+        if (g->offset > pos || g->lr_mult > 0.0f)
+            break;
+        pos = g->offset + g->len;
+    }
+    return pos;
+}
+
+/* Whether [lo, lo + n) (shard coordinates) holds a frozen float. */
+static int frozen_within(const srv_shard *sh, uint64_t lo, uint64_t n)
+{
+    for (int i = 0; i < sh->ngroups; i++) {
+        const opt_group *g = &sh->groups[i];
+        if (g->lr_mult == 0.0f && g->offset < lo + n && lo < g->offset + g->len)
+            return 1;
+    }
+    return 0;
+}
+
+int srv_shard_set_groups(srv_shard *sh, const uint64_t *offsets, const float *mults, int n,
+                         pst_err *err)
+{
+    if (sh->stats.pushes > 0)
+        return pst_err_set(err, PST_ERR_STATE, "shard: update groups after the first push");
+    if (n < 0 || (n > 0 && (offsets[0] > sh->base || offsets[n] < sh->base + sh->len)))
+        return pst_err_set(err, PST_ERR_ARG, "shard: %d update groups do not cover the shard "
+                           "[%llu, %llu)", n, (unsigned long long)sh->base,
+                           (unsigned long long)(sh->base + sh->len));
+    opt_group *gs = NULL;
+    if (n > 0 && !(gs = malloc(sizeof *gs * (size_t)n)))
+        return pst_err_set(err, PST_ERR_NOMEM, "shard: out of memory");
+    int k = 0;
+    uint64_t trainable = 0, end = sh->base + sh->len;
+    for (int i = 0; i < n; i++) {
+        if (offsets[i + 1] <= offsets[i] || !(mults[i] >= 0.0f)) {
+            free(gs);
+            return pst_err_set(err, PST_ERR_ARG, "shard: update group %d is empty or has "
+                               "multiplier %g", i, (double)mults[i]);
+        }
+        uint64_t lo = offsets[i] > sh->base ? offsets[i] : sh->base;
+        uint64_t hi = offsets[i + 1] < end ? offsets[i + 1] : end;
+        if (lo >= hi)
+            continue;
+        gs[k++] = (opt_group){(size_t)(lo - sh->base), (size_t)(hi - lo), mults[i]};
+        if (mults[i] > 0.0f)
+            trainable += hi - lo;
+    }
+    free(sh->groups);
+    sh->groups = gs;
+    sh->ngroups = k;
+    sh->trainable = n > 0 ? trainable : sh->len;
+    sh->first = skip_frozen(sh, 0);
+    return PST_OK;
+}
+
+uint64_t srv_shard_trainable(const srv_shard *sh) { return sh->trainable; }
 
 int srv_shard_push(srv_shard *sh, int worker, int64_t clock, uint64_t off, const float *g,
                    uint64_t len, pst_err *err)
@@ -203,16 +280,21 @@ int srv_shard_push(srv_shard *sh, int worker, int64_t clock, uint64_t off, const
                            "push for clock %lld from worker %d while clock %lld is assembled "
                            "(bsp: pull before pushing the next step)",
                            (long long)clock, worker, (long long)sh->agg_clock);
-    /* Chunks of one step arrive in order over one connection, each once, so the floats
-     * received so far are [base, base + pushed): a repeated, overlapping or skipping chunk
-     * starts elsewhere, and the count tells when the step is complete. */
-    if (off - sh->base != ws->pushed)
+    /* Chunks of one step arrive in order over one connection, each once, and skip only
+     * frozen ranges, so each starts where the previous one ended (past any frozen range
+     * there): a repeated, overlapping or skipping chunk starts elsewhere, and the count of
+     * trainable floats tells when the step is complete. */
+    uint64_t expect = ws->pushed == 0 ? sh->first : ws->next;
+    if (off - sh->base != expect)
         return pst_err_set(err, PST_ERR_PEER,
                            "push of [%llu, %llu) for clock %lld from worker %d repeats or skips "
                            "part of the shard: the next chunk starts at %llu",
                            (unsigned long long)off, (unsigned long long)(off + len),
-                           (long long)clock, worker,
-                           (unsigned long long)(sh->base + ws->pushed));
+                           (long long)clock, worker, (unsigned long long)(sh->base + expect));
+    if (frozen_within(sh, off - sh->base, len))
+        return pst_err_set(err, PST_ERR_PEER,
+                           "push of [%llu, %llu) from worker %d covers frozen parameters",
+                           (unsigned long long)off, (unsigned long long)(off + len), worker);
     uint64_t bad = first_nonfinite(g, len);
     if (bad < len) {
         sh->stats.rejected_nonfinite++;
@@ -242,12 +324,13 @@ int srv_shard_push(srv_shard *sh, int worker, int64_t clock, uint64_t off, const
             sh->stats.updates++;
         }
         int64_t t = opt_state_step(sh->st) - 1;
-        opt_apply(&sh->opt, sh->st, sh->w + lo, g, (size_t)lo, (size_t)len,
-                  opt_lr_at(&sh->opt, t));
+        opt_apply_groups(&sh->opt, sh->st, sh->w + lo, g, (size_t)lo, (size_t)len, sh->groups,
+                         sh->ngroups, opt_lr_at(&sh->opt, t));
     }
     sh->stats.pushes++;
     ws->pushed += len;
-    if (ws->pushed == sh->len) {
+    ws->next = skip_frozen(sh, lo + len);
+    if (ws->pushed == sh->trainable) {
         ws->pushed = 0;
         ws->clock++;
         if (sh->cons == CFG_CONS_BSP && sh->direct)
@@ -317,3 +400,50 @@ int64_t srv_shard_worker_clock(const srv_shard *sh, int worker)
 }
 
 void srv_shard_get_stats(const srv_shard *sh, srv_shard_stats *st) { *st = sh->stats; }
+
+/* ---- Checkpoints ------------------------------------------------------------------------- */
+
+opt_state *srv_shard_opt(srv_shard *sh) { return sh->st; }
+
+int srv_shard_applied(const srv_shard *sh, int worker, int64_t clock)
+{
+    assert(worker >= 0 && worker < sh->nworkers);
+    if (sh->cons == CFG_CONS_BSP)
+        return sh->agg_clock >= clock;
+    return sh->wk[worker].clock >= clock && sh->wk[worker].pushed == 0;
+}
+
+int64_t srv_shard_clock(const srv_shard *sh)
+{
+    if (sh->cons == CFG_CONS_BSP)
+        return sh->agg_clock;
+    int64_t m = 0;
+    for (int i = 0; i < sh->nworkers; i++)
+        if (sh->wk[i].clock > m)
+            m = sh->wk[i].clock;
+    return m;
+}
+
+int srv_shard_restore(srv_shard *sh, const float *w, int64_t clock, pst_err *err)
+{
+    if (sh->init_floats != 0)
+        return pst_err_set(err, PST_ERR_STATE, "shard: restore after the weights were set");
+    if (clock < 0)
+        return pst_err_set(err, PST_ERR_ARG, "shard: restore to clock %lld", (long long)clock);
+    uint64_t bad = first_nonfinite(w, sh->len);
+    if (bad < sh->len)
+        return pst_err_set(err, PST_ERR_DATA, "shard: restored weight %llu is not finite",
+                           (unsigned long long)(sh->base + bad));
+    memcpy(sh->w, w, (size_t)sh->len * sizeof(float));
+    sh->init_floats = sh->len;
+    /* Every worker restarts at the clock (one already done says DONE at once); bsp
+     * assembles that clock next, from a clean sum. */
+    for (int i = 0; i < sh->nworkers; i++)
+        sh->wk[i] = (worker_state){.live = 1, .clock = clock, .pushed = 0};
+    sh->nlive = sh->nworkers;
+    sh->agg_clock = clock;
+    sh->agg_count = 0;
+    sh->agg_dirty = 0;
+    sh->direct = 0;
+    return PST_OK;
+}

@@ -7,7 +7,8 @@
  * in are global offsets and must lie inside the shard.
  *
  * Clocks: a worker's clock is the number of steps whose gradient it has pushed completely
- * (every float of the shard). One rule serves the three consistency models:
+ * (every float of the shard that is not frozen, see srv_shard_set_groups). One rule serves
+ * the three consistency models:
  *   a pull for clock c from a worker may be answered when  c - min_clock <= s
  *   where min_clock is the clock of the slowest live worker and s = 0 (bsp), staleness
  *   (ssp) or unbounded (asp). bsp also sums the gradients of a clock and applies their mean
@@ -42,11 +43,21 @@ int srv_shard_check_range(const srv_shard *sh, uint64_t off, uint64_t len, pst_e
 int srv_shard_init_range(srv_shard *sh, uint64_t off, const float *w, uint64_t len,
                          pst_err *err);
 
+/* Fine-tuning: the update groups of the model (WELCOME's): group i is [offsets[i],
+ * offsets[i+1]) of the flat vector, n + 1 increasing offsets that cover the shard; its
+ * updates use lr * mults[i], and mults[i] = 0 freezes it: never updated, and a push must
+ * not cover it (workers skip frozen ranges, so a step's chunks jump over them). n = 0: all
+ * at multiplier 1, as after srv_shard_create. Only before the first push (PST_ERR_STATE). */
+int srv_shard_set_groups(srv_shard *sh, const uint64_t *offsets, const float *mults, int n,
+                         pst_err *err);
+/* Floats of the shard a worker's step pushes (its length less the frozen floats). */
+uint64_t srv_shard_trainable(const srv_shard *sh);
+
 /* Gradient of worker's step `clock` for a range. Refused (PST_ERR_PEER), leaving the shard
  * unchanged, when the worker is not live, clock is not the worker's next step (bsp: or not
  * the clock being assembled), the range does not start where the worker's previous chunk
- * of this clock ended (chunks arrive in order, each once), or a value is NaN/Inf (counted
- * in stats.rejected_nonfinite). */
+ * of this clock ended (chunks arrive in order, each once, past frozen ranges), covers a
+ * frozen range, or a value is NaN/Inf (counted in stats.rejected_nonfinite). */
 int srv_shard_push(srv_shard *sh, int worker, int64_t clock, uint64_t off, const float *g,
                    uint64_t len, pst_err *err);
 
@@ -73,5 +84,23 @@ typedef struct {
     int64_t max_clock_gap; /* largest clock gap among answered pulls */
 } srv_shard_stats;
 void srv_shard_get_stats(const srv_shard *sh, srv_shard_stats *st);
+
+/* ---- Checkpoints ------------------------------------------------------------------------------
+ * A checkpoint of the shard is its weights, its optimizer state and a clock: every worker's
+ * steps before that clock are in the weights. */
+
+/* The optimizer state (for saving and restoring it). */
+opt_state *srv_shard_opt(srv_shard *sh);
+/* Whether `worker`'s steps before `clock` are all applied: bsp, the mean of every clock
+ * before it (the update count is clock); ssp/asp, the worker's own pushes. */
+int srv_shard_applied(const srv_shard *sh, int worker, int64_t clock);
+/* The clock of the shard's state: bsp, the updates applied; ssp/asp, the largest worker
+ * clock (the end-of-run clock once every worker is done). */
+int64_t srv_shard_clock(const srv_shard *sh);
+/* Starts a resumed run from a checkpoint of `clock`: the weights w (the shard's len floats)
+ * with every worker live at that clock (bsp: the clock being assembled). The caller
+ * restores the optimizer state into srv_shard_opt. Only before initialisation
+ * (PST_ERR_STATE otherwise); then the shard counts as initialised. */
+int srv_shard_restore(srv_shard *sh, const float *w, int64_t clock, pst_err *err);
 
 #endif

@@ -5,7 +5,8 @@
  *
  * W trainers hold the W data partitions (the same partitions and per-epoch orders the
  * workers use). At every clock each worker that still has data computes its gradient on
- * the shared weights; their mean is applied once with the job's optimizer. A worker whose
+ * the shared weights; their mean is applied once with the job's optimizer (per update
+ * group: fine-tuning's lr multipliers and frozen layers). A worker whose
  * data runs out drops out, as a worker sending DONE does. Writes the final weights. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -111,8 +112,12 @@ int main(int argc, char **argv)
             for (size_t i = 0; i < P; i++)
                 sum[i] *= inv;
         }
+        /* Per update group, as the servers apply it: each layer's lr_mult, frozen layers
+         * (multiplier 0) left as worker 0 loaded them. */
+        int ngroups;
+        const opt_group *groups = wk_trainer_groups(wk[0].tr, &ngroups);
         opt_tick(st);
-        opt_apply(&oc, st, w, sum, 0, P, opt_lr_at(&oc, clock));
+        opt_apply_groups(&oc, st, w, sum, 0, P, groups, ngroups, opt_lr_at(&oc, clock));
         clock++;
     }
     memcpy(ml_model_params(m0), w, P * sizeof(float));

@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -79,10 +80,10 @@ static int setup(void **state)
     if (!mkdtemp(fx->dir))
         return -1;
     /* 3 inputs -> dense 5 relu ("hidden") -> tanh -> dense 4 softmax, cross-entropy. */
-    fx->layers[0] = (cfg_layer){CFG_LAYER_DENSE, 5, CFG_ACT_RELU, "hidden"};
-    fx->layers[1] = (cfg_layer){CFG_LAYER_ACTIVATION, 0, CFG_ACT_TANH, NULL};
-    fx->layers[2] = (cfg_layer){CFG_LAYER_DENSE, 4, CFG_ACT_SOFTMAX, NULL};
-    fx->spec = (cfg_model){fx->layers, 3, CFG_LOSS_CCE, CFG_INIT_AUTO};
+    fx->layers[0] = (cfg_layer){CFG_LAYER_DENSE, 5, CFG_ACT_RELU, "hidden", 1, 1.0f};
+    fx->layers[1] = (cfg_layer){CFG_LAYER_ACTIVATION, 0, CFG_ACT_TANH, NULL, 1, 1.0f};
+    fx->layers[2] = (cfg_layer){CFG_LAYER_DENSE, 4, CFG_ACT_SOFTMAX, NULL, 1, 1.0f};
+    fx->spec = (cfg_model){fx->layers, 3, CFG_LOSS_CCE, CFG_INIT_AUTO, NULL};
     pst_err err = {0};
     fx->m = ml_model_create(&fx->spec, 3, 8, &err);
     if (!fx->m)
@@ -206,9 +207,9 @@ static void test_regression_round_trip(void **state)
     fixture *fx = *state;
     /* A name longer than the model keeps (39 bytes) must still load back. */
     char longname[] = "a_rather_long_layer_name_that_goes_on_and_on_1";
-    cfg_layer L[2] = {{CFG_LAYER_DENSE, 6, CFG_ACT_TANH, longname},
-                      {CFG_LAYER_DENSE, 1, CFG_ACT_LINEAR, "out"}};
-    cfg_model spec = {L, 2, CFG_LOSS_MSE, CFG_INIT_AUTO};
+    cfg_layer L[2] = {{CFG_LAYER_DENSE, 6, CFG_ACT_TANH, longname, 1, 1.0f},
+                      {CFG_LAYER_DENSE, 1, CFG_ACT_LINEAR, "out", 1, 1.0f}};
+    cfg_model spec = {L, 2, CFG_LOSS_MSE, CFG_INIT_AUTO, NULL};
     pst_err err = {0};
     ml_model *m = ml_model_create(&spec, 2, 4, &err);
     assert_non_null(m);
@@ -250,8 +251,8 @@ static void test_load_into(void **state)
     ds_scaler_fini(&sc);
 
     /* Another architecture: refused, naming the tensor and both shapes; m unchanged. */
-    cfg_layer L[1] = {{CFG_LAYER_DENSE, 4, CFG_ACT_SOFTMAX, "hidden"}};
-    cfg_model other = {L, 1, CFG_LOSS_CCE, CFG_INIT_AUTO};
+    cfg_layer L[1] = {{CFG_LAYER_DENSE, 4, CFG_ACT_SOFTMAX, "hidden", 1, 1.0f}};
+    cfg_model other = {L, 1, CFG_LOSS_CCE, CFG_INIT_AUTO, NULL};
     ml_model *o = ml_model_create(&other, 3, 2, &err);
     assert_non_null(o);
     ml_model_init(o, 3);
@@ -296,8 +297,8 @@ static void test_save_replaces_or_keeps(void **state)
     free(b);
 
     /* A layer list that is not the model's. */
-    cfg_layer L[1] = {{CFG_LAYER_DENSE, 4, CFG_ACT_SOFTMAX, NULL}};
-    cfg_model other = {L, 1, CFG_LOSS_CCE, CFG_INIT_AUTO};
+    cfg_layer L[1] = {{CFG_LAYER_DENSE, 4, CFG_ACT_SOFTMAX, NULL, 1, 1.0f}};
+    cfg_model other = {L, 1, CFG_LOSS_CCE, CFG_INIT_AUTO, NULL};
     assert_int_equal(ckpt_save_model(path, fx->m, &other, NULL, NULL, &err), PST_ERR_ARG);
 
     snprintf(path, sizeof path, "%s/no/such/dir/m.safetensors", fx->dir);
@@ -746,9 +747,383 @@ static void test_bad_metadata(void **state)
     expect_refused(p, "no pstrain.data", NULL);
 }
 
+/* ---- Training-state files (optimizer state, shard checkpoints) ------------------------- */
+
+/* An adam state over n parameters with every buffer entry distinct, and t steps. */
+static opt_state *filled_opt(opt_kind kind, size_t n, int64_t t, float base)
+{
+    opt_config c;
+    opt_config_default(&c, kind);
+    opt_state *os = opt_state_create(&c, n, NULL);
+    assert_non_null(os);
+    for (int b = 0; b < opt_state_nbuf(os); b++)
+        for (size_t i = 0; i < n; i++)
+            opt_state_buf(os, b)[i] = base + (float)b * 1000.0f + (float)i * 0.125f;
+    opt_state_set_step(os, t);
+    return os;
+}
+
+static void test_state_round_trip(void **state)
+{
+    fixture *fx = *state;
+    pst_err err = {0};
+    const char *path = tmp_path(fx, "opt.safetensors");
+    float w[7] = {1.5f, -2.0f, 0.0f, 3.25f, 1e-30f, -1e30f, 7.0f};
+    opt_state *adam = filled_opt(OPT_ADAM, 5, 17, 0.5f);
+    ckpt_state *st = ckpt_state_create("optimizer", &err);
+    assert_non_null(st);
+    assert_int_equal(ckpt_state_set_int(st, "epoch", 3, &err), PST_OK);
+    assert_int_equal(ckpt_state_set_int(st, "big", INT64_MAX, &err), PST_OK);
+    assert_int_equal(ckpt_state_set_int(st, "neg", -42, &err), PST_OK);
+    assert_int_equal(ckpt_state_set_double(st, "loss_sum", 0.1 + 0.2, &err), PST_OK);
+    assert_int_equal(ckpt_state_set_double(st, "tiny", 4.9406564584124654e-324, &err), PST_OK);
+    assert_int_equal(ckpt_state_set_str(st, "job_hash", "00ff00ff00ff00ff", &err), PST_OK);
+    assert_int_equal(ckpt_state_add_tensor(st, "weights", w, 7, &err), PST_OK);
+    assert_int_equal(ckpt_state_add_opt(st, OPT_ADAM, adam, &err), PST_OK);
+    assert_int_equal(ckpt_state_save(st, path, &err), PST_OK);
+    ckpt_state_destroy(st);
+
+    ckpt_state *in = NULL;
+    assert_int_equal(ckpt_state_load(path, "optimizer", &in, &err), PST_OK);
+    assert_string_equal(ckpt_state_kind(in), "optimizer");
+    int64_t v;
+    double d;
+    const char *s;
+    assert_int_equal(ckpt_state_get_int(in, "epoch", &v, &err), PST_OK);
+    assert_int_equal(v, 3);
+    assert_int_equal(ckpt_state_get_int(in, "big", &v, &err), PST_OK);
+    assert_true(v == INT64_MAX);
+    assert_int_equal(ckpt_state_get_int(in, "neg", &v, &err), PST_OK);
+    assert_int_equal(v, -42);
+    /* Doubles come back bit for bit, subnormals included. */
+    assert_int_equal(ckpt_state_get_double(in, "loss_sum", &d, &err), PST_OK);
+    assert_true(d == 0.1 + 0.2);
+    assert_int_equal(ckpt_state_get_double(in, "tiny", &d, &err), PST_OK);
+    assert_true(d == 4.9406564584124654e-324);
+    assert_int_equal(ckpt_state_get_str(in, "job_hash", &s, &err), PST_OK);
+    assert_string_equal(s, "00ff00ff00ff00ff");
+    const float *p;
+    assert_int_equal(ckpt_state_get_tensor(in, "weights", 7, &p, &err), PST_OK);
+    assert_memory_equal(p, w, sizeof w);
+    assert_int_equal((uintptr_t)p % sizeof(float), 0);
+
+    /* The optimizer state restores into a fresh one exactly: moments and step count. */
+    assert_int_equal(ckpt_state_check_opt(in, OPT_ADAM, 5, &err), PST_OK);
+    opt_state *back = filled_opt(OPT_ADAM, 5, 0, 99.0f);
+    ckpt_state_restore_opt(in, OPT_ADAM, back);
+    assert_int_equal(opt_state_step(back), 17);
+    for (int b = 0; b < 2; b++)
+        assert_memory_equal(opt_state_buf(back, b), opt_state_buf(adam, b), 5 * sizeof(float));
+    ckpt_state_destroy(in);
+    opt_state_destroy(back);
+    opt_state_destroy(adam);
+
+    /* One buffer (momentum: opt.velocity) and none (sgd: only the step count). */
+    opt_state *mom = filled_opt(OPT_MOMENTUM, 3, 4, -1.0f), *sgd = filled_opt(OPT_SGD, 3, 9, 0);
+    for (int k = 0; k < 2; k++) {
+        opt_kind kind = k ? OPT_SGD : OPT_MOMENTUM;
+        opt_state *os = k ? sgd : mom;
+        st = ckpt_state_create("optimizer", &err);
+        assert_int_equal(ckpt_state_add_opt(st, kind, os, &err), PST_OK);
+        assert_int_equal(ckpt_state_save(st, path, &err), PST_OK);
+        ckpt_state_destroy(st);
+        assert_int_equal(ckpt_state_load(path, "optimizer", &in, &err), PST_OK);
+        assert_int_equal(ckpt_state_check_opt(in, kind, 3, &err), PST_OK);
+        opt_state *b2 = filled_opt(kind, 3, 0, 50.0f);
+        ckpt_state_restore_opt(in, kind, b2);
+        assert_int_equal(opt_state_step(b2), k ? 9 : 4);
+        if (!k)
+            assert_memory_equal(opt_state_buf(b2, 0), opt_state_buf(mom, 0), 3 * sizeof(float));
+        assert_int_equal(ckpt_state_get_tensor(in, "opt.velocity", 3, &p, &err),
+                         k ? PST_ERR_DATA : PST_OK);
+        opt_state_destroy(b2);
+        ckpt_state_destroy(in);
+    }
+    opt_state_destroy(mom);
+    opt_state_destroy(sgd);
+    unlink(path);
+}
+
+/* The load or getter fails with PST_ERR_DATA and a one-line message holding `word`. */
+static void expect_state_error(int rc, const pst_err *err, int code, const char *word)
+{
+    if (rc != code || !strstr(err->msg, word) || strchr(err->msg, '\n'))
+        fail_msg("rc %d, message '%s', expected %d and '%s'", rc, err->msg, code, word);
+}
+
+static void test_state_refusals(void **state)
+{
+    fixture *fx = *state;
+    pst_err err = {0};
+    const char *path = tmp_path(fx, "st.safetensors");
+    char p2[1100];
+    snprintf(p2, sizeof p2, "%s", path);
+    opt_state *adam = filled_opt(OPT_ADAM, 4, 2, 1.0f);
+    ckpt_state *st = ckpt_state_create("shard", &err), *in = (ckpt_state *)1;
+    /* Writing: bad keys and names, repeats, non-finite values. */
+    expect_state_error(ckpt_state_set_int(st, "a b", 1, &err), &err, PST_ERR_ARG, "bad state key");
+    expect_state_error(ckpt_state_set_int(st, "", 1, &err), &err, PST_ERR_ARG, "bad state key");
+    expect_state_error(ckpt_state_set_str(st, "kind", "x", &err), &err, PST_ERR_ARG, "set twice");
+    expect_state_error(ckpt_state_set_str(st, "q", "a\"b", &err), &err, PST_ERR_ARG, "escapes");
+    expect_state_error(ckpt_state_set_double(st, "d", NAN, &err), &err, PST_ERR_NUMERIC, "state.d");
+    expect_state_error(ckpt_state_add_tensor(st, "crc32.x", (float[]){1}, 1, &err), &err,
+                       PST_ERR_ARG, "bad tensor name");
+    float bad[2] = {1.0f, INFINITY};
+    assert_int_equal(ckpt_state_add_tensor(st, "weights", bad, 2, &err), PST_OK);
+    expect_state_error(ckpt_state_add_tensor(st, "weights", bad, 2, &err), &err, PST_ERR_ARG,
+                       "added twice");
+    expect_state_error(ckpt_state_save(st, p2, &err), &err, PST_ERR_NUMERIC, "element 1");
+    assert_int_equal(access(p2, F_OK), -1); /* nothing written, not even a temporary file */
+    ckpt_state_destroy(st);
+
+    st = ckpt_state_create("shard", &err);
+    assert_int_equal(ckpt_state_set_int(st, "clock", 12, &err), PST_OK);
+    assert_int_equal(ckpt_state_set_str(st, "word", "abc", &err), PST_OK);
+    assert_int_equal(ckpt_state_add_opt(st, OPT_ADAM, adam, &err), PST_OK);
+    assert_int_equal(ckpt_state_save(st, p2, &err), PST_OK);
+    ckpt_state_destroy(st);
+    /* Reading: the wrong kind, a model checkpoint, and the other way round. */
+    expect_state_error(ckpt_state_load(p2, "optimizer", &in, &err), &err, PST_ERR_DATA,
+                       "holds shard state, expected optimizer");
+    assert_null(in);
+    expect_state_error(ckpt_state_load(fx->good, "shard", &in, &err), &err, PST_ERR_DATA,
+                       "not a training-state file");
+    expect_refused(p2, "no pstrain.model", NULL);
+    /* Getters name the file and the key. */
+    assert_int_equal(ckpt_state_load(p2, "shard", &in, &err), PST_OK);
+    int64_t v;
+    const float *p;
+    expect_state_error(ckpt_state_get_int(in, "nope", &v, &err), &err, PST_ERR_DATA,
+                       "state.nope is missing");
+    assert_int_equal(strncmp(err.msg, p2, strlen(p2)), 0);
+    expect_state_error(ckpt_state_get_int(in, "word", &v, &err), &err, PST_ERR_DATA,
+                       "'abc' is not an integer");
+    expect_state_error(ckpt_state_get_tensor(in, "opt.m", 5, &p, &err), &err, PST_ERR_DATA,
+                       "'opt.m' holds 4 floats, expected 5");
+    expect_state_error(ckpt_state_get_tensor(in, "weights", 4, &p, &err), &err, PST_ERR_DATA,
+                       "'weights' is missing");
+    expect_state_error(ckpt_state_check_opt(in, OPT_MOMENTUM, 4, &err), &err, PST_ERR_DATA,
+                       "optimizer state of adam, but the job uses momentum");
+    expect_state_error(ckpt_state_check_opt(in, OPT_ADAM, 8, &err), &err, PST_ERR_DATA,
+                       "holds 4 floats, expected 8");
+    ckpt_state_destroy(in);
+    opt_state_destroy(adam);
+    unlink(p2);
+}
+
+/* Every truncation and every flipped byte of a state file is refused whole. */
+static void test_state_damage(void **state)
+{
+    fixture *fx = *state;
+    pst_err err = {0};
+    char path[1100], bad[1100];
+    snprintf(path, sizeof path, "%s", tmp_path(fx, "good-state.safetensors"));
+    snprintf(bad, sizeof bad, "%s", tmp_path(fx, "bad-state.safetensors"));
+    opt_state *adam = filled_opt(OPT_ADAM, 6, 5, 2.0f);
+    ckpt_state *st = ckpt_state_create("optimizer", &err), *in = NULL;
+    assert_int_equal(ckpt_state_set_int(st, "step", 5, &err), PST_OK);
+    assert_int_equal(ckpt_state_add_opt(st, OPT_ADAM, adam, &err), PST_OK);
+    assert_int_equal(ckpt_state_save(st, path, &err), PST_OK);
+    ckpt_state_destroy(st);
+    opt_state_destroy(adam);
+    size_t n;
+    unsigned char *b = read_bytes(path, &n);
+    for (size_t len = 0; len < n; len++) {
+        write_bytes(bad, b, len);
+        in = (ckpt_state *)1;
+        assert_int_equal(ckpt_state_load(bad, "optimizer", &in, &err), PST_ERR_DATA);
+        assert_null(in);
+    }
+    for (size_t i = 0; i < n; i++) {
+        b[i] ^= 0x20;
+        write_bytes(bad, b, n);
+        in = (ckpt_state *)1;
+        int rc = ckpt_state_load(bad, "optimizer", &in, &err);
+        if (rc != PST_ERR_DATA || in)
+            fail_msg("byte %zu flipped: load gave %d (%s)", i, rc, err.msg);
+        b[i] ^= 0x20;
+    }
+    free(b);
+    unlink(bad);
+    unlink(path);
+}
+
+/* ---- Checkpoint folders ------------------------------------------------------------------ */
+
+static void make_entry(const char *dir, const char *name, int folder)
+{
+    char p[1200];
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    if (folder) {
+        assert_int_equal(mkdir(p, 0777), 0);
+        snprintf(p, sizeof p, "%s/%s/model.safetensors", dir, name);
+    }
+    write_bytes(p, name, strlen(name));
+}
+
+static void test_folders(void **state)
+{
+    fixture *fx = *state;
+    pst_err err = {0};
+    char dir[1100], p[1300], tmp[1300];
+    snprintf(dir, sizeof dir, "%s/ck/a/b", fx->dir);
+    int64_t tags[8];
+    int n = -1;
+    assert_int_equal(ckpt_list(dir, "ckpt-", "", tags, 8, &n, &err), PST_OK);
+    assert_int_equal(n, 0); /* no folder yet: nothing to resume from, not an error */
+    assert_int_equal(ckpt_mkdirs(dir, &err), PST_OK);
+    assert_int_equal(ckpt_mkdirs(dir, &err), PST_OK);
+    make_entry(dir, "ckpt-5", 1);
+    make_entry(dir, "ckpt-40", 1);
+    make_entry(dir, "ckpt-12", 1);
+    make_entry(dir, "ckpt-7.tmp.1", 1); /* a write that died */
+    make_entry(dir, "ckpt-x", 1);
+    make_entry(dir, "ckpt-3junk", 0);
+    make_entry(dir, "ckpt-", 0);
+    make_entry(dir, "server-0-clock-9.safetensors", 0);
+    make_entry(dir, "server-0-clock-10.safetensors", 0);
+    make_entry(dir, "server-0-clock-11.safetensors.tmp.77", 0);
+    make_entry(dir, "server-10-clock-99.safetensors", 0);
+    assert_int_equal(ckpt_list(dir, "ckpt-", "", tags, 8, &n, &err), PST_OK);
+    assert_int_equal(n, 3);
+    assert_true(tags[0] == 40 && tags[1] == 12 && tags[2] == 5);
+    assert_int_equal(ckpt_list(dir, "ckpt-", "", tags, 2, &n, &err), PST_OK);
+    assert_int_equal(n, 2);
+    assert_int_equal(ckpt_list(dir, "server-0-clock-", ".safetensors", tags, 8, &n, &err), PST_OK);
+    assert_int_equal(n, 2);
+    assert_true(tags[0] == 10 && tags[1] == 9);
+
+    /* Prune keeps the 2 newest and removes leftovers; other names stay. */
+    assert_int_equal(ckpt_prune(dir, "ckpt-", "", 2, &err), PST_OK);
+    assert_int_equal(ckpt_list(dir, "ckpt-", "", tags, 8, &n, &err), PST_OK);
+    assert_int_equal(n, 2);
+    assert_true(tags[0] == 40 && tags[1] == 12);
+    snprintf(p, sizeof p, "%s/ckpt-7.tmp.1", dir);
+    assert_int_equal(access(p, F_OK), -1);
+    snprintf(p, sizeof p, "%s/ckpt-x", dir);
+    assert_int_equal(access(p, F_OK), 0);
+    assert_int_equal(ckpt_prune(dir, "server-0-clock-", ".safetensors", 1, &err), PST_OK);
+    assert_int_equal(ckpt_list(dir, "server-0-clock-", ".safetensors", tags, 8, &n, &err),
+                     PST_OK);
+    assert_true(n == 1 && tags[0] == 10);
+    snprintf(p, sizeof p, "%s/server-10-clock-99.safetensors", dir);
+    assert_int_equal(access(p, F_OK), 0);
+
+    /* A folder written atomically replaces an older one of the same name whole. */
+    snprintf(p, sizeof p, "%s/ckpt-40", dir);
+    assert_int_equal(ckpt_dir_begin(p, tmp, sizeof tmp, &err), PST_OK);
+    assert_non_null(strstr(tmp, "ckpt-40.tmp."));
+    char f[1400];
+    snprintf(f, sizeof f, "%s/optimizer.safetensors", tmp);
+    write_bytes(f, "new", 3);
+    assert_int_equal(ckpt_list(dir, "ckpt-", "", tags, 8, &n, &err), PST_OK);
+    assert_int_equal(n, 2); /* the unfinished folder is not a checkpoint */
+    assert_int_equal(ckpt_dir_commit(tmp, p, &err), PST_OK);
+    snprintf(f, sizeof f, "%s/optimizer.safetensors", p);
+    assert_int_equal(access(f, F_OK), 0);
+    snprintf(f, sizeof f, "%s/model.safetensors", p);
+    assert_int_equal(access(f, F_OK), -1); /* the old folder's file went with it */
+    assert_int_equal(access(tmp, F_OK), -1);
+    /* An aborted write leaves nothing. */
+    snprintf(p, sizeof p, "%s/ckpt-41", dir);
+    assert_int_equal(ckpt_dir_begin(p, tmp, sizeof tmp, &err), PST_OK);
+    ckpt_dir_abort(tmp);
+    assert_int_equal(access(tmp, F_OK), -1);
+
+    /* Those after a resume point go; the one resumed from and older stay. */
+    make_entry(dir, "ckpt-50", 1);
+    make_entry(dir, "ckpt-60", 0);
+    assert_int_equal(ckpt_remove_newer(dir, "ckpt-", "", 40, &err), PST_OK);
+    assert_int_equal(ckpt_list(dir, "ckpt-", "", tags, 8, &n, &err), PST_OK);
+    assert_true(n == 2 && tags[0] == 40 && tags[1] == 12);
+    assert_int_equal(ckpt_remove_newer(dir, "ckpt-", "", 12, &err), PST_OK);
+    assert_int_equal(ckpt_list(dir, "ckpt-", "", tags, 8, &n, &err), PST_OK);
+    assert_true(n == 1 && tags[0] == 12);
+
+    /* Clean up: everything named like a checkpoint, then the helper names, the folders. */
+    assert_int_equal(ckpt_prune(dir, "ckpt-", "", 0, &err), PST_OK);
+    assert_int_equal(ckpt_prune(dir, "server-0-clock-", ".safetensors", 0, &err), PST_OK);
+    assert_int_equal(ckpt_prune(dir, "server-10-clock-", ".safetensors", 0, &err), PST_OK);
+    const char *rest[] = {"ckpt-x/model.safetensors", "ckpt-x", "ckpt-3junk", "ckpt-"};
+    for (size_t i = 0; i < sizeof rest / sizeof rest[0]; i++) {
+        snprintf(p, sizeof p, "%s/%s", dir, rest[i]);
+        assert_int_equal(remove(p), 0);
+    }
+    for (int up = 0; up < 3; up++) {
+        assert_int_equal(rmdir(dir), 0);
+        *strrchr(dir, '/') = '\0';
+    }
+}
+
+/* ckpt_init_from (fine-tuning): parameters by name; the model's other parameters and the
+ * file's other tensors are reported, not refused; a reshaped tensor, or a file that shares
+ * no name with the model, is refused with the model as it was; the file is only read. */
+static void test_init_from(void **state)
+{
+    fixture *fx = *state;
+    pst_err err = {0};
+    /* The fixture's body ("hidden") under a new 2-class head "head". */
+    cfg_layer L[3] = {{CFG_LAYER_DENSE, 5, CFG_ACT_RELU, "hidden", 1, 1.0f},
+                      {CFG_LAYER_ACTIVATION, 0, CFG_ACT_TANH, NULL, 1, 1.0f},
+                      {CFG_LAYER_DENSE, 2, CFG_ACT_SOFTMAX, "head", 1, 1.0f}};
+    cfg_model spec = {L, 3, CFG_LOSS_CCE, CFG_INIT_AUTO, NULL};
+    ml_model *m = ml_model_create(&spec, 3, 2, &err);
+    assert_non_null(m);
+    ml_model_init(m, 9);
+    float seeded[64];
+    size_t P = ml_model_nparams(m);
+    assert_true(P <= 64);
+    memcpy(seeded, ml_model_params(m), P * sizeof(float));
+    unsigned char loaded[4] = {9, 9, 9, 9};
+    ckpt_init_report rep;
+    assert_int_equal(ckpt_init_from(fx->good, m, loaded, &rep, &err), PST_OK);
+    assert_int_equal(rep.loaded, 2);
+    assert_int_equal(rep.fresh, 2);
+    assert_int_equal(rep.skipped, 2); /* preprocess.* are not counted */
+    assert_string_equal(rep.fresh_names, "head.weight, head.bias");
+    assert_string_equal(rep.skipped_names, "dense_1.weight, dense_1.bias");
+    assert_true(loaded[0] == 1 && loaded[1] == 1 && loaded[2] == 0 && loaded[3] == 0);
+    size_t body = 5 * 3 + 5;
+    assert_memory_equal(ml_model_params(m), ml_model_params(fx->m), body * sizeof(float));
+    assert_memory_equal(ml_model_params(m) + body, seeded + body, (P - body) * sizeof(float));
+
+    /* hidden resized without a new name: refused, naming it; nothing copied. */
+    L[0].units = 6;
+    ml_model *r = ml_model_create(&spec, 3, 2, &err);
+    assert_non_null(r);
+    ml_model_init(r, 9);
+    memcpy(seeded, ml_model_params(r), ml_model_nparams(r) * sizeof(float));
+    assert_int_equal(ckpt_init_from(fx->good, r, NULL, &rep, &err), PST_ERR_DATA);
+    assert_non_null(strstr(err.msg, "tensor 'hidden.weight': shape [5, 3] but the model needs "
+                                    "[6, 3]"));
+    assert_memory_equal(ml_model_params(r), seeded, ml_model_nparams(r) * sizeof(float));
+    assert_int_equal(rep.loaded, 0);
+    ml_model_destroy(r);
+
+    /* No name in common: the wrong checkpoint, not a model to start afresh. */
+    L[0].units = 5;
+    L[0].name = "other";
+    r = ml_model_create(&spec, 3, 2, &err);
+    assert_non_null(r);
+    assert_int_equal(ckpt_init_from(fx->good, r, NULL, &rep, &err), PST_ERR_DATA);
+    assert_non_null(strstr(err.msg, "holds none of the model's parameters (other.weight, "
+                                    "other.bias, head.weight, head.bias)"));
+    ml_model_destroy(r);
+    assert_int_equal(ckpt_init_from(tmp_path(fx, "absent.safetensors"), m, NULL, &rep, &err),
+                     PST_ERR_IO);
+
+    size_t n;
+    unsigned char *now = read_bytes(fx->good, &n);
+    assert_int_equal(n, fx->size);
+    assert_memory_equal(now, fx->bytes, n);
+    free(now);
+    ml_model_destroy(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_init_from),
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_regression_round_trip),
         cmocka_unit_test(test_load_into),
@@ -763,6 +1138,10 @@ int main(void)
         cmocka_unit_test(test_bad_checksums),
         cmocka_unit_test(test_bad_containers),
         cmocka_unit_test(test_bad_metadata),
+        cmocka_unit_test(test_state_round_trip),
+        cmocka_unit_test(test_state_refusals),
+        cmocka_unit_test(test_state_damage),
+        cmocka_unit_test(test_folders),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

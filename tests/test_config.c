@@ -41,17 +41,21 @@ static const char *const FULL =
     "  dim: 7\n"
     "  validation_split: 0.25\n"
     "  scale: standardize\n"
+    "  classes: [2, 0, 1]\n"
+    "  limit: 100\n"
     "model:\n"
     "  layers:\n"
     "    - type: dense\n"
     "      units: 16\n"
     "      activation: relu\n"
     "      name: hidden\n"
+    "      trainable: false\n"
     "    - type: activation\n"
     "      activation: tanh\n"
-    "    - {type: dense, units: 3, activation: softmax, name: out}\n"
+    "    - {type: dense, units: 3, activation: softmax, name: out, lr_mult: 0.25}\n"
     "  loss: categorical_crossentropy\n"
     "  init: he\n"
+    "  init_from: pre/model.safetensors\n"
     "optimizer:\n"
     "  name: adamw\n"
     "  lr: 0.005\n"
@@ -152,6 +156,11 @@ static void assert_job_equal(const cfg_job *a, const cfg_job *b)
     assert_int_equal(da->dim, db->dim);
     assert_true(da->validation_split == db->validation_split);
     assert_int_equal(da->scale, db->scale);
+    assert_int_equal(da->classes_count, db->classes_count);
+    for (unsigned i = 0; i < da->classes_count; i++)
+        assert_int_equal(da->classes[i], db->classes[i]);
+    assert_int_equal(da->limit, db->limit);
+    assert_str_eq_or_null(a->model.init_from, b->model.init_from);
     assert_int_equal(a->model.nlayers, b->model.nlayers);
     for (unsigned i = 0; i < a->model.nlayers; i++) {
         const cfg_layer *la = &a->model.layers[i], *lb = &b->model.layers[i];
@@ -159,6 +168,8 @@ static void assert_job_equal(const cfg_job *a, const cfg_job *b)
         assert_int_equal(la->units, lb->units);
         assert_int_equal(la->activation, lb->activation);
         assert_str_eq_or_null(la->name, lb->name);
+        assert_int_equal(la->trainable, lb->trainable);
+        assert_true(la->lr_mult == lb->lr_mult);
     }
     assert_int_equal(a->model.loss, b->model.loss);
     assert_int_equal(a->model.init, b->model.init);
@@ -193,6 +204,16 @@ static void test_full_file(void **state)
     assert_int_equal(j->data.dim, 7);
     assert_float_equal(j->data.validation_split, 0.25, 0.0);
     assert_int_equal(j->data.scale, CFG_SCALE_STANDARDIZE);
+    assert_int_equal(j->data.classes_count, 3);
+    assert_int_equal(j->data.classes[0], 2);
+    assert_int_equal(j->data.classes[1], 0);
+    assert_int_equal(j->data.classes[2], 1);
+    assert_int_equal(j->data.limit, 100);
+    assert_string_equal(j->model.init_from, "pre/model.safetensors");
+    assert_int_equal(j->model.layers[0].trainable, 0);
+    assert_true(j->model.layers[0].lr_mult == 1.0f);
+    assert_int_equal(j->model.layers[2].trainable, 1);
+    assert_true(j->model.layers[2].lr_mult == 0.25f);
 
     assert_int_equal(j->model.nlayers, 3);
     assert_int_equal(j->model.layers[0].type, CFG_LAYER_DENSE);
@@ -464,6 +485,46 @@ static void test_load_errors(void **state)
         {"data: {train: a, train_labels: b}\n"
          "model: {layers: [{units: 4, name: x}, {units: 2, activation: softmax, name: x}]}\n", 1,
          {"model.layers.1.name", "'x'"}},
+        /* fine-tuning keys */
+        {"data: {train: a, train_labels: b}\n"
+         "model:\n  layers:\n    - {units: 4, lr_mult: -1}\n"
+         "    - {units: 2, activation: softmax}\n", 1,
+         {SRC ":4: model.layers.0.lr_mult: must be >= 0", "got -1"}},
+        {"data: {train: a, train_labels: b}\n"
+         "model:\n  layers:\n    - {units: 4, trainable: false}\n"
+         "    - {units: 2, activation: softmax, lr_mult: 0}\n", 1,
+         {"model.layers: every dense layer is frozen"}},
+        {"data: {train: a, train_labels: b}\n"
+         "model:\n  layers:\n    - {units: 4}\n    - {type: activation, activation: relu,"
+         " trainable: no}\n    - {units: 2, activation: softmax}\n", 1,
+         {"model.layers.1.trainable", "no parameters"}},
+        {"data: {train: a, train_labels: b}\n"
+         "model:\n  layers:\n    - {units: 2, activation: softmax, lr_mult: abc}\n", 1,
+         {"model.layers.0.lr_mult", "'abc' is not a number"}},
+        {"data: {train: a, train_labels: b, classes: [5, 6, 5]}\n"
+         "model: {layers: [{units: 3, activation: softmax}]}\n", 1,
+         {SRC ":1: data.classes: class 5 is listed twice"}},
+        {"data: {train: a, train_labels: b, classes: [5, -6]}\n"
+         "model: {layers: [{units: 2, activation: softmax}]}\n", 1,
+         {"data.classes: entry 1", "got -6"}},
+        {"data: {train: a, train_labels: b, classes: [5, 6], num_classes: 6}\n"
+         "model: {layers: [{units: 2, activation: softmax}]}\n", 1,
+         {"data.classes: entry 1: class 6, but data.num_classes is 6"}},
+        {"data: {train: a, train_labels: b, classes: [5, 6, 7]}\n"
+         "model: {layers: [{units: 10, activation: softmax}]}\n", 1,
+         {"model.layers.0.units", "10 units but the length of data.classes is 3"}},
+        {"data: {train: a, train_labels: b, classes: 5}\n"
+         "model: {layers: [{units: 1, activation: softmax}]}\n", 1,
+         {"data.classes", "expected a list"}},
+        {"data: {train: a, train_labels: b, classes: [x]}\n"
+         "model: {layers: [{units: 1, activation: softmax}]}\n", 1,
+         {"data.classes.0", "'x' is not an integer"}},
+        {"data: {format: csv, train: a, task: regress, classes: [1]}\n"
+         "model: {loss: mse, layers: [{units: 1}]}\n", 1,
+         {"data.classes: needs data.task classify"}},
+        {"data: {train: a, train_labels: b, limit: -3}\n"
+         "model: {layers: [{units: 2, activation: softmax}]}\n", 1,
+         {"data.limit: must be >= 0", "-3"}},
         /* opt_config_check names the file's keys */
         {"optimizer: {lr: 0}\n", 0, {SRC ":5: optimizer.lr", "> 0"}},
         {"optimizer: {name: momentum, momentum: 1.0}\n", 0, {"optimizer.momentum"}},
@@ -825,6 +886,166 @@ static void test_examples_parse(void **state)
         skip();
 }
 
+/* ---- Fine-tuning keys ------------------------------------------------------------ */
+
+static void test_finetune_keys(void **state)
+{
+    (void)state;
+    /* Defaults: everything trains at the base lr, all classes, all samples, fresh weights. */
+    cfg_job *j = load_ok(MINIMAL);
+    assert_int_equal(j->model.layers[0].trainable, 1);
+    assert_true(j->model.layers[0].lr_mult == 1.0f);
+    assert_null(j->model.init_from);
+    assert_null(j->data.classes);
+    assert_int_equal(j->data.classes_count, 0);
+    assert_int_equal(j->data.limit, 0);
+    cfg_job_free(j);
+
+    /* Layer defaults are per entry: a key one layer sets does not reach the others. */
+    j = load_ok("data: {train: a, train_labels: b}\n"
+                "model:\n  layers:\n"
+                "    - {units: 8, trainable: false}\n"
+                "    - {units: 8, lr_mult: 0}\n"
+                "    - {units: 3, activation: softmax, lr_mult: 0.1}\n");
+    assert_int_equal(j->model.layers[0].trainable, 0);
+    assert_true(j->model.layers[0].lr_mult == 1.0f);
+    assert_int_equal(j->model.layers[1].trainable, 1);
+    assert_true(j->model.layers[1].lr_mult == 0.0f);
+    assert_int_equal(j->model.layers[2].trainable, 1);
+    assert_true(j->model.layers[2].lr_mult == 0.1f);
+
+    /* Overrides: layer keys, the class list as a whole, init_from. */
+    set_ok(j, "model.layers.0.trainable", "true");
+    set_ok(j, "model.layers.2.lr_mult", "2.5");
+    assert_int_equal(j->model.layers[0].trainable, 1);
+    assert_true(j->model.layers[2].lr_mult == 2.5f);
+    set_ok(j, "data.classes", "5,6,7");
+    assert_int_equal(j->data.classes_count, 3);
+    assert_int_equal(j->data.classes[2], 7);
+    set_ok(j, "data.classes", "[ 9, 8 ,1 ]");
+    assert_int_equal(j->data.classes_count, 3);
+    assert_int_equal(j->data.classes[0], 9);
+    assert_int_equal(j->data.classes[1], 8);
+    assert_int_equal(j->data.classes[2], 1);
+    assert_int_equal(cfg_job_check(j, NULL), PST_OK);
+    set_bad(j, "data.classes", "5,x", "data.classes: entry 1: 'x' is not an integer");
+    set_bad(j, "data.classes", "5,,6", "entry 1: no value");
+    set_bad(j, "data.classes", "[5, 6", "is not a list");
+    set_bad(j, "data.classes.0", "5", "unknown key 'data.classes.0'");
+    assert_int_equal(j->data.classes_count, 3); /* refused overrides change nothing */
+    set_ok(j, "data.classes", "7");
+    assert_int_equal(j->data.classes_count, 1);
+    set_ok(j, "data.classes", "[]");
+    assert_int_equal(j->data.classes_count, 0);
+    set_ok(j, "data.classes", "");
+    assert_int_equal(j->data.classes_count, 0);
+    set_ok(j, "data.limit", "500");
+    assert_int_equal(j->data.limit, 500);
+    set_ok(j, "model.init_from", "runs/pre/model.safetensors");
+    assert_string_equal(j->model.init_from, "runs/pre/model.safetensors");
+    set_ok(j, "model.layers.2.lr_mult", "-1");
+    pst_err err;
+    assert_int_equal(cfg_job_check(j, &err), PST_ERR_CONFIG);
+    assert_non_null(strstr(err.msg, "model.layers.2.lr_mult: must be >= 0"));
+    set_ok(j, "model.layers.2.lr_mult", "1");
+
+    /* The fingerprint covers which samples train, not where the pretrained file lies. */
+    uint64_t h = cfg_job_hash(j);
+    set_ok(j, "model.init_from", "/elsewhere/model.safetensors");
+    assert_true(cfg_job_hash(j) == h);
+    set_ok(j, "data.classes", "1,2,3");
+    assert_true(cfg_job_hash(j) != h);
+    set_ok(j, "data.classes", "");
+    assert_true(cfg_job_hash(j) == h);
+    set_ok(j, "data.limit", "499");
+    assert_true(cfg_job_hash(j) != h);
+    set_ok(j, "data.limit", "500");
+    set_ok(j, "model.layers.2.lr_mult", "0.5");
+    assert_true(cfg_job_hash(j) != h);
+
+    /* The printed job keeps them and loads back to the same values. */
+    set_ok(j, "data.classes", "4,3,1");
+    char *text = print_job(j);
+    assert_non_null(strstr(text, "  classes: [4, 3, 1]\n"));
+    assert_non_null(strstr(text, "      lr_mult: 0.5\n"));
+    assert_non_null(strstr(text, "      trainable: true\n"));
+    cfg_job *k = load_ok(text);
+    assert_job_equal(j, k);
+    cfg_job_free(k);
+    free(text);
+    cfg_job_free(j);
+}
+
+/* checkpoint: defaults, values from a file and from flags, range checks, and no effect on
+ * the job's fingerprint (a resumed run, or one checkpointing elsewhere, is the same job). */
+static void test_checkpoint_keys(void **state)
+{
+    (void)state;
+    cfg_job *j = load_ok(MINIMAL);
+    const cfg_checkpoint *k = &j->checkpoint;
+    assert_int_equal(k->enabled, 1);
+    assert_null(k->dir);
+    assert_null(k->resume);
+    assert_int_equal(k->every_steps, 0);
+    assert_true(k->every_seconds == 0.0);
+    assert_int_equal(k->keep, 2);
+    uint64_t hash = cfg_job_hash(j);
+    set_ok(j, "checkpoint.every_steps", "100");
+    set_ok(j, "checkpoint.every_seconds", "600.5");
+    set_ok(j, "checkpoint.keep", "3");
+    set_ok(j, "checkpoint.dir", "ck");
+    set_ok(j, "checkpoint.resume", "runs/x");
+    set_ok(j, "checkpoint.enabled", "no");
+    assert_int_equal(k->every_steps, 100);
+    assert_true(k->every_seconds == 600.5);
+    assert_int_equal(k->keep, 3);
+    assert_string_equal(k->dir, "ck");
+    assert_string_equal(k->resume, "runs/x");
+    assert_int_equal(k->enabled, 0);
+    assert_true(cfg_job_hash(j) == hash);
+    set_ok(j, "train.epochs", "7"); /* the fingerprint does see the rest */
+    assert_true(cfg_job_hash(j) != hash);
+    pst_err err;
+    assert_int_equal(cfg_job_check(j, &err), PST_OK);
+    set_ok(j, "checkpoint.keep", "0");
+    assert_int_equal(cfg_job_check(j, &err), PST_ERR_CONFIG);
+    assert_non_null(strstr(err.msg, "checkpoint.keep: must be >= 1"));
+    set_ok(j, "checkpoint.keep", "1");
+    set_ok(j, "checkpoint.every_steps", "-1");
+    assert_int_equal(cfg_job_check(j, &err), PST_ERR_CONFIG);
+    assert_non_null(strstr(err.msg, "checkpoint.every_steps"));
+    set_ok(j, "checkpoint.every_steps", "0");
+    set_ok(j, "checkpoint.every_seconds", "-2");
+    assert_int_equal(cfg_job_check(j, &err), PST_ERR_CONFIG);
+    assert_non_null(strstr(err.msg, "checkpoint.every_seconds"));
+    set_bad(j, "checkpoint.every_seconds", "soon", "not a number");
+    set_bad(j, "checkpoint.often", "1", "unknown key");
+    cfg_job_free(j);
+
+    char *yaml = minimal_plus("checkpoint:\n  every_steps: 5\n  resume: old/checkpoints\n");
+    j = load_ok(yaml);
+    assert_int_equal(j->checkpoint.every_steps, 5);
+    assert_string_equal(j->checkpoint.resume, "old/checkpoints");
+    assert_int_equal(j->checkpoint.keep, 2);
+    /* Printed and read back, the section is the same. */
+    char *text = print_job(j);
+    cfg_job *back = load_ok(text);
+    assert_int_equal(back->checkpoint.every_steps, 5);
+    assert_string_equal(back->checkpoint.resume, "old/checkpoints");
+    assert_null(back->checkpoint.dir);
+    assert_int_equal(back->checkpoint.enabled, 1);
+    free(text);
+    free(yaml);
+    cfg_job_free(back);
+    cfg_job_free(j);
+    yaml = minimal_plus("checkpoint:\n  keep: 0\n");
+    cfg_job *bad = NULL;
+    assert_int_equal(load(yaml, &bad, &err), PST_ERR_CONFIG);
+    assert_null(bad);
+    assert_non_null(strstr(err.msg, "checkpoint.keep: must be >= 1"));
+    free(yaml);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -840,6 +1061,8 @@ int main(void)
         cmocka_unit_test(test_override_errors),
         cmocka_unit_test(test_override_then_check),
         cmocka_unit_test(test_override_follows_defaults),
+        cmocka_unit_test(test_finetune_keys),
+        cmocka_unit_test(test_checkpoint_keys),
         cmocka_unit_test(test_print_round_trip),
         cmocka_unit_test(test_print_rejects_bad_enum),
         cmocka_unit_test(test_names),

@@ -236,6 +236,57 @@ static void test_forward_output_is_probability(void **state)
     ml_model_destroy(m);
 }
 
+/* Frozen layers: backward leaves their gradient entries alone (a sentinel survives) and
+ * writes the others exactly as with nothing frozen; a frozen bottom layer is skipped, a
+ * frozen middle layer still passes the gradient down to a trainable layer below it. */
+static void test_frozen_layers(void **state)
+{
+    (void)state;
+    cfg_layer L[] = {DENSE(6, CFG_ACT_RELU), DENSE(5, CFG_ACT_TANH), ACT(CFG_ACT_RELU),
+                     DENSE(3, CFG_ACT_SOFTMAX)};
+    cfg_model spec = {.layers = L, .nlayers = 4, .loss = CFG_LOSS_CCE};
+    enum { N = 4, IN = 7 };
+    ml_model *ref = ml_model_create(&spec, IN, N, NULL);
+    ml_model *m = ml_model_create(&spec, IN, N, NULL);
+    assert_non_null(ref);
+    assert_non_null(m);
+    ml_model_init(ref, 9);
+    ml_model_init(m, 9);
+    float x[N * IN];
+    for (int i = 0; i < N * IN; i++)
+        x[i] = sinf((float)i);
+    int32_t label[N] = {0, 2, 1, 2};
+    model_loss(ref, x, label, NULL, N);
+    ml_model_backward(ref, x, N);
+    const float *gr = ml_model_grads(ref);
+    size_t P = ml_model_nparams(m);
+    /* frozen sets: {layer 0}, {layer 1}, {layers 0 and 1} */
+    const int freeze[3][2] = {{0, -1}, {1, -1}, {0, 1}};
+    for (int c = 0; c < 3; c++) {
+        for (int l = 0; l < 4; l++)
+            ml_model_set_trainable(m, l, 1);
+        for (int k = 0; k < 2; k++)
+            if (freeze[c][k] >= 0)
+                ml_model_set_trainable(m, freeze[c][k], 0);
+        float *g = ml_model_grads(m);
+        for (size_t i = 0; i < P; i++)
+            g[i] = 12345.0f;
+        model_loss(m, x, label, NULL, N);
+        ml_model_backward(m, x, N);
+        for (int sgi = 0; sgi < ml_model_nsegments(m); sgi++) {
+            const ml_segment *sg = ml_model_segment(m, sgi);
+            int frozen = sg->layer == freeze[c][0] || sg->layer == freeze[c][1];
+            for (size_t i = sg->offset; i < sg->offset + sg->len; i++)
+                if (frozen)
+                    assert_true(g[i] == 12345.0f);
+                else
+                    assert_true(g[i] == gr[i]);
+        }
+    }
+    ml_model_destroy(ref);
+    ml_model_destroy(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -247,6 +298,7 @@ int main(void)
         cmocka_unit_test(test_init_is_seeded_and_scaled),
         cmocka_unit_test(test_bad_specs_are_errors),
         cmocka_unit_test(test_forward_output_is_probability),
+        cmocka_unit_test(test_frozen_layers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -525,6 +525,93 @@ static void test_config_check(void **state)
     assert_int_equal(opt_config_check(&c, NULL), PST_OK);
 }
 
+/* opt_apply_groups equals one opt_apply per group with lr * lr_mult, leaves frozen ranges
+ * (weights and moments) untouched, and with a sub-range (a server shard) updates only the
+ * part of each group inside it. Every rule, two steps (the moments carry over). */
+static void test_apply_groups(void **state)
+{
+    (void)state;
+    enum { N = 40 };
+    /* [0, 10) x1, [10, 22) frozen, [22, 30) x2.5, [30, 40) x0.5 */
+    const opt_group gr[] = {{0, 10, 1.0f}, {10, 12, 0.0f}, {22, 8, 2.5f}, {30, 10, 0.5f}};
+    for (int k = 0; k < NKINDS; k++) {
+        opt_config c;
+        opt_config_default(&c, (opt_kind)k);
+        c.weight_decay = 0.01f; /* frozen must mean no decay either */
+        opt_state *a = opt_state_create(&c, N, NULL), *b = opt_state_create(&c, N, NULL);
+        opt_state *sub = opt_state_create(&c, N, NULL);
+        assert_non_null(a);
+        assert_non_null(b);
+        assert_non_null(sub);
+        float wa[N], wb[N], ws[N], g[N], w0[N];
+        uint64_t seed = 77 + (uint64_t)k;
+        for (int i = 0; i < N; i++)
+            w0[i] = wa[i] = wb[i] = ws[i] = urand(&seed);
+        for (int step = 0; step < 2; step++) {
+            for (int i = 0; i < N; i++)
+                g[i] = urand(&seed);
+            const float lr = 0.05f;
+            opt_tick(a);
+            opt_apply_groups(&c, a, wa, g, 0, N, gr, 4, lr);
+            opt_tick(b);
+            for (int i = 0; i < 4; i++)
+                if (gr[i].lr_mult > 0.0f)
+                    opt_apply(&c, b, wb + gr[i].offset, g + gr[i].offset, gr[i].offset,
+                              gr[i].len, lr * gr[i].lr_mult);
+            /* A shard [5, 35) in two chunks [5, 26) and [26, 35), as a server applies. */
+            opt_tick(sub);
+            opt_apply_groups(&c, sub, ws + 5, g + 5, 5, 21, gr, 4, lr);
+            opt_apply_groups(&c, sub, ws + 26, g + 26, 26, 9, gr, 4, lr);
+        }
+        for (int i = 0; i < N; i++) {
+            assert_true(wa[i] == wb[i]);
+            if (i >= 5 && i < 35)
+                assert_true(ws[i] == wa[i]);
+            else
+                assert_true(ws[i] == w0[i]);
+            if (i >= 10 && i < 22)
+                assert_true(wa[i] == w0[i]); /* frozen */
+            else
+                assert_true(wa[i] != w0[i]);
+        }
+        for (int bi = 0; bi < opt_state_nbuf(a); bi++)
+            for (int i = 10; i < 22; i++)
+                assert_true(opt_state_buf(a, bi)[i] == 0.0f);
+        /* No groups: the whole range at multiplier 1, float for float as opt_apply. */
+        opt_state *p = opt_state_create(&c, N, NULL), *q = opt_state_create(&c, N, NULL);
+        float wp[N], wq[N];
+        memcpy(wp, w0, sizeof wp);
+        memcpy(wq, w0, sizeof wq);
+        opt_tick(p);
+        opt_tick(q);
+        opt_apply_groups(&c, p, wp, g, 0, N, NULL, 0, 0.1f);
+        opt_apply(&c, q, wq, g, 0, N, 0.1f);
+        assert_memory_equal(wp, wq, sizeof wp);
+        opt_state_destroy(p);
+        opt_state_destroy(q);
+        opt_state_destroy(a);
+        opt_state_destroy(b);
+        opt_state_destroy(sub);
+    }
+}
+
+/* Clipping over groups measures and scales the trainable groups only. */
+static void test_clip_groups(void **state)
+{
+    (void)state;
+    /* trainable (3, 4) at [0, 2), frozen [2, 4) holding junk, trainable (0) at [4, 5) */
+    float g[5] = {3.0f, 4.0f, 1e30f, NAN, 0.0f};
+    const opt_group gr[] = {{0, 2, 1.0f}, {2, 2, 0.0f}, {4, 1, 3.0f}};
+    assert_float_equal(opt_clip_global_norm_groups(g, 5, gr, 3, 1.0f), 5.0f, 1e-6);
+    assert_float_equal(g[0], 0.6f, 1e-7);
+    assert_float_equal(g[1], 0.8f, 1e-7);
+    assert_true(g[2] == 1e30f);
+    assert_true(isnan(g[3]));
+    float h[2] = {3.0f, 4.0f};
+    assert_float_equal(opt_clip_global_norm_groups(h, 2, NULL, 0, 1.0f), 5.0f, 1e-6);
+    assert_float_equal(h[1], 0.8f, 1e-7);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -536,6 +623,8 @@ int main(void)
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_lr_schedules),
         cmocka_unit_test(test_clip_global_norm),
+        cmocka_unit_test(test_apply_groups),
+        cmocka_unit_test(test_clip_groups),
         cmocka_unit_test(test_config_check),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -13,6 +13,7 @@
 
 #include <cmocka.h>
 
+#include "ps/coord.h"
 #include "ps/shard.h"
 
 #define LR 0.5f
@@ -460,6 +461,207 @@ static void test_create_bad_sizes(void **state)
     assert_int_equal(err.code, PST_ERR_ARG);
 }
 
+/* ---- update groups (fine-tuning) ------------------------------------------------------ */
+
+/* Shard [10, 20) of a 30-float model whose groups are [0, 12) x1, [12, 15) frozen,
+ * [15, 18) x2, [18, 30) frozen: the shard trains [10, 12) at lr and [15, 18) at 2 lr. */
+static srv_shard *make_grouped(cfg_consistency cons, int nworkers)
+{
+    static const uint64_t offs[] = {0, 12, 15, 18, 30};
+    static const float mults[] = {1.0f, 0.0f, 2.0f, 0.0f};
+    srv_shard *sh = make(10, 10, cons, 0, nworkers);
+    pst_err err = {0};
+    if (srv_shard_set_groups(sh, offs, mults, 4, &err) != PST_OK)
+        fail_msg("set_groups: %s", err.msg);
+    assert_int_equal(srv_shard_trainable(sh), 5);
+    float w[10];
+    for (int i = 0; i < 10; i++)
+        w[i] = (float)i;
+    init_all(sh, w);
+    return sh;
+}
+
+static void test_groups_bsp(void **state)
+{
+    (void)state;
+    srv_shard *sh = make_grouped(CFG_CONS_BSP, 2);
+    pst_err err = {0};
+    float g1[5] = {1, 1, 1, 1, 1}, g3[5] = {3, 3, 3, 3, 3};
+    /* A chunk covering a frozen float, or one that does not skip to the next trainable
+     * float, is refused. */
+    assert_int_equal(srv_shard_push(sh, 0, 0, 10, g1, 3, &err), PST_ERR_PEER);
+    assert_non_null(strstr(err.msg, "frozen"));
+    assert_int_equal(srv_shard_push(sh, 0, 0, 15, g1, 3, &err), PST_ERR_PEER);
+    assert_non_null(strstr(err.msg, "starts at 10"));
+    push_ok(sh, 0, 0, 10, g1, 2);
+    assert_int_equal(srv_shard_push(sh, 0, 0, 12, g1, 3, &err), PST_ERR_PEER);
+    assert_non_null(strstr(err.msg, "starts at 15"));
+    push_ok(sh, 0, 0, 15, g1, 3);
+    assert_int_equal(srv_shard_worker_clock(sh, 0), 1); /* complete: 5 trainable floats */
+    assert_false(srv_shard_pull_ready(sh, 0, 1, 0));
+    push_ok(sh, 1, 0, 10, g3, 2);
+    push_ok(sh, 1, 0, 15, g3, 3);
+    assert_true(srv_shard_pull_ready(sh, 0, 1, 0));
+    /* mean 2: x1 floats move by lr * 2 = 1, x2 floats by 2 lr * 2 = 2, frozen ones stay */
+    const float want[10] = {-1, 0, 2, 3, 4, 3, 4, 5, 8, 9};
+    expect_weights(sh, want);
+    /* Groups are fixed once pushes arrived. */
+    static const uint64_t offs[] = {0, 30};
+    static const float one[] = {1.0f};
+    assert_int_equal(srv_shard_set_groups(sh, offs, one, 1, &err), PST_ERR_STATE);
+    srv_shard_destroy(sh);
+}
+
+static void test_groups_ssp_and_fully_frozen(void **state)
+{
+    (void)state;
+    srv_shard *sh = make_grouped(CFG_CONS_SSP, 1);
+    float g[5] = {2, 2, 2, 2, 2};
+    push_ok(sh, 0, 0, 10, g, 2);
+    push_ok(sh, 0, 0, 15, g, 3);
+    const float want[10] = {-1, 0, 2, 3, 4, 3, 4, 5, 8, 9};
+    expect_weights(sh, want);
+    srv_shard_stats st;
+    srv_shard_get_stats(sh, &st);
+    assert_int_equal(st.updates, 1); /* one update per step, over both chunks */
+    srv_shard_destroy(sh);
+
+    /* A shard that is frozen whole takes no push at all; groups must cover the shard. */
+    static const uint64_t offs[] = {0, 25, 30};
+    static const float mults[] = {0.0f, 1.0f};
+    sh = make(10, 10, CFG_CONS_BSP, 0, 1);
+    pst_err err = {0};
+    assert_int_equal(srv_shard_set_groups(sh, offs, mults, 2, &err), PST_OK);
+    assert_int_equal(srv_shard_trainable(sh), 0);
+    float w[10] = {0};
+    init_all(sh, w);
+    assert_int_equal(srv_shard_push(sh, 0, 0, 10, g, 1, &err), PST_ERR_PEER);
+    static const uint64_t short_offs[] = {12, 30};
+    assert_int_equal(srv_shard_set_groups(sh, short_offs, mults, 1, &err), PST_ERR_ARG);
+    srv_shard_destroy(sh);
+}
+
+/* ---- checkpoints: restore ------------------------------------------------------------ */
+
+static srv_shard *make_adam(cfg_consistency cons, int nworkers)
+{
+    opt_config oc;
+    opt_config_default(&oc, OPT_ADAM);
+    oc.lr = 0.1f;
+    pst_err err = {0};
+    srv_shard *sh = srv_shard_create(0, 4, &oc, cons, 1, nworkers, &err);
+    if (!sh)
+        fail_msg("srv_shard_create: %s", err.msg);
+    return sh;
+}
+
+/* A shard restored from the weights and optimizer state of clock 2 continues bit for bit
+ * as the shard it was taken from (bsp, two workers), and acts as one at clock 2. */
+static void test_restore_bsp(void **state)
+{
+    (void)state;
+    const float w0[4] = {1, -2, 0.5f, 3};
+    const float g[3][2][4] = {{{1, 2, 3, 4}, {0.5f, -1, 2, 0}},
+                              {{-1, 0, 1, 2}, {3, 3, -3, 1}},
+                              {{0.25f, 1, -2, 5}, {1, 1, 1, -1}}};
+    srv_shard *a = make_adam(CFG_CONS_BSP, 2), *b = make_adam(CFG_CONS_BSP, 2);
+    init_all(a, w0);
+    float w2[4] = {0}, m[2][4] = {{0}};
+    for (int c = 0; c < 3; c++) {
+        if (c == 2) { /* the checkpoint: clock 2's weights and optimizer state */
+            assert_true(srv_shard_applied(a, 0, 2) && !srv_shard_applied(a, 0, 3));
+            assert_int_equal(srv_shard_clock(a), 2);
+            memcpy(w2, srv_shard_weights(a, 0), sizeof w2);
+            for (int i = 0; i < 2; i++)
+                memcpy(m[i], opt_state_buf(srv_shard_opt(a), i), sizeof m[i]);
+        }
+        push_ok(a, 0, c, 0, g[c][0], 4);
+        push_ok(a, 1, c, 0, g[c][1], 4);
+    }
+    pst_err err = {0};
+    assert_false(srv_shard_initialized(b));
+    assert_int_equal(srv_shard_restore(b, w2, 2, &err), PST_OK);
+    for (int i = 0; i < 2; i++)
+        memcpy(opt_state_buf(srv_shard_opt(b), i), m[i], sizeof m[i]);
+    opt_state_set_step(srv_shard_opt(b), 2);
+    assert_true(srv_shard_initialized(b));
+    assert_int_equal(srv_shard_worker_clock(b, 1), 2);
+    assert_int_equal(srv_shard_clock(b), 2);
+    assert_true(srv_shard_pull_ready(b, 0, 2, 0));
+    assert_false(srv_shard_pull_ready(b, 0, 3, 0));
+    /* Clock 1 is over: its push is refused, clock 2's taken. */
+    assert_int_equal(srv_shard_push(b, 0, 1, 0, g[1][0], 4, &err), PST_ERR_PEER);
+    push_ok(b, 1, 2, 0, g[2][1], 4); /* the other order: a + b = b + a exactly */
+    push_ok(b, 0, 2, 0, g[2][0], 4);
+    assert_memory_equal(srv_shard_weights(b, 0), srv_shard_weights(a, 0), sizeof w2);
+    assert_int_equal(opt_state_step(srv_shard_opt(b)), 3);
+    assert_true(srv_shard_applied(b, 1, 3));
+    /* Only once, only before INIT, only finite weights. */
+    assert_int_equal(srv_shard_restore(b, w2, 2, &err), PST_ERR_STATE);
+    srv_shard *c = make_adam(CFG_CONS_BSP, 2);
+    float bad[4] = {1, NAN, 0, 0};
+    assert_int_equal(srv_shard_restore(c, bad, 2, &err), PST_ERR_DATA);
+    assert_false(srv_shard_initialized(c));
+    /* A worker whose steps ended before the clock says DONE at once: the other's gradient
+     * alone is applied, and the pull of clock 3 then answers. */
+    assert_int_equal(srv_shard_restore(c, w2, 2, &err), PST_OK);
+    srv_shard_worker_done(c, 1);
+    push_ok(c, 0, 2, 0, g[2][0], 4);
+    assert_true(srv_shard_pull_ready(c, 0, 3, 0));
+    assert_int_equal(srv_shard_clock(c), 3);
+    srv_shard_destroy(a);
+    srv_shard_destroy(b);
+    srv_shard_destroy(c);
+}
+
+/* ssp: a shard's clock is its fastest worker's; a worker's checkpoint step is applied once
+ * its whole push is in. */
+static void test_restore_ssp_clocks(void **state)
+{
+    (void)state;
+    srv_shard *sh = make_adam(CFG_CONS_SSP, 2);
+    const float w0[4] = {0, 0, 0, 0}, g[4] = {1, 1, 1, 1};
+    pst_err err = {0};
+    assert_int_equal(srv_shard_restore(sh, w0, 5, &err), PST_OK);
+    assert_int_equal(srv_shard_clock(sh), 5);
+    push_ok(sh, 1, 5, 0, g, 2);
+    assert_false(srv_shard_applied(sh, 1, 6)); /* half a push */
+    push_ok(sh, 1, 5, 2, g, 2);
+    assert_true(srv_shard_applied(sh, 1, 6));
+    assert_false(srv_shard_applied(sh, 0, 6));
+    assert_int_equal(srv_shard_clock(sh), 6);
+    srv_shard_destroy(sh);
+}
+
+/* The shard map of a fine-tuning job balances the trainable floats. */
+static void test_shard_map_groups(void **state)
+{
+    (void)state;
+    uint64_t a[5], b[5];
+    /* No groups: the plain map. */
+    coord_shard_map_groups(1000, 4, NULL, NULL, 0, a);
+    coord_shard_map(1000, 4, b);
+    assert_memory_equal(a, b, sizeof a);
+    /* Fashion-MNIST's 784-256-128-5 with the body frozen: the 645 head floats are split,
+     * 322 before the cut (rounded to 16 floats), instead of one server holding them all. */
+    const uint64_t off[] = {0, 233856, 234501};
+    const float mult[] = {0.0f, 1.0f};
+    coord_shard_map_groups(234501, 2, off, mult, 2, a);
+    assert_int_equal(a[0], 0);
+    assert_int_equal(a[1], 234176);
+    assert_int_equal(a[2], 234501);
+    /* Too few trainable floats for every server: cuts stay ordered, aligned, non-empty. */
+    const uint64_t off2[] = {0, 995, 1000};
+    coord_shard_map_groups(1000, 4, off2, mult, 2, a);
+    const uint64_t want[] = {0, 944, 960, 976, 1000};
+    assert_memory_equal(a, want, sizeof want);
+    /* Nothing trains: the plain map. */
+    const float none[] = {0.0f, 0.0f};
+    coord_shard_map_groups(1000, 4, off2, none, 2, a);
+    coord_shard_map(1000, 4, b);
+    assert_memory_equal(a, b, sizeof a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -473,6 +675,11 @@ int main(void)
         cmocka_unit_test(test_push_validation),
         cmocka_unit_test(test_push_validation_async),
         cmocka_unit_test(test_create_bad_sizes),
+        cmocka_unit_test(test_groups_bsp),
+        cmocka_unit_test(test_groups_ssp_and_fully_frozen),
+        cmocka_unit_test(test_shard_map_groups),
+        cmocka_unit_test(test_restore_bsp),
+        cmocka_unit_test(test_restore_ssp_clocks),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

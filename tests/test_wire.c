@@ -1,5 +1,6 @@
 /* tests/test_wire.c -- message metadata: round trips of every kind, and rejection of
  * malformed, truncated and random input. */
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -169,6 +170,65 @@ static void test_rejects_inconsistent_messages(void **state)
     assert_non_null(strstr(err.msg, "rank"));
 }
 
+/* Update groups ride in HELLO and WELCOME and are checked like the shard map. */
+static void test_update_groups(void **state)
+{
+    (void)state;
+    wire_header h, g;
+    pst_err err = {0};
+    wire_header_init(&h, WIRE_MSG_HELLO, "worker", 1);
+    h.nparams = 1000;
+    h.ngroups = 3; /* [0, 600) frozen, [600, 900) x0.1, [900, 1000) x1 */
+    uint64_t offs[4] = {0, 600, 900, 1000};
+    float mults[3] = {0.0f, 0.1f, 1.0f};
+    memcpy(h.group_offsets, offs, sizeof offs);
+    memcpy(h.group_mults, mults, sizeof mults);
+    round_trip(&h, &g);
+    assert_int_equal(g.ngroups, 3);
+    assert_memory_equal(g.group_offsets, offs, sizeof offs);
+    assert_memory_equal(g.group_mults, mults, sizeof mults);
+
+    wire_header_init(&h, WIRE_MSG_WELCOME, "coordinator", 0);
+    h.num_servers = 1;
+    h.num_workers = 2;
+    h.nparams = 1000;
+    h.shard_offsets[1] = 1000;
+    h.ngroups = 3;
+    memcpy(h.group_offsets, offs, sizeof offs);
+    memcpy(h.group_mults, mults, sizeof mults);
+    round_trip(&h, &g);
+    assert_int_equal(g.ngroups, 3);
+    assert_true(g.group_mults[1] == 0.1f);
+    assert_int_equal(g.group_offsets[2], 900);
+
+    h.ngroups = 0; /* none: nothing on the wire, nothing back */
+    round_trip(&h, &g);
+    assert_int_equal(g.ngroups, 0);
+
+    h.ngroups = 3;
+    h.group_offsets[3] = 999; /* not covering the model */
+    assert_int_equal(pack_unpack(&h, &err), PST_ERR_DATA);
+    assert_non_null(strstr(err.msg, "do not cover"));
+    h.group_offsets[3] = 1000;
+    h.group_offsets[2] = 600; /* an empty group */
+    assert_int_equal(pack_unpack(&h, &err), PST_ERR_DATA);
+    assert_non_null(strstr(err.msg, "group 1 is empty"));
+    h.group_offsets[2] = 900;
+    h.group_mults[2] = -1.0f;
+    assert_int_equal(pack_unpack(&h, &err), PST_ERR_DATA);
+    assert_non_null(strstr(err.msg, "multiplier -1"));
+    h.group_mults[2] = NAN;
+    assert_int_equal(pack_unpack(&h, &err), PST_ERR_DATA);
+    h.group_mults[2] = INFINITY;
+    assert_int_equal(pack_unpack(&h, &err), PST_ERR_DATA);
+    h.group_mults[2] = 1.0f;
+    assert_int_equal(pack_unpack(&h, &err), PST_OK);
+    h.ngroups = WIRE_MAX_GROUPS + 1;
+    uint8_t buf[WIRE_MAX_META];
+    size_t len;
+    assert_int_equal(wire_pack(&h, buf, sizeof buf, &len, &err), PST_ERR_ARG);
+}
+
 static void test_rejects_wrong_version_and_type(void **state)
 {
     (void)state;
@@ -231,15 +291,71 @@ static void test_pack_refuses_bad_header(void **state)
     assert_int_equal(wire_pack(&h, big, sizeof big, &len, &err), PST_ERR_ARG);
 }
 
+/* Checkpoints: a server's complete clocks in HELLO, the resume clock in WELCOME, the
+ * checkpoint flag on PUSH. */
+static void test_checkpoint_fields(void **state)
+{
+    (void)state;
+    wire_header h, g;
+    pst_err err = {0};
+    wire_header_init(&h, WIRE_MSG_HELLO, "server", 1);
+    h.nckpt = 3;
+    h.ckpt_clocks[0] = 40;
+    h.ckpt_clocks[1] = 20;
+    h.ckpt_clocks[2] = 0;
+    round_trip(&h, &g);
+    assert_int_equal(g.nckpt, 3);
+    assert_int_equal(g.ckpt_clocks[0], 40);
+    assert_int_equal(g.ckpt_clocks[2], 0);
+    assert_int_equal(g.ckpt_any, 0);
+    h.ckpt_any = 1;
+    round_trip(&h, &g);
+    assert_int_equal(g.ckpt_any, 1);
+    h.ckpt_clocks[1] = -1;
+    assert_int_equal(pack_unpack(&h, &err), PST_ERR_DATA);
+    assert_non_null(strstr(err.msg, "negative checkpoint clock"));
+    h.nckpt = WIRE_MAX_CKPTS + 1;
+    uint8_t buf[WIRE_MAX_META];
+    size_t len;
+    assert_int_equal(wire_pack(&h, buf, sizeof buf, &len, &err), PST_ERR_ARG);
+
+    wire_header_init(&h, WIRE_MSG_WELCOME, "coordinator", 0);
+    h.num_servers = 1;
+    h.num_workers = 2;
+    h.nparams = 10;
+    h.shard_offsets[1] = 10;
+    round_trip(&h, &g);
+    assert_int_equal(g.resume, 0);
+    h.resume = 1;
+    h.resume_clock = 1234567890123LL;
+    round_trip(&h, &g);
+    assert_int_equal(g.resume, 1);
+    assert_true(g.resume_clock == 1234567890123LL);
+    h.resume_clock = -2;
+    assert_int_equal(pack_unpack(&h, &err), PST_ERR_DATA);
+
+    wire_header_init(&h, WIRE_MSG_PUSH, "worker", 0);
+    h.len = 2;
+    h.nframes = 1;
+    h.frame_bytes[0] = 8;
+    round_trip(&h, &g);
+    assert_int_equal(g.checkpoint, 0);
+    h.checkpoint = 1;
+    round_trip(&h, &g);
+    assert_int_equal(g.checkpoint, 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_push_round_trip),
         cmocka_unit_test(test_welcome_hello_error_stats),
         cmocka_unit_test(test_rejects_inconsistent_messages),
+        cmocka_unit_test(test_update_groups),
         cmocka_unit_test(test_rejects_wrong_version_and_type),
         cmocka_unit_test(test_rejects_garbage_and_truncation),
         cmocka_unit_test(test_pack_refuses_bad_header),
+        cmocka_unit_test(test_checkpoint_fields),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,6 +1,7 @@
 /* worker/dataprep.c -- see dataprep.h. */
 #include "dataprep.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 static ds_dataset *load_file(const cfg_data *dc, const char *path, const char *labels_path,
@@ -48,6 +49,59 @@ static ds_scale_kind scale_kind(cfg_scale s)
     return DS_SCALE_NONE;
 }
 
+/* Replaces *ds by the subset ds_filter_classes keeps (no-op for NULL). */
+static int keep_classes(ds_dataset **ds, const cfg_data *dc, const char *what, pst_err *err)
+{
+    if (!*ds)
+        return PST_OK;
+    for (unsigned i = 0; i < dc->classes_count; i++)
+        if (dc->classes[i] >= ds_nclasses(*ds))
+            return pst_err_set(err, PST_ERR_CONFIG, "data.classes: class %d, but %s has %d "
+                               "classes (0..%d)", dc->classes[i], what, ds_nclasses(*ds),
+                               ds_nclasses(*ds) - 1);
+    ds_dataset *kept = ds_filter_classes(*ds, dc->classes, (int)dc->classes_count, err);
+    if (!kept)
+        return err ? err->code : PST_ERR_NOMEM;
+    ds_destroy(*ds);
+    *ds = kept;
+    return PST_OK;
+}
+
+/* data.classes and data.limit: the subsets a fine-tuning job trains and tests on. The
+ * classes are renumbered 0..k-1 in the job's order in every set; the limit keeps the first
+ * samples of the training split. */
+static int select_samples(const cfg_data *dc, wk_data *d, pst_err *err)
+{
+    int rc;
+    if (dc->classes_count > 0) {
+        /* Errors name the file holding the labels. */
+        int idx = dc->format == CFG_FMT_IDX;
+        const char *train = idx && dc->train_labels ? dc->train_labels : dc->train;
+        const char *test = idx && dc->test_labels ? dc->test_labels : dc->test;
+        if ((rc = keep_classes(&d->train, dc, train, err)) ||
+            (rc = keep_classes(&d->val, dc, train, err)) ||
+            (rc = keep_classes(&d->test, dc, test, err)))
+            return rc;
+        if (ds_count(d->train) == 0)
+            return pst_err_set(err, PST_ERR_DATA, "data.classes: %s has no training sample of "
+                               "the classes listed", train);
+    }
+    if (dc->limit > 0 && dc->limit < ds_count(d->train)) {
+        int64_t *rows = malloc(sizeof(int64_t) * (size_t)dc->limit);
+        if (!rows)
+            return pst_err_set(err, PST_ERR_NOMEM, "data.limit: out of memory");
+        for (int i = 0; i < dc->limit; i++)
+            rows[i] = i;
+        ds_dataset *first = ds_subset(d->train, rows, dc->limit, err);
+        free(rows);
+        if (!first)
+            return err ? err->code : PST_ERR_NOMEM;
+        ds_destroy(d->train);
+        d->train = first;
+    }
+    return PST_OK;
+}
+
 int wk_data_load(const cfg_job *job, int nparts, int part, wk_data *d, pst_err *err)
 {
     const cfg_data *dc = &job->data;
@@ -88,6 +142,10 @@ int wk_data_load(const cfg_job *job, int nparts, int part, wk_data *d, pst_err *
             goto fail;
         }
     }
+    /* Test labels were aligned to the training file's classes above, so one list of class
+     * ids means the same classes in every set. */
+    if ((rc = select_samples(dc, d, err)))
+        goto fail;
     /* The scaler is fitted on the whole training split, so every worker applies the same
      * transform whatever its partition. */
     rc = ds_scaler_fit(&d->scaler, scale_kind(dc->scale), d->train, err);

@@ -1,8 +1,9 @@
 /* worker/dataprep.h -- from a job's data section to ready-to-train datasets.
  *
  * Loads the training file (and the test file if the job names one) in the job's format,
- * holds out the validation split, fits the scaler on what remains of the training data
- * and applies that same fitted transform to validation and test data. */
+ * holds out the validation split, keeps the classes of data.classes (renumbered 0..k-1 in
+ * every set) and the first data.limit training samples, fits the scaler on what remains of
+ * the training data and applies that same fitted transform to validation and test data. */
 #ifndef PSTRAIN_WORKER_DATAPREP_H
 #define PSTRAIN_WORKER_DATAPREP_H
 

@@ -40,7 +40,43 @@ typedef struct {
     int epoch;
     int64_t step;
     double loss;
+    double last_ckpt_s; /* worker 0: when it last asked the servers for a checkpoint */
 } worker;
+
+/* ---- Fine-tuning ---------------------------------------------------------------------- */
+
+/* The trainer's update groups into a HELLO, for the coordinator to pass to the servers. */
+static int put_groups(worker *w, wire_header *h, pst_err *err)
+{
+    int n;
+    const opt_group *g = wk_trainer_groups(w->tr, &n);
+    if (n > WIRE_MAX_GROUPS)
+        return pst_err_set(err, PST_ERR_CONFIG, "model.layers: %d runs of layers with different "
+                           "trainable/lr_mult settings, at most %d in a distributed job", n,
+                           WIRE_MAX_GROUPS);
+    h->ngroups = n;
+    for (int i = 0; i < n; i++) {
+        h->group_offsets[i] = g[i].offset;
+        h->group_mults[i] = g[i].lr_mult;
+    }
+    h->group_offsets[n] = n ? g[n - 1].offset + g[n - 1].len : 0;
+    return PST_OK;
+}
+
+/* What init_from loaded, and what frozen layers save on the wire: their floats are neither
+ * pushed nor pulled, 2 x 4 bytes each per step. */
+static void log_finetune(const worker *w)
+{
+    char note[1024];
+    if (wk_trainer_finetune_note(w->tr, note, sizeof note))
+        log_info(w->o->lg, "%s", note);
+    size_t frozen = wk_trainer_frozen_params(w->tr), P = ml_model_nparams(w->model);
+    double saved = 2.0 * sizeof(float) * (double)frozen;
+    if (frozen)
+        log_info(w->o->lg, "frozen: %zu of %zu parameters; %.*f %s per step not sent (push + "
+                 "pull)", frozen, P, saved < 1e6 ? 1 : 2, saved < 1e6 ? saved / 1e3 : saved / 1e6,
+                 saved < 1e6 ? "kB" : "MB");
+}
 
 static int hello(worker *w, wire_header *welcome, pst_err *err)
 {
@@ -52,6 +88,8 @@ static int hello(worker *w, wire_header *welcome, pst_err *err)
                          o->job->train.batch_size * o->job->train.epochs);
     h.job_hash = cfg_job_hash(o->job);
     h.pid = (int)getpid();
+    if (put_groups(w, &h, err))
+        return err->code;
     int rc = msg_call(w->coord, w->m, w->in, &h, WIRE_MSG_WELCOME, 0,
                       o->job->cluster.timeout_s * 1000, o->stop, err);
     if (rc == PST_ERR_PEER) { /* the coordinator said no */
@@ -127,6 +165,37 @@ static void delay_ms(int ms)
     nanosleep(&ts, NULL);
 }
 
+static double mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Whether the push of step `clock` asks the servers for a checkpoint of clock + 1 (they
+ * all write the same clock, see ps/server.c): every worker asks when clock + 1 is a
+ * multiple of every_steps; worker 0 alone times every_seconds. */
+static int checkpoint_due(worker *w, int64_t clock)
+{
+    const cfg_checkpoint *c = &w->o->job->checkpoint;
+    if (!c->enabled)
+        return 0;
+    int due = c->every_steps > 0 && (clock + 1) % c->every_steps == 0;
+    if (w->o->rank == 0 && c->every_seconds > 0 &&
+        (due || mono_s() - w->last_ckpt_s >= c->every_seconds)) {
+        w->last_ckpt_s = mono_s();
+        due = 1;
+    }
+    return due;
+}
+
+/* Steps a worker takes per epoch: its partition in batches. */
+static int64_t steps_per_epoch(const worker *w)
+{
+    int64_t b = w->o->job->train.batch_size;
+    return (ds_count(w->data.train) + b - 1) / b;
+}
+
 static int pull_into_model(worker *w, pst_err *err)
 {
     int64_t gap = 0;
@@ -143,7 +212,11 @@ static int train(worker *w, pst_err *err)
     const cfg_job *job = o->job;
     int pipelined = job->cluster.pipeline && job->cluster.consistency != CFG_CONS_BSP;
     int rc;
-    for (int e = 1; e <= job->train.epochs; e++) {
+    /* A resumed worker starts at its clock: the epoch and step of it (shuffles depend on
+     * (seed, epoch, rank) only, so the batches are those of an uninterrupted run). */
+    int64_t per_epoch = steps_per_epoch(w);
+    int e0 = per_epoch ? (int)(w->clock / per_epoch) + 1 : job->train.epochs + 1;
+    for (int e = e0; e <= job->train.epochs; e++) {
         w->epoch = e;
         int64_t nsteps = wk_trainer_begin_epoch(w->tr, w->data.train, e, err);
         if (nsteps < 0)
@@ -151,7 +224,7 @@ static int train(worker *w, pst_err *err)
         wk_kv_stats ks0;
         wk_kv_get_stats(w->kv, &ks0);
         int interrupted = 0;
-        for (int64_t s = 0; s < nsteps; s++) {
+        for (int64_t s = e == e0 ? w->clock % per_epoch : 0; s < nsteps; s++) {
             if (*o->stop) {
                 interrupted = 1;
                 break;
@@ -168,6 +241,8 @@ static int train(worker *w, pst_err *err)
              * step's gradient was computed on the ones before. */
             if (pipelined && wk_kv_pull_outstanding(w->kv) && (rc = pull_into_model(w, err)))
                 return rc;
+            if (checkpoint_due(w, w->clock))
+                wk_kv_request_checkpoint(w->kv);
             if ((rc = wk_kv_push(w->kv, w->gbuf[w->clock & 1], w->clock, err)))
                 return rc;
             w->clock++;
@@ -183,6 +258,8 @@ static int train(worker *w, pst_err *err)
                                    wk_trainer_samples_per_s(w->tr));
             if ((rc = report_progress(w, WIRE_MSG_PROGRESS, NAN, err)))
                 return rc;
+            if (o->stop_after_clock > 0 && w->clock == o->stop_after_clock)
+                raise(SIGTERM); /* test hook: a stop arriving right here */
         }
         wk_epoch_stats st;
         wk_trainer_end_epoch(w->tr, interrupted, &st);
@@ -279,6 +356,7 @@ int wk_dist_run(const wk_dist_options *o, pst_err *err)
     }
     log_info(o->lg, "partition %d of %d: %lld samples; model of %zu parameters", o->rank,
              job->cluster.workers, (long long)ds_count(w.data.train), P);
+    log_finetune(&w);
 
     char id[32];
     snprintf(id, sizeof id, "worker-%d", o->rank);
@@ -291,6 +369,20 @@ int wk_dist_run(const wk_dist_options *o, pst_err *err)
     }
     if ((rc = hello(&w, welcome, err)) || *o->stop)
         goto cleanup;
+    /* A resumed job starts at the servers' checkpoint clock; a worker whose steps end
+     * before it is done at once (it says DONE and leaves the clock). */
+    if (welcome->resume) {
+        int64_t per_epoch = steps_per_epoch(&w), total = per_epoch * job->train.epochs;
+        w.clock = welcome->resume_clock < total ? welcome->resume_clock : total;
+        if (w.clock == total)
+            log_info(o->lg, "resuming at clock %lld: this worker's %lld steps are all done",
+                     (long long)welcome->resume_clock, (long long)total);
+        else
+            log_info(o->lg, "resuming at clock %lld (epoch %lld, step %lld of it)",
+                     (long long)w.clock, (long long)(w.clock / per_epoch + 1),
+                     (long long)(w.clock % per_epoch));
+    }
+    w.last_ckpt_s = mono_s();
     if (!(w.kv = wk_kv_create(w.ctx, o->rank, welcome, job->cluster.timeout_s * 1000, o->lg,
                               o->stop, err))) {
         rc = err->code;
@@ -298,17 +390,20 @@ int wk_dist_run(const wk_dist_options *o, pst_err *err)
     }
     wk_kv_set_idle(w.kv, on_idle, &w);
     if (o->rank == 0) {
-        if (!(w.rep = wk_report_create(job->output.dir, o->lg, o->progress_out, o->tty,
-                                       job->train.log_every, job->train.epochs, err))) {
+        if (!(w.rep = (welcome->resume ? wk_report_resume : wk_report_create)(
+                  job->output.dir, o->lg, o->progress_out, o->tty, job->train.log_every,
+                  job->train.epochs, err))) {
             rc = err->code;
             goto cleanup;
         }
         /* Worker 0's seeded initial weights are the servers' starting point, exactly those
-         * single-process training starts from. */
-        if ((rc = wk_kv_init(w.kv, ml_model_params(w.model), err)))
+         * single-process training starts from; a resumed job's servers have theirs. */
+        if (!welcome->resume && (rc = wk_kv_init(w.kv, ml_model_params(w.model), err)))
             goto cleanup;
     }
-    if ((rc = wk_kv_pull_start(w.kv, 0, 0, err)) || (rc = pull_into_model(&w, err)) ||
+    /* The first pull takes every float, frozen ones too, so every worker starts from the
+     * servers' weights whatever it loaded itself; later pulls skip frozen ranges. */
+    if ((rc = wk_kv_pull_start_full(w.kv, w.clock, err)) || (rc = pull_into_model(&w, err)) ||
         (rc = barrier(&w, 0, err)) || *o->stop)
         goto cleanup;
     log_info(o->lg, "training with %d servers, %s%s", welcome->num_servers,

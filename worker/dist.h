@@ -11,6 +11,7 @@
 #define PSTRAIN_WORKER_DIST_H
 
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include "core/config.h"
@@ -26,6 +27,7 @@ typedef struct {
     FILE *progress_out; /* worker 0's progress bar/lines */
     int tty;
     int step_delay_ms;  /* test hook: sleep this long after every step (a slow worker) */
+    int64_t stop_after_clock; /* test hook: raise SIGTERM once this step is done; 0: never */
 } wk_dist_options;
 
 int wk_dist_run(const wk_dist_options *o, pst_err *err);

@@ -12,6 +12,13 @@
 
 #define ROLE "worker"
 
+/* One message's range: [off, off + len) of the flat vector, inside server `server`'s shard
+ * and at most WIRE_CHUNK_FLOATS long. */
+typedef struct {
+    uint64_t off, len;
+    int server;
+} kv_piece;
+
 struct wk_kv {
     int rank, S, timeout_ms;
     const log_ctx *lg;
@@ -25,8 +32,14 @@ struct wk_kv {
     uint64_t next_id;
     int outstanding;          /* pull replies still to come */
     uint64_t pull_id_lo;      /* request ids of the current pull: [lo, next_id) */
-    unsigned char *got;       /* (nchunks) reply of request pull_id_lo + i arrived */
-    int nchunks;              /* chunks of the whole vector */
+    unsigned char *got;       /* (max of nall, ntrain) reply of request pull_id_lo + i arrived */
+    /* The vector in messages, server by server in order: `all` covers every float (INIT, the
+     * first pull); `train` only the trainable ones (PUSH, PULL): frozen ranges (update
+     * groups of multiplier 0, see WELCOME) never travel after the first pull. */
+    kv_piece *all, *train;
+    int nall, ntrain;
+    const kv_piece *pulling;  /* the pieces of the outstanding pull: request i is piece i */
+    int npulling;
     /* Zero-copy frames ZeroMQ still holds: pushes by clock parity (a pipelined worker
      * alternates two gradient buffers), and INIT in slot 2. ZeroMQ's I/O thread
      * decrements the counts. */
@@ -39,6 +52,7 @@ struct wk_kv {
     } hint[3];
     int sync_ready;           /* mu and released are initialised */
     int final;                /* the outstanding pull is a final one */
+    int ckpt_next;            /* the next push asks for a checkpoint */
     wk_kv_idle_fn idle;
     void *idle_ctx;
     wk_kv_stats stats;
@@ -53,6 +67,39 @@ static void on_release(void *data, void *hint)
     if (--kv->unreleased[rh->slot] == 0)
         pthread_cond_signal(&kv->released);
     pthread_mutex_unlock(&kv->mu);
+}
+
+/* Cuts what is sent -- the whole vector, or (trainable_only) the runs of update groups with
+ * a multiplier > 0 -- at shard boundaries and into chunks: *out in sending order, server by
+ * server. Two passes: count, then fill. Returns -1 when out of memory. */
+static int make_pieces(const wk_kv *kv, const wire_header *welcome, int trainable_only,
+                       kv_piece **out, int *n)
+{
+    const int ng = trainable_only ? welcome->ngroups : 0;
+    for (int pass = 0; pass < 2; pass++) {
+        int k = 0;
+        for (int s = 0; s < kv->S; s++) {
+            for (int g = 0; g < (ng ? ng : 1); g++) {
+                if (ng && !(welcome->group_mults[g] > 0.0f))
+                    continue;
+                uint64_t a = ng ? welcome->group_offsets[g] : 0;
+                /* A run: this group and the trainable groups right after it. */
+                while (ng && g + 1 < ng && welcome->group_mults[g + 1] > 0.0f)
+                    g++;
+                uint64_t b = ng ? welcome->group_offsets[g + 1] : kv->nparams;
+                uint64_t lo = a > kv->off[s] ? a : kv->off[s];
+                uint64_t hi = b < kv->off[s + 1] ? b : kv->off[s + 1];
+                for (; lo < hi; lo += WIRE_CHUNK_FLOATS, k++)
+                    if (pass == 1)
+                        (*out)[k] = (kv_piece){
+                            lo, hi - lo < WIRE_CHUNK_FLOATS ? hi - lo : WIRE_CHUNK_FLOATS, s};
+            }
+        }
+        if (pass == 0 && !(*out = malloc(sizeof **out * (size_t)(k ? k : 1))))
+            return -1;
+        *n = k;
+    }
+    return 0;
 }
 
 wk_kv *wk_kv_create(net_ctx *ctx, int rank, const wire_header *welcome, int timeout_ms,
@@ -79,10 +126,9 @@ wk_kv *wk_kv_create(net_ctx *ctx, int rank, const wire_header *welcome, int time
     for (int i = 0; i < 3; i++)
         kv->hint[i] = (struct release_hint){kv, i};
     memcpy(kv->off, welcome->shard_offsets, sizeof(uint64_t) * (size_t)(kv->S + 1));
-    for (int s = 0; s < kv->S; s++)
-        kv->nchunks += (int)((kv->off[s + 1] - kv->off[s] + WIRE_CHUNK_FLOATS - 1) /
-                             WIRE_CHUNK_FLOATS);
-    if (!(kv->got = calloc((size_t)kv->nchunks + 1, 1))) {
+    if (make_pieces(kv, welcome, 0, &kv->all, &kv->nall) ||
+        make_pieces(kv, welcome, 1, &kv->train, &kv->ntrain) ||
+        !(kv->got = calloc((size_t)(kv->nall > kv->ntrain ? kv->nall : kv->ntrain) + 1, 1))) {
         pst_err_set(err, PST_ERR_NOMEM, "kv: out of memory");
         goto fail;
     }
@@ -112,6 +158,8 @@ void wk_kv_destroy(wk_kv *kv)
     net_msg_destroy(kv->m);
     free(kv->in);
     free(kv->got);
+    free(kv->all);
+    free(kv->train);
     if (kv->sync_ready) {
         pthread_mutex_destroy(&kv->mu);
         pthread_cond_destroy(&kv->released);
@@ -119,42 +167,40 @@ void wk_kv_destroy(wk_kv *kv)
     free(kv);
 }
 
-/* Sends one message per chunk of every server's range. With g: a float frame per chunk,
- * zero-copy (a 4 GB model is not duplicated into message buffers). */
+/* Sends one message per piece. With g: a float frame per piece, zero-copy (a 4 GB model is
+ * not duplicated into message buffers). */
 static int send_chunks(wk_kv *kv, wire_type type, const float *g, int64_t clock, int final,
-                       pst_err *err)
+                       const kv_piece *pieces, int npieces, pst_err *err)
 {
-    for (int s = 0; s < kv->S; s++) {
-        for (uint64_t lo = kv->off[s]; lo < kv->off[s + 1]; lo += WIRE_CHUNK_FLOATS) {
-            uint64_t len = kv->off[s + 1] - lo;
-            if (len > WIRE_CHUNK_FLOATS)
-                len = WIRE_CHUNK_FLOATS;
-            wire_header h;
-            wire_header_init(&h, type, ROLE, kv->rank);
-            h.request_id = kv->next_id++;
-            h.offset = lo;
-            h.len = len;
-            h.clock = clock;
-            h.final = final;
-            net_frame f = {0};
-            int nf = 0;
-            if (g) {
-                f.data = g + lo;
-                f.len = (size_t)len * sizeof(float);
-                int slot = type == WIRE_MSG_INIT ? 2 : (int)(clock & 1);
-                f.release = on_release;
-                f.hint = &kv->hint[slot];
-                pthread_mutex_lock(&kv->mu);
-                kv->unreleased[slot]++;
-                pthread_mutex_unlock(&kv->mu);
-                nf = 1;
-                kv->stats.bytes_pushed += f.len;
-            }
-            int rc = msg_send(kv->sock[s], NULL, 0, &h, &f, nf, kv->timeout_ms, err);
-            if (rc)
-                return pst_err_prefix(err, "%s to server[%d] %s", wire_type_name(type), s,
-                                      kv->endpoint[s]);
+    for (int i = 0; i < npieces; i++) {
+        const int s = pieces[i].server;
+        const uint64_t lo = pieces[i].off, len = pieces[i].len;
+        wire_header h;
+        wire_header_init(&h, type, ROLE, kv->rank);
+        h.request_id = kv->next_id++;
+        h.offset = lo;
+        h.len = len;
+        h.clock = clock;
+        h.final = final;
+        h.checkpoint = type == WIRE_MSG_PUSH && kv->ckpt_next;
+        net_frame f = {0};
+        int nf = 0;
+        if (g) {
+            f.data = g + lo;
+            f.len = (size_t)len * sizeof(float);
+            int slot = type == WIRE_MSG_INIT ? 2 : (int)(clock & 1);
+            f.release = on_release;
+            f.hint = &kv->hint[slot];
+            pthread_mutex_lock(&kv->mu);
+            kv->unreleased[slot]++;
+            pthread_mutex_unlock(&kv->mu);
+            nf = 1;
+            kv->stats.bytes_pushed += f.len;
         }
+        int rc = msg_send(kv->sock[s], NULL, 0, &h, &f, nf, kv->timeout_ms, err);
+        if (rc)
+            return pst_err_prefix(err, "%s to server[%d] %s", wire_type_name(type), s,
+                                  kv->endpoint[s]);
     }
     return PST_OK;
 }
@@ -163,15 +209,19 @@ static int wait_released(wk_kv *kv, int slot, pst_err *err);
 
 int wk_kv_init(wk_kv *kv, const float *w, pst_err *err)
 {
-    int rc = send_chunks(kv, WIRE_MSG_INIT, w, 0, 0, err);
+    int rc = send_chunks(kv, WIRE_MSG_INIT, w, 0, 0, kv->all, kv->nall, err);
     /* The caller overwrites w with pulled weights next: let ZeroMQ finish with it first. */
     return rc ? rc : wait_released(kv, 2, err);
 }
 
 int wk_kv_push(wk_kv *kv, const float *g, int64_t clock, pst_err *err)
 {
-    return send_chunks(kv, WIRE_MSG_PUSH, g, clock, 0, err);
+    int rc = send_chunks(kv, WIRE_MSG_PUSH, g, clock, 0, kv->train, kv->ntrain, err);
+    kv->ckpt_next = 0;
+    return rc;
 }
+
+void wk_kv_request_checkpoint(wk_kv *kv) { kv->ckpt_next = 1; }
 
 int wk_kv_push_released(wk_kv *kv, int64_t clock, pst_err *err)
 {
@@ -199,16 +249,29 @@ static int wait_released(wk_kv *kv, int slot, pst_err *err)
     return PST_OK;
 }
 
-int wk_kv_pull_start(wk_kv *kv, int64_t clock, int final, pst_err *err)
+static int pull_start(wk_kv *kv, int64_t clock, int final, const kv_piece *pieces, int n,
+                      pst_err *err)
 {
     if (kv->outstanding)
         return pst_err_set(err, PST_ERR_STATE, "kv: a pull is already outstanding");
     kv->pull_id_lo = kv->next_id;
     kv->final = final;
-    memset(kv->got, 0, (size_t)kv->nchunks);
-    int rc = send_chunks(kv, WIRE_MSG_PULL, NULL, clock, final, err);
+    kv->pulling = pieces;
+    kv->npulling = n;
+    memset(kv->got, 0, (size_t)n);
+    int rc = send_chunks(kv, WIRE_MSG_PULL, NULL, clock, final, pieces, n, err);
     kv->outstanding = (int)(kv->next_id - kv->pull_id_lo);
     return rc;
+}
+
+int wk_kv_pull_start(wk_kv *kv, int64_t clock, int final, pst_err *err)
+{
+    return pull_start(kv, clock, final, kv->train, kv->ntrain, err);
+}
+
+int wk_kv_pull_start_full(wk_kv *kv, int64_t clock, pst_err *err)
+{
+    return pull_start(kv, clock, 0, kv->all, kv->nall, err);
 }
 
 int wk_kv_pull_outstanding(const wk_kv *kv) { return kv->outstanding; }
@@ -260,9 +323,14 @@ int wk_kv_pull_wait(wk_kv *kv, float *w, int64_t *gap, pst_err *err)
             if (h->type == WIRE_MSG_ERROR)
                 return pst_err_set(err, PST_ERR_PEER, "server[%d] refused request %llu: %s", s,
                                    (unsigned long long)h->request_id, h->error_text);
-            if (h->type != WIRE_MSG_PULL_REPLY || h->request_id < kv->pull_id_lo ||
-                h->request_id >= kv->next_id || h->offset < kv->off[s] ||
-                h->offset + h->len > kv->off[s + 1])
+            /* A reply answers request pull_id_lo + i, i.e. piece i, with exactly its range. */
+            const kv_piece *want =
+                h->request_id >= kv->pull_id_lo &&
+                        h->request_id - kv->pull_id_lo < (uint64_t)kv->npulling
+                    ? &kv->pulling[h->request_id - kv->pull_id_lo]
+                    : NULL;
+            if (h->type != WIRE_MSG_PULL_REPLY || !want || want->server != s ||
+                h->offset != want->off || h->len != want->len)
                 return pst_err_set(err, PST_ERR_PEER,
                                    "server[%d] sent an unexpected %s (request %llu, range "
                                    "[%llu, +%llu))",

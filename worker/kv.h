@@ -32,13 +32,21 @@ int wk_kv_init(wk_kv *kv, const float *w, pst_err *err);
 
 /* Pushes gradient g (nparams floats) of step `clock`, zero-copy. */
 int wk_kv_push(wk_kv *kv, const float *g, int64_t clock, pst_err *err);
+/* Flags the next push: every server writes a checkpoint of clock + 1 once that step is
+ * applied (worker 0 asks; see ps/server.c). */
+void wk_kv_request_checkpoint(wk_kv *kv);
 /* Waits until ZeroMQ has released the buffers pushed at clocks of the same parity as
  * `clock` (so the caller may overwrite the buffer it pushed two steps ago). Returns at once
  * in the normal flow: a pull reply arriving implies the pushes before it were sent. */
 int wk_kv_push_released(wk_kv *kv, int64_t clock, pst_err *err);
 
-/* Asks for the weights of step `clock` (final: the weights once every worker is done). */
+/* Asks for the weights of step `clock` (final: the weights once every worker is done).
+ * Frozen ranges (update groups of multiplier 0 in WELCOME) are neither pushed nor pulled:
+ * the caller's copy of them stays as it is. */
 int wk_kv_pull_start(wk_kv *kv, int64_t clock, int final, pst_err *err);
+/* The same for every float, frozen ranges included: the first pull, so that every worker
+ * starts from worker 0's weights whatever it loaded itself. */
+int wk_kv_pull_start_full(wk_kv *kv, int64_t clock, pst_err *err);
 /* Waits for the replies of the outstanding pull and writes them into w (nparams floats).
  * *gap receives the largest clock gap the servers reported (may be NULL). A server's
  * ERROR reply, or no reply within the timeout, is an error naming the server. A final

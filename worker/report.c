@@ -17,6 +17,8 @@ struct wk_report {
     int bar_drawn;
     double last_draw;
     double epoch_t0;    /* when the epoch's first step reported */
+    int t0_epoch;       /* the epoch epoch_t0 belongs to (0: none yet) */
+    int64_t t0_step;    /* steps of it done before epoch_t0 (a resumed epoch starts late) */
 };
 
 int wk_mkdirs(const char *path, pst_err *err)
@@ -41,18 +43,18 @@ int wk_mkdirs(const char *path, pst_err *err)
     return PST_OK;
 }
 
-static FILE *open_in(const char *dir, const char *name, pst_err *err)
+static FILE *open_in(const char *dir, const char *name, const char *mode, pst_err *err)
 {
     char path[4200];
     snprintf(path, sizeof path, "%s/%s", dir, name);
-    FILE *f = fopen(path, "w");
+    FILE *f = fopen(path, mode);
     if (!f)
         pst_err_set(err, PST_ERR_IO, "%s: cannot open for writing: %s", path, strerror(errno));
     return f;
 }
 
-wk_report *wk_report_create(const char *dir, const log_ctx *lg, FILE *progress_out, int tty,
-                            int log_every, int epochs, pst_err *err)
+static wk_report *report_open(const char *dir, const log_ctx *lg, FILE *progress_out, int tty,
+                              int log_every, int epochs, int append, pst_err *err)
 {
     wk_report *r = calloc(1, sizeof *r);
     if (!r) {
@@ -66,20 +68,34 @@ wk_report *wk_report_create(const char *dir, const log_ctx *lg, FILE *progress_o
     r->epochs = epochs;
     if (wk_mkdirs(dir, err))
         goto fail;
-    r->csv = open_in(dir, "metrics.csv", err);
+    const char *mode = append ? "a" : "w";
+    r->csv = open_in(dir, "metrics.csv", mode, err);
     if (!r->csv)
         goto fail;
-    r->jsonl = open_in(dir, "metrics.jsonl", err);
+    r->jsonl = open_in(dir, "metrics.jsonl", mode, err);
     if (!r->jsonl)
         goto fail;
-    fputs("epoch,train_loss,train_acc,val_loss,val_acc,val_precision,val_recall,val_f1,"
-          "val_mse,val_mae,val_r2,seconds,samples_per_s\n",
-          r->csv);
+    if (ftell(r->csv) == 0) /* "a" starts at the end: 0 only for a new or empty file */
+        fputs("epoch,train_loss,train_acc,val_loss,val_acc,val_precision,val_recall,val_f1,"
+              "val_mse,val_mae,val_r2,seconds,samples_per_s\n",
+              r->csv);
     fflush(r->csv);
     return r;
 fail:
     wk_report_destroy(r);
     return NULL;
+}
+
+wk_report *wk_report_create(const char *dir, const log_ctx *lg, FILE *progress_out, int tty,
+                            int log_every, int epochs, pst_err *err)
+{
+    return report_open(dir, lg, progress_out, tty, log_every, epochs, 0, err);
+}
+
+wk_report *wk_report_resume(const char *dir, const log_ctx *lg, FILE *progress_out, int tty,
+                            int log_every, int epochs, pst_err *err)
+{
+    return report_open(dir, lg, progress_out, tty, log_every, epochs, 1, err);
 }
 
 void wk_report_destroy(wk_report *r)
@@ -105,8 +121,11 @@ void wk_report_progress(void *ctx, int epoch, int64_t step, int64_t nsteps, doub
 {
     wk_report *r = ctx;
     double now = mono_s();
-    if (step == 1)
+    if (step == 1 || epoch != r->t0_epoch) {
         r->epoch_t0 = now;
+        r->t0_epoch = epoch;
+        r->t0_step = step - 1;
+    }
     if (r->tty) {
         /* Redraw at most 10 times a second, and always on the last step. */
         if (step != nsteps && now - r->last_draw < 0.1)
@@ -118,7 +137,7 @@ void wk_report_progress(void *ctx, int epoch, int64_t step, int64_t nsteps, doub
         for (int i = 0; i < W; i++)
             bar[i] = i < fill ? '=' : (i == fill ? '>' : ' ');
         bar[W] = '\0';
-        double eta = (now - r->epoch_t0) / (double)step * (double)(nsteps - step);
+        double eta = (now - r->epoch_t0) / (double)(step - r->t0_step) * (double)(nsteps - step);
         fprintf(r->progress, "\r\033[Kepoch %d/%d [%s] %lld/%lld loss %.4f %.0f samples/s ETA %.0fs",
                 epoch, r->epochs, bar, (long long)step, (long long)nsteps, loss, samples_per_s,
                 eta);

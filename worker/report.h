@@ -22,6 +22,11 @@ typedef struct wk_report wk_report;
  * log_every steps (0: none). */
 wk_report *wk_report_create(const char *dir, const log_ctx *lg, FILE *progress_out, int tty,
                             int log_every, int epochs, pst_err *err);
+/* The same for a resumed run: appends to the metrics files (the CSV header goes only into a
+ * new or empty file), so the epochs before the stop stay. An epoch the stop interrupted
+ * appears twice: cut short ("interrupted": true), then whole. */
+wk_report *wk_report_resume(const char *dir, const log_ctx *lg, FILE *progress_out, int tty,
+                            int log_every, int epochs, pst_err *err);
 void wk_report_destroy(wk_report *r);
 
 /* A wk_progress_fn: pass the wk_report as ctx. */

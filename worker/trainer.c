@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/ckpt.h"
 #include "core/optim.h"
 #include "core/rng.h"
 
@@ -21,6 +22,11 @@ struct wk_trainer {
     opt_config opt_cfg; /* the job's optimizer with the cosine horizon resolved */
     ml_model *model;
     opt_state *opt;
+    opt_group *groups;  /* (ngroups) layers' lr multipliers, 0 = frozen; none = all at 1 */
+    int ngroups;
+    size_t frozen;      /* parameters of frozen layers */
+    int has_init;       /* model.init_from was loaded: init_rep says what */
+    ckpt_init_report init_rep;
     int batch;        /* B */
     int in_dim;       /* D */
     int out_dim;      /* K */
@@ -32,6 +38,7 @@ struct wk_trainer {
     uint32_t *perm;   /* (N) sample order of the current epoch */
     int64_t perm_len;
     int64_t step;     /* updates applied: the schedule's t */
+    int64_t resume_samples; /* training samples of the checkpoint wk_trainer_restore read */
 };
 
 static double now_s(void)
@@ -72,6 +79,54 @@ static int check_fit(const cfg_job *job, const ml_model *m, const ds_dataset *ds
     return PST_OK;
 }
 
+/* Fine-tuning: the pretrained weights of model.init_from over the seeded ones (a layer the
+ * checkpoint lacks keeps its fresh initialisation), and the update groups: each dense
+ * layer's lr multiplier, 0 for frozen layers, which the model then skips in backward. */
+static int setup_finetune(wk_trainer *t, pst_err *err)
+{
+    const cfg_model *spec = &t->job->model;
+    ml_model *m = t->model;
+    int nseg = ml_model_nsegments(m), n = 0, plain = 1;
+    unsigned char *loaded = NULL;
+    if (!(t->groups = malloc(sizeof *t->groups * (size_t)(nseg ? nseg : 1))) ||
+        !(loaded = calloc((size_t)(nseg ? nseg : 1), 1))) {
+        free(loaded);
+        return pst_err_set(err, PST_ERR_NOMEM, "trainer: out of memory");
+    }
+    if (spec->init_from) {
+        if (ckpt_init_from(spec->init_from, m, loaded, &t->init_rep, err)) {
+            free(loaded);
+            return pst_err_prefix(err, "model.init_from");
+        }
+        t->has_init = 1;
+    }
+    for (int i = 0; i < nseg; i++) {
+        const ml_segment *sg = ml_model_segment(m, i);
+        const cfg_layer *L = &spec->layers[sg->layer];
+        float mult = L->trainable ? L->lr_mult : 0.0f;
+        /* Frozen random weights are almost always a misspelt layer name, not a wish. */
+        if (mult == 0.0f && spec->init_from && !loaded[i]) {
+            free(loaded);
+            return pst_err_set(err, PST_ERR_CONFIG, "model.layers.%d: frozen, but %s has no "
+                               "tensor '%s' to load (layer names must match the pretrained "
+                               "model's)", sg->layer, spec->init_from, sg->name);
+        }
+        plain &= mult == 1.0f;
+        if (mult == 0.0f) {
+            t->frozen += sg->len;
+            ml_model_set_trainable(m, sg->layer, 0);
+        }
+        /* Segments tile [0, P) in order; neighbours with one multiplier merge. */
+        if (n > 0 && t->groups[n - 1].lr_mult == mult)
+            t->groups[n - 1].len += sg->len;
+        else
+            t->groups[n++] = (opt_group){sg->offset, sg->len, mult};
+    }
+    t->ngroups = plain ? 0 : n;
+    free(loaded);
+    return PST_OK;
+}
+
 wk_trainer *wk_trainer_create(const cfg_job *job, const ds_dataset *like, int rank,
                               pst_err *err)
 {
@@ -93,6 +148,8 @@ wk_trainer *wk_trainer_create(const cfg_job *job, const ds_dataset *like, int ra
         goto fail;
     t->out_dim = ml_model_out_dim(t->model);
     ml_model_init(t->model, job->seed);
+    if (setup_finetune(t, err))
+        goto fail;
     t->opt = opt_state_create(&job->optimizer, ml_model_nparams(t->model), err);
     if (!t->opt)
         goto fail;
@@ -117,6 +174,7 @@ void wk_trainer_destroy(wk_trainer *t)
         return;
     ml_model_destroy(t->model);
     opt_state_destroy(t->opt);
+    free(t->groups);
     free(t->bx);
     free(t->blabel);
     free(t->btarget);
@@ -127,6 +185,35 @@ void wk_trainer_destroy(wk_trainer *t)
 
 ml_model *wk_trainer_model(wk_trainer *t) { return t->model; }
 int64_t wk_trainer_step(const wk_trainer *t) { return t->step; }
+
+const opt_group *wk_trainer_groups(const wk_trainer *t, int *n)
+{
+    *n = t->ngroups;
+    return t->groups;
+}
+
+size_t wk_trainer_frozen_params(const wk_trainer *t) { return t->frozen; }
+
+const ckpt_init_report *wk_trainer_init_report(const wk_trainer *t)
+{
+    return t->has_init ? &t->init_rep : NULL;
+}
+
+int wk_trainer_finetune_note(const wk_trainer *t, char *buf, size_t n)
+{
+    if (!t->has_init)
+        return 0;
+    const ckpt_init_report *r = &t->init_rep;
+    int at = snprintf(buf, n, "init_from %s: %d tensor(s) loaded", t->job->model.init_from,
+                      r->loaded);
+    if (at >= 0 && (size_t)at < n && r->fresh)
+        at += snprintf(buf + at, n - (size_t)at, "; %d freshly initialised (%s)", r->fresh,
+                       r->fresh_names);
+    if (at >= 0 && (size_t)at < n && r->skipped)
+        snprintf(buf + at, n - (size_t)at, "; %d skipped, not in the model (%s)", r->skipped,
+                 r->skipped_names);
+    return 1;
+}
 
 /* How far ahead gather prefetches, in rows, and how much of each row's head (bytes, a
  * multiple of the 64-byte cache line). */
@@ -233,7 +320,8 @@ int wk_trainer_compute(wk_trainer *t, const ds_dataset *train, int64_t step, dou
     ml_model_backward(t->model, t->bx, b);
     const opt_config *oc = &t->opt_cfg;
     if (oc->clip_norm > 0.0f)
-        opt_clip_global_norm(ml_model_grads(t->model), ml_model_nparams(t->model), oc->clip_norm);
+        opt_clip_global_norm_groups(ml_model_grads(t->model), ml_model_nparams(t->model),
+                                    t->groups, t->ngroups, oc->clip_norm);
     t->loss_sum += loss * b;
     t->cur.samples += b;
     t->cur.steps++;
@@ -246,8 +334,8 @@ void wk_trainer_apply_local(wk_trainer *t)
 {
     const opt_config *oc = &t->opt_cfg;
     opt_tick(t->opt);
-    opt_apply(oc, t->opt, ml_model_params(t->model), ml_model_grads(t->model), 0,
-              ml_model_nparams(t->model), opt_lr_at(oc, t->step));
+    opt_apply_groups(oc, t->opt, ml_model_params(t->model), ml_model_grads(t->model), 0,
+                     ml_model_nparams(t->model), t->groups, t->ngroups, opt_lr_at(oc, t->step));
     t->step++;
 }
 
@@ -345,5 +433,110 @@ int wk_trainer_evaluate(wk_trainer *t, const ds_dataset *ds, wk_eval *ev, met_co
         ev->r2 = met_regression_r2(&reg);
     }
     met_confusion_destroy(own);
+    return PST_OK;
+}
+
+/* ---- Checkpoints ------------------------------------------------------------------------- */
+
+#define STATE_KIND "optimizer"
+
+int wk_trainer_save_state(wk_trainer *t, const char *path, int epoch_done, uint64_t job_hash,
+                          pst_err *err)
+{
+    char hash[24];
+    snprintf(hash, sizeof hash, "%016llx", (unsigned long long)job_hash);
+    int done = epoch_done || t->epoch == 0;
+    wk_resume at = {.epoch = done ? t->epoch + 1 : t->epoch};
+    if (!done)
+        at = (wk_resume){t->epoch, t->cur.steps, t->cur.samples, t->correct, t->loss_sum};
+    ckpt_state *st = ckpt_state_create(STATE_KIND, err);
+    if (!st)
+        return err ? err->code : PST_ERR_NOMEM;
+    int rc;
+    if ((rc = ckpt_state_set_str(st, "job_hash", hash, err)) ||
+        (rc = ckpt_state_set_int(st, "nparams", (int64_t)ml_model_nparams(t->model), err)) ||
+        (rc = ckpt_state_set_int(st, "step", t->step, err)) ||
+        (rc = ckpt_state_set_int(st, "epoch", at.epoch, err)) ||
+        (rc = ckpt_state_set_int(st, "epoch_steps_done", at.done, err)) ||
+        (rc = ckpt_state_set_int(st, "epoch_samples", at.samples, err)) ||
+        (rc = ckpt_state_set_int(st, "epoch_correct", at.correct, err)) ||
+        (rc = ckpt_state_set_double(st, "epoch_loss_sum", at.loss_sum, err)) ||
+        (rc = ckpt_state_set_int(st, "train_samples", t->perm_len, err)) ||
+        (rc = ckpt_state_add_opt(st, t->opt_cfg.kind, t->opt, err)))
+        goto cleanup;
+    rc = ckpt_state_save(st, path, err);
+cleanup:
+    ckpt_state_destroy(st);
+    return rc;
+}
+
+int wk_trainer_restore(wk_trainer *t, const char *model_path, const char *state_path,
+                       uint64_t job_hash, wk_resume *at, pst_err *err)
+{
+    ckpt_state *st = NULL;
+    int rc = ckpt_state_load(state_path, STATE_KIND, &st, err);
+    if (rc)
+        return rc;
+    const char *hash;
+    char want[24];
+    snprintf(want, sizeof want, "%016llx", (unsigned long long)job_hash);
+    int64_t nparams, step, epoch, done, samples, correct, train_samples;
+    double loss_sum;
+    size_t P = ml_model_nparams(t->model);
+    if ((rc = ckpt_state_get_str(st, "job_hash", &hash, err)) ||
+        (rc = ckpt_state_get_int(st, "nparams", &nparams, err)) ||
+        (rc = ckpt_state_get_int(st, "step", &step, err)) ||
+        (rc = ckpt_state_get_int(st, "epoch", &epoch, err)) ||
+        (rc = ckpt_state_get_int(st, "epoch_steps_done", &done, err)) ||
+        (rc = ckpt_state_get_int(st, "epoch_samples", &samples, err)) ||
+        (rc = ckpt_state_get_int(st, "epoch_correct", &correct, err)) ||
+        (rc = ckpt_state_get_double(st, "epoch_loss_sum", &loss_sum, err)) ||
+        (rc = ckpt_state_get_int(st, "train_samples", &train_samples, err)))
+        goto cleanup;
+    if (strcmp(hash, want) != 0) {
+        rc = pst_err_set(err, PST_ERR_CONFIG, "%s: written by another job (model, optimizer or "
+                         "training settings differ)", state_path);
+        goto cleanup;
+    }
+    if (nparams != (int64_t)P || step < 0 || epoch < 1 || epoch > t->job->train.epochs + 1 ||
+        done < 0 || samples < 0 || correct < 0 || correct > samples || train_samples < 0 ||
+        (epoch == t->job->train.epochs + 1 && done != 0)) {
+        rc = pst_err_set(err, PST_ERR_DATA, "%s: inconsistent resume point (epoch %lld, step "
+                         "%lld of it, %lld parameters)", state_path, (long long)epoch,
+                         (long long)done, (long long)nparams);
+        goto cleanup;
+    }
+    if ((rc = ckpt_state_check_opt(st, t->opt_cfg.kind, P, err)))
+        goto cleanup;
+    /* The last check that can fail changes the weights only when it passes. */
+    if ((rc = ckpt_load_into(model_path, t->model, NULL, err)))
+        goto cleanup;
+    ckpt_state_restore_opt(st, t->opt_cfg.kind, t->opt);
+    t->step = step;
+    t->resume_samples = train_samples;
+    *at = (wk_resume){(int)epoch, done, samples, correct, loss_sum};
+cleanup:
+    ckpt_state_destroy(st);
+    return rc;
+}
+
+int wk_trainer_resume_epoch(wk_trainer *t, const ds_dataset *train, const wk_resume *at,
+                            pst_err *err)
+{
+    if (at->epoch != t->epoch)
+        return pst_err_set(err, PST_ERR_STATE, "trainer: resuming epoch %d in epoch %d",
+                           at->epoch, t->epoch);
+    if (t->resume_samples != ds_count(train))
+        return pst_err_set(err, PST_ERR_DATA, "the checkpoint was taken on %lld training samples "
+                           "but the data now has %lld", (long long)t->resume_samples,
+                           (long long)ds_count(train));
+    if (at->done > t->nsteps)
+        return pst_err_set(err, PST_ERR_DATA, "the checkpoint is at step %lld of epoch %d, which "
+                           "has %lld steps", (long long)at->done, at->epoch,
+                           (long long)t->nsteps);
+    t->cur.steps = at->done;
+    t->cur.samples = at->samples;
+    t->correct = at->correct;
+    t->loss_sum = at->loss_sum;
     return PST_OK;
 }

@@ -1,7 +1,8 @@
 /* worker/trainer.h -- the training loop: batches, forward/backward, update, evaluation.
  *
  * One step:  gather a shuffled batch -> ml_model_forward -> ml_model_loss ->
- *            ml_model_backward -> clip -> opt_apply over the whole parameter vector.
+ *            ml_model_backward -> clip -> opt_apply over the whole parameter vector, per
+ *            update group (fine-tuning: each layer's lr_mult; frozen layers skipped).
  * The trainer owns the model, the optimizer state and the batch buffers; datasets are
  * borrowed for the duration of a call. */
 #ifndef PSTRAIN_WORKER_TRAINER_H
@@ -10,6 +11,7 @@
 #include <signal.h>
 #include <stdint.h>
 
+#include "core/ckpt.h"
 #include "core/config.h"
 #include "core/data.h"
 #include "core/err.h"
@@ -40,14 +42,28 @@ typedef void (*wk_progress_fn)(void *ctx, int epoch, int64_t step, int64_t nstep
                                double loss, double samples_per_s);
 
 /* Builds the model of job for data like `like` (input width, classes/targets) and checks
- * that the model's output fits the data. The model is initialised from job->seed; rank
- * (0 for single-process training) varies the per-epoch shuffle between workers. */
+ * that the model's output fits the data. The model is initialised from job->seed, then
+ * takes by name the weights of job->model.init_from when set (ckpt_init_from: a layer the
+ * checkpoint lacks keeps its seeded weights). rank (0 for single-process training) varies
+ * the per-epoch shuffle between workers. */
 wk_trainer *wk_trainer_create(const cfg_job *job, const ds_dataset *like, int rank,
                               pst_err *err);
 void wk_trainer_destroy(wk_trainer *t);
 
 ml_model *wk_trainer_model(wk_trainer *t);
 int64_t wk_trainer_step(const wk_trainer *t); /* updates applied so far */
+
+/* Fine-tuning. The update groups of the model (owned by t): [offset, offset + len) of the
+ * flat vector with its layer's lr multiplier, 0 for frozen layers (trainable: false or
+ * lr_mult: 0), neighbours with one multiplier merged; *n = 0 when every parameter trains at
+ * multiplier 1. Servers get them through HELLO/WELCOME. */
+const opt_group *wk_trainer_groups(const wk_trainer *t, int *n);
+size_t wk_trainer_frozen_params(const wk_trainer *t); /* parameters of frozen layers */
+/* What model.init_from loaded, or NULL when the job names no checkpoint. */
+const ckpt_init_report *wk_trainer_init_report(const wk_trainer *t);
+/* That as one log line ("init_from PATH: 4 tensor(s) loaded; 2 freshly initialised (...);
+ * 2 skipped, not in the model (...)") in buf; returns 0 (buf untouched) without init_from. */
+int wk_trainer_finetune_note(const wk_trainer *t, char *buf, size_t n);
 
 /* One pass over train in shuffled batches (epoch is 1-based; it seeds the shuffle, so a run
  * is reproducible). Checks *stop (may be NULL) between steps and returns early with
@@ -71,5 +87,38 @@ void wk_trainer_end_epoch(wk_trainer *t, int interrupted, wk_epoch_stats *st);
  * nclasses of the model) with the confusion matrix of ds. */
 int wk_trainer_evaluate(wk_trainer *t, const ds_dataset *ds, wk_eval *ev, met_confusion *cm,
                         pst_err *err);
+
+/* ---- Checkpoints: continuing a stopped run exactly ------------------------------------------
+ *
+ * A resume point says where training stands: the epoch in progress and how many of its
+ * steps are done, with the running figures of those steps, so that the resumed epoch
+ * reports the loss and accuracy an uninterrupted run would. The shuffle of an epoch
+ * depends only on (seed, epoch, rank), so skipping the done steps gives the same batches. */
+typedef struct {
+    int epoch;        /* 1-based; train.epochs + 1 when every epoch is done */
+    int64_t done;     /* steps of `epoch` already taken */
+    int64_t samples;  /* their samples, correct predictions and summed loss */
+    int64_t correct;
+    double loss_sum;
+} wk_resume;
+
+/* Saves the optimizer state and the resume point to path (a state file of kind
+ * "optimizer", core/ckpt.h): the epoch begun last with the steps taken so far, or with
+ * epoch_done (after wk_trainer_end_epoch and its report) the start of the next one.
+ * job_hash (cfg_job_hash) is recorded so that only the same job resumes from it. */
+int wk_trainer_save_state(wk_trainer *t, const char *path, int epoch_done, uint64_t job_hash,
+                          pst_err *err);
+
+/* Loads a checkpoint: the weights from model_path, the optimizer state and the resume point
+ * (*at) from state_path. Everything is checked before anything changes, so on failure the
+ * trainer is as it was. */
+int wk_trainer_restore(wk_trainer *t, const char *model_path, const char *state_path,
+                       uint64_t job_hash, wk_resume *at, pst_err *err);
+
+/* After wk_trainer_begin_epoch(at->epoch): continues that epoch at step at->done with the
+ * running figures of the steps before. Fails (PST_ERR_DATA) when the training data is not
+ * the one the checkpoint was taken on (another sample count). */
+int wk_trainer_resume_epoch(wk_trainer *t, const ds_dataset *train, const wk_resume *at,
+                            pst_err *err);
 
 #endif

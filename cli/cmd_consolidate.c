@@ -1,0 +1,233 @@
+/* cli/cmd_consolidate.c -- `pstrain consolidate`: one model file from a distributed job's
+ * shard checkpoints, on demand (while the job runs, or after it stopped).
+ *
+ * The servers' checkpoints of one clock (ps/server.c: server-<rank>-clock-<c>.safetensors,
+ * each the weights of [offset, offset + len) of the flat parameter vector) tile the whole
+ * vector; laid side by side they are the model at that clock, written as
+ * model.safetensors is, with the architecture and preprocessing of the job. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "core/ckpt.h"
+#include "core/log.h"
+#include "worker/dataprep.h"
+#include "worker/trainer.h"
+
+static void consolidate_usage(FILE *f)
+{
+    fprintf(f,
+            "usage: pstrain consolidate [JOB.yaml] --resume DIR [--clock C] [--out FILE] "
+            "[--KEY VALUE ...]\n"
+            "\n"
+            "Writes the whole model at one clock from the servers' shard checkpoints in DIR\n"
+            "(checkpoint.dir of a distributed run, or its output.dir): the newest clock every\n"
+            "server has complete, or --clock C. The job (file and overrides) must be the\n"
+            "one that wrote them; its data is read for the input width, the class names and\n"
+            "the fitted preprocessing. FILE defaults to DIR/model-clock-C.safetensors; it is\n"
+            "written atomically and loads in `pstrain eval` and `predict`.\n"
+            "\n"
+            "options:\n"
+            "  --clock C    the clock to consolidate (default: the newest complete one)\n"
+            "  --out FILE   where to write the model\n"
+            "  -h, --help   this text\n"
+            "\n%s",
+            cli_override_help);
+}
+
+#define SHARD_SUFFIX ".safetensors"
+
+/* Loads the S shard files of `clock` from dir into st[0..S) and checks they belong to
+ * this job and tile [0, nparams). On failure every st[s] is NULL. */
+static int load_shards(const cfg_job *job, const char *dir, int64_t clock, size_t nparams,
+                       ckpt_state **st, pst_err *err)
+{
+    int S = job->cluster.servers, rc = PST_OK;
+    char want[24];
+    snprintf(want, sizeof want, "%016llx", (unsigned long long)cfg_job_hash(job));
+    int64_t at = 0;
+    for (int s = 0; s < S && !rc; s++) {
+        char path[4400];
+        snprintf(path, sizeof path, "%s/server-%d-clock-%lld" SHARD_SUFFIX, dir, s,
+                 (long long)clock);
+        const char *hash;
+        int64_t rank, servers, off, len, c;
+        const float *w;
+        if ((rc = ckpt_state_load(path, "shard", &st[s], err)) ||
+            (rc = ckpt_state_get_str(st[s], "job_hash", &hash, err)) ||
+            (rc = ckpt_state_get_int(st[s], "rank", &rank, err)) ||
+            (rc = ckpt_state_get_int(st[s], "servers", &servers, err)) ||
+            (rc = ckpt_state_get_int(st[s], "clock", &c, err)) ||
+            (rc = ckpt_state_get_int(st[s], "offset", &off, err)) ||
+            (rc = ckpt_state_get_int(st[s], "len", &len, err)))
+            break;
+        if (strcmp(hash, want) != 0) {
+            rc = pst_err_set(err, PST_ERR_CONFIG, "%s: written by another job (model, "
+                             "optimizer, cluster or training settings differ)", path);
+            break;
+        }
+        if (rank != s || servers != S || c != clock || off != at || len < 1 ||
+            (uint64_t)(off + len) > nparams) {
+            rc = pst_err_set(err, PST_ERR_DATA, "%s: holds server %lld of %lld, parameters "
+                             "[%lld, %lld) at clock %lld; expected server %d of %d from "
+                             "parameter %lld of %zu", path, (long long)rank, (long long)servers,
+                             (long long)off, (long long)(off + len), (long long)c, s, S,
+                             (long long)at, nparams);
+            break;
+        }
+        if ((rc = ckpt_state_get_tensor(st[s], "weights", (size_t)len, &w, err)))
+            break;
+        at = off + len;
+    }
+    if (!rc && (uint64_t)at != nparams)
+        rc = pst_err_set(err, PST_ERR_DATA, "%s: the shards of clock %lld cover %lld of the "
+                         "model's %zu parameters", dir, (long long)clock, (long long)at,
+                         nparams);
+    if (rc)
+        for (int s = 0; s < S; s++) {
+            ckpt_state_destroy(st[s]);
+            st[s] = NULL;
+        }
+    return rc;
+}
+
+int cmd_consolidate(int argc, char **argv, const volatile sig_atomic_t *stop)
+{
+    (void)stop;
+    const char *path = NULL, *out = NULL;
+    long long want_clock = -1;
+    char *rest[256];
+    int nrest = 0, i0 = 0;
+    if (argc > 0 && argv[0][0] != '-')
+        path = argv[i0++];
+    for (int i = i0; i < argc; i++) {
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            consolidate_usage(stdout);
+            return EXIT_OK;
+        }
+        if ((!strcmp(argv[i], "--clock") || !strcmp(argv[i], "--out")) && i + 1 >= argc) {
+            fprintf(stderr, "pstrain consolidate: %s needs a value\n", argv[i]);
+            return EXIT_USAGE;
+        }
+        if (!strcmp(argv[i], "--clock")) {
+            char *end;
+            want_clock = strtoll(argv[++i], &end, 10);
+            if (!argv[i][0] || *end || want_clock < 0) {
+                fprintf(stderr, "pstrain consolidate: --clock: '%s' is not a clock\n", argv[i]);
+                return EXIT_USAGE;
+            }
+        } else if (!strcmp(argv[i], "--out")) {
+            out = argv[++i];
+        } else if (nrest < (int)(sizeof rest / sizeof rest[0])) {
+            rest[nrest++] = argv[i];
+        } else {
+            fprintf(stderr, "pstrain consolidate: too many arguments\n");
+            return EXIT_USAGE;
+        }
+    }
+    log_ctx lg;
+    log_init(&lg, "consolidate", -1, stderr);
+    pst_err err = {0};
+    cfg_job *job = NULL;
+    wk_data data = {0};
+    wk_trainer *tr = NULL;
+    int S = 0;
+    ckpt_state **st = NULL;
+    int rc = cli_load_job(&job, path, nrest, rest, &err);
+    if (rc) {
+        fprintf(stderr, "pstrain consolidate: %s\n", err.msg);
+        return cli_exit_code(rc);
+    }
+    const char *from = job->checkpoint.resume;
+    if (!from) {
+        fprintf(stderr, "pstrain consolidate: --resume DIR is required (the shard "
+                        "checkpoints' folder)\n");
+        cfg_job_free(job);
+        return EXIT_USAGE;
+    }
+    S = job->cluster.servers;
+    if (!(st = calloc((size_t)S, sizeof *st))) {
+        rc = pst_err_set(&err, PST_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    /* The clocks server 0 has, newest first (in DIR, or in DIR/checkpoints). */
+    char dir[4200];
+    int64_t tags[64];
+    int n = 0;
+    snprintf(dir, sizeof dir, "%s", from);
+    if ((rc = ckpt_list(dir, "server-0-clock-", SHARD_SUFFIX, tags, 64, &n, &err)))
+        goto done;
+    if (n == 0) {
+        snprintf(dir, sizeof dir, "%s/checkpoints", from);
+        if ((rc = ckpt_list(dir, "server-0-clock-", SHARD_SUFFIX, tags, 64, &n, &err)))
+            goto done;
+    }
+    if (n == 0) {
+        rc = pst_err_set(&err, PST_ERR_IO, "--resume %s: no shard checkpoint there "
+                         "(server-<rank>-clock-<c>.safetensors)", from);
+        goto done;
+    }
+    /* The model, built as a worker builds it, for the parameter count and the file. */
+    if ((rc = wk_data_load(job, job->cluster.workers, 0, &data, &err)))
+        goto done;
+    if (!(tr = wk_trainer_create(job, data.train, 0, &err))) {
+        rc = err.code;
+        goto done;
+    }
+    ml_model *m = wk_trainer_model(tr);
+    size_t P = ml_model_nparams(m);
+    int64_t clock = -1;
+    for (int i = 0; i < n && clock < 0; i++) {
+        if (want_clock >= 0 && tags[i] != want_clock)
+            continue;
+        pst_err e = {0};
+        if ((rc = load_shards(job, dir, tags[i], P, st, &e)) == PST_OK)
+            clock = tags[i];
+        else if (want_clock >= 0 || rc == PST_ERR_CONFIG || rc == PST_ERR_NOMEM) {
+            rc = pst_err_set(&err, rc, "%s", e.msg);
+            goto done;
+        } else
+            log_warn(&lg, "clock %lld is not complete: %s", (long long)tags[i], e.msg);
+    }
+    if (clock < 0) {
+        rc = want_clock >= 0
+                 ? pst_err_set(&err, PST_ERR_IO, "%s: no checkpoint of clock %lld", dir,
+                               want_clock)
+                 : pst_err_set(&err, PST_ERR_DATA, "%s: no clock has a complete checkpoint on "
+                               "all %d servers", dir, S);
+        goto done;
+    }
+    float *params = ml_model_params(m);
+    for (int s = 0; s < S; s++) {
+        int64_t off, len;
+        const float *w;
+        /* load_shards checked all of these */
+        if (ckpt_state_get_int(st[s], "offset", &off, &err) ||
+            ckpt_state_get_int(st[s], "len", &len, &err) ||
+            ckpt_state_get_tensor(st[s], "weights", (size_t)len, &w, &err)) {
+            rc = err.code;
+            goto done;
+        }
+        memcpy(params + off, w, (size_t)len * sizeof(float));
+    }
+    char file[4400];
+    if (out)
+        snprintf(file, sizeof file, "%s", out);
+    else
+        snprintf(file, sizeof file, "%s/model-clock-%lld.safetensors", dir, (long long)clock);
+    if ((rc = ckpt_save_model(file, m, &job->model, data.train, &data.scaler, &err)))
+        goto done;
+    log_info(&lg, "the model at clock %lld, from %d shard checkpoint(s): %s", (long long)clock,
+             S, file);
+done:
+    if (rc)
+        fprintf(stderr, "pstrain consolidate: %s\n", err.msg);
+    for (int s = 0; st && s < S; s++)
+        ckpt_state_destroy(st[s]);
+    free(st);
+    wk_trainer_destroy(tr);
+    wk_data_fini(&data);
+    cfg_job_free(job);
+    return rc ? cli_exit_code(rc) : EXIT_OK;
+}
