@@ -90,6 +90,28 @@ sys.exit(0 if abs(got - float(sys.argv[3])) < 1e-6 else 1)
 PY
 done
 
+# ---- and it fine-tunes: the same architecture, started from the numpy weights by name.
+cat > ft.yaml <<YAML
+data: {format: csv, train: named.csv, label: label, header: yes, validation_split: 0.2,
+       scale: standardize}
+model:
+  init_from: py.safetensors
+  layers:
+    - {units: 8, name: enc}
+    - {type: activation, activation: relu}
+    - {units: 6, activation: tanh}
+    - {units: 2, activation: softmax}
+optimizer: {name: adam, lr: 0.01}
+train: {epochs: 5, batch_size: 32}
+output: {dir: ft}
+YAML
+names=$($PY -c "import json,struct,sys; b=open('py.safetensors','rb').read(); n=struct.unpack('<Q',b[:8])[0]; print(' '.join(sorted(k for k in json.loads(b[8:8+n]) if k.endswith('.weight'))))")
+[ "$names" = "dense_1.weight dense_2.weight enc.weight" ] || fail "numpy checkpoint tensors: $names"
+expect_exit 0 "$PSTRAIN" train ft.yaml
+expect_in err.txt "init_from py.safetensors: 6 tensor\\(s\\) loaded"
+acc=$(json_field ft/metrics.jsonl validation accuracy)
+expect_ge "$acc" 0.9 "fine-tuned numpy checkpoint accuracy"
+
 # ---- bad checkpoints: one line, exit 3 (bad contents) or 4 (unreadable)
 expect_exit 4 "$PSTRAIN" eval missing.safetensors "$MOONS" --label label
 one_error eval; expect_in err.txt "missing.safetensors: cannot open"
