@@ -2,6 +2,7 @@
 #include <cblas.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli/cli.h"
@@ -29,7 +30,8 @@ const char cli_override_help[] =
     "Shorthands: --epochs N, --batch-size N, --threads N, --lr X, --optimizer NAME,\n"
     "            --seed N, --output DIR, --train PATH, --test PATH, --name NAME,\n"
     "            --servers N, --workers N, --consistency bsp|ssp|asp, --staleness N,\n"
-    "            --resume DIR (continue from the newest complete checkpoint in DIR).\n";
+    "            --resume DIR (continue from the newest complete checkpoint in DIR),\n"
+    "            --freeze LAYER,... (by index in model.layers or by name: dense_0, head).\n";
 
 int cli_exit_code(int status)
 {
@@ -74,6 +76,48 @@ static int resolve_data_paths(cfg_job *job, const char *job_path, pst_err *err)
     return PST_OK;
 }
 
+/* --freeze A,B,...: each item a layer's index in model.layers or its name (the name it is
+ * given, or the model's default "dense_<k>" for the k-th dense layer); sets
+ * model.layers.N.trainable false. The job-file form is `trainable: false` on the layer. */
+static int freeze_layers(cfg_job *job, const char *list, pst_err *err)
+{
+    char buf[1024];
+    if (snprintf(buf, sizeof buf, "%s", list) >= (int)sizeof buf)
+        return pst_err_set(err, PST_ERR_ARG, "--freeze: list too long");
+    char *save = NULL;
+    for (char *item = strtok_r(buf, ",", &save); item; item = strtok_r(NULL, ",", &save)) {
+        int found = -1;
+        char *end;
+        long idx = strtol(item, &end, 10);
+        if (*item && !*end) {
+            if (idx < 0 || idx >= (long)job->model.nlayers)
+                return pst_err_set(err, PST_ERR_ARG, "--freeze: layer %ld does not exist (the "
+                                   "model has %u layers)", idx, job->model.nlayers);
+            found = (int)idx;
+        } else {
+            int ndense = 0;
+            for (unsigned l = 0; l < job->model.nlayers && found < 0; l++) {
+                const cfg_layer *L = &job->model.layers[l];
+                char dflt[32];
+                snprintf(dflt, sizeof dflt, "dense_%d", ndense);
+                const char *name = L->name && L->name[0] ? L->name : dflt;
+                if (L->type == CFG_LAYER_DENSE && strcmp(name, item) == 0)
+                    found = (int)l;
+                if (L->type == CFG_LAYER_DENSE)
+                    ndense++;
+            }
+            if (found < 0)
+                return pst_err_set(err, PST_ERR_ARG, "--freeze: no dense layer named '%s'", item);
+        }
+        char key[64];
+        snprintf(key, sizeof key, "model.layers.%d.trainable", found);
+        int rc = cfg_override(job, key, "false", err);
+        if (rc)
+            return pst_err_prefix(err, "--freeze %s", item);
+    }
+    return PST_OK;
+}
+
 int cli_load_job(cfg_job **job, const char *path, int argc, char **argv, pst_err *err)
 {
     int rc = path ? cfg_job_load_file(job, path, err)
@@ -106,6 +150,11 @@ int cli_load_job(cfg_job **job, const char *path, int argc, char **argv, pst_err
         else {
             rc = pst_err_set(err, PST_ERR_ARG, "flag --%s needs a value", key);
             goto fail;
+        }
+        if (strcmp(key, "freeze") == 0) {
+            if ((rc = freeze_layers(*job, value, err)))
+                goto fail;
+            continue;
         }
         const char *path_key = key;
         for (size_t j = 0; j < sizeof aliases / sizeof aliases[0]; j++)

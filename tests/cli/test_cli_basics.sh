@@ -22,6 +22,13 @@ cp out.txt effective.yaml
 expect_exit 0 "$PSTRAIN" train effective.yaml --print-config
 expect_in out.txt "epochs: 3"
 
+# --freeze by name (a dense layer's own or default name) and by index.
+expect_exit 0 "$PSTRAIN" train --print-config --freeze dense_0,2
+[ "$(grep -c 'trainable: false' out.txt)" -eq 2 ] || fail "--freeze dense_0,2 froze $(grep -c 'trainable: false' out.txt) layers"
+[ "$(grep -c 'trainable: true' out.txt)" -eq 1 ] || fail "--freeze froze the wrong layers"
+expect_exit 2 "$PSTRAIN" train --freeze nope; expect_in err.txt "no dense layer named 'nope'"
+expect_exit 2 "$PSTRAIN" train --freeze 9; expect_in err.txt "layer 9 does not exist"
+
 # A job file with an unknown key names the key.
 printf 'name: x\ntrain:\n  epochz: 3\n' > bad.yaml
 expect_exit 2 "$PSTRAIN" train bad.yaml; expect_in err.txt "epochz"
