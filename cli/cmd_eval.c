@@ -28,6 +28,7 @@ typedef struct {
     int format;              /* a cfg_format, or -1: idx when labels is given, else csv */
     int batch;
     const char *output;      /* predict: NULL = stdout */
+    int no_label;            /* predict: the CSV has no label column */
 } eval_args;
 
 static void usage(const char *cmd, FILE *f)
@@ -53,12 +54,14 @@ static void usage(const char *cmd, FILE *f)
             cmd,
             predict ? "Writes the model's prediction for every sample of DATA as CSV:\n"
                       "index,predicted,p_<class>... for classification, index,prediction for\n"
-                      "regression (DATA needs its label column, which is not used)."
+                      "regression. A label column, if DATA has one, is not used; name it with\n"
+                      "--label/--label-index, or say --no-label when every column is a feature."
                     : "Evaluates the model on the labelled data DATA and prints the loss,\n"
                       "accuracy, per-class and macro precision/recall/F1 and the confusion\n"
                       "matrix (regression: MSE, MAE, R^2).",
             predict ? "  --output FILE             write the CSV to FILE (atomically) instead of "
                       "stdout\n"
+                      "  --no-label                CSV without a label column\n"
                     : "");
 }
 
@@ -96,6 +99,11 @@ static int parse_args(const char *cmd, int argc, char **argv, eval_args *a)
                 return EXIT_USAGE;
             }
             npos++;
+            continue;
+        }
+        if (predict && strcmp(arg, "--no-label") == 0) {
+            a->no_label = 1;
+            a->label_index = DS_CSV_NO_LABEL;
             continue;
         }
         /* --flag value or --flag=value */
@@ -172,6 +180,13 @@ static int parse_args(const char *cmd, int argc, char **argv, eval_args *a)
         fprintf(stderr, "pstrain %s: --format idx needs --labels FILE\n", cmd);
         return EXIT_USAGE;
     }
+    if (a->no_label &&
+        (a->format != CFG_FMT_CSV || a->label || a->label_index != DS_CSV_NO_LABEL)) {
+        fprintf(stderr,
+                "pstrain %s: --no-label is for CSV data, without --label or --label-index\n",
+                cmd);
+        return EXIT_USAGE;
+    }
     return -1;
 }
 
@@ -200,6 +215,8 @@ static ds_dataset *load_data(const eval_args *a, const ckpt_model *ck, pst_err *
                     ds_dim(ds), ml_model_in_dim(net));
         goto fail;
     }
+    if (a->no_label)
+        return ds; /* placeholder labels: nothing to check or renumber */
     if (!classify) {
         if (ds_target_dim(ds) != ml_model_out_dim(net)) {
             pst_err_set(err, PST_ERR_DATA, "%s: %d targets per sample, but the model predicts %d",

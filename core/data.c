@@ -657,14 +657,15 @@ static int csv_first_line(csv_state *st, long long line, pst_err *err)
 {
     const ds_csv_options *opt = st->opt;
     int nf = (int)st->fields.n;
-    if (nf < 2)
+    int unlabelled = !opt->label_name && opt->label_index == DS_CSV_NO_LABEL;
+    if (nf < 2 && !unlabelled)
         return pst_err_set(err, PST_ERR_DATA,
                            "%s:%lld: 1 field; need at least one feature and a label column",
                            st->path, line);
     st->ncols = nf;
-    st->d = nf - 1;
+    st->d = unlabelled ? nf : nf - 1;
     int lc = -1;
-    if (!opt->label_name) {
+    if (!opt->label_name && !unlabelled) {
         lc = opt->label_index == -1 ? nf - 1 : opt->label_index;
         if (lc < 0 || lc >= nf)
             return pst_err_set(err, PST_ERR_ARG,
@@ -775,6 +776,12 @@ static int csv_row(csv_state *st, long long line, pst_err *err)
         st->cap = cap;
     }
     float *xr = st->x + (size_t)st->n * (size_t)st->d;
+    if (st->label_col < 0) { /* no label column: a placeholder the caller ignores */
+        if (st->label)
+            st->label[st->n] = 0;
+        else
+            st->target[st->n] = 0.0f;
+    }
     for (int c = 0, j = 0; c < st->ncols; c++) {
         const char *field = st->fields.v[c];
         if (c == st->label_col) {
@@ -809,7 +816,7 @@ ds_dataset *ds_load_csv(const char *path, const ds_csv_options *opt, pst_err *er
     st.delim = opt->delimiter ? opt->delimiter : ',';
     if (st.delim == '"' || st.delim == '\n' || st.delim == '\r' || opt->header < -1 ||
         opt->header > 1 || (opt->task != DS_TASK_CLASSIFY && opt->task != DS_TASK_REGRESS) ||
-        (!opt->label_name && opt->label_index < -1) || opt->nclasses < 0) {
+        (!opt->label_name && opt->label_index < DS_CSV_NO_LABEL) || opt->nclasses < 0) {
         pst_err_set(err, PST_ERR_ARG, "%s: bad CSV options (delimiter, header, task, label or "
                     "nclasses)", path);
         return NULL;
@@ -890,6 +897,8 @@ ds_dataset *ds_load_csv(const char *path, const ds_csv_options *opt, pst_err *er
             k = opt->nclasses > 0 ? opt->nclasses : st.classes.count;
         else
             k = opt->nclasses > 0 ? opt->nclasses : st.max_label + 1;
+        if (k < 1)
+            k = 1; /* no label column: every placeholder label is 0 */
     } else {
         tdim = 1;
     }

@@ -58,10 +58,14 @@ typedef struct {
     int header;              /* 1: first line names the columns; 0: none; -1: guess */
     const char *label_name;  /* label column by header name, or NULL */
     int label_index;         /* label column by 0-based index when label_name is NULL;
-                                -1 means the last column */
+                                -1 means the last column, DS_CSV_NO_LABEL none at all
+                                (every column a feature; labels/targets are 0: for
+                                predicting on unlabelled data) */
     ds_task task;            /* classify: labels are class ids or strings; regress: floats */
     int nclasses;            /* classify with integer labels: 0 takes max label + 1 */
 } ds_csv_options;
+
+#define DS_CSV_NO_LABEL (-2)
 
 /* CSV of numbers, one sample per line; blank lines are skipped. In classification the
  * label column may hold integers (0..nclasses-1) or strings (mapped to classes in order of

@@ -921,6 +921,25 @@ static void test_shuffle_inplace_matches_partition(void **state)
     ds_destroy(p);
 }
 
+static void test_csv_without_label_column(void **state)
+{
+    pst_err err = {0};
+    const char *p = put_text(state, "nolabel.csv", "a,b,c\n1,2,3\n4,5,6\n");
+    ds_csv_options o = csv_opts(-1, DS_CSV_NO_LABEL, DS_TASK_CLASSIFY);
+    ds_dataset *ds = ds_load_csv(p, &o, &err);
+    if (!ds)
+        fail_msg("%s", err.msg);
+    assert_int_equal(ds_count(ds), 2);
+    assert_int_equal(ds_dim(ds), 3); /* every column is a feature */
+    assert_float_equal(ds_x(ds)[5], 6.0f, 0.0f);
+    assert_int_equal(ds_labels(ds)[0], 0);
+    assert_int_equal(ds_labels(ds)[1], 0);
+    ds_destroy(ds);
+    o.label_index = -3;
+    assert_null(ds_load_csv(p, &o, &err));
+    assert_int_equal(err.code, PST_ERR_ARG);
+}
+
 static void test_align_classes(void **state)
 {
     pst_err err = {0};
@@ -1039,6 +1058,7 @@ int main(void)
         cmocka_unit_test(test_partition),
         cmocka_unit_test(test_filter_classes),
         cmocka_unit_test(test_align_classes),
+        cmocka_unit_test(test_csv_without_label_column),
         cmocka_unit_test(test_shuffle_inplace_matches_partition),
         cmocka_unit_test(test_create),
         cmocka_unit_test(test_fashion_mnist_t10k),

@@ -112,6 +112,14 @@ expect_in err.txt "init_from py.safetensors: 6 tensor\\(s\\) loaded"
 acc=$(json_field ft/metrics.jsonl validation accuracy)
 expect_ge "$acc" 0.9 "fine-tuned numpy checkpoint accuracy"
 
+# ---- unlabelled data: every column a feature; the same predictions as with the label.
+cut -d, -f1,2 "$MOONS" > nolabel.csv
+expect_exit 0 "$PSTRAIN" predict "$CK" nolabel.csv --no-label --output nl.csv
+expect_exit 0 "$PSTRAIN" predict "$CK" "$MOONS" --label label --output wl.csv
+cmp -s nl.csv wl.csv || fail "predictions without the label column differ from those with it"
+expect_exit 2 "$PSTRAIN" predict "$CK" nolabel.csv --no-label --label label
+expect_in err.txt "no-label is for CSV data"
+
 # ---- bad checkpoints: one line, exit 3 (bad contents) or 4 (unreadable)
 expect_exit 4 "$PSTRAIN" eval missing.safetensors "$MOONS" --label label
 one_error eval; expect_in err.txt "missing.safetensors: cannot open"
