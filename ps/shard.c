@@ -26,6 +26,12 @@ struct srv_shard {
     float *agg;        /* (len) bsp with several workers: sum of the gradients of the clock
                           being assembled; NULL for one worker (it is never needed) */
     int agg_count;     /* bsp: gradients summed into agg */
+    /* bsp with 3+ workers: worker k's gradient of the clock, kept apart and added to agg in
+     * rank order when the clock is applied, so the float sum is the same whatever order the
+     * pushes arrive in (with 2, (0 + a) + b == (0 + b) + a exactly, so agg suffices).
+     * Costs one shard-sized buffer per worker; makes bsp runs bit-reproducible. */
+    float **stage;     /* (W) allocated on a worker's first push */
+    unsigned char *contrib; /* (W) worker completed the clock being assembled */
     int64_t agg_clock; /* bsp: the clock agg belongs to */
     int agg_dirty;     /* bsp: agg holds part of a sum (it is zero otherwise) */
     int direct;        /* bsp: the clock being assembled is applied chunk by chunk as it
@@ -73,6 +79,10 @@ srv_shard *srv_shard_create(uint64_t base, uint64_t len, const opt_config *opt,
     sh->st = opt_state_create(opt, (size_t)len, err);
     if (!sh->wk || !sh->w || !sh->st)
         goto nomem;
+    if (cons == CFG_CONS_BSP && nworkers > 2 &&
+        (!(sh->stage = calloc((size_t)nworkers, sizeof *sh->stage)) ||
+         !(sh->contrib = calloc((size_t)nworkers, 1))))
+        goto nomem;
     if (cons == CFG_CONS_BSP && nworkers > 1 && !(sh->agg = alloc_floats(len)))
         goto nomem;
     for (int i = 0; i < nworkers; i++)
@@ -95,6 +105,11 @@ void srv_shard_destroy(srv_shard *sh)
     free(sh->wk);
     free(sh->w);
     free(sh->agg);
+    if (sh->stage)
+        for (int k = 0; k < sh->nworkers; k++)
+            free(sh->stage[k]);
+    free(sh->stage);
+    free(sh->contrib);
     free(sh);
 }
 
@@ -177,6 +192,16 @@ static void bsp_maybe_apply(srv_shard *sh)
         return;
     if (sh->nlive > 0 && min_live_clock(sh) <= sh->agg_clock)
         return; /* a live worker still owes this clock's gradient */
+    if (sh->stage)
+        for (int k = 0; k < sh->nworkers; k++) {
+            if (!sh->contrib[k])
+                continue;
+            const float *restrict g = sh->stage[k];
+            float *restrict a = sh->agg;
+            for (uint64_t i = 0; i < sh->len; i++)
+                a[i] += g[i];
+            sh->contrib[k] = 0;
+        }
     float inv = 1.0f / (float)sh->agg_count;
     if (sh->agg_count > 1)
         for (uint64_t i = 0; i < sh->len; i++)
@@ -310,7 +335,12 @@ int srv_shard_push(srv_shard *sh, int worker, int64_t clock, uint64_t off, const
      * Pulls of the next clock still wait for the whole push (pull_ready). */
     if (sh->cons == CFG_CONS_BSP && ws->pushed == 0)
         sh->direct = sh->nlive == 1 && !sh->agg_dirty;
-    if (sh->cons == CFG_CONS_BSP && !sh->direct) {
+    if (sh->cons == CFG_CONS_BSP && !sh->direct && sh->stage) {
+        if (!sh->stage[worker] && !(sh->stage[worker] = alloc_floats(sh->len)))
+            return pst_err_set(err, PST_ERR_NOMEM, "push from worker %d: out of memory", worker);
+        sh->agg_dirty = 1;
+        memcpy(sh->stage[worker] + lo, g, (size_t)len * sizeof(float));
+    } else if (sh->cons == CFG_CONS_BSP && !sh->direct) {
         assert(sh->agg);
         sh->agg_dirty = 1;
         float *restrict a = sh->agg + lo;
@@ -336,6 +366,8 @@ int srv_shard_push(srv_shard *sh, int worker, int64_t clock, uint64_t off, const
         if (sh->cons == CFG_CONS_BSP && sh->direct)
             sh->agg_clock++; /* applied already */
         else if (sh->cons == CFG_CONS_BSP) {
+            if (sh->contrib)
+                sh->contrib[worker] = 1;
             sh->agg_count++;
             bsp_maybe_apply(sh);
         }
@@ -443,6 +475,8 @@ int srv_shard_restore(srv_shard *sh, const float *w, int64_t clock, pst_err *err
     sh->nlive = sh->nworkers;
     sh->agg_clock = clock;
     sh->agg_count = 0;
+    if (sh->contrib)
+        memset(sh->contrib, 0, (size_t)sh->nworkers);
     sh->agg_dirty = 0;
     sh->direct = 0;
     return PST_OK;

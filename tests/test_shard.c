@@ -180,6 +180,40 @@ static void test_bsp_mean_applied_once(void **state)
     srv_shard_destroy(sh);
 }
 
+/* bsp sums the workers' gradients in rank order whatever order they arrive in, so the
+ * result is bit-identical across arrival orders (float addition is not associative:
+ * these values make (a + b) + c differ from (a + c) + b). */
+static void test_bsp_sum_independent_of_arrival_order(void **state)
+{
+    (void)state;
+    static const int orders[6][3] = {{0, 1, 2}, {0, 2, 1}, {1, 0, 2},
+                                     {1, 2, 0}, {2, 0, 1}, {2, 1, 0}};
+    float g[3][4] = {{1e8f, 1.0f, 3.3f, -2.0f},
+                     {-1e8f, 1e-8f, 0.7f, 1e7f},
+                     {1.0f, -1.0f, 1e-3f, -1e7f}};
+    float w0[4] = {0.25f, -0.5f, 1.0f, 2.0f};
+    float first[4];
+    int differs_naive = 0;
+    for (int o = 0; o < 6; o++) {
+        srv_shard *sh = make(0, 4, CFG_CONS_BSP, 0, 3);
+        init_all(sh, w0);
+        for (int j = 0; j < 3; j++)
+            push_ok(sh, orders[o][j], 0, 0, g[orders[o][j]], 4);
+        const float *w = srv_shard_weights(sh, 0);
+        if (o == 0)
+            memcpy(first, w, sizeof first);
+        else
+            assert_memory_equal(w, first, sizeof first);
+        /* The naive arrival-order sum would differ for some order. */
+        volatile float a = 0.0f;
+        for (int j = 0; j < 3; j++)
+            a += g[orders[o][j]][1];
+        differs_naive |= a != (g[0][1] + g[1][1]) + g[2][1];
+        srv_shard_destroy(sh);
+    }
+    assert_true(differs_naive);
+}
+
 static void test_bsp_worker_done(void **state)
 {
     (void)state;
@@ -668,6 +702,7 @@ int main(void)
         cmocka_unit_test(test_init_ranges),
         cmocka_unit_test(test_check_range),
         cmocka_unit_test(test_bsp_mean_applied_once),
+        cmocka_unit_test(test_bsp_sum_independent_of_arrival_order),
         cmocka_unit_test(test_bsp_worker_done),
         cmocka_unit_test(test_ssp_staleness_bound),
         cmocka_unit_test(test_ssp_chunks_one_update),
