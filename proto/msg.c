@@ -108,3 +108,23 @@ int msg_call(net_sock *s, net_msg *m, msg_in *in, wire_header *h, wire_type want
             return PST_OK;
     }
 }
+
+int msg_register(net_sock *s, net_msg *m, msg_in *in, wire_header *hello,
+                 const char *coordinator, int timeout_s, int nservers, int nworkers,
+                 const volatile sig_atomic_t *stop, pst_err *err)
+{
+    int rc = msg_call(s, m, in, hello, WIRE_MSG_WELCOME, 0, timeout_s * 1000, stop, err);
+    if (rc == PST_ERR_PEER) { /* the coordinator said no */
+        pst_err_prefix(err, "coordinator refused registration");
+        err->code = PST_ERR_CONFIG;
+        return PST_ERR_CONFIG;
+    }
+    if (rc == PST_ERR_TIMEOUT)
+        return pst_err_set(err, PST_ERR_TIMEOUT,
+                           "no WELCOME from coordinator %s after %d s (are all %d servers and %d "
+                           "workers started?)",
+                           coordinator, timeout_s, nservers, nworkers);
+    if (rc)
+        return pst_err_prefix(err, "coordinator %s", coordinator);
+    return PST_OK;
+}

@@ -37,6 +37,13 @@ int msg_recv(net_sock *s, net_msg *m, int is_router, msg_in *in, int timeout_ms,
 int msg_call(net_sock *s, net_msg *m, msg_in *in, wire_header *h, wire_type want,
              int same_clock, int timeout_ms, const volatile sig_atomic_t *stop, pst_err *err);
 
+/* Registration of a server or worker: msg_call(HELLO -> WELCOME) with the errors a
+ * process reports: a refusal is PST_ERR_CONFIG ("coordinator refused registration: ..."),
+ * no answer PST_ERR_TIMEOUT naming the coordinator and the processes the job expects. */
+int msg_register(net_sock *s, net_msg *m, msg_in *in, wire_header *hello,
+                 const char *coordinator, int timeout_s, int nservers, int nworkers,
+                 const volatile sig_atomic_t *stop, pst_err *err);
+
 /* Replies with an ERROR message for request h (route as received). */
 int msg_send_error(net_sock *s, const void *route, size_t route_len, const char *role, int rank,
                    uint64_t request_id, int code, const char *text, pst_err *err);

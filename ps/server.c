@@ -84,21 +84,10 @@ static int register_with_coordinator(server *s, const char *endpoint, wire_heade
     h.nckpt = s->nckpt;
     memcpy(h.ckpt_clocks, s->ckpt_clocks, sizeof h.ckpt_clocks);
     h.ckpt_any = s->ckpt_any;
-    int rc = msg_call(s->coord, s->m, &s->in, &h, WIRE_MSG_WELCOME, 0,
-                      o->job->cluster.timeout_s * 1000, o->stop, err);
-    if (rc == PST_ERR_PEER) { /* the coordinator said no */
-        pst_err_prefix(err, "coordinator refused registration");
-        err->code = PST_ERR_CONFIG;
-        return PST_ERR_CONFIG;
-    }
-    if (rc == PST_ERR_TIMEOUT)
-        return pst_err_set(err, PST_ERR_TIMEOUT,
-                           "no WELCOME from coordinator %s after %d s (are all %d servers and %d "
-                           "workers started?)",
-                           o->coordinator, o->job->cluster.timeout_s, o->job->cluster.servers,
-                           o->job->cluster.workers);
+    int rc = msg_register(s->coord, s->m, &s->in, &h, o->coordinator, o->job->cluster.timeout_s,
+                          o->job->cluster.servers, o->job->cluster.workers, o->stop, err);
     if (rc)
-        return pst_err_prefix(err, "coordinator %s", o->coordinator);
+        return rc;
     if (!*o->stop)
         *welcome = s->in.h;
     return PST_OK;

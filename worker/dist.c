@@ -90,21 +90,10 @@ static int hello(worker *w, wire_header *welcome, pst_err *err)
     h.pid = (int)getpid();
     if (put_groups(w, &h, err))
         return err->code;
-    int rc = msg_call(w->coord, w->m, w->in, &h, WIRE_MSG_WELCOME, 0,
-                      o->job->cluster.timeout_s * 1000, o->stop, err);
-    if (rc == PST_ERR_PEER) { /* the coordinator said no */
-        pst_err_prefix(err, "coordinator refused registration");
-        err->code = PST_ERR_CONFIG;
-        return PST_ERR_CONFIG;
-    }
-    if (rc == PST_ERR_TIMEOUT)
-        return pst_err_set(err, PST_ERR_TIMEOUT,
-                           "no WELCOME from coordinator %s after %d s (are all %d servers and %d "
-                           "workers started?)",
-                           o->coordinator, o->job->cluster.timeout_s, o->job->cluster.servers,
-                           o->job->cluster.workers);
+    int rc = msg_register(w->coord, w->m, w->in, &h, o->coordinator, o->job->cluster.timeout_s,
+                          o->job->cluster.servers, o->job->cluster.workers, o->stop, err);
     if (rc)
-        return pst_err_prefix(err, "coordinator %s", o->coordinator);
+        return rc;
     if (*o->stop)
         return PST_OK;
     *welcome = w->in->h;
