@@ -7,6 +7,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <cjson/cJSON.h>
+
 #include "cli/cli.h"
 #include "core/log.h"
 #include "ps/coord.h"
@@ -20,10 +22,14 @@ typedef struct {
     const char *bind;
     const char *advertise;
     int ready_fd;
+    int port;               /* a server's port; 0: any free one */
     char *rest[256];        /* job overrides */
     int nrest;
     char coord_buf[300];
     char bind_buf[300];
+    char adv_buf[256];
+    char tf_over[2][64];    /* cluster.servers/workers from TF_CONFIG */
+    int ntf;
 } node_args;
 
 static const char env_help[] =
@@ -32,8 +38,15 @@ static const char env_help[] =
     "  PSTRAIN_COORDINATOR, or DMLC_PS_ROOT_URI + DMLC_PS_ROOT_PORT      --coordinator\n"
     "  PSTRAIN_BIND                                                      --bind\n"
     "  PSTRAIN_ADVERTISE                                                 --advertise\n"
+    "  PSTRAIN_PORT                                                      --port\n"
     "  PSTRAIN_NUM_SERVERS or DMLC_NUM_SERVER, PSTRAIN_NUM_WORKERS or DMLC_NUM_WORKER\n"
     "                                                   --cluster.servers, --cluster.workers\n"
+    "  TF_CONFIG (TensorFlow/TFJob JSON, used for what the above leave unset):\n"
+    "    task.index --rank; cluster.chief[0] or cluster.coordinator[0] --coordinator;\n"
+    "    len(cluster.ps), len(cluster.worker) --cluster.servers, --cluster.workers;\n"
+    "    a server's cluster.ps[index] HOST:PORT --advertise, --port (--bind 0.0.0.0);\n"
+    "    the coordinator binds the port of its own entry. task.type must match the\n"
+    "    command: ps = server, worker = worker, chief or coordinator = coordinator\n"
     "  PSTRAIN_LOG=debug|info|warn|error\n";
 
 static void node_usage(const char *role, FILE *f)
@@ -66,6 +79,7 @@ static void node_usage(const char *role, FILE *f)
                       "                         0.0.0.0 for all)\n"
                       "  --advertise HOST       address workers should use (default: the bind\n"
                       "                         address, or the host name when binding 0.0.0.0)\n"
+                      "  --port N               port to listen on (default 0: any free port)\n"
                     : "");
     fprintf(f, "\nAll processes of a job must run the same job (file and overrides); the\n"
                "coordinator refuses a process whose model or settings differ.\n\n%s\n%s",
@@ -80,6 +94,125 @@ static int parse_int(const char *s, int *out)
         return -1;
     *out = (int)v;
     return 0;
+}
+
+/* Splits "HOST:PORT" (TF_CONFIG's address form) at its last colon. */
+static int split_host_port(const char *addr, char *host, size_t cap, int *port)
+{
+    const char *c = strrchr(addr, ':');
+    if (!c || c == addr || (size_t)(c - addr) >= cap || parse_int(c + 1, port) || *port > 65535)
+        return -1;
+    memcpy(host, addr, (size_t)(c - addr));
+    host[c - addr] = '\0';
+    return 0;
+}
+
+/* A TF_CONFIG list ("ps", "worker", ...): NULL when absent; -1 in *bad when it is not an
+ * array of "HOST:PORT" strings. */
+static const cJSON *tf_list(const cJSON *cluster, const char *name, int *bad)
+{
+    const cJSON *l = cJSON_GetObjectItemCaseSensitive(cluster, name), *it;
+    if (!l)
+        return NULL;
+    char host[256];
+    int port;
+    if (!cJSON_IsArray(l))
+        *bad = -1;
+    cJSON_ArrayForEach(it, l)
+        if (!cJSON_IsString(it) || split_host_port(it->valuestring, host, sizeof host, &port))
+            *bad = -1;
+    return l;
+}
+
+/* TensorFlow's TF_CONFIG, as Kubeflow's TFJob sets it: {"cluster": {"chief" or
+ * "coordinator": ["HOST:PORT"], "ps": [...], "worker": [...]}, "task": {"type": T,
+ * "index": I}}. Fills only what the flags and the other variables left unset (they win);
+ * the counts become job overrides placed before the environment's (a->tf_over). */
+static int tf_config(const char *role, const char *json, node_args *a, pst_err *err)
+{
+    int rc = -1, bad = 0;
+    cJSON *root = cJSON_Parse(json);
+    const cJSON *cluster = cJSON_GetObjectItemCaseSensitive(root, "cluster");
+    const cJSON *task = cJSON_GetObjectItemCaseSensitive(root, "task");
+    const cJSON *type = cJSON_GetObjectItemCaseSensitive(task, "type");
+    const cJSON *index = cJSON_GetObjectItemCaseSensitive(task, "index");
+    if (!root || !cJSON_IsObject(root)) {
+        pst_err_set(err, PST_ERR_ARG, "TF_CONFIG is not a JSON object");
+        goto cleanup;
+    }
+    if (!cJSON_IsObject(cluster) || !cJSON_IsObject(task) || !cJSON_IsString(type) ||
+        !cJSON_IsNumber(index) || index->valuedouble < 0 || index->valuedouble > 1000000 ||
+        index->valuedouble != (double)index->valueint) {
+        pst_err_set(err, PST_ERR_ARG,
+                    "TF_CONFIG needs \"cluster\": {...} and \"task\": {\"type\": \"ps\"|"
+                    "\"worker\"|\"chief\", \"index\": N}");
+        goto cleanup;
+    }
+    const char *t = type->valuestring;
+    int is_server = !strcmp(role, "server"), is_worker = !strcmp(role, "worker");
+    const char *want = is_server ? "ps" : is_worker ? "worker" : "chief";
+    if (is_server ? strcmp(t, "ps") : is_worker ? strcmp(t, "worker")
+                                                : strcmp(t, "chief") && strcmp(t, "coordinator")) {
+        pst_err_set(err, PST_ERR_ARG, "TF_CONFIG: task.type is '%s' but this is `pstrain %s` "
+                    "(task.type '%s')", t, role, want);
+        goto cleanup;
+    }
+    const cJSON *chief = tf_list(cluster, "chief", &bad);
+    if (!chief)
+        chief = tf_list(cluster, "coordinator", &bad);
+    const cJSON *ps = tf_list(cluster, "ps", &bad), *wk = tf_list(cluster, "worker", &bad);
+    if (bad) {
+        pst_err_set(err, PST_ERR_ARG, "TF_CONFIG: cluster lists must hold \"HOST:PORT\" strings");
+        goto cleanup;
+    }
+    const cJSON *own = is_server ? ps : is_worker ? wk : chief;
+    int idx = index->valueint, nown = own ? cJSON_GetArraySize(own) : 0;
+    if (own && idx >= nown) {
+        pst_err_set(err, PST_ERR_ARG, "TF_CONFIG: task.index %d but cluster.%s has %d entries",
+                    idx, own == chief ? t : want, nown);
+        goto cleanup;
+    }
+    if (!is_server && !is_worker) {
+        /* The coordinator listens on its own entry's port, on every interface. */
+        char host[256];
+        int port;
+        if (!a->bind && own &&
+            !split_host_port(cJSON_GetArrayItem(own, idx)->valuestring, host, sizeof host,
+                             &port)) {
+            snprintf(a->bind_buf, sizeof a->bind_buf, "tcp://0.0.0.0:%d", port);
+            a->bind = a->bind_buf;
+        }
+    } else if (a->rank < 0)
+        a->rank = idx;
+    if (!a->coordinator && chief && cJSON_GetArraySize(chief) > 0) {
+        snprintf(a->coord_buf, sizeof a->coord_buf, "tcp://%s",
+                 cJSON_GetArrayItem(chief, 0)->valuestring);
+        a->coordinator = a->coord_buf;
+    }
+    if (is_server && own) {
+        /* This server's entry is the address the others dial: advertise it, listen on its
+         * port on every interface (a pod's own name may not resolve to the pod itself). */
+        int port;
+        if (!split_host_port(cJSON_GetArrayItem(own, idx)->valuestring, a->adv_buf,
+                             sizeof a->adv_buf, &port)) {
+            if (!a->advertise)
+                a->advertise = a->adv_buf;
+            if (!a->port)
+                a->port = port;
+            if (!a->bind)
+                a->bind = "0.0.0.0";
+        }
+    }
+    if (ps)
+        snprintf(a->tf_over[a->ntf++], sizeof a->tf_over[0], "--cluster.servers=%d",
+                 cJSON_GetArraySize(ps));
+    if (wk)
+        snprintf(a->tf_over[a->ntf++], sizeof a->tf_over[0], "--cluster.workers=%d",
+                 cJSON_GetArraySize(wk));
+    rc = 0;
+cleanup:
+    cJSON_Delete(root);
+    return rc;
 }
 
 /* Splits argv into the node's own flags and job overrides, then fills gaps from the
@@ -98,7 +231,8 @@ static int parse_node(const char *role, int argc, char **argv, node_args *a, pst
         if (!strcmp(f, "-h") || !strcmp(f, "--help"))
             return 1;
         int takes = !strcmp(f, "--rank") || !strcmp(f, "--coordinator") ||
-                    !strcmp(f, "--bind") || !strcmp(f, "--advertise") || !strcmp(f, "--ready-fd");
+                    !strcmp(f, "--bind") || !strcmp(f, "--advertise") || !strcmp(f, "--ready-fd") ||
+                    (!strcmp(f, "--port") && strcmp(role, "server") == 0);
         if (takes && !v)
             return pst_err_set(err, PST_ERR_ARG, "%s needs a value", f), -1;
         if (!strcmp(f, "--rank")) {
@@ -108,6 +242,9 @@ static int parse_node(const char *role, int argc, char **argv, node_args *a, pst
             if (parse_int(v, &a->ready_fd))
                 return pst_err_set(err, PST_ERR_ARG, "--ready-fd: '%s' is not a descriptor", v),
                        -1;
+        } else if (!strcmp(f, "--port")) {
+            if (parse_int(v, &a->port) || a->port > 65535)
+                return pst_err_set(err, PST_ERR_ARG, "--port: '%s' is not a port", v), -1;
         } else if (!strcmp(f, "--coordinator"))
             a->coordinator = v;
         else if (!strcmp(f, "--bind"))
@@ -140,6 +277,11 @@ static int parse_node(const char *role, int argc, char **argv, node_args *a, pst
         a->bind = e;
     if (!a->advertise && (e = getenv("PSTRAIN_ADVERTISE")))
         a->advertise = e;
+    if (!a->port && strcmp(role, "server") == 0 && (e = getenv("PSTRAIN_PORT")) &&
+        (parse_int(e, &a->port) || a->port > 65535))
+        return pst_err_set(err, PST_ERR_ARG, "PSTRAIN_PORT: '%s' is not a port", e), -1;
+    if ((e = getenv("TF_CONFIG")) && tf_config(role, e, a, err))
+        return -1;
     if (strcmp(role, "coordinator") == 0) {
         if (!a->bind) {
             const char *port = getenv("DMLC_PS_ROOT_PORT");
@@ -194,6 +336,8 @@ static int run_node(const char *role, int argc, char **argv, const volatile sig_
     char *args[300];
     char envbuf[4][64];
     int n = 0;
+    for (int i = 0; i < a.ntf; i++)
+        args[n++] = a.tf_over[i];
     env_overrides(args, envbuf, &n);
     for (int i = 0; i < a.nrest; i++)
         args[n++] = a.rest[i];
@@ -212,7 +356,8 @@ static int run_node(const char *role, int argc, char **argv, const volatile sig_
                              job->cluster.servers);
         else {
             srv_options o = {.rank = a.rank, .coordinator = a.coordinator, .bind_host = a.bind,
-                             .advertise = a.advertise, .job = job, .lg = &lg, .stop = stop};
+                             .advertise = a.advertise, .port = a.port, .job = job, .lg = &lg,
+                             .stop = stop};
             rc = srv_run(&o, &err);
         }
     } else if (strcmp(role, "worker") == 0) {

@@ -24,6 +24,7 @@ static void usage(FILE *f)
           "                     (no file: the default job, 2 servers and 2 workers)\n"
           "  coordinator, server, worker\n"
           "                     one process of a distributed job (see their --help)\n"
+          "  mpi [JOB.yaml]     the job's processes as the ranks of an mpirun launch\n"
           "  eval CKPT DATA     loss, accuracy, precision/recall/F1, confusion matrix of a\n"
           "                     checkpoint on a data file\n"
           "  predict CKPT DATA  a checkpoint's predictions for a data file, as CSV\n"
@@ -68,7 +69,7 @@ int main(int argc, char **argv)
      * unchanged (it counts the frames in flight either way); up to 1 GiB of freed frames
      * stays mapped while the process runs. */
     if (strcmp(cmd, "server") == 0 || strcmp(cmd, "worker") == 0 ||
-        strcmp(cmd, "coordinator") == 0) {
+        strcmp(cmd, "coordinator") == 0 || strcmp(cmd, "mpi") == 0) {
         mallopt(M_ARENA_MAX, 1);
         mallopt(M_MMAP_MAX, 0);
         mallopt(M_TRIM_THRESHOLD, 1 << 30);
@@ -90,6 +91,8 @@ int main(int argc, char **argv)
         return cmd_predict(argc - 2, argv + 2, &stop_signal);
     if (strcmp(cmd, "consolidate") == 0)
         return cmd_consolidate(argc - 2, argv + 2, &stop_signal);
+    if (strcmp(cmd, "mpi") == 0)
+        return cmd_mpi(argc - 2, argv + 2, &stop_signal);
     fprintf(stderr, "pstrain: unknown command '%s' (see pstrain --help)\n", cmd);
     return EXIT_USAGE;
 }

@@ -634,7 +634,7 @@ int srv_run(const srv_options *o, pst_err *err)
         rc = err->code;
         goto cleanup;
     }
-    snprintf(ep, sizeof ep, "tcp://%s:0", o->bind_host);
+    snprintf(ep, sizeof ep, "tcp://%s:%d", o->bind_host, o->port);
     if ((rc = net_sock_bind(s.sock, ep, bound, sizeof bound, err)))
         goto cleanup;
     advertised_endpoint(endpoint, sizeof endpoint, bound, o);

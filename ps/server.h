@@ -19,6 +19,8 @@ typedef struct {
     const char *bind_host;   /* interface to listen on: "127.0.0.1", "0.0.0.0", ... */
     const char *advertise;   /* host workers connect to; NULL: bind_host (or this host's
                                 name when binding 0.0.0.0) */
+    int port;                /* port to listen on; 0: any free one (a fixed one lets a
+                                Kubernetes readiness probe find it) */
     const cfg_job *job;
     const log_ctx *lg;
     const volatile sig_atomic_t *stop;

@@ -8,7 +8,8 @@ pkgs=(build-essential cmake pkg-config git
       libzmq3-dev libprotobuf-c-dev protobuf-c-compiler
       libopenmpi-dev openmpi-bin libopenblas-dev
       libcmocka-dev libcyaml-dev libcjson-dev zlib1g-dev
-      dataset-fashion-mnist python3-numpy)
+      dataset-fashion-mnist python3-numpy
+      yamllint python3-yaml python3-jsonschema)
 if [ "${1:-}" = "--bench" ]; then
   pkgs+=(python3-torch)
 fi

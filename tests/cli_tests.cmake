@@ -3,10 +3,11 @@
 # Exit code 77 means "skipped" (e.g. the dataset package is absent) and is reported so.
 foreach(t cli_basics default_job examples bad_data signals local_supervision
           dist_bsp dist_async dist_staleness dist_manual dist_bad_peer eval_predict
-          finetune resume)
+          finetune resume mpi k8s_manifests tf_config)
   add_test(NAME test_${t}
            COMMAND bash ${CMAKE_SOURCE_DIR}/tests/cli/test_${t}.sh $<TARGET_FILE:pstrain>
                    ${CMAKE_SOURCE_DIR} $<TARGET_FILE:bsp_reference>
                    $<TARGET_FILE:hostile_client>)
-  set_tests_properties(test_${t} PROPERTIES TIMEOUT 600 SKIP_RETURN_CODE 77)
+  set_tests_properties(test_${t} PROPERTIES TIMEOUT 600 SKIP_RETURN_CODE 77
+                       ENVIRONMENT "LSAN_OPTIONS=suppressions=${CMAKE_SOURCE_DIR}/tests/lsan.supp")
 endforeach()

@@ -1,0 +1,198 @@
+#!/usr/bin/env python3
+"""deploy/k8s/render.py -- prints the Kubernetes manifests of a pstrain job (stdlib only).
+
+    python3 deploy/k8s/render.py --servers S --workers W --image IMAGE --job JOB.yaml \
+        [--name pstrain] [--storage 10Gi] [--jobset] | kubectl apply -f -
+
+Plain Kubernetes (default): a ConfigMap holding the job file, a headless Service, a
+PersistentVolumeClaim for the run's output and checkpoints, and three Indexed Jobs --
+coordinator (1 pod), servers (S), workers (W). Pods are named by DNS as
+<job>-<index>.<service> (hostname + subdomain), and every pod learns its rank from
+JOB_COMPLETION_INDEX. With --jobset, the three Jobs become the replicatedJobs of one
+JobSet (jobset.x-k8s.io/v1alpha2), which makes the Service itself, starts the roles in
+order and restarts the whole job on a retriable failure.
+
+Exit codes (README "Exit codes"): 1, 2, 3 are permanent (failed run, bad job file, bad
+data): FailJob. 75 (timeout, lost peer) and 4 (I/O) count against backoffLimit and are
+retried; pods evicted or preempted (DisruptionTarget) are retried without counting.
+"""
+import argparse
+import sys
+
+COORD_PORT = 7070
+SERVER_PORT = 7071
+JOB_DIR = "/etc/pstrain"
+DATA_DIR = "/data"
+INDEX_ANNOTATION = "metadata.annotations['batch.kubernetes.io/job-completion-index']"
+
+
+def scalar(v):
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    s = str(v)
+    # Quote everything that is not a plain identifier-like word, so YAML never retypes it.
+    if s and all(c.isalnum() or c in "-_./" for c in s) and not s[0].isdigit() and \
+            s.lower() not in ("true", "false", "yes", "no", "on", "off", "null", "~"):
+        return s
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def emit(v, indent=0):
+    """Block-style YAML for dicts, lists, scalars; multi-line strings as literal blocks."""
+    pad = " " * indent
+    out = []
+    if isinstance(v, dict):
+        for k, x in v.items():
+            if isinstance(x, str) and "\n" in x:
+                out.append(f"{pad}{k}: |")
+                out.extend((pad + "  " + line).rstrip() for line in x.rstrip("\n").split("\n"))
+            elif isinstance(x, (dict, list)) and x:
+                out.append(f"{pad}{k}:")
+                out.extend(emit(x, indent + 2))
+            elif isinstance(x, dict):
+                out.append(f"{pad}{k}: {{}}")
+            elif isinstance(x, list):
+                out.append(f"{pad}{k}: []")
+            else:
+                out.append(f"{pad}{k}: {scalar(x)}")
+    else:
+        for x in v:
+            if isinstance(x, (dict, list)) and x:
+                sub = emit(x, indent + 2)
+                out.append(pad + "- " + sub[0][indent + 2:])
+                out.extend(sub[1:])
+            else:
+                out.append(f"{pad}- {scalar(x)}")
+    return out
+
+
+def env(name, value):
+    return {"name": name, "value": str(value)}
+
+
+def pod_template(a, role, coordinator, advertise_host):
+    """The pod of one role. advertise_host: servers' DNS name with $(POD_INDEX)."""
+    envs = [env("PSTRAIN_NUM_SERVERS", a.servers), env("PSTRAIN_NUM_WORKERS", a.workers)]
+    ports, probe = [], None
+    if role == "coordinator":
+        envs.append(env("PSTRAIN_BIND", f"tcp://0.0.0.0:{COORD_PORT}"))
+        ports = [{"name": "coordinator", "containerPort": COORD_PORT}]
+        probe = COORD_PORT
+    else:
+        envs.append(env("PSTRAIN_COORDINATOR", coordinator))
+    if role == "server":
+        envs += [{"name": "POD_INDEX", "valueFrom": {"fieldRef": {"fieldPath": INDEX_ANNOTATION}}},
+                 env("PSTRAIN_BIND", "0.0.0.0"), env("PSTRAIN_PORT", SERVER_PORT),
+                 env("PSTRAIN_ADVERTISE", advertise_host)]
+        ports = [{"name": "server", "containerPort": SERVER_PORT}]
+        probe = SERVER_PORT
+    container = {
+        "name": "pstrain",
+        "image": a.image,
+        "args": [role, f"{JOB_DIR}/job.yaml", "--output", f"{DATA_DIR}/{a.name}"],
+        "env": envs,
+        "volumeMounts": [{"name": "job", "mountPath": JOB_DIR, "readOnly": True},
+                         {"name": "data", "mountPath": DATA_DIR}],
+    }
+    if ports:
+        container["ports"] = ports
+        container["readinessProbe"] = {"tcpSocket": {"port": probe},
+                                       "periodSeconds": 2, "failureThreshold": 3}
+    spec = {
+        "restartPolicy": "Never",
+        "securityContext": {"runAsNonRoot": True, "runAsUser": 1000, "fsGroup": 1000},
+        "containers": [container],
+        "volumes": [{"name": "job", "configMap": {"name": f"{a.name}-job"}},
+                    {"name": "data", "persistentVolumeClaim": {"claimName": f"{a.name}-data"}}],
+    }
+    if not a.jobset:
+        spec["subdomain"] = a.name
+    labels = {"app.kubernetes.io/name": "pstrain", "app.kubernetes.io/instance": a.name,
+              "app.kubernetes.io/component": role}
+    return {"metadata": {"labels": labels}, "spec": spec}
+
+
+FAILURE_POLICY = {"rules": [
+    {"action": "FailJob",
+     "onExitCodes": {"containerName": "pstrain", "operator": "In", "values": [1, 2, 3]}},
+    {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
+    {"action": "Count",
+     "onExitCodes": {"containerName": "pstrain", "operator": "In", "values": [4, 75]}},
+]}
+
+
+def job_spec(a, role, count, coordinator, advertise_host):
+    return {"completionMode": "Indexed", "completions": count, "parallelism": count,
+            "backoffLimit": 3, "podFailurePolicy": FAILURE_POLICY,
+            "template": pod_template(a, role, coordinator, advertise_host)}
+
+
+def render(a, job_text):
+    meta = lambda name: {"name": name, "labels": {"app.kubernetes.io/name": "pstrain",
+                                                 "app.kubernetes.io/instance": a.name}}
+    docs = [
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta(f"{a.name}-job"),
+         "data": {"job.yaml": job_text}},
+        {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": meta(f"{a.name}-data"),
+         "spec": {"accessModes": ["ReadWriteMany"],
+                  "resources": {"requests": {"storage": a.storage}}}},
+    ]
+    counts = {"coordinator": 1, "server": a.servers, "worker": a.workers}
+    if a.jobset:
+        # JobSet pods are <jobset>-<replicatedJob>-<job index>-<pod index>.<subdomain>.
+        host = lambda role, idx: f"{a.name}-{role}-0-{idx}.{a.name}"
+        coordinator = f"tcp://{host('coordinator', 0)}:{COORD_PORT}"
+        rjobs = [{"name": role, "replicas": 1,
+                  "template": {"spec": job_spec(a, role, n, coordinator,
+                                                host("server", "$(POD_INDEX)"))}}
+                 for role, n in counts.items()]
+        docs.append({"apiVersion": "jobset.x-k8s.io/v1alpha2", "kind": "JobSet",
+                     "metadata": meta(a.name),
+                     "spec": {"network": {"enableDNSHostnames": True, "subdomain": a.name},
+                              "startupPolicy": {"startupPolicyOrder": "InOrder"},
+                              "failurePolicy": {"maxRestarts": 3, "rules": [
+                                  {"action": "FailJobSet",
+                                   "onJobFailureReasons": ["PodFailurePolicy"]}]},
+                              "replicatedJobs": rjobs}})
+    else:
+        host = lambda role, idx: f"{a.name}-{role}-{idx}.{a.name}"
+        coordinator = f"tcp://{host('coordinator', 0)}:{COORD_PORT}"
+        docs.append({"apiVersion": "v1", "kind": "Service", "metadata": meta(a.name),
+                     "spec": {"clusterIP": "None", "publishNotReadyAddresses": True,
+                              "selector": {"app.kubernetes.io/instance": a.name},
+                              "ports": [{"name": "coordinator", "port": COORD_PORT},
+                                        {"name": "server", "port": SERVER_PORT}]}})
+        for role, n in counts.items():
+            docs.append({"apiVersion": "batch/v1", "kind": "Job",
+                         "metadata": meta(f"{a.name}-{role}"),
+                         "spec": job_spec(a, role, n, coordinator,
+                                          host("server", "$(POD_INDEX)"))})
+    return "".join("---\n" + "\n".join(emit(d)) + "\n" for d in docs)
+
+
+def main(argv):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--servers", type=int, required=True)
+    p.add_argument("--workers", type=int, required=True)
+    p.add_argument("--image", required=True)
+    p.add_argument("--job", required=True, help="the job file (goes into the ConfigMap)")
+    p.add_argument("--name", default="pstrain", help="prefix of every object (DNS label)")
+    p.add_argument("--storage", default="10Gi", help="size of the output/checkpoint volume")
+    p.add_argument("--jobset", action="store_true", help="one JobSet instead of three Jobs")
+    a = p.parse_args(argv)
+    if a.servers < 1 or a.workers < 1:
+        p.error("--servers and --workers must be at least 1")
+    if not a.name.replace("-", "").isalnum() or not a.name[0].isalpha() or len(a.name) > 40:
+        p.error("--name must be a short DNS label (letters, digits, '-')")
+    try:
+        with open(a.job) as f:
+            job_text = f.read()
+    except OSError as e:
+        p.error(f"--job: {e}")
+    sys.stdout.write(render(a, job_text))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

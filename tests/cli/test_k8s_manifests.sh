@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# The Kubernetes manifests and the container recipe, checked without a cluster or a
+# container engine: the rendered YAML lints, every object passes a strict schema of the
+# fields used, the env contract matches what `pstrain <role> --help` documents (ranks,
+# counts, coordinator and server addresses and ports line up), and the runtime image
+# installs every library the binary links. Skips (77) when yamllint or the Python
+# modules are missing (scripts/install-deps.sh installs them).
+source "$(dirname "$0")/lib.sh"
+command -v yamllint > /dev/null || { echo "skip: yamllint not installed"; exit 77; }
+/usr/bin/python3 -c 'import yaml, jsonschema' 2> /dev/null \
+  || { echo "skip: python3-yaml or python3-jsonschema not installed"; exit 77; }
+RENDER="$SRC/deploy/k8s/render.py"
+CHECK="$SRC/tests/k8s/check_manifests.py"
+JOB="$SRC/examples/binary-moons.yaml"
+LINT='{extends: default, rules: {line-length: {max: 120}}}'
+
+for variant in "" --jobset; do
+  /usr/bin/python3 "$RENDER" --servers 2 --workers 3 --image registry.example/pstrain:1.0 \
+    --job "$JOB" $variant > m.yaml || fail "render.py $variant failed"
+  yamllint -s -d "$LINT" m.yaml > lint.txt || { cat lint.txt >&2; fail "yamllint $variant"; }
+  /usr/bin/python3 "$CHECK" m.yaml "$PSTRAIN" "$JOB" 2 3 registry.example/pstrain:1.0 \
+    > check.txt || { cat check.txt >&2; fail "manifest check $variant"; }
+  expect_in check.txt "^ok$"
+done
+expect_in m.yaml "kind: JobSet"
+# The last render is the JobSet; now the plain one again, for the negative checks.
+/usr/bin/python3 "$RENDER" --servers 2 --workers 3 --image img --job "$JOB" > m.yaml
+grep -q "^kind: Job$" m.yaml || fail "plain render has no Job"
+
+# The checks catch real breakage: a probe on another port than the server listens on, an
+# undocumented variable, a wrong count, a misspelt field, exit code 2 retried.
+broken() { # SED-EXPR WHAT-THE-CHECK-SAYS
+  sed "$1" m.yaml > bad.yaml
+  /usr/bin/python3 "$CHECK" bad.yaml "$PSTRAIN" "$JOB" 2 3 img > check.txt \
+    && fail "check passed with '$1'"
+  expect_in check.txt "$2"
+}
+broken 's/value: "7071"/value: "7072"/' "servers: bind 0.0.0.0 port 7072, probed on 7071"
+broken 's/name: PSTRAIN_NUM_WORKERS/name: PSTRAIN_WORKERS/' "variable PSTRAIN_WORKERS is not in"
+broken '0,/value: "3"/s//value: "4"/' "counts 2/4, expected 2/3"
+broken 's/readinessProbe:/readinesProbe:/' "Additional properties are not allowed"
+broken 's/- 2$/- 75/' "exit code 2 \(permanent\) does not fail the job"
+broken 's/completions: 3/completions: 2/' "workers: 2 pods, expected 3"
+broken 's|tcp://pstrain-coordinator-0.pstrain:7070|tcp://pstrain-coordinator.pstrain:7070|' \
+  "coordinator tcp://pstrain-coordinator.pstrain:7070, expected"
+
+# Bad arguments to the renderer are usage errors.
+/usr/bin/python3 "$RENDER" --servers 0 --workers 1 --image i --job "$JOB" > /dev/null 2> err.txt \
+  && fail "render.py accepted 0 servers"
+expect_in err.txt "at least 1"
+
+# The container recipe: multi-stage, Debian 12, non-root, pstrain as the entry point, and
+# its runtime stage provides every library `ldd pstrain` lists.
+CF="$SRC/deploy/container/Containerfile"
+expect_in "$CF" "^FROM debian:12 AS build$"
+expect_in "$CF" "^FROM debian:12-slim AS runtime$"
+expect_in "$CF" "^USER pstrain$"
+expect_in "$CF" '^ENTRYPOINT \["pstrain"\]$'
+/usr/bin/python3 "$SRC/tests/k8s/check_runtime_libs.py" "$CF" "$PSTRAIN" > libs.txt \
+  || { cat libs.txt >&2; fail "runtime stage lacks libraries"; }
+echo "ok"

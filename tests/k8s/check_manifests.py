@@ -1,0 +1,212 @@
+#!/usr/bin/env python3
+"""tests/k8s/check_manifests.py MANIFESTS.yaml PSTRAIN JOB.yaml S W IMAGE
+
+Checks rendered manifests (deploy/k8s/render.py) without a cluster:
+1. schema: every object against a strict schema of the Kubernetes fields we use
+   (additionalProperties: false, so a misspelt field fails; python3-jsonschema);
+2. the env contract: every container's arguments and variables are ones that
+   `pstrain <role> --help` documents, ranks come from the Indexed Job, the counts are S and
+   W everywhere, and the coordinator and server addresses are the pods' DNS names and the
+   ports they listen on and are probed on.
+Prints one line per failure and exits 1, or prints "ok"."""
+import re
+import subprocess
+import sys
+
+import jsonschema
+import yaml
+
+
+def obj(props, required=()):
+    return {"type": "object", "properties": props, "required": list(required),
+            "additionalProperties": False}
+
+
+STR, INT, BOOL = {"type": "string"}, {"type": "integer"}, {"type": "boolean"}
+LABELS = {"type": "object", "additionalProperties": STR}
+META = obj({"name": {"type": "string", "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+                     "maxLength": 63}, "labels": LABELS}, ["name"])
+PORT = {"type": "integer", "minimum": 1, "maximum": 65535}
+ENV = obj({"name": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]*$"}, "value": STR,
+           "valueFrom": obj({"fieldRef": obj({"fieldPath": STR}, ["fieldPath"])})}, ["name"])
+CONTAINER = obj({
+    "name": STR, "image": STR, "args": {"type": "array", "items": STR},
+    "env": {"type": "array", "items": ENV},
+    "ports": {"type": "array", "items": obj({"name": STR, "containerPort": PORT},
+                                            ["containerPort"])},
+    "volumeMounts": {"type": "array", "items": obj({"name": STR, "mountPath": STR,
+                                                    "readOnly": BOOL}, ["name", "mountPath"])},
+    "readinessProbe": obj({"tcpSocket": obj({"port": PORT}, ["port"]), "periodSeconds": INT,
+                           "failureThreshold": INT}),
+}, ["name", "image"])
+POD = obj({
+    "metadata": obj({"labels": LABELS}),
+    "spec": obj({
+        "restartPolicy": {"enum": ["Never"]}, "subdomain": STR,
+        "securityContext": obj({"runAsNonRoot": BOOL, "runAsUser": INT, "fsGroup": INT}),
+        "containers": {"type": "array", "items": CONTAINER, "minItems": 1},
+        "volumes": {"type": "array", "items": obj({
+            "name": STR, "configMap": obj({"name": STR}, ["name"]),
+            "persistentVolumeClaim": obj({"claimName": STR}, ["claimName"])}, ["name"])},
+    }, ["containers", "restartPolicy"]),
+}, ["spec"])
+RULE = obj({"action": {"enum": ["FailJob", "Ignore", "Count", "FailIndex"]},
+            "onExitCodes": obj({"containerName": STR, "operator": {"enum": ["In", "NotIn"]},
+                                "values": {"type": "array", "items": INT, "minItems": 1}},
+                               ["operator", "values"]),
+            "onPodConditions": {"type": "array", "items": obj({"type": STR, "status": STR},
+                                                              ["type"])}}, ["action"])
+JOBSPEC = obj({"completionMode": {"enum": ["Indexed", "NonIndexed"]}, "completions": INT,
+               "parallelism": INT, "backoffLimit": INT,
+               "podFailurePolicy": obj({"rules": {"type": "array", "items": RULE}}, ["rules"]),
+               "template": POD}, ["template"])
+KINDS = {
+    ("v1", "ConfigMap"): obj({"apiVersion": STR, "kind": STR, "metadata": META,
+                              "data": {"type": "object", "additionalProperties": STR}}),
+    ("v1", "PersistentVolumeClaim"): obj({"apiVersion": STR, "kind": STR, "metadata": META,
+        "spec": obj({"accessModes": {"type": "array", "items": {"enum": [
+            "ReadWriteOnce", "ReadOnlyMany", "ReadWriteMany", "ReadWriteOncePod"]}},
+            "resources": obj({"requests": obj({"storage": {
+                "type": "string", "pattern": "^[0-9]+(Ki|Mi|Gi|Ti)?$"}})})})}, ["spec"]),
+    ("v1", "Service"): obj({"apiVersion": STR, "kind": STR, "metadata": META,
+        "spec": obj({"clusterIP": STR, "publishNotReadyAddresses": BOOL, "selector": LABELS,
+                     "ports": {"type": "array", "items": obj({"name": STR, "port": PORT},
+                                                             ["port"])}})}, ["spec"]),
+    ("batch/v1", "Job"): obj({"apiVersion": STR, "kind": STR, "metadata": META,
+                              "spec": JOBSPEC}, ["spec"]),
+    ("jobset.x-k8s.io/v1alpha2", "JobSet"): obj({"apiVersion": STR, "kind": STR, "metadata": META,
+        "spec": obj({
+            "network": obj({"enableDNSHostnames": BOOL, "subdomain": STR}),
+            "startupPolicy": obj({"startupPolicyOrder": {"enum": ["AnyOrder", "InOrder"]}}),
+            "failurePolicy": obj({"maxRestarts": INT, "rules": {"type": "array", "items": obj({
+                "action": {"enum": ["FailJobSet", "RestartJobSet",
+                                    "RestartJobSetAndIgnoreMaxRestarts"]},
+                "onJobFailureReasons": {"type": "array", "items": STR}}, ["action"])}}),
+            "replicatedJobs": {"type": "array", "items": obj({
+                "name": STR, "replicas": INT, "template": obj({"spec": JOBSPEC}, ["spec"])},
+                ["name", "template"])}}, ["replicatedJobs"])}, ["spec"]),
+}
+
+
+def main(path, pstrain, job_path, S, W, image):
+    S, W = int(S), int(W)
+    errs = []
+    docs = [d for d in yaml.safe_load_all(open(path)) if d is not None]
+    for d in docs:
+        schema = KINDS.get((d.get("apiVersion"), d.get("kind")))
+        if schema is None:
+            errs.append(f"{d.get('kind')}: unexpected apiVersion/kind {d.get('apiVersion')}")
+            continue
+        for e in jsonschema.Draft7Validator(schema).iter_errors(d):
+            errs.append(f"{d['kind']} {d['metadata'].get('name')}: "
+                        f"{'/'.join(map(str, e.absolute_path))}: {e.message}")
+    by_kind = {}
+    for d in docs:
+        by_kind.setdefault(d["kind"], []).append(d)
+    cms = [d for d in by_kind.get("ConfigMap", [])]
+    if len(cms) != 1 or cms[0]["data"].get("job.yaml") != open(job_path).read():
+        errs.append("the ConfigMap does not hold the job file verbatim")
+    # (role, pod hostname prefix, subdomain, job spec)
+    if "JobSet" in by_kind:
+        js = by_kind["JobSet"][0]
+        sub = js["spec"]["network"]["subdomain"]
+        if not js["spec"]["network"].get("enableDNSHostnames"):
+            errs.append("JobSet without enableDNSHostnames: pods have no DNS names")
+        roles = [(r["name"], f"{js['metadata']['name']}-{r['name']}-0-", sub, r["template"]["spec"])
+                 for r in js["spec"]["replicatedJobs"]]
+    else:
+        svc = by_kind.get("Service", [{}])[0].get("spec", {})
+        if svc.get("clusterIP") != "None":
+            errs.append("the Service is not headless")
+        sub = by_kind["Service"][0]["metadata"]["name"]
+        roles = []
+        for j in by_kind.get("Job", []):
+            pod = j["spec"]["template"]
+            if pod["spec"].get("subdomain") != sub:
+                errs.append(f"Job {j['metadata']['name']}: subdomain is not the Service {sub}")
+            if svc.get("selector", {}).items() - pod["metadata"]["labels"].items():
+                errs.append(f"Job {j['metadata']['name']}: pods not selected by the Service")
+            roles.append((pod["spec"]["containers"][0]["args"][0], j["metadata"]["name"] + "-",
+                          sub, j["spec"]))
+    if sorted(r[0] for r in roles) != ["coordinator", "server", "worker"]:
+        errs.append(f"roles are {[r[0] for r in roles]}, expected coordinator, server, worker")
+    want = {"coordinator": 1, "server": S, "worker": W}
+    helps = {}
+    coord_host = coord_port = None
+    for role, prefix, sub, spec in roles:
+        if role == "coordinator":
+            coord_host = f"{prefix}0.{sub}"
+    for role, prefix, sub, spec in roles:
+        where = f"{role}s"
+        if role not in want:
+            continue
+        if spec.get("completionMode") != "Indexed":
+            errs.append(f"{where}: not an Indexed Job, so no JOB_COMPLETION_INDEX rank")
+        if spec.get("completions") != want[role] or spec.get("parallelism") != want[role]:
+            errs.append(f"{where}: {spec.get('completions')} pods, expected {want[role]}")
+        codes = {}
+        for r in spec.get("podFailurePolicy", {}).get("rules", []):
+            for c in r.get("onExitCodes", {}).get("values", []):
+                codes.setdefault(c, r["action"])
+        for c in (1, 2, 3):
+            if codes.get(c) != "FailJob":
+                errs.append(f"{where}: exit code {c} (permanent) does not fail the job")
+        if codes.get(75, "Count") not in ("Count", "Ignore"):
+            errs.append(f"{where}: exit code 75 (retriable) is not retried")
+        c = spec["template"]["spec"]["containers"][0]
+        if c["image"] != image:
+            errs.append(f"{where}: image {c['image']}, expected {image}")
+        args = c.get("args", [])
+        if role not in helps:
+            helps[role] = subprocess.run([pstrain, role, "--help"], capture_output=True,
+                                         text=True, check=True).stdout
+        h = helps[role]
+        for a in args[1:]:
+            if a.startswith("--") and not re.search(re.escape(a) + r"\b", h):
+                errs.append(f"{where}: argument {a} is not in `pstrain {role} --help`")
+        mounts = {m["mountPath"]: m["name"] for m in c.get("volumeMounts", [])}
+        vols = {v["name"]: v for v in spec["template"]["spec"].get("volumes", [])}
+        if len(args) < 2 or not args[1].endswith("/job.yaml") or \
+                "configMap" not in vols.get(mounts.get(args[1].rsplit("/", 1)[0]), {}):
+            errs.append(f"{where}: the job file argument is not the mounted ConfigMap")
+        env = {e["name"]: e for e in c.get("env", [])}
+        val = {k: e.get("value") for k, e in env.items()}
+        for k, e in env.items():
+            referenced = any(f"$({k})" in (v or "") for v in val.values())
+            if not referenced and not re.search(r"\b" + k + r"\b", h):
+                errs.append(f"{where}: variable {k} is not in `pstrain {role} --help`")
+        if val.get("PSTRAIN_NUM_SERVERS") != str(S) or val.get("PSTRAIN_NUM_WORKERS") != str(W):
+            errs.append(f"{where}: counts {val.get('PSTRAIN_NUM_SERVERS')}/"
+                        f"{val.get('PSTRAIN_NUM_WORKERS')}, expected {S}/{W}")
+        if "PSTRAIN_RANK" in env:
+            errs.append(f"{where}: PSTRAIN_RANK would override the Indexed Job's rank")
+        probe = c.get("readinessProbe", {}).get("tcpSocket", {}).get("port")
+        if role == "coordinator":
+            m = re.fullmatch(r"tcp://0\.0\.0\.0:(\d+)", val.get("PSTRAIN_BIND") or "")
+            coord_port = m and int(m.group(1))
+            if not m or probe != coord_port:
+                errs.append(f"coordinator: binds {val.get('PSTRAIN_BIND')}, probed on {probe}")
+        else:
+            if val.get("PSTRAIN_COORDINATOR") != f"tcp://{coord_host}:{coord_port}":
+                errs.append(f"{where}: coordinator {val.get('PSTRAIN_COORDINATOR')}, expected "
+                            f"tcp://{coord_host}:{coord_port}")
+        if role == "server":
+            idx = env.get("POD_INDEX", {}).get("valueFrom", {}).get("fieldRef", {})
+            if "job-completion-index" not in idx.get("fieldPath", ""):
+                errs.append("servers: POD_INDEX is not the Job's completion index")
+            if val.get("PSTRAIN_ADVERTISE") != f"{prefix}$(POD_INDEX).{sub}":
+                errs.append(f"servers: advertise {val.get('PSTRAIN_ADVERTISE')}, expected "
+                            f"{prefix}$(POD_INDEX).{sub}")
+            if val.get("PSTRAIN_BIND") != "0.0.0.0" or probe is None or \
+                    str(probe) != val.get("PSTRAIN_PORT"):
+                errs.append(f"servers: bind {val.get('PSTRAIN_BIND')} port "
+                            f"{val.get('PSTRAIN_PORT')}, probed on {probe}")
+    for e in errs:
+        print(e)
+    if not errs:
+        print("ok")
+    return 1 if errs else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(*sys.argv[1:]))
