@@ -101,6 +101,13 @@ net_sock *net_sock_create(net_ctx *ctx, net_kind kind, const net_opts *o, pst_er
             goto fail;
         }
     }
+    /* A DEALER whose peer is not up yet (or went away) reconnects by itself: first after
+     * 100 ms, then backing off exponentially to once every 5 s, until the caller's own
+     * deadline gives up. */
+    if (kind == NET_DEALER && (setopt_int(s, ZMQ_RECONNECT_IVL, 100, "ZMQ_RECONNECT_IVL", err) ||
+                               setopt_int(s, ZMQ_RECONNECT_IVL_MAX, 5000, "ZMQ_RECONNECT_IVL_MAX",
+                                          err)))
+        goto fail;
     /* A ROUTER reports an unknown peer (EHOSTUNREACH) instead of dropping silently. */
     if (kind == NET_ROUTER && setopt_int(s, ZMQ_ROUTER_MANDATORY, 1, "ZMQ_ROUTER_MANDATORY", err))
         goto fail;

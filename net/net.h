@@ -50,7 +50,8 @@ void net_sock_destroy(net_sock *s);
 /* Binds to endpoint ("tcp://0.0.0.0:0" picks a free port) and writes the endpoint actually
  * bound ("tcp://0.0.0.0:41234") into bound (cap bytes; may be NULL). */
 int net_sock_bind(net_sock *s, const char *endpoint, char *bound, size_t cap, pst_err *err);
-/* Connects (ZeroMQ reconnects by itself; the first message waits for the connection). */
+/* Connects (ZeroMQ retries by itself, 100 ms doubling to 5 s, so a peer that starts later
+ * or a host name that resolves later is reached; the first message waits for it). */
 int net_sock_connect(net_sock *s, const char *endpoint, pst_err *err);
 
 typedef struct {

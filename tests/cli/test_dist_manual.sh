@@ -55,6 +55,21 @@ done
 expect_in server.log "job aborted by the coordinator"
 
 
+# Started before the coordinator: they keep reconnecting until it is up (within the
+# timeout), then register and train.
+PORT=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+export DMLC_PS_ROOT_URI=127.0.0.1 DMLC_PS_ROOT_PORT=$PORT
+JOB_COMPLETION_INDEX=0 "$PSTRAIN" server "$JOB" 2> late_s.log & S=$!
+JOB_COMPLETION_INDEX=0 "$PSTRAIN" worker "$JOB" --output late 2> late_w0.log & W0=$!
+JOB_COMPLETION_INDEX=1 "$PSTRAIN" worker "$JOB" --output late 2> late_w1.log & W1=$!
+for _ in $(seq 100); do grep -q "registering" late_s.log && break; sleep 0.1; done
+"$PSTRAIN" coordinator "$JOB" --bind tcp://127.0.0.1:$PORT 2> late_c.log & C=$!
+for p in $C $S $W0 $W1; do
+  timeout 60 tail --pid=$p -f /dev/null || { kill -9 $C $S $W0 $W1; fail "pid $p did not exit"; }
+  wait $p || { tail -n 3 late_*.log >&2; fail "a process started before the coordinator failed"; }
+done
+expect_in late_c.log "job finished"
+
 # Missing rank or coordinator: usage errors.
 unset DMLC_PS_ROOT_URI DMLC_PS_ROOT_PORT
 expect_exit 2 "$PSTRAIN" worker "$JOB" --rank 0; expect_in err.txt "--coordinator is required"
