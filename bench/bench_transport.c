@@ -483,13 +483,14 @@ static int cluster_finish(cluster *c, int abort, pst_err *err)
         kill(c->pids[i], SIGTERM);
     if (!abort && c->kv && !(rc = wk_kv_done(c->kv, err)))
         rc = send_progress(c, WIRE_MSG_DONE, err);
-    wk_kv_destroy(c->kv);
-    c->kv = NULL;
+    wk_kv_close(c->kv);
     net_sock_destroy(c->coord);
     c->coord = NULL;
     net_msg_destroy(c->m);
     c->m = NULL;
     net_ctx_destroy(c->ctx);
+    wk_kv_destroy(c->kv);
+    c->kv = NULL;
     c->ctx = NULL;
     free(c->in);
     c->in = NULL;

@@ -417,10 +417,11 @@ cleanup:
     if (rc == PST_ERR_STATE && *o->stop)
         rc = PST_OK; /* interrupted while waiting: the caller reports the signal */
     wk_report_destroy(w.rep);
-    wk_kv_destroy(w.kv);
+    wk_kv_close(w.kv); /* its release callbacks may still run until the context ends */
     net_msg_destroy(w.m);
     net_sock_destroy(w.coord);
     net_ctx_destroy(w.ctx);
+    wk_kv_destroy(w.kv);
     wk_trainer_destroy(w.tr);
     wk_data_fini(&w.data);
     free(w.gbuf_extra);

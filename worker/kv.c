@@ -149,13 +149,23 @@ fail:
     return NULL;
 }
 
+void wk_kv_close(wk_kv *kv)
+{
+    if (!kv)
+        return;
+    for (int s = 0; s < kv->S; s++) {
+        net_sock_destroy(kv->sock[s]);
+        kv->sock[s] = NULL;
+    }
+    net_msg_destroy(kv->m);
+    kv->m = NULL;
+}
+
 void wk_kv_destroy(wk_kv *kv)
 {
     if (!kv)
         return;
-    for (int s = 0; s < kv->S; s++)
-        net_sock_destroy(kv->sock[s]);
-    net_msg_destroy(kv->m);
+    wk_kv_close(kv);
     free(kv->in);
     free(kv->got);
     free(kv->all);

@@ -25,6 +25,11 @@ typedef struct wk_kv wk_kv;
 wk_kv *wk_kv_create(net_ctx *ctx, int rank, const wire_header *welcome, int timeout_ms,
                     const log_ctx *lg, const volatile sig_atomic_t *stop, pst_err *err);
 void wk_kv_destroy(wk_kv *kv);
+/* Closes the sockets. Frames still queued (a worker stopped mid-step) are released by
+ * ZeroMQ later, at the latest when net_ctx_destroy returns, through callbacks that use kv:
+ * so when a step may have been cut short, call wk_kv_close before net_ctx_destroy and
+ * wk_kv_destroy only after it. */
+void wk_kv_close(wk_kv *kv);
 
 /* Sends the initial weights w (nparams floats) to the servers (worker 0 only), zero-copy;
  * returns once ZeroMQ has let go of w. */
