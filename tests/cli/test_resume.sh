@@ -157,4 +157,16 @@ expect_exit 0 "$PSTRAIN" local "$JOB" --consistency ssp --servers 2 --workers 2 
   --output ds --resume ds
 expect_in err.txt "coordinator info: resuming from the servers' checkpoints of clock 12"
 expect_ge "$(json_field ds/metrics.jsonl validation accuracy)" 0.8 "ssp resumed accuracy"
+# Three workers (uneven partitions: 7, 7 and 7 or 8 steps an epoch): bsp sums in rank
+# order, so stop + resume is exact with any number of workers.
+L3=(local "$JOB" --consistency bsp --servers 2 --workers 3 --epochs 3)
+expect_exit 0 "$PSTRAIN" "${L3[@]}" --output w3a
+PSTRAIN_TEST_STOP_AFTER_STEPS=9 "$PSTRAIN" "${L3[@]}" --output w3b --checkpoint.every_steps 4 \
+  > out.txt 2> err.txt
+code=$?; [ $code -eq 143 ] || fail "3-worker stopped job exited $code, expected 143"
+expect_exit 0 "$PSTRAIN" "${L3[@]}" --output w3b --checkpoint.every_steps 4 --resume w3b/checkpoints
+expect_in err.txt "coordinator info: resuming from the servers' checkpoints of clock 8"
+$COMPARE w3a/model.safetensors w3b/model.safetensors 0 \
+  || fail "3-worker bsp stop + resume differs from the uninterrupted run"
+
 echo "ok"
