@@ -30,6 +30,7 @@ static void usage(FILE *f)
           "  predict CKPT DATA  a checkpoint's predictions for a data file, as CSV\n"
           "  consolidate [JOB.yaml] --resume DIR\n"
           "                     one model file from a distributed run's shard checkpoints\n"
+          "  plot RUN_DIR       PNG plots of a run's metrics.csv with gnuplot (--ascii: text)\n"
           "\n"
           "  pstrain <command> --help   options of a command\n"
           "  pstrain --version          version\n",
@@ -93,6 +94,8 @@ int main(int argc, char **argv)
         return cmd_consolidate(argc - 2, argv + 2, &stop_signal);
     if (strcmp(cmd, "mpi") == 0)
         return cmd_mpi(argc - 2, argv + 2, &stop_signal);
+    if (strcmp(cmd, "plot") == 0)
+        return cmd_plot(argc - 2, argv + 2, &stop_signal);
     fprintf(stderr, "pstrain: unknown command '%s' (see pstrain --help)\n", cmd);
     return EXIT_USAGE;
 }
