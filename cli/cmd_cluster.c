@@ -357,7 +357,7 @@ static int run_node(const char *role, int argc, char **argv, const volatile sig_
         else {
             srv_options o = {.rank = a.rank, .coordinator = a.coordinator, .bind_host = a.bind,
                              .advertise = a.advertise, .port = a.port, .job = job, .lg = &lg,
-                             .stop = stop};
+                             .stop = stop, .faults = getenv("PSTRAIN_FAULTS")};
             rc = srv_run(&o, &err);
         }
     } else if (strcmp(role, "worker") == 0) {
@@ -368,13 +368,19 @@ static int run_node(const char *role, int argc, char **argv, const volatile sig_
             openblas_threads(job->train.threads);
             wk_dist_options o = {.rank = a.rank, .coordinator = a.coordinator, .job = job,
                                  .lg = &lg, .stop = stop, .progress_out = stderr,
-                                 .tty = isatty(STDERR_FILENO)};
+                                 .tty = isatty(STDERR_FILENO),
+                                 .faults = getenv("PSTRAIN_FAULTS")};
             /* Test hook: make one worker slow (tests of the staleness bound). */
             const char *slow = getenv("PSTRAIN_TEST_SLOW_WORKER");
             const char *ms = getenv("PSTRAIN_TEST_STEP_DELAY_MS");
             if (slow && ms && atoi(slow) == a.rank)
                 o.step_delay_ms = atoi(ms);
             /* Test hook: stop (SIGTERM) after this many steps, as `pstrain train` does. */
+            /* Test hook: a NaN in this worker's gradient of step N (1-based). */
+            const char *nan_worker = getenv("PSTRAIN_TEST_NAN_WORKER");
+            const char *nan_step = getenv("PSTRAIN_TEST_NAN_STEP");
+            if (nan_worker && nan_step && atoi(nan_worker) == a.rank)
+                o.nan_at_clock = atoll(nan_step);
             const char *stop_after = getenv("PSTRAIN_TEST_STOP_AFTER_STEPS");
             if (stop_after)
                 o.stop_after_clock = atoll(stop_after);
@@ -382,7 +388,7 @@ static int run_node(const char *role, int argc, char **argv, const volatile sig_
         }
     } else {
         coord_options o = {.bind = a.bind, .ready_fd = a.ready_fd, .job = job, .lg = &lg,
-                           .stop = stop};
+                           .stop = stop, .faults = getenv("PSTRAIN_FAULTS")};
         rc = coord_run(&o, &err);
     }
     if (rc)

@@ -46,10 +46,11 @@
 #define WAKE_MS 1000
 
 /* Process counts: cluster.servers and cluster.workers (--servers / --workers). */
-static void job_counts(const cfg_job *job, int *servers, int *workers)
+static void job_counts(const cfg_job *job, int *servers, int *workers, int *max_restarts)
 {
     *servers = job->cluster.servers;
     *workers = job->cluster.workers;
+    *max_restarts = job->cluster.max_restarts;
 }
 
 typedef enum { CHILD_NEW = 0, CHILD_RUNNING, CHILD_ENDED } child_state;
@@ -61,6 +62,9 @@ typedef struct {
     pid_t pid;       /* valid from CHILD_RUNNING on */
     int status;      /* wait status, valid in CHILD_ENDED */
     child_state state;
+    int is_worker;
+    int restarts;    /* times it was started again after failing */
+    int gone;        /* a worker that failed for good: the job goes on without it */
 } lc_child;
 
 typedef struct {
@@ -82,6 +86,8 @@ typedef struct {
     int killed;         /* SIGKILL sent to all still running */
     long long deadline_ms;
     int exit_code;      /* decided by the first event (failure or stop signal); -1: none */
+    int max_restarts;   /* cluster.max_restarts: per worker */
+    int workers_gone;   /* workers that failed for good while the job went on */
     char ep[256];       /* the coordinator's endpoint */
 } launcher;
 
@@ -105,10 +111,17 @@ static void local_usage(FILE *f)
             "(coordinator, server[0], worker[1], ...); this launcher's lines say \"local\".\n"
             "\n"
             "Exit status:\n"
-            "  0        every process exited 0\n"
+            "  0        the job finished: every process exited 0, except workers that\n"
+            "           failed with a retriable status (75, or killed by a signal) and\n"
+            "           were left behind (named in the last line)\n"
             "  N        the first process to fail exited with code N, or 128+SIG if signal\n"
             "           SIG killed it; all others are then sent SIGTERM, and SIGKILL if\n"
             "           still running %g s later\n"
+            "Workers: a worker that fails with a retriable status is started again (same\n"
+            "rank; it rejoins the job) up to cluster.max_restarts times; after that the job\n"
+            "goes on without it (the coordinator drops it after cluster.heartbeat_timeout_s).\n"
+            "A worker that exits with any other code (1: the run failed; 2, 3, 4: bad\n"
+            "configuration, data or files; 130/143: stopped) ends the job.\n"
             "  1        a process could not be started, or the coordinator reported no\n"
             "           endpoint in time\n"
             "  2        bad option or job file\n"
@@ -239,11 +252,39 @@ static void check_stop_flag(launcher *l, const volatile sig_atomic_t *stop)
     }
 }
 
+static int spawn(launcher *l, lc_child *c, int ready_fd);
+
+/* Whether a failed worker's status says trying again may help: a lost peer or a timeout
+ * (75), a crash or a kill (a signal) may pass; a failed run (1: diverged, refused
+ * gradients), bad configuration, data or files (2, 3, 4) will not, and a worker that
+ * exited 130/143 was asked to stop (the job stops with it). */
+static int retriable(int st)
+{
+    if (WIFSIGNALED(st))
+        return 1;
+    return WIFEXITED(st) && WEXITSTATUS(st) == EXIT_RETRIABLE;
+}
+
 static void child_ended(launcher *l, lc_child *c)
 {
     char how[64];
     describe(c->status, how, sizeof how);
     int ok = WIFEXITED(c->status) && WEXITSTATUS(c->status) == 0;
+    if (!ok && !l->stopping && c->is_worker && retriable(c->status)) {
+        if (c->restarts < l->max_restarts) {
+            c->restarts++;
+            log_warn(&l->lg, "%s (pid %d) %s; starting it again (restart %d of %d), it rejoins "
+                     "the job", c->name, (int)c->pid, how, c->restarts, l->max_restarts);
+            if (spawn(l, c, -1) == 0)
+                return;
+        } else {
+            c->gone = 1;
+            l->workers_gone++;
+            log_warn(&l->lg, "%s (pid %d) %s; the job goes on without it%s", c->name,
+                     (int)c->pid, how, l->max_restarts ? " (no restarts left)" : "");
+            return;
+        }
+    }
     if (l->stopping) {
         log_debug(&l->lg, "%s (pid %d) %s", c->name, (int)c->pid, how);
     } else if (l->starting && c == &l->kids[0]) {
@@ -566,6 +607,18 @@ static int launcher_run(launcher *l, const volatile sig_atomic_t *stop, int serv
     supervise(l, stop);
     sigprocmask(SIG_SETMASK, &l->oldmask, NULL);
     sigaction(SIGCHLD, &old_chld, NULL);
+    if (l->exit_code < 0 && l->workers_gone) {
+        char list[512];
+        size_t n = 0;
+        list[0] = '\0';
+        for (int i = 0; i < l->nkids && n < sizeof list; i++)
+            if (l->kids[i].gone)
+                n += (size_t)snprintf(list + n, sizeof list - n, "%s%s", n ? ", " : "",
+                                      l->kids[i].name);
+        log_warn(&l->lg, "job finished without %s: the other %d processes exited 0", list,
+                 l->nkids - l->workers_gone);
+        return EXIT_OK;
+    }
     if (l->exit_code < 0) {
         log_info(&l->lg, "job finished: all %d processes exited 0", l->nkids);
         return EXIT_OK;
@@ -598,6 +651,7 @@ static int launcher_init(launcher *l, const char *path, char **rest, int nrest, 
         else
             snprintf(c->name, sizeof c->name, "%s[%d]", role, rank);
         snprintf(c->rank, sizeof c->rank, "%d", rank);
+        c->is_worker = i > servers;
         int k = 0;
         a[k++] = (char *)"pstrain";
         a[k++] = (char *)role;
@@ -646,8 +700,8 @@ int cmd_local(int argc, char **argv, const volatile sig_atomic_t *stop)
         fprintf(stderr, "pstrain local: %s\n", err.msg);
         return cli_exit_code(rc);
     }
-    int servers, workers;
-    job_counts(job, &servers, &workers);
+    int servers, workers, max_restarts;
+    job_counts(job, &servers, &workers, &max_restarts);
     cfg_job_free(job);
     if (servers < 1 || workers < 1 || servers > INT_MAX / 2 - 1 || workers > INT_MAX / 2 - 1) {
         fprintf(stderr, "pstrain local: the job has %d server(s) and %d worker(s); it needs at "
@@ -658,6 +712,7 @@ int cmd_local(int argc, char **argv, const volatile sig_atomic_t *stop)
     launcher l;
     memset(&l, 0, sizeof l);
     l.exit_code = -1;
+    l.max_restarts = max_restarts;
     if (env_ms("PSTRAIN_LOCAL_GRACE_S", DEFAULT_GRACE_S, &l.grace_ms) ||
         env_ms("PSTRAIN_LOCAL_READY_TIMEOUT_S", DEFAULT_READY_S, &l.ready_ms)) {
         fprintf(stderr, "pstrain local: PSTRAIN_LOCAL_GRACE_S and PSTRAIN_LOCAL_READY_TIMEOUT_S "

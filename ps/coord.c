@@ -28,6 +28,13 @@ typedef struct {
     int nckpt;         /* a server of a resumed job: clocks of its complete checkpoints */
     int64_t ckpt_clocks[WIRE_MAX_CKPTS];
     int ckpt_any;      /* ... which stand for any clock (its shard is all frozen) */
+    int welcomed;      /* got its WELCOME (a repeated HELLO gets it again) */
+    uint64_t gen;      /* workers: current incarnation, 1 at the start */
+    int lost;          /* silent past the heartbeat timeout; its steps no longer count */
+    int restarts;      /* workers: incarnations after the first */
+    int64_t barrier_released; /* highest barrier released to it, -1: none */
+    char hb_route[64]; /* the heartbeat thread's connection (of incarnation gen) */
+    size_t hb_route_len;
 } peer;
 
 typedef struct {
@@ -47,6 +54,10 @@ typedef struct {
     float group_mults[WIRE_MAX_GROUPS];
     double test_accuracy;
     int64_t resume_clock; /* a resumed job: the checkpoints' clock; -1: a fresh start */
+    wire_header *welcome; /* as sent to every process (rejoining workers get a copy) */
+    wire_header *reply;   /* scratch for HEARTBEAT answers */
+    net_faults *faults;
+    int nlost;            /* workers lost and not rejoined */
 } coord;
 
 void coord_shard_map(uint64_t nparams, int nservers, uint64_t *offsets)
@@ -171,6 +182,10 @@ static int handle_hello(coord *c, int *joined, pst_err *err)
         if (h->steps > c->steps_max)
             c->steps_max = h->steps;
     }
+    if (p->joined && same_route(p, &c->in)) {
+        log_debug(c->o->lg, "%s said HELLO again (an answer lost?)", who);
+        return PST_OK;
+    }
     if (p->joined)
         return reject(c, err, 1, "%s joined twice (two processes with the same rank?)", who);
     if (c->in.route_len > sizeof p->route)
@@ -184,6 +199,7 @@ static int handle_hello(coord *c, int *joined, pst_err *err)
     p->ckpt_any = is_server && h->nckpt > 0 && h->ckpt_any;
     memcpy(p->ckpt_clocks, h->ckpt_clocks, sizeof p->ckpt_clocks);
     p->last_ms = net_now_ms();
+    p->gen = 1;
     (*joined)++;
     log_info(c->o->lg, "%s joined (pid %d%s%s), %d of %d", who, h->pid, is_server ? ", " : "",
              is_server ? h->endpoint : "", *joined, c->S + c->W);
@@ -309,10 +325,9 @@ static int choose_resume(coord *c, pst_err *err)
 
 static int welcome_all(coord *c, pst_err *err)
 {
-    wire_header *h = malloc(sizeof *h);
-    if (!h)
-        return pst_err_set(err, PST_ERR_NOMEM, "out of memory");
+    wire_header *h = c->welcome;
     wire_header_init(h, WIRE_MSG_WELCOME, ROLE, 0);
+    h->generation = 1;
     h->num_servers = c->S;
     h->num_workers = c->W;
     h->nparams = c->nparams;
@@ -334,11 +349,11 @@ static int welcome_all(coord *c, pst_err *err)
     for (int i = 0; i < c->S + c->W && !rc; i++) {
         peer *p = i < c->S ? &c->servers[i] : &c->workers[i - c->S];
         rc = msg_send(c->sock, p->route, p->route_len, h, NULL, 0, timeout_ms, err);
+        p->welcomed = 1;
     }
     log_info(c->o->lg, "all %d servers and %d workers joined; model of %llu parameters, %llu "
              "per server", c->S, c->W, (unsigned long long)c->nparams,
              (unsigned long long)(h->shard_offsets[1] - h->shard_offsets[0]));
-    free(h);
     return rc;
 }
 
@@ -350,7 +365,7 @@ static void barrier_maybe_release(coord *c, int64_t id)
     int waiting = 0;
     for (int w = 0; w < c->W; w++) {
         const peer *p = &c->workers[w];
-        if (p->done)
+        if (p->done || p->lost)
             continue;
         if (p->barrier != id)
             return;
@@ -358,8 +373,9 @@ static void barrier_maybe_release(coord *c, int64_t id)
     }
     for (int w = 0; w < c->W; w++) {
         peer *p = &c->workers[w];
-        if (p->done || p->barrier != id)
+        if (p->done || p->lost || p->barrier != id)
             continue;
+        p->barrier_released = id;
         wire_header h;
         wire_header_init(&h, WIRE_MSG_BARRIER, ROLE, 0);
         h.clock = id;
@@ -371,31 +387,168 @@ static void barrier_maybe_release(coord *c, int64_t id)
     log_debug(c->o->lg, "barrier %lld released (%d workers)", (long long)id, waiting);
 }
 
-/* Follows the workers until all are done; a worker silent for longer than the timeout is
- * an error naming it. */
+/* Answers a HEARTBEAT: the membership, or an ERROR when the sender is an incarnation this
+ * job has given up. Servers and workers are known by (role, rank, incarnation), and by the
+ * connection of that incarnation's first heartbeat. */
+static void handle_heartbeat(coord *c, const msg_in *in)
+{
+    const wire_header *h = &in->h;
+    int is_server = strcmp(h->role, "server") == 0, is_worker = strcmp(h->role, "worker") == 0;
+    if ((!is_server && !is_worker) || h->rank >= (is_server ? c->S : c->W)) {
+        log_warn(c->o->lg, "ignoring HEARTBEAT from %s[%d]", h->role, h->rank);
+        return;
+    }
+    peer *p = is_server ? &c->servers[h->rank] : &c->workers[h->rank];
+    uint64_t g = h->generation ? h->generation : 1;
+    pst_err e = {0};
+    if (is_worker && (g < p->gen || (g == p->gen && p->lost))) {
+        char text[200];
+        snprintf(text, sizeof text, "worker[%d] incarnation %llu was declared lost (silent "
+                 "for %d s)%s; this process may not continue", h->rank, (unsigned long long)g,
+                 c->o->job->cluster.heartbeat_timeout_s,
+                 g < p->gen ? " and replaced by a restarted one" : "");
+        msg_send_error(c->sock, in->route, in->route_len, ROLE, 0, h->request_id, PST_ERR_PEER,
+                       text, &e);
+        return;
+    }
+    if (g > p->gen || !p->joined)
+        return; /* not registered (yet): it will say HELLO */
+    if (p->hb_route_len == 0 && in->route_len <= sizeof p->hb_route) {
+        memcpy(p->hb_route, in->route, in->route_len);
+        p->hb_route_len = in->route_len;
+    } else if (p->hb_route_len != in->route_len ||
+               memcmp(p->hb_route, in->route, in->route_len) != 0) {
+        log_warn(c->o->lg, "ignoring HEARTBEAT claiming to be %s[%d] from another connection",
+                 h->role, h->rank);
+        return;
+    }
+    p->last_ms = net_now_ms();
+    if (is_worker && h->has_progress) {
+        p->epoch = h->epoch;
+        p->step = h->step;
+        p->loss = h->loss;
+    }
+    wire_header *r = c->reply;
+    wire_header_init(r, WIRE_MSG_HEARTBEAT, ROLE, 0);
+    r->request_id = h->request_id;
+    r->nmembers = c->W;
+    for (int w = 0; w < c->W; w++) {
+        r->member_gen[w] = c->workers[w].gen;
+        r->member_lost[w] = (uint8_t)c->workers[w].lost;
+    }
+    if (msg_send(c->sock, in->route, in->route_len, r, NULL, 0, 0, &e))
+        log_debug(c->o->lg, "HEARTBEAT answer to %s[%d]: %s", h->role, h->rank, e.msg);
+}
+
+/* A HELLO once the job runs: a restarted worker taking over its rank (a new incarnation),
+ * or the same process asking again because its WELCOME was lost. */
+static void handle_rejoin(coord *c, int *done)
+{
+    const wire_header *h = &c->in.h;
+    int is_server = strcmp(h->role, "server") == 0, is_worker = strcmp(h->role, "worker") == 0;
+    pst_err e = {0};
+    wire_header *wel = c->welcome;
+    if ((is_server || is_worker) && h->rank < (is_server ? c->S : c->W)) {
+        peer *p = is_server ? &c->servers[h->rank] : &c->workers[h->rank];
+        if (p->joined && same_route(p, &c->in) && h->pid == p->pid) { /* its WELCOME was lost */
+            wel->generation = is_worker ? p->gen : 1;
+            wel->rejoin = is_worker && p->gen > 1;
+            if (msg_send(c->sock, p->route, p->route_len, wel, NULL, 0, 0, &e))
+                log_warn(c->o->lg, "WELCOME to %s[%d]: %s", h->role, h->rank, e.msg);
+            return;
+        }
+    }
+    if (!is_worker || h->rank >= c->W) {
+        log_warn(c->o->lg, "ignoring HELLO from %s[%d] while the job runs%s", h->role, h->rank,
+                 strcmp(h->role, "server") == 0 ? " (a restarted server cannot take over its "
+                 "shard yet: restart the job with --resume)" : "");
+        return;
+    }
+    peer *p = &c->workers[h->rank];
+    if (h->job_hash != c->job_hash || h->nparams != c->nparams || !same_groups(c, h)) {
+        reject(c, &e, 0, "worker[%d] cannot rejoin: it runs a different job (model, optimizer, "
+               "cluster or training settings differ)", h->rank);
+        return;
+    }
+    if (p->done) {
+        reject(c, &e, 0, "worker[%d] cannot rejoin: it already finished its data", h->rank);
+        return;
+    }
+    if (p->lost)
+        c->nlost--;
+    p->gen++;
+    p->restarts++;
+    p->lost = 0;
+    p->hb_route_len = 0;
+    p->barrier = -1;
+    memcpy(p->route, c->in.route, c->in.route_len);
+    p->route_len = c->in.route_len;
+    p->pid = h->pid;
+    p->last_ms = net_now_ms();
+    wel->generation = p->gen;
+    wel->rejoin = 1;
+    if (msg_send(c->sock, p->route, p->route_len, wel, NULL, 0, 0, &e))
+        log_warn(c->o->lg, "WELCOME to worker[%d]: %s", h->rank, e.msg);
+    log_info(c->o->lg, "worker[%d] rejoined as incarnation %llu (pid %d); %d of %d workers "
+             "training", h->rank, (unsigned long long)p->gen, h->pid, c->W - *done - c->nlost,
+             c->W);
+}
+
+/* Checks every process's last heartbeat: a silent worker is lost (the job goes on without
+ * it), a silent server ends the job. */
+static int check_liveness(coord *c, int done, pst_err *err)
+{
+    const cfg_cluster *cl = &c->o->job->cluster;
+    int64_t now = net_now_ms(), limit = (int64_t)cl->heartbeat_timeout_s * 1000;
+    for (int s = 0; s < c->S; s++)
+        if (now - c->servers[s].last_ms > limit)
+            return pst_err_set(err, PST_ERR_TIMEOUT, "server[%d] (pid %d, %s) is lost: no "
+                               "heartbeat for %d s; its shard is gone (restart the job with "
+                               "--resume to continue from the last checkpoint)", s,
+                               c->servers[s].pid, c->servers[s].endpoint,
+                               cl->heartbeat_timeout_s);
+    for (int w = 0; w < c->W; w++) {
+        peer *p = &c->workers[w];
+        if (p->done || p->lost || now - p->last_ms <= limit)
+            continue;
+        p->lost = 1;
+        c->nlost++;
+        log_warn(c->o->lg, "worker[%d] (pid %d) is lost: no heartbeat for %d s, at epoch %d "
+                 "step %lld; going on with %d of %d workers", w, p->pid, cl->heartbeat_timeout_s,
+                 p->epoch, (long long)p->step, c->W - done - c->nlost, c->W);
+        /* It no longer holds back a barrier the others wait at. */
+        for (int k = 0; k < c->W; k++)
+            if (!c->workers[k].done && !c->workers[k].lost && c->workers[k].barrier >= 0) {
+                barrier_maybe_release(c, c->workers[k].barrier);
+                break;
+            }
+    }
+    return PST_OK;
+}
+
+/* Follows the workers until each is done or lost. */
 static int follow(coord *c, pst_err *err)
 {
     const coord_options *o = c->o;
-    int64_t timeout_ms = (int64_t)o->job->cluster.timeout_s * 1000;
     int done = 0;
     int64_t now = net_now_ms();
     for (int w = 0; w < c->W; w++) {
         c->workers[w].last_ms = now;
         c->workers[w].barrier = -1;
+        c->workers[w].barrier_released = -1;
     }
-    while (done < c->W) {
+    for (int s = 0; s < c->S; s++)
+        c->servers[s].last_ms = now;
+    while (done + c->nlost < c->W) {
         if (*o->stop)
             return PST_OK;
-        now = net_now_ms();
-        for (int w = 0; w < c->W; w++)
-            if (!c->workers[w].done && now - c->workers[w].last_ms > timeout_ms)
-                return pst_err_set(err, PST_ERR_TIMEOUT,
-                                   "no word from worker[%d] (pid %d) for %d s; it was at epoch "
-                                   "%d step %lld",
-                                   w, c->workers[w].pid, o->job->cluster.timeout_s,
-                                   c->workers[w].epoch, (long long)c->workers[w].step);
+        int rc = check_liveness(c, done, err);
+        if (rc)
+            return rc;
+        if (done + c->nlost == c->W)
+            break;
         pst_err e = {0};
-        int rc = msg_recv(c->sock, c->m, 1, &c->in, 500, &e);
+        rc = msg_recv(c->sock, c->m, 1, &c->in, 200, &e);
         if (rc == PST_ERR_TIMEOUT)
             continue;
         if (rc == PST_ERR_PEER) {
@@ -405,6 +558,14 @@ static int follow(coord *c, pst_err *err)
         if (rc)
             return pst_err_set(err, rc, "%s", e.msg);
         const wire_header *h = &c->in.h;
+        if (h->type == WIRE_MSG_HEARTBEAT) {
+            handle_heartbeat(c, &c->in);
+            continue;
+        }
+        if (h->type == WIRE_MSG_HELLO) {
+            handle_rejoin(c, &done);
+            continue;
+        }
         if (strcmp(h->role, "worker") != 0 || h->rank >= c->W) {
             log_warn(o->lg, "ignoring %s from %s[%d]", wire_type_name(h->type), h->role, h->rank);
             continue;
@@ -417,6 +578,8 @@ static int follow(coord *c, pst_err *err)
                      wire_type_name(h->type), h->rank);
             continue;
         }
+        if (p->lost)
+            continue; /* a stale incarnation's last words */
         p->last_ms = net_now_ms();
         if (h->has_progress) {
             p->epoch = h->epoch;
@@ -424,8 +587,21 @@ static int follow(coord *c, pst_err *err)
             p->loss = h->loss;
         }
         if (h->type == WIRE_MSG_BARRIER && !p->done) {
+            if (p->barrier_released >= h->clock) { /* its release was lost: again */
+                wire_header b;
+                wire_header_init(&b, WIRE_MSG_BARRIER, ROLE, 0);
+                b.clock = h->clock;
+                msg_send(c->sock, p->route, p->route_len, &b, NULL, 0, 0, &e);
+                continue;
+            }
             p->barrier = h->clock;
             barrier_maybe_release(c, h->clock);
+        }
+        if (h->type == WIRE_MSG_DONE) {
+            wire_header a;
+            wire_header_init(&a, WIRE_MSG_ACK, ROLE, 0);
+            a.request_id = h->request_id;
+            msg_send(c->sock, p->route, p->route_len, &a, NULL, 0, 0, &e);
         }
         if (h->type == WIRE_MSG_DONE && !p->done) {
             p->done = 1;
@@ -435,60 +611,124 @@ static int follow(coord *c, pst_err *err)
             log_info(o->lg, "worker[%d] finished (%d of %d)", h->rank, done, c->W);
             /* It no longer holds back a barrier the others wait at. */
             for (int w = 0; w < c->W; w++)
-                if (!c->workers[w].done && c->workers[w].barrier >= 0) {
+                if (!c->workers[w].done && !c->workers[w].lost && c->workers[w].barrier >= 0) {
                     barrier_maybe_release(c, c->workers[w].barrier);
                     break;
                 }
         }
     }
+    if (c->nlost == c->W)
+        return pst_err_set(err, PST_ERR_TIMEOUT, "every worker was lost (no heartbeat for %d "
+                           "s); the job cannot finish", o->job->cluster.heartbeat_timeout_s);
+    if (c->workers[0].lost)
+        return pst_err_set(err, PST_ERR_TIMEOUT, "worker[0] was lost before it finished, so the "
+                           "final model was not written (restart it, or the job with --resume)");
     return PST_OK;
+}
+
+static void send_shutdown(coord *c, int s)
+{
+    wire_header h;
+    wire_header_init(&h, WIRE_MSG_SHUTDOWN, ROLE, 0);
+    pst_err e = {0};
+    if (msg_send(c->sock, c->servers[s].route, c->servers[s].route_len, &h, NULL, 0,
+                 c->o->job->cluster.timeout_s * 1000, &e))
+        log_warn(c->o->lg, "SHUTDOWN to server[%d]: %s", s, e.msg);
 }
 
 static int shutdown_servers(coord *c, pst_err *err)
 {
     const coord_options *o = c->o;
     int timeout_ms = o->job->cluster.timeout_s * 1000;
-    for (int s = 0; s < c->S; s++) {
-        wire_header h;
-        wire_header_init(&h, WIRE_MSG_SHUTDOWN, ROLE, 0);
-        pst_err e = {0};
-        if (msg_send(c->sock, c->servers[s].route, c->servers[s].route_len, &h, NULL, 0,
-                     timeout_ms, &e))
-            log_warn(o->lg, "SHUTDOWN to server[%d]: %s", s, e.msg);
-    }
+    for (int s = 0; s < c->S; s++)
+        send_shutdown(c, s);
     int byes = 0;
     int64_t deadline = net_now_ms() + timeout_ms, max_gap = 0;
-    uint64_t bytes = 0;
+    int64_t resend = net_now_ms() + o->job->cluster.heartbeat_ms;
+    uint64_t bytes = 0, nonfinite = 0;
     while (byes < c->S) {
-        int left = (int)(deadline - net_now_ms());
+        int64_t now = net_now_ms();
+        int left = (int)(deadline - now);
         if (left <= 0)
             return pst_err_set(err, PST_ERR_TIMEOUT, "%d of %d servers did not confirm SHUTDOWN "
                                "within %d s", c->S - byes, c->S, o->job->cluster.timeout_s);
+        if (now >= resend) { /* a SHUTDOWN may be lost */
+            for (int s = 0; s < c->S; s++)
+                if (!c->servers[s].done)
+                    send_shutdown(c, s);
+            resend = now + o->job->cluster.heartbeat_ms;
+        }
         pst_err e = {0};
-        int rc = msg_recv(c->sock, c->m, 1, &c->in, left, &e);
+        int rc = msg_recv(c->sock, c->m, 1, &c->in, 100, &e);
         if (rc == PST_ERR_TIMEOUT || rc == PST_ERR_PEER)
             continue;
         if (rc)
             return pst_err_set(err, rc, "%s", e.msg);
         const wire_header *h = &c->in.h;
+        if (h->type == WIRE_MSG_HEARTBEAT) {
+            handle_heartbeat(c, &c->in);
+            continue;
+        }
         if (h->type != WIRE_MSG_BYE || strcmp(h->role, "server") != 0)
             continue; /* e.g. a worker's last PROGRESS */
         /* Count each server once, and only from the connection it joined on. */
-        if (h->rank >= c->S || !same_route(&c->servers[h->rank], &c->in) ||
-            c->servers[h->rank].done) {
-            log_warn(o->lg, "ignoring BYE claiming to be server[%d] (another connection or a "
-                     "repeat)", h->rank);
+        if (h->rank >= c->S || !same_route(&c->servers[h->rank], &c->in)) {
+            log_warn(o->lg, "ignoring BYE claiming to be server[%d] (another connection)",
+                     h->rank);
             continue;
         }
+        wire_header a;
+        wire_header_init(&a, WIRE_MSG_ACK, ROLE, 0);
+        msg_send(c->sock, c->in.route, c->in.route_len, &a, NULL, 0, 0, &e);
+        if (c->servers[h->rank].done)
+            continue; /* a repeat: our ACK was lost */
         c->servers[h->rank].done = 1;
         byes++;
         if (h->max_clock_gap > max_gap)
             max_gap = h->max_clock_gap;
         bytes += h->bytes_in + h->bytes_out;
+        nonfinite += h->nonfinite;
     }
+    if (nonfinite)
+        log_warn(o->lg, "%llu gradient chunk(s) with NaN/Inf were %s", (unsigned long long)nonfinite,
+                 o->job->cluster.nonfinite == CFG_NONFINITE_SKIP ? "skipped" : "refused");
     log_info(o->lg, "all servers stopped; %.1f MB moved, largest clock gap served %lld",
              bytes / 1e6, (long long)max_gap);
     return PST_OK;
+}
+
+/* The job cannot go on: tells every process that joined -- on its main connection and its
+ * heartbeat one -- so each stops now with the reason instead of at its own timeout. */
+static void abort_running(coord *c, const pst_err *why)
+{
+    char text[300];
+    snprintf(text, sizeof text, "job aborted by the coordinator: %.200s", why->msg);
+    for (int i = 0; i < c->S + c->W; i++) {
+        peer *p = i < c->S ? &c->servers[i] : &c->workers[i - c->S];
+        pst_err e = {0};
+        if (p->hb_route_len)
+            msg_send_error(c->sock, p->hb_route, p->hb_route_len, ROLE, 0, 0, PST_ERR_PEER,
+                           text, &e);
+    }
+}
+
+/* The end of a job some workers did not see through: who, and how often ranks rejoined. */
+static void log_losses(const coord *c)
+{
+    char list[512];
+    size_t n = 0;
+    int restarts = 0;
+    list[0] = '\0';
+    for (int w = 0; w < c->W; w++) {
+        restarts += c->workers[w].restarts;
+        if (c->workers[w].lost && n < sizeof list)
+            n += (size_t)snprintf(list + n, sizeof list - n, "%sworker[%d] (at step %lld)",
+                                  n ? ", " : "", w, (long long)c->workers[w].step);
+    }
+    if (n)
+        log_warn(c->o->lg, "lost and not rejoined: %s", list);
+    if (restarts)
+        log_info(c->o->lg, "%d restarted worker process(es) rejoined the job", restarts);
 }
 
 int coord_run(const coord_options *o, pst_err *err)
@@ -501,16 +741,29 @@ int coord_run(const coord_options *o, pst_err *err)
     c.job_hash = cfg_job_hash(o->job);
     c.test_accuracy = NAN;
     int rc;
+    c.welcome = malloc(sizeof *c.welcome);
+    c.reply = malloc(sizeof *c.reply);
     char bound[256];
     c.servers = calloc((size_t)c.S, sizeof *c.servers);
     c.workers = calloc((size_t)c.W, sizeof *c.workers);
-    if (!c.servers || !c.workers) {
+    if (!c.servers || !c.workers || !c.welcome || !c.reply) {
         rc = pst_err_set(err, PST_ERR_NOMEM, "out of memory");
         goto cleanup;
     }
     if (!(c.ctx = net_ctx_create(1, err)) || !(c.m = net_msg_create(err))) {
         rc = err->code;
         goto cleanup;
+    }
+    if (o->faults && o->faults[0]) {
+        pst_err fe = {0};
+        if (!(c.faults = net_faults_create(o->faults, 0xc002dULL, &fe))) {
+            rc = pst_err_set(err, fe.code, "%s", fe.msg);
+            goto cleanup;
+        }
+        char d[160];
+        net_faults_describe(c.faults, d, sizeof d);
+        log_warn(o->lg, "fault injection (test only): %s", d);
+        net_ctx_set_faults(c.ctx, c.faults);
     }
     net_opts so = {.hwm = -1, .max_msg_bytes = WIRE_MAX_META + 1024};
     if (!(c.sock = net_sock_create(c.ctx, NET_ROUTER, &so, err))) {
@@ -537,7 +790,13 @@ int coord_run(const coord_options *o, pst_err *err)
     }
     if ((rc = welcome_all(&c, err)))
         goto cleanup;
-    if ((rc = follow(&c, err)) || *o->stop)
+    rc = follow(&c, err);
+    log_losses(&c);
+    if (rc) {
+        abort_running(&c, err);
+        goto cleanup;
+    }
+    if (*o->stop)
         goto cleanup;
     if ((rc = shutdown_servers(&c, err)))
         goto cleanup;
@@ -548,8 +807,18 @@ int coord_run(const coord_options *o, pst_err *err)
 cleanup:
     free(c.servers);
     free(c.workers);
+    free(c.welcome);
+    free(c.reply);
     net_msg_destroy(c.m);
     net_sock_destroy(c.sock);
+    if (c.faults) {
+        net_fault_stats fs;
+        net_faults_get_stats(c.faults, &fs);
+        log_info(o->lg, "fault injection: %llu messages sent, %llu dropped, %llu duplicated, %llu "
+                 "delayed", (unsigned long long)fs.messages, (unsigned long long)fs.dropped,
+                 (unsigned long long)fs.duplicated, (unsigned long long)fs.delayed);
+    }
     net_ctx_destroy(c.ctx);
+    net_faults_destroy(c.faults);
     return rc;
 }

@@ -5,7 +5,12 @@
  * parameter vector into the shard map and sends every process a WELCOME with it. It then
  * follows the workers' PROGRESS and DONE messages, and when every worker is done tells the
  * servers to SHUTDOWN and collects their figures. Every wait has a deadline naming who is
- * late. It holds no parameters. */
+ * late. It holds no parameters.
+ *
+ * Failures (docs/fault-tolerance.md): every process sends heartbeats; a worker silent for
+ * cluster.heartbeat_timeout_s is lost -- the others go on without it (servers learn it from
+ * the membership in heartbeat answers) -- and a restarted process of its rank may rejoin
+ * (HELLO again: a new incarnation). A lost server ends the job (exit 75, retriable). */
 #ifndef PSTRAIN_PS_COORD_H
 #define PSTRAIN_PS_COORD_H
 
@@ -22,6 +27,7 @@ typedef struct {
     const cfg_job *job;
     const log_ctx *lg;
     const volatile sig_atomic_t *stop;
+    const char *faults;   /* test-only fault injection spec (net/faults.h); NULL: none */
 } coord_options;
 
 int coord_run(const coord_options *o, pst_err *err);

@@ -24,6 +24,7 @@ typedef struct {
     const cfg_job *job;
     const log_ctx *lg;
     const volatile sig_atomic_t *stop;
+    const char *faults;      /* test-only fault injection spec (net/faults.h); NULL: none */
 } srv_options;
 
 /* Runs until the coordinator's SHUTDOWN (PST_OK), a stop signal (PST_OK with *stop set),

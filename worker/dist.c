@@ -10,6 +10,7 @@
 #include "core/ckpt.h"
 #include "core/metrics.h"
 #include "net/net.h"
+#include "proto/hb.h"
 #include "proto/msg.h"
 #include "worker/dataprep.h"
 #include "worker/kv.h"
@@ -41,6 +42,9 @@ typedef struct {
     int64_t step;
     double loss;
     double last_ckpt_s; /* worker 0: when it last asked the servers for a checkpoint */
+    hb_client *hb;      /* heartbeats to the coordinator */
+    net_faults *faults;
+    uint64_t generation; /* this process's incarnation (WELCOME) */
 } worker;
 
 /* ---- Fine-tuning ---------------------------------------------------------------------- */
@@ -97,6 +101,7 @@ static int hello(worker *w, wire_header *welcome, pst_err *err)
     if (*o->stop)
         return PST_OK;
     *welcome = w->in->h;
+    w->generation = welcome->generation ? welcome->generation : 1;
     if (welcome->nparams != ml_model_nparams(w->model))
         return pst_err_set(err, PST_ERR_CONFIG,
                            "the job's model has %llu parameters, this worker built %zu",
@@ -110,6 +115,7 @@ static int barrier(worker *w, int64_t id, pst_err *err)
     const wk_dist_options *o = w->o;
     wire_header h;
     wire_header_init(&h, WIRE_MSG_BARRIER, ROLE, o->rank);
+    h.generation = w->generation;
     h.clock = id;
     int rc = msg_call(w->coord, w->m, w->in, &h, WIRE_MSG_BARRIER, 1,
                       o->job->cluster.timeout_s * 1000, o->stop, err);
@@ -124,21 +130,32 @@ static int barrier(worker *w, int64_t id, pst_err *err)
     return PST_OK;
 }
 
-/* Tells the coordinator how far we are (also our sign of life), at most every 2 s. */
+/* Tells the coordinator how far we are, at most every 2 s (heartbeats carry the same
+ * figures; these also reach a coordinator that reads only its main socket). DONE waits
+ * for the coordinator's ACK, sending again until it comes. Also where the heartbeat
+ * thread's findings surface: a coordinator gone or one that gave this worker up. */
 static int report_progress(worker *w, wire_type type, double test_accuracy, pst_err *err)
 {
+    hb_set_progress(w->hb, w->epoch, w->step, w->loss);
+    int rc = hb_check(w->hb, err);
+    if (rc)
+        return rc;
     int64_t now = net_now_ms();
     if (type == WIRE_MSG_PROGRESS && now - w->last_progress_ms < PROGRESS_EVERY_MS)
         return PST_OK;
     w->last_progress_ms = now;
     wire_header h;
     wire_header_init(&h, type, ROLE, w->o->rank);
+    h.generation = w->generation;
     h.has_progress = 1;
     h.epoch = w->epoch;
     h.step = w->step;
     h.loss = w->loss;
     h.samples_per_s = 0;
     h.test_accuracy = test_accuracy;
+    if (type == WIRE_MSG_DONE)
+        return msg_call(w->coord, w->m, w->in, &h, WIRE_MSG_ACK, 0,
+                        w->o->job->cluster.timeout_s * 1000, w->o->stop, err);
     return msg_send(w->coord, NULL, 0, &h, NULL, 0, w->o->job->cluster.timeout_s * 1000, err);
 }
 
@@ -230,6 +247,8 @@ static int train(worker *w, pst_err *err)
              * step's gradient was computed on the ones before. */
             if (pipelined && wk_kv_pull_outstanding(w->kv) && (rc = pull_into_model(w, err)))
                 return rc;
+            if (o->nan_at_clock > 0 && w->clock + 1 == o->nan_at_clock)
+                w->gbuf[w->clock & 1][0] = NAN; /* test hook: a poisoned gradient */
             if (checkpoint_due(w, w->clock))
                 wk_kv_request_checkpoint(w->kv);
             if ((rc = wk_kv_push(w->kv, w->gbuf[w->clock & 1], w->clock, err)))
@@ -348,9 +367,26 @@ int wk_dist_run(const wk_dist_options *o, pst_err *err)
     log_finetune(&w);
 
     char id[32];
-    snprintf(id, sizeof id, "worker-%d", o->rank);
+    /* With the pid: a restarted process of the same rank is a new connection (a new
+     * incarnation), not the old one back. */
+    snprintf(id, sizeof id, "worker-%d-%d", o->rank, (int)getpid());
     net_opts co = {.identity = id};
-    if (!(w.ctx = net_ctx_create(1, err)) || !(w.m = net_msg_create(err)) ||
+    if (o->faults && o->faults[0]) {
+        pst_err fe = {0};
+        if (!(w.faults = net_faults_create(o->faults, 0x3a11e7ULL + (uint64_t)o->rank * 7919, &fe))) {
+            rc = pst_err_set(err, fe.code, "%s", fe.msg);
+            goto cleanup;
+        }
+        char d[160];
+        net_faults_describe(w.faults, d, sizeof d);
+        log_warn(o->lg, "fault injection (test only): %s", d);
+    }
+    if (!(w.ctx = net_ctx_create(1, err))) {
+        rc = err->code;
+        goto cleanup;
+    }
+    net_ctx_set_faults(w.ctx, w.faults);
+    if (!(w.m = net_msg_create(err)) ||
         !(w.coord = net_sock_create(w.ctx, NET_DEALER, &co, err)) ||
         (rc = net_sock_connect(w.coord, o->coordinator, err))) {
         rc = err->code;
@@ -358,6 +394,13 @@ int wk_dist_run(const wk_dist_options *o, pst_err *err)
     }
     if ((rc = hello(&w, welcome, err)) || *o->stop)
         goto cleanup;
+    hb_options ho = {.ctx = w.ctx, .coordinator = o->coordinator, .role = ROLE, .rank = o->rank,
+                     .generation = w.generation, .interval_ms = job->cluster.heartbeat_ms,
+                     .timeout_ms = job->cluster.heartbeat_timeout_s * 1000, .lg = o->lg};
+    if (!(w.hb = hb_start(&ho, err))) {
+        rc = err->code;
+        goto cleanup;
+    }
     /* A resumed job starts at the servers' checkpoint clock; a worker whose steps end
      * before it is done at once (it says DONE and leaves the clock). */
     if (welcome->resume) {
@@ -379,7 +422,7 @@ int wk_dist_run(const wk_dist_options *o, pst_err *err)
     }
     wk_kv_set_idle(w.kv, on_idle, &w);
     if (o->rank == 0) {
-        if (!(w.rep = (welcome->resume ? wk_report_resume : wk_report_create)(
+        if (!(w.rep = (welcome->resume || welcome->rejoin ? wk_report_resume : wk_report_create)(
                   job->output.dir, o->lg, o->progress_out, o->tty, job->train.log_every,
                   job->train.epochs, err))) {
             rc = err->code;
@@ -387,13 +430,28 @@ int wk_dist_run(const wk_dist_options *o, pst_err *err)
         }
         /* Worker 0's seeded initial weights are the servers' starting point, exactly those
          * single-process training starts from; a resumed job's servers have theirs. */
-        if (!welcome->resume && (rc = wk_kv_init(w.kv, ml_model_params(w.model), err)))
+        if (!welcome->resume && !welcome->rejoin &&
+            (rc = wk_kv_init(w.kv, ml_model_params(w.model), err)))
             goto cleanup;
     }
     /* The first pull takes every float, frozen ones too, so every worker starts from the
      * servers' weights whatever it loaded itself; later pulls skip frozen ranges. */
-    if ((rc = wk_kv_pull_start_full(w.kv, w.clock, err)) || (rc = pull_into_model(&w, err)) ||
-        (rc = barrier(&w, 0, err)) || *o->stop)
+    if ((rc = wk_kv_pull_start_full(w.kv, w.clock, err)) || (rc = pull_into_model(&w, err)))
+        goto cleanup;
+    if (welcome->rejoin) {
+        /* A restarted process taking over this rank: the servers took it back at their
+         * clock; it continues its partition from there (shuffles depend on (seed, epoch,
+         * rank) only, so these are the batches it would have had). */
+        int64_t per_epoch = steps_per_epoch(&w), total = per_epoch * job->train.epochs;
+        int64_t c = wk_kv_reply_clock(w.kv);
+        w.clock = c < total ? c : total;
+        log_info(o->lg, "rejoined as incarnation %llu at clock %lld (epoch %lld, step %lld "
+                 "of it)", (unsigned long long)w.generation, (long long)w.clock,
+                 (long long)(per_epoch ? w.clock / per_epoch + 1 : 1),
+                 (long long)(per_epoch ? w.clock % per_epoch : 0));
+    } else if ((rc = barrier(&w, 0, err)))
+        goto cleanup;
+    if (*o->stop)
         goto cleanup;
     log_info(o->lg, "training with %d servers, %s%s", welcome->num_servers,
              cfg_consistency_name(job->cluster.consistency),
@@ -408,20 +466,29 @@ int wk_dist_run(const wk_dist_options *o, pst_err *err)
     wk_kv_stats ks;
     wk_kv_get_stats(w.kv, &ks);
     log_info(o->lg, "done at clock %lld: %.1f MB pushed, %.1f MB pulled, %.2f s waiting for "
-             "weights, largest clock gap %lld",
+             "weights, largest clock gap %lld, %llu requests sent again",
              (long long)w.clock, ks.bytes_pushed / 1e6, ks.bytes_pulled / 1e6, ks.wait_s,
-             (long long)w.max_gap);
+             (long long)w.max_gap, (unsigned long long)ks.resent);
     rc = report_progress(&w, WIRE_MSG_DONE, test_acc, err);
 
 cleanup:
     if (rc == PST_ERR_STATE && *o->stop)
         rc = PST_OK; /* interrupted while waiting: the caller reports the signal */
     wk_report_destroy(w.rep);
+    hb_stop(w.hb);
     wk_kv_close(w.kv); /* its release callbacks may still run until the context ends */
     net_msg_destroy(w.m);
     net_sock_destroy(w.coord);
     net_ctx_destroy(w.ctx);
     wk_kv_destroy(w.kv);
+    if (w.faults) {
+        net_fault_stats fs;
+        net_faults_get_stats(w.faults, &fs);
+        log_info(o->lg, "fault injection: %llu messages sent, %llu dropped, %llu duplicated, %llu "
+                 "delayed", (unsigned long long)fs.messages, (unsigned long long)fs.dropped,
+                 (unsigned long long)fs.duplicated, (unsigned long long)fs.delayed);
+    }
+    net_faults_destroy(w.faults);
     wk_trainer_destroy(w.tr);
     wk_data_fini(&w.data);
     free(w.gbuf_extra);

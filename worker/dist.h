@@ -28,6 +28,9 @@ typedef struct {
     int tty;
     int step_delay_ms;  /* test hook: sleep this long after every step (a slow worker) */
     int64_t stop_after_clock; /* test hook: raise SIGTERM once this step is done; 0: never */
+    const char *faults;       /* test-only fault injection spec (net/faults.h); NULL: none */
+    int64_t nan_at_clock;     /* test hook: the gradient of this step (clock + 1 = this
+                                 value) gets a NaN; 0: never */
 } wk_dist_options;
 
 int wk_dist_run(const wk_dist_options *o, pst_err *err);
