@@ -23,7 +23,9 @@
 
 extern char **environ;
 
-/* The header worker/report.c writes; the columns are numbered from 1 as in gnuplot. */
+/* The first columns of the header worker/report.c writes (the traffic columns after them
+ * are not plotted, and files from before they existed have none); the columns are
+ * numbered from 1 as in gnuplot. */
 static const char metrics_header[] =
     "epoch,train_loss,train_acc,val_loss,val_acc,val_precision,val_recall,val_f1,"
     "val_mse,val_mae,val_r2,seconds,samples_per_s";
@@ -68,7 +70,8 @@ static int read_metrics(const char *path, metrics *m)
         goto cleanup;
     }
     line[strcspn(line, "\r\n")] = '\0';
-    if (strcmp(line, metrics_header) != 0) {
+    size_t hlen = strlen(metrics_header);
+    if (strncmp(line, metrics_header, hlen) != 0 || (line[hlen] != '\0' && line[hlen] != ',')) {
         fprintf(stderr, "pstrain plot: %s line 1: not a pstrain metrics header (expected '%s')\n",
                 path, metrics_header);
         goto cleanup;
@@ -104,7 +107,8 @@ static int read_metrics(const char *path, metrics *m)
                 p++;
             }
         }
-        if (*p != '\0') {
+        /* Columns after the plotted ones (traffic figures) are not read here. */
+        if (*p != '\0' && *p != ',') {
             fprintf(stderr, "pstrain plot: %s line %ld: more than %d columns\n", path, lineno,
                     NCOL);
             goto cleanup;

@@ -36,6 +36,12 @@ typedef struct {
     float *gbuf_extra;  /* the second buffer, owned here */
     int64_t clock;      /* steps pushed */
     int64_t max_gap;    /* largest clock gap the servers reported */
+    /* Clock gaps of the pulls since the epoch began [0] and since the last step record [1]. */
+    struct gaps {
+        double sum, max;
+        int64_t n;
+    } gaps[2];
+    wk_kv_stats ks_win; /* traffic when the last step record (or the epoch) began */
     int64_t last_progress_ms;
     int epoch;
     int64_t step;
@@ -191,7 +197,47 @@ static int pull_into_model(worker *w, pst_err *err)
     int rc = wk_kv_pull_wait(w->kv, ml_model_params(w->model), &gap, err);
     if (gap > w->max_gap)
         w->max_gap = gap;
+    for (int i = 0; i < 2 && !rc; i++) {
+        w->gaps[i].sum += (double)gap;
+        w->gaps[i].max = (double)gap > w->gaps[i].max ? (double)gap : w->gaps[i].max;
+        w->gaps[i].n++;
+    }
     return rc;
+}
+
+/* The traffic between snapshots a (earlier) and b, with the clock gaps g. */
+static void comm_between(const wk_kv_stats *a, const wk_kv_stats *b, const struct gaps *g,
+                         wk_comm_stats *c)
+{
+    met_hist push, pull;
+    met_hist_sub(&push, &b->push_lat, &a->push_lat);
+    met_hist_sub(&pull, &b->pull_lat, &a->pull_lat);
+    *c = (wk_comm_stats){
+        .bytes_pushed = b->bytes_pushed - a->bytes_pushed,
+        .bytes_pulled = b->bytes_pulled - a->bytes_pulled,
+        .push_p50 = met_hist_quantile(&push, 0.5),
+        .push_p90 = met_hist_quantile(&push, 0.9),
+        .push_p99 = met_hist_quantile(&push, 0.99),
+        .pull_p50 = met_hist_quantile(&pull, 0.5),
+        .pull_p90 = met_hist_quantile(&pull, 0.9),
+        .pull_p99 = met_hist_quantile(&pull, 0.99),
+        .gap_mean = g->n ? g->sum / (double)g->n : NAN,
+        .gap_max = g->n ? g->max : NAN,
+        .wait_s = b->wait_s - a->wait_s,
+    };
+}
+
+/* A step record of the traffic since the previous one. */
+static int step_record(worker *w, int epoch, int64_t step, int64_t nsteps, pst_err *err)
+{
+    wk_kv_stats now;
+    wk_kv_get_stats(w->kv, &now);
+    wk_comm_stats cs;
+    comm_between(&w->ks_win, &now, &w->gaps[1], &cs);
+    w->ks_win = now;
+    memset(&w->gaps[1], 0, sizeof w->gaps[1]);
+    return wk_report_steps(w->rep, epoch, step, nsteps, w->loss,
+                           wk_trainer_samples_per_s(w->tr), &cs, err);
 }
 
 /* Trains every epoch; returns with the last pull answered. */
@@ -212,6 +258,8 @@ static int train(worker *w, pst_err *err)
             return err->code;
         wk_kv_stats ks0;
         wk_kv_get_stats(w->kv, &ks0);
+        w->ks_win = ks0;
+        memset(w->gaps, 0, sizeof w->gaps);
         int interrupted = 0;
         for (int64_t s = e == e0 ? w->clock % per_epoch : 0; s < nsteps; s++) {
             if (*o->stop) {
@@ -245,6 +293,9 @@ static int train(worker *w, pst_err *err)
             if (w->rep)
                 wk_report_progress(w->rep, e, s + 1, nsteps, w->loss,
                                    wk_trainer_samples_per_s(w->tr));
+            if (w->rep && job->train.log_every > 0 && (s + 1) % job->train.log_every == 0 &&
+                (rc = step_record(w, e, s + 1, nsteps, err)))
+                return rc;
             if ((rc = report_progress(w, WIRE_MSG_PROGRESS, NAN, err)))
                 return rc;
             if (o->stop_after_clock > 0 && w->clock == o->stop_after_clock)
@@ -269,7 +320,9 @@ static int train(worker *w, pst_err *err)
             wk_eval val;
             if (w->data.val && (rc = wk_trainer_evaluate(w->tr, w->data.val, &val, NULL, err)))
                 return rc;
-            if ((rc = wk_report_epoch(w->rep, e, &st, w->data.val ? &val : NULL, err)))
+            wk_comm_stats cs;
+            comm_between(&ks0, &ks1, &w->gaps[0], &cs);
+            if ((rc = wk_report_epoch(w->rep, e, &st, w->data.val ? &val : NULL, &cs, err)))
                 return rc;
         } else {
             log_info(o->lg, "epoch %d/%d loss %.4f | %.2fs %.0f samples/s", e, job->train.epochs,
