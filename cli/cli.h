@@ -32,6 +32,11 @@ void openblas_threads(int n);
  * checks it. Consumes every argument; an unknown flag is an error. */
 int cli_load_job(cfg_job **job, const char *path, int argc, char **argv, pst_err *err);
 
+/* The descriptor pstrain local hands its workers for progress records (worker/dist.h), from
+ * environment variable PSTRAIN_PROGRESS_FD: *fd = -1 when unset; an error when it is set
+ * but not an open pipe. */
+int cli_progress_fd(int *fd, pst_err *err);
+
 /* Text listing the override flags, for --help. */
 extern const char cli_override_help[];
 

@@ -1,6 +1,8 @@
 /* worker/dist.c -- see dist.h. */
 #include "dist.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,6 +45,7 @@ typedef struct {
     } gaps[2];
     wk_kv_stats ks_win; /* traffic when the last step record (or the epoch) began */
     int64_t last_progress_ms;
+    double last_record_s; /* when the last progress record went to o->progress_fd */
     int epoch;
     int64_t step;
     double loss;
@@ -227,6 +230,28 @@ static void comm_between(const wk_kv_stats *a, const wk_kv_stats *b, const struc
     };
 }
 
+/* A progress record for the launcher (see dist.h); force: even within WK_PROGRESS_MS. */
+static void progress_record(worker *w, int64_t step, int64_t nsteps, int force)
+{
+    const wk_dist_options *o = w->o;
+    double now = mono_s();
+    if (o->progress_fd < 0 || (!force && now - w->last_record_s < WK_PROGRESS_MS / 1e3))
+        return;
+    w->last_record_s = now;
+    char line[256];
+    int n = snprintf(line, sizeof line, "P %d %d %d %lld %lld %lld %lld %.6g %.6g\n", o->rank,
+                     w->epoch, o->job->train.epochs, (long long)step, (long long)nsteps,
+                     (long long)w->clock,
+                     (long long)(steps_per_epoch(w) * o->job->train.epochs), w->loss,
+                     wk_trainer_samples_per_s(w->tr));
+    /* One write of a short line: atomic on a pipe (< PIPE_BUF), so records of several
+     * workers never interleave. EAGAIN (the launcher is behind) drops this record. */
+    ssize_t r;
+    do
+        r = write(o->progress_fd, line, (size_t)n);
+    while (r < 0 && errno == EINTR);
+}
+
 /* A step record of the traffic since the previous one. */
 static int step_record(worker *w, int epoch, int64_t step, int64_t nsteps, pst_err *err)
 {
@@ -293,6 +318,7 @@ static int train(worker *w, pst_err *err)
             if (w->rep)
                 wk_report_progress(w->rep, e, s + 1, nsteps, w->loss,
                                    wk_trainer_samples_per_s(w->tr));
+            progress_record(w, s + 1, nsteps, s + 1 == nsteps);
             if (w->rep && job->train.log_every > 0 && (s + 1) % job->train.log_every == 0 &&
                 (rc = step_record(w, e, s + 1, nsteps, err)))
                 return rc;
@@ -448,6 +474,19 @@ int wk_dist_run(const wk_dist_options *o, pst_err *err)
     if ((rc = wk_kv_pull_start_full(w.kv, w.clock, err)) || (rc = pull_into_model(&w, err)) ||
         (rc = barrier(&w, 0, err)) || *o->stop)
         goto cleanup;
+    if (o->progress_fd >= 0) {
+        int fl = fcntl(o->progress_fd, F_GETFL);
+        if (fl < 0 || fcntl(o->progress_fd, F_SETFL, fl | O_NONBLOCK) < 0) {
+            rc = pst_err_set(err, PST_ERR_IO, "progress descriptor %d: %s", o->progress_fd,
+                             strerror(errno));
+            goto cleanup;
+        }
+        /* Where this worker starts (a resumed one mid-run): the launcher learns the
+         * job's total before the first step ends. */
+        w.epoch = steps_per_epoch(&w) ? (int)(w.clock / steps_per_epoch(&w)) + 1 : 1;
+        progress_record(&w, steps_per_epoch(&w) ? w.clock % steps_per_epoch(&w) : 0,
+                        steps_per_epoch(&w), 1);
+    }
     log_info(o->lg, "training with %d servers, %s%s", welcome->num_servers,
              cfg_consistency_name(job->cluster.consistency),
              job->cluster.consistency == CFG_CONS_SSP ? " (staleness bound set)" : "");
