@@ -261,6 +261,8 @@ int cmd_train(int argc, char **argv, const volatile sig_atomic_t *stop)
         rc = err.code;
         goto done;
     }
+    if ((rc = wk_report_write_job(job->output.dir, job, &err)))
+        goto done;
     const int save = job->checkpoint.enabled;
     const long long stop_after = stop_after_steps();
     for (int e = at.epoch; e <= job->train.epochs; e++) {

@@ -464,6 +464,8 @@ int wk_dist_run(const wk_dist_options *o, pst_err *err)
             rc = err->code;
             goto cleanup;
         }
+        if ((rc = wk_report_write_job(job->output.dir, job, err)))
+            goto cleanup;
         /* Worker 0's seeded initial weights are the servers' starting point, exactly those
          * single-process training starts from; a resumed job's servers have theirs. */
         if (!welcome->resume && (rc = wk_kv_init(w.kv, ml_model_params(w.model), err)))

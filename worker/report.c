@@ -1,13 +1,16 @@
 /* worker/report.c -- see report.h. */
+#define _DEFAULT_SOURCE /* realpath */
 #include "report.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 struct wk_report {
     const log_ctx *lg;
@@ -365,4 +368,50 @@ int wk_report_final(wk_report *r, const char *split, const wk_eval *ev, pst_err 
         json_num(o, "r2", ev->r2);
     }
     return write_json(r, o, err);
+}
+
+int wk_report_write_job(const char *dir, const cfg_job *job, pst_err *err)
+{
+    /* A copy to change: the printed job loaded back (cfg_job_print round-trips). */
+    char *text = NULL, path[4200], tmp[4300];
+    size_t len = 0;
+    cfg_job *copy = NULL;
+    FILE *f = open_memstream(&text, &len);
+    int rc;
+    if (!f)
+        return pst_err_set(err, PST_ERR_NOMEM, "job.yaml: out of memory");
+    rc = cfg_job_print(job, f, err);
+    if (fclose(f) != 0 && !rc)
+        rc = pst_err_set(err, PST_ERR_NOMEM, "job.yaml: out of memory");
+    if (rc || (rc = cfg_job_load_string(&copy, text, len, "job.yaml", err)))
+        goto cleanup;
+    static const char *const keys[] = {"data.train", "data.train_labels", "data.test",
+                                       "data.test_labels"};
+    const char *vals[] = {copy->data.train, copy->data.train_labels, copy->data.test,
+                          copy->data.test_labels};
+    for (int i = 0; i < 4; i++) {
+        char abs[PATH_MAX];
+        /* A path that does not resolve stays as it was: the job ran without reading it. */
+        if (vals[i] && vals[i][0] && realpath(vals[i], abs) &&
+            (rc = cfg_override(copy, keys[i], abs, err)))
+            goto cleanup;
+    }
+    snprintf(path, sizeof path, "%s/job.yaml", dir);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    if (!(f = fopen(tmp, "w"))) {
+        rc = pst_err_set(err, PST_ERR_IO, "%s: cannot open for writing: %s", tmp, strerror(errno));
+        goto cleanup;
+    }
+    rc = cfg_job_print(copy, f, err);
+    if (fclose(f) != 0 && !rc)
+        rc = pst_err_set(err, PST_ERR_IO, "%s: write failed: %s", tmp, strerror(errno));
+    if (!rc && rename(tmp, path) != 0)
+        rc = pst_err_set(err, PST_ERR_IO, "%s: cannot rename to job.yaml: %s", tmp,
+                         strerror(errno));
+    if (rc)
+        unlink(tmp);
+cleanup:
+    cfg_job_free(copy);
+    free(text);
+    return rc;
 }

@@ -20,6 +20,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "core/config.h"
 #include "core/err.h"
 #include "core/log.h"
 #include "worker/trainer.h"
@@ -65,6 +66,10 @@ int wk_report_steps(wk_report *r, int epoch, int64_t step, int64_t nsteps, doubl
                     double samples_per_s, const wk_comm_stats *comm, pst_err *err);
 /* Logs and records the final evaluation of a split ("test"). */
 int wk_report_final(wk_report *r, const char *split, const wk_eval *ev, pst_err *err);
+
+/* Writes the effective job to dir/job.yaml with its data paths made absolute, so that
+ * tools given only the run directory (pstrain plot) find the data the model learned. */
+int wk_report_write_job(const char *dir, const cfg_job *job, pst_err *err);
 
 /* Creates a directory and its parents (mkdir -p). */
 int wk_mkdirs(const char *path, pst_err *err);
