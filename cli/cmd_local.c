@@ -7,7 +7,8 @@
  *   pstrain worker [JOB] --rank i --coordinator EP [overrides]      i = 0..W-1
  *
  * Supervision is signal driven: SIGCHLD, SIGINT and SIGTERM stay blocked while children
- * run and are taken with sigtimedwait; waitpid(WNOHANG) then collects whoever ended.
+ * run and are read from a signalfd, polled together with the progress and output pipes;
+ * waitpid(WNOHANG) then collects whoever ended.
  * The first failure (or a stop signal) sends SIGTERM to all the others, and SIGKILL to
  * any still running after the grace period. Every path reaps every child, and each child
  * has PR_SET_PDEATHSIG(SIGTERM), so even a SIGKILLed launcher leaves no orphans.
@@ -51,8 +52,8 @@
 #define DEFAULT_GRACE_S 10.0
 #define DEFAULT_READY_S 30.0
 /* Longest single wait. Signals are blocked only in this thread: OpenBLAS starts its own
- * threads when the library loads, and a signal that arrives while this thread is not
- * inside sigtimedwait/ppoll may be taken by one of them (SIGCHLD is then discarded,
+ * threads when the library loads, and a signal for the process may be taken by one of
+ * them instead of reaching the signalfd (SIGCHLD is then discarded,
  * SIGINT/SIGTERM run main()'s handler, which sets *stop). Waking at least this often
  * bounds how late such a signal is noticed; it is a safety net, not the mechanism. */
 #define WAKE_MS 1000
@@ -103,7 +104,7 @@ typedef struct {
     long ready_ms;      /* coordinator start -> endpoint line */
     long max_fd;        /* for the close-fds fallback when close_range is missing */
     pid_t self;         /* our pid, for the child's PDEATHSIG race check */
-    sigset_t waitset;   /* SIGCHLD, SIGINT, SIGTERM: blocked, taken by sigtimedwait */
+    sigset_t waitset;   /* SIGCHLD, SIGINT, SIGTERM: blocked, read from sigfd */
     sigset_t oldmask;   /* the caller's mask: restored in every child and on return */
     lc_child *kids;     /* [0] coordinator, [1..S] servers, [S+1..S+W] workers */
     char **argvs;       /* one block holding every child's argv */
@@ -478,7 +479,7 @@ static void on_stop_signal(launcher *l, int sig)
     }
 }
 
-/* main()'s handler sets *stop when a stop signal reaches it rather than sigtimedwait. */
+/* main()'s handler sets *stop when a stop signal reaches it rather than the signalfd. */
 static void check_stop_flag(launcher *l, const volatile sig_atomic_t *stop)
 {
     sig_atomic_t sig = *stop;
