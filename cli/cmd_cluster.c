@@ -368,8 +368,12 @@ static int run_node(const char *role, int argc, char **argv, const volatile sig_
             openblas_threads(job->train.threads);
             wk_dist_options o = {.rank = a.rank, .coordinator = a.coordinator, .job = job,
                                  .lg = &lg, .stop = stop, .progress_out = stderr,
-                                 .tty = isatty(STDERR_FILENO),
+                                 .tty = isatty(STDERR_FILENO), .progress_fd = -1,
                                  .faults = getenv("PSTRAIN_FAULTS")};
+            /* pstrain local draws the job's progress from every worker's records: then
+             * no worker draws a bar of its own (cmd_local.c). */
+            if ((rc = cli_progress_fd(&o.progress_fd, &err)) == PST_OK && o.progress_fd >= 0)
+                o.tty = 0;
             /* Test hook: make one worker slow (tests of the staleness bound). */
             const char *slow = getenv("PSTRAIN_TEST_SLOW_WORKER");
             const char *ms = getenv("PSTRAIN_TEST_STEP_DELAY_MS");
@@ -384,7 +388,8 @@ static int run_node(const char *role, int argc, char **argv, const volatile sig_
             const char *stop_after = getenv("PSTRAIN_TEST_STOP_AFTER_STEPS");
             if (stop_after)
                 o.stop_after_clock = atoll(stop_after);
-            rc = wk_dist_run(&o, &err);
+            if (rc == PST_OK)
+                rc = wk_dist_run(&o, &err);
         }
     } else {
         coord_options o = {.bind = a.bind, .ready_fd = a.ready_fd, .job = job, .lg = &lg,

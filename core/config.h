@@ -79,7 +79,8 @@ typedef struct {
     int epochs;
     int threads;     /* BLAS threads for this process */
     int shuffle;     /* bool */
-    int log_every;   /* progress line every N steps when not a terminal; 0 = per epoch only */
+    int log_every;   /* every N steps: a progress line when not a terminal and a steps.csv
+                        record (worker/report.h); 0 = per epoch only */
 } cfg_train;
 
 typedef struct {

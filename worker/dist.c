@@ -1,6 +1,8 @@
 /* worker/dist.c -- see dist.h. */
 #include "dist.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,7 +39,14 @@ typedef struct {
     float *gbuf_extra;  /* the second buffer, owned here */
     int64_t clock;      /* steps pushed */
     int64_t max_gap;    /* largest clock gap the servers reported */
+    /* Clock gaps of the pulls since the epoch began [0] and since the last step record [1]. */
+    struct gaps {
+        double sum, max;
+        int64_t n;
+    } gaps[2];
+    wk_kv_stats ks_win; /* traffic when the last step record (or the epoch) began */
     int64_t last_progress_ms;
+    double last_record_s; /* when the last progress record went to o->progress_fd */
     int epoch;
     int64_t step;
     double loss;
@@ -208,7 +217,69 @@ static int pull_into_model(worker *w, pst_err *err)
     int rc = wk_kv_pull_wait(w->kv, ml_model_params(w->model), &gap, err);
     if (gap > w->max_gap)
         w->max_gap = gap;
+    for (int i = 0; i < 2 && !rc; i++) {
+        w->gaps[i].sum += (double)gap;
+        w->gaps[i].max = (double)gap > w->gaps[i].max ? (double)gap : w->gaps[i].max;
+        w->gaps[i].n++;
+    }
     return rc;
+}
+
+/* The traffic between snapshots a (earlier) and b, with the clock gaps g. */
+static void comm_between(const wk_kv_stats *a, const wk_kv_stats *b, const struct gaps *g,
+                         wk_comm_stats *c)
+{
+    met_hist push, pull;
+    met_hist_sub(&push, &b->push_lat, &a->push_lat);
+    met_hist_sub(&pull, &b->pull_lat, &a->pull_lat);
+    *c = (wk_comm_stats){
+        .bytes_pushed = b->bytes_pushed - a->bytes_pushed,
+        .bytes_pulled = b->bytes_pulled - a->bytes_pulled,
+        .push_p50 = met_hist_quantile(&push, 0.5),
+        .push_p90 = met_hist_quantile(&push, 0.9),
+        .push_p99 = met_hist_quantile(&push, 0.99),
+        .pull_p50 = met_hist_quantile(&pull, 0.5),
+        .pull_p90 = met_hist_quantile(&pull, 0.9),
+        .pull_p99 = met_hist_quantile(&pull, 0.99),
+        .gap_mean = g->n ? g->sum / (double)g->n : NAN,
+        .gap_max = g->n ? g->max : NAN,
+        .wait_s = b->wait_s - a->wait_s,
+    };
+}
+
+/* A progress record for the launcher (see dist.h); force: even within WK_PROGRESS_MS. */
+static void progress_record(worker *w, int64_t step, int64_t nsteps, int force)
+{
+    const wk_dist_options *o = w->o;
+    double now = mono_s();
+    if (o->progress_fd < 0 || (!force && now - w->last_record_s < WK_PROGRESS_MS / 1e3))
+        return;
+    w->last_record_s = now;
+    char line[256];
+    int n = snprintf(line, sizeof line, "P %d %d %d %lld %lld %lld %lld %.6g %.6g\n", o->rank,
+                     w->epoch, o->job->train.epochs, (long long)step, (long long)nsteps,
+                     (long long)w->clock,
+                     (long long)(steps_per_epoch(w) * o->job->train.epochs), w->loss,
+                     wk_trainer_samples_per_s(w->tr));
+    /* One write of a short line: atomic on a pipe (< PIPE_BUF), so records of several
+     * workers never interleave. EAGAIN (the launcher is behind) drops this record. */
+    ssize_t r;
+    do
+        r = write(o->progress_fd, line, (size_t)n);
+    while (r < 0 && errno == EINTR);
+}
+
+/* A step record of the traffic since the previous one. */
+static int step_record(worker *w, int epoch, int64_t step, int64_t nsteps, pst_err *err)
+{
+    wk_kv_stats now;
+    wk_kv_get_stats(w->kv, &now);
+    wk_comm_stats cs;
+    comm_between(&w->ks_win, &now, &w->gaps[1], &cs);
+    w->ks_win = now;
+    memset(&w->gaps[1], 0, sizeof w->gaps[1]);
+    return wk_report_steps(w->rep, epoch, step, nsteps, w->loss,
+                           wk_trainer_samples_per_s(w->tr), &cs, err);
 }
 
 /* Trains every epoch; returns with the last pull answered. */
@@ -229,6 +300,8 @@ static int train(worker *w, pst_err *err)
             return err->code;
         wk_kv_stats ks0;
         wk_kv_get_stats(w->kv, &ks0);
+        w->ks_win = ks0;
+        memset(w->gaps, 0, sizeof w->gaps);
         int interrupted = 0;
         for (int64_t s = e == e0 ? w->clock % per_epoch : 0; s < nsteps; s++) {
             if (*o->stop) {
@@ -264,6 +337,10 @@ static int train(worker *w, pst_err *err)
             if (w->rep)
                 wk_report_progress(w->rep, e, s + 1, nsteps, w->loss,
                                    wk_trainer_samples_per_s(w->tr));
+            progress_record(w, s + 1, nsteps, s + 1 == nsteps);
+            if (w->rep && job->train.log_every > 0 && (s + 1) % job->train.log_every == 0 &&
+                (rc = step_record(w, e, s + 1, nsteps, err)))
+                return rc;
             if ((rc = report_progress(w, WIRE_MSG_PROGRESS, NAN, err)))
                 return rc;
             if (o->stop_after_clock > 0 && w->clock == o->stop_after_clock)
@@ -288,7 +365,9 @@ static int train(worker *w, pst_err *err)
             wk_eval val;
             if (w->data.val && (rc = wk_trainer_evaluate(w->tr, w->data.val, &val, NULL, err)))
                 return rc;
-            if ((rc = wk_report_epoch(w->rep, e, &st, w->data.val ? &val : NULL, err)))
+            wk_comm_stats cs;
+            comm_between(&ks0, &ks1, &w->gaps[0], &cs);
+            if ((rc = wk_report_epoch(w->rep, e, &st, w->data.val ? &val : NULL, &cs, err)))
                 return rc;
         } else {
             log_info(o->lg, "epoch %d/%d loss %.4f | %.2fs %.0f samples/s", e, job->train.epochs,
@@ -428,6 +507,8 @@ int wk_dist_run(const wk_dist_options *o, pst_err *err)
             rc = err->code;
             goto cleanup;
         }
+        if ((rc = wk_report_write_job(job->output.dir, job, err)))
+            goto cleanup;
         /* Worker 0's seeded initial weights are the servers' starting point, exactly those
          * single-process training starts from; a resumed job's servers have theirs. */
         if (!welcome->resume && !welcome->rejoin &&
@@ -453,6 +534,19 @@ int wk_dist_run(const wk_dist_options *o, pst_err *err)
         goto cleanup;
     if (*o->stop)
         goto cleanup;
+    if (o->progress_fd >= 0) {
+        int fl = fcntl(o->progress_fd, F_GETFL);
+        if (fl < 0 || fcntl(o->progress_fd, F_SETFL, fl | O_NONBLOCK) < 0) {
+            rc = pst_err_set(err, PST_ERR_IO, "progress descriptor %d: %s", o->progress_fd,
+                             strerror(errno));
+            goto cleanup;
+        }
+        /* Where this worker starts (a resumed one mid-run): the launcher learns the
+         * job's total before the first step ends. */
+        w.epoch = steps_per_epoch(&w) ? (int)(w.clock / steps_per_epoch(&w)) + 1 : 1;
+        progress_record(&w, steps_per_epoch(&w) ? w.clock % steps_per_epoch(&w) : 0,
+                        steps_per_epoch(&w), 1);
+    }
     log_info(o->lg, "training with %d servers, %s%s", welcome->num_servers,
              cfg_consistency_name(job->cluster.consistency),
              job->cluster.consistency == CFG_CONS_SSP ? " (staleness bound set)" : "");

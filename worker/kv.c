@@ -65,6 +65,11 @@ struct wk_kv {
     pthread_mutex_t mu;
     pthread_cond_t released;
     int unreleased[3];
+    /* Push latency, under mu: a push of slot i is open from push_t0[i] until its frames are
+     * all released (rel_s[i], set by the I/O thread); settle_push records it. */
+    double push_t0[2], rel_s[2];
+    int push_open[2];
+    double pull_t0;           /* when the outstanding pull started */
     struct release_hint {
         wk_kv *kv;
         int slot;
@@ -90,7 +95,14 @@ struct wk_kv {
 #define KV_RTO_MIN_MS 3
 #define KV_RTO_MAX_MS 1000
 
-static double now_s(void);
+/* Seconds on a monotonic clock: waits of a small model's step are well under a
+ * millisecond, too short for net_now_ms. */
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
 
 static void on_release(void *data, void *hint)
 {
@@ -98,9 +110,22 @@ static void on_release(void *data, void *hint)
     struct release_hint *rh = hint;
     wk_kv *kv = rh->kv;
     pthread_mutex_lock(&kv->mu);
-    if (--kv->unreleased[rh->slot] == 0)
+    if (--kv->unreleased[rh->slot] == 0) {
+        if (rh->slot < 2)
+            kv->rel_s[rh->slot] = now_s();
         pthread_cond_signal(&kv->released);
+    }
     pthread_mutex_unlock(&kv->mu);
+}
+
+/* Records the latency of slot's push once all its frames are released. Caller holds mu;
+ * runs on the caller's thread only, so the histogram needs no lock of its own. */
+static void settle_push(wk_kv *kv, int slot)
+{
+    if (kv->push_open[slot] && kv->unreleased[slot] == 0) {
+        met_hist_add(&kv->stats.push_lat, kv->rel_s[slot] - kv->push_t0[slot]);
+        kv->push_open[slot] = 0;
+    }
 }
 
 /* Cuts what is sent -- the whole vector, or (trainable_only) the runs of update groups with
@@ -334,15 +359,6 @@ static void take_ack(wk_kv *kv, uint64_t id)
     }
 }
 
-/* Seconds on a monotonic clock: waits of a small model's step are well under a
- * millisecond, too short for net_now_ms. */
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 /* Handles one message from server s. */
 static int take_message(wk_kv *kv, int s, int64_t *maxgap, int *progress, pst_err *err)
 {
@@ -537,6 +553,13 @@ int wk_kv_push(wk_kv *kv, const float *g, int64_t clock, pst_err *err)
     if (op->unacked > 0)
         return pst_err_set(err, PST_ERR_STATE, "kv: push of clock %lld before clock %lld was "
                            "acknowledged", (long long)clock, (long long)op->clock);
+    if (kv->ntrain > 0) {
+        int slot = (int)(clock & 1);
+        pthread_mutex_lock(&kv->mu);
+        kv->push_t0[slot] = now_s();
+        kv->push_open[slot] = 1;
+        pthread_mutex_unlock(&kv->mu);
+    }
     int rc = op_start(kv, op, WIRE_MSG_PUSH, kv->train, kv->ntrain, g, (int)(clock & 1), clock,
                       kv->ckpt_next, err);
     kv->ckpt_next = 0;
@@ -567,6 +590,8 @@ static int wait_released(wk_kv *kv, int slot, pst_err *err)
     while (kv->unreleased[slot] > 0 && rc != ETIMEDOUT)
         rc = pthread_cond_timedwait(&kv->released, &kv->mu, &deadline);
     int left = kv->unreleased[slot];
+    if (slot < 2)
+        settle_push(kv, slot);
     pthread_mutex_unlock(&kv->mu);
     if (left > 0)
         return pst_err_set(err, PST_ERR_TIMEOUT,
@@ -582,6 +607,7 @@ static int pull_start(wk_kv *kv, int64_t clock, int final, const kv_piece *piece
         return pst_err_set(err, PST_ERR_STATE, "kv: a pull is already outstanding");
     kv->pull_id_lo = kv->next_id;
     kv->final = final;
+    kv->pull_t0 = now_s();
     kv->pulling = pieces;
     kv->npulling = n;
     kv->pull_clock = clock;
@@ -613,7 +639,10 @@ int wk_kv_pull_outstanding(const wk_kv *kv) { return kv->outstanding; }
 int wk_kv_pull_wait(wk_kv *kv, float *w, int64_t *gap, pst_err *err)
 {
     kv->pull_dst = w;
-    return wait_until(kv, pull_answered, NULL, !kv->final, "chunk(s) of weights", gap, err);
+    int rc = wait_until(kv, pull_answered, NULL, !kv->final, "chunk(s) of weights", gap, err);
+    if (rc == PST_OK && !kv->final)
+        met_hist_add(&kv->stats.pull_lat, now_s() - kv->pull_t0);
+    return rc;
 }
 
 int64_t wk_kv_reply_clock(const wk_kv *kv) { return kv->reply_clock; }
@@ -625,7 +654,14 @@ int wk_kv_done(wk_kv *kv, pst_err *err)
                                 err);
 }
 
-void wk_kv_get_stats(const wk_kv *kv, wk_kv_stats *st) { *st = kv->stats; }
+void wk_kv_get_stats(wk_kv *kv, wk_kv_stats *st)
+{
+    pthread_mutex_lock(&kv->mu);
+    settle_push(kv, 0);
+    settle_push(kv, 1);
+    pthread_mutex_unlock(&kv->mu);
+    *st = kv->stats;
+}
 
 void wk_kv_set_idle(wk_kv *kv, wk_kv_idle_fn fn, void *ctx)
 {

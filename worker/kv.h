@@ -21,6 +21,7 @@
 #include <stdint.h>
 
 #include "core/err.h"
+#include "core/metrics.h"
 #include "core/log.h"
 #include "net/net.h"
 #include "proto/wire.h"
@@ -78,11 +79,19 @@ int wk_kv_done(wk_kv *kv, pst_err *err);
  * pull (a rejoining worker starts there); INT64_MAX before any. */
 int64_t wk_kv_reply_clock(const wk_kv *kv);
 
+/* Cumulative since wk_kv_create; an interval's figures are the difference of two snapshots
+ * (met_hist_sub for the histograms). Latencies:
+ *   push  from wk_kv_push to ZeroMQ releasing the last frame of that gradient (its bytes
+ *         handed to the kernel); counted when the caller next waits on that buffer
+ *         (wk_kv_push_released) or reads the stats.
+ *   pull  from wk_kv_pull_start to the last reply of that pull arriving; final pulls are
+ *         left out (they wait for the slowest worker, not for the network). */
 typedef struct {
     uint64_t bytes_pushed, bytes_pulled;
     uint64_t resent;  /* requests sent again for want of an answer */
     double wait_s;    /* time spent blocked waiting for the servers */
+    met_hist push_lat, pull_lat;
 } wk_kv_stats;
-void wk_kv_get_stats(const wk_kv *kv, wk_kv_stats *st);
+void wk_kv_get_stats(wk_kv *kv, wk_kv_stats *st);
 
 #endif
