@@ -46,7 +46,8 @@
  *     log_every: int >= 0           0 = once per epoch
  *   output:
  *     dir: path                     "runs/<name>"
- *   cluster: servers, workers, consistency, staleness, pipeline, timeout_s (config.h)
+ *   cluster: servers, workers, consistency, staleness, pipeline, timeout_s, metrics_port
+ *            (config.h)
  *   checkpoint:
  *     enabled: bool                 true
  *     dir: path                     none = "<output.dir>/checkpoints"
@@ -223,6 +224,7 @@ static const cyaml_schema_field_t cluster_fields[] = {
     CYAML_FIELD_INT("staleness", CFG_OPT, cfg_cluster, staleness),
     CYAML_FIELD_BOOL("pipeline", CFG_OPT, cfg_cluster, pipeline),
     CYAML_FIELD_INT("timeout_s", CFG_OPT, cfg_cluster, timeout_s),
+    CYAML_FIELD_INT("metrics_port", CFG_OPT, cfg_cluster, metrics_port),
     CYAML_FIELD_END};
 
 static const cyaml_schema_field_t checkpoint_fields[] = {
@@ -301,6 +303,8 @@ uint64_t cfg_job_hash(const cfg_job *job)
     /* Where and how often checkpoints are written, and whether this run resumes, change
      * nothing that is computed: a resumed run is the same job. */
     memset(&same.checkpoint, 0, sizeof same.checkpoint);
+    /* Where metrics are served is no part of what is computed either. */
+    same.cluster.metrics_port = 0;
     FILE *f = open_memstream(&text, &len);
     if (!f)
         return 0;
@@ -1540,6 +1544,10 @@ int cfg_job_check(const cfg_job *job, pst_err *err)
         return pst_err_set(err, E, "cluster.staleness: must be >= 0, got %d", c->staleness);
     if (c->timeout_s < 1)
         return pst_err_set(err, E, "cluster.timeout_s: must be >= 1, got %d", c->timeout_s);
+    if (c->metrics_port < 0 || c->metrics_port + c->servers > 65535)
+        return pst_err_set(err, E, "cluster.metrics_port: must be 0 (off) or a port with room "
+                           "for the %d servers after it (<= %d), got %d", c->servers,
+                           65535 - c->servers, c->metrics_port);
 
     const cfg_checkpoint *k = &job->checkpoint;
     if (k->every_steps < 0)

@@ -101,6 +101,8 @@ typedef struct {
     int pipeline;                /* ssp/asp: compute step c+1 while step c's pull is in
                                     flight (one more step of staleness) */
     int timeout_s;               /* every network wait gives up after this long */
+    int metrics_port;            /* Prometheus /metrics: coordinator on this port, server r
+                                    on metrics_port + 1 + r; 0 = off (docs/observability.md) */
 } cfg_cluster;
 
 /* Checkpoints and resume (docs/job-file.md, "Checkpoints and resume" in README.md). */
