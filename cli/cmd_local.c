@@ -192,6 +192,9 @@ static void local_usage(FILE *f)
             "\n"
             "options:\n"
             "  -h, --help   this text\n"
+            "  --metrics-port N   Prometheus endpoints: the coordinator's /metrics and /status\n"
+            "               on port N, server r's /metrics on N + 1 + r (the same as\n"
+            "               --cluster.metrics_port N; docs/observability.md)\n"
             "\n%s",
             DEFAULT_READY_S, PLAIN_EVERY_MS / 1000.0, DEFAULT_GRACE_S, DEFAULT_GRACE_S,
             DEFAULT_GRACE_S, DEFAULT_READY_S,
@@ -1043,6 +1046,12 @@ int cmd_local(int argc, char **argv, const volatile sig_atomic_t *stop)
         }
     char **rest = argv + i0;
     int nrest = argc - i0;
+    /* --metrics-port N is each process's own port for `pstrain server` and `coordinator`;
+     * here, where all share one host, it is the job's base port (cluster.metrics_port):
+     * the coordinator on N, server r on N + 1 + r. */
+    for (int i = 0; i < nrest; i++)
+        if (strcmp(rest[i], "--metrics-port") == 0)
+            rest[i] = (char *)"--cluster.metrics_port";
 
     /* Load the job here too: for the counts, and so that a bad option fails once,
      * before any process starts. */

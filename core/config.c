@@ -47,7 +47,7 @@
  *   output:
  *     dir: path                     "runs/<name>"
  *   cluster: servers, workers, consistency, staleness, pipeline, timeout_s, heartbeat_ms,
- *            heartbeat_timeout_s, max_restarts, nonfinite (config.h)
+ *            heartbeat_timeout_s, max_restarts, nonfinite, metrics_port (config.h)
  *   checkpoint:
  *     enabled: bool                 true
  *     dir: path                     none = "<output.dir>/checkpoints"
@@ -230,6 +230,7 @@ static const cyaml_schema_field_t cluster_fields[] = {
     CYAML_FIELD_INT("heartbeat_timeout_s", CFG_OPT, cfg_cluster, heartbeat_timeout_s),
     CYAML_FIELD_INT("max_restarts", CFG_OPT, cfg_cluster, max_restarts),
     CFG_ENUM("nonfinite", cfg_cluster, nonfinite, nonfinite_names),
+    CYAML_FIELD_INT("metrics_port", CFG_OPT, cfg_cluster, metrics_port),
     CYAML_FIELD_END};
 
 static const cyaml_schema_field_t checkpoint_fields[] = {
@@ -312,6 +313,8 @@ uint64_t cfg_job_hash(const cfg_job *job)
     same.cluster.heartbeat_ms = 0;
     same.cluster.heartbeat_timeout_s = 0;
     same.cluster.max_restarts = 0;
+    /* Where metrics are served is no part of what is computed either. */
+    same.cluster.metrics_port = 0;
     FILE *f = open_memstream(&text, &len);
     if (!f)
         return 0;
@@ -1563,6 +1566,10 @@ int cfg_job_check(const cfg_job *job, pst_err *err)
     if (c->max_restarts < 0 || c->max_restarts > 1000)
         return pst_err_set(err, E, "cluster.max_restarts: must be in [0, 1000], got %d",
                            c->max_restarts);
+    if (c->metrics_port < 0 || c->metrics_port + c->servers > 65535)
+        return pst_err_set(err, E, "cluster.metrics_port: must be 0 (off) or a port with room "
+                           "for the %d servers after it (<= %d), got %d", c->servers,
+                           65535 - c->servers, c->metrics_port);
 
     const cfg_checkpoint *k = &job->checkpoint;
     if (k->every_steps < 0)

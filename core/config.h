@@ -116,6 +116,8 @@ typedef struct {
     int max_restarts;            /* pstrain local / cluster script: restarts of a failed
                                     worker (same rank; it rejoins), per worker */
     cfg_nonfinite nonfinite;     /* a pushed gradient with NaN/Inf: reject | skip */
+    int metrics_port;            /* Prometheus /metrics: coordinator on this port, server r
+                                    on metrics_port + 1 + r; 0 = off (docs/observability.md) */
 } cfg_cluster;
 
 /* Checkpoints and resume (docs/job-file.md, "Checkpoints and resume" in README.md). */

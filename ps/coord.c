@@ -8,6 +8,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <cjson/cJSON.h>
+
 #include "net/net.h"
 #include "proto/msg.h"
 
@@ -22,8 +24,9 @@ typedef struct {
     int done;
     int64_t last_ms;   /* when we last heard from it */
     int epoch;
-    int64_t step;
+    int64_t step;      /* steps done in `epoch` (1-based) */
     double loss;
+    uint64_t steps;    /* a worker: steps of its whole run (HELLO) */
     int64_t barrier;   /* the barrier it waits at, -1: none */
     int nckpt;         /* a server of a resumed job: clocks of its complete checkpoints */
     int64_t ckpt_clocks[WIRE_MAX_CKPTS];
@@ -58,6 +61,7 @@ typedef struct {
     wire_header *reply;   /* scratch for HEARTBEAT answers */
     net_faults *faults;
     int nlost;            /* workers lost and not rejoined */
+    struct coord_obs *obs; /* metrics and /status (NULL: off); see "Observability" below */
 } coord;
 
 void coord_shard_map(uint64_t nparams, int nservers, uint64_t *offsets)
@@ -102,6 +106,185 @@ void coord_shard_map_groups(uint64_t nparams, int nservers, const uint64_t *grou
         uint64_t hi = (nparams - 16 * (uint64_t)(nservers - s)) / 16 * 16;
         offsets[s] = x < lo ? lo : x > hi ? hi : x;
     }
+}
+
+/* ---- Observability: Prometheus series and the /status document -------------------------
+ * Rendered from the loops below (coord_obs_tick, at the top of each loop, so at least every
+ * 500 ms and after every message), at most every OBS_EVERY_MS: the HTTP thread only ever
+ * reads what was published, never the peers. Seconds since a process was last heard are
+ * exact at scrape time in /metrics (ages), as of "time" in /status. */
+#define OBS_EVERY_MS 250
+
+struct coord_obs {
+    obs_metric *reg_servers, *reg_workers, *live_servers, *live_workers, *done, *progress,
+        *start;
+    obs_metric **step, **epoch, **loss; /* (W) */
+    obs_metric **heard;                 /* (S + W): servers first */
+    int64_t last_ms;                    /* last render; 0: never */
+    double start_unix;
+};
+
+static void coord_obs_free(struct coord_obs *x)
+{
+    if (!x)
+        return;
+    free(x->step);
+    free(x->epoch);
+    free(x->loss);
+    free(x->heard);
+    free(x);
+}
+
+static int coord_obs_register(coord *c, pst_err *err)
+{
+    obs_registry *r = c->o->metrics;
+    if (!r)
+        return PST_OK;
+    struct coord_obs *x = calloc(1, sizeof *x);
+    if (!x || !(x->step = calloc((size_t)c->W, sizeof *x->step)) ||
+        !(x->epoch = calloc((size_t)c->W, sizeof *x->epoch)) ||
+        !(x->loss = calloc((size_t)c->W, sizeof *x->loss)) ||
+        !(x->heard = calloc((size_t)(c->S + c->W), sizeof *x->heard))) {
+        coord_obs_free(x);
+        return pst_err_set(err, PST_ERR_NOMEM, "out of memory for metrics");
+    }
+    c->obs = x;
+    const char *reg_h = "Processes of the role that have joined (HELLO).";
+    const char *live_h = "Processes of the role joined, not done and not lost.";
+    if (!(x->reg_servers = obs_gauge(r, "pstrain_coord_registered", reg_h, "role=\"server\"", err)) ||
+        !(x->reg_workers = obs_gauge(r, "pstrain_coord_registered", reg_h, "role=\"worker\"", err)) ||
+        !(x->live_servers = obs_gauge(r, "pstrain_coord_live", live_h, "role=\"server\"", err)) ||
+        !(x->live_workers = obs_gauge(r, "pstrain_coord_live", live_h, "role=\"worker\"", err)) ||
+        !(x->done = obs_gauge(r, "pstrain_coord_workers_done", "Workers that sent DONE.", NULL,
+                              err)) ||
+        !(x->progress = obs_gauge(r, "pstrain_coord_progress_ratio",
+                                  "Steps the workers reported over the steps of the job, 0..1.",
+                                  NULL, err)) ||
+        !(x->start = obs_gauge(r, "process_start_time_seconds",
+                               "Start time of the process since the Unix epoch in seconds.",
+                               NULL, err)))
+        return err->code;
+    char lab[64];
+    for (int w = 0; w < c->W; w++) {
+        snprintf(lab, sizeof lab, "worker=\"%d\"", w);
+        if (!(x->step[w] = obs_gauge(r, "pstrain_coord_worker_step",
+                                     "Steps (clocks) the worker reported done over its run.", lab,
+                                     err)) ||
+            !(x->epoch[w] = obs_gauge(r, "pstrain_coord_worker_epoch",
+                                      "Last epoch the worker reported.", lab, err)) ||
+            !(x->loss[w] = obs_gauge(r, "pstrain_coord_worker_loss",
+                                     "Last training loss the worker reported.", lab, err)))
+            return err->code;
+    }
+    for (int i = 0; i < c->S + c->W; i++) {
+        snprintf(lab, sizeof lab, "role=\"%s\",rank=\"%d\"", i < c->S ? "server" : "worker",
+                 i < c->S ? i : i - c->S);
+        if (!(x->heard[i] = obs_age(r, "pstrain_coord_last_heard_seconds",
+                                    "Seconds since the process's last message (absent before "
+                                    "it joins).", lab, err)))
+            return err->code;
+    }
+    x->start_unix = obs_now();
+    obs_set(x->start, x->start_unix);
+    return PST_OK;
+}
+
+/* alive, done, lost (a worker declared lost: silent for cluster.heartbeat_timeout_s, not
+ * rejoined), late (heard from longer ago than two heartbeats) or waiting (not joined). */
+static const char *peer_state(const coord *c, const peer *p, int is_server, int64_t now)
+{
+    (void)is_server;
+    if (!p->joined)
+        return "waiting";
+    if (p->done)
+        return "done";
+    if (p->lost)
+        return "lost";
+    if (now - p->last_ms > 2LL * c->o->job->cluster.heartbeat_ms + 500)
+        return "late";
+    return "alive";
+}
+
+/* Updates the series and publishes /status; `phase` says which loop the job is in. */
+static void coord_obs_tick(coord *c, const char *phase)
+{
+    struct coord_obs *x = c->obs;
+    int64_t now = net_now_ms();
+    if (!x || (x->last_ms && now - x->last_ms < OBS_EVERY_MS))
+        return;
+    x->last_ms = now;
+    double unix_now = obs_now();
+    int reg[2] = {0, 0}, live[2] = {0, 0}, done = 0;
+    double steps = 0;
+    cJSON *doc = cJSON_CreateObject(), *procs = cJSON_CreateArray();
+    cJSON_AddStringToObject(doc, "role", ROLE);
+    cJSON_AddStringToObject(doc, "job", c->o->job->name ? c->o->job->name : "");
+    cJSON_AddStringToObject(doc, "phase", phase);
+    cJSON_AddStringToObject(doc, "consistency",
+                            cfg_consistency_name(c->o->job->cluster.consistency));
+    cJSON_AddNumberToObject(doc, "time", unix_now);
+    cJSON_AddNumberToObject(doc, "uptime_s", unix_now - x->start_unix);
+    cJSON_AddNumberToObject(doc, "servers", c->S);
+    cJSON_AddNumberToObject(doc, "workers", c->W);
+    for (int i = 0; i < c->S + c->W; i++) {
+        int is_server = i < c->S, rank = is_server ? i : i - c->S;
+        const peer *p = is_server ? &c->servers[rank] : &c->workers[rank];
+        const char *state = peer_state(c, p, is_server, now);
+        reg[!is_server] += p->joined;
+        live[!is_server] += strcmp(state, "alive") == 0 || strcmp(state, "late") == 0;
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddStringToObject(e, "role", is_server ? "server" : "worker");
+        cJSON_AddNumberToObject(e, "rank", rank);
+        cJSON_AddStringToObject(e, "state", state);
+        if (!is_server && p->joined) {
+            cJSON_AddNumberToObject(e, "incarnation", (double)p->gen);
+            cJSON_AddNumberToObject(e, "restarts", p->restarts);
+        }
+        if (p->joined) {
+            double ago = (double)(now - p->last_ms) / 1000.0;
+            obs_set_time(x->heard[i], unix_now - ago);
+            cJSON_AddNumberToObject(e, "pid", p->pid);
+            cJSON_AddNumberToObject(e, "last_heard_s_ago", ago);
+            if (is_server)
+                cJSON_AddStringToObject(e, "endpoint", p->endpoint);
+        }
+        if (!is_server) {
+            /* PROGRESS says epoch e (from 1) and the steps done in it. */
+            int epochs = c->o->job->train.epochs;
+            double per_epoch = epochs > 0 ? (double)p->steps / epochs : 0.0;
+            double run = p->epoch > 0 ? (p->epoch - 1) * per_epoch + (double)p->step : 0.0;
+            done += p->done;
+            steps += p->done ? (double)p->steps : run;
+            obs_set(x->step[rank], run);
+            obs_set(x->epoch[rank], p->epoch);
+            obs_set(x->loss[rank], p->loss);
+            if (p->joined) {
+                cJSON_AddNumberToObject(e, "epoch", p->epoch);
+                cJSON_AddNumberToObject(e, "step_in_epoch", (double)p->step);
+                cJSON_AddNumberToObject(e, "steps_done", run);
+                cJSON_AddNumberToObject(e, "steps_total", (double)p->steps);
+                cJSON_AddNumberToObject(e, "loss", p->loss); /* NaN prints as null */
+            }
+        }
+        cJSON_AddItemToArray(procs, e);
+    }
+    double progress = c->steps_sum ? steps / (double)c->steps_sum : 0.0;
+    progress = done == c->W ? 1.0 : progress > 1.0 ? 1.0 : progress;
+    cJSON_AddNumberToObject(doc, "progress", progress);
+    cJSON_AddNumberToObject(doc, "workers_done", done);
+    cJSON_AddItemToObject(doc, "processes", procs);
+    obs_set(x->reg_servers, reg[0]);
+    obs_set(x->reg_workers, reg[1]);
+    obs_set(x->live_servers, live[0]);
+    obs_set(x->live_workers, live[1]);
+    obs_set(x->done, done);
+    obs_set(x->progress, progress);
+    char *text = cJSON_PrintUnformatted(doc);
+    pst_err e = {0};
+    if (!text || obs_publish(c->o->metrics, "/status", "application/json", text, &e))
+        log_warn(c->o->lg, "/status not updated: out of memory");
+    free(text);
+    cJSON_Delete(doc);
 }
 
 static int same_route(const peer *p, const msg_in *in)
@@ -179,6 +362,7 @@ static int handle_hello(coord *c, int *joined, pst_err *err)
     peer *p = is_server ? &c->servers[h->rank] : &c->workers[h->rank];
     if (is_worker && !p->joined) {
         c->steps_sum += h->steps;
+        p->steps = h->steps;
         if (h->steps > c->steps_max)
             c->steps_max = h->steps;
     }
@@ -224,6 +408,7 @@ static int gather(coord *c, pst_err *err)
     int joined = 0, timeout_ms = o->job->cluster.timeout_s * 1000;
     int64_t deadline = net_now_ms() + timeout_ms;
     while (joined < c->S + c->W) {
+        coord_obs_tick(c, "gathering");
         if (*o->stop)
             return PST_OK;
         int left = (int)(deadline - net_now_ms());
@@ -540,6 +725,7 @@ static int follow(coord *c, pst_err *err)
     for (int s = 0; s < c->S; s++)
         c->servers[s].last_ms = now;
     while (done + c->nlost < c->W) {
+        coord_obs_tick(c, "training");
         if (*o->stop)
             return PST_OK;
         int rc = check_liveness(c, done, err);
@@ -647,6 +833,7 @@ static int shutdown_servers(coord *c, pst_err *err)
     int64_t resend = net_now_ms() + o->job->cluster.heartbeat_ms;
     uint64_t bytes = 0, nonfinite = 0;
     while (byes < c->S) {
+        coord_obs_tick(c, "stopping");
         int64_t now = net_now_ms();
         int left = (int)(deadline - now);
         if (left <= 0)
@@ -750,7 +937,8 @@ int coord_run(const coord_options *o, pst_err *err)
         rc = pst_err_set(err, PST_ERR_NOMEM, "out of memory");
         goto cleanup;
     }
-    if (!(c.ctx = net_ctx_create(1, err)) || !(c.m = net_msg_create(err))) {
+    if (!(c.ctx = net_ctx_create(1, err)) || !(c.m = net_msg_create(err)) ||
+        (rc = coord_obs_register(&c, err))) {
         rc = err->code;
         goto cleanup;
     }
@@ -805,6 +993,7 @@ int coord_run(const coord_options *o, pst_err *err)
     else
         log_info(o->lg, "job finished");
 cleanup:
+    coord_obs_free(c.obs);
     free(c.servers);
     free(c.workers);
     free(c.welcome);

@@ -20,6 +20,7 @@
 #include "core/config.h"
 #include "core/err.h"
 #include "core/log.h"
+#include "obs/obs.h"
 
 typedef struct {
     const char *bind;     /* endpoint to bind, e.g. "tcp://0.0.0.0:7070" or "tcp://127.0.0.1:0" */
@@ -28,6 +29,9 @@ typedef struct {
     const log_ctx *lg;
     const volatile sig_atomic_t *stop;
     const char *faults;   /* test-only fault injection spec (net/faults.h); NULL: none */
+    obs_registry *metrics; /* NULL: off; else the coordinator registers its series here
+                              (pstrain_coord_*) and publishes the /status JSON document
+                              (docs/observability.md); the caller serves them (obs_http) */
 } coord_options;
 
 int coord_run(const coord_options *o, pst_err *err);

@@ -64,6 +64,11 @@ typedef struct {
     } want[8];
     int nwant;
     int64_t ckpt_last;   /* clock of the newest checkpoint written or resumed from, -1 */
+    struct {             /* Prometheus series (docs/observability.md); all NULL when off */
+        obs_metric *pushes, *pulls, *bytes_in, *bytes_out, *updates, *refused, *nonfinite,
+            *apply, *gap, *gap_max, *live, *workers, *clock, *pending, *ckpts, *ckpt_age,
+            *ckpt_clock, *start;
+    } mx;
 } server;
 
 /* Replaces the host of a bound endpoint ("tcp://0.0.0.0:4242") with the advertised one. */
@@ -80,6 +85,95 @@ static void advertised_endpoint(char *out, size_t cap, const char *bound, const 
     } else
         snprintf(host, sizeof host, "%s", o->bind_host);
     snprintf(out, cap, "tcp://%.128s%.16s", host, port ? port : ":0");
+}
+
+/* Registers this server's series (srv_options.metrics). */
+static int metrics_register(server *s, pst_err *err)
+{
+    obs_registry *r = s->o->metrics;
+    if (!r)
+        return PST_OK;
+    /* Apply times from a few microseconds (a small chunk, ssp) to seconds (a 16 MiB chunk
+     * of adam on a loaded host); clock gaps as the staleness bound allows. */
+    static const double apply_b[] = {1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 0.01, 0.03, 0.1,
+                                     0.3, 1, 3};
+    static const double gap_b[] = {0, 1, 2, 3, 4, 6, 8, 16, 32, 64};
+    const int na = (int)(sizeof apply_b / sizeof apply_b[0]);
+    const int ng = (int)(sizeof gap_b / sizeof gap_b[0]);
+    if (!(s->mx.pushes = obs_counter(r, "pstrain_server_pushes_total",
+                                     "Gradient chunks (PUSH) received from workers and accepted.",
+                                     NULL, err)) ||
+        !(s->mx.pulls = obs_counter(r, "pstrain_server_pulls_total",
+                                    "Pulls answered with weights (PULL_REPLY sent).", NULL,
+                                    err)) ||
+        !(s->mx.bytes_in = obs_counter(r, "pstrain_server_received_bytes_total",
+                                       "Float payload bytes received (INIT and PUSH).", NULL,
+                                       err)) ||
+        !(s->mx.bytes_out = obs_counter(r, "pstrain_server_sent_bytes_total",
+                                        "Float payload bytes sent in pull replies.", NULL,
+                                        err)) ||
+        !(s->mx.updates = obs_counter(r, "pstrain_server_updates_total",
+                                      "Optimizer updates applied to the shard.", NULL, err)) ||
+        !(s->mx.refused = obs_counter(r, "pstrain_server_refused_requests_total",
+                                      "Worker messages refused with an ERROR reply.", NULL,
+                                      err)) ||
+        !(s->mx.nonfinite = obs_counter(r, "pstrain_server_nonfinite_gradients_total",
+                                        "Pushes refused because they held NaN or Inf.", NULL,
+                                        err)) ||
+        !(s->mx.apply = obs_histogram(r, "pstrain_server_push_apply_seconds",
+                                      "Time to apply one pushed chunk (bsp: sum, and the update "
+                                      "when the clock completes).",
+                                      NULL, apply_b, na, err)) ||
+        !(s->mx.gap = obs_histogram(r, "pstrain_server_pull_clock_gap",
+                                    "Clock gap (requester's clock - slowest live clock) of each "
+                                    "answered pull: the staleness served.",
+                                    NULL, gap_b, ng, err)) ||
+        !(s->mx.gap_max = obs_gauge(r, "pstrain_server_clock_gap_max",
+                                    "Largest clock gap among answered pulls.", NULL, err)) ||
+        !(s->mx.live = obs_gauge(r, "pstrain_server_live_workers",
+                                 "Workers in the live set (neither done nor lost).", NULL, err)) ||
+        !(s->mx.workers = obs_gauge(r, "pstrain_server_workers",
+                                    "Workers of the job.", NULL, err)) ||
+        !(s->mx.clock = obs_gauge(r, "pstrain_server_clock",
+                                  "Clock of the shard (bsp: updates applied; ssp/asp: the "
+                                  "largest worker clock).", NULL, err)) ||
+        !(s->mx.pending = obs_gauge(r, "pstrain_server_pending_pulls",
+                                    "Pulls parked until the clocks allow them.", NULL, err)) ||
+        !(s->mx.ckpts = obs_counter(r, "pstrain_server_checkpoints_total",
+                                    "Shard checkpoints written by this process.", NULL, err)) ||
+        !(s->mx.ckpt_age = obs_age(r, "pstrain_server_last_checkpoint_age_seconds",
+                                   "Seconds since the last checkpoint was written (absent "
+                                   "before the first).", NULL, err)) ||
+        !(s->mx.ckpt_clock = obs_gauge(r, "pstrain_server_last_checkpoint_clock",
+                                       "Clock of the newest checkpoint written or resumed "
+                                       "from; -1: none.", NULL, err)) ||
+        !(s->mx.start = obs_gauge(r, "process_start_time_seconds",
+                                  "Start time of the process since the Unix epoch in seconds.",
+                                  NULL, err)))
+        return err->code;
+    obs_set(s->mx.start, obs_now());
+    obs_set(s->mx.ckpt_clock, -1);
+    return PST_OK;
+}
+
+/* Copies the figures the loop keeps anyway into the series: once per message, so the hot
+ * path itself only times the apply. */
+static void metrics_publish(server *s)
+{
+    if (!s->o->metrics || !s->shard)
+        return;
+    srv_shard_stats st;
+    srv_shard_get_stats(s->shard, &st);
+    obs_set(s->mx.pushes, (double)st.pushes);
+    obs_set(s->mx.updates, (double)st.updates);
+    obs_set(s->mx.nonfinite, (double)st.rejected_nonfinite);
+    obs_set(s->mx.gap_max, (double)st.max_clock_gap);
+    obs_set(s->mx.pulls, (double)s->pulls);
+    obs_set(s->mx.bytes_in, (double)s->bytes_in);
+    obs_set(s->mx.bytes_out, (double)s->bytes_out);
+    obs_set(s->mx.live, srv_shard_live_workers(s->shard));
+    obs_set(s->mx.clock, (double)srv_shard_clock(s->shard));
+    obs_set(s->mx.pending, (double)s->npend);
 }
 
 static int register_with_coordinator(server *s, const char *endpoint, wire_header *welcome,
@@ -125,6 +219,7 @@ static int send_weights(server *s, const char *route, size_t route_len, int work
     h.clock_gap = srv_shard_clock_gap(s->shard, worker);
     /* The requester's clock here: a rejoining worker starts from it. */
     h.clock = srv_shard_worker_clock(s->shard, worker);
+    obs_observe(s->mx.gap, (double)h.clock_gap);
     srv_shard_note_served(s->shard, worker);
     net_frame f = {.data = srv_shard_weights(s->shard, off), .len = (size_t)len * sizeof(float)};
     if (s->o->job->cluster.consistency == CFG_CONS_BSP)
@@ -302,6 +397,9 @@ static int write_checkpoint(server *s, int64_t clock, pst_err *err)
         (rc = ckpt_mkdirs(s->ckdir, err)) || (rc = ckpt_state_save(st, path, err)))
         goto cleanup;
     s->ckpt_last = clock;
+    obs_add(s->mx.ckpts, 1);
+    obs_set_time(s->mx.ckpt_age, obs_now());
+    obs_set(s->mx.ckpt_clock, (double)clock);
     log_info(o->lg, "checkpoint of clock %lld: %s", (long long)clock, path);
     pst_err e2 = {0};
     if (ckpt_prune(s->ckdir, prefix, CKPT_SUFFIX, o->job->checkpoint.keep, &e2))
@@ -440,6 +538,7 @@ static int restore_checkpoint(server *s, int64_t clock, pst_err *err)
         goto cleanup;
     ckpt_state_restore_opt(st, s->o->job->optimizer.kind, srv_shard_opt(s->shard));
     s->ckpt_last = clock;
+    obs_set(s->mx.ckpt_clock, (double)clock);
     log_info(s->o->lg, "resumed from %s (clock %lld, %lld optimizer steps)", path,
              (long long)clock, (long long)opt_state_step(srv_shard_opt(s->shard)));
 cleanup:
@@ -523,9 +622,13 @@ static int handle_worker(server *s, float **scratch, size_t *scratch_len, pst_er
                 rc = h->rank == 0
                          ? srv_shard_init_range(s->shard, h->offset, g, h->len, &out, &perr)
                          : pst_err_set(&perr, PST_ERR_PEER, "INIT from worker[%d]", h->rank);
-            else
+            else {
+                double t0 = s->mx.apply ? obs_mono() : 0;
                 rc = srv_shard_push(s->shard, h->rank, h->clock, h->offset, g, h->len, &out,
                                     &perr);
+                if (rc == PST_OK && out == SRV_APPLIED)
+                    obs_observe(s->mx.apply, obs_mono() - t0);
+            }
             if (rc == PST_OK && out == SRV_APPLIED && h->type == WIRE_MSG_PUSH &&
                 h->checkpoint && s->o->job->checkpoint.enabled)
                 want_checkpoint(s, h->rank, h->clock + 1);
@@ -562,6 +665,7 @@ static int handle_worker(server *s, float **scratch, size_t *scratch_len, pst_er
         }
     }
     if (rc) {
+        obs_add(s->mx.refused, 1);
         log_warn(s->o->lg, "refused %s from %s[%d]: %s", wire_type_name(in->h.type), in->h.role,
                  in->h.rank, perr.msg);
         pst_err e2 = {0};
@@ -702,7 +806,9 @@ static int serve(server *s, pst_err *err)
             int r = msg_recv(s->sock, s->m, 1, &s->in, 0, &perr);
             if (r == PST_OK) {
                 s->last_heard_ms = net_now_ms();
-                if ((rc = handle_worker(s, &scratch, &scratch_len, err)))
+                rc = handle_worker(s, &scratch, &scratch_len, err);
+                metrics_publish(s);
+                if (rc)
                     break;
             } else if (r == PST_ERR_PEER)
                 log_warn(o->lg, "dropped a malformed message: %s", perr.msg);
@@ -783,6 +889,8 @@ int srv_run(const srv_options *o, pst_err *err)
     log_info(o->lg, "listening on %s (advertised as %s); registering with %s", bound, endpoint,
              o->coordinator);
     s.ckpt_last = -1;
+    if ((rc = metrics_register(&s, err)))
+        goto cleanup;
     if (o->job->checkpoint.dir)
         snprintf(s.ckdir, sizeof s.ckdir, "%s", o->job->checkpoint.dir);
     else
@@ -828,6 +936,8 @@ int srv_run(const srv_options *o, pst_err *err)
     if ((rc = srv_shard_set_groups(s.shard, welcome->group_offsets, welcome->group_mults,
                                    welcome->ngroups, err)))
         goto cleanup;
+    obs_set(s.mx.workers, s.nworkers);
+    metrics_publish(&s);
     if (srv_shard_trainable(s.shard) < len)
         log_info(o->lg, "frozen: %llu of the shard's %llu parameters are never updated",
                  (unsigned long long)(len - srv_shard_trainable(s.shard)),
