@@ -173,9 +173,11 @@ static void local_usage(FILE *f)
             "  N        the first process to fail exited with code N, or 128+SIG if signal\n"
             "           SIG killed it; all others are then sent SIGTERM, and SIGKILL if\n"
             "           still running %g s later\n"
-            "Workers: a worker that fails with a retriable status is started again (same\n"
-            "rank; it rejoins the job) up to cluster.max_restarts times; after that the job\n"
-            "goes on without it (the coordinator drops it after cluster.heartbeat_timeout_s).\n"
+            "Restarts: a worker or server that fails with a retriable status is started again\n"
+            "(same rank; it rejoins the job: a server recovers its shard from its newest\n"
+            "checkpoint) up to cluster.max_restarts times each. After that, the job goes on\n"
+            "without a worker (the coordinator drops it after cluster.heartbeat_timeout_s);\n"
+            "a server's failure ends the job.\n"
             "A worker that exits with any other code (1: the run failed; 2, 3, 4: bad\n"
             "configuration, data or files; 130/143: stopped) ends the job.\n"
             "  1        a process could not be started, or the coordinator reported no\n"
@@ -523,20 +525,22 @@ static void child_ended(launcher *l, lc_child *c)
     char how[64];
     describe(c->status, how, sizeof how);
     int ok = WIFEXITED(c->status) && WEXITSTATUS(c->status) == 0;
-    if (!ok && !l->stopping && c->is_worker && retriable(c->status)) {
-        if (c->restarts < l->max_restarts) {
-            c->restarts++;
-            log_warn(&l->lg, "%s (pid %d) %s; starting it again (restart %d of %d), it rejoins "
-                     "the job", c->name, (int)c->pid, how, c->restarts, l->max_restarts);
-            if (spawn(l, c, l->prog_w) == 0)
-                return;
-        } else {
-            c->gone = 1;
-            l->workers_gone++;
-            log_warn(&l->lg, "%s (pid %d) %s; the job goes on without it%s", c->name,
-                     (int)c->pid, how, l->max_restarts ? " (no restarts left)" : "");
+    /* Servers are started again too (they recover their shard from their newest
+     * checkpoint); the coordinator is not. */
+    if (!ok && !l->stopping && c != &l->kids[0] && retriable(c->status) &&
+        c->restarts < l->max_restarts) {
+        c->restarts++;
+        log_warn(&l->lg, "%s (pid %d) %s; starting it again (restart %d of %d), it rejoins "
+                 "the job", c->name, (int)c->pid, how, c->restarts, l->max_restarts);
+        if (spawn(l, c, c->worker ? l->prog_w : -1) == 0)
             return;
-        }
+    }
+    if (!ok && !l->stopping && c->is_worker && retriable(c->status)) {
+        c->gone = 1;
+        l->workers_gone++;
+        log_warn(&l->lg, "%s (pid %d) %s; the job goes on without it%s", c->name, (int)c->pid,
+                 how, l->max_restarts ? " (no restarts left)" : "");
+        return;
     }
     if (l->stopping) {
         log_debug(&l->lg, "%s (pid %d) %s", c->name, (int)c->pid, how);

@@ -35,6 +35,10 @@ struct hb_client {
     int nmembers;
     uint64_t gen[WIRE_MAX_WORKERS];
     uint8_t lost[WIRE_MAX_WORKERS];
+    uint8_t done[WIRE_MAX_WORKERS];
+    int nservers;
+    uint64_t sgen[WIRE_MAX_SERVERS];
+    char sep[WIRE_MAX_SERVERS][WIRE_ENDPOINT_MAX];
     uint64_t version;
 };
 
@@ -64,12 +68,18 @@ static void take_answer(hb_client *c)
         c->refused = 1;
         snprintf(c->refusal, sizeof c->refusal, "%s", h->error_text);
     } else if (h->type == WIRE_MSG_HEARTBEAT && h->nmembers > 0) {
-        int n = h->nmembers;
+        int n = h->nmembers, ns = h->nmember_servers;
         if (n != c->nmembers || memcmp(c->gen, h->member_gen, sizeof(uint64_t) * (size_t)n) ||
-            memcmp(c->lost, h->member_lost, (size_t)n)) {
+            memcmp(c->lost, h->member_lost, (size_t)n) ||
+            memcmp(c->done, h->member_done, (size_t)n) || ns != c->nservers ||
+            memcmp(c->sgen, h->member_server_gen, sizeof(uint64_t) * (size_t)ns)) {
             memcpy(c->gen, h->member_gen, sizeof(uint64_t) * (size_t)n);
             memcpy(c->lost, h->member_lost, (size_t)n);
+            memcpy(c->done, h->member_done, (size_t)n);
+            memcpy(c->sgen, h->member_server_gen, sizeof(uint64_t) * (size_t)ns);
+            memcpy(c->sep, h->member_server_ep, sizeof c->sep[0] * (size_t)ns);
             c->nmembers = n;
+            c->nservers = ns;
             c->version++;
         }
     }
@@ -196,7 +206,8 @@ int hb_check(hb_client *c, pst_err *err)
     return rc;
 }
 
-int hb_membership(hb_client *c, int n, uint64_t *gen, uint8_t *lost, uint64_t *version)
+int hb_membership(hb_client *c, int n, uint64_t *gen, uint8_t *lost, uint8_t *done,
+                  uint64_t *version)
 {
     if (!c)
         return 0;
@@ -204,9 +215,27 @@ int hb_membership(hb_client *c, int n, uint64_t *gen, uint8_t *lost, uint64_t *v
     int k = c->nmembers < n ? c->nmembers : n;
     memcpy(gen, c->gen, sizeof(uint64_t) * (size_t)k);
     memcpy(lost, c->lost, (size_t)k);
+    if (done)
+        memcpy(done, c->done, (size_t)k);
     if (version)
         *version = c->version;
     int total = c->nmembers;
+    pthread_mutex_unlock(&c->mu);
+    return total;
+}
+
+int hb_servers(hb_client *c, int n, uint64_t *gen, char (*endpoints)[WIRE_ENDPOINT_MAX],
+               uint64_t *version)
+{
+    if (!c)
+        return 0;
+    pthread_mutex_lock(&c->mu);
+    int k = c->nservers < n ? c->nservers : n;
+    memcpy(gen, c->sgen, sizeof(uint64_t) * (size_t)k);
+    memcpy(endpoints, c->sep, sizeof c->sep[0] * (size_t)k);
+    if (version)
+        *version = c->version;
+    int total = c->nservers;
     pthread_mutex_unlock(&c->mu);
     return total;
 }

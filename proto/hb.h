@@ -19,6 +19,7 @@
 #include "core/err.h"
 #include "core/log.h"
 #include "net/net.h"
+#include "proto/wire.h"
 
 typedef struct hb_client hb_client;
 
@@ -45,9 +46,14 @@ void hb_set_progress(hb_client *c, int epoch, int64_t step, double loss);
  * timeout, PST_ERR_PEER when it refused this process (its text in err). */
 int hb_check(hb_client *c, pst_err *err);
 
-/* The newest membership received: copies up to n workers' generations and lost flags and
- * returns how many the coordinator sent (0 before the first answer). *version grows by
- * one with each answer that changed it (may be NULL). */
-int hb_membership(hb_client *c, int n, uint64_t *gen, uint8_t *lost, uint64_t *version);
+/* The newest membership received: copies up to n workers' generations, lost and done
+ * flags (done may be NULL) and returns how many the coordinator sent (0 before the first
+ * answer). *version grows by one with each answer that changed it (may be NULL). */
+int hb_membership(hb_client *c, int n, uint64_t *gen, uint8_t *lost, uint8_t *done,
+                  uint64_t *version);
+/* The same for the servers: incarnation and endpoint of each (a restarted server's
+ * incarnation grows; it may listen elsewhere). */
+int hb_servers(hb_client *c, int n, uint64_t *gen, char (*endpoints)[WIRE_ENDPOINT_MAX],
+               uint64_t *version);
 
 #endif

@@ -63,18 +63,27 @@ int wire_pack(const wire_header *h, uint8_t *buf, size_t cap, size_t *len, pst_e
     Pstrain__Stats stats = PSTRAIN__STATS__INIT;
     Pstrain__LrGroups groups = PSTRAIN__LR_GROUPS__INIT;
     Pstrain__Membership mem = PSTRAIN__MEMBERSHIP__INIT;
-    uint32_t lost[WIRE_MAX_WORKERS];
-    char *eps[WIRE_MAX_SERVERS];
-    if (h->nmembers < 0 || h->nmembers > WIRE_MAX_WORKERS)
-        return pst_err_set(err, PST_ERR_ARG, "wire: %d members (max %d)", h->nmembers,
-                           WIRE_MAX_WORKERS);
-    if (h->nmembers > 0) {
-        for (int i = 0; i < h->nmembers; i++)
+    uint32_t lost[WIRE_MAX_WORKERS], done[WIRE_MAX_WORKERS];
+    char *eps[WIRE_MAX_SERVERS], *meps[WIRE_MAX_SERVERS];
+    if (h->nmembers < 0 || h->nmembers > WIRE_MAX_WORKERS || h->nmember_servers < 0 ||
+        h->nmember_servers > WIRE_MAX_SERVERS)
+        return pst_err_set(err, PST_ERR_ARG, "wire: %d worker and %d server members (max %d, "
+                           "%d)", h->nmembers, h->nmember_servers, WIRE_MAX_WORKERS,
+                           WIRE_MAX_SERVERS);
+    if (h->nmembers > 0 || h->nmember_servers > 0) {
+        for (int i = 0; i < h->nmembers; i++) {
             lost[i] = h->member_lost[i];
-        mem.n_generation = (size_t)h->nmembers;
+            done[i] = h->member_done[i];
+        }
+        for (int i = 0; i < h->nmember_servers; i++)
+            meps[i] = (char *)h->member_server_ep[i];
+        mem.n_generation = mem.n_lost = mem.n_done = (size_t)h->nmembers;
         mem.generation = (uint64_t *)h->member_gen;
-        mem.n_lost = (size_t)h->nmembers;
         mem.lost = lost;
+        mem.done = done;
+        mem.n_server_endpoints = mem.n_server_generation = (size_t)h->nmember_servers;
+        mem.server_endpoints = meps;
+        mem.server_generation = (uint64_t *)h->member_server_gen;
         env.membership = &mem;
     }
     env.generation = h->generation;
@@ -244,14 +253,26 @@ static int unpack_fields(wire_header *h, const Pstrain__Envelope *env, pst_err *
     h->generation = env->generation;
     if (env->membership) {
         const Pstrain__Membership *mb = env->membership;
-        if (mb->n_generation > WIRE_MAX_WORKERS || mb->n_lost != mb->n_generation)
-            return pst_err_set(err, PST_ERR_DATA, "wire: %s with a membership of %zu "
-                               "generations and %zu lost flags (max %d)", tn,
-                               mb->n_generation, mb->n_lost, WIRE_MAX_WORKERS);
+        if (mb->n_generation > WIRE_MAX_WORKERS || mb->n_lost != mb->n_generation ||
+            mb->n_done != mb->n_generation || mb->n_server_endpoints > WIRE_MAX_SERVERS ||
+            mb->n_server_generation != mb->n_server_endpoints)
+            return pst_err_set(err, PST_ERR_DATA, "wire: %s with a membership of %zu/%zu/%zu "
+                               "worker and %zu/%zu server entries (max %d, %d)", tn,
+                               mb->n_generation, mb->n_lost, mb->n_done,
+                               mb->n_server_endpoints, mb->n_server_generation,
+                               WIRE_MAX_WORKERS, WIRE_MAX_SERVERS);
         h->nmembers = (int)mb->n_generation;
         for (size_t i = 0; i < mb->n_generation; i++) {
             h->member_gen[i] = mb->generation[i];
             h->member_lost[i] = mb->lost[i] != 0;
+            h->member_done[i] = mb->done[i] != 0;
+        }
+        h->nmember_servers = (int)mb->n_server_endpoints;
+        for (size_t i = 0; i < mb->n_server_endpoints; i++) {
+            h->member_server_gen[i] = mb->server_generation[i];
+            if ((rc = copy_str(h->member_server_ep[i], WIRE_ENDPOINT_MAX,
+                               mb->server_endpoints[i], "server endpoint", err)))
+                return rc;
         }
     }
 

@@ -99,6 +99,10 @@ typedef struct {
     int nmembers;        /* HEARTBEAT reply: membership of workers 0..nmembers-1 */
     uint64_t member_gen[WIRE_MAX_WORKERS];
     uint8_t member_lost[WIRE_MAX_WORKERS];
+    uint8_t member_done[WIRE_MAX_WORKERS];
+    int nmember_servers; /* ... and of servers 0..nmember_servers-1 */
+    uint64_t member_server_gen[WIRE_MAX_SERVERS];
+    char member_server_ep[WIRE_MAX_SERVERS][WIRE_ENDPOINT_MAX];
 } wire_header;
 
 /* Starts a header of the given type from the sender's role and rank (everything else 0). */

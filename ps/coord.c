@@ -572,6 +572,23 @@ static void barrier_maybe_release(coord *c, int64_t id)
     log_debug(c->o->lg, "barrier %lld released (%d workers)", (long long)id, waiting);
 }
 
+/* The membership into h: workers' incarnations, lost and done flags; servers' incarnations
+ * and endpoints. */
+static void put_membership(const coord *c, wire_header *h)
+{
+    h->nmembers = c->W;
+    for (int w = 0; w < c->W; w++) {
+        h->member_gen[w] = c->workers[w].gen;
+        h->member_lost[w] = (uint8_t)c->workers[w].lost;
+        h->member_done[w] = (uint8_t)c->workers[w].done;
+    }
+    h->nmember_servers = c->S;
+    for (int s = 0; s < c->S; s++) {
+        h->member_server_gen[s] = c->servers[s].gen;
+        snprintf(h->member_server_ep[s], WIRE_ENDPOINT_MAX, "%s", c->servers[s].endpoint);
+    }
+}
+
 /* Answers a HEARTBEAT: the membership, or an ERROR when the sender is an incarnation this
  * job has given up. Servers and workers are known by (role, rank, incarnation), and by the
  * connection of that incarnation's first heartbeat. */
@@ -596,6 +613,11 @@ static void handle_heartbeat(coord *c, const msg_in *in)
                        text, &e);
         return;
     }
+    if (is_server && g < p->gen) {
+        msg_send_error(c->sock, in->route, in->route_len, ROLE, 0, h->request_id, PST_ERR_PEER,
+                       "this server was replaced by a restarted one", &e);
+        return;
+    }
     if (g > p->gen || !p->joined)
         return; /* not registered (yet): it will say HELLO */
     if (p->hb_route_len == 0 && in->route_len <= sizeof p->hb_route) {
@@ -616,11 +638,7 @@ static void handle_heartbeat(coord *c, const msg_in *in)
     wire_header *r = c->reply;
     wire_header_init(r, WIRE_MSG_HEARTBEAT, ROLE, 0);
     r->request_id = h->request_id;
-    r->nmembers = c->W;
-    for (int w = 0; w < c->W; w++) {
-        r->member_gen[w] = c->workers[w].gen;
-        r->member_lost[w] = (uint8_t)c->workers[w].lost;
-    }
+    put_membership(c, r);
     if (msg_send(c->sock, in->route, in->route_len, r, NULL, 0, 0, &e))
         log_debug(c->o->lg, "HEARTBEAT answer to %s[%d]: %s", h->role, h->rank, e.msg);
 }
@@ -636,17 +654,45 @@ static void handle_rejoin(coord *c, int *done)
     if ((is_server || is_worker) && h->rank < (is_server ? c->S : c->W)) {
         peer *p = is_server ? &c->servers[h->rank] : &c->workers[h->rank];
         if (p->joined && same_route(p, &c->in) && h->pid == p->pid) { /* its WELCOME was lost */
-            wel->generation = is_worker ? p->gen : 1;
-            wel->rejoin = is_worker && p->gen > 1;
+            wel->generation = p->gen;
+            wel->rejoin = p->gen > 1;
+            if (is_server && p->gen > 1)
+                put_membership(c, wel);
             if (msg_send(c->sock, p->route, p->route_len, wel, NULL, 0, 0, &e))
                 log_warn(c->o->lg, "WELCOME to %s[%d]: %s", h->role, h->rank, e.msg);
+            wel->nmembers = wel->nmember_servers = 0;
             return;
         }
     }
+    if (is_server && h->rank < c->S && h->job_hash == c->job_hash) {
+        /* A restarted server: it recovers its shard from its newest checkpoint; the workers
+         * learn its (new) endpoint from the membership and send it again what its previous
+         * incarnation did not answer. */
+        peer *p = &c->servers[h->rank];
+        p->gen++;
+        p->hb_route_len = 0;
+        memcpy(p->route, c->in.route, c->in.route_len);
+        p->route_len = c->in.route_len;
+        p->pid = h->pid;
+        p->last_ms = net_now_ms();
+        p->restarts++;
+        snprintf(p->endpoint, sizeof p->endpoint, "%s", h->endpoint);
+        snprintf(wel->server_endpoints[h->rank], WIRE_ENDPOINT_MAX, "%s", h->endpoint);
+        wel->generation = p->gen;
+        wel->rejoin = 1;
+        put_membership(c, wel);
+        int rc = msg_send(c->sock, p->route, p->route_len, wel, NULL, 0, 0, &e);
+        wel->nmembers = wel->nmember_servers = 0;
+        if (rc)
+            log_warn(c->o->lg, "WELCOME to server[%d]: %s", h->rank, e.msg);
+        log_warn(c->o->lg, "server[%d] restarted as incarnation %llu (pid %d, %s): it recovers "
+                 "its shard from its newest checkpoint", h->rank, (unsigned long long)p->gen,
+                 h->pid, h->endpoint);
+        return;
+    }
     if (!is_worker || h->rank >= c->W) {
         log_warn(c->o->lg, "ignoring HELLO from %s[%d] while the job runs%s", h->role, h->rank,
-                 strcmp(h->role, "server") == 0 ? " (a restarted server cannot take over its "
-                 "shard yet: restart the job with --resume)" : "");
+                 is_server ? " (a server of another job, or a rank past the job's)" : "");
         return;
     }
     peer *p = &c->workers[h->rank];

@@ -46,7 +46,9 @@ typedef struct {
     uint64_t *gen;
     uint8_t *lost;
     uint64_t *mgen;     /* scratch for hb_membership */
-    uint8_t *mlost;
+    uint8_t *mlost, *mdone;
+    /* A restarted server recovering its shard (srv_shard_begin_recovery) */
+    int64_t recover_start_ms, recover_from;
     net_faults *faults;
     pending_pull *pend;
     size_t npend, cap_pend;
@@ -457,9 +459,8 @@ fail:
 /* Before HELLO: the clocks of this server's complete checkpoints in the resume folder
  * (checkpoint.resume, or the checkpoints/ folder inside it), newest first. A damaged one
  * is left out with a warning naming it; the coordinator then picks another clock. */
-static int scan_checkpoints(server *s, pst_err *err)
+static int scan_checkpoints(server *s, const char *from, pst_err *err)
 {
-    const char *from = s->o->job->checkpoint.resume;
     char prefix[48], path[4400];
     int64_t tags[64];
     int n = 0, rc;
@@ -584,6 +585,21 @@ static int maybe_checkpoint(server *s, pst_err *err)
 
 /* Handles one message from a worker. Problems caused by the message (bad range, wrong
  * clock, NaN) are answered with an ERROR and logged; the server goes on. */
+/* Recovery ends when every live worker has been heard, or after the heartbeat timeout
+ * (those not heard take the slowest clock). */
+static void maybe_end_recovery(server *s, int all_heard)
+{
+    if (!srv_shard_recovering(s->shard))
+        return;
+    int64_t waited = net_now_ms() - s->recover_start_ms;
+    if (!all_heard && waited < 1000LL * s->o->job->cluster.heartbeat_timeout_s)
+        return;
+    int64_t lost = srv_shard_end_recovery(s->shard);
+    log_warn(s->o->lg, "recovered in %.2f s at clock %lld: the updates of %lld step(s) since the "
+             "checkpoint of clock %lld are lost on this shard", waited / 1000.0,
+             (long long)srv_shard_clock(s->shard), (long long)lost, (long long)s->recover_from);
+}
+
 /* Acknowledges request h of a worker (INIT, PUSH, DONE). */
 static void send_ack(server *s, const msg_in *in)
 {
@@ -606,6 +622,15 @@ static int handle_worker(server *s, float **scratch, size_t *scratch_len, pst_er
         log_debug(s->o->lg, "%s from worker[%d] incarnation %llu, not yet announced: ignored",
                   wire_type_name(in->h.type), in->h.rank, (unsigned long long)in->h.generation);
         return PST_OK;
+    }
+    /* Recovering: a request says where its worker stands and goes unanswered (it comes
+     * again), until every live worker has been heard. */
+    if (rc == PST_OK && srv_shard_recovering(s->shard) &&
+        (in->h.type == WIRE_MSG_PUSH || in->h.type == WIRE_MSG_PULL)) {
+        if (!in->h.final)
+            maybe_end_recovery(s, srv_shard_note_clock(s->shard, in->h.rank, in->h.clock));
+        if (srv_shard_recovering(s->shard))
+            return PST_OK;
     }
     if (rc == PST_OK) {
         const wire_header *h = &in->h;
@@ -659,6 +684,7 @@ static int handle_worker(server *s, float **scratch, size_t *scratch_len, pst_er
                       (long long)srv_shard_worker_clock(s->shard, h->rank));
             srv_shard_worker_done(s->shard, h->rank);
             send_ack(s, in);
+            maybe_end_recovery(s, srv_shard_note_clock(s->shard, -1, -1));
             break;
         default:
             rc = pst_err_set(&perr, PST_ERR_PEER, "unexpected %s", wire_type_name(h->type));
@@ -687,7 +713,7 @@ static int handle_worker(server *s, float **scratch, size_t *scratch_len, pst_er
 static void apply_membership(server *s)
 {
     uint64_t version = 0;
-    int n = hb_membership(s->hb, s->nworkers, s->mgen, s->mlost, &version);
+    int n = hb_membership(s->hb, s->nworkers, s->mgen, s->mlost, s->mdone, &version);
     if (version == s->hb_version || n != s->nworkers)
         return;
     s->hb_version = version;
@@ -699,6 +725,12 @@ static void apply_membership(server *s)
             int64_t clock = srv_shard_worker_rejoin(s->shard, k);
             log_info(s->o->lg, "worker[%d] rejoined (incarnation %llu) at clock %lld", k,
                      (unsigned long long)s->gen[k], (long long)clock);
+        }
+        if (s->mdone[k] && s->mgen[k] == s->gen[k] && srv_shard_worker_live(s->shard, k)) {
+            /* It finished (its DONE to this server may have gone to a previous incarnation
+             * of this server). */
+            srv_shard_worker_done(s->shard, k);
+            continue;
         }
         if (s->mlost[k] && !s->lost[k] && s->mgen[k] == s->gen[k]) {
             s->lost[k] = 1;
@@ -791,6 +823,7 @@ static int serve(server *s, pst_err *err)
         }
         if (s->hb) {
             apply_membership(s);
+            maybe_end_recovery(s, srv_shard_note_clock(s->shard, -1, -1));
             if ((rc = maybe_checkpoint(s, err)) || (rc = serve_pending(s, err)))
                 break;
         }
@@ -836,6 +869,40 @@ static int serve(server *s, pst_err *err)
     }
     free(scratch);
     return rc;
+}
+
+/* A restarted server (WELCOME rejoin): the shard from this server's newest complete
+ * checkpoint, the workers' incarnations and who is done or lost from the membership that
+ * came with WELCOME; then the shard learns the workers' clocks from their requests (which
+ * they send again, unanswered, to this new incarnation) -- see srv_shard_begin_recovery. */
+static int recover(server *s, const wire_header *welcome, pst_err *err)
+{
+    const srv_options *o = s->o;
+    int rc = scan_checkpoints(s, s->ckdir, err);
+    if (rc)
+        return pst_err_prefix(err, "server[%d] restarted", o->rank);
+    if (s->nckpt == 0)
+        return pst_err_set(err, PST_ERR_DATA, "server[%d] restarted but has no complete "
+                           "checkpoint in %s to recover its shard from (set "
+                           "checkpoint.every_steps): its parameters are lost", o->rank, s->ckdir);
+    if ((rc = restore_checkpoint(s, s->ckpt_clocks[0], err)))
+        return rc;
+    for (int k = 0; k < s->nworkers && k < welcome->nmembers; k++) {
+        s->gen[k] = welcome->member_gen[k] ? welcome->member_gen[k] : 1;
+        if (welcome->member_done[k])
+            srv_shard_worker_done(s->shard, k);
+        else if (welcome->member_lost[k]) {
+            s->lost[k] = 1;
+            srv_shard_worker_lost(s->shard, k);
+        }
+    }
+    srv_shard_begin_recovery(s->shard);
+    s->recover_start_ms = net_now_ms();
+    s->recover_from = s->ckpt_clocks[0];
+    log_warn(o->lg, "restarted (incarnation %llu): recovering the shard from the checkpoint of "
+             "clock %lld; learning the workers' clocks from their requests",
+             (unsigned long long)welcome->generation, (long long)s->ckpt_clocks[0]);
+    return PST_OK;
 }
 
 int srv_run(const srv_options *o, pst_err *err)
@@ -895,7 +962,7 @@ int srv_run(const srv_options *o, pst_err *err)
         snprintf(s.ckdir, sizeof s.ckdir, "%s", o->job->checkpoint.dir);
     else
         snprintf(s.ckdir, sizeof s.ckdir, "%s/checkpoints", o->job->output.dir);
-    if (o->job->checkpoint.resume && (rc = scan_checkpoints(&s, err)))
+    if (o->job->checkpoint.resume && (rc = scan_checkpoints(&s, o->job->checkpoint.resume, err)))
         goto cleanup;
     if ((rc = register_with_coordinator(&s, endpoint, welcome, err)) || *o->stop)
         goto cleanup;
@@ -918,7 +985,9 @@ int srv_run(const srv_options *o, pst_err *err)
     s.mgen = calloc((size_t)s.nworkers, sizeof *s.mgen);
     s.lost = calloc((size_t)s.nworkers, 1);
     s.mlost = calloc((size_t)s.nworkers, 1);
-    if (!s.shard || !s.routes || !s.route_lens || !s.gen || !s.mgen || !s.lost || !s.mlost) {
+    s.mdone = calloc((size_t)s.nworkers, 1);
+    if (!s.shard || !s.routes || !s.route_lens || !s.gen || !s.mgen || !s.lost || !s.mlost ||
+        !s.mdone) {
         rc = s.shard ? pst_err_set(err, PST_ERR_NOMEM, "out of memory") : err->code;
         goto cleanup;
     }
@@ -926,7 +995,8 @@ int srv_run(const srv_options *o, pst_err *err)
         s.gen[k] = 1; /* every worker's first incarnation */
     srv_shard_set_nonfinite(s.shard, o->job->cluster.nonfinite);
     hb_options ho = {.ctx = s.ctx, .coordinator = o->coordinator, .role = ROLE, .rank = o->rank,
-                     .generation = 1, .interval_ms = o->job->cluster.heartbeat_ms,
+                     .generation = welcome->generation ? welcome->generation : 1,
+                     .interval_ms = o->job->cluster.heartbeat_ms,
                      .timeout_ms = o->job->cluster.heartbeat_timeout_s * 1000, .lg = o->lg};
     if (!(s.hb = hb_start(&ho, err))) {
         rc = err->code;
@@ -946,7 +1016,10 @@ int srv_run(const srv_options *o, pst_err *err)
              (unsigned long long)base, (unsigned long long)(base + len),
              (unsigned long long)welcome->nparams, len * 4.0 / 1e6, s.nworkers,
              cfg_consistency_name(o->job->cluster.consistency));
-    if (welcome->resume) {
+    if (welcome->rejoin) {
+        if ((rc = recover(&s, welcome, err)))
+            goto cleanup;
+    } else if (welcome->resume) {
         if (!o->job->checkpoint.resume) {
             rc = pst_err_set(err, PST_ERR_CONFIG, "the coordinator resumes the job from clock "
                              "%lld but this server was started without --resume",
@@ -964,7 +1037,7 @@ int srv_run(const srv_options *o, pst_err *err)
     }
     /* "The newest checkpoint" must be this run's: an earlier run's go, and on resume those
      * after the resume clock (damaged, or not complete on every server). */
-    if (o->job->checkpoint.enabled && !(welcome->resume && s.ckpt_any)) {
+    if (o->job->checkpoint.enabled && !welcome->rejoin && !(welcome->resume && s.ckpt_any)) {
         char prefix[48];
         ckpt_prefix(&s, prefix, sizeof prefix);
         if ((rc = ckpt_remove_newer(s.ckdir, prefix, CKPT_SUFFIX,
@@ -981,6 +1054,7 @@ cleanup:
     free(s.mgen);
     free(s.lost);
     free(s.mlost);
+    free(s.mdone);
     free(s.pend);
     free(welcome);
     net_msg_destroy(s.m);

@@ -46,6 +46,9 @@ struct srv_shard {
      * 0 = frozen. None: every float at multiplier 1. */
     opt_group *groups;
     int ngroups;
+    int recovering;     /* restarted: worker clocks being learnt (rclock) */
+    int64_t *rclock;    /* (W) recovering: the largest clock each worker's requests carried,
+                           -1: none yet */
     uint64_t trainable; /* floats a worker's step pushes: len less the frozen ones */
     uint64_t first;     /* the first trainable float (len when none is) */
 };
@@ -114,6 +117,7 @@ void srv_shard_destroy(srv_shard *sh)
             free(sh->stage[k]);
     free(sh->stage);
     free(sh->contrib);
+    free(sh->rclock);
     free(sh);
 }
 
@@ -506,6 +510,10 @@ int64_t srv_shard_worker_rejoin(srv_shard *sh, int worker)
 }
 
 int srv_shard_live_workers(const srv_shard *sh) { return sh->nlive; }
+int srv_shard_worker_live(const srv_shard *sh, int worker)
+{
+    return worker >= 0 && worker < sh->nworkers && sh->wk[worker].live;
+}
 int srv_shard_all_done(const srv_shard *sh) { return sh->nlive == 0; }
 
 int64_t srv_shard_worker_clock(const srv_shard *sh, int worker)
@@ -564,4 +572,62 @@ int srv_shard_restore(srv_shard *sh, const float *w, int64_t clock, pst_err *err
     sh->agg_dirty = 0;
     sh->direct = 0;
     return PST_OK;
+}
+
+/* ---- Recovery -------------------------------------------------------------------------- */
+
+void srv_shard_begin_recovery(srv_shard *sh)
+{
+    if (!sh->rclock && !(sh->rclock = malloc(sizeof *sh->rclock * (size_t)sh->nworkers)))
+        return; /* without memory, no recovery: the workers' clocks stay the checkpoint's */
+    for (int k = 0; k < sh->nworkers; k++)
+        sh->rclock[k] = -1;
+    sh->recovering = 1;
+}
+
+int srv_shard_recovering(const srv_shard *sh) { return sh->recovering; }
+
+int srv_shard_note_clock(srv_shard *sh, int worker, int64_t clock)
+{
+    if (!sh->recovering)
+        return 0;
+    if (worker >= 0 && worker < sh->nworkers && clock > sh->rclock[worker])
+        sh->rclock[worker] = clock;
+    for (int k = 0; k < sh->nworkers; k++)
+        if (sh->wk[k].live && sh->rclock[k] < 0)
+            return 0;
+    return 1;
+}
+
+int64_t srv_shard_end_recovery(srv_shard *sh)
+{
+    if (!sh->recovering)
+        return 0;
+    /* A worker that has not said where it is takes the slowest known clock. */
+    int64_t lo = INT64_MAX, before = srv_shard_clock(sh);
+    for (int k = 0; k < sh->nworkers; k++)
+        if (sh->wk[k].live && sh->rclock[k] >= 0 && sh->rclock[k] < lo)
+            lo = sh->rclock[k];
+    if (lo == INT64_MAX)
+        lo = before;
+    for (int k = 0; k < sh->nworkers; k++) {
+        worker_state *ws = &sh->wk[k];
+        if (!ws->live)
+            continue;
+        int64_t c = sh->rclock[k] >= 0 ? sh->rclock[k] : lo;
+        *ws = (worker_state){.live = 1, .clock = c > ws->clock ? c : ws->clock};
+    }
+    if (sh->cons == CFG_CONS_BSP) {
+        sh->agg_clock = min_live_clock(sh) == INT64_MAX ? before : min_live_clock(sh);
+        sh->agg_count = sh->agg_steps = 0;
+        sh->agg_dirty = 0;
+        sh->direct = 0;
+        if (sh->contrib)
+            memset(sh->contrib, 0, (size_t)sh->nworkers);
+        if (sh->agg)
+            memset(sh->agg, 0, (size_t)sh->len * sizeof(float));
+    }
+    sh->recovering = 0;
+    int64_t after = srv_shard_clock(sh);
+    return after > before ? after - before : 0;
 }

@@ -100,8 +100,23 @@ void srv_shard_worker_lost(srv_shard *sh, int worker);
  * are repeats. Returns that clock, which pulls report to it (srv_shard_worker_clock). */
 int64_t srv_shard_worker_rejoin(srv_shard *sh, int worker);
 int srv_shard_live_workers(const srv_shard *sh);
+int srv_shard_worker_live(const srv_shard *sh, int worker);
 int srv_shard_all_done(const srv_shard *sh);
 int64_t srv_shard_worker_clock(const srv_shard *sh, int worker);
+
+/* ---- Recovery: a restarted server ----------------------------------------------------
+ * A server that died is restarted from its newest checkpoint (srv_shard_restore), whose
+ * clock C is behind the job's. Until every live worker has sent a request, the shard does
+ * not know where each stands; srv_shard_note_clock records the clock each request
+ * carries (a push of step x or a pull of clock x: the worker has pushed x - 1), and once
+ * every live worker is known (or the caller gives up waiting), srv_shard_end_recovery
+ * puts each at its clock -- bsp: the clock assembled next is the smallest -- so training
+ * goes on. The updates of clocks C .. that clock are lost on this shard: returned. */
+void srv_shard_begin_recovery(srv_shard *sh);
+int srv_shard_recovering(const srv_shard *sh);
+/* Returns 1 once every live worker has reported (worker -1: only asks). */
+int srv_shard_note_clock(srv_shard *sh, int worker, int64_t clock);
+int64_t srv_shard_end_recovery(srv_shard *sh);
 
 typedef struct {
     uint64_t pushes, updates, rejected_nonfinite, repeats, early, lost_workers, rejoins;

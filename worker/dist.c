@@ -52,6 +52,9 @@ typedef struct {
     double loss;
     double last_ckpt_s; /* worker 0: when it last asked the servers for a checkpoint */
     hb_client *hb;      /* heartbeats to the coordinator */
+    uint64_t hb_version;               /* membership last looked at */
+    uint64_t srv_gen[WIRE_MAX_SERVERS]; /* incarnation of each server we talk to */
+    char srv_ep[WIRE_MAX_SERVERS][WIRE_ENDPOINT_MAX]; /* scratch */
     net_faults *faults;
     uint64_t generation; /* this process's incarnation (WELCOME) */
 } worker;
@@ -149,6 +152,18 @@ static int report_progress(worker *w, wire_type type, double test_accuracy, pst_
     int rc = hb_check(w->hb, err);
     if (rc)
         return rc;
+    /* A restarted server: talk to its new incarnation. */
+    uint64_t version = 0, gen[WIRE_MAX_SERVERS];
+    int ns = hb_servers(w->hb, WIRE_MAX_SERVERS, gen, w->srv_ep, &version);
+    if (w->kv && version != w->hb_version) {
+        w->hb_version = version;
+        for (int s = 0; s < ns; s++)
+            if (gen[s] > w->srv_gen[s]) {
+                if ((rc = wk_kv_reconnect(w->kv, s, w->srv_ep[s], err)))
+                    return rc;
+                w->srv_gen[s] = gen[s];
+            }
+    }
     int64_t now = net_now_ms();
     if (type == WIRE_MSG_PROGRESS && now - w->last_progress_ms < PROGRESS_EVERY_MS)
         return PST_OK;
@@ -500,6 +515,8 @@ int wk_dist_run(const wk_dist_options *o, pst_err *err)
         goto cleanup;
     }
     wk_kv_set_idle(w.kv, on_idle, &w);
+    for (int s = 0; s < WIRE_MAX_SERVERS; s++)
+        w.srv_gen[s] = 1;
     if (o->rank == 0) {
         if (!(w.rep = (welcome->resume || welcome->rejoin ? wk_report_resume : wk_report_create)(
                   job->output.dir, o->lg, o->progress_out, o->tty, job->train.log_every,

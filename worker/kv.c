@@ -38,6 +38,7 @@ typedef struct {
 } kv_op;
 
 struct wk_kv {
+    net_ctx *ctx;
     int rank, S, timeout_ms;
     uint64_t generation;
     const log_ctx *lg;
@@ -170,6 +171,7 @@ wk_kv *wk_kv_create(net_ctx *ctx, int rank, const wire_header *welcome, int time
         goto fail;
     }
     kv->rank = rank;
+    kv->ctx = ctx;
     kv->generation = welcome->generation ? welcome->generation : 1;
     kv->srtt_ms = 5.0;
     kv->rto_ms = 20;
@@ -646,6 +648,28 @@ int wk_kv_pull_wait(wk_kv *kv, float *w, int64_t *gap, pst_err *err)
 }
 
 int64_t wk_kv_reply_clock(const wk_kv *kv) { return kv->reply_clock; }
+
+int wk_kv_reconnect(wk_kv *kv, int s, const char *endpoint, pst_err *err)
+{
+    char id[48];
+    snprintf(id, sizeof id, "worker-%d-%d", kv->rank, (int)getpid());
+    /* Linger 1 ms: what the old connection still queues is for a dead process. Its
+     * zero-copy frames are released when it closes; they are sent again below. */
+    net_opts o = {.identity = id, .linger_ms = 1,
+                  .max_msg_bytes = (int64_t)(WIRE_CHUNK_FLOATS * sizeof(float)) + 4096};
+    net_sock *fresh = net_sock_create(kv->ctx, NET_DEALER, &o, err);
+    if (!fresh || net_sock_connect(fresh, endpoint, err)) {
+        net_sock_destroy(fresh);
+        return pst_err_prefix(err, "server[%d] %s", s, endpoint);
+    }
+    net_sock_destroy(kv->sock[s]);
+    kv->sock[s] = fresh;
+    snprintf(kv->endpoint[s], WIRE_ENDPOINT_MAX, "%s", endpoint);
+    kv->next_retry_ms = 0; /* send again now */
+    kv->rto_ms = KV_RTO_MIN_MS;
+    log_info(kv->lg, "server[%d] restarted: reconnected to %s", s, endpoint);
+    return PST_OK;
+}
 
 int wk_kv_done(wk_kv *kv, pst_err *err)
 {

@@ -75,6 +75,10 @@ void wk_kv_set_idle(wk_kv *kv, wk_kv_idle_fn fn, void *ctx);
 /* Tells every server this worker is done. */
 int wk_kv_done(wk_kv *kv, pst_err *err);
 
+/* Server s was restarted (a new incarnation, perhaps at another endpoint): a fresh
+ * connection to endpoint, and everything it has not answered is sent again at once. */
+int wk_kv_reconnect(wk_kv *kv, int s, const char *endpoint, pst_err *err);
+
 /* The smallest clock the servers reported for this worker in the replies of the last
  * pull (a rejoining worker starts there); INT64_MAX before any. */
 int64_t wk_kv_reply_clock(const wk_kv *kv);
