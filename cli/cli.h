@@ -57,5 +57,6 @@ int cmd_predict(int argc, char **argv, const volatile sig_atomic_t *stop);
 int cmd_consolidate(int argc, char **argv, const volatile sig_atomic_t *stop);
 int cmd_mpi(int argc, char **argv, const volatile sig_atomic_t *stop);
 int cmd_plot(int argc, char **argv, const volatile sig_atomic_t *stop);
+int cmd_status(int argc, char **argv, const volatile sig_atomic_t *stop);
 
 #endif

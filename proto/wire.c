@@ -24,6 +24,7 @@ const char *wire_type_name(wire_type t)
     case WIRE_MSG_BARRIER: return "BARRIER";
     case WIRE_MSG_ACK: return "ACK";
     case WIRE_MSG_HEARTBEAT: return "HEARTBEAT";
+    case WIRE_MSG_STATUS: return "STATUS";
     }
     return "?";
 }
@@ -228,7 +229,7 @@ static int unpack_fields(wire_header *h, const Pstrain__Envelope *env, pst_err *
         return pst_err_set(err, PST_ERR_DATA, "wire: version %u, this build speaks %u",
                            env->version, WIRE_VERSION);
     int t = env->type;
-    if (t < WIRE_MSG_ERROR || t > WIRE_MSG_HEARTBEAT)
+    if (t < WIRE_MSG_ERROR || t > WIRE_MSG_STATUS)
         return pst_err_set(err, PST_ERR_DATA, "wire: unknown message type %d", t);
     const char *tn = wire_type_name((wire_type)t);
     if (env->n_payload_bytes > WIRE_MAX_FRAMES)
@@ -298,6 +299,12 @@ static int unpack_fields(wire_header *h, const Pstrain__Envelope *env, pst_err *
         if (h->clock < 0)
             return pst_err_set(err, PST_ERR_DATA, "wire: %s with negative clock %lld", tn,
                                (long long)h->clock);
+    } else if (t == WIRE_MSG_STATUS) {
+        /* The answer carries the document (JSON); the request nothing. */
+        if (h->nframes > 1 || (h->nframes == 1 && h->frame_bytes[0] > WIRE_MAX_STATUS))
+            return pst_err_set(err, PST_ERR_DATA, "wire: STATUS with %d frames (%llu bytes)",
+                               h->nframes,
+                               (unsigned long long)(h->nframes ? h->frame_bytes[0] : 0));
     } else if (h->nframes != 0) {
         return pst_err_set(err, PST_ERR_DATA, "wire: %s with %d payload frames", tn, h->nframes);
     }

@@ -26,6 +26,7 @@
 #define WIRE_CHUNK_FLOATS ((uint64_t)4 << 20)
 #define WIRE_MAX_CKPTS 16       /* checkpoint clocks a server reports in HELLO */
 #define WIRE_MAX_WORKERS 4096   /* workers in a membership (cluster.workers' limit) */
+#define WIRE_MAX_STATUS (1u << 20) /* bytes of a STATUS answer's JSON frame */
 
 typedef enum {
     WIRE_MSG_ERROR = 1,
@@ -41,7 +42,8 @@ typedef enum {
     WIRE_MSG_BYE,
     WIRE_MSG_BARRIER,
     WIRE_MSG_ACK,
-    WIRE_MSG_HEARTBEAT
+    WIRE_MSG_HEARTBEAT,
+    WIRE_MSG_STATUS
 } wire_type;
 
 typedef struct {

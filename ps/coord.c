@@ -10,6 +10,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "core/ckpt.h"
 #include "net/net.h"
 #include "proto/msg.h"
 
@@ -58,6 +59,9 @@ typedef struct {
     double test_accuracy;
     int64_t resume_clock; /* a resumed job: the checkpoints' clock; -1: a fresh start */
     wire_header *welcome; /* as sent to every process (rejoining workers get a copy) */
+    const char *phase;    /* gathering, training, stopping (status) */
+    char endpoint_file[4200]; /* <output.dir>/coordinator.endpoint while running, or "" */
+    int64_t start_ms;
     wire_header *reply;   /* scratch for HEARTBEAT answers */
     net_faults *faults;
     int nlost;            /* workers lost and not rejoined */
@@ -205,46 +209,49 @@ static const char *peer_state(const coord *c, const peer *p, int is_server, int6
     return "alive";
 }
 
-/* Updates the series and publishes /status; `phase` says which loop the job is in. */
-static void coord_obs_tick(coord *c, const char *phase)
+/* Counts that the status document and the metrics share. */
+typedef struct {
+    int reg[2], live[2], done;
+    double progress;
+} coord_counts;
+
+/* The /status document (also the answer to STATUS, `pstrain status`): the job's phase and
+ * progress, and every process with its state, pid, last heartbeat and (workers) progress.
+ * With x (metrics on), also updates the per-process series. */
+static cJSON *status_doc(coord *c, struct coord_obs *x, coord_counts *n)
 {
-    struct coord_obs *x = c->obs;
     int64_t now = net_now_ms();
-    if (!x || (x->last_ms && now - x->last_ms < OBS_EVERY_MS))
-        return;
-    x->last_ms = now;
     double unix_now = obs_now();
-    int reg[2] = {0, 0}, live[2] = {0, 0}, done = 0;
     double steps = 0;
+    memset(n, 0, sizeof *n);
     cJSON *doc = cJSON_CreateObject(), *procs = cJSON_CreateArray();
     cJSON_AddStringToObject(doc, "role", ROLE);
     cJSON_AddStringToObject(doc, "job", c->o->job->name ? c->o->job->name : "");
-    cJSON_AddStringToObject(doc, "phase", phase);
+    cJSON_AddStringToObject(doc, "phase", c->phase ? c->phase : "starting");
     cJSON_AddStringToObject(doc, "consistency",
                             cfg_consistency_name(c->o->job->cluster.consistency));
     cJSON_AddNumberToObject(doc, "time", unix_now);
-    cJSON_AddNumberToObject(doc, "uptime_s", unix_now - x->start_unix);
+    cJSON_AddNumberToObject(doc, "uptime_s", (double)(now - c->start_ms) / 1000.0);
     cJSON_AddNumberToObject(doc, "servers", c->S);
     cJSON_AddNumberToObject(doc, "workers", c->W);
     for (int i = 0; i < c->S + c->W; i++) {
         int is_server = i < c->S, rank = is_server ? i : i - c->S;
         const peer *p = is_server ? &c->servers[rank] : &c->workers[rank];
         const char *state = peer_state(c, p, is_server, now);
-        reg[!is_server] += p->joined;
-        live[!is_server] += strcmp(state, "alive") == 0 || strcmp(state, "late") == 0;
+        n->reg[!is_server] += p->joined;
+        n->live[!is_server] += strcmp(state, "alive") == 0 || strcmp(state, "late") == 0;
         cJSON *e = cJSON_CreateObject();
         cJSON_AddStringToObject(e, "role", is_server ? "server" : "worker");
         cJSON_AddNumberToObject(e, "rank", rank);
         cJSON_AddStringToObject(e, "state", state);
-        if (!is_server && p->joined) {
-            cJSON_AddNumberToObject(e, "incarnation", (double)p->gen);
-            cJSON_AddNumberToObject(e, "restarts", p->restarts);
-        }
         if (p->joined) {
             double ago = (double)(now - p->last_ms) / 1000.0;
-            obs_set_time(x->heard[i], unix_now - ago);
+            if (x)
+                obs_set_time(x->heard[i], unix_now - ago);
             cJSON_AddNumberToObject(e, "pid", p->pid);
             cJSON_AddNumberToObject(e, "last_heard_s_ago", ago);
+            cJSON_AddNumberToObject(e, "incarnation", (double)p->gen);
+            cJSON_AddNumberToObject(e, "restarts", p->restarts);
             if (is_server)
                 cJSON_AddStringToObject(e, "endpoint", p->endpoint);
         }
@@ -253,11 +260,13 @@ static void coord_obs_tick(coord *c, const char *phase)
             int epochs = c->o->job->train.epochs;
             double per_epoch = epochs > 0 ? (double)p->steps / epochs : 0.0;
             double run = p->epoch > 0 ? (p->epoch - 1) * per_epoch + (double)p->step : 0.0;
-            done += p->done;
+            n->done += p->done;
             steps += p->done ? (double)p->steps : run;
-            obs_set(x->step[rank], run);
-            obs_set(x->epoch[rank], p->epoch);
-            obs_set(x->loss[rank], p->loss);
+            if (x) {
+                obs_set(x->step[rank], run);
+                obs_set(x->epoch[rank], p->epoch);
+                obs_set(x->loss[rank], p->loss);
+            }
             if (p->joined) {
                 cJSON_AddNumberToObject(e, "epoch", p->epoch);
                 cJSON_AddNumberToObject(e, "step_in_epoch", (double)p->step);
@@ -269,22 +278,59 @@ static void coord_obs_tick(coord *c, const char *phase)
         cJSON_AddItemToArray(procs, e);
     }
     double progress = c->steps_sum ? steps / (double)c->steps_sum : 0.0;
-    progress = done == c->W ? 1.0 : progress > 1.0 ? 1.0 : progress;
-    cJSON_AddNumberToObject(doc, "progress", progress);
-    cJSON_AddNumberToObject(doc, "workers_done", done);
+    n->progress = n->done == c->W ? 1.0 : progress > 1.0 ? 1.0 : progress;
+    cJSON_AddNumberToObject(doc, "progress", n->progress);
+    cJSON_AddNumberToObject(doc, "workers_done", n->done);
+    cJSON_AddNumberToObject(doc, "workers_lost", c->nlost);
     cJSON_AddItemToObject(doc, "processes", procs);
-    obs_set(x->reg_servers, reg[0]);
-    obs_set(x->reg_workers, reg[1]);
-    obs_set(x->live_servers, live[0]);
-    obs_set(x->live_workers, live[1]);
-    obs_set(x->done, done);
-    obs_set(x->progress, progress);
+    return doc;
+}
+
+/* Notes the phase; with metrics on, updates the series and publishes /status. */
+static void coord_obs_tick(coord *c, const char *phase)
+{
+    c->phase = phase;
+    struct coord_obs *x = c->obs;
+    int64_t now = net_now_ms();
+    if (!x || (x->last_ms && now - x->last_ms < OBS_EVERY_MS))
+        return;
+    x->last_ms = now;
+    coord_counts n;
+    cJSON *doc = status_doc(c, x, &n);
+    obs_set(x->reg_servers, n.reg[0]);
+    obs_set(x->reg_workers, n.reg[1]);
+    obs_set(x->live_servers, n.live[0]);
+    obs_set(x->live_workers, n.live[1]);
+    obs_set(x->done, n.done);
+    obs_set(x->progress, n.progress);
     char *text = cJSON_PrintUnformatted(doc);
     pst_err e = {0};
     if (!text || obs_publish(c->o->metrics, "/status", "application/json", text, &e))
         log_warn(c->o->lg, "/status not updated: out of memory");
     free(text);
     cJSON_Delete(doc);
+}
+
+/* Answers STATUS (`pstrain status`): the status document as the answer's one frame. */
+static void answer_status(coord *c, const msg_in *in)
+{
+    coord_counts n;
+    cJSON *doc = status_doc(c, NULL, &n);
+    char *text = doc ? cJSON_PrintUnformatted(doc) : NULL;
+    cJSON_Delete(doc);
+    pst_err e = {0};
+    if (!text) {
+        msg_send_error(c->sock, in->route, in->route_len, ROLE, 0, in->h.request_id,
+                       PST_ERR_NOMEM, "out of memory for the status", &e);
+        return;
+    }
+    wire_header h;
+    wire_header_init(&h, WIRE_MSG_STATUS, ROLE, 0);
+    h.request_id = in->h.request_id;
+    net_frame f = {.data = text, .len = strlen(text)};
+    if (msg_send(c->sock, in->route, in->route_len, &h, &f, 1, 0, &e))
+        log_debug(c->o->lg, "STATUS answer: %s", e.msg);
+    free(text);
 }
 
 static int same_route(const peer *p, const msg_in *in)
@@ -428,6 +474,10 @@ static int gather(coord *c, pst_err *err)
         }
         if (rc)
             return pst_err_set(err, rc, "%s", e.msg);
+        if (c->in.h.type == WIRE_MSG_STATUS) {
+            answer_status(c, &c->in);
+            continue;
+        }
         if ((rc = handle_hello(c, &joined, err)))
             return rc;
     }
@@ -790,6 +840,10 @@ static int follow(coord *c, pst_err *err)
         if (rc)
             return pst_err_set(err, rc, "%s", e.msg);
         const wire_header *h = &c->in.h;
+        if (h->type == WIRE_MSG_STATUS) {
+            answer_status(c, &c->in);
+            continue;
+        }
         if (h->type == WIRE_MSG_HEARTBEAT) {
             handle_heartbeat(c, &c->in);
             continue;
@@ -898,6 +952,10 @@ static int shutdown_servers(coord *c, pst_err *err)
         if (rc)
             return pst_err_set(err, rc, "%s", e.msg);
         const wire_header *h = &c->in.h;
+        if (h->type == WIRE_MSG_STATUS) {
+            answer_status(c, &c->in);
+            continue;
+        }
         if (h->type == WIRE_MSG_HEARTBEAT) {
             handle_heartbeat(c, &c->in);
             continue;
@@ -964,6 +1022,36 @@ static void log_losses(const coord *c)
         log_info(c->o->lg, "%d restarted worker process(es) rejoined the job", restarts);
 }
 
+/* <output.dir>/coordinator.endpoint: where `pstrain status RUN_DIR` finds this job. A
+ * wildcard host is written as the loopback (the command runs on this machine). Best
+ * effort: a read-only output folder costs only that convenience. */
+static void write_endpoint_file(coord *c, const char *bound)
+{
+    const char *dir = c->o->job->output.dir;
+    pst_err e = {0};
+    if (!dir || ckpt_mkdirs(dir, &e)) {
+        log_debug(c->o->lg, "no coordinator.endpoint file: %s", dir ? e.msg : "no output.dir");
+        return;
+    }
+    char text[300], tmp[4300];
+    const char *wild = strstr(bound, "://0.0.0.0:");
+    if (wild)
+        snprintf(text, sizeof text, "tcp://127.0.0.1:%s\n", wild + strlen("://0.0.0.0:"));
+    else
+        snprintf(text, sizeof text, "%s\n", bound);
+    snprintf(c->endpoint_file, sizeof c->endpoint_file, "%s/coordinator.endpoint", dir);
+    snprintf(tmp, sizeof tmp, "%s.tmp", c->endpoint_file);
+    FILE *f = fopen(tmp, "w");
+    int ok = f && fputs(text, f) >= 0;
+    if (f && fclose(f) != 0)
+        ok = 0;
+    if (!ok || rename(tmp, c->endpoint_file) != 0) {
+        log_debug(c->o->lg, "cannot write %s", c->endpoint_file);
+        unlink(tmp);
+        c->endpoint_file[0] = '\0';
+    }
+}
+
 int coord_run(const coord_options *o, pst_err *err)
 {
     coord c;
@@ -973,6 +1061,7 @@ int coord_run(const coord_options *o, pst_err *err)
     c.W = o->job->cluster.workers;
     c.job_hash = cfg_job_hash(o->job);
     c.test_accuracy = NAN;
+    c.start_ms = net_now_ms();
     int rc;
     c.welcome = malloc(sizeof *c.welcome);
     c.reply = malloc(sizeof *c.reply);
@@ -1007,6 +1096,7 @@ int coord_run(const coord_options *o, pst_err *err)
     if ((rc = net_sock_bind(c.sock, o->bind, bound, sizeof bound, err)))
         goto cleanup;
     log_info(o->lg, "listening on %s for %d servers and %d workers", bound, c.S, c.W);
+    write_endpoint_file(&c, bound);
     if (o->ready_fd >= 0) {
         char line[300];
         int n = snprintf(line, sizeof line, "%s\n", bound);
@@ -1039,6 +1129,8 @@ int coord_run(const coord_options *o, pst_err *err)
     else
         log_info(o->lg, "job finished");
 cleanup:
+    if (c.endpoint_file[0])
+        unlink(c.endpoint_file);
     coord_obs_free(c.obs);
     free(c.servers);
     free(c.workers);
