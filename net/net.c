@@ -188,6 +188,34 @@ static int wait_event(void *z, short ev, int timeout_ms)
 
 void net_ctx_set_faults(net_ctx *ctx, net_faults *f) { ctx->faults = f; }
 
+int net_faults_attach(net_ctx *ctx, const char *spec, uint64_t salt, const log_ctx *lg,
+                      net_faults **out, pst_err *err)
+{
+    *out = NULL;
+    if (!spec || !spec[0])
+        return PST_OK;
+    pst_err fe = {0};
+    if (!(*out = net_faults_create(spec, salt, &fe)))
+        return pst_err_set(err, fe.code ? fe.code : PST_ERR_NOMEM, "%s", fe.msg);
+    char d[160];
+    net_faults_describe(*out, d, sizeof d);
+    log_warn(lg, "fault injection (test only): %s", d);
+    net_ctx_set_faults(ctx, *out);
+    return PST_OK;
+}
+
+void net_faults_finish(net_faults *f, const log_ctx *lg)
+{
+    if (!f)
+        return;
+    net_fault_stats fs;
+    net_faults_get_stats(f, &fs);
+    log_info(lg, "fault injection: %llu messages sent, %llu dropped, %llu duplicated, %llu "
+             "delayed", (unsigned long long)fs.messages, (unsigned long long)fs.dropped,
+             (unsigned long long)fs.duplicated, (unsigned long long)fs.delayed);
+    net_faults_destroy(f);
+}
+
 static int send_now(net_sock *s, const net_frame *frames, int n, int timeout_ms, pst_err *err);
 
 /* Fault injection (faults.h): a dropped message is released as if sent; a duplicate goes

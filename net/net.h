@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "core/err.h"
+#include "core/log.h"
 #include "net/faults.h"
 
 #define NET_MAX_FRAMES 8
@@ -47,6 +48,13 @@ void net_ctx_destroy(net_ctx *ctx);
 /* Test-only: sockets created from ctx afterwards send through these faults (NULL: none).
  * f must outlive them. */
 void net_ctx_set_faults(net_ctx *ctx, net_faults *f);
+/* A process's fault injection from its spec (PSTRAIN_FAULTS; NULL or empty: none, *out
+ * NULL): created with the salt (role and rank, so each process draws its own sequence),
+ * announced with a warning, and set on ctx. A bad spec is PST_ERR_CONFIG. */
+int net_faults_attach(net_ctx *ctx, const char *spec, uint64_t salt, const log_ctx *lg,
+                      net_faults **out, pst_err *err);
+/* Logs what f injected, then destroys it (NULL is fine). After the sockets are gone. */
+void net_faults_finish(net_faults *f, const log_ctx *lg);
 
 net_sock *net_sock_create(net_ctx *ctx, net_kind kind, const net_opts *o, pst_err *err);
 void net_sock_destroy(net_sock *s);

@@ -484,9 +484,10 @@ static int gather(coord *c, pst_err *err)
     return PST_OK;
 }
 
-/* Registration failed: tell everyone who joined, so they stop now instead of waiting for
- * a WELCOME until their timeout. */
-static void abort_joined(coord *c, const pst_err *why)
+/* The job cannot go on: tells every process that joined -- on its main connection and, once
+ * it runs, its heartbeat one -- so each stops now with the reason instead of at its own
+ * timeout. code: PST_ERR_CONFIG while registering (a refusal), PST_ERR_PEER later. */
+static void abort_joined(coord *c, const pst_err *why, int code)
 {
     char text[300];
     snprintf(text, sizeof text, "job aborted by the coordinator: %.200s", why->msg);
@@ -494,7 +495,9 @@ static void abort_joined(coord *c, const pst_err *why)
         peer *p = i < c->S ? &c->servers[i] : &c->workers[i - c->S];
         pst_err e = {0};
         if (p->joined)
-            msg_send_error(c->sock, p->route, p->route_len, ROLE, 0, 0, PST_ERR_CONFIG, text, &e);
+            msg_send_error(c->sock, p->route, p->route_len, ROLE, 0, 0, code, text, &e);
+        if (p->hb_route_len)
+            msg_send_error(c->sock, p->hb_route, p->hb_route_len, ROLE, 0, 0, code, text, &e);
     }
 }
 
@@ -988,21 +991,6 @@ static int shutdown_servers(coord *c, pst_err *err)
     return PST_OK;
 }
 
-/* The job cannot go on: tells every process that joined -- on its main connection and its
- * heartbeat one -- so each stops now with the reason instead of at its own timeout. */
-static void abort_running(coord *c, const pst_err *why)
-{
-    char text[300];
-    snprintf(text, sizeof text, "job aborted by the coordinator: %.200s", why->msg);
-    for (int i = 0; i < c->S + c->W; i++) {
-        peer *p = i < c->S ? &c->servers[i] : &c->workers[i - c->S];
-        pst_err e = {0};
-        if (p->hb_route_len)
-            msg_send_error(c->sock, p->hb_route, p->hb_route_len, ROLE, 0, 0, PST_ERR_PEER,
-                           text, &e);
-    }
-}
-
 /* The end of a job some workers did not see through: who, and how often ranks rejoined. */
 static void log_losses(const coord *c)
 {
@@ -1073,20 +1061,10 @@ int coord_run(const coord_options *o, pst_err *err)
         goto cleanup;
     }
     if (!(c.ctx = net_ctx_create(1, err)) || !(c.m = net_msg_create(err)) ||
-        (rc = coord_obs_register(&c, err))) {
+        (rc = coord_obs_register(&c, err)) ||
+        (rc = net_faults_attach(c.ctx, o->faults, 0xc002dULL, o->lg, &c.faults, err))) {
         rc = err->code;
         goto cleanup;
-    }
-    if (o->faults && o->faults[0]) {
-        pst_err fe = {0};
-        if (!(c.faults = net_faults_create(o->faults, 0xc002dULL, &fe))) {
-            rc = pst_err_set(err, fe.code, "%s", fe.msg);
-            goto cleanup;
-        }
-        char d[160];
-        net_faults_describe(c.faults, d, sizeof d);
-        log_warn(o->lg, "fault injection (test only): %s", d);
-        net_ctx_set_faults(c.ctx, c.faults);
     }
     net_opts so = {.hwm = -1, .max_msg_bytes = WIRE_MAX_META + 1024};
     if (!(c.sock = net_sock_create(c.ctx, NET_ROUTER, &so, err))) {
@@ -1109,7 +1087,7 @@ int coord_run(const coord_options *o, pst_err *err)
     }
     if ((rc = gather(&c, err)) || *o->stop || (rc = choose_resume(&c, err))) {
         if (rc)
-            abort_joined(&c, err);
+            abort_joined(&c, err, PST_ERR_CONFIG);
         goto cleanup;
     }
     if ((rc = welcome_all(&c, err)))
@@ -1117,7 +1095,7 @@ int coord_run(const coord_options *o, pst_err *err)
     rc = follow(&c, err);
     log_losses(&c);
     if (rc) {
-        abort_running(&c, err);
+        abort_joined(&c, err, PST_ERR_PEER);
         goto cleanup;
     }
     if (*o->stop)
@@ -1138,14 +1116,7 @@ cleanup:
     free(c.reply);
     net_msg_destroy(c.m);
     net_sock_destroy(c.sock);
-    if (c.faults) {
-        net_fault_stats fs;
-        net_faults_get_stats(c.faults, &fs);
-        log_info(o->lg, "fault injection: %llu messages sent, %llu dropped, %llu duplicated, %llu "
-                 "delayed", (unsigned long long)fs.messages, (unsigned long long)fs.dropped,
-                 (unsigned long long)fs.duplicated, (unsigned long long)fs.delayed);
-    }
     net_ctx_destroy(c.ctx);
-    net_faults_destroy(c.faults);
+    net_faults_finish(c.faults, o->lg);
     return rc;
 }

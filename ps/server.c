@@ -53,7 +53,6 @@ typedef struct {
     pending_pull *pend;
     size_t npend, cap_pend;
     uint64_t pulls, bytes_in, bytes_out;
-    int64_t last_heard_ms;
     /* Checkpoints (see the section below) */
     char ckdir[4096];    /* where this server writes them */
     char resume_dir[4200]; /* where it resumes from (checkpoint.resume, or its checkpoints/) */
@@ -811,7 +810,6 @@ static int serve(server *s, pst_err *err)
     size_t scratch_len = 0;
     int rc = PST_OK;
     net_sock *socks[2] = {s->sock, s->coord};
-    s->last_heard_ms = net_now_ms();
     while (!*o->stop) {
         uint64_t ready = 0;
         /* The coordinator watches the workers; this server watches the coordinator. */
@@ -838,7 +836,6 @@ static int serve(server *s, pst_err *err)
             pst_err perr = {0};
             int r = msg_recv(s->sock, s->m, 1, &s->in, 0, &perr);
             if (r == PST_OK) {
-                s->last_heard_ms = net_now_ms();
                 rc = handle_worker(s, &scratch, &scratch_len, err);
                 metrics_publish(s);
                 if (rc)
@@ -861,9 +858,7 @@ static int serve(server *s, pst_err *err)
                 rc = send_bye(s, err);
                 break;
             }
-            if (r == PST_OK)
-                s->last_heard_ms = net_now_ms();
-            else if (r == PST_ERR_PEER)
+            if (r == PST_ERR_PEER)
                 log_warn(o->lg, "dropped a malformed message from the coordinator: %s", perr.msg);
         }
     }
@@ -915,20 +910,11 @@ int srv_run(const srv_options *o, pst_err *err)
     char bound[256], endpoint[WIRE_ENDPOINT_MAX], ep[300];
     if (!welcome)
         return pst_err_set(err, PST_ERR_NOMEM, "out of memory");
-    if (!(s.ctx = net_ctx_create(1, err)) || !(s.m = net_msg_create(err))) {
+    if (!(s.ctx = net_ctx_create(1, err)) || !(s.m = net_msg_create(err)) ||
+        net_faults_attach(s.ctx, o->faults, 0x5e77e7ULL + (uint64_t)o->rank, o->lg, &s.faults,
+                          err)) {
         rc = err ? err->code : PST_ERR_NOMEM;
         goto cleanup;
-    }
-    if (o->faults && o->faults[0]) {
-        pst_err fe = {0};
-        if (!(s.faults = net_faults_create(o->faults, 0x5e77e7ULL + (uint64_t)o->rank, &fe))) {
-            rc = pst_err_set(err, fe.code, "%s", fe.msg);
-            goto cleanup;
-        }
-        char d[160];
-        net_faults_describe(s.faults, d, sizeof d);
-        log_warn(o->lg, "fault injection (test only): %s", d);
-        net_ctx_set_faults(s.ctx, s.faults);
     }
     /* Replies never wait (hwm -1), but at most SRV_RCV_HWM messages per worker wait here to
      * be processed: a worker pushing or initialising faster than this loop applies keeps
@@ -1060,14 +1046,7 @@ cleanup:
     net_msg_destroy(s.m);
     net_sock_destroy(s.sock);
     net_sock_destroy(s.coord);
-    if (s.faults) {
-        net_fault_stats fs;
-        net_faults_get_stats(s.faults, &fs);
-        log_info(o->lg, "fault injection: %llu messages sent, %llu dropped, %llu duplicated, %llu "
-                 "delayed", (unsigned long long)fs.messages, (unsigned long long)fs.dropped,
-                 (unsigned long long)fs.duplicated, (unsigned long long)fs.delayed);
-    }
     net_ctx_destroy(s.ctx);
-    net_faults_destroy(s.faults);
+    net_faults_finish(s.faults, o->lg);
     return rc;
 }

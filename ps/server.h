@@ -3,7 +3,8 @@
  *
  * Single-threaded around one ZeroMQ ROUTER socket: every request is handled to the end
  * without blocking (pulls that must wait are parked and answered when the clocks allow),
- * so a slow or vanished worker never stalls the others. */
+ * so a slow or vanished worker never stalls the others. A heartbeat thread (proto/hb.h)
+ * keeps the coordinator informed and brings the membership: lost and rejoined workers. */
 #ifndef PSTRAIN_PS_SERVER_H
 #define PSTRAIN_PS_SERVER_H
 
@@ -32,7 +33,10 @@ typedef struct {
 } srv_options;
 
 /* Runs until the coordinator's SHUTDOWN (PST_OK), a stop signal (PST_OK with *stop set),
- * or a failure (a timeout names what was awaited and from whom). */
+ * or a failure: the coordinator silent past cluster.heartbeat_timeout_s or giving this
+ * server up (PST_ERR_TIMEOUT / PST_ERR_NET, naming it and what the server waited for).
+ * A server started again after a crash (WELCOME rejoin) first recovers its shard from its
+ * newest checkpoint (docs/fault-tolerance.md). */
 int srv_run(const srv_options *o, pst_err *err);
 
 #endif

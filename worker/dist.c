@@ -465,22 +465,10 @@ int wk_dist_run(const wk_dist_options *o, pst_err *err)
      * incarnation), not the old one back. */
     snprintf(id, sizeof id, "worker-%d-%d", o->rank, (int)getpid());
     net_opts co = {.identity = id};
-    if (o->faults && o->faults[0]) {
-        pst_err fe = {0};
-        if (!(w.faults = net_faults_create(o->faults, 0x3a11e7ULL + (uint64_t)o->rank * 7919, &fe))) {
-            rc = pst_err_set(err, fe.code, "%s", fe.msg);
-            goto cleanup;
-        }
-        char d[160];
-        net_faults_describe(w.faults, d, sizeof d);
-        log_warn(o->lg, "fault injection (test only): %s", d);
-    }
-    if (!(w.ctx = net_ctx_create(1, err))) {
-        rc = err->code;
-        goto cleanup;
-    }
-    net_ctx_set_faults(w.ctx, w.faults);
-    if (!(w.m = net_msg_create(err)) ||
+    if (!(w.ctx = net_ctx_create(1, err)) ||
+        net_faults_attach(w.ctx, o->faults, 0x3a11e7ULL + (uint64_t)o->rank * 7919, o->lg,
+                          &w.faults, err) ||
+        !(w.m = net_msg_create(err)) ||
         !(w.coord = net_sock_create(w.ctx, NET_DEALER, &co, err)) ||
         (rc = net_sock_connect(w.coord, o->coordinator, err))) {
         rc = err->code;
@@ -592,14 +580,7 @@ cleanup:
     net_sock_destroy(w.coord);
     net_ctx_destroy(w.ctx);
     wk_kv_destroy(w.kv);
-    if (w.faults) {
-        net_fault_stats fs;
-        net_faults_get_stats(w.faults, &fs);
-        log_info(o->lg, "fault injection: %llu messages sent, %llu dropped, %llu duplicated, %llu "
-                 "delayed", (unsigned long long)fs.messages, (unsigned long long)fs.dropped,
-                 (unsigned long long)fs.duplicated, (unsigned long long)fs.delayed);
-    }
-    net_faults_destroy(w.faults);
+    net_faults_finish(w.faults, o->lg);
     wk_trainer_destroy(w.tr);
     wk_data_fini(&w.data);
     free(w.gbuf_extra);

@@ -86,8 +86,8 @@ struct wk_kv {
     int64_t pull_clock;       /* clock of the outstanding pull */
     int64_t reply_clock;      /* smallest worker clock the servers reported in replies */
     int64_t next_retry_ms;    /* when unanswered requests go again */
-    int rto_ms;               /* current retry interval: 4 x smoothed round trip, doubled on
-                                 each retry without progress, within [2, 1000] ms */
+    int rto_ms;               /* current retry interval: 3 x smoothed round trip + 3 ms,
+                                 doubled on each retry without progress, at most 1 s */
     double srtt_ms;
     int64_t last_idle_ms;
     float *pull_dst;          /* where the outstanding pull's replies go */
@@ -351,7 +351,7 @@ static void take_ack(wk_kv *kv, uint64_t id)
             !op->acked[id - op->lo]) {
             op->acked[id - op->lo] = 1;
             /* An operation answered without a repeat: its round trip tunes the retry
-             * interval (as TCP does: 1/8 of each new sample, interval 4x the average). */
+             * interval (as TCP does: 1/8 of each new sample; see pump). */
             if (--op->unacked == 0 && !op->resent) {
                 double ms = 1e3 * (now_s() - op->sent_s);
                 kv->srtt_ms = 0.875 * kv->srtt_ms + 0.125 * (ms < 1000 ? ms : 1000);

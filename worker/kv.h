@@ -10,10 +10,12 @@
  * worker's pull only after the pushes that worker sent before it.
  *
  * Messages may be lost (a flaky network, or fault injection): INIT, PUSH and DONE are
- * acknowledged and pulls answered, and whatever has no answer after a retry interval (4x
- * the smoothed round trip, doubling while nothing comes back, at most 1 s) is sent again
- * with the same request id; servers recognise repeats (ps/shard.h). A pushed buffer is
- * kept until acknowledged (wk_kv_push_released waits for it). */
+ * acknowledged and pulls answered, and whatever has no answer after a retry interval (3x
+ * the smoothed round trip + 3 ms, doubling while nothing comes back, at most 1 s) is sent
+ * again with the same request id; servers recognise repeats (ps/shard.h). A pushed buffer
+ * is kept until acknowledged (wk_kv_push_released waits for it). Replies are taken by
+ * whichever wait is running, so the weights of an outstanding pull may land in the
+ * caller's vector (the one it passes to wk_kv_pull_wait) before that call. */
 #ifndef PSTRAIN_WORKER_KV_H
 #define PSTRAIN_WORKER_KV_H
 

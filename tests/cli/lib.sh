@@ -42,3 +42,35 @@ expect_ge() {
   /usr/bin/python3 -c "import sys; sys.exit(0 if float('$1') >= float('$2') else 1)" 2>/dev/null \
     || fail "$3 = $1, expected >= $2"
 }
+
+# run_and_signal OUT SIG ROLE RANK ARGS...: runs `pstrain local ARGS --output OUT` in the
+# background (stderr to OUT.err); once the workers train (for a worker: once that worker
+# does; or once the log matches $READY, when set), sends SIG to process ROLE[RANK] -- for
+# SIGSTOP, SIGCONT once the coordinator has declared it lost -- waits for the job and sets
+# $code; fails if a process of the job is left behind.
+run_and_signal() {
+  local out=$1 sig=$2 role=$3 rank=$4; shift 4
+  local ready="worker\[0\] info: training with"
+  [ "$role" = worker ] && ready="worker\[$rank\] info: training with"
+  [ -n "${READY:-}" ] && ready=$READY
+  "$PSTRAIN" local "$@" --output "$out" > /dev/null 2> "$out.err" &
+  local job=$! pid=""
+  for _ in $(seq 1200); do  # at most 120 s
+    grep -q "$ready" "$out.err" 2>/dev/null &&
+      pid=$(pgrep -f "pstrain $role.*--rank $rank .*--output $out\$" | head -1)
+    [ -n "$pid" ] && break
+    kill -0 $job 2>/dev/null || break
+    sleep 0.1
+  done
+  [ -n "$pid" ] || { wait $job; fail "$out: $role[$rank] never started training"; }
+  sleep 0.5 # a few steps in
+  kill -"$sig" "$pid"
+  if [ "$sig" = STOP ]; then
+    for _ in $(seq 300); do grep -q "$role\[$rank\] (pid $pid) is lost" "$out.err" && break; sleep 0.1; done
+    kill -CONT "$pid"
+  fi
+  wait $job
+  code=$?
+  pgrep -f -- "--output $out\$" > /dev/null && fail "$out: processes left behind"
+  return 0
+}

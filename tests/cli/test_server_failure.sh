@@ -14,30 +14,11 @@ if [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
 fi
 F=(--epochs 2 --servers 2 --workers 2 --cluster.heartbeat_timeout_s 5)
 
-run_and_kill_server() { # OUT RANK ARGS...: kills server RANK once the workers train
-  local out=$1 rank=$2; shift 2
-  "$PSTRAIN" local "$@" --output "$out" > /dev/null 2> "$out.err" &
-  local job=$! pid=""
-  for _ in $(seq 1200); do
-    grep -q "worker\[1\] info: training with" "$out.err" 2>/dev/null &&
-      pid=$(pgrep -f "pstrain server.*--rank $rank .*--output $out\$" | head -1)
-    [ -n "$pid" ] && break
-    kill -0 $job 2>/dev/null || break
-    sleep 0.1
-  done
-  [ -n "$pid" ] || { wait $job; fail "$out: training never started"; }
-  sleep 1
-  kill -KILL "$pid"
-  wait $job
-  code=$?
-  pgrep -f -- "--output $out\$" > /dev/null && fail "$out: processes left behind"
-  return 0
-}
 accuracy() { json_field "$1/metrics.jsonl" test accuracy; }
 
 for cons in bsp asp; do
   expect_exit 0 "$PSTRAIN" local "${F[@]}" --consistency $cons --output clean_$cons
-  run_and_kill_server restart_$cons 1 "${F[@]}" --consistency $cons --cluster.max_restarts 1 \
+  READY="server\[1\] info: checkpoint of clock" run_and_signal restart_$cons KILL server 1 "${F[@]}" --consistency $cons --cluster.max_restarts 1 \
     --checkpoint.every_steps 10
   E=restart_$cons.err
   [ $code -eq 0 ] || { tail -8 $E >&2; fail "$cons: job with a restarted server exited $code"; }
@@ -55,11 +36,11 @@ for cons in bsp asp; do
     || fail "$cons: test accuracy $b with a restarted server, $a clean"
 done
 
-run_and_kill_server norestart 0 "${F[@]}" --consistency asp
+run_and_signal norestart KILL server 0 "${F[@]}" --consistency asp
 [ $code -eq 137 ] || fail "job whose server was killed (no restarts) exited $code, expected 137"
 expect_in norestart.err "local error: server\[0\] \(pid [0-9]+\) killed by signal 9"
 
-run_and_kill_server nockpt 0 "${F[@]}" --consistency asp --cluster.max_restarts 1 \
+run_and_signal nockpt KILL server 0 "${F[@]}" --consistency asp --cluster.max_restarts 1 \
   --checkpoint.enabled false
 [ $code -eq 3 ] || { tail -5 nockpt.err >&2; fail "restarted server without checkpoints: exit $code, expected 3"; }
 expect_in nockpt.err "server\[0\] error: server\[0\] restarted but has no complete checkpoint in .* its parameters are lost"

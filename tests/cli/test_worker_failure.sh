@@ -18,32 +18,6 @@ if [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
 fi
 F=(--epochs 2 --servers 2 --workers 3 --cluster.heartbeat_timeout_s 3)
 
-# Runs `pstrain local ARGS` in the background (stderr to $OUT.err); when a worker logs that
-# training started, sends SIG to worker RANK; waits for the job and sets $code.
-run_and_signal() { # OUT SIG RANK ARGS...
-  local out=$1 sig=$2 rank=$3; shift 3
-  "$PSTRAIN" local "$@" --output "$out" > /dev/null 2> "$out.err" &
-  local job=$! pid=""
-  for _ in $(seq 1200); do  # at most 120 s
-    grep -q "worker\[$rank\] info: training with" "$out.err" 2>/dev/null &&
-      pid=$(pgrep -f "pstrain worker.*--rank $rank .*--output $out\$" | head -1)
-    [ -n "$pid" ] && break
-    kill -0 $job 2>/dev/null || break
-    sleep 0.1
-  done
-  [ -n "$pid" ] || { wait $job; fail "$out: worker[$rank] never started training"; }
-  sleep 0.5 # a few steps in
-  kill -"$sig" "$pid"
-  if [ "$sig" = STOP ]; then
-    # Past the heartbeat timeout: the coordinator gives it up; then it resumes.
-    for _ in $(seq 300); do grep -q "worker\[$rank\] (pid $pid) is lost" "$out.err" && break; sleep 0.1; done
-    kill -CONT "$pid"
-  fi
-  wait $job
-  code=$?
-  pgrep -f -- "--output $out\$" > /dev/null && fail "$out: processes left behind"
-  return 0
-}
 accuracy() { json_field "$1/metrics.jsonl" test accuracy; }
 within_1pt() { # A B WHAT
   /usr/bin/python3 -c "import sys; sys.exit(0 if abs($1 - $2) <= 0.01 else 1)" \
@@ -52,7 +26,7 @@ within_1pt() { # A B WHAT
 
 for cons in asp bsp; do
   expect_exit 0 "$PSTRAIN" local "${F[@]}" --consistency $cons --output clean_$cons
-  run_and_signal kill_$cons KILL 1 "${F[@]}" --consistency $cons
+  run_and_signal kill_$cons KILL worker 1 "${F[@]}" --consistency $cons
   [ $code -eq 0 ] || { tail -5 kill_$cons.err >&2; fail "$cons: job with a killed worker exited $code"; }
   expect_in kill_$cons.err "local warn: worker\[1\] \(pid [0-9]+\) killed by signal 9; the job goes on without it"
   expect_in kill_$cons.err "coordinator warn: worker\[1\] \(pid [0-9]+\) is lost: no heartbeat for 3 s"
@@ -62,7 +36,7 @@ for cons in asp bsp; do
 done
 
 # Restarted: it rejoins and finishes its partition.
-run_and_signal restart KILL 2 "${F[@]}" --consistency bsp --cluster.max_restarts 1
+run_and_signal restart KILL worker 2 "${F[@]}" --consistency bsp --cluster.max_restarts 1
 [ $code -eq 0 ] || { tail -5 restart.err >&2; fail "job with a restarted worker exited $code"; }
 expect_in restart.err "local warn: worker\[2\] \(pid [0-9]+\) killed by signal 9; starting it again \(restart 1 of 1\)"
 expect_in restart.err "coordinator info: worker\[2\] rejoined as incarnation 2"
@@ -73,14 +47,14 @@ expect_in restart.err "local info: job finished: all 6 processes exited 0"
 within_1pt "$(accuracy clean_bsp)" "$(accuracy restart)" "bsp, worker restarted"
 
 # Paused past the timeout: given up, refused on resuming, exits 75; the job goes on.
-run_and_signal paused STOP 1 "${F[@]}" --consistency asp
+run_and_signal paused STOP worker 1 "${F[@]}" --consistency asp
 [ $code -eq 0 ] || { tail -5 paused.err >&2; fail "job with a paused worker exited $code"; }
 expect_in paused.err "worker\[1\] error: .*(incarnation 1 was declared lost|which the coordinator declared lost)"
 expect_in paused.err "local warn: worker\[1\] \(pid [0-9]+\) exited with code 75; the job goes on without it"
 within_1pt "$(accuracy clean_asp)" "$(accuracy paused)" "asp, worker paused"
 
 # Worker 0 writes the final model: losing it for good fails the job, retriably.
-run_and_signal lost0 KILL 0 "${F[@]}" --consistency asp
+run_and_signal lost0 KILL worker 0 "${F[@]}" --consistency asp
 [ $code -eq 75 ] || { tail -5 lost0.err >&2; fail "job that lost worker 0 exited $code, expected 75"; }
 expect_in lost0.err "coordinator error: worker\[0\] was lost before it finished, so the final model was not written"
 
