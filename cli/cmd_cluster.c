@@ -343,6 +343,10 @@ static int run_node(const char *role, int argc, char **argv, const volatile sig_
         args[n++] = a.rest[i];
     cfg_job *job = NULL;
     int rc = cli_load_job(&job, a.job_path, n, args, &err);
+    if (rc == PST_OK && (rc = cli_check_security(job, role, &err))) {
+        cfg_job_free(job);
+        job = NULL;
+    }
     if (rc) {
         fprintf(stderr, "pstrain %s: %s\n", role, err.msg);
         return cli_exit_code(rc);

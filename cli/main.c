@@ -31,6 +31,8 @@ static void usage(FILE *f)
           "  consolidate [JOB.yaml] --resume DIR\n"
           "                     one model file from a distributed run's shard checkpoints\n"
           "  plot RUN_DIR       PNG plots of a run's metrics.csv with gnuplot (--ascii: text)\n"
+          "  keygen --out DIR NAME...\n"
+          "                     CURVE key pairs for encrypted, authenticated jobs\n"
           "\n"
           "  pstrain <command> --help   options of a command\n"
           "  pstrain --version          version\n",
@@ -96,6 +98,8 @@ int main(int argc, char **argv)
         return cmd_mpi(argc - 2, argv + 2, &stop_signal);
     if (strcmp(cmd, "plot") == 0)
         return cmd_plot(argc - 2, argv + 2, &stop_signal);
+    if (strcmp(cmd, "keygen") == 0)
+        return cmd_keygen(argc - 2, argv + 2, &stop_signal);
     fprintf(stderr, "pstrain: unknown command '%s' (see pstrain --help)\n", cmd);
     return EXIT_USAGE;
 }

@@ -350,7 +350,10 @@ int wk_dist_run(const wk_dist_options *o, pst_err *err)
     char id[32];
     snprintf(id, sizeof id, "worker-%d", o->rank);
     net_opts co = {.identity = id};
+    const cfg_security *sec = &job->security;
+    net_curve_files cf = {sec->server_key, sec->server_public, sec->client_key, sec->allow};
     if (!(w.ctx = net_ctx_create(1, err)) || !(w.m = net_msg_create(err)) ||
+        (rc = net_ctx_curve(w.ctx, &cf, o->lg, err)) ||
         !(w.coord = net_sock_create(w.ctx, NET_DEALER, &co, err)) ||
         (rc = net_sock_connect(w.coord, o->coordinator, err))) {
         rc = err->code;
