@@ -5,7 +5,8 @@
 #  2. Bad key configurations fail before any process starts: one line naming the file,
 #     exit 2.
 #  3. A bsp job with CURVE on (keys from the job file's security: block, relative to it)
-#     ends with the same weights, to the bit, as the same job in plaintext.
+#     ends with the same weights, to the bit, as the same job in plaintext; also under
+#     mpirun when it is installed.
 #  4. While a CURVE job trains, a client with a key outside the allow-list and a plaintext
 #     client get nothing through to a server or the coordinator: their PUSH, PULL and
 #     DONE go unanswered, the job logs each refusal and still ends with the same weights.
@@ -71,6 +72,19 @@ expect_in curve.err "local info: job finished: all 5 processes exited 0"
 ! grep -q "security: refused\|refused this process" curve.err || fail "a refusal in a clean CURVE job"
 $COMPARE plain/model.safetensors curve/model.safetensors 0 \
   || fail "the CURVE job's weights differ from the plaintext job's"
+
+# The same under mpirun (SPMD: coordinator, 2 servers, 2 workers), when it is installed.
+if command -v mpirun > /dev/null; then
+  expect_exit 0 timeout 120 mpirun --allow-run-as-root --oversubscribe --bind-to none \
+    --mca btl self,tcp --mca btl_tcp_if_include lo --mca oob_tcp_if_include lo \
+    -np 5 "$PSTRAIN" mpi "$PWD/job/secure.yaml" "${BASE[@]}" --epochs 5 --output "$PWD/mpi"
+  expect_in err.txt "server\[1\] info: security: CURVE on; accepting 2 client key"
+  expect_in err.txt "coordinator info: job finished"
+  $COMPARE plain/model.safetensors mpi/model.safetensors 0 \
+    || fail "the CURVE mpi job's weights differ from the plaintext job's"
+else
+  echo "mpirun not installed: the mpi part is skipped"
+fi
 
 # ---- 4. unauthorised clients cannot push or pull ----------------------------------------
 # worker[1] slowed by 120 ms a step (50 steps: about 6 s) keeps the job running while the
