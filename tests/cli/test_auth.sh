@@ -73,8 +73,13 @@ expect_in curve.err "local info: job finished: all 5 processes exited 0"
 $COMPARE plain/model.safetensors curve/model.safetensors 0 \
   || fail "the CURVE job's weights differ from the plaintext job's"
 
-# The same under mpirun (SPMD: coordinator, 2 servers, 2 workers), when it is installed.
-if command -v mpirun > /dev/null; then
+# The same under mpirun (SPMD: coordinator, 2 servers, 2 workers), when it is installed
+# and this is not the sanitizer build: there, Open MPI ranks can take minutes to exit after
+# the job is done (with or without CURVE; seen on this loaded 2-core machine), and
+# test_mpi covers mpi under the sanitizers.
+if ldd "$PSTRAIN" | grep -q libasan; then
+  echo "sanitizer build: the mpi part is skipped"
+elif command -v mpirun > /dev/null; then
   expect_exit 0 timeout 120 mpirun --allow-run-as-root --oversubscribe --bind-to none \
     --mca btl self,tcp --mca btl_tcp_if_include lo --mca oob_tcp_if_include lo \
     -np 5 "$PSTRAIN" mpi "$PWD/job/secure.yaml" "${BASE[@]}" --epochs 5 --output "$PWD/mpi"
