@@ -17,6 +17,7 @@
 
 #include "core/err.h"
 #include "core/log.h"
+#include "net/faults.h"
 
 #define NET_MAX_FRAMES 8
 
@@ -44,6 +45,9 @@ typedef struct {
 /* io_threads: ZeroMQ I/O threads (1 is enough below ~1 GB/s per process). */
 net_ctx *net_ctx_create(int io_threads, pst_err *err);
 void net_ctx_destroy(net_ctx *ctx);
+/* Test-only: sockets created from ctx afterwards send through these faults (NULL: none).
+ * f must outlive them. */
+void net_ctx_set_faults(net_ctx *ctx, net_faults *f);
 
 /* CURVE (CurveZMQ, RFC 26): encryption and authentication of every socket made from a
  * context after net_ctx_curve. Files hold one Z85 key (40 characters) on the first line
