@@ -2,6 +2,13 @@
  * servers, next to raw ZeroMQ moving the same bytes over the same transport, in one run.
  *
  *   bench_transport --pstrain PATH [--params N] [--rounds R] [--servers 1,2,4] [--keep]
+ *                   [--curve]
+ *
+ * --curve: the cluster runs with CURVE encryption and authentication (docs/security.md;
+ * fresh keys in the temporary folder) and this program is a CURVE client; the raw side
+ * stays plaintext, so servers=S against raw_seq in one run is the cost of pstrain with
+ * CURVE against plain ZeroMQ, and the same figure of a run without --curve separates
+ * CURVE's share.
  *
  * Product side, for each server count S: a real coordinator and S real `pstrain server`
  * processes (fork + exec of PATH) on loopback TCP, with a job of S servers, one worker,
@@ -354,7 +361,33 @@ static pid_t spawn(const char *exe, char *const argv[], const char *log, int rea
     _exit(127);
 }
 
-static int cluster_start(cluster *c, const char *exe, const char *dir, int S, pst_err *err)
+/* Fresh CURVE keys for --curve: DIR/server.key and .pub, DIR/worker.key and .pub, and
+ * the allow-list DIR/allow.txt (both public keys). */
+static const char *const curve_files[] = {"server.key", "server.pub", "worker.key", "worker.pub",
+                                          "allow.txt"};
+
+static int curve_keys_write(const char *dir, pst_err *err)
+{
+    char pub[2][41], sec[2][41], path[600];
+    for (int i = 0; i < 2; i++)
+        if (net_curve_keypair(pub[i], sec[i], err))
+            return err->code;
+    for (int i = 0; i < 5; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, curve_files[i]);
+        FILE *f = fopen(path, "w");
+        if (!f)
+            return pst_err_set(err, PST_ERR_IO, "%s: %s", path, strerror(errno));
+        if (i == 4)
+            fprintf(f, "%s\n%s\n", pub[0], pub[1]);
+        else
+            fprintf(f, "%s\n", i % 2 ? pub[i / 2] : sec[i / 2]);
+        fclose(f);
+    }
+    return PST_OK;
+}
+
+static int cluster_start(cluster *c, const char *exe, const char *dir, int S, int curve,
+                         pst_err *err)
 {
     c->S = S;
     snprintf(c->job_path, sizeof c->job_path, "%s/job-s%d.yaml", dir, S);
@@ -363,6 +396,9 @@ static int cluster_start(cluster *c, const char *exe, const char *dir, int S, ps
     if (!f)
         return pst_err_set(err, PST_ERR_IO, "%s: %s", c->job_path, strerror(errno));
     fprintf(f, job_fmt, (double)LR, S, TIMEOUT_S);
+    if (curve)
+        fprintf(f, "security:\n  server_key: %s/server.key\n  server_public: %s/server.pub\n"
+                   "  client_key: %s/worker.key\n  allow: %s/allow.txt\n", dir, dir, dir, dir);
     fclose(f);
     int rc = cfg_job_load_file(&c->job, c->job_path, err);
     if (rc)
@@ -399,7 +435,10 @@ static int cluster_join(cluster *c, uint64_t nparams, int rounds, const log_ctx 
                         const volatile sig_atomic_t *stop, pst_err *err)
 {
     net_opts co = {.identity = "worker-0"};
+    const cfg_security *sec = &c->job->security;
+    net_curve_files cf = {NULL, sec->server_public, sec->client_key, NULL};
     if (!(c->ctx = net_ctx_create(1, err)) || !(c->m = net_msg_create(err)) ||
+        net_ctx_curve(c->ctx, &cf, lg, err) ||
         !(c->in = malloc(sizeof *c->in)) ||
         !(c->coord = net_sock_create(c->ctx, NET_DEALER, &co, err)) ||
         net_sock_connect(c->coord, c->ep, err))
@@ -528,7 +567,8 @@ static void usage(FILE *f)
           "  --params N      floats in the vector (default 100000000 = 400 MB)\n"
           "  --rounds R      timed rounds of each kind (default 7, at most 64)\n"
           "  --servers LIST  server counts, comma-separated (default 1,2,4)\n"
-          "  --keep          keep the temporary folder with the job files and process logs\n",
+          "  --keep          keep the temporary folder with the job files and process logs\n"
+          "  --curve         the cluster (not the raw side) with CURVE encryption\n",
           f);
 }
 
@@ -536,12 +576,14 @@ int main(int argc, char **argv)
 {
     const char *exe = NULL;
     uint64_t nparams = 100000000ull;
-    int rounds = 7, keep = 0;
+    int rounds = 7, keep = 0, curve = 0;
     int counts[MAX_CLUSTERS] = {1, 2, 4}, ncl = 3;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--keep"))
             keep = 1;
+        else if (!strcmp(a, "--curve"))
+            curve = 1;
         else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             usage(stdout);
             return 0;
@@ -605,11 +647,13 @@ int main(int argc, char **argv)
         w[i] = 0.0f;
     }
 
-    printf("info params=%llu bytes_per_round=%zu frame_bytes=%zu rounds=%d\n",
-           (unsigned long long)nparams, 2 * nbytes, CHUNK_BYTES, rounds);
+    printf("info params=%llu bytes_per_round=%zu frame_bytes=%zu rounds=%d curve=%d\n",
+           (unsigned long long)nparams, 2 * nbytes, CHUNK_BYTES, rounds, curve);
     fflush(stdout);
+    if (curve)
+        rc = curve_keys_write(dir, &err);
     for (int k = 0; k < ncl && !rc; k++)
-        if (!(rc = cluster_start(&cl[k], exe, dir, counts[k], &err)))
+        if (!(rc = cluster_start(&cl[k], exe, dir, counts[k], curve, &err)))
             rc = cluster_join(&cl[k], nparams, rounds, &lg, &never, &err);
     /* Worker 0's initial weights (zeros), then the pull of clock 0, as a training run
      * starts. */
@@ -690,6 +734,11 @@ int main(int argc, char **argv)
         for (int k = 0; k < ncl; k++) {
             unlink(cl[k].job_path);
             unlink(cl[k].log_path);
+        }
+        for (int i = 0; curve && i < 5; i++) {
+            char path[600];
+            snprintf(path, sizeof path, "%s/%s", dir, curve_files[i]);
+            unlink(path);
         }
         rmdir(dir);
     }

@@ -33,6 +33,10 @@ void openblas_threads(int n);
  * checks it. Consumes every argument; an unknown flag is an error. */
 int cli_load_job(cfg_job **job, const char *path, int argc, char **argv, pst_err *err);
 
+/* With security on (any security.* key set), checks that the keys role needs are set and
+ * that every key file given loads (PST_ERR_CONFIG naming the file otherwise). role:
+ * "coordinator", "server", "worker", or NULL for a launcher of every role. */
+int cli_check_security(const cfg_job *job, const char *role, pst_err *err);
 /* The descriptor pstrain local hands its workers for progress records (worker/dist.h), from
  * environment variable PSTRAIN_PROGRESS_FD: *fd = -1 when unset; an error when it is set
  * but not an open pipe. */
@@ -58,5 +62,6 @@ int cmd_consolidate(int argc, char **argv, const volatile sig_atomic_t *stop);
 int cmd_mpi(int argc, char **argv, const volatile sig_atomic_t *stop);
 int cmd_plot(int argc, char **argv, const volatile sig_atomic_t *stop);
 int cmd_status(int argc, char **argv, const volatile sig_atomic_t *stop);
+int cmd_keygen(int argc, char **argv, const volatile sig_atomic_t *stop);
 
 #endif

@@ -44,6 +44,9 @@ static const char env_help[] =
     "  PSTRAIN_PORT                                                      --port\n"
     "  PSTRAIN_NUM_SERVERS or DMLC_NUM_SERVER, PSTRAIN_NUM_WORKERS or DMLC_NUM_WORKER\n"
     "                                                   --cluster.servers, --cluster.workers\n"
+    "  PSTRAIN_SERVER_KEY, PSTRAIN_SERVER_PUBLIC, PSTRAIN_CLIENT_KEY, PSTRAIN_ALLOW\n"
+    "                      --security.server_key, .server_public, .client_key, .allow\n"
+    "                      (CURVE keys, docs/security.md; \"\" unsets the job file's)\n"
     "  TF_CONFIG (TensorFlow/TFJob JSON, used for what the above leave unset):\n"
     "    task.index --rank; cluster.chief[0] or cluster.coordinator[0] --coordinator;\n"
     "    len(cluster.ps), len(cluster.worker) --cluster.servers, --cluster.workers;\n"
@@ -315,19 +318,26 @@ static int parse_node(const char *role, int argc, char **argv, node_args *a, pst
     return 0;
 }
 
+#define ENV_OVERRIDES 8
+#define ENV_OVERRIDE_LEN 4200 /* "--security.server_public=" and a path */
+
 /* Job overrides from the environment, applied before the command line's. */
-static int env_overrides(char **out, char (*buf)[64], int *n)
+static int env_overrides(char **out, char (*buf)[ENV_OVERRIDE_LEN], int *n)
 {
     static const struct {
         const char *var, *key;
     } vars[] = {{"PSTRAIN_NUM_SERVERS", "cluster.servers"}, {"DMLC_NUM_SERVER", "cluster.servers"},
-                {"PSTRAIN_NUM_WORKERS", "cluster.workers"}, {"DMLC_NUM_WORKER", "cluster.workers"}};
+                {"PSTRAIN_NUM_WORKERS", "cluster.workers"}, {"DMLC_NUM_WORKER", "cluster.workers"},
+                {"PSTRAIN_SERVER_KEY", "security.server_key"},
+                {"PSTRAIN_SERVER_PUBLIC", "security.server_public"},
+                {"PSTRAIN_CLIENT_KEY", "security.client_key"}, {"PSTRAIN_ALLOW", "security.allow"}};
     int k = 0;
     for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
         const char *v = getenv(vars[i].var);
         if (!v)
             continue;
-        snprintf(buf[k], 64, "--%s=%s", vars[i].key, v);
+        if (snprintf(buf[k], ENV_OVERRIDE_LEN, "--%s=%s", vars[i].key, v) >= ENV_OVERRIDE_LEN)
+            return -1;
         out[(*n)++] = buf[k++];
     }
     return k;
@@ -373,15 +383,22 @@ static int run_node(const char *role, int argc, char **argv, const volatile sig_
         return EXIT_USAGE;
     }
     char *args[300];
-    char envbuf[4][64];
+    char envbuf[ENV_OVERRIDES][ENV_OVERRIDE_LEN];
     int n = 0;
     for (int i = 0; i < a.ntf; i++)
         args[n++] = a.tf_over[i];
-    env_overrides(args, envbuf, &n);
+    if (env_overrides(args, envbuf, &n) < 0) {
+        fprintf(stderr, "pstrain %s: an environment variable's value is too long\n", role);
+        return EXIT_USAGE;
+    }
     for (int i = 0; i < a.nrest; i++)
         args[n++] = a.rest[i];
     cfg_job *job = NULL;
     int rc = cli_load_job(&job, a.job_path, n, args, &err);
+    if (rc == PST_OK && (rc = cli_check_security(job, role, &err))) {
+        cfg_job_free(job);
+        job = NULL;
+    }
     if (rc) {
         fprintf(stderr, "pstrain %s: %s\n", role, err.msg);
         return cli_exit_code(rc);

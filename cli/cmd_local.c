@@ -1066,6 +1066,11 @@ int cmd_local(int argc, char **argv, const volatile sig_atomic_t *stop)
         fprintf(stderr, "pstrain local: %s\n", err.msg);
         return cli_exit_code(rc);
     }
+    if ((rc = cli_check_security(job, NULL, &err))) {
+        fprintf(stderr, "pstrain local: %s\n", err.msg);
+        cfg_job_free(job);
+        return cli_exit_code(rc);
+    }
     int servers, workers, max_restarts;
     job_counts(job, &servers, &workers, &max_restarts);
     cfg_job_free(job);

@@ -282,6 +282,10 @@ int cmd_mpi(int argc, char **argv, const volatile sig_atomic_t *stop)
     a.rest[a.nrest++] = sbuf;
     a.rest[a.nrest++] = wbuf;
     int rc = cli_load_job(&job, a.job_path, a.nrest, a.rest, &err);
+    if (rc == PST_OK && (rc = cli_check_security(job, role_names[role], &err))) {
+        cfg_job_free(job);
+        job = NULL;
+    }
     if (rc)
         fprintf(stderr, "pstrain mpi[%d]: %s\n", rank, err.msg);
     /* The counts can make a job invalid that was valid before (e.g. more workers than

@@ -9,17 +9,20 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cjson/cJSON.h>
 
 #include "cli/cli.h"
 #include "core/config.h"
+#include "core/log.h"
 #include "net/net.h"
 #include "proto/msg.h"
 
 static void usage(FILE *f)
 {
-    fputs("usage: pstrain status [RUN_DIR] [--coordinator ENDPOINT] [--json] [--timeout S]\n"
+    fputs("usage: pstrain status [RUN_DIR] [--coordinator ENDPOINT] [--job JOB.yaml] [--json]\n"
+          "                      [--timeout S]\n"
           "\n"
           "Asks a running job's coordinator for the state of every process: role, rank,\n"
           "state (alive, late, lost, done, waiting), pid, seconds since its last heartbeat,\n"
@@ -29,6 +32,10 @@ static void usage(FILE *f)
           "                     RUN_DIR/coordinator.endpoint while it runs (default: the\n"
           "                     default job's, runs/fashion-mnist)\n"
           "  --coordinator EP   ask this endpoint instead (tcp://host:port)\n"
+          "  --job JOB.yaml     the job, for its security keys when the job runs with CURVE\n"
+          "                     (default: RUN_DIR/job.yaml when it exists); the status\n"
+          "                     request uses security.client_key, which the coordinator's\n"
+          "                     allow-list must hold\n"
           "  --json             print the status document as it came (one JSON line)\n"
           "  --timeout S        seconds to wait for the answer (default 5)\n"
           "  -h, --help         this text\n"
@@ -113,7 +120,7 @@ static int print_table(const char *text, size_t len)
 
 int cmd_status(int argc, char **argv, const volatile sig_atomic_t *stop)
 {
-    const char *dir = NULL, *coordinator = NULL;
+    const char *dir = NULL, *coordinator = NULL, *job_path = NULL;
     int json = 0;
     double timeout_s = 5;
     for (int i = 0; i < argc; i++) {
@@ -124,6 +131,8 @@ int cmd_status(int argc, char **argv, const volatile sig_atomic_t *stop)
             json = 1;
         } else if (strcmp(argv[i], "--coordinator") == 0 && i + 1 < argc) {
             coordinator = argv[++i];
+        } else if (strcmp(argv[i], "--job") == 0 && i + 1 < argc) {
+            job_path = argv[++i];
         } else if (strcmp(argv[i], "--timeout") == 0 && i + 1 < argc) {
             char *end;
             timeout_s = strtod(argv[++i], &end);
@@ -148,13 +157,43 @@ int cmd_status(int argc, char **argv, const volatile sig_atomic_t *stop)
             return rc;
     }
 
+    /* The job's keys: a coordinator with CURVE answers only an allowed client key. */
+    char job_buf[4200];
+    if (!job_path && dir) {
+        snprintf(job_buf, sizeof job_buf, "%s/job.yaml", dir);
+        if (access(job_buf, R_OK) == 0)
+            job_path = job_buf;
+    }
     pst_err err = {0};
+    cfg_job *job = NULL;
+    if (job_path && cli_load_job(&job, job_path, 0, NULL, &err)) {
+        fprintf(stderr, "pstrain status: %s\n", err.msg);
+        return cli_exit_code(err.code);
+    }
     int code = EXIT_OK;
+    log_ctx lg; /* CURVE refusals of this client */
+    log_init(&lg, "status", -1, stderr);
+    net_msg *m = NULL;
+    msg_in *in = NULL;
+    net_sock *s = NULL;
     net_ctx *ctx = net_ctx_create(1, &err);
-    net_msg *m = ctx ? net_msg_create(&err) : NULL;
-    msg_in *in = malloc(sizeof *in);
+    if (!ctx) {
+        fprintf(stderr, "pstrain status: %s\n", err.msg);
+        code = cli_exit_code(err.code);
+        goto cleanup;
+    }
+    if (job && job->security.server_public) {
+        net_curve_files cf = {NULL, job->security.server_public, job->security.client_key, NULL};
+        if (net_ctx_curve(ctx, &cf, &lg, &err)) {
+            fprintf(stderr, "pstrain status: %s\n", err.msg);
+            code = cli_exit_code(err.code);
+            goto cleanup;
+        }
+    }
+    m = net_msg_create(&err);
+    in = malloc(sizeof *in);
     net_opts o = {.linger_ms = 1, .max_msg_bytes = WIRE_MAX_STATUS + WIRE_MAX_META};
-    net_sock *s = m && in ? net_sock_create(ctx, NET_DEALER, &o, &err) : NULL;
+    s = m && in ? net_sock_create(ctx, NET_DEALER, &o, &err) : NULL;
     if (!s || net_sock_connect(s, ep, &err)) {
         fprintf(stderr, "pstrain status: %s: %s\n", ep, err.msg[0] ? err.msg : "out of memory");
         code = cli_exit_code(err.code ? err.code : PST_ERR_NOMEM);
@@ -181,6 +220,7 @@ int cmd_status(int argc, char **argv, const volatile sig_atomic_t *stop)
     else
         code = print_table(in->payload[0], in->payload_len[0]);
 cleanup:
+    cfg_job_free(job);
     net_sock_destroy(s);
     net_msg_destroy(m);
     free(in);

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "net/net.h"
 
 extern const char pst_default_job[];
 extern const size_t pst_default_job_len;
@@ -60,10 +61,14 @@ static int resolve_data_paths(cfg_job *job, const char *job_path, pst_err *err)
         return PST_OK; /* the file is in the working directory */
     int dlen = (int)(slash - job_path);
     static const char *const keys[] = {"data.train", "data.train_labels", "data.test",
-                                       "data.test_labels"};
+                                       "data.test_labels", "security.server_key",
+                                       "security.server_public", "security.client_key",
+                                       "security.allow"};
     const char *vals[] = {job->data.train, job->data.train_labels, job->data.test,
-                          job->data.test_labels};
-    for (int i = 0; i < 4; i++) {
+                          job->data.test_labels, job->security.server_key,
+                          job->security.server_public, job->security.client_key,
+                          job->security.allow};
+    for (int i = 0; i < 8; i++) {
         if (!vals[i] || !vals[i][0] || vals[i][0] == '/')
             continue;
         char full[4096];
@@ -116,6 +121,30 @@ static int freeze_layers(cfg_job *job, const char *list, pst_err *err)
             return pst_err_prefix(err, "--freeze %s", item);
     }
     return PST_OK;
+}
+
+int cli_check_security(const cfg_job *job, const char *role, pst_err *err)
+{
+    const cfg_security *s = &job->security;
+    if (!s->server_key && !s->server_public && !s->client_key && !s->allow)
+        return PST_OK;
+    int listens = !role || strcmp(role, "worker") != 0;
+    int connects = !role || strcmp(role, "coordinator") != 0;
+    const char *who = role ? role : "a job";
+    if (listens && !s->server_key)
+        return pst_err_set(err, PST_ERR_CONFIG, "security: %s needs security.server_key "
+                           "(the listening side's secret key)", who);
+    if (listens && !s->allow)
+        return pst_err_set(err, PST_ERR_CONFIG, "security: %s needs security.allow (the client "
+                           "public keys it accepts)", who);
+    if (connects && !s->server_public)
+        return pst_err_set(err, PST_ERR_CONFIG, "security: %s needs security.server_public",
+                           who);
+    if (connects && !s->client_key && !s->server_key)
+        return pst_err_set(err, PST_ERR_CONFIG, "security: %s needs security.client_key (its "
+                           "own secret key)", who);
+    net_curve_files f = {s->server_key, s->server_public, s->client_key, s->allow};
+    return net_curve_check(&f, err);
 }
 
 int cli_load_job(cfg_job **job, const char *path, int argc, char **argv, pst_err *err)

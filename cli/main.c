@@ -32,6 +32,8 @@ static void usage(FILE *f)
           "                     one model file from a distributed run's shard checkpoints\n"
           "  plot RUN_DIR       PNG plots of a run's metrics.csv with gnuplot (--ascii: text)\n"
           "  status [RUN_DIR]   the processes of a running job: state, last heartbeat, progress\n"
+          "  keygen --out DIR NAME...\n"
+          "                     CURVE key pairs for encrypted, authenticated jobs\n"
           "\n"
           "  pstrain <command> --help   options of a command\n"
           "  pstrain --version          version\n",
@@ -99,6 +101,8 @@ int main(int argc, char **argv)
         return cmd_plot(argc - 2, argv + 2, &stop_signal);
     if (strcmp(cmd, "status") == 0)
         return cmd_status(argc - 2, argv + 2, &stop_signal);
+    if (strcmp(cmd, "keygen") == 0)
+        return cmd_keygen(argc - 2, argv + 2, &stop_signal);
     fprintf(stderr, "pstrain: unknown command '%s' (see pstrain --help)\n", cmd);
     return EXIT_USAGE;
 }

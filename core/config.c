@@ -55,6 +55,8 @@
  *     every_seconds: float >= 0     0 = off
  *     keep: int >= 1                2
  *     resume: path                  none (a folder of checkpoints to continue from)
+ *   security:                       (CURVE; all unset = off; docs/security.md)
+ *     server_key, server_public, client_key, allow: path   none
  *
  * Strings: "", "~" and "null" (quoted or not) mean "not set" (libcyaml's
  * CYAML_FLAG_POINTER_NULL_STR), so a path can be unset from the command line with "".
@@ -242,6 +244,13 @@ static const cyaml_schema_field_t checkpoint_fields[] = {
     CFG_STR("resume", cfg_checkpoint, resume),
     CYAML_FIELD_END};
 
+static const cyaml_schema_field_t security_fields[] = {
+    CFG_STR("server_key", cfg_security, server_key),
+    CFG_STR("server_public", cfg_security, server_public),
+    CFG_STR("client_key", cfg_security, client_key),
+    CFG_STR("allow", cfg_security, allow),
+    CYAML_FIELD_END};
+
 static const cyaml_schema_field_t job_fields[] = {
     CFG_STR("name", cfg_job, name),
     CYAML_FIELD_UINT("seed", CFG_OPT, cfg_job, seed),
@@ -252,6 +261,7 @@ static const cyaml_schema_field_t job_fields[] = {
     CYAML_FIELD_MAPPING("output", CFG_OPT, cfg_job, output, output_fields),
     CYAML_FIELD_MAPPING("cluster", CFG_OPT, cfg_job, cluster, cluster_fields),
     CYAML_FIELD_MAPPING("checkpoint", CFG_OPT, cfg_job, checkpoint, checkpoint_fields),
+    CYAML_FIELD_MAPPING("security", CFG_OPT, cfg_job, security, security_fields),
     CYAML_FIELD_END};
 
 static const cyaml_schema_value_t job_value = {
@@ -309,6 +319,8 @@ uint64_t cfg_job_hash(const cfg_job *job)
     /* Where and how often checkpoints are written, and whether this run resumes, change
      * nothing that is computed: a resumed run is the same job. */
     memset(&same.checkpoint, 0, sizeof same.checkpoint);
+    /* Key files are paths too; peers whose keys do not match cannot talk at all. */
+    memset(&same.security, 0, sizeof same.security);
     /* Failure detection and restarts are each process's (or launcher's) own business. */
     same.cluster.heartbeat_ms = 0;
     same.cluster.heartbeat_timeout_s = 0;

@@ -131,6 +131,18 @@ typedef struct {
     char *resume;         /* continue from the newest complete checkpoint in this folder */
 } cfg_checkpoint;
 
+/* CURVE encryption and authentication of every connection (docs/security.md). Off while
+ * every path is unset; on, each process uses what its role needs: listening processes
+ * (coordinator, servers) server_key and allow, connecting ones (servers, workers)
+ * server_public and client_key (default: server_key). Paths, like data paths, are
+ * relative to the job file's folder when written in it. */
+typedef struct {
+    char *server_key;    /* secret key file of the listening side (NAME.key) */
+    char *server_public; /* its public key file (NAME.pub) */
+    char *client_key;    /* this process's secret key as a client; NULL: server_key */
+    char *allow;         /* client public keys accepted: a folder of *.pub or a file */
+} cfg_security;
+
 typedef struct {
     char *name;
     uint64_t seed;
@@ -141,6 +153,7 @@ typedef struct {
     cfg_output output;
     cfg_cluster cluster;
     cfg_checkpoint checkpoint;
+    cfg_security security;
 } cfg_job;
 
 /* Parses YAML text; source names it in errors (a path, or "<default job>"). Missing keys

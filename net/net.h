@@ -56,6 +56,43 @@ int net_faults_attach(net_ctx *ctx, const char *spec, uint64_t salt, const log_c
 /* Logs what f injected, then destroys it (NULL is fine). After the sockets are gone. */
 void net_faults_finish(net_faults *f, const log_ctx *lg);
 
+/* CURVE (CurveZMQ, RFC 26): encryption and authentication of every socket made from a
+ * context after net_ctx_curve. Files hold one Z85 key (40 characters) on the first line
+ * that is neither blank nor a '#' comment, as `pstrain keygen` writes them.
+ *   server_secret  the secret key of listening sockets (ROUTERs): they are CURVE servers.
+ *                  Required by a process that binds; its public half is what clients name.
+ *   server_public  the listening side's public key: connecting sockets (DEALERs) are CURVE
+ *                  clients that accept only a server holding its secret half.
+ *   client_secret  this process's own key as a CURVE client (public half derived); NULL:
+ *                  server_secret (a server connecting to the coordinator).
+ *   allow          the client public keys a listening socket accepts: a directory of
+ *                  *.pub files or a file of keys, one a line. Required with server_secret:
+ *                  without a ZAP handler CURVE would encrypt but admit any key.
+ * Every field NULL: CURVE stays off and the call does nothing. */
+typedef struct {
+    const char *server_secret, *server_public, *client_secret, *allow;
+} net_curve_files;
+
+/* Reads the keys (an unreadable or malformed file is PST_ERR_CONFIG naming it) and, when
+ * this process may bind, starts the context's guard thread: it answers ZeroMQ's ZAP
+ * requests (RFC 27) with the allow-list and watches the sockets' handshakes. Refusals are
+ * logged on lg as warnings once per peer (a peer key and address; a plaintext or mis-keyed
+ * peer, whose key is unknown, once per socket and kind, then every 10th, 100th, ...); lg
+ * is borrowed until net_ctx_destroy and must be safe to use from another thread. Call it
+ * before the first net_sock_create, at most once. PST_ERR_CONFIG when this libzmq lacks
+ * CURVE (zmq_has("curve")). */
+int net_ctx_curve(net_ctx *ctx, const net_curve_files *f, const log_ctx *lg, pst_err *err);
+/* Loads and checks the files as net_ctx_curve would, without a context: for launchers
+ * that should fail before starting processes. */
+int net_curve_check(const net_curve_files *f, pst_err *err);
+/* Refusals the guard thread has seen so far (ZAP denials and failed handshakes), for tests. */
+int net_ctx_refusals(net_ctx *ctx);
+
+/* Writes a fresh key pair as Z85 text (41 bytes each, NUL included). */
+int net_curve_keypair(char *public_z85, char *secret_z85, pst_err *err);
+
+/* With CURVE on (net_ctx_curve) a ROUTER is a CURVE server and a DEALER a CURVE client; a
+ * kind whose keys were not given is PST_ERR_CONFIG. */
 net_sock *net_sock_create(net_ctx *ctx, net_kind kind, const net_opts *o, pst_err *err);
 void net_sock_destroy(net_sock *s);
 

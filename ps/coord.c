@@ -1066,6 +1066,10 @@ int coord_run(const coord_options *o, pst_err *err)
         rc = err->code;
         goto cleanup;
     }
+    const cfg_security *sec = &o->job->security;
+    net_curve_files cf = {sec->server_key, sec->server_public, sec->client_key, sec->allow};
+    if ((rc = net_ctx_curve(c.ctx, &cf, o->lg, err)))
+        goto cleanup;
     net_opts so = {.hwm = -1, .max_msg_bytes = WIRE_MAX_META + 1024};
     if (!(c.sock = net_sock_create(c.ctx, NET_ROUTER, &so, err))) {
         rc = err->code;

@@ -916,6 +916,10 @@ int srv_run(const srv_options *o, pst_err *err)
         rc = err ? err->code : PST_ERR_NOMEM;
         goto cleanup;
     }
+    const cfg_security *sec = &o->job->security;
+    net_curve_files cf = {sec->server_key, sec->server_public, sec->client_key, sec->allow};
+    if ((rc = net_ctx_curve(s.ctx, &cf, o->lg, err)))
+        goto cleanup;
     /* Replies never wait (hwm -1), but at most SRV_RCV_HWM messages per worker wait here to
      * be processed: a worker pushing or initialising faster than this loop applies keeps
      * its chunks itself (zero-copy, in its own buffers) instead of this process holding up

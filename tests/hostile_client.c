@@ -1,6 +1,13 @@
 /* tests/hostile_client.c -- a misbehaving peer for tests/cli/test_dist_bad_peer.sh.
  *
  * usage: hostile_client SERVER_ENDPOINT COORDINATOR_ENDPOINT
+ *        hostile_client [--curve SERVER_PUB CLIENT_KEY] --refused SERVER_EP COORDINATOR_EP
+ *
+ * --refused (tests/cli/test_auth.sh, a job with CURVE on): as a client the job does not
+ * admit -- plaintext, or CURVE with the key in CLIENT_KEY, which is not in the job's
+ * allow-list -- sends a PUSH and a PULL as worker 0 to the server and a DONE as worker 0
+ * to the coordinator, then listens for REFUSED_WAIT_MS. Exits 0 when no message could be
+ * delivered or answered (each send times out or goes unanswered), 1 when any answer came.
  *
  * Connects to a running job's server and coordinator on connections of its own and sends
  * what a broken or forging client might: random bytes, truncated multipart messages, an
@@ -28,6 +35,7 @@ typedef struct {
     void *raw; /* a plain libzmq DEALER to the same peer: net_send refuses > 8 frames */
     const char *name;
     int sent, failed;
+    int send_ms; /* how long a send may wait for the connection; 0: TIMEOUT_MS */
 } conn;
 
 static uint64_t next_random(uint64_t *x)
@@ -48,7 +56,7 @@ static void fill_random(uint8_t *b, size_t n, uint64_t *seed)
 static void send_frames(conn *c, const char *what, const net_frame *f, int n)
 {
     pst_err err = {0};
-    if (net_send(c->s, f, n, TIMEOUT_MS, &err)) {
+    if (net_send(c->s, f, n, c->send_ms ? c->send_ms : TIMEOUT_MS, &err)) {
         printf("%s: could not send %s: %s\n", c->name, what, err.msg);
         c->failed++;
         return;
@@ -234,8 +242,79 @@ static void attack_coordinator(conn *c, uint64_t *seed)
     send_envelope(c, "a BYE as server 1", &h, 0, NULL, 0);
 }
 
+#define REFUSED_WAIT_MS 3000
+
+/* --refused: see the top of this file. */
+static int refused_mode(const char *server_pub, const char *client_key, const char *srv_ep,
+                        const char *crd_ep)
+{
+    pst_err err = {0};
+    int answered = 0, ok = 0;
+    net_ctx *ctx = net_ctx_create(1, &err);
+    net_msg *m = net_msg_create(&err);
+    /* A refused client never gets a connection: its sends wait for one a second. */
+    conn srv = {.name = "server", .send_ms = 1000}, crd = {.name = "coordinator", .send_ms = 1000};
+    net_curve_files cf = {.server_public = server_pub, .client_secret = client_key};
+    net_opts so = {.identity = "intruder", .linger_ms = 1};
+    if (!ctx || !m || (server_pub && net_ctx_curve(ctx, &cf, NULL, &err)) ||
+        !(srv.s = net_sock_create(ctx, NET_DEALER, &so, &err)) ||
+        !(crd.s = net_sock_create(ctx, NET_DEALER, &so, &err)) ||
+        net_sock_connect(srv.s, srv_ep, &err) || net_sock_connect(crd.s, crd_ep, &err)) {
+        fprintf(stderr, "hostile_client: %s\n", err.msg);
+        goto cleanup;
+    }
+    printf("as a %s client (a send only queues until a connection is accepted)\n",
+           server_pub ? "CURVE" : "plaintext");
+    float g[4] = {0.5f, -0.5f, 0.25f, 1};
+    send_push(&srv, "a PUSH as worker 0", 0, 0, g, 4);
+    wire_header h;
+    wire_header_init(&h, WIRE_MSG_PULL, "worker", 0);
+    h.request_id = 960;
+    h.offset = 0;
+    h.len = 4;
+    send_envelope(&srv, "a PULL as worker 0", &h, 0, NULL, 0);
+    wire_header_init(&h, WIRE_MSG_DONE, "worker", 0);
+    h.has_progress = 1;
+    h.epoch = 1000;
+    send_envelope(&crd, "a DONE as worker 0", &h, 0, NULL, 0);
+    /* Listen on both connections at once for the whole wait. */
+    int64_t deadline = net_now_ms() + REFUSED_WAIT_MS;
+    conn *cs[2] = {&srv, &crd};
+    net_sock *socks[2] = {srv.s, crd.s};
+    int heard[2] = {0, 0};
+    for (int left; (left = (int)(deadline - net_now_ms())) > 0;) {
+        uint64_t ready = 0;
+        if (net_poll(socks, 2, left, &ready, &err) == PST_ERR_TIMEOUT)
+            break;
+        for (int i = 0; i < 2; i++)
+            if ((ready >> i & 1) && net_recv(cs[i]->s, m, 0, &err) == PST_OK) {
+                printf("%s: ANSWERED with a message of %d frames\n", cs[i]->name,
+                       net_msg_count(m));
+                heard[i] = 1;
+                answered++;
+            }
+    }
+    for (int i = 0; i < 2; i++)
+        if (!heard[i])
+            printf("%s: no answer in %d ms\n", cs[i]->name, REFUSED_WAIT_MS);
+    printf("%d message(s) sent, %d could not be sent, %d answered\n", srv.sent + crd.sent,
+           srv.failed + crd.failed, answered);
+    ok = answered == 0;
+cleanup:
+    net_msg_destroy(m);
+    net_sock_destroy(srv.s);
+    net_sock_destroy(crd.s);
+    net_ctx_destroy(ctx);
+    fflush(stdout);
+    return ok ? 0 : 1;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc == 7 && strcmp(argv[1], "--curve") == 0 && strcmp(argv[4], "--refused") == 0)
+        return refused_mode(argv[2], argv[3], argv[5], argv[6]);
+    if (argc == 4 && strcmp(argv[1], "--refused") == 0)
+        return refused_mode(NULL, NULL, argv[2], argv[3]);
     if (argc != 3) {
         fprintf(stderr, "usage: %s SERVER_ENDPOINT COORDINATOR_ENDPOINT\n", argv[0]);
         return 2;

@@ -5,7 +5,11 @@
  * the envelope, frames over ZMQ_MAXMSGSIZE) is refused without harm to the socket.
  *
  * Malformed messages are sent through a raw libzmq DEALER, since net/ and proto/ only
- * send well-formed ones. */
+ * send well-formed ones.
+ *
+ * CURVE: a client with a listed key talks; a client with an unlisted key and a plaintext
+ * client get nothing through, and both refusals are counted and logged; bad key files are
+ * refused naming the file. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -15,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 #include <zmq.h>
@@ -404,6 +409,267 @@ static void test_max_msg_size(void **state)
     assert_true(got);
 }
 
+/* ---- CURVE ------------------------------------------------------------------------- */
+
+typedef struct {
+    char dir[64];
+    char server_key[128], server_pub[128], client_key[128], other_key[128], allow[128];
+    char log_path[128];
+    FILE *log;
+    log_ctx lg;
+} curve_fx;
+
+static void write_text(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+/* A key pair as pstrain keygen writes it; the allow-list file gets the public key when
+ * listed. */
+static void make_pair(curve_fx *c, const char *name, char *secret_path, int listed)
+{
+    char pub[41], sec[41], text[200], path[128];
+    pst_err err = {0};
+    assert_int_equal(net_curve_keypair(pub, sec, &err), PST_OK);
+    snprintf(secret_path, 128, "%s/%s.key", c->dir, name);
+    snprintf(text, sizeof text, "# pstrain CURVE secret key '%s' -- keep private\n%s\n", name, sec);
+    write_text(secret_path, text);
+    snprintf(path, sizeof path, "%s/%s.pub", c->dir, name);
+    snprintf(text, sizeof text, "# pstrain CURVE public key '%s'\n%s\n", name, pub);
+    write_text(path, text);
+    if (listed) {
+        FILE *f = fopen(c->allow, "a");
+        assert_non_null(f);
+        fprintf(f, "%s\n", pub);
+        fclose(f);
+    }
+}
+
+static int curve_setup(void **state)
+{
+    if (!zmq_has("curve"))
+        skip();
+    curve_fx *c = calloc(1, sizeof *c);
+    assert_non_null(c);
+    snprintf(c->dir, sizeof c->dir, "/tmp/pst-test-net-XXXXXX");
+    assert_non_null(mkdtemp(c->dir));
+    snprintf(c->allow, sizeof c->allow, "%s/allow.txt", c->dir);
+    write_text(c->allow, "# clients\n");
+    make_pair(c, "server", c->server_key, 0);
+    snprintf(c->server_pub, sizeof c->server_pub, "%s/server.pub", c->dir);
+    make_pair(c, "worker", c->client_key, 1);
+    make_pair(c, "intruder", c->other_key, 0);
+    snprintf(c->log_path, sizeof c->log_path, "%s/log.txt", c->dir);
+    c->log = fopen(c->log_path, "w+");
+    assert_non_null(c->log);
+    setvbuf(c->log, NULL, _IOLBF, 0);
+    log_init(&c->lg, "test", -1, c->log);
+    *state = c;
+    return 0;
+}
+
+static int curve_teardown(void **state)
+{
+    curve_fx *c = *state;
+    fclose(c->log);
+    const char *names[] = {"server.key", "server.pub", "worker.key", "worker.pub", "intruder.key",
+                           "intruder.pub", "allow.txt", "log.txt", "empty.txt"};
+    char path[160];
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        snprintf(path, sizeof path, "%s/%s", c->dir, names[i]);
+        unlink(path);
+    }
+    rmdir(c->dir);
+    free(c);
+    return 0;
+}
+
+/* The whole log so far. */
+static void read_log(curve_fx *c, char *buf, size_t n)
+{
+    FILE *f = fopen(c->log_path, "r");
+    assert_non_null(f);
+    size_t k = fread(buf, 1, n - 1, f);
+    buf[k] = '\0';
+    fclose(f);
+}
+
+typedef struct {
+    net_ctx *ctx;
+    net_sock *router;
+    char endpoint[256];
+} curve_server;
+
+static void server_start(curve_fx *c, curve_server *s)
+{
+    pst_err err = {0};
+    s->ctx = net_ctx_create(1, &err);
+    assert_non_null(s->ctx);
+    net_curve_files f = {.server_secret = c->server_key, .allow = c->allow};
+    if (net_ctx_curve(s->ctx, &f, &c->lg, &err))
+        fail_msg("net_ctx_curve: %s", err.msg);
+    s->router = net_sock_create(s->ctx, NET_ROUTER, &(net_opts){.linger_ms = 100}, &err);
+    assert_non_null(s->router);
+    if (net_sock_bind(s->router, "tcp://127.0.0.1:0", s->endpoint, sizeof s->endpoint, &err))
+        fail_msg("bind: %s", err.msg);
+}
+
+static void server_stop(curve_server *s)
+{
+    net_sock_destroy(s->router);
+    net_ctx_destroy(s->ctx);
+}
+
+/* A client context: CURVE with client_key, or plaintext when client_key is NULL. */
+static net_ctx *client_ctx(curve_fx *c, const char *client_key)
+{
+    pst_err err = {0};
+    net_ctx *ctx = net_ctx_create(1, &err);
+    assert_non_null(ctx);
+    if (client_key) {
+        net_curve_files f = {.server_public = c->server_pub, .client_secret = client_key};
+        if (net_ctx_curve(ctx, &f, &c->lg, &err))
+            fail_msg("net_ctx_curve: %s", err.msg);
+    }
+    return ctx;
+}
+
+static void test_curve_round_trip(void **state)
+{
+    curve_fx *c = *state;
+    curve_server s;
+    server_start(c, &s);
+    pst_err err = {0};
+    net_ctx *cc = client_ctx(c, c->client_key);
+    net_sock *d = net_sock_create(cc, NET_DEALER, &(net_opts){.identity = "w", .linger_ms = 100},
+                                  &err);
+    assert_non_null(d);
+    assert_int_equal(net_sock_connect(d, s.endpoint, &err), PST_OK);
+    net_msg *m = net_msg_create(&err);
+    net_frame f = {.data = "ping", .len = 4};
+    assert_int_equal(net_send(d, &f, 1, WAIT_MS, &err), PST_OK);
+    if (net_recv(s.router, m, WAIT_MS, &err))
+        fail_msg("recv: %s", err.msg);
+    assert_int_equal(net_msg_count(m), 2);
+    size_t n;
+    const void *id = net_msg_data(m, 0, &n);
+    net_frame reply[2] = {{.data = id, .len = n}, {.data = "pong", .len = 4}};
+    assert_int_equal(net_send(s.router, reply, 2, WAIT_MS, &err), PST_OK);
+    assert_int_equal(net_recv(d, m, WAIT_MS, &err), PST_OK);
+    const char *p = net_msg_data(m, 0, &n);
+    assert_int_equal(n, 4);
+    assert_memory_equal(p, "pong", 4);
+    assert_int_equal(net_ctx_refusals(s.ctx), 0);
+    assert_int_equal(net_ctx_refusals(cc), 0);
+    net_msg_destroy(m);
+    net_sock_destroy(d);
+    net_ctx_destroy(cc);
+    server_stop(&s);
+}
+
+/* client_key: an unlisted key, or NULL for a plaintext client. Nothing must get through;
+ * the server counts and logs the refusal. */
+static void refused_client(curve_fx *c, const char *client_key, const char *server_says)
+{
+    curve_server s;
+    server_start(c, &s);
+    pst_err err = {0};
+    net_ctx *cc = client_ctx(c, client_key);
+    net_sock *d = net_sock_create(cc, NET_DEALER, &(net_opts){.identity = "x", .linger_ms = 1},
+                                  &err);
+    assert_non_null(d);
+    assert_int_equal(net_sock_connect(d, s.endpoint, &err), PST_OK);
+    net_msg *m = net_msg_create(&err);
+    net_frame f = {.data = "ping", .len = 4};
+    /* The send is only queued: the handshake never completes. */
+    int rc = net_send(d, &f, 1, 100, &err);
+    assert_true(rc == PST_OK || rc == PST_ERR_TIMEOUT);
+    int64_t deadline = net_now_ms() + WAIT_MS;
+    while (net_ctx_refusals(s.ctx) == 0 && net_now_ms() < deadline)
+        assert_int_equal(net_recv(s.router, m, 50, &err), PST_ERR_TIMEOUT);
+    assert_true(net_ctx_refusals(s.ctx) >= 1);
+    assert_int_equal(net_recv(s.router, m, 300, &err), PST_ERR_TIMEOUT);
+    if (client_key) { /* a CURVE client learns it was refused */
+        while (net_ctx_refusals(cc) == 0 && net_now_ms() < deadline)
+            assert_int_equal(net_recv(d, m, 50, &err), PST_ERR_TIMEOUT);
+        assert_true(net_ctx_refusals(cc) >= 1);
+    }
+    net_msg_destroy(m);
+    net_sock_destroy(d);
+    net_ctx_destroy(cc);
+    server_stop(&s);
+    char log[8192];
+    read_log(c, log, sizeof log);
+    if (!strstr(log, server_says))
+        fail_msg("log lacks '%s':\n%s", server_says, log);
+}
+
+static void test_curve_unlisted_key(void **state)
+{
+    curve_fx *c = *state;
+    refused_client(c, c->other_key, "is not in the allow-list");
+    char log[8192];
+    read_log(c, log, sizeof log);
+    assert_non_null(strstr(log, "refused this process's CURVE key"));
+}
+
+static void test_curve_plaintext_client(void **state)
+{
+    curve_fx *c = *state;
+    /* The server logs "does not use CURVE" or, when the client gave up first, "broke off". */
+    refused_client(c, NULL, "security: refused a connection on tcp://127.0.0.1:");
+}
+
+static void expect_config_error(const net_curve_files *f, const char *needle)
+{
+    pst_err err = {0};
+    assert_int_equal(net_curve_check(f, &err), PST_ERR_CONFIG);
+    if (!strstr(err.msg, needle))
+        fail_msg("error '%s' lacks '%s'", err.msg, needle);
+    assert_null(strchr(err.msg, '\n'));
+}
+
+static void test_curve_bad_key_files(void **state)
+{
+    curve_fx *c = *state;
+    char missing[160], empty[160];
+    snprintf(missing, sizeof missing, "%s/missing.key", c->dir);
+    snprintf(empty, sizeof empty, "%s/empty.txt", c->dir);
+    pst_err err = {0};
+    net_curve_files ok = {c->server_key, c->server_pub, c->client_key, c->allow};
+    assert_int_equal(net_curve_check(&ok, &err), PST_OK);
+    net_curve_files none = {0};
+    assert_int_equal(net_curve_check(&none, &err), PST_OK);
+    expect_config_error(&(net_curve_files){.server_public = missing, .client_secret = c->client_key},
+                        missing);
+    write_text(empty, "0123456789\n");
+    expect_config_error(&(net_curve_files){.server_public = c->server_pub,
+                                           .client_secret = empty},
+                        "is not a CURVE key file");
+    write_text(empty, "# nothing here\n");
+    /* Halves swapped: a public key where the secret belongs, and the other way round. */
+    expect_config_error(&(net_curve_files){.server_public = c->server_pub,
+                                           .client_secret = c->server_pub},
+                        "holds a public key");
+    expect_config_error(&(net_curve_files){.server_public = c->server_key,
+                                           .client_secret = c->client_key},
+                        "holds a secret key");
+    expect_config_error(&(net_curve_files){.server_secret = c->server_key}, "needs an allow-list");
+    expect_config_error(&(net_curve_files){.server_secret = c->server_key, .allow = empty},
+                        "holds no keys");
+    write_text(empty, "# one bad line\nnot-a-key\n");
+    expect_config_error(&(net_curve_files){.server_secret = c->server_key, .allow = empty},
+                        "empty.txt:2: not a CURVE public key");
+    /* A folder of *.pub files is an allow-list too. */
+    unlink(empty);
+    if (net_curve_check(&(net_curve_files){.server_secret = c->server_key, .allow = c->dir},
+                        &err))
+        fail_msg("a folder allow-list: %s", err.msg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -414,6 +680,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_garbage_envelope, setup, teardown),
         cmocka_unit_test_setup_teardown(test_frame_length_mismatch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_max_msg_size, setup_small, teardown),
+        cmocka_unit_test_setup_teardown(test_curve_round_trip, curve_setup, curve_teardown),
+        cmocka_unit_test_setup_teardown(test_curve_unlisted_key, curve_setup, curve_teardown),
+        cmocka_unit_test_setup_teardown(test_curve_plaintext_client, curve_setup, curve_teardown),
+        cmocka_unit_test_setup_teardown(test_curve_bad_key_files, curve_setup, curve_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -467,8 +467,15 @@ int wk_dist_run(const wk_dist_options *o, pst_err *err)
     net_opts co = {.identity = id};
     if (!(w.ctx = net_ctx_create(1, err)) ||
         net_faults_attach(w.ctx, o->faults, 0x3a11e7ULL + (uint64_t)o->rank * 7919, o->lg,
-                          &w.faults, err) ||
-        !(w.m = net_msg_create(err)) ||
+                          &w.faults, err)) {
+        rc = err->code;
+        goto cleanup;
+    }
+    const cfg_security *sec = &job->security;
+    net_curve_files cf = {sec->server_key, sec->server_public, sec->client_key, sec->allow};
+    if ((rc = net_ctx_curve(w.ctx, &cf, o->lg, err)))
+        goto cleanup;
+    if (!(w.m = net_msg_create(err)) ||
         !(w.coord = net_sock_create(w.ctx, NET_DEALER, &co, err)) ||
         (rc = net_sock_connect(w.coord, o->coordinator, err))) {
         rc = err->code;

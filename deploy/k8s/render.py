@@ -2,7 +2,8 @@
 """deploy/k8s/render.py -- prints the Kubernetes manifests of a pstrain job (stdlib only).
 
     python3 deploy/k8s/render.py --servers S --workers W --image IMAGE --job JOB.yaml \
-        [--name pstrain] [--storage 10Gi] [--jobset] | kubectl apply -f -
+        [--name pstrain] [--storage 10Gi] [--jobset] [--curve-secret SECRET] \
+        | kubectl apply -f -
 
 Plain Kubernetes (default): a ConfigMap holding the job file, a headless Service, a
 PersistentVolumeClaim for the run's output and checkpoints, and three Indexed Jobs --
@@ -11,6 +12,15 @@ coordinator (1 pod), servers (S), workers (W). Pods are named by DNS as
 JOB_COMPLETION_INDEX. With --jobset, the three Jobs become the replicatedJobs of one
 JobSet (jobset.x-k8s.io/v1alpha2), which makes the Service itself, starts the roles in
 order and restarts the whole job on a retriable failure.
+
+With --curve-secret, every connection is encrypted and authenticated with CURVE
+(docs/security.md). SECRET is a Secret you create from `pstrain keygen --out keys server
+worker` (the manifests never carry key material):
+    kubectl create secret generic SECRET --from-file=keys/server.key \
+        --from-file=keys/server.pub --from-file=keys/worker.key --from-file=keys/worker.pub
+Each role mounts only what it needs at /etc/pstrain-keys: the coordinator and servers the
+server key pair and the allow-list (server.pub, worker.pub), workers server.pub and
+worker.key; the PSTRAIN_SERVER_KEY/... variables point pstrain at them.
 
 Exit codes (README "Exit codes"): 1, 2, 3 are permanent (failed run, bad job file, bad
 data): FailJob. 75 (timeout, lost peer) and 4 (I/O) count against backoffLimit and are
@@ -23,6 +33,26 @@ COORD_PORT = 7070
 SERVER_PORT = 7071
 JOB_DIR = "/etc/pstrain"
 DATA_DIR = "/data"
+KEY_DIR = "/etc/pstrain-keys"
+# Secret items each role mounts (key in the Secret, path under KEY_DIR), and the
+# security.* settings that name them ("" unsets what the job file may say).
+CURVE_ITEMS = {
+    "coordinator": [("server.key", "server.key"), ("server.pub", "allow/server.pub"),
+                    ("worker.pub", "allow/worker.pub")],
+    "server": [("server.key", "server.key"), ("server.pub", "server.pub"),
+               ("server.pub", "allow/server.pub"), ("worker.pub", "allow/worker.pub")],
+    "worker": [("server.pub", "server.pub"), ("worker.key", "worker.key")],
+}
+CURVE_ENV = {
+    "coordinator": {"PSTRAIN_SERVER_KEY": f"{KEY_DIR}/server.key", "PSTRAIN_ALLOW": f"{KEY_DIR}/allow",
+                    "PSTRAIN_SERVER_PUBLIC": "", "PSTRAIN_CLIENT_KEY": ""},
+    # A server's client key (to the coordinator) is its server key: PSTRAIN_CLIENT_KEY "".
+    "server": {"PSTRAIN_SERVER_KEY": f"{KEY_DIR}/server.key", "PSTRAIN_ALLOW": f"{KEY_DIR}/allow",
+               "PSTRAIN_SERVER_PUBLIC": f"{KEY_DIR}/server.pub", "PSTRAIN_CLIENT_KEY": ""},
+    "worker": {"PSTRAIN_SERVER_KEY": "", "PSTRAIN_ALLOW": "",
+               "PSTRAIN_SERVER_PUBLIC": f"{KEY_DIR}/server.pub",
+               "PSTRAIN_CLIENT_KEY": f"{KEY_DIR}/worker.key"},
+}
 INDEX_ANNOTATION = "metadata.annotations['batch.kubernetes.io/job-completion-index']"
 
 
@@ -96,6 +126,10 @@ def pod_template(a, role, coordinator, advertise_host):
         "volumeMounts": [{"name": "job", "mountPath": JOB_DIR, "readOnly": True},
                          {"name": "data", "mountPath": DATA_DIR}],
     }
+    if a.curve_secret:
+        envs += [env(k, v) for k, v in CURVE_ENV[role].items()]
+        container["volumeMounts"].append({"name": "curve-keys", "mountPath": KEY_DIR,
+                                          "readOnly": True})
     if ports:
         container["ports"] = ports
         container["readinessProbe"] = {"tcpSocket": {"port": probe},
@@ -107,6 +141,11 @@ def pod_template(a, role, coordinator, advertise_host):
         "volumes": [{"name": "job", "configMap": {"name": f"{a.name}-job"}},
                     {"name": "data", "persistentVolumeClaim": {"claimName": f"{a.name}-data"}}],
     }
+    if a.curve_secret:
+        # 0440: readable by the pod's fsGroup (the non-root user), by no one else.
+        spec["volumes"].append({"name": "curve-keys", "secret": {
+            "secretName": a.curve_secret, "defaultMode": 0o440,
+            "items": [{"key": k, "path": p} for k, p in CURVE_ITEMS[role]]}})
     if not a.jobset:
         spec["subdomain"] = a.name
     labels = {"app.kubernetes.io/name": "pstrain", "app.kubernetes.io/instance": a.name,
@@ -181,11 +220,17 @@ def main(argv):
     p.add_argument("--name", default="pstrain", help="prefix of every object (DNS label)")
     p.add_argument("--storage", default="10Gi", help="size of the output/checkpoint volume")
     p.add_argument("--jobset", action="store_true", help="one JobSet instead of three Jobs")
+    p.add_argument("--curve-secret", metavar="SECRET",
+                   help="encrypt and authenticate with the CURVE keys in this Secret")
     a = p.parse_args(argv)
     if a.servers < 1 or a.workers < 1:
         p.error("--servers and --workers must be at least 1")
     if not a.name.replace("-", "").isalnum() or not a.name[0].isalpha() or len(a.name) > 40:
         p.error("--name must be a short DNS label (letters, digits, '-')")
+    if a.curve_secret is not None and not (
+            a.curve_secret and a.curve_secret.replace("-", "").replace(".", "").isalnum()
+            and a.curve_secret[0].isalnum() and len(a.curve_secret) <= 253):
+        p.error("--curve-secret must be a Secret name (letters, digits, '-', '.')")
     try:
         with open(a.job) as f:
             job_text = f.read()

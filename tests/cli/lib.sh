@@ -53,11 +53,12 @@ run_and_signal() {
   local ready="worker\[0\] info: training with"
   [ "$role" = worker ] && ready="worker\[$rank\] info: training with"
   [ -n "${READY:-}" ] && ready=$READY
-  "$PSTRAIN" local "$@" --output "$out" > /dev/null 2> "$out.err" &
+  # The absolute output path tells this job's processes from any other test's.
+  "$PSTRAIN" local "$@" --output "$WORK/$out" > /dev/null 2> "$out.err" &
   local job=$! pid=""
   for _ in $(seq 1200); do  # at most 120 s
     grep -q "$ready" "$out.err" 2>/dev/null &&
-      pid=$(pgrep -f "pstrain $role.*--rank $rank .*--output $out\$" | head -1)
+      pid=$(pgrep -f "pstrain $role.*--rank $rank .*--output $WORK/$out\$" | head -1)
     [ -n "$pid" ] && break
     kill -0 $job 2>/dev/null || break
     sleep 0.1
@@ -71,6 +72,8 @@ run_and_signal() {
   fi
   wait $job
   code=$?
-  pgrep -f -- "--output $out\$" > /dev/null && fail "$out: processes left behind"
+  if pgrep -f -- "--output $WORK/$out\$" > /dev/null; then
+    pgrep -af -- "--output $WORK/$out\$" >&2; fail "$out: processes left behind"
+  fi
   return 0
 }

@@ -44,6 +44,31 @@ broken 's/completions: 3/completions: 2/' "workers: 2 pods, expected 3"
 broken 's|tcp://pstrain-coordinator-0.pstrain:7070|tcp://pstrain-coordinator.pstrain:7070|' \
   "coordinator tcp://pstrain-coordinator.pstrain:7070, expected"
 
+# CURVE (--curve-secret): both variants pass every check above plus the key checks (each
+# role's pstrain accepts the keys laid out as its Secret mount would lay them), and the
+# checks catch a worker given the server secret key, a variable naming a file the mount
+# does not have, and key files readable by everyone.
+for variant in "" --jobset; do
+  /usr/bin/python3 "$RENDER" --servers 2 --workers 3 --image img --job "$JOB" $variant \
+    --curve-secret pstrain-keys > m.yaml || fail "render.py --curve-secret $variant failed"
+  yamllint -s -d "$LINT" m.yaml > lint.txt || { cat lint.txt >&2; fail "yamllint curve $variant"; }
+  /usr/bin/python3 "$CHECK" m.yaml "$PSTRAIN" "$JOB" 2 3 img > check.txt \
+    || { cat check.txt >&2; fail "manifest check --curve-secret $variant"; }
+  expect_in check.txt "^ok$"
+done
+expect_in m.yaml "secretName: pstrain-keys"
+! grep -q "BEGIN\|# pstrain CURVE" m.yaml || fail "the manifests carry key material"
+sed '0,/- key: worker.key/s//- key: server.key/' m.yaml > bad.yaml
+/usr/bin/python3 "$CHECK" bad.yaml "$PSTRAIN" "$JOB" 2 3 img > check.txt && fail "check passed a worker with server.key"
+expect_in check.txt "workers: mount the server secret key"
+broken 's|value: /etc/pstrain-keys/worker.key|value: /etc/pstrain-keys/w.key|' \
+  "workers: the mounted keys are refused: pstrain worker: security: cannot read key file .*/w.key"
+broken 's/defaultMode: 288/defaultMode: 420/' "key files readable by others"
+/usr/bin/python3 "$RENDER" --servers 1 --workers 1 --image i --job "$JOB" --curve-secret "" \
+  > /dev/null 2> err.txt && fail "render.py accepted an empty --curve-secret"
+expect_in err.txt "must be a Secret name"
+/usr/bin/python3 "$RENDER" --servers 2 --workers 3 --image img --job "$JOB" > m.yaml
+
 # Bad arguments to the renderer are usage errors.
 /usr/bin/python3 "$RENDER" --servers 0 --workers 1 --image i --job "$JOB" > /dev/null 2> err.txt \
   && fail "render.py accepted 0 servers"

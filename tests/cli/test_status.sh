@@ -8,7 +8,7 @@ M=("$SRC/examples/binary-moons.yaml" --consistency asp --servers 1 --workers 2 -
    --cluster.heartbeat_timeout_s 2)
 # Worker 1 slowed down so the job runs long enough to be asked.
 PSTRAIN_TEST_SLOW_WORKER=1 PSTRAIN_TEST_STEP_DELAY_MS=50 \
-  "$PSTRAIN" local "${M[@]}" --output run > /dev/null 2> run.err &
+  "$PSTRAIN" local "${M[@]}" --output "$WORK/run" > /dev/null 2> run.err &
 job=$!
 ok=""
 for _ in $(seq 600); do
@@ -31,7 +31,7 @@ assert all(p["last_heard_s_ago"] < 2 and p["incarnation"] == 1 for p in d["proce
 PY
 # Worker 0 killed (the slow worker 1 keeps the job running): lost after the heartbeat
 # timeout. Then the job is stopped (SIGTERM: 143).
-kill -KILL "$(pgrep -f "pstrain worker.*--rank 0 .*--output run$")"
+kill -KILL "$(pgrep -f "pstrain worker.*--rank 0 .*--output $WORK/run$")"
 ok=""
 for _ in $(seq 100); do
   "$PSTRAIN" status run > table.txt 2> /dev/null && grep -Eq "^worker\[0\] +lost " table.txt && { ok=1; break; }

@@ -7,11 +7,17 @@ Checks rendered manifests (deploy/k8s/render.py) without a cluster:
 2. the env contract: every container's arguments and variables are ones that
    `pstrain <role> --help` documents, ranks come from the Indexed Job, the counts are S and
    W everywhere, and the coordinator and server addresses are the pods' DNS names and the
-   ports they listen on and are probed on.
+   ports they listen on and are probed on;
+3. CURVE (render.py --curve-secret): every role mounts the Secret, each security
+   variable names a file the mount provides, workers do not get the server secret key,
+   and each role's pstrain, started with real keys laid out as the mount would lay them,
+   accepts its keys (exit code not 2, no "security:" error).
 Prints one line per failure and exits 1, or prints "ok"."""
+import os
 import re
 import subprocess
 import sys
+import tempfile
 
 import jsonschema
 import yaml
@@ -47,7 +53,11 @@ POD = obj({
         "containers": {"type": "array", "items": CONTAINER, "minItems": 1},
         "volumes": {"type": "array", "items": obj({
             "name": STR, "configMap": obj({"name": STR}, ["name"]),
-            "persistentVolumeClaim": obj({"claimName": STR}, ["claimName"])}, ["name"])},
+            "persistentVolumeClaim": obj({"claimName": STR}, ["claimName"]),
+            "secret": obj({"secretName": STR, "defaultMode": INT,
+                           "items": {"type": "array", "items": obj({"key": STR, "path": STR},
+                                                                   ["key", "path"])}},
+                          ["secretName"])}, ["name"])},
     }, ["containers", "restartPolicy"]),
 }, ["spec"])
 RULE = obj({"action": {"enum": ["FailJob", "Ignore", "Count", "FailIndex"]},
@@ -86,6 +96,66 @@ KINDS = {
                 "name": STR, "replicas": INT, "template": obj({"spec": JOBSPEC}, ["spec"])},
                 ["name", "template"])}}, ["replicatedJobs"])}, ["spec"]),
 }
+
+
+SECURITY_VARS = ("PSTRAIN_SERVER_KEY", "PSTRAIN_SERVER_PUBLIC", "PSTRAIN_CLIENT_KEY",
+                 "PSTRAIN_ALLOW")
+
+
+def check_curve(curve, pstrain, job_path, errs):
+    """curve: {role: (mount path, secret volume, env values)} of the roles that mount keys."""
+    if not curve:
+        return
+    if sorted(curve) != ["coordinator", "server", "worker"]:
+        errs.append(f"CURVE: only {sorted(curve)} mount the key Secret")
+        return
+    runs = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        keys = os.path.join(tmp, "keys")
+        subprocess.run([pstrain, "keygen", "--out", keys, "server", "worker"], check=True,
+                       capture_output=True)
+        for role, (mount, vol, val) in sorted(curve.items()):
+            items = {i["path"]: i["key"] for i in vol["secret"].get("items", [])}
+            if "server.key" in items.values() and role == "worker":
+                errs.append("workers: mount the server secret key")
+            if vol["secret"].get("defaultMode", 0o644) & 0o007:
+                errs.append(f"{role}s: key files readable by others (defaultMode "
+                            f"{oct(vol['secret']['defaultMode'])})")
+            # The mount as the kubelet would lay it out, with real keys.
+            root = os.path.join(tmp, role)
+            for path, key in items.items():
+                os.makedirs(os.path.dirname(os.path.join(root, path)), exist_ok=True)
+                with open(os.path.join(keys, key)) as f, open(os.path.join(root, path), "w") as g:
+                    g.write(f.read())
+            env = dict(os.environ)
+            for k in SECURITY_VARS:
+                v = val.get(k)
+                if v is None:
+                    errs.append(f"{role}s: {k} is not set")
+                    continue
+                if v and not v.startswith(mount + "/"):
+                    errs.append(f"{role}s: {k}={v} is not under the key mount {mount}")
+                    continue
+                env[k] = v.replace(mount, root, 1) if v else ""
+            # Each role runs until it gives up waiting for its peers (1 s): what matters
+            # is that it accepted its keys and switched CURVE on.
+            args = {"coordinator": ["--bind", "tcp://127.0.0.1:0"],
+                    "server": ["--rank", "0", "--coordinator", "tcp://127.0.0.1:9",
+                               "--bind", "127.0.0.1", "--port", "0"],
+                    "worker": ["--rank", "0", "--coordinator", "tcp://127.0.0.1:9"]}[role]
+            for k in ("PSTRAIN_BIND", "PSTRAIN_PORT", "PSTRAIN_COORDINATOR", "PSTRAIN_RANK"):
+                env.pop(k, None)
+            runs[role] = subprocess.Popen(
+                [pstrain, role, job_path, *args, "--cluster.timeout_s", "1",
+                 "--cluster.servers", "1", "--cluster.workers", "1",
+                 "--output", os.path.join(tmp, "out")],
+                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        for role, r in sorted(runs.items()):
+            _, err = r.communicate(timeout=120)
+            lines = err.strip().splitlines()
+            if r.returncode == 2 or not any("security: CURVE on" in x for x in lines):
+                errs.append(f"{role}s: the mounted keys are refused: "
+                            f"{lines[-1] if lines else r.returncode}")
 
 
 def main(path, pstrain, job_path, S, W, image):
@@ -132,6 +202,7 @@ def main(path, pstrain, job_path, S, W, image):
         errs.append(f"roles are {[r[0] for r in roles]}, expected coordinator, server, worker")
     want = {"coordinator": 1, "server": S, "worker": W}
     helps = {}
+    curve = {}
     coord_host = coord_port = None
     for role, prefix, sub, spec in roles:
         if role == "coordinator":
@@ -171,6 +242,9 @@ def main(path, pstrain, job_path, S, W, image):
             errs.append(f"{where}: the job file argument is not the mounted ConfigMap")
         env = {e["name"]: e for e in c.get("env", [])}
         val = {k: e.get("value") for k, e in env.items()}
+        for mpath, vname in mounts.items():
+            if "secret" in vols.get(vname, {}):
+                curve[role] = (mpath, vols[vname], val)
         for k, e in env.items():
             referenced = any(f"$({k})" in (v or "") for v in val.values())
             if not referenced and not re.search(r"\b" + k + r"\b", h):
@@ -201,6 +275,7 @@ def main(path, pstrain, job_path, S, W, image):
                     str(probe) != val.get("PSTRAIN_PORT"):
                 errs.append(f"servers: bind {val.get('PSTRAIN_BIND')} port "
                             f"{val.get('PSTRAIN_PORT')}, probed on {probe}")
+    check_curve(curve, pstrain, job_path, errs)
     for e in errs:
         print(e)
     if not errs:

@@ -1,0 +1,163 @@
+/* cli/cmd_keygen.c -- pstrain keygen: CURVE key pairs for security.* (docs/security.md).
+ *
+ * For each NAME: DIR/NAME.key (the secret key, mode 0600) and DIR/NAME.pub (the public
+ * key), each a '#' comment line and the key as 40 Z85 characters. Existing files are kept
+ * unless --force; nothing is written for any name when one would be refused. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "net/net.h"
+
+#define KEYGEN_MAX_NAMES 256
+
+static void keygen_usage(FILE *f)
+{
+    fputs("usage: pstrain keygen [--out DIR] [--force] NAME...\n"
+          "\n"
+          "Writes a CURVE key pair per NAME: DIR/NAME.key (secret, mode 0600) and DIR/NAME.pub\n"
+          "(public), for the security: block of a job (docs/security.md). A usual set:\n"
+          "  pstrain keygen --out keys server worker\n"
+          "then security.server_key keys/server.key, security.server_public keys/server.pub,\n"
+          "security.client_key keys/worker.key (workers), security.allow keys (every *.pub).\n"
+          "\n"
+          "options:\n"
+          "  --out DIR   folder for the key files (created, mode 0700); default: .\n"
+          "  --force     overwrite existing key files\n"
+          "\n"
+          "Exit status: 0 written, 2 bad usage or a key file exists, 4 cannot write.\n",
+          f);
+}
+
+/* A name is a file name stem: no path separators, no leading dot. */
+static int name_ok(const char *n)
+{
+    if (!n[0] || n[0] == '.' || n[0] == '-' || strlen(n) > 200)
+        return 0;
+    for (const char *p = n; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+              *p == '-' || *p == '_' || *p == '.'))
+            return 0;
+    return 1;
+}
+
+/* Clears a secret from the stack; volatile so the stores are not optimised away. */
+static void wipe(char *p, size_t n)
+{
+    volatile char *v = p;
+    while (n--)
+        *v++ = 0;
+}
+
+/* Writes text to path with mode, replacing it only when force; returns an EXIT_* code. */
+static int write_file(const char *path, const char *text, mode_t mode, int force)
+{
+    /* O_EXCL unless forced: never follow a planted link or clobber a key. A forced
+     * rewrite goes through a fresh file renamed over the old one, so the secret never
+     * sits in a file of wider mode. */
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp%ld", path, (long)getpid());
+    const char *target = force ? tmp : path;
+    int fd = open(target, O_WRONLY | O_CREAT | O_EXCL, mode);
+    if (fd < 0) {
+        fprintf(stderr, "pstrain keygen: cannot create %s: %s\n", target, strerror(errno));
+        return EXIT_IO;
+    }
+    size_t n = strlen(text);
+    ssize_t w = write(fd, text, n);
+    int bad = w != (ssize_t)n || fsync(fd) != 0;
+    if (close(fd) != 0)
+        bad = 1;
+    if (!bad && force && rename(tmp, path) != 0)
+        bad = 1;
+    if (bad) {
+        fprintf(stderr, "pstrain keygen: cannot write %s: %s\n", path, strerror(errno));
+        unlink(target);
+        return EXIT_IO;
+    }
+    return EXIT_OK;
+}
+
+int cmd_keygen(int argc, char **argv, const volatile sig_atomic_t *stop)
+{
+    (void)stop;
+    const char *out = ".";
+    const char *names[KEYGEN_MAX_NAMES];
+    int nnames = 0, force = 0;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            keygen_usage(stdout);
+            return EXIT_OK;
+        } else if (!strcmp(a, "--force")) {
+            force = 1;
+        } else if (!strcmp(a, "--out")) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "pstrain keygen: --out needs a folder\n");
+                return EXIT_USAGE;
+            }
+            out = argv[++i];
+        } else if (!strncmp(a, "--out=", 6)) {
+            out = a + 6;
+        } else if (a[0] == '-') {
+            fprintf(stderr, "pstrain keygen: unknown option '%s' (see pstrain keygen --help)\n",
+                    a);
+            return EXIT_USAGE;
+        } else if (!name_ok(a)) {
+            fprintf(stderr, "pstrain keygen: bad key name '%s' (letters, digits, '-', '_', '.'; "
+                            "not starting with '.')\n", a);
+            return EXIT_USAGE;
+        } else if (nnames == KEYGEN_MAX_NAMES) {
+            fprintf(stderr, "pstrain keygen: more than %d names\n", KEYGEN_MAX_NAMES);
+            return EXIT_USAGE;
+        } else {
+            names[nnames++] = a;
+        }
+    }
+    if (nnames == 0) {
+        fprintf(stderr, "pstrain keygen: no key NAME given (see pstrain keygen --help)\n");
+        return EXIT_USAGE;
+    }
+    if (mkdir(out, 0700) != 0 && errno != EEXIST) {
+        fprintf(stderr, "pstrain keygen: cannot create %s: %s\n", out, strerror(errno));
+        return EXIT_IO;
+    }
+    char path[4096];
+    if (!force)
+        for (int i = 0; i < nnames; i++)
+            for (int pub = 0; pub < 2; pub++) {
+                snprintf(path, sizeof path, "%s/%s.%s", out, names[i], pub ? "pub" : "key");
+                struct stat st;
+                if (lstat(path, &st) == 0) {
+                    fprintf(stderr, "pstrain keygen: %s exists; not overwriting it (--force "
+                                    "replaces it)\n", path);
+                    return EXIT_USAGE;
+                }
+            }
+    for (int i = 0; i < nnames; i++) {
+        char pub[41], sec[41], text[256];
+        pst_err err = {0};
+        if (net_curve_keypair(pub, sec, &err)) {
+            fprintf(stderr, "pstrain keygen: %s\n", err.msg);
+            return cli_exit_code(err.code);
+        }
+        int rc;
+        snprintf(path, sizeof path, "%s/%s.key", out, names[i]);
+        snprintf(text, sizeof text, "# pstrain CURVE secret key '%s' -- keep private\n%s\n",
+                 names[i], sec);
+        if ((rc = write_file(path, text, 0600, force)))
+            return rc;
+        snprintf(path, sizeof path, "%s/%s.pub", out, names[i]);
+        snprintf(text, sizeof text, "# pstrain CURVE public key '%s'\n%s\n", names[i], pub);
+        if ((rc = write_file(path, text, 0644, force)))
+            return rc;
+        printf("%s/%s.key %s/%s.pub\n", out, names[i], out, names[i]);
+        wipe(sec, sizeof sec);
+        wipe(text, sizeof text);
+    }
+    return EXIT_OK;
+}
