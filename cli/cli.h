@@ -5,6 +5,7 @@
 
 #include <signal.h>
 
+#include "core/ckpt.h"
 #include "core/config.h"
 #include "core/err.h"
 
@@ -31,6 +32,17 @@ void openblas_threads(int n);
  * overrides argv[0..argc) ("--key value" / "--key=value" / aliases like --epochs) and
  * checks it. Consumes every argument; an unknown flag is an error. */
 int cli_load_job(cfg_job **job, const char *path, int argc, char **argv, pst_err *err);
+
+/* The descriptor pstrain local hands its workers for progress records (worker/dist.h), from
+ * environment variable PSTRAIN_PROGRESS_FD: *fd = -1 when unset; an error when it is set
+ * but not an open pipe. */
+int cli_progress_fd(int *fd, pst_err *err);
+
+/* The model's outputs y (n, out) for raw feature rows x (n, D): the checkpoint's scaler
+ * applied, then the forward pass in batches of at most the max_batch ck was loaded with --
+ * what `pstrain predict` computes for each row (cmd_eval.c). */
+int cli_predict_rows(ckpt_model *ck, const float *x, int64_t n, int max_batch, float *y,
+                     pst_err *err);
 
 /* Text listing the override flags, for --help. */
 extern const char cli_override_help[];

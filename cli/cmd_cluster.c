@@ -11,6 +11,7 @@
 
 #include "cli/cli.h"
 #include "core/log.h"
+#include "obs/obs.h"
 #include "ps/coord.h"
 #include "ps/server.h"
 #include "worker/dist.h"
@@ -23,6 +24,8 @@ typedef struct {
     const char *advertise;
     int ready_fd;
     int port;               /* a server's port; 0: any free one */
+    int metrics_port;       /* --metrics-port: this process's Prometheus port, 0 = off;
+                               -1: not given (cluster.metrics_port decides) */
     char *rest[256];        /* job overrides */
     int nrest;
     char coord_buf[300];
@@ -59,7 +62,9 @@ static void node_usage(const char *role, FILE *f)
                 "cluster.workers workers, sends them the shard map, follows the workers and\n"
                 "stops the servers when all workers are done. Holds no parameters.\n\n"
                 "  --bind ENDPOINT   where to listen (default tcp://0.0.0.0:7070; port 0 = any)\n"
-                "  --ready-fd FD     write the bound endpoint to this descriptor (launchers)\n");
+                "  --ready-fd FD     write the bound endpoint to this descriptor (launchers)\n"
+                "  --metrics-port N  serve Prometheus /metrics and the /status JSON on port N\n"
+                "                    (default: cluster.metrics_port; 0 = off)\n");
     else
         fprintf(f,
                 "usage: pstrain %s [JOB.yaml] --rank R --coordinator tcp://HOST:PORT [--KEY VALUE "
@@ -80,6 +85,8 @@ static void node_usage(const char *role, FILE *f)
                       "  --advertise HOST       address workers should use (default: the bind\n"
                       "                         address, or the host name when binding 0.0.0.0)\n"
                       "  --port N               port to listen on (default 0: any free port)\n"
+                      "  --metrics-port N       serve Prometheus /metrics on port N (default:\n"
+                      "                         cluster.metrics_port + 1 + rank; 0 = off)\n"
                     : "");
     fprintf(f, "\nAll processes of a job must run the same job (file and overrides); the\n"
                "coordinator refuses a process whose model or settings differ.\n\n%s\n%s",
@@ -222,6 +229,7 @@ static int parse_node(const char *role, int argc, char **argv, node_args *a, pst
     memset(a, 0, sizeof *a);
     a->rank = -1;
     a->ready_fd = -1;
+    a->metrics_port = -1;
     int i = 0;
     if (argc > 0 && argv[0][0] != '-')
         a->job_path = argv[i++];
@@ -232,7 +240,8 @@ static int parse_node(const char *role, int argc, char **argv, node_args *a, pst
             return 1;
         int takes = !strcmp(f, "--rank") || !strcmp(f, "--coordinator") ||
                     !strcmp(f, "--bind") || !strcmp(f, "--advertise") || !strcmp(f, "--ready-fd") ||
-                    (!strcmp(f, "--port") && strcmp(role, "server") == 0);
+                    (!strcmp(f, "--port") && strcmp(role, "server") == 0) ||
+                    (!strcmp(f, "--metrics-port") && strcmp(role, "worker") != 0);
         if (takes && !v)
             return pst_err_set(err, PST_ERR_ARG, "%s needs a value", f), -1;
         if (!strcmp(f, "--rank")) {
@@ -245,6 +254,10 @@ static int parse_node(const char *role, int argc, char **argv, node_args *a, pst
         } else if (!strcmp(f, "--port")) {
             if (parse_int(v, &a->port) || a->port > 65535)
                 return pst_err_set(err, PST_ERR_ARG, "--port: '%s' is not a port", v), -1;
+        } else if (!strcmp(f, "--metrics-port")) {
+            if (parse_int(v, &a->metrics_port) || a->metrics_port > 65535)
+                return pst_err_set(err, PST_ERR_ARG, "--metrics-port: '%s' is not a port", v),
+                       -1;
         } else if (!strcmp(f, "--coordinator"))
             a->coordinator = v;
         else if (!strcmp(f, "--bind"))
@@ -320,6 +333,32 @@ static int env_overrides(char **out, char (*buf)[64], int *n)
     return k;
 }
 
+/* The Prometheus endpoint of a server or the coordinator, when its port is not 0: the
+ * interface it binds for its own traffic (the coordinator's "tcp://HOST:PORT" host). */
+static int start_metrics(const char *role, const node_args *a, const cfg_job *job,
+                         obs_registry **reg, obs_http **http, const log_ctx *lg, pst_err *err)
+{
+    int is_server = strcmp(role, "server") == 0;
+    int port = a->metrics_port >= 0 ? a->metrics_port
+                                    : obs_port_for(job->cluster.metrics_port, is_server, a->rank);
+    if (port == 0)
+        return PST_OK;
+    char host[256];
+    snprintf(host, sizeof host, "%s", a->bind);
+    if (!is_server) {
+        const char *h = strstr(a->bind, "://");
+        h = h ? h + 3 : a->bind;
+        const char *colon = strrchr(h, ':');
+        size_t n = colon ? (size_t)(colon - h) : strlen(h);
+        snprintf(host, sizeof host, "%.*s", (int)(n < sizeof host ? n : sizeof host - 1), h);
+    }
+    if (!(*reg = obs_registry_create(err)) || !(*http = obs_http_start(*reg, host, port, err)))
+        return err->code;
+    log_info(lg, "metrics on http://%s:%d/metrics%s", host, port,
+             is_server ? "" : " and /status");
+    return PST_OK;
+}
+
 static int run_node(const char *role, int argc, char **argv, const volatile sig_atomic_t *stop)
 {
     node_args a;
@@ -350,6 +389,16 @@ static int run_node(const char *role, int argc, char **argv, const volatile sig_
     log_ctx lg;
     int is_coord = strcmp(role, "coordinator") == 0;
     log_init(&lg, role, is_coord ? -1 : a.rank, stderr);
+    obs_registry *metrics = NULL;
+    obs_http *http = NULL;
+    if (strcmp(role, "worker") != 0 && !(is_coord ? 0 : a.rank >= job->cluster.servers) &&
+        (rc = start_metrics(role, &a, job, &metrics, &http, &lg, &err))) {
+        /* Before anything joins the job: one line, and no process half started. */
+        fprintf(stderr, "pstrain %s: %s\n", role, err.msg);
+        obs_registry_destroy(metrics);
+        cfg_job_free(job);
+        return cli_exit_code(rc);
+    }
     if (strcmp(role, "server") == 0) {
         if (a.rank >= job->cluster.servers)
             rc = pst_err_set(&err, PST_ERR_ARG, "--rank %d but the job has %d servers", a.rank,
@@ -357,7 +406,8 @@ static int run_node(const char *role, int argc, char **argv, const volatile sig_
         else {
             srv_options o = {.rank = a.rank, .coordinator = a.coordinator, .bind_host = a.bind,
                              .advertise = a.advertise, .port = a.port, .job = job, .lg = &lg,
-                             .stop = stop};
+                             .stop = stop, .faults = getenv("PSTRAIN_FAULTS"),
+                             .metrics = metrics};
             rc = srv_run(&o, &err);
         }
     } else if (strcmp(role, "worker") == 0) {
@@ -368,25 +418,39 @@ static int run_node(const char *role, int argc, char **argv, const volatile sig_
             openblas_threads(job->train.threads);
             wk_dist_options o = {.rank = a.rank, .coordinator = a.coordinator, .job = job,
                                  .lg = &lg, .stop = stop, .progress_out = stderr,
-                                 .tty = isatty(STDERR_FILENO)};
+                                 .tty = isatty(STDERR_FILENO), .progress_fd = -1,
+                                 .faults = getenv("PSTRAIN_FAULTS")};
+            /* pstrain local draws the job's progress from every worker's records: then
+             * no worker draws a bar of its own (cmd_local.c). */
+            if ((rc = cli_progress_fd(&o.progress_fd, &err)) == PST_OK && o.progress_fd >= 0)
+                o.tty = 0;
             /* Test hook: make one worker slow (tests of the staleness bound). */
             const char *slow = getenv("PSTRAIN_TEST_SLOW_WORKER");
             const char *ms = getenv("PSTRAIN_TEST_STEP_DELAY_MS");
             if (slow && ms && atoi(slow) == a.rank)
                 o.step_delay_ms = atoi(ms);
             /* Test hook: stop (SIGTERM) after this many steps, as `pstrain train` does. */
+            /* Test hook: a NaN in this worker's gradient of step N (1-based). */
+            const char *nan_worker = getenv("PSTRAIN_TEST_NAN_WORKER");
+            const char *nan_step = getenv("PSTRAIN_TEST_NAN_STEP");
+            if (nan_worker && nan_step && atoi(nan_worker) == a.rank)
+                o.nan_at_clock = atoll(nan_step);
             const char *stop_after = getenv("PSTRAIN_TEST_STOP_AFTER_STEPS");
             if (stop_after)
                 o.stop_after_clock = atoll(stop_after);
-            rc = wk_dist_run(&o, &err);
+            if (rc == PST_OK)
+                rc = wk_dist_run(&o, &err);
         }
     } else {
         coord_options o = {.bind = a.bind, .ready_fd = a.ready_fd, .job = job, .lg = &lg,
-                           .stop = stop};
+                           .stop = stop, .faults = getenv("PSTRAIN_FAULTS"),
+                           .metrics = metrics};
         rc = coord_run(&o, &err);
     }
     if (rc)
         log_error(&lg, "%s", err.msg);
+    obs_http_stop(http);
+    obs_registry_destroy(metrics);
     cfg_job_free(job);
     if (rc)
         return cli_exit_code(rc);

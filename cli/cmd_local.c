@@ -7,10 +7,20 @@
  *   pstrain worker [JOB] --rank i --coordinator EP [overrides]      i = 0..W-1
  *
  * Supervision is signal driven: SIGCHLD, SIGINT and SIGTERM stay blocked while children
- * run and are taken with sigtimedwait; waitpid(WNOHANG) then collects whoever ended.
+ * run and are read from a signalfd, polled together with the progress and output pipes;
+ * waitpid(WNOHANG) then collects whoever ended.
  * The first failure (or a stop signal) sends SIGTERM to all the others, and SIGKILL to
  * any still running after the grace period. Every path reaps every child, and each child
- * has PR_SET_PDEATHSIG(SIGTERM), so even a SIGKILLed launcher leaves no orphans. */
+ * has PR_SET_PDEATHSIG(SIGTERM), so even a SIGKILLed launcher leaves no orphans.
+ *
+ * Progress: every worker writes short records to a pipe the launcher passes as fd 3 and
+ * names in PSTRAIN_PROGRESS_FD (format in worker/dist.h); the launcher sums them into one
+ * view of the job. On a terminal it draws that as ONE line, redrawn in place, and takes
+ * the children's stdout/stderr through pipes of its own so that it can lift the line off
+ * before each whole line of theirs (and its own) and put it back after; no worker draws a
+ * bar. Elsewhere (CI, Kubernetes logs) the children write straight to its stderr, as
+ * without progress, and the launcher logs a plain "progress:" line at each new epoch,
+ * every PLAIN_EVERY_MS, and when every step is done. */
 #define _GNU_SOURCE /* ppoll, pipe2, close_range: Linux-only, like PR_SET_PDEATHSIG */
 #include <assert.h>
 #include <errno.h>
@@ -23,7 +33,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -39,17 +52,23 @@
 #define DEFAULT_GRACE_S 10.0
 #define DEFAULT_READY_S 30.0
 /* Longest single wait. Signals are blocked only in this thread: OpenBLAS starts its own
- * threads when the library loads, and a signal that arrives while this thread is not
- * inside sigtimedwait/ppoll may be taken by one of them (SIGCHLD is then discarded,
+ * threads when the library loads, and a signal for the process may be taken by one of
+ * them instead of reaching the signalfd (SIGCHLD is then discarded,
  * SIGINT/SIGTERM run main()'s handler, which sets *stop). Waking at least this often
  * bounds how late such a signal is noticed; it is a safety net, not the mechanism. */
 #define WAKE_MS 1000
+#define PROGRESS_ENV "PSTRAIN_PROGRESS_FD"
+#define REDRAW_MS 100       /* the live line is redrawn at most this often */
+#define PLAIN_EVERY_MS 10000 /* a plain progress line at least this often */
+
+extern char **environ;
 
 /* Process counts: cluster.servers and cluster.workers (--servers / --workers). */
-static void job_counts(const cfg_job *job, int *servers, int *workers)
+static void job_counts(const cfg_job *job, int *servers, int *workers, int *max_restarts)
 {
     *servers = job->cluster.servers;
     *workers = job->cluster.workers;
+    *max_restarts = job->cluster.max_restarts;
 }
 
 typedef enum { CHILD_NEW = 0, CHILD_RUNNING, CHILD_ENDED } child_state;
@@ -58,10 +77,29 @@ typedef struct {
     char name[32];   /* "coordinator", "server[0]", "worker[3]": names it in log lines */
     char rank[16];   /* the --rank value */
     char **argv;     /* NULL-terminated; points into the launcher's argv block */
+    int worker;      /* gets the progress pipe */
     pid_t pid;       /* valid from CHILD_RUNNING on */
     int status;      /* wait status, valid in CHILD_ENDED */
     child_state state;
+    int is_worker;
+    int restarts;    /* times it was started again after failing */
+    int gone;        /* a worker that failed for good: the job goes on without it */
 } lc_child;
+
+/* A worker's latest progress record (worker/dist.h). */
+typedef struct {
+    int seen, epoch, epochs;
+    long long step, steps, clock, total;
+    double loss, sps;
+} lc_record;
+
+/* Children's output taken through a pipe (live mode): whole lines go on to fd `out`. */
+typedef struct {
+    int fd;            /* read end; -1: not forwarded, or closed at EOF */
+    int out;           /* STDOUT_FILENO or STDERR_FILENO */
+    size_t len;
+    char buf[8192];    /* the start of a line not yet complete */
+} lc_fwd;
 
 typedef struct {
     log_ctx lg;
@@ -70,7 +108,7 @@ typedef struct {
     long ready_ms;      /* coordinator start -> endpoint line */
     long max_fd;        /* for the close-fds fallback when close_range is missing */
     pid_t self;         /* our pid, for the child's PDEATHSIG race check */
-    sigset_t waitset;   /* SIGCHLD, SIGINT, SIGTERM: blocked, taken by sigtimedwait */
+    sigset_t waitset;   /* SIGCHLD, SIGINT, SIGTERM: blocked, read from sigfd */
     sigset_t oldmask;   /* the caller's mask: restored in every child and on return */
     lc_child *kids;     /* [0] coordinator, [1..S] servers, [S+1..S+W] workers */
     char **argvs;       /* one block holding every child's argv */
@@ -82,7 +120,28 @@ typedef struct {
     int killed;         /* SIGKILL sent to all still running */
     long long deadline_ms;
     int exit_code;      /* decided by the first event (failure or stop signal); -1: none */
+    int max_restarts;   /* cluster.max_restarts: per worker */
+    int workers_gone;   /* workers that failed for good while the job went on */
     char ep[256];       /* the coordinator's endpoint */
+    /* Progress (see the top of this file). */
+    int sigfd;          /* signalfd of waitset: waited on together with the pipes */
+    int prog_r, prog_w; /* the workers' progress pipe; prog_w closes once they started */
+    lc_record *rec;     /* (W) by worker rank */
+    int nworkers;
+    char pbuf[512];     /* a record not yet complete */
+    size_t plen;
+    int live;           /* stderr is a terminal: one line, redrawn */
+    int cols;           /* the terminal's width */
+    lc_fwd fwd[2];      /* live: children's stdout [0] (when a terminal too) and stderr [1] */
+    int child_out, child_err; /* their write ends, the children's fd 1 and 2; -1: inherit */
+    FILE *logf;         /* live: the launcher's own log stream (log_write) */
+    char line[256];     /* the progress text last drawn */
+    int shown;          /* line is on the screen */
+    long long last_draw_ms, t0_ms, next_plain_ms;
+    long long done0;    /* steps done at t0_ms, for the rate */
+    int plain_epoch;    /* last epoch a plain line was logged for */
+    int finished;       /* the every-step-done line was drawn/logged */
+    char **env_worker;  /* environ with PSTRAIN_PROGRESS_FD=3, for the workers */
 } launcher;
 
 static void local_usage(FILE *f)
@@ -103,12 +162,22 @@ static void local_usage(FILE *f)
             "\n"
             "Logs: every process writes to this stderr; each line names its process\n"
             "(coordinator, server[0], worker[1], ...); this launcher's lines say \"local\".\n"
+            "Progress: on a terminal, one line for the whole job (epoch, steps of all\n"
+            "workers, loss, samples/s, ETA), redrawn in place below the logs; otherwise a\n"
+            "plain \"progress:\" log line at each epoch and every %g s.\n"
             "\n"
             "Exit status:\n"
-            "  0        every process exited 0\n"
+            "  0        the job finished: every process exited 0, except workers that\n"
+            "           failed with a retriable status (75, or killed by a signal) and\n"
+            "           were left behind (named in the last line)\n"
             "  N        the first process to fail exited with code N, or 128+SIG if signal\n"
             "           SIG killed it; all others are then sent SIGTERM, and SIGKILL if\n"
             "           still running %g s later\n"
+            "Workers: a worker that fails with a retriable status is started again (same\n"
+            "rank; it rejoins the job) up to cluster.max_restarts times; after that the job\n"
+            "goes on without it (the coordinator drops it after cluster.heartbeat_timeout_s).\n"
+            "A worker that exits with any other code (1: the run failed; 2, 3, 4: bad\n"
+            "configuration, data or files; 130/143: stopped) ends the job.\n"
             "  1        a process could not be started, or the coordinator reported no\n"
             "           endpoint in time\n"
             "  2        bad option or job file\n"
@@ -123,8 +192,12 @@ static void local_usage(FILE *f)
             "\n"
             "options:\n"
             "  -h, --help   this text\n"
+            "  --metrics-port N   Prometheus endpoints: the coordinator's /metrics and /status\n"
+            "               on port N, server r's /metrics on N + 1 + r (the same as\n"
+            "               --cluster.metrics_port N; docs/observability.md)\n"
             "\n%s",
-            DEFAULT_READY_S, DEFAULT_GRACE_S, DEFAULT_GRACE_S, DEFAULT_GRACE_S, DEFAULT_READY_S,
+            DEFAULT_READY_S, PLAIN_EVERY_MS / 1000.0, DEFAULT_GRACE_S, DEFAULT_GRACE_S,
+            DEFAULT_GRACE_S, DEFAULT_READY_S,
             cli_override_help);
 }
 
@@ -139,6 +212,199 @@ static struct timespec ms_timespec(long long ms)
 {
     struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
     return ts;
+}
+
+int cli_progress_fd(int *fd, pst_err *err)
+{
+    *fd = -1;
+    const char *s = getenv(PROGRESS_ENV);
+    if (!s)
+        return PST_OK;
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    struct stat st;
+    if (end == s || *end != '\0' || errno || v < 0 || v > INT_MAX || fstat((int)v, &st) != 0 ||
+        !S_ISFIFO(st.st_mode))
+        return pst_err_set(err, PST_ERR_ARG, PROGRESS_ENV "=%s: not an open pipe (it is set by "
+                           "pstrain local for its workers)", s);
+    *fd = (int)v;
+    return PST_OK;
+}
+
+static void write_all(int fd, const char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t r = write(fd, p, n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return; /* the terminal is gone: nothing else to tell it */
+        p += r;
+        n -= (size_t)r;
+    }
+}
+
+/* Writes n bytes of whole lines to fd with the live line lifted off and put back. */
+static void emit(launcher *l, int fd, const char *p, size_t n)
+{
+    if (l->shown)
+        write_all(STDERR_FILENO, "\r\033[K", 4);
+    write_all(fd, p, n);
+    if (l->shown)
+        write_all(STDERR_FILENO, l->line, strlen(l->line));
+}
+
+/* The launcher's own log lines in live mode (a fopencookie stream; log.c flushes once a
+ * line). */
+static ssize_t log_write(void *cookie, const char *buf, size_t n)
+{
+    emit(cookie, STDERR_FILENO, buf, n);
+    return (ssize_t)n;
+}
+
+/* Reads what is there from f and passes its whole lines on; at EOF (or flush) the rest too. */
+static void forward(launcher *l, lc_fwd *f, int flush)
+{
+    while (f->fd >= 0) {
+        ssize_t r = read(f->fd, f->buf + f->len, sizeof f->buf - f->len);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0 && errno != EAGAIN) /* cannot happen on a pipe we own: treat as EOF */
+            r = 0;
+        if (r == 0) {
+            close(f->fd);
+            f->fd = -1;
+            flush = 1;
+        }
+        if (r > 0)
+            f->len += (size_t)r;
+        size_t whole = f->len;
+        if (f->len < sizeof f->buf && !flush)
+            while (whole > 0 && f->buf[whole - 1] != '\n')
+                whole--;
+        if (whole > 0) {
+            emit(l, f->out, f->buf, whole);
+            memmove(f->buf, f->buf + whole, f->len - whole);
+            f->len -= whole;
+        }
+        if (r < 0) /* EAGAIN: all read */
+            return;
+    }
+}
+
+static void fmt_eta(char *buf, size_t n, double s)
+{
+    if (!isfinite(s) || s < 0)
+        snprintf(buf, n, "?");
+    else if (s < 60)
+        snprintf(buf, n, "%.0fs", s);
+    else if (s < 3600)
+        snprintf(buf, n, "%dm%02ds", (int)(s / 60), (int)s % 60);
+    else
+        snprintf(buf, n, "%dh%02dm", (int)(s / 3600), (int)(s / 60) % 60);
+}
+
+/* Sums the workers' records into the job's progress and shows it: the live line, or a
+ * plain log line when due. */
+static void show_progress(launcher *l)
+{
+    int known = 0, epoch = 0, epochs = 0, busy = 0, nloss = 0;
+    long long done = 0, total = 0;
+    double loss = 0, sps = 0;
+    for (int i = 0; i < l->nworkers; i++) {
+        const lc_record *r = &l->rec[i];
+        if (!r->seen)
+            continue;
+        known++;
+        done += r->clock;
+        total += r->total;
+        if (r->step > 0 && r->clock > 0) { /* a loss measured, not the initial 0 */
+            loss += r->loss;
+            nloss++;
+        }
+        epochs = r->epochs > epochs ? r->epochs : epochs;
+        sps += r->sps;
+        if (r->clock < r->total) /* the job is at the epoch of its slowest worker */
+            epoch = busy++ == 0 || r->epoch < epoch ? r->epoch : epoch;
+    }
+    if (known == 0)
+        return;
+    if (!busy)
+        epoch = epochs;
+    /* Workers not heard from yet: as many steps as the average of those heard from. */
+    total += (long long)(l->nworkers - known) * (total / known);
+    char lossbuf[32] = "-";
+    if (nloss)
+        snprintf(lossbuf, sizeof lossbuf, "%.4f", loss / nloss);
+    long long now = now_ms();
+    if (l->t0_ms == 0) {
+        l->t0_ms = now;
+        l->done0 = done;
+    }
+    double rate = now > l->t0_ms && done > l->done0 ? (done - l->done0) / ((now - l->t0_ms) / 1e3)
+                                                    : NAN;
+    char eta[32];
+    fmt_eta(eta, sizeof eta, (double)(total - done) / rate);
+    int all = done >= total && known == l->nworkers;
+    char text[200];
+    snprintf(text, sizeof text, "epoch %d/%d  step %lld/%lld (%d%%)  loss %s  %.0f samples/s  "
+             "ETA %s", epoch, epochs, done, total, total ? (int)(100 * done / total) : 0, lossbuf,
+             sps, all ? "0s" : eta);
+    if (l->live) {
+        if (!(all && !l->finished) && now - l->last_draw_ms < REDRAW_MS)
+            return;
+        l->last_draw_ms = now;
+        /* One screen row: a wrapped line could not be redrawn in place. */
+        int w = l->cols > 8 ? l->cols - 1 : 79;
+        snprintf(l->line, sizeof l->line, "\r\033[K%.*s", w, text);
+        write_all(STDERR_FILENO, l->line, strlen(l->line));
+        l->shown = 1;
+    } else if (epoch > l->plain_epoch || now >= l->next_plain_ms || (all && !l->finished)) {
+        l->plain_epoch = epoch;
+        l->next_plain_ms = now + PLAIN_EVERY_MS;
+        log_info(&l->lg, "progress: %s", text);
+    }
+    l->finished |= all;
+}
+
+/* Reads the workers' records that are there and shows the result. */
+static void read_progress(launcher *l)
+{
+    int got = 0;
+    while (l->prog_r >= 0) {
+        ssize_t r = read(l->prog_r, l->pbuf + l->plen, sizeof l->pbuf - 1 - l->plen);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            if (r == 0 || errno != EAGAIN) { /* every writer is gone */
+                close(l->prog_r);
+                l->prog_r = -1;
+            }
+            break;
+        }
+        l->plen += (size_t)r;
+        l->pbuf[l->plen] = '\0';
+        char *p = l->pbuf, *nl;
+        while ((nl = strchr(p, '\n'))) {
+            *nl = '\0';
+            lc_record v = {.seen = 1};
+            int rank;
+            if (sscanf(p, "P %d %d %d %lld %lld %lld %lld %lf %lf", &rank, &v.epoch, &v.epochs,
+                       &v.step, &v.steps, &v.clock, &v.total, &v.loss, &v.sps) == 9 &&
+                rank >= 0 && rank < l->nworkers) {
+                l->rec[rank] = v;
+                got = 1;
+            }
+            p = nl + 1;
+        }
+        l->plen = strlen(p);
+        if (l->plen == sizeof l->pbuf - 1) /* no newline in a whole buffer: not a record */
+            l->plen = 0;
+        memmove(l->pbuf, p, l->plen);
+    }
+    if (got)
+        show_progress(l);
 }
 
 /* Seconds from environment variable NAME (default def) as milliseconds, at least 1.
@@ -229,7 +495,7 @@ static void on_stop_signal(launcher *l, int sig)
     }
 }
 
-/* main()'s handler sets *stop when a stop signal reaches it rather than sigtimedwait. */
+/* main()'s handler sets *stop when a stop signal reaches it rather than the signalfd. */
 static void check_stop_flag(launcher *l, const volatile sig_atomic_t *stop)
 {
     sig_atomic_t sig = *stop;
@@ -239,11 +505,39 @@ static void check_stop_flag(launcher *l, const volatile sig_atomic_t *stop)
     }
 }
 
+static int spawn(launcher *l, lc_child *c, int ready_fd);
+
+/* Whether a failed worker's status says trying again may help: a lost peer or a timeout
+ * (75), a crash or a kill (a signal) may pass; a failed run (1: diverged, refused
+ * gradients), bad configuration, data or files (2, 3, 4) will not, and a worker that
+ * exited 130/143 was asked to stop (the job stops with it). */
+static int retriable(int st)
+{
+    if (WIFSIGNALED(st))
+        return 1;
+    return WIFEXITED(st) && WEXITSTATUS(st) == EXIT_RETRIABLE;
+}
+
 static void child_ended(launcher *l, lc_child *c)
 {
     char how[64];
     describe(c->status, how, sizeof how);
     int ok = WIFEXITED(c->status) && WEXITSTATUS(c->status) == 0;
+    if (!ok && !l->stopping && c->is_worker && retriable(c->status)) {
+        if (c->restarts < l->max_restarts) {
+            c->restarts++;
+            log_warn(&l->lg, "%s (pid %d) %s; starting it again (restart %d of %d), it rejoins "
+                     "the job", c->name, (int)c->pid, how, c->restarts, l->max_restarts);
+            if (spawn(l, c, l->prog_w) == 0)
+                return;
+        } else {
+            c->gone = 1;
+            l->workers_gone++;
+            log_warn(&l->lg, "%s (pid %d) %s; the job goes on without it%s", c->name,
+                     (int)c->pid, how, l->max_restarts ? " (no restarts left)" : "");
+            return;
+        }
+    }
     if (l->stopping) {
         log_debug(&l->lg, "%s (pid %d) %s", c->name, (int)c->pid, how);
     } else if (l->starting && c == &l->kids[0]) {
@@ -279,17 +573,30 @@ static void reap(launcher *l)
     }
 }
 
-/* Waits up to ms for SIGCHLD, SIGINT or SIGTERM and acts on a stop signal. */
+/* Waits up to ms for SIGCHLD, SIGINT or SIGTERM (through the signalfd) or for progress
+ * or output of the children; acts on a stop signal and passes output on. */
 static void wait_signal(launcher *l, long long ms)
 {
     if (ms > WAKE_MS)
         ms = WAKE_MS;
     if (ms < 0)
         ms = 0;
-    struct timespec ts = ms_timespec(ms);
-    int sig = sigtimedwait(&l->waitset, NULL, &ts);
-    if (sig == SIGINT || sig == SIGTERM)
-        on_stop_signal(l, sig);
+    struct pollfd pf[4] = {{.fd = l->sigfd, .events = POLLIN},
+                           {.fd = l->prog_r, .events = POLLIN},
+                           {.fd = l->fwd[0].fd, .events = POLLIN},
+                           {.fd = l->fwd[1].fd, .events = POLLIN}};
+    if (poll(pf, 4, (int)ms) <= 0)
+        return;
+    struct signalfd_siginfo si;
+    if (pf[0].revents)
+        while (read(l->sigfd, &si, sizeof si) == (ssize_t)sizeof si)
+            if (si.ssi_signo == SIGINT || si.ssi_signo == SIGTERM)
+                on_stop_signal(l, (int)si.ssi_signo);
+    if (pf[1].revents)
+        read_progress(l);
+    for (int k = 0; k < 2; k++)
+        if (pf[2 + k].revents)
+            forward(l, &l->fwd[k], 0);
 }
 
 /* Runs in the child between fork and exec: async-signal-safe calls only (the launcher
@@ -316,6 +623,12 @@ __attribute__((noreturn)) static void child_exec(const launcher *l, const lc_chi
     sigaction(SIGCHLD, &dfl, NULL);
     sigprocmask(SIG_SETMASK, &l->oldmask, NULL);
 
+    /* Live progress: output goes through the launcher (dup2 clears close-on-exec). */
+    if ((l->child_out >= 0 && dup2(l->child_out, STDOUT_FILENO) < 0) ||
+        (l->child_err >= 0 && dup2(l->child_err, STDERR_FILENO) < 0)) {
+        e = errno;
+        goto fail;
+    }
     /* Keep err_fd out of the way of READY_FD, then put the ready pipe there. */
     if (err_fd == READY_FD) {
         int moved = fcntl(err_fd, F_DUPFD_CLOEXEC, READY_FD + 1);
@@ -337,7 +650,7 @@ __attribute__((noreturn)) static void child_exec(const launcher *l, const lc_chi
     if (close_range((unsigned)first_other, ~0U, CLOSE_RANGE_CLOEXEC) != 0)
         for (long fd = first_other; fd < l->max_fd; fd++)
             fcntl((int)fd, F_SETFD, FD_CLOEXEC);
-    execv(l->exe, c->argv);
+    execve(l->exe, c->argv, c->worker && l->env_worker ? l->env_worker : environ);
     e = errno;
 fail:
     if (write(err_fd, &e, sizeof e) < 0) {
@@ -346,7 +659,7 @@ fail:
     _exit(127);
 }
 
-/* Starts child c; ready_fd (or -1) becomes its READY_FD. On failure logs why, leaves no
+/* Starts child c; ready_fd (or -1) becomes its READY_FD (a worker's: the progress pipe). On failure logs why, leaves no
  * process behind and returns -1. */
 static int spawn(launcher *l, lc_child *c, int ready_fd)
 {
@@ -540,6 +853,17 @@ static void supervise(launcher *l, const volatile sig_atomic_t *stop)
     }
 }
 
+/* The write ends of the progress and output pipes, which the children inherit. */
+static void close_child_ends(launcher *l)
+{
+    int *fds[] = {&l->prog_w, &l->child_out, &l->child_err};
+    for (int i = 0; i < 3; i++)
+        if (*fds[i] >= 0) {
+            close(*fds[i]);
+            *fds[i] = -1;
+        }
+}
+
 static int launcher_run(launcher *l, const volatile sig_atomic_t *stop, int servers,
                         int workers)
 {
@@ -557,15 +881,40 @@ static int launcher_run(launcher *l, const volatile sig_atomic_t *stop, int serv
             check_stop_flag(l, stop);
             if (l->stopping)
                 break;
-            if (spawn(l, &l->kids[i], -1) != 0) {
+            if (spawn(l, &l->kids[i], l->kids[i].worker ? l->prog_w : -1) != 0) {
                 begin_stop(l, EXIT_FAILURE_RUNTIME);
                 break;
             }
         }
     }
+    /* Only the children hold the write ends now: their exits show as EOF. Unless a worker
+     * may be started again: then they stay open for it until the end. */
+    if (l->max_restarts == 0)
+        close_child_ends(l);
     supervise(l, stop);
+    close_child_ends(l);
+    /* Every child has ended: what they wrote last, then the line off the screen. */
+    read_progress(l);
+    for (int k = 0; k < 2; k++)
+        forward(l, &l->fwd[k], 1);
+    if (l->shown) {
+        write_all(STDERR_FILENO, "\r\033[K", 4);
+        l->shown = 0;
+    }
     sigprocmask(SIG_SETMASK, &l->oldmask, NULL);
     sigaction(SIGCHLD, &old_chld, NULL);
+    if (l->exit_code < 0 && l->workers_gone) {
+        char list[512];
+        size_t n = 0;
+        list[0] = '\0';
+        for (int i = 0; i < l->nkids && n < sizeof list; i++)
+            if (l->kids[i].gone)
+                n += (size_t)snprintf(list + n, sizeof list - n, "%s%s", n ? ", " : "",
+                                      l->kids[i].name);
+        log_warn(&l->lg, "job finished without %s: the other %d processes exited 0", list,
+                 l->nkids - l->workers_gone);
+        return EXIT_OK;
+    }
     if (l->exit_code < 0) {
         log_info(&l->lg, "job finished: all %d processes exited 0", l->nkids);
         return EXIT_OK;
@@ -592,12 +941,14 @@ static int launcher_init(launcher *l, const char *path, char **rest, int nrest, 
         lc_child *c = &l->kids[i];
         char **a = c->argv = l->argvs + (size_t)i * stride;
         const char *role = i == 0 ? "coordinator" : i <= servers ? "server" : "worker";
+        c->worker = i > servers;
         int rank = i == 0 ? -1 : i <= servers ? i - 1 : i - 1 - servers;
         if (rank < 0)
             snprintf(c->name, sizeof c->name, "%s", role);
         else
             snprintf(c->name, sizeof c->name, "%s[%d]", role, rank);
         snprintf(c->rank, sizeof c->rank, "%d", rank);
+        c->is_worker = i > servers;
         int k = 0;
         a[k++] = (char *)"pstrain";
         a[k++] = (char *)role;
@@ -619,7 +970,66 @@ static int launcher_init(launcher *l, const char *path, char **rest, int nrest, 
             a[k++] = rest[j];
         a[k] = NULL;
     }
+    /* The workers' environment: ours, with the progress descriptor named. */
+    size_t n = 0;
+    while (environ[n])
+        n++;
+    if (!(l->env_worker = calloc(n + 2, sizeof *l->env_worker)))
+        return -1;
+    size_t k = 0;
+    for (size_t j = 0; j < n; j++)
+        if (strncmp(environ[j], PROGRESS_ENV "=", sizeof PROGRESS_ENV) != 0)
+            l->env_worker[k++] = environ[j];
+    l->env_worker[k] = (char *)PROGRESS_ENV "=" STR(READY_FD);
     return 0;
+}
+
+/* The progress pipe, the signalfd, and on a terminal the output pipes and the log stream.
+ * Returns -1 with errno set. */
+static int progress_init(launcher *l, int workers)
+{
+    int p[2];
+    if (!(l->rec = calloc((size_t)workers, sizeof *l->rec)))
+        return -1;
+    l->nworkers = workers;
+    if ((l->sigfd = signalfd(-1, &l->waitset, SFD_NONBLOCK | SFD_CLOEXEC)) < 0 ||
+        pipe2(p, O_CLOEXEC | O_NONBLOCK) != 0)
+        return -1;
+    l->prog_r = p[0];
+    l->prog_w = p[1];
+    /* The workers' end blocks no worker: each makes it non-blocking itself. */
+    if (fcntl(l->prog_w, F_SETFL, 0) != 0)
+        return -1;
+    l->live = isatty(STDERR_FILENO);
+    if (!l->live)
+        return 0;
+    struct winsize ws;
+    l->cols = ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) == 0 ? ws.ws_col : 80;
+    for (int k = isatty(STDOUT_FILENO) ? 0 : 1; k < 2; k++) {
+        if (pipe2(p, O_CLOEXEC) != 0 || fcntl(p[0], F_SETFL, O_NONBLOCK) != 0)
+            return -1;
+        l->fwd[k].fd = p[0];
+        l->fwd[k].out = k ? STDERR_FILENO : STDOUT_FILENO;
+        *(k ? &l->child_err : &l->child_out) = p[1];
+    }
+    cookie_io_functions_t io = {.write = log_write};
+    if (!(l->logf = fopencookie(l, "w", io)))
+        return -1;
+    setvbuf(l->logf, NULL, _IOLBF, 0);
+    return 0;
+}
+
+static void progress_fini(launcher *l)
+{
+    if (l->logf)
+        fclose(l->logf);
+    int fds[] = {l->sigfd, l->prog_r, l->prog_w, l->fwd[0].fd, l->fwd[1].fd, l->child_out,
+                 l->child_err};
+    for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++)
+        if (fds[i] >= 0)
+            close(fds[i]);
+    free(l->rec);
+    free(l->env_worker);
 }
 
 int cmd_local(int argc, char **argv, const volatile sig_atomic_t *stop)
@@ -636,6 +1046,12 @@ int cmd_local(int argc, char **argv, const volatile sig_atomic_t *stop)
         }
     char **rest = argv + i0;
     int nrest = argc - i0;
+    /* --metrics-port N is each process's own port for `pstrain server` and `coordinator`;
+     * here, where all share one host, it is the job's base port (cluster.metrics_port):
+     * the coordinator on N, server r on N + 1 + r. */
+    for (int i = 0; i < nrest; i++)
+        if (strcmp(rest[i], "--metrics-port") == 0)
+            rest[i] = (char *)"--cluster.metrics_port";
 
     /* Load the job here too: for the counts, and so that a bad option fails once,
      * before any process starts. */
@@ -646,8 +1062,8 @@ int cmd_local(int argc, char **argv, const volatile sig_atomic_t *stop)
         fprintf(stderr, "pstrain local: %s\n", err.msg);
         return cli_exit_code(rc);
     }
-    int servers, workers;
-    job_counts(job, &servers, &workers);
+    int servers, workers, max_restarts;
+    job_counts(job, &servers, &workers, &max_restarts);
     cfg_job_free(job);
     if (servers < 1 || workers < 1 || servers > INT_MAX / 2 - 1 || workers > INT_MAX / 2 - 1) {
         fprintf(stderr, "pstrain local: the job has %d server(s) and %d worker(s); it needs at "
@@ -658,6 +1074,8 @@ int cmd_local(int argc, char **argv, const volatile sig_atomic_t *stop)
     launcher l;
     memset(&l, 0, sizeof l);
     l.exit_code = -1;
+    l.max_restarts = max_restarts;
+    l.sigfd = l.prog_r = l.prog_w = l.fwd[0].fd = l.fwd[1].fd = l.child_out = l.child_err = -1;
     if (env_ms("PSTRAIN_LOCAL_GRACE_S", DEFAULT_GRACE_S, &l.grace_ms) ||
         env_ms("PSTRAIN_LOCAL_READY_TIMEOUT_S", DEFAULT_READY_S, &l.ready_ms)) {
         fprintf(stderr, "pstrain local: PSTRAIN_LOCAL_GRACE_S and PSTRAIN_LOCAL_READY_TIMEOUT_S "
@@ -674,15 +1092,20 @@ int cmd_local(int argc, char **argv, const volatile sig_atomic_t *stop)
     sigaddset(&l.waitset, SIGCHLD);
     sigaddset(&l.waitset, SIGINT);
     sigaddset(&l.waitset, SIGTERM);
-    log_init(&l.lg, "local", -1, stderr);
 
     int code;
     if (launcher_init(&l, path, rest, nrest, servers, workers) != 0) {
         fprintf(stderr, "pstrain local: out of memory for %d processes\n", l.nkids);
         code = EXIT_FAILURE_RUNTIME;
+    } else if (progress_init(&l, workers) != 0) {
+        fprintf(stderr, "pstrain local: cannot set up the progress pipes: %s\n",
+                strerror(errno));
+        code = EXIT_FAILURE_RUNTIME;
     } else {
+        log_init(&l.lg, "local", -1, l.logf ? l.logf : stderr);
         code = launcher_run(&l, stop, servers, workers);
     }
+    progress_fini(&l);
     free(l.argvs);
     free(l.kids);
     return code;

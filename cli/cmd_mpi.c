@@ -312,7 +312,7 @@ int cmd_mpi(int argc, char **argv, const volatile sig_atomic_t *stop)
             rc = pst_err_set(&err, PST_ERR_IO, "pipe: %s", strerror(errno));
         } else {
             ct.o = (coord_options){.bind = bind_ep, .ready_fd = fds[1], .job = job, .lg = &lg,
-                                   .stop = stop};
+                                   .stop = stop, .faults = getenv("PSTRAIN_FAULTS")};
             atomic_init(&ct.done, 0);
             if (pthread_create(&tid, NULL, coord_main, &ct)) {
                 close(fds[1]);
@@ -339,13 +339,15 @@ int cmd_mpi(int argc, char **argv, const volatile sig_atomic_t *stop)
                              coord_rank);
         else if (role == ROLE_SERVER) {
             srv_options o = {.rank = role_rank, .coordinator = ep, .bind_host = bind,
-                             .advertise = advertise, .job = job, .lg = &lg, .stop = stop};
+                             .advertise = advertise, .job = job, .lg = &lg, .stop = stop,
+                             .faults = getenv("PSTRAIN_FAULTS")};
             rc = srv_run(&o, &err);
         } else {
             openblas_threads(job->train.threads);
             wk_dist_options o = {.rank = role_rank, .coordinator = ep, .job = job, .lg = &lg,
                                  .stop = stop, .progress_out = stderr,
-                                 .tty = isatty(STDERR_FILENO)};
+                                 .tty = isatty(STDERR_FILENO),
+                                 .faults = getenv("PSTRAIN_FAULTS")};
             rc = wk_dist_run(&o, &err);
         }
     }

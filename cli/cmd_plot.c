@@ -5,7 +5,15 @@
  * unlinked temp file, and gnuplot is started with posix_spawn, no shell. The only user text
  * in the script is the output folder, inside a single-quoted gnuplot string, where gnuplot
  * substitutes nothing; a path holding a quote or a line break is refused, since it could end
- * that string. gnuplot is an optional dependency (Debian gnuplot-nox). */
+ * that string. gnuplot is an optional dependency (Debian gnuplot-nox).
+ *
+ * predictions.png: for a model of 1 or 2 input features, the model against the training
+ * data it learned (RUN_DIR/job.yaml names it, RUN_DIR/model.safetensors is the model; the
+ * predictions are cli_predict_rows of cmd_eval.c, i.e. exactly `pstrain predict`'s). One
+ * feature: the data points and the model's curve over the feature's range; two: the data
+ * coloured by class over the model's decision regions (regression: by value over the
+ * predicted surface), predicted on a grid. Class names and the job name reach the script
+ * only with characters outside [A-Za-z0-9 _.+-] replaced. */
 #include <errno.h>
 #include <math.h>
 #include <signal.h>
@@ -19,11 +27,15 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "core/metrics.h"
+#include "worker/dataprep.h"
 #include "worker/report.h"
 
 extern char **environ;
 
-/* The header worker/report.c writes; the columns are numbered from 1 as in gnuplot. */
+/* The first columns of the header worker/report.c writes (the traffic columns after them
+ * are not plotted, and files from before they existed have none); the columns are
+ * numbered from 1 as in gnuplot. */
 static const char metrics_header[] =
     "epoch,train_loss,train_acc,val_loss,val_acc,val_precision,val_recall,val_f1,"
     "val_mse,val_mae,val_r2,seconds,samples_per_s";
@@ -44,6 +56,10 @@ static void usage(FILE *f)
           "  accuracy.png    train_acc and val_acc (classification runs)\n"
           "  regression.png  val_mse and val_r2 (regression runs, instead of accuracy.png)\n"
           "  throughput.png  samples/s per epoch\n"
+          "  predictions.png the model against its training data, for 1 or 2 input features:\n"
+          "                  the prediction curve (1), or the decision regions or predicted\n"
+          "                  surface under the data points (2); needs RUN_DIR/job.yaml and\n"
+          "                  RUN_DIR/model.safetensors\n"
           "\n"
           "options:\n"
           "  --out DIR   folder for the PNG files, created if missing (default: RUN_DIR)\n"
@@ -68,7 +84,8 @@ static int read_metrics(const char *path, metrics *m)
         goto cleanup;
     }
     line[strcspn(line, "\r\n")] = '\0';
-    if (strcmp(line, metrics_header) != 0) {
+    size_t hlen = strlen(metrics_header);
+    if (strncmp(line, metrics_header, hlen) != 0 || (line[hlen] != '\0' && line[hlen] != ',')) {
         fprintf(stderr, "pstrain plot: %s line 1: not a pstrain metrics header (expected '%s')\n",
                 path, metrics_header);
         goto cleanup;
@@ -104,7 +121,8 @@ static int read_metrics(const char *path, metrics *m)
                 p++;
             }
         }
-        if (*p != '\0') {
+        /* Columns after the plotted ones (traffic figures) are not read here. */
+        if (*p != '\0' && *p != ',') {
             fprintf(stderr, "pstrain plot: %s line %ld: more than %d columns\n", path, lineno,
                     NCOL);
             goto cleanup;
@@ -251,9 +269,11 @@ static void write_script(FILE *s, const metrics *m, const char *outdir, int asci
         fputs("unset output\n", s);
 }
 
-/* Runs gnuplot on the script, fed on stdin from an unlinked temp file (nothing is left
- * behind if we are killed). gnuplot's stdout and stderr are ours. Returns an EXIT_* code. */
-static int run_gnuplot(const char *gnuplot, const metrics *m, const char *outdir, int ascii)
+/* Runs gnuplot on the script write(s, ctx) writes, fed on stdin from an unlinked temp file
+ * (nothing is left behind if we are killed). gnuplot's stdout and stderr are ours. Returns
+ * an EXIT_* code. */
+static int run_gnuplot(const char *gnuplot, void (*write)(FILE *s, const void *ctx),
+                       const void *ctx)
 {
     const char *tmpdir = getenv("TMPDIR");
     char tmpl[4096];
@@ -274,7 +294,7 @@ static int run_gnuplot(const char *gnuplot, const metrics *m, const char *outdir
         close(fd);
         return EXIT_IO;
     }
-    write_script(s, m, outdir, ascii);
+    write(s, ctx);
     if (fflush(s) != 0 || ferror(s) || lseek(fd, 0, SEEK_SET) != 0) {
         fprintf(stderr, "pstrain plot: cannot write the gnuplot script: %s\n", strerror(errno));
         goto cleanup;
@@ -312,6 +332,286 @@ cleanup:
         posix_spawn_file_actions_destroy(&fa);
     fclose(s);
     return rc;
+}
+
+typedef struct {
+    const metrics *m;
+    const char *outdir;
+    int ascii;
+} curves;
+
+static void write_curves(FILE *s, const void *ctx)
+{
+    const curves *c = ctx;
+    write_script(s, c->m, c->outdir, c->ascii);
+}
+
+/* ---- predictions.png ----------------------------------------------------------------- */
+
+enum { MAX_POINTS = 2000, MAX_POINTS_ASCII = 300, GRID = 120, GRID_ASCII_X = 70,
+       GRID_ASCII_Y = 30, CURVE = 300 };
+
+typedef struct {
+    const char *outdir, *title;
+    int ascii, dims, classify, nclasses, sigmoid;
+    char names[8][32];    /* class names for the key, sanitised (classes past 8 unnamed) */
+    int64_t n;            /* data points drawn */
+    const float *x;       /* (n, dims) raw features */
+    const float *t;       /* (n) label (as a float) or target */
+    int64_t ng;           /* grid points */
+    int gx, gy;           /* grid shape (2-D) */
+    const float *g;       /* (ng, dims) */
+    const float *p;       /* (ng) predicted class, probability of class 1, or value */
+} pred_plot;
+
+static void sanitise(char *dst, size_t n, const char *src)
+{
+    size_t i = 0;
+    for (; src[i] && i + 1 < n; i++) {
+        char c = src[i];
+        int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                 strchr(" _.+-", c);
+        dst[i] = ok ? c : '?';
+    }
+    dst[i] = '\0';
+}
+
+/* Point colours by class, and the lighter tints of the decision regions. */
+static const char *const dark[8] = {"#1b9e77", "#d95f02", "#7570b3", "#e7298a",
+                                    "#66a61e", "#e6ab02", "#a6761d", "#666666"};
+static const char *const light[8] = {"#b3e2cd", "#fdcdac", "#cbd5e8", "#f4cae4",
+                                     "#e6f5c9", "#fff2ae", "#f1e2cc", "#cccccc"};
+
+static void write_predictions_script(FILE *s, const void *ctx)
+{
+    const pred_plot *pp = ctx;
+    /* The data, one block per class for a classifier (each gets its colour and key). */
+    int nblocks = pp->classify ? pp->nclasses : 1;
+    for (int k = 0; k < nblocks; k++) {
+        fprintf(s, "$data%d << EOD\n", k);
+        for (int64_t i = 0; i < pp->n; i++) {
+            if (pp->classify && (int)pp->t[i] != k)
+                continue;
+            if (pp->dims == 1)
+                fprintf(s, "%.7g %.7g\n", pp->x[i], pp->t[i]);
+            else
+                fprintf(s, "%.7g %.7g %.7g\n", pp->x[2 * i], pp->x[2 * i + 1], pp->t[i]);
+        }
+        fputs("EOD\n", s);
+    }
+    if (pp->dims == 2 && pp->ascii && pp->classify) {
+        /* A text terminal has no image: each predicted region is a block of its own char. */
+        for (int k = 0; k < pp->nclasses; k++) {
+            fprintf(s, "$region%d << EOD\n", k);
+            for (int64_t i = 0; i < pp->ng; i++)
+                if ((int)pp->p[i] == k)
+                    fprintf(s, "%.7g %.7g\n", pp->g[2 * i], pp->g[2 * i + 1]);
+            fputs("EOD\n", s);
+        }
+    } else {
+        fputs("$model << EOD\n", s);
+        for (int64_t i = 0; i < pp->ng; i++) {
+            if (pp->dims == 1)
+                fprintf(s, "%.7g %.7g\n", pp->g[i], pp->p[i]);
+            else
+                fprintf(s, "%.7g %.7g %.7g\n", pp->g[2 * i], pp->g[2 * i + 1], pp->p[i]);
+            if (pp->dims == 2 && (i + 1) % pp->gx == 0)
+                fputs("\n", s); /* a scan line of the grid ends */
+        }
+        fputs("EOD\n", s);
+    }
+    if (pp->ascii)
+        fputs("set terminal dumb size 100,36\n", s);
+    else
+        fprintf(s, "set terminal pngcairo size 800,640\nset output '%s/predictions.png'\n",
+                pp->outdir);
+    /* Axes end at the grid; a text grid's dots would read as a region. */
+    fprintf(s, "set termoption noenhanced\n%sset autoscale fix\nset key outside right top\n"
+               "set title '%s'\nset xlabel 'x1'\n", pp->ascii ? "" : "set grid\n", pp->title);
+    const char *ylabel = pp->dims == 2 ? "x2" : !pp->classify ? "y" : pp->sigmoid
+                         ? "class / p(class 1)" : "class";
+    fprintf(s, "set ylabel '%s'\n", ylabel);
+    const char *sep = "plot ";
+    if (pp->dims == 1) {
+        fprintf(s, "%s$model using 1:2 with lines lw 2 lc rgb '#000000' title '%s'", sep,
+                pp->classify ? (pp->sigmoid ? "model p(class 1)" : "model class")
+                             : "model prediction");
+        sep = ", ";
+    } else if (pp->classify && pp->ascii) {
+        static const char chars[] = ".:-=+*#%";
+        for (int k = 0; k < pp->nclasses; k++, sep = ", ")
+            fprintf(s, "%s$region%d using 1:2 with points pt '%c' title 'predicted %s'", sep, k,
+                    chars[k % 8], pp->names[k % 8]);
+    } else if (pp->classify) {
+        fputs("set palette defined (", s);
+        for (int k = 0; k < pp->nclasses; k++)
+            fprintf(s, "%s%d '%s'", k ? ", " : "", k, light[k % 8]);
+        fprintf(s, ")\nset cbrange [0:%d]\nunset colorbox\n",
+                pp->nclasses > 1 ? pp->nclasses - 1 : 1);
+        fprintf(s, "%s$model using 1:2:3 with image notitle", sep);
+        sep = ", ";
+    } else {
+        /* Regression over two features: the predicted surface as a map, and the data points
+         * in the same colours by their target. */
+        if (pp->ascii) {
+            fputs("set view map\nset contour base\nunset surface\nset cntrparam levels 6\n", s);
+            fprintf(s, "splot $model using 1:2:3 with lines title 'model contours', "
+                       "$data0 using 1:2:(0) with points pt 'o' title 'data'\n");
+            return;
+        }
+        fprintf(s, "set cblabel 'y'\n%s$model using 1:2:3 with image notitle", sep);
+        sep = ", ";
+    }
+    if (pp->classify) {
+        for (int k = 0; k < pp->nclasses; k++, sep = ", ") {
+            if (pp->ascii)
+                fprintf(s, "%s$data%d using 1:2 with points pt '%d' title 'class %s'", sep, k,
+                        k % 10, pp->names[k % 8]);
+            else
+                fprintf(s, "%s$data%d using 1:2 with points pt 7 ps 0.6 lc rgb '%s' "
+                           "title 'class %s'", sep, k, dark[k % 8], pp->names[k % 8]);
+        }
+    } else if (pp->dims == 1) {
+        fprintf(s, "%s$data0 using 1:2 with points pt %s title 'data'", sep,
+                pp->ascii ? "'o'" : "7 ps 0.5 lc rgb '#1b9e77'");
+    } else {
+        /* Ringed in black: a point is the colour of the surface where the model fits. */
+        fprintf(s, "%s$data0 using 1:2 with points pt 7 ps 1.0 lc rgb '#000000' notitle, "
+                   "$data0 using 1:2:3 with points pt 7 ps 0.6 lc palette title 'data (colour: "
+                   "y)'", sep);
+    }
+    fputs("\n", s);
+    if (!pp->ascii)
+        fputs("unset output\n", s);
+}
+
+/* predictions.png (or its text form) when RUN_DIR has the model and job of a 1- or 2-feature
+ * task; says on stderr why not otherwise. Returns an EXIT_* code. */
+static int plot_predictions(const char *gnuplot, const char *run_dir, const char *outdir,
+                            int ascii)
+{
+    char model_path[4200], job_path[4200];
+    snprintf(model_path, sizeof model_path, "%s/model.safetensors", run_dir);
+    snprintf(job_path, sizeof job_path, "%s/job.yaml", run_dir);
+    struct stat st;
+    if (stat(model_path, &st) != 0 || stat(job_path, &st) != 0) {
+        fprintf(stderr, "pstrain plot: predictions.png skipped: %s has no model.safetensors "
+                        "and job.yaml (the run has not finished, or predates job.yaml)\n",
+                run_dir);
+        return EXIT_OK;
+    }
+    pst_err err = {0};
+    ckpt_model *ck = NULL;
+    cfg_job *job = NULL;
+    ds_dataset *ds = NULL;
+    float *x = NULL, *t = NULL, *g = NULL, *y = NULL, *p = NULL;
+    int32_t *cls = NULL;
+    int ec = EXIT_OK; /* gnuplot's outcome; rc: ours (a pst status) */
+    int rc = ckpt_load(model_path, 512, &ck, &err);
+    if (rc)
+        goto done;
+    ml_model *net = ckpt_model_net(ck);
+    const int D = ml_model_in_dim(net), out = ml_model_out_dim(net);
+    if (D > 2) {
+        fprintf(stderr, "pstrain plot: predictions.png skipped: the model takes %d features "
+                        "(prediction plots are drawn for 1 or 2)\n", D);
+        goto done;
+    }
+    if ((rc = cfg_job_load_file(&job, job_path, &err)))
+        goto done;
+    if (!(ds = wk_data_load_file(&job->data, job->data.train, job->data.train_labels, &err))) {
+        rc = err.code;
+        goto done;
+    }
+    if (ds_dim(ds) != D) {
+        rc = pst_err_set(&err, PST_ERR_DATA, "%s: %d features, but the model takes %d",
+                         job->data.train, ds_dim(ds), D);
+        goto done;
+    }
+    pred_plot pp = {.outdir = outdir, .ascii = ascii, .dims = D,
+                    .classify = ckpt_model_task(ck) == DS_TASK_CLASSIFY};
+    char title[200];
+    sanitise(title, sizeof title, job->name ? job->name : "model");
+    strncat(title, pp.classify ? (D == 2 ? ": decision regions and training data"
+                                         : ": predicted class and training data")
+                               : ": model prediction and training data",
+            sizeof title - strlen(title) - 1);
+    pp.title = title;
+    pp.nclasses = pp.classify ? ckpt_model_nclasses(ck) : 0;
+    pp.sigmoid = pp.classify && out == 1;
+    for (int k = 0; k < pp.nclasses && k < 8; k++) {
+        const char *nm = ckpt_model_class_name(ck, k);
+        if (nm)
+            sanitise(pp.names[k], sizeof pp.names[k], nm);
+        else
+            snprintf(pp.names[k], sizeof pp.names[k], "%d", k);
+    }
+    /* The data points, every stride-th row (a scatter of more is a blot). */
+    int64_t N = ds_count(ds), cap = ascii ? MAX_POINTS_ASCII : MAX_POINTS;
+    int64_t stride = N > cap ? (N + cap - 1) / cap : 1;
+    pp.n = (N + stride - 1) / stride;
+    x = malloc((size_t)pp.n * (size_t)D * sizeof *x);
+    t = malloc((size_t)pp.n * sizeof *t);
+    /* The grid over the data's range plus 5% each side. */
+    pp.gx = D == 1 ? CURVE : ascii ? GRID_ASCII_X : GRID;
+    pp.gy = D == 1 ? 1 : ascii ? GRID_ASCII_Y : GRID;
+    pp.ng = (int64_t)pp.gx * pp.gy;
+    g = malloc((size_t)pp.ng * (size_t)D * sizeof *g);
+    y = malloc((size_t)pp.ng * (size_t)out * sizeof *y);
+    p = malloc((size_t)pp.ng * sizeof *p);
+    cls = malloc((size_t)pp.ng * sizeof *cls);
+    if (!x || !t || !g || !y || !p || !cls) {
+        rc = pst_err_set(&err, PST_ERR_NOMEM, "out of memory for the prediction plot");
+        goto done;
+    }
+    const float *X = ds_x_const(ds);
+    float lo[2] = {INFINITY, INFINITY}, hi[2] = {-INFINITY, -INFINITY};
+    for (int64_t i = 0; i < N; i++)
+        for (int j = 0; j < D; j++) {
+            float v = X[i * D + j];
+            lo[j] = v < lo[j] ? v : lo[j];
+            hi[j] = v > hi[j] ? v : hi[j];
+        }
+    for (int64_t i = 0, k = 0; i < N; i += stride, k++) {
+        memcpy(x + k * D, X + i * D, (size_t)D * sizeof *x);
+        t[k] = pp.classify ? (float)ds_labels_const(ds)[i]
+                           : ds_targets_const(ds)[i * ds_target_dim(ds)];
+    }
+    for (int j = 0; j < D; j++) {
+        float pad = 0.05f * (hi[j] - lo[j] > 0 ? hi[j] - lo[j] : 1.0f);
+        lo[j] -= pad;
+        hi[j] += pad;
+    }
+    for (int iy = 0; iy < pp.gy; iy++)
+        for (int ix = 0; ix < pp.gx; ix++) {
+            float *gi = g + ((int64_t)iy * pp.gx + ix) * D;
+            gi[0] = lo[0] + (hi[0] - lo[0]) * (float)ix / (float)(pp.gx - 1);
+            if (D == 2)
+                gi[1] = lo[1] + (hi[1] - lo[1]) * (float)iy / (float)(pp.gy - 1);
+        }
+    if ((rc = cli_predict_rows(ck, g, pp.ng, 512, y, &err)))
+        goto done;
+    if (pp.classify)
+        met_predict_classes(cls, y, pp.ng, out);
+    for (int64_t i = 0; i < pp.ng; i++)
+        p[i] = pp.sigmoid && D == 1 ? y[i] : pp.classify ? (float)cls[i] : y[i * out];
+    pp.x = x;
+    pp.t = t;
+    pp.g = g;
+    pp.p = p;
+    ec = run_gnuplot(gnuplot, write_predictions_script, &pp);
+    if (ec == EXIT_OK && !ascii)
+        printf("wrote %s/predictions.png\n", outdir);
+done:
+    if (rc) {
+        fprintf(stderr, "pstrain plot: predictions.png: %s\n", err.msg);
+        ec = cli_exit_code(rc);
+    }
+    free(x), free(t), free(g), free(y), free(p), free(cls);
+    ds_destroy(ds);
+    cfg_job_free(job);
+    ckpt_model_destroy(ck);
+    return ec;
 }
 
 int cmd_plot(int argc, char **argv, const volatile sig_atomic_t *stop)
@@ -385,7 +685,8 @@ int cmd_plot(int argc, char **argv, const volatile sig_atomic_t *stop)
         }
     }
     time_t start = time(NULL);
-    rc = run_gnuplot(gnuplot, &m, out, ascii);
+    curves c = {&m, out, ascii};
+    rc = run_gnuplot(gnuplot, write_curves, &c);
     if (rc == EXIT_OK && !ascii) {
         /* gnuplot reports a file it cannot open but carries on; check what it wrote. */
         static const char *const files[] = {"loss.png", "accuracy.png", "regression.png",
@@ -398,6 +699,8 @@ int cmd_plot(int argc, char **argv, const volatile sig_atomic_t *stop)
                 printf("wrote %s\n", f);
         }
     }
+    if (rc == EXIT_OK)
+        rc = plot_predictions(gnuplot, run_dir, out, ascii);
 cleanup:
     free(m.rows);
     return rc;

@@ -261,6 +261,8 @@ int cmd_train(int argc, char **argv, const volatile sig_atomic_t *stop)
         rc = err.code;
         goto done;
     }
+    if ((rc = wk_report_write_job(job->output.dir, job, &err)))
+        goto done;
     const int save = job->checkpoint.enabled;
     const long long stop_after = stop_after_steps();
     for (int e = at.epoch; e <= job->train.epochs; e++) {
@@ -288,6 +290,10 @@ int cmd_train(int argc, char **argv, const volatile sig_atomic_t *stop)
                 goto done;
             wk_trainer_apply_local(tr);
             wk_report_progress(rep, e, s + 1, nsteps, loss, wk_trainer_samples_per_s(tr));
+            if (job->train.log_every > 0 && (s + 1) % job->train.log_every == 0 &&
+                (rc = wk_report_steps(rep, e, s + 1, nsteps, loss, wk_trainer_samples_per_s(tr),
+                                      NULL, &err)))
+                goto done;
             int64_t step = wk_trainer_step(tr);
             if (stop_after > 0 && step == stop_after)
                 raise(SIGTERM);
@@ -299,7 +305,7 @@ int cmd_train(int argc, char **argv, const volatile sig_atomic_t *stop)
         wk_trainer_end_epoch(tr, interrupted, &st);
         if (data.val && (rc = wk_trainer_evaluate(tr, data.val, &val, NULL, &err)))
             goto done;
-        if ((rc = wk_report_epoch(rep, e, &st, data.val ? &val : NULL, &err)))
+        if ((rc = wk_report_epoch(rep, e, &st, data.val ? &val : NULL, NULL, &err)))
             goto done;
         if (save && (rc = ckpt_write(&ck, tr, !interrupted, interrupted ? "stopped" : NULL,
                                      &err)))

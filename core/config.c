@@ -46,7 +46,8 @@
  *     log_every: int >= 0           0 = once per epoch
  *   output:
  *     dir: path                     "runs/<name>"
- *   cluster: servers, workers, consistency, staleness, pipeline, timeout_s (config.h)
+ *   cluster: servers, workers, consistency, staleness, pipeline, timeout_s, heartbeat_ms,
+ *            heartbeat_timeout_s, max_restarts, nonfinite, metrics_port (config.h)
  *   checkpoint:
  *     enabled: bool                 true
  *     dir: path                     none = "<output.dir>/checkpoints"
@@ -114,6 +115,8 @@
 
 static const cyaml_strval_t format_names[] = {
     {"idx", CFG_FMT_IDX}, {"csv", CFG_FMT_CSV}, {"libsvm", CFG_FMT_LIBSVM}};
+static const cyaml_strval_t nonfinite_names[] = {{"reject", CFG_NONFINITE_REJECT},
+                                                 {"skip", CFG_NONFINITE_SKIP}};
 static const cyaml_strval_t task_names[] = {{"classify", CFG_TASK_CLASSIFY},
                                             {"regress", CFG_TASK_REGRESS}};
 static const cyaml_strval_t header_names[] = {
@@ -223,6 +226,11 @@ static const cyaml_schema_field_t cluster_fields[] = {
     CYAML_FIELD_INT("staleness", CFG_OPT, cfg_cluster, staleness),
     CYAML_FIELD_BOOL("pipeline", CFG_OPT, cfg_cluster, pipeline),
     CYAML_FIELD_INT("timeout_s", CFG_OPT, cfg_cluster, timeout_s),
+    CYAML_FIELD_INT("heartbeat_ms", CFG_OPT, cfg_cluster, heartbeat_ms),
+    CYAML_FIELD_INT("heartbeat_timeout_s", CFG_OPT, cfg_cluster, heartbeat_timeout_s),
+    CYAML_FIELD_INT("max_restarts", CFG_OPT, cfg_cluster, max_restarts),
+    CFG_ENUM("nonfinite", cfg_cluster, nonfinite, nonfinite_names),
+    CYAML_FIELD_INT("metrics_port", CFG_OPT, cfg_cluster, metrics_port),
     CYAML_FIELD_END};
 
 static const cyaml_schema_field_t checkpoint_fields[] = {
@@ -301,6 +309,12 @@ uint64_t cfg_job_hash(const cfg_job *job)
     /* Where and how often checkpoints are written, and whether this run resumes, change
      * nothing that is computed: a resumed run is the same job. */
     memset(&same.checkpoint, 0, sizeof same.checkpoint);
+    /* Failure detection and restarts are each process's (or launcher's) own business. */
+    same.cluster.heartbeat_ms = 0;
+    same.cluster.heartbeat_timeout_s = 0;
+    same.cluster.max_restarts = 0;
+    /* Where metrics are served is no part of what is computed either. */
+    same.cluster.metrics_port = 0;
     FILE *f = open_memstream(&text, &len);
     if (!f)
         return 0;
@@ -1006,6 +1020,8 @@ static int fill_defaults(cfg_job *job, const cfg_scan *sc)
     tmpl.cluster.consistency = CFG_CONS_SSP;
     tmpl.cluster.staleness = 2;
     tmpl.cluster.timeout_s = 60;
+    tmpl.cluster.heartbeat_ms = 500;
+    tmpl.cluster.heartbeat_timeout_s = 10;
     tmpl.checkpoint.enabled = 1;
     tmpl.checkpoint.keep = 2;
     int rc = fill_fields(job_fields, (char *)job, (const char *)&tmpl, sc);
@@ -1546,6 +1562,20 @@ int cfg_job_check(const cfg_job *job, pst_err *err)
         return pst_err_set(err, E, "cluster.staleness: must be >= 0, got %d", c->staleness);
     if (c->timeout_s < 1)
         return pst_err_set(err, E, "cluster.timeout_s: must be >= 1, got %d", c->timeout_s);
+    if (c->heartbeat_ms < 10 || c->heartbeat_ms > 60000)
+        return pst_err_set(err, E, "cluster.heartbeat_ms: must be in [10, 60000], got %d",
+                           c->heartbeat_ms);
+    if (c->heartbeat_timeout_s < 1 || (int64_t)c->heartbeat_timeout_s * 1000 < 2 * c->heartbeat_ms)
+        return pst_err_set(err, E, "cluster.heartbeat_timeout_s: must be >= 1 and at least two "
+                           "heartbeats (%d ms each), got %d", c->heartbeat_ms,
+                           c->heartbeat_timeout_s);
+    if (c->max_restarts < 0 || c->max_restarts > 1000)
+        return pst_err_set(err, E, "cluster.max_restarts: must be in [0, 1000], got %d",
+                           c->max_restarts);
+    if (c->metrics_port < 0 || c->metrics_port + c->servers > 65535)
+        return pst_err_set(err, E, "cluster.metrics_port: must be 0 (off) or a port with room "
+                           "for the %d servers after it (<= %d), got %d", c->servers,
+                           65535 - c->servers, c->metrics_port);
 
     const cfg_checkpoint *k = &job->checkpoint;
     if (k->every_steps < 0)

@@ -79,7 +79,8 @@ typedef struct {
     int epochs;
     int threads;     /* BLAS threads for this process */
     int shuffle;     /* bool */
-    int log_every;   /* progress line every N steps when not a terminal; 0 = per epoch only */
+    int log_every;   /* every N steps: a progress line when not a terminal and a steps.csv
+                        record (worker/report.h); 0 = per epoch only */
 } cfg_train;
 
 typedef struct {
@@ -93,6 +94,12 @@ typedef struct {
  *   asp  pushes apply at once; pulls never wait. */
 typedef enum { CFG_CONS_BSP = 0, CFG_CONS_SSP, CFG_CONS_ASP } cfg_consistency;
 
+/* A gradient chunk holding NaN or Inf (counted either way):
+ *   reject  the server refuses the push with an error; the worker stops with it;
+ *   skip    the server drops that worker's step on this shard (bsp: it does not count in
+ *           the mean) and the worker goes on. */
+typedef enum { CFG_NONFINITE_REJECT = 0, CFG_NONFINITE_SKIP } cfg_nonfinite;
+
 typedef struct {
     int servers;                 /* parameter servers */
     int workers;                 /* workers */
@@ -101,6 +108,16 @@ typedef struct {
     int pipeline;                /* ssp/asp: compute step c+1 while step c's pull is in
                                     flight (one more step of staleness) */
     int timeout_s;               /* every network wait gives up after this long */
+    /* Fault tolerance (docs/fault-tolerance.md). Every process sends the coordinator a
+     * heartbeat every heartbeat_ms; one silent for heartbeat_timeout_s is lost: a worker
+     * leaves the job (the others go on without it), a server or the coordinator ends it. */
+    int heartbeat_ms;
+    int heartbeat_timeout_s;
+    int max_restarts;            /* pstrain local / cluster script: restarts of a failed
+                                    worker (same rank; it rejoins), per worker */
+    cfg_nonfinite nonfinite;     /* a pushed gradient with NaN/Inf: reject | skip */
+    int metrics_port;            /* Prometheus /metrics: coordinator on this port, server r
+                                    on metrics_port + 1 + r; 0 = off (docs/observability.md) */
 } cfg_cluster;
 
 /* Checkpoints and resume (docs/job-file.md, "Checkpoints and resume" in README.md). */

@@ -5,6 +5,7 @@
 #include <assert.h>
 #include <float.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -248,4 +249,48 @@ double met_regression_r2(const met_regression *r)
     if (ss_tot <= 4.0 * n * DBL_EPSILON * r->sum_t2)
         return 0.0;
     return 1.0 - r->sum_sq / ss_tot;
+}
+
+void met_hist_reset(met_hist *h) { memset(h, 0, sizeof *h); }
+
+void met_hist_add(met_hist *h, double seconds)
+{
+    double us = seconds * 1e6;
+    int b = 0;
+    if (us >= 1.0) /* also false for NaN: a bad clock reading lands in bucket 0 */
+        b = (int)floor(log2(us) * MET_HIST_PER_DOUBLING);
+    if (b >= MET_HIST_BUCKETS)
+        b = MET_HIST_BUCKETS - 1;
+    h->count[b]++;
+    h->n++;
+}
+
+void met_hist_sub(met_hist *d, const met_hist *a, const met_hist *b)
+{
+    assert(a->n >= b->n);
+    d->n = a->n - b->n;
+    for (int i = 0; i < MET_HIST_BUCKETS; i++) {
+        assert(a->count[i] >= b->count[i]);
+        d->count[i] = a->count[i] - b->count[i];
+    }
+}
+
+double met_hist_quantile(const met_hist *h, double q)
+{
+    if (h->n == 0)
+        return NAN;
+    uint64_t want = (uint64_t)ceil(q * (double)h->n);
+    if (want < 1)
+        want = 1;
+    if (want > h->n)
+        want = h->n;
+    uint64_t seen = 0;
+    int b = 0;
+    for (; b < MET_HIST_BUCKETS - 1; b++) {
+        seen += h->count[b];
+        if (seen >= want)
+            break;
+    }
+    /* Geometric middle of [2^(b/4), 2^((b+1)/4)) us. */
+    return exp2(((double)b + 0.5) / MET_HIST_PER_DOUBLING) * 1e-6;
 }

@@ -54,4 +54,24 @@ double met_regression_mse(const met_regression *r);
 double met_regression_mae(const met_regression *r);
 double met_regression_r2(const met_regression *r); /* 0 when all targets are equal */
 
+/* Latency histogram: counts of durations in fixed log-spaced buckets, 4 per doubling
+ * (bucket b holds [2^(b/4), 2^((b+1)/4)) microseconds; below 1 us goes to bucket 0, beyond
+ * the last bucket, ~72 min, to the last). A quantile is the geometric middle of its
+ * bucket, within 9% of the true value, and quantiles never decrease with q. Counts only,
+ * so the histogram of an interval is the difference of two snapshots (met_hist_sub), and
+ * the struct is plain caller-owned storage that copies by value. */
+enum { MET_HIST_BUCKETS = 128, MET_HIST_PER_DOUBLING = 4 };
+typedef struct {
+    uint64_t n;
+    uint64_t count[MET_HIST_BUCKETS];
+} met_hist;
+
+void met_hist_reset(met_hist *h);
+void met_hist_add(met_hist *h, double seconds);
+/* d = a - b, bucket by bucket; b must be an earlier snapshot of a (assert). */
+void met_hist_sub(met_hist *d, const met_hist *a, const met_hist *b);
+/* The q-quantile (0 < q <= 1) in seconds: the smallest bucket holding at least ceil(q n)
+ * of the values; NAN for an empty histogram. */
+double met_hist_quantile(const met_hist *h, double q);
+
 #endif

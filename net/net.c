@@ -11,11 +11,13 @@
 
 struct net_ctx {
     void *zctx;
+    net_faults *faults; /* test-only fault injection (faults.h), borrowed */
 };
 
 struct net_sock {
     void *z;
     net_kind kind;
+    net_faults *faults;
 };
 
 struct net_msg {
@@ -76,6 +78,7 @@ net_sock *net_sock_create(net_ctx *ctx, net_kind kind, const net_opts *o, pst_er
         return NULL;
     }
     s->kind = kind;
+    s->faults = ctx->faults;
     s->z = zmq_socket(ctx->zctx, kind == NET_ROUTER ? ZMQ_ROUTER : ZMQ_DEALER);
     if (!s->z) {
         pst_err_set(err, PST_ERR_NET, "net: zmq_socket: %s", zmq_strerror(errno));
@@ -183,9 +186,41 @@ static int wait_event(void *z, short ev, int timeout_ms)
     }
 }
 
+void net_ctx_set_faults(net_ctx *ctx, net_faults *f) { ctx->faults = f; }
+
+static int send_now(net_sock *s, const net_frame *frames, int n, int timeout_ms, pst_err *err);
+
+/* Fault injection (faults.h): a dropped message is released as if sent; a duplicate goes
+ * out twice, the first time as a copy (a zero-copy frame is released once, by the second);
+ * a delayed one waits before it goes, so the order of messages is kept. */
 int net_send(net_sock *s, const net_frame *frames, int n, int timeout_ms, pst_err *err)
 {
     assert(n >= 1 && n <= NET_MAX_FRAMES);
+    net_fault fate = s->faults ? net_faults_next(s->faults) : NET_FAULT_NONE;
+    if (fate == NET_FAULT_DROP) {
+        for (int i = 0; i < n; i++)
+            if (frames[i].release)
+                frames[i].release((void *)frames[i].data, frames[i].hint);
+        return PST_OK;
+    }
+    if (fate == NET_FAULT_DELAY) {
+        int ms = net_faults_delay_ms(s->faults);
+        struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+        while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+            ;
+    }
+    if (fate == NET_FAULT_DUP) {
+        net_frame copy[NET_MAX_FRAMES];
+        for (int i = 0; i < n; i++)
+            copy[i] = (net_frame){.data = frames[i].data, .len = frames[i].len};
+        pst_err e = {0};
+        (void)send_now(s, copy, n, timeout_ms, &e); /* the original below reports failures */
+    }
+    return send_now(s, frames, n, timeout_ms, err);
+}
+
+static int send_now(net_sock *s, const net_frame *frames, int n, int timeout_ms, pst_err *err)
+{
     int rc = PST_OK, i = 0;
     /* The first frame waits for room in the queue; the rest of a message never blocks
      * once its first frame is in (ZeroMQ queues multipart messages atomically). A timeout

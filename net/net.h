@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "core/err.h"
+#include "net/faults.h"
 
 #define NET_MAX_FRAMES 8
 
@@ -43,6 +44,9 @@ typedef struct {
 /* io_threads: ZeroMQ I/O threads (1 is enough below ~1 GB/s per process). */
 net_ctx *net_ctx_create(int io_threads, pst_err *err);
 void net_ctx_destroy(net_ctx *ctx);
+/* Test-only: sockets created from ctx afterwards send through these faults (NULL: none).
+ * f must outlive them. */
+void net_ctx_set_faults(net_ctx *ctx, net_faults *f);
 
 net_sock *net_sock_create(net_ctx *ctx, net_kind kind, const net_opts *o, pst_err *err);
 void net_sock_destroy(net_sock *s);

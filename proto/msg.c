@@ -90,14 +90,24 @@ int msg_call(net_sock *s, net_msg *m, msg_in *in, wire_header *h, wire_type want
     if (rc)
         return rc;
     int64_t deadline = net_now_ms() + timeout_ms;
+    int64_t resend = net_now_ms() + MSG_RESEND_MS;
     for (;;) {
         if (*stop)
             return PST_OK;
-        int left = (int)(deadline - net_now_ms());
+        int64_t now = net_now_ms();
+        int left = (int)(deadline - now);
         if (left <= 0)
             return pst_err_set(err, PST_ERR_TIMEOUT, "no %s within %d s", wire_type_name(want),
                                timeout_ms / 1000);
-        rc = msg_recv(s, m, 0, in, left < 500 ? left : 500, err);
+        /* The request or its answer may be lost: ask again (the receiver answers a repeat
+         * again and does not act on it twice). */
+        if (now >= resend) {
+            if ((rc = msg_send(s, NULL, 0, h, NULL, 0, left, err)))
+                return rc;
+            resend = now + MSG_RESEND_MS;
+        }
+        int wait = (int)(resend - now);
+        rc = msg_recv(s, m, 0, in, left < wait ? left : wait, err);
         if (rc == PST_ERR_TIMEOUT)
             continue;
         if (rc)

@@ -22,6 +22,8 @@ const char *wire_type_name(wire_type t)
     case WIRE_MSG_SHUTDOWN: return "SHUTDOWN";
     case WIRE_MSG_BYE: return "BYE";
     case WIRE_MSG_BARRIER: return "BARRIER";
+    case WIRE_MSG_ACK: return "ACK";
+    case WIRE_MSG_HEARTBEAT: return "HEARTBEAT";
     }
     return "?";
 }
@@ -60,7 +62,22 @@ int wire_pack(const wire_header *h, uint8_t *buf, size_t cap, size_t *len, pst_e
     Pstrain__Progress prog = PSTRAIN__PROGRESS__INIT;
     Pstrain__Stats stats = PSTRAIN__STATS__INIT;
     Pstrain__LrGroups groups = PSTRAIN__LR_GROUPS__INIT;
+    Pstrain__Membership mem = PSTRAIN__MEMBERSHIP__INIT;
+    uint32_t lost[WIRE_MAX_WORKERS];
     char *eps[WIRE_MAX_SERVERS];
+    if (h->nmembers < 0 || h->nmembers > WIRE_MAX_WORKERS)
+        return pst_err_set(err, PST_ERR_ARG, "wire: %d members (max %d)", h->nmembers,
+                           WIRE_MAX_WORKERS);
+    if (h->nmembers > 0) {
+        for (int i = 0; i < h->nmembers; i++)
+            lost[i] = h->member_lost[i];
+        mem.n_generation = (size_t)h->nmembers;
+        mem.generation = (uint64_t *)h->member_gen;
+        mem.n_lost = (size_t)h->nmembers;
+        mem.lost = lost;
+        env.membership = &mem;
+    }
+    env.generation = h->generation;
     if (h->ngroups > 0) {
         groups.n_offsets = (size_t)h->ngroups + 1;
         groups.offsets = (uint64_t *)h->group_offsets;
@@ -113,6 +130,7 @@ int wire_pack(const wire_header *h, uint8_t *buf, size_t cap, size_t *len, pst_e
         wel.groups = h->ngroups > 0 ? &groups : NULL;
         wel.resume = h->resume != 0;
         wel.resume_clock = h->resume_clock;
+        wel.rejoin = h->rejoin != 0;
         env.welcome = &wel;
         break;
     default:
@@ -138,6 +156,8 @@ int wire_pack(const wire_header *h, uint8_t *buf, size_t cap, size_t *len, pst_e
         stats.bytes_out = h->bytes_out;
         stats.max_clock_gap = h->max_clock_gap;
         stats.updates = h->updates;
+        stats.nonfinite = h->nonfinite;
+        stats.repeats = h->repeats;
         env.stats = &stats;
     }
     size_t need = pstrain__envelope__get_packed_size(&env);
@@ -204,7 +224,7 @@ static int unpack_fields(wire_header *h, const Pstrain__Envelope *env, pst_err *
         return pst_err_set(err, PST_ERR_DATA, "wire: version %u, this build speaks %u",
                            env->version, WIRE_VERSION);
     int t = env->type;
-    if (t < WIRE_MSG_ERROR || t > WIRE_MSG_BARRIER)
+    if (t < WIRE_MSG_ERROR || t > WIRE_MSG_HEARTBEAT)
         return pst_err_set(err, PST_ERR_DATA, "wire: unknown message type %d", t);
     const char *tn = wire_type_name((wire_type)t);
     if (env->n_payload_bytes > WIRE_MAX_FRAMES)
@@ -226,6 +246,19 @@ static int unpack_fields(wire_header *h, const Pstrain__Envelope *env, pst_err *
     h->clock_gap = env->clock_gap;
     h->final = env->final;
     h->checkpoint = env->checkpoint;
+    h->generation = env->generation;
+    if (env->membership) {
+        const Pstrain__Membership *mb = env->membership;
+        if (mb->n_generation > WIRE_MAX_WORKERS || mb->n_lost != mb->n_generation)
+            return pst_err_set(err, PST_ERR_DATA, "wire: %s with a membership of %zu "
+                               "generations and %zu lost flags (max %d)", tn,
+                               mb->n_generation, mb->n_lost, WIRE_MAX_WORKERS);
+        h->nmembers = (int)mb->n_generation;
+        for (size_t i = 0; i < mb->n_generation; i++) {
+            h->member_gen[i] = mb->generation[i];
+            h->member_lost[i] = mb->lost[i] != 0;
+        }
+    }
 
     if (has_range_type(t)) {
         if (!env->range)
@@ -307,6 +340,7 @@ static int unpack_fields(wire_header *h, const Pstrain__Envelope *env, pst_err *
         h->total_updates = w->total_updates;
         h->resume = w->resume;
         h->resume_clock = w->resume_clock;
+        h->rejoin = w->rejoin;
         if (h->resume_clock < 0)
             return pst_err_set(err, PST_ERR_DATA, "wire: WELCOME with negative resume clock");
         for (int i = 0; i < w->num_servers; i++)
@@ -345,6 +379,8 @@ static int unpack_fields(wire_header *h, const Pstrain__Envelope *env, pst_err *
         h->bytes_out = env->stats->bytes_out;
         h->max_clock_gap = env->stats->max_clock_gap;
         h->updates = env->stats->updates;
+        h->nonfinite = env->stats->nonfinite;
+        h->repeats = env->stats->repeats;
     }
     return PST_OK;
 }

@@ -13,8 +13,9 @@
 
 #include "core/err.h"
 
-#define WIRE_VERSION 2u /* 2: update groups in HELLO/WELCOME (an older peer would ignore
-                            them and update frozen layers) */
+#define WIRE_VERSION 3u /* 2: update groups in HELLO/WELCOME (an older peer would ignore
+                            them and update frozen layers); 3: ACK, HEARTBEAT, generations
+                            (an older worker would never see its pushes acknowledged) */
 #define WIRE_MAX_FRAMES 4       /* raw frames after the envelope */
 #define WIRE_MAX_META 65536     /* bytes of a packed envelope */
 #define WIRE_MAX_SERVERS 64
@@ -24,6 +25,7 @@
  * path, whose fresh pages fill at a third of memcpy speed here (DESIGN-NOTES). */
 #define WIRE_CHUNK_FLOATS ((uint64_t)4 << 20)
 #define WIRE_MAX_CKPTS 16       /* checkpoint clocks a server reports in HELLO */
+#define WIRE_MAX_WORKERS 4096   /* workers in a membership (cluster.workers' limit) */
 
 typedef enum {
     WIRE_MSG_ERROR = 1,
@@ -37,7 +39,9 @@ typedef enum {
     WIRE_MSG_DONE,
     WIRE_MSG_SHUTDOWN,
     WIRE_MSG_BYE,
-    WIRE_MSG_BARRIER
+    WIRE_MSG_BARRIER,
+    WIRE_MSG_ACK,
+    WIRE_MSG_HEARTBEAT
 } wire_type;
 
 typedef struct {
@@ -87,8 +91,14 @@ typedef struct {
     double loss, samples_per_s, test_accuracy;
     /* BYE */
     int has_stats;
-    uint64_t pushes, pulls, bytes_in, bytes_out, updates;
+    uint64_t pushes, pulls, bytes_in, bytes_out, updates, nonfinite, repeats;
     int64_t max_clock_gap;
+    /* Fault tolerance */
+    uint64_t generation; /* the sender's incarnation (WELCOME: the worker's) */
+    int rejoin;          /* WELCOME: a restarted worker taking over its rank */
+    int nmembers;        /* HEARTBEAT reply: membership of workers 0..nmembers-1 */
+    uint64_t member_gen[WIRE_MAX_WORKERS];
+    uint8_t member_lost[WIRE_MAX_WORKERS];
 } wire_header;
 
 /* Starts a header of the given type from the sender's role and rank (everything else 0). */

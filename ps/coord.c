@@ -8,6 +8,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <cjson/cJSON.h>
+
 #include "net/net.h"
 #include "proto/msg.h"
 
@@ -22,12 +24,20 @@ typedef struct {
     int done;
     int64_t last_ms;   /* when we last heard from it */
     int epoch;
-    int64_t step;
+    int64_t step;      /* steps done in `epoch` (1-based) */
     double loss;
+    uint64_t steps;    /* a worker: steps of its whole run (HELLO) */
     int64_t barrier;   /* the barrier it waits at, -1: none */
     int nckpt;         /* a server of a resumed job: clocks of its complete checkpoints */
     int64_t ckpt_clocks[WIRE_MAX_CKPTS];
     int ckpt_any;      /* ... which stand for any clock (its shard is all frozen) */
+    int welcomed;      /* got its WELCOME (a repeated HELLO gets it again) */
+    uint64_t gen;      /* workers: current incarnation, 1 at the start */
+    int lost;          /* silent past the heartbeat timeout; its steps no longer count */
+    int restarts;      /* workers: incarnations after the first */
+    int64_t barrier_released; /* highest barrier released to it, -1: none */
+    char hb_route[64]; /* the heartbeat thread's connection (of incarnation gen) */
+    size_t hb_route_len;
 } peer;
 
 typedef struct {
@@ -47,6 +57,11 @@ typedef struct {
     float group_mults[WIRE_MAX_GROUPS];
     double test_accuracy;
     int64_t resume_clock; /* a resumed job: the checkpoints' clock; -1: a fresh start */
+    wire_header *welcome; /* as sent to every process (rejoining workers get a copy) */
+    wire_header *reply;   /* scratch for HEARTBEAT answers */
+    net_faults *faults;
+    int nlost;            /* workers lost and not rejoined */
+    struct coord_obs *obs; /* metrics and /status (NULL: off); see "Observability" below */
 } coord;
 
 void coord_shard_map(uint64_t nparams, int nservers, uint64_t *offsets)
@@ -91,6 +106,185 @@ void coord_shard_map_groups(uint64_t nparams, int nservers, const uint64_t *grou
         uint64_t hi = (nparams - 16 * (uint64_t)(nservers - s)) / 16 * 16;
         offsets[s] = x < lo ? lo : x > hi ? hi : x;
     }
+}
+
+/* ---- Observability: Prometheus series and the /status document -------------------------
+ * Rendered from the loops below (coord_obs_tick, at the top of each loop, so at least every
+ * 500 ms and after every message), at most every OBS_EVERY_MS: the HTTP thread only ever
+ * reads what was published, never the peers. Seconds since a process was last heard are
+ * exact at scrape time in /metrics (ages), as of "time" in /status. */
+#define OBS_EVERY_MS 250
+
+struct coord_obs {
+    obs_metric *reg_servers, *reg_workers, *live_servers, *live_workers, *done, *progress,
+        *start;
+    obs_metric **step, **epoch, **loss; /* (W) */
+    obs_metric **heard;                 /* (S + W): servers first */
+    int64_t last_ms;                    /* last render; 0: never */
+    double start_unix;
+};
+
+static void coord_obs_free(struct coord_obs *x)
+{
+    if (!x)
+        return;
+    free(x->step);
+    free(x->epoch);
+    free(x->loss);
+    free(x->heard);
+    free(x);
+}
+
+static int coord_obs_register(coord *c, pst_err *err)
+{
+    obs_registry *r = c->o->metrics;
+    if (!r)
+        return PST_OK;
+    struct coord_obs *x = calloc(1, sizeof *x);
+    if (!x || !(x->step = calloc((size_t)c->W, sizeof *x->step)) ||
+        !(x->epoch = calloc((size_t)c->W, sizeof *x->epoch)) ||
+        !(x->loss = calloc((size_t)c->W, sizeof *x->loss)) ||
+        !(x->heard = calloc((size_t)(c->S + c->W), sizeof *x->heard))) {
+        coord_obs_free(x);
+        return pst_err_set(err, PST_ERR_NOMEM, "out of memory for metrics");
+    }
+    c->obs = x;
+    const char *reg_h = "Processes of the role that have joined (HELLO).";
+    const char *live_h = "Processes of the role joined, not done and not lost.";
+    if (!(x->reg_servers = obs_gauge(r, "pstrain_coord_registered", reg_h, "role=\"server\"", err)) ||
+        !(x->reg_workers = obs_gauge(r, "pstrain_coord_registered", reg_h, "role=\"worker\"", err)) ||
+        !(x->live_servers = obs_gauge(r, "pstrain_coord_live", live_h, "role=\"server\"", err)) ||
+        !(x->live_workers = obs_gauge(r, "pstrain_coord_live", live_h, "role=\"worker\"", err)) ||
+        !(x->done = obs_gauge(r, "pstrain_coord_workers_done", "Workers that sent DONE.", NULL,
+                              err)) ||
+        !(x->progress = obs_gauge(r, "pstrain_coord_progress_ratio",
+                                  "Steps the workers reported over the steps of the job, 0..1.",
+                                  NULL, err)) ||
+        !(x->start = obs_gauge(r, "process_start_time_seconds",
+                               "Start time of the process since the Unix epoch in seconds.",
+                               NULL, err)))
+        return err->code;
+    char lab[64];
+    for (int w = 0; w < c->W; w++) {
+        snprintf(lab, sizeof lab, "worker=\"%d\"", w);
+        if (!(x->step[w] = obs_gauge(r, "pstrain_coord_worker_step",
+                                     "Steps (clocks) the worker reported done over its run.", lab,
+                                     err)) ||
+            !(x->epoch[w] = obs_gauge(r, "pstrain_coord_worker_epoch",
+                                      "Last epoch the worker reported.", lab, err)) ||
+            !(x->loss[w] = obs_gauge(r, "pstrain_coord_worker_loss",
+                                     "Last training loss the worker reported.", lab, err)))
+            return err->code;
+    }
+    for (int i = 0; i < c->S + c->W; i++) {
+        snprintf(lab, sizeof lab, "role=\"%s\",rank=\"%d\"", i < c->S ? "server" : "worker",
+                 i < c->S ? i : i - c->S);
+        if (!(x->heard[i] = obs_age(r, "pstrain_coord_last_heard_seconds",
+                                    "Seconds since the process's last message (absent before "
+                                    "it joins).", lab, err)))
+            return err->code;
+    }
+    x->start_unix = obs_now();
+    obs_set(x->start, x->start_unix);
+    return PST_OK;
+}
+
+/* alive, done, lost (a worker declared lost: silent for cluster.heartbeat_timeout_s, not
+ * rejoined), late (heard from longer ago than two heartbeats) or waiting (not joined). */
+static const char *peer_state(const coord *c, const peer *p, int is_server, int64_t now)
+{
+    (void)is_server;
+    if (!p->joined)
+        return "waiting";
+    if (p->done)
+        return "done";
+    if (p->lost)
+        return "lost";
+    if (now - p->last_ms > 2LL * c->o->job->cluster.heartbeat_ms + 500)
+        return "late";
+    return "alive";
+}
+
+/* Updates the series and publishes /status; `phase` says which loop the job is in. */
+static void coord_obs_tick(coord *c, const char *phase)
+{
+    struct coord_obs *x = c->obs;
+    int64_t now = net_now_ms();
+    if (!x || (x->last_ms && now - x->last_ms < OBS_EVERY_MS))
+        return;
+    x->last_ms = now;
+    double unix_now = obs_now();
+    int reg[2] = {0, 0}, live[2] = {0, 0}, done = 0;
+    double steps = 0;
+    cJSON *doc = cJSON_CreateObject(), *procs = cJSON_CreateArray();
+    cJSON_AddStringToObject(doc, "role", ROLE);
+    cJSON_AddStringToObject(doc, "job", c->o->job->name ? c->o->job->name : "");
+    cJSON_AddStringToObject(doc, "phase", phase);
+    cJSON_AddStringToObject(doc, "consistency",
+                            cfg_consistency_name(c->o->job->cluster.consistency));
+    cJSON_AddNumberToObject(doc, "time", unix_now);
+    cJSON_AddNumberToObject(doc, "uptime_s", unix_now - x->start_unix);
+    cJSON_AddNumberToObject(doc, "servers", c->S);
+    cJSON_AddNumberToObject(doc, "workers", c->W);
+    for (int i = 0; i < c->S + c->W; i++) {
+        int is_server = i < c->S, rank = is_server ? i : i - c->S;
+        const peer *p = is_server ? &c->servers[rank] : &c->workers[rank];
+        const char *state = peer_state(c, p, is_server, now);
+        reg[!is_server] += p->joined;
+        live[!is_server] += strcmp(state, "alive") == 0 || strcmp(state, "late") == 0;
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddStringToObject(e, "role", is_server ? "server" : "worker");
+        cJSON_AddNumberToObject(e, "rank", rank);
+        cJSON_AddStringToObject(e, "state", state);
+        if (!is_server && p->joined) {
+            cJSON_AddNumberToObject(e, "incarnation", (double)p->gen);
+            cJSON_AddNumberToObject(e, "restarts", p->restarts);
+        }
+        if (p->joined) {
+            double ago = (double)(now - p->last_ms) / 1000.0;
+            obs_set_time(x->heard[i], unix_now - ago);
+            cJSON_AddNumberToObject(e, "pid", p->pid);
+            cJSON_AddNumberToObject(e, "last_heard_s_ago", ago);
+            if (is_server)
+                cJSON_AddStringToObject(e, "endpoint", p->endpoint);
+        }
+        if (!is_server) {
+            /* PROGRESS says epoch e (from 1) and the steps done in it. */
+            int epochs = c->o->job->train.epochs;
+            double per_epoch = epochs > 0 ? (double)p->steps / epochs : 0.0;
+            double run = p->epoch > 0 ? (p->epoch - 1) * per_epoch + (double)p->step : 0.0;
+            done += p->done;
+            steps += p->done ? (double)p->steps : run;
+            obs_set(x->step[rank], run);
+            obs_set(x->epoch[rank], p->epoch);
+            obs_set(x->loss[rank], p->loss);
+            if (p->joined) {
+                cJSON_AddNumberToObject(e, "epoch", p->epoch);
+                cJSON_AddNumberToObject(e, "step_in_epoch", (double)p->step);
+                cJSON_AddNumberToObject(e, "steps_done", run);
+                cJSON_AddNumberToObject(e, "steps_total", (double)p->steps);
+                cJSON_AddNumberToObject(e, "loss", p->loss); /* NaN prints as null */
+            }
+        }
+        cJSON_AddItemToArray(procs, e);
+    }
+    double progress = c->steps_sum ? steps / (double)c->steps_sum : 0.0;
+    progress = done == c->W ? 1.0 : progress > 1.0 ? 1.0 : progress;
+    cJSON_AddNumberToObject(doc, "progress", progress);
+    cJSON_AddNumberToObject(doc, "workers_done", done);
+    cJSON_AddItemToObject(doc, "processes", procs);
+    obs_set(x->reg_servers, reg[0]);
+    obs_set(x->reg_workers, reg[1]);
+    obs_set(x->live_servers, live[0]);
+    obs_set(x->live_workers, live[1]);
+    obs_set(x->done, done);
+    obs_set(x->progress, progress);
+    char *text = cJSON_PrintUnformatted(doc);
+    pst_err e = {0};
+    if (!text || obs_publish(c->o->metrics, "/status", "application/json", text, &e))
+        log_warn(c->o->lg, "/status not updated: out of memory");
+    free(text);
+    cJSON_Delete(doc);
 }
 
 static int same_route(const peer *p, const msg_in *in)
@@ -168,8 +362,13 @@ static int handle_hello(coord *c, int *joined, pst_err *err)
     peer *p = is_server ? &c->servers[h->rank] : &c->workers[h->rank];
     if (is_worker && !p->joined) {
         c->steps_sum += h->steps;
+        p->steps = h->steps;
         if (h->steps > c->steps_max)
             c->steps_max = h->steps;
+    }
+    if (p->joined && same_route(p, &c->in)) {
+        log_debug(c->o->lg, "%s said HELLO again (an answer lost?)", who);
+        return PST_OK;
     }
     if (p->joined)
         return reject(c, err, 1, "%s joined twice (two processes with the same rank?)", who);
@@ -184,6 +383,7 @@ static int handle_hello(coord *c, int *joined, pst_err *err)
     p->ckpt_any = is_server && h->nckpt > 0 && h->ckpt_any;
     memcpy(p->ckpt_clocks, h->ckpt_clocks, sizeof p->ckpt_clocks);
     p->last_ms = net_now_ms();
+    p->gen = 1;
     (*joined)++;
     log_info(c->o->lg, "%s joined (pid %d%s%s), %d of %d", who, h->pid, is_server ? ", " : "",
              is_server ? h->endpoint : "", *joined, c->S + c->W);
@@ -208,6 +408,7 @@ static int gather(coord *c, pst_err *err)
     int joined = 0, timeout_ms = o->job->cluster.timeout_s * 1000;
     int64_t deadline = net_now_ms() + timeout_ms;
     while (joined < c->S + c->W) {
+        coord_obs_tick(c, "gathering");
         if (*o->stop)
             return PST_OK;
         int left = (int)(deadline - net_now_ms());
@@ -309,10 +510,9 @@ static int choose_resume(coord *c, pst_err *err)
 
 static int welcome_all(coord *c, pst_err *err)
 {
-    wire_header *h = malloc(sizeof *h);
-    if (!h)
-        return pst_err_set(err, PST_ERR_NOMEM, "out of memory");
+    wire_header *h = c->welcome;
     wire_header_init(h, WIRE_MSG_WELCOME, ROLE, 0);
+    h->generation = 1;
     h->num_servers = c->S;
     h->num_workers = c->W;
     h->nparams = c->nparams;
@@ -334,11 +534,11 @@ static int welcome_all(coord *c, pst_err *err)
     for (int i = 0; i < c->S + c->W && !rc; i++) {
         peer *p = i < c->S ? &c->servers[i] : &c->workers[i - c->S];
         rc = msg_send(c->sock, p->route, p->route_len, h, NULL, 0, timeout_ms, err);
+        p->welcomed = 1;
     }
     log_info(c->o->lg, "all %d servers and %d workers joined; model of %llu parameters, %llu "
              "per server", c->S, c->W, (unsigned long long)c->nparams,
              (unsigned long long)(h->shard_offsets[1] - h->shard_offsets[0]));
-    free(h);
     return rc;
 }
 
@@ -350,7 +550,7 @@ static void barrier_maybe_release(coord *c, int64_t id)
     int waiting = 0;
     for (int w = 0; w < c->W; w++) {
         const peer *p = &c->workers[w];
-        if (p->done)
+        if (p->done || p->lost)
             continue;
         if (p->barrier != id)
             return;
@@ -358,8 +558,9 @@ static void barrier_maybe_release(coord *c, int64_t id)
     }
     for (int w = 0; w < c->W; w++) {
         peer *p = &c->workers[w];
-        if (p->done || p->barrier != id)
+        if (p->done || p->lost || p->barrier != id)
             continue;
+        p->barrier_released = id;
         wire_header h;
         wire_header_init(&h, WIRE_MSG_BARRIER, ROLE, 0);
         h.clock = id;
@@ -371,31 +572,169 @@ static void barrier_maybe_release(coord *c, int64_t id)
     log_debug(c->o->lg, "barrier %lld released (%d workers)", (long long)id, waiting);
 }
 
-/* Follows the workers until all are done; a worker silent for longer than the timeout is
- * an error naming it. */
+/* Answers a HEARTBEAT: the membership, or an ERROR when the sender is an incarnation this
+ * job has given up. Servers and workers are known by (role, rank, incarnation), and by the
+ * connection of that incarnation's first heartbeat. */
+static void handle_heartbeat(coord *c, const msg_in *in)
+{
+    const wire_header *h = &in->h;
+    int is_server = strcmp(h->role, "server") == 0, is_worker = strcmp(h->role, "worker") == 0;
+    if ((!is_server && !is_worker) || h->rank >= (is_server ? c->S : c->W)) {
+        log_warn(c->o->lg, "ignoring HEARTBEAT from %s[%d]", h->role, h->rank);
+        return;
+    }
+    peer *p = is_server ? &c->servers[h->rank] : &c->workers[h->rank];
+    uint64_t g = h->generation ? h->generation : 1;
+    pst_err e = {0};
+    if (is_worker && (g < p->gen || (g == p->gen && p->lost))) {
+        char text[200];
+        snprintf(text, sizeof text, "worker[%d] incarnation %llu was declared lost (silent "
+                 "for %d s)%s; this process may not continue", h->rank, (unsigned long long)g,
+                 c->o->job->cluster.heartbeat_timeout_s,
+                 g < p->gen ? " and replaced by a restarted one" : "");
+        msg_send_error(c->sock, in->route, in->route_len, ROLE, 0, h->request_id, PST_ERR_PEER,
+                       text, &e);
+        return;
+    }
+    if (g > p->gen || !p->joined)
+        return; /* not registered (yet): it will say HELLO */
+    if (p->hb_route_len == 0 && in->route_len <= sizeof p->hb_route) {
+        memcpy(p->hb_route, in->route, in->route_len);
+        p->hb_route_len = in->route_len;
+    } else if (p->hb_route_len != in->route_len ||
+               memcmp(p->hb_route, in->route, in->route_len) != 0) {
+        log_warn(c->o->lg, "ignoring HEARTBEAT claiming to be %s[%d] from another connection",
+                 h->role, h->rank);
+        return;
+    }
+    p->last_ms = net_now_ms();
+    if (is_worker && h->has_progress) {
+        p->epoch = h->epoch;
+        p->step = h->step;
+        p->loss = h->loss;
+    }
+    wire_header *r = c->reply;
+    wire_header_init(r, WIRE_MSG_HEARTBEAT, ROLE, 0);
+    r->request_id = h->request_id;
+    r->nmembers = c->W;
+    for (int w = 0; w < c->W; w++) {
+        r->member_gen[w] = c->workers[w].gen;
+        r->member_lost[w] = (uint8_t)c->workers[w].lost;
+    }
+    if (msg_send(c->sock, in->route, in->route_len, r, NULL, 0, 0, &e))
+        log_debug(c->o->lg, "HEARTBEAT answer to %s[%d]: %s", h->role, h->rank, e.msg);
+}
+
+/* A HELLO once the job runs: a restarted worker taking over its rank (a new incarnation),
+ * or the same process asking again because its WELCOME was lost. */
+static void handle_rejoin(coord *c, int *done)
+{
+    const wire_header *h = &c->in.h;
+    int is_server = strcmp(h->role, "server") == 0, is_worker = strcmp(h->role, "worker") == 0;
+    pst_err e = {0};
+    wire_header *wel = c->welcome;
+    if ((is_server || is_worker) && h->rank < (is_server ? c->S : c->W)) {
+        peer *p = is_server ? &c->servers[h->rank] : &c->workers[h->rank];
+        if (p->joined && same_route(p, &c->in) && h->pid == p->pid) { /* its WELCOME was lost */
+            wel->generation = is_worker ? p->gen : 1;
+            wel->rejoin = is_worker && p->gen > 1;
+            if (msg_send(c->sock, p->route, p->route_len, wel, NULL, 0, 0, &e))
+                log_warn(c->o->lg, "WELCOME to %s[%d]: %s", h->role, h->rank, e.msg);
+            return;
+        }
+    }
+    if (!is_worker || h->rank >= c->W) {
+        log_warn(c->o->lg, "ignoring HELLO from %s[%d] while the job runs%s", h->role, h->rank,
+                 strcmp(h->role, "server") == 0 ? " (a restarted server cannot take over its "
+                 "shard yet: restart the job with --resume)" : "");
+        return;
+    }
+    peer *p = &c->workers[h->rank];
+    if (h->job_hash != c->job_hash || h->nparams != c->nparams || !same_groups(c, h)) {
+        reject(c, &e, 0, "worker[%d] cannot rejoin: it runs a different job (model, optimizer, "
+               "cluster or training settings differ)", h->rank);
+        return;
+    }
+    if (p->done) {
+        reject(c, &e, 0, "worker[%d] cannot rejoin: it already finished its data", h->rank);
+        return;
+    }
+    if (p->lost)
+        c->nlost--;
+    p->gen++;
+    p->restarts++;
+    p->lost = 0;
+    p->hb_route_len = 0;
+    p->barrier = -1;
+    memcpy(p->route, c->in.route, c->in.route_len);
+    p->route_len = c->in.route_len;
+    p->pid = h->pid;
+    p->last_ms = net_now_ms();
+    wel->generation = p->gen;
+    wel->rejoin = 1;
+    if (msg_send(c->sock, p->route, p->route_len, wel, NULL, 0, 0, &e))
+        log_warn(c->o->lg, "WELCOME to worker[%d]: %s", h->rank, e.msg);
+    log_info(c->o->lg, "worker[%d] rejoined as incarnation %llu (pid %d); %d of %d workers "
+             "training", h->rank, (unsigned long long)p->gen, h->pid, c->W - *done - c->nlost,
+             c->W);
+}
+
+/* Checks every process's last heartbeat: a silent worker is lost (the job goes on without
+ * it), a silent server ends the job. */
+static int check_liveness(coord *c, int done, pst_err *err)
+{
+    const cfg_cluster *cl = &c->o->job->cluster;
+    int64_t now = net_now_ms(), limit = (int64_t)cl->heartbeat_timeout_s * 1000;
+    for (int s = 0; s < c->S; s++)
+        if (now - c->servers[s].last_ms > limit)
+            return pst_err_set(err, PST_ERR_TIMEOUT, "server[%d] (pid %d, %s) is lost: no "
+                               "heartbeat for %d s; its shard is gone (restart the job with "
+                               "--resume to continue from the last checkpoint)", s,
+                               c->servers[s].pid, c->servers[s].endpoint,
+                               cl->heartbeat_timeout_s);
+    for (int w = 0; w < c->W; w++) {
+        peer *p = &c->workers[w];
+        if (p->done || p->lost || now - p->last_ms <= limit)
+            continue;
+        p->lost = 1;
+        c->nlost++;
+        log_warn(c->o->lg, "worker[%d] (pid %d) is lost: no heartbeat for %d s, at epoch %d "
+                 "step %lld; going on with %d of %d workers", w, p->pid, cl->heartbeat_timeout_s,
+                 p->epoch, (long long)p->step, c->W - done - c->nlost, c->W);
+        /* It no longer holds back a barrier the others wait at. */
+        for (int k = 0; k < c->W; k++)
+            if (!c->workers[k].done && !c->workers[k].lost && c->workers[k].barrier >= 0) {
+                barrier_maybe_release(c, c->workers[k].barrier);
+                break;
+            }
+    }
+    return PST_OK;
+}
+
+/* Follows the workers until each is done or lost. */
 static int follow(coord *c, pst_err *err)
 {
     const coord_options *o = c->o;
-    int64_t timeout_ms = (int64_t)o->job->cluster.timeout_s * 1000;
     int done = 0;
     int64_t now = net_now_ms();
     for (int w = 0; w < c->W; w++) {
         c->workers[w].last_ms = now;
         c->workers[w].barrier = -1;
+        c->workers[w].barrier_released = -1;
     }
-    while (done < c->W) {
+    for (int s = 0; s < c->S; s++)
+        c->servers[s].last_ms = now;
+    while (done + c->nlost < c->W) {
+        coord_obs_tick(c, "training");
         if (*o->stop)
             return PST_OK;
-        now = net_now_ms();
-        for (int w = 0; w < c->W; w++)
-            if (!c->workers[w].done && now - c->workers[w].last_ms > timeout_ms)
-                return pst_err_set(err, PST_ERR_TIMEOUT,
-                                   "no word from worker[%d] (pid %d) for %d s; it was at epoch "
-                                   "%d step %lld",
-                                   w, c->workers[w].pid, o->job->cluster.timeout_s,
-                                   c->workers[w].epoch, (long long)c->workers[w].step);
+        int rc = check_liveness(c, done, err);
+        if (rc)
+            return rc;
+        if (done + c->nlost == c->W)
+            break;
         pst_err e = {0};
-        int rc = msg_recv(c->sock, c->m, 1, &c->in, 500, &e);
+        rc = msg_recv(c->sock, c->m, 1, &c->in, 200, &e);
         if (rc == PST_ERR_TIMEOUT)
             continue;
         if (rc == PST_ERR_PEER) {
@@ -405,6 +744,14 @@ static int follow(coord *c, pst_err *err)
         if (rc)
             return pst_err_set(err, rc, "%s", e.msg);
         const wire_header *h = &c->in.h;
+        if (h->type == WIRE_MSG_HEARTBEAT) {
+            handle_heartbeat(c, &c->in);
+            continue;
+        }
+        if (h->type == WIRE_MSG_HELLO) {
+            handle_rejoin(c, &done);
+            continue;
+        }
         if (strcmp(h->role, "worker") != 0 || h->rank >= c->W) {
             log_warn(o->lg, "ignoring %s from %s[%d]", wire_type_name(h->type), h->role, h->rank);
             continue;
@@ -417,6 +764,8 @@ static int follow(coord *c, pst_err *err)
                      wire_type_name(h->type), h->rank);
             continue;
         }
+        if (p->lost)
+            continue; /* a stale incarnation's last words */
         p->last_ms = net_now_ms();
         if (h->has_progress) {
             p->epoch = h->epoch;
@@ -424,8 +773,21 @@ static int follow(coord *c, pst_err *err)
             p->loss = h->loss;
         }
         if (h->type == WIRE_MSG_BARRIER && !p->done) {
+            if (p->barrier_released >= h->clock) { /* its release was lost: again */
+                wire_header b;
+                wire_header_init(&b, WIRE_MSG_BARRIER, ROLE, 0);
+                b.clock = h->clock;
+                msg_send(c->sock, p->route, p->route_len, &b, NULL, 0, 0, &e);
+                continue;
+            }
             p->barrier = h->clock;
             barrier_maybe_release(c, h->clock);
+        }
+        if (h->type == WIRE_MSG_DONE) {
+            wire_header a;
+            wire_header_init(&a, WIRE_MSG_ACK, ROLE, 0);
+            a.request_id = h->request_id;
+            msg_send(c->sock, p->route, p->route_len, &a, NULL, 0, 0, &e);
         }
         if (h->type == WIRE_MSG_DONE && !p->done) {
             p->done = 1;
@@ -435,60 +797,125 @@ static int follow(coord *c, pst_err *err)
             log_info(o->lg, "worker[%d] finished (%d of %d)", h->rank, done, c->W);
             /* It no longer holds back a barrier the others wait at. */
             for (int w = 0; w < c->W; w++)
-                if (!c->workers[w].done && c->workers[w].barrier >= 0) {
+                if (!c->workers[w].done && !c->workers[w].lost && c->workers[w].barrier >= 0) {
                     barrier_maybe_release(c, c->workers[w].barrier);
                     break;
                 }
         }
     }
+    if (c->nlost == c->W)
+        return pst_err_set(err, PST_ERR_TIMEOUT, "every worker was lost (no heartbeat for %d "
+                           "s); the job cannot finish", o->job->cluster.heartbeat_timeout_s);
+    if (c->workers[0].lost)
+        return pst_err_set(err, PST_ERR_TIMEOUT, "worker[0] was lost before it finished, so the "
+                           "final model was not written (restart it, or the job with --resume)");
     return PST_OK;
+}
+
+static void send_shutdown(coord *c, int s)
+{
+    wire_header h;
+    wire_header_init(&h, WIRE_MSG_SHUTDOWN, ROLE, 0);
+    pst_err e = {0};
+    if (msg_send(c->sock, c->servers[s].route, c->servers[s].route_len, &h, NULL, 0,
+                 c->o->job->cluster.timeout_s * 1000, &e))
+        log_warn(c->o->lg, "SHUTDOWN to server[%d]: %s", s, e.msg);
 }
 
 static int shutdown_servers(coord *c, pst_err *err)
 {
     const coord_options *o = c->o;
     int timeout_ms = o->job->cluster.timeout_s * 1000;
-    for (int s = 0; s < c->S; s++) {
-        wire_header h;
-        wire_header_init(&h, WIRE_MSG_SHUTDOWN, ROLE, 0);
-        pst_err e = {0};
-        if (msg_send(c->sock, c->servers[s].route, c->servers[s].route_len, &h, NULL, 0,
-                     timeout_ms, &e))
-            log_warn(o->lg, "SHUTDOWN to server[%d]: %s", s, e.msg);
-    }
+    for (int s = 0; s < c->S; s++)
+        send_shutdown(c, s);
     int byes = 0;
     int64_t deadline = net_now_ms() + timeout_ms, max_gap = 0;
-    uint64_t bytes = 0;
+    int64_t resend = net_now_ms() + o->job->cluster.heartbeat_ms;
+    uint64_t bytes = 0, nonfinite = 0;
     while (byes < c->S) {
-        int left = (int)(deadline - net_now_ms());
+        coord_obs_tick(c, "stopping");
+        int64_t now = net_now_ms();
+        int left = (int)(deadline - now);
         if (left <= 0)
             return pst_err_set(err, PST_ERR_TIMEOUT, "%d of %d servers did not confirm SHUTDOWN "
                                "within %d s", c->S - byes, c->S, o->job->cluster.timeout_s);
+        if (now >= resend) { /* a SHUTDOWN may be lost */
+            for (int s = 0; s < c->S; s++)
+                if (!c->servers[s].done)
+                    send_shutdown(c, s);
+            resend = now + o->job->cluster.heartbeat_ms;
+        }
         pst_err e = {0};
-        int rc = msg_recv(c->sock, c->m, 1, &c->in, left, &e);
+        int rc = msg_recv(c->sock, c->m, 1, &c->in, 100, &e);
         if (rc == PST_ERR_TIMEOUT || rc == PST_ERR_PEER)
             continue;
         if (rc)
             return pst_err_set(err, rc, "%s", e.msg);
         const wire_header *h = &c->in.h;
+        if (h->type == WIRE_MSG_HEARTBEAT) {
+            handle_heartbeat(c, &c->in);
+            continue;
+        }
         if (h->type != WIRE_MSG_BYE || strcmp(h->role, "server") != 0)
             continue; /* e.g. a worker's last PROGRESS */
         /* Count each server once, and only from the connection it joined on. */
-        if (h->rank >= c->S || !same_route(&c->servers[h->rank], &c->in) ||
-            c->servers[h->rank].done) {
-            log_warn(o->lg, "ignoring BYE claiming to be server[%d] (another connection or a "
-                     "repeat)", h->rank);
+        if (h->rank >= c->S || !same_route(&c->servers[h->rank], &c->in)) {
+            log_warn(o->lg, "ignoring BYE claiming to be server[%d] (another connection)",
+                     h->rank);
             continue;
         }
+        wire_header a;
+        wire_header_init(&a, WIRE_MSG_ACK, ROLE, 0);
+        msg_send(c->sock, c->in.route, c->in.route_len, &a, NULL, 0, 0, &e);
+        if (c->servers[h->rank].done)
+            continue; /* a repeat: our ACK was lost */
         c->servers[h->rank].done = 1;
         byes++;
         if (h->max_clock_gap > max_gap)
             max_gap = h->max_clock_gap;
         bytes += h->bytes_in + h->bytes_out;
+        nonfinite += h->nonfinite;
     }
+    if (nonfinite)
+        log_warn(o->lg, "%llu gradient chunk(s) with NaN/Inf were %s", (unsigned long long)nonfinite,
+                 o->job->cluster.nonfinite == CFG_NONFINITE_SKIP ? "skipped" : "refused");
     log_info(o->lg, "all servers stopped; %.1f MB moved, largest clock gap served %lld",
              bytes / 1e6, (long long)max_gap);
     return PST_OK;
+}
+
+/* The job cannot go on: tells every process that joined -- on its main connection and its
+ * heartbeat one -- so each stops now with the reason instead of at its own timeout. */
+static void abort_running(coord *c, const pst_err *why)
+{
+    char text[300];
+    snprintf(text, sizeof text, "job aborted by the coordinator: %.200s", why->msg);
+    for (int i = 0; i < c->S + c->W; i++) {
+        peer *p = i < c->S ? &c->servers[i] : &c->workers[i - c->S];
+        pst_err e = {0};
+        if (p->hb_route_len)
+            msg_send_error(c->sock, p->hb_route, p->hb_route_len, ROLE, 0, 0, PST_ERR_PEER,
+                           text, &e);
+    }
+}
+
+/* The end of a job some workers did not see through: who, and how often ranks rejoined. */
+static void log_losses(const coord *c)
+{
+    char list[512];
+    size_t n = 0;
+    int restarts = 0;
+    list[0] = '\0';
+    for (int w = 0; w < c->W; w++) {
+        restarts += c->workers[w].restarts;
+        if (c->workers[w].lost && n < sizeof list)
+            n += (size_t)snprintf(list + n, sizeof list - n, "%sworker[%d] (at step %lld)",
+                                  n ? ", " : "", w, (long long)c->workers[w].step);
+    }
+    if (n)
+        log_warn(c->o->lg, "lost and not rejoined: %s", list);
+    if (restarts)
+        log_info(c->o->lg, "%d restarted worker process(es) rejoined the job", restarts);
 }
 
 int coord_run(const coord_options *o, pst_err *err)
@@ -501,16 +928,30 @@ int coord_run(const coord_options *o, pst_err *err)
     c.job_hash = cfg_job_hash(o->job);
     c.test_accuracy = NAN;
     int rc;
+    c.welcome = malloc(sizeof *c.welcome);
+    c.reply = malloc(sizeof *c.reply);
     char bound[256];
     c.servers = calloc((size_t)c.S, sizeof *c.servers);
     c.workers = calloc((size_t)c.W, sizeof *c.workers);
-    if (!c.servers || !c.workers) {
+    if (!c.servers || !c.workers || !c.welcome || !c.reply) {
         rc = pst_err_set(err, PST_ERR_NOMEM, "out of memory");
         goto cleanup;
     }
-    if (!(c.ctx = net_ctx_create(1, err)) || !(c.m = net_msg_create(err))) {
+    if (!(c.ctx = net_ctx_create(1, err)) || !(c.m = net_msg_create(err)) ||
+        (rc = coord_obs_register(&c, err))) {
         rc = err->code;
         goto cleanup;
+    }
+    if (o->faults && o->faults[0]) {
+        pst_err fe = {0};
+        if (!(c.faults = net_faults_create(o->faults, 0xc002dULL, &fe))) {
+            rc = pst_err_set(err, fe.code, "%s", fe.msg);
+            goto cleanup;
+        }
+        char d[160];
+        net_faults_describe(c.faults, d, sizeof d);
+        log_warn(o->lg, "fault injection (test only): %s", d);
+        net_ctx_set_faults(c.ctx, c.faults);
     }
     net_opts so = {.hwm = -1, .max_msg_bytes = WIRE_MAX_META + 1024};
     if (!(c.sock = net_sock_create(c.ctx, NET_ROUTER, &so, err))) {
@@ -537,7 +978,13 @@ int coord_run(const coord_options *o, pst_err *err)
     }
     if ((rc = welcome_all(&c, err)))
         goto cleanup;
-    if ((rc = follow(&c, err)) || *o->stop)
+    rc = follow(&c, err);
+    log_losses(&c);
+    if (rc) {
+        abort_running(&c, err);
+        goto cleanup;
+    }
+    if (*o->stop)
         goto cleanup;
     if ((rc = shutdown_servers(&c, err)))
         goto cleanup;
@@ -546,10 +993,21 @@ int coord_run(const coord_options *o, pst_err *err)
     else
         log_info(o->lg, "job finished");
 cleanup:
+    coord_obs_free(c.obs);
     free(c.servers);
     free(c.workers);
+    free(c.welcome);
+    free(c.reply);
     net_msg_destroy(c.m);
     net_sock_destroy(c.sock);
+    if (c.faults) {
+        net_fault_stats fs;
+        net_faults_get_stats(c.faults, &fs);
+        log_info(o->lg, "fault injection: %llu messages sent, %llu dropped, %llu duplicated, %llu "
+                 "delayed", (unsigned long long)fs.messages, (unsigned long long)fs.dropped,
+                 (unsigned long long)fs.duplicated, (unsigned long long)fs.delayed);
+    }
     net_ctx_destroy(c.ctx);
+    net_faults_destroy(c.faults);
     return rc;
 }

@@ -5,7 +5,12 @@
  * parameter vector into the shard map and sends every process a WELCOME with it. It then
  * follows the workers' PROGRESS and DONE messages, and when every worker is done tells the
  * servers to SHUTDOWN and collects their figures. Every wait has a deadline naming who is
- * late. It holds no parameters. */
+ * late. It holds no parameters.
+ *
+ * Failures (docs/fault-tolerance.md): every process sends heartbeats; a worker silent for
+ * cluster.heartbeat_timeout_s is lost -- the others go on without it (servers learn it from
+ * the membership in heartbeat answers) -- and a restarted process of its rank may rejoin
+ * (HELLO again: a new incarnation). A lost server ends the job (exit 75, retriable). */
 #ifndef PSTRAIN_PS_COORD_H
 #define PSTRAIN_PS_COORD_H
 
@@ -15,6 +20,7 @@
 #include "core/config.h"
 #include "core/err.h"
 #include "core/log.h"
+#include "obs/obs.h"
 
 typedef struct {
     const char *bind;     /* endpoint to bind, e.g. "tcp://0.0.0.0:7070" or "tcp://127.0.0.1:0" */
@@ -22,6 +28,10 @@ typedef struct {
     const cfg_job *job;
     const log_ctx *lg;
     const volatile sig_atomic_t *stop;
+    const char *faults;   /* test-only fault injection spec (net/faults.h); NULL: none */
+    obs_registry *metrics; /* NULL: off; else the coordinator registers its series here
+                              (pstrain_coord_*) and publishes the /status JSON document
+                              (docs/observability.md); the caller serves them (obs_http) */
 } coord_options;
 
 int coord_run(const coord_options *o, pst_err *err);

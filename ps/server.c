@@ -9,6 +9,7 @@
 
 #include "core/ckpt.h"
 #include "net/net.h"
+#include "proto/hb.h"
 #include "proto/msg.h"
 #include "ps/shard.h"
 
@@ -38,6 +39,15 @@ typedef struct {
     int nworkers;
     char (*routes)[64]; /* (W) routing id of each worker, learned from its first message */
     size_t *route_lens;
+    /* Membership (from the coordinator's heartbeat answers): each worker's incarnation and
+     * whether it is lost. A new incarnation's connection replaces the old one's. */
+    hb_client *hb;
+    uint64_t hb_version;
+    uint64_t *gen;
+    uint8_t *lost;
+    uint64_t *mgen;     /* scratch for hb_membership */
+    uint8_t *mlost;
+    net_faults *faults;
     pending_pull *pend;
     size_t npend, cap_pend;
     uint64_t pulls, bytes_in, bytes_out;
@@ -54,6 +64,11 @@ typedef struct {
     } want[8];
     int nwant;
     int64_t ckpt_last;   /* clock of the newest checkpoint written or resumed from, -1 */
+    struct {             /* Prometheus series (docs/observability.md); all NULL when off */
+        obs_metric *pushes, *pulls, *bytes_in, *bytes_out, *updates, *refused, *nonfinite,
+            *apply, *gap, *gap_max, *live, *workers, *clock, *pending, *ckpts, *ckpt_age,
+            *ckpt_clock, *start;
+    } mx;
 } server;
 
 /* Replaces the host of a bound endpoint ("tcp://0.0.0.0:4242") with the advertised one. */
@@ -70,6 +85,95 @@ static void advertised_endpoint(char *out, size_t cap, const char *bound, const 
     } else
         snprintf(host, sizeof host, "%s", o->bind_host);
     snprintf(out, cap, "tcp://%.128s%.16s", host, port ? port : ":0");
+}
+
+/* Registers this server's series (srv_options.metrics). */
+static int metrics_register(server *s, pst_err *err)
+{
+    obs_registry *r = s->o->metrics;
+    if (!r)
+        return PST_OK;
+    /* Apply times from a few microseconds (a small chunk, ssp) to seconds (a 16 MiB chunk
+     * of adam on a loaded host); clock gaps as the staleness bound allows. */
+    static const double apply_b[] = {1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 0.01, 0.03, 0.1,
+                                     0.3, 1, 3};
+    static const double gap_b[] = {0, 1, 2, 3, 4, 6, 8, 16, 32, 64};
+    const int na = (int)(sizeof apply_b / sizeof apply_b[0]);
+    const int ng = (int)(sizeof gap_b / sizeof gap_b[0]);
+    if (!(s->mx.pushes = obs_counter(r, "pstrain_server_pushes_total",
+                                     "Gradient chunks (PUSH) received from workers and accepted.",
+                                     NULL, err)) ||
+        !(s->mx.pulls = obs_counter(r, "pstrain_server_pulls_total",
+                                    "Pulls answered with weights (PULL_REPLY sent).", NULL,
+                                    err)) ||
+        !(s->mx.bytes_in = obs_counter(r, "pstrain_server_received_bytes_total",
+                                       "Float payload bytes received (INIT and PUSH).", NULL,
+                                       err)) ||
+        !(s->mx.bytes_out = obs_counter(r, "pstrain_server_sent_bytes_total",
+                                        "Float payload bytes sent in pull replies.", NULL,
+                                        err)) ||
+        !(s->mx.updates = obs_counter(r, "pstrain_server_updates_total",
+                                      "Optimizer updates applied to the shard.", NULL, err)) ||
+        !(s->mx.refused = obs_counter(r, "pstrain_server_refused_requests_total",
+                                      "Worker messages refused with an ERROR reply.", NULL,
+                                      err)) ||
+        !(s->mx.nonfinite = obs_counter(r, "pstrain_server_nonfinite_gradients_total",
+                                        "Pushes refused because they held NaN or Inf.", NULL,
+                                        err)) ||
+        !(s->mx.apply = obs_histogram(r, "pstrain_server_push_apply_seconds",
+                                      "Time to apply one pushed chunk (bsp: sum, and the update "
+                                      "when the clock completes).",
+                                      NULL, apply_b, na, err)) ||
+        !(s->mx.gap = obs_histogram(r, "pstrain_server_pull_clock_gap",
+                                    "Clock gap (requester's clock - slowest live clock) of each "
+                                    "answered pull: the staleness served.",
+                                    NULL, gap_b, ng, err)) ||
+        !(s->mx.gap_max = obs_gauge(r, "pstrain_server_clock_gap_max",
+                                    "Largest clock gap among answered pulls.", NULL, err)) ||
+        !(s->mx.live = obs_gauge(r, "pstrain_server_live_workers",
+                                 "Workers in the live set (neither done nor lost).", NULL, err)) ||
+        !(s->mx.workers = obs_gauge(r, "pstrain_server_workers",
+                                    "Workers of the job.", NULL, err)) ||
+        !(s->mx.clock = obs_gauge(r, "pstrain_server_clock",
+                                  "Clock of the shard (bsp: updates applied; ssp/asp: the "
+                                  "largest worker clock).", NULL, err)) ||
+        !(s->mx.pending = obs_gauge(r, "pstrain_server_pending_pulls",
+                                    "Pulls parked until the clocks allow them.", NULL, err)) ||
+        !(s->mx.ckpts = obs_counter(r, "pstrain_server_checkpoints_total",
+                                    "Shard checkpoints written by this process.", NULL, err)) ||
+        !(s->mx.ckpt_age = obs_age(r, "pstrain_server_last_checkpoint_age_seconds",
+                                   "Seconds since the last checkpoint was written (absent "
+                                   "before the first).", NULL, err)) ||
+        !(s->mx.ckpt_clock = obs_gauge(r, "pstrain_server_last_checkpoint_clock",
+                                       "Clock of the newest checkpoint written or resumed "
+                                       "from; -1: none.", NULL, err)) ||
+        !(s->mx.start = obs_gauge(r, "process_start_time_seconds",
+                                  "Start time of the process since the Unix epoch in seconds.",
+                                  NULL, err)))
+        return err->code;
+    obs_set(s->mx.start, obs_now());
+    obs_set(s->mx.ckpt_clock, -1);
+    return PST_OK;
+}
+
+/* Copies the figures the loop keeps anyway into the series: once per message, so the hot
+ * path itself only times the apply. */
+static void metrics_publish(server *s)
+{
+    if (!s->o->metrics || !s->shard)
+        return;
+    srv_shard_stats st;
+    srv_shard_get_stats(s->shard, &st);
+    obs_set(s->mx.pushes, (double)st.pushes);
+    obs_set(s->mx.updates, (double)st.updates);
+    obs_set(s->mx.nonfinite, (double)st.rejected_nonfinite);
+    obs_set(s->mx.gap_max, (double)st.max_clock_gap);
+    obs_set(s->mx.pulls, (double)s->pulls);
+    obs_set(s->mx.bytes_in, (double)s->bytes_in);
+    obs_set(s->mx.bytes_out, (double)s->bytes_out);
+    obs_set(s->mx.live, srv_shard_live_workers(s->shard));
+    obs_set(s->mx.clock, (double)srv_shard_clock(s->shard));
+    obs_set(s->mx.pending, (double)s->npend);
 }
 
 static int register_with_coordinator(server *s, const char *endpoint, wire_header *welcome,
@@ -113,6 +217,9 @@ static int send_weights(server *s, const char *route, size_t route_len, int work
     h.offset = off;
     h.len = len;
     h.clock_gap = srv_shard_clock_gap(s->shard, worker);
+    /* The requester's clock here: a rejoining worker starts from it. */
+    h.clock = srv_shard_worker_clock(s->shard, worker);
+    obs_observe(s->mx.gap, (double)h.clock_gap);
     srv_shard_note_served(s->shard, worker);
     net_frame f = {.data = srv_shard_weights(s->shard, off), .len = (size_t)len * sizeof(float)};
     if (s->o->job->cluster.consistency == CFG_CONS_BSP)
@@ -144,6 +251,10 @@ static int serve_pending(server *s, pst_err *err)
 
 static int park_pull(server *s, const msg_in *in, pst_err *err)
 {
+    /* A pull sent again (its answer may have been lost... or not yet due) is parked once. */
+    for (size_t i = 0; i < s->npend; i++)
+        if (s->pend[i].worker == in->h.rank && s->pend[i].request_id == in->h.request_id)
+            return PST_OK;
     /* The protocol bounds this: a worker has at most one step's pulls outstanding. */
     size_t limit = (size_t)s->nworkers * (srv_shard_len(s->shard) / WIRE_CHUNK_FLOATS + 2) * 2;
     if (s->npend == limit)
@@ -168,15 +279,34 @@ static int park_pull(server *s, const msg_in *in, pst_err *err)
     return PST_OK;
 }
 
-/* Checks that a request comes from a worker we know under a consistent routing id. */
-static int check_sender(server *s, const msg_in *in, pst_err *err)
+/* Checks that a request comes from a worker we know, of its current incarnation, under a
+ * consistent routing id. *later: of an incarnation the coordinator has not told us about
+ * yet (a worker that just rejoined): ignored, it asks again. */
+static int check_sender(server *s, const msg_in *in, int *later, pst_err *err)
 {
     int r = in->h.rank;
+    *later = 0;
     if (strcmp(in->h.role, "worker") != 0 || r >= s->nworkers)
         return pst_err_set(err, PST_ERR_PEER, "%s from unknown peer %s[%d]",
                            wire_type_name(in->h.type), in->h.role, r);
     if (in->route_len == 0 || in->route_len > sizeof s->routes[0])
         return pst_err_set(err, PST_ERR_PEER, "bad routing id of %zu bytes", in->route_len);
+    /* Generation 0: a tool that does not say (taken as the current one). */
+    uint64_t g = in->h.generation ? in->h.generation : s->gen[r];
+    /* PST_ERR_NET: the sender may not go on, but a restarted process may rejoin. */
+    if (g < s->gen[r])
+        return pst_err_set(err, PST_ERR_NET, "%s from incarnation %llu of worker[%d], which "
+                           "was replaced by incarnation %llu (a paused or restarted process)",
+                           wire_type_name(in->h.type), (unsigned long long)g, r,
+                           (unsigned long long)s->gen[r]);
+    if (g > s->gen[r]) {
+        *later = 1;
+        return PST_OK;
+    }
+    if (s->lost[r])
+        return pst_err_set(err, PST_ERR_NET, "%s from worker[%d], which the coordinator "
+                           "declared lost (silent past the heartbeat timeout); restart it to "
+                           "rejoin", wire_type_name(in->h.type), r);
     if (s->route_lens[r] == 0) {
         memcpy(s->routes[r], in->route, in->route_len);
         s->route_lens[r] = in->route_len;
@@ -267,6 +397,9 @@ static int write_checkpoint(server *s, int64_t clock, pst_err *err)
         (rc = ckpt_mkdirs(s->ckdir, err)) || (rc = ckpt_state_save(st, path, err)))
         goto cleanup;
     s->ckpt_last = clock;
+    obs_add(s->mx.ckpts, 1);
+    obs_set_time(s->mx.ckpt_age, obs_now());
+    obs_set(s->mx.ckpt_clock, (double)clock);
     log_info(o->lg, "checkpoint of clock %lld: %s", (long long)clock, path);
     pst_err e2 = {0};
     if (ckpt_prune(s->ckdir, prefix, CKPT_SUFFIX, o->job->checkpoint.keep, &e2))
@@ -405,6 +538,7 @@ static int restore_checkpoint(server *s, int64_t clock, pst_err *err)
         goto cleanup;
     ckpt_state_restore_opt(st, s->o->job->optimizer.kind, srv_shard_opt(s->shard));
     s->ckpt_last = clock;
+    obs_set(s->mx.ckpt_clock, (double)clock);
     log_info(s->o->lg, "resumed from %s (clock %lld, %lld optimizer steps)", path,
              (long long)clock, (long long)opt_state_step(srv_shard_opt(s->shard)));
 cleanup:
@@ -450,11 +584,29 @@ static int maybe_checkpoint(server *s, pst_err *err)
 
 /* Handles one message from a worker. Problems caused by the message (bad range, wrong
  * clock, NaN) are answered with an ERROR and logged; the server goes on. */
+/* Acknowledges request h of a worker (INIT, PUSH, DONE). */
+static void send_ack(server *s, const msg_in *in)
+{
+    wire_header h;
+    wire_header_init(&h, WIRE_MSG_ACK, ROLE, s->o->rank);
+    h.request_id = in->h.request_id;
+    h.clock = in->h.clock;
+    pst_err e = {0};
+    if (msg_send(s->sock, in->route, in->route_len, &h, NULL, 0, 0, &e))
+        log_debug(s->o->lg, "ACK to worker[%d]: %s", in->h.rank, e.msg);
+}
+
 static int handle_worker(server *s, float **scratch, size_t *scratch_len, pst_err *err)
 {
     const msg_in *in = &s->in;
     pst_err perr = {0};
-    int rc = check_sender(s, in, &perr);
+    int later = 0;
+    int rc = check_sender(s, in, &later, &perr);
+    if (rc == PST_OK && later) {
+        log_debug(s->o->lg, "%s from worker[%d] incarnation %llu, not yet announced: ignored",
+                  wire_type_name(in->h.type), in->h.rank, (unsigned long long)in->h.generation);
+        return PST_OK;
+    }
     if (rc == PST_OK) {
         const wire_header *h = &in->h;
         switch (h->type) {
@@ -465,15 +617,28 @@ static int handle_worker(server *s, float **scratch, size_t *scratch_len, pst_er
             if (!g)
                 return PST_ERR_NOMEM;
             s->bytes_in += in->payload_len[0];
+            srv_outcome out = SRV_EARLY;
             if (h->type == WIRE_MSG_INIT)
-                rc = h->rank == 0 ? srv_shard_init_range(s->shard, h->offset, g, h->len, &perr)
-                                  : pst_err_set(&perr, PST_ERR_PEER, "INIT from worker[%d]",
-                                                h->rank);
-            else
-                rc = srv_shard_push(s->shard, h->rank, h->clock, h->offset, g, h->len, &perr);
-            if (rc == PST_OK && h->type == WIRE_MSG_PUSH && h->checkpoint &&
-                s->o->job->checkpoint.enabled)
+                rc = h->rank == 0
+                         ? srv_shard_init_range(s->shard, h->offset, g, h->len, &out, &perr)
+                         : pst_err_set(&perr, PST_ERR_PEER, "INIT from worker[%d]", h->rank);
+            else {
+                double t0 = s->mx.apply ? obs_mono() : 0;
+                rc = srv_shard_push(s->shard, h->rank, h->clock, h->offset, g, h->len, &out,
+                                    &perr);
+                if (rc == PST_OK && out == SRV_APPLIED)
+                    obs_observe(s->mx.apply, obs_mono() - t0);
+            }
+            if (rc == PST_OK && out == SRV_APPLIED && h->type == WIRE_MSG_PUSH &&
+                h->checkpoint && s->o->job->checkpoint.enabled)
                 want_checkpoint(s, h->rank, h->clock + 1);
+            if (rc == PST_OK && out != SRV_EARLY)
+                send_ack(s, in);
+            else if (rc == PST_OK)
+                log_debug(s->o->lg, "%s [%llu, +%llu) clock %lld from worker[%d] came before "
+                          "a missing one: not taken", wire_type_name(h->type),
+                          (unsigned long long)h->offset, (unsigned long long)h->len,
+                          (long long)h->clock, h->rank);
             break;
         }
         case WIRE_MSG_PULL:
@@ -493,12 +658,14 @@ static int handle_worker(server *s, float **scratch, size_t *scratch_len, pst_er
             log_debug(s->o->lg, "worker[%d] is done at clock %lld", h->rank,
                       (long long)srv_shard_worker_clock(s->shard, h->rank));
             srv_shard_worker_done(s->shard, h->rank);
+            send_ack(s, in);
             break;
         default:
             rc = pst_err_set(&perr, PST_ERR_PEER, "unexpected %s", wire_type_name(h->type));
         }
     }
     if (rc) {
+        obs_add(s->mx.refused, 1);
         log_warn(s->o->lg, "refused %s from %s[%d]: %s", wire_type_name(in->h.type), in->h.role,
                  in->h.rank, perr.msg);
         pst_err e2 = {0};
@@ -515,6 +682,38 @@ static int handle_worker(server *s, float **scratch, size_t *scratch_len, pst_er
     return serve_pending(s, err);
 }
 
+/* Takes the coordinator's newest membership: a worker newly lost leaves the live set (its
+ * parked pulls go), a new incarnation rejoins at the shard's clock. */
+static void apply_membership(server *s)
+{
+    uint64_t version = 0;
+    int n = hb_membership(s->hb, s->nworkers, s->mgen, s->mlost, &version);
+    if (version == s->hb_version || n != s->nworkers)
+        return;
+    s->hb_version = version;
+    for (int k = 0; k < s->nworkers; k++) {
+        if (s->mgen[k] > s->gen[k]) {
+            s->gen[k] = s->mgen[k];
+            s->lost[k] = 0;
+            s->route_lens[k] = 0; /* the new process connects anew */
+            int64_t clock = srv_shard_worker_rejoin(s->shard, k);
+            log_info(s->o->lg, "worker[%d] rejoined (incarnation %llu) at clock %lld", k,
+                     (unsigned long long)s->gen[k], (long long)clock);
+        }
+        if (s->mlost[k] && !s->lost[k] && s->mgen[k] == s->gen[k]) {
+            s->lost[k] = 1;
+            log_warn(s->o->lg, "worker[%d] is lost (at clock %lld): going on without it", k,
+                     (long long)srv_shard_worker_clock(s->shard, k));
+            srv_shard_worker_lost(s->shard, k);
+            size_t keep = 0;
+            for (size_t i = 0; i < s->npend; i++)
+                if (s->pend[i].worker != k)
+                    s->pend[keep++] = s->pend[i];
+            s->npend = keep;
+        }
+    }
+}
+
 static int send_bye(server *s, pst_err *err)
 {
     srv_shard_stats st;
@@ -528,13 +727,37 @@ static int send_bye(server *s, pst_err *err)
     h.bytes_out = s->bytes_out;
     h.max_clock_gap = st.max_clock_gap;
     h.updates = st.updates;
+    h.nonfinite = st.rejected_nonfinite;
+    h.repeats = st.repeats;
     log_info(s->o->lg,
              "done: %llu updates from %llu pushes, %llu pulls answered, %.1f MB in, %.1f MB "
-             "out, largest clock gap served %lld, %llu non-finite gradients rejected",
+             "out, largest clock gap served %lld, %llu non-finite gradients %s, %llu "
+             "repeated chunks ignored, %llu workers lost, %llu rejoined",
              (unsigned long long)st.updates, (unsigned long long)st.pushes,
              (unsigned long long)s->pulls, s->bytes_in / 1e6, s->bytes_out / 1e6,
-             (long long)st.max_clock_gap, (unsigned long long)st.rejected_nonfinite);
-    return msg_send(s->coord, NULL, 0, &h, NULL, 0, s->o->job->cluster.timeout_s * 1000, err);
+             (long long)st.max_clock_gap, (unsigned long long)st.rejected_nonfinite,
+             s->o->job->cluster.nonfinite == CFG_NONFINITE_SKIP ? "skipped" : "rejected",
+             (unsigned long long)st.repeats, (unsigned long long)st.lost_workers,
+             (unsigned long long)st.rejoins);
+    /* Until the coordinator acknowledges (the BYE may be lost), but not for ever: the job
+     * is over either way. */
+    int interval = s->o->job->cluster.heartbeat_ms;
+    int64_t deadline = net_now_ms() + 2000LL * s->o->job->cluster.heartbeat_timeout_s;
+    while (net_now_ms() < deadline && !*s->o->stop) {
+        int rc = msg_send(s->coord, NULL, 0, &h, NULL, 0, s->o->job->cluster.timeout_s * 1000,
+                          err);
+        if (rc)
+            return rc;
+        int64_t until = net_now_ms() + interval;
+        for (int left; (left = (int)(until - net_now_ms())) > 0;) {
+            pst_err e = {0};
+            if (msg_recv(s->coord, s->m, 0, &s->in, left, &e) == PST_OK &&
+                s->in.h.type == WIRE_MSG_ACK)
+                return PST_OK;
+        }
+    }
+    log_warn(s->o->lg, "the coordinator did not acknowledge BYE");
+    return PST_OK;
 }
 
 /* What the server is waiting for, for timeout messages. */
@@ -552,7 +775,6 @@ static void describe_wait(const server *s, char *buf, size_t cap)
 static int serve(server *s, pst_err *err)
 {
     const srv_options *o = s->o;
-    int timeout_ms = o->job->cluster.timeout_s * 1000;
     float *scratch = NULL;
     size_t scratch_len = 0;
     int rc = PST_OK;
@@ -560,17 +782,21 @@ static int serve(server *s, pst_err *err)
     s->last_heard_ms = net_now_ms();
     while (!*o->stop) {
         uint64_t ready = 0;
-        rc = net_poll(socks, 2, 500, &ready, err);
+        /* The coordinator watches the workers; this server watches the coordinator. */
+        if ((rc = hb_check(s->hb, err))) {
+            char what[512];
+            describe_wait(s, what, sizeof what);
+            pst_err_prefix(err, "server[%d] (%s)", o->rank, what);
+            break;
+        }
+        if (s->hb) {
+            apply_membership(s);
+            if ((rc = maybe_checkpoint(s, err)) || (rc = serve_pending(s, err)))
+                break;
+        }
+        rc = net_poll(socks, 2, 200, &ready, err);
         if (rc == PST_ERR_TIMEOUT) {
             rc = PST_OK;
-            if (net_now_ms() - s->last_heard_ms > timeout_ms) {
-                char what[512];
-                describe_wait(s, what, sizeof what);
-                rc = pst_err_set(err, PST_ERR_TIMEOUT,
-                                 "no message from any worker or the coordinator for %d s (%s)",
-                                 o->job->cluster.timeout_s, what);
-                break;
-            }
             continue;
         }
         if (rc)
@@ -580,7 +806,9 @@ static int serve(server *s, pst_err *err)
             int r = msg_recv(s->sock, s->m, 1, &s->in, 0, &perr);
             if (r == PST_OK) {
                 s->last_heard_ms = net_now_ms();
-                if ((rc = handle_worker(s, &scratch, &scratch_len, err)))
+                rc = handle_worker(s, &scratch, &scratch_len, err);
+                metrics_publish(s);
+                if (rc)
                     break;
             } else if (r == PST_ERR_PEER)
                 log_warn(o->lg, "dropped a malformed message: %s", perr.msg);
@@ -624,6 +852,17 @@ int srv_run(const srv_options *o, pst_err *err)
         rc = err ? err->code : PST_ERR_NOMEM;
         goto cleanup;
     }
+    if (o->faults && o->faults[0]) {
+        pst_err fe = {0};
+        if (!(s.faults = net_faults_create(o->faults, 0x5e77e7ULL + (uint64_t)o->rank, &fe))) {
+            rc = pst_err_set(err, fe.code, "%s", fe.msg);
+            goto cleanup;
+        }
+        char d[160];
+        net_faults_describe(s.faults, d, sizeof d);
+        log_warn(o->lg, "fault injection (test only): %s", d);
+        net_ctx_set_faults(s.ctx, s.faults);
+    }
     /* Replies never wait (hwm -1), but at most SRV_RCV_HWM messages per worker wait here to
      * be processed: a worker pushing or initialising faster than this loop applies keeps
      * its chunks itself (zero-copy, in its own buffers) instead of this process holding up
@@ -639,7 +878,7 @@ int srv_run(const srv_options *o, pst_err *err)
         goto cleanup;
     advertised_endpoint(endpoint, sizeof endpoint, bound, o);
     char id[32];
-    snprintf(id, sizeof id, "server-%d", o->rank);
+    snprintf(id, sizeof id, "server-%d-%d", o->rank, (int)getpid());
     net_opts co = {.identity = id};
     if (!(s.coord = net_sock_create(s.ctx, NET_DEALER, &co, err))) {
         rc = err->code;
@@ -650,6 +889,8 @@ int srv_run(const srv_options *o, pst_err *err)
     log_info(o->lg, "listening on %s (advertised as %s); registering with %s", bound, endpoint,
              o->coordinator);
     s.ckpt_last = -1;
+    if ((rc = metrics_register(&s, err)))
+        goto cleanup;
     if (o->job->checkpoint.dir)
         snprintf(s.ckdir, sizeof s.ckdir, "%s", o->job->checkpoint.dir);
     else
@@ -673,14 +914,30 @@ int srv_run(const srv_options *o, pst_err *err)
                                o->job->cluster.staleness, s.nworkers, err);
     s.routes = calloc((size_t)s.nworkers, sizeof *s.routes);
     s.route_lens = calloc((size_t)s.nworkers, sizeof *s.route_lens);
-    if (!s.shard || !s.routes || !s.route_lens) {
+    s.gen = calloc((size_t)s.nworkers, sizeof *s.gen);
+    s.mgen = calloc((size_t)s.nworkers, sizeof *s.mgen);
+    s.lost = calloc((size_t)s.nworkers, 1);
+    s.mlost = calloc((size_t)s.nworkers, 1);
+    if (!s.shard || !s.routes || !s.route_lens || !s.gen || !s.mgen || !s.lost || !s.mlost) {
         rc = s.shard ? pst_err_set(err, PST_ERR_NOMEM, "out of memory") : err->code;
+        goto cleanup;
+    }
+    for (int k = 0; k < s.nworkers; k++)
+        s.gen[k] = 1; /* every worker's first incarnation */
+    srv_shard_set_nonfinite(s.shard, o->job->cluster.nonfinite);
+    hb_options ho = {.ctx = s.ctx, .coordinator = o->coordinator, .role = ROLE, .rank = o->rank,
+                     .generation = 1, .interval_ms = o->job->cluster.heartbeat_ms,
+                     .timeout_ms = o->job->cluster.heartbeat_timeout_s * 1000, .lg = o->lg};
+    if (!(s.hb = hb_start(&ho, err))) {
+        rc = err->code;
         goto cleanup;
     }
     /* Fine-tuning: per-layer lr multipliers and frozen ranges, as the workers computed them. */
     if ((rc = srv_shard_set_groups(s.shard, welcome->group_offsets, welcome->group_mults,
                                    welcome->ngroups, err)))
         goto cleanup;
+    obs_set(s.mx.workers, s.nworkers);
+    metrics_publish(&s);
     if (srv_shard_trainable(s.shard) < len)
         log_info(o->lg, "frozen: %llu of the shard's %llu parameters are never updated",
                  (unsigned long long)(len - srv_shard_trainable(s.shard)),
@@ -716,14 +973,27 @@ int srv_run(const srv_options *o, pst_err *err)
     }
     rc = serve(&s, err);
 cleanup:
+    hb_stop(s.hb);
     srv_shard_destroy(s.shard);
     free(s.routes);
     free(s.route_lens);
+    free(s.gen);
+    free(s.mgen);
+    free(s.lost);
+    free(s.mlost);
     free(s.pend);
     free(welcome);
     net_msg_destroy(s.m);
     net_sock_destroy(s.sock);
     net_sock_destroy(s.coord);
+    if (s.faults) {
+        net_fault_stats fs;
+        net_faults_get_stats(s.faults, &fs);
+        log_info(o->lg, "fault injection: %llu messages sent, %llu dropped, %llu duplicated, %llu "
+                 "delayed", (unsigned long long)fs.messages, (unsigned long long)fs.dropped,
+                 (unsigned long long)fs.duplicated, (unsigned long long)fs.delayed);
+    }
     net_ctx_destroy(s.ctx);
+    net_faults_destroy(s.faults);
     return rc;
 }

@@ -12,6 +12,7 @@
 #include "core/config.h"
 #include "core/err.h"
 #include "core/log.h"
+#include "obs/obs.h"
 
 typedef struct {
     int rank;
@@ -24,6 +25,10 @@ typedef struct {
     const cfg_job *job;
     const log_ctx *lg;
     const volatile sig_atomic_t *stop;
+    const char *faults;      /* test-only fault injection spec (net/faults.h); NULL: none */
+    obs_registry *metrics;   /* NULL: metrics off; else the server registers its series here
+                                (pstrain_server_*, docs/observability.md) and updates them
+                                from its loop; the caller serves them (obs_http) */
 } srv_options;
 
 /* Runs until the coordinator's SHUTDOWN (PST_OK), a stop signal (PST_OK with *stop set),

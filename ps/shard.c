@@ -12,6 +12,7 @@ typedef struct {
     uint64_t pushed;   /* floats of step `clock` received so far */
     uint64_t next;     /* where its next chunk of the step starts (shard coordinates), once
                           pushed > 0; before, the shard's first trainable float */
+    int skip;          /* nonfinite skip: this step had a NaN/Inf chunk (bsp: leaves the mean) */
 } worker_state;
 
 struct srv_shard {
@@ -21,15 +22,18 @@ struct srv_shard {
     cfg_consistency cons;
     int64_t staleness; /* INT64_MAX for asp */
     int nworkers, nlive;
+    cfg_nonfinite nonfinite;
     worker_state *wk;
     float *w;          /* (len) weights */
     float *agg;        /* (len) bsp with several workers: sum of the gradients of the clock
                           being assembled; NULL for one worker (it is never needed) */
     int agg_count;     /* bsp: gradients summed into agg */
-    /* bsp with 3+ workers: worker k's gradient of the clock, kept apart and added to agg in
+    int agg_steps;     /* bsp: whole steps of the clock received, skipped ones (NaN/Inf
+                          under nonfinite skip) included */
+    /* bsp with 2+ workers: worker k's gradient of the clock, kept apart and added to agg in
      * rank order when the clock is applied, so the float sum is the same whatever order the
-     * pushes arrive in (with 2, (0 + a) + b == (0 + b) + a exactly, so agg suffices).
-     * Costs one shard-sized buffer per worker; makes bsp runs bit-reproducible. */
+     * pushes arrive in, and a worker lost halfway through a step leaves nothing of it in
+     * the sum. Costs one shard-sized buffer per worker; makes bsp runs bit-reproducible. */
     float **stage;     /* (W) allocated on a worker's first push */
     unsigned char *contrib; /* (W) worker completed the clock being assembled */
     int64_t agg_clock; /* bsp: the clock agg belongs to */
@@ -79,7 +83,7 @@ srv_shard *srv_shard_create(uint64_t base, uint64_t len, const opt_config *opt,
     sh->st = opt_state_create(opt, (size_t)len, err);
     if (!sh->wk || !sh->w || !sh->st)
         goto nomem;
-    if (cons == CFG_CONS_BSP && nworkers > 2 &&
+    if (cons == CFG_CONS_BSP && nworkers > 1 &&
         (!(sh->stage = calloc((size_t)nworkers, sizeof *sh->stage)) ||
          !(sh->contrib = calloc((size_t)nworkers, 1))))
         goto nomem;
@@ -148,29 +152,32 @@ static uint64_t first_nonfinite(const float *x, uint64_t n)
     return n;
 }
 
+void srv_shard_set_nonfinite(srv_shard *sh, cfg_nonfinite policy) { sh->nonfinite = policy; }
+
 int srv_shard_init_range(srv_shard *sh, uint64_t off, const float *w, uint64_t len,
-                         pst_err *err)
+                         srv_outcome *out, pst_err *err)
 {
+    *out = SRV_EARLY;
     int rc = srv_shard_check_range(sh, off, len, err);
     if (rc)
         return rc;
-    if (srv_shard_initialized(sh))
-        return pst_err_set(err, PST_ERR_PEER, "INIT after the shard was initialised");
-    /* Worker 0 sends the ranges in order over one connection, each once, so the floats set
-     * so far are [base, base + init_floats); anything else would let a repeated range count
-     * for one never sent. */
-    if (off - sh->base != sh->init_floats)
-        return pst_err_set(err, PST_ERR_PEER,
-                           "INIT of [%llu, %llu) repeats or skips part of the shard: the next "
-                           "range starts at %llu",
-                           (unsigned long long)off, (unsigned long long)(off + len),
-                           (unsigned long long)(sh->base + sh->init_floats));
+    /* Worker 0 sends the ranges in order over one connection and sends again those not
+     * acknowledged, so the floats set so far are [base, base + init_floats): a range
+     * before that point is a repeat, one after it follows a lost one. Counting only the
+     * range that continues the prefix keeps a repeat from counting for one never sent. */
+    if (off - sh->base < sh->init_floats) {
+        *out = SRV_REPEAT;
+        return PST_OK;
+    }
+    if (off - sh->base > sh->init_floats)
+        return PST_OK;
     uint64_t bad = first_nonfinite(w, len);
     if (bad < len)
         return pst_err_set(err, PST_ERR_PEER, "INIT: weight %llu is not finite",
                            (unsigned long long)(off + bad));
     memcpy(sh->w + (off - sh->base), w, (size_t)len * sizeof(float));
     sh->init_floats += len;
+    *out = SRV_APPLIED;
     return PST_OK;
 }
 
@@ -188,10 +195,17 @@ static int64_t min_live_clock(const srv_shard *sh)
  *   pushing this clock still counts; one that finished before does not). */
 static void bsp_maybe_apply(srv_shard *sh)
 {
-    if (sh->cons != CFG_CONS_BSP || sh->agg_count == 0)
+    if (sh->cons != CFG_CONS_BSP || sh->agg_steps == 0)
         return;
     if (sh->nlive > 0 && min_live_clock(sh) <= sh->agg_clock)
         return; /* a live worker still owes this clock's gradient */
+    if (sh->agg_count == 0) {
+        /* Every step of the clock was skipped: the clock passes without an update. */
+        sh->agg_steps = 0;
+        sh->agg_dirty = 0; /* agg is all zeros: gradients are staged, summed at apply */
+        sh->agg_clock++;
+        return;
+    }
     if (sh->stage)
         for (int k = 0; k < sh->nworkers; k++) {
             if (!sh->contrib[k])
@@ -213,6 +227,7 @@ static void bsp_maybe_apply(srv_shard *sh)
     memset(sh->agg, 0, (size_t)sh->len * sizeof(float));
     sh->agg_dirty = 0;
     sh->agg_count = 0;
+    sh->agg_steps = 0;
     sh->agg_clock++;
     sh->stats.updates++;
 }
@@ -283,8 +298,9 @@ int srv_shard_set_groups(srv_shard *sh, const uint64_t *offsets, const float *mu
 uint64_t srv_shard_trainable(const srv_shard *sh) { return sh->trainable; }
 
 int srv_shard_push(srv_shard *sh, int worker, int64_t clock, uint64_t off, const float *g,
-                   uint64_t len, pst_err *err)
+                   uint64_t len, srv_outcome *out, pst_err *err)
 {
+    *out = SRV_EARLY;
     if (worker < 0 || worker >= sh->nworkers)
         return pst_err_set(err, PST_ERR_PEER, "push from unknown worker %d", worker);
     int rc = srv_shard_check_range(sh, off, len, err);
@@ -292,50 +308,68 @@ int srv_shard_push(srv_shard *sh, int worker, int64_t clock, uint64_t off, const
         return rc;
     worker_state *ws = &sh->wk[worker];
     if (!ws->live)
-        return pst_err_set(err, PST_ERR_PEER, "push from worker %d after it finished", worker);
+        return pst_err_set(err, PST_ERR_PEER, "push from worker %d, which is no longer in the "
+                           "job (finished, or lost and not rejoined)", worker);
     if (!srv_shard_initialized(sh))
         return pst_err_set(err, PST_ERR_PEER, "push before the weights were initialised");
-    if (clock != ws->clock)
-        return pst_err_set(err, PST_ERR_PEER, "push for clock %lld from worker %d, expected %lld",
-                           (long long)clock, worker, (long long)ws->clock);
-    /* bsp workers pull clock c (which waits for everyone's c - 1) before pushing it, so a
-     * push ahead of the clock being assembled is a broken peer, not a race. */
-    if (sh->cons == CFG_CONS_BSP && clock != sh->agg_clock)
-        return pst_err_set(err, PST_ERR_PEER,
-                           "push for clock %lld from worker %d while clock %lld is assembled "
-                           "(bsp: pull before pushing the next step)",
-                           (long long)clock, worker, (long long)sh->agg_clock);
-    /* Chunks of one step arrive in order over one connection, each once, and skip only
-     * frozen ranges, so each starts where the previous one ended (past any frozen range
-     * there): a repeated, overlapping or skipping chunk starts elsewhere, and the count of
-     * trainable floats tells when the step is complete. */
-    uint64_t expect = ws->pushed == 0 ? sh->first : ws->next;
-    if (off - sh->base != expect)
-        return pst_err_set(err, PST_ERR_PEER,
-                           "push of [%llu, %llu) for clock %lld from worker %d repeats or skips "
-                           "part of the shard: the next chunk starts at %llu",
-                           (unsigned long long)off, (unsigned long long)(off + len),
-                           (long long)clock, worker, (unsigned long long)(sh->base + expect));
     if (frozen_within(sh, off - sh->base, len))
         return pst_err_set(err, PST_ERR_PEER,
                            "push of [%llu, %llu) from worker %d covers frozen parameters",
                            (unsigned long long)off, (unsigned long long)(off + len), worker);
+    /* Chunks of one step leave in order over one connection and skip only frozen ranges,
+     * so each starts where the previous one ended (past any frozen range there). What was
+     * taken already -- an earlier clock, or before that point -- is a repeat; a chunk
+     * after a gap, or of a later clock, waits for what is missing to come again. The
+     * count of trainable floats tells when the step is complete. */
+    uint64_t expect = ws->pushed == 0 ? sh->first : ws->next;
+    if (clock < ws->clock || (clock == ws->clock && ws->pushed > 0 && off - sh->base < expect)) {
+        *out = SRV_REPEAT;
+        sh->stats.repeats++;
+        return PST_OK;
+    }
+    /* bsp workers pull clock c (which waits for everyone's c - 1) before pushing it, so a
+     * push ahead of the clock being assembled can only be a rejoined worker that took the
+     * clock of a server further on: it waits here until this one catches up. */
+    if (clock > ws->clock || off - sh->base != expect ||
+        (sh->cons == CFG_CONS_BSP && clock != sh->agg_clock)) {
+        sh->stats.early++;
+        return PST_OK;
+    }
     uint64_t bad = first_nonfinite(g, len);
-    if (bad < len) {
+    int skip = bad < len;
+    if (skip) {
         sh->stats.rejected_nonfinite++;
-        return pst_err_set(err, PST_ERR_PEER, "push from worker %d: gradient %llu is %g (rejected)",
-                           worker, (unsigned long long)(off + bad), (double)g[bad]);
+        if (sh->nonfinite == CFG_NONFINITE_REJECT)
+            return pst_err_set(err, PST_ERR_PEER,
+                               "push from worker %d: gradient %llu is %g (rejected; "
+                               "cluster.nonfinite: skip drops such steps instead)",
+                               worker, (unsigned long long)(off + bad), (double)g[bad]);
     }
     uint64_t lo = off - sh->base;
-    /* bsp with one live worker: the mean of one gradient is that gradient, so it is applied
-     * as it arrives, as ssp/asp do, instead of summed into agg and applied at the end: no
-     * agg pass, no memset, no update pass after the last chunk, and the same floats as
-     * (0 + g) applied once. Decided at a clock's first chunk, and only while agg holds no
-     * partial sum; live workers only leave, so it stays the only one for the whole clock.
-     * Pulls of the next clock still wait for the whole push (pull_ready). */
+    if (ws->pushed == 0)
+        ws->skip = 0;
+    ws->skip |= skip;
+    /* bsp: the mean of one gradient is that gradient, so a lone live worker's clock is
+     * applied as it arrives (see below). Decided at a clock's first chunk. */
     if (sh->cons == CFG_CONS_BSP && ws->pushed == 0)
         sh->direct = sh->nlive == 1 && !sh->agg_dirty;
-    if (sh->cons == CFG_CONS_BSP && !sh->direct && sh->stage) {
+    int applied_now = sh->cons != CFG_CONS_BSP || sh->direct;
+    /* ssp/asp (and bsp applied directly): one optimizer step per worker step, taken with
+     * its first chunk, skipped or not, so the step count and schedule stay those of the
+     * steps taken. */
+    if (applied_now && ws->pushed == 0) {
+        opt_tick(sh->st);
+        sh->stats.updates++;
+    }
+    /* bsp with one live worker (direct): applied as it arrives, as ssp/asp do, instead of
+     * summed into agg and applied at the end: no agg pass, no memset, no update pass after
+     * the last chunk, and the same floats as (0 + g) applied once. Only while agg holds no
+     * partial sum; a worker rejoining midway starts at the next clock (worker_rejoin).
+     * Pulls of the next clock still wait for the whole push (pull_ready). */
+    if (skip) {
+        /* nonfinite skip: taken (the step goes on) but not applied; with chunks applied
+         * as they arrive, only this chunk is left out. */
+    } else if (sh->cons == CFG_CONS_BSP && !sh->direct && sh->stage) {
         if (!sh->stage[worker] && !(sh->stage[worker] = alloc_floats(sh->len)))
             return pst_err_set(err, PST_ERR_NOMEM, "push from worker %d: out of memory", worker);
         sh->agg_dirty = 1;
@@ -347,12 +381,6 @@ int srv_shard_push(srv_shard *sh, int worker, int64_t clock, uint64_t off, const
         for (uint64_t i = 0; i < len; i++)
             a[i] += g[i];
     } else {
-        /* ssp/asp (and bsp applied directly): one optimizer step per worker step, taken
-         * with its first chunk. */
-        if (ws->pushed == 0) {
-            opt_tick(sh->st);
-            sh->stats.updates++;
-        }
         int64_t t = opt_state_step(sh->st) - 1;
         opt_apply_groups(&sh->opt, sh->st, sh->w + lo, g, (size_t)lo, (size_t)len, sh->groups,
                          sh->ngroups, opt_lr_at(&sh->opt, t));
@@ -360,15 +388,20 @@ int srv_shard_push(srv_shard *sh, int worker, int64_t clock, uint64_t off, const
     sh->stats.pushes++;
     ws->pushed += len;
     ws->next = skip_frozen(sh, lo + len);
+    *out = SRV_APPLIED;
     if (ws->pushed == sh->trainable) {
         ws->pushed = 0;
         ws->clock++;
         if (sh->cons == CFG_CONS_BSP && sh->direct)
             sh->agg_clock++; /* applied already */
         else if (sh->cons == CFG_CONS_BSP) {
-            if (sh->contrib)
-                sh->contrib[worker] = 1;
-            sh->agg_count++;
+            /* A skipped step (NaN/Inf) leaves the mean: K counts the others. */
+            sh->agg_steps++;
+            if (!ws->skip) {
+                if (sh->contrib)
+                    sh->contrib[worker] = 1;
+                sh->agg_count++;
+            }
             bsp_maybe_apply(sh);
         }
     }
@@ -420,6 +453,56 @@ void srv_shard_worker_done(srv_shard *sh, int worker)
     /* Workers send DONE after their last complete push, so nothing of theirs is pending;
      * bsp may now apply a clock that waited only for them. */
     bsp_maybe_apply(sh);
+}
+
+void srv_shard_worker_lost(srv_shard *sh, int worker)
+{
+    if (worker < 0 || worker >= sh->nworkers || !sh->wk[worker].live)
+        return;
+    worker_state *ws = &sh->wk[worker];
+    /* Part of a step in stage[worker] is simply not added (contrib is set only for a whole
+     * step); ssp/asp applied each chunk as it came, which asynchronous training tolerates. */
+    /* A lone worker's clock applied chunk by chunk cannot be taken back: the part in the
+     * weights stands as that clock's update, and the clock passes. */
+    if (sh->cons == CFG_CONS_BSP && sh->direct && ws->pushed > 0 && ws->clock == sh->agg_clock) {
+        ws->clock++;
+        sh->agg_clock++;
+    }
+    ws->live = 0;
+    ws->pushed = 0;
+    sh->nlive--;
+    sh->stats.lost_workers++;
+    bsp_maybe_apply(sh);
+}
+
+int64_t srv_shard_worker_rejoin(srv_shard *sh, int worker)
+{
+    assert(worker >= 0 && worker < sh->nworkers);
+    worker_state *ws = &sh->wk[worker];
+    int64_t clock;
+    if (sh->cons == CFG_CONS_BSP) {
+        /* A lone worker's clock applied chunk by chunk (direct) cannot take a second
+         * gradient: the newcomer starts at the next one. */
+        int midway = 0;
+        for (int i = 0; i < sh->nworkers; i++)
+            midway |= i != worker && sh->wk[i].live && sh->wk[i].pushed > 0;
+        clock = sh->agg_clock + (sh->direct && midway ? 1 : 0);
+        /* Its previous incarnation's whole step of this clock stays in the mean. */
+        if (sh->contrib && sh->contrib[worker])
+            clock = sh->agg_clock + 1;
+    } else {
+        int64_t m = INT64_MAX;
+        for (int i = 0; i < sh->nworkers; i++)
+            if (i != worker && sh->wk[i].live && sh->wk[i].clock < m)
+                m = sh->wk[i].clock;
+        /* Never behind its previous incarnation: those steps are in the weights. */
+        clock = m == INT64_MAX || m < ws->clock ? ws->clock : m;
+    }
+    if (!ws->live)
+        sh->nlive++;
+    *ws = (worker_state){.live = 1, .clock = clock};
+    sh->stats.rejoins++;
+    return clock;
 }
 
 int srv_shard_live_workers(const srv_shard *sh) { return sh->nlive; }
@@ -475,6 +558,7 @@ int srv_shard_restore(srv_shard *sh, const float *w, int64_t clock, pst_err *err
     sh->nlive = sh->nworkers;
     sh->agg_clock = clock;
     sh->agg_count = 0;
+    sh->agg_steps = 0;
     if (sh->contrib)
         memset(sh->contrib, 0, (size_t)sh->nworkers);
     sh->agg_dirty = 0;

@@ -28,6 +28,8 @@ typedef struct srv_shard srv_shard;
 
 srv_shard *srv_shard_create(uint64_t base, uint64_t len, const opt_config *opt,
                             cfg_consistency cons, int staleness, int nworkers, pst_err *err);
+/* What a gradient chunk with NaN/Inf does (default reject; see cfg_nonfinite). */
+void srv_shard_set_nonfinite(srv_shard *sh, cfg_nonfinite policy);
 void srv_shard_destroy(srv_shard *sh);
 
 uint64_t srv_shard_base(const srv_shard *sh);
@@ -37,11 +39,21 @@ int srv_shard_initialized(const srv_shard *sh);
 /* Checks that [off, off + len) lies inside the shard (PST_ERR_PEER naming the range). */
 int srv_shard_check_range(const srv_shard *sh, uint64_t off, uint64_t len, pst_err *err);
 
-/* Initial weights for a range (from worker 0). Ranges arrive in order, each once (a
- * repeated or skipping range is refused); the shard counts as initialised once every float
- * has been set. */
+/* What became of a chunk (INIT or PUSH). The transport may lose, repeat or delay messages
+ * and workers send again what was not acknowledged, so a chunk may arrive twice, or after
+ * one that was lost: */
+typedef enum {
+    SRV_APPLIED = 0, /* taken: acknowledge it */
+    SRV_REPEAT,      /* taken before: acknowledge it again, change nothing */
+    SRV_EARLY        /* a chunk before it is missing (or, bsp, the clock is not yet being
+                        assembled): not taken, not acknowledged; it comes again */
+} srv_outcome;
+
+/* Initial weights for a range (from worker 0). Ranges are taken in order: a range that
+ * starts where the previous one ended is applied, one already set is a repeat, one past a
+ * gap is early; the shard counts as initialised once every float has been set. */
 int srv_shard_init_range(srv_shard *sh, uint64_t off, const float *w, uint64_t len,
-                         pst_err *err);
+                         srv_outcome *out, pst_err *err);
 
 /* Fine-tuning: the update groups of the model (WELCOME's): group i is [offsets[i],
  * offsets[i+1]) of the flat vector, n + 1 increasing offsets that cover the shard; its
@@ -53,13 +65,16 @@ int srv_shard_set_groups(srv_shard *sh, const uint64_t *offsets, const float *mu
 /* Floats of the shard a worker's step pushes (its length less the frozen floats). */
 uint64_t srv_shard_trainable(const srv_shard *sh);
 
-/* Gradient of worker's step `clock` for a range. Refused (PST_ERR_PEER), leaving the shard
- * unchanged, when the worker is not live, clock is not the worker's next step (bsp: or not
- * the clock being assembled), the range does not start where the worker's previous chunk
- * of this clock ended (chunks arrive in order, each once, past frozen ranges), covers a
- * frozen range, or a value is NaN/Inf (counted in stats.rejected_nonfinite). */
+/* Gradient of worker's step `clock` for a range. The worker's chunks are taken in order:
+ * one that starts where its previous chunk of the step ended (past frozen ranges) is
+ * applied; one of an earlier clock, or before that point, is a repeat; one of a later
+ * clock (bsp: later than the clock being assembled), or past a gap, is early (*out).
+ * Refused (PST_ERR_PEER), leaving the shard unchanged, when the worker is not live, the
+ * range covers a frozen range, or (policy reject) a value is NaN/Inf; under policy skip
+ * such a chunk is taken but not applied (bsp: the worker's step leaves the mean). Both
+ * count in stats.rejected_nonfinite. */
 int srv_shard_push(srv_shard *sh, int worker, int64_t clock, uint64_t off, const float *g,
-                   uint64_t len, pst_err *err);
+                   uint64_t len, srv_outcome *out, pst_err *err);
 
 /* Whether a pull for `clock` by worker can be answered now (see the rule above). A final
  * pull waits until every worker is done. Pulls also wait for initialisation. */
@@ -75,12 +90,21 @@ const float *srv_shard_weights(const srv_shard *sh, uint64_t off);
 
 /* The worker is finished: it leaves the live set. */
 void srv_shard_worker_done(srv_shard *sh, int worker);
+/* The worker is lost (the coordinator heard nothing from it for the heartbeat timeout):
+ * it leaves the live set; a step it had pushed only in part does not count (bsp: the
+ * mean is over the workers that pushed the whole step). */
+void srv_shard_worker_lost(srv_shard *sh, int worker);
+/* A new incarnation of the worker rejoins: it is live again from the clock the shard is
+ * at (bsp: the clock being assembled, or the next one when a lone worker's clock is being
+ * applied as it arrives; ssp/asp: the slowest live worker's). Its pushes of earlier clocks
+ * are repeats. Returns that clock, which pulls report to it (srv_shard_worker_clock). */
+int64_t srv_shard_worker_rejoin(srv_shard *sh, int worker);
 int srv_shard_live_workers(const srv_shard *sh);
 int srv_shard_all_done(const srv_shard *sh);
 int64_t srv_shard_worker_clock(const srv_shard *sh, int worker);
 
 typedef struct {
-    uint64_t pushes, updates, rejected_nonfinite;
+    uint64_t pushes, updates, rejected_nonfinite, repeats, early, lost_workers, rejoins;
     int64_t max_clock_gap; /* largest clock gap among answered pulls */
 } srv_shard_stats;
 void srv_shard_get_stats(const srv_shard *sh, srv_shard_stats *st);

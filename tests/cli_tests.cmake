@@ -3,8 +3,8 @@
 # Exit code 77 means "skipped" (e.g. the dataset package is absent) and is reported so.
 foreach(t cli_basics default_job examples bad_data signals local_supervision
           dist_bsp dist_async dist_staleness dist_manual dist_bad_peer eval_predict
-          finetune resume mpi k8s_manifests tf_config cluster_netns plot
-          ckpt_crash)
+          finetune resume mpi k8s_manifests tf_config cluster_netns plot metrics_files progress
+          faults worker_failure metrics_endpoint ckpt_crash)
   add_test(NAME test_${t}
            COMMAND bash ${CMAKE_SOURCE_DIR}/tests/cli/test_${t}.sh $<TARGET_FILE:pstrain>
                    ${CMAKE_SOURCE_DIR} $<TARGET_FILE:bsp_reference>

@@ -1,5 +1,6 @@
 /* tests/test_metrics.c -- core/metrics.c against hand-worked examples. */
 #include <inttypes.h>
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -333,6 +334,41 @@ static void test_print(void **state)
     met_confusion_destroy(cm);
 }
 
+/* 1000 values 1..1000 ms: the quantiles are within a bucket (19% wide) of 500, 900 and
+ * 990 ms, ordered, and an interval's histogram is the difference of two snapshots. */
+static void test_hist(void **state)
+{
+    (void)state;
+    met_hist h, early, d;
+    met_hist_reset(&h);
+    assert_true(isnan(met_hist_quantile(&h, 0.5)));
+    for (int i = 1; i <= 1000; i++) {
+        met_hist_add(&h, i * 1e-3);
+        if (i == 500)
+            early = h;
+    }
+    assert_int_equal(h.n, 1000);
+    double p50 = met_hist_quantile(&h, 0.5), p90 = met_hist_quantile(&h, 0.9),
+           p99 = met_hist_quantile(&h, 0.99);
+    assert_near(p50, 0.5, 0.5 * 0.1);
+    assert_near(p90, 0.9, 0.9 * 0.1);
+    assert_near(p99, 0.99, 0.99 * 0.1);
+    assert_true(p50 <= p90 && p90 <= p99);
+    assert_true(met_hist_quantile(&h, 1.0) >= p99);
+    met_hist_sub(&d, &h, &early); /* 501..1000 ms */
+    assert_int_equal(d.n, 500);
+    assert_near(met_hist_quantile(&d, 0.5), 0.75, 0.75 * 0.1);
+    assert_true(met_hist_quantile(&d, 0.01) > 0.45);
+    /* Out of range: below 1 us and beyond the last bucket are clamped, not lost. */
+    met_hist_reset(&h);
+    met_hist_add(&h, 0.0);
+    met_hist_add(&h, 1e-9);
+    met_hist_add(&h, 1e9);
+    assert_int_equal(h.n, 3);
+    assert_true(met_hist_quantile(&h, 0.5) < 2e-6);
+    assert_true(met_hist_quantile(&h, 1.0) > 3600.0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -343,6 +379,7 @@ int main(void)
         cmocka_unit_test(test_predict_argmax),
         cmocka_unit_test(test_regression),
         cmocka_unit_test(test_print),
+        cmocka_unit_test(test_hist),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,6 +1,8 @@
 /* worker/dist.c -- see dist.h. */
 #include "dist.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +12,7 @@
 #include "core/ckpt.h"
 #include "core/metrics.h"
 #include "net/net.h"
+#include "proto/hb.h"
 #include "proto/msg.h"
 #include "worker/dataprep.h"
 #include "worker/kv.h"
@@ -36,11 +39,21 @@ typedef struct {
     float *gbuf_extra;  /* the second buffer, owned here */
     int64_t clock;      /* steps pushed */
     int64_t max_gap;    /* largest clock gap the servers reported */
+    /* Clock gaps of the pulls since the epoch began [0] and since the last step record [1]. */
+    struct gaps {
+        double sum, max;
+        int64_t n;
+    } gaps[2];
+    wk_kv_stats ks_win; /* traffic when the last step record (or the epoch) began */
     int64_t last_progress_ms;
+    double last_record_s; /* when the last progress record went to o->progress_fd */
     int epoch;
     int64_t step;
     double loss;
     double last_ckpt_s; /* worker 0: when it last asked the servers for a checkpoint */
+    hb_client *hb;      /* heartbeats to the coordinator */
+    net_faults *faults;
+    uint64_t generation; /* this process's incarnation (WELCOME) */
 } worker;
 
 /* ---- Fine-tuning ---------------------------------------------------------------------- */
@@ -97,6 +110,7 @@ static int hello(worker *w, wire_header *welcome, pst_err *err)
     if (*o->stop)
         return PST_OK;
     *welcome = w->in->h;
+    w->generation = welcome->generation ? welcome->generation : 1;
     if (welcome->nparams != ml_model_nparams(w->model))
         return pst_err_set(err, PST_ERR_CONFIG,
                            "the job's model has %llu parameters, this worker built %zu",
@@ -110,6 +124,7 @@ static int barrier(worker *w, int64_t id, pst_err *err)
     const wk_dist_options *o = w->o;
     wire_header h;
     wire_header_init(&h, WIRE_MSG_BARRIER, ROLE, o->rank);
+    h.generation = w->generation;
     h.clock = id;
     int rc = msg_call(w->coord, w->m, w->in, &h, WIRE_MSG_BARRIER, 1,
                       o->job->cluster.timeout_s * 1000, o->stop, err);
@@ -124,21 +139,32 @@ static int barrier(worker *w, int64_t id, pst_err *err)
     return PST_OK;
 }
 
-/* Tells the coordinator how far we are (also our sign of life), at most every 2 s. */
+/* Tells the coordinator how far we are, at most every 2 s (heartbeats carry the same
+ * figures; these also reach a coordinator that reads only its main socket). DONE waits
+ * for the coordinator's ACK, sending again until it comes. Also where the heartbeat
+ * thread's findings surface: a coordinator gone or one that gave this worker up. */
 static int report_progress(worker *w, wire_type type, double test_accuracy, pst_err *err)
 {
+    hb_set_progress(w->hb, w->epoch, w->step, w->loss);
+    int rc = hb_check(w->hb, err);
+    if (rc)
+        return rc;
     int64_t now = net_now_ms();
     if (type == WIRE_MSG_PROGRESS && now - w->last_progress_ms < PROGRESS_EVERY_MS)
         return PST_OK;
     w->last_progress_ms = now;
     wire_header h;
     wire_header_init(&h, type, ROLE, w->o->rank);
+    h.generation = w->generation;
     h.has_progress = 1;
     h.epoch = w->epoch;
     h.step = w->step;
     h.loss = w->loss;
     h.samples_per_s = 0;
     h.test_accuracy = test_accuracy;
+    if (type == WIRE_MSG_DONE)
+        return msg_call(w->coord, w->m, w->in, &h, WIRE_MSG_ACK, 0,
+                        w->o->job->cluster.timeout_s * 1000, w->o->stop, err);
     return msg_send(w->coord, NULL, 0, &h, NULL, 0, w->o->job->cluster.timeout_s * 1000, err);
 }
 
@@ -191,7 +217,69 @@ static int pull_into_model(worker *w, pst_err *err)
     int rc = wk_kv_pull_wait(w->kv, ml_model_params(w->model), &gap, err);
     if (gap > w->max_gap)
         w->max_gap = gap;
+    for (int i = 0; i < 2 && !rc; i++) {
+        w->gaps[i].sum += (double)gap;
+        w->gaps[i].max = (double)gap > w->gaps[i].max ? (double)gap : w->gaps[i].max;
+        w->gaps[i].n++;
+    }
     return rc;
+}
+
+/* The traffic between snapshots a (earlier) and b, with the clock gaps g. */
+static void comm_between(const wk_kv_stats *a, const wk_kv_stats *b, const struct gaps *g,
+                         wk_comm_stats *c)
+{
+    met_hist push, pull;
+    met_hist_sub(&push, &b->push_lat, &a->push_lat);
+    met_hist_sub(&pull, &b->pull_lat, &a->pull_lat);
+    *c = (wk_comm_stats){
+        .bytes_pushed = b->bytes_pushed - a->bytes_pushed,
+        .bytes_pulled = b->bytes_pulled - a->bytes_pulled,
+        .push_p50 = met_hist_quantile(&push, 0.5),
+        .push_p90 = met_hist_quantile(&push, 0.9),
+        .push_p99 = met_hist_quantile(&push, 0.99),
+        .pull_p50 = met_hist_quantile(&pull, 0.5),
+        .pull_p90 = met_hist_quantile(&pull, 0.9),
+        .pull_p99 = met_hist_quantile(&pull, 0.99),
+        .gap_mean = g->n ? g->sum / (double)g->n : NAN,
+        .gap_max = g->n ? g->max : NAN,
+        .wait_s = b->wait_s - a->wait_s,
+    };
+}
+
+/* A progress record for the launcher (see dist.h); force: even within WK_PROGRESS_MS. */
+static void progress_record(worker *w, int64_t step, int64_t nsteps, int force)
+{
+    const wk_dist_options *o = w->o;
+    double now = mono_s();
+    if (o->progress_fd < 0 || (!force && now - w->last_record_s < WK_PROGRESS_MS / 1e3))
+        return;
+    w->last_record_s = now;
+    char line[256];
+    int n = snprintf(line, sizeof line, "P %d %d %d %lld %lld %lld %lld %.6g %.6g\n", o->rank,
+                     w->epoch, o->job->train.epochs, (long long)step, (long long)nsteps,
+                     (long long)w->clock,
+                     (long long)(steps_per_epoch(w) * o->job->train.epochs), w->loss,
+                     wk_trainer_samples_per_s(w->tr));
+    /* One write of a short line: atomic on a pipe (< PIPE_BUF), so records of several
+     * workers never interleave. EAGAIN (the launcher is behind) drops this record. */
+    ssize_t r;
+    do
+        r = write(o->progress_fd, line, (size_t)n);
+    while (r < 0 && errno == EINTR);
+}
+
+/* A step record of the traffic since the previous one. */
+static int step_record(worker *w, int epoch, int64_t step, int64_t nsteps, pst_err *err)
+{
+    wk_kv_stats now;
+    wk_kv_get_stats(w->kv, &now);
+    wk_comm_stats cs;
+    comm_between(&w->ks_win, &now, &w->gaps[1], &cs);
+    w->ks_win = now;
+    memset(&w->gaps[1], 0, sizeof w->gaps[1]);
+    return wk_report_steps(w->rep, epoch, step, nsteps, w->loss,
+                           wk_trainer_samples_per_s(w->tr), &cs, err);
 }
 
 /* Trains every epoch; returns with the last pull answered. */
@@ -212,6 +300,8 @@ static int train(worker *w, pst_err *err)
             return err->code;
         wk_kv_stats ks0;
         wk_kv_get_stats(w->kv, &ks0);
+        w->ks_win = ks0;
+        memset(w->gaps, 0, sizeof w->gaps);
         int interrupted = 0;
         for (int64_t s = e == e0 ? w->clock % per_epoch : 0; s < nsteps; s++) {
             if (*o->stop) {
@@ -230,6 +320,8 @@ static int train(worker *w, pst_err *err)
              * step's gradient was computed on the ones before. */
             if (pipelined && wk_kv_pull_outstanding(w->kv) && (rc = pull_into_model(w, err)))
                 return rc;
+            if (o->nan_at_clock > 0 && w->clock + 1 == o->nan_at_clock)
+                w->gbuf[w->clock & 1][0] = NAN; /* test hook: a poisoned gradient */
             if (checkpoint_due(w, w->clock))
                 wk_kv_request_checkpoint(w->kv);
             if ((rc = wk_kv_push(w->kv, w->gbuf[w->clock & 1], w->clock, err)))
@@ -245,6 +337,10 @@ static int train(worker *w, pst_err *err)
             if (w->rep)
                 wk_report_progress(w->rep, e, s + 1, nsteps, w->loss,
                                    wk_trainer_samples_per_s(w->tr));
+            progress_record(w, s + 1, nsteps, s + 1 == nsteps);
+            if (w->rep && job->train.log_every > 0 && (s + 1) % job->train.log_every == 0 &&
+                (rc = step_record(w, e, s + 1, nsteps, err)))
+                return rc;
             if ((rc = report_progress(w, WIRE_MSG_PROGRESS, NAN, err)))
                 return rc;
             if (o->stop_after_clock > 0 && w->clock == o->stop_after_clock)
@@ -269,7 +365,9 @@ static int train(worker *w, pst_err *err)
             wk_eval val;
             if (w->data.val && (rc = wk_trainer_evaluate(w->tr, w->data.val, &val, NULL, err)))
                 return rc;
-            if ((rc = wk_report_epoch(w->rep, e, &st, w->data.val ? &val : NULL, err)))
+            wk_comm_stats cs;
+            comm_between(&ks0, &ks1, &w->gaps[0], &cs);
+            if ((rc = wk_report_epoch(w->rep, e, &st, w->data.val ? &val : NULL, &cs, err)))
                 return rc;
         } else {
             log_info(o->lg, "epoch %d/%d loss %.4f | %.2fs %.0f samples/s", e, job->train.epochs,
@@ -348,9 +446,26 @@ int wk_dist_run(const wk_dist_options *o, pst_err *err)
     log_finetune(&w);
 
     char id[32];
-    snprintf(id, sizeof id, "worker-%d", o->rank);
+    /* With the pid: a restarted process of the same rank is a new connection (a new
+     * incarnation), not the old one back. */
+    snprintf(id, sizeof id, "worker-%d-%d", o->rank, (int)getpid());
     net_opts co = {.identity = id};
-    if (!(w.ctx = net_ctx_create(1, err)) || !(w.m = net_msg_create(err)) ||
+    if (o->faults && o->faults[0]) {
+        pst_err fe = {0};
+        if (!(w.faults = net_faults_create(o->faults, 0x3a11e7ULL + (uint64_t)o->rank * 7919, &fe))) {
+            rc = pst_err_set(err, fe.code, "%s", fe.msg);
+            goto cleanup;
+        }
+        char d[160];
+        net_faults_describe(w.faults, d, sizeof d);
+        log_warn(o->lg, "fault injection (test only): %s", d);
+    }
+    if (!(w.ctx = net_ctx_create(1, err))) {
+        rc = err->code;
+        goto cleanup;
+    }
+    net_ctx_set_faults(w.ctx, w.faults);
+    if (!(w.m = net_msg_create(err)) ||
         !(w.coord = net_sock_create(w.ctx, NET_DEALER, &co, err)) ||
         (rc = net_sock_connect(w.coord, o->coordinator, err))) {
         rc = err->code;
@@ -358,6 +473,13 @@ int wk_dist_run(const wk_dist_options *o, pst_err *err)
     }
     if ((rc = hello(&w, welcome, err)) || *o->stop)
         goto cleanup;
+    hb_options ho = {.ctx = w.ctx, .coordinator = o->coordinator, .role = ROLE, .rank = o->rank,
+                     .generation = w.generation, .interval_ms = job->cluster.heartbeat_ms,
+                     .timeout_ms = job->cluster.heartbeat_timeout_s * 1000, .lg = o->lg};
+    if (!(w.hb = hb_start(&ho, err))) {
+        rc = err->code;
+        goto cleanup;
+    }
     /* A resumed job starts at the servers' checkpoint clock; a worker whose steps end
      * before it is done at once (it says DONE and leaves the clock). */
     if (welcome->resume) {
@@ -379,22 +501,52 @@ int wk_dist_run(const wk_dist_options *o, pst_err *err)
     }
     wk_kv_set_idle(w.kv, on_idle, &w);
     if (o->rank == 0) {
-        if (!(w.rep = (welcome->resume ? wk_report_resume : wk_report_create)(
+        if (!(w.rep = (welcome->resume || welcome->rejoin ? wk_report_resume : wk_report_create)(
                   job->output.dir, o->lg, o->progress_out, o->tty, job->train.log_every,
                   job->train.epochs, err))) {
             rc = err->code;
             goto cleanup;
         }
+        if ((rc = wk_report_write_job(job->output.dir, job, err)))
+            goto cleanup;
         /* Worker 0's seeded initial weights are the servers' starting point, exactly those
          * single-process training starts from; a resumed job's servers have theirs. */
-        if (!welcome->resume && (rc = wk_kv_init(w.kv, ml_model_params(w.model), err)))
+        if (!welcome->resume && !welcome->rejoin &&
+            (rc = wk_kv_init(w.kv, ml_model_params(w.model), err)))
             goto cleanup;
     }
     /* The first pull takes every float, frozen ones too, so every worker starts from the
      * servers' weights whatever it loaded itself; later pulls skip frozen ranges. */
-    if ((rc = wk_kv_pull_start_full(w.kv, w.clock, err)) || (rc = pull_into_model(&w, err)) ||
-        (rc = barrier(&w, 0, err)) || *o->stop)
+    if ((rc = wk_kv_pull_start_full(w.kv, w.clock, err)) || (rc = pull_into_model(&w, err)))
         goto cleanup;
+    if (welcome->rejoin) {
+        /* A restarted process taking over this rank: the servers took it back at their
+         * clock; it continues its partition from there (shuffles depend on (seed, epoch,
+         * rank) only, so these are the batches it would have had). */
+        int64_t per_epoch = steps_per_epoch(&w), total = per_epoch * job->train.epochs;
+        int64_t c = wk_kv_reply_clock(w.kv);
+        w.clock = c < total ? c : total;
+        log_info(o->lg, "rejoined as incarnation %llu at clock %lld (epoch %lld, step %lld "
+                 "of it)", (unsigned long long)w.generation, (long long)w.clock,
+                 (long long)(per_epoch ? w.clock / per_epoch + 1 : 1),
+                 (long long)(per_epoch ? w.clock % per_epoch : 0));
+    } else if ((rc = barrier(&w, 0, err)))
+        goto cleanup;
+    if (*o->stop)
+        goto cleanup;
+    if (o->progress_fd >= 0) {
+        int fl = fcntl(o->progress_fd, F_GETFL);
+        if (fl < 0 || fcntl(o->progress_fd, F_SETFL, fl | O_NONBLOCK) < 0) {
+            rc = pst_err_set(err, PST_ERR_IO, "progress descriptor %d: %s", o->progress_fd,
+                             strerror(errno));
+            goto cleanup;
+        }
+        /* Where this worker starts (a resumed one mid-run): the launcher learns the
+         * job's total before the first step ends. */
+        w.epoch = steps_per_epoch(&w) ? (int)(w.clock / steps_per_epoch(&w)) + 1 : 1;
+        progress_record(&w, steps_per_epoch(&w) ? w.clock % steps_per_epoch(&w) : 0,
+                        steps_per_epoch(&w), 1);
+    }
     log_info(o->lg, "training with %d servers, %s%s", welcome->num_servers,
              cfg_consistency_name(job->cluster.consistency),
              job->cluster.consistency == CFG_CONS_SSP ? " (staleness bound set)" : "");
@@ -408,20 +560,29 @@ int wk_dist_run(const wk_dist_options *o, pst_err *err)
     wk_kv_stats ks;
     wk_kv_get_stats(w.kv, &ks);
     log_info(o->lg, "done at clock %lld: %.1f MB pushed, %.1f MB pulled, %.2f s waiting for "
-             "weights, largest clock gap %lld",
+             "weights, largest clock gap %lld, %llu requests sent again",
              (long long)w.clock, ks.bytes_pushed / 1e6, ks.bytes_pulled / 1e6, ks.wait_s,
-             (long long)w.max_gap);
+             (long long)w.max_gap, (unsigned long long)ks.resent);
     rc = report_progress(&w, WIRE_MSG_DONE, test_acc, err);
 
 cleanup:
     if (rc == PST_ERR_STATE && *o->stop)
         rc = PST_OK; /* interrupted while waiting: the caller reports the signal */
     wk_report_destroy(w.rep);
+    hb_stop(w.hb);
     wk_kv_close(w.kv); /* its release callbacks may still run until the context ends */
     net_msg_destroy(w.m);
     net_sock_destroy(w.coord);
     net_ctx_destroy(w.ctx);
     wk_kv_destroy(w.kv);
+    if (w.faults) {
+        net_fault_stats fs;
+        net_faults_get_stats(w.faults, &fs);
+        log_info(o->lg, "fault injection: %llu messages sent, %llu dropped, %llu duplicated, %llu "
+                 "delayed", (unsigned long long)fs.messages, (unsigned long long)fs.dropped,
+                 (unsigned long long)fs.duplicated, (unsigned long long)fs.delayed);
+    }
+    net_faults_destroy(w.faults);
     wk_trainer_destroy(w.tr);
     wk_data_fini(&w.data);
     free(w.gbuf_extra);

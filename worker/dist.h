@@ -26,9 +26,21 @@ typedef struct {
     const volatile sig_atomic_t *stop;
     FILE *progress_out; /* worker 0's progress bar/lines */
     int tty;
+    /* A pipe to a launcher (pstrain local) that draws the job's progress, or -1. Every
+     * worker writes one line per record, at most every WK_PROGRESS_MS and at each epoch's
+     * last step; a full pipe drops the record rather than stall training (the descriptor
+     * is made non-blocking):
+     *   "P <rank> <epoch> <epochs> <step> <steps> <clock> <total> <loss> <samples/s>\n"
+     * step of steps in this epoch; clock of total steps of this worker's whole run. */
+    int progress_fd;
     int step_delay_ms;  /* test hook: sleep this long after every step (a slow worker) */
     int64_t stop_after_clock; /* test hook: raise SIGTERM once this step is done; 0: never */
+    const char *faults;       /* test-only fault injection spec (net/faults.h); NULL: none */
+    int64_t nan_at_clock;     /* test hook: the gradient of this step (clock + 1 = this
+                                 value) gets a NaN; 0: never */
 } wk_dist_options;
+
+#define WK_PROGRESS_MS 100
 
 int wk_dist_run(const wk_dist_options *o, pst_err *err);
 

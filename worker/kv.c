@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "proto/msg.h"
 
@@ -19,8 +20,26 @@ typedef struct {
     int server;
 } kv_piece;
 
+/* Requests sent and not yet answered (INIT and PUSH chunks, DONE): request ids [lo, lo + n)
+ * of one operation, request lo + i being piece i; acked[i] once its ACK came. They are sent
+ * again, with the same ids, until answered (servers recognise repeats). */
+typedef struct {
+    uint64_t lo;
+    int n, unacked;
+    unsigned char *acked;
+    const kv_piece *pieces; /* NULL for DONE (request i goes to server i) */
+    const float *buf;       /* the floats sent (zero-copy), for sending again */
+    int64_t clock;
+    int slot;               /* release slot of buf's frames */
+    int checkpoint;         /* PUSH: the first transmission asked for a checkpoint */
+    wire_type type;
+    double sent_s;          /* when it was started */
+    int resent;             /* sent again at least once (then its round trip is no sample) */
+} kv_op;
+
 struct wk_kv {
     int rank, S, timeout_ms;
+    uint64_t generation;
     const log_ctx *lg;
     const volatile sig_atomic_t *stop;
     uint64_t nparams;
@@ -46,6 +65,11 @@ struct wk_kv {
     pthread_mutex_t mu;
     pthread_cond_t released;
     int unreleased[3];
+    /* Push latency, under mu: a push of slot i is open from push_t0[i] until its frames are
+     * all released (rel_s[i], set by the I/O thread); settle_push records it. */
+    double push_t0[2], rel_s[2];
+    int push_open[2];
+    double pull_t0;           /* when the outstanding pull started */
     struct release_hint {
         wk_kv *kv;
         int slot;
@@ -56,7 +80,29 @@ struct wk_kv {
     wk_kv_idle_fn idle;
     void *idle_ctx;
     wk_kv_stats stats;
+    /* Retries: pushes by clock parity (2 at most in flight), INIT, DONE. */
+    kv_op push_op[2], init_op, done_op;
+    int64_t pull_clock;       /* clock of the outstanding pull */
+    int64_t reply_clock;      /* smallest worker clock the servers reported in replies */
+    int64_t next_retry_ms;    /* when unanswered requests go again */
+    int rto_ms;               /* current retry interval: 4 x smoothed round trip, doubled on
+                                 each retry without progress, within [2, 1000] ms */
+    double srtt_ms;
+    int64_t last_idle_ms;
+    float *pull_dst;          /* where the outstanding pull's replies go */
 };
+
+#define KV_RTO_MIN_MS 3
+#define KV_RTO_MAX_MS 1000
+
+/* Seconds on a monotonic clock: waits of a small model's step are well under a
+ * millisecond, too short for net_now_ms. */
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
 
 static void on_release(void *data, void *hint)
 {
@@ -64,9 +110,22 @@ static void on_release(void *data, void *hint)
     struct release_hint *rh = hint;
     wk_kv *kv = rh->kv;
     pthread_mutex_lock(&kv->mu);
-    if (--kv->unreleased[rh->slot] == 0)
+    if (--kv->unreleased[rh->slot] == 0) {
+        if (rh->slot < 2)
+            kv->rel_s[rh->slot] = now_s();
         pthread_cond_signal(&kv->released);
+    }
     pthread_mutex_unlock(&kv->mu);
+}
+
+/* Records the latency of slot's push once all its frames are released. Caller holds mu;
+ * runs on the caller's thread only, so the histogram needs no lock of its own. */
+static void settle_push(wk_kv *kv, int slot)
+{
+    if (kv->push_open[slot] && kv->unreleased[slot] == 0) {
+        met_hist_add(&kv->stats.push_lat, kv->rel_s[slot] - kv->push_t0[slot]);
+        kv->push_open[slot] = 0;
+    }
 }
 
 /* Cuts what is sent -- the whole vector, or (trainable_only) the runs of update groups with
@@ -111,6 +170,9 @@ wk_kv *wk_kv_create(net_ctx *ctx, int rank, const wire_header *welcome, int time
         goto fail;
     }
     kv->rank = rank;
+    kv->generation = welcome->generation ? welcome->generation : 1;
+    kv->srtt_ms = 5.0;
+    kv->rto_ms = 20;
     kv->S = welcome->num_servers;
     kv->timeout_ms = timeout_ms;
     kv->lg = lg;
@@ -128,12 +190,16 @@ wk_kv *wk_kv_create(net_ctx *ctx, int rank, const wire_header *welcome, int time
     memcpy(kv->off, welcome->shard_offsets, sizeof(uint64_t) * (size_t)(kv->S + 1));
     if (make_pieces(kv, welcome, 0, &kv->all, &kv->nall) ||
         make_pieces(kv, welcome, 1, &kv->train, &kv->ntrain) ||
-        !(kv->got = calloc((size_t)(kv->nall > kv->ntrain ? kv->nall : kv->ntrain) + 1, 1))) {
+        !(kv->got = calloc((size_t)(kv->nall > kv->ntrain ? kv->nall : kv->ntrain) + 1, 1)) ||
+        !(kv->push_op[0].acked = calloc((size_t)kv->ntrain + 1, 1)) ||
+        !(kv->push_op[1].acked = calloc((size_t)kv->ntrain + 1, 1)) ||
+        !(kv->init_op.acked = calloc((size_t)kv->nall + 1, 1)) ||
+        !(kv->done_op.acked = calloc((size_t)kv->S + 1, 1))) {
         pst_err_set(err, PST_ERR_NOMEM, "kv: out of memory");
         goto fail;
     }
     char id[32];
-    snprintf(id, sizeof id, "worker-%d", rank);
+    snprintf(id, sizeof id, "worker-%d-%d", rank, (int)getpid());
     net_opts o = {.identity = id, .max_msg_bytes = (int64_t)(WIRE_CHUNK_FLOATS * sizeof(float)) + 4096};
     for (int s = 0; s < kv->S; s++) {
         snprintf(kv->endpoint[s], WIRE_ENDPOINT_MAX, "%s", welcome->server_endpoints[s]);
@@ -168,6 +234,10 @@ void wk_kv_destroy(wk_kv *kv)
     wk_kv_close(kv);
     free(kv->in);
     free(kv->got);
+    free(kv->push_op[0].acked);
+    free(kv->push_op[1].acked);
+    free(kv->init_op.acked);
+    free(kv->done_op.acked);
     free(kv->all);
     free(kv->train);
     if (kv->sync_ready) {
@@ -177,56 +247,321 @@ void wk_kv_destroy(wk_kv *kv)
     free(kv);
 }
 
-/* Sends one message per piece. With g: a float frame per piece, zero-copy (a 4 GB model is
- * not duplicated into message buffers). */
-static int send_chunks(wk_kv *kv, wire_type type, const float *g, int64_t clock, int final,
-                       const kv_piece *pieces, int npieces, pst_err *err)
+/* Sends piece i of an operation: request id lo + i. With floats, zero-copy from buf (a 4 GB
+ * model is not duplicated into message buffers); the release slot counts the frame. */
+static int send_piece(wk_kv *kv, wire_type type, uint64_t id, const kv_piece *pc,
+                      const float *buf, int slot, int64_t clock, int final, int checkpoint,
+                      pst_err *err)
 {
-    for (int i = 0; i < npieces; i++) {
-        const int s = pieces[i].server;
-        const uint64_t lo = pieces[i].off, len = pieces[i].len;
-        wire_header h;
-        wire_header_init(&h, type, ROLE, kv->rank);
-        h.request_id = kv->next_id++;
-        h.offset = lo;
-        h.len = len;
-        h.clock = clock;
-        h.final = final;
-        h.checkpoint = type == WIRE_MSG_PUSH && kv->ckpt_next;
-        net_frame f = {0};
-        int nf = 0;
-        if (g) {
-            f.data = g + lo;
-            f.len = (size_t)len * sizeof(float);
-            int slot = type == WIRE_MSG_INIT ? 2 : (int)(clock & 1);
-            f.release = on_release;
-            f.hint = &kv->hint[slot];
-            pthread_mutex_lock(&kv->mu);
-            kv->unreleased[slot]++;
-            pthread_mutex_unlock(&kv->mu);
-            nf = 1;
-            kv->stats.bytes_pushed += f.len;
-        }
-        int rc = msg_send(kv->sock[s], NULL, 0, &h, &f, nf, kv->timeout_ms, err);
+    wire_header h;
+    wire_header_init(&h, type, ROLE, kv->rank);
+    h.generation = kv->generation;
+    h.request_id = id;
+    h.offset = pc->off;
+    h.len = pc->len;
+    h.clock = clock;
+    h.final = final;
+    h.checkpoint = checkpoint;
+    net_frame f = {0};
+    int nf = 0;
+    if (buf) {
+        f.data = buf + pc->off;
+        f.len = (size_t)pc->len * sizeof(float);
+        f.release = on_release;
+        f.hint = &kv->hint[slot];
+        pthread_mutex_lock(&kv->mu);
+        kv->unreleased[slot]++;
+        pthread_mutex_unlock(&kv->mu);
+        nf = 1;
+        kv->stats.bytes_pushed += f.len;
+    }
+    int rc = msg_send(kv->sock[pc->server], NULL, 0, &h, &f, nf, kv->timeout_ms, err);
+    if (rc)
+        return pst_err_prefix(err, "%s to server[%d] %s", wire_type_name(type), pc->server,
+                              kv->endpoint[pc->server]);
+    return PST_OK;
+}
+
+static int send_done_to(wk_kv *kv, int s, uint64_t id, pst_err *err)
+{
+    wire_header h;
+    wire_header_init(&h, WIRE_MSG_DONE, ROLE, kv->rank);
+    h.generation = kv->generation;
+    h.request_id = id;
+    int rc = msg_send(kv->sock[s], NULL, 0, &h, NULL, 0, kv->timeout_ms, err);
+    return rc ? pst_err_prefix(err, "DONE to server[%d] %s", s, kv->endpoint[s]) : PST_OK;
+}
+
+/* Starts an acknowledged operation: every piece sent once. */
+static int op_start(wk_kv *kv, kv_op *op, wire_type type, const kv_piece *pieces, int n,
+                    const float *buf, int slot, int64_t clock, int checkpoint, pst_err *err)
+{
+    op->type = type;
+    op->lo = kv->next_id;
+    op->n = n;
+    op->unacked = n;
+    op->pieces = pieces;
+    op->buf = buf;
+    op->slot = slot;
+    op->clock = clock;
+    op->checkpoint = checkpoint;
+    op->sent_s = now_s();
+    op->resent = 0;
+    memset(op->acked, 0, (size_t)n);
+    kv->next_id += (uint64_t)n;
+    kv->next_retry_ms = net_now_ms() + kv->rto_ms;
+    for (int i = 0; i < n; i++) {
+        int rc = pieces ? send_piece(kv, type, op->lo + (uint64_t)i, &pieces[i], buf, slot,
+                                     clock, 0, checkpoint, err)
+                        : send_done_to(kv, i, op->lo + (uint64_t)i, err);
         if (rc)
-            return pst_err_prefix(err, "%s to server[%d] %s", wire_type_name(type), s,
-                                  kv->endpoint[s]);
+            return rc;
     }
     return PST_OK;
+}
+
+/* Sends again what an operation still waits for, in order. */
+static int op_resend(wk_kv *kv, kv_op *op, pst_err *err)
+{
+    if (op->unacked > 0)
+        op->resent = 1;
+    for (int i = 0; i < op->n && op->unacked > 0; i++) {
+        if (op->acked[i])
+            continue;
+        kv->stats.resent++;
+        int rc = op->pieces ? send_piece(kv, op->type, op->lo + (uint64_t)i, &op->pieces[i],
+                                         op->buf, op->slot, op->clock, 0, op->checkpoint, err)
+                            : send_done_to(kv, i, op->lo + (uint64_t)i, err);
+        if (rc)
+            return rc;
+    }
+    return PST_OK;
+}
+
+/* An ACK: marks the request of whichever operation it answers (a late repeat of one
+ * already marked is ignored). */
+static void take_ack(wk_kv *kv, uint64_t id)
+{
+    kv_op *ops[4] = {&kv->push_op[0], &kv->push_op[1], &kv->init_op, &kv->done_op};
+    for (int k = 0; k < 4; k++) {
+        kv_op *op = ops[k];
+        if (op->unacked > 0 && id >= op->lo && id - op->lo < (uint64_t)op->n &&
+            !op->acked[id - op->lo]) {
+            op->acked[id - op->lo] = 1;
+            /* An operation answered without a repeat: its round trip tunes the retry
+             * interval (as TCP does: 1/8 of each new sample, interval 4x the average). */
+            if (--op->unacked == 0 && !op->resent) {
+                double ms = 1e3 * (now_s() - op->sent_s);
+                kv->srtt_ms = 0.875 * kv->srtt_ms + 0.125 * (ms < 1000 ? ms : 1000);
+            }
+            return;
+        }
+    }
+}
+
+/* Handles one message from server s. */
+static int take_message(wk_kv *kv, int s, int64_t *maxgap, int *progress, pst_err *err)
+{
+    const wire_header *h = &kv->in->h;
+    /* The server's code says whether a restarted process could do better (PST_ERR_NET:
+     * this incarnation was given up) or not (a refused gradient). */
+    if (h->type == WIRE_MSG_ERROR)
+        return pst_err_set(err, h->error_code == PST_ERR_NET ? PST_ERR_NET : PST_ERR_PEER,
+                           "server[%d] refused request %llu: %s", s,
+                           (unsigned long long)h->request_id, h->error_text);
+    if (h->type == WIRE_MSG_ACK) {
+        take_ack(kv, h->request_id);
+        *progress = 1;
+        return PST_OK;
+    }
+    /* A reply answers request pull_id_lo + i, i.e. piece i, with exactly its range; one
+     * to an earlier pull (a request sent twice is answered twice) is dropped. */
+    const kv_piece *want =
+        kv->outstanding > 0 && h->request_id >= kv->pull_id_lo &&
+                h->request_id - kv->pull_id_lo < (uint64_t)kv->npulling
+            ? &kv->pulling[h->request_id - kv->pull_id_lo]
+            : NULL;
+    if (h->type == WIRE_MSG_PULL_REPLY && !want && h->request_id < kv->next_id) {
+        log_debug(kv->lg, "dropping a late reply to request %llu from server[%d]",
+                  (unsigned long long)h->request_id, s);
+        return PST_OK;
+    }
+    if (h->type != WIRE_MSG_PULL_REPLY || !want || want->server != s ||
+        h->offset != want->off || h->len != want->len)
+        return pst_err_set(err, PST_ERR_PEER,
+                           "server[%d] sent an unexpected %s (request %llu, range "
+                           "[%llu, +%llu))",
+                           s, wire_type_name(h->type), (unsigned long long)h->request_id,
+                           (unsigned long long)h->offset, (unsigned long long)h->len);
+    if (kv->got[h->request_id - kv->pull_id_lo]++) {
+        log_debug(kv->lg, "ignoring a second reply to request %llu from server[%d]",
+                  (unsigned long long)h->request_id, s);
+        return PST_OK;
+    }
+    memcpy(kv->pull_dst + h->offset, kv->in->payload[0], kv->in->payload_len[0]);
+    kv->stats.bytes_pulled += kv->in->payload_len[0];
+    if (h->clock_gap > *maxgap)
+        *maxgap = h->clock_gap;
+    if (h->clock < kv->reply_clock)
+        kv->reply_clock = h->clock;
+    /* The reply says how many of our steps this server has taken whole (h->clock): the
+     * chunks of earlier steps arrived, even if their ACKs did not. */
+    for (int k = 0; k < 2; k++) {
+        kv_op *op = &kv->push_op[k];
+        if (op->unacked == 0 || op->clock >= h->clock)
+            continue;
+        for (int i = 0; i < op->n; i++)
+            if (!op->acked[i] && op->pieces[i].server == s) {
+                op->acked[i] = 1;
+                op->unacked--;
+            }
+    }
+    kv->outstanding--;
+    *progress = 1;
+    return PST_OK;
+}
+
+/* Reads what the servers sent within wait_ms, then sends again what is overdue. The one
+ * loop behind every wait of this file. *progress: something was answered. */
+static int pump(wk_kv *kv, int wait_ms, int64_t *maxgap, int *progress, pst_err *err)
+{
+    net_sock *socks[WIRE_MAX_SERVERS];
+    for (int s = 0; s < kv->S; s++)
+        socks[s] = kv->sock[s];
+    int64_t now = net_now_ms();
+    int until_retry = (int)(kv->next_retry_ms - now);
+    if (wait_ms > until_retry)
+        wait_ms = until_retry > 0 ? until_retry : 0;
+    uint64_t ready = 0;
+    int rc = net_poll(socks, kv->S, wait_ms, &ready, err);
+    if (rc && rc != PST_ERR_TIMEOUT)
+        return rc;
+    for (int s = 0; s < kv->S && rc == PST_OK; s++) {
+        if (!(ready & ((uint64_t)1 << s)))
+            continue;
+        /* Everything queued on this connection, not just one message. */
+        for (;;) {
+            int r = msg_recv(kv->sock[s], kv->m, 0, kv->in, 0, err);
+            if (r == PST_ERR_TIMEOUT)
+                break;
+            if (r)
+                return pst_err_prefix(err, "from server[%d] %s", s, kv->endpoint[s]);
+            if ((r = take_message(kv, s, maxgap, progress, err)))
+                return r;
+        }
+    }
+    now = net_now_ms();
+    if (*progress) {
+        kv->rto_ms = (int)(3.0 * kv->srtt_ms) + KV_RTO_MIN_MS;
+        if (kv->rto_ms > KV_RTO_MAX_MS)
+            kv->rto_ms = KV_RTO_MAX_MS;
+    }
+    if (now >= kv->next_retry_ms) {
+        int any = kv->push_op[0].unacked + kv->push_op[1].unacked + kv->init_op.unacked +
+                  kv->done_op.unacked + kv->outstanding;
+        if (any) {
+            kv_op *ops[4] = {&kv->init_op, &kv->push_op[0], &kv->push_op[1], &kv->done_op};
+            /* Pushes of the older clock first: servers take a worker's steps in order. */
+            if (kv->push_op[1].unacked && kv->push_op[0].unacked &&
+                kv->push_op[1].clock < kv->push_op[0].clock) {
+                ops[1] = &kv->push_op[1];
+                ops[2] = &kv->push_op[0];
+            }
+            for (int k = 0; k < 4; k++)
+                if ((rc = op_resend(kv, ops[k], err)))
+                    return rc;
+            for (int i = 0; i < kv->npulling && kv->outstanding > 0; i++) {
+                if (kv->got[i])
+                    continue;
+                kv->stats.resent++;
+                if ((rc = send_piece(kv, WIRE_MSG_PULL, kv->pull_id_lo + (uint64_t)i,
+                                     &kv->pulling[i], NULL, 0, kv->pull_clock, kv->final, 0,
+                                     err)))
+                    return rc;
+            }
+            kv->rto_ms = kv->rto_ms * 2 > KV_RTO_MAX_MS ? KV_RTO_MAX_MS : kv->rto_ms * 2;
+        }
+        if (kv->rto_ms < KV_RTO_MIN_MS)
+            kv->rto_ms = KV_RTO_MIN_MS;
+        kv->next_retry_ms = now + kv->rto_ms;
+    }
+    return PST_OK;
+}
+
+/* Waits until done(kv, arg) holds, pumping; fails after timeout_ms without an answer
+ * (never for a final pull: it waits for the slowest worker, which the coordinator
+ * watches). `what` names the wait in errors. */
+static int wait_until(wk_kv *kv, int (*done)(wk_kv *, const void *), const void *arg,
+                      int bounded, const char *what, int64_t *gap, pst_err *err)
+{
+    int64_t last = net_now_ms(), maxgap = 0;
+    double start_s = now_s();
+    while (!done(kv, arg)) {
+        if (*kv->stop)
+            return pst_err_set(err, PST_ERR_STATE, "stopped while waiting for %s", what);
+        int progress = 0;
+        int rc = pump(kv, 100, &maxgap, &progress, err);
+        if (rc)
+            return rc;
+        int64_t now = net_now_ms();
+        if (progress)
+            last = now;
+        if (now - kv->last_idle_ms >= 500) {
+            kv->last_idle_ms = now;
+            if (kv->idle && (rc = kv->idle(kv->idle_ctx, err)))
+                return rc;
+        }
+        if (bounded && now - last > kv->timeout_ms)
+            return pst_err_set(err, PST_ERR_TIMEOUT,
+                               "waited %d s for %s from the servers (first endpoint %s); a "
+                               "server or another worker is stuck or gone",
+                               kv->timeout_ms / 1000, what, kv->endpoint[0]);
+    }
+    kv->stats.wait_s += now_s() - start_s;
+    if (gap)
+        *gap = maxgap;
+    return PST_OK;
+}
+
+static int op_acked(wk_kv *kv, const void *op)
+{
+    (void)kv;
+    return ((const kv_op *)op)->unacked == 0;
+}
+
+static int pull_answered(wk_kv *kv, const void *arg)
+{
+    (void)arg;
+    return kv->outstanding == 0;
 }
 
 static int wait_released(wk_kv *kv, int slot, pst_err *err);
 
 int wk_kv_init(wk_kv *kv, const float *w, pst_err *err)
 {
-    int rc = send_chunks(kv, WIRE_MSG_INIT, w, 0, 0, kv->all, kv->nall, err);
+    int rc = op_start(kv, &kv->init_op, WIRE_MSG_INIT, kv->all, kv->nall, w, 2, 0, 0, err);
+    if (!rc)
+        rc = wait_until(kv, op_acked, &kv->init_op, 1, "acknowledgements of the initial weights",
+                        NULL, err);
     /* The caller overwrites w with pulled weights next: let ZeroMQ finish with it first. */
     return rc ? rc : wait_released(kv, 2, err);
 }
 
 int wk_kv_push(wk_kv *kv, const float *g, int64_t clock, pst_err *err)
 {
-    int rc = send_chunks(kv, WIRE_MSG_PUSH, g, clock, 0, kv->train, kv->ntrain, err);
+    kv_op *op = &kv->push_op[clock & 1];
+    if (op->unacked > 0)
+        return pst_err_set(err, PST_ERR_STATE, "kv: push of clock %lld before clock %lld was "
+                           "acknowledged", (long long)clock, (long long)op->clock);
+    if (kv->ntrain > 0) {
+        int slot = (int)(clock & 1);
+        pthread_mutex_lock(&kv->mu);
+        kv->push_t0[slot] = now_s();
+        kv->push_open[slot] = 1;
+        pthread_mutex_unlock(&kv->mu);
+    }
+    int rc = op_start(kv, op, WIRE_MSG_PUSH, kv->train, kv->ntrain, g, (int)(clock & 1), clock,
+                      kv->ckpt_next, err);
     kv->ckpt_next = 0;
     return rc;
 }
@@ -235,7 +570,11 @@ void wk_kv_request_checkpoint(wk_kv *kv) { kv->ckpt_next = 1; }
 
 int wk_kv_push_released(wk_kv *kv, int64_t clock, pst_err *err)
 {
-    return wait_released(kv, (int)(clock & 1), err);
+    /* The buffer may be overwritten once every server acknowledged its chunks (they are
+     * not needed for sending again) and ZeroMQ let go of it. */
+    kv_op *op = &kv->push_op[clock & 1];
+    int rc = wait_until(kv, op_acked, op, 1, "acknowledgements of pushed gradients", NULL, err);
+    return rc ? rc : wait_released(kv, (int)(clock & 1), err);
 }
 
 static int wait_released(wk_kv *kv, int slot, pst_err *err)
@@ -251,6 +590,8 @@ static int wait_released(wk_kv *kv, int slot, pst_err *err)
     while (kv->unreleased[slot] > 0 && rc != ETIMEDOUT)
         rc = pthread_cond_timedwait(&kv->released, &kv->mu, &deadline);
     int left = kv->unreleased[slot];
+    if (slot < 2)
+        settle_push(kv, slot);
     pthread_mutex_unlock(&kv->mu);
     if (left > 0)
         return pst_err_set(err, PST_ERR_TIMEOUT,
@@ -266,12 +607,21 @@ static int pull_start(wk_kv *kv, int64_t clock, int final, const kv_piece *piece
         return pst_err_set(err, PST_ERR_STATE, "kv: a pull is already outstanding");
     kv->pull_id_lo = kv->next_id;
     kv->final = final;
+    kv->pull_t0 = now_s();
     kv->pulling = pieces;
     kv->npulling = n;
+    kv->pull_clock = clock;
+    kv->reply_clock = INT64_MAX;
     memset(kv->got, 0, (size_t)n);
-    int rc = send_chunks(kv, WIRE_MSG_PULL, NULL, clock, final, pieces, n, err);
-    kv->outstanding = (int)(kv->next_id - kv->pull_id_lo);
-    return rc;
+    kv->outstanding = n;
+    kv->next_id += (uint64_t)n;
+    for (int i = 0; i < n; i++) {
+        int rc = send_piece(kv, WIRE_MSG_PULL, kv->pull_id_lo + (uint64_t)i, &pieces[i], NULL,
+                            0, clock, final, 0, err);
+        if (rc)
+            return rc;
+    }
+    return PST_OK;
 }
 
 int wk_kv_pull_start(wk_kv *kv, int64_t clock, int final, pst_err *err)
@@ -286,99 +636,32 @@ int wk_kv_pull_start_full(wk_kv *kv, int64_t clock, pst_err *err)
 
 int wk_kv_pull_outstanding(const wk_kv *kv) { return kv->outstanding; }
 
-/* Seconds on a monotonic clock: waits of a small model's step are well under a
- * millisecond, too short for net_now_ms. */
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 int wk_kv_pull_wait(wk_kv *kv, float *w, int64_t *gap, pst_err *err)
 {
-    double start_s = now_s();
-    int64_t last = net_now_ms();
-    int64_t maxgap = 0;
-    while (kv->outstanding > 0) {
-        if (*kv->stop)
-            return pst_err_set(err, PST_ERR_STATE, "stopped while waiting for weights");
-        net_sock *socks[WIRE_MAX_SERVERS];
-        for (int s = 0; s < kv->S; s++)
-            socks[s] = kv->sock[s];
-        uint64_t ready = 0;
-        int rc = net_poll(socks, kv->S, 500, &ready, err);
-        if (rc == PST_ERR_TIMEOUT) {
-            if (kv->idle && (rc = kv->idle(kv->idle_ctx, err)))
-                return rc;
-            if (!kv->final && net_now_ms() - last > kv->timeout_ms)
-                return pst_err_set(err, PST_ERR_TIMEOUT,
-                                   "waited %d s for %d chunk(s) of weights from the servers "
-                                   "(first endpoint %s); a server or another worker is stuck "
-                                   "or gone",
-                                   kv->timeout_ms / 1000, kv->outstanding, kv->endpoint[0]);
-            continue;
-        }
-        if (rc)
-            return rc;
-        for (int s = 0; s < kv->S; s++) {
-            if (!(ready & ((uint64_t)1 << s)))
-                continue;
-            rc = msg_recv(kv->sock[s], kv->m, 0, kv->in, 0, err);
-            if (rc == PST_ERR_TIMEOUT)
-                continue;
-            if (rc)
-                return pst_err_prefix(err, "from server[%d] %s", s, kv->endpoint[s]);
-            const wire_header *h = &kv->in->h;
-            if (h->type == WIRE_MSG_ERROR)
-                return pst_err_set(err, PST_ERR_PEER, "server[%d] refused request %llu: %s", s,
-                                   (unsigned long long)h->request_id, h->error_text);
-            /* A reply answers request pull_id_lo + i, i.e. piece i, with exactly its range. */
-            const kv_piece *want =
-                h->request_id >= kv->pull_id_lo &&
-                        h->request_id - kv->pull_id_lo < (uint64_t)kv->npulling
-                    ? &kv->pulling[h->request_id - kv->pull_id_lo]
-                    : NULL;
-            if (h->type != WIRE_MSG_PULL_REPLY || !want || want->server != s ||
-                h->offset != want->off || h->len != want->len)
-                return pst_err_set(err, PST_ERR_PEER,
-                                   "server[%d] sent an unexpected %s (request %llu, range "
-                                   "[%llu, +%llu))",
-                                   s, wire_type_name(h->type), (unsigned long long)h->request_id,
-                                   (unsigned long long)h->offset, (unsigned long long)h->len);
-            if (kv->got[h->request_id - kv->pull_id_lo]++) {
-                log_warn(kv->lg, "ignoring a second reply to request %llu from server[%d]",
-                         (unsigned long long)h->request_id, s);
-                continue;
-            }
-            memcpy(w + h->offset, kv->in->payload[0], kv->in->payload_len[0]);
-            kv->stats.bytes_pulled += kv->in->payload_len[0];
-            if (h->clock_gap > maxgap)
-                maxgap = h->clock_gap;
-            kv->outstanding--;
-            last = net_now_ms();
-        }
-    }
-    kv->stats.wait_s += now_s() - start_s;
-    if (gap)
-        *gap = maxgap;
-    return PST_OK;
+    kv->pull_dst = w;
+    int rc = wait_until(kv, pull_answered, NULL, !kv->final, "chunk(s) of weights", gap, err);
+    if (rc == PST_OK && !kv->final)
+        met_hist_add(&kv->stats.pull_lat, now_s() - kv->pull_t0);
+    return rc;
 }
+
+int64_t wk_kv_reply_clock(const wk_kv *kv) { return kv->reply_clock; }
 
 int wk_kv_done(wk_kv *kv, pst_err *err)
 {
-    for (int s = 0; s < kv->S; s++) {
-        wire_header h;
-        wire_header_init(&h, WIRE_MSG_DONE, ROLE, kv->rank);
-        h.request_id = kv->next_id++;
-        int rc = msg_send(kv->sock[s], NULL, 0, &h, NULL, 0, kv->timeout_ms, err);
-        if (rc)
-            return pst_err_prefix(err, "DONE to server[%d] %s", s, kv->endpoint[s]);
-    }
-    return PST_OK;
+    int rc = op_start(kv, &kv->done_op, WIRE_MSG_DONE, NULL, kv->S, NULL, 0, 0, 0, err);
+    return rc ? rc : wait_until(kv, op_acked, &kv->done_op, 1, "acknowledgements of DONE", NULL,
+                                err);
 }
 
-void wk_kv_get_stats(const wk_kv *kv, wk_kv_stats *st) { *st = kv->stats; }
+void wk_kv_get_stats(wk_kv *kv, wk_kv_stats *st)
+{
+    pthread_mutex_lock(&kv->mu);
+    settle_push(kv, 0);
+    settle_push(kv, 1);
+    pthread_mutex_unlock(&kv->mu);
+    *st = kv->stats;
+}
 
 void wk_kv_set_idle(wk_kv *kv, wk_kv_idle_fn fn, void *ctx)
 {

@@ -7,7 +7,13 @@
  * must stay untouched until wk_kv_push_released says ZeroMQ let go of it.
  *
  * One DEALER socket per server keeps each server's requests in order: a server answers a
- * worker's pull only after the pushes that worker sent before it. */
+ * worker's pull only after the pushes that worker sent before it.
+ *
+ * Messages may be lost (a flaky network, or fault injection): INIT, PUSH and DONE are
+ * acknowledged and pulls answered, and whatever has no answer after a retry interval (4x
+ * the smoothed round trip, doubling while nothing comes back, at most 1 s) is sent again
+ * with the same request id; servers recognise repeats (ps/shard.h). A pushed buffer is
+ * kept until acknowledged (wk_kv_push_released waits for it). */
 #ifndef PSTRAIN_WORKER_KV_H
 #define PSTRAIN_WORKER_KV_H
 
@@ -15,6 +21,7 @@
 #include <stdint.h>
 
 #include "core/err.h"
+#include "core/metrics.h"
 #include "core/log.h"
 #include "net/net.h"
 #include "proto/wire.h"
@@ -68,10 +75,23 @@ void wk_kv_set_idle(wk_kv *kv, wk_kv_idle_fn fn, void *ctx);
 /* Tells every server this worker is done. */
 int wk_kv_done(wk_kv *kv, pst_err *err);
 
+/* The smallest clock the servers reported for this worker in the replies of the last
+ * pull (a rejoining worker starts there); INT64_MAX before any. */
+int64_t wk_kv_reply_clock(const wk_kv *kv);
+
+/* Cumulative since wk_kv_create; an interval's figures are the difference of two snapshots
+ * (met_hist_sub for the histograms). Latencies:
+ *   push  from wk_kv_push to ZeroMQ releasing the last frame of that gradient (its bytes
+ *         handed to the kernel); counted when the caller next waits on that buffer
+ *         (wk_kv_push_released) or reads the stats.
+ *   pull  from wk_kv_pull_start to the last reply of that pull arriving; final pulls are
+ *         left out (they wait for the slowest worker, not for the network). */
 typedef struct {
     uint64_t bytes_pushed, bytes_pulled;
-    double wait_s; /* time spent blocked in wk_kv_pull_wait */
+    uint64_t resent;  /* requests sent again for want of an answer */
+    double wait_s;    /* time spent blocked waiting for the servers */
+    met_hist push_lat, pull_lat;
 } wk_kv_stats;
-void wk_kv_get_stats(const wk_kv *kv, wk_kv_stats *st);
+void wk_kv_get_stats(wk_kv *kv, wk_kv_stats *st);
 
 #endif

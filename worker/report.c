@@ -1,17 +1,22 @@
 /* worker/report.c -- see report.h. */
+#define _DEFAULT_SOURCE /* realpath */
 #include "report.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 struct wk_report {
     const log_ctx *lg;
     FILE *csv, *jsonl;
+    FILE *steps_csv, *steps_jsonl;
+    double win_t0;      /* start of the interval of the next step record */
     FILE *progress;
     int tty, log_every, epochs;
     int bar_drawn;
@@ -41,6 +46,13 @@ int wk_mkdirs(const char *path, pst_err *err)
         return pst_err_set(err, PST_ERR_IO, "%s: cannot create directory: %s", buf,
                            strerror(errno));
     return PST_OK;
+}
+
+static double mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 static FILE *open_in(const char *dir, const char *name, const char *mode, pst_err *err)
@@ -75,11 +87,22 @@ static wk_report *report_open(const char *dir, const log_ctx *lg, FILE *progress
     r->jsonl = open_in(dir, "metrics.jsonl", mode, err);
     if (!r->jsonl)
         goto fail;
+    r->steps_csv = open_in(dir, "steps.csv", mode, err);
+    if (!r->steps_csv)
+        goto fail;
+    r->steps_jsonl = open_in(dir, "steps.jsonl", mode, err);
+    if (!r->steps_jsonl)
+        goto fail;
     if (ftell(r->csv) == 0) /* "a" starts at the end: 0 only for a new or empty file */
         fputs("epoch,train_loss,train_acc,val_loss,val_acc,val_precision,val_recall,val_f1,"
-              "val_mse,val_mae,val_r2,seconds,samples_per_s\n",
+              "val_mse,val_mae,val_r2,seconds,samples_per_s," WK_REPORT_COMM_COLUMNS "\n",
               r->csv);
+    if (ftell(r->steps_csv) == 0)
+        fputs("epoch,step,steps,loss,seconds,samples_per_s," WK_REPORT_COMM_COLUMNS "\n",
+              r->steps_csv);
     fflush(r->csv);
+    fflush(r->steps_csv);
+    r->win_t0 = mono_s();
     return r;
 fail:
     wk_report_destroy(r);
@@ -106,14 +129,11 @@ void wk_report_destroy(wk_report *r)
         fclose(r->csv);
     if (r->jsonl)
         fclose(r->jsonl);
+    if (r->steps_csv)
+        fclose(r->steps_csv);
+    if (r->steps_jsonl)
+        fclose(r->steps_jsonl);
     free(r);
-}
-
-static double mono_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 void wk_report_progress(void *ctx, int epoch, int64_t step, int64_t nsteps, double loss,
@@ -187,8 +207,74 @@ static int write_json(wk_report *r, cJSON *o, pst_err *err)
     return PST_OK;
 }
 
+/* The WK_REPORT_COMM_COLUMNS cells of an interval of `seconds`, in that order. */
+enum { NCOMM = 12 };
+static void comm_cells(const wk_comm_stats *c, double seconds, double out[NCOMM])
+{
+    if (!c) {
+        double local[NCOMM] = {0, 0, NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN, 0, seconds};
+        memcpy(out, local, sizeof local);
+        return;
+    }
+    double cells[NCOMM] = {(double)c->bytes_pushed, (double)c->bytes_pulled,
+                           1e3 * c->push_p50, 1e3 * c->push_p90, 1e3 * c->push_p99,
+                           1e3 * c->pull_p50, 1e3 * c->pull_p90, 1e3 * c->pull_p99,
+                           c->gap_mean, c->gap_max, c->wait_s,
+                           seconds - c->wait_s > 0 ? seconds - c->wait_s : 0};
+    memcpy(out, cells, sizeof cells);
+}
+
+static void json_comm(cJSON *o, const double cells[NCOMM])
+{
+    static const char names[] = WK_REPORT_COMM_COLUMNS;
+    const char *p = names;
+    for (int i = 0; i < NCOMM; i++) {
+        size_t len = strcspn(p, ",");
+        char key[32];
+        snprintf(key, sizeof key, "%.*s", (int)len, p);
+        json_num(o, key, cells[i]);
+        p += len + (p[len] == ',');
+    }
+}
+
+int wk_report_steps(wk_report *r, int epoch, int64_t step, int64_t nsteps, double loss,
+                    double samples_per_s, const wk_comm_stats *comm, pst_err *err)
+{
+    double now = mono_s(), seconds = now - r->win_t0;
+    r->win_t0 = now;
+    double cells[NCOMM];
+    comm_cells(comm, seconds, cells);
+    fprintf(r->steps_csv, "%d,%lld,%lld,", epoch, (long long)step, (long long)nsteps);
+    csv_num(r->steps_csv, loss, 0);
+    csv_num(r->steps_csv, seconds, 0);
+    csv_num(r->steps_csv, samples_per_s, 0);
+    for (int i = 0; i < NCOMM; i++)
+        csv_num(r->steps_csv, cells[i], i == NCOMM - 1);
+    if (fflush(r->steps_csv) != 0)
+        return pst_err_set(err, PST_ERR_IO, "steps.csv: write failed: %s", strerror(errno));
+    cJSON *o = cJSON_CreateObject();
+    if (!o)
+        return pst_err_set(err, PST_ERR_NOMEM, "report: out of memory");
+    cJSON_AddNumberToObject(o, "epoch", epoch);
+    cJSON_AddNumberToObject(o, "step", (double)step);
+    cJSON_AddNumberToObject(o, "steps", (double)nsteps);
+    json_num(o, "loss", loss);
+    json_num(o, "seconds", seconds);
+    json_num(o, "samples_per_s", samples_per_s);
+    json_comm(o, cells);
+    char *js = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    if (!js)
+        return pst_err_set(err, PST_ERR_NOMEM, "report: out of memory");
+    fprintf(r->steps_jsonl, "%s\n", js);
+    cJSON_free(js);
+    if (fflush(r->steps_jsonl) != 0)
+        return pst_err_set(err, PST_ERR_IO, "steps.jsonl: write failed: %s", strerror(errno));
+    return PST_OK;
+}
+
 int wk_report_epoch(wk_report *r, int epoch, const wk_epoch_stats *st, const wk_eval *val,
-                    pst_err *err)
+                    const wk_comm_stats *comm, pst_err *err)
 {
     clear_bar(r);
     double sps = st->seconds > 0 ? (double)st->samples / st->seconds : NAN;
@@ -220,7 +306,12 @@ int wk_report_epoch(wk_report *r, int epoch, const wk_epoch_stats *st, const wk_
     double cells[] = {vl, va, vp, vr, vf, vm, vae, vr2, st->seconds};
     for (size_t i = 0; i < sizeof cells / sizeof cells[0]; i++)
         csv_num(r->csv, cells[i], 0);
-    csv_num(r->csv, sps, 1);
+    csv_num(r->csv, sps, 0);
+    double cc[NCOMM];
+    comm_cells(comm, st->seconds, cc);
+    for (int i = 0; i < NCOMM; i++)
+        csv_num(r->csv, cc[i], i == NCOMM - 1);
+    r->win_t0 = mono_s(); /* the next step record starts after this epoch's evaluation */
     if (fflush(r->csv) != 0)
         return pst_err_set(err, PST_ERR_IO, "metrics.csv: write failed: %s", strerror(errno));
 
@@ -246,6 +337,7 @@ int wk_report_epoch(wk_report *r, int epoch, const wk_epoch_stats *st, const wk_
     }
     json_num(o, "seconds", st->seconds);
     json_num(o, "samples_per_s", sps);
+    json_comm(o, cc);
     if (st->interrupted)
         cJSON_AddBoolToObject(o, "interrupted", 1);
     return write_json(r, o, err);
@@ -276,4 +368,50 @@ int wk_report_final(wk_report *r, const char *split, const wk_eval *ev, pst_err 
         json_num(o, "r2", ev->r2);
     }
     return write_json(r, o, err);
+}
+
+int wk_report_write_job(const char *dir, const cfg_job *job, pst_err *err)
+{
+    /* A copy to change: the printed job loaded back (cfg_job_print round-trips). */
+    char *text = NULL, path[4200], tmp[4300];
+    size_t len = 0;
+    cfg_job *copy = NULL;
+    FILE *f = open_memstream(&text, &len);
+    int rc;
+    if (!f)
+        return pst_err_set(err, PST_ERR_NOMEM, "job.yaml: out of memory");
+    rc = cfg_job_print(job, f, err);
+    if (fclose(f) != 0 && !rc)
+        rc = pst_err_set(err, PST_ERR_NOMEM, "job.yaml: out of memory");
+    if (rc || (rc = cfg_job_load_string(&copy, text, len, "job.yaml", err)))
+        goto cleanup;
+    static const char *const keys[] = {"data.train", "data.train_labels", "data.test",
+                                       "data.test_labels"};
+    const char *vals[] = {copy->data.train, copy->data.train_labels, copy->data.test,
+                          copy->data.test_labels};
+    for (int i = 0; i < 4; i++) {
+        char abs[PATH_MAX];
+        /* A path that does not resolve stays as it was: the job ran without reading it. */
+        if (vals[i] && vals[i][0] && realpath(vals[i], abs) &&
+            (rc = cfg_override(copy, keys[i], abs, err)))
+            goto cleanup;
+    }
+    snprintf(path, sizeof path, "%s/job.yaml", dir);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    if (!(f = fopen(tmp, "w"))) {
+        rc = pst_err_set(err, PST_ERR_IO, "%s: cannot open for writing: %s", tmp, strerror(errno));
+        goto cleanup;
+    }
+    rc = cfg_job_print(copy, f, err);
+    if (fclose(f) != 0 && !rc)
+        rc = pst_err_set(err, PST_ERR_IO, "%s: write failed: %s", tmp, strerror(errno));
+    if (!rc && rename(tmp, path) != 0)
+        rc = pst_err_set(err, PST_ERR_IO, "%s: cannot rename to job.yaml: %s", tmp,
+                         strerror(errno));
+    if (rc)
+        unlink(tmp);
+cleanup:
+    cfg_job_free(copy);
+    free(text);
+    return rc;
 }

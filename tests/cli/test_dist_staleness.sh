@@ -13,7 +13,7 @@ for s in 1 3; do
     || { grep "largest" err.txt >&2; fail "ssp $s: servers did not report a largest gap of exactly $s"; }
   expect_in err.txt "coordinator info: all servers stopped; .* largest clock gap served $s\$"
   for w in 0 1; do
-    expect_in err.txt "worker\[$w\] info: done at clock .* largest clock gap $s\$"
+    expect_in err.txt "worker\[$w\] info: done at clock .* largest clock gap $s,"
   done
   echo "ssp staleness $s: largest gap $s"
 done

@@ -143,8 +143,10 @@ grep -F "start coordinator" fake.log | grep -qE 'fds=\[3:pipe \]' \
 for who in "server 0" "worker 0" "worker 1" "worker 2"; do
   line=$(grep -F "start $who pid=" fake.log) || fail "$who did not start"
   r=${who#* }
+  # Workers hold the progress pipe (PSTRAIN_PROGRESS_FD=3, cmd_local.c); servers nothing.
+  want_fds=; [ "${who% *}" = worker ] && want_fds="3:pipe "
   case $line in
-    *"ep=$EP fds=[] args=job.yaml|--rank|$r|--coordinator|$EP|$PASSED") ;;
+    *"ep=$EP fds=[$want_fds] args=job.yaml|--rank|$r|--coordinator|$EP|$PASSED") ;;
     *) fail "$who: unexpected start line: $line" ;;
   esac
 done

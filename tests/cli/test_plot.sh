@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # pstrain plot: PNGs of a short moons run's metrics.csv (PNG signature checked), the same
-# curves as text with --ascii, and one-line errors naming the file for a missing run
-# folder, a foreign header, a file without rows, an unusable --out and a missing gnuplot.
+# curves as text with --ascii; predictions.png (the model over its training data: moons' 2-D
+# decision regions, a 1-D sine regression's curve) and the notes when it cannot be drawn;
+# one-line errors naming the file for a missing run folder, a foreign header, a file without
+# rows, an unusable --out and a missing gnuplot.
 source "$(dirname "$0")/lib.sh"
 command -v gnuplot > /dev/null || { echo "gnuplot is not installed (apt-get install gnuplot-nox)"; exit 77; }
 
@@ -29,6 +31,52 @@ expect_exit 0 "$PSTRAIN" train "$SRC/examples/regression.yaml" --epochs 2 --outp
 expect_exit 0 "$PSTRAIN" plot reg
 [ -s reg/regression.png ] && [ ! -e reg/accuracy.png ] || fail "regression run: wrong plots"
 expect_in err.txt "accuracy.png skipped"
+
+# predictions.png: the model against its training data (job.yaml names it).
+png() { [ "$(head -c 8 "$1" | od -An -tx1 | tr -d ' \n')" = 89504e470d0a1a0a ] || fail "$1 is not a PNG"; }
+[ -s P/predictions.png ] || fail "no predictions.png for the 2-feature moons run"
+png P/predictions.png
+expect_in run/job.yaml "train: \"/.*/examples/data/moons.csv\""
+expect_exit 0 "$PSTRAIN" plot run --ascii
+expect_in out.txt "binary-moons: decision regions and training data"
+expect_in out.txt "predicted 0"
+expect_in out.txt "class 1"
+# A 1-feature regression: the model's curve through the data, as in the Keras tutorial.
+/usr/bin/python3 -c "
+import numpy as np
+r = np.random.default_rng(1); x = r.uniform(-3, 3, 300); y = np.sin(x) + 0.1 * r.normal(size=300)
+open('sine.csv', 'w').write('x,y\n' + ''.join('%.5f,%.5f\n' % v for v in zip(x, y)))"
+cat > sine.yaml <<'EOF'
+name: sine
+data: {format: csv, train: sine.csv, label: y, task: regress, validation_split: 0.2, scale: standardize}
+model: {layers: [{units: 16, activation: tanh}, {units: 1}], loss: mse}
+optimizer: {name: adam, lr: 0.01}
+train: {batch_size: 32, epochs: 5}
+EOF
+expect_exit 0 "$PSTRAIN" train sine.yaml --output sine
+expect_exit 0 "$PSTRAIN" plot sine
+png sine/predictions.png
+expect_in out.txt "^wrote sine/predictions.png$"
+expect_exit 0 "$PSTRAIN" plot sine --ascii
+expect_in out.txt "sine: model prediction and training data"
+expect_in out.txt "model prediction"
+# The run folder moved: job.yaml's absolute data path still finds the data.
+mv sine sine-moved
+expect_exit 0 "$PSTRAIN" plot sine-moved --out Pm
+png Pm/predictions.png
+# 4 features (regression.yaml): no prediction plot, and a note saying why.
+[ ! -e reg/predictions.png ] || fail "predictions.png for a 4-feature model"
+expect_exit 0 "$PSTRAIN" plot reg
+expect_in err.txt "predictions.png skipped: the model takes 4 features"
+# No job.yaml (a run of an older pstrain): the curves, and a note.
+rm run/job.yaml
+expect_exit 0 "$PSTRAIN" plot run --out P2
+[ -s P2/loss.png ] && [ ! -e P2/predictions.png ] || fail "run without job.yaml: wrong plots"
+expect_in err.txt "predictions.png skipped: run has no model.safetensors and job.yaml"
+# job.yaml names data that is gone: an error naming the file, exit 4 (IO).
+rm sine.csv
+expect_exit 4 "$PSTRAIN" plot sine-moved --out P3
+expect_in err.txt "pstrain plot: predictions.png: .*sine.csv"
 
 # Errors.
 expect_exit 2 "$PSTRAIN" plot;                      one_error "needs a run folder"

@@ -1,0 +1,212 @@
+/* proto/hb.c -- see hb.h. */
+#include "hb.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "proto/msg.h"
+
+/* A turn of the thread later than this means the process was stopped or starved. */
+#define HB_STALL_MS 1000
+
+struct hb_client {
+    hb_options o;
+    char coordinator[WIRE_ENDPOINT_MAX];
+    char role[16];
+    pthread_t thread;
+    int started;
+    atomic_int stop;
+    net_sock *sock;
+    net_msg *m;
+    msg_in *in;
+    wire_header *out;
+    pthread_mutex_t mu; /* guards what follows */
+    int epoch;
+    int64_t step;
+    double loss;
+    int64_t last_answer_ms;
+    int64_t loop_ms;       /* the thread's last turn (it turns at least every 100 ms) */
+    int refused;
+    char refusal[256];
+    int nmembers;
+    uint64_t gen[WIRE_MAX_WORKERS];
+    uint8_t lost[WIRE_MAX_WORKERS];
+    uint64_t version;
+};
+
+static void send_heartbeat(hb_client *c)
+{
+    wire_header *h = c->out;
+    wire_header_init(h, WIRE_MSG_HEARTBEAT, c->role, c->o.rank);
+    h->generation = c->o.generation;
+    pthread_mutex_lock(&c->mu);
+    h->has_progress = 1;
+    h->epoch = c->epoch;
+    h->step = c->step;
+    h->loss = c->loss;
+    pthread_mutex_unlock(&c->mu);
+    pst_err e = {0};
+    /* Never blocks: a coordinator that does not read is what the timeout detects. */
+    if (msg_send(c->sock, NULL, 0, h, NULL, 0, 0, &e) && e.code != PST_ERR_TIMEOUT)
+        log_debug(c->o.lg, "heartbeat: %s", e.msg);
+}
+
+static void take_answer(hb_client *c)
+{
+    const wire_header *h = &c->in->h;
+    pthread_mutex_lock(&c->mu);
+    c->last_answer_ms = c->loop_ms = net_now_ms();
+    if (h->type == WIRE_MSG_ERROR && !c->refused) {
+        c->refused = 1;
+        snprintf(c->refusal, sizeof c->refusal, "%s", h->error_text);
+    } else if (h->type == WIRE_MSG_HEARTBEAT && h->nmembers > 0) {
+        int n = h->nmembers;
+        if (n != c->nmembers || memcmp(c->gen, h->member_gen, sizeof(uint64_t) * (size_t)n) ||
+            memcmp(c->lost, h->member_lost, (size_t)n)) {
+            memcpy(c->gen, h->member_gen, sizeof(uint64_t) * (size_t)n);
+            memcpy(c->lost, h->member_lost, (size_t)n);
+            c->nmembers = n;
+            c->version++;
+        }
+    }
+    pthread_mutex_unlock(&c->mu);
+}
+
+static void *run(void *arg)
+{
+    hb_client *c = arg;
+    int64_t next = 0;
+    while (!atomic_load(&c->stop)) {
+        int64_t now = net_now_ms();
+        pthread_mutex_lock(&c->mu);
+        if (now - c->loop_ms > HB_STALL_MS) {
+            /* Back from a stop: judge the coordinator by its answers from now on, and
+             * ask at once (it may have given this process up meanwhile). */
+            c->last_answer_ms = now;
+            next = now;
+        }
+        c->loop_ms = now;
+        pthread_mutex_unlock(&c->mu);
+        if (now >= next) {
+            send_heartbeat(c);
+            next = now + c->o.interval_ms;
+        }
+        /* Short waits, so hb_stop returns promptly. */
+        int wait = (int)(next - now);
+        if (wait > 100)
+            wait = 100;
+        if (wait < 1)
+            wait = 1;
+        pst_err e = {0};
+        int rc = msg_recv(c->sock, c->m, 0, c->in, wait, &e);
+        if (rc == PST_OK)
+            take_answer(c);
+        else if (rc == PST_ERR_PEER)
+            log_warn(c->o.lg, "heartbeat: malformed answer from the coordinator: %s", e.msg);
+    }
+    return NULL;
+}
+
+hb_client *hb_start(const hb_options *o, pst_err *err)
+{
+    hb_client *c = calloc(1, sizeof *c);
+    if (!c || !(c->in = malloc(sizeof *c->in)) || !(c->out = malloc(sizeof *c->out))) {
+        pst_err_set(err, PST_ERR_NOMEM, "heartbeat: out of memory");
+        goto fail;
+    }
+    c->o = *o;
+    snprintf(c->coordinator, sizeof c->coordinator, "%s", o->coordinator);
+    snprintf(c->role, sizeof c->role, "%s", o->role);
+    c->o.coordinator = c->coordinator;
+    c->o.role = c->role;
+    pthread_mutex_init(&c->mu, NULL);
+    c->last_answer_ms = c->loop_ms = net_now_ms();
+    char id[64];
+    snprintf(id, sizeof id, "%s-%d-%d-hb-%llu", o->role, o->rank, (int)getpid(),
+             (unsigned long long)o->generation);
+    net_opts so = {.identity = id, .linger_ms = 1, .max_msg_bytes = WIRE_MAX_META + 1024};
+    if (!(c->m = net_msg_create(err)) || !(c->sock = net_sock_create(o->ctx, NET_DEALER, &so, err)) ||
+        net_sock_connect(c->sock, o->coordinator, err)) {
+        pst_err_prefix(err, "heartbeat to %s", o->coordinator);
+        goto fail;
+    }
+    if (pthread_create(&c->thread, NULL, run, c) != 0) {
+        pst_err_set(err, PST_ERR_NOMEM, "heartbeat: cannot start a thread");
+        goto fail;
+    }
+    c->started = 1;
+    return c;
+fail:
+    hb_stop(c);
+    return NULL;
+}
+
+void hb_stop(hb_client *c)
+{
+    if (!c)
+        return;
+    if (c->started) {
+        atomic_store(&c->stop, 1);
+        pthread_join(c->thread, NULL);
+    }
+    net_sock_destroy(c->sock);
+    net_msg_destroy(c->m);
+    if (c->in)
+        pthread_mutex_destroy(&c->mu);
+    free(c->in);
+    free(c->out);
+    free(c);
+}
+
+void hb_set_progress(hb_client *c, int epoch, int64_t step, double loss)
+{
+    if (!c)
+        return;
+    pthread_mutex_lock(&c->mu);
+    c->epoch = epoch;
+    c->step = step;
+    c->loss = loss;
+    pthread_mutex_unlock(&c->mu);
+}
+
+int hb_check(hb_client *c, pst_err *err)
+{
+    if (!c)
+        return PST_OK;
+    int rc = PST_OK;
+    pthread_mutex_lock(&c->mu);
+    int64_t now = net_now_ms();
+    /* The thread has not had its turn for a while: this process was stopped (SIGSTOP, a
+     * debugger) or starved, and the silence is its own; the thread will tell on its turn. */
+    if (now - c->loop_ms > HB_STALL_MS && !c->refused) {
+        pthread_mutex_unlock(&c->mu);
+        return PST_OK;
+    }
+    int64_t silent = now - c->last_answer_ms;
+    if (c->refused)
+        rc = pst_err_set(err, PST_ERR_NET, "coordinator %s: %s", c->coordinator, c->refusal);
+    else if (silent > c->o.timeout_ms)
+        rc = pst_err_set(err, PST_ERR_TIMEOUT, "coordinator %s has not answered heartbeats for "
+                         "%.1f s (gone?)", c->coordinator, silent / 1000.0);
+    pthread_mutex_unlock(&c->mu);
+    return rc;
+}
+
+int hb_membership(hb_client *c, int n, uint64_t *gen, uint8_t *lost, uint64_t *version)
+{
+    if (!c)
+        return 0;
+    pthread_mutex_lock(&c->mu);
+    int k = c->nmembers < n ? c->nmembers : n;
+    memcpy(gen, c->gen, sizeof(uint64_t) * (size_t)k);
+    memcpy(lost, c->lost, (size_t)k);
+    if (version)
+        *version = c->version;
+    int total = c->nmembers;
+    pthread_mutex_unlock(&c->mu);
+    return total;
+}

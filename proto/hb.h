@@ -1,0 +1,53 @@
+/* proto/hb.h -- heartbeats: a process's thread that tells the coordinator it is alive.
+ *
+ * Every server and worker runs one once it has joined. The thread has its own DEALER
+ * socket (ZeroMQ sockets are single-threaded) and sends HEARTBEAT every interval with the
+ * progress the main thread last set, so a long step or a checkpoint write does not make a
+ * healthy process look dead. The coordinator answers each with the job's membership
+ * (which workers are lost, each worker's incarnation), or with an ERROR when it has given
+ * this process up (e.g. it was paused past the timeout and replaced).
+ *
+ * The main thread polls hb_check between steps: it fails when the coordinator has not
+ * answered for the timeout (the coordinator is gone: there is nobody left to finish the
+ * job) or has refused this process (PST_ERR_NET: retriable, a restart may rejoin), naming
+ * which and why. */
+#ifndef PSTRAIN_PROTO_HB_H
+#define PSTRAIN_PROTO_HB_H
+
+#include <stdint.h>
+
+#include "core/err.h"
+#include "core/log.h"
+#include "net/net.h"
+
+typedef struct hb_client hb_client;
+
+typedef struct {
+    net_ctx *ctx;
+    const char *coordinator; /* endpoint */
+    const char *role;        /* "server" or "worker" */
+    int rank;
+    uint64_t generation;     /* this process's incarnation (workers: from WELCOME) */
+    int interval_ms;
+    int timeout_ms;          /* coordinator silent this long: lost */
+    const log_ctx *lg;
+} hb_options;
+
+/* Starts the thread (which sends the first heartbeat at once). */
+hb_client *hb_start(const hb_options *o, pst_err *err);
+/* Stops and joins the thread; NULL is fine. */
+void hb_stop(hb_client *c);
+
+/* What the next heartbeats carry (workers: epoch, step = clock, loss). */
+void hb_set_progress(hb_client *c, int epoch, int64_t step, double loss);
+
+/* PST_OK while the coordinator answers; PST_ERR_TIMEOUT when it has been silent for the
+ * timeout, PST_ERR_PEER when it refused this process (its text in err). */
+int hb_check(hb_client *c, pst_err *err);
+
+/* The newest membership received: copies up to n workers' generations and lost flags and
+ * returns how many the coordinator sent (0 before the first answer). *version grows by
+ * one with each answer that changed it (may be NULL). */
+int hb_membership(hb_client *c, int n, uint64_t *gen, uint8_t *lost, uint64_t *version);
+
+#endif

@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# Workers that die, are restarted, or are paused past the heartbeat timeout (real processes
+# under `pstrain local`, killed with signals):
+#  - SIGKILL, no restarts: the coordinator declares the worker lost after
+#    cluster.heartbeat_timeout_s, the servers go on without it (asp and bsp), the job ends 0
+#    and says who was lost; accuracy within 1 point of a clean run;
+#  - SIGKILL with cluster.max_restarts 1: the launcher starts it again, it rejoins (a new
+#    incarnation) at the servers' clock and finishes its partition;
+#  - SIGSTOP past the timeout, then SIGCONT: the paused incarnation is refused (it cannot
+#    touch the model) and exits 75 with a clear error; the job ends 0 without it;
+#  - worker 0 lost for good: the final model cannot be written: exit 75, said so;
+#  - a NaN gradient: refused (cluster.nonfinite reject: the job fails, exit 1, naming it)
+#    or skipped (nonfinite skip: the job ends 0 and counts it).
+# After every case no process of the job is left.
+source "$(dirname "$0")/lib.sh"
+if [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
+  echo "dataset-fashion-mnist not installed: skipping"; exit 77
+fi
+F=(--epochs 2 --servers 2 --workers 3 --cluster.heartbeat_timeout_s 3)
+
+# Runs `pstrain local ARGS` in the background (stderr to $OUT.err); when a worker logs that
+# training started, sends SIG to worker RANK; waits for the job and sets $code.
+run_and_signal() { # OUT SIG RANK ARGS...
+  local out=$1 sig=$2 rank=$3; shift 3
+  "$PSTRAIN" local "$@" --output "$out" > /dev/null 2> "$out.err" &
+  local job=$! pid=""
+  for _ in $(seq 1200); do  # at most 120 s
+    grep -q "worker\[$rank\] info: training with" "$out.err" 2>/dev/null &&
+      pid=$(pgrep -f "pstrain worker.*--rank $rank .*--output $out\$" | head -1)
+    [ -n "$pid" ] && break
+    kill -0 $job 2>/dev/null || break
+    sleep 0.1
+  done
+  [ -n "$pid" ] || { wait $job; fail "$out: worker[$rank] never started training"; }
+  sleep 0.5 # a few steps in
+  kill -"$sig" "$pid"
+  if [ "$sig" = STOP ]; then
+    # Past the heartbeat timeout: the coordinator gives it up; then it resumes.
+    for _ in $(seq 300); do grep -q "worker\[$rank\] (pid $pid) is lost" "$out.err" && break; sleep 0.1; done
+    kill -CONT "$pid"
+  fi
+  wait $job
+  code=$?
+  pgrep -f -- "--output $out\$" > /dev/null && fail "$out: processes left behind"
+  return 0
+}
+accuracy() { json_field "$1/metrics.jsonl" test accuracy; }
+within_1pt() { # A B WHAT
+  /usr/bin/python3 -c "import sys; sys.exit(0 if abs($1 - $2) <= 0.01 else 1)" \
+    || fail "$3: test accuracy $2, clean run $1: more than 1 point apart"
+}
+
+for cons in asp bsp; do
+  expect_exit 0 "$PSTRAIN" local "${F[@]}" --consistency $cons --output clean_$cons
+  run_and_signal kill_$cons KILL 1 "${F[@]}" --consistency $cons
+  [ $code -eq 0 ] || { tail -5 kill_$cons.err >&2; fail "$cons: job with a killed worker exited $code"; }
+  expect_in kill_$cons.err "local warn: worker\[1\] \(pid [0-9]+\) killed by signal 9; the job goes on without it"
+  expect_in kill_$cons.err "coordinator warn: worker\[1\] \(pid [0-9]+\) is lost: no heartbeat for 3 s"
+  expect_in kill_$cons.err "server\[0\] warn: worker\[1\] is lost"
+  expect_in kill_$cons.err "local warn: job finished without worker\[1\]"
+  within_1pt "$(accuracy clean_$cons)" "$(accuracy kill_$cons)" "$cons, worker killed"
+done
+
+# Restarted: it rejoins and finishes its partition.
+run_and_signal restart KILL 2 "${F[@]}" --consistency bsp --cluster.max_restarts 1
+[ $code -eq 0 ] || { tail -5 restart.err >&2; fail "job with a restarted worker exited $code"; }
+expect_in restart.err "local warn: worker\[2\] \(pid [0-9]+\) killed by signal 9; starting it again \(restart 1 of 1\)"
+expect_in restart.err "coordinator info: worker\[2\] rejoined as incarnation 2"
+expect_in restart.err "server\[1\] info: worker\[2\] rejoined \(incarnation 2\) at clock [0-9]+"
+expect_in restart.err "worker\[2\] info: rejoined as incarnation 2 at clock [0-9]+"
+expect_in restart.err "coordinator info: worker\[2\] finished"
+expect_in restart.err "local info: job finished: all 6 processes exited 0"
+within_1pt "$(accuracy clean_bsp)" "$(accuracy restart)" "bsp, worker restarted"
+
+# Paused past the timeout: given up, refused on resuming, exits 75; the job goes on.
+run_and_signal paused STOP 1 "${F[@]}" --consistency asp
+[ $code -eq 0 ] || { tail -5 paused.err >&2; fail "job with a paused worker exited $code"; }
+expect_in paused.err "worker\[1\] error: .*(incarnation 1 was declared lost|which the coordinator declared lost)"
+expect_in paused.err "local warn: worker\[1\] \(pid [0-9]+\) exited with code 75; the job goes on without it"
+within_1pt "$(accuracy clean_asp)" "$(accuracy paused)" "asp, worker paused"
+
+# Worker 0 writes the final model: losing it for good fails the job, retriably.
+run_and_signal lost0 KILL 0 "${F[@]}" --consistency asp
+[ $code -eq 75 ] || { tail -5 lost0.err >&2; fail "job that lost worker 0 exited $code, expected 75"; }
+expect_in lost0.err "coordinator error: worker\[0\] was lost before it finished, so the final model was not written"
+
+# NaN gradients (test hook: worker 1's gradient of step 3 gets a NaN).
+M=("$SRC/examples/binary-moons.yaml" --consistency bsp --servers 2 --workers 2 --epochs 2)
+PSTRAIN_TEST_NAN_WORKER=1 PSTRAIN_TEST_NAN_STEP=3 expect_exit 1 "$PSTRAIN" local "${M[@]}" --output nan_reject
+expect_in err.txt "worker\[1\] error: server\[0\] refused request [0-9]+: push from worker 1: gradient 0 is nan \(rejected"
+expect_in err.txt "server\[0\] warn: refused PUSH from worker\[1\]"
+PSTRAIN_TEST_NAN_WORKER=1 PSTRAIN_TEST_NAN_STEP=3 expect_exit 0 "$PSTRAIN" local "${M[@]}" \
+  --cluster.nonfinite skip --output nan_skip
+expect_in err.txt "coordinator warn: 1 gradient chunk\(s\) with NaN/Inf were skipped"
+expect_in err.txt "server\[0\] info: done: .* 1 non-finite gradients skipped"
+/usr/bin/python3 - nan_skip/model.safetensors <<'PY' || fail "the skip run's model is not finite"
+import json, struct, sys, math
+b = open(sys.argv[1], "rb").read()
+n = struct.unpack("<Q", b[:8])[0]
+data = b[8 + n:]
+vals = struct.unpack("<%df" % (len(data) // 4), data)
+sys.exit(0 if all(math.isfinite(v) for v in vals) else 1)
+PY
