@@ -119,6 +119,31 @@ int main(int argc, char **argv)
     h.max_clock_gap = 2;
     bad |= emit(d, "bye", &h);
 
+    /* Fault tolerance: an acknowledgement, a heartbeat reply with the workers' membership
+     * (generations, one lost), and the WELCOME of a worker rejoining under its rank. */
+    wire_header_init(&h, WIRE_MSG_ACK, "server", 0);
+    h.request_id = 78;
+    h.generation = 2;
+    h.clock = 12;
+    bad |= emit(d, "ack", &h);
+    wire_header_init(&h, WIRE_MSG_HEARTBEAT, "coordinator", 0);
+    h.generation = 1;
+    h.nmembers = 3;
+    h.member_gen[0] = 1;
+    h.member_gen[1] = 3;
+    h.member_gen[2] = 1;
+    h.member_lost[2] = 1;
+    bad |= emit(d, "heartbeat", &h);
+    wire_header_init(&h, WIRE_MSG_WELCOME, "coordinator", 0);
+    h.num_servers = 1;
+    h.num_workers = 2;
+    h.nparams = 100;
+    snprintf(h.server_endpoints[0], WIRE_ENDPOINT_MAX, "tcp://10.0.0.2:6000");
+    h.shard_offsets[1] = 100;
+    h.rejoin = 1;
+    h.generation = 4;
+    bad |= emit(d, "welcome_rejoin", &h);
+
     wire_header_init(&h, WIRE_MSG_SHUTDOWN, "coordinator", 0);
     bad |= emit(d, "shutdown", &h);
     wire_header_init(&h, WIRE_MSG_BARRIER, "worker", 3);
