@@ -875,6 +875,12 @@ static int scan_job(cfg_scan *sc, const char *yaml, size_t len, int *empty)
     yaml_event_delete(&ev);
 cleanup:
     yaml_parser_delete(&sc->parser);
+    /* A key or value quoted in a message may span lines (a folded plain scalar, a quoted
+     * "\n"); the message stays one line. */
+    if (rc && sc->err)
+        for (char *c = sc->err->msg; *c; c++)
+            if (*c == '\n' || *c == '\r')
+                *c = ' ';
     return rc;
 }
 

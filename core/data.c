@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #include <zlib.h>
@@ -254,10 +255,15 @@ static int gz_read_all(gzFile f, void *buf, size_t len, size_t *got, const char 
     return PST_OK;
 }
 
+/* Deflate expands at most 1032:1 (zlib's FAQ), so a gzip file of S bytes holds at most
+ * 1032 * S bytes; a header announcing more is damaged, whatever the rest of the file says. */
+#define IDX_MAX_INFLATE 1032u
+
 /* Opens an IDX file (gzip or plain: gzopen reads both) and checks its magic and its ndim
- * sizes, which must all be non-zero. */
+ * sizes, which must all be non-zero. *room is the most data bytes the file can hold after
+ * its header, so that a damaged header is refused before its sizes are allocated. */
 static int idx_open(const char *path, uint32_t magic, const char *what, int ndim, uint32_t *dims,
-                    gzFile *out, pst_err *err)
+                    uint64_t *room, gzFile *out, pst_err *err)
 {
     *out = NULL;
     errno = 0;
@@ -296,6 +302,13 @@ static int idx_open(const char *path, uint32_t magic, const char *what, int ndim
             goto cleanup;
         }
     }
+    struct stat sb;
+    if (stat(path, &sb) != 0) {
+        rc = pst_err_set(err, PST_ERR_IO, "%s: %s", path, strerror(errno));
+        goto cleanup;
+    }
+    uint64_t size = (uint64_t)sb.st_size;
+    *room = gzdirect(f) ? size - want : size * IDX_MAX_INFLATE;
     *out = f;
     return PST_OK;
 cleanup:
@@ -316,7 +329,7 @@ ds_dataset *ds_load_idx(const char *images_path, const char *labels_path, int nc
     gzFile fi = NULL, fl = NULL;
     uint8_t *lab = NULL, *pix = NULL;
     ds_dataset *ds = NULL;
-    uint32_t idims[3], ldims[1];
+    uint32_t idims[3] = {0}, ldims[1] = {0};
     size_t got;
     int ok = 0;
 
@@ -325,8 +338,11 @@ ds_dataset *ds_load_idx(const char *images_path, const char *labels_path, int nc
         return NULL;
     }
     /* Both headers first, so a mismatched pair fails before 47 MB are decompressed. */
-    if (idx_open(images_path, IDX_MAGIC_IMAGES, "uint8 images, 3 dims", 3, idims, &fi, err) ||
-        idx_open(labels_path, IDX_MAGIC_LABELS, "uint8 labels, 1 dim", 1, ldims, &fl, err))
+    uint64_t iroom = 0, lroom = 0;
+    if (idx_open(images_path, IDX_MAGIC_IMAGES, "uint8 images, 3 dims", 3, idims, &iroom, &fi,
+                 err) ||
+        idx_open(labels_path, IDX_MAGIC_LABELS, "uint8 labels, 1 dim", 1, ldims, &lroom, &fl,
+                 err))
         goto cleanup;
     uint32_t n = idims[0];
     uint64_t d = (uint64_t)idims[1] * idims[2];
@@ -347,6 +363,18 @@ ds_dataset *ds_load_idx(const char *images_path, const char *labels_path, int nc
         goto cleanup;
     }
 
+    if (n > lroom) {
+        pst_err_set(err, PST_ERR_DATA, "%s: truncated: expected %u bytes of labels, %s %llu",
+                    labels_path, n, gzdirect(fl) ? "got" : "the file holds at most",
+                    (unsigned long long)lroom);
+        goto cleanup;
+    }
+    if (npix > iroom) {
+        pst_err_set(err, PST_ERR_DATA, "%s: truncated: expected %zu bytes of pixels, %s %llu",
+                    images_path, npix, gzdirect(fi) ? "got" : "the file holds at most",
+                    (unsigned long long)iroom);
+        goto cleanup;
+    }
     if (!(lab = malloc(n))) {
         pst_err_set(err, PST_ERR_NOMEM, "%s: %u labels: out of memory", labels_path, n);
         goto cleanup;

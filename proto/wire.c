@@ -178,13 +178,18 @@ int wire_pack(const wire_header *h, uint8_t *buf, size_t cap, size_t *len, pst_e
     return PST_OK;
 }
 
-/* Copies a protobuf string into a fixed field; NULL counts as "". */
+/* Copies a protobuf string into a fixed field; NULL counts as "". Roles and endpoints are
+ * names that go into log lines: a control character (a forged line break) is refused. */
 static int copy_str(char *dst, size_t cap, const char *src, const char *what, pst_err *err)
 {
     size_t n = src ? strlen(src) : 0;
     if (n >= cap)
         return pst_err_set(err, PST_ERR_DATA, "wire: %s of %zu bytes is too long (max %zu)", what,
                            n, cap - 1);
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)src[i] < 0x20 || src[i] == 0x7f)
+            return pst_err_set(err, PST_ERR_DATA, "wire: %s holds control character 0x%02x",
+                               what, (unsigned)(unsigned char)src[i]);
     if (n)
         memcpy(dst, src, n);
     dst[n] = '\0';
@@ -316,6 +321,10 @@ static int unpack_fields(wire_header *h, const Pstrain__Envelope *env, pst_err *
         h->error_code = env->error->code;
         snprintf(h->error_text, sizeof h->error_text, "%s",
                  env->error->text ? env->error->text : "");
+        /* The peer's text becomes the receiver's one-line error message: no line breaks. */
+        for (char *c = h->error_text; *c; c++)
+            if ((unsigned char)*c < 0x20 || *c == 0x7f)
+                *c = ' ';
         break;
     case WIRE_MSG_HELLO:
         if (!env->hello)

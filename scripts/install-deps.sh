@@ -9,7 +9,8 @@ pkgs=(build-essential cmake pkg-config git
       libopenmpi-dev openmpi-bin libopenblas-dev
       libcmocka-dev libcyaml-dev libcjson-dev zlib1g-dev libmicrohttpd-dev prometheus
       dataset-fashion-mnist python3-numpy
-      yamllint python3-yaml python3-jsonschema iproute2 procps gnuplot-nox)
+      yamllint python3-yaml python3-jsonschema iproute2 procps gnuplot-nox
+      valgrind clang libclang-rt-dev)
 if [ "${1:-}" = "--bench" ]; then
   pkgs+=(python3-torch)
 fi

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The README's second command (and what CI runs): installs what is missing, builds, and
-# runs the whole test suite twice: a release build, then a build with AddressSanitizer +
-# UndefinedBehaviorSanitizer (PSTRAIN_SANITIZE=ON). --fast skips the sanitizer pass.
+# runs the whole test suite twice: a release build (with the valgrind_* tests), then a build
+# with AddressSanitizer + UndefinedBehaviorSanitizer (PSTRAIN_SANITIZE=ON); then a third
+# pass builds the libFuzzer harnesses with clang (PSTRAIN_FUZZ=ON, build-fuzz) and runs each
+# briefly (ctest -L fuzz; docs/fuzzing.md). --fast skips the sanitizer and fuzz passes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/install-deps.sh
@@ -19,4 +21,13 @@ run_suite build -DCMAKE_BUILD_TYPE=Release
 if [ "${1:-}" != "--fast" ]; then
   echo "== test suite: AddressSanitizer + UndefinedBehaviorSanitizer build =="
   run_suite build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPSTRAIN_SANITIZE=ON
+  echo "== fuzz harnesses: clang, libFuzzer + ASan + UBSan build, ctest -L fuzz =="
+  if command -v clang > /dev/null; then
+    CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPSTRAIN_FUZZ=ON \
+      > /dev/null
+    cmake --build build-fuzz -j "$jobs" --target fuzz
+    (cd build-fuzz && ctest -L fuzz --output-on-failure -j "$jobs")
+  else
+    echo "fuzz pass SKIPPED: clang is not installed (scripts/install-deps.sh installs clang)"
+  fi
 fi

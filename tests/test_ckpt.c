@@ -911,7 +911,8 @@ static void test_state_refusals(void **state)
     unlink(p2);
 }
 
-/* Every truncation and every flipped byte of a state file is refused whole. */
+/* Every truncation and every flipped byte of a state file, and random bursts of flipped
+ * bytes, are refused whole with one line naming the file. */
 static void test_state_damage(void **state)
 {
     fixture *fx = *state;
@@ -933,15 +934,32 @@ static void test_state_damage(void **state)
         in = (ckpt_state *)1;
         assert_int_equal(ckpt_state_load(bad, "optimizer", &in, &err), PST_ERR_DATA);
         assert_null(in);
+        /* A clear error: one line naming the file and saying it is cut short. */
+        if (!strstr(err.msg, bad) || strchr(err.msg, '\n') ||
+            !strstr(err.msg, len == 0 ? "empty" : "truncated"))
+            fail_msg("cut at %zu: unclear message '%s'", len, err.msg);
     }
-    for (size_t i = 0; i < n; i++) {
-        b[i] ^= 0x20;
+    /* Every byte flipped with 0x20 and with a random mask, then random bursts of 2 to 9
+     * flipped bytes anywhere (what a torn sector or bad memory leaves). */
+    rng_state r;
+    rng_seed(&r, 2024);
+    for (size_t trial = 0; trial < 3 * n + 300; trial++) {
+        size_t at[9];
+        unsigned char mask[9];
+        int k = trial < 2 * n ? 1 : 2 + (int)rng_below(&r, 8);
+        for (int j = 0; j < k; j++) {
+            at[j] = trial < 2 * n ? trial % n : (size_t)rng_below(&r, n);
+            mask[j] = trial < n ? 0x20 : (unsigned char)(1 + rng_below(&r, 255));
+            b[at[j]] ^= mask[j];
+        }
         write_bytes(bad, b, n);
         in = (ckpt_state *)1;
         int rc = ckpt_state_load(bad, "optimizer", &in, &err);
-        if (rc != PST_ERR_DATA || in)
-            fail_msg("byte %zu flipped: load gave %d (%s)", i, rc, err.msg);
-        b[i] ^= 0x20;
+        if (rc != PST_ERR_DATA || in || !strstr(err.msg, bad) || strchr(err.msg, '\n'))
+            fail_msg("trial %zu (%d bytes from %zu) flipped: load gave %d (%s)", trial, k, at[0],
+                     rc, err.msg);
+        for (int j = k - 1; j >= 0; j--)
+            b[at[j]] ^= mask[j];
     }
     free(b);
     unlink(bad);

@@ -557,6 +557,26 @@ static void test_empty_document(void **state)
     }
 }
 
+/* Found by fuzz/fuzz_config.c: a scalar or key spanning lines (a plain scalar continued on
+ * the next line, or a quoted "\n") was copied into the message, which then had two lines. */
+static void test_errors_stay_one_line(void **state)
+{
+    (void)state;
+    static const char *const docs[] = {"data:\n  format:0.2\n\n    layers\n",
+                                       "\"a\\nb\": 1\n",
+                                       "train: {epochs: \"1\\r\\n2\"}\n"};
+    static const char *const want[] = {"expected a mapping", "unknown key", "train.epochs"};
+    for (size_t i = 0; i < sizeof docs / sizeof docs[0]; i++) {
+        cfg_job *j = NULL;
+        pst_err err;
+        assert_int_equal(load(docs[i], &j, &err), PST_ERR_CONFIG);
+        if (!strstr(err.msg, want[i]) || strpbrk(err.msg, "\r\n"))
+            print_error("case %zu: message '%s'\n", i, err.msg);
+        assert_non_null(strstr(err.msg, want[i]));
+        assert_null(strpbrk(err.msg, "\r\n"));
+    }
+}
+
 /* ---- Overrides --------------------------------------------------------------------- */
 
 static void set_ok(cfg_job *j, const char *path, const char *value)
@@ -1057,6 +1077,7 @@ int main(void)
         cmocka_unit_test(test_scalar_forms),
         cmocka_unit_test(test_load_errors),
         cmocka_unit_test(test_empty_document),
+        cmocka_unit_test(test_errors_stay_one_line),
         cmocka_unit_test(test_override_values),
         cmocka_unit_test(test_override_errors),
         cmocka_unit_test(test_override_then_check),

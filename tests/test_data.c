@@ -244,6 +244,32 @@ static void test_idx_errors(void **state)
         ds_destroy(ok);
     }
 
+    /* Found by fuzz/fuzz_idx.c: a few header bytes announcing billions of samples made the
+     * loader allocate gigabytes before it read far enough to see the file end. The sizes
+     * are now checked against what the file can hold first (plain: its size; gzip: 1032
+     * times it, deflate's largest ratio). */
+    {
+        unsigned char hb[16 + 3], lhb[8 + 3];
+        size_t hl = idx_images(hb, 0x00000803u, 0xfffffff0u, 1, 1, k_pix, 3);
+        size_t lhl = idx_labels(lhb, 0xfffffff0u, k_lab, 3);
+        const char *hi = put(state, "e-huge-images.idx", hb, hl, 0);
+        const char *hlp = put(state, "e-huge-labels.idx", lhb, lhl, 0);
+        const char *hlz = put(state, "e-huge-labels.gz", lhb, lhl, 1);
+        expect_fail(ds_load_idx(hi, hlp, 0, &err), &err, PST_ERR_DATA,
+                    "e-huge-labels.idx: truncated: expected 4294967280 bytes of labels, got 3");
+        expect_fail(ds_load_idx(hi, hlz, 0, &err), &err, PST_ERR_DATA,
+                    "e-huge-labels.gz: truncated: expected 4294967280 bytes of labels, the file "
+                    "holds at most");
+        /* Labels that are there, pixels that cannot be. */
+        ll = idx_labels(lb, 3, k_lab, 3);
+        tp = put(state, "e-3-labels.idx", lb, ll, 0);
+        hl = idx_images(hb, 0x00000803u, 3, 46340, 46340, k_pix, 3);
+        hi = put(state, "e-huge-images.gz", hb, hl, 1);
+        expect_fail(ds_load_idx(hi, tp, 0, &err), &err, PST_ERR_DATA,
+                    "e-huge-images.gz: truncated: expected 6442186800 bytes of pixels, the file "
+                    "holds at most");
+    }
+
     /* Counts differ. */
     ll = idx_labels(lb, 2, k_lab, 2);
     tp = put(state, "e-two-labels.idx", lb, ll, 0);

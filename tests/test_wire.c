@@ -229,6 +229,35 @@ static void test_update_groups(void **state)
     assert_int_equal(wire_pack(&h, buf, sizeof buf, &len, &err), PST_ERR_ARG);
 }
 
+/* Found by reading what fuzz/fuzz_wire.c checks: a peer's role, endpoint or error text
+ * with a line break went as is into log lines and error messages (a forged log line).
+ * Names with control characters are refused; an error text keeps its words on one line. */
+static void test_control_characters(void **state)
+{
+    (void)state;
+    wire_header h, g;
+    pst_err err = {0};
+    wire_header_init(&h, WIRE_MSG_HELLO, "work\ner", 1);
+    assert_int_equal(pack_unpack(&h, &err), PST_ERR_DATA);
+    assert_non_null(strstr(err.msg, "role holds control character 0x0a"));
+    wire_header_init(&h, WIRE_MSG_HELLO, "worker", 1);
+    strcpy(h.endpoint, "tcp://a:1\r\n2026-01-01 coordinator[0] INFO forged");
+    assert_int_equal(pack_unpack(&h, &err), PST_ERR_DATA);
+    assert_non_null(strstr(err.msg, "endpoint holds control character 0x0d"));
+    wire_header_init(&h, WIRE_MSG_WELCOME, "coordinator", 0);
+    h.num_servers = 1;
+    h.num_workers = 1;
+    h.nparams = 10;
+    h.shard_offsets[1] = 10;
+    strcpy(h.server_endpoints[0], "tcp://x:1\x7f");
+    assert_int_equal(pack_unpack(&h, &err), PST_ERR_DATA);
+    assert_non_null(strstr(err.msg, "server endpoint holds control character 0x7f"));
+    wire_header_init(&h, WIRE_MSG_ERROR, "server", 0);
+    strcpy(h.error_text, "bad\nrange\r\tx");
+    round_trip(&h, &g);
+    assert_string_equal(g.error_text, "bad range  x");
+}
+
 static void test_rejects_wrong_version_and_type(void **state)
 {
     (void)state;
@@ -352,6 +381,7 @@ int main(void)
         cmocka_unit_test(test_welcome_hello_error_stats),
         cmocka_unit_test(test_rejects_inconsistent_messages),
         cmocka_unit_test(test_update_groups),
+        cmocka_unit_test(test_control_characters),
         cmocka_unit_test(test_rejects_wrong_version_and_type),
         cmocka_unit_test(test_rejects_garbage_and_truncation),
         cmocka_unit_test(test_pack_refuses_bad_header),
