@@ -54,7 +54,7 @@ expect_in err.txt "3 ranks make 1 coordinator\(s\), 2 server\(s\) and 0 worker\(
 "${MPIRUN[@]}" -np 4 "$PSTRAIN" mpi "$JOB" --servers 1 --epochs 100000 --output term \
   > out.txt 2> err.txt &
 MP=$!
-for _ in $(seq 100); do grep -q "joined" err.txt && break; sleep 0.1; done
+for _ in $(seq 600); do grep -q "joined" err.txt && break; sleep 0.1; done
 grep -q "joined" err.txt || { kill $MP; fail "the SIGTERM run never started"; }
 RANKS=$(pgrep -P "$(pgrep -P $MP)")
 [ "$(echo $RANKS | wc -w)" -eq 4 ] || { kill $MP; fail "expected 4 rank processes: $RANKS"; }
