@@ -54,8 +54,7 @@ run_and_kill() {
   timeout 120 tail --pid=$RUN -f /dev/null || fail "$d: the run did not end"
   code=0; wait $RUN || code=$?
   RUN=""
-  pgrep -f "pstrain-cluster-.*:(coordinator|server|worker)-" > /dev/null \
-    && fail "$d: processes left behind"
+  pgrep -f -- "$(cat "$d/tag"):" > /dev/null && fail "$d: processes left behind"
   return 0
 }
 
