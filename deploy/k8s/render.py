@@ -2,8 +2,8 @@
 """deploy/k8s/render.py -- prints the Kubernetes manifests of a pstrain job (stdlib only).
 
     python3 deploy/k8s/render.py --servers S --workers W --image IMAGE --job JOB.yaml \
-        [--name pstrain] [--storage 10Gi] [--jobset] [--curve-secret SECRET] \
-        | kubectl apply -f -
+        [--name pstrain] [--storage 10Gi] [--max-restarts R] [--jobset] \
+        [--curve-secret SECRET] | kubectl apply -f -
 
 Plain Kubernetes (default): a ConfigMap holding the job file, a headless Service, a
 PersistentVolumeClaim for the run's output and checkpoints, and three Indexed Jobs --
@@ -25,7 +25,15 @@ worker.key; the PSTRAIN_SERVER_KEY/... variables point pstrain at them.
 Exit codes (README "Exit codes"): 1, 2, 3 are permanent (failed run, bad job file, bad
 data): FailJob. 75 (timeout, lost peer) and 4 (I/O) count against backoffLimit and are
 retried; pods evicted or preempted (DisruptionTarget) are retried without counting.
+
+Workers restart as under `pstrain local` (cluster.max_restarts, R: the job file's value or
+--max-restarts): a worker pod that exits 75 or is killed by a signal is replaced (same
+index, so the same rank; it rejoins) up to R times, then the job goes on without that rank;
+1, 2, 3 and 4 are permanent for a worker. Plain Jobs give each rank its own budget
+(backoffLimitPerIndex R; backoffLimit W * (R + 1), the sum of those, never reached first);
+in a JobSet the workers' Job has backoffLimit W * R, and exhausting it restarts the JobSet.
 """
+import re
 import argparse
 import sys
 
@@ -153,19 +161,57 @@ def pod_template(a, role, coordinator, advertise_host):
     return {"metadata": {"labels": labels}, "spec": spec}
 
 
-FAILURE_POLICY = {"rules": [
-    {"action": "FailJob",
-     "onExitCodes": {"containerName": "pstrain", "operator": "In", "values": [1, 2, 3]}},
-    {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
-    {"action": "Count",
-     "onExitCodes": {"containerName": "pstrain", "operator": "In", "values": [4, 75]}},
-]}
+def failure_policy(permanent, counted):
+    """FailJob on the permanent exit codes, Count the retried ones (other codes -- signals,
+    128 + SIG -- count by default); evictions and preemptions never count."""
+    return {"rules": [
+        {"action": "FailJob",
+         "onExitCodes": {"containerName": "pstrain", "operator": "In", "values": permanent}},
+        {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
+        {"action": "Count",
+         "onExitCodes": {"containerName": "pstrain", "operator": "In", "values": counted}},
+    ]}
+
+
+FAILURE_POLICY = failure_policy([1, 2, 3], [4, 75])
+
+
+# A worker's I/O error (4) is permanent, as `pstrain local` and pstrain-cluster treat it.
+WORKER_FAILURE_POLICY = failure_policy([1, 2, 3, 4], [75])
 
 
 def job_spec(a, role, count, coordinator, advertise_host):
-    return {"completionMode": "Indexed", "completions": count, "parallelism": count,
+    spec = {"completionMode": "Indexed", "completions": count, "parallelism": count,
             "backoffLimit": 3, "podFailurePolicy": FAILURE_POLICY,
             "template": pod_template(a, role, coordinator, advertise_host)}
+    if role == "worker":
+        spec["podFailurePolicy"] = WORKER_FAILURE_POLICY
+        if a.jobset:
+            # A Job with a failed index ends Failed, which a JobSet answers by restarting
+            # everything, even after training finished: one budget for the Job instead.
+            spec["backoffLimit"] = count * a.max_restarts
+        else:
+            # Each rank its own budget; a rank that spends it fails alone and the job goes
+            # on without it (the coordinator drops it). backoffLimit, which counts every
+            # rank's failures, is the sum of those budgets so that it never fires first.
+            spec["backoffLimit"] = count * (a.max_restarts + 1)
+            spec = {k: v for k, v in spec.items() if k != "template"}
+            spec["backoffLimitPerIndex"] = a.max_restarts
+            spec["template"] = pod_template(a, role, coordinator, advertise_host)
+    return spec
+
+
+def job_max_restarts(job_text):
+    """cluster.max_restarts of a job file: the key of its top-level block-style `cluster:`
+    mapping, 0 when absent (stdlib only: no YAML parser)."""
+    in_cluster = False
+    for line in job_text.splitlines():
+        if line[:1] not in ("", " ", "\t", "#"):
+            in_cluster = line.split("#")[0].strip() == "cluster:"
+        m = re.match(r"\s+max_restarts:\s*([0-9]+)\s*(#.*)?$", line)
+        if in_cluster and m:
+            return int(m.group(1))
+    return 0
 
 
 def render(a, job_text):
@@ -219,6 +265,8 @@ def main(argv):
     p.add_argument("--job", required=True, help="the job file (goes into the ConfigMap)")
     p.add_argument("--name", default="pstrain", help="prefix of every object (DNS label)")
     p.add_argument("--storage", default="10Gi", help="size of the output/checkpoint volume")
+    p.add_argument("--max-restarts", type=int, default=None,
+                   help="restarts per worker (default: cluster.max_restarts of the job file)")
     p.add_argument("--jobset", action="store_true", help="one JobSet instead of three Jobs")
     p.add_argument("--curve-secret", metavar="SECRET",
                    help="encrypt and authenticate with the CURVE keys in this Secret")
@@ -236,6 +284,10 @@ def main(argv):
             job_text = f.read()
     except OSError as e:
         p.error(f"--job: {e}")
+    if a.max_restarts is None:
+        a.max_restarts = job_max_restarts(job_text)
+    if not 0 <= a.max_restarts <= 1000:
+        p.error("--max-restarts must be in [0, 1000] (cluster.max_restarts)")
     sys.stdout.write(render(a, job_text))
 
 

@@ -68,11 +68,33 @@ broken 's/defaultMode: 288/defaultMode: 420/' "key files readable by others"
   > /dev/null 2> err.txt && fail "render.py accepted an empty --curve-secret"
 expect_in err.txt "must be a Secret name"
 /usr/bin/python3 "$RENDER" --servers 2 --workers 3 --image img --job "$JOB" > m.yaml
+# Workers restart as cluster.max_restarts says (2 here): a budget per rank, and the checks
+# catch a budget that does not match the job's, or a worker exit code 4 retried.
+cp "$JOB" job2.yaml
+printf 'cluster:\n  max_restarts: 2   # per worker\n' >> job2.yaml
+/usr/bin/python3 "$RENDER" --servers 2 --workers 3 --image img --job job2.yaml > m2.yaml
+/usr/bin/python3 "$CHECK" m2.yaml "$PSTRAIN" job2.yaml 2 3 img > check.txt \
+  || { cat check.txt >&2; fail "manifest check with max_restarts 2"; }
+expect_in m2.yaml "^  backoffLimitPerIndex: 2$"
+expect_in m2.yaml "^  backoffLimit: 9$"
+/usr/bin/python3 "$RENDER" --servers 2 --workers 3 --image img --job job2.yaml --jobset > m2.yaml
+/usr/bin/python3 "$CHECK" m2.yaml "$PSTRAIN" job2.yaml 2 3 img > check.txt \
+  || { cat check.txt >&2; fail "JobSet manifest check with max_restarts 2"; }
+expect_in m2.yaml "^          backoffLimit: 6$"
+/usr/bin/python3 "$RENDER" --servers 2 --workers 3 --image img --job job2.yaml --max-restarts 1 \
+  > m2.yaml
+expect_in m2.yaml "^  backoffLimitPerIndex: 1$"
+broken 's/backoffLimitPerIndex: 0/backoffLimitPerIndex: 1/' \
+  "workers: backoffLimit/backoffLimitPerIndex 3/1, expected 3/0 for cluster.max_restarts 0"
+broken '/- 3$/{n;s/- 4$/- 5/}' "workers: exit code 4 \(permanent for a worker\) does not fail"
 
 # Bad arguments to the renderer are usage errors.
 /usr/bin/python3 "$RENDER" --servers 0 --workers 1 --image i --job "$JOB" > /dev/null 2> err.txt \
   && fail "render.py accepted 0 servers"
 expect_in err.txt "at least 1"
+/usr/bin/python3 "$RENDER" --servers 1 --workers 1 --image i --job "$JOB" --max-restarts -1 \
+  > /dev/null 2> err.txt && fail "render.py accepted --max-restarts -1"
+expect_in err.txt "max-restarts must be in"
 
 # The container recipe: multi-stage, Debian 12, non-root, pstrain as the entry point, and
 # its runtime stage provides every library `ldd pstrain` lists.

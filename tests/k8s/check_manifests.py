@@ -8,7 +8,11 @@ Checks rendered manifests (deploy/k8s/render.py) without a cluster:
    `pstrain <role> --help` documents, ranks come from the Indexed Job, the counts are S and
    W everywhere, and the coordinator and server addresses are the pods' DNS names and the
    ports they listen on and are probed on;
-3. CURVE (render.py --curve-secret): every role mounts the Secret, each security
+3. failures: exit codes 1-3 fail every Job, 75 is retried; the workers restart as
+   cluster.max_restarts (R) of the job says: 4 is permanent for them too, and each rank has a
+   budget of R (backoffLimitPerIndex; backoffLimit W * (R + 1), never reached first), or in a
+   JobSet one budget W * R for the workers' Job.
+4. CURVE (render.py --curve-secret): every role mounts the Secret, each security
    variable names a file the mount provides, workers do not get the server secret key,
    and each role's pstrain, started with real keys laid out as the mount would lay them,
    accepts its keys (exit code not 2, no "security:" error).
@@ -67,7 +71,7 @@ RULE = obj({"action": {"enum": ["FailJob", "Ignore", "Count", "FailIndex"]},
             "onPodConditions": {"type": "array", "items": obj({"type": STR, "status": STR},
                                                               ["type"])}}, ["action"])
 JOBSPEC = obj({"completionMode": {"enum": ["Indexed", "NonIndexed"]}, "completions": INT,
-               "parallelism": INT, "backoffLimit": INT,
+               "parallelism": INT, "backoffLimit": INT, "backoffLimitPerIndex": INT,
                "podFailurePolicy": obj({"rules": {"type": "array", "items": RULE}}, ["rules"]),
                "template": POD}, ["template"])
 KINDS = {
@@ -161,6 +165,8 @@ def check_curve(curve, pstrain, job_path, errs):
 def main(path, pstrain, job_path, S, W, image):
     S, W = int(S), int(W)
     errs = []
+    R = int(((yaml.safe_load(open(job_path)) or {}).get("cluster") or {}).get("max_restarts", 0))
+    jobset = False
     docs = [d for d in yaml.safe_load_all(open(path)) if d is not None]
     for d in docs:
         schema = KINDS.get((d.get("apiVersion"), d.get("kind")))
@@ -179,6 +185,7 @@ def main(path, pstrain, job_path, S, W, image):
     # (role, pod hostname prefix, subdomain, job spec)
     if "JobSet" in by_kind:
         js = by_kind["JobSet"][0]
+        jobset = True
         sub = js["spec"]["network"]["subdomain"]
         if not js["spec"]["network"].get("enableDNSHostnames"):
             errs.append("JobSet without enableDNSHostnames: pods have no DNS names")
@@ -224,6 +231,16 @@ def main(path, pstrain, job_path, S, W, image):
                 errs.append(f"{where}: exit code {c} (permanent) does not fail the job")
         if codes.get(75, "Count") not in ("Count", "Ignore"):
             errs.append(f"{where}: exit code 75 (retriable) is not retried")
+        if role == "worker":
+            if codes.get(4) != "FailJob":
+                errs.append("workers: exit code 4 (permanent for a worker) does not fail the job")
+            if codes.get(137, "Count") != "Count":
+                errs.append("workers: a worker killed by a signal (137) is not retried")
+            want_b = (W * R, None) if jobset else (W * (R + 1), R)
+            got_b = (spec.get("backoffLimit"), spec.get("backoffLimitPerIndex"))
+            if got_b != want_b:
+                errs.append(f"workers: backoffLimit/backoffLimitPerIndex {got_b[0]}/{got_b[1]}, "
+                            f"expected {want_b[0]}/{want_b[1]} for cluster.max_restarts {R}")
         c = spec["template"]["spec"]["containers"][0]
         if c["image"] != image:
             errs.append(f"{where}: image {c['image']}, expected {image}")
