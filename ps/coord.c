@@ -963,6 +963,16 @@ static int shutdown_servers(coord *c, pst_err *err)
             handle_heartbeat(c, &c->in);
             continue;
         }
+        if (h->type == WIRE_MSG_DONE && strcmp(h->role, "worker") == 0 && h->rank >= 0 && h->rank < c->W &&
+            same_route(&c->workers[h->rank], &c->in)) {
+            /* A worker still sending DONE lost our ACK: answer again, or it waits out its
+             * timeout after the job is over. */
+            wire_header a;
+            wire_header_init(&a, WIRE_MSG_ACK, ROLE, 0);
+            a.request_id = h->request_id;
+            msg_send(c->sock, c->in.route, c->in.route_len, &a, NULL, 0, 0, &e);
+            continue;
+        }
         if (h->type != WIRE_MSG_BYE || strcmp(h->role, "server") != 0)
             continue; /* e.g. a worker's last PROGRESS */
         /* Count each server once, and only from the connection it joined on. */
