@@ -541,6 +541,7 @@ static int wait_until(wk_kv *kv, int (*done)(wk_kv *, const void *), const void 
 {
     int64_t last = net_now_ms(), maxgap = 0;
     double start_s = now_s();
+    uint64_t resent0 = kv->stats.resent;
     while (!done(kv, arg)) {
         if (*kv->stop)
             return pst_err_set(err, PST_ERR_STATE, "stopped while waiting for %s", what);
@@ -564,7 +565,10 @@ static int wait_until(wk_kv *kv, int (*done)(wk_kv *, const void *), const void 
     }
     double waited_s = now_s() - start_s;
     kv->stats.wait_s += waited_s;
-    log_debug(kv->lg, "waited %.1f ms for %s", 1e3 * waited_s, what);
+    /* What losses cost (PSTRAIN_LOG=debug): the waits that needed requests sent again. */
+    if (kv->stats.resent > resent0)
+        log_debug(kv->lg, "waited %.1f ms for %s, %llu request(s) sent again", 1e3 * waited_s,
+                  what, (unsigned long long)(kv->stats.resent - resent0));
     if (gap)
         *gap = maxgap;
     return PST_OK;
