@@ -975,8 +975,8 @@ static int shutdown_servers(coord *c, pst_err *err)
             handle_heartbeat(c, &c->in);
             continue;
         }
-        if (h->type == WIRE_MSG_DONE && strcmp(h->role, "worker") == 0 && h->rank >= 0 && h->rank < c->W &&
-            same_route(&c->workers[h->rank], &c->in)) {
+        if (h->type == WIRE_MSG_DONE && strcmp(h->role, "worker") == 0 && h->rank >= 0 &&
+            h->rank < c->W && same_route(&c->workers[h->rank], &c->in)) {
             /* A worker still sending DONE lost our ACKs: answer again, or it waits out its
              * timeout after the job is over. */
             ack_done(c, &c->in);
