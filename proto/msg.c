@@ -90,7 +90,8 @@ int msg_call(net_sock *s, net_msg *m, msg_in *in, wire_header *h, wire_type want
     if (rc)
         return rc;
     int64_t deadline = net_now_ms() + timeout_ms;
-    int64_t resend = net_now_ms() + MSG_RESEND_MS;
+    int interval = MSG_RESEND_FIRST_MS;
+    int64_t resend = net_now_ms() + interval;
     for (;;) {
         if (*stop)
             return PST_OK;
@@ -104,7 +105,8 @@ int msg_call(net_sock *s, net_msg *m, msg_in *in, wire_header *h, wire_type want
         if (now >= resend) {
             if ((rc = msg_send(s, NULL, 0, h, NULL, 0, left, err)))
                 return rc;
-            resend = now + MSG_RESEND_MS;
+            interval = interval * 2 < MSG_RESEND_MS ? interval * 2 : MSG_RESEND_MS;
+            resend = now + interval;
         }
         int wait = (int)(resend - now);
         rc = msg_recv(s, m, 0, in, left < wait ? left : wait, err);

@@ -29,15 +29,19 @@ int msg_send(net_sock *s, const void *route, size_t route_len, wire_header *h,
  * A malformed message is PST_ERR_PEER with the reason; the caller logs it and goes on. */
 int msg_recv(net_sock *s, net_msg *m, int is_router, msg_in *in, int timeout_ms, pst_err *err);
 
-/* How often msg_call asks again while it has no answer. */
+/* How often msg_call asks again while it has no answer: first after MSG_RESEND_FIRST_MS
+ * (a lost message costs a step no more than that), then at twice the previous interval,
+ * up to MSG_RESEND_MS (a long wait -- a barrier held by a slow worker, registration while
+ * others start -- is not flooded with repeats). */
+#define MSG_RESEND_FIRST_MS 25
 #define MSG_RESEND_MS 250
 
-/* A request on a DEALER and its answer: sends h (again every MSG_RESEND_MS: the request or
- * its answer may be lost), then waits up to timeout_ms for a message of type `want` (with
- * the same clock when same_clock is set), skipping anything else and checking *stop
- * 4 times a second (returns PST_OK with *stop raised). An ERROR answer is
- * PST_ERR_PEER with the peer's text in err; no answer in time is PST_ERR_TIMEOUT. The
- * answer is left in *in. */
+/* A request on a DEALER and its answer: sends h (again after MSG_RESEND_FIRST_MS, doubling
+ * up to MSG_RESEND_MS: the request or its answer may be lost), then waits up to timeout_ms
+ * for a message of type `want` (with the same clock when same_clock is set), skipping
+ * anything else and checking *stop at least 4 times a second (returns PST_OK with *stop
+ * raised). An ERROR answer is PST_ERR_PEER with the peer's text in err; no answer in time
+ * is PST_ERR_TIMEOUT. The answer is left in *in. */
 int msg_call(net_sock *s, net_msg *m, msg_in *in, wire_header *h, wire_type want,
              int same_clock, int timeout_ms, const volatile sig_atomic_t *stop, pst_err *err);
 

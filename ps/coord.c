@@ -338,6 +338,22 @@ static int same_route(const peer *p, const msg_in *in)
     return p->route_len == in->route_len && memcmp(p->route, in->route, in->route_len) == 0;
 }
 
+/* Acknowledges a worker's DONE (the one just received, or a repeat of it). The worker's
+ * DONE is often the last thing before the coordinator stops the servers and exits, and a
+ * lost ACK would then leave the worker asking until its timeout: the ACK goes in
+ * DONE_ACK_COPIES copies (a repeat of a message already answered is ignored). */
+static void ack_done(coord *c, const msg_in *in)
+{
+    enum { DONE_ACK_COPIES = 3 };
+    wire_header a;
+    wire_header_init(&a, WIRE_MSG_ACK, ROLE, 0);
+    a.request_id = in->h.request_id;
+    for (int i = 0; i < DONE_ACK_COPIES; i++) {
+        pst_err e = {0};
+        msg_send(c->sock, in->route, in->route_len, &a, NULL, 0, 0, &e);
+    }
+}
+
 /* Refuses the HELLO just received: logs the reason, answers the sender with an ERROR
  * carrying it, and, when fatal (the job cannot run as configured), fails the coordinator
  * with it too. */
@@ -886,12 +902,8 @@ static int follow(coord *c, pst_err *err)
             p->barrier = h->clock;
             barrier_maybe_release(c, h->clock);
         }
-        if (h->type == WIRE_MSG_DONE) {
-            wire_header a;
-            wire_header_init(&a, WIRE_MSG_ACK, ROLE, 0);
-            a.request_id = h->request_id;
-            msg_send(c->sock, p->route, p->route_len, &a, NULL, 0, 0, &e);
-        }
+        if (h->type == WIRE_MSG_DONE)
+            ack_done(c, &c->in);
         if (h->type == WIRE_MSG_DONE && !p->done) {
             p->done = 1;
             done++;
@@ -961,6 +973,13 @@ static int shutdown_servers(coord *c, pst_err *err)
         }
         if (h->type == WIRE_MSG_HEARTBEAT) {
             handle_heartbeat(c, &c->in);
+            continue;
+        }
+        if (h->type == WIRE_MSG_DONE && strcmp(h->role, "worker") == 0 && h->rank >= 0 &&
+            h->rank < c->W && same_route(&c->workers[h->rank], &c->in)) {
+            /* A worker still sending DONE lost our ACKs: answer again, or it waits out its
+             * timeout after the job is over. */
+            ack_done(c, &c->in);
             continue;
         }
         if (h->type != WIRE_MSG_BYE || strcmp(h->role, "server") != 0)

@@ -771,9 +771,15 @@ static int send_bye(server *s, pst_err *err)
              (unsigned long long)st.repeats, (unsigned long long)st.lost_workers,
              (unsigned long long)st.rejoins);
     /* Until the coordinator acknowledges (the BYE may be lost), but not for ever: the job
-     * is over either way. */
+     * is over either way. The ACK itself may be lost too, and the coordinator exits once it
+     * has every BYE, so a repeat would then wait for an answer that never comes. The
+     * coordinator sends SHUTDOWN again every heartbeat interval to each server whose BYE it
+     * lacks: SHUTDOWN_QUIET intervals without one (while our BYE went again each interval)
+     * mean it has ours -- wrong only if all those SHUTDOWNs and BYEs were lost. */
+    enum { SHUTDOWN_QUIET = 3 };
     int interval = s->o->job->cluster.heartbeat_ms;
     int64_t deadline = net_now_ms() + 2000LL * s->o->job->cluster.heartbeat_timeout_s;
+    int64_t last_shutdown = net_now_ms();
     while (net_now_ms() < deadline && !*s->o->stop) {
         int rc = msg_send(s->coord, NULL, 0, &h, NULL, 0, s->o->job->cluster.timeout_s * 1000,
                           err);
@@ -782,9 +788,17 @@ static int send_bye(server *s, pst_err *err)
         int64_t until = net_now_ms() + interval;
         for (int left; (left = (int)(until - net_now_ms())) > 0;) {
             pst_err e = {0};
-            if (msg_recv(s->coord, s->m, 0, &s->in, left, &e) == PST_OK &&
-                s->in.h.type == WIRE_MSG_ACK)
+            if (msg_recv(s->coord, s->m, 0, &s->in, left, &e) != PST_OK)
+                continue;
+            if (s->in.h.type == WIRE_MSG_ACK)
                 return PST_OK;
+            if (s->in.h.type == WIRE_MSG_SHUTDOWN)
+                last_shutdown = net_now_ms();
+        }
+        if (net_now_ms() - last_shutdown >= (int64_t)SHUTDOWN_QUIET * interval) {
+            log_debug(s->o->lg, "no ACK of BYE, but no SHUTDOWN for %d ms either: the "
+                      "coordinator has it", SHUTDOWN_QUIET * interval);
+            return PST_OK;
         }
     }
     log_warn(s->o->lg, "the coordinator did not acknowledge BYE");
@@ -936,7 +950,9 @@ int srv_run(const srv_options *o, pst_err *err)
     advertised_endpoint(endpoint, sizeof endpoint, bound, o);
     char id[32];
     snprintf(id, sizeof id, "server-%d-%d", o->rank, (int)getpid());
-    net_opts co = {.identity = id};
+    /* This connection carries HELLO and BYE, each sent until answered: what is still queued
+     * at close is a repeat to a coordinator that has exited, not worth 2 s of flushing. */
+    net_opts co = {.identity = id, .linger_ms = 100};
     if (!(s.coord = net_sock_create(s.ctx, NET_DEALER, &co, err))) {
         rc = err->code;
         goto cleanup;

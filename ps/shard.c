@@ -311,6 +311,15 @@ int srv_shard_push(srv_shard *sh, int worker, int64_t clock, uint64_t off, const
     if (rc)
         return rc;
     worker_state *ws = &sh->wk[worker];
+    /* A worker that left sending again a step taken whole (the copy sent again crossed its
+     * ACK, and was held up behind DONE): a repeat, not a refusal the worker would die of.
+     * Nothing is taken, so this is safe for a lost worker too (the server refuses those
+     * before they get here). */
+    if (!ws->live && clock < ws->clock) {
+        *out = SRV_REPEAT;
+        sh->stats.repeats++;
+        return PST_OK;
+    }
     if (!ws->live)
         return pst_err_set(err, PST_ERR_PEER, "push from worker %d, which is no longer in the "
                            "job (finished, or lost and not rejoined)", worker);

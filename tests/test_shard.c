@@ -481,6 +481,8 @@ static void test_bsp_worker_done(void **state)
     push_ok(sh, 1, 1, 0, c, 2);
     srv_shard_worker_done(sh, 1);
     expect_weights(sh, w1);
+    /* That push again after its DONE (a copy held up behind DONE): a repeat, not refused. */
+    not_taken(sh, 3, 1, 1, 0, c, 2, SRV_REPEAT);
     assert_false(srv_shard_pull_ready(sh, 0, 2, 0));
     push_ok(sh, 0, 1, 0, a, 2);
     const float w2[2] = {-1.5f, -0.5f}; /* mean (4, 1) */

@@ -35,6 +35,7 @@ typedef struct {
     wire_type type;
     double sent_s;          /* when it was started */
     int resent;             /* sent again at least once (then its round trip is no sample) */
+    uint64_t fast;          /* servers (bit s) this PUSH went to again on a pull reply */
 } kv_op;
 
 struct wk_kv {
@@ -309,6 +310,7 @@ static int op_start(wk_kv *kv, kv_op *op, wire_type type, const kv_piece *pieces
     op->checkpoint = checkpoint;
     op->sent_s = now_s();
     op->resent = 0;
+    op->fast = 0;
     memset(op->acked, 0, (size_t)n);
     kv->next_id += (uint64_t)n;
     kv->next_retry_ms = net_now_ms() + kv->rto_ms;
@@ -359,6 +361,41 @@ static void take_ack(wk_kv *kv, uint64_t id)
             return;
         }
     }
+}
+
+/* A reply to a pull started after a push, saying server s has not taken that push's step
+ * whole (its clock `clock` <= the push's): the pull went behind the push's chunks on the
+ * same connection, so a chunk (or a chunk before it) was lost. Sends the chunks for s
+ * again now, older clock first, instead of at the retry interval -- once per push and
+ * server; the interval covers a second loss. Under bsp no such reply comes (the pull
+ * waits for our push), under ssp and asp it is the common case of a lost push. */
+static int fast_resend(wk_kv *kv, int s, int64_t clock, pst_err *err)
+{
+    kv_op *ops[2] = {&kv->push_op[0], &kv->push_op[1]};
+    if (ops[1]->clock < ops[0]->clock) {
+        ops[0] = &kv->push_op[1];
+        ops[1] = &kv->push_op[0];
+    }
+    for (int k = 0; k < 2; k++) {
+        kv_op *op = ops[k];
+        if (op->unacked == 0 || op->clock < clock || (op->fast >> s & 1) ||
+            kv->pull_id_lo < op->lo + (uint64_t)op->n)
+            continue;
+        op->fast |= (uint64_t)1 << s;
+        op->resent = 1;
+        for (int i = 0; i < op->n; i++) {
+            if (op->acked[i] || op->pieces[i].server != s)
+                continue;
+            kv->stats.resent++;
+            int rc = send_piece(kv, op->type, op->lo + (uint64_t)i, &op->pieces[i], op->buf,
+                                op->slot, op->clock, 0, op->checkpoint, err);
+            if (rc)
+                return rc;
+        }
+        log_debug(kv->lg, "push of clock %lld sent again to server[%d] at once: its reply "
+                  "to a later pull shows clock %lld", (long long)op->clock, s, (long long)clock);
+    }
+    return PST_OK;
 }
 
 /* Handles one message from server s. */
@@ -420,7 +457,7 @@ static int take_message(wk_kv *kv, int s, int64_t *maxgap, int *progress, pst_er
     }
     kv->outstanding--;
     *progress = 1;
-    return PST_OK;
+    return fast_resend(kv, s, h->clock, err);
 }
 
 /* Reads what the servers sent within wait_ms, then sends again what is overdue. The one
@@ -469,9 +506,11 @@ static int pump(wk_kv *kv, int wait_ms, int64_t *maxgap, int *progress, pst_err 
                 ops[1] = &kv->push_op[1];
                 ops[2] = &kv->push_op[0];
             }
+            uint64_t before = kv->stats.resent;
             for (int k = 0; k < 4; k++)
                 if ((rc = op_resend(kv, ops[k], err)))
                     return rc;
+            uint64_t acked_kinds = kv->stats.resent - before;
             for (int i = 0; i < kv->npulling && kv->outstanding > 0; i++) {
                 if (kv->got[i])
                     continue;
@@ -481,6 +520,10 @@ static int pump(wk_kv *kv, int wait_ms, int64_t *maxgap, int *progress, pst_err 
                                      err)))
                     return rc;
             }
+            log_debug(kv->lg, "sent again after %d ms: %llu INIT/PUSH/DONE, %llu PULL "
+                      "(smoothed round trip %.1f ms)", kv->rto_ms,
+                      (unsigned long long)acked_kinds,
+                      (unsigned long long)(kv->stats.resent - before - acked_kinds), kv->srtt_ms);
             kv->rto_ms = kv->rto_ms * 2 > KV_RTO_MAX_MS ? KV_RTO_MAX_MS : kv->rto_ms * 2;
         }
         if (kv->rto_ms < KV_RTO_MIN_MS)
@@ -498,6 +541,7 @@ static int wait_until(wk_kv *kv, int (*done)(wk_kv *, const void *), const void 
 {
     int64_t last = net_now_ms(), maxgap = 0;
     double start_s = now_s();
+    uint64_t resent0 = kv->stats.resent;
     while (!done(kv, arg)) {
         if (*kv->stop)
             return pst_err_set(err, PST_ERR_STATE, "stopped while waiting for %s", what);
@@ -519,7 +563,12 @@ static int wait_until(wk_kv *kv, int (*done)(wk_kv *, const void *), const void 
                                "server or another worker is stuck or gone",
                                kv->timeout_ms / 1000, what, kv->endpoint[0]);
     }
-    kv->stats.wait_s += now_s() - start_s;
+    double waited_s = now_s() - start_s;
+    kv->stats.wait_s += waited_s;
+    /* What losses cost (PSTRAIN_LOG=debug): the waits that needed requests sent again. */
+    if (kv->stats.resent > resent0)
+        log_debug(kv->lg, "waited %.1f ms for %s, %llu request(s) sent again", 1e3 * waited_s,
+                  what, (unsigned long long)(kv->stats.resent - resent0));
     if (gap)
         *gap = maxgap;
     return PST_OK;
@@ -671,9 +720,20 @@ int wk_kv_reconnect(wk_kv *kv, int s, const char *endpoint, pst_err *err)
     return PST_OK;
 }
 
+static int pushes_acked(wk_kv *kv, const void *arg)
+{
+    (void)arg;
+    return kv->push_op[0].unacked == 0 && kv->push_op[1].unacked == 0;
+}
+
 int wk_kv_done(wk_kv *kv, pst_err *err)
 {
-    int rc = op_start(kv, &kv->done_op, WIRE_MSG_DONE, NULL, kv->S, NULL, 0, 0, 0, err);
+    /* The last pushes first: a lost one sent again after DONE would come from a worker the
+     * server no longer counts, and its gradient would be missing from the step. */
+    int rc = wait_until(kv, pushes_acked, NULL, 1, "acknowledgements of the last pushed "
+                        "gradients", NULL, err);
+    if (!rc)
+        rc = op_start(kv, &kv->done_op, WIRE_MSG_DONE, NULL, kv->S, NULL, 0, 0, 0, err);
     return rc ? rc : wait_until(kv, op_acked, &kv->done_op, 1, "acknowledgements of DONE", NULL,
                                 err);
 }

@@ -12,10 +12,12 @@
  * Messages may be lost (a flaky network, or fault injection): INIT, PUSH and DONE are
  * acknowledged and pulls answered, and whatever has no answer after a retry interval (3x
  * the smoothed round trip + 3 ms, doubling while nothing comes back, at most 1 s) is sent
- * again with the same request id; servers recognise repeats (ps/shard.h). A pushed buffer
- * is kept until acknowledged (wk_kv_push_released waits for it). Replies are taken by
- * whichever wait is running, so the weights of an outstanding pull may land in the
- * caller's vector (the one it passes to wk_kv_pull_wait) before that call. */
+ * again with the same request id; servers recognise repeats (ps/shard.h). A push that the
+ * reply to a later pull shows missing (the server's clock for us is behind it) is sent
+ * again at once. A pushed buffer is kept until acknowledged (wk_kv_push_released waits
+ * for it). Replies are taken by whichever wait is running, so the weights of an
+ * outstanding pull may land in the caller's vector (the one it passes to
+ * wk_kv_pull_wait) before that call. */
 #ifndef PSTRAIN_WORKER_KV_H
 #define PSTRAIN_WORKER_KV_H
 
@@ -74,7 +76,8 @@ int wk_kv_pull_outstanding(const wk_kv *kv);
 typedef int (*wk_kv_idle_fn)(void *ctx, pst_err *err);
 void wk_kv_set_idle(wk_kv *kv, wk_kv_idle_fn fn, void *ctx);
 
-/* Tells every server this worker is done. */
+/* Tells every server this worker is done, once every push is acknowledged (a push sent
+ * again after DONE would come from a worker the server no longer counts). */
 int wk_kv_done(wk_kv *kv, pst_err *err);
 
 /* Server s was restarted (a new incarnation, perhaps at another endpoint): a fresh

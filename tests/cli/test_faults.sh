@@ -10,6 +10,17 @@ source "$(dirname "$0")/lib.sh"
 COMPARE="/usr/bin/python3 $SRC/tests/cli/compare_safetensors.py"
 FAULTS="drop=0.1,dup=0.05,delay=0.02,delay_ms=5"
 
+# The end of a lossy job: every process finishes without waiting out a timeout for an
+# answer that was lost (the last ACK of DONE or BYE), and nobody is left behind.
+clean_end() { # WHAT
+  if grep -Eq "job finished without|did not acknowledge BYE|no ACK within|exited with code" \
+       err.txt; then
+    grep -E "job finished without|did not acknowledge BYE|no ACK within|exited with code" \
+      err.txt >&2
+    fail "$1: a process did not finish cleanly under faults"
+  fi
+}
+
 # Moons: 3 workers (uneven partitions), 2 servers, Adam.
 M=("$SRC/examples/binary-moons.yaml" --consistency bsp --servers 2 --workers 3 --epochs 3
    --optimizer adam --batch-size 71)
@@ -17,6 +28,7 @@ expect_exit 0 "$PSTRAIN" local "${M[@]}" --output clean
 for seed in 1 2; do
   PSTRAIN_FAULTS="$FAULTS,seed=$seed" expect_exit 0 "$PSTRAIN" local "${M[@]}" --output faulty$seed
   expect_in err.txt "worker\[1\] warn: fault injection \(test only\): drop 10.0%, dup 5.0%, delay 2.0% x 5 ms, seed $seed"
+  clean_end "moons seed $seed"
   # Faults happened, and were survived by sending again.
   dropped=$(grep -o 'fault injection: [0-9]* messages sent, [0-9]* dropped' err.txt |
             awk '{s += $(NF-1)} END {print s + 0}')
@@ -41,12 +53,14 @@ F=(--epochs 1 --servers 2 --workers 3)
 expect_exit 0 "$PSTRAIN" local "${F[@]}" --consistency bsp --output fbsp
 PSTRAIN_FAULTS="$FAULTS,seed=7" expect_exit 0 "$PSTRAIN" local "${F[@]}" --consistency bsp \
   --output fbsp_faulty
+clean_end "Fashion-MNIST bsp"
 $COMPARE fbsp/model.safetensors fbsp_faulty/model.safetensors 0 \
   || fail "Fashion-MNIST bsp under faults differs from the clean run"
 F=(--epochs 1 --servers 2 --workers 2)
 expect_exit 0 "$PSTRAIN" local "${F[@]}" --consistency asp --output fasp
 PSTRAIN_FAULTS="$FAULTS,seed=8" expect_exit 0 "$PSTRAIN" local "${F[@]}" --consistency asp \
   --output fasp_faulty
+clean_end "Fashion-MNIST asp"
 a=$(json_field fasp/metrics.jsonl test accuracy)
 b=$(json_field fasp_faulty/metrics.jsonl test accuracy)
 /usr/bin/python3 -c "import sys; sys.exit(0 if abs($a - $b) <= 0.01 else 1)" \
