@@ -74,8 +74,13 @@ echo "part 1: $POINTS kills, newest clocks ${last[0]} and ${last[1]}, $torn unfi
 
 # ---- 2. pstrain train, killed and resumed ------------------------------------------------------
 JOB=$SRC/examples/binary-moons.yaml
-T=(train "$JOB" --epochs 2)  # 640 training rows, batch 32: 40 updates, ~1.5 s
+T=(train "$JOB" --epochs 2)  # 640 training rows, batch 32: 40 updates
+t0=$(date +%s%N)
 expect_exit 0 "$PSTRAIN" "${T[@]}" --output ref
+# Kill points within the time an uninterrupted run takes here (a resumed one takes less):
+# up to 80% of it, at least 20 ms.
+KILL_MS=$(( ($(date +%s%N) - t0) / 1250000 ))
+[ "$KILL_MS" -ge 20 ] || KILL_MS=20
 
 # Rounds: a fresh run, killed and resumed until one run finishes, whose model must then be
 # the uninterrupted run's; rounds repeat until TRAIN_KILLS kills have happened.
@@ -89,7 +94,7 @@ while [ "$kills" -lt "$TRAIN_KILLS" ]; do
   [ "$newest" -ge 0 ] && args+=(--resume run/checkpoints)
   "$PSTRAIN" "${args[@]}" > out.txt 2> err.txt &
   pids=($!)
-  sleep "$(delay 600)"
+  sleep "$(awk -v m="$KILL_MS" -v r="$RANDOM" 'BEGIN { printf "%.3f", (r % m + 1) / 1000 }')"
   if kill -KILL "${pids[0]}" 2> /dev/null; then killed=1; else killed=0; fi
   wait "${pids[0]}" 2> /dev/null
   code=$?
