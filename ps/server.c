@@ -599,13 +599,16 @@ static void maybe_end_recovery(server *s, int all_heard)
              (long long)srv_shard_clock(s->shard), (long long)lost, (long long)s->recover_from);
 }
 
-/* Acknowledges request h of a worker (INIT, PUSH, DONE). */
+/* Acknowledges request h of a worker (INIT, PUSH, DONE; a parked PULL whose pushes did
+ * not all arrive). */
 static void send_ack(server *s, const msg_in *in)
 {
     wire_header h;
     wire_header_init(&h, WIRE_MSG_ACK, ROLE, s->o->rank);
     h.request_id = in->h.request_id;
-    h.clock = in->h.clock;
+    /* A pull's: the worker's clock here (its pushes before it that were taken whole). */
+    h.clock = in->h.type == WIRE_MSG_PULL ? srv_shard_worker_clock(s->shard, in->h.rank)
+                                          : in->h.clock;
     pst_err e = {0};
     if (msg_send(s->sock, in->route, in->route_len, &h, NULL, 0, 0, &e))
         log_debug(s->o->lg, "ACK to worker[%d]: %s", in->h.rank, e.msg);
@@ -674,8 +677,16 @@ static int handle_worker(server *s, float **scratch, size_t *scratch_len, pst_er
                     if (rc && rc != PST_ERR_PEER)
                         return rc;
                     rc = PST_OK;
-                } else
+                } else {
                     rc = park_pull(s, in, &perr);
+                    /* The worker's pushes travel before this pull on its connection: a
+                     * step of its that is not whole here was lost on the way. Say so now
+                     * (an ACK of the pull, with the worker's clock here) rather than let
+                     * the worker find out at its retry interval. */
+                    if (rc == PST_OK && !h->final &&
+                        srv_shard_worker_clock(s->shard, h->rank) < h->clock)
+                        send_ack(s, in);
+                }
             }
             break;
         case WIRE_MSG_DONE:

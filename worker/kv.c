@@ -87,15 +87,18 @@ struct wk_kv {
     int64_t pull_clock;       /* clock of the outstanding pull */
     int64_t reply_clock;      /* smallest worker clock the servers reported in replies */
     int64_t next_retry_ms;    /* when unanswered requests go again */
-    int rto_ms;               /* current retry interval: 3 x smoothed round trip + 3 ms,
+    int rto_ms;               /* current retry interval: 3 x smoothed round trip + 1 ms,
                                  doubled on each retry without progress, at most 1 s */
     double srtt_ms;
     int64_t last_idle_ms;
     float *pull_dst;          /* where the outstanding pull's replies go */
+    int pull_retries;         /* pull-only retries since the last answer */
 };
 
-#define KV_RTO_MIN_MS 3
+#define KV_RTO_MIN_MS 1
 #define KV_RTO_MAX_MS 1000
+/* Retries of pulls alone at the same interval before backing off (see pump). */
+#define KV_PULL_RETRIES 3
 
 /* Seconds on a monotonic clock: waits of a small model's step are well under a
  * millisecond, too short for net_now_ms. */
@@ -409,8 +412,12 @@ static int take_message(wk_kv *kv, int s, int64_t *maxgap, int *progress, pst_er
                            "server[%d] refused request %llu: %s", s,
                            (unsigned long long)h->request_id, h->error_text);
     if (h->type == WIRE_MSG_ACK) {
-        take_ack(kv, h->request_id);
         *progress = 1;
+        /* The ACK of a parked pull: the server has not taken our push before it whole. */
+        if (kv->outstanding > 0 && h->request_id >= kv->pull_id_lo &&
+            h->request_id - kv->pull_id_lo < (uint64_t)kv->npulling)
+            return fast_resend(kv, s, h->clock, err);
+        take_ack(kv, h->request_id);
         return PST_OK;
     }
     /* A reply answers request pull_id_lo + i, i.e. piece i, with exactly its range; one
@@ -457,6 +464,15 @@ static int take_message(wk_kv *kv, int s, int64_t *maxgap, int *progress, pst_er
     }
     kv->outstanding--;
     *progress = 1;
+    /* The servers answer one step's pulls at about the same moment (bsp: once the last
+     * push of the clock is in everywhere): one still missing two round trips after the
+     * first is likely lost, request or reply. Ask again then, not at the retry interval.
+     * Only with one piece per server: a server's several chunks come one after another. */
+    if (kv->outstanding > 0 && kv->npulling <= kv->S) {
+        int64_t soon = net_now_ms() + (int64_t)(2.0 * kv->srtt_ms) + KV_RTO_MIN_MS;
+        if (soon < kv->next_retry_ms)
+            kv->next_retry_ms = soon;
+    }
     return fast_resend(kv, s, h->clock, err);
 }
 
@@ -491,6 +507,7 @@ static int pump(wk_kv *kv, int wait_ms, int64_t *maxgap, int *progress, pst_err 
     }
     now = net_now_ms();
     if (*progress) {
+        kv->pull_retries = 0;
         kv->rto_ms = (int)(3.0 * kv->srtt_ms) + KV_RTO_MIN_MS;
         if (kv->rto_ms > KV_RTO_MAX_MS)
             kv->rto_ms = KV_RTO_MAX_MS;
@@ -524,7 +541,13 @@ static int pump(wk_kv *kv, int wait_ms, int64_t *maxgap, int *progress, pst_err 
                       "(smoothed round trip %.1f ms)", kv->rto_ms,
                       (unsigned long long)acked_kinds,
                       (unsigned long long)(kv->stats.resent - before - acked_kinds), kv->srtt_ms);
-            kv->rto_ms = kv->rto_ms * 2 > KV_RTO_MAX_MS ? KV_RTO_MAX_MS : kv->rto_ms * 2;
+            /* Back off (double) when requests that are answered at once went unanswered, or
+             * pulls did several times running. A pull alone may wait for the slowest
+             * worker (bsp, ssp) rather than be lost: asking again costs a small message,
+             * and backing off at once would make a reply that is really lost cost two,
+             * four, eight intervals. */
+            if (acked_kinds > 0 || ++kv->pull_retries > KV_PULL_RETRIES)
+                kv->rto_ms = kv->rto_ms * 2 > KV_RTO_MAX_MS ? KV_RTO_MAX_MS : kv->rto_ms * 2;
         }
         if (kv->rto_ms < KV_RTO_MIN_MS)
             kv->rto_ms = KV_RTO_MIN_MS;

@@ -11,7 +11,7 @@
  *
  * Messages may be lost (a flaky network, or fault injection): INIT, PUSH and DONE are
  * acknowledged and pulls answered, and whatever has no answer after a retry interval (3x
- * the smoothed round trip + 3 ms, doubling while nothing comes back, at most 1 s) is sent
+ * the smoothed round trip + 1 ms, doubling while nothing comes back, at most 1 s) is sent
  * again with the same request id; servers recognise repeats (ps/shard.h). A push that the
  * reply to a later pull shows missing (the server's clock for us is behind it) is sent
  * again at once. A pushed buffer is kept until acknowledged (wk_kv_push_released waits
