@@ -712,6 +712,19 @@ static void handle_heartbeat(coord *c, const msg_in *in)
         log_debug(c->o->lg, "HEARTBEAT answer to %s[%d]: %s", h->role, h->rank, e.msg);
 }
 
+/* STATUS and HEARTBEAT, answered the same way whatever the coordinator is waiting for;
+ * returns 1 when the message just received was one of them. */
+static int answer_anytime(coord *c)
+{
+    if (c->in.h.type == WIRE_MSG_STATUS)
+        answer_status(c, &c->in);
+    else if (c->in.h.type == WIRE_MSG_HEARTBEAT)
+        handle_heartbeat(c, &c->in);
+    else
+        return 0;
+    return 1;
+}
+
 /* A HELLO once the job runs: a restarted worker taking over its rank (a new incarnation),
  * or the same process asking again because its WELCOME was lost. */
 static void handle_rejoin(coord *c, int *done)
@@ -858,15 +871,9 @@ static int follow(coord *c, pst_err *err)
         }
         if (rc)
             return pst_err_set(err, rc, "%s", e.msg);
+        if (answer_anytime(c))
+            continue;
         const wire_header *h = &c->in.h;
-        if (h->type == WIRE_MSG_STATUS) {
-            answer_status(c, &c->in);
-            continue;
-        }
-        if (h->type == WIRE_MSG_HEARTBEAT) {
-            handle_heartbeat(c, &c->in);
-            continue;
-        }
         if (h->type == WIRE_MSG_HELLO) {
             handle_rejoin(c, &done);
             continue;
@@ -966,15 +973,9 @@ static int shutdown_servers(coord *c, pst_err *err)
             continue;
         if (rc)
             return pst_err_set(err, rc, "%s", e.msg);
+        if (answer_anytime(c))
+            continue;
         const wire_header *h = &c->in.h;
-        if (h->type == WIRE_MSG_STATUS) {
-            answer_status(c, &c->in);
-            continue;
-        }
-        if (h->type == WIRE_MSG_HEARTBEAT) {
-            handle_heartbeat(c, &c->in);
-            continue;
-        }
         if (h->type == WIRE_MSG_DONE && strcmp(h->role, "worker") == 0 && h->rank >= 0 &&
             h->rank < c->W && same_route(&c->workers[h->rank], &c->in)) {
             /* A worker still sending DONE lost our ACKs: answer again, or it waits out its
