@@ -31,10 +31,10 @@
 
 #include "core/config.h"
 #include "core/data.h"
-#include "core/err.h"
+#include "base/err.h"
 #include "core/model.h"
 #include "core/optim.h"
-#include "core/rng.h"
+#include "base/rng.h"
 #include "worker/dataprep.h"
 #include "worker/trainer.h"
 

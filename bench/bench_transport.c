@@ -57,8 +57,8 @@
 #include <zmq.h>
 
 #include "core/config.h"
-#include "core/err.h"
-#include "core/log.h"
+#include "base/err.h"
+#include "base/log.h"
 #include "net/net.h"
 #include "proto/msg.h"
 #include "proto/wire.h"

@@ -7,7 +7,7 @@
 
 #include "core/ckpt.h"
 #include "core/config.h"
-#include "core/err.h"
+#include "base/err.h"
 
 /* Exit codes (documented in README.md): scripts and launchers retry only the retriable. */
 enum {

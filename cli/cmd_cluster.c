@@ -10,7 +10,7 @@
 #include <cjson/cJSON.h>
 
 #include "cli/cli.h"
-#include "core/log.h"
+#include "base/log.h"
 #include "obs/obs.h"
 #include "ps/coord.h"
 #include "ps/server.h"

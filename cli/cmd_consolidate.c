@@ -11,7 +11,7 @@
 
 #include "cli/cli.h"
 #include "core/ckpt.h"
-#include "core/log.h"
+#include "base/log.h"
 #include "worker/dataprep.h"
 #include "worker/trainer.h"
 

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "base/fs.h"
 #include "cli/cli.h"
 #include "core/ckpt.h"
 #include "core/metrics.h"
@@ -441,36 +442,6 @@ static int write_predictions(ckpt_model *ck, const ds_dataset *ds, int batch, FI
     return PST_OK;
 }
 
-/* FILE is written as FILE.tmp.PID, synced and renamed over FILE only when complete. */
-static FILE *open_output(const char *path, char *tmp, size_t tmpsize, pst_err *err)
-{
-    if (snprintf(tmp, tmpsize, "%s.tmp.%ld", path, (long)getpid()) >= (int)tmpsize) {
-        pst_err_set(err, PST_ERR_ARG, "%s: path too long", path);
-        return NULL;
-    }
-    FILE *f = fopen(tmp, "w");
-    if (!f)
-        pst_err_set(err, PST_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
-    return f;
-}
-
-static int commit_output(FILE *f, const char *tmp, const char *path, pst_err *err)
-{
-    int bad = fflush(f) != 0 || ferror(f) || fsync(fileno(f)) != 0;
-    int e = errno;
-    if (fclose(f) != 0 && !bad) {
-        bad = 1;
-        e = errno;
-    }
-    if (bad || rename(tmp, path) != 0) {
-        if (!bad)
-            e = errno;
-        unlink(tmp);
-        return pst_err_set(err, PST_ERR_IO, "%s: cannot write: %s", path, strerror(e));
-    }
-    return PST_OK;
-}
-
 static int run(const char *cmd, int argc, char **argv, const volatile sig_atomic_t *stop)
 {
     eval_args a;
@@ -481,8 +452,7 @@ static int run(const char *cmd, int argc, char **argv, const volatile sig_atomic
     pst_err err = {0};
     ckpt_model *ck = NULL;
     ds_dataset *ds = NULL;
-    FILE *outf = NULL;
-    char tmp[4096];
+    fs_atomic out = {0}; /* out.f set while --output is being written */
     int rc = ckpt_load(a.ckpt, a.batch, &ck, &err);
     if (rc)
         goto done;
@@ -498,26 +468,23 @@ static int run(const char *cmd, int argc, char **argv, const volatile sig_atomic
             rc = pst_err_set(&err, PST_ERR_IO, "stdout: cannot write: %s", strerror(errno));
         goto done;
     }
-    if (a.output && !(outf = open_output(a.output, tmp, sizeof tmp, &err))) {
-        rc = err.code;
+    /* --output is written as FILE.tmp.PID, synced and renamed over FILE only when
+     * complete (base/fs.h). */
+    if (a.output && (rc = fs_atomic_open(&out, a.output, 0644, &err)))
         goto done;
-    }
-    if ((rc = write_predictions(ck, ds, a.batch, outf ? outf : stdout, stop, &err)))
+    if ((rc = write_predictions(ck, ds, a.batch, out.f ? out.f : stdout, stop, &err)))
         goto done;
     if (*stop)
         goto done;
-    if (outf) {
-        rc = commit_output(outf, tmp, a.output, &err);
-        outf = NULL;
+    if (out.f) {
+        rc = fs_atomic_commit(&out, FS_REPLACE, &err);
     } else if (fflush(stdout) != 0 || ferror(stdout)) {
         rc = pst_err_set(&err, PST_ERR_IO, "stdout: cannot write: %s", strerror(errno));
     }
 
 done:
-    if (outf) { /* failed or stopped before the rename: the old FILE stays */
-        fclose(outf);
-        unlink(tmp);
-    }
+    if (out.f) /* failed or stopped before the rename: the old FILE stays */
+        fs_atomic_abort(&out);
     if (rc)
         fprintf(stderr, "pstrain %s: %s\n", cmd, err.msg);
     ds_destroy(ds);

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "base/fs.h"
 #include "cli/cli.h"
 #include "net/net.h"
 
@@ -59,24 +60,17 @@ static int write_file(const char *path, const char *text, mode_t mode, int force
     /* O_EXCL unless forced: never follow a planted link or clobber a key. A forced
      * rewrite goes through a fresh file renamed over the old one, so the secret never
      * sits in a file of wider mode. */
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp%ld", path, (long)getpid());
-    const char *target = force ? tmp : path;
-    int fd = open(target, O_WRONLY | O_CREAT | O_EXCL, mode);
-    if (fd < 0) {
-        fprintf(stderr, "pstrain keygen: cannot create %s: %s\n", target, strerror(errno));
-        return EXIT_IO;
+    fs_atomic out;
+    pst_err err = {0};
+    int rc = fs_atomic_open(&out, path, mode, &err);
+    if (!rc && fputs(text, out.f) < 0) {
+        fs_atomic_abort(&out);
+        rc = pst_err_set(&err, PST_ERR_IO, "%s: write failed: %s", path, strerror(errno));
     }
-    size_t n = strlen(text);
-    ssize_t w = write(fd, text, n);
-    int bad = w != (ssize_t)n || fsync(fd) != 0;
-    if (close(fd) != 0)
-        bad = 1;
-    if (!bad && force && rename(tmp, path) != 0)
-        bad = 1;
-    if (bad) {
-        fprintf(stderr, "pstrain keygen: cannot write %s: %s\n", path, strerror(errno));
-        unlink(target);
+    if (!rc)
+        rc = fs_atomic_commit(&out, force ? FS_REPLACE : FS_EXCLUSIVE, &err);
+    if (rc) {
+        fprintf(stderr, "pstrain keygen: %s\n", err.msg);
         return EXIT_IO;
     }
     return EXIT_OK;

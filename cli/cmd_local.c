@@ -42,7 +42,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
-#include "core/log.h"
+#include "base/log.h"
 
 /* The coordinator's --ready-fd: always this number, so its command line is the same in
  * every run (the lowest fd after stdin, stdout and stderr). */

@@ -24,7 +24,7 @@
 #include <mpi.h>
 
 #include "cli/cli.h"
-#include "core/log.h"
+#include "base/log.h"
 #include "ps/coord.h"
 #include "ps/server.h"
 #include "worker/dist.h"

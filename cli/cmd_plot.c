@@ -26,6 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/fs.h"
 #include "cli/cli.h"
 #include "core/metrics.h"
 #include "worker/dataprep.h"
@@ -678,7 +679,7 @@ int cmd_plot(int argc, char **argv, const volatile sig_atomic_t *stop)
     }
     if (!ascii) {
         pst_err err = {0};
-        if (wk_mkdirs(out, &err) != PST_OK) {
+        if (fs_mkdirs(out, &err) != PST_OK) {
             fprintf(stderr, "pstrain plot: %s\n", err.msg);
             rc = EXIT_IO;
             goto cleanup;

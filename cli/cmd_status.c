@@ -15,7 +15,7 @@
 
 #include "cli/cli.h"
 #include "core/config.h"
-#include "core/log.h"
+#include "base/log.h"
 #include "net/net.h"
 #include "proto/msg.h"
 

@@ -9,9 +9,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/fs.h"
 #include "cli/cli.h"
 #include "core/ckpt.h"
-#include "core/log.h"
+#include "base/log.h"
 #include "worker/dataprep.h"
 #include "worker/report.h"
 #include "worker/trainer.h"
@@ -79,7 +80,7 @@ static int ckpt_write(ckpt_ctx *k, wk_trainer *tr, int epoch_done, const char *w
     char path[4200], tmp[4300], file[4400];
     snprintf(path, sizeof path, "%s/ckpt-%lld", k->dir, (long long)step);
     int rc;
-    if ((rc = ckpt_mkdirs(k->dir, err)) || (rc = ckpt_dir_begin(path, tmp, sizeof tmp, err)))
+    if ((rc = fs_mkdirs(k->dir, err)) || (rc = ckpt_dir_begin(path, tmp, sizeof tmp, err)))
         return rc;
     snprintf(file, sizeof file, "%s/model.safetensors", tmp);
     if (!(rc = ckpt_save_model(file, wk_trainer_model(tr), &k->job->model, k->data->train,

@@ -6,6 +6,8 @@
  * when all three pass are weights copied, so a bad file never half-loads a model. */
 #include "ckpt.h"
 
+#include "base/fs.h"
+
 #include <assert.h>
 #include <cjson/cJSON.h>
 #include <dirent.h>
@@ -245,46 +247,6 @@ static uint32_t header_crc(const unsigned char *file, size_t hlen, size_t digits
     return (uint32_t)c;
 }
 
-static int write_all(int fd, const void *p, size_t n)
-{
-    const char *c = p;
-    while (n) {
-        ssize_t w = write(fd, c, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return -1;
-        c += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
-/* After the rename, the folder entry itself must reach the disk for the new file to
- * survive a crash (rename(2) is atomic but not durable). */
-static int sync_parent(const char *path, pst_err *err)
-{
-    char dir[4096];
-    const char *slash = strrchr(path, '/');
-    if (!slash)
-        snprintf(dir, sizeof dir, ".");
-    else if (slash == path)
-        snprintf(dir, sizeof dir, "/");
-    else
-        snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
-    int fd = open(dir, O_RDONLY | O_DIRECTORY);
-    if (fd < 0)
-        return pst_err_set(err, PST_ERR_IO, "%s: cannot open its folder to sync it: %s", path,
-                           strerror(errno));
-    int rc = fsync(fd);
-    int e = errno;
-    close(fd);
-    /* Some file systems cannot sync a folder (EINVAL); there is nothing more to do there. */
-    if (rc != 0 && e != EINVAL)
-        return pst_err_set(err, PST_ERR_IO, "%s: cannot sync its folder: %s", path, strerror(e));
-    return PST_OK;
-}
-
 /* The first non-finite value of a float array, or -1. */
 static int64_t first_nonfinite(const float *p, size_t n)
 {
@@ -299,9 +261,6 @@ static int64_t first_nonfinite(const float *p, size_t n)
 static int write_file(const char *path, const char *json, const out_tensor *ts, int nt,
                       pst_err *err)
 {
-    char tmp[4096];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof tmp)
-        return pst_err_set(err, PST_ERR_ARG, "%s: path too long", path);
     /* Pad the header with spaces so the tensor data starts 8-byte aligned (allowed by the
      * format, and lets readers map the floats in place). */
     size_t jlen = strlen(json);
@@ -320,32 +279,22 @@ static int write_file(const char *path, const char *json, const out_tensor *ts, 
              header_crc(head, padded, (size_t)(digits - (char *)head - 8)));
     memcpy(digits, crc, 10);
 
-    int rc = PST_OK;
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0) {
+    fs_atomic out;
+    int rc = fs_atomic_open(&out, path, 0644, err);
+    if (rc) {
         free(head);
-        return pst_err_set(err, PST_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
+        return rc;
     }
-    int bad = write_all(fd, head, 8 + padded);
+    int bad = fwrite(head, 1, 8 + padded, out.f) != 8 + padded;
     free(head);
     for (int i = 0; i < nt && !bad; i++)
-        bad = write_all(fd, ts[i].p, ts[i].n * sizeof(float));
-    if (bad || fsync(fd) != 0) {
-        rc = pst_err_set(err, PST_ERR_IO, "%s: write failed: %s", tmp, strerror(errno));
-        goto cleanup;
+        bad = fwrite(ts[i].p, sizeof(float), ts[i].n, out.f) != ts[i].n;
+    if (bad) {
+        rc = pst_err_set(err, PST_ERR_IO, "%s: write failed: %s", out.tmp, strerror(errno));
+        fs_atomic_abort(&out);
+        return rc;
     }
-    int c = close(fd);
-    fd = -1;
-    if (c != 0 || rename(tmp, path) != 0) {
-        rc = pst_err_set(err, PST_ERR_IO, "%s: cannot finish writing: %s", path, strerror(errno));
-        goto cleanup;
-    }
-    return sync_parent(path, err);
-cleanup:
-    if (fd >= 0)
-        close(fd);
-    unlink(tmp); /* nothing when the file was never created */
-    return rc;
+    return fs_atomic_commit(&out, FS_REPLACE, err);
 }
 
 int ckpt_save_model(const char *path, ml_model *m, const cfg_model *spec,
@@ -1781,57 +1730,6 @@ void ckpt_state_restore_opt(const ckpt_state *st, opt_kind kind, opt_state *os)
 
 /* ---- Checkpoint folders ------------------------------------------------------------------ */
 
-int ckpt_mkdirs(const char *path, pst_err *err)
-{
-    char buf[4096];
-    size_t len = strlen(path);
-    if (len == 0 || len >= sizeof buf)
-        return pst_err_set(err, PST_ERR_ARG, "checkpoint folder: bad path '%.80s'", path);
-    memcpy(buf, path, len + 1);
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (mkdir(buf, 0777) != 0 && errno != EEXIST)
-            return pst_err_set(err, PST_ERR_IO, "%s: cannot create folder: %s", buf,
-                               strerror(errno));
-        *p = '/';
-    }
-    if (mkdir(buf, 0777) != 0 && errno != EEXIST)
-        return pst_err_set(err, PST_ERR_IO, "%s: cannot create folder: %s", buf, strerror(errno));
-    return PST_OK;
-}
-
-/* Removes a file, or a folder with the files in it (checkpoint folders hold no folders). */
-static int remove_entry(const char *path, pst_err *err)
-{
-    struct stat sb;
-    if (lstat(path, &sb) != 0)
-        return errno == ENOENT ? PST_OK
-                               : pst_err_set(err, PST_ERR_IO, "%s: %s", path, strerror(errno));
-    if (S_ISDIR(sb.st_mode)) {
-        DIR *d = opendir(path);
-        if (!d)
-            return pst_err_set(err, PST_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-        struct dirent *e;
-        int rc = PST_OK;
-        while (!rc && (e = readdir(d))) {
-            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
-                continue;
-            char p[4352];
-            snprintf(p, sizeof p, "%s/%s", path, e->d_name);
-            if (unlink(p) != 0 && errno != ENOENT)
-                rc = pst_err_set(err, PST_ERR_IO, "%s: cannot remove: %s", p, strerror(errno));
-        }
-        closedir(d);
-        if (!rc && rmdir(path) != 0)
-            rc = pst_err_set(err, PST_ERR_IO, "%s: cannot remove: %s", path, strerror(errno));
-        return rc;
-    }
-    if (unlink(path) != 0 && errno != ENOENT)
-        return pst_err_set(err, PST_ERR_IO, "%s: cannot remove: %s", path, strerror(errno));
-    return PST_OK;
-}
 
 /* If name is prefix N suffix (N decimal, no sign, at most 18 digits), stores N and
  * returns 1; with tmp, the name must instead continue with ".tmp." after the suffix (a
@@ -1925,7 +1823,7 @@ int ckpt_prune(const char *dir, const char *prefix, const char *suffix, int keep
     char p[4352];
     for (int i = keep; i < total && !rc; i++) {
         snprintf(p, sizeof p, "%s/%s%" PRId64 "%s", dir, prefix, all[i], suffix);
-        rc = remove_entry(p, err);
+        rc = fs_remove(p, err);
     }
     free(all);
     if (rc)
@@ -1945,7 +1843,7 @@ int ckpt_prune(const char *dir, const char *prefix, const char *suffix, int keep
             (len >= ol && strcmp(e->d_name + len - ol, own) == 0))
             continue;
         snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-        rc = remove_entry(p, err);
+        rc = fs_remove(p, err);
     }
     closedir(d);
     return rc;
@@ -1960,7 +1858,7 @@ int ckpt_remove_newer(const char *dir, const char *prefix, const char *suffix, i
     char p[4352];
     for (int i = 0; i < total && !rc && all[i] > after; i++) {
         snprintf(p, sizeof p, "%s/%s%" PRId64 "%s", dir, prefix, all[i], suffix);
-        rc = remove_entry(p, err);
+        rc = fs_remove(p, err);
     }
     free(all);
     return rc;
@@ -1970,7 +1868,7 @@ int ckpt_dir_begin(const char *path, char *tmp, size_t cap, pst_err *err)
 {
     if (snprintf(tmp, cap, "%s.tmp.%ld", path, (long)getpid()) >= (int)cap)
         return pst_err_set(err, PST_ERR_ARG, "%s: path too long", path);
-    int rc = remove_entry(tmp, err);
+    int rc = fs_remove(tmp, err);
     if (rc)
         return rc;
     if (mkdir(tmp, 0777) != 0)
@@ -1983,16 +1881,16 @@ int ckpt_dir_commit(const char *tmp, const char *path, pst_err *err)
 {
     /* rename(2) replaces only an empty folder; an older folder of the same name (a run
      * resumed from before it) goes first. */
-    int rc = remove_entry(path, err);
+    int rc = fs_remove(path, err);
     if (rc)
         return rc;
     if (rename(tmp, path) != 0)
         return pst_err_set(err, PST_ERR_IO, "%s: cannot finish writing: %s", path,
                            strerror(errno));
-    return sync_parent(path, err);
+    return fs_sync_parent(path, err);
 }
 
 void ckpt_dir_abort(const char *tmp)
 {
-    remove_entry(tmp, NULL);
+    fs_remove(tmp, NULL);
 }

@@ -40,7 +40,7 @@
 
 #include "config.h"
 #include "data.h"
-#include "err.h"
+#include "base/err.h"
 #include "model.h"
 
 /* Writes m's weights to path. spec is the layer list m was built from (stored as
@@ -131,8 +131,6 @@ void ckpt_state_restore_opt(const ckpt_state *st, opt_kind kind, opt_state *os);
  * decimal step or clock: "ckpt-120" (a folder: model.safetensors + optimizer.safetensors),
  * "server-0-clock-96.safetensors". The newest is the largest N. */
 
-/* mkdir -p. */
-int ckpt_mkdirs(const char *path, pst_err *err);
 /* The N of dir's entries prefix N suffix, newest first, at most max of them; *n is how
  * many (0 when dir does not exist). Leftovers of unfinished writes (".tmp.<pid>" after the
  * suffix) are not listed. */

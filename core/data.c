@@ -21,7 +21,7 @@
 
 #include <zlib.h>
 
-#include "rng.h"
+#include "base/rng.h"
 
 struct ds_dataset {
     int64_t n;          /* N */

@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "rng.h"
+#include "base/rng.h"
 
 typedef enum { OP_DENSE, OP_ACT } op_kind;
 

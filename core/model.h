@@ -18,7 +18,7 @@
 #include <stdint.h>
 
 #include "config.h"
-#include "err.h"
+#include "base/err.h"
 #include "nn.h"
 
 typedef struct ml_model ml_model;

@@ -29,7 +29,7 @@
 
 #include <stddef.h>
 
-#include "core/err.h"
+#include "base/err.h"
 
 typedef struct obs_registry obs_registry;
 typedef struct obs_metric obs_metric; /* one series; owned by its registry */

@@ -16,8 +16,8 @@
 
 #include <stdint.h>
 
-#include "core/err.h"
-#include "core/log.h"
+#include "base/err.h"
+#include "base/log.h"
 #include "net/net.h"
 #include "proto/wire.h"
 

@@ -11,7 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "core/err.h"
+#include "base/err.h"
 
 #define WIRE_VERSION 3u /* 2: update groups in HELLO/WELCOME (an older peer would ignore
                             them and update frozen layers); 3: ACK, HEARTBEAT, generations

@@ -10,6 +10,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "base/fs.h"
 #include "core/ckpt.h"
 #include "net/net.h"
 #include "proto/msg.h"
@@ -1037,25 +1038,25 @@ static void write_endpoint_file(coord *c, const char *bound)
 {
     const char *dir = c->o->job->output.dir;
     pst_err e = {0};
-    if (!dir || ckpt_mkdirs(dir, &e)) {
+    if (!dir || fs_mkdirs(dir, &e)) {
         log_debug(c->o->lg, "no coordinator.endpoint file: %s", dir ? e.msg : "no output.dir");
         return;
     }
-    char text[300], tmp[4300];
+    char text[300];
     const char *wild = strstr(bound, "://0.0.0.0:");
     if (wild)
         snprintf(text, sizeof text, "tcp://127.0.0.1:%s\n", wild + strlen("://0.0.0.0:"));
     else
         snprintf(text, sizeof text, "%s\n", bound);
     snprintf(c->endpoint_file, sizeof c->endpoint_file, "%s/coordinator.endpoint", dir);
-    snprintf(tmp, sizeof tmp, "%s.tmp", c->endpoint_file);
-    FILE *f = fopen(tmp, "w");
-    int ok = f && fputs(text, f) >= 0;
-    if (f && fclose(f) != 0)
-        ok = 0;
-    if (!ok || rename(tmp, c->endpoint_file) != 0) {
-        log_debug(c->o->lg, "cannot write %s", c->endpoint_file);
-        unlink(tmp);
+    fs_atomic out;
+    int rc = fs_atomic_open(&out, c->endpoint_file, 0644, &e);
+    if (!rc && fputs(text, out.f) < 0) {
+        fs_atomic_abort(&out);
+        rc = pst_err_set(&e, PST_ERR_IO, "%s: write failed", c->endpoint_file);
+    }
+    if (rc || (rc = fs_atomic_commit(&out, FS_REPLACE, &e))) {
+        log_debug(c->o->lg, "no coordinator.endpoint file: %s", e.msg);
         c->endpoint_file[0] = '\0';
     }
 }

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "base/fs.h"
 #include "core/ckpt.h"
 #include "net/net.h"
 #include "proto/hb.h"
@@ -395,7 +396,7 @@ static int write_checkpoint(server *s, int64_t clock, pst_err *err)
         (rc = ckpt_state_add_tensor(st, "weights", srv_shard_weights(s->shard, base), len,
                                     err)) ||
         (rc = ckpt_state_add_opt(st, o->job->optimizer.kind, srv_shard_opt(s->shard), err)) ||
-        (rc = ckpt_mkdirs(s->ckdir, err)) || (rc = ckpt_state_save(st, path, err)))
+        (rc = fs_mkdirs(s->ckdir, err)) || (rc = ckpt_state_save(st, path, err)))
         goto cleanup;
     s->ckpt_last = clock;
     obs_add(s->mx.ckpts, 1);

@@ -11,8 +11,8 @@
 #include <signal.h>
 
 #include "core/config.h"
-#include "core/err.h"
-#include "core/log.h"
+#include "base/err.h"
+#include "base/log.h"
 #include "obs/obs.h"
 
 typedef struct {

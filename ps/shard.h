@@ -21,7 +21,7 @@
 #include <stdint.h>
 
 #include "core/config.h"
-#include "core/err.h"
+#include "base/err.h"
 #include "core/optim.h"
 
 typedef struct srv_shard srv_shard;

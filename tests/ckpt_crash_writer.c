@@ -32,6 +32,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "base/fs.h"
 #include "core/ckpt.h"
 #include "core/optim.h"
 
@@ -78,7 +79,7 @@ static int save(const char *dir, int rank, int64_t clock, float *w, opt_state *o
         !(rc = ckpt_state_set_int(st, "clock", clock, err)) &&
         !(rc = ckpt_state_set_int(st, "len", (int64_t)opt_state_len(os), err)) &&
         !(rc = ckpt_state_add_tensor(st, "weights", w, opt_state_len(os), err)) &&
-        !(rc = ckpt_state_add_opt(st, OPT_ADAM, os, err)) && !(rc = ckpt_mkdirs(dir, err)))
+        !(rc = ckpt_state_add_opt(st, OPT_ADAM, os, err)) && !(rc = fs_mkdirs(dir, err)))
         rc = ckpt_state_save(st, path, err);
     ckpt_state_destroy(st);
     return rc;

@@ -24,8 +24,9 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include "base/fs.h"
 #include "core/ckpt.h"
-#include "core/rng.h"
+#include "base/rng.h"
 
 /* ---- Fixture: a temp dir, a model, its training data, a saved checkpoint ---------------- */
 
@@ -989,8 +990,8 @@ static void test_folders(void **state)
     int n = -1;
     assert_int_equal(ckpt_list(dir, "ckpt-", "", tags, 8, &n, &err), PST_OK);
     assert_int_equal(n, 0); /* no folder yet: nothing to resume from, not an error */
-    assert_int_equal(ckpt_mkdirs(dir, &err), PST_OK);
-    assert_int_equal(ckpt_mkdirs(dir, &err), PST_OK);
+    assert_int_equal(fs_mkdirs(dir, &err), PST_OK);
+    assert_int_equal(fs_mkdirs(dir, &err), PST_OK);
     make_entry(dir, "ckpt-5", 1);
     make_entry(dir, "ckpt-40", 1);
     make_entry(dir, "ckpt-12", 1);

@@ -11,7 +11,7 @@
 #include <cmocka.h>
 
 #include "core/model.h"
-#include "core/rng.h"
+#include "base/rng.h"
 
 #define DENSE(u, a) {.type = CFG_LAYER_DENSE, .units = (u), .activation = (a)}
 #define ACT(a) {.type = CFG_LAYER_ACTIVATION, .activation = (a)}

@@ -12,7 +12,7 @@
 #include <cmocka.h>
 
 #include "core/nn.h"
-#include "core/rng.h"
+#include "base/rng.h"
 
 typedef struct {
     int n, in, out;

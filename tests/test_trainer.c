@@ -17,7 +17,7 @@
 #include <cmocka.h>
 
 #include "core/ckpt.h"
-#include "core/rng.h"
+#include "base/rng.h"
 #include "worker/trainer.h"
 
 enum { N = 96, D = 5, K = 3 };

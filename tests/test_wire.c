@@ -10,7 +10,7 @@
 
 #include <cmocka.h>
 
-#include "core/rng.h"
+#include "base/rng.h"
 #include "proto/wire.h"
 
 static void round_trip(const wire_header *h, wire_header *g)

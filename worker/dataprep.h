@@ -9,7 +9,7 @@
 
 #include "core/config.h"
 #include "core/data.h"
-#include "core/err.h"
+#include "base/err.h"
 
 typedef struct {
     ds_dataset *train; /* always set: this worker's partition */

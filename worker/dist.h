@@ -15,8 +15,8 @@
 #include <stdio.h>
 
 #include "core/config.h"
-#include "core/err.h"
-#include "core/log.h"
+#include "base/err.h"
+#include "base/log.h"
 
 typedef struct {
     int rank;

@@ -24,9 +24,9 @@
 #include <signal.h>
 #include <stdint.h>
 
-#include "core/err.h"
+#include "base/err.h"
 #include "core/metrics.h"
-#include "core/log.h"
+#include "base/log.h"
 #include "net/net.h"
 #include "proto/wire.h"
 

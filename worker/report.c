@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include "base/fs.h"
 
 struct wk_report {
     const log_ctx *lg;
@@ -26,27 +27,6 @@ struct wk_report {
     int64_t t0_step;    /* steps of it done before epoch_t0 (a resumed epoch starts late) */
 };
 
-int wk_mkdirs(const char *path, pst_err *err)
-{
-    char buf[4096];
-    size_t len = strlen(path);
-    if (len == 0 || len >= sizeof buf)
-        return pst_err_set(err, PST_ERR_ARG, "output.dir: bad path '%s'", path);
-    memcpy(buf, path, len + 1);
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (mkdir(buf, 0777) != 0 && errno != EEXIST)
-            return pst_err_set(err, PST_ERR_IO, "%s: cannot create directory: %s", buf,
-                               strerror(errno));
-        *p = '/';
-    }
-    if (mkdir(buf, 0777) != 0 && errno != EEXIST)
-        return pst_err_set(err, PST_ERR_IO, "%s: cannot create directory: %s", buf,
-                           strerror(errno));
-    return PST_OK;
-}
 
 static double mono_s(void)
 {
@@ -78,7 +58,7 @@ static wk_report *report_open(const char *dir, const log_ctx *lg, FILE *progress
     r->tty = tty;
     r->log_every = log_every;
     r->epochs = epochs;
-    if (wk_mkdirs(dir, err))
+    if (fs_mkdirs(dir, err))
         goto fail;
     const char *mode = append ? "a" : "w";
     r->csv = open_in(dir, "metrics.csv", mode, err);
@@ -373,7 +353,7 @@ int wk_report_final(wk_report *r, const char *split, const wk_eval *ev, pst_err 
 int wk_report_write_job(const char *dir, const cfg_job *job, pst_err *err)
 {
     /* A copy to change: the printed job loaded back (cfg_job_print round-trips). */
-    char *text = NULL, path[4200], tmp[4300];
+    char *text = NULL, path[4200];
     size_t len = 0;
     cfg_job *copy = NULL;
     FILE *f = open_memstream(&text, &len);
@@ -397,19 +377,13 @@ int wk_report_write_job(const char *dir, const cfg_job *job, pst_err *err)
             goto cleanup;
     }
     snprintf(path, sizeof path, "%s/job.yaml", dir);
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    if (!(f = fopen(tmp, "w"))) {
-        rc = pst_err_set(err, PST_ERR_IO, "%s: cannot open for writing: %s", tmp, strerror(errno));
+    fs_atomic out;
+    if ((rc = fs_atomic_open(&out, path, 0644, err)))
         goto cleanup;
-    }
-    rc = cfg_job_print(copy, f, err);
-    if (fclose(f) != 0 && !rc)
-        rc = pst_err_set(err, PST_ERR_IO, "%s: write failed: %s", tmp, strerror(errno));
-    if (!rc && rename(tmp, path) != 0)
-        rc = pst_err_set(err, PST_ERR_IO, "%s: cannot rename to job.yaml: %s", tmp,
-                         strerror(errno));
-    if (rc)
-        unlink(tmp);
+    if ((rc = cfg_job_print(copy, out.f, err)))
+        fs_atomic_abort(&out);
+    else
+        rc = fs_atomic_commit(&out, FS_REPLACE, err);
 cleanup:
     cfg_job_free(copy);
     free(text);

@@ -21,8 +21,8 @@
 #include <stdio.h>
 
 #include "core/config.h"
-#include "core/err.h"
-#include "core/log.h"
+#include "base/err.h"
+#include "base/log.h"
 #include "worker/trainer.h"
 
 typedef struct wk_report wk_report;
@@ -70,8 +70,5 @@ int wk_report_final(wk_report *r, const char *split, const wk_eval *ev, pst_err 
 /* Writes the effective job to dir/job.yaml with its data paths made absolute, so that
  * tools given only the run directory (pstrain plot) find the data the model learned. */
 int wk_report_write_job(const char *dir, const cfg_job *job, pst_err *err);
-
-/* Creates a directory and its parents (mkdir -p). */
-int wk_mkdirs(const char *path, pst_err *err);
 
 #endif

@@ -8,7 +8,7 @@
 
 #include "core/ckpt.h"
 #include "core/optim.h"
-#include "core/rng.h"
+#include "base/rng.h"
 
 struct wk_trainer {
     const cfg_job *job;

@@ -14,7 +14,7 @@
 #include "core/ckpt.h"
 #include "core/config.h"
 #include "core/data.h"
-#include "core/err.h"
+#include "base/err.h"
 #include "core/metrics.h"
 #include "core/model.h"
 

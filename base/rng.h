@@ -1,10 +1,10 @@
-/* core/rng.h -- small deterministic PRNG (xoshiro256** seeded through splitmix64).
+/* base/rng.h -- small deterministic PRNG (xoshiro256** seeded through splitmix64).
  *
  * Every random choice in pstrain (initial weights, shuffles, splits) draws from an
  * rng_state the caller owns and seeds, so a run is reproducible from its seed and two
  * processes given the same seed draw the same numbers. */
-#ifndef PSTRAIN_CORE_RNG_H
-#define PSTRAIN_CORE_RNG_H
+#ifndef PSTRAIN_BASE_RNG_H
+#define PSTRAIN_BASE_RNG_H
 
 #include <stddef.h>
 #include <stdint.h>

@@ -1,4 +1,4 @@
-/* core/err.c -- see err.h. */
+/* base/err.c -- see err.h. */
 #include "err.h"
 
 #include <stdarg.h>

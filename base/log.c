@@ -1,4 +1,4 @@
-/* core/log.c -- see log.h. */
+/* base/log.c -- see log.h. */
 #include "log.h"
 
 #include <stdarg.h>

@@ -1,11 +1,11 @@
-/* core/log.h -- log lines that say when, who and how bad.
+/* base/log.h -- log lines that say when, who and how bad.
  *
  *   2026-11-29T10:04:05.123Z worker[1] info: epoch 1/5 loss 0.4213 ...
  *
  * A log_ctx is owned by the process's main() and passed down; there is no global logger.
  * The level threshold comes from PSTRAIN_LOG (error|warn|info|debug), default info. */
-#ifndef PSTRAIN_CORE_LOG_H
-#define PSTRAIN_CORE_LOG_H
+#ifndef PSTRAIN_BASE_LOG_H
+#define PSTRAIN_BASE_LOG_H
 
 #include <stdio.h>
 

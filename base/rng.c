@@ -1,4 +1,4 @@
-/* core/rng.c -- xoshiro256** (Blackman & Vigna, 2018), seeded by splitmix64. */
+/* base/rng.c -- xoshiro256** (Blackman & Vigna, 2018), seeded by splitmix64. */
 #include "rng.h"
 
 #include <math.h>

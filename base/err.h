@@ -1,11 +1,11 @@
-/* core/err.h -- status codes and the error message that travels with them.
+/* base/err.h -- status codes and the error message that travels with them.
  *
  * Library code never prints and never exits: a failing function returns a non-zero
  * pst_status and, when the caller passed a pst_err, fills it with one line that names
  * what failed and where ("train.csv:12: field 3 'abc' is not a number"). Only main()
  * prints it and chooses the exit code. Bugs (broken invariants) assert instead. */
-#ifndef PSTRAIN_CORE_ERR_H
-#define PSTRAIN_CORE_ERR_H
+#ifndef PSTRAIN_BASE_ERR_H
+#define PSTRAIN_BASE_ERR_H
 
 #include <stddef.h>
 
