@@ -305,6 +305,56 @@ int srv_shard_set_groups(srv_shard *sh, const uint64_t *offsets, const float *mu
 
 uint64_t srv_shard_trainable(const srv_shard *sh) { return sh->trainable; }
 
+/* A taken chunk's floats: staged (bsp, several workers), summed (bsp, one) or applied at
+ * once (ssp/asp, bsp direct); a NaN/Inf chunk under policy skip adds nothing. */
+static int add_chunk(srv_shard *sh, int worker, uint64_t lo, const float *g, uint64_t len,
+                     int skip, pst_err *err)
+{
+    /* bsp with one live worker (direct): applied as it arrives, as ssp/asp do, instead of
+     * summed into agg and applied at the end: no agg pass, no memset, no update pass after
+     * the last chunk, and the same floats as (0 + g) applied once. Only while agg holds no
+     * partial sum; a worker rejoining midway starts at the next clock (worker_rejoin).
+     * Pulls of the next clock still wait for the whole push (pull_ready). */
+    if (skip) {
+        /* nonfinite skip: taken (the step goes on) but not applied; with chunks applied
+         * as they arrive, only this chunk is left out. */
+    } else if (sh->cons == CFG_CONS_BSP && !sh->direct && sh->stage) {
+        if (!sh->stage[worker] && !(sh->stage[worker] = alloc_floats(sh->len)))
+            return pst_err_set(err, PST_ERR_NOMEM, "push from worker %d: out of memory", worker);
+        sh->agg_dirty = 1;
+        memcpy(sh->stage[worker] + lo, g, (size_t)len * sizeof(float));
+    } else if (sh->cons == CFG_CONS_BSP && !sh->direct) {
+        assert(sh->agg);
+        sh->agg_dirty = 1;
+        float *restrict a = sh->agg + lo;
+        for (uint64_t i = 0; i < len; i++)
+            a[i] += g[i];
+    } else {
+        int64_t t = opt_state_step(sh->st) - 1;
+        opt_apply_groups(&sh->opt, sh->st, sh->w + lo, g, (size_t)lo, (size_t)len, sh->groups,
+                         sh->ngroups, opt_lr_at(&sh->opt, t));
+    }
+    return PST_OK;
+}
+
+/* The worker's step is whole here (its stream moved to the next clock). */
+static void step_complete(srv_shard *sh, int worker)
+{
+    worker_state *ws = &sh->wk[worker];
+    if (sh->cons == CFG_CONS_BSP && sh->direct)
+        sh->agg_clock++; /* applied already */
+    else if (sh->cons == CFG_CONS_BSP) {
+        /* A skipped step (NaN/Inf) leaves the mean: K counts the others. */
+        sh->agg_steps++;
+        if (!ws->skip) {
+            if (sh->contrib)
+                sh->contrib[worker] = 1;
+            sh->agg_count++;
+        }
+        bsp_maybe_apply(sh);
+    }
+}
+
 int srv_shard_push(srv_shard *sh, int worker, int64_t clock, uint64_t off, const float *g,
                    uint64_t len, srv_outcome *out, pst_err *err)
 {
@@ -378,46 +428,12 @@ int srv_shard_push(srv_shard *sh, int worker, int64_t clock, uint64_t off, const
         opt_tick(sh->st);
         sh->stats.updates++;
     }
-    /* bsp with one live worker (direct): applied as it arrives, as ssp/asp do, instead of
-     * summed into agg and applied at the end: no agg pass, no memset, no update pass after
-     * the last chunk, and the same floats as (0 + g) applied once. Only while agg holds no
-     * partial sum; a worker rejoining midway starts at the next clock (worker_rejoin).
-     * Pulls of the next clock still wait for the whole push (pull_ready). */
-    if (skip) {
-        /* nonfinite skip: taken (the step goes on) but not applied; with chunks applied
-         * as they arrive, only this chunk is left out. */
-    } else if (sh->cons == CFG_CONS_BSP && !sh->direct && sh->stage) {
-        if (!sh->stage[worker] && !(sh->stage[worker] = alloc_floats(sh->len)))
-            return pst_err_set(err, PST_ERR_NOMEM, "push from worker %d: out of memory", worker);
-        sh->agg_dirty = 1;
-        memcpy(sh->stage[worker] + lo, g, (size_t)len * sizeof(float));
-    } else if (sh->cons == CFG_CONS_BSP && !sh->direct) {
-        assert(sh->agg);
-        sh->agg_dirty = 1;
-        float *restrict a = sh->agg + lo;
-        for (uint64_t i = 0; i < len; i++)
-            a[i] += g[i];
-    } else {
-        int64_t t = opt_state_step(sh->st) - 1;
-        opt_apply_groups(&sh->opt, sh->st, sh->w + lo, g, (size_t)lo, (size_t)len, sh->groups,
-                         sh->ngroups, opt_lr_at(&sh->opt, t));
-    }
+    if ((rc = add_chunk(sh, worker, lo, g, len, skip, err)))
+        return rc;
     sh->stats.pushes++;
     *out = SRV_APPLIED;
-    if (dlv_stream_took(&ws->rx, len, skip_frozen(sh, lo + len), sh->trainable)) {
-        if (sh->cons == CFG_CONS_BSP && sh->direct)
-            sh->agg_clock++; /* applied already */
-        else if (sh->cons == CFG_CONS_BSP) {
-            /* A skipped step (NaN/Inf) leaves the mean: K counts the others. */
-            sh->agg_steps++;
-            if (!ws->skip) {
-                if (sh->contrib)
-                    sh->contrib[worker] = 1;
-                sh->agg_count++;
-            }
-            bsp_maybe_apply(sh);
-        }
-    }
+    if (dlv_stream_took(&ws->rx, len, skip_frozen(sh, lo + len), sh->trainable))
+        step_complete(sh, worker);
     return PST_OK;
 }
 
