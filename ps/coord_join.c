@@ -1,4 +1,5 @@
-/* ps/coord_join.c -- the coordinator: rendezvous (HELLO, shard map, resume clock, WELCOME). See coord.h and coord_impl.h. */
+/* ps/coord_join.c -- the coordinator's rendezvous: HELLO checks, the shard map, the resume
+ * clock, WELCOME. See coord.h and coord_impl.h. */
 #include "coord_impl.h"
 
 #include <stdarg.h>

@@ -1,4 +1,6 @@
-/* ps/coord_members.c -- the coordinator: membership while training (heartbeats, barriers, DONE, rejoins, liveness). See coord.h and coord_impl.h. */
+/* ps/coord_members.c -- the coordinator's membership while training: heartbeats, barriers,
+ * DONE, rejoining processes (new incarnations), lost workers and servers. See coord.h and
+ * coord_impl.h. */
 #include "coord_impl.h"
 
 #include <stdio.h>

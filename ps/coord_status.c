@@ -1,4 +1,5 @@
-/* ps/coord_status.c -- the coordinator: the /status document, metrics, STATUS answers and the endpoint file. See coord.h and coord_impl.h. */
+/* ps/coord_status.c -- what others read of the coordinator: the /status document and
+ * metrics, STATUS answers, the coordinator.endpoint file. See coord.h and coord_impl.h. */
 #include "coord_impl.h"
 
 #include <stdio.h>

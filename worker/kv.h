@@ -50,7 +50,7 @@ int wk_kv_init(wk_kv *kv, const float *w, pst_err *err);
 /* Pushes gradient g (nparams floats) of step `clock`, zero-copy. */
 int wk_kv_push(wk_kv *kv, const float *g, int64_t clock, pst_err *err);
 /* Flags the next push: every server writes a checkpoint of clock + 1 once that step is
- * applied (worker 0 asks; see ps/server.c). */
+ * applied (worker 0 asks; see ps/srv_ckpt.h). */
 void wk_kv_request_checkpoint(wk_kv *kv);
 /* Waits until ZeroMQ has released the buffers pushed at clocks of the same parity as
  * `clock` (so the caller may overwrite the buffer it pushed two steps ago). Returns at once
