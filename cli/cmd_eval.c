@@ -15,7 +15,7 @@
 
 #include "base/fs.h"
 #include "cli/cli.h"
-#include "core/ckpt.h"
+#include "ckpt/ckpt.h"
 #include "core/metrics.h"
 #include "worker/dataprep.h"
 

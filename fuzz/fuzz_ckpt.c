@@ -15,7 +15,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
-#include "core/ckpt.h"
+#include "ckpt/ckpt.h"
 #include "fuzz/fuzz_common.h"
 
 static void fix_header_crc(uint8_t *buf, size_t size)

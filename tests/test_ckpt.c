@@ -25,7 +25,7 @@
 #include <zlib.h>
 
 #include "base/fs.h"
-#include "core/ckpt.h"
+#include "ckpt/ckpt.h"
 #include "base/rng.h"
 
 /* ---- Fixture: a temp dir, a model, its training data, a saved checkpoint ---------------- */

@@ -11,9 +11,9 @@
 #include <signal.h>
 #include <stdint.h>
 
-#include "core/ckpt.h"
+#include "ckpt/ckpt.h"
 #include "core/config.h"
-#include "core/data.h"
+#include "data/data.h"
 #include "base/err.h"
 #include "core/metrics.h"
 #include "core/model.h"
