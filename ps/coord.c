@@ -11,7 +11,7 @@
 #include <cjson/cJSON.h>
 
 #include "base/fs.h"
-#include "core/ckpt.h"
+#include "ckpt/ckpt.h"
 #include "net/net.h"
 #include "proto/msg.h"
 

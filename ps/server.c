@@ -8,7 +8,7 @@
 #include <unistd.h>
 
 #include "base/fs.h"
-#include "core/ckpt.h"
+#include "ckpt/ckpt.h"
 #include "net/net.h"
 #include "proto/hb.h"
 #include "proto/msg.h"
