@@ -30,7 +30,7 @@
 #include <time.h>
 
 #include "core/config.h"
-#include "core/data.h"
+#include "data/data.h"
 #include "base/err.h"
 #include "core/model.h"
 #include "core/optim.h"

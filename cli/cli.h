@@ -5,7 +5,7 @@
 
 #include <signal.h>
 
-#include "core/ckpt.h"
+#include "ckpt/ckpt.h"
 #include "core/config.h"
 #include "base/err.h"
 

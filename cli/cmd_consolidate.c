@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
-#include "core/ckpt.h"
+#include "ckpt/ckpt.h"
 #include "base/log.h"
 #include "worker/dataprep.h"
 #include "worker/trainer.h"

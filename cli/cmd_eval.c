@@ -1,6 +1,6 @@
 /* cli/cmd_eval.c -- `pstrain eval` and `pstrain predict`: a checkpoint applied to a data file.
  *
- * Both rebuild the model from the checkpoint alone (core/ckpt.h), load the data with the
+ * Both rebuild the model from the checkpoint alone (ckpt/ckpt.h), load the data with the
  * training loaders, give string class labels the checkpoint's class ids by name, apply the
  * scaler fitted at training time, and run the model's forward pass in batches. eval prints
  * the figures; predict writes one CSV row per sample. */
@@ -15,7 +15,7 @@
 
 #include "base/fs.h"
 #include "cli/cli.h"
-#include "core/ckpt.h"
+#include "ckpt/ckpt.h"
 #include "core/metrics.h"
 #include "worker/dataprep.h"
 

@@ -11,7 +11,7 @@
 
 #include "base/fs.h"
 #include "cli/cli.h"
-#include "core/ckpt.h"
+#include "ckpt/ckpt.h"
 #include "base/log.h"
 #include "worker/dataprep.h"
 #include "worker/report.h"

@@ -11,8 +11,12 @@ foreach(h ${pst_fuzz_harnesses})
   target_include_directories(${h} PRIVATE ${CMAKE_SOURCE_DIR})
   if(h STREQUAL "fuzz_wire")
     target_link_libraries(${h} PRIVATE pst_proto)
-  else()
+  elseif(h STREQUAL "fuzz_config")
     target_link_libraries(${h} PRIVATE pst_core)
+  elseif(h STREQUAL "fuzz_ckpt")
+    target_link_libraries(${h} PRIVATE pst_ckpt)
+  else()
+    target_link_libraries(${h} PRIVATE pst_data) # fuzz_idx, fuzz_csv, fuzz_libsvm
   endif()
   add_test(NAME ${h}
            COMMAND bash ${CMAKE_SOURCE_DIR}/fuzz/run_fuzz.sh $<TARGET_FILE:${h}>

@@ -5,7 +5,7 @@
  * pstrain's own files carry a CRC-32 of their header, so almost every mutation of a header
  * would stop at the checksum and the parser behind it would go unexplored. When the input
  * has the header checksum field, the harness therefore writes the right checksum into it
- * first (as core/ckpt.c computes it: the 8 length bytes and the header, the 10 digits read
+ * first (as ckpt/safetensors.c computes it: the 8 length bytes and the header, the 10 digits read
  * as zeros). Checksum refusals themselves are covered by tests/test_ckpt.c. Seeds without
  * any checksums (producer not "pstrain") let mutated tensor data reach the value checks. */
 #include <stdint.h>
@@ -15,7 +15,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
-#include "core/ckpt.h"
+#include "ckpt/ckpt.h"
 #include "fuzz/fuzz_common.h"
 
 static void fix_header_crc(uint8_t *buf, size_t size)

@@ -7,7 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "core/data.h"
+#include "data/data.h"
 #include "fuzz/fuzz_common.h"
 
 static inline void fuzz_data_check(const ds_dataset *ds, ds_dataset *load_result, int rc_ok,

@@ -18,7 +18,7 @@ cp "$seeds"/* "$work/corpus/"
 dict=()
 [ -f "$fuzz_dir/$name.dict" ] && dict=(-dict="$fuzz_dir/$name.dict")
 # Without dim, ds_load_libsvm densifies into as many columns as the largest index, as
-# core/data.h documents: "1 1000000000:1" is a valid file asking for 4 GB (lazily zeroed
+# data/data.h documents: "1 1000000000:1" is a valid file asking for 4 GB (lazily zeroed
 # pages, cheap without ASan). Under ASan such a block costs its shadow memory, and
 # libFuzzer's malloc limit would report it as out-of-memory, so for this harness any
 # allocation over 1 GB fails instead, which exercises the loader's PST_ERR_NOMEM path.

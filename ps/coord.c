@@ -1,6 +1,6 @@
 /* ps/coord.c -- the coordinator's run: rendezvous, training, shutdown. See coord.h; the
- * pieces are in coord_join.c, coord_members.c and coord_status.c (coord_impl.h). */
-#include "coord_impl.h"
+ * pieces are in coord_join.c, coord_members.c and coord_status.c (coord_internal.h). */
+#include "coord_internal.h"
 
 #include <math.h>
 #include <stdio.h>

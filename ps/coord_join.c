@@ -1,6 +1,6 @@
 /* ps/coord_join.c -- the coordinator's rendezvous: HELLO checks, the shard map, the resume
- * clock, WELCOME. See coord.h and coord_impl.h. */
-#include "coord_impl.h"
+ * clock, WELCOME. See coord.h and coord_internal.h. */
+#include "coord_internal.h"
 
 #include <stdarg.h>
 #include <stdio.h>

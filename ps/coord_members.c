@@ -1,7 +1,7 @@
 /* ps/coord_members.c -- the coordinator's membership while training: heartbeats, barriers,
  * DONE, rejoining processes (new incarnations), lost workers and servers. See coord.h and
- * coord_impl.h. */
-#include "coord_impl.h"
+ * coord_internal.h. */
+#include "coord_internal.h"
 
 #include <stdio.h>
 #include <string.h>

@@ -1,6 +1,6 @@
 /* ps/coord_status.c -- what others read of the coordinator: the /status document and
- * metrics, STATUS answers, the coordinator.endpoint file. See coord.h and coord_impl.h. */
-#include "coord_impl.h"
+ * metrics, STATUS answers, the coordinator.endpoint file. See coord.h and coord_internal.h. */
+#include "coord_internal.h"
 
 #include <stdio.h>
 #include <stdlib.h>

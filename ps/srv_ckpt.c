@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "base/fs.h"
-#include "core/ckpt.h"
+#include "ckpt/ckpt.h"
 
 #define CKPT_KIND "shard"
 #define CKPT_SUFFIX ".safetensors"

@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/ckpt.h"
+#include "ckpt/ckpt.h"
 #include "core/config.h"
 #include "core/optim.h"
 #include "worker/dataprep.h"

@@ -6,6 +6,7 @@ The table's rows start with a module folder in backticks (`core/`) and end with 
 external headers it alone may use (`<zmq.h>`). A module may include its own headers, those
 of the modules it lists, and theirs in turn (the list is closed transitively, as linking
 is). An external header named in some row is reserved to the modules whose rows name it.
+A header named *_internal.h ("data/data_internal.h") belongs to its own module alone.
 
     check_layering.py SOURCE_ROOT        exit 0 when every include obeys, else 1 naming each
     check_layering.py --self-test        checks that a wrong-way include is caught
@@ -98,6 +99,10 @@ def check(root):
                         if '/' not in target:
                             continue  # a header of the same folder
                         other = target.split('/')[0]
+                        if other != mod and target.endswith('_internal.h'):
+                            problems.append('%s: only %s/ may include its internal header'
+                                            % (where, other))
+                            continue
                         if other == mod or other in allowed[mod]:
                             continue
                         if other in deps or other in TOP:
@@ -119,7 +124,8 @@ def self_test():
         files = {'base/err.h': '#include <stdio.h>\n',
                  'net/net.c': '#include <zmq.h>\n#include "base/err.h"\n',
                  'core/model.c': '#include "base/err.h"\n#include "net/net.h"\n',
-                 'ps/server.c': '#include "base/err.h"\n#include <zmq.h>\n'}
+                 'ps/server.c': '#include "base/err.h"\n#include <zmq.h>\n',
+                 'ps/coord.c': '#include "core/model.h"\n#include "core/core_internal.h"\n'}
         for rel, text in files.items():
             os.makedirs(os.path.join(root, os.path.dirname(rel)), exist_ok=True)
             with open(os.path.join(root, rel), 'w') as f:
@@ -131,7 +137,7 @@ def self_test():
             rc = check(root)
         text = out.getvalue()
         ok = (rc == 1 and 'core/model.c:2' in text and 'ps/server.c:2' in text and
-              'net/net.c' not in text and text.count('\n') == 2)
+              'ps/coord.c:2' in text and 'net/net.c' not in text and text.count('\n') == 3)
         print(text, end='')
         print('self-test', 'passed' if ok else 'FAILED')
         return 0 if ok else 1

@@ -33,7 +33,7 @@
 #include <unistd.h>
 
 #include "base/fs.h"
-#include "core/ckpt.h"
+#include "ckpt/ckpt.h"
 #include "core/optim.h"
 
 #define N 65536 /* floats per buffer: 768 KiB a file, long enough to be killed mid-write */

@@ -25,7 +25,7 @@
 #include <zlib.h>
 
 #include "base/fs.h"
-#include "core/ckpt.h"
+#include "ckpt/ckpt.h"
 #include "base/rng.h"
 
 /* ---- Fixture: a temp dir, a model, its training data, a saved checkpoint ---------------- */
@@ -406,7 +406,7 @@ typedef struct {
     int64_t offset_shift;    /* added to both data offsets (to make overlaps) */
 } wt;
 
-/* The safetensors layout written independently of core/ckpt.c: meta (key, value) pairs,
+/* The safetensors layout written independently of ckpt/safetensors.c: meta (key, value) pairs,
  * then the tensors in order; with_crc adds crc32.<name> and the header checksum. */
 static void write_st(const char *path, const char *const (*meta)[2], int nmeta, const wt *ts,
                      int nt, int with_crc)

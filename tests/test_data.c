@@ -17,7 +17,7 @@
 
 #include <zlib.h>
 
-#include "core/data.h"
+#include "data/data.h"
 
 #define FMNIST_DIR "/usr/share/datasets/fashion-mnist"
 

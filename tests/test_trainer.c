@@ -16,7 +16,7 @@
 
 #include <cmocka.h>
 
-#include "core/ckpt.h"
+#include "ckpt/ckpt.h"
 #include "base/rng.h"
 #include "worker/trainer.h"
 

@@ -8,7 +8,7 @@
 #define PSTRAIN_WORKER_DATAPREP_H
 
 #include "core/config.h"
-#include "core/data.h"
+#include "data/data.h"
 #include "base/err.h"
 
 typedef struct {

@@ -9,7 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "core/ckpt.h"
+#include "ckpt/ckpt.h"
 #include "core/metrics.h"
 #include "net/net.h"
 #include "proto/hb.h"

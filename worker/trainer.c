@@ -6,7 +6,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "core/ckpt.h"
+#include "ckpt/ckpt.h"
 #include "core/optim.h"
 #include "base/rng.h"
 

@@ -11,9 +11,9 @@
 #include <signal.h>
 #include <stdint.h>
 
-#include "core/ckpt.h"
+#include "ckpt/ckpt.h"
 #include "core/config.h"
-#include "core/data.h"
+#include "data/data.h"
 #include "base/err.h"
 #include "core/metrics.h"
 #include "core/model.h"
@@ -103,7 +103,7 @@ typedef struct {
 } wk_resume;
 
 /* Saves the optimizer state and the resume point to path (a state file of kind
- * "optimizer", core/ckpt.h): the epoch begun last with the steps taken so far, or with
+ * "optimizer", ckpt/ckpt.h): the epoch begun last with the steps taken so far, or with
  * epoch_done (after wk_trainer_end_epoch and its report) the start of the next one.
  * job_hash (cfg_job_hash) is recorded so that only the same job resumes from it. */
 int wk_trainer_save_state(wk_trainer *t, const char *path, int epoch_done, uint64_t job_hash,

@@ -9,7 +9,7 @@ column LABEL) -> dense 8 "enc" (linear) -> relu as an activation layer -> dense 
 dense K softmax, with seeded random weights, standardized inputs (mean and std of DATA) and
 K classes (--names gives their names, else K = 2 unnamed). The file carries pstrain's
 metadata (pstrain.model, pstrain.data) and, unless --no-crc, the CRC-32 of every tensor and
-of the header, as documented in pstrain's core/ckpt.h. --nan puts a NaN into one weight
+of the header, as documented in pstrain's ckpt/ckpt.h. --nan puts a NaN into one weight
 (pstrain must refuse the file).
 
 The model's own predictions for DATA, computed here from the weights in memory, go to

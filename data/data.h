@@ -1,4 +1,4 @@
-/* core/data.h -- datasets in memory, their loaders and their preprocessing.
+/* data/data.h -- datasets in memory, their loaders and their preprocessing.
  *
  * A dataset is N samples of D float features, row-major x: (N, D), plus either
  *   - class labels: label[i] in [0, nclasses), for classification (binary is nclasses 2), or
@@ -8,8 +8,8 @@
  *
  * Ownership: a ds_dataset owns all its buffers; the pointers its accessors return stay
  * valid until ds_destroy. */
-#ifndef PSTRAIN_CORE_DATA_H
-#define PSTRAIN_CORE_DATA_H
+#ifndef PSTRAIN_DATA_DATA_H
+#define PSTRAIN_DATA_DATA_H
 
 #include <stddef.h>
 #include <stdint.h>

@@ -1,4 +1,4 @@
-/* core/ckpt.h -- model checkpoints on disk in the safetensors format.
+/* ckpt/ckpt.h -- model checkpoints on disk in the safetensors format.
  *
  * Layout (https://github.com/huggingface/safetensors): an 8-byte little-endian header
  * length N, N bytes of JSON mapping each tensor name to {"dtype", "shape", "data_offsets"}
@@ -35,13 +35,14 @@
  *
  * Checksums are optional on reading (a file written by another tool may have none) and
  * checked when present; a file whose producer is "pstrain" must have all of them. */
-#ifndef PSTRAIN_CORE_CKPT_H
-#define PSTRAIN_CORE_CKPT_H
+#ifndef PSTRAIN_CKPT_CKPT_H
+#define PSTRAIN_CKPT_CKPT_H
 
-#include "config.h"
-#include "data.h"
 #include "base/err.h"
-#include "model.h"
+#include "core/config.h"
+#include "core/model.h"
+#include "core/optim.h"
+#include "data/data.h"
 
 /* Writes m's weights to path. spec is the layer list m was built from (stored as
  * pstrain.model; NULL stores the weights only). like is the training data (its task and

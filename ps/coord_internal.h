@@ -1,4 +1,4 @@
-/* ps/coord_impl.h -- the coordinator's state, shared by its files (not a public header:
+/* ps/coord_internal.h -- the coordinator's state, shared by its files (not a public header:
  * only ps/coord*.c include it; the public interface is coord.h).
  *
  *   coord.c          the run: rendezvous, training (following workers), shutdown
@@ -8,8 +8,8 @@
  *   coord_status.c   what others read: the /status document and metrics, STATUS answers,
  *                    the coordinator.endpoint file
  * Single-threaded: the coordinator's loop owns everything here. */
-#ifndef PSTRAIN_PS_COORD_IMPL_H
-#define PSTRAIN_PS_COORD_IMPL_H
+#ifndef PSTRAIN_PS_COORD_INTERNAL_H
+#define PSTRAIN_PS_COORD_INTERNAL_H
 
 #include <stdint.h>
 

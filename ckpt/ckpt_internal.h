@@ -1,0 +1,97 @@
+/* ckpt/ckpt_internal.h -- the safetensors container (safetensors.c) as the other files of
+ * ckpt/ use it; included by ckpt/ alone.
+ *
+ * Reading is three passes over a file held whole in memory: the container (header length,
+ * JSON, tensor entries, offsets, checksums, finite values: ckpt_st_open), then the metadata
+ * (the model and data descriptions: model.c), then the match of tensors against the
+ * model's segments (ckpt_st_claim). Only when all three pass are weights copied, so a bad
+ * file never half-loads a model. */
+#ifndef PSTRAIN_CKPT_CKPT_INTERNAL_H
+#define PSTRAIN_CKPT_CKPT_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+
+#include "ckpt.h"
+
+#define MAX_DIMS 8
+#define PREP_SHIFT "preprocess.shift"
+#define PREP_MUL "preprocess.mul"
+#define NELEM(a) ((int)(sizeof(a) / sizeof((a)[0])))
+
+/* ---- Writing --------------------------------------------------------------------------- */
+
+/* One tensor to write: name, shape, bytes. */
+typedef struct {
+    const char *name;
+    int ndim;
+    double shape[2];
+    const float *p;
+    size_t n; /* floats */
+} out_tensor;
+
+/* One more metadata entry (state files' "state.*" keys). */
+typedef struct {
+    const char *key, *val;
+} meta_pair;
+
+/* The header JSON, its CRC field still "0000000000": "__metadata__" with format, producer,
+ * pstrain.version, pstrain.model and pstrain.data (each when not NULL), extra[0..nextra)
+ * as they are and crc32.<tensor> of every tensor, then one entry per tensor. NULL when out
+ * of memory; free with cJSON_free. */
+char *ckpt_st_header_json(const out_tensor *ts, int nt, const char *model, const char *data,
+                          const meta_pair *extra, int nextra);
+/* Writes the header json (its CRC field "0000000000") and the tensors ts[0..nt) to path
+ * atomically: a temporary file in the same folder, fsync, rename, fsync of the folder. */
+int ckpt_st_write(const char *path, const char *json, const out_tensor *ts, int nt,
+                  pst_err *err);
+/* The first non-finite value of a float array, or -1. */
+int64_t ckpt_first_nonfinite(const float *p, size_t n);
+
+/* ---- Reading --------------------------------------------------------------------------- */
+
+typedef struct {
+    const char *name;       /* borrowed from the parsed header */
+    int ndim;
+    int64_t shape[MAX_DIMS];
+    uint64_t begin, end;    /* bytes of the data area */
+    const char *crc;        /* value of "crc32.<name>", or NULL */
+    int used;               /* claimed by a model segment or a preprocess slot */
+} st_tensor;
+
+typedef struct {
+    const char *path;
+    unsigned char *buf;     /* the whole file */
+    size_t size;
+    cJSON *root;
+    const cJSON *meta;      /* "__metadata__" or NULL */
+    const unsigned char *data;
+    size_t data_len;
+    st_tensor *t;
+    int nt;
+} st_file;
+
+/* Reads the whole file at path (borrowed for messages) and validates the container: header
+ * length and JSON, every tensor entry, that the tensors tile the data, the checksums and
+ * that every value is finite. On failure f is empty (nothing to ckpt_st_fini). */
+int ckpt_st_open(st_file *f, const char *path, pst_err *err);
+void ckpt_st_fini(st_file *f);
+/* The metadata value of key (every one is a string), or NULL. */
+const char *ckpt_st_meta_str(const st_file *f, const char *key);
+st_tensor *ckpt_st_find_tensor(st_file *f, const char *name);
+/* Claims the tensor `name` of the given shape; error when missing or shaped otherwise. */
+int ckpt_st_claim(st_file *f, const char *name, const int64_t *shape, int ndim, st_tensor **out,
+                  pst_err *err);
+/* 1 when v is a JSON number holding an integer in [0, max]. */
+int ckpt_json_is_uint(const cJSON *v, double max);
+/* Refuses a key of obj that appears twice (JSON allows it, cJSON keeps both), so that two
+ * readers cannot see two different files; `what` names obj in the message. */
+int ckpt_json_unique_keys(const st_file *f, const cJSON *obj, const char *what, pst_err *err);
+/* Messages quote names from the file, which may hold any character once JSON escapes are
+ * decoded ("a\nb"): replaces control bytes in err's message so that it stays one line, and
+ * returns rc. */
+int ckpt_one_line(pst_err *err, int rc);
+
+#endif

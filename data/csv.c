@@ -1,0 +1,492 @@
+/* data/csv.c -- the CSV loader: quoted fields, a guessed or given header, integer or
+ * string class labels (mapped to class ids in order of first appearance). */
+#ifndef _POSIX_C_SOURCE
+#define _POSIX_C_SOURCE 200809L /* getline, strdup; the build also passes it */
+#endif
+#include "data_internal.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/types.h>
+
+/* ---- String class names -> class ids (open addressing, FNV-1a) ---------------------------- */
+
+typedef struct {
+    char **names;  /* (count) in order of first appearance */
+    int count, cap;
+    int32_t *slot; /* (nslot) class id + 1, 0 = empty; kept at most half full */
+    size_t nslot;  /* power of two */
+} class_map;
+
+static uint64_t fnv1a(const char *s)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (; *s; s++) {
+        h ^= (unsigned char)*s;
+        h *= 1099511628211ULL;
+    }
+    return h;
+}
+
+static int class_map_rehash(class_map *m, size_t nslot)
+{
+    int32_t *slot = calloc(nslot, sizeof *slot);
+    if (!slot)
+        return -1;
+    for (int c = 0; c < m->count; c++) {
+        size_t i = (size_t)fnv1a(m->names[c]) & (nslot - 1);
+        while (slot[i])
+            i = (i + 1) & (nslot - 1);
+        slot[i] = c + 1;
+    }
+    free(m->slot);
+    m->slot = slot;
+    m->nslot = nslot;
+    return 0;
+}
+
+/* Returns the class of name, adding it when new; -1 when out of memory. */
+static int class_map_get(class_map *m, const char *name)
+{
+    if ((size_t)m->count + 1 > m->nslot / 2) {
+        if (m->nslot > SIZE_MAX / 4 || class_map_rehash(m, m->nslot ? m->nslot * 2 : 16))
+            return -1;
+    }
+    size_t mask = m->nslot - 1, i = (size_t)fnv1a(name) & mask;
+    for (; m->slot[i]; i = (i + 1) & mask) {
+        if (strcmp(m->names[m->slot[i] - 1], name) == 0)
+            return m->slot[i] - 1;
+    }
+    if (m->count == m->cap) {
+        if (m->cap > INT_MAX / 2)
+            return -1;
+        int cap = m->cap ? m->cap * 2 : 8;
+        char **names = realloc(m->names, (size_t)cap * sizeof *names);
+        if (!names)
+            return -1;
+        m->names = names;
+        m->cap = cap;
+    }
+    if (!(m->names[m->count] = strdup(name)))
+        return -1;
+    m->slot[i] = m->count + 1;
+    return m->count++;
+}
+
+static void class_map_fini(class_map *m)
+{
+    ds_names_free(m->names, m->count);
+    free(m->slot);
+    memset(m, 0, sizeof *m);
+}
+
+/* ---- CSV ------------------------------------------------------------------------------- */
+
+typedef struct {
+    char **v; /* field starts, pointing into the line buffer */
+    size_t n, cap;
+} csv_fields;
+
+static int is_blank(char c, char delim) { return is_space_tab(c) && c != delim; }
+
+/* Splits line in place at delim. A field may be double-quoted (RFC 4180: the delimiter may
+ * appear inside, "" stands for one quote); blanks around a field are dropped. Returns 0,
+ * PST_ERR_NOMEM, or PST_ERR_DATA with *why saying what is malformed. Quoted fields do not
+ * span lines: one line is one record. */
+static int csv_split(char *line, char delim, csv_fields *f, const char **why)
+{
+    f->n = 0;
+    char *p = line;
+    for (;;) {
+        if (f->n == f->cap) {
+            if (f->cap >= INT_MAX / 2) {
+                *why = "too many fields";
+                return PST_ERR_DATA;
+            }
+            size_t cap = f->cap ? f->cap * 2 : 16;
+            char **v = realloc(f->v, cap * sizeof *v);
+            if (!v)
+                return PST_ERR_NOMEM;
+            f->v = v;
+            f->cap = cap;
+        }
+        while (is_blank(*p, delim))
+            p++;
+        char *start = p, *end;
+        if (*p == '"') {
+            char *w = p++; /* unescape in place: the write point trails the read point */
+            for (;;) {
+                if (*p == '\0') {
+                    *why = "unterminated quoted field";
+                    return PST_ERR_DATA;
+                }
+                if (*p == '"') {
+                    if (p[1] != '"') {
+                        p++;
+                        break;
+                    }
+                    p++;
+                }
+                *w++ = *p++;
+            }
+            while (is_blank(*p, delim))
+                p++;
+            if (*p != '\0' && *p != delim) {
+                *why = "text after a closing quote";
+                return PST_ERR_DATA;
+            }
+            end = w;
+        } else {
+            while (*p != '\0' && *p != delim)
+                p++;
+            end = p;
+            while (end > start && is_blank(end[-1], delim))
+                end--;
+        }
+        f->v[f->n++] = start;
+        char sep = *p;
+        *end = '\0'; /* end <= p: may overwrite the delimiter, which sep remembers */
+        if (sep == '\0')
+            return PST_OK;
+        p++;
+    }
+}
+
+typedef struct {
+    const char *path;
+    const ds_csv_options *opt;
+    char delim;
+    csv_fields fields;
+    char **names;     /* (ncols) header names, or NULL without a header */
+    int ncols;        /* fields per line, fixed by the first line */
+    int label_col;
+    int d;            /* ncols - 1 */
+    int64_t n;        /* rows so far */
+    size_t cap;       /* rows allocated */
+    float *x;         /* (cap, D) */
+    int32_t *label;   /* (cap) classification */
+    float *target;    /* (cap) regression */
+    int label_mode;   /* classification: 0 undecided, 1 integer ids, 2 strings */
+    int32_t max_label;
+    class_map classes;
+} csv_state;
+
+enum { CSV_LABEL_UNDECIDED = 0, CSV_LABEL_INT, CSV_LABEL_STRING };
+
+/* "column 3 ('petal_width')", 1-based like the line numbers. */
+static void csv_col_desc(const csv_state *st, int col, char *buf, size_t cap)
+{
+    if (st->names)
+        snprintf(buf, cap, "column %d ('%.64s')", col + 1, st->names[col]);
+    else
+        snprintf(buf, cap, "column %d", col + 1);
+}
+
+static int csv_field_error(const csv_state *st, long long line, int col, const char *field,
+                           num_status ns, pst_err *err)
+{
+    char where[96];
+    csv_col_desc(st, col, where, sizeof where);
+    if (ns == NUM_EMPTY)
+        return pst_err_set(err, PST_ERR_DATA, "%s:%lld: %s: empty field", st->path, line, where);
+    if (ns == NUM_NONFINITE)
+        return pst_err_set(err, PST_ERR_NUMERIC, "%s:%lld: %s: '%.64s' is not a finite number",
+                           st->path, line, where, field);
+    return pst_err_set(err, PST_ERR_DATA, "%s:%lld: %s: '%.64s' is not a number", st->path,
+                       line, where, field);
+}
+
+/* The first non-blank line fixes the column count, decides whether it is a header (for
+ * header = -1: yes when a field that must be numeric is not; a label name needs a header)
+ * and resolves the label column. Returns with st->names set when the line was a header. */
+static int csv_first_line(csv_state *st, long long line, pst_err *err)
+{
+    const ds_csv_options *opt = st->opt;
+    int nf = (int)st->fields.n;
+    int unlabelled = !opt->label_name && opt->label_index == DS_CSV_NO_LABEL;
+    if (nf < 2 && !unlabelled)
+        return pst_err_set(err, PST_ERR_DATA,
+                           "%s:%lld: 1 field; need at least one feature and a label column",
+                           st->path, line);
+    st->ncols = nf;
+    st->d = unlabelled ? nf : nf - 1;
+    int lc = -1;
+    if (!opt->label_name && !unlabelled) {
+        lc = opt->label_index == -1 ? nf - 1 : opt->label_index;
+        if (lc < 0 || lc >= nf)
+            return pst_err_set(err, PST_ERR_ARG,
+                               "%s:%lld: label_index %d out of range for %d columns", st->path,
+                               line, opt->label_index, nf);
+    }
+    int header = opt->label_name ? 1 : opt->header;
+    if (header == -1) {
+        header = 0;
+        for (int c = 0; c < nf && !header; c++) {
+            /* A class column may hold strings; in regression every column is numeric. */
+            if (c == lc && opt->task == DS_TASK_CLASSIFY)
+                continue;
+            float v;
+            header = ds_parse_float(st->fields.v[c], &v) == NUM_BAD;
+        }
+    }
+    if (header) {
+        if (!(st->names = calloc((size_t)nf, sizeof *st->names)))
+            return pst_err_set(err, PST_ERR_NOMEM, "%s: out of memory", st->path);
+        for (int c = 0; c < nf; c++) {
+            if (!(st->names[c] = strdup(st->fields.v[c])))
+                return pst_err_set(err, PST_ERR_NOMEM, "%s: out of memory", st->path);
+        }
+        if (opt->label_name) {
+            for (int c = 0; c < nf && lc < 0; c++) {
+                if (strcmp(st->names[c], opt->label_name) == 0)
+                    lc = c;
+            }
+            if (lc < 0)
+                return pst_err_set(err, PST_ERR_ARG,
+                                   "%s:%lld: no column named '%.64s' in the header", st->path,
+                                   line, opt->label_name);
+        }
+    }
+    st->label_col = lc;
+    return PST_OK;
+}
+
+static int csv_label(csv_state *st, long long line, const char *field, pst_err *err)
+{
+    const ds_csv_options *opt = st->opt;
+    int col = st->label_col;
+    if (opt->task == DS_TASK_REGRESS) {
+        num_status ns = ds_parse_float(field, &st->target[st->n]);
+        return ns ? csv_field_error(st, line, col, field, ns, err) : PST_OK;
+    }
+    char where[96];
+    int32_t v;
+    num_status ns = ds_parse_int(field, &v);
+    if (ns == NUM_EMPTY) {
+        csv_col_desc(st, col, where, sizeof where);
+        return pst_err_set(err, PST_ERR_DATA, "%s:%lld: %s: empty label", st->path, line, where);
+    }
+    /* The first data row decides: a numeric label means class ids, anything else names. */
+    if (st->label_mode == CSV_LABEL_UNDECIDED) {
+        float f;
+        st->label_mode = ds_parse_float(field, &f) == NUM_OK ? CSV_LABEL_INT : CSV_LABEL_STRING;
+    }
+    if (st->label_mode == CSV_LABEL_STRING) {
+        int c = class_map_get(&st->classes, field);
+        if (c < 0)
+            return pst_err_set(err, PST_ERR_NOMEM, "%s:%lld: out of memory", st->path, line);
+        if (opt->nclasses > 0 && c >= opt->nclasses)
+            return pst_err_set(err, PST_ERR_DATA,
+                               "%s:%lld: label '%.64s' would be class %d, but nclasses is %d",
+                               st->path, line, field, c, opt->nclasses);
+        st->label[st->n] = c;
+        return PST_OK;
+    }
+    if (ns != NUM_OK) {
+        csv_col_desc(st, col, where, sizeof where);
+        return pst_err_set(err, PST_ERR_DATA, "%s:%lld: %s: label '%.64s' is not an integer "
+                           "class id%s", st->path, line, where, field,
+                           st->n > 0 ? " (the first data row had a numeric label)" : "");
+    }
+    if (v < 0 || (opt->nclasses > 0 && v >= opt->nclasses) || v == INT32_MAX) {
+        if (opt->nclasses > 0)
+            return pst_err_set(err, PST_ERR_DATA, "%s:%lld: label %d out of range [0, %d)",
+                               st->path, line, (int)v, opt->nclasses);
+        return pst_err_set(err, PST_ERR_DATA, "%s:%lld: label %d out of range [0, %d)", st->path,
+                           line, (int)v, INT32_MAX);
+    }
+    st->max_label = v > st->max_label ? v : st->max_label;
+    st->label[st->n] = v;
+    return PST_OK;
+}
+
+static int csv_row(csv_state *st, long long line, pst_err *err)
+{
+    if ((size_t)st->n == st->cap) {
+        size_t cap = st->cap ? st->cap * 2 : 256;
+        float *x = ds_realloc_rows(st->x, cap, (size_t)st->d * sizeof *x);
+        if (!x)
+            return pst_err_set(err, PST_ERR_NOMEM, "%s:%lld: out of memory", st->path, line);
+        st->x = x;
+        if (st->opt->task == DS_TASK_CLASSIFY) {
+            int32_t *l = ds_realloc_rows(st->label, cap, sizeof *l);
+            if (!l)
+                return pst_err_set(err, PST_ERR_NOMEM, "%s:%lld: out of memory", st->path, line);
+            st->label = l;
+        } else {
+            float *t = ds_realloc_rows(st->target, cap, sizeof *t);
+            if (!t)
+                return pst_err_set(err, PST_ERR_NOMEM, "%s:%lld: out of memory", st->path, line);
+            st->target = t;
+        }
+        st->cap = cap;
+    }
+    float *xr = st->x + (size_t)st->n * (size_t)st->d;
+    if (st->label_col < 0) { /* no label column: a placeholder the caller ignores */
+        if (st->label)
+            st->label[st->n] = 0;
+        else
+            st->target[st->n] = 0.0f;
+    }
+    for (int c = 0, j = 0; c < st->ncols; c++) {
+        const char *field = st->fields.v[c];
+        if (c == st->label_col) {
+            int rc = csv_label(st, line, field, err);
+            if (rc)
+                return rc;
+            continue;
+        }
+        num_status ns = ds_parse_float(field, &xr[j++]);
+        if (ns)
+            return csv_field_error(st, line, c, field, ns, err);
+    }
+    st->n++;
+    return PST_OK;
+}
+
+ds_dataset *ds_load_csv(const char *path, const ds_csv_options *opt, pst_err *err)
+{
+    csv_state st = {0};
+    FILE *f = NULL;
+    char *buf = NULL;
+    size_t bufcap = 0;
+    ds_dataset *ds = NULL;
+    int rc = PST_OK;
+
+    if (!path || !opt) {
+        pst_err_set(err, PST_ERR_ARG, "ds_load_csv: NULL path or options");
+        return NULL;
+    }
+    st.path = path;
+    st.opt = opt;
+    st.delim = opt->delimiter ? opt->delimiter : ',';
+    if (st.delim == '"' || st.delim == '\n' || st.delim == '\r' || opt->header < -1 ||
+        opt->header > 1 || (opt->task != DS_TASK_CLASSIFY && opt->task != DS_TASK_REGRESS) ||
+        (!opt->label_name && opt->label_index < DS_CSV_NO_LABEL) || opt->nclasses < 0) {
+        pst_err_set(err, PST_ERR_ARG, "%s: bad CSV options (delimiter, header, task, label or "
+                    "nclasses)", path);
+        return NULL;
+    }
+    if (opt->label_name && opt->header == 0) {
+        pst_err_set(err, PST_ERR_ARG, "%s: label column '%.64s' by name needs a header line", path,
+                    opt->label_name);
+        return NULL;
+    }
+    if (!(f = fopen(path, "r"))) {
+        pst_err_set(err, PST_ERR_IO, "%s: %s", path, strerror(errno));
+        return NULL;
+    }
+
+    long long line = 0;
+    int seen_first = 0;
+    for (;;) {
+        errno = 0;
+        ssize_t len = getline(&buf, &bufcap, f);
+        if (len < 0) {
+            if (ferror(f)) {
+                rc = pst_err_set(err, errno == ENOMEM ? PST_ERR_NOMEM : PST_ERR_IO,
+                                 "%s:%lld: %s", path, line + 1, strerror(errno));
+                goto cleanup;
+            }
+            break;
+        }
+        line++;
+        if (memchr(buf, '\0', (size_t)len)) {
+            rc = pst_err_set(err, PST_ERR_DATA, "%s:%lld: NUL byte (not a text file?)", path, line);
+            goto cleanup;
+        }
+        while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
+            buf[--len] = '\0';
+        char *s = buf;
+        if (line == 1 && strncmp(s, "\xEF\xBB\xBF", 3) == 0)
+            s += 3; /* UTF-8 byte order mark, as spreadsheet programs write it */
+        const char *p = s;
+        while (is_space_tab(*p))
+            p++;
+        if (*p == '\0')
+            continue;
+        const char *why = NULL;
+        if ((rc = csv_split(s, st.delim, &st.fields, &why))) {
+            if (rc == PST_ERR_NOMEM)
+                pst_err_set(err, rc, "%s:%lld: out of memory", path, line);
+            else
+                pst_err_set(err, rc, "%s:%lld: %s", path, line, why);
+            goto cleanup;
+        }
+        if (!seen_first) {
+            seen_first = 1;
+            if ((rc = csv_first_line(&st, line, err)))
+                goto cleanup;
+            if (st.names)
+                continue;
+        }
+        if (st.fields.n != (size_t)st.ncols) {
+            rc = pst_err_set(err, PST_ERR_DATA, "%s:%lld: %zu fields, expected %d", path, line,
+                             st.fields.n, st.ncols);
+            goto cleanup;
+        }
+        if ((rc = csv_row(&st, line, err)))
+            goto cleanup;
+    }
+    if (!seen_first) {
+        rc = pst_err_set(err, PST_ERR_DATA, "%s: empty file", path);
+        goto cleanup;
+    }
+    if (st.n == 0) {
+        rc = pst_err_set(err, PST_ERR_DATA, "%s: no data rows", path);
+        goto cleanup;
+    }
+
+    int k = 0, tdim = 0;
+    if (opt->task == DS_TASK_CLASSIFY) {
+        if (st.label_mode == CSV_LABEL_STRING)
+            k = opt->nclasses > 0 ? opt->nclasses : st.classes.count;
+        else
+            k = opt->nclasses > 0 ? opt->nclasses : st.max_label + 1;
+        if (k < 1)
+            k = 1; /* no label column: every placeholder label is 0 */
+    } else {
+        tdim = 1;
+    }
+    /* Give back the doubling slack; a failed shrink just keeps the larger block. */
+    float *x = ds_realloc_rows(st.x, (size_t)st.n, (size_t)st.d * sizeof *x);
+    st.x = x ? x : st.x;
+    if (!(ds = ds_adopt(st.n, st.d, opt->task, k, tdim, st.x, st.label, st.target, err))) {
+        rc = PST_ERR_NOMEM;
+        goto cleanup;
+    }
+    st.x = NULL;
+    st.label = NULL;
+    st.target = NULL;
+    if (st.label_mode == CSV_LABEL_STRING) {
+        /* Names for classes 0..k-1; classes beyond those seen (nclasses given) stay NULL. */
+        char **names = realloc(st.classes.names, (size_t)k * sizeof *names);
+        if (!names) {
+            rc = pst_err_set(err, PST_ERR_NOMEM, "%s: out of memory", path);
+            goto cleanup;
+        }
+        for (int c = st.classes.count; c < k; c++)
+            names[c] = NULL;
+        ds->class_names = names;
+        st.classes.names = NULL;
+        st.classes.count = 0;
+    }
+cleanup:
+    if (rc && ds) {
+        ds_destroy(ds);
+        ds = NULL;
+    }
+    if (f)
+        fclose(f);
+    free(buf);
+    free(st.fields.v);
+    ds_names_free(st.names, st.ncols);
+    free(st.x);
+    free(st.label);
+    free(st.target);
+    class_map_fini(&st.classes);
+    return ds;
+}

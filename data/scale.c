@@ -1,0 +1,168 @@
+/* data/scale.c -- per-feature scalers: fitted on the training split, applied unchanged
+ * to every other split. */
+#include "data_internal.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- Scaling ----------------------------------------------------------------------------- */
+
+/* s is output storage, like an _init: whatever it held is overwritten, not freed (call
+ * ds_scaler_fini before refitting). On failure s is left empty (NULL arrays). */
+int ds_scaler_fit(ds_scaler *s, ds_scale_kind kind, const ds_dataset *ds, pst_err *err)
+{
+    float *shift = NULL, *mul = NULL;
+    double *acc = NULL, *acc2 = NULL;
+    float *lo = NULL, *hi = NULL;
+    int rc = PST_OK;
+
+    if (!s)
+        return pst_err_set(err, PST_ERR_ARG, "ds_scaler_fit: NULL scaler");
+    memset(s, 0, sizeof *s);
+    if (!ds || (kind != DS_SCALE_NONE && kind != DS_SCALE_MINMAX && kind != DS_SCALE_STANDARDIZE))
+        return pst_err_set(err, PST_ERR_ARG, "ds_scaler_fit: NULL dataset or unknown kind %d",
+                           (int)kind);
+    int d = ds->d;
+    int64_t n = ds->n;
+    int per_feature = kind == DS_SCALE_STANDARDIZE || (kind == DS_SCALE_MINMAX && !ds->has_range);
+    if (per_feature && n == 0)
+        return pst_err_set(err, PST_ERR_ARG, "scaler: cannot fit on an empty dataset");
+    shift = malloc((size_t)d * sizeof *shift);
+    mul = malloc((size_t)d * sizeof *mul);
+    acc = calloc((size_t)d, sizeof *acc);
+    acc2 = calloc((size_t)d, sizeof *acc2);
+    lo = malloc((size_t)d * sizeof *lo);
+    hi = malloc((size_t)d * sizeof *hi);
+    if (!shift || !mul || !acc || !acc2 || !lo || !hi) {
+        rc = pst_err_set(err, PST_ERR_NOMEM, "scaler of %d features: out of memory", d);
+        goto cleanup;
+    }
+    const float *x = ds->x;
+
+    if (kind == DS_SCALE_NONE) {
+        for (int j = 0; j < d; j++) {
+            shift[j] = 0.0f;
+            mul[j] = 1.0f;
+        }
+    } else if (kind == DS_SCALE_MINMAX && ds->has_range) {
+        /* The format's fixed range (IDX: 0..255), so that every split scales alike. */
+        float m = (float)(1.0 / ((double)ds->raw_hi - ds->raw_lo));
+        for (int j = 0; j < d; j++) {
+            shift[j] = ds->raw_lo;
+            mul[j] = m;
+        }
+    } else if (kind == DS_SCALE_MINMAX) {
+        /* x' = (x - min) / (max - min); the double sums only detect NaN/Inf, which the
+         * comparisons would skip silently. */
+        memcpy(lo, x, (size_t)d * sizeof *lo);
+        memcpy(hi, x, (size_t)d * sizeof *hi);
+        for (int64_t i = 0; i < n; i++) {
+            const float *restrict row = x + (size_t)i * (size_t)d;
+            float *restrict l = lo, *restrict h = hi;
+            double *restrict a = acc;
+            for (int j = 0; j < d; j++) {
+                l[j] = row[j] < l[j] ? row[j] : l[j];
+                h[j] = row[j] > h[j] ? row[j] : h[j];
+                a[j] += row[j];
+            }
+        }
+        for (int j = 0; j < d; j++) {
+            if (!isfinite(acc[j])) {
+                rc = pst_err_set(err, PST_ERR_NUMERIC, "scaler: feature %d has non-finite values",
+                                 j);
+                goto cleanup;
+            }
+            double range = (double)hi[j] - lo[j];
+            shift[j] = lo[j];
+            mul[j] = range > 0 ? (float)(1.0 / range) : 0.0f; /* constant feature -> 0 */
+            if (!isfinite(mul[j])) {
+                rc = pst_err_set(err, PST_ERR_NUMERIC, "scaler: feature %d: range %g too small to "
+                                 "scale", j, range);
+                goto cleanup;
+            }
+        }
+    } else {
+        /* Two-pass mean and population variance in double (ddof = 0, as sklearn's
+         * StandardScaler): var = sum (x - mean)^2 / N. Exact for constant features, whose
+         * std 0 gets mul 1. */
+        for (int64_t i = 0; i < n; i++) {
+            const float *restrict row = x + (size_t)i * (size_t)d;
+            double *restrict a = acc;
+            for (int j = 0; j < d; j++)
+                a[j] += row[j];
+        }
+        for (int j = 0; j < d; j++)
+            acc[j] /= (double)n;
+        for (int64_t i = 0; i < n; i++) {
+            const float *restrict row = x + (size_t)i * (size_t)d;
+            const double *restrict mean = acc;
+            double *restrict a2 = acc2;
+            for (int j = 0; j < d; j++) {
+                double dv = row[j] - mean[j];
+                a2[j] += dv * dv;
+            }
+        }
+        for (int j = 0; j < d; j++) {
+            double sd = sqrt(acc2[j] / (double)n);
+            shift[j] = (float)acc[j];
+            mul[j] = sd > 0 ? (float)(1.0 / sd) : 1.0f;
+            if (!isfinite(acc[j]) || !isfinite(sd) || !isfinite(mul[j])) {
+                rc = pst_err_set(err, PST_ERR_NUMERIC,
+                                 "scaler: feature %d: mean %g, std %g cannot be scaled", j, acc[j],
+                                 sd);
+                goto cleanup;
+            }
+        }
+    }
+    s->d = d;
+    s->kind = kind;
+    s->shift = shift;
+    s->mul = mul;
+    shift = mul = NULL;
+cleanup:
+    free(shift);
+    free(mul);
+    free(acc);
+    free(acc2);
+    free(lo);
+    free(hi);
+    return rc;
+}
+
+/* x'[i, j] = (x[i, j] - shift[j]) * mul[j]; restrict lets gcc vectorise the inner loop. */
+static void scale_rows(float *restrict x, const float *restrict shift, const float *restrict mul,
+                       int64_t n, int d)
+{
+    for (int64_t i = 0; i < n; i++) {
+        float *restrict row = x + (size_t)i * (size_t)d;
+        for (int j = 0; j < d; j++)
+            row[j] = (row[j] - shift[j]) * mul[j];
+    }
+}
+
+int ds_scaler_apply(const ds_scaler *s, ds_dataset *ds, pst_err *err)
+{
+    if (!s || !ds)
+        return pst_err_set(err, PST_ERR_ARG, "ds_scaler_apply: NULL scaler or dataset");
+    if (!s->shift || !s->mul)
+        return pst_err_set(err, PST_ERR_STATE, "ds_scaler_apply: scaler is not fitted");
+    if (s->d != ds->d)
+        return pst_err_set(err, PST_ERR_ARG, "scaler fitted on %d features, dataset has %d",
+                           s->d, ds->d);
+    scale_rows(ds->x, s->shift, s->mul, ds->n, ds->d);
+    /* The features are no longer raw, so a later min-max fit must look at the data. */
+    if (s->kind != DS_SCALE_NONE)
+        ds->has_range = 0;
+    return PST_OK;
+}
+
+void ds_scaler_fini(ds_scaler *s)
+{
+    if (!s)
+        return;
+    free(s->shift);
+    free(s->mul);
+    s->shift = s->mul = NULL;
+    s->d = 0;
+}
