@@ -1,7 +1,7 @@
 /* cli/cmd_consolidate.c -- `pstrain consolidate`: one model file from a distributed job's
  * shard checkpoints, on demand (while the job runs, or after it stopped).
  *
- * The servers' checkpoints of one clock (ps/server.c: server-<rank>-clock-<c>.safetensors,
+ * The servers' checkpoints of one clock (ps/srv_ckpt.c: server-<rank>-clock-<c>.safetensors,
  * each the weights of [offset, offset + len) of the flat parameter vector) tile the whole
  * vector; laid side by side they are the model at that clock, written as
  * model.safetensors is, with the architecture and preprocessing of the job. */

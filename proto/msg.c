@@ -1,6 +1,8 @@
 /* proto/msg.c -- see msg.h. */
 #include "msg.h"
 
+#include "proto/dlv.h"
+
 #include <stdio.h>
 #include <string.h>
 
@@ -90,8 +92,9 @@ int msg_call(net_sock *s, net_msg *m, msg_in *in, wire_header *h, wire_type want
     if (rc)
         return rc;
     int64_t deadline = net_now_ms() + timeout_ms;
-    int interval = MSG_RESEND_FIRST_MS;
-    int64_t resend = net_now_ms() + interval;
+    dlv_rto rto;
+    dlv_rto_init(&rto, &DLV_RTO_CALL);
+    dlv_rto_arm(&rto, net_now_ms());
     for (;;) {
         if (*stop)
             return PST_OK;
@@ -101,14 +104,14 @@ int msg_call(net_sock *s, net_msg *m, msg_in *in, wire_header *h, wire_type want
             return pst_err_set(err, PST_ERR_TIMEOUT, "no %s within %d s", wire_type_name(want),
                                timeout_ms / 1000);
         /* The request or its answer may be lost: ask again (the receiver answers a repeat
-         * again and does not act on it twice). */
-        if (now >= resend) {
+         * again and does not act on it twice; see dlv.h). */
+        if (dlv_rto_due(&rto, now)) {
             if ((rc = msg_send(s, NULL, 0, h, NULL, 0, left, err)))
                 return rc;
-            interval = interval * 2 < MSG_RESEND_MS ? interval * 2 : MSG_RESEND_MS;
-            resend = now + interval;
+            dlv_rto_expired(&rto, 0);
+            dlv_rto_arm(&rto, now);
         }
-        int wait = (int)(resend - now);
+        int wait = dlv_rto_wait_ms(&rto, now);
         rc = msg_recv(s, m, 0, in, left < wait ? left : wait, err);
         if (rc == PST_ERR_TIMEOUT)
             continue;

@@ -29,15 +29,10 @@ int msg_send(net_sock *s, const void *route, size_t route_len, wire_header *h,
  * A malformed message is PST_ERR_PEER with the reason; the caller logs it and goes on. */
 int msg_recv(net_sock *s, net_msg *m, int is_router, msg_in *in, int timeout_ms, pst_err *err);
 
-/* How often msg_call asks again while it has no answer: first after MSG_RESEND_FIRST_MS
- * (a lost message costs a step no more than that), then at twice the previous interval,
- * up to MSG_RESEND_MS (a long wait -- a barrier held by a slow worker, registration while
- * others start -- is not flooded with repeats). */
-#define MSG_RESEND_FIRST_MS 25
-#define MSG_RESEND_MS 250
-
-/* A request on a DEALER and its answer: sends h (again after MSG_RESEND_FIRST_MS, doubling
- * up to MSG_RESEND_MS: the request or its answer may be lost), then waits up to timeout_ms
+/* A request on a DEALER and its answer (the delivery contract: proto/dlv.h): sends h,
+ * again with the retry timer DLV_RTO_CALL (25 ms doubling to 250 ms: the request or its
+ * answer may be lost, and a long wait -- a barrier held by a slow worker, registration
+ * while others start -- is not flooded with repeats), and waits up to timeout_ms
  * for a message of type `want` (with the same clock when same_clock is set), skipping
  * anything else and checking *stop at least 4 times a second (returns PST_OK with *stop
  * raised). An ERROR answer is PST_ERR_PEER with the peer's text in err; no answer in time

@@ -1,6 +1,8 @@
 /* ps/shard.c -- see shard.h. The server's update rule lives here: srv_shard_push. */
 #include "shard.h"
 
+#include "proto/dlv.h"
+
 #include <assert.h>
 #include <math.h>
 #include <stdlib.h>
@@ -8,10 +10,11 @@
 
 typedef struct {
     int live;          /* still training */
-    int64_t clock;     /* steps pushed completely */
-    uint64_t pushed;   /* floats of step `clock` received so far */
-    uint64_t next;     /* where its next chunk of the step starts (shard coordinates), once
-                          pushed > 0; before, the shard's first trainable float */
+    dlv_stream rx;     /* its pushes, in the order of the delivery contract (proto/dlv.h):
+                          rx.unit = its clock (steps pushed completely), rx.taken = floats
+                          of that step received so far, rx.next = where its next chunk
+                          starts (shard coordinates) once taken > 0; before, the shard's
+                          first trainable float */
     int skip;          /* nonfinite skip: this step had a NaN/Inf chunk (bsp: leaves the mean) */
 } worker_state;
 
@@ -166,14 +169,15 @@ int srv_shard_init_range(srv_shard *sh, uint64_t off, const float *w, uint64_t l
     if (rc)
         return rc;
     /* Worker 0 sends the ranges in order over one connection and sends again those not
-     * acknowledged, so the floats set so far are [base, base + init_floats): a range
-     * before that point is a repeat, one after it follows a lost one. Counting only the
-     * range that continues the prefix keeps a repeat from counting for one never sent. */
-    if (off - sh->base < sh->init_floats) {
+     * acknowledged: one stream of one unit (proto/dlv.h), whose floats set so far are
+     * [base, base + init_floats). A range before that point is a repeat, one after it
+     * follows a lost one. Counting only the range that continues the prefix keeps a
+     * repeat from counting for one never sent. */
+    dlv_stream init = {.unit = 0, .taken = sh->init_floats, .next = sh->init_floats};
+    dlv_verdict v = dlv_stream_check(&init, 0, off - sh->base, 0);
+    if (v == DLV_REPEAT)
         *out = SRV_REPEAT;
-        return PST_OK;
-    }
-    if (off - sh->base > sh->init_floats)
+    if (v != DLV_TAKE)
         return PST_OK;
     uint64_t bad = first_nonfinite(w, len);
     if (bad < len)
@@ -189,8 +193,8 @@ static int64_t min_live_clock(const srv_shard *sh)
 {
     int64_t m = INT64_MAX;
     for (int i = 0; i < sh->nworkers; i++)
-        if (sh->wk[i].live && sh->wk[i].clock < m)
-            m = sh->wk[i].clock;
+        if (sh->wk[i].live && sh->wk[i].rx.unit < m)
+            m = sh->wk[i].rx.unit;
     return m;
 }
 
@@ -301,79 +305,11 @@ int srv_shard_set_groups(srv_shard *sh, const uint64_t *offsets, const float *mu
 
 uint64_t srv_shard_trainable(const srv_shard *sh) { return sh->trainable; }
 
-int srv_shard_push(srv_shard *sh, int worker, int64_t clock, uint64_t off, const float *g,
-                   uint64_t len, srv_outcome *out, pst_err *err)
+/* A taken chunk's floats: staged (bsp, several workers), summed (bsp, one) or applied at
+ * once (ssp/asp, bsp direct); a NaN/Inf chunk under policy skip adds nothing. */
+static int add_chunk(srv_shard *sh, int worker, uint64_t lo, const float *g, uint64_t len,
+                     int skip, pst_err *err)
 {
-    *out = SRV_EARLY;
-    if (worker < 0 || worker >= sh->nworkers)
-        return pst_err_set(err, PST_ERR_PEER, "push from unknown worker %d", worker);
-    int rc = srv_shard_check_range(sh, off, len, err);
-    if (rc)
-        return rc;
-    worker_state *ws = &sh->wk[worker];
-    /* A worker that left sending again a step taken whole (the copy sent again crossed its
-     * ACK, and was held up behind DONE): a repeat, not a refusal the worker would die of.
-     * Nothing is taken, so this is safe for a lost worker too (the server refuses those
-     * before they get here). */
-    if (!ws->live && clock < ws->clock) {
-        *out = SRV_REPEAT;
-        sh->stats.repeats++;
-        return PST_OK;
-    }
-    if (!ws->live)
-        return pst_err_set(err, PST_ERR_PEER, "push from worker %d, which is no longer in the "
-                           "job (finished, or lost and not rejoined)", worker);
-    if (!srv_shard_initialized(sh))
-        return pst_err_set(err, PST_ERR_PEER, "push before the weights were initialised");
-    if (frozen_within(sh, off - sh->base, len))
-        return pst_err_set(err, PST_ERR_PEER,
-                           "push of [%llu, %llu) from worker %d covers frozen parameters",
-                           (unsigned long long)off, (unsigned long long)(off + len), worker);
-    /* Chunks of one step leave in order over one connection and skip only frozen ranges,
-     * so each starts where the previous one ended (past any frozen range there). What was
-     * taken already -- an earlier clock, or before that point -- is a repeat; a chunk
-     * after a gap, or of a later clock, waits for what is missing to come again. The
-     * count of trainable floats tells when the step is complete. */
-    uint64_t expect = ws->pushed == 0 ? sh->first : ws->next;
-    if (clock < ws->clock || (clock == ws->clock && ws->pushed > 0 && off - sh->base < expect)) {
-        *out = SRV_REPEAT;
-        sh->stats.repeats++;
-        return PST_OK;
-    }
-    /* bsp workers pull clock c (which waits for everyone's c - 1) before pushing it, so a
-     * push ahead of the clock being assembled can only be a rejoined worker that took the
-     * clock of a server further on: it waits here until this one catches up. */
-    if (clock > ws->clock || off - sh->base != expect ||
-        (sh->cons == CFG_CONS_BSP && clock != sh->agg_clock)) {
-        sh->stats.early++;
-        return PST_OK;
-    }
-    uint64_t bad = first_nonfinite(g, len);
-    int skip = bad < len;
-    if (skip) {
-        sh->stats.rejected_nonfinite++;
-        if (sh->nonfinite == CFG_NONFINITE_REJECT)
-            return pst_err_set(err, PST_ERR_PEER,
-                               "push from worker %d: gradient %llu is %g (rejected; "
-                               "cluster.nonfinite: skip drops such steps instead)",
-                               worker, (unsigned long long)(off + bad), (double)g[bad]);
-    }
-    uint64_t lo = off - sh->base;
-    if (ws->pushed == 0)
-        ws->skip = 0;
-    ws->skip |= skip;
-    /* bsp: the mean of one gradient is that gradient, so a lone live worker's clock is
-     * applied as it arrives (see below). Decided at a clock's first chunk. */
-    if (sh->cons == CFG_CONS_BSP && ws->pushed == 0)
-        sh->direct = sh->nlive == 1 && !sh->agg_dirty;
-    int applied_now = sh->cons != CFG_CONS_BSP || sh->direct;
-    /* ssp/asp (and bsp applied directly): one optimizer step per worker step, taken with
-     * its first chunk, skipped or not, so the step count and schedule stay those of the
-     * steps taken. */
-    if (applied_now && ws->pushed == 0) {
-        opt_tick(sh->st);
-        sh->stats.updates++;
-    }
     /* bsp with one live worker (direct): applied as it arrives, as ssp/asp do, instead of
      * summed into agg and applied at the end: no agg pass, no memset, no update pass after
      * the last chunk, and the same floats as (0 + g) applied once. Only while agg holds no
@@ -398,26 +334,106 @@ int srv_shard_push(srv_shard *sh, int worker, int64_t clock, uint64_t off, const
         opt_apply_groups(&sh->opt, sh->st, sh->w + lo, g, (size_t)lo, (size_t)len, sh->groups,
                          sh->ngroups, opt_lr_at(&sh->opt, t));
     }
-    sh->stats.pushes++;
-    ws->pushed += len;
-    ws->next = skip_frozen(sh, lo + len);
-    *out = SRV_APPLIED;
-    if (ws->pushed == sh->trainable) {
-        ws->pushed = 0;
-        ws->clock++;
-        if (sh->cons == CFG_CONS_BSP && sh->direct)
-            sh->agg_clock++; /* applied already */
-        else if (sh->cons == CFG_CONS_BSP) {
-            /* A skipped step (NaN/Inf) leaves the mean: K counts the others. */
-            sh->agg_steps++;
-            if (!ws->skip) {
-                if (sh->contrib)
-                    sh->contrib[worker] = 1;
-                sh->agg_count++;
-            }
-            bsp_maybe_apply(sh);
+    return PST_OK;
+}
+
+/* The worker's step is whole here (its stream moved to the next clock). */
+static void step_complete(srv_shard *sh, int worker)
+{
+    worker_state *ws = &sh->wk[worker];
+    if (sh->cons == CFG_CONS_BSP && sh->direct)
+        sh->agg_clock++; /* applied already */
+    else if (sh->cons == CFG_CONS_BSP) {
+        /* A skipped step (NaN/Inf) leaves the mean: K counts the others. */
+        sh->agg_steps++;
+        if (!ws->skip) {
+            if (sh->contrib)
+                sh->contrib[worker] = 1;
+            sh->agg_count++;
         }
+        bsp_maybe_apply(sh);
     }
+}
+
+int srv_shard_push(srv_shard *sh, int worker, int64_t clock, uint64_t off, const float *g,
+                   uint64_t len, srv_outcome *out, pst_err *err)
+{
+    *out = SRV_EARLY;
+    if (worker < 0 || worker >= sh->nworkers)
+        return pst_err_set(err, PST_ERR_PEER, "push from unknown worker %d", worker);
+    int rc = srv_shard_check_range(sh, off, len, err);
+    if (rc)
+        return rc;
+    worker_state *ws = &sh->wk[worker];
+    /* A worker that left sending again a step taken whole (the copy sent again crossed its
+     * ACK, and was held up behind DONE): a repeat, not a refusal the worker would die of.
+     * Nothing is taken, so this is safe for a lost worker too (the server refuses those
+     * before they get here). */
+    if (!ws->live && clock < ws->rx.unit) {
+        *out = SRV_REPEAT;
+        sh->stats.repeats++;
+        return PST_OK;
+    }
+    if (!ws->live)
+        return pst_err_set(err, PST_ERR_PEER, "push from worker %d, which is no longer in the "
+                           "job (finished, or lost and not rejoined)", worker);
+    if (!srv_shard_initialized(sh))
+        return pst_err_set(err, PST_ERR_PEER, "push before the weights were initialised");
+    if (frozen_within(sh, off - sh->base, len))
+        return pst_err_set(err, PST_ERR_PEER,
+                           "push of [%llu, %llu) from worker %d covers frozen parameters",
+                           (unsigned long long)off, (unsigned long long)(off + len), worker);
+    /* Chunks of one step leave in order over one connection and skip only frozen ranges,
+     * so each starts where the previous one ended (past any frozen range there): the
+     * worker's pushes are one ordered stream (proto/dlv.h), a step one unit. What was
+     * taken already -- an earlier clock, or before that point -- is a repeat; a chunk
+     * after a gap, or of a later clock, waits for what is missing to come again. The
+     * count of trainable floats tells when the step is complete. */
+    dlv_verdict v = dlv_stream_check(&ws->rx, clock, off - sh->base, sh->first);
+    if (v == DLV_REPEAT) {
+        *out = SRV_REPEAT;
+        sh->stats.repeats++;
+        return PST_OK;
+    }
+    /* bsp workers pull clock c (which waits for everyone's c - 1) before pushing it, so a
+     * push ahead of the clock being assembled can only be a rejoined worker that took the
+     * clock of a server further on: it waits here until this one catches up. */
+    if (v == DLV_GAP || (sh->cons == CFG_CONS_BSP && clock != sh->agg_clock)) {
+        sh->stats.early++;
+        return PST_OK;
+    }
+    uint64_t bad = first_nonfinite(g, len);
+    int skip = bad < len;
+    if (skip) {
+        sh->stats.rejected_nonfinite++;
+        if (sh->nonfinite == CFG_NONFINITE_REJECT)
+            return pst_err_set(err, PST_ERR_PEER,
+                               "push from worker %d: gradient %llu is %g (rejected; "
+                               "cluster.nonfinite: skip drops such steps instead)",
+                               worker, (unsigned long long)(off + bad), (double)g[bad]);
+    }
+    uint64_t lo = off - sh->base;
+    if (ws->rx.taken == 0)
+        ws->skip = 0;
+    ws->skip |= skip;
+    /* bsp: the mean of one gradient is that gradient, so a lone live worker's clock is
+     * applied as it arrives (see below). Decided at a clock's first chunk. */
+    if (sh->cons == CFG_CONS_BSP && ws->rx.taken == 0)
+        sh->direct = sh->nlive == 1 && !sh->agg_dirty;
+    int applied_now = sh->cons != CFG_CONS_BSP || sh->direct;
+    /* ssp/asp (and bsp applied directly): one optimizer step per worker step, taken with
+     * its first chunk, skipped or not, so the step count and schedule stay those of the
+     * steps taken. */
+    if (applied_now && ws->rx.taken == 0) {
+        opt_tick(sh->st);
+        sh->stats.updates++;
+    }
+    if ((rc = add_chunk(sh, worker, lo, g, len, skip, err)))
+        return rc;
+    sh->stats.pushes++;
+    *out = SRV_APPLIED;
+    if (dlv_stream_took(&ws->rx, len, skip_frozen(sh, lo + len), sh->trainable))
+        step_complete(sh, worker);
     return PST_OK;
 }
 
@@ -440,7 +456,7 @@ int64_t srv_shard_clock_gap(const srv_shard *sh, int worker)
 {
     if (sh->nlive == 0 || worker < 0 || worker >= sh->nworkers)
         return 0;
-    int64_t gap = sh->wk[worker].clock - min_live_clock(sh);
+    int64_t gap = sh->wk[worker].rx.unit - min_live_clock(sh);
     return gap > 0 ? gap : 0;
 }
 
@@ -477,12 +493,12 @@ void srv_shard_worker_lost(srv_shard *sh, int worker)
      * step); ssp/asp applied each chunk as it came, which asynchronous training tolerates. */
     /* A lone worker's clock applied chunk by chunk cannot be taken back: the part in the
      * weights stands as that clock's update, and the clock passes. */
-    if (sh->cons == CFG_CONS_BSP && sh->direct && ws->pushed > 0 && ws->clock == sh->agg_clock) {
-        ws->clock++;
+    if (sh->cons == CFG_CONS_BSP && sh->direct && ws->rx.taken > 0 && ws->rx.unit == sh->agg_clock) {
+        ws->rx.unit++;
         sh->agg_clock++;
     }
     ws->live = 0;
-    ws->pushed = 0;
+    ws->rx.taken = 0;
     sh->nlive--;
     sh->stats.lost_workers++;
     bsp_maybe_apply(sh);
@@ -498,7 +514,7 @@ int64_t srv_shard_worker_rejoin(srv_shard *sh, int worker)
          * gradient: the newcomer starts at the next one. */
         int midway = 0;
         for (int i = 0; i < sh->nworkers; i++)
-            midway |= i != worker && sh->wk[i].live && sh->wk[i].pushed > 0;
+            midway |= i != worker && sh->wk[i].live && sh->wk[i].rx.taken > 0;
         clock = sh->agg_clock + (sh->direct && midway ? 1 : 0);
         /* Its previous incarnation's whole step of this clock stays in the mean. */
         if (sh->contrib && sh->contrib[worker])
@@ -506,14 +522,14 @@ int64_t srv_shard_worker_rejoin(srv_shard *sh, int worker)
     } else {
         int64_t m = INT64_MAX;
         for (int i = 0; i < sh->nworkers; i++)
-            if (i != worker && sh->wk[i].live && sh->wk[i].clock < m)
-                m = sh->wk[i].clock;
+            if (i != worker && sh->wk[i].live && sh->wk[i].rx.unit < m)
+                m = sh->wk[i].rx.unit;
         /* Never behind its previous incarnation: those steps are in the weights. */
-        clock = m == INT64_MAX || m < ws->clock ? ws->clock : m;
+        clock = m == INT64_MAX || m < ws->rx.unit ? ws->rx.unit : m;
     }
     if (!ws->live)
         sh->nlive++;
-    *ws = (worker_state){.live = 1, .clock = clock};
+    *ws = (worker_state){.live = 1, .rx = {.unit = clock}};
     sh->stats.rejoins++;
     return clock;
 }
@@ -528,7 +544,7 @@ int srv_shard_all_done(const srv_shard *sh) { return sh->nlive == 0; }
 int64_t srv_shard_worker_clock(const srv_shard *sh, int worker)
 {
     assert(worker >= 0 && worker < sh->nworkers);
-    return sh->wk[worker].clock;
+    return sh->wk[worker].rx.unit;
 }
 
 void srv_shard_get_stats(const srv_shard *sh, srv_shard_stats *st) { *st = sh->stats; }
@@ -542,7 +558,7 @@ int srv_shard_applied(const srv_shard *sh, int worker, int64_t clock)
     assert(worker >= 0 && worker < sh->nworkers);
     if (sh->cons == CFG_CONS_BSP)
         return sh->agg_clock >= clock;
-    return sh->wk[worker].clock >= clock && sh->wk[worker].pushed == 0;
+    return sh->wk[worker].rx.unit >= clock && sh->wk[worker].rx.taken == 0;
 }
 
 int64_t srv_shard_clock(const srv_shard *sh)
@@ -551,8 +567,8 @@ int64_t srv_shard_clock(const srv_shard *sh)
         return sh->agg_clock;
     int64_t m = 0;
     for (int i = 0; i < sh->nworkers; i++)
-        if (sh->wk[i].clock > m)
-            m = sh->wk[i].clock;
+        if (sh->wk[i].rx.unit > m)
+            m = sh->wk[i].rx.unit;
     return m;
 }
 
@@ -571,7 +587,7 @@ int srv_shard_restore(srv_shard *sh, const float *w, int64_t clock, pst_err *err
     /* Every worker restarts at the clock (one already done says DONE at once); bsp
      * assembles that clock next, from a clean sum. */
     for (int i = 0; i < sh->nworkers; i++)
-        sh->wk[i] = (worker_state){.live = 1, .clock = clock, .pushed = 0};
+        sh->wk[i] = (worker_state){.live = 1, .rx = {.unit = clock}};
     sh->nlive = sh->nworkers;
     sh->agg_clock = clock;
     sh->agg_count = 0;
@@ -624,7 +640,7 @@ int64_t srv_shard_end_recovery(srv_shard *sh)
         if (!ws->live)
             continue;
         int64_t c = sh->rclock[k] >= 0 ? sh->rclock[k] : lo;
-        *ws = (worker_state){.live = 1, .clock = c > ws->clock ? c : ws->clock};
+        *ws = (worker_state){.live = 1, .rx = {.unit = c > ws->rx.unit ? c : ws->rx.unit}};
     }
     if (sh->cons == CFG_CONS_BSP) {
         sh->agg_clock = min_live_clock(sh) == INT64_MAX ? before : min_live_clock(sh);

@@ -1,7 +1,8 @@
 /* ps/shard.h -- one server's slice of the model: weights, optimizer state, worker clocks.
  *
- * No sockets here: the server loop (server.c) decodes messages and calls these functions;
- * this file holds the update rule and the consistency rule, so tests drive them directly.
+ * No sockets here: the server's message handler (handler.c) decodes messages and calls
+ * these functions; this file holds the update rule and the consistency rule, so tests drive
+ * them directly.
  *
  * The shard owns parameters [base, base + len) of the model's flat vector. Ranges passed
  * in are global offsets and must lie inside the shard.

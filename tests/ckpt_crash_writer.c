@@ -1,14 +1,14 @@
 /* tests/ckpt_crash_writer.c -- test-only program for tests/cli/test_ckpt_crash.sh: writes
- * parameter-server shard checkpoints the way ps/server.c does, to be SIGKILLed at random
+ * parameter-server shard checkpoints the way ps/srv_ckpt.c does, to be SIGKILLed at random
  * points, and checks what a restarting server would find.
  *
  *   ckpt_crash_writer write DIR RANK START KEEP   clocks START, START+1, ... for ever: each
  *       a file DIR/server-RANK-clock-C.safetensors (ckpt_state_save: temp file, fsync,
  *       rename, fsync of DIR), then ckpt_prune to the KEEP newest, as write_checkpoint in
- *       ps/server.c; after each save it prints "C\n" (one write(2)), so the last line
+ *       ps/srv_ckpt.c; after each save it prints "C\n" (one write(2)), so the last line
  *       printed is a checkpoint known complete
  *   ckpt_crash_writer check DIR RANK LAST          what the server's restart does
- *       (scan_checkpoints in ps/server.c: ckpt_list newest first, ckpt_state_load, the same
+ *       (srv_ckpt_scan in ps/srv_ckpt.c: ckpt_list newest first, ckpt_state_load, the same
  *       checks as its load_checkpoint): every listed checkpoint must load whole, hold its
  *       rank and clock and exactly the contents written for that clock, and the newest
  *       must be LAST or LAST + 1 (killed between the rename and the print); -1 = nothing

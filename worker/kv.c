@@ -9,6 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "proto/dlv.h"
 #include "proto/msg.h"
 
 #define ROLE "worker"
@@ -20,21 +21,17 @@ typedef struct {
     int server;
 } kv_piece;
 
-/* Requests sent and not yet answered (INIT and PUSH chunks, DONE): request ids [lo, lo + n)
- * of one operation, request lo + i being piece i; acked[i] once its ACK came. They are sent
- * again, with the same ids, until answered (servers recognise repeats). */
+/* An acknowledged operation (INIT and PUSH chunks, DONE): its requests (proto/dlv.h: ids
+ * [lo, lo + n), request lo + i being piece i, each answered once) are sent again, with the
+ * same ids, until answered (servers recognise repeats). */
 typedef struct {
-    uint64_t lo;
-    int n, unacked;
-    unsigned char *acked;
+    dlv_batch b;
     const kv_piece *pieces; /* NULL for DONE (request i goes to server i) */
     const float *buf;       /* the floats sent (zero-copy), for sending again */
     int64_t clock;
     int slot;               /* release slot of buf's frames */
     int checkpoint;         /* PUSH: the first transmission asked for a checkpoint */
     wire_type type;
-    double sent_s;          /* when it was started */
-    int resent;             /* sent again at least once (then its round trip is no sample) */
     uint64_t fast;          /* servers (bit s) this PUSH went to again on a pull reply */
 } kv_op;
 
@@ -50,10 +47,8 @@ struct wk_kv {
     net_sock *sock[WIRE_MAX_SERVERS];
     net_msg *m;
     msg_in *in;
-    uint64_t next_id;
-    int outstanding;          /* pull replies still to come */
-    uint64_t pull_id_lo;      /* request ids of the current pull: [lo, next_id) */
-    unsigned char *got;       /* (max of nall, ntrain) reply of request pull_id_lo + i arrived */
+    dlv_ids ids;              /* request ids of every message to the servers */
+    dlv_batch pull;           /* the outstanding pull: request i is piece i of `pulling` */
     /* The vector in messages, server by server in order: `all` covers every float (INIT, the
      * first pull); `train` only the trainable ones (PUSH, PULL): frozen ranges (update
      * groups of multiplier 0, see WELCOME) never travel after the first pull. */
@@ -86,19 +81,11 @@ struct wk_kv {
     kv_op push_op[2], init_op, done_op;
     int64_t pull_clock;       /* clock of the outstanding pull */
     int64_t reply_clock;      /* smallest worker clock the servers reported in replies */
-    int64_t next_retry_ms;    /* when unanswered requests go again */
-    int rto_ms;               /* current retry interval: 3 x smoothed round trip + 1 ms,
-                                 doubled on each retry without progress, at most 1 s */
-    double srtt_ms;
+    dlv_rto rto;              /* the retry timer (DLV_RTO_KV): when unanswered requests
+                                 go again */
     int64_t last_idle_ms;
     float *pull_dst;          /* where the outstanding pull's replies go */
-    int pull_retries;         /* pull-only retries since the last answer */
 };
-
-#define KV_RTO_MIN_MS 1
-#define KV_RTO_MAX_MS 1000
-/* Retries of pulls alone at the same interval before backing off (see pump). */
-#define KV_PULL_RETRIES 3
 
 /* Seconds on a monotonic clock: waits of a small model's step are well under a
  * millisecond, too short for net_now_ms. */
@@ -177,8 +164,7 @@ wk_kv *wk_kv_create(net_ctx *ctx, int rank, const wire_header *welcome, int time
     kv->rank = rank;
     kv->ctx = ctx;
     kv->generation = welcome->generation ? welcome->generation : 1;
-    kv->srtt_ms = 5.0;
-    kv->rto_ms = 20;
+    dlv_rto_init(&kv->rto, &DLV_RTO_KV);
     kv->S = welcome->num_servers;
     kv->timeout_ms = timeout_ms;
     kv->lg = lg;
@@ -195,15 +181,16 @@ wk_kv *wk_kv_create(net_ctx *ctx, int rank, const wire_header *welcome, int time
         kv->hint[i] = (struct release_hint){kv, i};
     memcpy(kv->off, welcome->shard_offsets, sizeof(uint64_t) * (size_t)(kv->S + 1));
     if (make_pieces(kv, welcome, 0, &kv->all, &kv->nall) ||
-        make_pieces(kv, welcome, 1, &kv->train, &kv->ntrain) ||
-        !(kv->got = calloc((size_t)(kv->nall > kv->ntrain ? kv->nall : kv->ntrain) + 1, 1)) ||
-        !(kv->push_op[0].acked = calloc((size_t)kv->ntrain + 1, 1)) ||
-        !(kv->push_op[1].acked = calloc((size_t)kv->ntrain + 1, 1)) ||
-        !(kv->init_op.acked = calloc((size_t)kv->nall + 1, 1)) ||
-        !(kv->done_op.acked = calloc((size_t)kv->S + 1, 1))) {
+        make_pieces(kv, welcome, 1, &kv->train, &kv->ntrain)) {
         pst_err_set(err, PST_ERR_NOMEM, "kv: out of memory");
         goto fail;
     }
+    if (dlv_batch_init(&kv->pull, kv->nall > kv->ntrain ? kv->nall : kv->ntrain, err) ||
+        dlv_batch_init(&kv->push_op[0].b, kv->ntrain, err) ||
+        dlv_batch_init(&kv->push_op[1].b, kv->ntrain, err) ||
+        dlv_batch_init(&kv->init_op.b, kv->nall, err) ||
+        dlv_batch_init(&kv->done_op.b, kv->S, err))
+        goto fail;
     char id[32];
     snprintf(id, sizeof id, "worker-%d-%d", rank, (int)getpid());
     net_opts o = {.identity = id, .max_msg_bytes = (int64_t)(WIRE_CHUNK_FLOATS * sizeof(float)) + 4096};
@@ -239,11 +226,11 @@ void wk_kv_destroy(wk_kv *kv)
         return;
     wk_kv_close(kv);
     free(kv->in);
-    free(kv->got);
-    free(kv->push_op[0].acked);
-    free(kv->push_op[1].acked);
-    free(kv->init_op.acked);
-    free(kv->done_op.acked);
+    dlv_batch_fini(&kv->pull);
+    dlv_batch_fini(&kv->push_op[0].b);
+    dlv_batch_fini(&kv->push_op[1].b);
+    dlv_batch_fini(&kv->init_op.b);
+    dlv_batch_fini(&kv->done_op.b);
     free(kv->all);
     free(kv->train);
     if (kv->sync_ready) {
@@ -303,24 +290,18 @@ static int op_start(wk_kv *kv, kv_op *op, wire_type type, const kv_piece *pieces
                     const float *buf, int slot, int64_t clock, int checkpoint, pst_err *err)
 {
     op->type = type;
-    op->lo = kv->next_id;
-    op->n = n;
-    op->unacked = n;
     op->pieces = pieces;
     op->buf = buf;
     op->slot = slot;
     op->clock = clock;
     op->checkpoint = checkpoint;
-    op->sent_s = now_s();
-    op->resent = 0;
     op->fast = 0;
-    memset(op->acked, 0, (size_t)n);
-    kv->next_id += (uint64_t)n;
-    kv->next_retry_ms = net_now_ms() + kv->rto_ms;
+    dlv_batch_start(&op->b, &kv->ids, n, 1e3 * now_s());
+    dlv_rto_arm(&kv->rto, net_now_ms());
     for (int i = 0; i < n; i++) {
-        int rc = pieces ? send_piece(kv, type, op->lo + (uint64_t)i, &pieces[i], buf, slot,
+        int rc = pieces ? send_piece(kv, type, op->b.lo + (uint64_t)i, &pieces[i], buf, slot,
                                      clock, 0, checkpoint, err)
-                        : send_done_to(kv, i, op->lo + (uint64_t)i, err);
+                        : send_done_to(kv, i, op->b.lo + (uint64_t)i, err);
         if (rc)
             return rc;
     }
@@ -330,15 +311,15 @@ static int op_start(wk_kv *kv, kv_op *op, wire_type type, const kv_piece *pieces
 /* Sends again what an operation still waits for, in order. */
 static int op_resend(wk_kv *kv, kv_op *op, pst_err *err)
 {
-    if (op->unacked > 0)
-        op->resent = 1;
-    for (int i = 0; i < op->n && op->unacked > 0; i++) {
-        if (op->acked[i])
+    if (op->b.unanswered > 0)
+        op->b.resent = 1;
+    for (int i = 0; i < op->b.n && op->b.unanswered > 0; i++) {
+        if (dlv_batch_answered(&op->b, i))
             continue;
         kv->stats.resent++;
-        int rc = op->pieces ? send_piece(kv, op->type, op->lo + (uint64_t)i, &op->pieces[i],
+        int rc = op->pieces ? send_piece(kv, op->type, op->b.lo + (uint64_t)i, &op->pieces[i],
                                          op->buf, op->slot, op->clock, 0, op->checkpoint, err)
-                            : send_done_to(kv, i, op->lo + (uint64_t)i, err);
+                            : send_done_to(kv, i, op->b.lo + (uint64_t)i, err);
         if (rc)
             return rc;
     }
@@ -351,16 +332,12 @@ static void take_ack(wk_kv *kv, uint64_t id)
 {
     kv_op *ops[4] = {&kv->push_op[0], &kv->push_op[1], &kv->init_op, &kv->done_op};
     for (int k = 0; k < 4; k++) {
-        kv_op *op = ops[k];
-        if (op->unacked > 0 && id >= op->lo && id - op->lo < (uint64_t)op->n &&
-            !op->acked[id - op->lo]) {
-            op->acked[id - op->lo] = 1;
+        double rtt;
+        if (ops[k]->b.unanswered > 0 && dlv_batch_answer(&ops[k]->b, id, 1e3 * now_s(), &rtt)) {
             /* An operation answered without a repeat: its round trip tunes the retry
-             * interval (as TCP does: 1/8 of each new sample; see pump). */
-            if (--op->unacked == 0 && !op->resent) {
-                double ms = 1e3 * (now_s() - op->sent_s);
-                kv->srtt_ms = 0.875 * kv->srtt_ms + 0.125 * (ms < 1000 ? ms : 1000);
-            }
+             * timer (dlv_rto_sample). */
+            if (rtt >= 0)
+                dlv_rto_sample(&kv->rto, rtt);
             return;
         }
     }
@@ -381,16 +358,16 @@ static int fast_resend(wk_kv *kv, int s, int64_t clock, pst_err *err)
     }
     for (int k = 0; k < 2; k++) {
         kv_op *op = ops[k];
-        if (op->unacked == 0 || op->clock < clock || (op->fast >> s & 1) ||
-            kv->pull_id_lo < op->lo + (uint64_t)op->n)
+        if (op->b.unanswered == 0 || op->clock < clock || (op->fast >> s & 1) ||
+            kv->pull.lo < op->b.lo + (uint64_t)op->b.n)
             continue;
         op->fast |= (uint64_t)1 << s;
-        op->resent = 1;
-        for (int i = 0; i < op->n; i++) {
-            if (op->acked[i] || op->pieces[i].server != s)
+        op->b.resent = 1;
+        for (int i = 0; i < op->b.n; i++) {
+            if (dlv_batch_answered(&op->b, i) || op->pieces[i].server != s)
                 continue;
             kv->stats.resent++;
-            int rc = send_piece(kv, op->type, op->lo + (uint64_t)i, &op->pieces[i], op->buf,
+            int rc = send_piece(kv, op->type, op->b.lo + (uint64_t)i, &op->pieces[i], op->buf,
                                 op->slot, op->clock, 0, op->checkpoint, err);
             if (rc)
                 return rc;
@@ -414,20 +391,16 @@ static int take_message(wk_kv *kv, int s, int64_t *maxgap, int *progress, pst_er
     if (h->type == WIRE_MSG_ACK) {
         *progress = 1;
         /* The ACK of a parked pull: the server has not taken our push before it whole. */
-        if (kv->outstanding > 0 && h->request_id >= kv->pull_id_lo &&
-            h->request_id - kv->pull_id_lo < (uint64_t)kv->npulling)
+        if (kv->pull.unanswered > 0 && dlv_batch_index(&kv->pull, h->request_id) >= 0)
             return fast_resend(kv, s, h->clock, err);
         take_ack(kv, h->request_id);
         return PST_OK;
     }
-    /* A reply answers request pull_id_lo + i, i.e. piece i, with exactly its range; one
+    /* A reply answers request pull.lo + i, i.e. piece i, with exactly its range; one
      * to an earlier pull (a request sent twice is answered twice) is dropped. */
-    const kv_piece *want =
-        kv->outstanding > 0 && h->request_id >= kv->pull_id_lo &&
-                h->request_id - kv->pull_id_lo < (uint64_t)kv->npulling
-            ? &kv->pulling[h->request_id - kv->pull_id_lo]
-            : NULL;
-    if (h->type == WIRE_MSG_PULL_REPLY && !want && h->request_id < kv->next_id) {
+    int piece = kv->pull.unanswered > 0 ? dlv_batch_index(&kv->pull, h->request_id) : -1;
+    const kv_piece *want = piece >= 0 ? &kv->pulling[piece] : NULL;
+    if (h->type == WIRE_MSG_PULL_REPLY && !want && h->request_id < kv->ids.next) {
         log_debug(kv->lg, "dropping a late reply to request %llu from server[%d]",
                   (unsigned long long)h->request_id, s);
         return PST_OK;
@@ -439,7 +412,7 @@ static int take_message(wk_kv *kv, int s, int64_t *maxgap, int *progress, pst_er
                            "[%llu, +%llu))",
                            s, wire_type_name(h->type), (unsigned long long)h->request_id,
                            (unsigned long long)h->offset, (unsigned long long)h->len);
-    if (kv->got[h->request_id - kv->pull_id_lo]++) {
+    if (!dlv_batch_answer(&kv->pull, h->request_id, 0, NULL)) {
         log_debug(kv->lg, "ignoring a second reply to request %llu from server[%d]",
                   (unsigned long long)h->request_id, s);
         return PST_OK;
@@ -454,25 +427,19 @@ static int take_message(wk_kv *kv, int s, int64_t *maxgap, int *progress, pst_er
      * chunks of earlier steps arrived, even if their ACKs did not. */
     for (int k = 0; k < 2; k++) {
         kv_op *op = &kv->push_op[k];
-        if (op->unacked == 0 || op->clock >= h->clock)
+        if (op->b.unanswered == 0 || op->clock >= h->clock)
             continue;
-        for (int i = 0; i < op->n; i++)
-            if (!op->acked[i] && op->pieces[i].server == s) {
-                op->acked[i] = 1;
-                op->unacked--;
-            }
+        for (int i = 0; i < op->b.n; i++)
+            if (op->pieces[i].server == s)
+                dlv_batch_answer(&op->b, op->b.lo + (uint64_t)i, 0, NULL);
     }
-    kv->outstanding--;
     *progress = 1;
     /* The servers answer one step's pulls at about the same moment (bsp: once the last
      * push of the clock is in everywhere): one still missing two round trips after the
      * first is likely lost, request or reply. Ask again then, not at the retry interval.
      * Only with one piece per server: a server's several chunks come one after another. */
-    if (kv->outstanding > 0 && kv->npulling <= kv->S) {
-        int64_t soon = net_now_ms() + (int64_t)(2.0 * kv->srtt_ms) + KV_RTO_MIN_MS;
-        if (soon < kv->next_retry_ms)
-            kv->next_retry_ms = soon;
-    }
+    if (kv->pull.unanswered > 0 && kv->npulling <= kv->S)
+        dlv_rto_hurry(&kv->rto, net_now_ms(), 2.0);
     return fast_resend(kv, s, h->clock, err);
 }
 
@@ -484,9 +451,9 @@ static int pump(wk_kv *kv, int wait_ms, int64_t *maxgap, int *progress, pst_err 
     for (int s = 0; s < kv->S; s++)
         socks[s] = kv->sock[s];
     int64_t now = net_now_ms();
-    int until_retry = (int)(kv->next_retry_ms - now);
+    int until_retry = dlv_rto_wait_ms(&kv->rto, now);
     if (wait_ms > until_retry)
-        wait_ms = until_retry > 0 ? until_retry : 0;
+        wait_ms = until_retry;
     uint64_t ready = 0;
     int rc = net_poll(socks, kv->S, wait_ms, &ready, err);
     if (rc && rc != PST_ERR_TIMEOUT)
@@ -506,19 +473,15 @@ static int pump(wk_kv *kv, int wait_ms, int64_t *maxgap, int *progress, pst_err 
         }
     }
     now = net_now_ms();
-    if (*progress) {
-        kv->pull_retries = 0;
-        kv->rto_ms = (int)(3.0 * kv->srtt_ms) + KV_RTO_MIN_MS;
-        if (kv->rto_ms > KV_RTO_MAX_MS)
-            kv->rto_ms = KV_RTO_MAX_MS;
-    }
-    if (now >= kv->next_retry_ms) {
-        int any = kv->push_op[0].unacked + kv->push_op[1].unacked + kv->init_op.unacked +
-                  kv->done_op.unacked + kv->outstanding;
+    if (*progress)
+        dlv_rto_progress(&kv->rto);
+    if (dlv_rto_due(&kv->rto, now)) {
+        int any = kv->push_op[0].b.unanswered + kv->push_op[1].b.unanswered +
+                  kv->init_op.b.unanswered + kv->done_op.b.unanswered + kv->pull.unanswered;
         if (any) {
             kv_op *ops[4] = {&kv->init_op, &kv->push_op[0], &kv->push_op[1], &kv->done_op};
             /* Pushes of the older clock first: servers take a worker's steps in order. */
-            if (kv->push_op[1].unacked && kv->push_op[0].unacked &&
+            if (kv->push_op[1].b.unanswered && kv->push_op[0].b.unanswered &&
                 kv->push_op[1].clock < kv->push_op[0].clock) {
                 ops[1] = &kv->push_op[1];
                 ops[2] = &kv->push_op[0];
@@ -528,30 +491,28 @@ static int pump(wk_kv *kv, int wait_ms, int64_t *maxgap, int *progress, pst_err 
                 if ((rc = op_resend(kv, ops[k], err)))
                     return rc;
             uint64_t acked_kinds = kv->stats.resent - before;
-            for (int i = 0; i < kv->npulling && kv->outstanding > 0; i++) {
-                if (kv->got[i])
+            for (int i = 0; i < kv->npulling && kv->pull.unanswered > 0; i++) {
+                if (dlv_batch_answered(&kv->pull, i))
                     continue;
                 kv->stats.resent++;
-                if ((rc = send_piece(kv, WIRE_MSG_PULL, kv->pull_id_lo + (uint64_t)i,
+                if ((rc = send_piece(kv, WIRE_MSG_PULL, kv->pull.lo + (uint64_t)i,
                                      &kv->pulling[i], NULL, 0, kv->pull_clock, kv->final, 0,
                                      err)))
                     return rc;
             }
             log_debug(kv->lg, "sent again after %d ms: %llu INIT/PUSH/DONE, %llu PULL "
-                      "(smoothed round trip %.1f ms)", kv->rto_ms,
+                      "(smoothed round trip %.1f ms)", kv->rto.rto_ms,
                       (unsigned long long)acked_kinds,
-                      (unsigned long long)(kv->stats.resent - before - acked_kinds), kv->srtt_ms);
+                      (unsigned long long)(kv->stats.resent - before - acked_kinds),
+                      kv->rto.srtt_ms);
             /* Back off (double) when requests that are answered at once went unanswered, or
-             * pulls did several times running. A pull alone may wait for the slowest
-             * worker (bsp, ssp) rather than be lost: asking again costs a small message,
-             * and backing off at once would make a reply that is really lost cost two,
-             * four, eight intervals. */
-            if (acked_kinds > 0 || ++kv->pull_retries > KV_PULL_RETRIES)
-                kv->rto_ms = kv->rto_ms * 2 > KV_RTO_MAX_MS ? KV_RTO_MAX_MS : kv->rto_ms * 2;
+             * pulls did several times running (DLV_RTO_KV's patience). A pull alone may
+             * wait for the slowest worker (bsp, ssp) rather than be lost: asking again
+             * costs a small message, and backing off at once would make a reply that is
+             * really lost cost two, four, eight intervals. */
+            dlv_rto_expired(&kv->rto, acked_kinds == 0);
         }
-        if (kv->rto_ms < KV_RTO_MIN_MS)
-            kv->rto_ms = KV_RTO_MIN_MS;
-        kv->next_retry_ms = now + kv->rto_ms;
+        dlv_rto_arm(&kv->rto, now);
     }
     return PST_OK;
 }
@@ -600,13 +561,13 @@ static int wait_until(wk_kv *kv, int (*done)(wk_kv *, const void *), const void 
 static int op_acked(wk_kv *kv, const void *op)
 {
     (void)kv;
-    return ((const kv_op *)op)->unacked == 0;
+    return dlv_batch_done(&((const kv_op *)op)->b);
 }
 
 static int pull_answered(wk_kv *kv, const void *arg)
 {
     (void)arg;
-    return kv->outstanding == 0;
+    return dlv_batch_done(&kv->pull);
 }
 
 static int wait_released(wk_kv *kv, int slot, pst_err *err);
@@ -624,7 +585,7 @@ int wk_kv_init(wk_kv *kv, const float *w, pst_err *err)
 int wk_kv_push(wk_kv *kv, const float *g, int64_t clock, pst_err *err)
 {
     kv_op *op = &kv->push_op[clock & 1];
-    if (op->unacked > 0)
+    if (!dlv_batch_done(&op->b))
         return pst_err_set(err, PST_ERR_STATE, "kv: push of clock %lld before clock %lld was "
                            "acknowledged", (long long)clock, (long long)op->clock);
     if (kv->ntrain > 0) {
@@ -677,20 +638,17 @@ static int wait_released(wk_kv *kv, int slot, pst_err *err)
 static int pull_start(wk_kv *kv, int64_t clock, int final, const kv_piece *pieces, int n,
                       pst_err *err)
 {
-    if (kv->outstanding)
+    if (!dlv_batch_done(&kv->pull))
         return pst_err_set(err, PST_ERR_STATE, "kv: a pull is already outstanding");
-    kv->pull_id_lo = kv->next_id;
     kv->final = final;
     kv->pull_t0 = now_s();
     kv->pulling = pieces;
     kv->npulling = n;
     kv->pull_clock = clock;
     kv->reply_clock = INT64_MAX;
-    memset(kv->got, 0, (size_t)n);
-    kv->outstanding = n;
-    kv->next_id += (uint64_t)n;
+    dlv_batch_start(&kv->pull, &kv->ids, n, 1e3 * kv->pull_t0);
     for (int i = 0; i < n; i++) {
-        int rc = send_piece(kv, WIRE_MSG_PULL, kv->pull_id_lo + (uint64_t)i, &pieces[i], NULL,
+        int rc = send_piece(kv, WIRE_MSG_PULL, kv->pull.lo + (uint64_t)i, &pieces[i], NULL,
                             0, clock, final, 0, err);
         if (rc)
             return rc;
@@ -708,7 +666,7 @@ int wk_kv_pull_start_full(wk_kv *kv, int64_t clock, pst_err *err)
     return pull_start(kv, clock, 0, kv->all, kv->nall, err);
 }
 
-int wk_kv_pull_outstanding(const wk_kv *kv) { return kv->outstanding; }
+int wk_kv_pull_outstanding(const wk_kv *kv) { return kv->pull.unanswered; }
 
 int wk_kv_pull_wait(wk_kv *kv, float *w, int64_t *gap, pst_err *err)
 {
@@ -737,8 +695,7 @@ int wk_kv_reconnect(wk_kv *kv, int s, const char *endpoint, pst_err *err)
     net_sock_destroy(kv->sock[s]);
     kv->sock[s] = fresh;
     snprintf(kv->endpoint[s], WIRE_ENDPOINT_MAX, "%s", endpoint);
-    kv->next_retry_ms = 0; /* send again now */
-    kv->rto_ms = KV_RTO_MIN_MS;
+    dlv_rto_reset(&kv->rto); /* send again now */
     log_info(kv->lg, "server[%d] restarted: reconnected to %s", s, endpoint);
     return PST_OK;
 }
@@ -746,7 +703,7 @@ int wk_kv_reconnect(wk_kv *kv, int s, const char *endpoint, pst_err *err)
 static int pushes_acked(wk_kv *kv, const void *arg)
 {
     (void)arg;
-    return kv->push_op[0].unacked == 0 && kv->push_op[1].unacked == 0;
+    return dlv_batch_done(&kv->push_op[0].b) && dlv_batch_done(&kv->push_op[1].b);
 }
 
 int wk_kv_done(wk_kv *kv, pst_err *err)

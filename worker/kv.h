@@ -9,10 +9,11 @@
  * One DEALER socket per server keeps each server's requests in order: a server answers a
  * worker's pull only after the pushes that worker sent before it.
  *
- * Messages may be lost (a flaky network, or fault injection): INIT, PUSH and DONE are
- * acknowledged and pulls answered, and whatever has no answer after a retry interval (3x
- * the smoothed round trip + 1 ms, doubling while nothing comes back, at most 1 s) is sent
- * again with the same request id; servers recognise repeats (ps/shard.h). A push that the
+ * Messages may be lost (a flaky network, or fault injection): the delivery contract of
+ * proto/dlv.h holds. INIT, PUSH and DONE are acknowledged and pulls answered, and whatever
+ * has no answer within the retry timer (DLV_RTO_KV: 3x the smoothed round trip + 1 ms,
+ * doubling while nothing comes back, at most 1 s) is sent again with the same request id;
+ * servers recognise repeats (ps/shard.h). A push that the
  * reply to a later pull shows missing (the server's clock for us is behind it) is sent
  * again at once. A pushed buffer is kept until acknowledged (wk_kv_push_released waits
  * for it). Replies are taken by whichever wait is running, so the weights of an
@@ -49,7 +50,7 @@ int wk_kv_init(wk_kv *kv, const float *w, pst_err *err);
 /* Pushes gradient g (nparams floats) of step `clock`, zero-copy. */
 int wk_kv_push(wk_kv *kv, const float *g, int64_t clock, pst_err *err);
 /* Flags the next push: every server writes a checkpoint of clock + 1 once that step is
- * applied (worker 0 asks; see ps/server.c). */
+ * applied (worker 0 asks; see ps/srv_ckpt.h). */
 void wk_kv_request_checkpoint(wk_kv *kv);
 /* Waits until ZeroMQ has released the buffers pushed at clocks of the same parity as
  * `clock` (so the caller may overwrite the buffer it pushed two steps ago). Returns at once

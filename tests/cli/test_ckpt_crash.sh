@@ -5,7 +5,7 @@
 #
 # 1. Server shards: two writers (ranks 0 and 1 sharing one folder, as the servers of a job
 #    do) save server-<rank>-clock-<c>.safetensors with increasing clocks and deterministic
-#    contents the way ps/server.c does, and are killed together at a random moment
+#    contents the way ps/srv_ckpt.c does, and are killed together at a random moment
 #    (tests/ckpt_crash_writer.c). After each kill the checker does what a restarting
 #    server does (ckpt_list newest first, ckpt_state_load, its checks) and compares every
 #    listed checkpoint with what was written for its clock; the newest must be the last

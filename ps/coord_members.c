@@ -1,0 +1,256 @@
+/* ps/coord_members.c -- the coordinator's membership while training: heartbeats, barriers,
+ * DONE, rejoining processes (new incarnations), lost workers and servers. See coord.h and
+ * coord_internal.h. */
+#include "coord_internal.h"
+
+#include <stdio.h>
+#include <string.h>
+
+int coord_same_route(const peer *p, const msg_in *in)
+{
+    return p->route_len == in->route_len && memcmp(p->route, in->route, in->route_len) == 0;
+}
+
+/* Acknowledges a worker's DONE (the one just received, or a repeat of it). The worker's
+ * DONE is often the last thing before the coordinator stops the servers and exits, and a
+ * lost ACK would then leave the worker asking until its timeout: the ACK goes in
+ * DONE_ACK_COPIES copies (a repeat of a message already answered is ignored). */
+void coord_ack_done(coord *c, const msg_in *in)
+{
+    enum { DONE_ACK_COPIES = 3 };
+    wire_header a;
+    wire_header_init(&a, WIRE_MSG_ACK, ROLE, 0);
+    a.request_id = in->h.request_id;
+    for (int i = 0; i < DONE_ACK_COPIES; i++) {
+        pst_err e = {0};
+        msg_send(c->sock, in->route, in->route_len, &a, NULL, 0, 0, &e);
+    }
+}
+
+/* Releases barrier `id` when every worker not yet done waits at it: each gets a BARRIER
+ * reply. Workers use it once, before their first step, so that all start training
+ * together (under asp an early starter would otherwise take many steps alone). */
+void coord_barrier_release(coord *c, int64_t id)
+{
+    int waiting = 0;
+    for (int w = 0; w < c->W; w++) {
+        const peer *p = &c->workers[w];
+        if (p->done || p->lost)
+            continue;
+        if (p->barrier != id)
+            return;
+        waiting++;
+    }
+    for (int w = 0; w < c->W; w++) {
+        peer *p = &c->workers[w];
+        if (p->done || p->lost || p->barrier != id)
+            continue;
+        p->barrier_released = id;
+        wire_header h;
+        wire_header_init(&h, WIRE_MSG_BARRIER, ROLE, 0);
+        h.clock = id;
+        pst_err e = {0};
+        if (msg_send(c->sock, p->route, p->route_len, &h, NULL, 0, 0, &e))
+            log_warn(c->o->lg, "BARRIER to worker[%d]: %s", w, e.msg);
+        p->barrier = -1;
+    }
+    log_debug(c->o->lg, "barrier %lld released (%d workers)", (long long)id, waiting);
+}
+
+/* The membership into h: workers' incarnations, lost and done flags; servers' incarnations
+ * and endpoints. */
+static void put_membership(const coord *c, wire_header *h)
+{
+    h->nmembers = c->W;
+    for (int w = 0; w < c->W; w++) {
+        h->member_gen[w] = c->workers[w].gen;
+        h->member_lost[w] = (uint8_t)c->workers[w].lost;
+        h->member_done[w] = (uint8_t)c->workers[w].done;
+    }
+    h->nmember_servers = c->S;
+    for (int s = 0; s < c->S; s++) {
+        h->member_server_gen[s] = c->servers[s].gen;
+        snprintf(h->member_server_ep[s], WIRE_ENDPOINT_MAX, "%s", c->servers[s].endpoint);
+    }
+}
+
+/* Answers a HEARTBEAT: the membership, or an ERROR when the sender is an incarnation this
+ * job has given up. Servers and workers are known by (role, rank, incarnation), and by the
+ * connection of that incarnation's first heartbeat. */
+static void handle_heartbeat(coord *c, const msg_in *in)
+{
+    const wire_header *h = &in->h;
+    int is_server = strcmp(h->role, "server") == 0, is_worker = strcmp(h->role, "worker") == 0;
+    if ((!is_server && !is_worker) || h->rank >= (is_server ? c->S : c->W)) {
+        log_warn(c->o->lg, "ignoring HEARTBEAT from %s[%d]", h->role, h->rank);
+        return;
+    }
+    peer *p = is_server ? &c->servers[h->rank] : &c->workers[h->rank];
+    uint64_t g = h->generation ? h->generation : 1;
+    pst_err e = {0};
+    if (is_worker && (g < p->gen || (g == p->gen && p->lost))) {
+        char text[200];
+        snprintf(text, sizeof text, "worker[%d] incarnation %llu was declared lost (silent "
+                 "for %d s)%s; this process may not continue", h->rank, (unsigned long long)g,
+                 c->o->job->cluster.heartbeat_timeout_s,
+                 g < p->gen ? " and replaced by a restarted one" : "");
+        msg_send_error(c->sock, in->route, in->route_len, ROLE, 0, h->request_id, PST_ERR_PEER,
+                       text, &e);
+        return;
+    }
+    if (is_server && g < p->gen) {
+        msg_send_error(c->sock, in->route, in->route_len, ROLE, 0, h->request_id, PST_ERR_PEER,
+                       "this server was replaced by a restarted one", &e);
+        return;
+    }
+    if (g > p->gen || !p->joined)
+        return; /* not registered (yet): it will say HELLO */
+    if (p->hb_route_len == 0 && in->route_len <= sizeof p->hb_route) {
+        memcpy(p->hb_route, in->route, in->route_len);
+        p->hb_route_len = in->route_len;
+    } else if (p->hb_route_len != in->route_len ||
+               memcmp(p->hb_route, in->route, in->route_len) != 0) {
+        log_warn(c->o->lg, "ignoring HEARTBEAT claiming to be %s[%d] from another connection",
+                 h->role, h->rank);
+        return;
+    }
+    p->last_ms = net_now_ms();
+    if (is_worker && h->has_progress) {
+        p->epoch = h->epoch;
+        p->step = h->step;
+        p->loss = h->loss;
+    }
+    wire_header *r = c->reply;
+    wire_header_init(r, WIRE_MSG_HEARTBEAT, ROLE, 0);
+    r->request_id = h->request_id;
+    put_membership(c, r);
+    if (msg_send(c->sock, in->route, in->route_len, r, NULL, 0, 0, &e))
+        log_debug(c->o->lg, "HEARTBEAT answer to %s[%d]: %s", h->role, h->rank, e.msg);
+}
+
+/* STATUS and HEARTBEAT, answered the same way whatever the coordinator is waiting for;
+ * returns 1 when the message just received was one of them. */
+int coord_answer_anytime(coord *c)
+{
+    if (c->in.h.type == WIRE_MSG_STATUS)
+        coord_answer_status(c, &c->in);
+    else if (c->in.h.type == WIRE_MSG_HEARTBEAT)
+        handle_heartbeat(c, &c->in);
+    else
+        return 0;
+    return 1;
+}
+
+/* A HELLO once the job runs: a restarted worker taking over its rank (a new incarnation),
+ * or the same process asking again because its WELCOME was lost. */
+void coord_handle_rejoin(coord *c, int *done)
+{
+    const wire_header *h = &c->in.h;
+    int is_server = strcmp(h->role, "server") == 0, is_worker = strcmp(h->role, "worker") == 0;
+    pst_err e = {0};
+    wire_header *wel = c->welcome;
+    if ((is_server || is_worker) && h->rank < (is_server ? c->S : c->W)) {
+        peer *p = is_server ? &c->servers[h->rank] : &c->workers[h->rank];
+        if (p->joined && coord_same_route(p, &c->in) && h->pid == p->pid) { /* its WELCOME was lost */
+            wel->generation = p->gen;
+            wel->rejoin = p->gen > 1;
+            if (is_server && p->gen > 1)
+                put_membership(c, wel);
+            if (msg_send(c->sock, p->route, p->route_len, wel, NULL, 0, 0, &e))
+                log_warn(c->o->lg, "WELCOME to %s[%d]: %s", h->role, h->rank, e.msg);
+            wel->nmembers = wel->nmember_servers = 0;
+            return;
+        }
+    }
+    if (is_server && h->rank < c->S && h->job_hash == c->job_hash) {
+        /* A restarted server: it recovers its shard from its newest checkpoint; the workers
+         * learn its (new) endpoint from the membership and send it again what its previous
+         * incarnation did not answer. */
+        peer *p = &c->servers[h->rank];
+        p->gen++;
+        p->hb_route_len = 0;
+        memcpy(p->route, c->in.route, c->in.route_len);
+        p->route_len = c->in.route_len;
+        p->pid = h->pid;
+        p->last_ms = net_now_ms();
+        p->restarts++;
+        snprintf(p->endpoint, sizeof p->endpoint, "%s", h->endpoint);
+        snprintf(wel->server_endpoints[h->rank], WIRE_ENDPOINT_MAX, "%s", h->endpoint);
+        wel->generation = p->gen;
+        wel->rejoin = 1;
+        put_membership(c, wel);
+        int rc = msg_send(c->sock, p->route, p->route_len, wel, NULL, 0, 0, &e);
+        wel->nmembers = wel->nmember_servers = 0;
+        if (rc)
+            log_warn(c->o->lg, "WELCOME to server[%d]: %s", h->rank, e.msg);
+        log_warn(c->o->lg, "server[%d] restarted as incarnation %llu (pid %d, %s): it recovers "
+                 "its shard from its newest checkpoint", h->rank, (unsigned long long)p->gen,
+                 h->pid, h->endpoint);
+        return;
+    }
+    if (!is_worker || h->rank >= c->W) {
+        log_warn(c->o->lg, "ignoring HELLO from %s[%d] while the job runs%s", h->role, h->rank,
+                 is_server ? " (a server of another job, or a rank past the job's)" : "");
+        return;
+    }
+    peer *p = &c->workers[h->rank];
+    if (h->job_hash != c->job_hash || h->nparams != c->nparams || !coord_same_groups(c, h)) {
+        coord_reject(c, &e, 0, "worker[%d] cannot rejoin: it runs a different job (model, optimizer, "
+               "cluster or training settings differ)", h->rank);
+        return;
+    }
+    if (p->done) {
+        coord_reject(c, &e, 0, "worker[%d] cannot rejoin: it already finished its data", h->rank);
+        return;
+    }
+    if (p->lost)
+        c->nlost--;
+    p->gen++;
+    p->restarts++;
+    p->lost = 0;
+    p->hb_route_len = 0;
+    p->barrier = -1;
+    memcpy(p->route, c->in.route, c->in.route_len);
+    p->route_len = c->in.route_len;
+    p->pid = h->pid;
+    p->last_ms = net_now_ms();
+    wel->generation = p->gen;
+    wel->rejoin = 1;
+    if (msg_send(c->sock, p->route, p->route_len, wel, NULL, 0, 0, &e))
+        log_warn(c->o->lg, "WELCOME to worker[%d]: %s", h->rank, e.msg);
+    log_info(c->o->lg, "worker[%d] rejoined as incarnation %llu (pid %d); %d of %d workers "
+             "training", h->rank, (unsigned long long)p->gen, h->pid, c->W - *done - c->nlost,
+             c->W);
+}
+
+/* Checks every process's last heartbeat: a silent worker is lost (the job goes on without
+ * it), a silent server ends the job. */
+int coord_check_liveness(coord *c, int done, pst_err *err)
+{
+    const cfg_cluster *cl = &c->o->job->cluster;
+    int64_t now = net_now_ms(), limit = (int64_t)cl->heartbeat_timeout_s * 1000;
+    for (int s = 0; s < c->S; s++)
+        if (now - c->servers[s].last_ms > limit)
+            return pst_err_set(err, PST_ERR_TIMEOUT, "server[%d] (pid %d, %s) is lost: no "
+                               "heartbeat for %d s; its shard is gone (restart the job with "
+                               "--resume to continue from the last checkpoint)", s,
+                               c->servers[s].pid, c->servers[s].endpoint,
+                               cl->heartbeat_timeout_s);
+    for (int w = 0; w < c->W; w++) {
+        peer *p = &c->workers[w];
+        if (p->done || p->lost || now - p->last_ms <= limit)
+            continue;
+        p->lost = 1;
+        c->nlost++;
+        log_warn(c->o->lg, "worker[%d] (pid %d) is lost: no heartbeat for %d s, at epoch %d "
+                 "step %lld; going on with %d of %d workers", w, p->pid, cl->heartbeat_timeout_s,
+                 p->epoch, (long long)p->step, c->W - done - c->nlost, c->W);
+        /* It no longer holds back a barrier the others wait at. */
+        for (int k = 0; k < c->W; k++)
+            if (!c->workers[k].done && !c->workers[k].lost && c->workers[k].barrier >= 0) {
+                coord_barrier_release(c, c->workers[k].barrier);
+                break;
+            }
+    }
+    return PST_OK;
+}

@@ -1,0 +1,423 @@
+/* ps/handler.c -- see handler.h. The update and consistency rules are in shard.c, the
+ * delivery contract in proto/dlv.h. */
+#include "handler.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "proto/dlv.h"
+
+#define ROLE "server"
+
+/* A pull that has to wait for other workers' clocks. */
+typedef struct {
+    char route[64];
+    size_t route_len;
+    int worker;
+    uint64_t request_id, off, len;
+    int64_t clock;
+    int final;
+} pending_pull;
+
+struct srv_handler {
+    srv_handler_options o;
+    char (*routes)[64]; /* (W) routing id of each worker, learned from its first message */
+    size_t *route_lens;
+    /* Membership (from the coordinator's heartbeat answers): each worker's incarnation and
+     * whether it is lost. A new incarnation's connection replaces the old one's. */
+    uint64_t *gen;      /* (W) */
+    uint8_t *lost;      /* (W) */
+    int64_t recover_start_ms, recover_from; /* a restarted server recovering its shard */
+    pending_pull *pend;
+    size_t npend, cap_pend;
+    float *scratch;     /* aligned copies of small float frames */
+    size_t scratch_len;
+    srv_handler_stats st;
+};
+
+srv_handler *srv_handler_create(const srv_handler_options *o, pst_err *err)
+{
+    srv_handler *h = calloc(1, sizeof *h);
+    if (!h)
+        goto nomem;
+    h->o = *o;
+    size_t w = (size_t)o->nworkers;
+    if (!(h->routes = calloc(w, sizeof *h->routes)) ||
+        !(h->route_lens = calloc(w, sizeof *h->route_lens)) ||
+        !(h->gen = calloc(w, sizeof *h->gen)) || !(h->lost = calloc(w, 1)))
+        goto nomem;
+    for (size_t k = 0; k < w; k++)
+        h->gen[k] = 1; /* every worker's first incarnation */
+    return h;
+nomem:
+    srv_handler_destroy(h);
+    pst_err_set(err, PST_ERR_NOMEM, "out of memory");
+    return NULL;
+}
+
+void srv_handler_destroy(srv_handler *h)
+{
+    if (!h)
+        return;
+    free(h->routes);
+    free(h->route_lens);
+    free(h->gen);
+    free(h->lost);
+    free(h->pend);
+    free(h->scratch);
+    free(h);
+}
+
+void srv_handler_get_stats(const srv_handler *h, srv_handler_stats *st)
+{
+    *st = h->st;
+    st->parked = h->npend;
+}
+
+/* Release callback of zero-copy replies: the bytes belong to the shard. */
+static void keep_bytes(void *data, void *hint)
+{
+    (void)data;
+    (void)hint;
+}
+
+/* Sends weights [off, off + len) to a worker. bsp sends them zero-copy: the shard's weights
+ * change only when every live worker has pushed its next step, which each does only after
+ * reading this reply, so the bytes are stable until ZeroMQ is done with them. ssp/asp
+ * apply pushes at any time, so the reply is a copy. */
+static int send_weights(srv_handler *s, const char *route, size_t route_len, int worker,
+                        uint64_t request_id, uint64_t off, uint64_t len, pst_err *err)
+{
+    wire_header h;
+    wire_header_init(&h, WIRE_MSG_PULL_REPLY, ROLE, s->o.rank);
+    h.request_id = request_id;
+    h.offset = off;
+    h.len = len;
+    h.clock_gap = srv_shard_clock_gap(s->o.shard, worker);
+    /* The requester's clock here: a rejoining worker starts from it. */
+    h.clock = srv_shard_worker_clock(s->o.shard, worker);
+    obs_observe(s->o.gap, (double)h.clock_gap);
+    srv_shard_note_served(s->o.shard, worker);
+    net_frame f = {.data = srv_shard_weights(s->o.shard, off), .len = (size_t)len * sizeof(float)};
+    if (s->o.job->cluster.consistency == CFG_CONS_BSP)
+        f.release = keep_bytes;
+    s->st.pulls++;
+    s->st.bytes_out += f.len;
+    return msg_send(s->o.sock, route, route_len, &h, &f, 1, 0, err);
+}
+
+/* Answers every parked pull the clocks now allow, in arrival order. */
+static int serve_pending(srv_handler *s, pst_err *err)
+{
+    size_t keep = 0;
+    for (size_t i = 0; i < s->npend; i++) {
+        pending_pull *p = &s->pend[i];
+        if (srv_shard_pull_ready(s->o.shard, p->worker, p->clock, p->final)) {
+            int rc = send_weights(s, p->route, p->route_len, p->worker, p->request_id, p->off,
+                                  p->len, err);
+            if (rc == PST_ERR_PEER)
+                log_warn(s->o.lg, "worker[%d] is gone; dropped its pull", p->worker);
+            else if (rc)
+                return rc;
+        } else
+            s->pend[keep++] = *p;
+    }
+    s->npend = keep;
+    return PST_OK;
+}
+
+static int park_pull(srv_handler *s, const msg_in *in, pst_err *err)
+{
+    /* A pull sent again (its answer may have been lost... or not yet due) is parked once. */
+    for (size_t i = 0; i < s->npend; i++)
+        if (s->pend[i].worker == in->h.rank && s->pend[i].request_id == in->h.request_id)
+            return PST_OK;
+    /* The protocol bounds this: a worker has at most one step's pulls outstanding. */
+    size_t limit =
+        (size_t)s->o.nworkers * (srv_shard_len(s->o.shard) / WIRE_CHUNK_FLOATS + 2) * 2;
+    if (s->npend == limit)
+        return pst_err_set(err, PST_ERR_PEER, "too many waiting pulls (%zu)", s->npend);
+    if (s->npend == s->cap_pend) {
+        size_t cap = s->cap_pend ? s->cap_pend * 2 : 16;
+        pending_pull *p = realloc(s->pend, cap * sizeof *p);
+        if (!p)
+            return pst_err_set(err, PST_ERR_NOMEM, "out of memory for waiting pulls");
+        s->pend = p;
+        s->cap_pend = cap;
+    }
+    pending_pull *p = &s->pend[s->npend++];
+    memcpy(p->route, in->route, in->route_len);
+    p->route_len = in->route_len;
+    p->worker = in->h.rank;
+    p->request_id = in->h.request_id;
+    p->off = in->h.offset;
+    p->len = in->h.len;
+    p->clock = in->h.clock;
+    p->final = in->h.final;
+    return PST_OK;
+}
+
+/* Checks that a request comes from a worker we know, of its current incarnation
+ * (dlv_incarnation_check), under a consistent routing id. *later: of an incarnation the
+ * coordinator has not told us about yet (a worker that just rejoined): ignored, it asks
+ * again. */
+static int check_sender(srv_handler *s, const msg_in *in, int *later, pst_err *err)
+{
+    int r = in->h.rank;
+    *later = 0;
+    if (strcmp(in->h.role, "worker") != 0 || r >= s->o.nworkers)
+        return pst_err_set(err, PST_ERR_PEER, "%s from unknown peer %s[%d]",
+                           wire_type_name(in->h.type), in->h.role, r);
+    if (in->route_len == 0 || in->route_len > sizeof s->routes[0])
+        return pst_err_set(err, PST_ERR_PEER, "bad routing id of %zu bytes", in->route_len);
+    switch (dlv_incarnation_check(s->gen[r], in->h.generation)) {
+    case DLV_INC_STALE: /* PST_ERR_NET: the sender may not go on, a restart may rejoin */
+        return pst_err_set(err, PST_ERR_NET, "%s from incarnation %llu of worker[%d], which "
+                           "was replaced by incarnation %llu (a paused or restarted process)",
+                           wire_type_name(in->h.type), (unsigned long long)in->h.generation,
+                           r, (unsigned long long)s->gen[r]);
+    case DLV_INC_NEWER:
+        *later = 1;
+        return PST_OK;
+    case DLV_INC_CURRENT:
+        break;
+    }
+    if (s->lost[r])
+        return pst_err_set(err, PST_ERR_NET, "%s from worker[%d], which the coordinator "
+                           "declared lost (silent past the heartbeat timeout); restart it to "
+                           "rejoin", wire_type_name(in->h.type), r);
+    if (s->route_lens[r] == 0) {
+        memcpy(s->routes[r], in->route, in->route_len);
+        s->route_lens[r] = in->route_len;
+    } else if (s->route_lens[r] != in->route_len ||
+               memcmp(s->routes[r], in->route, in->route_len) != 0)
+        return pst_err_set(err, PST_ERR_PEER,
+                           "%s claims to be worker[%d] from another connection",
+                           wire_type_name(in->h.type), r);
+    return PST_OK;
+}
+
+/* Float payloads must be 4-byte aligned to be read in place. ZeroMQ allocates large frames
+ * (aligned); a small one may sit at any offset of its receive buffer, so copy it. */
+static const float *aligned_floats(srv_handler *s, const void *p, size_t bytes, pst_err *err)
+{
+    if (((uintptr_t)p & (sizeof(float) - 1)) == 0)
+        return p;
+    if (s->scratch_len < bytes) {
+        float *n = realloc(s->scratch, bytes);
+        if (!n) {
+            pst_err_set(err, PST_ERR_NOMEM, "out of memory");
+            return NULL;
+        }
+        s->scratch = n;
+        s->scratch_len = bytes;
+    }
+    memcpy(s->scratch, p, bytes);
+    return s->scratch;
+}
+
+/* Recovery ends when every live worker has been heard, or after the heartbeat timeout
+ * (those not heard take the slowest clock). */
+static void maybe_end_recovery(srv_handler *s, int all_heard)
+{
+    if (!srv_shard_recovering(s->o.shard))
+        return;
+    int64_t waited = net_now_ms() - s->recover_start_ms;
+    if (!all_heard && waited < 1000LL * s->o.job->cluster.heartbeat_timeout_s)
+        return;
+    int64_t lost = srv_shard_end_recovery(s->o.shard);
+    log_warn(s->o.lg, "recovered in %.2f s at clock %lld: the updates of %lld step(s) since the "
+             "checkpoint of clock %lld are lost on this shard", waited / 1000.0,
+             (long long)srv_shard_clock(s->o.shard), (long long)lost,
+             (long long)s->recover_from);
+}
+
+/* Acknowledges request h of a worker (INIT, PUSH, DONE; a parked PULL whose pushes did
+ * not all arrive). */
+static void send_ack(srv_handler *s, const msg_in *in)
+{
+    wire_header h;
+    wire_header_init(&h, WIRE_MSG_ACK, ROLE, s->o.rank);
+    h.request_id = in->h.request_id;
+    /* A pull's: the worker's clock here (its pushes before it that were taken whole). */
+    h.clock = in->h.type == WIRE_MSG_PULL ? srv_shard_worker_clock(s->o.shard, in->h.rank)
+                                          : in->h.clock;
+    pst_err e = {0};
+    if (msg_send(s->o.sock, in->route, in->route_len, &h, NULL, 0, 0, &e))
+        log_debug(s->o.lg, "ACK to worker[%d]: %s", in->h.rank, e.msg);
+}
+
+/* INIT or PUSH: the chunk goes to the shard, which takes it in stream order; taken and
+ * repeated chunks are acknowledged, one after a gap is not (dlv.h). perr: the message's
+ * fault; err: the server's (out of memory). */
+static int handle_chunk(srv_handler *s, const msg_in *in, pst_err *perr, pst_err *err)
+{
+    const wire_header *h = &in->h;
+    const float *g = aligned_floats(s, in->payload[0], in->payload_len[0], err);
+    if (!g)
+        return pst_err_set(perr, PST_ERR_NOMEM, "%s", err->msg);
+    s->st.bytes_in += in->payload_len[0];
+    srv_outcome out = SRV_EARLY;
+    int rc;
+    if (h->type == WIRE_MSG_INIT)
+        rc = h->rank == 0 ? srv_shard_init_range(s->o.shard, h->offset, g, h->len, &out, perr)
+                          : pst_err_set(perr, PST_ERR_PEER, "INIT from worker[%d]", h->rank);
+    else {
+        double t0 = s->o.apply ? obs_mono() : 0;
+        rc = srv_shard_push(s->o.shard, h->rank, h->clock, h->offset, g, h->len, &out, perr);
+        if (rc == PST_OK && out == SRV_APPLIED)
+            obs_observe(s->o.apply, obs_mono() - t0);
+    }
+    if (rc)
+        return rc;
+    if (out == SRV_APPLIED && h->type == WIRE_MSG_PUSH && h->checkpoint && s->o.ckpt &&
+        s->o.job->checkpoint.enabled)
+        srv_ckpt_want(s->o.ckpt, h->rank, h->clock + 1);
+    if (out != SRV_EARLY)
+        send_ack(s, in);
+    else
+        log_debug(s->o.lg, "%s [%llu, +%llu) clock %lld from worker[%d] came before a "
+                  "missing one: not taken", wire_type_name(h->type),
+                  (unsigned long long)h->offset, (unsigned long long)h->len,
+                  (long long)h->clock, h->rank);
+    return PST_OK;
+}
+
+/* PULL: answered now when the consistency rule allows, else parked. A failed reply to a
+ * worker that is gone is not the server's problem; other send failures are (err). */
+static int handle_pull(srv_handler *s, const msg_in *in, pst_err *perr, pst_err *err, int *fatal)
+{
+    const wire_header *h = &in->h;
+    int rc = srv_shard_check_range(s->o.shard, h->offset, h->len, perr);
+    if (rc)
+        return rc;
+    if (srv_shard_pull_ready(s->o.shard, h->rank, h->clock, h->final)) {
+        rc = send_weights(s, in->route, in->route_len, h->rank, h->request_id, h->offset,
+                          h->len, err);
+        if (rc && rc != PST_ERR_PEER)
+            *fatal = rc;
+        return PST_OK;
+    }
+    rc = park_pull(s, in, perr);
+    /* The worker's pushes travel before this pull on its connection: a step of its that
+     * is not whole here was lost on the way. Say so now (an ACK of the pull, with the
+     * worker's clock here) rather than let the worker find out at its retry interval. */
+    if (rc == PST_OK && !h->final && srv_shard_worker_clock(s->o.shard, h->rank) < h->clock)
+        send_ack(s, in);
+    return rc;
+}
+
+int srv_handle(srv_handler *s, const msg_in *in, pst_err *err)
+{
+    pst_err perr = {0};
+    int later = 0, fatal = PST_OK;
+    int rc = check_sender(s, in, &later, &perr);
+    if (rc == PST_OK && later) {
+        log_debug(s->o.lg, "%s from worker[%d] incarnation %llu, not yet announced: ignored",
+                  wire_type_name(in->h.type), in->h.rank, (unsigned long long)in->h.generation);
+        return PST_OK;
+    }
+    /* Recovering: a request says where its worker stands and goes unanswered (it comes
+     * again), until every live worker has been heard. */
+    if (rc == PST_OK && srv_shard_recovering(s->o.shard) &&
+        (in->h.type == WIRE_MSG_PUSH || in->h.type == WIRE_MSG_PULL)) {
+        if (!in->h.final)
+            maybe_end_recovery(s, srv_shard_note_clock(s->o.shard, in->h.rank, in->h.clock));
+        if (srv_shard_recovering(s->o.shard))
+            return PST_OK;
+    }
+    if (rc == PST_OK) {
+        switch (in->h.type) {
+        case WIRE_MSG_INIT:
+        case WIRE_MSG_PUSH:
+            rc = handle_chunk(s, in, &perr, err);
+            break;
+        case WIRE_MSG_PULL:
+            rc = handle_pull(s, in, &perr, err, &fatal);
+            if (fatal)
+                return fatal;
+            break;
+        case WIRE_MSG_DONE:
+            log_debug(s->o.lg, "worker[%d] is done at clock %lld", in->h.rank,
+                      (long long)srv_shard_worker_clock(s->o.shard, in->h.rank));
+            srv_shard_worker_done(s->o.shard, in->h.rank);
+            send_ack(s, in);
+            maybe_end_recovery(s, srv_shard_note_clock(s->o.shard, -1, -1));
+            break;
+        default:
+            rc = pst_err_set(&perr, PST_ERR_PEER, "unexpected %s", wire_type_name(in->h.type));
+        }
+    }
+    if (rc) {
+        obs_add(s->o.refused, 1);
+        log_warn(s->o.lg, "refused %s from %s[%d]: %s", wire_type_name(in->h.type), in->h.role,
+                 in->h.rank, perr.msg);
+        pst_err e2 = {0};
+        if (msg_send_error(s->o.sock, in->route, in->route_len, ROLE, s->o.rank,
+                           in->h.request_id, rc, perr.msg, &e2))
+            log_warn(s->o.lg, "could not send the error: %s", e2.msg);
+        if (rc == PST_ERR_NOMEM)
+            return pst_err_set(err, rc, "%s", perr.msg);
+    }
+    /* Before the pulls it unblocks are answered: a worker that has the weights of a
+     * checkpointed clock knows every server wrote that checkpoint. */
+    if (s->o.ckpt && (rc = srv_ckpt_maybe(s->o.ckpt, s->o.shard, err)))
+        return rc;
+    return serve_pending(s, err);
+}
+
+int srv_handler_tick(srv_handler *s, pst_err *err)
+{
+    maybe_end_recovery(s, srv_shard_note_clock(s->o.shard, -1, -1));
+    int rc = s->o.ckpt ? srv_ckpt_maybe(s->o.ckpt, s->o.shard, err) : PST_OK;
+    return rc ? rc : serve_pending(s, err);
+}
+
+void srv_handler_membership(srv_handler *s, const uint64_t *gen, const uint8_t *lost,
+                            const uint8_t *done)
+{
+    for (int k = 0; k < s->o.nworkers; k++) {
+        if (gen[k] > s->gen[k]) {
+            s->gen[k] = gen[k];
+            s->lost[k] = 0;
+            s->route_lens[k] = 0; /* the new process connects anew */
+            int64_t clock = srv_shard_worker_rejoin(s->o.shard, k);
+            log_info(s->o.lg, "worker[%d] rejoined (incarnation %llu) at clock %lld", k,
+                     (unsigned long long)s->gen[k], (long long)clock);
+        }
+        if (done[k] && gen[k] == s->gen[k] && srv_shard_worker_live(s->o.shard, k)) {
+            /* It finished (its DONE to this server may have gone to a previous incarnation
+             * of this server). */
+            srv_shard_worker_done(s->o.shard, k);
+            continue;
+        }
+        if (lost[k] && !s->lost[k] && gen[k] == s->gen[k]) {
+            s->lost[k] = 1;
+            log_warn(s->o.lg, "worker[%d] is lost (at clock %lld): going on without it", k,
+                     (long long)srv_shard_worker_clock(s->o.shard, k));
+            srv_shard_worker_lost(s->o.shard, k);
+            size_t keep = 0;
+            for (size_t i = 0; i < s->npend; i++)
+                if (s->pend[i].worker != k)
+                    s->pend[keep++] = s->pend[i];
+            s->npend = keep;
+        }
+    }
+}
+
+void srv_handler_recover(srv_handler *s, const wire_header *welcome, int64_t from_clock)
+{
+    for (int k = 0; k < s->o.nworkers && k < welcome->nmembers; k++) {
+        s->gen[k] = welcome->member_gen[k] ? welcome->member_gen[k] : 1;
+        if (welcome->member_done[k])
+            srv_shard_worker_done(s->o.shard, k);
+        else if (welcome->member_lost[k]) {
+            s->lost[k] = 1;
+            srv_shard_worker_lost(s->o.shard, k);
+        }
+    }
+    srv_shard_begin_recovery(s->o.shard);
+    s->recover_start_ms = net_now_ms();
+    s->recover_from = from_clock;
+}

@@ -1,0 +1,312 @@
+/* tests/test_handler.c -- the server's message handler (ps/handler.h) driven message by
+ * message over an inproc:// ROUTER with one DEALER per worker: chunks taken once in order
+ * (a repeat acknowledged again, a chunk after a gap not acknowledged until the gap is
+ * filled), parked pulls (parked once per request id, answered when a push, a DONE or a
+ * lost worker moves the slowest clock; an ACK at once when the worker's own push is
+ * missing), a replaced incarnation refused, an unannounced one ignored, a rank claimed
+ * from another connection refused. A real shard (ps/shard.c) behind it; milliseconds. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "net/net.h"
+#include "proto/msg.h"
+#include "ps/handler.h"
+#include "ps/shard.h"
+
+#define N 8         /* the shard: 8 floats, sent in chunks of 4 */
+#define LR 0.5f
+#define NW 3        /* DEALERs: worker 0, worker 1, a second connection */
+
+typedef struct {
+    net_ctx *ctx;
+    net_sock *srv, *w[NW];
+    net_msg *m, *wm;
+    msg_in *in, *win;
+    cfg_job job;
+    srv_shard *shard;
+    srv_handler *h;
+    log_ctx lg;
+    uint64_t next_id;
+} fixture;
+
+static fixture *make(cfg_consistency cons, int nworkers)
+{
+    fixture *fx = calloc(1, sizeof *fx);
+    pst_err err = {0};
+    fx->ctx = net_ctx_create(1, &err);
+    net_opts ro = {.hwm = -1, .linger_ms = 0};
+    fx->srv = net_sock_create(fx->ctx, NET_ROUTER, &ro, &err);
+    assert_int_equal(net_sock_bind(fx->srv, "inproc://handler", NULL, 0, &err), PST_OK);
+    for (int k = 0; k < NW; k++) {
+        char id[16];
+        snprintf(id, sizeof id, "conn-%d", k);
+        net_opts d = {.identity = id, .linger_ms = 0};
+        fx->w[k] = net_sock_create(fx->ctx, NET_DEALER, &d, &err);
+        assert_int_equal(net_sock_connect(fx->w[k], "inproc://handler", &err), PST_OK);
+    }
+    fx->m = net_msg_create(&err);
+    fx->wm = net_msg_create(&err);
+    fx->in = malloc(sizeof *fx->in);
+    fx->win = malloc(sizeof *fx->win);
+    fx->job.cluster.consistency = cons;
+    fx->job.cluster.heartbeat_timeout_s = 10;
+    log_init(&fx->lg, "server", 0, stderr);
+    fx->lg.level = LOG_ERROR;
+    opt_config oc;
+    opt_config_default(&oc, OPT_SGD);
+    oc.lr = LR;
+    fx->shard = srv_shard_create(0, N, &oc, cons, 0, nworkers, &err);
+    assert_non_null(fx->shard);
+    srv_handler_options o = {.rank = 0, .job = &fx->job, .lg = &fx->lg, .sock = fx->srv,
+                             .shard = fx->shard, .nworkers = nworkers};
+    fx->h = srv_handler_create(&o, &err);
+    assert_non_null(fx->h);
+    return fx;
+}
+
+static void destroy(fixture *fx)
+{
+    srv_handler_destroy(fx->h);
+    srv_shard_destroy(fx->shard);
+    free(fx->in);
+    free(fx->win);
+    net_msg_destroy(fx->m);
+    net_msg_destroy(fx->wm);
+    for (int k = 0; k < NW; k++)
+        net_sock_destroy(fx->w[k]);
+    net_sock_destroy(fx->srv);
+    net_ctx_destroy(fx->ctx);
+    free(fx);
+}
+
+/* Sends a request from connection `conn` as worker `rank` (incarnation gen) and has the
+ * handler take it. Returns its request id. */
+static uint64_t request(fixture *fx, int conn, int rank, uint64_t gen, wire_type type,
+                        int64_t clock, uint64_t off, uint64_t len, const float *floats,
+                        uint64_t id)
+{
+    wire_header h;
+    wire_header_init(&h, type, "worker", rank);
+    h.generation = gen;
+    h.request_id = id;
+    h.clock = clock;
+    h.offset = off;
+    h.len = len;
+    net_frame f = {.data = floats, .len = floats ? len * sizeof(float) : 0};
+    pst_err err = {0};
+    assert_int_equal(msg_send(fx->w[conn], NULL, 0, &h, &f, floats ? 1 : 0, 0, &err), PST_OK);
+    assert_int_equal(msg_recv(fx->srv, fx->m, 1, fx->in, 2000, &err), PST_OK);
+    assert_int_equal(srv_handle(fx->h, fx->in, &err), PST_OK);
+    return id;
+}
+
+static uint64_t push(fixture *fx, int rank, int64_t clock, uint64_t off, const float *g)
+{
+    return request(fx, rank, rank, 1, WIRE_MSG_PUSH, clock, off, 4, g, fx->next_id++);
+}
+
+/* The next reply on connection conn: of type `type` answering request id. */
+static const wire_header *expect(fixture *fx, int conn, wire_type type, uint64_t id)
+{
+    pst_err err = {0};
+    assert_int_equal(msg_recv(fx->w[conn], fx->wm, 0, fx->win, 2000, &err), PST_OK);
+    if (fx->win->h.type != type)
+        fail_msg("got %s (%s), wanted %s", wire_type_name(fx->win->h.type),
+                 fx->win->h.error_text, wire_type_name(type));
+    assert_int_equal(fx->win->h.request_id, id);
+    return &fx->win->h;
+}
+
+/* Nothing for conn (replies are sent within srv_handle, so 20 ms is plenty). */
+static void expect_none(fixture *fx, int conn)
+{
+    pst_err err = {0};
+    int rc = msg_recv(fx->w[conn], fx->wm, 0, fx->win, 20, &err);
+    if (rc != PST_ERR_TIMEOUT)
+        fail_msg("unexpected %s", wire_type_name(fx->win->h.type));
+}
+
+static void init_weights(fixture *fx, const float *w)
+{
+    uint64_t a = request(fx, 0, 0, 1, WIRE_MSG_INIT, 0, 0, 4, w, fx->next_id++);
+    expect(fx, 0, WIRE_MSG_ACK, a);
+    uint64_t b = request(fx, 0, 0, 1, WIRE_MSG_INIT, 0, 4, 4, w + 4, fx->next_id++);
+    expect(fx, 0, WIRE_MSG_ACK, b);
+}
+
+static const float W0[N] = {1, 2, 3, 4, 5, 6, 7, 8};
+static const float G[N] = {2, 2, 2, 2, 4, 4, 4, 4};
+
+static void test_chunks_once_in_order(void **state)
+{
+    (void)state;
+    fixture *fx = make(CFG_CONS_BSP, 1);
+    /* INIT: the second range before the first waits; a repeat is acknowledged again. */
+    uint64_t late = request(fx, 0, 0, 1, WIRE_MSG_INIT, 0, 4, 4, W0 + 4, 100);
+    expect_none(fx, 0);
+    init_weights(fx, W0);
+    request(fx, 0, 0, 1, WIRE_MSG_INIT, 0, 4, 4, W0 + 4, late); /* sent again */
+    expect(fx, 0, WIRE_MSG_ACK, late);
+    assert_true(srv_shard_initialized(fx->shard));
+    /* PUSH of clock 0: the second chunk first (its first was lost) waits. */
+    uint64_t second = push(fx, 0, 0, 4, G + 4);
+    expect_none(fx, 0);
+    uint64_t first = push(fx, 0, 0, 0, G);
+    expect(fx, 0, WIRE_MSG_ACK, first);
+    request(fx, 0, 0, 1, WIRE_MSG_PUSH, 0, 0, 4, G, first); /* a repeat: ACK again */
+    expect(fx, 0, WIRE_MSG_ACK, first);
+    request(fx, 0, 0, 1, WIRE_MSG_PUSH, 0, 4, 4, G + 4, second);
+    expect(fx, 0, WIRE_MSG_ACK, second);
+    srv_shard_stats st;
+    srv_shard_get_stats(fx->shard, &st);
+    assert_int_equal(st.pushes, 2);
+    assert_int_equal(st.repeats, 1);
+    assert_int_equal(st.early, 1);
+    assert_int_equal(srv_shard_worker_clock(fx->shard, 0), 1);
+    /* A late copy of the whole step: still a repeat. */
+    request(fx, 0, 0, 1, WIRE_MSG_PUSH, 0, 4, 4, G + 4, second);
+    expect(fx, 0, WIRE_MSG_ACK, second);
+    /* The pull of clock 1 sees w - lr g, applied once. */
+    uint64_t p = request(fx, 0, 0, 1, WIRE_MSG_PULL, 1, 0, 4, NULL, fx->next_id++);
+    const wire_header *r = expect(fx, 0, WIRE_MSG_PULL_REPLY, p);
+    assert_int_equal(r->clock, 1);
+    const float *w = fx->win->payload[0];
+    for (int i = 0; i < 4; i++)
+        assert_true(w[i] == W0[i] - LR * G[i]);
+    destroy(fx);
+}
+
+static void push_step(fixture *fx, int rank, int64_t clock)
+{
+    uint64_t a = push(fx, rank, clock, 0, G);
+    expect(fx, rank, WIRE_MSG_ACK, a);
+    uint64_t b = push(fx, rank, clock, 4, G + 4);
+    expect(fx, rank, WIRE_MSG_ACK, b);
+}
+
+/* bsp: worker 0's pull of clock 1 waits for worker 1's step 0, parked once however
+ * often it is sent; worker 1's last chunk answers it. */
+static void test_parked_pull(void **state)
+{
+    (void)state;
+    fixture *fx = make(CFG_CONS_BSP, 2);
+    init_weights(fx, W0);
+    push_step(fx, 0, 0);
+    uint64_t p = request(fx, 0, 0, 1, WIRE_MSG_PULL, 1, 0, 4, NULL, fx->next_id++);
+    expect_none(fx, 0);
+    request(fx, 0, 0, 1, WIRE_MSG_PULL, 1, 0, 4, NULL, p); /* sent again */
+    expect_none(fx, 0);
+    srv_handler_stats hs;
+    srv_handler_get_stats(fx->h, &hs);
+    assert_int_equal(hs.parked, 1);
+    push_step(fx, 1, 0);
+    const wire_header *r = expect(fx, 0, WIRE_MSG_PULL_REPLY, p);
+    assert_int_equal(r->offset, 0);
+    const float *w = fx->win->payload[0];
+    for (int i = 0; i < 4; i++)
+        assert_true(w[i] == W0[i] - LR * G[i]); /* the mean of two equal gradients */
+    expect_none(fx, 0); /* answered once */
+    srv_handler_get_stats(fx->h, &hs);
+    assert_int_equal(hs.parked, 0);
+    assert_int_equal(hs.pulls, 1);
+    destroy(fx);
+}
+
+/* A pull whose worker's own push did not all arrive: an ACK at once with its clock here,
+ * so the worker resends the push; the pull stays parked. */
+static void test_pull_acks_missing_push(void **state)
+{
+    (void)state;
+    fixture *fx = make(CFG_CONS_BSP, 2);
+    init_weights(fx, W0);
+    uint64_t a = push(fx, 0, 0, 0, G); /* its second chunk is lost */
+    expect(fx, 0, WIRE_MSG_ACK, a);
+    uint64_t p = request(fx, 0, 0, 1, WIRE_MSG_PULL, 1, 0, 4, NULL, fx->next_id++);
+    const wire_header *r = expect(fx, 0, WIRE_MSG_ACK, p);
+    assert_int_equal(r->clock, 0);
+    uint64_t b = push(fx, 0, 0, 4, G + 4);
+    expect(fx, 0, WIRE_MSG_ACK, b);
+    push_step(fx, 1, 0);
+    expect(fx, 0, WIRE_MSG_PULL_REPLY, p);
+    destroy(fx);
+}
+
+/* A lost worker leaves the clock (worker 0's parked pull is answered at the next tick)
+ * and is refused from then on; DONE is acknowledged and leaves the clock too. */
+static void test_lost_and_done(void **state)
+{
+    (void)state;
+    fixture *fx = make(CFG_CONS_BSP, 3);
+    init_weights(fx, W0);
+    push_step(fx, 0, 0);
+    uint64_t p = request(fx, 0, 0, 1, WIRE_MSG_PULL, 1, 0, 4, NULL, fx->next_id++);
+    expect_none(fx, 0);
+    /* Worker 2 is done (its DONE arrives on connection 2). */
+    uint64_t d = request(fx, 2, 2, 1, WIRE_MSG_DONE, 0, 0, 0, NULL, fx->next_id++);
+    expect(fx, 2, WIRE_MSG_ACK, d);
+    expect_none(fx, 0); /* worker 1 still owes clock 0 */
+    uint64_t gen[3] = {1, 1, 1};
+    uint8_t lost[3] = {0, 1, 0}, done[3] = {0, 0, 1};
+    srv_handler_membership(fx->h, gen, lost, done);
+    pst_err err = {0};
+    assert_int_equal(srv_handler_tick(fx->h, &err), PST_OK);
+    expect(fx, 0, WIRE_MSG_PULL_REPLY, p);
+    uint64_t q = push(fx, 1, 0, 0, G);
+    const wire_header *e = expect(fx, 1, WIRE_MSG_ERROR, q);
+    assert_int_equal(e->error_code, PST_ERR_NET);
+    assert_non_null(strstr(e->error_text, "declared lost"));
+    destroy(fx);
+}
+
+/* Incarnations: after the coordinator announces worker 1's incarnation 2, the old one's
+ * messages are refused (PST_ERR_NET), an unannounced incarnation 3 is ignored, and
+ * incarnation 2 is taken on its own new connection. A rank claimed from another
+ * connection is refused. */
+static void test_replaced_incarnation(void **state)
+{
+    (void)state;
+    fixture *fx = make(CFG_CONS_ASP, 2);
+    init_weights(fx, W0);
+    push_step(fx, 1, 0);
+    /* Worker 0's rank from connection 2: refused. */
+    uint64_t x = request(fx, 2, 0, 1, WIRE_MSG_PULL, 0, 0, 4, NULL, fx->next_id++);
+    const wire_header *e = expect(fx, 2, WIRE_MSG_ERROR, x);
+    assert_int_equal(e->error_code, PST_ERR_PEER);
+    assert_non_null(strstr(e->error_text, "another connection"));
+    uint64_t gen[2] = {1, 2};
+    uint8_t none[2] = {0, 0};
+    srv_handler_membership(fx->h, gen, none, none);
+    uint64_t old = push(fx, 1, 1, 0, G);
+    e = expect(fx, 1, WIRE_MSG_ERROR, old);
+    assert_int_equal(e->error_code, PST_ERR_NET);
+    assert_non_null(strstr(e->error_text, "replaced by incarnation 2"));
+    request(fx, 2, 1, 3, WIRE_MSG_PULL, 1, 0, 4, NULL, fx->next_id++);
+    expect_none(fx, 2);
+    /* The new process on connection 2, at the clock the shard gave it (1, asp: its own). */
+    int64_t c = srv_shard_worker_clock(fx->shard, 1);
+    uint64_t y = request(fx, 2, 1, 2, WIRE_MSG_PUSH, c, 0, 4, G, fx->next_id++);
+    expect(fx, 2, WIRE_MSG_ACK, y);
+    uint64_t z = request(fx, 2, 1, 2, WIRE_MSG_PULL, c, 0, 4, NULL, fx->next_id++);
+    const wire_header *r = expect(fx, 2, WIRE_MSG_PULL_REPLY, z);
+    assert_int_equal(r->clock, c);
+    destroy(fx);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_chunks_once_in_order),
+        cmocka_unit_test(test_parked_pull),
+        cmocka_unit_test(test_pull_acks_missing_push),
+        cmocka_unit_test(test_lost_and_done),
+        cmocka_unit_test(test_replaced_incarnation),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
