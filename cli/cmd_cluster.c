@@ -10,6 +10,7 @@
 #include <cjson/cJSON.h>
 
 #include "cli/cli.h"
+#include "cli/progress.h"
 #include "base/log.h"
 #include "obs/obs.h"
 #include "ps/coord.h"
@@ -441,20 +442,8 @@ static int run_node(const char *role, int argc, char **argv, const volatile sig_
              * no worker draws a bar of its own (cmd_local.c). */
             if ((rc = cli_progress_fd(&o.progress_fd, &err)) == PST_OK && o.progress_fd >= 0)
                 o.tty = 0;
-            /* Test hook: make one worker slow (tests of the staleness bound). */
-            const char *slow = getenv("PSTRAIN_TEST_SLOW_WORKER");
-            const char *ms = getenv("PSTRAIN_TEST_STEP_DELAY_MS");
-            if (slow && ms && atoi(slow) == a.rank)
-                o.step_delay_ms = atoi(ms);
-            /* Test hook: stop (SIGTERM) after this many steps, as `pstrain train` does. */
-            /* Test hook: a NaN in this worker's gradient of step N (1-based). */
-            const char *nan_worker = getenv("PSTRAIN_TEST_NAN_WORKER");
-            const char *nan_step = getenv("PSTRAIN_TEST_NAN_STEP");
-            if (nan_worker && nan_step && atoi(nan_worker) == a.rank)
-                o.nan_at_clock = atoll(nan_step);
-            const char *stop_after = getenv("PSTRAIN_TEST_STOP_AFTER_STEPS");
-            if (stop_after)
-                o.stop_after_clock = atoll(stop_after);
+            pst_test_hooks hooks;
+            o.hooks = cli_test_hooks(&hooks, a.rank);
             if (rc == PST_OK)
                 rc = wk_dist_run(&o, &err);
         }

@@ -9,7 +9,7 @@
  *
  * predictions.png: for a model of 1 or 2 input features, the model against the training
  * data it learned (RUN_DIR/job.yaml names it, RUN_DIR/model.safetensors is the model; the
- * predictions are cli_predict_rows of cmd_eval.c, i.e. exactly `pstrain predict`'s). One
+ * predictions are cli_predict_rows of cli/predict.c, i.e. exactly `pstrain predict`'s). One
  * feature: the data points and the model's curve over the feature's range; two: the data
  * coloured by class over the model's decision regions (regression: by value over the
  * predicted surface), predicted on a grid. Class names and the job name reach the script

@@ -168,14 +168,6 @@ static int ckpt_resume(ckpt_ctx *k, const char *from, wk_trainer *tr, wk_resume 
                        "newest: %.300s)", from, n, first.msg);
 }
 
-/* Test hook: PSTRAIN_TEST_STOP_AFTER_STEPS=k raises SIGTERM after update k, as a stop
- * arriving right then would. 0 when unset. */
-static long long stop_after_steps(void)
-{
-    const char *s = getenv("PSTRAIN_TEST_STOP_AFTER_STEPS");
-    return s ? atoll(s) : 0;
-}
-
 int cmd_train(int argc, char **argv, const volatile sig_atomic_t *stop)
 {
     const char *path = NULL;
@@ -265,7 +257,10 @@ int cmd_train(int argc, char **argv, const volatile sig_atomic_t *stop)
     if ((rc = wk_report_write_job(job->output.dir, job, &err)))
         goto done;
     const int save = job->checkpoint.enabled;
-    const long long stop_after = stop_after_steps();
+    /* Test hook: SIGTERM right after update k, as a stop arriving then would. */
+    pst_test_hooks hooks_buf;
+    const pst_test_hooks *hooks = cli_test_hooks(&hooks_buf, -1);
+    const long long stop_after = hooks ? hooks->stop_after_clock : 0;
     for (int e = at.epoch; e <= job->train.epochs; e++) {
         wk_epoch_stats st;
         wk_eval val;
