@@ -6,6 +6,7 @@
 #include <signal.h>
 
 #include "core/ckpt.h"
+#include "cli/args.h"
 #include "core/config.h"
 #include "base/err.h"
 #include "base/testhooks.h"
@@ -30,9 +31,10 @@ int cli_stop_exit_code(int sig);
 void openblas_threads(int n);
 
 /* Loads the job: the file, or the built-in default when path is NULL, then applies the
- * overrides argv[0..argc) ("--key value" / "--key=value" / aliases like --epochs) and
- * checks it. Consumes every argument; an unknown flag is an error. */
-int cli_load_job(cfg_job **job, const char *path, int argc, char **argv, pst_err *err);
+ * overrides ov[0..nov) in order (cli/args.h; key "freeze" is --freeze's list) and checks
+ * it. A bad override's error names its flag ("--epochs: ..."). */
+int cli_load_job(cfg_job **job, const char *path, const cli_override *ov, int nov,
+                 pst_err *err);
 
 /* With security on (any security.* key set), checks that the keys role needs are set and
  * that every key file given loads (PST_ERR_CONFIG naming the file otherwise). role:
@@ -49,9 +51,6 @@ int cli_predict_rows(ckpt_model *ck, const float *x, int64_t n, int max_batch, f
  * filled into *h, for the worker of this rank (-1: not a worker; the per-worker hooks stay
  * off). NULL when no PSTRAIN_TEST_* variable is set: production runs carry no hooks. */
 const pst_test_hooks *cli_test_hooks(pst_test_hooks *h, int rank);
-
-/* Text listing the override flags, for --help. */
-extern const char cli_override_help[];
 
 int cmd_train(int argc, char **argv, const volatile sig_atomic_t *stop);
 int cmd_local(int argc, char **argv, const volatile sig_atomic_t *stop);

@@ -41,65 +41,60 @@ typedef struct {
     char ep[256];        /* the coordinator's endpoint, filled before the others start */
 } local_plan;
 
-static void local_usage(FILE *f)
-{
-    fprintf(f,
-            "usage: pstrain local [JOB.yaml] [--servers S] [--workers W] [--KEY VALUE ...]\n"
-            "\n"
-            "Runs the whole job on this machine, as separate processes of this binary, and\n"
-            "supervises them until all have ended:\n"
-            "  pstrain coordinator [JOB.yaml] --bind tcp://127.0.0.1:0 --ready-fd 3   1 process\n"
-            "  pstrain server [JOB.yaml] --rank i --coordinator ENDPOINT    i = 0..S-1\n"
-            "  pstrain worker [JOB.yaml] --rank i --coordinator ENDPOINT    i = 0..W-1\n"
-            "The coordinator starts first; the servers and workers start once it has written\n"
-            "its endpoint (it has %g s). S and W are the job's cluster.servers and\n"
-            "cluster.workers (default 2 and 2). Every option other than --help is passed\n"
-            "unchanged to every process; it is checked here first, so a typo fails once,\n"
-            "before anything starts. Without JOB.yaml it runs the default job.\n"
-            "\n"
-            "Logs: every process writes to this stderr; each line names its process\n"
-            "(coordinator, server[0], worker[1], ...); this launcher's lines say \"local\".\n"
-            "Progress: on a terminal, one line for the whole job (epoch, steps of all\n"
-            "workers, loss, samples/s, ETA), redrawn in place below the logs; otherwise a\n"
-            "plain \"progress:\" log line at each epoch and every %g s.\n"
-            "\n"
-            "Exit status:\n"
-            "  0        the job finished: every process exited 0, except workers that\n"
-            "           failed with a retriable status (75, or killed by a signal) and\n"
-            "           were left behind (named in the last line)\n"
-            "  N        the first process to fail exited with code N, or 128+SIG if signal\n"
-            "           SIG killed it; all others are then sent SIGTERM, and SIGKILL if\n"
-            "           still running %g s later\n"
-            "Restarts: a worker or server that fails with a retriable status is started again\n"
-            "(same rank; it rejoins the job: a server recovers its shard from its newest\n"
-            "checkpoint) up to cluster.max_restarts times each. After that, the job goes on\n"
-            "without a worker (the coordinator drops it after cluster.heartbeat_timeout_s);\n"
-            "a server's failure ends the job.\n"
-            "A worker that exits with any other code (1: the run failed; 2, 3, 4: bad\n"
-            "configuration, data or files; 130/143: stopped) ends the job.\n"
-            "  1        a process could not be started, or the coordinator reported no\n"
-            "           endpoint in time\n"
-            "  2        bad option or job file\n"
-            "  130/143  stopped by SIGINT (Ctrl-C) / SIGTERM: every process is sent SIGTERM\n"
-            "           and SIGKILL %g s later; a second Ctrl-C sends SIGKILL at once\n"
-            "No process outlives the launcher: should it be killed, each gets SIGTERM.\n"
-            "\n"
-            "Environment: PSTRAIN_LOG=debug|info|warn|error. For tests only:\n"
-            "PSTRAIN_LOCAL_EXE (program to start instead of this binary),\n"
-            "PSTRAIN_LOCAL_GRACE_S (the %g s before SIGKILL),\n"
-            "PSTRAIN_LOCAL_READY_TIMEOUT_S (the %g s for the endpoint).\n"
-            "\n"
-            "options:\n"
-            "  -h, --help   this text\n"
-            "  --metrics-port N   Prometheus endpoints: the coordinator's /metrics and /status\n"
-            "               on port N, server r's /metrics on N + 1 + r (the same as\n"
-            "               --cluster.metrics_port N; docs/observability.md)\n"
-            "\n%s",
-            DEFAULT_READY_S, PLAIN_EVERY_MS / 1000.0, DEFAULT_GRACE_S, DEFAULT_GRACE_S,
-            DEFAULT_GRACE_S, DEFAULT_READY_S,
-            cli_override_help);
-}
+/* The help above the options list; %g fields are filled by local_synopsis. */
+static const char synopsis_fmt[] =
+    "usage: pstrain local [JOB.yaml] [--servers S] [--workers W] [--KEY VALUE ...]\n"
+    "\n"
+    "Runs the whole job on this machine, as separate processes of this binary, and\n"
+    "supervises them until all have ended:\n"
+    "  pstrain coordinator [JOB.yaml] --bind tcp://127.0.0.1:0 --ready-fd 3   1 process\n"
+    "  pstrain server [JOB.yaml] --rank i --coordinator ENDPOINT    i = 0..S-1\n"
+    "  pstrain worker [JOB.yaml] --rank i --coordinator ENDPOINT    i = 0..W-1\n"
+    "The coordinator starts first; the servers and workers start once it has written\n"
+    "its endpoint (it has %g s). S and W are the job's cluster.servers and\n"
+    "cluster.workers (default 2 and 2). Every option other than --help is passed\n"
+    "unchanged to every process; it is checked here first, so a typo fails once,\n"
+    "before anything starts. Without JOB.yaml it runs the default job.\n"
+    "\n"
+    "Logs: every process writes to this stderr; each line names its process\n"
+    "(coordinator, server[0], worker[1], ...); this launcher's lines say \"local\".\n"
+    "Progress: on a terminal, one line for the whole job (epoch, steps of all\n"
+    "workers, loss, samples/s, ETA), redrawn in place below the logs; otherwise a\n"
+    "plain \"progress:\" log line at each epoch and every %g s.\n"
+    "\n"
+    "Exit status:\n"
+    "  0        the job finished: every process exited 0, except workers that\n"
+    "           failed with a retriable status (75, or killed by a signal) and\n"
+    "           were left behind (named in the last line)\n"
+    "  N        the first process to fail exited with code N, or 128+SIG if signal\n"
+    "           SIG killed it; all others are then sent SIGTERM, and SIGKILL if\n"
+    "           still running %g s later\n"
+    "Restarts: a worker or server that fails with a retriable status is started again\n"
+    "(same rank; it rejoins the job: a server recovers its shard from its newest\n"
+    "checkpoint) up to cluster.max_restarts times each. After that, the job goes on\n"
+    "without a worker (the coordinator drops it after cluster.heartbeat_timeout_s);\n"
+    "a server's failure ends the job.\n"
+    "A worker that exits with any other code (1: the run failed; 2, 3, 4: bad\n"
+    "configuration, data or files; 130/143: stopped) ends the job.\n"
+    "  1        a process could not be started, or the coordinator reported no\n"
+    "           endpoint in time\n"
+    "  2        bad option or job file\n"
+    "  130/143  stopped by SIGINT (Ctrl-C) / SIGTERM: every process is sent SIGTERM\n"
+    "           and SIGKILL %g s later; a second Ctrl-C sends SIGKILL at once\n"
+    "No process outlives the launcher: should it be killed, each gets SIGTERM.\n"
+    "\n"
+    "Environment: PSTRAIN_LOG=debug|info|warn|error. For tests only:\n"
+    "PSTRAIN_LOCAL_EXE (program to start instead of this binary),\n"
+    "PSTRAIN_LOCAL_GRACE_S (the %g s before SIGKILL),\n"
+    "PSTRAIN_LOCAL_READY_TIMEOUT_S (the %g s for the endpoint).\n";
 
+/* The synopsis with the defaults filled in, into buf. */
+static const char *local_synopsis(char *buf, size_t n)
+{
+    snprintf(buf, n, synopsis_fmt, DEFAULT_READY_S, PLAIN_EVERY_MS / 1000.0, DEFAULT_GRACE_S,
+             DEFAULT_GRACE_S, DEFAULT_GRACE_S, DEFAULT_READY_S);
+    return buf;
+}
 
 /* Seconds from environment variable NAME (default def) as milliseconds, at least 1.
  * Returns -1 if it is set but not a positive number. */
@@ -190,37 +185,35 @@ static void plan_fini(local_plan *p)
 
 int cmd_local(int argc, char **argv, const volatile sig_atomic_t *stop)
 {
-    const char *path = NULL;
-    /* The job file, if any, comes first; everything after it goes to every child. */
-    int i0 = 0;
-    if (argc > 0 && argv[0][0] != '-')
-        path = argv[i0++];
-    for (int i = i0; i < argc; i++)
-        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
-            local_usage(stdout);
-            return EXIT_OK;
-        }
-    char **rest = argv + i0;
-    int nrest = argc - i0;
     /* --metrics-port N is each process's own port for `pstrain server` and `coordinator`;
      * here, where all share one host, it is the job's base port (cluster.metrics_port):
-     * the coordinator on N, server r on N + 1 + r. */
-    for (int i = 0; i < nrest; i++)
-        if (strcmp(rest[i], "--metrics-port") == 0)
-            rest[i] = (char *)"--cluster.metrics_port";
+     * the coordinator on N, server r on N + 1 + r. The children get it as that key. */
+    const cli_opt opts[] = {
+        {.name = "metrics-port", .kind = CLI_INT, .meta = "N", .lo = 0, .hi = 65535,
+         .key = "cluster.metrics_port",
+         .help = "Prometheus endpoints: the coordinator's /metrics and /status\non port N, "
+                 "server r's /metrics on N + 1 + r (the same as\n--cluster.metrics_port N; "
+                 "docs/observability.md)"},
+        {0}};
+    char synopsis[4096];
+    const cli_spec spec = {.cmd = "local", .synopsis = local_synopsis(synopsis, sizeof synopsis),
+                           .opts = opts, .job = 1, .max_pos = 1};
+    cli_args args;
+    int ec = cli_parse(&spec, argc, argv, &args);
+    if (ec >= 0)
+        return ec;
+    const char *path = args.npos ? args.pos[0] : NULL;
 
     /* Load the job here too: for the counts, and so that a bad option fails once,
      * before any process starts. */
     pst_err err = {0};
     cfg_job *job = NULL;
-    int rc = cli_load_job(&job, path, nrest, rest, &err);
+    int rc = cli_load_job(&job, path, args.ov, args.nov, &err);
+    if (rc == PST_OK && (rc = cli_check_security(job, NULL, &err)))
+        cfg_job_free(job);
     if (rc) {
         fprintf(stderr, "pstrain local: %s\n", err.msg);
-        return cli_exit_code(rc);
-    }
-    if ((rc = cli_check_security(job, NULL, &err))) {
-        fprintf(stderr, "pstrain local: %s\n", err.msg);
-        cfg_job_free(job);
+        cli_args_fini(&args);
         return cli_exit_code(rc);
     }
     const int servers = job->cluster.servers, workers = job->cluster.workers;
@@ -229,12 +222,14 @@ int cmd_local(int argc, char **argv, const volatile sig_atomic_t *stop)
     if (servers < 1 || workers < 1 || servers > INT_MAX / 2 - 1 || workers > INT_MAX / 2 - 1) {
         fprintf(stderr, "pstrain local: the job has %d server(s) and %d worker(s); it needs at "
                         "least one of each\n", servers, workers);
+        cli_args_fini(&args);
         return EXIT_USAGE;
     }
     if (env_ms("PSTRAIN_LOCAL_GRACE_S", DEFAULT_GRACE_S, &so.grace_ms) ||
         env_ms("PSTRAIN_LOCAL_READY_TIMEOUT_S", DEFAULT_READY_S, &so.ready_ms)) {
         fprintf(stderr, "pstrain local: PSTRAIN_LOCAL_GRACE_S and PSTRAIN_LOCAL_READY_TIMEOUT_S "
                         "must be positive numbers of seconds\n");
+        cli_args_fini(&args);
         return EXIT_USAGE;
     }
     const char *exe = getenv("PSTRAIN_LOCAL_EXE");
@@ -244,7 +239,7 @@ int cmd_local(int argc, char **argv, const volatile sig_atomic_t *stop)
     memset(&plan, 0, sizeof plan);
     cli_view *view = NULL;
     int code;
-    if (plan_init(&plan, path, rest, nrest, servers, workers) != 0) {
+    if (plan_init(&plan, path, args.raw, args.nraw, servers, workers) != 0) {
         fprintf(stderr, "pstrain local: out of memory for %d processes\n", plan.nkids);
         code = EXIT_FAILURE_RUNTIME;
     } else if (!(view = cli_view_create(workers, &err))) {
@@ -266,5 +261,6 @@ int cmd_local(int argc, char **argv, const volatile sig_atomic_t *stop)
     }
     cli_view_destroy(view);
     plan_fini(&plan);
+    cli_args_fini(&args);
     return code;
 }

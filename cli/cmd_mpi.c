@@ -43,8 +43,7 @@ typedef struct {
     int role;               /* ROLE_ANY: chosen by rank (SPMD) */
     const char *bind;       /* NULL: 127.0.0.1 on one host, 0.0.0.0 across hosts */
     const char *advertise;  /* NULL: the bind address, or the host name across hosts */
-    char *rest[256];        /* job overrides */
-    int nrest;
+    cli_args args;          /* the job file and overrides */
 } mpi_args;
 
 /* What every rank tells every other before anything starts. */
@@ -55,72 +54,49 @@ typedef struct {
     char host[HOST_LEN];
 } rank_info;
 
-static void mpi_usage(FILE *f)
-{
-    fprintf(f,
-            "usage: mpirun -np N pstrain mpi [JOB.yaml] [--servers S] [--KEY VALUE ...]\n"
-            "       mpirun -np 1 pstrain mpi [JOB.yaml] --role coordinator \\\n"
-            "            : -np S pstrain mpi [JOB.yaml] --role server \\\n"
-            "            : -np W pstrain mpi [JOB.yaml] --role worker\n"
-            "\n"
-            "Runs a distributed job as the ranks of an MPI launch (mpirun, a hostfile, a batch\n"
-            "scheduler). Without --role, rank 0 is the coordinator, ranks 1..S the servers and\n"
-            "the other N-1-S ranks the workers (S = cluster.servers, default 2); with --role\n"
-            "on every rank, the counts are how many ranks chose each role. cluster.servers and\n"
-            "cluster.workers are set from those counts whatever the job file says. The ranks\n"
-            "exchange only the coordinator's address over MPI; training traffic is ZeroMQ.\n"
-            "Without JOB.yaml it runs the default job.\n"
-            "\n"
-            "  --role R          coordinator, server or worker (MPMD launches)\n"
-            "  --bind HOST       interface the coordinator and servers listen on (default\n"
-            "                    127.0.0.1 when all ranks share one host, else 0.0.0.0)\n"
-            "  --advertise HOST  address other ranks use to reach this rank (default: the\n"
-            "                    bind address, or this host's name when binding 0.0.0.0)\n"
-            "\n"
-            "Exit status: each rank exits with its role's code (see pstrain --help of\n"
-            "coordinator, server, worker; 143 when stopped by SIGTERM); a bad flag or job\n"
-            "file on any rank makes every rank exit with that rank's code before anything\n"
-            "starts.\n\n%s",
-            cli_override_help);
-}
+static const char mpi_synopsis[] =
+    "usage: mpirun -np N pstrain mpi [JOB.yaml] [--servers S] [--KEY VALUE ...]\n"
+    "       mpirun -np 1 pstrain mpi [JOB.yaml] --role coordinator \\\n"
+    "            : -np S pstrain mpi [JOB.yaml] --role server \\\n"
+    "            : -np W pstrain mpi [JOB.yaml] --role worker\n"
+    "\n"
+    "Runs a distributed job as the ranks of an MPI launch (mpirun, a hostfile, a batch\n"
+    "scheduler). Without --role, rank 0 is the coordinator, ranks 1..S the servers and\n"
+    "the other N-1-S ranks the workers (S = cluster.servers, default 2); with --role\n"
+    "on every rank, the counts are how many ranks chose each role. cluster.servers and\n"
+    "cluster.workers are set from those counts whatever the job file says. The ranks\n"
+    "exchange only the coordinator's address over MPI; training traffic is ZeroMQ.\n"
+    "Without JOB.yaml it runs the default job.\n";
+static const char mpi_epilog[] =
+    "Exit status: each rank exits with its role's code (see pstrain --help of\n"
+    "coordinator, server, worker; 143 when stopped by SIGTERM); a bad flag or job\n"
+    "file on any rank makes every rank exit with that rank's code before anything\n"
+    "starts.\n";
 
-/* Returns 0, 1 for --help, or -1 with err set. */
+/* Parses the arguments into a (job overrides in a->args). Returns PST_OK,
+ * CLI_ARGS_HELP (help printed), or PST_ERR_ARG with err set. */
 static int parse_mpi(int argc, char **argv, mpi_args *a, pst_err *err)
 {
     memset(a, 0, sizeof *a);
     a->role = ROLE_ANY;
-    int i = 0;
-    if (argc > 0 && argv[0][0] != '-')
-        a->job_path = argv[i++];
-    for (; i < argc; i++) {
-        const char *f = argv[i];
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(f, "-h") || !strcmp(f, "--help"))
-            return 1;
-        int takes = !strcmp(f, "--role") || !strcmp(f, "--bind") || !strcmp(f, "--advertise");
-        if (!takes) {
-            if (a->nrest == (int)(sizeof a->rest / sizeof a->rest[0]) - 2)
-                return pst_err_set(err, PST_ERR_ARG, "too many arguments"), -1;
-            a->rest[a->nrest++] = argv[i];
-            continue;
-        }
-        if (!v)
-            return pst_err_set(err, PST_ERR_ARG, "%s needs a value", f), -1;
-        if (!strcmp(f, "--role")) {
-            for (int r = ROLE_COORD; r <= ROLE_WORKER; r++)
-                if (!strcmp(v, role_names[r]))
-                    a->role = r;
-            if (a->role == ROLE_ANY)
-                return pst_err_set(err, PST_ERR_ARG,
-                                   "--role: '%s' is not coordinator, server or worker", v),
-                       -1;
-        } else if (!strcmp(f, "--bind"))
-            a->bind = v;
-        else
-            a->advertise = v;
-        i++;
-    }
-    return 0;
+    const cli_opt opts[] = {
+        {.name = "role", .kind = CLI_CHOICE, .dest = &a->role, .meta = "R",
+         .choices = "coordinator|server|worker",
+         .help = "coordinator, server or worker (MPMD launches)"},
+        {.name = "bind", .kind = CLI_STR, .dest = &a->bind, .meta = "HOST",
+         .help = "interface the coordinator and servers listen on (default\n127.0.0.1 when all "
+                 "ranks share one host, else 0.0.0.0)"},
+        {.name = "advertise", .kind = CLI_STR, .dest = &a->advertise, .meta = "HOST",
+         .help = "address other ranks use to reach this rank (default: the\nbind address, or "
+                 "this host's name when binding 0.0.0.0)"},
+        {0}};
+    const cli_spec spec = {.cmd = "mpi", .synopsis = mpi_synopsis, .opts = opts,
+                           .epilog = mpi_epilog, .job = 1, .max_pos = 1};
+    int rc = cli_args_parse(&spec, argc, argv, &a->args, err);
+    if (rc == CLI_ARGS_HELP)
+        cli_args_usage(&spec, stdout);
+    a->job_path = a->args.npos ? a->args.pos[0] : NULL;
+    return rc;
 }
 
 /* The coordinator runs in a thread of rank 0 so that the main thread -- the only one that
@@ -185,14 +161,15 @@ int cmd_mpi(int argc, char **argv, const volatile sig_atomic_t *stop)
     mpi_args a;
     pst_err err = {0};
     int p = parse_mpi(argc, argv, &a, &err);
-    if (p == 1) {
-        mpi_usage(stdout);
+    if (p == CLI_ARGS_HELP) {
+        cli_args_fini(&a.args);
         return EXIT_OK;
     }
     /* Only this thread calls MPI; rank 0's coordinator thread never does. */
     int provided;
     if (MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) {
         fprintf(stderr, "pstrain mpi: MPI_Init failed\n");
+        cli_args_fini(&a.args);
         return EXIT_FAILURE_RUNTIME;
     }
     int rank, nranks;
@@ -202,11 +179,17 @@ int cmd_mpi(int argc, char **argv, const volatile sig_atomic_t *stop)
     rank_info *all = calloc((size_t)nranks, sizeof *all);
     rank_info me = {.code = EXIT_OK, .role = a.role};
     cfg_job *job = NULL;
-    if (p < 0) {
+    /* The job's overrides, and room for the launch's counts after them (they win). */
+    cli_override *ov = calloc((size_t)a.args.nov + 2, sizeof *ov);
+    int nov = a.args.nov;
+    if (p == PST_OK && !ov)
+        p = pst_err_set(&err, PST_ERR_NOMEM, "out of memory");
+    if (p != PST_OK) {
         fprintf(stderr, "pstrain mpi[%d]: %s\n", rank, err.msg);
-        me.code = EXIT_USAGE;
+        me.code = cli_exit_code(p);
     } else {
-        int rc = cli_load_job(&job, a.job_path, a.nrest, a.rest, &err);
+        memcpy(ov, a.args.ov, (size_t)nov * sizeof *ov);
+        int rc = cli_load_job(&job, a.job_path, ov, nov, &err);
         if (rc) {
             fprintf(stderr, "pstrain mpi[%d]: %s\n", rank, err.msg);
             me.code = cli_exit_code(rc);
@@ -271,17 +254,21 @@ int cmd_mpi(int argc, char **argv, const volatile sig_atomic_t *stop)
         if (me.code == EXIT_OK && rank == 0)
             fprintf(stderr, "pstrain mpi: %s\n", why);
         free(all);
+        free(ov);
+        cli_args_fini(&a.args);
         MPI_Finalize();
         return code;
     }
 
     /* The job with the counts the launch gave: appended last, so they win. */
     char sbuf[64], wbuf[64];
-    snprintf(sbuf, sizeof sbuf, "--cluster.servers=%d", counts[ROLE_SERVER]);
-    snprintf(wbuf, sizeof wbuf, "--cluster.workers=%d", counts[ROLE_WORKER]);
-    a.rest[a.nrest++] = sbuf;
-    a.rest[a.nrest++] = wbuf;
-    int rc = cli_load_job(&job, a.job_path, a.nrest, a.rest, &err);
+    snprintf(sbuf, sizeof sbuf, "%d", counts[ROLE_SERVER]);
+    snprintf(wbuf, sizeof wbuf, "%d", counts[ROLE_WORKER]);
+    ov[nov++] = (cli_override){"cluster.servers", "cluster.servers", sbuf};
+    ov[nov++] = (cli_override){"cluster.workers", "cluster.workers", wbuf};
+    int rc = cli_load_job(&job, a.job_path, ov, nov, &err);
+    free(ov);
+    cli_args_fini(&a.args); /* what is still used points into argv */
     if (rc == PST_OK && (rc = cli_check_security(job, role_names[role], &err))) {
         cfg_job_free(job);
         job = NULL;

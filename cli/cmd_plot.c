@@ -48,25 +48,18 @@ typedef struct {
     size_t nrows, cap;
 } metrics;
 
-static void usage(FILE *f)
-{
-    fputs("usage: pstrain plot RUN_DIR [--out DIR] [--ascii]\n"
-          "\n"
-          "Plots RUN_DIR/metrics.csv with gnuplot (Debian package gnuplot-nox):\n"
-          "  loss.png        train_loss and val_loss per epoch\n"
-          "  accuracy.png    train_acc and val_acc (classification runs)\n"
-          "  regression.png  val_mse and val_r2 (regression runs, instead of accuracy.png)\n"
-          "  throughput.png  samples/s per epoch\n"
-          "  predictions.png the model against its training data, for 1 or 2 input features:\n"
-          "                  the prediction curve (1), or the decision regions or predicted\n"
-          "                  surface under the data points (2); needs RUN_DIR/job.yaml and\n"
-          "                  RUN_DIR/model.safetensors\n"
-          "\n"
-          "options:\n"
-          "  --out DIR   folder for the PNG files, created if missing (default: RUN_DIR)\n"
-          "  --ascii     print the same plots as text to stdout instead (for logs)\n",
-          f);
-}
+static const char plot_synopsis[] =
+    "usage: pstrain plot RUN_DIR [--out DIR] [--ascii]\n"
+    "\n"
+    "Plots RUN_DIR/metrics.csv with gnuplot (Debian package gnuplot-nox):\n"
+    "  loss.png        train_loss and val_loss per epoch\n"
+    "  accuracy.png    train_acc and val_acc (classification runs)\n"
+    "  regression.png  val_mse and val_r2 (regression runs, instead of accuracy.png)\n"
+    "  throughput.png  samples/s per epoch\n"
+    "  predictions.png the model against its training data, for 1 or 2 input features:\n"
+    "                  the prediction curve (1), or the decision regions or predicted\n"
+    "                  surface under the data points (2); needs RUN_DIR/job.yaml and\n"
+    "                  RUN_DIR/model.safetensors\n";
 
 /* Reads RUN_DIR/metrics.csv. An epoch recorded twice (cut short by a stop, then whole
  * after --resume; worker/report.h) keeps its last row. Returns an EXIT_* code. */
@@ -618,33 +611,22 @@ done:
 int cmd_plot(int argc, char **argv, const volatile sig_atomic_t *stop)
 {
     (void)stop;
-    const char *run_dir = NULL, *out = NULL;
+    const char *out = NULL;
     int ascii = 0;
-    for (int i = 0; i < argc; i++) {
-        const char *a = argv[i];
-        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            usage(stdout);
-            return EXIT_OK;
-        } else if (strcmp(a, "--ascii") == 0) {
-            ascii = 1;
-        } else if (strcmp(a, "--out") == 0) {
-            if (i + 1 >= argc) {
-                fputs("pstrain plot: --out needs a value\n", stderr);
-                return EXIT_USAGE;
-            }
-            out = argv[++i];
-        } else if (strncmp(a, "--out=", 6) == 0) {
-            out = a + 6;
-        } else if (a[0] == '-' && a[1] != '\0') {
-            fprintf(stderr, "pstrain plot: unknown option '%s' (see --help)\n", a);
-            return EXIT_USAGE;
-        } else if (!run_dir) {
-            run_dir = a;
-        } else {
-            fprintf(stderr, "pstrain plot: unexpected argument '%s' (see --help)\n", a);
-            return EXIT_USAGE;
-        }
-    }
+    const cli_opt opts[] = {
+        {.name = "out", .kind = CLI_STR, .dest = &out, .meta = "DIR",
+         .help = "folder for the PNG files, created if missing (default: RUN_DIR)"},
+        {.name = "ascii", .kind = CLI_FLAG, .dest = &ascii,
+         .help = "print the same plots as text to stdout instead (for logs)"},
+        {0}};
+    const cli_spec spec = {.cmd = "plot", .synopsis = plot_synopsis, .opts = opts,
+                           .max_pos = 1};
+    cli_args args;
+    int ec = cli_parse(&spec, argc, argv, &args);
+    if (ec >= 0)
+        return ec;
+    const char *run_dir = args.npos ? args.pos[0] : NULL;
+    cli_args_fini(&args); /* run_dir points into argv */
     if (!run_dir) {
         fputs("pstrain plot: needs a run folder (see --help)\n", stderr);
         return EXIT_USAGE;
