@@ -82,6 +82,26 @@ static int load_shards(const cfg_job *job, const char *dir, int64_t clock, size_
     return rc;
 }
 
+/* The clocks server 0 has checkpoints of, newest first, in `from` or else in
+ * from/checkpoints (the folder found goes to dir); PST_ERR_IO when neither has any. */
+static int list_clocks(const char *from, char *dir, size_t dircap, int64_t *tags, int cap,
+                       int *n, pst_err *err)
+{
+    int rc;
+    snprintf(dir, dircap, "%s", from);
+    if ((rc = ckpt_list(dir, "server-0-clock-", SHARD_SUFFIX, tags, cap, n, err)))
+        return rc;
+    if (*n == 0) {
+        snprintf(dir, dircap, "%s/checkpoints", from);
+        if ((rc = ckpt_list(dir, "server-0-clock-", SHARD_SUFFIX, tags, cap, n, err)))
+            return rc;
+    }
+    if (*n == 0)
+        return pst_err_set(err, PST_ERR_IO, "--resume %s: no shard checkpoint there "
+                           "(server-<rank>-clock-<c>.safetensors)", from);
+    return PST_OK;
+}
+
 int cmd_consolidate(int argc, char **argv, const volatile sig_atomic_t *stop)
 {
     (void)stop;
@@ -126,23 +146,11 @@ int cmd_consolidate(int argc, char **argv, const volatile sig_atomic_t *stop)
         rc = pst_err_set(&err, PST_ERR_NOMEM, "out of memory");
         goto done;
     }
-    /* The clocks server 0 has, newest first (in DIR, or in DIR/checkpoints). */
     char dir[4200];
     int64_t tags[64];
     int n = 0;
-    snprintf(dir, sizeof dir, "%s", from);
-    if ((rc = ckpt_list(dir, "server-0-clock-", SHARD_SUFFIX, tags, 64, &n, &err)))
+    if ((rc = list_clocks(from, dir, sizeof dir, tags, 64, &n, &err)))
         goto done;
-    if (n == 0) {
-        snprintf(dir, sizeof dir, "%s/checkpoints", from);
-        if ((rc = ckpt_list(dir, "server-0-clock-", SHARD_SUFFIX, tags, 64, &n, &err)))
-            goto done;
-    }
-    if (n == 0) {
-        rc = pst_err_set(&err, PST_ERR_IO, "--resume %s: no shard checkpoint there "
-                         "(server-<rank>-clock-<c>.safetensors)", from);
-        goto done;
-    }
     /* The model, built as a worker builds it, for the parameter count and the file. */
     if ((rc = wk_data_load(job, job->cluster.workers, 0, &data, &err)))
         goto done;

@@ -46,6 +46,14 @@ typedef struct {
     cli_args args;          /* the job file and overrides */
 } mpi_args;
 
+/* The launch as every rank works it out (agree_roles). */
+typedef struct {
+    int counts[3];          /* ranks per role */
+    int one_host;           /* every rank on this host */
+    int role, role_rank;    /* this rank's role, and its rank among that role's ranks */
+    int coord_rank;         /* the world rank of the coordinator */
+} mpi_plan;
+
 /* What every rank tells every other before anything starts. */
 typedef struct {
     int code;               /* this rank's exit code so far: 0 = ready */
@@ -156,6 +164,135 @@ static int role_of(const rank_info *all, int r, int spmd, int servers)
     return r == 0 ? ROLE_COORD : r <= servers ? ROLE_SERVER : ROLE_WORKER;
 }
 
+/* What every rank decides from the same table (so all agree on the roles, or all stop
+ * with the same code): this rank's role, its rank among that role's ranks, the counts.
+ * Returns 0, or the exit code with why filled. */
+static int agree_roles(const rank_info *all, int nranks, int rank, mpi_plan *pl, char *why,
+                       size_t whycap)
+{
+    memset(pl, 0, sizeof *pl);
+    int code = EXIT_OK;
+    int *counts = pl->counts;
+    for (int r = 0; r < nranks && !code; r++)
+        if (all[r].code) {
+            code = all[r].code;
+            snprintf(why, whycap, "rank %d rejected its arguments", r);
+        }
+    int one_host = 1, spmd = all[0].role == ROLE_ANY;
+    for (int r = 0; r < nranks && !code; r++) {
+        one_host &= strcmp(all[r].host, all[0].host) == 0;
+        if ((all[r].role == ROLE_ANY) != spmd) {
+            code = EXIT_USAGE;
+            snprintf(why, whycap, "give --role to every rank or to none (rank %d)", r);
+        } else if (spmd && all[r].servers != all[0].servers) {
+            code = EXIT_USAGE;
+            snprintf(why, whycap, "rank %d has %d servers, rank 0 has %d", r,
+                     all[r].servers, all[0].servers);
+        } else if (!spmd)
+            counts[all[r].role]++;
+    }
+    if (!code && spmd) {
+        counts[ROLE_COORD] = 1;
+        counts[ROLE_SERVER] = all[0].servers;
+        counts[ROLE_WORKER] = nranks - 1 - all[0].servers;
+    }
+    if (!code && (counts[ROLE_COORD] != 1 || counts[ROLE_SERVER] < 1 || counts[ROLE_WORKER] < 1)) {
+        code = EXIT_USAGE;
+        snprintf(why, whycap,
+                 "%d ranks make %d coordinator(s), %d server(s) and %d worker(s); a job needs "
+                 "1, at least 1 and at least 1",
+                 nranks, counts[ROLE_COORD], counts[ROLE_SERVER], counts[ROLE_WORKER]);
+    }
+    /* This rank's role and its rank among that role's ranks (world order). */
+    int role = ROLE_COORD, role_rank = 0, coord_rank = 0;
+    for (int r = 0; r < nranks && !code; r++) {
+        int rr = role_of(all, r, spmd, counts[ROLE_SERVER]);
+        coord_rank = rr == ROLE_COORD ? r : coord_rank;
+        if (r == rank)
+            role = rr;
+    }
+    for (int r = 0; r < rank && !code; r++)
+        role_rank += role_of(all, r, spmd, counts[ROLE_SERVER]) == role;
+    pl->one_host = one_host;
+    pl->role = role;
+    pl->role_rank = role_rank;
+    pl->coord_rank = coord_rank;
+    return code;
+}
+
+/* This rank's part of the job, once all agree: the coordinator in a thread (its endpoint
+ * broadcast to the others), a server or a worker. Returns a pst_status. */
+static int run_rank(const mpi_args *a, const mpi_plan *pl, const char *host, const cfg_job *job,
+                    const log_ctx *lg, const volatile sig_atomic_t *stop, pst_err *err)
+{
+    int rc = PST_OK;
+    const char *bind = a->bind ? a->bind : pl->one_host ? "127.0.0.1" : "0.0.0.0";
+    const char *advertise = a->advertise ? a->advertise
+                            : strcmp(bind, "0.0.0.0") ? bind
+                                                      : host;
+
+    coord_thread ct = {.rc = 0};
+    pthread_t tid;
+    int started = 0, fds[2] = {-1, -1};
+    char ep[EP_LEN] = "", bound[EP_LEN] = "";
+    if (pl->role == ROLE_COORD) {
+        char bind_ep[EP_LEN];
+        snprintf(bind_ep, sizeof bind_ep, "tcp://%s:0", bind);
+        if (pipe(fds)) {
+            rc = pst_err_set(err, PST_ERR_IO, "pipe: %s", strerror(errno));
+        } else {
+            ct.o = (coord_options){.bind = bind_ep, .ready_fd = fds[1], .job = job, .lg = lg,
+                                   .stop = stop, .faults = getenv("PSTRAIN_FAULTS")};
+            atomic_init(&ct.done, 0);
+            if (pthread_create(&tid, NULL, coord_main, &ct)) {
+                close(fds[1]);
+                rc = pst_err_set(err, PST_ERR_IO, "cannot start the coordinator thread");
+            } else
+                started = 1;
+        }
+        if (started && read_endpoint(fds[0], &ct, bound, sizeof bound) == 0) {
+            /* The kernel chose the port; others reach it at the advertised host. */
+            const char *port = strrchr(bound, ':');
+            snprintf(ep, sizeof ep, "tcp://%s%s", advertise, port ? port : ":0");
+            log_info(lg, "coordinator endpoint for the other ranks: %s", ep);
+        } else if (started && !atomic_load(&ct.done))
+            log_error(lg, "the coordinator did not bind within %d s", BIND_WAIT_MS / 1000);
+        if (fds[0] >= 0)
+            close(fds[0]);
+    }
+    /* An empty endpoint tells the others the coordinator did not start. */
+    MPI_Bcast(ep, (int)sizeof ep, MPI_CHAR, pl->coord_rank, MPI_COMM_WORLD);
+
+    if (pl->role != ROLE_COORD) {
+        if (!ep[0])
+            rc = pst_err_set(err, PST_ERR_IO, "the coordinator (rank %d) did not start",
+                             pl->coord_rank);
+        else if (pl->role == ROLE_SERVER) {
+            srv_options o = {.rank = pl->role_rank, .coordinator = ep, .bind_host = bind,
+                             .advertise = advertise, .job = job, .lg = lg, .stop = stop,
+                             .faults = getenv("PSTRAIN_FAULTS")};
+            rc = srv_run(&o, err);
+        } else {
+            openblas_threads(job->train.threads);
+            wk_dist_options o = {.rank = pl->role_rank, .coordinator = ep, .job = job, .lg = lg,
+                                 .stop = stop, .progress_out = stderr,
+                                 .tty = isatty(STDERR_FILENO),
+                                 .faults = getenv("PSTRAIN_FAULTS")};
+            rc = wk_dist_run(&o, err);
+        }
+    }
+    if (started) {
+        pthread_join(tid, NULL);
+        if (!bound[0])
+            close(fds[1]); /* coord_run closes ready_fd only once it has written to it */
+        if (!rc)
+            rc = ct.rc;
+        if (ct.rc)
+            *err = ct.err;
+    }
+    return rc;
+}
+
 int cmd_mpi(int argc, char **argv, const volatile sig_atomic_t *stop)
 {
     mpi_args a;
@@ -206,50 +343,9 @@ int cmd_mpi(int argc, char **argv, const volatile sig_atomic_t *stop)
     }
     MPI_Allgather(&me, (int)sizeof me, MPI_BYTE, all, (int)sizeof me, MPI_BYTE, MPI_COMM_WORLD);
 
-    /* From here every rank decides the same from the same table, so all agree on the
-     * roles or all stop with the same code. */
-    int code = EXIT_OK;
+    mpi_plan plan;
     char why[200] = "";
-    for (int r = 0; r < nranks && !code; r++)
-        if (all[r].code) {
-            code = all[r].code;
-            snprintf(why, sizeof why, "rank %d rejected its arguments", r);
-        }
-    int counts[3] = {0, 0, 0}, one_host = 1, spmd = all[0].role == ROLE_ANY;
-    for (int r = 0; r < nranks && !code; r++) {
-        one_host &= strcmp(all[r].host, all[0].host) == 0;
-        if ((all[r].role == ROLE_ANY) != spmd) {
-            code = EXIT_USAGE;
-            snprintf(why, sizeof why, "give --role to every rank or to none (rank %d)", r);
-        } else if (spmd && all[r].servers != all[0].servers) {
-            code = EXIT_USAGE;
-            snprintf(why, sizeof why, "rank %d has %d servers, rank 0 has %d", r,
-                     all[r].servers, all[0].servers);
-        } else if (!spmd)
-            counts[all[r].role]++;
-    }
-    if (!code && spmd) {
-        counts[ROLE_COORD] = 1;
-        counts[ROLE_SERVER] = all[0].servers;
-        counts[ROLE_WORKER] = nranks - 1 - all[0].servers;
-    }
-    if (!code && (counts[ROLE_COORD] != 1 || counts[ROLE_SERVER] < 1 || counts[ROLE_WORKER] < 1)) {
-        code = EXIT_USAGE;
-        snprintf(why, sizeof why,
-                 "%d ranks make %d coordinator(s), %d server(s) and %d worker(s); a job needs "
-                 "1, at least 1 and at least 1",
-                 nranks, counts[ROLE_COORD], counts[ROLE_SERVER], counts[ROLE_WORKER]);
-    }
-    /* This rank's role and its rank among that role's ranks (world order). */
-    int role = ROLE_COORD, role_rank = 0, coord_rank = 0;
-    for (int r = 0; r < nranks && !code; r++) {
-        int rr = role_of(all, r, spmd, counts[ROLE_SERVER]);
-        coord_rank = rr == ROLE_COORD ? r : coord_rank;
-        if (r == rank)
-            role = rr;
-    }
-    for (int r = 0; r < rank && !code; r++)
-        role_rank += role_of(all, r, spmd, counts[ROLE_SERVER]) == role;
+    int code = agree_roles(all, nranks, rank, &plan, why, sizeof why);
     if (code) {
         if (me.code == EXIT_OK && rank == 0)
             fprintf(stderr, "pstrain mpi: %s\n", why);
@@ -262,14 +358,14 @@ int cmd_mpi(int argc, char **argv, const volatile sig_atomic_t *stop)
 
     /* The job with the counts the launch gave: appended last, so they win. */
     char sbuf[64], wbuf[64];
-    snprintf(sbuf, sizeof sbuf, "%d", counts[ROLE_SERVER]);
-    snprintf(wbuf, sizeof wbuf, "%d", counts[ROLE_WORKER]);
+    snprintf(sbuf, sizeof sbuf, "%d", plan.counts[ROLE_SERVER]);
+    snprintf(wbuf, sizeof wbuf, "%d", plan.counts[ROLE_WORKER]);
     ov[nov++] = (cli_override){"cluster.servers", "cluster.servers", sbuf};
     ov[nov++] = (cli_override){"cluster.workers", "cluster.workers", wbuf};
     int rc = cli_load_job(&job, a.job_path, ov, nov, &err);
     free(ov);
     cli_args_fini(&a.args); /* what is still used points into argv */
-    if (rc == PST_OK && (rc = cli_check_security(job, role_names[role], &err))) {
+    if (rc == PST_OK && (rc = cli_check_security(job, role_names[plan.role], &err))) {
         cfg_job_free(job);
         job = NULL;
     }
@@ -285,72 +381,9 @@ int cmd_mpi(int argc, char **argv, const volatile sig_atomic_t *stop)
         MPI_Finalize();
         return bad ? bad : any_bad;
     }
-    const char *bind = a.bind ? a.bind : one_host ? "127.0.0.1" : "0.0.0.0";
-    const char *advertise = a.advertise ? a.advertise
-                            : strcmp(bind, "0.0.0.0") ? bind
-                                                      : me.host;
-
     log_ctx lg;
-    log_init(&lg, role_names[role], role == ROLE_COORD ? -1 : role_rank, stderr);
-    coord_thread ct = {.rc = 0};
-    pthread_t tid;
-    int started = 0, fds[2] = {-1, -1};
-    char ep[EP_LEN] = "", bound[EP_LEN] = "";
-    if (role == ROLE_COORD) {
-        char bind_ep[EP_LEN];
-        snprintf(bind_ep, sizeof bind_ep, "tcp://%s:0", bind);
-        if (pipe(fds)) {
-            rc = pst_err_set(&err, PST_ERR_IO, "pipe: %s", strerror(errno));
-        } else {
-            ct.o = (coord_options){.bind = bind_ep, .ready_fd = fds[1], .job = job, .lg = &lg,
-                                   .stop = stop, .faults = getenv("PSTRAIN_FAULTS")};
-            atomic_init(&ct.done, 0);
-            if (pthread_create(&tid, NULL, coord_main, &ct)) {
-                close(fds[1]);
-                rc = pst_err_set(&err, PST_ERR_IO, "cannot start the coordinator thread");
-            } else
-                started = 1;
-        }
-        if (started && read_endpoint(fds[0], &ct, bound, sizeof bound) == 0) {
-            /* The kernel chose the port; others reach it at the advertised host. */
-            const char *port = strrchr(bound, ':');
-            snprintf(ep, sizeof ep, "tcp://%s%s", advertise, port ? port : ":0");
-            log_info(&lg, "coordinator endpoint for the other ranks: %s", ep);
-        } else if (started && !atomic_load(&ct.done))
-            log_error(&lg, "the coordinator did not bind within %d s", BIND_WAIT_MS / 1000);
-        if (fds[0] >= 0)
-            close(fds[0]);
-    }
-    /* An empty endpoint tells the others the coordinator did not start. */
-    MPI_Bcast(ep, (int)sizeof ep, MPI_CHAR, coord_rank, MPI_COMM_WORLD);
-
-    if (role != ROLE_COORD) {
-        if (!ep[0])
-            rc = pst_err_set(&err, PST_ERR_IO, "the coordinator (rank %d) did not start",
-                             coord_rank);
-        else if (role == ROLE_SERVER) {
-            srv_options o = {.rank = role_rank, .coordinator = ep, .bind_host = bind,
-                             .advertise = advertise, .job = job, .lg = &lg, .stop = stop,
-                             .faults = getenv("PSTRAIN_FAULTS")};
-            rc = srv_run(&o, &err);
-        } else {
-            openblas_threads(job->train.threads);
-            wk_dist_options o = {.rank = role_rank, .coordinator = ep, .job = job, .lg = &lg,
-                                 .stop = stop, .progress_out = stderr,
-                                 .tty = isatty(STDERR_FILENO),
-                                 .faults = getenv("PSTRAIN_FAULTS")};
-            rc = wk_dist_run(&o, &err);
-        }
-    }
-    if (started) {
-        pthread_join(tid, NULL);
-        if (!bound[0])
-            close(fds[1]); /* coord_run closes ready_fd only once it has written to it */
-        if (!rc)
-            rc = ct.rc;
-        if (ct.rc)
-            err = ct.err;
-    }
+    log_init(&lg, role_names[plan.role], plan.role == ROLE_COORD ? -1 : plan.role_rank, stderr);
+    rc = run_rank(&a, &plan, me.host, job, &lg, stop, &err);
     if (rc)
         log_error(&lg, "%s", err.msg);
     cfg_job_free(job);

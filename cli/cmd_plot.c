@@ -479,6 +479,40 @@ static void write_predictions_script(FILE *s, const void *ctx)
         fputs("unset output\n", s);
 }
 
+/* The data points to draw, every stride-th row of ds: x (n, D) raw features, t (n) label or
+ * first target; and the grid g (gx * gy, D) spanning the data's range plus 5% each side. */
+static void sample_points(const pred_plot *pp, const ds_dataset *ds, int64_t stride, float *x,
+                          float *t, float *g)
+{
+    const int D = pp->dims;
+    const int64_t N = ds_count(ds);
+    const float *X = ds_x_const(ds);
+    float lo[2] = {INFINITY, INFINITY}, hi[2] = {-INFINITY, -INFINITY};
+    for (int64_t i = 0; i < N; i++)
+        for (int j = 0; j < D; j++) {
+            float v = X[i * D + j];
+            lo[j] = v < lo[j] ? v : lo[j];
+            hi[j] = v > hi[j] ? v : hi[j];
+        }
+    for (int64_t i = 0, k = 0; i < N; i += stride, k++) {
+        memcpy(x + k * D, X + i * D, (size_t)D * sizeof *x);
+        t[k] = pp->classify ? (float)ds_labels_const(ds)[i]
+                            : ds_targets_const(ds)[i * ds_target_dim(ds)];
+    }
+    for (int j = 0; j < D; j++) {
+        float pad = 0.05f * (hi[j] - lo[j] > 0 ? hi[j] - lo[j] : 1.0f);
+        lo[j] -= pad;
+        hi[j] += pad;
+    }
+    for (int iy = 0; iy < pp->gy; iy++)
+        for (int ix = 0; ix < pp->gx; ix++) {
+            float *gi = g + ((int64_t)iy * pp->gx + ix) * D;
+            gi[0] = lo[0] + (hi[0] - lo[0]) * (float)ix / (float)(pp->gx - 1);
+            if (D == 2)
+                gi[1] = lo[1] + (hi[1] - lo[1]) * (float)iy / (float)(pp->gy - 1);
+        }
+}
+
 /* predictions.png (or its text form) when RUN_DIR has the model and job of a 1- or 2-feature
  * task; says on stderr why not otherwise. Returns an EXIT_* code. */
 static int plot_predictions(const char *gnuplot, const char *run_dir, const char *outdir,
@@ -558,31 +592,7 @@ static int plot_predictions(const char *gnuplot, const char *run_dir, const char
         rc = pst_err_set(&err, PST_ERR_NOMEM, "out of memory for the prediction plot");
         goto done;
     }
-    const float *X = ds_x_const(ds);
-    float lo[2] = {INFINITY, INFINITY}, hi[2] = {-INFINITY, -INFINITY};
-    for (int64_t i = 0; i < N; i++)
-        for (int j = 0; j < D; j++) {
-            float v = X[i * D + j];
-            lo[j] = v < lo[j] ? v : lo[j];
-            hi[j] = v > hi[j] ? v : hi[j];
-        }
-    for (int64_t i = 0, k = 0; i < N; i += stride, k++) {
-        memcpy(x + k * D, X + i * D, (size_t)D * sizeof *x);
-        t[k] = pp.classify ? (float)ds_labels_const(ds)[i]
-                           : ds_targets_const(ds)[i * ds_target_dim(ds)];
-    }
-    for (int j = 0; j < D; j++) {
-        float pad = 0.05f * (hi[j] - lo[j] > 0 ? hi[j] - lo[j] : 1.0f);
-        lo[j] -= pad;
-        hi[j] += pad;
-    }
-    for (int iy = 0; iy < pp.gy; iy++)
-        for (int ix = 0; ix < pp.gx; ix++) {
-            float *gi = g + ((int64_t)iy * pp.gx + ix) * D;
-            gi[0] = lo[0] + (hi[0] - lo[0]) * (float)ix / (float)(pp.gx - 1);
-            if (D == 2)
-                gi[1] = lo[1] + (hi[1] - lo[1]) * (float)iy / (float)(pp.gy - 1);
-        }
+    sample_points(&pp, ds, stride, x, t, g);
     if ((rc = cli_predict_rows(ck, g, pp.ng, 512, y, &err)))
         goto done;
     if (pp.classify)
