@@ -6,8 +6,10 @@
 #include <signal.h>
 
 #include "ckpt/ckpt.h"
+#include "cli/args.h"
 #include "core/config.h"
 #include "base/err.h"
+#include "base/testhooks.h"
 
 /* Exit codes (documented in README.md): scripts and launchers retry only the retriable. */
 enum {
@@ -29,27 +31,26 @@ int cli_stop_exit_code(int sig);
 void openblas_threads(int n);
 
 /* Loads the job: the file, or the built-in default when path is NULL, then applies the
- * overrides argv[0..argc) ("--key value" / "--key=value" / aliases like --epochs) and
- * checks it. Consumes every argument; an unknown flag is an error. */
-int cli_load_job(cfg_job **job, const char *path, int argc, char **argv, pst_err *err);
+ * overrides ov[0..nov) in order (cli/args.h; key "freeze" is --freeze's list) and checks
+ * it. A bad override's error names its flag ("--epochs: ..."). */
+int cli_load_job(cfg_job **job, const char *path, const cli_override *ov, int nov,
+                 pst_err *err);
 
 /* With security on (any security.* key set), checks that the keys role needs are set and
  * that every key file given loads (PST_ERR_CONFIG naming the file otherwise). role:
  * "coordinator", "server", "worker", or NULL for a launcher of every role. */
 int cli_check_security(const cfg_job *job, const char *role, pst_err *err);
-/* The descriptor pstrain local hands its workers for progress records (worker/dist.h), from
- * environment variable PSTRAIN_PROGRESS_FD: *fd = -1 when unset; an error when it is set
- * but not an open pipe. */
-int cli_progress_fd(int *fd, pst_err *err);
 
 /* The model's outputs y (n, out) for raw feature rows x (n, D): the checkpoint's scaler
  * applied, then the forward pass in batches of at most the max_batch ck was loaded with --
- * what `pstrain predict` computes for each row (cmd_eval.c). */
+ * what `pstrain predict` computes for each row (cli/predict.c). */
 int cli_predict_rows(ckpt_model *ck, const float *x, int64_t n, int max_batch, float *y,
                      pst_err *err);
 
-/* Text listing the override flags, for --help. */
-extern const char cli_override_help[];
+/* The test hooks of this process (base/testhooks.h) from its PSTRAIN_TEST_* variables,
+ * filled into *h, for the worker of this rank (-1: not a worker; the per-worker hooks stay
+ * off). NULL when no PSTRAIN_TEST_* variable is set: production runs carry no hooks. */
+const pst_test_hooks *cli_test_hooks(pst_test_hooks *h, int rank);
 
 int cmd_train(int argc, char **argv, const volatile sig_atomic_t *stop);
 int cmd_local(int argc, char **argv, const volatile sig_atomic_t *stop);

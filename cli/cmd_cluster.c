@@ -10,6 +10,7 @@
 #include <cjson/cJSON.h>
 
 #include "cli/cli.h"
+#include "cli/progress.h"
 #include "base/log.h"
 #include "obs/obs.h"
 #include "ps/coord.h"
@@ -26,12 +27,12 @@ typedef struct {
     int port;               /* a server's port; 0: any free one */
     int metrics_port;       /* --metrics-port: this process's Prometheus port, 0 = off;
                                -1: not given (cluster.metrics_port decides) */
-    char *rest[256];        /* job overrides */
-    int nrest;
+    cli_args args;          /* the job file and overrides */
     char coord_buf[300];
     char bind_buf[300];
     char adv_buf[256];
-    char tf_over[2][64];    /* cluster.servers/workers from TF_CONFIG */
+    cli_override tf_over[2]; /* cluster.servers/workers from TF_CONFIG */
+    char tf_val[2][16];
     int ntf;
 } node_args;
 
@@ -55,46 +56,25 @@ static const char env_help[] =
     "    command: ps = server, worker = worker, chief or coordinator = coordinator\n"
     "  PSTRAIN_LOG=debug|info|warn|error\n";
 
-static void node_usage(const char *role, FILE *f)
-{
-    if (strcmp(role, "coordinator") == 0)
-        fprintf(f,
-                "usage: pstrain coordinator [JOB.yaml] [--bind ENDPOINT] [--ready-fd FD] "
-                "[--KEY VALUE ...]\n\n"
-                "The rendezvous of a distributed job: waits for cluster.servers servers and\n"
-                "cluster.workers workers, sends them the shard map, follows the workers and\n"
-                "stops the servers when all workers are done. Holds no parameters.\n\n"
-                "  --bind ENDPOINT   where to listen (default tcp://0.0.0.0:7070; port 0 = any)\n"
-                "  --ready-fd FD     write the bound endpoint to this descriptor (launchers)\n"
-                "  --metrics-port N  serve Prometheus /metrics and the /status JSON on port N\n"
-                "                    (default: cluster.metrics_port; 0 = off)\n");
-    else
-        fprintf(f,
-                "usage: pstrain %s [JOB.yaml] --rank R --coordinator tcp://HOST:PORT [--KEY VALUE "
-                "...]\n\n%s\n\n"
-                "  --rank R               this process's rank among the %ss (from 0)\n"
-                "  --coordinator ENDPOINT the coordinator's address\n"
-                "%s",
-                role,
-                strcmp(role, "server") == 0
-                    ? "A parameter server: holds a shard of the model, applies the optimizer to\n"
-                      "pushed gradients and answers pulls under the job's consistency model."
-                    : "A worker: trains on its partition of the data, pushing gradients to the\n"
-                      "servers and pulling weights. Worker 0 also evaluates and writes metrics.",
-                role,
-                strcmp(role, "server") == 0
-                    ? "  --bind HOST            interface to listen on (default 127.0.0.1;\n"
-                      "                         0.0.0.0 for all)\n"
-                      "  --advertise HOST       address workers should use (default: the bind\n"
-                      "                         address, or the host name when binding 0.0.0.0)\n"
-                      "  --port N               port to listen on (default 0: any free port)\n"
-                      "  --metrics-port N       serve Prometheus /metrics on port N (default:\n"
-                      "                         cluster.metrics_port + 1 + rank; 0 = off)\n"
-                    : "");
-    fprintf(f, "\nAll processes of a job must run the same job (file and overrides); the\n"
-               "coordinator refuses a process whose model or settings differ.\n\n%s\n%s",
-            env_help, cli_override_help);
-}
+static const char coord_synopsis[] =
+    "usage: pstrain coordinator [JOB.yaml] [--bind ENDPOINT] [--ready-fd FD] "
+    "[--KEY VALUE ...]\n\n"
+    "The rendezvous of a distributed job: waits for cluster.servers servers and\n"
+    "cluster.workers workers, sends them the shard map, follows the workers and\n"
+    "stops the servers when all workers are done. Holds no parameters.\n";
+static const char server_synopsis[] =
+    "usage: pstrain server [JOB.yaml] --rank R --coordinator tcp://HOST:PORT [--KEY VALUE "
+    "...]\n\n"
+    "A parameter server: holds a shard of the model, applies the optimizer to\n"
+    "pushed gradients and answers pulls under the job's consistency model.\n";
+static const char worker_synopsis[] =
+    "usage: pstrain worker [JOB.yaml] --rank R --coordinator tcp://HOST:PORT [--KEY VALUE "
+    "...]\n\n"
+    "A worker: trains on its partition of the data, pushing gradients to the\n"
+    "servers and pulling weights. Worker 0 also evaluates and writes metrics.\n";
+static const char node_epilog[] =
+    "All processes of a job must run the same job (file and overrides); the\n"
+    "coordinator refuses a process whose model or settings differ.\n\n";
 
 static int parse_int(const char *s, int *out)
 {
@@ -213,68 +193,107 @@ static int tf_config(const char *role, const char *json, node_args *a, pst_err *
                 a->bind = "0.0.0.0";
         }
     }
-    if (ps)
-        snprintf(a->tf_over[a->ntf++], sizeof a->tf_over[0], "--cluster.servers=%d",
-                 cJSON_GetArraySize(ps));
-    if (wk)
-        snprintf(a->tf_over[a->ntf++], sizeof a->tf_over[0], "--cluster.workers=%d",
-                 cJSON_GetArraySize(wk));
+    const cJSON *lists[2] = {ps, wk};
+    static const char *const keys[2] = {"cluster.servers", "cluster.workers"};
+    for (int k = 0; k < 2; k++)
+        if (lists[k]) {
+            snprintf(a->tf_val[a->ntf], sizeof a->tf_val[0], "%d", cJSON_GetArraySize(lists[k]));
+            a->tf_over[a->ntf] = (cli_override){keys[k], keys[k], a->tf_val[a->ntf]};
+            a->ntf++;
+        }
     rc = 0;
 cleanup:
     cJSON_Delete(root);
     return rc;
 }
 
-/* Splits argv into the node's own flags and job overrides, then fills gaps from the
- * environment. Returns 0, 1 for --help, or -1 with err set. */
-static int parse_node(const char *role, int argc, char **argv, node_args *a, pst_err *err)
+static int node_env(const char *role, node_args *a, pst_err *err);
+
+/* The role's options and job overrides, then the gaps filled from the environment.
+ * Returns -1 to go on, else the exit code (help or a usage error printed). Options that a
+ * role does not use are accepted but not listed (help NULL), as before the table. */
+static int parse_node(const char *role, int argc, char **argv, node_args *a)
 {
     memset(a, 0, sizeof *a);
     a->rank = -1;
     a->ready_fd = -1;
     a->metrics_port = -1;
-    int i = 0;
-    if (argc > 0 && argv[0][0] != '-')
-        a->job_path = argv[i++];
-    for (; i < argc; i++) {
-        const char *f = argv[i];
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(f, "-h") || !strcmp(f, "--help"))
-            return 1;
-        int takes = !strcmp(f, "--rank") || !strcmp(f, "--coordinator") ||
-                    !strcmp(f, "--bind") || !strcmp(f, "--advertise") || !strcmp(f, "--ready-fd") ||
-                    (!strcmp(f, "--port") && strcmp(role, "server") == 0) ||
-                    (!strcmp(f, "--metrics-port") && strcmp(role, "worker") != 0);
-        if (takes && !v)
-            return pst_err_set(err, PST_ERR_ARG, "%s needs a value", f), -1;
-        if (!strcmp(f, "--rank")) {
-            if (parse_int(v, &a->rank))
-                return pst_err_set(err, PST_ERR_ARG, "--rank: '%s' is not a rank", v), -1;
-        } else if (!strcmp(f, "--ready-fd")) {
-            if (parse_int(v, &a->ready_fd))
-                return pst_err_set(err, PST_ERR_ARG, "--ready-fd: '%s' is not a descriptor", v),
-                       -1;
-        } else if (!strcmp(f, "--port")) {
-            if (parse_int(v, &a->port) || a->port > 65535)
-                return pst_err_set(err, PST_ERR_ARG, "--port: '%s' is not a port", v), -1;
-        } else if (!strcmp(f, "--metrics-port")) {
-            if (parse_int(v, &a->metrics_port) || a->metrics_port > 65535)
-                return pst_err_set(err, PST_ERR_ARG, "--metrics-port: '%s' is not a port", v),
-                       -1;
-        } else if (!strcmp(f, "--coordinator"))
-            a->coordinator = v;
-        else if (!strcmp(f, "--bind"))
-            a->bind = v;
-        else if (!strcmp(f, "--advertise"))
-            a->advertise = v;
-        else {
-            if (a->nrest == (int)(sizeof a->rest / sizeof a->rest[0]))
-                return pst_err_set(err, PST_ERR_ARG, "too many arguments"), -1;
-            a->rest[a->nrest++] = argv[i];
-            continue;
+    const int coord = !strcmp(role, "coordinator"), server = !strcmp(role, "server");
+    const cli_opt rank = {
+        .name = "rank", .kind = CLI_INT, .dest = &a->rank, .meta = "R", .lo = 0, .hi = 1000000,
+        .help = coord ? NULL : server ? "this process's rank among the servers (from 0)"
+                                      : "this process's rank among the workers (from 0)"};
+    const cli_opt coordinator = {.name = "coordinator", .kind = CLI_STR, .dest = &a->coordinator,
+                                 .meta = "ENDPOINT",
+                                 .help = coord ? NULL : "the coordinator's address"};
+    const cli_opt bind = {
+        .name = "bind", .kind = CLI_STR, .dest = &a->bind, .meta = coord ? "ENDPOINT" : "HOST",
+        .help = coord    ? "where to listen (default tcp://0.0.0.0:7070; port 0 = any)"
+                : server ? "interface to listen on (default 127.0.0.1;\n0.0.0.0 for all)"
+                         : NULL};
+    const cli_opt advertise = {
+        .name = "advertise", .kind = CLI_STR, .dest = &a->advertise, .meta = "HOST",
+        .help = server ? "address workers should use (default: the bind\naddress, or the host "
+                         "name when binding 0.0.0.0)"
+                       : NULL};
+    const cli_opt ready = {
+        .name = "ready-fd", .kind = CLI_INT, .dest = &a->ready_fd, .meta = "FD", .lo = 0,
+        .hi = 1000000,
+        .help = coord ? "write the bound endpoint to this descriptor (launchers)" : NULL};
+    const cli_opt port = {.name = "port", .kind = CLI_INT, .dest = &a->port, .meta = "N",
+                          .lo = 0, .hi = 65535,
+                          .help = "port to listen on (default 0: any free port)"};
+    const cli_opt metrics = {
+        .name = "metrics-port", .kind = CLI_INT, .dest = &a->metrics_port, .meta = "N", .lo = 0,
+        .hi = 65535,
+        .help = coord ? "serve Prometheus /metrics and the /status JSON on port N\n"
+                        "(default: cluster.metrics_port; 0 = off)"
+                      : "serve Prometheus /metrics on port N (default:\n"
+                        "cluster.metrics_port + 1 + rank; 0 = off)"};
+    cli_opt opts[8];
+    int n = 0;
+    if (coord) {
+        opts[n++] = bind;
+        opts[n++] = ready;
+        opts[n++] = metrics;
+        opts[n++] = rank;
+        opts[n++] = coordinator;
+        opts[n++] = advertise;
+    } else {
+        opts[n++] = rank;
+        opts[n++] = coordinator;
+        opts[n++] = bind;
+        opts[n++] = advertise;
+        if (server) {
+            opts[n++] = port;
+            opts[n++] = metrics;
         }
-        i++;
+        opts[n++] = ready;
     }
+    opts[n] = (cli_opt){0};
+    char epilog[4096];
+    snprintf(epilog, sizeof epilog, "%s%s", node_epilog, env_help);
+    const cli_spec spec = {.cmd = role,
+                           .synopsis = coord ? coord_synopsis : server ? server_synopsis
+                                                                       : worker_synopsis,
+                           .opts = opts, .epilog = epilog, .job = 1, .max_pos = 1};
+    int ec = cli_parse(&spec, argc, argv, &a->args);
+    if (ec >= 0)
+        return ec;
+    a->job_path = a->args.npos ? a->args.pos[0] : NULL;
+    pst_err err = {0};
+    if (node_env(role, a, &err)) {
+        fprintf(stderr, "pstrain %s: %s\n", role, err.msg);
+        cli_args_fini(&a->args);
+        return EXIT_USAGE;
+    }
+    return -1;
+}
+
+/* Fills what the flags left unset from the environment and TF_CONFIG; checks that a
+ * server or worker has its rank and coordinator. Returns 0, or -1 with err set. */
+static int node_env(const char *role, node_args *a, pst_err *err)
+{
     const char *e;
     if (a->rank < 0 && ((e = getenv("PSTRAIN_RANK")) || (e = getenv("JOB_COMPLETION_INDEX"))) &&
         parse_int(e, &a->rank))
@@ -319,28 +338,24 @@ static int parse_node(const char *role, int argc, char **argv, node_args *a, pst
 }
 
 #define ENV_OVERRIDES 8
-#define ENV_OVERRIDE_LEN 4200 /* "--security.server_public=" and a path */
 
-/* Job overrides from the environment, applied before the command line's. */
-static int env_overrides(char **out, char (*buf)[ENV_OVERRIDE_LEN], int *n)
+/* Job overrides from the environment, applied before the command line's: appended to
+ * out[*n..]. */
+static void env_overrides(cli_override *out, int *n)
 {
     static const struct {
         const char *var, *key;
-    } vars[] = {{"PSTRAIN_NUM_SERVERS", "cluster.servers"}, {"DMLC_NUM_SERVER", "cluster.servers"},
-                {"PSTRAIN_NUM_WORKERS", "cluster.workers"}, {"DMLC_NUM_WORKER", "cluster.workers"},
-                {"PSTRAIN_SERVER_KEY", "security.server_key"},
-                {"PSTRAIN_SERVER_PUBLIC", "security.server_public"},
-                {"PSTRAIN_CLIENT_KEY", "security.client_key"}, {"PSTRAIN_ALLOW", "security.allow"}};
-    int k = 0;
-    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
+    } vars[ENV_OVERRIDES] = {
+        {"PSTRAIN_NUM_SERVERS", "cluster.servers"}, {"DMLC_NUM_SERVER", "cluster.servers"},
+        {"PSTRAIN_NUM_WORKERS", "cluster.workers"}, {"DMLC_NUM_WORKER", "cluster.workers"},
+        {"PSTRAIN_SERVER_KEY", "security.server_key"},
+        {"PSTRAIN_SERVER_PUBLIC", "security.server_public"},
+        {"PSTRAIN_CLIENT_KEY", "security.client_key"}, {"PSTRAIN_ALLOW", "security.allow"}};
+    for (size_t i = 0; i < ENV_OVERRIDES; i++) {
         const char *v = getenv(vars[i].var);
-        if (!v)
-            continue;
-        if (snprintf(buf[k], ENV_OVERRIDE_LEN, "--%s=%s", vars[i].key, v) >= ENV_OVERRIDE_LEN)
-            return -1;
-        out[(*n)++] = buf[k++];
+        if (v)
+            out[(*n)++] = (cli_override){vars[i].key, vars[i].key, v};
     }
-    return k;
 }
 
 /* The Prometheus endpoint of a server or the coordinator, when its port is not 0: the
@@ -373,28 +388,25 @@ static int run_node(const char *role, int argc, char **argv, const volatile sig_
 {
     node_args a;
     pst_err err = {0};
-    int p = parse_node(role, argc, argv, &a, &err);
-    if (p == 1) {
-        node_usage(role, stdout);
-        return EXIT_OK;
+    int ec = parse_node(role, argc, argv, &a);
+    if (ec >= 0)
+        return ec;
+    cli_override *ov = calloc((size_t)(a.ntf + ENV_OVERRIDES + a.args.nov) + 1, sizeof *ov);
+    if (!ov) {
+        fprintf(stderr, "pstrain %s: out of memory\n", role);
+        cli_args_fini(&a.args);
+        return EXIT_FAILURE_RUNTIME;
     }
-    if (p < 0) {
-        fprintf(stderr, "pstrain %s: %s\n", role, err.msg);
-        return EXIT_USAGE;
-    }
-    char *args[300];
-    char envbuf[ENV_OVERRIDES][ENV_OVERRIDE_LEN];
     int n = 0;
     for (int i = 0; i < a.ntf; i++)
-        args[n++] = a.tf_over[i];
-    if (env_overrides(args, envbuf, &n) < 0) {
-        fprintf(stderr, "pstrain %s: an environment variable's value is too long\n", role);
-        return EXIT_USAGE;
-    }
-    for (int i = 0; i < a.nrest; i++)
-        args[n++] = a.rest[i];
+        ov[n++] = a.tf_over[i];
+    env_overrides(ov, &n);
+    for (int i = 0; i < a.args.nov; i++)
+        ov[n++] = a.args.ov[i];
     cfg_job *job = NULL;
-    int rc = cli_load_job(&job, a.job_path, n, args, &err);
+    int rc = cli_load_job(&job, a.job_path, ov, n, &err);
+    free(ov);
+    cli_args_fini(&a.args); /* what is still used points into argv */
     if (rc == PST_OK && (rc = cli_check_security(job, role, &err))) {
         cfg_job_free(job);
         job = NULL;
@@ -441,20 +453,8 @@ static int run_node(const char *role, int argc, char **argv, const volatile sig_
              * no worker draws a bar of its own (cmd_local.c). */
             if ((rc = cli_progress_fd(&o.progress_fd, &err)) == PST_OK && o.progress_fd >= 0)
                 o.tty = 0;
-            /* Test hook: make one worker slow (tests of the staleness bound). */
-            const char *slow = getenv("PSTRAIN_TEST_SLOW_WORKER");
-            const char *ms = getenv("PSTRAIN_TEST_STEP_DELAY_MS");
-            if (slow && ms && atoi(slow) == a.rank)
-                o.step_delay_ms = atoi(ms);
-            /* Test hook: stop (SIGTERM) after this many steps, as `pstrain train` does. */
-            /* Test hook: a NaN in this worker's gradient of step N (1-based). */
-            const char *nan_worker = getenv("PSTRAIN_TEST_NAN_WORKER");
-            const char *nan_step = getenv("PSTRAIN_TEST_NAN_STEP");
-            if (nan_worker && nan_step && atoi(nan_worker) == a.rank)
-                o.nan_at_clock = atoll(nan_step);
-            const char *stop_after = getenv("PSTRAIN_TEST_STOP_AFTER_STEPS");
-            if (stop_after)
-                o.stop_after_clock = atoll(stop_after);
+            pst_test_hooks hooks;
+            o.hooks = cli_test_hooks(&hooks, a.rank);
             if (rc == PST_OK)
                 rc = wk_dist_run(&o, &err);
         }

@@ -15,26 +15,16 @@
 #include "worker/dataprep.h"
 #include "worker/trainer.h"
 
-static void consolidate_usage(FILE *f)
-{
-    fprintf(f,
-            "usage: pstrain consolidate [JOB.yaml] --resume DIR [--clock C] [--out FILE] "
-            "[--KEY VALUE ...]\n"
-            "\n"
-            "Writes the whole model at one clock from the servers' shard checkpoints in DIR\n"
-            "(checkpoint.dir of a distributed run, or its output.dir): the newest clock every\n"
-            "server has complete, or --clock C. The job (file and overrides) must be the\n"
-            "one that wrote them; its data is read for the input width, the class names and\n"
-            "the fitted preprocessing. FILE defaults to DIR/model-clock-C.safetensors; it is\n"
-            "written atomically and loads in `pstrain eval` and `predict`.\n"
-            "\n"
-            "options:\n"
-            "  --clock C    the clock to consolidate (default: the newest complete one)\n"
-            "  --out FILE   where to write the model\n"
-            "  -h, --help   this text\n"
-            "\n%s",
-            cli_override_help);
-}
+static const char consolidate_synopsis[] =
+    "usage: pstrain consolidate [JOB.yaml] --resume DIR [--clock C] [--out FILE] "
+    "[--KEY VALUE ...]\n"
+    "\n"
+    "Writes the whole model at one clock from the servers' shard checkpoints in DIR\n"
+    "(checkpoint.dir of a distributed run, or its output.dir): the newest clock every\n"
+    "server has complete, or --clock C. The job (file and overrides) must be the\n"
+    "one that wrote them; its data is read for the input width, the class names and\n"
+    "the fitted preprocessing. FILE defaults to DIR/model-clock-C.safetensors; it is\n"
+    "written atomically and loads in `pstrain eval` and `predict`.\n";
 
 #define SHARD_SUFFIX ".safetensors"
 
@@ -92,40 +82,44 @@ static int load_shards(const cfg_job *job, const char *dir, int64_t clock, size_
     return rc;
 }
 
+/* The clocks server 0 has checkpoints of, newest first, in `from` or else in
+ * from/checkpoints (the folder found goes to dir); PST_ERR_IO when neither has any. */
+static int list_clocks(const char *from, char *dir, size_t dircap, int64_t *tags, int cap,
+                       int *n, pst_err *err)
+{
+    int rc;
+    snprintf(dir, dircap, "%s", from);
+    if ((rc = ckpt_list(dir, "server-0-clock-", SHARD_SUFFIX, tags, cap, n, err)))
+        return rc;
+    if (*n == 0) {
+        snprintf(dir, dircap, "%s/checkpoints", from);
+        if ((rc = ckpt_list(dir, "server-0-clock-", SHARD_SUFFIX, tags, cap, n, err)))
+            return rc;
+    }
+    if (*n == 0)
+        return pst_err_set(err, PST_ERR_IO, "--resume %s: no shard checkpoint there "
+                           "(server-<rank>-clock-<c>.safetensors)", from);
+    return PST_OK;
+}
+
 int cmd_consolidate(int argc, char **argv, const volatile sig_atomic_t *stop)
 {
     (void)stop;
-    const char *path = NULL, *out = NULL;
+    const char *out = NULL;
     long long want_clock = -1;
-    char *rest[256];
-    int nrest = 0, i0 = 0;
-    if (argc > 0 && argv[0][0] != '-')
-        path = argv[i0++];
-    for (int i = i0; i < argc; i++) {
-        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-            consolidate_usage(stdout);
-            return EXIT_OK;
-        }
-        if ((!strcmp(argv[i], "--clock") || !strcmp(argv[i], "--out")) && i + 1 >= argc) {
-            fprintf(stderr, "pstrain consolidate: %s needs a value\n", argv[i]);
-            return EXIT_USAGE;
-        }
-        if (!strcmp(argv[i], "--clock")) {
-            char *end;
-            want_clock = strtoll(argv[++i], &end, 10);
-            if (!argv[i][0] || *end || want_clock < 0) {
-                fprintf(stderr, "pstrain consolidate: --clock: '%s' is not a clock\n", argv[i]);
-                return EXIT_USAGE;
-            }
-        } else if (!strcmp(argv[i], "--out")) {
-            out = argv[++i];
-        } else if (nrest < (int)(sizeof rest / sizeof rest[0])) {
-            rest[nrest++] = argv[i];
-        } else {
-            fprintf(stderr, "pstrain consolidate: too many arguments\n");
-            return EXIT_USAGE;
-        }
-    }
+    const cli_opt opts[] = {
+        {.name = "clock", .kind = CLI_I64, .dest = &want_clock, .meta = "C", .lo = 0,
+         .hi = 9.2e18, .help = "the clock to consolidate (default: the newest complete one)"},
+        {.name = "out", .kind = CLI_STR, .dest = &out, .meta = "FILE",
+         .help = "where to write the model"},
+        {0}};
+    const cli_spec spec = {.cmd = "consolidate", .synopsis = consolidate_synopsis,
+                           .opts = opts, .job = 1, .max_pos = 1};
+    cli_args args;
+    int ec = cli_parse(&spec, argc, argv, &args);
+    if (ec >= 0)
+        return ec;
+    const char *path = args.npos ? args.pos[0] : NULL;
     log_ctx lg;
     log_init(&lg, "consolidate", -1, stderr);
     pst_err err = {0};
@@ -134,7 +128,8 @@ int cmd_consolidate(int argc, char **argv, const volatile sig_atomic_t *stop)
     wk_trainer *tr = NULL;
     int S = 0;
     ckpt_state **st = NULL;
-    int rc = cli_load_job(&job, path, nrest, rest, &err);
+    int rc = cli_load_job(&job, path, args.ov, args.nov, &err);
+    cli_args_fini(&args); /* what is still used points into argv */
     if (rc) {
         fprintf(stderr, "pstrain consolidate: %s\n", err.msg);
         return cli_exit_code(rc);
@@ -151,23 +146,11 @@ int cmd_consolidate(int argc, char **argv, const volatile sig_atomic_t *stop)
         rc = pst_err_set(&err, PST_ERR_NOMEM, "out of memory");
         goto done;
     }
-    /* The clocks server 0 has, newest first (in DIR, or in DIR/checkpoints). */
     char dir[4200];
     int64_t tags[64];
     int n = 0;
-    snprintf(dir, sizeof dir, "%s", from);
-    if ((rc = ckpt_list(dir, "server-0-clock-", SHARD_SUFFIX, tags, 64, &n, &err)))
+    if ((rc = list_clocks(from, dir, sizeof dir, tags, 64, &n, &err)))
         goto done;
-    if (n == 0) {
-        snprintf(dir, sizeof dir, "%s/checkpoints", from);
-        if ((rc = ckpt_list(dir, "server-0-clock-", SHARD_SUFFIX, tags, 64, &n, &err)))
-            goto done;
-    }
-    if (n == 0) {
-        rc = pst_err_set(&err, PST_ERR_IO, "--resume %s: no shard checkpoint there "
-                         "(server-<rank>-clock-<c>.safetensors)", from);
-        goto done;
-    }
     /* The model, built as a worker builds it, for the parameter count and the file. */
     if ((rc = wk_data_load(job, job->cluster.workers, 0, &data, &err)))
         goto done;

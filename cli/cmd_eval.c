@@ -6,6 +6,7 @@
  * the figures; predict writes one CSV row per sample. */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -32,162 +33,92 @@ typedef struct {
     int no_label;            /* predict: the CSV has no label column */
 } eval_args;
 
-static void usage(const char *cmd, FILE *f)
-{
-    int predict = strcmp(cmd, "predict") == 0;
-    fprintf(f,
-            "usage: pstrain %s CKPT DATA [options]\n"
-            "\n"
-            "%s\n"
-            "The model, its classes and the preprocessing fitted at training time all come\n"
-            "from the checkpoint CKPT (a model.safetensors written by pstrain train/local).\n"
-            "\n"
-            "options:\n"
-            "  --format idx|csv|libsvm   format of DATA (default: idx with --labels, else csv)\n"
-            "  --labels FILE             IDX labels file (DATA is then the images file)\n"
-            "  --label NAME              CSV label column by header name\n"
-            "  --label-index N           CSV label column by index (default -1: the last)\n"
-            "  --header yes|no|auto      CSV header line (default auto)\n"
-            "  --delimiter C             CSV field separator (default ,)\n"
-            "  --batch-size N            rows per forward pass (default 256)\n"
-            "%s"
-            "  -h, --help                this text\n",
-            cmd,
-            predict ? "Writes the model's prediction for every sample of DATA as CSV:\n"
-                      "index,predicted,p_<class>... for classification, index,prediction for\n"
-                      "regression. A label column, if DATA has one, is not used; name it with\n"
-                      "--label/--label-index, or say --no-label when every column is a feature."
-                    : "Evaluates the model on the labelled data DATA and prints the loss,\n"
-                      "accuracy, per-class and macro precision/recall/F1 and the confusion\n"
-                      "matrix (regression: MSE, MAE, R^2).",
-            predict ? "  --output FILE             write the CSV to FILE (atomically) instead of "
-                      "stdout\n"
-                      "  --no-label                CSV without a label column\n"
-                    : "");
-}
-
-/* Parses a whole decimal int; -1 when s is not one. */
-static int parse_int(const char *s, int *out)
-{
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < -2147483647L || v > 2147483647L)
-        return -1;
-    *out = (int)v;
-    return 0;
-}
+static const char eval_synopsis[] =
+    "usage: pstrain eval CKPT DATA [options]\n"
+    "\n"
+    "Evaluates the model on the labelled data DATA and prints the loss,\n"
+    "accuracy, per-class and macro precision/recall/F1 and the confusion\n"
+    "matrix (regression: MSE, MAE, R^2).\n"
+    "The model, its classes and the preprocessing fitted at training time all come\n"
+    "from the checkpoint CKPT (a model.safetensors written by pstrain train/local).\n";
+static const char predict_synopsis[] =
+    "usage: pstrain predict CKPT DATA [options]\n"
+    "\n"
+    "Writes the model's prediction for every sample of DATA as CSV:\n"
+    "index,predicted,p_<class>... for classification, index,prediction for\n"
+    "regression. A label column, if DATA has one, is not used; name it with\n"
+    "--label/--label-index, or say --no-label when every column is a feature.\n"
+    "The model, its classes and the preprocessing fitted at training time all come\n"
+    "from the checkpoint CKPT (a model.safetensors written by pstrain train/local).\n";
 
 /* Returns -1 to go on, else the exit code (help printed, or a usage error). */
 static int parse_args(const char *cmd, int argc, char **argv, eval_args *a)
 {
-    int predict = strcmp(cmd, "predict") == 0, npos = 0;
-    *a = (eval_args){.label_index = -1, .header = CFG_HEADER_AUTO, .delimiter = ',',
-                     .format = -1, .batch = 256};
-    for (int i = 0; i < argc; i++) {
-        const char *arg = argv[i];
-        if (strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0) {
-            usage(cmd, stdout);
-            return EXIT_OK;
-        }
-        if (arg[0] != '-' || strcmp(arg, "-") == 0) {
-            if (npos == 0)
-                a->ckpt = arg;
-            else if (npos == 1)
-                a->data = arg;
-            else {
-                fprintf(stderr, "pstrain %s: unexpected argument '%s' (see --help)\n", cmd, arg);
-                return EXIT_USAGE;
-            }
-            npos++;
-            continue;
-        }
-        if (predict && strcmp(arg, "--no-label") == 0) {
-            a->no_label = 1;
-            a->label_index = DS_CSV_NO_LABEL;
-            continue;
-        }
-        /* --flag value or --flag=value */
-        char flag[64];
-        const char *val = NULL, *eq = strchr(arg, '=');
-        size_t flen = eq ? (size_t)(eq - arg) : strlen(arg);
-        if (flen >= sizeof flag)
-            flen = sizeof flag - 1;
-        memcpy(flag, arg, flen);
-        flag[flen] = '\0';
-        static const char *const known[] = {"--format", "--labels", "--label", "--label-index",
-                                            "--header", "--delimiter", "--batch-size",
-                                            "--output"};
-        int k = -1;
-        for (int j = 0; j < (int)(sizeof known / sizeof known[0]); j++)
-            if (strcmp(flag, known[j]) == 0)
-                k = j;
-        if (k < 0 || (k == 7 && !predict)) {
-            fprintf(stderr, "pstrain %s: unknown option '%s' (see --help)\n", cmd, flag);
-            return EXIT_USAGE;
-        }
-        if (eq)
-            val = eq + 1;
-        else if (i + 1 < argc)
-            val = argv[++i];
-        else {
-            fprintf(stderr, "pstrain %s: %s needs a value\n", cmd, flag);
-            return EXIT_USAGE;
-        }
-        int bad = 0;
-        switch (k) {
-        case 0:
-            if (strcmp(val, "idx") == 0)
-                a->format = CFG_FMT_IDX;
-            else if (strcmp(val, "csv") == 0)
-                a->format = CFG_FMT_CSV;
-            else if (strcmp(val, "libsvm") == 0)
-                a->format = CFG_FMT_LIBSVM;
-            else
-                bad = 1;
-            break;
-        case 1: a->labels = val; break;
-        case 2: a->label = val; break;
-        case 3: bad = parse_int(val, &a->label_index) || a->label_index < -1; break;
-        case 4:
-            if (strcmp(val, "yes") == 0)
-                a->header = CFG_HEADER_YES;
-            else if (strcmp(val, "no") == 0)
-                a->header = CFG_HEADER_NO;
-            else if (strcmp(val, "auto") == 0)
-                a->header = CFG_HEADER_AUTO;
-            else
-                bad = 1;
-            break;
-        case 5:
-            bad = strlen(val) != 1;
-            a->delimiter = val[0];
-            break;
-        case 6: bad = parse_int(val, &a->batch) || a->batch < 1 || a->batch > (1 << 20); break;
-        case 7: a->output = val; break;
-        }
-        if (bad) {
-            fprintf(stderr, "pstrain %s: %s: bad value '%s' (see --help)\n", cmd, flag, val);
-            return EXIT_USAGE;
-        }
-    }
+    const int predict = strcmp(cmd, "predict") == 0;
+    *a = (eval_args){.label_index = INT_MIN, .delimiter = ',', .batch = 256};
+    int format = -1, header = 2; /* indices into the choices below */
+    const char *delim = ",";
+    cli_opt opts[] = {
+        {.name = "format", .kind = CLI_CHOICE, .dest = &format, .meta = "idx|csv|libsvm",
+         .choices = "idx|csv|libsvm",
+         .help = "format of DATA (default: idx with --labels, else csv)"},
+        {.name = "labels", .kind = CLI_STR, .dest = &a->labels, .meta = "FILE",
+         .help = "IDX labels file (DATA is then the images file)"},
+        {.name = "label", .kind = CLI_STR, .dest = &a->label, .meta = "NAME",
+         .help = "CSV label column by header name"},
+        {.name = "label-index", .kind = CLI_INT, .dest = &a->label_index, .meta = "N",
+         .lo = -1, .hi = INT_MAX, .help = "CSV label column by index (default -1: the last)"},
+        {.name = "header", .kind = CLI_CHOICE, .dest = &header, .meta = "yes|no|auto",
+         .choices = "yes|no|auto", .help = "CSV header line (default auto)"},
+        {.name = "delimiter", .kind = CLI_STR, .dest = &delim, .meta = "C",
+         .help = "CSV field separator (default ,)"},
+        {.name = "batch-size", .kind = CLI_INT, .dest = &a->batch, .meta = "N", .lo = 1,
+         .hi = 1 << 20, .help = "rows per forward pass (default 256)"},
+        /* predict only, from here on */
+        {.name = "output", .kind = CLI_STR, .dest = &a->output, .meta = "FILE",
+         .help = "write the CSV to FILE (atomically) instead of stdout"},
+        {.name = "no-label", .kind = CLI_FLAG, .dest = &a->no_label,
+         .help = "CSV without a label column"},
+        {0}};
+    if (!predict)
+        opts[sizeof opts / sizeof opts[0] - 3] = (cli_opt){0};
+    const cli_spec spec = {.cmd = cmd, .synopsis = predict ? predict_synopsis : eval_synopsis,
+                           .opts = opts, .max_pos = 2};
+    cli_args args;
+    int ec = cli_parse(&spec, argc, argv, &args);
+    if (ec >= 0)
+        return ec;
+    a->ckpt = args.npos > 0 ? args.pos[0] : NULL;
+    a->data = args.npos > 1 ? args.pos[1] : NULL;
+    int npos = args.npos;
+    cli_args_fini(&args); /* the positionals point into argv */
     if (npos != 2) {
         fprintf(stderr, "pstrain %s: needs a checkpoint and a data file (see --help)\n", cmd);
         return EXIT_USAGE;
     }
-    if (a->format < 0)
-        a->format = a->labels ? CFG_FMT_IDX : CFG_FMT_CSV;
+    if (strlen(delim) != 1) {
+        fprintf(stderr, "pstrain %s: --delimiter: '%s' is not one character\n", cmd, delim);
+        return EXIT_USAGE;
+    }
+    a->delimiter = delim[0];
+    static const cfg_format formats[] = {CFG_FMT_IDX, CFG_FMT_CSV, CFG_FMT_LIBSVM};
+    static const cfg_header headers[] = {CFG_HEADER_YES, CFG_HEADER_NO, CFG_HEADER_AUTO};
+    a->header = headers[header];
+    a->format = format >= 0 ? (int)formats[format] : a->labels ? CFG_FMT_IDX : CFG_FMT_CSV;
     if (a->format == CFG_FMT_IDX && !a->labels) {
         fprintf(stderr, "pstrain %s: --format idx needs --labels FILE\n", cmd);
         return EXIT_USAGE;
     }
-    if (a->no_label &&
-        (a->format != CFG_FMT_CSV || a->label || a->label_index != DS_CSV_NO_LABEL)) {
+    if (a->no_label && (a->format != CFG_FMT_CSV || a->label || a->label_index != INT_MIN)) {
         fprintf(stderr,
                 "pstrain %s: --no-label is for CSV data, without --label or --label-index\n",
                 cmd);
         return EXIT_USAGE;
     }
+    if (a->no_label)
+        a->label_index = DS_CSV_NO_LABEL;
+    else if (a->label_index == INT_MIN)
+        a->label_index = -1;
     return -1;
 }
 
@@ -339,27 +270,6 @@ static int evaluate(ckpt_model *ck, const ds_dataset *ds, int batch,
 cleanup:
     met_confusion_destroy(cm);
     free(pred);
-    return rc;
-}
-
-int cli_predict_rows(ckpt_model *ck, const float *x, int64_t n, int max_batch, float *y,
-                     pst_err *err)
-{
-    ml_model *net = ckpt_model_net(ck);
-    int D = ml_model_in_dim(net), out = ml_model_out_dim(net);
-    /* The rows as a dataset, so the scaler is applied exactly as to a data file. */
-    ds_dataset *ds = ds_create(n, D, DS_TASK_REGRESS, 0, 1, err);
-    if (!ds)
-        return err->code;
-    memcpy(ds_x(ds), x, (size_t)n * (size_t)D * sizeof *x);
-    int rc = ds_scaler_apply(ckpt_model_scaler(ck), ds, err);
-    const float *xs = ds_x_const(ds);
-    for (int64_t lo = 0; lo < n && !rc; lo += max_batch) {
-        int b = (int)(n - lo < max_batch ? n - lo : max_batch);
-        const float *yb = ml_model_forward(net, xs + (size_t)lo * D, b);
-        memcpy(y + (size_t)lo * out, yb, (size_t)b * (size_t)out * sizeof *y);
-    }
-    ds_destroy(ds);
     return rc;
 }
 

@@ -16,23 +16,16 @@
 
 #define KEYGEN_MAX_NAMES 256
 
-static void keygen_usage(FILE *f)
-{
-    fputs("usage: pstrain keygen [--out DIR] [--force] NAME...\n"
-          "\n"
-          "Writes a CURVE key pair per NAME: DIR/NAME.key (secret, mode 0600) and DIR/NAME.pub\n"
-          "(public), for the security: block of a job (docs/security.md). A usual set:\n"
-          "  pstrain keygen --out keys server worker\n"
-          "then security.server_key keys/server.key, security.server_public keys/server.pub,\n"
-          "security.client_key keys/worker.key (workers), security.allow keys (every *.pub).\n"
-          "\n"
-          "options:\n"
-          "  --out DIR   folder for the key files (created, mode 0700); default: .\n"
-          "  --force     overwrite existing key files\n"
-          "\n"
-          "Exit status: 0 written, 2 bad usage or a key file exists, 4 cannot write.\n",
-          f);
-}
+static const char keygen_synopsis[] =
+    "usage: pstrain keygen [--out DIR] [--force] NAME...\n"
+    "\n"
+    "Writes a CURVE key pair per NAME: DIR/NAME.key (secret, mode 0600) and DIR/NAME.pub\n"
+    "(public), for the security: block of a job (docs/security.md). A usual set:\n"
+    "  pstrain keygen --out keys server worker\n"
+    "then security.server_key keys/server.key, security.server_public keys/server.pub,\n"
+    "security.client_key keys/worker.key (workers), security.allow keys (every *.pub).\n";
+static const char keygen_epilog[] =
+    "Exit status: 0 written, 2 bad usage or a key file exists, 4 cannot write.\n";
 
 /* A name is a file name stem: no path separators, no leading dot. */
 static int name_ok(const char *n)
@@ -80,38 +73,31 @@ int cmd_keygen(int argc, char **argv, const volatile sig_atomic_t *stop)
 {
     (void)stop;
     const char *out = ".";
+    int force = 0;
+    const cli_opt opts[] = {
+        {.name = "out", .kind = CLI_STR, .dest = &out, .meta = "DIR",
+         .help = "folder for the key files (created, mode 0700); default: ."},
+        {.name = "force", .kind = CLI_FLAG, .dest = &force,
+         .help = "overwrite existing key files"},
+        {0}};
+    const cli_spec spec = {.cmd = "keygen", .synopsis = keygen_synopsis, .opts = opts,
+                           .epilog = keygen_epilog, .max_pos = KEYGEN_MAX_NAMES};
+    cli_args args;
+    int ec = cli_parse(&spec, argc, argv, &args);
+    if (ec >= 0)
+        return ec;
     const char *names[KEYGEN_MAX_NAMES];
-    int nnames = 0, force = 0;
-    for (int i = 0; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            keygen_usage(stdout);
-            return EXIT_OK;
-        } else if (!strcmp(a, "--force")) {
-            force = 1;
-        } else if (!strcmp(a, "--out")) {
-            if (i + 1 >= argc) {
-                fprintf(stderr, "pstrain keygen: --out needs a folder\n");
-                return EXIT_USAGE;
-            }
-            out = argv[++i];
-        } else if (!strncmp(a, "--out=", 6)) {
-            out = a + 6;
-        } else if (a[0] == '-') {
-            fprintf(stderr, "pstrain keygen: unknown option '%s' (see pstrain keygen --help)\n",
-                    a);
-            return EXIT_USAGE;
-        } else if (!name_ok(a)) {
+    int nnames = 0;
+    for (int i = 0; i < args.npos; i++) {
+        if (!name_ok(args.pos[i])) {
             fprintf(stderr, "pstrain keygen: bad key name '%s' (letters, digits, '-', '_', '.'; "
-                            "not starting with '.')\n", a);
+                            "not starting with '.')\n", args.pos[i]);
+            cli_args_fini(&args);
             return EXIT_USAGE;
-        } else if (nnames == KEYGEN_MAX_NAMES) {
-            fprintf(stderr, "pstrain keygen: more than %d names\n", KEYGEN_MAX_NAMES);
-            return EXIT_USAGE;
-        } else {
-            names[nnames++] = a;
         }
+        names[nnames++] = args.pos[i];
     }
+    cli_args_fini(&args); /* the names point into argv */
     if (nnames == 0) {
         fprintf(stderr, "pstrain keygen: no key NAME given (see pstrain keygen --help)\n");
         return EXIT_USAGE;

@@ -9,7 +9,7 @@
  *
  * predictions.png: for a model of 1 or 2 input features, the model against the training
  * data it learned (RUN_DIR/job.yaml names it, RUN_DIR/model.safetensors is the model; the
- * predictions are cli_predict_rows of cmd_eval.c, i.e. exactly `pstrain predict`'s). One
+ * predictions are cli_predict_rows of cli/predict.c, i.e. exactly `pstrain predict`'s). One
  * feature: the data points and the model's curve over the feature's range; two: the data
  * coloured by class over the model's decision regions (regression: by value over the
  * predicted surface), predicted on a grid. Class names and the job name reach the script
@@ -48,25 +48,18 @@ typedef struct {
     size_t nrows, cap;
 } metrics;
 
-static void usage(FILE *f)
-{
-    fputs("usage: pstrain plot RUN_DIR [--out DIR] [--ascii]\n"
-          "\n"
-          "Plots RUN_DIR/metrics.csv with gnuplot (Debian package gnuplot-nox):\n"
-          "  loss.png        train_loss and val_loss per epoch\n"
-          "  accuracy.png    train_acc and val_acc (classification runs)\n"
-          "  regression.png  val_mse and val_r2 (regression runs, instead of accuracy.png)\n"
-          "  throughput.png  samples/s per epoch\n"
-          "  predictions.png the model against its training data, for 1 or 2 input features:\n"
-          "                  the prediction curve (1), or the decision regions or predicted\n"
-          "                  surface under the data points (2); needs RUN_DIR/job.yaml and\n"
-          "                  RUN_DIR/model.safetensors\n"
-          "\n"
-          "options:\n"
-          "  --out DIR   folder for the PNG files, created if missing (default: RUN_DIR)\n"
-          "  --ascii     print the same plots as text to stdout instead (for logs)\n",
-          f);
-}
+static const char plot_synopsis[] =
+    "usage: pstrain plot RUN_DIR [--out DIR] [--ascii]\n"
+    "\n"
+    "Plots RUN_DIR/metrics.csv with gnuplot (Debian package gnuplot-nox):\n"
+    "  loss.png        train_loss and val_loss per epoch\n"
+    "  accuracy.png    train_acc and val_acc (classification runs)\n"
+    "  regression.png  val_mse and val_r2 (regression runs, instead of accuracy.png)\n"
+    "  throughput.png  samples/s per epoch\n"
+    "  predictions.png the model against its training data, for 1 or 2 input features:\n"
+    "                  the prediction curve (1), or the decision regions or predicted\n"
+    "                  surface under the data points (2); needs RUN_DIR/job.yaml and\n"
+    "                  RUN_DIR/model.safetensors\n";
 
 /* Reads RUN_DIR/metrics.csv. An epoch recorded twice (cut short by a stop, then whole
  * after --resume; worker/report.h) keeps its last row. Returns an EXIT_* code. */
@@ -486,6 +479,40 @@ static void write_predictions_script(FILE *s, const void *ctx)
         fputs("unset output\n", s);
 }
 
+/* The data points to draw, every stride-th row of ds: x (n, D) raw features, t (n) label or
+ * first target; and the grid g (gx * gy, D) spanning the data's range plus 5% each side. */
+static void sample_points(const pred_plot *pp, const ds_dataset *ds, int64_t stride, float *x,
+                          float *t, float *g)
+{
+    const int D = pp->dims;
+    const int64_t N = ds_count(ds);
+    const float *X = ds_x_const(ds);
+    float lo[2] = {INFINITY, INFINITY}, hi[2] = {-INFINITY, -INFINITY};
+    for (int64_t i = 0; i < N; i++)
+        for (int j = 0; j < D; j++) {
+            float v = X[i * D + j];
+            lo[j] = v < lo[j] ? v : lo[j];
+            hi[j] = v > hi[j] ? v : hi[j];
+        }
+    for (int64_t i = 0, k = 0; i < N; i += stride, k++) {
+        memcpy(x + k * D, X + i * D, (size_t)D * sizeof *x);
+        t[k] = pp->classify ? (float)ds_labels_const(ds)[i]
+                            : ds_targets_const(ds)[i * ds_target_dim(ds)];
+    }
+    for (int j = 0; j < D; j++) {
+        float pad = 0.05f * (hi[j] - lo[j] > 0 ? hi[j] - lo[j] : 1.0f);
+        lo[j] -= pad;
+        hi[j] += pad;
+    }
+    for (int iy = 0; iy < pp->gy; iy++)
+        for (int ix = 0; ix < pp->gx; ix++) {
+            float *gi = g + ((int64_t)iy * pp->gx + ix) * D;
+            gi[0] = lo[0] + (hi[0] - lo[0]) * (float)ix / (float)(pp->gx - 1);
+            if (D == 2)
+                gi[1] = lo[1] + (hi[1] - lo[1]) * (float)iy / (float)(pp->gy - 1);
+        }
+}
+
 /* predictions.png (or its text form) when RUN_DIR has the model and job of a 1- or 2-feature
  * task; says on stderr why not otherwise. Returns an EXIT_* code. */
 static int plot_predictions(const char *gnuplot, const char *run_dir, const char *outdir,
@@ -565,31 +592,7 @@ static int plot_predictions(const char *gnuplot, const char *run_dir, const char
         rc = pst_err_set(&err, PST_ERR_NOMEM, "out of memory for the prediction plot");
         goto done;
     }
-    const float *X = ds_x_const(ds);
-    float lo[2] = {INFINITY, INFINITY}, hi[2] = {-INFINITY, -INFINITY};
-    for (int64_t i = 0; i < N; i++)
-        for (int j = 0; j < D; j++) {
-            float v = X[i * D + j];
-            lo[j] = v < lo[j] ? v : lo[j];
-            hi[j] = v > hi[j] ? v : hi[j];
-        }
-    for (int64_t i = 0, k = 0; i < N; i += stride, k++) {
-        memcpy(x + k * D, X + i * D, (size_t)D * sizeof *x);
-        t[k] = pp.classify ? (float)ds_labels_const(ds)[i]
-                           : ds_targets_const(ds)[i * ds_target_dim(ds)];
-    }
-    for (int j = 0; j < D; j++) {
-        float pad = 0.05f * (hi[j] - lo[j] > 0 ? hi[j] - lo[j] : 1.0f);
-        lo[j] -= pad;
-        hi[j] += pad;
-    }
-    for (int iy = 0; iy < pp.gy; iy++)
-        for (int ix = 0; ix < pp.gx; ix++) {
-            float *gi = g + ((int64_t)iy * pp.gx + ix) * D;
-            gi[0] = lo[0] + (hi[0] - lo[0]) * (float)ix / (float)(pp.gx - 1);
-            if (D == 2)
-                gi[1] = lo[1] + (hi[1] - lo[1]) * (float)iy / (float)(pp.gy - 1);
-        }
+    sample_points(&pp, ds, stride, x, t, g);
     if ((rc = cli_predict_rows(ck, g, pp.ng, 512, y, &err)))
         goto done;
     if (pp.classify)
@@ -618,33 +621,22 @@ done:
 int cmd_plot(int argc, char **argv, const volatile sig_atomic_t *stop)
 {
     (void)stop;
-    const char *run_dir = NULL, *out = NULL;
+    const char *out = NULL;
     int ascii = 0;
-    for (int i = 0; i < argc; i++) {
-        const char *a = argv[i];
-        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            usage(stdout);
-            return EXIT_OK;
-        } else if (strcmp(a, "--ascii") == 0) {
-            ascii = 1;
-        } else if (strcmp(a, "--out") == 0) {
-            if (i + 1 >= argc) {
-                fputs("pstrain plot: --out needs a value\n", stderr);
-                return EXIT_USAGE;
-            }
-            out = argv[++i];
-        } else if (strncmp(a, "--out=", 6) == 0) {
-            out = a + 6;
-        } else if (a[0] == '-' && a[1] != '\0') {
-            fprintf(stderr, "pstrain plot: unknown option '%s' (see --help)\n", a);
-            return EXIT_USAGE;
-        } else if (!run_dir) {
-            run_dir = a;
-        } else {
-            fprintf(stderr, "pstrain plot: unexpected argument '%s' (see --help)\n", a);
-            return EXIT_USAGE;
-        }
-    }
+    const cli_opt opts[] = {
+        {.name = "out", .kind = CLI_STR, .dest = &out, .meta = "DIR",
+         .help = "folder for the PNG files, created if missing (default: RUN_DIR)"},
+        {.name = "ascii", .kind = CLI_FLAG, .dest = &ascii,
+         .help = "print the same plots as text to stdout instead (for logs)"},
+        {0}};
+    const cli_spec spec = {.cmd = "plot", .synopsis = plot_synopsis, .opts = opts,
+                           .max_pos = 1};
+    cli_args args;
+    int ec = cli_parse(&spec, argc, argv, &args);
+    if (ec >= 0)
+        return ec;
+    const char *run_dir = args.npos ? args.pos[0] : NULL;
+    cli_args_fini(&args); /* run_dir points into argv */
     if (!run_dir) {
         fputs("pstrain plot: needs a run folder (see --help)\n", stderr);
         return EXIT_USAGE;

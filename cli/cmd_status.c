@@ -19,31 +19,20 @@
 #include "net/net.h"
 #include "proto/msg.h"
 
-static void usage(FILE *f)
-{
-    fputs("usage: pstrain status [RUN_DIR] [--coordinator ENDPOINT] [--job JOB.yaml] [--json]\n"
-          "                      [--timeout S]\n"
-          "\n"
-          "Asks a running job's coordinator for the state of every process: role, rank,\n"
-          "state (alive, late, lost, done, waiting), pid, seconds since its last heartbeat,\n"
-          "incarnation and restarts, and the workers' epoch, step and loss.\n"
-          "\n"
-          "  RUN_DIR            the job's output.dir: the coordinator writes its endpoint to\n"
-          "                     RUN_DIR/coordinator.endpoint while it runs (default: the\n"
-          "                     default job's, runs/fashion-mnist)\n"
-          "  --coordinator EP   ask this endpoint instead (tcp://host:port)\n"
-          "  --job JOB.yaml     the job, for its security keys when the job runs with CURVE\n"
-          "                     (default: RUN_DIR/job.yaml when it exists); the status\n"
-          "                     request uses security.client_key, which the coordinator's\n"
-          "                     allow-list must hold\n"
-          "  --json             print the status document as it came (one JSON line)\n"
-          "  --timeout S        seconds to wait for the answer (default 5)\n"
-          "  -h, --help         this text\n"
-          "\n"
-          "Exit status: 0 answered; 2 bad option; 4 no endpoint file; 75 no answer in time\n"
-          "(the job is not running, or the endpoint is unreachable).\n",
-          f);
-}
+static const char status_synopsis[] =
+    "usage: pstrain status [RUN_DIR] [--coordinator ENDPOINT] [--job JOB.yaml] [--json]\n"
+    "                      [--timeout S]\n"
+    "\n"
+    "Asks a running job's coordinator for the state of every process: role, rank,\n"
+    "state (alive, late, lost, done, waiting), pid, seconds since its last heartbeat,\n"
+    "incarnation and restarts, and the workers' epoch, step and loss.\n"
+    "\n"
+    "  RUN_DIR            the job's output.dir: the coordinator writes its endpoint to\n"
+    "                     RUN_DIR/coordinator.endpoint while it runs (default: the\n"
+    "                     default job's, runs/fashion-mnist)\n";
+static const char status_epilog[] =
+    "Exit status: 0 answered; 2 bad option; 4 no endpoint file; 75 no answer in time\n"
+    "(the job is not running, or the endpoint is unreachable).\n";
 
 static int read_endpoint(const char *dir, char *ep, size_t cap)
 {
@@ -120,33 +109,33 @@ static int print_table(const char *text, size_t len)
 
 int cmd_status(int argc, char **argv, const volatile sig_atomic_t *stop)
 {
-    const char *dir = NULL, *coordinator = NULL, *job_path = NULL;
+    const char *coordinator = NULL, *job_path = NULL;
     int json = 0;
     double timeout_s = 5;
-    for (int i = 0; i < argc; i++) {
-        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
-            usage(stdout);
-            return EXIT_OK;
-        } else if (strcmp(argv[i], "--json") == 0) {
-            json = 1;
-        } else if (strcmp(argv[i], "--coordinator") == 0 && i + 1 < argc) {
-            coordinator = argv[++i];
-        } else if (strcmp(argv[i], "--job") == 0 && i + 1 < argc) {
-            job_path = argv[++i];
-        } else if (strcmp(argv[i], "--timeout") == 0 && i + 1 < argc) {
-            char *end;
-            timeout_s = strtod(argv[++i], &end);
-            if (*end || !(timeout_s > 0 && timeout_s <= 3600)) {
-                fprintf(stderr, "pstrain status: --timeout %s: seconds in (0, 3600]\n", argv[i]);
-                return EXIT_USAGE;
-            }
-        } else if (argv[i][0] != '-' && !dir) {
-            dir = argv[i];
-        } else {
-            fprintf(stderr, "pstrain status: unknown or incomplete option '%s' (see --help)\n",
-                    argv[i]);
-            return EXIT_USAGE;
-        }
+    const cli_opt opts[] = {
+        {.name = "coordinator", .kind = CLI_STR, .dest = &coordinator, .meta = "EP",
+         .help = "ask this endpoint instead (tcp://host:port)"},
+        {.name = "job", .kind = CLI_STR, .dest = &job_path, .meta = "JOB.yaml",
+         .help = "the job, for its security keys when the job runs with CURVE\n(default: "
+                 "RUN_DIR/job.yaml when it exists); the status\nrequest uses "
+                 "security.client_key, which the coordinator's\nallow-list must hold"},
+        {.name = "json", .kind = CLI_FLAG, .dest = &json,
+         .help = "print the status document as it came (one JSON line)"},
+        {.name = "timeout", .kind = CLI_NUM, .dest = &timeout_s, .meta = "S",
+         .help = "seconds to wait for the answer (default 5)"},
+        {0}};
+    const cli_spec spec = {.cmd = "status", .synopsis = status_synopsis, .opts = opts,
+                           .epilog = status_epilog, .max_pos = 1,
+                           .unknown = "unknown or incomplete option"};
+    cli_args args;
+    int ec = cli_parse(&spec, argc, argv, &args);
+    if (ec >= 0)
+        return ec;
+    const char *dir = args.npos ? args.pos[0] : NULL;
+    cli_args_fini(&args); /* dir points into argv */
+    if (!(timeout_s > 0 && timeout_s <= 3600)) {
+        fprintf(stderr, "pstrain status: --timeout %g: seconds in (0, 3600]\n", timeout_s);
+        return EXIT_USAGE;
     }
     char ep[300];
     if (coordinator)
@@ -166,7 +155,7 @@ int cmd_status(int argc, char **argv, const volatile sig_atomic_t *stop)
     }
     pst_err err = {0};
     cfg_job *job = NULL;
-    if (job_path && cli_load_job(&job, job_path, 0, NULL, &err)) {
+    if (job_path && cli_load_job(&job, job_path, NULL, 0, &err)) {
         fprintf(stderr, "pstrain status: %s\n", err.msg);
         return cli_exit_code(err.code);
     }

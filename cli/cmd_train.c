@@ -17,31 +17,21 @@
 #include "worker/report.h"
 #include "worker/trainer.h"
 
-static void train_usage(FILE *f)
-{
-    fprintf(f,
-            "usage: pstrain train [JOB.yaml] [--KEY VALUE ...] [--print-config]\n"
-            "\n"
-            "Trains the job's model in this process and evaluates it. Without JOB.yaml it\n"
-            "runs the default job: a 784-256-128-10 MLP on Fashion-MNIST (Debian's\n"
-            "dataset-fashion-mnist), 5 epochs of Adam.\n"
-            "\n"
-            "Writes per-epoch metrics to OUTPUT_DIR/metrics.csv and metrics.jsonl; logs go to\n"
-            "stderr, the final confusion matrix to stdout. Environment: PSTRAIN_LOG=debug|info|"
-            "warn|error.\n"
-            "\n"
-            "Checkpoints (model + optimizer state) go to checkpoint.dir (default\n"
-            "OUTPUT_DIR/checkpoints) at every epoch's end, every checkpoint.every_steps steps\n"
-            "or every_seconds seconds, and when a signal stops the run; --resume DIR continues\n"
-            "from the newest complete one in DIR, giving the weights of an uninterrupted run.\n"
-            "\n"
-            "options:\n"
-            "  --print-config   print the effective job (file + overrides) as YAML and exit\n"
-            "  -h, --help       this text\n"
-            "\n%s",
-            cli_override_help);
-}
-
+static const char train_synopsis[] =
+    "usage: pstrain train [JOB.yaml] [--KEY VALUE ...] [--print-config]\n"
+    "\n"
+    "Trains the job's model in this process and evaluates it. Without JOB.yaml it\n"
+    "runs the default job: a 784-256-128-10 MLP on Fashion-MNIST (Debian's\n"
+    "dataset-fashion-mnist), 5 epochs of Adam.\n"
+    "\n"
+    "Writes per-epoch metrics to OUTPUT_DIR/metrics.csv and metrics.jsonl; logs go to\n"
+    "stderr, the final confusion matrix to stdout. Environment: PSTRAIN_LOG=debug|info|"
+    "warn|error.\n"
+    "\n"
+    "Checkpoints (model + optimizer state) go to checkpoint.dir (default\n"
+    "OUTPUT_DIR/checkpoints) at every epoch's end, every checkpoint.every_steps steps\n"
+    "or every_seconds seconds, and when a signal stops the run; --resume DIR continues\n"
+    "from the newest complete one in DIR, giving the weights of an uninterrupted run.\n";
 
 /* ---- Checkpoints: DIR/ckpt-<step>/{model,optimizer}.safetensors -------------------------- */
 
@@ -168,38 +158,20 @@ static int ckpt_resume(ckpt_ctx *k, const char *from, wk_trainer *tr, wk_resume 
                        "newest: %.300s)", from, n, first.msg);
 }
 
-/* Test hook: PSTRAIN_TEST_STOP_AFTER_STEPS=k raises SIGTERM after update k, as a stop
- * arriving right then would. 0 when unset. */
-static long long stop_after_steps(void)
-{
-    const char *s = getenv("PSTRAIN_TEST_STOP_AFTER_STEPS");
-    return s ? atoll(s) : 0;
-}
-
 int cmd_train(int argc, char **argv, const volatile sig_atomic_t *stop)
 {
-    const char *path = NULL;
     int print_config = 0;
-    char *rest[256];
-    int nrest = 0;
-    /* The job file, if any, comes first; everything after it is flags. */
-    int i0 = 0;
-    if (argc > 0 && argv[0][0] != '-')
-        path = argv[i0++];
-    for (int i = i0; i < argc; i++) {
-        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
-            train_usage(stdout);
-            return EXIT_OK;
-        }
-        if (strcmp(argv[i], "--print-config") == 0)
-            print_config = 1;
-        else if (nrest < (int)(sizeof rest / sizeof rest[0]))
-            rest[nrest++] = argv[i];
-        else {
-            fprintf(stderr, "pstrain train: too many arguments\n");
-            return EXIT_USAGE;
-        }
-    }
+    const cli_opt opts[] = {
+        {.name = "print-config", .kind = CLI_FLAG, .dest = &print_config,
+         .help = "print the effective job (file + overrides) as YAML and exit"},
+        {0}};
+    const cli_spec spec = {.cmd = "train", .synopsis = train_synopsis, .opts = opts,
+                           .job = 1, .max_pos = 1};
+    cli_args args;
+    int ec = cli_parse(&spec, argc, argv, &args);
+    if (ec >= 0)
+        return ec;
+    const char *path = args.npos ? args.pos[0] : NULL;
 
     log_ctx lg;
     log_init(&lg, "train", -1, stderr);
@@ -209,9 +181,10 @@ int cmd_train(int argc, char **argv, const volatile sig_atomic_t *stop)
     wk_trainer *tr = NULL;
     wk_report *rep = NULL;
     met_confusion *cm = NULL;
-    int rc = cli_load_job(&job, path, nrest, rest, &err);
+    int rc = cli_load_job(&job, path, args.ov, args.nov, &err);
     if (rc) {
         fprintf(stderr, "pstrain train: %s\n", err.msg);
+        cli_args_fini(&args);
         return cli_exit_code(rc);
     }
     if (print_config) {
@@ -265,7 +238,10 @@ int cmd_train(int argc, char **argv, const volatile sig_atomic_t *stop)
     if ((rc = wk_report_write_job(job->output.dir, job, &err)))
         goto done;
     const int save = job->checkpoint.enabled;
-    const long long stop_after = stop_after_steps();
+    /* Test hook: SIGTERM right after update k, as a stop arriving then would. */
+    pst_test_hooks hooks_buf;
+    const pst_test_hooks *hooks = cli_test_hooks(&hooks_buf, -1);
+    const long long stop_after = hooks ? hooks->stop_after_clock : 0;
     for (int e = at.epoch; e <= job->train.epochs; e++) {
         wk_epoch_stats st;
         wk_eval val;
@@ -363,6 +339,7 @@ done:
     wk_trainer_destroy(tr);
     wk_data_fini(&data);
     cfg_job_free(job);
+    cli_args_fini(&args);
     if (rc)
         return cli_exit_code(rc);
     return *stop ? cli_stop_exit_code(*stop) : EXIT_OK;

@@ -5,34 +5,40 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli/args.h"
 #include "cli/cli.h"
 #include "net/net.h"
 
 extern const char pst_default_job[];
 extern const size_t pst_default_job_len;
 
-/* Short flags users expect, mapped to job keys. */
-static const struct {
-    const char *flag, *key;
-} aliases[] = {
-    {"epochs", "train.epochs"},     {"batch-size", "train.batch_size"},
-    {"threads", "train.threads"},   {"lr", "optimizer.lr"},
-    {"optimizer", "optimizer.name"}, {"seed", "seed"},
-    {"output", "output.dir"},       {"train", "data.train"},
-    {"test", "data.test"},          {"name", "name"},
-    {"servers", "cluster.servers"}, {"workers", "cluster.workers"},
-    {"consistency", "cluster.consistency"}, {"staleness", "cluster.staleness"},
-    {"resume", "checkpoint.resume"},
-};
-
-const char cli_override_help[] =
-    "Any key of the job file can be set as --SECTION.KEY VALUE or --SECTION.KEY=VALUE,\n"
-    "e.g. --optimizer.lr 0.01, --model.layers.0.units=512, --data.validation_split 0.2.\n"
-    "Shorthands: --epochs N, --batch-size N, --threads N, --lr X, --optimizer NAME,\n"
-    "            --seed N, --output DIR, --train PATH, --test PATH, --name NAME,\n"
-    "            --servers N, --workers N, --consistency bsp|ssp|asp, --staleness N,\n"
-    "            --resume DIR (continue from the newest complete checkpoint in DIR),\n"
-    "            --freeze LAYER,... (by index in model.layers or by name: dense_0, head).\n";
+/* Shorthand flags users expect, mapped to job keys (args.h: spec.job). Their values are
+ * checked by kind when parsed, and then by cfg_override as the key's. */
+/* The shorthand's help is the key it sets (and what it means where the key does not say). */
+#define JOB_OPT(NAME, KIND, META, KEY) \
+    {.name = NAME, .kind = KIND, .meta = META, .help = KEY, .key = KEY}
+const cli_opt cli_job_opts[] = {
+    JOB_OPT("epochs", CLI_INT, "N", "train.epochs"),
+    JOB_OPT("batch-size", CLI_INT, "N", "train.batch_size"),
+    JOB_OPT("threads", CLI_INT, "N", "train.threads"),
+    JOB_OPT("lr", CLI_NUM, "X", "optimizer.lr"),
+    JOB_OPT("optimizer", CLI_STR, "NAME", "optimizer.name"),
+    JOB_OPT("seed", CLI_I64, "N", "seed"),
+    JOB_OPT("output", CLI_STR, "DIR", "output.dir"),
+    JOB_OPT("train", CLI_STR, "PATH", "data.train"),
+    JOB_OPT("test", CLI_STR, "PATH", "data.test"),
+    JOB_OPT("name", CLI_STR, "NAME", "name"),
+    JOB_OPT("servers", CLI_INT, "N", "cluster.servers"),
+    JOB_OPT("workers", CLI_INT, "N", "cluster.workers"),
+    {.name = "consistency", .kind = CLI_CHOICE, .meta = "bsp|ssp|asp", .choices = "bsp|ssp|asp",
+     .help = "cluster.consistency", .key = "cluster.consistency"},
+    JOB_OPT("staleness", CLI_INT, "N", "cluster.staleness"),
+    {.name = "resume", .kind = CLI_STR, .meta = "DIR", .key = "checkpoint.resume",
+     .help = "checkpoint.resume: continue from the newest complete\ncheckpoint in DIR"},
+    {.name = "freeze", .kind = CLI_STR, .meta = "LAYER,...", .key = "freeze",
+     .help = "model.layers.N.trainable false for each LAYER, by its\nindex in model.layers "
+             "or by name (dense_0, head)"},
+    {0}};
 
 int cli_exit_code(int status)
 {
@@ -147,7 +153,8 @@ int cli_check_security(const cfg_job *job, const char *role, pst_err *err)
     return net_curve_check(&f, err);
 }
 
-int cli_load_job(cfg_job **job, const char *path, int argc, char **argv, pst_err *err)
+int cli_load_job(cfg_job **job, const char *path, const cli_override *ov, int nov,
+                 pst_err *err)
 {
     int rc = path ? cfg_job_load_file(job, path, err)
                   : cfg_job_load_string(job, pst_default_job, pst_default_job_len,
@@ -156,47 +163,15 @@ int cli_load_job(cfg_job **job, const char *path, int argc, char **argv, pst_err
         return rc;
     if (path && (rc = resolve_data_paths(*job, path, err)))
         goto fail;
-    for (int i = 0; i < argc; i++) {
-        const char *a = argv[i];
-        if (strncmp(a, "--", 2) != 0 || a[2] == '\0') {
-            rc = pst_err_set(err, PST_ERR_ARG, "unexpected argument '%s'", a);
-            goto fail;
-        }
-        char key[256];
-        const char *value;
-        const char *eq = strchr(a + 2, '=');
-        size_t klen = eq ? (size_t)(eq - (a + 2)) : strlen(a + 2);
-        if (klen >= sizeof key) {
-            rc = pst_err_set(err, PST_ERR_ARG, "flag '%.40s...' is too long", a);
-            goto fail;
-        }
-        memcpy(key, a + 2, klen);
-        key[klen] = '\0';
-        if (eq)
-            value = eq + 1;
-        else if (i + 1 < argc)
-            value = argv[++i];
-        else {
-            rc = pst_err_set(err, PST_ERR_ARG, "flag --%s needs a value", key);
-            goto fail;
-        }
-        if (strcmp(key, "freeze") == 0) {
-            if ((rc = freeze_layers(*job, value, err)))
+    for (int i = 0; i < nov; i++) {
+        if (strcmp(ov[i].key, "freeze") == 0) {
+            if ((rc = freeze_layers(*job, ov[i].value, err)))
                 goto fail;
             continue;
         }
-        const char *path_key = key;
-        for (size_t j = 0; j < sizeof aliases / sizeof aliases[0]; j++)
-            if (strcmp(key, aliases[j].flag) == 0)
-                path_key = aliases[j].key;
-        if (!strchr(path_key, '.') && strcmp(path_key, "seed") != 0 &&
-            strcmp(path_key, "name") != 0) {
-            rc = pst_err_set(err, PST_ERR_ARG, "unknown flag --%s (see --help)", key);
-            goto fail;
-        }
-        rc = cfg_override(*job, path_key, value, err);
+        rc = cfg_override(*job, ov[i].key, ov[i].value, err);
         if (rc) {
-            pst_err_prefix(err, "--%s", key);
+            pst_err_prefix(err, "--%s", ov[i].flag);
             rc = PST_ERR_ARG;
             goto fail;
         }

@@ -335,7 +335,7 @@ static int train(worker *w, pst_err *err)
              * step's gradient was computed on the ones before. */
             if (pipelined && wk_kv_pull_outstanding(w->kv) && (rc = pull_into_model(w, err)))
                 return rc;
-            if (o->nan_at_clock > 0 && w->clock + 1 == o->nan_at_clock)
+            if (o->hooks && o->hooks->nan_at_clock > 0 && w->clock + 1 == o->hooks->nan_at_clock)
                 w->gbuf[w->clock & 1][0] = NAN; /* test hook: a poisoned gradient */
             if (checkpoint_due(w, w->clock))
                 wk_kv_request_checkpoint(w->kv);
@@ -347,8 +347,8 @@ static int train(worker *w, pst_err *err)
                 return rc;
             if (!pipelined && (rc = pull_into_model(w, err)))
                 return rc;
-            if (o->step_delay_ms > 0)
-                delay_ms(o->step_delay_ms);
+            if (o->hooks && o->hooks->step_delay_ms > 0)
+                delay_ms(o->hooks->step_delay_ms);
             if (w->rep)
                 wk_report_progress(w->rep, e, s + 1, nsteps, w->loss,
                                    wk_trainer_samples_per_s(w->tr));
@@ -358,7 +358,8 @@ static int train(worker *w, pst_err *err)
                 return rc;
             if ((rc = report_progress(w, WIRE_MSG_PROGRESS, NAN, err)))
                 return rc;
-            if (o->stop_after_clock > 0 && w->clock == o->stop_after_clock)
+            if (o->hooks && o->hooks->stop_after_clock > 0 &&
+                w->clock == o->hooks->stop_after_clock)
                 raise(SIGTERM); /* test hook: a stop arriving right here */
         }
         wk_epoch_stats st;

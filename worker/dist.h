@@ -17,6 +17,7 @@
 #include "core/config.h"
 #include "base/err.h"
 #include "base/log.h"
+#include "base/testhooks.h"
 
 typedef struct {
     int rank;
@@ -33,11 +34,9 @@ typedef struct {
      *   "P <rank> <epoch> <epochs> <step> <steps> <clock> <total> <loss> <samples/s>\n"
      * step of steps in this epoch; clock of total steps of this worker's whole run. */
     int progress_fd;
-    int step_delay_ms;  /* test hook: sleep this long after every step (a slow worker) */
-    int64_t stop_after_clock; /* test hook: raise SIGTERM once this step is done; 0: never */
     const char *faults;       /* test-only fault injection spec (net/faults.h); NULL: none */
-    int64_t nan_at_clock;     /* test hook: the gradient of this step (clock + 1 = this
-                                 value) gets a NaN; 0: never */
+    const pst_test_hooks *hooks; /* test-only behaviour (base/testhooks.h); NULL in
+                                    production */
 } wk_dist_options;
 
 #define WK_PROGRESS_MS 100
