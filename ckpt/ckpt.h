@@ -39,7 +39,6 @@
 #define PSTRAIN_CKPT_CKPT_H
 
 #include "base/err.h"
-#include "core/config.h"
 #include "core/model.h"
 #include "core/optim.h"
 #include "data/data.h"
@@ -49,7 +48,7 @@
  * class names go into pstrain.data; NULL leaves pstrain.data out) and scaler the transform
  * fitted on it (NULL or DS_SCALE_NONE: no preprocess tensors). A spec that does not
  * describe m, or two segments with one name, is PST_ERR_ARG. */
-int ckpt_save_model(const char *path, ml_model *m, const cfg_model *spec,
+int ckpt_save_model(const char *path, ml_model *m, const ml_model_spec *spec,
                     const ds_dataset *like, const ds_scaler *scaler, pst_err *err);
 
 /* A model rebuilt from a checkpoint, with what the data needs to go through it. */
@@ -59,10 +58,14 @@ typedef struct ckpt_model ckpt_model;
  * batches of at most max_batch rows and fills the weights. On success *out is owned by
  * the caller (ckpt_model_destroy); on failure *out is NULL. */
 int ckpt_load(const char *path, int max_batch, ckpt_model **out, pst_err *err);
+/* The same reading layer types from reg (NULL: the built-in registry), which must outlive
+ * *out. */
+int ckpt_load_reg(const char *path, const ml_registry *reg, int max_batch, ckpt_model **out,
+                  pst_err *err);
 void ckpt_model_destroy(ckpt_model *c);
 
 ml_model *ckpt_model_net(ckpt_model *c);             /* owned by c */
-const cfg_model *ckpt_model_spec(const ckpt_model *c); /* owned by c */
+const ml_model_spec *ckpt_model_spec(const ckpt_model *c); /* owned by c */
 ds_task ckpt_model_task(const ckpt_model *c);
 /* Classification: K classes (2 for a single sigmoid unit); 0 for regression. */
 int ckpt_model_nclasses(const ckpt_model *c);
@@ -78,6 +81,8 @@ const ds_scaler *ckpt_model_scaler(const ckpt_model *c);
  * and pstrain.data says how they were fitted, else the identity of m's input width; it is
  * output storage like ds_scaler_fit's. m is unchanged on failure. */
 int ckpt_load_into(const char *path, ml_model *m, ds_scaler *scaler, pst_err *err);
+int ckpt_load_into_reg(const char *path, const ml_registry *reg, ml_model *m, ds_scaler *scaler,
+                       pst_err *err);
 
 /* ---- Training state, for resuming ---------------------------------------------------------
  *

@@ -1,20 +1,19 @@
 /* ckpt/model.c -- model checkpoints: weights, the model spec and the training data's task,
- * classes and scaler, and every mapping between layer types, activation, loss and scale
- * names, spec fields and the checkpoint header (pstrain.model, pstrain.data). */
+ * classes and scaler, and the mapping between specs and the checkpoint header
+ * (pstrain.model, pstrain.data). Layer types, their keys and every name (activation,
+ * loss, scale) come from the layer registry and the name tables of core/ and data/. */
 #include "ckpt_internal.h"
 
 #include <assert.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define MAX_LAYERS 4096
-#define NAME_MAX_LEN 39 /* a layer name; core/model.c keeps 39 chars + ".weight" in 48 */
+#define NAME_MAX_LEN ML_NAME_MAX /* a layer name; core/model.c keeps it + ".weight" in 48 */
 
-static const char *const act_names[] = {"linear", "relu", "sigmoid", "tanh", "softmax"};
-static const char *const loss_names[] = {"categorical_crossentropy", "binary_crossentropy",
-                                         "mse"};
 static const char *const scale_names[] = {"none", "minmax", "standardize"};
 
 /* ---- Writing --------------------------------------------------------------------------- */
@@ -31,27 +30,59 @@ static int model_classes(const ml_model *m)
     return k == 1 ? 2 : k;
 }
 
-/* Checks that spec is the layer list m was built from (shapes of every dense layer). */
-static int spec_matches(const cfg_model *spec, ml_model *m, pst_err *err)
+/* Checks that spec is the layer list m was built from. */
+static int spec_matches(const ml_model_spec *spec, ml_model *m, pst_err *err)
 {
-    int width = ml_model_in_dim(m), seg = 0;
-    for (unsigned l = 0; l < spec->nlayers; l++) {
-        const cfg_layer *L = &spec->layers[l];
-        if (L->type != CFG_LAYER_DENSE)
-            continue;
-        if (seg + 1 >= ml_model_nsegments(m) || ml_model_segment(m, seg)->rows != L->units ||
-            ml_model_segment(m, seg)->cols != width)
-            return pst_err_set(err, PST_ERR_ARG,
-                               "checkpoint: model.layers.%u does not match the model", l);
-        width = L->units;
-        seg += 2;
-    }
-    if (seg != ml_model_nsegments(m) || spec->loss != ml_model_loss_kind(m))
+    if (!ml_model_spec_same(spec, ml_model_get_spec(m)))
         return pst_err_set(err, PST_ERR_ARG, "checkpoint: the layer list does not match the model");
     return PST_OK;
 }
 
-static char *model_json(const cfg_model *spec, int in_dim)
+/* One layer as JSON: type, the type's keys (enums by name), name (null when defaulted),
+ * inputs (only when given). For dense and activation layers exactly what pstrain 0.1
+ * wrote. */
+static int layer_json(cJSON *o, const ml_layer_spec *L)
+{
+    if (!cJSON_AddStringToObject(o, "type", L->ops->name))
+        return -1;
+    for (int k = 0; k < L->ops->nkeys; k++) {
+        const ml_layer_key *K = &L->ops->keys[k];
+        const ml_value *v = &L->val[k];
+        cJSON *x = NULL;
+        if (K->flags & ML_KEY_COMPAT)
+            continue;
+        switch (K->kind) {
+        case ML_KEY_INT: x = cJSON_CreateNumber((double)v->i); break;
+        case ML_KEY_FLOAT: x = cJSON_CreateNumber(v->f); break;
+        case ML_KEY_BOOL: x = cJSON_CreateBool(v->i != 0); break;
+        case ML_KEY_ENUM: x = cJSON_CreateString(K->enum_name((int)v->i)); break;
+        case ML_KEY_STRING: x = v->s ? cJSON_CreateString(v->s) : cJSON_CreateNull(); break;
+        }
+        if (!x || !cJSON_AddItemToObject(o, K->name, x)) {
+            cJSON_Delete(x);
+            return -1;
+        }
+    }
+    /* The name as model.c used it for the parameters: its first NAME_MAX_LEN bytes. */
+    char name[NAME_MAX_LEN + 1];
+    snprintf(name, sizeof name, "%s", L->name ? L->name : "");
+    if (!(name[0] ? cJSON_AddStringToObject(o, "name", name) : cJSON_AddNullToObject(o, "name")))
+        return -1;
+    if (L->ninputs) {
+        cJSON *in = cJSON_AddArrayToObject(o, "inputs");
+        if (!in)
+            return -1;
+        for (unsigned i = 0; i < L->ninputs; i++) {
+            cJSON *x = cJSON_CreateString(L->inputs[i]);
+            if (!x)
+                return -1;
+            cJSON_AddItemToArray(in, x);
+        }
+    }
+    return 0;
+}
+
+static char *model_json(const ml_model_spec *spec, int in_dim)
 {
     cJSON *root = cJSON_CreateObject(), *layers = NULL;
     char *s = NULL;
@@ -59,25 +90,15 @@ static char *model_json(const cfg_model *spec, int in_dim)
         !(layers = cJSON_AddArrayToObject(root, "layers")))
         goto cleanup;
     for (unsigned l = 0; l < spec->nlayers; l++) {
-        const cfg_layer *L = &spec->layers[l];
         cJSON *o = cJSON_CreateObject();
         if (!o)
             goto cleanup;
         cJSON_AddItemToArray(layers, o);
-        assert((int)L->activation >= 0 && (int)L->activation < NELEM(act_names));
-        /* The name as model.c used it for the parameters: its first NAME_MAX_LEN bytes. */
-        char name[NAME_MAX_LEN + 1];
-        snprintf(name, sizeof name, "%s", L->name ? L->name : "");
-        int dense = L->type == CFG_LAYER_DENSE;
-        if (!cJSON_AddStringToObject(o, "type", dense ? "dense" : "activation") ||
-            (dense && !cJSON_AddNumberToObject(o, "units", L->units)) ||
-            !cJSON_AddStringToObject(o, "activation", act_names[L->activation]) ||
-            !(name[0] ? cJSON_AddStringToObject(o, "name", name)
-                      : cJSON_AddNullToObject(o, "name")))
+        if (layer_json(o, &spec->layers[l]))
             goto cleanup;
     }
-    assert((int)spec->loss >= 0 && (int)spec->loss < NELEM(loss_names));
-    if (!cJSON_AddStringToObject(root, "loss", loss_names[spec->loss]))
+    assert(ml_loss_name(spec->loss));
+    if (!cJSON_AddStringToObject(root, "loss", ml_loss_name(spec->loss)))
         goto cleanup;
     s = cJSON_PrintUnformatted(root);
 cleanup:
@@ -119,7 +140,7 @@ cleanup:
     return s;
 }
 
-int ckpt_save_model(const char *path, ml_model *m, const cfg_model *spec,
+int ckpt_save_model(const char *path, ml_model *m, const ml_model_spec *spec,
                     const ds_dataset *like, const ds_scaler *scaler, pst_err *err)
 {
     int rc = PST_OK;
@@ -197,14 +218,7 @@ static void data_meta_fini(data_meta *dm)
     memset(dm, 0, sizeof *dm);
 }
 
-static void spec_fini(cfg_model *spec)
-{
-    if (spec->layers)
-        for (unsigned l = 0; l < spec->nlayers; l++)
-            free(spec->layers[l].name);
-    free(spec->layers);
-    memset(spec, 0, sizeof *spec);
-}
+static void spec_fini(ml_model_spec *spec) { ml_model_spec_fini(spec); }
 
 static int name_index(const char *s, const char *const *names, int n)
 {
@@ -226,12 +240,135 @@ static int only_keys(const st_file *f, const char *what, const cJSON *obj,
     return ckpt_json_unique_keys(f, obj, what, err);
 }
 
-static int parse_model_meta(const st_file *f, cfg_model *spec, int *in_dim, pst_err *err)
+/* A JSON value as key K's value; -1 when it is not one. */
+static int json_value(const ml_layer_key *K, const cJSON *x, ml_value *v)
+{
+    memset(v, 0, sizeof *v);
+    switch (K->kind) {
+    case ML_KEY_INT:
+        if (!cJSON_IsNumber(x) || x->valuedouble != (double)(int64_t)x->valuedouble ||
+            fabs(x->valuedouble) > 9007199254740992.0)
+            return -1;
+        v->i = (int64_t)x->valuedouble;
+        return 0;
+    case ML_KEY_FLOAT:
+        if (!cJSON_IsNumber(x))
+            return -1;
+        v->f = x->valuedouble;
+        return 0;
+    case ML_KEY_BOOL:
+        if (!cJSON_IsBool(x))
+            return -1;
+        v->i = cJSON_IsTrue(x);
+        return 0;
+    case ML_KEY_ENUM:
+        for (int i = 0; cJSON_IsString(x) && K->enum_name(i); i++)
+            if (strcmp(K->enum_name(i), x->valuestring) == 0) {
+                v->i = i;
+                return 0;
+            }
+        return -1;
+    case ML_KEY_STRING:
+        if (cJSON_IsNull(x))
+            return 0;
+        if (!cJSON_IsString(x) || !(v->s = strdup(x->valuestring)))
+            return -1;
+        return 0;
+    }
+    return -1;
+}
+
+/* "linear, relu, ..." */
+static void enum_list(const ml_layer_key *K, char *buf, size_t n)
+{
+    size_t len = 0;
+    buf[0] = '\0';
+    for (int i = 0; K->enum_name(i) && len < n; i++)
+        len += (size_t)snprintf(buf + len, n - len, "%s%s", i ? ", " : "", K->enum_name(i));
+}
+
+/* One entry of pstrain.model's layers into cl (ml_layer_spec_init'ed here). */
+static int parse_layer(const st_file *f, const ml_registry *reg, const char *what,
+                       const cJSON *L, ml_layer_spec *cl, pst_err *err)
+{
+    memset(cl, 0, sizeof *cl);
+    if (!cJSON_IsObject(L))
+        return pst_err_set(err, PST_ERR_DATA, "%s: %s is not an object", f->path, what);
+    const cJSON *type = cJSON_GetObjectItemCaseSensitive(L, "type");
+    const ml_layer_ops *ops = cJSON_IsString(type) ? ml_registry_find(reg, type->valuestring)
+                                                   : NULL;
+    if (!ops) {
+        char names[256];
+        ml_registry_names(reg, names, sizeof names);
+        return pst_err_set(err, PST_ERR_DATA, "%s: %s: type is not one of %s", f->path, what,
+                           names);
+    }
+    ml_layer_spec_init(cl, ops);
+    const char *allowed[ML_MAX_KEYS + 3] = {"type", "name", "inputs"};
+    int nallowed = 3;
+    for (int k = 0; k < ops->nkeys; k++)
+        if (!(ops->keys[k].flags & ML_KEY_COMPAT))
+            allowed[nallowed++] = ops->keys[k].name;
+    int rc = only_keys(f, what, L, allowed, nallowed, err);
+    if (rc)
+        return rc;
+    for (int k = 0; k < ops->nkeys; k++) {
+        const ml_layer_key *K = &ops->keys[k];
+        const cJSON *x = cJSON_GetObjectItemCaseSensitive(L, K->name);
+        if (!x || (K->flags & ML_KEY_COMPAT))
+            continue; /* absent: the default (a required key then fails its check) */
+        if (json_value(K, x, &cl->val[k])) {
+            char names[256] = "";
+            if (K->kind == ML_KEY_ENUM) {
+                enum_list(K, names, sizeof names);
+                return pst_err_set(err, PST_ERR_DATA, "%s: %s: %s is not one of %s", f->path,
+                                   what, K->name, names);
+            }
+            return pst_err_set(err, PST_ERR_DATA, "%s: %s: %s is not a valid value", f->path,
+                               what, K->name);
+        }
+    }
+    for (int k = 0; k < ops->nkeys; k++) {
+        pst_err e2 = {0};
+        if (ml_layer_key_check(&ops->keys[k], &cl->val[k], &e2))
+            return pst_err_set(err, PST_ERR_DATA, "%s: %s: %s", f->path, what, e2.msg);
+    }
+    const cJSON *name = cJSON_GetObjectItemCaseSensitive(L, "name");
+    if (name && !cJSON_IsNull(name)) {
+        size_t len = cJSON_IsString(name) ? strlen(name->valuestring) : 0;
+        if (len < 1 || len > NAME_MAX_LEN)
+            return pst_err_set(err, PST_ERR_DATA, "%s: %s: name is not a string of 1 to %d "
+                               "characters", f->path, what, NAME_MAX_LEN);
+        if (!(cl->name = strdup(name->valuestring)))
+            return pst_err_set(err, PST_ERR_NOMEM, "%s: out of memory", f->path);
+    }
+    const cJSON *inputs = cJSON_GetObjectItemCaseSensitive(L, "inputs");
+    if (inputs) {
+        int n = cJSON_GetArraySize(inputs);
+        if (!cJSON_IsArray(inputs) || n < 1 || n > ML_MAX_INPUTS)
+            return pst_err_set(err, PST_ERR_DATA, "%s: %s: inputs is not a list of 1 to %d "
+                               "names", f->path, what, ML_MAX_INPUTS);
+        if (!(cl->inputs = calloc((size_t)n, sizeof *cl->inputs)))
+            return pst_err_set(err, PST_ERR_NOMEM, "%s: out of memory", f->path);
+        for (const cJSON *x = inputs->child; x; x = x->next) {
+            if (!cJSON_IsString(x))
+                return pst_err_set(err, PST_ERR_DATA, "%s: %s: inputs is not a list of names",
+                                   f->path, what);
+            if (!(cl->inputs[cl->ninputs++] = strdup(x->valuestring)))
+                return pst_err_set(err, PST_ERR_NOMEM, "%s: out of memory", f->path);
+        }
+    }
+    return PST_OK;
+}
+
+static int parse_model_meta(const st_file *f, const ml_registry *reg, ml_model_spec *spec,
+                            int *in_dim, pst_err *err)
 {
     static const char *const top_keys[] = {"input_dim", "layers", "loss"};
-    static const char *const layer_keys[] = {"type", "units", "activation", "name"};
     const char *text = ckpt_st_meta_str(f, "pstrain.model");
     memset(spec, 0, sizeof *spec);
+    if (!reg)
+        reg = ml_registry_builtin();
     if (!text)
         return pst_err_set(err, PST_ERR_DATA, "%s: no pstrain.model in the metadata: the "
                            "architecture is unknown", f->path);
@@ -258,71 +395,31 @@ static int parse_model_meta(const st_file *f, cfg_model *spec, int *in_dim, pst_
                          "layers", f->path, MAX_LAYERS);
         goto cleanup;
     }
-    int li = cJSON_IsString(loss) ? name_index(loss->valuestring, loss_names, NELEM(loss_names))
-                                  : -1;
+    int li = cJSON_IsString(loss) ? ml_loss_find(loss->valuestring) : -1;
     if (li < 0) {
         rc = pst_err_set(err, PST_ERR_DATA, "%s: pstrain.model: loss is not one of "
                          "categorical_crossentropy, binary_crossentropy, mse", f->path);
         goto cleanup;
     }
-    spec->loss = (cfg_loss)li;
-    spec->init = CFG_INIT_AUTO;
+    spec->loss = (ml_loss)li;
+    spec->init = ML_INIT_AUTO;
     spec->layers = calloc((size_t)nl, sizeof *spec->layers);
     if (!spec->layers) {
         rc = pst_err_set(err, PST_ERR_NOMEM, "%s: out of memory", f->path);
         goto cleanup;
     }
-    spec->nlayers = (unsigned)nl;
     int l = 0;
     for (const cJSON *L = layers->child; L; L = L->next, l++) {
         char what[64];
         snprintf(what, sizeof what, "pstrain.model: layers[%d]", l);
-        cfg_layer *cl = &spec->layers[l];
-        if (!cJSON_IsObject(L)) {
-            rc = pst_err_set(err, PST_ERR_DATA, "%s: %s is not an object", f->path, what);
+        rc = parse_layer(f, reg, what, L, &spec->layers[l], err);
+        spec->nlayers = (unsigned)l + 1; /* so that spec_fini frees what it holds */
+        if (rc)
             goto cleanup;
-        }
-        if ((rc = only_keys(f, what, L, layer_keys, NELEM(layer_keys), err)))
-            goto cleanup;
-        const cJSON *type = cJSON_GetObjectItemCaseSensitive(L, "type");
-        const cJSON *units = cJSON_GetObjectItemCaseSensitive(L, "units");
-        const cJSON *act = cJSON_GetObjectItemCaseSensitive(L, "activation");
-        const cJSON *name = cJSON_GetObjectItemCaseSensitive(L, "name");
-        int dense = cJSON_IsString(type) && strcmp(type->valuestring, "dense") == 0;
-        if (!dense && !(cJSON_IsString(type) && strcmp(type->valuestring, "activation") == 0)) {
-            rc = pst_err_set(err, PST_ERR_DATA, "%s: %s: type is not dense or activation",
-                             f->path, what);
-            goto cleanup;
-        }
-        cl->type = dense ? CFG_LAYER_DENSE : CFG_LAYER_ACTIVATION;
-        if (dense ? !ckpt_json_is_uint(units, INT32_MAX) || units->valuedouble < 1
-                  : units != NULL) {
-            rc = pst_err_set(err, PST_ERR_DATA, "%s: %s: units %s", f->path, what,
-                             dense ? "is not a width >= 1" : "given for an activation layer");
-            goto cleanup;
-        }
-        cl->units = dense ? (int)units->valuedouble : 0;
-        int ai = cJSON_IsString(act) ? name_index(act->valuestring, act_names, NELEM(act_names))
-                                     : -1;
-        if (ai < 0) {
-            rc = pst_err_set(err, PST_ERR_DATA, "%s: %s: activation is not one of linear, relu, "
-                             "sigmoid, tanh, softmax", f->path, what);
-            goto cleanup;
-        }
-        cl->activation = (cfg_act)ai;
-        if (name && !cJSON_IsNull(name)) {
-            size_t len = cJSON_IsString(name) ? strlen(name->valuestring) : 0;
-            if (len < 1 || len > NAME_MAX_LEN) {
-                rc = pst_err_set(err, PST_ERR_DATA, "%s: %s: name is not a string of 1 to %d "
-                                 "characters", f->path, what, NAME_MAX_LEN);
-                goto cleanup;
-            }
-            if (!(cl->name = strdup(name->valuestring))) {
-                rc = pst_err_set(err, PST_ERR_NOMEM, "%s: out of memory", f->path);
-                goto cleanup;
-            }
-        }
     }
+    pst_err e2 = {0};
+    if (ml_model_spec_check(spec, &e2))
+        rc = pst_err_set(err, PST_ERR_DATA, "%s: pstrain.model: %s", f->path, e2.msg);
 cleanup:
     cJSON_Delete(root);
     if (rc)
@@ -415,24 +512,6 @@ cleanup:
     return rc;
 }
 
-/* Parameters the spec describes (dense: in * out + out), saturating so a corrupt width
- * cannot overflow; lets the reader refuse a spec larger than the file before allocating. */
-static uint64_t spec_params(const cfg_model *spec, int in_dim)
-{
-    uint64_t total = 0, width = (uint64_t)in_dim;
-    for (unsigned l = 0; l < spec->nlayers; l++) {
-        const cfg_layer *L = &spec->layers[l];
-        if (L->type != CFG_LAYER_DENSE)
-            continue;
-        uint64_t u = (uint64_t)L->units;
-        total += width * u + u; /* each factor < 2^31: no overflow per layer */
-        if (total > ((uint64_t)1 << 60))
-            return UINT64_MAX;
-        width = u;
-    }
-    return total;
-}
-
 /* ---- Reading: tensors against the model ------------------------------------------------ */
 
 /* Matches every tensor of f to a segment of m or to a preprocess slot (when scale is not
@@ -510,7 +589,7 @@ cleanup:
 /* ---- Reading: the public calls --------------------------------------------------------- */
 
 struct ckpt_model {
-    cfg_model spec;   /* layers and names owned */
+    ml_model_spec spec; /* layers and names owned */
     ml_model *net;
     data_meta dm;
     ds_scaler scaler;
@@ -529,6 +608,12 @@ void ckpt_model_destroy(ckpt_model *c)
 
 int ckpt_load(const char *path, int max_batch, ckpt_model **out, pst_err *err)
 {
+    return ckpt_load_reg(path, NULL, max_batch, out, err);
+}
+
+int ckpt_load_reg(const char *path, const ml_registry *reg, int max_batch, ckpt_model **out,
+                  pst_err *err)
+{
     *out = NULL;
     st_file f;
     int rc = ckpt_st_open(&f, path, err);
@@ -540,7 +625,7 @@ int ckpt_load(const char *path, int max_batch, ckpt_model **out, pst_err *err)
         goto fail;
     }
     int in_dim = 0;
-    if ((rc = parse_model_meta(&f, &c->spec, &in_dim, err)) ||
+    if ((rc = parse_model_meta(&f, reg, &c->spec, &in_dim, err)) ||
         (rc = parse_data_meta(&f, &c->dm, err)))
         goto fail;
     if (!c->dm.present) {
@@ -548,7 +633,7 @@ int ckpt_load(const char *path, int max_batch, ckpt_model **out, pst_err *err)
                          "classes are unknown", path);
         goto fail;
     }
-    uint64_t want = spec_params(&c->spec, in_dim);
+    uint64_t want = ml_model_spec_nparams(&c->spec, in_dim);
     if (want > f.data_len / 4) {
         rc = pst_err_set(err, PST_ERR_DATA, "%s: pstrain.model describes more parameters than "
                          "the file's %zu floats", path, f.data_len / 4);
@@ -567,9 +652,9 @@ int ckpt_load(const char *path, int max_batch, ckpt_model **out, pst_err *err)
                          "output gives %d classes", path, c->dm.nclasses, k);
         goto fail;
     }
-    if (c->dm.task == DS_TASK_REGRESS && c->spec.loss != CFG_LOSS_MSE) {
+    if (c->dm.task == DS_TASK_REGRESS && c->spec.loss != ML_LOSS_MSE) {
         rc = pst_err_set(err, PST_ERR_DATA, "%s: pstrain.data: task regress with loss %s", path,
-                         loss_names[c->spec.loss]);
+                         ml_loss_name(c->spec.loss));
         goto fail;
     }
     if ((rc = match_and_copy(&f, c->net, c->dm.scale, &c->scaler, err)))
@@ -586,17 +671,23 @@ fail:
 
 int ckpt_load_into(const char *path, ml_model *m, ds_scaler *scaler, pst_err *err)
 {
+    return ckpt_load_into_reg(path, NULL, m, scaler, err);
+}
+
+int ckpt_load_into_reg(const char *path, const ml_registry *reg, ml_model *m, ds_scaler *scaler,
+                       pst_err *err)
+{
     st_file f;
     int rc = ckpt_st_open(&f, path, err);
     if (rc)
         return ckpt_one_line(err, rc);
-    cfg_model spec;
+    ml_model_spec spec;
     data_meta dm;
     int in_dim = 0;
     memset(&spec, 0, sizeof spec);
     memset(&dm, 0, sizeof dm);
     /* The metadata, when there, must be sound even though m's architecture rules. */
-    if (ckpt_st_meta_str(&f, "pstrain.model") && (rc = parse_model_meta(&f, &spec, &in_dim, err)))
+    if (ckpt_st_meta_str(&f, "pstrain.model") && (rc = parse_model_meta(&f, reg, &spec, &in_dim, err)))
         goto cleanup;
     if ((rc = parse_data_meta(&f, &dm, err)))
         goto cleanup;
@@ -614,7 +705,7 @@ cleanup:
 }
 
 ml_model *ckpt_model_net(ckpt_model *c) { return c->net; }
-const cfg_model *ckpt_model_spec(const ckpt_model *c) { return &c->spec; }
+const ml_model_spec *ckpt_model_spec(const ckpt_model *c) { return &c->spec; }
 ds_task ckpt_model_task(const ckpt_model *c) { return c->dm.task; }
 int ckpt_model_nclasses(const ckpt_model *c)
 {

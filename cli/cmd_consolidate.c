@@ -199,7 +199,7 @@ int cmd_consolidate(int argc, char **argv, const volatile sig_atomic_t *stop)
         snprintf(file, sizeof file, "%s", out);
     else
         snprintf(file, sizeof file, "%s/model-clock-%lld.safetensors", dir, (long long)clock);
-    if ((rc = ckpt_save_model(file, m, &job->model, data.train, &data.scaler, &err)))
+    if ((rc = ckpt_save_model(file, m, &job->model.spec, data.train, &data.scaler, &err)))
         goto done;
     log_info(&lg, "the model at clock %lld, from %d shard checkpoint(s): %s", (long long)clock,
              S, file);

@@ -73,7 +73,7 @@ static int ckpt_write(ckpt_ctx *k, wk_trainer *tr, int epoch_done, const char *w
     if ((rc = fs_mkdirs(k->dir, err)) || (rc = ckpt_dir_begin(path, tmp, sizeof tmp, err)))
         return rc;
     snprintf(file, sizeof file, "%s/model.safetensors", tmp);
-    if (!(rc = ckpt_save_model(file, wk_trainer_model(tr), &k->job->model, k->data->train,
+    if (!(rc = ckpt_save_model(file, wk_trainer_model(tr), &k->job->model.spec, k->data->train,
                                &k->data->scaler, err))) {
         snprintf(file, sizeof file, "%s/optimizer.safetensors", tmp);
         rc = wk_trainer_save_state(tr, file, epoch_done, k->hash, err);
@@ -326,7 +326,7 @@ int cmd_train(int argc, char **argv, const volatile sig_atomic_t *stop)
     }
     char model_path[4096];
     snprintf(model_path, sizeof model_path, "%s/model.safetensors", job->output.dir);
-    if ((rc = ckpt_save_model(model_path, wk_trainer_model(tr), &job->model, data.train,
+    if ((rc = ckpt_save_model(model_path, wk_trainer_model(tr), &job->model.spec, data.train,
                               &data.scaler, &err)))
         goto done;
     log_info(&lg, "done; model in %s, metrics in %s", model_path, job->output.dir);

@@ -101,21 +101,17 @@ static int freeze_layers(cfg_job *job, const char *list, pst_err *err)
         char *end;
         long idx = strtol(item, &end, 10);
         if (*item && !*end) {
-            if (idx < 0 || idx >= (long)job->model.nlayers)
+            if (idx < 0 || idx >= (long)job->model.spec.nlayers)
                 return pst_err_set(err, PST_ERR_ARG, "--freeze: layer %ld does not exist (the "
-                                   "model has %u layers)", idx, job->model.nlayers);
+                                   "model has %u layers)", idx, job->model.spec.nlayers);
             found = (int)idx;
         } else {
-            int ndense = 0;
-            for (unsigned l = 0; l < job->model.nlayers && found < 0; l++) {
-                const cfg_layer *L = &job->model.layers[l];
-                char dflt[32];
-                snprintf(dflt, sizeof dflt, "dense_%d", ndense);
-                const char *name = L->name && L->name[0] ? L->name : dflt;
-                if (L->type == CFG_LAYER_DENSE && strcmp(name, item) == 0)
+            const ml_model_spec *m = &job->model.spec;
+            for (unsigned l = 0; l < m->nlayers && found < 0; l++) {
+                char name[ML_NAME_MAX + 1];
+                ml_layer_spec_name(m, l, name, sizeof name);
+                if (m->layers[l].ops->has_params && strcmp(name, item) == 0)
                     found = (int)l;
-                if (L->type == CFG_LAYER_DENSE)
-                    ndense++;
             }
             if (found < 0)
                 return pst_err_set(err, PST_ERR_ARG, "--freeze: no dense layer named '%s'", item);

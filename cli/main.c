@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "core/layer.h"
 
 /* The one piece of process-wide mutable state: set by the signal handler, read by the
  * training loop between steps. */
@@ -36,8 +37,12 @@ static void usage(FILE *f)
           "                     CURVE key pairs for encrypted, authenticated jobs\n"
           "\n"
           "  pstrain <command> --help   options of a command\n"
-          "  pstrain --version          version\n",
+          "  pstrain --version          version\n"
+          "\n"
+          "layer types (model.layers.N.type, keys beside name, inputs, trainable, lr_mult;\n"
+          "docs/job-file.md):\n",
           f);
+    ml_registry_print_help(ml_registry_builtin(), f);
 }
 
 int main(int argc, char **argv)

@@ -125,18 +125,9 @@ static const cyaml_strval_t header_names[] = {
     {"auto", CFG_HEADER_AUTO}, {"yes", CFG_HEADER_YES}, {"no", CFG_HEADER_NO}};
 static const cyaml_strval_t scale_names[] = {
     {"none", CFG_SCALE_NONE}, {"minmax", CFG_SCALE_MINMAX}, {"standardize", CFG_SCALE_STANDARDIZE}};
-static const cyaml_strval_t layer_type_names[] = {{"dense", CFG_LAYER_DENSE},
-                                                  {"activation", CFG_LAYER_ACTIVATION}};
-static const cyaml_strval_t act_names[] = {{"linear", CFG_ACT_LINEAR},
-                                           {"relu", CFG_ACT_RELU},
-                                           {"sigmoid", CFG_ACT_SIGMOID},
-                                           {"tanh", CFG_ACT_TANH},
-                                           {"softmax", CFG_ACT_SOFTMAX}};
-static const cyaml_strval_t loss_names[] = {{"categorical_crossentropy", CFG_LOSS_CCE},
-                                            {"binary_crossentropy", CFG_LOSS_BCE},
-                                            {"mse", CFG_LOSS_MSE}};
-static const cyaml_strval_t init_names[] = {
-    {"auto", CFG_INIT_AUTO}, {"glorot", CFG_INIT_GLOROT}, {"he", CFG_INIT_HE}};
+#define CFG_STRVAL(v, name) {name, v},
+static const cyaml_strval_t loss_names[] = {ML_LOSS_NAMES(CFG_STRVAL)};
+static const cyaml_strval_t init_names[] = {ML_INIT_NAMES(CFG_STRVAL)};
 /* Spelled as opt_kind_name spells them (tests/test_config.c checks that). */
 static const cyaml_strval_t opt_names[] = {
     {"sgd", OPT_SGD},         {"momentum", OPT_MOMENTUM}, {"nesterov", OPT_NESTEROV},
@@ -168,23 +159,12 @@ static const cyaml_schema_field_t data_fields[] = {
     CYAML_FIELD_INT("limit", CFG_OPT, cfg_data, limit),
     CYAML_FIELD_END};
 
-static const cyaml_schema_field_t layer_fields[] = {
-    CFG_ENUM("type", cfg_layer, type, layer_type_names),
-    CYAML_FIELD_INT("units", CFG_OPT, cfg_layer, units),
-    CFG_ENUM("activation", cfg_layer, activation, act_names),
-    CFG_STR("name", cfg_layer, name),
-    CYAML_FIELD_BOOL("trainable", CFG_OPT, cfg_layer, trainable),
-    CYAML_FIELD_FLOAT("lr_mult", CFG_OPT_FLOAT, cfg_layer, lr_mult),
-    CYAML_FIELD_END};
-
-static const cyaml_schema_value_t layer_value = {
-    CYAML_VALUE_MAPPING(CYAML_FLAG_DEFAULT, cfg_layer, layer_fields)};
-
 static const cyaml_schema_field_t model_fields[] = {
-    CYAML_FIELD_SEQUENCE_COUNT("layers", CYAML_FLAG_OPTIONAL | CYAML_FLAG_POINTER, cfg_model,
-                               layers, nlayers, &layer_value, 0, CYAML_UNLIMITED),
-    CFG_ENUM("loss", cfg_model, loss, loss_names),
-    CFG_ENUM("init", cfg_model, init, init_names),
+    /* Layers are read by this file (layers.c), not by libcyaml: their keys depend on the
+     * type, which the layer registry defines. */
+    CYAML_FIELD_IGNORE("layers", CYAML_FLAG_OPTIONAL),
+    CFG_ENUM("loss", cfg_model, spec.loss, loss_names),
+    CFG_ENUM("init", cfg_model, spec.init, init_names),
     CFG_STR("init_from", cfg_model, init_from),
     CYAML_FIELD_END};
 
@@ -271,6 +251,7 @@ static const cyaml_schema_value_t job_value = {
 #define FIELD_JOB_NAME (&job_fields[0])
 #define FIELD_OPT_NAME (&opt_fields[0])
 #define FIELD_OUTPUT_DIR (&output_fields[0])
+#define FIELD_LAYERS (&model_fields[0])
 
 static const char *enum_name(const cyaml_strval_t *t, size_t n, int64_t v)
 {
@@ -278,18 +259,6 @@ static const char *enum_name(const cyaml_strval_t *t, size_t n, int64_t v)
         if (t[i].val == v)
             return t[i].str;
     return NULL;
-}
-
-const char *cfg_act_name(cfg_act a)
-{
-    const char *s = enum_name(act_names, CYAML_ARRAY_LEN(act_names), a);
-    return s ? s : "unknown";
-}
-
-const char *cfg_loss_name(cfg_loss l)
-{
-    const char *s = enum_name(loss_names, CYAML_ARRAY_LEN(loss_names), l);
-    return s ? s : "unknown";
 }
 
 const char *cfg_consistency_name(cfg_consistency c)
@@ -622,43 +591,18 @@ typedef struct {
     size_t nset;
     const char *find;  /* a dotted path whose line to report, or NULL */
     size_t found_line; /* its key's line, 0 until seen */
-    unsigned long entry; /* index of the list entry being scanned */
-    struct cfg_entry_key {
-        const cyaml_schema_field_t *f;
-        unsigned long entry;
-    } *eset;             /* keys set inside list entries (layers), for their defaults */
-    size_t neset, eset_cap;
+    const ml_registry *reg; /* layer types */
+    ml_layer_spec *layers;  /* model.layers as read (moved into the job when it loads) */
+    unsigned nlayers, layers_cap;
 } cfg_scan;
-
-/* Records that list entry sc->entry sets key f (malloc'd; scan_fini frees). */
-static int note_entry_key(cfg_scan *sc, const cyaml_schema_field_t *f)
-{
-    if (sc->neset == sc->eset_cap) {
-        size_t cap = sc->eset_cap ? 2 * sc->eset_cap : 32;
-        struct cfg_entry_key *p = realloc(sc->eset, cap * sizeof *p);
-        if (!p)
-            return pst_err_set(sc->err, PST_ERR_NOMEM, "%s: out of memory", sc->source);
-        sc->eset = p;
-        sc->eset_cap = cap;
-    }
-    sc->eset[sc->neset++] = (struct cfg_entry_key){f, sc->entry};
-    return PST_OK;
-}
-
-static int entry_key_was_set(const cfg_scan *sc, const cyaml_schema_field_t *f,
-                             unsigned long entry)
-{
-    for (size_t i = 0; i < sc->neset; i++)
-        if (sc->eset[i].f == f && sc->eset[i].entry == entry)
-            return 1;
-    return 0;
-}
 
 static void scan_fini(cfg_scan *sc)
 {
-    free(sc->eset);
-    sc->eset = NULL;
-    sc->neset = sc->eset_cap = 0;
+    for (unsigned i = 0; i < sc->nlayers; i++)
+        ml_layer_spec_fini(&sc->layers[i]);
+    free(sc->layers);
+    sc->layers = NULL;
+    sc->nlayers = sc->layers_cap = 0;
 }
 
 static int field_was_set(const cfg_scan *sc, const cyaml_schema_field_t *f)
@@ -717,9 +661,420 @@ static const char *shape_name(const cyaml_schema_value_t *v)
     }
 }
 
-static int scan_node(cfg_scan *sc, const cyaml_schema_value_t *v, int in_list, yaml_event_t *ev);
+/* ---- Layers: keys by type, from the layer registry ---------------------------------- */
 
-static int scan_mapping(cfg_scan *sc, const cyaml_schema_field_t *fields, int in_list)
+/* The keys every layer has, whatever its type, after `type` and the type's own. */
+static const char *const layer_common[] = {"name", "inputs", "trainable", "lr_mult"};
+
+/* "type, units, activation, name, inputs, trainable, lr_mult" for messages. */
+static void layer_key_list(const ml_layer_ops *ops, char *buf, size_t n)
+{
+    size_t len = (size_t)snprintf(buf, n, "type");
+    for (int k = 0; ops && k < ops->nkeys && len < n; k++)
+        if (!(ops->keys[k].flags & ML_KEY_COMPAT))
+            len += (size_t)snprintf(buf + len, n - len, ", %s", ops->keys[k].name);
+    for (size_t c = 0; c < sizeof layer_common / sizeof layer_common[0] && len < n; c++)
+        len += (size_t)snprintf(buf + len, n - len, ", %s", layer_common[c]);
+}
+
+static const char *type_why(const ml_registry *reg, const char *text, char *why, size_t whylen)
+{
+    char names[256];
+    ml_registry_names(reg, names, sizeof names);
+    snprintf(why, whylen, "'%s' is not one of: %s", text, names);
+    return why;
+}
+
+/* Replaces L's inputs with the names in items[0..n) (n == 0: the previous layer). */
+static int set_inputs(ml_layer_spec *L, const char *const *items, size_t n)
+{
+    char **arr = n ? calloc(n, sizeof *arr) : NULL;
+    if (n && !arr)
+        return PST_ERR_NOMEM;
+    for (size_t i = 0; i < n; i++)
+        if (!(arr[i] = strdup(items[i]))) {
+            while (i--)
+                free(arr[i]);
+            free(arr);
+            return PST_ERR_NOMEM;
+        }
+    for (unsigned i = 0; i < L->ninputs; i++)
+        free(L->inputs[i]);
+    free(L->inputs);
+    L->inputs = arr;
+    L->ninputs = (unsigned)n;
+    return PST_OK;
+}
+
+/* "a, b", "[a, b]", "a" or "" (the previous layer): the inputs as written on the command
+ * line (or as a scalar in a file). */
+static int set_inputs_text(ml_layer_spec *L, const char *text, char *why, size_t whylen)
+{
+    char buf[1024];
+    if (snprintf(buf, sizeof buf, "%s", text) >= (int)sizeof buf) {
+        snprintf(why, whylen, "list too long");
+        return -1;
+    }
+    char *p = buf;
+    while (*p == ' ')
+        p++;
+    size_t n = strlen(p);
+    while (n && p[n - 1] == ' ')
+        p[--n] = '\0';
+    if (n && p[0] == '[' && p[n - 1] == ']') {
+        p[n - 1] = '\0';
+        p++;
+    }
+    const char *items[ML_MAX_INPUTS + 1];
+    size_t count = 0;
+    char *save = NULL;
+    for (char *it = strtok_r(p, ",", &save); it; it = strtok_r(NULL, ",", &save)) {
+        while (*it == ' ')
+            it++;
+        size_t il = strlen(it);
+        while (il && it[il - 1] == ' ')
+            it[--il] = '\0';
+        if (!il || is_null_word(it))
+            continue;
+        if (count == ML_MAX_INPUTS) {
+            snprintf(why, whylen, "more than %d inputs", ML_MAX_INPUTS);
+            return -1;
+        }
+        items[count++] = it;
+    }
+    if (set_inputs(L, items, count)) {
+        snprintf(why, whylen, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+/* Parses text as the value of key k of a layer into *out (strings borrowed). */
+static int parse_layer_value(const ml_layer_key *k, const char *text, ml_value *out, char *why,
+                             size_t whylen)
+{
+    static const cyaml_schema_value_t v_int = {CYAML_VALUE_INT(CYAML_FLAG_DEFAULT, int)};
+    static const cyaml_schema_value_t v_float = {CYAML_VALUE_FLOAT(CYAML_FLAG_DEFAULT, double)};
+    static const cyaml_schema_value_t v_bool = {CYAML_VALUE_BOOL(CYAML_FLAG_DEFAULT, int)};
+    cfg_scalar val;
+    memset(out, 0, sizeof *out);
+    switch (k->kind) {
+    case ML_KEY_INT:
+        if (parse_scalar(&v_int, text, &val, why, whylen))
+            return -1;
+        out->i = val.i;
+        return 0;
+    case ML_KEY_FLOAT:
+        if (parse_scalar(&v_float, text, &val, why, whylen))
+            return -1;
+        out->f = val.d;
+        return 0;
+    case ML_KEY_BOOL:
+        if (parse_scalar(&v_bool, text, &val, why, whylen))
+            return -1;
+        out->i = val.i;
+        return 0;
+    case ML_KEY_ENUM: {
+        for (int i = 0; k->enum_name(i); i++)
+            if (strcmp(text, k->enum_name(i)) == 0) {
+                out->i = i;
+                return 0;
+            }
+        int len = snprintf(why, whylen, "'%s' is not one of:", text);
+        for (int i = 0; k->enum_name(i) && len >= 0 && (size_t)len < whylen; i++)
+            len += snprintf(why + len, whylen - (size_t)len, "%s %s", i ? "," : "",
+                            k->enum_name(i));
+        return -1;
+    }
+    case ML_KEY_STRING: out->s = is_null_word(text) ? NULL : (char *)text; return 0;
+    }
+    snprintf(why, whylen, "unsupported value type");
+    return -1;
+}
+
+/* Sets key `key` of layer L from text (a scalar). Returns 0, 1 for a key the layer does
+ * not have, -1 for a bad value (why says what), PST_ERR_NOMEM-like -2 for memory. */
+static int set_layer_key(const ml_registry *reg, ml_layer_spec *L, const char *key,
+                         const char *text, char *why, size_t whylen)
+{
+    if (strcmp(key, "type") == 0) {
+        const ml_layer_ops *ops = ml_registry_find(reg, text);
+        if (!ops) {
+            type_why(reg, text, why, whylen);
+            return -1;
+        }
+        ml_layer_spec_set_type(L, ops);
+        return 0;
+    }
+    if (strcmp(key, "name") == 0) {
+        char *s = NULL;
+        if (!is_null_word(text) && !(s = strdup(text)))
+            return -2;
+        free(L->name);
+        L->name = s;
+        return 0;
+    }
+    if (strcmp(key, "inputs") == 0)
+        return set_inputs_text(L, text, why, whylen);
+    cfg_scalar val;
+    if (strcmp(key, "trainable") == 0) {
+        static const cyaml_schema_value_t v_bool = {CYAML_VALUE_BOOL(CYAML_FLAG_DEFAULT, int)};
+        if (parse_scalar(&v_bool, text, &val, why, whylen))
+            return -1;
+        L->trainable = (int)val.i;
+        return 0;
+    }
+    if (strcmp(key, "lr_mult") == 0) {
+        static const cyaml_schema_value_t v_f = {CYAML_VALUE_FLOAT(CYAML_FLAG_DEFAULT, float)};
+        if (parse_scalar(&v_f, text, &val, why, whylen))
+            return -1;
+        L->lr_mult = (float)val.d;
+        return 0;
+    }
+    int k = ml_layer_key_find(L->ops, key);
+    if (k < 0)
+        return 1;
+    const ml_layer_key *K = &L->ops->keys[k];
+    ml_value v;
+    if (parse_layer_value(K, text, &v, why, whylen))
+        return -1;
+    if (K->kind == ML_KEY_STRING) {
+        char *s = v.s ? strdup(v.s) : NULL;
+        if (v.s && !s)
+            return -2;
+        free(L->val[k].s);
+        v.s = s;
+    }
+    L->val[k] = v;
+    return 0;
+}
+
+/* One key of a layer entry as the scan met it, kept until the entry's type is known. */
+typedef struct {
+    char *key;
+    char *text;     /* a scalar's text; for a list (inputs) its items joined by "," */
+    size_t line;
+} layer_arg;
+
+#define CFG_LAYER_ARGS 32
+
+static void free_args(layer_arg *a, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(a[i].key);
+        free(a[i].text);
+    }
+}
+
+/* A list of plain names (inputs: [a, b]) joined into "a,b". */
+static int scan_name_list(cfg_scan *sc, char **out)
+{
+    char buf[1024];
+    size_t len = 0;
+    buf[0] = '\0';
+    for (;;) {
+        yaml_event_t ev;
+        int rc = scan_next(sc, &ev);
+        if (rc)
+            return rc;
+        size_t line = ev.start_mark.line + 1;
+        if (ev.type == YAML_SEQUENCE_END_EVENT) {
+            yaml_event_delete(&ev);
+            break;
+        }
+        if (ev.type != YAML_SCALAR_EVENT) {
+            yaml_event_delete(&ev);
+            return scan_fail(sc, line, "expected a list of layer names");
+        }
+        const char *t = (const char *)ev.data.scalar.value;
+        int w = snprintf(buf + len, sizeof buf - len, "%s%s", len ? "," : "", t);
+        int bad = strchr(t, ',') != NULL;
+        yaml_event_delete(&ev);
+        if (bad)
+            return scan_fail(sc, line, "a layer name has no ','");
+        if (w < 0 || (size_t)w >= sizeof buf - len)
+            return scan_fail(sc, line, "list too long");
+        len += (size_t)w;
+    }
+    if (!(*out = strdup(buf)))
+        return pst_err_set(sc->err, PST_ERR_NOMEM, "%s: out of memory", sc->source);
+    return PST_OK;
+}
+
+/* The keys of one layer entry (a mapping) into args[]. */
+static int scan_layer_args(cfg_scan *sc, layer_arg *args, size_t *nargs)
+{
+    for (;;) {
+        yaml_event_t kev;
+        int rc = scan_next(sc, &kev);
+        if (rc)
+            return rc;
+        size_t line = kev.start_mark.line + 1;
+        if (kev.type == YAML_MAPPING_END_EVENT) {
+            yaml_event_delete(&kev);
+            return PST_OK;
+        }
+        if (kev.type != YAML_SCALAR_EVENT) {
+            yaml_event_delete(&kev);
+            return scan_fail(sc, line, "a key must be a plain name, not a list or mapping");
+        }
+        char *key = strdup((const char *)kev.data.scalar.value);
+        yaml_event_delete(&kev);
+        if (!key)
+            return pst_err_set(sc->err, PST_ERR_NOMEM, "%s: out of memory", sc->source);
+        size_t plen = path_push(sc, key);
+        if (sc->find && !sc->found_line && strcmp(sc->path, sc->find) == 0)
+            sc->found_line = line;
+        for (size_t i = 0; i < *nargs; i++)
+            if (strcmp(args[i].key, key) == 0) {
+                free(key);
+                return scan_fail(sc, line, "given twice");
+            }
+        if (*nargs == CFG_LAYER_ARGS) {
+            free(key);
+            return scan_fail(sc, line, "too many keys");
+        }
+        layer_arg *a = &args[(*nargs)++];
+        a->key = key;
+        a->line = line;
+        yaml_event_t vev;
+        if ((rc = scan_next(sc, &vev)))
+            return rc;
+        size_t vline = vev.start_mark.line + 1;
+        if (vev.type == YAML_SCALAR_EVENT) {
+            a->text = strdup((const char *)vev.data.scalar.value);
+            yaml_event_delete(&vev);
+            if (!a->text)
+                return pst_err_set(sc->err, PST_ERR_NOMEM, "%s: out of memory", sc->source);
+        } else if (vev.type == YAML_SEQUENCE_START_EVENT && strcmp(key, "inputs") == 0) {
+            yaml_event_delete(&vev);
+            if ((rc = scan_name_list(sc, &a->text)))
+                return rc;
+        } else {
+            yaml_event_type_t t = vev.type;
+            yaml_event_delete(&vev);
+            if (t == YAML_ALIAS_EVENT)
+                return scan_fail(sc, vline, "aliases (*name) are not supported in job files");
+            return scan_fail(sc, vline, "expected a single value, got a %s",
+                             t == YAML_SEQUENCE_START_EVENT ? "list" : "mapping");
+        }
+        sc->path[plen] = '\0';
+    }
+}
+
+/* Builds a layer entry from its keys: the type first (default dense), then every
+ * other key in the order written. */
+static int scan_layer_build(cfg_scan *sc, layer_arg *args, size_t nargs, ml_layer_spec *L)
+{
+    char why[sizeof sc->err->msg];
+    memset(L, 0, sizeof *L);
+    const ml_layer_ops *ops = ml_registry_find(sc->reg, "dense");
+    if (!ops)
+        ops = ml_registry_at(sc->reg, 0);
+    for (size_t i = 0; i < nargs; i++) {
+        if (strcmp(args[i].key, "type") != 0)
+            continue;
+        if (!(ops = ml_registry_find(sc->reg, args[i].text))) {
+            path_push(sc, "type");
+            return scan_fail(sc, args[i].line, "%s",
+                             type_why(sc->reg, args[i].text, why, sizeof why));
+        }
+    }
+    ml_layer_spec_init(L, ops);
+    for (size_t i = 0; i < nargs; i++) {
+        if (strcmp(args[i].key, "type") == 0)
+            continue;
+        int rc = set_layer_key(sc->reg, L, args[i].key, args[i].text, why, sizeof why);
+        if (rc == 1) {
+            char known[320];
+            layer_key_list(ops, known, sizeof known);
+            return pst_err_set(sc->err, PST_ERR_CONFIG, "%s:%zu: unknown key '%s.%s' (known: "
+                               "%s)", sc->source, args[i].line, sc->path, args[i].key, known);
+        }
+        if (rc == -2)
+            return pst_err_set(sc->err, PST_ERR_NOMEM, "%s: out of memory", sc->source);
+        if (rc) {
+            path_push(sc, args[i].key);
+            return scan_fail(sc, args[i].line, "%s", why);
+        }
+    }
+    return PST_OK;
+}
+
+/* model.layers: a list of mappings whose keys depend on each entry's type. */
+static int scan_layers(cfg_scan *sc, yaml_event_t *ev)
+{
+    size_t line = ev->start_mark.line + 1;
+    yaml_event_type_t type = ev->type;
+    if (type != YAML_SEQUENCE_START_EVENT) {
+        int rc;
+        if (type == YAML_SCALAR_EVENT)
+            rc = scan_fail(sc, line, "expected a list, got '%s'",
+                           (const char *)ev->data.scalar.value);
+        else if (type == YAML_ALIAS_EVENT)
+            rc = scan_fail(sc, line, "aliases (*name) are not supported in job files");
+        else
+            rc = scan_fail(sc, line, "expected a list, got a mapping");
+        yaml_event_delete(ev);
+        return rc;
+    }
+    yaml_event_delete(ev);
+    for (unsigned long i = 0;; i++) {
+        yaml_event_t e;
+        int rc = scan_next(sc, &e);
+        if (rc)
+            return rc;
+        if (e.type == YAML_SEQUENCE_END_EVENT) {
+            yaml_event_delete(&e);
+            return PST_OK;
+        }
+        char comp[24];
+        snprintf(comp, sizeof comp, "%lu", i);
+        size_t plen = path_push(sc, comp);
+        size_t eline = e.start_mark.line + 1;
+        yaml_event_type_t et = e.type;
+        const char *text = et == YAML_SCALAR_EVENT ? (const char *)e.data.scalar.value : "";
+        if (et != YAML_MAPPING_START_EVENT) {
+            if (et == YAML_ALIAS_EVENT)
+                rc = scan_fail(sc, eline, "aliases (*name) are not supported in job files");
+            else if (et == YAML_SCALAR_EVENT)
+                rc = scan_fail(sc, eline, "expected a mapping of keys, got '%s'", text);
+            else
+                rc = scan_fail(sc, eline, "expected a mapping of keys, got a list");
+            yaml_event_delete(&e);
+            return rc;
+        }
+        yaml_event_delete(&e);
+        if (sc->nlayers == sc->layers_cap) {
+            unsigned cap = sc->layers_cap ? 2 * sc->layers_cap : 8;
+            ml_layer_spec *p = realloc(sc->layers, cap * sizeof *p);
+            if (!p)
+                return pst_err_set(sc->err, PST_ERR_NOMEM, "%s: out of memory", sc->source);
+            sc->layers = p;
+            sc->layers_cap = cap;
+        }
+        layer_arg args[CFG_LAYER_ARGS];
+        size_t nargs = 0;
+        rc = scan_layer_args(sc, args, &nargs);
+        if (!rc) {
+            ml_layer_spec *L = &sc->layers[sc->nlayers];
+            rc = scan_layer_build(sc, args, nargs, L);
+            if (!rc)
+                sc->nlayers++;
+            else
+                ml_layer_spec_fini(L);
+        }
+        free_args(args, nargs);
+        if (rc)
+            return rc;
+        sc->path[plen] = '\0';
+    }
+}
+
+static int scan_node(cfg_scan *sc, const cyaml_schema_value_t *v, yaml_event_t *ev);
+static int scan_layers(cfg_scan *sc, yaml_event_t *ev);
+
+static int scan_mapping(cfg_scan *sc, const cyaml_schema_field_t *fields)
 {
     uint64_t seen = 0; /* bit i: fields[i] already given in this mapping */
     for (;;) {
@@ -755,14 +1110,11 @@ static int scan_mapping(cfg_scan *sc, const cyaml_schema_field_t *fields, int in
         if (seen & (UINT64_C(1) << idx))
             return scan_fail(sc, line, "given twice");
         seen |= UINT64_C(1) << idx;
-        if (!in_list) {
-            assert(sc->nset < CFG_MAX_SET);
-            sc->set[sc->nset++] = f;
-        } else if ((rc = note_entry_key(sc, f))) {
-            return rc;
-        }
+        assert(sc->nset < CFG_MAX_SET);
+        sc->set[sc->nset++] = f;
         yaml_event_t vev;
-        if ((rc = scan_next(sc, &vev)) || (rc = scan_node(sc, &f->value, in_list, &vev)))
+        if ((rc = scan_next(sc, &vev)) ||
+            (rc = f == FIELD_LAYERS ? scan_layers(sc, &vev) : scan_node(sc, &f->value, &vev)))
             return rc;
         sc->path[plen] = '\0';
     }
@@ -782,8 +1134,7 @@ static int scan_list(cfg_scan *sc, const cyaml_schema_value_t *entry)
         char comp[24];
         snprintf(comp, sizeof comp, "%lu", i);
         size_t plen = path_push(sc, comp);
-        sc->entry = i;
-        if ((rc = scan_node(sc, entry, 1, &ev)))
+        if ((rc = scan_node(sc, entry, &ev)))
             return rc;
         sc->path[plen] = '\0';
     }
@@ -791,7 +1142,7 @@ static int scan_list(cfg_scan *sc, const cyaml_schema_value_t *entry)
 
 /* Checks the node that starts with *ev (consumed here) against v. Recursion follows the
  * schema, which is three levels deep, not the document: a mismatch stops the scan. */
-static int scan_node(cfg_scan *sc, const cyaml_schema_value_t *v, int in_list, yaml_event_t *ev)
+static int scan_node(cfg_scan *sc, const cyaml_schema_value_t *v, yaml_event_t *ev)
 {
     size_t line = ev->start_mark.line + 1;
     yaml_event_type_t type = ev->type;
@@ -814,7 +1165,7 @@ static int scan_node(cfg_scan *sc, const cyaml_schema_value_t *v, int in_list, y
     case YAML_MAPPING_START_EVENT:
         if (v->type != CYAML_MAPPING)
             return scan_fail(sc, line, "expected %s, got a mapping", shape_name(v));
-        return scan_mapping(sc, v->mapping.fields, in_list);
+        return scan_mapping(sc, v->mapping.fields);
     case YAML_SEQUENCE_START_EVENT:
         if (v->type != CYAML_SEQUENCE)
             return scan_fail(sc, line, "expected %s, got a list", shape_name(v));
@@ -854,7 +1205,7 @@ static int scan_job(cfg_scan *sc, const char *yaml, size_t len, int *empty)
         yaml_event_delete(&ev);
         *empty = 1;
     } else if (ev.type == YAML_MAPPING_START_EVENT) {
-        if ((rc = scan_node(sc, &job_value, 0, &ev)))
+        if ((rc = scan_node(sc, &job_value, &ev)))
             goto cleanup;
     } else {
         size_t line = ev.start_mark.line + 1;
@@ -968,8 +1319,9 @@ static int fill_fields(const cyaml_schema_field_t *fields, char *dst, const char
                 return rc;
             continue;
         }
-        /* Layers have no non-zero defaults: libcyaml's zero fill is their default. */
-        if (f->value.type == CYAML_SEQUENCE || field_was_set(sc, f))
+        /* Lists have no default but empty; layers get theirs as they are read. */
+        if (f->value.type == CYAML_SEQUENCE || f->value.type == CYAML_IGNORE ||
+            field_was_set(sc, f))
             continue;
         if (f->value.type == CYAML_STRING) {
             const char *s;
@@ -984,19 +1336,6 @@ static int fill_fields(const cyaml_schema_field_t *fields, char *dst, const char
         memcpy(d, t, f->value.data_size);
     }
     return PST_OK;
-}
-
-/* Keys of list entry `entry` (at dst) the file left out take the template's values. Only
- * numbers and booleans: no list entry has a string with a default. */
-static void fill_entry(const cyaml_schema_field_t *fields, char *dst, const char *tmpl,
-                       const cfg_scan *sc, unsigned long entry)
-{
-    for (const cyaml_schema_field_t *f = fields; f->key; f++) {
-        if (f->value.type == CYAML_STRING || f->value.type == CYAML_MAPPING ||
-            f->value.type == CYAML_SEQUENCE || entry_key_was_set(sc, f, entry))
-            continue;
-        memcpy(dst + f->data_offset, tmpl + f->data_offset, f->value.data_size);
-    }
 }
 
 static char *default_dir(const char *name)
@@ -1019,8 +1358,8 @@ static int fill_defaults(cfg_job *job, const cfg_scan *sc)
     tmpl.data.label_index = -1;
     tmpl.data.header = CFG_HEADER_AUTO;
     tmpl.data.scale = CFG_SCALE_NONE;
-    tmpl.model.loss = CFG_LOSS_CCE;
-    tmpl.model.init = CFG_INIT_AUTO;
+    tmpl.model.spec.loss = ML_LOSS_CCE;
+    tmpl.model.spec.init = ML_INIT_AUTO;
     opt_config_default(&tmpl.optimizer, job->optimizer.kind);
     tmpl.train.batch_size = 32;
     tmpl.train.epochs = 1;
@@ -1039,14 +1378,6 @@ static int fill_defaults(cfg_job *job, const cfg_scan *sc)
     int rc = fill_fields(job_fields, (char *)job, (const char *)&tmpl, sc);
     if (rc)
         return rc;
-    /* Layer keys whose default is not libcyaml's zero fill. */
-    cfg_layer layer_tmpl;
-    memset(&layer_tmpl, 0, sizeof layer_tmpl);
-    layer_tmpl.trainable = 1;
-    layer_tmpl.lr_mult = 1.0f;
-    for (unsigned i = 0; job->model.layers && i < job->model.nlayers; i++)
-        fill_entry(layer_fields, (char *)&job->model.layers[i], (const char *)&layer_tmpl, sc,
-                   i);
     if (!field_was_set(sc, FIELD_OUTPUT_DIR) && job->name) {
         assert(!job->output.dir);
         if (!(job->output.dir = default_dir(job->name)))
@@ -1057,7 +1388,7 @@ static int fill_defaults(cfg_job *job, const cfg_scan *sc)
 
 /* The line of the key a cfg_job_check message starts with ("train.epochs: must be ..."),
  * found by scanning the (already valid) text again; 0 when the file does not set it. */
-static size_t key_line(const char *yaml, size_t len, const char *msg)
+static size_t key_line(const ml_registry *reg, const char *yaml, size_t len, const char *msg)
 {
     char key[CFG_PATH_MAX];
     size_t n = strcspn(msg, ": ");
@@ -1070,6 +1401,7 @@ static size_t key_line(const char *yaml, size_t len, const char *msg)
     memset(&sc, 0, sizeof sc);
     sc.source = "";
     sc.err = &scratch;
+    sc.reg = reg;
     sc.find = key;
     int empty;
     int rc = scan_job(&sc, yaml, len, &empty);
@@ -1083,12 +1415,19 @@ void cfg_job_free(cfg_job *job)
 {
     if (!job)
         return;
+    ml_model_spec_fini(&job->model.spec);
     cyaml_config_t c = cy_config(NULL);
     cyaml_free(&c, &job_value, job, 0);
 }
 
 int cfg_job_load_string(cfg_job **out, const char *yaml, size_t len, const char *source,
                         pst_err *err)
+{
+    return cfg_job_load_string_reg(out, NULL, yaml, len, source, err);
+}
+
+int cfg_job_load_string_reg(cfg_job **out, const ml_registry *reg, const char *yaml, size_t len,
+                            const char *source, pst_err *err)
 {
     assert(out && yaml && source);
     *out = NULL;
@@ -1097,6 +1436,7 @@ int cfg_job_load_string(cfg_job **out, const char *yaml, size_t len, const char 
     memset(&sc, 0, sizeof sc);
     sc.source = source;
     sc.err = err;
+    sc.reg = reg ? reg : ml_registry_builtin();
 
     int empty;
     int rc = scan_job(&sc, yaml, len, &empty);
@@ -1130,12 +1470,18 @@ int cfg_job_load_string(cfg_job **out, const char *yaml, size_t len, const char 
         }
         memset(job, 0, sizeof *job);
     }
+    /* The layers pass 1 read move into the job. */
+    job->model.reg = sc.reg;
+    job->model.spec.layers = sc.layers;
+    job->model.spec.nlayers = sc.nlayers;
+    sc.layers = NULL;
+    sc.nlayers = sc.layers_cap = 0;
     if ((rc = fill_defaults(job, &sc))) {
         pst_err_set(err, rc, "%s: out of memory", source);
         goto cleanup;
     }
     if ((rc = cfg_job_check(job, err))) {
-        size_t line = err ? key_line(yaml, len, err->msg) : 0;
+        size_t line = err ? key_line(sc.reg, yaml, len, err->msg) : 0;
         if (line)
             pst_err_prefix(err, "%s:%zu", source, line);
         else
@@ -1153,6 +1499,12 @@ cleanup:
 /* Reads in chunks rather than by size, so pipes (/dev/stdin) work and a directory fails
  * with the read's own error (EISDIR). */
 int cfg_job_load_file(cfg_job **out, const char *path, pst_err *err)
+{
+    return cfg_job_load_file_reg(out, NULL, path, err);
+}
+
+int cfg_job_load_file_reg(cfg_job **out, const ml_registry *reg, const char *path,
+                          pst_err *err)
 {
     assert(out && path);
     *out = NULL;
@@ -1190,7 +1542,7 @@ int cfg_job_load_file(cfg_job **out, const char *path, pst_err *err)
             break;
     }
     buf[len] = '\0';
-    rc = cfg_job_load_string(out, buf, len, path, err);
+    rc = cfg_job_load_string_reg(out, reg, buf, len, path, err);
 cleanup:
     free(buf);
     fclose(f);
@@ -1293,6 +1645,37 @@ static int set_scalar_list(const cyaml_schema_field_t *f, char *base, const char
     return PST_OK;
 }
 
+/* model.layers.<i>.<key>: rest is "<i>.<key>" (or less, an error). */
+static int override_layer(cfg_job *job, const char *path, char *rest, const char *value,
+                          pst_err *err)
+{
+    const ml_registry *reg = job->model.reg ? job->model.reg : ml_registry_builtin();
+    char *idx = next_comp(&rest);
+    if (!idx || !rest)
+        return pst_err_set(err, PST_ERR_CONFIG, "%s: name an entry and its key, e.g. "
+                           "layers.0.type", path);
+    char *end;
+    errno = 0;
+    unsigned long long i = strtoull(idx, &end, 10);
+    if (idx[0] < '0' || idx[0] > '9' || *end || errno == ERANGE)
+        return pst_err_set(err, PST_ERR_CONFIG, "%s: '%s' is not an entry index", path, idx);
+    ml_model_spec *m = &job->model.spec;
+    if (i >= m->nlayers)
+        return pst_err_set(err, PST_ERR_CONFIG, "%s: index %llu is past the end (%u entries)",
+                           path, i, m->nlayers);
+    ml_layer_spec *L = &m->layers[i];
+    char *key = next_comp(&rest);
+    char why[sizeof err->msg];
+    int rc = rest ? 1 : set_layer_key(reg, L, key, value, why, sizeof why);
+    if (rc == 1)
+        return pst_err_set(err, PST_ERR_CONFIG, "unknown key '%s'", path);
+    if (rc == -2)
+        return pst_err_set(err, PST_ERR_NOMEM, "%s: out of memory", path);
+    if (rc)
+        return pst_err_set(err, PST_ERR_CONFIG, "%s: %s", path, why);
+    return PST_OK;
+}
+
 int cfg_override(cfg_job *job, const char *path, const char *value, pst_err *err)
 {
     assert(job && path && value);
@@ -1327,31 +1710,8 @@ int cfg_override(cfg_job *job, const char *path, const char *value, pst_err *err
                                    "e.g. %s 5,6,7)", path, f->key, f->key);
             return set_scalar_list(f, base, path, value, err);
         }
-        if (f->value.type == CYAML_SEQUENCE) {
-            char *idx = next_comp(&rest);
-            if (!idx || !rest)
-                return pst_err_set(err, PST_ERR_CONFIG,
-                                   "%s: name an entry and its key, e.g. %s.0.%s", path, f->key,
-                                   f->value.sequence.entry->mapping.fields[0].key);
-            char *end;
-            errno = 0;
-            unsigned long long i = strtoull(idx, &end, 10);
-            if (idx[0] < '0' || idx[0] > '9' || *end || errno == ERANGE)
-                return pst_err_set(err, PST_ERR_CONFIG, "%s: '%s' is not an entry index", path,
-                                   idx);
-            uint64_t count = load_uint(base + f->count_offset, f->count_size);
-            if (i >= count)
-                return pst_err_set(err, PST_ERR_CONFIG,
-                                   "%s: index %llu is past the end (%" PRIu64 " entries)", path, i,
-                                   count);
-            const cyaml_schema_value_t *entry = f->value.sequence.entry;
-            assert(entry->type == CYAML_MAPPING);
-            char *arr;
-            memcpy(&arr, base + f->data_offset, sizeof arr);
-            base = arr + (size_t)i * entry->data_size;
-            fields = entry->mapping.fields;
-            continue;
-        }
+        if (f == FIELD_LAYERS)
+            return override_layer(job, path, rest, value, err);
         if (rest)
             return pst_err_set(err, PST_ERR_CONFIG, "unknown key '%s'", path);
         break;
@@ -1448,24 +1808,26 @@ static int check_finetune(const cfg_job *job, pst_err *err)
     }
     if (d->limit < 0)
         return pst_err_set(err, E, "data.limit: must be >= 0 (0 = all), got %d", d->limit);
-    const cfg_model *m = &job->model;
+    const ml_model_spec *m = &job->model.spec;
     unsigned ntrain = 0;
     for (unsigned i = 0; i < m->nlayers; i++) {
-        const cfg_layer *L = &m->layers[i];
+        const ml_layer_spec *L = &m->layers[i];
+        const char *t = L->ops->name;
+        const char *an = strchr("aeiou", t[0]) ? "an" : "a";
         if (!(L->lr_mult >= 0.0f) || !isfinite(L->lr_mult))
             return pst_err_set(err, E, "model.layers.%u.lr_mult: must be >= 0 (0 freezes the "
                                "layer), got %g", i, (double)L->lr_mult);
-        if (L->type != CFG_LAYER_DENSE && !L->trainable)
-            return pst_err_set(err, E, "model.layers.%u.trainable: an activation layer has no "
-                               "parameters to freeze", i);
-        if (L->type != CFG_LAYER_DENSE && L->lr_mult != 1.0f)
-            return pst_err_set(err, E, "model.layers.%u.lr_mult: an activation layer has no "
-                               "parameters to scale", i);
-        ntrain += L->type == CFG_LAYER_DENSE && L->trainable && L->lr_mult > 0.0f;
+        if (!L->ops->has_params && !L->trainable)
+            return pst_err_set(err, E, "model.layers.%u.trainable: %s %s layer has no "
+                               "parameters to freeze", i, an, t);
+        if (!L->ops->has_params && L->lr_mult != 1.0f)
+            return pst_err_set(err, E, "model.layers.%u.lr_mult: %s %s layer has no "
+                               "parameters to scale", i, an, t);
+        ntrain += L->ops->has_params && L->trainable && L->lr_mult > 0.0f;
     }
     if (m->nlayers > 0 && ntrain == 0)
         return pst_err_set(err, E, "model.layers: every dense layer is frozen (trainable: false "
-                           "or lr_mult: 0); nothing would train");
+                           "or lr_mult: 0 on every layer with parameters); nothing would train");
     return PST_OK;
 }
 
@@ -1503,48 +1865,41 @@ int cfg_job_check(const cfg_job *job, pst_err *err)
         return pst_err_set(err, E, "data.validation_split: must be in [0, 1), got %g",
                            d->validation_split);
 
-    const cfg_model *m = &job->model;
+    const ml_model_spec *m = &job->model.spec;
     if (m->nlayers == 0 || !m->layers)
         return pst_err_set(err, E, "model.layers: must list at least one layer");
-    unsigned ndense = 0, last_dense = 0;
-    for (unsigned i = 0; i < m->nlayers; i++) {
-        const cfg_layer *L = &m->layers[i];
-        if (L->type == CFG_LAYER_DENSE) {
-            if (L->units < 1)
-                return pst_err_set(err, E, "model.layers.%u.units: must be >= 1, got %d", i,
-                                   L->units);
-            ndense++;
-            last_dense = i;
-        }
-        for (unsigned j = 0; L->name && j < i; j++)
-            if (m->layers[j].name && strcmp(m->layers[j].name, L->name) == 0)
-                return pst_err_set(err, E, "model.layers.%u.name: '%s' is already the name of "
-                                   "model.layers.%u", i, L->name, j);
-    }
-    if (ndense == 0)
-        return pst_err_set(err, E, "model.layers: needs at least one dense layer");
+    if ((rc = ml_model_spec_check(m, err)))
+        return rc;
     const unsigned last = m->nlayers - 1;
-    const cfg_layer *out = &m->layers[last];
-    if (m->loss != CFG_LOSS_MSE && d->task != CFG_TASK_CLASSIFY)
+    const char *ends_in = ml_activation_name(ml_layer_spec_out_act(&m->layers[last]));
+    if (m->loss != ML_LOSS_MSE && d->task != CFG_TASK_CLASSIFY)
         return pst_err_set(err, E, "model.loss: %s needs data.task classify (regression: mse)",
-                           cfg_loss_name(m->loss));
-    if (m->loss == CFG_LOSS_CCE && out->activation != CFG_ACT_SOFTMAX)
+                           ml_loss_name(m->loss));
+    if (m->loss == ML_LOSS_CCE && strcmp(ends_in, "softmax") != 0)
         return pst_err_set(err, E,
                            "model.loss: categorical_crossentropy needs a softmax output, but "
-                           "model.layers.%u ends in %s", last, cfg_act_name(out->activation));
-    if (m->loss == CFG_LOSS_BCE && out->activation != CFG_ACT_SIGMOID)
+                           "model.layers.%u ends in %s", last, ends_in);
+    if (m->loss == ML_LOSS_BCE && strcmp(ends_in, "sigmoid") != 0)
         return pst_err_set(err, E,
                            "model.loss: binary_crossentropy needs a sigmoid output, but "
-                           "model.layers.%u ends in %s", last, cfg_act_name(out->activation));
-    /* With data.classes the labels are renumbered 0..k-1: k is the output's width. */
+                           "model.layers.%u ends in %s", last, ends_in);
+    /* With data.classes the labels are renumbered 0..k-1: k is the output's width, set by
+     * the width key (dense: units) of the last layer that has one. */
     int want_units = d->classes_count > 0 ? (int)d->classes_count : d->num_classes;
-    if (m->loss == CFG_LOSS_CCE && want_units > 0 && m->layers[last_dense].units != want_units)
-        return pst_err_set(err, E,
-                           "model.layers.%u.units: the output layer has %d units but %s is %d",
-                           last_dense, m->layers[last_dense].units,
-                           d->classes_count > 0 ? "the length of data.classes"
-                                                : "data.num_classes",
-                           want_units);
+    for (unsigned i = m->nlayers; m->loss == ML_LOSS_CCE && want_units > 0 && i-- > 0;) {
+        const ml_layer_spec *L = &m->layers[i];
+        if (!L->ops->width_key)
+            continue;
+        int64_t units = L->val[ml_layer_key_find(L->ops, L->ops->width_key)].i;
+        if (units != want_units)
+            return pst_err_set(err, E,
+                               "model.layers.%u.%s: the output layer has %" PRId64 " units but "
+                               "%s is %d", i, L->ops->width_key, units,
+                               d->classes_count > 0 ? "the length of data.classes"
+                                                    : "data.num_classes",
+                               want_units);
+        break;
+    }
     if ((rc = check_finetune(job, err)))
         return rc;
 
@@ -1691,6 +2046,58 @@ static void print_scalar_list(FILE *f, const cyaml_schema_field_t *fd, const cha
     fputs("]\n", f);
 }
 
+/* model.layers as a list of mappings: type, the type's keys, name, inputs (only when
+ * given), trainable, lr_mult -- for the built-in types the text pstrain 0.1 printed, so
+ * job fingerprints (cfg_job_hash) stay what they were. */
+static void print_layers(FILE *f, const ml_model_spec *m, int indent)
+{
+    fputs(m->nlayers ? "\n" : " []\n", f);
+    char num[40];
+    for (unsigned l = 0; l < m->nlayers; l++) {
+        const ml_layer_spec *L = &m->layers[l];
+        int in = indent + 4;
+        fprintf(f, "%*s- type: %s\n", indent + 2, "", L->ops->name);
+        for (int k = 0; k < L->ops->nkeys; k++) {
+            const ml_layer_key *K = &L->ops->keys[k];
+            const ml_value *v = &L->val[k];
+            fprintf(f, "%*s%s: ", in, "", K->name);
+            switch (K->kind) {
+            case ML_KEY_INT: fprintf(f, "%" PRId64, v->i); break;
+            case ML_KEY_BOOL: fputs(v->i ? "true" : "false", f); break;
+            case ML_KEY_FLOAT:
+                fmt_float(num, sizeof num, v->f, sizeof(double));
+                fputs(num, f);
+                break;
+            case ML_KEY_ENUM: fputs(K->enum_name((int)v->i), f); break;
+            case ML_KEY_STRING:
+                if (v->s)
+                    put_string(f, v->s);
+                else
+                    fputs("null", f);
+                break;
+            }
+            fputc('\n', f);
+        }
+        fprintf(f, "%*sname: ", in, "");
+        if (L->name)
+            put_string(f, L->name);
+        else
+            fputs("null", f);
+        fputc('\n', f);
+        if (L->ninputs) {
+            fprintf(f, "%*sinputs: [", in, "");
+            for (unsigned i = 0; i < L->ninputs; i++) {
+                fputs(i ? ", " : "", f);
+                put_string(f, L->inputs[i]);
+            }
+            fputs("]\n", f);
+        }
+        fmt_float(num, sizeof num, L->lr_mult, sizeof(float));
+        fprintf(f, "%*strainable: %s\n%*slr_mult: %s\n", in, "", L->trainable ? "true" : "false",
+                in, "", num);
+    }
+}
+
 /* first_inline: the first key goes on the current line (after a list's "- "). */
 static int print_fields(FILE *f, const cyaml_schema_field_t *fields, const char *base, int indent,
                         int first_inline, pst_err *err)
@@ -1699,7 +2106,10 @@ static int print_fields(FILE *f, const cyaml_schema_field_t *fields, const char 
         const char *p = base + fd->data_offset;
         fprintf(f, "%*s%s:", (fd == fields && first_inline) ? 0 : indent, "", fd->key);
         int rc = PST_OK;
-        if (fd->value.type == CYAML_MAPPING) {
+        if (fd == FIELD_LAYERS) {
+            /* base is the cfg_model the model: section describes */
+            print_layers(f, &((const cfg_model *)(const void *)base)->spec, indent);
+        } else if (fd->value.type == CYAML_MAPPING) {
             fputc('\n', f);
             rc = print_fields(f, fd->value.mapping.fields, p, indent + 2, 0, err);
         } else if (fd->value.type == CYAML_SEQUENCE &&

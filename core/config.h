@@ -15,23 +15,13 @@
 #include <stdio.h>
 
 #include "base/err.h"
+#include "layer.h"
 #include "optim.h"
 
 typedef enum { CFG_FMT_IDX = 0, CFG_FMT_CSV, CFG_FMT_LIBSVM } cfg_format;
 typedef enum { CFG_TASK_CLASSIFY = 0, CFG_TASK_REGRESS } cfg_task;
 typedef enum { CFG_SCALE_NONE = 0, CFG_SCALE_MINMAX, CFG_SCALE_STANDARDIZE } cfg_scale;
 typedef enum { CFG_HEADER_AUTO = 0, CFG_HEADER_YES, CFG_HEADER_NO } cfg_header;
-
-typedef enum { CFG_LAYER_DENSE = 0, CFG_LAYER_ACTIVATION } cfg_layer_type;
-typedef enum {
-    CFG_ACT_LINEAR = 0,
-    CFG_ACT_RELU,
-    CFG_ACT_SIGMOID,
-    CFG_ACT_TANH,
-    CFG_ACT_SOFTMAX
-} cfg_act;
-typedef enum { CFG_LOSS_CCE = 0, CFG_LOSS_BCE, CFG_LOSS_MSE } cfg_loss;
-typedef enum { CFG_INIT_AUTO = 0, CFG_INIT_GLOROT, CFG_INIT_HE } cfg_init;
 
 typedef struct {
     cfg_format format;
@@ -55,23 +45,12 @@ typedef struct {
     int limit;               /* keep the first N training samples after the split; 0 = all */
 } cfg_data;
 
+/* model: the layers (core/layer.h; read with the job's layer registry), loss and init,
+ * and where fine-tuning takes its initial weights from. */
 typedef struct {
-    cfg_layer_type type;
-    int units;          /* dense */
-    cfg_act activation; /* dense: applied after the affine map; activation layer: the function */
-    char *name;         /* optional; default "dense_<i>" / "act_<i>" */
-    /* Fine-tuning, dense layers. The job loader fills the defaults (1, 1.0); a cfg_layer
-     * built in code for training must set them itself (zero would freeze the layer). */
-    int trainable;      /* 0: frozen -- never updated, its gradient neither pushed nor pulled */
-    float lr_mult;      /* the layer's lr is the scheduled lr times this; >= 0, 0 freezes */
-} cfg_layer;
-
-typedef struct {
-    cfg_layer *layers;
-    unsigned nlayers;
-    cfg_loss loss;
-    cfg_init init;
-    char *init_from;    /* fine-tuning: initial weights by name from this checkpoint, or NULL */
+    ml_model_spec spec;     /* layers, loss, init; strings malloc'd, freed by cfg_job_free */
+    char *init_from;        /* fine-tuning: initial weights by name from this checkpoint, or NULL */
+    const ml_registry *reg; /* the layer types the job was read with (borrowed) */
 } cfg_model;
 
 typedef struct {
@@ -162,6 +141,12 @@ typedef struct {
 int cfg_job_load_string(cfg_job **out, const char *yaml, size_t len, const char *source,
                         pst_err *err);
 int cfg_job_load_file(cfg_job **out, const char *path, pst_err *err);
+/* The same with the layer types of reg (NULL: ml_registry_builtin()), which must outlive
+ * the job. */
+int cfg_job_load_string_reg(cfg_job **out, const ml_registry *reg, const char *yaml, size_t len,
+                            const char *source, pst_err *err);
+int cfg_job_load_file_reg(cfg_job **out, const ml_registry *reg, const char *path,
+                          pst_err *err);
 void cfg_job_free(cfg_job *job);
 
 /* Sets one key from text: path "optimizer.lr", "model.layers.0.units", value "0.01".
@@ -177,8 +162,6 @@ int cfg_job_check(const cfg_job *job, pst_err *err);
 /* Writes the effective job as YAML (round-trips through cfg_job_load_string). */
 int cfg_job_print(const cfg_job *job, FILE *f, pst_err *err);
 
-const char *cfg_act_name(cfg_act a);
-const char *cfg_loss_name(cfg_loss l);
 const char *cfg_consistency_name(cfg_consistency c);
 
 /* 64-bit fingerprint (FNV-1a) of the effective job as cfg_job_print writes it, without

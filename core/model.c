@@ -1,9 +1,16 @@
-/* core/model.c -- layer stack, flat parameter layout, forward/backward driver.
+/* core/model.c -- layers with named inputs, the flat parameter layout, forward/backward.
  *
- * The spec's layers compile into ops: a dense layer with an activation becomes a DENSE op
- * followed by an ACT op, an activation layer one ACT op. Each op writes its own output
- * buffer (max_batch, width). Backward walks the ops in reverse with two ping-pong gradient
- * buffers: g holds dL/d(op output), the op writes dL/d(op input) into the other. */
+ * The spec's layers compile into steps ("nodes"): a layer is one node running its type's
+ * ops, and a layer whose type applies an activation (post_activation, e.g. dense with
+ * `activation: relu`) gets a second node running the activation type. Nodes run in spec
+ * order, each reading the outputs of earlier nodes (inputs name earlier layers only, so
+ * that order is topological) and writing its own output buffer (max_batch, width).
+ *
+ * Backward walks the nodes in reverse. Node i holds g_i = dL/d(its output); a consumer
+ * overwrites the g of an input it is the first to reach and adds into it otherwise
+ * (through `scratch`), so fan-out needs no zeroing pass. A sequential stack is the fast
+ * path: an activation node that is the only consumer of its input shares that input's g
+ * and runs in place, exactly the two-buffer ping-pong of a plain MLP. */
 #include "model.h"
 
 #include <assert.h>
@@ -14,47 +21,38 @@
 
 #include "base/rng.h"
 
-typedef enum { OP_DENSE, OP_ACT } op_kind;
-
 typedef struct {
-    op_kind kind;
-    ml_act act;        /* OP_ACT */
-    int in, out;       /* widths */
-    int layer;         /* index in the spec */
-    size_t w_off, b_off; /* OP_DENSE: offsets of W (OUT, IN) and b (OUT) in params */
-    int frozen;        /* OP_DENSE: backward writes no dW, db (ml_model_set_trainable) */
-    float *y;          /* (max_batch, out) output of this op */
-} op;
+    const ml_layer_ops *ops;
+    ml_layer l;             /* widths and tensors; l.spec points into m->spec or act_spec */
+    ml_layer_spec act_spec; /* a post-activation node's own spec (type activation) */
+    int layer;              /* index in the spec */
+    int nin;
+    int src[ML_MAX_INPUTS]; /* node index of each input; -1: the model input */
+    int nconsumers;
+    int consumer;           /* the first consumer's node index (the only one if 1) */
+    size_t off[ML_MAX_TENSORS]; /* offsets of the tensors in params/grads */
+    int frozen;             /* backward writes no parameter gradients */
+    float *y;               /* (max_batch, out) */
+    float *g;               /* (max_batch, out) dL/dy; may be an input's buffer (shared) */
+    int g_owned;
+} node;
 
 struct ml_model {
+    ml_model_spec spec;  /* a deep copy */
     int in_dim, out_dim, max_batch;
-    cfg_loss loss;
-    cfg_init init;
-    int fused;          /* 1: last op is softmax+CCE or sigmoid+BCE, handled by the loss */
-    int nops;
-    op *ops;
+    int fused;           /* 1: the last node is softmax+CCE or sigmoid+BCE, in the loss */
+    int nnodes;
+    node *nodes;
+    int *layer_node;     /* (nlayers) the node that gives layer l's output */
     size_t nparams;
-    float *params;      /* (P) */
-    float *grads;       /* (P) the buffer backward writes: grads_own or the caller's */
-    float *grads_own;   /* (P) */
-    float *gbuf[2];     /* (max_batch, widest op output) ping-pong gradient buffers */
-    float *scratch;     /* (max_batch, out_dim) targets built from labels */
-    int start_buf;      /* which gbuf holds the output gradient after ml_model_loss */
+    float *params;       /* (P) */
+    float *grads;        /* (P) the buffer backward writes: grads_own or the caller's */
+    float *grads_own;    /* (P) */
+    float *scratch;      /* (max_batch, widest output) targets and fan-out gradients */
+    unsigned char *got;  /* (nnodes) backward: g of node i written this step */
     int nsegs;
     ml_segment *segs;
 };
-
-static ml_act act_from_cfg(cfg_act a)
-{
-    switch (a) {
-    case CFG_ACT_RELU: return ML_ACT_RELU;
-    case CFG_ACT_SIGMOID: return ML_ACT_SIGMOID;
-    case CFG_ACT_TANH: return ML_ACT_TANH;
-    case CFG_ACT_SOFTMAX: return ML_ACT_SOFTMAX;
-    case CFG_ACT_LINEAR: break;
-    }
-    return ML_ACT_LINEAR;
-}
 
 /* 64-byte aligned, zeroed; size rounded up as aligned_alloc requires. */
 static float *alloc_floats(size_t n)
@@ -68,7 +66,165 @@ static float *alloc_floats(size_t n)
     return p;
 }
 
-ml_model *ml_model_create(const cfg_model *spec, int in_dim, int max_batch, pst_err *err)
+static int act_key(void)
+{
+    static const int k = 1; /* "activation" in core/layers/activation.c's key table */
+    assert(ml_layer_key_find(&ml_layer_activation, "activation") == k);
+    return k;
+}
+
+/* Pass 1: nodes, widths, segments and the parameter layout. */
+static int build_nodes(ml_model *m, pst_err *err)
+{
+    const ml_model_spec *s = &m->spec;
+    size_t off = 0;
+    for (unsigned l = 0; l < s->nlayers; l++) {
+        const ml_layer_spec *L = &s->layers[l];
+        node *nd = &m->nodes[m->nnodes];
+        int src[ML_MAX_INPUTS];
+        int nin = ml_model_spec_sources(s, l, src, err);
+        assert(nin >= 1); /* ml_model_spec_check passed */
+        nd->ops = L->ops;
+        nd->layer = (int)l;
+        nd->l.spec = L;
+        nd->nin = nd->l.nin = nin;
+        for (int i = 0; i < nin; i++) {
+            nd->src[i] = src[i] < 0 ? -1 : m->layer_node[src[i]];
+            nd->l.in[i] = src[i] < 0 ? m->in_dim : m->nodes[nd->src[i]].l.out;
+        }
+        if (L->ops->shape(&nd->l, err))
+            return ml_layer_err_path(err, l);
+        assert(nd->l.out >= 1 && nd->l.ntensors <= ML_MAX_TENSORS);
+        char base[ML_NAME_MAX + 1];
+        ml_layer_spec_name(s, l, base, sizeof base);
+        for (int t = 0; t < nd->l.ntensors; t++) {
+            const ml_tensor *T = &nd->l.tensor[t];
+            ml_segment *sg = &m->segs[m->nsegs++];
+            snprintf(sg->name, sizeof sg->name, "%s.%s", base, T->name);
+            sg->layer = (int)l;
+            sg->offset = nd->off[t] = off;
+            sg->len = (size_t)T->rows * T->cols;
+            sg->rows = T->rows;
+            sg->cols = T->cols;
+            off += sg->len;
+        }
+        m->nnodes++;
+        int act = ml_layer_spec_out_act(L);
+        if (L->ops->post_activation && act != 0) {
+            node *a = &m->nodes[m->nnodes];
+            ml_layer_spec_init(&a->act_spec, &ml_layer_activation);
+            a->act_spec.val[act_key()].i = act;
+            a->ops = &ml_layer_activation;
+            a->layer = (int)l;
+            a->l.spec = &a->act_spec;
+            a->nin = a->l.nin = 1;
+            a->src[0] = m->nnodes - 1;
+            a->l.in[0] = nd->l.out;
+            if (ml_layer_activation.shape(&a->l, err))
+                return ml_layer_err_path(err, l);
+            m->nnodes++;
+        }
+        m->layer_node[l] = m->nnodes - 1;
+    }
+    m->nparams = off;
+    m->out_dim = m->nodes[m->nnodes - 1].l.out;
+    return PST_OK;
+}
+
+/* The fused output, and the loss's demand for it. */
+uint64_t ml_model_spec_nparams(const ml_model_spec *s, int in_dim)
+{
+    int *width = malloc(sizeof *width * (s->nlayers ? s->nlayers : 1));
+    uint64_t total = 0;
+    if (!width)
+        return UINT64_MAX;
+    for (unsigned l = 0; l < s->nlayers; l++) {
+        ml_layer L = {.spec = &s->layers[l]};
+        int src[ML_MAX_INPUTS];
+        int nin = ml_model_spec_sources(s, l, src, NULL);
+        if (nin < 1 || nin > ML_MAX_INPUTS) {
+            total = UINT64_MAX;
+            break;
+        }
+        L.nin = nin;
+        for (int i = 0; i < nin; i++)
+            L.in[i] = src[i] < 0 ? in_dim : width[src[i]];
+        if (s->layers[l].ops->shape(&L, NULL)) {
+            total = UINT64_MAX;
+            break;
+        }
+        width[l] = L.out;
+        for (int t = 0; t < L.ntensors; t++)
+            total += (uint64_t)L.tensor[t].rows * (uint64_t)L.tensor[t].cols;
+        if (total > ((uint64_t)1 << 60)) {
+            total = UINT64_MAX;
+            break;
+        }
+    }
+    free(width);
+    return total;
+}
+
+static int check_output(ml_model *m, pst_err *err)
+{
+    const node *last = &m->nodes[m->nnodes - 1];
+    int act = last->ops == &ml_layer_activation ? (int)last->l.spec->val[act_key()].i : 0;
+    const ml_activation *a = ml_activation_at(act);
+    if (m->nnodes >= 2 && a->fused_loss == (int)m->spec.loss)
+        m->fused = 1;
+    if (!m->fused && m->spec.loss != ML_LOSS_MSE) {
+        const char *want = "?";
+        for (int i = 0; i < ml_activation_count(); i++)
+            if (ml_activation_at(i)->fused_loss == (int)m->spec.loss)
+                want = ml_activation_at(i)->name;
+        return pst_err_set(err, PST_ERR_CONFIG, "model.loss: %s needs a %s output layer",
+                           ml_loss_name(m->spec.loss), want);
+    }
+    return PST_OK;
+}
+
+/* Pass 2: consumers, then buffers. An activation node that is its input's only consumer
+ * (and not on the raw input) shares the input's gradient buffer: backward in place. */
+static int alloc_buffers(ml_model *m)
+{
+    size_t widest = (size_t)m->out_dim;
+    for (int i = 0; i < m->nnodes; i++)
+        m->nodes[i].consumer = -1;
+    for (int i = 0; i < m->nnodes; i++) {
+        node *nd = &m->nodes[i];
+        if ((size_t)nd->l.out > widest)
+            widest = (size_t)nd->l.out;
+        for (int k = 0; k < nd->nin; k++)
+            if (nd->src[k] >= 0) {
+                node *p = &m->nodes[nd->src[k]];
+                if (p->nconsumers++ == 0)
+                    p->consumer = i;
+            }
+    }
+    m->params = alloc_floats(m->nparams);
+    m->grads = m->grads_own = alloc_floats(m->nparams);
+    m->scratch = alloc_floats((size_t)m->max_batch * widest);
+    m->got = calloc((size_t)m->nnodes, 1);
+    if (!m->params || !m->grads || !m->scratch || !m->got)
+        return PST_ERR_NOMEM;
+    for (int i = 0; i < m->nnodes; i++) {
+        node *nd = &m->nodes[i];
+        size_t len = (size_t)m->max_batch * nd->l.out;
+        if (!(nd->y = alloc_floats(len)))
+            return PST_ERR_NOMEM;
+        const node *p = nd->nin == 1 && nd->src[0] >= 0 ? &m->nodes[nd->src[0]] : NULL;
+        if (nd->ops->inplace && p && p->nconsumers == 1 && p->l.out == nd->l.out && p->g) {
+            nd->g = p->g;
+        } else {
+            if (!(nd->g = alloc_floats(len)))
+                return PST_ERR_NOMEM;
+            nd->g_owned = 1;
+        }
+    }
+    return PST_OK;
+}
+
+ml_model *ml_model_create(const ml_model_spec *spec, int in_dim, int max_batch, pst_err *err)
 {
     ml_model *m = NULL;
     if (!spec || spec->nlayers == 0) {
@@ -80,107 +236,25 @@ ml_model *ml_model_create(const cfg_model *spec, int in_dim, int max_batch, pst_
                     max_batch);
         return NULL;
     }
-    m = calloc(1, sizeof *m);
-    if (!m)
+    if (ml_model_spec_check(spec, err))
+        return NULL;
+    if (!(m = calloc(1, sizeof *m)))
         goto nomem;
+    if (ml_model_spec_copy(&m->spec, spec, err)) {
+        free(m);
+        return NULL;
+    }
     m->in_dim = in_dim;
     m->max_batch = max_batch;
-    m->loss = spec->loss;
-    m->init = spec->init;
-    m->ops = calloc((size_t)spec->nlayers * 2, sizeof *m->ops);
-    m->segs = calloc((size_t)spec->nlayers * 2, sizeof *m->segs);
-    if (!m->ops || !m->segs)
+    m->nodes = calloc((size_t)spec->nlayers * 2, sizeof *m->nodes);
+    m->layer_node = calloc(spec->nlayers, sizeof *m->layer_node);
+    m->segs = calloc((size_t)spec->nlayers * ML_MAX_TENSORS, sizeof *m->segs);
+    if (!m->nodes || !m->layer_node || !m->segs)
         goto nomem;
-
-    /* Pass 1: ops, widths and the parameter layout. max_width sizes the gradient buffers,
-     * which hold gradients of op outputs only: backward never forms dL/dx of the data, so
-     * the input width does not count (784 would more than double them for Fashion-MNIST). */
-    int width = in_dim, max_width = 0, ndense = 0;
-    size_t off = 0;
-    for (unsigned l = 0; l < spec->nlayers; l++) {
-        const cfg_layer *L = &spec->layers[l];
-        if (L->type == CFG_LAYER_DENSE) {
-            if (L->units < 1) {
-                pst_err_set(err, PST_ERR_CONFIG, "model.layers.%u.units: must be >= 1, got %d",
-                            l, L->units);
-                goto fail;
-            }
-            op *o = &m->ops[m->nops++];
-            o->kind = OP_DENSE;
-            o->in = width;
-            o->out = L->units;
-            o->layer = (int)l;
-            if ((size_t)o->in * o->out > ((size_t)1 << 40)) {
-                pst_err_set(err, PST_ERR_CONFIG, "model.layers.%u: %d x %d weights are too many",
-                            l, o->out, o->in);
-                goto fail;
-            }
-            o->w_off = off;
-            o->b_off = off + (size_t)o->in * o->out;
-            char base[40];
-            if (L->name && L->name[0])
-                snprintf(base, sizeof base, "%s", L->name);
-            else
-                snprintf(base, sizeof base, "dense_%d", ndense);
-            ml_segment *sw = &m->segs[m->nsegs++];
-            snprintf(sw->name, sizeof sw->name, "%s.weight", base);
-            sw->layer = (int)l;
-            sw->offset = o->w_off;
-            sw->len = (size_t)o->in * o->out;
-            sw->rows = o->out;
-            sw->cols = o->in;
-            ml_segment *sb = &m->segs[m->nsegs++];
-            snprintf(sb->name, sizeof sb->name, "%s.bias", base);
-            sb->layer = (int)l;
-            sb->offset = o->b_off;
-            sb->len = (size_t)o->out;
-            sb->rows = o->out;
-            sb->cols = 1;
-            off = o->b_off + (size_t)o->out;
-            width = o->out;
-            ndense++;
-        }
-        ml_act act = act_from_cfg(L->activation);
-        if (L->type == CFG_LAYER_ACTIVATION || act != ML_ACT_LINEAR) {
-            op *o = &m->ops[m->nops++];
-            o->kind = OP_ACT;
-            o->act = act;
-            o->in = o->out = width;
-            o->layer = (int)l;
-        }
-        if (width > max_width)
-            max_width = width;
-    }
-    m->out_dim = width;
-    m->nparams = off;
-    if (ndense == 0) {
-        pst_err_set(err, PST_ERR_CONFIG, "model.layers: needs at least one dense layer");
+    if (build_nodes(m, err) || check_output(m, err))
         goto fail;
-    }
-
-    const op *last = &m->ops[m->nops - 1];
-    if (last->kind == OP_ACT && ((m->loss == CFG_LOSS_CCE && last->act == ML_ACT_SOFTMAX) ||
-                                 (m->loss == CFG_LOSS_BCE && last->act == ML_ACT_SIGMOID)))
-        m->fused = 1;
-    if (!m->fused && m->loss != CFG_LOSS_MSE) {
-        pst_err_set(err, PST_ERR_CONFIG, "model.loss: %s needs a %s output layer",
-                    cfg_loss_name(m->loss), m->loss == CFG_LOSS_CCE ? "softmax" : "sigmoid");
-        goto fail;
-    }
-
-    /* Pass 2: buffers. */
-    m->params = alloc_floats(m->nparams);
-    m->grads = m->grads_own = alloc_floats(m->nparams);
-    m->gbuf[0] = alloc_floats((size_t)max_batch * max_width);
-    m->gbuf[1] = alloc_floats((size_t)max_batch * max_width);
-    m->scratch = alloc_floats((size_t)max_batch * m->out_dim);
-    if (!m->params || !m->grads || !m->gbuf[0] || !m->gbuf[1] || !m->scratch)
+    if (alloc_buffers(m))
         goto nomem;
-    for (int i = 0; i < m->nops; i++) {
-        m->ops[i].y = alloc_floats((size_t)max_batch * m->ops[i].out);
-        if (!m->ops[i].y)
-            goto nomem;
-    }
     return m;
 
 nomem:
@@ -194,16 +268,19 @@ void ml_model_destroy(ml_model *m)
 {
     if (!m)
         return;
-    if (m->ops)
-        for (int i = 0; i < m->nops; i++)
-            free(m->ops[i].y);
-    free(m->ops);
+    for (int i = 0; m->nodes && i < m->nnodes; i++) {
+        free(m->nodes[i].y);
+        if (m->nodes[i].g_owned)
+            free(m->nodes[i].g);
+    }
+    free(m->nodes);
+    free(m->layer_node);
     free(m->segs);
     free(m->params);
     free(m->grads_own);
-    free(m->gbuf[0]);
-    free(m->gbuf[1]);
     free(m->scratch);
+    free(m->got);
+    ml_model_spec_fini(&m->spec);
     free(m);
 }
 
@@ -211,28 +288,22 @@ void ml_model_init(ml_model *m, uint64_t seed)
 {
     rng_state r;
     rng_seed(&r, seed);
-    for (int i = 0; i < m->nops; i++) {
-        const op *o = &m->ops[i];
-        if (o->kind != OP_DENSE)
+    for (int i = 0; i < m->nnodes; i++) {
+        const node *nd = &m->nodes[i];
+        if (nd->l.ntensors == 0)
             continue;
-        /* The activation that follows the dense op picks the scheme (Keras' defaults are
-         * Glorot everywhere; He suits ReLU better: Var(w) = 2/IN, He et al. 2015). */
-        ml_act next = (i + 1 < m->nops && m->ops[i + 1].kind == OP_ACT) ? m->ops[i + 1].act
-                                                                         : ML_ACT_LINEAR;
-        int he = m->init == CFG_INIT_HE || (m->init == CFG_INIT_AUTO && next == ML_ACT_RELU);
-        float *w = m->params + o->w_off;
-        size_t len = (size_t)o->in * o->out;
-        if (he) {
-            float sd = sqrtf(2.0f / (float)o->in);
-            for (size_t k = 0; k < len; k++)
-                w[k] = sd * rng_normal(&r);
-        } else {
-            /* Glorot uniform: U(-a, a), a = sqrt(6 / (IN + OUT)) (Glorot & Bengio, 2010). */
-            float a = sqrtf(6.0f / (float)(o->in + o->out));
-            for (size_t k = 0; k < len; k++)
-                w[k] = a * (2.0f * rng_uniform(&r) - 1.0f);
+        /* The activation its output feeds picks the scheme (Keras' defaults are Glorot
+         * everywhere; He suits ReLU better: Var(w) = 2/IN, He et al. 2015). */
+        int feeds_he = 0;
+        if (nd->nconsumers == 1 && m->nodes[nd->consumer].ops == &ml_layer_activation) {
+            const node *c = &m->nodes[nd->consumer];
+            feeds_he = ml_activation_at((int)c->l.spec->val[act_key()].i)->he_init;
         }
-        memset(m->params + o->b_off, 0, (size_t)o->out * sizeof(float));
+        int he = m->spec.init == ML_INIT_HE || (m->spec.init == ML_INIT_AUTO && feeds_he);
+        float *t[ML_MAX_TENSORS];
+        for (int k = 0; k < nd->l.ntensors; k++)
+            t[k] = m->params + nd->off[k];
+        nd->ops->init(&nd->l, t, he, &r);
     }
 }
 
@@ -243,7 +314,8 @@ void ml_model_use_grads(ml_model *m, float *g) { m->grads = g ? g : m->grads_own
 int ml_model_in_dim(const ml_model *m) { return m->in_dim; }
 int ml_model_out_dim(const ml_model *m) { return m->out_dim; }
 int ml_model_max_batch(const ml_model *m) { return m->max_batch; }
-cfg_loss ml_model_loss_kind(const ml_model *m) { return m->loss; }
+ml_loss ml_model_loss_kind(const ml_model *m) { return m->spec.loss; }
+const ml_model_spec *ml_model_get_spec(const ml_model *m) { return &m->spec; }
 int ml_model_nsegments(const ml_model *m) { return m->nsegs; }
 
 const ml_segment *ml_model_segment(const ml_model *m, int i)
@@ -252,26 +324,33 @@ const ml_segment *ml_model_segment(const ml_model *m, int i)
     return &m->segs[i];
 }
 
+double ml_model_flops(const ml_model *m, int n)
+{
+    double f = 0;
+    for (int i = 0; i < m->nnodes; i++)
+        f += m->nodes[i].ops->flops(&m->nodes[i].l, n);
+    return f;
+}
+
+static const float *node_input(const ml_model *m, const float *x, const node *nd, int k)
+{
+    return nd->src[k] < 0 ? x : m->nodes[nd->src[k]].y;
+}
+
 const float *ml_model_forward(ml_model *m, const float *x, int n)
 {
     assert(n >= 1 && n <= m->max_batch);
-    const float *in = x;
-    for (int i = 0; i < m->nops; i++) {
-        op *o = &m->ops[i];
-        if (o->kind == OP_DENSE)
-            ml_dense_forward(o->y, in, m->params + o->w_off, m->params + o->b_off, n, o->in,
-                             o->out);
-        else
-            ml_act_forward(o->y, in, n, o->out, o->act);
-        in = o->y;
+    for (int i = 0; i < m->nnodes; i++) {
+        node *nd = &m->nodes[i];
+        const float *in[ML_MAX_INPUTS];
+        const float *t[ML_MAX_TENSORS];
+        for (int k = 0; k < nd->nin; k++)
+            in[k] = node_input(m, x, nd, k);
+        for (int k = 0; k < nd->l.ntensors; k++)
+            t[k] = m->params + nd->off[k];
+        nd->ops->forward(&nd->l, nd->y, in, t, n);
     }
-    return in;
-}
-
-/* Output of op i's predecessor, i.e. op i's input. */
-static const float *op_input(const ml_model *m, const float *x, int i)
-{
-    return i == 0 ? x : m->ops[i - 1].y;
+    return m->nodes[m->nnodes - 1].y;
 }
 
 /* Targets (n, out) for BCE/MSE from whichever of label/target the caller gave: labels
@@ -298,53 +377,105 @@ double ml_model_loss(ml_model *m, const int32_t *label, const float *target, int
 {
     assert(n >= 1 && n <= m->max_batch);
     int k = m->out_dim;
-    float *g = m->gbuf[0];
-    m->start_buf = 0;
-    const op *last = &m->ops[m->nops - 1];
+    const node *last = &m->nodes[m->nnodes - 1];
+    memset(m->got, 0, (size_t)m->nnodes);
     if (m->fused) {
-        /* The loss differentiates through the output activation: g = dL/dz of its input. */
-        const float *z = op_input(m, NULL, m->nops - 1);
-        assert(m->nops >= 2); /* an activation alone on the raw input is not a model */
-        if (m->loss == CFG_LOSS_CCE) {
+        /* The loss differentiates through the output activation: dL/dz of its input. */
+        assert(last->src[0] >= 0); /* an activation alone on the raw input is not a model */
+        node *z = &m->nodes[last->src[0]];
+        m->got[last->src[0]] = 1;
+        if (m->spec.loss == ML_LOSS_CCE) {
             assert(label);
-            return ml_softmax_xent(g, NULL, z, label, n, k);
+            return ml_softmax_xent(z->g, NULL, z->y, label, n, k);
         }
-        return ml_sigmoid_bce(g, NULL, z, targets_of(m, label, target, n), n, k);
+        return ml_sigmoid_bce(z->g, NULL, z->y, targets_of(m, label, target, n), n, k);
     }
-    return ml_mse(g, last->y, targets_of(m, label, target, n), n, k);
+    m->got[m->nnodes - 1] = 1;
+    return ml_mse(last->g, last->y, targets_of(m, label, target, n), n, k);
 }
 
 void ml_model_set_trainable(ml_model *m, int layer, int trainable)
 {
-    for (int i = 0; i < m->nops; i++)
-        if (m->ops[i].kind == OP_DENSE && m->ops[i].layer == layer)
-            m->ops[i].frozen = !trainable;
+    for (int i = 0; i < m->nnodes; i++)
+        if (m->nodes[i].layer == layer && m->nodes[i].l.ntensors > 0)
+            m->nodes[i].frozen = !trainable;
+}
+
+static void add_into(float *restrict dst, const float *restrict src, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        dst[i] += src[i];
 }
 
 void ml_model_backward(ml_model *m, const float *x, int n)
 {
-    int cur = m->start_buf;
-    int first = m->fused ? m->nops - 2 : m->nops - 1;
-    /* Ops below the lowest trainable dense op need no gradient at all. */
-    int lowest = m->nops;
-    for (int i = 0; i < m->nops && lowest == m->nops; i++)
-        if (m->ops[i].kind == OP_DENSE && !m->ops[i].frozen)
+    int first = m->fused ? m->nnodes - 2 : m->nnodes - 1;
+    /* Nodes before the lowest trainable one need no gradient at all: none of them is
+     * downstream of a trainable node. */
+    int lowest = m->nnodes;
+    for (int i = 0; i < m->nnodes && lowest == m->nnodes; i++)
+        if (m->nodes[i].l.ntensors > 0 && !m->nodes[i].frozen)
             lowest = i;
     for (int i = first; i >= lowest; i--) {
-        op *o = &m->ops[i];
-        const float *in = op_input(m, x, i);
-        float *g = m->gbuf[cur];
-        if (o->kind == OP_DENSE) {
-            /* The lowest trainable op passes nothing down (for op 0 the input is the data). */
-            float *dx = i == lowest ? NULL : m->gbuf[cur ^ 1];
-            ml_dense_backward(dx, o->frozen ? NULL : m->grads + o->w_off,
-                              o->frozen ? NULL : m->grads + o->b_off, g, in,
-                              m->params + o->w_off, n, o->in, o->out, 0);
-            cur ^= 1;
-        } else {
-            if (i == 0)
-                continue; /* activation straight on the data: nothing to propagate to */
-            ml_act_backward(g, g, o->y, n, o->out, o->act);
+        node *nd = &m->nodes[i];
+        if (!m->got[i])
+            continue; /* nothing flows back to it (after the fused output, say) */
+        float *dx[ML_MAX_INPUTS];
+        float *dt[ML_MAX_TENSORS] = {NULL};
+        const float *in[ML_MAX_INPUTS];
+        const float *t[ML_MAX_TENSORS];
+        int add[ML_MAX_INPUTS] = {0}, any = 0;
+        float *scratch = m->scratch;
+        for (int k = 0; k < nd->nin; k++) {
+            int p = nd->src[k];
+            in[k] = node_input(m, x, nd, k);
+            dx[k] = NULL;
+            if (p < lowest) /* the data, or a node that needs no gradient */
+                continue;
+            if (!m->got[p]) {
+                dx[k] = m->nodes[p].g;
+                m->got[p] = 1;
+            } else {
+                /* fan-out: a second consumer adds; one scratch per call keeps it simple
+                 * (several such inputs of one node take turns below) */
+                add[k] = 1;
+            }
+            any = 1;
+        }
+        int params = nd->l.ntensors > 0 && !nd->frozen;
+        if (!any && !params)
+            continue;
+        for (int k = 0; k < nd->l.ntensors; k++) {
+            t[k] = m->params + nd->off[k];
+            if (params)
+                dt[k] = m->grads + nd->off[k];
+        }
+        int nadd = 0;
+        for (int k = 0; k < nd->nin; k++)
+            nadd += add[k];
+        if (nadd <= 1) {
+            for (int k = 0; k < nd->nin; k++)
+                if (add[k])
+                    dx[k] = scratch;
+            nd->ops->backward(&nd->l, dx, dt, nd->g, nd->y, in, t, n);
+            for (int k = 0; k < nd->nin; k++)
+                if (add[k])
+                    add_into(m->nodes[nd->src[k]].g, scratch, (size_t)n * nd->l.in[k]);
+            continue;
+        }
+        /* Several fan-out inputs: one backward per such input into scratch (parameter
+         * gradients and the direct inputs on the first call only). */
+        int done_first = 0;
+        for (int j = 0; j < nd->nin; j++) {
+            if (!add[j])
+                continue;
+            float *dxj[ML_MAX_INPUTS];
+            float *none[ML_MAX_TENSORS] = {NULL};
+            for (int k = 0; k < nd->nin; k++)
+                dxj[k] = k == j ? scratch : (!done_first && !add[k] ? dx[k] : NULL);
+            nd->ops->backward(&nd->l, dxj, done_first ? none : dt, nd->g, nd->y, in, t, n);
+            add_into(m->nodes[nd->src[j]].g, scratch, (size_t)n * nd->l.in[j]);
+            done_first = 1;
         }
     }
 }

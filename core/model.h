@@ -1,7 +1,12 @@
-/* core/model.h -- a Keras-like stack of layers with all parameters in one allocation.
+/* core/model.h -- a list of layers with named inputs, all parameters in one allocation.
  *
- * The parameters of every layer live in one flat float vector, in layer order, each dense
- * layer as its weight (OUT, IN) then its bias (OUT). A server's shard is a slice
+ * A model is built from an ml_model_spec (core/layer.h): layers in order, each reading the
+ * outputs of earlier layers by name (default: the previous layer, so a plain list is a
+ * sequential stack) and the last one giving the output. Layer types come from the
+ * registry; a type with an `activation` key (dense) runs it as a step of its own.
+ *
+ * The parameters of every layer live in one flat float vector, in layer order, each layer
+ * as its tensors in its type's order (dense: weight (OUT, IN) then bias (OUT)). A server's shard is a slice
  * [offset, offset + len) of this vector and ml_model_segments names its pieces
  * ("dense_0.weight"). Gradients have the same layout in a second vector.
  *
@@ -17,28 +22,30 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "config.h"
 #include "base/err.h"
+#include "layer.h"
 #include "nn.h"
 
 typedef struct ml_model ml_model;
 
 /* A named contiguous piece of the flat parameter vector. */
 typedef struct {
-    char name[48];   /* "<layer>.weight" or "<layer>.bias" */
+    char name[48];   /* "<layer>.<tensor>": "dense_0.weight", "head.bias" */
     int layer;       /* index of the layer in the model spec */
     size_t offset;   /* in floats */
     size_t len;      /* in floats */
-    int rows, cols;  /* shape: (OUT, IN) for a weight, (OUT, 1) for a bias */
+    int rows, cols;  /* the tensor's shape: (OUT, IN) for a weight, (OUT, 1) for a bias */
 } ml_segment;
 
-/* Builds the model for inputs of in_dim features and batches of at most max_batch rows.
- * Parameters are zero until ml_model_init. */
-ml_model *ml_model_create(const cfg_model *spec, int in_dim, int max_batch, pst_err *err);
+/* Builds the model for inputs of in_dim features and batches of at most max_batch rows
+ * (ml_model_spec_check first; the model keeps a copy of spec). Parameters are zero until
+ * ml_model_init. */
+ml_model *ml_model_create(const ml_model_spec *spec, int in_dim, int max_batch, pst_err *err);
 void ml_model_destroy(ml_model *m);
 
-/* Glorot-uniform (linear/sigmoid/tanh/softmax layers) or He-normal (relu) weights, zero
- * biases, drawn from seed; cfg_init forces one scheme for all layers. Deterministic. */
+/* Every layer's init in order from one seeded stream: He-normal for a layer whose output
+ * feeds a ReLU, Glorot-uniform otherwise (ML_INIT_AUTO), or the scheme spec.init forces.
+ * Deterministic. */
 void ml_model_init(ml_model *m, uint64_t seed);
 
 size_t ml_model_nparams(const ml_model *m);
@@ -51,12 +58,15 @@ float *ml_model_grads(ml_model *m);        /* (P) */
 int ml_model_in_dim(const ml_model *m);
 int ml_model_out_dim(const ml_model *m);
 int ml_model_max_batch(const ml_model *m);
-cfg_loss ml_model_loss_kind(const ml_model *m);
+ml_loss ml_model_loss_kind(const ml_model *m);
+const ml_model_spec *ml_model_get_spec(const ml_model *m); /* the model's copy */
+/* Floating-point operations of one training step (forward + backward) on n rows. */
+double ml_model_flops(const ml_model *m, int n);
 int ml_model_nsegments(const ml_model *m);
 const ml_segment *ml_model_segment(const ml_model *m, int i);
 
-/* Freezes (trainable 0) or unfreezes the parameters of spec layer `layer` (a dense layer;
- * others have none). ml_model_backward then writes no gradient for a frozen layer -- its
+/* Freezes (trainable 0) or unfreezes the parameters of spec layer `layer` (layers without
+ * parameters ignore it). ml_model_backward then writes no gradient for a frozen layer -- its
  * entries of ml_model_grads keep whatever they held -- and stops below the lowest trainable
  * layer, since nothing under it needs dL/dx (a frozen body costs a forward pass only).
  * All layers are trainable after ml_model_create. */

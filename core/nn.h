@@ -1,4 +1,5 @@
-/* core/nn.h -- the kernels of a dense network: forward/backward pairs, outputs first.
+/* core/nn.h -- the dense kernels and the losses: forward/backward pairs, outputs first.
+ * (Activations: the table in core/layers/activation.c, see core/layer.h.)
  *
  * Dimensions: N = batch rows, IN = input features, OUT = output features, C = classes.
  * All tensors are row-major float32.
@@ -11,14 +12,6 @@
 
 #include <stdint.h>
 
-typedef enum {
-    ML_ACT_LINEAR = 0,
-    ML_ACT_RELU,
-    ML_ACT_SIGMOID,
-    ML_ACT_TANH,
-    ML_ACT_SOFTMAX /* row-wise over the last dimension */
-} ml_act;
-
 /* y = x W^T + b      x: (N, IN)  w: (OUT, IN)  b: (OUT)  y: (N, OUT) */
 void ml_dense_forward(float *y, const float *x, const float *w, const float *b, int n, int in,
                       int out);
@@ -30,14 +23,6 @@ void ml_dense_forward(float *y, const float *x, const float *w, const float *b, 
  * dw and db NULL (together): only dx, for a frozen layer that passes gradients through. */
 void ml_dense_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
                        const float *w, int n, int in, int out, int accumulate);
-
-/* y = f(x), elementwise (softmax: per row of `cols`). y may equal x (in place). */
-void ml_act_forward(float *y, const float *x, int rows, int cols, ml_act act);
-
-/* dx = dy * f'(x), written from the forward *output* y (all four derivatives are functions
- * of y: relu' = [y > 0], sigmoid' = y(1-y), tanh' = 1-y^2, softmax: dx = y * (dy - <dy, y>)).
- * dx may equal dy (in place). */
-void ml_act_backward(float *dx, const float *dy, const float *y, int rows, int cols, ml_act act);
 
 /* ---- Losses: mean over the N rows. Each returns the loss and writes dL/d(input) --- */
 

@@ -121,7 +121,7 @@ int main(int argc, char **argv)
         clock++;
     }
     memcpy(ml_model_params(m0), w, P * sizeof(float));
-    if (ckpt_save_model(argv[3], m0, &job->model, wk[0].data.train, &wk[0].data.scaler, &err))
+    if (ckpt_save_model(argv[3], m0, &job->model.spec, wk[0].data.train, &wk[0].data.scaler, &err))
         return fail(&err);
     printf("bsp_reference: %d workers, %lld clocks\n", W, (long long)clock);
     for (int k = 0; k < W; k++) {

@@ -26,6 +26,7 @@
 
 #include "base/fs.h"
 #include "ckpt/ckpt.h"
+#include "spec_helpers.h"
 #include "base/rng.h"
 
 /* ---- Fixture: a temp dir, a model, its training data, a saved checkpoint ---------------- */
@@ -34,8 +35,8 @@ typedef struct {
     char dir[64];
     char path[1024];     /* scratch file names */
     char good[600];      /* pstrain's checkpoint of the model below */
-    cfg_layer layers[3];
-    cfg_model spec;
+    ml_layer_spec layers[3];
+    ml_model_spec spec;
     ml_model *m;
     ds_dataset *train;
     ds_scaler scaler;
@@ -81,10 +82,10 @@ static int setup(void **state)
     if (!mkdtemp(fx->dir))
         return -1;
     /* 3 inputs -> dense 5 relu ("hidden") -> tanh -> dense 4 softmax, cross-entropy. */
-    fx->layers[0] = (cfg_layer){CFG_LAYER_DENSE, 5, CFG_ACT_RELU, "hidden", 1, 1.0f};
-    fx->layers[1] = (cfg_layer){CFG_LAYER_ACTIVATION, 0, CFG_ACT_TANH, NULL, 1, 1.0f};
-    fx->layers[2] = (cfg_layer){CFG_LAYER_DENSE, 4, CFG_ACT_SOFTMAX, NULL, 1, 1.0f};
-    fx->spec = (cfg_model){fx->layers, 3, CFG_LOSS_CCE, CFG_INIT_AUTO, NULL};
+    fx->layers[0] = DENSE_N(5, ACT_RELU, "hidden");
+    fx->layers[1] = LAYER_OF(&ml_layer_activation, 0, ACT_TANH, NULL);
+    fx->layers[2] = DENSE_N(4, ACT_SOFTMAX, NULL);
+    fx->spec = (ml_model_spec){fx->layers, 3, ML_LOSS_CCE, ML_INIT_AUTO};
     pst_err err = {0};
     fx->m = ml_model_create(&fx->spec, 3, 8, &err);
     if (!fx->m)
@@ -164,13 +165,13 @@ static void test_round_trip(void **state)
     assert_string_equal(ml_model_segment(n, 0)->name, "hidden.weight");
     assert_string_equal(ml_model_segment(n, 2)->name, "dense_1.weight");
 
-    const cfg_model *s = ckpt_model_spec(c);
+    const ml_model_spec *s = ckpt_model_spec(c);
     assert_int_equal(s->nlayers, 3);
-    assert_int_equal(s->loss, CFG_LOSS_CCE);
+    assert_int_equal(s->loss, ML_LOSS_CCE);
     for (unsigned l = 0; l < 3; l++) {
-        assert_int_equal(s->layers[l].type, fx->layers[l].type);
-        assert_int_equal(s->layers[l].units, fx->layers[l].units);
-        assert_int_equal(s->layers[l].activation, fx->layers[l].activation);
+        assert_ptr_equal(s->layers[l].ops, fx->layers[l].ops);
+        assert_int_equal(s->layers[l].val[0].i, fx->layers[l].val[0].i); /* units */
+        assert_int_equal(s->layers[l].val[1].i, fx->layers[l].val[1].i); /* activation */
     }
     assert_string_equal(s->layers[0].name, "hidden");
     assert_null(s->layers[2].name);
@@ -208,9 +209,9 @@ static void test_regression_round_trip(void **state)
     fixture *fx = *state;
     /* A name longer than the model keeps (39 bytes) must still load back. */
     char longname[] = "a_rather_long_layer_name_that_goes_on_and_on_1";
-    cfg_layer L[2] = {{CFG_LAYER_DENSE, 6, CFG_ACT_TANH, longname, 1, 1.0f},
-                      {CFG_LAYER_DENSE, 1, CFG_ACT_LINEAR, "out", 1, 1.0f}};
-    cfg_model spec = {L, 2, CFG_LOSS_MSE, CFG_INIT_AUTO, NULL};
+    ml_layer_spec L[2] = {DENSE_N(6, ACT_TANH, longname),
+                      DENSE_N(1, ACT_LINEAR, "out")};
+    ml_model_spec spec = {L, 2, ML_LOSS_MSE, ML_INIT_AUTO};
     pst_err err = {0};
     ml_model *m = ml_model_create(&spec, 2, 4, &err);
     assert_non_null(m);
@@ -252,8 +253,8 @@ static void test_load_into(void **state)
     ds_scaler_fini(&sc);
 
     /* Another architecture: refused, naming the tensor and both shapes; m unchanged. */
-    cfg_layer L[1] = {{CFG_LAYER_DENSE, 4, CFG_ACT_SOFTMAX, "hidden", 1, 1.0f}};
-    cfg_model other = {L, 1, CFG_LOSS_CCE, CFG_INIT_AUTO, NULL};
+    ml_layer_spec L[1] = {DENSE_N(4, ACT_SOFTMAX, "hidden")};
+    ml_model_spec other = {L, 1, ML_LOSS_CCE, ML_INIT_AUTO};
     ml_model *o = ml_model_create(&other, 3, 2, &err);
     assert_non_null(o);
     ml_model_init(o, 3);
@@ -298,8 +299,8 @@ static void test_save_replaces_or_keeps(void **state)
     free(b);
 
     /* A layer list that is not the model's. */
-    cfg_layer L[1] = {{CFG_LAYER_DENSE, 4, CFG_ACT_SOFTMAX, NULL, 1, 1.0f}};
-    cfg_model other = {L, 1, CFG_LOSS_CCE, CFG_INIT_AUTO, NULL};
+    ml_layer_spec L[1] = {DENSE_N(4, ACT_SOFTMAX, NULL)};
+    ml_model_spec other = {L, 1, ML_LOSS_CCE, ML_INIT_AUTO};
     assert_int_equal(ckpt_save_model(path, fx->m, &other, NULL, NULL, &err), PST_ERR_ARG);
 
     snprintf(path, sizeof path, "%s/no/such/dir/m.safetensors", fx->dir);
@@ -1082,10 +1083,10 @@ static void test_init_from(void **state)
     fixture *fx = *state;
     pst_err err = {0};
     /* The fixture's body ("hidden") under a new 2-class head "head". */
-    cfg_layer L[3] = {{CFG_LAYER_DENSE, 5, CFG_ACT_RELU, "hidden", 1, 1.0f},
-                      {CFG_LAYER_ACTIVATION, 0, CFG_ACT_TANH, NULL, 1, 1.0f},
-                      {CFG_LAYER_DENSE, 2, CFG_ACT_SOFTMAX, "head", 1, 1.0f}};
-    cfg_model spec = {L, 3, CFG_LOSS_CCE, CFG_INIT_AUTO, NULL};
+    ml_layer_spec L[3] = {DENSE_N(5, ACT_RELU, "hidden"),
+                      LAYER_OF(&ml_layer_activation, 0, ACT_TANH, NULL),
+                      DENSE_N(2, ACT_SOFTMAX, "head")};
+    ml_model_spec spec = {L, 3, ML_LOSS_CCE, ML_INIT_AUTO};
     ml_model *m = ml_model_create(&spec, 3, 2, &err);
     assert_non_null(m);
     ml_model_init(m, 9);
@@ -1107,7 +1108,7 @@ static void test_init_from(void **state)
     assert_memory_equal(ml_model_params(m) + body, seeded + body, (P - body) * sizeof(float));
 
     /* hidden resized without a new name: refused, naming it; nothing copied. */
-    L[0].units = 6;
+    L[0].val[0].i = 6; /* units */
     ml_model *r = ml_model_create(&spec, 3, 2, &err);
     assert_non_null(r);
     ml_model_init(r, 9);
@@ -1120,7 +1121,7 @@ static void test_init_from(void **state)
     ml_model_destroy(r);
 
     /* No name in common: the wrong checkpoint, not a model to start afresh. */
-    L[0].units = 5;
+    L[0].val[0].i = 5;
     L[0].name = "other";
     r = ml_model_create(&spec, 3, 2, &err);
     assert_non_null(r);

@@ -11,10 +11,9 @@
 #include <cmocka.h>
 
 #include "core/model.h"
+#include "spec_helpers.h"
 #include "base/rng.h"
 
-#define DENSE(u, a) {.type = CFG_LAYER_DENSE, .units = (u), .activation = (a)}
-#define ACT(a) {.type = CFG_LAYER_ACTIVATION, .activation = (a)}
 
 /* Loss of the model at its current parameters, accumulated in double. */
 static double model_loss(ml_model *m, const float *x, const int32_t *label, const float *t, int n)
@@ -28,10 +27,10 @@ static double model_loss(ml_model *m, const float *x, const int32_t *label, cons
  * cross their kink, large enough that float rounding stays ~1e-4 of the difference), and
  * the comparison is on the whole vector: ||g - g_fd|| <= 2e-3 ||g_fd|| + 1e-5. A wrong
  * formula or a mis-wired buffer is off by far more. */
-static void check_model_gradient(cfg_layer *layers, unsigned nl, cfg_loss loss, int in, int n,
+static void check_model_gradient(ml_layer_spec *layers, unsigned nl, ml_loss loss, int in, int n,
                                  uint64_t seed)
 {
-    cfg_model spec = {.layers = layers, .nlayers = nl, .loss = loss, .init = CFG_INIT_GLOROT};
+    ml_model_spec spec = {.layers = layers, .nlayers = nl, .loss = loss, .init = ML_INIT_GLOROT};
     pst_err err = {0};
     ml_model *m = ml_model_create(&spec, in, n, &err);
     assert_non_null(m);
@@ -45,11 +44,11 @@ static void check_model_gradient(cfg_layer *layers, unsigned nl, cfg_loss loss, 
     for (int i = 0; i < n * in; i++)
         x[i] = 2.0f * rng_uniform(&r) - 1.0f;
     for (int i = 0; i < n * out; i++)
-        t[i] = loss == CFG_LOSS_BCE ? (float)(rng_uniform(&r) > 0.5f) : rng_normal(&r);
+        t[i] = loss == ML_LOSS_BCE ? (float)(rng_uniform(&r) > 0.5f) : rng_normal(&r);
     for (int i = 0; i < n; i++)
         label[i] = (int32_t)rng_below(&r, (uint64_t)out);
-    const int32_t *lab = loss == CFG_LOSS_CCE ? label : NULL;
-    const float *tgt = loss == CFG_LOSS_CCE ? NULL : t;
+    const int32_t *lab = loss == ML_LOSS_CCE ? label : NULL;
+    const float *tgt = loss == ML_LOSS_CCE ? NULL : t;
 
     model_loss(m, x, lab, tgt, n);
     ml_model_backward(m, x, n);
@@ -81,48 +80,48 @@ static void check_model_gradient(cfg_layer *layers, unsigned nl, cfg_loss loss, 
 static void test_gradient_tanh_softmax_cce(void **state)
 {
     (void)state;
-    cfg_layer L[] = {DENSE(5, CFG_ACT_TANH), DENSE(3, CFG_ACT_SOFTMAX)};
-    check_model_gradient(L, 2, CFG_LOSS_CCE, 4, 1, 10);
-    check_model_gradient(L, 2, CFG_LOSS_CCE, 4, 3, 11);
-    check_model_gradient(L, 2, CFG_LOSS_CCE, 7, 8, 12);
+    ml_layer_spec L[] = {DENSE(5, ACT_TANH), DENSE(3, ACT_SOFTMAX)};
+    check_model_gradient(L, 2, ML_LOSS_CCE, 4, 1, 10);
+    check_model_gradient(L, 2, ML_LOSS_CCE, 4, 3, 11);
+    check_model_gradient(L, 2, ML_LOSS_CCE, 7, 8, 12);
 }
 
 static void test_gradient_relu_stack_with_activation_layers(void **state)
 {
     (void)state;
-    cfg_layer L[] = {DENSE(6, CFG_ACT_LINEAR), ACT(CFG_ACT_RELU), DENSE(5, CFG_ACT_RELU),
-                     DENSE(4, CFG_ACT_LINEAR), ACT(CFG_ACT_SOFTMAX)};
-    check_model_gradient(L, 5, CFG_LOSS_CCE, 3, 1, 20);
-    check_model_gradient(L, 5, CFG_LOSS_CCE, 9, 5, 21);
+    ml_layer_spec L[] = {DENSE(6, ACT_LINEAR), ACT(ACT_RELU), DENSE(5, ACT_RELU),
+                     DENSE(4, ACT_LINEAR), ACT(ACT_SOFTMAX)};
+    check_model_gradient(L, 5, ML_LOSS_CCE, 3, 1, 20);
+    check_model_gradient(L, 5, ML_LOSS_CCE, 9, 5, 21);
 }
 
 static void test_gradient_sigmoid_bce(void **state)
 {
     (void)state;
-    cfg_layer one[] = {DENSE(4, CFG_ACT_TANH), DENSE(1, CFG_ACT_SIGMOID)};
-    check_model_gradient(one, 2, CFG_LOSS_BCE, 3, 1, 30);
-    check_model_gradient(one, 2, CFG_LOSS_BCE, 5, 7, 31);
-    cfg_layer multi[] = {DENSE(3, CFG_ACT_SIGMOID), DENSE(2, CFG_ACT_LINEAR), ACT(CFG_ACT_SIGMOID)};
-    check_model_gradient(multi, 3, CFG_LOSS_BCE, 4, 6, 32);
+    ml_layer_spec one[] = {DENSE(4, ACT_TANH), DENSE(1, ACT_SIGMOID)};
+    check_model_gradient(one, 2, ML_LOSS_BCE, 3, 1, 30);
+    check_model_gradient(one, 2, ML_LOSS_BCE, 5, 7, 31);
+    ml_layer_spec multi[] = {DENSE(3, ACT_SIGMOID), DENSE(2, ACT_LINEAR), ACT(ACT_SIGMOID)};
+    check_model_gradient(multi, 3, ML_LOSS_BCE, 4, 6, 32);
 }
 
 static void test_gradient_mse_regression(void **state)
 {
     (void)state;
-    cfg_layer L[] = {DENSE(7, CFG_ACT_SIGMOID), ACT(CFG_ACT_TANH), DENSE(2, CFG_ACT_LINEAR)};
-    check_model_gradient(L, 3, CFG_LOSS_MSE, 6, 1, 40);
-    check_model_gradient(L, 3, CFG_LOSS_MSE, 6, 9, 41);
+    ml_layer_spec L[] = {DENSE(7, ACT_SIGMOID), ACT(ACT_TANH), DENSE(2, ACT_LINEAR)};
+    check_model_gradient(L, 3, ML_LOSS_MSE, 6, 1, 40);
+    check_model_gradient(L, 3, ML_LOSS_MSE, 6, 9, 41);
     /* MSE through an unfused softmax output (Keras allows it) */
-    cfg_layer S[] = {DENSE(3, CFG_ACT_SOFTMAX)};
-    check_model_gradient(S, 1, CFG_LOSS_MSE, 2, 4, 42);
+    ml_layer_spec S[] = {DENSE(3, ACT_SOFTMAX)};
+    check_model_gradient(S, 1, ML_LOSS_MSE, 2, 4, 42);
 }
 
 static void test_layout_and_segments(void **state)
 {
     (void)state;
-    cfg_layer L[] = {DENSE(256, CFG_ACT_RELU), DENSE(128, CFG_ACT_RELU), DENSE(10, CFG_ACT_SOFTMAX)};
+    ml_layer_spec L[] = {DENSE(256, ACT_RELU), DENSE(128, ACT_RELU), DENSE(10, ACT_SOFTMAX)};
     L[1].name = "hidden";
-    cfg_model spec = {.layers = L, .nlayers = 3, .loss = CFG_LOSS_CCE};
+    ml_model_spec spec = {.layers = L, .nlayers = 3, .loss = ML_LOSS_CCE};
     ml_model *m = ml_model_create(&spec, 784, 128, NULL);
     assert_non_null(m);
     /* 784*256+256 + 256*128+128 + 128*10+10 */
@@ -149,8 +148,8 @@ static void test_layout_and_segments(void **state)
 static void test_init_is_seeded_and_scaled(void **state)
 {
     (void)state;
-    cfg_layer L[] = {DENSE(300, CFG_ACT_RELU), DENSE(50, CFG_ACT_TANH)};
-    cfg_model spec = {.layers = L, .nlayers = 2, .loss = CFG_LOSS_MSE};
+    ml_layer_spec L[] = {DENSE(300, ACT_RELU), DENSE(50, ACT_TANH)};
+    ml_model_spec spec = {.layers = L, .nlayers = 2, .loss = ML_LOSS_MSE};
     ml_model *a = ml_model_create(&spec, 400, 4, NULL);
     ml_model *b = ml_model_create(&spec, 400, 4, NULL);
     ml_model_init(a, 7);
@@ -190,35 +189,35 @@ static void test_bad_specs_are_errors(void **state)
 {
     (void)state;
     pst_err err = {0};
-    cfg_layer nosoft[] = {DENSE(3, CFG_ACT_RELU)};
-    cfg_model spec = {.layers = nosoft, .nlayers = 1, .loss = CFG_LOSS_CCE};
+    ml_layer_spec nosoft[] = {DENSE(3, ACT_RELU)};
+    ml_model_spec spec = {.layers = nosoft, .nlayers = 1, .loss = ML_LOSS_CCE};
     assert_null(ml_model_create(&spec, 4, 2, &err));
     assert_int_equal(err.code, PST_ERR_CONFIG);
     assert_non_null(strstr(err.msg, "softmax"));
 
-    spec.loss = CFG_LOSS_BCE;
+    spec.loss = ML_LOSS_BCE;
     assert_null(ml_model_create(&spec, 4, 2, &err));
     assert_non_null(strstr(err.msg, "sigmoid"));
 
-    cfg_layer zero[] = {DENSE(0, CFG_ACT_LINEAR)};
-    cfg_model z = {.layers = zero, .nlayers = 1, .loss = CFG_LOSS_MSE};
+    ml_layer_spec zero[] = {DENSE(0, ACT_LINEAR)};
+    ml_model_spec z = {.layers = zero, .nlayers = 1, .loss = ML_LOSS_MSE};
     assert_null(ml_model_create(&z, 4, 2, &err));
     assert_non_null(strstr(err.msg, "model.layers.0.units"));
 
-    cfg_layer actonly[] = {ACT(CFG_ACT_SOFTMAX)};
-    cfg_model a = {.layers = actonly, .nlayers = 1, .loss = CFG_LOSS_CCE};
+    ml_layer_spec actonly[] = {ACT(ACT_SOFTMAX)};
+    ml_model_spec a = {.layers = actonly, .nlayers = 1, .loss = ML_LOSS_CCE};
     assert_null(ml_model_create(&a, 4, 2, &err));
     assert_non_null(strstr(err.msg, "dense"));
 
-    cfg_model empty = {.layers = NULL, .nlayers = 0};
+    ml_model_spec empty = {.layers = NULL, .nlayers = 0};
     assert_null(ml_model_create(&empty, 4, 2, &err));
 }
 
 static void test_forward_output_is_probability(void **state)
 {
     (void)state;
-    cfg_layer L[] = {DENSE(8, CFG_ACT_RELU), DENSE(4, CFG_ACT_SOFTMAX)};
-    cfg_model spec = {.layers = L, .nlayers = 2, .loss = CFG_LOSS_CCE};
+    ml_layer_spec L[] = {DENSE(8, ACT_RELU), DENSE(4, ACT_SOFTMAX)};
+    ml_model_spec spec = {.layers = L, .nlayers = 2, .loss = ML_LOSS_CCE};
     ml_model *m = ml_model_create(&spec, 5, 3, NULL);
     ml_model_init(m, 1);
     float x[15];
@@ -242,9 +241,9 @@ static void test_forward_output_is_probability(void **state)
 static void test_frozen_layers(void **state)
 {
     (void)state;
-    cfg_layer L[] = {DENSE(6, CFG_ACT_RELU), DENSE(5, CFG_ACT_TANH), ACT(CFG_ACT_RELU),
-                     DENSE(3, CFG_ACT_SOFTMAX)};
-    cfg_model spec = {.layers = L, .nlayers = 4, .loss = CFG_LOSS_CCE};
+    ml_layer_spec L[] = {DENSE(6, ACT_RELU), DENSE(5, ACT_TANH), ACT(ACT_RELU),
+                     DENSE(3, ACT_SOFTMAX)};
+    ml_model_spec spec = {.layers = L, .nlayers = 4, .loss = ML_LOSS_CCE};
     enum { N = 4, IN = 7 };
     ml_model *ref = ml_model_create(&spec, IN, N, NULL);
     ml_model *m = ml_model_create(&spec, IN, N, NULL);

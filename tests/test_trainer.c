@@ -183,7 +183,7 @@ static void test_init_from(void **state)
     cfg_job *jpre = job_of(L0 "}", L1 "}", L2 "}", ADAM, NULL);
     wk_trainer *pre = train(jpre, ds);
     pst_err err = {0};
-    assert_int_equal(ckpt_save_model(path, wk_trainer_model(pre), &jpre->model, ds, NULL, &err),
+    assert_int_equal(ckpt_save_model(path, wk_trainer_model(pre), &jpre->model.spec, ds, NULL, &err),
                      PST_OK);
     FILE *f = fopen(path, "rb");
     assert_non_null(f);

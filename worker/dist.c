@@ -413,7 +413,7 @@ static int finish(worker *w, double *test_acc, pst_err *err)
     }
     char path[4096];
     snprintf(path, sizeof path, "%s/model.safetensors", o->job->output.dir);
-    if ((rc = ckpt_save_model(path, w->model, &o->job->model, w->data.train, &w->data.scaler,
+    if ((rc = ckpt_save_model(path, w->model, &o->job->model.spec, w->data.train, &w->data.scaler,
                               err)))
         return rc;
     log_info(o->lg, "final model written to %s", path);

@@ -52,12 +52,12 @@ static double now_s(void)
 static int check_fit(const cfg_job *job, const ml_model *m, const ds_dataset *ds, pst_err *err)
 {
     int k = ml_model_out_dim(m);
-    unsigned last = job->model.nlayers - 1;
+    unsigned last = job->model.spec.nlayers - 1;
     if (ds_task_of(ds) == DS_TASK_REGRESS) {
-        if (job->model.loss != CFG_LOSS_MSE)
+        if (job->model.spec.loss != ML_LOSS_MSE)
             return pst_err_set(err, PST_ERR_CONFIG,
                                "model.loss: regression data needs mse, not %s",
-                               cfg_loss_name(job->model.loss));
+                               ml_loss_name(job->model.spec.loss));
         if (k != ds_target_dim(ds))
             return pst_err_set(err, PST_ERR_CONFIG,
                                "model.layers.%u.units: the output has %d units but the data "
@@ -65,7 +65,7 @@ static int check_fit(const cfg_job *job, const ml_model *m, const ds_dataset *ds
         return PST_OK;
     }
     int c = ds_nclasses(ds);
-    if (job->model.loss == CFG_LOSS_BCE && k == 1) {
+    if (job->model.spec.loss == ML_LOSS_BCE && k == 1) {
         if (c > 2)
             return pst_err_set(err, PST_ERR_CONFIG,
                                "model.loss: binary_crossentropy with one output unit needs 2 "
@@ -102,7 +102,7 @@ static int setup_finetune(wk_trainer *t, pst_err *err)
     }
     for (int i = 0; i < nseg; i++) {
         const ml_segment *sg = ml_model_segment(m, i);
-        const cfg_layer *L = &spec->layers[sg->layer];
+        const ml_layer_spec *L = &spec->spec.layers[sg->layer];
         float mult = L->trainable ? L->lr_mult : 0.0f;
         /* Frozen random weights are almost always a misspelt layer name, not a wish. */
         if (mult == 0.0f && spec->init_from && !loaded[i]) {
@@ -141,7 +141,7 @@ wk_trainer *wk_trainer_create(const cfg_job *job, const ds_dataset *like, int ra
     t->batch = job->train.batch_size;
     t->in_dim = ds_dim(like);
     t->classify = ds_task_of(like) == DS_TASK_CLASSIFY;
-    t->model = ml_model_create(&job->model, t->in_dim, t->batch, err);
+    t->model = ml_model_create(&job->model.spec, t->in_dim, t->batch, err);
     if (!t->model)
         goto fail;
     if (check_fit(job, t->model, like, err))
