@@ -29,7 +29,7 @@
 #include <sys/resource.h>
 #include <time.h>
 
-#include "core/config.h"
+#include "job/job.h"
 #include "data/data.h"
 #include "base/err.h"
 #include "core/model.h"

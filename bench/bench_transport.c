@@ -56,7 +56,7 @@
 #include <unistd.h>
 #include <zmq.h>
 
-#include "core/config.h"
+#include "job/job.h"
 #include "base/err.h"
 #include "base/log.h"
 #include "net/net.h"

@@ -41,7 +41,7 @@
  *   which is taken as a job key: "--optimizer.lr 0.01", "--model.layers.1.units=64". A
  *   dotted name is never looked up in the tables; it always takes a value (the next
  *   argument unless written with '='). Both become cli_override entries, in command-line
- *   order, applied by cli_load_job through cfg_override (core/config.h), which checks the
+ *   order, applied by cli_load_job through cfg_override (job/job.h), which checks the
  *   key and the value. The shorthands' values are checked here by their kind first.
  *   An unknown long option without a dot is an error, as in any command. */
 #ifndef PSTRAIN_CLI_ARGS_H

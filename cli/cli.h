@@ -7,7 +7,7 @@
 
 #include "ckpt/ckpt.h"
 #include "cli/args.h"
-#include "core/config.h"
+#include "job/job.h"
 #include "base/err.h"
 #include "base/testhooks.h"
 

@@ -14,7 +14,7 @@
 #include <cjson/cJSON.h>
 
 #include "cli/cli.h"
-#include "core/config.h"
+#include "job/job.h"
 #include "base/log.h"
 #include "net/net.h"
 #include "proto/msg.h"

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/config.h"
+#include "job/job.h"
 #include "fuzz/fuzz_common.h"
 
 static char *print_job(const cfg_job *job, size_t *len)

@@ -17,7 +17,7 @@
 #include <signal.h>
 #include <stdint.h>
 
-#include "core/config.h"
+#include "job/job.h"
 #include "base/err.h"
 #include "base/log.h"
 #include "obs/obs.h"

@@ -21,7 +21,7 @@
 
 #include "base/err.h"
 #include "base/log.h"
-#include "core/config.h"
+#include "job/job.h"
 #include "net/net.h"
 #include "obs/obs.h"
 #include "proto/msg.h"

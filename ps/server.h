@@ -10,7 +10,7 @@
 
 #include <signal.h>
 
-#include "core/config.h"
+#include "job/job.h"
 #include "base/err.h"
 #include "base/log.h"
 #include "obs/obs.h"

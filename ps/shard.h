@@ -21,7 +21,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "core/config.h"
+#include "job/job.h"
 #include "base/err.h"
 #include "core/optim.h"
 

@@ -23,7 +23,7 @@
 
 #include "base/err.h"
 #include "base/log.h"
-#include "core/config.h"
+#include "job/job.h"
 #include "obs/obs.h"
 #include "proto/wire.h"
 #include "ps/shard.h"

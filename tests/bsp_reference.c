@@ -13,7 +13,7 @@
 #include <string.h>
 
 #include "ckpt/ckpt.h"
-#include "core/config.h"
+#include "job/job.h"
 #include "core/optim.h"
 #include "worker/dataprep.h"
 #include "worker/trainer.h"

@@ -11,7 +11,7 @@
 
 #include <cmocka.h>
 
-#include "core/config.h"
+#include "job/job.h"
 #include "spec_helpers.h"
 
 /* The value of an int or enum key of a layer, by name. */

@@ -18,7 +18,7 @@
 
 #include <cmocka.h>
 
-#include "core/config.h"
+#include "job/job.h"
 #include "net/net.h"
 #include "proto/msg.h"
 #include "ps/coord.h"

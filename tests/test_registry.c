@@ -22,7 +22,7 @@
 #include "ckpt/ckpt.h"
 #include "core/layer.h"
 #include "core/model.h"
-#include "core/config.h"
+#include "job/job.h"
 #include "spec_helpers.h"
 
 /* ---- The test-only type: y = sign * sum_k gain_k (.) x_k  (x_k, y: (N, W); gain_k: (W)) */

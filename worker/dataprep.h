@@ -7,7 +7,7 @@
 #ifndef PSTRAIN_WORKER_DATAPREP_H
 #define PSTRAIN_WORKER_DATAPREP_H
 
-#include "core/config.h"
+#include "job/job.h"
 #include "data/data.h"
 #include "base/err.h"
 

@@ -14,7 +14,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "core/config.h"
+#include "job/job.h"
 #include "base/err.h"
 #include "base/log.h"
 #include "base/testhooks.h"

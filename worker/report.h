@@ -20,7 +20,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "core/config.h"
+#include "job/job.h"
 #include "base/err.h"
 #include "base/log.h"
 #include "worker/trainer.h"

@@ -12,7 +12,7 @@
 #include <stdint.h>
 
 #include "ckpt/ckpt.h"
-#include "core/config.h"
+#include "job/job.h"
 #include "data/data.h"
 #include "base/err.h"
 #include "core/metrics.h"

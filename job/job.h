@@ -1,4 +1,4 @@
-/* core/config.h -- the job description: what to train, on what, how.
+/* job/job.h -- the job description: what to train, on what, how.
  *
  * A job is a YAML file parsed with libcyaml against the schema in config.c; every key of
  * the file can also be set from the command line as a dotted path
@@ -8,15 +8,15 @@
  *
  * Ownership: a cfg_job returned by cfg_job_load_string or cfg_job_load_file owns its strings and layer array; free it
  * with cfg_job_free. */
-#ifndef PSTRAIN_CORE_CONFIG_H
-#define PSTRAIN_CORE_CONFIG_H
+#ifndef PSTRAIN_JOB_JOB_H
+#define PSTRAIN_JOB_JOB_H
 
 #include <stdint.h>
 #include <stdio.h>
 
 #include "base/err.h"
-#include "layer.h"
-#include "optim.h"
+#include "core/layer.h"
+#include "core/optim.h"
 
 typedef enum { CFG_FMT_IDX = 0, CFG_FMT_CSV, CFG_FMT_LIBSVM } cfg_format;
 typedef enum { CFG_TASK_CLASSIFY = 0, CFG_TASK_REGRESS } cfg_task;

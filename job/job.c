@@ -1,4 +1,4 @@
-/* core/config.c -- job files: the libcyaml schema, defaults, overrides, checks, printing.
+/* job/job.c -- job files: the libcyaml schema, defaults, overrides, checks, printing.
  *
  * Keys of a job file (every one optional; cfg_job_check then demands what a run needs):
  *
@@ -86,7 +86,7 @@
  *
  * Every string and the layer array are allocated with cyaml_mem, libcyaml's allocator, also
  * when this file makes them (defaults, overrides), so cyaml_free frees any job. */
-#include "config.h"
+#include "job.h"
 
 #include <assert.h>
 #include <errno.h>
