@@ -936,6 +936,7 @@ static int scan_layer_args(cfg_scan *sc, layer_arg *args, size_t *nargs)
         }
         layer_arg *a = &args[(*nargs)++];
         a->key = key;
+        a->text = NULL; /* freed with the entry's args should the value fail to scan */
         a->line = line;
         yaml_event_t vev;
         if ((rc = scan_next(sc, &vev)))

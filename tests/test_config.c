@@ -444,6 +444,12 @@ static void test_load_errors(void **state)
         {"train: 5\n", 0, {"train", "expected a mapping"}},
         {"data: {train: [a]}\n", 1, {"data.train", "got a list"}},
         {"model:\n  layers: {units: 3}\n", 1, {"model.layers", "expected a list"}},
+        /* a layer key whose value fails to scan: the entry's keys so far are freed once
+         * (found by fuzz_config: a bad free of the unset value) */
+        {"model:\n  layers:\n    - {units: [3]}\n", 1,
+         {"model.layers.0.units", "expected a single value, got a list"}},
+        {"model:\n  layers:\n    - {activation: relu, units: {a: 1}}\n", 1,
+         {"model.layers.0.units", "got a mapping"}},
         /* bad enum names */
         {"model:\n  loss: hinge\n  layers: [{units: 2, activation: softmax}]\n", 1,
          {"model.loss", "'hinge' is not one of", "mse"}},
