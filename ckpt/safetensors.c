@@ -426,144 +426,134 @@ static void index_text(const st_tensor *t, int64_t i, char *buf, size_t n)
         snprintf(buf, n, "[%" PRId64 "]", i);
 }
 
-int ckpt_st_open(st_file *f, const char *path, pst_err *err)
+/* The 8-byte little-endian header length and the header bytes: *hlen fits in the file, the
+ * header holds no control bytes and starts like a JSON object. */
+static int check_frame(const st_file *f, uint64_t *hlen, pst_err *err)
 {
-    memset(f, 0, sizeof *f);
-    f->path = path;
-    st_tensor **order = NULL;
-    int rc = read_whole(f, err);
-    if (rc)
-        goto fail;
-    if (f->size == 0) {
-        rc = pst_err_set(err, PST_ERR_DATA, "%s: empty file, not a safetensors checkpoint", path);
-        goto fail;
-    }
-    if (f->size < 8) {
-        rc = pst_err_set(err, PST_ERR_DATA, "%s: truncated: %zu bytes, less than the 8-byte "
-                         "header length", path, f->size);
-        goto fail;
-    }
-    uint64_t hlen;
-    memcpy(&hlen, f->buf, 8);
-    if (hlen > HEADER_MAX) {
-        rc = pst_err_set(err, PST_ERR_DATA, "%s: header length %" PRIu64 " is over 100 MB: not "
-                         "a safetensors file", path, hlen);
-        goto fail;
-    }
-    if (hlen > f->size - 8) {
-        rc = pst_err_set(err, PST_ERR_DATA, "%s: truncated: the header needs %" PRIu64 " bytes "
-                         "but %zu follow its length", path, hlen, f->size - 8);
-        goto fail;
-    }
+    const char *path = f->path;
+    if (f->size == 0)
+        return pst_err_set(err, PST_ERR_DATA, "%s: empty file, not a safetensors checkpoint",
+                           path);
+    if (f->size < 8)
+        return pst_err_set(err, PST_ERR_DATA, "%s: truncated: %zu bytes, less than the 8-byte "
+                           "header length", path, f->size);
+    memcpy(hlen, f->buf, 8);
+    if (*hlen > HEADER_MAX)
+        return pst_err_set(err, PST_ERR_DATA, "%s: header length %" PRIu64 " is over 100 MB: "
+                           "not a safetensors file", path, *hlen);
+    if (*hlen > f->size - 8)
+        return pst_err_set(err, PST_ERR_DATA, "%s: truncated: the header needs %" PRIu64 " bytes "
+                           "but %zu follow its length", path, *hlen, f->size - 8);
     const char *h = (const char *)f->buf + 8;
-    if (hlen < 2 || h[0] != '{') {
-        rc = pst_err_set(err, PST_ERR_DATA, "%s: not a safetensors file: the header is not a "
-                         "JSON object", path);
-        goto fail;
-    }
-    for (uint64_t i = 0; i < hlen; i++)
-        if ((unsigned char)h[i] < 0x20 && h[i] != '\t' && h[i] != '\n' && h[i] != '\r') {
-            rc = pst_err_set(err, PST_ERR_DATA, "%s: corrupted: control byte 0x%02x at header "
-                             "byte %" PRIu64, path, (unsigned char)h[i], i);
-            goto fail;
-        }
+    if (*hlen < 2 || h[0] != '{')
+        return pst_err_set(err, PST_ERR_DATA, "%s: not a safetensors file: the header is not a "
+                           "JSON object", path);
+    for (uint64_t i = 0; i < *hlen; i++)
+        if ((unsigned char)h[i] < 0x20 && h[i] != '\t' && h[i] != '\n' && h[i] != '\r')
+            return pst_err_set(err, PST_ERR_DATA, "%s: corrupted: control byte 0x%02x at header "
+                               "byte %" PRIu64, path, (unsigned char)h[i], i);
+    return PST_OK;
+}
+
+/* Parses the hlen header bytes into f->root (one JSON object, nothing after it, unique keys)
+ * and f->meta (an object of strings, or NULL), and points f->data past the header. */
+static int parse_header(st_file *f, uint64_t hlen, pst_err *err)
+{
+    const char *path = f->path;
+    const char *h = (const char *)f->buf + 8;
     const char *end = NULL;
     f->root = cJSON_ParseWithLengthOpts(h, (size_t)hlen, &end, 0);
-    if (!f->root || !cJSON_IsObject(f->root)) {
-        rc = pst_err_set(err, PST_ERR_DATA, "%s: the header is not a valid JSON object (error "
-                         "near header byte %td)", path, end ? end - h : (ptrdiff_t)0);
-        goto fail;
-    }
+    if (!f->root || !cJSON_IsObject(f->root))
+        return pst_err_set(err, PST_ERR_DATA, "%s: the header is not a valid JSON object (error "
+                           "near header byte %td)", path, end ? end - h : (ptrdiff_t)0);
     for (const char *p = end; p < h + hlen; p++)
-        if (*p != ' ' && *p != '\t' && *p != '\n' && *p != '\r') {
-            rc = pst_err_set(err, PST_ERR_DATA, "%s: corrupted: text after the header's JSON at "
-                             "header byte %td", path, p - h);
-            goto fail;
-        }
+        if (*p != ' ' && *p != '\t' && *p != '\n' && *p != '\r')
+            return pst_err_set(err, PST_ERR_DATA, "%s: corrupted: text after the header's JSON "
+                               "at header byte %td", path, p - h);
     f->data = f->buf + 8 + hlen;
     f->data_len = f->size - 8 - (size_t)hlen;
-    if ((rc = ckpt_json_unique_keys(f, f->root, "header", err)))
-        goto fail;
+    int rc = ckpt_json_unique_keys(f, f->root, "header", err);
+    if (rc)
+        return rc;
     f->meta = cJSON_GetObjectItemCaseSensitive(f->root, "__metadata__");
-    if (f->meta && !cJSON_IsObject(f->meta)) {
-        rc = pst_err_set(err, PST_ERR_DATA, "%s: __metadata__ is not an object", path);
-        goto fail;
-    }
+    if (f->meta && !cJSON_IsObject(f->meta))
+        return pst_err_set(err, PST_ERR_DATA, "%s: __metadata__ is not an object", path);
     if (f->meta) {
         if ((rc = ckpt_json_unique_keys(f, f->meta, "__metadata__", err)))
-            goto fail;
+            return rc;
         for (const cJSON *k = f->meta->child; k; k = k->next)
-            if (!cJSON_IsString(k)) {
-                rc = pst_err_set(err, PST_ERR_DATA, "%s: __metadata__: value of '%s' is not a "
-                                 "string", path, k->string);
-                goto fail;
-            }
+            if (!cJSON_IsString(k))
+                return pst_err_set(err, PST_ERR_DATA, "%s: __metadata__: value of '%s' is not a "
+                                   "string", path, k->string);
     }
-    /* The header checksum comes first: with it, a flipped byte anywhere in the header is
-     * reported as corruption rather than as whatever the flip happened to change. */
-    if ((rc = check_header_crc(f, (size_t)hlen, err)))
-        goto fail;
+    return PST_OK;
+}
 
+/* Fills f->t from the header's tensor entries and checks that they tile the data area
+ * exactly: no overlap, no gap, nothing after. */
+static int parse_tensors(st_file *f, pst_err *err)
+{
+    const char *path = f->path;
     int n = cJSON_GetArraySize(f->root) - (f->meta ? 1 : 0);
     f->t = calloc((size_t)(n > 0 ? n : 1), sizeof *f->t);
-    order = calloc((size_t)(n > 0 ? n : 1), sizeof *order);
+    st_tensor **order = calloc((size_t)(n > 0 ? n : 1), sizeof *order); /* (n) by begin */
+    int rc = PST_OK;
     if (!f->t || !order) {
         rc = pst_err_set(err, PST_ERR_NOMEM, "%s: out of memory", path);
-        goto fail;
+        goto cleanup;
     }
     for (const cJSON *e = f->root->child; e; e = e->next) {
         if (e == f->meta)
             continue;
         if ((rc = parse_tensor(f, e, &f->t[f->nt], err)))
-            goto fail;
+            goto cleanup;
         order[f->nt] = &f->t[f->nt];
         f->nt++;
     }
-    /* The tensors must tile the data area exactly: no overlap, no gap, nothing after. */
     qsort(order, (size_t)f->nt, sizeof *order, cmp_begin);
     uint64_t at = 0;
     for (int i = 0; i < f->nt; i++) {
         if (order[i]->begin < at) {
             rc = pst_err_set(err, PST_ERR_DATA, "%s: tensors '%s' and '%s' overlap in the data",
                              path, order[i - 1]->name, order[i]->name);
-            goto fail;
+            goto cleanup;
         }
         if (order[i]->begin > at) {
             rc = pst_err_set(err, PST_ERR_DATA, "%s: data bytes [%" PRIu64 ", %" PRIu64 ") "
                              "belong to no tensor", path, at, order[i]->begin);
-            goto fail;
+            goto cleanup;
         }
         at = order[i]->end;
     }
-    if (at != f->data_len) {
+    if (at != f->data_len)
         rc = pst_err_set(err, PST_ERR_DATA, "%s: %" PRIu64 " bytes after the last tensor that "
                          "the header does not describe", path, (uint64_t)f->data_len - at);
-        goto fail;
-    }
-    if ((rc = check_meta(f, err)))
-        goto fail;
+cleanup:
+    free(order);
+    return rc;
+}
+
+/* Every tensor's data: its CRC-32 when stored (required when pstrain wrote the file), and
+ * finite values only. */
+static int check_tensor_data(const st_file *f, pst_err *err)
+{
+    const char *path = f->path;
     const char *producer = ckpt_st_meta_str(f, "producer");
     int need_crc = producer && strcmp(producer, "pstrain") == 0;
     for (int i = 0; i < f->nt; i++) {
-        st_tensor *t = &f->t[i];
+        const st_tensor *t = &f->t[i];
         const unsigned char *p = f->data + t->begin;
-        if (!t->crc && need_crc) {
-            rc = pst_err_set(err, PST_ERR_DATA, "%s: corrupted: tensor '%s' has no checksum "
-                             CRC_PREFIX "%s", path, t->name, t->name);
-            goto fail;
-        }
+        if (!t->crc && need_crc)
+            return pst_err_set(err, PST_ERR_DATA, "%s: corrupted: tensor '%s' has no checksum "
+                               CRC_PREFIX "%s", path, t->name, t->name);
         uint32_t want;
-        if (t->crc && parse_crc(t->crc, &want) != 0) {
-            rc = pst_err_set(err, PST_ERR_DATA, "%s: " CRC_PREFIX "%s: '%s' is not a decimal "
-                             "CRC-32", path, t->name, t->crc);
-            goto fail;
-        }
-        if (t->crc && crc_of(p, t->end - t->begin) != want) {
-            rc = pst_err_set(err, PST_ERR_DATA, "%s: corrupted: tensor '%s' fails its checksum "
-                             "(stored %" PRIu32 ", computed %" PRIu32 ")", path, t->name, want,
-                             crc_of(p, t->end - t->begin));
-            goto fail;
-        }
+        if (t->crc && parse_crc(t->crc, &want) != 0)
+            return pst_err_set(err, PST_ERR_DATA, "%s: " CRC_PREFIX "%s: '%s' is not a decimal "
+                               "CRC-32", path, t->name, t->crc);
+        if (t->crc && crc_of(p, t->end - t->begin) != want)
+            return pst_err_set(err, PST_ERR_DATA, "%s: corrupted: tensor '%s' fails its checksum "
+                               "(stored %" PRIu32 ", computed %" PRIu32 ")", path, t->name,
+                               want, crc_of(p, t->end - t->begin));
         /* The data may be unaligned (any header length is legal), so values are copied. */
         size_t cnt = (size_t)(t->end - t->begin) / 4;
         for (size_t j = 0; j < cnt; j++) {
@@ -572,17 +562,31 @@ int ckpt_st_open(st_file *f, const char *path, pst_err *err)
             if (!isfinite(v)) {
                 char idx[64];
                 index_text(t, (int64_t)j, idx, sizeof idx);
-                rc = pst_err_set(err, PST_ERR_DATA, "%s: tensor '%s': element %s is %s", path,
-                                 t->name, idx, isnan(v) ? "NaN" : v > 0 ? "+Inf" : "-Inf");
-                goto fail;
+                return pst_err_set(err, PST_ERR_DATA, "%s: tensor '%s': element %s is %s", path,
+                                   t->name, idx, isnan(v) ? "NaN" : v > 0 ? "+Inf" : "-Inf");
             }
         }
     }
-    free(order);
+    return PST_OK;
+}
+
+int ckpt_st_open(st_file *f, const char *path, pst_err *err)
+{
+    memset(f, 0, sizeof *f);
+    f->path = path;
+    uint64_t hlen = 0;
+    int rc;
+    if ((rc = read_whole(f, err)) || (rc = check_frame(f, &hlen, err)) ||
+        (rc = parse_header(f, hlen, err)))
+        goto fail;
+    /* The header checksum comes first: with it, a flipped byte anywhere in the header is
+     * reported as corruption rather than as whatever the flip happened to change. */
+    if ((rc = check_header_crc(f, (size_t)hlen, err)) || (rc = parse_tensors(f, err)) ||
+        (rc = check_meta(f, err)) || (rc = check_tensor_data(f, err)))
+        goto fail;
     return PST_OK;
 
 fail:
-    free(order);
     ckpt_st_fini(f);
     return rc;
 }

@@ -347,56 +347,45 @@ static int csv_row(csv_state *st, long long line, pst_err *err)
     return PST_OK;
 }
 
-ds_dataset *ds_load_csv(const char *path, const ds_csv_options *opt, pst_err *err)
+/* Options that no file can satisfy, reported before the file is opened. */
+static int csv_check_options(const char *path, const ds_csv_options *opt, char delim,
+                             pst_err *err)
 {
-    csv_state st = {0};
-    FILE *f = NULL;
+    if (delim == '"' || delim == '\n' || delim == '\r' || opt->header < -1 || opt->header > 1 ||
+        (opt->task != DS_TASK_CLASSIFY && opt->task != DS_TASK_REGRESS) ||
+        (!opt->label_name && opt->label_index < DS_CSV_NO_LABEL) || opt->nclasses < 0)
+        return pst_err_set(err, PST_ERR_ARG, "%s: bad CSV options (delimiter, header, task, "
+                           "label or nclasses)", path);
+    if (opt->label_name && opt->header == 0)
+        return pst_err_set(err, PST_ERR_ARG,
+                           "%s: label column '%.64s' by name needs a header line", path,
+                           opt->label_name);
+    return PST_OK;
+}
+
+/* Reads every line of f into st: the first non-blank one through csv_first_line, then one
+ * row per non-blank line. */
+static int csv_read(csv_state *st, FILE *f, pst_err *err)
+{
+    const char *path = st->path;
     char *buf = NULL;
     size_t bufcap = 0;
-    ds_dataset *ds = NULL;
-    int rc = PST_OK;
-
-    if (!path || !opt) {
-        pst_err_set(err, PST_ERR_ARG, "ds_load_csv: NULL path or options");
-        return NULL;
-    }
-    st.path = path;
-    st.opt = opt;
-    st.delim = opt->delimiter ? opt->delimiter : ',';
-    if (st.delim == '"' || st.delim == '\n' || st.delim == '\r' || opt->header < -1 ||
-        opt->header > 1 || (opt->task != DS_TASK_CLASSIFY && opt->task != DS_TASK_REGRESS) ||
-        (!opt->label_name && opt->label_index < DS_CSV_NO_LABEL) || opt->nclasses < 0) {
-        pst_err_set(err, PST_ERR_ARG, "%s: bad CSV options (delimiter, header, task, label or "
-                    "nclasses)", path);
-        return NULL;
-    }
-    if (opt->label_name && opt->header == 0) {
-        pst_err_set(err, PST_ERR_ARG, "%s: label column '%.64s' by name needs a header line", path,
-                    opt->label_name);
-        return NULL;
-    }
-    if (!(f = fopen(path, "r"))) {
-        pst_err_set(err, PST_ERR_IO, "%s: %s", path, strerror(errno));
-        return NULL;
-    }
-
     long long line = 0;
     int seen_first = 0;
+    int rc = PST_OK;
     for (;;) {
         errno = 0;
         ssize_t len = getline(&buf, &bufcap, f);
         if (len < 0) {
-            if (ferror(f)) {
+            if (ferror(f))
                 rc = pst_err_set(err, errno == ENOMEM ? PST_ERR_NOMEM : PST_ERR_IO,
                                  "%s:%lld: %s", path, line + 1, strerror(errno));
-                goto cleanup;
-            }
             break;
         }
         line++;
         if (memchr(buf, '\0', (size_t)len)) {
             rc = pst_err_set(err, PST_ERR_DATA, "%s:%lld: NUL byte (not a text file?)", path, line);
-            goto cleanup;
+            break;
         }
         while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
             buf[--len] = '\0';
@@ -409,79 +398,96 @@ ds_dataset *ds_load_csv(const char *path, const ds_csv_options *opt, pst_err *er
         if (*p == '\0')
             continue;
         const char *why = NULL;
-        if ((rc = csv_split(s, st.delim, &st.fields, &why))) {
+        if ((rc = csv_split(s, st->delim, &st->fields, &why))) {
             if (rc == PST_ERR_NOMEM)
                 pst_err_set(err, rc, "%s:%lld: out of memory", path, line);
             else
                 pst_err_set(err, rc, "%s:%lld: %s", path, line, why);
-            goto cleanup;
+            break;
         }
         if (!seen_first) {
             seen_first = 1;
-            if ((rc = csv_first_line(&st, line, err)))
-                goto cleanup;
-            if (st.names)
+            if ((rc = csv_first_line(st, line, err)))
+                break;
+            if (st->names)
                 continue;
         }
-        if (st.fields.n != (size_t)st.ncols) {
+        if (st->fields.n != (size_t)st->ncols) {
             rc = pst_err_set(err, PST_ERR_DATA, "%s:%lld: %zu fields, expected %d", path, line,
-                             st.fields.n, st.ncols);
-            goto cleanup;
+                             st->fields.n, st->ncols);
+            break;
         }
-        if ((rc = csv_row(&st, line, err)))
-            goto cleanup;
+        if ((rc = csv_row(st, line, err)))
+            break;
     }
-    if (!seen_first) {
+    free(buf);
+    if (rc == PST_OK && !seen_first)
         rc = pst_err_set(err, PST_ERR_DATA, "%s: empty file", path);
-        goto cleanup;
-    }
-    if (st.n == 0) {
+    else if (rc == PST_OK && st->n == 0)
         rc = pst_err_set(err, PST_ERR_DATA, "%s: no data rows", path);
-        goto cleanup;
-    }
+    return rc;
+}
 
+/* The dataset of the rows read; it takes st's x, label and target (and the class names), so
+ * they are NULL in st on success. K: nclasses, else the classes seen or the largest id + 1. */
+static ds_dataset *csv_dataset(csv_state *st, pst_err *err)
+{
+    const ds_csv_options *opt = st->opt;
     int k = 0, tdim = 0;
     if (opt->task == DS_TASK_CLASSIFY) {
-        if (st.label_mode == CSV_LABEL_STRING)
-            k = opt->nclasses > 0 ? opt->nclasses : st.classes.count;
+        if (st->label_mode == CSV_LABEL_STRING)
+            k = opt->nclasses > 0 ? opt->nclasses : st->classes.count;
         else
-            k = opt->nclasses > 0 ? opt->nclasses : st.max_label + 1;
+            k = opt->nclasses > 0 ? opt->nclasses : st->max_label + 1;
         if (k < 1)
             k = 1; /* no label column: every placeholder label is 0 */
     } else {
         tdim = 1;
     }
     /* Give back the doubling slack; a failed shrink just keeps the larger block. */
-    float *x = ds_realloc_rows(st.x, (size_t)st.n, (size_t)st.d * sizeof *x);
-    st.x = x ? x : st.x;
-    if (!(ds = ds_adopt(st.n, st.d, opt->task, k, tdim, st.x, st.label, st.target, err))) {
-        rc = PST_ERR_NOMEM;
-        goto cleanup;
-    }
-    st.x = NULL;
-    st.label = NULL;
-    st.target = NULL;
-    if (st.label_mode == CSV_LABEL_STRING) {
+    float *x = ds_realloc_rows(st->x, (size_t)st->n, (size_t)st->d * sizeof *x);
+    st->x = x ? x : st->x;
+    ds_dataset *ds = ds_adopt(st->n, st->d, opt->task, k, tdim, st->x, st->label, st->target, err);
+    if (!ds)
+        return NULL;
+    st->x = NULL;
+    st->label = NULL;
+    st->target = NULL;
+    if (st->label_mode == CSV_LABEL_STRING) {
         /* Names for classes 0..k-1; classes beyond those seen (nclasses given) stay NULL. */
-        char **names = realloc(st.classes.names, (size_t)k * sizeof *names);
+        char **names = realloc(st->classes.names, (size_t)k * sizeof *names);
         if (!names) {
-            rc = pst_err_set(err, PST_ERR_NOMEM, "%s: out of memory", path);
-            goto cleanup;
+            pst_err_set(err, PST_ERR_NOMEM, "%s: out of memory", st->path);
+            ds_destroy(ds);
+            return NULL;
         }
-        for (int c = st.classes.count; c < k; c++)
+        for (int c = st->classes.count; c < k; c++)
             names[c] = NULL;
         ds->class_names = names;
-        st.classes.names = NULL;
-        st.classes.count = 0;
+        st->classes.names = NULL;
+        st->classes.count = 0;
     }
-cleanup:
-    if (rc && ds) {
-        ds_destroy(ds);
-        ds = NULL;
+    return ds;
+}
+
+ds_dataset *ds_load_csv(const char *path, const ds_csv_options *opt, pst_err *err)
+{
+    if (!path || !opt) {
+        pst_err_set(err, PST_ERR_ARG, "ds_load_csv: NULL path or options");
+        return NULL;
     }
-    if (f)
-        fclose(f);
-    free(buf);
+    csv_state st = {.path = path, .opt = opt, .delim = opt->delimiter ? opt->delimiter : ','};
+    if (csv_check_options(path, opt, st.delim, err))
+        return NULL;
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        pst_err_set(err, PST_ERR_IO, "%s: %s", path, strerror(errno));
+        return NULL;
+    }
+    ds_dataset *ds = NULL;
+    if (csv_read(&st, f, err) == PST_OK)
+        ds = csv_dataset(&st, err);
+    fclose(f);
     free(st.fields.v);
     ds_names_free(st.names, st.ncols);
     free(st.x);

@@ -124,14 +124,61 @@ static void u8_to_float(float *restrict dst, const uint8_t *restrict src, size_t
         dst[i] = (float)src[i];
 }
 
+/* Reads the n labels of fl into lab (n bytes) and checks them against nclasses (0 = any);
+ * *maxlab is the largest label. */
+static int idx_read_labels(gzFile fl, const char *path, uint32_t n, int nclasses, uint8_t *lab,
+                           int *maxlab, pst_err *err)
+{
+    size_t got;
+    int rc = gz_read_all(fl, lab, n, &got, path, err);
+    if (rc)
+        return rc;
+    if (got < n)
+        return pst_err_set(err, PST_ERR_DATA, "%s: truncated: expected %u bytes of labels, got %zu",
+                           path, n, got);
+    *maxlab = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        if (nclasses > 0 && lab[i] >= nclasses)
+            return pst_err_set(err, PST_ERR_DATA, "%s: record %u: label %d out of range [0, %d)",
+                               path, i, lab[i], nclasses);
+        *maxlab = lab[i] > *maxlab ? lab[i] : *maxlab;
+    }
+    return PST_OK;
+}
+
+/* Reads npix pixel bytes of fi into x as floats. Through a small reusable byte buffer: each
+ * block is one gzread (zlib inflates straight into it) and one vectorised conversion while it
+ * is still in cache, with no per-byte calls and no second full-size buffer to fault in. */
+static int idx_read_pixels(gzFile fi, const char *path, size_t npix, float *x, pst_err *err)
+{
+    size_t block = npix < IDX_BLOCK ? npix : IDX_BLOCK;
+    uint8_t *pix = malloc(block);
+    if (!pix)
+        return pst_err_set(err, PST_ERR_NOMEM, "%s: out of memory", path);
+    int rc = PST_OK;
+    for (size_t off = 0; off < npix; off += block) {
+        size_t want = npix - off < block ? npix - off : block, got;
+        if ((rc = gz_read_all(fi, pix, want, &got, path, err)))
+            break;
+        if (got < want) {
+            rc = pst_err_set(err, PST_ERR_DATA,
+                             "%s: truncated: expected %zu bytes of pixels, got %zu", path, npix,
+                             off + got);
+            break;
+        }
+        u8_to_float(x + off, pix, want);
+    }
+    free(pix);
+    return rc;
+}
+
 ds_dataset *ds_load_idx(const char *images_path, const char *labels_path, int nclasses,
                         pst_err *err)
 {
     gzFile fi = NULL, fl = NULL;
-    uint8_t *lab = NULL, *pix = NULL;
+    uint8_t *lab = NULL;
     ds_dataset *ds = NULL;
     uint32_t idims[3] = {0}, ldims[1] = {0};
-    size_t got;
     int ok = 0;
 
     if (!images_path || !labels_path || nclasses < 0) {
@@ -180,45 +227,12 @@ ds_dataset *ds_load_idx(const char *images_path, const char *labels_path, int nc
         pst_err_set(err, PST_ERR_NOMEM, "%s: %u labels: out of memory", labels_path, n);
         goto cleanup;
     }
-    if (gz_read_all(fl, lab, n, &got, labels_path, err))
+    int maxlab;
+    if (idx_read_labels(fl, labels_path, n, nclasses, lab, &maxlab, err))
         goto cleanup;
-    if (got < n) {
-        pst_err_set(err, PST_ERR_DATA, "%s: truncated: expected %u bytes of labels, got %zu",
-                    labels_path, n, got);
-        goto cleanup;
-    }
-    int maxlab = 0;
-    for (uint32_t i = 0; i < n; i++) {
-        if (nclasses > 0 && lab[i] >= nclasses) {
-            pst_err_set(err, PST_ERR_DATA, "%s: record %u: label %d out of range [0, %d)",
-                        labels_path, i, lab[i], nclasses);
-            goto cleanup;
-        }
-        maxlab = lab[i] > maxlab ? lab[i] : maxlab;
-    }
-
     ds = ds_create(n, (int)d, DS_TASK_CLASSIFY, nclasses > 0 ? nclasses : maxlab + 1, 0, err);
-    if (!ds)
+    if (!ds || idx_read_pixels(fi, images_path, npix, ds->x, err))
         goto cleanup;
-    /* Pixels through a small reusable byte buffer: each block is one gzread (zlib inflates
-     * straight into it) and one vectorised conversion while it is still in cache, with no
-     * per-byte calls and no second full-size buffer to fault in. */
-    size_t block = npix < IDX_BLOCK ? npix : IDX_BLOCK;
-    if (!(pix = malloc(block))) {
-        pst_err_set(err, PST_ERR_NOMEM, "%s: out of memory", images_path);
-        goto cleanup;
-    }
-    for (size_t off = 0; off < npix; off += block) {
-        size_t want = npix - off < block ? npix - off : block;
-        if (gz_read_all(fi, pix, want, &got, images_path, err))
-            goto cleanup;
-        if (got < want) {
-            pst_err_set(err, PST_ERR_DATA, "%s: truncated: expected %zu bytes of pixels, got %zu",
-                        images_path, npix, off + got);
-            goto cleanup;
-        }
-        u8_to_float(ds->x + off, pix, want);
-    }
     for (uint32_t i = 0; i < n; i++)
         ds->label[i] = lab[i];
     ds->has_range = 1;
@@ -235,6 +249,5 @@ cleanup:
     if (fl)
         gzclose(fl);
     free(lab);
-    free(pix);
     return ds;
 }

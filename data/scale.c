@@ -8,15 +8,86 @@
 
 /* ---- Scaling ----------------------------------------------------------------------------- */
 
+/* What a fit computes, and its scratch: every array is (D). */
+typedef struct {
+    float *shift, *mul; /* the result: x' = (x - shift) * mul */
+    double *acc, *acc2; /* sums (zeroed) */
+    float *lo, *hi;     /* running minima and maxima */
+} scaler_work;
+
+/* x' = (x - min) / (max - min) per feature over the N rows of ds; the double sums only
+ * detect NaN/Inf, which the comparisons would skip silently. A constant feature gets mul 0. */
+static int fit_minmax(scaler_work *w, const ds_dataset *ds, pst_err *err)
+{
+    int d = ds->d;
+    int64_t n = ds->n;
+    const float *x = ds->x;
+    memcpy(w->lo, x, (size_t)d * sizeof *w->lo);
+    memcpy(w->hi, x, (size_t)d * sizeof *w->hi);
+    for (int64_t i = 0; i < n; i++) {
+        const float *restrict row = x + (size_t)i * (size_t)d;
+        float *restrict l = w->lo, *restrict h = w->hi;
+        double *restrict a = w->acc;
+        for (int j = 0; j < d; j++) {
+            l[j] = row[j] < l[j] ? row[j] : l[j];
+            h[j] = row[j] > h[j] ? row[j] : h[j];
+            a[j] += row[j];
+        }
+    }
+    for (int j = 0; j < d; j++) {
+        if (!isfinite(w->acc[j]))
+            return pst_err_set(err, PST_ERR_NUMERIC, "scaler: feature %d has non-finite values",
+                               j);
+        double range = (double)w->hi[j] - w->lo[j];
+        w->shift[j] = w->lo[j];
+        w->mul[j] = range > 0 ? (float)(1.0 / range) : 0.0f; /* constant feature -> 0 */
+        if (!isfinite(w->mul[j]))
+            return pst_err_set(err, PST_ERR_NUMERIC, "scaler: feature %d: range %g too small to "
+                               "scale", j, range);
+    }
+    return PST_OK;
+}
+
+/* Two-pass mean and population variance in double (ddof = 0, as sklearn's StandardScaler):
+ * var = sum (x - mean)^2 / N. Exact for constant features, whose std 0 gets mul 1. */
+static int fit_standardize(scaler_work *w, const ds_dataset *ds, pst_err *err)
+{
+    int d = ds->d;
+    int64_t n = ds->n;
+    const float *x = ds->x;
+    for (int64_t i = 0; i < n; i++) {
+        const float *restrict row = x + (size_t)i * (size_t)d;
+        double *restrict a = w->acc;
+        for (int j = 0; j < d; j++)
+            a[j] += row[j];
+    }
+    for (int j = 0; j < d; j++)
+        w->acc[j] /= (double)n;
+    for (int64_t i = 0; i < n; i++) {
+        const float *restrict row = x + (size_t)i * (size_t)d;
+        const double *restrict mean = w->acc;
+        double *restrict a2 = w->acc2;
+        for (int j = 0; j < d; j++) {
+            double dv = row[j] - mean[j];
+            a2[j] += dv * dv;
+        }
+    }
+    for (int j = 0; j < d; j++) {
+        double sd = sqrt(w->acc2[j] / (double)n);
+        w->shift[j] = (float)w->acc[j];
+        w->mul[j] = sd > 0 ? (float)(1.0 / sd) : 1.0f;
+        if (!isfinite(w->acc[j]) || !isfinite(sd) || !isfinite(w->mul[j]))
+            return pst_err_set(err, PST_ERR_NUMERIC,
+                               "scaler: feature %d: mean %g, std %g cannot be scaled", j,
+                               w->acc[j], sd);
+    }
+    return PST_OK;
+}
+
 /* s is output storage, like an _init: whatever it held is overwritten, not freed (call
  * ds_scaler_fini before refitting). On failure s is left empty (NULL arrays). */
 int ds_scaler_fit(ds_scaler *s, ds_scale_kind kind, const ds_dataset *ds, pst_err *err)
 {
-    float *shift = NULL, *mul = NULL;
-    double *acc = NULL, *acc2 = NULL;
-    float *lo = NULL, *hi = NULL;
-    int rc = PST_OK;
-
     if (!s)
         return pst_err_set(err, PST_ERR_ARG, "ds_scaler_fit: NULL scaler");
     memset(s, 0, sizeof *s);
@@ -24,109 +95,53 @@ int ds_scaler_fit(ds_scaler *s, ds_scale_kind kind, const ds_dataset *ds, pst_er
         return pst_err_set(err, PST_ERR_ARG, "ds_scaler_fit: NULL dataset or unknown kind %d",
                            (int)kind);
     int d = ds->d;
-    int64_t n = ds->n;
     int per_feature = kind == DS_SCALE_STANDARDIZE || (kind == DS_SCALE_MINMAX && !ds->has_range);
-    if (per_feature && n == 0)
+    if (per_feature && ds->n == 0)
         return pst_err_set(err, PST_ERR_ARG, "scaler: cannot fit on an empty dataset");
-    shift = malloc((size_t)d * sizeof *shift);
-    mul = malloc((size_t)d * sizeof *mul);
-    acc = calloc((size_t)d, sizeof *acc);
-    acc2 = calloc((size_t)d, sizeof *acc2);
-    lo = malloc((size_t)d * sizeof *lo);
-    hi = malloc((size_t)d * sizeof *hi);
-    if (!shift || !mul || !acc || !acc2 || !lo || !hi) {
+    scaler_work w = {
+        .shift = malloc((size_t)d * sizeof *w.shift),
+        .mul = malloc((size_t)d * sizeof *w.mul),
+        .acc = calloc((size_t)d, sizeof *w.acc),
+        .acc2 = calloc((size_t)d, sizeof *w.acc2),
+        .lo = malloc((size_t)d * sizeof *w.lo),
+        .hi = malloc((size_t)d * sizeof *w.hi),
+    };
+    int rc = PST_OK;
+    if (!w.shift || !w.mul || !w.acc || !w.acc2 || !w.lo || !w.hi) {
         rc = pst_err_set(err, PST_ERR_NOMEM, "scaler of %d features: out of memory", d);
         goto cleanup;
     }
-    const float *x = ds->x;
-
     if (kind == DS_SCALE_NONE) {
         for (int j = 0; j < d; j++) {
-            shift[j] = 0.0f;
-            mul[j] = 1.0f;
+            w.shift[j] = 0.0f;
+            w.mul[j] = 1.0f;
         }
     } else if (kind == DS_SCALE_MINMAX && ds->has_range) {
         /* The format's fixed range (IDX: 0..255), so that every split scales alike. */
         float m = (float)(1.0 / ((double)ds->raw_hi - ds->raw_lo));
         for (int j = 0; j < d; j++) {
-            shift[j] = ds->raw_lo;
-            mul[j] = m;
+            w.shift[j] = ds->raw_lo;
+            w.mul[j] = m;
         }
     } else if (kind == DS_SCALE_MINMAX) {
-        /* x' = (x - min) / (max - min); the double sums only detect NaN/Inf, which the
-         * comparisons would skip silently. */
-        memcpy(lo, x, (size_t)d * sizeof *lo);
-        memcpy(hi, x, (size_t)d * sizeof *hi);
-        for (int64_t i = 0; i < n; i++) {
-            const float *restrict row = x + (size_t)i * (size_t)d;
-            float *restrict l = lo, *restrict h = hi;
-            double *restrict a = acc;
-            for (int j = 0; j < d; j++) {
-                l[j] = row[j] < l[j] ? row[j] : l[j];
-                h[j] = row[j] > h[j] ? row[j] : h[j];
-                a[j] += row[j];
-            }
-        }
-        for (int j = 0; j < d; j++) {
-            if (!isfinite(acc[j])) {
-                rc = pst_err_set(err, PST_ERR_NUMERIC, "scaler: feature %d has non-finite values",
-                                 j);
-                goto cleanup;
-            }
-            double range = (double)hi[j] - lo[j];
-            shift[j] = lo[j];
-            mul[j] = range > 0 ? (float)(1.0 / range) : 0.0f; /* constant feature -> 0 */
-            if (!isfinite(mul[j])) {
-                rc = pst_err_set(err, PST_ERR_NUMERIC, "scaler: feature %d: range %g too small to "
-                                 "scale", j, range);
-                goto cleanup;
-            }
-        }
+        rc = fit_minmax(&w, ds, err);
     } else {
-        /* Two-pass mean and population variance in double (ddof = 0, as sklearn's
-         * StandardScaler): var = sum (x - mean)^2 / N. Exact for constant features, whose
-         * std 0 gets mul 1. */
-        for (int64_t i = 0; i < n; i++) {
-            const float *restrict row = x + (size_t)i * (size_t)d;
-            double *restrict a = acc;
-            for (int j = 0; j < d; j++)
-                a[j] += row[j];
-        }
-        for (int j = 0; j < d; j++)
-            acc[j] /= (double)n;
-        for (int64_t i = 0; i < n; i++) {
-            const float *restrict row = x + (size_t)i * (size_t)d;
-            const double *restrict mean = acc;
-            double *restrict a2 = acc2;
-            for (int j = 0; j < d; j++) {
-                double dv = row[j] - mean[j];
-                a2[j] += dv * dv;
-            }
-        }
-        for (int j = 0; j < d; j++) {
-            double sd = sqrt(acc2[j] / (double)n);
-            shift[j] = (float)acc[j];
-            mul[j] = sd > 0 ? (float)(1.0 / sd) : 1.0f;
-            if (!isfinite(acc[j]) || !isfinite(sd) || !isfinite(mul[j])) {
-                rc = pst_err_set(err, PST_ERR_NUMERIC,
-                                 "scaler: feature %d: mean %g, std %g cannot be scaled", j, acc[j],
-                                 sd);
-                goto cleanup;
-            }
-        }
+        rc = fit_standardize(&w, ds, err);
     }
-    s->d = d;
-    s->kind = kind;
-    s->shift = shift;
-    s->mul = mul;
-    shift = mul = NULL;
+    if (rc == PST_OK) {
+        s->d = d;
+        s->kind = kind;
+        s->shift = w.shift;
+        s->mul = w.mul;
+        w.shift = w.mul = NULL;
+    }
 cleanup:
-    free(shift);
-    free(mul);
-    free(acc);
-    free(acc2);
-    free(lo);
-    free(hi);
+    free(w.shift);
+    free(w.mul);
+    free(w.acc);
+    free(w.acc2);
+    free(w.lo);
+    free(w.hi);
     return rc;
 }
 
