@@ -2,9 +2,9 @@
  *
  * Trains the MLP 784-256-128-10 (ReLU, softmax + categorical cross-entropy, batch 128,
  * plain SGD lr 0.01, shuffled) for one epoch on Fashion-MNIST's 60000 training images
- * through the product's own loop (wk_trainer_epoch), and in the same process times the
- * eight cblas_sgemm calls such a step cannot avoid, on the same shapes and for the same
- * 469 batches (the last one 96 rows):
+ * through the product's own loop (wk_loop_run, worker/loop.h), and in the same process
+ * times the eight cblas_sgemm calls such a step cannot avoid, on the same shapes and for
+ * the same 469 batches (the last one 96 rows):
  *
  *   forward   Y1 = X W1^T (B,256,k=784)   Y2 = H1 W2^T (B,128,k=256)   Z = H2 W3^T (B,10,k=128)
  *   dW        dW3 = dZ^T H2 (10,128,k=B)  dW2 = dH2^T H1 (128,256,k=B) dW1 = dH1^T X (256,784,k=B)
@@ -36,6 +36,7 @@
 #include "core/optim.h"
 #include "base/rng.h"
 #include "worker/dataprep.h"
+#include "worker/loop.h"
 #include "worker/trainer.h"
 
 #define IN 784
@@ -204,7 +205,7 @@ static void usage(FILE *f)
             "usage: bench_mlp [--rounds N] [--data DIR]\n"
             "  One-thread throughput of one training epoch of the MLP 784-256-128-10 on\n"
             "  Fashion-MNIST, next to the rate of its sgemm calls alone. Each round times one\n"
-            "  sgemm-only epoch, then one pstrain epoch (wk_trainer_epoch).\n"
+            "  sgemm-only epoch, then one pstrain epoch (wk_loop_local_epochs).\n"
             "  --rounds N  rounds in this process (default 1; bench/run_mlp.sh runs 1 per\n"
             "              process and interleaves PyTorch between them)\n"
             "  --data DIR  Fashion-MNIST IDX files (default /usr/share/datasets/fashion-mnist)\n"
@@ -295,7 +296,7 @@ int main(int argc, char **argv)
     if (!(tr = wk_trainer_create(job, train, 0, &err)))
         goto fail;
     wk_epoch_stats st;
-    if (wk_trainer_epoch(tr, warm, 1, NULL, NULL, NULL, &st, &err))
+    if (wk_loop_local_epochs(tr, warm, 1, 1, &st, &err))
         goto fail;
     long trainer_kb = rss_now_kb() - rss_pre_trainer_kb;
     ds_destroy(warm);
@@ -314,7 +315,7 @@ int main(int argc, char **argv)
         double sg_s = sgemm_epoch(&sb, n, &sg_cpu);
         double c0 = cpu_s(), t0 = now_s();
         /* Epoch numbers 1, 2, ...: each round reshuffles as a multi-epoch run would. */
-        if (wk_trainer_epoch(tr, train, r, NULL, NULL, NULL, &st, &err))
+        if (wk_loop_local_epochs(tr, train, r, r, &st, &err))
             goto fail;
         double ps_s = now_s() - t0, ps_cpu = cpu_s() - c0;
         wk_eval ev;

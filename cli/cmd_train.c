@@ -14,6 +14,8 @@
 #include "ckpt/ckpt.h"
 #include "base/log.h"
 #include "worker/dataprep.h"
+#include "worker/local_ckpt.h"
+#include "worker/loop.h"
 #include "worker/report.h"
 #include "worker/trainer.h"
 
@@ -33,129 +35,47 @@ static const char train_synopsis[] =
     "or every_seconds seconds, and when a signal stops the run; --resume DIR continues\n"
     "from the newest complete one in DIR, giving the weights of an uninterrupted run.\n";
 
-/* ---- Checkpoints: DIR/ckpt-<step>/{model,optimizer}.safetensors -------------------------- */
-
+/* What a single process adds to the loop: its own checkpoints. */
 typedef struct {
-    const cfg_job *job;
-    const wk_data *data;
-    const log_ctx *lg;
-    char dir[4096];
-    uint64_t hash;
-    int64_t last_step; /* global step of the newest checkpoint, -1: none yet */
-    double last_s;     /* when it was written (monotonic seconds) */
-} ckpt_ctx;
+    wk_trainer *tr;
+    wk_local_ckpt *ck;
+} train_ctx;
 
-static double mono_s(void)
+static int train_checkpoint(void *ctx, int epoch_done, const char *why, pst_err *err)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+    train_ctx *t = ctx;
+    return wk_local_ckpt_write(t->ck, t->tr, epoch_done, why, err);
 }
 
-/* A periodic checkpoint is due after this step. */
-static int ckpt_due(const ckpt_ctx *k, int64_t step)
+/* The final evaluation on the test set (else the validation set), with its confusion
+ * matrix on stdout. */
+static int final_eval(wk_trainer *tr, const wk_data *data, wk_report *rep, pst_err *err)
 {
-    const cfg_checkpoint *c = &k->job->checkpoint;
-    return (c->every_steps > 0 && step % c->every_steps == 0) ||
-           (c->every_seconds > 0 && mono_s() - k->last_s >= c->every_seconds);
-}
-
-/* Writes the checkpoint of the trainer's current step as one folder, atomically, and keeps
- * the newest checkpoint.keep. Nothing when that step has one already. */
-static int ckpt_write(ckpt_ctx *k, wk_trainer *tr, int epoch_done, const char *why, pst_err *err)
-{
-    int64_t step = wk_trainer_step(tr);
-    if (step == k->last_step)
+    const ds_dataset *final = data->test ? data->test : data->val;
+    if (!final)
         return PST_OK;
-    char path[4200], tmp[4300], file[4400];
-    snprintf(path, sizeof path, "%s/ckpt-%lld", k->dir, (long long)step);
+    met_confusion *cm = NULL;
+    wk_eval ev;
     int rc;
-    if ((rc = fs_mkdirs(k->dir, err)) || (rc = ckpt_dir_begin(path, tmp, sizeof tmp, err)))
-        return rc;
-    snprintf(file, sizeof file, "%s/model.safetensors", tmp);
-    if (!(rc = ckpt_save_model(file, wk_trainer_model(tr), &k->job->model.spec, k->data->train,
-                               &k->data->scaler, err))) {
-        snprintf(file, sizeof file, "%s/optimizer.safetensors", tmp);
-        rc = wk_trainer_save_state(tr, file, epoch_done, k->hash, err);
+    if (ds_task_of(final) == DS_TASK_CLASSIFY) {
+        int k = ml_model_out_dim(wk_trainer_model(tr));
+        if (!(cm = met_confusion_create(k == 1 ? 2 : k, err)))
+            return err->code;
     }
-    if (!rc)
-        rc = ckpt_dir_commit(tmp, path, err);
-    if (rc) {
-        ckpt_dir_abort(tmp);
-        return rc;
+    if ((rc = wk_trainer_evaluate(tr, final, &ev, cm, err)) ||
+        (rc = wk_report_final(rep, data->test ? "test" : "validation", &ev, err)))
+        goto cleanup;
+    if (cm) {
+        const char *names[256];
+        int nc = met_confusion_nclasses(cm), have = 0;
+        for (int c = 0; c < nc && c < 256; c++)
+            have |= (names[c] = ds_class_name(data->train, c)) != NULL;
+        printf("Evaluation on the %s set: ", data->test ? "test" : "validation");
+        met_confusion_print(cm, have && nc <= 256 ? names : NULL, stdout);
     }
-    k->last_step = step;
-    k->last_s = mono_s();
-    pst_err e2 = {0};
-    if (ckpt_prune(k->dir, "ckpt-", "", k->job->checkpoint.keep, &e2))
-        log_warn(k->lg, "removing old checkpoints: %s", e2.msg);
-    if (why)
-        log_info(k->lg, "checkpoint (%s) at step %lld: %s", why, (long long)step, path);
-    else
-        log_debug(k->lg, "checkpoint at step %lld: %s", (long long)step, path);
-    return PST_OK;
-}
-
-static int is_file(const char *path)
-{
-    struct stat sb;
-    return stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
-}
-
-/* Restores the newest checkpoint of `from` that loads whole: a folder written by ckpt_write,
- * or a folder of them (checkpoint.dir, or an output.dir holding checkpoints/). A damaged
- * newest one is skipped with a warning naming it; a checkpoint of another job stops. */
-static int ckpt_resume(ckpt_ctx *k, const char *from, wk_trainer *tr, wk_resume *at,
-                       pst_err *err)
-{
-    char dir[4200], one[4300], opt_path[4400], model_path[4400];
-    int64_t tags[64];
-    int n = 0, rc;
-    snprintf(one, sizeof one, "%s/optimizer.safetensors", from);
-    const int single = is_file(one); /* `from` is itself one checkpoint */
-    if (single) {
-        n = 1;
-    } else {
-        snprintf(dir, sizeof dir, "%s", from);
-        if ((rc = ckpt_list(dir, "ckpt-", "", tags, 64, &n, err)))
-            return rc;
-        if (n == 0) {
-            snprintf(dir, sizeof dir, "%s/checkpoints", from);
-            if ((rc = ckpt_list(dir, "ckpt-", "", tags, 64, &n, err)))
-                return rc;
-        }
-        if (n == 0)
-            return pst_err_set(err, PST_ERR_IO, "--resume %s: no checkpoint there (folders "
-                               "ckpt-<step> holding model.safetensors and optimizer.safetensors)",
-                               from);
-    }
-    pst_err first = {0};
-    for (int i = 0; i < n; i++) {
-        char cp[4300];
-        if (single)
-            snprintf(cp, sizeof cp, "%s", from);
-        else
-            snprintf(cp, sizeof cp, "%s/ckpt-%lld", dir, (long long)tags[i]);
-        snprintf(model_path, sizeof model_path, "%s/model.safetensors", cp);
-        snprintf(opt_path, sizeof opt_path, "%s/optimizer.safetensors", cp);
-        pst_err e = {0};
-        rc = wk_trainer_restore(tr, model_path, opt_path, k->hash, at, &e);
-        if (rc == PST_OK) {
-            if (i > 0)
-                log_warn(k->lg, "resuming from the older checkpoint %s", cp);
-            log_info(k->lg, "resuming from %s: epoch %d, %lld of its steps done, update %lld",
-                     cp, at->epoch, (long long)at->done, (long long)wk_trainer_step(tr));
-            k->last_step = wk_trainer_step(tr);
-            return PST_OK;
-        }
-        if (rc == PST_ERR_CONFIG || rc == PST_ERR_NOMEM) /* another job's: older ones too */
-            return pst_err_set(err, rc, "%s", e.msg);
-        log_warn(k->lg, "checkpoint %s is not usable: %s", cp, e.msg);
-        if (i == 0)
-            first = e;
-    }
-    return pst_err_set(err, PST_ERR_DATA, "--resume %s: no complete checkpoint (%d damaged; the "
-                       "newest: %.300s)", from, n, first.msg);
+cleanup:
+    met_confusion_destroy(cm);
+    return rc;
 }
 
 int cmd_train(int argc, char **argv, const volatile sig_atomic_t *stop)
@@ -180,7 +100,7 @@ int cmd_train(int argc, char **argv, const volatile sig_atomic_t *stop)
     wk_data data = {0};
     wk_trainer *tr = NULL;
     wk_report *rep = NULL;
-    met_confusion *cm = NULL;
+    wk_local_ckpt *ck = NULL;
     int rc = cli_load_job(&job, path, args.ov, args.nov, &err);
     if (rc) {
         fprintf(stderr, "pstrain train: %s\n", err.msg);
@@ -213,20 +133,15 @@ int cmd_train(int argc, char **argv, const volatile sig_atomic_t *stop)
     if (wk_trainer_frozen_params(tr))
         log_info(&lg, "frozen: %zu of %zu parameters are not trained",
                  wk_trainer_frozen_params(tr), ml_model_nparams(wk_trainer_model(tr)));
-    ckpt_ctx ck = {.job = job, .data = &data, .lg = &lg, .hash = cfg_job_hash(job),
-                   .last_step = -1, .last_s = mono_s()};
-    if (job->checkpoint.dir)
-        snprintf(ck.dir, sizeof ck.dir, "%s", job->checkpoint.dir);
-    else
-        snprintf(ck.dir, sizeof ck.dir, "%s/checkpoints", job->output.dir);
+    if (!(ck = wk_local_ckpt_create(job, &data, &lg, &err))) {
+        rc = err.code;
+        goto done;
+    }
     wk_resume at = {.epoch = 1};
     const char *from = job->checkpoint.resume;
-    if (from && (rc = ckpt_resume(&ck, from, tr, &at, &err)))
+    if (from && (rc = wk_local_ckpt_resume(ck, from, tr, &at, &err)))
         goto done;
-    /* "The newest checkpoint" must be this run's: an earlier run's go (as its metrics do),
-     * and on resume those after the resume point (damaged ones). */
-    if (job->checkpoint.enabled &&
-        (rc = ckpt_remove_newer(ck.dir, "ckpt-", "", from ? ck.last_step : -1, &err)))
+    if (job->checkpoint.enabled && (rc = wk_local_ckpt_clear_newer(ck, &err)))
         goto done;
     rep = (from ? wk_report_resume : wk_report_create)(job->output.dir, &lg, stderr,
                                                        isatty(STDERR_FILENO), job->train.log_every,
@@ -237,93 +152,32 @@ int cmd_train(int argc, char **argv, const volatile sig_atomic_t *stop)
     }
     if ((rc = wk_report_write_job(job->output.dir, job, &err)))
         goto done;
-    const int save = job->checkpoint.enabled;
-    /* Test hook: SIGTERM right after update k, as a stop arriving then would. */
     pst_test_hooks hooks_buf;
-    const pst_test_hooks *hooks = cli_test_hooks(&hooks_buf, -1);
-    const long long stop_after = hooks ? hooks->stop_after_clock : 0;
-    for (int e = at.epoch; e <= job->train.epochs; e++) {
-        wk_epoch_stats st;
-        wk_eval val;
-        int64_t nsteps = wk_trainer_begin_epoch(tr, data.train, e, &err);
-        if (nsteps < 0) {
-            rc = err.code;
-            goto done;
-        }
-        int64_t s = 0;
-        if (from && e == at.epoch) {
-            if ((rc = wk_trainer_resume_epoch(tr, data.train, &at, &err)))
-                goto done;
-            s = at.done;
-        }
-        int interrupted = 0;
-        for (; s < nsteps; s++) {
-            if (*stop) {
-                interrupted = 1;
-                break;
-            }
-            double loss;
-            if ((rc = wk_trainer_compute(tr, data.train, s, &loss, &err)))
-                goto done;
-            wk_trainer_apply_local(tr);
-            wk_report_progress(rep, e, s + 1, nsteps, loss, wk_trainer_samples_per_s(tr));
-            if (job->train.log_every > 0 && (s + 1) % job->train.log_every == 0 &&
-                (rc = wk_report_steps(rep, e, s + 1, nsteps, loss, wk_trainer_samples_per_s(tr),
-                                      NULL, &err)))
-                goto done;
-            int64_t step = wk_trainer_step(tr);
-            if (stop_after > 0 && step == stop_after)
-                raise(SIGTERM);
-            /* The epoch's last step is covered by the epoch-end checkpoint. */
-            if (save && s + 1 < nsteps && ckpt_due(&ck, step) &&
-                (rc = ckpt_write(&ck, tr, 0, "periodic", &err)))
-                goto done;
-        }
-        wk_trainer_end_epoch(tr, interrupted, &st);
-        if (data.val && (rc = wk_trainer_evaluate(tr, data.val, &val, NULL, &err)))
-            goto done;
-        if ((rc = wk_report_epoch(rep, e, &st, data.val ? &val : NULL, NULL, &err)))
-            goto done;
-        if (save && (rc = ckpt_write(&ck, tr, !interrupted, interrupted ? "stopped" : NULL,
-                                     &err)))
-            goto done;
-        if (interrupted)
-            break;
-    }
+    wk_cadence cadence;
+    wk_cadence_init(&cadence, &job->checkpoint, 1);
+    train_ctx tc = {.tr = tr, .ck = ck};
+    const wk_loop_ops ops = {.checkpoint = job->checkpoint.enabled ? train_checkpoint : NULL};
+    wk_loop_options lo = {.tr = tr, .train = data.train, .val = data.val,
+                          .first_epoch = at.epoch, .last_epoch = job->train.epochs,
+                          .first_step = from ? at.done : 0, .resume = from ? &at : NULL,
+                          .clock = wk_trainer_step(tr), .rep = rep,
+                          .log_every = job->train.log_every, .report_interrupted = 1,
+                          .lg = &lg, .stop = stop, .hooks = cli_test_hooks(&hooks_buf, -1),
+                          .cadence = &cadence, .ops = &ops, .ctx = &tc};
+    wk_loop_result res;
+    if ((rc = wk_loop_run(&lo, &res, &err)))
+        goto done;
     if (*stop) {
-        if (save && ck.last_step >= 0)
+        if (job->checkpoint.enabled && wk_local_ckpt_last(ck) >= 0)
             log_warn(&lg, "stopped by signal %d; metrics so far are in %s; continue with "
-                     "--resume %s", (int)*stop, job->output.dir, ck.dir);
+                     "--resume %s", (int)*stop, job->output.dir, wk_local_ckpt_dir(ck));
         else
             log_warn(&lg, "stopped by signal %d; metrics so far are in %s", (int)*stop,
                      job->output.dir);
         goto done;
     }
-    const ds_dataset *final = data.test ? data.test : data.val;
-    if (final) {
-        wk_eval ev;
-        int classify = ds_task_of(final) == DS_TASK_CLASSIFY;
-        if (classify) {
-            int k = ml_model_out_dim(wk_trainer_model(tr));
-            cm = met_confusion_create(k == 1 ? 2 : k, &err);
-            if (!cm) {
-                rc = err.code;
-                goto done;
-            }
-        }
-        if ((rc = wk_trainer_evaluate(tr, final, &ev, cm, &err)))
-            goto done;
-        if ((rc = wk_report_final(rep, data.test ? "test" : "validation", &ev, &err)))
-            goto done;
-        if (cm) {
-            const char *names[256];
-            int nc = met_confusion_nclasses(cm), have = 0;
-            for (int c = 0; c < nc && c < 256; c++)
-                have |= (names[c] = ds_class_name(data.train, c)) != NULL;
-            printf("Evaluation on the %s set: ", data.test ? "test" : "validation");
-            met_confusion_print(cm, have && nc <= 256 ? names : NULL, stdout);
-        }
-    }
+    if ((rc = final_eval(tr, &data, rep, &err)))
+        goto done;
     char model_path[4096];
     snprintf(model_path, sizeof model_path, "%s/model.safetensors", job->output.dir);
     if ((rc = ckpt_save_model(model_path, wk_trainer_model(tr), &job->model.spec, data.train,
@@ -334,7 +188,7 @@ int cmd_train(int argc, char **argv, const volatile sig_atomic_t *stop)
 done:
     if (rc)
         fprintf(stderr, "pstrain train: %s\n", err.msg);
-    met_confusion_destroy(cm);
+    wk_local_ckpt_destroy(ck);
     wk_report_destroy(rep);
     wk_trainer_destroy(tr);
     wk_data_fini(&data);

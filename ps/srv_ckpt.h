@@ -7,7 +7,8 @@
  *     step is applied (bsp: the mean of step c; ssp/asp: that worker's push). Every worker
  *     flags the steps after which c + 1 is a multiple of checkpoint.every_steps (so bsp
  *     checkpoints go on while any worker trains), worker 0 alone those that end
- *     checkpoint.every_seconds (srv_ckpt_want, then srv_ckpt_maybe after each message);
+ *     checkpoint.every_seconds -- the one cadence rule, wk_cadence in worker/loop.h
+ *     (srv_ckpt_want, then srv_ckpt_maybe after each message);
  *   - at SHUTDOWN, the end-of-run clock (srv_ckpt_write).
  * A resumed job's coordinator picks the newest clock every server has complete (the
  * clocks srv_ckpt_scan found go in HELLO). A shard that is all frozen (fine-tuning)

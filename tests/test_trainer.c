@@ -18,6 +18,7 @@
 
 #include "ckpt/ckpt.h"
 #include "base/rng.h"
+#include "worker/loop.h"
 #include "worker/trainer.h"
 
 enum { N = 96, D = 5, K = 3 };
@@ -71,7 +72,7 @@ static wk_trainer *train(const cfg_job *job, const ds_dataset *ds)
         fail_msg("trainer: %s", err.msg);
     for (int e = 1; e <= job->train.epochs; e++) {
         wk_epoch_stats st;
-        if (wk_trainer_epoch(t, ds, e, NULL, NULL, NULL, &st, &err))
+        if (wk_loop_local_epochs(t, ds, e, e, &st, &err))
             fail_msg("epoch %d: %s", e, err.msg);
     }
     return t;

@@ -16,6 +16,7 @@
 #include "proto/msg.h"
 #include "worker/dataprep.h"
 #include "worker/kv.h"
+#include "worker/loop.h"
 #include "worker/report.h"
 #include "worker/trainer.h"
 
@@ -45,18 +46,20 @@ typedef struct {
         int64_t n;
     } gaps[2];
     wk_kv_stats ks_win; /* traffic when the last step record (or the epoch) began */
+    wk_kv_stats ks_epoch[2]; /* ... when the epoch began, and when its steps ended */
     int64_t last_progress_ms;
     double last_record_s; /* when the last progress record went to o->progress_fd */
     int epoch;
     int64_t step;
     double loss;
-    double last_ckpt_s; /* worker 0: when it last asked the servers for a checkpoint */
+    wk_cadence cadence; /* when a push asks the servers for a checkpoint */
     hb_client *hb;      /* heartbeats to the coordinator */
     uint64_t hb_version;               /* membership last looked at */
     uint64_t srv_gen[WIRE_MAX_SERVERS]; /* incarnation of each server we talk to */
     char srv_ep[WIRE_MAX_SERVERS][WIRE_ENDPOINT_MAX]; /* scratch */
     net_faults *faults;
     uint64_t generation; /* this process's incarnation (WELCOME) */
+    int pipelined;       /* cluster.pipeline, not under bsp */
 } worker;
 
 /* ---- Fine-tuning ---------------------------------------------------------------------- */
@@ -202,23 +205,6 @@ static double mono_s(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* Whether the push of step `clock` asks the servers for a checkpoint of clock + 1 (they
- * all write the same clock, see ps/server.c): every worker asks when clock + 1 is a
- * multiple of every_steps; worker 0 alone times every_seconds. */
-static int checkpoint_due(worker *w, int64_t clock)
-{
-    const cfg_checkpoint *c = &w->o->job->checkpoint;
-    if (!c->enabled)
-        return 0;
-    int due = c->every_steps > 0 && (clock + 1) % c->every_steps == 0;
-    if (w->o->rank == 0 && c->every_seconds > 0 &&
-        (due || mono_s() - w->last_ckpt_s >= c->every_seconds)) {
-        w->last_ckpt_s = mono_s();
-        due = 1;
-    }
-    return due;
-}
-
 /* Steps a worker takes per epoch: its partition in batches. */
 static int64_t steps_per_epoch(const worker *w)
 {
@@ -284,113 +270,118 @@ static void progress_record(worker *w, int64_t step, int64_t nsteps, int force)
     while (r < 0 && errno == EINTR);
 }
 
-/* A step record of the traffic since the previous one. */
-static int step_record(worker *w, int epoch, int64_t step, int64_t nsteps, pst_err *err)
+/* ---- The worker's side of the training loop (worker/loop.h) --------------------------- */
+
+static void dist_begin_epoch(void *ctx, int epoch)
 {
-    wk_kv_stats now;
-    wk_kv_get_stats(w->kv, &now);
-    wk_comm_stats cs;
-    comm_between(&w->ks_win, &now, &w->gaps[1], &cs);
-    w->ks_win = now;
-    memset(&w->gaps[1], 0, sizeof w->gaps[1]);
-    return wk_report_steps(w->rep, epoch, step, nsteps, w->loss,
-                           wk_trainer_samples_per_s(w->tr), &cs, err);
+    worker *w = ctx;
+    w->epoch = epoch;
+    wk_kv_get_stats(w->kv, &w->ks_epoch[0]);
+    w->ks_win = w->ks_epoch[0];
+    memset(w->gaps, 0, sizeof w->gaps);
 }
 
-/* Trains every epoch; returns with the last pull answered. */
+/* The buffer this step writes was last pushed one step ago (two when pipelined); make sure
+ * ZeroMQ let go of it. Returns at once in the normal flow. */
+static int dist_prepare(void *ctx, const wk_loop_pos *at, pst_err *err)
+{
+    worker *w = ctx;
+    int rc;
+    if ((rc = wk_kv_push_released(w->kv, w->clock, err)) ||
+        (!w->pipelined && (rc = wk_kv_push_released(w->kv, w->clock + 1, err))))
+        return rc;
+    ml_model_use_grads(w->model, w->gbuf[w->clock & 1]);
+    (void)at;
+    return PST_OK;
+}
+
+/* The gradient to the servers (flagged for a checkpoint when due) and the new weights
+ * back: under bsp before the next step, pipelined during it. */
+static int dist_update(void *ctx, const wk_loop_pos *at, int checkpoint, pst_err *err)
+{
+    worker *w = ctx;
+    const pst_test_hooks *hooks = w->o->hooks;
+    int rc;
+    w->loss = at->loss;
+    /* Pipelined: the weights pulled after the previous push arrive now, after this step's
+     * gradient was computed on the ones before. */
+    if (w->pipelined && wk_kv_pull_outstanding(w->kv) && (rc = pull_into_model(w, err)))
+        return rc;
+    if (hooks && hooks->nan_at_clock > 0 && w->clock + 1 == hooks->nan_at_clock)
+        w->gbuf[w->clock & 1][0] = NAN; /* test hook: a poisoned gradient */
+    if (checkpoint)
+        wk_kv_request_checkpoint(w->kv);
+    if ((rc = wk_kv_push(w->kv, w->gbuf[w->clock & 1], w->clock, err)))
+        return rc;
+    w->clock++;
+    w->step = at->step + 1;
+    if ((rc = wk_kv_pull_start(w->kv, w->clock, 0, err)))
+        return rc;
+    if (!w->pipelined && (rc = pull_into_model(w, err)))
+        return rc;
+    return PST_OK;
+}
+
+static int dist_after_step(void *ctx, const wk_loop_pos *at, pst_err *err)
+{
+    worker *w = ctx;
+    const pst_test_hooks *hooks = w->o->hooks;
+    if (hooks && hooks->step_delay_ms > 0)
+        delay_ms(hooks->step_delay_ms);
+    progress_record(w, at->step + 1, at->nsteps, at->step + 1 == at->nsteps);
+    return report_progress(w, WIRE_MSG_PROGRESS, NAN, err);
+}
+
+static void dist_comm(void *ctx, int epoch, wk_comm_stats *cs)
+{
+    worker *w = ctx;
+    if (epoch) {
+        comm_between(&w->ks_epoch[0], &w->ks_epoch[1], &w->gaps[0], cs);
+        return;
+    }
+    wk_kv_stats now;
+    wk_kv_get_stats(w->kv, &now);
+    comm_between(&w->ks_win, &now, &w->gaps[1], cs);
+    w->ks_win = now;
+    memset(&w->gaps[1], 0, sizeof w->gaps[1]);
+}
+
+static int dist_end_epoch(void *ctx, const wk_epoch_stats *st, pst_err *err)
+{
+    worker *w = ctx;
+    /* Where the epoch's time went: the steps block only in wk_kv_pull_wait (pushes are
+     * queued zero-copy), so the rest is computing. */
+    wk_kv_get_stats(w->kv, &w->ks_epoch[1]);
+    double wait = w->ks_epoch[1].wait_s - w->ks_epoch[0].wait_s;
+    log_info(w->o->lg, "epoch %d: %.2f s over %lld steps, %.2f s computing, %.2f s waiting "
+             "for weights", w->epoch, st->seconds, (long long)st->steps, st->seconds - wait,
+             wait);
+    /* Evaluate the weights after this epoch's last update, as single-process training
+     * does (pipelined: the pull of that update is still in flight). */
+    if (!st->interrupted && wk_kv_pull_outstanding(w->kv))
+        return pull_into_model(w, err);
+    return PST_OK;
+}
+
+/* Trains every epoch; returns with the last pull answered. A resumed worker starts at its
+ * clock: the epoch and step of it (shuffles depend on (seed, epoch, rank) only, so the
+ * batches are those of an uninterrupted run). */
 static int train(worker *w, pst_err *err)
 {
-    const wk_dist_options *o = w->o;
-    const cfg_job *job = o->job;
-    int pipelined = job->cluster.pipeline && job->cluster.consistency != CFG_CONS_BSP;
-    int rc;
-    /* A resumed worker starts at its clock: the epoch and step of it (shuffles depend on
-     * (seed, epoch, rank) only, so the batches are those of an uninterrupted run). */
+    const cfg_job *job = w->o->job;
     int64_t per_epoch = steps_per_epoch(w);
-    int e0 = per_epoch ? (int)(w->clock / per_epoch) + 1 : job->train.epochs + 1;
-    for (int e = e0; e <= job->train.epochs; e++) {
-        w->epoch = e;
-        int64_t nsteps = wk_trainer_begin_epoch(w->tr, w->data.train, e, err);
-        if (nsteps < 0)
-            return err->code;
-        wk_kv_stats ks0;
-        wk_kv_get_stats(w->kv, &ks0);
-        w->ks_win = ks0;
-        memset(w->gaps, 0, sizeof w->gaps);
-        int interrupted = 0;
-        for (int64_t s = e == e0 ? w->clock % per_epoch : 0; s < nsteps; s++) {
-            if (*o->stop) {
-                interrupted = 1;
-                break;
-            }
-            /* The buffer this step writes was last pushed one step ago (two when pipelined);
-             * make sure ZeroMQ let go of it. Returns at once in the normal flow. */
-            if ((rc = wk_kv_push_released(w->kv, w->clock, err)) ||
-                (!pipelined && (rc = wk_kv_push_released(w->kv, w->clock + 1, err))))
-                return rc;
-            ml_model_use_grads(w->model, w->gbuf[w->clock & 1]);
-            if ((rc = wk_trainer_compute(w->tr, w->data.train, s, &w->loss, err)))
-                return rc;
-            /* Pipelined: the weights pulled after the previous push arrive now, after this
-             * step's gradient was computed on the ones before. */
-            if (pipelined && wk_kv_pull_outstanding(w->kv) && (rc = pull_into_model(w, err)))
-                return rc;
-            if (o->hooks && o->hooks->nan_at_clock > 0 && w->clock + 1 == o->hooks->nan_at_clock)
-                w->gbuf[w->clock & 1][0] = NAN; /* test hook: a poisoned gradient */
-            if (checkpoint_due(w, w->clock))
-                wk_kv_request_checkpoint(w->kv);
-            if ((rc = wk_kv_push(w->kv, w->gbuf[w->clock & 1], w->clock, err)))
-                return rc;
-            w->clock++;
-            w->step = s + 1;
-            if ((rc = wk_kv_pull_start(w->kv, w->clock, 0, err)))
-                return rc;
-            if (!pipelined && (rc = pull_into_model(w, err)))
-                return rc;
-            if (o->hooks && o->hooks->step_delay_ms > 0)
-                delay_ms(o->hooks->step_delay_ms);
-            if (w->rep)
-                wk_report_progress(w->rep, e, s + 1, nsteps, w->loss,
-                                   wk_trainer_samples_per_s(w->tr));
-            progress_record(w, s + 1, nsteps, s + 1 == nsteps);
-            if (w->rep && job->train.log_every > 0 && (s + 1) % job->train.log_every == 0 &&
-                (rc = step_record(w, e, s + 1, nsteps, err)))
-                return rc;
-            if ((rc = report_progress(w, WIRE_MSG_PROGRESS, NAN, err)))
-                return rc;
-            if (o->hooks && o->hooks->stop_after_clock > 0 &&
-                w->clock == o->hooks->stop_after_clock)
-                raise(SIGTERM); /* test hook: a stop arriving right here */
-        }
-        wk_epoch_stats st;
-        wk_trainer_end_epoch(w->tr, interrupted, &st);
-        /* Where the epoch's time went: the steps block only in wk_kv_pull_wait (pushes
-         * are queued zero-copy), so the rest is computing. */
-        wk_kv_stats ks1;
-        wk_kv_get_stats(w->kv, &ks1);
-        log_info(o->lg, "epoch %d: %.2f s over %lld steps, %.2f s computing, %.2f s waiting "
-                 "for weights", e, st.seconds, (long long)st.steps,
-                 st.seconds - (ks1.wait_s - ks0.wait_s), ks1.wait_s - ks0.wait_s);
-        if (interrupted)
-            return PST_OK;
-        /* Evaluate the weights after this epoch's last update, as single-process training
-         * does (pipelined: the pull of that update is still in flight). */
-        if (wk_kv_pull_outstanding(w->kv) && (rc = pull_into_model(w, err)))
-            return rc;
-        if (w->rep) {
-            wk_eval val;
-            if (w->data.val && (rc = wk_trainer_evaluate(w->tr, w->data.val, &val, NULL, err)))
-                return rc;
-            wk_comm_stats cs;
-            comm_between(&ks0, &ks1, &w->gaps[0], &cs);
-            if ((rc = wk_report_epoch(w->rep, e, &st, w->data.val ? &val : NULL, &cs, err)))
-                return rc;
-        } else {
-            log_info(o->lg, "epoch %d/%d loss %.4f | %.2fs %.0f samples/s", e, job->train.epochs,
-                     st.loss, st.seconds, st.seconds > 0 ? st.samples / st.seconds : 0.0);
-        }
-    }
-    return PST_OK;
+    const wk_loop_ops ops = {.begin_epoch = dist_begin_epoch, .prepare = dist_prepare,
+                             .update = dist_update, .after_step = dist_after_step,
+                             .comm = dist_comm, .end_epoch = dist_end_epoch};
+    wk_loop_options lo = {
+        .tr = w->tr, .train = w->data.train, .val = w->data.val,
+        .first_epoch = per_epoch ? (int)(w->clock / per_epoch) + 1 : job->train.epochs + 1,
+        .last_epoch = job->train.epochs, .first_step = per_epoch ? w->clock % per_epoch : 0,
+        .clock = w->clock, .rep = w->rep, .log_every = job->train.log_every, .lg = w->o->lg,
+        .stop = w->o->stop, .hooks = w->o->hooks, .cadence = &w->cadence, .ops = &ops,
+        .ctx = w};
+    wk_loop_result res;
+    return wk_loop_run(&lo, &res, err);
 }
 
 /* Worker 0, after every worker is done: the final weights, their test figures, the model
@@ -420,6 +411,83 @@ static int finish(worker *w, double *test_acc, pst_err *err)
     return PST_OK;
 }
 
+/* This worker's partition and the model it trains; one or two gradient buffers. */
+static int build_model(worker *w, pst_err *err)
+{
+    const wk_dist_options *o = w->o;
+    const cfg_job *job = o->job;
+    int rc;
+    if ((rc = wk_data_load(job, job->cluster.workers, o->rank, &w->data, err)))
+        return rc;
+    /* The servers apply the updates: the trainer here only computes gradients (and clips
+     * them), so it is built with plain SGD, which keeps no state, instead of allocating
+     * the job's optimizer state for the whole model (4 GB per moment for 1e9 parameters)
+     * only to leave it unused. A shallow copy: it shares the job's strings and layers. */
+    w->trainer_job = *job;
+    w->trainer_job.optimizer.kind = OPT_SGD;
+    if (!(w->tr = wk_trainer_create(&w->trainer_job, w->data.train, o->rank, err)))
+        return err->code;
+    w->model = wk_trainer_model(w->tr);
+    size_t P = ml_model_nparams(w->model);
+    /* Unpipelined, a step's gradient is on the wire only until the pull that follows it is
+     * answered, so one buffer serves; pipelined steps alternate two. */
+    w->gbuf[0] = w->gbuf[1] = ml_model_grads(w->model);
+    w->pipelined = job->cluster.pipeline && job->cluster.consistency != CFG_CONS_BSP;
+    if (w->pipelined) {
+        if (!(w->gbuf_extra = malloc(P * sizeof(float))))
+            return pst_err_set(err, PST_ERR_NOMEM, "out of memory for gradients");
+        w->gbuf[1] = w->gbuf_extra;
+    }
+    log_info(o->lg, "partition %d of %d: %lld samples; model of %zu parameters", o->rank,
+             job->cluster.workers, (long long)ds_count(w->data.train), P);
+    log_finetune(w);
+    return PST_OK;
+}
+
+/* The transport (fault injection and CURVE as the job says) and the coordinator's
+ * connection. */
+static int connect_coordinator(worker *w, pst_err *err)
+{
+    const wk_dist_options *o = w->o;
+    const cfg_job *job = o->job;
+    int rc;
+    char id[32];
+    /* With the pid: a restarted process of the same rank is a new connection (a new
+     * incarnation), not the old one back. */
+    snprintf(id, sizeof id, "worker-%d-%d", o->rank, (int)getpid());
+    net_opts co = {.identity = id};
+    if (!(w->ctx = net_ctx_create(1, err)) ||
+        net_faults_attach(w->ctx, o->faults, 0x3a11e7ULL + (uint64_t)o->rank * 7919, o->lg,
+                          &w->faults, err)) {
+        return err->code;
+    }
+    const cfg_security *sec = &job->security;
+    net_curve_files cf = {sec->server_key, sec->server_public, sec->client_key, sec->allow};
+    if ((rc = net_ctx_curve(w->ctx, &cf, o->lg, err)))
+        return rc;
+    if (!(w->m = net_msg_create(err)) ||
+        !(w->coord = net_sock_create(w->ctx, NET_DEALER, &co, err)) ||
+        (rc = net_sock_connect(w->coord, o->coordinator, err))) {
+        return err->code;
+    }
+    return PST_OK;
+}
+
+/* The launcher's progress pipe, made non-blocking, and where this worker starts (a
+ * resumed one mid-run): the launcher learns the job's total before the first step ends. */
+static int open_progress(worker *w, pst_err *err)
+{
+    const wk_dist_options *o = w->o;
+    int fl = fcntl(o->progress_fd, F_GETFL);
+    if (fl < 0 || fcntl(o->progress_fd, F_SETFL, fl | O_NONBLOCK) < 0)
+        return pst_err_set(err, PST_ERR_IO, "progress descriptor %d: %s", o->progress_fd,
+                           strerror(errno));
+    int64_t per_epoch = steps_per_epoch(w);
+    w->epoch = per_epoch ? (int)(w->clock / per_epoch) + 1 : 1;
+    progress_record(w, per_epoch ? w->clock % per_epoch : 0, per_epoch, 1);
+    return PST_OK;
+}
+
 int wk_dist_run(const wk_dist_options *o, pst_err *err)
 {
     worker w;
@@ -433,55 +501,8 @@ int wk_dist_run(const wk_dist_options *o, pst_err *err)
         rc = pst_err_set(err, PST_ERR_NOMEM, "out of memory");
         goto cleanup;
     }
-    if ((rc = wk_data_load(job, job->cluster.workers, o->rank, &w.data, err)))
+    if ((rc = build_model(&w, err)) || (rc = connect_coordinator(&w, err)))
         goto cleanup;
-    /* The servers apply the updates: the trainer here only computes gradients (and clips
-     * them), so it is built with plain SGD, which keeps no state, instead of allocating
-     * the job's optimizer state for the whole model (4 GB per moment for 1e9 parameters)
-     * only to leave it unused. A shallow copy: it shares the job's strings and layers. */
-    w.trainer_job = *job;
-    w.trainer_job.optimizer.kind = OPT_SGD;
-    if (!(w.tr = wk_trainer_create(&w.trainer_job, w.data.train, o->rank, err))) {
-        rc = err->code;
-        goto cleanup;
-    }
-    w.model = wk_trainer_model(w.tr);
-    size_t P = ml_model_nparams(w.model);
-    /* Unpipelined, a step's gradient is on the wire only until the pull that follows it is
-     * answered, so one buffer serves; pipelined steps alternate two. */
-    w.gbuf[0] = w.gbuf[1] = ml_model_grads(w.model);
-    if (job->cluster.pipeline && job->cluster.consistency != CFG_CONS_BSP) {
-        if (!(w.gbuf_extra = malloc(P * sizeof(float)))) {
-            rc = pst_err_set(err, PST_ERR_NOMEM, "out of memory for gradients");
-            goto cleanup;
-        }
-        w.gbuf[1] = w.gbuf_extra;
-    }
-    log_info(o->lg, "partition %d of %d: %lld samples; model of %zu parameters", o->rank,
-             job->cluster.workers, (long long)ds_count(w.data.train), P);
-    log_finetune(&w);
-
-    char id[32];
-    /* With the pid: a restarted process of the same rank is a new connection (a new
-     * incarnation), not the old one back. */
-    snprintf(id, sizeof id, "worker-%d-%d", o->rank, (int)getpid());
-    net_opts co = {.identity = id};
-    if (!(w.ctx = net_ctx_create(1, err)) ||
-        net_faults_attach(w.ctx, o->faults, 0x3a11e7ULL + (uint64_t)o->rank * 7919, o->lg,
-                          &w.faults, err)) {
-        rc = err->code;
-        goto cleanup;
-    }
-    const cfg_security *sec = &job->security;
-    net_curve_files cf = {sec->server_key, sec->server_public, sec->client_key, sec->allow};
-    if ((rc = net_ctx_curve(w.ctx, &cf, o->lg, err)))
-        goto cleanup;
-    if (!(w.m = net_msg_create(err)) ||
-        !(w.coord = net_sock_create(w.ctx, NET_DEALER, &co, err)) ||
-        (rc = net_sock_connect(w.coord, o->coordinator, err))) {
-        rc = err->code;
-        goto cleanup;
-    }
     if ((rc = hello(&w, welcome, err)) || *o->stop)
         goto cleanup;
     hb_options ho = {.ctx = w.ctx, .coordinator = o->coordinator, .role = ROLE, .rank = o->rank,
@@ -504,7 +525,7 @@ int wk_dist_run(const wk_dist_options *o, pst_err *err)
                      (long long)w.clock, (long long)(w.clock / per_epoch + 1),
                      (long long)(w.clock % per_epoch));
     }
-    w.last_ckpt_s = mono_s();
+    wk_cadence_init(&w.cadence, &job->checkpoint, o->rank == 0);
     if (!(w.kv = wk_kv_create(w.ctx, o->rank, welcome, job->cluster.timeout_s * 1000, o->lg,
                               o->stop, err))) {
         rc = err->code;
@@ -547,19 +568,8 @@ int wk_dist_run(const wk_dist_options *o, pst_err *err)
         goto cleanup;
     if (*o->stop)
         goto cleanup;
-    if (o->progress_fd >= 0) {
-        int fl = fcntl(o->progress_fd, F_GETFL);
-        if (fl < 0 || fcntl(o->progress_fd, F_SETFL, fl | O_NONBLOCK) < 0) {
-            rc = pst_err_set(err, PST_ERR_IO, "progress descriptor %d: %s", o->progress_fd,
-                             strerror(errno));
-            goto cleanup;
-        }
-        /* Where this worker starts (a resumed one mid-run): the launcher learns the
-         * job's total before the first step ends. */
-        w.epoch = steps_per_epoch(&w) ? (int)(w.clock / steps_per_epoch(&w)) + 1 : 1;
-        progress_record(&w, steps_per_epoch(&w) ? w.clock % steps_per_epoch(&w) : 0,
-                        steps_per_epoch(&w), 1);
-    }
+    if (o->progress_fd >= 0 && (rc = open_progress(&w, err)))
+        goto cleanup;
     log_info(o->lg, "training with %d servers, %s%s", welcome->num_servers,
              cfg_consistency_name(job->cluster.consistency),
              job->cluster.consistency == CFG_CONS_SSP ? " (staleness bound set)" : "");

@@ -52,7 +52,7 @@ wk_report *wk_report_resume(const char *dir, const log_ctx *lg, FILE *progress_o
                             int log_every, int epochs, pst_err *err);
 void wk_report_destroy(wk_report *r);
 
-/* A wk_progress_fn: pass the wk_report as ctx. */
+/* The progress line (or log line) after a step; ctx is the wk_report. */
 void wk_report_progress(void *ctx, int epoch, int64_t step, int64_t nsteps, double loss,
                         double samples_per_s);
 

@@ -353,31 +353,6 @@ void wk_trainer_end_epoch(wk_trainer *t, int interrupted, wk_epoch_stats *st)
     st->accuracy = t->classify && st->samples ? (double)t->correct / (double)st->samples : NAN;
 }
 
-int wk_trainer_epoch(wk_trainer *t, const ds_dataset *train, int epoch, wk_progress_fn cb,
-                     void *cb_ctx, const volatile sig_atomic_t *stop, wk_epoch_stats *st,
-                     pst_err *err)
-{
-    int64_t nsteps = wk_trainer_begin_epoch(t, train, epoch, err);
-    if (nsteps < 0)
-        return err ? err->code : PST_ERR_STATE;
-    int interrupted = 0;
-    for (int64_t s = 0; s < nsteps; s++) {
-        if (stop && *stop) {
-            interrupted = 1;
-            break;
-        }
-        double loss;
-        int rc = wk_trainer_compute(t, train, s, &loss, err);
-        if (rc)
-            return rc;
-        wk_trainer_apply_local(t);
-        if (cb)
-            cb(cb_ctx, epoch, s + 1, nsteps, loss, wk_trainer_samples_per_s(t));
-    }
-    wk_trainer_end_epoch(t, interrupted, st);
-    return PST_OK;
-}
-
 int wk_trainer_evaluate(wk_trainer *t, const ds_dataset *ds, wk_eval *ev, met_confusion *cm,
                         pst_err *err)
 {

@@ -1,4 +1,4 @@
-/* worker/trainer.h -- the training loop: batches, forward/backward, update, evaluation.
+/* worker/trainer.h -- a model in training: batches, forward/backward, update, evaluation.
  *
  * One step:  gather a shuffled batch -> ml_model_forward -> ml_model_loss ->
  *            ml_model_backward -> clip -> opt_apply over the whole parameter vector, per
@@ -37,10 +37,6 @@ typedef struct {
     double mse, mae, r2;
 } wk_eval;
 
-/* Called after every step with the running figures of the epoch; may be NULL. */
-typedef void (*wk_progress_fn)(void *ctx, int epoch, int64_t step, int64_t nsteps,
-                               double loss, double samples_per_s);
-
 /* Builds the model of job for data like `like` (input width, classes/targets) and checks
  * that the model's output fits the data. The model is initialised from job->seed, then
  * takes by name the weights of job->model.init_from when set (ckpt_init_from: a layer the
@@ -65,15 +61,8 @@ const ckpt_init_report *wk_trainer_init_report(const wk_trainer *t);
  * 2 skipped, not in the model (...)") in buf; returns 0 (buf untouched) without init_from. */
 int wk_trainer_finetune_note(const wk_trainer *t, char *buf, size_t n);
 
-/* One pass over train in shuffled batches (epoch is 1-based; it seeds the shuffle, so a run
- * is reproducible). Checks *stop (may be NULL) between steps and returns early with
- * st->interrupted set. Fails with PST_ERR_NUMERIC if the loss becomes NaN/Inf. */
-int wk_trainer_epoch(wk_trainer *t, const ds_dataset *train, int epoch, wk_progress_fn cb,
-                     void *cb_ctx, const volatile sig_atomic_t *stop, wk_epoch_stats *st,
-                     pst_err *err);
-
-/* The same loop in pieces, for callers that update the weights themselves:
- * begin_epoch shuffles and returns the number of steps (-1 on error); compute writes the
+/* The pieces of a step, for the training loop (worker/loop.h) and test references:
+ * begin_epoch (epoch is 1-based; it seeds the shuffle, so a run is reproducible) shuffles and returns the number of steps (-1 on error); compute writes the
  * (clipped) gradient of step s into ml_model_grads and returns the epoch's running mean
  * loss in *loss; apply_local takes one optimizer step; end_epoch fills the figures. */
 int64_t wk_trainer_begin_epoch(wk_trainer *t, const ds_dataset *train, int epoch, pst_err *err);
