@@ -145,12 +145,22 @@ int ckpt_list(const char *dir, const char *prefix, const char *suffix, int64_t *
 /* Removes all but the `keep` newest entries prefix N suffix (folders with their files), and
  * leftovers of other processes' unfinished writes. */
 int ckpt_prune(const char *dir, const char *prefix, const char *suffix, int keep, pst_err *err);
-/* Removes the entries prefix N suffix with N > after (all of them for after = -1): a fresh
- * run clears an earlier run's checkpoints from its folder, and a resumed one those newer
- * than where it resumed (damaged, or of the timeline it replaces), so that "the newest"
- * always means this run's newest. */
+/* Removes the entries prefix N suffix with N > after (all of them for after = -1): a
+ * resumed run clears those newer than where it resumed (damaged, or of the timeline it
+ * replaces), so that "the newest" always means this run's newest. */
 int ckpt_remove_newer(const char *dir, const char *prefix, const char *suffix, int64_t after,
                       pst_err *err);
+/* A fresh run in a folder that holds an earlier run's checkpoints must neither resume
+ * them by mistake nor destroy them before it has one of its own: ckpt_set_aside moves
+ * dir's entries prefix N suffix into dir/CKPT_ASIDE (replacing those set aside there
+ * before, of a run earlier still) and says in *moved how many; `--resume dir/previous-run`
+ * continues that run. Once the new run has written its first checkpoint, ckpt_drop_aside
+ * removes them (and the folder when it is left empty); *removed: how many. */
+#define CKPT_ASIDE "previous-run"
+int ckpt_set_aside(const char *dir, const char *prefix, const char *suffix, int *moved,
+                   pst_err *err);
+int ckpt_drop_aside(const char *dir, const char *prefix, const char *suffix, int *removed,
+                    pst_err *err);
 /* A folder written atomically: ckpt_dir_begin makes the empty folder "<path>.tmp.<pid>"
  * (its name in tmp) for the caller to fill; ckpt_dir_commit renames it to path (replacing
  * an older one) and syncs the parent, so path is either complete or absent. */

@@ -148,6 +148,67 @@ int ckpt_remove_newer(const char *dir, const char *prefix, const char *suffix, i
     return rc;
 }
 
+/* Removes every entry prefix N suffix of dir; *n: how many. */
+static int remove_all(const char *dir, const char *prefix, const char *suffix, int *n,
+                      pst_err *err)
+{
+    int64_t *all;
+    int total;
+    int rc = list_all(dir, prefix, suffix, &all, &total, err);
+    char p[4352];
+    *n = 0;
+    for (int i = 0; i < total && !rc; i++) {
+        snprintf(p, sizeof p, "%s/%s%" PRId64 "%s", dir, prefix, all[i], suffix);
+        if (!(rc = fs_remove(p, err)))
+            (*n)++;
+    }
+    free(all);
+    return rc;
+}
+
+int ckpt_set_aside(const char *dir, const char *prefix, const char *suffix, int *moved,
+                   pst_err *err)
+{
+    int64_t *all;
+    int total, old;
+    *moved = 0;
+    int rc = list_all(dir, prefix, suffix, &all, &total, err);
+    if (rc || total == 0)
+        return rc;
+    char aside[4200], from[4352], to[4352];
+    snprintf(aside, sizeof aside, "%s/" CKPT_ASIDE, dir);
+    if ((rc = fs_mkdirs(aside, err)) || (rc = remove_all(aside, prefix, suffix, &old, err)))
+        goto cleanup;
+    for (int i = 0; i < total; i++) {
+        snprintf(from, sizeof from, "%s/%s%" PRId64 "%s", dir, prefix, all[i], suffix);
+        snprintf(to, sizeof to, "%s/%s%" PRId64 "%s", aside, prefix, all[i], suffix);
+        if (rename(from, to) != 0) {
+            rc = pst_err_set(err, PST_ERR_IO, "cannot move %s to %s: %s", from, aside,
+                             strerror(errno));
+            goto cleanup;
+        }
+        (*moved)++;
+    }
+    /* Both folders' entries changed: make the moves durable before training relies on
+     * them. */
+    if ((rc = fs_sync_parent(to, err)) == PST_OK)
+        rc = fs_sync_parent(from, err);
+cleanup:
+    free(all);
+    return rc;
+}
+
+int ckpt_drop_aside(const char *dir, const char *prefix, const char *suffix, int *removed,
+                    pst_err *err)
+{
+    char aside[4200];
+    snprintf(aside, sizeof aside, "%s/" CKPT_ASIDE, dir);
+    int rc = remove_all(aside, prefix, suffix, removed, err);
+    if (rc == PST_OK)
+        rmdir(aside); /* fails while other servers' entries are still there: fine */
+    return rc;
+}
+
 int ckpt_dir_begin(const char *path, char *tmp, size_t cap, pst_err *err)
 {
     if (snprintf(tmp, cap, "%s.tmp.%ld", path, (long)getpid()) >= (int)cap)

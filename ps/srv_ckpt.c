@@ -26,6 +26,7 @@ struct srv_ckpt {
     } want[8];
     int nwant;
     int64_t ckpt_last;     /* clock of the newest checkpoint written or resumed from, -1 */
+    int aside;             /* an earlier run's files wait in CKPT_ASIDE for our first */
     obs_metric *mx_count, *mx_age, *mx_clock; /* NULL: metrics off */
 };
 
@@ -76,7 +77,16 @@ int srv_ckpt_remove_newer(srv_ckpt *c, int64_t keep_upto, pst_err *err)
 {
     char prefix[48];
     ckpt_prefix(c, prefix, sizeof prefix);
-    return ckpt_remove_newer(c->ckdir, prefix, CKPT_SUFFIX, keep_upto, err);
+    if (keep_upto >= 0)
+        return ckpt_remove_newer(c->ckdir, prefix, CKPT_SUFFIX, keep_upto, err);
+    int moved, rc = ckpt_set_aside(c->ckdir, prefix, CKPT_SUFFIX, &moved, err);
+    if (rc == PST_OK && moved) {
+        c->aside = 1;
+        log_warn(c->lg, "%s holds %d checkpoint(s) of this server from an earlier run: moved "
+                 "to %s/" CKPT_ASIDE " (--resume continues that run from there), removed once "
+                 "this run has written its first", c->ckdir, moved, c->ckdir);
+    }
+    return rc;
 }
 
 int srv_ckpt_write(srv_ckpt *c, srv_shard *sh, int64_t clock, pst_err *err)
@@ -114,6 +124,13 @@ int srv_ckpt_write(srv_ckpt *c, srv_shard *sh, int64_t clock, pst_err *err)
     pst_err e2 = {0};
     if (ckpt_prune(c->ckdir, prefix, CKPT_SUFFIX, c->job->checkpoint.keep, &e2))
         log_warn(c->lg, "removing old checkpoints: %s", e2.msg);
+    int removed = 0;
+    if (c->aside && ckpt_drop_aside(c->ckdir, prefix, CKPT_SUFFIX, &removed, &e2))
+        log_warn(c->lg, "removing the earlier run's checkpoints: %s", e2.msg);
+    else if (c->aside)
+        log_info(c->lg, "removed the %d checkpoint(s) of the earlier run from %s/" CKPT_ASIDE,
+                 removed, c->ckdir);
+    c->aside = 0;
 cleanup:
     ckpt_state_destroy(st);
     return rc;

@@ -62,8 +62,10 @@ void srv_ckpt_want(srv_ckpt *c, int worker, int64_t clock);
  * (and an all-frozen shard's one). */
 int srv_ckpt_maybe(srv_ckpt *c, srv_shard *sh, pst_err *err);
 
-/* A fresh start (or a resume from `keep_upto`): removes this server's checkpoints newer
- * than keep_upto (-1: all) so that "the newest checkpoint" is this run's. */
+/* "The newest checkpoint" must be this run's. A resume from `keep_upto` removes this
+ * server's checkpoints newer than that; a fresh start (keep_upto -1) sets the earlier
+ * run's aside (ckpt_set_aside, with a warning) and removes them once it has written its
+ * first, so a run that dies before that destroyed nothing. */
 int srv_ckpt_remove_newer(srv_ckpt *c, int64_t keep_upto, pst_err *err);
 
 #endif

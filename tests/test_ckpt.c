@@ -1075,6 +1075,52 @@ static void test_folders(void **state)
     }
 }
 
+/* A fresh run's set-aside: entries of one prefix move to dir/previous-run (replacing those
+ * of a run earlier still), other names stay; dropping removes them and, once empty, the
+ * folder. */
+static void test_set_aside(void **state)
+{
+    fixture *fx = *state;
+    pst_err err = {0};
+    char dir[1100], aside[1200], p[1300];
+    snprintf(dir, sizeof dir, "%s/aside", fx->dir);
+    snprintf(aside, sizeof aside, "%s/" CKPT_ASIDE, dir);
+    int moved = -1, removed = -1;
+    int64_t tags[8];
+    int n;
+    assert_int_equal(ckpt_set_aside(dir, "ckpt-", "", &moved, &err), PST_OK);
+    assert_int_equal(moved, 0); /* no folder: nothing to keep */
+    assert_int_equal(access(aside, F_OK), -1);
+    assert_int_equal(fs_mkdirs(dir, &err), PST_OK);
+    make_entry(dir, "ckpt-20", 1);
+    make_entry(dir, "ckpt-40", 1);
+    make_entry(dir, "server-0-clock-9.safetensors", 0);
+    assert_int_equal(fs_mkdirs(aside, &err), PST_OK);
+    make_entry(aside, "ckpt-7", 1); /* set aside by a run before: replaced */
+    assert_int_equal(ckpt_set_aside(dir, "ckpt-", "", &moved, &err), PST_OK);
+    assert_int_equal(moved, 2);
+    assert_int_equal(ckpt_list(dir, "ckpt-", "", tags, 8, &n, &err), PST_OK);
+    assert_int_equal(n, 0);
+    assert_int_equal(ckpt_list(aside, "ckpt-", "", tags, 8, &n, &err), PST_OK);
+    assert_true(n == 2 && tags[0] == 40 && tags[1] == 20);
+    snprintf(p, sizeof p, "%s/ckpt-40/model.safetensors", aside);
+    assert_int_equal(access(p, F_OK), 0); /* moved whole */
+    assert_int_equal(ckpt_set_aside(dir, "server-0-clock-", ".safetensors", &moved, &err),
+                     PST_OK);
+    assert_int_equal(moved, 1);
+    /* Dropping one prefix leaves the other's entries and the folder. */
+    assert_int_equal(ckpt_drop_aside(dir, "ckpt-", "", &removed, &err), PST_OK);
+    assert_int_equal(removed, 2);
+    assert_int_equal(ckpt_list(aside, "ckpt-", "", tags, 8, &n, &err), PST_OK);
+    assert_int_equal(n, 0);
+    assert_int_equal(access(aside, F_OK), 0);
+    assert_int_equal(ckpt_drop_aside(dir, "server-0-clock-", ".safetensors", &removed, &err),
+                     PST_OK);
+    assert_int_equal(removed, 1);
+    assert_int_equal(access(aside, F_OK), -1);
+    assert_int_equal(rmdir(dir), 0);
+}
+
 /* ckpt_init_from (fine-tuning): parameters by name; the model's other parameters and the
  * file's other tensors are reported, not refused; a reshaped tensor, or a file that shares
  * no name with the model, is refused with the model as it was; the file is only read. */
@@ -1162,6 +1208,7 @@ int main(void)
         cmocka_unit_test(test_state_refusals),
         cmocka_unit_test(test_state_damage),
         cmocka_unit_test(test_folders),
+        cmocka_unit_test(test_set_aside),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -18,6 +18,7 @@ struct wk_local_ckpt {
     char dir[4096];
     uint64_t hash;     /* cfg_job_hash: only the same job resumes */
     int64_t last_step; /* step of the newest checkpoint, -1: none yet */
+    int aside;         /* an earlier run's checkpoints wait in CKPT_ASIDE for our first */
 };
 
 wk_local_ckpt *wk_local_ckpt_create(const cfg_job *job, const wk_data *data,
@@ -69,6 +70,13 @@ int wk_local_ckpt_write(wk_local_ckpt *k, wk_trainer *tr, int epoch_done, const 
     pst_err e2 = {0};
     if (ckpt_prune(k->dir, PREFIX, "", k->job->checkpoint.keep, &e2))
         log_warn(k->lg, "removing old checkpoints: %s", e2.msg);
+    int removed = 0;
+    if (k->aside && ckpt_drop_aside(k->dir, PREFIX, "", &removed, &e2))
+        log_warn(k->lg, "removing the earlier run's checkpoints: %s", e2.msg);
+    else if (k->aside)
+        log_info(k->lg, "removed the %d checkpoint(s) of the earlier run from %s/" CKPT_ASIDE,
+                 removed, k->dir);
+    k->aside = 0;
     if (why)
         log_info(k->lg, "checkpoint (%s) at step %lld: %s", why, (long long)step, path);
     else
@@ -78,7 +86,16 @@ int wk_local_ckpt_write(wk_local_ckpt *k, wk_trainer *tr, int epoch_done, const 
 
 int wk_local_ckpt_clear_newer(wk_local_ckpt *k, pst_err *err)
 {
-    return ckpt_remove_newer(k->dir, PREFIX, "", k->last_step, err);
+    if (k->last_step >= 0)
+        return ckpt_remove_newer(k->dir, PREFIX, "", k->last_step, err);
+    int moved, rc = ckpt_set_aside(k->dir, PREFIX, "", &moved, err);
+    if (rc == PST_OK && moved) {
+        k->aside = 1;
+        log_warn(k->lg, "%s holds %d checkpoint(s) of an earlier run: moved to %s/" CKPT_ASIDE
+                 " (--resume continues that run from there), removed once this run has "
+                 "written its first", k->dir, moved, k->dir);
+    }
+    return rc;
 }
 
 static int is_file(const char *path)

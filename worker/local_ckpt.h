@@ -33,8 +33,10 @@ int64_t wk_local_ckpt_last(const wk_local_ckpt *k);
 int wk_local_ckpt_resume(wk_local_ckpt *k, const char *from, wk_trainer *tr, wk_resume *at,
                          pst_err *err);
 
-/* "The newest checkpoint" must be this run's: removes those of an earlier run, or on
- * resume those after the one resumed from (damaged ones). */
+/* "The newest checkpoint" must be this run's. A fresh run sets an earlier run's aside
+ * (ckpt_set_aside, with a warning) and removes them once it has written its first, so a
+ * run that dies before that destroyed nothing; a resumed run removes those after the one
+ * it resumed from (damaged ones). */
 int wk_local_ckpt_clear_newer(wk_local_ckpt *k, pst_err *err);
 
 /* Writes the checkpoint of the trainer's current step, then keeps the newest

@@ -66,7 +66,10 @@ expect_in err.txt "warn: checkpoint c/checkpoints/ckpt-27 is not usable: .*optim
 expect_in err.txt "warn: resuming from the older checkpoint c/checkpoints/ckpt-25"
 $COMPARE a/model.safetensors c/model.safetensors 0 || fail "resume from ckpt-25 differs"
 # A fresh run into the same folder starts its checkpoints afresh: "the newest" is its own.
+# The earlier run's wait in previous-run/ until it has written its first, then go.
 expect_exit 0 "$PSTRAIN" train "$JOB" --epochs 1 --output c
+expect_in err.txt "train warn: c/checkpoints holds 2 checkpoint\(s\) of an earlier run: moved to c/checkpoints/previous-run"
+expect_in err.txt "train info: removed the 2 checkpoint\(s\) of the earlier run from c/checkpoints/previous-run"
 [ "$(ls c/checkpoints)" = "ckpt-20" ] || fail "a fresh run kept $(ls c/checkpoints | tr '\n' ' ')"
 
 # Every checkpoint damaged (one truncated, one flipped in its header): one line, exit 3.
@@ -100,6 +103,19 @@ expect_exit 4 "$PSTRAIN" "${C[@]}" --resume da --clock 7
 expect_in err.txt "no checkpoint of clock 7"
 expect_exit 2 "$PSTRAIN" "${C[@]}" --resume da --lr 0.5
 expect_in err.txt "written by another job"
+
+# A fresh job into da that fails before its first checkpoint (a NaN gradient, refused)
+# destroys nothing: the earlier run's shards wait in previous-run/, and resume from there.
+PSTRAIN_TEST_NAN_WORKER=1 PSTRAIN_TEST_NAN_STEP=3 expect_exit 1 "$PSTRAIN" "${L[@]}" --output da
+expect_in err.txt "server\[1\] warn: da/checkpoints holds 1 checkpoint\(s\) of this server from an earlier run: moved to da/checkpoints/previous-run"
+for s in 0 1; do
+  [ -f "da/checkpoints/previous-run/server-$s-clock-30.safetensors" ] \
+    || fail "the failed fresh job lost server $s's checkpoint of the earlier run"
+done
+expect_exit 0 "$PSTRAIN" "${L[@]}" --output da --resume da/checkpoints/previous-run
+expect_in err.txt "coordinator info: resuming from the servers' checkpoints of clock 30"
+$COMPARE da/model.safetensors da/checkpoints/model-clock-30.safetensors 0 \
+  || fail "resuming the set-aside checkpoints gave another model"
 
 dstop() { # OUTDIR: stopped after clock 13; the servers checkpointed clocks 5 and 10
   PSTRAIN_TEST_STOP_AFTER_STEPS=13 "$PSTRAIN" "${L[@]}" --output "$1" \
