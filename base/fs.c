@@ -4,8 +4,11 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 int fs_mkdirs(const char *path, pst_err *err)
@@ -144,4 +147,61 @@ void fs_atomic_abort(fs_atomic *a)
     }
     if (a->tmp[0])
         unlink(a->tmp);
+}
+
+/* What the lock file says of its holder, on one line, or "(unknown)". */
+static void read_holder(int fd, char *buf, size_t cap)
+{
+    ssize_t n = pread(fd, buf, cap - 1, 0);
+    if (n <= 0) {
+        snprintf(buf, cap, "(unknown)");
+        return;
+    }
+    buf[n] = '\0';
+    buf[strcspn(buf, "\n")] = '\0';
+}
+
+int fs_lock_dir(fs_lock *l, const char *dir, const char *who, pst_err *err)
+{
+    char path[4200];
+    l->fd = -1;
+    int rc = fs_mkdirs(dir, err);
+    if (rc)
+        return rc;
+    snprintf(path, sizeof path, "%s/" FS_LOCK_NAME, dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return pst_err_set(err, PST_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        int e = errno;
+        char holder[256];
+        read_holder(fd, holder, sizeof holder);
+        close(fd);
+        if (e == EWOULDBLOCK)
+            return pst_err_set(err, PST_ERR_CONFIG, "%s is in use by another job: %s (%s); "
+                               "wait for it to end or give this job another output.dir",
+                               dir, holder, path);
+        return pst_err_set(err, PST_ERR_IO, "%s: cannot lock: %s", path, strerror(e));
+    }
+    char host[256] = "?", line[700], when[32];
+    gethostname(host, sizeof host - 1);
+    time_t now = time(NULL);
+    struct tm tm;
+    strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&now, &tm));
+    int n = snprintf(line, sizeof line, "%s, pid %ld on %s since %s\n", who, (long)getpid(),
+                     host, when);
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, line, (size_t)n, 0) != n) {
+        int e = errno;
+        close(fd);
+        return pst_err_set(err, PST_ERR_IO, "%s: cannot write: %s", path, strerror(e));
+    }
+    l->fd = fd;
+    return PST_OK;
+}
+
+void fs_unlock(fs_lock *l)
+{
+    if (l->fd >= 0)
+        close(l->fd); /* drops the flock */
+    l->fd = -1;
 }

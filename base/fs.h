@@ -51,4 +51,17 @@ int fs_atomic_commit(fs_atomic *a, fs_commit_mode mode, pst_err *err);
 /* Closes and removes the temporary file; PATH is untouched. Safe after a failed open. */
 void fs_atomic_abort(fs_atomic *a);
 
+/* An advisory lock on a run folder, so that two jobs never write one: flock(2) on
+ * DIR/.pstrain.lock (created with the folder if missing), held until fs_unlock or the
+ * process ends (the kernel drops it for a killed process, so a stale file never blocks).
+ * The file says who holds it -- `who`, the pid, the host and since when -- and a refused
+ * caller's error (PST_ERR_CONFIG) quotes that. Not inherited by child processes. */
+#define FS_LOCK_NAME ".pstrain.lock"
+typedef struct {
+    int fd; /* -1: not held */
+} fs_lock;
+
+int fs_lock_dir(fs_lock *l, const char *dir, const char *who, pst_err *err);
+void fs_unlock(fs_lock *l);
+
 #endif

@@ -101,6 +101,7 @@ int cmd_train(int argc, char **argv, const volatile sig_atomic_t *stop)
     wk_trainer *tr = NULL;
     wk_report *rep = NULL;
     wk_local_ckpt *ck = NULL;
+    fs_lock lock = {-1};
     int rc = cli_load_job(&job, path, args.ov, args.nov, &err);
     if (rc) {
         fprintf(stderr, "pstrain train: %s\n", err.msg);
@@ -111,6 +112,8 @@ int cmd_train(int argc, char **argv, const volatile sig_atomic_t *stop)
         rc = cfg_job_print(job, stdout, &err);
         goto done;
     }
+    if ((rc = fs_lock_dir(&lock, job->output.dir, "pstrain train", &err)))
+        goto done;
     openblas_threads(job->train.threads);
     log_info(&lg, "job '%s' from %s", job->name, path ? path : "the built-in default");
 
@@ -190,6 +193,7 @@ done:
         fprintf(stderr, "pstrain train: %s\n", err.msg);
     wk_local_ckpt_destroy(ck);
     wk_report_destroy(rep);
+    fs_unlock(&lock);
     wk_trainer_destroy(tr);
     wk_data_fini(&data);
     cfg_job_free(job);

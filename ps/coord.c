@@ -8,6 +8,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "base/fs.h"
+
 /* Follows the workers until each is done or lost. */
 static int follow(coord *c, pst_err *err)
 {
@@ -210,6 +212,18 @@ int coord_run(const coord_options *o, pst_err *err)
     c.test_accuracy = NAN;
     c.start_ms = net_now_ms();
     int rc;
+    /* Two jobs must not write one run folder; a folder this process cannot write costs
+     * only the check (the endpoint file below is a convenience too). */
+    fs_lock lock = {-1};
+    char who[160];
+    snprintf(who, sizeof who, "the coordinator of job '%.100s'",
+             o->job->name ? o->job->name : "");
+    pst_err le = {0};
+    if (o->job->output.dir && (rc = fs_lock_dir(&lock, o->job->output.dir, who, &le))) {
+        if (rc == PST_ERR_CONFIG)
+            return pst_err_set(err, rc, "%s", le.msg);
+        log_warn(o->lg, "output.dir not locked against other jobs: %s", le.msg);
+    }
     c.welcome = malloc(sizeof *c.welcome);
     c.reply = malloc(sizeof *c.reply);
     char bound[256];
@@ -272,6 +286,7 @@ int coord_run(const coord_options *o, pst_err *err)
 cleanup:
     if (c.endpoint_file[0])
         unlink(c.endpoint_file);
+    fs_unlock(&lock);
     coord_obs_free(c.obs);
     free(c.servers);
     free(c.workers);

@@ -15,6 +15,7 @@
 
 struct wk_report {
     const log_ctx *lg;
+    char dir[4096];     /* the run folder: errors name their file's whole path */
     FILE *csv, *jsonl;
     FILE *steps_csv, *steps_jsonl;
     double win_t0;      /* start of the interval of the next step record */
@@ -54,6 +55,7 @@ static wk_report *report_open(const char *dir, const log_ctx *lg, FILE *progress
         return NULL;
     }
     r->lg = lg;
+    snprintf(r->dir, sizeof r->dir, "%s", dir);
     r->progress = progress_out;
     r->tty = tty;
     r->log_every = log_every;
@@ -183,7 +185,8 @@ static int write_json(wk_report *r, cJSON *o, pst_err *err)
     fprintf(r->jsonl, "%s\n", s);
     cJSON_free(s);
     if (fflush(r->jsonl) != 0)
-        return pst_err_set(err, PST_ERR_IO, "metrics.jsonl: write failed: %s", strerror(errno));
+        return pst_err_set(err, PST_ERR_IO, "%s/metrics.jsonl: write failed: %s", r->dir,
+                           strerror(errno));
     return PST_OK;
 }
 
@@ -231,7 +234,8 @@ int wk_report_steps(wk_report *r, int epoch, int64_t step, int64_t nsteps, doubl
     for (int i = 0; i < NCOMM; i++)
         csv_num(r->steps_csv, cells[i], i == NCOMM - 1);
     if (fflush(r->steps_csv) != 0)
-        return pst_err_set(err, PST_ERR_IO, "steps.csv: write failed: %s", strerror(errno));
+        return pst_err_set(err, PST_ERR_IO, "%s/steps.csv: write failed: %s", r->dir,
+                           strerror(errno));
     cJSON *o = cJSON_CreateObject();
     if (!o)
         return pst_err_set(err, PST_ERR_NOMEM, "report: out of memory");
@@ -249,7 +253,8 @@ int wk_report_steps(wk_report *r, int epoch, int64_t step, int64_t nsteps, doubl
     fprintf(r->steps_jsonl, "%s\n", js);
     cJSON_free(js);
     if (fflush(r->steps_jsonl) != 0)
-        return pst_err_set(err, PST_ERR_IO, "steps.jsonl: write failed: %s", strerror(errno));
+        return pst_err_set(err, PST_ERR_IO, "%s/steps.jsonl: write failed: %s", r->dir,
+                           strerror(errno));
     return PST_OK;
 }
 
@@ -293,7 +298,8 @@ int wk_report_epoch(wk_report *r, int epoch, const wk_epoch_stats *st, const wk_
         csv_num(r->csv, cc[i], i == NCOMM - 1);
     r->win_t0 = mono_s(); /* the next step record starts after this epoch's evaluation */
     if (fflush(r->csv) != 0)
-        return pst_err_set(err, PST_ERR_IO, "metrics.csv: write failed: %s", strerror(errno));
+        return pst_err_set(err, PST_ERR_IO, "%s/metrics.csv: write failed: %s", r->dir,
+                           strerror(errno));
 
     cJSON *o = cJSON_CreateObject();
     if (!o)

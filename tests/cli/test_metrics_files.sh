@@ -2,6 +2,8 @@
 # The traffic columns of the metrics files (worker/report.h): a single-process run records
 # no traffic; a distributed run records bytes both ways, ordered latency percentiles,
 # staleness and where its time went, per epoch and every train.log_every steps.
+# A run folder is one job's: a second job aimed at it while the first runs is refused,
+# naming the first; once that one ends the folder is free again.
 source "$(dirname "$0")/lib.sh"
 CHECK="/usr/bin/python3 $SRC/tests/cli/check_metrics.py"
 MOONS=("$SRC/examples/binary-moons.yaml" --epochs 3 --train.log_every 5)
@@ -20,4 +22,23 @@ done
 if $CHECK single dist > /dev/null 2>&1; then
   fail "check_metrics.py accepts a run without traffic as distributed"
 fi
+# A full disk (metrics.jsonl on /dev/full): one line naming the file's whole path, exit 4.
+mkdir full && ln -s /dev/full full/metrics.jsonl
+expect_exit 4 "$PSTRAIN" train "${MOONS[@]}" --output full
+expect_in err.txt "^pstrain train: full/metrics.jsonl: write failed: No space left on device$"
+
+# One folder, two jobs: worker 0 of the first sleeps 50 ms a step (test hook).
+PSTRAIN_TEST_SLOW_WORKER=0 PSTRAIN_TEST_STEP_DELAY_MS=50 "$PSTRAIN" local "${MOONS[@]}" \
+  --output busy > /dev/null 2> busy.err &
+first=$!
+for _ in $(seq 300); do
+  grep -q "worker\[0\] info: training with" busy.err 2>/dev/null && break; sleep 0.1
+done
+expect_exit 2 "$PSTRAIN" train "${MOONS[@]}" --output busy
+expect_in err.txt "^pstrain train: busy is in use by another job: the coordinator of job 'binary-moons', pid [0-9]+ on .* since 20"
+expect_exit 2 "$PSTRAIN" local "${MOONS[@]}" --output busy
+expect_in err.txt "coordinator error: busy is in use by another job"
+kill -TERM $first
+wait $first
+expect_exit 0 "$PSTRAIN" train "${MOONS[@]}" --epochs 1 --output busy
 echo "ok"
