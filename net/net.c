@@ -186,9 +186,15 @@ int net_sock_bind(net_sock *s, const char *endpoint, char *bound, size_t cap, ps
     memcpy(ep, endpoint, len + 1);
     if (len > 2 && strcmp(ep + len - 2, ":0") == 0)
         memcpy(ep + len - 1, "*", 2);
-    if (zmq_bind(s->z, ep) != 0)
-        return pst_err_set(err, PST_ERR_NET, "net: cannot bind %s: %s", endpoint,
-                           zmq_strerror(errno));
+    if (zmq_bind(s->z, ep) != 0) {
+        /* A port in use or an address not of this host stays so: trying again (a
+         * launcher's restart) cannot help, so it is the caller's setting that is wrong. */
+        int e = errno;
+        int permanent = e == EADDRINUSE || e == EADDRNOTAVAIL || e == EINVAL ||
+                        e == EPROTONOSUPPORT || e == EACCES;
+        return pst_err_set(err, permanent ? PST_ERR_CONFIG : PST_ERR_NET,
+                           "net: cannot bind %s: %s", endpoint, zmq_strerror(e));
+    }
     if (bound && cap) {
         size_t n = cap;
         if (zmq_getsockopt(s->z, ZMQ_LAST_ENDPOINT, bound, &n) != 0)

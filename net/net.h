@@ -97,7 +97,9 @@ net_sock *net_sock_create(net_ctx *ctx, net_kind kind, const net_opts *o, pst_er
 void net_sock_destroy(net_sock *s);
 
 /* Binds to endpoint ("tcp://0.0.0.0:0" picks a free port) and writes the endpoint actually
- * bound ("tcp://0.0.0.0:41234") into bound (cap bytes; may be NULL). */
+ * bound ("tcp://0.0.0.0:41234") into bound (cap bytes; may be NULL). A port in use, an
+ * address not of this host or a bad endpoint is PST_ERR_CONFIG (permanent: retrying cannot
+ * help), other failures PST_ERR_NET. */
 int net_sock_bind(net_sock *s, const char *endpoint, char *bound, size_t cap, pst_err *err);
 /* Connects (ZeroMQ retries by itself, 100 ms doubling to 5 s, so a peer that starts later
  * or a host name that resolves later is reached; the first message waits for it). */

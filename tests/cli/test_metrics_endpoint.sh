@@ -164,6 +164,10 @@ expect_exit 2 "$PSTRAIN" server "$SRC/examples/binary-moons.yaml" --rank 0 \
   --coordinator tcp://127.0.0.1:9 --metrics-port $((BASE + 1))
 [ "$(wc -l < err.txt)" -eq 1 ] || fail "expected one line, got: $(cat err.txt)"
 expect_in err.txt "^pstrain server: metrics port $((BASE + 1)) on 127.0.0.1: Address already in use$"
+# A coordinator port in use is as permanent as a metrics port in use: exit 2, not 75.
+expect_exit 2 "$PSTRAIN" coordinator "$SRC/examples/binary-moons.yaml" \
+  --bind tcp://127.0.0.1:$BASE --output here
+expect_in err.txt "cannot bind tcp://127.0.0.1:$BASE: Address already in use"
 cd ..
 
 kill -TERM $job
