@@ -55,7 +55,9 @@ typedef struct {
     int stopping;       /* SIGTERM sent to all; SIGKILL at deadline_ms */
     int killed;         /* SIGKILL sent to all still running */
     long long deadline_ms;
-    int exit_code;      /* decided by the first event (failure or stop signal); -1: none */
+    int exit_code;      /* decided by the first event (failure or stop signal), or the
+                           coordinator's failure; -1: none */
+    int by_signal;      /* the launcher was asked to stop */
     int workers_gone;   /* workers that failed for good while the job went on */
 } sup;
 
@@ -135,6 +137,7 @@ static void kill_rest(sup *s, const char *why)
 
 static void on_stop_signal(sup *s, int sig)
 {
+    s->by_signal = 1;
     if (!s->stopping) {
         log_warn(s->lg, "received %s; stopping %d process(es)", sig_name(sig), s->running);
         begin_stop(s, sig == SIGTERM ? EXIT_SIGTERM : EXIT_SIGINT);
@@ -172,6 +175,13 @@ static void child_ended(sup *s, sup_kid *c)
     char how[64];
     describe(c->status, how, sizeof how);
     int ok = WIFEXITED(c->status) && WEXITSTATUS(c->status) == 0;
+    /* The coordinator knows why a job failed; the others, told that it was aborted, only
+     * that it was, and one of them may end first: the coordinator's own failure is the
+     * job's exit code (not its 130/143 when the launcher stopped it). */
+    int code = WIFEXITED(c->status) ? WEXITSTATUS(c->status) : -1;
+    if (c == &s->kids[0] && code > 0 && code != EXIT_SIGTERM && code != EXIT_SIGINT &&
+        !s->by_signal)
+        s->exit_code = code;
     /* Servers are started again too (they recover their shard from their newest
      * checkpoint); the coordinator is not. */
     if (!ok && !s->stopping && c != &s->kids[0] && retriable(c->status) &&
