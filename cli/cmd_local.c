@@ -65,10 +65,12 @@ static const char synopsis_fmt[] =
     "Exit status:\n"
     "  0        the job finished: every process exited 0, except workers that\n"
     "           failed with a retriable status (75, or killed by a signal) and\n"
-    "           were left behind (named in the last line)\n"
-    "  N        the first process to fail exited with code N, or 128+SIG if signal\n"
-    "           SIG killed it; all others are then sent SIGTERM, and SIGKILL if\n"
-    "           still running %g s later\n"
+    "           were left behind (named in the last line), and processes still\n"
+    "           running %g s after the coordinator finished (paused, cut off), which\n"
+    "           are then stopped\n"
+    "  N        the coordinator failed with code N, or else the first process to\n"
+    "           fail exited with code N, or 128+SIG if signal SIG killed it; all\n"
+    "           others are then sent SIGTERM, and SIGKILL if still running %g s later\n"
     "Restarts: a worker or server that fails with a retriable status is started again\n"
     "(same rank; it rejoins the job: a server recovers its shard from its newest\n"
     "checkpoint) up to cluster.max_restarts times each. After that, the job goes on\n"
@@ -85,14 +87,14 @@ static const char synopsis_fmt[] =
     "\n"
     "Environment: PSTRAIN_LOG=debug|info|warn|error. For tests only:\n"
     "PSTRAIN_LOCAL_EXE (program to start instead of this binary),\n"
-    "PSTRAIN_LOCAL_GRACE_S (the %g s before SIGKILL),\n"
+    "PSTRAIN_LOCAL_GRACE_S (the %g s before SIGKILL and after the job),\n"
     "PSTRAIN_LOCAL_READY_TIMEOUT_S (the %g s for the endpoint).\n";
 
 /* The synopsis with the defaults filled in, into buf. */
 static const char *local_synopsis(char *buf, size_t n)
 {
     snprintf(buf, n, synopsis_fmt, DEFAULT_READY_S, PLAIN_EVERY_MS / 1000.0, DEFAULT_GRACE_S,
-             DEFAULT_GRACE_S, DEFAULT_GRACE_S, DEFAULT_READY_S);
+             DEFAULT_GRACE_S, DEFAULT_GRACE_S, DEFAULT_GRACE_S, DEFAULT_READY_S);
     return buf;
 }
 

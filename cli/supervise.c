@@ -58,6 +58,8 @@ typedef struct {
     int exit_code;      /* decided by the first event (failure or stop signal), or the
                            coordinator's failure; -1: none */
     int by_signal;      /* the launcher was asked to stop */
+    long long finished_ms; /* when child 0 exited 0 (the job is over); 0: not yet */
+    int stragglers;     /* still running grace_ms after that: stopped */
     int workers_gone;   /* workers that failed for good while the job went on */
 } sup;
 
@@ -208,6 +210,8 @@ static void child_ended(sup *s, sup_kid *c)
         begin_stop(s, ok ? EXIT_FAILURE_RUNTIME : status_code(c->status));
     } else if (ok) {
         log_info(s->lg, "%s (pid %d) exited 0", c->spec->name, (int)c->pid);
+        if (c == &s->kids[0])
+            s->finished_ms = now_ms();
     } else {
         log_error(s->lg, "%s (pid %d) %s", c->spec->name, (int)c->pid, how);
         begin_stop(s, status_code(c->status));
@@ -483,6 +487,27 @@ static int start_coordinator(sup *s, const volatile sig_atomic_t *stop)
     return -1;
 }
 
+/* Child 0 has finished the job, and grace_ms later these still run: processes it gave
+ * up on (a paused worker declared lost, one cut off). The job's result is child 0's:
+ * they are stopped without it changing the exit code. */
+static void end_stragglers(sup *s)
+{
+    char list[512];
+    size_t n = 0;
+    list[0] = '\0';
+    for (int i = 0; i < s->o->nkids && n < sizeof list; i++)
+        if (s->kids[i].state == CHILD_RUNNING)
+            n += (size_t)snprintf(list + n, sizeof list - n, "%s%s (pid %d)", n ? ", " : "",
+                                  s->kids[i].spec->name, (int)s->kids[i].pid);
+    log_warn(s->lg, "the job finished %g s ago, but %s still run%s: stopping %s",
+             s->o->grace_ms / 1000.0, list, s->running == 1 ? "s" : "",
+             s->running == 1 ? "it" : "them");
+    s->stragglers = s->running;
+    s->stopping = 1;
+    s->deadline_ms = now_ms() + s->o->grace_ms;
+    signal_all(s, SIGTERM);
+}
+
 /* Waits until every started child has been reaped, stopping them all at the first
  * failure or stop signal and escalating to SIGKILL after the grace period. */
 static void supervise(sup *s, const volatile sig_atomic_t *stop)
@@ -495,6 +520,14 @@ static void supervise(sup *s, const volatile sig_atomic_t *stop)
         if (s->running == 0)
             return;
         long long wait = WAKE_MS;
+        if (s->finished_ms && !s->stopping) {
+            long long left = s->finished_ms + s->o->grace_ms - now_ms();
+            if (left <= 0) {
+                end_stragglers(s);
+                continue;
+            }
+            wait = left;
+        }
         if (s->stopping && !s->killed) {
             long long left = s->deadline_ms - now_ms();
             if (left <= 0) {
@@ -553,6 +586,11 @@ static int sup_run(sup *s, const volatile sig_atomic_t *stop)
                                       s->kids[i].spec->name);
         log_warn(s->lg, "job finished without %s: the other %d processes exited 0", list,
                  s->o->nkids - s->workers_gone);
+        return EXIT_OK;
+    }
+    if (s->exit_code < 0 && s->stragglers) {
+        log_warn(s->lg, "job finished; %d process(es) still running after it were stopped",
+                 s->stragglers);
         return EXIT_OK;
     }
     if (s->exit_code < 0) {

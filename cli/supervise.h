@@ -51,7 +51,9 @@ typedef struct {
 /* Starts every child, supervises them until all have ended and returns the launcher's
  * exit code: 0 when every child exited 0 (workers left behind excepted), else the code
  * of the first failure (128+SIG for a signal; 1 when a child could not be started or
- * child 0 reported no endpoint), or 130/143 for a stop signal. *stop is main()'s signal
+ * child 0 reported no endpoint), or 130/143 for a stop signal. Child 0's own failure is
+ * the exit code whichever child ended first; once child 0 has exited 0 (the job is over)
+ * the others have grace_ms to end, then are stopped without changing the exit code. *stop is main()'s signal
  * flag (a signal may reach another thread's handler rather than the signalfd). */
 int cli_sup_run(const cli_sup_options *o, const volatile sig_atomic_t *stop);
 

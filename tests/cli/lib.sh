@@ -46,7 +46,8 @@ expect_ge() {
 # run_and_signal OUT SIG ROLE RANK ARGS...: runs `pstrain local ARGS --output OUT` in the
 # background (stderr to OUT.err); once the workers train (for a worker: once that worker
 # does; or once the log matches $READY, when set), sends SIG to process ROLE[RANK] -- for
-# SIGSTOP, SIGCONT once the coordinator has declared it lost -- waits for the job and sets
+# SIGSTOP, SIGCONT once the coordinator has declared it lost; STOP-ONLY never sends
+# SIGCONT -- waits for the job and sets
 # $code; fails if a process of the job is left behind.
 run_and_signal() {
   local out=$1 sig=$2 role=$3 rank=$4; shift 4
@@ -65,7 +66,7 @@ run_and_signal() {
   done
   [ -n "$pid" ] || { wait $job; fail "$out: $role[$rank] never started training"; }
   sleep 0.5 # a few steps in
-  kill -"$sig" "$pid"
+  kill -"${sig%-ONLY}" "$pid"
   if [ "$sig" = STOP ]; then
     for _ in $(seq 300); do grep -q "$role\[$rank\] (pid $pid) is lost" "$out.err" && break; sleep 0.1; done
     kill -CONT "$pid"

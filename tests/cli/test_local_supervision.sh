@@ -180,6 +180,16 @@ expect_in err.txt "server\[0\] \(pid $(pid_of 'server 0')\) did not exit within 
 [ "$dt" -ge 1000 ] && [ "$dt" -lt 8000 ] || fail "SIGKILL after $dt ms, expected ~1000"
 no_strays "SIGTERM ignored"
 
+# --- the coordinator finished, a process it gave up on still runs (paused, cut off): ------
+# --- stopped a grace period later, and the job's exit code stays the coordinator's 0 ------
+t0=$(ms)
+PSTRAIN_LOCAL_GRACE_S=1 FAKE_MODE=hang expect_exit 0 run
+dt=$(( $(ms) - t0 ))
+expect_in err.txt "local warn: the job finished 1 s ago, but server\[0\] \(pid [0-9]+\), worker\[0\] \(pid [0-9]+\), worker\[1\] \(pid [0-9]+\), worker\[2\] \(pid [0-9]+\) still run: stopping them"
+expect_in err.txt "local warn: job finished; 4 process\(es\) still running after it were stopped"
+[ "$dt" -lt 8000 ] || fail "stragglers stopped after $dt ms, expected ~1000"
+no_strays "stragglers"
+
 # --- SIGTERM / SIGINT to the launcher: forwarded, 143 / 130 -------------------------------
 for sig in TERM INT; do
   FAKE_COORD=hang FAKE_MODE=hang start_bg

@@ -7,7 +7,8 @@
 #  - SIGKILL with cluster.max_restarts 1: the launcher starts it again, it rejoins (a new
 #    incarnation) at the servers' clock and finishes its partition;
 #  - SIGSTOP past the timeout, then SIGCONT: the paused incarnation is refused (it cannot
-#    touch the model) and exits 75 with a clear error; the job ends 0 without it;
+#    touch the model) and exits 75 with a clear error; the job ends 0 without it; never
+#    SIGCONT: the launcher stops it after the job has finished and still exits 0;
 #  - worker 0 lost for good: the final model cannot be written: exit 75, said so;
 #  - a NaN gradient: refused (cluster.nonfinite reject: the job fails, exit 1, naming it)
 #    or skipped (nonfinite skip: the job ends 0 and counts it).
@@ -52,6 +53,13 @@ run_and_signal paused STOP worker 1 "${F[@]}" --consistency asp
 expect_in paused.err "worker\[1\] error: .*(incarnation 1 was declared lost|which the coordinator declared lost)"
 expect_in paused.err "local warn: worker\[1\] \(pid [0-9]+\) exited with code 75; the job goes on without it"
 within_1pt "$(accuracy clean_asp)" "$(accuracy paused)" "asp, worker paused"
+
+# Paused for good: once the job has finished the launcher waits its grace period, then
+# stops the paused process; the job's exit code is still 0.
+PSTRAIN_LOCAL_GRACE_S=2 run_and_signal paused_forever STOP-ONLY worker 1 "${F[@]}" --consistency asp
+[ $code -eq 0 ] || { tail -5 paused_forever.err >&2; fail "job with a worker paused for good exited $code"; }
+expect_in paused_forever.err "local warn: the job finished 2 s ago, but worker\[1\] \(pid [0-9]+\) still runs: stopping it"
+expect_in paused_forever.err "local warn: job finished; 1 process\(es\) still running after it were stopped"
 
 # Worker 0 writes the final model: losing it for good fails the job, retriably.
 run_and_signal lost0 KILL worker 0 "${F[@]}" --consistency asp
