@@ -176,6 +176,15 @@ void net_sock_destroy(net_sock *s)
     free(s);
 }
 
+void net_sock_discard(net_sock *s)
+{
+    if (!s)
+        return;
+    int zero = 0;
+    zmq_setsockopt(s->z, ZMQ_LINGER, &zero, sizeof zero); /* best effort: closed anyway */
+    net_sock_destroy(s);
+}
+
 int net_sock_bind(net_sock *s, const char *endpoint, char *bound, size_t cap, pst_err *err)
 {
     char ep[512];

@@ -95,6 +95,10 @@ int net_curve_keypair(char *public_z85, char *secret_z85, pst_err *err);
  * kind whose keys were not given is PST_ERR_CONFIG. */
 net_sock *net_sock_create(net_ctx *ctx, net_kind kind, const net_opts *o, pst_err *err);
 void net_sock_destroy(net_sock *s);
+/* Closes s and drops what it still queues at once (linger 0), releasing its zero-copy
+ * frames now instead of after the linger time: for a connection to a peer known dead, or
+ * one whose unanswered requests no longer matter. NULL is ignored. */
+void net_sock_discard(net_sock *s);
 
 /* Binds to endpoint ("tcp://0.0.0.0:0" picks a free port) and writes the endpoint actually
  * bound ("tcp://0.0.0.0:41234") into bound (cap bytes; may be NULL). A port in use, an

@@ -212,8 +212,10 @@ void wk_kv_close(wk_kv *kv)
 {
     if (!kv)
         return;
+    /* Everything a worker must deliver was acknowledged before it closes (wk_kv_done);
+     * what is still queued (a stop mid-step, a dead server) would only delay the exit. */
     for (int s = 0; s < kv->S; s++) {
-        net_sock_destroy(kv->sock[s]);
+        net_sock_discard(kv->sock[s]);
         kv->sock[s] = NULL;
     }
     net_msg_destroy(kv->m);
@@ -619,6 +621,7 @@ static int wait_released(wk_kv *kv, int slot, pst_err *err)
      * not wait. Otherwise the bytes are still queued: wait for the I/O thread's signal. */
     struct timespec deadline;
     clock_gettime(CLOCK_MONOTONIC, &deadline);
+    double t0 = now_s();
     deadline.tv_sec += kv->timeout_ms / 1000;
     int rc = 0;
     pthread_mutex_lock(&kv->mu);
@@ -628,6 +631,7 @@ static int wait_released(wk_kv *kv, int slot, pst_err *err)
     if (slot < 2)
         settle_push(kv, slot);
     pthread_mutex_unlock(&kv->mu);
+    kv->stats.wait_s += now_s() - t0; /* blocked on the transport: waiting, not computing */
     if (left > 0)
         return pst_err_set(err, PST_ERR_TIMEOUT,
                            "%d chunk(s) of floats not sent after %d s (servers unreachable?)",
@@ -692,7 +696,10 @@ int wk_kv_reconnect(wk_kv *kv, int s, const char *endpoint, pst_err *err)
         net_sock_destroy(fresh);
         return pst_err_prefix(err, "server[%d] %s", s, endpoint);
     }
-    net_sock_destroy(kv->sock[s]);
+    /* The old connection's queue is for a dead process: dropped now, which releases its
+     * zero-copy frames at once (with ZeroMQ's linger they were held ~2 s, and every
+     * worker stalled that long in wk_kv_push_released). */
+    net_sock_discard(kv->sock[s]);
     kv->sock[s] = fresh;
     snprintf(kv->endpoint[s], WIRE_ENDPOINT_MAX, "%s", endpoint);
     dlv_rto_reset(&kv->rto); /* send again now */
