@@ -124,6 +124,32 @@ static int hello(worker *w, wire_header *welcome, pst_err *err)
     return PST_OK;
 }
 
+/* A request to the coordinator, sent again until `want` answers it or
+ * cluster.timeout_s pass. It waits in slices of a second, between which the heartbeat
+ * thread's verdict is looked at: a coordinator that is gone (or gave this worker up) ends
+ * the wait after cluster.heartbeat_timeout_s, not timeout_s. Errors name the coordinator
+ * and what was awaited. */
+static int call_coordinator(worker *w, wire_header *h, wire_type want, int same_clock,
+                            const char *what, pst_err *err)
+{
+    const wk_dist_options *o = w->o;
+    int64_t deadline = net_now_ms() + (int64_t)o->job->cluster.timeout_s * 1000;
+    for (;;) {
+        int64_t left = deadline - net_now_ms();
+        if (left <= 0)
+            return pst_err_set(err, PST_ERR_TIMEOUT, "coordinator %s: no %s within %d s",
+                               o->coordinator, what, o->job->cluster.timeout_s);
+        int rc = msg_call(w->coord, w->m, w->in, h, want, same_clock,
+                          left < 1000 ? (int)left : 1000, o->stop, err);
+        if (rc != PST_ERR_TIMEOUT)
+            return rc ? pst_err_prefix(err, "coordinator %s, waiting for %s", o->coordinator,
+                                       what)
+                      : PST_OK;
+        if (w->hb && (rc = hb_check(w->hb, err)))
+            return pst_err_prefix(err, "waiting for %s", what);
+    }
+}
+
 /* Waits at barrier `id` until the coordinator says every worker has reached it. */
 static int barrier(worker *w, int64_t id, pst_err *err)
 {
@@ -132,17 +158,10 @@ static int barrier(worker *w, int64_t id, pst_err *err)
     wire_header_init(&h, WIRE_MSG_BARRIER, ROLE, o->rank);
     h.generation = w->generation;
     h.clock = id;
-    int rc = msg_call(w->coord, w->m, w->in, &h, WIRE_MSG_BARRIER, 1,
-                      o->job->cluster.timeout_s * 1000, o->stop, err);
-    if (rc == PST_ERR_TIMEOUT)
-        return pst_err_set(err, PST_ERR_TIMEOUT,
-                           "coordinator %s did not release barrier %lld within %d s (another "
-                           "worker is stuck or gone)",
-                           o->coordinator, (long long)id, o->job->cluster.timeout_s);
-    if (rc)
-        return pst_err_prefix(err, "barrier %lld at coordinator %s", (long long)id,
-                              o->coordinator);
-    return PST_OK;
+    char what[96];
+    snprintf(what, sizeof what, "the release of barrier %lld (another worker stuck or gone?)",
+             (long long)id);
+    return call_coordinator(w, &h, WIRE_MSG_BARRIER, 1, what, err);
 }
 
 /* Tells the coordinator how far we are, at most every 2 s (heartbeats carry the same
@@ -181,8 +200,7 @@ static int report_progress(worker *w, wire_type type, double test_accuracy, pst_
     h.samples_per_s = 0;
     h.test_accuracy = test_accuracy;
     if (type == WIRE_MSG_DONE)
-        return msg_call(w->coord, w->m, w->in, &h, WIRE_MSG_ACK, 0,
-                        w->o->job->cluster.timeout_s * 1000, w->o->stop, err);
+        return call_coordinator(w, &h, WIRE_MSG_ACK, 0, "the acknowledgement of DONE", err);
     return msg_send(w->coord, NULL, 0, &h, NULL, 0, w->o->job->cluster.timeout_s * 1000, err);
 }
 

@@ -4,7 +4,9 @@
 #  - the coordinator: every server and worker notices its heartbeats go unanswered and exits
 #    75 within cluster.heartbeat_timeout_s plus a few seconds, naming the coordinator;
 #  - a server: the coordinator ends the job with 75 naming it, and tells the others, which
-#    exit 75 with its reason (none waits out cluster.timeout_s).
+#    exit 75 with its reason (none waits out cluster.timeout_s);
+#  - the coordinator in the last heartbeat timeout of training: a worker waiting for DONE's
+#    acknowledgement notices by heartbeat as well, and names what it awaited.
 # No process is left behind in either case.
 source "$(dirname "$0")/lib.sh"
 JOB="$SRC/examples/binary-moons.yaml"
@@ -88,4 +90,35 @@ for who in S0:s0:server:0 W0:w0:worker:0 W1:w1:worker:1; do
   expect_in srv/$log.log "$name error: .*job aborted by the coordinator: server\[1\] .*is lost"
 done
 nothing_left srv
+
+# 3. The coordinator is lost in the last heartbeat_timeout_s of training: the workers that
+# then wait for DONE's acknowledgement notice by heartbeat too (not after timeout_s) and
+# say what they awaited. Worker 1 sleeps 100 ms a step (10 steps an epoch); the
+# coordinator dies at the end of its epoch 2 of 3, so it reaches DONE before a heartbeat
+# could have told it.
+d=late
+mkdir -p $d
+OL=(--train "$SRC/examples/data/moons.csv" --cluster.servers 1 --cluster.workers 2
+    --consistency asp --epochs 3 --cluster.heartbeat_ms 250 --cluster.heartbeat_timeout_s $HB
+    --cluster.timeout_s 120)
+"$PSTRAIN" coordinator "$JOB" --bind tcp://127.0.0.1:0 --ready-fd 3 "${OL[@]}" \
+  3> $d/ep.txt 2> $d/c.log & C=$!
+for _ in $(seq 100); do [ -s $d/ep.txt ] && break; sleep 0.1; done
+COORD=$(cat $d/ep.txt)
+"$PSTRAIN" server "$JOB" --rank 0 --coordinator "$COORD" "${OL[@]}" 2> $d/s0.log & S0=$!
+"$PSTRAIN" worker "$JOB" --rank 0 --coordinator "$COORD" --output "$WORK/$d/out" "${OL[@]}" \
+  2> $d/w0.log & W0=$!
+PSTRAIN_TEST_SLOW_WORKER=1 PSTRAIN_TEST_STEP_DELAY_MS=100 "$PSTRAIN" worker "$JOB" --rank 1 \
+  --coordinator "$COORD" --output "$WORK/$d/out" "${OL[@]}" 2> $d/w1.log & W1=$!
+ALL=($C $S0 $W0 $W1)
+for _ in $(seq 600); do grep -q "worker\[1\] info: epoch 2:" $d/w1.log && break; sleep 0.05; done
+expect_in $d/w1.log "worker\[1\] info: epoch 2:"
+kill -KILL $C
+wait $C 2>/dev/null
+exit_of $W1 $((HB + 8)) "worker[1]"
+[ $code -eq 75 ] || { tail -5 $d/w1.log >&2; fail "late coordinator loss: worker[1] exit $code, expected 75"; }
+expect_in $d/w1.log "worker\[1\] error: waiting for the acknowledgement of DONE: coordinator $COORD has not answered heartbeats"
+exit_of $W0 $((HB + 8)) "worker[0]"
+exit_of $S0 $((HB + 8)) "server[0]"
+nothing_left $d
 echo "ok"
