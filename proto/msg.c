@@ -137,7 +137,9 @@ int msg_register(net_sock *s, net_msg *m, msg_in *in, wire_header *hello,
     if (rc == PST_ERR_TIMEOUT)
         return pst_err_set(err, PST_ERR_TIMEOUT,
                            "no WELCOME from coordinator %s after %d s (are all %d servers and %d "
-                           "workers started?)",
+                           "workers started? do this process's security.* settings match the "
+                           "coordinator's? a plaintext process gets no answer from a CURVE "
+                           "job, nor one whose key it does not allow)",
                            coordinator, timeout_s, nservers, nworkers);
     if (rc)
         return pst_err_prefix(err, "coordinator %s", coordinator);

@@ -111,6 +111,10 @@ if [ -z "$srv" ] || [ -z "$crd" ]; then
   tail -20 err.txt >&2
   fail "the CURVE job did not start (server[0] '$srv', coordinator '$crd')"
 fi
+# A plaintext worker aimed at the CURVE job is told what may be wrong, not only "no answer".
+"$PSTRAIN" worker "$SRC/examples/binary-moons.yaml" --rank 1 --coordinator "$crd" \
+  --cluster.timeout_s 2 --output "$PWD/stray" > /dev/null 2> stray.txt &
+h0=$!
 "$HOSTILE" --curve keys/server.pub keys/intruder.key --refused "$srv" "$crd" > intruder.txt 2>&1 &
 h1=$!
 "$HOSTILE" --refused "$srv" "$crd" > plaintext.txt 2>&1 &
@@ -119,6 +123,9 @@ h2=$!
 # forged requests with ERRORs), so a silent refusal above is CURVE's doing.
 "$HOSTILE" --curve keys/server.pub keys/worker.key --refused "$srv" "$crd" > listed.txt 2>&1 &
 h3=$!
+wait $h0; r0=$?
+[ $r0 -eq 75 ] || { cat stray.txt >&2; fail "a plaintext worker at a CURVE job exited $r0, expected 75"; }
+expect_in stray.txt "no WELCOME from coordinator .* do this process's security.\* settings match the coordinator's\? a plaintext process gets no answer from a CURVE job"
 wait $h1; r1=$?
 wait $h2; r2=$?
 wait $h3; r3=$?
