@@ -48,22 +48,23 @@ static int train_checkpoint(void *ctx, int epoch_done, const char *why, pst_err 
 }
 
 /* The final evaluation on the test set (else the validation set), with its confusion
- * matrix on stdout. */
-static int final_eval(wk_trainer *tr, const wk_data *data, wk_report *rep, pst_err *err)
+ * matrix on stdout; *ev (ev->n 0: neither set). */
+static int final_eval(wk_trainer *tr, const wk_data *data, wk_report *rep, wk_eval *ev,
+                      pst_err *err)
 {
     const ds_dataset *final = data->test ? data->test : data->val;
+    memset(ev, 0, sizeof *ev);
     if (!final)
         return PST_OK;
     met_confusion *cm = NULL;
-    wk_eval ev;
     int rc;
     if (ds_task_of(final) == DS_TASK_CLASSIFY) {
         int k = ml_model_out_dim(wk_trainer_model(tr));
         if (!(cm = met_confusion_create(k == 1 ? 2 : k, err)))
             return err->code;
     }
-    if ((rc = wk_trainer_evaluate(tr, final, &ev, cm, err)) ||
-        (rc = wk_report_final(rep, data->test ? "test" : "validation", &ev, err)))
+    if ((rc = wk_trainer_evaluate(tr, final, ev, cm, err)) ||
+        (rc = wk_report_final(rep, data->test ? "test" : "validation", ev, err)))
         goto cleanup;
     if (cm) {
         const char *names[256];
@@ -179,13 +180,19 @@ int cmd_train(int argc, char **argv, const volatile sig_atomic_t *stop)
                      job->output.dir);
         goto done;
     }
-    if ((rc = final_eval(tr, &data, rep, &err)))
+    wk_eval final;
+    if ((rc = final_eval(tr, &data, rep, &final, &err)))
         goto done;
     char model_path[4096];
     snprintf(model_path, sizeof model_path, "%s/model.safetensors", job->output.dir);
     if ((rc = ckpt_save_model(model_path, wk_trainer_model(tr), &job->model.spec, data.train,
                               &data.scaler, &err)))
         goto done;
+    /* The model is kept either way: a run that learned nothing is worth a look. */
+    if ((rc = wk_trainer_judge(tr, data.test ? data.test : data.val, &final, &err))) {
+        pst_err_prefix(&err, "model in %s", model_path);
+        goto done;
+    }
     log_info(&lg, "done; model in %s, metrics in %s", model_path, job->output.dir);
 
 done:

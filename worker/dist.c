@@ -403,8 +403,9 @@ static int train(worker *w, pst_err *err)
 }
 
 /* Worker 0, after every worker is done: the final weights, their test figures, the model
- * file. */
-static int finish(worker *w, double *test_acc, pst_err *err)
+ * file; *verdict: whether the run learned anything (wk_trainer_judge's status, its text in
+ * *why). */
+static int finish(worker *w, double *test_acc, int *verdict, pst_err *why, pst_err *err)
 {
     const wk_dist_options *o = w->o;
     int rc;
@@ -419,6 +420,7 @@ static int finish(worker *w, double *test_acc, pst_err *err)
             return rc;
         if (ev.classify)
             *test_acc = ev.cls.accuracy;
+        *verdict = wk_trainer_judge(w->tr, final, &ev, why);
     }
     char path[4096];
     snprintf(path, sizeof path, "%s/model.safetensors", o->job->output.dir);
@@ -596,7 +598,9 @@ int wk_dist_run(const wk_dist_options *o, pst_err *err)
     if ((rc = wk_kv_done(w.kv, err)))
         goto cleanup;
     double test_acc = NAN;
-    if (o->rank == 0 && (rc = finish(&w, &test_acc, err)))
+    int verdict = PST_OK;
+    pst_err why = {0};
+    if (o->rank == 0 && (rc = finish(&w, &test_acc, &verdict, &why, err)))
         goto cleanup;
     wk_kv_stats ks;
     wk_kv_get_stats(w.kv, &ks);
@@ -605,6 +609,10 @@ int wk_dist_run(const wk_dist_options *o, pst_err *err)
              (long long)w.clock, ks.bytes_pushed / 1e6, ks.bytes_pulled / 1e6, ks.wait_s,
              (long long)w.max_gap, (unsigned long long)ks.resent);
     rc = report_progress(&w, WIRE_MSG_DONE, test_acc, err);
+    /* The job is over either way; a run that learned nothing fails worker 0 (and so the
+     * launcher) after it said DONE, with the model written for a look. */
+    if (rc == PST_OK && verdict != PST_OK)
+        rc = pst_err_set(err, verdict, "%s", why.msg);
 
 cleanup:
     if (rc == PST_ERR_STATE && *o->stop)

@@ -39,6 +39,7 @@ struct wk_trainer {
     int64_t perm_len;
     int64_t step;     /* updates applied: the schedule's t */
     int64_t resume_samples; /* training samples of the checkpoint wk_trainer_restore read */
+    double first_loss;      /* loss of the first batch this trainer computed; NaN: none */
 };
 
 static double now_s(void)
@@ -137,6 +138,7 @@ wk_trainer *wk_trainer_create(const cfg_job *job, const ds_dataset *like, int ra
     }
     t->job = job;
     t->rank = rank;
+    t->first_loss = NAN;
     t->opt_cfg = job->optimizer;
     t->batch = job->train.batch_size;
     t->in_dim = ds_dim(like);
@@ -312,6 +314,8 @@ int wk_trainer_compute(wk_trainer *t, const ds_dataset *train, int64_t step, dou
                            "epoch %d step %lld: loss is %g (diverged; lower optimizer.lr or set "
                            "optimizer.clip_norm)",
                            t->epoch, (long long)step, loss);
+    if (isnan(t->first_loss))
+        t->first_loss = loss;
     if (t->classify) {
         met_predict_classes(t->pred, out, b, t->out_dim);
         for (int i = 0; i < b; i++)
@@ -351,6 +355,54 @@ void wk_trainer_end_epoch(wk_trainer *t, int interrupted, wk_epoch_stats *st)
     st->interrupted = interrupted;
     st->loss = st->samples ? t->loss_sum / (double)st->samples : NAN;
     st->accuracy = t->classify && st->samples ? (double)t->correct / (double)st->samples : NAN;
+}
+
+/* The share of ds's most frequent class: the accuracy of always predicting it. */
+static double majority_share(const ds_dataset *ds, int nclasses)
+{
+    int64_t n = ds_count(ds), best = 0;
+    int64_t *count = calloc((size_t)(nclasses > 0 ? nclasses : 1), sizeof *count);
+    if (!count || n == 0) {
+        free(count);
+        return 0.0;
+    }
+    const int32_t *y = ds_labels_const(ds);
+    for (int64_t i = 0; i < n; i++)
+        if (y[i] >= 0 && y[i] < nclasses && ++count[y[i]] > best)
+            best = count[y[i]];
+    free(count);
+    return (double)best / (double)n;
+}
+
+int wk_trainer_judge(const wk_trainer *t, const ds_dataset *ds, const wk_eval *ev,
+                     pst_err *err)
+{
+    if (ev->n == 0)
+        return PST_OK;
+    /* What the loss is compared with: that of the first batch (the initial model's), and
+     * for a classifier at least that of guessing uniformly, ln K. */
+    double ref = t->first_loss;
+    if (ev->classify) {
+        double uniform = log(t->out_dim == 1 ? 2.0 : (double)t->out_dim);
+        ref = isfinite(ref) && ref > uniform ? ref : uniform;
+    }
+    if (!isfinite(ev->loss) || (isfinite(ref) && ev->loss > 100.0 * ref))
+        return pst_err_set(err, PST_ERR_NUMERIC, "the run diverged: the final loss is %g, over "
+                           "100 times the first batch's %g (lower optimizer.lr or set "
+                           "optimizer.clip_norm)", ev->loss, ref);
+    if (ev->classify) {
+        double chance = majority_share(ds, t->out_dim == 1 ? 2 : t->out_dim);
+        if (ev->cls.accuracy <= chance)
+            return pst_err_set(err, PST_ERR_NUMERIC, "the model is no better than chance: "
+                               "accuracy %.4f, while always predicting the most frequent class "
+                               "scores %.4f (more epochs, another optimizer.lr or model?)",
+                               ev->cls.accuracy, chance);
+    } else if (!(ev->r2 > 0.0)) {
+        return pst_err_set(err, PST_ERR_NUMERIC, "the model is no better than predicting the "
+                           "mean: R^2 %.4f (more epochs, another optimizer.lr or model?)",
+                           ev->r2);
+    }
+    return PST_OK;
 }
 
 int wk_trainer_evaluate(wk_trainer *t, const ds_dataset *ds, wk_eval *ev, met_confusion *cm,

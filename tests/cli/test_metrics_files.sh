@@ -2,6 +2,8 @@
 # The traffic columns of the metrics files (worker/report.h): a single-process run records
 # no traffic; a distributed run records bytes both ways, ordered latency percentiles,
 # staleness and where its time went, per epoch and every train.log_every steps.
+# A run that trains to garbage says so and exits 1 (the model kept): diverged (plain SGD at
+# lr 1e30), or no better than chance (lr 1e-9), single process and distributed.
 # A run folder is one job's: a second job aimed at it while the first runs is refused,
 # naming the first; once that one ends the folder is free again.
 source "$(dirname "$0")/lib.sh"
@@ -22,6 +24,14 @@ done
 if $CHECK single dist > /dev/null 2>&1; then
   fail "check_metrics.py accepts a run without traffic as distributed"
 fi
+expect_exit 1 "$PSTRAIN" train "${MOONS[@]}" --optimizer sgd --lr 1e30 --output diverged
+expect_in err.txt "^pstrain train: model in diverged/model.safetensors: the run diverged: the final loss is .*, over 100 times the first batch's"
+[ -f diverged/model.safetensors ] || fail "the diverged run's model was not kept"
+expect_exit 1 "$PSTRAIN" train "${MOONS[@]}" --lr 1e-9 --output chance
+expect_in err.txt "the model is no better than chance: accuracy 0\.[0-9]+, while always predicting the most frequent class scores 0\.5563"
+expect_exit 1 "$PSTRAIN" local "${MOONS[@]}" --lr 1e-9 --output chance-dist
+expect_in err.txt "worker\[0\] error: the model is no better than chance"
+
 # A full disk (metrics.jsonl on /dev/full): one line naming the file's whole path, exit 4.
 mkdir full && ln -s /dev/full full/metrics.jsonl
 expect_exit 4 "$PSTRAIN" train "${MOONS[@]}" --output full
