@@ -85,17 +85,10 @@ static int check_finetune(const cfg_job *job, pst_err *err)
     return PST_OK;
 }
 
-int cfg_job_check(const cfg_job *job, pst_err *err)
+/* data: the files the format needs, and ranges. */
+static int check_data(const cfg_data *d, pst_err *err)
 {
-    assert(job);
     const int E = PST_ERR_CONFIG;
-    int rc = check_enums(cfg_job_fields, (const char *)job, "", err);
-    if (rc)
-        return rc;
-    if (!job->name || !job->name[0])
-        return pst_err_set(err, E, "name: must be set");
-
-    const cfg_data *d = &job->data;
     if (!d->train)
         return pst_err_set(err, E, "data.train: must be set (the training data file)");
     if (d->format == CFG_FMT_IDX && !d->train_labels)
@@ -118,7 +111,16 @@ int cfg_job_check(const cfg_job *job, pst_err *err)
     if (!(d->validation_split >= 0.0 && d->validation_split < 1.0))
         return pst_err_set(err, E, "data.validation_split: must be in [0, 1), got %g",
                            d->validation_split);
+    return PST_OK;
+}
 
+/* model: the layer list, the loss against the task and the output layer, the output's
+ * width against the classes. */
+static int check_model(const cfg_job *job, pst_err *err)
+{
+    const int E = PST_ERR_CONFIG;
+    const cfg_data *d = &job->data;
+    int rc;
     const ml_model_spec *m = &job->model.spec;
     if (m->nlayers == 0 || !m->layers)
         return pst_err_set(err, E, "model.layers: must list at least one layer");
@@ -154,13 +156,13 @@ int cfg_job_check(const cfg_job *job, pst_err *err)
                                want_units);
         break;
     }
-    if ((rc = check_finetune(job, err)))
-        return rc;
+    return PST_OK;
+}
 
-    if ((rc = opt_config_check(&job->optimizer, err))) {
-        return rc;
-    }
-
+/* train and output. */
+static int check_train(const cfg_job *job, pst_err *err)
+{
+    const int E = PST_ERR_CONFIG;
     const cfg_train *t = &job->train;
     if (t->batch_size < 1)
         return pst_err_set(err, E, "train.batch_size: must be >= 1, got %d", t->batch_size);
@@ -173,7 +175,13 @@ int cfg_job_check(const cfg_job *job, pst_err *err)
                            t->log_every);
     if (!job->output.dir)
         return pst_err_set(err, E, "output.dir: must be set");
+    return PST_OK;
+}
 
+/* cluster and checkpoint. */
+static int check_cluster(const cfg_job *job, pst_err *err)
+{
+    const int E = PST_ERR_CONFIG;
     const cfg_cluster *c = &job->cluster;
     if (c->servers < 1 || c->servers > 64)
         return pst_err_set(err, E, "cluster.servers: must be in [1, 64], got %d", c->servers);
@@ -208,4 +216,19 @@ int cfg_job_check(const cfg_job *job, pst_err *err)
     if (k->keep < 1)
         return pst_err_set(err, E, "checkpoint.keep: must be >= 1, got %d", k->keep);
     return PST_OK;
+}
+
+int cfg_job_check(const cfg_job *job, pst_err *err)
+{
+    assert(job);
+    int rc = check_enums(cfg_job_fields, (const char *)job, "", err);
+    if (rc)
+        return rc;
+    if (!job->name || !job->name[0])
+        return pst_err_set(err, PST_ERR_CONFIG, "name: must be set");
+    if ((rc = check_data(&job->data, err)) || (rc = check_model(job, err)) ||
+        (rc = check_finetune(job, err)) || (rc = opt_config_check(&job->optimizer, err)) ||
+        (rc = check_train(job, err)))
+        return rc;
+    return check_cluster(job, err);
 }

@@ -1,6 +1,6 @@
 /* job/job.h -- the job description: what to train, on what, how.
  *
- * A job is a YAML file parsed with libcyaml against the schema in config.c; every key of
+ * A job is a YAML file parsed with libcyaml against the schema in job/schema.c; every key of
  * the file can also be set from the command line as a dotted path
  * ("--optimizer.lr 0.01", "--model.layers.1.units=64"); see cfg_override. Unknown keys,
  * wrong types and out-of-range values are errors that name the key (and the file and

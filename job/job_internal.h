@@ -62,7 +62,7 @@ int cfg_parse_scalar(const cyaml_schema_value_t *v, const char *text, cfg_scalar
                      char *why, size_t whylen);
 int cfg_store_scalar(const cyaml_schema_value_t *v, void *p, const cfg_scalar *val);
 
-/* ---- parse.c: pass 1's scanner state, also used by layers.c ----------------------------- */
+/* ---- parse.c: pass 1's scanner state, also used by layers.c ------------------------ */
 
 #define CFG_MAX_SET 128 /* > the number of fields outside the layer list (45) */
 
@@ -86,6 +86,12 @@ int cfg_scan_fail(cfg_scan *sc, size_t line, const char *fmt, ...)
 int cfg_scan_next(cfg_scan *sc, yaml_event_t *ev);
 /* Appends ".comp" (or "comp" at the top) to sc->path; returns the old length to restore. */
 size_t cfg_path_push(cfg_scan *sc, const char *comp);
+/* cfg_path_push for a mapping key met on `line`, noting the line when the path is sc->find. */
+size_t cfg_path_push_key(cfg_scan *sc, const char *key, size_t line);
+/* Reads the next key of a mapping (the job's sections and a layer entry alike): *end = 1
+ * at the mapping's end (nothing to delete), else *kev is the key's scalar event (the
+ * caller deletes it) and *line its line. A key that is a list or a mapping is an error. */
+int cfg_scan_key(cfg_scan *sc, yaml_event_t *kev, size_t *line, int *end);
 /* "runs/<name>" (cyaml_mem), NULL without memory. */
 char *cfg_default_dir(const char *name);
 

@@ -250,25 +250,16 @@ static int scan_layer_args(cfg_scan *sc, layer_arg *args, size_t *nargs)
 {
     for (;;) {
         yaml_event_t kev;
-        int rc = cfg_scan_next(sc, &kev);
-        if (rc)
+        size_t line;
+        int end;
+        int rc = cfg_scan_key(sc, &kev, &line, &end);
+        if (rc || end)
             return rc;
-        size_t line = kev.start_mark.line + 1;
-        if (kev.type == YAML_MAPPING_END_EVENT) {
-            yaml_event_delete(&kev);
-            return PST_OK;
-        }
-        if (kev.type != YAML_SCALAR_EVENT) {
-            yaml_event_delete(&kev);
-            return cfg_scan_fail(sc, line, "a key must be a plain name, not a list or mapping");
-        }
         char *key = strdup((const char *)kev.data.scalar.value);
         yaml_event_delete(&kev);
         if (!key)
             return pst_err_set(sc->err, PST_ERR_NOMEM, "%s: out of memory", sc->source);
-        size_t plen = cfg_path_push(sc, key);
-        if (sc->find && !sc->found_line && strcmp(sc->path, sc->find) == 0)
-            sc->found_line = line;
+        size_t plen = cfg_path_push_key(sc, key, line);
         for (size_t i = 0; i < *nargs; i++)
             if (strcmp(args[i].key, key) == 0) {
                 free(key);

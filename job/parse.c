@@ -82,6 +82,33 @@ size_t cfg_path_push(cfg_scan *sc, const char *comp)
     return len;
 }
 
+size_t cfg_path_push_key(cfg_scan *sc, const char *key, size_t line)
+{
+    size_t plen = cfg_path_push(sc, key);
+    if (sc->find && !sc->found_line && strcmp(sc->path, sc->find) == 0)
+        sc->found_line = line;
+    return plen;
+}
+
+int cfg_scan_key(cfg_scan *sc, yaml_event_t *kev, size_t *line, int *end)
+{
+    *end = 0;
+    int rc = cfg_scan_next(sc, kev);
+    if (rc)
+        return rc;
+    *line = kev->start_mark.line + 1;
+    if (kev->type == YAML_MAPPING_END_EVENT) {
+        yaml_event_delete(kev);
+        *end = 1;
+        return PST_OK;
+    }
+    if (kev->type != YAML_SCALAR_EVENT) {
+        yaml_event_delete(kev);
+        return cfg_scan_fail(sc, *line, "a key must be a plain name, not a list or mapping");
+    }
+    return PST_OK;
+}
+
 static const char *shape_name(const cyaml_schema_value_t *v)
 {
     switch (v->type) {
@@ -104,18 +131,11 @@ static int scan_mapping(cfg_scan *sc, const cyaml_schema_field_t *fields)
     uint64_t seen = 0; /* bit i: fields[i] already given in this mapping */
     for (;;) {
         yaml_event_t kev;
-        int rc = cfg_scan_next(sc, &kev);
-        if (rc)
+        size_t line;
+        int end;
+        int rc = cfg_scan_key(sc, &kev, &line, &end);
+        if (rc || end)
             return rc;
-        size_t line = kev.start_mark.line + 1;
-        if (kev.type == YAML_MAPPING_END_EVENT) {
-            yaml_event_delete(&kev);
-            return PST_OK;
-        }
-        if (kev.type != YAML_SCALAR_EVENT) {
-            yaml_event_delete(&kev);
-            return cfg_scan_fail(sc, line, "a key must be a plain name, not a list or mapping");
-        }
         const char *key = (const char *)kev.data.scalar.value;
         const cyaml_schema_field_t *f = cfg_field_find(fields, key);
         if (!f) {
@@ -128,10 +148,8 @@ static int scan_mapping(cfg_scan *sc, const cyaml_schema_field_t *fields)
         }
         size_t idx = (size_t)(f - fields);
         assert(idx < 64);
-        size_t plen = cfg_path_push(sc, key);
+        size_t plen = cfg_path_push_key(sc, key, line);
         yaml_event_delete(&kev);
-        if (sc->find && !sc->found_line && strcmp(sc->path, sc->find) == 0)
-            sc->found_line = line;
         if (seen & (UINT64_C(1) << idx))
             return cfg_scan_fail(sc, line, "given twice");
         seen |= UINT64_C(1) << idx;

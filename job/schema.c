@@ -49,7 +49,7 @@
  *   output:
  *     dir: path                     "runs/<name>"
  *   cluster: servers, workers, consistency, staleness, pipeline, timeout_s, heartbeat_ms,
- *            heartbeat_timeout_s, max_restarts, nonfinite, metrics_port (config.h)
+ *            heartbeat_timeout_s, max_restarts, nonfinite, metrics_port (job.h)
  *   checkpoint:
  *     enabled: bool                 true
  *     dir: path                     none = "<output.dir>/checkpoints"
@@ -133,7 +133,7 @@ static const cyaml_schema_field_t data_fields[] = {
     CYAML_FIELD_END};
 
 const cyaml_schema_field_t cfg_model_fields[] = {
-    /* Layers are read by this file (layers.c), not by libcyaml: their keys depend on the
+    /* Layers are read by job/layers.c, not by libcyaml: their keys depend on the
      * type, which the layer registry defines. */
     CYAML_FIELD_IGNORE("layers", CYAML_FLAG_OPTIONAL),
     CFG_ENUM("loss", cfg_model, spec.loss, loss_names),
