@@ -46,7 +46,7 @@ static int check_finetune(const cfg_job *job, pst_err *err)
 {
     const int E = PST_ERR_CONFIG;
     const cfg_data *d = &job->data;
-    if (d->classes_count > 0 && d->task != CFG_TASK_CLASSIFY)
+    if (d->classes_count > 0 && d->task != DS_TASK_CLASSIFY)
         return pst_err_set(err, E, "data.classes: needs data.task classify");
     for (unsigned i = 0; i < d->classes_count; i++) {
         int c = d->classes[i];
@@ -128,7 +128,7 @@ static int check_model(const cfg_job *job, pst_err *err)
         return rc;
     const unsigned last = m->nlayers - 1;
     const char *ends_in = ml_activation_name(ml_layer_spec_out_act(&m->layers[last]));
-    if (m->loss != ML_LOSS_MSE && d->task != CFG_TASK_CLASSIFY)
+    if (m->loss != ML_LOSS_MSE && d->task != DS_TASK_CLASSIFY)
         return pst_err_set(err, E, "model.loss: %s needs data.task classify (regression: mse)",
                            ml_loss_name(m->loss));
     if (m->loss == ML_LOSS_CCE && strcmp(ends_in, "softmax") != 0)

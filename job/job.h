@@ -17,10 +17,9 @@
 #include "base/err.h"
 #include "core/layer.h"
 #include "core/optim.h"
+#include "data/data.h"
 
 typedef enum { CFG_FMT_IDX = 0, CFG_FMT_CSV, CFG_FMT_LIBSVM } cfg_format;
-typedef enum { CFG_TASK_CLASSIFY = 0, CFG_TASK_REGRESS } cfg_task;
-typedef enum { CFG_SCALE_NONE = 0, CFG_SCALE_MINMAX, CFG_SCALE_STANDARDIZE } cfg_scale;
 typedef enum { CFG_HEADER_AUTO = 0, CFG_HEADER_YES, CFG_HEADER_NO } cfg_header;
 
 typedef struct {
@@ -29,7 +28,7 @@ typedef struct {
     char *train_labels; /* IDX labels file; unused for CSV/libsvm */
     char *test;         /* optional held-out test set, same format */
     char *test_labels;
-    cfg_task task;
+    ds_task task;           /* data/data.h's tasks and names */
     int num_classes;        /* 0: from the data */
     char *label;            /* CSV label column by header name, or NULL */
     int label_index;        /* CSV label column by index when label is NULL; -1 = last */
@@ -37,7 +36,7 @@ typedef struct {
     char *delimiter;        /* CSV, one character; NULL = "," */
     int dim;                /* libsvm feature count; 0 = from the data */
     double validation_split;/* fraction of train held out for validation, [0, 1) */
-    cfg_scale scale;
+    ds_scale_kind scale;    /* data/data.h's scalings and names */
     /* Fine-tuning subsets (worker/dataprep.c): */
     int *classes;            /* keep only these class ids, relabelled 0..k-1 in this order;
                                 NULL = every class (train, validation and test alike) */

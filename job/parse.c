@@ -397,10 +397,10 @@ static int fill_defaults(cfg_job *job, const cfg_scan *sc)
     tmpl.name = (char *)"pstrain-job"; /* only read: fill_fields copies it */
     tmpl.seed = 42;
     tmpl.data.format = CFG_FMT_IDX;
-    tmpl.data.task = CFG_TASK_CLASSIFY;
+    tmpl.data.task = DS_TASK_CLASSIFY;
     tmpl.data.label_index = -1;
     tmpl.data.header = CFG_HEADER_AUTO;
-    tmpl.data.scale = CFG_SCALE_NONE;
+    tmpl.data.scale = DS_SCALE_NONE;
     tmpl.model.spec.loss = ML_LOSS_CCE;
     tmpl.model.spec.init = ML_INIT_AUTO;
     opt_config_default(&tmpl.optimizer, job->optimizer.kind);

@@ -92,13 +92,12 @@ static const cyaml_strval_t format_names[] = {
     {"idx", CFG_FMT_IDX}, {"csv", CFG_FMT_CSV}, {"libsvm", CFG_FMT_LIBSVM}};
 static const cyaml_strval_t nonfinite_names[] = {{"reject", CFG_NONFINITE_REJECT},
                                                  {"skip", CFG_NONFINITE_SKIP}};
-static const cyaml_strval_t task_names[] = {{"classify", CFG_TASK_CLASSIFY},
-                                            {"regress", CFG_TASK_REGRESS}};
 static const cyaml_strval_t header_names[] = {
     {"auto", CFG_HEADER_AUTO}, {"yes", CFG_HEADER_YES}, {"no", CFG_HEADER_NO}};
-static const cyaml_strval_t scale_names[] = {
-    {"none", CFG_SCALE_NONE}, {"minmax", CFG_SCALE_MINMAX}, {"standardize", CFG_SCALE_STANDARDIZE}};
 #define CFG_STRVAL(v, name) {name, v},
+/* The name tables of data/ and core/, as libcyaml wants them. */
+static const cyaml_strval_t task_names[] = {DS_TASK_NAMES(CFG_STRVAL)};
+static const cyaml_strval_t scale_names[] = {DS_SCALE_NAMES(CFG_STRVAL)};
 static const cyaml_strval_t loss_names[] = {ML_LOSS_NAMES(CFG_STRVAL)};
 static const cyaml_strval_t init_names[] = {ML_INIT_NAMES(CFG_STRVAL)};
 /* Spelled as opt_kind_name spells them (tests/test_config.c checks that). */

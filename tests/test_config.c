@@ -208,7 +208,7 @@ static void test_full_file(void **state)
     assert_string_equal(j->data.train_labels, "data/unused.idx");
     assert_string_equal(j->data.test, "data/test.csv");
     assert_string_equal(j->data.test_labels, "data/test-labels.csv");
-    assert_int_equal(j->data.task, CFG_TASK_CLASSIFY);
+    assert_int_equal(j->data.task, DS_TASK_CLASSIFY);
     assert_int_equal(j->data.num_classes, 3);
     assert_string_equal(j->data.label, "species");
     assert_int_equal(j->data.label_index, 2);
@@ -216,7 +216,7 @@ static void test_full_file(void **state)
     assert_string_equal(j->data.delimiter, ";");
     assert_int_equal(j->data.dim, 7);
     assert_float_equal(j->data.validation_split, 0.25, 0.0);
-    assert_int_equal(j->data.scale, CFG_SCALE_STANDARDIZE);
+    assert_int_equal(j->data.scale, DS_SCALE_STANDARDIZE);
     assert_int_equal(j->data.classes_count, 3);
     assert_int_equal(j->data.classes[0], 2);
     assert_int_equal(j->data.classes[1], 0);
@@ -280,7 +280,7 @@ static void test_minimal_gets_defaults(void **state)
     assert_string_equal(j->data.train_labels, "labels.idx");
     assert_null(j->data.test);
     assert_null(j->data.test_labels);
-    assert_int_equal(j->data.task, CFG_TASK_CLASSIFY);
+    assert_int_equal(j->data.task, DS_TASK_CLASSIFY);
     assert_int_equal(j->data.num_classes, 0);
     assert_null(j->data.label);
     assert_int_equal(j->data.label_index, -1);
@@ -288,7 +288,7 @@ static void test_minimal_gets_defaults(void **state)
     assert_null(j->data.delimiter);
     assert_int_equal(j->data.dim, 0);
     assert_true(j->data.validation_split == 0.0);
-    assert_int_equal(j->data.scale, CFG_SCALE_NONE);
+    assert_int_equal(j->data.scale, DS_SCALE_NONE);
     assert_int_equal(j->model.spec.nlayers, 1);
     assert_ptr_equal(j->model.spec.layers[0].ops, &ml_layer_dense);
     assert_null(j->model.spec.layers[0].name);
