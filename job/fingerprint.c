@@ -1,6 +1,6 @@
 /* job/fingerprint.c -- cfg_job_hash: FNV-1a over the printed job, less what may differ
  * between processes of one job. */
-#include "job_internal.h"
+#include "job.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -6,8 +6,8 @@
  * wrong types and out-of-range values are errors that name the key (and the file and
  * line when libcyaml reports one).
  *
- * Ownership: a cfg_job returned by cfg_job_load_string or cfg_job_load_file owns its strings and layer array; free it
- * with cfg_job_free. */
+ * Ownership: a cfg_job returned by cfg_job_load_string or cfg_job_load_file owns its strings
+ * and layer array; free it with cfg_job_free. */
 #ifndef PSTRAIN_JOB_JOB_H
 #define PSTRAIN_JOB_JOB_H
 

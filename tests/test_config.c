@@ -739,6 +739,20 @@ static void test_override_follows_defaults(void **state)
         set_ok(j, "optimizer.name", opt_kind_name((opt_kind)k));
         assert_int_equal(j->optimizer.kind, k);
     }
+    /* data.task and data.scale take data/'s names (one table for jobs and checkpoints) */
+    for (int k = 0; k < DS_TASK_COUNT; k++) {
+        assert_int_equal(ds_task_find(ds_task_name(k)), k);
+        set_ok(j, "data.task", ds_task_name(k));
+        assert_int_equal(j->data.task, k);
+    }
+    for (int k = 0; k < DS_SCALE_COUNT; k++) {
+        assert_int_equal(ds_scale_find(ds_scale_name(k)), k);
+        set_ok(j, "data.scale", ds_scale_name(k));
+        assert_int_equal(j->data.scale, k);
+    }
+    assert_null(ds_scale_name(DS_SCALE_COUNT));
+    assert_int_equal(ds_task_find("classification"), -1);
+    set_ok(j, "data.task", "classify");
 
     /* --name moves a default output.dir along, not an explicit one. */
     set_ok(j, "name", "exp2");
