@@ -14,14 +14,7 @@
 #define MAX_LAYERS 4096
 #define NAME_MAX_LEN ML_NAME_MAX /* a layer name; core/model.c keeps it + ".weight" in 48 */
 
-static const char *const scale_names[] = {"none", "minmax", "standardize"};
-
 /* ---- Writing --------------------------------------------------------------------------- */
-
-static int scale_index(ds_scale_kind k)
-{
-    return k == DS_SCALE_MINMAX ? 1 : k == DS_SCALE_STANDARDIZE ? 2 : 0;
-}
 
 /* The number of classes of m's output: K units, or 2 for a single unit (sigmoid). */
 static int model_classes(const ml_model *m)
@@ -114,7 +107,11 @@ static char *data_json(const ds_dataset *like, ml_model *m, const ds_scaler *sca
         named |= ds_class_name(like, c) != NULL;
     cJSON *root = cJSON_CreateObject();
     char *s = NULL;
-    if (!root || !cJSON_AddStringToObject(root, "task", classify ? "classify" : "regress") ||
+    /* Names from data/data.h's tables; a scaler of unknown kind is written as none. */
+    const char *scale = scaler ? ds_scale_name(scaler->kind) : NULL;
+    if (!root ||
+        !cJSON_AddStringToObject(root, "task",
+                                 ds_task_name(classify ? DS_TASK_CLASSIFY : DS_TASK_REGRESS)) ||
         !cJSON_AddNumberToObject(root, "num_classes", k))
         goto cleanup;
     if (named) {
@@ -131,8 +128,7 @@ static char *data_json(const ds_dataset *like, ml_model *m, const ds_scaler *sca
     } else if (!cJSON_AddNullToObject(root, "class_names")) {
         goto cleanup;
     }
-    if (!cJSON_AddStringToObject(root, "scale",
-                                 scale_names[scaler ? scale_index(scaler->kind) : 0]))
+    if (!cJSON_AddStringToObject(root, "scale", scale ? scale : ds_scale_name(DS_SCALE_NONE)))
         goto cleanup;
     s = cJSON_PrintUnformatted(root);
 cleanup:
@@ -447,14 +443,13 @@ static int parse_data_meta(const st_file *f, data_meta *dm, pst_err *err)
     const cJSON *nc = cJSON_GetObjectItemCaseSensitive(root, "num_classes");
     const cJSON *names = cJSON_GetObjectItemCaseSensitive(root, "class_names");
     const cJSON *scale = cJSON_GetObjectItemCaseSensitive(root, "scale");
-    static const char *const tasks[] = {"classify", "regress"};
-    int ti = cJSON_IsString(task) ? name_index(task->valuestring, tasks, 2) : -1;
+    int ti = cJSON_IsString(task) ? ds_task_find(task->valuestring) : -1;
     if (ti < 0) {
         rc = pst_err_set(err, PST_ERR_DATA, "%s: pstrain.data: task is not classify or regress",
                          f->path);
         goto cleanup;
     }
-    dm->task = ti == 0 ? DS_TASK_CLASSIFY : DS_TASK_REGRESS;
+    dm->task = (ds_task)ti;
     if (!ckpt_json_is_uint(nc, 1 << 24) ||
         (dm->task == DS_TASK_CLASSIFY) != (nc->valuedouble > 0)) {
         rc = pst_err_set(err, PST_ERR_DATA, "%s: pstrain.data: num_classes must be >= 1 for "
@@ -462,7 +457,7 @@ static int parse_data_meta(const st_file *f, data_meta *dm, pst_err *err)
         goto cleanup;
     }
     dm->nclasses = (int)nc->valuedouble;
-    int si = cJSON_IsString(scale) ? name_index(scale->valuestring, scale_names, 3) : -1;
+    int si = cJSON_IsString(scale) ? ds_scale_find(scale->valuestring) : -1;
     if (si < 0) {
         rc = pst_err_set(err, PST_ERR_DATA, "%s: pstrain.data: scale is not none, minmax or "
                          "standardize", f->path);
@@ -473,7 +468,7 @@ static int parse_data_meta(const st_file *f, data_meta *dm, pst_err *err)
                          f->path);
         goto cleanup;
     }
-    dm->scale = si == 1 ? DS_SCALE_MINMAX : si == 2 ? DS_SCALE_STANDARDIZE : DS_SCALE_NONE;
+    dm->scale = (ds_scale_kind)si;
     if (names && !cJSON_IsNull(names)) {
         if (!cJSON_IsArray(names) || cJSON_GetArraySize(names) != dm->nclasses) {
             rc = pst_err_set(err, PST_ERR_DATA, "%s: pstrain.data: class_names is not a list of "

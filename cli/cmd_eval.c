@@ -132,7 +132,7 @@ static ds_dataset *load_data(const eval_args *a, const ckpt_model *ck, pst_err *
      * model's, so an out-of-range label is reported as such. */
     cfg_data dc = {
         .format = (cfg_format)a->format,
-        .task = classify ? CFG_TASK_CLASSIFY : CFG_TASK_REGRESS,
+        .task = classify ? DS_TASK_CLASSIFY : DS_TASK_REGRESS,
         .label = (char *)a->label,
         .label_index = a->label_index,
         .header = a->header,

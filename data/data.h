@@ -18,10 +18,16 @@
 
 typedef struct ds_dataset ds_dataset;
 
-typedef enum {
-    DS_TASK_CLASSIFY = 0, /* label[] valid, target NULL */
-    DS_TASK_REGRESS       /* target[] valid, label NULL */
-} ds_task;
+/* The task of a dataset, with its name as job files (data.task) and checkpoint headers
+ * (pstrain.data) spell it -- the one table of these names:
+ *   classify  label[] valid, target NULL
+ *   regress   target[] valid, label NULL */
+#define DS_TASK_NAMES(X) X(DS_TASK_CLASSIFY, "classify") X(DS_TASK_REGRESS, "regress")
+#define DS_ENUM_VALUE(v, name) v,
+typedef enum { DS_TASK_NAMES(DS_ENUM_VALUE) DS_TASK_COUNT } ds_task;
+/* Names by value ("classify"), NULL past the end; -1 when absent (or name is NULL). */
+const char *ds_task_name(int task);
+int ds_task_find(const char *name);
 
 /* Creates an empty dataset of n samples with d features (all zero). For DS_TASK_CLASSIFY
  * nclasses > 0 and tdim is ignored; for DS_TASK_REGRESS tdim >= 1. */
@@ -80,12 +86,18 @@ ds_dataset *ds_load_libsvm(const char *path, int dim, ds_task task, int nclasses
 
 /* ---- Preprocessing ---------------------------------------------------------------- */
 
-typedef enum {
-    DS_SCALE_NONE = 0,
-    DS_SCALE_MINMAX,      /* (x - lo) / (hi - lo) into [0, 1]; raw range if known, else
-                             per-feature min/max of the fitting set; constant features -> 0 */
-    DS_SCALE_STANDARDIZE  /* (x - mean) / std per feature; std 0 -> 1 */
-} ds_scale_kind;
+/* Feature scaling, with its name as job files (data.scale) and checkpoint headers spell
+ * it -- the one table of these names:
+ *   none         x unchanged
+ *   minmax       (x - lo) / (hi - lo) into [0, 1]; raw range if known, else per-feature
+ *                min/max of the fitting set; constant features -> 0
+ *   standardize  (x - mean) / std per feature; std 0 -> 1 */
+#define DS_SCALE_NAMES(X)                                                                   \
+    X(DS_SCALE_NONE, "none") X(DS_SCALE_MINMAX, "minmax") X(DS_SCALE_STANDARDIZE, "standardize")
+typedef enum { DS_SCALE_NAMES(DS_ENUM_VALUE) DS_SCALE_COUNT } ds_scale_kind;
+/* Names by value ("minmax"), NULL past the end; -1 when absent (or name is NULL). */
+const char *ds_scale_name(int kind);
+int ds_scale_find(const char *name);
 
 /* Per-feature transform x' = (x - shift) * mul, fitted on the training split and then
  * applied unchanged to validation and test data (and saved with checkpoints later). */

@@ -40,6 +40,24 @@ void ds_names_free(char **names, int k)
     free(names);
 }
 
+/* ---- Task names ----------------------------------------------------------------------- */
+
+#define DS_NAME(v, name) name,
+static const char *const task_names[] = {DS_TASK_NAMES(DS_NAME)};
+
+const char *ds_task_name(int task)
+{
+    return task >= 0 && task < DS_TASK_COUNT ? task_names[task] : NULL;
+}
+
+int ds_task_find(const char *name)
+{
+    for (int i = 0; name && i < DS_TASK_COUNT; i++)
+        if (strcmp(task_names[i], name) == 0)
+            return i;
+    return -1;
+}
+
 /* ---- The dataset object --------------------------------------------------------------- */
 
 static int check_shape(int64_t n, int d, ds_task task, int nclasses, int tdim, pst_err *err)

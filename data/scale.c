@@ -6,6 +6,24 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* ---- Names ------------------------------------------------------------------------------- */
+
+#define DS_NAME(v, name) name,
+static const char *const scale_names[] = {DS_SCALE_NAMES(DS_NAME)};
+
+const char *ds_scale_name(int kind)
+{
+    return kind >= 0 && kind < DS_SCALE_COUNT ? scale_names[kind] : NULL;
+}
+
+int ds_scale_find(const char *name)
+{
+    for (int i = 0; name && i < DS_SCALE_COUNT; i++)
+        if (strcmp(scale_names[i], name) == 0)
+            return i;
+    return -1;
+}
+
 /* ---- Scaling ----------------------------------------------------------------------------- */
 
 /* What a fit computes, and its scratch: every array is (D). */

@@ -1,13 +1,13 @@
 /* job/job.h -- the job description: what to train, on what, how.
  *
- * A job is a YAML file parsed with libcyaml against the schema in config.c; every key of
+ * A job is a YAML file parsed with libcyaml against the schema in job/schema.c; every key of
  * the file can also be set from the command line as a dotted path
  * ("--optimizer.lr 0.01", "--model.layers.1.units=64"); see cfg_override. Unknown keys,
  * wrong types and out-of-range values are errors that name the key (and the file and
  * line when libcyaml reports one).
  *
- * Ownership: a cfg_job returned by cfg_job_load_string or cfg_job_load_file owns its strings and layer array; free it
- * with cfg_job_free. */
+ * Ownership: a cfg_job returned by cfg_job_load_string or cfg_job_load_file owns its strings
+ * and layer array; free it with cfg_job_free. */
 #ifndef PSTRAIN_JOB_JOB_H
 #define PSTRAIN_JOB_JOB_H
 
@@ -17,10 +17,9 @@
 #include "base/err.h"
 #include "core/layer.h"
 #include "core/optim.h"
+#include "data/data.h"
 
 typedef enum { CFG_FMT_IDX = 0, CFG_FMT_CSV, CFG_FMT_LIBSVM } cfg_format;
-typedef enum { CFG_TASK_CLASSIFY = 0, CFG_TASK_REGRESS } cfg_task;
-typedef enum { CFG_SCALE_NONE = 0, CFG_SCALE_MINMAX, CFG_SCALE_STANDARDIZE } cfg_scale;
 typedef enum { CFG_HEADER_AUTO = 0, CFG_HEADER_YES, CFG_HEADER_NO } cfg_header;
 
 typedef struct {
@@ -29,7 +28,7 @@ typedef struct {
     char *train_labels; /* IDX labels file; unused for CSV/libsvm */
     char *test;         /* optional held-out test set, same format */
     char *test_labels;
-    cfg_task task;
+    ds_task task;           /* data/data.h's tasks and names */
     int num_classes;        /* 0: from the data */
     char *label;            /* CSV label column by header name, or NULL */
     int label_index;        /* CSV label column by index when label is NULL; -1 = last */
@@ -37,7 +36,7 @@ typedef struct {
     char *delimiter;        /* CSV, one character; NULL = "," */
     int dim;                /* libsvm feature count; 0 = from the data */
     double validation_split;/* fraction of train held out for validation, [0, 1) */
-    cfg_scale scale;
+    ds_scale_kind scale;    /* data/data.h's scalings and names */
     /* Fine-tuning subsets (worker/dataprep.c): */
     int *classes;            /* keep only these class ids, relabelled 0..k-1 in this order;
                                 NULL = every class (train, validation and test alike) */

@@ -208,7 +208,7 @@ static void test_full_file(void **state)
     assert_string_equal(j->data.train_labels, "data/unused.idx");
     assert_string_equal(j->data.test, "data/test.csv");
     assert_string_equal(j->data.test_labels, "data/test-labels.csv");
-    assert_int_equal(j->data.task, CFG_TASK_CLASSIFY);
+    assert_int_equal(j->data.task, DS_TASK_CLASSIFY);
     assert_int_equal(j->data.num_classes, 3);
     assert_string_equal(j->data.label, "species");
     assert_int_equal(j->data.label_index, 2);
@@ -216,7 +216,7 @@ static void test_full_file(void **state)
     assert_string_equal(j->data.delimiter, ";");
     assert_int_equal(j->data.dim, 7);
     assert_float_equal(j->data.validation_split, 0.25, 0.0);
-    assert_int_equal(j->data.scale, CFG_SCALE_STANDARDIZE);
+    assert_int_equal(j->data.scale, DS_SCALE_STANDARDIZE);
     assert_int_equal(j->data.classes_count, 3);
     assert_int_equal(j->data.classes[0], 2);
     assert_int_equal(j->data.classes[1], 0);
@@ -280,7 +280,7 @@ static void test_minimal_gets_defaults(void **state)
     assert_string_equal(j->data.train_labels, "labels.idx");
     assert_null(j->data.test);
     assert_null(j->data.test_labels);
-    assert_int_equal(j->data.task, CFG_TASK_CLASSIFY);
+    assert_int_equal(j->data.task, DS_TASK_CLASSIFY);
     assert_int_equal(j->data.num_classes, 0);
     assert_null(j->data.label);
     assert_int_equal(j->data.label_index, -1);
@@ -288,7 +288,7 @@ static void test_minimal_gets_defaults(void **state)
     assert_null(j->data.delimiter);
     assert_int_equal(j->data.dim, 0);
     assert_true(j->data.validation_split == 0.0);
-    assert_int_equal(j->data.scale, CFG_SCALE_NONE);
+    assert_int_equal(j->data.scale, DS_SCALE_NONE);
     assert_int_equal(j->model.spec.nlayers, 1);
     assert_ptr_equal(j->model.spec.layers[0].ops, &ml_layer_dense);
     assert_null(j->model.spec.layers[0].name);
@@ -739,6 +739,20 @@ static void test_override_follows_defaults(void **state)
         set_ok(j, "optimizer.name", opt_kind_name((opt_kind)k));
         assert_int_equal(j->optimizer.kind, k);
     }
+    /* data.task and data.scale take data/'s names (one table for jobs and checkpoints) */
+    for (int k = 0; k < DS_TASK_COUNT; k++) {
+        assert_int_equal(ds_task_find(ds_task_name(k)), k);
+        set_ok(j, "data.task", ds_task_name(k));
+        assert_int_equal(j->data.task, k);
+    }
+    for (int k = 0; k < DS_SCALE_COUNT; k++) {
+        assert_int_equal(ds_scale_find(ds_scale_name(k)), k);
+        set_ok(j, "data.scale", ds_scale_name(k));
+        assert_int_equal(j->data.scale, k);
+    }
+    assert_null(ds_scale_name(DS_SCALE_COUNT));
+    assert_int_equal(ds_task_find("classification"), -1);
+    set_ok(j, "data.task", "classify");
 
     /* --name moves a default output.dir along, not an explicit one. */
     set_ok(j, "name", "exp2");

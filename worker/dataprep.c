@@ -7,7 +7,6 @@
 static ds_dataset *load_file(const cfg_data *dc, const char *path, const char *labels_path,
                              pst_err *err)
 {
-    ds_task task = dc->task == CFG_TASK_REGRESS ? DS_TASK_REGRESS : DS_TASK_CLASSIFY;
     switch (dc->format) {
     case CFG_FMT_IDX:
         return ds_load_idx(path, labels_path, dc->num_classes, err);
@@ -17,13 +16,13 @@ static ds_dataset *load_file(const cfg_data *dc, const char *path, const char *l
             .header = dc->header == CFG_HEADER_YES ? 1 : dc->header == CFG_HEADER_NO ? 0 : -1,
             .label_name = dc->label,
             .label_index = dc->label_index,
-            .task = task,
+            .task = dc->task,
             .nclasses = dc->num_classes,
         };
         return ds_load_csv(path, &o, err);
     }
     case CFG_FMT_LIBSVM:
-        return ds_load_libsvm(path, dc->dim, task, dc->num_classes, err);
+        return ds_load_libsvm(path, dc->dim, dc->task, dc->num_classes, err);
     }
     pst_err_set(err, PST_ERR_CONFIG, "data.format: unknown format %d", (int)dc->format);
     return NULL;
@@ -37,16 +36,6 @@ ds_dataset *wk_data_load_file(const cfg_data *dc, const char *path, const char *
     if (!ds && err && err->code == PST_ERR_NUMERIC)
         err->code = PST_ERR_DATA;
     return ds;
-}
-
-static ds_scale_kind scale_kind(cfg_scale s)
-{
-    switch (s) {
-    case CFG_SCALE_MINMAX: return DS_SCALE_MINMAX;
-    case CFG_SCALE_STANDARDIZE: return DS_SCALE_STANDARDIZE;
-    case CFG_SCALE_NONE: break;
-    }
-    return DS_SCALE_NONE;
 }
 
 /* Replaces *ds by the subset ds_filter_classes keeps (no-op for NULL). */
@@ -148,7 +137,7 @@ int wk_data_load(const cfg_job *job, int nparts, int part, wk_data *d, pst_err *
         goto fail;
     /* The scaler is fitted on the whole training split, so every worker applies the same
      * transform whatever its partition. */
-    rc = ds_scaler_fit(&d->scaler, scale_kind(dc->scale), d->train, err);
+    rc = ds_scaler_fit(&d->scaler, dc->scale, d->train, err);
     if (rc)
         goto fail;
     if (nparts == 1) {
