@@ -62,7 +62,7 @@ typedef struct {
 /* ---- Fine-tuning ---------------------------------------------------------------------- */
 
 /* The trainer's update groups into a HELLO, for the coordinator to pass to the servers. */
-static int put_groups(worker *w, wire_header *h, pst_err *err)
+static int put_groups(worker *w, wire_groups *h, pst_err *err)
 {
     int n;
     const opt_group *g = wk_trainer_groups(w->tr, &n);
@@ -70,12 +70,12 @@ static int put_groups(worker *w, wire_header *h, pst_err *err)
         return pst_err_set(err, PST_ERR_CONFIG, "model.layers: %d runs of layers with different "
                            "trainable/lr_mult settings, at most %d in a distributed job", n,
                            WIRE_MAX_GROUPS);
-    h->ngroups = n;
+    h->n = n;
     for (int i = 0; i < n; i++) {
-        h->group_offsets[i] = g[i].offset;
-        h->group_mults[i] = g[i].lr_mult;
+        h->offsets[i] = g[i].offset;
+        h->mults[i] = g[i].lr_mult;
     }
-    h->group_offsets[n] = n ? g[n - 1].offset + g[n - 1].len : 0;
+    h->offsets[n] = n ? g[n - 1].offset + g[n - 1].len : 0;
     return PST_OK;
 }
 
@@ -94,25 +94,26 @@ static void log_finetune(const worker *w)
                  saved < 1e6 ? "kB" : "MB");
 }
 
-static int hello(worker *w, wire_header *welcome, pst_err *err)
+static int hello(worker *w, wire_welcome *welcome, pst_err *err)
 {
     const wk_dist_options *o = w->o;
-    wire_header h;
-    wire_header_init(&h, WIRE_MSG_HELLO, ROLE, o->rank);
+    wire_env e;
+    wire_env_init(&e, WIRE_MSG_HELLO, ROLE, o->rank);
+    wire_hello h = {0};
     h.nparams = ml_model_nparams(w->model);
     h.steps = (uint64_t)((ds_count(w->data.train) + o->job->train.batch_size - 1) /
                          o->job->train.batch_size * o->job->train.epochs);
     h.job_hash = cfg_job_hash(o->job);
     h.pid = (int)getpid();
-    if (put_groups(w, &h, err))
+    if (put_groups(w, &h.groups, err))
         return err->code;
-    int rc = msg_register(w->coord, w->m, w->in, &h, o->coordinator, o->job->cluster.timeout_s,
+    int rc = msg_register(w->coord, w->m, w->in, &e, &h, o->coordinator, o->job->cluster.timeout_s,
                           o->job->cluster.servers, o->job->cluster.workers, o->stop, err);
     if (rc)
         return rc;
     if (*o->stop)
         return PST_OK;
-    *welcome = w->in->h;
+    *welcome = *w->in->b.welcome;
     w->generation = welcome->generation ? welcome->generation : 1;
     if (welcome->nparams != ml_model_nparams(w->model))
         return pst_err_set(err, PST_ERR_CONFIG,
@@ -125,11 +126,11 @@ static int hello(worker *w, wire_header *welcome, pst_err *err)
 static int barrier(worker *w, int64_t id, pst_err *err)
 {
     const wk_dist_options *o = w->o;
-    wire_header h;
-    wire_header_init(&h, WIRE_MSG_BARRIER, ROLE, o->rank);
+    wire_env h;
+    wire_env_init(&h, WIRE_MSG_BARRIER, ROLE, o->rank);
     h.generation = w->generation;
     h.clock = id;
-    int rc = msg_call(w->coord, w->m, w->in, &h, WIRE_MSG_BARRIER, 1,
+    int rc = msg_call(w->coord, w->m, w->in, &h, NULL, WIRE_MSG_BARRIER, 1,
                       o->job->cluster.timeout_s * 1000, o->stop, err);
     if (rc == PST_ERR_TIMEOUT)
         return pst_err_set(err, PST_ERR_TIMEOUT,
@@ -168,19 +169,16 @@ static int report_progress(worker *w, wire_type type, double test_accuracy, pst_
     if (type == WIRE_MSG_PROGRESS && now - w->last_progress_ms < PROGRESS_EVERY_MS)
         return PST_OK;
     w->last_progress_ms = now;
-    wire_header h;
-    wire_header_init(&h, type, ROLE, w->o->rank);
+    wire_env h;
+    wire_env_init(&h, type, ROLE, w->o->rank);
     h.generation = w->generation;
-    h.has_progress = 1;
-    h.epoch = w->epoch;
-    h.step = w->step;
-    h.loss = w->loss;
-    h.samples_per_s = 0;
-    h.test_accuracy = test_accuracy;
+    wire_progress p = {.epoch = w->epoch, .step = w->step, .loss = w->loss,
+                       .test_accuracy = test_accuracy};
+    wire_body b = {.progress = &p};
     if (type == WIRE_MSG_DONE)
-        return msg_call(w->coord, w->m, w->in, &h, WIRE_MSG_ACK, 0,
+        return msg_call(w->coord, w->m, w->in, &h, &b, WIRE_MSG_ACK, 0,
                         w->o->job->cluster.timeout_s * 1000, w->o->stop, err);
-    return msg_send(w->coord, NULL, 0, &h, NULL, 0, w->o->job->cluster.timeout_s * 1000, err);
+    return msg_send(w->coord, NULL, 0, &h, &b, NULL, 0, w->o->job->cluster.timeout_s * 1000, err);
 }
 
 static int on_idle(void *ctx, pst_err *err)
@@ -427,7 +425,7 @@ int wk_dist_run(const wk_dist_options *o, pst_err *err)
     w.o = o;
     const cfg_job *job = o->job;
     int rc;
-    wire_header *welcome = malloc(sizeof *welcome);
+    wire_welcome *welcome = malloc(sizeof *welcome);
     w.in = malloc(sizeof *w.in);
     if (!welcome || !w.in) {
         rc = pst_err_set(err, PST_ERR_NOMEM, "out of memory");
