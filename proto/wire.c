@@ -71,8 +71,7 @@ static unsigned bodies_of(int t)
 /* Of those, the ones it must carry. */
 static unsigned bodies_required(int t)
 {
-    unsigned b = bodies_of(t);
-    return b & (B_ERROR | B_HELLO | B_WELCOME | B_RANGE);
+    return bodies_of(t) & (B_ERROR | B_HELLO | B_WELCOME | B_RANGE);
 }
 
 static unsigned bodies_given(const wire_body *b)
@@ -232,11 +231,11 @@ int wire_pack(const wire_env *e, const wire_body *b, uint8_t *buf, size_t cap, s
     if (e->nframes < 0 || e->nframes > WIRE_MAX_FRAMES)
         return pst_err_set(err, PST_ERR_ARG, "wire: %d frames (max %d)", e->nframes,
                            WIRE_MAX_FRAMES);
-    unsigned given = bodies_given(b), t = (unsigned)e->type;
-    if (given & ~bodies_of((int)t))
+    unsigned given = bodies_given(b);
+    if (given & ~bodies_of(e->type))
         return pst_err_set(err, PST_ERR_ARG, "wire: %s given a body it does not carry",
                            wire_type_name(e->type));
-    if (bodies_required((int)t) & ~given)
+    if (bodies_required(e->type) & ~given)
         return pst_err_set(err, PST_ERR_ARG, "wire: %s without its body",
                            wire_type_name(e->type));
     pb_out o = {.env = PSTRAIN__ENVELOPE__INIT, .error = PSTRAIN__ERROR__INIT,
