@@ -85,7 +85,8 @@ int msg_send_error(net_sock *s, const void *route, size_t route_len, const char 
 }
 
 int msg_call(net_sock *s, net_msg *m, msg_in *in, wire_env *h, const wire_body *b,
-             wire_type want, int same_clock, int timeout_ms, const volatile sig_atomic_t *stop, pst_err *err)
+             wire_type want, int same_clock, int timeout_ms, const volatile sig_atomic_t *stop,
+             pst_err *err)
 {
     int64_t clock = h->clock;
     int rc = msg_send(s, NULL, 0, h, b, NULL, 0, timeout_ms, err);

@@ -45,7 +45,8 @@ int msg_recv(net_sock *s, net_msg *m, int is_router, msg_in *in, int timeout_ms,
  * raised). An ERROR answer is PST_ERR_PEER with the peer's text in err; no answer in time
  * is PST_ERR_TIMEOUT. The answer is left in *in. */
 int msg_call(net_sock *s, net_msg *m, msg_in *in, wire_env *h, const wire_body *b,
-             wire_type want, int same_clock, int timeout_ms, const volatile sig_atomic_t *stop, pst_err *err);
+             wire_type want, int same_clock, int timeout_ms, const volatile sig_atomic_t *stop,
+             pst_err *err);
 
 /* Registration of a server or worker: msg_call(HELLO -> WELCOME) with the errors a
  * process reports: a refusal is PST_ERR_CONFIG ("coordinator refused registration: ..."),

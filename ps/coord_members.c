@@ -165,7 +165,8 @@ void coord_handle_rejoin(coord *c, int *done)
     wire_welcome *wel = c->welcome;
     if ((is_server || is_worker) && rank < (is_server ? c->S : c->W)) {
         peer *p = is_server ? &c->servers[rank] : &c->workers[rank];
-        if (p->joined && coord_same_route(p, c->in) && h->pid == p->pid) { /* its WELCOME was lost */
+        /* The same process asking again: its WELCOME was lost. */
+        if (p->joined && coord_same_route(p, c->in) && h->pid == p->pid) {
             wel->generation = p->gen;
             wel->rejoin = p->gen > 1;
             if (send_welcome(c, p, is_server && p->gen > 1, &e))

@@ -276,7 +276,8 @@ static int call(call_fx *fx, int timeout_ms, const volatile sig_atomic_t *stop, 
     wire_env_init(&h, WIRE_MSG_BARRIER, "worker", 0);
     h.clock = 7;
     h.request_id = 42;
-    int rc = msg_call(fx->dealer, fx->m, fx->in, &h, NULL, WIRE_MSG_BARRIER, 1, timeout_ms, stop, err);
+    int rc =
+        msg_call(fx->dealer, fx->m, fx->in, &h, NULL, WIRE_MSG_BARRIER, 1, timeout_ms, stop, err);
     atomic_store(&fx->p.stop, 1);
     pthread_join(fx->th, NULL);
     return rc;
