@@ -443,13 +443,12 @@ static int cluster_join(cluster *c, uint64_t nparams, int rounds, const log_ctx 
         !(c->coord = net_sock_create(c->ctx, NET_DEALER, &co, err)) ||
         net_sock_connect(c->coord, c->ep, err))
         return err->code ? err->code : pst_err_set(err, PST_ERR_NOMEM, "out of memory");
-    wire_header h;
-    wire_header_init(&h, WIRE_MSG_HELLO, "worker", 0);
-    h.nparams = nparams;
-    h.job_hash = cfg_job_hash(c->job);
-    h.pid = (int)getpid();
-    h.steps = (uint64_t)rounds + 1;
-    int rc = msg_send(c->coord, NULL, 0, &h, NULL, 0, TIMEOUT_S * 1000, err);
+    wire_env h;
+    wire_env_init(&h, WIRE_MSG_HELLO, "worker", 0);
+    wire_hello hello = {.nparams = nparams, .job_hash = cfg_job_hash(c->job),
+                        .pid = (int)getpid(), .steps = (uint64_t)rounds + 1};
+    int rc = msg_send(c->coord, NULL, 0, &h, &(wire_body){.hello = &hello}, NULL, 0,
+                      TIMEOUT_S * 1000, err);
     if (rc)
         return rc;
     for (;;) {
@@ -457,28 +456,21 @@ static int cluster_join(cluster *c, uint64_t nparams, int rounds, const log_ctx 
             return pst_err_prefix(err, "waiting for WELCOME (see %s)", c->log_path);
         if (c->in->h.type == WIRE_MSG_ERROR)
             return pst_err_set(err, PST_ERR_CONFIG, "coordinator refused: %s",
-                               c->in->h.error_text);
+                               c->in->b.error->text);
         if (c->in->h.type == WIRE_MSG_WELCOME)
             break;
     }
-    wire_header *welcome = malloc(sizeof *welcome);
-    if (!welcome)
-        return pst_err_set(err, PST_ERR_NOMEM, "out of memory");
-    *welcome = c->in->h;
-    c->kv = wk_kv_create(c->ctx, 0, welcome, TIMEOUT_S * 1000, lg, stop, err);
-    free(welcome);
+    c->kv = wk_kv_create(c->ctx, 0, c->in->b.welcome, TIMEOUT_S * 1000, lg, stop, err);
     return c->kv ? PST_OK : err->code;
 }
 
 static int send_progress(cluster *c, wire_type type, pst_err *err)
 {
-    wire_header h;
-    wire_header_init(&h, type, "worker", 0);
-    h.has_progress = 1;
-    h.epoch = 1;
-    h.step = c->clock;
-    h.test_accuracy = NAN;
-    return msg_send(c->coord, NULL, 0, &h, NULL, 0, TIMEOUT_S * 1000, err);
+    wire_env h;
+    wire_env_init(&h, type, "worker", 0);
+    wire_progress p = {.epoch = 1, .step = c->clock, .test_accuracy = NAN};
+    return msg_send(c->coord, NULL, 0, &h, &(wire_body){.progress = &p}, NULL, 0,
+                    TIMEOUT_S * 1000, err);
 }
 
 /* One step's traffic: push g at the current clock, pull the next clock's weights into w. */

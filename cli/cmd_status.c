@@ -188,10 +188,10 @@ int cmd_status(int argc, char **argv, const volatile sig_atomic_t *stop)
         code = cli_exit_code(err.code ? err.code : PST_ERR_NOMEM);
         goto cleanup;
     }
-    wire_header h;
-    wire_header_init(&h, WIRE_MSG_STATUS, "status", 0);
+    wire_env h;
+    wire_env_init(&h, WIRE_MSG_STATUS, "status", 0);
     h.request_id = 1;
-    int rc = msg_call(s, m, in, &h, WIRE_MSG_STATUS, 0, (int)(timeout_s * 1000), stop, &err);
+    int rc = msg_call(s, m, in, &h, NULL, WIRE_MSG_STATUS, 0, (int)(timeout_s * 1000), stop, &err);
     if (rc == PST_ERR_TIMEOUT)
         rc = pst_err_set(&err, PST_ERR_TIMEOUT, "no answer from the coordinator at %s within "
                          "%g s (is the job running?)", ep, timeout_s);

@@ -23,7 +23,6 @@ struct hb_client {
     net_sock *sock;
     net_msg *m;
     msg_in *in;
-    wire_header *out;
     pthread_mutex_t mu; /* guards what follows */
     int epoch;
     int64_t step;
@@ -44,40 +43,41 @@ struct hb_client {
 
 static void send_heartbeat(hb_client *c)
 {
-    wire_header *h = c->out;
-    wire_header_init(h, WIRE_MSG_HEARTBEAT, c->role, c->o.rank);
-    h->generation = c->o.generation;
+    wire_env h;
+    wire_env_init(&h, WIRE_MSG_HEARTBEAT, c->role, c->o.rank);
+    h.generation = c->o.generation;
+    wire_progress p = {0};
     pthread_mutex_lock(&c->mu);
-    h->has_progress = 1;
-    h->epoch = c->epoch;
-    h->step = c->step;
-    h->loss = c->loss;
+    p.epoch = c->epoch;
+    p.step = c->step;
+    p.loss = c->loss;
     pthread_mutex_unlock(&c->mu);
     pst_err e = {0};
     /* Never blocks: a coordinator that does not read is what the timeout detects. */
-    if (msg_send(c->sock, NULL, 0, h, NULL, 0, 0, &e) && e.code != PST_ERR_TIMEOUT)
+    if (msg_send(c->sock, NULL, 0, &h, &(wire_body){.progress = &p}, NULL, 0, 0, &e) &&
+        e.code != PST_ERR_TIMEOUT)
         log_debug(c->o.lg, "heartbeat: %s", e.msg);
 }
 
 static void take_answer(hb_client *c)
 {
-    const wire_header *h = &c->in->h;
+    const wire_env *h = &c->in->h;
+    const wire_membership *mb = c->in->b.membership;
     pthread_mutex_lock(&c->mu);
     c->last_answer_ms = c->loop_ms = net_now_ms();
     if (h->type == WIRE_MSG_ERROR && !c->refused) {
         c->refused = 1;
-        snprintf(c->refusal, sizeof c->refusal, "%s", h->error_text);
-    } else if (h->type == WIRE_MSG_HEARTBEAT && h->nmembers > 0) {
-        int n = h->nmembers, ns = h->nmember_servers;
-        if (n != c->nmembers || memcmp(c->gen, h->member_gen, sizeof(uint64_t) * (size_t)n) ||
-            memcmp(c->lost, h->member_lost, (size_t)n) ||
-            memcmp(c->done, h->member_done, (size_t)n) || ns != c->nservers ||
-            memcmp(c->sgen, h->member_server_gen, sizeof(uint64_t) * (size_t)ns)) {
-            memcpy(c->gen, h->member_gen, sizeof(uint64_t) * (size_t)n);
-            memcpy(c->lost, h->member_lost, (size_t)n);
-            memcpy(c->done, h->member_done, (size_t)n);
-            memcpy(c->sgen, h->member_server_gen, sizeof(uint64_t) * (size_t)ns);
-            memcpy(c->sep, h->member_server_ep, sizeof c->sep[0] * (size_t)ns);
+        snprintf(c->refusal, sizeof c->refusal, "%s", c->in->b.error->text);
+    } else if (h->type == WIRE_MSG_HEARTBEAT && mb && mb->nworkers > 0) {
+        int n = mb->nworkers, ns = mb->nservers;
+        if (n != c->nmembers || memcmp(c->gen, mb->gen, sizeof(uint64_t) * (size_t)n) ||
+            memcmp(c->lost, mb->lost, (size_t)n) || memcmp(c->done, mb->done, (size_t)n) ||
+            ns != c->nservers || memcmp(c->sgen, mb->server_gen, sizeof(uint64_t) * (size_t)ns)) {
+            memcpy(c->gen, mb->gen, sizeof(uint64_t) * (size_t)n);
+            memcpy(c->lost, mb->lost, (size_t)n);
+            memcpy(c->done, mb->done, (size_t)n);
+            memcpy(c->sgen, mb->server_gen, sizeof(uint64_t) * (size_t)ns);
+            memcpy(c->sep, mb->server_ep, sizeof c->sep[0] * (size_t)ns);
             c->nmembers = n;
             c->nservers = ns;
             c->version++;
@@ -124,7 +124,7 @@ static void *run(void *arg)
 hb_client *hb_start(const hb_options *o, pst_err *err)
 {
     hb_client *c = calloc(1, sizeof *c);
-    if (!c || !(c->in = malloc(sizeof *c->in)) || !(c->out = malloc(sizeof *c->out))) {
+    if (!c || !(c->in = malloc(sizeof *c->in))) {
         pst_err_set(err, PST_ERR_NOMEM, "heartbeat: out of memory");
         goto fail;
     }
@@ -168,7 +168,6 @@ void hb_stop(hb_client *c)
     if (c->in)
         pthread_mutex_destroy(&c->mu);
     free(c->in);
-    free(c->out);
     free(c);
 }
 

@@ -6,7 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
-int msg_send(net_sock *s, const void *route, size_t route_len, wire_header *h,
+int msg_send(net_sock *s, const void *route, size_t route_len, wire_env *h, const wire_body *b,
              const net_frame *payload, int npayload, int timeout_ms, pst_err *err)
 {
     uint8_t meta[WIRE_MAX_META];
@@ -20,7 +20,7 @@ int msg_send(net_sock *s, const void *route, size_t route_len, wire_header *h,
     h->nframes = npayload;
     for (int i = 0; i < npayload; i++)
         h->frame_bytes[i] = payload[i].len;
-    if ((rc = wire_pack(h, meta, sizeof meta, &mlen, err)))
+    if ((rc = wire_pack(h, b, meta, sizeof meta, &mlen, err)))
         goto release;
     if (route)
         frames[n++] = (net_frame){.data = route, .len = route_len};
@@ -59,7 +59,7 @@ int msg_recv(net_sock *s, net_msg *m, int is_router, msg_in *in, int timeout_ms,
         return pst_err_set(err, PST_ERR_PEER, "message without an envelope frame");
     size_t mlen;
     const void *meta = net_msg_data(m, first, &mlen);
-    if (wire_unpack(&in->h, meta, mlen, err))
+    if (wire_unpack(&in->h, &in->b, &in->store, meta, mlen, err))
         return as_peer_error(err);
     in->npayload = n - first - 1;
     if (in->npayload > WIRE_MAX_FRAMES)
@@ -76,19 +76,20 @@ int msg_recv(net_sock *s, net_msg *m, int is_router, msg_in *in, int timeout_ms,
 int msg_send_error(net_sock *s, const void *route, size_t route_len, const char *role, int rank,
                    uint64_t request_id, int code, const char *text, pst_err *err)
 {
-    wire_header h;
-    wire_header_init(&h, WIRE_MSG_ERROR, role, rank);
+    wire_env h;
+    wire_env_init(&h, WIRE_MSG_ERROR, role, rank);
     h.request_id = request_id;
-    h.error_code = (uint32_t)code;
-    snprintf(h.error_text, sizeof h.error_text, "%s", text);
-    return msg_send(s, route, route_len, &h, NULL, 0, 0, err);
+    wire_error e = {.code = (uint32_t)code};
+    snprintf(e.text, sizeof e.text, "%s", text);
+    return msg_send(s, route, route_len, &h, &(wire_body){.error = &e}, NULL, 0, 0, err);
 }
 
-int msg_call(net_sock *s, net_msg *m, msg_in *in, wire_header *h, wire_type want,
-             int same_clock, int timeout_ms, const volatile sig_atomic_t *stop, pst_err *err)
+int msg_call(net_sock *s, net_msg *m, msg_in *in, wire_env *h, const wire_body *b,
+             wire_type want, int same_clock, int timeout_ms, const volatile sig_atomic_t *stop,
+             pst_err *err)
 {
     int64_t clock = h->clock;
-    int rc = msg_send(s, NULL, 0, h, NULL, 0, timeout_ms, err);
+    int rc = msg_send(s, NULL, 0, h, b, NULL, 0, timeout_ms, err);
     if (rc)
         return rc;
     int64_t deadline = net_now_ms() + timeout_ms;
@@ -106,7 +107,7 @@ int msg_call(net_sock *s, net_msg *m, msg_in *in, wire_header *h, wire_type want
         /* The request or its answer may be lost: ask again (the receiver answers a repeat
          * again and does not act on it twice; see dlv.h). */
         if (dlv_rto_due(&rto, now)) {
-            if ((rc = msg_send(s, NULL, 0, h, NULL, 0, left, err)))
+            if ((rc = msg_send(s, NULL, 0, h, b, NULL, 0, left, err)))
                 return rc;
             dlv_rto_expired(&rto, 0);
             dlv_rto_arm(&rto, now);
@@ -118,17 +119,18 @@ int msg_call(net_sock *s, net_msg *m, msg_in *in, wire_header *h, wire_type want
         if (rc)
             return rc;
         if (in->h.type == WIRE_MSG_ERROR)
-            return pst_err_set(err, PST_ERR_PEER, "%s", in->h.error_text);
+            return pst_err_set(err, PST_ERR_PEER, "%s", in->b.error->text);
         if (in->h.type == want && (!same_clock || in->h.clock == clock))
             return PST_OK;
     }
 }
 
-int msg_register(net_sock *s, net_msg *m, msg_in *in, wire_header *hello,
+int msg_register(net_sock *s, net_msg *m, msg_in *in, wire_env *h, const wire_hello *hello,
                  const char *coordinator, int timeout_s, int nservers, int nworkers,
                  const volatile sig_atomic_t *stop, pst_err *err)
 {
-    int rc = msg_call(s, m, in, hello, WIRE_MSG_WELCOME, 0, timeout_s * 1000, stop, err);
+    wire_body b = {.hello = hello};
+    int rc = msg_call(s, m, in, h, &b, WIRE_MSG_WELCOME, 0, timeout_s * 1000, stop, err);
     if (rc == PST_ERR_PEER) { /* the coordinator said no */
         pst_err_prefix(err, "coordinator refused registration");
         err->code = PST_ERR_CONFIG;

@@ -3,6 +3,7 @@
 
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "pstrain.pb-c.h"
@@ -29,153 +30,246 @@ const char *wire_type_name(wire_type t)
     return "?";
 }
 
-void wire_header_init(wire_header *h, wire_type type, const char *role, int rank)
+void wire_env_init(wire_env *e, wire_type type, const char *role, int rank)
 {
-    memset(h, 0, sizeof *h);
-    h->version = WIRE_VERSION;
-    h->type = type;
-    snprintf(h->role, sizeof h->role, "%s", role);
-    h->rank = rank;
+    memset(e, 0, sizeof *e);
+    e->version = WIRE_VERSION;
+    e->type = type;
+    snprintf(e->role, sizeof e->role, "%s", role);
+    e->rank = rank;
 }
 
-static int has_range_type(int t)
+/* The bodies a message type carries (see wire.h), one bit each. */
+enum {
+    B_ERROR = 1 << 0,
+    B_HELLO = 1 << 1,
+    B_WELCOME = 1 << 2,
+    B_RANGE = 1 << 3,
+    B_PROGRESS = 1 << 4,
+    B_STATS = 1 << 5,
+    B_MEMBERSHIP = 1 << 6
+};
+
+static unsigned bodies_of(int t)
 {
-    return t == WIRE_MSG_INIT || t == WIRE_MSG_PUSH || t == WIRE_MSG_PULL ||
-           t == WIRE_MSG_PULL_REPLY;
+    switch (t) {
+    case WIRE_MSG_ERROR: return B_ERROR;
+    case WIRE_MSG_HELLO: return B_HELLO;
+    case WIRE_MSG_WELCOME: return B_WELCOME | B_MEMBERSHIP;
+    case WIRE_MSG_INIT:
+    case WIRE_MSG_PUSH:
+    case WIRE_MSG_PULL:
+    case WIRE_MSG_PULL_REPLY: return B_RANGE;
+    case WIRE_MSG_PROGRESS:
+    case WIRE_MSG_DONE: return B_PROGRESS;
+    case WIRE_MSG_HEARTBEAT: return B_PROGRESS | B_MEMBERSHIP;
+    case WIRE_MSG_BYE: return B_STATS;
+    default: return 0;
+    }
 }
 
-int wire_pack(const wire_header *h, uint8_t *buf, size_t cap, size_t *len, pst_err *err)
+/* Of those, the ones it must carry. */
+static unsigned bodies_required(int t)
 {
-    if (h->nframes < 0 || h->nframes > WIRE_MAX_FRAMES)
-        return pst_err_set(err, PST_ERR_ARG, "wire: %d frames (max %d)", h->nframes,
-                           WIRE_MAX_FRAMES);
-    if (h->num_servers < 0 || h->num_servers > WIRE_MAX_SERVERS)
-        return pst_err_set(err, PST_ERR_ARG, "wire: %d servers (max %d)", h->num_servers,
-                           WIRE_MAX_SERVERS);
-    if (h->ngroups < 0 || h->ngroups > WIRE_MAX_GROUPS)
-        return pst_err_set(err, PST_ERR_ARG, "wire: %d update groups (max %d)", h->ngroups,
-                           WIRE_MAX_GROUPS);
-    Pstrain__Envelope env = PSTRAIN__ENVELOPE__INIT;
-    Pstrain__Error perr = PSTRAIN__ERROR__INIT;
-    Pstrain__Hello hello = PSTRAIN__HELLO__INIT;
-    Pstrain__Welcome wel = PSTRAIN__WELCOME__INIT;
-    Pstrain__Range range = PSTRAIN__RANGE__INIT;
-    Pstrain__Progress prog = PSTRAIN__PROGRESS__INIT;
-    Pstrain__Stats stats = PSTRAIN__STATS__INIT;
-    Pstrain__LrGroups groups = PSTRAIN__LR_GROUPS__INIT;
-    Pstrain__Membership mem = PSTRAIN__MEMBERSHIP__INIT;
-    uint32_t lost[WIRE_MAX_WORKERS], done[WIRE_MAX_WORKERS];
+    return bodies_of(t) & (B_ERROR | B_HELLO | B_WELCOME | B_RANGE);
+}
+
+static unsigned bodies_given(const wire_body *b)
+{
+    return (b->error ? B_ERROR : 0) | (b->hello ? B_HELLO : 0) | (b->welcome ? B_WELCOME : 0) |
+           (b->range ? B_RANGE : 0) | (b->progress ? B_PROGRESS : 0) |
+           (b->stats ? B_STATS : 0) | (b->membership ? B_MEMBERSHIP : 0);
+}
+
+/* The protobuf-c side of one message being packed; it borrows the bodies' arrays. */
+typedef struct {
+    Pstrain__Envelope env;
+    Pstrain__Error error;
+    Pstrain__Hello hello;
+    Pstrain__Welcome wel;
+    Pstrain__Range range;
+    Pstrain__Progress prog;
+    Pstrain__Stats stats;
+    Pstrain__LrGroups hgroups, wgroups;
+    Pstrain__Membership mem;
     char *eps[WIRE_MAX_SERVERS], *meps[WIRE_MAX_SERVERS];
-    if (h->nmembers < 0 || h->nmembers > WIRE_MAX_WORKERS || h->nmember_servers < 0 ||
-        h->nmember_servers > WIRE_MAX_SERVERS)
-        return pst_err_set(err, PST_ERR_ARG, "wire: %d worker and %d server members (max %d, "
-                           "%d)", h->nmembers, h->nmember_servers, WIRE_MAX_WORKERS,
-                           WIRE_MAX_SERVERS);
-    if (h->nmembers > 0 || h->nmember_servers > 0) {
-        for (int i = 0; i < h->nmembers; i++) {
-            lost[i] = h->member_lost[i];
-            done[i] = h->member_done[i];
-        }
-        for (int i = 0; i < h->nmember_servers; i++)
-            meps[i] = (char *)h->member_server_ep[i];
-        mem.n_generation = mem.n_lost = mem.n_done = (size_t)h->nmembers;
-        mem.generation = (uint64_t *)h->member_gen;
-        mem.lost = lost;
-        mem.done = done;
-        mem.n_server_endpoints = mem.n_server_generation = (size_t)h->nmember_servers;
-        mem.server_endpoints = meps;
-        mem.server_generation = (uint64_t *)h->member_server_gen;
-        env.membership = &mem;
-    }
-    env.generation = h->generation;
-    if (h->ngroups > 0) {
-        groups.n_offsets = (size_t)h->ngroups + 1;
-        groups.offsets = (uint64_t *)h->group_offsets;
-        groups.n_lr_mults = (size_t)h->ngroups;
-        groups.lr_mults = (float *)h->group_mults;
-    }
-    env.version = h->version;
-    env.type = (Pstrain__MsgType)h->type;
-    env.request_id = h->request_id;
-    env.role = (char *)h->role;
-    env.rank = h->rank;
-    env.n_payload_bytes = (size_t)h->nframes;
-    env.payload_bytes = (uint64_t *)h->frame_bytes;
-    env.clock = h->clock;
-    env.clock_gap = h->clock_gap;
-    env.final = h->final != 0;
-    env.checkpoint = h->checkpoint != 0;
+    uint32_t *flags; /* (2 W) membership lost, done widened to the proto's uint32 (heap) */
+} pb_out;
+
+/* NULL when there are none (ngroups 0: nothing on the wire). */
+static Pstrain__LrGroups *pack_groups(Pstrain__LrGroups *pg, const wire_groups *g)
+{
+    if (g->n == 0)
+        return NULL;
+    pg->n_offsets = (size_t)g->n + 1;
+    pg->offsets = (uint64_t *)g->offsets;
+    pg->n_lr_mults = (size_t)g->n;
+    pg->lr_mults = (float *)g->mults;
+    return pg;
+}
+
+static int pack_hello(pb_out *o, const wire_hello *h, pst_err *err)
+{
+    if (h->groups.n < 0 || h->groups.n > WIRE_MAX_GROUPS)
+        return pst_err_set(err, PST_ERR_ARG, "wire: %d update groups (max %d)", h->groups.n,
+                           WIRE_MAX_GROUPS);
     if (h->nckpt < 0 || h->nckpt > WIRE_MAX_CKPTS)
         return pst_err_set(err, PST_ERR_ARG, "wire: %d checkpoint clocks (max %d)", h->nckpt,
                            WIRE_MAX_CKPTS);
-    switch (h->type) {
-    case WIRE_MSG_ERROR:
-        perr.code = h->error_code;
-        perr.text = (char *)h->error_text;
-        env.error = &perr;
-        break;
-    case WIRE_MSG_HELLO:
-        hello.endpoint = (char *)h->endpoint;
-        hello.nparams = h->nparams;
-        hello.job_hash = h->job_hash;
-        hello.pid = h->pid;
-        hello.steps = h->steps;
-        hello.groups = h->ngroups > 0 ? &groups : NULL;
-        hello.n_checkpoint_clocks = (size_t)h->nckpt;
-        hello.checkpoint_clocks = (int64_t *)h->ckpt_clocks;
-        hello.checkpoint_any_clock = h->ckpt_any != 0;
-        env.hello = &hello;
-        break;
-    case WIRE_MSG_WELCOME:
-        for (int i = 0; i < h->num_servers; i++)
-            eps[i] = (char *)h->server_endpoints[i];
-        wel.n_server_endpoints = (size_t)h->num_servers;
-        wel.server_endpoints = eps;
-        wel.n_shard_offsets = (size_t)h->num_servers + 1;
-        wel.shard_offsets = (uint64_t *)h->shard_offsets;
-        wel.nparams = h->nparams;
-        wel.num_workers = h->num_workers;
-        wel.num_servers = h->num_servers;
-        wel.total_updates = h->total_updates;
-        wel.groups = h->ngroups > 0 ? &groups : NULL;
-        wel.resume = h->resume != 0;
-        wel.resume_clock = h->resume_clock;
-        wel.rejoin = h->rejoin != 0;
-        env.welcome = &wel;
-        break;
-    default:
-        break;
-    }
-    if (has_range_type(h->type)) {
-        range.offset = h->offset;
-        range.len = h->len;
-        env.range = &range;
-    }
-    if (h->has_progress) {
-        prog.epoch = h->epoch;
-        prog.step = h->step;
-        prog.loss = h->loss;
-        prog.samples_per_s = h->samples_per_s;
-        prog.test_accuracy = h->test_accuracy;
-        env.progress = &prog;
-    }
-    if (h->has_stats) {
-        stats.pushes = h->pushes;
-        stats.pulls = h->pulls;
-        stats.bytes_in = h->bytes_in;
-        stats.bytes_out = h->bytes_out;
-        stats.max_clock_gap = h->max_clock_gap;
-        stats.updates = h->updates;
-        stats.nonfinite = h->nonfinite;
-        stats.repeats = h->repeats;
-        env.stats = &stats;
-    }
-    size_t need = pstrain__envelope__get_packed_size(&env);
-    if (need > cap)
-        return pst_err_set(err, PST_ERR_ARG, "wire: envelope needs %zu bytes, buffer has %zu",
-                           need, cap);
-    *len = pstrain__envelope__pack(&env, buf);
+    o->hello.endpoint = (char *)h->endpoint;
+    o->hello.nparams = h->nparams;
+    o->hello.job_hash = h->job_hash;
+    o->hello.pid = h->pid;
+    o->hello.steps = h->steps;
+    o->hello.groups = pack_groups(&o->hgroups, &h->groups);
+    o->hello.n_checkpoint_clocks = (size_t)h->nckpt;
+    o->hello.checkpoint_clocks = (int64_t *)h->ckpt_clocks;
+    o->hello.checkpoint_any_clock = h->ckpt_any != 0;
+    o->env.hello = &o->hello;
     return PST_OK;
+}
+
+static int pack_welcome(pb_out *o, const wire_welcome *w, pst_err *err)
+{
+    if (w->num_servers < 0 || w->num_servers > WIRE_MAX_SERVERS)
+        return pst_err_set(err, PST_ERR_ARG, "wire: %d servers (max %d)", w->num_servers,
+                           WIRE_MAX_SERVERS);
+    if (w->groups.n < 0 || w->groups.n > WIRE_MAX_GROUPS)
+        return pst_err_set(err, PST_ERR_ARG, "wire: %d update groups (max %d)", w->groups.n,
+                           WIRE_MAX_GROUPS);
+    for (int i = 0; i < w->num_servers; i++)
+        o->eps[i] = (char *)w->server_endpoints[i];
+    o->wel.n_server_endpoints = (size_t)w->num_servers;
+    o->wel.server_endpoints = o->eps;
+    o->wel.n_shard_offsets = (size_t)w->num_servers + 1;
+    o->wel.shard_offsets = (uint64_t *)w->shard_offsets;
+    o->wel.nparams = w->nparams;
+    o->wel.num_workers = w->num_workers;
+    o->wel.num_servers = w->num_servers;
+    o->wel.total_updates = w->total_updates;
+    o->wel.groups = pack_groups(&o->wgroups, &w->groups);
+    o->wel.resume = w->resume != 0;
+    o->wel.resume_clock = w->resume_clock;
+    o->wel.rejoin = w->rejoin != 0;
+    o->env.welcome = &o->wel;
+    o->env.generation = w->generation;
+    return PST_OK;
+}
+
+static int pack_membership(pb_out *o, const wire_membership *m, pst_err *err)
+{
+    if (m->nworkers < 0 || m->nworkers > WIRE_MAX_WORKERS || m->nservers < 0 ||
+        m->nservers > WIRE_MAX_SERVERS)
+        return pst_err_set(err, PST_ERR_ARG, "wire: %d worker and %d server members (max %d, "
+                           "%d)", m->nworkers, m->nservers, WIRE_MAX_WORKERS, WIRE_MAX_SERVERS);
+    if (m->nworkers == 0 && m->nservers == 0)
+        return PST_OK; /* an empty one is not sent */
+    size_t w = (size_t)m->nworkers;
+    if (w > 0 && !(o->flags = malloc(2 * w * sizeof *o->flags)))
+        return pst_err_set(err, PST_ERR_NOMEM, "wire: out of memory for a membership");
+    for (size_t i = 0; i < w; i++) {
+        o->flags[i] = m->lost[i];
+        o->flags[w + i] = m->done[i];
+    }
+    for (int i = 0; i < m->nservers; i++)
+        o->meps[i] = (char *)m->server_ep[i];
+    o->mem.n_generation = o->mem.n_lost = o->mem.n_done = w;
+    o->mem.generation = (uint64_t *)m->gen;
+    o->mem.lost = o->flags;
+    o->mem.done = w > 0 ? o->flags + w : NULL;
+    o->mem.n_server_endpoints = o->mem.n_server_generation = (size_t)m->nservers;
+    o->mem.server_endpoints = o->meps;
+    o->mem.server_generation = (uint64_t *)m->server_gen;
+    o->env.membership = &o->mem;
+    return PST_OK;
+}
+
+static void pack_small(pb_out *o, const wire_body *b)
+{
+    if (b->error) {
+        o->error.code = b->error->code;
+        o->error.text = (char *)b->error->text;
+        o->env.error = &o->error;
+    }
+    if (b->range) {
+        o->range.offset = b->range->offset;
+        o->range.len = b->range->len;
+        o->env.range = &o->range;
+        o->env.clock_gap = b->range->clock_gap;
+        o->env.final = b->range->final != 0;
+        o->env.checkpoint = b->range->checkpoint != 0;
+    }
+    if (b->progress) {
+        const wire_progress *p = b->progress;
+        o->prog.epoch = p->epoch;
+        o->prog.step = p->step;
+        o->prog.loss = p->loss;
+        o->prog.samples_per_s = p->samples_per_s;
+        o->prog.test_accuracy = p->test_accuracy;
+        o->env.progress = &o->prog;
+    }
+    if (b->stats) {
+        const wire_stats *t = b->stats;
+        o->stats.pushes = t->pushes;
+        o->stats.pulls = t->pulls;
+        o->stats.bytes_in = t->bytes_in;
+        o->stats.bytes_out = t->bytes_out;
+        o->stats.max_clock_gap = t->max_clock_gap;
+        o->stats.updates = t->updates;
+        o->stats.nonfinite = t->nonfinite;
+        o->stats.repeats = t->repeats;
+        o->env.stats = &o->stats;
+    }
+}
+
+int wire_pack(const wire_env *e, const wire_body *b, uint8_t *buf, size_t cap, size_t *len,
+              pst_err *err)
+{
+    static const wire_body none = {0};
+    if (!b)
+        b = &none;
+    if (e->nframes < 0 || e->nframes > WIRE_MAX_FRAMES)
+        return pst_err_set(err, PST_ERR_ARG, "wire: %d frames (max %d)", e->nframes,
+                           WIRE_MAX_FRAMES);
+    unsigned given = bodies_given(b);
+    if (given & ~bodies_of(e->type))
+        return pst_err_set(err, PST_ERR_ARG, "wire: %s given a body it does not carry",
+                           wire_type_name(e->type));
+    if (bodies_required(e->type) & ~given)
+        return pst_err_set(err, PST_ERR_ARG, "wire: %s without its body",
+                           wire_type_name(e->type));
+    pb_out o = {.env = PSTRAIN__ENVELOPE__INIT, .error = PSTRAIN__ERROR__INIT,
+                .hello = PSTRAIN__HELLO__INIT, .wel = PSTRAIN__WELCOME__INIT,
+                .range = PSTRAIN__RANGE__INIT, .prog = PSTRAIN__PROGRESS__INIT,
+                .stats = PSTRAIN__STATS__INIT, .hgroups = PSTRAIN__LR_GROUPS__INIT,
+                .wgroups = PSTRAIN__LR_GROUPS__INIT, .mem = PSTRAIN__MEMBERSHIP__INIT};
+    o.env.version = e->version;
+    o.env.type = (Pstrain__MsgType)e->type;
+    o.env.request_id = e->request_id;
+    o.env.role = (char *)e->role;
+    o.env.rank = e->rank;
+    o.env.n_payload_bytes = (size_t)e->nframes;
+    o.env.payload_bytes = (uint64_t *)e->frame_bytes;
+    o.env.clock = e->clock;
+    o.env.generation = e->generation;
+    int rc = PST_OK;
+    if (b->hello && (rc = pack_hello(&o, b->hello, err)))
+        goto cleanup;
+    if (b->welcome && (rc = pack_welcome(&o, b->welcome, err)))
+        goto cleanup;
+    if (b->membership && (rc = pack_membership(&o, b->membership, err)))
+        goto cleanup;
+    pack_small(&o, b);
+    size_t need = pstrain__envelope__get_packed_size(&o.env);
+    if (need > cap) {
+        rc = pst_err_set(err, PST_ERR_ARG, "wire: envelope needs %zu bytes, buffer has %zu",
+                         need, cap);
+        goto cleanup;
+    }
+    *len = pstrain__envelope__pack(&o.env, buf);
+cleanup:
+    free(o.flags);
+    return rc;
 }
 
 /* Copies a protobuf string into a fixed field; NULL counts as "". Roles and endpoints are
@@ -197,10 +291,11 @@ static int copy_str(char *dst, size_t cap, const char *src, const char *what, ps
 }
 
 /* Update groups of a HELLO or WELCOME: G in [1, WIRE_MAX_GROUPS], G + 1 strictly increasing
- * offsets from 0 to nparams, finite multipliers >= 0. */
-static int unpack_groups(wire_header *h, const Pstrain__LrGroups *g, const char *tn,
-                         pst_err *err)
+ * offsets from 0 to nparams, finite multipliers >= 0. Absent: out->n = 0. */
+static int unpack_groups(wire_groups *out, const Pstrain__LrGroups *g, uint64_t nparams,
+                         const char *tn, pst_err *err)
 {
+    out->n = 0;
     if (!g)
         return PST_OK;
     size_t n = g->n_lr_mults;
@@ -209,27 +304,29 @@ static int unpack_groups(wire_header *h, const Pstrain__LrGroups *g, const char 
                            "(1 to %d groups, one more offset)", tn, n, g->n_offsets,
                            WIRE_MAX_GROUPS);
     for (size_t i = 0; i <= n; i++) {
-        h->group_offsets[i] = g->offsets[i];
+        out->offsets[i] = g->offsets[i];
         if (i > 0 && g->offsets[i] <= g->offsets[i - 1])
             return pst_err_set(err, PST_ERR_DATA, "wire: %s update group %zu is empty or "
                                "reversed", tn, i - 1);
     }
-    if (g->offsets[0] != 0 || g->offsets[n] != h->nparams)
+    if (g->offsets[0] != 0 || g->offsets[n] != nparams)
         return pst_err_set(err, PST_ERR_DATA, "wire: %s update groups do not cover [0, %llu)", tn,
-                           (unsigned long long)h->nparams);
+                           (unsigned long long)nparams);
     for (size_t i = 0; i < n; i++) {
         float x = g->lr_mults[i];
         if (!(x >= 0.0f) || x > 3.4e38f) /* NaN, negative or infinite */
             return pst_err_set(err, PST_ERR_DATA, "wire: %s update group %zu has multiplier %g",
                                tn, i, (double)x);
-        h->group_mults[i] = x;
+        out->mults[i] = x;
     }
-    h->ngroups = (int)n;
+    out->n = (int)n;
     return PST_OK;
 }
 
-static int unpack_fields(wire_header *h, const Pstrain__Envelope *env, pst_err *err)
+/* The envelope's own fields: version, type, role, rank, frame count. */
+static int unpack_env(wire_env *e, const Pstrain__Envelope *env, pst_err *err)
 {
+    memset(e, 0, sizeof *e);
     if (env->version != WIRE_VERSION)
         return pst_err_set(err, PST_ERR_DATA, "wire: version %u, this build speaks %u",
                            env->version, WIRE_VERSION);
@@ -240,202 +337,276 @@ static int unpack_fields(wire_header *h, const Pstrain__Envelope *env, pst_err *
     if (env->n_payload_bytes > WIRE_MAX_FRAMES)
         return pst_err_set(err, PST_ERR_DATA, "wire: %s with %zu payload frames (max %d)", tn,
                            env->n_payload_bytes, WIRE_MAX_FRAMES);
-    int rc = copy_str(h->role, sizeof h->role, env->role, "role", err);
+    int rc = copy_str(e->role, sizeof e->role, env->role, "role", err);
     if (rc)
         return rc;
-    h->version = env->version;
-    h->type = (wire_type)t;
-    h->request_id = env->request_id;
-    h->rank = env->rank;
-    if (h->rank < 0)
-        return pst_err_set(err, PST_ERR_DATA, "wire: %s from negative rank %d", tn, h->rank);
-    h->nframes = (int)env->n_payload_bytes;
+    e->version = env->version;
+    e->type = (wire_type)t;
+    e->request_id = env->request_id;
+    e->rank = env->rank;
+    if (e->rank < 0)
+        return pst_err_set(err, PST_ERR_DATA, "wire: %s from negative rank %d", tn, e->rank);
+    e->nframes = (int)env->n_payload_bytes;
     for (size_t i = 0; i < env->n_payload_bytes; i++)
-        h->frame_bytes[i] = env->payload_bytes[i];
-    h->clock = env->clock;
-    h->clock_gap = env->clock_gap;
-    h->final = env->final;
-    h->checkpoint = env->checkpoint;
-    h->generation = env->generation;
-    if (env->membership) {
-        const Pstrain__Membership *mb = env->membership;
-        if (mb->n_generation > WIRE_MAX_WORKERS || mb->n_lost != mb->n_generation ||
-            mb->n_done != mb->n_generation || mb->n_server_endpoints > WIRE_MAX_SERVERS ||
-            mb->n_server_generation != mb->n_server_endpoints)
-            return pst_err_set(err, PST_ERR_DATA, "wire: %s with a membership of %zu/%zu/%zu "
-                               "worker and %zu/%zu server entries (max %d, %d)", tn,
-                               mb->n_generation, mb->n_lost, mb->n_done,
-                               mb->n_server_endpoints, mb->n_server_generation,
-                               WIRE_MAX_WORKERS, WIRE_MAX_SERVERS);
-        h->nmembers = (int)mb->n_generation;
-        for (size_t i = 0; i < mb->n_generation; i++) {
-            h->member_gen[i] = mb->generation[i];
-            h->member_lost[i] = mb->lost[i] != 0;
-            h->member_done[i] = mb->done[i] != 0;
-        }
-        h->nmember_servers = (int)mb->n_server_endpoints;
-        for (size_t i = 0; i < mb->n_server_endpoints; i++) {
-            h->member_server_gen[i] = mb->server_generation[i];
-            if ((rc = copy_str(h->member_server_ep[i], WIRE_ENDPOINT_MAX,
-                               mb->server_endpoints[i], "server endpoint", err)))
-                return rc;
-        }
-    }
+        e->frame_bytes[i] = env->payload_bytes[i];
+    e->clock = env->clock;
+    e->generation = env->generation;
+    return PST_OK;
+}
 
-    if (has_range_type(t)) {
-        if (!env->range)
-            return pst_err_set(err, PST_ERR_DATA, "wire: %s without a range", tn);
-        h->has_range = 1;
-        h->offset = env->range->offset;
-        h->len = env->range->len;
-        if (h->len == 0 || h->offset + h->len < h->offset)
-            return pst_err_set(err, PST_ERR_DATA, "wire: %s with bad range [%llu, +%llu)", tn,
-                               (unsigned long long)h->offset, (unsigned long long)h->len);
-        /* Messages carrying floats carry exactly one frame of len floats. */
-        int carries = t != WIRE_MSG_PULL;
-        if (carries && (h->nframes != 1 || h->frame_bytes[0] != h->len * sizeof(float) ||
-                        h->len > UINT64_MAX / sizeof(float)))
-            return pst_err_set(err, PST_ERR_DATA,
-                               "wire: %s of %llu floats must declare one frame of %llu bytes",
-                               tn, (unsigned long long)h->len,
-                               (unsigned long long)(h->len * sizeof(float)));
-        if (!carries && h->nframes != 0)
-            return pst_err_set(err, PST_ERR_DATA, "wire: PULL with %d payload frames", h->nframes);
-        if (h->clock < 0)
-            return pst_err_set(err, PST_ERR_DATA, "wire: %s with negative clock %lld", tn,
-                               (long long)h->clock);
-    } else if (t == WIRE_MSG_STATUS) {
-        /* The answer carries the document (JSON); the request nothing. */
-        if (h->nframes > 1 || (h->nframes == 1 && h->frame_bytes[0] > WIRE_MAX_STATUS))
-            return pst_err_set(err, PST_ERR_DATA, "wire: STATUS with %d frames (%llu bytes)",
-                               h->nframes,
-                               (unsigned long long)(h->nframes ? h->frame_bytes[0] : 0));
-    } else if (h->nframes != 0) {
-        return pst_err_set(err, PST_ERR_DATA, "wire: %s with %d payload frames", tn, h->nframes);
+static int unpack_membership(wire_membership *m, const Pstrain__Membership *mb, const char *tn,
+                             pst_err *err)
+{
+    if (mb->n_generation > WIRE_MAX_WORKERS || mb->n_lost != mb->n_generation ||
+        mb->n_done != mb->n_generation || mb->n_server_endpoints > WIRE_MAX_SERVERS ||
+        mb->n_server_generation != mb->n_server_endpoints)
+        return pst_err_set(err, PST_ERR_DATA, "wire: %s with a membership of %zu/%zu/%zu "
+                           "worker and %zu/%zu server entries (max %d, %d)", tn,
+                           mb->n_generation, mb->n_lost, mb->n_done,
+                           mb->n_server_endpoints, mb->n_server_generation,
+                           WIRE_MAX_WORKERS, WIRE_MAX_SERVERS);
+    m->nworkers = (int)mb->n_generation;
+    for (size_t i = 0; i < mb->n_generation; i++) {
+        m->gen[i] = mb->generation[i];
+        m->lost[i] = mb->lost[i] != 0;
+        m->done[i] = mb->done[i] != 0;
     }
-
-    switch (t) {
-    case WIRE_MSG_ERROR:
-        if (!env->error)
-            return pst_err_set(err, PST_ERR_DATA, "wire: ERROR without error fields");
-        h->error_code = env->error->code;
-        snprintf(h->error_text, sizeof h->error_text, "%s",
-                 env->error->text ? env->error->text : "");
-        /* The peer's text becomes the receiver's one-line error message: no line breaks. */
-        for (char *c = h->error_text; *c; c++)
-            if ((unsigned char)*c < 0x20 || *c == 0x7f)
-                *c = ' ';
-        break;
-    case WIRE_MSG_HELLO:
-        if (!env->hello)
-            return pst_err_set(err, PST_ERR_DATA, "wire: HELLO without hello fields");
-        if ((rc = copy_str(h->endpoint, sizeof h->endpoint, env->hello->endpoint, "endpoint",
-                           err)))
+    m->nservers = (int)mb->n_server_endpoints;
+    for (size_t i = 0; i < mb->n_server_endpoints; i++) {
+        m->server_gen[i] = mb->server_generation[i];
+        int rc = copy_str(m->server_ep[i], WIRE_ENDPOINT_MAX, mb->server_endpoints[i],
+                          "server endpoint", err);
+        if (rc)
             return rc;
-        h->nparams = env->hello->nparams;
-        h->job_hash = env->hello->job_hash;
-        h->pid = env->hello->pid;
-        h->steps = env->hello->steps;
-        if ((rc = unpack_groups(h, env->hello->groups, tn, err)))
-            return rc;
-        if (env->hello->n_checkpoint_clocks > WIRE_MAX_CKPTS)
-            return pst_err_set(err, PST_ERR_DATA, "wire: HELLO with %zu checkpoint clocks "
-                               "(max %d)", env->hello->n_checkpoint_clocks, WIRE_MAX_CKPTS);
-        h->nckpt = (int)env->hello->n_checkpoint_clocks;
-        h->ckpt_any = env->hello->checkpoint_any_clock;
-        for (int i = 0; i < h->nckpt; i++) {
-            h->ckpt_clocks[i] = env->hello->checkpoint_clocks[i];
-            if (h->ckpt_clocks[i] < 0)
-                return pst_err_set(err, PST_ERR_DATA, "wire: HELLO with negative checkpoint "
-                                   "clock %lld", (long long)h->ckpt_clocks[i]);
-        }
-        break;
-    case WIRE_MSG_WELCOME: {
-        const Pstrain__Welcome *w = env->welcome;
-        if (!w)
-            return pst_err_set(err, PST_ERR_DATA, "wire: WELCOME without welcome fields");
-        if (w->num_servers < 1 || w->num_servers > WIRE_MAX_SERVERS || w->num_workers < 1 ||
-            w->n_server_endpoints != (size_t)w->num_servers ||
-            w->n_shard_offsets != (size_t)w->num_servers + 1)
-            return pst_err_set(err, PST_ERR_DATA,
-                               "wire: WELCOME with %d servers, %d workers, %zu endpoints, %zu "
-                               "offsets",
-                               w->num_servers, w->num_workers, w->n_server_endpoints,
-                               w->n_shard_offsets);
-        h->num_servers = w->num_servers;
-        h->num_workers = w->num_workers;
-        h->nparams = w->nparams;
-        h->total_updates = w->total_updates;
-        h->resume = w->resume;
-        h->resume_clock = w->resume_clock;
-        h->rejoin = w->rejoin;
-        if (h->resume_clock < 0)
-            return pst_err_set(err, PST_ERR_DATA, "wire: WELCOME with negative resume clock");
-        for (int i = 0; i < w->num_servers; i++)
-            if ((rc = copy_str(h->server_endpoints[i], WIRE_ENDPOINT_MAX, w->server_endpoints[i],
-                               "server endpoint", err)))
-                return rc;
-        for (int i = 0; i <= w->num_servers; i++) {
-            h->shard_offsets[i] = w->shard_offsets[i];
-            if (i > 0 && h->shard_offsets[i] < h->shard_offsets[i - 1])
-                return pst_err_set(err, PST_ERR_DATA, "wire: WELCOME shard offsets decrease");
-        }
-        if (h->shard_offsets[0] != 0 || h->shard_offsets[w->num_servers] != h->nparams)
-            return pst_err_set(err, PST_ERR_DATA,
-                               "wire: WELCOME shard map does not cover [0, %llu)",
-                               (unsigned long long)h->nparams);
-        if ((rc = unpack_groups(h, w->groups, tn, err)))
-            return rc;
-        break;
-    }
-    default:
-        break;
-    }
-    if (env->progress) {
-        h->has_progress = 1;
-        h->epoch = env->progress->epoch;
-        h->step = env->progress->step;
-        h->loss = env->progress->loss;
-        h->samples_per_s = env->progress->samples_per_s;
-        h->test_accuracy = env->progress->test_accuracy;
-    }
-    if (env->stats) {
-        h->has_stats = 1;
-        h->pushes = env->stats->pushes;
-        h->pulls = env->stats->pulls;
-        h->bytes_in = env->stats->bytes_in;
-        h->bytes_out = env->stats->bytes_out;
-        h->max_clock_gap = env->stats->max_clock_gap;
-        h->updates = env->stats->updates;
-        h->nonfinite = env->stats->nonfinite;
-        h->repeats = env->stats->repeats;
     }
     return PST_OK;
 }
 
-int wire_unpack(wire_header *h, const uint8_t *buf, size_t len, pst_err *err)
+/* INIT, PUSH, PULL, PULL_REPLY: a range, and one raw frame of len floats (PULL: none). */
+static int unpack_range(wire_range *r, const wire_env *e, const Pstrain__Envelope *env,
+                        pst_err *err)
 {
+    const char *tn = wire_type_name(e->type);
+    if (!env->range)
+        return pst_err_set(err, PST_ERR_DATA, "wire: %s without a range", tn);
+    memset(r, 0, sizeof *r);
+    r->offset = env->range->offset;
+    r->len = env->range->len;
+    r->clock_gap = env->clock_gap;
+    r->final = env->final;
+    r->checkpoint = env->checkpoint;
+    if (r->len == 0 || r->offset + r->len < r->offset)
+        return pst_err_set(err, PST_ERR_DATA, "wire: %s with bad range [%llu, +%llu)", tn,
+                           (unsigned long long)r->offset, (unsigned long long)r->len);
+    /* Messages carrying floats carry exactly one frame of len floats. */
+    int carries = e->type != WIRE_MSG_PULL;
+    if (carries && (e->nframes != 1 || e->frame_bytes[0] != r->len * sizeof(float) ||
+                    r->len > UINT64_MAX / sizeof(float)))
+        return pst_err_set(err, PST_ERR_DATA,
+                           "wire: %s of %llu floats must declare one frame of %llu bytes", tn,
+                           (unsigned long long)r->len,
+                           (unsigned long long)(r->len * sizeof(float)));
+    if (!carries && e->nframes != 0)
+        return pst_err_set(err, PST_ERR_DATA, "wire: PULL with %d payload frames", e->nframes);
+    if (e->clock < 0)
+        return pst_err_set(err, PST_ERR_DATA, "wire: %s with negative clock %lld", tn,
+                           (long long)e->clock);
+    return PST_OK;
+}
+
+/* Other types: a STATUS answer carries one frame (a JSON document), the rest none. */
+static int check_other_frames(const wire_env *e, pst_err *err)
+{
+    if (e->type == WIRE_MSG_STATUS) {
+        /* The answer carries the document (JSON); the request nothing. */
+        if (e->nframes > 1 || (e->nframes == 1 && e->frame_bytes[0] > WIRE_MAX_STATUS))
+            return pst_err_set(err, PST_ERR_DATA, "wire: STATUS with %d frames (%llu bytes)",
+                               e->nframes,
+                               (unsigned long long)(e->nframes ? e->frame_bytes[0] : 0));
+    } else if (e->nframes != 0) {
+        return pst_err_set(err, PST_ERR_DATA, "wire: %s with %d payload frames",
+                           wire_type_name(e->type), e->nframes);
+    }
+    return PST_OK;
+}
+
+static int unpack_error(wire_error *x, const Pstrain__Error *pe, pst_err *err)
+{
+    if (!pe)
+        return pst_err_set(err, PST_ERR_DATA, "wire: ERROR without error fields");
+    memset(x, 0, sizeof *x);
+    x->code = pe->code;
+    snprintf(x->text, sizeof x->text, "%s", pe->text ? pe->text : "");
+    /* The peer's text becomes the receiver's one-line error message: no line breaks. */
+    for (char *c = x->text; *c; c++)
+        if ((unsigned char)*c < 0x20 || *c == 0x7f)
+            *c = ' ';
+    return PST_OK;
+}
+
+static int unpack_hello(wire_hello *h, const Pstrain__Hello *ph, pst_err *err)
+{
+    if (!ph)
+        return pst_err_set(err, PST_ERR_DATA, "wire: HELLO without hello fields");
     memset(h, 0, sizeof *h);
+    int rc = copy_str(h->endpoint, sizeof h->endpoint, ph->endpoint, "endpoint", err);
+    if (rc)
+        return rc;
+    h->nparams = ph->nparams;
+    h->job_hash = ph->job_hash;
+    h->pid = ph->pid;
+    h->steps = ph->steps;
+    if ((rc = unpack_groups(&h->groups, ph->groups, h->nparams, "HELLO", err)))
+        return rc;
+    if (ph->n_checkpoint_clocks > WIRE_MAX_CKPTS)
+        return pst_err_set(err, PST_ERR_DATA, "wire: HELLO with %zu checkpoint clocks "
+                           "(max %d)", ph->n_checkpoint_clocks, WIRE_MAX_CKPTS);
+    h->nckpt = (int)ph->n_checkpoint_clocks;
+    h->ckpt_any = ph->checkpoint_any_clock;
+    for (int i = 0; i < h->nckpt; i++) {
+        h->ckpt_clocks[i] = ph->checkpoint_clocks[i];
+        if (h->ckpt_clocks[i] < 0)
+            return pst_err_set(err, PST_ERR_DATA, "wire: HELLO with negative checkpoint "
+                               "clock %lld", (long long)h->ckpt_clocks[i]);
+    }
+    return PST_OK;
+}
+
+/* Not cleared first (20 KB): every field is written, arrays up to num_servers. */
+static int unpack_welcome(wire_welcome *h, const Pstrain__Welcome *w, uint64_t generation,
+                          pst_err *err)
+{
+    if (!w)
+        return pst_err_set(err, PST_ERR_DATA, "wire: WELCOME without welcome fields");
+    if (w->num_servers < 1 || w->num_servers > WIRE_MAX_SERVERS || w->num_workers < 1 ||
+        w->n_server_endpoints != (size_t)w->num_servers ||
+        w->n_shard_offsets != (size_t)w->num_servers + 1)
+        return pst_err_set(err, PST_ERR_DATA,
+                           "wire: WELCOME with %d servers, %d workers, %zu endpoints, %zu "
+                           "offsets",
+                           w->num_servers, w->num_workers, w->n_server_endpoints,
+                           w->n_shard_offsets);
+    h->num_servers = w->num_servers;
+    h->num_workers = w->num_workers;
+    h->nparams = w->nparams;
+    h->total_updates = w->total_updates;
+    h->resume = w->resume;
+    h->resume_clock = w->resume_clock;
+    h->rejoin = w->rejoin;
+    h->generation = generation;
+    if (h->resume_clock < 0)
+        return pst_err_set(err, PST_ERR_DATA, "wire: WELCOME with negative resume clock");
+    int rc;
+    for (int i = 0; i < w->num_servers; i++)
+        if ((rc = copy_str(h->server_endpoints[i], WIRE_ENDPOINT_MAX, w->server_endpoints[i],
+                           "server endpoint", err)))
+            return rc;
+    for (int i = 0; i <= w->num_servers; i++) {
+        h->shard_offsets[i] = w->shard_offsets[i];
+        if (i > 0 && h->shard_offsets[i] < h->shard_offsets[i - 1])
+            return pst_err_set(err, PST_ERR_DATA, "wire: WELCOME shard offsets decrease");
+    }
+    if (h->shard_offsets[0] != 0 || h->shard_offsets[w->num_servers] != h->nparams)
+        return pst_err_set(err, PST_ERR_DATA, "wire: WELCOME shard map does not cover [0, %llu)",
+                           (unsigned long long)h->nparams);
+    return unpack_groups(&h->groups, w->groups, h->nparams, "WELCOME", err);
+}
+
+static void unpack_small(wire_body *b, wire_store *st, const Pstrain__Envelope *env,
+                         unsigned carries)
+{
+    if ((carries & B_PROGRESS) && env->progress) {
+        wire_progress *p = &st->progress;
+        memset(p, 0, sizeof *p);
+        p->epoch = env->progress->epoch;
+        p->step = env->progress->step;
+        p->loss = env->progress->loss;
+        p->samples_per_s = env->progress->samples_per_s;
+        p->test_accuracy = env->progress->test_accuracy;
+        b->progress = p;
+    }
+    if ((carries & B_STATS) && env->stats) {
+        wire_stats *t = &st->stats;
+        memset(t, 0, sizeof *t);
+        t->pushes = env->stats->pushes;
+        t->pulls = env->stats->pulls;
+        t->bytes_in = env->stats->bytes_in;
+        t->bytes_out = env->stats->bytes_out;
+        t->max_clock_gap = env->stats->max_clock_gap;
+        t->updates = env->stats->updates;
+        t->nonfinite = env->stats->nonfinite;
+        t->repeats = env->stats->repeats;
+        b->stats = t;
+    }
+}
+
+/* Fills only the bodies the type carries; a sub-message another type would carry is
+ * ignored (an older build sent some fields with every type). */
+static int unpack_fields(wire_env *e, wire_body *b, wire_store *st,
+                         const Pstrain__Envelope *env, pst_err *err)
+{
+    memset(b, 0, sizeof *b);
+    int rc = unpack_env(e, env, err);
+    if (rc)
+        return rc;
+    const char *tn = wire_type_name(e->type);
+    unsigned carries = bodies_of(e->type);
+    if ((carries & B_MEMBERSHIP) && env->membership) {
+        if ((rc = unpack_membership(&st->membership, env->membership, tn, err)))
+            return rc;
+        b->membership = &st->membership;
+    }
+    if (carries & B_RANGE) {
+        if ((rc = unpack_range(&st->range, e, env, err)))
+            return rc;
+        b->range = &st->range;
+    } else if ((rc = check_other_frames(e, err)))
+        return rc;
+    if (carries & B_ERROR) {
+        if ((rc = unpack_error(&st->error, env->error, err)))
+            return rc;
+        b->error = &st->error;
+    }
+    if (carries & B_HELLO) {
+        if ((rc = unpack_hello(&st->hello, env->hello, err)))
+            return rc;
+        b->hello = &st->hello;
+    }
+    if (carries & B_WELCOME) {
+        if ((rc = unpack_welcome(&st->welcome, env->welcome, e->generation, err)))
+            return rc;
+        b->welcome = &st->welcome;
+    }
+    unpack_small(b, st, env, carries);
+    return PST_OK;
+}
+
+int wire_unpack(wire_env *e, wire_body *b, wire_store *st, const uint8_t *buf, size_t len,
+                pst_err *err)
+{
+    memset(b, 0, sizeof *b);
     if (len > WIRE_MAX_META)
         return pst_err_set(err, PST_ERR_DATA, "wire: envelope of %zu bytes exceeds %d", len,
                            WIRE_MAX_META);
     Pstrain__Envelope *env = pstrain__envelope__unpack(NULL, len, buf);
     if (!env)
         return pst_err_set(err, PST_ERR_DATA, "wire: envelope of %zu bytes does not parse", len);
-    int rc = unpack_fields(h, env, err);
+    int rc = unpack_fields(e, b, st, env, err);
     pstrain__envelope__free_unpacked(env, NULL);
+    if (rc)
+        memset(b, 0, sizeof *b); /* a refused message carries nothing */
     return rc;
 }
 
-int wire_check_frames(const wire_header *h, int nframes, const size_t *sizes, pst_err *err)
+int wire_check_frames(const wire_env *e, int nframes, const size_t *sizes, pst_err *err)
 {
-    if (nframes != h->nframes)
+    if (nframes != e->nframes)
         return pst_err_set(err, PST_ERR_DATA, "wire: %d payload frames arrived, header says %d",
-                           nframes, h->nframes);
+                           nframes, e->nframes);
     for (int i = 0; i < nframes; i++)
-        if ((uint64_t)sizes[i] != h->frame_bytes[i])
+        if ((uint64_t)sizes[i] != e->frame_bytes[i])
             return pst_err_set(err, PST_ERR_DATA,
                                "wire: frame %d has %zu bytes, header says %llu", i + 1,
-                               sizes[i], (unsigned long long)h->frame_bytes[i]);
+                               sizes[i], (unsigned long long)e->frame_bytes[i]);
     return PST_OK;
 }

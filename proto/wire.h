@@ -1,7 +1,8 @@
 /* proto/wire.h -- the wire format in plain C: packs and validates message metadata.
  *
- * The only module that includes the protoc-c generated header; everything else sees
- * wire_header. See pstrain.proto for the messages and one training step's exchange.
+ * The only module that includes the protoc-c generated header; everything else sees a
+ * small envelope (wire_env) and one struct per sub-message (wire_range, wire_welcome, ...).
+ * See pstrain.proto for the messages and one training step's exchange.
  * Validation here is structural (version, type, field presence, sizes); what depends on
  * the receiver's state (is the range inside my shard? is the sender known?) is checked by
  * the receiver. */
@@ -46,81 +47,141 @@ typedef enum {
     WIRE_MSG_STATUS
 } wire_type;
 
+/* The envelope: what every message carries, whatever its type (Envelope's own fields). */
 typedef struct {
     uint32_t version;
     wire_type type;
-    uint64_t request_id;
-    char role[16];
-    int32_t rank;
-    int nframes; /* raw frames that follow */
+    uint64_t request_id;  /* echoed in the reply */
+    char role[16];        /* the sender's: "coordinator", "server", "worker", "status" */
+    int32_t rank;         /* the sender's */
+    uint64_t generation;  /* the sender's incarnation (WELCOME: see wire_welcome) */
+    /* PUSH: the worker's clock; PULL: the clock wanted; PULL_REPLY, ACK: the requester's
+     * clock at the server (ACK of INIT/PUSH/DONE: the request's); BARRIER: its id. */
+    int64_t clock;
+    int nframes;          /* raw frames that follow (msg_send fills these two) */
     uint64_t frame_bytes[WIRE_MAX_FRAMES];
+} wire_env;
 
-    /* ERROR */
-    uint32_t error_code;
-    char error_text[256];
-    /* HELLO */
-    char endpoint[WIRE_ENDPOINT_MAX];
-    uint64_t nparams; /* also WELCOME */
+/* One struct per sub-message of pstrain.proto. Which a message type carries:
+ *   ERROR: error (required)           HELLO: hello (required)
+ *   WELCOME: welcome (required), membership (the WELCOME of a restarted server)
+ *   INIT, PUSH, PULL, PULL_REPLY: range (required)
+ *   PROGRESS, DONE: progress          HEARTBEAT: progress (a worker's), membership (the reply)
+ *   BYE: stats                        SHUTDOWN, BARRIER, ACK, STATUS: none
+ * wire_pack refuses a body its type does not carry; wire_unpack ignores one. */
+typedef struct {
+    uint32_t code;        /* a pst_status */
+    char text[256];       /* one line (control characters become spaces on receipt) */
+} wire_error;
+
+/* Update groups (LrGroups); n 0 = none, i.e. every parameter at multiplier 1. Group g is
+ * [offsets[g], offsets[g+1]), offsets[0] = 0, offsets[n] = nparams. */
+typedef struct {
+    int n;
+    uint64_t offsets[WIRE_MAX_GROUPS + 1];
+    float mults[WIRE_MAX_GROUPS];
+} wire_groups;
+
+typedef struct {
+    char endpoint[WIRE_ENDPOINT_MAX]; /* servers: where workers connect */
+    uint64_t nparams;     /* workers: size of their model */
     uint64_t job_hash;
     int32_t pid;
-    uint64_t steps;         /* HELLO from a worker */
-    int nckpt;              /* HELLO from a server: clocks of its complete checkpoints */
+    uint64_t steps;       /* workers: steps they will take */
+    wire_groups groups;   /* workers: their model's update groups */
+    int nckpt;            /* servers: clocks of their complete checkpoints, newest first */
     int64_t ckpt_clocks[WIRE_MAX_CKPTS];
-    int ckpt_any;           /* ... which stand for any clock (an all-frozen shard) */
-    int resume;             /* WELCOME: continue from the checkpoints of resume_clock */
-    int64_t resume_clock;
-    int checkpoint;         /* PUSH: write a checkpoint once this step is applied */
-    uint64_t total_updates; /* WELCOME: updates per server over the run (cosine schedules) */
-    /* WELCOME */
+    int ckpt_any;         /* ... which stand for any clock (an all-frozen shard) */
+} wire_hello;
+
+typedef struct {
     int num_servers, num_workers;
-    char server_endpoints[WIRE_MAX_SERVERS][WIRE_ENDPOINT_MAX];
-    uint64_t shard_offsets[WIRE_MAX_SERVERS + 1];
-    /* HELLO from a worker, WELCOME: update groups (see LrGroups); ngroups 0 = none, i.e.
-     * every parameter at multiplier 1. Group g is [group_offsets[g], group_offsets[g+1]). */
-    int ngroups;
-    uint64_t group_offsets[WIRE_MAX_GROUPS + 1];
-    float group_mults[WIRE_MAX_GROUPS];
-    /* INIT, PUSH, PULL, PULL_REPLY */
-    int has_range;
-    uint64_t offset, len;
-    int64_t clock;
-    int64_t clock_gap;
-    int final;
-    /* PROGRESS, DONE */
-    int has_progress;
+    char server_endpoints[WIRE_MAX_SERVERS][WIRE_ENDPOINT_MAX]; /* (S) */
+    uint64_t shard_offsets[WIRE_MAX_SERVERS + 1]; /* (S + 1): server s owns [off[s], off[s+1]) */
+    uint64_t nparams;
+    uint64_t total_updates; /* updates per server over the run (cosine schedules) */
+    wire_groups groups;   /* the workers' update groups, for the servers */
+    int resume;           /* continue from the checkpoints of resume_clock */
+    int64_t resume_clock;
+    int rejoin;           /* a restarted process taking over its rank */
+    /* The incarnation given to the process (the envelope's generation on the wire:
+     * wire_pack sends this one, wire_unpack fills both). */
+    uint64_t generation;
+} wire_welcome;
+
+typedef struct {
+    uint64_t offset, len; /* floats of the flat parameter vector; len > 0 */
+    int64_t clock_gap;    /* PULL_REPLY: requester's clock - slowest live worker's */
+    int final;            /* PULL: wait until every worker is DONE (final weights) */
+    int checkpoint;       /* PUSH: write a checkpoint once this step is applied */
+} wire_range;
+
+typedef struct {
     int32_t epoch;
     int64_t step;
-    double loss, samples_per_s, test_accuracy;
-    /* BYE */
-    int has_stats;
+    double loss, samples_per_s, test_accuracy; /* test_accuracy: worker 0's DONE, NaN if none */
+} wire_progress;
+
+typedef struct {          /* a server's figures, with BYE */
     uint64_t pushes, pulls, bytes_in, bytes_out, updates, nonfinite, repeats;
     int64_t max_clock_gap;
-    /* Fault tolerance */
-    uint64_t generation; /* the sender's incarnation (WELCOME: the worker's) */
-    int rejoin;          /* WELCOME: a restarted worker taking over its rank */
-    int nmembers;        /* HEARTBEAT reply: membership of workers 0..nmembers-1 */
-    uint64_t member_gen[WIRE_MAX_WORKERS];
-    uint8_t member_lost[WIRE_MAX_WORKERS];
-    uint8_t member_done[WIRE_MAX_WORKERS];
-    int nmember_servers; /* ... and of servers 0..nmember_servers-1 */
-    uint64_t member_server_gen[WIRE_MAX_SERVERS];
-    char member_server_ep[WIRE_MAX_SERVERS][WIRE_ENDPOINT_MAX];
-} wire_header;
+} wire_stats;
 
-/* Starts a header of the given type from the sender's role and rank (everything else 0). */
-void wire_header_init(wire_header *h, wire_type type, const char *role, int rank);
+/* Workers 0..nworkers-1 and servers 0..nservers-1 as the coordinator sees them. */
+typedef struct {
+    int nworkers;
+    uint64_t gen[WIRE_MAX_WORKERS];  /* (W) incarnation, 1 at the start */
+    uint8_t lost[WIRE_MAX_WORKERS];  /* (W) silent past the heartbeat timeout */
+    uint8_t done[WIRE_MAX_WORKERS];  /* (W) finished its data */
+    int nservers;
+    uint64_t server_gen[WIRE_MAX_SERVERS];                  /* (S) */
+    char server_ep[WIRE_MAX_SERVERS][WIRE_ENDPOINT_MAX];    /* (S) where it listens now */
+} wire_membership;
 
-/* Packs h into buf (cap bytes); returns the packed length in *len. */
-int wire_pack(const wire_header *h, uint8_t *buf, size_t cap, size_t *len, pst_err *err);
+/* The bodies of one message, NULL where it carries none. A sender points at bodies it
+ * built; wire_unpack points into a wire_store. */
+typedef struct {
+    const wire_error *error;
+    const wire_hello *hello;
+    const wire_welcome *welcome;
+    const wire_range *range;
+    const wire_progress *progress;
+    const wire_stats *stats;
+    const wire_membership *membership;
+} wire_body;
 
-/* Unpacks and validates: version, known type, fields the type requires (a range for
+/* Where wire_unpack writes bodies: the receiver allocates one, once (about 80 KB, mostly
+ * welcome and membership). Unpacking writes only the bodies the message carries, so an ACK
+ * touches none of it; a body's contents are valid only while wire_body points at it. */
+typedef struct {
+    wire_error error;
+    wire_hello hello;
+    wire_welcome welcome;
+    wire_range range;
+    wire_progress progress;
+    wire_stats stats;
+    wire_membership membership;
+} wire_store;
+
+/* Starts an envelope of the given type from the sender's role and rank (everything else 0). */
+void wire_env_init(wire_env *e, wire_type type, const char *role, int rank);
+
+/* Packs e and the bodies in b (NULL: none) into buf (cap bytes); returns the packed length
+ * in *len. A body the type does not carry, a range type without a range, or counts past
+ * the limits are PST_ERR_ARG. */
+int wire_pack(const wire_env *e, const wire_body *b, uint8_t *buf, size_t cap, size_t *len,
+              pst_err *err);
+
+/* Unpacks and validates: version, known type, the bodies the type requires (a range for
  * PUSH/PULL/INIT/PULL_REPLY, a hello, a consistent shard map in WELCOME, update groups
- * that tile [0, nparams) with finite multipliers >= 0, ...), string
- * lengths, frame counts. Any failure is PST_ERR_DATA naming what was wrong. */
-int wire_unpack(wire_header *h, const uint8_t *buf, size_t len, pst_err *err);
+ * that tile [0, nparams) with finite multipliers >= 0, ...), string lengths, frame
+ * counts. Fills *e, points b's members at the bodies written into *st (NULL for the
+ * others). Any failure is PST_ERR_DATA naming what was wrong. */
+int wire_unpack(wire_env *e, wire_body *b, wire_store *st, const uint8_t *buf, size_t len,
+                pst_err *err);
 
-/* Checks that the raw frames that arrived match the header's declared lengths. */
-int wire_check_frames(const wire_header *h, int nframes, const size_t *sizes, pst_err *err);
+/* Checks that the raw frames that arrived match the envelope's declared lengths. */
+int wire_check_frames(const wire_env *e, int nframes, const size_t *sizes, pst_err *err);
 
 const char *wire_type_name(wire_type t);
 

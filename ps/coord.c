@@ -33,7 +33,7 @@ static int follow(coord *c, pst_err *err)
         if (done + c->nlost == c->W)
             break;
         pst_err e = {0};
-        rc = msg_recv(c->sock, c->m, 1, &c->in, 200, &e);
+        rc = msg_recv(c->sock, c->m, 1, c->in, 200, &e);
         if (rc == PST_ERR_TIMEOUT)
             continue;
         if (rc == PST_ERR_PEER) {
@@ -44,7 +44,7 @@ static int follow(coord *c, pst_err *err)
             return pst_err_set(err, rc, "%s", e.msg);
         if (coord_answer_anytime(c))
             continue;
-        const wire_header *h = &c->in.h;
+        const wire_env *h = &c->in->h;
         if (h->type == WIRE_MSG_HELLO) {
             coord_handle_rejoin(c, &done);
             continue;
@@ -56,7 +56,7 @@ static int follow(coord *c, pst_err *err)
         peer *p = &c->workers[h->rank];
         /* A worker is known by the connection it joined on: anyone else claiming its rank
          * could otherwise finish the job early (DONE) or keep a dead worker alive. */
-        if (!coord_same_route(p, &c->in)) {
+        if (!coord_same_route(p, c->in)) {
             log_warn(o->lg, "ignoring %s claiming to be worker[%d] from another connection",
                      wire_type_name(h->type), h->rank);
             continue;
@@ -64,29 +64,30 @@ static int follow(coord *c, pst_err *err)
         if (p->lost)
             continue; /* a stale incarnation's last words */
         p->last_ms = net_now_ms();
-        if (h->has_progress) {
-            p->epoch = h->epoch;
-            p->step = h->step;
-            p->loss = h->loss;
+        const wire_progress *pr = c->in->b.progress;
+        if (pr) {
+            p->epoch = pr->epoch;
+            p->step = pr->step;
+            p->loss = pr->loss;
         }
         if (h->type == WIRE_MSG_BARRIER && !p->done) {
             if (p->barrier_released >= h->clock) { /* its release was lost: again */
-                wire_header b;
-                wire_header_init(&b, WIRE_MSG_BARRIER, ROLE, 0);
+                wire_env b;
+                wire_env_init(&b, WIRE_MSG_BARRIER, ROLE, 0);
                 b.clock = h->clock;
-                msg_send(c->sock, p->route, p->route_len, &b, NULL, 0, 0, &e);
+                msg_send(c->sock, p->route, p->route_len, &b, NULL, NULL, 0, 0, &e);
                 continue;
             }
             p->barrier = h->clock;
             coord_barrier_release(c, h->clock);
         }
         if (h->type == WIRE_MSG_DONE)
-            coord_ack_done(c, &c->in);
+            coord_ack_done(c, c->in);
         if (h->type == WIRE_MSG_DONE && !p->done) {
             p->done = 1;
             done++;
-            if (h->rank == 0 && h->has_progress)
-                c->test_accuracy = h->test_accuracy;
+            if (h->rank == 0 && pr)
+                c->test_accuracy = pr->test_accuracy;
             log_info(o->lg, "worker[%d] finished (%d of %d)", h->rank, done, c->W);
             /* It no longer holds back a barrier the others wait at. */
             for (int w = 0; w < c->W; w++)
@@ -107,10 +108,10 @@ static int follow(coord *c, pst_err *err)
 
 static void send_shutdown(coord *c, int s)
 {
-    wire_header h;
-    wire_header_init(&h, WIRE_MSG_SHUTDOWN, ROLE, 0);
+    wire_env h;
+    wire_env_init(&h, WIRE_MSG_SHUTDOWN, ROLE, 0);
     pst_err e = {0};
-    if (msg_send(c->sock, c->servers[s].route, c->servers[s].route_len, &h, NULL, 0,
+    if (msg_send(c->sock, c->servers[s].route, c->servers[s].route_len, &h, NULL, NULL, 0,
                  c->o->job->cluster.timeout_s * 1000, &e))
         log_warn(c->o->lg, "SHUTDOWN to server[%d]: %s", s, e.msg);
 }
@@ -139,40 +140,43 @@ static int shutdown_servers(coord *c, pst_err *err)
             resend = now + o->job->cluster.heartbeat_ms;
         }
         pst_err e = {0};
-        int rc = msg_recv(c->sock, c->m, 1, &c->in, 100, &e);
+        int rc = msg_recv(c->sock, c->m, 1, c->in, 100, &e);
         if (rc == PST_ERR_TIMEOUT || rc == PST_ERR_PEER)
             continue;
         if (rc)
             return pst_err_set(err, rc, "%s", e.msg);
         if (coord_answer_anytime(c))
             continue;
-        const wire_header *h = &c->in.h;
+        const wire_env *h = &c->in->h;
         if (h->type == WIRE_MSG_DONE && strcmp(h->role, "worker") == 0 && h->rank >= 0 &&
-            h->rank < c->W && coord_same_route(&c->workers[h->rank], &c->in)) {
+            h->rank < c->W && coord_same_route(&c->workers[h->rank], c->in)) {
             /* A worker still sending DONE lost our ACKs: answer again, or it waits out its
              * timeout after the job is over. */
-            coord_ack_done(c, &c->in);
+            coord_ack_done(c, c->in);
             continue;
         }
         if (h->type != WIRE_MSG_BYE || strcmp(h->role, "server") != 0)
             continue; /* e.g. a worker's last PROGRESS */
         /* Count each server once, and only from the connection it joined on. */
-        if (h->rank >= c->S || !coord_same_route(&c->servers[h->rank], &c->in)) {
+        if (h->rank >= c->S || !coord_same_route(&c->servers[h->rank], c->in)) {
             log_warn(o->lg, "ignoring BYE claiming to be server[%d] (another connection)",
                      h->rank);
             continue;
         }
-        wire_header a;
-        wire_header_init(&a, WIRE_MSG_ACK, ROLE, 0);
-        msg_send(c->sock, c->in.route, c->in.route_len, &a, NULL, 0, 0, &e);
+        wire_env a;
+        wire_env_init(&a, WIRE_MSG_ACK, ROLE, 0);
+        msg_send(c->sock, c->in->route, c->in->route_len, &a, NULL, NULL, 0, 0, &e);
         if (c->servers[h->rank].done)
             continue; /* a repeat: our ACK was lost */
         c->servers[h->rank].done = 1;
         byes++;
-        if (h->max_clock_gap > max_gap)
-            max_gap = h->max_clock_gap;
-        bytes += h->bytes_in + h->bytes_out;
-        nonfinite += h->nonfinite;
+        const wire_stats *st = c->in->b.stats;
+        if (!st)
+            continue; /* a BYE without figures counts, adds none */
+        if (st->max_clock_gap > max_gap)
+            max_gap = st->max_clock_gap;
+        bytes += st->bytes_in + st->bytes_out;
+        nonfinite += st->nonfinite;
     }
     if (nonfinite)
         log_warn(o->lg, "%llu gradient chunk(s) with NaN/Inf were %s", (unsigned long long)nonfinite,
@@ -225,11 +229,12 @@ int coord_run(const coord_options *o, pst_err *err)
         log_warn(o->lg, "output.dir not locked against other jobs: %s", le.msg);
     }
     c.welcome = malloc(sizeof *c.welcome);
-    c.reply = malloc(sizeof *c.reply);
+    c.members = malloc(sizeof *c.members);
+    c.in = malloc(sizeof *c.in);
     char bound[256];
     c.servers = calloc((size_t)c.S, sizeof *c.servers);
     c.workers = calloc((size_t)c.W, sizeof *c.workers);
-    if (!c.servers || !c.workers || !c.welcome || !c.reply) {
+    if (!c.servers || !c.workers || !c.welcome || !c.members || !c.in) {
         rc = pst_err_set(err, PST_ERR_NOMEM, "out of memory");
         goto cleanup;
     }
@@ -291,7 +296,8 @@ cleanup:
     free(c.servers);
     free(c.workers);
     free(c.welcome);
-    free(c.reply);
+    free(c.members);
+    free(c.in);
     net_msg_destroy(c.m);
     net_sock_destroy(c.sock);
     net_ctx_destroy(c.ctx);

@@ -49,7 +49,7 @@ typedef struct {
     net_ctx *ctx;
     net_sock *sock;
     net_msg *m;
-    msg_in in;
+    msg_in *in;           /* the message being handled */
     int S, W;
     peer *servers, *workers;
     uint64_t nparams, job_hash;
@@ -61,11 +61,11 @@ typedef struct {
     float group_mults[WIRE_MAX_GROUPS];
     double test_accuracy;
     int64_t resume_clock; /* a resumed job: the checkpoints' clock; -1: a fresh start */
-    wire_header *welcome; /* as sent to every process (rejoining workers get a copy) */
+    wire_welcome *welcome; /* as sent to every process (rejoining workers get a copy) */
     const char *phase;    /* gathering, training, stopping (status) */
     char endpoint_file[4200]; /* <output.dir>/coordinator.endpoint while running, or "" */
     int64_t start_ms;
-    wire_header *reply;   /* scratch for HEARTBEAT answers */
+    wire_membership *members; /* scratch: HEARTBEAT answers, a restarted server's WELCOME */
     net_faults *faults;
     int nlost;            /* workers lost and not rejoined */
     struct coord_obs *obs; /* metrics and /status (NULL: off); coord_status.c */
@@ -93,7 +93,7 @@ int coord_reject(coord *c, pst_err *err, int fatal, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 /* Whether a worker's update groups are those of the workers before it (the first one's are
  * taken as they are). */
-int coord_same_groups(coord *c, const wire_header *h);
+int coord_same_groups(coord *c, const wire_groups *g);
 int coord_choose_resume(coord *c, pst_err *err);
 int coord_welcome_all(coord *c, pst_err *err);
 /* The job cannot go on: tells every process that joined so each stops now with the

@@ -60,7 +60,7 @@ int coord_reject(coord *c, pst_err *err, int fatal, const char *fmt, ...)
     va_end(ap);
     log_error(c->o->lg, "%s", text);
     pst_err e = {0};
-    if (msg_send_error(c->sock, c->in.route, c->in.route_len, ROLE, 0, c->in.h.request_id,
+    if (msg_send_error(c->sock, c->in->route, c->in->route_len, ROLE, 0, c->in->h.request_id,
                        PST_ERR_CONFIG, text, &e))
         log_warn(c->o->lg, "could not tell the sender: %s", e.msg);
     return fatal ? pst_err_set(err, PST_ERR_CONFIG, "%s", text) : PST_OK;
@@ -68,36 +68,37 @@ int coord_reject(coord *c, pst_err *err, int fatal, const char *fmt, ...)
 
 /* Whether a worker's update groups are those of the workers before it (the first one's are
  * taken as they are). */
-int coord_same_groups(coord *c, const wire_header *h)
+int coord_same_groups(coord *c, const wire_groups *g)
 {
-    size_t n = (size_t)h->ngroups;
+    size_t n = (size_t)g->n;
     if (!c->have_groups) {
         c->have_groups = 1;
-        c->ngroups = h->ngroups;
-        memcpy(c->group_offsets, h->group_offsets, (n + 1) * sizeof *h->group_offsets);
-        memcpy(c->group_mults, h->group_mults, n * sizeof *h->group_mults);
+        c->ngroups = g->n;
+        memcpy(c->group_offsets, g->offsets, (n + 1) * sizeof *g->offsets);
+        memcpy(c->group_mults, g->mults, n * sizeof *g->mults);
         return 1;
     }
-    return h->ngroups == c->ngroups &&
-           memcmp(c->group_offsets, h->group_offsets, (n + 1) * sizeof *h->group_offsets) == 0 &&
-           memcmp(c->group_mults, h->group_mults, n * sizeof *h->group_mults) == 0;
+    return g->n == c->ngroups &&
+           memcmp(c->group_offsets, g->offsets, (n + 1) * sizeof *g->offsets) == 0 &&
+           memcmp(c->group_mults, g->mults, n * sizeof *g->mults) == 0;
 }
 
 /* Registration: returns PST_OK when everyone has joined. */
 static int handle_hello(coord *c, int *joined, pst_err *err)
 {
-    const wire_header *h = &c->in.h;
-    int is_server = strcmp(h->role, "server") == 0;
-    int is_worker = strcmp(h->role, "worker") == 0;
+    const wire_env *e = &c->in->h;
+    int is_server = strcmp(e->role, "server") == 0;
+    int is_worker = strcmp(e->role, "worker") == 0;
     char who[48];
-    snprintf(who, sizeof who, "%s[%d]", h->role, h->rank);
-    if (h->type != WIRE_MSG_HELLO) {
-        log_warn(c->o->lg, "ignoring %s from %s before the job started", wire_type_name(h->type),
+    snprintf(who, sizeof who, "%s[%d]", e->role, e->rank);
+    if (e->type != WIRE_MSG_HELLO) {
+        log_warn(c->o->lg, "ignoring %s from %s before the job started", wire_type_name(e->type),
                  who);
         return PST_OK;
     }
+    const wire_hello *h = c->in->b.hello;
     /* A stray process (another job's, a wrong rank) is turned away; the job goes on. */
-    if ((!is_server && !is_worker) || h->rank >= (is_server ? c->S : c->W))
+    if ((!is_server && !is_worker) || e->rank >= (is_server ? c->S : c->W))
         return coord_reject(c, err, 0, "unexpected HELLO from %s: the job has %d servers and %d workers",
                       who, c->S, c->W);
     if (h->job_hash != c->job_hash)
@@ -110,27 +111,27 @@ static int handle_hello(coord *c, int *joined, pst_err *err)
             return coord_reject(c, err, 1, "%s built a model of %llu parameters, the others %llu", who,
                           (unsigned long long)h->nparams, (unsigned long long)c->nparams);
     }
-    if (is_worker && !coord_same_groups(c, h))
+    if (is_worker && !coord_same_groups(c, &h->groups))
         return coord_reject(c, err, 1, "%s freezes or scales other parameters than the others (%d "
-                      "update groups, the others %d)", who, h->ngroups, c->ngroups);
-    peer *p = is_server ? &c->servers[h->rank] : &c->workers[h->rank];
+                      "update groups, the others %d)", who, h->groups.n, c->ngroups);
+    peer *p = is_server ? &c->servers[e->rank] : &c->workers[e->rank];
     if (is_worker && !p->joined) {
         c->steps_sum += h->steps;
         p->steps = h->steps;
         if (h->steps > c->steps_max)
             c->steps_max = h->steps;
     }
-    if (p->joined && coord_same_route(p, &c->in)) {
+    if (p->joined && coord_same_route(p, c->in)) {
         log_debug(c->o->lg, "%s said HELLO again (an answer lost?)", who);
         return PST_OK;
     }
     if (p->joined)
         return coord_reject(c, err, 1, "%s joined twice (two processes with the same rank?)", who);
-    if (c->in.route_len > sizeof p->route)
+    if (c->in->route_len > sizeof p->route)
         return pst_err_set(err, PST_ERR_PEER, "%s: routing id too long", who);
     p->joined = 1;
-    memcpy(p->route, c->in.route, c->in.route_len);
-    p->route_len = c->in.route_len;
+    memcpy(p->route, c->in->route, c->in->route_len);
+    p->route_len = c->in->route_len;
     snprintf(p->endpoint, sizeof p->endpoint, "%s", h->endpoint);
     p->pid = h->pid;
     p->nckpt = is_server ? h->nckpt : 0;
@@ -173,7 +174,7 @@ int coord_gather(coord *c, pst_err *err)
                                o->job->cluster.timeout_s, missing);
         }
         pst_err e = {0};
-        int rc = msg_recv(c->sock, c->m, 1, &c->in, left < 500 ? left : 500, &e);
+        int rc = msg_recv(c->sock, c->m, 1, c->in, left < 500 ? left : 500, &e);
         if (rc == PST_ERR_TIMEOUT)
             continue;
         if (rc == PST_ERR_PEER) {
@@ -182,8 +183,8 @@ int coord_gather(coord *c, pst_err *err)
         }
         if (rc)
             return pst_err_set(err, rc, "%s", e.msg);
-        if (c->in.h.type == WIRE_MSG_STATUS) {
-            coord_answer_status(c, &c->in);
+        if (c->in->h.type == WIRE_MSG_STATUS) {
+            coord_answer_status(c, c->in);
             continue;
         }
         if ((rc = handle_hello(c, &joined, err)))
@@ -271,8 +272,10 @@ int coord_choose_resume(coord *c, pst_err *err)
 
 int coord_welcome_all(coord *c, pst_err *err)
 {
-    wire_header *h = c->welcome;
-    wire_header_init(h, WIRE_MSG_WELCOME, ROLE, 0);
+    wire_env env;
+    wire_env_init(&env, WIRE_MSG_WELCOME, ROLE, 0);
+    wire_welcome *h = c->welcome;
+    memset(h, 0, sizeof *h);
     h->generation = 1;
     h->num_servers = c->S;
     h->num_workers = c->W;
@@ -283,9 +286,9 @@ int coord_welcome_all(coord *c, pst_err *err)
         c->o->job->cluster.consistency == CFG_CONS_BSP ? c->steps_max : c->steps_sum;
     coord_shard_map_groups(c->nparams, c->S, c->group_offsets, c->group_mults, c->ngroups,
                            h->shard_offsets);
-    h->ngroups = c->ngroups;
-    memcpy(h->group_offsets, c->group_offsets, sizeof h->group_offsets);
-    memcpy(h->group_mults, c->group_mults, sizeof h->group_mults);
+    h->groups.n = c->ngroups;
+    memcpy(h->groups.offsets, c->group_offsets, sizeof h->groups.offsets);
+    memcpy(h->groups.mults, c->group_mults, sizeof h->groups.mults);
     h->resume = c->resume_clock >= 0;
     h->resume_clock = h->resume ? c->resume_clock : 0;
     for (int s = 0; s < c->S; s++)
@@ -294,7 +297,8 @@ int coord_welcome_all(coord *c, pst_err *err)
     int timeout_ms = c->o->job->cluster.timeout_s * 1000;
     for (int i = 0; i < c->S + c->W && !rc; i++) {
         peer *p = i < c->S ? &c->servers[i] : &c->workers[i - c->S];
-        rc = msg_send(c->sock, p->route, p->route_len, h, NULL, 0, timeout_ms, err);
+        rc = msg_send(c->sock, p->route, p->route_len, &env, &(wire_body){.welcome = h}, NULL, 0,
+                      timeout_ms, err);
         p->welcomed = 1;
     }
     log_info(c->o->lg, "all %d servers and %d workers joined; model of %llu parameters, %llu "

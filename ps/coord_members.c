@@ -18,12 +18,12 @@ int coord_same_route(const peer *p, const msg_in *in)
 void coord_ack_done(coord *c, const msg_in *in)
 {
     enum { DONE_ACK_COPIES = 3 };
-    wire_header a;
-    wire_header_init(&a, WIRE_MSG_ACK, ROLE, 0);
+    wire_env a;
+    wire_env_init(&a, WIRE_MSG_ACK, ROLE, 0);
     a.request_id = in->h.request_id;
     for (int i = 0; i < DONE_ACK_COPIES; i++) {
         pst_err e = {0};
-        msg_send(c->sock, in->route, in->route_len, &a, NULL, 0, 0, &e);
+        msg_send(c->sock, in->route, in->route_len, &a, NULL, NULL, 0, 0, &e);
     }
 }
 
@@ -46,32 +46,43 @@ void coord_barrier_release(coord *c, int64_t id)
         if (p->done || p->lost || p->barrier != id)
             continue;
         p->barrier_released = id;
-        wire_header h;
-        wire_header_init(&h, WIRE_MSG_BARRIER, ROLE, 0);
+        wire_env h;
+        wire_env_init(&h, WIRE_MSG_BARRIER, ROLE, 0);
         h.clock = id;
         pst_err e = {0};
-        if (msg_send(c->sock, p->route, p->route_len, &h, NULL, 0, 0, &e))
+        if (msg_send(c->sock, p->route, p->route_len, &h, NULL, NULL, 0, 0, &e))
             log_warn(c->o->lg, "BARRIER to worker[%d]: %s", w, e.msg);
         p->barrier = -1;
     }
     log_debug(c->o->lg, "barrier %lld released (%d workers)", (long long)id, waiting);
 }
 
-/* The membership into h: workers' incarnations, lost and done flags; servers' incarnations
- * and endpoints. */
-static void put_membership(const coord *c, wire_header *h)
+/* The membership into c->members: workers' incarnations, lost and done flags; servers'
+ * incarnations and endpoints. */
+static const wire_membership *put_membership(coord *c)
 {
-    h->nmembers = c->W;
+    wire_membership *m = c->members;
+    m->nworkers = c->W;
     for (int w = 0; w < c->W; w++) {
-        h->member_gen[w] = c->workers[w].gen;
-        h->member_lost[w] = (uint8_t)c->workers[w].lost;
-        h->member_done[w] = (uint8_t)c->workers[w].done;
+        m->gen[w] = c->workers[w].gen;
+        m->lost[w] = (uint8_t)c->workers[w].lost;
+        m->done[w] = (uint8_t)c->workers[w].done;
     }
-    h->nmember_servers = c->S;
+    m->nservers = c->S;
     for (int s = 0; s < c->S; s++) {
-        h->member_server_gen[s] = c->servers[s].gen;
-        snprintf(h->member_server_ep[s], WIRE_ENDPOINT_MAX, "%s", c->servers[s].endpoint);
+        m->server_gen[s] = c->servers[s].gen;
+        snprintf(m->server_ep[s], WIRE_ENDPOINT_MAX, "%s", c->servers[s].endpoint);
     }
+    return m;
+}
+
+/* The WELCOME as it stands (c->welcome) to peer p, with the membership when asked. */
+static int send_welcome(coord *c, const peer *p, int with_members, pst_err *err)
+{
+    wire_env h;
+    wire_env_init(&h, WIRE_MSG_WELCOME, ROLE, 0);
+    wire_body b = {.welcome = c->welcome, .membership = with_members ? put_membership(c) : NULL};
+    return msg_send(c->sock, p->route, p->route_len, &h, &b, NULL, 0, 0, err);
 }
 
 /* Answers a HEARTBEAT: the membership, or an ERROR when the sender is an incarnation this
@@ -79,7 +90,7 @@ static void put_membership(const coord *c, wire_header *h)
  * connection of that incarnation's first heartbeat. */
 static void handle_heartbeat(coord *c, const msg_in *in)
 {
-    const wire_header *h = &in->h;
+    const wire_env *h = &in->h;
     int is_server = strcmp(h->role, "server") == 0, is_worker = strcmp(h->role, "worker") == 0;
     if ((!is_server && !is_worker) || h->rank >= (is_server ? c->S : c->W)) {
         log_warn(c->o->lg, "ignoring HEARTBEAT from %s[%d]", h->role, h->rank);
@@ -115,16 +126,16 @@ static void handle_heartbeat(coord *c, const msg_in *in)
         return;
     }
     p->last_ms = net_now_ms();
-    if (is_worker && h->has_progress) {
-        p->epoch = h->epoch;
-        p->step = h->step;
-        p->loss = h->loss;
+    if (is_worker && in->b.progress) {
+        p->epoch = in->b.progress->epoch;
+        p->step = in->b.progress->step;
+        p->loss = in->b.progress->loss;
     }
-    wire_header *r = c->reply;
-    wire_header_init(r, WIRE_MSG_HEARTBEAT, ROLE, 0);
-    r->request_id = h->request_id;
-    put_membership(c, r);
-    if (msg_send(c->sock, in->route, in->route_len, r, NULL, 0, 0, &e))
+    wire_env r;
+    wire_env_init(&r, WIRE_MSG_HEARTBEAT, ROLE, 0);
+    r.request_id = h->request_id;
+    wire_body b = {.membership = put_membership(c)};
+    if (msg_send(c->sock, in->route, in->route_len, &r, &b, NULL, 0, 0, &e))
         log_debug(c->o->lg, "HEARTBEAT answer to %s[%d]: %s", h->role, h->rank, e.msg);
 }
 
@@ -132,10 +143,10 @@ static void handle_heartbeat(coord *c, const msg_in *in)
  * returns 1 when the message just received was one of them. */
 int coord_answer_anytime(coord *c)
 {
-    if (c->in.h.type == WIRE_MSG_STATUS)
-        coord_answer_status(c, &c->in);
-    else if (c->in.h.type == WIRE_MSG_HEARTBEAT)
-        handle_heartbeat(c, &c->in);
+    if (c->in->h.type == WIRE_MSG_STATUS)
+        coord_answer_status(c, c->in);
+    else if (c->in->h.type == WIRE_MSG_HEARTBEAT)
+        handle_heartbeat(c, c->in);
     else
         return 0;
     return 1;
@@ -145,62 +156,61 @@ int coord_answer_anytime(coord *c)
  * or the same process asking again because its WELCOME was lost. */
 void coord_handle_rejoin(coord *c, int *done)
 {
-    const wire_header *h = &c->in.h;
-    int is_server = strcmp(h->role, "server") == 0, is_worker = strcmp(h->role, "worker") == 0;
+    const wire_env *env = &c->in->h;
+    const wire_hello *h = c->in->b.hello;
+    const char *role = env->role;
+    int rank = env->rank;
+    int is_server = strcmp(role, "server") == 0, is_worker = strcmp(role, "worker") == 0;
     pst_err e = {0};
-    wire_header *wel = c->welcome;
-    if ((is_server || is_worker) && h->rank < (is_server ? c->S : c->W)) {
-        peer *p = is_server ? &c->servers[h->rank] : &c->workers[h->rank];
-        if (p->joined && coord_same_route(p, &c->in) && h->pid == p->pid) { /* its WELCOME was lost */
+    wire_welcome *wel = c->welcome;
+    if ((is_server || is_worker) && rank < (is_server ? c->S : c->W)) {
+        peer *p = is_server ? &c->servers[rank] : &c->workers[rank];
+        /* The same process asking again: its WELCOME was lost. */
+        if (p->joined && coord_same_route(p, c->in) && h->pid == p->pid) {
             wel->generation = p->gen;
             wel->rejoin = p->gen > 1;
-            if (is_server && p->gen > 1)
-                put_membership(c, wel);
-            if (msg_send(c->sock, p->route, p->route_len, wel, NULL, 0, 0, &e))
-                log_warn(c->o->lg, "WELCOME to %s[%d]: %s", h->role, h->rank, e.msg);
-            wel->nmembers = wel->nmember_servers = 0;
+            if (send_welcome(c, p, is_server && p->gen > 1, &e))
+                log_warn(c->o->lg, "WELCOME to %s[%d]: %s", role, rank, e.msg);
             return;
         }
     }
-    if (is_server && h->rank < c->S && h->job_hash == c->job_hash) {
+    if (is_server && rank < c->S && h->job_hash == c->job_hash) {
         /* A restarted server: it recovers its shard from its newest checkpoint; the workers
          * learn its (new) endpoint from the membership and send it again what its previous
          * incarnation did not answer. */
-        peer *p = &c->servers[h->rank];
+        peer *p = &c->servers[rank];
         p->gen++;
         p->hb_route_len = 0;
-        memcpy(p->route, c->in.route, c->in.route_len);
-        p->route_len = c->in.route_len;
+        memcpy(p->route, c->in->route, c->in->route_len);
+        p->route_len = c->in->route_len;
         p->pid = h->pid;
         p->last_ms = net_now_ms();
         p->restarts++;
         snprintf(p->endpoint, sizeof p->endpoint, "%s", h->endpoint);
-        snprintf(wel->server_endpoints[h->rank], WIRE_ENDPOINT_MAX, "%s", h->endpoint);
+        snprintf(wel->server_endpoints[rank], WIRE_ENDPOINT_MAX, "%s", h->endpoint);
         wel->generation = p->gen;
         wel->rejoin = 1;
-        put_membership(c, wel);
-        int rc = msg_send(c->sock, p->route, p->route_len, wel, NULL, 0, 0, &e);
-        wel->nmembers = wel->nmember_servers = 0;
-        if (rc)
-            log_warn(c->o->lg, "WELCOME to server[%d]: %s", h->rank, e.msg);
+        if (send_welcome(c, p, 1, &e))
+            log_warn(c->o->lg, "WELCOME to server[%d]: %s", rank, e.msg);
         log_warn(c->o->lg, "server[%d] restarted as incarnation %llu (pid %d, %s): it recovers "
-                 "its shard from its newest checkpoint", h->rank, (unsigned long long)p->gen,
+                 "its shard from its newest checkpoint", rank, (unsigned long long)p->gen,
                  h->pid, h->endpoint);
         return;
     }
-    if (!is_worker || h->rank >= c->W) {
-        log_warn(c->o->lg, "ignoring HELLO from %s[%d] while the job runs%s", h->role, h->rank,
+    if (!is_worker || rank >= c->W) {
+        log_warn(c->o->lg, "ignoring HELLO from %s[%d] while the job runs%s", role, rank,
                  is_server ? " (a server of another job, or a rank past the job's)" : "");
         return;
     }
-    peer *p = &c->workers[h->rank];
-    if (h->job_hash != c->job_hash || h->nparams != c->nparams || !coord_same_groups(c, h)) {
+    peer *p = &c->workers[rank];
+    if (h->job_hash != c->job_hash || h->nparams != c->nparams ||
+        !coord_same_groups(c, &h->groups)) {
         coord_reject(c, &e, 0, "worker[%d] cannot rejoin: it runs a different job (model, optimizer, "
-               "cluster or training settings differ)", h->rank);
+               "cluster or training settings differ)", rank);
         return;
     }
     if (p->done) {
-        coord_reject(c, &e, 0, "worker[%d] cannot rejoin: it already finished its data", h->rank);
+        coord_reject(c, &e, 0, "worker[%d] cannot rejoin: it already finished its data", rank);
         return;
     }
     if (p->lost)
@@ -210,16 +220,16 @@ void coord_handle_rejoin(coord *c, int *done)
     p->lost = 0;
     p->hb_route_len = 0;
     p->barrier = -1;
-    memcpy(p->route, c->in.route, c->in.route_len);
-    p->route_len = c->in.route_len;
+    memcpy(p->route, c->in->route, c->in->route_len);
+    p->route_len = c->in->route_len;
     p->pid = h->pid;
     p->last_ms = net_now_ms();
     wel->generation = p->gen;
     wel->rejoin = 1;
-    if (msg_send(c->sock, p->route, p->route_len, wel, NULL, 0, 0, &e))
-        log_warn(c->o->lg, "WELCOME to worker[%d]: %s", h->rank, e.msg);
+    if (send_welcome(c, p, 0, &e))
+        log_warn(c->o->lg, "WELCOME to worker[%d]: %s", rank, e.msg);
     log_info(c->o->lg, "worker[%d] rejoined as incarnation %llu (pid %d); %d of %d workers "
-             "training", h->rank, (unsigned long long)p->gen, h->pid, c->W - *done - c->nlost,
+             "training", rank, (unsigned long long)p->gen, h->pid, c->W - *done - c->nlost,
              c->W);
 }
 

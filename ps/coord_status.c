@@ -222,11 +222,11 @@ void coord_answer_status(coord *c, const msg_in *in)
                        PST_ERR_NOMEM, "out of memory for the status", &e);
         return;
     }
-    wire_header h;
-    wire_header_init(&h, WIRE_MSG_STATUS, ROLE, 0);
+    wire_env h;
+    wire_env_init(&h, WIRE_MSG_STATUS, ROLE, 0);
     h.request_id = in->h.request_id;
     net_frame f = {.data = text, .len = strlen(text)};
-    if (msg_send(c->sock, in->route, in->route_len, &h, &f, 1, 0, &e))
+    if (msg_send(c->sock, in->route, in->route_len, &h, NULL, &f, 1, 0, &e))
         log_debug(c->o->lg, "STATUS answer: %s", e.msg);
     free(text);
 }

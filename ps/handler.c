@@ -89,22 +89,21 @@ static void keep_bytes(void *data, void *hint)
 static int send_weights(srv_handler *s, const char *route, size_t route_len, int worker,
                         uint64_t request_id, uint64_t off, uint64_t len, pst_err *err)
 {
-    wire_header h;
-    wire_header_init(&h, WIRE_MSG_PULL_REPLY, ROLE, s->o.rank);
+    wire_env h;
+    wire_env_init(&h, WIRE_MSG_PULL_REPLY, ROLE, s->o.rank);
     h.request_id = request_id;
-    h.offset = off;
-    h.len = len;
-    h.clock_gap = srv_shard_clock_gap(s->o.shard, worker);
+    wire_range r = {.offset = off, .len = len,
+                    .clock_gap = srv_shard_clock_gap(s->o.shard, worker)};
     /* The requester's clock here: a rejoining worker starts from it. */
     h.clock = srv_shard_worker_clock(s->o.shard, worker);
-    obs_observe(s->o.gap, (double)h.clock_gap);
+    obs_observe(s->o.gap, (double)r.clock_gap);
     srv_shard_note_served(s->o.shard, worker);
     net_frame f = {.data = srv_shard_weights(s->o.shard, off), .len = (size_t)len * sizeof(float)};
     if (s->o.job->cluster.consistency == CFG_CONS_BSP)
         f.release = keep_bytes;
     s->st.pulls++;
     s->st.bytes_out += f.len;
-    return msg_send(s->o.sock, route, route_len, &h, &f, 1, 0, err);
+    return msg_send(s->o.sock, route, route_len, &h, &(wire_body){.range = &r}, &f, 1, 0, err);
 }
 
 /* Answers every parked pull the clocks now allow, in arrival order. */
@@ -127,7 +126,7 @@ static int serve_pending(srv_handler *s, pst_err *err)
     return PST_OK;
 }
 
-static int park_pull(srv_handler *s, const msg_in *in, pst_err *err)
+static int park_pull(srv_handler *s, const msg_in *in, const wire_range *r, pst_err *err)
 {
     /* A pull sent again (its answer may have been lost... or not yet due) is parked once. */
     for (size_t i = 0; i < s->npend; i++)
@@ -151,10 +150,10 @@ static int park_pull(srv_handler *s, const msg_in *in, pst_err *err)
     p->route_len = in->route_len;
     p->worker = in->h.rank;
     p->request_id = in->h.request_id;
-    p->off = in->h.offset;
-    p->len = in->h.len;
+    p->off = r->offset;
+    p->len = r->len;
     p->clock = in->h.clock;
-    p->final = in->h.final;
+    p->final = r->final;
     return PST_OK;
 }
 
@@ -237,23 +236,24 @@ static void maybe_end_recovery(srv_handler *s, int all_heard)
  * not all arrive). */
 static void send_ack(srv_handler *s, const msg_in *in)
 {
-    wire_header h;
-    wire_header_init(&h, WIRE_MSG_ACK, ROLE, s->o.rank);
+    wire_env h;
+    wire_env_init(&h, WIRE_MSG_ACK, ROLE, s->o.rank);
     h.request_id = in->h.request_id;
     /* A pull's: the worker's clock here (its pushes before it that were taken whole). */
     h.clock = in->h.type == WIRE_MSG_PULL ? srv_shard_worker_clock(s->o.shard, in->h.rank)
                                           : in->h.clock;
     pst_err e = {0};
-    if (msg_send(s->o.sock, in->route, in->route_len, &h, NULL, 0, 0, &e))
+    if (msg_send(s->o.sock, in->route, in->route_len, &h, NULL, NULL, 0, 0, &e))
         log_debug(s->o.lg, "ACK to worker[%d]: %s", in->h.rank, e.msg);
 }
 
 /* INIT or PUSH: the chunk goes to the shard, which takes it in stream order; taken and
  * repeated chunks are acknowledged, one after a gap is not (dlv.h). perr: the message's
  * fault; err: the server's (out of memory). */
-static int handle_chunk(srv_handler *s, const msg_in *in, pst_err *perr, pst_err *err)
+static int handle_chunk(srv_handler *s, const msg_in *in, const wire_range *r, pst_err *perr,
+                        pst_err *err)
 {
-    const wire_header *h = &in->h;
+    const wire_env *h = &in->h;
     const float *g = aligned_floats(s, in->payload[0], in->payload_len[0], err);
     if (!g)
         return pst_err_set(perr, PST_ERR_NOMEM, "%s", err->msg);
@@ -261,17 +261,17 @@ static int handle_chunk(srv_handler *s, const msg_in *in, pst_err *perr, pst_err
     srv_outcome out = SRV_EARLY;
     int rc;
     if (h->type == WIRE_MSG_INIT)
-        rc = h->rank == 0 ? srv_shard_init_range(s->o.shard, h->offset, g, h->len, &out, perr)
+        rc = h->rank == 0 ? srv_shard_init_range(s->o.shard, r->offset, g, r->len, &out, perr)
                           : pst_err_set(perr, PST_ERR_PEER, "INIT from worker[%d]", h->rank);
     else {
         double t0 = s->o.apply ? obs_mono() : 0;
-        rc = srv_shard_push(s->o.shard, h->rank, h->clock, h->offset, g, h->len, &out, perr);
+        rc = srv_shard_push(s->o.shard, h->rank, h->clock, r->offset, g, r->len, &out, perr);
         if (rc == PST_OK && out == SRV_APPLIED)
             obs_observe(s->o.apply, obs_mono() - t0);
     }
     if (rc)
         return rc;
-    if (out == SRV_APPLIED && h->type == WIRE_MSG_PUSH && h->checkpoint && s->o.ckpt &&
+    if (out == SRV_APPLIED && h->type == WIRE_MSG_PUSH && r->checkpoint && s->o.ckpt &&
         s->o.job->checkpoint.enabled)
         srv_ckpt_want(s->o.ckpt, h->rank, h->clock + 1);
     if (out != SRV_EARLY)
@@ -279,31 +279,32 @@ static int handle_chunk(srv_handler *s, const msg_in *in, pst_err *perr, pst_err
     else
         log_debug(s->o.lg, "%s [%llu, +%llu) clock %lld from worker[%d] came before a "
                   "missing one: not taken", wire_type_name(h->type),
-                  (unsigned long long)h->offset, (unsigned long long)h->len,
+                  (unsigned long long)r->offset, (unsigned long long)r->len,
                   (long long)h->clock, h->rank);
     return PST_OK;
 }
 
 /* PULL: answered now when the consistency rule allows, else parked. A failed reply to a
  * worker that is gone is not the server's problem; other send failures are (err). */
-static int handle_pull(srv_handler *s, const msg_in *in, pst_err *perr, pst_err *err, int *fatal)
+static int handle_pull(srv_handler *s, const msg_in *in, const wire_range *r, pst_err *perr,
+                       pst_err *err, int *fatal)
 {
-    const wire_header *h = &in->h;
-    int rc = srv_shard_check_range(s->o.shard, h->offset, h->len, perr);
+    const wire_env *h = &in->h;
+    int rc = srv_shard_check_range(s->o.shard, r->offset, r->len, perr);
     if (rc)
         return rc;
-    if (srv_shard_pull_ready(s->o.shard, h->rank, h->clock, h->final)) {
-        rc = send_weights(s, in->route, in->route_len, h->rank, h->request_id, h->offset,
-                          h->len, err);
+    if (srv_shard_pull_ready(s->o.shard, h->rank, h->clock, r->final)) {
+        rc = send_weights(s, in->route, in->route_len, h->rank, h->request_id, r->offset,
+                          r->len, err);
         if (rc && rc != PST_ERR_PEER)
             *fatal = rc;
         return PST_OK;
     }
-    rc = park_pull(s, in, perr);
+    rc = park_pull(s, in, r, perr);
     /* The worker's pushes travel before this pull on its connection: a step of its that
      * is not whole here was lost on the way. Say so now (an ACK of the pull, with the
      * worker's clock here) rather than let the worker find out at its retry interval. */
-    if (rc == PST_OK && !h->final && srv_shard_worker_clock(s->o.shard, h->rank) < h->clock)
+    if (rc == PST_OK && !r->final && srv_shard_worker_clock(s->o.shard, h->rank) < h->clock)
         send_ack(s, in);
     return rc;
 }
@@ -322,7 +323,7 @@ int srv_handle(srv_handler *s, const msg_in *in, pst_err *err)
      * again), until every live worker has been heard. */
     if (rc == PST_OK && srv_shard_recovering(s->o.shard) &&
         (in->h.type == WIRE_MSG_PUSH || in->h.type == WIRE_MSG_PULL)) {
-        if (!in->h.final)
+        if (!in->b.range->final)
             maybe_end_recovery(s, srv_shard_note_clock(s->o.shard, in->h.rank, in->h.clock));
         if (srv_shard_recovering(s->o.shard))
             return PST_OK;
@@ -331,10 +332,10 @@ int srv_handle(srv_handler *s, const msg_in *in, pst_err *err)
         switch (in->h.type) {
         case WIRE_MSG_INIT:
         case WIRE_MSG_PUSH:
-            rc = handle_chunk(s, in, &perr, err);
+            rc = handle_chunk(s, in, in->b.range, &perr, err);
             break;
         case WIRE_MSG_PULL:
-            rc = handle_pull(s, in, &perr, err, &fatal);
+            rc = handle_pull(s, in, in->b.range, &perr, err, &fatal);
             if (fatal)
                 return fatal;
             break;
@@ -406,13 +407,13 @@ void srv_handler_membership(srv_handler *s, const uint64_t *gen, const uint8_t *
     }
 }
 
-void srv_handler_recover(srv_handler *s, const wire_header *welcome, int64_t from_clock)
+void srv_handler_recover(srv_handler *s, const wire_membership *m, int64_t from_clock)
 {
-    for (int k = 0; k < s->o.nworkers && k < welcome->nmembers; k++) {
-        s->gen[k] = welcome->member_gen[k] ? welcome->member_gen[k] : 1;
-        if (welcome->member_done[k])
+    for (int k = 0; k < s->o.nworkers && k < m->nworkers; k++) {
+        s->gen[k] = m->gen[k] ? m->gen[k] : 1;
+        if (m->done[k])
             srv_shard_worker_done(s->o.shard, k);
-        else if (welcome->member_lost[k]) {
+        else if (m->lost[k]) {
             s->lost[k] = 1;
             srv_shard_worker_lost(s->o.shard, k);
         }

@@ -61,10 +61,11 @@ void srv_handler_membership(srv_handler *h, const uint64_t *gen, const uint8_t *
                             const uint8_t *done);
 
 /* A restarted server (WELCOME rejoin) whose shard was restored from the checkpoint of
- * `from_clock`: the workers' incarnations and who is done or lost from the membership in
- * welcome; then the shard learns the workers' clocks from their requests (unanswered
- * until every live worker is heard or heartbeat_timeout_s passed; srv_shard_note_clock). */
-void srv_handler_recover(srv_handler *h, const wire_header *welcome, int64_t from_clock);
+ * `from_clock`: the workers' incarnations and who is done or lost from the membership its
+ * WELCOME carried (nworkers 0: none); then the shard learns the workers' clocks from
+ * their requests (unanswered until every live worker is heard or heartbeat_timeout_s
+ * passed; srv_shard_note_clock). */
+void srv_handler_recover(srv_handler *h, const wire_membership *m, int64_t from_clock);
 
 typedef struct {
     uint64_t pulls, bytes_in, bytes_out; /* pulls answered; float payload bytes */

@@ -25,7 +25,7 @@ typedef struct {
     net_sock *sock;   /* ROUTER: workers connect here */
     net_sock *coord;  /* DEALER to the coordinator */
     net_msg *m;
-    msg_in in;
+    msg_in *in;       /* every message received, coordinator's and workers' */
     srv_shard *shard;
     srv_handler *handler; /* the workers' messages (handler.c) */
     srv_ckpt *ckpt;       /* the shard's checkpoints (srv_ckpt.c) */
@@ -150,22 +150,30 @@ static void metrics_publish(server *s)
     obs_set(s->mx.pending, (double)hs.parked);
 }
 
-static int register_with_coordinator(server *s, const char *endpoint, wire_header *welcome,
+/* What WELCOME said, kept while s->in takes other messages. */
+typedef struct {
+    wire_welcome w;
+    wire_membership members; /* a restarted server's (nworkers 0: none came) */
+} welcome_copy;
+
+static int register_with_coordinator(server *s, const char *endpoint, welcome_copy *welcome,
                                      pst_err *err)
 {
     const srv_options *o = s->o;
-    wire_header h;
-    wire_header_init(&h, WIRE_MSG_HELLO, ROLE, o->rank);
-    snprintf(h.endpoint, sizeof h.endpoint, "%s", endpoint);
-    h.job_hash = cfg_job_hash(o->job);
-    h.pid = (int)getpid();
-    h.nckpt = srv_ckpt_found(s->ckpt, h.ckpt_clocks, &h.ckpt_any);
-    int rc = msg_register(s->coord, s->m, &s->in, &h, o->coordinator, o->job->cluster.timeout_s,
-                          o->job->cluster.servers, o->job->cluster.workers, o->stop, err);
-    if (rc)
+    wire_env h;
+    wire_env_init(&h, WIRE_MSG_HELLO, ROLE, o->rank);
+    wire_hello hello = {.job_hash = cfg_job_hash(o->job), .pid = (int)getpid()};
+    snprintf(hello.endpoint, sizeof hello.endpoint, "%s", endpoint);
+    hello.nckpt = srv_ckpt_found(s->ckpt, hello.ckpt_clocks, &hello.ckpt_any);
+    int rc = msg_register(s->coord, s->m, s->in, &h, &hello, o->coordinator,
+                          o->job->cluster.timeout_s, o->job->cluster.servers,
+                          o->job->cluster.workers, o->stop, err);
+    if (rc || *o->stop)
         return rc;
-    if (!*o->stop)
-        *welcome = s->in.h;
+    welcome->w = *s->in->b.welcome;
+    welcome->members.nworkers = welcome->members.nservers = 0;
+    if (s->in->b.membership)
+        welcome->members = *s->in->b.membership;
     return PST_OK;
 }
 
@@ -175,17 +183,13 @@ static int send_bye(server *s, pst_err *err)
     srv_shard_get_stats(s->shard, &st);
     srv_handler_stats hs;
     srv_handler_get_stats(s->handler, &hs);
-    wire_header h;
-    wire_header_init(&h, WIRE_MSG_BYE, ROLE, s->o->rank);
-    h.has_stats = 1;
-    h.pushes = st.pushes;
-    h.pulls = hs.pulls;
-    h.bytes_in = hs.bytes_in;
-    h.bytes_out = hs.bytes_out;
-    h.max_clock_gap = st.max_clock_gap;
-    h.updates = st.updates;
-    h.nonfinite = st.rejected_nonfinite;
-    h.repeats = st.repeats;
+    wire_env h;
+    wire_env_init(&h, WIRE_MSG_BYE, ROLE, s->o->rank);
+    wire_stats figures = {.pushes = st.pushes, .pulls = hs.pulls, .bytes_in = hs.bytes_in,
+                          .bytes_out = hs.bytes_out, .max_clock_gap = st.max_clock_gap,
+                          .updates = st.updates, .nonfinite = st.rejected_nonfinite,
+                          .repeats = st.repeats};
+    wire_body bye = {.stats = &figures};
     log_info(s->o->lg,
              "done: %llu updates from %llu pushes, %llu pulls answered, %.1f MB in, %.1f MB "
              "out, largest clock gap served %lld, %llu non-finite gradients %s, %llu "
@@ -207,18 +211,18 @@ static int send_bye(server *s, pst_err *err)
     int64_t deadline = net_now_ms() + 2000LL * s->o->job->cluster.heartbeat_timeout_s;
     int64_t last_shutdown = net_now_ms();
     while (net_now_ms() < deadline && !*s->o->stop) {
-        int rc = msg_send(s->coord, NULL, 0, &h, NULL, 0, s->o->job->cluster.timeout_s * 1000,
-                          err);
+        int rc = msg_send(s->coord, NULL, 0, &h, &bye, NULL, 0,
+                          s->o->job->cluster.timeout_s * 1000, err);
         if (rc)
             return rc;
         int64_t until = net_now_ms() + interval;
         for (int left; (left = (int)(until - net_now_ms())) > 0;) {
             pst_err e = {0};
-            if (msg_recv(s->coord, s->m, 0, &s->in, left, &e) != PST_OK)
+            if (msg_recv(s->coord, s->m, 0, s->in, left, &e) != PST_OK)
                 continue;
-            if (s->in.h.type == WIRE_MSG_ACK)
+            if (s->in->h.type == WIRE_MSG_ACK)
                 return PST_OK;
-            if (s->in.h.type == WIRE_MSG_SHUTDOWN)
+            if (s->in->h.type == WIRE_MSG_SHUTDOWN)
                 last_shutdown = net_now_ms();
         }
         if (net_now_ms() - last_shutdown >= (int64_t)SHUTDOWN_QUIET * interval) {
@@ -278,9 +282,9 @@ static int serve(server *s, pst_err *err)
             break;
         if (ready & 1) {
             pst_err perr = {0};
-            int r = msg_recv(s->sock, s->m, 1, &s->in, 0, &perr);
+            int r = msg_recv(s->sock, s->m, 1, s->in, 0, &perr);
             if (r == PST_OK) {
-                rc = srv_handle(s->handler, &s->in, err);
+                rc = srv_handle(s->handler, s->in, err);
                 metrics_publish(s);
                 if (rc)
                     break;
@@ -293,8 +297,8 @@ static int serve(server *s, pst_err *err)
         }
         if (ready & 2) {
             pst_err perr = {0};
-            int r = msg_recv(s->coord, s->m, 0, &s->in, 0, &perr);
-            if (r == PST_OK && s->in.h.type == WIRE_MSG_SHUTDOWN) {
+            int r = msg_recv(s->coord, s->m, 0, s->in, 0, &perr);
+            if (r == PST_OK && s->in->h.type == WIRE_MSG_SHUTDOWN) {
                 int64_t clock = srv_shard_clock(s->shard);
                 if (o->job->checkpoint.enabled && srv_shard_initialized(s->shard) &&
                     clock != srv_ckpt_last(s->ckpt) &&
@@ -314,7 +318,7 @@ static int serve(server *s, pst_err *err)
  * checkpoint, the workers' incarnations and who is done or lost from the membership that
  * came with WELCOME; then the shard learns the workers' clocks from their requests (which
  * they send again, unanswered, to this new incarnation) -- see srv_shard_begin_recovery. */
-static int recover(server *s, const wire_header *welcome, pst_err *err)
+static int recover(server *s, const welcome_copy *welcome, pst_err *err)
 {
     const srv_options *o = s->o;
     int rc = srv_ckpt_scan(s->ckpt, srv_ckpt_dir(s->ckpt), err);
@@ -329,15 +333,15 @@ static int recover(server *s, const wire_header *welcome, pst_err *err)
                            srv_ckpt_dir(s->ckpt));
     if ((rc = srv_ckpt_restore(s->ckpt, s->shard, clocks[0], err)))
         return rc;
-    srv_handler_recover(s->handler, welcome, clocks[0]);
+    srv_handler_recover(s->handler, &welcome->members, clocks[0]);
     log_warn(o->lg, "restarted (incarnation %llu): recovering the shard from the checkpoint of "
              "clock %lld; learning the workers' clocks from their requests",
-             (unsigned long long)welcome->generation, (long long)clocks[0]);
+             (unsigned long long)welcome->w.generation, (long long)clocks[0]);
     return PST_OK;
 }
 
 /* After WELCOME: the shard of this server's range, its handler and the heartbeat thread. */
-static int setup_shard(server *s, const wire_header *welcome, pst_err *err)
+static int setup_shard(server *s, const wire_welcome *welcome, pst_err *err)
 {
     const srv_options *o = s->o;
     if (o->rank >= welcome->num_servers)
@@ -372,8 +376,8 @@ static int setup_shard(server *s, const wire_header *welcome, pst_err *err)
     if (!(s->hb = hb_start(&ho, err)))
         return err->code;
     /* Fine-tuning: per-layer lr multipliers and frozen ranges, as the workers computed them. */
-    int rc = srv_shard_set_groups(s->shard, welcome->group_offsets, welcome->group_mults,
-                                  welcome->ngroups, err);
+    int rc = srv_shard_set_groups(s->shard, welcome->groups.offsets, welcome->groups.mults,
+                                  welcome->groups.n, err);
     if (rc)
         return rc;
     obs_set(s->mx.workers, s->nworkers);
@@ -391,12 +395,13 @@ static int setup_shard(server *s, const wire_header *welcome, pst_err *err)
 
 /* Where the shard starts: recovered after a restart, resumed from a checkpoint, or
  * afresh (initialised by worker 0's INIT). */
-static int start_shard(server *s, const wire_header *welcome, pst_err *err)
+static int start_shard(server *s, const welcome_copy *wc, pst_err *err)
 {
     const srv_options *o = s->o;
+    const wire_welcome *welcome = &wc->w;
     int rc;
     if (welcome->rejoin) {
-        if ((rc = recover(s, welcome, err)))
+        if ((rc = recover(s, wc, err)))
             return rc;
     } else if (welcome->resume) {
         if (!o->job->checkpoint.resume)
@@ -427,10 +432,12 @@ int srv_run(const srv_options *o, pst_err *err)
     memset(&s, 0, sizeof s);
     s.o = o;
     int rc;
-    wire_header *welcome = malloc(sizeof *welcome);
+    welcome_copy *welcome = malloc(sizeof *welcome);
     char bound[256], endpoint[WIRE_ENDPOINT_MAX], ep[300];
-    if (!welcome)
+    if (!welcome || !(s.in = malloc(sizeof *s.in))) {
+        free(welcome);
         return pst_err_set(err, PST_ERR_NOMEM, "out of memory");
+    }
     if (!(s.ctx = net_ctx_create(1, err)) || !(s.m = net_msg_create(err)) ||
         net_faults_attach(s.ctx, o->faults, 0x5e77e7ULL + (uint64_t)o->rank, o->lg, &s.faults,
                           err)) {
@@ -479,7 +486,7 @@ int srv_run(const srv_options *o, pst_err *err)
         goto cleanup;
     if ((rc = register_with_coordinator(&s, endpoint, welcome, err)) || *o->stop)
         goto cleanup;
-    if ((rc = setup_shard(&s, welcome, err)) || (rc = start_shard(&s, welcome, err)))
+    if ((rc = setup_shard(&s, &welcome->w, err)) || (rc = start_shard(&s, welcome, err)))
         goto cleanup;
     rc = serve(&s, err);
 cleanup:
@@ -491,6 +498,7 @@ cleanup:
     free(s.mlost);
     free(s.mdone);
     free(welcome);
+    free(s.in);
     net_msg_destroy(s.m);
     net_sock_destroy(s.sock);
     net_sock_destroy(s.coord);

@@ -66,13 +66,13 @@ static void send_frames(conn *c, const char *what, const net_frame *f, int n)
 }
 
 /* Sends h packed exactly as given (frame count and lengths included), then the frames. */
-static void send_envelope(conn *c, const char *what, const wire_header *h, size_t cut,
-                          const net_frame *payload, int npayload)
+static void send_envelope(conn *c, const char *what, const wire_env *h, const wire_body *b,
+                          size_t cut, const net_frame *payload, int npayload)
 {
     uint8_t meta[WIRE_MAX_META];
     size_t len = 0;
     pst_err err = {0};
-    if (wire_pack(h, meta, sizeof meta, &len, &err)) {
+    if (wire_pack(h, b, meta, sizeof meta, &len, &err)) {
         printf("%s: cannot pack %s: %s\n", c->name, what, err.msg);
         c->failed++;
         return;
@@ -88,15 +88,14 @@ static void send_envelope(conn *c, const char *what, const wire_header *h, size_
 static void send_push(conn *c, const char *what, int rank, uint64_t off, const float *g,
                       uint64_t len)
 {
-    wire_header h;
-    wire_header_init(&h, WIRE_MSG_PUSH, "worker", rank);
+    wire_env h;
+    wire_env_init(&h, WIRE_MSG_PUSH, "worker", rank);
     h.request_id = 900 + (uint64_t)c->sent;
-    h.offset = off;
-    h.len = len;
     h.nframes = 1;
     h.frame_bytes[0] = len * sizeof(float);
+    wire_range r = {.offset = off, .len = len};
     net_frame f = {.data = g, .len = (size_t)len * sizeof(float)};
-    send_envelope(c, what, &h, 0, &f, 1);
+    send_envelope(c, what, &h, &(wire_body){.range = &r}, 0, &f, 1);
 }
 
 static void attack_server(conn *c, uint64_t *seed, int *forged)
@@ -112,21 +111,19 @@ static void attack_server(conn *c, uint64_t *seed, int *forged)
     send_frames(c, "3 frames of random bytes", f, 3);
 
     float g[4] = {0.5f, -0.5f, 0.25f, 1};
-    wire_header h;
-    wire_header_init(&h, WIRE_MSG_PUSH, "worker", 0);
-    h.offset = 0;
-    h.len = 4;
+    wire_env h;
+    wire_env_init(&h, WIRE_MSG_PUSH, "worker", 0);
+    wire_range r4 = {.offset = 0, .len = 4};
+    wire_body b4 = {.range = &r4};
     h.nframes = 1;
     h.frame_bytes[0] = sizeof g;
-    send_envelope(c, "a PUSH envelope without its gradient frame", &h, 0, NULL, 0);
+    send_envelope(c, "a PUSH envelope without its gradient frame", &h, &b4, 0, NULL, 0);
     net_frame gf = {.data = g, .len = sizeof g};
-    send_envelope(c, "a PUSH envelope cut to 5 bytes", &h, 5, &gf, 1);
-    wire_header v;
-    wire_header_init(&v, WIRE_MSG_PULL, "worker", 0);
+    send_envelope(c, "a PUSH envelope cut to 5 bytes", &h, &b4, 5, &gf, 1);
+    wire_env v;
+    wire_env_init(&v, WIRE_MSG_PULL, "worker", 0);
     v.version = 99;
-    v.offset = 0;
-    v.len = 4;
-    send_envelope(c, "a PULL of wire version 99", &v, 0, NULL, 0);
+    send_envelope(c, "a PULL of wire version 99", &v, &b4, 0, NULL, 0);
 
     /* Forged requests: valid messages naming the job's workers from another connection,
      * or a worker the job does not have. Each must be answered with an ERROR. */
@@ -139,33 +136,30 @@ static void attack_server(conn *c, uint64_t *seed, int *forged)
     (*forged)++;
     send_push(c, "a PUSH as worker 7 (the job has 2)", 7, 0, g, 4);
     (*forged)++;
-    wire_header d;
-    wire_header_init(&d, WIRE_MSG_DONE, "worker", 1);
+    wire_env d;
+    wire_env_init(&d, WIRE_MSG_DONE, "worker", 1);
     d.request_id = 950;
-    send_envelope(c, "a DONE as worker 1", &d, 0, NULL, 0);
+    send_envelope(c, "a DONE as worker 1", &d, NULL, 0, NULL, 0);
     (*forged)++;
-    wire_header in;
-    wire_header_init(&in, WIRE_MSG_INIT, "worker", 0);
+    wire_env in;
+    wire_env_init(&in, WIRE_MSG_INIT, "worker", 0);
     in.request_id = 951;
-    in.offset = 0;
-    in.len = 4;
     in.nframes = 1;
     in.frame_bytes[0] = sizeof g;
-    send_envelope(c, "an INIT as worker 0", &in, 0, &gf, 1);
+    send_envelope(c, "an INIT as worker 0", &in, &b4, 0, &gf, 1);
     (*forged)++;
-    wire_header p;
-    wire_header_init(&p, WIRE_MSG_PULL, "worker", 0);
+    wire_env p;
+    wire_env_init(&p, WIRE_MSG_PULL, "worker", 0);
     p.request_id = 952;
-    p.offset = 0;
-    p.len = 4;
-    p.final = 1;
-    send_envelope(c, "a final PULL as worker 0", &p, 0, NULL, 0);
+    wire_range fin = {.offset = 0, .len = 4, .final = 1};
+    send_envelope(c, "a final PULL as worker 0", &p, &(wire_body){.range = &fin}, 0, NULL, 0);
     (*forged)++;
 
     /* A frame length the frame does not have: 1 GiB declared, 16 bytes sent. */
-    h.len = (uint64_t)1 << 28;
-    h.frame_bytes[0] = h.len * sizeof(float);
-    send_envelope(c, "a PUSH declaring a 1 GiB frame with 16 bytes", &h, 0, &gf, 1);
+    wire_range big = {.offset = 0, .len = (uint64_t)1 << 28};
+    h.frame_bytes[0] = big.len * sizeof(float);
+    send_envelope(c, "a PUSH declaring a 1 GiB frame with 16 bytes", &h,
+                  &(wire_body){.range = &big}, 0, &gf, 1);
     int n = NET_MAX_FRAMES + 4, rc = 0;
     for (int i = 0; i < n && rc >= 0; i++)
         rc = zmq_send(c->raw, junk[i % 3], 8, i + 1 < n ? ZMQ_SNDMORE : 0);
@@ -203,7 +197,7 @@ static int read_errors(conn *c, int want)
         if (in->h.type == WIRE_MSG_ERROR) {
             got++;
             printf("%s: ERROR for request %llu: %s\n", c->name,
-                   (unsigned long long)in->h.request_id, in->h.error_text);
+                   (unsigned long long)in->h.request_id, in->b.error->text);
         } else
             printf("%s: unexpected %s\n", c->name, wire_type_name(in->h.type));
     }
@@ -219,27 +213,25 @@ static void attack_coordinator(conn *c, uint64_t *seed)
     fill_random(junk, sizeof junk, seed);
     net_frame f = {.data = junk, .len = sizeof junk};
     send_frames(c, "64 random bytes", &f, 1);
-    wire_header h;
-    wire_header_init(&h, WIRE_MSG_DONE, "worker", 0);
+    wire_env h;
+    wire_env_init(&h, WIRE_MSG_DONE, "worker", 0);
     h.version = 99;
-    send_envelope(c, "a DONE of wire version 99", &h, 0, NULL, 0);
+    send_envelope(c, "a DONE of wire version 99", &h, NULL, 0, NULL, 0);
     /* Forged DONEs would end the job early if the coordinator believed them. */
+    wire_progress far = {.epoch = 1000}, none = {0};
     for (int w = 0; w < 2; w++) {
-        wire_header_init(&h, WIRE_MSG_DONE, "worker", w);
-        h.has_progress = 1;
-        h.epoch = 1000;
+        wire_env_init(&h, WIRE_MSG_DONE, "worker", w);
         char what[64];
         snprintf(what, sizeof what, "a DONE as worker %d", w);
-        send_envelope(c, what, &h, 0, NULL, 0);
+        send_envelope(c, what, &h, &(wire_body){.progress = &far}, 0, NULL, 0);
     }
-    wire_header_init(&h, WIRE_MSG_PROGRESS, "worker", 1);
-    h.has_progress = 1;
-    send_envelope(c, "a PROGRESS as worker 1", &h, 0, NULL, 0);
-    wire_header_init(&h, WIRE_MSG_HELLO, "server", 0);
-    snprintf(h.endpoint, sizeof h.endpoint, "tcp://127.0.0.1:1");
-    send_envelope(c, "a HELLO as server 0", &h, 0, NULL, 0);
-    wire_header_init(&h, WIRE_MSG_BYE, "server", 1);
-    send_envelope(c, "a BYE as server 1", &h, 0, NULL, 0);
+    wire_env_init(&h, WIRE_MSG_PROGRESS, "worker", 1);
+    send_envelope(c, "a PROGRESS as worker 1", &h, &(wire_body){.progress = &none}, 0, NULL, 0);
+    wire_env_init(&h, WIRE_MSG_HELLO, "server", 0);
+    wire_hello hello = {.endpoint = "tcp://127.0.0.1:1"};
+    send_envelope(c, "a HELLO as server 0", &h, &(wire_body){.hello = &hello}, 0, NULL, 0);
+    wire_env_init(&h, WIRE_MSG_BYE, "server", 1);
+    send_envelope(c, "a BYE as server 1", &h, NULL, 0, NULL, 0);
 }
 
 #define REFUSED_WAIT_MS 3000
@@ -267,16 +259,14 @@ static int refused_mode(const char *server_pub, const char *client_key, const ch
            server_pub ? "CURVE" : "plaintext");
     float g[4] = {0.5f, -0.5f, 0.25f, 1};
     send_push(&srv, "a PUSH as worker 0", 0, 0, g, 4);
-    wire_header h;
-    wire_header_init(&h, WIRE_MSG_PULL, "worker", 0);
+    wire_env h;
+    wire_env_init(&h, WIRE_MSG_PULL, "worker", 0);
     h.request_id = 960;
-    h.offset = 0;
-    h.len = 4;
-    send_envelope(&srv, "a PULL as worker 0", &h, 0, NULL, 0);
-    wire_header_init(&h, WIRE_MSG_DONE, "worker", 0);
-    h.has_progress = 1;
-    h.epoch = 1000;
-    send_envelope(&crd, "a DONE as worker 0", &h, 0, NULL, 0);
+    wire_range r = {.offset = 0, .len = 4};
+    send_envelope(&srv, "a PULL as worker 0", &h, &(wire_body){.range = &r}, 0, NULL, 0);
+    wire_env_init(&h, WIRE_MSG_DONE, "worker", 0);
+    wire_progress far = {.epoch = 1000};
+    send_envelope(&crd, "a DONE as worker 0", &h, &(wire_body){.progress = &far}, 0, NULL, 0);
     /* Listen on both connections at once for the whole wait. */
     int64_t deadline = net_now_ms() + REFUSED_WAIT_MS;
     conn *cs[2] = {&srv, &crd};

@@ -130,41 +130,38 @@ static peer make_peer(fixture *fx, const char *role, int rank, int pid)
     return p;
 }
 
-static void send_on(net_sock *s, wire_header *h)
+static void send_on(net_sock *s, wire_env *h, const wire_body *b)
 {
     pst_err err = {0};
-    assert_int_equal(msg_send(s, NULL, 0, h, NULL, 0, 1000, &err), PST_OK);
+    assert_int_equal(msg_send(s, NULL, 0, h, b, NULL, 0, 1000, &err), PST_OK);
 }
 
 static void hello(fixture *fx, const peer *p, uint64_t job_hash)
 {
-    wire_header *h = calloc(1, sizeof *h);
-    wire_header_init(h, WIRE_MSG_HELLO, p->role, p->rank);
-    h->job_hash = job_hash;
-    h->pid = p->pid;
+    wire_env e;
+    wire_env_init(&e, WIRE_MSG_HELLO, p->role, p->rank);
+    wire_hello h = {.job_hash = job_hash, .pid = p->pid};
     if (strcmp(p->role, "server") == 0)
-        snprintf(h->endpoint, sizeof h->endpoint, "tcp://127.0.0.1:9");
+        snprintf(h.endpoint, sizeof h.endpoint, "tcp://127.0.0.1:9");
     else {
-        h->nparams = NPARAMS;
-        h->steps = 10;
+        h.nparams = NPARAMS;
+        h.steps = 10;
     }
-    send_on(p->main, h);
-    free(h);
+    send_on(p->main, &e, &(wire_body){.hello = &h});
     (void)fx;
 }
 
 static void simple(const peer *p, net_sock *s, wire_type type)
 {
-    wire_header *h = calloc(1, sizeof *h);
-    wire_header_init(h, type, p->role, p->rank);
-    h->generation = p->gen;
-    h->request_id = 5;
-    send_on(s, h);
-    free(h);
+    wire_env h;
+    wire_env_init(&h, type, p->role, p->rank);
+    h.generation = p->gen;
+    h.request_id = 5;
+    send_on(s, &h, NULL);
 }
 
 /* The next message on s (skipping those of other types); fails after WAIT_MS. */
-static const wire_header *expect(fixture *fx, net_sock *s, wire_type type)
+static const msg_in *expect(fixture *fx, net_sock *s, wire_type type)
 {
     int64_t deadline = net_now_ms() + WAIT_MS;
     for (;;) {
@@ -173,7 +170,7 @@ static const wire_header *expect(fixture *fx, net_sock *s, wire_type type)
         if (left <= 0 || msg_recv(s, fx->m, 0, fx->in, left, &err) == PST_ERR_TIMEOUT)
             fail_msg("no %s", wire_type_name(type));
         if (fx->in->h.type == type)
-            return &fx->in->h;
+            return fx->in;
     }
 }
 
@@ -235,27 +232,27 @@ static void test_rendezvous_done_shutdown(void **state)
     net_sock_destroy(tool);
     hello(fx, &p[2], hash);
     for (int i = 0; i < 3; i++) {
-        const wire_header *w = expect(fx, p[i].main, WIRE_MSG_WELCOME);
-        assert_int_equal(w->num_servers, 1);
-        assert_int_equal(w->num_workers, 2);
-        assert_int_equal(w->nparams, NPARAMS);
-        assert_int_equal(w->shard_offsets[0], 0);
-        assert_int_equal(w->shard_offsets[1], NPARAMS);
-        assert_string_equal(w->server_endpoints[0], "tcp://127.0.0.1:9");
-        assert_int_equal(w->generation, 1);
-        assert_false(w->rejoin);
+        const msg_in *w = expect(fx, p[i].main, WIRE_MSG_WELCOME);
+        assert_int_equal(w->b.welcome->num_servers, 1);
+        assert_int_equal(w->b.welcome->num_workers, 2);
+        assert_int_equal(w->b.welcome->nparams, NPARAMS);
+        assert_int_equal(w->b.welcome->shard_offsets[0], 0);
+        assert_int_equal(w->b.welcome->shard_offsets[1], NPARAMS);
+        assert_string_equal(w->b.welcome->server_endpoints[0], "tcp://127.0.0.1:9");
+        assert_int_equal(w->b.welcome->generation, 1);
+        assert_false(w->b.welcome->rejoin);
     }
     /* A repeated HELLO after WELCOME (same process): WELCOME again. */
     hello(fx, &p[2], hash);
     expect(fx, p[2].main, WIRE_MSG_WELCOME);
     /* Heartbeats are answered with the membership. */
     simple(&p[1], p[1].hb, WIRE_MSG_HEARTBEAT);
-    const wire_header *m = expect(fx, p[1].hb, WIRE_MSG_HEARTBEAT);
-    assert_int_equal(m->nmembers, 2);
-    assert_int_equal(m->member_gen[1], 1);
+    const msg_in *m = expect(fx, p[1].hb, WIRE_MSG_HEARTBEAT);
+    assert_int_equal(m->b.membership->nworkers, 2);
+    assert_int_equal(m->b.membership->gen[1], 1);
     /* DONE: acknowledged, and again when repeated. */
     simple(&p[1], p[1].main, WIRE_MSG_DONE);
-    assert_int_equal(expect(fx, p[1].main, WIRE_MSG_ACK)->request_id, 5);
+    assert_int_equal(expect(fx, p[1].main, WIRE_MSG_ACK)->h.request_id, 5);
     simple(&p[1], p[1].main, WIRE_MSG_DONE);
     expect(fx, p[1].main, WIRE_MSG_ACK);
     simple(&p[2], p[2].main, WIRE_MSG_DONE);
@@ -277,11 +274,11 @@ static void test_other_job_refused(void **state)
     hello(fx, &p[0], hash);
     wait_joined(fx, 100); /* the server first, so it is among those told of the abort */
     hello(fx, &p[1], hash ^ 1);
-    const wire_header *e = expect(fx, p[1].main, WIRE_MSG_ERROR);
-    assert_non_null(strstr(e->error_text, "different job"));
+    const msg_in *e = expect(fx, p[1].main, WIRE_MSG_ERROR);
+    assert_non_null(strstr(e->b.error->text, "different job"));
     /* The server that joined is told the job is aborted. */
     e = expect(fx, p[0].main, WIRE_MSG_ERROR);
-    assert_non_null(strstr(e->error_text, "aborted"));
+    assert_non_null(strstr(e->b.error->text, "aborted"));
     assert_int_equal(join(fx), PST_ERR_CONFIG);
     assert_non_null(strstr(fx->err.msg, "different job"));
     finish(fx, p, 2);
@@ -289,7 +286,7 @@ static void test_other_job_refused(void **state)
 
 /* Heartbeats from the peers (the last one a worker) every ~50 ms until the answers to that
  * worker say worker `lost_rank` is lost, or WAIT_MS pass. */
-static const wire_header *beat_until(fixture *fx, peer *beating, int n, int lost_rank)
+static const msg_in *beat_until(fixture *fx, peer *beating, int n, int lost_rank)
 {
     int64_t deadline = net_now_ms() + WAIT_MS;
     while (net_now_ms() < deadline) {
@@ -301,8 +298,8 @@ static const wire_header *beat_until(fixture *fx, peer *beating, int n, int lost
         for (int left; (left = (int)(t - net_now_ms())) > 0;)
             if (msg_recv(beating[n - 1].hb, fx->m, 0, fx->in, left, &err) == PST_OK &&
                 fx->in->h.type == WIRE_MSG_HEARTBEAT &&
-                fx->in->h.member_lost[lost_rank] == 1)
-                return &fx->in->h;
+                fx->in->b.membership && fx->in->b.membership->lost[lost_rank] == 1)
+                return fx->in;
         for (int i = 0; i < n - 1; i++) /* drain the others' answers */
             while (msg_recv(beating[i].hb, fx->m, 0, fx->in, 0, &err) == PST_OK) {
             }
@@ -326,25 +323,25 @@ static void test_lost_worker_rejoins(void **state)
     expect(fx, p[2].hb, WIRE_MSG_HEARTBEAT);
     peer beating[2] = {p[0], p[1]};
     int64_t t0 = net_now_ms();
-    const wire_header *m = beat_until(fx, beating, 2, 1);
+    const msg_in *m = beat_until(fx, beating, 2, 1);
     int64_t took = net_now_ms() - t0;
     assert_true(took >= 800); /* not before the 1 s heartbeat timeout (beat_until bounds it above) */
-    assert_int_equal(m->member_gen[1], 1);
+    assert_int_equal(m->b.membership->gen[1], 1);
     /* The old incarnation's heartbeat: refused. */
     simple(&p[2], p[2].hb, WIRE_MSG_HEARTBEAT);
-    const wire_header *e = expect(fx, p[2].hb, WIRE_MSG_ERROR);
-    assert_non_null(strstr(e->error_text, "declared lost"));
+    const msg_in *e = expect(fx, p[2].hb, WIRE_MSG_ERROR);
+    assert_non_null(strstr(e->b.error->text, "declared lost"));
     /* A restarted process (another pid, another connection) takes over rank 1. */
     p[3] = make_peer(fx, "worker", 1, 301);
     hello(fx, &p[3], hash);
-    const wire_header *w = expect(fx, p[3].main, WIRE_MSG_WELCOME);
-    assert_int_equal(w->generation, 2);
-    assert_true(w->rejoin);
+    const msg_in *w = expect(fx, p[3].main, WIRE_MSG_WELCOME);
+    assert_int_equal(w->b.welcome->generation, 2);
+    assert_true(w->b.welcome->rejoin);
     p[3].gen = 2;
     simple(&p[3], p[3].hb, WIRE_MSG_HEARTBEAT);
     m = expect(fx, p[3].hb, WIRE_MSG_HEARTBEAT);
-    assert_int_equal(m->member_gen[1], 2);
-    assert_int_equal(m->member_lost[1], 0);
+    assert_int_equal(m->b.membership->gen[1], 2);
+    assert_int_equal(m->b.membership->lost[1], 0);
     fx->stop = 1;
     assert_int_equal(join(fx), PST_OK);
     finish(fx, p, 4);

@@ -234,16 +234,16 @@ static void *peer_run(void *arg)
                            in->h.request_id, PST_ERR_CONFIG, "no such job", &err);
             continue;
         }
-        wire_header h;
-        wire_header_init(&h, WIRE_MSG_BARRIER, "coordinator", 0);
+        wire_env h;
+        wire_env_init(&h, WIRE_MSG_BARRIER, "coordinator", 0);
         h.clock = in->h.clock;
         h.request_id = in->h.request_id;
         /* An answer of another clock first: msg_call must skip it. */
-        wire_header other = h;
+        wire_env other = h;
         other.clock = in->h.clock + 100;
-        msg_send(p->router, in->route, in->route_len, &other, NULL, 0, 0, &err);
+        msg_send(p->router, in->route, in->route_len, &other, NULL, NULL, 0, 0, &err);
         for (int i = 0; i < (p->answers ? p->answers : 1); i++)
-            msg_send(p->router, in->route, in->route_len, &h, NULL, 0, 0, &err);
+            msg_send(p->router, in->route, in->route_len, &h, NULL, NULL, 0, 0, &err);
     }
     free(in);
     net_msg_destroy(m);
@@ -272,11 +272,12 @@ static int call(call_fx *fx, int timeout_ms, const volatile sig_atomic_t *stop, 
     fx->m = net_msg_create(&e);
     fx->in = malloc(sizeof *fx->in);
     assert_int_equal(pthread_create(&fx->th, NULL, peer_run, &fx->p), 0);
-    wire_header h;
-    wire_header_init(&h, WIRE_MSG_BARRIER, "worker", 0);
+    wire_env h;
+    wire_env_init(&h, WIRE_MSG_BARRIER, "worker", 0);
     h.clock = 7;
     h.request_id = 42;
-    int rc = msg_call(fx->dealer, fx->m, fx->in, &h, WIRE_MSG_BARRIER, 1, timeout_ms, stop, err);
+    int rc =
+        msg_call(fx->dealer, fx->m, fx->in, &h, NULL, WIRE_MSG_BARRIER, 1, timeout_ms, stop, err);
     atomic_store(&fx->p.stop, 1);
     pthread_join(fx->th, NULL);
     return rc;

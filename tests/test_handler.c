@@ -92,16 +92,18 @@ static uint64_t request(fixture *fx, int conn, int rank, uint64_t gen, wire_type
                         int64_t clock, uint64_t off, uint64_t len, const float *floats,
                         uint64_t id)
 {
-    wire_header h;
-    wire_header_init(&h, type, "worker", rank);
+    wire_env h;
+    wire_env_init(&h, type, "worker", rank);
     h.generation = gen;
     h.request_id = id;
     h.clock = clock;
-    h.offset = off;
-    h.len = len;
+    wire_range r = {.offset = off, .len = len};
+    int ranged = type == WIRE_MSG_INIT || type == WIRE_MSG_PUSH || type == WIRE_MSG_PULL;
+    wire_body b = {.range = ranged ? &r : NULL};
     net_frame f = {.data = floats, .len = floats ? len * sizeof(float) : 0};
     pst_err err = {0};
-    assert_int_equal(msg_send(fx->w[conn], NULL, 0, &h, &f, floats ? 1 : 0, 0, &err), PST_OK);
+    assert_int_equal(msg_send(fx->w[conn], NULL, 0, &h, &b, &f, floats ? 1 : 0, 0, &err),
+                     PST_OK);
     assert_int_equal(msg_recv(fx->srv, fx->m, 1, fx->in, 2000, &err), PST_OK);
     assert_int_equal(srv_handle(fx->h, fx->in, &err), PST_OK);
     return id;
@@ -113,15 +115,15 @@ static uint64_t push(fixture *fx, int rank, int64_t clock, uint64_t off, const f
 }
 
 /* The next reply on connection conn: of type `type` answering request id. */
-static const wire_header *expect(fixture *fx, int conn, wire_type type, uint64_t id)
+static const msg_in *expect(fixture *fx, int conn, wire_type type, uint64_t id)
 {
     pst_err err = {0};
     assert_int_equal(msg_recv(fx->w[conn], fx->wm, 0, fx->win, 2000, &err), PST_OK);
     if (fx->win->h.type != type)
         fail_msg("got %s (%s), wanted %s", wire_type_name(fx->win->h.type),
-                 fx->win->h.error_text, wire_type_name(type));
+                 fx->win->b.error ? fx->win->b.error->text : "", wire_type_name(type));
     assert_int_equal(fx->win->h.request_id, id);
-    return &fx->win->h;
+    return fx->win;
 }
 
 /* Nothing for conn (replies are sent within srv_handle, so 20 ms is plenty). */
@@ -175,8 +177,8 @@ static void test_chunks_once_in_order(void **state)
     expect(fx, 0, WIRE_MSG_ACK, second);
     /* The pull of clock 1 sees w - lr g, applied once. */
     uint64_t p = request(fx, 0, 0, 1, WIRE_MSG_PULL, 1, 0, 4, NULL, fx->next_id++);
-    const wire_header *r = expect(fx, 0, WIRE_MSG_PULL_REPLY, p);
-    assert_int_equal(r->clock, 1);
+    const msg_in *r = expect(fx, 0, WIRE_MSG_PULL_REPLY, p);
+    assert_int_equal(r->h.clock, 1);
     const float *w = fx->win->payload[0];
     for (int i = 0; i < 4; i++)
         assert_true(w[i] == W0[i] - LR * G[i]);
@@ -207,8 +209,8 @@ static void test_parked_pull(void **state)
     srv_handler_get_stats(fx->h, &hs);
     assert_int_equal(hs.parked, 1);
     push_step(fx, 1, 0);
-    const wire_header *r = expect(fx, 0, WIRE_MSG_PULL_REPLY, p);
-    assert_int_equal(r->offset, 0);
+    const msg_in *r = expect(fx, 0, WIRE_MSG_PULL_REPLY, p);
+    assert_int_equal(r->b.range->offset, 0);
     const float *w = fx->win->payload[0];
     for (int i = 0; i < 4; i++)
         assert_true(w[i] == W0[i] - LR * G[i]); /* the mean of two equal gradients */
@@ -229,8 +231,8 @@ static void test_pull_acks_missing_push(void **state)
     uint64_t a = push(fx, 0, 0, 0, G); /* its second chunk is lost */
     expect(fx, 0, WIRE_MSG_ACK, a);
     uint64_t p = request(fx, 0, 0, 1, WIRE_MSG_PULL, 1, 0, 4, NULL, fx->next_id++);
-    const wire_header *r = expect(fx, 0, WIRE_MSG_ACK, p);
-    assert_int_equal(r->clock, 0);
+    const msg_in *r = expect(fx, 0, WIRE_MSG_ACK, p);
+    assert_int_equal(r->h.clock, 0);
     uint64_t b = push(fx, 0, 0, 4, G + 4);
     expect(fx, 0, WIRE_MSG_ACK, b);
     push_step(fx, 1, 0);
@@ -259,9 +261,9 @@ static void test_lost_and_done(void **state)
     assert_int_equal(srv_handler_tick(fx->h, &err), PST_OK);
     expect(fx, 0, WIRE_MSG_PULL_REPLY, p);
     uint64_t q = push(fx, 1, 0, 0, G);
-    const wire_header *e = expect(fx, 1, WIRE_MSG_ERROR, q);
-    assert_int_equal(e->error_code, PST_ERR_NET);
-    assert_non_null(strstr(e->error_text, "declared lost"));
+    const msg_in *e = expect(fx, 1, WIRE_MSG_ERROR, q);
+    assert_int_equal(e->b.error->code, PST_ERR_NET);
+    assert_non_null(strstr(e->b.error->text, "declared lost"));
     destroy(fx);
 }
 
@@ -277,16 +279,16 @@ static void test_replaced_incarnation(void **state)
     push_step(fx, 1, 0);
     /* Worker 0's rank from connection 2: refused. */
     uint64_t x = request(fx, 2, 0, 1, WIRE_MSG_PULL, 0, 0, 4, NULL, fx->next_id++);
-    const wire_header *e = expect(fx, 2, WIRE_MSG_ERROR, x);
-    assert_int_equal(e->error_code, PST_ERR_PEER);
-    assert_non_null(strstr(e->error_text, "another connection"));
+    const msg_in *e = expect(fx, 2, WIRE_MSG_ERROR, x);
+    assert_int_equal(e->b.error->code, PST_ERR_PEER);
+    assert_non_null(strstr(e->b.error->text, "another connection"));
     uint64_t gen[2] = {1, 2};
     uint8_t none[2] = {0, 0};
     srv_handler_membership(fx->h, gen, none, none);
     uint64_t old = push(fx, 1, 1, 0, G);
     e = expect(fx, 1, WIRE_MSG_ERROR, old);
-    assert_int_equal(e->error_code, PST_ERR_NET);
-    assert_non_null(strstr(e->error_text, "replaced by incarnation 2"));
+    assert_int_equal(e->b.error->code, PST_ERR_NET);
+    assert_non_null(strstr(e->b.error->text, "replaced by incarnation 2"));
     request(fx, 2, 1, 3, WIRE_MSG_PULL, 1, 0, 4, NULL, fx->next_id++);
     expect_none(fx, 2);
     /* The new process on connection 2, at the clock the shard gave it (1, asp: its own). */
@@ -294,8 +296,8 @@ static void test_replaced_incarnation(void **state)
     uint64_t y = request(fx, 2, 1, 2, WIRE_MSG_PUSH, c, 0, 4, G, fx->next_id++);
     expect(fx, 2, WIRE_MSG_ACK, y);
     uint64_t z = request(fx, 2, 1, 2, WIRE_MSG_PULL, c, 0, 4, NULL, fx->next_id++);
-    const wire_header *r = expect(fx, 2, WIRE_MSG_PULL_REPLY, z);
-    assert_int_equal(r->clock, c);
+    const msg_in *r = expect(fx, 2, WIRE_MSG_PULL_REPLY, z);
+    assert_int_equal(r->h.clock, c);
     destroy(fx);
 }
 

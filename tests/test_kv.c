@@ -55,22 +55,23 @@ typedef struct {
 
 static void reply(fake *f, int s, const msg_in *in, wire_type type, int64_t clock)
 {
-    wire_header h;
-    wire_header_init(&h, type, "server", s == 2 ? 0 : s);
+    wire_env h;
+    wire_env_init(&h, type, "server", s == 2 ? 0 : s);
     h.request_id = in->h.request_id;
     h.clock = clock;
     pst_err err = {0};
     for (int i = 0; i < (f->sc.dup ? 2 : 1); i++) {
         if (type == WIRE_MSG_PULL_REPLY) {
-            h.offset = in->h.offset;
-            h.len = in->h.len;
-            net_frame fr = {.data = f->w + in->h.offset, .len = in->h.len * sizeof(float)};
-            msg_send(f->sock[s], in->route, in->route_len, &h, &fr, 1, 0, &err);
+            const wire_range *q = in->b.range;
+            wire_range r = {.offset = q->offset, .len = q->len};
+            net_frame fr = {.data = f->w + q->offset, .len = q->len * sizeof(float)};
+            msg_send(f->sock[s], in->route, in->route_len, &h, &(wire_body){.range = &r}, &fr, 1,
+                     0, &err);
         } else if (type == WIRE_MSG_ERROR)
             msg_send_error(f->sock[s], in->route, in->route_len, "server", s, in->h.request_id,
                            PST_ERR_NET, "given up", &err);
         else
-            msg_send(f->sock[s], in->route, in->route_len, &h, NULL, 0, 0, &err);
+            msg_send(f->sock[s], in->route, in->route_len, &h, NULL, NULL, 0, 0, &err);
     }
 }
 
@@ -86,6 +87,7 @@ static void release_held(fake *f)
 static void hold(fake *f, const msg_in *in)
 {
     f->held = *in;
+    f->held.b = (wire_body){.range = &f->held.store.range}; /* the copy's own store */
     memcpy(f->held_route, in->route, in->route_len);
     f->holding = 1;
 }
@@ -109,7 +111,7 @@ static void take(fake *f, int s, const msg_in *in)
     }
     switch (t) {
     case WIRE_MSG_INIT:
-        memcpy(f->w + in->h.offset, in->payload[0], in->payload_len[0]);
+        memcpy(f->w + in->b.range->offset, in->payload[0], in->payload_len[0]);
         reply(f, s, in, WIRE_MSG_ACK, in->h.clock);
         break;
     case WIRE_MSG_PUSH:
@@ -172,7 +174,7 @@ typedef struct {
     pthread_t th;
     wk_kv *kv;
     log_ctx lg;
-    wire_header *welcome;
+    wire_welcome *welcome;
 } fixture;
 
 static volatile sig_atomic_t no_stop = 0;
@@ -192,7 +194,6 @@ static fixture *start(const script *sc)
         fx->f.w[i] = (float)i;
     assert_int_equal(pthread_create(&fx->th, NULL, fake_run, &fx->f), 0);
     fx->welcome = calloc(1, sizeof *fx->welcome);
-    wire_header_init(fx->welcome, WIRE_MSG_WELCOME, "coordinator", 0);
     fx->welcome->generation = 1;
     fx->welcome->num_servers = 2;
     fx->welcome->num_workers = 1;

@@ -91,11 +91,11 @@ static void raw_send(fixture *fx, const void *const *data, const size_t *len, in
             fail_msg("zmq_send frame %d: %s", i, zmq_strerror(zmq_errno()));
 }
 
-static size_t pack(const wire_header *h, uint8_t *buf, size_t cap)
+static size_t pack(const wire_env *h, const wire_body *b, uint8_t *buf, size_t cap)
 {
     size_t len = 0;
     pst_err err = {0};
-    if (wire_pack(h, buf, cap, &len, &err))
+    if (wire_pack(h, b, buf, cap, &len, &err))
         fail_msg("wire_pack: %s", err.msg);
     return len;
 }
@@ -103,12 +103,12 @@ static size_t pack(const wire_header *h, uint8_t *buf, size_t cap)
 /* After a refused message the ROUTER must still deliver the next good one, in order. */
 static void expect_good_message_next(fixture *fx)
 {
-    wire_header h;
-    wire_header_init(&h, WIRE_MSG_DONE, "worker", 1);
+    wire_env h;
+    wire_env_init(&h, WIRE_MSG_DONE, "worker", 1);
     h.request_id = 77;
     pst_err err = {0};
-    assert_int_equal(msg_send(fx->dealer, NULL, 0, &h, NULL, 0, WAIT_MS, &err), PST_OK);
-    msg_in in;
+    assert_int_equal(msg_send(fx->dealer, NULL, 0, &h, NULL, NULL, 0, WAIT_MS, &err), PST_OK);
+    static msg_in in;
     if (msg_recv(fx->router, fx->m, 1, &in, WAIT_MS, &err))
         fail_msg("good message after a refused one: %s", err.msg);
     assert_int_equal(in.h.type, WIRE_MSG_DONE);
@@ -153,21 +153,20 @@ static void test_round_trip_zero_copy(void **state)
     atomic_init(&rel.calls, 0);
     atomic_init(&rel.wrong, 0);
 
-    wire_header h;
-    wire_header_init(&h, WIRE_MSG_PUSH, "worker", 1);
+    wire_env h;
+    wire_env_init(&h, WIRE_MSG_PUSH, "worker", 1);
     h.request_id = 5;
-    h.offset = 1000;
-    h.len = 100;
     h.clock = 12;
+    wire_range pr = {.offset = 1000, .len = 100};
     net_frame f = {.data = grad, .len = sizeof grad, .release = count_release, .hint = &rel};
     pst_err err = {0};
-    if (msg_send(fx->dealer, NULL, 0, &h, &f, 1, WAIT_MS, &err))
+    if (msg_send(fx->dealer, NULL, 0, &h, &(wire_body){.range = &pr}, &f, 1, WAIT_MS, &err))
         fail_msg("msg_send: %s", err.msg);
     /* msg_send filled the frame count and length from the payload. */
     assert_int_equal(h.nframes, 1);
     assert_int_equal(h.frame_bytes[0], 400);
 
-    msg_in in;
+    static msg_in in;
     if (msg_recv(fx->router, fx->m, 1, &in, WAIT_MS, &err))
         fail_msg("msg_recv: %s", err.msg);
     assert_int_equal(net_msg_count(fx->m), 3); /* routing id, envelope, floats */
@@ -177,8 +176,8 @@ static void test_round_trip_zero_copy(void **state)
     assert_string_equal(in.h.role, "worker");
     assert_int_equal(in.h.rank, 1);
     assert_int_equal(in.h.request_id, 5);
-    assert_int_equal(in.h.offset, 1000);
-    assert_int_equal(in.h.len, 100);
+    assert_int_equal(in.b.range->offset, 1000);
+    assert_int_equal(in.b.range->len, 100);
     assert_int_equal(in.h.clock, 12);
     assert_int_equal(in.npayload, 1);
     assert_int_equal(in.payload_len[0], 400);
@@ -186,24 +185,23 @@ static void test_round_trip_zero_copy(void **state)
     wait_calls(&rel, 1);
 
     /* The reply goes back through the routing id, its payload copied (no release). */
-    wire_header r;
-    wire_header_init(&r, WIRE_MSG_PULL_REPLY, "server", 0);
+    wire_env r;
+    wire_env_init(&r, WIRE_MSG_PULL_REPLY, "server", 0);
     r.request_id = 6;
-    r.offset = 1000;
-    r.len = 2;
-    r.clock_gap = 3;
+    wire_range rr = {.offset = 1000, .len = 2, .clock_gap = 3};
     char route[64];
     memcpy(route, in.route, in.route_len);
     const float w[2] = {1.5f, -2};
     net_frame wf = {.data = w, .len = sizeof w};
-    if (msg_send(fx->router, route, in.route_len, &r, &wf, 1, 0, &err))
+    if (msg_send(fx->router, route, in.route_len, &r, &(wire_body){.range = &rr}, &wf, 1, 0,
+                 &err))
         fail_msg("reply: %s", err.msg);
     if (msg_recv(fx->dealer, fx->m, 0, &in, WAIT_MS, &err))
         fail_msg("reply recv: %s", err.msg);
     assert_null(in.route);
     assert_int_equal(in.h.type, WIRE_MSG_PULL_REPLY);
     assert_int_equal(in.h.request_id, 6);
-    assert_int_equal(in.h.clock_gap, 3);
+    assert_int_equal(in.b.range->clock_gap, 3);
     assert_int_equal(in.payload_len[0], sizeof w);
     assert_memory_equal(in.payload[0], w, sizeof w);
 
@@ -235,11 +233,10 @@ static void test_release_on_failed_send(void **state)
     net_sock_destroy(lonely);
 
     /* A ROUTER addressing a routing id nobody has: refused at once (ROUTER_MANDATORY). */
-    wire_header h;
-    wire_header_init(&h, WIRE_MSG_PULL_REPLY, "server", 0);
-    h.offset = 0;
-    h.len = 4;
-    assert_int_equal(msg_send(fx->router, "nobody", 6, &h, &f, 1, 0, &err), PST_ERR_PEER);
+    wire_env h;
+    wire_env_init(&h, WIRE_MSG_PULL_REPLY, "server", 0);
+    wire_body b = {.range = &(wire_range){.offset = 0, .len = 4}};
+    assert_int_equal(msg_send(fx->router, "nobody", 6, &h, &b, &f, 1, 0, &err), PST_ERR_PEER);
     assert_non_null(strstr(err.msg, "peer not connected"));
     assert_int_equal(atomic_load(&rel.calls), 2);
 
@@ -247,7 +244,7 @@ static void test_release_on_failed_send(void **state)
     net_frame many[5] = {f, f, f, f, f};
     for (int i = 1; i < 5; i++)
         many[i].release = NULL;
-    assert_int_equal(msg_send(fx->dealer, NULL, 0, &h, many, 5, 0, &err), PST_ERR_ARG);
+    assert_int_equal(msg_send(fx->dealer, NULL, 0, &h, &b, many, 5, 0, &err), PST_ERR_ARG);
     assert_int_equal(atomic_load(&rel.calls), 3);
     assert_int_equal(atomic_load(&rel.wrong), 0);
 }
@@ -310,7 +307,7 @@ static void test_too_many_frames(void **state)
 static void test_garbage_envelope(void **state)
 {
     fixture *fx = *state;
-    msg_in in;
+    static msg_in in;
     pst_err err = {0};
     const uint8_t junk[] = {0xff, 0xff, 0xff, 0xff, 0x07};
     const void *data[1] = {junk};
@@ -321,12 +318,12 @@ static void test_garbage_envelope(void **state)
     assert_non_null(strstr(err.msg, "envelope of 5 bytes does not parse"));
 
     /* A well-formed envelope of another version. */
-    wire_header h;
-    wire_header_init(&h, WIRE_MSG_DONE, "worker", 0);
+    wire_env h;
+    wire_env_init(&h, WIRE_MSG_DONE, "worker", 0);
     h.version = WIRE_VERSION + 1;
     uint8_t buf[256];
     data[0] = buf;
-    len[0] = pack(&h, buf, sizeof buf);
+    len[0] = pack(&h, NULL, buf, sizeof buf);
     raw_send(fx, data, len, 1);
     assert_int_equal(msg_recv(fx->router, fx->m, 1, &in, WAIT_MS, &err), PST_ERR_PEER);
     char want[64];
@@ -343,18 +340,18 @@ static void test_garbage_envelope(void **state)
 static void test_frame_length_mismatch(void **state)
 {
     fixture *fx = *state;
-    msg_in in;
+    static msg_in in;
     pst_err err = {0};
-    wire_header h;
-    wire_header_init(&h, WIRE_MSG_PUSH, "worker", 0);
-    h.offset = 0;
-    h.len = 100;
+    wire_env h;
+    wire_env_init(&h, WIRE_MSG_PUSH, "worker", 0);
+    wire_range r = {.offset = 0, .len = 100};
+    wire_body b = {.range = &r};
     h.nframes = 1;
     h.frame_bytes[0] = 400;
     uint8_t buf[256];
     static float g[100];
     const void *data[2] = {buf, g};
-    size_t len[2] = {pack(&h, buf, sizeof buf), 396};
+    size_t len[2] = {pack(&h, &b, buf, sizeof buf), 396};
     raw_send(fx, data, len, 2);
     assert_int_equal(msg_recv(fx->router, fx->m, 1, &in, WAIT_MS, &err), PST_ERR_PEER);
     assert_non_null(strstr(err.msg, "PUSH"));
@@ -366,9 +363,9 @@ static void test_frame_length_mismatch(void **state)
     assert_non_null(strstr(err.msg, "0 payload frames arrived, header says 1"));
 
     /* A huge declared length with a small frame. */
-    h.len = (uint64_t)1 << 40;
-    h.frame_bytes[0] = h.len * sizeof(float);
-    len[0] = pack(&h, buf, sizeof buf);
+    r.len = (uint64_t)1 << 40;
+    h.frame_bytes[0] = r.len * sizeof(float);
+    len[0] = pack(&h, &b, buf, sizeof buf);
     len[1] = 16;
     raw_send(fx, data, len, 2);
     assert_int_equal(msg_recv(fx->router, fx->m, 1, &in, WAIT_MS, &err), PST_ERR_PEER);

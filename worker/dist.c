@@ -65,7 +65,7 @@ typedef struct {
 /* ---- Fine-tuning ---------------------------------------------------------------------- */
 
 /* The trainer's update groups into a HELLO, for the coordinator to pass to the servers. */
-static int put_groups(worker *w, wire_header *h, pst_err *err)
+static int put_groups(worker *w, wire_groups *h, pst_err *err)
 {
     int n;
     const opt_group *g = wk_trainer_groups(w->tr, &n);
@@ -73,12 +73,12 @@ static int put_groups(worker *w, wire_header *h, pst_err *err)
         return pst_err_set(err, PST_ERR_CONFIG, "model.layers: %d runs of layers with different "
                            "trainable/lr_mult settings, at most %d in a distributed job", n,
                            WIRE_MAX_GROUPS);
-    h->ngroups = n;
+    h->n = n;
     for (int i = 0; i < n; i++) {
-        h->group_offsets[i] = g[i].offset;
-        h->group_mults[i] = g[i].lr_mult;
+        h->offsets[i] = g[i].offset;
+        h->mults[i] = g[i].lr_mult;
     }
-    h->group_offsets[n] = n ? g[n - 1].offset + g[n - 1].len : 0;
+    h->offsets[n] = n ? g[n - 1].offset + g[n - 1].len : 0;
     return PST_OK;
 }
 
@@ -97,25 +97,26 @@ static void log_finetune(const worker *w)
                  saved < 1e6 ? "kB" : "MB");
 }
 
-static int hello(worker *w, wire_header *welcome, pst_err *err)
+static int hello(worker *w, wire_welcome *welcome, pst_err *err)
 {
     const wk_dist_options *o = w->o;
-    wire_header h;
-    wire_header_init(&h, WIRE_MSG_HELLO, ROLE, o->rank);
+    wire_env e;
+    wire_env_init(&e, WIRE_MSG_HELLO, ROLE, o->rank);
+    wire_hello h = {0};
     h.nparams = ml_model_nparams(w->model);
     h.steps = (uint64_t)((ds_count(w->data.train) + o->job->train.batch_size - 1) /
                          o->job->train.batch_size * o->job->train.epochs);
     h.job_hash = cfg_job_hash(o->job);
     h.pid = (int)getpid();
-    if (put_groups(w, &h, err))
+    if (put_groups(w, &h.groups, err))
         return err->code;
-    int rc = msg_register(w->coord, w->m, w->in, &h, o->coordinator, o->job->cluster.timeout_s,
+    int rc = msg_register(w->coord, w->m, w->in, &e, &h, o->coordinator, o->job->cluster.timeout_s,
                           o->job->cluster.servers, o->job->cluster.workers, o->stop, err);
     if (rc)
         return rc;
     if (*o->stop)
         return PST_OK;
-    *welcome = w->in->h;
+    *welcome = *w->in->b.welcome;
     w->generation = welcome->generation ? welcome->generation : 1;
     if (welcome->nparams != ml_model_nparams(w->model))
         return pst_err_set(err, PST_ERR_CONFIG,
@@ -129,8 +130,8 @@ static int hello(worker *w, wire_header *welcome, pst_err *err)
  * thread's verdict is looked at: a coordinator that is gone (or gave this worker up) ends
  * the wait after cluster.heartbeat_timeout_s, not timeout_s. Errors name the coordinator
  * and what was awaited. */
-static int call_coordinator(worker *w, wire_header *h, wire_type want, int same_clock,
-                            const char *what, pst_err *err)
+static int call_coordinator(worker *w, wire_env *h, const wire_body *b, wire_type want,
+                            int same_clock, const char *what, pst_err *err)
 {
     const wk_dist_options *o = w->o;
     int64_t deadline = net_now_ms() + (int64_t)o->job->cluster.timeout_s * 1000;
@@ -139,7 +140,7 @@ static int call_coordinator(worker *w, wire_header *h, wire_type want, int same_
         if (left <= 0)
             return pst_err_set(err, PST_ERR_TIMEOUT, "coordinator %s: no %s within %d s",
                                o->coordinator, what, o->job->cluster.timeout_s);
-        int rc = msg_call(w->coord, w->m, w->in, h, want, same_clock,
+        int rc = msg_call(w->coord, w->m, w->in, h, b, want, same_clock,
                           left < 1000 ? (int)left : 1000, o->stop, err);
         if (rc != PST_ERR_TIMEOUT)
             return rc ? pst_err_prefix(err, "coordinator %s, waiting for %s", o->coordinator,
@@ -154,14 +155,14 @@ static int call_coordinator(worker *w, wire_header *h, wire_type want, int same_
 static int barrier(worker *w, int64_t id, pst_err *err)
 {
     const wk_dist_options *o = w->o;
-    wire_header h;
-    wire_header_init(&h, WIRE_MSG_BARRIER, ROLE, o->rank);
+    wire_env h;
+    wire_env_init(&h, WIRE_MSG_BARRIER, ROLE, o->rank);
     h.generation = w->generation;
     h.clock = id;
     char what[96];
     snprintf(what, sizeof what, "the release of barrier %lld (another worker stuck or gone?)",
              (long long)id);
-    return call_coordinator(w, &h, WIRE_MSG_BARRIER, 1, what, err);
+    return call_coordinator(w, &h, NULL, WIRE_MSG_BARRIER, 1, what, err);
 }
 
 /* Tells the coordinator how far we are, at most every 2 s (heartbeats carry the same
@@ -190,18 +191,15 @@ static int report_progress(worker *w, wire_type type, double test_accuracy, pst_
     if (type == WIRE_MSG_PROGRESS && now - w->last_progress_ms < PROGRESS_EVERY_MS)
         return PST_OK;
     w->last_progress_ms = now;
-    wire_header h;
-    wire_header_init(&h, type, ROLE, w->o->rank);
+    wire_env h;
+    wire_env_init(&h, type, ROLE, w->o->rank);
     h.generation = w->generation;
-    h.has_progress = 1;
-    h.epoch = w->epoch;
-    h.step = w->step;
-    h.loss = w->loss;
-    h.samples_per_s = 0;
-    h.test_accuracy = test_accuracy;
+    wire_progress p = {.epoch = w->epoch, .step = w->step, .loss = w->loss,
+                       .test_accuracy = test_accuracy};
+    wire_body b = {.progress = &p};
     if (type == WIRE_MSG_DONE)
-        return call_coordinator(w, &h, WIRE_MSG_ACK, 0, "the acknowledgement of DONE", err);
-    return msg_send(w->coord, NULL, 0, &h, NULL, 0, w->o->job->cluster.timeout_s * 1000, err);
+        return call_coordinator(w, &h, &b, WIRE_MSG_ACK, 0, "the acknowledgement of DONE", err);
+    return msg_send(w->coord, NULL, 0, &h, &b, NULL, 0, w->o->job->cluster.timeout_s * 1000, err);
 }
 
 static int on_idle(void *ctx, pst_err *err)
@@ -515,7 +513,7 @@ int wk_dist_run(const wk_dist_options *o, pst_err *err)
     w.o = o;
     const cfg_job *job = o->job;
     int rc;
-    wire_header *welcome = malloc(sizeof *welcome);
+    wire_welcome *welcome = malloc(sizeof *welcome);
     w.in = malloc(sizeof *w.in);
     if (!welcome || !w.in) {
         rc = pst_err_set(err, PST_ERR_NOMEM, "out of memory");

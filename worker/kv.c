@@ -123,21 +123,22 @@ static void settle_push(wk_kv *kv, int slot)
 /* Cuts what is sent -- the whole vector, or (trainable_only) the runs of update groups with
  * a multiplier > 0 -- at shard boundaries and into chunks: *out in sending order, server by
  * server. Two passes: count, then fill. Returns -1 when out of memory. */
-static int make_pieces(const wk_kv *kv, const wire_header *welcome, int trainable_only,
+static int make_pieces(const wk_kv *kv, const wire_welcome *welcome, int trainable_only,
                        kv_piece **out, int *n)
 {
-    const int ng = trainable_only ? welcome->ngroups : 0;
+    const wire_groups *gr = &welcome->groups;
+    const int ng = trainable_only ? gr->n : 0;
     for (int pass = 0; pass < 2; pass++) {
         int k = 0;
         for (int s = 0; s < kv->S; s++) {
             for (int g = 0; g < (ng ? ng : 1); g++) {
-                if (ng && !(welcome->group_mults[g] > 0.0f))
+                if (ng && !(gr->mults[g] > 0.0f))
                     continue;
-                uint64_t a = ng ? welcome->group_offsets[g] : 0;
+                uint64_t a = ng ? gr->offsets[g] : 0;
                 /* A run: this group and the trainable groups right after it. */
-                while (ng && g + 1 < ng && welcome->group_mults[g + 1] > 0.0f)
+                while (ng && g + 1 < ng && gr->mults[g + 1] > 0.0f)
                     g++;
-                uint64_t b = ng ? welcome->group_offsets[g + 1] : kv->nparams;
+                uint64_t b = ng ? gr->offsets[g + 1] : kv->nparams;
                 uint64_t lo = a > kv->off[s] ? a : kv->off[s];
                 uint64_t hi = b < kv->off[s + 1] ? b : kv->off[s + 1];
                 for (; lo < hi; lo += WIRE_CHUNK_FLOATS, k++)
@@ -153,7 +154,7 @@ static int make_pieces(const wk_kv *kv, const wire_header *welcome, int trainabl
     return 0;
 }
 
-wk_kv *wk_kv_create(net_ctx *ctx, int rank, const wire_header *welcome, int timeout_ms,
+wk_kv *wk_kv_create(net_ctx *ctx, int rank, const wire_welcome *welcome, int timeout_ms,
                     const log_ctx *lg, const volatile sig_atomic_t *stop, pst_err *err)
 {
     wk_kv *kv = calloc(1, sizeof *kv);
@@ -248,15 +249,12 @@ static int send_piece(wk_kv *kv, wire_type type, uint64_t id, const kv_piece *pc
                       const float *buf, int slot, int64_t clock, int final, int checkpoint,
                       pst_err *err)
 {
-    wire_header h;
-    wire_header_init(&h, type, ROLE, kv->rank);
+    wire_env h;
+    wire_env_init(&h, type, ROLE, kv->rank);
     h.generation = kv->generation;
     h.request_id = id;
-    h.offset = pc->off;
-    h.len = pc->len;
     h.clock = clock;
-    h.final = final;
-    h.checkpoint = checkpoint;
+    wire_range r = {.offset = pc->off, .len = pc->len, .final = final, .checkpoint = checkpoint};
     net_frame f = {0};
     int nf = 0;
     if (buf) {
@@ -270,7 +268,8 @@ static int send_piece(wk_kv *kv, wire_type type, uint64_t id, const kv_piece *pc
         nf = 1;
         kv->stats.bytes_pushed += f.len;
     }
-    int rc = msg_send(kv->sock[pc->server], NULL, 0, &h, &f, nf, kv->timeout_ms, err);
+    int rc = msg_send(kv->sock[pc->server], NULL, 0, &h, &(wire_body){.range = &r}, &f, nf,
+                      kv->timeout_ms, err);
     if (rc)
         return pst_err_prefix(err, "%s to server[%d] %s", wire_type_name(type), pc->server,
                               kv->endpoint[pc->server]);
@@ -279,11 +278,11 @@ static int send_piece(wk_kv *kv, wire_type type, uint64_t id, const kv_piece *pc
 
 static int send_done_to(wk_kv *kv, int s, uint64_t id, pst_err *err)
 {
-    wire_header h;
-    wire_header_init(&h, WIRE_MSG_DONE, ROLE, kv->rank);
+    wire_env h;
+    wire_env_init(&h, WIRE_MSG_DONE, ROLE, kv->rank);
     h.generation = kv->generation;
     h.request_id = id;
-    int rc = msg_send(kv->sock[s], NULL, 0, &h, NULL, 0, kv->timeout_ms, err);
+    int rc = msg_send(kv->sock[s], NULL, 0, &h, NULL, NULL, 0, kv->timeout_ms, err);
     return rc ? pst_err_prefix(err, "DONE to server[%d] %s", s, kv->endpoint[s]) : PST_OK;
 }
 
@@ -383,13 +382,15 @@ static int fast_resend(wk_kv *kv, int s, int64_t clock, pst_err *err)
 /* Handles one message from server s. */
 static int take_message(wk_kv *kv, int s, int64_t *maxgap, int *progress, pst_err *err)
 {
-    const wire_header *h = &kv->in->h;
+    const wire_env *h = &kv->in->h;
     /* The server's code says whether a restarted process could do better (PST_ERR_NET:
      * this incarnation was given up) or not (a refused gradient). */
-    if (h->type == WIRE_MSG_ERROR)
-        return pst_err_set(err, h->error_code == PST_ERR_NET ? PST_ERR_NET : PST_ERR_PEER,
+    if (h->type == WIRE_MSG_ERROR) {
+        const wire_error *x = kv->in->b.error;
+        return pst_err_set(err, x->code == PST_ERR_NET ? PST_ERR_NET : PST_ERR_PEER,
                            "server[%d] refused request %llu: %s", s,
-                           (unsigned long long)h->request_id, h->error_text);
+                           (unsigned long long)h->request_id, x->text);
+    }
     if (h->type == WIRE_MSG_ACK) {
         *progress = 1;
         /* The ACK of a parked pull: the server has not taken our push before it whole. */
@@ -407,22 +408,24 @@ static int take_message(wk_kv *kv, int s, int64_t *maxgap, int *progress, pst_er
                   (unsigned long long)h->request_id, s);
         return PST_OK;
     }
-    if (h->type != WIRE_MSG_PULL_REPLY || !want || want->server != s ||
-        h->offset != want->off || h->len != want->len)
+    const wire_range *r = kv->in->b.range; /* NULL: not a range type */
+    uint64_t off = r ? r->offset : 0, len = r ? r->len : 0;
+    if (h->type != WIRE_MSG_PULL_REPLY || !want || want->server != s || off != want->off ||
+        len != want->len)
         return pst_err_set(err, PST_ERR_PEER,
                            "server[%d] sent an unexpected %s (request %llu, range "
                            "[%llu, +%llu))",
                            s, wire_type_name(h->type), (unsigned long long)h->request_id,
-                           (unsigned long long)h->offset, (unsigned long long)h->len);
+                           (unsigned long long)off, (unsigned long long)len);
     if (!dlv_batch_answer(&kv->pull, h->request_id, 0, NULL)) {
         log_debug(kv->lg, "ignoring a second reply to request %llu from server[%d]",
                   (unsigned long long)h->request_id, s);
         return PST_OK;
     }
-    memcpy(kv->pull_dst + h->offset, kv->in->payload[0], kv->in->payload_len[0]);
+    memcpy(kv->pull_dst + r->offset, kv->in->payload[0], kv->in->payload_len[0]);
     kv->stats.bytes_pulled += kv->in->payload_len[0];
-    if (h->clock_gap > *maxgap)
-        *maxgap = h->clock_gap;
+    if (r->clock_gap > *maxgap)
+        *maxgap = r->clock_gap;
     if (h->clock < kv->reply_clock)
         kv->reply_clock = h->clock;
     /* The reply says how many of our steps this server has taken whole (h->clock): the

@@ -34,7 +34,7 @@
 typedef struct wk_kv wk_kv;
 
 /* Connects to the servers of welcome (a WELCOME header). */
-wk_kv *wk_kv_create(net_ctx *ctx, int rank, const wire_header *welcome, int timeout_ms,
+wk_kv *wk_kv_create(net_ctx *ctx, int rank, const wire_welcome *welcome, int timeout_ms,
                     const log_ctx *lg, const volatile sig_atomic_t *stop, pst_err *err);
 void wk_kv_destroy(wk_kv *kv);
 /* Closes the sockets. Frames still queued (a worker stopped mid-step) are released by
