@@ -79,6 +79,30 @@ cleanup:
     return rc;
 }
 
+static void log_model(const log_ctx *lg, const cfg_job *job, wk_trainer *tr)
+{
+    size_t P = ml_model_nparams(wk_trainer_model(tr));
+    log_info(lg, "model: %zu parameters, optimizer %s lr %g, batch %d, %d epoch(s)", P,
+             opt_kind_name(job->optimizer.kind), (double)job->optimizer.lr,
+             job->train.batch_size, job->train.epochs);
+    char note[1024];
+    if (wk_trainer_finetune_note(tr, note, sizeof note))
+        log_info(lg, "%s", note);
+    if (wk_trainer_frozen_params(tr))
+        log_info(lg, "frozen: %zu of %zu parameters are not trained",
+                 wk_trainer_frozen_params(tr), P);
+}
+
+/* A stop signal ended the run: where its metrics are and how to continue it. */
+static void log_stopped(const log_ctx *lg, const cfg_job *job, const wk_local_ckpt *ck, int sig)
+{
+    if (job->checkpoint.enabled && wk_local_ckpt_last(ck) >= 0)
+        log_warn(lg, "stopped by signal %d; metrics so far are in %s; continue with --resume %s",
+                 sig, job->output.dir, wk_local_ckpt_dir(ck));
+    else
+        log_warn(lg, "stopped by signal %d; metrics so far are in %s", sig, job->output.dir);
+}
+
 int cmd_train(int argc, char **argv, const volatile sig_atomic_t *stop)
 {
     int print_config = 0;
@@ -128,15 +152,7 @@ int cmd_train(int argc, char **argv, const volatile sig_atomic_t *stop)
         rc = err.code;
         goto done;
     }
-    log_info(&lg, "model: %zu parameters, optimizer %s lr %g, batch %d, %d epoch(s)",
-             ml_model_nparams(wk_trainer_model(tr)), opt_kind_name(job->optimizer.kind),
-             (double)job->optimizer.lr, job->train.batch_size, job->train.epochs);
-    char note[1024];
-    if (wk_trainer_finetune_note(tr, note, sizeof note))
-        log_info(&lg, "%s", note);
-    if (wk_trainer_frozen_params(tr))
-        log_info(&lg, "frozen: %zu of %zu parameters are not trained",
-                 wk_trainer_frozen_params(tr), ml_model_nparams(wk_trainer_model(tr)));
+    log_model(&lg, job, tr);
     if (!(ck = wk_local_ckpt_create(job, &data, &lg, &err))) {
         rc = err.code;
         goto done;
@@ -172,12 +188,7 @@ int cmd_train(int argc, char **argv, const volatile sig_atomic_t *stop)
     if ((rc = wk_loop_run(&lo, &res, &err)))
         goto done;
     if (*stop) {
-        if (job->checkpoint.enabled && wk_local_ckpt_last(ck) >= 0)
-            log_warn(&lg, "stopped by signal %d; metrics so far are in %s; continue with "
-                     "--resume %s", (int)*stop, job->output.dir, wk_local_ckpt_dir(ck));
-        else
-            log_warn(&lg, "stopped by signal %d; metrics so far are in %s", (int)*stop,
-                     job->output.dir);
+        log_stopped(&lg, job, ck, (int)*stop);
         goto done;
     }
     wk_eval final;

@@ -506,6 +506,21 @@ static int open_progress(worker *w, pst_err *err)
     return PST_OK;
 }
 
+/* A resumed job starts at the servers' checkpoint clock; a worker whose steps end before
+ * it is done at once (it says DONE and leaves the clock). */
+static void resume_at(worker *w, int64_t clock)
+{
+    int64_t per_epoch = steps_per_epoch(w), total = per_epoch * w->o->job->train.epochs;
+    w->clock = clock < total ? clock : total;
+    if (w->clock == total)
+        log_info(w->o->lg, "resuming at clock %lld: this worker's %lld steps are all done",
+                 (long long)clock, (long long)total);
+    else
+        log_info(w->o->lg, "resuming at clock %lld (epoch %lld, step %lld of it)",
+                 (long long)w->clock, (long long)(w->clock / per_epoch + 1),
+                 (long long)(w->clock % per_epoch));
+}
+
 int wk_dist_run(const wk_dist_options *o, pst_err *err)
 {
     worker w;
@@ -530,19 +545,8 @@ int wk_dist_run(const wk_dist_options *o, pst_err *err)
         rc = err->code;
         goto cleanup;
     }
-    /* A resumed job starts at the servers' checkpoint clock; a worker whose steps end
-     * before it is done at once (it says DONE and leaves the clock). */
-    if (welcome->resume) {
-        int64_t per_epoch = steps_per_epoch(&w), total = per_epoch * job->train.epochs;
-        w.clock = welcome->resume_clock < total ? welcome->resume_clock : total;
-        if (w.clock == total)
-            log_info(o->lg, "resuming at clock %lld: this worker's %lld steps are all done",
-                     (long long)welcome->resume_clock, (long long)total);
-        else
-            log_info(o->lg, "resuming at clock %lld (epoch %lld, step %lld of it)",
-                     (long long)w.clock, (long long)(w.clock / per_epoch + 1),
-                     (long long)(w.clock % per_epoch));
-    }
+    if (welcome->resume)
+        resume_at(&w, welcome->resume_clock);
     wk_cadence_init(&w.cadence, &job->checkpoint, o->rank == 0);
     if (!(w.kv = wk_kv_create(w.ctx, o->rank, welcome, job->cluster.timeout_s * 1000, o->lg,
                               o->stop, err))) {
