@@ -2,7 +2,10 @@
  * servers, next to raw ZeroMQ moving the same bytes over the same transport, in one run.
  *
  *   bench_transport --pstrain PATH [--params N] [--rounds R] [--servers 1,2,4] [--keep]
- *                   [--curve]
+ *                   [--curve] [--smoke]
+ *
+ * --smoke: tiny sizes (2M floats, 16 rounds, 1 and 2 servers, a 1 s heartbeat timeout),
+ * run by ctest -L bench to check that the benchmark still runs to its end.
  *
  * --curve: the cluster runs with CURVE encryption and authentication (docs/security.md;
  * fresh keys in the temporary folder) and this program is a CURVE client; the raw side
@@ -13,10 +16,10 @@
  * Product side, for each server count S: a real coordinator and S real `pstrain server`
  * processes (fork + exec of PATH) on loopback TCP, with a job of S servers, one worker,
  * bsp and plain SGD. This program is worker 0: HELLO with N parameters and the job's hash,
- * WELCOME, then worker/kv.c exactly as a training worker uses it. One round is one step's
- * traffic: wk_kv_push of the N-float gradient, wk_kv_pull_start of the next clock and
- * wk_kv_pull_wait into the weights (2 x 4N bytes; the servers apply the SGD update in
- * between). After the last round DONE goes to the servers and to the coordinator, which
+ * WELCOME, then the heartbeat thread (proto/hb.h) and worker/kv.c exactly as a training
+ * worker uses them. One round is one step's traffic: wk_kv_push of the N-float gradient,
+ * wk_kv_pull_start of the next clock and wk_kv_pull_wait into the weights (2 x 4N bytes;
+ * the servers apply the SGD update in between). After the last round DONE goes to the servers and to the coordinator, which
  * shuts the servers down; every process must exit 0.
  *
  * Raw side: a forked child with a ROUTER socket, this program's DEALER, tcp://127.0.0.1,
@@ -613,7 +616,7 @@ static void usage(FILE *f)
           f);
 }
 
-/* "1,2,4" into counts; returns how many (at most MAX_CLUSTERS). */
+/* "1,2,4" into counts; returns how many (at most MAX_CLUSTERS), -1 on other characters. */
 static int parse_counts(char *s, int *counts)
 {
     int n = 0;
