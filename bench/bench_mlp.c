@@ -202,19 +202,21 @@ static double sgemm_epoch(sgemm_bufs *s, int64_t nsamples, double *cpu)
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: bench_mlp [--rounds N] [--data DIR]\n"
+            "usage: bench_mlp [--rounds N] [--data DIR] [--smoke]\n"
             "  One-thread throughput of one training epoch of the MLP 784-256-128-10 on\n"
             "  Fashion-MNIST, next to the rate of its sgemm calls alone. Each round times one\n"
             "  sgemm-only epoch, then one pstrain epoch (wk_loop_local_epochs).\n"
             "  --rounds N  rounds in this process (default 1; bench/run_mlp.sh runs 1 per\n"
             "              process and interleaves PyTorch between them)\n"
             "  --data DIR  Fashion-MNIST IDX files (default /usr/share/datasets/fashion-mnist)\n"
+            "  --smoke     tiny sizes, to check that the benchmark runs (ctest -L bench): the\n"
+            "              first 2048 training images, 5 warm-up batches\n"
             "Set OPENBLAS_NUM_THREADS=1 as well: OpenBLAS starts its threads when loaded.\n");
 }
 
 int main(int argc, char **argv)
 {
-    int rounds = 1;
+    int rounds = 1, smoke = 0;
     const char *dir = "/usr/share/datasets/fashion-mnist";
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--rounds") == 0 && i + 1 < argc) {
@@ -227,6 +229,8 @@ int main(int argc, char **argv)
             rounds = (int)v;
         } else if (strcmp(argv[i], "--data") == 0 && i + 1 < argc) {
             dir = argv[++i];
+        } else if (strcmp(argv[i], "--smoke") == 0) {
+            smoke = 1;
         } else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
             usage(stdout);
             return 0;
@@ -245,7 +249,7 @@ int main(int argc, char **argv)
     cfg_job *job = NULL;
     wk_data data = {0};
     wk_trainer *tr = NULL;
-    ds_dataset *warm = NULL;
+    ds_dataset *warm = NULL, *smoke_train = NULL;
     int64_t *warm_rows = NULL;
     sgemm_bufs sb = {0};
 
@@ -264,6 +268,22 @@ int main(int argc, char **argv)
     double load_s = now_s() - tl0;
     long rss_data_kb = rss_now_kb(), peak_load_kb = rss_peak_kb();
     const ds_dataset *train = data.train;
+    /* --smoke: an epoch of the first 16 batches (2048 images) only. */
+    const int64_t smoke_rows = 16 * BATCH;
+    if (smoke && ds_count(train) > smoke_rows) {
+        int64_t *rows = malloc(sizeof *rows * (size_t)smoke_rows);
+        if (!rows) {
+            fprintf(stderr, "bench_mlp: out of memory\n");
+            goto cleanup;
+        }
+        for (int64_t i = 0; i < smoke_rows; i++)
+            rows[i] = i;
+        smoke_train = ds_subset(train, rows, smoke_rows, &err);
+        free(rows);
+        if (!smoke_train)
+            goto fail;
+        train = smoke_train;
+    }
     int64_t n = ds_count(train);
     if (ds_dim(train) != IN || n < BATCH) {
         fprintf(stderr, "bench_mlp: expected (N >= %d, %d) training images, got (%lld, %d)\n",
@@ -280,7 +300,7 @@ int main(int argc, char **argv)
      * of each loop are enough for both. The sgemm-only warm-up goes first, so that the RSS
      * growth over the trainer's creation and warm-up is the trainer's own memory: model,
      * gradients, optimizer state, activations and batch buffers, as touched. */
-    const int64_t nwarm = 50 * BATCH;
+    const int64_t nwarm = (smoke ? 5 : 50) * BATCH;
     warm_rows = malloc(sizeof *warm_rows * (size_t)nwarm);
     if (!warm_rows) {
         fprintf(stderr, "bench_mlp: out of memory\n");
@@ -366,6 +386,7 @@ cleanup:
     sgemm_bufs_fini(&sb);
     free(warm_rows);
     ds_destroy(warm);
+    ds_destroy(smoke_train);
     wk_trainer_destroy(tr);
     wk_data_fini(&data);
     cfg_job_free(job);

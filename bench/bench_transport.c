@@ -2,7 +2,10 @@
  * servers, next to raw ZeroMQ moving the same bytes over the same transport, in one run.
  *
  *   bench_transport --pstrain PATH [--params N] [--rounds R] [--servers 1,2,4] [--keep]
- *                   [--curve]
+ *                   [--curve] [--smoke]
+ *
+ * --smoke: tiny sizes (2M floats, 16 rounds, 1 and 2 servers, a 1 s heartbeat timeout),
+ * run by ctest -L bench to check that the benchmark still runs to its end.
  *
  * --curve: the cluster runs with CURVE encryption and authentication (docs/security.md;
  * fresh keys in the temporary folder) and this program is a CURVE client; the raw side
@@ -13,10 +16,10 @@
  * Product side, for each server count S: a real coordinator and S real `pstrain server`
  * processes (fork + exec of PATH) on loopback TCP, with a job of S servers, one worker,
  * bsp and plain SGD. This program is worker 0: HELLO with N parameters and the job's hash,
- * WELCOME, then worker/kv.c exactly as a training worker uses it. One round is one step's
- * traffic: wk_kv_push of the N-float gradient, wk_kv_pull_start of the next clock and
- * wk_kv_pull_wait into the weights (2 x 4N bytes; the servers apply the SGD update in
- * between). After the last round DONE goes to the servers and to the coordinator, which
+ * WELCOME, then the heartbeat thread (proto/hb.h) and worker/kv.c exactly as a training
+ * worker uses them. One round is one step's traffic: wk_kv_push of the N-float gradient,
+ * wk_kv_pull_start of the next clock and wk_kv_pull_wait into the weights (2 x 4N bytes;
+ * the servers apply the SGD update in between). After the last round DONE goes to the servers and to the coordinator, which
  * shuts the servers down; every process must exit 0.
  *
  * Raw side: a forked child with a ROUTER socket, this program's DEALER, tcp://127.0.0.1,
@@ -44,6 +47,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <getopt.h>
 #include <malloc.h>
 #include <math.h>
 #include <signal.h>
@@ -60,6 +64,7 @@
 #include "base/err.h"
 #include "base/log.h"
 #include "net/net.h"
+#include "proto/hb.h"
 #include "proto/msg.h"
 #include "proto/wire.h"
 #include "worker/kv.h"
@@ -320,6 +325,7 @@ typedef struct {
     net_msg *m;
     msg_in *in;
     wk_kv *kv;
+    hb_client *hb; /* heartbeats, as every worker sends them (worker/dist.c) */
     int64_t clock;
 } cluster;
 
@@ -343,7 +349,14 @@ static const char job_fmt[] =
     "  servers: %d\n"
     "  workers: 1\n"
     "  consistency: bsp\n"
-    "  timeout_s: %d\n";
+    "  timeout_s: %d\n"
+    "  heartbeat_ms: %d\n"
+    "  heartbeat_timeout_s: %d\n"
+    "checkpoint:\n"
+    "  enabled: false\n" /* the figures are of the traffic */
+    "output:\n"
+    "  dir: %s/out-s%d\n"; /* in the temporary folder, not the cwd; one per cluster (they
+                              run at once, and a run folder is one job's) */
 
 /* fork + exec of `pstrain ARGS...` with stdout and stderr appended to log; ready_fd (or
  * -1) becomes descriptor 3. */
@@ -386,8 +399,14 @@ static int curve_keys_write(const char *dir, pst_err *err)
     return PST_OK;
 }
 
+/* The job's heartbeats: the defaults; --smoke makes a worker silent for 1 s lost, about
+ * the length of its run (which also fails when no heartbeat was answered, cluster_finish). */
+typedef struct {
+    int interval_ms, timeout_s;
+} hb_times;
+
 static int cluster_start(cluster *c, const char *exe, const char *dir, int S, int curve,
-                         pst_err *err)
+                         hb_times hbt, pst_err *err)
 {
     c->S = S;
     snprintf(c->job_path, sizeof c->job_path, "%s/job-s%d.yaml", dir, S);
@@ -395,7 +414,7 @@ static int cluster_start(cluster *c, const char *exe, const char *dir, int S, in
     FILE *f = fopen(c->job_path, "w");
     if (!f)
         return pst_err_set(err, PST_ERR_IO, "%s: %s", c->job_path, strerror(errno));
-    fprintf(f, job_fmt, (double)LR, S, TIMEOUT_S);
+    fprintf(f, job_fmt, (double)LR, S, TIMEOUT_S, hbt.interval_ms, hbt.timeout_s, dir, S);
     if (curve)
         fprintf(f, "security:\n  server_key: %s/server.key\n  server_public: %s/server.pub\n"
                    "  client_key: %s/worker.key\n  allow: %s/allow.txt\n", dir, dir, dir, dir);
@@ -460,12 +479,27 @@ static int cluster_join(cluster *c, uint64_t nparams, int rounds, const log_ctx 
         if (c->in->h.type == WIRE_MSG_WELCOME)
             break;
     }
-    c->kv = wk_kv_create(c->ctx, 0, c->in->b.welcome, TIMEOUT_S * 1000, lg, stop, err);
+    const wire_welcome *welcome = c->in->b.welcome;
+    /* From WELCOME on the coordinator counts this process as worker 0 and gives it up
+     * when its heartbeats stop for the job's timeout (then the servers refuse its pushes):
+     * the heartbeat thread of every worker, with worker/dist.c's options. */
+    hb_options ho = {.ctx = c->ctx, .coordinator = c->ep, .role = "worker", .rank = 0,
+                     .generation = welcome->generation ? welcome->generation : 1,
+                     .interval_ms = c->job->cluster.heartbeat_ms,
+                     .timeout_ms = c->job->cluster.heartbeat_timeout_s * 1000, .lg = lg};
+    if ((c->hb = hb_start(&ho, err)))
+        c->kv = wk_kv_create(c->ctx, 0, welcome, TIMEOUT_S * 1000, lg, stop, err);
     return c->kv ? PST_OK : err->code;
 }
 
+/* Also where the heartbeat thread's findings surface (the coordinator gone, or one that
+ * gave this worker up), as in worker/dist.c's report_progress. */
 static int send_progress(cluster *c, wire_type type, pst_err *err)
 {
+    hb_set_progress(c->hb, 1, c->clock, 0.0);
+    int rc = hb_check(c->hb, err);
+    if (rc)
+        return rc;
     wire_env h;
     wire_env_init(&h, type, "worker", 0);
     wire_progress p = {.epoch = 1, .step = c->clock, .test_accuracy = NAN};
@@ -512,8 +546,17 @@ static int cluster_finish(cluster *c, int abort, pst_err *err)
     int rc = PST_OK;
     for (int i = 0; abort && i < c->nproc; i++)
         kill(c->pids[i], SIGTERM);
-    if (!abort && c->kv && !(rc = wk_kv_done(c->kv, err)))
+    uint64_t gen;
+    uint8_t lost;
+    /* Heartbeats answered: the coordinator followed this worker by them, not only by its
+     * PROGRESS messages (which a long gap between rounds would not replace). */
+    if (!abort && c->kv && hb_membership(c->hb, 1, &gen, &lost, NULL, NULL) < 1)
+        rc = pst_err_set(err, PST_ERR_PEER, "S=%d: the coordinator answered no heartbeat (see %s)",
+                         c->S, c->log_path);
+    if (!abort && !rc && c->kv && !(rc = wk_kv_done(c->kv, err)))
         rc = send_progress(c, WIRE_MSG_DONE, err);
+    hb_stop(c->hb);
+    c->hb = NULL;
     wk_kv_close(c->kv);
     net_sock_destroy(c->coord);
     c->coord = NULL;
@@ -554,14 +597,31 @@ static int cluster_finish(cluster *c, int abort, pst_err *err)
 static void usage(FILE *f)
 {
     fputs("usage: bench_transport --pstrain PATH [--params N] [--rounds R] [--servers LIST] "
-          "[--keep]\n"
+          "[--keep] [--curve] [--smoke]\n"
           "  --pstrain PATH  the pstrain binary to start as coordinator and servers\n"
           "  --params N      floats in the vector (default 100000000 = 400 MB)\n"
           "  --rounds R      timed rounds of each kind (default 7, at most 64)\n"
           "  --servers LIST  server counts, comma-separated (default 1,2,4)\n"
           "  --keep          keep the temporary folder with the job files and process logs\n"
-          "  --curve         the cluster (not the raw side) with CURVE encryption\n",
+          "  --curve         the cluster (not the raw side) with CURVE encryption\n"
+          "  --smoke         tiny sizes for a check that the benchmark runs (ctest -L bench):\n"
+          "                  2000000 floats, 16 rounds, servers 1,2, heartbeat timeout 1 s;\n"
+          "                  later options override the sizes\n",
           f);
+}
+
+/* "1,2,4" into counts; returns how many (at most MAX_CLUSTERS), -1 on other characters. */
+static int parse_counts(char *s, int *counts)
+{
+    int n = 0;
+    while (*s && n < MAX_CLUSTERS) {
+        counts[n++] = (int)strtol(s, &s, 10);
+        if (*s == ',')
+            s++;
+        else if (*s)
+            return -1;
+    }
+    return n;
 }
 
 int main(int argc, char **argv)
@@ -570,32 +630,37 @@ int main(int argc, char **argv)
     uint64_t nparams = 100000000ull;
     int rounds = 7, keep = 0, curve = 0;
     int counts[MAX_CLUSTERS] = {1, 2, 4}, ncl = 3;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--keep"))
-            keep = 1;
-        else if (!strcmp(a, "--curve"))
-            curve = 1;
-        else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            usage(stdout);
-            return 0;
-        } else if (v && !strcmp(a, "--pstrain"))
-            exe = argv[++i];
-        else if (v && !strcmp(a, "--params"))
-            nparams = strtoull(argv[++i], NULL, 10);
-        else if (v && !strcmp(a, "--rounds"))
-            rounds = atoi(argv[++i]);
-        else if (v && !strcmp(a, "--servers")) {
-            ncl = 0;
-            for (char *s = argv[++i]; *s && ncl < MAX_CLUSTERS;) {
-                counts[ncl++] = (int)strtol(s, &s, 10);
-                if (*s == ',')
-                    s++;
-            }
-        } else {
-            usage(stderr);
-            return 2;
+    hb_times hbt = {500, 10};
+    static const struct option opts[] = {
+        {"pstrain", required_argument, NULL, 'p'}, {"params", required_argument, NULL, 'n'},
+        {"rounds", required_argument, NULL, 'r'},  {"servers", required_argument, NULL, 's'},
+        {"keep", no_argument, NULL, 'k'},          {"curve", no_argument, NULL, 'c'},
+        {"smoke", no_argument, NULL, 'S'},         {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0}};
+    int opt;
+    while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (opt) {
+        case 'p': exe = optarg; break;
+        case 'n': nparams = strtoull(optarg, NULL, 10); break;
+        case 'r': rounds = atoi(optarg); break;
+        case 's': ncl = parse_counts(optarg, counts); break;
+        case 'k': keep = 1; break;
+        case 'c': curve = 1; break;
+        case 'S': /* 8 MB a vector: ~40 ms a round of all kinds, ~1.5 s in all */
+            nparams = 2000000ull;
+            rounds = 16;
+            counts[0] = 1;
+            counts[1] = 2;
+            ncl = 2;
+            hbt = (hb_times){100, 1};
+            break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
         }
+    }
+    if (optind < argc) {
+        usage(stderr);
+        return 2;
     }
     if (!exe || nparams < 16 || rounds < 1 || rounds > MAX_ROUNDS || ncl < 1) {
         usage(stderr);
@@ -645,7 +710,7 @@ int main(int argc, char **argv)
     if (curve)
         rc = curve_keys_write(dir, &err);
     for (int k = 0; k < ncl && !rc; k++)
-        if (!(rc = cluster_start(&cl[k], exe, dir, counts[k], curve, &err)))
+        if (!(rc = cluster_start(&cl[k], exe, dir, counts[k], curve, hbt, &err)))
             rc = cluster_join(&cl[k], nparams, rounds, &lg, &never, &err);
     /* Worker 0's initial weights (zeros), then the pull of clock 0, as a training run
      * starts. */
@@ -732,6 +797,9 @@ int main(int argc, char **argv)
             snprintf(path, sizeof path, "%s/%s", dir, curve_files[i]);
             unlink(path);
         }
+        char out[600];
+        snprintf(out, sizeof out, "%s/out", dir); /* empty: checkpoints are off */
+        rmdir(out);
         rmdir(dir);
     }
     free(cl);

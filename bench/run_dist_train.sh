@@ -14,10 +14,12 @@
 # Every process runs one BLAS thread (OPENBLAS_NUM_THREADS=1). Figures only: it never
 # fails on them.
 #
-# usage: bench/run_dist_train.sh [--rounds N] [--epochs E] [--build DIR]
+# usage: bench/run_dist_train.sh [--rounds N] [--epochs E] [--build DIR] [--smoke]
 #   --rounds N  rounds (default 5)
 #   --epochs E  epochs per run (default 2)
 #   --build DIR CMake build directory holding pstrain (default: build)
+#   --smoke     a check that it runs (ctest -L bench): 1 round of examples/binary-moons.yaml
+#               (a few seconds, no data set needed) instead of the default job
 # Build first:  cmake -S . -B build -DCMAKE_BUILD_TYPE=Release && cmake --build build --target pstrain
 set -euo pipefail
 
@@ -25,12 +27,15 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 rounds=5
 epochs=2
 build="$root/build"
+job=()   # pstrain's JOB.yaml argument: none, the default job
+what="default job (Fashion-MNIST MLP, adam, batch 128)"
 while [ $# -gt 0 ]; do
   case "$1" in
     --rounds) rounds=${2:?--rounds needs a value}; shift 2 ;;
     --epochs) epochs=${2:?--epochs needs a value}; shift 2 ;;
     --build) build=${2:?--build needs a directory}; shift 2 ;;
-    -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --smoke) rounds=1; job=("$root/examples/binary-moons.yaml"); what="examples/binary-moons.yaml (smoke)"; shift ;;
+    -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "run_dist_train.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -43,7 +48,7 @@ if [ ! -x "$pstrain" ]; then
   echo "  cmake -S $root -B $build -DCMAKE_BUILD_TYPE=Release && cmake --build $build --target pstrain" >&2
   exit 1
 fi
-if [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
+if [ ${#job[@]} -eq 0 ] && [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
   echo "run_dist_train.sh: the default job needs Debian's dataset-fashion-mnist package" >&2
   exit 1
 fi
@@ -59,10 +64,10 @@ run() { # run KIND DIR
   # Checkpoints off: the figures are of training, not of writing files.
   local common=(--epochs "$epochs" --output "$2" --checkpoint.enabled false)
   case "$1" in
-    single) "$pstrain" train "${common[@]}" ;;
-    bsp) "$pstrain" local "${common[@]}" --servers 1 --workers 1 --consistency bsp ;;
-    asp) "$pstrain" local "${common[@]}" --servers 1 --workers 1 --consistency asp ;;
-    asp-pipe) "$pstrain" local "${common[@]}" --servers 1 --workers 1 --consistency asp \
+    single) "$pstrain" train "${job[@]}" "${common[@]}" ;;
+    bsp) "$pstrain" local "${job[@]}" "${common[@]}" --servers 1 --workers 1 --consistency bsp ;;
+    asp) "$pstrain" local "${job[@]}" "${common[@]}" --servers 1 --workers 1 --consistency asp ;;
+    asp-pipe) "$pstrain" local "${job[@]}" "${common[@]}" --servers 1 --workers 1 --consistency asp \
                 --cluster.pipeline true ;;
   esac > "$2.log" 2>&1 || { echo "run_dist_train.sh: $1 failed; its log:" >&2; cat "$2.log" >&2; exit 1; }
 }
@@ -92,7 +97,7 @@ split() {
 }
 median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
-echo "# pstrain distributed vs single-process training: default job (Fashion-MNIST MLP, adam, batch 128), $epochs epochs"
+echo "# pstrain distributed vs single-process training: $what, $epochs epochs"
 echo "date:      $(date -u '+%Y-%m-%d %H:%M UTC')"
 echo "machine:   nproc $ncores, $(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(uname -r), $(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)"
 echo "threads:   OPENBLAS_NUM_THREADS=1 in every process"

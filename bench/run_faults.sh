@@ -22,6 +22,8 @@
 #   --rounds N    rounds (default 2)
 #   --seeds LIST  fault seeds per round and kind (default "1 2 3")
 #   --build DIR   CMake build directory holding pstrain (default: build)
+#   --smoke       a check that it runs (ctest -L bench): 1 round, seed 1, 10 epochs of
+#                 examples/binary-moons.yaml (seconds, no data set needed)
 #   PSTRAIN_BENCH_FAULTS overrides the fault specification (without seed).
 # Build first:  cmake -S . -B build -DCMAKE_BUILD_TYPE=Release && cmake --build build --target pstrain
 set -euo pipefail
@@ -30,12 +32,17 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 rounds=2
 seeds="1 2 3"
 build="$root/build"
+job=()   # pstrain's JOB.yaml argument: none, the default job
+what="Fashion-MNIST default job"
+epochs=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --rounds) rounds=${2:?--rounds needs a value}; shift 2 ;;
     --seeds) seeds=${2:?--seeds needs a list}; shift 2 ;;
     --build) build=${2:?--build needs a directory}; shift 2 ;;
-    -h|--help) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --smoke) rounds=1; seeds=1; epochs=10; job=("$root/examples/binary-moons.yaml")
+             what="examples/binary-moons.yaml (smoke)"; shift ;;
+    -h|--help) sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "run_faults.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -49,7 +56,7 @@ if [ ! -x "$pstrain" ]; then
   echo "  cmake -S $root -B $build -DCMAKE_BUILD_TYPE=Release && cmake --build $build --target pstrain" >&2
   exit 1
 fi
-if [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
+if [ ${#job[@]} -eq 0 ] && [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
   echo "run_faults.sh: the default job needs Debian's dataset-fashion-mnist package" >&2
   exit 1
 fi
@@ -73,11 +80,11 @@ run() {
   t0=$(now_ms)
   if [ -n "${3:-}" ]; then
     # shellcheck disable=SC2046
-    PSTRAIN_FAULTS="$faults,seed=$3" "$pstrain" local --epochs 1 $(args "$1") --output "$2" \
+    PSTRAIN_FAULTS="$faults,seed=$3" "$pstrain" local "${job[@]}" --epochs "$epochs" $(args "$1") --output "$2" \
       > /dev/null 2> "$2.log" || rc=$?
   else
     # shellcheck disable=SC2046
-    env -u PSTRAIN_FAULTS "$pstrain" local --epochs 1 $(args "$1") --output "$2" \
+    env -u PSTRAIN_FAULTS "$pstrain" local "${job[@]}" --epochs "$epochs" $(args "$1") --output "$2" \
       > /dev/null 2> "$2.log" || rc=$?
   fi
   t1=$(now_ms)
@@ -119,7 +126,7 @@ faults_seen() { # dropped/duplicated, all processes
 }
 median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "nan"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
-echo "# pstrain under injected faults ($faults): Fashion-MNIST default job, 1 epoch"
+echo "# pstrain under injected faults ($faults): $what, $epochs epoch(s)"
 echo "date:      $(date -u '+%Y-%m-%d %H:%M UTC')"
 echo "machine:   nproc $(nproc), $(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(uname -r)"
 echo "load:      $(cut -d' ' -f1-3 /proc/loadavg) (1/5/15-min load average at start)"

@@ -7,10 +7,12 @@
 # pstrain/sgemm-only, and peak RSS against the bytes training needs. Interleaving spreads
 # the slow phases of a shared machine over all of them. Figures only: it never fails on them.
 #
-# usage: bench/run_mlp.sh [--rounds N] [--build DIR] [--data DIR]
+# usage: bench/run_mlp.sh [--rounds N] [--build DIR] [--data DIR] [--smoke]
 #   --rounds N  rounds (default 5)
 #   --build DIR CMake build directory holding bench_mlp (default: build)
 #   --data DIR  Fashion-MNIST IDX files (default /usr/share/datasets/fashion-mnist)
+#   --smoke     a check that it runs (ctest -L bench): 1 round of 2048 samples; exits 77
+#               (skipped) without PyTorch or the data set
 # Build first:  cmake -S . -B build -DCMAKE_BUILD_TYPE=Release && cmake --build build --target bench_mlp
 # shellcheck disable=SC2016  # the single-quoted $1, $2 ... below are awk columns
 set -euo pipefail
@@ -19,12 +21,14 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 rounds=5
 build="$root/build"
 data=/usr/share/datasets/fashion-mnist
+smoke=
 while [ $# -gt 0 ]; do
   case "$1" in
     --rounds) rounds=${2:?--rounds needs a value}; shift 2 ;;
     --build) build=${2:?--build needs a directory}; shift 2 ;;
     --data) data=${2:?--data needs a directory}; shift 2 ;;
-    -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --smoke) smoke=--smoke; rounds=1; shift ;;
+    -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "run_mlp.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -39,7 +43,12 @@ if [ ! -x "$bench" ]; then
 fi
 if ! "$py" -c 'import torch' 2>/dev/null; then
   echo "run_mlp.sh: $py cannot import torch; run scripts/install-deps.sh --bench" >&2
+  [ -n "$smoke" ] && exit 77
   exit 1
+fi
+if [ -n "$smoke" ] && [ ! -f "$data/train-images-idx3-ubyte.gz" ]; then
+  echo "run_mlp.sh: no Fashion-MNIST in $data (Debian's dataset-fashion-mnist)" >&2
+  exit 77
 fi
 
 # One thread for every BLAS call. OpenBLAS's pthreads build starts its threads when the
@@ -71,14 +80,14 @@ echo
 for r in $(seq 1 "$rounds"); do
   # PyTorch's two loops swap order every round, as pstrain and sgemm-only take turns with it.
   if [ $((r % 2)) -eq 1 ]; then variants=none,zero; else variants=zero,none; fi
-  "$bench" --rounds 1 --data "$data" > "$tmp/c$r" || { echo "run_mlp.sh: bench_mlp failed" >&2; exit 1; }
-  "$py" "$root/bench/torch_mlp.py" --rounds 1 --variants "$variants" --data "$data" > "$tmp/t$r" ||
+  "$bench" --rounds 1 --data "$data" $smoke > "$tmp/c$r" || { echo "run_mlp.sh: bench_mlp failed" >&2; exit 1; }
+  "$py" "$root/bench/torch_mlp.py" --rounds 1 --variants "$variants" --data "$data" $smoke > "$tmp/t$r" ||
     { echo "run_mlp.sh: torch_mlp.py failed" >&2; exit 1; }
   if [ "$r" -eq 1 ]; then
     echo "openblas:  core $(value openblas_core "$tmp/c1" info), $(value openblas_threads "$tmp/c1" info) thread(s)"
     echo "torch:     $(value torch_version "$tmp/t1" info), BLAS $(value blas "$tmp/t1" info)"
     echo
-    echo "samples/s, one epoch each (60000 samples, 469 steps). torch: zero_grad(set_to_none=True);"
+    echo "samples/s, one epoch each ($(value samples "$tmp/c1" info) samples, $(value steps "$tmp/c1" info) steps). torch: zero_grad(set_to_none=True);"
     echo "torch-z: zero_grad(), the 1.13 default. Test accuracy after the epoch (same init and seed"
     echo "in every round, so it repeats)."
     echo

@@ -20,6 +20,8 @@ pthreads build starts its threads when loaded unless OPENBLAS_NUM_THREADS=1.
 
 Rates are samples per wall-clock second and per CPU second of the process (*_cpu_sps).
 Prints "round" and "memory" lines of key=value figures for bench/run_mlp.sh.
+--smoke (ctest -L bench): the first 2048 training images and 5 warm-up batches, as
+bench_mlp --smoke, to check that the baseline runs.
 """
 import argparse
 import gzip
@@ -99,6 +101,8 @@ def main():
     ap.add_argument("--variants", default="none,zero",
                     help="comma-separated gradient clearing loops to time, in this order: "
                          "none = zero_grad(set_to_none=True), zero = zero_grad()")
+    ap.add_argument("--smoke", action="store_true",
+                    help="tiny sizes: the first 2048 training images, 5 warm-up batches")
     args = ap.parse_args()
     variants = args.variants.split(",")
     if not variants or any(v not in ("none", "zero") for v in variants):
@@ -108,6 +112,9 @@ def main():
     d = args.data
     x, y = load_idx(f"{d}/train-images-idx3-ubyte.gz", f"{d}/train-labels-idx1-ubyte.gz")
     xt, yt = load_idx(f"{d}/t10k-images-idx3-ubyte.gz", f"{d}/t10k-labels-idx1-ubyte.gz")
+    if args.smoke:
+        x, y = x[:16 * BATCH], y[:16 * BATCH]
+    warm = (5 if args.smoke else 50) * BATCH
     n = x.shape[0]
     lossf = torch.nn.CrossEntropyLoss()
     runs = {}
@@ -116,8 +123,8 @@ def main():
         model = make_model()
         opt = torch.optim.SGD(model.parameters(), lr=0.01)
         gen = torch.Generator().manual_seed(42)
-        # Warm-up, untimed, as bench_mlp does: 50 batches.
-        train_epoch(model, opt, lossf, x[:50 * BATCH], y[:50 * BATCH], gen, v == "none")
+        # Warm-up, untimed, as bench_mlp does: 50 batches (5 with --smoke).
+        train_epoch(model, opt, lossf, x[:warm], y[:warm], gen, v == "none")
         runs[v] = (model, opt, gen)
 
     print(f"info torch_version={torch.__version__} torch_threads={torch.get_num_threads()} "
