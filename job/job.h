@@ -168,4 +168,7 @@ const char *cfg_consistency_name(cfg_consistency c);
  * check that they train the same model the same way. */
 uint64_t cfg_job_hash(const cfg_job *job);
 
+/* Where the job's checkpoints go: checkpoint.dir, by default <output.dir>/checkpoints. */
+void cfg_checkpoint_dir(const cfg_job *job, char *buf, size_t cap);
+
 #endif

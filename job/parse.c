@@ -591,3 +591,11 @@ cleanup:
     fclose(f);
     return rc;
 }
+
+void cfg_checkpoint_dir(const cfg_job *job, char *buf, size_t cap)
+{
+    if (job->checkpoint.dir)
+        snprintf(buf, cap, "%s", job->checkpoint.dir);
+    else
+        snprintf(buf, cap, "%s/checkpoints", job->output.dir);
+}

@@ -55,10 +55,7 @@ srv_ckpt *srv_ckpt_create(int rank, const cfg_job *job, const log_ctx *lg, obs_m
     c->mx_count = count;
     c->mx_age = age;
     c->mx_clock = clock;
-    if (job->checkpoint.dir)
-        snprintf(c->ckdir, sizeof c->ckdir, "%s", job->checkpoint.dir);
-    else
-        snprintf(c->ckdir, sizeof c->ckdir, "%s/checkpoints", job->output.dir);
+    cfg_checkpoint_dir(job, c->ckdir, sizeof c->ckdir);
     return c;
 }
 

@@ -31,10 +31,7 @@ wk_local_ckpt *wk_local_ckpt_create(const cfg_job *job, const wk_data *data,
     }
     *k = (wk_local_ckpt){.job = job, .data = data, .lg = lg, .hash = cfg_job_hash(job),
                          .last_step = -1};
-    if (job->checkpoint.dir)
-        snprintf(k->dir, sizeof k->dir, "%s", job->checkpoint.dir);
-    else
-        snprintf(k->dir, sizeof k->dir, "%s/checkpoints", job->output.dir);
+    cfg_checkpoint_dir(job, k->dir, sizeof k->dir);
     return k;
 }
 
