@@ -86,6 +86,53 @@ int srv_ckpt_remove_newer(srv_ckpt *c, int64_t keep_upto, pst_err *err)
     return rc;
 }
 
+/* Each worker's clock at the checkpoint ("worker_clock.<k>"): under ssp and asp they
+ * differ from the checkpoint's clock, and a resume, which starts every worker there,
+ * skips or repeats the difference (see report_worker_clocks). */
+static int put_worker_clocks(const srv_ckpt *c, ckpt_state *st, const srv_shard *sh,
+                             pst_err *err)
+{
+    char key[48];
+    int rc = PST_OK;
+    for (int w = 0; w < c->job->cluster.workers && !rc; w++) {
+        snprintf(key, sizeof key, "worker_clock.%d", w);
+        rc = ckpt_state_set_int(st, key, srv_shard_worker_clock(sh, w), err);
+    }
+    return rc;
+}
+
+/* On resume at `clock`: says how many steps each worker whose clock at the checkpoint
+ * differs skips (it was behind: a worker lost early skips everything it had left) or
+ * repeats (it was ahead). Said by each server with trainable parameters (a frozen shard's
+ * clocks never move); checkpoints written before these were kept say nothing. */
+static void report_worker_clocks(const srv_ckpt *c, const ckpt_state *st, int64_t clock)
+{
+    char line[768];
+    size_t n = 0;
+    int64_t skipped = 0;
+    line[0] = '\0';
+    for (int w = 0; w < c->job->cluster.workers; w++) {
+        char key[48];
+        int64_t at;
+        pst_err ignore = {0};
+        snprintf(key, sizeof key, "worker_clock.%d", w);
+        if (ckpt_state_get_int(st, key, &at, &ignore) != PST_OK || at == clock)
+            continue;
+        if (at < clock)
+            skipped += clock - at;
+        if (n < sizeof line)
+            n += (size_t)snprintf(line + n, sizeof line - n,
+                                  "%sworker[%d] was at %lld and %s %lld", n ? "; " : "", w,
+                                  (long long)at,
+                                  at < clock ? "skips" : "repeats",
+                                  (long long)(at < clock ? clock - at : at - clock));
+    }
+    if (n)
+        log_warn(c->lg, "resuming every worker at clock %lld (steps per worker): %s%s",
+                 (long long)clock, line,
+                 skipped ? " -- the skipped steps' batches are not trained in this run" : "");
+}
+
 int srv_ckpt_write(srv_ckpt *c, srv_shard *sh, int64_t clock, pst_err *err)
 {
     char prefix[48], path[4400], hash[24];
@@ -111,6 +158,7 @@ int srv_ckpt_write(srv_ckpt *c, srv_shard *sh, int64_t clock, pst_err *err)
         (rc = ckpt_state_add_tensor(st, "weights", srv_shard_weights(sh, base), len,
                                     err)) ||
         (rc = ckpt_state_add_opt(st, c->job->optimizer.kind, srv_shard_opt(sh), err)) ||
+        (rc = put_worker_clocks(c, st, sh, err)) ||
         (rc = fs_mkdirs(c->ckdir, err)) || (rc = ckpt_state_save(st, path, err)))
         goto cleanup;
     c->ckpt_last = clock;
@@ -260,6 +308,8 @@ int srv_ckpt_restore(srv_ckpt *c, srv_shard *sh, int64_t clock, pst_err *err)
         (rc = srv_shard_restore(sh, w, clock, err)))
         goto cleanup;
     ckpt_state_restore_opt(st, c->job->optimizer.kind, srv_shard_opt(sh));
+    if (file_clock == clock && trainable != 0)
+        report_worker_clocks(c, st, clock);
     c->ckpt_last = clock;
     obs_set(c->mx_clock, (double)clock);
     log_info(c->lg, "resumed from %s (clock %lld, %lld optimizer steps)", path,
