@@ -972,7 +972,7 @@ static void test_state_damage(void **state)
 
 static void make_entry(const char *dir, const char *name, int folder)
 {
-    char p[1200];
+    char p[1500];
     snprintf(p, sizeof p, "%s/%s", dir, name);
     if (folder) {
         assert_int_equal(mkdir(p, 0777), 0);
