@@ -7,10 +7,10 @@ set -euo pipefail
 pkgs=(build-essential cmake pkg-config git
       libzmq3-dev libprotobuf-c-dev protobuf-c-compiler
       libopenmpi-dev openmpi-bin libopenblas-dev
-      libcmocka-dev libcyaml-dev libcjson-dev zlib1g-dev libmicrohttpd-dev prometheus
+      libcmocka-dev libcyaml-dev libcjson-dev zlib1g-dev libxxhash-dev libmicrohttpd-dev prometheus
       dataset-fashion-mnist python3-numpy
       yamllint python3-yaml python3-jsonschema iproute2 procps gnuplot-nox
-      valgrind clang libclang-rt-dev)
+      valgrind clang libclang-rt-dev clang-format)
 if [ "${1:-}" = "--bench" ]; then
   pkgs+=(python3-torch)
 fi
