@@ -14,6 +14,8 @@
 #     A holder of the worker key posing as a restarted server[0] (a HELLO with the job
 #     fingerprint read from a checkpoint, then a heartbeat as its new incarnation) is
 #     refused: only the server key may act as a server (issue 19 item 12).
+#  5. The same before the job starts: a worker key cannot register as server[0] with a
+#     coordinator still gathering; a server key can (its HELLO gets past the key check).
 source "$(dirname "$0")/lib.sh"
 HOSTILE=$4
 COMPARE="/usr/bin/python3 $SRC/tests/cli/compare_safetensors.py"
@@ -186,4 +188,27 @@ $COMPARE plain/model.safetensors attacked/model.safetensors 0 \
 # No process of the job is left (pstrain local reaps its children before it exits).
 ! pgrep -f "pstrain (coordinator|server|worker) $PWD/job/secure.yaml" > /dev/null \
   || fail "a process of the job is still running"
+# ---- 5. registering as a server takes the server key ------------------------------------
+"$PSTRAIN" coordinator "$PWD/job/secure.yaml" "${BASE[@]}" --bind tcp://127.0.0.1:0 \
+  --cluster.timeout_s 20 --output "$PWD/gather" > out.txt 2> gather.txt &
+gc=$!
+for _ in $(seq 200); do
+  grep -q 'coordinator info: listening on' gather.txt && break
+  kill -0 $gc 2> /dev/null || break
+  sleep 0.05
+done
+crd=$(sed -n 's/.*coordinator info: listening on \(tcp:[^ ]*\) .*/\1/p' gather.txt)
+[ -n "$crd" ] || { kill $gc 2> /dev/null; wait $gc; cat gather.txt >&2; fail "the coordinator did not start"; }
+"$HOSTILE" --curve keys/server.pub keys/worker.key --impersonate "$hash" "$crd" > impostor2.txt 2>&1
+r5=$?
+# The control: the server key gets past the key check (and then is turned away or
+# registered on the job's own terms; either way not for its key).
+"$HOSTILE" --curve keys/server.pub keys/server.key --impersonate 0 "$crd" > serverkey.txt 2>&1
+kill $gc 2> /dev/null
+wait $gc
+cat impostor2.txt serverkey.txt
+[ $r5 -eq 0 ] || fail "a worker key registered as server[0] while the coordinator gathered"
+expect_in impostor2.txt "coordinator: ERROR: security: refused HELLO as server\[0\]: it comes with the client key"
+expect_in serverkey.txt "coordinator: ERROR: server\[0\] runs a different job"
+! grep -q "server\[0\] joined" gather.txt || fail "the coordinator let a worker key join as server[0]"
 echo "ok"
