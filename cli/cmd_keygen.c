@@ -23,7 +23,8 @@ static const char keygen_synopsis[] =
     "(public), for the security: block of a job (docs/security.md). A usual set:\n"
     "  pstrain keygen --out keys server worker\n"
     "then security.server_key keys/server.key, security.server_public keys/server.pub,\n"
-    "security.client_key keys/worker.key (workers), security.allow keys (every *.pub).\n";
+    "security.client_key keys/worker.key (workers), security.allow keys (every *.pub;\n"
+    "the server key needs no listing: only it may act as a server).\n";
 static const char keygen_epilog[] =
     "Exit status: 0 written, 2 bad usage or a key file exists, 4 cannot write.\n";
 

@@ -112,12 +112,13 @@ typedef struct {
 /* CURVE encryption and authentication of every connection (docs/security.md). Off while
  * every path is unset; on, each process uses what its role needs: listening processes
  * (coordinator, servers) server_key and allow, connecting ones (servers, workers)
- * server_public and client_key (default: server_key). Paths, like data paths, are
+ * server_public and client_key (default: server_key; servers always connect with
+ * server_key, the key class that may act as a server). Paths, like data paths, are
  * relative to the job file's folder when written in it. */
 typedef struct {
     char *server_key;    /* secret key file of the listening side (NAME.key) */
     char *server_public; /* its public key file (NAME.pub) */
-    char *client_key;    /* this process's secret key as a client; NULL: server_key */
+    char *client_key;    /* a worker's secret key as a client; NULL: server_key */
     char *allow;         /* client public keys accepted: a folder of *.pub or a file */
 } cfg_security;
 

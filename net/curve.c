@@ -163,6 +163,12 @@ static int load_keys(curve_keys *k, const net_curve_files *f, pst_err *err)
         if ((rc = read_key_file(f->server_secret, 1, k->server_secret, err)))
             goto fail;
         k->have_server = 1;
+        zmq_z85_encode(zs, k->server_secret, CURVE_KEY);
+        if (zmq_curve_public(z, zs) != 0 || !zmq_z85_decode(k->server_own_public, z)) {
+            rc = pst_err_set(err, PST_ERR_CONFIG, "security: %s: cannot derive the public key",
+                             f->server_secret);
+            goto fail;
+        }
         if (!f->allow) {
             rc = pst_err_set(err, PST_ERR_CONFIG, "security: a server key (%s) needs an "
                              "allow-list of client keys", f->server_secret);
@@ -233,6 +239,14 @@ typedef struct {
         char addr[64];
     } seen[GUARD_SEEN_MAX];
     int nseen;
+    /* Refused keys per source address: one address trying many fresh keys (600 keys, 600
+     * handshakes) is logged the 1st, 10th, 100th, ... time, like a plaintext peer. */
+    struct {
+        char addr[64];
+        unsigned keys;
+    } src[GUARD_SEEN_MAX];
+    int nsrc;
+    unsigned src_overflow; /* refusals from addresses past the table's GUARD_SEEN_MAX */
 } guard;
 
 /* Reads one multipart message into frames (up to n; the rest are dropped), returns how
@@ -271,15 +285,69 @@ static void frame_str(zmq_msg_t *m, char *buf, size_t cap)
             buf[i] = '?';
 }
 
+/* The class of an admitted key (net.h, net_key_class): the job's own server key pair --
+ * only the coordinator and the servers hold its secret half -- is the server class, even
+ * when the allow-list does not name it; any other listed key is a client. NULL: refused. */
+static const char *key_class(const curve_keys *k, const uint8_t *key)
+{
+    if (memcmp(k->server_own_public, key, CURVE_KEY) == 0)
+        return NET_USER_SERVER;
+    for (int i = 0; i < k->nallow; i++)
+        if (memcmp(k->allow[i], key, CURVE_KEY) == 0)
+            return NET_USER_CLIENT;
+    return NULL;
+}
+
+/* Logs a refused key once per (key, address), and of the distinct keys refused from one
+ * address the 1st, 10th, 100th, ... */
+static void log_refusal(guard *g, const uint8_t *key, int have_key, const char *addr,
+                        const char *mech)
+{
+    net_ctx *c = g->c;
+    for (int i = 0; i < g->nseen; i++)
+        if (memcmp(g->seen[i].key, key, CURVE_KEY) == 0 && strcmp(g->seen[i].addr, addr) == 0)
+            return; /* logged already */
+    if (g->nseen < GUARD_SEEN_MAX) {
+        memcpy(g->seen[g->nseen].key, key, CURVE_KEY);
+        snprintf(g->seen[g->nseen].addr, sizeof g->seen[g->nseen].addr, "%s", addr);
+        g->nseen++;
+    }
+    unsigned *count = &g->src_overflow;
+    for (int i = 0; i < g->nsrc && count == &g->src_overflow; i++)
+        if (strcmp(g->src[i].addr, addr) == 0)
+            count = &g->src[i].keys;
+    if (count == &g->src_overflow && g->nsrc < GUARD_SEEN_MAX) {
+        snprintf(g->src[g->nsrc].addr, sizeof g->src[g->nsrc].addr, "%s", addr);
+        count = &g->src[g->nsrc++].keys;
+    }
+    unsigned n = ++*count;
+    if (!c->lg || !worth_logging(n))
+        return;
+    char z[CURVE_Z85 + 1] = "-", more[96];
+    if (have_key)
+        zmq_z85_encode(z, key, CURVE_KEY);
+    if (count == &g->src_overflow)
+        snprintf(more, sizeof more, "%u keys refused from addresses past the first %d so far",
+                 n, GUARD_SEEN_MAX);
+    else if (n > 1)
+        snprintf(more, sizeof more, "%u keys refused from this address so far", n);
+    else
+        snprintf(more, sizeof more, "further attempts of this peer are not logged");
+    log_warn(c->lg, "security: refused a %s client from %s: key %s is not in the allow-list "
+             "%s (%s)", mech, addr, z, c->keys.allow_path, more);
+}
+
 /* One ZAP request (RFC 27): version, request id, domain, address, routing id, mechanism,
- * credentials. Accepts a CURVE client whose public key is in the allow-list. */
+ * credentials. Accepts a CURVE client whose public key is the server key or in the
+ * allow-list; the reply's user id, "CLASS KEY" (NET_USER_SERVER or NET_USER_CLIENT and
+ * the key in Z85), is attached to every message of that connection (net_msg_key). */
 static void guard_zap(guard *g)
 {
     net_ctx *c = g->c;
     zmq_msg_t f[8];
     int n = recv_all(c->zap, f, 8);
-    const char *status = "400", *text = "key not in the allow-list";
-    char addr[64] = "?", mech[16] = "?";
+    const char *status = "400", *text = "key not in the allow-list", *cls = NULL;
+    char addr[64] = "?", mech[16] = "?", user[CURVE_Z85 + 16] = "";
     uint8_t key[CURVE_KEY] = {0};
     int have_key = 0;
     if (n >= 6) {
@@ -289,16 +357,18 @@ static void guard_zap(guard *g)
     if (n >= 7 && strcmp(mech, "CURVE") == 0 && zmq_msg_size(&f[6]) == CURVE_KEY) {
         memcpy(key, zmq_msg_data(&f[6]), CURVE_KEY);
         have_key = 1;
-        for (int i = 0; i < c->keys.nallow; i++)
-            if (memcmp(c->keys.allow[i], key, CURVE_KEY) == 0) {
-                status = "200";
-                text = "OK";
-            }
+        if ((cls = key_class(&c->keys, key))) {
+            char z[CURVE_Z85 + 1];
+            zmq_z85_encode(z, key, CURVE_KEY);
+            snprintf(user, sizeof user, "%s %s", cls, z);
+            status = "200";
+            text = "OK";
+        }
     } else if (n >= 6) {
         text = "mechanism not allowed";
     }
     if (n >= 2) {
-        const char *reply[6] = {"1.0", NULL, status, text, "", ""};
+        const char *reply[6] = {"1.0", NULL, status, text, user, ""};
         for (int i = 0; i < 6; i++) {
             int flags = i < 5 ? ZMQ_SNDMORE : 0;
             if (i == 1)
@@ -312,21 +382,7 @@ static void guard_zap(guard *g)
     if (status[0] == '2')
         return;
     __atomic_add_fetch(&c->refusals, 1, __ATOMIC_RELAXED);
-    for (int i = 0; i < g->nseen; i++)
-        if (memcmp(g->seen[i].key, key, CURVE_KEY) == 0 && strcmp(g->seen[i].addr, addr) == 0)
-            return; /* logged already */
-    if (g->nseen < GUARD_SEEN_MAX) {
-        memcpy(g->seen[g->nseen].key, key, CURVE_KEY);
-        snprintf(g->seen[g->nseen].addr, sizeof g->seen[g->nseen].addr, "%s", addr);
-        g->nseen++;
-    }
-    char z[CURVE_Z85 + 1] = "-";
-    if (have_key)
-        zmq_z85_encode(z, key, CURVE_KEY);
-    if (c->lg)
-        log_warn(c->lg, "security: refused a %s client from %s: key %s is not in the allow-list "
-                 "%s (further attempts of this peer are not logged)", mech, addr, z,
-                 c->keys.allow_path);
+    log_refusal(g, key, have_key, addr, mech);
 }
 
 /* One monitor event: frame 0 is a 16-bit event and a 32-bit value, frame 1 the endpoint. */

@@ -5,6 +5,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -376,6 +377,23 @@ int net_recv(net_sock *s, net_msg *m, int timeout_ms, pst_err *err)
 }
 
 int net_msg_count(const net_msg *m) { return m->n; }
+
+net_key_class net_msg_key(const net_msg *m, char *z85)
+{
+    if (z85)
+        z85[0] = '\0';
+    /* A ROUTER's frame 0, the routing id it prepends, carries no metadata: the last frame
+     * came from the peer's connection. */
+    const char *u = m->n ? zmq_msg_gets((zmq_msg_t *)&m->f[m->n - 1], "User-Id") : NULL;
+    size_t ns = strlen(NET_USER_SERVER), nc = strlen(NET_USER_CLIENT);
+    net_key_class k = !u                                                     ? NET_KEY_NONE
+                      : strncmp(u, NET_USER_SERVER " ", ns + 1) == 0 ? NET_KEY_SERVER
+                      : strncmp(u, NET_USER_CLIENT " ", nc + 1) == 0 ? NET_KEY_CLIENT
+                                                                             : NET_KEY_NONE;
+    if (z85 && k != NET_KEY_NONE)
+        snprintf(z85, 41, "%s", u + (k == NET_KEY_SERVER ? ns : nc) + 1);
+    return k;
+}
 
 const void *net_msg_data(const net_msg *m, int i, size_t *len)
 {

@@ -75,9 +75,11 @@ typedef struct {
 
 /* Reads the keys (an unreadable or malformed file is PST_ERR_CONFIG naming it) and, when
  * this process may bind, starts the context's guard thread: it answers ZeroMQ's ZAP
- * requests (RFC 27) with the allow-list and watches the sockets' handshakes. Refusals are
- * logged on lg as warnings once per peer (a peer key and address; a plaintext or mis-keyed
- * peer, whose key is unknown, once per socket and kind, then every 10th, 100th, ...); lg
+ * requests (RFC 27) with the allow-list and the server key's own public half (see
+ * net_msg_key) and watches the sockets' handshakes. Refusals are logged on lg as warnings
+ * once per peer (a peer key and address), and of the keys refused from one address the
+ * 1st, 10th, 100th, ...; a plaintext or mis-keyed peer, whose key is unknown, once per
+ * socket and kind, then every 10th, 100th, ...; lg
  * is borrowed until net_ctx_destroy and must be safe to use from another thread. Call it
  * before the first net_sock_create, at most once. PST_ERR_CONFIG when this libzmq lacks
  * CURVE (zmq_has("curve")). */
@@ -131,6 +133,15 @@ void net_msg_clear(net_msg *m);
  * to its end and refused with PST_ERR_PEER. */
 int net_recv(net_sock *s, net_msg *m, int timeout_ms, pst_err *err);
 int net_msg_count(const net_msg *m);
+
+/* The class of the CURVE key the sender of a received message authenticated with, on a
+ * listening socket (ROUTER) with CURVE on: the job's own server key pair (held by the
+ * coordinator and the servers only) is NET_KEY_SERVER, whether or not the allow-list names
+ * it; any other key of the allow-list NET_KEY_CLIENT. NET_KEY_NONE without CURVE (or with
+ * no message). Roles are bound to keys with it: only a server key may speak as a server. */
+typedef enum { NET_KEY_NONE, NET_KEY_SERVER, NET_KEY_CLIENT } net_key_class;
+/* z85: NULL, or 41 bytes that get the sender's public key in Z85 ("" with NET_KEY_NONE). */
+net_key_class net_msg_key(const net_msg *m, char *z85);
 const void *net_msg_data(const net_msg *m, int i, size_t *len);
 
 /* Waits until one of socks[0..n) (n <= 64) has a message to read; sets bit i of *ready for each such

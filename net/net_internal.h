@@ -13,12 +13,17 @@
 #include "net.h"
 
 #define CURVE_KEY 32       /* bytes of a CURVE key */
+/* The ZAP user id of an admitted connection is "CLASS KEY": one of these, a space and the
+ * key in Z85 (curve.c writes it, net_msg_key in net.c reads it). */
+#define NET_USER_SERVER "server"
+#define NET_USER_CLIENT "client"
 
 /* Keys loaded from net_curve_files. */
 typedef struct {
     int have_server, have_public, have_client;
     uint8_t server_secret[CURVE_KEY], server_public[CURVE_KEY];
     uint8_t client_secret[CURVE_KEY], client_public[CURVE_KEY];
+    uint8_t server_own_public[CURVE_KEY]; /* server_secret's public half: the server class */
     uint8_t (*allow)[CURVE_KEY]; /* nallow client public keys, owned */
     int nallow;
     char allow_path[512];

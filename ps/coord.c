@@ -42,7 +42,7 @@ static int follow(coord *c, pst_err *err)
         }
         if (rc)
             return pst_err_set(err, rc, "%s", e.msg);
-        if (coord_answer_anytime(c))
+        if (coord_key_refused(c) || coord_answer_anytime(c))
             continue;
         const wire_env *h = &c->in->h;
         if (h->type == WIRE_MSG_HELLO) {
@@ -145,7 +145,7 @@ static int shutdown_servers(coord *c, pst_err *err)
             continue;
         if (rc)
             return pst_err_set(err, rc, "%s", e.msg);
-        if (coord_answer_anytime(c))
+        if (coord_key_refused(c) || coord_answer_anytime(c))
             continue;
         const wire_env *h = &c->in->h;
         if (h->type == WIRE_MSG_DONE && strcmp(h->role, "worker") == 0 && h->rank >= 0 &&

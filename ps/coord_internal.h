@@ -68,6 +68,7 @@ typedef struct {
     wire_membership *members; /* scratch: HEARTBEAT answers, a restarted server's WELCOME */
     net_faults *faults;
     int nlost;            /* workers lost and not rejoined */
+    unsigned key_refusals; /* messages as a server from a client key (coord_key_refused) */
     struct coord_obs *obs; /* metrics and /status (NULL: off); coord_status.c */
 } coord;
 
@@ -99,6 +100,10 @@ int coord_welcome_all(coord *c, pst_err *err);
 /* The job cannot go on: tells every process that joined so each stops now with the
  * reason. code: PST_ERR_CONFIG while registering (a refusal), PST_ERR_PEER later. */
 void coord_abort_joined(coord *c, const pst_err *why, int code);
+/* With CURVE on, only the job's server key may speak as a server: returns 1 when the
+ * message just received claims the role "server" from a client key (it is dropped, a
+ * HELLO answered with the reason), 0 when it may be handled. */
+int coord_key_refused(coord *c);
 
 /* coord_members.c */
 /* Whether the message came on the connection p joined on. */

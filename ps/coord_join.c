@@ -83,6 +83,33 @@ int coord_same_groups(coord *c, const wire_groups *g)
            memcmp(c->group_mults, g->mults, n * sizeof *g->mults) == 0;
 }
 
+int coord_key_refused(coord *c)
+{
+    const wire_env *e = &c->in->h;
+    char key[41];
+    /* A worker key holder could otherwise register as server[r] -- or, while the job runs,
+     * as its new incarnation (the job fingerprint is in every checkpoint): the real server
+     * would be told it was replaced, and the job would end. Server keys may act as
+     * anything: their holders could impersonate the coordinator itself. */
+    if (strcmp(e->role, "server") != 0 || net_msg_key(c->m, key) != NET_KEY_CLIENT)
+        return 0;
+    char text[256];
+    snprintf(text, sizeof text, "security: refused %s as server[%d]: it comes with the client "
+             "key %s, and only the job's server key (security.server_key) may act as a server",
+             wire_type_name(e->type), e->rank, key);
+    /* Logged the 1st, 10th, 100th, ... time, so a flood cannot fill the log. */
+    unsigned n = ++c->key_refusals, k = n;
+    while (k >= 10 && k % 10 == 0)
+        k /= 10;
+    if (k == 1)
+        log_warn(c->o->lg, "%s (%u such message%s so far)", text, n, n > 1 ? "s" : "");
+    pst_err err = {0};
+    if (e->type == WIRE_MSG_HELLO)
+        msg_send_error(c->sock, c->in->route, c->in->route_len, ROLE, 0, e->request_id,
+                       PST_ERR_CONFIG, text, &err);
+    return 1;
+}
+
 /* Registration: returns PST_OK when everyone has joined. */
 static int handle_hello(coord *c, int *joined, pst_err *err)
 {
@@ -187,6 +214,8 @@ int coord_gather(coord *c, pst_err *err)
             coord_answer_status(c, c->in);
             continue;
         }
+        if (coord_key_refused(c))
+            continue;
         if ((rc = handle_hello(c, &joined, err)))
             return rc;
     }

@@ -445,7 +445,9 @@ int srv_run(const srv_options *o, pst_err *err)
         goto cleanup;
     }
     const cfg_security *sec = &o->job->security;
-    net_curve_files cf = {sec->server_key, sec->server_public, sec->client_key, sec->allow};
+    /* The server key is also this process's client key (security.client_key is for
+     * workers): only a server key may register as a server (docs/security.md). */
+    net_curve_files cf = {sec->server_key, sec->server_public, NULL, sec->allow};
     if ((rc = net_ctx_curve(s.ctx, &cf, o->lg, err)))
         goto cleanup;
     /* Replies never wait (hwm -1), but at most SRV_RCV_HWM messages per worker wait here to

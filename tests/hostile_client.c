@@ -2,12 +2,19 @@
  *
  * usage: hostile_client SERVER_ENDPOINT COORDINATOR_ENDPOINT
  *        hostile_client [--curve SERVER_PUB CLIENT_KEY] --refused SERVER_EP COORDINATOR_EP
+ *        hostile_client --curve SERVER_PUB CLIENT_KEY --impersonate JOB_HASH COORDINATOR_EP
  *
  * --refused (tests/cli/test_auth.sh, a job with CURVE on): as a client the job does not
  * admit -- plaintext, or CURVE with the key in CLIENT_KEY, which is not in the job's
  * allow-list -- sends a PUSH and a PULL as worker 0 to the server and a DONE as worker 0
  * to the coordinator, then listens for REFUSED_WAIT_MS. Exits 0 when no message could be
  * delivered or answered (each send times out or goes unanswered), 1 when any answer came.
+ *
+ * --impersonate (tests/cli/test_auth.sh): with a listed client key, claims to be a
+ * restarted server[0] of the running job -- a HELLO as server 0 with the job's fingerprint
+ * JOB_HASH (16 hex digits, as a checkpoint's job_hash holds it), then a HEARTBEAT as its
+ * new incarnation -- and listens for REFUSED_WAIT_MS. Exits 0 when the coordinator refused
+ * (an ERROR or nothing came back), 1 when it answered with a WELCOME or a HEARTBEAT.
  *
  * Connects to a running job's server and coordinator on connections of its own and sends
  * what a broken or forging client might: random bytes, truncated multipart messages, an
@@ -299,8 +306,70 @@ cleanup:
     return ok ? 0 : 1;
 }
 
+/* --impersonate: see the top of this file. */
+static int impersonate_mode(const char *server_pub, const char *client_key, const char *hash,
+                            const char *crd_ep)
+{
+    pst_err err = {0};
+    int accepted = 0, errors = 0;
+    net_ctx *ctx = net_ctx_create(1, &err);
+    net_msg *m = net_msg_create(&err);
+    msg_in *in = malloc(sizeof *in);
+    conn crd = {.name = "coordinator"};
+    net_curve_files cf = {.server_public = server_pub, .client_secret = client_key};
+    net_opts so = {.identity = "server-0-1", .linger_ms = 1};
+    if (!ctx || !m || !in || net_ctx_curve(ctx, &cf, NULL, &err) ||
+        !(crd.s = net_sock_create(ctx, NET_DEALER, &so, &err)) ||
+        net_sock_connect(crd.s, crd_ep, &err)) {
+        fprintf(stderr, "hostile_client: %s\n", err.msg);
+        accepted = 1;
+        goto cleanup;
+    }
+    wire_env h;
+    wire_env_init(&h, WIRE_MSG_HELLO, "server", 0);
+    h.request_id = 970;
+    wire_hello hello = {.job_hash = strtoull(hash, NULL, 16), .pid = 1,
+                        .endpoint = "tcp://127.0.0.1:1"};
+    send_envelope(&crd, "a HELLO as a restarted server 0", &h, &(wire_body){.hello = &hello},
+                  0, NULL, 0);
+    wire_env_init(&h, WIRE_MSG_HEARTBEAT, "server", 0);
+    h.request_id = 971;
+    h.generation = 2;
+    send_envelope(&crd, "a HEARTBEAT as server 0 incarnation 2", &h, NULL, 0, NULL, 0);
+    for (int64_t deadline = net_now_ms() + REFUSED_WAIT_MS;;) {
+        int left = (int)(deadline - net_now_ms());
+        if (left <= 0)
+            break;
+        int rc = msg_recv(crd.s, m, 0, in, left, &err);
+        if (rc == PST_ERR_TIMEOUT)
+            break;
+        if (rc) {
+            printf("coordinator: bad reply: %s\n", err.msg);
+            continue;
+        }
+        if (in->h.type == WIRE_MSG_ERROR) {
+            errors++;
+            printf("coordinator: ERROR: %s\n", in->b.error->text);
+            continue;
+        }
+        printf("coordinator: ACCEPTED: answered with a %s\n", wire_type_name(in->h.type));
+        accepted = 1;
+    }
+    printf("%d message(s) sent, %d ERROR(s), %s\n", crd.sent, errors,
+           accepted ? "accepted as server 0" : "refused");
+cleanup:
+    free(in);
+    net_msg_destroy(m);
+    net_sock_destroy(crd.s);
+    net_ctx_destroy(ctx);
+    fflush(stdout);
+    return accepted ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc == 7 && strcmp(argv[1], "--curve") == 0 && strcmp(argv[4], "--impersonate") == 0)
+        return impersonate_mode(argv[2], argv[3], argv[5], argv[6]);
     if (argc == 7 && strcmp(argv[1], "--curve") == 0 && strcmp(argv[4], "--refused") == 0)
         return refused_mode(argv[2], argv[3], argv[5], argv[6]);
     if (argc == 4 && strcmp(argv[1], "--refused") == 0)

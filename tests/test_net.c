@@ -473,7 +473,8 @@ static int curve_teardown(void **state)
     curve_fx *c = *state;
     fclose(c->log);
     const char *names[] = {"server.key", "server.pub", "worker.key", "worker.pub", "intruder.key",
-                           "intruder.pub", "allow.txt", "log.txt", "empty.txt"};
+                           "intruder.pub", "allow.txt", "log.txt", "empty.txt", "fresh.key",
+                           "fresh.pub"};
     char path[160];
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         snprintf(path, sizeof path, "%s/%s", c->dir, names[i]);
@@ -620,6 +621,115 @@ static void test_curve_plaintext_client(void **state)
     refused_client(c, NULL, "security: refused a connection on tcp://127.0.0.1:");
 }
 
+/* What the listening side learns of a sender's key (net_msg_key): its own server key pair
+ * is the server class even though the allow-list does not name it, a listed key a client,
+ * and a plaintext connection has none. */
+static net_key_class sender_class(curve_fx *c, curve_server *s, const char *client_key,
+                                  char *z85)
+{
+    pst_err err = {0};
+    net_ctx *cc = client_ctx(c, client_key);
+    net_sock *d = net_sock_create(cc, NET_DEALER, &(net_opts){.identity = "k", .linger_ms = 100},
+                                  &err);
+    assert_non_null(d);
+    assert_int_equal(net_sock_connect(d, s->endpoint, &err), PST_OK);
+    net_msg *m = net_msg_create(&err);
+    net_frame f = {.data = "ping", .len = 4};
+    assert_int_equal(net_send(d, &f, 1, WAIT_MS, &err), PST_OK);
+    if (net_recv(s->router, m, WAIT_MS, &err))
+        fail_msg("recv: %s", err.msg);
+    net_key_class k = net_msg_key(m, z85);
+    net_msg_destroy(m);
+    net_sock_destroy(d);
+    net_ctx_destroy(cc);
+    return k;
+}
+
+static void read_pub(curve_fx *c, const char *name, char *z85)
+{
+    char path[160], line[128] = "";
+    snprintf(path, sizeof path, "%s/%s.pub", c->dir, name);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    while (fgets(line, sizeof line, f) && line[0] == '#')
+        ;
+    fclose(f);
+    line[strcspn(line, "\n")] = '\0';
+    assert_int_equal(strlen(line), 40);
+    memcpy(z85, line, 41);
+}
+
+static void test_curve_key_class(void **state)
+{
+    curve_fx *c = *state;
+    curve_server s;
+    server_start(c, &s);
+    char z[41], want[41];
+    assert_int_equal(sender_class(c, &s, c->client_key, z), NET_KEY_CLIENT);
+    read_pub(c, "worker", want);
+    assert_string_equal(z, want);
+    assert_int_equal(sender_class(c, &s, c->server_key, z), NET_KEY_SERVER);
+    read_pub(c, "server", want);
+    assert_string_equal(z, want);
+    server_stop(&s);
+    /* Without CURVE no class. */
+    pst_err err = {0};
+    net_ctx *ctx = net_ctx_create(1, &err);
+    net_sock *r = net_sock_create(ctx, NET_ROUTER, &(net_opts){.linger_ms = 100}, &err);
+    net_sock *d = net_sock_create(ctx, NET_DEALER, &(net_opts){.linger_ms = 100}, &err);
+    char ep[256];
+    assert_int_equal(net_sock_bind(r, "tcp://127.0.0.1:0", ep, sizeof ep, &err), PST_OK);
+    assert_int_equal(net_sock_connect(d, ep, &err), PST_OK);
+    net_msg *m = net_msg_create(&err);
+    net_frame f = {.data = "ping", .len = 4};
+    assert_int_equal(net_send(d, &f, 1, WAIT_MS, &err), PST_OK);
+    assert_int_equal(net_recv(r, m, WAIT_MS, &err), PST_OK);
+    assert_int_equal(net_msg_key(m, z), NET_KEY_NONE);
+    assert_string_equal(z, "");
+    net_msg_destroy(m);
+    net_sock_destroy(d);
+    net_sock_destroy(r);
+    net_ctx_destroy(ctx);
+}
+
+/* Issue 19 item 18: a peer trying fresh keys one after another is logged per key once, and
+ * per source address the 1st, 10th, 100th, ... time: 12 keys, 2 lines. */
+static void test_curve_refusal_log_per_source(void **state)
+{
+    curve_fx *c = *state;
+    curve_server s;
+    server_start(c, &s);
+    pst_err err = {0};
+    char key[128];
+    for (int i = 0; i < 12; i++) {
+        make_pair(c, "fresh", key, 0);
+        net_ctx *cc = client_ctx(c, key);
+        net_sock *d = net_sock_create(cc, NET_DEALER, &(net_opts){.linger_ms = 1}, &err);
+        assert_non_null(d);
+        assert_int_equal(net_sock_connect(d, s.endpoint, &err), PST_OK);
+        net_frame f = {.data = "ping", .len = 4};
+        int rc = net_send(d, &f, 1, 100, &err);
+        assert_true(rc == PST_OK || rc == PST_ERR_TIMEOUT);
+        int64_t deadline = net_now_ms() + WAIT_MS;
+        while (net_ctx_refusals(s.ctx) <= i && net_now_ms() < deadline) {
+            uint64_t ready = 0;
+            net_poll(&s.router, 1, 20, &ready, &err);
+        }
+        assert_true(net_ctx_refusals(s.ctx) > i);
+        net_sock_destroy(d);
+        net_ctx_destroy(cc);
+    }
+    server_stop(&s);
+    char log[16384];
+    read_log(c, log, sizeof log);
+    int lines = 0;
+    for (const char *p = log; (p = strstr(p, "security: refused a CURVE client from 127.0.0.1"));
+         p++)
+        lines++;
+    if (lines != 2 || !strstr(log, "(10 keys refused from this address so far)"))
+        fail_msg("expected 2 refusal lines, the 2nd counting 10 keys; the log:\n%s", log);
+}
+
 static void expect_config_error(const net_curve_files *f, const char *needle)
 {
     pst_err err = {0};
@@ -681,6 +791,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_curve_unlisted_key, curve_setup, curve_teardown),
         cmocka_unit_test_setup_teardown(test_curve_plaintext_client, curve_setup, curve_teardown),
         cmocka_unit_test_setup_teardown(test_curve_bad_key_files, curve_setup, curve_teardown),
+        cmocka_unit_test_setup_teardown(test_curve_key_class, curve_setup, curve_teardown),
+        cmocka_unit_test_setup_teardown(test_curve_refusal_log_per_source, curve_setup,
+                                        curve_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -11,6 +11,11 @@
 #     client get nothing through to a server or the coordinator: their PUSH, PULL and
 #     DONE go unanswered, the job logs each refusal and still ends with the same weights.
 #     No process is left behind. A client with a listed key, as a control, is answered.
+#     A holder of the worker key posing as a restarted server[0] (a HELLO with the job
+#     fingerprint read from a checkpoint, then a heartbeat as its new incarnation) is
+#     refused: only the server key may act as a server (issue 19 item 12).
+#  5. The same before the job starts: a worker key cannot register as server[0] with a
+#     coordinator still gathering; a server key can (its HELLO gets past the key check).
 source "$(dirname "$0")/lib.sh"
 HOSTILE=$4
 COMPARE="/usr/bin/python3 $SRC/tests/cli/compare_safetensors.py"
@@ -96,7 +101,7 @@ fi
 # two clients try (about 3 s, both at once).
 PSTRAIN_TEST_SLOW_WORKER=1 PSTRAIN_TEST_STEP_DELAY_MS=120 \
   "$PSTRAIN" local "$PWD/job/secure.yaml" "${BASE[@]}" --epochs 5 --output "$PWD/attacked" \
-  > out.txt 2> err.txt &
+  --checkpoint.every_steps 5 > out.txt 2> err.txt &
 job=$!
 for _ in $(seq 200); do
   grep -q 'server\[0\] info: listening on' err.txt && grep -q 'worker\[0\] info: epoch 1/' err.txt \
@@ -123,16 +128,30 @@ h2=$!
 # forged requests with ERRORs), so a silent refusal above is CURVE's doing.
 "$HOSTILE" --curve keys/server.pub keys/worker.key --refused "$srv" "$crd" > listed.txt 2>&1 &
 h3=$!
+# The impostor: the job fingerprint is in every checkpoint's metadata (state.job_hash).
+hash=
+for _ in $(seq 200); do
+  hash=$(cat attacked/checkpoints/*.safetensors 2> /dev/null \
+    | grep -ao '"state.job_hash" *: *"[0-9a-f]*"' | head -1 | sed 's/.*"\([0-9a-f]*\)"$/\1/')
+  [ -n "$hash" ] && break
+  sleep 0.05
+done
+[ -n "$hash" ] || { kill $job 2> /dev/null; wait $job; fail "no state.job_hash in a checkpoint"; }
+"$HOSTILE" --curve keys/server.pub keys/worker.key --impersonate "$hash" "$crd" > impostor.txt 2>&1 &
+h4=$!
 wait $h0; r0=$?
 [ $r0 -eq 75 ] || { cat stray.txt >&2; fail "a plaintext worker at a CURVE job exited $r0, expected 75"; }
 expect_in stray.txt "no WELCOME from coordinator .* do this process's security.\* settings match the coordinator's\? a plaintext process gets no answer from a CURVE job"
 wait $h1; r1=$?
 wait $h2; r2=$?
 wait $h3; r3=$?
+wait $h4; r4=$?
 kill -0 $job 2> /dev/null || echo "warning: the job ended before the unauthorised clients did" >&2
 wait $job
 rc=$?
-cat intruder.txt plaintext.txt listed.txt
+cat intruder.txt plaintext.txt listed.txt impostor.txt
+[ $r4 -eq 0 ] || { tail -30 err.txt >&2; fail "a worker key was accepted as a restarted server[0]"; }
+expect_in impostor.txt "coordinator: ERROR: security: refused HELLO as server\[0\]: it comes with the client key"
 [ $r3 -eq 1 ] || fail "the client with a listed key was not answered (hostile_client exited $r3)"
 expect_in listed.txt "server: ANSWERED"
 [ $r1 -eq 0 ] || fail "the intruder's requests were answered (hostile_client exited $r1)"
@@ -157,6 +176,10 @@ grep -Fq "coordinator warn: security: refused a CURVE client from 127.0.0.1: key
   || fail "the coordinator did not log the intruder's key"
 expect_in err.txt "server\[0\] warn: security: refused a connection on tcp://127.0.0.1:[0-9]+: "
 expect_in err.txt "coordinator warn: security: refused a connection on tcp://127.0.0.1:[0-9]+: "
+wkey=$(grep -v '^#' keys/worker.pub)
+grep -Fq "coordinator warn: security: refused HELLO as server[0]: it comes with the client key $wkey" err.txt \
+  || fail "the coordinator did not log the impostor's HELLO with its key"
+! grep -q "restarted as incarnation\|was replaced" err.txt || fail "the impostor replaced a server"
 [ "$(grep -c "server\[0\] warn: security: refused a CURVE client" err.txt)" -eq 1 ] \
   || fail "server[0] logged the intruder more than once"
 ! grep -E "worker\[[01]\] (warn|error)" err.txt || fail "a worker noticed the unauthorised clients"
@@ -165,4 +188,27 @@ $COMPARE plain/model.safetensors attacked/model.safetensors 0 \
 # No process of the job is left (pstrain local reaps its children before it exits).
 ! pgrep -f "pstrain (coordinator|server|worker) $PWD/job/secure.yaml" > /dev/null \
   || fail "a process of the job is still running"
+# ---- 5. registering as a server takes the server key ------------------------------------
+"$PSTRAIN" coordinator "$PWD/job/secure.yaml" "${BASE[@]}" --bind tcp://127.0.0.1:0 \
+  --cluster.timeout_s 20 --output "$PWD/gather" > out.txt 2> gather.txt &
+gc=$!
+for _ in $(seq 200); do
+  grep -q 'coordinator info: listening on' gather.txt && break
+  kill -0 $gc 2> /dev/null || break
+  sleep 0.05
+done
+crd=$(sed -n 's/.*coordinator info: listening on \(tcp:[^ ]*\) .*/\1/p' gather.txt)
+[ -n "$crd" ] || { kill $gc 2> /dev/null; wait $gc; cat gather.txt >&2; fail "the coordinator did not start"; }
+"$HOSTILE" --curve keys/server.pub keys/worker.key --impersonate "$hash" "$crd" > impostor2.txt 2>&1
+r5=$?
+# The control: the server key gets past the key check (and then is turned away or
+# registered on the job's own terms; either way not for its key).
+"$HOSTILE" --curve keys/server.pub keys/server.key --impersonate 0 "$crd" > serverkey.txt 2>&1
+kill $gc 2> /dev/null
+wait $gc
+cat impostor2.txt serverkey.txt
+[ $r5 -eq 0 ] || fail "a worker key registered as server[0] while the coordinator gathered"
+expect_in impostor2.txt "coordinator: ERROR: security: refused HELLO as server\[0\]: it comes with the client key"
+expect_in serverkey.txt "coordinator: ERROR: server\[0\] runs a different job"
+! grep -q "server\[0\] joined" gather.txt || fail "the coordinator let a worker key join as server[0]"
 echo "ok"
