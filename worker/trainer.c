@@ -357,21 +357,30 @@ void wk_trainer_end_epoch(wk_trainer *t, int interrupted, wk_epoch_stats *st)
     st->accuracy = t->classify && st->samples ? (double)t->correct / (double)st->samples : NAN;
 }
 
-/* The share of ds's most frequent class: the accuracy of always predicting it. */
-static double majority_share(const ds_dataset *ds, int nclasses)
+/* What a constant predictor scores on ds: the share of its most frequent class (the
+ * accuracy of always predicting it) and the entropy of its class frequencies, -sum p ln p
+ * (the cross-entropy of always predicting them). */
+static void constant_scores(const ds_dataset *ds, int nclasses, double *share, double *entropy)
 {
     int64_t n = ds_count(ds), best = 0;
     int64_t *count = calloc((size_t)(nclasses > 0 ? nclasses : 1), sizeof *count);
+    *share = 0.0;
+    *entropy = 0.0;
     if (!count || n == 0) {
         free(count);
-        return 0.0;
+        return;
     }
     const int32_t *y = ds_labels_const(ds);
     for (int64_t i = 0; i < n; i++)
         if (y[i] >= 0 && y[i] < nclasses && ++count[y[i]] > best)
             best = count[y[i]];
+    for (int k = 0; k < nclasses; k++)
+        if (count[k]) {
+            double p = (double)count[k] / (double)n;
+            *entropy -= p * log(p);
+        }
     free(count);
-    return (double)best / (double)n;
+    *share = (double)best / (double)n;
 }
 
 int wk_trainer_judge(const wk_trainer *t, const ds_dataset *ds, const wk_eval *ev,
@@ -391,12 +400,17 @@ int wk_trainer_judge(const wk_trainer *t, const ds_dataset *ds, const wk_eval *e
                            "100 times the first batch's %g (lower optimizer.lr or set "
                            "optimizer.clip_norm)", ev->loss, ref);
     if (ev->classify) {
-        double chance = majority_share(ds, t->out_dim == 1 ? 2 : t->out_dim);
-        if (ev->cls.accuracy <= chance)
+        /* Accuracy alone would fail a model of rare classes that learned their odds (its
+         * accuracy can sit at the majority share): no better than chance is no better
+         * than a constant in accuracy and, for a cross-entropy loss, in loss too. */
+        double share, entropy;
+        constant_scores(ds, t->out_dim == 1 ? 2 : t->out_dim, &share, &entropy);
+        int ce = t->job->model.spec.loss != ML_LOSS_MSE;
+        if (ev->cls.accuracy <= share && (!ce || ev->loss >= entropy - 1e-6))
             return pst_err_set(err, PST_ERR_NUMERIC, "the model is no better than chance: "
                                "accuracy %.4f, while always predicting the most frequent class "
                                "scores %.4f (more epochs, another optimizer.lr or model?)",
-                               ev->cls.accuracy, chance);
+                               ev->cls.accuracy, share);
     } else if (!(ev->r2 > 0.0)) {
         return pst_err_set(err, PST_ERR_NUMERIC, "the model is no better than predicting the "
                            "mean: R^2 %.4f (more epochs, another optimizer.lr or model?)",
