@@ -83,7 +83,8 @@ int wk_trainer_evaluate(wk_trainer *t, const ds_dataset *ds, wk_eval *ev, met_co
  * (for a classifier, at least ln K: guessing uniformly) -- or when the model is no better
  * than a constant: a classifier's accuracy at or below the share of ds's most frequent
  * class and, with a cross-entropy loss, its loss at or above the entropy of ds's class
- * frequencies; a regressor's R^2 at or below 0 (predicting the mean). A run that trains to garbage must say so, not exit 0. */
+ * frequencies; a regressor's R^2 at or below 0 (predicting the mean). A run that trains
+ * to garbage must say so, not exit 0. */
 int wk_trainer_judge(const wk_trainer *t, const ds_dataset *ds, const wk_eval *ev,
                      pst_err *err);
 
