@@ -225,11 +225,24 @@ static void maybe_end_recovery(srv_handler *s, int all_heard)
     int64_t waited = net_now_ms() - s->recover_start_ms;
     if (!all_heard && waited < 1000LL * s->o.job->cluster.heartbeat_timeout_s)
         return;
-    int64_t lost = srv_shard_end_recovery(s->o.shard);
+    int64_t *per = calloc((size_t)s->o.nworkers, sizeof *per);
+    int64_t lost = srv_shard_end_recovery(s->o.shard, per);
+    /* ssp/asp: every worker's step was an update, so the loss is counted per worker:
+     * "(worker[0] 7, worker[1] 6)". bsp's clocks each averaged all workers' steps. */
+    char detail[256] = "";
+    if (per && s->o.job->cluster.consistency != CFG_CONS_BSP) {
+        size_t n = 0;
+        for (int k = 0; k < s->o.nworkers && n < sizeof detail; k++)
+            n += (size_t)snprintf(detail + n, sizeof detail - n, "%sworker[%d] %lld",
+                                  k ? ", " : " (", k, (long long)per[k]);
+        if (n < sizeof detail)
+            snprintf(detail + n, sizeof detail - n, ")");
+    }
+    free(per);
     log_warn(s->o.lg, "recovered in %.2f s at clock %lld: the updates of %lld step(s) since the "
-             "checkpoint of clock %lld are lost on this shard", waited / 1000.0,
+             "checkpoint of clock %lld are lost on this shard%s", waited / 1000.0,
              (long long)srv_shard_clock(s->o.shard), (long long)lost,
-             (long long)s->recover_from);
+             (long long)s->recover_from, detail);
 }
 
 /* Acknowledges request h of a worker (INIT, PUSH, DONE; a parked PULL whose pushes did

@@ -624,10 +624,13 @@ int srv_shard_note_clock(srv_shard *sh, int worker, int64_t clock)
     return 1;
 }
 
-int64_t srv_shard_end_recovery(srv_shard *sh)
+int64_t srv_shard_end_recovery(srv_shard *sh, int64_t *lost)
 {
+    if (lost)
+        memset(lost, 0, sizeof *lost * (size_t)sh->nworkers);
     if (!sh->recovering)
         return 0;
+    int64_t steps = 0;
     /* A worker that has not said where it is takes the slowest known clock. */
     int64_t lo = INT64_MAX, before = srv_shard_clock(sh);
     for (int k = 0; k < sh->nworkers; k++)
@@ -640,6 +643,12 @@ int64_t srv_shard_end_recovery(srv_shard *sh)
         if (!ws->live)
             continue;
         int64_t c = sh->rclock[k] >= 0 ? sh->rclock[k] : lo;
+        if (c > ws->rx.unit) {
+            /* ssp/asp: each of the worker's steps was an update of its own */
+            steps += c - ws->rx.unit;
+            if (lost)
+                lost[k] = c - ws->rx.unit;
+        }
         *ws = (worker_state){.live = 1, .rx = {.unit = c > ws->rx.unit ? c : ws->rx.unit}};
     }
     if (sh->cons == CFG_CONS_BSP) {
@@ -653,6 +662,9 @@ int64_t srv_shard_end_recovery(srv_shard *sh)
             memset(sh->agg, 0, (size_t)sh->len * sizeof(float));
     }
     sh->recovering = 0;
+    if (sh->cons != CFG_CONS_BSP)
+        return steps;
+    /* bsp: one update per clock, the mean of every worker's step */
     int64_t after = srv_shard_clock(sh);
     return after > before ? after - before : 0;
 }

@@ -112,12 +112,15 @@ int64_t srv_shard_worker_clock(const srv_shard *sh, int worker);
  * carries (a push of step x or a pull of clock x: the worker has pushed x - 1), and once
  * every live worker is known (or the caller gives up waiting), srv_shard_end_recovery
  * puts each at its clock -- bsp: the clock assembled next is the smallest -- so training
- * goes on. The updates of clocks C .. that clock are lost on this shard: returned. */
+ * goes on. What the shard lost is returned: bsp, the clocks from C to that clock (one
+ * update each, the mean of every worker's step); ssp/asp, where each step of each worker
+ * was an update, the sum over the live workers of (its clock - C). lost (NULL, or W
+ * entries): each worker's steps since C, set for every consistency. */
 void srv_shard_begin_recovery(srv_shard *sh);
 int srv_shard_recovering(const srv_shard *sh);
 /* Returns 1 once every live worker has reported (worker -1: only asks). */
 int srv_shard_note_clock(srv_shard *sh, int worker, int64_t clock);
-int64_t srv_shard_end_recovery(srv_shard *sh);
+int64_t srv_shard_end_recovery(srv_shard *sh, int64_t *lost);
 
 typedef struct {
     uint64_t pushes, updates, rejected_nonfinite, repeats, early, lost_workers, rejoins;

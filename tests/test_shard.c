@@ -1516,6 +1516,34 @@ static void test_restore_ssp_clocks(void **state)
     srv_shard_destroy(sh);
 }
 
+/* A restarted server's recovery (issue 19, item 7): the loss it reports. asp/ssp apply
+ * each worker's step as an update of its own, so 3 workers 4, 7 and 9 steps past the
+ * checkpoint of clock 10 lost 20 updates, not the 9 of the largest clock; bsp's clocks
+ * each averaged every worker's step: 10 -> 14, 4 clocks. */
+static void test_recovery_loss_per_worker(void **state)
+{
+    (void)state;
+    const float w0[4] = {0, 0, 0, 0};
+    const int64_t seen[3] = {14, 17, 19};
+    for (int c = 0; c < 3; c++) {
+        cfg_consistency cons = c == 0 ? CFG_CONS_ASP : c == 1 ? CFG_CONS_SSP : CFG_CONS_BSP;
+        srv_shard *sh = make(0, 4, cons, 2, 3);
+        pst_err err = {0};
+        assert_int_equal(srv_shard_restore(sh, w0, 10, &err), PST_OK);
+        srv_shard_begin_recovery(sh);
+        assert_false(srv_shard_note_clock(sh, 0, seen[0]));
+        assert_false(srv_shard_note_clock(sh, 1, seen[1]));
+        assert_true(srv_shard_note_clock(sh, 2, seen[2]));
+        int64_t per[3];
+        int64_t lost = srv_shard_end_recovery(sh, per);
+        for (int k = 0; k < 3; k++)
+            assert_int_equal(per[k], seen[k] - 10);
+        assert_int_equal(lost, cons == CFG_CONS_BSP ? 4 : 4 + 7 + 9);
+        assert_false(srv_shard_recovering(sh));
+        srv_shard_destroy(sh);
+    }
+}
+
 /* The shard map of a fine-tuning job balances the trainable floats. */
 static void test_shard_map_groups(void **state)
 {
@@ -1582,6 +1610,7 @@ int main(void)
         cmocka_unit_test(test_shard_map_groups),
         cmocka_unit_test(test_restore_bsp),
         cmocka_unit_test(test_restore_ssp_clocks),
+        cmocka_unit_test(test_recovery_loss_per_worker),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
