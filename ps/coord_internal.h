@@ -110,6 +110,9 @@ void coord_barrier_release(coord *c, int64_t id);
 /* STATUS and HEARTBEAT, answered the same way whatever the coordinator is waiting for;
  * returns 1 when the message just received was one of them. */
 int coord_answer_anytime(coord *c);
+/* A message msg_recv refused (why: its reason): logged; one of another wire version is
+ * answered with an ERROR naming both versions (msg_refuse_version). */
+void coord_refused(coord *c, const pst_err *why);
 /* A HELLO once the job runs: a restarted process taking over its rank (a new
  * incarnation), or the same process asking again because its WELCOME was lost. */
 void coord_handle_rejoin(coord *c, int *done);

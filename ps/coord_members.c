@@ -139,6 +139,15 @@ static void handle_heartbeat(coord *c, const msg_in *in)
         log_debug(c->o->lg, "HEARTBEAT answer to %s[%d]: %s", h->role, h->rank, e.msg);
 }
 
+void coord_refused(coord *c, const pst_err *why)
+{
+    if (msg_refuse_version(c->sock, c->in, "coordinator", 0))
+        log_warn(c->o->lg, "refused a message of another pstrain build (%s): answered with "
+                 "an ERROR", why->msg);
+    else
+        log_warn(c->o->lg, "dropped a malformed message: %s", why->msg);
+}
+
 /* STATUS and HEARTBEAT, answered the same way whatever the coordinator is waiting for;
  * returns 1 when the message just received was one of them. */
 int coord_answer_anytime(coord *c)

@@ -381,6 +381,16 @@ int srv_handle(srv_handler *s, const msg_in *in, pst_err *err)
     return serve_pending(s, err);
 }
 
+void srv_handle_refused(srv_handler *s, const msg_in *in, const pst_err *why)
+{
+    if (msg_refuse_version(s->o.sock, in, ROLE, s->o.rank)) {
+        obs_add(s->o.refused, 1);
+        log_warn(s->o.lg, "refused a message of another pstrain build (%s): answered with "
+                 "an ERROR", why->msg);
+    } else
+        log_warn(s->o.lg, "dropped a malformed message: %s", why->msg);
+}
+
 int srv_handler_tick(srv_handler *s, pst_err *err)
 {
     maybe_end_recovery(s, srv_shard_note_clock(s->o.shard, -1, -1));

@@ -284,6 +284,32 @@ static void test_other_job_refused(void **state)
     finish(fx, p, 2);
 }
 
+/* A HELLO of another wire version (issue 19, item 13) is answered with an ERROR naming
+ * both versions; the coordinator goes on waiting for the job's processes. */
+static void test_wrong_version_answered(void **state)
+{
+    (void)state;
+    fixture *fx = start(1, 5);
+    peer p[1] = {make_peer(fx, "worker", 0, 200)};
+    wire_env e;
+    wire_env_init(&e, WIRE_MSG_HELLO, "worker", 0);
+    e.version = WIRE_VERSION + 1;
+    wire_hello h = {.job_hash = cfg_job_hash(fx->job), .pid = 200, .nparams = NPARAMS,
+                    .steps = 10};
+    send_on(p[0].main, &e, &(wire_body){.hello = &h});
+    /* The reply has this build's version; the peer of another build shows its text. */
+    const msg_in *r = expect(fx, p[0].main, WIRE_MSG_ERROR);
+    char v1[32], v2[32];
+    snprintf(v1, sizeof v1, "wire version %u", WIRE_VERSION + 1);
+    snprintf(v2, sizeof v2, "wire version %u", WIRE_VERSION);
+    assert_non_null(strstr(r->b.error->text, v1));
+    assert_non_null(strstr(r->b.error->text, v2));
+    assert_int_equal(r->h.request_id, 0);
+    fx->stop = 1;
+    assert_int_equal(join(fx), PST_OK);
+    finish(fx, p, 1);
+}
+
 /* Heartbeats from the peers (the last one a worker) every ~50 ms until the answers to that
  * worker say worker `lost_rank` is lost, or WAIT_MS pass. */
 static const msg_in *beat_until(fixture *fx, peer *beating, int n, int lost_rank)
@@ -352,6 +378,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rendezvous_done_shutdown),
         cmocka_unit_test(test_other_job_refused),
+        cmocka_unit_test(test_wrong_version_answered),
         cmocka_unit_test(test_lost_worker_rejoins),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

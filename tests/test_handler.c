@@ -301,6 +301,43 @@ static void test_replaced_incarnation(void **state)
     destroy(fx);
 }
 
+/* A message of another wire version (issue 19, item 13): refused before anything in it
+ * is read, and answered with an ERROR naming both versions to the connection it came
+ * on (request id 0: not even that is trusted), so the peer learns why instead of timing
+ * out. The shard is untouched. */
+static void test_wrong_version_answered(void **state)
+{
+    (void)state;
+    fixture *fx = make(CFG_CONS_BSP, 1);
+    wire_env h;
+    wire_env_init(&h, WIRE_MSG_PUSH, "worker", 0);
+    h.version = WIRE_VERSION + 1;
+    h.request_id = 42;
+    wire_range r = {.offset = 0, .len = 4};
+    net_frame f = {.data = G, .len = 4 * sizeof(float)};
+    pst_err err = {0};
+    assert_int_equal(msg_send(fx->w[1], NULL, 0, &h, &(wire_body){.range = &r}, &f, 1, 0, &err),
+                     PST_OK);
+    assert_int_equal(msg_recv(fx->srv, fx->m, 1, fx->in, 2000, &err), PST_ERR_PEER);
+    srv_handle_refused(fx->h, fx->in, &err);
+    const msg_in *e = expect(fx, 1, WIRE_MSG_ERROR, 0);
+    char v1[32], v2[32];
+    snprintf(v1, sizeof v1, "wire version %u", WIRE_VERSION + 1);
+    snprintf(v2, sizeof v2, "wire version %u", WIRE_VERSION);
+    assert_non_null(strstr(e->b.error->text, v1));
+    assert_non_null(strstr(e->b.error->text, v2));
+    assert_int_equal(e->b.error->code, PST_ERR_CONFIG);
+    expect_none(fx, 0);
+    /* Junk that is no envelope at all is only dropped. */
+    net_frame junk = {.data = "\xff\xff", .len = 2};
+    assert_int_equal(net_send(fx->w[1], &junk, 1, 0, &err), PST_OK);
+    assert_int_equal(msg_recv(fx->srv, fx->m, 1, fx->in, 2000, &err), PST_ERR_PEER);
+    srv_handle_refused(fx->h, fx->in, &err);
+    expect_none(fx, 1);
+    assert_false(srv_shard_initialized(fx->shard));
+    destroy(fx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -309,6 +346,7 @@ int main(void)
         cmocka_unit_test(test_pull_acks_missing_push),
         cmocka_unit_test(test_lost_and_done),
         cmocka_unit_test(test_replaced_incarnation),
+        cmocka_unit_test(test_wrong_version_answered),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
