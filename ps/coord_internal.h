@@ -29,6 +29,9 @@ typedef struct {
     int64_t last_ms;   /* when we last heard from it */
     int epoch;
     int64_t step;      /* steps done in `epoch` (1-based) */
+    int64_t clock;     /* a worker: steps it had pushed (its clock on the servers), as its
+                          heartbeats last said; kept across incarnations until the new one
+                          reports */
     double loss;
     uint64_t steps;    /* a worker: steps of its whole run (HELLO) */
     int64_t barrier;   /* the barrier it waits at, -1: none */

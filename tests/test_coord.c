@@ -334,6 +334,19 @@ static const msg_in *beat_until(fixture *fx, peer *beating, int n, int lost_rank
     return NULL;
 }
 
+/* The coordinator's STATUS document, into doc. */
+static void status_doc(fixture *fx, char *doc, size_t cap)
+{
+    net_sock *tool = connect_as(fx, "status-doc");
+    peer t = {.role = "cli", .rank = 0};
+    simple(&t, tool, WIRE_MSG_STATUS);
+    expect(fx, tool, WIRE_MSG_STATUS);
+    size_t len = fx->in->payload_len[0] < cap - 1 ? fx->in->payload_len[0] : cap - 1;
+    memcpy(doc, fx->in->payload[0], len);
+    doc[len] = '\0';
+    net_sock_destroy(tool);
+}
+
 static void test_lost_worker_rejoins(void **state)
 {
     (void)state;
@@ -345,7 +358,13 @@ static void test_lost_worker_rejoins(void **state)
         hello(fx, &p[i], hash);
     for (int i = 0; i < 3; i++)
         expect(fx, p[i].main, WIRE_MSG_WELCOME);
-    simple(&p[2], p[2].hb, WIRE_MSG_HEARTBEAT); /* worker 1 beats once, then goes silent */
+    /* Worker 1 beats once, at clock 7 (epoch 1, step 7), then goes silent. */
+    wire_env hb;
+    wire_env_init(&hb, WIRE_MSG_HEARTBEAT, "worker", 1);
+    hb.generation = 1;
+    hb.clock = 7;
+    wire_progress pr = {.epoch = 1, .step = 7, .loss = 0.25};
+    send_on(p[2].hb, &hb, &(wire_body){.progress = &pr});
     expect(fx, p[2].hb, WIRE_MSG_HEARTBEAT);
     peer beating[2] = {p[0], p[1]};
     int64_t t0 = net_now_ms();
@@ -368,6 +387,13 @@ static void test_lost_worker_rejoins(void **state)
     m = expect(fx, p[3].hb, WIRE_MSG_HEARTBEAT);
     assert_int_equal(m->b.membership->gen[1], 2);
     assert_int_equal(m->b.membership->lost[1], 0);
+    /* Its beats before its first step carry no progress (issue 19, item 11): the rank
+     * still shows where the servers had it, not epoch 0 step 0. */
+    char doc[4096];
+    status_doc(fx, doc, sizeof doc);
+    const char *w1 = strstr(doc, "\"role\":\"worker\",\"rank\":1,");
+    assert_non_null(w1);
+    assert_non_null(strstr(w1, "\"epoch\":1,\"step_in_epoch\":7,\"clock\":7"));
     fx->stop = 1;
     assert_int_equal(join(fx), PST_OK);
     finish(fx, p, 4);

@@ -171,6 +171,7 @@ static int barrier(worker *w, int64_t id, pst_err *err)
  * thread's findings surface: a coordinator gone or one that gave this worker up. */
 static int report_progress(worker *w, wire_type type, double test_accuracy, pst_err *err)
 {
+    hb_set_clock(w->hb, w->clock);
     hb_set_progress(w->hb, w->epoch, w->step, w->loss);
     int rc = hb_check(w->hb, err);
     if (rc)
