@@ -87,7 +87,8 @@ static void keep_bytes(void *data, void *hint)
  * reading this reply, so the bytes are stable until ZeroMQ is done with them. ssp/asp
  * apply pushes at any time, so the reply is a copy. */
 static int send_weights(srv_handler *s, const char *route, size_t route_len, int worker,
-                        uint64_t request_id, uint64_t off, uint64_t len, pst_err *err)
+                        uint64_t request_id, uint64_t off, uint64_t len, int64_t clock,
+                        int final, pst_err *err)
 {
     wire_env h;
     wire_env_init(&h, WIRE_MSG_PULL_REPLY, ROLE, s->o.rank);
@@ -98,7 +99,11 @@ static int send_weights(srv_handler *s, const char *route, size_t route_len, int
     h.clock = srv_shard_worker_clock(s->o.shard, worker);
     obs_observe(s->o.gap, (double)r.clock_gap);
     srv_shard_note_served(s->o.shard, worker);
-    net_frame f = {.data = srv_shard_weights(s->o.shard, off), .len = (size_t)len * sizeof(float)};
+    /* bsp: the weights of the clock asked for, which a restarted worker may need from
+     * before the last update (srv_shard_weights_of); they too stay until its next push. */
+    net_frame f = {.data = final ? srv_shard_weights(s->o.shard, off)
+                                 : srv_shard_weights_of(s->o.shard, clock, off),
+                   .len = (size_t)len * sizeof(float)};
     if (s->o.job->cluster.consistency == CFG_CONS_BSP)
         f.release = keep_bytes;
     s->st.pulls++;
@@ -114,7 +119,7 @@ static int serve_pending(srv_handler *s, pst_err *err)
         pending_pull *p = &s->pend[i];
         if (srv_shard_pull_ready(s->o.shard, p->worker, p->clock, p->final)) {
             int rc = send_weights(s, p->route, p->route_len, p->worker, p->request_id, p->off,
-                                  p->len, err);
+                                  p->len, p->clock, p->final, err);
             if (rc == PST_ERR_PEER)
                 log_warn(s->o.lg, "worker[%d] is gone; dropped its pull", p->worker);
             else if (rc)
@@ -308,7 +313,7 @@ static int handle_pull(srv_handler *s, const msg_in *in, const wire_range *r, ps
         return rc;
     if (srv_shard_pull_ready(s->o.shard, h->rank, h->clock, r->final)) {
         rc = send_weights(s, in->route, in->route_len, h->rank, h->request_id, r->offset,
-                          r->len, err);
+                          r->len, h->clock, r->final, err);
         if (rc && rc != PST_ERR_PEER)
             *fatal = rc;
         return PST_OK;

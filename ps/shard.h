@@ -88,6 +88,13 @@ void srv_shard_note_served(srv_shard *sh, int worker);
 
 /* Weights of a range; valid until the next update of the shard. */
 const float *srv_shard_weights(const srv_shard *sh, uint64_t off);
+/* The weights a (non-final) pull of `clock` gets: bsp keeps those of the clock before the
+ * current one (the last update's input), for a restarted worker whose previous
+ * incarnation's step of that clock was taken whole here but not on another shard: it
+ * rejoins at the smallest clock its servers report and computes that step again from the
+ * weights every worker used for it. Otherwise the current weights. Valid until the next
+ * update. */
+const float *srv_shard_weights_of(const srv_shard *sh, int64_t clock, uint64_t off);
 
 /* The worker is finished: it leaves the live set. */
 void srv_shard_worker_done(srv_shard *sh, int worker);
