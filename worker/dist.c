@@ -519,6 +519,11 @@ static int rejoin_at(worker *w, pst_err *err)
     int64_t per_epoch = steps_per_epoch(w), total = per_epoch * job->train.epochs;
     int64_t c = wk_kv_reply_clock(w->kv);
     w->clock = c < total ? c : total;
+    /* Until its first step its heartbeats say where it rejoined (the coordinator names
+     * that clock should this incarnation be lost too); the loss is not known yet. */
+    hb_set_clock(w->hb, w->clock);
+    hb_set_progress(w->hb, per_epoch ? (int)(w->clock / per_epoch) + 1 : 1,
+                    per_epoch ? w->clock % per_epoch : 0, NAN);
     /* bsp: killed between its pushes of a step to two servers, the previous incarnation
      * left that step whole on one (which may have updated past it) and missing on the
      * other (which waits for it). It is computed again from the weights of that clock,
