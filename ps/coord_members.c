@@ -143,8 +143,8 @@ static void handle_heartbeat(coord *c, const msg_in *in)
 void coord_refused(coord *c, const pst_err *why)
 {
     if (msg_refuse_version(c->sock, c->in, "coordinator", 0))
-        log_warn(c->o->lg, "refused a message of another pstrain build (%s): answered with "
-                 "an ERROR", why->msg);
+        log_warn(c->o->lg, "dropped a malformed message: %s; answered with an ERROR naming "
+                 "both versions", why->msg);
     else
         log_warn(c->o->lg, "dropped a malformed message: %s", why->msg);
 }

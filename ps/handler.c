@@ -390,8 +390,8 @@ void srv_handle_refused(srv_handler *s, const msg_in *in, const pst_err *why)
 {
     if (msg_refuse_version(s->o.sock, in, ROLE, s->o.rank)) {
         obs_add(s->o.refused, 1);
-        log_warn(s->o.lg, "refused a message of another pstrain build (%s): answered with "
-                 "an ERROR", why->msg);
+        log_warn(s->o.lg, "dropped a malformed message: %s; answered with an ERROR naming "
+                 "both versions", why->msg);
     } else
         log_warn(s->o.lg, "dropped a malformed message: %s", why->msg);
 }
