@@ -24,8 +24,9 @@ struct hb_client {
     net_msg *m;
     msg_in *in;
     pthread_mutex_t mu; /* guards what follows */
+    int has_progress;      /* hb_set_progress was called */
     int epoch;
-    int64_t step;
+    int64_t step, clock;
     double loss;
     int64_t last_answer_ms;
     int64_t loop_ms;       /* the thread's last turn (it turns at least every 100 ms) */
@@ -48,13 +49,16 @@ static void send_heartbeat(hb_client *c)
     h.generation = c->o.generation;
     wire_progress p = {0};
     pthread_mutex_lock(&c->mu);
+    int has = c->has_progress;
     p.epoch = c->epoch;
     p.step = c->step;
     p.loss = c->loss;
+    h.clock = c->clock;
     pthread_mutex_unlock(&c->mu);
     pst_err e = {0};
     /* Never blocks: a coordinator that does not read is what the timeout detects. */
-    if (msg_send(c->sock, NULL, 0, &h, &(wire_body){.progress = &p}, NULL, 0, 0, &e) &&
+    if (msg_send(c->sock, NULL, 0, &h, &(wire_body){.progress = has ? &p : NULL}, NULL, 0, 0,
+                 &e) &&
         e.code != PST_ERR_TIMEOUT)
         log_debug(c->o.lg, "heartbeat: %s", e.msg);
 }
@@ -176,9 +180,19 @@ void hb_set_progress(hb_client *c, int epoch, int64_t step, double loss)
     if (!c)
         return;
     pthread_mutex_lock(&c->mu);
+    c->has_progress = 1;
     c->epoch = epoch;
     c->step = step;
     c->loss = loss;
+    pthread_mutex_unlock(&c->mu);
+}
+
+void hb_set_clock(hb_client *c, int64_t clock)
+{
+    if (!c)
+        return;
+    pthread_mutex_lock(&c->mu);
+    c->clock = clock;
     pthread_mutex_unlock(&c->mu);
 }
 

@@ -39,8 +39,13 @@ hb_client *hb_start(const hb_options *o, pst_err *err);
 /* Stops and joins the thread; NULL is fine. */
 void hb_stop(hb_client *c);
 
-/* What the next heartbeats carry (workers: epoch, step = clock, loss). */
+/* What the next heartbeats carry (workers: epoch, step in it, loss). Heartbeats carry no
+ * progress before the first call, so a restarted worker's first beats do not overwrite
+ * what the coordinator knows of its rank with zeros. */
 void hb_set_progress(hb_client *c, int epoch, int64_t step, double loss);
+/* The clock the next heartbeats with progress carry (in the envelope): the steps this
+ * worker has pushed, i.e. its clock on the servers. */
+void hb_set_clock(hb_client *c, int64_t clock);
 
 /* PST_OK while the coordinator answers; PST_ERR_TIMEOUT when it has been silent for the
  * timeout, PST_ERR_PEER when it refused this process (its text in err). */

@@ -73,6 +73,19 @@ int msg_recv(net_sock *s, net_msg *m, int is_router, msg_in *in, int timeout_ms,
     return PST_OK;
 }
 
+int msg_refuse_version(net_sock *s, const msg_in *in, const char *role, int rank)
+{
+    if (in->h.version == WIRE_VERSION || in->h.version == 0 || !in->route || in->route_len == 0)
+        return 0;
+    char text[160];
+    snprintf(text, sizeof text, "refused a message of wire version %u: this %s speaks wire "
+             "version %u (are all processes of the job the same pstrain build?)",
+             in->h.version, role, WIRE_VERSION);
+    pst_err e = {0};
+    return msg_send_error(s, in->route, in->route_len, role, rank, 0, PST_ERR_CONFIG, text,
+                          &e) == PST_OK;
+}
+
 int msg_send_error(net_sock *s, const void *route, size_t route_len, const char *role, int rank,
                    uint64_t request_id, int code, const char *text, pst_err *err)
 {
@@ -116,6 +129,8 @@ int msg_call(net_sock *s, net_msg *m, msg_in *in, wire_env *h, const wire_body *
         rc = msg_recv(s, m, 0, in, left < wait ? left : wait, err);
         if (rc == PST_ERR_TIMEOUT)
             continue;
+        if (rc == PST_ERR_PEER && in->b.error) /* a peer of another version refused ours */
+            return pst_err_set(err, PST_ERR_PEER, "%s", in->b.error->text);
         if (rc)
             return rc;
         if (in->h.type == WIRE_MSG_ERROR)

@@ -55,6 +55,15 @@ int msg_register(net_sock *s, net_msg *m, msg_in *in, wire_env *h, const wire_he
                  const char *coordinator, int timeout_s, int nservers, int nworkers,
                  const volatile sig_atomic_t *stop, pst_err *err);
 
+/* After msg_recv refused a message (PST_ERR_PEER): one of another wire version
+ * (in->h.version neither this build's nor 0, i.e. an envelope that parsed and claims
+ * another version) from a routable sender -- the routing id a ROUTER got from ZeroMQ,
+ * not anything the message says -- is answered with an ERROR naming both versions, as
+ * proto/pstrain.proto promises, so the peer fails with a reason instead of timing out.
+ * Nothing else in such a message is trusted: the reply's request id is 0. Returns 1 when
+ * it answered, 0 otherwise (another cause, no route, or the reply could not be sent). */
+int msg_refuse_version(net_sock *s, const msg_in *in, const char *role, int rank);
+
 /* Replies with an ERROR message for request request_id (route as received). */
 int msg_send_error(net_sock *s, const void *route, size_t route_len, const char *role, int rank,
                    uint64_t request_id, int code, const char *text, pst_err *err);

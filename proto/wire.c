@@ -327,9 +327,14 @@ static int unpack_groups(wire_groups *out, const Pstrain__LrGroups *g, uint64_t 
 static int unpack_env(wire_env *e, const Pstrain__Envelope *env, pst_err *err)
 {
     memset(e, 0, sizeof *e);
-    if (env->version != WIRE_VERSION)
+    if (env->version != WIRE_VERSION) {
+        /* Nothing else of it is read, but the receiver may answer (msg_refuse_version), and
+         * the answer of a receiver of another version is an ERROR worth showing. */
+        e->version = env->version;
+        e->type = (int)env->type == WIRE_MSG_ERROR ? WIRE_MSG_ERROR : (wire_type)0;
         return pst_err_set(err, PST_ERR_DATA, "wire: version %u, this build speaks %u",
                            env->version, WIRE_VERSION);
+    }
     int t = env->type;
     if (t < WIRE_MSG_ERROR || t > WIRE_MSG_STATUS)
         return pst_err_set(err, PST_ERR_DATA, "wire: unknown message type %d", t);
@@ -585,6 +590,7 @@ int wire_unpack(wire_env *e, wire_body *b, wire_store *st, const uint8_t *buf, s
                 pst_err *err)
 {
     memset(b, 0, sizeof *b);
+    memset(e, 0, sizeof *e); /* version 0 when it does not parse */
     if (len > WIRE_MAX_META)
         return pst_err_set(err, PST_ERR_DATA, "wire: envelope of %zu bytes exceeds %d", len,
                            WIRE_MAX_META);
@@ -592,9 +598,13 @@ int wire_unpack(wire_env *e, wire_body *b, wire_store *st, const uint8_t *buf, s
     if (!env)
         return pst_err_set(err, PST_ERR_DATA, "wire: envelope of %zu bytes does not parse", len);
     int rc = unpack_fields(e, b, st, env, err);
-    pstrain__envelope__free_unpacked(env, NULL);
     if (rc)
-        memset(b, 0, sizeof *b); /* a refused message carries nothing */
+        memset(b, 0, sizeof *b); /* a refused message carries nothing... */
+    /* ...but an ERROR of another version: the peer's refusal of ours, naming both. */
+    if (rc && e->version != WIRE_VERSION && e->type == WIRE_MSG_ERROR &&
+        unpack_error(&st->error, env->error, NULL) == PST_OK)
+        b->error = &st->error;
+    pstrain__envelope__free_unpacked(env, NULL);
     return rc;
 }
 

@@ -176,7 +176,10 @@ int wire_pack(const wire_env *e, const wire_body *b, uint8_t *buf, size_t cap, s
  * PUSH/PULL/INIT/PULL_REPLY, a hello, a consistent shard map in WELCOME, update groups
  * that tile [0, nparams) with finite multipliers >= 0, ...), string lengths, frame
  * counts. Fills *e, points b's members at the bodies written into *st (NULL for the
- * others). Any failure is PST_ERR_DATA naming what was wrong. */
+ * others). Any failure is PST_ERR_DATA naming what was wrong. A message of another
+ * version is refused before anything else is read: e->version is then the sender's (0:
+ * no envelope), e->type is WIRE_MSG_ERROR for an ERROR (b->error holding its text, the
+ * refusal of a peer of that version) and 0 otherwise. */
 int wire_unpack(wire_env *e, wire_body *b, wire_store *st, const uint8_t *buf, size_t len,
                 pst_err *err);
 

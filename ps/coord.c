@@ -37,7 +37,7 @@ static int follow(coord *c, pst_err *err)
         if (rc == PST_ERR_TIMEOUT)
             continue;
         if (rc == PST_ERR_PEER) {
-            log_warn(o->lg, "dropped a malformed message: %s", e.msg);
+            coord_refused(c, &e);
             continue;
         }
         if (rc)
@@ -141,6 +141,8 @@ static int shutdown_servers(coord *c, pst_err *err)
         }
         pst_err e = {0};
         int rc = msg_recv(c->sock, c->m, 1, c->in, 100, &e);
+        if (rc == PST_ERR_PEER)
+            coord_refused(c, &e);
         if (rc == PST_ERR_TIMEOUT || rc == PST_ERR_PEER)
             continue;
         if (rc)

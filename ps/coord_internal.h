@@ -29,6 +29,9 @@ typedef struct {
     int64_t last_ms;   /* when we last heard from it */
     int epoch;
     int64_t step;      /* steps done in `epoch` (1-based) */
+    int64_t clock;     /* a worker: steps it had pushed (its clock on the servers), as its
+                          heartbeats last said; kept across incarnations until the new one
+                          reports */
     double loss;
     uint64_t steps;    /* a worker: steps of its whole run (HELLO) */
     int64_t barrier;   /* the barrier it waits at, -1: none */
@@ -115,6 +118,9 @@ void coord_barrier_release(coord *c, int64_t id);
 /* STATUS and HEARTBEAT, answered the same way whatever the coordinator is waiting for;
  * returns 1 when the message just received was one of them. */
 int coord_answer_anytime(coord *c);
+/* A message msg_recv refused (why: its reason): logged; one of another wire version is
+ * answered with an ERROR naming both versions (msg_refuse_version). */
+void coord_refused(coord *c, const pst_err *why);
 /* A HELLO once the job runs: a restarted process taking over its rank (a new
  * incarnation), or the same process asking again because its WELCOME was lost. */
 void coord_handle_rejoin(coord *c, int *done);

@@ -205,7 +205,7 @@ int coord_gather(coord *c, pst_err *err)
         if (rc == PST_ERR_TIMEOUT)
             continue;
         if (rc == PST_ERR_PEER) {
-            log_warn(o->lg, "dropped a malformed message: %s", e.msg);
+            coord_refused(c, &e);
             continue;
         }
         if (rc)

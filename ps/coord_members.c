@@ -130,6 +130,7 @@ static void handle_heartbeat(coord *c, const msg_in *in)
         p->epoch = in->b.progress->epoch;
         p->step = in->b.progress->step;
         p->loss = in->b.progress->loss;
+        p->clock = h->clock;
     }
     wire_env r;
     wire_env_init(&r, WIRE_MSG_HEARTBEAT, ROLE, 0);
@@ -137,6 +138,15 @@ static void handle_heartbeat(coord *c, const msg_in *in)
     wire_body b = {.membership = put_membership(c)};
     if (msg_send(c->sock, in->route, in->route_len, &r, &b, NULL, 0, 0, &e))
         log_debug(c->o->lg, "HEARTBEAT answer to %s[%d]: %s", h->role, h->rank, e.msg);
+}
+
+void coord_refused(coord *c, const pst_err *why)
+{
+    if (msg_refuse_version(c->sock, c->in, "coordinator", 0))
+        log_warn(c->o->lg, "dropped a malformed message: %s; answered with an ERROR naming "
+                 "both versions", why->msg);
+    else
+        log_warn(c->o->lg, "dropped a malformed message: %s", why->msg);
 }
 
 /* STATUS and HEARTBEAT, answered the same way whatever the coordinator is waiting for;
@@ -252,9 +262,15 @@ int coord_check_liveness(coord *c, int done, pst_err *err)
             continue;
         p->lost = 1;
         c->nlost++;
-        log_warn(c->o->lg, "worker[%d] (pid %d) is lost: no heartbeat for %d s, at epoch %d "
-                 "step %lld; going on with %d of %d workers", w, p->pid, cl->heartbeat_timeout_s,
-                 p->epoch, (long long)p->step, c->W - done - c->nlost, c->W);
+        /* Where the servers had it: the clock its heartbeats last carried (a restarted
+         * incarnation's before its first step still report the previous one's). */
+        char at[96] = "before its first step";
+        if (p->epoch > 0)
+            snprintf(at, sizeof at, "at clock %lld (epoch %d, step %lld of it)",
+                     (long long)p->clock, p->epoch, (long long)p->step);
+        log_warn(c->o->lg, "worker[%d] (pid %d) is lost: no heartbeat for %d s, %s; going on "
+                 "with %d of %d workers", w, p->pid, cl->heartbeat_timeout_s, at,
+                 c->W - done - c->nlost, c->W);
         /* It no longer holds back a barrier the others wait at. */
         for (int k = 0; k < c->W; k++)
             if (!c->workers[k].done && !c->workers[k].lost && c->workers[k].barrier >= 0) {

@@ -168,6 +168,7 @@ static cJSON *status_doc(coord *c, struct coord_obs *x, coord_counts *n)
             if (p->joined) {
                 cJSON_AddNumberToObject(e, "epoch", p->epoch);
                 cJSON_AddNumberToObject(e, "step_in_epoch", (double)p->step);
+                cJSON_AddNumberToObject(e, "clock", (double)p->clock);
                 cJSON_AddNumberToObject(e, "steps_done", run);
                 cJSON_AddNumberToObject(e, "steps_total", (double)p->steps);
                 cJSON_AddNumberToObject(e, "loss", p->loss); /* NaN prints as null */

@@ -87,7 +87,8 @@ static void keep_bytes(void *data, void *hint)
  * reading this reply, so the bytes are stable until ZeroMQ is done with them. ssp/asp
  * apply pushes at any time, so the reply is a copy. */
 static int send_weights(srv_handler *s, const char *route, size_t route_len, int worker,
-                        uint64_t request_id, uint64_t off, uint64_t len, pst_err *err)
+                        uint64_t request_id, uint64_t off, uint64_t len, int64_t clock,
+                        int final, pst_err *err)
 {
     wire_env h;
     wire_env_init(&h, WIRE_MSG_PULL_REPLY, ROLE, s->o.rank);
@@ -98,7 +99,11 @@ static int send_weights(srv_handler *s, const char *route, size_t route_len, int
     h.clock = srv_shard_worker_clock(s->o.shard, worker);
     obs_observe(s->o.gap, (double)r.clock_gap);
     srv_shard_note_served(s->o.shard, worker);
-    net_frame f = {.data = srv_shard_weights(s->o.shard, off), .len = (size_t)len * sizeof(float)};
+    /* bsp: the weights of the clock asked for, which a restarted worker may need from
+     * before the last update (srv_shard_weights_of); they too stay until its next push. */
+    net_frame f = {.data = final ? srv_shard_weights(s->o.shard, off)
+                                 : srv_shard_weights_of(s->o.shard, clock, off),
+                   .len = (size_t)len * sizeof(float)};
     if (s->o.job->cluster.consistency == CFG_CONS_BSP)
         f.release = keep_bytes;
     s->st.pulls++;
@@ -114,7 +119,7 @@ static int serve_pending(srv_handler *s, pst_err *err)
         pending_pull *p = &s->pend[i];
         if (srv_shard_pull_ready(s->o.shard, p->worker, p->clock, p->final)) {
             int rc = send_weights(s, p->route, p->route_len, p->worker, p->request_id, p->off,
-                                  p->len, err);
+                                  p->len, p->clock, p->final, err);
             if (rc == PST_ERR_PEER)
                 log_warn(s->o.lg, "worker[%d] is gone; dropped its pull", p->worker);
             else if (rc)
@@ -225,11 +230,24 @@ static void maybe_end_recovery(srv_handler *s, int all_heard)
     int64_t waited = net_now_ms() - s->recover_start_ms;
     if (!all_heard && waited < 1000LL * s->o.job->cluster.heartbeat_timeout_s)
         return;
-    int64_t lost = srv_shard_end_recovery(s->o.shard);
+    int64_t *per = calloc((size_t)s->o.nworkers, sizeof *per);
+    int64_t lost = srv_shard_end_recovery(s->o.shard, per);
+    /* ssp/asp: every worker's step was an update, so the loss is counted per worker:
+     * "(worker[0] 7, worker[1] 6)". bsp's clocks each averaged all workers' steps. */
+    char detail[256] = "";
+    if (per && s->o.job->cluster.consistency != CFG_CONS_BSP) {
+        size_t n = 0;
+        for (int k = 0; k < s->o.nworkers && n < sizeof detail; k++)
+            n += (size_t)snprintf(detail + n, sizeof detail - n, "%sworker[%d] %lld",
+                                  k ? ", " : " (", k, (long long)per[k]);
+        if (n < sizeof detail)
+            snprintf(detail + n, sizeof detail - n, ")");
+    }
+    free(per);
     log_warn(s->o.lg, "recovered in %.2f s at clock %lld: the updates of %lld step(s) since the "
-             "checkpoint of clock %lld are lost on this shard", waited / 1000.0,
+             "checkpoint of clock %lld are lost on this shard%s", waited / 1000.0,
              (long long)srv_shard_clock(s->o.shard), (long long)lost,
-             (long long)s->recover_from);
+             (long long)s->recover_from, detail);
 }
 
 /* Acknowledges request h of a worker (INIT, PUSH, DONE; a parked PULL whose pushes did
@@ -295,7 +313,7 @@ static int handle_pull(srv_handler *s, const msg_in *in, const wire_range *r, ps
         return rc;
     if (srv_shard_pull_ready(s->o.shard, h->rank, h->clock, r->final)) {
         rc = send_weights(s, in->route, in->route_len, h->rank, h->request_id, r->offset,
-                          r->len, err);
+                          r->len, h->clock, r->final, err);
         if (rc && rc != PST_ERR_PEER)
             *fatal = rc;
         return PST_OK;
@@ -366,6 +384,16 @@ int srv_handle(srv_handler *s, const msg_in *in, pst_err *err)
     if (s->o.ckpt && (rc = srv_ckpt_maybe(s->o.ckpt, s->o.shard, err)))
         return rc;
     return serve_pending(s, err);
+}
+
+void srv_handle_refused(srv_handler *s, const msg_in *in, const pst_err *why)
+{
+    if (msg_refuse_version(s->o.sock, in, ROLE, s->o.rank)) {
+        obs_add(s->o.refused, 1);
+        log_warn(s->o.lg, "dropped a malformed message: %s; answered with an ERROR naming "
+                 "both versions", why->msg);
+    } else
+        log_warn(s->o.lg, "dropped a malformed message: %s", why->msg);
 }
 
 int srv_handler_tick(srv_handler *s, pst_err *err)

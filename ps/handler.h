@@ -50,6 +50,10 @@ void srv_handler_destroy(srv_handler *h);
  * PST_OK unless the server cannot go on (out of memory, the socket failed). */
 int srv_handle(srv_handler *h, const msg_in *in, pst_err *err);
 
+/* A message msg_recv refused (why: its reason): logged; one of another wire version is
+ * answered with an ERROR naming both versions (msg_refuse_version). */
+void srv_handle_refused(srv_handler *h, const msg_in *in, const pst_err *why);
+
 /* Between messages: ends a recovery whose time is up, writes due checkpoints and answers
  * parked pulls the clocks now allow. */
 int srv_handler_tick(srv_handler *h, pst_err *err);

@@ -289,7 +289,7 @@ static int serve(server *s, pst_err *err)
                 if (rc)
                     break;
             } else if (r == PST_ERR_PEER)
-                log_warn(o->lg, "dropped a malformed message: %s", perr.msg);
+                srv_handle_refused(s->handler, s->in, &perr);
             else if (r != PST_ERR_TIMEOUT) {
                 rc = pst_err_set(err, r, "%s", perr.msg);
                 break;

@@ -40,6 +40,14 @@ struct srv_shard {
     float **stage;     /* (W) allocated on a worker's first push */
     unsigned char *contrib; /* (W) worker completed the clock being assembled */
     int64_t agg_clock; /* bsp: the clock agg belongs to */
+    /* bsp with 2+ workers: the weights before the last update, i.e. those of clock
+     * prev_clock = agg_clock - 1 (-1: none). A worker killed between its pushes to two
+     * shards has its step of that clock whole here but not on the other shard, which still
+     * waits for it: its restarted incarnation computes the step again, and must do so from
+     * the weights of that clock, which this shard has already updated. One shard-sized
+     * copy per clock; makes such a restart bit-identical to a run without it. */
+    float *prev;       /* (len) */
+    int64_t prev_clock;
     int agg_dirty;     /* bsp: agg holds part of a sum (it is zero otherwise) */
     int direct;        /* bsp: the clock being assembled is applied chunk by chunk as it
                           arrives (see srv_shard_push) */
@@ -93,8 +101,10 @@ srv_shard *srv_shard_create(uint64_t base, uint64_t len, const opt_config *opt,
         (!(sh->stage = calloc((size_t)nworkers, sizeof *sh->stage)) ||
          !(sh->contrib = calloc((size_t)nworkers, 1))))
         goto nomem;
-    if (cons == CFG_CONS_BSP && nworkers > 1 && !(sh->agg = alloc_floats(len)))
+    if (cons == CFG_CONS_BSP && nworkers > 1 &&
+        (!(sh->agg = alloc_floats(len)) || !(sh->prev = alloc_floats(len))))
         goto nomem;
+    sh->prev_clock = -1;
     for (int i = 0; i < nworkers; i++)
         sh->wk[i].live = 1;
     return sh;
@@ -115,6 +125,7 @@ void srv_shard_destroy(srv_shard *sh)
     free(sh->wk);
     free(sh->w);
     free(sh->agg);
+    free(sh->prev);
     if (sh->stage)
         for (int k = 0; k < sh->nworkers; k++)
             free(sh->stage[k]);
@@ -224,6 +235,10 @@ static void bsp_maybe_apply(srv_shard *sh)
                 a[i] += g[i];
             sh->contrib[k] = 0;
         }
+    if (sh->prev) {
+        memcpy(sh->prev, sh->w, (size_t)sh->len * sizeof(float));
+        sh->prev_clock = sh->agg_clock;
+    }
     float inv = 1.0f / (float)sh->agg_count;
     if (sh->agg_count > 1)
         for (uint64_t i = 0; i < sh->len; i++)
@@ -425,6 +440,7 @@ int srv_shard_push(srv_shard *sh, int worker, int64_t clock, uint64_t off, const
      * its first chunk, skipped or not, so the step count and schedule stay those of the
      * steps taken. */
     if (applied_now && ws->rx.taken == 0) {
+        sh->prev_clock = -1; /* the weights change chunk by chunk: no copy of them */
         opt_tick(sh->st);
         sh->stats.updates++;
     }
@@ -470,6 +486,15 @@ void srv_shard_note_served(srv_shard *sh, int worker)
 const float *srv_shard_weights(const srv_shard *sh, uint64_t off)
 {
     assert(off >= sh->base && off - sh->base < sh->len);
+    return sh->w + (off - sh->base);
+}
+
+const float *srv_shard_weights_of(const srv_shard *sh, int64_t clock, uint64_t off)
+{
+    assert(off >= sh->base && off - sh->base < sh->len);
+    if (sh->prev && sh->prev_clock >= 0 && clock == sh->prev_clock &&
+        sh->prev_clock == sh->agg_clock - 1)
+        return sh->prev + (off - sh->base);
     return sh->w + (off - sh->base);
 }
 
@@ -596,6 +621,7 @@ int srv_shard_restore(srv_shard *sh, const float *w, int64_t clock, pst_err *err
         memset(sh->contrib, 0, (size_t)sh->nworkers);
     sh->agg_dirty = 0;
     sh->direct = 0;
+    sh->prev_clock = -1;
     return PST_OK;
 }
 
@@ -624,10 +650,13 @@ int srv_shard_note_clock(srv_shard *sh, int worker, int64_t clock)
     return 1;
 }
 
-int64_t srv_shard_end_recovery(srv_shard *sh)
+int64_t srv_shard_end_recovery(srv_shard *sh, int64_t *lost)
 {
+    if (lost)
+        memset(lost, 0, sizeof *lost * (size_t)sh->nworkers);
     if (!sh->recovering)
         return 0;
+    int64_t steps = 0;
     /* A worker that has not said where it is takes the slowest known clock. */
     int64_t lo = INT64_MAX, before = srv_shard_clock(sh);
     for (int k = 0; k < sh->nworkers; k++)
@@ -640,6 +669,12 @@ int64_t srv_shard_end_recovery(srv_shard *sh)
         if (!ws->live)
             continue;
         int64_t c = sh->rclock[k] >= 0 ? sh->rclock[k] : lo;
+        if (c > ws->rx.unit) {
+            /* ssp/asp: each of the worker's steps was an update of its own */
+            steps += c - ws->rx.unit;
+            if (lost)
+                lost[k] = c - ws->rx.unit;
+        }
         *ws = (worker_state){.live = 1, .rx = {.unit = c > ws->rx.unit ? c : ws->rx.unit}};
     }
     if (sh->cons == CFG_CONS_BSP) {
@@ -651,8 +686,12 @@ int64_t srv_shard_end_recovery(srv_shard *sh)
             memset(sh->contrib, 0, (size_t)sh->nworkers);
         if (sh->agg)
             memset(sh->agg, 0, (size_t)sh->len * sizeof(float));
+        sh->prev_clock = -1;
     }
     sh->recovering = 0;
+    if (sh->cons != CFG_CONS_BSP)
+        return steps;
+    /* bsp: one update per clock, the mean of every worker's step */
     int64_t after = srv_shard_clock(sh);
     return after > before ? after - before : 0;
 }

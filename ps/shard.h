@@ -88,6 +88,13 @@ void srv_shard_note_served(srv_shard *sh, int worker);
 
 /* Weights of a range; valid until the next update of the shard. */
 const float *srv_shard_weights(const srv_shard *sh, uint64_t off);
+/* The weights a (non-final) pull of `clock` gets: bsp keeps those of the clock before the
+ * current one (the last update's input), for a restarted worker whose previous
+ * incarnation's step of that clock was taken whole here but not on another shard: it
+ * rejoins at the smallest clock its servers report and computes that step again from the
+ * weights every worker used for it. Otherwise the current weights. Valid until the next
+ * update. */
+const float *srv_shard_weights_of(const srv_shard *sh, int64_t clock, uint64_t off);
 
 /* The worker is finished: it leaves the live set. */
 void srv_shard_worker_done(srv_shard *sh, int worker);
@@ -112,12 +119,15 @@ int64_t srv_shard_worker_clock(const srv_shard *sh, int worker);
  * carries (a push of step x or a pull of clock x: the worker has pushed x - 1), and once
  * every live worker is known (or the caller gives up waiting), srv_shard_end_recovery
  * puts each at its clock -- bsp: the clock assembled next is the smallest -- so training
- * goes on. The updates of clocks C .. that clock are lost on this shard: returned. */
+ * goes on. What the shard lost is returned: bsp, the clocks from C to that clock (one
+ * update each, the mean of every worker's step); ssp/asp, where each step of each worker
+ * was an update, the sum over the live workers of (its clock - C). lost (NULL, or W
+ * entries): each worker's steps since C, set for every consistency. */
 void srv_shard_begin_recovery(srv_shard *sh);
 int srv_shard_recovering(const srv_shard *sh);
 /* Returns 1 once every live worker has reported (worker -1: only asks). */
 int srv_shard_note_clock(srv_shard *sh, int worker, int64_t clock);
-int64_t srv_shard_end_recovery(srv_shard *sh);
+int64_t srv_shard_end_recovery(srv_shard *sh, int64_t *lost);
 
 typedef struct {
     uint64_t pushes, updates, rejected_nonfinite, repeats, early, lost_workers, rejoins;

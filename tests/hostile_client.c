@@ -21,9 +21,10 @@
  * envelope of another version, requests that claim to come from the job's workers (a PUSH
  * outside the shard, a NaN gradient, DONE, INIT, a final PULL), a frame length the frame
  * does not have, too many frames and, last, a frame over the server's size limit. The
- * server must answer every forged request with an ERROR and drop the rest; the job must
- * not notice. Prints one line per message sent and per ERROR received; exits 0 when every
- * message went out and every forged request was answered with an ERROR, 1 otherwise.
+ * server must answer every forged request and the envelope of another version with an
+ * ERROR and drop the rest, the coordinator answer its envelope of another version; the
+ * job must not notice. Prints one line per message sent and per ERROR received; exits 0
+ * when every message went out and all those were answered with an ERROR, 1 otherwise.
  * Random bytes come from a fixed seed, so every run sends the same thing. */
 #include <math.h>
 #include <stdio.h>
@@ -131,6 +132,7 @@ static void attack_server(conn *c, uint64_t *seed, int *forged)
     wire_env_init(&v, WIRE_MSG_PULL, "worker", 0);
     v.version = 99;
     send_envelope(c, "a PULL of wire version 99", &v, &b4, 0, NULL, 0);
+    (*forged)++; /* answered with an ERROR naming both versions (proto/pstrain.proto) */
 
     /* Forged requests: valid messages naming the job's workers from another connection,
      * or a worker the job does not have. Each must be answered with an ERROR. */
@@ -408,9 +410,13 @@ int main(int argc, char **argv)
     net_frame bf = {.data = big, .len = big_len};
     send_frames(&srv, "a frame over the server's size limit", &bf, 1);
     attack_coordinator(&crd, &seed);
+    /* Of all that, the coordinator answers the DONE of wire version 99 alone; read before
+     * the oversized frame, which costs the connection. */
+    int crd_answered = read_errors(&crd, 1);
+    printf("coordinator: %d of 1 wrong-version messages answered with an ERROR\n", crd_answered);
     bf.len = WIRE_MAX_META + 4096; /* over the coordinator's limit */
     send_frames(&crd, "a frame over the coordinator's size limit", &bf, 1);
-    ok = srv.failed == 0 && crd.failed == 0 && answered == forged;
+    ok = srv.failed == 0 && crd.failed == 0 && answered == forged && crd_answered == 1;
 cleanup:
     if (srv.raw)
         zmq_close(srv.raw);

@@ -284,6 +284,32 @@ static void test_other_job_refused(void **state)
     finish(fx, p, 2);
 }
 
+/* A HELLO of another wire version (issue 19, item 13) is answered with an ERROR naming
+ * both versions; the coordinator goes on waiting for the job's processes. */
+static void test_wrong_version_answered(void **state)
+{
+    (void)state;
+    fixture *fx = start(1, 5);
+    peer p[1] = {make_peer(fx, "worker", 0, 200)};
+    wire_env e;
+    wire_env_init(&e, WIRE_MSG_HELLO, "worker", 0);
+    e.version = WIRE_VERSION + 1;
+    wire_hello h = {.job_hash = cfg_job_hash(fx->job), .pid = 200, .nparams = NPARAMS,
+                    .steps = 10};
+    send_on(p[0].main, &e, &(wire_body){.hello = &h});
+    /* The reply has this build's version; the peer of another build shows its text. */
+    const msg_in *r = expect(fx, p[0].main, WIRE_MSG_ERROR);
+    char v1[32], v2[32];
+    snprintf(v1, sizeof v1, "wire version %u", WIRE_VERSION + 1);
+    snprintf(v2, sizeof v2, "wire version %u", WIRE_VERSION);
+    assert_non_null(strstr(r->b.error->text, v1));
+    assert_non_null(strstr(r->b.error->text, v2));
+    assert_int_equal(r->h.request_id, 0);
+    fx->stop = 1;
+    assert_int_equal(join(fx), PST_OK);
+    finish(fx, p, 1);
+}
+
 /* Heartbeats from the peers (the last one a worker) every ~50 ms until the answers to that
  * worker say worker `lost_rank` is lost, or WAIT_MS pass. */
 static const msg_in *beat_until(fixture *fx, peer *beating, int n, int lost_rank)
@@ -308,6 +334,19 @@ static const msg_in *beat_until(fixture *fx, peer *beating, int n, int lost_rank
     return NULL;
 }
 
+/* The coordinator's STATUS document, into doc. */
+static void status_doc(fixture *fx, char *doc, size_t cap)
+{
+    net_sock *tool = connect_as(fx, "status-doc");
+    peer t = {.role = "cli", .rank = 0};
+    simple(&t, tool, WIRE_MSG_STATUS);
+    expect(fx, tool, WIRE_MSG_STATUS);
+    size_t len = fx->in->payload_len[0] < cap - 1 ? fx->in->payload_len[0] : cap - 1;
+    memcpy(doc, fx->in->payload[0], len);
+    doc[len] = '\0';
+    net_sock_destroy(tool);
+}
+
 static void test_lost_worker_rejoins(void **state)
 {
     (void)state;
@@ -319,7 +358,13 @@ static void test_lost_worker_rejoins(void **state)
         hello(fx, &p[i], hash);
     for (int i = 0; i < 3; i++)
         expect(fx, p[i].main, WIRE_MSG_WELCOME);
-    simple(&p[2], p[2].hb, WIRE_MSG_HEARTBEAT); /* worker 1 beats once, then goes silent */
+    /* Worker 1 beats once, at clock 7 (epoch 1, step 7), then goes silent. */
+    wire_env hb;
+    wire_env_init(&hb, WIRE_MSG_HEARTBEAT, "worker", 1);
+    hb.generation = 1;
+    hb.clock = 7;
+    wire_progress pr = {.epoch = 1, .step = 7, .loss = 0.25};
+    send_on(p[2].hb, &hb, &(wire_body){.progress = &pr});
     expect(fx, p[2].hb, WIRE_MSG_HEARTBEAT);
     peer beating[2] = {p[0], p[1]};
     int64_t t0 = net_now_ms();
@@ -342,6 +387,13 @@ static void test_lost_worker_rejoins(void **state)
     m = expect(fx, p[3].hb, WIRE_MSG_HEARTBEAT);
     assert_int_equal(m->b.membership->gen[1], 2);
     assert_int_equal(m->b.membership->lost[1], 0);
+    /* Its beats before its first step carry no progress (issue 19, item 11): the rank
+     * still shows where the servers had it, not epoch 0 step 0. */
+    char doc[4096];
+    status_doc(fx, doc, sizeof doc);
+    const char *w1 = strstr(doc, "\"role\":\"worker\",\"rank\":1,");
+    assert_non_null(w1);
+    assert_non_null(strstr(w1, "\"epoch\":1,\"step_in_epoch\":7,\"clock\":7"));
     fx->stop = 1;
     assert_int_equal(join(fx), PST_OK);
     finish(fx, p, 4);
@@ -352,6 +404,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rendezvous_done_shutdown),
         cmocka_unit_test(test_other_job_refused),
+        cmocka_unit_test(test_wrong_version_answered),
         cmocka_unit_test(test_lost_worker_rejoins),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -4,7 +4,10 @@
  * filled), parked pulls (parked once per request id, answered when a push, a DONE or a
  * lost worker moves the slowest clock; an ACK at once when the worker's own push is
  * missing), a replaced incarnation refused, an unannounced one ignored, a rank claimed
- * from another connection refused. A real shard (ps/shard.c) behind it; milliseconds. */
+ * from another connection refused, a rejoined worker's pull of the clock before the
+ * shard's last update answered with that clock's weights, a message of another wire
+ * version answered with an ERROR naming both. A real shard (ps/shard.c) behind it;
+ * milliseconds. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -301,6 +304,81 @@ static void test_replaced_incarnation(void **state)
     destroy(fx);
 }
 
+/* bsp, worker 1 killed after its step of clock 1 was taken whole here (but, say, not on
+ * another server): worker 0's push completes the clock and this shard updates past it.
+ * The restarted incarnation, rejoining at the smaller clock another server reports (1),
+ * pulls clock 1 and gets the weights of clock 1, from before that update (issue 19, item
+ * 8: it computes the step again from what every worker used for it); a pull of clock 2
+ * gets the newest. */
+static void test_rejoined_pull_gets_its_clock(void **state)
+{
+    (void)state;
+    fixture *fx = make(CFG_CONS_BSP, 2);
+    init_weights(fx, W0);
+    for (int64_t c = 0; c < 2; c++) {
+        push_step(fx, 1, c);
+        push_step(fx, 0, c);
+    }
+    assert_int_equal(srv_shard_clock(fx->shard), 2);
+    uint64_t gen[2] = {1, 2};
+    uint8_t none[2] = {0, 0};
+    srv_handler_membership(fx->h, gen, none, none);
+    assert_int_equal(srv_shard_worker_clock(fx->shard, 1), 2);
+    uint64_t p = request(fx, 2, 1, 2, WIRE_MSG_PULL, 1, 0, 4, NULL, fx->next_id++);
+    const msg_in *r = expect(fx, 2, WIRE_MSG_PULL_REPLY, p);
+    assert_int_equal(r->h.clock, 2); /* its clock here: the step is in */
+    const float *w = r->payload[0];
+    for (int i = 0; i < 4; i++)
+        assert_true(w[i] == W0[i] - LR * G[i]); /* one update: clock 1's weights */
+    uint64_t q = request(fx, 2, 1, 2, WIRE_MSG_PULL, 2, 0, 4, NULL, fx->next_id++);
+    r = expect(fx, 2, WIRE_MSG_PULL_REPLY, q);
+    w = r->payload[0];
+    for (int i = 0; i < 4; i++)
+        assert_true(w[i] == W0[i] - LR * G[i] - LR * G[i]);
+    /* Its push of clock 1 is a repeat here (the previous incarnation's is in). */
+    uint64_t a = request(fx, 2, 1, 2, WIRE_MSG_PUSH, 1, 0, 4, G, fx->next_id++);
+    expect(fx, 2, WIRE_MSG_ACK, a);
+    assert_int_equal(srv_shard_clock(fx->shard), 2);
+    destroy(fx);
+}
+
+/* A message of another wire version (issue 19, item 13): refused before anything in it
+ * is read, and answered with an ERROR naming both versions to the connection it came
+ * on (request id 0: not even that is trusted), so the peer learns why instead of timing
+ * out. The shard is untouched. */
+static void test_wrong_version_answered(void **state)
+{
+    (void)state;
+    fixture *fx = make(CFG_CONS_BSP, 1);
+    wire_env h;
+    wire_env_init(&h, WIRE_MSG_PUSH, "worker", 0);
+    h.version = WIRE_VERSION + 1;
+    h.request_id = 42;
+    wire_range r = {.offset = 0, .len = 4};
+    net_frame f = {.data = G, .len = 4 * sizeof(float)};
+    pst_err err = {0};
+    assert_int_equal(msg_send(fx->w[1], NULL, 0, &h, &(wire_body){.range = &r}, &f, 1, 0, &err),
+                     PST_OK);
+    assert_int_equal(msg_recv(fx->srv, fx->m, 1, fx->in, 2000, &err), PST_ERR_PEER);
+    srv_handle_refused(fx->h, fx->in, &err);
+    const msg_in *e = expect(fx, 1, WIRE_MSG_ERROR, 0);
+    char v1[32], v2[32];
+    snprintf(v1, sizeof v1, "wire version %u", WIRE_VERSION + 1);
+    snprintf(v2, sizeof v2, "wire version %u", WIRE_VERSION);
+    assert_non_null(strstr(e->b.error->text, v1));
+    assert_non_null(strstr(e->b.error->text, v2));
+    assert_int_equal(e->b.error->code, PST_ERR_CONFIG);
+    expect_none(fx, 0);
+    /* Junk that is no envelope at all is only dropped. */
+    net_frame junk = {.data = "\xff\xff", .len = 2};
+    assert_int_equal(net_send(fx->w[1], &junk, 1, 0, &err), PST_OK);
+    assert_int_equal(msg_recv(fx->srv, fx->m, 1, fx->in, 2000, &err), PST_ERR_PEER);
+    srv_handle_refused(fx->h, fx->in, &err);
+    expect_none(fx, 1);
+    assert_false(srv_shard_initialized(fx->shard));
+    destroy(fx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -309,6 +387,8 @@ int main(void)
         cmocka_unit_test(test_pull_acks_missing_push),
         cmocka_unit_test(test_lost_and_done),
         cmocka_unit_test(test_replaced_incarnation),
+        cmocka_unit_test(test_rejoined_pull_gets_its_clock),
+        cmocka_unit_test(test_wrong_version_answered),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1516,6 +1516,111 @@ static void test_restore_ssp_clocks(void **state)
     srv_shard_destroy(sh);
 }
 
+/* The weights a pull of clock c gets from each of two shards A = [0, 4) and B = [4, 8),
+ * and the gradient a worker computes from them: g = 0.37 w + k + 0.1 c, float rounding
+ * and all, so the result depends on exactly which weights it saw. */
+static void gradient_of(srv_shard *a, srv_shard *b, int k, int64_t c, float *g)
+{
+    const float *wa = srv_shard_weights_of(a, c, 0), *wb = srv_shard_weights_of(b, c, 4);
+    for (int i = 0; i < 8; i++)
+        g[i] = 0.37f * (i < 4 ? wa[i] : wb[i - 4]) + (float)k + 0.1f * (float)c;
+}
+
+/* bsp, worker 1 killed between its pushes of clock 1 to two shards (issue 19, item 8):
+ * A took its step whole and, worker 0's push completing the clock, updated past it; B
+ * waits for it. The restarted incarnation rejoins (A at clock 2, B at 1), takes the
+ * smaller clock and computes that step again from the weights of clock 1 -- which A still
+ * has (srv_shard_weights_of) -- so the run ends bit-identical to one without the kill. */
+static void test_rejoin_bsp_between_shards(void **state)
+{
+    (void)state;
+    const float w0[8] = {0.3f, -1.7f, 2.9f, 0.01f, 5.5f, -0.25f, 1e-3f, 7.0f};
+    srv_shard *a = make(0, 4, CFG_CONS_BSP, 0, 2), *b = make(4, 4, CFG_CONS_BSP, 0, 2);
+    srv_shard *ra = make(0, 4, CFG_CONS_BSP, 0, 2), *rb = make(4, 4, CFG_CONS_BSP, 0, 2);
+    init_all(a, w0);
+    init_all(b, w0 + 4);
+    init_all(ra, w0);
+    init_all(rb, w0 + 4);
+    float g[2][8];
+    /* The clean run: 3 clocks, each worker computing from the weights of the clock. */
+    for (int64_t c = 0; c < 3; c++) {
+        for (int k = 0; k < 2; k++)
+            gradient_of(ra, rb, k, c, g[k]);
+        for (int k = 0; k < 2; k++) {
+            push_ok(ra, k, c, 0, g[k], 4);
+            push_ok(rb, k, c, 4, g[k] + 4, 4);
+        }
+    }
+    /* The run with the kill. */
+    for (int k = 0; k < 2; k++)
+        gradient_of(a, b, k, 0, g[k]);
+    for (int k = 0; k < 2; k++) {
+        push_ok(a, k, 0, 0, g[k], 4);
+        push_ok(b, k, 0, 4, g[k] + 4, 4);
+    }
+    for (int k = 0; k < 2; k++)
+        gradient_of(a, b, k, 1, g[k]);
+    float old1[8];
+    memcpy(old1, g[1], sizeof old1);
+    push_ok(a, 1, 1, 0, g[1], 4); /* ... and killed before its push to B */
+    push_ok(a, 0, 1, 0, g[0], 4);
+    push_ok(b, 0, 1, 4, g[0] + 4, 4);
+    assert_int_equal(srv_shard_clock(a), 2); /* A updated past clock 1 */
+    assert_int_equal(srv_shard_clock(b), 1);
+    assert_int_equal(srv_shard_worker_rejoin(a, 1), 2);
+    assert_int_equal(srv_shard_worker_rejoin(b, 1), 1);
+    /* The new incarnation at clock 1 (the smaller): both shards answer that pull, with the
+     * weights of clock 1, so it computes the very gradient the old one pushed to A. */
+    assert_true(srv_shard_pull_ready(a, 1, 1, 0));
+    assert_true(srv_shard_pull_ready(b, 1, 1, 0));
+    gradient_of(a, b, 1, 1, g[1]);
+    assert_memory_equal(g[1], old1, sizeof old1);
+    assert_int_equal(push_out(a, 1, 1, 0, g[1], 4), SRV_REPEAT);
+    push_ok(b, 1, 1, 4, g[1] + 4, 4);
+    for (int k = 0; k < 2; k++)
+        gradient_of(a, b, k, 2, g[k]);
+    for (int k = 0; k < 2; k++) {
+        push_ok(a, k, 2, 0, g[k], 4);
+        push_ok(b, k, 2, 4, g[k] + 4, 4);
+    }
+    assert_memory_equal(srv_shard_weights(a, 0), srv_shard_weights(ra, 0), 4 * sizeof(float));
+    assert_memory_equal(srv_shard_weights(b, 4), srv_shard_weights(rb, 4), 4 * sizeof(float));
+    /* A final pull, and a pull of the current clock, get the newest weights. */
+    assert_ptr_equal(srv_shard_weights_of(a, 3, 0), srv_shard_weights(a, 0));
+    srv_shard_destroy(a);
+    srv_shard_destroy(b);
+    srv_shard_destroy(ra);
+    srv_shard_destroy(rb);
+}
+
+/* A restarted server's recovery (issue 19, item 7): the loss it reports. asp/ssp apply
+ * each worker's step as an update of its own, so 3 workers 4, 7 and 9 steps past the
+ * checkpoint of clock 10 lost 20 updates, not the 9 of the largest clock; bsp's clocks
+ * each averaged every worker's step: 10 -> 14, 4 clocks. */
+static void test_recovery_loss_per_worker(void **state)
+{
+    (void)state;
+    const float w0[4] = {0, 0, 0, 0};
+    const int64_t seen[3] = {14, 17, 19};
+    for (int c = 0; c < 3; c++) {
+        cfg_consistency cons = c == 0 ? CFG_CONS_ASP : c == 1 ? CFG_CONS_SSP : CFG_CONS_BSP;
+        srv_shard *sh = make(0, 4, cons, 2, 3);
+        pst_err err = {0};
+        assert_int_equal(srv_shard_restore(sh, w0, 10, &err), PST_OK);
+        srv_shard_begin_recovery(sh);
+        assert_false(srv_shard_note_clock(sh, 0, seen[0]));
+        assert_false(srv_shard_note_clock(sh, 1, seen[1]));
+        assert_true(srv_shard_note_clock(sh, 2, seen[2]));
+        int64_t per[3];
+        int64_t lost = srv_shard_end_recovery(sh, per);
+        for (int k = 0; k < 3; k++)
+            assert_int_equal(per[k], seen[k] - 10);
+        assert_int_equal(lost, cons == CFG_CONS_BSP ? 4 : 4 + 7 + 9);
+        assert_false(srv_shard_recovering(sh));
+        srv_shard_destroy(sh);
+    }
+}
+
 /* The shard map of a fine-tuning job balances the trainable floats. */
 static void test_shard_map_groups(void **state)
 {
@@ -1582,6 +1687,8 @@ int main(void)
         cmocka_unit_test(test_shard_map_groups),
         cmocka_unit_test(test_restore_bsp),
         cmocka_unit_test(test_restore_ssp_clocks),
+        cmocka_unit_test(test_recovery_loss_per_worker),
+        cmocka_unit_test(test_rejoin_bsp_between_shards),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

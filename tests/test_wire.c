@@ -519,6 +519,24 @@ static void test_rejects_wrong_version_and_type(void **state)
     e.version = WIRE_VERSION + 1;
     assert_int_equal(pack_unpack(&e, NULL, &err), PST_ERR_DATA);
     assert_non_null(strstr(err.msg, "version"));
+    /* The sender's version is kept (the receiver answers naming it), nothing else. */
+    assert_int_equal(G.version, WIRE_VERSION + 1);
+    assert_int_equal(G.type, 0);
+    assert_int_equal(G.rank, 0);
+    assert_null(GB.error);
+    /* An ERROR of another version still shows its text: the peer's refusal of ours. */
+    wire_env_init(&e, WIRE_MSG_ERROR, "server", 3);
+    e.version = WIRE_VERSION + 1;
+    wire_error x = {.code = PST_ERR_CONFIG, .text = "refused a message of wire version 1"};
+    assert_int_equal(pack_unpack(&e, &(wire_body){.error = &x}, &err), PST_ERR_DATA);
+    assert_int_equal(G.type, WIRE_MSG_ERROR);
+    assert_non_null(GB.error);
+    assert_string_equal(GB.error->text, x.text);
+    /* No envelope at all: version 0. */
+    G.version = 7;
+    assert_int_equal(wire_unpack(&G, &GB, &GS, (const uint8_t *)"\xff\xff\xff", 3, &err),
+                     PST_ERR_DATA);
+    assert_int_equal(G.version, 0);
     wire_env_init(&e, (wire_type)77, "worker", 0);
     assert_int_equal(pack_unpack(&e, NULL, &err), PST_ERR_DATA);
     assert_non_null(strstr(err.msg, "type"));

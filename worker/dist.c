@@ -171,6 +171,7 @@ static int barrier(worker *w, int64_t id, pst_err *err)
  * thread's findings surface: a coordinator gone or one that gave this worker up. */
 static int report_progress(worker *w, wire_type type, double test_accuracy, pst_err *err)
 {
+    hb_set_clock(w->hb, w->clock);
     hb_set_progress(w->hb, w->epoch, w->step, w->loss);
     int rc = hb_check(w->hb, err);
     if (rc)
@@ -508,6 +509,37 @@ static int open_progress(worker *w, pst_err *err)
 
 /* A resumed job starts at the servers' checkpoint clock; a worker whose steps end before
  * it is done at once (it says DONE and leaves the clock). */
+/* A restarted process taking over this rank, after its first pull: the servers took it
+ * back at their clock (the smallest their replies report); it continues its partition
+ * from there (shuffles depend on (seed, epoch, rank) only, so these are the batches it
+ * would have had). */
+static int rejoin_at(worker *w, pst_err *err)
+{
+    const cfg_job *job = w->o->job;
+    int64_t per_epoch = steps_per_epoch(w), total = per_epoch * job->train.epochs;
+    int64_t c = wk_kv_reply_clock(w->kv);
+    w->clock = c < total ? c : total;
+    /* Until its first step its heartbeats say where it rejoined (the coordinator names
+     * that clock should this incarnation be lost too); the loss is not known yet. */
+    hb_set_clock(w->hb, w->clock);
+    hb_set_progress(w->hb, per_epoch ? (int)(w->clock / per_epoch) + 1 : 1,
+                    per_epoch ? w->clock % per_epoch : 0, NAN);
+    /* bsp: killed between its pushes of a step to two servers, the previous incarnation
+     * left that step whole on one (which may have updated past it) and missing on the
+     * other (which waits for it). It is computed again from the weights of that clock,
+     * which every server keeps (srv_shard_weights_of), as in a run without the restart;
+     * the first pull got the newest. */
+    int rc;
+    if (job->cluster.consistency == CFG_CONS_BSP && w->clock < total &&
+        ((rc = wk_kv_pull_start_full(w->kv, w->clock, err)) || (rc = pull_into_model(w, err))))
+        return rc;
+    log_info(w->o->lg, "rejoined as incarnation %llu at clock %lld (epoch %lld, step %lld of "
+             "it)", (unsigned long long)w->generation, (long long)w->clock,
+             (long long)(per_epoch ? w->clock / per_epoch + 1 : 1),
+             (long long)(per_epoch ? w->clock % per_epoch : 0));
+    return PST_OK;
+}
+
 static void resume_at(worker *w, int64_t clock)
 {
     int64_t per_epoch = steps_per_epoch(w), total = per_epoch * w->o->job->train.epochs;
@@ -576,16 +608,8 @@ int wk_dist_run(const wk_dist_options *o, pst_err *err)
     if ((rc = wk_kv_pull_start_full(w.kv, w.clock, err)) || (rc = pull_into_model(&w, err)))
         goto cleanup;
     if (welcome->rejoin) {
-        /* A restarted process taking over this rank: the servers took it back at their
-         * clock; it continues its partition from there (shuffles depend on (seed, epoch,
-         * rank) only, so these are the batches it would have had). */
-        int64_t per_epoch = steps_per_epoch(&w), total = per_epoch * job->train.epochs;
-        int64_t c = wk_kv_reply_clock(w.kv);
-        w.clock = c < total ? c : total;
-        log_info(o->lg, "rejoined as incarnation %llu at clock %lld (epoch %lld, step %lld "
-                 "of it)", (unsigned long long)w.generation, (long long)w.clock,
-                 (long long)(per_epoch ? w.clock / per_epoch + 1 : 1),
-                 (long long)(per_epoch ? w.clock % per_epoch : 0));
+        if ((rc = rejoin_at(&w, err)))
+            goto cleanup;
     } else if ((rc = barrier(&w, 0, err)))
         goto cleanup;
     if (*o->stop)

@@ -42,7 +42,11 @@ wait $job
 rc=$?
 cat hostile.txt
 [ $hrc -eq 0 ] || fail "hostile_client exited $hrc (a message not sent or a forged request not answered)"
-expect_in hostile.txt "server: 7 of 7 forged requests answered with an ERROR"
+expect_in hostile.txt "server: 8 of 8 forged requests answered with an ERROR"
+# A message of another wire version is answered, naming both versions (issue 19, item 13).
+expect_in hostile.txt "server: ERROR for request 0: refused a message of wire version 99: this server speaks wire version [0-9]+"
+expect_in hostile.txt "coordinator: ERROR for request 0: refused a message of wire version 99: this coordinator speaks wire version [0-9]+"
+expect_in hostile.txt "coordinator: 1 of 1 wrong-version messages answered with an ERROR"
 if [ $rc -ne 0 ]; then
   tail -30 err.txt >&2
   fail "the attacked job exited $rc, expected 0"
@@ -61,7 +65,7 @@ expect_in err.txt "${S}refused PULL from worker\[0\]"
 [ "$(grep -c "${S}refused" err.txt)" -eq 7 ] || fail "expected 7 refusals by server[0]"
 expect_in err.txt "${S}dropped a malformed message: .*does not parse"
 expect_in err.txt "${S}dropped a malformed message: PUSH: wire: 0 payload frames arrived, header says 1"
-expect_in err.txt "${S}dropped a malformed message: wire: version 99, this build speaks [0-9]+"
+expect_in err.txt "${S}dropped a malformed message: wire: version 99, this build speaks [0-9]+; answered with an ERROR naming both versions"
 expect_in err.txt "${S}dropped a malformed message: PUSH: wire: frame 1 has 16 bytes, header says 1073741824"
 expect_in err.txt "${S}dropped a malformed message: net: message of more than 8 frames dropped"
 # The coordinator ignored the forged DONEs (believing them would end the job early).
@@ -69,7 +73,7 @@ C='coordinator warn: '
 expect_in err.txt "${C}ignoring DONE claiming to be worker\[0\] from another connection"
 expect_in err.txt "${C}ignoring DONE claiming to be worker\[1\] from another connection"
 expect_in err.txt "${C}ignoring PROGRESS claiming to be worker\[1\] from another connection"
-expect_in err.txt "${C}dropped a malformed message: wire: version 99"
+expect_in err.txt "${C}dropped a malformed message: wire: version 99, this build speaks [0-9]+; answered with an ERROR naming both versions"
 expect_in err.txt "${C}ignoring HELLO from server\[0\]"
 expect_in err.txt "${C}ignoring BYE from server\[1\]"
 
