@@ -83,6 +83,9 @@ struct wk_kv {
     int64_t reply_clock;      /* smallest worker clock the servers reported in replies */
     dlv_rto rto;              /* the retry timer (DLV_RTO_KV): when unanswered requests
                                  go again */
+    uint64_t chunk_bytes;     /* the longest message's floats, in bytes */
+    int hurry;                /* a pull reply came, others are missing: dlv_rto_hurry after
+                                 the answers re-armed the timer */
     int64_t last_idle_ms;
     float *pull_dst;          /* where the outstanding pull's replies go */
 };
@@ -154,6 +157,18 @@ static int make_pieces(const wk_kv *kv, const wire_welcome *welcome, int trainab
     return 0;
 }
 
+/* The longest message of pieces, in bytes: the transfer the retry timer allows for before
+ * it has a sample (dlv_rto_arm_bytes; one allowance for every request, kept simple: it
+ * ends with the first sample). */
+static uint64_t max_piece_bytes(const kv_piece *pieces, int n)
+{
+    uint64_t most = 0;
+    for (int i = 0; pieces && i < n; i++)
+        if (pieces[i].len > most)
+            most = pieces[i].len;
+    return most * sizeof(float);
+}
+
 wk_kv *wk_kv_create(net_ctx *ctx, int rank, const wire_welcome *welcome, int timeout_ms,
                     const log_ctx *lg, const volatile sig_atomic_t *stop, pst_err *err)
 {
@@ -186,6 +201,7 @@ wk_kv *wk_kv_create(net_ctx *ctx, int rank, const wire_welcome *welcome, int tim
         pst_err_set(err, PST_ERR_NOMEM, "kv: out of memory");
         goto fail;
     }
+    kv->chunk_bytes = max_piece_bytes(kv->all, kv->nall);
     if (dlv_batch_init(&kv->pull, kv->nall > kv->ntrain ? kv->nall : kv->ntrain, err) ||
         dlv_batch_init(&kv->push_op[0].b, kv->ntrain, err) ||
         dlv_batch_init(&kv->push_op[1].b, kv->ntrain, err) ||
@@ -298,7 +314,7 @@ static int op_start(wk_kv *kv, kv_op *op, wire_type type, const kv_piece *pieces
     op->checkpoint = checkpoint;
     op->fast = 0;
     dlv_batch_start(&op->b, &kv->ids, n, 1e3 * now_s());
-    dlv_rto_arm(&kv->rto, net_now_ms());
+    dlv_rto_arm_bytes(&kv->rto, net_now_ms(), kv->chunk_bytes);
     for (int i = 0; i < n; i++) {
         int rc = pieces ? send_piece(kv, type, op->b.lo + (uint64_t)i, &pieces[i], buf, slot,
                                      clock, 0, checkpoint, err)
@@ -444,7 +460,7 @@ static int take_message(wk_kv *kv, int s, int64_t *maxgap, int *progress, pst_er
      * first is likely lost, request or reply. Ask again then, not at the retry interval.
      * Only with one piece per server: a server's several chunks come one after another. */
     if (kv->pull.unanswered > 0 && kv->npulling <= kv->S)
-        dlv_rto_hurry(&kv->rto, net_now_ms(), 2.0);
+        kv->hurry = 1;
     return fast_resend(kv, s, h->clock, err);
 }
 
@@ -478,8 +494,16 @@ static int pump(wk_kv *kv, int wait_ms, int64_t *maxgap, int *progress, pst_err 
         }
     }
     now = net_now_ms();
-    if (*progress)
+    if (*progress) {
+        /* An answer came: the timer runs from now (it fires after rto without any answer,
+         * as TCP restarts it on every ACK of new data), so the many chunks of a large
+         * operation are not sent again while their answers are still coming. */
         dlv_rto_progress(&kv->rto);
+        dlv_rto_arm_bytes(&kv->rto, now, kv->chunk_bytes);
+        if (kv->hurry)
+            dlv_rto_hurry(&kv->rto, now, 2.0);
+    }
+    kv->hurry = 0;
     if (dlv_rto_due(&kv->rto, now)) {
         int any = kv->push_op[0].b.unanswered + kv->push_op[1].b.unanswered +
                   kv->init_op.b.unanswered + kv->done_op.b.unanswered + kv->pull.unanswered;
@@ -517,7 +541,7 @@ static int pump(wk_kv *kv, int wait_ms, int64_t *maxgap, int *progress, pst_err 
              * really lost cost two, four, eight intervals. */
             dlv_rto_expired(&kv->rto, acked_kinds == 0);
         }
-        dlv_rto_arm(&kv->rto, now);
+        dlv_rto_arm_bytes(&kv->rto, now, kv->chunk_bytes);
     }
     return PST_OK;
 }
@@ -654,6 +678,9 @@ static int pull_start(wk_kv *kv, int64_t clock, int final, const kv_piece *piece
     kv->pull_clock = clock;
     kv->reply_clock = INT64_MAX;
     dlv_batch_start(&kv->pull, &kv->ids, n, 1e3 * kv->pull_t0);
+    /* Timed from now, like any request: a timer armed long ago (at the last push, before a
+     * long computation) would send the pull again at once. */
+    dlv_rto_arm_bytes(&kv->rto, net_now_ms(), kv->chunk_bytes);
     for (int i = 0; i < n; i++) {
         int rc = send_piece(kv, WIRE_MSG_PULL, kv->pull.lo + (uint64_t)i, &pieces[i], NULL,
                             0, clock, final, 0, err);
