@@ -6,11 +6,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* rto = 2 srtt + 4 rttvar + 2 ms: RFC 6298's srtt + 4 rttvar alone goes to srtt + 2 ms
- * when the round trips are steady, which one descheduled server on a busy 2-core machine
- * exceeds; RFC 6298's 1 s floor would make every loss cost a second, so the floor is the
- * 2 x srtt. 10 ms per MiB before any sample: 100 MiB/s, below what loopback moves on a
- * loaded machine (0.3-3 GB/s, docs/benchmarks.md). */
+/* rto = 2 srtt + 4 rttvar + 2 ms, at least 10 ms: RFC 6298's srtt + 4 rttvar alone goes
+ * to srtt + 2 ms when the round trips are steady, which one descheduled server on a busy
+ * 2-core machine exceeds; RFC 6298's 1 s floor would make every loss cost a second, so
+ * the floor is 2 x srtt and 10 ms (a scheduling slice). 10 ms per MiB in flight before any
+ * sample: 100 MiB/s, below what loopback moves on a loaded machine (0.3-3 GB/s,
+ * docs/benchmarks.md). */
 const dlv_rto_params DLV_RTO_KV = {
     .init_ms = 20,
     .init_srtt_ms = 5.0,

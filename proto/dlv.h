@@ -65,9 +65,9 @@
  * every expiration and KEPT doubled until a request sent once is answered (a clean
  * sample): an answer to a repeat ends no backoff, or a timer shorter than the real round
  * trip would resend every request and never learn better (every answer would follow a
- * repeat). Before the first sample a request also gets its transfer time
- * (init_ms_per_mib per MiB of its largest message): a 16 MiB chunk takes longer on the
- * wire than a small request's round trip. The callers arm the timer when they send and
+ * repeat). Before the first sample the timer also allows the transfer time of the bytes
+ * in flight (init_ms_per_mib per MiB): 400 MB of INIT take longer on the wire than a small
+ * request's round trip; later samples (whole operations) include their transfer. The callers arm the timer when they send and
  * again at every answer, so it fires only after rto without any answer: an operation of
  * many large chunks is not resent while its answers keep coming. The kv client and
  * msg_call use it with DLV_RTO_KV and DLV_RTO_CALL; a different policy is a change of
@@ -87,8 +87,8 @@
 typedef struct {
     int init_ms;        /* retry timeout before any sample, and after dlv_rto_init */
     double init_srtt_ms; /* round trip assumed before the first sample (dlv_rto_hurry) */
-    double init_ms_per_mib; /* before the first sample: transfer allowance per MiB of a
-                               request's largest message (dlv_rto_arm_bytes) */
+    double init_ms_per_mib; /* before the first sample: transfer allowance per MiB in
+                               flight (dlv_rto_arm_bytes) */
     double srtt_mult, var_mult; /* rto = srtt_mult * srtt + var_mult * rttvar + floor_ms */
     int floor_ms;       /* added to the estimate, and the least timeout */
     int min_ms;         /* the least timeout from the estimate (RFC 6298's 1 s, scaled to
@@ -140,8 +140,8 @@ void dlv_rto_follow(dlv_rto *r, const dlv_rto *src);
 void dlv_rto_expired(dlv_rto *r, int only_parkable);
 /* The timer from now: due at now + rto. */
 void dlv_rto_arm(dlv_rto *r, int64_t now_ms);
-/* The same for requests whose largest message is `bytes` long: before the first sample
- * the transfer allowance (init_ms_per_mib) is added. */
+/* The same with `bytes` of requests and answers in flight: before the first sample their
+ * transfer allowance (init_ms_per_mib per MiB) is added. */
 void dlv_rto_arm_bytes(dlv_rto *r, int64_t now_ms, uint64_t bytes);
 /* Due no later than now + rtts round trips + floor (a sibling's answer came: one still
  * missing is likely lost). */

@@ -83,7 +83,6 @@ struct wk_kv {
     int64_t reply_clock;      /* smallest worker clock the servers reported in replies */
     dlv_rto rto;              /* the retry timer (DLV_RTO_KV): when unanswered requests
                                  go again */
-    uint64_t chunk_bytes;     /* the longest message's floats, in bytes */
     int hurry;                /* a pull reply came, others are missing: dlv_rto_hurry after
                                  the answers re-armed the timer */
     int64_t last_idle_ms;
@@ -157,18 +156,6 @@ static int make_pieces(const wk_kv *kv, const wire_welcome *welcome, int trainab
     return 0;
 }
 
-/* The longest message of pieces, in bytes: the transfer the retry timer allows for before
- * it has a sample (dlv_rto_arm_bytes; one allowance for every request, kept simple: it
- * ends with the first sample). */
-static uint64_t max_piece_bytes(const kv_piece *pieces, int n)
-{
-    uint64_t most = 0;
-    for (int i = 0; pieces && i < n; i++)
-        if (pieces[i].len > most)
-            most = pieces[i].len;
-    return most * sizeof(float);
-}
-
 wk_kv *wk_kv_create(net_ctx *ctx, int rank, const wire_welcome *welcome, int timeout_ms,
                     const log_ctx *lg, const volatile sig_atomic_t *stop, pst_err *err)
 {
@@ -201,7 +188,6 @@ wk_kv *wk_kv_create(net_ctx *ctx, int rank, const wire_welcome *welcome, int tim
         pst_err_set(err, PST_ERR_NOMEM, "kv: out of memory");
         goto fail;
     }
-    kv->chunk_bytes = max_piece_bytes(kv->all, kv->nall);
     if (dlv_batch_init(&kv->pull, kv->nall > kv->ntrain ? kv->nall : kv->ntrain, err) ||
         dlv_batch_init(&kv->push_op[0].b, kv->ntrain, err) ||
         dlv_batch_init(&kv->push_op[1].b, kv->ntrain, err) ||
@@ -302,6 +288,24 @@ static int send_done_to(wk_kv *kv, int s, uint64_t id, pst_err *err)
     return rc ? pst_err_prefix(err, "DONE to server[%d] %s", s, kv->endpoint[s]) : PST_OK;
 }
 
+/* Bytes of floats still unanswered: what the retry timer allows transfer time for before
+ * it has a sample (dlv_rto_arm_bytes). Pushes and INIT carry theirs, a pull's replies
+ * bring them back; the first ACK of a 400 MB INIT comes only after its first chunk and the
+ * server's allocation of its shard. */
+static uint64_t inflight_bytes(const wk_kv *kv)
+{
+    const kv_op *ops[3] = {&kv->push_op[0], &kv->push_op[1], &kv->init_op};
+    uint64_t floats = 0;
+    for (int k = 0; k < 3; k++)
+        for (int i = 0; ops[k]->pieces && i < ops[k]->b.n && ops[k]->b.unanswered > 0; i++)
+            if (!dlv_batch_answered(&ops[k]->b, i))
+                floats += ops[k]->pieces[i].len;
+    for (int i = 0; i < kv->npulling && kv->pull.unanswered > 0; i++)
+        if (!dlv_batch_answered(&kv->pull, i))
+            floats += kv->pulling[i].len;
+    return floats * sizeof(float);
+}
+
 /* Starts an acknowledged operation: every piece sent once. */
 static int op_start(wk_kv *kv, kv_op *op, wire_type type, const kv_piece *pieces, int n,
                     const float *buf, int slot, int64_t clock, int checkpoint, pst_err *err)
@@ -314,7 +318,7 @@ static int op_start(wk_kv *kv, kv_op *op, wire_type type, const kv_piece *pieces
     op->checkpoint = checkpoint;
     op->fast = 0;
     dlv_batch_start(&op->b, &kv->ids, n, 1e3 * now_s());
-    dlv_rto_arm_bytes(&kv->rto, net_now_ms(), kv->chunk_bytes);
+    dlv_rto_arm_bytes(&kv->rto, net_now_ms(), inflight_bytes(kv));
     for (int i = 0; i < n; i++) {
         int rc = pieces ? send_piece(kv, type, op->b.lo + (uint64_t)i, &pieces[i], buf, slot,
                                      clock, 0, checkpoint, err)
@@ -499,7 +503,7 @@ static int pump(wk_kv *kv, int wait_ms, int64_t *maxgap, int *progress, pst_err 
          * as TCP restarts it on every ACK of new data), so the many chunks of a large
          * operation are not sent again while their answers are still coming. */
         dlv_rto_progress(&kv->rto);
-        dlv_rto_arm_bytes(&kv->rto, now, kv->chunk_bytes);
+        dlv_rto_arm_bytes(&kv->rto, now, inflight_bytes(kv));
         if (kv->hurry)
             dlv_rto_hurry(&kv->rto, now, 2.0);
     }
@@ -541,7 +545,7 @@ static int pump(wk_kv *kv, int wait_ms, int64_t *maxgap, int *progress, pst_err 
              * really lost cost two, four, eight intervals. */
             dlv_rto_expired(&kv->rto, acked_kinds == 0);
         }
-        dlv_rto_arm_bytes(&kv->rto, now, kv->chunk_bytes);
+        dlv_rto_arm_bytes(&kv->rto, now, inflight_bytes(kv));
     }
     return PST_OK;
 }
@@ -680,7 +684,7 @@ static int pull_start(wk_kv *kv, int64_t clock, int final, const kv_piece *piece
     dlv_batch_start(&kv->pull, &kv->ids, n, 1e3 * kv->pull_t0);
     /* Timed from now, like any request: a timer armed long ago (at the last push, before a
      * long computation) would send the pull again at once. */
-    dlv_rto_arm_bytes(&kv->rto, net_now_ms(), kv->chunk_bytes);
+    dlv_rto_arm_bytes(&kv->rto, net_now_ms(), inflight_bytes(kv));
     for (int i = 0; i < n; i++) {
         int rc = send_piece(kv, WIRE_MSG_PULL, kv->pull.lo + (uint64_t)i, &pieces[i], NULL,
                             0, clock, final, 0, err);
