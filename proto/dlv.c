@@ -23,24 +23,9 @@ const dlv_rto_params DLV_RTO_KV = {
     .max_ms = 1000,
     .sample_cap_ms = 1000.0,
     .adapt = 1,
-    .keep_backoff = 1,
     .patient = 3,
 };
 
-const dlv_rto_params DLV_RTO_PULL = {
-    .init_ms = 20,
-    .init_srtt_ms = 5.0,
-    .init_ms_per_mib = 10.0,
-    .srtt_mult = 2.0,
-    .var_mult = 4.0,
-    .floor_ms = 2,
-    .min_ms = 10,
-    .max_ms = 1000,
-    .sample_cap_ms = 1000.0,
-    .adapt = 1,
-    .keep_backoff = 0,
-    .patient = 3,
-};
 
 const dlv_rto_params DLV_RTO_CALL = {
     .init_ms = 25,
@@ -106,15 +91,8 @@ void dlv_rto_progress(dlv_rto *r)
 {
     r->patient_left = r->p.patient;
     /* Karn's rule: only a clean sample ends an adaptive backoff (dlv_rto_sample). */
-    if (!r->p.adapt || !r->p.keep_backoff)
+    if (!r->p.adapt)
         r->rto_ms = estimate_ms(r);
-}
-
-void dlv_rto_follow(dlv_rto *r, const dlv_rto *src)
-{
-    r->srtt_ms = src->srtt_ms;
-    r->rttvar_ms = src->rttvar_ms;
-    r->nsamples = src->nsamples;
 }
 
 void dlv_rto_expired(dlv_rto *r, int only_parkable)
@@ -141,23 +119,11 @@ void dlv_rto_arm_bytes(dlv_rto *r, int64_t now_ms, uint64_t bytes)
         r->due_ms += (int64_t)(r->p.init_ms_per_mib * (double)bytes / (1024.0 * 1024.0));
 }
 
-int64_t dlv_rto_soon(const dlv_rto *r, int64_t now_ms, double rtts)
-{
-    /* Round trips only, no deviation: this is the fast recovery of a lost reply in a lossy
-     * bsp job (a 4 x rttvar margin made such a job up to 3 x slower under 10 % drop); on a
-     * busy machine it may ask again for a reply a descheduled server still owes. */
-    return now_ms + (int64_t)(rtts * r->srtt_ms) + r->p.floor_ms;
-}
-
-void dlv_rto_due_by(dlv_rto *r, int64_t by_ms)
-{
-    if (by_ms < r->due_ms)
-        r->due_ms = by_ms;
-}
-
 void dlv_rto_hurry(dlv_rto *r, int64_t now_ms, double rtts)
 {
-    dlv_rto_due_by(r, dlv_rto_soon(r, now_ms, rtts));
+    int64_t soon = now_ms + (int64_t)(rtts * r->srtt_ms) + r->p.floor_ms;
+    if (soon < r->due_ms)
+        r->due_ms = soon;
 }
 
 void dlv_rto_reset(dlv_rto *r)
@@ -183,24 +149,18 @@ uint64_t dlv_ids_take(dlv_ids *ids, int n)
     return lo;
 }
 
-enum { DLV_ANSWERED = 1, DLV_RESENT = 2, DLV_PROVED = 4 };
-
 int dlv_batch_init(dlv_batch *b, int cap, pst_err *err)
 {
     memset(b, 0, sizeof *b);
-    if (cap < 0 || !(b->state = calloc((size_t)cap + 1, 1)) ||
-        !(b->answered_ms = calloc((size_t)cap + 1, sizeof *b->answered_ms))) {
-        dlv_batch_fini(b);
+    if (cap < 0 || !(b->answered = calloc((size_t)cap + 1, 1)))
         return pst_err_set(err, PST_ERR_NOMEM, "delivery: out of memory for %d requests", cap);
-    }
     b->cap = cap;
     return PST_OK;
 }
 
 void dlv_batch_fini(dlv_batch *b)
 {
-    free(b->state);
-    free(b->answered_ms);
+    free(b->answered);
     memset(b, 0, sizeof *b);
 }
 
@@ -212,7 +172,7 @@ void dlv_batch_start(dlv_batch *b, dlv_ids *ids, int n, double now_ms)
     b->unanswered = n;
     b->sent_ms = now_ms;
     b->resent = 0;
-    memset(b->state, 0, (size_t)n);
+    memset(b->answered, 0, (size_t)n);
 }
 
 int dlv_batch_index(const dlv_batch *b, uint64_t id)
@@ -220,36 +180,21 @@ int dlv_batch_index(const dlv_batch *b, uint64_t id)
     return id >= b->lo && id - b->lo < (uint64_t)b->n ? (int)(id - b->lo) : -1;
 }
 
-void dlv_batch_resend(dlv_batch *b, int i)
-{
-    b->state[i] |= DLV_RESENT;
-    b->resent = 1;
-}
-
 int dlv_batch_answer(dlv_batch *b, uint64_t id, double now_ms, double *rtt_ms)
 {
     if (rtt_ms)
         *rtt_ms = -1;
     int i = dlv_batch_index(b, id);
-    if (i < 0)
+    if (i < 0 || b->answered[i])
         return 0;
-    unsigned char *st = &b->state[i];
-    if (*st & DLV_ANSWERED) {
-        /* A second answer: the timeout of a piece sent again was spurious. */
-        if ((*st & DLV_RESENT) && !(*st & DLV_PROVED) && rtt_ms)
-            *rtt_ms = b->answered_ms[i] - b->sent_ms;
-        *st |= DLV_PROVED;
-        return 0;
-    }
-    *st |= DLV_ANSWERED;
-    b->answered_ms[i] = now_ms;
+    b->answered[i] = 1;
     if (--b->unanswered == 0 && !b->resent && rtt_ms)
         *rtt_ms = now_ms - b->sent_ms;
     return 1;
 }
 
 int dlv_batch_done(const dlv_batch *b) { return b->unanswered == 0; }
-int dlv_batch_answered(const dlv_batch *b, int i) { return b->state[i] & DLV_ANSWERED; }
+int dlv_batch_answered(const dlv_batch *b, int i) { return b->answered[i]; }
 
 /* ---- Receiver ------------------------------------------------------------------------------ */
 

@@ -96,7 +96,6 @@ typedef struct {
     int max_ms;         /* backoff stops here (also caps the estimate) */
     double sample_cap_ms; /* a sample longer than this counts as this long */
     int adapt;          /* 0: fixed schedule (init_ms doubling to max_ms), samples ignored */
-    int keep_backoff;   /* 1: a backoff ends only with a sample (Karn); 0: with any answer */
     int patient;        /* expirations of only parkable requests (pulls) at one timeout
                            before it doubles: a parked pull waits for a slow worker, it is
                            seldom lost; 0: every expiration doubles */
@@ -105,11 +104,6 @@ typedef struct {
 /* The worker's kv client: 2 x srtt + 4 x rttvar + 2 ms, at least 10 ms, 20 ms (+ 10 ms per
  * MiB) before any sample, at most 1 s; pulls patient for 3 tries. */
 extern const dlv_rto_params DLV_RTO_KV;
-/* Its pulls' timer: the kv estimate (dlv_rto_follow), patient for 3 tries, and any answer
- * ends its backoff: a parked pull waits for the slowest worker, so pulls' own round trips
- * are no estimate of the network, and a backoff kept across the long waits of a lossy bsp
- * job grew to max_ms in every worker at once (a pull lost then cost a second). */
-extern const dlv_rto_params DLV_RTO_PULL;
 /* msg_call (registration, barriers, DONE to the coordinator, STATUS): 25 ms doubling to
  * 250 ms, whatever the round trips (a barrier held by a slow worker is a long wait, not a
  * loss, and must not be flooded). */
@@ -129,12 +123,9 @@ void dlv_rto_init(dlv_rto *r, const dlv_rto_params *p);
  * answer may be the first copy's): updates the estimate, and the timeout is the estimate
  * again (backoff ends). */
 void dlv_rto_sample(dlv_rto *r, double rtt_ms);
-/* An answer came: patience is restored. A backed-off timeout stays until a sample (adapt
- * and keep_backoff: the answer may be a repeat's); otherwise the estimate (or the fixed
- * schedule) starts again. */
+/* An answer came: patience is restored. A backed-off timeout stays until a sample (adapt:
+ * the answer may be a repeat's); without adapt the fixed schedule starts again. */
 void dlv_rto_progress(dlv_rto *r);
-/* r takes src's estimate (srtt, rttvar, samples): one estimate, two timers. */
-void dlv_rto_follow(dlv_rto *r, const dlv_rto *src);
 /* The timer fired with requests unanswered and they went again: doubles the timeout (up
  * to max_ms) -- unless only parkable requests went (only_parkable) and patience is left. */
 void dlv_rto_expired(dlv_rto *r, int only_parkable);
@@ -146,11 +137,6 @@ void dlv_rto_arm_bytes(dlv_rto *r, int64_t now_ms, uint64_t bytes);
 /* Due no later than now + rtts round trips + floor (a sibling's answer came: one still
  * missing is likely lost). */
 void dlv_rto_hurry(dlv_rto *r, int64_t now_ms, double rtts);
-/* The time dlv_rto_hurry would make r due by: now + rtts round trips + floor of r's
- * estimate (to hurry another timer by this one's estimate). */
-int64_t dlv_rto_soon(const dlv_rto *r, int64_t now_ms, double rtts);
-/* Due no later than by_ms. */
-void dlv_rto_due_by(dlv_rto *r, int64_t by_ms);
 /* A fresh connection (the peer restarted): everything goes again now, at the floor. */
 void dlv_rto_reset(dlv_rto *r);
 int dlv_rto_due(const dlv_rto *r, int64_t now_ms);
@@ -171,8 +157,7 @@ uint64_t dlv_ids_take(dlv_ids *ids, int n);
 typedef struct {
     uint64_t lo;
     int n, cap, unanswered;
-    unsigned char *state;    /* (cap) DLV_ANSWERED | DLV_RESENT | DLV_PROVED of piece i */
-    double *answered_ms;     /* (cap) when piece i was first answered */
+    unsigned char *answered; /* (cap) */
     double sent_ms;          /* when started (dlv_batch_start's clock) */
     int resent;              /* sent again at least once: its round trip is no sample */
 } dlv_batch;
@@ -185,17 +170,9 @@ void dlv_batch_fini(dlv_batch *b);
 void dlv_batch_start(dlv_batch *b, dlv_ids *ids, int n, double now_ms);
 /* The index of request id in the operation, or -1 when it is not one of its ids. */
 int dlv_batch_index(const dlv_batch *b, uint64_t id);
-/* Piece i is sent again: the operation's round trip is no sample any more (Karn). */
-void dlv_batch_resend(dlv_batch *b, int i);
 /* Marks request id answered; returns 1 when that is news (0: not ours, or answered
- * already -- a repeat's answer). *rtt_ms (may be NULL) gets a round-trip sample, else -1:
- *  - when the answer completes an operation never sent again, the operation's;
- *  - when it is a second answer to a piece that was sent again (both copies arrived: the
- *    timeout was spurious, as TCP's D-SACK shows), the piece's first answer's, once per
- *    piece: one connection keeps the order, so the first answer was the first copy's.
- *    Without it a timer shorter than a busy peer's round trips never learns them (their
- *    answers all follow repeats). A duplicate made by the network (net/faults.h) of a
- *    repeat whose first copy was lost passes for one too: one long sample, smoothed. */
+ * already -- a repeat's answer). When it completes an operation never resent, *rtt_ms
+ * (may be NULL) gets its round trip, else -1. */
 int dlv_batch_answer(dlv_batch *b, uint64_t id, double now_ms, double *rtt_ms);
 int dlv_batch_done(const dlv_batch *b);
 int dlv_batch_answered(const dlv_batch *b, int i);
