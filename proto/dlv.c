@@ -26,7 +26,6 @@ const dlv_rto_params DLV_RTO_KV = {
     .patient = 3,
 };
 
-
 const dlv_rto_params DLV_RTO_CALL = {
     .init_ms = 25,
     .init_srtt_ms = 5.0,

@@ -67,11 +67,11 @@
  * trip would resend every request and never learn better (every answer would follow a
  * repeat). Before the first sample the timer also allows the transfer time of the bytes
  * in flight (init_ms_per_mib per MiB): 400 MB of INIT take longer on the wire than a small
- * request's round trip; later samples (whole operations) include their transfer. The callers arm the timer when they send and
- * again at every answer, so it fires only after rto without any answer: an operation of
- * many large chunks is not resent while its answers keep coming. The kv client and
- * msg_call use it with DLV_RTO_KV and DLV_RTO_CALL; a different policy is a change of
- * those parameters, not of the code.
+ * request's round trip; later samples (whole operations) include their transfer. The
+ * callers arm the timer when they send and again at every answer, so it fires only after
+ * rto without any answer: an operation of many large chunks is not resent while its
+ * answers keep coming. The kv client and msg_call use it with DLV_RTO_KV and
+ * DLV_RTO_CALL; a different policy is a change of those parameters, not of the code.
  *
  * No sockets here: these are plain state machines the callers drive, tested alone
  * (tests/test_dlv.c). Single-threaded: one owner per object. */
