@@ -6,12 +6,20 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* rto = 2 srtt + 4 rttvar + 2 ms, at least 10 ms: RFC 6298's srtt + 4 rttvar alone goes
+ * to srtt + 2 ms when the round trips are steady, which one descheduled server on a busy
+ * 2-core machine exceeds; RFC 6298's 1 s floor would make every loss cost a second, so
+ * the floor is 2 x srtt and 10 ms (a scheduling slice). 10 ms per MiB in flight before any
+ * sample: 100 MiB/s, below what loopback moves on a loaded machine (0.3-3 GB/s,
+ * docs/benchmarks.md). */
 const dlv_rto_params DLV_RTO_KV = {
     .init_ms = 20,
     .init_srtt_ms = 5.0,
-    .srtt_mult = 3.0,
-    .var_mult = 0.0,
-    .floor_ms = 1,
+    .init_ms_per_mib = 10.0,
+    .srtt_mult = 2.0,
+    .var_mult = 4.0,
+    .floor_ms = 2,
+    .min_ms = 10,
     .max_ms = 1000,
     .sample_cap_ms = 1000.0,
     .adapt = 1,
@@ -21,6 +29,7 @@ const dlv_rto_params DLV_RTO_KV = {
 const dlv_rto_params DLV_RTO_CALL = {
     .init_ms = 25,
     .init_srtt_ms = 5.0,
+    .init_ms_per_mib = 0.0,
     .srtt_mult = 3.0,
     .var_mult = 0.0,
     .floor_ms = 1,
@@ -43,6 +52,17 @@ void dlv_rto_init(dlv_rto *r, const dlv_rto_params *p)
     r->due_ms = 0;
 }
 
+/* The timeout the estimate gives (init_ms without adaptation). */
+static int estimate_ms(const dlv_rto *r)
+{
+    if (!r->p.adapt)
+        return r->p.init_ms;
+    int ms = (int)(r->p.srtt_mult * r->srtt_ms + r->p.var_mult * r->rttvar_ms) + r->p.floor_ms;
+    if (ms < r->p.min_ms)
+        ms = r->p.min_ms;
+    return ms > r->p.max_ms ? r->p.max_ms : ms;
+}
+
 void dlv_rto_sample(dlv_rto *r, double rtt_ms)
 {
     if (!r->p.adapt)
@@ -50,27 +70,28 @@ void dlv_rto_sample(dlv_rto *r, double rtt_ms)
     double x = rtt_ms < r->p.sample_cap_ms ? rtt_ms : r->p.sample_cap_ms;
     if (x < 0)
         x = 0;
-    /* RFC 6298 section 2 (alpha 1/8, beta 1/4), rttvar first, from the old srtt. The
-     * estimate starts at init_srtt_ms rather than at the first sample: one slow first
-     * round trip (connections still being set up) does not set the timeout alone. */
-    r->rttvar_ms = 0.75 * r->rttvar_ms + 0.25 * fabs(r->srtt_ms - x);
-    r->srtt_ms = 0.875 * r->srtt_ms + 0.125 * x;
+    if (r->nsamples == 0) {
+        /* RFC 6298 (2.2): the first measurement sets the estimate. Smoothing it in from
+         * init_srtt_ms (as before) took dozens of samples to reach round trips longer than
+         * the prior -- samples that could not come, since such requests were resent. */
+        r->srtt_ms = x;
+        r->rttvar_ms = x / 2;
+    } else {
+        /* RFC 6298 (2.3, alpha 1/8, beta 1/4), rttvar first, from the old srtt. */
+        r->rttvar_ms = 0.75 * r->rttvar_ms + 0.25 * fabs(r->srtt_ms - x);
+        r->srtt_ms = 0.875 * r->srtt_ms + 0.125 * x;
+    }
     r->nsamples++;
-}
-
-/* The timeout the estimate gives (init_ms without adaptation). */
-static int estimate_ms(const dlv_rto *r)
-{
-    if (!r->p.adapt)
-        return r->p.init_ms;
-    int ms = (int)(r->p.srtt_mult * r->srtt_ms + r->p.var_mult * r->rttvar_ms) + r->p.floor_ms;
-    return ms > r->p.max_ms ? r->p.max_ms : ms;
+    /* A request sent once was answered within the timeout: backoff ends (Karn). */
+    r->rto_ms = estimate_ms(r);
 }
 
 void dlv_rto_progress(dlv_rto *r)
 {
     r->patient_left = r->p.patient;
-    r->rto_ms = estimate_ms(r);
+    /* Karn's rule: only a clean sample ends an adaptive backoff (dlv_rto_sample). */
+    if (!r->p.adapt)
+        r->rto_ms = estimate_ms(r);
 }
 
 void dlv_rto_expired(dlv_rto *r, int only_parkable)
@@ -88,6 +109,13 @@ void dlv_rto_arm(dlv_rto *r, int64_t now_ms)
     if (r->rto_ms < r->p.floor_ms)
         r->rto_ms = r->p.floor_ms;
     r->due_ms = now_ms + r->rto_ms;
+}
+
+void dlv_rto_arm_bytes(dlv_rto *r, int64_t now_ms, uint64_t bytes)
+{
+    dlv_rto_arm(r, now_ms);
+    if (r->p.adapt && r->nsamples == 0)
+        r->due_ms += (int64_t)(r->p.init_ms_per_mib * (double)bytes / (1024.0 * 1024.0));
 }
 
 void dlv_rto_hurry(dlv_rto *r, int64_t now_ms, double rtts)

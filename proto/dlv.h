@@ -57,13 +57,21 @@
  *    replaced server's workers resend everything it did not answer to the new one at
  *    once (dlv_rto_reset).
  *
- * The retry timer (dlv_rto) is one estimator with parameters: round-trip samples of
- * requests sent once (Karn's rule), smoothed as TCP does (srtt += (r - srtt) / 8,
- * rttvar += (|r - srtt| - rttvar) / 4), the timeout rto = srtt_mult * srtt + var_mult *
- * rttvar + floor_ms, doubled while requests go unanswered (at most max_ms), back to the
- * estimate on the next answer. The kv client and msg_call use it with DLV_RTO_KV and
- * DLV_RTO_CALL; a different policy (e.g. RFC 6298's srtt + 4 rttvar with a higher floor)
- * is a change of those parameters, not of the code.
+ * The retry timer (dlv_rto) is one estimator with parameters, TCP's (RFC 6298) with
+ * Karn's rule: round-trip samples of requests sent once only (an answer after a repeat may
+ * be the first copy's); the first sample sets srtt = r, rttvar = r / 2, later ones smooth
+ * (rttvar += (|r - srtt| - rttvar) / 4, then srtt += (r - srtt) / 8); the timeout is
+ * rto = srtt_mult * srtt + var_mult * rttvar + floor_ms (at most max_ms), doubled at
+ * every expiration and KEPT doubled until a request sent once is answered (a clean
+ * sample): an answer to a repeat ends no backoff, or a timer shorter than the real round
+ * trip would resend every request and never learn better (every answer would follow a
+ * repeat). Before the first sample the timer also allows the transfer time of the bytes
+ * in flight (init_ms_per_mib per MiB): 400 MB of INIT take longer on the wire than a small
+ * request's round trip; later samples (whole operations) include their transfer. The
+ * callers arm the timer when they send and again at every answer, so it fires only after
+ * rto without any answer: an operation of many large chunks is not resent while its
+ * answers keep coming. The kv client and msg_call use it with DLV_RTO_KV and
+ * DLV_RTO_CALL; a different policy is a change of those parameters, not of the code.
  *
  * No sockets here: these are plain state machines the callers drive, tested alone
  * (tests/test_dlv.c). Single-threaded: one owner per object. */
@@ -78,9 +86,13 @@
 
 typedef struct {
     int init_ms;        /* retry timeout before any sample, and after dlv_rto_init */
-    double init_srtt_ms; /* smoothed round trip assumed before the first sample */
+    double init_srtt_ms; /* round trip assumed before the first sample (dlv_rto_hurry) */
+    double init_ms_per_mib; /* before the first sample: transfer allowance per MiB in
+                               flight (dlv_rto_arm_bytes) */
     double srtt_mult, var_mult; /* rto = srtt_mult * srtt + var_mult * rttvar + floor_ms */
     int floor_ms;       /* added to the estimate, and the least timeout */
+    int min_ms;         /* the least timeout from the estimate (RFC 6298's 1 s, scaled to
+                           a loopback job: a scheduling delay of a busy machine) */
     int max_ms;         /* backoff stops here (also caps the estimate) */
     double sample_cap_ms; /* a sample longer than this counts as this long */
     int adapt;          /* 0: fixed schedule (init_ms doubling to max_ms), samples ignored */
@@ -89,7 +101,8 @@ typedef struct {
                            seldom lost; 0: every expiration doubles */
 } dlv_rto_params;
 
-/* The worker's kv client: 3 x srtt + 1 ms, 1 ms .. 1 s, pulls patient for 3 tries. */
+/* The worker's kv client: 2 x srtt + 4 x rttvar + 2 ms, at least 10 ms, 20 ms (+ 10 ms per
+ * MiB) before any sample, at most 1 s; pulls patient for 3 tries. */
 extern const dlv_rto_params DLV_RTO_KV;
 /* msg_call (registration, barriers, DONE to the coordinator, STATUS): 25 ms doubling to
  * 250 ms, whatever the round trips (a barrier held by a slow worker is a long wait, not a
@@ -107,15 +120,20 @@ typedef struct {
 
 void dlv_rto_init(dlv_rto *r, const dlv_rto_params *p);
 /* A round trip of a request answered without being sent again (Karn: a resent one's
- * answer may be the first copy's). */
+ * answer may be the first copy's): updates the estimate, and the timeout is the estimate
+ * again (backoff ends). */
 void dlv_rto_sample(dlv_rto *r, double rtt_ms);
-/* An answer came: the timeout is the estimate again (adapt) and backoff ends. */
+/* An answer came: patience is restored. A backed-off timeout stays until a sample (adapt:
+ * the answer may be a repeat's); without adapt the fixed schedule starts again. */
 void dlv_rto_progress(dlv_rto *r);
 /* The timer fired with requests unanswered and they went again: doubles the timeout (up
  * to max_ms) -- unless only parkable requests went (only_parkable) and patience is left. */
 void dlv_rto_expired(dlv_rto *r, int only_parkable);
 /* The timer from now: due at now + rto. */
 void dlv_rto_arm(dlv_rto *r, int64_t now_ms);
+/* The same with `bytes` of requests and answers in flight: before the first sample their
+ * transfer allowance (init_ms_per_mib per MiB) is added. */
+void dlv_rto_arm_bytes(dlv_rto *r, int64_t now_ms, uint64_t bytes);
 /* Due no later than now + rtts round trips + floor (a sibling's answer came: one still
  * missing is likely lost). */
 void dlv_rto_hurry(dlv_rto *r, int64_t now_ms, double rtts);

@@ -21,6 +21,13 @@
 
 /* ---- Retry timer ------------------------------------------------------------------------ */
 
+/* DLV_RTO_KV's estimate: 2 x srtt + 4 x rttvar + 2 ms, at least 10 ms. */
+static int kv_estimate(const dlv_rto *r)
+{
+    int ms = (int)(2.0 * r->srtt_ms + 4.0 * r->rttvar_ms) + 2;
+    return ms < 10 ? 10 : ms;
+}
+
 static void test_rto_kv_estimate(void **state)
 {
     (void)state;
@@ -28,16 +35,20 @@ static void test_rto_kv_estimate(void **state)
     dlv_rto_init(&r, &DLV_RTO_KV);
     assert_int_equal(r.rto_ms, 20);
     assert_true(dlv_rto_due(&r, 0)); /* nothing armed: due at once */
-    /* Samples of 1 ms pull the 5 ms prior down: 3 x srtt + 1. */
+    /* The first sample sets the estimate (RFC 6298 2.2): srtt 3, rttvar 1.5. */
+    dlv_rto_sample(&r, 3.0);
+    assert_true(r.srtt_ms == 3.0 && r.rttvar_ms == 1.5);
+    assert_int_equal(r.rto_ms, 6 + 6 + 2);
+    /* Steady round trips: the deviation goes, the least timeout (10 ms) stays. */
     for (int i = 0; i < 40; i++)
         dlv_rto_sample(&r, 1.0);
     dlv_rto_progress(&r);
-    assert_true(r.srtt_ms < 1.1 && r.srtt_ms > 0.99);
-    assert_int_equal(r.rto_ms, (int)(3.0 * r.srtt_ms) + 1);
+    assert_true(r.srtt_ms < 1.01 && r.srtt_ms > 0.99);
+    assert_int_equal(r.rto_ms, kv_estimate(&r));
+    assert_int_equal(r.rto_ms, 10);
     /* A huge sample counts as the cap (1 s), and the estimate is capped at max_ms. */
     for (int i = 0; i < 100; i++)
         dlv_rto_sample(&r, 1e9);
-    dlv_rto_progress(&r);
     assert_int_equal(r.rto_ms, 1000);
 }
 
@@ -46,24 +57,135 @@ static void test_rto_backoff_and_patience(void **state)
     (void)state;
     dlv_rto r;
     dlv_rto_init(&r, &DLV_RTO_KV);
-    dlv_rto_progress(&r); /* srtt 5: 16 ms */
-    assert_int_equal(r.rto_ms, 16);
+    dlv_rto_sample(&r, 4.0); /* srtt 4, rttvar 2: 2 x 4 + 4 x 2 + 2 = 18 ms */
+    assert_int_equal(r.rto_ms, 18);
     /* Pulls alone: 3 expirations at the same timeout, then doubling. */
     for (int i = 0; i < 3; i++) {
         dlv_rto_expired(&r, 1);
-        assert_int_equal(r.rto_ms, 16);
+        assert_int_equal(r.rto_ms, 18);
     }
     dlv_rto_expired(&r, 1);
-    assert_int_equal(r.rto_ms, 32);
+    assert_int_equal(r.rto_ms, 36);
     /* Requests answered at once (pushes) double at every expiration, up to max_ms. */
     for (int i = 0; i < 10; i++)
         dlv_rto_expired(&r, 0);
     assert_int_equal(r.rto_ms, 1000);
-    /* An answer: the estimate again, patience restored. */
+    /* An answer restores patience but keeps the backoff (it may answer a repeat). */
     dlv_rto_progress(&r);
-    assert_int_equal(r.rto_ms, 16);
+    assert_int_equal(r.rto_ms, 1000);
     dlv_rto_expired(&r, 1);
-    assert_int_equal(r.rto_ms, 16);
+    assert_int_equal(r.rto_ms, 1000);
+    /* A clean sample: the estimate again. */
+    dlv_rto_sample(&r, 4.0);
+    assert_int_equal(r.rto_ms, kv_estimate(&r));
+    assert_true(r.rto_ms < 20);
+}
+
+/* Karn's rule done properly: the answer to a repeat (which may be the first copy's) ends
+ * no backoff. Before, dlv_rto_progress dropped the timeout back to the initial estimate at
+ * every answer, and a timer shorter than the round trip stayed so for good. */
+static void test_rto_backoff_kept_until_sample(void **state)
+{
+    (void)state;
+    dlv_rto r;
+    dlv_rto_init(&r, &DLV_RTO_KV);
+    for (int i = 0; i < 3; i++)
+        dlv_rto_expired(&r, 0); /* 20 -> 40 -> 80 -> 160 */
+    assert_int_equal(r.rto_ms, 160);
+    for (int i = 0; i < 5; i++) {
+        dlv_rto_progress(&r); /* answers to repeats: no samples */
+        assert_int_equal(r.rto_ms, 160);
+    }
+    dlv_rto_sample(&r, 50.0); /* a request sent once, answered in 50 ms */
+    assert_int_equal(r.rto_ms, kv_estimate(&r));
+    assert_true(r.rto_ms > 50);
+}
+
+/* Fed answers slower than its initial timeout, the estimate converges above them from
+ * the first sample on (before: the 5 ms prior smoothed in, 3 x 10.6 + 1 = 32 ms after a
+ * 50 ms sample, below the round trip it had just seen). */
+static void test_rto_converges_above_slow_answers(void **state)
+{
+    (void)state;
+    dlv_rto r;
+    dlv_rto_init(&r, &DLV_RTO_KV);
+    for (int i = 0; i < 200; i++) {
+        double rtt = i % 2 ? 40.0 : 60.0;
+        dlv_rto_sample(&r, rtt);
+        assert_true(r.rto_ms > 60);
+    }
+    assert_true(r.srtt_ms > 45 && r.srtt_ms < 55);
+}
+
+/* A simulated peer answering every request after rtt(i) ms (virtual time, no clock), with
+ * the timer driven as worker/kv.c drives it: armed at each send and at each answer, on
+ * expiry the request goes again (it then gives no sample) and the timeout doubles.
+ * Returns the number of repeats over n requests. */
+static int simulate(int n, double (*rtt)(int i, uint32_t *seed))
+{
+    dlv_rto r;
+    dlv_rto_init(&r, &DLV_RTO_KV);
+    uint32_t seed = 1;
+    int64_t now = 0;
+    int repeats = 0;
+    for (int i = 0; i < n; i++) {
+        const int64_t sent = now, answer = now + (int64_t)rtt(i, &seed);
+        int resent = 0;
+        dlv_rto_arm(&r, now);
+        while (dlv_rto_due(&r, answer)) { /* the timer fires before the answer */
+            now = r.due_ms;
+            repeats++;
+            resent = 1;
+            dlv_rto_expired(&r, 0);
+            dlv_rto_arm(&r, now);
+        }
+        now = answer;
+        if (!resent)
+            dlv_rto_sample(&r, (double)(answer - sent));
+        dlv_rto_progress(&r);
+    }
+    return repeats;
+}
+
+static double rtt_steady(int i, uint32_t *seed)
+{
+    (void)i;
+    (void)seed;
+    return 40.0;
+}
+
+/* 10 .. 90 ms, a fixed pseudo-random sequence: a busy machine's scheduling delays. */
+static double rtt_jittered(int i, uint32_t *seed)
+{
+    (void)i;
+    *seed = *seed * 1103515245u + 12345u;
+    return 10.0 + (double)((*seed >> 16) % 81);
+}
+
+/* Issue 19: round trips longer than the initial timeout cost a few repeats at the start,
+ * then none: under 0.1 % of the requests (before: every request was sent again). */
+static void test_rto_slow_peer_few_repeats(void **state)
+{
+    (void)state;
+    int steady = simulate(5000, rtt_steady);
+    assert_true(steady <= 5);
+    int jittered = simulate(5000, rtt_jittered);
+    assert_true(jittered <= 5);
+}
+
+/* Before the first sample, a large request gets its transfer time too. */
+static void test_rto_transfer_allowance(void **state)
+{
+    (void)state;
+    dlv_rto r;
+    dlv_rto_init(&r, &DLV_RTO_KV);
+    dlv_rto_arm_bytes(&r, 1000, 16u << 20); /* 20 ms + 16 MiB at 10 ms per MiB */
+    assert_int_equal(r.due_ms, 1000 + 20 + 160);
+    dlv_rto_arm_bytes(&r, 1000, 0);
+    assert_int_equal(r.due_ms, 1020);
+    dlv_rto_sample(&r, 200.0); /* the samples measure whole operations, transfer included */
+    dlv_rto_arm_bytes(&r, 1000, 16u << 20);
+    assert_int_equal(r.due_ms, 1000 + r.rto_ms);
 }
 
 static void test_rto_arm_hurry_reset(void **state)
@@ -76,15 +198,17 @@ static void test_rto_arm_hurry_reset(void **state)
     assert_true(dlv_rto_due(&r, 1020));
     assert_int_equal(dlv_rto_wait_ms(&r, 1005), 15);
     assert_int_equal(dlv_rto_wait_ms(&r, 2000), 0);
-    /* Hurry: no later than 2 round trips (srtt 5) + 1 ms; never later than armed. */
+    /* Hurry: no later than 2 round trips + the 2 ms floor; never later than armed. */
+    dlv_rto_sample(&r, 2.0); /* srtt 2, rttvar 1 */
+    dlv_rto_arm(&r, 1000);
     dlv_rto_hurry(&r, 1000, 2.0);
-    assert_int_equal(r.due_ms, 1011);
-    dlv_rto_hurry(&r, 1010, 2.0);
-    assert_int_equal(r.due_ms, 1011);
+    assert_int_equal(r.due_ms, 1000 + 4 + 2);
+    dlv_rto_hurry(&r, 1005, 2.0);
+    assert_int_equal(r.due_ms, 1006);
     /* A reconnect: due now, at the floor. */
     dlv_rto_reset(&r);
     assert_true(dlv_rto_due(&r, 0));
-    assert_int_equal(r.rto_ms, 1);
+    assert_int_equal(r.rto_ms, 2);
 }
 
 /* msg_call's schedule: 25, 50, 100, 200, 250, 250 ms whatever the samples. */
@@ -360,6 +484,10 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rto_kv_estimate),
         cmocka_unit_test(test_rto_backoff_and_patience),
+        cmocka_unit_test(test_rto_backoff_kept_until_sample),
+        cmocka_unit_test(test_rto_converges_above_slow_answers),
+        cmocka_unit_test(test_rto_slow_peer_few_repeats),
+        cmocka_unit_test(test_rto_transfer_allowance),
         cmocka_unit_test(test_rto_arm_hurry_reset),
         cmocka_unit_test(test_rto_call_schedule),
         cmocka_unit_test(test_rto_rfc6298_parameters),

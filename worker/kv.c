@@ -83,6 +83,8 @@ struct wk_kv {
     int64_t reply_clock;      /* smallest worker clock the servers reported in replies */
     dlv_rto rto;              /* the retry timer (DLV_RTO_KV): when unanswered requests
                                  go again */
+    int hurry;                /* a pull reply came, others are missing: dlv_rto_hurry after
+                                 the answers re-armed the timer */
     int64_t last_idle_ms;
     float *pull_dst;          /* where the outstanding pull's replies go */
 };
@@ -286,6 +288,24 @@ static int send_done_to(wk_kv *kv, int s, uint64_t id, pst_err *err)
     return rc ? pst_err_prefix(err, "DONE to server[%d] %s", s, kv->endpoint[s]) : PST_OK;
 }
 
+/* Bytes of floats still unanswered: what the retry timer allows transfer time for before
+ * it has a sample (dlv_rto_arm_bytes). Pushes and INIT carry theirs, a pull's replies
+ * bring them back; the first ACK of a 400 MB INIT comes only after its first chunk and the
+ * server's allocation of its shard. */
+static uint64_t inflight_bytes(const wk_kv *kv)
+{
+    const kv_op *ops[3] = {&kv->push_op[0], &kv->push_op[1], &kv->init_op};
+    uint64_t floats = 0;
+    for (int k = 0; k < 3; k++)
+        for (int i = 0; ops[k]->pieces && i < ops[k]->b.n && ops[k]->b.unanswered > 0; i++)
+            if (!dlv_batch_answered(&ops[k]->b, i))
+                floats += ops[k]->pieces[i].len;
+    for (int i = 0; i < kv->npulling && kv->pull.unanswered > 0; i++)
+        if (!dlv_batch_answered(&kv->pull, i))
+            floats += kv->pulling[i].len;
+    return floats * sizeof(float);
+}
+
 /* Starts an acknowledged operation: every piece sent once. */
 static int op_start(wk_kv *kv, kv_op *op, wire_type type, const kv_piece *pieces, int n,
                     const float *buf, int slot, int64_t clock, int checkpoint, pst_err *err)
@@ -298,7 +318,7 @@ static int op_start(wk_kv *kv, kv_op *op, wire_type type, const kv_piece *pieces
     op->checkpoint = checkpoint;
     op->fast = 0;
     dlv_batch_start(&op->b, &kv->ids, n, 1e3 * now_s());
-    dlv_rto_arm(&kv->rto, net_now_ms());
+    dlv_rto_arm_bytes(&kv->rto, net_now_ms(), inflight_bytes(kv));
     for (int i = 0; i < n; i++) {
         int rc = pieces ? send_piece(kv, type, op->b.lo + (uint64_t)i, &pieces[i], buf, slot,
                                      clock, 0, checkpoint, err)
@@ -444,7 +464,7 @@ static int take_message(wk_kv *kv, int s, int64_t *maxgap, int *progress, pst_er
      * first is likely lost, request or reply. Ask again then, not at the retry interval.
      * Only with one piece per server: a server's several chunks come one after another. */
     if (kv->pull.unanswered > 0 && kv->npulling <= kv->S)
-        dlv_rto_hurry(&kv->rto, net_now_ms(), 2.0);
+        kv->hurry = 1;
     return fast_resend(kv, s, h->clock, err);
 }
 
@@ -478,8 +498,16 @@ static int pump(wk_kv *kv, int wait_ms, int64_t *maxgap, int *progress, pst_err 
         }
     }
     now = net_now_ms();
-    if (*progress)
+    if (*progress) {
+        /* An answer came: the timer runs from now (it fires after rto without any answer,
+         * as TCP restarts it on every ACK of new data), so the many chunks of a large
+         * operation are not sent again while their answers are still coming. */
         dlv_rto_progress(&kv->rto);
+        dlv_rto_arm_bytes(&kv->rto, now, inflight_bytes(kv));
+        if (kv->hurry)
+            dlv_rto_hurry(&kv->rto, now, 2.0);
+    }
+    kv->hurry = 0;
     if (dlv_rto_due(&kv->rto, now)) {
         int any = kv->push_op[0].b.unanswered + kv->push_op[1].b.unanswered +
                   kv->init_op.b.unanswered + kv->done_op.b.unanswered + kv->pull.unanswered;
@@ -517,7 +545,7 @@ static int pump(wk_kv *kv, int wait_ms, int64_t *maxgap, int *progress, pst_err 
              * really lost cost two, four, eight intervals. */
             dlv_rto_expired(&kv->rto, acked_kinds == 0);
         }
-        dlv_rto_arm(&kv->rto, now);
+        dlv_rto_arm_bytes(&kv->rto, now, inflight_bytes(kv));
     }
     return PST_OK;
 }
@@ -654,6 +682,9 @@ static int pull_start(wk_kv *kv, int64_t clock, int final, const kv_piece *piece
     kv->pull_clock = clock;
     kv->reply_clock = INT64_MAX;
     dlv_batch_start(&kv->pull, &kv->ids, n, 1e3 * kv->pull_t0);
+    /* Timed from now, like any request: a timer armed long ago (at the last push, before a
+     * long computation) would send the pull again at once. */
+    dlv_rto_arm_bytes(&kv->rto, net_now_ms(), inflight_bytes(kv));
     for (int i = 0; i < n; i++) {
         int rc = send_piece(kv, WIRE_MSG_PULL, kv->pull.lo + (uint64_t)i, &pieces[i], NULL,
                             0, clock, final, 0, err);

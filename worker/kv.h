@@ -11,8 +11,9 @@
  *
  * Messages may be lost (a flaky network, or fault injection): the delivery contract of
  * proto/dlv.h holds. INIT, PUSH and DONE are acknowledged and pulls answered, and whatever
- * has no answer within the retry timer (DLV_RTO_KV: 3x the smoothed round trip + 1 ms,
- * doubling while nothing comes back, at most 1 s) is sent again with the same request id;
+ * has no answer within the retry timer (DLV_RTO_KV: 2 x srtt + 4 x rttvar + 2 ms, at
+ * least 10 ms, doubling while nothing comes back and kept doubled until a request sent once
+ * is answered, at most 1 s) is sent again with the same request id;
  * servers recognise repeats (ps/shard.h). A push that the
  * reply to a later pull shows missing (the server's clock for us is behind it) is sent
  * again at once. A pushed buffer is kept until acknowledged (wk_kv_push_released waits
