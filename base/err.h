@@ -24,14 +24,13 @@ typedef enum {
 } pst_status;
 
 typedef struct {
-    int code;       /* a pst_status; PST_OK when nothing failed */
-    char msg[512];  /* one line, no trailing newline */
+    int code;      /* a pst_status; PST_OK when nothing failed */
+    char msg[512]; /* one line, no trailing newline */
 } pst_err;
 
 /* Records code and a printf-style message in err (err may be NULL) and returns code,
  * so a failure path reads: return pst_err_set(err, PST_ERR_IO, "%s: %s", path, strerror(errno)); */
-int pst_err_set(pst_err *err, int code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+int pst_err_set(pst_err *err, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* Prepends "prefix: " to an existing message, for adding context on the way up. */
 int pst_err_prefix(pst_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

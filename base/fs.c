@@ -133,8 +133,7 @@ int fs_atomic_commit(fs_atomic *a, fs_commit_mode mode, pst_err *err)
     } else if (rename(a->tmp, a->path) != 0) {
         e = errno;
         unlink(a->tmp);
-        return pst_err_set(err, PST_ERR_IO, "%s: cannot finish writing: %s", a->path,
-                           strerror(e));
+        return pst_err_set(err, PST_ERR_IO, "%s: cannot finish writing: %s", a->path, strerror(e));
     }
     return fs_sync_parent(a->path, err);
 }
@@ -178,7 +177,8 @@ int fs_lock_dir(fs_lock *l, const char *dir, const char *who, pst_err *err)
         read_holder(fd, holder, sizeof holder);
         close(fd);
         if (e == EWOULDBLOCK)
-            return pst_err_set(err, PST_ERR_CONFIG, "%s is in use by another job: %s (%s); "
+            return pst_err_set(err, PST_ERR_CONFIG,
+                               "%s is in use by another job: %s (%s); "
                                "wait for it to end or give this job another output.dir",
                                dir, holder, path);
         return pst_err_set(err, PST_ERR_IO, "%s: cannot lock: %s", path, strerror(e));
@@ -188,8 +188,8 @@ int fs_lock_dir(fs_lock *l, const char *dir, const char *who, pst_err *err)
     time_t now = time(NULL);
     struct tm tm;
     strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&now, &tm));
-    int n = snprintf(line, sizeof line, "%s, pid %ld on %s since %s\n", who, (long)getpid(),
-                     host, when);
+    int n = snprintf(line, sizeof line, "%s, pid %ld on %s since %s\n", who, (long)getpid(), host,
+                     when);
     if (ftruncate(fd, 0) != 0 || pwrite(fd, line, (size_t)n, 0) != n) {
         int e = errno;
         close(fd);

@@ -33,9 +33,9 @@ int fs_remove(const char *path, pst_err *err);
 
 /* An atomic write in progress; caller-owned storage, filled by fs_atomic_open. */
 typedef struct {
-    FILE *f;          /* write here */
-    char path[4096];  /* the final name */
-    char tmp[4160];   /* PATH.tmp.PID while open */
+    FILE *f;         /* write here */
+    char path[4096]; /* the final name */
+    char tmp[4160];  /* PATH.tmp.PID while open */
 } fs_atomic;
 
 typedef enum {

@@ -46,32 +46,31 @@
 #define BATCH 128
 
 /* The job, as a user would write it. Only the data directory varies (--data). */
-static const char job_fmt[] =
-    "name: bench-mlp\n"
-    "seed: 42\n"
-    "data:\n"
-    "  format: idx\n"
-    "  train: %s/train-images-idx3-ubyte.gz\n"
-    "  train_labels: %s/train-labels-idx1-ubyte.gz\n"
-    "  test: %s/t10k-images-idx3-ubyte.gz\n"
-    "  test_labels: %s/t10k-labels-idx1-ubyte.gz\n"
-    "  num_classes: 10\n"
-    "  validation_split: 0\n"
-    "  scale: minmax\n"
-    "model:\n"
-    "  layers:\n"
-    "    - {units: 256, activation: relu}\n"
-    "    - {units: 128, activation: relu}\n"
-    "    - {units: 10, activation: softmax}\n"
-    "  loss: categorical_crossentropy\n"
-    "optimizer:\n"
-    "  name: sgd\n"
-    "  lr: 0.01\n"
-    "train:\n"
-    "  batch_size: 128\n"
-    "  epochs: 1\n"
-    "  threads: 1\n"
-    "  shuffle: true\n";
+static const char job_fmt[] = "name: bench-mlp\n"
+                              "seed: 42\n"
+                              "data:\n"
+                              "  format: idx\n"
+                              "  train: %s/train-images-idx3-ubyte.gz\n"
+                              "  train_labels: %s/train-labels-idx1-ubyte.gz\n"
+                              "  test: %s/t10k-images-idx3-ubyte.gz\n"
+                              "  test_labels: %s/t10k-labels-idx1-ubyte.gz\n"
+                              "  num_classes: 10\n"
+                              "  validation_split: 0\n"
+                              "  scale: minmax\n"
+                              "model:\n"
+                              "  layers:\n"
+                              "    - {units: 256, activation: relu}\n"
+                              "    - {units: 128, activation: relu}\n"
+                              "    - {units: 10, activation: softmax}\n"
+                              "  loss: categorical_crossentropy\n"
+                              "optimizer:\n"
+                              "  name: sgd\n"
+                              "  lr: 0.01\n"
+                              "train:\n"
+                              "  batch_size: 128\n"
+                              "  epochs: 1\n"
+                              "  threads: 1\n"
+                              "  shuffle: true\n";
 
 static double now_s(void)
 {
@@ -116,11 +115,11 @@ static double mib(double bytes) { return bytes / (1024.0 * 1024.0); }
 
 /* Buffers of the sgemm-only loop; shapes as in the header comment. */
 typedef struct {
-    float *x;                /* (B, IN) */
-    float *w1, *w2, *w3;     /* (H1, IN) (H2, H1) (OUT, H2) */
-    float *h1, *h2, *z;      /* (B, H1) (B, H2) (B, OUT) */
-    float *dz, *dh2, *dh1;   /* (B, OUT) (B, H2) (B, H1) */
-    float *dw1, *dw2, *dw3;  /* like w1, w2, w3 */
+    float *x;               /* (B, IN) */
+    float *w1, *w2, *w3;    /* (H1, IN) (H2, H1) (OUT, H2) */
+    float *h1, *h2, *z;     /* (B, H1) (B, H2) (B, OUT) */
+    float *dz, *dh2, *dh1;  /* (B, OUT) (B, H2) (B, H1) */
+    float *dw1, *dw2, *dw3; /* like w1, w2, w3 */
 } sgemm_bufs;
 
 static float *rand_floats(rng_state *r, size_t n, float scale)
@@ -134,7 +133,7 @@ static float *rand_floats(rng_state *r, size_t n, float scale)
 
 static void sgemm_bufs_fini(sgemm_bufs *s)
 {
-    float *all[] = {s->x,  s->w1,  s->w2,  s->w3,  s->h1,  s->h2,  s->z,
+    float *all[] = {s->x,  s->w1,  s->w2,  s->w3,  s->h1,  s->h2, s->z,
                     s->dz, s->dh2, s->dh1, s->dw1, s->dw2, s->dw3};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         free(all[i]);
@@ -161,8 +160,8 @@ static int sgemm_bufs_init(sgemm_bufs *s, const ds_dataset *train)
     s->dw1 = calloc((size_t)H1 * IN, sizeof(float));
     s->dw2 = calloc((size_t)H2 * H1, sizeof(float));
     s->dw3 = calloc((size_t)OUT * H2, sizeof(float));
-    if (!s->x || !s->w1 || !s->w2 || !s->w3 || !s->h1 || !s->h2 || !s->z || !s->dz ||
-        !s->dh2 || !s->dh1 || !s->dw1 || !s->dw2 || !s->dw3) {
+    if (!s->x || !s->w1 || !s->w2 || !s->w3 || !s->h1 || !s->h2 || !s->z || !s->dz || !s->dh2 ||
+        !s->dh1 || !s->dw1 || !s->dw2 || !s->dw3) {
         sgemm_bufs_fini(s);
         return -1;
     }
@@ -201,17 +200,16 @@ static double sgemm_epoch(sgemm_bufs *s, int64_t nsamples, double *cpu)
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: bench_mlp [--rounds N] [--data DIR] [--smoke]\n"
-            "  One-thread throughput of one training epoch of the MLP 784-256-128-10 on\n"
-            "  Fashion-MNIST, next to the rate of its sgemm calls alone. Each round times one\n"
-            "  sgemm-only epoch, then one pstrain epoch (wk_loop_local_epochs).\n"
-            "  --rounds N  rounds in this process (default 1; bench/run_mlp.sh runs 1 per\n"
-            "              process and interleaves PyTorch between them)\n"
-            "  --data DIR  Fashion-MNIST IDX files (default /usr/share/datasets/fashion-mnist)\n"
-            "  --smoke     tiny sizes, to check that the benchmark runs (ctest -L bench): the\n"
-            "              first 2048 training images, 5 warm-up batches\n"
-            "Set OPENBLAS_NUM_THREADS=1 as well: OpenBLAS starts its threads when loaded.\n");
+    fprintf(f, "usage: bench_mlp [--rounds N] [--data DIR] [--smoke]\n"
+               "  One-thread throughput of one training epoch of the MLP 784-256-128-10 on\n"
+               "  Fashion-MNIST, next to the rate of its sgemm calls alone. Each round times one\n"
+               "  sgemm-only epoch, then one pstrain epoch (wk_loop_local_epochs).\n"
+               "  --rounds N  rounds in this process (default 1; bench/run_mlp.sh runs 1 per\n"
+               "              process and interleaves PyTorch between them)\n"
+               "  --data DIR  Fashion-MNIST IDX files (default /usr/share/datasets/fashion-mnist)\n"
+               "  --smoke     tiny sizes, to check that the benchmark runs (ctest -L bench): the\n"
+               "              first 2048 training images, 5 warm-up batches\n"
+               "Set OPENBLAS_NUM_THREADS=1 as well: OpenBLAS starts its threads when loaded.\n");
 }
 
 int main(int argc, char **argv)
@@ -326,9 +324,9 @@ int main(int argc, char **argv)
         2.0 * (2.0 * (IN * H1 + H1 * H2 + H2 * OUT) + (H1 * H2 + H2 * OUT));
     printf("info openblas_core=%s openblas_threads=%d openblas_config=\"%s\" samples=%lld "
            "batch=%d steps=%lld params=%zu load_s=%.2f\n",
-           openblas_get_corename(), openblas_get_num_threads(), openblas_get_config(),
-           (long long)n, BATCH, (long long)((n + BATCH - 1) / BATCH),
-           ml_model_nparams(wk_trainer_model(tr)), load_s);
+           openblas_get_corename(), openblas_get_num_threads(), openblas_get_config(), (long long)n,
+           BATCH, (long long)((n + BATCH - 1) / BATCH), ml_model_nparams(wk_trainer_model(tr)),
+           load_s);
     fflush(stdout);
 
     for (int r = 1; r <= rounds; r++) {

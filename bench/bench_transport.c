@@ -416,8 +416,10 @@ static int cluster_start(cluster *c, const char *exe, const char *dir, int S, in
         return pst_err_set(err, PST_ERR_IO, "%s: %s", c->job_path, strerror(errno));
     fprintf(f, job_fmt, (double)LR, S, TIMEOUT_S, hbt.interval_ms, hbt.timeout_s, dir, S);
     if (curve)
-        fprintf(f, "security:\n  server_key: %s/server.key\n  server_public: %s/server.pub\n"
-                   "  client_key: %s/worker.key\n  allow: %s/allow.txt\n", dir, dir, dir, dir);
+        fprintf(f,
+                "security:\n  server_key: %s/server.key\n  server_public: %s/server.pub\n"
+                "  client_key: %s/worker.key\n  allow: %s/allow.txt\n",
+                dir, dir, dir, dir);
     fclose(f);
     int rc = cfg_job_load_file(&c->job, c->job_path, err);
     if (rc)
@@ -425,8 +427,8 @@ static int cluster_start(cluster *c, const char *exe, const char *dir, int S, in
     int p[2];
     if (pipe2(p, O_CLOEXEC) != 0)
         return pst_err_set(err, PST_ERR_IO, "pipe: %s", strerror(errno));
-    char *cargv[] = {"pstrain", "coordinator", c->job_path, "--bind", "tcp://127.0.0.1:0",
-                     "--ready-fd", "3", NULL};
+    char *cargv[] = {"pstrain",           "coordinator", c->job_path, "--bind",
+                     "tcp://127.0.0.1:0", "--ready-fd",  "3",         NULL};
     c->pids[c->nproc++] = spawn(exe, cargv, c->log_path, p[1]);
     close(p[1]);
     size_t len = 0;
@@ -442,8 +444,8 @@ static int cluster_start(cluster *c, const char *exe, const char *dir, int S, in
     for (int i = 0; i < S; i++) {
         char rank[16];
         snprintf(rank, sizeof rank, "%d", i);
-        char *sargv[] = {"pstrain", "server", c->job_path, "--rank", rank, "--coordinator",
-                         c->ep, NULL};
+        char *sargv[] = {"pstrain", "server",        c->job_path, "--rank",
+                         rank,      "--coordinator", c->ep,       NULL};
         c->pids[c->nproc++] = spawn(exe, sargv, c->log_path, -1);
     }
     return PST_OK;
@@ -457,15 +459,16 @@ static int cluster_join(cluster *c, uint64_t nparams, int rounds, const log_ctx 
     const cfg_security *sec = &c->job->security;
     net_curve_files cf = {NULL, sec->server_public, sec->client_key, NULL};
     if (!(c->ctx = net_ctx_create(1, err)) || !(c->m = net_msg_create(err)) ||
-        net_ctx_curve(c->ctx, &cf, lg, err) ||
-        !(c->in = malloc(sizeof *c->in)) ||
+        net_ctx_curve(c->ctx, &cf, lg, err) || !(c->in = malloc(sizeof *c->in)) ||
         !(c->coord = net_sock_create(c->ctx, NET_DEALER, &co, err)) ||
         net_sock_connect(c->coord, c->ep, err))
         return err->code ? err->code : pst_err_set(err, PST_ERR_NOMEM, "out of memory");
     wire_env h;
     wire_env_init(&h, WIRE_MSG_HELLO, "worker", 0);
-    wire_hello hello = {.nparams = nparams, .job_hash = cfg_job_hash(c->job),
-                        .pid = (int)getpid(), .steps = (uint64_t)rounds + 1};
+    wire_hello hello = {.nparams = nparams,
+                        .job_hash = cfg_job_hash(c->job),
+                        .pid = (int)getpid(),
+                        .steps = (uint64_t)rounds + 1};
     int rc = msg_send(c->coord, NULL, 0, &h, &(wire_body){.hello = &hello}, NULL, 0,
                       TIMEOUT_S * 1000, err);
     if (rc)
@@ -483,10 +486,14 @@ static int cluster_join(cluster *c, uint64_t nparams, int rounds, const log_ctx 
     /* From WELCOME on the coordinator counts this process as worker 0 and gives it up
      * when its heartbeats stop for the job's timeout (then the servers refuse its pushes):
      * the heartbeat thread of every worker, with worker/dist.c's options. */
-    hb_options ho = {.ctx = c->ctx, .coordinator = c->ep, .role = "worker", .rank = 0,
+    hb_options ho = {.ctx = c->ctx,
+                     .coordinator = c->ep,
+                     .role = "worker",
+                     .rank = 0,
                      .generation = welcome->generation ? welcome->generation : 1,
                      .interval_ms = c->job->cluster.heartbeat_ms,
-                     .timeout_ms = c->job->cluster.heartbeat_timeout_s * 1000, .lg = lg};
+                     .timeout_ms = c->job->cluster.heartbeat_timeout_s * 1000,
+                     .lg = lg};
     if ((c->hb = hb_start(&ho, err)))
         c->kv = wk_kv_create(c->ctx, 0, welcome, TIMEOUT_S * 1000, lg, stop, err);
     return c->kv ? PST_OK : err->code;
@@ -503,8 +510,8 @@ static int send_progress(cluster *c, wire_type type, pst_err *err)
     wire_env h;
     wire_env_init(&h, type, "worker", 0);
     wire_progress p = {.epoch = 1, .step = c->clock, .test_accuracy = NAN};
-    return msg_send(c->coord, NULL, 0, &h, &(wire_body){.progress = &p}, NULL, 0,
-                    TIMEOUT_S * 1000, err);
+    return msg_send(c->coord, NULL, 0, &h, &(wire_body){.progress = &p}, NULL, 0, TIMEOUT_S * 1000,
+                    err);
 }
 
 /* One step's traffic: push g at the current clock, pull the next clock's weights into w. */
@@ -531,11 +538,10 @@ static int check_weights(const float *w, uint64_t n, int64_t k, int S, pst_err *
     for (uint64_t i = 0; i < n; i += 997)
         if (w[i] != want)
             return pst_err_set(err, PST_ERR_DATA, "S=%d: w[%llu] = %g after %lld updates, want %g",
-                               S, (unsigned long long)i, (double)w[i], (long long)k,
-                               (double)want);
+                               S, (unsigned long long)i, (double)w[i], (long long)k, (double)want);
     if (w[n - 1] != want)
-        return pst_err_set(err, PST_ERR_DATA, "S=%d: last weight %g, want %g", S,
-                           (double)w[n - 1], (double)want);
+        return pst_err_set(err, PST_ERR_DATA, "S=%d: last weight %g, want %g", S, (double)w[n - 1],
+                           (double)want);
     return PST_OK;
 }
 
@@ -580,8 +586,8 @@ static int cluster_finish(cluster *c, int abort, pst_err *err)
             kill(c->pids[i], SIGKILL);
             waitpid(c->pids[i], &st, 0);
             if (!rc)
-                rc = pst_err_set(err, PST_ERR_TIMEOUT, "S=%d: pid %d did not exit (see %s)",
-                                 c->S, (int)c->pids[i], c->log_path);
+                rc = pst_err_set(err, PST_ERR_TIMEOUT, "S=%d: pid %d did not exit (see %s)", c->S,
+                                 (int)c->pids[i], c->log_path);
         } else if (!rc && !abort && !(WIFEXITED(st) && WEXITSTATUS(st) == 0))
             rc = pst_err_set(err, PST_ERR_PEER, "S=%d: %s exited with status %d (see %s)", c->S,
                              i == 0 ? "the coordinator" : "a server", st, c->log_path);
@@ -631,12 +637,15 @@ int main(int argc, char **argv)
     int rounds = 7, keep = 0, curve = 0;
     int counts[MAX_CLUSTERS] = {1, 2, 4}, ncl = 3;
     hb_times hbt = {500, 10};
-    static const struct option opts[] = {
-        {"pstrain", required_argument, NULL, 'p'}, {"params", required_argument, NULL, 'n'},
-        {"rounds", required_argument, NULL, 'r'},  {"servers", required_argument, NULL, 's'},
-        {"keep", no_argument, NULL, 'k'},          {"curve", no_argument, NULL, 'c'},
-        {"smoke", no_argument, NULL, 'S'},         {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {{"pstrain", required_argument, NULL, 'p'},
+                                         {"params", required_argument, NULL, 'n'},
+                                         {"rounds", required_argument, NULL, 'r'},
+                                         {"servers", required_argument, NULL, 's'},
+                                         {"keep", no_argument, NULL, 'k'},
+                                         {"curve", no_argument, NULL, 'c'},
+                                         {"smoke", no_argument, NULL, 'S'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
     int opt;
     while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (opt) {
@@ -733,8 +742,8 @@ int main(int argc, char **argv)
             for (int i = 0; i < np; i++)
                 c0 += cpu_s(pids[i]);
             if (kind < 2)
-                rc = raw_round(&raw, kind == 0 ? RAW_SEQ : RAW_ECHO, (const char *)g, nbytes,
-                               &secs, &err);
+                rc = raw_round(&raw, kind == 0 ? RAW_SEQ : RAW_ECHO, (const char *)g, nbytes, &secs,
+                               &err);
             else {
                 cluster *c = &cl[kind - 2];
                 if (!(rc = cluster_round(c, g, w, &secs, &err)))

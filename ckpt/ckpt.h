@@ -64,7 +64,7 @@ int ckpt_load_reg(const char *path, const ml_registry *reg, int max_batch, ckpt_
                   pst_err *err);
 void ckpt_model_destroy(ckpt_model *c);
 
-ml_model *ckpt_model_net(ckpt_model *c);             /* owned by c */
+ml_model *ckpt_model_net(ckpt_model *c);                   /* owned by c */
 const ml_model_spec *ckpt_model_spec(const ckpt_model *c); /* owned by c */
 ds_task ckpt_model_task(const ckpt_model *c);
 /* Classification: K classes (2 for a single sigmoid unit); 0 for regression. */
@@ -108,8 +108,7 @@ void ckpt_state_destroy(ckpt_state *st);
 int ckpt_state_set_int(ckpt_state *st, const char *key, int64_t v, pst_err *err);
 int ckpt_state_set_double(ckpt_state *st, const char *key, double v, pst_err *err);
 int ckpt_state_set_str(ckpt_state *st, const char *key, const char *v, pst_err *err);
-int ckpt_state_add_tensor(ckpt_state *st, const char *name, const float *p, size_t n,
-                          pst_err *err);
+int ckpt_state_add_tensor(ckpt_state *st, const char *name, const float *p, size_t n, pst_err *err);
 /* Adds the state of a `kind` optimizer (tensors borrowed from os). */
 int ckpt_state_add_opt(ckpt_state *st, opt_kind kind, opt_state *os, pst_err *err);
 int ckpt_state_save(const ckpt_state *st, const char *path, pst_err *err);
@@ -174,9 +173,9 @@ void ckpt_dir_abort(const char *tmp);
 
 /* What ckpt_init_from matched. Name lists are comma-separated, cut with " ..." when long. */
 typedef struct {
-    int loaded;              /* model parameters copied from the file */
-    int fresh;               /* model parameters the file lacks: they keep their values */
-    int skipped;             /* tensors of the file the model lacks (preprocess.* aside) */
+    int loaded;  /* model parameters copied from the file */
+    int fresh;   /* model parameters the file lacks: they keep their values */
+    int skipped; /* tensors of the file the model lacks (preprocess.* aside) */
     char fresh_names[256];
     char skipped_names[256];
 } ckpt_init_report;

@@ -45,28 +45,27 @@ char *ckpt_st_header_json(const out_tensor *ts, int nt, const char *model, const
                           const meta_pair *extra, int nextra);
 /* Writes the header json (its CRC field "0000000000") and the tensors ts[0..nt) to path
  * atomically: a temporary file in the same folder, fsync, rename, fsync of the folder. */
-int ckpt_st_write(const char *path, const char *json, const out_tensor *ts, int nt,
-                  pst_err *err);
+int ckpt_st_write(const char *path, const char *json, const out_tensor *ts, int nt, pst_err *err);
 /* The first non-finite value of a float array, or -1. */
 int64_t ckpt_first_nonfinite(const float *p, size_t n);
 
 /* ---- Reading --------------------------------------------------------------------------- */
 
 typedef struct {
-    const char *name;       /* borrowed from the parsed header */
+    const char *name; /* borrowed from the parsed header */
     int ndim;
     int64_t shape[MAX_DIMS];
-    uint64_t begin, end;    /* bytes of the data area */
-    const char *crc;        /* value of "crc32.<name>", or NULL */
-    int used;               /* claimed by a model segment or a preprocess slot */
+    uint64_t begin, end; /* bytes of the data area */
+    const char *crc;     /* value of "crc32.<name>", or NULL */
+    int used;            /* claimed by a model segment or a preprocess slot */
 } st_tensor;
 
 typedef struct {
     const char *path;
-    unsigned char *buf;     /* the whole file */
+    unsigned char *buf; /* the whole file */
     size_t size;
     cJSON *root;
-    const cJSON *meta;      /* "__metadata__" or NULL */
+    const cJSON *meta; /* "__metadata__" or NULL */
     const unsigned char *data;
     size_t data_len;
     st_tensor *t;

@@ -45,16 +45,16 @@ static int cmp_desc(const void *a, const void *b)
 }
 
 /* Every tag of dir's entries prefix N suffix, newest first, in a malloc'ed array. */
-static int list_all(const char *dir, const char *prefix, const char *suffix, int64_t **tags,
-                    int *n, pst_err *err)
+static int list_all(const char *dir, const char *prefix, const char *suffix, int64_t **tags, int *n,
+                    pst_err *err)
 {
     *tags = NULL;
     *n = 0;
     DIR *d = opendir(dir);
     if (!d)
-        return errno == ENOENT ? PST_OK
-                               : pst_err_set(err, PST_ERR_IO, "%s: cannot list: %s", dir,
-                                             strerror(errno));
+        return errno == ENOENT
+                   ? PST_OK
+                   : pst_err_set(err, PST_ERR_IO, "%s: cannot list: %s", dir, strerror(errno));
     int cap = 0, rc = PST_OK;
     struct dirent *e;
     while ((e = readdir(d))) {
@@ -149,8 +149,7 @@ int ckpt_remove_newer(const char *dir, const char *prefix, const char *suffix, i
 }
 
 /* Removes every entry prefix N suffix of dir; *n: how many. */
-static int remove_all(const char *dir, const char *prefix, const char *suffix, int *n,
-                      pst_err *err)
+static int remove_all(const char *dir, const char *prefix, const char *suffix, int *n, pst_err *err)
 {
     int64_t *all;
     int total;
@@ -217,8 +216,7 @@ int ckpt_dir_begin(const char *path, char *tmp, size_t cap, pst_err *err)
     if (rc)
         return rc;
     if (mkdir(tmp, 0777) != 0)
-        return pst_err_set(err, PST_ERR_IO, "%s: cannot create folder: %s", tmp,
-                           strerror(errno));
+        return pst_err_set(err, PST_ERR_IO, "%s: cannot create folder: %s", tmp, strerror(errno));
     return PST_OK;
 }
 
@@ -230,12 +228,8 @@ int ckpt_dir_commit(const char *tmp, const char *path, pst_err *err)
     if (rc)
         return rc;
     if (rename(tmp, path) != 0)
-        return pst_err_set(err, PST_ERR_IO, "%s: cannot finish writing: %s", path,
-                           strerror(errno));
+        return pst_err_set(err, PST_ERR_IO, "%s: cannot finish writing: %s", path, strerror(errno));
     return fs_sync_parent(path, err);
 }
 
-void ckpt_dir_abort(const char *tmp)
-{
-    fs_remove(tmp, NULL);
-}
+void ckpt_dir_abort(const char *tmp) { fs_remove(tmp, NULL); }

@@ -39,8 +39,10 @@ int ckpt_init_from(const char *path, ml_model *m, unsigned char *loaded, ckpt_in
         const ml_segment *sg = ml_model_segment(m, i);
         for (int j = 0; j < i; j++)
             if (strcmp(ml_model_segment(m, j)->name, sg->name) == 0) {
-                rc = pst_err_set(err, PST_ERR_CONFIG, "two parameters of the model are named "
-                                 "'%s'", sg->name);
+                rc = pst_err_set(err, PST_ERR_CONFIG,
+                                 "two parameters of the model are named "
+                                 "'%s'",
+                                 sg->name);
                 goto cleanup;
             }
         if (!ckpt_st_find_tensor(&f, sg->name)) {
@@ -56,9 +58,10 @@ int ckpt_init_from(const char *path, ml_model *m, unsigned char *loaded, ckpt_in
         rep->loaded++;
     }
     if (rep->loaded == 0) {
-        rc = pst_err_set(err, PST_ERR_DATA, "%s: holds none of the model's parameters (%s): "
-                         "layer names must match the pretrained model's", path,
-                         rep->fresh_names);
+        rc = pst_err_set(err, PST_ERR_DATA,
+                         "%s: holds none of the model's parameters (%s): "
+                         "layer names must match the pretrained model's",
+                         path, rep->fresh_names);
         goto cleanup;
     }
     for (int i = 0; i < f.nt; i++)

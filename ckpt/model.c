@@ -157,12 +157,14 @@ int ckpt_save_model(const char *path, ml_model *m, const ml_model_spec *spec,
         const ml_segment *sg = ml_model_segment(m, i);
         for (int j = 0; j < i; j++)
             if (strcmp(ts[j].name, sg->name) == 0) {
-                rc = pst_err_set(err, PST_ERR_ARG, "checkpoint: two parameters are named '%s' "
-                                 "(rename a layer)", sg->name);
+                rc = pst_err_set(err, PST_ERR_ARG,
+                                 "checkpoint: two parameters are named '%s' "
+                                 "(rename a layer)",
+                                 sg->name);
                 goto cleanup;
             }
-        ts[i] = (out_tensor){sg->name, sg->cols == 1 ? 1 : 2, {sg->rows, sg->cols},
-                             params + sg->offset, sg->len};
+        ts[i] = (out_tensor){
+            sg->name, sg->cols == 1 ? 1 : 2, {sg->rows, sg->cols}, params + sg->offset, sg->len};
     }
     if (with_scaler) {
         ts[nseg] = (out_tensor){PREP_SHIFT, 1, {scaler->d, 0}, scaler->shift, (size_t)scaler->d};
@@ -172,8 +174,9 @@ int ckpt_save_model(const char *path, ml_model *m, const ml_model_spec *spec,
     for (int i = 0; i < nt; i++) {
         int64_t bad = ckpt_first_nonfinite(ts[i].p, ts[i].n);
         if (bad >= 0) {
-            rc = pst_err_set(err, PST_ERR_NUMERIC, "%s: not written: tensor '%s' element %" PRId64
-                             " is %g", path, ts[i].name, bad, (double)ts[i].p[bad]);
+            rc = pst_err_set(err, PST_ERR_NUMERIC,
+                             "%s: not written: tensor '%s' element %" PRId64 " is %g", path,
+                             ts[i].name, bad, (double)ts[i].p[bad]);
             goto cleanup;
         }
     }
@@ -201,7 +204,7 @@ typedef struct {
     int present;
     ds_task task;
     int nclasses;
-    char **names;           /* (nclasses) entries may be NULL; NULL when none */
+    char **names; /* (nclasses) entries may be NULL; NULL when none */
     ds_scale_kind scale;
 } data_meta;
 
@@ -284,15 +287,15 @@ static void enum_list(const ml_layer_key *K, char *buf, size_t n)
 }
 
 /* One entry of pstrain.model's layers into cl (ml_layer_spec_init'ed here). */
-static int parse_layer(const st_file *f, const ml_registry *reg, const char *what,
-                       const cJSON *L, ml_layer_spec *cl, pst_err *err)
+static int parse_layer(const st_file *f, const ml_registry *reg, const char *what, const cJSON *L,
+                       ml_layer_spec *cl, pst_err *err)
 {
     memset(cl, 0, sizeof *cl);
     if (!cJSON_IsObject(L))
         return pst_err_set(err, PST_ERR_DATA, "%s: %s is not an object", f->path, what);
     const cJSON *type = cJSON_GetObjectItemCaseSensitive(L, "type");
-    const ml_layer_ops *ops = cJSON_IsString(type) ? ml_registry_find(reg, type->valuestring)
-                                                   : NULL;
+    const ml_layer_ops *ops =
+        cJSON_IsString(type) ? ml_registry_find(reg, type->valuestring) : NULL;
     if (!ops) {
         char names[256];
         ml_registry_names(reg, names, sizeof names);
@@ -317,11 +320,11 @@ static int parse_layer(const st_file *f, const ml_registry *reg, const char *wha
             char names[256] = "";
             if (K->kind == ML_KEY_ENUM) {
                 enum_list(K, names, sizeof names);
-                return pst_err_set(err, PST_ERR_DATA, "%s: %s: %s is not one of %s", f->path,
-                                   what, K->name, names);
+                return pst_err_set(err, PST_ERR_DATA, "%s: %s: %s is not one of %s", f->path, what,
+                                   K->name, names);
             }
-            return pst_err_set(err, PST_ERR_DATA, "%s: %s: %s is not a valid value", f->path,
-                               what, K->name);
+            return pst_err_set(err, PST_ERR_DATA, "%s: %s: %s is not a valid value", f->path, what,
+                               K->name);
         }
     }
     for (int k = 0; k < ops->nkeys; k++) {
@@ -333,8 +336,10 @@ static int parse_layer(const st_file *f, const ml_registry *reg, const char *wha
     if (name && !cJSON_IsNull(name)) {
         size_t len = cJSON_IsString(name) ? strlen(name->valuestring) : 0;
         if (len < 1 || len > NAME_MAX_LEN)
-            return pst_err_set(err, PST_ERR_DATA, "%s: %s: name is not a string of 1 to %d "
-                               "characters", f->path, what, NAME_MAX_LEN);
+            return pst_err_set(err, PST_ERR_DATA,
+                               "%s: %s: name is not a string of 1 to %d "
+                               "characters",
+                               f->path, what, NAME_MAX_LEN);
         if (!(cl->name = strdup(name->valuestring)))
             return pst_err_set(err, PST_ERR_NOMEM, "%s: out of memory", f->path);
     }
@@ -342,8 +347,10 @@ static int parse_layer(const st_file *f, const ml_registry *reg, const char *wha
     if (inputs) {
         int n = cJSON_GetArraySize(inputs);
         if (!cJSON_IsArray(inputs) || n < 1 || n > ML_MAX_INPUTS)
-            return pst_err_set(err, PST_ERR_DATA, "%s: %s: inputs is not a list of 1 to %d "
-                               "names", f->path, what, ML_MAX_INPUTS);
+            return pst_err_set(err, PST_ERR_DATA,
+                               "%s: %s: inputs is not a list of 1 to %d "
+                               "names",
+                               f->path, what, ML_MAX_INPUTS);
         if (!(cl->inputs = calloc((size_t)n, sizeof *cl->inputs)))
             return pst_err_set(err, PST_ERR_NOMEM, "%s: out of memory", f->path);
         for (const cJSON *x = inputs->child; x; x = x->next) {
@@ -366,8 +373,10 @@ static int parse_model_meta(const st_file *f, const ml_registry *reg, ml_model_s
     if (!reg)
         reg = ml_registry_builtin();
     if (!text)
-        return pst_err_set(err, PST_ERR_DATA, "%s: no pstrain.model in the metadata: the "
-                           "architecture is unknown", f->path);
+        return pst_err_set(err, PST_ERR_DATA,
+                           "%s: no pstrain.model in the metadata: the "
+                           "architecture is unknown",
+                           f->path);
     int rc = PST_OK;
     cJSON *root = cJSON_Parse(text);
     if (!cJSON_IsObject(root)) {
@@ -387,14 +396,18 @@ static int parse_model_meta(const st_file *f, const ml_registry *reg, ml_model_s
     *in_dim = (int)dim->valuedouble;
     int nl = cJSON_GetArraySize(layers);
     if (!cJSON_IsArray(layers) || nl < 1 || nl > MAX_LAYERS) {
-        rc = pst_err_set(err, PST_ERR_DATA, "%s: pstrain.model: layers is not a list of 1 to %d "
-                         "layers", f->path, MAX_LAYERS);
+        rc = pst_err_set(err, PST_ERR_DATA,
+                         "%s: pstrain.model: layers is not a list of 1 to %d "
+                         "layers",
+                         f->path, MAX_LAYERS);
         goto cleanup;
     }
     int li = cJSON_IsString(loss) ? ml_loss_find(loss->valuestring) : -1;
     if (li < 0) {
-        rc = pst_err_set(err, PST_ERR_DATA, "%s: pstrain.model: loss is not one of "
-                         "categorical_crossentropy, binary_crossentropy, mse", f->path);
+        rc = pst_err_set(err, PST_ERR_DATA,
+                         "%s: pstrain.model: loss is not one of "
+                         "categorical_crossentropy, binary_crossentropy, mse",
+                         f->path);
         goto cleanup;
     }
     spec->loss = (ml_loss)li;
@@ -452,15 +465,19 @@ static int parse_data_meta(const st_file *f, data_meta *dm, pst_err *err)
     dm->task = (ds_task)ti;
     if (!ckpt_json_is_uint(nc, 1 << 24) ||
         (dm->task == DS_TASK_CLASSIFY) != (nc->valuedouble > 0)) {
-        rc = pst_err_set(err, PST_ERR_DATA, "%s: pstrain.data: num_classes must be >= 1 for "
-                         "classify and 0 for regress", f->path);
+        rc = pst_err_set(err, PST_ERR_DATA,
+                         "%s: pstrain.data: num_classes must be >= 1 for "
+                         "classify and 0 for regress",
+                         f->path);
         goto cleanup;
     }
     dm->nclasses = (int)nc->valuedouble;
     int si = cJSON_IsString(scale) ? ds_scale_find(scale->valuestring) : -1;
     if (si < 0) {
-        rc = pst_err_set(err, PST_ERR_DATA, "%s: pstrain.data: scale is not none, minmax or "
-                         "standardize", f->path);
+        rc = pst_err_set(err, PST_ERR_DATA,
+                         "%s: pstrain.data: scale is not none, minmax or "
+                         "standardize",
+                         f->path);
         goto cleanup;
     }
     if (dm->task == DS_TASK_REGRESS && names && !cJSON_IsNull(names)) {
@@ -471,8 +488,10 @@ static int parse_data_meta(const st_file *f, data_meta *dm, pst_err *err)
     dm->scale = (ds_scale_kind)si;
     if (names && !cJSON_IsNull(names)) {
         if (!cJSON_IsArray(names) || cJSON_GetArraySize(names) != dm->nclasses) {
-            rc = pst_err_set(err, PST_ERR_DATA, "%s: pstrain.data: class_names is not a list of "
-                             "num_classes (%d) names", f->path, dm->nclasses);
+            rc = pst_err_set(err, PST_ERR_DATA,
+                             "%s: pstrain.data: class_names is not a list of "
+                             "num_classes (%d) names",
+                             f->path, dm->nclasses);
             goto cleanup;
         }
         if (!(dm->names = calloc((size_t)dm->nclasses, sizeof *dm->names))) {
@@ -484,14 +503,18 @@ static int parse_data_meta(const st_file *f, data_meta *dm, pst_err *err)
             if (cJSON_IsNull(v))
                 continue;
             if (!cJSON_IsString(v)) {
-                rc = pst_err_set(err, PST_ERR_DATA, "%s: pstrain.data: class_names[%d] is not a "
-                                 "string", f->path, c);
+                rc = pst_err_set(err, PST_ERR_DATA,
+                                 "%s: pstrain.data: class_names[%d] is not a "
+                                 "string",
+                                 f->path, c);
                 goto cleanup;
             }
             for (int j = 0; j < c; j++)
                 if (dm->names[j] && strcmp(dm->names[j], v->valuestring) == 0) {
-                    rc = pst_err_set(err, PST_ERR_DATA, "%s: pstrain.data: class name '%s' "
-                                     "appears twice", f->path, v->valuestring);
+                    rc = pst_err_set(err, PST_ERR_DATA,
+                                     "%s: pstrain.data: class name '%s' "
+                                     "appears twice",
+                                     f->path, v->valuestring);
                     goto cleanup;
                 }
             if (!(dm->names[c] = strdup(v->valuestring))) {
@@ -528,8 +551,10 @@ static int match_and_copy(st_file *f, ml_model *m, ds_scale_kind scale, ds_scale
         const ml_segment *sg = ml_model_segment(m, i);
         for (int j = 0; j < i; j++)
             if (strcmp(ml_model_segment(m, j)->name, sg->name) == 0) {
-                rc = pst_err_set(err, PST_ERR_DATA, "%s: two parameters of the model are named "
-                                 "'%s'", f->path, sg->name);
+                rc = pst_err_set(err, PST_ERR_DATA,
+                                 "%s: two parameters of the model are named "
+                                 "'%s'",
+                                 f->path, sg->name);
                 goto cleanup;
             }
         int64_t shape[2] = {sg->rows, sg->cols};
@@ -544,8 +569,10 @@ static int match_and_copy(st_file *f, ml_model *m, ds_scale_kind scale, ds_scale
     }
     for (int i = 0; i < f->nt; i++)
         if (!f->t[i].used) {
-            rc = pst_err_set(err, PST_ERR_DATA, "%s: unknown tensor '%s': the model has no such "
-                             "parameter", f->path, f->t[i].name);
+            rc = pst_err_set(err, PST_ERR_DATA,
+                             "%s: unknown tensor '%s': the model has no such "
+                             "parameter",
+                             f->path, f->t[i].name);
             goto cleanup;
         }
     if (scaler) {
@@ -624,14 +651,18 @@ int ckpt_load_reg(const char *path, const ml_registry *reg, int max_batch, ckpt_
         (rc = parse_data_meta(&f, &c->dm, err)))
         goto fail;
     if (!c->dm.present) {
-        rc = pst_err_set(err, PST_ERR_DATA, "%s: no pstrain.data in the metadata: the task and "
-                         "classes are unknown", path);
+        rc = pst_err_set(err, PST_ERR_DATA,
+                         "%s: no pstrain.data in the metadata: the task and "
+                         "classes are unknown",
+                         path);
         goto fail;
     }
     uint64_t want = ml_model_spec_nparams(&c->spec, in_dim);
     if (want > f.data_len / 4) {
-        rc = pst_err_set(err, PST_ERR_DATA, "%s: pstrain.model describes more parameters than "
-                         "the file's %zu floats", path, f.data_len / 4);
+        rc = pst_err_set(err, PST_ERR_DATA,
+                         "%s: pstrain.model describes more parameters than "
+                         "the file's %zu floats",
+                         path, f.data_len / 4);
         goto fail;
     }
     pst_err e2 = {0};
@@ -643,8 +674,10 @@ int ckpt_load_reg(const char *path, const ml_registry *reg, int max_batch, ckpt_
     }
     int k = model_classes(c->net);
     if (c->dm.task == DS_TASK_CLASSIFY && c->dm.nclasses != k) {
-        rc = pst_err_set(err, PST_ERR_DATA, "%s: pstrain.data: num_classes %d but the model's "
-                         "output gives %d classes", path, c->dm.nclasses, k);
+        rc = pst_err_set(err, PST_ERR_DATA,
+                         "%s: pstrain.data: num_classes %d but the model's "
+                         "output gives %d classes",
+                         path, c->dm.nclasses, k);
         goto fail;
     }
     if (c->dm.task == DS_TASK_REGRESS && c->spec.loss != ML_LOSS_MSE) {
@@ -682,13 +715,16 @@ int ckpt_load_into_reg(const char *path, const ml_registry *reg, ml_model *m, ds
     memset(&spec, 0, sizeof spec);
     memset(&dm, 0, sizeof dm);
     /* The metadata, when there, must be sound even though m's architecture rules. */
-    if (ckpt_st_meta_str(&f, "pstrain.model") && (rc = parse_model_meta(&f, reg, &spec, &in_dim, err)))
+    if (ckpt_st_meta_str(&f, "pstrain.model") &&
+        (rc = parse_model_meta(&f, reg, &spec, &in_dim, err)))
         goto cleanup;
     if ((rc = parse_data_meta(&f, &dm, err)))
         goto cleanup;
     if (spec.nlayers && in_dim != ml_model_in_dim(m)) {
-        rc = pst_err_set(err, PST_ERR_DATA, "%s: pstrain.model: input_dim %d but the model "
-                         "takes %d", path, in_dim, ml_model_in_dim(m));
+        rc = pst_err_set(err, PST_ERR_DATA,
+                         "%s: pstrain.model: input_dim %d but the model "
+                         "takes %d",
+                         path, in_dim, ml_model_in_dim(m));
         goto cleanup;
     }
     rc = match_and_copy(&f, m, dm.present ? dm.scale : DS_SCALE_NONE, scaler, err);

@@ -126,8 +126,7 @@ int64_t ckpt_first_nonfinite(const float *p, size_t n)
 
 /* Writes the header json (its CRC field "0000000000") and the tensors ts[0..nt) to path
  * atomically: a temporary file in the same folder, fsync, rename, fsync of the folder. */
-int ckpt_st_write(const char *path, const char *json, const out_tensor *ts, int nt,
-                  pst_err *err)
+int ckpt_st_write(const char *path, const char *json, const out_tensor *ts, int nt, pst_err *err)
 {
     /* Pad the header with spaces so the tensor data starts 8-byte aligned (allowed by the
      * format, and lets readers map the floats in place). */
@@ -311,25 +310,34 @@ static int parse_tensor(st_file *f, const cJSON *e, st_tensor *t, pst_err *err)
     if (!cJSON_IsString(dt))
         return pst_err_set(err, PST_ERR_DATA, "%s: tensor '%s': no dtype", f->path, name);
     if (strcmp(dt->valuestring, "F32") != 0)
-        return pst_err_set(err, PST_ERR_DATA, "%s: tensor '%s': dtype %s, but pstrain reads F32 "
-                           "only", f->path, name, dt->valuestring);
+        return pst_err_set(err, PST_ERR_DATA,
+                           "%s: tensor '%s': dtype %s, but pstrain reads F32 "
+                           "only",
+                           f->path, name, dt->valuestring);
     if (!cJSON_IsArray(sh) || cJSON_GetArraySize(sh) > MAX_DIMS)
-        return pst_err_set(err, PST_ERR_DATA, "%s: tensor '%s': shape is not a list of at most "
-                           "%d sizes", f->path, name, MAX_DIMS);
+        return pst_err_set(err, PST_ERR_DATA,
+                           "%s: tensor '%s': shape is not a list of at most "
+                           "%d sizes",
+                           f->path, name, MAX_DIMS);
     if (!cJSON_IsArray(of) || cJSON_GetArraySize(of) != 2 ||
         !ckpt_json_is_uint(cJSON_GetArrayItem(of, 0), 9007199254740992.0) ||
         !ckpt_json_is_uint(cJSON_GetArrayItem(of, 1), 9007199254740992.0))
-        return pst_err_set(err, PST_ERR_DATA, "%s: tensor '%s': data_offsets is not a pair of "
-                           "byte offsets", f->path, name);
+        return pst_err_set(err, PST_ERR_DATA,
+                           "%s: tensor '%s': data_offsets is not a pair of "
+                           "byte offsets",
+                           f->path, name);
     t->begin = (uint64_t)cJSON_GetArrayItem(of, 0)->valuedouble;
     t->end = (uint64_t)cJSON_GetArrayItem(of, 1)->valuedouble;
     if (t->end < t->begin)
-        return pst_err_set(err, PST_ERR_DATA, "%s: tensor '%s': data_offsets [%" PRIu64 ", %"
-                           PRIu64 ") end before they begin", f->path, name, t->begin, t->end);
+        return pst_err_set(err, PST_ERR_DATA,
+                           "%s: tensor '%s': data_offsets [%" PRIu64 ", %" PRIu64
+                           ") end before they begin",
+                           f->path, name, t->begin, t->end);
     if (t->end > f->data_len)
-        return pst_err_set(err, PST_ERR_DATA, "%s: truncated: tensor '%s' needs data bytes [%"
-                           PRIu64 ", %" PRIu64 ") but the file holds %zu", f->path, name,
-                           t->begin, t->end, f->data_len);
+        return pst_err_set(err, PST_ERR_DATA,
+                           "%s: truncated: tensor '%s' needs data bytes [%" PRIu64 ", %" PRIu64
+                           ") but the file holds %zu",
+                           f->path, name, t->begin, t->end, f->data_len);
     /* elements * 4 == bytes; the product stops as soon as it exceeds bytes / 4, so a huge
      * shape cannot overflow it. */
     const uint64_t limit = (t->end - t->begin) / 4;
@@ -353,9 +361,11 @@ static int parse_tensor(st_file *f, const cJSON *e, st_tensor *t, pst_err *err)
     if (zero)
         count = 0;
     if (over || count * 4 != t->end - t->begin)
-        return pst_err_set(err, PST_ERR_DATA, "%s: tensor '%s': its shape needs %s bytes than "
-                           "the %" PRIu64 " its data_offsets give", f->path, name,
-                           over || count > limit ? "more" : "fewer", t->end - t->begin);
+        return pst_err_set(err, PST_ERR_DATA,
+                           "%s: tensor '%s': its shape needs %s bytes than "
+                           "the %" PRIu64 " its data_offsets give",
+                           f->path, name, over || count > limit ? "more" : "fewer",
+                           t->end - t->begin);
     return PST_OK;
 }
 
@@ -367,8 +377,10 @@ static int check_meta(st_file *f, pst_err *err)
         return PST_OK;
     for (const cJSON *k = f->meta->child; k; k = k->next) {
         if (!cJSON_IsString(k))
-            return pst_err_set(err, PST_ERR_DATA, "%s: __metadata__: value of '%s' is not a "
-                               "string", f->path, k->string);
+            return pst_err_set(err, PST_ERR_DATA,
+                               "%s: __metadata__: value of '%s' is not a "
+                               "string",
+                               f->path, k->string);
         if (strncmp(k->string, "pstrain.", 8) == 0 && strcmp(k->string, "pstrain.version") &&
             strcmp(k->string, "pstrain.model") && strcmp(k->string, "pstrain.data"))
             return pst_err_set(err, PST_ERR_DATA, "%s: __metadata__: unknown key '%s'", f->path,
@@ -384,8 +396,10 @@ static int check_meta(st_file *f, pst_err *err)
     }
     const char *ver = ckpt_st_meta_str(f, "pstrain.version");
     if (ver && strcmp(ver, CKPT_VERSION) != 0)
-        return pst_err_set(err, PST_ERR_DATA, "%s: checkpoint format version %s; this pstrain "
-                           "reads version " CKPT_VERSION, f->path, ver);
+        return pst_err_set(err, PST_ERR_DATA,
+                           "%s: checkpoint format version %s; this pstrain "
+                           "reads version " CKPT_VERSION,
+                           f->path, ver);
     return PST_OK;
 }
 
@@ -395,14 +409,18 @@ static int check_header_crc(st_file *f, size_t hlen, pst_err *err)
     const char *producer = ckpt_st_meta_str(f, "producer");
     if (!want) {
         if (producer && strcmp(producer, "pstrain") == 0)
-            return pst_err_set(err, PST_ERR_DATA, "%s: corrupted: written by pstrain but the "
-                               "header checksum " HEADER_CRC_KEY " is missing", f->path);
+            return pst_err_set(err, PST_ERR_DATA,
+                               "%s: corrupted: written by pstrain but the "
+                               "header checksum " HEADER_CRC_KEY " is missing",
+                               f->path);
         return PST_OK;
     }
     char *digits = header_crc_digits((char *)f->buf + 8, hlen);
     if (!digits)
-        return pst_err_set(err, PST_ERR_DATA, "%s: " HEADER_CRC_KEY " must appear once, as "
-                           "10 decimal digits", f->path);
+        return pst_err_set(err, PST_ERR_DATA,
+                           "%s: " HEADER_CRC_KEY " must appear once, as "
+                           "10 decimal digits",
+                           f->path);
     uint32_t stored;
     char d[11];
     memcpy(d, digits, 10);
@@ -412,8 +430,10 @@ static int check_header_crc(st_file *f, size_t hlen, pst_err *err)
                            f->path, d);
     uint32_t got = header_crc(f->buf, hlen, (size_t)(digits - (char *)f->buf - 8));
     if (got != stored)
-        return pst_err_set(err, PST_ERR_DATA, "%s: corrupted: header checksum mismatch (stored "
-                           "%" PRIu32 ", computed %" PRIu32 ")", f->path, stored, got);
+        return pst_err_set(err, PST_ERR_DATA,
+                           "%s: corrupted: header checksum mismatch (stored "
+                           "%" PRIu32 ", computed %" PRIu32 ")",
+                           f->path, stored, got);
     return PST_OK;
 }
 
@@ -432,26 +452,35 @@ static int check_frame(const st_file *f, uint64_t *hlen, pst_err *err)
 {
     const char *path = f->path;
     if (f->size == 0)
-        return pst_err_set(err, PST_ERR_DATA, "%s: empty file, not a safetensors checkpoint",
-                           path);
+        return pst_err_set(err, PST_ERR_DATA, "%s: empty file, not a safetensors checkpoint", path);
     if (f->size < 8)
-        return pst_err_set(err, PST_ERR_DATA, "%s: truncated: %zu bytes, less than the 8-byte "
-                           "header length", path, f->size);
+        return pst_err_set(err, PST_ERR_DATA,
+                           "%s: truncated: %zu bytes, less than the 8-byte "
+                           "header length",
+                           path, f->size);
     memcpy(hlen, f->buf, 8);
     if (*hlen > HEADER_MAX)
-        return pst_err_set(err, PST_ERR_DATA, "%s: header length %" PRIu64 " is over 100 MB: "
-                           "not a safetensors file", path, *hlen);
+        return pst_err_set(err, PST_ERR_DATA,
+                           "%s: header length %" PRIu64 " is over 100 MB: "
+                           "not a safetensors file",
+                           path, *hlen);
     if (*hlen > f->size - 8)
-        return pst_err_set(err, PST_ERR_DATA, "%s: truncated: the header needs %" PRIu64 " bytes "
-                           "but %zu follow its length", path, *hlen, f->size - 8);
+        return pst_err_set(err, PST_ERR_DATA,
+                           "%s: truncated: the header needs %" PRIu64 " bytes "
+                           "but %zu follow its length",
+                           path, *hlen, f->size - 8);
     const char *h = (const char *)f->buf + 8;
     if (*hlen < 2 || h[0] != '{')
-        return pst_err_set(err, PST_ERR_DATA, "%s: not a safetensors file: the header is not a "
-                           "JSON object", path);
+        return pst_err_set(err, PST_ERR_DATA,
+                           "%s: not a safetensors file: the header is not a "
+                           "JSON object",
+                           path);
     for (uint64_t i = 0; i < *hlen; i++)
         if ((unsigned char)h[i] < 0x20 && h[i] != '\t' && h[i] != '\n' && h[i] != '\r')
-            return pst_err_set(err, PST_ERR_DATA, "%s: corrupted: control byte 0x%02x at header "
-                               "byte %" PRIu64, path, (unsigned char)h[i], i);
+            return pst_err_set(err, PST_ERR_DATA,
+                               "%s: corrupted: control byte 0x%02x at header "
+                               "byte %" PRIu64,
+                               path, (unsigned char)h[i], i);
     return PST_OK;
 }
 
@@ -464,12 +493,16 @@ static int parse_header(st_file *f, uint64_t hlen, pst_err *err)
     const char *end = NULL;
     f->root = cJSON_ParseWithLengthOpts(h, (size_t)hlen, &end, 0);
     if (!f->root || !cJSON_IsObject(f->root))
-        return pst_err_set(err, PST_ERR_DATA, "%s: the header is not a valid JSON object (error "
-                           "near header byte %td)", path, end ? end - h : (ptrdiff_t)0);
+        return pst_err_set(err, PST_ERR_DATA,
+                           "%s: the header is not a valid JSON object (error "
+                           "near header byte %td)",
+                           path, end ? end - h : (ptrdiff_t)0);
     for (const char *p = end; p < h + hlen; p++)
         if (*p != ' ' && *p != '\t' && *p != '\n' && *p != '\r')
-            return pst_err_set(err, PST_ERR_DATA, "%s: corrupted: text after the header's JSON "
-                               "at header byte %td", path, p - h);
+            return pst_err_set(err, PST_ERR_DATA,
+                               "%s: corrupted: text after the header's JSON "
+                               "at header byte %td",
+                               path, p - h);
     f->data = f->buf + 8 + hlen;
     f->data_len = f->size - 8 - (size_t)hlen;
     int rc = ckpt_json_unique_keys(f, f->root, "header", err);
@@ -483,8 +516,10 @@ static int parse_header(st_file *f, uint64_t hlen, pst_err *err)
             return rc;
         for (const cJSON *k = f->meta->child; k; k = k->next)
             if (!cJSON_IsString(k))
-                return pst_err_set(err, PST_ERR_DATA, "%s: __metadata__: value of '%s' is not a "
-                                   "string", path, k->string);
+                return pst_err_set(err, PST_ERR_DATA,
+                                   "%s: __metadata__: value of '%s' is not a "
+                                   "string",
+                                   path, k->string);
     }
     return PST_OK;
 }
@@ -519,15 +554,19 @@ static int parse_tensors(st_file *f, pst_err *err)
             goto cleanup;
         }
         if (order[i]->begin > at) {
-            rc = pst_err_set(err, PST_ERR_DATA, "%s: data bytes [%" PRIu64 ", %" PRIu64 ") "
-                             "belong to no tensor", path, at, order[i]->begin);
+            rc = pst_err_set(err, PST_ERR_DATA,
+                             "%s: data bytes [%" PRIu64 ", %" PRIu64 ") "
+                             "belong to no tensor",
+                             path, at, order[i]->begin);
             goto cleanup;
         }
         at = order[i]->end;
     }
     if (at != f->data_len)
-        rc = pst_err_set(err, PST_ERR_DATA, "%s: %" PRIu64 " bytes after the last tensor that "
-                         "the header does not describe", path, (uint64_t)f->data_len - at);
+        rc = pst_err_set(err, PST_ERR_DATA,
+                         "%s: %" PRIu64 " bytes after the last tensor that "
+                         "the header does not describe",
+                         path, (uint64_t)f->data_len - at);
 cleanup:
     free(order);
     return rc;
@@ -544,16 +583,20 @@ static int check_tensor_data(const st_file *f, pst_err *err)
         const st_tensor *t = &f->t[i];
         const unsigned char *p = f->data + t->begin;
         if (!t->crc && need_crc)
-            return pst_err_set(err, PST_ERR_DATA, "%s: corrupted: tensor '%s' has no checksum "
-                               CRC_PREFIX "%s", path, t->name, t->name);
+            return pst_err_set(err, PST_ERR_DATA,
+                               "%s: corrupted: tensor '%s' has no checksum " CRC_PREFIX "%s", path,
+                               t->name, t->name);
         uint32_t want;
         if (t->crc && parse_crc(t->crc, &want) != 0)
-            return pst_err_set(err, PST_ERR_DATA, "%s: " CRC_PREFIX "%s: '%s' is not a decimal "
-                               "CRC-32", path, t->name, t->crc);
+            return pst_err_set(err, PST_ERR_DATA,
+                               "%s: " CRC_PREFIX "%s: '%s' is not a decimal "
+                               "CRC-32",
+                               path, t->name, t->crc);
         if (t->crc && crc_of(p, t->end - t->begin) != want)
-            return pst_err_set(err, PST_ERR_DATA, "%s: corrupted: tensor '%s' fails its checksum "
-                               "(stored %" PRIu32 ", computed %" PRIu32 ")", path, t->name,
-                               want, crc_of(p, t->end - t->begin));
+            return pst_err_set(err, PST_ERR_DATA,
+                               "%s: corrupted: tensor '%s' fails its checksum "
+                               "(stored %" PRIu32 ", computed %" PRIu32 ")",
+                               path, t->name, want, crc_of(p, t->end - t->begin));
         /* The data may be unaligned (any header length is legal), so values are copied. */
         size_t cnt = (size_t)(t->end - t->begin) / 4;
         for (size_t j = 0; j < cnt; j++) {
@@ -563,7 +606,10 @@ static int check_tensor_data(const st_file *f, pst_err *err)
                 char idx[64];
                 index_text(t, (int64_t)j, idx, sizeof idx);
                 return pst_err_set(err, PST_ERR_DATA, "%s: tensor '%s': element %s is %s", path,
-                                   t->name, idx, isnan(v) ? "NaN" : v > 0 ? "+Inf" : "-Inf");
+                                   t->name, idx,
+                                   isnan(v) ? "NaN"
+                                   : v > 0  ? "+Inf"
+                                            : "-Inf");
             }
         }
     }

@@ -31,10 +31,10 @@ struct ckpt_state {
     char kind[STATE_VAL_MAX];
     state_tensor *t; /* writing */
     int nt, tcap;
-    state_meta *m;   /* writing */
+    state_meta *m; /* writing */
     int nm, mcap;
-    char *path;      /* reading: the file, for messages */
-    st_file f;       /* reading: the whole file, validated */
+    char *path; /* reading: the file, for messages */
+    st_file f;  /* reading: the whole file, validated */
 };
 
 /* Keys and tensor names: 1 to 47 of [A-Za-z0-9_.-], so they need no JSON escapes and a
@@ -124,13 +124,11 @@ int ckpt_state_set_str(ckpt_state *st, const char *key, const char *v, pst_err *
 {
     for (const char *c = v; *c; c++)
         if ((unsigned char)*c < 0x20 || *c == '"' || *c == '\\' || *c == 0x7f)
-            return pst_err_set(err, PST_ERR_ARG, "checkpoint: state.%s: value needs escapes",
-                               key);
+            return pst_err_set(err, PST_ERR_ARG, "checkpoint: state.%s: value needs escapes", key);
     return set_meta(st, key, v, err);
 }
 
-int ckpt_state_add_tensor(ckpt_state *st, const char *name, const float *p, size_t n,
-                          pst_err *err)
+int ckpt_state_add_tensor(ckpt_state *st, const char *name, const float *p, size_t n, pst_err *err)
 {
     assert(!st->path);
     if (!good_key(name) || strncmp(name, "crc32.", 6) == 0)
@@ -198,8 +196,9 @@ int ckpt_state_save(const ckpt_state *st, const char *path, pst_err *err)
         const state_tensor *t = &st->t[i];
         int64_t bad = ckpt_first_nonfinite(t->p, t->n);
         if (bad >= 0) {
-            rc = pst_err_set(err, PST_ERR_NUMERIC, "%s: not written: tensor '%s' element %" PRId64
-                             " is %g", path, t->name, bad, (double)t->p[bad]);
+            rc = pst_err_set(err, PST_ERR_NUMERIC,
+                             "%s: not written: tensor '%s' element %" PRId64 " is %g", path,
+                             t->name, bad, (double)t->p[bad]);
             goto cleanup;
         }
         ts[i] = (out_tensor){t->name, 1, {(double)t->n, 0}, t->p, t->n};
@@ -241,8 +240,10 @@ int ckpt_state_load(const char *path, const char *kind, ckpt_state **out, pst_er
         goto fail;
     }
     if (!k) {
-        rc = pst_err_set(err, PST_ERR_DATA, "%s: not a training-state file (no state.kind; a "
-                         "model checkpoint?)", path);
+        rc = pst_err_set(err, PST_ERR_DATA,
+                         "%s: not a training-state file (no state.kind; a "
+                         "model checkpoint?)",
+                         path);
         goto fail;
     }
     if (strcmp(k, kind) != 0) {
@@ -290,8 +291,10 @@ int ckpt_state_get_int(const ckpt_state *st, const char *key, int64_t *v, pst_er
     errno = 0;
     long long x = strtoll(s, &end, 10);
     if (!s[0] || *end || errno == ERANGE || s[0] == ' ')
-        return ckpt_one_line(err, pst_err_set(err, PST_ERR_DATA, "%s: state.%s: '%.40s' is not "
-                                              "an integer", st->path, key, s));
+        return ckpt_one_line(err, pst_err_set(err, PST_ERR_DATA,
+                                              "%s: state.%s: '%.40s' is not "
+                                              "an integer",
+                                              st->path, key, s));
     *v = x;
     return PST_OK;
 }
@@ -305,8 +308,10 @@ int ckpt_state_get_double(const ckpt_state *st, const char *key, double *v, pst_
     char *end;
     double x = strtod(s, &end);
     if (!s[0] || *end || !isfinite(x) || s[0] == ' ')
-        return ckpt_one_line(err, pst_err_set(err, PST_ERR_DATA, "%s: state.%s: '%.40s' is not "
-                                              "a finite number", st->path, key, s));
+        return ckpt_one_line(err, pst_err_set(err, PST_ERR_DATA,
+                                              "%s: state.%s: '%.40s' is not "
+                                              "a finite number",
+                                              st->path, key, s));
     *v = x;
     return PST_OK;
 }
@@ -321,14 +326,15 @@ int ckpt_state_get_tensor(const ckpt_state *st, const char *name, size_t n, cons
             continue;
         size_t have = (size_t)(t->end - t->begin) / sizeof(float);
         if (have != n)
-            return ckpt_one_line(err, pst_err_set(err, PST_ERR_DATA, "%s: tensor '%s' holds "
-                                                  "%zu floats, expected %zu", st->path, name,
-                                                  have, n));
+            return ckpt_one_line(err, pst_err_set(err, PST_ERR_DATA,
+                                                  "%s: tensor '%s' holds "
+                                                  "%zu floats, expected %zu",
+                                                  st->path, name, have, n));
         *p = (const float *)(const void *)(st->f.data + t->begin);
         return PST_OK;
     }
-    return ckpt_one_line(err, pst_err_set(err, PST_ERR_DATA, "%s: tensor '%s' is missing",
-                                          st->path, name));
+    return ckpt_one_line(
+        err, pst_err_set(err, PST_ERR_DATA, "%s: tensor '%s' is missing", st->path, name));
 }
 
 int ckpt_state_check_opt(const ckpt_state *st, opt_kind kind, size_t n, pst_err *err)
@@ -340,9 +346,10 @@ int ckpt_state_check_opt(const ckpt_state *st, opt_kind kind, size_t n, pst_err 
         (rc = ckpt_state_get_int(st, "opt.t", &t, err)))
         return rc;
     if (strcmp(k, opt_kind_name(kind)) != 0)
-        return ckpt_one_line(err, pst_err_set(err, PST_ERR_DATA, "%s: optimizer state of %.20s, "
-                                              "but the job uses %s", st->path, k,
-                                              opt_kind_name(kind)));
+        return ckpt_one_line(err, pst_err_set(err, PST_ERR_DATA,
+                                              "%s: optimizer state of %.20s, "
+                                              "but the job uses %s",
+                                              st->path, k, opt_kind_name(kind)));
     if (t < 0)
         return pst_err_set(err, PST_ERR_DATA, "%s: state.opt.t is negative", st->path);
     const char *names[2];

@@ -11,7 +11,8 @@
 
 #include "cli/cli.h"
 
-static const cli_opt help_opt = {.name = "help", .letter = 'h', .kind = CLI_FLAG, .help = "this text"};
+static const cli_opt help_opt = {
+    .name = "help", .letter = 'h', .kind = CLI_FLAG, .help = "this text"};
 
 /* Every option a command takes, in the order --help lists them: -h/--help, the table,
  * then the job shorthands. */
@@ -94,8 +95,8 @@ static int take_value(const cli_opt *o, const char *v, pst_err *err)
         if (!*v || *end || errno || !isfinite(x))
             return pst_err_set(err, PST_ERR_ARG, "--%s: '%s' is not a number", o->name, v);
         if (ranged && (x < o->lo || x > o->hi))
-            return pst_err_set(err, PST_ERR_ARG, "--%s: '%s' is out of range (%g to %g)",
-                               o->name, v, o->lo, o->hi);
+            return pst_err_set(err, PST_ERR_ARG, "--%s: '%s' is out of range (%g to %g)", o->name,
+                               v, o->lo, o->hi);
         if (o->dest)
             *(double *)o->dest = x;
         return PST_OK;
@@ -149,8 +150,8 @@ static int take_dotted(cli_args *a, int ac, char **av, int *i, pst_err *err)
 
 /* A table option o with its value v, from the token(s) at av[tok] (one when joined with
  * '='). */
-static int take_opt(cli_args *a, const cli_opt *o, int is_job, const char *v, char **av,
-                    int tok, int joined, pst_err *err)
+static int take_opt(cli_args *a, const cli_opt *o, int is_job, const char *v, char **av, int tok,
+                    int joined, pst_err *err)
 {
     int rc = take_value(o, v, err);
     if (rc || !o->key)
@@ -244,8 +245,7 @@ static int parse_loop(const cli_spec *sp, const opt_list *l, int ac, char **av, 
             break;
         if (c == 1) {
             if (a->npos == sp->max_pos)
-                rc = pst_err_set(err, PST_ERR_ARG, "unexpected argument '%s' (see --help)",
-                                 optarg);
+                rc = pst_err_set(err, PST_ERR_ARG, "unexpected argument '%s' (see --help)", optarg);
             else
                 a->pos[a->npos++] = optarg;
             continue;
@@ -265,7 +265,8 @@ static int parse_loop(const cli_spec *sp, const opt_list *l, int ac, char **av, 
             if (o && o->kind == CLI_FLAG)
                 rc = pst_err_set(err, PST_ERR_ARG, "--%s takes no value", o->name);
             else if (optopt >= 256)
-                rc = pst_err_set(err, PST_ERR_ARG, "--%s needs a value", l->opt[optopt - 256]->name);
+                rc =
+                    pst_err_set(err, PST_ERR_ARG, "--%s needs a value", l->opt[optopt - 256]->name);
             else
                 rc = pst_err_set(err, PST_ERR_ARG, "%s '-%c' (see --help)", unknown,
                                  optopt > ' ' && optopt < 127 ? optopt : '?');

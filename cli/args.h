@@ -52,17 +52,17 @@
 #include "base/err.h"
 
 typedef enum {
-    CLI_FLAG,   /* no value: *(int *)dest = 1 */
-    CLI_STR,    /* *(const char **)dest = the value (points into argv) */
-    CLI_INT,    /* *(int *)dest: a whole decimal number, in [lo, hi] */
-    CLI_I64,    /* *(long long *)dest: likewise */
-    CLI_NUM,    /* *(double *)dest: a finite number, in [lo, hi] */
-    CLI_CHOICE  /* *(int *)dest = the value's index in choices ("idx|csv|libsvm") */
+    CLI_FLAG,  /* no value: *(int *)dest = 1 */
+    CLI_STR,   /* *(const char **)dest = the value (points into argv) */
+    CLI_INT,   /* *(int *)dest: a whole decimal number, in [lo, hi] */
+    CLI_I64,   /* *(long long *)dest: likewise */
+    CLI_NUM,   /* *(double *)dest: a finite number, in [lo, hi] */
+    CLI_CHOICE /* *(int *)dest = the value's index in choices ("idx|csv|libsvm") */
 } cli_kind;
 
 typedef struct {
-    const char *name;    /* long name, without "--"; NULL ends a table */
-    char letter;         /* short option (-x), 0: none */
+    const char *name; /* long name, without "--"; NULL ends a table */
+    char letter;      /* short option (-x), 0: none */
     cli_kind kind;
     void *dest;          /* where the value goes (see cli_kind); NULL when key is set */
     const char *meta;    /* the value's name in --help ("N", "DIR"); NULL for CLI_FLAG */
@@ -76,13 +76,13 @@ typedef struct {
 } cli_opt;
 
 typedef struct {
-    const char *cmd;       /* "train", "server": errors read "pstrain CMD: ..." */
-    const char *synopsis;  /* the help above the options list ("usage: ...\n\n...\n") */
-    const cli_opt *opts;   /* this command's options, ending with {0}; -h/--help is added */
-    const char *epilog;    /* the help after the options list; NULL: none */
-    int job;               /* takes job overrides: cli_job_opts and --SECTION.KEY VALUE */
-    int max_pos;           /* how many positional arguments it takes */
-    const char *unknown;   /* the words of the unknown-option error; NULL: "unknown option" */
+    const char *cmd;      /* "train", "server": errors read "pstrain CMD: ..." */
+    const char *synopsis; /* the help above the options list ("usage: ...\n\n...\n") */
+    const cli_opt *opts;  /* this command's options, ending with {0}; -h/--help is added */
+    const char *epilog;   /* the help after the options list; NULL: none */
+    int job;              /* takes job overrides: cli_job_opts and --SECTION.KEY VALUE */
+    int max_pos;          /* how many positional arguments it takes */
+    const char *unknown;  /* the words of the unknown-option error; NULL: "unknown option" */
 } cli_spec;
 
 /* A job override from the command line: flag is the option as typed, without "--" and
@@ -94,15 +94,15 @@ typedef struct {
 /* What cli_args_parse found; everything points into argv or into storage freed by
  * cli_args_fini. */
 typedef struct {
-    char **pos;           /* (npos) positional arguments, in order */
+    char **pos; /* (npos) positional arguments, in order */
     int npos;
-    cli_override *ov;     /* (nov) job overrides, in order */
+    cli_override *ov; /* (nov) job overrides, in order */
     int nov;
-    char **raw;           /* (nraw) the job overrides as typed, for the command lines of
+    char **raw; /* (nraw) the job overrides as typed, for the command lines of
                              other processes of the job (pstrain local); an option of the
                              command's own table that sets a job key is given as --KEY */
     int nraw;
-    char **owned;         /* (nowned) strings allocated here */
+    char **owned; /* (nowned) strings allocated here */
     int nowned;
 } cli_args;
 

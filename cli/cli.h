@@ -33,8 +33,7 @@ void openblas_threads(int n);
 /* Loads the job: the file, or the built-in default when path is NULL, then applies the
  * overrides ov[0..nov) in order (cli/args.h; key "freeze" is --freeze's list) and checks
  * it. A bad override's error names its flag ("--epochs: ..."). */
-int cli_load_job(cfg_job **job, const char *path, const cli_override *ov, int nov,
-                 pst_err *err);
+int cli_load_job(cfg_job **job, const char *path, const cli_override *ov, int nov, pst_err *err);
 
 /* With security on (any security.* key set), checks that the keys role needs are set and
  * that every key file given loads (PST_ERR_CONFIG naming the file otherwise). role:

@@ -19,15 +19,15 @@
 
 typedef struct {
     const char *job_path;
-    int rank;               /* -1: not given */
+    int rank; /* -1: not given */
     const char *coordinator;
     const char *bind;
     const char *advertise;
     int ready_fd;
-    int port;               /* a server's port; 0: any free one */
-    int metrics_port;       /* --metrics-port: this process's Prometheus port, 0 = off;
+    int port;         /* a server's port; 0: any free one */
+    int metrics_port; /* --metrics-port: this process's Prometheus port, 0 = off;
                                -1: not given (cluster.metrics_port decides) */
-    cli_args args;          /* the job file and overrides */
+    cli_args args;    /* the job file and overrides */
     char coord_buf[300];
     char bind_buf[300];
     char adv_buf[256];
@@ -108,9 +108,9 @@ static const cJSON *tf_list(const cJSON *cluster, const char *name, int *bad)
     int port;
     if (!cJSON_IsArray(l))
         *bad = -1;
-    cJSON_ArrayForEach(it, l)
-        if (!cJSON_IsString(it) || split_host_port(it->valuestring, host, sizeof host, &port))
-            *bad = -1;
+    cJSON_ArrayForEach(it, l) if (!cJSON_IsString(it) ||
+                                  split_host_port(it->valuestring, host, sizeof host, &port)) *bad =
+        -1;
     return l;
 }
 
@@ -141,10 +141,13 @@ static int tf_config(const char *role, const char *json, node_args *a, pst_err *
     const char *t = type->valuestring;
     int is_server = !strcmp(role, "server"), is_worker = !strcmp(role, "worker");
     const char *want = is_server ? "ps" : is_worker ? "worker" : "chief";
-    if (is_server ? strcmp(t, "ps") : is_worker ? strcmp(t, "worker")
-                                                : strcmp(t, "chief") && strcmp(t, "coordinator")) {
-        pst_err_set(err, PST_ERR_ARG, "TF_CONFIG: task.type is '%s' but this is `pstrain %s` "
-                    "(task.type '%s')", t, role, want);
+    if (is_server   ? strcmp(t, "ps")
+        : is_worker ? strcmp(t, "worker")
+                    : strcmp(t, "chief") && strcmp(t, "coordinator")) {
+        pst_err_set(err, PST_ERR_ARG,
+                    "TF_CONFIG: task.type is '%s' but this is `pstrain %s` "
+                    "(task.type '%s')",
+                    t, role, want);
         goto cleanup;
     }
     const cJSON *chief = tf_list(cluster, "chief", &bad);
@@ -158,8 +161,8 @@ static int tf_config(const char *role, const char *json, node_args *a, pst_err *
     const cJSON *own = is_server ? ps : is_worker ? wk : chief;
     int idx = index->valueint, nown = own ? cJSON_GetArraySize(own) : 0;
     if (own && idx >= nown) {
-        pst_err_set(err, PST_ERR_ARG, "TF_CONFIG: task.index %d but cluster.%s has %d entries",
-                    idx, own == chief ? t : want, nown);
+        pst_err_set(err, PST_ERR_ARG, "TF_CONFIG: task.index %d but cluster.%s has %d entries", idx,
+                    own == chief ? t : want, nown);
         goto cleanup;
     }
     if (!is_server && !is_worker) {
@@ -167,8 +170,7 @@ static int tf_config(const char *role, const char *json, node_args *a, pst_err *
         char host[256];
         int port;
         if (!a->bind && own &&
-            !split_host_port(cJSON_GetArrayItem(own, idx)->valuestring, host, sizeof host,
-                             &port)) {
+            !split_host_port(cJSON_GetArrayItem(own, idx)->valuestring, host, sizeof host, &port)) {
             snprintf(a->bind_buf, sizeof a->bind_buf, "tcp://0.0.0.0:%d", port);
             a->bind = a->bind_buf;
         }
@@ -219,32 +221,57 @@ static int parse_node(const char *role, int argc, char **argv, node_args *a)
     a->ready_fd = -1;
     a->metrics_port = -1;
     const int coord = !strcmp(role, "coordinator"), server = !strcmp(role, "server");
-    const cli_opt rank = {
-        .name = "rank", .kind = CLI_INT, .dest = &a->rank, .meta = "R", .lo = 0, .hi = 1000000,
-        .help = coord ? NULL : server ? "this process's rank among the servers (from 0)"
-                                      : "this process's rank among the workers (from 0)"};
-    const cli_opt coordinator = {.name = "coordinator", .kind = CLI_STR, .dest = &a->coordinator,
+    const cli_opt rank = {.name = "rank",
+                          .kind = CLI_INT,
+                          .dest = &a->rank,
+                          .meta = "R",
+                          .lo = 0,
+                          .hi = 1000000,
+                          .help = coord    ? NULL
+                                  : server ? "this process's rank among the servers (from 0)"
+                                           : "this process's rank among the workers (from 0)"};
+    const cli_opt coordinator = {.name = "coordinator",
+                                 .kind = CLI_STR,
+                                 .dest = &a->coordinator,
                                  .meta = "ENDPOINT",
                                  .help = coord ? NULL : "the coordinator's address"};
     const cli_opt bind = {
-        .name = "bind", .kind = CLI_STR, .dest = &a->bind, .meta = coord ? "ENDPOINT" : "HOST",
+        .name = "bind",
+        .kind = CLI_STR,
+        .dest = &a->bind,
+        .meta = coord ? "ENDPOINT" : "HOST",
         .help = coord    ? "where to listen (default tcp://0.0.0.0:7070; port 0 = any)"
                 : server ? "interface to listen on (default 127.0.0.1;\n0.0.0.0 for all)"
                          : NULL};
     const cli_opt advertise = {
-        .name = "advertise", .kind = CLI_STR, .dest = &a->advertise, .meta = "HOST",
+        .name = "advertise",
+        .kind = CLI_STR,
+        .dest = &a->advertise,
+        .meta = "HOST",
         .help = server ? "address workers should use (default: the bind\naddress, or the host "
                          "name when binding 0.0.0.0)"
                        : NULL};
-    const cli_opt ready = {
-        .name = "ready-fd", .kind = CLI_INT, .dest = &a->ready_fd, .meta = "FD", .lo = 0,
-        .hi = 1000000,
-        .help = coord ? "write the bound endpoint to this descriptor (launchers)" : NULL};
-    const cli_opt port = {.name = "port", .kind = CLI_INT, .dest = &a->port, .meta = "N",
-                          .lo = 0, .hi = 65535,
+    const cli_opt ready = {.name = "ready-fd",
+                           .kind = CLI_INT,
+                           .dest = &a->ready_fd,
+                           .meta = "FD",
+                           .lo = 0,
+                           .hi = 1000000,
+                           .help = coord ? "write the bound endpoint to this descriptor (launchers)"
+                                         : NULL};
+    const cli_opt port = {.name = "port",
+                          .kind = CLI_INT,
+                          .dest = &a->port,
+                          .meta = "N",
+                          .lo = 0,
+                          .hi = 65535,
                           .help = "port to listen on (default 0: any free port)"};
     const cli_opt metrics = {
-        .name = "metrics-port", .kind = CLI_INT, .dest = &a->metrics_port, .meta = "N", .lo = 0,
+        .name = "metrics-port",
+        .kind = CLI_INT,
+        .dest = &a->metrics_port,
+        .meta = "N",
+        .lo = 0,
         .hi = 65535,
         .help = coord ? "serve Prometheus /metrics and the /status JSON on port N\n"
                         "(default: cluster.metrics_port; 0 = off)"
@@ -274,9 +301,13 @@ static int parse_node(const char *role, int argc, char **argv, node_args *a)
     char epilog[4096];
     snprintf(epilog, sizeof epilog, "%s%s", node_epilog, env_help);
     const cli_spec spec = {.cmd = role,
-                           .synopsis = coord ? coord_synopsis : server ? server_synopsis
-                                                                       : worker_synopsis,
-                           .opts = opts, .epilog = epilog, .job = 1, .max_pos = 1};
+                           .synopsis = coord    ? coord_synopsis
+                                       : server ? server_synopsis
+                                                : worker_synopsis,
+                           .opts = opts,
+                           .epilog = epilog,
+                           .job = 1,
+                           .max_pos = 1};
     int ec = cli_parse(&spec, argc, argv, &a->args);
     if (ec >= 0)
         return ec;
@@ -345,12 +376,14 @@ static void env_overrides(cli_override *out, int *n)
 {
     static const struct {
         const char *var, *key;
-    } vars[ENV_OVERRIDES] = {
-        {"PSTRAIN_NUM_SERVERS", "cluster.servers"}, {"DMLC_NUM_SERVER", "cluster.servers"},
-        {"PSTRAIN_NUM_WORKERS", "cluster.workers"}, {"DMLC_NUM_WORKER", "cluster.workers"},
-        {"PSTRAIN_SERVER_KEY", "security.server_key"},
-        {"PSTRAIN_SERVER_PUBLIC", "security.server_public"},
-        {"PSTRAIN_CLIENT_KEY", "security.client_key"}, {"PSTRAIN_ALLOW", "security.allow"}};
+    } vars[ENV_OVERRIDES] = {{"PSTRAIN_NUM_SERVERS", "cluster.servers"},
+                             {"DMLC_NUM_SERVER", "cluster.servers"},
+                             {"PSTRAIN_NUM_WORKERS", "cluster.workers"},
+                             {"DMLC_NUM_WORKER", "cluster.workers"},
+                             {"PSTRAIN_SERVER_KEY", "security.server_key"},
+                             {"PSTRAIN_SERVER_PUBLIC", "security.server_public"},
+                             {"PSTRAIN_CLIENT_KEY", "security.client_key"},
+                             {"PSTRAIN_ALLOW", "security.allow"}};
     for (size_t i = 0; i < ENV_OVERRIDES; i++) {
         const char *v = getenv(vars[i].var);
         if (v)
@@ -379,8 +412,7 @@ static int start_metrics(const char *role, const node_args *a, const cfg_job *jo
     }
     if (!(*reg = obs_registry_create(err)) || !(*http = obs_http_start(*reg, host, port, err)))
         return err->code;
-    log_info(lg, "metrics on http://%s:%d/metrics%s", host, port,
-             is_server ? "" : " and /status");
+    log_info(lg, "metrics on http://%s:%d/metrics%s", host, port, is_server ? "" : " and /status");
     return PST_OK;
 }
 
@@ -433,9 +465,15 @@ static int run_node(const char *role, int argc, char **argv, const volatile sig_
             rc = pst_err_set(&err, PST_ERR_ARG, "--rank %d but the job has %d servers", a.rank,
                              job->cluster.servers);
         else {
-            srv_options o = {.rank = a.rank, .coordinator = a.coordinator, .bind_host = a.bind,
-                             .advertise = a.advertise, .port = a.port, .job = job, .lg = &lg,
-                             .stop = stop, .faults = getenv("PSTRAIN_FAULTS"),
+            srv_options o = {.rank = a.rank,
+                             .coordinator = a.coordinator,
+                             .bind_host = a.bind,
+                             .advertise = a.advertise,
+                             .port = a.port,
+                             .job = job,
+                             .lg = &lg,
+                             .stop = stop,
+                             .faults = getenv("PSTRAIN_FAULTS"),
                              .metrics = metrics};
             rc = srv_run(&o, &err);
         }
@@ -445,9 +483,14 @@ static int run_node(const char *role, int argc, char **argv, const volatile sig_
                              job->cluster.workers);
         else {
             openblas_threads(job->train.threads);
-            wk_dist_options o = {.rank = a.rank, .coordinator = a.coordinator, .job = job,
-                                 .lg = &lg, .stop = stop, .progress_out = stderr,
-                                 .tty = isatty(STDERR_FILENO), .progress_fd = -1,
+            wk_dist_options o = {.rank = a.rank,
+                                 .coordinator = a.coordinator,
+                                 .job = job,
+                                 .lg = &lg,
+                                 .stop = stop,
+                                 .progress_out = stderr,
+                                 .tty = isatty(STDERR_FILENO),
+                                 .progress_fd = -1,
                                  .faults = getenv("PSTRAIN_FAULTS")};
             /* pstrain local draws the job's progress from every worker's records: then
              * no worker draws a bar of its own (cmd_local.c). */
@@ -459,8 +502,12 @@ static int run_node(const char *role, int argc, char **argv, const volatile sig_
                 rc = wk_dist_run(&o, &err);
         }
     } else {
-        coord_options o = {.bind = a.bind, .ready_fd = a.ready_fd, .job = job, .lg = &lg,
-                           .stop = stop, .faults = getenv("PSTRAIN_FAULTS"),
+        coord_options o = {.bind = a.bind,
+                           .ready_fd = a.ready_fd,
+                           .job = job,
+                           .lg = &lg,
+                           .stop = stop,
+                           .faults = getenv("PSTRAIN_FAULTS"),
                            .metrics = metrics};
         rc = coord_run(&o, &err);
     }

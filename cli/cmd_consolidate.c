@@ -53,17 +53,20 @@ static int load_shards(const cfg_job *job, const char *dir, int64_t clock, size_
             (rc = ckpt_state_get_int(st[s], "len", &len, err)))
             break;
         if (strcmp(hash, want) != 0) {
-            rc = pst_err_set(err, PST_ERR_CONFIG, "%s: written by another job (model, "
-                             "optimizer, cluster or training settings differ)", path);
+            rc = pst_err_set(err, PST_ERR_CONFIG,
+                             "%s: written by another job (model, "
+                             "optimizer, cluster or training settings differ)",
+                             path);
             break;
         }
         if (rank != s || servers != S || c != clock || off != at || len < 1 ||
             (uint64_t)(off + len) > nparams) {
-            rc = pst_err_set(err, PST_ERR_DATA, "%s: holds server %lld of %lld, parameters "
+            rc = pst_err_set(err, PST_ERR_DATA,
+                             "%s: holds server %lld of %lld, parameters "
                              "[%lld, %lld) at clock %lld; expected server %d of %d from "
-                             "parameter %lld of %zu", path, (long long)rank, (long long)servers,
-                             (long long)off, (long long)(off + len), (long long)c, s, S,
-                             (long long)at, nparams);
+                             "parameter %lld of %zu",
+                             path, (long long)rank, (long long)servers, (long long)off,
+                             (long long)(off + len), (long long)c, s, S, (long long)at, nparams);
             break;
         }
         if ((rc = ckpt_state_get_tensor(st[s], "weights", (size_t)len, &w, err)))
@@ -71,9 +74,10 @@ static int load_shards(const cfg_job *job, const char *dir, int64_t clock, size_
         at = off + len;
     }
     if (!rc && (uint64_t)at != nparams)
-        rc = pst_err_set(err, PST_ERR_DATA, "%s: the shards of clock %lld cover %lld of the "
-                         "model's %zu parameters", dir, (long long)clock, (long long)at,
-                         nparams);
+        rc = pst_err_set(err, PST_ERR_DATA,
+                         "%s: the shards of clock %lld cover %lld of the "
+                         "model's %zu parameters",
+                         dir, (long long)clock, (long long)at, nparams);
     if (rc)
         for (int s = 0; s < S; s++) {
             ckpt_state_destroy(st[s]);
@@ -84,8 +88,8 @@ static int load_shards(const cfg_job *job, const char *dir, int64_t clock, size_
 
 /* The clocks server 0 has checkpoints of, newest first, in `from` or else in
  * from/checkpoints (the folder found goes to dir); PST_ERR_IO when neither has any. */
-static int list_clocks(const char *from, char *dir, size_t dircap, int64_t *tags, int cap,
-                       int *n, pst_err *err)
+static int list_clocks(const char *from, char *dir, size_t dircap, int64_t *tags, int cap, int *n,
+                       pst_err *err)
 {
     int rc;
     snprintf(dir, dircap, "%s", from);
@@ -97,8 +101,10 @@ static int list_clocks(const char *from, char *dir, size_t dircap, int64_t *tags
             return rc;
     }
     if (*n == 0)
-        return pst_err_set(err, PST_ERR_IO, "--resume %s: no shard checkpoint there "
-                           "(server-<rank>-clock-<c>.safetensors)", from);
+        return pst_err_set(err, PST_ERR_IO,
+                           "--resume %s: no shard checkpoint there "
+                           "(server-<rank>-clock-<c>.safetensors)",
+                           from);
     return PST_OK;
 }
 
@@ -107,14 +113,24 @@ int cmd_consolidate(int argc, char **argv, const volatile sig_atomic_t *stop)
     (void)stop;
     const char *out = NULL;
     long long want_clock = -1;
-    const cli_opt opts[] = {
-        {.name = "clock", .kind = CLI_I64, .dest = &want_clock, .meta = "C", .lo = 0,
-         .hi = 9.2e18, .help = "the clock to consolidate (default: the newest complete one)"},
-        {.name = "out", .kind = CLI_STR, .dest = &out, .meta = "FILE",
-         .help = "where to write the model"},
-        {0}};
-    const cli_spec spec = {.cmd = "consolidate", .synopsis = consolidate_synopsis,
-                           .opts = opts, .job = 1, .max_pos = 1};
+    const cli_opt opts[] = {{.name = "clock",
+                             .kind = CLI_I64,
+                             .dest = &want_clock,
+                             .meta = "C",
+                             .lo = 0,
+                             .hi = 9.2e18,
+                             .help = "the clock to consolidate (default: the newest complete one)"},
+                            {.name = "out",
+                             .kind = CLI_STR,
+                             .dest = &out,
+                             .meta = "FILE",
+                             .help = "where to write the model"},
+                            {0}};
+    const cli_spec spec = {.cmd = "consolidate",
+                           .synopsis = consolidate_synopsis,
+                           .opts = opts,
+                           .job = 1,
+                           .max_pos = 1};
     cli_args args;
     int ec = cli_parse(&spec, argc, argv, &args);
     if (ec >= 0)
@@ -175,10 +191,11 @@ int cmd_consolidate(int argc, char **argv, const volatile sig_atomic_t *stop)
     }
     if (clock < 0) {
         rc = want_clock >= 0
-                 ? pst_err_set(&err, PST_ERR_IO, "%s: no checkpoint of clock %lld", dir,
-                               want_clock)
-                 : pst_err_set(&err, PST_ERR_DATA, "%s: no clock has a complete checkpoint on "
-                               "all %d servers", dir, S);
+                 ? pst_err_set(&err, PST_ERR_IO, "%s: no checkpoint of clock %lld", dir, want_clock)
+                 : pst_err_set(&err, PST_ERR_DATA,
+                               "%s: no clock has a complete checkpoint on "
+                               "all %d servers",
+                               dir, S);
         goto done;
     }
     float *params = ml_model_params(m);
@@ -201,8 +218,8 @@ int cmd_consolidate(int argc, char **argv, const volatile sig_atomic_t *stop)
         snprintf(file, sizeof file, "%s/model-clock-%lld.safetensors", dir, (long long)clock);
     if ((rc = ckpt_save_model(file, m, &job->model.spec, data.train, &data.scaler, &err)))
         goto done;
-    log_info(&lg, "the model at clock %lld, from %d shard checkpoint(s): %s", (long long)clock,
-             S, file);
+    log_info(&lg, "the model at clock %lld, from %d shard checkpoint(s): %s", (long long)clock, S,
+             file);
 done:
     if (rc)
         fprintf(stderr, "pstrain consolidate: %s\n", err.msg);

@@ -22,15 +22,15 @@
 
 typedef struct {
     const char *ckpt, *data;
-    const char *labels;      /* IDX labels file */
-    const char *label;       /* CSV label column by name */
-    int label_index;         /* CSV label column by index, -1 = last */
+    const char *labels; /* IDX labels file */
+    const char *label;  /* CSV label column by name */
+    int label_index;    /* CSV label column by index, -1 = last */
     cfg_header header;
     char delimiter;
-    int format;              /* a cfg_format, or -1: idx when labels is given, else csv */
+    int format; /* a cfg_format, or -1: idx when labels is given, else csv */
     int batch;
-    const char *output;      /* predict: NULL = stdout */
-    int no_label;            /* predict: the CSV has no label column */
+    const char *output; /* predict: NULL = stdout */
+    int no_label;       /* predict: the CSV has no label column */
 } eval_args;
 
 static const char eval_synopsis[] =
@@ -58,32 +58,64 @@ static int parse_args(const char *cmd, int argc, char **argv, eval_args *a)
     *a = (eval_args){.label_index = INT_MIN, .delimiter = ',', .batch = 256};
     int format = -1, header = 2; /* indices into the choices below */
     const char *delim = ",";
-    cli_opt opts[] = {
-        {.name = "format", .kind = CLI_CHOICE, .dest = &format, .meta = "idx|csv|libsvm",
-         .choices = "idx|csv|libsvm",
-         .help = "format of DATA (default: idx with --labels, else csv)"},
-        {.name = "labels", .kind = CLI_STR, .dest = &a->labels, .meta = "FILE",
-         .help = "IDX labels file (DATA is then the images file)"},
-        {.name = "label", .kind = CLI_STR, .dest = &a->label, .meta = "NAME",
-         .help = "CSV label column by header name"},
-        {.name = "label-index", .kind = CLI_INT, .dest = &a->label_index, .meta = "N",
-         .lo = -1, .hi = INT_MAX, .help = "CSV label column by index (default -1: the last)"},
-        {.name = "header", .kind = CLI_CHOICE, .dest = &header, .meta = "yes|no|auto",
-         .choices = "yes|no|auto", .help = "CSV header line (default auto)"},
-        {.name = "delimiter", .kind = CLI_STR, .dest = &delim, .meta = "C",
-         .help = "CSV field separator (default ,)"},
-        {.name = "batch-size", .kind = CLI_INT, .dest = &a->batch, .meta = "N", .lo = 1,
-         .hi = 1 << 20, .help = "rows per forward pass (default 256)"},
-        /* predict only, from here on */
-        {.name = "output", .kind = CLI_STR, .dest = &a->output, .meta = "FILE",
-         .help = "write the CSV to FILE (atomically) instead of stdout"},
-        {.name = "no-label", .kind = CLI_FLAG, .dest = &a->no_label,
-         .help = "CSV without a label column"},
-        {0}};
+    cli_opt opts[] = {{.name = "format",
+                       .kind = CLI_CHOICE,
+                       .dest = &format,
+                       .meta = "idx|csv|libsvm",
+                       .choices = "idx|csv|libsvm",
+                       .help = "format of DATA (default: idx with --labels, else csv)"},
+                      {.name = "labels",
+                       .kind = CLI_STR,
+                       .dest = &a->labels,
+                       .meta = "FILE",
+                       .help = "IDX labels file (DATA is then the images file)"},
+                      {.name = "label",
+                       .kind = CLI_STR,
+                       .dest = &a->label,
+                       .meta = "NAME",
+                       .help = "CSV label column by header name"},
+                      {.name = "label-index",
+                       .kind = CLI_INT,
+                       .dest = &a->label_index,
+                       .meta = "N",
+                       .lo = -1,
+                       .hi = INT_MAX,
+                       .help = "CSV label column by index (default -1: the last)"},
+                      {.name = "header",
+                       .kind = CLI_CHOICE,
+                       .dest = &header,
+                       .meta = "yes|no|auto",
+                       .choices = "yes|no|auto",
+                       .help = "CSV header line (default auto)"},
+                      {.name = "delimiter",
+                       .kind = CLI_STR,
+                       .dest = &delim,
+                       .meta = "C",
+                       .help = "CSV field separator (default ,)"},
+                      {.name = "batch-size",
+                       .kind = CLI_INT,
+                       .dest = &a->batch,
+                       .meta = "N",
+                       .lo = 1,
+                       .hi = 1 << 20,
+                       .help = "rows per forward pass (default 256)"},
+                      /* predict only, from here on */
+                      {.name = "output",
+                       .kind = CLI_STR,
+                       .dest = &a->output,
+                       .meta = "FILE",
+                       .help = "write the CSV to FILE (atomically) instead of stdout"},
+                      {.name = "no-label",
+                       .kind = CLI_FLAG,
+                       .dest = &a->no_label,
+                       .help = "CSV without a label column"},
+                      {0}};
     if (!predict)
         opts[sizeof opts / sizeof opts[0] - 3] = (cli_opt){0};
-    const cli_spec spec = {.cmd = cmd, .synopsis = predict ? predict_synopsis : eval_synopsis,
-                           .opts = opts, .max_pos = 2};
+    const cli_spec spec = {.cmd = cmd,
+                           .synopsis = predict ? predict_synopsis : eval_synopsis,
+                           .opts = opts,
+                           .max_pos = 2};
     cli_args args;
     int ec = cli_parse(&spec, argc, argv, &args);
     if (ec >= 0)
@@ -111,8 +143,7 @@ static int parse_args(const char *cmd, int argc, char **argv, eval_args *a)
     }
     if (a->no_label && (a->format != CFG_FMT_CSV || a->label || a->label_index != INT_MIN)) {
         fprintf(stderr,
-                "pstrain %s: --no-label is for CSV data, without --label or --label-index\n",
-                cmd);
+                "pstrain %s: --no-label is for CSV data, without --label or --label-index\n", cmd);
         return EXIT_USAGE;
     }
     if (a->no_label)
@@ -197,8 +228,10 @@ static ds_dataset *load_data(const eval_args *a, const ckpt_model *ck, pst_err *
     }
     for (int64_t i = 0; i < n; i++)
         if (lab[i] < 0 || lab[i] >= K) {
-            pst_err_set(err, PST_ERR_DATA, "%s: record %lld: label %d is not a class of the "
-                        "model (it has %d)", a->data, (long long)i, (int)lab[i], K);
+            pst_err_set(err, PST_ERR_DATA,
+                        "%s: record %lld: label %d is not a class of the "
+                        "model (it has %d)",
+                        a->data, (long long)i, (int)lab[i], K);
             goto fail;
         }
     return ds;

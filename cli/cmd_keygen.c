@@ -76,13 +76,18 @@ int cmd_keygen(int argc, char **argv, const volatile sig_atomic_t *stop)
     const char *out = ".";
     int force = 0;
     const cli_opt opts[] = {
-        {.name = "out", .kind = CLI_STR, .dest = &out, .meta = "DIR",
+        {.name = "out",
+         .kind = CLI_STR,
+         .dest = &out,
+         .meta = "DIR",
          .help = "folder for the key files (created, mode 0700); default: ."},
-        {.name = "force", .kind = CLI_FLAG, .dest = &force,
-         .help = "overwrite existing key files"},
+        {.name = "force", .kind = CLI_FLAG, .dest = &force, .help = "overwrite existing key files"},
         {0}};
-    const cli_spec spec = {.cmd = "keygen", .synopsis = keygen_synopsis, .opts = opts,
-                           .epilog = keygen_epilog, .max_pos = KEYGEN_MAX_NAMES};
+    const cli_spec spec = {.cmd = "keygen",
+                           .synopsis = keygen_synopsis,
+                           .opts = opts,
+                           .epilog = keygen_epilog,
+                           .max_pos = KEYGEN_MAX_NAMES};
     cli_args args;
     int ec = cli_parse(&spec, argc, argv, &args);
     if (ec >= 0)
@@ -91,8 +96,10 @@ int cmd_keygen(int argc, char **argv, const volatile sig_atomic_t *stop)
     int nnames = 0;
     for (int i = 0; i < args.npos; i++) {
         if (!name_ok(args.pos[i])) {
-            fprintf(stderr, "pstrain keygen: bad key name '%s' (letters, digits, '-', '_', '.'; "
-                            "not starting with '.')\n", args.pos[i]);
+            fprintf(stderr,
+                    "pstrain keygen: bad key name '%s' (letters, digits, '-', '_', '.'; "
+                    "not starting with '.')\n",
+                    args.pos[i]);
             cli_args_fini(&args);
             return EXIT_USAGE;
         }
@@ -114,8 +121,10 @@ int cmd_keygen(int argc, char **argv, const volatile sig_atomic_t *stop)
                 snprintf(path, sizeof path, "%s/%s.%s", out, names[i], pub ? "pub" : "key");
                 struct stat st;
                 if (lstat(path, &st) == 0) {
-                    fprintf(stderr, "pstrain keygen: %s exists; not overwriting it (--force "
-                                    "replaces it)\n", path);
+                    fprintf(stderr,
+                            "pstrain keygen: %s exists; not overwriting it (--force "
+                            "replaces it)\n",
+                            path);
                     return EXIT_USAGE;
                 }
             }

@@ -34,11 +34,11 @@ extern char **environ;
 typedef struct {
     cli_sup_child *kids; /* (nkids): [0] coordinator, [1..S] servers, [S+1..S+W] workers */
     int nkids;
-    char (*names)[32];   /* (nkids) the kids' names */
-    char (*ranks)[16];   /* (nkids) their --rank values */
-    char **argvs;        /* one block holding every child's argv */
-    char **env_worker;   /* environ with PSTRAIN_PROGRESS_FD=3, for the workers */
-    char ep[256];        /* the coordinator's endpoint, filled before the others start */
+    char (*names)[32]; /* (nkids) the kids' names */
+    char (*ranks)[16]; /* (nkids) their --rank values */
+    char **argvs;      /* one block holding every child's argv */
+    char **env_worker; /* environ with PSTRAIN_PROGRESS_FD=3, for the workers */
+    char ep[256];      /* the coordinator's endpoint, filled before the others start */
 } local_plan;
 
 /* The help above the options list; %g fields are filled by local_synopsis. */
@@ -115,7 +115,6 @@ static int env_ms(const char *name, double def, long *ms)
     return 0;
 }
 
-
 /* Fills the children's names and argv: "pstrain ROLE [JOB] <role flags> <overrides>".
  * Returns -1 when out of memory. */
 static int plan_init(local_plan *p, const char *path, char **rest, int nrest, int servers,
@@ -191,15 +190,22 @@ int cmd_local(int argc, char **argv, const volatile sig_atomic_t *stop)
      * here, where all share one host, it is the job's base port (cluster.metrics_port):
      * the coordinator on N, server r on N + 1 + r. The children get it as that key. */
     const cli_opt opts[] = {
-        {.name = "metrics-port", .kind = CLI_INT, .meta = "N", .lo = 0, .hi = 65535,
+        {.name = "metrics-port",
+         .kind = CLI_INT,
+         .meta = "N",
+         .lo = 0,
+         .hi = 65535,
          .key = "cluster.metrics_port",
          .help = "Prometheus endpoints: the coordinator's /metrics and /status\non port N, "
                  "server r's /metrics on N + 1 + r (the same as\n--cluster.metrics_port N; "
                  "docs/observability.md)"},
         {0}};
     char synopsis[4096];
-    const cli_spec spec = {.cmd = "local", .synopsis = local_synopsis(synopsis, sizeof synopsis),
-                           .opts = opts, .job = 1, .max_pos = 1};
+    const cli_spec spec = {.cmd = "local",
+                           .synopsis = local_synopsis(synopsis, sizeof synopsis),
+                           .opts = opts,
+                           .job = 1,
+                           .max_pos = 1};
     cli_args args;
     int ec = cli_parse(&spec, argc, argv, &args);
     if (ec >= 0)
@@ -222,8 +228,10 @@ int cmd_local(int argc, char **argv, const volatile sig_atomic_t *stop)
     cli_sup_options so = {.max_restarts = job->cluster.max_restarts};
     cfg_job_free(job);
     if (servers < 1 || workers < 1 || servers > INT_MAX / 2 - 1 || workers > INT_MAX / 2 - 1) {
-        fprintf(stderr, "pstrain local: the job has %d server(s) and %d worker(s); it needs at "
-                        "least one of each\n", servers, workers);
+        fprintf(stderr,
+                "pstrain local: the job has %d server(s) and %d worker(s); it needs at "
+                "least one of each\n",
+                servers, workers);
         cli_args_fini(&args);
         return EXIT_USAGE;
     }

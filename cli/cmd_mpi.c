@@ -40,25 +40,25 @@ static const char *const role_names[] = {"coordinator", "server", "worker"};
 
 typedef struct {
     const char *job_path;
-    int role;               /* ROLE_ANY: chosen by rank (SPMD) */
-    const char *bind;       /* NULL: 127.0.0.1 on one host, 0.0.0.0 across hosts */
-    const char *advertise;  /* NULL: the bind address, or the host name across hosts */
-    cli_args args;          /* the job file and overrides */
+    int role;              /* ROLE_ANY: chosen by rank (SPMD) */
+    const char *bind;      /* NULL: 127.0.0.1 on one host, 0.0.0.0 across hosts */
+    const char *advertise; /* NULL: the bind address, or the host name across hosts */
+    cli_args args;         /* the job file and overrides */
 } mpi_args;
 
 /* The launch as every rank works it out (agree_roles). */
 typedef struct {
-    int counts[3];          /* ranks per role */
-    int one_host;           /* every rank on this host */
-    int role, role_rank;    /* this rank's role, and its rank among that role's ranks */
-    int coord_rank;         /* the world rank of the coordinator */
+    int counts[3];       /* ranks per role */
+    int one_host;        /* every rank on this host */
+    int role, role_rank; /* this rank's role, and its rank among that role's ranks */
+    int coord_rank;      /* the world rank of the coordinator */
 } mpi_plan;
 
 /* What every rank tells every other before anything starts. */
 typedef struct {
-    int code;               /* this rank's exit code so far: 0 = ready */
+    int code; /* this rank's exit code so far: 0 = ready */
     int role;
-    int servers;            /* cluster.servers of its job (SPMD: all must agree) */
+    int servers; /* cluster.servers of its job (SPMD: all must agree) */
     char host[HOST_LEN];
 } rank_info;
 
@@ -88,18 +88,31 @@ static int parse_mpi(int argc, char **argv, mpi_args *a, pst_err *err)
     memset(a, 0, sizeof *a);
     a->role = ROLE_ANY;
     const cli_opt opts[] = {
-        {.name = "role", .kind = CLI_CHOICE, .dest = &a->role, .meta = "R",
+        {.name = "role",
+         .kind = CLI_CHOICE,
+         .dest = &a->role,
+         .meta = "R",
          .choices = "coordinator|server|worker",
          .help = "coordinator, server or worker (MPMD launches)"},
-        {.name = "bind", .kind = CLI_STR, .dest = &a->bind, .meta = "HOST",
+        {.name = "bind",
+         .kind = CLI_STR,
+         .dest = &a->bind,
+         .meta = "HOST",
          .help = "interface the coordinator and servers listen on (default\n127.0.0.1 when all "
                  "ranks share one host, else 0.0.0.0)"},
-        {.name = "advertise", .kind = CLI_STR, .dest = &a->advertise, .meta = "HOST",
+        {.name = "advertise",
+         .kind = CLI_STR,
+         .dest = &a->advertise,
+         .meta = "HOST",
          .help = "address other ranks use to reach this rank (default: the\nbind address, or "
                  "this host's name when binding 0.0.0.0)"},
         {0}};
-    const cli_spec spec = {.cmd = "mpi", .synopsis = mpi_synopsis, .opts = opts,
-                           .epilog = mpi_epilog, .job = 1, .max_pos = 1};
+    const cli_spec spec = {.cmd = "mpi",
+                           .synopsis = mpi_synopsis,
+                           .opts = opts,
+                           .epilog = mpi_epilog,
+                           .job = 1,
+                           .max_pos = 1};
     int rc = cli_args_parse(&spec, argc, argv, &a->args, err);
     if (rc == CLI_ARGS_HELP)
         cli_args_usage(&spec, stdout);
@@ -186,8 +199,8 @@ static int agree_roles(const rank_info *all, int nranks, int rank, mpi_plan *pl,
             snprintf(why, whycap, "give --role to every rank or to none (rank %d)", r);
         } else if (spmd && all[r].servers != all[0].servers) {
             code = EXIT_USAGE;
-            snprintf(why, whycap, "rank %d has %d servers, rank 0 has %d", r,
-                     all[r].servers, all[0].servers);
+            snprintf(why, whycap, "rank %d has %d servers, rank 0 has %d", r, all[r].servers,
+                     all[0].servers);
         } else if (!spmd)
             counts[all[r].role]++;
     }
@@ -227,9 +240,7 @@ static int run_rank(const mpi_args *a, const mpi_plan *pl, const char *host, con
 {
     int rc = PST_OK;
     const char *bind = a->bind ? a->bind : pl->one_host ? "127.0.0.1" : "0.0.0.0";
-    const char *advertise = a->advertise ? a->advertise
-                            : strcmp(bind, "0.0.0.0") ? bind
-                                                      : host;
+    const char *advertise = a->advertise ? a->advertise : strcmp(bind, "0.0.0.0") ? bind : host;
 
     coord_thread ct = {.rc = 0};
     pthread_t tid;
@@ -241,8 +252,12 @@ static int run_rank(const mpi_args *a, const mpi_plan *pl, const char *host, con
         if (pipe(fds)) {
             rc = pst_err_set(err, PST_ERR_IO, "pipe: %s", strerror(errno));
         } else {
-            ct.o = (coord_options){.bind = bind_ep, .ready_fd = fds[1], .job = job, .lg = lg,
-                                   .stop = stop, .faults = getenv("PSTRAIN_FAULTS")};
+            ct.o = (coord_options){.bind = bind_ep,
+                                   .ready_fd = fds[1],
+                                   .job = job,
+                                   .lg = lg,
+                                   .stop = stop,
+                                   .faults = getenv("PSTRAIN_FAULTS")};
             atomic_init(&ct.done, 0);
             if (pthread_create(&tid, NULL, coord_main, &ct)) {
                 close(fds[1]);
@@ -268,14 +283,23 @@ static int run_rank(const mpi_args *a, const mpi_plan *pl, const char *host, con
             rc = pst_err_set(err, PST_ERR_IO, "the coordinator (rank %d) did not start",
                              pl->coord_rank);
         else if (pl->role == ROLE_SERVER) {
-            srv_options o = {.rank = pl->role_rank, .coordinator = ep, .bind_host = bind,
-                             .advertise = advertise, .job = job, .lg = lg, .stop = stop,
+            srv_options o = {.rank = pl->role_rank,
+                             .coordinator = ep,
+                             .bind_host = bind,
+                             .advertise = advertise,
+                             .job = job,
+                             .lg = lg,
+                             .stop = stop,
                              .faults = getenv("PSTRAIN_FAULTS")};
             rc = srv_run(&o, err);
         } else {
             openblas_threads(job->train.threads);
-            wk_dist_options o = {.rank = pl->role_rank, .coordinator = ep, .job = job, .lg = lg,
-                                 .stop = stop, .progress_out = stderr,
+            wk_dist_options o = {.rank = pl->role_rank,
+                                 .coordinator = ep,
+                                 .job = job,
+                                 .lg = lg,
+                                 .stop = stop,
+                                 .progress_out = stderr,
                                  .tty = isatty(STDERR_FILENO),
                                  .faults = getenv("PSTRAIN_FAULTS")};
             rc = wk_dist_run(&o, err);

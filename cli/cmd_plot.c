@@ -40,8 +40,16 @@ extern char **environ;
 static const char metrics_header[] =
     "epoch,train_loss,train_acc,val_loss,val_acc,val_precision,val_recall,val_f1,"
     "val_mse,val_mae,val_r2,seconds,samples_per_s";
-enum { NCOL = 13, COL_TRAIN_LOSS = 2, COL_TRAIN_ACC = 3, COL_VAL_LOSS = 4, COL_VAL_ACC = 5,
-       COL_VAL_MSE = 9, COL_VAL_R2 = 11, COL_SPS = 13 };
+enum {
+    NCOL = 13,
+    COL_TRAIN_LOSS = 2,
+    COL_TRAIN_ACC = 3,
+    COL_VAL_LOSS = 4,
+    COL_VAL_ACC = 5,
+    COL_VAL_MSE = 9,
+    COL_VAL_R2 = 11,
+    COL_SPS = 13
+};
 
 typedef struct {
     double (*rows)[NCOL]; /* (nrows, NCOL); NAN = empty cell */
@@ -108,8 +116,8 @@ static int read_metrics(const char *path, metrics *m)
             p += len;
             if (c < NCOL - 1) {
                 if (*p != ',') {
-                    fprintf(stderr, "pstrain plot: %s line %ld: %d columns, expected %d\n",
-                            path, lineno, c + 1, NCOL);
+                    fprintf(stderr, "pstrain plot: %s line %ld: %d columns, expected %d\n", path,
+                            lineno, c + 1, NCOL);
                     goto cleanup;
                 }
                 p++;
@@ -187,9 +195,9 @@ static int find_on_path(const char *name, char *buf, size_t size)
 }
 
 /* One plot: series are (column, title) pairs; those without any value are left out. */
-static void plot_one(FILE *s, const metrics *m, const char *outdir, int ascii,
-                     const char *file, const char *title, const char *ylabel,
-                     const int *cols, const char *const *names, int ncols)
+static void plot_one(FILE *s, const metrics *m, const char *outdir, int ascii, const char *file,
+                     const char *title, const char *ylabel, const int *cols,
+                     const char *const *names, int ncols)
 {
     int any = 0;
     for (int i = 0; i < ncols; i++)
@@ -242,8 +250,8 @@ static void write_script(FILE *s, const metrics *m, const char *outdir, int asci
     if (has_values(m, COL_TRAIN_ACC) || has_values(m, COL_VAL_ACC)) {
         static const int acc_cols[] = {COL_TRAIN_ACC, COL_VAL_ACC};
         static const char *const acc_names[] = {"train_acc", "val_acc"};
-        plot_one(s, m, outdir, ascii, "accuracy.png", "accuracy", "accuracy", acc_cols,
-                 acc_names, 2);
+        plot_one(s, m, outdir, ascii, "accuracy.png", "accuracy", "accuracy", acc_cols, acc_names,
+                 2);
     } else {
         fputs("pstrain plot: accuracy.png skipped: a regression run (no accuracy); "
               "plotting val_mse and val_r2 in regression.png\n",
@@ -257,8 +265,8 @@ static void write_script(FILE *s, const metrics *m, const char *outdir, int asci
     static const int sps_cols[] = {COL_SPS};
     static const char *const sps_names[] = {"samples_per_s"};
     fputs("set yrange [0:*]\n", s);
-    plot_one(s, m, outdir, ascii, "throughput.png", "throughput", "samples/s", sps_cols,
-             sps_names, 1);
+    plot_one(s, m, outdir, ascii, "throughput.png", "throughput", "samples/s", sps_cols, sps_names,
+             1);
     if (!ascii)
         fputs("unset output\n", s);
 }
@@ -342,20 +350,26 @@ static void write_curves(FILE *s, const void *ctx)
 
 /* ---- predictions.png ----------------------------------------------------------------- */
 
-enum { MAX_POINTS = 2000, MAX_POINTS_ASCII = 300, GRID = 120, GRID_ASCII_X = 70,
-       GRID_ASCII_Y = 30, CURVE = 300 };
+enum {
+    MAX_POINTS = 2000,
+    MAX_POINTS_ASCII = 300,
+    GRID = 120,
+    GRID_ASCII_X = 70,
+    GRID_ASCII_Y = 30,
+    CURVE = 300
+};
 
 typedef struct {
     const char *outdir, *title;
     int ascii, dims, classify, nclasses, sigmoid;
-    char names[8][32];    /* class names for the key, sanitised (classes past 8 unnamed) */
-    int64_t n;            /* data points drawn */
-    const float *x;       /* (n, dims) raw features */
-    const float *t;       /* (n) label (as a float) or target */
-    int64_t ng;           /* grid points */
-    int gx, gy;           /* grid shape (2-D) */
-    const float *g;       /* (ng, dims) */
-    const float *p;       /* (ng) predicted class, probability of class 1, or value */
+    char names[8][32]; /* class names for the key, sanitised (classes past 8 unnamed) */
+    int64_t n;         /* data points drawn */
+    const float *x;    /* (n, dims) raw features */
+    const float *t;    /* (n) label (as a float) or target */
+    int64_t ng;        /* grid points */
+    int gx, gy;        /* grid shape (2-D) */
+    const float *g;    /* (ng, dims) */
+    const float *p;    /* (ng) predicted class, probability of class 1, or value */
 } pred_plot;
 
 static void sanitise(char *dst, size_t n, const char *src)
@@ -420,10 +434,14 @@ static void write_predictions_script(FILE *s, const void *ctx)
         fprintf(s, "set terminal pngcairo size 800,640\nset output '%s/predictions.png'\n",
                 pp->outdir);
     /* Axes end at the grid; a text grid's dots would read as a region. */
-    fprintf(s, "set termoption noenhanced\n%sset autoscale fix\nset key outside right top\n"
-               "set title '%s'\nset xlabel 'x1'\n", pp->ascii ? "" : "set grid\n", pp->title);
-    const char *ylabel = pp->dims == 2 ? "x2" : !pp->classify ? "y" : pp->sigmoid
-                         ? "class / p(class 1)" : "class";
+    fprintf(s,
+            "set termoption noenhanced\n%sset autoscale fix\nset key outside right top\n"
+            "set title '%s'\nset xlabel 'x1'\n",
+            pp->ascii ? "" : "set grid\n", pp->title);
+    const char *ylabel = pp->dims == 2   ? "x2"
+                         : !pp->classify ? "y"
+                         : pp->sigmoid   ? "class / p(class 1)"
+                                         : "class";
     fprintf(s, "set ylabel '%s'\n", ylabel);
     const char *sep = "plot ";
     if (pp->dims == 1) {
@@ -462,17 +480,21 @@ static void write_predictions_script(FILE *s, const void *ctx)
                 fprintf(s, "%s$data%d using 1:2 with points pt '%d' title 'class %s'", sep, k,
                         k % 10, pp->names[k % 8]);
             else
-                fprintf(s, "%s$data%d using 1:2 with points pt 7 ps 0.6 lc rgb '%s' "
-                           "title 'class %s'", sep, k, dark[k % 8], pp->names[k % 8]);
+                fprintf(s,
+                        "%s$data%d using 1:2 with points pt 7 ps 0.6 lc rgb '%s' "
+                        "title 'class %s'",
+                        sep, k, dark[k % 8], pp->names[k % 8]);
         }
     } else if (pp->dims == 1) {
         fprintf(s, "%s$data0 using 1:2 with points pt %s title 'data'", sep,
                 pp->ascii ? "'o'" : "7 ps 0.5 lc rgb '#1b9e77'");
     } else {
         /* Ringed in black: a point is the colour of the surface where the model fits. */
-        fprintf(s, "%s$data0 using 1:2 with points pt 7 ps 1.0 lc rgb '#000000' notitle, "
-                   "$data0 using 1:2:3 with points pt 7 ps 0.6 lc palette title 'data (colour: "
-                   "y)'", sep);
+        fprintf(s,
+                "%s$data0 using 1:2 with points pt 7 ps 1.0 lc rgb '#000000' notitle, "
+                "$data0 using 1:2:3 with points pt 7 ps 0.6 lc palette title 'data (colour: "
+                "y)'",
+                sep);
     }
     fputs("\n", s);
     if (!pp->ascii)
@@ -515,16 +537,16 @@ static void sample_points(const pred_plot *pp, const ds_dataset *ds, int64_t str
 
 /* predictions.png (or its text form) when RUN_DIR has the model and job of a 1- or 2-feature
  * task; says on stderr why not otherwise. Returns an EXIT_* code. */
-static int plot_predictions(const char *gnuplot, const char *run_dir, const char *outdir,
-                            int ascii)
+static int plot_predictions(const char *gnuplot, const char *run_dir, const char *outdir, int ascii)
 {
     char model_path[4200], job_path[4200];
     snprintf(model_path, sizeof model_path, "%s/model.safetensors", run_dir);
     snprintf(job_path, sizeof job_path, "%s/job.yaml", run_dir);
     struct stat st;
     if (stat(model_path, &st) != 0 || stat(job_path, &st) != 0) {
-        fprintf(stderr, "pstrain plot: predictions.png skipped: %s has no model.safetensors "
-                        "and job.yaml (the run has not finished, or predates job.yaml)\n",
+        fprintf(stderr,
+                "pstrain plot: predictions.png skipped: %s has no model.safetensors "
+                "and job.yaml (the run has not finished, or predates job.yaml)\n",
                 run_dir);
         return EXIT_OK;
     }
@@ -541,8 +563,10 @@ static int plot_predictions(const char *gnuplot, const char *run_dir, const char
     ml_model *net = ckpt_model_net(ck);
     const int D = ml_model_in_dim(net), out = ml_model_out_dim(net);
     if (D > 2) {
-        fprintf(stderr, "pstrain plot: predictions.png skipped: the model takes %d features "
-                        "(prediction plots are drawn for 1 or 2)\n", D);
+        fprintf(stderr,
+                "pstrain plot: predictions.png skipped: the model takes %d features "
+                "(prediction plots are drawn for 1 or 2)\n",
+                D);
         goto done;
     }
     if ((rc = cfg_job_load_file(&job, job_path, &err)))
@@ -556,13 +580,16 @@ static int plot_predictions(const char *gnuplot, const char *run_dir, const char
                          job->data.train, ds_dim(ds), D);
         goto done;
     }
-    pred_plot pp = {.outdir = outdir, .ascii = ascii, .dims = D,
+    pred_plot pp = {.outdir = outdir,
+                    .ascii = ascii,
+                    .dims = D,
                     .classify = ckpt_model_task(ck) == DS_TASK_CLASSIFY};
     char title[200];
     sanitise(title, sizeof title, job->name ? job->name : "model");
-    strncat(title, pp.classify ? (D == 2 ? ": decision regions and training data"
-                                         : ": predicted class and training data")
-                               : ": model prediction and training data",
+    strncat(title,
+            pp.classify ? (D == 2 ? ": decision regions and training data"
+                                  : ": predicted class and training data")
+                        : ": model prediction and training data",
             sizeof title - strlen(title) - 1);
     pp.title = title;
     pp.nclasses = pp.classify ? ckpt_model_nclasses(ck) : 0;
@@ -624,13 +651,17 @@ int cmd_plot(int argc, char **argv, const volatile sig_atomic_t *stop)
     const char *out = NULL;
     int ascii = 0;
     const cli_opt opts[] = {
-        {.name = "out", .kind = CLI_STR, .dest = &out, .meta = "DIR",
+        {.name = "out",
+         .kind = CLI_STR,
+         .dest = &out,
+         .meta = "DIR",
          .help = "folder for the PNG files, created if missing (default: RUN_DIR)"},
-        {.name = "ascii", .kind = CLI_FLAG, .dest = &ascii,
+        {.name = "ascii",
+         .kind = CLI_FLAG,
+         .dest = &ascii,
          .help = "print the same plots as text to stdout instead (for logs)"},
         {0}};
-    const cli_spec spec = {.cmd = "plot", .synopsis = plot_synopsis, .opts = opts,
-                           .max_pos = 1};
+    const cli_spec spec = {.cmd = "plot", .synopsis = plot_synopsis, .opts = opts, .max_pos = 1};
     cli_args args;
     int ec = cli_parse(&spec, argc, argv, &args);
     if (ec >= 0)
@@ -648,8 +679,10 @@ int cmd_plot(int argc, char **argv, const volatile sig_atomic_t *stop)
     if (!out)
         out = run_dir;
     if (!ascii && (*out == '\0' || strpbrk(out, "'\n\r"))) {
-        fprintf(stderr, "pstrain plot: output folder '%s' is empty or holds a quote or line "
-                        "break, which gnuplot cannot take; choose another with --out\n", out);
+        fprintf(stderr,
+                "pstrain plot: output folder '%s' is empty or holds a quote or line "
+                "break, which gnuplot cannot take; choose another with --out\n",
+                out);
         return EXIT_USAGE;
     }
 
@@ -665,7 +698,8 @@ int cmd_plot(int argc, char **argv, const volatile sig_atomic_t *stop)
         goto cleanup;
     if (!find_on_path("gnuplot", gnuplot, sizeof gnuplot)) {
         fputs("pstrain plot: gnuplot is not on PATH; install it (Debian: apt-get install "
-              "gnuplot-nox)\n", stderr);
+              "gnuplot-nox)\n",
+              stderr);
         rc = EXIT_IO;
         goto cleanup;
     }

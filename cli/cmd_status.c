@@ -83,9 +83,10 @@ static int print_table(const char *text, size_t len)
     printf("%-12s %-8s %-8s %10s %10s %6s  %-16s %s\n", "PROCESS", "STATE", "PID", "HEARD",
            "RESTARTS", "EPOCH", "STEP", "LOSS");
     const cJSON *p;
-    cJSON_ArrayForEach(p, procs) {
-        char name[32], heard[24] = "-", pid[16] = "-", step[40] = "", epoch[16] = "",
-                        loss[24] = "", restarts[16] = "-";
+    cJSON_ArrayForEach(p, procs)
+    {
+        char name[32], heard[24] = "-", pid[16] = "-", step[40] = "", epoch[16] = "", loss[24] = "",
+                       restarts[16] = "-";
         snprintf(name, sizeof name, "%s[%.0f]", str(p, "role"), num(p, "rank"));
         if (!isnan(num(p, "last_heard_s_ago")))
             snprintf(heard, sizeof heard, "%.1f s ago", num(p, "last_heard_s_ago"));
@@ -95,8 +96,7 @@ static int print_table(const char *text, size_t len)
             snprintf(restarts, sizeof restarts, "%.0f", num(p, "restarts"));
         if (!isnan(num(p, "epoch"))) {
             snprintf(epoch, sizeof epoch, "%.0f", num(p, "epoch"));
-            snprintf(step, sizeof step, "%.0f/%.0f", num(p, "steps_done"),
-                     num(p, "steps_total"));
+            snprintf(step, sizeof step, "%.0f/%.0f", num(p, "steps_done"), num(p, "steps_total"));
             if (!isnan(num(p, "loss")))
                 snprintf(loss, sizeof loss, "%.4f", num(p, "loss"));
         }
@@ -113,19 +113,33 @@ int cmd_status(int argc, char **argv, const volatile sig_atomic_t *stop)
     int json = 0;
     double timeout_s = 5;
     const cli_opt opts[] = {
-        {.name = "coordinator", .kind = CLI_STR, .dest = &coordinator, .meta = "EP",
+        {.name = "coordinator",
+         .kind = CLI_STR,
+         .dest = &coordinator,
+         .meta = "EP",
          .help = "ask this endpoint instead (tcp://host:port)"},
-        {.name = "job", .kind = CLI_STR, .dest = &job_path, .meta = "JOB.yaml",
+        {.name = "job",
+         .kind = CLI_STR,
+         .dest = &job_path,
+         .meta = "JOB.yaml",
          .help = "the job, for its security keys when the job runs with CURVE\n(default: "
                  "RUN_DIR/job.yaml when it exists); the status\nrequest uses "
                  "security.client_key, which the coordinator's\nallow-list must hold"},
-        {.name = "json", .kind = CLI_FLAG, .dest = &json,
+        {.name = "json",
+         .kind = CLI_FLAG,
+         .dest = &json,
          .help = "print the status document as it came (one JSON line)"},
-        {.name = "timeout", .kind = CLI_NUM, .dest = &timeout_s, .meta = "S",
+        {.name = "timeout",
+         .kind = CLI_NUM,
+         .dest = &timeout_s,
+         .meta = "S",
          .help = "seconds to wait for the answer (default 5)"},
         {0}};
-    const cli_spec spec = {.cmd = "status", .synopsis = status_synopsis, .opts = opts,
-                           .epilog = status_epilog, .max_pos = 1,
+    const cli_spec spec = {.cmd = "status",
+                           .synopsis = status_synopsis,
+                           .opts = opts,
+                           .epilog = status_epilog,
+                           .max_pos = 1,
                            .unknown = "unknown or incomplete option"};
     cli_args args;
     int ec = cli_parse(&spec, argc, argv, &args);
@@ -193,8 +207,10 @@ int cmd_status(int argc, char **argv, const volatile sig_atomic_t *stop)
     h.request_id = 1;
     int rc = msg_call(s, m, in, &h, NULL, WIRE_MSG_STATUS, 0, (int)(timeout_s * 1000), stop, &err);
     if (rc == PST_ERR_TIMEOUT)
-        rc = pst_err_set(&err, PST_ERR_TIMEOUT, "no answer from the coordinator at %s within "
-                         "%g s (is the job running?)", ep, timeout_s);
+        rc = pst_err_set(&err, PST_ERR_TIMEOUT,
+                         "no answer from the coordinator at %s within "
+                         "%g s (is the job running?)",
+                         ep, timeout_s);
     if (!rc && *stop)
         rc = pst_err_set(&err, PST_ERR_STATE, "interrupted");
     if (!rc && in->npayload != 1)

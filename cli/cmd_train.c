@@ -83,14 +83,14 @@ static void log_model(const log_ctx *lg, const cfg_job *job, wk_trainer *tr)
 {
     size_t P = ml_model_nparams(wk_trainer_model(tr));
     log_info(lg, "model: %zu parameters, optimizer %s lr %g, batch %d, %d epoch(s)", P,
-             opt_kind_name(job->optimizer.kind), (double)job->optimizer.lr,
-             job->train.batch_size, job->train.epochs);
+             opt_kind_name(job->optimizer.kind), (double)job->optimizer.lr, job->train.batch_size,
+             job->train.epochs);
     char note[1024];
     if (wk_trainer_finetune_note(tr, note, sizeof note))
         log_info(lg, "%s", note);
     if (wk_trainer_frozen_params(tr))
-        log_info(lg, "frozen: %zu of %zu parameters are not trained",
-                 wk_trainer_frozen_params(tr), P);
+        log_info(lg, "frozen: %zu of %zu parameters are not trained", wk_trainer_frozen_params(tr),
+                 P);
 }
 
 /* A stop signal ended the run: where its metrics are and how to continue it. */
@@ -106,12 +106,13 @@ static void log_stopped(const log_ctx *lg, const cfg_job *job, const wk_local_ck
 int cmd_train(int argc, char **argv, const volatile sig_atomic_t *stop)
 {
     int print_config = 0;
-    const cli_opt opts[] = {
-        {.name = "print-config", .kind = CLI_FLAG, .dest = &print_config,
-         .help = "print the effective job (file + overrides) as YAML and exit"},
-        {0}};
-    const cli_spec spec = {.cmd = "train", .synopsis = train_synopsis, .opts = opts,
-                           .job = 1, .max_pos = 1};
+    const cli_opt opts[] = {{.name = "print-config",
+                             .kind = CLI_FLAG,
+                             .dest = &print_config,
+                             .help = "print the effective job (file + overrides) as YAML and exit"},
+                            {0}};
+    const cli_spec spec = {
+        .cmd = "train", .synopsis = train_synopsis, .opts = opts, .job = 1, .max_pos = 1};
     cli_args args;
     int ec = cli_parse(&spec, argc, argv, &args);
     if (ec >= 0)
@@ -177,13 +178,23 @@ int cmd_train(int argc, char **argv, const volatile sig_atomic_t *stop)
     wk_cadence_init(&cadence, &job->checkpoint, 1);
     train_ctx tc = {.tr = tr, .ck = ck};
     const wk_loop_ops ops = {.checkpoint = job->checkpoint.enabled ? train_checkpoint : NULL};
-    wk_loop_options lo = {.tr = tr, .train = data.train, .val = data.val,
-                          .first_epoch = at.epoch, .last_epoch = job->train.epochs,
-                          .first_step = from ? at.done : 0, .resume = from ? &at : NULL,
-                          .clock = wk_trainer_step(tr), .rep = rep,
-                          .log_every = job->train.log_every, .report_interrupted = 1,
-                          .lg = &lg, .stop = stop, .hooks = cli_test_hooks(&hooks_buf, -1),
-                          .cadence = &cadence, .ops = &ops, .ctx = &tc};
+    wk_loop_options lo = {.tr = tr,
+                          .train = data.train,
+                          .val = data.val,
+                          .first_epoch = at.epoch,
+                          .last_epoch = job->train.epochs,
+                          .first_step = from ? at.done : 0,
+                          .resume = from ? &at : NULL,
+                          .clock = wk_trainer_step(tr),
+                          .rep = rep,
+                          .log_every = job->train.log_every,
+                          .report_interrupted = 1,
+                          .lg = &lg,
+                          .stop = stop,
+                          .hooks = cli_test_hooks(&hooks_buf, -1),
+                          .cadence = &cadence,
+                          .ops = &ops,
+                          .ctx = &tc};
     wk_loop_result res;
     if ((rc = wk_loop_run(&lo, &res, &err)))
         goto done;

@@ -15,8 +15,10 @@ extern const size_t pst_default_job_len;
 /* Shorthand flags users expect, mapped to job keys (args.h: spec.job). Their values are
  * checked by kind when parsed, and then by cfg_override as the key's. */
 /* The shorthand's help is the key it sets (and what it means where the key does not say). */
-#define JOB_OPT(NAME, KIND, META, KEY) \
-    {.name = NAME, .kind = KIND, .meta = META, .help = KEY, .key = KEY}
+#define JOB_OPT(NAME, KIND, META, KEY)                                                             \
+    {                                                                                              \
+        .name = NAME, .kind = KIND, .meta = META, .help = KEY, .key = KEY                          \
+    }
 const cli_opt cli_job_opts[] = {
     JOB_OPT("epochs", CLI_INT, "N", "train.epochs"),
     JOB_OPT("batch-size", CLI_INT, "N", "train.batch_size"),
@@ -30,12 +32,22 @@ const cli_opt cli_job_opts[] = {
     JOB_OPT("name", CLI_STR, "NAME", "name"),
     JOB_OPT("servers", CLI_INT, "N", "cluster.servers"),
     JOB_OPT("workers", CLI_INT, "N", "cluster.workers"),
-    {.name = "consistency", .kind = CLI_CHOICE, .meta = "bsp|ssp|asp", .choices = "bsp|ssp|asp",
-     .help = "cluster.consistency", .key = "cluster.consistency"},
+    {.name = "consistency",
+     .kind = CLI_CHOICE,
+     .meta = "bsp|ssp|asp",
+     .choices = "bsp|ssp|asp",
+     .help = "cluster.consistency",
+     .key = "cluster.consistency"},
     JOB_OPT("staleness", CLI_INT, "N", "cluster.staleness"),
-    {.name = "resume", .kind = CLI_STR, .meta = "DIR", .key = "checkpoint.resume",
+    {.name = "resume",
+     .kind = CLI_STR,
+     .meta = "DIR",
+     .key = "checkpoint.resume",
      .help = "checkpoint.resume: continue from the newest complete\ncheckpoint in DIR"},
-    {.name = "freeze", .kind = CLI_STR, .meta = "LAYER,...", .key = "freeze",
+    {.name = "freeze",
+     .kind = CLI_STR,
+     .meta = "LAYER,...",
+     .key = "freeze",
      .help = "model.layers.N.trainable false for each LAYER, by its\nindex in model.layers "
              "or by name (dense_0, head)"},
     {0}};
@@ -66,14 +78,13 @@ static int resolve_data_paths(cfg_job *job, const char *job_path, pst_err *err)
     if (!slash)
         return PST_OK; /* the file is in the working directory */
     int dlen = (int)(slash - job_path);
-    static const char *const keys[] = {"data.train", "data.train_labels", "data.test",
-                                       "data.test_labels", "security.server_key",
-                                       "security.server_public", "security.client_key",
-                                       "security.allow"};
-    const char *vals[] = {job->data.train, job->data.train_labels, job->data.test,
-                          job->data.test_labels, job->security.server_key,
-                          job->security.server_public, job->security.client_key,
-                          job->security.allow};
+    static const char *const keys[] = {
+        "data.train",          "data.train_labels",      "data.test",           "data.test_labels",
+        "security.server_key", "security.server_public", "security.client_key", "security.allow"};
+    const char *vals[] = {job->data.train,          job->data.train_labels,
+                          job->data.test,           job->data.test_labels,
+                          job->security.server_key, job->security.server_public,
+                          job->security.client_key, job->security.allow};
     for (int i = 0; i < 8; i++) {
         if (!vals[i] || !vals[i][0] || vals[i][0] == '/')
             continue;
@@ -102,8 +113,10 @@ static int freeze_layers(cfg_job *job, const char *list, pst_err *err)
         long idx = strtol(item, &end, 10);
         if (*item && !*end) {
             if (idx < 0 || idx >= (long)job->model.spec.nlayers)
-                return pst_err_set(err, PST_ERR_ARG, "--freeze: layer %ld does not exist (the "
-                                   "model has %u layers)", idx, job->model.spec.nlayers);
+                return pst_err_set(err, PST_ERR_ARG,
+                                   "--freeze: layer %ld does not exist (the "
+                                   "model has %u layers)",
+                                   idx, job->model.spec.nlayers);
             found = (int)idx;
         } else {
             const ml_model_spec *m = &job->model.spec;
@@ -134,27 +147,31 @@ int cli_check_security(const cfg_job *job, const char *role, pst_err *err)
     int connects = !role || strcmp(role, "coordinator") != 0;
     const char *who = role ? role : "a job";
     if (listens && !s->server_key)
-        return pst_err_set(err, PST_ERR_CONFIG, "security: %s needs security.server_key "
-                           "(the listening side's secret key)", who);
-    if (listens && !s->allow)
-        return pst_err_set(err, PST_ERR_CONFIG, "security: %s needs security.allow (the client "
-                           "public keys it accepts)", who);
-    if (connects && !s->server_public)
-        return pst_err_set(err, PST_ERR_CONFIG, "security: %s needs security.server_public",
+        return pst_err_set(err, PST_ERR_CONFIG,
+                           "security: %s needs security.server_key "
+                           "(the listening side's secret key)",
                            who);
+    if (listens && !s->allow)
+        return pst_err_set(err, PST_ERR_CONFIG,
+                           "security: %s needs security.allow (the client "
+                           "public keys it accepts)",
+                           who);
+    if (connects && !s->server_public)
+        return pst_err_set(err, PST_ERR_CONFIG, "security: %s needs security.server_public", who);
     if (connects && !s->client_key && !s->server_key)
-        return pst_err_set(err, PST_ERR_CONFIG, "security: %s needs security.client_key (its "
-                           "own secret key)", who);
+        return pst_err_set(err, PST_ERR_CONFIG,
+                           "security: %s needs security.client_key (its "
+                           "own secret key)",
+                           who);
     net_curve_files f = {s->server_key, s->server_public, s->client_key, s->allow};
     return net_curve_check(&f, err);
 }
 
-int cli_load_job(cfg_job **job, const char *path, const cli_override *ov, int nov,
-                 pst_err *err)
+int cli_load_job(cfg_job **job, const char *path, const cli_override *ov, int nov, pst_err *err)
 {
-    int rc = path ? cfg_job_load_file(job, path, err)
-                  : cfg_job_load_string(job, pst_default_job, pst_default_job_len,
-                                        "<default job>", err);
+    int rc =
+        path ? cfg_job_load_file(job, path, err)
+             : cfg_job_load_string(job, pst_default_job, pst_default_job_len, "<default job>", err);
     if (rc)
         return rc;
     if (path && (rc = resolve_data_paths(*job, path, err)))

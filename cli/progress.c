@@ -22,10 +22,10 @@ typedef struct {
 
 /* Children's output taken through a pipe (live mode): whole lines go on to fd `out`. */
 typedef struct {
-    int fd;            /* read end; -1: not forwarded, or closed at EOF */
-    int out;           /* STDOUT_FILENO or STDERR_FILENO */
+    int fd;  /* read end; -1: not forwarded, or closed at EOF */
+    int out; /* STDOUT_FILENO or STDERR_FILENO */
     size_t len;
-    char buf[8192];    /* the start of a line not yet complete */
+    char buf[8192]; /* the start of a line not yet complete */
 } view_fwd;
 
 struct cli_view {
@@ -33,19 +33,19 @@ struct cli_view {
     int prog_r, prog_w; /* the workers' progress pipe */
     view_record *rec;   /* (W) by worker rank */
     int nworkers;
-    char pbuf[512];     /* a record not yet complete */
+    char pbuf[512]; /* a record not yet complete */
     size_t plen;
-    int live;           /* stderr is a terminal: one line, redrawn */
-    int cols;           /* the terminal's width */
-    view_fwd fwd[2];    /* live: children's stdout [0] (when a terminal too) and stderr [1] */
+    int live;                 /* stderr is a terminal: one line, redrawn */
+    int cols;                 /* the terminal's width */
+    view_fwd fwd[2];          /* live: children's stdout [0] (when a terminal too) and stderr [1] */
     int child_out, child_err; /* their write ends, the children's fd 1 and 2; -1: inherit */
-    FILE *logf;         /* live: the launcher's own log stream (log_write) */
-    char line[256];     /* the progress text last drawn */
-    int shown;          /* line is on the screen */
+    FILE *logf;               /* live: the launcher's own log stream (log_write) */
+    char line[256];           /* the progress text last drawn */
+    int shown;                /* line is on the screen */
     long long last_draw_ms, t0_ms, next_plain_ms;
-    long long done0;    /* steps done at t0_ms, for the rate */
-    int plain_epoch;    /* last epoch a plain line was logged for */
-    int finished;       /* the every-step-done line was drawn/logged */
+    long long done0; /* steps done at t0_ms, for the rate */
+    int plain_epoch; /* last epoch a plain line was logged for */
+    int finished;    /* the every-step-done line was drawn/logged */
 };
 
 static long long now_ms(void)
@@ -67,8 +67,10 @@ int cli_progress_fd(int *fd, pst_err *err)
     struct stat st;
     if (end == s || *end != '\0' || errno || v < 0 || v > INT_MAX || fstat((int)v, &st) != 0 ||
         !S_ISFIFO(st.st_mode))
-        return pst_err_set(err, PST_ERR_ARG, CLI_PROGRESS_ENV "=%s: not an open pipe (it is "
-                           "set by pstrain local for its workers)", s);
+        return pst_err_set(err, PST_ERR_ARG,
+                           CLI_PROGRESS_ENV "=%s: not an open pipe (it is "
+                                            "set by pstrain local for its workers)",
+                           s);
     *fd = (int)v;
     return PST_OK;
 }
@@ -183,15 +185,17 @@ static void show_progress(cli_view *v)
         v->t0_ms = now;
         v->done0 = done;
     }
-    double rate = now > v->t0_ms && done > v->done0 ? (done - v->done0) / ((now - v->t0_ms) / 1e3)
-                                                    : NAN;
+    double rate =
+        now > v->t0_ms && done > v->done0 ? (done - v->done0) / ((now - v->t0_ms) / 1e3) : NAN;
     char eta[32];
     fmt_eta(eta, sizeof eta, (double)(total - done) / rate);
     int all = done >= total && known == v->nworkers;
     char text[200];
-    snprintf(text, sizeof text, "epoch %d/%d  step %lld/%lld (%d%%)  loss %s  %.0f samples/s  "
-             "ETA %s", epoch, epochs, done, total, total ? (int)(100 * done / total) : 0, lossbuf,
-             sps, all ? "0s" : eta);
+    snprintf(text, sizeof text,
+             "epoch %d/%d  step %lld/%lld (%d%%)  loss %s  %.0f samples/s  "
+             "ETA %s",
+             epoch, epochs, done, total, total ? (int)(100 * done / total) : 0, lossbuf, sps,
+             all ? "0s" : eta);
     if (v->live) {
         if (!(all && !v->finished) && now - v->last_draw_ms < CLI_VIEW_REDRAW_MS)
             return;
@@ -232,9 +236,8 @@ static void read_progress(cli_view *v)
             *nl = '\0';
             view_record rec = {.seen = 1};
             int rank;
-            if (sscanf(p, "P %d %d %d %lld %lld %lld %lld %lf %lf", &rank, &rec.epoch,
-                       &rec.epochs, &rec.step, &rec.steps, &rec.clock, &rec.total, &rec.loss,
-                       &rec.sps) == 9 &&
+            if (sscanf(p, "P %d %d %d %lld %lld %lld %lld %lf %lf", &rank, &rec.epoch, &rec.epochs,
+                       &rec.step, &rec.steps, &rec.clock, &rec.total, &rec.loss, &rec.sps) == 9 &&
                 rank >= 0 && rank < v->nworkers) {
                 v->rec[rank] = rec;
                 got = 1;

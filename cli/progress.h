@@ -23,7 +23,7 @@
 #include "base/log.h"
 
 #define CLI_PROGRESS_ENV "PSTRAIN_PROGRESS_FD"
-#define CLI_VIEW_REDRAW_MS 100       /* the live line is redrawn at most this often */
+#define CLI_VIEW_REDRAW_MS 100        /* the live line is redrawn at most this often */
 #define CLI_VIEW_PLAIN_EVERY_MS 10000 /* a plain progress line at least this often */
 #define CLI_VIEW_NFDS 3               /* descriptors cli_view_poll_fds fills */
 

@@ -32,35 +32,35 @@ typedef enum { CHILD_NEW = 0, CHILD_RUNNING, CHILD_ENDED } child_state;
 /* A child's run-time state; spec is the caller's description. */
 typedef struct {
     const cli_sup_child *spec;
-    pid_t pid;       /* valid from CHILD_RUNNING on */
-    int status;      /* wait status, valid in CHILD_ENDED */
+    pid_t pid;  /* valid from CHILD_RUNNING on */
+    int status; /* wait status, valid in CHILD_ENDED */
     child_state state;
-    int restarts;    /* times it was started again after failing */
-    int gone;        /* a worker that failed for good: the job goes on without it */
+    int restarts; /* times it was started again after failing */
+    int gone;     /* a worker that failed for good: the job goes on without it */
 } sup_kid;
 
 typedef struct {
     const cli_sup_options *o;
     const log_ctx *lg;
     cli_view *view;
-    long max_fd;        /* for the close-fds fallback when close_range is missing */
-    pid_t self;         /* our pid, for the child's PDEATHSIG race check */
-    sigset_t waitset;   /* SIGCHLD, SIGINT, SIGTERM: blocked, read from sigfd */
-    sigset_t oldmask;   /* the caller's mask: restored in every child and on return */
-    int sigfd;          /* signalfd of waitset: waited on together with the view's pipes */
-    sup_kid *kids;      /* (o->nkids) */
-    int running;        /* children started and not yet reaped */
-    int starting;       /* child 0 has not yet reported its endpoint */
-    int stop_seen;      /* *stop has been acted on (the handler path counts once) */
-    int stopping;       /* SIGTERM sent to all; SIGKILL at deadline_ms */
-    int killed;         /* SIGKILL sent to all still running */
+    long max_fd;      /* for the close-fds fallback when close_range is missing */
+    pid_t self;       /* our pid, for the child's PDEATHSIG race check */
+    sigset_t waitset; /* SIGCHLD, SIGINT, SIGTERM: blocked, read from sigfd */
+    sigset_t oldmask; /* the caller's mask: restored in every child and on return */
+    int sigfd;        /* signalfd of waitset: waited on together with the view's pipes */
+    sup_kid *kids;    /* (o->nkids) */
+    int running;      /* children started and not yet reaped */
+    int starting;     /* child 0 has not yet reported its endpoint */
+    int stop_seen;    /* *stop has been acted on (the handler path counts once) */
+    int stopping;     /* SIGTERM sent to all; SIGKILL at deadline_ms */
+    int killed;       /* SIGKILL sent to all still running */
     long long deadline_ms;
-    int exit_code;      /* decided by the first event (failure or stop signal), or the
+    int exit_code;         /* decided by the first event (failure or stop signal), or the
                            coordinator's failure; -1: none */
-    int by_signal;      /* the launcher was asked to stop */
+    int by_signal;         /* the launcher was asked to stop */
     long long finished_ms; /* when child 0 exited 0 (the job is over); 0: not yet */
-    int stragglers;     /* still running grace_ms after that: stopped */
-    int workers_gone;   /* workers that failed for good while the job went on */
+    int stragglers;        /* still running grace_ms after that: stopped */
+    int workers_gone;      /* workers that failed for good while the job went on */
 } sup;
 
 static long long now_ms(void)
@@ -75,7 +75,6 @@ static struct timespec ms_timespec(long long ms)
     struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
     return ts;
 }
-
 
 /* The exit code a wait status stands for, as a shell reports it. */
 static int status_code(int st)
@@ -122,8 +121,8 @@ static void begin_stop(sup *s, int code)
     s->deadline_ms = now_ms() + s->o->grace_ms;
     int n = signal_all(s, SIGTERM);
     if (n > 0)
-        log_info(s->lg, "sent SIGTERM to %d process(es); SIGKILL to any still running in %g s",
-                 n, s->o->grace_ms / 1000.0);
+        log_info(s->lg, "sent SIGTERM to %d process(es); SIGKILL to any still running in %g s", n,
+                 s->o->grace_ms / 1000.0);
 }
 
 static void kill_rest(sup *s, const char *why)
@@ -189,8 +188,10 @@ static void child_ended(sup *s, sup_kid *c)
     if (!ok && !s->stopping && c != &s->kids[0] && retriable(c->status) &&
         c->restarts < s->o->max_restarts) {
         c->restarts++;
-        log_warn(s->lg, "%s (pid %d) %s; starting it again (restart %d of %d), it rejoins "
-                 "the job", c->spec->name, (int)c->pid, how, c->restarts, s->o->max_restarts);
+        log_warn(s->lg,
+                 "%s (pid %d) %s; starting it again (restart %d of %d), it rejoins "
+                 "the job",
+                 c->spec->name, (int)c->pid, how, c->restarts, s->o->max_restarts);
         if (spawn(s, c, c->spec->progress ? cli_view_progress_w(s->view) : -1) == 0)
             return;
     }
@@ -260,9 +261,8 @@ static void wait_signal(sup *s, long long ms)
 
 /* Runs in the child between fork and exec: async-signal-safe calls only (the launcher
  * may have other threads). Reports an exec failure's errno on err_fd. */
-__attribute__((noreturn)) static void child_exec(const sup *s, const sup_kid *c,
-                                                 int ready_fd, int child_out, int child_err,
-                                                 int err_fd)
+__attribute__((noreturn)) static void child_exec(const sup *s, const sup_kid *c, int ready_fd,
+                                                 int child_out, int child_err, int err_fd)
 {
     int e;
     /* Die with the launcher; if it is already gone, PDEATHSIG came too late for us. */
@@ -300,7 +300,8 @@ __attribute__((noreturn)) static void child_exec(const sup *s, const sup_kid *c,
     }
     int first_other = CLI_SUP_FD;
     if (ready_fd >= 0) {
-        if ((ready_fd == CLI_SUP_FD ? fcntl(CLI_SUP_FD, F_SETFD, 0) : dup2(ready_fd, CLI_SUP_FD)) < 0) {
+        if ((ready_fd == CLI_SUP_FD ? fcntl(CLI_SUP_FD, F_SETFD, 0) : dup2(ready_fd, CLI_SUP_FD)) <
+            0) {
             e = errno;
             goto fail;
         }
@@ -445,11 +446,10 @@ static int start_coordinator(sup *s, const volatile sig_atomic_t *stop)
         s->starting = 0;
         log_info(s->lg, "coordinator (pid %d) is at %s", (int)coord->pid, s->o->ep);
         return 0;
-    case READY_STOP:
-        check_stop_flag(s, stop);
-        return -1;
+    case READY_STOP: check_stop_flag(s, stop); return -1;
     case READY_TIMEOUT:
-        log_error(s->lg, "coordinator (pid %d) did not report its endpoint on --ready-fd within %g s",
+        log_error(s->lg,
+                  "coordinator (pid %d) did not report its endpoint on --ready-fd within %g s",
                   (int)coord->pid, s->o->ready_ms / 1000.0);
         break;
     case READY_BAD:
@@ -560,7 +560,8 @@ static int sup_run(sup *s, const volatile sig_atomic_t *stop)
             check_stop_flag(s, stop);
             if (s->stopping)
                 break;
-            if (spawn(s, &s->kids[i], s->kids[i].spec->progress ? cli_view_progress_w(s->view) : -1) != 0) {
+            if (spawn(s, &s->kids[i],
+                      s->kids[i].spec->progress ? cli_view_progress_w(s->view) : -1) != 0) {
                 begin_stop(s, EXIT_FAILURE_RUNTIME);
                 break;
             }

@@ -28,23 +28,23 @@
 #define CLI_SUP_FD 3
 
 typedef struct {
-    const char *name;  /* "coordinator", "server[0]", "worker[3]": names it in log lines */
-    char **argv;       /* NULL-terminated; borrowed */
-    char **envp;       /* NULL: the launcher's environment; borrowed */
-    int progress;      /* gets the view's progress pipe as fd 3 */
-    int leave_behind;  /* a worker: past its restarts, the job goes on without it */
+    const char *name; /* "coordinator", "server[0]", "worker[3]": names it in log lines */
+    char **argv;      /* NULL-terminated; borrowed */
+    char **envp;      /* NULL: the launcher's environment; borrowed */
+    int progress;     /* gets the view's progress pipe as fd 3 */
+    int leave_behind; /* a worker: past its restarts, the job goes on without it */
 } cli_sup_child;
 
 typedef struct {
-    const char *exe;          /* what every child runs */
-    long grace_ms;            /* SIGTERM -> SIGKILL */
-    long ready_ms;            /* child 0 start -> endpoint line */
-    int max_restarts;         /* per child, child 0 excepted */
-    const log_ctx *lg;        /* the launcher's log lines; borrowed */
-    cli_view *view;           /* the progress view; borrowed, not NULL */
+    const char *exe;           /* what every child runs */
+    long grace_ms;             /* SIGTERM -> SIGKILL */
+    long ready_ms;             /* child 0 start -> endpoint line */
+    int max_restarts;          /* per child, child 0 excepted */
+    const log_ctx *lg;         /* the launcher's log lines; borrowed */
+    cli_view *view;            /* the progress view; borrowed, not NULL */
     const cli_sup_child *kids; /* (nkids), [0] the rendezvous; borrowed */
     int nkids;
-    char *ep;                 /* child 0's endpoint line goes here (epcap bytes) */
+    char *ep; /* child 0's endpoint line goes here (epcap bytes) */
     size_t epcap;
 } cli_sup_options;
 

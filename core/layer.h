@@ -26,19 +26,19 @@
 #include "base/err.h"
 #include "base/rng.h"
 
-#define ML_MAX_KEYS 8     /* config keys of one layer type */
-#define ML_MAX_INPUTS 8   /* inputs of one layer */
-#define ML_MAX_TENSORS 4  /* parameter tensors of one layer */
-#define ML_NAME_MAX 39    /* a layer name: 39 bytes + ".weight" fit a segment name */
+#define ML_MAX_KEYS 8         /* config keys of one layer type */
+#define ML_MAX_INPUTS 8       /* inputs of one layer */
+#define ML_MAX_TENSORS 4      /* parameter tensors of one layer */
+#define ML_NAME_MAX 39        /* a layer name: 39 bytes + ".weight" fit a segment name */
 #define ML_INPUT_NAME "input" /* the reserved name of the model's input in `inputs:` */
 
 /* ---- Losses and init schemes: one name table each (the job file and checkpoints) ----- */
 
 /* X(value, name): the one list of names, expanded here and wherever a table is needed
  * (the job schema's libcyaml tables). */
-#define ML_LOSS_NAMES(X)                                                                    \
-    X(ML_LOSS_CCE, "categorical_crossentropy")                                              \
-    X(ML_LOSS_BCE, "binary_crossentropy")                                                   \
+#define ML_LOSS_NAMES(X)                                                                           \
+    X(ML_LOSS_CCE, "categorical_crossentropy")                                                     \
+    X(ML_LOSS_BCE, "binary_crossentropy")                                                          \
     X(ML_LOSS_MSE, "mse")
 #define ML_INIT_NAMES(X) X(ML_INIT_AUTO, "auto") X(ML_INIT_GLOROT, "glorot") X(ML_INIT_HE, "he")
 #define ML_ENUM_VALUE(v, name) v,
@@ -82,11 +82,11 @@ enum {
 typedef struct {
     const char *name;
     ml_key_kind kind;
-    double def;             /* int, float, bool (0/1), enum (the index of the name) */
-    double min, max;        /* int, float: the inclusive range; max < min: no upper bound */
+    double def;      /* int, float, bool (0/1), enum (the index of the name) */
+    double min, max; /* int, float: the inclusive range; max < min: no upper bound */
     const char *(*enum_name)(int i); /* enum: the value names by index, NULL past the end */
     const char *doc;
-    int flags;              /* ML_KEY_* */
+    int flags; /* ML_KEY_* */
 } ml_layer_key;
 
 /* A key's value in a spec: int, bool and enum (the name's index) in i, float in f,
@@ -105,12 +105,12 @@ typedef struct ml_layer_ops ml_layer_ops;
  * and checkpoint reader use malloc; ml_layer_spec_fini frees those); a spec written in
  * code may point at literals and is then never fini'd. */
 typedef struct {
-    const ml_layer_ops *ops; /* its type, borrowed from a registry */
-    char *name;              /* NULL: "<prefix>_<k>" for the k-th layer of its type */
-    char **inputs;           /* names of earlier layers or ML_INPUT_NAME; */
-    unsigned ninputs;        /*   0: the previous layer (the model input for layer 0) */
-    int trainable;           /* 0: frozen, never updated (layers with parameters) */
-    float lr_mult;           /* the layer's lr is the scheduled lr times this; >= 0 */
+    const ml_layer_ops *ops;   /* its type, borrowed from a registry */
+    char *name;                /* NULL: "<prefix>_<k>" for the k-th layer of its type */
+    char **inputs;             /* names of earlier layers or ML_INPUT_NAME; */
+    unsigned ninputs;          /*   0: the previous layer (the model input for layer 0) */
+    int trainable;             /* 0: frozen, never updated (layers with parameters) */
+    float lr_mult;             /* the layer's lr is the scheduled lr times this; >= 0 */
     ml_value val[ML_MAX_KEYS]; /* ops->keys[k]'s value in val[k] */
 } ml_layer_spec;
 
@@ -194,7 +194,7 @@ struct ml_layer_ops {
     /* The `activation` key (an enum of the activation table) is applied by the model as a
      * step of its own after forward: the fused softmax/sigmoid losses and He init see it. */
     int post_activation;
-    int has_params;      /* the type has parameter tensors (the job checks trainable etc.) */
+    int has_params;        /* the type has parameter tensors (the job checks trainable etc.) */
     const char *width_key; /* the key that sets the output width ("units"), or NULL */
     /* backward accepts dx[0] == dy (one input of the output's width): the model then
      * lets the gradient of a sole consumer overwrite its input's in place. */

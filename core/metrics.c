@@ -10,8 +10,8 @@
 #include <string.h>
 
 struct met_confusion {
-    int c;         /* classes */
-    int64_t *m;    /* (C, C): m[truth * C + pred] */
+    int c;      /* classes */
+    int64_t *m; /* (C, C): m[truth * C + pred] */
 };
 
 met_confusion *met_confusion_create(int nclasses, pst_err *err)
@@ -33,8 +33,8 @@ met_confusion *met_confusion_create(int nclasses, pst_err *err)
 
 nomem:
     met_confusion_destroy(cm);
-    pst_err_set(err, PST_ERR_NOMEM, "met_confusion_create: no memory for %d x %d counts",
-                nclasses, nclasses);
+    pst_err_set(err, PST_ERR_NOMEM, "met_confusion_create: no memory for %d x %d counts", nclasses,
+                nclasses);
     return NULL;
 }
 
@@ -164,8 +164,7 @@ void met_confusion_print(const met_confusion *cm, const char *const *names, FILE
         fputc('\n', f);
     }
 
-    fprintf(f, "\n%*s  %9s  %9s  %9s  %9s\n", lw, "class", "precision", "recall", "f1",
-            "support");
+    fprintf(f, "\n%*s  %9s  %9s  %9s  %9s\n", lw, "class", "precision", "recall", "f1", "support");
     for (int c = 0; c < nc; c++) {
         double p, r, f1;
         met_confusion_class(cm, c, &p, &r, &f1);

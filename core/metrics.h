@@ -42,9 +42,9 @@ void met_confusion_print(const met_confusion *cm, const char *const *names, FILE
 void met_predict_classes(int32_t *pred, const float *out, int64_t n, int k);
 
 typedef struct {
-    int64_t n;        /* values seen (rows x target dims) */
-    double sum_sq;    /* sum (y - t)^2 */
-    double sum_abs;   /* sum |y - t| */
+    int64_t n;            /* values seen (rows x target dims) */
+    double sum_sq;        /* sum (y - t)^2 */
+    double sum_abs;       /* sum |y - t| */
     double sum_t, sum_t2; /* for SS_tot = sum t^2 - (sum t)^2 / n */
 } met_regression;
 

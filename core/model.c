@@ -29,27 +29,27 @@ typedef struct {
     int nin;
     int src[ML_MAX_INPUTS]; /* node index of each input; -1: the model input */
     int nconsumers;
-    int consumer;           /* the first consumer's node index (the only one if 1) */
+    int consumer;               /* the first consumer's node index (the only one if 1) */
     size_t off[ML_MAX_TENSORS]; /* offsets of the tensors in params/grads */
-    int frozen;             /* backward writes no parameter gradients */
-    float *y;               /* (max_batch, out) */
-    float *g;               /* (max_batch, out) dL/dy; may be an input's buffer (shared) */
+    int frozen;                 /* backward writes no parameter gradients */
+    float *y;                   /* (max_batch, out) */
+    float *g;                   /* (max_batch, out) dL/dy; may be an input's buffer (shared) */
     int g_owned;
 } node;
 
 struct ml_model {
-    ml_model_spec spec;  /* a deep copy */
+    ml_model_spec spec; /* a deep copy */
     int in_dim, out_dim, max_batch;
-    int fused;           /* 1: the last node is softmax+CCE or sigmoid+BCE, in the loss */
+    int fused; /* 1: the last node is softmax+CCE or sigmoid+BCE, in the loss */
     int nnodes;
     node *nodes;
-    int *layer_node;     /* (nlayers) the node that gives layer l's output */
+    int *layer_node; /* (nlayers) the node that gives layer l's output */
     size_t nparams;
-    float *params;       /* (P) */
-    float *grads;        /* (P) the buffer backward writes: grads_own or the caller's */
-    float *grads_own;    /* (P) */
-    float *scratch;      /* (max_batch, widest output) targets and fan-out gradients */
-    unsigned char *got;  /* (nnodes) backward: g of node i written this step */
+    float *params;      /* (P) */
+    float *grads;       /* (P) the buffer backward writes: grads_own or the caller's */
+    float *grads_own;   /* (P) */
+    float *scratch;     /* (max_batch, widest output) targets and fan-out gradients */
+    unsigned char *got; /* (nnodes) backward: g of node i written this step */
     int nsegs;
     ml_segment *segs;
 };

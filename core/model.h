@@ -30,11 +30,11 @@ typedef struct ml_model ml_model;
 
 /* A named contiguous piece of the flat parameter vector. */
 typedef struct {
-    char name[48];   /* "<layer>.<tensor>": "dense_0.weight", "head.bias" */
-    int layer;       /* index of the layer in the model spec */
-    size_t offset;   /* in floats */
-    size_t len;      /* in floats */
-    int rows, cols;  /* the tensor's shape: (OUT, IN) for a weight, (OUT, 1) for a bias */
+    char name[48];  /* "<layer>.<tensor>": "dense_0.weight", "head.bias" */
+    int layer;      /* index of the layer in the model spec */
+    size_t offset;  /* in floats */
+    size_t len;     /* in floats */
+    int rows, cols; /* the tensor's shape: (OUT, IN) for a weight, (OUT, 1) for a bias */
 } ml_segment;
 
 /* Builds the model for inputs of in_dim features and batches of at most max_batch rows
@@ -53,8 +53,8 @@ size_t ml_model_nparams(const ml_model *m);
  * that ml_model_backward writes and ml_model_grads returns. A worker alternates two
  * buffers so one step's gradient can still be on the wire while the next is computed. */
 void ml_model_use_grads(ml_model *m, float *g);
-float *ml_model_params(ml_model *m);       /* (P) */
-float *ml_model_grads(ml_model *m);        /* (P) */
+float *ml_model_params(ml_model *m); /* (P) */
+float *ml_model_grads(ml_model *m);  /* (P) */
 int ml_model_in_dim(const ml_model *m);
 int ml_model_out_dim(const ml_model *m);
 int ml_model_max_batch(const ml_model *m);

@@ -14,13 +14,13 @@ void ml_dense_forward(float *y, const float *x, const float *w, const float *b, 
     /* Broadcast b into every row, then y += x W^T in one sgemm (beta = 1). */
     for (int i = 0; i < n; i++)
         memcpy(y + (size_t)i * out, b, (size_t)out * sizeof *y);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, out, in, 1.0f, x, in, w, in, 1.0f,
-                y, out);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, out, in, 1.0f, x, in, w, in, 1.0f, y,
+                out);
 }
 
 /* db[j] (+)= sum_i dy[i, j]: row-wise accumulation keeps the inner loop contiguous. */
-ML_SIMD_CLONES static void bias_grad(float *restrict db, const float *restrict dy, int n,
-                                     int out, int accumulate)
+ML_SIMD_CLONES static void bias_grad(float *restrict db, const float *restrict dy, int n, int out,
+                                     int accumulate)
 {
     if (!accumulate)
         memset(db, 0, (size_t)out * sizeof *db);
@@ -37,8 +37,8 @@ void ml_dense_backward(float *dx, float *dw, float *db, const float *dy, const f
     float beta = accumulate ? 1.0f : 0.0f;
     /* dW (OUT, IN) = dy^T (OUT, N) . x (N, IN); none for a frozen layer */
     if (dw) {
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, in, n, 1.0f, dy, out, x, in,
-                    beta, dw, in);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, in, n, 1.0f, dy, out, x, in, beta,
+                    dw, in);
         bias_grad(db, dy, n, out, accumulate);
     }
     /* dX (N, IN) = dy (N, OUT) . W (OUT, IN) */
@@ -47,8 +47,7 @@ void ml_dense_backward(float *dx, float *dw, float *db, const float *dy, const f
                     0.0f, dx, in);
 }
 
-double ml_softmax_xent(float *dz, float *prob, const float *z, const int32_t *label, int n,
-                       int c)
+double ml_softmax_xent(float *dz, float *prob, const float *z, const int32_t *label, int n, int c)
 {
     double loss = 0.0;
     float scale = 1.0f / (float)n;

@@ -30,8 +30,7 @@ void ml_dense_backward(float *dx, float *dw, float *db, const float *dy, const f
  *   p = softmax(z),  L = -1/N sum_i log p[i, label_i],  dz = (p - onehot) / N.
  * Stable: log p = z - max - log(sum exp(z - max)). Writes p into prob (may be NULL) and dz
  * into dz (may be NULL for evaluation only). */
-double ml_softmax_xent(float *dz, float *prob, const float *z, const int32_t *label, int n,
-                       int c);
+double ml_softmax_xent(float *dz, float *prob, const float *z, const int32_t *label, int n, int c);
 
 /* Categorical cross-entropy on probabilities p (N, C) (the output of a softmax layer that
  * is not fused): L = -1/N sum log max(p[i, y_i], eps); dp = -1/(N p[i, y_i]) at the label. */

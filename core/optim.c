@@ -141,8 +141,7 @@ int opt_config_check(const opt_config *c, pst_err *err)
                                "schedule, got %lld",
                                (long long)s->step_size);
         if (!(s->gamma > 0.0f) || !isfinite(s->gamma))
-            return pst_err_set(err, code, "optimizer.gamma: must be > 0, got %g",
-                               (double)s->gamma);
+            return pst_err_set(err, code, "optimizer.gamma: must be > 0, got %g", (double)s->gamma);
         break;
     case OPT_SCHED_COSINE:
         if (s->total_steps < 0)
@@ -150,13 +149,10 @@ int opt_config_check(const opt_config *c, pst_err *err)
                                "optimizer.total_steps: must be >= 0 (0 = the whole run), got %lld",
                                (long long)s->total_steps);
         if (!(s->min_lr >= 0.0f && s->min_lr <= c->lr))
-            return pst_err_set(err, code,
-                               "optimizer.min_lr: must be in [0, lr = %g], got %g",
+            return pst_err_set(err, code, "optimizer.min_lr: must be in [0, lr = %g], got %g",
                                (double)c->lr, (double)s->min_lr);
         break;
-    default:
-        return pst_err_set(err, code, "optimizer.schedule: unknown schedule %d",
-                           (int)s->kind);
+    default: return pst_err_set(err, code, "optimizer.schedule: unknown schedule %d", (int)s->kind);
     }
     return PST_OK;
 }
@@ -255,8 +251,8 @@ static void apply_sgd(float *restrict w, const float *restrict g, size_t n, floa
 }
 
 /* v = mu*v + g';  w -= lr*v  (PyTorch SGD with momentum, dampening 0) */
-static void apply_momentum(float *restrict w, const float *restrict g, float *restrict v,
-                           size_t n, float lr, float mu, float wd)
+static void apply_momentum(float *restrict w, const float *restrict g, float *restrict v, size_t n,
+                           float lr, float mu, float wd)
 {
     for (size_t i = 0; i < n; i++) {
         float gi = g[i] + wd * w[i];
@@ -267,8 +263,8 @@ static void apply_momentum(float *restrict w, const float *restrict g, float *re
 }
 
 /* v = mu*v + g';  w -= lr*(g' + mu*v)  (PyTorch nesterov=True) */
-static void apply_nesterov(float *restrict w, const float *restrict g, float *restrict v,
-                           size_t n, float lr, float mu, float wd)
+static void apply_nesterov(float *restrict w, const float *restrict g, float *restrict v, size_t n,
+                           float lr, float mu, float wd)
 {
     for (size_t i = 0; i < n; i++) {
         float gi = g[i] + wd * w[i];
@@ -281,8 +277,8 @@ static void apply_nesterov(float *restrict w, const float *restrict g, float *re
 /* Adagrad (Duchi et al. 2011) when decay == 1 and scale == 1:  G += g'^2;
  * RMSprop (Tieleman & Hinton 2012) when decay == rho, scale == 1 - rho:
  * E = rho*E + (1-rho) g'^2.  Both then  w -= lr * g' / (sqrt(s) + eps). */
-static void apply_scaled(float *restrict w, const float *restrict g, float *restrict s,
-                         size_t n, float lr, float decay, float scale, float eps, float wd)
+static void apply_scaled(float *restrict w, const float *restrict g, float *restrict s, size_t n,
+                         float lr, float decay, float scale, float eps, float wd)
 {
     float root[OPT_CHUNK];
     for (size_t c0 = 0; c0 < n; c0 += OPT_CHUNK) {
@@ -360,8 +356,8 @@ void opt_apply(const opt_config *c, opt_state *st, float *restrict w, const floa
         float inv_sqrt_bc2 = (float)(1.0 / sqrt(bc2));
         float l2 = c->kind == OPT_ADAM ? wd : 0.0f;
         float dwd = c->kind == OPT_ADAMW ? wd : 0.0f;
-        apply_adam(w, g, st->buf[0] + off, st->buf[1] + off, n, lr, c->beta1, c->beta2, c->eps,
-                   l2, dwd, inv_bc1, inv_sqrt_bc2);
+        apply_adam(w, g, st->buf[0] + off, st->buf[1] + off, n, lr, c->beta1, c->beta2, c->eps, l2,
+                   dwd, inv_bc1, inv_sqrt_bc2);
         break;
     }
     }

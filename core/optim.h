@@ -35,8 +35,8 @@ typedef enum {
 
 typedef enum {
     OPT_SCHED_CONSTANT = 0,
-    OPT_SCHED_STEP,   /* lr * gamma^floor((t - warmup) / step_size) after warmup */
-    OPT_SCHED_COSINE  /* min_lr + (lr - min_lr) * (1 + cos(pi * t' / T')) / 2 after warmup */
+    OPT_SCHED_STEP,  /* lr * gamma^floor((t - warmup) / step_size) after warmup */
+    OPT_SCHED_COSINE /* min_lr + (lr - min_lr) * (1 + cos(pi * t' / T')) / 2 after warmup */
 } opt_sched_kind;
 
 typedef struct {
@@ -74,7 +74,7 @@ typedef struct opt_state opt_state;
 opt_state *opt_state_create(const opt_config *c, size_t n, pst_err *err);
 void opt_state_destroy(opt_state *st);
 size_t opt_state_len(const opt_state *st);
-int64_t opt_state_step(const opt_state *st);   /* steps taken (t) */
+int64_t opt_state_step(const opt_state *st); /* steps taken (t) */
 /* Number of float buffers the rule keeps per parameter (0, 1 or 2), and buffer i
  * (length opt_state_len), for checkpoints and tests. */
 int opt_state_nbuf(const opt_state *st);

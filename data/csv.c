@@ -15,7 +15,7 @@
 /* ---- String class names -> class ids (open addressing, FNV-1a) ---------------------------- */
 
 typedef struct {
-    char **names;  /* (count) in order of first appearance */
+    char **names; /* (count) in order of first appearance */
     int count, cap;
     int32_t *slot; /* (nslot) class id + 1, 0 = empty; kept at most half full */
     size_t nslot;  /* power of two */
@@ -160,16 +160,16 @@ typedef struct {
     const ds_csv_options *opt;
     char delim;
     csv_fields fields;
-    char **names;     /* (ncols) header names, or NULL without a header */
-    int ncols;        /* fields per line, fixed by the first line */
+    char **names; /* (ncols) header names, or NULL without a header */
+    int ncols;    /* fields per line, fixed by the first line */
     int label_col;
-    int d;            /* ncols - 1 */
-    int64_t n;        /* rows so far */
-    size_t cap;       /* rows allocated */
-    float *x;         /* (cap, D) */
-    int32_t *label;   /* (cap) classification */
-    float *target;    /* (cap) regression */
-    int label_mode;   /* classification: 0 undecided, 1 integer ids, 2 strings */
+    int d;          /* ncols - 1 */
+    int64_t n;      /* rows so far */
+    size_t cap;     /* rows allocated */
+    float *x;       /* (cap, D) */
+    int32_t *label; /* (cap) classification */
+    float *target;  /* (cap) regression */
+    int label_mode; /* classification: 0 undecided, 1 integer ids, 2 strings */
     int32_t max_label;
     class_map classes;
 } csv_state;
@@ -195,8 +195,8 @@ static int csv_field_error(const csv_state *st, long long line, int col, const c
     if (ns == NUM_NONFINITE)
         return pst_err_set(err, PST_ERR_NUMERIC, "%s:%lld: %s: '%.64s' is not a finite number",
                            st->path, line, where, field);
-    return pst_err_set(err, PST_ERR_DATA, "%s:%lld: %s: '%.64s' is not a number", st->path,
-                       line, where, field);
+    return pst_err_set(err, PST_ERR_DATA, "%s:%lld: %s: '%.64s' is not a number", st->path, line,
+                       where, field);
 }
 
 /* The first non-blank line fixes the column count, decides whether it is a header (for
@@ -246,8 +246,8 @@ static int csv_first_line(csv_state *st, long long line, pst_err *err)
             }
             if (lc < 0)
                 return pst_err_set(err, PST_ERR_ARG,
-                                   "%s:%lld: no column named '%.64s' in the header", st->path,
-                                   line, opt->label_name);
+                                   "%s:%lld: no column named '%.64s' in the header", st->path, line,
+                                   opt->label_name);
         }
     }
     st->label_col = lc;
@@ -287,8 +287,10 @@ static int csv_label(csv_state *st, long long line, const char *field, pst_err *
     }
     if (ns != NUM_OK) {
         csv_col_desc(st, col, where, sizeof where);
-        return pst_err_set(err, PST_ERR_DATA, "%s:%lld: %s: label '%.64s' is not an integer "
-                           "class id%s", st->path, line, where, field,
+        return pst_err_set(err, PST_ERR_DATA,
+                           "%s:%lld: %s: label '%.64s' is not an integer "
+                           "class id%s",
+                           st->path, line, where, field,
                            st->n > 0 ? " (the first data row had a numeric label)" : "");
     }
     if (v < 0 || (opt->nclasses > 0 && v >= opt->nclasses) || v == INT32_MAX) {
@@ -348,18 +350,18 @@ static int csv_row(csv_state *st, long long line, pst_err *err)
 }
 
 /* Options that no file can satisfy, reported before the file is opened. */
-static int csv_check_options(const char *path, const ds_csv_options *opt, char delim,
-                             pst_err *err)
+static int csv_check_options(const char *path, const ds_csv_options *opt, char delim, pst_err *err)
 {
     if (delim == '"' || delim == '\n' || delim == '\r' || opt->header < -1 || opt->header > 1 ||
         (opt->task != DS_TASK_CLASSIFY && opt->task != DS_TASK_REGRESS) ||
         (!opt->label_name && opt->label_index < DS_CSV_NO_LABEL) || opt->nclasses < 0)
-        return pst_err_set(err, PST_ERR_ARG, "%s: bad CSV options (delimiter, header, task, "
-                           "label or nclasses)", path);
-    if (opt->label_name && opt->header == 0)
         return pst_err_set(err, PST_ERR_ARG,
-                           "%s: label column '%.64s' by name needs a header line", path,
-                           opt->label_name);
+                           "%s: bad CSV options (delimiter, header, task, "
+                           "label or nclasses)",
+                           path);
+    if (opt->label_name && opt->header == 0)
+        return pst_err_set(err, PST_ERR_ARG, "%s: label column '%.64s' by name needs a header line",
+                           path, opt->label_name);
     return PST_OK;
 }
 
@@ -378,8 +380,8 @@ static int csv_read(csv_state *st, FILE *f, pst_err *err)
         ssize_t len = getline(&buf, &bufcap, f);
         if (len < 0) {
             if (ferror(f))
-                rc = pst_err_set(err, errno == ENOMEM ? PST_ERR_NOMEM : PST_ERR_IO,
-                                 "%s:%lld: %s", path, line + 1, strerror(errno));
+                rc = pst_err_set(err, errno == ENOMEM ? PST_ERR_NOMEM : PST_ERR_IO, "%s:%lld: %s",
+                                 path, line + 1, strerror(errno));
             break;
         }
         line++;

@@ -37,13 +37,13 @@ void ds_destroy(ds_dataset *ds);
 int64_t ds_count(const ds_dataset *ds);
 int ds_dim(const ds_dataset *ds);
 ds_task ds_task_of(const ds_dataset *ds);
-int ds_nclasses(const ds_dataset *ds);    /* 0 for regression */
-int ds_target_dim(const ds_dataset *ds);  /* 0 for classification */
-float *ds_x(ds_dataset *ds);              /* (N, D) */
+int ds_nclasses(const ds_dataset *ds);   /* 0 for regression */
+int ds_target_dim(const ds_dataset *ds); /* 0 for classification */
+float *ds_x(ds_dataset *ds);             /* (N, D) */
 const float *ds_x_const(const ds_dataset *ds);
-int32_t *ds_labels(ds_dataset *ds);       /* (N) or NULL */
+int32_t *ds_labels(ds_dataset *ds); /* (N) or NULL */
 const int32_t *ds_labels_const(const ds_dataset *ds);
-float *ds_targets(ds_dataset *ds);        /* (N, T) or NULL */
+float *ds_targets(ds_dataset *ds); /* (N, T) or NULL */
 const float *ds_targets_const(const ds_dataset *ds);
 /* Name of class c when labels were strings in a CSV ("setosa"), else NULL. */
 const char *ds_class_name(const ds_dataset *ds, int c);
@@ -60,15 +60,15 @@ ds_dataset *ds_load_idx(const char *images_path, const char *labels_path, int nc
                         pst_err *err);
 
 typedef struct {
-    char delimiter;          /* ',' if 0 */
-    int header;              /* 1: first line names the columns; 0: none; -1: guess */
-    const char *label_name;  /* label column by header name, or NULL */
-    int label_index;         /* label column by 0-based index when label_name is NULL;
+    char delimiter;         /* ',' if 0 */
+    int header;             /* 1: first line names the columns; 0: none; -1: guess */
+    const char *label_name; /* label column by header name, or NULL */
+    int label_index;        /* label column by 0-based index when label_name is NULL;
                                 -1 means the last column, DS_CSV_NO_LABEL none at all
                                 (every column a feature; labels/targets are 0: for
                                 predicting on unlabelled data) */
-    ds_task task;            /* classify: labels are class ids or strings; regress: floats */
-    int nclasses;            /* classify with integer labels: 0 takes max label + 1 */
+    ds_task task;           /* classify: labels are class ids or strings; regress: floats */
+    int nclasses;           /* classify with integer labels: 0 takes max label + 1 */
 } ds_csv_options;
 
 #define DS_CSV_NO_LABEL (-2)
@@ -92,7 +92,7 @@ ds_dataset *ds_load_libsvm(const char *path, int dim, ds_task task, int nclasses
  *   minmax       (x - lo) / (hi - lo) into [0, 1]; raw range if known, else per-feature
  *                min/max of the fitting set; constant features -> 0
  *   standardize  (x - mean) / std per feature; std 0 -> 1 */
-#define DS_SCALE_NAMES(X)                                                                   \
+#define DS_SCALE_NAMES(X)                                                                          \
     X(DS_SCALE_NONE, "none") X(DS_SCALE_MINMAX, "minmax") X(DS_SCALE_STANDARDIZE, "standardize")
 typedef enum { DS_SCALE_NAMES(DS_ENUM_VALUE) DS_SCALE_COUNT } ds_scale_kind;
 /* Names by value ("minmax"), NULL past the end; -1 when absent (or name is NULL). */
@@ -117,8 +117,8 @@ ds_dataset *ds_subset(const ds_dataset *ds, const int64_t *rows, int64_t n, pst_
 
 /* Seeded random split: *train gets n - n_val rows, *val gets n_val = round(frac * n) rows
  * (both shuffled by seed). frac in [0, 1). */
-int ds_split(const ds_dataset *ds, double frac, uint64_t seed, ds_dataset **train,
-             ds_dataset **val, pst_err *err);
+int ds_split(const ds_dataset *ds, double frac, uint64_t seed, ds_dataset **train, ds_dataset **val,
+             pst_err *err);
 
 /* Partition k of nparts: rows [k*N/nparts, (k+1)*N/nparts) of ds after a seeded shuffle,
  * so the nparts partitions are disjoint, cover ds and differ in size by at most one. */

@@ -13,8 +13,8 @@
 #include "data.h"
 
 struct ds_dataset {
-    int64_t n;          /* N */
-    int d;              /* D */
+    int64_t n; /* N */
+    int d;     /* D */
     ds_task task;
     int nclasses;       /* K, 0 for regression */
     int tdim;           /* T, 0 for classification */

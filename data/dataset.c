@@ -87,7 +87,7 @@ static int check_shape(int64_t n, int d, ds_task task, int nclasses, int tdim, p
 /* Wraps buffers the caller allocated for exactly this shape; on success the dataset owns
  * x, label and target, on failure the caller still does. */
 ds_dataset *ds_adopt(int64_t n, int d, ds_task task, int nclasses, int tdim, float *x,
-                            int32_t *label, float *target, pst_err *err)
+                     int32_t *label, float *target, pst_err *err)
 {
     ds_dataset *ds = calloc(1, sizeof *ds);
     if (!ds) {
@@ -120,8 +120,8 @@ ds_dataset *ds_create(int64_t n, int d, ds_task task, int nclasses, int tdim, ps
         target = calloc(n ? (size_t)n * (size_t)tdim : 1, sizeof *target);
     ds_dataset *ds = NULL;
     if (!x || (!label && !target)) {
-        pst_err_set(err, PST_ERR_NOMEM, "dataset of %lld x %d floats: out of memory",
-                    (long long)n, d);
+        pst_err_set(err, PST_ERR_NOMEM, "dataset of %lld x %d floats: out of memory", (long long)n,
+                    d);
         goto cleanup;
     }
     ds = ds_adopt(n, d, task, nclasses, tdim, x, label, target, err);

@@ -17,7 +17,7 @@
 
 #define IDX_MAGIC_IMAGES 0x00000803u /* uint8, 3 dims: N, rows, cols */
 #define IDX_MAGIC_LABELS 0x00000801u /* uint8, 1 dim: N */
-#define IDX_BLOCK ((size_t)1 << 18)   /* pixel bytes per read: 256 KiB stays in L2 */
+#define IDX_BLOCK ((size_t)1 << 18)  /* pixel bytes per read: 256 KiB stays in L2 */
 
 static uint32_t be32(const unsigned char *p)
 {
@@ -27,8 +27,7 @@ static uint32_t be32(const unsigned char *p)
 /* Reads up to len bytes; *got is what arrived before end of file. gzread counts in int, so
  * large blocks go in 1 GiB chunks. A gzip stream cut short reads as end of file (zlib
  * reports Z_BUF_ERROR for it) so that the caller can say how much was missing. */
-static int gz_read_all(gzFile f, void *buf, size_t len, size_t *got, const char *path,
-                       pst_err *err)
+static int gz_read_all(gzFile f, void *buf, size_t len, size_t *got, const char *path, pst_err *err)
 {
     unsigned char *p = buf;
     size_t done = 0;
@@ -45,8 +44,8 @@ static int gz_read_all(gzFile f, void *buf, size_t len, size_t *got, const char 
             *got = done;
             if (zerr == Z_ERRNO)
                 return pst_err_set(err, PST_ERR_IO, "%s: %s", path, strerror(errno));
-            return pst_err_set(err, zerr == Z_MEM_ERROR ? PST_ERR_NOMEM : PST_ERR_DATA,
-                               "%s: %s", path, msg);
+            return pst_err_set(err, zerr == Z_MEM_ERROR ? PST_ERR_NOMEM : PST_ERR_DATA, "%s: %s",
+                               path, msg);
         }
         if (r == 0)
             break;
@@ -189,8 +188,7 @@ ds_dataset *ds_load_idx(const char *images_path, const char *labels_path, int nc
     uint64_t iroom = 0, lroom = 0;
     if (idx_open(images_path, IDX_MAGIC_IMAGES, "uint8 images, 3 dims", 3, idims, &iroom, &fi,
                  err) ||
-        idx_open(labels_path, IDX_MAGIC_LABELS, "uint8 labels, 1 dim", 1, ldims, &lroom, &fl,
-                 err))
+        idx_open(labels_path, IDX_MAGIC_LABELS, "uint8 labels, 1 dim", 1, ldims, &lroom, &fl, err))
         goto cleanup;
     uint32_t n = idims[0];
     uint64_t d = (uint64_t)idims[1] * idims[2];
@@ -200,14 +198,14 @@ ds_dataset *ds_load_idx(const char *images_path, const char *labels_path, int nc
         goto cleanup;
     }
     if (ldims[0] != n) {
-        pst_err_set(err, PST_ERR_DATA, "%s: %u labels, but %s has %u images", labels_path,
-                    ldims[0], images_path, n);
+        pst_err_set(err, PST_ERR_DATA, "%s: %u labels, but %s has %u images", labels_path, ldims[0],
+                    images_path, n);
         goto cleanup;
     }
     size_t npix;
     if (ds_size_mul3(n, d, sizeof(float), &npix) || ds_size_mul3(n, d, 1, &npix)) {
-        pst_err_set(err, PST_ERR_NOMEM, "%s: %u images of %llu pixels overflow size_t",
-                    images_path, n, (unsigned long long)d);
+        pst_err_set(err, PST_ERR_NOMEM, "%s: %u images of %llu pixels overflow size_t", images_path,
+                    n, (unsigned long long)d);
         goto cleanup;
     }
 

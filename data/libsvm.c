@@ -20,11 +20,11 @@ typedef struct {
     const char *path;
     int dim, nclasses; /* as passed: 0 = from the data */
     ds_task task;
-    int32_t *col;      /* (nnz) 0-based */
-    float *val;        /* (nnz) */
-    size_t *rowend;    /* (n) */
-    int32_t *ilab;     /* (n) classification labels as written */
-    float *flab;       /* (n) regression targets */
+    int32_t *col;   /* (nnz) 0-based */
+    float *val;     /* (nnz) */
+    size_t *rowend; /* (n) */
+    int32_t *ilab;  /* (n) classification labels as written */
+    float *flab;    /* (n) regression targets */
     size_t nnz, nnz_cap, cap;
     int64_t n;
     int32_t maxidx, maxlab;
@@ -81,8 +81,8 @@ static int libsvm_label(libsvm_rows *r, const char *tok, long long line, pst_err
         return pst_err_set(err, PST_ERR_DATA, "%s:%lld: label '%.64s' is not an integer", path,
                            line, tok);
     if (v < -1 || (r->nclasses > 0 && v >= r->nclasses) || v == INT32_MAX)
-        return pst_err_set(err, PST_ERR_DATA, "%s:%lld: label %d out of range [0, %d)", path,
-                           line, (int)v, r->nclasses > 0 ? r->nclasses : INT32_MAX);
+        return pst_err_set(err, PST_ERR_DATA, "%s:%lld: label %d out of range [0, %d)", path, line,
+                           (int)v, r->nclasses > 0 ? r->nclasses : INT32_MAX);
     if (v == -1 && !r->line_m1)
         r->line_m1 = line;
     if (v != -1 && v != 1 && !r->line_other) {
@@ -117,8 +117,7 @@ static int libsvm_push(libsvm_rows *r, int32_t col, float v, long long line, pst
 
 /* Parses one "index:value" token (tok is modified); indices are 1-based and must increase
  * past *prev, which is updated. */
-static int libsvm_feature(libsvm_rows *r, char *tok, int32_t *prev, long long line,
-                          pst_err *err)
+static int libsvm_feature(libsvm_rows *r, char *tok, int32_t *prev, long long line, pst_err *err)
 {
     const char *path = r->path;
     char *colon = strchr(tok, ':');
@@ -209,8 +208,8 @@ static int libsvm_read(libsvm_rows *r, FILE *f, pst_err *err)
         ssize_t len = getline(&buf, &bufcap, f);
         if (len < 0) {
             if (ferror(f))
-                rc = pst_err_set(err, errno == ENOMEM ? PST_ERR_NOMEM : PST_ERR_IO,
-                                 "%s:%lld: %s", r->path, line + 1, strerror(errno));
+                rc = pst_err_set(err, errno == ENOMEM ? PST_ERR_NOMEM : PST_ERR_IO, "%s:%lld: %s",
+                                 r->path, line + 1, strerror(errno));
             break;
         }
         line++;
@@ -254,7 +253,8 @@ static ds_dataset *libsvm_dense(const libsvm_rows *r, pst_err *err)
         if (r->line_m1 && r->line_other) {
             pst_err_set(err, PST_ERR_DATA,
                         "%s:%lld: label -1 out of range (allowed only with +1 labels, but line "
-                        "%lld has label %d)", path, r->line_m1, r->line_other, (int)r->other);
+                        "%lld has label %d)",
+                        path, r->line_m1, r->line_other, (int)r->other);
             return NULL;
         }
         pm1 = r->line_m1 != 0;
@@ -281,8 +281,7 @@ static ds_dataset *libsvm_dense(const libsvm_rows *r, pst_err *err)
 
 ds_dataset *ds_load_libsvm(const char *path, int dim, ds_task task, int nclasses, pst_err *err)
 {
-    if (!path || dim < 0 || nclasses < 0 ||
-        (task != DS_TASK_CLASSIFY && task != DS_TASK_REGRESS)) {
+    if (!path || dim < 0 || nclasses < 0 || (task != DS_TASK_CLASSIFY && task != DS_TASK_REGRESS)) {
         pst_err_set(err, PST_ERR_ARG, "ds_load_libsvm: bad arguments (dim %d, nclasses %d)", dim,
                     nclasses);
         return NULL;

@@ -54,14 +54,15 @@ static int fit_minmax(scaler_work *w, const ds_dataset *ds, pst_err *err)
     }
     for (int j = 0; j < d; j++) {
         if (!isfinite(w->acc[j]))
-            return pst_err_set(err, PST_ERR_NUMERIC, "scaler: feature %d has non-finite values",
-                               j);
+            return pst_err_set(err, PST_ERR_NUMERIC, "scaler: feature %d has non-finite values", j);
         double range = (double)w->hi[j] - w->lo[j];
         w->shift[j] = w->lo[j];
         w->mul[j] = range > 0 ? (float)(1.0 / range) : 0.0f; /* constant feature -> 0 */
         if (!isfinite(w->mul[j]))
-            return pst_err_set(err, PST_ERR_NUMERIC, "scaler: feature %d: range %g too small to "
-                               "scale", j, range);
+            return pst_err_set(err, PST_ERR_NUMERIC,
+                               "scaler: feature %d: range %g too small to "
+                               "scale",
+                               j, range);
     }
     return PST_OK;
 }
@@ -96,8 +97,8 @@ static int fit_standardize(scaler_work *w, const ds_dataset *ds, pst_err *err)
         w->mul[j] = sd > 0 ? (float)(1.0 / sd) : 1.0f;
         if (!isfinite(w->acc[j]) || !isfinite(sd) || !isfinite(w->mul[j]))
             return pst_err_set(err, PST_ERR_NUMERIC,
-                               "scaler: feature %d: mean %g, std %g cannot be scaled", j,
-                               w->acc[j], sd);
+                               "scaler: feature %d: mean %g, std %g cannot be scaled", j, w->acc[j],
+                               sd);
     }
     return PST_OK;
 }
@@ -181,8 +182,8 @@ int ds_scaler_apply(const ds_scaler *s, ds_dataset *ds, pst_err *err)
     if (!s->shift || !s->mul)
         return pst_err_set(err, PST_ERR_STATE, "ds_scaler_apply: scaler is not fitted");
     if (s->d != ds->d)
-        return pst_err_set(err, PST_ERR_ARG, "scaler fitted on %d features, dataset has %d",
-                           s->d, ds->d);
+        return pst_err_set(err, PST_ERR_ARG, "scaler fitted on %d features, dataset has %d", s->d,
+                           ds->d);
     scale_rows(ds->x, s->shift, s->mul, ds->n, ds->d);
     /* The features are no longer raw, so a later min-max fit must look at the data. */
     if (s->kind != DS_SCALE_NONE)

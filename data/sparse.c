@@ -129,9 +129,9 @@ typedef struct {
     const char *path;
     const ds_sparse_options *o;
     long long line;
-    int form;         /* 0: not seen yet, 2: id:value, 3: field:id:value */
-    int seen_minus1;  /* a -1 label (svmlight's negative class) */
-    int seen_other;   /* a label other than -1 and 1 */
+    int form;        /* 0: not seen yet, 2: id:value, 3: field:id:value */
+    int seen_minus1; /* a -1 label (svmlight's negative class) */
+    int seen_other;  /* a label other than -1 and 1 */
     long long other_line;
     int32_t other, maxlab;
 } reader;
@@ -143,11 +143,15 @@ static int parse_entry(ds_sparse *s, reader *rd, char *tok, int k, pst_err *err)
     char *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
     int form = !c1 ? 0 : c2 ? 3 : 2;
     if (form == 0 || (c2 && strchr(c2 + 1, ':')))
-        return pst_err_set(err, PST_ERR_DATA, "%s:%lld: entry %d '%.64s' is not id:value or "
-                           "field:id:value", rd->path, rd->line, k, tok);
+        return pst_err_set(err, PST_ERR_DATA,
+                           "%s:%lld: entry %d '%.64s' is not id:value or "
+                           "field:id:value",
+                           rd->path, rd->line, k, tok);
     if (rd->form && form != rd->form)
-        return pst_err_set(err, PST_ERR_DATA, "%s:%lld: entry %d '%.64s' mixes id:value and "
-                           "field:id:value entries in one file", rd->path, rd->line, k, tok);
+        return pst_err_set(err, PST_ERR_DATA,
+                           "%s:%lld: entry %d '%.64s' mixes id:value and "
+                           "field:id:value entries in one file",
+                           rd->path, rd->line, k, tok);
     rd->form = form;
     if (grow_entries(s, form == 3))
         return pst_err_set(err, PST_ERR_NOMEM, "%s:%lld: out of memory", rd->path, rd->line);
@@ -155,9 +159,10 @@ static int parse_entry(ds_sparse *s, reader *rd, char *tok, int k, pst_err *err)
     if (form == 3) {
         uint64_t f;
         if (parse_u64(tok, c1, &f) || f >= UINT32_MAX)
-            return pst_err_set(err, PST_ERR_DATA, "%s:%lld: entry %d '%.64s': field '%.*s' is "
-                               "not a number below 2^32 - 1", rd->path, rd->line, k, tok,
-                               (int)(c1 - tok), tok);
+            return pst_err_set(err, PST_ERR_DATA,
+                               "%s:%lld: entry %d '%.64s': field '%.*s' is "
+                               "not a number below 2^32 - 1",
+                               rd->path, rd->line, k, tok, (int)(c1 - tok), tok);
         s->fields[s->nnz] = (uint32_t)f;
         if ((uint32_t)f + 1 > s->nfields)
             s->nfields = (uint32_t)f + 1;
@@ -167,19 +172,23 @@ static int parse_entry(ds_sparse *s, reader *rd, char *tok, int k, pst_err *err)
     }
     uint64_t id;
     if (parse_u64(id_at, id_end, &id))
-        return pst_err_set(err, PST_ERR_DATA, "%s:%lld: entry %d '%.64s': feature id '%.*s' is "
-                           "not a number below 2^64", rd->path, rd->line, k, tok,
-                           (int)(id_end - id_at), id_at);
+        return pst_err_set(err, PST_ERR_DATA,
+                           "%s:%lld: entry %d '%.64s': feature id '%.*s' is "
+                           "not a number below 2^64",
+                           rd->path, rd->line, k, tok, (int)(id_end - id_at), id_at);
     if (rd->o->id_space && id >= rd->o->id_space)
-        return pst_err_set(err, PST_ERR_DATA, "%s:%lld: entry %d: feature id %llu is beyond "
-                           "the id space of %llu", rd->path, rd->line, k,
-                           (unsigned long long)id, (unsigned long long)rd->o->id_space);
+        return pst_err_set(err, PST_ERR_DATA,
+                           "%s:%lld: entry %d: feature id %llu is beyond "
+                           "the id space of %llu",
+                           rd->path, rd->line, k, (unsigned long long)id,
+                           (unsigned long long)rd->o->id_space);
     float v;
     num_status ns = ds_parse_float(val_at, &v);
     if (ns)
-        return pst_err_set(err, PST_ERR_DATA, "%s:%lld: entry %d '%.64s': value is not a %s"
-                           "number", rd->path, rd->line, k, tok,
-                           ns == NUM_NONFINITE ? "finite " : "");
+        return pst_err_set(err, PST_ERR_DATA,
+                           "%s:%lld: entry %d '%.64s': value is not a %s"
+                           "number",
+                           rd->path, rd->line, k, tok, ns == NUM_NONFINITE ? "finite " : "");
     s->ids[s->nnz] = id;
     s->vals[s->nnz] = v;
     s->nnz++;
@@ -198,10 +207,14 @@ static int parse_label(ds_sparse *s, reader *rd, const char *tok, pst_err *err)
     int k = rd->o->nclasses;
     if (ds_parse_int(tok, &v) || v < -1 || (k > 0 && v >= k)) {
         if (k > 0)
-            return pst_err_set(err, PST_ERR_DATA, "%s:%lld: label '%.64s' is not a class id "
-                               "0..%d (or svmlight's -1/+1)", rd->path, rd->line, tok, k - 1);
-        return pst_err_set(err, PST_ERR_DATA, "%s:%lld: label '%.64s' is not a class id >= 0 "
-                           "(or svmlight's -1/+1)", rd->path, rd->line, tok);
+            return pst_err_set(err, PST_ERR_DATA,
+                               "%s:%lld: label '%.64s' is not a class id "
+                               "0..%d (or svmlight's -1/+1)",
+                               rd->path, rd->line, tok, k - 1);
+        return pst_err_set(err, PST_ERR_DATA,
+                           "%s:%lld: label '%.64s' is not a class id >= 0 "
+                           "(or svmlight's -1/+1)",
+                           rd->path, rd->line, tok);
     }
     rd->seen_minus1 |= v == -1;
     if (v != -1 && v != 1 && !rd->seen_other) {
@@ -243,9 +256,10 @@ static int finish_labels(ds_sparse *s, reader *rd, pst_err *err)
         return PST_OK;
     if (rd->seen_minus1) {
         if (rd->seen_other)
-            return pst_err_set(err, PST_ERR_DATA, "%s:%lld: label %d beside svmlight's -1 "
-                               "(labels are class ids 0..K-1, or -1/+1)", rd->path,
-                               rd->other_line, rd->other);
+            return pst_err_set(err, PST_ERR_DATA,
+                               "%s:%lld: label %d beside svmlight's -1 "
+                               "(labels are class ids 0..K-1, or -1/+1)",
+                               rd->path, rd->other_line, rd->other);
         for (int64_t i = 0; i < s->n; i++)
             s->labels[i] = s->labels[i] == 1;
         rd->maxlab = 1;

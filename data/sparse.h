@@ -40,8 +40,8 @@ void ds_sparse_destroy(ds_sparse *s);
 int64_t ds_sparse_rows(const ds_sparse *s);
 int64_t ds_sparse_nnz(const ds_sparse *s);
 ds_task ds_sparse_task(const ds_sparse *s);
-int ds_sparse_nclasses(const ds_sparse *s);   /* 0 for regression */
-int ds_sparse_has_fields(const ds_sparse *s); /* the file was libffm */
+int ds_sparse_nclasses(const ds_sparse *s);     /* 0 for regression */
+int ds_sparse_has_fields(const ds_sparse *s);   /* the file was libffm */
 uint32_t ds_sparse_nfields(const ds_sparse *s); /* max field + 1; 0 without fields */
 /* Row r's entries: returns their count, sets *ids and *vals (and *fields, NULL without
  * fields; fields may be NULL when not wanted). */

@@ -36,8 +36,8 @@ static int names_copy(char ***dst, char *const *src, const int *pick, int k)
 
 /* New dataset of rows r64[i] (or r32[i] when r64 is NULL), i < n, already range-checked;
  * class names and the raw range carry over. */
-static ds_dataset *gather(const ds_dataset *ds, const int64_t *r64, const uint32_t *r32,
-                          int64_t n, pst_err *err)
+static ds_dataset *gather(const ds_dataset *ds, const int64_t *r64, const uint32_t *r32, int64_t n,
+                          pst_err *err)
 {
     ds_dataset *out = ds_create(n, ds->d, ds->task, ds->nclasses, ds->tdim, err);
     if (!out)
@@ -88,8 +88,7 @@ static int shuffled_rows(int64_t n, uint64_t seed, uint32_t **perm, pst_err *err
                            (long long)n);
     uint32_t *p = malloc((n ? (size_t)n : 1) * sizeof *p);
     if (!p)
-        return pst_err_set(err, PST_ERR_NOMEM, "shuffle of %lld rows: out of memory",
-                           (long long)n);
+        return pst_err_set(err, PST_ERR_NOMEM, "shuffle of %lld rows: out of memory", (long long)n);
     for (int64_t i = 0; i < n; i++)
         p[i] = (uint32_t)i;
     rng_state r;
@@ -99,8 +98,8 @@ static int shuffled_rows(int64_t n, uint64_t seed, uint32_t **perm, pst_err *err
     return PST_OK;
 }
 
-int ds_split(const ds_dataset *ds, double frac, uint64_t seed, ds_dataset **train,
-             ds_dataset **val, pst_err *err)
+int ds_split(const ds_dataset *ds, double frac, uint64_t seed, ds_dataset **train, ds_dataset **val,
+             pst_err *err)
 {
     if (train)
         *train = NULL;
@@ -241,8 +240,10 @@ ds_dataset *ds_filter_classes(const ds_dataset *ds, const int *keep, int nkeep, 
     for (int64_t i = 0; i < ds->n; i++) {
         int32_t c = ds->label[i];
         if (c < 0 || c >= k) {
-            pst_err_set(err, PST_ERR_DATA, "ds_filter_classes: row %lld: label %d out of range "
-                        "[0, %d)", (long long)i, (int)c, k);
+            pst_err_set(err, PST_ERR_DATA,
+                        "ds_filter_classes: row %lld: label %d out of range "
+                        "[0, %d)",
+                        (long long)i, (int)c, k);
             goto cleanup;
         }
         if (map[c] >= 0)
@@ -275,10 +276,9 @@ int ds_align_classes(ds_dataset *ds, const ds_dataset *ref, const char *what, ps
     if (!ds->class_names && !ref->class_names)
         return PST_OK;
     if (!ds->class_names || !ref->class_names)
-        return pst_err_set(err, PST_ERR_DATA,
-                           "%s: class labels are %s, but the training data's are %s", what,
-                           ds->class_names ? "names" : "numbers",
-                           ref->class_names ? "names" : "numbers");
+        return pst_err_set(
+            err, PST_ERR_DATA, "%s: class labels are %s, but the training data's are %s", what,
+            ds->class_names ? "names" : "numbers", ref->class_names ? "names" : "numbers");
     int *map = malloc(sizeof(int) * (size_t)(ds->nclasses ? ds->nclasses : 1));
     char **names = NULL;
     int rc = PST_OK;
@@ -291,8 +291,9 @@ int ds_align_classes(ds_dataset *ds, const ds_dataset *ref, const char *what, ps
                 strcmp(ds->class_names[c], ref->class_names[r]) == 0)
                 map[c] = r;
         if (map[c] < 0) {
-            rc = pst_err_set(err, PST_ERR_DATA, "%s: class '%s' does not occur in the training data",
-                             what, ds->class_names[c] ? ds->class_names[c] : "?");
+            rc =
+                pst_err_set(err, PST_ERR_DATA, "%s: class '%s' does not occur in the training data",
+                            what, ds->class_names[c] ? ds->class_names[c] : "?");
             goto cleanup;
         }
     }

@@ -17,8 +17,8 @@ static inline void fuzz_data_check(const ds_dataset *ds, ds_dataset *load_result
     if (!load_result) {
         (void)rc_ok;
         fuzz_check_msg(err->msg);
-        if (err->code != PST_ERR_DATA && err->code != PST_ERR_NOMEM && err->code != PST_ERR_NUMERIC &&
-            err->code != PST_ERR_IO && err->code != PST_ERR_ARG) {
+        if (err->code != PST_ERR_DATA && err->code != PST_ERR_NOMEM &&
+            err->code != PST_ERR_NUMERIC && err->code != PST_ERR_IO && err->code != PST_ERR_ARG) {
             fprintf(stderr, "fuzz: unexpected status %d: %s\n", err->code, err->msg);
             abort();
         }

@@ -47,7 +47,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     uint8_t b = data[0];
     ds_sparse_options o = {.task = (b & 1) ? DS_TASK_REGRESS : DS_TASK_CLASSIFY,
-                           .nclasses = (b & 2) ? 3 : 0, .id_space = (b & 4) ? 1000 : 0};
+                           .nclasses = (b & 2) ? 3 : 0,
+                           .id_space = (b & 4) ? 1000 : 0};
     char p[256];
     fuzz_tmp_file(data + 1, size - 1, "sparse", p, sizeof p);
     pst_err err = {0};

@@ -32,8 +32,8 @@ static int terminated(const char *s, size_t cap)
 /* Bounded counts and one-line, terminated strings in every body present. */
 static void check_bodies(const wire_env *e, const wire_body *b)
 {
-    int ranged = e->type == WIRE_MSG_INIT || e->type == WIRE_MSG_PUSH ||
-                 e->type == WIRE_MSG_PULL || e->type == WIRE_MSG_PULL_REPLY;
+    int ranged = e->type == WIRE_MSG_INIT || e->type == WIRE_MSG_PUSH || e->type == WIRE_MSG_PULL ||
+                 e->type == WIRE_MSG_PULL_REPLY;
     must(!!b->range == ranged, "a range exactly on the range types");
     must(!!b->error == (e->type == WIRE_MSG_ERROR), "an error exactly on ERROR");
     must(!!b->hello == (e->type == WIRE_MSG_HELLO), "a hello exactly on HELLO");
@@ -53,8 +53,7 @@ static void check_bodies(const wire_env *e, const wire_body *b)
         must(terminated(b->hello->endpoint, WIRE_ENDPOINT_MAX), "endpoint one line");
         must(b->hello->groups.n >= 0 && b->hello->groups.n <= WIRE_MAX_GROUPS,
              "group count bounded");
-        must(b->hello->nckpt >= 0 && b->hello->nckpt <= WIRE_MAX_CKPTS,
-             "checkpoint count bounded");
+        must(b->hello->nckpt >= 0 && b->hello->nckpt <= WIRE_MAX_CKPTS, "checkpoint count bounded");
     }
     if (b->welcome) {
         const wire_welcome *w = b->welcome;
@@ -62,8 +61,7 @@ static void check_bodies(const wire_env *e, const wire_body *b)
         must(w->groups.n >= 0 && w->groups.n <= WIRE_MAX_GROUPS, "group count bounded");
         must(w->shard_offsets[w->num_servers] == w->nparams, "the shard map covers the model");
         for (int i = 0; i < w->num_servers; i++)
-            must(terminated(w->server_endpoints[i], WIRE_ENDPOINT_MAX),
-                 "server endpoint one line");
+            must(terminated(w->server_endpoints[i], WIRE_ENDPOINT_MAX), "server endpoint one line");
     }
     if (b->membership) {
         const wire_membership *m = b->membership;

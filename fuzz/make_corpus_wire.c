@@ -34,13 +34,18 @@ static int emit_hellos(const char *d)
     bad |= emit(d, "error", &e, &(wire_body){.error = &x});
 
     wire_env_init(&e, WIRE_MSG_HELLO, "worker", 2);
-    wire_hello h = {.endpoint = "tcp://127.0.0.1:5555", .nparams = 1000,
-                    .job_hash = 0x1234567890abcdefull, .pid = 4242, .steps = 300,
+    wire_hello h = {.endpoint = "tcp://127.0.0.1:5555",
+                    .nparams = 1000,
+                    .job_hash = 0x1234567890abcdefull,
+                    .pid = 4242,
+                    .steps = 300,
                     .groups = {.n = 2, .offsets = {0, 400, 1000}, .mults = {0.0f, 1.0f}}};
     bad |= emit(d, "hello_worker", &e, &(wire_body){.hello = &h});
 
     wire_env_init(&e, WIRE_MSG_HELLO, "server", 0);
-    wire_hello hs = {.endpoint = "tcp://10.0.0.2:6000", .nparams = 1000, .nckpt = 3,
+    wire_hello hs = {.endpoint = "tcp://10.0.0.2:6000",
+                     .nparams = 1000,
+                     .nckpt = 3,
                      .ckpt_clocks = {30, 20, 10}};
     bad |= emit(d, "hello_server", &e, &(wire_body){.hello = &hs});
     return bad;
@@ -96,8 +101,8 @@ int main(int argc, char **argv)
         wire_env_init(&e, ranged[i], ranged[i] == WIRE_MSG_PULL_REPLY ? "server" : "worker", 1);
         e.request_id = 77;
         e.clock = 12;
-        wire_range r = {.offset = 500, .len = 250, .clock_gap = 1,
-                        .checkpoint = ranged[i] == WIRE_MSG_PUSH};
+        wire_range r = {
+            .offset = 500, .len = 250, .clock_gap = 1, .checkpoint = ranged[i] == WIRE_MSG_PUSH};
         if (ranged[i] != WIRE_MSG_PULL) {
             e.nframes = 1;
             e.frame_bytes[0] = 250 * sizeof(float);
@@ -106,15 +111,19 @@ int main(int argc, char **argv)
     }
 
     wire_env_init(&e, WIRE_MSG_PROGRESS, "worker", 0);
-    wire_progress p = {.epoch = 3, .step = 120, .loss = 0.25, .samples_per_s = 10000.0,
-                       .test_accuracy = 0.9};
+    wire_progress p = {
+        .epoch = 3, .step = 120, .loss = 0.25, .samples_per_s = 10000.0, .test_accuracy = 0.9};
     bad |= emit(d, "progress", &e, &(wire_body){.progress = &p});
     e.type = WIRE_MSG_DONE;
     bad |= emit(d, "done", &e, &(wire_body){.progress = &p});
 
     wire_env_init(&e, WIRE_MSG_BYE, "server", 1);
-    wire_stats st = {.pushes = 100, .pulls = 100, .bytes_in = 1 << 20, .bytes_out = 1 << 20,
-                     .updates = 100, .max_clock_gap = 2};
+    wire_stats st = {.pushes = 100,
+                     .pulls = 100,
+                     .bytes_in = 1 << 20,
+                     .bytes_out = 1 << 20,
+                     .updates = 100,
+                     .max_clock_gap = 2};
     bad |= emit(d, "bye", &e, &(wire_body){.stats = &st});
 
     /* Fault tolerance: an acknowledgement and a heartbeat reply with the workers'

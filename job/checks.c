@@ -51,11 +51,12 @@ static int check_finetune(const cfg_job *job, pst_err *err)
     for (unsigned i = 0; i < d->classes_count; i++) {
         int c = d->classes[i];
         if (c < 0)
-            return pst_err_set(err, E, "data.classes: entry %u: class ids are >= 0, got %d", i,
-                               c);
+            return pst_err_set(err, E, "data.classes: entry %u: class ids are >= 0, got %d", i, c);
         if (d->num_classes > 0 && c >= d->num_classes)
-            return pst_err_set(err, E, "data.classes: entry %u: class %d, but data.num_classes "
-                               "is %d", i, c, d->num_classes);
+            return pst_err_set(err, E,
+                               "data.classes: entry %u: class %d, but data.num_classes "
+                               "is %d",
+                               i, c, d->num_classes);
         for (unsigned j = 0; j < i; j++)
             if (d->classes[j] == c)
                 return pst_err_set(err, E, "data.classes: class %d is listed twice", c);
@@ -69,18 +70,25 @@ static int check_finetune(const cfg_job *job, pst_err *err)
         const char *t = L->ops->name;
         const char *an = strchr("aeiou", t[0]) ? "an" : "a";
         if (!(L->lr_mult >= 0.0f) || !isfinite(L->lr_mult))
-            return pst_err_set(err, E, "model.layers.%u.lr_mult: must be >= 0 (0 freezes the "
-                               "layer), got %g", i, (double)L->lr_mult);
+            return pst_err_set(err, E,
+                               "model.layers.%u.lr_mult: must be >= 0 (0 freezes the "
+                               "layer), got %g",
+                               i, (double)L->lr_mult);
         if (!L->ops->has_params && !L->trainable)
-            return pst_err_set(err, E, "model.layers.%u.trainable: %s %s layer has no "
-                               "parameters to freeze", i, an, t);
+            return pst_err_set(err, E,
+                               "model.layers.%u.trainable: %s %s layer has no "
+                               "parameters to freeze",
+                               i, an, t);
         if (!L->ops->has_params && L->lr_mult != 1.0f)
-            return pst_err_set(err, E, "model.layers.%u.lr_mult: %s %s layer has no "
-                               "parameters to scale", i, an, t);
+            return pst_err_set(err, E,
+                               "model.layers.%u.lr_mult: %s %s layer has no "
+                               "parameters to scale",
+                               i, an, t);
         ntrain += L->ops->has_params && L->trainable && L->lr_mult > 0.0f;
     }
     if (m->nlayers > 0 && ntrain == 0)
-        return pst_err_set(err, E, "model.layers: every dense layer is frozen (trainable: false "
+        return pst_err_set(err, E,
+                           "model.layers: every dense layer is frozen (trainable: false "
                            "or lr_mult: 0 on every layer with parameters); nothing would train");
     return PST_OK;
 }
@@ -134,11 +142,13 @@ static int check_model(const cfg_job *job, pst_err *err)
     if (m->loss == ML_LOSS_CCE && strcmp(ends_in, "softmax") != 0)
         return pst_err_set(err, E,
                            "model.loss: categorical_crossentropy needs a softmax output, but "
-                           "model.layers.%u ends in %s", last, ends_in);
+                           "model.layers.%u ends in %s",
+                           last, ends_in);
     if (m->loss == ML_LOSS_BCE && strcmp(ends_in, "sigmoid") != 0)
         return pst_err_set(err, E,
                            "model.loss: binary_crossentropy needs a sigmoid output, but "
-                           "model.layers.%u ends in %s", last, ends_in);
+                           "model.layers.%u ends in %s",
+                           last, ends_in);
     /* With data.classes the labels are renumbered 0..k-1: k is the output's width, set by
      * the width key (dense: units) of the last layer that has one. */
     int want_units = d->classes_count > 0 ? (int)d->classes_count : d->num_classes;
@@ -150,7 +160,8 @@ static int check_model(const cfg_job *job, pst_err *err)
         if (units != want_units)
             return pst_err_set(err, E,
                                "model.layers.%u.%s: the output layer has %" PRId64 " units but "
-                               "%s is %d", i, L->ops->width_key, units,
+                               "%s is %d",
+                               i, L->ops->width_key, units,
                                d->classes_count > 0 ? "the length of data.classes"
                                                     : "data.num_classes",
                                want_units);
@@ -195,16 +206,18 @@ static int check_cluster(const cfg_job *job, pst_err *err)
         return pst_err_set(err, E, "cluster.heartbeat_ms: must be in [10, 60000], got %d",
                            c->heartbeat_ms);
     if (c->heartbeat_timeout_s < 1 || (int64_t)c->heartbeat_timeout_s * 1000 < 2 * c->heartbeat_ms)
-        return pst_err_set(err, E, "cluster.heartbeat_timeout_s: must be >= 1 and at least two "
-                           "heartbeats (%d ms each), got %d", c->heartbeat_ms,
-                           c->heartbeat_timeout_s);
+        return pst_err_set(err, E,
+                           "cluster.heartbeat_timeout_s: must be >= 1 and at least two "
+                           "heartbeats (%d ms each), got %d",
+                           c->heartbeat_ms, c->heartbeat_timeout_s);
     if (c->max_restarts < 0 || c->max_restarts > 1000)
         return pst_err_set(err, E, "cluster.max_restarts: must be in [0, 1000], got %d",
                            c->max_restarts);
     if (c->metrics_port < 0 || c->metrics_port + c->servers > 65535)
-        return pst_err_set(err, E, "cluster.metrics_port: must be 0 (off) or a port with room "
-                           "for the %d servers after it (<= %d), got %d", c->servers,
-                           65535 - c->servers, c->metrics_port);
+        return pst_err_set(err, E,
+                           "cluster.metrics_port: must be 0 (off) or a port with room "
+                           "for the %d servers after it (<= %d), got %d",
+                           c->servers, 65535 - c->servers, c->metrics_port);
 
     const cfg_checkpoint *k = &job->checkpoint;
     if (k->every_steps < 0)

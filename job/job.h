@@ -28,20 +28,20 @@ typedef struct {
     char *train_labels; /* IDX labels file; unused for CSV/libsvm */
     char *test;         /* optional held-out test set, same format */
     char *test_labels;
-    ds_task task;           /* data/data.h's tasks and names */
-    int num_classes;        /* 0: from the data */
-    char *label;            /* CSV label column by header name, or NULL */
-    int label_index;        /* CSV label column by index when label is NULL; -1 = last */
-    cfg_header header;      /* CSV */
-    char *delimiter;        /* CSV, one character; NULL = "," */
-    int dim;                /* libsvm feature count; 0 = from the data */
-    double validation_split;/* fraction of train held out for validation, [0, 1) */
-    ds_scale_kind scale;    /* data/data.h's scalings and names */
+    ds_task task;            /* data/data.h's tasks and names */
+    int num_classes;         /* 0: from the data */
+    char *label;             /* CSV label column by header name, or NULL */
+    int label_index;         /* CSV label column by index when label is NULL; -1 = last */
+    cfg_header header;       /* CSV */
+    char *delimiter;         /* CSV, one character; NULL = "," */
+    int dim;                 /* libsvm feature count; 0 = from the data */
+    double validation_split; /* fraction of train held out for validation, [0, 1) */
+    ds_scale_kind scale;     /* data/data.h's scalings and names */
     /* Fine-tuning subsets (worker/dataprep.c): */
-    int *classes;            /* keep only these class ids, relabelled 0..k-1 in this order;
+    int *classes; /* keep only these class ids, relabelled 0..k-1 in this order;
                                 NULL = every class (train, validation and test alike) */
     unsigned classes_count;
-    int limit;               /* keep the first N training samples after the split; 0 = all */
+    int limit; /* keep the first N training samples after the split; 0 = all */
 } cfg_data;
 
 /* model: the layers (core/layer.h; read with the job's layer registry), loss and init,
@@ -55,14 +55,14 @@ typedef struct {
 typedef struct {
     int batch_size;
     int epochs;
-    int threads;     /* BLAS threads for this process */
-    int shuffle;     /* bool */
-    int log_every;   /* every N steps: a progress line when not a terminal and a steps.csv
+    int threads;   /* BLAS threads for this process */
+    int shuffle;   /* bool */
+    int log_every; /* every N steps: a progress line when not a terminal and a steps.csv
                         record (worker/report.h); 0 = per epoch only */
 } cfg_train;
 
 typedef struct {
-    char *dir;       /* run directory: metrics.csv, metrics.jsonl, ... */
+    char *dir; /* run directory: metrics.csv, metrics.jsonl, ... */
 } cfg_output;
 
 /* How servers order updates and answer pulls (see ps/server.c):
@@ -79,22 +79,22 @@ typedef enum { CFG_CONS_BSP = 0, CFG_CONS_SSP, CFG_CONS_ASP } cfg_consistency;
 typedef enum { CFG_NONFINITE_REJECT = 0, CFG_NONFINITE_SKIP } cfg_nonfinite;
 
 typedef struct {
-    int servers;                 /* parameter servers */
-    int workers;                 /* workers */
+    int servers; /* parameter servers */
+    int workers; /* workers */
     cfg_consistency consistency;
-    int staleness;               /* ssp: clocks a worker may run ahead of the slowest */
-    int pipeline;                /* ssp/asp: compute step c+1 while step c's pull is in
+    int staleness; /* ssp: clocks a worker may run ahead of the slowest */
+    int pipeline;  /* ssp/asp: compute step c+1 while step c's pull is in
                                     flight (one more step of staleness) */
-    int timeout_s;               /* every network wait gives up after this long */
+    int timeout_s; /* every network wait gives up after this long */
     /* Fault tolerance (docs/fault-tolerance.md). Every process sends the coordinator a
      * heartbeat every heartbeat_ms; one silent for heartbeat_timeout_s is lost: a worker
      * leaves the job (the others go on without it), a server or the coordinator ends it. */
     int heartbeat_ms;
     int heartbeat_timeout_s;
-    int max_restarts;            /* pstrain local / cluster script: restarts of a failed
+    int max_restarts;        /* pstrain local / cluster script: restarts of a failed
                                     worker (same rank; it rejoins), per worker */
-    cfg_nonfinite nonfinite;     /* a pushed gradient with NaN/Inf: reject | skip */
-    int metrics_port;            /* Prometheus /metrics: coordinator on this port, server r
+    cfg_nonfinite nonfinite; /* a pushed gradient with NaN/Inf: reject | skip */
+    int metrics_port;        /* Prometheus /metrics: coordinator on this port, server r
                                     on metrics_port + 1 + r; 0 = off (docs/observability.md) */
 } cfg_cluster;
 
@@ -145,8 +145,7 @@ int cfg_job_load_file(cfg_job **out, const char *path, pst_err *err);
  * the job. */
 int cfg_job_load_string_reg(cfg_job **out, const ml_registry *reg, const char *yaml, size_t len,
                             const char *source, pst_err *err);
-int cfg_job_load_file_reg(cfg_job **out, const ml_registry *reg, const char *path,
-                          pst_err *err);
+int cfg_job_load_file_reg(cfg_job **out, const ml_registry *reg, const char *path, pst_err *err);
 void cfg_job_free(cfg_job *job);
 
 /* Sets one key from text: path "optimizer.lr", "model.layers.0.units", value "0.01".

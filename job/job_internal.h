@@ -58,8 +58,8 @@ typedef struct {
 } cfg_scalar;
 
 int cfg_is_null_word(const char *s);
-int cfg_parse_scalar(const cyaml_schema_value_t *v, const char *text, cfg_scalar *out,
-                     char *why, size_t whylen);
+int cfg_parse_scalar(const cyaml_schema_value_t *v, const char *text, cfg_scalar *out, char *why,
+                     size_t whylen);
 int cfg_store_scalar(const cyaml_schema_value_t *v, void *p, const cfg_scalar *val);
 
 /* ---- parse.c: pass 1's scanner state, also used by layers.c ------------------------ */
@@ -70,11 +70,11 @@ typedef struct {
     yaml_parser_t parser;
     const char *source;
     pst_err *err;
-    char path[CFG_PATH_MAX]; /* dotted path of the node being scanned */
+    char path[CFG_PATH_MAX];                      /* dotted path of the node being scanned */
     const cyaml_schema_field_t *set[CFG_MAX_SET]; /* fields the file sets (outside lists) */
     size_t nset;
-    const char *find;  /* a dotted path whose line to report, or NULL */
-    size_t found_line; /* its key's line, 0 until seen */
+    const char *find;       /* a dotted path whose line to report, or NULL */
+    size_t found_line;      /* its key's line, 0 until seen */
     const ml_registry *reg; /* layer types */
     ml_layer_spec *layers;  /* model.layers as read (moved into the job when it loads) */
     unsigned nlayers, layers_cap;
@@ -101,7 +101,7 @@ char *cfg_default_dir(const char *name);
 int cfg_scan_layers(cfg_scan *sc, yaml_event_t *ev);
 /* Sets key `key` of layer L from text (a scalar). Returns 0, 1 for a key the layer does
  * not have, -1 for a bad value (why says what), PST_ERR_NOMEM-like -2 for memory. */
-int cfg_layer_set_key(const ml_registry *reg, ml_layer_spec *L, const char *key,
-                      const char *text, char *why, size_t whylen);
+int cfg_layer_set_key(const ml_registry *reg, ml_layer_spec *L, const char *key, const char *text,
+                      char *why, size_t whylen);
 
 #endif

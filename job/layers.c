@@ -126,8 +126,8 @@ static int parse_layer_value(const ml_layer_key *k, const char *text, ml_value *
             }
         int len = snprintf(why, whylen, "'%s' is not one of:", text);
         for (int i = 0; k->enum_name(i) && len >= 0 && (size_t)len < whylen; i++)
-            len += snprintf(why + len, whylen - (size_t)len, "%s %s", i ? "," : "",
-                            k->enum_name(i));
+            len +=
+                snprintf(why + len, whylen - (size_t)len, "%s %s", i ? "," : "", k->enum_name(i));
         return -1;
     }
     case ML_KEY_STRING: out->s = cfg_is_null_word(text) ? NULL : (char *)text; return 0;
@@ -138,8 +138,8 @@ static int parse_layer_value(const ml_layer_key *k, const char *text, ml_value *
 
 /* Sets key `key` of layer L from text (a scalar). Returns 0, 1 for a key the layer does
  * not have, -1 for a bad value (why says what), PST_ERR_NOMEM-like -2 for memory. */
-int cfg_layer_set_key(const ml_registry *reg, ml_layer_spec *L, const char *key,
-                         const char *text, char *why, size_t whylen)
+int cfg_layer_set_key(const ml_registry *reg, ml_layer_spec *L, const char *key, const char *text,
+                      char *why, size_t whylen)
 {
     if (strcmp(key, "type") == 0) {
         const ml_layer_ops *ops = ml_registry_find(reg, text);
@@ -196,7 +196,7 @@ int cfg_layer_set_key(const ml_registry *reg, ml_layer_spec *L, const char *key,
 /* One key of a layer entry as the scan met it, kept until the entry's type is known. */
 typedef struct {
     char *key;
-    char *text;     /* a scalar's text; for a list (inputs) its items joined by "," */
+    char *text; /* a scalar's text; for a list (inputs) its items joined by "," */
     size_t line;
 } layer_arg;
 
@@ -292,7 +292,7 @@ static int scan_layer_args(cfg_scan *sc, layer_arg *args, size_t *nargs)
             if (t == YAML_ALIAS_EVENT)
                 return cfg_scan_fail(sc, vline, "aliases (*name) are not supported in job files");
             return cfg_scan_fail(sc, vline, "expected a single value, got a %s",
-                             t == YAML_SEQUENCE_START_EVENT ? "list" : "mapping");
+                                 t == YAML_SEQUENCE_START_EVENT ? "list" : "mapping");
         }
         sc->path[plen] = '\0';
     }
@@ -313,7 +313,7 @@ static int scan_layer_build(cfg_scan *sc, layer_arg *args, size_t nargs, ml_laye
         if (!(ops = ml_registry_find(sc->reg, args[i].text))) {
             cfg_path_push(sc, "type");
             return cfg_scan_fail(sc, args[i].line, "%s",
-                             type_why(sc->reg, args[i].text, why, sizeof why));
+                                 type_why(sc->reg, args[i].text, why, sizeof why));
         }
     }
     ml_layer_spec_init(L, ops);
@@ -324,8 +324,10 @@ static int scan_layer_build(cfg_scan *sc, layer_arg *args, size_t nargs, ml_laye
         if (rc == 1) {
             char known[320];
             layer_key_list(ops, known, sizeof known);
-            return pst_err_set(sc->err, PST_ERR_CONFIG, "%s:%zu: unknown key '%s.%s' (known: "
-                               "%s)", sc->source, args[i].line, sc->path, args[i].key, known);
+            return pst_err_set(sc->err, PST_ERR_CONFIG,
+                               "%s:%zu: unknown key '%s.%s' (known: "
+                               "%s)",
+                               sc->source, args[i].line, sc->path, args[i].key, known);
         }
         if (rc == -2)
             return pst_err_set(sc->err, PST_ERR_NOMEM, "%s: out of memory", sc->source);
@@ -346,7 +348,7 @@ int cfg_scan_layers(cfg_scan *sc, yaml_event_t *ev)
         int rc;
         if (type == YAML_SCALAR_EVENT)
             rc = cfg_scan_fail(sc, line, "expected a list, got '%s'",
-                           (const char *)ev->data.scalar.value);
+                               (const char *)ev->data.scalar.value);
         else if (type == YAML_ALIAS_EVENT)
             rc = cfg_scan_fail(sc, line, "aliases (*name) are not supported in job files");
         else

@@ -60,8 +60,7 @@ static int set_scalar_list(const cyaml_schema_field_t *f, char *base, const char
     while (n && buf[n - 1] == ' ')
         buf[--n] = '\0';
     if (bracket != (n && buf[n - 1] == ']'))
-        return pst_err_set(err, PST_ERR_CONFIG, "%s: '%s' is not a list (e.g. 5,6,7)", path,
-                           value);
+        return pst_err_set(err, PST_ERR_CONFIG, "%s: '%s' is not a list (e.g. 5,6,7)", path, value);
     if (bracket)
         buf[--n] = '\0';
     size_t count = 0;
@@ -109,8 +108,10 @@ static int override_layer(cfg_job *job, const char *path, char *rest, const char
     const ml_registry *reg = job->model.reg ? job->model.reg : ml_registry_builtin();
     char *idx = next_comp(&rest);
     if (!idx || !rest)
-        return pst_err_set(err, PST_ERR_CONFIG, "%s: name an entry and its key, e.g. "
-                           "layers.0.type", path);
+        return pst_err_set(err, PST_ERR_CONFIG,
+                           "%s: name an entry and its key, e.g. "
+                           "layers.0.type",
+                           path);
     char *end;
     errno = 0;
     unsigned long long i = strtoull(idx, &end, 10);
@@ -118,8 +119,8 @@ static int override_layer(cfg_job *job, const char *path, char *rest, const char
         return pst_err_set(err, PST_ERR_CONFIG, "%s: '%s' is not an entry index", path, idx);
     ml_model_spec *m = &job->model.spec;
     if (i >= m->nlayers)
-        return pst_err_set(err, PST_ERR_CONFIG, "%s: index %llu is past the end (%u entries)",
-                           path, i, m->nlayers);
+        return pst_err_set(err, PST_ERR_CONFIG, "%s: index %llu is past the end (%u entries)", path,
+                           i, m->nlayers);
     ml_layer_spec *L = &m->layers[i];
     char *key = next_comp(&rest);
     char why[sizeof err->msg];
@@ -160,11 +161,12 @@ int cfg_override(cfg_job *job, const char *path, const char *value, pst_err *err
             fields = f->value.mapping.fields;
             continue;
         }
-        if (f->value.type == CYAML_SEQUENCE &&
-            f->value.sequence.entry->type != CYAML_MAPPING) {
+        if (f->value.type == CYAML_SEQUENCE && f->value.sequence.entry->type != CYAML_MAPPING) {
             if (rest)
-                return pst_err_set(err, PST_ERR_CONFIG, "unknown key '%s' (%s is set whole, "
-                                   "e.g. %s 5,6,7)", path, f->key, f->key);
+                return pst_err_set(err, PST_ERR_CONFIG,
+                                   "unknown key '%s' (%s is set whole, "
+                                   "e.g. %s 5,6,7)",
+                                   path, f->key, f->key);
             return set_scalar_list(f, base, path, value, err);
         }
         if (f == FIELD_LAYERS)

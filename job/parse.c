@@ -125,7 +125,6 @@ static const char *shape_name(const cyaml_schema_value_t *v)
 
 static int scan_node(cfg_scan *sc, const cyaml_schema_value_t *v, yaml_event_t *ev);
 
-
 static int scan_mapping(cfg_scan *sc, const cyaml_schema_field_t *fields)
 {
     uint64_t seen = 0; /* bit i: fields[i] already given in this mapping */
@@ -224,8 +223,7 @@ static int scan_job(cfg_scan *sc, const char *yaml, size_t len, int *empty)
 {
     *empty = 0;
     if (!yaml_parser_initialize(&sc->parser))
-        return pst_err_set(sc->err, PST_ERR_NOMEM, "%s: cannot start the YAML parser",
-                           sc->source);
+        return pst_err_set(sc->err, PST_ERR_NOMEM, "%s: cannot start the YAML parser", sc->source);
     yaml_parser_set_input_string(&sc->parser, (const unsigned char *)yaml, len);
     int rc;
     yaml_event_t ev;
@@ -254,8 +252,8 @@ static int scan_job(cfg_scan *sc, const char *yaml, size_t len, int *empty)
         size_t line = ev.start_mark.line + 1;
         yaml_event_delete(&ev);
         rc = cfg_scan_fail(sc, line,
-                       "a job is a mapping of sections (name, seed, data, model, optimizer, "
-                       "train, output)");
+                           "a job is a mapping of sections (name, seed, data, model, optimizer, "
+                           "train, output)");
         goto cleanup;
     }
     if ((rc = cfg_scan_next(sc, &ev)))
@@ -500,8 +498,7 @@ int cfg_job_load_string_reg(cfg_job **out, const ml_registry *reg, const char *y
                 pst_err_set(err, rc, "%s:%u: %s%s%s", source, lg.line, lg.where,
                             lg.where[0] ? ": " : "", what);
             else
-                pst_err_set(err, rc, "%s: %s%s%s", source, lg.where, lg.where[0] ? ": " : "",
-                            what);
+                pst_err_set(err, rc, "%s: %s%s%s", source, lg.where, lg.where[0] ? ": " : "", what);
             goto cleanup;
         }
     }
@@ -546,8 +543,7 @@ int cfg_job_load_file(cfg_job **out, const char *path, pst_err *err)
     return cfg_job_load_file_reg(out, NULL, path, err);
 }
 
-int cfg_job_load_file_reg(cfg_job **out, const ml_registry *reg, const char *path,
-                          pst_err *err)
+int cfg_job_load_file_reg(cfg_job **out, const ml_registry *reg, const char *path, pst_err *err)
 {
     assert(out && path);
     *out = NULL;
@@ -560,8 +556,10 @@ int cfg_job_load_file_reg(cfg_job **out, const ml_registry *reg, const char *pat
     for (;;) {
         if (cap - len < 4096) {
             if (cap >= CFG_FILE_MAX) {
-                rc = pst_err_set(err, PST_ERR_CONFIG, "%s: over %ld bytes, too large for a job "
-                                 "file", path, CFG_FILE_MAX);
+                rc = pst_err_set(err, PST_ERR_CONFIG,
+                                 "%s: over %ld bytes, too large for a job "
+                                 "file",
+                                 path, CFG_FILE_MAX);
                 goto cleanup;
             }
             size_t ncap = cap ? 2 * cap : 8192;

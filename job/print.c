@@ -172,8 +172,8 @@ static int print_fields(FILE *f, const cyaml_schema_field_t *fields, const char 
             fputs(n ? "\n" : " []\n", f);
             for (uint64_t i = 0; i < n && !rc; i++) {
                 fprintf(f, "%*s- ", indent + 2, "");
-                rc = print_fields(f, entry->mapping.fields, arr + i * entry->data_size,
-                                  indent + 4, 1, err);
+                rc = print_fields(f, entry->mapping.fields, arr + i * entry->data_size, indent + 4,
+                                  1, err);
             }
         } else {
             fputc(' ', f);

@@ -83,9 +83,9 @@
 #define CFG_OPT_ENUM (CYAML_FLAG_OPTIONAL | CYAML_FLAG_STRICT)
 #define CFG_OPT_FLOAT (CYAML_FLAG_OPTIONAL | CYAML_FLAG_STRICT)
 #define CFG_OPT_STR (CYAML_FLAG_OPTIONAL | CYAML_FLAG_POINTER_NULL_STR)
-#define CFG_STR(key, type, member) \
+#define CFG_STR(key, type, member)                                                                 \
     CYAML_FIELD_STRING_PTR(key, CFG_OPT_STR, type, member, 0, CYAML_UNLIMITED)
-#define CFG_ENUM(key, type, member, table) \
+#define CFG_ENUM(key, type, member, table)                                                         \
     CYAML_FIELD_ENUM(key, CFG_OPT_ENUM, type, member, table, CYAML_ARRAY_LEN(table))
 
 static const cyaml_strval_t format_names[] = {
@@ -101,10 +101,10 @@ static const cyaml_strval_t scale_names[] = {DS_SCALE_NAMES(CFG_STRVAL)};
 static const cyaml_strval_t loss_names[] = {ML_LOSS_NAMES(CFG_STRVAL)};
 static const cyaml_strval_t init_names[] = {ML_INIT_NAMES(CFG_STRVAL)};
 /* Spelled as opt_kind_name spells them (tests/test_config.c checks that). */
-static const cyaml_strval_t opt_names[] = {
-    {"sgd", OPT_SGD},         {"momentum", OPT_MOMENTUM}, {"nesterov", OPT_NESTEROV},
-    {"adagrad", OPT_ADAGRAD}, {"rmsprop", OPT_RMSPROP},   {"adam", OPT_ADAM},
-    {"adamw", OPT_ADAMW}};
+static const cyaml_strval_t opt_names[] = {{"sgd", OPT_SGD},           {"momentum", OPT_MOMENTUM},
+                                           {"nesterov", OPT_NESTEROV}, {"adagrad", OPT_ADAGRAD},
+                                           {"rmsprop", OPT_RMSPROP},   {"adam", OPT_ADAM},
+                                           {"adamw", OPT_ADAMW}};
 static const cyaml_strval_t sched_names[] = {
     {"constant", OPT_SCHED_CONSTANT}, {"step", OPT_SCHED_STEP}, {"cosine", OPT_SCHED_COSINE}};
 
@@ -136,8 +136,7 @@ const cyaml_schema_field_t cfg_model_fields[] = {
      * type, which the layer registry defines. */
     CYAML_FIELD_IGNORE("layers", CYAML_FLAG_OPTIONAL),
     CFG_ENUM("loss", cfg_model, spec.loss, loss_names),
-    CFG_ENUM("init", cfg_model, spec.init, init_names),
-    CFG_STR("init_from", cfg_model, init_from),
+    CFG_ENUM("init", cfg_model, spec.init, init_names), CFG_STR("init_from", cfg_model, init_from),
     CYAML_FIELD_END};
 
 const cyaml_schema_field_t cfg_opt_fields[] = {
@@ -166,9 +165,7 @@ static const cyaml_schema_field_t train_fields[] = {
     CYAML_FIELD_INT("log_every", CFG_OPT, cfg_train, log_every),
     CYAML_FIELD_END};
 
-const cyaml_schema_field_t cfg_output_fields[] = {
-    CFG_STR("dir", cfg_output, dir),
-    CYAML_FIELD_END};
+const cyaml_schema_field_t cfg_output_fields[] = {CFG_STR("dir", cfg_output, dir), CYAML_FIELD_END};
 
 static const cyaml_strval_t consistency_names[] = {
     {"bsp", CFG_CONS_BSP}, {"ssp", CFG_CONS_SSP}, {"asp", CFG_CONS_ASP}};
@@ -199,8 +196,7 @@ static const cyaml_schema_field_t checkpoint_fields[] = {
 static const cyaml_schema_field_t security_fields[] = {
     CFG_STR("server_key", cfg_security, server_key),
     CFG_STR("server_public", cfg_security, server_public),
-    CFG_STR("client_key", cfg_security, client_key),
-    CFG_STR("allow", cfg_security, allow),
+    CFG_STR("client_key", cfg_security, client_key), CFG_STR("allow", cfg_security, allow),
     CYAML_FIELD_END};
 
 const cyaml_schema_field_t cfg_job_fields[] = {
@@ -276,10 +272,26 @@ void cfg_strfree(char *s)
 int64_t cfg_load_int(const void *p, uint32_t size)
 {
     switch (size) {
-    case 1: { int8_t v; memcpy(&v, p, 1); return v; }
-    case 2: { int16_t v; memcpy(&v, p, 2); return v; }
-    case 4: { int32_t v; memcpy(&v, p, 4); return v; }
-    case 8: { int64_t v; memcpy(&v, p, 8); return v; }
+    case 1: {
+        int8_t v;
+        memcpy(&v, p, 1);
+        return v;
+    }
+    case 2: {
+        int16_t v;
+        memcpy(&v, p, 2);
+        return v;
+    }
+    case 4: {
+        int32_t v;
+        memcpy(&v, p, 4);
+        return v;
+    }
+    case 8: {
+        int64_t v;
+        memcpy(&v, p, 8);
+        return v;
+    }
     }
     assert(!"integer field of unsupported size");
     return 0;
@@ -288,10 +300,26 @@ int64_t cfg_load_int(const void *p, uint32_t size)
 uint64_t cfg_load_uint(const void *p, uint32_t size)
 {
     switch (size) {
-    case 1: { uint8_t v; memcpy(&v, p, 1); return v; }
-    case 2: { uint16_t v; memcpy(&v, p, 2); return v; }
-    case 4: { uint32_t v; memcpy(&v, p, 4); return v; }
-    case 8: { uint64_t v; memcpy(&v, p, 8); return v; }
+    case 1: {
+        uint8_t v;
+        memcpy(&v, p, 1);
+        return v;
+    }
+    case 2: {
+        uint16_t v;
+        memcpy(&v, p, 2);
+        return v;
+    }
+    case 4: {
+        uint32_t v;
+        memcpy(&v, p, 4);
+        return v;
+    }
+    case 8: {
+        uint64_t v;
+        memcpy(&v, p, 8);
+        return v;
+    }
     }
     assert(!"integer field of unsupported size");
     return 0;
@@ -301,9 +329,21 @@ uint64_t cfg_load_uint(const void *p, uint32_t size)
 static void store_int(void *p, uint32_t size, int64_t v)
 {
     switch (size) {
-    case 1: { int8_t t = (int8_t)v; memcpy(p, &t, 1); return; }
-    case 2: { int16_t t = (int16_t)v; memcpy(p, &t, 2); return; }
-    case 4: { int32_t t = (int32_t)v; memcpy(p, &t, 4); return; }
+    case 1: {
+        int8_t t = (int8_t)v;
+        memcpy(p, &t, 1);
+        return;
+    }
+    case 2: {
+        int16_t t = (int16_t)v;
+        memcpy(p, &t, 2);
+        return;
+    }
+    case 4: {
+        int32_t t = (int32_t)v;
+        memcpy(p, &t, 4);
+        return;
+    }
     case 8: memcpy(p, &v, 8); return;
     }
     assert(!"integer field of unsupported size");
@@ -312,9 +352,21 @@ static void store_int(void *p, uint32_t size, int64_t v)
 void cfg_store_uint(void *p, uint32_t size, uint64_t v)
 {
     switch (size) {
-    case 1: { uint8_t t = (uint8_t)v; memcpy(p, &t, 1); return; }
-    case 2: { uint16_t t = (uint16_t)v; memcpy(p, &t, 2); return; }
-    case 4: { uint32_t t = (uint32_t)v; memcpy(p, &t, 4); return; }
+    case 1: {
+        uint8_t t = (uint8_t)v;
+        memcpy(p, &t, 1);
+        return;
+    }
+    case 2: {
+        uint16_t t = (uint16_t)v;
+        memcpy(p, &t, 2);
+        return;
+    }
+    case 4: {
+        uint32_t t = (uint32_t)v;
+        memcpy(p, &t, 4);
+        return;
+    }
     case 8: memcpy(p, &v, 8); return;
     }
     assert(!"integer field of unsupported size");
@@ -363,8 +415,8 @@ static int parse_bool(const char *s, int64_t *out)
  * number") and returns -1. Accepts a subset of what libcyaml accepts, read to the same
  * value: libcyaml 1.3 parses with strtoll(base 0)/strtoull/strtof/strtod but stops at the
  * first bad character, which is what the full-consumption checks here add. */
-int cfg_parse_scalar(const cyaml_schema_value_t *v, const char *text, cfg_scalar *out,
-                        char *why, size_t whylen)
+int cfg_parse_scalar(const cyaml_schema_value_t *v, const char *text, cfg_scalar *out, char *why,
+                     size_t whylen)
 {
     memset(out, 0, sizeof *out);
     if (v->type != CYAML_STRING && !text[0]) {
@@ -385,8 +437,7 @@ int cfg_parse_scalar(const cyaml_schema_value_t *v, const char *text, cfg_scalar
         int64_t hi = v->data_size >= 8 ? INT64_MAX : (INT64_C(1) << (8 * v->data_size - 1)) - 1;
         int64_t lo = -hi - 1;
         if (errno == ERANGE || x < lo || x > hi) {
-            snprintf(why, whylen, "'%s' is out of range [%" PRId64 ", %" PRId64 "]", text, lo,
-                     hi);
+            snprintf(why, whylen, "'%s' is out of range [%" PRId64 ", %" PRId64 "]", text, lo, hi);
             return -1;
         }
         out->i = x;
@@ -436,8 +487,7 @@ int cfg_parse_scalar(const cyaml_schema_value_t *v, const char *text, cfg_scalar
     }
     case CYAML_BOOL:
         if (parse_bool(text, &out->i)) {
-            snprintf(why, whylen, "'%s' is not a boolean (true/false, yes/no, on/off, 1/0)",
-                     text);
+            snprintf(why, whylen, "'%s' is not a boolean (true/false, yes/no, on/off, 1/0)", text);
             return -1;
         }
         return 0;
@@ -450,15 +500,12 @@ int cfg_parse_scalar(const cyaml_schema_value_t *v, const char *text, cfg_scalar
         }
         {
             int len = snprintf(why, whylen, "'%s' is not one of:", text);
-            for (uint32_t k = 0; k < v->enumeration.count && len >= 0 && (size_t)len < whylen;
-                 k++)
+            for (uint32_t k = 0; k < v->enumeration.count && len >= 0 && (size_t)len < whylen; k++)
                 len += snprintf(why + len, whylen - (size_t)len, "%s %s", k ? "," : "",
                                 v->enumeration.strings[k].str);
         }
         return -1;
-    case CYAML_STRING:
-        out->s = cfg_is_null_word(text) ? NULL : text;
-        return 0;
+    case CYAML_STRING: out->s = cfg_is_null_word(text) ? NULL : text; return 0;
     default:
         assert(!"scalar type the schema does not use");
         snprintf(why, whylen, "unsupported value type");

@@ -14,7 +14,7 @@
 #include <sys/stat.h>
 #include <zmq.h>
 
-#define CURVE_Z85 40       /* characters of its Z85 text */
+#define CURVE_Z85 40 /* characters of its Z85 text */
 #define ZAP_DOMAIN "pstrain"
 #define GUARD_MAX_MONITORS 62 /* sockets watched per context (plus ctl and ZAP in one poll) */
 #define GUARD_SEEN_MAX 256    /* refused (key, address) pairs remembered, to log each once */
@@ -59,8 +59,10 @@ static int read_key_file(const char *path, int want_secret, uint8_t *key, pst_er
         if (*p == '#' && parse_key(p, key) != 0) {
             const char *other = want_secret ? "public key" : "secret key";
             if (strstr(p, other)) {
-                rc = pst_err_set(err, PST_ERR_CONFIG, "security: %s holds a %s; the %s is "
-                                 "needed here", path, other,
+                rc = pst_err_set(err, PST_ERR_CONFIG,
+                                 "security: %s holds a %s; the %s is "
+                                 "needed here",
+                                 path, other,
                                  want_secret ? "secret key (NAME.key)" : "public key (NAME.pub)");
                 break;
             }
@@ -70,8 +72,10 @@ static int read_key_file(const char *path, int want_secret, uint8_t *key, pst_er
             continue;
         rc = parse_key(p, key) == 0
                  ? PST_OK
-                 : pst_err_set(err, PST_ERR_CONFIG, "security: %s is not a CURVE key file "
-                               "(expected 40 Z85 characters, as pstrain keygen writes)", path);
+                 : pst_err_set(err, PST_ERR_CONFIG,
+                               "security: %s is not a CURVE key file "
+                               "(expected 40 Z85 characters, as pstrain keygen writes)",
+                               path);
         break;
     }
     fclose(f);
@@ -105,8 +109,8 @@ static int load_allow(curve_keys *k, const char *path, pst_err *err)
     if (S_ISDIR(st.st_mode)) {
         DIR *d = opendir(path);
         if (!d)
-            return pst_err_set(err, PST_ERR_CONFIG, "security: cannot read allow-list %s: %s",
-                               path, strerror(errno));
+            return pst_err_set(err, PST_ERR_CONFIG, "security: cannot read allow-list %s: %s", path,
+                               strerror(errno));
         struct dirent *e;
         while (rc == PST_OK && (e = readdir(d))) {
             size_t n = strlen(e->d_name);
@@ -123,8 +127,8 @@ static int load_allow(curve_keys *k, const char *path, pst_err *err)
     } else {
         FILE *f = fopen(path, "r");
         if (!f)
-            return pst_err_set(err, PST_ERR_CONFIG, "security: cannot read allow-list %s: %s",
-                               path, strerror(errno));
+            return pst_err_set(err, PST_ERR_CONFIG, "security: cannot read allow-list %s: %s", path,
+                               strerror(errno));
         char line[256];
         for (int ln = 1; rc == PST_OK && fgets(line, sizeof line, f); ln++) {
             char *p = line + strspn(line, " \t");
@@ -132,8 +136,10 @@ static int load_allow(curve_keys *k, const char *path, pst_err *err)
             if ((bad && *p == '#') || *p == '\n' || *p == '\r' || *p == '\0')
                 continue;
             if (bad)
-                rc = pst_err_set(err, PST_ERR_CONFIG, "security: allow-list %s:%d: not a CURVE "
-                                 "public key (40 Z85 characters)", path, ln);
+                rc = pst_err_set(err, PST_ERR_CONFIG,
+                                 "security: allow-list %s:%d: not a CURVE "
+                                 "public key (40 Z85 characters)",
+                                 path, ln);
             else
                 rc = allow_add(k, key, &cap, err);
         }
@@ -157,7 +163,8 @@ static int load_keys(curve_keys *k, const net_curve_files *f, pst_err *err)
     char z[CURVE_Z85 + 1], zs[CURVE_Z85 + 1];
     memset(k, 0, sizeof *k);
     if (!zmq_has("curve"))
-        return pst_err_set(err, PST_ERR_CONFIG, "security: this libzmq was built without CURVE "
+        return pst_err_set(err, PST_ERR_CONFIG,
+                           "security: this libzmq was built without CURVE "
                            "support (zmq_has(\"curve\") is false)");
     if (f->server_secret) {
         if ((rc = read_key_file(f->server_secret, 1, k->server_secret, err)))
@@ -170,8 +177,10 @@ static int load_keys(curve_keys *k, const net_curve_files *f, pst_err *err)
             goto fail;
         }
         if (!f->allow) {
-            rc = pst_err_set(err, PST_ERR_CONFIG, "security: a server key (%s) needs an "
-                             "allow-list of client keys", f->server_secret);
+            rc = pst_err_set(err, PST_ERR_CONFIG,
+                             "security: a server key (%s) needs an "
+                             "allow-list of client keys",
+                             f->server_secret);
             goto fail;
         }
     }
@@ -225,7 +234,7 @@ static int worth_logging(unsigned n)
 }
 
 typedef struct {
-    void *pair;         /* connected to a socket's monitor endpoint */
+    void *pair; /* connected to a socket's monitor endpoint */
     net_kind kind;
     unsigned failed[3]; /* protocol, no detail, auth */
 } guard_mon;
@@ -327,14 +336,16 @@ static void log_refusal(guard *g, const uint8_t *key, int have_key, const char *
     if (have_key)
         zmq_z85_encode(z, key, CURVE_KEY);
     if (count == &g->src_overflow)
-        snprintf(more, sizeof more, "%u keys refused from addresses past the first %d so far",
-                 n, GUARD_SEEN_MAX);
+        snprintf(more, sizeof more, "%u keys refused from addresses past the first %d so far", n,
+                 GUARD_SEEN_MAX);
     else if (n > 1)
         snprintf(more, sizeof more, "%u keys refused from this address so far", n);
     else
         snprintf(more, sizeof more, "further attempts of this peer are not logged");
-    log_warn(c->lg, "security: refused a %s client from %s: key %s is not in the allow-list "
-             "%s (%s)", mech, addr, z, c->keys.allow_path, more);
+    log_warn(c->lg,
+             "security: refused a %s client from %s: key %s is not in the allow-list "
+             "%s (%s)",
+             mech, addr, z, c->keys.allow_path, more);
 }
 
 /* One ZAP request (RFC 27): version, request id, domain, address, routing id, mechanism,
@@ -406,9 +417,10 @@ static int guard_event(guard *g, int i)
         zmq_msg_close(&f[k]);
     if (ev == ZMQ_EVENT_MONITOR_STOPPED)
         return 1;
-    int kind = ev == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL ? 0
+    int kind = ev == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL    ? 0
                : ev == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL ? 1
-               : ev == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH ? 2 : -1;
+               : ev == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH      ? 2
+                                                            : -1;
     /* A server's own ZAP denial was logged, with the key, by guard_zap. */
     if (kind < 0 || (kind == 2 && m->kind == NET_ROUTER))
         return 0;
@@ -420,9 +432,10 @@ static int guard_event(guard *g, int i)
     if (cnt > 1)
         snprintf(times, sizeof times, " (%u times so far)", cnt);
     if (m->kind == NET_ROUTER && kind == 1) /* val: an errno */
-        log_warn(c->lg, "security: refused a connection on %s: the peer broke off the CURVE "
-                 "handshake (a plaintext client, or one with the wrong server key?): %s%s", ep,
-                 strerror((int)val), times);
+        log_warn(c->lg,
+                 "security: refused a connection on %s: the peer broke off the CURVE "
+                 "handshake (a plaintext client, or one with the wrong server key?): %s%s",
+                 ep, strerror((int)val), times);
     else if (m->kind == NET_ROUTER)
         log_warn(c->lg, "security: refused a connection on %s: %s [ZMTP error 0x%x]%s", ep,
                  val == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH
@@ -430,13 +443,14 @@ static int guard_event(guard *g, int i)
                      : "the CURVE handshake failed (a client with the wrong server key?)",
                  val, times);
     else if (kind == 2)
-        log_warn(c->lg, "security: %s refused this process's CURVE key (status %u): its public "
-                 "key is not in that side's allow-list%s", ep, val, times);
+        log_warn(c->lg,
+                 "security: %s refused this process's CURVE key (status %u): its public "
+                 "key is not in that side's allow-list%s",
+                 ep, val, times);
     else
         log_warn(c->lg, "security: the CURVE handshake with %s failed (%s)%s", ep,
-                 val == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH
-                     ? "that side does not use CURVE"
-                     : "wrong server public key?",
+                 val == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH ? "that side does not use CURVE"
+                                                                   : "wrong server public key?",
                  times);
     return 0;
 }
@@ -456,8 +470,8 @@ static int guard_ctl(guard *g)
     if (strncmp(cmd, "mon ", 4) == 0 && n > 7 && g->nmon < GUARD_MAX_MONITORS) {
         void *p = zmq_socket(c->zctx, ZMQ_PAIR);
         if (p && zmq_connect(p, cmd + 6) == 0) {
-            g->mon[g->nmon++] = (guard_mon){.pair = p, .kind = cmd[4] == 'r' ? NET_ROUTER
-                                                                             : NET_DEALER};
+            g->mon[g->nmon++] =
+                (guard_mon){.pair = p, .kind = cmd[4] == 'r' ? NET_ROUTER : NET_DEALER};
             ok = "ok";
         } else if (p) {
             zmq_close(p);
@@ -569,10 +583,9 @@ int net_ctx_curve(net_ctx *c, const net_curve_files *f, const log_ctx *lg, pst_e
         rc = pst_err_set(err, PST_ERR_NET, "net: guard sockets: %s", zmq_strerror(errno));
         goto fail;
     }
-    if (c->keys.have_server &&
-        (!(c->zap = zmq_socket(c->zctx, ZMQ_REP)) ||
-         zmq_setsockopt(c->zap, ZMQ_LINGER, &zero, sizeof zero) != 0 ||
-         zmq_bind(c->zap, "inproc://zeromq.zap.01") != 0)) {
+    if (c->keys.have_server && (!(c->zap = zmq_socket(c->zctx, ZMQ_REP)) ||
+                                zmq_setsockopt(c->zap, ZMQ_LINGER, &zero, sizeof zero) != 0 ||
+                                zmq_bind(c->zap, "inproc://zeromq.zap.01") != 0)) {
         rc = pst_err_set(err, PST_ERR_NET, "net: ZAP handler: %s", zmq_strerror(errno));
         goto fail;
     }
@@ -602,7 +615,8 @@ int net_curve_sock_setup(net_ctx *c, net_sock *s, pst_err *err)
     int one = 1;
     if (s->kind == NET_ROUTER) {
         if (!k->have_server)
-            return pst_err_set(err, PST_ERR_CONFIG, "security: this process listens but has "
+            return pst_err_set(err, PST_ERR_CONFIG,
+                               "security: this process listens but has "
                                "no server secret key");
         if (zmq_setsockopt(s->z, ZMQ_CURVE_SERVER, &one, sizeof one) != 0 ||
             zmq_setsockopt(s->z, ZMQ_CURVE_SECRETKEY, k->server_secret, CURVE_KEY) != 0 ||
@@ -611,9 +625,10 @@ int net_curve_sock_setup(net_ctx *c, net_sock *s, pst_err *err)
                                zmq_strerror(errno));
     } else {
         if (!k->have_public || !k->have_client)
-            return pst_err_set(err, PST_ERR_CONFIG, "security: this process connects but has "
-                               "no %s", !k->have_public ? "server public key"
-                                                        : "client secret key");
+            return pst_err_set(err, PST_ERR_CONFIG,
+                               "security: this process connects but has "
+                               "no %s",
+                               !k->have_public ? "server public key" : "client secret key");
         if (zmq_setsockopt(s->z, ZMQ_CURVE_SERVERKEY, k->server_public, CURVE_KEY) != 0 ||
             zmq_setsockopt(s->z, ZMQ_CURVE_PUBLICKEY, k->client_public, CURVE_KEY) != 0 ||
             zmq_setsockopt(s->z, ZMQ_CURVE_SECRETKEY, k->client_secret, CURVE_KEY) != 0)

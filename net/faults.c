@@ -77,8 +77,10 @@ net_faults *net_faults_create(const char *spec, uint64_t salt, pst_err *err)
             }
             f->seed = v;
         } else {
-            pst_err_set(err, PST_ERR_CONFIG, "faults: unknown key '%s' (drop, dup, delay, "
-                        "delay_ms, seed)", key);
+            pst_err_set(err, PST_ERR_CONFIG,
+                        "faults: unknown key '%s' (drop, dup, delay, "
+                        "delay_ms, seed)",
+                        key);
             goto fail;
         }
     }
@@ -137,7 +139,6 @@ void net_faults_get_stats(net_faults *f, net_fault_stats *st)
 
 void net_faults_describe(const net_faults *f, char *buf, size_t cap)
 {
-    snprintf(buf, cap, "drop %.1f%%, dup %.1f%%, delay %.1f%% x %d ms, seed %llu",
-             100.0 * f->drop, 100.0 * f->dup, 100.0 * f->delay, f->delay_ms,
-             (unsigned long long)f->seed);
+    snprintf(buf, cap, "drop %.1f%%, dup %.1f%%, delay %.1f%% x %d ms, seed %llu", 100.0 * f->drop,
+             100.0 * f->dup, 100.0 * f->delay, f->delay_ms, (unsigned long long)f->seed);
 }

@@ -100,17 +100,16 @@ net_sock *net_sock_create(net_ctx *ctx, net_kind kind, const net_opts *o, pst_er
     /* A DEALER whose peer is not up yet (or went away) reconnects by itself: first after
      * 100 ms, then backing off exponentially to once every 5 s, until the caller's own
      * deadline gives up. */
-    if (kind == NET_DEALER && (setopt_int(s, ZMQ_RECONNECT_IVL, 100, "ZMQ_RECONNECT_IVL", err) ||
-                               setopt_int(s, ZMQ_RECONNECT_IVL_MAX, 5000, "ZMQ_RECONNECT_IVL_MAX",
-                                          err)))
+    if (kind == NET_DEALER &&
+        (setopt_int(s, ZMQ_RECONNECT_IVL, 100, "ZMQ_RECONNECT_IVL", err) ||
+         setopt_int(s, ZMQ_RECONNECT_IVL_MAX, 5000, "ZMQ_RECONNECT_IVL_MAX", err)))
         goto fail;
     /* A ROUTER reports an unknown peer (EHOSTUNREACH) instead of dropping silently. */
     if (kind == NET_ROUTER && setopt_int(s, ZMQ_ROUTER_MANDATORY, 1, "ZMQ_ROUTER_MANDATORY", err))
         goto fail;
     if (o->identity &&
         zmq_setsockopt(s->z, ZMQ_ROUTING_ID, o->identity, strlen(o->identity)) != 0) {
-        pst_err_set(err, PST_ERR_NET, "net: routing id '%s': %s", o->identity,
-                    zmq_strerror(errno));
+        pst_err_set(err, PST_ERR_NET, "net: routing id '%s': %s", o->identity, zmq_strerror(errno));
         goto fail;
     }
     if (ctx->curve && net_curve_sock_setup(ctx, s, err))
@@ -155,8 +154,8 @@ int net_sock_bind(net_sock *s, const char *endpoint, char *bound, size_t cap, ps
         int e = errno;
         int permanent = e == EADDRINUSE || e == EADDRNOTAVAIL || e == EINVAL ||
                         e == EPROTONOSUPPORT || e == EACCES;
-        return pst_err_set(err, permanent ? PST_ERR_CONFIG : PST_ERR_NET,
-                           "net: cannot bind %s: %s", endpoint, zmq_strerror(e));
+        return pst_err_set(err, permanent ? PST_ERR_CONFIG : PST_ERR_NET, "net: cannot bind %s: %s",
+                           endpoint, zmq_strerror(e));
     }
     if (bound && cap) {
         size_t n = cap;
@@ -220,8 +219,10 @@ void net_faults_finish(net_faults *f, const log_ctx *lg)
         return;
     net_fault_stats fs;
     net_faults_get_stats(f, &fs);
-    log_info(lg, "fault injection: %llu messages sent, %llu dropped, %llu duplicated, %llu "
-             "delayed", (unsigned long long)fs.messages, (unsigned long long)fs.dropped,
+    log_info(lg,
+             "fault injection: %llu messages sent, %llu dropped, %llu duplicated, %llu "
+             "delayed",
+             (unsigned long long)fs.messages, (unsigned long long)fs.dropped,
              (unsigned long long)fs.duplicated, (unsigned long long)fs.delayed);
     net_faults_destroy(f);
 }
@@ -283,8 +284,7 @@ static int send_now(net_sock *s, const net_frame *frames, int n, int timeout_ms,
             }
         } else {
             if (zmq_msg_init_size(&m, f->len) != 0) {
-                rc = pst_err_set(err, PST_ERR_NOMEM, "net: no memory for a %zu-byte frame",
-                                 f->len);
+                rc = pst_err_set(err, PST_ERR_NOMEM, "net: no memory for a %zu-byte frame", f->len);
                 goto release_rest;
             }
             if (f->len)
@@ -299,9 +299,8 @@ static int send_now(net_sock *s, const net_frame *frames, int n, int timeout_ms,
             int e = errno;
             zmq_msg_close(&m); /* releases a zero-copy frame through its callback */
             i++;
-            rc = pst_err_set(err, e == EHOSTUNREACH ? PST_ERR_PEER : PST_ERR_NET,
-                             "net: send: %s", e == EHOSTUNREACH ? "peer not connected"
-                                                                : zmq_strerror(e));
+            rc = pst_err_set(err, e == EHOSTUNREACH ? PST_ERR_PEER : PST_ERR_NET, "net: send: %s",
+                             e == EHOSTUNREACH ? "peer not connected" : zmq_strerror(e));
             goto release_rest;
         }
     }
@@ -386,10 +385,10 @@ net_key_class net_msg_key(const net_msg *m, char *z85)
      * came from the peer's connection. */
     const char *u = m->n ? zmq_msg_gets((zmq_msg_t *)&m->f[m->n - 1], "User-Id") : NULL;
     size_t ns = strlen(NET_USER_SERVER), nc = strlen(NET_USER_CLIENT);
-    net_key_class k = !u                                                     ? NET_KEY_NONE
+    net_key_class k = !u                                             ? NET_KEY_NONE
                       : strncmp(u, NET_USER_SERVER " ", ns + 1) == 0 ? NET_KEY_SERVER
                       : strncmp(u, NET_USER_CLIENT " ", nc + 1) == 0 ? NET_KEY_CLIENT
-                                                                             : NET_KEY_NONE;
+                                                                     : NET_KEY_NONE;
     if (z85 && k != NET_KEY_NONE)
         snprintf(z85, 41, "%s", u + (k == NET_KEY_SERVER ? ns : nc) + 1);
     return k;

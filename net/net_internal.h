@@ -12,7 +12,7 @@
 
 #include "net.h"
 
-#define CURVE_KEY 32       /* bytes of a CURVE key */
+#define CURVE_KEY 32 /* bytes of a CURVE key */
 /* The ZAP user id of an admitted connection is "CLASS KEY": one of these, a space and the
  * key in Z85 (curve.c writes it, net_msg_key in net.c reads it). */
 #define NET_USER_SERVER "server"
@@ -24,21 +24,21 @@ typedef struct {
     uint8_t server_secret[CURVE_KEY], server_public[CURVE_KEY];
     uint8_t client_secret[CURVE_KEY], client_public[CURVE_KEY];
     uint8_t server_own_public[CURVE_KEY]; /* server_secret's public half: the server class */
-    uint8_t (*allow)[CURVE_KEY]; /* nallow client public keys, owned */
+    uint8_t (*allow)[CURVE_KEY];          /* nallow client public keys, owned */
     int nallow;
     char allow_path[512];
 } curve_keys;
 
 struct net_ctx {
     void *zctx;
-    int curve;          /* net_ctx_curve switched CURVE on */
+    int curve; /* net_ctx_curve switched CURVE on */
     curve_keys keys;
-    const log_ctx *lg;  /* borrowed; used by the guard thread */
+    const log_ctx *lg; /* borrowed; used by the guard thread */
     pthread_t guard;
     int guard_running;
-    void *zap;          /* REP at inproc://zeromq.zap.01, owned by the guard thread once it runs */
-    void *ctl;          /* PAIR to the guard thread; its use is serialised by ctl_mu */
-    void *ctl_guard;    /* the guard thread's end */
+    void *zap;       /* REP at inproc://zeromq.zap.01, owned by the guard thread once it runs */
+    void *ctl;       /* PAIR to the guard thread; its use is serialised by ctl_mu */
+    void *ctl_guard; /* the guard thread's end */
     pthread_mutex_t ctl_mu;
     int nmon;           /* monitors registered (names their inproc endpoints) */
     int refusals;       /* __atomic: refusals the guard thread saw */

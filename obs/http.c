@@ -54,8 +54,8 @@ static enum MHD_Result text_reply(struct MHD_Connection *c, unsigned status, con
 /* Runs on the daemon's thread, once per request (GET has no body, so the first call can
  * answer). */
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_size, void **req_cls)
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_size, void **req_cls)
 {
     (void)version;
     (void)upload_data;
@@ -98,8 +98,7 @@ static int listen_on(const char *host, int port, pst_err *err)
     hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
     int g = getaddrinfo(any ? NULL : host, service, &hints, &res);
     if (g != 0) {
-        pst_err_set(err, PST_ERR_CONFIG, "metrics port %d on %s: %s", port, shown,
-                    gai_strerror(g));
+        pst_err_set(err, PST_ERR_CONFIG, "metrics port %d on %s: %s", port, shown, gai_strerror(g));
         return -1;
     }
     int fd = -1, e = 0;
@@ -154,9 +153,9 @@ obs_http *obs_http_start(obs_registry *r, const char *host, int port, pst_err *e
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, &old);
     h->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD, 0, NULL, NULL, on_request, h,
-                            MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
-                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)CONN_TIMEOUT_S,
-                            MHD_OPTION_CONNECTION_LIMIT, (unsigned)MAX_CONNS, MHD_OPTION_END);
+                            MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd, MHD_OPTION_CONNECTION_TIMEOUT,
+                            (unsigned)CONN_TIMEOUT_S, MHD_OPTION_CONNECTION_LIMIT,
+                            (unsigned)MAX_CONNS, MHD_OPTION_END);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (!h->d) {
         close(fd);

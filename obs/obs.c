@@ -17,19 +17,19 @@ typedef struct family family;
 struct obs_metric {
     obs_registry *reg;
     family *fam;
-    char *labels;       /* NULL: none */
-    double value;       /* counter, gauge; age: the moment */
-    int set;            /* age: set at least once */
-    double sum;         /* histogram */
+    char *labels; /* NULL: none */
+    double value; /* counter, gauge; age: the moment */
+    int set;      /* age: set at least once */
+    double sum;   /* histogram */
     uint64_t count;
-    uint64_t *buckets;  /* (nb) observations <= bounds[i], not cumulative; +Inf = count */
+    uint64_t *buckets; /* (nb) observations <= bounds[i], not cumulative; +Inf = count */
     obs_metric *next;
 };
 
 struct family {
     char *name, *help;
     kind k;
-    double *bounds;     /* (nb) histogram upper bounds */
+    double *bounds; /* (nb) histogram upper bounds */
     int nb;
     obs_metric *first, *last;
     family *next;
@@ -41,7 +41,7 @@ typedef struct page {
 } page;
 
 struct obs_registry {
-    pthread_mutex_t mu;  /* guards everything below and every series' values */
+    pthread_mutex_t mu; /* guards everything below and every series' values */
     family *first, *last;
     page *pages;
 };
@@ -212,8 +212,10 @@ static obs_metric *add_series(obs_registry *r, kind k, const char *name, const c
         if (!same) {
             pthread_mutex_unlock(&r->mu);
             metric_free(m);
-            pst_err_set(err, PST_ERR_STATE, "metric %s registered before with another type, "
-                        "help or buckets", name);
+            pst_err_set(err, PST_ERR_STATE,
+                        "metric %s registered before with another type, "
+                        "help or buckets",
+                        name);
             return NULL;
         }
     } else {
@@ -268,8 +270,8 @@ obs_metric *obs_age(obs_registry *r, const char *name, const char *help, const c
     return add_series(r, K_AGE, name, help, labels, NULL, 0, err);
 }
 
-obs_metric *obs_histogram(obs_registry *r, const char *name, const char *help,
-                          const char *labels, const double *bounds, int nb, pst_err *err)
+obs_metric *obs_histogram(obs_registry *r, const char *name, const char *help, const char *labels,
+                          const double *bounds, int nb, pst_err *err)
 {
     return add_series(r, K_HISTOGRAM, name, help, labels, bounds, nb, err);
 }
@@ -427,8 +429,7 @@ int obs_publish(obs_registry *r, const char *path, const char *content_type, con
     free(b);
     free(ct);
     free(pa);
-    return !ok ? pst_err_set(err, PST_ERR_NOMEM, "out of memory publishing %s", path)
-                  : PST_OK;
+    return !ok ? pst_err_set(err, PST_ERR_NOMEM, "out of memory publishing %s", path) : PST_OK;
 }
 
 int obs_page(obs_registry *r, const char *path, char **body, char **content_type, pst_err *err)

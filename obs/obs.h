@@ -57,14 +57,14 @@ obs_metric *obs_age(obs_registry *r, const char *name, const char *help, const c
                     pst_err *err);
 /* bounds: nb increasing finite upper bounds (le="..."); the +Inf bucket is added. All
  * series of a family must use the same bounds. */
-obs_metric *obs_histogram(obs_registry *r, const char *name, const char *help,
-                          const char *labels, const double *bounds, int nb, pst_err *err);
+obs_metric *obs_histogram(obs_registry *r, const char *name, const char *help, const char *labels,
+                          const double *bounds, int nb, pst_err *err);
 
-void obs_add(obs_metric *m, double v);       /* counter or gauge += v (counters: v >= 0) */
-void obs_set(obs_metric *m, double v);       /* gauge = v; counter = v, a running total the
+void obs_add(obs_metric *m, double v);      /* counter or gauge += v (counters: v >= 0) */
+void obs_set(obs_metric *m, double v);      /* gauge = v; counter = v, a running total the
                                                 caller keeps (it must never decrease) */
-void obs_set_time(obs_metric *m, double t);  /* age: the moment, in Unix seconds */
-void obs_observe(obs_metric *m, double v);   /* histogram: one observation */
+void obs_set_time(obs_metric *m, double t); /* age: the moment, in Unix seconds */
+void obs_observe(obs_metric *m, double v);  /* histogram: one observation */
 
 /* Renders every family as Prometheus text 0.0.4, ages taken at `now` (Unix seconds).
  * *text is malloc'ed, NUL-terminated, *len bytes (the caller frees it). Families print in
@@ -76,8 +76,7 @@ int obs_publish(obs_registry *r, const char *path, const char *content_type, con
                 pst_err *err);
 /* A copy of the page at `path`: PST_OK with *body and *content_type malloc'ed (the caller
  * frees both), or PST_ERR_STATE when nothing is published there. */
-int obs_page(obs_registry *r, const char *path, char **body, char **content_type,
-             pst_err *err);
+int obs_page(obs_registry *r, const char *path, char **body, char **content_type, pst_err *err);
 
 /* Unix time in seconds (CLOCK_REALTIME), and a monotonic clock in seconds for durations. */
 double obs_now(void);

@@ -85,18 +85,18 @@
 /* ---- Retry timer ------------------------------------------------------------------------ */
 
 typedef struct {
-    int init_ms;        /* retry timeout before any sample, and after dlv_rto_init */
-    double init_srtt_ms; /* round trip assumed before the first sample (dlv_rto_hurry) */
-    double init_ms_per_mib; /* before the first sample: transfer allowance per MiB in
+    int init_ms;                /* retry timeout before any sample, and after dlv_rto_init */
+    double init_srtt_ms;        /* round trip assumed before the first sample (dlv_rto_hurry) */
+    double init_ms_per_mib;     /* before the first sample: transfer allowance per MiB in
                                flight (dlv_rto_arm_bytes) */
     double srtt_mult, var_mult; /* rto = srtt_mult * srtt + var_mult * rttvar + floor_ms */
-    int floor_ms;       /* added to the estimate, and the least timeout */
-    int min_ms;         /* the least timeout from the estimate (RFC 6298's 1 s, scaled to
+    int floor_ms;               /* added to the estimate, and the least timeout */
+    int min_ms;                 /* the least timeout from the estimate (RFC 6298's 1 s, scaled to
                            a loopback job: a scheduling delay of a busy machine) */
-    int max_ms;         /* backoff stops here (also caps the estimate) */
-    double sample_cap_ms; /* a sample longer than this counts as this long */
-    int adapt;          /* 0: fixed schedule (init_ms doubling to max_ms), samples ignored */
-    int patient;        /* expirations of only parkable requests (pulls) at one timeout
+    int max_ms;                 /* backoff stops here (also caps the estimate) */
+    double sample_cap_ms;       /* a sample longer than this counts as this long */
+    int adapt;   /* 0: fixed schedule (init_ms doubling to max_ms), samples ignored */
+    int patient; /* expirations of only parkable requests (pulls) at one timeout
                            before it doubles: a parked pull waits for a slow worker, it is
                            seldom lost; 0: every expiration doubles */
 } dlv_rto_params;
@@ -113,9 +113,9 @@ typedef struct {
     dlv_rto_params p;
     double srtt_ms, rttvar_ms;
     int nsamples;
-    int rto_ms;         /* the current timeout */
-    int patient_left;   /* expirations of parkable requests still allowed at rto_ms */
-    int64_t due_ms;     /* when unanswered requests go again (dlv_rto_arm) */
+    int rto_ms;       /* the current timeout */
+    int patient_left; /* expirations of parkable requests still allowed at rto_ms */
+    int64_t due_ms;   /* when unanswered requests go again (dlv_rto_arm) */
 } dlv_rto;
 
 void dlv_rto_init(dlv_rto *r, const dlv_rto_params *p);
@@ -180,9 +180,9 @@ int dlv_batch_answered(const dlv_batch *b, int i);
 /* ---- Receiver: one sender's ordered stream ------------------------------------------------ */
 
 typedef struct {
-    int64_t unit;      /* units taken whole (a worker's clock) */
-    uint64_t taken;    /* of unit `unit`: how much was taken so far */
-    uint64_t next;     /* where its next chunk must start, once taken > 0 */
+    int64_t unit;   /* units taken whole (a worker's clock) */
+    uint64_t taken; /* of unit `unit`: how much was taken so far */
+    uint64_t next;  /* where its next chunk must start, once taken > 0 */
 } dlv_stream;
 
 typedef enum {

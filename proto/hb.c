@@ -24,12 +24,12 @@ struct hb_client {
     net_msg *m;
     msg_in *in;
     pthread_mutex_t mu; /* guards what follows */
-    int has_progress;      /* hb_set_progress was called */
+    int has_progress;   /* hb_set_progress was called */
     int epoch;
     int64_t step, clock;
     double loss;
     int64_t last_answer_ms;
-    int64_t loop_ms;       /* the thread's last turn (it turns at least every 100 ms) */
+    int64_t loop_ms; /* the thread's last turn (it turns at least every 100 ms) */
     int refused;
     char refusal[256];
     int nmembers;
@@ -57,8 +57,7 @@ static void send_heartbeat(hb_client *c)
     pthread_mutex_unlock(&c->mu);
     pst_err e = {0};
     /* Never blocks: a coordinator that does not read is what the timeout detects. */
-    if (msg_send(c->sock, NULL, 0, &h, &(wire_body){.progress = has ? &p : NULL}, NULL, 0, 0,
-                 &e) &&
+    if (msg_send(c->sock, NULL, 0, &h, &(wire_body){.progress = has ? &p : NULL}, NULL, 0, 0, &e) &&
         e.code != PST_ERR_TIMEOUT)
         log_debug(c->o.lg, "heartbeat: %s", e.msg);
 }
@@ -143,7 +142,8 @@ hb_client *hb_start(const hb_options *o, pst_err *err)
     snprintf(id, sizeof id, "%s-%d-%d-hb-%llu", o->role, o->rank, (int)getpid(),
              (unsigned long long)o->generation);
     net_opts so = {.identity = id, .linger_ms = 1, .max_msg_bytes = WIRE_MAX_META + 1024};
-    if (!(c->m = net_msg_create(err)) || !(c->sock = net_sock_create(o->ctx, NET_DEALER, &so, err)) ||
+    if (!(c->m = net_msg_create(err)) ||
+        !(c->sock = net_sock_create(o->ctx, NET_DEALER, &so, err)) ||
         net_sock_connect(c->sock, o->coordinator, err)) {
         pst_err_prefix(err, "heartbeat to %s", o->coordinator);
         goto fail;
@@ -213,8 +213,10 @@ int hb_check(hb_client *c, pst_err *err)
     if (c->refused)
         rc = pst_err_set(err, PST_ERR_NET, "coordinator %s: %s", c->coordinator, c->refusal);
     else if (silent > c->o.timeout_ms)
-        rc = pst_err_set(err, PST_ERR_TIMEOUT, "coordinator %s has not answered heartbeats for "
-                         "%.1f s (gone?)", c->coordinator, silent / 1000.0);
+        rc = pst_err_set(err, PST_ERR_TIMEOUT,
+                         "coordinator %s has not answered heartbeats for "
+                         "%.1f s (gone?)",
+                         c->coordinator, silent / 1000.0);
     pthread_mutex_unlock(&c->mu);
     return rc;
 }

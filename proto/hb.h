@@ -28,9 +28,9 @@ typedef struct {
     const char *coordinator; /* endpoint */
     const char *role;        /* "server" or "worker" */
     int rank;
-    uint64_t generation;     /* this process's incarnation (workers: from WELCOME) */
+    uint64_t generation; /* this process's incarnation (workers: from WELCOME) */
     int interval_ms;
-    int timeout_ms;          /* coordinator silent this long: lost */
+    int timeout_ms; /* coordinator silent this long: lost */
     const log_ctx *lg;
 } hb_options;
 

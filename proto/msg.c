@@ -78,12 +78,13 @@ int msg_refuse_version(net_sock *s, const msg_in *in, const char *role, int rank
     if (in->h.version == WIRE_VERSION || in->h.version == 0 || !in->route || in->route_len == 0)
         return 0;
     char text[160];
-    snprintf(text, sizeof text, "refused a message of wire version %u: this %s speaks wire "
+    snprintf(text, sizeof text,
+             "refused a message of wire version %u: this %s speaks wire "
              "version %u (are all processes of the job the same pstrain build?)",
              in->h.version, role, WIRE_VERSION);
     pst_err e = {0};
-    return msg_send_error(s, in->route, in->route_len, role, rank, 0, PST_ERR_CONFIG, text,
-                          &e) == PST_OK;
+    return msg_send_error(s, in->route, in->route_len, role, rank, 0, PST_ERR_CONFIG, text, &e) ==
+           PST_OK;
 }
 
 int msg_send_error(net_sock *s, const void *route, size_t route_len, const char *role, int rank,
@@ -97,9 +98,8 @@ int msg_send_error(net_sock *s, const void *route, size_t route_len, const char 
     return msg_send(s, route, route_len, &h, &(wire_body){.error = &e}, NULL, 0, 0, err);
 }
 
-int msg_call(net_sock *s, net_msg *m, msg_in *in, wire_env *h, const wire_body *b,
-             wire_type want, int same_clock, int timeout_ms, const volatile sig_atomic_t *stop,
-             pst_err *err)
+int msg_call(net_sock *s, net_msg *m, msg_in *in, wire_env *h, const wire_body *b, wire_type want,
+             int same_clock, int timeout_ms, const volatile sig_atomic_t *stop, pst_err *err)
 {
     int64_t clock = h->clock;
     int rc = msg_send(s, NULL, 0, h, b, NULL, 0, timeout_ms, err);

@@ -17,14 +17,14 @@
 /* A received message. About 80 KB (the store): allocate one per receiver, once, and do
  * not copy it (b points into its own store). */
 typedef struct {
-    wire_env h;         /* the envelope */
-    wire_body b;        /* the bodies it carries, NULL where none (into store) */
-    const void *route;  /* ROUTER: the sender's routing id */
+    wire_env h;        /* the envelope */
+    wire_body b;       /* the bodies it carries, NULL where none (into store) */
+    const void *route; /* ROUTER: the sender's routing id */
     size_t route_len;
     int npayload;
     const void *payload[WIRE_MAX_FRAMES];
     size_t payload_len[WIRE_MAX_FRAMES];
-    wire_store store;   /* msg_recv writes only the bodies a message carries */
+    wire_store store; /* msg_recv writes only the bodies a message carries */
 } msg_in;
 
 /* route may be NULL (DEALER); b may be NULL (no body). Payload frames keep their
@@ -44,9 +44,8 @@ int msg_recv(net_sock *s, net_msg *m, int is_router, msg_in *in, int timeout_ms,
  * anything else and checking *stop at least 4 times a second (returns PST_OK with *stop
  * raised). An ERROR answer is PST_ERR_PEER with the peer's text in err; no answer in time
  * is PST_ERR_TIMEOUT. The answer is left in *in. */
-int msg_call(net_sock *s, net_msg *m, msg_in *in, wire_env *h, const wire_body *b,
-             wire_type want, int same_clock, int timeout_ms, const volatile sig_atomic_t *stop,
-             pst_err *err);
+int msg_call(net_sock *s, net_msg *m, msg_in *in, wire_env *h, const wire_body *b, wire_type want,
+             int same_clock, int timeout_ms, const volatile sig_atomic_t *stop, pst_err *err);
 
 /* Registration of a server or worker: msg_call(HELLO -> WELCOME) with the errors a
  * process reports: a refusal is PST_ERR_CONFIG ("coordinator refused registration: ..."),

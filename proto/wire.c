@@ -1,7 +1,6 @@
 /* proto/wire.c -- see wire.h. */
 #include "wire.h"
 
-
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -77,8 +76,8 @@ static unsigned bodies_required(int t)
 static unsigned bodies_given(const wire_body *b)
 {
     return (b->error ? B_ERROR : 0) | (b->hello ? B_HELLO : 0) | (b->welcome ? B_WELCOME : 0) |
-           (b->range ? B_RANGE : 0) | (b->progress ? B_PROGRESS : 0) |
-           (b->stats ? B_STATS : 0) | (b->membership ? B_MEMBERSHIP : 0);
+           (b->range ? B_RANGE : 0) | (b->progress ? B_PROGRESS : 0) | (b->stats ? B_STATS : 0) |
+           (b->membership ? B_MEMBERSHIP : 0);
 }
 
 /* The protobuf-c side of one message being packed; it borrows the bodies' arrays. */
@@ -160,8 +159,10 @@ static int pack_membership(pb_out *o, const wire_membership *m, pst_err *err)
 {
     if (m->nworkers < 0 || m->nworkers > WIRE_MAX_WORKERS || m->nservers < 0 ||
         m->nservers > WIRE_MAX_SERVERS)
-        return pst_err_set(err, PST_ERR_ARG, "wire: %d worker and %d server members (max %d, "
-                           "%d)", m->nworkers, m->nservers, WIRE_MAX_WORKERS, WIRE_MAX_SERVERS);
+        return pst_err_set(err, PST_ERR_ARG,
+                           "wire: %d worker and %d server members (max %d, "
+                           "%d)",
+                           m->nworkers, m->nservers, WIRE_MAX_WORKERS, WIRE_MAX_SERVERS);
     if (m->nworkers == 0 && m->nservers == 0)
         return PST_OK; /* an empty one is not sent */
     size_t w = (size_t)m->nworkers;
@@ -236,13 +237,17 @@ int wire_pack(const wire_env *e, const wire_body *b, uint8_t *buf, size_t cap, s
         return pst_err_set(err, PST_ERR_ARG, "wire: %s given a body it does not carry",
                            wire_type_name(e->type));
     if (bodies_required(e->type) & ~given)
-        return pst_err_set(err, PST_ERR_ARG, "wire: %s without its body",
-                           wire_type_name(e->type));
-    pb_out o = {.env = PSTRAIN__ENVELOPE__INIT, .error = PSTRAIN__ERROR__INIT,
-                .hello = PSTRAIN__HELLO__INIT, .wel = PSTRAIN__WELCOME__INIT,
-                .range = PSTRAIN__RANGE__INIT, .prog = PSTRAIN__PROGRESS__INIT,
-                .stats = PSTRAIN__STATS__INIT, .hgroups = PSTRAIN__LR_GROUPS__INIT,
-                .wgroups = PSTRAIN__LR_GROUPS__INIT, .mem = PSTRAIN__MEMBERSHIP__INIT};
+        return pst_err_set(err, PST_ERR_ARG, "wire: %s without its body", wire_type_name(e->type));
+    pb_out o = {.env = PSTRAIN__ENVELOPE__INIT,
+                .error = PSTRAIN__ERROR__INIT,
+                .hello = PSTRAIN__HELLO__INIT,
+                .wel = PSTRAIN__WELCOME__INIT,
+                .range = PSTRAIN__RANGE__INIT,
+                .prog = PSTRAIN__PROGRESS__INIT,
+                .stats = PSTRAIN__STATS__INIT,
+                .hgroups = PSTRAIN__LR_GROUPS__INIT,
+                .wgroups = PSTRAIN__LR_GROUPS__INIT,
+                .mem = PSTRAIN__MEMBERSHIP__INIT};
     o.env.version = e->version;
     o.env.type = (Pstrain__MsgType)e->type;
     o.env.request_id = e->request_id;
@@ -262,8 +267,8 @@ int wire_pack(const wire_env *e, const wire_body *b, uint8_t *buf, size_t cap, s
     pack_small(&o, b);
     size_t need = pstrain__envelope__get_packed_size(&o.env);
     if (need > cap) {
-        rc = pst_err_set(err, PST_ERR_ARG, "wire: envelope needs %zu bytes, buffer has %zu",
-                         need, cap);
+        rc = pst_err_set(err, PST_ERR_ARG, "wire: envelope needs %zu bytes, buffer has %zu", need,
+                         cap);
         goto cleanup;
     }
     *len = pstrain__envelope__pack(&o.env, buf);
@@ -282,8 +287,8 @@ static int copy_str(char *dst, size_t cap, const char *src, const char *what, ps
                            n, cap - 1);
     for (size_t i = 0; i < n; i++)
         if ((unsigned char)src[i] < 0x20 || src[i] == 0x7f)
-            return pst_err_set(err, PST_ERR_DATA, "wire: %s holds control character 0x%02x",
-                               what, (unsigned)(unsigned char)src[i]);
+            return pst_err_set(err, PST_ERR_DATA, "wire: %s holds control character 0x%02x", what,
+                               (unsigned)(unsigned char)src[i]);
     if (n)
         memcpy(dst, src, n);
     dst[n] = '\0';
@@ -300,14 +305,17 @@ static int unpack_groups(wire_groups *out, const Pstrain__LrGroups *g, uint64_t 
         return PST_OK;
     size_t n = g->n_lr_mults;
     if (n < 1 || n > WIRE_MAX_GROUPS || g->n_offsets != n + 1)
-        return pst_err_set(err, PST_ERR_DATA, "wire: %s with %zu update groups and %zu offsets "
-                           "(1 to %d groups, one more offset)", tn, n, g->n_offsets,
-                           WIRE_MAX_GROUPS);
+        return pst_err_set(err, PST_ERR_DATA,
+                           "wire: %s with %zu update groups and %zu offsets "
+                           "(1 to %d groups, one more offset)",
+                           tn, n, g->n_offsets, WIRE_MAX_GROUPS);
     for (size_t i = 0; i <= n; i++) {
         out->offsets[i] = g->offsets[i];
         if (i > 0 && g->offsets[i] <= g->offsets[i - 1])
-            return pst_err_set(err, PST_ERR_DATA, "wire: %s update group %zu is empty or "
-                               "reversed", tn, i - 1);
+            return pst_err_set(err, PST_ERR_DATA,
+                               "wire: %s update group %zu is empty or "
+                               "reversed",
+                               tn, i - 1);
     }
     if (g->offsets[0] != 0 || g->offsets[n] != nparams)
         return pst_err_set(err, PST_ERR_DATA, "wire: %s update groups do not cover [0, %llu)", tn,
@@ -315,8 +323,8 @@ static int unpack_groups(wire_groups *out, const Pstrain__LrGroups *g, uint64_t 
     for (size_t i = 0; i < n; i++) {
         float x = g->lr_mults[i];
         if (!(x >= 0.0f) || x > 3.4e38f) /* NaN, negative or infinite */
-            return pst_err_set(err, PST_ERR_DATA, "wire: %s update group %zu has multiplier %g",
-                               tn, i, (double)x);
+            return pst_err_set(err, PST_ERR_DATA, "wire: %s update group %zu has multiplier %g", tn,
+                               i, (double)x);
         out->mults[i] = x;
     }
     out->n = (int)n;
@@ -365,11 +373,11 @@ static int unpack_membership(wire_membership *m, const Pstrain__Membership *mb, 
     if (mb->n_generation > WIRE_MAX_WORKERS || mb->n_lost != mb->n_generation ||
         mb->n_done != mb->n_generation || mb->n_server_endpoints > WIRE_MAX_SERVERS ||
         mb->n_server_generation != mb->n_server_endpoints)
-        return pst_err_set(err, PST_ERR_DATA, "wire: %s with a membership of %zu/%zu/%zu "
-                           "worker and %zu/%zu server entries (max %d, %d)", tn,
-                           mb->n_generation, mb->n_lost, mb->n_done,
-                           mb->n_server_endpoints, mb->n_server_generation,
-                           WIRE_MAX_WORKERS, WIRE_MAX_SERVERS);
+        return pst_err_set(err, PST_ERR_DATA,
+                           "wire: %s with a membership of %zu/%zu/%zu "
+                           "worker and %zu/%zu server entries (max %d, %d)",
+                           tn, mb->n_generation, mb->n_lost, mb->n_done, mb->n_server_endpoints,
+                           mb->n_server_generation, WIRE_MAX_WORKERS, WIRE_MAX_SERVERS);
     m->nworkers = (int)mb->n_generation;
     for (size_t i = 0; i < mb->n_generation; i++) {
         m->gen[i] = mb->generation[i];
@@ -407,10 +415,9 @@ static int unpack_range(wire_range *r, const wire_env *e, const Pstrain__Envelop
     int carries = e->type != WIRE_MSG_PULL;
     if (carries && (e->nframes != 1 || e->frame_bytes[0] != r->len * sizeof(float) ||
                     r->len > UINT64_MAX / sizeof(float)))
-        return pst_err_set(err, PST_ERR_DATA,
-                           "wire: %s of %llu floats must declare one frame of %llu bytes", tn,
-                           (unsigned long long)r->len,
-                           (unsigned long long)(r->len * sizeof(float)));
+        return pst_err_set(
+            err, PST_ERR_DATA, "wire: %s of %llu floats must declare one frame of %llu bytes", tn,
+            (unsigned long long)r->len, (unsigned long long)(r->len * sizeof(float)));
     if (!carries && e->nframes != 0)
         return pst_err_set(err, PST_ERR_DATA, "wire: PULL with %d payload frames", e->nframes);
     if (e->clock < 0)
@@ -464,15 +471,19 @@ static int unpack_hello(wire_hello *h, const Pstrain__Hello *ph, pst_err *err)
     if ((rc = unpack_groups(&h->groups, ph->groups, h->nparams, "HELLO", err)))
         return rc;
     if (ph->n_checkpoint_clocks > WIRE_MAX_CKPTS)
-        return pst_err_set(err, PST_ERR_DATA, "wire: HELLO with %zu checkpoint clocks "
-                           "(max %d)", ph->n_checkpoint_clocks, WIRE_MAX_CKPTS);
+        return pst_err_set(err, PST_ERR_DATA,
+                           "wire: HELLO with %zu checkpoint clocks "
+                           "(max %d)",
+                           ph->n_checkpoint_clocks, WIRE_MAX_CKPTS);
     h->nckpt = (int)ph->n_checkpoint_clocks;
     h->ckpt_any = ph->checkpoint_any_clock;
     for (int i = 0; i < h->nckpt; i++) {
         h->ckpt_clocks[i] = ph->checkpoint_clocks[i];
         if (h->ckpt_clocks[i] < 0)
-            return pst_err_set(err, PST_ERR_DATA, "wire: HELLO with negative checkpoint "
-                               "clock %lld", (long long)h->ckpt_clocks[i]);
+            return pst_err_set(err, PST_ERR_DATA,
+                               "wire: HELLO with negative checkpoint "
+                               "clock %lld",
+                               (long long)h->ckpt_clocks[i]);
     }
     return PST_OK;
 }
@@ -547,8 +558,8 @@ static void unpack_small(wire_body *b, wire_store *st, const Pstrain__Envelope *
 
 /* Fills only the bodies the type carries; a sub-message another type would carry is
  * ignored (an older build sent some fields with every type). */
-static int unpack_fields(wire_env *e, wire_body *b, wire_store *st,
-                         const Pstrain__Envelope *env, pst_err *err)
+static int unpack_fields(wire_env *e, wire_body *b, wire_store *st, const Pstrain__Envelope *env,
+                         pst_err *err)
 {
     memset(b, 0, sizeof *b);
     int rc = unpack_env(e, env, err);
@@ -615,8 +626,7 @@ int wire_check_frames(const wire_env *e, int nframes, const size_t *sizes, pst_e
                            nframes, e->nframes);
     for (int i = 0; i < nframes; i++)
         if ((uint64_t)sizes[i] != e->frame_bytes[i])
-            return pst_err_set(err, PST_ERR_DATA,
-                               "wire: frame %d has %zu bytes, header says %llu", i + 1,
-                               sizes[i], (unsigned long long)e->frame_bytes[i]);
+            return pst_err_set(err, PST_ERR_DATA, "wire: frame %d has %zu bytes, header says %llu",
+                               i + 1, sizes[i], (unsigned long long)e->frame_bytes[i]);
     return PST_OK;
 }

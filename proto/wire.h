@@ -14,19 +14,20 @@
 
 #include "base/err.h"
 
-#define WIRE_VERSION 3u /* 2: update groups in HELLO/WELCOME (an older peer would ignore
+#define WIRE_VERSION                                                                               \
+    3u                      /* 2: update groups in HELLO/WELCOME (an older peer would ignore
                             them and update frozen layers); 3: ACK, HEARTBEAT, generations
                             (an older worker would never see its pushes acknowledged) */
-#define WIRE_MAX_FRAMES 4       /* raw frames after the envelope */
-#define WIRE_MAX_META 65536     /* bytes of a packed envelope */
+#define WIRE_MAX_FRAMES 4   /* raw frames after the envelope */
+#define WIRE_MAX_META 65536 /* bytes of a packed envelope */
 #define WIRE_MAX_SERVERS 64
 #define WIRE_ENDPOINT_MAX 256
-#define WIRE_MAX_GROUPS 256     /* update groups (fine-tuning) in HELLO/WELCOME */
+#define WIRE_MAX_GROUPS 256 /* update groups (fine-tuning) in HELLO/WELCOME */
 /* Floats in one PUSH/PULL/INIT frame: 16 MiB. Larger frames would come from glibc's mmap
  * path, whose fresh pages fill at a third of memcpy speed here (DESIGN-NOTES). */
 #define WIRE_CHUNK_FLOATS ((uint64_t)4 << 20)
-#define WIRE_MAX_CKPTS 16       /* checkpoint clocks a server reports in HELLO */
-#define WIRE_MAX_WORKERS 4096   /* workers in a membership (cluster.workers' limit) */
+#define WIRE_MAX_CKPTS 16          /* checkpoint clocks a server reports in HELLO */
+#define WIRE_MAX_WORKERS 4096      /* workers in a membership (cluster.workers' limit) */
 #define WIRE_MAX_STATUS (1u << 20) /* bytes of a STATUS answer's JSON frame */
 
 typedef enum {
@@ -51,14 +52,14 @@ typedef enum {
 typedef struct {
     uint32_t version;
     wire_type type;
-    uint64_t request_id;  /* echoed in the reply */
-    char role[16];        /* the sender's: "coordinator", "server", "worker", "status" */
-    int32_t rank;         /* the sender's */
-    uint64_t generation;  /* the sender's incarnation (WELCOME: see wire_welcome) */
+    uint64_t request_id; /* echoed in the reply */
+    char role[16];       /* the sender's: "coordinator", "server", "worker", "status" */
+    int32_t rank;        /* the sender's */
+    uint64_t generation; /* the sender's incarnation (WELCOME: see wire_welcome) */
     /* PUSH: the worker's clock; PULL: the clock wanted; PULL_REPLY, ACK: the requester's
      * clock at the server (ACK of INIT/PUSH/DONE: the request's); BARRIER: its id. */
     int64_t clock;
-    int nframes;          /* raw frames that follow (msg_send fills these two) */
+    int nframes; /* raw frames that follow (msg_send fills these two) */
     uint64_t frame_bytes[WIRE_MAX_FRAMES];
 } wire_env;
 
@@ -70,8 +71,8 @@ typedef struct {
  *   BYE: stats                        SHUTDOWN, BARRIER, ACK, STATUS: none
  * wire_pack refuses a body its type does not carry; wire_unpack ignores one. */
 typedef struct {
-    uint32_t code;        /* a pst_status */
-    char text[256];       /* one line (control characters become spaces on receipt) */
+    uint32_t code;  /* a pst_status */
+    char text[256]; /* one line (control characters become spaces on receipt) */
 } wire_error;
 
 /* Update groups (LrGroups); n 0 = none, i.e. every parameter at multiplier 1. Group g is
@@ -84,14 +85,14 @@ typedef struct {
 
 typedef struct {
     char endpoint[WIRE_ENDPOINT_MAX]; /* servers: where workers connect */
-    uint64_t nparams;     /* workers: size of their model */
+    uint64_t nparams;                 /* workers: size of their model */
     uint64_t job_hash;
     int32_t pid;
-    uint64_t steps;       /* workers: steps they will take */
-    wire_groups groups;   /* workers: their model's update groups */
-    int nckpt;            /* servers: clocks of their complete checkpoints, newest first */
+    uint64_t steps;     /* workers: steps they will take */
+    wire_groups groups; /* workers: their model's update groups */
+    int nckpt;          /* servers: clocks of their complete checkpoints, newest first */
     int64_t ckpt_clocks[WIRE_MAX_CKPTS];
-    int ckpt_any;         /* ... which stand for any clock (an all-frozen shard) */
+    int ckpt_any; /* ... which stand for any clock (an all-frozen shard) */
 } wire_hello;
 
 typedef struct {
@@ -100,10 +101,10 @@ typedef struct {
     uint64_t shard_offsets[WIRE_MAX_SERVERS + 1]; /* (S + 1): server s owns [off[s], off[s+1]) */
     uint64_t nparams;
     uint64_t total_updates; /* updates per server over the run (cosine schedules) */
-    wire_groups groups;   /* the workers' update groups, for the servers */
-    int resume;           /* continue from the checkpoints of resume_clock */
+    wire_groups groups;     /* the workers' update groups, for the servers */
+    int resume;             /* continue from the checkpoints of resume_clock */
     int64_t resume_clock;
-    int rejoin;           /* a restarted process taking over its rank */
+    int rejoin; /* a restarted process taking over its rank */
     /* The incarnation given to the process (the envelope's generation on the wire:
      * wire_pack sends this one, wire_unpack fills both). */
     uint64_t generation;
@@ -122,7 +123,7 @@ typedef struct {
     double loss, samples_per_s, test_accuracy; /* test_accuracy: worker 0's DONE, NaN if none */
 } wire_progress;
 
-typedef struct {          /* a server's figures, with BYE */
+typedef struct { /* a server's figures, with BYE */
     uint64_t pushes, pulls, bytes_in, bytes_out, updates, nonfinite, repeats;
     int64_t max_clock_gap;
 } wire_stats;
@@ -130,12 +131,12 @@ typedef struct {          /* a server's figures, with BYE */
 /* Workers 0..nworkers-1 and servers 0..nservers-1 as the coordinator sees them. */
 typedef struct {
     int nworkers;
-    uint64_t gen[WIRE_MAX_WORKERS];  /* (W) incarnation, 1 at the start */
-    uint8_t lost[WIRE_MAX_WORKERS];  /* (W) silent past the heartbeat timeout */
-    uint8_t done[WIRE_MAX_WORKERS];  /* (W) finished its data */
+    uint64_t gen[WIRE_MAX_WORKERS]; /* (W) incarnation, 1 at the start */
+    uint8_t lost[WIRE_MAX_WORKERS]; /* (W) silent past the heartbeat timeout */
+    uint8_t done[WIRE_MAX_WORKERS]; /* (W) finished its data */
     int nservers;
-    uint64_t server_gen[WIRE_MAX_SERVERS];                  /* (S) */
-    char server_ep[WIRE_MAX_SERVERS][WIRE_ENDPOINT_MAX];    /* (S) where it listens now */
+    uint64_t server_gen[WIRE_MAX_SERVERS];               /* (S) */
+    char server_ep[WIRE_MAX_SERVERS][WIRE_ENDPOINT_MAX]; /* (S) where it listens now */
 } wire_membership;
 
 /* The bodies of one message, NULL where it carries none. A sender points at bodies it

@@ -98,10 +98,13 @@ static int follow(coord *c, pst_err *err)
         }
     }
     if (c->nlost == c->W)
-        return pst_err_set(err, PST_ERR_TIMEOUT, "every worker was lost (no heartbeat for %d "
-                           "s); the job cannot finish", o->job->cluster.heartbeat_timeout_s);
+        return pst_err_set(err, PST_ERR_TIMEOUT,
+                           "every worker was lost (no heartbeat for %d "
+                           "s); the job cannot finish",
+                           o->job->cluster.heartbeat_timeout_s);
     if (c->workers[0].lost)
-        return pst_err_set(err, PST_ERR_TIMEOUT, "worker[0] was lost before it finished, so the "
+        return pst_err_set(err, PST_ERR_TIMEOUT,
+                           "worker[0] was lost before it finished, so the "
                            "final model was not written (restart it, or the job with --resume)");
     return PST_OK;
 }
@@ -131,8 +134,10 @@ static int shutdown_servers(coord *c, pst_err *err)
         int64_t now = net_now_ms();
         int left = (int)(deadline - now);
         if (left <= 0)
-            return pst_err_set(err, PST_ERR_TIMEOUT, "%d of %d servers did not confirm SHUTDOWN "
-                               "within %d s", c->S - byes, c->S, o->job->cluster.timeout_s);
+            return pst_err_set(err, PST_ERR_TIMEOUT,
+                               "%d of %d servers did not confirm SHUTDOWN "
+                               "within %d s",
+                               c->S - byes, c->S, o->job->cluster.timeout_s);
         if (now >= resend) { /* a SHUTDOWN may be lost */
             for (int s = 0; s < c->S; s++)
                 if (!c->servers[s].done)
@@ -161,8 +166,7 @@ static int shutdown_servers(coord *c, pst_err *err)
             continue; /* e.g. a worker's last PROGRESS */
         /* Count each server once, and only from the connection it joined on. */
         if (h->rank >= c->S || !coord_same_route(&c->servers[h->rank], c->in)) {
-            log_warn(o->lg, "ignoring BYE claiming to be server[%d] (another connection)",
-                     h->rank);
+            log_warn(o->lg, "ignoring BYE claiming to be server[%d] (another connection)", h->rank);
             continue;
         }
         wire_env a;
@@ -181,7 +185,8 @@ static int shutdown_servers(coord *c, pst_err *err)
         nonfinite += st->nonfinite;
     }
     if (nonfinite)
-        log_warn(o->lg, "%llu gradient chunk(s) with NaN/Inf were %s", (unsigned long long)nonfinite,
+        log_warn(o->lg, "%llu gradient chunk(s) with NaN/Inf were %s",
+                 (unsigned long long)nonfinite,
                  o->job->cluster.nonfinite == CFG_NONFINITE_SKIP ? "skipped" : "refused");
     log_info(o->lg, "all servers stopped; %.1f MB moved, largest clock gap served %lld",
              bytes / 1e6, (long long)max_gap);
@@ -222,8 +227,7 @@ int coord_run(const coord_options *o, pst_err *err)
      * only the check (the endpoint file below is a convenience too). */
     fs_lock lock = {-1};
     char who[160];
-    snprintf(who, sizeof who, "the coordinator of job '%.100s'",
-             o->job->name ? o->job->name : "");
+    snprintf(who, sizeof who, "the coordinator of job '%.100s'", o->job->name ? o->job->name : "");
     pst_err le = {0};
     if (o->job->output.dir && (rc = fs_lock_dir(&lock, o->job->output.dir, who, &le))) {
         if (rc == PST_ERR_CONFIG)

@@ -23,12 +23,12 @@
 #include "obs/obs.h"
 
 typedef struct {
-    const char *bind;     /* endpoint to bind, e.g. "tcp://0.0.0.0:7070" or "tcp://127.0.0.1:0" */
-    int ready_fd;         /* >= 0: write the bound endpoint and a newline here, then close it */
+    const char *bind; /* endpoint to bind, e.g. "tcp://0.0.0.0:7070" or "tcp://127.0.0.1:0" */
+    int ready_fd;     /* >= 0: write the bound endpoint and a newline here, then close it */
     const cfg_job *job;
     const log_ctx *lg;
     const volatile sig_atomic_t *stop;
-    const char *faults;   /* test-only fault injection spec (net/faults.h); NULL: none */
+    const char *faults;    /* test-only fault injection spec (net/faults.h); NULL: none */
     obs_registry *metrics; /* NULL: off; else the coordinator registers its series here
                               (pstrain_coord_*) and publishes the /status JSON document
                               (docs/observability.md); the caller serves them (obs_http) */

@@ -26,24 +26,24 @@ typedef struct {
     char endpoint[WIRE_ENDPOINT_MAX];
     int pid;
     int done;
-    int64_t last_ms;   /* when we last heard from it */
+    int64_t last_ms; /* when we last heard from it */
     int epoch;
-    int64_t step;      /* steps done in `epoch` (1-based) */
-    int64_t clock;     /* a worker: steps it had pushed (its clock on the servers), as its
+    int64_t step;  /* steps done in `epoch` (1-based) */
+    int64_t clock; /* a worker: steps it had pushed (its clock on the servers), as its
                           heartbeats last said; kept across incarnations until the new one
                           reports */
     double loss;
-    uint64_t steps;    /* a worker: steps of its whole run (HELLO) */
-    int64_t barrier;   /* the barrier it waits at, -1: none */
-    int nckpt;         /* a server of a resumed job: clocks of its complete checkpoints */
+    uint64_t steps;  /* a worker: steps of its whole run (HELLO) */
+    int64_t barrier; /* the barrier it waits at, -1: none */
+    int nckpt;       /* a server of a resumed job: clocks of its complete checkpoints */
     int64_t ckpt_clocks[WIRE_MAX_CKPTS];
-    int ckpt_any;      /* ... which stand for any clock (its shard is all frozen) */
-    int welcomed;      /* got its WELCOME (a repeated HELLO gets it again) */
-    uint64_t gen;      /* workers: current incarnation, 1 at the start */
-    int lost;          /* silent past the heartbeat timeout; its steps no longer count */
-    int restarts;      /* workers: incarnations after the first */
+    int ckpt_any;             /* ... which stand for any clock (its shard is all frozen) */
+    int welcomed;             /* got its WELCOME (a repeated HELLO gets it again) */
+    uint64_t gen;             /* workers: current incarnation, 1 at the start */
+    int lost;                 /* silent past the heartbeat timeout; its steps no longer count */
+    int restarts;             /* workers: incarnations after the first */
     int64_t barrier_released; /* highest barrier released to it, -1: none */
-    char hb_route[64]; /* the heartbeat thread's connection (of incarnation gen) */
+    char hb_route[64];        /* the heartbeat thread's connection (of incarnation gen) */
     size_t hb_route_len;
 } peer;
 
@@ -52,7 +52,7 @@ typedef struct {
     net_ctx *ctx;
     net_sock *sock;
     net_msg *m;
-    msg_in *in;           /* the message being handled */
+    msg_in *in; /* the message being handled */
     int S, W;
     peer *servers, *workers;
     uint64_t nparams, job_hash;
@@ -63,14 +63,14 @@ typedef struct {
     uint64_t group_offsets[WIRE_MAX_GROUPS + 1];
     float group_mults[WIRE_MAX_GROUPS];
     double test_accuracy;
-    int64_t resume_clock; /* a resumed job: the checkpoints' clock; -1: a fresh start */
-    wire_welcome *welcome; /* as sent to every process (rejoining workers get a copy) */
-    const char *phase;    /* gathering, training, stopping (status) */
+    int64_t resume_clock;     /* a resumed job: the checkpoints' clock; -1: a fresh start */
+    wire_welcome *welcome;    /* as sent to every process (rejoining workers get a copy) */
+    const char *phase;        /* gathering, training, stopping (status) */
     char endpoint_file[4200]; /* <output.dir>/coordinator.endpoint while running, or "" */
     int64_t start_ms;
     wire_membership *members; /* scratch: HEARTBEAT answers, a restarted server's WELCOME */
     net_faults *faults;
-    int nlost;            /* workers lost and not rejoined */
+    int nlost;             /* workers lost and not rejoined */
     unsigned key_refusals; /* messages as a server from a client key (coord_key_refused) */
     struct coord_obs *obs; /* metrics and /status (NULL: off); coord_status.c */
 } coord;

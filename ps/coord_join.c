@@ -94,7 +94,8 @@ int coord_key_refused(coord *c)
     if (strcmp(e->role, "server") != 0 || net_msg_key(c->m, key) != NET_KEY_CLIENT)
         return 0;
     char text[256];
-    snprintf(text, sizeof text, "security: refused %s as server[%d]: it comes with the client "
+    snprintf(text, sizeof text,
+             "security: refused %s as server[%d]: it comes with the client "
              "key %s, and only the job's server key (security.server_key) may act as a server",
              wire_type_name(e->type), e->rank, key);
     /* Logged the 1st, 10th, 100th, ... time, so a flood cannot fill the log. */
@@ -126,21 +127,27 @@ static int handle_hello(coord *c, int *joined, pst_err *err)
     const wire_hello *h = c->in->b.hello;
     /* A stray process (another job's, a wrong rank) is turned away; the job goes on. */
     if ((!is_server && !is_worker) || e->rank >= (is_server ? c->S : c->W))
-        return coord_reject(c, err, 0, "unexpected HELLO from %s: the job has %d servers and %d workers",
-                      who, c->S, c->W);
+        return coord_reject(c, err, 0,
+                            "unexpected HELLO from %s: the job has %d servers and %d workers", who,
+                            c->S, c->W);
     if (h->job_hash != c->job_hash)
-        return coord_reject(c, err, 1, "%s runs a different job (model, optimizer, cluster or training "
-                      "settings differ from the coordinator's)", who);
+        return coord_reject(c, err, 1,
+                            "%s runs a different job (model, optimizer, cluster or training "
+                            "settings differ from the coordinator's)",
+                            who);
     if (is_worker) {
         if (c->nparams == 0)
             c->nparams = h->nparams;
         else if (h->nparams != c->nparams)
-            return coord_reject(c, err, 1, "%s built a model of %llu parameters, the others %llu", who,
-                          (unsigned long long)h->nparams, (unsigned long long)c->nparams);
+            return coord_reject(c, err, 1, "%s built a model of %llu parameters, the others %llu",
+                                who, (unsigned long long)h->nparams,
+                                (unsigned long long)c->nparams);
     }
     if (is_worker && !coord_same_groups(c, &h->groups))
-        return coord_reject(c, err, 1, "%s freezes or scales other parameters than the others (%d "
-                      "update groups, the others %d)", who, h->groups.n, c->ngroups);
+        return coord_reject(c, err, 1,
+                            "%s freezes or scales other parameters than the others (%d "
+                            "update groups, the others %d)",
+                            who, h->groups.n, c->ngroups);
     peer *p = is_server ? &c->servers[e->rank] : &c->workers[e->rank];
     if (is_worker && !p->joined) {
         c->steps_sum += h->steps;
@@ -285,8 +292,10 @@ int coord_choose_resume(coord *c, pst_err *err)
             n += (size_t)snprintf(have + n, sizeof have - n, " none");
     }
     if (c->resume_clock < 0)
-        return pst_err_set(err, PST_ERR_DATA, "--resume %s: no clock has a complete checkpoint "
-                           "on every server (%s)", c->o->job->checkpoint.resume, have);
+        return pst_err_set(err, PST_ERR_DATA,
+                           "--resume %s: no clock has a complete checkpoint "
+                           "on every server (%s)",
+                           c->o->job->checkpoint.resume, have);
     int newest = 1;
     for (int s = 0; s < c->S; s++)
         newest &= c->servers[s].ckpt_any || c->servers[s].ckpt_clocks[0] == c->resume_clock;
@@ -294,8 +303,10 @@ int coord_choose_resume(coord *c, pst_err *err)
         log_info(c->o->lg, "resuming from the servers' checkpoints of clock %lld",
                  (long long)c->resume_clock);
     else
-        log_warn(c->o->lg, "resuming from clock %lld, the newest that every server has "
-                 "complete (%s)", (long long)c->resume_clock, have);
+        log_warn(c->o->lg,
+                 "resuming from clock %lld, the newest that every server has "
+                 "complete (%s)",
+                 (long long)c->resume_clock, have);
     return PST_OK;
 }
 
@@ -311,8 +322,7 @@ int coord_welcome_all(coord *c, pst_err *err)
     h->nparams = c->nparams;
     /* A server updates once per clock under bsp (as many clocks as the longest worker has
      * steps), once per worker step otherwise. */
-    h->total_updates =
-        c->o->job->cluster.consistency == CFG_CONS_BSP ? c->steps_max : c->steps_sum;
+    h->total_updates = c->o->job->cluster.consistency == CFG_CONS_BSP ? c->steps_max : c->steps_sum;
     coord_shard_map_groups(c->nparams, c->S, c->group_offsets, c->group_mults, c->ngroups,
                            h->shard_offsets);
     h->groups.n = c->ngroups;
@@ -330,8 +340,10 @@ int coord_welcome_all(coord *c, pst_err *err)
                       timeout_ms, err);
         p->welcomed = 1;
     }
-    log_info(c->o->lg, "all %d servers and %d workers joined; model of %llu parameters, %llu "
-             "per server", c->S, c->W, (unsigned long long)c->nparams,
+    log_info(c->o->lg,
+             "all %d servers and %d workers joined; model of %llu parameters, %llu "
+             "per server",
+             c->S, c->W, (unsigned long long)c->nparams,
              (unsigned long long)(h->shard_offsets[1] - h->shard_offsets[0]));
     return rc;
 }

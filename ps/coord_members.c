@@ -101,9 +101,10 @@ static void handle_heartbeat(coord *c, const msg_in *in)
     pst_err e = {0};
     if (is_worker && (g < p->gen || (g == p->gen && p->lost))) {
         char text[200];
-        snprintf(text, sizeof text, "worker[%d] incarnation %llu was declared lost (silent "
-                 "for %d s)%s; this process may not continue", h->rank, (unsigned long long)g,
-                 c->o->job->cluster.heartbeat_timeout_s,
+        snprintf(text, sizeof text,
+                 "worker[%d] incarnation %llu was declared lost (silent "
+                 "for %d s)%s; this process may not continue",
+                 h->rank, (unsigned long long)g, c->o->job->cluster.heartbeat_timeout_s,
                  g < p->gen ? " and replaced by a restarted one" : "");
         msg_send_error(c->sock, in->route, in->route_len, ROLE, 0, h->request_id, PST_ERR_PEER,
                        text, &e);
@@ -143,8 +144,10 @@ static void handle_heartbeat(coord *c, const msg_in *in)
 void coord_refused(coord *c, const pst_err *why)
 {
     if (msg_refuse_version(c->sock, c->in, "coordinator", 0))
-        log_warn(c->o->lg, "dropped a malformed message: %s; answered with an ERROR naming "
-                 "both versions", why->msg);
+        log_warn(c->o->lg,
+                 "dropped a malformed message: %s; answered with an ERROR naming "
+                 "both versions",
+                 why->msg);
     else
         log_warn(c->o->lg, "dropped a malformed message: %s", why->msg);
 }
@@ -202,9 +205,10 @@ void coord_handle_rejoin(coord *c, int *done)
         wel->rejoin = 1;
         if (send_welcome(c, p, 1, &e))
             log_warn(c->o->lg, "WELCOME to server[%d]: %s", rank, e.msg);
-        log_warn(c->o->lg, "server[%d] restarted as incarnation %llu (pid %d, %s): it recovers "
-                 "its shard from its newest checkpoint", rank, (unsigned long long)p->gen,
-                 h->pid, h->endpoint);
+        log_warn(c->o->lg,
+                 "server[%d] restarted as incarnation %llu (pid %d, %s): it recovers "
+                 "its shard from its newest checkpoint",
+                 rank, (unsigned long long)p->gen, h->pid, h->endpoint);
         return;
     }
     if (!is_worker || rank >= c->W) {
@@ -215,8 +219,10 @@ void coord_handle_rejoin(coord *c, int *done)
     peer *p = &c->workers[rank];
     if (h->job_hash != c->job_hash || h->nparams != c->nparams ||
         !coord_same_groups(c, &h->groups)) {
-        coord_reject(c, &e, 0, "worker[%d] cannot rejoin: it runs a different job (model, optimizer, "
-               "cluster or training settings differ)", rank);
+        coord_reject(c, &e, 0,
+                     "worker[%d] cannot rejoin: it runs a different job (model, optimizer, "
+                     "cluster or training settings differ)",
+                     rank);
         return;
     }
     if (p->done) {
@@ -238,9 +244,10 @@ void coord_handle_rejoin(coord *c, int *done)
     wel->rejoin = 1;
     if (send_welcome(c, p, 0, &e))
         log_warn(c->o->lg, "WELCOME to worker[%d]: %s", rank, e.msg);
-    log_info(c->o->lg, "worker[%d] rejoined as incarnation %llu (pid %d); %d of %d workers "
-             "training", rank, (unsigned long long)p->gen, h->pid, c->W - *done - c->nlost,
-             c->W);
+    log_info(c->o->lg,
+             "worker[%d] rejoined as incarnation %llu (pid %d); %d of %d workers "
+             "training",
+             rank, (unsigned long long)p->gen, h->pid, c->W - *done - c->nlost, c->W);
 }
 
 /* Checks every process's last heartbeat: a silent worker is lost (the job goes on without
@@ -251,10 +258,11 @@ int coord_check_liveness(coord *c, int done, pst_err *err)
     int64_t now = net_now_ms(), limit = (int64_t)cl->heartbeat_timeout_s * 1000;
     for (int s = 0; s < c->S; s++)
         if (now - c->servers[s].last_ms > limit)
-            return pst_err_set(err, PST_ERR_TIMEOUT, "server[%d] (pid %d, %s) is lost: no "
+            return pst_err_set(err, PST_ERR_TIMEOUT,
+                               "server[%d] (pid %d, %s) is lost: no "
                                "heartbeat for %d s; its shard is gone (restart the job with "
-                               "--resume to continue from the last checkpoint)", s,
-                               c->servers[s].pid, c->servers[s].endpoint,
+                               "--resume to continue from the last checkpoint)",
+                               s, c->servers[s].pid, c->servers[s].endpoint,
                                cl->heartbeat_timeout_s);
     for (int w = 0; w < c->W; w++) {
         peer *p = &c->workers[w];
@@ -268,9 +276,10 @@ int coord_check_liveness(coord *c, int done, pst_err *err)
         if (p->epoch > 0)
             snprintf(at, sizeof at, "at clock %lld (epoch %d, step %lld of it)",
                      (long long)p->clock, p->epoch, (long long)p->step);
-        log_warn(c->o->lg, "worker[%d] (pid %d) is lost: no heartbeat for %d s, %s; going on "
-                 "with %d of %d workers", w, p->pid, cl->heartbeat_timeout_s, at,
-                 c->W - done - c->nlost, c->W);
+        log_warn(c->o->lg,
+                 "worker[%d] (pid %d) is lost: no heartbeat for %d s, %s; going on "
+                 "with %d of %d workers",
+                 w, p->pid, cl->heartbeat_timeout_s, at, c->W - done - c->nlost, c->W);
         /* It no longer holds back a barrier the others wait at. */
         for (int k = 0; k < c->W; k++)
             if (!c->workers[k].done && !c->workers[k].lost && c->workers[k].barrier >= 0) {

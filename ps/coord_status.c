@@ -18,8 +18,7 @@
 #define OBS_EVERY_MS 250
 
 struct coord_obs {
-    obs_metric *reg_servers, *reg_workers, *live_servers, *live_workers, *done, *progress,
-        *start;
+    obs_metric *reg_servers, *reg_workers, *live_servers, *live_workers, *done, *progress, *start;
     obs_metric **step, **epoch, **loss; /* (W) */
     obs_metric **heard;                 /* (S + W): servers first */
     int64_t last_ms;                    /* last render; 0: never */
@@ -53,25 +52,27 @@ int coord_obs_register(coord *c, pst_err *err)
     c->obs = x;
     const char *reg_h = "Processes of the role that have joined (HELLO).";
     const char *live_h = "Processes of the role joined, not done and not lost.";
-    if (!(x->reg_servers = obs_gauge(r, "pstrain_coord_registered", reg_h, "role=\"server\"", err)) ||
-        !(x->reg_workers = obs_gauge(r, "pstrain_coord_registered", reg_h, "role=\"worker\"", err)) ||
+    if (!(x->reg_servers =
+              obs_gauge(r, "pstrain_coord_registered", reg_h, "role=\"server\"", err)) ||
+        !(x->reg_workers =
+              obs_gauge(r, "pstrain_coord_registered", reg_h, "role=\"worker\"", err)) ||
         !(x->live_servers = obs_gauge(r, "pstrain_coord_live", live_h, "role=\"server\"", err)) ||
         !(x->live_workers = obs_gauge(r, "pstrain_coord_live", live_h, "role=\"worker\"", err)) ||
-        !(x->done = obs_gauge(r, "pstrain_coord_workers_done", "Workers that sent DONE.", NULL,
-                              err)) ||
+        !(x->done =
+              obs_gauge(r, "pstrain_coord_workers_done", "Workers that sent DONE.", NULL, err)) ||
         !(x->progress = obs_gauge(r, "pstrain_coord_progress_ratio",
                                   "Steps the workers reported over the steps of the job, 0..1.",
                                   NULL, err)) ||
-        !(x->start = obs_gauge(r, "process_start_time_seconds",
-                               "Start time of the process since the Unix epoch in seconds.",
-                               NULL, err)))
+        !(x->start =
+              obs_gauge(r, "process_start_time_seconds",
+                        "Start time of the process since the Unix epoch in seconds.", NULL, err)))
         return err->code;
     char lab[64];
     for (int w = 0; w < c->W; w++) {
         snprintf(lab, sizeof lab, "worker=\"%d\"", w);
-        if (!(x->step[w] = obs_gauge(r, "pstrain_coord_worker_step",
-                                     "Steps (clocks) the worker reported done over its run.", lab,
-                                     err)) ||
+        if (!(x->step[w] =
+                  obs_gauge(r, "pstrain_coord_worker_step",
+                            "Steps (clocks) the worker reported done over its run.", lab, err)) ||
             !(x->epoch[w] = obs_gauge(r, "pstrain_coord_worker_epoch",
                                       "Last epoch the worker reported.", lab, err)) ||
             !(x->loss[w] = obs_gauge(r, "pstrain_coord_worker_loss",
@@ -83,7 +84,8 @@ int coord_obs_register(coord *c, pst_err *err)
                  i < c->S ? i : i - c->S);
         if (!(x->heard[i] = obs_age(r, "pstrain_coord_last_heard_seconds",
                                     "Seconds since the process's last message (absent before "
-                                    "it joins).", lab, err)))
+                                    "it joins).",
+                                    lab, err)))
             return err->code;
     }
     x->start_unix = obs_now();
@@ -219,8 +221,8 @@ void coord_answer_status(coord *c, const msg_in *in)
     cJSON_Delete(doc);
     pst_err e = {0};
     if (!text) {
-        msg_send_error(c->sock, in->route, in->route_len, ROLE, 0, in->h.request_id,
-                       PST_ERR_NOMEM, "out of memory for the status", &e);
+        msg_send_error(c->sock, in->route, in->route_len, ROLE, 0, in->h.request_id, PST_ERR_NOMEM,
+                       "out of memory for the status", &e);
         return;
     }
     wire_env h;

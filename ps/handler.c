@@ -26,12 +26,12 @@ struct srv_handler {
     size_t *route_lens;
     /* Membership (from the coordinator's heartbeat answers): each worker's incarnation and
      * whether it is lost. A new incarnation's connection replaces the old one's. */
-    uint64_t *gen;      /* (W) */
-    uint8_t *lost;      /* (W) */
+    uint64_t *gen;                          /* (W) */
+    uint8_t *lost;                          /* (W) */
     int64_t recover_start_ms, recover_from; /* a restarted server recovering its shard */
     pending_pull *pend;
     size_t npend, cap_pend;
-    float *scratch;     /* aligned copies of small float frames */
+    float *scratch; /* aligned copies of small float frames */
     size_t scratch_len;
     srv_handler_stats st;
 };
@@ -87,14 +87,14 @@ static void keep_bytes(void *data, void *hint)
  * reading this reply, so the bytes are stable until ZeroMQ is done with them. ssp/asp
  * apply pushes at any time, so the reply is a copy. */
 static int send_weights(srv_handler *s, const char *route, size_t route_len, int worker,
-                        uint64_t request_id, uint64_t off, uint64_t len, int64_t clock,
-                        int final, pst_err *err)
+                        uint64_t request_id, uint64_t off, uint64_t len, int64_t clock, int final,
+                        pst_err *err)
 {
     wire_env h;
     wire_env_init(&h, WIRE_MSG_PULL_REPLY, ROLE, s->o.rank);
     h.request_id = request_id;
-    wire_range r = {.offset = off, .len = len,
-                    .clock_gap = srv_shard_clock_gap(s->o.shard, worker)};
+    wire_range r = {
+        .offset = off, .len = len, .clock_gap = srv_shard_clock_gap(s->o.shard, worker)};
     /* The requester's clock here: a rejoining worker starts from it. */
     h.clock = srv_shard_worker_clock(s->o.shard, worker);
     obs_observe(s->o.gap, (double)r.clock_gap);
@@ -138,8 +138,7 @@ static int park_pull(srv_handler *s, const msg_in *in, const wire_range *r, pst_
         if (s->pend[i].worker == in->h.rank && s->pend[i].request_id == in->h.request_id)
             return PST_OK;
     /* The protocol bounds this: a worker has at most one step's pulls outstanding. */
-    size_t limit =
-        (size_t)s->o.nworkers * (srv_shard_len(s->o.shard) / WIRE_CHUNK_FLOATS + 2) * 2;
+    size_t limit = (size_t)s->o.nworkers * (srv_shard_len(s->o.shard) / WIRE_CHUNK_FLOATS + 2) * 2;
     if (s->npend == limit)
         return pst_err_set(err, PST_ERR_PEER, "too many waiting pulls (%zu)", s->npend);
     if (s->npend == s->cap_pend) {
@@ -177,27 +176,26 @@ static int check_sender(srv_handler *s, const msg_in *in, int *later, pst_err *e
         return pst_err_set(err, PST_ERR_PEER, "bad routing id of %zu bytes", in->route_len);
     switch (dlv_incarnation_check(s->gen[r], in->h.generation)) {
     case DLV_INC_STALE: /* PST_ERR_NET: the sender may not go on, a restart may rejoin */
-        return pst_err_set(err, PST_ERR_NET, "%s from incarnation %llu of worker[%d], which "
+        return pst_err_set(err, PST_ERR_NET,
+                           "%s from incarnation %llu of worker[%d], which "
                            "was replaced by incarnation %llu (a paused or restarted process)",
-                           wire_type_name(in->h.type), (unsigned long long)in->h.generation,
-                           r, (unsigned long long)s->gen[r]);
-    case DLV_INC_NEWER:
-        *later = 1;
-        return PST_OK;
-    case DLV_INC_CURRENT:
-        break;
+                           wire_type_name(in->h.type), (unsigned long long)in->h.generation, r,
+                           (unsigned long long)s->gen[r]);
+    case DLV_INC_NEWER: *later = 1; return PST_OK;
+    case DLV_INC_CURRENT: break;
     }
     if (s->lost[r])
-        return pst_err_set(err, PST_ERR_NET, "%s from worker[%d], which the coordinator "
+        return pst_err_set(err, PST_ERR_NET,
+                           "%s from worker[%d], which the coordinator "
                            "declared lost (silent past the heartbeat timeout); restart it to "
-                           "rejoin", wire_type_name(in->h.type), r);
+                           "rejoin",
+                           wire_type_name(in->h.type), r);
     if (s->route_lens[r] == 0) {
         memcpy(s->routes[r], in->route, in->route_len);
         s->route_lens[r] = in->route_len;
     } else if (s->route_lens[r] != in->route_len ||
                memcmp(s->routes[r], in->route, in->route_len) != 0)
-        return pst_err_set(err, PST_ERR_PEER,
-                           "%s claims to be worker[%d] from another connection",
+        return pst_err_set(err, PST_ERR_PEER, "%s claims to be worker[%d] from another connection",
                            wire_type_name(in->h.type), r);
     return PST_OK;
 }
@@ -244,9 +242,10 @@ static void maybe_end_recovery(srv_handler *s, int all_heard)
             snprintf(detail + n, sizeof detail - n, ")");
     }
     free(per);
-    log_warn(s->o.lg, "recovered in %.2f s at clock %lld: the updates of %lld step(s) since the "
-             "checkpoint of clock %lld are lost on this shard%s", waited / 1000.0,
-             (long long)srv_shard_clock(s->o.shard), (long long)lost,
+    log_warn(s->o.lg,
+             "recovered in %.2f s at clock %lld: the updates of %lld step(s) since the "
+             "checkpoint of clock %lld are lost on this shard%s",
+             waited / 1000.0, (long long)srv_shard_clock(s->o.shard), (long long)lost,
              (long long)s->recover_from, detail);
 }
 
@@ -258,8 +257,8 @@ static void send_ack(srv_handler *s, const msg_in *in)
     wire_env_init(&h, WIRE_MSG_ACK, ROLE, s->o.rank);
     h.request_id = in->h.request_id;
     /* A pull's: the worker's clock here (its pushes before it that were taken whole). */
-    h.clock = in->h.type == WIRE_MSG_PULL ? srv_shard_worker_clock(s->o.shard, in->h.rank)
-                                          : in->h.clock;
+    h.clock =
+        in->h.type == WIRE_MSG_PULL ? srv_shard_worker_clock(s->o.shard, in->h.rank) : in->h.clock;
     pst_err e = {0};
     if (msg_send(s->o.sock, in->route, in->route_len, &h, NULL, NULL, 0, 0, &e))
         log_debug(s->o.lg, "ACK to worker[%d]: %s", in->h.rank, e.msg);
@@ -295,10 +294,11 @@ static int handle_chunk(srv_handler *s, const msg_in *in, const wire_range *r, p
     if (out != SRV_EARLY)
         send_ack(s, in);
     else
-        log_debug(s->o.lg, "%s [%llu, +%llu) clock %lld from worker[%d] came before a "
-                  "missing one: not taken", wire_type_name(h->type),
-                  (unsigned long long)r->offset, (unsigned long long)r->len,
-                  (long long)h->clock, h->rank);
+        log_debug(s->o.lg,
+                  "%s [%llu, +%llu) clock %lld from worker[%d] came before a "
+                  "missing one: not taken",
+                  wire_type_name(h->type), (unsigned long long)r->offset,
+                  (unsigned long long)r->len, (long long)h->clock, h->rank);
     return PST_OK;
 }
 
@@ -312,8 +312,8 @@ static int handle_pull(srv_handler *s, const msg_in *in, const wire_range *r, ps
     if (rc)
         return rc;
     if (srv_shard_pull_ready(s->o.shard, h->rank, h->clock, r->final)) {
-        rc = send_weights(s, in->route, in->route_len, h->rank, h->request_id, r->offset,
-                          r->len, h->clock, r->final, err);
+        rc = send_weights(s, in->route, in->route_len, h->rank, h->request_id, r->offset, r->len,
+                          h->clock, r->final, err);
         if (rc && rc != PST_ERR_PEER)
             *fatal = rc;
         return PST_OK;
@@ -349,9 +349,7 @@ int srv_handle(srv_handler *s, const msg_in *in, pst_err *err)
     if (rc == PST_OK) {
         switch (in->h.type) {
         case WIRE_MSG_INIT:
-        case WIRE_MSG_PUSH:
-            rc = handle_chunk(s, in, in->b.range, &perr, err);
-            break;
+        case WIRE_MSG_PUSH: rc = handle_chunk(s, in, in->b.range, &perr, err); break;
         case WIRE_MSG_PULL:
             rc = handle_pull(s, in, in->b.range, &perr, err, &fatal);
             if (fatal)
@@ -364,8 +362,7 @@ int srv_handle(srv_handler *s, const msg_in *in, pst_err *err)
             send_ack(s, in);
             maybe_end_recovery(s, srv_shard_note_clock(s->o.shard, -1, -1));
             break;
-        default:
-            rc = pst_err_set(&perr, PST_ERR_PEER, "unexpected %s", wire_type_name(in->h.type));
+        default: rc = pst_err_set(&perr, PST_ERR_PEER, "unexpected %s", wire_type_name(in->h.type));
         }
     }
     if (rc) {
@@ -373,8 +370,8 @@ int srv_handle(srv_handler *s, const msg_in *in, pst_err *err)
         log_warn(s->o.lg, "refused %s from %s[%d]: %s", wire_type_name(in->h.type), in->h.role,
                  in->h.rank, perr.msg);
         pst_err e2 = {0};
-        if (msg_send_error(s->o.sock, in->route, in->route_len, ROLE, s->o.rank,
-                           in->h.request_id, rc, perr.msg, &e2))
+        if (msg_send_error(s->o.sock, in->route, in->route_len, ROLE, s->o.rank, in->h.request_id,
+                           rc, perr.msg, &e2))
             log_warn(s->o.lg, "could not send the error: %s", e2.msg);
         if (rc == PST_ERR_NOMEM)
             return pst_err_set(err, rc, "%s", perr.msg);
@@ -390,8 +387,10 @@ void srv_handle_refused(srv_handler *s, const msg_in *in, const pst_err *why)
 {
     if (msg_refuse_version(s->o.sock, in, ROLE, s->o.rank)) {
         obs_add(s->o.refused, 1);
-        log_warn(s->o.lg, "dropped a malformed message: %s; answered with an ERROR naming "
-                 "both versions", why->msg);
+        log_warn(s->o.lg,
+                 "dropped a malformed message: %s; answered with an ERROR naming "
+                 "both versions",
+                 why->msg);
     } else
         log_warn(s->o.lg, "dropped a malformed message: %s", why->msg);
 }

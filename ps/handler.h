@@ -31,13 +31,13 @@
 typedef struct srv_handler srv_handler;
 
 typedef struct {
-    int rank;             /* this server's */
-    const cfg_job *job;   /* consistency, checkpoint.enabled, heartbeat_timeout_s */
+    int rank;           /* this server's */
+    const cfg_job *job; /* consistency, checkpoint.enabled, heartbeat_timeout_s */
     const log_ctx *lg;
-    net_sock *sock;       /* ROUTER: the workers' connections */
+    net_sock *sock; /* ROUTER: the workers' connections */
     srv_shard *shard;
     int nworkers;
-    srv_ckpt *ckpt;       /* NULL: flagged pushes write no checkpoints */
+    srv_ckpt *ckpt;                    /* NULL: flagged pushes write no checkpoints */
     obs_metric *apply, *gap, *refused; /* NULL: metrics off (see server.c) */
 } srv_handler_options;
 

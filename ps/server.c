@@ -22,10 +22,10 @@
 typedef struct {
     const srv_options *o;
     net_ctx *ctx;
-    net_sock *sock;   /* ROUTER: workers connect here */
-    net_sock *coord;  /* DEALER to the coordinator */
+    net_sock *sock;  /* ROUTER: workers connect here */
+    net_sock *coord; /* DEALER to the coordinator */
     net_msg *m;
-    msg_in *in;       /* every message received, coordinator's and workers' */
+    msg_in *in; /* every message received, coordinator's and workers' */
     srv_shard *shard;
     srv_handler *handler; /* the workers' messages (handler.c) */
     srv_ckpt *ckpt;       /* the shard's checkpoints (srv_ckpt.c) */
@@ -33,13 +33,13 @@ typedef struct {
     /* Membership (from the coordinator's heartbeat answers), passed to the handler. */
     hb_client *hb;
     uint64_t hb_version;
-    uint64_t *mgen;     /* scratch for hb_membership */
+    uint64_t *mgen; /* scratch for hb_membership */
     uint8_t *mlost, *mdone;
     net_faults *faults;
-    struct {             /* Prometheus series (docs/observability.md); all NULL when off */
-        obs_metric *pushes, *pulls, *bytes_in, *bytes_out, *updates, *refused, *nonfinite,
-            *apply, *gap, *gap_max, *live, *workers, *clock, *pending, *ckpts, *ckpt_age,
-            *ckpt_clock, *start;
+    struct { /* Prometheus series (docs/observability.md); all NULL when off */
+        obs_metric *pushes, *pulls, *bytes_in, *bytes_out, *updates, *refused, *nonfinite, *apply,
+            *gap, *gap_max, *live, *workers, *clock, *pending, *ckpts, *ckpt_age, *ckpt_clock,
+            *start;
     } mx;
 } server;
 
@@ -67,8 +67,8 @@ static int metrics_register(server *s, pst_err *err)
         return PST_OK;
     /* Apply times from a few microseconds (a small chunk, ssp) to seconds (a 16 MiB chunk
      * of adam on a loaded host); clock gaps as the staleness bound allows. */
-    static const double apply_b[] = {1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 0.01, 0.03, 0.1,
-                                     0.3, 1, 3};
+    static const double apply_b[] = {1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3,
+                                     0.01, 0.03, 0.1,  0.3,  1,    3};
     static const double gap_b[] = {0, 1, 2, 3, 4, 6, 8, 16, 32, 64};
     const int na = (int)(sizeof apply_b / sizeof apply_b[0]);
     const int ng = (int)(sizeof gap_b / sizeof gap_b[0]);
@@ -76,22 +76,19 @@ static int metrics_register(server *s, pst_err *err)
                                      "Gradient chunks (PUSH) received from workers and accepted.",
                                      NULL, err)) ||
         !(s->mx.pulls = obs_counter(r, "pstrain_server_pulls_total",
-                                    "Pulls answered with weights (PULL_REPLY sent).", NULL,
-                                    err)) ||
-        !(s->mx.bytes_in = obs_counter(r, "pstrain_server_received_bytes_total",
-                                       "Float payload bytes received (INIT and PUSH).", NULL,
-                                       err)) ||
+                                    "Pulls answered with weights (PULL_REPLY sent).", NULL, err)) ||
+        !(s->mx.bytes_in =
+              obs_counter(r, "pstrain_server_received_bytes_total",
+                          "Float payload bytes received (INIT and PUSH).", NULL, err)) ||
         !(s->mx.bytes_out = obs_counter(r, "pstrain_server_sent_bytes_total",
-                                        "Float payload bytes sent in pull replies.", NULL,
-                                        err)) ||
+                                        "Float payload bytes sent in pull replies.", NULL, err)) ||
         !(s->mx.updates = obs_counter(r, "pstrain_server_updates_total",
                                       "Optimizer updates applied to the shard.", NULL, err)) ||
         !(s->mx.refused = obs_counter(r, "pstrain_server_refused_requests_total",
-                                      "Worker messages refused with an ERROR reply.", NULL,
-                                      err)) ||
-        !(s->mx.nonfinite = obs_counter(r, "pstrain_server_nonfinite_gradients_total",
-                                        "Pushes refused because they held NaN or Inf.", NULL,
-                                        err)) ||
+                                      "Worker messages refused with an ERROR reply.", NULL, err)) ||
+        !(s->mx.nonfinite =
+              obs_counter(r, "pstrain_server_nonfinite_gradients_total",
+                          "Pushes refused because they held NaN or Inf.", NULL, err)) ||
         !(s->mx.apply = obs_histogram(r, "pstrain_server_push_apply_seconds",
                                       "Time to apply one pushed chunk (bsp: sum, and the update "
                                       "when the clock completes).",
@@ -104,24 +101,27 @@ static int metrics_register(server *s, pst_err *err)
                                     "Largest clock gap among answered pulls.", NULL, err)) ||
         !(s->mx.live = obs_gauge(r, "pstrain_server_live_workers",
                                  "Workers in the live set (neither done nor lost).", NULL, err)) ||
-        !(s->mx.workers = obs_gauge(r, "pstrain_server_workers",
-                                    "Workers of the job.", NULL, err)) ||
+        !(s->mx.workers =
+              obs_gauge(r, "pstrain_server_workers", "Workers of the job.", NULL, err)) ||
         !(s->mx.clock = obs_gauge(r, "pstrain_server_clock",
                                   "Clock of the shard (bsp: updates applied; ssp/asp: the "
-                                  "largest worker clock).", NULL, err)) ||
+                                  "largest worker clock).",
+                                  NULL, err)) ||
         !(s->mx.pending = obs_gauge(r, "pstrain_server_pending_pulls",
                                     "Pulls parked until the clocks allow them.", NULL, err)) ||
         !(s->mx.ckpts = obs_counter(r, "pstrain_server_checkpoints_total",
                                     "Shard checkpoints written by this process.", NULL, err)) ||
         !(s->mx.ckpt_age = obs_age(r, "pstrain_server_last_checkpoint_age_seconds",
                                    "Seconds since the last checkpoint was written (absent "
-                                   "before the first).", NULL, err)) ||
+                                   "before the first).",
+                                   NULL, err)) ||
         !(s->mx.ckpt_clock = obs_gauge(r, "pstrain_server_last_checkpoint_clock",
                                        "Clock of the newest checkpoint written or resumed "
-                                       "from; -1: none.", NULL, err)) ||
-        !(s->mx.start = obs_gauge(r, "process_start_time_seconds",
-                                  "Start time of the process since the Unix epoch in seconds.",
-                                  NULL, err)))
+                                       "from; -1: none.",
+                                       NULL, err)) ||
+        !(s->mx.start =
+              obs_gauge(r, "process_start_time_seconds",
+                        "Start time of the process since the Unix epoch in seconds.", NULL, err)))
         return err->code;
     obs_set(s->mx.start, obs_now());
     obs_set(s->mx.ckpt_clock, -1);
@@ -165,9 +165,9 @@ static int register_with_coordinator(server *s, const char *endpoint, welcome_co
     wire_hello hello = {.job_hash = cfg_job_hash(o->job), .pid = (int)getpid()};
     snprintf(hello.endpoint, sizeof hello.endpoint, "%s", endpoint);
     hello.nckpt = srv_ckpt_found(s->ckpt, hello.ckpt_clocks, &hello.ckpt_any);
-    int rc = msg_register(s->coord, s->m, s->in, &h, &hello, o->coordinator,
-                          o->job->cluster.timeout_s, o->job->cluster.servers,
-                          o->job->cluster.workers, o->stop, err);
+    int rc =
+        msg_register(s->coord, s->m, s->in, &h, &hello, o->coordinator, o->job->cluster.timeout_s,
+                     o->job->cluster.servers, o->job->cluster.workers, o->stop, err);
     if (rc || *o->stop)
         return rc;
     welcome->w = *s->in->b.welcome;
@@ -185,9 +185,13 @@ static int send_bye(server *s, pst_err *err)
     srv_handler_get_stats(s->handler, &hs);
     wire_env h;
     wire_env_init(&h, WIRE_MSG_BYE, ROLE, s->o->rank);
-    wire_stats figures = {.pushes = st.pushes, .pulls = hs.pulls, .bytes_in = hs.bytes_in,
-                          .bytes_out = hs.bytes_out, .max_clock_gap = st.max_clock_gap,
-                          .updates = st.updates, .nonfinite = st.rejected_nonfinite,
+    wire_stats figures = {.pushes = st.pushes,
+                          .pulls = hs.pulls,
+                          .bytes_in = hs.bytes_in,
+                          .bytes_out = hs.bytes_out,
+                          .max_clock_gap = st.max_clock_gap,
+                          .updates = st.updates,
+                          .nonfinite = st.rejected_nonfinite,
                           .repeats = st.repeats};
     wire_body bye = {.stats = &figures};
     log_info(s->o->lg,
@@ -211,8 +215,8 @@ static int send_bye(server *s, pst_err *err)
     int64_t deadline = net_now_ms() + 2000LL * s->o->job->cluster.heartbeat_timeout_s;
     int64_t last_shutdown = net_now_ms();
     while (net_now_ms() < deadline && !*s->o->stop) {
-        int rc = msg_send(s->coord, NULL, 0, &h, &bye, NULL, 0,
-                          s->o->job->cluster.timeout_s * 1000, err);
+        int rc = msg_send(s->coord, NULL, 0, &h, &bye, NULL, 0, s->o->job->cluster.timeout_s * 1000,
+                          err);
         if (rc)
             return rc;
         int64_t until = net_now_ms() + interval;
@@ -226,8 +230,10 @@ static int send_bye(server *s, pst_err *err)
                 last_shutdown = net_now_ms();
         }
         if (net_now_ms() - last_shutdown >= (int64_t)SHUTDOWN_QUIET * interval) {
-            log_debug(s->o->lg, "no ACK of BYE, but no SHUTDOWN for %d ms either: the "
-                      "coordinator has it", SHUTDOWN_QUIET * interval);
+            log_debug(s->o->lg,
+                      "no ACK of BYE, but no SHUTDOWN for %d ms either: the "
+                      "coordinator has it",
+                      SHUTDOWN_QUIET * interval);
             return PST_OK;
         }
     }
@@ -327,14 +333,16 @@ static int recover(server *s, const welcome_copy *welcome, pst_err *err)
     int64_t clocks[WIRE_MAX_CKPTS];
     int any;
     if (srv_ckpt_found(s->ckpt, clocks, &any) == 0)
-        return pst_err_set(err, PST_ERR_DATA, "server[%d] restarted but has no complete "
+        return pst_err_set(err, PST_ERR_DATA,
+                           "server[%d] restarted but has no complete "
                            "checkpoint in %s to recover its shard from (set "
-                           "checkpoint.every_steps): its parameters are lost", o->rank,
-                           srv_ckpt_dir(s->ckpt));
+                           "checkpoint.every_steps): its parameters are lost",
+                           o->rank, srv_ckpt_dir(s->ckpt));
     if ((rc = srv_ckpt_restore(s->ckpt, s->shard, clocks[0], err)))
         return rc;
     srv_handler_recover(s->handler, &welcome->members, clocks[0]);
-    log_warn(o->lg, "restarted (incarnation %llu): recovering the shard from the checkpoint of "
+    log_warn(o->lg,
+             "restarted (incarnation %llu): recovering the shard from the checkpoint of "
              "clock %lld; learning the workers' clocks from their requests",
              (unsigned long long)welcome->w.generation, (long long)clocks[0]);
     return PST_OK;
@@ -354,7 +362,7 @@ static int setup_shard(server *s, const wire_welcome *welcome, pst_err *err)
     if (oc.sched.kind == OPT_SCHED_COSINE && oc.sched.total_steps == 0)
         oc.sched.total_steps = welcome->total_updates > 0 ? (int64_t)welcome->total_updates : 1;
     s->shard = srv_shard_create(base, len, &oc, o->job->cluster.consistency,
-                               o->job->cluster.staleness, s->nworkers, err);
+                                o->job->cluster.staleness, s->nworkers, err);
     if (!s->shard)
         return err->code;
     s->mgen = calloc((size_t)s->nworkers, sizeof *s->mgen);
@@ -362,17 +370,27 @@ static int setup_shard(server *s, const wire_welcome *welcome, pst_err *err)
     s->mdone = calloc((size_t)s->nworkers, 1);
     if (!s->mgen || !s->mlost || !s->mdone)
         return pst_err_set(err, PST_ERR_NOMEM, "out of memory");
-    srv_handler_options hopt = {.rank = o->rank, .job = o->job, .lg = o->lg, .sock = s->sock,
-                                .shard = s->shard, .nworkers = s->nworkers, .ckpt = s->ckpt,
-                                .apply = s->mx.apply, .gap = s->mx.gap,
+    srv_handler_options hopt = {.rank = o->rank,
+                                .job = o->job,
+                                .lg = o->lg,
+                                .sock = s->sock,
+                                .shard = s->shard,
+                                .nworkers = s->nworkers,
+                                .ckpt = s->ckpt,
+                                .apply = s->mx.apply,
+                                .gap = s->mx.gap,
                                 .refused = s->mx.refused};
     if (!(s->handler = srv_handler_create(&hopt, err)))
         return err->code;
     srv_shard_set_nonfinite(s->shard, o->job->cluster.nonfinite);
-    hb_options ho = {.ctx = s->ctx, .coordinator = o->coordinator, .role = ROLE, .rank = o->rank,
+    hb_options ho = {.ctx = s->ctx,
+                     .coordinator = o->coordinator,
+                     .role = ROLE,
+                     .rank = o->rank,
                      .generation = welcome->generation ? welcome->generation : 1,
                      .interval_ms = o->job->cluster.heartbeat_ms,
-                     .timeout_ms = o->job->cluster.heartbeat_timeout_s * 1000, .lg = o->lg};
+                     .timeout_ms = o->job->cluster.heartbeat_timeout_s * 1000,
+                     .lg = o->lg};
     if (!(s->hb = hb_start(&ho, err)))
         return err->code;
     /* Fine-tuning: per-layer lr multipliers and frozen ranges, as the workers computed them. */
@@ -405,14 +423,16 @@ static int start_shard(server *s, const welcome_copy *wc, pst_err *err)
             return rc;
     } else if (welcome->resume) {
         if (!o->job->checkpoint.resume)
-            return pst_err_set(err, PST_ERR_CONFIG, "the coordinator resumes the job from "
+            return pst_err_set(err, PST_ERR_CONFIG,
+                               "the coordinator resumes the job from "
                                "clock %lld but this server was started without --resume",
                                (long long)welcome->resume_clock);
         if ((rc = srv_ckpt_restore(s->ckpt, s->shard, welcome->resume_clock, err)))
             return rc;
     } else if (o->job->checkpoint.resume) {
         /* Starting afresh would clear the very checkpoints this server was to resume. */
-        return pst_err_set(err, PST_ERR_CONFIG, "started with --resume %s, but the coordinator "
+        return pst_err_set(err, PST_ERR_CONFIG,
+                           "started with --resume %s, but the coordinator "
                            "starts the job afresh (give it --resume too)",
                            o->job->checkpoint.resume);
     }
@@ -454,7 +474,8 @@ int srv_run(const srv_options *o, pst_err *err)
      * be processed: a worker pushing or initialising faster than this loop applies keeps
      * its chunks itself (zero-copy, in its own buffers) instead of this process holding up
      * to its whole shard again in received frames (1 GB per server at 1e9 parameters). */
-    net_opts so = {.hwm = -1, .rcv_hwm = SRV_RCV_HWM,
+    net_opts so = {.hwm = -1,
+                   .rcv_hwm = SRV_RCV_HWM,
                    .max_msg_bytes = (int64_t)(WIRE_CHUNK_FLOATS * sizeof(float)) + 4096};
     if (!(s.sock = net_sock_create(s.ctx, NET_ROUTER, &so, err))) {
         rc = err->code;

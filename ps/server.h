@@ -26,8 +26,8 @@ typedef struct {
     const cfg_job *job;
     const log_ctx *lg;
     const volatile sig_atomic_t *stop;
-    const char *faults;      /* test-only fault injection spec (net/faults.h); NULL: none */
-    obs_registry *metrics;   /* NULL: metrics off; else the server registers its series here
+    const char *faults;    /* test-only fault injection spec (net/faults.h); NULL: none */
+    obs_registry *metrics; /* NULL: metrics off; else the server registers its series here
                                 (pstrain_server_*, docs/observability.md) and updates them
                                 from its loop; the caller serves them (obs_http) */
 } srv_options;

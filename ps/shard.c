@@ -9,13 +9,13 @@
 #include <string.h>
 
 typedef struct {
-    int live;          /* still training */
-    dlv_stream rx;     /* its pushes, in the order of the delivery contract (proto/dlv.h):
+    int live;      /* still training */
+    dlv_stream rx; /* its pushes, in the order of the delivery contract (proto/dlv.h):
                           rx.unit = its clock (steps pushed completely), rx.taken = floats
                           of that step received so far, rx.next = where its next chunk
                           starts (shard coordinates) once taken > 0; before, the shard's
                           first trainable float */
-    int skip;          /* nonfinite skip: this step had a NaN/Inf chunk (bsp: leaves the mean) */
+    int skip;      /* nonfinite skip: this step had a NaN/Inf chunk (bsp: leaves the mean) */
 } worker_state;
 
 struct srv_shard {
@@ -27,29 +27,29 @@ struct srv_shard {
     int nworkers, nlive;
     cfg_nonfinite nonfinite;
     worker_state *wk;
-    float *w;          /* (len) weights */
-    float *agg;        /* (len) bsp with several workers: sum of the gradients of the clock
+    float *w;      /* (len) weights */
+    float *agg;    /* (len) bsp with several workers: sum of the gradients of the clock
                           being assembled; NULL for one worker (it is never needed) */
-    int agg_count;     /* bsp: gradients summed into agg */
-    int agg_steps;     /* bsp: whole steps of the clock received, skipped ones (NaN/Inf
+    int agg_count; /* bsp: gradients summed into agg */
+    int agg_steps; /* bsp: whole steps of the clock received, skipped ones (NaN/Inf
                           under nonfinite skip) included */
     /* bsp with 2+ workers: worker k's gradient of the clock, kept apart and added to agg in
      * rank order when the clock is applied, so the float sum is the same whatever order the
      * pushes arrive in, and a worker lost halfway through a step leaves nothing of it in
      * the sum. Costs one shard-sized buffer per worker; makes bsp runs bit-reproducible. */
-    float **stage;     /* (W) allocated on a worker's first push */
+    float **stage;          /* (W) allocated on a worker's first push */
     unsigned char *contrib; /* (W) worker completed the clock being assembled */
-    int64_t agg_clock; /* bsp: the clock agg belongs to */
+    int64_t agg_clock;      /* bsp: the clock agg belongs to */
     /* bsp with 2+ workers: the weights before the last update, i.e. those of clock
      * prev_clock = agg_clock - 1 (-1: none). A worker killed between its pushes to two
      * shards has its step of that clock whole here but not on the other shard, which still
      * waits for it: its restarted incarnation computes the step again, and must do so from
      * the weights of that clock, which this shard has already updated. One shard-sized
      * copy per clock; makes such a restart bit-identical to a run without it. */
-    float *prev;       /* (len) */
+    float *prev; /* (len) */
     int64_t prev_clock;
-    int agg_dirty;     /* bsp: agg holds part of a sum (it is zero otherwise) */
-    int direct;        /* bsp: the clock being assembled is applied chunk by chunk as it
+    int agg_dirty; /* bsp: agg holds part of a sum (it is zero otherwise) */
+    int direct;    /* bsp: the clock being assembled is applied chunk by chunk as it
                           arrives (see srv_shard_push) */
     uint64_t init_floats;
     srv_shard_stats stats;
@@ -77,8 +77,8 @@ srv_shard *srv_shard_create(uint64_t base, uint64_t len, const opt_config *opt,
                             cfg_consistency cons, int staleness, int nworkers, pst_err *err)
 {
     if (len == 0 || nworkers < 1 || len > ((uint64_t)1 << 40)) {
-        pst_err_set(err, PST_ERR_ARG, "shard: bad size %llu or %d workers",
-                    (unsigned long long)len, nworkers);
+        pst_err_set(err, PST_ERR_ARG, "shard: bad size %llu or %d workers", (unsigned long long)len,
+                    nworkers);
         return NULL;
     }
     srv_shard *sh = calloc(1, sizeof *sh);
@@ -245,8 +245,8 @@ static void bsp_maybe_apply(srv_shard *sh)
             sh->agg[i] *= inv;
     opt_tick(sh->st);
     int64_t t = opt_state_step(sh->st) - 1;
-    opt_apply_groups(&sh->opt, sh->st, sh->w, sh->agg, 0, (size_t)sh->len, sh->groups,
-                     sh->ngroups, opt_lr_at(&sh->opt, t));
+    opt_apply_groups(&sh->opt, sh->st, sh->w, sh->agg, 0, (size_t)sh->len, sh->groups, sh->ngroups,
+                     opt_lr_at(&sh->opt, t));
     memset(sh->agg, 0, (size_t)sh->len * sizeof(float));
     sh->agg_dirty = 0;
     sh->agg_count = 0;
@@ -288,8 +288,10 @@ int srv_shard_set_groups(srv_shard *sh, const uint64_t *offsets, const float *mu
     if (sh->stats.pushes > 0)
         return pst_err_set(err, PST_ERR_STATE, "shard: update groups after the first push");
     if (n < 0 || (n > 0 && (offsets[0] > sh->base || offsets[n] < sh->base + sh->len)))
-        return pst_err_set(err, PST_ERR_ARG, "shard: %d update groups do not cover the shard "
-                           "[%llu, %llu)", n, (unsigned long long)sh->base,
+        return pst_err_set(err, PST_ERR_ARG,
+                           "shard: %d update groups do not cover the shard "
+                           "[%llu, %llu)",
+                           n, (unsigned long long)sh->base,
                            (unsigned long long)(sh->base + sh->len));
     opt_group *gs = NULL;
     if (n > 0 && !(gs = malloc(sizeof *gs * (size_t)n)))
@@ -299,8 +301,10 @@ int srv_shard_set_groups(srv_shard *sh, const uint64_t *offsets, const float *mu
     for (int i = 0; i < n; i++) {
         if (offsets[i + 1] <= offsets[i] || !(mults[i] >= 0.0f)) {
             free(gs);
-            return pst_err_set(err, PST_ERR_ARG, "shard: update group %d is empty or has "
-                               "multiplier %g", i, (double)mults[i]);
+            return pst_err_set(err, PST_ERR_ARG,
+                               "shard: update group %d is empty or has "
+                               "multiplier %g",
+                               i, (double)mults[i]);
         }
         uint64_t lo = offsets[i] > sh->base ? offsets[i] : sh->base;
         uint64_t hi = offsets[i + 1] < end ? offsets[i + 1] : end;
@@ -322,8 +326,8 @@ uint64_t srv_shard_trainable(const srv_shard *sh) { return sh->trainable; }
 
 /* A taken chunk's floats: staged (bsp, several workers), summed (bsp, one) or applied at
  * once (ssp/asp, bsp direct); a NaN/Inf chunk under policy skip adds nothing. */
-static int add_chunk(srv_shard *sh, int worker, uint64_t lo, const float *g, uint64_t len,
-                     int skip, pst_err *err)
+static int add_chunk(srv_shard *sh, int worker, uint64_t lo, const float *g, uint64_t len, int skip,
+                     pst_err *err)
 {
     /* bsp with one live worker (direct): applied as it arrives, as ssp/asp do, instead of
      * summed into agg and applied at the end: no agg pass, no memset, no update pass after
@@ -390,8 +394,10 @@ int srv_shard_push(srv_shard *sh, int worker, int64_t clock, uint64_t off, const
         return PST_OK;
     }
     if (!ws->live)
-        return pst_err_set(err, PST_ERR_PEER, "push from worker %d, which is no longer in the "
-                           "job (finished, or lost and not rejoined)", worker);
+        return pst_err_set(err, PST_ERR_PEER,
+                           "push from worker %d, which is no longer in the "
+                           "job (finished, or lost and not rejoined)",
+                           worker);
     if (!srv_shard_initialized(sh))
         return pst_err_set(err, PST_ERR_PEER, "push before the weights were initialised");
     if (frozen_within(sh, off - sh->base, len))
@@ -518,7 +524,8 @@ void srv_shard_worker_lost(srv_shard *sh, int worker)
      * step); ssp/asp applied each chunk as it came, which asynchronous training tolerates. */
     /* A lone worker's clock applied chunk by chunk cannot be taken back: the part in the
      * weights stands as that clock's update, and the clock passes. */
-    if (sh->cons == CFG_CONS_BSP && sh->direct && ws->rx.taken > 0 && ws->rx.unit == sh->agg_clock) {
+    if (sh->cons == CFG_CONS_BSP && sh->direct && ws->rx.taken > 0 &&
+        ws->rx.unit == sh->agg_clock) {
         ws->rx.unit++;
         sh->agg_clock++;
     }

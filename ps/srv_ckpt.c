@@ -19,14 +19,14 @@ struct srv_ckpt {
     char resume_dir[4200]; /* where it resumes from (checkpoint.resume, or its checkpoints/) */
     int nckpt;             /* complete checkpoints found there, clocks newest first */
     int64_t ckpt_clocks[WIRE_MAX_CKPTS];
-    int ckpt_any;          /* they are of an all-frozen shard: any of them is any clock's */
-    struct ckpt_want {     /* checkpoints asked for: of `clock`, once `worker`'s step is in */
+    int ckpt_any;      /* they are of an all-frozen shard: any of them is any clock's */
+    struct ckpt_want { /* checkpoints asked for: of `clock`, once `worker`'s step is in */
         int64_t clock;
         int worker;
     } want[8];
     int nwant;
-    int64_t ckpt_last;     /* clock of the newest checkpoint written or resumed from, -1 */
-    int aside;             /* an earlier run's files wait in CKPT_ASIDE for our first */
+    int64_t ckpt_last; /* clock of the newest checkpoint written or resumed from, -1 */
+    int aside;         /* an earlier run's files wait in CKPT_ASIDE for our first */
     obs_metric *mx_count, *mx_age, *mx_clock; /* NULL: metrics off */
 };
 
@@ -79,9 +79,11 @@ int srv_ckpt_remove_newer(srv_ckpt *c, int64_t keep_upto, pst_err *err)
     int moved, rc = ckpt_set_aside(c->ckdir, prefix, CKPT_SUFFIX, &moved, err);
     if (rc == PST_OK && moved) {
         c->aside = 1;
-        log_warn(c->lg, "%s holds %d checkpoint(s) of this server from an earlier run: moved "
+        log_warn(c->lg,
+                 "%s holds %d checkpoint(s) of this server from an earlier run: moved "
                  "to %s/" CKPT_ASIDE " (--resume continues that run from there), removed once "
-                 "this run has written its first", c->ckdir, moved, c->ckdir);
+                 "this run has written its first",
+                 c->ckdir, moved, c->ckdir);
     }
     return rc;
 }
@@ -89,8 +91,7 @@ int srv_ckpt_remove_newer(srv_ckpt *c, int64_t keep_upto, pst_err *err)
 /* Each worker's clock at the checkpoint ("worker_clock.<k>"): under ssp and asp they
  * differ from the checkpoint's clock, and a resume, which starts every worker there,
  * skips or repeats the difference (see report_worker_clocks). */
-static int put_worker_clocks(const srv_ckpt *c, ckpt_state *st, const srv_shard *sh,
-                             pst_err *err)
+static int put_worker_clocks(const srv_ckpt *c, ckpt_state *st, const srv_shard *sh, pst_err *err)
 {
     char key[48];
     int rc = PST_OK;
@@ -121,10 +122,8 @@ static void report_worker_clocks(const srv_ckpt *c, const ckpt_state *st, int64_
         if (at < clock)
             skipped += clock - at;
         if (n < sizeof line)
-            n += (size_t)snprintf(line + n, sizeof line - n,
-                                  "%sworker[%d] was at %lld and %s %lld", n ? "; " : "", w,
-                                  (long long)at,
-                                  at < clock ? "skips" : "repeats",
+            n += (size_t)snprintf(line + n, sizeof line - n, "%sworker[%d] was at %lld and %s %lld",
+                                  n ? "; " : "", w, (long long)at, at < clock ? "skips" : "repeats",
                                   (long long)(at < clock ? clock - at : at - clock));
     }
     if (n)
@@ -151,15 +150,13 @@ int srv_ckpt_write(srv_ckpt *c, srv_shard *sh, int64_t clock, pst_err *err)
         (rc = ckpt_state_set_int(st, "offset", (int64_t)base, err)) ||
         (rc = ckpt_state_set_int(st, "len", (int64_t)len, err)) ||
         (rc = ckpt_state_set_int(st, "clock", clock, err)) ||
-        (rc = ckpt_state_set_int(st, "trainable", (int64_t)srv_shard_trainable(sh),
-                                 err)) ||
+        (rc = ckpt_state_set_int(st, "trainable", (int64_t)srv_shard_trainable(sh), err)) ||
         (rc = ckpt_state_set_str(st, "consistency",
                                  cfg_consistency_name(c->job->cluster.consistency), err)) ||
-        (rc = ckpt_state_add_tensor(st, "weights", srv_shard_weights(sh, base), len,
-                                    err)) ||
+        (rc = ckpt_state_add_tensor(st, "weights", srv_shard_weights(sh, base), len, err)) ||
         (rc = ckpt_state_add_opt(st, c->job->optimizer.kind, srv_shard_opt(sh), err)) ||
-        (rc = put_worker_clocks(c, st, sh, err)) ||
-        (rc = fs_mkdirs(c->ckdir, err)) || (rc = ckpt_state_save(st, path, err)))
+        (rc = put_worker_clocks(c, st, sh, err)) || (rc = fs_mkdirs(c->ckdir, err)) ||
+        (rc = ckpt_state_save(st, path, err)))
         goto cleanup;
     c->ckpt_last = clock;
     obs_add(c->mx_count, 1);
@@ -205,15 +202,19 @@ static int load_checkpoint(const srv_ckpt *c, const char *path, int64_t clock, c
         (rc = ckpt_state_get_int(st, "len", &len, err)))
         goto fail;
     if (strcmp(hash, want) != 0) {
-        rc = pst_err_set(err, PST_ERR_CONFIG, "%s: written by another job (model, optimizer, "
-                         "cluster or training settings differ)", path);
+        rc = pst_err_set(err, PST_ERR_CONFIG,
+                         "%s: written by another job (model, optimizer, "
+                         "cluster or training settings differ)",
+                         path);
         goto fail;
     }
-    if (rank != c->rank || servers != job->cluster.servers ||
-        workers != job->cluster.workers || at != clock || len < 1) {
-        rc = pst_err_set(err, PST_ERR_DATA, "%s: holds server %lld of %lld (%lld workers) at "
-                         "clock %lld, not what its name says", path, (long long)rank,
-                         (long long)servers, (long long)workers, (long long)at);
+    if (rank != c->rank || servers != job->cluster.servers || workers != job->cluster.workers ||
+        at != clock || len < 1) {
+        rc = pst_err_set(err, PST_ERR_DATA,
+                         "%s: holds server %lld of %lld (%lld workers) at "
+                         "clock %lld, not what its name says",
+                         path, (long long)rank, (long long)servers, (long long)workers,
+                         (long long)at);
         goto fail;
     }
     if ((rc = ckpt_state_get_tensor(st, "weights", (size_t)len, &w, err)) ||
@@ -261,8 +262,8 @@ int srv_ckpt_scan(srv_ckpt *c, const char *from, pst_err *err)
     if (c->nckpt == 0)
         log_warn(c->lg, "no complete checkpoint of server %d in %s", c->rank, from);
     else
-        log_info(c->lg, "%d complete checkpoint(s) in %s, the newest of clock %lld",
-                 c->nckpt, c->resume_dir, (long long)c->ckpt_clocks[0]);
+        log_info(c->lg, "%d complete checkpoint(s) in %s, the newest of clock %lld", c->nckpt,
+                 c->resume_dir, (long long)c->ckpt_clocks[0]);
     return PST_OK;
 }
 
@@ -293,14 +294,17 @@ int srv_ckpt_restore(srv_ckpt *c, srv_shard *sh, int64_t clock, pst_err *err)
         (rc = ckpt_state_get_int(st, "trainable", &trainable, err)))
         goto cleanup;
     if (file_clock != clock && (trainable != 0 || srv_shard_trainable(sh) != 0)) {
-        rc = pst_err_set(err, PST_ERR_DATA, "%s: of clock %lld, not %lld, and the shard is not "
-                         "all frozen", path, (long long)file_clock, (long long)clock);
+        rc = pst_err_set(err, PST_ERR_DATA,
+                         "%s: of clock %lld, not %lld, and the shard is not "
+                         "all frozen",
+                         path, (long long)file_clock, (long long)clock);
         goto cleanup;
     }
     if (off != (int64_t)base || len != (int64_t)slen) {
-        rc = pst_err_set(err, PST_ERR_DATA, "%s: holds parameters [%lld, %lld) but this "
-                         "server's shard is [%llu, %llu)", path, (long long)off,
-                         (long long)(off + len), (unsigned long long)base,
+        rc = pst_err_set(err, PST_ERR_DATA,
+                         "%s: holds parameters [%lld, %lld) but this "
+                         "server's shard is [%llu, %llu)",
+                         path, (long long)off, (long long)(off + len), (unsigned long long)base,
                          (unsigned long long)(base + slen));
         goto cleanup;
     }
@@ -312,8 +316,8 @@ int srv_ckpt_restore(srv_ckpt *c, srv_shard *sh, int64_t clock, pst_err *err)
         report_worker_clocks(c, st, clock);
     c->ckpt_last = clock;
     obs_set(c->mx_clock, (double)clock);
-    log_info(c->lg, "resumed from %s (clock %lld, %lld optimizer steps)", path,
-             (long long)clock, (long long)opt_state_step(srv_shard_opt(sh)));
+    log_info(c->lg, "resumed from %s (clock %lld, %lld optimizer steps)", path, (long long)clock,
+             (long long)opt_state_step(srv_shard_opt(sh)));
 cleanup:
     ckpt_state_destroy(st);
     return rc;
@@ -340,8 +344,8 @@ void srv_ckpt_want(srv_ckpt *c, int worker, int64_t clock)
 int srv_ckpt_maybe(srv_ckpt *c, srv_shard *sh, pst_err *err)
 {
     /* An all-frozen shard's one checkpoint, as soon as it has its weights. */
-    if (c->job->checkpoint.enabled && c->ckpt_last < 0 &&
-        srv_shard_trainable(sh) == 0 && srv_shard_initialized(sh))
+    if (c->job->checkpoint.enabled && c->ckpt_last < 0 && srv_shard_trainable(sh) == 0 &&
+        srv_shard_initialized(sh))
         return srv_ckpt_write(c, sh, srv_shard_clock(sh), err);
     int keep = 0, rc = PST_OK;
     for (int i = 0; i < c->nwant; i++) {

@@ -40,8 +40,8 @@
 
 static float value(int rank, int64_t clock, int buf, size_t i)
 {
-    uint64_t x = (uint64_t)clock * 0x9E3779B97F4A7C15ull ^ (uint64_t)rank << 40 ^
-                 (uint64_t)buf << 32 ^ i;
+    uint64_t x =
+        (uint64_t)clock * 0x9E3779B97F4A7C15ull ^ (uint64_t)rank << 40 ^ (uint64_t)buf << 32 ^ i;
     x ^= x >> 29;
     x *= 0xBF58476D1CE4E5B9ull;
     x ^= x >> 32;
@@ -63,12 +63,10 @@ static void fill(int rank, int64_t clock, float *w, opt_state *os)
     opt_state_set_step(os, clock);
 }
 
-static int save(const char *dir, int rank, int64_t clock, float *w, opt_state *os,
-                pst_err *err)
+static int save(const char *dir, int rank, int64_t clock, float *w, opt_state *os, pst_err *err)
 {
     char path[4400];
-    snprintf(path, sizeof path, "%s/server-%d-clock-%lld.safetensors", dir, rank,
-             (long long)clock);
+    snprintf(path, sizeof path, "%s/server-%d-clock-%lld.safetensors", dir, rank, (long long)clock);
     fill(rank, clock, w, os);
     ckpt_state *st = ckpt_state_create("shard", err);
     if (!st)
@@ -90,8 +88,7 @@ static int check_one(const char *dir, int rank, int64_t clock, float *w, opt_sta
                      opt_state *got, pst_err *err)
 {
     char path[4400];
-    snprintf(path, sizeof path, "%s/server-%d-clock-%lld.safetensors", dir, rank,
-             (long long)clock);
+    snprintf(path, sizeof path, "%s/server-%d-clock-%lld.safetensors", dir, rank, (long long)clock);
     ckpt_state *st = NULL;
     int rc = ckpt_state_load(path, "shard", &st, err);
     if (rc)
@@ -116,8 +113,10 @@ static int check_one(const char *dir, int rank, int64_t clock, float *w, opt_sta
     for (int b = 0; b < opt_state_nbuf(os); b++)
         same &= memcmp(opt_state_buf(os, b), opt_state_buf(got, b), N * sizeof(float)) == 0;
     if (!same)
-        rc = pst_err_set(err, PST_ERR_DATA, "%s: loads, but its contents are not those written "
-                         "for clock %lld", path, (long long)clock);
+        rc = pst_err_set(err, PST_ERR_DATA,
+                         "%s: loads, but its contents are not those written "
+                         "for clock %lld",
+                         path, (long long)clock);
 done:
     ckpt_state_destroy(st);
     return rc;
@@ -211,9 +210,10 @@ int main(int argc, char **argv)
             goto out;
         int64_t newest = n > 0 ? tags[0] : -1;
         if (n == 0 ? arg >= 0 : (newest != arg && newest != arg + 1) || (arg < 0 && n > 1)) {
-            fprintf(stderr, "ckpt_crash_writer: the newest checkpoint listed is clock %lld, but "
-                            "the last one reported complete is %lld\n", (long long)newest,
-                    (long long)arg);
+            fprintf(stderr,
+                    "ckpt_crash_writer: the newest checkpoint listed is clock %lld, but "
+                    "the last one reported complete is %lld\n",
+                    (long long)newest, (long long)arg);
             return 1;
         }
         for (int i = 0; i < n; i++)

@@ -287,8 +287,7 @@ static int refused_mode(const char *server_pub, const char *client_key, const ch
             break;
         for (int i = 0; i < 2; i++)
             if ((ready >> i & 1) && net_recv(cs[i]->s, m, 0, &err) == PST_OK) {
-                printf("%s: ANSWERED with a message of %d frames\n", cs[i]->name,
-                       net_msg_count(m));
+                printf("%s: ANSWERED with a message of %d frames\n", cs[i]->name, net_msg_count(m));
                 heard[i] = 1;
                 answered++;
             }
@@ -330,10 +329,10 @@ static int impersonate_mode(const char *server_pub, const char *client_key, cons
     wire_env h;
     wire_env_init(&h, WIRE_MSG_HELLO, "server", 0);
     h.request_id = 970;
-    wire_hello hello = {.job_hash = strtoull(hash, NULL, 16), .pid = 1,
-                        .endpoint = "tcp://127.0.0.1:1"};
-    send_envelope(&crd, "a HELLO as a restarted server 0", &h, &(wire_body){.hello = &hello},
-                  0, NULL, 0);
+    wire_hello hello = {
+        .job_hash = strtoull(hash, NULL, 16), .pid = 1, .endpoint = "tcp://127.0.0.1:1"};
+    send_envelope(&crd, "a HELLO as a restarted server 0", &h, &(wire_body){.hello = &hello}, 0,
+                  NULL, 0);
     wire_env_init(&h, WIRE_MSG_HEARTBEAT, "server", 0);
     h.request_id = 971;
     h.generation = 2;
@@ -400,7 +399,9 @@ int main(int argc, char **argv)
         !(crd.s = net_sock_create(ctx, NET_DEALER, &co, &err)) ||
         net_sock_connect(srv.s, argv[1], &err) || net_sock_connect(crd.s, argv[2], &err)) {
         fprintf(stderr, "hostile_client: %s\n",
-                err.msg[0] ? err.msg : !big ? "out of memory" : zmq_strerror(zmq_errno()));
+                err.msg[0] ? err.msg
+                : !big     ? "out of memory"
+                           : zmq_strerror(zmq_errno()));
         goto cleanup;
     }
     attack_server(&srv, &seed, &forged);

@@ -14,8 +14,11 @@
 #define ACT_TANH ml_activation_find("tanh")
 #define ACT_SOFTMAX ml_activation_find("softmax")
 
-#define LAYER_OF(o, u, a, nm)                                                              \
-    ((ml_layer_spec){.ops = (o), .name = (nm), .trainable = 1, .lr_mult = 1.0f,           \
+#define LAYER_OF(o, u, a, nm)                                                                      \
+    ((ml_layer_spec){.ops = (o),                                                                   \
+                     .name = (nm),                                                                 \
+                     .trainable = 1,                                                               \
+                     .lr_mult = 1.0f,                                                              \
                      .val = {{.i = (u)}, {.i = (a)}}})
 #define DENSE(u, a) LAYER_OF(&ml_layer_dense, (u), (a), NULL)
 #define DENSE_N(u, a, nm) LAYER_OF(&ml_layer_dense, (u), (a), (nm))

@@ -33,8 +33,8 @@
 
 typedef struct {
     char dir[64];
-    char path[1024];     /* scratch file names */
-    char good[600];      /* pstrain's checkpoint of the model below */
+    char path[1024]; /* scratch file names */
+    char good[600];  /* pstrain's checkpoint of the model below */
     ml_layer_spec layers[3];
     ml_model_spec spec;
     ml_model *m;
@@ -98,8 +98,8 @@ static int setup(void **state)
     char p[600];
     snprintf(p, sizeof p, "%s/train.csv", fx->dir);
     write_bytes(p, csv, strlen(csv));
-    ds_csv_options o = {.delimiter = ',', .header = 1, .label_name = "label",
-                        .task = DS_TASK_CLASSIFY};
+    ds_csv_options o = {
+        .delimiter = ',', .header = 1, .label_name = "label", .task = DS_TASK_CLASSIFY};
     fx->train = ds_load_csv(p, &o, &err);
     if (!fx->train || ds_scaler_fit(&fx->scaler, DS_SCALE_STANDARDIZE, fx->train, &err))
         return -1;
@@ -144,7 +144,8 @@ static void expect_refused(const char *path, const char *w1, const char *w2)
         (w2 && !strstr(err.msg, w2)))
         fail_msg("load of %s: rc %d, message '%s', expected '%s' '%s'", path, rc, err.msg,
                  w1 ? w1 : "", w2 ? w2 : "");
-    if (strchr(err.msg, '\n')) fail_msg("multi-line: %s", err.msg);
+    if (strchr(err.msg, '\n'))
+        fail_msg("multi-line: %s", err.msg);
     assert_int_equal(strncmp(err.msg, path, strlen(path)), 0);
 }
 
@@ -209,8 +210,7 @@ static void test_regression_round_trip(void **state)
     fixture *fx = *state;
     /* A name longer than the model keeps (39 bytes) must still load back. */
     char longname[] = "a_rather_long_layer_name_that_goes_on_and_on_1";
-    ml_layer_spec L[2] = {DENSE_N(6, ACT_TANH, longname),
-                      DENSE_N(1, ACT_LINEAR, "out")};
+    ml_layer_spec L[2] = {DENSE_N(6, ACT_TANH, longname), DENSE_N(1, ACT_LINEAR, "out")};
     ml_model_spec spec = {L, 2, ML_LOSS_MSE, ML_INIT_AUTO};
     pst_err err = {0};
     ml_model *m = ml_model_create(&spec, 2, 4, &err);
@@ -229,8 +229,7 @@ static void test_regression_round_trip(void **state)
     assert_float_equal(ckpt_model_scaler(c)->mul[1], 1.0, 0.0);
     assert_float_equal(ckpt_model_scaler(c)->shift[0], 0.0, 0.0);
     assert_string_equal(ml_model_segment(ckpt_model_net(c), 2)->name, "out.weight");
-    assert_string_equal(ml_model_segment(ckpt_model_net(c), 0)->name,
-                        ml_model_segment(m, 0)->name);
+    assert_string_equal(ml_model_segment(ckpt_model_net(c), 0)->name, ml_model_segment(m, 0)->name);
     assert_memory_equal(ml_model_params(ckpt_model_net(c)), ml_model_params(m),
                         ml_model_nparams(m) * sizeof(float));
     ckpt_model_destroy(c);
@@ -278,8 +277,7 @@ static void test_save_replaces_or_keeps(void **state)
     char path[1024];
     snprintf(path, sizeof path, "%s", p);
     write_bytes(path, "old contents", 12);
-    assert_int_equal(ckpt_save_model(path, fx->m, &fx->spec, fx->train, &fx->scaler, &err),
-                     PST_OK);
+    assert_int_equal(ckpt_save_model(path, fx->m, &fx->spec, fx->train, &fx->scaler, &err), PST_OK);
     size_t n;
     unsigned char *b = read_bytes(path, &n);
     assert_int_equal(n, fx->size);
@@ -399,12 +397,12 @@ static void test_data_flips(void **state)
 
 typedef struct {
     const char *name;
-    const char *dtype;       /* NULL: "F32" */
+    const char *dtype; /* NULL: "F32" */
     int ndim;
     int64_t shape[2];
     const float *p;
-    size_t n;                /* floats of data */
-    int64_t offset_shift;    /* added to both data offsets (to make overlaps) */
+    size_t n;             /* floats of data */
+    int64_t offset_shift; /* added to both data offsets (to make overlaps) */
 } wt;
 
 /* The safetensors layout written independently of ckpt/safetensors.c: meta (key, value) pairs,
@@ -423,8 +421,7 @@ static void write_st(const char *path, const char *const (*meta)[2], int nmeta, 
         char key[160], val[16];
         if (with_crc) {
             snprintf(key, sizeof key, "crc32.%s", ts[i].name);
-            snprintf(val, sizeof val, "%lu", crc32(0, (const Bytef *)ts[i].p,
-                                                   (uInt)(ts[i].n * 4)));
+            snprintf(val, sizeof val, "%lu", crc32(0, (const Bytef *)ts[i].p, (uInt)(ts[i].n * 4)));
             cJSON_AddStringToObject(md, key, val);
         }
         cJSON *o = cJSON_AddObjectToObject(root, ts[i].name);
@@ -471,8 +468,8 @@ static int model_tensors(fixture *fx, wt *ts)
     int n = 0;
     for (int i = 0; i < ml_model_nsegments(fx->m); i++) {
         const ml_segment *s = ml_model_segment(fx->m, i);
-        ts[n++] = (wt){s->name, NULL, s->cols == 1 ? 1 : 2, {s->rows, s->cols}, w + s->offset,
-                       s->len, 0};
+        ts[n++] =
+            (wt){s->name, NULL, s->cols == 1 ? 1 : 2, {s->rows, s->cols}, w + s->offset, s->len, 0};
     }
     ts[n++] = (wt){"preprocess.shift", NULL, 1, {3, 0}, fx->scaler.shift, 3, 0};
     ts[n++] = (wt){"preprocess.mul", NULL, 1, {3, 0}, fx->scaler.mul, 3, 0};
@@ -492,7 +489,8 @@ static const char *const DATA_META =
 static const char *build(fixture *fx, const char *name, const wt *ts, int nt, int with_crc,
                          const char *model_meta, const char *data_meta)
 {
-    const char *meta[][2] = {{"format", "pt"}, {"producer", "test"},
+    const char *meta[][2] = {{"format", "pt"},
+                             {"producer", "test"},
                              {"pstrain.model", model_meta ? model_meta : MODEL_META},
                              {"pstrain.data", data_meta ? data_meta : DATA_META}};
     const char *p = tmp_path(fx, name);
@@ -589,8 +587,7 @@ static void test_wrong_tensors(void **state)
     /* Shape and byte length disagree. */
     memcpy(t2, ts, sizeof ts);
     t2[0].shape[0] = 6;
-    expect_refused(build(fx, "len.st", t2, nt, 1, NULL, NULL), "tensor 'hidden.weight'",
-                   "bytes");
+    expect_refused(build(fx, "len.st", t2, nt, 1, NULL, NULL), "tensor 'hidden.weight'", "bytes");
     /* A dtype pstrain does not read. */
     memcpy(t2, ts, sizeof ts);
     t2[1].dtype = "F16";
@@ -621,8 +618,10 @@ static void test_bad_checksums(void **state)
     wt ts[8];
     int nt = model_tensors(fx, ts);
     /* A checksum that does not match, given by another writer: still checked. */
-    const char *meta[][2] = {{"producer", "test"}, {"pstrain.model", MODEL_META},
-                             {"pstrain.data", DATA_META}, {"crc32.hidden.bias", "12345"}};
+    const char *meta[][2] = {{"producer", "test"},
+                             {"pstrain.model", MODEL_META},
+                             {"pstrain.data", DATA_META},
+                             {"crc32.hidden.bias", "12345"}};
     char p[1024];
     snprintf(p, sizeof p, "%s", tmp_path(fx, "crc.st"));
     write_st(p, meta, 4, ts, nt, 0);
@@ -661,11 +660,14 @@ static void test_bad_containers(void **state)
         {"{\"t\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4],\"x\":1}}",
          "unknown key 'x'"},
         {"{\"__metadata__\":{\"a\":1},\"t\":{\"dtype\":\"F32\",\"shape\":[1],"
-         "\"data_offsets\":[0,4]}}", "not a string"},
+         "\"data_offsets\":[0,4]}}",
+         "not a string"},
         {"{\"__metadata__\":{\"pstrain.versoin\":\"1\"},\"t\":{\"dtype\":\"F32\",\"shape\":[1],"
-         "\"data_offsets\":[0,4]}}", "unknown key 'pstrain.versoin'"},
+         "\"data_offsets\":[0,4]}}",
+         "unknown key 'pstrain.versoin'"},
         {"{\"__metadata__\":{\"pstrain.version\":\"2\"},\"t\":{\"dtype\":\"F32\",\"shape\":[1],"
-         "\"data_offsets\":[0,4]}}", "version 2"},
+         "\"data_offsets\":[0,4]}}",
+         "version 2"},
         {"{\"t\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", "no pstrain.model"},
     };
     float one = 1.0f;
@@ -706,32 +708,43 @@ static void test_bad_metadata(void **state)
         const char *model, *data, *words;
     } cases[] = {
         {"{\"input_dim\":3,\"layers\":[{\"type\":\"dense\",\"units\":5,\"activation\":\"relv\"}],"
-         "\"loss\":\"mse\"}", NULL, "activation is not one of"},
+         "\"loss\":\"mse\"}",
+         NULL, "activation is not one of"},
         {"{\"input_dim\":3,\"layers\":[],\"loss\":\"mse\"}", NULL, "layers"},
         {"{\"input_dim\":0,\"layers\":[{\"type\":\"dense\",\"units\":5}],\"loss\":\"mse\"}", NULL,
          "input_dim"},
         {"{\"input_dim\":3,\"layers\":[{\"type\":\"dense\",\"units\":0,\"activation\":\"relu\"}],"
-         "\"loss\":\"mse\"}", NULL, "units"},
+         "\"loss\":\"mse\"}",
+         NULL, "units"},
         {"{\"input_dim\":3,\"layers\":[{\"type\":\"conv\",\"activation\":\"relu\"}],"
-         "\"loss\":\"mse\"}", NULL, "type"},
+         "\"loss\":\"mse\"}",
+         NULL, "type"},
         {"{\"input_dim\":3,\"loss\":\"mse\",\"layers\":[{\"type\":\"dense\",\"units\":2,"
-         "\"activation\":\"relu\",\"dropout\":0.5}]}", NULL, "unknown key 'dropout'"},
+         "\"activation\":\"relu\",\"dropout\":0.5}]}",
+         NULL, "unknown key 'dropout'"},
         {"not json", NULL, "pstrain.model is not a JSON object"},
         /* A model far larger than the file: refused before it is built. */
         {"{\"input_dim\":100000,\"layers\":[{\"type\":\"dense\",\"units\":100000,"
-         "\"activation\":\"softmax\"}],\"loss\":\"categorical_crossentropy\"}", NULL,
-         "more parameters"},
+         "\"activation\":\"softmax\"}],\"loss\":\"categorical_crossentropy\"}",
+         NULL, "more parameters"},
         /* The right widths, another output: the loss needs a softmax. */
         {"{\"input_dim\":3,\"layers\":[{\"type\":\"dense\",\"units\":5,\"activation\":\"relu\","
          "\"name\":\"hidden\"},{\"type\":\"activation\",\"activation\":\"tanh\",\"name\":null},"
          "{\"type\":\"dense\",\"units\":4,\"activation\":\"linear\",\"name\":null}],"
-         "\"loss\":\"categorical_crossentropy\"}", NULL, "softmax"},
-        {NULL, "{\"task\":\"classify\",\"num_classes\":3,\"class_names\":null,"
-               "\"scale\":\"standardize\"}", "num_classes 3"},
-        {NULL, "{\"task\":\"classify\",\"num_classes\":4,\"class_names\":[\"a\"],"
-               "\"scale\":\"standardize\"}", "class_names"},
-        {NULL, "{\"task\":\"classify\",\"num_classes\":4,\"class_names\":[\"a\",\"b\",\"a\",\"c\"],"
-               "\"scale\":\"standardize\"}", "'a' appears twice"},
+         "\"loss\":\"categorical_crossentropy\"}",
+         NULL, "softmax"},
+        {NULL,
+         "{\"task\":\"classify\",\"num_classes\":3,\"class_names\":null,"
+         "\"scale\":\"standardize\"}",
+         "num_classes 3"},
+        {NULL,
+         "{\"task\":\"classify\",\"num_classes\":4,\"class_names\":[\"a\"],"
+         "\"scale\":\"standardize\"}",
+         "class_names"},
+        {NULL,
+         "{\"task\":\"classify\",\"num_classes\":4,\"class_names\":[\"a\",\"b\",\"a\",\"c\"],"
+         "\"scale\":\"standardize\"}",
+         "'a' appears twice"},
         {NULL, "{\"task\":\"sort\",\"num_classes\":4,\"scale\":\"none\"}", "task"},
         {NULL, "{\"task\":\"classify\",\"num_classes\":4,\"scale\":\"log\"}", "scale"},
         /* scale none: the preprocess tensors are then not the model's. */
@@ -1023,8 +1036,7 @@ static void test_folders(void **state)
     snprintf(p, sizeof p, "%s/ckpt-x", dir);
     assert_int_equal(access(p, F_OK), 0);
     assert_int_equal(ckpt_prune(dir, "server-0-clock-", ".safetensors", 1, &err), PST_OK);
-    assert_int_equal(ckpt_list(dir, "server-0-clock-", ".safetensors", tags, 8, &n, &err),
-                     PST_OK);
+    assert_int_equal(ckpt_list(dir, "server-0-clock-", ".safetensors", tags, 8, &n, &err), PST_OK);
     assert_true(n == 1 && tags[0] == 10);
     snprintf(p, sizeof p, "%s/server-10-clock-99.safetensors", dir);
     assert_int_equal(access(p, F_OK), 0);
@@ -1105,8 +1117,7 @@ static void test_set_aside(void **state)
     assert_true(n == 2 && tags[0] == 40 && tags[1] == 20);
     snprintf(p, sizeof p, "%s/ckpt-40/model.safetensors", aside);
     assert_int_equal(access(p, F_OK), 0); /* moved whole */
-    assert_int_equal(ckpt_set_aside(dir, "server-0-clock-", ".safetensors", &moved, &err),
-                     PST_OK);
+    assert_int_equal(ckpt_set_aside(dir, "server-0-clock-", ".safetensors", &moved, &err), PST_OK);
     assert_int_equal(moved, 1);
     /* Dropping one prefix leaves the other's entries and the folder. */
     assert_int_equal(ckpt_drop_aside(dir, "ckpt-", "", &removed, &err), PST_OK);
@@ -1130,8 +1141,8 @@ static void test_init_from(void **state)
     pst_err err = {0};
     /* The fixture's body ("hidden") under a new 2-class head "head". */
     ml_layer_spec L[3] = {DENSE_N(5, ACT_RELU, "hidden"),
-                      LAYER_OF(&ml_layer_activation, 0, ACT_TANH, NULL),
-                      DENSE_N(2, ACT_SOFTMAX, "head")};
+                          LAYER_OF(&ml_layer_activation, 0, ACT_TANH, NULL),
+                          DENSE_N(2, ACT_SOFTMAX, "head")};
     ml_model_spec spec = {L, 3, ML_LOSS_CCE, ML_INIT_AUTO};
     ml_model *m = ml_model_create(&spec, 3, 2, &err);
     assert_non_null(m);

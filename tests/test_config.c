@@ -25,11 +25,10 @@ static int64_t key_i(const ml_layer_spec *L, const char *key)
 #define SRC "test.yaml"
 
 /* The smallest job cfg_job_check accepts: everything else takes its default. */
-static const char *const MINIMAL =
-    "data: {train: train.idx, train_labels: labels.idx}\n"
-    "model:\n"
-    "  layers:\n"
-    "    - {units: 10, activation: softmax}\n";
+static const char *const MINIMAL = "data: {train: train.idx, train_labels: labels.idx}\n"
+                                   "model:\n"
+                                   "  layers:\n"
+                                   "    - {units: 10, activation: softmax}\n";
 
 /* Every key set, none to its default. */
 static const char *const FULL =
@@ -426,7 +425,8 @@ static void test_load_errors(void **state)
         {"nmae: x\n", 0, {"unknown key 'nmae'", SRC ":5:", "known: name, seed"}},
         {"optimizer:\n  lr: 0.1\n  lrr: 0.1\n", 0, {"unknown key 'optimizer.lrr'", SRC ":7:"}},
         {"data: {train: a, fromat: csv}\n", 1, {"unknown key 'data.fromat'", SRC ":1:"}},
-        {"model:\n  layers:\n    - {units: 3}\n    - {unit: 3}\n", 1,
+        {"model:\n  layers:\n    - {units: 3}\n    - {unit: 3}\n",
+         1,
          {"unknown key 'model.layers.1.unit'", SRC ":4:"}},
         /* wrong types, including what libcyaml alone would read leniently */
         {"train: {epochs: abc}\n", 0, {"train.epochs", "'abc' is not an integer"}},
@@ -446,12 +446,15 @@ static void test_load_errors(void **state)
         {"model:\n  layers: {units: 3}\n", 1, {"model.layers", "expected a list"}},
         /* a layer key whose value fails to scan: the entry's keys so far are freed once
          * (found by fuzz_config: a bad free of the unset value) */
-        {"model:\n  layers:\n    - {units: [3]}\n", 1,
+        {"model:\n  layers:\n    - {units: [3]}\n",
+         1,
          {"model.layers.0.units", "expected a single value, got a list"}},
-        {"model:\n  layers:\n    - {activation: relu, units: {a: 1}}\n", 1,
+        {"model:\n  layers:\n    - {activation: relu, units: {a: 1}}\n",
+         1,
          {"model.layers.0.units", "got a mapping"}},
         /* bad enum names */
-        {"model:\n  loss: hinge\n  layers: [{units: 2, activation: softmax}]\n", 1,
+        {"model:\n  loss: hinge\n  layers: [{units: 2, activation: softmax}]\n",
+         1,
          {"model.loss", "'hinge' is not one of", "mse"}},
         {"optimizer: {name: adamax}\n", 0, {"optimizer.name", "adamax"}},
         {"optimizer: {schedule: 1}\n", 0, {"optimizer.schedule", "'1' is not one of"}},
@@ -470,79 +473,106 @@ static void test_load_errors(void **state)
         {"train: {threads: 0}\n", 0, {"train.threads: must be >= 1"}},
         {"train: {log_every: -1}\n", 0, {"train.log_every"}},
         {"data: {train: a, train_labels: b, validation_split: 1.0}\n"
-         "model: {layers: [{units: 2, activation: softmax}]}\n", 1,
+         "model: {layers: [{units: 2, activation: softmax}]}\n",
+         1,
          {"data.validation_split", "[0, 1)"}},
         {"data: {train: a, train_labels: b, validation_split: -0.1}\n"
-         "model: {layers: [{units: 2, activation: softmax}]}\n", 1, {"data.validation_split"}},
+         "model: {layers: [{units: 2, activation: softmax}]}\n",
+         1,
+         {"data.validation_split"}},
         {"data: {train: a, train_labels: b}\n", 1, {"model.layers", "at least one"}},
         {"data: {train: a, train_labels: b}\nmodel: {layers: []}\n", 1, {"model.layers"}},
         {"data: {train: a, train_labels: b}\n"
-         "model: {layers: [{type: activation, activation: softmax}]}\n", 1,
+         "model: {layers: [{type: activation, activation: softmax}]}\n",
+         1,
          {"model.layers", "dense"}},
         {"data: {train: a, train_labels: b}\n"
-         "model: {layers: [{units: 0, activation: softmax}]}\n", 1,
+         "model: {layers: [{units: 0, activation: softmax}]}\n",
+         1,
          {SRC ":2: model.layers.0.units: must be >= 1, got 0"}},
         {"model: {layers: [{units: 2, activation: softmax}]}\n", 1, {"data.train: must be set"}},
-        {"data: {train: a}\nmodel: {layers: [{units: 2, activation: softmax}]}\n", 1,
+        {"data: {train: a}\nmodel: {layers: [{units: 2, activation: softmax}]}\n",
+         1,
          {"data.train_labels", "idx"}},
         {"data: {train: a, train_labels: b, test: c}\n"
-         "model: {layers: [{units: 2, activation: softmax}]}\n", 1, {"data.test_labels"}},
+         "model: {layers: [{units: 2, activation: softmax}]}\n",
+         1,
+         {"data.test_labels"}},
         {"data: {format: csv, train: a, delimiter: ';;'}\n"
-         "model: {layers: [{units: 2, activation: softmax}]}\n", 1,
+         "model: {layers: [{units: 2, activation: softmax}]}\n",
+         1,
          {"data.delimiter", "exactly one character"}},
         {"data: {train: a, train_labels: b}\n"
-         "model: {layers: [{units: 4, activation: relu}]}\n", 1,
+         "model: {layers: [{units: 4, activation: relu}]}\n",
+         1,
          {"model.loss", "softmax", "relu"}},
         {"data: {train: a, train_labels: b}\n"
-         "model:\n  loss: binary_crossentropy\n  layers: [{units: 1, activation: softmax}]\n", 1,
+         "model:\n  loss: binary_crossentropy\n  layers: [{units: 1, activation: softmax}]\n",
+         1,
          {"model.loss", "binary_crossentropy", "sigmoid"}},
         {"data: {format: csv, train: a, task: regress}\n"
-         "model: {layers: [{units: 1, activation: softmax}]}\n", 1, {"model.loss", "regress"}},
+         "model: {layers: [{units: 1, activation: softmax}]}\n",
+         1,
+         {"model.loss", "regress"}},
         {"data: {train: a, train_labels: b, num_classes: 10}\n"
-         "model: {layers: [{units: 4, activation: softmax}]}\n", 1,
+         "model: {layers: [{units: 4, activation: softmax}]}\n",
+         1,
          {"model.layers.0.units", "num_classes"}},
         {"data: {train: a, train_labels: b}\n"
-         "model: {layers: [{units: 4, name: x}, {units: 2, activation: softmax, name: x}]}\n", 1,
+         "model: {layers: [{units: 4, name: x}, {units: 2, activation: softmax, name: x}]}\n",
+         1,
          {"model.layers.1.name", "'x'"}},
         /* fine-tuning keys */
         {"data: {train: a, train_labels: b}\n"
          "model:\n  layers:\n    - {units: 4, lr_mult: -1}\n"
-         "    - {units: 2, activation: softmax}\n", 1,
+         "    - {units: 2, activation: softmax}\n",
+         1,
          {SRC ":4: model.layers.0.lr_mult: must be >= 0", "got -1"}},
         {"data: {train: a, train_labels: b}\n"
          "model:\n  layers:\n    - {units: 4, trainable: false}\n"
-         "    - {units: 2, activation: softmax, lr_mult: 0}\n", 1,
+         "    - {units: 2, activation: softmax, lr_mult: 0}\n",
+         1,
          {"model.layers: every dense layer is frozen"}},
         {"data: {train: a, train_labels: b}\n"
          "model:\n  layers:\n    - {units: 4}\n    - {type: activation, activation: relu,"
-         " trainable: no}\n    - {units: 2, activation: softmax}\n", 1,
+         " trainable: no}\n    - {units: 2, activation: softmax}\n",
+         1,
          {"model.layers.1.trainable", "no parameters"}},
         {"data: {train: a, train_labels: b}\n"
-         "model:\n  layers:\n    - {units: 2, activation: softmax, lr_mult: abc}\n", 1,
+         "model:\n  layers:\n    - {units: 2, activation: softmax, lr_mult: abc}\n",
+         1,
          {"model.layers.0.lr_mult", "'abc' is not a number"}},
         {"data: {train: a, train_labels: b, classes: [5, 6, 5]}\n"
-         "model: {layers: [{units: 3, activation: softmax}]}\n", 1,
+         "model: {layers: [{units: 3, activation: softmax}]}\n",
+         1,
          {SRC ":1: data.classes: class 5 is listed twice"}},
         {"data: {train: a, train_labels: b, classes: [5, -6]}\n"
-         "model: {layers: [{units: 2, activation: softmax}]}\n", 1,
+         "model: {layers: [{units: 2, activation: softmax}]}\n",
+         1,
          {"data.classes: entry 1", "got -6"}},
         {"data: {train: a, train_labels: b, classes: [5, 6], num_classes: 6}\n"
-         "model: {layers: [{units: 2, activation: softmax}]}\n", 1,
+         "model: {layers: [{units: 2, activation: softmax}]}\n",
+         1,
          {"data.classes: entry 1: class 6, but data.num_classes is 6"}},
         {"data: {train: a, train_labels: b, classes: [5, 6, 7]}\n"
-         "model: {layers: [{units: 10, activation: softmax}]}\n", 1,
+         "model: {layers: [{units: 10, activation: softmax}]}\n",
+         1,
          {"model.layers.0.units", "10 units but the length of data.classes is 3"}},
         {"data: {train: a, train_labels: b, classes: 5}\n"
-         "model: {layers: [{units: 1, activation: softmax}]}\n", 1,
+         "model: {layers: [{units: 1, activation: softmax}]}\n",
+         1,
          {"data.classes", "expected a list"}},
         {"data: {train: a, train_labels: b, classes: [x]}\n"
-         "model: {layers: [{units: 1, activation: softmax}]}\n", 1,
+         "model: {layers: [{units: 1, activation: softmax}]}\n",
+         1,
          {"data.classes.0", "'x' is not an integer"}},
         {"data: {format: csv, train: a, task: regress, classes: [1]}\n"
-         "model: {loss: mse, layers: [{units: 1}]}\n", 1,
+         "model: {loss: mse, layers: [{units: 1}]}\n",
+         1,
          {"data.classes: needs data.task classify"}},
         {"data: {train: a, train_labels: b, limit: -3}\n"
-         "model: {layers: [{units: 2, activation: softmax}]}\n", 1,
+         "model: {layers: [{units: 2, activation: softmax}]}\n",
+         1,
          {"data.limit: must be >= 0", "-3"}},
         /* opt_config_check names the file's keys */
         {"optimizer: {lr: 0}\n", 0, {SRC ":5: optimizer.lr", "> 0"}},
@@ -581,8 +611,7 @@ static void test_empty_document(void **state)
 static void test_errors_stay_one_line(void **state)
 {
     (void)state;
-    static const char *const docs[] = {"data:\n  format:0.2\n\n    layers\n",
-                                       "\"a\\nb\": 1\n",
+    static const char *const docs[] = {"data:\n  format:0.2\n\n    layers\n", "\"a\\nb\": 1\n",
                                        "train: {epochs: \"1\\r\\n2\"}\n"};
     static const char *const want[] = {"expected a mapping", "unknown key", "train.epochs"};
     for (size_t i = 0; i < sizeof docs / sizeof docs[0]; i++) {
@@ -873,8 +902,8 @@ static void test_job_hash_is_stable(void **state)
     cfg_job_free(j);
     j = NULL;
     pst_err err;
-    assert_int_equal(cfg_job_load_file(&j, PSTRAIN_SOURCE_DIR "/examples/fashion-mnist.yaml",
-                                       &err), PST_OK);
+    assert_int_equal(cfg_job_load_file(&j, PSTRAIN_SOURCE_DIR "/examples/fashion-mnist.yaml", &err),
+                     PST_OK);
     assert_true(cfg_job_hash(j) == UINT64_C(0x2451e6f324801b5a));
     cfg_job_free(j);
 }

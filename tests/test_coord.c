@@ -76,8 +76,11 @@ static fixture *start(int workers, int hb_timeout_s)
     fx->lg.level = LOG_ERROR;
     int fds[2];
     assert_int_equal(pipe(fds), 0);
-    fx->o = (coord_options){.bind = "tcp://127.0.0.1:0", .ready_fd = fds[1], .job = fx->job,
-                            .lg = &fx->lg, .stop = &fx->stop};
+    fx->o = (coord_options){.bind = "tcp://127.0.0.1:0",
+                            .ready_fd = fds[1],
+                            .job = fx->job,
+                            .lg = &fx->lg,
+                            .stop = &fx->stop};
     assert_int_equal(pthread_create(&fx->th, NULL, coord_thread, fx), 0);
     ssize_t n = read(fds[0], fx->endpoint, sizeof fx->endpoint - 1);
     close(fds[0]);
@@ -195,8 +198,8 @@ static void wait_joined(fixture *fx, int pid)
         simple(&t, tool, WIRE_MSG_STATUS);
         expect(fx, tool, WIRE_MSG_STATUS);
         char doc[4096];
-        size_t len = fx->in->payload_len[0] < sizeof doc - 1 ? fx->in->payload_len[0]
-                                                              : sizeof doc - 1;
+        size_t len =
+            fx->in->payload_len[0] < sizeof doc - 1 ? fx->in->payload_len[0] : sizeof doc - 1;
         memcpy(doc, fx->in->payload[0], len);
         doc[len] = '\0';
         if (strstr(doc, want))
@@ -294,8 +297,7 @@ static void test_wrong_version_answered(void **state)
     wire_env e;
     wire_env_init(&e, WIRE_MSG_HELLO, "worker", 0);
     e.version = WIRE_VERSION + 1;
-    wire_hello h = {.job_hash = cfg_job_hash(fx->job), .pid = 200, .nparams = NPARAMS,
-                    .steps = 10};
+    wire_hello h = {.job_hash = cfg_job_hash(fx->job), .pid = 200, .nparams = NPARAMS, .steps = 10};
     send_on(p[0].main, &e, &(wire_body){.hello = &h});
     /* The reply has this build's version; the peer of another build shows its text. */
     const msg_in *r = expect(fx, p[0].main, WIRE_MSG_ERROR);
@@ -323,8 +325,8 @@ static const msg_in *beat_until(fixture *fx, peer *beating, int n, int lost_rank
         int64_t t = net_now_ms() + 50;
         for (int left; (left = (int)(t - net_now_ms())) > 0;)
             if (msg_recv(beating[n - 1].hb, fx->m, 0, fx->in, left, &err) == PST_OK &&
-                fx->in->h.type == WIRE_MSG_HEARTBEAT &&
-                fx->in->b.membership && fx->in->b.membership->lost[lost_rank] == 1)
+                fx->in->h.type == WIRE_MSG_HEARTBEAT && fx->in->b.membership &&
+                fx->in->b.membership->lost[lost_rank] == 1)
                 return fx->in;
         for (int i = 0; i < n - 1; i++) /* drain the others' answers */
             while (msg_recv(beating[i].hb, fx->m, 0, fx->in, 0, &err) == PST_OK) {
@@ -370,7 +372,8 @@ static void test_lost_worker_rejoins(void **state)
     int64_t t0 = net_now_ms();
     const msg_in *m = beat_until(fx, beating, 2, 1);
     int64_t took = net_now_ms() - t0;
-    assert_true(took >= 800); /* not before the 1 s heartbeat timeout (beat_until bounds it above) */
+    assert_true(took >=
+                800); /* not before the 1 s heartbeat timeout (beat_until bounds it above) */
     assert_int_equal(m->b.membership->gen[1], 1);
     /* The old incarnation's heartbeat: refused. */
     simple(&p[2], p[2].hb, WIRE_MSG_HEARTBEAT);

@@ -418,8 +418,8 @@ static void test_csv_label_by_name_and_index(void **state)
 
 static void test_csv_crlf_and_long_lines(void **state)
 {
-    const char *p = put_text(state, "crlf.csv",
-                             "\xEF\xBB\xBFx1,x2,label\r\n1,2,0\r\n\r\n  \r\n3,4,1\r\n");
+    const char *p =
+        put_text(state, "crlf.csv", "\xEF\xBB\xBFx1,x2,label\r\n1,2,0\r\n\r\n  \r\n3,4,1\r\n");
     pst_err err = {0};
     ds_csv_options o = csv_opts(-1, -1, DS_TASK_CLASSIFY);
     ds_dataset *ds = ds_load_csv(p, &o, &err);
@@ -603,8 +603,7 @@ static void test_libsvm_errors(void **state)
          "s-label-frac.svm:1: label '1.5' is not an integer"},
         {"s-range.svm", "0 1:1\n2 1:1\n", 0, 2, PST_ERR_DATA,
          "s-range.svm:2: label 2 out of range [0, 2)"},
-        {"s-neg.svm", "0 1:1\n-2 1:1\n", 0, 0, PST_ERR_DATA,
-         "s-neg.svm:2: label -2 out of range"},
+        {"s-neg.svm", "0 1:1\n-2 1:1\n", 0, 0, PST_ERR_DATA, "s-neg.svm:2: label -2 out of range"},
         {"s-mixed.svm", "1 1:1\n-1 1:1\n0 1:1\n", 0, 0, PST_ERR_DATA,
          "s-mixed.svm:2: label -1 out of range (allowed only with +1 labels, but line 3 has "
          "label 0)"},
@@ -789,8 +788,7 @@ static void test_subset(void **state)
     assert_int_equal(ds_labels(sub)[0], 1);
     ds_destroy(sub);
     rows[1] = 5;
-    expect_fail(ds_subset(ds, rows, 3, &err), &err, PST_ERR_ARG,
-                "rows[1] = 5 out of range [0, 5)");
+    expect_fail(ds_subset(ds, rows, 3, &err), &err, PST_ERR_ARG, "rows[1] = 5 out of range [0, 5)");
     sub = ds_subset(ds, NULL, 0, &err);
     assert_non_null(sub);
     assert_int_equal(ds_count(sub), 0);

@@ -262,7 +262,7 @@ static void test_batch_answers_once(void **state)
     assert_int_equal(dlv_batch_index(&b, 5), -1);
     double rtt = 0;
     assert_int_equal(dlv_batch_answer(&b, 3, 101.0, &rtt), 1);
-    assert_true(rtt < 0); /* not complete yet */
+    assert_true(rtt < 0);                                      /* not complete yet */
     assert_int_equal(dlv_batch_answer(&b, 3, 101.0, &rtt), 0); /* the repeat's answer */
     assert_int_equal(dlv_batch_answer(&b, 9, 101.0, &rtt), 0); /* not ours */
     assert_int_equal(dlv_batch_answer(&b, 2, 102.0, &rtt), 1);
@@ -286,8 +286,8 @@ static void test_stream_in_order(void **state)
     (void)state;
     /* A unit of 30 floats in chunks of 10 at 0, 10, 20. */
     dlv_stream s = {0};
-    assert_int_equal(dlv_stream_check(&s, 0, 10, 0), DLV_GAP);  /* the first was lost */
-    assert_int_equal(dlv_stream_check(&s, 1, 0, 0), DLV_GAP);   /* a later unit */
+    assert_int_equal(dlv_stream_check(&s, 0, 10, 0), DLV_GAP); /* the first was lost */
+    assert_int_equal(dlv_stream_check(&s, 1, 0, 0), DLV_GAP);  /* a later unit */
     assert_int_equal(dlv_stream_check(&s, 0, 0, 0), DLV_TAKE);
     assert_int_equal(dlv_stream_took(&s, 10, 10, 30), 0);
     assert_int_equal(dlv_stream_check(&s, 0, 0, 0), DLV_REPEAT); /* again: ACK again */
@@ -333,11 +333,11 @@ static void test_incarnation(void **state)
 
 typedef struct {
     net_sock *router;
-    int lose_requests;   /* copies of the request not answered */
-    int answers;         /* answers to each answered copy (2: the answer repeated) */
-    int refuse;          /* answer with ERROR */
-    int silent;          /* never answer */
-    atomic_int seen;     /* copies received */
+    int lose_requests; /* copies of the request not answered */
+    int answers;       /* answers to each answered copy (2: the answer repeated) */
+    int refuse;        /* answer with ERROR */
+    int silent;        /* never answer */
+    atomic_int seen;   /* copies received */
     atomic_int stop;
 } peer;
 
@@ -354,8 +354,8 @@ static void *peer_run(void *arg)
         if (p->silent || n <= p->lose_requests)
             continue;
         if (p->refuse) {
-            msg_send_error(p->router, in->route, in->route_len, "coordinator", 0,
-                           in->h.request_id, PST_ERR_CONFIG, "no such job", &err);
+            msg_send_error(p->router, in->route, in->route_len, "coordinator", 0, in->h.request_id,
+                           PST_ERR_CONFIG, "no such job", &err);
             continue;
         }
         wire_env h;

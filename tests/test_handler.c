@@ -23,9 +23,9 @@
 #include "ps/handler.h"
 #include "ps/shard.h"
 
-#define N 8         /* the shard: 8 floats, sent in chunks of 4 */
+#define N 8 /* the shard: 8 floats, sent in chunks of 4 */
 #define LR 0.5f
-#define NW 3        /* DEALERs: worker 0, worker 1, a second connection */
+#define NW 3 /* DEALERs: worker 0, worker 1, a second connection */
 
 typedef struct {
     net_ctx *ctx;
@@ -67,8 +67,12 @@ static fixture *make(cfg_consistency cons, int nworkers)
     oc.lr = LR;
     fx->shard = srv_shard_create(0, N, &oc, cons, 0, nworkers, &err);
     assert_non_null(fx->shard);
-    srv_handler_options o = {.rank = 0, .job = &fx->job, .lg = &fx->lg, .sock = fx->srv,
-                             .shard = fx->shard, .nworkers = nworkers};
+    srv_handler_options o = {.rank = 0,
+                             .job = &fx->job,
+                             .lg = &fx->lg,
+                             .sock = fx->srv,
+                             .shard = fx->shard,
+                             .nworkers = nworkers};
     fx->h = srv_handler_create(&o, &err);
     assert_non_null(fx->h);
     return fx;
@@ -92,8 +96,7 @@ static void destroy(fixture *fx)
 /* Sends a request from connection `conn` as worker `rank` (incarnation gen) and has the
  * handler take it. Returns its request id. */
 static uint64_t request(fixture *fx, int conn, int rank, uint64_t gen, wire_type type,
-                        int64_t clock, uint64_t off, uint64_t len, const float *floats,
-                        uint64_t id)
+                        int64_t clock, uint64_t off, uint64_t len, const float *floats, uint64_t id)
 {
     wire_env h;
     wire_env_init(&h, type, "worker", rank);
@@ -105,8 +108,7 @@ static uint64_t request(fixture *fx, int conn, int rank, uint64_t gen, wire_type
     wire_body b = {.range = ranged ? &r : NULL};
     net_frame f = {.data = floats, .len = floats ? len * sizeof(float) : 0};
     pst_err err = {0};
-    assert_int_equal(msg_send(fx->w[conn], NULL, 0, &h, &b, &f, floats ? 1 : 0, 0, &err),
-                     PST_OK);
+    assert_int_equal(msg_send(fx->w[conn], NULL, 0, &h, &b, &f, floats ? 1 : 0, 0, &err), PST_OK);
     assert_int_equal(msg_recv(fx->srv, fx->m, 1, fx->in, 2000, &err), PST_OK);
     assert_int_equal(srv_handle(fx->h, fx->in, &err), PST_OK);
     return id;
@@ -217,7 +219,7 @@ static void test_parked_pull(void **state)
     const float *w = fx->win->payload[0];
     for (int i = 0; i < 4; i++)
         assert_true(w[i] == W0[i] - LR * G[i]); /* the mean of two equal gradients */
-    expect_none(fx, 0); /* answered once */
+    expect_none(fx, 0);                         /* answered once */
     srv_handler_get_stats(fx->h, &hs);
     assert_int_equal(hs.parked, 0);
     assert_int_equal(hs.pulls, 1);

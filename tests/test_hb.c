@@ -61,9 +61,14 @@ static int teardown(void **state)
 
 static void start(fixture *fx, int interval_ms, int timeout_ms)
 {
-    hb_options o = {.ctx = fx->ctx, .coordinator = "inproc://hb-coord", .role = "worker",
-                    .rank = 1, .generation = 3, .interval_ms = interval_ms,
-                    .timeout_ms = timeout_ms, .lg = &fx->lg};
+    hb_options o = {.ctx = fx->ctx,
+                    .coordinator = "inproc://hb-coord",
+                    .role = "worker",
+                    .rank = 1,
+                    .generation = 3,
+                    .interval_ms = interval_ms,
+                    .timeout_ms = timeout_ms,
+                    .lg = &fx->lg};
     pst_err err = {0};
     fx->hb = hb_start(&o, &err);
     assert_non_null(fx->hb);
@@ -94,9 +99,8 @@ static void answer(fixture *fx, uint64_t gen1, int lost1, const char *server_ep)
     snprintf(m->server_ep[0], WIRE_ENDPOINT_MAX, "%s", server_ep);
     pst_err err = {0};
     wire_body b = {.membership = m};
-    assert_int_equal(msg_send(fx->coord, fx->in->route, fx->in->route_len, &h, &b, NULL, 0, 0,
-                              &err),
-                     PST_OK);
+    assert_int_equal(
+        msg_send(fx->coord, fx->in->route, fx->in->route_len, &h, &b, NULL, 0, 0, &err), PST_OK);
 }
 
 /* Waits until hb_membership's version reaches v. */

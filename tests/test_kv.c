@@ -20,8 +20,8 @@
 #include "proto/msg.h"
 #include "worker/kv.h"
 
-#define P 64      /* model floats: server 0 holds [0, 32), server 1 [32, 64) */
-#define NSOCK 3   /* server 0, server 1, server 0's next incarnation */
+#define P 64    /* model floats: server 0 holds [0, 32), server 1 [32, 64) */
+#define NSOCK 3 /* server 0, server 1, server 0's next incarnation */
 static const char *EP[NSOCK] = {"inproc://kv-s0", "inproc://kv-s1", "inproc://kv-s0b"};
 
 /* What the fake servers do (set before the thread starts). */
@@ -42,12 +42,12 @@ typedef struct {
     atomic_int stop;
     /* Counts, per socket and type, of requests received; read after the thread ends. */
     int seen[NSOCK][WIRE_MSG_BYE + 1];
-    int repeats[NSOCK];        /* requests whose id was seen before on that socket */
+    int repeats[NSOCK]; /* requests whose id was seen before on that socket */
     uint64_t ids[NSOCK][256];
     int nids[NSOCK];
-    float w[P];                /* the weights the servers hold */
+    float w[P]; /* the weights the servers hold */
     /* Held replies */
-    msg_in held;               /* server 0's parked or reordered pull */
+    msg_in held; /* server 0's parked or reordered pull */
     char held_route[64];
     int holding;
     uint64_t parked_push_id;
@@ -65,8 +65,8 @@ static void reply(fake *f, int s, const msg_in *in, wire_type type, int64_t cloc
             const wire_range *q = in->b.range;
             wire_range r = {.offset = q->offset, .len = q->len};
             net_frame fr = {.data = f->w + q->offset, .len = q->len * sizeof(float)};
-            msg_send(f->sock[s], in->route, in->route_len, &h, &(wire_body){.range = &r}, &fr, 1,
-                     0, &err);
+            msg_send(f->sock[s], in->route, in->route_len, &h, &(wire_body){.range = &r}, &fr, 1, 0,
+                     &err);
         } else if (type == WIRE_MSG_ERROR)
             msg_send_error(f->sock[s], in->route, in->route_len, "server", s, in->h.request_id,
                            PST_ERR_NET, "given up", &err);
@@ -141,11 +141,8 @@ static void take(fake *f, int s, const msg_in *in)
                 release_held(f);
         }
         break;
-    case WIRE_MSG_DONE:
-        reply(f, s, in, WIRE_MSG_ACK, 0);
-        break;
-    default:
-        break;
+    case WIRE_MSG_DONE: reply(f, s, in, WIRE_MSG_ACK, 0); break;
+    default: break;
     }
 }
 
@@ -383,12 +380,9 @@ static void test_restarted_server(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_round_trips),
-        cmocka_unit_test(test_losses_and_repeats),
-        cmocka_unit_test(test_reordered_replies),
-        cmocka_unit_test(test_parked_pull_ack),
-        cmocka_unit_test(test_refusal),
-        cmocka_unit_test(test_restarted_server),
+        cmocka_unit_test(test_round_trips),       cmocka_unit_test(test_losses_and_repeats),
+        cmocka_unit_test(test_reordered_replies), cmocka_unit_test(test_parked_pull_ack),
+        cmocka_unit_test(test_refusal),           cmocka_unit_test(test_restarted_server),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -38,13 +38,13 @@ static ds_dataset *make_data(void)
 
 static cfg_job *make_job(void)
 {
-    static const char yaml[] =
-        "seed: 9\n"
-        "data: {train: unused, train_labels: unused}\n"
-        "model:\n"
-        "  layers: [{type: dense, units: 6, activation: relu}, {type: dense, units: 2, activation: softmax}]\n"
-        "optimizer: {name: sgd, lr: 0.1}\n"
-        "train: {batch_size: 8, epochs: 3}\n";
+    static const char yaml[] = "seed: 9\n"
+                               "data: {train: unused, train_labels: unused}\n"
+                               "model:\n"
+                               "  layers: [{type: dense, units: 6, activation: relu}, {type: "
+                               "dense, units: 2, activation: softmax}]\n"
+                               "optimizer: {name: sgd, lr: 0.1}\n"
+                               "train: {batch_size: 8, epochs: 3}\n";
     cfg_job *job = NULL;
     pst_err err = {0};
     if (cfg_job_load_string(&job, yaml, strlen(yaml), "test", &err))
@@ -75,7 +75,11 @@ static void add(rec *r, char c)
     r->calls[r->n] = '\0';
 }
 
-static void r_begin(void *ctx, int epoch) { (void)epoch; add(ctx, 'b'); }
+static void r_begin(void *ctx, int epoch)
+{
+    (void)epoch;
+    add(ctx, 'b');
+}
 
 static int r_prepare(void *ctx, const wk_loop_pos *at, pst_err *err)
 {
@@ -127,9 +131,12 @@ static int r_ckpt(void *ctx, int epoch_done, const char *why, pst_err *err)
     return PST_OK;
 }
 
-static const wk_loop_ops rec_ops = {.begin_epoch = r_begin, .prepare = r_prepare,
-                                    .update = r_update, .after_step = r_after,
-                                    .end_epoch = r_end, .checkpoint = r_ckpt};
+static const wk_loop_ops rec_ops = {.begin_epoch = r_begin,
+                                    .prepare = r_prepare,
+                                    .update = r_update,
+                                    .after_step = r_after,
+                                    .end_epoch = r_end,
+                                    .checkpoint = r_ckpt};
 
 static void test_cadence(void **state)
 {
@@ -170,8 +177,13 @@ static void test_order_and_cadence(void **state)
     wk_cadence cad;
     cfg_checkpoint ck = {.enabled = 1, .every_steps = 3};
     wk_cadence_init(&cad, &ck, 1);
-    wk_loop_options o = {.tr = r.tr, .train = ds, .first_epoch = 1, .last_epoch = EPOCHS,
-                         .cadence = &cad, .ops = &rec_ops, .ctx = &r};
+    wk_loop_options o = {.tr = r.tr,
+                         .train = ds,
+                         .first_epoch = 1,
+                         .last_epoch = EPOCHS,
+                         .cadence = &cad,
+                         .ops = &rec_ops,
+                         .ctx = &r};
     wk_loop_result res;
     assert_int_equal(wk_loop_run(&o, &res, &err), PST_OK);
     assert_int_equal(res.clock, EPOCHS * STEPS);
@@ -211,8 +223,13 @@ static void test_stop(void **state)
         volatile sig_atomic_t stop = 0;
         rec r = {.stop = &stop, .stop_at_clock = 7};
         assert_non_null(r.tr = wk_trainer_create(job, ds, 0, &err));
-        wk_loop_options o = {.tr = r.tr, .train = ds, .first_epoch = 1, .last_epoch = EPOCHS,
-                             .stop = &stop, .report_interrupted = report, .ops = &rec_ops,
+        wk_loop_options o = {.tr = r.tr,
+                             .train = ds,
+                             .first_epoch = 1,
+                             .last_epoch = EPOCHS,
+                             .stop = &stop,
+                             .report_interrupted = report,
+                             .ops = &rec_ops,
                              .ctx = &r};
         wk_loop_result res;
         assert_int_equal(wk_loop_run(&o, &res, &err), PST_OK);
@@ -220,8 +237,10 @@ static void test_stop(void **state)
         assert_int_equal(res.clock, 7);
         assert_int_equal(res.last.steps, 2);
         assert_true(r.ended_interrupted);
-        assert_string_equal(r.calls, report ? "bpuapuapuapuapuaec" "bpuapuaec"
-                                            : "bpuapuapuapuapuaec" "bpuapuae");
+        assert_string_equal(r.calls, report ? "bpuapuapuapuapuaec"
+                                              "bpuapuaec"
+                                            : "bpuapuapuapuapuaec"
+                                              "bpuapuae");
         if (report)
             assert_string_equal(r.ckpt_why[r.nckpt - 1], "stopped");
         wk_trainer_destroy(r.tr);
@@ -233,7 +252,11 @@ static void test_stop(void **state)
 /* The test hook raises SIGTERM once the clock reaches k (ignored here, so the run goes on;
  * the handler counts). */
 static volatile sig_atomic_t terms;
-static void on_term(int sig) { (void)sig; terms++; }
+static void on_term(int sig)
+{
+    (void)sig;
+    terms++;
+}
 
 static void test_stop_hook(void **state)
 {
@@ -248,8 +271,8 @@ static void test_stop_hook(void **state)
     assert_non_null(tr);
     pst_test_hooks hooks = {.stop_after_clock = 4};
     const wk_loop_ops local = {0};
-    wk_loop_options o = {.tr = tr, .train = ds, .first_epoch = 1, .last_epoch = 1,
-                         .hooks = &hooks, .ops = &local};
+    wk_loop_options o = {
+        .tr = tr, .train = ds, .first_epoch = 1, .last_epoch = 1, .hooks = &hooks, .ops = &local};
     wk_loop_result res;
     terms = 0;
     assert_int_equal(wk_loop_run(&o, &res, &err), PST_OK);

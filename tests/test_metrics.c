@@ -272,8 +272,7 @@ static void row_counts(const char *text, const char *label, int64_t out[3])
             s++;
         size_t n = strlen(label);
         if (strncmp(s, label, n) == 0 && s[n] == ' ') {
-            int got = sscanf(s + n, "%" SCNd64 " %" SCNd64 " %" SCNd64, &out[0], &out[1],
-                             &out[2]);
+            int got = sscanf(s + n, "%" SCNd64 " %" SCNd64 " %" SCNd64, &out[0], &out[1], &out[2]);
             assert_int_equal(got, 3);
             return;
         }

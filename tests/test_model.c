@@ -14,7 +14,6 @@
 #include "spec_helpers.h"
 #include "base/rng.h"
 
-
 /* Loss of the model at its current parameters, accumulated in double. */
 static double model_loss(ml_model *m, const float *x, const int32_t *label, const float *t, int n)
 {
@@ -90,7 +89,7 @@ static void test_gradient_relu_stack_with_activation_layers(void **state)
 {
     (void)state;
     ml_layer_spec L[] = {DENSE(6, ACT_LINEAR), ACT(ACT_RELU), DENSE(5, ACT_RELU),
-                     DENSE(4, ACT_LINEAR), ACT(ACT_SOFTMAX)};
+                         DENSE(4, ACT_LINEAR), ACT(ACT_SOFTMAX)};
     check_model_gradient(L, 5, ML_LOSS_CCE, 3, 1, 20);
     check_model_gradient(L, 5, ML_LOSS_CCE, 9, 5, 21);
 }
@@ -242,7 +241,7 @@ static void test_frozen_layers(void **state)
 {
     (void)state;
     ml_layer_spec L[] = {DENSE(6, ACT_RELU), DENSE(5, ACT_TANH), ACT(ACT_RELU),
-                     DENSE(3, ACT_SOFTMAX)};
+                         DENSE(3, ACT_SOFTMAX)};
     ml_model_spec spec = {.layers = L, .nlayers = 4, .loss = ML_LOSS_CCE};
     enum { N = 4, IN = 7 };
     ml_model *ref = ml_model_create(&spec, IN, N, NULL);

@@ -193,8 +193,7 @@ static void test_round_trip_zero_copy(void **state)
     memcpy(route, in.route, in.route_len);
     const float w[2] = {1.5f, -2};
     net_frame wf = {.data = w, .len = sizeof w};
-    if (msg_send(fx->router, route, in.route_len, &r, &(wire_body){.range = &rr}, &wf, 1, 0,
-                 &err))
+    if (msg_send(fx->router, route, in.route_len, &r, &(wire_body){.range = &rr}, &wf, 1, 0, &err))
         fail_msg("reply: %s", err.msg);
     if (msg_recv(fx->dealer, fx->m, 0, &in, WAIT_MS, &err))
         fail_msg("reply recv: %s", err.msg);
@@ -327,8 +326,7 @@ static void test_garbage_envelope(void **state)
     raw_send(fx, data, len, 1);
     assert_int_equal(msg_recv(fx->router, fx->m, 1, &in, WAIT_MS, &err), PST_ERR_PEER);
     char want[64];
-    snprintf(want, sizeof want, "version %u, this build speaks %u", WIRE_VERSION + 1,
-             WIRE_VERSION);
+    snprintf(want, sizeof want, "version %u, this build speaks %u", WIRE_VERSION + 1, WIRE_VERSION);
     assert_non_null(strstr(err.msg, want));
 
     /* Only a routing id, no envelope: an empty message from the DEALER side. */
@@ -472,9 +470,9 @@ static int curve_teardown(void **state)
 {
     curve_fx *c = *state;
     fclose(c->log);
-    const char *names[] = {"server.key", "server.pub", "worker.key", "worker.pub", "intruder.key",
-                           "intruder.pub", "allow.txt", "log.txt", "empty.txt", "fresh.key",
-                           "fresh.pub"};
+    const char *names[] = {"server.key",   "server.pub",   "worker.key", "worker.pub",
+                           "intruder.key", "intruder.pub", "allow.txt",  "log.txt",
+                           "empty.txt",    "fresh.key",    "fresh.pub"};
     char path[160];
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         snprintf(path, sizeof path, "%s/%s", c->dir, names[i]);
@@ -542,8 +540,8 @@ static void test_curve_round_trip(void **state)
     server_start(c, &s);
     pst_err err = {0};
     net_ctx *cc = client_ctx(c, c->client_key);
-    net_sock *d = net_sock_create(cc, NET_DEALER, &(net_opts){.identity = "w", .linger_ms = 100},
-                                  &err);
+    net_sock *d =
+        net_sock_create(cc, NET_DEALER, &(net_opts){.identity = "w", .linger_ms = 100}, &err);
     assert_non_null(d);
     assert_int_equal(net_sock_connect(d, s.endpoint, &err), PST_OK);
     net_msg *m = net_msg_create(&err);
@@ -576,8 +574,8 @@ static void refused_client(curve_fx *c, const char *client_key, const char *serv
     server_start(c, &s);
     pst_err err = {0};
     net_ctx *cc = client_ctx(c, client_key);
-    net_sock *d = net_sock_create(cc, NET_DEALER, &(net_opts){.identity = "x", .linger_ms = 1},
-                                  &err);
+    net_sock *d =
+        net_sock_create(cc, NET_DEALER, &(net_opts){.identity = "x", .linger_ms = 1}, &err);
     assert_non_null(d);
     assert_int_equal(net_sock_connect(d, s.endpoint, &err), PST_OK);
     net_msg *m = net_msg_create(&err);
@@ -624,13 +622,12 @@ static void test_curve_plaintext_client(void **state)
 /* What the listening side learns of a sender's key (net_msg_key): its own server key pair
  * is the server class even though the allow-list does not name it, a listed key a client,
  * and a plaintext connection has none. */
-static net_key_class sender_class(curve_fx *c, curve_server *s, const char *client_key,
-                                  char *z85)
+static net_key_class sender_class(curve_fx *c, curve_server *s, const char *client_key, char *z85)
 {
     pst_err err = {0};
     net_ctx *cc = client_ctx(c, client_key);
-    net_sock *d = net_sock_create(cc, NET_DEALER, &(net_opts){.identity = "k", .linger_ms = 100},
-                                  &err);
+    net_sock *d =
+        net_sock_create(cc, NET_DEALER, &(net_opts){.identity = "k", .linger_ms = 100}, &err);
     assert_non_null(d);
     assert_int_equal(net_sock_connect(d, s->endpoint, &err), PST_OK);
     net_msg *m = net_msg_create(&err);
@@ -750,20 +747,19 @@ static void test_curve_bad_key_files(void **state)
     assert_int_equal(net_curve_check(&ok, &err), PST_OK);
     net_curve_files none = {0};
     assert_int_equal(net_curve_check(&none, &err), PST_OK);
-    expect_config_error(&(net_curve_files){.server_public = missing, .client_secret = c->client_key},
-                        missing);
+    expect_config_error(
+        &(net_curve_files){.server_public = missing, .client_secret = c->client_key}, missing);
     write_text(empty, "0123456789\n");
-    expect_config_error(&(net_curve_files){.server_public = c->server_pub,
-                                           .client_secret = empty},
+    expect_config_error(&(net_curve_files){.server_public = c->server_pub, .client_secret = empty},
                         "is not a CURVE key file");
     write_text(empty, "# nothing here\n");
     /* Halves swapped: a public key where the secret belongs, and the other way round. */
-    expect_config_error(&(net_curve_files){.server_public = c->server_pub,
-                                           .client_secret = c->server_pub},
-                        "holds a public key");
-    expect_config_error(&(net_curve_files){.server_public = c->server_key,
-                                           .client_secret = c->client_key},
-                        "holds a secret key");
+    expect_config_error(
+        &(net_curve_files){.server_public = c->server_pub, .client_secret = c->server_pub},
+        "holds a public key");
+    expect_config_error(
+        &(net_curve_files){.server_public = c->server_key, .client_secret = c->client_key},
+        "holds a secret key");
     expect_config_error(&(net_curve_files){.server_secret = c->server_key}, "needs an allow-list");
     expect_config_error(&(net_curve_files){.server_secret = c->server_key, .allow = empty},
                         "holds no keys");
@@ -772,8 +768,7 @@ static void test_curve_bad_key_files(void **state)
                         "empty.txt:2: not a CURVE public key");
     /* A folder of *.pub files is an allow-list too. */
     unlink(empty);
-    if (net_curve_check(&(net_curve_files){.server_secret = c->server_key, .allow = c->dir},
-                        &err))
+    if (net_curve_check(&(net_curve_files){.server_secret = c->server_key, .allow = c->dir}, &err))
         fail_msg("a folder allow-list: %s", err.msg);
 }
 

@@ -19,7 +19,8 @@ typedef struct {
     int n, in, out;
 } shape;
 
-static const shape shapes[] = {{1, 1, 1}, {1, 7, 3}, {3, 5, 4}, {5, 1, 9}, {8, 13, 2}, {17, 33, 10}};
+static const shape shapes[] = {{1, 1, 1}, {1, 7, 3},  {3, 5, 4},
+                               {5, 1, 9}, {8, 13, 2}, {17, 33, 10}};
 #define NSHAPES (int)(sizeof shapes / sizeof shapes[0])
 
 static void fill(float *a, size_t n, rng_state *r, float scale)
@@ -46,8 +47,8 @@ static void assert_close(const float *a, const double *b, size_t n, double rtol,
 /* ---- dense ------------------------------------------------------------------------ */
 
 /* Reference y = x W^T + b in double. */
-static void dense_ref(double *y, const double *x, const double *w, const double *b, int n,
-                      int in, int out)
+static void dense_ref(double *y, const double *x, const double *w, const double *b, int n, int in,
+                      int out)
 {
     for (int i = 0; i < n; i++)
         for (int j = 0; j < out; j++) {
@@ -59,8 +60,8 @@ static void dense_ref(double *y, const double *x, const double *w, const double 
 }
 
 /* L = sum_ij c_ij y_ij with fixed random c, so dL/dy = c. */
-static double dense_objective(const double *x, const double *w, const double *b,
-                              const double *c, int n, int in, int out)
+static double dense_objective(const double *x, const double *w, const double *b, const double *c,
+                              int n, int in, int out)
 {
     double *y = malloc(sizeof(double) * n * out);
     dense_ref(y, x, w, b, n, in, out);
@@ -80,32 +81,32 @@ static double *to_double(const float *a, size_t n)
 }
 
 /* Central difference of f with respect to every entry of v (double, h = 1e-5). */
-#define FD(grad, v, len, expr)                                                             \
-    do {                                                                                   \
-        for (size_t q_ = 0; q_ < (size_t)(len); q_++) {                                    \
-            double keep_ = (v)[q_];                                                        \
-            (v)[q_] = keep_ + 1e-5;                                                        \
-            double fp_ = (expr);                                                           \
-            (v)[q_] = keep_ - 1e-5;                                                        \
-            double fm_ = (expr);                                                           \
-            (v)[q_] = keep_;                                                               \
-            (grad)[q_] = (fp_ - fm_) / 2e-5;                                               \
-        }                                                                                  \
+#define FD(grad, v, len, expr)                                                                     \
+    do {                                                                                           \
+        for (size_t q_ = 0; q_ < (size_t)(len); q_++) {                                            \
+            double keep_ = (v)[q_];                                                                \
+            (v)[q_] = keep_ + 1e-5;                                                                \
+            double fp_ = (expr);                                                                   \
+            (v)[q_] = keep_ - 1e-5;                                                                \
+            double fm_ = (expr);                                                                   \
+            (v)[q_] = keep_;                                                                       \
+            (grad)[q_] = (fp_ - fm_) / 2e-5;                                                       \
+        }                                                                                          \
     } while (0)
 
 /* FD with step h: the float-kernel objective of an activation without a reference needs a
  * step far above float rounding. */
-#define FDH(grad, v, len, expr, h)                                                         \
-    do {                                                                                   \
-        for (size_t q_ = 0; q_ < (size_t)(len); q_++) {                                    \
-            double keep_ = (v)[q_];                                                        \
-            (v)[q_] = keep_ + (h);                                                         \
-            double fp_ = (expr);                                                           \
-            (v)[q_] = keep_ - (h);                                                         \
-            double fm_ = (expr);                                                           \
-            (v)[q_] = keep_;                                                               \
-            (grad)[q_] = (fp_ - fm_) / (2 * (h));                                          \
-        }                                                                                  \
+#define FDH(grad, v, len, expr, h)                                                                 \
+    do {                                                                                           \
+        for (size_t q_ = 0; q_ < (size_t)(len); q_++) {                                            \
+            double keep_ = (v)[q_];                                                                \
+            (v)[q_] = keep_ + (h);                                                                 \
+            double fp_ = (expr);                                                                   \
+            (v)[q_] = keep_ - (h);                                                                 \
+            double fm_ = (expr);                                                                   \
+            (v)[q_] = keep_;                                                                       \
+            (grad)[q_] = (fp_ - fm_) / (2 * (h));                                                  \
+        }                                                                                          \
     } while (0)
 
 static void test_dense_forward_matches_reference(void **state)
@@ -144,7 +145,8 @@ static void test_dense_backward_finite_differences(void **state)
         fill(dy, n * out, &r, 1.0f);
         ml_dense_backward(dx, dw, db, dy, x, w, n, in, out, 0);
 
-        double *xd = to_double(x, n * in), *wd = to_double(w, out * in), *cd = to_double(dy, n * out);
+        double *xd = to_double(x, n * in), *wd = to_double(w, out * in),
+               *cd = to_double(dy, n * out);
         double *bd = calloc(out, sizeof(double));
         double *gx = malloc(sizeof(double) * n * in), *gw = malloc(sizeof(double) * out * in);
         double *gb = malloc(sizeof(double) * out);

@@ -59,10 +59,10 @@ static void test_render_exact(void **state)
     obs_metric *s0 = must(obs_gauge(r, "t_step", "Step.", "worker=\"0\"", &err), &err);
     obs_metric *s1 = must(obs_gauge(r, "t_step", "Step.", "worker=\"1\"", &err), &err);
     const double b[] = {0.001, 0.01, 0.1};
-    obs_metric *lat = must(obs_histogram(r, "t_apply_seconds", "Apply time.", NULL, b, 3, &err),
-                           &err);
-    obs_metric *age = must(obs_age(r, "t_heard_seconds", "Since heard.", "role=\"server\",rank=\"2\"",
-                                   &err), &err);
+    obs_metric *lat =
+        must(obs_histogram(r, "t_apply_seconds", "Apply time.", NULL, b, 3, &err), &err);
+    obs_metric *age = must(
+        obs_age(r, "t_heard_seconds", "Since heard.", "role=\"server\",rank=\"2\"", &err), &err);
     obs_metric *loss = must(obs_gauge(r, "t_loss", "Loss.", NULL, &err), &err);
 
     obs_add(pushes, 1);
@@ -71,42 +71,41 @@ static void test_render_exact(void **state)
     obs_set(s0, 17);
     obs_set(s1, 0.1);
     obs_observe(lat, 0.0005);
-    obs_observe(lat, 0.01);  /* on a bound: counts in le="0.01" */
+    obs_observe(lat, 0.01); /* on a bound: counts in le="0.01" */
     obs_observe(lat, 0.05);
-    obs_observe(lat, 2.5);   /* only in +Inf */
+    obs_observe(lat, 2.5); /* only in +Inf */
     obs_set_time(age, 1000.0);
     obs_set(loss, NAN);
-    obs_add(NULL, 1);        /* metrics off: a no-op */
+    obs_add(NULL, 1); /* metrics off: a no-op */
     obs_set(NULL, 1);
     obs_observe(NULL, 1);
     obs_set_time(NULL, 1);
 
     char *text = render(r, 1012.5);
-    const char *want =
-        "# HELP t_pushes_total Pushes applied.\n"
-        "# TYPE t_pushes_total counter\n"
-        "t_pushes_total 3\n"
-        "# HELP t_live_workers Live workers.\n"
-        "# TYPE t_live_workers gauge\n"
-        "t_live_workers 3\n"
-        "# HELP t_step Step.\n"
-        "# TYPE t_step gauge\n"
-        "t_step{worker=\"0\"} 17\n"
-        "t_step{worker=\"1\"} 0.1\n"
-        "# HELP t_apply_seconds Apply time.\n"
-        "# TYPE t_apply_seconds histogram\n"
-        "t_apply_seconds_bucket{le=\"0.001\"} 1\n"
-        "t_apply_seconds_bucket{le=\"0.01\"} 2\n"
-        "t_apply_seconds_bucket{le=\"0.1\"} 3\n"
-        "t_apply_seconds_bucket{le=\"+Inf\"} 4\n"
-        "t_apply_seconds_sum 2.5605\n"
-        "t_apply_seconds_count 4\n"
-        "# HELP t_heard_seconds Since heard.\n"
-        "# TYPE t_heard_seconds gauge\n"
-        "t_heard_seconds{role=\"server\",rank=\"2\"} 12.5\n"
-        "# HELP t_loss Loss.\n"
-        "# TYPE t_loss gauge\n"
-        "t_loss NaN\n";
+    const char *want = "# HELP t_pushes_total Pushes applied.\n"
+                       "# TYPE t_pushes_total counter\n"
+                       "t_pushes_total 3\n"
+                       "# HELP t_live_workers Live workers.\n"
+                       "# TYPE t_live_workers gauge\n"
+                       "t_live_workers 3\n"
+                       "# HELP t_step Step.\n"
+                       "# TYPE t_step gauge\n"
+                       "t_step{worker=\"0\"} 17\n"
+                       "t_step{worker=\"1\"} 0.1\n"
+                       "# HELP t_apply_seconds Apply time.\n"
+                       "# TYPE t_apply_seconds histogram\n"
+                       "t_apply_seconds_bucket{le=\"0.001\"} 1\n"
+                       "t_apply_seconds_bucket{le=\"0.01\"} 2\n"
+                       "t_apply_seconds_bucket{le=\"0.1\"} 3\n"
+                       "t_apply_seconds_bucket{le=\"+Inf\"} 4\n"
+                       "t_apply_seconds_sum 2.5605\n"
+                       "t_apply_seconds_count 4\n"
+                       "# HELP t_heard_seconds Since heard.\n"
+                       "# TYPE t_heard_seconds gauge\n"
+                       "t_heard_seconds{role=\"server\",rank=\"2\"} 12.5\n"
+                       "# HELP t_loss Loss.\n"
+                       "# TYPE t_loss gauge\n"
+                       "t_loss NaN\n";
     assert_string_equal(text, want);
     free(text);
     obs_registry_destroy(r);
@@ -265,8 +264,7 @@ static void test_http(void **state)
     char *nf = http_get(port, "/status");
     assert_non_null(strstr(nf, " 404 "));
     free(nf);
-    assert_int_equal(obs_publish(r, "/status", "application/json", "{\"ok\":true}", &err),
-                     PST_OK);
+    assert_int_equal(obs_publish(r, "/status", "application/json", "{\"ok\":true}", &err), PST_OK);
     char *st = http_get(port, "/status");
     assert_non_null(strstr(st, " 200 "));
     assert_non_null(strstr(st, "application/json"));

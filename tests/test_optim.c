@@ -375,8 +375,8 @@ static void test_lr_schedules(void **state)
     assert_float_equal(opt_lr_at(&c, 30), 0.0125f, 1e-8);
     /* with warmup 5 the steps count from the end of warmup: t' = t - 5 */
     c.sched.warmup_steps = 5;
-    assert_float_equal(opt_lr_at(&c, 0), 0.02f, 1e-8); /* 0.1 * 1/5 */
-    assert_float_equal(opt_lr_at(&c, 14), 0.1f, 1e-8); /* t' = 9 */
+    assert_float_equal(opt_lr_at(&c, 0), 0.02f, 1e-8);  /* 0.1 * 1/5 */
+    assert_float_equal(opt_lr_at(&c, 14), 0.1f, 1e-8);  /* t' = 9 */
     assert_float_equal(opt_lr_at(&c, 15), 0.05f, 1e-8); /* t' = 10 */
 
     /* cosine, lr 0.1 -> min_lr 0.01 over total 100:
@@ -556,8 +556,8 @@ static void test_apply_groups(void **state)
             opt_tick(b);
             for (int i = 0; i < 4; i++)
                 if (gr[i].lr_mult > 0.0f)
-                    opt_apply(&c, b, wb + gr[i].offset, g + gr[i].offset, gr[i].offset,
-                              gr[i].len, lr * gr[i].lr_mult);
+                    opt_apply(&c, b, wb + gr[i].offset, g + gr[i].offset, gr[i].offset, gr[i].len,
+                              lr * gr[i].lr_mult);
             /* A shard [5, 35) in two chunks [5, 26) and [26, 35), as a server applies. */
             opt_tick(sub);
             opt_apply_groups(&c, sub, ws + 5, g + 5, 5, 21, gr, 4, lr);
@@ -615,16 +615,11 @@ static void test_clip_groups(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_rules_match_reference),
-        cmocka_unit_test(test_disjoint_ranges),
-        cmocka_unit_test(test_adam_bias_correction),
-        cmocka_unit_test(test_adamw_decoupled),
-        cmocka_unit_test(test_state_layout_and_steps),
-        cmocka_unit_test(test_defaults),
-        cmocka_unit_test(test_lr_schedules),
-        cmocka_unit_test(test_clip_global_norm),
-        cmocka_unit_test(test_apply_groups),
-        cmocka_unit_test(test_clip_groups),
+        cmocka_unit_test(test_rules_match_reference),  cmocka_unit_test(test_disjoint_ranges),
+        cmocka_unit_test(test_adam_bias_correction),   cmocka_unit_test(test_adamw_decoupled),
+        cmocka_unit_test(test_state_layout_and_steps), cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_lr_schedules),           cmocka_unit_test(test_clip_global_norm),
+        cmocka_unit_test(test_apply_groups),           cmocka_unit_test(test_clip_groups),
         cmocka_unit_test(test_config_check),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -31,7 +31,11 @@ enum { MIX_INIT, MIX_NOTE, MIX_FLIP };
 static const char *const gain_names[] = {"gain0", "gain1", "gain2"};
 
 static const ml_layer_key mix_keys[] = {
-    [MIX_INIT] = {.name = "init", .kind = ML_KEY_FLOAT, .def = 1.0, .min = 0, .max = 10,
+    [MIX_INIT] = {.name = "init",
+                  .kind = ML_KEY_FLOAT,
+                  .def = 1.0,
+                  .min = 0,
+                  .max = 10,
                   .doc = "initial gain"},
     [MIX_NOTE] = {.name = "note", .kind = ML_KEY_STRING, .doc = "free text"},
     [MIX_FLIP] = {.name = "flip", .kind = ML_KEY_BOOL, .def = 0, .doc = "negate the sum"},
@@ -41,8 +45,8 @@ static int mix_shape(ml_layer *l, pst_err *err)
 {
     for (int k = 1; k < l->nin; k++)
         if (l->in[k] != l->in[0])
-            return pst_err_set(err, PST_ERR_CONFIG, "inputs: widths %d and %d differ",
-                               l->in[0], l->in[k]);
+            return pst_err_set(err, PST_ERR_CONFIG, "inputs: widths %d and %d differ", l->in[0],
+                               l->in[k]);
     l->out = l->in[0];
     l->ntensors = l->nin;
     for (int k = 0; k < l->nin; k++)
@@ -60,8 +64,8 @@ static void mix_init(const ml_layer *l, float *const *t, int he, rng_state *r)
 
 static float mix_sign(const ml_layer *l) { return l->spec->val[MIX_FLIP].i ? -1.0f : 1.0f; }
 
-static void mix_forward(const ml_layer *l, float *y, const float *const *x,
-                        const float *const *t, int n)
+static void mix_forward(const ml_layer *l, float *y, const float *const *x, const float *const *t,
+                        int n)
 {
     float s = mix_sign(l);
     int w = l->out;
@@ -110,19 +114,18 @@ static const ml_layer_ops mix_type = {
 };
 
 /* h1 feeds both h2 and mix (fan-out); h2 reads h1 by name; mix reads two inputs. */
-static const char job_text[] =
-    "name: mixjob\n"
-    "data: {format: csv, train: a.csv, num_classes: 3}\n"
-    "model:\n"
-    "  layers:\n"
-    "    - {units: 5, activation: tanh, name: h1}\n"
-    "    - {units: 5, activation: sigmoid, name: h2, inputs: [h1]}\n"
-    "    - type: mix\n"
-    "      inputs: [h1, h2]\n"
-    "      init: 0.5\n"
-    "      note: \"two branches\"\n"
-    "      flip: true\n"
-    "    - {units: 3, activation: softmax, name: out}\n";
+static const char job_text[] = "name: mixjob\n"
+                               "data: {format: csv, train: a.csv, num_classes: 3}\n"
+                               "model:\n"
+                               "  layers:\n"
+                               "    - {units: 5, activation: tanh, name: h1}\n"
+                               "    - {units: 5, activation: sigmoid, name: h2, inputs: [h1]}\n"
+                               "    - type: mix\n"
+                               "      inputs: [h1, h2]\n"
+                               "      init: 0.5\n"
+                               "      note: \"two branches\"\n"
+                               "      flip: true\n"
+                               "    - {units: 3, activation: softmax, name: out}\n";
 
 static ml_registry *make_registry(void)
 {
@@ -251,8 +254,8 @@ static void test_model_and_checkpoint(void **state)
     ml_registry *reg = make_registry();
     pst_err err = {0};
     cfg_job *j = NULL;
-    assert_int_equal(
-        cfg_job_load_string_reg(&j, reg, job_text, sizeof job_text - 1, "<mix>", &err), PST_OK);
+    assert_int_equal(cfg_job_load_string_reg(&j, reg, job_text, sizeof job_text - 1, "<mix>", &err),
+                     PST_OK);
     ml_model *m = ml_model_create(&j->model.spec, 4, 6, &err);
     if (!m)
         fail_msg("%s", err.msg);
@@ -298,8 +301,7 @@ static void test_named_inputs_are_validated(void **state)
 {
     (void)state;
     pst_err err = {0};
-    ml_layer_spec L[3] = {DENSE_N(4, ACT_RELU, "a"), DENSE(3, ACT_LINEAR),
-                          DENSE(2, ACT_SOFTMAX)};
+    ml_layer_spec L[3] = {DENSE_N(4, ACT_RELU, "a"), DENSE(3, ACT_LINEAR), DENSE(2, ACT_SOFTMAX)};
     ml_model_spec s = {L, 3, ML_LOSS_CCE, ML_INIT_AUTO};
     assert_int_equal(ml_model_spec_check(&s, &err), PST_OK);
 
@@ -358,8 +360,7 @@ static void test_explicit_inputs_equal_default(void **state)
     assert_true(ml_model_loss(a, lab, NULL, 4) == ml_model_loss(b, lab, NULL, 4));
     ml_model_backward(a, x, 4);
     ml_model_backward(b, x, 4);
-    assert_memory_equal(ml_model_grads(a), ml_model_grads(b),
-                        sizeof(float) * ml_model_nparams(a));
+    assert_memory_equal(ml_model_grads(a), ml_model_grads(b), sizeof(float) * ml_model_nparams(a));
     ml_model_destroy(a);
     ml_model_destroy(b);
 }
@@ -389,7 +390,8 @@ static void test_docs_table_matches_registry(void **state)
     fclose(m);
     if (strcmp(a, want) != 0)
         fail_msg("docs/job-file.md's layer table differs from the registry; replace it with "
-                 "the output of build/test_registry --markdown:\n%s", want);
+                 "the output of build/test_registry --markdown:\n%s",
+                 want);
     free(want);
 }
 

@@ -44,9 +44,9 @@ static void test_uniform_and_normal_moments(void **state)
         n1 += z;
         n2 += (double)z * z;
     }
-    assert_float_equal(s / N, 0.5, 0.005);             /* mean of U(0,1) */
+    assert_float_equal(s / N, 0.5, 0.005); /* mean of U(0,1) */
     assert_float_equal(s2 / N - (s / N) * (s / N), 1.0 / 12, 0.002);
-    assert_float_equal(n1 / N, 0.0, 0.01);             /* standard normal */
+    assert_float_equal(n1 / N, 0.0, 0.01); /* standard normal */
     assert_float_equal(n2 / N, 1.0, 0.02);
 }
 

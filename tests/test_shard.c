@@ -61,8 +61,8 @@ static void init_all(srv_shard *sh, const float *w)
 }
 
 /* One push that must succeed (PST_OK); returns its outcome. */
-static srv_outcome push_out(srv_shard *sh, int worker, int64_t clock, uint64_t off,
-                            const float *g, uint64_t len)
+static srv_outcome push_out(srv_shard *sh, int worker, int64_t clock, uint64_t off, const float *g,
+                            uint64_t len)
 {
     pst_err err = {0};
     srv_outcome out = SRV_APPLIED;
@@ -76,8 +76,8 @@ static void push_ok(srv_shard *sh, int worker, int64_t clock, uint64_t off, cons
 {
     srv_outcome out = push_out(sh, worker, clock, off, g, len);
     if (out != SRV_APPLIED)
-        fail_msg("push by worker %d at clock %lld of [%llu, +%llu): %s, expected APPLIED",
-                 worker, (long long)clock, (unsigned long long)off, (unsigned long long)len,
+        fail_msg("push by worker %d at clock %lld of [%llu, +%llu): %s, expected APPLIED", worker,
+                 (long long)clock, (unsigned long long)off, (unsigned long long)len,
                  outcome_name(out));
 }
 
@@ -344,9 +344,8 @@ static void test_bsp_mean_applied_once(void **state)
 /* bsp sums the workers' gradients in rank order whatever order they arrive in, so the
  * result is bit-identical across arrival orders (float addition is not associative:
  * these values make (a + b) + c differ from (a + c) + b). */
-static const float nonassoc_g[3][4] = {{1e8f, 1.0f, 3.3f, -2.0f},
-                                       {-1e8f, 1e-8f, 0.7f, 1e7f},
-                                       {1.0f, -1.0f, 1e-3f, -1e7f}};
+static const float nonassoc_g[3][4] = {
+    {1e8f, 1.0f, 3.3f, -2.0f}, {-1e8f, 1e-8f, 0.7f, 1e7f}, {1.0f, -1.0f, 1e-3f, -1e7f}};
 static const float nonassoc_w0[4] = {0.25f, -0.5f, 1.0f, 2.0f};
 
 static void test_bsp_sum_independent_of_arrival_order(void **state)
@@ -419,8 +418,7 @@ static void test_bsp_duplicates_any_order(void **state)
         while (head < tail) {
             int e = queue[head++];
             int c = e / (W * J), k = e / J % W, j = e % J;
-            srv_outcome out = push_out(sh, k, c, (uint64_t)(j * CHUNK), g[c][k] + j * CHUNK,
-                                       CHUNK);
+            srv_outcome out = push_out(sh, k, c, (uint64_t)(j * CHUNK), g[c][k] + j * CHUNK, CHUNK);
             if (out == SRV_APPLIED) {
                 assert_int_equal(applied[e], 0);
                 applied[e] = 1;
@@ -821,7 +819,7 @@ static void dedupe_against_clean(cfg_consistency cons)
             push_ok(sh, k, c, 0, g, CHUNK);
             not_taken(sh, W, k, c, 0, stale, CHUNK, SRV_REPEAT);
             not_taken(sh, W, k, c, 2 * CHUNK, g + 2 * CHUNK, CHUNK, SRV_EARLY); /* gap */
-            not_taken(sh, W, k, c + 1, 0, g, CHUNK, SRV_EARLY); /* a later clock */
+            not_taken(sh, W, k, c + 1, 0, g, CHUNK, SRV_EARLY);                 /* a later clock */
             nrepeat += 1;
             nearly += 3;
             push_ok(sh, k, c, CHUNK, g + CHUNK, CHUNK);
@@ -916,8 +914,8 @@ static void test_rejoin_bsp(void **state)
     assert_int_equal(st.rejoins, 1);
     assert_int_equal(st.lost_workers, 1);
     assert_false(srv_shard_pull_ready(sh, 0, 2, 0));
-    not_taken(sh, 3, 1, 0, 0, big, 2, SRV_REPEAT);   /* an earlier clock */
-    not_taken(sh, 3, 1, 1, 2, big, 2, SRV_EARLY);    /* the step starts afresh */
+    not_taken(sh, 3, 1, 0, 0, big, 2, SRV_REPEAT); /* an earlier clock */
+    not_taken(sh, 3, 1, 1, 2, big, 2, SRV_EARLY);  /* the step starts afresh */
     push_ok(sh, 1, 1, 0, fours, 2);
     push_ok(sh, 1, 1, 2, fours + 2, 2);
     assert_false(srv_shard_pull_ready(sh, 0, 2, 0)); /* worker 2 owes clock 1 */

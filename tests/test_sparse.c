@@ -130,8 +130,7 @@ static void test_refusals(void **state)
         pst_err err = {0};
         ds_sparse *s = ds_sparse_load_libsvm(p, &o, &err);
         if (s || !strstr(err.msg, cases[i].want))
-            fail_msg("case %zu: got '%s', want '%s'", i, s ? "(loaded)" : err.msg,
-                     cases[i].want);
+            fail_msg("case %zu: got '%s', want '%s'", i, s ? "(loaded)" : err.msg, cases[i].want);
         assert_int_equal(err.code, PST_ERR_DATA);
         assert_null(strchr(err.msg, '\n'));
     }

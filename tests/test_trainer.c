@@ -184,8 +184,8 @@ static void test_init_from(void **state)
     cfg_job *jpre = job_of(L0 "}", L1 "}", L2 "}", ADAM, NULL);
     wk_trainer *pre = train(jpre, ds);
     pst_err err = {0};
-    assert_int_equal(ckpt_save_model(path, wk_trainer_model(pre), &jpre->model.spec, ds, NULL, &err),
-                     PST_OK);
+    assert_int_equal(
+        ckpt_save_model(path, wk_trainer_model(pre), &jpre->model.spec, ds, NULL, &err), PST_OK);
     FILE *f = fopen(path, "rb");
     assert_non_null(f);
     static unsigned char before[1 << 16], after[1 << 16];
@@ -195,8 +195,8 @@ static void test_init_from(void **state)
     /* Same body, new head "h"; body frozen. */
     cfg_job *jft = job_of(L0 ", trainable: false}", L1 ", trainable: false}",
                           "{units: 3, activation: softmax, name: h}", ADAM, path);
-    cfg_job *jplain = job_of(L0 "}", L1 "}", "{units: 3, activation: softmax, name: h}", ADAM,
-                             NULL);
+    cfg_job *jplain =
+        job_of(L0 "}", L1 "}", "{units: 3, activation: softmax, name: h}", ADAM, NULL);
     wk_trainer *ft = wk_trainer_create(jft, ds, 0, &err);
     if (!ft)
         fail_msg("%s", err.msg);

@@ -69,7 +69,8 @@ static void test_range_round_trip(void **state)
         e.request_id = 0x123456789abcULL;
         e.clock = 42;
         e.generation = 2;
-        wire_range r = {.offset = 5000000000ULL, .len = 1000, /* 64-bit offsets */
+        wire_range r = {.offset = 5000000000ULL,
+                        .len = 1000, /* 64-bit offsets */
                         .clock_gap = types[i] == WIRE_MSG_PULL_REPLY ? 3 : 0,
                         .final = types[i] == WIRE_MSG_PULL,
                         .checkpoint = types[i] == WIRE_MSG_PUSH};
@@ -125,8 +126,8 @@ static void test_welcome_hello_error_stats(void **state)
     assert_int_equal(G.generation, 5);
 
     wire_env_init(&e, WIRE_MSG_HELLO, "server", 1);
-    wire_hello h = {.endpoint = "tcp://host:1234", .job_hash = 0xfeedULL, .pid = 77,
-                    .nparams = 9, .steps = 12};
+    wire_hello h = {
+        .endpoint = "tcp://host:1234", .job_hash = 0xfeedULL, .pid = 77, .nparams = 9, .steps = 12};
     round_trip(&e, &(wire_body){.hello = &h});
     assert_non_null(GB.hello);
     assert_string_equal(GB.hello->endpoint, "tcp://host:1234");
@@ -143,8 +144,14 @@ static void test_welcome_hello_error_stats(void **state)
     assert_string_equal(GB.error->text, "range outside shard");
 
     wire_env_init(&e, WIRE_MSG_BYE, "server", 0);
-    wire_stats st = {.pushes = 10, .pulls = 11, .bytes_in = 12, .bytes_out = 13,
-                     .updates = 14, .nonfinite = 15, .repeats = 16, .max_clock_gap = 2};
+    wire_stats st = {.pushes = 10,
+                     .pulls = 11,
+                     .bytes_in = 12,
+                     .bytes_out = 13,
+                     .updates = 14,
+                     .nonfinite = 15,
+                     .repeats = 16,
+                     .max_clock_gap = 2};
     round_trip(&e, &(wire_body){.stats = &st});
     assert_non_null(GB.stats);
     assert_memory_equal(GB.stats, &st, sizeof st);
@@ -174,8 +181,8 @@ static void test_control_messages(void **state)
     assert_string_equal(wire_type_name(WIRE_MSG_BARRIER), "BARRIER");
 
     wire_env e;
-    wire_progress p = {.epoch = 3, .step = 120, .loss = 0.25, .samples_per_s = 1e4,
-                       .test_accuracy = 0.9};
+    wire_progress p = {
+        .epoch = 3, .step = 120, .loss = 0.25, .samples_per_s = 1e4, .test_accuracy = 0.9};
     static const wire_type with_progress[3] = {WIRE_MSG_PROGRESS, WIRE_MSG_DONE,
                                                WIRE_MSG_HEARTBEAT};
     for (int i = 0; i < 3; i++) {
@@ -232,32 +239,31 @@ static void test_control_messages(void **state)
 static void test_bytes_unchanged(void **state)
 {
     (void)state;
-    static const uint8_t push[] = {
-        0x08, 0x03, 0x10, 0x05, 0x18, 0x4d, 0x22, 0x06, 0x77, 0x6f, 0x72, 0x6b, 0x65, 0x72,
-        0x28, 0x01, 0x32, 0x02, 0xe8, 0x07, 0x52, 0x06, 0x08, 0xf4, 0x03, 0x10, 0xfa, 0x01,
-        0x58, 0x0c, 0x60, 0x01, 0xf0, 0x01, 0x01};
+    static const uint8_t push[] = {0x08, 0x03, 0x10, 0x05, 0x18, 0x4d, 0x22, 0x06, 0x77,
+                                   0x6f, 0x72, 0x6b, 0x65, 0x72, 0x28, 0x01, 0x32, 0x02,
+                                   0xe8, 0x07, 0x52, 0x06, 0x08, 0xf4, 0x03, 0x10, 0xfa,
+                                   0x01, 0x58, 0x0c, 0x60, 0x01, 0xf0, 0x01, 0x01};
     static const uint8_t ack[] = {0x08, 0x03, 0x10, 0x0d, 0x18, 0x4e, 0x22, 0x06, 0x73, 0x65,
                                   0x72, 0x76, 0x65, 0x72, 0x58, 0x0c, 0xf8, 0x01, 0x02};
-    static const uint8_t heartbeat[] = {
-        0x08, 0x03, 0x10, 0x0e, 0x22, 0x0b, 0x63, 0x6f, 0x6f, 0x72, 0x64, 0x69, 0x6e,
-        0x61, 0x74, 0x6f, 0x72, 0xf8, 0x01, 0x01, 0x82, 0x02, 0x0f, 0x0a, 0x03, 0x01,
-        0x03, 0x01, 0x12, 0x03, 0x00, 0x00, 0x01, 0x1a, 0x03, 0x00, 0x00, 0x00};
+    static const uint8_t heartbeat[] = {0x08, 0x03, 0x10, 0x0e, 0x22, 0x0b, 0x63, 0x6f, 0x6f, 0x72,
+                                        0x64, 0x69, 0x6e, 0x61, 0x74, 0x6f, 0x72, 0xf8, 0x01, 0x01,
+                                        0x82, 0x02, 0x0f, 0x0a, 0x03, 0x01, 0x03, 0x01, 0x12, 0x03,
+                                        0x00, 0x00, 0x01, 0x1a, 0x03, 0x00, 0x00, 0x00};
     static const uint8_t welcome_rejoin[] = {
         0x08, 0x03, 0x10, 0x03, 0x22, 0x0b, 0x63, 0x6f, 0x6f, 0x72, 0x64, 0x69, 0x6e, 0x61,
         0x74, 0x6f, 0x72, 0x4a, 0x22, 0x0a, 0x13, 0x74, 0x63, 0x70, 0x3a, 0x2f, 0x2f, 0x31,
         0x30, 0x2e, 0x30, 0x2e, 0x30, 0x2e, 0x32, 0x3a, 0x36, 0x30, 0x30, 0x30, 0x12, 0x02,
         0x00, 0x64, 0x18, 0x64, 0x20, 0x02, 0x28, 0x01, 0xb0, 0x01, 0x01, 0xf8, 0x01, 0x04};
     static const uint8_t hello_worker[] = {
-        0x08, 0x03, 0x10, 0x02, 0x22, 0x06, 0x77, 0x6f, 0x72, 0x6b, 0x65, 0x72, 0x28, 0x02,
-        0x42, 0x3c, 0x0a, 0x14, 0x74, 0x63, 0x70, 0x3a, 0x2f, 0x2f, 0x31, 0x32, 0x37, 0x2e,
-        0x30, 0x2e, 0x30, 0x2e, 0x31, 0x3a, 0x35, 0x35, 0x35, 0x35, 0x10, 0xe8, 0x07, 0x18,
-        0xef, 0x9b, 0xaf, 0x85, 0x89, 0xcf, 0x95, 0x9a, 0x12, 0x20, 0x92, 0x21, 0x28, 0xac,
-        0x02, 0x32, 0x11, 0x0a, 0x05, 0x00, 0x90, 0x03, 0xe8, 0x07, 0x12, 0x08, 0x00, 0x00,
-        0x00, 0x00, 0x00, 0x00, 0x80, 0x3f};
-    static const uint8_t bye[] = {0x08, 0x03, 0x10, 0x0b, 0x22, 0x06, 0x73, 0x65, 0x72, 0x76,
-                                  0x65, 0x72, 0x28, 0x01, 0x7a, 0x10, 0x08, 0x64, 0x10, 0x64,
-                                  0x18, 0x80, 0x80, 0x40, 0x20, 0x80, 0x80, 0x40, 0x28, 0x02,
-                                  0x30, 0x64};
+        0x08, 0x03, 0x10, 0x02, 0x22, 0x06, 0x77, 0x6f, 0x72, 0x6b, 0x65, 0x72, 0x28,
+        0x02, 0x42, 0x3c, 0x0a, 0x14, 0x74, 0x63, 0x70, 0x3a, 0x2f, 0x2f, 0x31, 0x32,
+        0x37, 0x2e, 0x30, 0x2e, 0x30, 0x2e, 0x31, 0x3a, 0x35, 0x35, 0x35, 0x35, 0x10,
+        0xe8, 0x07, 0x18, 0xef, 0x9b, 0xaf, 0x85, 0x89, 0xcf, 0x95, 0x9a, 0x12, 0x20,
+        0x92, 0x21, 0x28, 0xac, 0x02, 0x32, 0x11, 0x0a, 0x05, 0x00, 0x90, 0x03, 0xe8,
+        0x07, 0x12, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x80, 0x3f};
+    static const uint8_t bye[] = {0x08, 0x03, 0x10, 0x0b, 0x22, 0x06, 0x73, 0x65, 0x72, 0x76, 0x65,
+                                  0x72, 0x28, 0x01, 0x7a, 0x10, 0x08, 0x64, 0x10, 0x64, 0x18, 0x80,
+                                  0x80, 0x40, 0x20, 0x80, 0x80, 0x40, 0x28, 0x02, 0x30, 0x64};
     static uint8_t buf[WIRE_MAX_META];
     size_t len = 0;
     pst_err err = {0};
@@ -289,8 +295,7 @@ static void test_bytes_unchanged(void **state)
     m.lost[2] = 1;
     wire_env_init(&e, WIRE_MSG_HEARTBEAT, "coordinator", 0);
     e.generation = 1;
-    assert_int_equal(wire_pack(&e, &(wire_body){.membership = &m}, buf, sizeof buf, &len, &err),
-                     0);
+    assert_int_equal(wire_pack(&e, &(wire_body){.membership = &m}, buf, sizeof buf, &len, &err), 0);
     assert_int_equal(len, sizeof heartbeat);
     assert_memory_equal(buf, heartbeat, sizeof heartbeat);
 
@@ -309,16 +314,23 @@ static void test_bytes_unchanged(void **state)
     assert_memory_equal(buf, welcome_rejoin, sizeof welcome_rejoin);
 
     wire_env_init(&e, WIRE_MSG_HELLO, "worker", 2);
-    wire_hello h = {.endpoint = "tcp://127.0.0.1:5555", .nparams = 1000,
-                    .job_hash = 0x1234567890abcdefull, .pid = 4242, .steps = 300,
+    wire_hello h = {.endpoint = "tcp://127.0.0.1:5555",
+                    .nparams = 1000,
+                    .job_hash = 0x1234567890abcdefull,
+                    .pid = 4242,
+                    .steps = 300,
                     .groups = {.n = 2, .offsets = {0, 400, 1000}, .mults = {0.0f, 1.0f}}};
     assert_int_equal(wire_pack(&e, &(wire_body){.hello = &h}, buf, sizeof buf, &len, &err), 0);
     assert_int_equal(len, sizeof hello_worker);
     assert_memory_equal(buf, hello_worker, sizeof hello_worker);
 
     wire_env_init(&e, WIRE_MSG_BYE, "server", 1);
-    wire_stats st = {.pushes = 100, .pulls = 100, .bytes_in = 1 << 20, .bytes_out = 1 << 20,
-                     .updates = 100, .max_clock_gap = 2};
+    wire_stats st = {.pushes = 100,
+                     .pulls = 100,
+                     .bytes_in = 1 << 20,
+                     .bytes_out = 1 << 20,
+                     .updates = 100,
+                     .max_clock_gap = 2};
     assert_int_equal(wire_pack(&e, &(wire_body){.stats = &st}, buf, sizeof buf, &len, &err), 0);
     assert_int_equal(len, sizeof bye);
     assert_memory_equal(buf, bye, sizeof bye);
@@ -554,8 +566,7 @@ static void test_rejects_garbage_and_truncation(void **state)
     uint8_t buf[512];
     size_t len;
     pst_err err = {0};
-    assert_int_equal(wire_pack(&e, &(wire_body){.range = &r}, buf, sizeof buf, &len, &err),
-                     PST_OK);
+    assert_int_equal(wire_pack(&e, &(wire_body){.range = &r}, buf, sizeof buf, &len, &err), PST_OK);
     /* No strict prefix is a valid PUSH: each loses a required field or fails to parse. */
     for (size_t cut = 0; cut < len; cut++) {
         int rc = wire_unpack(&G, &GB, &GS, buf, cut, &err);

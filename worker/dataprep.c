@@ -8,12 +8,13 @@ static ds_dataset *load_file(const cfg_data *dc, const char *path, const char *l
                              pst_err *err)
 {
     switch (dc->format) {
-    case CFG_FMT_IDX:
-        return ds_load_idx(path, labels_path, dc->num_classes, err);
+    case CFG_FMT_IDX: return ds_load_idx(path, labels_path, dc->num_classes, err);
     case CFG_FMT_CSV: {
         ds_csv_options o = {
             .delimiter = dc->delimiter && dc->delimiter[0] ? dc->delimiter[0] : ',',
-            .header = dc->header == CFG_HEADER_YES ? 1 : dc->header == CFG_HEADER_NO ? 0 : -1,
+            .header = dc->header == CFG_HEADER_YES  ? 1
+                      : dc->header == CFG_HEADER_NO ? 0
+                                                    : -1,
             .label_name = dc->label,
             .label_index = dc->label_index,
             .task = dc->task,
@@ -21,8 +22,7 @@ static ds_dataset *load_file(const cfg_data *dc, const char *path, const char *l
         };
         return ds_load_csv(path, &o, err);
     }
-    case CFG_FMT_LIBSVM:
-        return ds_load_libsvm(path, dc->dim, dc->task, dc->num_classes, err);
+    case CFG_FMT_LIBSVM: return ds_load_libsvm(path, dc->dim, dc->task, dc->num_classes, err);
     }
     pst_err_set(err, PST_ERR_CONFIG, "data.format: unknown format %d", (int)dc->format);
     return NULL;
@@ -45,9 +45,10 @@ static int keep_classes(ds_dataset **ds, const cfg_data *dc, const char *what, p
         return PST_OK;
     for (unsigned i = 0; i < dc->classes_count; i++)
         if (dc->classes[i] >= ds_nclasses(*ds))
-            return pst_err_set(err, PST_ERR_CONFIG, "data.classes: class %d, but %s has %d "
-                               "classes (0..%d)", dc->classes[i], what, ds_nclasses(*ds),
-                               ds_nclasses(*ds) - 1);
+            return pst_err_set(err, PST_ERR_CONFIG,
+                               "data.classes: class %d, but %s has %d "
+                               "classes (0..%d)",
+                               dc->classes[i], what, ds_nclasses(*ds), ds_nclasses(*ds) - 1);
     ds_dataset *kept = ds_filter_classes(*ds, dc->classes, (int)dc->classes_count, err);
     if (!kept)
         return err ? err->code : PST_ERR_NOMEM;
@@ -72,8 +73,10 @@ static int select_samples(const cfg_data *dc, wk_data *d, pst_err *err)
             (rc = keep_classes(&d->test, dc, test, err)))
             return rc;
         if (ds_count(d->train) == 0)
-            return pst_err_set(err, PST_ERR_DATA, "data.classes: %s has no training sample of "
-                               "the classes listed", train);
+            return pst_err_set(err, PST_ERR_DATA,
+                               "data.classes: %s has no training sample of "
+                               "the classes listed",
+                               train);
     }
     if (dc->limit > 0 && dc->limit < ds_count(d->train)) {
         int64_t *rows = malloc(sizeof(int64_t) * (size_t)dc->limit);

@@ -35,26 +35,26 @@ typedef struct {
     msg_in *in;
     wk_kv *kv;
     wk_report *rep;
-    float *gbuf[2];     /* (P) gradient buffers: the model's own, and a second one when
+    float *gbuf[2];    /* (P) gradient buffers: the model's own, and a second one when
                            pipelined steps alternate */
-    float *gbuf_extra;  /* the second buffer, owned here */
-    int64_t clock;      /* steps pushed */
-    int64_t max_gap;    /* largest clock gap the servers reported */
+    float *gbuf_extra; /* the second buffer, owned here */
+    int64_t clock;     /* steps pushed */
+    int64_t max_gap;   /* largest clock gap the servers reported */
     /* Clock gaps of the pulls since the epoch began [0] and since the last step record [1]. */
     struct gaps {
         double sum, max;
         int64_t n;
     } gaps[2];
-    wk_kv_stats ks_win; /* traffic when the last step record (or the epoch) began */
+    wk_kv_stats ks_win;      /* traffic when the last step record (or the epoch) began */
     wk_kv_stats ks_epoch[2]; /* ... when the epoch began, and when its steps ended */
     int64_t last_progress_ms;
     double last_record_s; /* when the last progress record went to o->progress_fd */
     int epoch;
     int64_t step;
     double loss;
-    wk_cadence cadence; /* when a push asks the servers for a checkpoint */
-    hb_client *hb;      /* heartbeats to the coordinator */
-    uint64_t hb_version;               /* membership last looked at */
+    wk_cadence cadence;                 /* when a push asks the servers for a checkpoint */
+    hb_client *hb;                      /* heartbeats to the coordinator */
+    uint64_t hb_version;                /* membership last looked at */
     uint64_t srv_gen[WIRE_MAX_SERVERS]; /* incarnation of each server we talk to */
     char srv_ep[WIRE_MAX_SERVERS][WIRE_ENDPOINT_MAX]; /* scratch */
     net_faults *faults;
@@ -70,9 +70,10 @@ static int put_groups(worker *w, wire_groups *h, pst_err *err)
     int n;
     const opt_group *g = wk_trainer_groups(w->tr, &n);
     if (n > WIRE_MAX_GROUPS)
-        return pst_err_set(err, PST_ERR_CONFIG, "model.layers: %d runs of layers with different "
-                           "trainable/lr_mult settings, at most %d in a distributed job", n,
-                           WIRE_MAX_GROUPS);
+        return pst_err_set(err, PST_ERR_CONFIG,
+                           "model.layers: %d runs of layers with different "
+                           "trainable/lr_mult settings, at most %d in a distributed job",
+                           n, WIRE_MAX_GROUPS);
     h->n = n;
     for (int i = 0; i < n; i++) {
         h->offsets[i] = g[i].offset;
@@ -92,8 +93,10 @@ static void log_finetune(const worker *w)
     size_t frozen = wk_trainer_frozen_params(w->tr), P = ml_model_nparams(w->model);
     double saved = 2.0 * sizeof(float) * (double)frozen;
     if (frozen)
-        log_info(w->o->lg, "frozen: %zu of %zu parameters; %.*f %s per step not sent (push + "
-                 "pull)", frozen, P, saved < 1e6 ? 1 : 2, saved < 1e6 ? saved / 1e3 : saved / 1e6,
+        log_info(w->o->lg,
+                 "frozen: %zu of %zu parameters; %.*f %s per step not sent (push + "
+                 "pull)",
+                 frozen, P, saved < 1e6 ? 1 : 2, saved < 1e6 ? saved / 1e3 : saved / 1e6,
                  saved < 1e6 ? "kB" : "MB");
 }
 
@@ -143,8 +146,7 @@ static int call_coordinator(worker *w, wire_env *h, const wire_body *b, wire_typ
         int rc = msg_call(w->coord, w->m, w->in, h, b, want, same_clock,
                           left < 1000 ? (int)left : 1000, o->stop, err);
         if (rc != PST_ERR_TIMEOUT)
-            return rc ? pst_err_prefix(err, "coordinator %s, waiting for %s", o->coordinator,
-                                       what)
+            return rc ? pst_err_prefix(err, "coordinator %s, waiting for %s", o->coordinator, what)
                       : PST_OK;
         if (w->hb && (rc = hb_check(w->hb, err)))
             return pst_err_prefix(err, "waiting for %s", what);
@@ -195,8 +197,8 @@ static int report_progress(worker *w, wire_type type, double test_accuracy, pst_
     wire_env h;
     wire_env_init(&h, type, ROLE, w->o->rank);
     h.generation = w->generation;
-    wire_progress p = {.epoch = w->epoch, .step = w->step, .loss = w->loss,
-                       .test_accuracy = test_accuracy};
+    wire_progress p = {
+        .epoch = w->epoch, .step = w->step, .loss = w->loss, .test_accuracy = test_accuracy};
     wire_body b = {.progress = &p};
     if (type == WIRE_MSG_DONE)
         return call_coordinator(w, &h, &b, WIRE_MSG_ACK, 0, "the acknowledgement of DONE", err);
@@ -276,9 +278,8 @@ static void progress_record(worker *w, int64_t step, int64_t nsteps, int force)
     char line[256];
     int n = snprintf(line, sizeof line, "P %d %d %d %lld %lld %lld %lld %.6g %.6g\n", o->rank,
                      w->epoch, o->job->train.epochs, (long long)step, (long long)nsteps,
-                     (long long)w->clock,
-                     (long long)(steps_per_epoch(w) * o->job->train.epochs), w->loss,
-                     wk_trainer_samples_per_s(w->tr));
+                     (long long)w->clock, (long long)(steps_per_epoch(w) * o->job->train.epochs),
+                     w->loss, wk_trainer_samples_per_s(w->tr));
     /* One write of a short line: atomic on a pipe (< PIPE_BUF), so records of several
      * workers never interleave. EAGAIN (the launcher is behind) drops this record. */
     ssize_t r;
@@ -370,9 +371,10 @@ static int dist_end_epoch(void *ctx, const wk_epoch_stats *st, pst_err *err)
      * queued zero-copy), so the rest is computing. */
     wk_kv_get_stats(w->kv, &w->ks_epoch[1]);
     double wait = w->ks_epoch[1].wait_s - w->ks_epoch[0].wait_s;
-    log_info(w->o->lg, "epoch %d: %.2f s over %lld steps, %.2f s computing, %.2f s waiting "
-             "for weights", w->epoch, st->seconds, (long long)st->steps, st->seconds - wait,
-             wait);
+    log_info(w->o->lg,
+             "epoch %d: %.2f s over %lld steps, %.2f s computing, %.2f s waiting "
+             "for weights",
+             w->epoch, st->seconds, (long long)st->steps, st->seconds - wait, wait);
     /* Evaluate the weights after this epoch's last update, as single-process training
      * does (pipelined: the pull of that update is still in flight). */
     if (!st->interrupted && wk_kv_pull_outstanding(w->kv))
@@ -387,16 +389,28 @@ static int train(worker *w, pst_err *err)
 {
     const cfg_job *job = w->o->job;
     int64_t per_epoch = steps_per_epoch(w);
-    const wk_loop_ops ops = {.begin_epoch = dist_begin_epoch, .prepare = dist_prepare,
-                             .update = dist_update, .after_step = dist_after_step,
-                             .comm = dist_comm, .end_epoch = dist_end_epoch};
-    wk_loop_options lo = {
-        .tr = w->tr, .train = w->data.train, .val = w->data.val,
-        .first_epoch = per_epoch ? (int)(w->clock / per_epoch) + 1 : job->train.epochs + 1,
-        .last_epoch = job->train.epochs, .first_step = per_epoch ? w->clock % per_epoch : 0,
-        .clock = w->clock, .rep = w->rep, .log_every = job->train.log_every, .lg = w->o->lg,
-        .stop = w->o->stop, .hooks = w->o->hooks, .cadence = &w->cadence, .ops = &ops,
-        .ctx = w};
+    const wk_loop_ops ops = {.begin_epoch = dist_begin_epoch,
+                             .prepare = dist_prepare,
+                             .update = dist_update,
+                             .after_step = dist_after_step,
+                             .comm = dist_comm,
+                             .end_epoch = dist_end_epoch};
+    wk_loop_options lo = {.tr = w->tr,
+                          .train = w->data.train,
+                          .val = w->data.val,
+                          .first_epoch =
+                              per_epoch ? (int)(w->clock / per_epoch) + 1 : job->train.epochs + 1,
+                          .last_epoch = job->train.epochs,
+                          .first_step = per_epoch ? w->clock % per_epoch : 0,
+                          .clock = w->clock,
+                          .rep = w->rep,
+                          .log_every = job->train.log_every,
+                          .lg = w->o->lg,
+                          .stop = w->o->stop,
+                          .hooks = w->o->hooks,
+                          .cadence = &w->cadence,
+                          .ops = &ops,
+                          .ctx = w};
     wk_loop_result res;
     return wk_loop_run(&lo, &res, err);
 }
@@ -533,8 +547,10 @@ static int rejoin_at(worker *w, pst_err *err)
     if (job->cluster.consistency == CFG_CONS_BSP && w->clock < total &&
         ((rc = wk_kv_pull_start_full(w->kv, w->clock, err)) || (rc = pull_into_model(w, err))))
         return rc;
-    log_info(w->o->lg, "rejoined as incarnation %llu at clock %lld (epoch %lld, step %lld of "
-             "it)", (unsigned long long)w->generation, (long long)w->clock,
+    log_info(w->o->lg,
+             "rejoined as incarnation %llu at clock %lld (epoch %lld, step %lld of "
+             "it)",
+             (unsigned long long)w->generation, (long long)w->clock,
              (long long)(per_epoch ? w->clock / per_epoch + 1 : 1),
              (long long)(per_epoch ? w->clock % per_epoch : 0));
     return PST_OK;
@@ -570,9 +586,14 @@ int wk_dist_run(const wk_dist_options *o, pst_err *err)
         goto cleanup;
     if ((rc = hello(&w, welcome, err)) || *o->stop)
         goto cleanup;
-    hb_options ho = {.ctx = w.ctx, .coordinator = o->coordinator, .role = ROLE, .rank = o->rank,
-                     .generation = w.generation, .interval_ms = job->cluster.heartbeat_ms,
-                     .timeout_ms = job->cluster.heartbeat_timeout_s * 1000, .lg = o->lg};
+    hb_options ho = {.ctx = w.ctx,
+                     .coordinator = o->coordinator,
+                     .role = ROLE,
+                     .rank = o->rank,
+                     .generation = w.generation,
+                     .interval_ms = job->cluster.heartbeat_ms,
+                     .timeout_ms = job->cluster.heartbeat_timeout_s * 1000,
+                     .lg = o->lg};
     if (!(w.hb = hb_start(&ho, err))) {
         rc = err->code;
         goto cleanup;
@@ -630,7 +651,8 @@ int wk_dist_run(const wk_dist_options *o, pst_err *err)
         goto cleanup;
     wk_kv_stats ks;
     wk_kv_get_stats(w.kv, &ks);
-    log_info(o->lg, "done at clock %lld: %.1f MB pushed, %.1f MB pulled, %.2f s waiting for "
+    log_info(o->lg,
+             "done at clock %lld: %.1f MB pushed, %.1f MB pulled, %.2f s waiting for "
              "weights, largest clock gap %lld, %llu requests sent again",
              (long long)w.clock, ks.bytes_pushed / 1e6, ks.bytes_pulled / 1e6, ks.wait_s,
              (long long)w.max_gap, (unsigned long long)ks.resent);

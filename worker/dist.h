@@ -34,7 +34,7 @@ typedef struct {
      *   "P <rank> <epoch> <epochs> <step> <steps> <clock> <total> <loss> <samples/s>\n"
      * step of steps in this epoch; clock of total steps of this worker's whole run. */
     int progress_fd;
-    const char *faults;       /* test-only fault injection spec (net/faults.h); NULL: none */
+    const char *faults;          /* test-only fault injection spec (net/faults.h); NULL: none */
     const pst_test_hooks *hooks; /* test-only behaviour (base/testhooks.h); NULL in
                                     production */
 } wk_dist_options;

@@ -29,10 +29,10 @@ typedef struct {
     const kv_piece *pieces; /* NULL for DONE (request i goes to server i) */
     const float *buf;       /* the floats sent (zero-copy), for sending again */
     int64_t clock;
-    int slot;               /* release slot of buf's frames */
-    int checkpoint;         /* PUSH: the first transmission asked for a checkpoint */
+    int slot;       /* release slot of buf's frames */
+    int checkpoint; /* PUSH: the first transmission asked for a checkpoint */
     wire_type type;
-    uint64_t fast;          /* servers (bit s) this PUSH went to again on a pull reply */
+    uint64_t fast; /* servers (bit s) this PUSH went to again on a pull reply */
 } kv_op;
 
 struct wk_kv {
@@ -47,14 +47,14 @@ struct wk_kv {
     net_sock *sock[WIRE_MAX_SERVERS];
     net_msg *m;
     msg_in *in;
-    dlv_ids ids;              /* request ids of every message to the servers */
-    dlv_batch pull;           /* the outstanding pull: request i is piece i of `pulling` */
+    dlv_ids ids;    /* request ids of every message to the servers */
+    dlv_batch pull; /* the outstanding pull: request i is piece i of `pulling` */
     /* The vector in messages, server by server in order: `all` covers every float (INIT, the
      * first pull); `train` only the trainable ones (PUSH, PULL): frozen ranges (update
      * groups of multiplier 0, see WELCOME) never travel after the first pull. */
     kv_piece *all, *train;
     int nall, ntrain;
-    const kv_piece *pulling;  /* the pieces of the outstanding pull: request i is piece i */
+    const kv_piece *pulling; /* the pieces of the outstanding pull: request i is piece i */
     int npulling;
     /* Zero-copy frames ZeroMQ still holds: pushes by clock parity (a pipelined worker
      * alternates two gradient buffers), and INIT in slot 2. ZeroMQ's I/O thread
@@ -66,27 +66,27 @@ struct wk_kv {
      * all released (rel_s[i], set by the I/O thread); settle_push records it. */
     double push_t0[2], rel_s[2];
     int push_open[2];
-    double pull_t0;           /* when the outstanding pull started */
+    double pull_t0; /* when the outstanding pull started */
     struct release_hint {
         wk_kv *kv;
         int slot;
     } hint[3];
-    int sync_ready;           /* mu and released are initialised */
-    int final;                /* the outstanding pull is a final one */
-    int ckpt_next;            /* the next push asks for a checkpoint */
+    int sync_ready; /* mu and released are initialised */
+    int final;      /* the outstanding pull is a final one */
+    int ckpt_next;  /* the next push asks for a checkpoint */
     wk_kv_idle_fn idle;
     void *idle_ctx;
     wk_kv_stats stats;
     /* Retries: pushes by clock parity (2 at most in flight), INIT, DONE. */
     kv_op push_op[2], init_op, done_op;
-    int64_t pull_clock;       /* clock of the outstanding pull */
-    int64_t reply_clock;      /* smallest worker clock the servers reported in replies */
-    dlv_rto rto;              /* the retry timer (DLV_RTO_KV): when unanswered requests
+    int64_t pull_clock;  /* clock of the outstanding pull */
+    int64_t reply_clock; /* smallest worker clock the servers reported in replies */
+    dlv_rto rto;         /* the retry timer (DLV_RTO_KV): when unanswered requests
                                  go again */
-    int hurry;                /* a pull reply came, others are missing: dlv_rto_hurry after
+    int hurry;           /* a pull reply came, others are missing: dlv_rto_hurry after
                                  the answers re-armed the timer */
     int64_t last_idle_ms;
-    float *pull_dst;          /* where the outstanding pull's replies go */
+    float *pull_dst; /* where the outstanding pull's replies go */
 };
 
 /* Seconds on a monotonic clock: waits of a small model's step are well under a
@@ -191,12 +191,12 @@ wk_kv *wk_kv_create(net_ctx *ctx, int rank, const wire_welcome *welcome, int tim
     if (dlv_batch_init(&kv->pull, kv->nall > kv->ntrain ? kv->nall : kv->ntrain, err) ||
         dlv_batch_init(&kv->push_op[0].b, kv->ntrain, err) ||
         dlv_batch_init(&kv->push_op[1].b, kv->ntrain, err) ||
-        dlv_batch_init(&kv->init_op.b, kv->nall, err) ||
-        dlv_batch_init(&kv->done_op.b, kv->S, err))
+        dlv_batch_init(&kv->init_op.b, kv->nall, err) || dlv_batch_init(&kv->done_op.b, kv->S, err))
         goto fail;
     char id[32];
     snprintf(id, sizeof id, "worker-%d-%d", rank, (int)getpid());
-    net_opts o = {.identity = id, .max_msg_bytes = (int64_t)(WIRE_CHUNK_FLOATS * sizeof(float)) + 4096};
+    net_opts o = {.identity = id,
+                  .max_msg_bytes = (int64_t)(WIRE_CHUNK_FLOATS * sizeof(float)) + 4096};
     for (int s = 0; s < kv->S; s++) {
         snprintf(kv->endpoint[s], WIRE_ENDPOINT_MAX, "%s", welcome->server_endpoints[s]);
         if (!(kv->sock[s] = net_sock_create(ctx, NET_DEALER, &o, err)) ||
@@ -247,9 +247,8 @@ void wk_kv_destroy(wk_kv *kv)
 
 /* Sends piece i of an operation: request id lo + i. With floats, zero-copy from buf (a 4 GB
  * model is not duplicated into message buffers); the release slot counts the frame. */
-static int send_piece(wk_kv *kv, wire_type type, uint64_t id, const kv_piece *pc,
-                      const float *buf, int slot, int64_t clock, int final, int checkpoint,
-                      pst_err *err)
+static int send_piece(wk_kv *kv, wire_type type, uint64_t id, const kv_piece *pc, const float *buf,
+                      int slot, int64_t clock, int final, int checkpoint, pst_err *err)
 {
     wire_env h;
     wire_env_init(&h, type, ROLE, kv->rank);
@@ -320,8 +319,8 @@ static int op_start(wk_kv *kv, kv_op *op, wire_type type, const kv_piece *pieces
     dlv_batch_start(&op->b, &kv->ids, n, 1e3 * now_s());
     dlv_rto_arm_bytes(&kv->rto, net_now_ms(), inflight_bytes(kv));
     for (int i = 0; i < n; i++) {
-        int rc = pieces ? send_piece(kv, type, op->b.lo + (uint64_t)i, &pieces[i], buf, slot,
-                                     clock, 0, checkpoint, err)
+        int rc = pieces ? send_piece(kv, type, op->b.lo + (uint64_t)i, &pieces[i], buf, slot, clock,
+                                     0, checkpoint, err)
                         : send_done_to(kv, i, op->b.lo + (uint64_t)i, err);
         if (rc)
             return rc;
@@ -393,8 +392,10 @@ static int fast_resend(wk_kv *kv, int s, int64_t clock, pst_err *err)
             if (rc)
                 return rc;
         }
-        log_debug(kv->lg, "push of clock %lld sent again to server[%d] at once: its reply "
-                  "to a later pull shows clock %lld", (long long)op->clock, s, (long long)clock);
+        log_debug(kv->lg,
+                  "push of clock %lld sent again to server[%d] at once: its reply "
+                  "to a later pull shows clock %lld",
+                  (long long)op->clock, s, (long long)clock);
     }
     return PST_OK;
 }
@@ -528,14 +529,14 @@ static int pump(wk_kv *kv, int wait_ms, int64_t *maxgap, int *progress, pst_err 
                 if (dlv_batch_answered(&kv->pull, i))
                     continue;
                 kv->stats.resent++;
-                if ((rc = send_piece(kv, WIRE_MSG_PULL, kv->pull.lo + (uint64_t)i,
-                                     &kv->pulling[i], NULL, 0, kv->pull_clock, kv->final, 0,
-                                     err)))
+                if ((rc = send_piece(kv, WIRE_MSG_PULL, kv->pull.lo + (uint64_t)i, &kv->pulling[i],
+                                     NULL, 0, kv->pull_clock, kv->final, 0, err)))
                     return rc;
             }
-            log_debug(kv->lg, "sent again after %d ms: %llu INIT/PUSH/DONE, %llu PULL "
-                      "(smoothed round trip %.1f ms)", kv->rto.rto_ms,
-                      (unsigned long long)acked_kinds,
+            log_debug(kv->lg,
+                      "sent again after %d ms: %llu INIT/PUSH/DONE, %llu PULL "
+                      "(smoothed round trip %.1f ms)",
+                      kv->rto.rto_ms, (unsigned long long)acked_kinds,
                       (unsigned long long)(kv->stats.resent - before - acked_kinds),
                       kv->rto.srtt_ms);
             /* Back off (double) when requests that are answered at once went unanswered, or
@@ -553,8 +554,8 @@ static int pump(wk_kv *kv, int wait_ms, int64_t *maxgap, int *progress, pst_err 
 /* Waits until done(kv, arg) holds, pumping; fails after timeout_ms without an answer
  * (never for a final pull: it waits for the slowest worker, which the coordinator
  * watches). `what` names the wait in errors. */
-static int wait_until(wk_kv *kv, int (*done)(wk_kv *, const void *), const void *arg,
-                      int bounded, const char *what, int64_t *gap, pst_err *err)
+static int wait_until(wk_kv *kv, int (*done)(wk_kv *, const void *), const void *arg, int bounded,
+                      const char *what, int64_t *gap, pst_err *err)
 {
     int64_t last = net_now_ms(), maxgap = 0;
     double start_s = now_s();
@@ -584,8 +585,8 @@ static int wait_until(wk_kv *kv, int (*done)(wk_kv *, const void *), const void 
     kv->stats.wait_s += waited_s;
     /* What losses cost (PSTRAIN_LOG=debug): the waits that needed requests sent again. */
     if (kv->stats.resent > resent0)
-        log_debug(kv->lg, "waited %.1f ms for %s, %llu request(s) sent again", 1e3 * waited_s,
-                  what, (unsigned long long)(kv->stats.resent - resent0));
+        log_debug(kv->lg, "waited %.1f ms for %s, %llu request(s) sent again", 1e3 * waited_s, what,
+                  (unsigned long long)(kv->stats.resent - resent0));
     if (gap)
         *gap = maxgap;
     return PST_OK;
@@ -619,8 +620,10 @@ int wk_kv_push(wk_kv *kv, const float *g, int64_t clock, pst_err *err)
 {
     kv_op *op = &kv->push_op[clock & 1];
     if (!dlv_batch_done(&op->b))
-        return pst_err_set(err, PST_ERR_STATE, "kv: push of clock %lld before clock %lld was "
-                           "acknowledged", (long long)clock, (long long)op->clock);
+        return pst_err_set(err, PST_ERR_STATE,
+                           "kv: push of clock %lld before clock %lld was "
+                           "acknowledged",
+                           (long long)clock, (long long)op->clock);
     if (kv->ntrain > 0) {
         int slot = (int)(clock & 1);
         pthread_mutex_lock(&kv->mu);
@@ -665,8 +668,8 @@ static int wait_released(wk_kv *kv, int slot, pst_err *err)
     kv->stats.wait_s += now_s() - t0; /* blocked on the transport: waiting, not computing */
     if (left > 0)
         return pst_err_set(err, PST_ERR_TIMEOUT,
-                           "%d chunk(s) of floats not sent after %d s (servers unreachable?)",
-                           left, kv->timeout_ms / 1000);
+                           "%d chunk(s) of floats not sent after %d s (servers unreachable?)", left,
+                           kv->timeout_ms / 1000);
     return PST_OK;
 }
 
@@ -686,8 +689,8 @@ static int pull_start(wk_kv *kv, int64_t clock, int final, const kv_piece *piece
      * long computation) would send the pull again at once. */
     dlv_rto_arm_bytes(&kv->rto, net_now_ms(), inflight_bytes(kv));
     for (int i = 0; i < n; i++) {
-        int rc = send_piece(kv, WIRE_MSG_PULL, kv->pull.lo + (uint64_t)i, &pieces[i], NULL,
-                            0, clock, final, 0, err);
+        int rc = send_piece(kv, WIRE_MSG_PULL, kv->pull.lo + (uint64_t)i, &pieces[i], NULL, 0,
+                            clock, final, 0, err);
         if (rc)
             return rc;
     }
@@ -723,7 +726,8 @@ int wk_kv_reconnect(wk_kv *kv, int s, const char *endpoint, pst_err *err)
     snprintf(id, sizeof id, "worker-%d-%d", kv->rank, (int)getpid());
     /* Linger 1 ms: what the old connection still queues is for a dead process. Its
      * zero-copy frames are released when it closes; they are sent again below. */
-    net_opts o = {.identity = id, .linger_ms = 1,
+    net_opts o = {.identity = id,
+                  .linger_ms = 1,
                   .max_msg_bytes = (int64_t)(WIRE_CHUNK_FLOATS * sizeof(float)) + 4096};
     net_sock *fresh = net_sock_create(kv->ctx, NET_DEALER, &o, err);
     if (!fresh || net_sock_connect(fresh, endpoint, err)) {
@@ -751,12 +755,14 @@ int wk_kv_done(wk_kv *kv, pst_err *err)
 {
     /* The last pushes first: a lost one sent again after DONE would come from a worker the
      * server no longer counts, and its gradient would be missing from the step. */
-    int rc = wait_until(kv, pushes_acked, NULL, 1, "acknowledgements of the last pushed "
-                        "gradients", NULL, err);
+    int rc = wait_until(kv, pushes_acked, NULL, 1,
+                        "acknowledgements of the last pushed "
+                        "gradients",
+                        NULL, err);
     if (!rc)
         rc = op_start(kv, &kv->done_op, WIRE_MSG_DONE, NULL, kv->S, NULL, 0, 0, 0, err);
-    return rc ? rc : wait_until(kv, op_acked, &kv->done_op, 1, "acknowledgements of DONE", NULL,
-                                err);
+    return rc ? rc
+              : wait_until(kv, op_acked, &kv->done_op, 1, "acknowledgements of DONE", NULL, err);
 }
 
 void wk_kv_get_stats(wk_kv *kv, wk_kv_stats *st)

@@ -99,8 +99,8 @@ int64_t wk_kv_reply_clock(const wk_kv *kv);
  *         left out (they wait for the slowest worker, not for the network). */
 typedef struct {
     uint64_t bytes_pushed, bytes_pulled;
-    uint64_t resent;  /* requests sent again for want of an answer */
-    double wait_s;    /* time spent blocked waiting for the servers */
+    uint64_t resent; /* requests sent again for want of an answer */
+    double wait_s;   /* time spent blocked waiting for the servers */
     met_hist push_lat, pull_lat;
 } wk_kv_stats;
 void wk_kv_get_stats(wk_kv *kv, wk_kv_stats *st);

@@ -21,16 +21,16 @@ struct wk_local_ckpt {
     int aside;         /* an earlier run's checkpoints wait in CKPT_ASIDE for our first */
 };
 
-wk_local_ckpt *wk_local_ckpt_create(const cfg_job *job, const wk_data *data,
-                                    const log_ctx *lg, pst_err *err)
+wk_local_ckpt *wk_local_ckpt_create(const cfg_job *job, const wk_data *data, const log_ctx *lg,
+                                    pst_err *err)
 {
     wk_local_ckpt *k = calloc(1, sizeof *k);
     if (!k) {
         pst_err_set(err, PST_ERR_NOMEM, "checkpoints: out of memory");
         return NULL;
     }
-    *k = (wk_local_ckpt){.job = job, .data = data, .lg = lg, .hash = cfg_job_hash(job),
-                         .last_step = -1};
+    *k = (wk_local_ckpt){
+        .job = job, .data = data, .lg = lg, .hash = cfg_job_hash(job), .last_step = -1};
     cfg_checkpoint_dir(job, k->dir, sizeof k->dir);
     return k;
 }
@@ -88,9 +88,11 @@ int wk_local_ckpt_clear_newer(wk_local_ckpt *k, pst_err *err)
     int moved, rc = ckpt_set_aside(k->dir, PREFIX, "", &moved, err);
     if (rc == PST_OK && moved) {
         k->aside = 1;
-        log_warn(k->lg, "%s holds %d checkpoint(s) of an earlier run: moved to %s/" CKPT_ASIDE
+        log_warn(k->lg,
+                 "%s holds %d checkpoint(s) of an earlier run: moved to %s/" CKPT_ASIDE
                  " (--resume continues that run from there), removed once this run has "
-                 "written its first", k->dir, moved, k->dir);
+                 "written its first",
+                 k->dir, moved, k->dir);
     }
     return rc;
 }
@@ -123,8 +125,9 @@ static int list_candidates(const char *from, char *dir, size_t cap, int64_t *tag
             return rc;
     }
     if (*n == 0)
-        return pst_err_set(err, PST_ERR_IO, "--resume %s: no checkpoint there (folders "
-                           PREFIX "<step> holding model.safetensors and optimizer.safetensors)",
+        return pst_err_set(err, PST_ERR_IO,
+                           "--resume %s: no checkpoint there (folders " PREFIX
+                           "<step> holding model.safetensors and optimizer.safetensors)",
                            from);
     return PST_OK;
 }
@@ -151,8 +154,8 @@ int wk_local_ckpt_resume(wk_local_ckpt *k, const char *from, wk_trainer *tr, wk_
         if (rc == PST_OK) {
             if (i > 0)
                 log_warn(k->lg, "resuming from the older checkpoint %s", cp);
-            log_info(k->lg, "resuming from %s: epoch %d, %lld of its steps done, update %lld",
-                     cp, at->epoch, (long long)at->done, (long long)wk_trainer_step(tr));
+            log_info(k->lg, "resuming from %s: epoch %d, %lld of its steps done, update %lld", cp,
+                     at->epoch, (long long)at->done, (long long)wk_trainer_step(tr));
             k->last_step = wk_trainer_step(tr);
             return PST_OK;
         }
@@ -162,6 +165,8 @@ int wk_local_ckpt_resume(wk_local_ckpt *k, const char *from, wk_trainer *tr, wk_
         if (i == 0)
             first = e;
     }
-    return pst_err_set(err, PST_ERR_DATA, "--resume %s: no complete checkpoint (%d damaged; the "
-                       "newest: %.300s)", from, n, first.msg);
+    return pst_err_set(err, PST_ERR_DATA,
+                       "--resume %s: no complete checkpoint (%d damaged; the "
+                       "newest: %.300s)",
+                       from, n, first.msg);
 }

@@ -18,8 +18,8 @@ typedef struct wk_local_ckpt wk_local_ckpt;
 
 /* Checkpoints of job's run in checkpoint.dir (default OUTPUT_DIR/checkpoints), of the
  * model trained on data (its classes and scaler go into every model file). Borrows all. */
-wk_local_ckpt *wk_local_ckpt_create(const cfg_job *job, const wk_data *data,
-                                    const log_ctx *lg, pst_err *err);
+wk_local_ckpt *wk_local_ckpt_create(const cfg_job *job, const wk_data *data, const log_ctx *lg,
+                                    pst_err *err);
 void wk_local_ckpt_destroy(wk_local_ckpt *k);
 
 const char *wk_local_ckpt_dir(const wk_local_ckpt *k);

@@ -17,8 +17,11 @@ static double mono_s(void)
 
 void wk_cadence_init(wk_cadence *c, const cfg_checkpoint *ck, int timed)
 {
-    *c = (wk_cadence){.enabled = ck->enabled, .every_steps = ck->every_steps,
-                      .every_seconds = ck->every_seconds, .timed = timed, .last_s = mono_s()};
+    *c = (wk_cadence){.enabled = ck->enabled,
+                      .every_steps = ck->every_steps,
+                      .every_seconds = ck->every_seconds,
+                      .timed = timed,
+                      .last_s = mono_s()};
 }
 
 int wk_cadence_due(wk_cadence *c, int64_t steps_done)
@@ -84,8 +87,7 @@ static int run_steps(const wk_loop_options *o, wk_loop_pos *at, int64_t first, i
 }
 
 /* The evaluation and the record of an epoch that ended (or was cut short). */
-static int report_epoch(const wk_loop_options *o, int epoch, const wk_epoch_stats *st,
-                        pst_err *err)
+static int report_epoch(const wk_loop_options *o, int epoch, const wk_epoch_stats *st, pst_err *err)
 {
     int rc;
     if (!o->rep) {
@@ -100,8 +102,7 @@ static int report_epoch(const wk_loop_options *o, int epoch, const wk_epoch_stat
     wk_comm_stats cs;
     if (o->ops->comm)
         o->ops->comm(o->ctx, 1, &cs);
-    return wk_report_epoch(o->rep, epoch, st, o->val ? &val : NULL, o->ops->comm ? &cs : NULL,
-                           err);
+    return wk_report_epoch(o->rep, epoch, st, o->val ? &val : NULL, o->ops->comm ? &cs : NULL, err);
 }
 
 int wk_loop_run(const wk_loop_options *o, wk_loop_result *res, pst_err *err)
@@ -152,8 +153,12 @@ int wk_loop_local_epochs(wk_trainer *tr, const ds_dataset *train, int first, int
                          wk_epoch_stats *st, pst_err *err)
 {
     const wk_loop_ops local = {0};
-    wk_loop_options o = {.tr = tr, .train = train, .first_epoch = first, .last_epoch = last,
-                         .clock = wk_trainer_step(tr), .ops = &local};
+    wk_loop_options o = {.tr = tr,
+                         .train = train,
+                         .first_epoch = first,
+                         .last_epoch = last,
+                         .clock = wk_trainer_step(tr),
+                         .ops = &local};
     wk_loop_result res;
     int rc = wk_loop_run(&o, &res, err);
     *st = res.last;

@@ -113,9 +113,9 @@ typedef struct {
 } wk_loop_options;
 
 typedef struct {
-    int64_t clock;          /* steps of the run done */
-    int interrupted;        /* a stop ended the loop */
-    wk_epoch_stats last;    /* the figures of the last epoch run (zero: none) */
+    int64_t clock;       /* steps of the run done */
+    int interrupted;     /* a stop ended the loop */
+    wk_epoch_stats last; /* the figures of the last epoch run (zero: none) */
 } wk_loop_result;
 
 int wk_loop_run(const wk_loop_options *o, wk_loop_result *res, pst_err *err);

@@ -15,19 +15,18 @@
 
 struct wk_report {
     const log_ctx *lg;
-    char dir[4096];     /* the run folder: errors name their file's whole path */
+    char dir[4096]; /* the run folder: errors name their file's whole path */
     FILE *csv, *jsonl;
     FILE *steps_csv, *steps_jsonl;
-    double win_t0;      /* start of the interval of the next step record */
+    double win_t0; /* start of the interval of the next step record */
     FILE *progress;
     int tty, log_every, epochs;
     int bar_drawn;
     double last_draw;
-    double epoch_t0;    /* when the epoch's first step reported */
-    int t0_epoch;       /* the epoch epoch_t0 belongs to (0: none yet) */
-    int64_t t0_step;    /* steps of it done before epoch_t0 (a resumed epoch starts late) */
+    double epoch_t0; /* when the epoch's first step reported */
+    int t0_epoch;    /* the epoch epoch_t0 belongs to (0: none yet) */
+    int64_t t0_step; /* steps of it done before epoch_t0 (a resumed epoch starts late) */
 };
-
 
 static double mono_s(void)
 {
@@ -140,14 +139,14 @@ void wk_report_progress(void *ctx, int epoch, int64_t step, int64_t nsteps, doub
             bar[i] = i < fill ? '=' : (i == fill ? '>' : ' ');
         bar[W] = '\0';
         double eta = (now - r->epoch_t0) / (double)(step - r->t0_step) * (double)(nsteps - step);
-        fprintf(r->progress, "\r\033[Kepoch %d/%d [%s] %lld/%lld loss %.4f %.0f samples/s ETA %.0fs",
-                epoch, r->epochs, bar, (long long)step, (long long)nsteps, loss, samples_per_s,
-                eta);
+        fprintf(r->progress,
+                "\r\033[Kepoch %d/%d [%s] %lld/%lld loss %.4f %.0f samples/s ETA %.0fs", epoch,
+                r->epochs, bar, (long long)step, (long long)nsteps, loss, samples_per_s, eta);
         fflush(r->progress);
         r->bar_drawn = 1;
     } else if (r->log_every > 0 && step % r->log_every == 0) {
-        log_info(r->lg, "epoch %d/%d step %lld/%lld loss %.4f %.0f samples/s", epoch,
-                 r->epochs, (long long)step, (long long)nsteps, loss, samples_per_s);
+        log_info(r->lg, "epoch %d/%d step %lld/%lld loss %.4f %.0f samples/s", epoch, r->epochs,
+                 (long long)step, (long long)nsteps, loss, samples_per_s);
     }
 }
 
@@ -199,10 +198,17 @@ static void comm_cells(const wk_comm_stats *c, double seconds, double out[NCOMM]
         memcpy(out, local, sizeof local);
         return;
     }
-    double cells[NCOMM] = {(double)c->bytes_pushed, (double)c->bytes_pulled,
-                           1e3 * c->push_p50, 1e3 * c->push_p90, 1e3 * c->push_p99,
-                           1e3 * c->pull_p50, 1e3 * c->pull_p90, 1e3 * c->pull_p99,
-                           c->gap_mean, c->gap_max, c->wait_s,
+    double cells[NCOMM] = {(double)c->bytes_pushed,
+                           (double)c->bytes_pulled,
+                           1e3 * c->push_p50,
+                           1e3 * c->push_p90,
+                           1e3 * c->push_p99,
+                           1e3 * c->pull_p50,
+                           1e3 * c->pull_p90,
+                           1e3 * c->pull_p99,
+                           c->gap_mean,
+                           c->gap_max,
+                           c->wait_s,
                            seconds - c->wait_s > 0 ? seconds - c->wait_s : 0};
     memcpy(out, cells, sizeof cells);
 }
@@ -277,7 +283,8 @@ int wk_report_epoch(wk_report *r, int epoch, const wk_epoch_stats *st, const wk_
     if (val && val->classify)
         n += snprintf(line + n, sizeof line - n,
                       " | val_loss %.4f val_acc %.4f val_precision %.4f val_recall %.4f "
-                      "val_f1 %.4f", vl, va, vp, vr, vf);
+                      "val_f1 %.4f",
+                      vl, va, vp, vr, vf);
     else if (val)
         n += snprintf(line + n, sizeof line - n,
                       " | val_loss %.4f val_mse %.4f val_mae %.4f val_r2 %.4f", vl, vm, vae, vr2);
@@ -339,16 +346,17 @@ int wk_report_final(wk_report *r, const char *split, const wk_eval *ev, pst_err 
     cJSON_AddNumberToObject(o, "samples", (double)ev->n);
     json_num(o, "loss", ev->loss);
     if (ev->classify) {
-        log_info(r->lg, "%s: loss %.4f accuracy %.4f precision %.4f recall %.4f f1 %.4f (%lld samples)",
-                 split, ev->loss, ev->cls.accuracy, ev->cls.precision_macro,
-                 ev->cls.recall_macro, ev->cls.f1_macro, (long long)ev->n);
+        log_info(r->lg,
+                 "%s: loss %.4f accuracy %.4f precision %.4f recall %.4f f1 %.4f (%lld samples)",
+                 split, ev->loss, ev->cls.accuracy, ev->cls.precision_macro, ev->cls.recall_macro,
+                 ev->cls.f1_macro, (long long)ev->n);
         json_num(o, "accuracy", ev->cls.accuracy);
         json_num(o, "precision", ev->cls.precision_macro);
         json_num(o, "recall", ev->cls.recall_macro);
         json_num(o, "f1", ev->cls.f1_macro);
     } else {
-        log_info(r->lg, "%s: loss %.4f mse %.4f mae %.4f r2 %.4f (%lld samples)", split,
-                 ev->loss, ev->mse, ev->mae, ev->r2, (long long)ev->n);
+        log_info(r->lg, "%s: loss %.4f mse %.4f mae %.4f r2 %.4f (%lld samples)", split, ev->loss,
+                 ev->mse, ev->mae, ev->r2, (long long)ev->n);
         json_num(o, "mse", ev->mse);
         json_num(o, "mae", ev->mae);
         json_num(o, "r2", ev->r2);

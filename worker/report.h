@@ -27,8 +27,8 @@
 
 typedef struct wk_report wk_report;
 
-#define WK_REPORT_COMM_COLUMNS                                                               \
-    "bytes_pushed,bytes_pulled,push_ms_p50,push_ms_p90,push_ms_p99,pull_ms_p50,pull_ms_p90," \
+#define WK_REPORT_COMM_COLUMNS                                                                     \
+    "bytes_pushed,bytes_pulled,push_ms_p50,push_ms_p90,push_ms_p99,pull_ms_p50,pull_ms_p90,"       \
     "pull_ms_p99,staleness_mean,staleness_max,wait_s,compute_s"
 
 /* A distributed worker's traffic over an interval; NULL for a single-process run. */

@@ -12,7 +12,7 @@
 
 struct wk_trainer {
     const cfg_job *job;
-    int rank;           /* worker rank: part of the shuffle seed */
+    int rank; /* worker rank: part of the shuffle seed */
     int epoch;
     int64_t nsteps;     /* of the current epoch */
     wk_epoch_stats cur; /* running figures of the current epoch */
@@ -22,22 +22,22 @@ struct wk_trainer {
     opt_config opt_cfg; /* the job's optimizer with the cosine horizon resolved */
     ml_model *model;
     opt_state *opt;
-    opt_group *groups;  /* (ngroups) layers' lr multipliers, 0 = frozen; none = all at 1 */
+    opt_group *groups; /* (ngroups) layers' lr multipliers, 0 = frozen; none = all at 1 */
     int ngroups;
-    size_t frozen;      /* parameters of frozen layers */
-    int has_init;       /* model.init_from was loaded: init_rep says what */
+    size_t frozen; /* parameters of frozen layers */
+    int has_init;  /* model.init_from was loaded: init_rep says what */
     ckpt_init_report init_rep;
-    int batch;        /* B */
-    int in_dim;       /* D */
-    int out_dim;      /* K */
+    int batch;   /* B */
+    int in_dim;  /* D */
+    int out_dim; /* K */
     int classify;
-    float *bx;        /* (B, D) gathered batch */
-    int32_t *blabel;  /* (B) */
-    float *btarget;   /* (B, K) */
-    int32_t *pred;    /* (B) */
-    uint32_t *perm;   /* (N) sample order of the current epoch */
+    float *bx;       /* (B, D) gathered batch */
+    int32_t *blabel; /* (B) */
+    float *btarget;  /* (B, K) */
+    int32_t *pred;   /* (B) */
+    uint32_t *perm;  /* (N) sample order of the current epoch */
     int64_t perm_len;
-    int64_t step;     /* updates applied: the schedule's t */
+    int64_t step;           /* updates applied: the schedule's t */
     int64_t resume_samples; /* training samples of the checkpoint wk_trainer_restore read */
     double first_loss;      /* loss of the first batch this trainer computed; NaN: none */
 };
@@ -56,13 +56,13 @@ static int check_fit(const cfg_job *job, const ml_model *m, const ds_dataset *ds
     unsigned last = job->model.spec.nlayers - 1;
     if (ds_task_of(ds) == DS_TASK_REGRESS) {
         if (job->model.spec.loss != ML_LOSS_MSE)
-            return pst_err_set(err, PST_ERR_CONFIG,
-                               "model.loss: regression data needs mse, not %s",
+            return pst_err_set(err, PST_ERR_CONFIG, "model.loss: regression data needs mse, not %s",
                                ml_loss_name(job->model.spec.loss));
         if (k != ds_target_dim(ds))
             return pst_err_set(err, PST_ERR_CONFIG,
                                "model.layers.%u.units: the output has %d units but the data "
-                               "has %d target(s)", last, k, ds_target_dim(ds));
+                               "has %d target(s)",
+                               last, k, ds_target_dim(ds));
         return PST_OK;
     }
     int c = ds_nclasses(ds);
@@ -70,13 +70,15 @@ static int check_fit(const cfg_job *job, const ml_model *m, const ds_dataset *ds
         if (c > 2)
             return pst_err_set(err, PST_ERR_CONFIG,
                                "model.loss: binary_crossentropy with one output unit needs 2 "
-                               "classes, the data has %d", c);
+                               "classes, the data has %d",
+                               c);
         return PST_OK;
     }
     if (k < c)
         return pst_err_set(err, PST_ERR_CONFIG,
                            "model.layers.%u.units: the output has %d units but the data has %d "
-                           "classes", last, k, c);
+                           "classes",
+                           last, k, c);
     return PST_OK;
 }
 
@@ -108,9 +110,11 @@ static int setup_finetune(wk_trainer *t, pst_err *err)
         /* Frozen random weights are almost always a misspelt layer name, not a wish. */
         if (mult == 0.0f && spec->init_from && !loaded[i]) {
             free(loaded);
-            return pst_err_set(err, PST_ERR_CONFIG, "model.layers.%d: frozen, but %s has no "
+            return pst_err_set(err, PST_ERR_CONFIG,
+                               "model.layers.%d: frozen, but %s has no "
                                "tensor '%s' to load (layer names must match the pretrained "
-                               "model's)", sg->layer, spec->init_from, sg->name);
+                               "model's)",
+                               sg->layer, spec->init_from, sg->name);
         }
         plain &= mult == 1.0f;
         if (mult == 0.0f) {
@@ -128,8 +132,7 @@ static int setup_finetune(wk_trainer *t, pst_err *err)
     return PST_OK;
 }
 
-wk_trainer *wk_trainer_create(const cfg_job *job, const ds_dataset *like, int rank,
-                              pst_err *err)
+wk_trainer *wk_trainer_create(const cfg_job *job, const ds_dataset *like, int rank, pst_err *err)
 {
     wk_trainer *t = calloc(1, sizeof *t);
     if (!t) {
@@ -206,8 +209,8 @@ int wk_trainer_finetune_note(const wk_trainer *t, char *buf, size_t n)
     if (!t->has_init)
         return 0;
     const ckpt_init_report *r = &t->init_rep;
-    int at = snprintf(buf, n, "init_from %s: %d tensor(s) loaded", t->job->model.init_from,
-                      r->loaded);
+    int at =
+        snprintf(buf, n, "init_from %s: %d tensor(s) loaded", t->job->model.init_from, r->loaded);
     if (at >= 0 && (size_t)at < n && r->fresh)
         at += snprintf(buf + at, n - (size_t)at, "; %d freshly initialised (%s)", r->fresh,
                        r->fresh_names);
@@ -272,8 +275,8 @@ int64_t wk_trainer_begin_epoch(wk_trainer *t, const ds_dataset *train, int epoch
 {
     int64_t n = ds_count(train);
     if (n > UINT32_MAX)
-        return pst_err_set(err, PST_ERR_DATA, "trainer: %lld samples exceed 2^32",
-                           (long long)n), -1;
+        return pst_err_set(err, PST_ERR_DATA, "trainer: %lld samples exceed 2^32", (long long)n),
+               -1;
     if (ensure_perm(t, n, err))
         return -1;
     for (int64_t i = 0; i < n; i++)
@@ -324,8 +327,8 @@ int wk_trainer_compute(wk_trainer *t, const ds_dataset *train, int64_t step, dou
     ml_model_backward(t->model, t->bx, b);
     const opt_config *oc = &t->opt_cfg;
     if (oc->clip_norm > 0.0f)
-        opt_clip_global_norm_groups(ml_model_grads(t->model), ml_model_nparams(t->model),
-                                    t->groups, t->ngroups, oc->clip_norm);
+        opt_clip_global_norm_groups(ml_model_grads(t->model), ml_model_nparams(t->model), t->groups,
+                                    t->ngroups, oc->clip_norm);
     t->loss_sum += loss * b;
     t->cur.samples += b;
     t->cur.steps++;
@@ -383,8 +386,7 @@ static void constant_scores(const ds_dataset *ds, int nclasses, double *share, d
     *share = (double)best / (double)n;
 }
 
-int wk_trainer_judge(const wk_trainer *t, const ds_dataset *ds, const wk_eval *ev,
-                     pst_err *err)
+int wk_trainer_judge(const wk_trainer *t, const ds_dataset *ds, const wk_eval *ev, pst_err *err)
 {
     if (ev->n == 0)
         return PST_OK;
@@ -396,9 +398,11 @@ int wk_trainer_judge(const wk_trainer *t, const ds_dataset *ds, const wk_eval *e
         ref = isfinite(ref) && ref > uniform ? ref : uniform;
     }
     if (!isfinite(ev->loss) || (isfinite(ref) && ev->loss > 100.0 * ref))
-        return pst_err_set(err, PST_ERR_NUMERIC, "the run diverged: the final loss is %g, over "
+        return pst_err_set(err, PST_ERR_NUMERIC,
+                           "the run diverged: the final loss is %g, over "
                            "100 times the first batch's %g (lower optimizer.lr or set "
-                           "optimizer.clip_norm)", ev->loss, ref);
+                           "optimizer.clip_norm)",
+                           ev->loss, ref);
     if (ev->classify) {
         /* Accuracy alone would fail a model of rare classes that learned their odds (its
          * accuracy can sit at the majority share): no better than chance is no better
@@ -407,12 +411,14 @@ int wk_trainer_judge(const wk_trainer *t, const ds_dataset *ds, const wk_eval *e
         constant_scores(ds, t->out_dim == 1 ? 2 : t->out_dim, &share, &entropy);
         int ce = t->job->model.spec.loss != ML_LOSS_MSE;
         if (ev->cls.accuracy <= share && (!ce || ev->loss >= entropy - 1e-6))
-            return pst_err_set(err, PST_ERR_NUMERIC, "the model is no better than chance: "
+            return pst_err_set(err, PST_ERR_NUMERIC,
+                               "the model is no better than chance: "
                                "accuracy %.4f, while always predicting the most frequent class "
                                "scores %.4f (more epochs, another optimizer.lr or model?)",
                                ev->cls.accuracy, share);
     } else if (!(ev->r2 > 0.0)) {
-        return pst_err_set(err, PST_ERR_NUMERIC, "the model is no better than predicting the "
+        return pst_err_set(err, PST_ERR_NUMERIC,
+                           "the model is no better than predicting the "
                            "mean: R^2 %.4f (more epochs, another optimizer.lr or model?)",
                            ev->r2);
     }
@@ -535,16 +541,19 @@ int wk_trainer_restore(wk_trainer *t, const char *model_path, const char *state_
         (rc = ckpt_state_get_int(st, "train_samples", &train_samples, err)))
         goto cleanup;
     if (strcmp(hash, want) != 0) {
-        rc = pst_err_set(err, PST_ERR_CONFIG, "%s: written by another job (model, optimizer or "
-                         "training settings differ)", state_path);
+        rc = pst_err_set(err, PST_ERR_CONFIG,
+                         "%s: written by another job (model, optimizer or "
+                         "training settings differ)",
+                         state_path);
         goto cleanup;
     }
     if (nparams != (int64_t)P || step < 0 || epoch < 1 || epoch > t->job->train.epochs + 1 ||
         done < 0 || samples < 0 || correct < 0 || correct > samples || train_samples < 0 ||
         (epoch == t->job->train.epochs + 1 && done != 0)) {
-        rc = pst_err_set(err, PST_ERR_DATA, "%s: inconsistent resume point (epoch %lld, step "
-                         "%lld of it, %lld parameters)", state_path, (long long)epoch,
-                         (long long)done, (long long)nparams);
+        rc = pst_err_set(err, PST_ERR_DATA,
+                         "%s: inconsistent resume point (epoch %lld, step "
+                         "%lld of it, %lld parameters)",
+                         state_path, (long long)epoch, (long long)done, (long long)nparams);
         goto cleanup;
     }
     if ((rc = ckpt_state_check_opt(st, t->opt_cfg.kind, P, err)))
@@ -565,16 +574,18 @@ int wk_trainer_resume_epoch(wk_trainer *t, const ds_dataset *train, const wk_res
                             pst_err *err)
 {
     if (at->epoch != t->epoch)
-        return pst_err_set(err, PST_ERR_STATE, "trainer: resuming epoch %d in epoch %d",
-                           at->epoch, t->epoch);
+        return pst_err_set(err, PST_ERR_STATE, "trainer: resuming epoch %d in epoch %d", at->epoch,
+                           t->epoch);
     if (t->resume_samples != ds_count(train))
-        return pst_err_set(err, PST_ERR_DATA, "the checkpoint was taken on %lld training samples "
-                           "but the data now has %lld", (long long)t->resume_samples,
-                           (long long)ds_count(train));
+        return pst_err_set(err, PST_ERR_DATA,
+                           "the checkpoint was taken on %lld training samples "
+                           "but the data now has %lld",
+                           (long long)t->resume_samples, (long long)ds_count(train));
     if (at->done > t->nsteps)
-        return pst_err_set(err, PST_ERR_DATA, "the checkpoint is at step %lld of epoch %d, which "
-                           "has %lld steps", (long long)at->done, at->epoch,
-                           (long long)t->nsteps);
+        return pst_err_set(err, PST_ERR_DATA,
+                           "the checkpoint is at step %lld of epoch %d, which "
+                           "has %lld steps",
+                           (long long)at->done, at->epoch, (long long)t->nsteps);
     t->cur.steps = at->done;
     t->cur.samples = at->samples;
     t->correct = at->correct;

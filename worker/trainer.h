@@ -21,16 +21,16 @@
 typedef struct wk_trainer wk_trainer;
 
 typedef struct {
-    int64_t samples;  /* samples trained on this epoch */
+    int64_t samples; /* samples trained on this epoch */
     int64_t steps;
-    double loss;      /* mean training loss over the epoch's samples */
-    double accuracy;  /* of the training batches' predictions (classification), else NaN */
-    double seconds;   /* wall time of the epoch's steps */
-    int interrupted;  /* 1 if *stop was raised mid-epoch */
+    double loss;     /* mean training loss over the epoch's samples */
+    double accuracy; /* of the training batches' predictions (classification), else NaN */
+    double seconds;  /* wall time of the epoch's steps */
+    int interrupted; /* 1 if *stop was raised mid-epoch */
 } wk_epoch_stats;
 
 typedef struct {
-    int classify;     /* 1: accuracy etc. valid; 0: mse/mae/r2 valid */
+    int classify; /* 1: accuracy etc. valid; 0: mse/mae/r2 valid */
     int64_t n;
     double loss;
     met_summary cls;
@@ -42,8 +42,7 @@ typedef struct {
  * takes by name the weights of job->model.init_from when set (ckpt_init_from: a layer the
  * checkpoint lacks keeps its seeded weights). rank (0 for single-process training) varies
  * the per-epoch shuffle between workers. */
-wk_trainer *wk_trainer_create(const cfg_job *job, const ds_dataset *like, int rank,
-                              pst_err *err);
+wk_trainer *wk_trainer_create(const cfg_job *job, const ds_dataset *like, int rank, pst_err *err);
 void wk_trainer_destroy(wk_trainer *t);
 
 ml_model *wk_trainer_model(wk_trainer *t);
@@ -85,8 +84,7 @@ int wk_trainer_evaluate(wk_trainer *t, const ds_dataset *ds, wk_eval *ev, met_co
  * class and, with a cross-entropy loss, its loss at or above the entropy of ds's class
  * frequencies; a regressor's R^2 at or below 0 (predicting the mean). A run that trains
  * to garbage must say so, not exit 0. */
-int wk_trainer_judge(const wk_trainer *t, const ds_dataset *ds, const wk_eval *ev,
-                     pst_err *err);
+int wk_trainer_judge(const wk_trainer *t, const ds_dataset *ds, const wk_eval *ev, pst_err *err);
 
 /* ---- Checkpoints: continuing a stopped run exactly ------------------------------------------
  *
@@ -95,9 +93,9 @@ int wk_trainer_judge(const wk_trainer *t, const ds_dataset *ds, const wk_eval *e
  * reports the loss and accuracy an uninterrupted run would. The shuffle of an epoch
  * depends only on (seed, epoch, rank), so skipping the done steps gives the same batches. */
 typedef struct {
-    int epoch;        /* 1-based; train.epochs + 1 when every epoch is done */
-    int64_t done;     /* steps of `epoch` already taken */
-    int64_t samples;  /* their samples, correct predictions and summed loss */
+    int epoch;       /* 1-based; train.epochs + 1 when every epoch is done */
+    int64_t done;    /* steps of `epoch` already taken */
+    int64_t samples; /* their samples, correct predictions and summed loss */
     int64_t correct;
     double loss_sum;
 } wk_resume;

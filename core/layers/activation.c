@@ -92,8 +92,7 @@ ML_SIMD_CLONES static void sigmoid_bwd_out(float *restrict dx, const float *rest
         dx[i] = dy[i] * y[i] * (1.0f - y[i]);
 }
 
-ML_SIMD_CLONES static void sigmoid_bwd_in(float *restrict g, const float *restrict y,
-                                          size_t len)
+ML_SIMD_CLONES static void sigmoid_bwd_in(float *restrict g, const float *restrict y, size_t len)
 {
     for (size_t i = 0; i < len; i++)
         g[i] *= y[i] * (1.0f - y[i]);
@@ -176,16 +175,32 @@ static void softmax_backward(float *dx, const float *dy, const float *y, int row
 /* ---- The table ---------------------------------------------------------------------- */
 
 static const ml_activation table[] = {
-    {.name = "linear", .doc = "y = x", .forward = linear_forward,
-     .backward = linear_backward, .fused_loss = -1},
-    {.name = "relu", .doc = "y = max(x, 0)", .forward = relu_forward,
-     .backward = relu_backward, .he_init = 1, .fused_loss = -1},
-    {.name = "sigmoid", .doc = "y = 1 / (1 + exp(-x))", .forward = sigmoid_forward,
-     .backward = sigmoid_backward, .fused_loss = ML_LOSS_BCE},
-    {.name = "tanh", .doc = "y = tanh(x)", .forward = tanh_forward, .backward = tanh_backward,
+    {.name = "linear",
+     .doc = "y = x",
+     .forward = linear_forward,
+     .backward = linear_backward,
      .fused_loss = -1},
-    {.name = "softmax", .doc = "y = exp(x) / sum exp(x), per row", .forward = softmax_forward,
-     .backward = softmax_backward, .fused_loss = ML_LOSS_CCE},
+    {.name = "relu",
+     .doc = "y = max(x, 0)",
+     .forward = relu_forward,
+     .backward = relu_backward,
+     .he_init = 1,
+     .fused_loss = -1},
+    {.name = "sigmoid",
+     .doc = "y = 1 / (1 + exp(-x))",
+     .forward = sigmoid_forward,
+     .backward = sigmoid_backward,
+     .fused_loss = ML_LOSS_BCE},
+    {.name = "tanh",
+     .doc = "y = tanh(x)",
+     .forward = tanh_forward,
+     .backward = tanh_backward,
+     .fused_loss = -1},
+    {.name = "softmax",
+     .doc = "y = exp(x) / sum exp(x), per row",
+     .forward = softmax_forward,
+     .backward = softmax_backward,
+     .fused_loss = ML_LOSS_CCE},
 };
 #define NACT ((int)(sizeof table / sizeof table[0]))
 
@@ -210,10 +225,18 @@ enum { KEY_UNITS, KEY_ACTIVATION };
 static const ml_layer_key keys[] = {
     /* pstrain 0.1 accepted (and printed) units on every layer; kept so its job files and
      * job fingerprints stay valid. */
-    [KEY_UNITS] = {.name = "units", .kind = ML_KEY_INT, .def = 0, .min = 0, .max = -1,
-                   .doc = "ignored", .flags = ML_KEY_COMPAT},
-    [KEY_ACTIVATION] = {.name = "activation", .kind = ML_KEY_ENUM, .def = 0,
-                        .enum_name = ml_activation_name, .doc = "the function"},
+    [KEY_UNITS] = {.name = "units",
+                   .kind = ML_KEY_INT,
+                   .def = 0,
+                   .min = 0,
+                   .max = -1,
+                   .doc = "ignored",
+                   .flags = ML_KEY_COMPAT},
+    [KEY_ACTIVATION] = {.name = "activation",
+                        .kind = ML_KEY_ENUM,
+                        .def = 0,
+                        .enum_name = ml_activation_name,
+                        .doc = "the function"},
 };
 
 static int act_shape(ml_layer *l, pst_err *err)
@@ -224,8 +247,8 @@ static int act_shape(ml_layer *l, pst_err *err)
     return PST_OK;
 }
 
-static void act_forward(const ml_layer *l, float *y, const float *const *x,
-                        const float *const *t, int n)
+static void act_forward(const ml_layer *l, float *y, const float *const *x, const float *const *t,
+                        int n)
 {
     (void)t;
     table[l->spec->val[KEY_ACTIVATION].i].forward(y, x[0], n, l->out);

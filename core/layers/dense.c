@@ -15,10 +15,18 @@ enum { KEY_UNITS, KEY_ACTIVATION };
 enum { T_WEIGHT, T_BIAS };
 
 static const ml_layer_key keys[] = {
-    [KEY_UNITS] = {.name = "units", .kind = ML_KEY_INT, .def = 0, .min = 1, .max = -1,
-                   .doc = "output width", .flags = ML_KEY_REQUIRED},
-    [KEY_ACTIVATION] = {.name = "activation", .kind = ML_KEY_ENUM, .def = 0,
-                        .enum_name = ml_activation_name, .doc = "applied after the affine map"},
+    [KEY_UNITS] = {.name = "units",
+                   .kind = ML_KEY_INT,
+                   .def = 0,
+                   .min = 1,
+                   .max = -1,
+                   .doc = "output width",
+                   .flags = ML_KEY_REQUIRED},
+    [KEY_ACTIVATION] = {.name = "activation",
+                        .kind = ML_KEY_ENUM,
+                        .def = 0,
+                        .enum_name = ml_activation_name,
+                        .doc = "applied after the affine map"},
 };
 
 static int dense_shape(ml_layer *l, pst_err *err)
@@ -55,19 +63,18 @@ static void dense_init(const ml_layer *l, float *const *t, int he, rng_state *r)
     memset(t[T_BIAS], 0, (size_t)out * sizeof(float));
 }
 
-static void dense_forward(const ml_layer *l, float *y, const float *const *x,
-                          const float *const *t, int n)
+static void dense_forward(const ml_layer *l, float *y, const float *const *x, const float *const *t,
+                          int n)
 {
     ml_dense_forward(y, x[0], t[T_WEIGHT], t[T_BIAS], n, l->in[0], l->out);
 }
 
-static void dense_backward(const ml_layer *l, float *const *dx, float *const *dt,
-                           const float *dy, const float *y, const float *const *x,
-                           const float *const *t, int n)
+static void dense_backward(const ml_layer *l, float *const *dx, float *const *dt, const float *dy,
+                           const float *y, const float *const *x, const float *const *t, int n)
 {
     (void)y;
-    ml_dense_backward(dx[0], dt[T_WEIGHT], dt[T_BIAS], dy, x[0], t[T_WEIGHT], n, l->in[0],
-                      l->out, 0);
+    ml_dense_backward(dx[0], dt[T_WEIGHT], dt[T_BIAS], dy, x[0], t[T_WEIGHT], n, l->in[0], l->out,
+                      0);
 }
 
 /* 2 N IN OUT each for forward, dW and dX (bias and activation not counted). */

@@ -34,8 +34,14 @@ static const ml_registry builtin = {
 static const char *const loss_names[ML_LOSS_COUNT] = {ML_LOSS_NAMES(NAME_AT)};
 static const char *const init_names[ML_INIT_COUNT] = {ML_INIT_NAMES(NAME_AT)};
 
-const char *ml_loss_name(int loss) { return loss >= 0 && loss < ML_LOSS_COUNT ? loss_names[loss] : NULL; }
-const char *ml_init_name(int init) { return init >= 0 && init < ML_INIT_COUNT ? init_names[init] : NULL; }
+const char *ml_loss_name(int loss)
+{
+    return loss >= 0 && loss < ML_LOSS_COUNT ? loss_names[loss] : NULL;
+}
+const char *ml_init_name(int init)
+{
+    return init >= 0 && init < ML_INIT_COUNT ? init_names[init] : NULL;
+}
 
 int ml_loss_find(const char *name)
 {
@@ -90,13 +96,14 @@ int ml_registry_add(ml_registry *r, const ml_layer_ops *ops, pst_err *err)
         return pst_err_set(err, E, "layer type '%s': already registered", ops->name);
     if (!ops->shape || !ops->forward || !ops->backward || !ops->flops ||
         (ops->has_params && !ops->init))
-        return pst_err_set(err, E, "layer type '%s': shape, forward, backward, flops (and init "
-                           "with parameters) must be set", ops->name);
+        return pst_err_set(err, E,
+                           "layer type '%s': shape, forward, backward, flops (and init "
+                           "with parameters) must be set",
+                           ops->name);
     if (ops->nkeys < 0 || ops->nkeys > ML_MAX_KEYS || (ops->nkeys && !ops->keys))
-        return pst_err_set(err, E, "layer type '%s': %d keys (at most %d)", ops->name,
-                           ops->nkeys, ML_MAX_KEYS);
-    if (ops->min_inputs < 1 || ops->max_inputs < ops->min_inputs ||
-        ops->max_inputs > ML_MAX_INPUTS)
+        return pst_err_set(err, E, "layer type '%s': %d keys (at most %d)", ops->name, ops->nkeys,
+                           ML_MAX_KEYS);
+    if (ops->min_inputs < 1 || ops->max_inputs < ops->min_inputs || ops->max_inputs > ML_MAX_INPUTS)
         return pst_err_set(err, E, "layer type '%s': inputs must be within [1, %d]", ops->name,
                            ML_MAX_INPUTS);
     for (int k = 0; k < ops->nkeys; k++) {
@@ -115,8 +122,10 @@ int ml_registry_add(ml_registry *r, const ml_layer_ops *ops, pst_err *err)
         int a = ml_layer_key_find(ops, "activation");
         if (a < 0 || ops->keys[a].kind != ML_KEY_ENUM ||
             ops->keys[a].enum_name != ml_activation_name)
-            return pst_err_set(err, E, "layer type '%s': post_activation needs an `activation` "
-                               "key over the activation table", ops->name);
+            return pst_err_set(err, E,
+                               "layer type '%s': post_activation needs an `activation` "
+                               "key over the activation table",
+                               ops->name);
     }
     if (ops->width_key) {
         int w = ml_layer_key_find(ops, ops->width_key);
@@ -318,8 +327,7 @@ int ml_layer_key_check(const ml_layer_key *k, const ml_value *v, pst_err *err)
             if (bounded)
                 return pst_err_set(err, E, "%s: must be in [%.0f, %.0f], got %" PRId64, k->name,
                                    k->min, k->max, v->i);
-            return pst_err_set(err, E, "%s: must be >= %.0f, got %" PRId64, k->name, k->min,
-                               v->i);
+            return pst_err_set(err, E, "%s: must be >= %.0f, got %" PRId64, k->name, k->min, v->i);
         }
         return PST_OK;
     case ML_KEY_FLOAT:
@@ -380,8 +388,10 @@ int ml_model_spec_sources(const ml_model_spec *s, unsigned l, int *src, pst_err 
         return 1;
     }
     if (L->ninputs > ML_MAX_INPUTS) {
-        pst_err_set(err, PST_ERR_CONFIG, "model.layers.%u.inputs: layer %s has %u inputs (at "
-                    "most %d)", l, me, L->ninputs, ML_MAX_INPUTS);
+        pst_err_set(err, PST_ERR_CONFIG,
+                    "model.layers.%u.inputs: layer %s has %u inputs (at "
+                    "most %d)",
+                    l, me, L->ninputs, ML_MAX_INPUTS);
         return -1;
     }
     for (unsigned i = 0; i < L->ninputs; i++) {
@@ -420,8 +430,10 @@ int ml_model_spec_check(const ml_model_spec *s, pst_err *err)
         if (rc)
             break;
         if (L->name && strcmp(L->name, ML_INPUT_NAME) == 0) {
-            rc = pst_err_set(err, E, "model.layers.%u.name: '" ML_INPUT_NAME "' names the "
-                             "model's input", l);
+            rc = pst_err_set(err, E,
+                             "model.layers.%u.name: '" ML_INPUT_NAME "' names the "
+                             "model's input",
+                             l);
             break;
         }
         char me[ML_NAME_MAX + 1], other[ML_NAME_MAX + 1];
@@ -429,8 +441,10 @@ int ml_model_spec_check(const ml_model_spec *s, pst_err *err)
         for (unsigned j = 0; j < l; j++) {
             ml_layer_spec_name(s, j, other, sizeof other);
             if (strcmp(me, other) == 0) {
-                rc = pst_err_set(err, E, "model.layers.%u.name: '%s' is already the name of "
-                                 "model.layers.%u", l, me, j);
+                rc = pst_err_set(err, E,
+                                 "model.layers.%u.name: '%s' is already the name of "
+                                 "model.layers.%u",
+                                 l, me, j);
                 break;
             }
         }
@@ -443,9 +457,10 @@ int ml_model_spec_check(const ml_model_spec *s, pst_err *err)
             break;
         }
         if (nin < L->ops->min_inputs || nin > L->ops->max_inputs) {
-            rc = pst_err_set(err, E, "model.layers.%u.inputs: layer %s (%s) takes %d to %d "
-                             "inputs, got %d", l, me, L->ops->name, L->ops->min_inputs,
-                             L->ops->max_inputs, nin);
+            rc = pst_err_set(err, E,
+                             "model.layers.%u.inputs: layer %s (%s) takes %d to %d "
+                             "inputs, got %d",
+                             l, me, L->ops->name, L->ops->min_inputs, L->ops->max_inputs, nin);
             break;
         }
         for (int i = 0; i < nin; i++)
@@ -457,12 +472,15 @@ int ml_model_spec_check(const ml_model_spec *s, pst_err *err)
         if (!used[l]) {
             char me[ML_NAME_MAX + 1];
             ml_layer_spec_name(s, l, me, sizeof me);
-            rc = pst_err_set(err, E, "model.layers.%u: the output of layer %s is used by no "
-                             "later layer", l, me);
+            rc = pst_err_set(err, E,
+                             "model.layers.%u: the output of layer %s is used by no "
+                             "later layer",
+                             l, me);
         }
     free(used);
     if (!rc && nparam == 0)
-        rc = pst_err_set(err, E, "model.layers: needs at least one layer with parameters "
+        rc = pst_err_set(err, E,
+                         "model.layers: needs at least one layer with parameters "
                          "(e.g. dense)");
     return rc;
 }
@@ -489,8 +507,8 @@ int ml_model_spec_same(const ml_model_spec *a, const ml_model_spec *b)
                 continue;
             if (K->kind == ML_KEY_STRING
                     ? strcmp(x->val[k].s ? x->val[k].s : "", y->val[k].s ? y->val[k].s : "") != 0
-                    : K->kind == ML_KEY_FLOAT ? x->val[k].f != y->val[k].f
-                                              : x->val[k].i != y->val[k].i)
+                : K->kind == ML_KEY_FLOAT ? x->val[k].f != y->val[k].f
+                                          : x->val[k].i != y->val[k].i)
                 return 0;
         }
     }
@@ -547,8 +565,8 @@ int ml_registry_print_markdown(const ml_registry *r, FILE *f)
     fputs("| type | key | value | default | meaning |\n|---|---|---|---|---|\n", f);
     for (int i = 0; i < r->n; i++) {
         const ml_layer_ops *o = r->ops[i];
-        fprintf(f, "| `%s` | | | | %s (default names `%s_<k>`; inputs: %d", o->name,
-                o->summary, o->prefix, o->min_inputs);
+        fprintf(f, "| `%s` | | | | %s (default names `%s_<k>`; inputs: %d", o->name, o->summary,
+                o->prefix, o->min_inputs);
         if (o->max_inputs != o->min_inputs)
             fprintf(f, " to %d", o->max_inputs);
         fputs(") |\n", f);
