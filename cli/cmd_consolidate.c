@@ -108,6 +108,21 @@ static int list_clocks(const char *from, char *dir, size_t dircap, int64_t *tags
     return PST_OK;
 }
 
+/* The shards' weights into the flat vector params (load_shards checked every one). */
+static int copy_shards(ckpt_state **st, int S, float *params, pst_err *err)
+{
+    for (int s = 0; s < S; s++) {
+        int64_t off, len;
+        const float *w;
+        if (ckpt_state_get_int(st[s], "offset", &off, err) ||
+            ckpt_state_get_int(st[s], "len", &len, err) ||
+            ckpt_state_get_tensor(st[s], "weights", (size_t)len, &w, err))
+            return err->code;
+        memcpy(params + off, w, (size_t)len * sizeof(float));
+    }
+    return PST_OK;
+}
+
 int cmd_consolidate(int argc, char **argv, const volatile sig_atomic_t *stop)
 {
     (void)stop;
@@ -198,19 +213,8 @@ int cmd_consolidate(int argc, char **argv, const volatile sig_atomic_t *stop)
                                dir, S);
         goto done;
     }
-    float *params = ml_model_params(m);
-    for (int s = 0; s < S; s++) {
-        int64_t off, len;
-        const float *w;
-        /* load_shards checked all of these */
-        if (ckpt_state_get_int(st[s], "offset", &off, &err) ||
-            ckpt_state_get_int(st[s], "len", &len, &err) ||
-            ckpt_state_get_tensor(st[s], "weights", (size_t)len, &w, &err)) {
-            rc = err.code;
-            goto done;
-        }
-        memcpy(params + off, w, (size_t)len * sizeof(float));
-    }
+    if ((rc = copy_shards(st, S, ml_model_params(m), &err)))
+        goto done;
     char file[4400];
     if (out)
         snprintf(file, sizeof file, "%s", out);

@@ -107,6 +107,34 @@ static int print_table(const char *text, size_t len)
     return EXIT_OK;
 }
 
+/* Where to ask (--coordinator, else the run folder's coordinator.endpoint) and the job,
+ * for its keys (--job, else RUN_DIR/job.yaml when there is one; *job NULL without). Returns
+ * the exit code: EXIT_OK, or the failure's, said on stderr. */
+static int find_job(const char *dir, const char *coordinator, const char *job_path, char *ep,
+                    size_t cap, cfg_job **job)
+{
+    if (coordinator)
+        snprintf(ep, cap, "%s", coordinator);
+    else {
+        int rc = read_endpoint(dir ? dir : "runs/fashion-mnist", ep, cap);
+        if (rc)
+            return rc;
+    }
+    /* The job's keys: a coordinator with CURVE answers only an allowed client key. */
+    char job_buf[4200];
+    if (!job_path && dir) {
+        snprintf(job_buf, sizeof job_buf, "%s/job.yaml", dir);
+        if (access(job_buf, R_OK) == 0)
+            job_path = job_buf;
+    }
+    pst_err err = {0};
+    if (job_path && cli_load_job(job, job_path, NULL, 0, &err)) {
+        fprintf(stderr, "pstrain status: %s\n", err.msg);
+        return cli_exit_code(err.code);
+    }
+    return EXIT_OK;
+}
+
 int cmd_status(int argc, char **argv, const volatile sig_atomic_t *stop)
 {
     const char *coordinator = NULL, *job_path = NULL;
@@ -152,27 +180,11 @@ int cmd_status(int argc, char **argv, const volatile sig_atomic_t *stop)
         return EXIT_USAGE;
     }
     char ep[300];
-    if (coordinator)
-        snprintf(ep, sizeof ep, "%s", coordinator);
-    else {
-        int rc = read_endpoint(dir ? dir : "runs/fashion-mnist", ep, sizeof ep);
-        if (rc)
-            return rc;
-    }
-
-    /* The job's keys: a coordinator with CURVE answers only an allowed client key. */
-    char job_buf[4200];
-    if (!job_path && dir) {
-        snprintf(job_buf, sizeof job_buf, "%s/job.yaml", dir);
-        if (access(job_buf, R_OK) == 0)
-            job_path = job_buf;
-    }
-    pst_err err = {0};
     cfg_job *job = NULL;
-    if (job_path && cli_load_job(&job, job_path, NULL, 0, &err)) {
-        fprintf(stderr, "pstrain status: %s\n", err.msg);
-        return cli_exit_code(err.code);
-    }
+    int found = find_job(dir, coordinator, job_path, ep, sizeof ep, &job);
+    if (found != EXIT_OK)
+        return found;
+    pst_err err = {0};
     int code = EXIT_OK;
     log_ctx lg; /* CURVE refusals of this client */
     log_init(&lg, "status", -1, stderr);

@@ -103,6 +103,38 @@ static void log_stopped(const log_ctx *lg, const cfg_job *job, const wk_local_ck
         log_warn(lg, "stopped by signal %d; metrics so far are in %s", sig, job->output.dir);
 }
 
+/* The epochs still to train, from `at` on a resumed run (NULL: from the start), with this
+ * process's checkpoints at the cadence of checkpoint.*. */
+static int train_epochs(const cfg_job *job, const wk_data *data, wk_trainer *tr, wk_local_ckpt *ck,
+                        wk_report *rep, const wk_resume *at, const log_ctx *lg,
+                        const volatile sig_atomic_t *stop, pst_err *err)
+{
+    pst_test_hooks hooks_buf;
+    wk_cadence cadence;
+    wk_cadence_init(&cadence, &job->checkpoint, 1);
+    train_ctx tc = {.tr = tr, .ck = ck};
+    const wk_loop_ops ops = {.checkpoint = job->checkpoint.enabled ? train_checkpoint : NULL};
+    wk_loop_options lo = {.tr = tr,
+                          .train = data->train,
+                          .val = data->val,
+                          .first_epoch = at ? at->epoch : 1,
+                          .last_epoch = job->train.epochs,
+                          .first_step = at ? at->done : 0,
+                          .resume = at,
+                          .clock = wk_trainer_step(tr),
+                          .rep = rep,
+                          .log_every = job->train.log_every,
+                          .report_interrupted = 1,
+                          .lg = lg,
+                          .stop = stop,
+                          .hooks = cli_test_hooks(&hooks_buf, -1),
+                          .cadence = &cadence,
+                          .ops = &ops,
+                          .ctx = &tc};
+    wk_loop_result res;
+    return wk_loop_run(&lo, &res, err);
+}
+
 int cmd_train(int argc, char **argv, const volatile sig_atomic_t *stop)
 {
     int print_config = 0;
@@ -173,30 +205,7 @@ int cmd_train(int argc, char **argv, const volatile sig_atomic_t *stop)
     }
     if ((rc = wk_report_write_job(job->output.dir, job, &err)))
         goto done;
-    pst_test_hooks hooks_buf;
-    wk_cadence cadence;
-    wk_cadence_init(&cadence, &job->checkpoint, 1);
-    train_ctx tc = {.tr = tr, .ck = ck};
-    const wk_loop_ops ops = {.checkpoint = job->checkpoint.enabled ? train_checkpoint : NULL};
-    wk_loop_options lo = {.tr = tr,
-                          .train = data.train,
-                          .val = data.val,
-                          .first_epoch = at.epoch,
-                          .last_epoch = job->train.epochs,
-                          .first_step = from ? at.done : 0,
-                          .resume = from ? &at : NULL,
-                          .clock = wk_trainer_step(tr),
-                          .rep = rep,
-                          .log_every = job->train.log_every,
-                          .report_interrupted = 1,
-                          .lg = &lg,
-                          .stop = stop,
-                          .hooks = cli_test_hooks(&hooks_buf, -1),
-                          .cadence = &cadence,
-                          .ops = &ops,
-                          .ctx = &tc};
-    wk_loop_result res;
-    if ((rc = wk_loop_run(&lo, &res, &err)))
+    if ((rc = train_epochs(job, &data, tr, ck, rep, from ? &at : NULL, &lg, stop, &err)))
         goto done;
     if (*stop) {
         log_stopped(&lg, job, ck, (int)*stop);
