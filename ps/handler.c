@@ -230,6 +230,8 @@ static void maybe_end_recovery(srv_handler *s, int all_heard)
         return;
     int64_t *per = calloc((size_t)s->o.nworkers, sizeof *per);
     int64_t lost = srv_shard_end_recovery(s->o.shard, per);
+    if (s->o.ckpt)
+        srv_ckpt_note_lost(s->o.ckpt, lost);
     /* ssp/asp: every worker's step was an update, so the loss is counted per worker:
      * "(worker[0] 7, worker[1] 6)". bsp's clocks each averaged all workers' steps. */
     char detail[256] = "";

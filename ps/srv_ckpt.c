@@ -27,6 +27,7 @@ struct srv_ckpt {
     int nwant;
     int64_t ckpt_last; /* clock of the newest checkpoint written or resumed from, -1 */
     int aside;         /* an earlier run's files wait in CKPT_ASIDE for our first */
+    int64_t lost;      /* steps of updates lost in restarts of this server (cumulative) */
     obs_metric *mx_count, *mx_age, *mx_clock; /* NULL: metrics off */
 };
 
@@ -62,6 +63,7 @@ srv_ckpt *srv_ckpt_create(int rank, const cfg_job *job, const log_ctx *lg, obs_m
 void srv_ckpt_destroy(srv_ckpt *c) { free(c); }
 const char *srv_ckpt_dir(const srv_ckpt *c) { return c->ckdir; }
 int64_t srv_ckpt_last(const srv_ckpt *c) { return c->ckpt_last; }
+void srv_ckpt_note_lost(srv_ckpt *c, int64_t steps) { c->lost += steps > 0 ? steps : 0; }
 
 int srv_ckpt_found(const srv_ckpt *c, int64_t *clocks, int *any)
 {
@@ -155,8 +157,9 @@ int srv_ckpt_write(srv_ckpt *c, srv_shard *sh, int64_t clock, pst_err *err)
                                  cfg_consistency_name(c->job->cluster.consistency), err)) ||
         (rc = ckpt_state_add_tensor(st, "weights", srv_shard_weights(sh, base), len, err)) ||
         (rc = ckpt_state_add_opt(st, c->job->optimizer.kind, srv_shard_opt(sh), err)) ||
-        (rc = put_worker_clocks(c, st, sh, err)) || (rc = fs_mkdirs(c->ckdir, err)) ||
-        (rc = ckpt_state_save(st, path, err)))
+        (rc = put_worker_clocks(c, st, sh, err)) ||
+        (rc = ckpt_state_set_int(st, "steps_lost", c->lost, err)) ||
+        (rc = fs_mkdirs(c->ckdir, err)) || (rc = ckpt_state_save(st, path, err)))
         goto cleanup;
     c->ckpt_last = clock;
     obs_add(c->mx_count, 1);
@@ -314,6 +317,15 @@ int srv_ckpt_restore(srv_ckpt *c, srv_shard *sh, int64_t clock, pst_err *err)
     ckpt_state_restore_opt(st, c->job->optimizer.kind, srv_shard_opt(sh));
     if (file_clock == clock && trainable != 0)
         report_worker_clocks(c, st, clock);
+    int64_t lost = 0;
+    pst_err none = {0};
+    if (ckpt_state_get_int(st, "steps_lost", &lost, &none) == PST_OK && lost > 0) {
+        c->lost = lost; /* later checkpoints of this timeline lack them too */
+        log_warn(c->lg,
+                 "%s lacks the updates of %lld step(s) that a restart of this server lost: "
+                 "the model resumed from it combines shards at different steps",
+                 path, (long long)lost);
+    }
     c->ckpt_last = clock;
     obs_set(c->mx_clock, (double)clock);
     log_info(c->lg, "resumed from %s (clock %lld, %lld optimizer steps)", path, (long long)clock,

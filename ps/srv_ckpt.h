@@ -52,6 +52,11 @@ int srv_ckpt_found(const srv_ckpt *c, int64_t *clocks, int *any);
 int srv_ckpt_restore(srv_ckpt *c, srv_shard *sh, int64_t clock, pst_err *err);
 /* Writes the shard's checkpoint of `clock` now (then prunes to checkpoint.keep). */
 int srv_ckpt_write(srv_ckpt *c, srv_shard *sh, int64_t clock, pst_err *err);
+/* A restart of this server lost the updates of `steps` steps (its shard recovered from
+ * an older checkpoint): every checkpoint it writes from now on says so ("steps_lost",
+ * cumulative), and a resume from one warns that the model it rebuilds combines shards
+ * at different steps. */
+void srv_ckpt_note_lost(srv_ckpt *c, int64_t steps);
 /* The clock of the newest checkpoint written or resumed from; -1: none. */
 int64_t srv_ckpt_last(const srv_ckpt *c);
 

@@ -4,7 +4,8 @@
 #    it recovers its shard from its newest checkpoint and learns the workers' clocks from
 #    their requests (sent again); the workers reconnect to its new endpoint; the job ends 0,
 #    the server reports the recovery time and how many steps of updates were lost (at most
-#    the checkpoint interval), accuracy within 1 point of a clean run (bsp and asp);
+#    the checkpoint interval), accuracy within 1 point of a clean run (bsp and asp); a
+#    later resume from its checkpoints warns that they lack those updates;
 #  - no restarts: the job ends at once with the server's status (137), nothing left;
 #  - restarted without any checkpoint: it says its parameters are lost and the job fails
 #    (exit 3), nothing hangs.
@@ -31,6 +32,13 @@ for cons in bsp asp; do
   # Checkpoints every 10 clocks: bsp loses at most 10 steps; asp counts each worker's.
   [ "$lost" -le 20 ] || fail "$cons: $lost steps lost, more than the checkpoint interval allows"
   expect_in $E "local info: job finished: all 5 processes exited 0"
+  # Its later checkpoints lack those updates: resuming from them says so (bsp; the
+  # resumed run has nothing left to train).
+  if [ $cons = bsp ] && [ "$lost" -gt 0 ]; then
+    expect_exit 0 "$PSTRAIN" local "${F[@]}" --consistency $cons --cluster.max_restarts 1 \
+      --checkpoint.every_steps 10 --output restart_$cons --resume restart_$cons
+    expect_in err.txt "server\[1\] warn: .*server-1-clock-[0-9]+\.safetensors lacks the updates of $lost step\(s\) that a restart of this server lost: the model resumed from it combines shards at different steps"
+  fi
   a=$(accuracy clean_$cons); b=$(accuracy restart_$cons)
   /usr/bin/python3 -c "import sys; sys.exit(0 if abs($a - $b) <= 0.01 else 1)" \
     || fail "$cons: test accuracy $b with a restarted server, $a clean"
