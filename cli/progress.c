@@ -13,6 +13,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/clock.h"
+
 /* A worker's latest progress record (worker/dist.h). */
 typedef struct {
     int seen, epoch, epochs;
@@ -47,13 +49,6 @@ struct cli_view {
     int plain_epoch; /* last epoch a plain line was logged for */
     int finished;    /* the every-step-done line was drawn/logged */
 };
-
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 int cli_progress_fd(int *fd, pst_err *err)
 {
@@ -180,7 +175,7 @@ static void show_progress(cli_view *v)
     char lossbuf[32] = "-";
     if (nloss)
         snprintf(lossbuf, sizeof lossbuf, "%.4f", loss / nloss);
-    long long now = now_ms();
+    long long now = pst_mono_ms();
     if (v->t0_ms == 0) {
         v->t0_ms = now;
         v->done0 = done;

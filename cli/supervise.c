@@ -16,6 +16,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/clock.h"
+
 #include "cli/cli.h"
 
 /* Longest single wait. Signals are blocked only in this thread: OpenBLAS starts its own
@@ -62,13 +64,6 @@ typedef struct {
     int stragglers;        /* still running grace_ms after that: stopped */
     int workers_gone;      /* workers that failed for good while the job went on */
 } sup;
-
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static struct timespec ms_timespec(long long ms)
 {
@@ -118,7 +113,7 @@ static void begin_stop(sup *s, int code)
     if (s->stopping)
         return;
     s->stopping = 1;
-    s->deadline_ms = now_ms() + s->o->grace_ms;
+    s->deadline_ms = pst_mono_ms() + s->o->grace_ms;
     int n = signal_all(s, SIGTERM);
     if (n > 0)
         log_info(s->lg, "sent SIGTERM to %d process(es); SIGKILL to any still running in %g s", n,
@@ -212,7 +207,7 @@ static void child_ended(sup *s, sup_kid *c)
     } else if (ok) {
         log_info(s->lg, "%s (pid %d) exited 0", c->spec->name, (int)c->pid);
         if (c == &s->kids[0])
-            s->finished_ms = now_ms();
+            s->finished_ms = pst_mono_ms();
     } else {
         log_error(s->lg, "%s (pid %d) %s", c->spec->name, (int)c->pid, how);
         begin_stop(s, status_code(c->status));
@@ -374,12 +369,12 @@ static int read_endpoint(sup *s, int rfd, const volatile sig_atomic_t *stop, int
     sigaddset(&mask, SIGCHLD);
     sigdelset(&mask, SIGINT);
     sigdelset(&mask, SIGTERM);
-    long long deadline = now_ms() + s->o->ready_ms;
+    long long deadline = pst_mono_ms() + s->o->ready_ms;
     size_t len = 0;
     for (;;) {
         if (*stop)
             return READY_STOP;
-        long long left = deadline - now_ms();
+        long long left = deadline - pst_mono_ms();
         if (left <= 0)
             return READY_TIMEOUT;
         struct timespec ts = ms_timespec(left < WAKE_MS ? left : WAKE_MS);
@@ -467,13 +462,13 @@ static int start_coordinator(sup *s, const volatile sig_atomic_t *stop)
     case READY_EOF: {
         /* It closed the pipe: almost always because it is exiting. Give it the grace
          * period to finish, so the message can say how it ended (child_ended logs it). */
-        long long deadline = now_ms() + s->o->grace_ms;
+        long long deadline = pst_mono_ms() + s->o->grace_ms;
         for (;;) {
             check_stop_flag(s, stop);
             reap(s);
             if (s->stopping)
                 return -1;
-            long long left = deadline - now_ms();
+            long long left = deadline - pst_mono_ms();
             if (left <= 0)
                 break;
             wait_signal(s, left);
@@ -504,7 +499,7 @@ static void end_stragglers(sup *s)
              s->running == 1 ? "it" : "them");
     s->stragglers = s->running;
     s->stopping = 1;
-    s->deadline_ms = now_ms() + s->o->grace_ms;
+    s->deadline_ms = pst_mono_ms() + s->o->grace_ms;
     signal_all(s, SIGTERM);
 }
 
@@ -521,7 +516,7 @@ static void supervise(sup *s, const volatile sig_atomic_t *stop)
             return;
         long long wait = WAKE_MS;
         if (s->finished_ms && !s->stopping) {
-            long long left = s->finished_ms + s->o->grace_ms - now_ms();
+            long long left = s->finished_ms + s->o->grace_ms - pst_mono_ms();
             if (left <= 0) {
                 end_stragglers(s);
                 continue;
@@ -529,7 +524,7 @@ static void supervise(sup *s, const volatile sig_atomic_t *stop)
             wait = left;
         }
         if (s->stopping && !s->killed) {
-            long long left = s->deadline_ms - now_ms();
+            long long left = s->deadline_ms - pst_mono_ms();
             if (left <= 0) {
                 char why[64];
                 snprintf(why, sizeof why, "did not exit within %g s of SIGTERM",

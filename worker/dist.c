@@ -9,6 +9,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/clock.h"
+
 #include "ckpt/ckpt.h"
 #include "core/metrics.h"
 #include "net/net.h"
@@ -217,13 +219,6 @@ static void delay_ms(int ms)
     nanosleep(&ts, NULL);
 }
 
-static double mono_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 /* Steps a worker takes per epoch: its partition in batches. */
 static int64_t steps_per_epoch(const worker *w)
 {
@@ -271,7 +266,7 @@ static void comm_between(const wk_kv_stats *a, const wk_kv_stats *b, const struc
 static void progress_record(worker *w, int64_t step, int64_t nsteps, int force)
 {
     const wk_dist_options *o = w->o;
-    double now = mono_s();
+    double now = pst_mono_s();
     if (o->progress_fd < 0 || (!force && now - w->last_record_s < WK_PROGRESS_MS / 1e3))
         return;
     w->last_record_s = now;

@@ -9,6 +9,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/clock.h"
+
 #include "proto/dlv.h"
 #include "proto/msg.h"
 
@@ -91,12 +93,6 @@ struct wk_kv {
 
 /* Seconds on a monotonic clock: waits of a small model's step are well under a
  * millisecond, too short for net_now_ms. */
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static void on_release(void *data, void *hint)
 {
@@ -106,7 +102,7 @@ static void on_release(void *data, void *hint)
     pthread_mutex_lock(&kv->mu);
     if (--kv->unreleased[rh->slot] == 0) {
         if (rh->slot < 2)
-            kv->rel_s[rh->slot] = now_s();
+            kv->rel_s[rh->slot] = pst_mono_s();
         pthread_cond_signal(&kv->released);
     }
     pthread_mutex_unlock(&kv->mu);
@@ -316,7 +312,7 @@ static int op_start(wk_kv *kv, kv_op *op, wire_type type, const kv_piece *pieces
     op->clock = clock;
     op->checkpoint = checkpoint;
     op->fast = 0;
-    dlv_batch_start(&op->b, &kv->ids, n, 1e3 * now_s());
+    dlv_batch_start(&op->b, &kv->ids, n, 1e3 * pst_mono_s());
     dlv_rto_arm_bytes(&kv->rto, net_now_ms(), inflight_bytes(kv));
     for (int i = 0; i < n; i++) {
         int rc = pieces ? send_piece(kv, type, op->b.lo + (uint64_t)i, &pieces[i], buf, slot, clock,
@@ -353,7 +349,8 @@ static void take_ack(wk_kv *kv, uint64_t id)
     kv_op *ops[4] = {&kv->push_op[0], &kv->push_op[1], &kv->init_op, &kv->done_op};
     for (int k = 0; k < 4; k++) {
         double rtt;
-        if (ops[k]->b.unanswered > 0 && dlv_batch_answer(&ops[k]->b, id, 1e3 * now_s(), &rtt)) {
+        if (ops[k]->b.unanswered > 0 &&
+            dlv_batch_answer(&ops[k]->b, id, 1e3 * pst_mono_s(), &rtt)) {
             /* An operation answered without a repeat: its round trip tunes the retry
              * timer (dlv_rto_sample). */
             if (rtt >= 0)
@@ -558,7 +555,7 @@ static int wait_until(wk_kv *kv, int (*done)(wk_kv *, const void *), const void 
                       const char *what, int64_t *gap, pst_err *err)
 {
     int64_t last = net_now_ms(), maxgap = 0;
-    double start_s = now_s();
+    double start_s = pst_mono_s();
     uint64_t resent0 = kv->stats.resent;
     while (!done(kv, arg)) {
         if (*kv->stop)
@@ -581,7 +578,7 @@ static int wait_until(wk_kv *kv, int (*done)(wk_kv *, const void *), const void 
                                "server or another worker is stuck or gone",
                                kv->timeout_ms / 1000, what, kv->endpoint[0]);
     }
-    double waited_s = now_s() - start_s;
+    double waited_s = pst_mono_s() - start_s;
     kv->stats.wait_s += waited_s;
     /* What losses cost (PSTRAIN_LOG=debug): the waits that needed requests sent again. */
     if (kv->stats.resent > resent0)
@@ -627,7 +624,7 @@ int wk_kv_push(wk_kv *kv, const float *g, int64_t clock, pst_err *err)
     if (kv->ntrain > 0) {
         int slot = (int)(clock & 1);
         pthread_mutex_lock(&kv->mu);
-        kv->push_t0[slot] = now_s();
+        kv->push_t0[slot] = pst_mono_s();
         kv->push_open[slot] = 1;
         pthread_mutex_unlock(&kv->mu);
     }
@@ -655,7 +652,7 @@ static int wait_released(wk_kv *kv, int slot, pst_err *err)
      * not wait. Otherwise the bytes are still queued: wait for the I/O thread's signal. */
     struct timespec deadline;
     clock_gettime(CLOCK_MONOTONIC, &deadline);
-    double t0 = now_s();
+    double t0 = pst_mono_s();
     deadline.tv_sec += kv->timeout_ms / 1000;
     int rc = 0;
     pthread_mutex_lock(&kv->mu);
@@ -665,7 +662,7 @@ static int wait_released(wk_kv *kv, int slot, pst_err *err)
     if (slot < 2)
         settle_push(kv, slot);
     pthread_mutex_unlock(&kv->mu);
-    kv->stats.wait_s += now_s() - t0; /* blocked on the transport: waiting, not computing */
+    kv->stats.wait_s += pst_mono_s() - t0; /* blocked on the transport: waiting, not computing */
     if (left > 0)
         return pst_err_set(err, PST_ERR_TIMEOUT,
                            "%d chunk(s) of floats not sent after %d s (servers unreachable?)", left,
@@ -679,7 +676,7 @@ static int pull_start(wk_kv *kv, int64_t clock, int final, const kv_piece *piece
     if (!dlv_batch_done(&kv->pull))
         return pst_err_set(err, PST_ERR_STATE, "kv: a pull is already outstanding");
     kv->final = final;
-    kv->pull_t0 = now_s();
+    kv->pull_t0 = pst_mono_s();
     kv->pulling = pieces;
     kv->npulling = n;
     kv->pull_clock = clock;
@@ -714,7 +711,7 @@ int wk_kv_pull_wait(wk_kv *kv, float *w, int64_t *gap, pst_err *err)
     kv->pull_dst = w;
     int rc = wait_until(kv, pull_answered, NULL, !kv->final, "chunk(s) of weights", gap, err);
     if (rc == PST_OK && !kv->final)
-        met_hist_add(&kv->stats.pull_lat, now_s() - kv->pull_t0);
+        met_hist_add(&kv->stats.pull_lat, pst_mono_s() - kv->pull_t0);
     return rc;
 }
 

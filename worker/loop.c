@@ -4,14 +4,8 @@
 #include <math.h>
 #include <signal.h>
 #include <string.h>
-#include <time.h>
 
-static double mono_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
+#include "base/clock.h"
 
 /* ---- Cadence ------------------------------------------------------------------------------ */
 
@@ -21,7 +15,7 @@ void wk_cadence_init(wk_cadence *c, const cfg_checkpoint *ck, int timed)
                       .every_steps = ck->every_steps,
                       .every_seconds = ck->every_seconds,
                       .timed = timed,
-                      .last_s = mono_s()};
+                      .last_s = pst_mono_s()};
 }
 
 int wk_cadence_due(wk_cadence *c, int64_t steps_done)
@@ -29,14 +23,14 @@ int wk_cadence_due(wk_cadence *c, int64_t steps_done)
     if (!c->enabled)
         return 0;
     int due = c->every_steps > 0 && steps_done % c->every_steps == 0;
-    if (c->timed && c->every_seconds > 0 && (due || mono_s() - c->last_s >= c->every_seconds)) {
-        c->last_s = mono_s();
+    if (c->timed && c->every_seconds > 0 && (due || pst_mono_s() - c->last_s >= c->every_seconds)) {
+        c->last_s = pst_mono_s();
         due = 1;
     }
     return due;
 }
 
-void wk_cadence_reset(wk_cadence *c) { c->last_s = mono_s(); }
+void wk_cadence_reset(wk_cadence *c) { c->last_s = pst_mono_s(); }
 
 /* ---- The loop ---------------------------------------------------------------------------- */
 

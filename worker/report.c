@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include "base/clock.h"
 #include "base/fs.h"
 
 struct wk_report {
@@ -27,13 +28,6 @@ struct wk_report {
     int t0_epoch;    /* the epoch epoch_t0 belongs to (0: none yet) */
     int64_t t0_step; /* steps of it done before epoch_t0 (a resumed epoch starts late) */
 };
-
-static double mono_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static FILE *open_in(const char *dir, const char *name, const char *mode, pst_err *err)
 {
@@ -83,7 +77,7 @@ static wk_report *report_open(const char *dir, const log_ctx *lg, FILE *progress
               r->steps_csv);
     fflush(r->csv);
     fflush(r->steps_csv);
-    r->win_t0 = mono_s();
+    r->win_t0 = pst_mono_s();
     return r;
 fail:
     wk_report_destroy(r);
@@ -121,7 +115,7 @@ void wk_report_progress(void *ctx, int epoch, int64_t step, int64_t nsteps, doub
                         double samples_per_s)
 {
     wk_report *r = ctx;
-    double now = mono_s();
+    double now = pst_mono_s();
     if (step == 1 || epoch != r->t0_epoch) {
         r->epoch_t0 = now;
         r->t0_epoch = epoch;
@@ -229,7 +223,7 @@ static void json_comm(cJSON *o, const double cells[NCOMM])
 int wk_report_steps(wk_report *r, int epoch, int64_t step, int64_t nsteps, double loss,
                     double samples_per_s, const wk_comm_stats *comm, pst_err *err)
 {
-    double now = mono_s(), seconds = now - r->win_t0;
+    double now = pst_mono_s(), seconds = now - r->win_t0;
     r->win_t0 = now;
     double cells[NCOMM];
     comm_cells(comm, seconds, cells);
@@ -303,7 +297,7 @@ int wk_report_epoch(wk_report *r, int epoch, const wk_epoch_stats *st, const wk_
     comm_cells(comm, st->seconds, cc);
     for (int i = 0; i < NCOMM; i++)
         csv_num(r->csv, cc[i], i == NCOMM - 1);
-    r->win_t0 = mono_s(); /* the next step record starts after this epoch's evaluation */
+    r->win_t0 = pst_mono_s(); /* the next step record starts after this epoch's evaluation */
     if (fflush(r->csv) != 0)
         return pst_err_set(err, PST_ERR_IO, "%s/metrics.csv: write failed: %s", r->dir,
                            strerror(errno));

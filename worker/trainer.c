@@ -8,6 +8,7 @@
 
 #include "ckpt/ckpt.h"
 #include "core/optim.h"
+#include "base/clock.h"
 #include "base/rng.h"
 
 struct wk_trainer {
@@ -41,13 +42,6 @@ struct wk_trainer {
     int64_t resume_samples; /* training samples of the checkpoint wk_trainer_restore read */
     double first_loss;      /* loss of the first batch this trainer computed; NaN: none */
 };
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* The model's last layer must produce what the data and loss need. */
 static int check_fit(const cfg_job *job, const ml_model *m, const ds_dataset *ds, pst_err *err)
@@ -296,7 +290,7 @@ int64_t wk_trainer_begin_epoch(wk_trainer *t, const ds_dataset *train, int epoch
     memset(&t->cur, 0, sizeof t->cur);
     t->loss_sum = 0.0;
     t->correct = 0;
-    t->epoch_t0 = now_s();
+    t->epoch_t0 = pst_mono_s();
     return t->nsteps;
 }
 
@@ -348,13 +342,13 @@ void wk_trainer_apply_local(wk_trainer *t)
 
 double wk_trainer_samples_per_s(const wk_trainer *t)
 {
-    return (double)t->cur.samples / (now_s() - t->epoch_t0 + 1e-9);
+    return (double)t->cur.samples / (pst_mono_s() - t->epoch_t0 + 1e-9);
 }
 
 void wk_trainer_end_epoch(wk_trainer *t, int interrupted, wk_epoch_stats *st)
 {
     *st = t->cur;
-    st->seconds = now_s() - t->epoch_t0;
+    st->seconds = pst_mono_s() - t->epoch_t0;
     st->interrupted = interrupted;
     st->loss = st->samples ? t->loss_sum / (double)st->samples : NAN;
     st->accuracy = t->classify && st->samples ? (double)t->correct / (double)st->samples : NAN;
