@@ -64,6 +64,7 @@ const char *pst_status_name(int code)
     case PST_ERR_DATA: return "data";
     case PST_ERR_CONFIG: return "config";
     case PST_ERR_NUMERIC: return "numeric";
+    case PST_ERR_DIVERGED: return "diverged";
     case PST_ERR_STATE: return "state";
     case PST_ERR_TIMEOUT: return "timeout";
     case PST_ERR_PEER: return "peer";

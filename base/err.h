@@ -20,7 +20,9 @@ typedef enum {
     PST_ERR_STATE,   /* call not valid in the object's current state */
     PST_ERR_TIMEOUT, /* a peer did not answer in time (retriable) */
     PST_ERR_PEER,    /* a peer refused a request or sent a bad message */
-    PST_ERR_NET      /* a socket operation failed */
+    PST_ERR_NET,     /* a socket operation failed */
+    PST_ERR_DIVERGED /* training diverged or sits at chance, and the job asked to stop
+                        (train.on_divergence: stop) */
 } pst_status;
 
 typedef struct {

@@ -18,6 +18,7 @@ enum {
     EXIT_USAGE = 2,           /* bad flag, bad job file: permanent */
     EXIT_DATA = 3,            /* bad input data: permanent */
     EXIT_IO = 4,              /* cannot read or write a file */
+    EXIT_DIVERGED = 5,        /* stopped early: diverged or at chance (train.on_divergence) */
     EXIT_RETRIABLE = 75,      /* lost peer, timeout, network failure: retry (EX_TEMPFAIL) */
     EXIT_SIGINT = 130,        /* stopped by Ctrl-C (128 + SIGINT) */
     EXIT_SIGTERM = 143        /* stopped by SIGTERM (128 + SIGTERM) */

@@ -62,6 +62,7 @@ int cli_exit_code(int status)
     case PST_ERR_IO: return EXIT_IO;
     case PST_ERR_TIMEOUT:
     case PST_ERR_NET: return EXIT_RETRIABLE;
+    case PST_ERR_DIVERGED: return EXIT_DIVERGED;
     default: return EXIT_FAILURE_RUNTIME;
     }
 }

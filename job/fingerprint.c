@@ -5,6 +5,25 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Printed lines that do not count. A key that changes nothing computed (what a run does
+ * when it goes wrong) never counts; a key added after jobs were first fingerprinted counts
+ * only away from its default, so that checkpoints written before it still resume. Each
+ * entry is a whole printed line, indentation included, "\n" excluded. */
+static const char *const uncounted_lines[] = {
+    "  on_divergence: warn", /* train.on_divergence: either value */
+    "  on_divergence: stop",
+};
+
+static int uncounted(const char *line, size_t n)
+{
+    if (n && line[n - 1] == '\n')
+        n--;
+    for (size_t i = 0; i < sizeof uncounted_lines / sizeof uncounted_lines[0]; i++)
+        if (strlen(uncounted_lines[i]) == n && memcmp(uncounted_lines[i], line, n) == 0)
+            return 1;
+    return 0;
+}
+
 uint64_t cfg_job_hash(const cfg_job *job)
 {
     char *text = NULL;
@@ -40,8 +59,16 @@ uint64_t cfg_job_hash(const cfg_job *job)
     int rc = cfg_job_print(&same, f, NULL);
     fclose(f);
     if (rc == PST_OK)
-        for (size_t i = 0; i < len; i++)
-            h = (h ^ (unsigned char)text[i]) * 0x100000001b3ULL;
+        for (size_t i = 0; i < len;) {
+            size_t end = i;
+            while (end < len && text[end] != '\n')
+                end++;
+            end += end < len; /* the line with its newline */
+            if (!uncounted(text + i, end - i))
+                for (size_t k = i; k < end; k++)
+                    h = (h ^ (unsigned char)text[k]) * 0x100000001b3ULL;
+            i = end;
+        }
     free(text);
     return rc == PST_OK ? h : 0;
 }

@@ -52,13 +52,19 @@ typedef struct {
     const ml_registry *reg; /* the layer types the job was read with (borrowed) */
 } cfg_model;
 
+/* After every epoch the loop judges the model (wk_trainer_judge on the validation set, or
+ * the epoch's training figures): a loss 100x the first batch's, or a model no better than a
+ * constant, is a warning (warn), or ends the run with PST_ERR_DIVERGED (stop; exit 5). */
+typedef enum { CFG_DIV_WARN = 0, CFG_DIV_STOP } cfg_divergence;
+
 typedef struct {
     int batch_size;
     int epochs;
-    int threads;   /* BLAS threads for this process */
-    int shuffle;   /* bool */
-    int log_every; /* every N steps: a progress line when not a terminal and a steps.csv
+    int threads;       /* BLAS threads for this process */
+    int shuffle;       /* bool */
+    int log_every;     /* every N steps: a progress line when not a terminal and a steps.csv
                         record (worker/report.h); 0 = per epoch only */
+    int on_divergence; /* cfg_divergence: what an epoch judged diverged or at chance does */
 } cfg_train;
 
 typedef struct {

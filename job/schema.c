@@ -46,6 +46,7 @@
  *     threads: int >= 1             1
  *     shuffle: bool                 true
  *     log_every: int >= 0           0 = once per epoch
+ *     on_divergence: warn|stop      warn (stop: exit 5 after the epoch judged diverged)
  *   output:
  *     dir: path                     "runs/<name>"
  *   cluster: servers, workers, consistency, staleness, pipeline, timeout_s, heartbeat_ms,
@@ -105,6 +106,7 @@ static const cyaml_strval_t opt_names[] = {{"sgd", OPT_SGD},           {"momentu
                                            {"nesterov", OPT_NESTEROV}, {"adagrad", OPT_ADAGRAD},
                                            {"rmsprop", OPT_RMSPROP},   {"adam", OPT_ADAM},
                                            {"adamw", OPT_ADAMW}};
+static const cyaml_strval_t divergence_names[] = {{"warn", CFG_DIV_WARN}, {"stop", CFG_DIV_STOP}};
 static const cyaml_strval_t sched_names[] = {
     {"constant", OPT_SCHED_CONSTANT}, {"step", OPT_SCHED_STEP}, {"cosine", OPT_SCHED_COSINE}};
 
@@ -163,6 +165,7 @@ static const cyaml_schema_field_t train_fields[] = {
     CYAML_FIELD_INT("threads", CFG_OPT, cfg_train, threads),
     CYAML_FIELD_BOOL("shuffle", CFG_OPT, cfg_train, shuffle),
     CYAML_FIELD_INT("log_every", CFG_OPT, cfg_train, log_every),
+    CFG_ENUM("on_divergence", cfg_train, on_divergence, divergence_names),
     CYAML_FIELD_END};
 
 const cyaml_schema_field_t cfg_output_fields[] = {CFG_STR("dir", cfg_output, dir), CYAML_FIELD_END};

@@ -899,6 +899,11 @@ static void test_job_hash_is_stable(void **state)
                          "optimizer: {name: adamw, lr: 0.005}\n"
                          "cluster: {servers: 1, workers: 3, consistency: bsp}\n");
     assert_true(cfg_job_hash(j) == UINT64_C(0xe611f0fd30ead5c9));
+    /* What a run does when it goes wrong computes nothing: it is no part of the job. */
+    j->train.on_divergence = CFG_DIV_STOP;
+    assert_true(cfg_job_hash(j) == UINT64_C(0xe611f0fd30ead5c9));
+    j->train.epochs++;
+    assert_true(cfg_job_hash(j) != UINT64_C(0xe611f0fd30ead5c9));
     cfg_job_free(j);
     j = NULL;
     pst_err err;

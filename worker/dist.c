@@ -400,6 +400,7 @@ static int train(worker *w, pst_err *err)
                           .clock = w->clock,
                           .rep = w->rep,
                           .log_every = job->train.log_every,
+                          .on_divergence = job->train.on_divergence,
                           .lg = w->o->lg,
                           .stop = w->o->stop,
                           .hooks = w->o->hooks,

@@ -96,7 +96,23 @@ static int report_epoch(const wk_loop_options *o, int epoch, const wk_epoch_stat
     wk_comm_stats cs;
     if (o->ops->comm)
         o->ops->comm(o->ctx, 1, &cs);
-    return wk_report_epoch(o->rep, epoch, st, o->val ? &val : NULL, o->ops->comm ? &cs : NULL, err);
+    if ((rc = wk_report_epoch(o->rep, epoch, st, o->val ? &val : NULL, o->ops->comm ? &cs : NULL,
+                              err)))
+        return rc;
+    /* train.on_divergence: a run going nowhere says so after every epoch, not only at
+     * the end (an epoch cut short by a stop has too few steps to judge). */
+    pst_err why = {0};
+    if (st->interrupted ||
+        !wk_trainer_judge_epoch(o->tr, epoch, o->val, o->val ? &val : NULL, o->train, st, &why))
+        return PST_OK;
+    if (o->on_divergence == CFG_DIV_STOP)
+        return pst_err_set(err, PST_ERR_DIVERGED,
+                           "%s; stopped after epoch %d "
+                           "(train.on_divergence: stop)",
+                           why.msg, epoch);
+    if (o->lg)
+        log_warn(o->lg, "%s", why.msg);
+    return PST_OK;
 }
 
 int wk_loop_run(const wk_loop_options *o, wk_loop_result *res, pst_err *err)

@@ -14,7 +14,9 @@
  *   progress, a step record every train.log_every steps, ops->after_step, test hooks,
  *   ops->checkpoint(periodic) when due and the epoch goes on.
  * After the epoch's steps: ops->end_epoch, evaluation on the validation set and the epoch
- * report (with a report), then ops->checkpoint(epoch end, or "stopped").
+ * report (with a report) and its verdict (wk_trainer_judge_epoch: a warning, or with
+ * on_divergence stop the end of the run, PST_ERR_DIVERGED, before its checkpoint, so the
+ * last one kept is from before), then ops->checkpoint(epoch end, or "stopped").
  * A stop (*stop != 0) is looked at between steps; the loop then returns with
  * res->interrupted set. */
 #ifndef PSTRAIN_WORKER_LOOP_H
@@ -107,6 +109,8 @@ typedef struct {
     const log_ctx *lg;       /* may be NULL without a report */
     const volatile sig_atomic_t *stop; /* may be NULL */
     const pst_test_hooks *hooks;       /* NULL in production: stop_after_clock */
+    int on_divergence;                 /* train.on_divergence (cfg_divergence), judged after
+                                          every reported epoch */
     wk_cadence *cadence;               /* NULL: no checkpoints */
     const wk_loop_ops *ops;
     void *ctx;

@@ -380,43 +380,67 @@ static void constant_scores(const ds_dataset *ds, int nclasses, double *share, d
     *share = (double)best / (double)n;
 }
 
-int wk_trainer_judge(const wk_trainer *t, const ds_dataset *ds, const wk_eval *ev, pst_err *err)
+/* The one verdict of wk_trainer_judge and wk_trainer_judge_epoch: loss and figures of the
+ * model on ds, `what` naming them in the message ("the final loss"). r2 NaN: not known
+ * (an epoch's running training figures hold none), so not judged. */
+static int judge(const wk_trainer *t, const ds_dataset *ds, int classify, double loss,
+                 double accuracy, double r2, const char *what, pst_err *err)
 {
-    if (ev->n == 0)
-        return PST_OK;
     /* What the loss is compared with: that of the first batch (the initial model's), and
      * for a classifier at least that of guessing uniformly, ln K. */
     double ref = t->first_loss;
-    if (ev->classify) {
+    if (classify) {
         double uniform = log(t->out_dim == 1 ? 2.0 : (double)t->out_dim);
         ref = isfinite(ref) && ref > uniform ? ref : uniform;
     }
-    if (!isfinite(ev->loss) || (isfinite(ref) && ev->loss > 100.0 * ref))
+    if (!isfinite(loss) || (isfinite(ref) && loss > 100.0 * ref))
         return pst_err_set(err, PST_ERR_NUMERIC,
-                           "the run diverged: the final loss is %g, over "
-                           "100 times the first batch's %g (lower optimizer.lr or set "
-                           "optimizer.clip_norm)",
-                           ev->loss, ref);
-    if (ev->classify) {
+                           "the run diverged: %s is %g, over 100 times the first batch's %g "
+                           "(lower optimizer.lr or set optimizer.clip_norm)",
+                           what, loss, ref);
+    if (classify) {
         /* Accuracy alone would fail a model of rare classes that learned their odds (its
          * accuracy can sit at the majority share): no better than chance is no better
          * than a constant in accuracy and, for a cross-entropy loss, in loss too. */
         double share, entropy;
         constant_scores(ds, t->out_dim == 1 ? 2 : t->out_dim, &share, &entropy);
         int ce = t->job->model.spec.loss != ML_LOSS_MSE;
-        if (ev->cls.accuracy <= share && (!ce || ev->loss >= entropy - 1e-6))
+        if (accuracy <= share && (!ce || loss >= entropy - 1e-6))
             return pst_err_set(err, PST_ERR_NUMERIC,
-                               "the model is no better than chance: "
-                               "accuracy %.4f, while always predicting the most frequent class "
-                               "scores %.4f (more epochs, another optimizer.lr or model?)",
-                               ev->cls.accuracy, share);
-    } else if (!(ev->r2 > 0.0)) {
+                               "the model is no better than chance: accuracy %.4f, while "
+                               "always predicting the most frequent class scores %.4f (%s %g; "
+                               "more epochs, another optimizer.lr or model?)",
+                               accuracy, share, what, loss);
+    } else if (!isnan(r2) && !(r2 > 0.0)) {
         return pst_err_set(err, PST_ERR_NUMERIC,
-                           "the model is no better than predicting the "
-                           "mean: R^2 %.4f (more epochs, another optimizer.lr or model?)",
-                           ev->r2);
+                           "the model is no better than predicting the mean: R^2 %.4f (%s %g; "
+                           "more epochs, another optimizer.lr or model?)",
+                           r2, what, loss);
     }
     return PST_OK;
+}
+
+int wk_trainer_judge(const wk_trainer *t, const ds_dataset *ds, const wk_eval *ev, pst_err *err)
+{
+    if (ev->n == 0)
+        return PST_OK;
+    return judge(t, ds, ev->classify, ev->loss, ev->cls.accuracy, ev->classify ? NAN : ev->r2,
+                 "the final loss", err);
+}
+
+int wk_trainer_judge_epoch(const wk_trainer *t, int epoch, const ds_dataset *val, const wk_eval *ev,
+                           const ds_dataset *train, const wk_epoch_stats *st, pst_err *err)
+{
+    char what[64];
+    if (val && ev && ev->n > 0) {
+        snprintf(what, sizeof what, "epoch %d's validation loss", epoch);
+        return judge(t, val, ev->classify, ev->loss, ev->cls.accuracy, ev->classify ? NAN : ev->r2,
+                     what, err);
+    }
+    if (st->samples == 0)
+        return PST_OK;
+    snprintf(what, sizeof what, "epoch %d's training loss", epoch);
+    return judge(t, train, t->classify, st->loss, st->accuracy, NAN, what, err);
 }
 
 int wk_trainer_evaluate(wk_trainer *t, const ds_dataset *ds, wk_eval *ev, met_confusion *cm,

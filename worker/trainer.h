@@ -85,6 +85,11 @@ int wk_trainer_evaluate(wk_trainer *t, const ds_dataset *ds, wk_eval *ev, met_co
  * frequencies; a regressor's R^2 at or below 0 (predicting the mean). A run that trains
  * to garbage must say so, not exit 0. */
 int wk_trainer_judge(const wk_trainer *t, const ds_dataset *ds, const wk_eval *ev, pst_err *err);
+/* The same verdict after epoch `epoch` (train.on_divergence): on the validation set's
+ * evaluation ev when there is one (val and ev not NULL), else on the epoch's running
+ * training figures st over train -- loss and accuracy only, as they hold no R^2. */
+int wk_trainer_judge_epoch(const wk_trainer *t, int epoch, const ds_dataset *val, const wk_eval *ev,
+                           const ds_dataset *train, const wk_epoch_stats *st, pst_err *err);
 
 /* ---- Checkpoints: continuing a stopped run exactly ------------------------------------------
  *

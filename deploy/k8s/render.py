@@ -22,14 +22,14 @@ Each role mounts only what it needs at /etc/pstrain-keys: the coordinator and se
 server key pair and the allow-list (server.pub, worker.pub), workers server.pub and
 worker.key; the PSTRAIN_SERVER_KEY/... variables point pstrain at them.
 
-Exit codes (README "Exit codes"): 1, 2, 3 are permanent (failed run, bad job file, bad
-data): FailJob. 75 (timeout, lost peer) and 4 (I/O) count against backoffLimit and are
+Exit codes (README "Exit codes"): 1, 2, 3, 5 are permanent (failed run, bad job file, bad
+data, stopped as diverged): FailJob. 75 (timeout, lost peer) and 4 (I/O) count against backoffLimit and are
 retried; pods evicted or preempted (DisruptionTarget) are retried without counting.
 
 Workers restart as under `pstrain local` (cluster.max_restarts, R: the job file's value or
 --max-restarts): a worker pod that exits 75 or is killed by a signal is replaced (same
 index, so the same rank; it rejoins) up to R times, then the job goes on without that rank;
-1, 2, 3 and 4 are permanent for a worker. Plain Jobs give each rank its own budget
+1, 2, 3, 4 and 5 are permanent for a worker. Plain Jobs give each rank its own budget
 (backoffLimitPerIndex R; backoffLimit W * (R + 1), the sum of those, never reached first);
 in a JobSet the workers' Job has backoffLimit W * R, and exhausting it restarts the JobSet.
 """
@@ -173,11 +173,11 @@ def failure_policy(permanent, counted):
     ]}
 
 
-FAILURE_POLICY = failure_policy([1, 2, 3], [4, 75])
+FAILURE_POLICY = failure_policy([1, 2, 3, 5], [4, 75])
 
 
 # A worker's I/O error (4) is permanent, as `pstrain local` and pstrain-cluster treat it.
-WORKER_FAILURE_POLICY = failure_policy([1, 2, 3, 4], [75])
+WORKER_FAILURE_POLICY = failure_policy([1, 2, 3, 4, 5], [75])
 
 
 def job_spec(a, role, count, coordinator, advertise_host):

@@ -3,7 +3,8 @@
 # no traffic; a distributed run records bytes both ways, ordered latency percentiles,
 # staleness and where its time went, per epoch and every train.log_every steps.
 # A run that trains to garbage says so and exits 1 (the model kept): diverged (plain SGD at
-# lr 1e30), or no better than chance (lr 1e-9), single process and distributed.
+# lr 1e30), or no better than chance (lr 1e-9), single process and distributed; every epoch
+# so judged warns, and with train.on_divergence stop ends the run (exit 5).
 # A run folder is one job's: a second job aimed at it while the first runs is refused,
 # naming the first; once that one ends the folder is free again.
 source "$(dirname "$0")/lib.sh"
@@ -29,8 +30,18 @@ expect_in err.txt "^pstrain train: model in diverged/model.safetensors: the run 
 [ -f diverged/model.safetensors ] || fail "the diverged run's model was not kept"
 expect_exit 1 "$PSTRAIN" train "${MOONS[@]}" --lr 1e-9 --output chance
 expect_in err.txt "the model is no better than chance: accuracy 0\.[0-9]+, while always predicting the most frequent class scores 0\.5563"
+expect_in err.txt "train warn: the model is no better than chance: .*\(epoch 1's validation loss "
 expect_exit 1 "$PSTRAIN" local "${MOONS[@]}" --lr 1e-9 --output chance-dist
 expect_in err.txt "worker\[0\] error: the model is no better than chance"
+# train.on_divergence stop: the run ends after the first epoch judged diverged, exit 5,
+# single process and distributed (the launcher ends the job with the worker's code).
+expect_exit 5 "$PSTRAIN" train "${MOONS[@]}" --optimizer sgd --lr 1e30 \
+  --train.on_divergence stop --output stop-single
+expect_in err.txt "^pstrain train: the run diverged: epoch 1's validation loss is .*; stopped after epoch 1 \(train.on_divergence: stop\)$"
+expect_exit 5 "$PSTRAIN" local "${MOONS[@]}" --optimizer sgd --lr 1e30 \
+  --train.on_divergence stop --output stop-dist
+expect_in err.txt "worker\[[01]\] error: the run diverged: epoch 1's validation loss"
+expect_in err.txt "exit code 5$"
 
 # A full disk (metrics.jsonl on /dev/full): one line naming the file's whole path, exit 4.
 mkdir full && ln -s /dev/full full/metrics.jsonl

@@ -226,7 +226,7 @@ def main(path, pstrain, job_path, S, W, image):
         for r in spec.get("podFailurePolicy", {}).get("rules", []):
             for c in r.get("onExitCodes", {}).get("values", []):
                 codes.setdefault(c, r["action"])
-        for c in (1, 2, 3):
+        for c in (1, 2, 3, 5):
             if codes.get(c) != "FailJob":
                 errs.append(f"{where}: exit code {c} (permanent) does not fail the job")
         if codes.get(75, "Count") not in ("Count", "Ignore"):
