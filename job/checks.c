@@ -213,6 +213,9 @@ static int check_cluster(const cfg_job *job, pst_err *err)
     if (c->max_restarts < 0 || c->max_restarts > 1000)
         return pst_err_set(err, E, "cluster.max_restarts: must be in [0, 1000], got %d",
                            c->max_restarts);
+    if (!(c->delay_compensation >= 0.0f) || !isfinite(c->delay_compensation))
+        return pst_err_set(err, E, "cluster.delay_compensation: must be >= 0 (0 = off), got %g",
+                           (double)c->delay_compensation);
     if (c->metrics_port < 0 || c->metrics_port + c->servers > 65535)
         return pst_err_set(err, E,
                            "cluster.metrics_port: must be 0 (off) or a port with room "

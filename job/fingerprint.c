@@ -12,6 +12,10 @@
 static const char *const uncounted_lines[] = {
     "  on_divergence: warn", /* train.on_divergence: either value */
     "  on_divergence: stop",
+    /* cluster: the corrections for stale gradients, at their defaults */
+    "  staleness_lr: false",
+    "  delay_compensation: 0",
+    "  async_momentum: false",
 };
 
 static int uncounted(const char *line, size_t n)

@@ -102,6 +102,11 @@ typedef struct {
     cfg_nonfinite nonfinite; /* a pushed gradient with NaN/Inf: reject | skip */
     int metrics_port;        /* Prometheus /metrics: coordinator on this port, server r
                                     on metrics_port + 1 + r; 0 = off (docs/observability.md) */
+    /* ssp/asp: the servers' corrections for stale gradients (ps/async.h); no effect under
+     * bsp. */
+    int staleness_lr;         /* bool: lr / (1 + staleness) */
+    float delay_compensation; /* lambda0 of DC-ASGD-a; 0 = off */
+    int async_momentum;       /* bool: explicit momentum less the workers' implicit one */
 } cfg_cluster;
 
 /* Checkpoints and resume (docs/job-file.md, "Checkpoints and resume" in README.md). */

@@ -50,7 +50,8 @@
  *   output:
  *     dir: path                     "runs/<name>"
  *   cluster: servers, workers, consistency, staleness, pipeline, timeout_s, heartbeat_ms,
- *            heartbeat_timeout_s, max_restarts, nonfinite, metrics_port (job.h)
+ *            heartbeat_timeout_s, max_restarts, nonfinite, metrics_port, staleness_lr,
+ *            delay_compensation, async_momentum (job.h)
  *   checkpoint:
  *     enabled: bool                 true
  *     dir: path                     none = "<output.dir>/checkpoints"
@@ -185,6 +186,9 @@ static const cyaml_schema_field_t cluster_fields[] = {
     CYAML_FIELD_INT("max_restarts", CFG_OPT, cfg_cluster, max_restarts),
     CFG_ENUM("nonfinite", cfg_cluster, nonfinite, nonfinite_names),
     CYAML_FIELD_INT("metrics_port", CFG_OPT, cfg_cluster, metrics_port),
+    CYAML_FIELD_BOOL("staleness_lr", CFG_OPT, cfg_cluster, staleness_lr),
+    CYAML_FIELD_FLOAT("delay_compensation", CFG_OPT_FLOAT, cfg_cluster, delay_compensation),
+    CYAML_FIELD_BOOL("async_momentum", CFG_OPT, cfg_cluster, async_momentum),
     CYAML_FIELD_END};
 
 static const cyaml_schema_field_t checkpoint_fields[] = {

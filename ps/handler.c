@@ -104,6 +104,8 @@ static int send_weights(srv_handler *s, const char *route, size_t route_len, int
     net_frame f = {.data = final ? srv_shard_weights(s->o.shard, off)
                                  : srv_shard_weights_of(s->o.shard, clock, off),
                    .len = (size_t)len * sizeof(float)};
+    if (!final)
+        srv_shard_note_read(s->o.shard, worker, off, len);
     if (s->o.job->cluster.consistency == CFG_CONS_BSP)
         f.release = keep_bytes;
     s->st.pulls++;

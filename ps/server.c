@@ -11,6 +11,7 @@
 #include "proto/hb.h"
 #include "proto/msg.h"
 #include "ps/handler.h"
+#include "ps/async.h"
 #include "ps/shard.h"
 #include "ps/srv_ckpt.h"
 
@@ -359,11 +360,22 @@ static int setup_shard(server *s, const wire_welcome *welcome, pst_err *err)
     uint64_t len = welcome->shard_offsets[o->rank + 1] - base;
     s->nworkers = welcome->num_workers;
     opt_config oc = o->job->optimizer;
+    const cfg_cluster *cl = &o->job->cluster;
     if (oc.sched.kind == OPT_SCHED_COSINE && oc.sched.total_steps == 0)
         oc.sched.total_steps = welcome->total_updates > 0 ? (int64_t)welcome->total_updates : 1;
-    s->shard = srv_shard_create(base, len, &oc, o->job->cluster.consistency,
-                                o->job->cluster.staleness, s->nworkers, err);
+    int momentum_rule = oc.kind == OPT_MOMENTUM || oc.kind == OPT_NESTEROV;
+    if (cl->async_momentum && cl->consistency != CFG_CONS_BSP && momentum_rule) {
+        float mu = srv_async_momentum(oc.momentum, s->nworkers);
+        log_info(o->lg,
+                 "cluster.async_momentum: explicit momentum %g for the %g of %d "
+                 "asynchronous workers (implicit %g)",
+                 (double)mu, (double)oc.momentum, s->nworkers, 1.0 - 1.0 / s->nworkers);
+        oc.momentum = mu;
+    }
+    s->shard = srv_shard_create(base, len, &oc, cl->consistency, cl->staleness, s->nworkers, err);
     if (!s->shard)
+        return err->code;
+    if (srv_shard_set_async(s->shard, cl->staleness_lr, cl->delay_compensation, err))
         return err->code;
     s->mgen = calloc((size_t)s->nworkers, sizeof *s->mgen);
     s->mlost = calloc((size_t)s->nworkers, 1);

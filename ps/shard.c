@@ -1,6 +1,7 @@
 /* ps/shard.c -- see shard.h. The server's update rule lives here: srv_shard_push. */
 #include "shard.h"
 
+#include "async.h"
 #include "proto/dlv.h"
 
 #include <assert.h>
@@ -16,6 +17,11 @@ typedef struct {
                           starts (shard coordinates) once taken > 0; before, the shard's
                           first trainable float */
     int skip;      /* nonfinite skip: this step had a NaN/Inf chunk (bsp: leaves the mean) */
+    /* ssp/asp corrections (ps/async.h): the updates the shard had applied when the worker
+     * last read its weights (-1: not since the shard started, restored or it rejoined --
+     * no correction then), and the staleness tau of the step being received. */
+    int64_t read_updates;
+    int64_t tau;
 } worker_state;
 
 struct srv_shard {
@@ -62,6 +68,12 @@ struct srv_shard {
                            -1: none yet */
     uint64_t trainable; /* floats a worker's step pushes: len less the frozen ones */
     uint64_t first;     /* the first trainable float (len when none is) */
+    /* ssp/asp corrections (srv_shard_set_async, formulas in ps/async.h). */
+    int staleness_lr; /* lr / (1 + tau) */
+    float dc_lambda;  /* > 0: delay compensation with this lambda0 */
+    float **bak;      /* (W, len) delay compensation: the weights each worker read */
+    float *ms;        /* (len) delay compensation: mean square of the gradients */
+    float *gdc;       /* (len) delay compensation: the corrected gradient */
 };
 
 static float *alloc_floats(uint64_t n)
@@ -106,7 +118,7 @@ srv_shard *srv_shard_create(uint64_t base, uint64_t len, const opt_config *opt,
         goto nomem;
     sh->prev_clock = -1;
     for (int i = 0; i < nworkers; i++)
-        sh->wk[i].live = 1;
+        sh->wk[i] = (worker_state){.live = 1, .read_updates = -1};
     return sh;
 nomem:
     if (!err || err->code == PST_OK)
@@ -132,6 +144,12 @@ void srv_shard_destroy(srv_shard *sh)
     free(sh->stage);
     free(sh->contrib);
     free(sh->rclock);
+    if (sh->bak)
+        for (int k = 0; k < sh->nworkers; k++)
+            free(sh->bak[k]);
+    free(sh->bak);
+    free(sh->ms);
+    free(sh->gdc);
     free(sh);
 }
 
@@ -349,9 +367,19 @@ static int add_chunk(srv_shard *sh, int worker, uint64_t lo, const float *g, uin
         for (uint64_t i = 0; i < len; i++)
             a[i] += g[i];
     } else {
+        /* ssp/asp (or bsp applied directly, where tau is 0 and nothing is corrected). */
+        const worker_state *ws = &sh->wk[worker];
         int64_t t = opt_state_step(sh->st) - 1;
+        float lr = opt_lr_at(&sh->opt, t);
+        if (sh->staleness_lr)
+            lr = srv_async_lr(lr, ws->tau);
+        if (sh->dc_lambda > 0.0f && ws->read_updates >= 0) {
+            srv_async_dc(sh->gdc + lo, g, sh->w + lo, sh->bak[worker] + lo, sh->ms + lo,
+                         (size_t)len, sh->dc_lambda);
+            g = sh->gdc + lo;
+        }
         opt_apply_groups(&sh->opt, sh->st, sh->w + lo, g, (size_t)lo, (size_t)len, sh->groups,
-                         sh->ngroups, opt_lr_at(&sh->opt, t));
+                         sh->ngroups, lr);
     }
     return PST_OK;
 }
@@ -446,6 +474,7 @@ int srv_shard_push(srv_shard *sh, int worker, int64_t clock, uint64_t off, const
      * its first chunk, skipped or not, so the step count and schedule stay those of the
      * steps taken. */
     if (applied_now && ws->rx.taken == 0) {
+        ws->tau = ws->read_updates >= 0 ? (int64_t)sh->stats.updates - ws->read_updates : 0;
         sh->prev_clock = -1; /* the weights change chunk by chunk: no copy of them */
         opt_tick(sh->st);
         sh->stats.updates++;
@@ -487,6 +516,40 @@ void srv_shard_note_served(srv_shard *sh, int worker)
     int64_t gap = srv_shard_clock_gap(sh, worker);
     if (gap > sh->stats.max_clock_gap)
         sh->stats.max_clock_gap = gap;
+}
+
+int srv_shard_set_async(srv_shard *sh, int staleness_lr, float dc_lambda, pst_err *err)
+{
+    if (sh->cons == CFG_CONS_BSP)
+        return PST_OK; /* no gradient is stale */
+    if (!(dc_lambda >= 0.0f) || !isfinite(dc_lambda))
+        return pst_err_set(err, PST_ERR_ARG, "delay compensation: lambda0 %g", (double)dc_lambda);
+    sh->staleness_lr = staleness_lr;
+    if (dc_lambda > 0.0f && !sh->bak) {
+        if (!(sh->bak = calloc((size_t)sh->nworkers, sizeof *sh->bak)) ||
+            !(sh->ms = alloc_floats(sh->len)) || !(sh->gdc = alloc_floats(sh->len)))
+            goto nomem;
+        for (int k = 0; k < sh->nworkers; k++)
+            if (!(sh->bak[k] = alloc_floats(sh->len)))
+                goto nomem;
+    }
+    sh->dc_lambda = dc_lambda;
+    return PST_OK;
+nomem:
+    return pst_err_set(err, PST_ERR_NOMEM,
+                       "delay compensation: out of memory for %d + 2 copies of %llu weights",
+                       sh->nworkers, (unsigned long long)sh->len);
+}
+
+void srv_shard_note_read(srv_shard *sh, int worker, uint64_t off, uint64_t len)
+{
+    if (sh->cons == CFG_CONS_BSP || worker < 0 || worker >= sh->nworkers)
+        return;
+    assert(off >= sh->base && off - sh->base + len <= sh->len);
+    sh->wk[worker].read_updates = (int64_t)sh->stats.updates;
+    if (sh->bak)
+        memcpy(sh->bak[worker] + (off - sh->base), sh->w + (off - sh->base),
+               (size_t)len * sizeof(float));
 }
 
 const float *srv_shard_weights(const srv_shard *sh, uint64_t off)
@@ -561,7 +624,7 @@ int64_t srv_shard_worker_rejoin(srv_shard *sh, int worker)
     }
     if (!ws->live)
         sh->nlive++;
-    *ws = (worker_state){.live = 1, .rx = {.unit = clock}};
+    *ws = (worker_state){.live = 1, .rx = {.unit = clock}, .read_updates = -1};
     sh->stats.rejoins++;
     return clock;
 }
@@ -619,7 +682,7 @@ int srv_shard_restore(srv_shard *sh, const float *w, int64_t clock, pst_err *err
     /* Every worker restarts at the clock (one already done says DONE at once); bsp
      * assembles that clock next, from a clean sum. */
     for (int i = 0; i < sh->nworkers; i++)
-        sh->wk[i] = (worker_state){.live = 1, .rx = {.unit = clock}};
+        sh->wk[i] = (worker_state){.live = 1, .rx = {.unit = clock}, .read_updates = -1};
     sh->nlive = sh->nworkers;
     sh->agg_clock = clock;
     sh->agg_count = 0;

@@ -86,6 +86,15 @@ int srv_shard_pull_ready(const srv_shard *sh, int worker, int64_t clock, int fin
 int64_t srv_shard_clock_gap(const srv_shard *sh, int worker);
 void srv_shard_note_served(srv_shard *sh, int worker);
 
+/* ssp/asp: corrections for stale gradients (ps/async.h): staleness_lr divides a step's lr
+ * by 1 + its staleness; dc_lambda > 0 turns on delay compensation (DC-ASGD-a with that
+ * lambda0), which keeps a copy of the weights each worker read: W + 2 shard-sized buffers.
+ * Nothing under bsp, where no gradient is stale. Before the first push. */
+int srv_shard_set_async(srv_shard *sh, int staleness_lr, float dc_lambda, pst_err *err);
+/* The worker is sent weights [off, off + len) now: its next step's staleness counts the
+ * updates from here (and delay compensation keeps the weights sent). */
+void srv_shard_note_read(srv_shard *sh, int worker, uint64_t off, uint64_t len);
+
 /* Weights of a range; valid until the next update of the shard. */
 const float *srv_shard_weights(const srv_shard *sh, uint64_t off);
 /* The weights a (non-final) pull of `clock` gets: bsp keeps those of the clock before the
