@@ -23,6 +23,7 @@
 #include "base/rng.h"
 #include "core/model.h"
 #include "core/tables.h"
+#include "job/job.h"
 #include "spec_helpers.h"
 
 /* ---- Specs and batches ---------------------------------------------------------------- */
@@ -738,6 +739,72 @@ static void test_frozen_sparse_layer(void **state)
     free_batch(&bt);
 }
 
+/* The example models as job files: sparse logistic regression, Wide & Deep, DLRM and an
+ * FM classifier parse, pass the job checks, print and re-parse to the same job, and build. */
+static void test_job_files(void **state)
+{
+    (void)state;
+    static const char *const jobs[] = {
+        /* sparse logistic regression over hashed features */
+        "model:\n"
+        "  loss: binary_crossentropy\n"
+        "  layers:\n"
+        "    - {type: embedding_bag, name: lr, dim: 1, bias: true, activation: sigmoid,\n"
+        "       init_scale: 0}\n",
+        /* Wide & Deep: wide logit + deep MLP over 3 embedded fields and dense features */
+        "model:\n"
+        "  loss: binary_crossentropy\n"
+        "  layers:\n"
+        "    - {type: embedding_bag, name: wide, dim: 1, bias: true, inputs: [sparse]}\n"
+        "    - {type: embedding, name: emb, dim: 8, fields: 3, table: cats}\n"
+        "    - {type: concat, inputs: [emb, input]}\n"
+        "    - {units: 16, activation: relu}\n"
+        "    - {units: 1, name: deep}\n"
+        "    - {type: add, inputs: [wide, deep]}\n"
+        "    - {type: activation, activation: sigmoid}\n",
+        /* DLRM: bottom MLP, 3 embedded fields, dot interaction, top MLP */
+        "model:\n"
+        "  loss: binary_crossentropy\n"
+        "  layers:\n"
+        "    - {units: 8, activation: relu, name: bottom, inputs: [input]}\n"
+        "    - {type: embedding, name: emb, dim: 8, fields: 3}\n"
+        "    - {type: dot_interaction, dim: 8, inputs: [bottom, emb]}\n"
+        "    - {units: 16, activation: relu}\n"
+        "    - {units: 1, activation: sigmoid}\n",
+        /* the FM classifier */
+        "model:\n"
+        "  loss: binary_crossentropy\n"
+        "  layers:\n"
+        "    - {type: fm, dim: 4, activation: sigmoid}\n",
+    };
+    static const int ntables[] = {1, 2, 1, 1};
+    for (size_t i = 0; i < sizeof jobs / sizeof jobs[0]; i++) {
+        char text[2048];
+        snprintf(text, sizeof text, "data: {format: csv, train: a.csv}\n%s", jobs[i]);
+        cfg_job *j = NULL, *k = NULL;
+        pst_err err = {0};
+        if (cfg_job_load_string(&j, text, strlen(text), "<sparse job>", &err))
+            fail_msg("job %zu: %s", i, err.msg);
+        char *buf = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&buf, &len);
+        assert_int_equal(cfg_job_print(j, f, NULL), PST_OK);
+        fclose(f);
+        if (cfg_job_load_string(&k, buf, len, "<printed>", &err))
+            fail_msg("job %zu printed: %s\n%s", i, err.msg, buf);
+        assert_true(ml_model_spec_same(&j->model.spec, &k->model.spec));
+        assert_true(cfg_job_hash(j) == cfg_job_hash(k));
+        ml_model *m = ml_model_create(&j->model.spec, 4, 8, &err);
+        if (!m)
+            fail_msg("job %zu: %s", i, err.msg);
+        assert_int_equal(ml_model_ntables(m), ntables[i]);
+        ml_model_destroy(m);
+        free(buf);
+        cfg_job_free(j);
+        cfg_job_free(k);
+    }
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 3 && strcmp(argv[1], "--dump") == 0) {
@@ -764,6 +831,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_model_dlrm),
         cmocka_unit_test(test_spec_checks),
         cmocka_unit_test(test_frozen_sparse_layer),
+        cmocka_unit_test(test_job_files),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
