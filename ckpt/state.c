@@ -167,6 +167,10 @@ static int opt_buf_names(opt_kind k, const char *names[2])
         names[0] = "opt.m";
         names[1] = "opt.v";
         return 2;
+    case OPT_FTRL:
+        names[0] = "opt.z";
+        names[1] = "opt.n";
+        return 2;
     }
     return 0;
 }
