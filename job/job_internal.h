@@ -26,12 +26,14 @@ extern const cyaml_schema_field_t cfg_job_fields[];
 extern const cyaml_schema_field_t cfg_data_fields[];
 extern const cyaml_schema_field_t cfg_model_fields[];
 extern const cyaml_schema_field_t cfg_opt_fields[];
+extern const cyaml_schema_field_t cfg_sparse_fields[];
 extern const cyaml_schema_field_t cfg_output_fields[];
 extern const cyaml_schema_value_t cfg_job_value;
 
 /* The fields cfg_override, fill_defaults and the printer treat specially. */
 #define FIELD_JOB_NAME (&cfg_job_fields[0])
 #define FIELD_OPT_NAME (&cfg_opt_fields[0])
+#define FIELD_SPARSE_OPT (&cfg_sparse_fields[0])
 #define FIELD_OUTPUT_DIR (&cfg_output_fields[0])
 #define FIELD_LAYERS (&cfg_model_fields[0])
 #define FIELD_DATA_SPARSE_FIRST (&cfg_data_fields[16]) /* "sparse" */

@@ -23,6 +23,8 @@
  */
 #include "job_internal.h"
 
+#include "core/sptable.h"
+
 #include <assert.h>
 #include <errno.h>
 #include <stdarg.h>
@@ -403,6 +405,10 @@ static int fill_defaults(cfg_job *job, const cfg_scan *sc)
     tmpl.model.spec.loss = ML_LOSS_CCE;
     tmpl.model.spec.init = ML_INIT_AUTO;
     opt_config_default(&tmpl.optimizer, job->optimizer.kind);
+    /* Embedding tables: adagrad unless the file names a rule, with that rule's defaults. */
+    opt_config_default(&tmpl.sparse.opt,
+                       field_was_set(sc, FIELD_SPARSE_OPT) ? job->sparse.opt.kind : OPT_ADAGRAD);
+    tmpl.sparse.init = SPT_INIT_UNIFORM;
     tmpl.train.batch_size = 32;
     tmpl.train.epochs = 1;
     tmpl.train.threads = 1;
