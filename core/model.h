@@ -102,7 +102,7 @@ void ml_model_set_trainable(ml_model *m, int layer, int trainable);
 
 /* Runs the layers on x: (n, IN), n <= max_batch. Returns the model's output (n, OUT),
  * valid until the next forward: probabilities for softmax/sigmoid outputs, raw values for
- * linear ones. */
+ * linear ones. A model with sparse layers takes ml_model_forward_sparse instead. */
 const float *ml_model_forward(ml_model *m, const float *x, int n);
 
 /* Loss of the last forward's output: classification uses label (N), regression and binary
