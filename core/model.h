@@ -57,11 +57,13 @@ typedef struct {
 
 /* An embedding table as the caller must keep it: name (the layers' `table` key, or the
  * one layer's name), row width d, and the scale new rows are drawn with (the layer's
- * init_scale). name is the model's, valid while it lives. */
+ * init_scale). layer: the first spec layer reading it (its lr_mult, say, as a segment's
+ * layer gives a dense tensor's). name is the model's, valid while it lives. */
 typedef struct {
     const char *name;
     int dim;
     float init_scale;
+    int layer;
 } ml_table_info;
 
 /* Builds the model for inputs of in_dim features (0 allowed when no layer reads the dense

@@ -638,6 +638,8 @@ static void test_model_wide_and_deep(void **state)
     assert_non_null(m);
     assert_int_equal(ml_model_ntables(m), 2);
     assert_string_equal(ml_model_table_info(m, 1).name, "shared");
+    assert_int_equal(ml_model_table_info(m, 1).layer, 1);
+    assert_int_equal(ml_model_table_info(m, 0).layer, 0);
     ml_model_destroy(m);
     /* sharing with another width is refused */
     setk(&L[2], "dim", 3);
