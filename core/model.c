@@ -369,9 +369,14 @@ int ml_model_ntables(const ml_model *m) { return ml_tables_count(m->tables); }
 ml_table_info ml_model_table_info(const ml_model *m, int t)
 {
     assert(t >= 0 && t < ml_model_ntables(m));
+    int layer = 0;
+    while (layer < m->nnodes && m->nodes[layer].table != t)
+        layer++;
+    assert(layer < m->nnodes);
     return (ml_table_info){.name = ml_tables_name(m->tables, t),
                            .dim = ml_tables_dim(m->tables, t),
-                           .init_scale = ml_tables_init_scale(m->tables, t)};
+                           .init_scale = ml_tables_init_scale(m->tables, t),
+                           .layer = m->nodes[layer].layer};
 }
 
 int ml_model_gather(ml_model *m, const ml_sparse_batch *b, pst_err *err)

@@ -57,11 +57,13 @@ typedef struct {
 
 /* An embedding table as the caller must keep it: name (the layers' `table` key, or the
  * one layer's name), row width d, and the scale new rows are drawn with (the layer's
- * init_scale). name is the model's, valid while it lives. */
+ * init_scale). layer: the first spec layer reading it (its lr_mult, say, as a segment's
+ * layer gives a dense tensor's). name is the model's, valid while it lives. */
 typedef struct {
     const char *name;
     int dim;
     float init_scale;
+    int layer;
 } ml_table_info;
 
 /* Builds the model for inputs of in_dim features (0 allowed when no layer reads the dense
@@ -102,7 +104,7 @@ void ml_model_set_trainable(ml_model *m, int layer, int trainable);
 
 /* Runs the layers on x: (n, IN), n <= max_batch. Returns the model's output (n, OUT),
  * valid until the next forward: probabilities for softmax/sigmoid outputs, raw values for
- * linear ones. */
+ * linear ones. A model with sparse layers takes ml_model_forward_sparse instead. */
 const float *ml_model_forward(ml_model *m, const float *x, int n);
 
 /* Loss of the last forward's output: classification uses label (N), regression and binary

@@ -638,6 +638,8 @@ static void test_model_wide_and_deep(void **state)
     assert_non_null(m);
     assert_int_equal(ml_model_ntables(m), 2);
     assert_string_equal(ml_model_table_info(m, 1).name, "shared");
+    assert_int_equal(ml_model_table_info(m, 1).layer, 1);
+    assert_int_equal(ml_model_table_info(m, 0).layer, 0);
     ml_model_destroy(m);
     /* sharing with another width is refused */
     setk(&L[2], "dim", 3);
@@ -805,6 +807,57 @@ static void test_job_files(void **state)
     }
 }
 
+/* The whole-model case for the PyTorch reference: bag (mean, bias) -> dense tanh ->
+ * dense sigmoid, BCE; writes the inputs, the parameters, the loss and every gradient. */
+static void dump_model_case(FILE *f)
+{
+    rng_state r;
+    rng_seed(&r, 12);
+    static const int len[] = {3, 0, 5, 1, 4, 2};
+    batch bt = make_batch(6, len, 4, 0, 0, &r);
+    ml_layer_spec L[] = {layer(&ml_layer_embedding_bag, "bag"), DENSE(4, ACT_TANH),
+                         DENSE(1, ACT_SIGMOID)};
+    setk(&L[0], "dim", 3);
+    setk(&L[0], "combiner", 1);
+    setk(&L[0], "bias", 1);
+    ml_model_spec spec = {.layers = L, .nlayers = 3, .loss = ML_LOSS_BCE};
+    pst_err err = {0};
+    ml_model *m = ml_model_create(&spec, 0, 6, &err);
+    assert_non_null(m);
+    ml_model_init(m, 3);
+    fill(ml_model_params(m), ml_model_nparams(m), 0.7f, &r); /* biases too */
+    assert_int_equal(ml_model_gather(m, &bt.b, &err), PST_OK);
+    size_t K = ml_model_table_nkeys(m, 0);
+    fill(ml_model_table_rows(m, 0), K * 3, 0.8f, &r);
+    float t[6];
+    for (int i = 0; i < 6; i++)
+        t[i] = (float)(rng_uniform(&r) > 0.5f);
+    ml_model_forward_sparse(m, NULL, &bt.b, 6);
+    double loss = ml_model_loss(m, NULL, t, 6);
+    ml_model_backward_sparse(m, NULL, &bt.b, 6);
+    fputs("{", f);
+    json_batch(f, &bt.b);
+    fputs("\"table_keys\": [", f);
+    for (size_t k = 0; k < K; k++)
+        fprintf(f, "%s\"%llu\"", k ? ", " : "", (unsigned long long)ml_model_table_keys(m, 0)[k]);
+    fputs("], ", f);
+    json_floats(f, "rows", ml_model_table_rows(m, 0), K * 3);
+    json_floats(f, "drows", ml_model_table_grads(m, 0), K * 3);
+    json_floats(f, "target", t, 6);
+    fputs("\"segments\": [", f);
+    for (int i = 0; i < ml_model_nsegments(m); i++) {
+        const ml_segment *sg = ml_model_segment(m, i);
+        fprintf(f, "%s{\"name\": \"%s\", \"rows\": %d, \"cols\": %d, ", i ? ", " : "", sg->name,
+                sg->rows, sg->cols);
+        json_floats(f, "value", ml_model_params(m) + sg->offset, sg->len);
+        json_floats(f, "grad", ml_model_grads(m) + sg->offset, sg->len);
+        fputs("\"n\": 0}", f);
+    }
+    fprintf(f, "], \"loss\": %.9g}", loss);
+    ml_model_destroy(m);
+    free_batch(&bt);
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 3 && strcmp(argv[1], "--dump") == 0) {
@@ -817,7 +870,9 @@ int main(int argc, char **argv)
         run_sparse_layer_cases(f);
         fputs("\n], \"dense\": [\n", f);
         run_dense_layer_cases(f);
-        fputs("\n]}\n", f);
+        fputs("\n], \"model\": ", f);
+        dump_model_case(f);
+        fputs("}\n", f);
         return fclose(f) ? 1 : 0;
     }
     const struct CMUnitTest tests[] = {

@@ -74,8 +74,8 @@ def bag(weight, rows, mode, weights):
 def sparse_case(c):
     n, d, keys = len(c["row_ptr"]) - 1, c["d"], c["keys"]
     nk = len(c["table_keys"])
-    weight = torch.tensor(c["rows"]).reshape(nk, d).requires_grad_()
-    bias = torch.tensor(c["bias"]).requires_grad_()
+    weight = torch.tensor(c["rows"], dtype=torch.float64).reshape(nk, d).requires_grad_()
+    bias = torch.tensor(c["bias"], dtype=torch.float64).requires_grad_()
     t = c["type"]
     if t == "embedding_bag":
         f = keys.get("field", -1)
@@ -111,7 +111,7 @@ def sparse_case(c):
         y = torch.stack(out).reshape(n, 1)
     else:
         return f"unknown type {t}"
-    dy = torch.tensor(c["dy"]).reshape(y.shape)
+    dy = torch.tensor(c["dy"], dtype=torch.float64).reshape(y.shape)
     (y * dy).sum().backward()
     def grad(p):  # None when nothing read the tensor (an empty table, say)
         return p.grad if p.grad is not None else torch.zeros_like(p)
@@ -127,7 +127,7 @@ def sparse_case(c):
 
 def dense_case(c):
     n, keys = c["n"], c["keys"]
-    xs = [torch.tensor(c[f"x{k}"]).reshape(n, c["in"][k]).requires_grad_()
+    xs = [torch.tensor(c[f"x{k}"], dtype=torch.float64).reshape(n, c["in"][k]).requires_grad_()
           for k in range(c["nin"])]
     if c["type"] != "dot_interaction":
         return f"unknown type {c['type']}"
@@ -139,11 +139,35 @@ def dense_case(c):
     y = z[:, i, j]
     if keys["keep_first"]:
         y = torch.cat([xs[0], y], dim=1)
-    dy = torch.tensor(c["dy"]).reshape(y.shape)
+    dy = torch.tensor(c["dy"], dtype=torch.float64).reshape(y.shape)
     (y * dy).sum().backward()
     msg = close("y", c["y"], y)
     for k in range(c["nin"]):
         msg = msg or close(f"dx{k}", c[f"dx{k}"], xs[k].grad)
+    return msg
+
+
+def model_case(c):
+    """embedding_bag (mean, bias) -> dense tanh -> dense -> sigmoid + BCE, mean over rows."""
+    nk = len(c["table_keys"])
+    weight = torch.tensor(c["rows"], dtype=torch.float64).reshape(nk, 3).requires_grad_()
+    seg = {s["name"]: torch.tensor(s["value"], dtype=torch.float64).reshape(s["rows"], s["cols"]).requires_grad_()
+           for s in c["segments"]}
+    rows = read_entries(c, 0, 2**32)
+
+    def scaled(r):
+        den = sum(abs(v) for _, v, _ in r)
+        return [v / den for _, v, _ in r]
+    y = bag(weight, rows, "sum", scaled) + seg["bag.bias"].reshape(-1)
+    h = torch.tanh(y @ seg["dense_0.weight"].T + seg["dense_0.bias"].reshape(-1))
+    z = h @ seg["dense_1.weight"].T + seg["dense_1.bias"].reshape(-1)
+    t = torch.tensor(c["target"], dtype=torch.float64).reshape(z.shape)
+    loss = torch.nn.functional.binary_cross_entropy_with_logits(z, t)
+    loss.backward()
+    msg = close("loss", [c["loss"]], loss)
+    msg = msg or close("drows (summed per key)", c["drows"], weight.grad)
+    for s in c["segments"]:
+        msg = msg or close(s["name"] + " grad", s["grad"], seg[s["name"]].grad)
     return msg
 
 
@@ -166,7 +190,10 @@ def main():
                 print(f"FAIL {label}: {msg}")
             else:
                 print(f"ok   {label}")
-    total = len(cases["sparse"]) + len(cases["dense"])
+    msg = model_case(cases["model"])
+    print(f"{'FAIL' if msg else 'ok  '} model embedding_bag -> dense -> BCE{': ' + msg if msg else ''}")
+    bad += msg is not None
+    total = len(cases["sparse"]) + len(cases["dense"]) + 1
     print(f"{total - bad} of {total} cases agree with torch {torch.__version__}")
     return 1 if bad else 0
 
