@@ -15,7 +15,7 @@ static const char *const uncounted_lines[] = {
     /* cluster: the corrections for stale gradients, at their defaults */
     "  staleness_lr: false",
     "  delay_compensation: 0",
-    "  async_momentum: false",
+    "  async_momentum: true",
 };
 
 static int uncounted(const char *line, size_t n)

@@ -106,7 +106,8 @@ typedef struct {
      * bsp. */
     int staleness_lr;         /* bool: lr / (1 + staleness) */
     float delay_compensation; /* lambda0 of DC-ASGD-a; 0 = off */
-    int async_momentum;       /* bool: explicit momentum less the workers' implicit one */
+    int async_momentum;       /* bool: explicit momentum less the workers' implicit one
+                                 (default true: bench/run_async_quality.sh) */
 } cfg_cluster;
 
 /* Checkpoints and resume (docs/job-file.md, "Checkpoints and resume" in README.md). */

@@ -414,6 +414,7 @@ static int fill_defaults(cfg_job *job, const cfg_scan *sc)
     tmpl.cluster.timeout_s = 60;
     tmpl.cluster.heartbeat_ms = 500;
     tmpl.cluster.heartbeat_timeout_s = 10;
+    tmpl.cluster.async_momentum = 1;
     tmpl.checkpoint.enabled = 1;
     tmpl.checkpoint.keep = 2;
     int rc = fill_fields(cfg_job_fields, (char *)job, (const char *)&tmpl, sc);
