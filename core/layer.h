@@ -15,7 +15,15 @@
  * checkpoint reader. Specs point at ops tables, so a registry outlives every spec made
  * with it. Nothing here is global mutable state.
  *
- * Dimensions: N = batch rows; a layer maps inputs (N, IN_k) to one output (N, OUT). */
+ * Dimensions: N = batch rows; a layer maps inputs (N, IN_k) to one output (N, OUT).
+ *
+ * Sparse layers (ops->sparse: embedding, embedding_bag, fm) read the batch's sparse
+ * features (ML_SPARSE_NAME in `inputs:`) instead of dense inputs. Their parameters are
+ * rows of an embedding table keyed by 64-bit feature ids, NOT in the model's flat vector:
+ * the model gathers the batch's unique keys per table, the caller fills their rows, and
+ * backward gives the rows' gradients summed per key (core/model.h). Sparse legend:
+ *   NNZ = entries of the batch (all rows), K = unique keys of one table in the batch,
+ *   d = the table's row width (dim), F = fields an `embedding` reads. */
 #ifndef PSTRAIN_CORE_LAYER_H
 #define PSTRAIN_CORE_LAYER_H
 
@@ -26,11 +34,15 @@
 #include "base/err.h"
 #include "base/rng.h"
 
-#define ML_MAX_KEYS 8         /* config keys of one layer type */
-#define ML_MAX_INPUTS 8       /* inputs of one layer */
-#define ML_MAX_TENSORS 4      /* parameter tensors of one layer */
-#define ML_NAME_MAX 39        /* a layer name: 39 bytes + ".weight" fit a segment name */
-#define ML_INPUT_NAME "input" /* the reserved name of the model's input in `inputs:` */
+#define ML_MAX_KEYS 8           /* config keys of one layer type */
+#define ML_MAX_INPUTS 8         /* inputs of one layer */
+#define ML_MAX_TENSORS 4        /* parameter tensors of one layer */
+#define ML_NAME_MAX 39          /* a layer name: 39 bytes + ".weight" fit a segment name */
+#define ML_INPUT_NAME "input"   /* the reserved name of the model's input in `inputs:` */
+#define ML_SPARSE_NAME "sparse" /* the reserved name of the batch's sparse features */
+/* ml_model_spec_sources' codes for the two model inputs (otherwise a layer index). */
+#define ML_SRC_INPUT (-1)
+#define ML_SRC_SPARSE (-2)
 
 /* ---- Losses and init schemes: one name table each (the job file and checkpoints) ----- */
 
@@ -97,6 +109,40 @@ typedef union {
     char *s;
 } ml_value;
 
+/* ---- Sparse features ---------------------------------------------------------------- */
+
+/* A batch's sparse features: n rows in CSR. Row i's entries are e in [row_ptr[i],
+ * row_ptr[i+1]) (row_ptr[0] may be > 0: a view into a larger CSR); entry e is feature id
+ * ids[e] with value vals[e] in field fields[e]. Borrowed by whoever reads it.
+ *   row_ptr (n+1) int64   ids (NNZ) uint64   vals (NNZ) float   fields (NNZ) uint32 or
+ *   NULL (every entry in field 0). */
+typedef struct {
+    int n;
+    const int64_t *row_ptr;
+    const uint64_t *ids;
+    const float *vals;
+    const uint32_t *fields;
+} ml_sparse_batch;
+
+/* What a sparse layer's forward/backward sees: the batch plus, per entry, the row of its
+ * key in the gathered rows of the layer's table. Entries a layer does not read (another
+ * field) it skips by their field; their idx is -1 when no layer of the table reads them.
+ *   idx (NNZ) int32, entry e at idx[e - e0]   rows (K, d) */
+typedef struct {
+    const int64_t *row_ptr;
+    const float *vals;
+    const uint32_t *fields;
+    const int32_t *idx;
+    int64_t e0; /* row_ptr[0] */
+    const float *rows;
+} ml_sparse_in;
+
+/* The field of entry e (0 without fields). */
+static inline uint32_t ml_sparse_field(const ml_sparse_in *s, int64_t e)
+{
+    return s->fields ? s->fields[e] : 0u;
+}
+
 /* ---- Specs -------------------------------------------------------------------------- */
 
 typedef struct ml_layer_ops ml_layer_ops;
@@ -107,8 +153,9 @@ typedef struct ml_layer_ops ml_layer_ops;
 typedef struct {
     const ml_layer_ops *ops;   /* its type, borrowed from a registry */
     char *name;                /* NULL: "<prefix>_<k>" for the k-th layer of its type */
-    char **inputs;             /* names of earlier layers or ML_INPUT_NAME; */
-    unsigned ninputs;          /*   0: the previous layer (the model input for layer 0) */
+    char **inputs;             /* names of earlier layers, ML_INPUT_NAME or ML_SPARSE_NAME; */
+    unsigned ninputs;          /*   0: the previous layer (the model input for layer 0;
+                                *   ML_SPARSE_NAME for a sparse type) */
     int trainable;             /* 0: frozen, never updated (layers with parameters) */
     float lr_mult;             /* the layer's lr is the scheduled lr times this; >= 0 */
     ml_value val[ML_MAX_KEYS]; /* ops->keys[k]'s value in val[k] */
@@ -143,7 +190,8 @@ int ml_layer_spec_out_act(const ml_layer_spec *s);
 /* Checks one key's value against its kind and range; the message is "<key>: ..." */
 int ml_layer_key_check(const ml_layer_key *k, const ml_value *v, pst_err *err);
 
-/* Resolves layer l's inputs to layer indices (-1: the model input) in src[ML_MAX_INPUTS];
+/* Resolves layer l's inputs to layer indices (ML_SRC_INPUT: the model input, ML_SRC_SPARSE:
+ * the sparse features) in src[ML_MAX_INPUTS];
  * returns their number, or -1 with err set (a name that is no earlier layer). */
 int ml_model_spec_sources(const ml_model_spec *s, unsigned l, int *src, pst_err *err);
 /* Rewrites err's "key: why" as "model.layers.<l>.key: why"; returns err->code. */
@@ -182,6 +230,11 @@ typedef struct {
     int out;               /* output width (OUT) */
     int ntensors;
     ml_tensor tensor[ML_MAX_TENSORS];
+    /* Sparse types only (ops->sparse), from shape: */
+    int dim;                     /* d, the table's row width */
+    uint32_t field_lo, field_hi; /* the fields read: [lo, hi] inclusive */
+    const char *table;           /* the `table` key, or NULL: the layer's own, named by it */
+    float init_scale;            /* the scale the table draws new rows with */
 } ml_layer;
 
 struct ml_layer_ops {
@@ -212,8 +265,20 @@ struct ml_layer_ops {
      * not needed; dt[k] (tensor k's gradient) overwritten, all NULL for a frozen layer. */
     void (*backward)(const ml_layer *l, float *const *dx, float *const *dt, const float *dy,
                      const float *y, const float *const *x, const float *const *t, int n);
-    /* Floating-point operations of forward + backward (with dx) for n rows. */
+    /* Floating-point operations of forward + backward (with dx) for n rows (sparse types:
+     * per entry read, so the count for n rows of one entry each). */
     double (*flops)(const ml_layer *l, int n);
+
+    /* Sparse types: set `sparse`, and sforward/sbackward instead of forward/backward. */
+    int sparse;
+    /* y (N, OUT) from the entries of s it reads and its table's rows s->rows (K, d). */
+    void (*sforward)(const ml_layer *l, float *y, const ml_sparse_in *s, const float *const *t,
+                     int n);
+    /* From dy (N, OUT): drows (K, d) ADDED into (tables are shared and a key repeats, so
+     * the model zeroes it once per step), NULL for a frozen layer; dt[k] overwritten as
+     * for dense types. */
+    void (*sbackward)(const ml_layer *l, float *drows, float *const *dt, const float *dy,
+                      const float *y, const ml_sparse_in *s, const float *const *t, int n);
 };
 
 /* ---- Registry ----------------------------------------------------------------------- */
@@ -243,5 +308,11 @@ int ml_registry_print_help(const ml_registry *r, FILE *f);
 /* The built-in types, for specs written in code (tests, benchmarks). */
 extern const ml_layer_ops ml_layer_dense;
 extern const ml_layer_ops ml_layer_activation;
+extern const ml_layer_ops ml_layer_concat;
+extern const ml_layer_ops ml_layer_add;
+extern const ml_layer_ops ml_layer_dot_interaction;
+extern const ml_layer_ops ml_layer_embedding;
+extern const ml_layer_ops ml_layer_embedding_bag;
+extern const ml_layer_ops ml_layer_fm;
 
 #endif

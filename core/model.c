@@ -10,7 +10,12 @@
  * overwrites the g of an input it is the first to reach and adds into it otherwise
  * (through `scratch`), so fan-out needs no zeroing pass. A sequential stack is the fast
  * path: an activation node that is the only consumer of its input shares that input's g
- * and runs in place, exactly the two-buffer ping-pong of a plain MLP. */
+ * and runs in place, exactly the two-buffer ping-pong of a plain MLP.
+ *
+ * Sparse layers (ops->sparse) are nodes reading the batch's sparse features (src
+ * ML_SRC_SPARSE) and one table of m->tables (core/tables.h) each; backward adds their
+ * rows' gradients into the table's grads, zeroed once per step. A dense-only model has no
+ * tables and takes no sparse branch but one flag test per node. */
 #include "model.h"
 
 #include <assert.h>
@@ -20,6 +25,7 @@
 #include <string.h>
 
 #include "base/rng.h"
+#include "tables.h"
 
 typedef struct {
     const ml_layer_ops *ops;
@@ -27,11 +33,12 @@ typedef struct {
     ml_layer_spec act_spec; /* a post-activation node's own spec (type activation) */
     int layer;              /* index in the spec */
     int nin;
-    int src[ML_MAX_INPUTS]; /* node index of each input; -1: the model input */
+    int src[ML_MAX_INPUTS]; /* node index of each input; ML_SRC_INPUT, ML_SRC_SPARSE */
     int nconsumers;
     int consumer;               /* the first consumer's node index (the only one if 1) */
     size_t off[ML_MAX_TENSORS]; /* offsets of the tensors in params/grads */
     int frozen;                 /* backward writes no parameter gradients */
+    int table;                  /* sparse nodes: index in m->tables; -1 otherwise */
     float *y;                   /* (max_batch, out) */
     float *g;                   /* (max_batch, out) dL/dy; may be an input's buffer (shared) */
     int g_owned;
@@ -52,6 +59,7 @@ struct ml_model {
     unsigned char *got; /* (nnodes) backward: g of node i written this step */
     int nsegs;
     ml_segment *segs;
+    ml_tables *tables; /* NULL: no sparse layers */
 };
 
 /* 64-byte aligned, zeroed; size rounded up as aligned_alloc requires. */
@@ -73,6 +81,17 @@ static int act_key(void)
     return k;
 }
 
+/* A sparse node's table: the `table` key or the layer's name. */
+static int add_table(ml_model *m, const ml_layer *l, const char *layer_name, pst_err *err)
+{
+    assert(l->dim >= 1 && l->field_lo <= l->field_hi);
+    if (!m->tables && !(m->tables = ml_tables_create(err)))
+        return -1;
+    const char *name = l->table && l->table[0] ? l->table : layer_name;
+    return ml_tables_add_reader(m->tables, name, l->dim, l->init_scale, l->field_lo, l->field_hi,
+                                err);
+}
+
 /* Pass 1: nodes, widths, segments and the parameter layout. */
 static int build_nodes(ml_model *m, pst_err *err)
 {
@@ -89,14 +108,19 @@ static int build_nodes(ml_model *m, pst_err *err)
         nd->l.spec = L;
         nd->nin = nd->l.nin = nin;
         for (int i = 0; i < nin; i++) {
-            nd->src[i] = src[i] < 0 ? -1 : m->layer_node[src[i]];
-            nd->l.in[i] = src[i] < 0 ? m->in_dim : m->nodes[nd->src[i]].l.out;
+            nd->src[i] = src[i] < 0 ? src[i] : m->layer_node[src[i]];
+            nd->l.in[i] = src[i] == ML_SRC_INPUT    ? m->in_dim
+                          : src[i] == ML_SRC_SPARSE ? 0
+                                                    : m->nodes[nd->src[i]].l.out;
         }
         if (L->ops->shape(&nd->l, err))
             return ml_layer_err_path(err, l);
         assert(nd->l.out >= 1 && nd->l.ntensors <= ML_MAX_TENSORS);
         char base[ML_NAME_MAX + 1];
         ml_layer_spec_name(s, l, base, sizeof base);
+        nd->table = -1;
+        if (L->ops->sparse && (nd->table = add_table(m, &nd->l, base, err)) < 0)
+            return ml_layer_err_path(err, l);
         for (int t = 0; t < nd->l.ntensors; t++) {
             const ml_tensor *T = &nd->l.tensor[t];
             ml_segment *sg = &m->segs[m->nsegs++];
@@ -148,7 +172,7 @@ uint64_t ml_model_spec_nparams(const ml_model_spec *s, int in_dim)
         }
         L.nin = nin;
         for (int i = 0; i < nin; i++)
-            L.in[i] = src[i] < 0 ? in_dim : width[src[i]];
+            L.in[i] = src[i] == ML_SRC_INPUT ? in_dim : src[i] == ML_SRC_SPARSE ? 0 : width[src[i]];
         if (s->layers[l].ops->shape(&L, NULL)) {
             total = UINT64_MAX;
             break;
@@ -224,6 +248,19 @@ static int alloc_buffers(ml_model *m)
     return PST_OK;
 }
 
+/* 1 when a layer reads the dense input (a model of sparse layers alone may have none). */
+static int reads_input(const ml_model_spec *s)
+{
+    for (unsigned l = 0; l < s->nlayers; l++) {
+        int src[ML_MAX_INPUTS];
+        int nin = ml_model_spec_sources(s, l, src, NULL);
+        for (int i = 0; i < nin; i++)
+            if (src[i] == ML_SRC_INPUT)
+                return 1;
+    }
+    return 0;
+}
+
 ml_model *ml_model_create(const ml_model_spec *spec, int in_dim, int max_batch, pst_err *err)
 {
     ml_model *m = NULL;
@@ -231,13 +268,13 @@ ml_model *ml_model_create(const ml_model_spec *spec, int in_dim, int max_batch, 
         pst_err_set(err, PST_ERR_CONFIG, "model.layers: the model has no layers");
         return NULL;
     }
-    if (in_dim < 1 || max_batch < 1) {
+    if (ml_model_spec_check(spec, err))
+        return NULL;
+    if (in_dim < (reads_input(spec) ? 1 : 0) || max_batch < 1) {
         pst_err_set(err, PST_ERR_ARG, "model: input width %d and batch %d must be >= 1", in_dim,
                     max_batch);
         return NULL;
     }
-    if (ml_model_spec_check(spec, err))
-        return NULL;
     if (!(m = calloc(1, sizeof *m)))
         goto nomem;
     if (ml_model_spec_copy(&m->spec, spec, err)) {
@@ -280,6 +317,7 @@ void ml_model_destroy(ml_model *m)
     free(m->grads_own);
     free(m->scratch);
     free(m->got);
+    ml_tables_destroy(m->tables);
     ml_model_spec_fini(&m->spec);
     free(m);
 }
@@ -324,6 +362,45 @@ const ml_segment *ml_model_segment(const ml_model *m, int i)
     return &m->segs[i];
 }
 
+/* ---- Sparse tables (core/tables.c does the work) ------------------------------------- */
+
+int ml_model_ntables(const ml_model *m) { return ml_tables_count(m->tables); }
+
+ml_table_info ml_model_table_info(const ml_model *m, int t)
+{
+    assert(t >= 0 && t < ml_model_ntables(m));
+    int layer = 0;
+    while (layer < m->nnodes && m->nodes[layer].table != t)
+        layer++;
+    assert(layer < m->nnodes);
+    return (ml_table_info){.name = ml_tables_name(m->tables, t),
+                           .dim = ml_tables_dim(m->tables, t),
+                           .init_scale = ml_tables_init_scale(m->tables, t),
+                           .layer = m->nodes[layer].layer};
+}
+
+int ml_model_gather(ml_model *m, const ml_sparse_batch *b, pst_err *err)
+{
+    if (!m->tables)
+        return PST_OK;
+    return ml_tables_gather(m->tables, b, m->max_batch, err);
+}
+
+size_t ml_model_table_nkeys(const ml_model *m, int t) { return ml_tables_nkeys(m->tables, t); }
+const uint64_t *ml_model_table_keys(const ml_model *m, int t)
+{
+    return ml_tables_keys(m->tables, t);
+}
+const int32_t *ml_model_table_index(const ml_model *m, int t)
+{
+    return ml_tables_index(m->tables, t);
+}
+float *ml_model_table_rows(ml_model *m, int t) { return ml_tables_rows(m->tables, t); }
+const float *ml_model_table_grads(const ml_model *m, int t)
+{
+    return ml_tables_grads(m->tables, t);
+}
+
 double ml_model_flops(const ml_model *m, int n)
 {
     double f = 0;
@@ -337,20 +414,43 @@ static const float *node_input(const ml_model *m, const float *x, const node *nd
     return nd->src[k] < 0 ? x : m->nodes[nd->src[k]].y;
 }
 
-const float *ml_model_forward(ml_model *m, const float *x, int n)
+/* What sparse node nd sees of batch b: the entries and its table's gathered rows. */
+static ml_sparse_in sparse_in(ml_model *m, const node *nd, const ml_sparse_batch *b, int n)
+{
+    assert(b && m->tables && b->n == n && n == ml_tables_batch_rows(m->tables) &&
+           b->row_ptr[n] - b->row_ptr[0] == ml_tables_batch_nnz(m->tables));
+    return (ml_sparse_in){.row_ptr = b->row_ptr,
+                          .vals = b->vals,
+                          .fields = b->fields,
+                          .idx = ml_tables_index(m->tables, nd->table),
+                          .e0 = b->row_ptr[0],
+                          .rows = ml_tables_rows(m->tables, nd->table)};
+}
+
+const float *ml_model_forward_sparse(ml_model *m, const float *x, const ml_sparse_batch *b, int n)
 {
     assert(n >= 1 && n <= m->max_batch);
     for (int i = 0; i < m->nnodes; i++) {
         node *nd = &m->nodes[i];
         const float *in[ML_MAX_INPUTS];
         const float *t[ML_MAX_TENSORS];
-        for (int k = 0; k < nd->nin; k++)
-            in[k] = node_input(m, x, nd, k);
         for (int k = 0; k < nd->l.ntensors; k++)
             t[k] = m->params + nd->off[k];
+        if (nd->ops->sparse) {
+            ml_sparse_in s = sparse_in(m, nd, b, n);
+            nd->ops->sforward(&nd->l, nd->y, &s, t, n);
+            continue;
+        }
+        for (int k = 0; k < nd->nin; k++)
+            in[k] = node_input(m, x, nd, k);
         nd->ops->forward(&nd->l, nd->y, in, t, n);
     }
     return m->nodes[m->nnodes - 1].y;
+}
+
+const float *ml_model_forward(ml_model *m, const float *x, int n)
+{
+    return ml_model_forward_sparse(m, x, NULL, n);
 }
 
 /* Targets (n, out) for BCE/MSE from whichever of label/target the caller gave: labels
@@ -397,7 +497,7 @@ double ml_model_loss(ml_model *m, const int32_t *label, const float *target, int
 void ml_model_set_trainable(ml_model *m, int layer, int trainable)
 {
     for (int i = 0; i < m->nnodes; i++)
-        if (m->nodes[i].layer == layer && m->nodes[i].l.ntensors > 0)
+        if (m->nodes[i].layer == layer && (m->nodes[i].l.ntensors > 0 || m->nodes[i].table >= 0))
             m->nodes[i].frozen = !trainable;
 }
 
@@ -407,19 +507,47 @@ static void add_into(float *restrict dst, const float *restrict src, size_t len)
         dst[i] += src[i];
 }
 
+/* Sparse node nd's backward: its table's rows' gradients (added into) and its tensors'. */
+static void sparse_backward(ml_model *m, node *nd, const ml_sparse_batch *b, int n)
+{
+    float *dt[ML_MAX_TENSORS] = {NULL};
+    const float *t[ML_MAX_TENSORS];
+    for (int k = 0; k < nd->l.ntensors; k++) {
+        t[k] = m->params + nd->off[k];
+        dt[k] = m->grads + nd->off[k];
+    }
+    ml_sparse_in s = sparse_in(m, nd, b, n);
+    nd->ops->sbackward(&nd->l, ml_tables_grads(m->tables, nd->table), dt, nd->g, nd->y, &s, t, n);
+}
+
 void ml_model_backward(ml_model *m, const float *x, int n)
+{
+    ml_model_backward_sparse(m, x, NULL, n);
+}
+
+void ml_model_backward_sparse(ml_model *m, const float *x, const ml_sparse_batch *b, int n)
 {
     int first = m->fused ? m->nnodes - 2 : m->nnodes - 1;
     /* Nodes before the lowest trainable one need no gradient at all: none of them is
      * downstream of a trainable node. */
     int lowest = m->nnodes;
     for (int i = 0; i < m->nnodes && lowest == m->nnodes; i++)
-        if (m->nodes[i].l.ntensors > 0 && !m->nodes[i].frozen)
+        if ((m->nodes[i].l.ntensors > 0 || m->nodes[i].table >= 0) && !m->nodes[i].frozen)
             lowest = i;
+    for (int t = 0; t < ml_tables_count(m->tables); t++)
+        if (ml_tables_nkeys(m->tables, t))
+            memset(ml_tables_grads(m->tables, t), 0,
+                   ml_tables_nkeys(m->tables, t) * (size_t)ml_tables_dim(m->tables, t) *
+                       sizeof(float));
     for (int i = first; i >= lowest; i--) {
         node *nd = &m->nodes[i];
         if (!m->got[i])
             continue; /* nothing flows back to it (after the fused output, say) */
+        if (nd->ops->sparse) {
+            if (!nd->frozen)
+                sparse_backward(m, nd, b, n);
+            continue;
+        }
         float *dx[ML_MAX_INPUTS];
         float *dt[ML_MAX_TENSORS] = {NULL};
         const float *in[ML_MAX_INPUTS];

@@ -15,6 +15,24 @@
  * (writes every parameter gradient). Softmax + categorical cross-entropy and sigmoid +
  * binary cross-entropy at the output are fused into the numerically stable forms of nn.h.
  *
+ * Sparse layers (embedding, embedding_bag, fm: core/layer.h) read the batch's sparse
+ * features and keep their parameters in embedding tables outside the flat vector: the
+ * model never holds a table, only the rows of one batch. A step of a model with tables:
+ *
+ *   ml_model_gather(m, &sb, &err);                  per table: unique keys, entry index
+ *   for t < ml_model_ntables(m):                    fill the rows of those keys
+ *       K = ml_model_table_nkeys(m, t); keys = ml_model_table_keys(m, t);
+ *       rows = ml_model_table_rows(m, t);           (K, d): pull from servers / a table
+ *   ml_model_forward_sparse(m, x, &sb, n);
+ *   ml_model_loss(m, label, target, n);
+ *   ml_model_backward_sparse(m, x, &sb, n);
+ *   ml_model_grads(m) (P) and, per table, ml_model_table_grads(m, t) (K, d), one row per
+ *   key of ml_model_table_keys summed over all its entries: push those.
+ *
+ * x may be NULL when no layer reads ML_INPUT_NAME. A dense-only model has no tables
+ * (ml_model_ntables 0, ml_model_gather a no-op) and ml_model_forward/backward are the
+ * same calls with no sparse batch.
+ *
  * Thread-safety: none; one model per thread. */
 #ifndef PSTRAIN_CORE_MODEL_H
 #define PSTRAIN_CORE_MODEL_H
@@ -37,7 +55,19 @@ typedef struct {
     int rows, cols; /* the tensor's shape: (OUT, IN) for a weight, (OUT, 1) for a bias */
 } ml_segment;
 
-/* Builds the model for inputs of in_dim features and batches of at most max_batch rows
+/* An embedding table as the caller must keep it: name (the layers' `table` key, or the
+ * one layer's name), row width d, and the scale new rows are drawn with (the layer's
+ * init_scale). layer: the first spec layer reading it (its lr_mult, say, as a segment's
+ * layer gives a dense tensor's). name is the model's, valid while it lives. */
+typedef struct {
+    const char *name;
+    int dim;
+    float init_scale;
+    int layer;
+} ml_table_info;
+
+/* Builds the model for inputs of in_dim features (0 allowed when no layer reads the dense
+ * input) and batches of at most max_batch rows
  * (ml_model_spec_check first; the model keeps a copy of spec). Parameters are zero until
  * ml_model_init. */
 ml_model *ml_model_create(const ml_model_spec *spec, int in_dim, int max_batch, pst_err *err);
@@ -74,7 +104,7 @@ void ml_model_set_trainable(ml_model *m, int layer, int trainable);
 
 /* Runs the layers on x: (n, IN), n <= max_batch. Returns the model's output (n, OUT),
  * valid until the next forward: probabilities for softmax/sigmoid outputs, raw values for
- * linear ones. */
+ * linear ones. A model with sparse layers takes ml_model_forward_sparse instead. */
 const float *ml_model_forward(ml_model *m, const float *x, int n);
 
 /* Loss of the last forward's output: classification uses label (N), regression and binary
@@ -85,5 +115,29 @@ double ml_model_loss(ml_model *m, const int32_t *label, const float *target, int
 /* Writes dL/dparams of the last forward/loss into ml_model_grads. x is the batch given to
  * forward. */
 void ml_model_backward(ml_model *m, const float *x, int n);
+
+/* ---- Sparse layers ------------------------------------------------------------------ */
+
+int ml_model_ntables(const ml_model *m);
+ml_table_info ml_model_table_info(const ml_model *m, int t);
+
+/* De-duplicates batch b's ids per table: keys in first-appearance order (entry order)
+ * and each entry's key index (-1 for an entry no layer of the table reads, by field).
+ * Refuses (PST_ERR_ARG) more than max_batch rows or a malformed row_ptr. b stays borrowed
+ * until backward: forward and backward must be given the same batch. */
+int ml_model_gather(ml_model *m, const ml_sparse_batch *b, pst_err *err);
+size_t ml_model_table_nkeys(const ml_model *m, int t);         /* K */
+const uint64_t *ml_model_table_keys(const ml_model *m, int t); /* (K) */
+const int32_t *ml_model_table_index(const ml_model *m, int t); /* (NNZ) */
+/* (K, d): the caller writes row k for key k before forward; valid until the next gather. */
+float *ml_model_table_rows(ml_model *m, int t);
+/* (K, d): dL/d(row k) after ml_model_backward_sparse, summed over every entry of key k
+ * (zeros for a table only frozen layers read). Valid until the next gather. */
+const float *ml_model_table_grads(const ml_model *m, int t);
+
+/* ml_model_forward / ml_model_backward with the batch's sparse features b (gathered
+ * first; b NULL for a model without sparse layers). */
+const float *ml_model_forward_sparse(ml_model *m, const float *x, const ml_sparse_batch *b, int n);
+void ml_model_backward_sparse(ml_model *m, const float *x, const ml_sparse_batch *b, int n);
 
 #endif

@@ -48,6 +48,13 @@ static int check_fit(const cfg_job *job, const ml_model *m, const ds_dataset *ds
 {
     int k = ml_model_out_dim(m);
     unsigned last = job->model.spec.nlayers - 1;
+    /* Until the loop feeds sparse batches and tables (issue 12), refuse rather than run a
+     * sparse layer with no rows. */
+    if (ml_model_ntables(m) > 0)
+        return pst_err_set(err, PST_ERR_CONFIG,
+                           "model.layers: '%s' is a sparse layer table (embedding, "
+                           "embedding_bag, fm), which this trainer does not feed yet",
+                           ml_model_table_info(m, 0).name);
     if (ds_task_of(ds) == DS_TASK_REGRESS) {
         if (job->model.spec.loss != ML_LOSS_MSE)
             return pst_err_set(err, PST_ERR_CONFIG, "model.loss: regression data needs mse, not %s",

@@ -12,8 +12,8 @@
 #include "core/layer.h"
 
 static const ml_layer_ops *const builtin_list[] = {
-    &ml_layer_dense,
-    &ml_layer_activation,
+    &ml_layer_dense,           &ml_layer_activation, &ml_layer_concat,        &ml_layer_add,
+    &ml_layer_dot_interaction, &ml_layer_embedding,  &ml_layer_embedding_bag, &ml_layer_fm,
 };
 
 struct ml_registry {
@@ -94,11 +94,13 @@ int ml_registry_add(ml_registry *r, const ml_layer_ops *ops, pst_err *err)
         return pst_err_set(err, E, "layer type: name, prefix and summary must be set");
     if (ml_registry_find(r, ops->name))
         return pst_err_set(err, E, "layer type '%s': already registered", ops->name);
-    if (!ops->shape || !ops->forward || !ops->backward || !ops->flops ||
-        (ops->has_params && !ops->init))
+    if (!ops->shape || !ops->flops || (ops->has_params && !ops->init) ||
+        (ops->sparse ? !ops->sforward || !ops->sbackward || !ops->has_params || ops->inplace
+                     : !ops->forward || !ops->backward))
         return pst_err_set(err, E,
-                           "layer type '%s': shape, forward, backward, flops (and init "
-                           "with parameters) must be set",
+                           "layer type '%s': shape, forward, backward (sforward, sbackward "
+                           "and has_params for a sparse type), flops (and init with "
+                           "parameters) must be set",
                            ops->name);
     if (ops->nkeys < 0 || ops->nkeys > ML_MAX_KEYS || (ops->nkeys && !ops->keys))
         return pst_err_set(err, E, "layer type '%s': %d keys (at most %d)", ops->name, ops->nkeys,
@@ -363,19 +365,23 @@ int ml_layer_err_path(pst_err *err, unsigned l)
     return err->code;
 }
 
-/* Index of the layer before `before` whose name is `name`, -1 for the model input, -2 if
- * none (and -3 if a layer at or after `before` has it: a forward reference). */
+/* Index of the layer before `before` whose name is `name`, ML_SRC_INPUT / ML_SRC_SPARSE for
+ * the model's inputs, NO_LAYER if none (and FORWARD_REF if a layer at or after `before`
+ * has it). */
+enum { NO_LAYER = -3, FORWARD_REF = -4 };
 static int find_input(const ml_model_spec *s, unsigned before, const char *name)
 {
     if (strcmp(name, ML_INPUT_NAME) == 0)
-        return -1;
+        return ML_SRC_INPUT;
+    if (strcmp(name, ML_SPARSE_NAME) == 0)
+        return ML_SRC_SPARSE;
     char nm[ML_NAME_MAX + 1];
     for (unsigned j = 0; j < s->nlayers; j++) {
         ml_layer_spec_name(s, j, nm, sizeof nm);
         if (strcmp(nm, name) == 0)
-            return j < before ? (int)j : -3;
+            return j < before ? (int)j : FORWARD_REF;
     }
-    return -2;
+    return NO_LAYER;
 }
 
 int ml_model_spec_sources(const ml_model_spec *s, unsigned l, int *src, pst_err *err)
@@ -384,7 +390,7 @@ int ml_model_spec_sources(const ml_model_spec *s, unsigned l, int *src, pst_err 
     char me[ML_NAME_MAX + 1];
     ml_layer_spec_name(s, l, me, sizeof me);
     if (L->ninputs == 0) {
-        src[0] = (int)l - 1;
+        src[0] = L->ops->sparse ? ML_SRC_SPARSE : (int)l - 1;
         return 1;
     }
     if (L->ninputs > ML_MAX_INPUTS) {
@@ -397,12 +403,13 @@ int ml_model_spec_sources(const ml_model_spec *s, unsigned l, int *src, pst_err 
     for (unsigned i = 0; i < L->ninputs; i++) {
         const char *name = L->inputs[i] ? L->inputs[i] : "";
         int j = find_input(s, l, name);
-        if (j == -2 || j == -3) {
+        if (j == NO_LAYER || j == FORWARD_REF) {
             pst_err_set(err, PST_ERR_CONFIG,
-                        j == -2 ? "model.layers.%u.inputs: layer %s: no layer is named '%s' "
-                                  "(inputs name earlier layers or '" ML_INPUT_NAME "')"
-                                : "model.layers.%u.inputs: layer %s: '%s' is not an earlier "
-                                  "layer (inputs come before the layer: no cycles)",
+                        j == NO_LAYER ? "model.layers.%u.inputs: layer %s: no layer is named '%s' "
+                                        "(inputs name earlier layers, '" ML_INPUT_NAME
+                                        "' or '" ML_SPARSE_NAME "')"
+                                      : "model.layers.%u.inputs: layer %s: '%s' is not an earlier "
+                                        "layer (inputs come before the layer: no cycles)",
                         l, me, name);
             return -1;
         }
@@ -429,11 +436,10 @@ int ml_model_spec_check(const ml_model_spec *s, pst_err *err)
                 ml_layer_err_path(err, l);
         if (rc)
             break;
-        if (L->name && strcmp(L->name, ML_INPUT_NAME) == 0) {
-            rc = pst_err_set(err, E,
-                             "model.layers.%u.name: '" ML_INPUT_NAME "' names the "
-                             "model's input",
-                             l);
+        if (L->name &&
+            (strcmp(L->name, ML_INPUT_NAME) == 0 || strcmp(L->name, ML_SPARSE_NAME) == 0)) {
+            rc = pst_err_set(err, E, "model.layers.%u.name: '%s' names the model's %s", l, L->name,
+                             strcmp(L->name, ML_INPUT_NAME) == 0 ? "input" : "sparse features");
             break;
         }
         char me[ML_NAME_MAX + 1], other[ML_NAME_MAX + 1];
@@ -461,6 +467,18 @@ int ml_model_spec_check(const ml_model_spec *s, pst_err *err)
                              "model.layers.%u.inputs: layer %s (%s) takes %d to %d "
                              "inputs, got %d",
                              l, me, L->ops->name, L->ops->min_inputs, L->ops->max_inputs, nin);
+            break;
+        }
+        int reads_sparse = 0;
+        for (int i = 0; i < nin; i++)
+            reads_sparse += src[i] == ML_SRC_SPARSE;
+        if (L->ops->sparse ? nin != 1 || !reads_sparse : reads_sparse) {
+            rc = pst_err_set(err, E,
+                             L->ops->sparse ? "model.layers.%u.inputs: layer %s (%s) reads '%s' "
+                                              "alone (the batch's sparse features)"
+                                            : "model.layers.%u.inputs: layer %s (%s) cannot "
+                                              "read '%s' (only sparse layer types can)",
+                             l, me, L->ops->name, ML_SPARSE_NAME);
             break;
         }
         for (int i = 0; i < nin; i++)
