@@ -177,8 +177,8 @@ static int throughput(const spt_config *c, int nb, int b, uint64_t u)
            "cpu_s=%.3f wall_s=%.3f\n",
            opt_kind_name(c->opt.kind), d, b, nb, (unsigned long long)u, distinct,
            (unsigned long long)st.rows, ts, ws);
-    printf("summary table: %.0f keys/s (pull+push), %.1f ns/key; flat array: %.0f keys/s, "
-           "%.1f ns/key; table/flat time %.2f\n",
+    printf("summary table: %.0f keys/s (pull+push), %.1f ns/key, flat array: %.0f keys/s, "
+           "%.1f ns/key, table/flat time %.2f\n",
            (double)n / ts, ts * 1e9 / (double)n, (double)n / fs, fs * 1e9 / (double)n, ts / fs);
     rc = 0;
 cleanup:
