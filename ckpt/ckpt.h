@@ -95,7 +95,7 @@ int ckpt_load_into_reg(const char *path, const ml_registry *reg, ml_model *m, ds
  *                  back bit for bit) or a short string
  * The optimizer's state is stored as the tensors of what it keeps: opt.velocity
  * (momentum, nesterov), opt.sum_sq (adagrad's G), opt.mean_sq (rmsprop's E), opt.m and
- * opt.v (adam, adamw), none for sgd; with state.opt.kind (its name) and state.opt.t (the
+ * opt.v (adam, adamw), opt.z and opt.n (ftrl), none for sgd; with state.opt.kind (its name) and state.opt.t (the
  * steps taken, which drive the schedule and adam's bias correction).
  *
  * Writing: create, set scalars and add tensors (borrowed until save), save. Keys and tensor

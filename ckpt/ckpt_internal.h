@@ -23,13 +23,22 @@
 
 /* ---- Writing --------------------------------------------------------------------------- */
 
+/* Element types of the container. Model and state files hold F32 alone (their readers
+ * refuse the others); sparse tables add U64 keys, U32 stamps and U8 counters. */
+typedef enum { CKPT_F32 = 0, CKPT_U64, CKPT_U32, CKPT_U8 } ckpt_dtype;
+
+/* safetensors' name of t ("F32", "U64", ...) and its size in bytes. */
+const char *ckpt_dtype_name(ckpt_dtype t);
+size_t ckpt_dtype_size(ckpt_dtype t);
+
 /* One tensor to write: name, shape, bytes. */
 typedef struct {
     const char *name;
     int ndim;
     double shape[2];
-    const float *p;
-    size_t n; /* floats */
+    const void *p;
+    size_t n;         /* elements */
+    ckpt_dtype dtype; /* F32 when left out of an initialiser */
 } out_tensor;
 
 /* One more metadata entry (state files' "state.*" keys). */
@@ -57,7 +66,8 @@ typedef struct {
     int64_t shape[MAX_DIMS];
     uint64_t begin, end; /* bytes of the data area */
     const char *crc;     /* value of "crc32.<name>", or NULL */
-    int used;            /* claimed by a model segment or a preprocess slot */
+    ckpt_dtype dtype;
+    int used; /* claimed by a model segment or a preprocess slot */
 } st_tensor;
 
 typedef struct {
@@ -70,6 +80,7 @@ typedef struct {
     size_t data_len;
     st_tensor *t;
     int nt;
+    int any_dtype; /* ckpt_st_open_any: dtypes other than F32 accepted */
 } st_file;
 
 /* Reads the whole file at path (borrowed for messages) and validates the container: header
@@ -77,10 +88,16 @@ typedef struct {
  * that every value is finite. On failure f is empty (nothing to ckpt_st_fini). */
 int ckpt_st_open(st_file *f, const char *path, pst_err *err);
 void ckpt_st_fini(st_file *f);
+/* ckpt_st_open accepting every ckpt_dtype (sparse table files); only F32 values are
+ * checked to be finite. The callers of ckpt_st_claim see F32 tensors alone. */
+int ckpt_st_open_any(st_file *f, const char *path, pst_err *err);
 /* The metadata value of key (every one is a string), or NULL. */
 const char *ckpt_st_meta_str(const st_file *f, const char *key);
 st_tensor *ckpt_st_find_tensor(st_file *f, const char *name);
-/* Claims the tensor `name` of the given shape; error when missing or shaped otherwise. */
+/* Claims the F32 tensor `name` of the given shape; error when missing, of another dtype or
+ * shaped otherwise. ckpt_st_claim_as: of dtype dt. */
+int ckpt_st_claim_as(st_file *f, const char *name, ckpt_dtype dt, const int64_t *shape, int ndim,
+                     st_tensor **out, pst_err *err);
 int ckpt_st_claim(st_file *f, const char *name, const int64_t *shape, int ndim, st_tensor **out,
                   pst_err *err);
 /* 1 when v is a JSON number holding an integer in [0, max]. */

@@ -164,11 +164,14 @@ int ckpt_save_model(const char *path, ml_model *m, const ml_model_spec *spec,
                 goto cleanup;
             }
         ts[i] = (out_tensor){
-            sg->name, sg->cols == 1 ? 1 : 2, {sg->rows, sg->cols}, params + sg->offset, sg->len};
+            sg->name, sg->cols == 1 ? 1 : 2, {sg->rows, sg->cols}, params + sg->offset, sg->len,
+            CKPT_F32};
     }
     if (with_scaler) {
-        ts[nseg] = (out_tensor){PREP_SHIFT, 1, {scaler->d, 0}, scaler->shift, (size_t)scaler->d};
-        ts[nseg + 1] = (out_tensor){PREP_MUL, 1, {scaler->d, 0}, scaler->mul, (size_t)scaler->d};
+        ts[nseg] =
+            (out_tensor){PREP_SHIFT, 1, {scaler->d, 0}, scaler->shift, (size_t)scaler->d, CKPT_F32};
+        ts[nseg + 1] =
+            (out_tensor){PREP_MUL, 1, {scaler->d, 0}, scaler->mul, (size_t)scaler->d, CKPT_F32};
     }
     /* A file that could not be read back is worse than none: refuse non-finite values. */
     for (int i = 0; i < nt; i++) {
@@ -176,7 +179,7 @@ int ckpt_save_model(const char *path, ml_model *m, const ml_model_spec *spec,
         if (bad >= 0) {
             rc = pst_err_set(err, PST_ERR_NUMERIC,
                              "%s: not written: tensor '%s' element %" PRId64 " is %g", path,
-                             ts[i].name, bad, (double)ts[i].p[bad]);
+                             ts[i].name, bad, (double)((const float *)ts[i].p)[bad]);
             goto cleanup;
         }
     }

@@ -30,15 +30,28 @@ static uint32_t crc_of(const void *p, size_t n)
     return (uint32_t)crc32_z(crc32_z(0L, Z_NULL, 0), p, n);
 }
 
+static const struct {
+    const char *name;
+    size_t size;
+} dtypes[] = {[CKPT_F32] = {"F32", 4},
+              [CKPT_U64] = {"U64", 8},
+              [CKPT_U32] = {"U32", 4},
+              [CKPT_U8] = {"U8", 1}};
+
+const char *ckpt_dtype_name(ckpt_dtype t) { return dtypes[t].name; }
+size_t ckpt_dtype_size(ckpt_dtype t) { return dtypes[t].size; }
+
 /* ---- Writing --------------------------------------------------------------------------- */
 
+/* off: the tensor's first byte in the data area. */
 static int add_tensor_entry(cJSON *root, const out_tensor *t, size_t off)
 {
     cJSON *o = cJSON_AddObjectToObject(root, t->name);
-    if (!o || !cJSON_AddStringToObject(o, "dtype", "F32"))
+    if (!o || !cJSON_AddStringToObject(o, "dtype", ckpt_dtype_name(t->dtype)))
         return -1;
     cJSON *sh = cJSON_CreateDoubleArray(t->shape, t->ndim);
-    double offs[2] = {(double)(off * sizeof(float)), (double)((off + t->n) * sizeof(float))};
+    size_t bytes = t->n * ckpt_dtype_size(t->dtype);
+    double offs[2] = {(double)off, (double)(off + bytes)};
     cJSON *of = cJSON_CreateDoubleArray(offs, 2);
     if (!sh || !of) {
         cJSON_Delete(sh);
@@ -72,10 +85,11 @@ char *ckpt_st_header_json(const out_tensor *ts, int nt, const char *model, const
     for (int i = 0; i < nt; i++) {
         char key[128], val[16];
         snprintf(key, sizeof key, CRC_PREFIX "%s", ts[i].name);
-        snprintf(val, sizeof val, "%" PRIu32, crc_of(ts[i].p, ts[i].n * sizeof(float)));
+        size_t bytes = ts[i].n * ckpt_dtype_size(ts[i].dtype);
+        snprintf(val, sizeof val, "%" PRIu32, crc_of(ts[i].p, bytes));
         if (!cJSON_AddStringToObject(md, key, val) || add_tensor_entry(root, &ts[i], off))
             goto cleanup;
-        off += ts[i].n;
+        off += bytes;
     }
     s = cJSON_PrintUnformatted(root);
 cleanup:
@@ -155,7 +169,7 @@ int ckpt_st_write(const char *path, const char *json, const out_tensor *ts, int 
     int bad = fwrite(head, 1, 8 + padded, out.f) != 8 + padded;
     free(head);
     for (int i = 0; i < nt && !bad; i++)
-        bad = fwrite(ts[i].p, sizeof(float), ts[i].n, out.f) != ts[i].n;
+        bad = fwrite(ts[i].p, ckpt_dtype_size(ts[i].dtype), ts[i].n, out.f) != ts[i].n;
     if (bad) {
         rc = pst_err_set(err, PST_ERR_IO, "%s: write failed: %s", out.tmp, strerror(errno));
         fs_atomic_abort(&out);
@@ -309,11 +323,15 @@ static int parse_tensor(st_file *f, const cJSON *e, st_tensor *t, pst_err *err)
     const cJSON *of = cJSON_GetObjectItemCaseSensitive(e, "data_offsets");
     if (!cJSON_IsString(dt))
         return pst_err_set(err, PST_ERR_DATA, "%s: tensor '%s': no dtype", f->path, name);
-    if (strcmp(dt->valuestring, "F32") != 0)
-        return pst_err_set(err, PST_ERR_DATA,
-                           "%s: tensor '%s': dtype %s, but pstrain reads F32 "
-                           "only",
-                           f->path, name, dt->valuestring);
+    t->dtype = CKPT_F32;
+    for (int k = 1; f->any_dtype && k < NELEM(dtypes); k++)
+        if (strcmp(dt->valuestring, dtypes[k].name) == 0)
+            t->dtype = (ckpt_dtype)k;
+    if (t->dtype == CKPT_F32 && strcmp(dt->valuestring, "F32") != 0)
+        return pst_err_set(err, PST_ERR_DATA, "%s: tensor '%s': dtype %s, but pstrain reads %s",
+                           f->path, name, dt->valuestring,
+                           f->any_dtype ? "F32, U64, U32 and U8 only" : "F32 only");
+    const uint64_t esize = ckpt_dtype_size(t->dtype);
     if (!cJSON_IsArray(sh) || cJSON_GetArraySize(sh) > MAX_DIMS)
         return pst_err_set(err, PST_ERR_DATA,
                            "%s: tensor '%s': shape is not a list of at most "
@@ -338,9 +356,9 @@ static int parse_tensor(st_file *f, const cJSON *e, st_tensor *t, pst_err *err)
                            "%s: truncated: tensor '%s' needs data bytes [%" PRIu64 ", %" PRIu64
                            ") but the file holds %zu",
                            f->path, name, t->begin, t->end, f->data_len);
-    /* elements * 4 == bytes; the product stops as soon as it exceeds bytes / 4, so a huge
-     * shape cannot overflow it. */
-    const uint64_t limit = (t->end - t->begin) / 4;
+    /* elements * esize == bytes; the product stops as soon as it exceeds bytes / esize, so
+     * a huge shape cannot overflow it. */
+    const uint64_t limit = (t->end - t->begin) / esize;
     uint64_t count = 1;
     int over = 0, zero = 0;
     t->ndim = cJSON_GetArraySize(sh);
@@ -360,7 +378,7 @@ static int parse_tensor(st_file *f, const cJSON *e, st_tensor *t, pst_err *err)
     }
     if (zero)
         count = 0;
-    if (over || count * 4 != t->end - t->begin)
+    if (over || count * esize != t->end - t->begin)
         return pst_err_set(err, PST_ERR_DATA,
                            "%s: tensor '%s': its shape needs %s bytes than "
                            "the %" PRIu64 " its data_offsets give",
@@ -598,7 +616,7 @@ static int check_tensor_data(const st_file *f, pst_err *err)
                                "(stored %" PRIu32 ", computed %" PRIu32 ")",
                                path, t->name, want, crc_of(p, t->end - t->begin));
         /* The data may be unaligned (any header length is legal), so values are copied. */
-        size_t cnt = (size_t)(t->end - t->begin) / 4;
+        size_t cnt = t->dtype == CKPT_F32 ? (size_t)(t->end - t->begin) / 4 : 0;
         for (size_t j = 0; j < cnt; j++) {
             float v;
             memcpy(&v, p + 4 * j, 4);
@@ -616,10 +634,11 @@ static int check_tensor_data(const st_file *f, pst_err *err)
     return PST_OK;
 }
 
-int ckpt_st_open(st_file *f, const char *path, pst_err *err)
+static int st_open(st_file *f, const char *path, int any_dtype, pst_err *err)
 {
     memset(f, 0, sizeof *f);
     f->path = path;
+    f->any_dtype = any_dtype;
     uint64_t hlen = 0;
     int rc;
     if ((rc = read_whole(f, err)) || (rc = check_frame(f, &hlen, err)) ||
@@ -637,6 +656,13 @@ fail:
     return rc;
 }
 
+int ckpt_st_open(st_file *f, const char *path, pst_err *err) { return st_open(f, path, 0, err); }
+
+int ckpt_st_open_any(st_file *f, const char *path, pst_err *err)
+{
+    return st_open(f, path, 1, err);
+}
+
 /* ---- Reading: tensors by name and shape ------------------------------------------------ */
 
 static void shape_text(const int64_t *shape, int ndim, char *buf, size_t n)
@@ -648,9 +674,16 @@ static void shape_text(const int64_t *shape, int ndim, char *buf, size_t n)
         snprintf(buf + at, n - at, "]");
 }
 
-/* Claims the tensor `name` of the given shape; error when missing or shaped otherwise. */
 int ckpt_st_claim(st_file *f, const char *name, const int64_t *shape, int ndim, st_tensor **out,
                   pst_err *err)
+{
+    return ckpt_st_claim_as(f, name, CKPT_F32, shape, ndim, out, err);
+}
+
+/* Claims the tensor `name` of dtype dt and the given shape; error when missing, of another
+ * dtype or shaped otherwise. */
+int ckpt_st_claim_as(st_file *f, const char *name, ckpt_dtype dt, const int64_t *shape, int ndim,
+                     st_tensor **out, pst_err *err)
 {
     char want[96], got[160];
     shape_text(shape, ndim, want, sizeof want);
@@ -658,6 +691,9 @@ int ckpt_st_claim(st_file *f, const char *name, const int64_t *shape, int ndim, 
     if (!t)
         return pst_err_set(err, PST_ERR_DATA, "%s: tensor '%s' is missing (the model needs %s)",
                            f->path, name, want);
+    if (t->dtype != dt)
+        return pst_err_set(err, PST_ERR_DATA, "%s: tensor '%s': dtype %s, expected %s", f->path,
+                           name, ckpt_dtype_name(t->dtype), ckpt_dtype_name(dt));
     int same = t->ndim == ndim;
     for (int d = 0; same && d < ndim; d++)
         same = t->shape[d] == shape[d];

@@ -167,6 +167,10 @@ static int opt_buf_names(opt_kind k, const char *names[2])
         names[0] = "opt.m";
         names[1] = "opt.v";
         return 2;
+    case OPT_FTRL:
+        names[0] = "opt.z";
+        names[1] = "opt.n";
+        return 2;
     }
     return 0;
 }
@@ -201,7 +205,7 @@ int ckpt_state_save(const ckpt_state *st, const char *path, pst_err *err)
                              t->name, bad, (double)t->p[bad]);
             goto cleanup;
         }
-        ts[i] = (out_tensor){t->name, 1, {(double)t->n, 0}, t->p, t->n};
+        ts[i] = (out_tensor){t->name, 1, {(double)t->n, 0}, t->p, t->n, CKPT_F32};
     }
     for (int i = 0; i < st->nm; i++)
         mp[i] = (meta_pair){st->m[i].key, st->m[i].val};

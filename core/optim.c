@@ -31,9 +31,9 @@ struct opt_state {
     float *buf[2]; /* (n) each: v / G / E for one-buffer rules, m and v for adam(w) */
 };
 
-static int kind_valid(opt_kind k) { return (int)k >= (int)OPT_SGD && (int)k <= (int)OPT_ADAMW; }
+static int kind_valid(opt_kind k) { return (int)k >= (int)OPT_SGD && (int)k <= (int)OPT_FTRL; }
 
-static int kind_nbuf(opt_kind k)
+int opt_kind_nbuf(opt_kind k)
 {
     switch (k) {
     case OPT_SGD: return 0;
@@ -42,7 +42,8 @@ static int kind_nbuf(opt_kind k)
     case OPT_ADAGRAD:
     case OPT_RMSPROP: return 1;
     case OPT_ADAM:
-    case OPT_ADAMW: return 2;
+    case OPT_ADAMW:
+    case OPT_FTRL: return 2;
     }
     return 0;
 }
@@ -57,6 +58,7 @@ const char *opt_kind_name(opt_kind k)
     case OPT_RMSPROP: return "rmsprop";
     case OPT_ADAM: return "adam";
     case OPT_ADAMW: return "adamw";
+    case OPT_FTRL: return "ftrl";
     }
     return "unknown";
 }
@@ -76,6 +78,7 @@ void opt_config_default(opt_config *c, opt_kind kind)
     memset(c, 0, sizeof *c);
     c->kind = kind;
     switch (kind) {
+    case OPT_FTRL: c->lr = 0.1f; break;
     case OPT_RMSPROP:
     case OPT_ADAM:
     case OPT_ADAMW: c->lr = 0.001f; break;
@@ -88,6 +91,9 @@ void opt_config_default(opt_config *c, opt_kind kind)
     c->eps = kind == OPT_ADAGRAD ? 1e-10f : 1e-8f;
     c->weight_decay = kind == OPT_ADAMW ? 0.01f : 0.0f;
     c->clip_norm = 0.0f;
+    c->ftrl_beta = 1.0f;
+    c->l1 = 0.0f;
+    c->l2 = 0.0f;
     c->sched.kind = OPT_SCHED_CONSTANT;
     c->sched.warmup_steps = 0;
     c->sched.step_size = 1000;
@@ -119,7 +125,16 @@ int opt_config_check(const opt_config *c, pst_err *err)
     }
     if (c->kind == OPT_RMSPROP && !(c->rho >= 0.0f && c->rho < 1.0f))
         return pst_err_set(err, code, "optimizer.rho: must be in [0, 1), got %g", (double)c->rho);
-    if (c->kind >= OPT_ADAGRAD && (!(c->eps > 0.0f) || !isfinite(c->eps)))
+    if (c->kind == OPT_FTRL) {
+        if (!(c->ftrl_beta >= 0.0f) || !isfinite(c->ftrl_beta))
+            return pst_err_set(err, code, "optimizer.beta: must be >= 0, got %g",
+                               (double)c->ftrl_beta);
+        if (!(c->l1 >= 0.0f) || !isfinite(c->l1))
+            return pst_err_set(err, code, "optimizer.l1: must be >= 0, got %g", (double)c->l1);
+        if (!(c->l2 >= 0.0f) || !isfinite(c->l2))
+            return pst_err_set(err, code, "optimizer.l2: must be >= 0, got %g", (double)c->l2);
+    }
+    if (c->kind >= OPT_ADAGRAD && c->kind <= OPT_ADAMW && (!(c->eps > 0.0f) || !isfinite(c->eps)))
         return pst_err_set(err, code, "optimizer.eps: must be > 0, got %g", (double)c->eps);
     if (!(c->weight_decay >= 0.0f) || !isfinite(c->weight_decay))
         return pst_err_set(err, code, "optimizer.weight_decay: must be >= 0, got %g",
@@ -168,7 +183,7 @@ opt_state *opt_state_create(const opt_config *c, size_t n, pst_err *err)
         goto nomem;
     st->kind = c->kind;
     st->n = n;
-    st->nbuf = kind_nbuf(c->kind);
+    st->nbuf = opt_kind_nbuf(c->kind);
     if (st->nbuf > 0) {
         /* aligned_alloc wants a multiple of the alignment; n == 0 still gets one line so
          * opt_state_buf never returns NULL. */
@@ -328,39 +343,93 @@ static void apply_adam(float *restrict w, const float *restrict g, float *restri
     }
 }
 
+/* FTRL-Proximal (McMahan et al. 2013, Algorithm 1) per coordinate, alpha = lr:
+ *   sigma = (sqrt(n + g^2) - sqrt(n)) / alpha;  z += g - sigma*w;  n += g^2;
+ *   w = |z| <= l1 ? 0 : -(z - sgn(z) l1) / ((beta + sqrt(n)) / alpha + l2)
+ * The three square roots of a coordinate (sqrt(n) old and new) go through the packed-root
+ * chunk as the other rules' do. */
+static void apply_ftrl(float *restrict w, const float *restrict g, float *restrict z,
+                       float *restrict nn, size_t n, float alpha, float beta, float l1, float l2)
+{
+    const float inv_alpha = 1.0f / alpha;
+    float r_old[OPT_CHUNK], r_new[OPT_CHUNK];
+    for (size_t c0 = 0; c0 < n; c0 += OPT_CHUNK) {
+        size_t len = n - c0 < OPT_CHUNK ? n - c0 : OPT_CHUNK;
+        float *restrict wc = w + c0, *restrict zc = z + c0, *restrict nc = nn + c0;
+        const float *restrict gc = g + c0;
+        for (size_t i = 0; i < len; i++) {
+            r_old[i] = nc[i];
+            r_new[i] = nc[i] + gc[i] * gc[i];
+        }
+        opt_sqrt_inplace(r_old, len);
+        opt_sqrt_inplace(r_new, len);
+        for (size_t i = 0; i < len; i++) {
+            float gi = gc[i];
+            float sigma = (r_new[i] - r_old[i]) * inv_alpha;
+            float zi = zc[i] + gi - sigma * wc[i];
+            zc[i] = zi;
+            nc[i] += gi * gi;
+            float az = zi < 0.0f ? -zi : zi;
+            float shrunk = zi < 0.0f ? zi + l1 : zi - l1; /* z - sgn(z) l1 */
+            float wi = -shrunk / ((beta + r_new[i]) * inv_alpha + l2);
+            wc[i] = az <= l1 ? 0.0f : wi;
+        }
+    }
+}
+
+void opt_rule_init(opt_rule *r, const opt_config *c, int64_t t, float lr)
+{
+    /* The contract is tick first; adam's bias correction divides by 1 - beta^t. */
+    assert(t >= 1);
+    r->c = c;
+    r->lr = lr;
+    r->inv_bc1 = r->inv_sqrt_bc2 = 1.0f;
+    if (c->kind == OPT_ADAM || c->kind == OPT_ADAMW) {
+        /* 1 - b^t in double: in float 1 - 0.999^t loses most digits for small t. */
+        double bc1 = 1.0 - pow((double)c->beta1, (double)t);
+        double bc2 = 1.0 - pow((double)c->beta2, (double)t);
+        r->inv_bc1 = (float)(1.0 / bc1);
+        r->inv_sqrt_bc2 = (float)(1.0 / sqrt(bc2));
+    }
+}
+
+void opt_rule_apply(const opt_rule *r, float *restrict w, const float *restrict g,
+                    float *restrict s0, float *restrict s1, size_t n)
+{
+    const opt_config *c = r->c;
+    const float wd = c->weight_decay, lr = r->lr;
+    if (n == 0)
+        return;
+    switch (c->kind) {
+    case OPT_SGD: apply_sgd(w, g, n, lr, wd); break;
+    case OPT_MOMENTUM: apply_momentum(w, g, s0, n, lr, c->momentum, wd); break;
+    case OPT_NESTEROV: apply_nesterov(w, g, s0, n, lr, c->momentum, wd); break;
+    case OPT_ADAGRAD: apply_scaled(w, g, s0, n, lr, 1.0f, 1.0f, c->eps, wd); break;
+    case OPT_RMSPROP: apply_scaled(w, g, s0, n, lr, c->rho, 1.0f - c->rho, c->eps, wd); break;
+    case OPT_ADAM:
+    case OPT_ADAMW: {
+        float l2 = c->kind == OPT_ADAM ? wd : 0.0f;
+        float dwd = c->kind == OPT_ADAMW ? wd : 0.0f;
+        apply_adam(w, g, s0, s1, n, lr, c->beta1, c->beta2, c->eps, l2, dwd, r->inv_bc1,
+                   r->inv_sqrt_bc2);
+        break;
+    }
+    case OPT_FTRL: apply_ftrl(w, g, s0, s1, n, lr, c->ftrl_beta, c->l1, c->l2); break;
+    }
+}
+
 void opt_apply(const opt_config *c, opt_state *st, float *restrict w, const float *restrict g,
                size_t off, size_t n, float lr)
 {
     assert(c->kind == st->kind);
     assert(off <= st->n && n <= st->n - off);
-    /* The contract is tick first; adam's bias correction divides by 1 - beta^t. */
     assert(st->t >= 1);
     if (n == 0)
         return;
-    const float wd = c->weight_decay;
-    switch (c->kind) {
-    case OPT_SGD: apply_sgd(w, g, n, lr, wd); break;
-    case OPT_MOMENTUM: apply_momentum(w, g, st->buf[0] + off, n, lr, c->momentum, wd); break;
-    case OPT_NESTEROV: apply_nesterov(w, g, st->buf[0] + off, n, lr, c->momentum, wd); break;
-    case OPT_ADAGRAD: apply_scaled(w, g, st->buf[0] + off, n, lr, 1.0f, 1.0f, c->eps, wd); break;
-    case OPT_RMSPROP:
-        apply_scaled(w, g, st->buf[0] + off, n, lr, c->rho, 1.0f - c->rho, c->eps, wd);
-        break;
-    case OPT_ADAM:
-    case OPT_ADAMW: {
-        /* 1 - b^t in double: in float 1 - 0.999^t loses most digits for small t. */
-        double t = (double)st->t;
-        double bc1 = 1.0 - pow((double)c->beta1, t);
-        double bc2 = 1.0 - pow((double)c->beta2, t);
-        float inv_bc1 = (float)(1.0 / bc1);
-        float inv_sqrt_bc2 = (float)(1.0 / sqrt(bc2));
-        float l2 = c->kind == OPT_ADAM ? wd : 0.0f;
-        float dwd = c->kind == OPT_ADAMW ? wd : 0.0f;
-        apply_adam(w, g, st->buf[0] + off, st->buf[1] + off, n, lr, c->beta1, c->beta2, c->eps, l2,
-                   dwd, inv_bc1, inv_sqrt_bc2);
-        break;
-    }
-    }
+    opt_rule r;
+    opt_rule_init(&r, c, st->t, lr);
+    opt_rule_apply(&r, w, g, st->nbuf > 0 ? st->buf[0] + off : NULL,
+                   st->nbuf > 1 ? st->buf[1] + off : NULL, n);
 }
 
 /* Warmup (any schedule): lr * (t+1) / warmup for t < warmup, so the first update uses

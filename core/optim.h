@@ -14,6 +14,17 @@
  *   adam      m = b1 m + (1-b1) g';  v = b2 v + (1-b2) g'^2;
  *             w -= lr * mhat / (sqrt(vhat) + eps), mhat = m/(1-b1^t), vhat = v/(1-b2^t)
  *   adamw     as adam with g' = g, and decoupled decay w -= lr*wd*w   (Loshchilov & Hutter)
+ *   ftrl      FTRL-Proximal (McMahan et al. 2013, "Ad Click Prediction", Algorithm 1), per
+ *             coordinate, alpha = lr, state z and n (both 0 at first):
+ *               sigma = (sqrt(n + g^2) - sqrt(n)) / alpha;  z += g - sigma*w;  n += g^2;
+ *               w = 0                                           if |z| <= l1
+ *               w = -(z - sgn(z) l1) / ((beta + sqrt(n)) / alpha + l2)   otherwise
+ *             so L1 gives exact zeros; weight_decay is not used (l2 is the rule's own).
+ *             w before the first update is the initial value (0 for the paper's LR).
+ *
+ * A rule is also reachable one slice at a time with explicit state pointers (opt_rule:
+ * sparse tables keep each row's state next to the row); opt_apply is opt_rule_init +
+ * opt_rule_apply on the slice's part of opt_state.
  */
 #ifndef PSTRAIN_CORE_OPTIM_H
 #define PSTRAIN_CORE_OPTIM_H
@@ -30,7 +41,8 @@ typedef enum {
     OPT_ADAGRAD,
     OPT_RMSPROP,
     OPT_ADAM,
-    OPT_ADAMW
+    OPT_ADAMW,
+    OPT_FTRL
 } opt_kind;
 
 typedef enum {
@@ -57,12 +69,15 @@ typedef struct {
     float rho;          /* rmsprop */
     float eps;          /* adagrad, rmsprop, adam, adamw */
     float weight_decay; /* L2 added to g, or decoupled for adamw */
+    float ftrl_beta;    /* ftrl: beta of the per-coordinate rate alpha / (beta + sqrt(n)) */
+    float l1, l2;       /* ftrl: L1 and L2 strengths (lambda1, lambda2 of the paper) */
     float clip_norm;    /* > 0: clip the whole gradient to this global L2 norm (worker side) */
     opt_schedule sched;
 } opt_config;
 
 /* Fills the usual defaults for kind (lr 0.01 sgd/momentum, 0.001 adam, mu 0.9,
- * betas 0.9/0.999, rho 0.9, eps 1e-8 (1e-10 adagrad), no decay, no clipping, constant lr). */
+ * betas 0.9/0.999, rho 0.9, eps 1e-8 (1e-10 adagrad), no decay, no clipping, constant lr;
+ * ftrl: alpha = lr 0.1, beta 1 (the paper: "beta = 1 is usually good enough"), l1 = l2 = 0). */
 void opt_config_default(opt_config *c, opt_kind kind);
 
 /* Checks ranges (lr > 0, 0 <= momentum < 1, ...). Names the field in err. */
@@ -89,6 +104,24 @@ void opt_tick(opt_state *st);
  * multipliers). w and g must not overlap. */
 void opt_apply(const opt_config *c, opt_state *st, float *restrict w, const float *restrict g,
                size_t off, size_t n, float lr);
+
+/* One update of a rule with its per-update scalars (lr, adam's bias corrections) fixed
+ * once, then applied to any number of slices with explicit state pointers: a sparse
+ * table applies it row by row to rows that keep their state beside them. t is the update
+ * number (>= 1, as opt_state_step after opt_tick). */
+typedef struct {
+    const opt_config *c; /* borrowed */
+    float lr;
+    float inv_bc1, inv_sqrt_bc2; /* adam(w): 1/(1-b1^t), 1/sqrt(1-b2^t) */
+} opt_rule;
+
+void opt_rule_init(opt_rule *r, const opt_config *c, int64_t t, float lr);
+/* Number of float buffers kind keeps per parameter (0, 1 or 2). */
+int opt_kind_nbuf(opt_kind k);
+/* Updates w[0..n) from g[0..n) with state s0[0..n), s1[0..n) (NULL when the rule keeps
+ * fewer buffers: opt_kind_nbuf). w, g, s0 and s1 must not overlap. */
+void opt_rule_apply(const opt_rule *r, float *restrict w, const float *restrict g,
+                    float *restrict s0, float *restrict s1, size_t n);
 
 /* ---- Parameter groups: per-layer learning-rate multipliers and frozen ranges ------------
  *

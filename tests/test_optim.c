@@ -12,7 +12,7 @@
 
 #include "core/optim.h"
 
-#define NKINDS (OPT_ADAMW + 1)
+#define NKINDS (OPT_FTRL + 1)
 
 /* Deterministic uniform values in [-1, 1) (xorshift64*), so failures reproduce. */
 static float urand(uint64_t *s)
@@ -65,6 +65,17 @@ static void ref_update(const opt_config *c, double *w, const double *g, double *
                 w[i] = w[i] - lr * wd * w[i] - step;
             else
                 w[i] -= step;
+            break;
+        }
+        case OPT_FTRL: {
+            /* McMahan et al. 2013, Algorithm 1 (alpha = lr; s0 = z, s1 = n); no weight decay */
+            double gi = g[i], a = lr, l1 = c->l1, l2 = c->l2, beta = c->ftrl_beta;
+            double sigma = (sqrt(s1[i] + gi * gi) - sqrt(s1[i])) / a;
+            s0[i] += gi - sigma * w[i];
+            s1[i] += gi * gi;
+            w[i] = fabs(s0[i]) <= l1
+                       ? 0.0
+                       : -(s0[i] - (s0[i] < 0 ? -l1 : l1)) / ((beta + sqrt(s1[i])) / a + l2);
             break;
         }
         }
@@ -273,7 +284,7 @@ static void test_adamw_decoupled(void **state)
 static void test_state_layout_and_steps(void **state)
 {
     (void)state;
-    const int nbuf[NKINDS] = {0, 1, 1, 1, 1, 2, 2};
+    const int nbuf[NKINDS] = {0, 1, 1, 1, 1, 2, 2, 2};
     for (int k = 0; k < NKINDS; k++) {
         opt_config c;
         opt_config_default(&c, (opt_kind)k);
@@ -319,7 +330,7 @@ static void test_state_layout_and_steps(void **state)
 static void test_defaults(void **state)
 {
     (void)state;
-    const float lr[NKINDS] = {0.01f, 0.01f, 0.01f, 0.01f, 0.001f, 0.001f, 0.001f};
+    const float lr[NKINDS] = {0.01f, 0.01f, 0.01f, 0.01f, 0.001f, 0.001f, 0.001f, 0.1f};
     for (int k = 0; k < NKINDS; k++) {
         opt_config c;
         opt_config_default(&c, (opt_kind)k);
@@ -339,6 +350,7 @@ static void test_defaults(void **state)
     assert_string_equal(opt_kind_name(OPT_SGD), "sgd");
     assert_string_equal(opt_kind_name(OPT_NESTEROV), "nesterov");
     assert_string_equal(opt_kind_name(OPT_ADAMW), "adamw");
+    assert_string_equal(opt_kind_name(OPT_FTRL), "ftrl");
     assert_string_equal(opt_kind_name((opt_kind)99), "unknown");
 }
 
