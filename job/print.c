@@ -42,7 +42,13 @@ static int print_fields(FILE *f, const cyaml_schema_field_t *fields, const char 
 /* A data key of the sparse era that holds its default (all zero bytes, an empty list). */
 static int skip_in_fingerprint(const cyaml_schema_field_t *fd, const char *base, int fp)
 {
-    if (!fp || fd < FIELD_DATA_SPARSE_FIRST || fd >= FIELD_DATA_SPARSE_FIRST + 16 || !fd->key)
+    if (!fp)
+        return 0;
+    /* Equality only: fd may belong to another table, which < and > cannot compare. */
+    const cyaml_schema_field_t *q = FIELD_DATA_SPARSE_FIRST;
+    while (q->key && q != fd)
+        q++;
+    if (!q->key)
         return 0;
     if (fd->value.type == CYAML_SEQUENCE)
         return cfg_load_uint(base + fd->count_offset, fd->count_size) == 0;
