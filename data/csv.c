@@ -172,6 +172,11 @@ typedef struct {
     int label_mode; /* classification: 0 undecided, 1 integer ids, 2 strings */
     int32_t max_label;
     class_map classes;
+    int *field_of;   /* (ncols) categorical field of a column, -1: dense or label */
+    int (*cross)[2]; /* (ncrosses) the two columns of each cross */
+    ds_sparse *sp;   /* hashed columns, NULL without any */
+    char *key;       /* hash input scratch */
+    size_t key_cap;
 } csv_state;
 
 enum { CSV_LABEL_UNDECIDED = 0, CSV_LABEL_INT, CSV_LABEL_STRING };
@@ -199,6 +204,95 @@ static int csv_field_error(const csv_state *st, long long line, int col, const c
                        where, field);
 }
 
+/* The column named name ("a" of "a x b" when len is its length), or -1. */
+static int csv_col_by_name(const csv_state *st, const char *name, size_t len)
+{
+    for (int c = 0; st->names && c < st->ncols; c++)
+        if (strlen(st->names[c]) == len && memcmp(st->names[c], name, len) == 0)
+            return c;
+    return -1;
+}
+
+/* data.categorical and data.crosses against the header: every column named must exist and
+ * not be the label; categorical columns leave the dense features. */
+static int csv_hashed_columns(csv_state *st, long long line, pst_err *err)
+{
+    const ds_csv_options *opt = st->opt;
+    if (opt->ncategorical == 0 && opt->ncrosses == 0)
+        return PST_OK;
+    st->field_of = malloc((size_t)st->ncols * sizeof *st->field_of);
+    st->cross = calloc((size_t)(opt->ncrosses ? opt->ncrosses : 1), sizeof *st->cross);
+    st->sp = ds_sparse_part_new(1);
+    if (!st->field_of || !st->cross || !st->sp)
+        return pst_err_set(err, PST_ERR_NOMEM, "%s: out of memory", st->path);
+    for (int c = 0; c < st->ncols; c++)
+        st->field_of[c] = -1;
+    for (int k = 0; k < opt->ncategorical; k++) {
+        const char *name = opt->categorical[k];
+        int c = csv_col_by_name(st, name, strlen(name));
+        if (c < 0)
+            return pst_err_set(err, PST_ERR_DATA,
+                               "%s:%lld: categorical column '%.64s': no such column in the header",
+                               st->path, line, name);
+        if (c == st->label_col)
+            return pst_err_set(err, PST_ERR_DATA,
+                               "%s:%lld: categorical column '%.64s' is the label column", st->path,
+                               line, name);
+        if (st->field_of[c] >= 0)
+            return pst_err_set(err, PST_ERR_DATA,
+                               "%s:%lld: categorical column '%.64s' listed twice", st->path, line,
+                               name);
+        st->field_of[c] = k;
+        st->d--;
+    }
+    for (int k = 0; k < opt->ncrosses; k++) {
+        const char *x = opt->crosses[k], *sep = strstr(x, " x ");
+        if (!sep)
+            return pst_err_set(err, PST_ERR_ARG, "%s: cross '%.64s' is not 'a x b'", st->path, x);
+        const char *b = sep + 3;
+        int ca = csv_col_by_name(st, x, (size_t)(sep - x));
+        int cb = csv_col_by_name(st, b, strlen(b));
+        if (ca < 0 || cb < 0)
+            return pst_err_set(err, PST_ERR_DATA,
+                               "%s:%lld: cross '%.64s': no column '%.*s' in the header", st->path,
+                               line, x, ca < 0 ? (int)(sep - x) : (int)strlen(b), ca < 0 ? x : b);
+        if (ca == st->label_col || cb == st->label_col)
+            return pst_err_set(err, PST_ERR_DATA, "%s:%lld: cross '%.64s' uses the label column",
+                               st->path, line, x);
+        st->cross[k][0] = ca;
+        st->cross[k][1] = cb;
+    }
+    return PST_OK;
+}
+
+/* Hashes "<a> 0x1F <va>" (b NULL) or "<a> 0x1F <va> 0x1E <b> 0x1F <vb>" into the row's
+ * sparse part (sparse.h, "Hashed features"). */
+static int csv_hash_push(csv_state *st, int a, int b, uint32_t field)
+{
+    const char *parts[4] = {st->names[a], st->fields.v[a], b >= 0 ? st->names[b] : NULL,
+                            b >= 0 ? st->fields.v[b] : NULL};
+    size_t need = 4;
+    for (int i = 0; i < 4; i++)
+        need += parts[i] ? strlen(parts[i]) : 0;
+    if (need > st->key_cap) {
+        char *k = realloc(st->key, need * 2);
+        if (!k)
+            return -1;
+        st->key = k;
+        st->key_cap = need * 2;
+    }
+    size_t len = 0;
+    for (int i = 0; i < 4 && parts[i]; i++) {
+        if (i)
+            st->key[len++] = i == 2 ? '\x1e' : '\x1f';
+        size_t l = strlen(parts[i]);
+        memcpy(st->key + len, parts[i], l);
+        len += l;
+    }
+    uint64_t id = ds_hash_id(st->key, len, st->opt->hash_seed, st->opt->hash_bits);
+    return ds_sparse_push(st->sp, id, 1.0f, field);
+}
+
 /* The first non-blank line fixes the column count, decides whether it is a header (for
  * header = -1: yes when a field that must be numeric is not; a label name needs a header)
  * and resolves the label column. Returns with st->names set when the line was a header. */
@@ -221,7 +315,8 @@ static int csv_first_line(csv_state *st, long long line, pst_err *err)
                                "%s:%lld: label_index %d out of range for %d columns", st->path,
                                line, opt->label_index, nf);
     }
-    int header = opt->label_name ? 1 : opt->header;
+    int hashed = opt->ncategorical > 0 || opt->ncrosses > 0;
+    int header = opt->label_name || hashed ? 1 : opt->header;
     if (header == -1) {
         header = 0;
         for (int c = 0; c < nf && !header; c++) {
@@ -251,7 +346,7 @@ static int csv_first_line(csv_state *st, long long line, pst_err *err)
         }
     }
     st->label_col = lc;
-    return PST_OK;
+    return csv_hashed_columns(st, line, err);
 }
 
 static int csv_label(csv_state *st, long long line, const char *field, pst_err *err)
@@ -341,10 +436,21 @@ static int csv_row(csv_state *st, long long line, pst_err *err)
                 return rc;
             continue;
         }
+        if (st->field_of && st->field_of[c] >= 0) {
+            if (csv_hash_push(st, c, -1, (uint32_t)st->field_of[c]))
+                return pst_err_set(err, PST_ERR_NOMEM, "%s:%lld: out of memory", st->path, line);
+            continue;
+        }
         num_status ns = ds_parse_float(field, &xr[j++]);
         if (ns)
             return csv_field_error(st, line, c, field, ns, err);
     }
+    for (int k = 0; k < st->opt->ncrosses; k++)
+        if (csv_hash_push(st, st->cross[k][0], st->cross[k][1],
+                          (uint32_t)(st->opt->ncategorical + k)))
+            return pst_err_set(err, PST_ERR_NOMEM, "%s:%lld: out of memory", st->path, line);
+    if (st->sp && ds_sparse_end_row(st->sp))
+        return pst_err_set(err, PST_ERR_NOMEM, "%s:%lld: out of memory", st->path, line);
     st->n++;
     return PST_OK;
 }
@@ -362,6 +468,13 @@ static int csv_check_options(const char *path, const ds_csv_options *opt, char d
     if (opt->label_name && opt->header == 0)
         return pst_err_set(err, PST_ERR_ARG, "%s: label column '%.64s' by name needs a header line",
                            path, opt->label_name);
+    if ((opt->ncategorical > 0 || opt->ncrosses > 0) && opt->header == 0)
+        return pst_err_set(err, PST_ERR_ARG,
+                           "%s: categorical columns and crosses are named by a header line", path);
+    if (opt->ncategorical < 0 || opt->ncrosses < 0 || opt->hash_bits < 0 || opt->hash_bits > 63 ||
+        (opt->ncategorical && !opt->categorical) || (opt->ncrosses && !opt->crosses))
+        return pst_err_set(err, PST_ERR_ARG,
+                           "%s: bad CSV options (categorical, crosses, hash_bits)", path);
     return PST_OK;
 }
 
@@ -449,9 +562,12 @@ static ds_dataset *csv_dataset(csv_state *st, pst_err *err)
     /* Give back the doubling slack; a failed shrink just keeps the larger block. */
     float *x = ds_realloc_rows(st->x, (size_t)st->n, (size_t)st->d * sizeof *x);
     st->x = x ? x : st->x;
-    ds_dataset *ds = ds_adopt(st->n, st->d, opt->task, k, tdim, st->x, st->label, st->target, err);
+    ds_dataset *ds =
+        ds_adopt_d0(st->n, st->d, opt->task, k, tdim, st->x, st->label, st->target, err);
     if (!ds)
         return NULL;
+    ds->sp = st->sp;
+    st->sp = NULL;
     st->x = NULL;
     st->label = NULL;
     st->target = NULL;
@@ -496,5 +612,9 @@ ds_dataset *ds_load_csv(const char *path, const ds_csv_options *opt, pst_err *er
     free(st.label);
     free(st.target);
     class_map_fini(&st.classes);
+    free(st.field_of);
+    free(st.cross);
+    free(st.key);
+    ds_sparse_destroy(st.sp);
     return ds;
 }

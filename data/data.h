@@ -69,6 +69,17 @@ typedef struct {
                                 predicting on unlabelled data) */
     ds_task task;           /* classify: labels are class ids or strings; regress: floats */
     int nclasses;           /* classify with integer labels: 0 takes max label + 1 */
+    /* Hashed columns (data.categorical, data.crosses), making a sparse part (sparse.h):
+     * categorical[0..ncategorical) name columns by header (a header is then required) whose
+     * text is hashed into one feature id each, field = its place in the list; crosses
+     * "a x b" hash the pair of columns a and b, field = ncategorical + its place. Other
+     * columns stay dense features. hash_bits 0..63 (0: 64-bit ids), hash_seed the seed. */
+    const char *const *categorical;
+    int ncategorical;
+    const char *const *crosses;
+    int ncrosses;
+    int hash_bits;
+    uint64_t hash_seed;
 } ds_csv_options;
 
 #define DS_CSV_NO_LABEL (-2)

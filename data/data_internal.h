@@ -11,6 +11,26 @@
 #include <stdint.h>
 
 #include "data.h"
+#include "sparse.h"
+
+/* CSR rows of (field, id, value) entries; see sparse.h for the legend. Standalone (loaded by
+ * ds_sparse_load_libsvm) it carries its own labels or targets; as the sparse part of a
+ * dataset (ds_dataset.sp) it has none (with_labels 0): the dataset's labels cover both. */
+struct ds_sparse {
+    int64_t n, nnz;
+    ds_task task;
+    int nclasses;
+    uint32_t nfields; /* max field + 1; 0: no fields */
+    int64_t *row_ptr; /* (N + 1) */
+    uint64_t *ids;    /* (NNZ) */
+    float *vals;      /* (NNZ) */
+    uint32_t *fields; /* (NNZ) or NULL */
+    int32_t *labels;  /* (N) or NULL */
+    float *targets;   /* (N) or NULL */
+    size_t row_cap, nnz_cap;
+    int with_labels; /* grow labels/targets with the rows */
+    int with_fields; /* grow fields with the entries */
+};
 
 struct ds_dataset {
     int64_t n; /* N */
@@ -24,6 +44,7 @@ struct ds_dataset {
     char **class_names; /* (K) owned, entries may be NULL; NULL when labels were not strings */
     int has_range;      /* features are still the format's raw values in [raw_lo, raw_hi] */
     float raw_lo, raw_hi;
+    ds_sparse *sp; /* sparse features of the same N rows (with_labels 0), or NULL */
 };
 
 /* ---- Sizes and small helpers (dataset.c) ----------------------------------------------- */
@@ -39,6 +60,31 @@ void ds_names_free(char **names, int k);
  * x, label and target, on failure the caller still does. */
 ds_dataset *ds_adopt(int64_t n, int d, ds_task task, int nclasses, int tdim, float *x,
                      int32_t *label, float *target, pst_err *err);
+
+/* ds_create with D >= dmin (0: a dataset whose features are all sparse). */
+ds_dataset *ds_create_d0(int64_t n, int d, int dmin, ds_task task, int nclasses, int tdim,
+                         pst_err *err);
+/* Like ds_adopt, but D may be 0 (a dataset whose features are all in its sparse part). */
+ds_dataset *ds_adopt_d0(int64_t n, int d, ds_task task, int nclasses, int tdim, float *x,
+                        int32_t *label, float *target, pst_err *err);
+
+/* ---- Building CSR rows (sparse.c) ------------------------------------------------------ */
+
+/* An empty CSR (row_ptr[0] = 0) for a dataset's sparse part: no labels; fields when
+ * with_fields. NULL without memory. */
+ds_sparse *ds_sparse_part_new(int with_fields);
+/* Appends one entry to the row being built; -1 without memory. field < UINT32_MAX. */
+int ds_sparse_push(ds_sparse *s, uint64_t id, float val, uint32_t field);
+/* Ends the row being built (it holds the entries pushed since the last end); -1 without
+ * memory. */
+int ds_sparse_end_row(ds_sparse *s);
+/* Sorts the entries of the row being built by (field, id) and sums the values of equal
+ * (field, id) pairs into one entry (repeated words, hashed features that collide); -1
+ * without memory. */
+int ds_sparse_merge_row(ds_sparse *s);
+/* A new sparse part of rows r64[i] (or r32[i] when r64 is NULL), i < n, already
+ * range-checked; NULL without memory. */
+ds_sparse *ds_sparse_take(const ds_sparse *s, const int64_t *r64, const uint32_t *r32, int64_t n);
 
 /* ---- Numbers in text (text.c), shared by the CSV and libsvm loaders -------------------- */
 

@@ -60,11 +60,12 @@ int ds_task_find(const char *name)
 
 /* ---- The dataset object --------------------------------------------------------------- */
 
-static int check_shape(int64_t n, int d, ds_task task, int nclasses, int tdim, pst_err *err)
+static int check_shape(int64_t n, int d, int dmin, ds_task task, int nclasses, int tdim,
+                       pst_err *err)
 {
-    if (n < 0 || d < 1)
-        return pst_err_set(err, PST_ERR_ARG, "dataset shape (%lld, %d): need n >= 0, d >= 1",
-                           (long long)n, d);
+    if (n < 0 || d < dmin)
+        return pst_err_set(err, PST_ERR_ARG, "dataset shape (%lld, %d): need n >= 0, d >= %d",
+                           (long long)n, d, dmin);
     if (task == DS_TASK_CLASSIFY) {
         if (nclasses < 1)
             return pst_err_set(err, PST_ERR_ARG, "classification dataset with %d classes",
@@ -89,6 +90,12 @@ static int check_shape(int64_t n, int d, ds_task task, int nclasses, int tdim, p
 ds_dataset *ds_adopt(int64_t n, int d, ds_task task, int nclasses, int tdim, float *x,
                      int32_t *label, float *target, pst_err *err)
 {
+    return ds_adopt_d0(n, d, task, nclasses, tdim, x, label, target, err);
+}
+
+ds_dataset *ds_adopt_d0(int64_t n, int d, ds_task task, int nclasses, int tdim, float *x,
+                        int32_t *label, float *target, pst_err *err)
+{
     ds_dataset *ds = calloc(1, sizeof *ds);
     if (!ds) {
         pst_err_set(err, PST_ERR_NOMEM, "dataset: out of memory");
@@ -107,7 +114,13 @@ ds_dataset *ds_adopt(int64_t n, int d, ds_task task, int nclasses, int tdim, flo
 
 ds_dataset *ds_create(int64_t n, int d, ds_task task, int nclasses, int tdim, pst_err *err)
 {
-    if (check_shape(n, d, task, nclasses, tdim, err))
+    return ds_create_d0(n, d, 1, task, nclasses, tdim, err);
+}
+
+ds_dataset *ds_create_d0(int64_t n, int d, int dmin, ds_task task, int nclasses, int tdim,
+                         pst_err *err)
+{
+    if (check_shape(n, d, dmin, task, nclasses, tdim, err))
         return NULL;
     /* Sizes are checked above; calloc of at least one element keeps pointers non-NULL. */
     size_t nx = (size_t)n * (size_t)d;
@@ -124,7 +137,7 @@ ds_dataset *ds_create(int64_t n, int d, ds_task task, int nclasses, int tdim, ps
                     d);
         goto cleanup;
     }
-    ds = ds_adopt(n, d, task, nclasses, tdim, x, label, target, err);
+    ds = ds_adopt_d0(n, d, task, nclasses, tdim, x, label, target, err);
 cleanup:
     if (!ds) {
         free(x);
@@ -142,6 +155,7 @@ void ds_destroy(ds_dataset *ds)
     free(ds->label);
     free(ds->target);
     ds_names_free(ds->class_names, ds->nclasses);
+    ds_sparse_destroy(ds->sp);
     free(ds);
 }
 

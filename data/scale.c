@@ -117,13 +117,14 @@ int ds_scaler_fit(ds_scaler *s, ds_scale_kind kind, const ds_dataset *ds, pst_er
     int per_feature = kind == DS_SCALE_STANDARDIZE || (kind == DS_SCALE_MINMAX && !ds->has_range);
     if (per_feature && ds->n == 0)
         return pst_err_set(err, PST_ERR_ARG, "scaler: cannot fit on an empty dataset");
+    size_t nd = d > 0 ? (size_t)d : 1; /* D = 0: only sparse features, nothing to scale */
     scaler_work w = {
-        .shift = malloc((size_t)d * sizeof *w.shift),
-        .mul = malloc((size_t)d * sizeof *w.mul),
-        .acc = calloc((size_t)d, sizeof *w.acc),
-        .acc2 = calloc((size_t)d, sizeof *w.acc2),
-        .lo = malloc((size_t)d * sizeof *w.lo),
-        .hi = malloc((size_t)d * sizeof *w.hi),
+        .shift = malloc(nd * sizeof *w.shift),
+        .mul = malloc(nd * sizeof *w.mul),
+        .acc = calloc(nd, sizeof *w.acc),
+        .acc2 = calloc(nd, sizeof *w.acc2),
+        .lo = malloc(nd * sizeof *w.lo),
+        .hi = malloc(nd * sizeof *w.hi),
     };
     int rc = PST_OK;
     if (!w.shift || !w.mul || !w.acc || !w.acc2 || !w.lo || !w.hi) {

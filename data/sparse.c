@@ -12,23 +12,15 @@
 
 #include "data_internal.h"
 
-struct ds_sparse {
-    int64_t n, nnz;
-    ds_task task;
-    int nclasses;
-    uint32_t nfields; /* 0: no fields */
-    int64_t *row_ptr; /* (N + 1) */
-    uint64_t *ids;    /* (NNZ) */
-    float *vals;      /* (NNZ) */
-    uint32_t *fields; /* (NNZ) or NULL */
-    int32_t *labels;  /* (N) or NULL */
-    float *targets;   /* (N) or NULL */
-    size_t row_cap, nnz_cap;
-};
-
 uint64_t ds_hash64(const void *bytes, size_t len, uint64_t seed)
 {
     return (uint64_t)XXH3_64bits_withSeed(bytes, len, (XXH64_hash_t)seed);
+}
+
+uint64_t ds_hash_id(const void *bytes, size_t len, uint64_t seed, int hash_bits)
+{
+    uint64_t h = ds_hash64(bytes, len, seed);
+    return hash_bits > 0 && hash_bits < 64 ? h & ((UINT64_C(1) << hash_bits) - 1) : h;
 }
 
 void ds_sparse_destroy(ds_sparse *s)
@@ -73,13 +65,16 @@ static int grow_rows(ds_sparse *s)
     int64_t *rp = ds_realloc_rows(s->row_ptr, cap, sizeof *rp);
     if (rp)
         s->row_ptr = rp;
-    void *l = s->task == DS_TASK_CLASSIFY ? ds_realloc_rows(s->labels, cap, sizeof(int32_t))
-                                          : ds_realloc_rows(s->targets, cap, sizeof(float));
-    if (l && s->task == DS_TASK_CLASSIFY)
-        s->labels = l;
-    else if (l)
-        s->targets = l;
-    if (!rp || !l)
+    void *l = NULL;
+    if (s->with_labels) {
+        l = s->task == DS_TASK_CLASSIFY ? ds_realloc_rows(s->labels, cap, sizeof(int32_t))
+                                        : ds_realloc_rows(s->targets, cap, sizeof(float));
+        if (l && s->task == DS_TASK_CLASSIFY)
+            s->labels = l;
+        else if (l)
+            s->targets = l;
+    }
+    if (!rp || (s->with_labels && !l))
         return -1;
     s->row_cap = cap;
     return 0;
@@ -88,7 +83,7 @@ static int grow_rows(ds_sparse *s)
 /* Room for one more entry; with_fields: the fields array too. */
 static int grow_entries(ds_sparse *s, int with_fields)
 {
-    if ((size_t)s->nnz < s->nnz_cap)
+    if ((size_t)s->nnz < s->nnz_cap && (!with_fields || s->fields))
         return 0;
     size_t cap = s->nnz_cap ? 2 * s->nnz_cap : 4096;
     uint64_t *ids = ds_realloc_rows(s->ids, cap, sizeof *ids);
@@ -97,6 +92,8 @@ static int grow_entries(ds_sparse *s, int with_fields)
     float *vals = ds_realloc_rows(s->vals, cap, sizeof *vals);
     if (vals)
         s->vals = vals;
+    if ((size_t)s->nnz < s->nnz_cap)
+        cap = s->nnz_cap; /* only the fields array is missing */
     uint32_t *f = with_fields ? ds_realloc_rows(s->fields, cap, sizeof *f) : NULL;
     if (f)
         s->fields = f;
@@ -287,6 +284,7 @@ ds_sparse *ds_sparse_load_libsvm(const char *path, const ds_sparse_options *o, p
         goto cleanup;
     }
     s->task = o->task;
+    s->with_labels = 1;
     if (grow_rows(s)) {
         rc = pst_err_set(err, PST_ERR_NOMEM, "%s: out of memory", path);
         goto cleanup;
@@ -319,4 +317,87 @@ cleanup:
         return NULL;
     }
     return s;
+}
+
+/* ---- Building CSR rows (the CSV and text loaders) -------------------------------------- */
+
+ds_sparse *ds_sparse_part_new(int with_fields)
+{
+    ds_sparse *s = calloc(1, sizeof *s);
+    if (!s)
+        return NULL;
+    s->with_fields = with_fields;
+    if (grow_rows(s)) {
+        ds_sparse_destroy(s);
+        return NULL;
+    }
+    s->row_ptr[0] = 0;
+    return s;
+}
+
+int ds_sparse_push(ds_sparse *s, uint64_t id, float val, uint32_t field)
+{
+    if (grow_entries(s, s->with_fields))
+        return -1;
+    s->ids[s->nnz] = id;
+    s->vals[s->nnz] = val;
+    if (s->with_fields) {
+        s->fields[s->nnz] = field;
+        if (field + 1 > s->nfields)
+            s->nfields = field + 1;
+    }
+    s->nnz++;
+    return 0;
+}
+
+int ds_sparse_end_row(ds_sparse *s)
+{
+    if (grow_rows(s))
+        return -1;
+    s->n++;
+    s->row_ptr[s->n] = s->nnz;
+    return 0;
+}
+
+typedef struct {
+    uint32_t field;
+    uint64_t id;
+    float val;
+} sp_entry;
+
+static int entry_cmp(const void *a, const void *b)
+{
+    const sp_entry *x = a, *y = b;
+    if (x->field != y->field)
+        return x->field < y->field ? -1 : 1;
+    return x->id < y->id ? -1 : x->id > y->id;
+}
+
+/* qsort of a copy of the row: a mail's row holds up to tens of thousands of n-grams. */
+int ds_sparse_merge_row(ds_sparse *s)
+{
+    int64_t lo = s->row_ptr[s->n], m = s->nnz - lo;
+    if (m < 2)
+        return 0;
+    sp_entry *e = malloc((size_t)m * sizeof *e);
+    if (!e)
+        return -1;
+    for (int64_t i = 0; i < m; i++)
+        e[i] = (sp_entry){s->fields ? s->fields[lo + i] : 0, s->ids[lo + i], s->vals[lo + i]};
+    qsort(e, (size_t)m, sizeof *e, entry_cmp);
+    int64_t w = lo;
+    for (int64_t i = 0; i < m; i++) {
+        if (w > lo && s->ids[w - 1] == e[i].id && (!s->fields || s->fields[w - 1] == e[i].field)) {
+            s->vals[w - 1] += e[i].val;
+            continue;
+        }
+        s->ids[w] = e[i].id;
+        s->vals[w] = e[i].val;
+        if (s->fields)
+            s->fields[w] = e[i].field;
+        w++;
+    }
+    s->nnz = w;
+    free(e);
+    return 0;
 }

@@ -39,9 +39,14 @@ static int names_copy(char ***dst, char *const *src, const int *pick, int k)
 static ds_dataset *gather(const ds_dataset *ds, const int64_t *r64, const uint32_t *r32, int64_t n,
                           pst_err *err)
 {
-    ds_dataset *out = ds_create(n, ds->d, ds->task, ds->nclasses, ds->tdim, err);
+    ds_dataset *out = ds_create_d0(n, ds->d, ds->sp ? 0 : 1, ds->task, ds->nclasses, ds->tdim, err);
     if (!out)
         return NULL;
+    if (ds->sp && !(out->sp = ds_sparse_take(ds->sp, r64, r32, n))) {
+        ds_destroy(out);
+        pst_err_set(err, PST_ERR_NOMEM, "dataset: out of memory copying sparse rows");
+        return NULL;
+    }
     size_t d = (size_t)ds->d, t = (size_t)ds->tdim;
     for (int64_t i = 0; i < n; i++) {
         size_t r = r64 ? (size_t)r64[i] : (size_t)r32[i];
@@ -179,7 +184,8 @@ int ds_shuffle_inplace(ds_dataset *ds, uint64_t seed, pst_err *err)
     size_t trow = ds->target ? (size_t)ds->tdim * sizeof(float) : 0;
     size_t nseen = ds->n > 0 ? (size_t)ds->n : 1; /* n >= 0, checked by shuffled_rows */
     seen = malloc(nseen);
-    tmp = malloc(xrow > trow ? xrow : trow);
+    size_t tmpb = xrow > trow ? xrow : trow;
+    tmp = malloc(tmpb > sizeof(int32_t) ? tmpb : sizeof(int32_t)); /* D may be 0 */
     if (!seen || !tmp) {
         rc = pst_err_set(err, PST_ERR_NOMEM, "shuffle of %lld rows: out of memory",
                          (long long)ds->n);
@@ -194,6 +200,18 @@ int ds_shuffle_inplace(ds_dataset *ds, uint64_t seed, pst_err *err)
     if (ds->target) {
         memset(seen, 0, nseen);
         permute_rows(ds->target, trow, perm, ds->n, seen, tmp);
+    }
+    if (ds->sp) {
+        /* CSR rows differ in length: the sparse part is rebuilt in the new order (it is held
+         * twice for a moment, the dense x never is). */
+        ds_sparse *sp = ds_sparse_take(ds->sp, NULL, perm, ds->n);
+        if (!sp) {
+            rc = pst_err_set(err, PST_ERR_NOMEM, "shuffle of %lld sparse rows: out of memory",
+                             (long long)ds->n);
+            goto cleanup;
+        }
+        ds_sparse_destroy(ds->sp);
+        ds->sp = sp;
     }
 cleanup:
     free(perm);

@@ -122,6 +122,69 @@ static int check_data(const cfg_data *d, pst_err *err)
     return PST_OK;
 }
 
+/* data: the sparse keys (categorical, crosses, hashing, text_dir) and which format each
+ * belongs to. */
+static int check_sparse_data(const cfg_data *d, pst_err *err)
+{
+    const int E = PST_ERR_CONFIG;
+    int csv = d->format == CFG_FMT_CSV, text = d->format == CFG_FMT_TEXT_DIR;
+    if (d->sparse && d->format != CFG_FMT_LIBSVM)
+        return pst_err_set(err, E, "data.sparse: needs data.format libsvm");
+    if (d->sparse && d->dim != 0)
+        return pst_err_set(err, E, "data.dim: sparse libsvm rows have no dense width; leave it 0");
+    if (d->categorical_count && !csv)
+        return pst_err_set(err, E, "data.categorical: needs data.format csv");
+    if (d->crosses_count && !csv)
+        return pst_err_set(err, E, "data.crosses: needs data.format csv");
+    for (unsigned i = 0; i < d->categorical_count; i++)
+        for (unsigned j = 0; j < i; j++)
+            if (strcmp(d->categorical[i], d->categorical[j]) == 0)
+                return pst_err_set(err, E, "data.categorical: column '%s' is listed twice",
+                                   d->categorical[i]);
+    for (unsigned i = 0; i < d->crosses_count; i++) {
+        const char *x = d->crosses[i], *sep = strstr(x, " x ");
+        if (!sep || sep == x || !sep[3])
+            return pst_err_set(err, E,
+                               "data.crosses: entry %u: '%s' is not 'a x b' (two columns "
+                               "around ' x ')",
+                               i, x);
+    }
+    if (d->hash_bits < 0 || d->hash_bits > 63)
+        return pst_err_set(err, E, "data.hash_bits: must be in [0, 63] (0 = 64-bit ids), got %d",
+                           d->hash_bits);
+    int hashed = d->categorical_count || d->crosses_count || text || d->sparse;
+    if (!hashed && (d->hash_bits || d->hash_seed))
+        return pst_err_set(err, E,
+                           "data.%s: needs sparse features (data.categorical or data.crosses "
+                           "with csv, data.format text_dir, or data.sparse with libsvm)",
+                           d->hash_bits ? "hash_bits" : "hash_seed");
+    if (d->ngrams < 1 || d->ngrams > 8)
+        return pst_err_set(err, E, "data.ngrams: must be in [1, 8], got %d", d->ngrams);
+    const char *text_key = d->ngrams != 1                           ? "ngrams"
+                           : d->text_value != DS_TEXT_COUNT         ? "text_value"
+                           : d->text_headers != DS_TEXT_HEADERS_ALL ? "text_headers"
+                           : d->text_suffix                         ? "text_suffix"
+                           : d->text_classes_count                  ? "text_classes"
+                                                                    : NULL;
+    if (text_key && !text)
+        return pst_err_set(err, E, "data.%s: needs data.format text_dir", text_key);
+    if (text && d->task != DS_TASK_CLASSIFY)
+        return pst_err_set(err, E, "data.task: text_dir documents are classified (classify)");
+    if (text && (d->train_labels || d->test_labels))
+        return pst_err_set(err, E,
+                           "data.%s: text_dir takes its classes from folders, not a labels file",
+                           d->train_labels ? "train_labels" : "test_labels");
+    if (d->text_classes_count == 1)
+        return pst_err_set(err, E, "data.text_classes: one class; list at least two");
+    for (unsigned i = 0; i < d->text_classes_count; i++) {
+        const char *c = d->text_classes[i], *eq = strchr(c, '=');
+        if (!eq || eq == c || strspn(eq + 1, " \t") == strlen(eq + 1))
+            return pst_err_set(
+                err, E, "data.text_classes: entry %u: '%s' is not 'name=folder folder ...'", i, c);
+    }
+    return PST_OK;
+}
+
 /* model: the layer list, the loss against the task and the output layer, the output's
  * width against the classes. */
 static int check_model(const cfg_job *job, pst_err *err)
@@ -242,9 +305,9 @@ int cfg_job_check(const cfg_job *job, pst_err *err)
         return rc;
     if (!job->name || !job->name[0])
         return pst_err_set(err, PST_ERR_CONFIG, "name: must be set");
-    if ((rc = check_data(&job->data, err)) || (rc = check_model(job, err)) ||
-        (rc = check_finetune(job, err)) || (rc = opt_config_check(&job->optimizer, err)) ||
-        (rc = check_train(job, err)))
+    if ((rc = check_data(&job->data, err)) || (rc = check_sparse_data(&job->data, err)) ||
+        (rc = check_model(job, err)) || (rc = check_finetune(job, err)) ||
+        (rc = opt_config_check(&job->optimizer, err)) || (rc = check_train(job, err)))
         return rc;
     return check_cluster(job, err);
 }

@@ -1,6 +1,6 @@
 /* job/fingerprint.c -- cfg_job_hash: FNV-1a over the printed job, less what may differ
  * between processes of one job. */
-#include "job.h"
+#include "job_internal.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -43,6 +43,22 @@ uint64_t cfg_job_hash(const cfg_job *job)
     same.data.classes = job->data.classes;
     same.data.classes_count = job->data.classes_count;
     same.data.limit = job->data.limit;
+    /* The keys that make feature ids and classes of sparse data: all processes must hash
+     * alike. Left out of the text at their defaults (cfg_job_print_fp), which zero here. */
+    const cfg_data *d = &job->data;
+    same.data.sparse = d->sparse;
+    same.data.categorical = d->categorical;
+    same.data.categorical_count = d->categorical_count;
+    same.data.crosses = d->crosses;
+    same.data.crosses_count = d->crosses_count;
+    same.data.hash_bits = d->hash_bits;
+    same.data.hash_seed = d->hash_seed;
+    same.data.ngrams = d->ngrams == 1 ? 0 : d->ngrams;
+    same.data.text_value = d->text_value;
+    same.data.text_headers = d->text_headers;
+    same.data.text_suffix = d->text_suffix;
+    same.data.text_classes = d->text_classes;
+    same.data.text_classes_count = d->text_classes_count;
     same.model.init_from = NULL;
     same.output.dir = NULL;
     same.train.threads = 1;
@@ -60,7 +76,7 @@ uint64_t cfg_job_hash(const cfg_job *job)
     FILE *f = open_memstream(&text, &len);
     if (!f)
         return 0;
-    int rc = cfg_job_print(&same, f, NULL);
+    int rc = cfg_job_print_fp(&same, f, 1, NULL);
     fclose(f);
     if (rc == PST_OK)
         for (size_t i = 0; i < len;) {

@@ -18,8 +18,9 @@
 #include "core/layer.h"
 #include "core/optim.h"
 #include "data/data.h"
+#include "data/sparse.h"
 
-typedef enum { CFG_FMT_IDX = 0, CFG_FMT_CSV, CFG_FMT_LIBSVM } cfg_format;
+typedef enum { CFG_FMT_IDX = 0, CFG_FMT_CSV, CFG_FMT_LIBSVM, CFG_FMT_TEXT_DIR } cfg_format;
 typedef enum { CFG_HEADER_AUTO = 0, CFG_HEADER_YES, CFG_HEADER_NO } cfg_header;
 
 typedef struct {
@@ -42,6 +43,21 @@ typedef struct {
                                 NULL = every class (train, validation and test alike) */
     unsigned classes_count;
     int limit; /* keep the first N training samples after the split; 0 = all */
+    /* Sparse features (data/sparse.h; docs/job-file.md "Sparse and hashed features"): */
+    int sparse;         /* libsvm: keep rows sparse (D = 0, 64-bit ids); bool */
+    char **categorical; /* csv: hashed columns by header name */
+    unsigned categorical_count;
+    char **crosses; /* csv: "a x b" hashed pairs of columns */
+    unsigned crosses_count;
+    int hash_bits;                /* ids < 2^hash_bits (libsvm sparse: a limit; hashes: a mask);
+                           0 = 64-bit ids */
+    uint64_t hash_seed;           /* of every feature hash */
+    int ngrams;                   /* text_dir: word n-grams up to this n, >= 1 */
+    ds_text_value text_value;     /* text_dir: count | tf | binary */
+    ds_text_headers text_headers; /* text_dir: all | subject | none (mail headers read) */
+    char *text_suffix;            /* text_dir: only files ending so; NULL = every file */
+    char **text_classes;          /* text_dir: "name=folder folder ..."; none = each subfolder */
+    unsigned text_classes_count;
 } cfg_data;
 
 /* model: the layers (core/layer.h; read with the job's layer registry), loss and init,

@@ -23,6 +23,7 @@
 /* ---- schema.c ---------------------------------------------------------------------- */
 
 extern const cyaml_schema_field_t cfg_job_fields[];
+extern const cyaml_schema_field_t cfg_data_fields[];
 extern const cyaml_schema_field_t cfg_model_fields[];
 extern const cyaml_schema_field_t cfg_opt_fields[];
 extern const cyaml_schema_field_t cfg_output_fields[];
@@ -33,12 +34,23 @@ extern const cyaml_schema_value_t cfg_job_value;
 #define FIELD_OPT_NAME (&cfg_opt_fields[0])
 #define FIELD_OUTPUT_DIR (&cfg_output_fields[0])
 #define FIELD_LAYERS (&cfg_model_fields[0])
+#define FIELD_DATA_SPARSE_FIRST (&cfg_data_fields[16]) /* "sparse" */
+
+/* cfg_job_print, and for cfg_job_hash: fields from FIELD_DATA_SPARSE_FIRST on that hold
+ * zeros (their defaults there) left out. */
+int cfg_job_print_fp(const cfg_job *job, FILE *f, int fingerprint, pst_err *err);
 
 /* The name of value v in table t[0..n), NULL if none. */
 const char *cfg_enum_name(const cyaml_strval_t *t, size_t n, int64_t v);
 const cyaml_schema_field_t *cfg_field_find(const cyaml_schema_field_t *fields, const char *key);
 /* "format, train, train_labels, ..." for "unknown key" messages. */
 void cfg_field_list(const cyaml_schema_field_t *fields, char *buf, size_t n);
+
+/* Bytes per entry of a list: a pointer for string entries (whose data_size is a char's). */
+static inline size_t cfg_entry_stride(const cyaml_schema_value_t *e)
+{
+    return (e->flags & CYAML_FLAG_POINTER) ? sizeof(void *) : e->data_size;
+}
 
 /* Strings through libcyaml's allocator (cyaml_mem). */
 char *cfg_strdup(const char *s);

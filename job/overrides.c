@@ -42,6 +42,19 @@ static void follow_opt_kind(opt_config *c, opt_kind old)
     }
 }
 
+/* Frees a list of n scalars (and its strings). */
+static void free_list(const cyaml_schema_value_t *entry, char *arr, uint64_t n)
+{
+    if (!arr)
+        return;
+    for (uint64_t i = 0; entry->type == CYAML_STRING && i < n; i++) {
+        char *s;
+        memcpy(&s, arr + i * cfg_entry_stride(entry), sizeof s);
+        cfg_strfree(s);
+    }
+    cyaml_mem(NULL, arr, 0);
+}
+
 /* A list of scalars from the command line: "5,6,7", "[5, 6, 7]", or "" / "[]" for an
  * empty list. Replaces the whole list; on error the old one stays. */
 static int set_scalar_list(const cyaml_schema_field_t *f, char *base, const char *path,
@@ -71,8 +84,11 @@ static int set_scalar_list(const cyaml_schema_field_t *f, char *base, const char
         blank = *p == ' ';
     count = blank ? 0 : count + 1;
     char *arr = NULL;
-    if (count && !(arr = cyaml_mem(NULL, NULL, count * entry->data_size)))
+    if (count && !(arr = cyaml_mem(NULL, NULL, count * cfg_entry_stride(entry))))
         return pst_err_set(err, PST_ERR_NOMEM, "%s: out of memory", path);
+    if (arr)
+        memset(arr, 0,
+               count * cfg_entry_stride(entry)); /* string entries: no old pointer to free */
     char *item = buf;
     for (size_t i = 0; i < count; i++) {
         char *comma = strchr(item, ',');
@@ -85,17 +101,21 @@ static int set_scalar_list(const cyaml_schema_field_t *f, char *base, const char
             item[--il] = '\0';
         cfg_scalar val;
         char why[sizeof err->msg];
-        if (cfg_parse_scalar(entry, item, &val, why, sizeof why)) {
-            cyaml_mem(NULL, arr, 0);
-            return pst_err_set(err, PST_ERR_CONFIG, "%s: entry %zu: %s", path, i, why);
+        int bad = cfg_parse_scalar(entry, item, &val, why, sizeof why);
+        if (!bad && entry->type == CYAML_STRING && !val.s) {
+            snprintf(why, sizeof why, "an empty entry");
+            bad = 1;
         }
-        cfg_store_scalar(entry, arr + i * entry->data_size, &val);
+        if (bad || cfg_store_scalar(entry, arr + i * cfg_entry_stride(entry), &val)) {
+            free_list(entry, arr, i);
+            return bad ? pst_err_set(err, PST_ERR_CONFIG, "%s: entry %zu: %s", path, i, why)
+                       : pst_err_set(err, PST_ERR_NOMEM, "%s: out of memory", path);
+        }
         item = comma ? comma + 1 : item + il;
     }
     char *old;
     memcpy(&old, base + f->data_offset, sizeof old);
-    if (old)
-        cyaml_mem(NULL, old, 0);
+    free_list(entry, old, cfg_load_uint(base + f->count_offset, f->count_size));
     memcpy(base + f->data_offset, &arr, sizeof arr);
     cfg_store_uint(base + f->count_offset, f->count_size, count);
     return PST_OK;

@@ -399,6 +399,7 @@ static int fill_defaults(cfg_job *job, const cfg_scan *sc)
     tmpl.data.label_index = -1;
     tmpl.data.header = CFG_HEADER_AUTO;
     tmpl.data.scale = DS_SCALE_NONE;
+    tmpl.data.ngrams = 1;
     tmpl.model.spec.loss = ML_LOSS_CCE;
     tmpl.model.spec.init = ML_INIT_AUTO;
     opt_config_default(&tmpl.optimizer, job->optimizer.kind);

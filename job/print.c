@@ -37,7 +37,28 @@ static void put_string(FILE *f, const char *s)
 }
 
 static int print_fields(FILE *f, const cyaml_schema_field_t *fields, const char *base, int indent,
-                        int first_inline, pst_err *err);
+                        int first_inline, int fp, pst_err *err);
+
+/* A data key of the sparse era that holds its default (all zero bytes, an empty list). */
+static int skip_in_fingerprint(const cyaml_schema_field_t *fd, const char *base, int fp)
+{
+    if (!fp)
+        return 0;
+    /* Equality only: fd may belong to another table, which < and > cannot compare. */
+    const cyaml_schema_field_t *q = FIELD_DATA_SPARSE_FIRST;
+    while (q->key && q != fd)
+        q++;
+    if (!q->key)
+        return 0;
+    if (fd->value.type == CYAML_SEQUENCE)
+        return cfg_load_uint(base + fd->count_offset, fd->count_size) == 0;
+    size_t n = fd->value.type == CYAML_STRING ? sizeof(char *) : fd->value.data_size;
+    const unsigned char *p = (const unsigned char *)base + fd->data_offset;
+    for (size_t i = 0; i < n; i++)
+        if (p[i])
+            return 0;
+    return 1;
+}
 
 static int print_scalar(FILE *f, const cyaml_schema_field_t *fd, const char *p, pst_err *err)
 {
@@ -74,7 +95,7 @@ static int print_scalar(FILE *f, const cyaml_schema_field_t *fd, const char *p, 
     return PST_OK;
 }
 
-/* A list of numbers in flow style: " [5, 6, 7]". */
+/* A list of numbers or strings in flow style: " [5, 6, 7]", " [\"a\", \"b\"]". */
 static void print_scalar_list(FILE *f, const cyaml_schema_field_t *fd, const char *base)
 {
     const cyaml_schema_value_t *entry = fd->value.sequence.entry;
@@ -83,10 +104,14 @@ static void print_scalar_list(FILE *f, const cyaml_schema_field_t *fd, const cha
     memcpy(&arr, base + fd->data_offset, sizeof arr);
     fputs(" [", f);
     for (uint64_t i = 0; i < n; i++) {
-        const char *q = arr + i * entry->data_size;
+        const char *q = arr + i * cfg_entry_stride(entry);
         fputs(i ? ", " : "", f);
         if (entry->type == CYAML_INT) {
             fprintf(f, "%" PRId64, cfg_load_int(q, entry->data_size));
+        } else if (entry->type == CYAML_STRING) {
+            const char *str;
+            memcpy(&str, q, sizeof str);
+            put_string(f, str ? str : "");
         } else {
             assert(entry->type == CYAML_UINT);
             fprintf(f, "%" PRIu64, cfg_load_uint(q, entry->data_size));
@@ -149,10 +174,12 @@ static void print_layers(FILE *f, const ml_model_spec *m, int indent)
 
 /* first_inline: the first key goes on the current line (after a list's "- "). */
 static int print_fields(FILE *f, const cyaml_schema_field_t *fields, const char *base, int indent,
-                        int first_inline, pst_err *err)
+                        int first_inline, int fp, pst_err *err)
 {
     for (const cyaml_schema_field_t *fd = fields; fd->key; fd++) {
         const char *p = base + fd->data_offset;
+        if (skip_in_fingerprint(fd, base, fp))
+            continue;
         fprintf(f, "%*s%s:", (fd == fields && first_inline) ? 0 : indent, "", fd->key);
         int rc = PST_OK;
         if (fd == FIELD_LAYERS) {
@@ -160,7 +187,7 @@ static int print_fields(FILE *f, const cyaml_schema_field_t *fields, const char 
             print_layers(f, &((const cfg_model *)(const void *)base)->spec, indent);
         } else if (fd->value.type == CYAML_MAPPING) {
             fputc('\n', f);
-            rc = print_fields(f, fd->value.mapping.fields, p, indent + 2, 0, err);
+            rc = print_fields(f, fd->value.mapping.fields, p, indent + 2, 0, fp, err);
         } else if (fd->value.type == CYAML_SEQUENCE &&
                    fd->value.sequence.entry->type != CYAML_MAPPING) {
             print_scalar_list(f, fd, base);
@@ -173,7 +200,7 @@ static int print_fields(FILE *f, const cyaml_schema_field_t *fields, const char 
             for (uint64_t i = 0; i < n && !rc; i++) {
                 fprintf(f, "%*s- ", indent + 2, "");
                 rc = print_fields(f, entry->mapping.fields, arr + i * entry->data_size, indent + 4,
-                                  1, err);
+                                  1, fp, err);
             }
         } else {
             fputc(' ', f);
@@ -187,9 +214,14 @@ static int print_fields(FILE *f, const cyaml_schema_field_t *fields, const char 
 
 int cfg_job_print(const cfg_job *job, FILE *f, pst_err *err)
 {
+    return cfg_job_print_fp(job, f, 0, err);
+}
+
+int cfg_job_print_fp(const cfg_job *job, FILE *f, int fingerprint, pst_err *err)
+{
     assert(job && f);
     fputs("# pstrain job: effective values, defaults filled in\n", f);
-    int rc = print_fields(f, cfg_job_fields, (const char *)job, 0, 0, err);
+    int rc = print_fields(f, cfg_job_fields, (const char *)job, 0, 0, fingerprint, err);
     if (rc)
         return rc;
     if (ferror(f))

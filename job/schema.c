@@ -7,7 +7,7 @@
  *   name: string                    "pstrain-job"
  *   seed: unsigned integer          42
  *   data:
- *     format: idx|csv|libsvm        idx
+ *     format: idx|csv|libsvm|text_dir  idx
  *     train: path                   (required)
  *     train_labels: path            (required for idx)
  *     test: path                    none
@@ -23,6 +23,16 @@
  *     scale: none|minmax|standardize  none
  *     classes: [int, ...]           none = all (fine-tuning: keep these, relabelled 0..k-1)
  *     limit: int >= 0               0 = all training samples after the split
+ *     sparse: bool                  false (libsvm: rows kept sparse, D = 0)
+ *     categorical: [column, ...]    none (csv: hashed columns, by header name)
+ *     crosses: ["a x b", ...]       none (csv: hashed pairs of columns)
+ *     hash_bits: 0..63              0 = 64-bit ids
+ *     hash_seed: unsigned integer   0
+ *     ngrams: int >= 1              1 (text_dir)
+ *     text_value: count|tf|binary   count (text_dir)
+ *     text_headers: all|subject|none  all (text_dir)
+ *     text_suffix: string           none = every file (text_dir)
+ *     text_classes: ["name=dir dir", ...]  none = one class per subfolder (text_dir)
  *   model:
  *     layers:                       (at least one dense layer)
  *       - type: dense|activation    dense
@@ -90,8 +100,10 @@
 #define CFG_ENUM(key, type, member, table)                                                         \
     CYAML_FIELD_ENUM(key, CFG_OPT_ENUM, type, member, table, CYAML_ARRAY_LEN(table))
 
-static const cyaml_strval_t format_names[] = {
-    {"idx", CFG_FMT_IDX}, {"csv", CFG_FMT_CSV}, {"libsvm", CFG_FMT_LIBSVM}};
+static const cyaml_strval_t format_names[] = {{"idx", CFG_FMT_IDX},
+                                              {"csv", CFG_FMT_CSV},
+                                              {"libsvm", CFG_FMT_LIBSVM},
+                                              {"text_dir", CFG_FMT_TEXT_DIR}};
 static const cyaml_strval_t nonfinite_names[] = {{"reject", CFG_NONFINITE_REJECT},
                                                  {"skip", CFG_NONFINITE_SKIP}};
 static const cyaml_strval_t header_names[] = {
@@ -100,6 +112,8 @@ static const cyaml_strval_t header_names[] = {
 /* The name tables of data/ and core/, as libcyaml wants them. */
 static const cyaml_strval_t task_names[] = {DS_TASK_NAMES(CFG_STRVAL)};
 static const cyaml_strval_t scale_names[] = {DS_SCALE_NAMES(CFG_STRVAL)};
+static const cyaml_strval_t text_value_names[] = {DS_TEXT_VALUE_NAMES(CFG_STRVAL)};
+static const cyaml_strval_t text_header_names[] = {DS_TEXT_HEADER_NAMES(CFG_STRVAL)};
 static const cyaml_strval_t loss_names[] = {ML_LOSS_NAMES(CFG_STRVAL)};
 static const cyaml_strval_t init_names[] = {ML_INIT_NAMES(CFG_STRVAL)};
 /* Spelled as opt_kind_name spells them (tests/test_config.c checks that). */
@@ -111,10 +125,17 @@ static const cyaml_strval_t divergence_names[] = {{"warn", CFG_DIV_WARN}, {"stop
 static const cyaml_strval_t sched_names[] = {
     {"constant", OPT_SCHED_CONSTANT}, {"step", OPT_SCHED_STEP}, {"cosine", OPT_SCHED_COSINE}};
 
-/* data.classes: a list of plain integers (the only list of scalars in the schema). */
+/* data.classes: a list of plain integers; data.categorical and friends: lists of strings. */
 static const cyaml_schema_value_t class_id_value = {CYAML_VALUE_INT(CYAML_FLAG_DEFAULT, int)};
+static const cyaml_schema_value_t name_value = {
+    CYAML_VALUE_STRING(CYAML_FLAG_POINTER, char, 0, CYAML_UNLIMITED)};
+#define CFG_STR_LIST(key, member)                                                                  \
+    CYAML_FIELD_SEQUENCE_COUNT(key, CYAML_FLAG_OPTIONAL | CYAML_FLAG_POINTER, cfg_data, member,    \
+                               member##_count, &name_value, 0, CYAML_UNLIMITED)
 
-static const cyaml_schema_field_t data_fields[] = {
+/* The keys from `sparse` on came with sparse features: job fingerprints leave them out while
+ * they hold their defaults (FIELD_DATA_SPARSE_FIRST), so older jobs keep their hashes. */
+const cyaml_schema_field_t cfg_data_fields[] = {
     CFG_ENUM("format", cfg_data, format, format_names),
     CFG_STR("train", cfg_data, train),
     CFG_STR("train_labels", cfg_data, train_labels),
@@ -132,6 +153,16 @@ static const cyaml_schema_field_t data_fields[] = {
     CYAML_FIELD_SEQUENCE_COUNT("classes", CYAML_FLAG_OPTIONAL | CYAML_FLAG_POINTER, cfg_data,
                                classes, classes_count, &class_id_value, 0, CYAML_UNLIMITED),
     CYAML_FIELD_INT("limit", CFG_OPT, cfg_data, limit),
+    CYAML_FIELD_BOOL("sparse", CFG_OPT, cfg_data, sparse),
+    CFG_STR_LIST("categorical", categorical),
+    CFG_STR_LIST("crosses", crosses),
+    CYAML_FIELD_INT("hash_bits", CFG_OPT, cfg_data, hash_bits),
+    CYAML_FIELD_UINT("hash_seed", CFG_OPT, cfg_data, hash_seed),
+    CYAML_FIELD_INT("ngrams", CFG_OPT, cfg_data, ngrams),
+    CFG_ENUM("text_value", cfg_data, text_value, text_value_names),
+    CFG_ENUM("text_headers", cfg_data, text_headers, text_header_names),
+    CFG_STR("text_suffix", cfg_data, text_suffix),
+    CFG_STR_LIST("text_classes", text_classes),
     CYAML_FIELD_END};
 
 const cyaml_schema_field_t cfg_model_fields[] = {
@@ -209,7 +240,7 @@ static const cyaml_schema_field_t security_fields[] = {
 const cyaml_schema_field_t cfg_job_fields[] = {
     CFG_STR("name", cfg_job, name),
     CYAML_FIELD_UINT("seed", CFG_OPT, cfg_job, seed),
-    CYAML_FIELD_MAPPING("data", CFG_OPT, cfg_job, data, data_fields),
+    CYAML_FIELD_MAPPING("data", CFG_OPT, cfg_job, data, cfg_data_fields),
     CYAML_FIELD_MAPPING("model", CFG_OPT, cfg_job, model, cfg_model_fields),
     CYAML_FIELD_MAPPING("optimizer", CFG_OPT, cfg_job, optimizer, cfg_opt_fields),
     CYAML_FIELD_MAPPING("train", CFG_OPT, cfg_job, train, train_fields),
