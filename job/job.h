@@ -19,7 +19,7 @@
 #include "core/optim.h"
 #include "data/data.h"
 
-typedef enum { CFG_FMT_IDX = 0, CFG_FMT_CSV, CFG_FMT_LIBSVM } cfg_format;
+typedef enum { CFG_FMT_IDX = 0, CFG_FMT_CSV, CFG_FMT_LIBSVM, CFG_FMT_TEXT } cfg_format;
 typedef enum { CFG_HEADER_AUTO = 0, CFG_HEADER_YES, CFG_HEADER_NO } cfg_header;
 
 typedef struct {
@@ -42,6 +42,10 @@ typedef struct {
                                 NULL = every class (train, validation and test alike) */
     unsigned classes_count;
     int limit; /* keep the first N training samples after the split; 0 = all */
+    /* format text (data/textwin.h): windows of context + 1 token ids */
+    char *tokenizer; /* folder of encoder.json + vocab.bpe or vocab.json + merges.txt;
+                        NULL = byte-level (256 ids) */
+    int context;     /* tokens a window feeds the model (T); >= 1 for format text */
 } cfg_data;
 
 /* model: the layers (core/layer.h; read with the job's layer registry), loss and init,

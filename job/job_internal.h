@@ -33,6 +33,8 @@ extern const cyaml_schema_value_t cfg_job_value;
 #define FIELD_OPT_NAME (&cfg_opt_fields[0])
 #define FIELD_OUTPUT_DIR (&cfg_output_fields[0])
 #define FIELD_LAYERS (&cfg_model_fields[0])
+/* 1 when field f (its value at p) is left out of cfg_job_print because it is unset. */
+int cfg_field_omit_unset(const cyaml_schema_field_t *f, const char *p);
 
 /* The name of value v in table t[0..n), NULL if none. */
 const char *cfg_enum_name(const cyaml_strval_t *t, size_t n, int64_t v);

@@ -153,6 +153,8 @@ static int print_fields(FILE *f, const cyaml_schema_field_t *fields, const char 
 {
     for (const cyaml_schema_field_t *fd = fields; fd->key; fd++) {
         const char *p = base + fd->data_offset;
+        if (cfg_field_omit_unset(fd, p))
+            continue;
         fprintf(f, "%*s%s:", (fd == fields && first_inline) ? 0 : indent, "", fd->key);
         int rc = PST_OK;
         if (fd == FIELD_LAYERS) {

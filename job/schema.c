@@ -7,7 +7,7 @@
  *   name: string                    "pstrain-job"
  *   seed: unsigned integer          42
  *   data:
- *     format: idx|csv|libsvm        idx
+ *     format: idx|csv|libsvm|text   idx
  *     train: path                   (required)
  *     train_labels: path            (required for idx)
  *     test: path                    none
@@ -23,6 +23,8 @@
  *     scale: none|minmax|standardize  none
  *     classes: [int, ...]           none = all (fine-tuning: keep these, relabelled 0..k-1)
  *     limit: int >= 0               0 = all training samples after the split
+ *     tokenizer: path (folder)      none = byte-level (text: GPT-2 BPE files in the folder)
+ *     context: int                  0; format text needs >= 1 (a window is context + 1 ids)
  *   model:
  *     layers:                       (at least one dense layer)
  *       - type: dense|activation    dense
@@ -89,7 +91,7 @@
     CYAML_FIELD_ENUM(key, CFG_OPT_ENUM, type, member, table, CYAML_ARRAY_LEN(table))
 
 static const cyaml_strval_t format_names[] = {
-    {"idx", CFG_FMT_IDX}, {"csv", CFG_FMT_CSV}, {"libsvm", CFG_FMT_LIBSVM}};
+    {"idx", CFG_FMT_IDX}, {"csv", CFG_FMT_CSV}, {"libsvm", CFG_FMT_LIBSVM}, {"text", CFG_FMT_TEXT}};
 static const cyaml_strval_t nonfinite_names[] = {{"reject", CFG_NONFINITE_REJECT},
                                                  {"skip", CFG_NONFINITE_SKIP}};
 static const cyaml_strval_t header_names[] = {
@@ -129,7 +131,25 @@ static const cyaml_schema_field_t data_fields[] = {
     CYAML_FIELD_SEQUENCE_COUNT("classes", CYAML_FLAG_OPTIONAL | CYAML_FLAG_POINTER, cfg_data,
                                classes, classes_count, &class_id_value, 0, CYAML_UNLIMITED),
     CYAML_FIELD_INT("limit", CFG_OPT, cfg_data, limit),
+    CFG_STR("tokenizer", cfg_data, tokenizer),
+    CYAML_FIELD_INT("context", CFG_OPT, cfg_data, context),
     CYAML_FIELD_END};
+
+/* Keys added after job fingerprints were fixed (cfg_job_hash of a known job never
+ * changes): printed only when set, so a job without them prints, and hashes, as before. */
+int cfg_field_omit_unset(const cyaml_schema_field_t *f, const char *p)
+{
+    size_t n = sizeof data_fields / sizeof data_fields[0];
+    if (f < data_fields || f >= data_fields + n ||
+        (strcmp(f->key, "tokenizer") != 0 && strcmp(f->key, "context") != 0))
+        return 0;
+    if (f->value.type == CYAML_STRING) {
+        const char *s;
+        memcpy(&s, p, sizeof s);
+        return s == NULL;
+    }
+    return cfg_load_int(p, f->value.data_size) == 0;
+}
 
 const cyaml_schema_field_t cfg_model_fields[] = {
     /* Layers are read by job/layers.c, not by libcyaml: their keys depend on the

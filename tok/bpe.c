@@ -41,6 +41,11 @@ int tok_ids_push(tok_ids *v, const int32_t *ids, size_t n)
     return PST_OK;
 }
 
+int tok_ids_reserve(tok_ids *v, size_t n)
+{
+    return grow((void **)&v->ids, &v->cap, v->n + n, sizeof *v->ids) ? PST_ERR_NOMEM : PST_OK;
+}
+
 void tok_ids_fini(tok_ids *v)
 {
     if (!v)

@@ -43,6 +43,8 @@ typedef struct {
 } tok_ids;
 
 void tok_ids_fini(tok_ids *v);
+/* Room for n more ids (v->n unchanged); PST_ERR_NOMEM when it cannot grow. */
+int tok_ids_reserve(tok_ids *v, size_t n);
 
 /* From a vocabulary and a merges file, or the byte-level tokenizer when both paths are
  * NULL (one alone is PST_ERR_ARG). Refused with one line naming the file (and line or
