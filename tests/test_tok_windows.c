@@ -8,6 +8,7 @@
 
 #include <cmocka.h>
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,7 @@
 
 #include "data/textwin.h"
 #include "job/job.h"
+#include "worker/textprep.h"
 
 static char dir[64];
 
@@ -389,12 +391,57 @@ static void test_job_keys(void **state)
     }
 }
 
+/* A job's windows (worker/textprep.c): validation split, partitions across workers, the
+ * cache in <output.dir>/token-cache, and a real text when Debian's fortunes are there. */
+static void test_job_windows(void **state)
+{
+    (void)state;
+    const char *text = "/usr/share/games/fortunes/debian";
+    char small[2000];
+    for (int i = 0; i < 1999; i++)
+        small[i] = (char)('a' + i % 23);
+    if (access(text, R_OK) != 0)
+        text = put("job.txt", small, 1999);
+    char yaml[1024];
+    snprintf(yaml, sizeof yaml,
+             "data: {format: text, train: %s, test: %s, context: 16, validation_split: 0.1}\n"
+             "model: {layers: [{type: dense, units: 4, activation: softmax}]}\n"
+             "output: {dir: %s/run}\n",
+             text, text, dir);
+    cfg_job *j;
+    pst_err err = {0};
+    assert_int_equal(cfg_job_load_string(&j, yaml, strlen(yaml), "t.yaml", &err), PST_OK);
+    wk_text all, part[2];
+    assert_int_equal(wk_text_load(j, 1, 0, NULL, &all, &err), PST_OK);
+    int64_t n = ds_windows_count(all.test);
+    assert_true(n >= 10);
+    assert_int_equal(ds_windows_count(all.val), (int64_t)llround(0.1 * (double)n));
+    assert_int_equal(ds_windows_count(all.train) + ds_windows_count(all.val), n);
+    int64_t sum = 0;
+    for (int k = 0; k < 2; k++) {
+        assert_int_equal(wk_text_load(j, 2, k, NULL, &part[k], &err), PST_OK);
+        sum += ds_windows_count(part[k].train);
+        /* The validation windows do not depend on the partition. */
+        assert_memory_equal(ds_windows_tokens(part[k].val), ds_windows_tokens(all.val),
+                            (size_t)ds_windows_count(all.val) * 17 * sizeof(int32_t));
+    }
+    assert_int_equal(sum, ds_windows_count(all.train));
+    char cache[300];
+    snprintf(cache, sizeof cache, "%s/run/token-cache", dir);
+    assert_int_equal(access(cache, F_OK), 0);
+    for (int k = 0; k < 2; k++)
+        wk_text_fini(&part[k]);
+    wk_text_fini(&all);
+    cfg_job_free(j);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_windows_of_bytes), cmocka_unit_test(test_windows_bpe),
         cmocka_unit_test(test_refused),          cmocka_unit_test(test_cache),
         cmocka_unit_test(test_split_partition),  cmocka_unit_test(test_job_keys),
+        cmocka_unit_test(test_job_windows),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
