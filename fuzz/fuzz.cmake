@@ -4,7 +4,7 @@
 # fails the test and leaves the input in <build>/fuzz-artifacts/.
 set(PSTRAIN_FUZZ_SECONDS 12 CACHE STRING "Seconds each fuzz ctest test runs")
 set(pst_fuzz_harnesses fuzz_wire fuzz_idx fuzz_csv fuzz_libsvm fuzz_sparse fuzz_hashed
-    fuzz_config fuzz_ckpt)
+    fuzz_config fuzz_ckpt fuzz_tok)
 foreach(h ${pst_fuzz_harnesses})
   add_executable(${h} fuzz/${h}.c)
   target_compile_options(${h} PRIVATE -fsanitize=fuzzer)
@@ -16,6 +16,8 @@ foreach(h ${pst_fuzz_harnesses})
     target_link_libraries(${h} PRIVATE pst_job)
   elseif(h STREQUAL "fuzz_ckpt")
     target_link_libraries(${h} PRIVATE pst_ckpt)
+  elseif(h STREQUAL "fuzz_tok")
+    target_link_libraries(${h} PRIVATE pst_tok)
   else()
     target_link_libraries(${h} PRIVATE pst_data) # fuzz_idx, fuzz_csv, fuzz_libsvm, fuzz_sparse, fuzz_hashed
   endif()

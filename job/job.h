@@ -20,7 +20,13 @@
 #include "data/data.h"
 #include "data/sparse.h"
 
-typedef enum { CFG_FMT_IDX = 0, CFG_FMT_CSV, CFG_FMT_LIBSVM, CFG_FMT_TEXT_DIR } cfg_format;
+typedef enum {
+    CFG_FMT_IDX = 0,
+    CFG_FMT_CSV,
+    CFG_FMT_LIBSVM,
+    CFG_FMT_TEXT_DIR,
+    CFG_FMT_TEXT
+} cfg_format;
 typedef enum { CFG_HEADER_AUTO = 0, CFG_HEADER_YES, CFG_HEADER_NO } cfg_header;
 
 typedef struct {
@@ -58,6 +64,10 @@ typedef struct {
     char *text_suffix;            /* text_dir: only files ending so; NULL = every file */
     char **text_classes;          /* text_dir: "name=folder folder ..."; none = each subfolder */
     unsigned text_classes_count;
+    /* format text (data/textwin.h): windows of context + 1 token ids */
+    char *tokenizer; /* folder of encoder.json + vocab.bpe or vocab.json + merges.txt;
+                        NULL = byte-level (256 ids) */
+    int context;     /* tokens a window feeds the model (T); >= 1 for format text */
 } cfg_data;
 
 /* model: the layers (core/layer.h; read with the job's layer registry), loss and init,

@@ -53,6 +53,14 @@ static ds_dataset *load_file(const cfg_data *dc, const char *path, const char *l
         };
         return ds_load_text_dir(path, &o, err);
     }
+    case CFG_FMT_TEXT:
+        /* data/textwin.h loads these as token windows; the layers that train on them
+         * (issue 13's transformer) are not in this build yet. */
+        pst_err_set(err, PST_ERR_CONFIG,
+                    "data.format text: %s would load as token windows, but no layer of this "
+                    "build trains on them yet (language models: issue 13)",
+                    path);
+        return NULL;
     }
     pst_err_set(err, PST_ERR_CONFIG, "data.format: unknown format %d", (int)dc->format);
     return NULL;
