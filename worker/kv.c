@@ -43,6 +43,9 @@ struct wk_kv {
     uint64_t generation;
     const log_ctx *lg;
     const volatile sig_atomic_t *stop;
+    /* A stop's drain (wk_kv_flush): no signal ends a wait, and none lasts past this time
+     * (net_now_ms); 0: not draining. */
+    int64_t drain_until_ms;
     uint64_t nparams;
     uint64_t off[WIRE_MAX_SERVERS + 1];
     char endpoint[WIRE_MAX_SERVERS][WIRE_ENDPOINT_MAX];
@@ -558,8 +561,13 @@ static int wait_until(wk_kv *kv, int (*done)(wk_kv *, const void *), const void 
     double start_s = pst_mono_s();
     uint64_t resent0 = kv->stats.resent;
     while (!done(kv, arg)) {
-        if (*kv->stop)
+        if (!kv->drain_until_ms && *kv->stop)
             return pst_err_set(err, PST_ERR_STATE, "stopped while waiting for %s", what);
+        if (kv->drain_until_ms && net_now_ms() > kv->drain_until_ms)
+            return pst_err_set(err, PST_ERR_TIMEOUT,
+                               "no %s from the servers (first endpoint %s) within the stop's "
+                               "deadline",
+                               what, kv->endpoint[0]);
         int progress = 0;
         int rc = pump(kv, 100, &maxgap, &progress, err);
         if (rc)
@@ -760,6 +768,15 @@ int wk_kv_done(wk_kv *kv, pst_err *err)
         rc = op_start(kv, &kv->done_op, WIRE_MSG_DONE, NULL, kv->S, NULL, 0, 0, 0, err);
     return rc ? rc
               : wait_until(kv, op_acked, &kv->done_op, 1, "acknowledgements of DONE", NULL, err);
+}
+
+int wk_kv_flush(wk_kv *kv, int timeout_ms, pst_err *err)
+{
+    kv->drain_until_ms = net_now_ms() + (timeout_ms > 0 ? timeout_ms : 1);
+    int rc = wait_until(kv, pushes_acked, NULL, 1, "acknowledgements of the pushed gradients", NULL,
+                        err);
+    kv->drain_until_ms = 0;
+    return rc;
 }
 
 void wk_kv_get_stats(wk_kv *kv, wk_kv_stats *st)

@@ -82,6 +82,11 @@ void wk_kv_set_idle(wk_kv *kv, wk_kv_idle_fn fn, void *ctx);
  * again after DONE would come from a worker the server no longer counts). */
 int wk_kv_done(wk_kv *kv, pst_err *err);
 
+/* A stop: waits until every push sent is acknowledged (taken by its server), at most
+ * timeout_ms; unlike every other wait, a stop signal does not end it. Afterwards every
+ * server holds exactly this worker's pushes up to its clock (no push half-delivered). */
+int wk_kv_flush(wk_kv *kv, int timeout_ms, pst_err *err);
+
 /* Server s was restarted (a new incarnation, perhaps at another endpoint): a fresh
  * connection to endpoint, and everything it has not answered is sent again at once. */
 int wk_kv_reconnect(wk_kv *kv, int s, const char *endpoint, pst_err *err);
