@@ -63,6 +63,14 @@ static int follow(coord *c, pst_err *err)
         if (c->stop_signal && stop_overdue(c, done))
             break;
         int rc = coord_check_liveness(c, done, err);
+        if (rc && c->stop_signal) {
+            /* Asked to stop, the job ends with the stop, saying what was lost (the shards
+             * cannot all be written). */
+            log_warn(o->lg, "stop: %s; the servers write no checkpoint", err->msg);
+            c->stop_partial = 1;
+            pst_err_clear(err);
+            break;
+        }
         if (rc)
             return rc;
         if (done + c->nlost + c->nstopped == c->W)

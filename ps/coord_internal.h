@@ -46,6 +46,9 @@ typedef struct {
     char hb_route[64];        /* the heartbeat thread's connection (of incarnation gen) */
     size_t hb_route_len;
     int stopped; /* a worker: said STOP (a stop: every push it sent is taken, at `clock`) */
+    /* Dead-peer detection (coord_check_liveness): when its heartbeat connection was last
+     * probed, and since when the probe finds it closed (0: not suspected). */
+    int64_t probe_ms, suspect_ms;
 } peer;
 
 typedef struct {

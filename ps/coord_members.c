@@ -285,6 +285,39 @@ void coord_handle_stop(coord *c, peer *p, int *done)
         }
 }
 
+/* Dead-peer detection, in two steps. A peer silent for more than 1.2 heartbeat intervals
+ * is probed every half interval: an unsolicited HEARTBEAT answer (the membership) to its
+ * heartbeat connection. The ROUTER refuses it (EHOSTUNREACH: ZMQ_ROUTER_MANDATORY) once
+ * that connection is closed -- a killed process's sockets close at once -- and the peer is
+ * then suspected; suspected, it is confirmed gone when its silence reaches GONE_MS. A live
+ * peer whose link dropped reconnects within ~0.1 s (and keeps beating), a stopped one
+ * (SIGSTOP) keeps its connection: both are left to the heartbeat timeout. Returns whether
+ * p is confirmed gone. */
+static int connection_gone(coord *c, peer *p, int64_t now)
+{
+    const cfg_cluster *cl = &c->o->job->cluster;
+    /* Three intervals, at least 1 s: a loaded machine may delay a live beat that long. */
+    const int64_t gone_ms = 3 * cl->heartbeat_ms > 1000 ? 3 * cl->heartbeat_ms : 1000;
+    int64_t silent = now - p->last_ms;
+    if (p->hb_route_len == 0 || silent < (int64_t)cl->heartbeat_ms * 6 / 5) {
+        p->suspect_ms = 0;
+        return 0;
+    }
+    if (now - p->probe_ms >= cl->heartbeat_ms / 2) {
+        p->probe_ms = now;
+        wire_env r;
+        wire_env_init(&r, WIRE_MSG_HEARTBEAT, ROLE, 0);
+        wire_body b = {.membership = put_membership(c)};
+        pst_err e = {0};
+        int rc = msg_send(c->sock, p->hb_route, p->hb_route_len, &r, &b, NULL, 0, 0, &e);
+        if (rc == PST_ERR_PEER && !p->suspect_ms)
+            p->suspect_ms = now;
+        else if (rc != PST_ERR_PEER)
+            p->suspect_ms = 0;
+    }
+    return p->suspect_ms && silent >= gone_ms;
+}
+
 /* Checks every process's last heartbeat: a silent worker is lost (the job goes on without
  * it), a silent server ends the job. Silence for the heartbeat timeout, or a closed
  * connection and a shorter silence (connection_gone; servers only when no restart may
@@ -296,7 +329,7 @@ int coord_check_liveness(coord *c, int done, pst_err *err)
     char why[96];
     for (int s = 0; s < c->S; s++) {
         peer *p = &c->servers[s];
-        int gone = 0;
+        int gone = cl->max_restarts == 0 && !p->done && connection_gone(c, p, now);
         if (now - p->last_ms <= limit && !gone)
             continue;
         if (gone)
@@ -313,7 +346,7 @@ int coord_check_liveness(coord *c, int done, pst_err *err)
         peer *p = &c->workers[w];
         if (p->done || p->lost || p->stopped)
             continue;
-        int gone = 0;
+        int gone = connection_gone(c, p, now);
         if (now - p->last_ms <= limit && !gone)
             continue;
         p->lost = 1;
