@@ -14,7 +14,8 @@
  * has no answer within the retry timer (DLV_RTO_KV: 2 x srtt + 4 x rttvar + 2 ms, at
  * least 10 ms, doubling while nothing comes back and kept doubled until a request sent once
  * is answered, at most 1 s) is sent again with the same request id;
- * servers recognise repeats (ps/shard.h). A push that the
+ * servers recognise repeats (ps/shard.h). A pull a server parks is acknowledged at once
+ * and then sent again only after KV_PARKED_MS (250 ms) without its reply. A push that the
  * reply to a later pull shows missing (the server's clock for us is behind it) is sent
  * again at once. A pushed buffer is kept until acknowledged (wk_kv_push_released waits
  * for it). Replies are taken by whichever wait is running, so the weights of an
