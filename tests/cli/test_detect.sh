@@ -31,6 +31,8 @@ sleep 1
 pid=$(pgrep -f "pstrain worker.*--rank 1 .*--output $WORK/a\$" | head -1)
 t0=$(now_ms); kill -KILL "$pid"
 lost_within a.err "coordinator warn: worker\[1\] \(pid $pid\) is lost: no heartbeat for [0-9.]+ s and its connection is closed" "$t0" 3000
+# The servers learn it from the next heartbeat answer.
+for _ in $(seq 50); do grep -q "server\[0\] warn: worker\[1\] is lost" a.err && break; sleep 0.1; done
 expect_in a.err "server\[0\] warn: worker\[1\] is lost"
 kill -TERM $job; wait $job
 
