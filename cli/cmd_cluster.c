@@ -452,6 +452,7 @@ static int run_node(const char *role, int argc, char **argv, const volatile sig_
     log_init(&lg, role, is_coord ? -1 : a.rank, stderr);
     obs_registry *metrics = NULL;
     obs_http *http = NULL;
+    int stopped_by = 0; /* the signal of a stop the process ended with, its own or the job's */
     if (strcmp(role, "worker") != 0 && !(is_coord ? 0 : a.rank >= job->cluster.servers) &&
         (rc = start_metrics(role, &a, job, &metrics, &http, &lg, &err))) {
         /* Before anything joins the job: one line, and no process half started. */
@@ -474,7 +475,8 @@ static int run_node(const char *role, int argc, char **argv, const volatile sig_
                              .lg = &lg,
                              .stop = stop,
                              .faults = getenv("PSTRAIN_FAULTS"),
-                             .metrics = metrics};
+                             .metrics = metrics,
+                             .stopped_by = &stopped_by};
             rc = srv_run(&o, &err);
         }
     } else if (strcmp(role, "worker") == 0) {
@@ -491,7 +493,8 @@ static int run_node(const char *role, int argc, char **argv, const volatile sig_
                                  .progress_out = stderr,
                                  .tty = isatty(STDERR_FILENO),
                                  .progress_fd = -1,
-                                 .faults = getenv("PSTRAIN_FAULTS")};
+                                 .faults = getenv("PSTRAIN_FAULTS"),
+                                 .stopped_by = &stopped_by};
             /* pstrain local draws the job's progress from every worker's records: then
              * no worker draws a bar of its own (cmd_local.c). */
             if ((rc = cli_progress_fd(&o.progress_fd, &err)) == PST_OK && o.progress_fd >= 0)
@@ -508,7 +511,8 @@ static int run_node(const char *role, int argc, char **argv, const volatile sig_
                            .lg = &lg,
                            .stop = stop,
                            .faults = getenv("PSTRAIN_FAULTS"),
-                           .metrics = metrics};
+                           .metrics = metrics,
+                           .stopped_by = &stopped_by};
         rc = coord_run(&o, &err);
     }
     if (rc)
@@ -518,9 +522,10 @@ static int run_node(const char *role, int argc, char **argv, const volatile sig_
     cfg_job_free(job);
     if (rc)
         return cli_exit_code(rc);
-    if (*stop) {
-        log_warn(&lg, "stopped by signal %d", (int)*stop);
-        return cli_stop_exit_code(*stop);
+    if (*stop || stopped_by) {
+        int sig = *stop ? (int)*stop : stopped_by;
+        log_warn(&lg, "stopped by signal %d%s", sig, *stop ? "" : " (the job's stop)");
+        return cli_stop_exit_code(sig);
     }
     return EXIT_OK;
 }

@@ -80,13 +80,14 @@ static int resolve_data_paths(cfg_job *job, const char *job_path, pst_err *err)
         return PST_OK; /* the file is in the working directory */
     int dlen = (int)(slash - job_path);
     static const char *const keys[] = {
-        "data.train",          "data.train_labels",      "data.test",           "data.test_labels",
-        "security.server_key", "security.server_public", "security.client_key", "security.allow"};
-    const char *vals[] = {job->data.train,          job->data.train_labels,
-                          job->data.test,           job->data.test_labels,
-                          job->security.server_key, job->security.server_public,
-                          job->security.client_key, job->security.allow};
-    for (int i = 0; i < 8; i++) {
+        "data.train",          "data.train_labels",   "data.test",
+        "data.test_labels",    "security.server_key", "security.server_public",
+        "security.client_key", "security.allow",      "data.tokenizer"};
+    const char *vals[] = {
+        job->data.train,          job->data.train_labels,   job->data.test,
+        job->data.test_labels,    job->security.server_key, job->security.server_public,
+        job->security.client_key, job->security.allow,      job->data.tokenizer};
+    for (int i = 0; i < 9; i++) {
         if (!vals[i] || !vals[i][0] || vals[i][0] == '/')
             continue;
         char full[4096];

@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 #include "core/layer.h"
@@ -11,7 +12,16 @@
  * training loop between steps. */
 static volatile sig_atomic_t stop_signal;
 
-static void on_signal(int sig) { stop_signal = sig; }
+/* A first SIGINT or SIGTERM asks for a stop (a distributed job's ends at one clock and
+ * writes its checkpoints, which may take a few seconds); the same signal again stops at
+ * once. A different one does not: after Ctrl-C at a terminal every process of `pstrain
+ * local` gets both the terminal's SIGINT and the launcher's SIGTERM. */
+static void on_signal(int sig)
+{
+    if (stop_signal == sig)
+        _exit(128 + sig);
+    stop_signal = sig;
+}
 
 static void usage(FILE *f)
 {

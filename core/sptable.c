@@ -12,29 +12,34 @@
 
 #define CHUNK_SHIFT 16
 #define CHUNK ((uint32_t)1 << CHUNK_SHIFT) /* rows per chunk */
-#define NONE UINT32_MAX                    /* empty index slot; end of the free list */
-#define FREE_STAMP UINT32_MAX              /* stamp of a row on the free list */
+#define NONE UINT32_MAX                    /* empty index slot; no row; end of the free list */
+#define ROW_BITS 28                        /* a slot: 4 fingerprint bits | 28 bits of row id */
+#define ROW_MASK (((uint32_t)1 << ROW_BITS) - 1)
+#define REC_KEY 0             /* a record: key (8 bytes, 4-aligned: read with memcpy) */
+#define REC_STAMP 8           /* stamp (4) */
+#define REC_DATA 12           /* row then state buffers (floats) */
+#define FREE_STAMP UINT32_MAX /* stamp of a row on the free list */
 #define SKETCH_DEPTH 4
 #define MAX_LOAD 0.8
 
-/* One allocation per chunk: keys (CHUNK) | stamps (CHUNK) | floats (CHUNK, stride). A
- * free row's key slot holds the next free row id. */
+/* One allocation per chunk of CHUNK records of rec_bytes: key, stamp, row, state -- so a
+ * lookup's key check, the stamp and the start of the row share a cache line. A free
+ * row's key field holds the next free row id. */
 typedef struct {
-    uint64_t *keys;
-    uint32_t *stamp;
-    float *data;
+    unsigned char *rec;
 } chunk;
 
 struct spt_table {
     spt_config cfg;
     int nbuf;
-    size_t stride; /* floats per row: d * (1 + nbuf) */
-    chunk *chunks; /* (nchunks) */
+    size_t stride;    /* floats per row: d * (1 + nbuf) */
+    size_t rec_bytes; /* REC_DATA + 4 * stride */
+    chunk *chunks;    /* (nchunks) */
     uint32_t nchunks, chunk_cap;
     uint32_t top;       /* row ids [0, top) have been handed out */
     uint32_t free_head; /* NONE when empty */
     uint64_t nrows;     /* rows held */
-    uint32_t *slots;    /* (cap) row id or NONE */
+    uint32_t *slots;    /* (cap) fingerprint | row id, or NONE */
     uint64_t cap;
     uint8_t *sketch; /* (SKETCH_DEPTH, width) counters, NULL when admit_after <= 1 */
     uint64_t width;
@@ -139,25 +144,34 @@ int spt_config_check(const spt_config *c, pst_err *err)
 
 /* ---- rows ------------------------------------------------------------------------------ */
 
-static uint64_t *key_at(const spt_table *t, uint32_t r)
+static unsigned char *rec_at(const spt_table *t, uint32_t r)
 {
-    return &t->chunks[r >> CHUNK_SHIFT].keys[r & (CHUNK - 1)];
+    return t->chunks[r >> CHUNK_SHIFT].rec + (size_t)(r & (CHUNK - 1)) * t->rec_bytes;
+}
+
+static uint64_t get_key(const spt_table *t, uint32_t r)
+{
+    uint64_t k;
+    memcpy(&k, rec_at(t, r) + REC_KEY, sizeof k);
+    return k;
+}
+
+static void set_key(const spt_table *t, uint32_t r, uint64_t k)
+{
+    memcpy(rec_at(t, r) + REC_KEY, &k, sizeof k);
 }
 
 static uint32_t *stamp_at(const spt_table *t, uint32_t r)
 {
-    return &t->chunks[r >> CHUNK_SHIFT].stamp[r & (CHUNK - 1)];
+    return (uint32_t *)(void *)(rec_at(t, r) + REC_STAMP);
 }
 
 static float *row_at(const spt_table *t, uint32_t r)
 {
-    return t->chunks[r >> CHUNK_SHIFT].data + (size_t)(r & (CHUNK - 1)) * t->stride;
+    return (float *)(void *)(rec_at(t, r) + REC_DATA);
 }
 
-static size_t chunk_bytes(const spt_table *t)
-{
-    return (size_t)CHUNK * (sizeof(uint64_t) + sizeof(uint32_t) + t->stride * sizeof(float));
-}
+static size_t chunk_bytes(const spt_table *t) { return (size_t)CHUNK * t->rec_bytes; }
 
 /* malloc, not calloc: every field of a row is written when the row is handed out, and
  * pages of a chunk's unused tail are never touched (no RSS for them). */
@@ -174,10 +188,7 @@ static int add_chunk(spt_table *t)
     unsigned char *p = malloc(chunk_bytes(t));
     if (!p)
         return -1;
-    chunk *c = &t->chunks[t->nchunks++];
-    c->keys = (uint64_t *)(void *)p;
-    c->stamp = (uint32_t *)(void *)(p + (size_t)CHUNK * sizeof(uint64_t));
-    c->data = (float *)(void *)(p + (size_t)CHUNK * (sizeof(uint64_t) + sizeof(uint32_t)));
+    t->chunks[t->nchunks++].rec = p;
     return 0;
 }
 
@@ -186,7 +197,7 @@ static uint32_t alloc_row(spt_table *t)
 {
     if (t->free_head != NONE) {
         uint32_t r = t->free_head;
-        t->free_head = (uint32_t)*key_at(t, r);
+        t->free_head = (uint32_t)get_key(t, r);
         return r;
     }
     if ((t->top >> CHUNK_SHIFT) >= t->nchunks && add_chunk(t) != 0)
@@ -225,27 +236,47 @@ static void init_row(const spt_table *t, uint64_t key, float *row)
 
 /* ---- the key index: linear probing, backward-shift deletion ---------------------------- */
 
-static uint64_t home_of(const spt_table *t, uint64_t key)
-{
-    return fast_range(mix64(key ^ SALT_INDEX), t->cap);
-}
+static uint64_t hash_of(uint64_t key) { return mix64(key ^ SALT_INDEX); }
+static uint64_t home_of(const spt_table *t, uint64_t h) { return fast_range(h, t->cap); }
+static uint32_t slot_of(uint64_t h, uint32_t r) { return (uint32_t)(h & 15) << ROW_BITS | r; }
 
-/* The slot holding key, or the empty slot where it would go (*found 0). */
-static uint64_t find_slot(const spt_table *t, uint64_t key, int *found)
+/* The slot holding key, or the empty slot where it would go; *row: its row or NONE. A
+ * slot's fingerprint (4 hash bits) spares most probes the load of another row's key. */
+static uint64_t find_slot(const spt_table *t, uint64_t key, uint32_t *row)
 {
-    uint64_t i = home_of(t, key);
+    const uint64_t h = hash_of(key);
+    const uint32_t fp = (uint32_t)(h & 15);
+    uint64_t i = home_of(t, h);
     for (;;) {
-        uint32_t r = t->slots[i];
-        if (r == NONE) {
-            *found = 0;
+        uint32_t s = t->slots[i];
+        if (s == NONE) {
+            *row = NONE;
             return i;
         }
-        if (*key_at(t, r) == key) {
-            *found = 1;
+        if (s >> ROW_BITS == fp && get_key(t, s & ROW_MASK) == key) {
+            *row = s & ROW_MASK;
             return i;
         }
         i = i + 1 == t->cap ? 0 : i + 1;
     }
+}
+
+/* Starts loading what a lookup of key will read: its home slot (far ahead), then the row
+ * that slot names (nearer, once the slot is in cache). */
+static void prefetch_slot(const spt_table *t, uint64_t key)
+{
+    __builtin_prefetch(&t->slots[home_of(t, hash_of(key))]);
+}
+
+static void prefetch_row(const spt_table *t, uint64_t key, int lines)
+{
+    const uint64_t h = hash_of(key);
+    uint32_t s = t->slots[home_of(t, h)];
+    if (s == NONE || s >> ROW_BITS != (uint32_t)(h & 15))
+        return;
+    const unsigned char *p = rec_at(t, s & ROW_MASK);
+    for (int l = 0; l < lines; l++)
+        __builtin_prefetch(p + 64 * l, 1);
 }
 
 static void delete_slot(spt_table *t, uint64_t i)
@@ -253,15 +284,15 @@ static void delete_slot(spt_table *t, uint64_t i)
     uint64_t j = i;
     for (;;) {
         j = j + 1 == t->cap ? 0 : j + 1;
-        uint32_t r = t->slots[j];
-        if (r == NONE)
+        uint32_t s = t->slots[j];
+        if (s == NONE)
             break;
-        uint64_t k = home_of(t, *key_at(t, r));
-        /* r stays when its home lies cyclically in (i, j]: the gap at i is not on its path */
+        uint64_t k = home_of(t, hash_of(get_key(t, s & ROW_MASK)));
+        /* s stays when its home lies cyclically in (i, j]: the gap at i is not on its path */
         int stays = i <= j ? (i < k && k <= j) : (i < k || k <= j);
         if (stays)
             continue;
-        t->slots[i] = r;
+        t->slots[i] = s;
         i = j;
     }
     t->slots[i] = NONE;
@@ -280,9 +311,10 @@ static int rehash(spt_table *t, uint64_t cap)
     for (uint32_t r = 0; r < t->top; r++) {
         if (*stamp_at(t, r) == FREE_STAMP)
             continue;
-        int found;
-        uint64_t i = find_slot(t, *key_at(t, r), &found);
-        t->slots[i] = r;
+        uint32_t had;
+        uint64_t k = get_key(t, r);
+        uint64_t i = find_slot(t, k, &had);
+        t->slots[i] = slot_of(hash_of(k), r);
     }
     free(old);
     return 0;
@@ -308,7 +340,7 @@ static void drop_row(spt_table *t, uint64_t i, uint32_t r)
 {
     delete_slot(t, i);
     *stamp_at(t, r) = FREE_STAMP;
-    *key_at(t, r) = t->free_head;
+    set_key(t, r, t->free_head);
     t->free_head = r;
     t->nrows--;
 }
@@ -329,9 +361,9 @@ static void sweep(spt_table *t, uint32_t count)
         uint32_t s = *stamp_at(t, r);
         if (s == FREE_STAMP || !expired(t, s))
             continue;
-        int found;
-        uint64_t i = find_slot(t, *key_at(t, r), &found);
-        assert(found && t->slots[i] == r);
+        uint32_t had;
+        uint64_t i = find_slot(t, get_key(t, r), &had);
+        assert(had == r);
         drop_row(t, i, r);
         t->st.evicted++;
     }
@@ -373,6 +405,7 @@ spt_table *spt_create(const spt_config *c, pst_err *err)
         t->cfg.max_rows = SPT_MAX_ROWS;
     t->nbuf = opt_kind_nbuf(c->opt.kind);
     t->stride = (size_t)c->dim * (size_t)(1 + t->nbuf);
+    t->rec_bytes = REC_DATA + t->stride * sizeof(float);
     t->free_head = NONE;
     t->reclaimed_at = -1;
     t->cap = 1024;
@@ -396,7 +429,7 @@ nomem:
 static void free_storage(spt_table *t)
 {
     for (uint32_t i = 0; i < t->nchunks; i++)
-        free(t->chunks[i].keys);
+        free(t->chunks[i].rec);
     free(t->chunks);
     free(t->slots);
 }
@@ -448,17 +481,17 @@ static uint32_t admit(spt_table *t, uint64_t key, int *oom)
         *oom = 1;
         return NONE;
     }
-    int found;
-    uint64_t i = find_slot(t, key, &found); /* after reserve_slot: it may rebuild the index */
+    uint32_t had;
+    uint64_t i = find_slot(t, key, &had); /* after reserve_slot: it may rebuild the index */
     uint32_t r = alloc_row(t);
     if (r == NONE) {
         *oom = 1;
         return NONE;
     }
-    *key_at(t, r) = key;
+    set_key(t, r, key);
     *stamp_at(t, r) = (uint32_t)t->step;
     init_row(t, key, row_at(t, r));
-    t->slots[i] = r;
+    t->slots[i] = slot_of(hash_of(key), r);
     t->nrows++;
     t->st.admitted++;
     return r;
@@ -470,9 +503,12 @@ int spt_pull(spt_table *t, const uint64_t *keys, size_t n, float *rows_out, pst_
     int oom = 0;
     for (size_t k = 0; k < n; k++) {
         float *out = rows_out + k * d;
-        int found;
-        uint64_t i = find_slot(t, keys[k], &found);
-        uint32_t r = found ? t->slots[i] : NONE;
+        if (k + 16 < n)
+            prefetch_slot(t, keys[k + 16]);
+        if (k + 8 < n)
+            prefetch_row(t, keys[k + 8], 1);
+        uint32_t r;
+        uint64_t i = find_slot(t, keys[k], &r);
         if (r != NONE && expired(t, *stamp_at(t, r))) {
             drop_row(t, i, r); /* the key is new again */
             t->st.evicted++;
@@ -498,9 +534,8 @@ void spt_peek(const spt_table *t, const uint64_t *keys, size_t n, float *rows_ou
     const size_t d = (size_t)t->cfg.dim;
     for (size_t k = 0; k < n; k++) {
         float *out = rows_out + k * d;
-        int found;
-        uint64_t i = find_slot(t, keys[k], &found);
-        uint32_t r = found ? t->slots[i] : NONE;
+        uint32_t r;
+        (void)find_slot(t, keys[k], &r);
         if (r != NONE && !expired(t, *stamp_at(t, r)))
             memcpy(out, row_at(t, r), d * sizeof *out);
         else if (t->cfg.admit_after <= 1)
@@ -522,10 +557,14 @@ int spt_push(spt_table *t, const uint64_t *keys, size_t n, const float *grads, f
                                    keys[k], c, (double)grads[k * d + c]);
     opt_rule rule;
     opt_rule_init(&rule, &t->cfg.opt, t->step + 1, lr);
+    const int lines = (int)((t->rec_bytes + 63) / 64);
     for (size_t k = 0; k < n; k++) {
-        int found;
-        uint64_t i = find_slot(t, keys[k], &found);
-        uint32_t r = found ? t->slots[i] : NONE;
+        if (k + 16 < n)
+            prefetch_slot(t, keys[k + 16]);
+        if (k + 8 < n)
+            prefetch_row(t, keys[k + 8], lines);
+        uint32_t r;
+        find_slot(t, keys[k], &r);
         if (r == NONE || expired(t, *stamp_at(t, r))) {
             t->st.dropped++;
             continue;
@@ -603,7 +642,7 @@ static int sorted_live(const spt_table *t, uint64_t **keys, uint32_t **ids, size
         uint32_t s = *stamp_at(t, r);
         if (s == FREE_STAMP || expired(t, s))
             continue;
-        k[cnt] = *key_at(t, r);
+        k[cnt] = get_key(t, r);
         id[cnt++] = r;
     }
     if (cnt)

@@ -44,12 +44,15 @@
  *   budget     max_rows: a new key while R = max_rows (after reclaiming expired rows) is
  *              refused -- it reads as zeros and counts in stats.refused; never a failure.
  *
- * Memory layout (for 10^8 rows over a few servers): rows live in chunks of 65536, each
- * one allocation holding the keys (8 B/row), the stamps (4 B/row) and the floats (row then
- * its state buffers, (1 + nbuf) * d * 4 B/row); freed rows are reused through a free list.
- * The key index is open addressing with linear probing over 4-byte row ids at load <= 0.8
- * (4 / 0.8 .. 4 / 0.53 = 5 .. 7.5 B/row; grown by 1.5x, never past max_rows / 0.8). So the
- * overhead beyond key + row + state is the stamp and the index, ~9 .. 11.5 B/row. */
+ * Memory layout (for 10^8 rows over a few servers): rows live in chunks of 65536 records,
+ * one allocation each; a record is the key (8 B), the stamp (4 B), the row and its state
+ * buffers ((1 + nbuf) * d * 4 B), so one cache line serves a lookup's key check, the stamp
+ * and the row's start. Freed records are reused through a free list. The key index is
+ * open addressing with linear probing over 4-byte slots (28 bits of row id, 4 bits of the
+ * key's hash that spare most probes a look at another row) at load <= 0.8 (4 / 0.8 ..
+ * 4 / 0.53 = 5 .. 7.5 B/row; grown by 1.5x, never past max_rows / 0.8). So the overhead
+ * beyond key + row + state is the stamp and the index, ~9 .. 11.5 B/row, and at most
+ * 2^28 - 1 rows a table. */
 #ifndef PSTRAIN_CORE_SPTABLE_H
 #define PSTRAIN_CORE_SPTABLE_H
 
@@ -60,8 +63,8 @@
 #include "core/optim.h"
 
 #define SPT_MAX_DIM 4096
-#define SPT_MAX_ROWS 4294967294ULL /* row ids are uint32, one value marks "none" */
-#define SPT_MAX_ADMIT 255          /* the sketch's counters are one byte */
+#define SPT_MAX_ROWS 268435455ULL /* row ids are 28 bits (the index keeps 4 hash bits) */
+#define SPT_MAX_ADMIT 255         /* the sketch's counters are one byte */
 #define SPT_DEFAULT_FILTER_CELLS ((uint64_t)1 << 22)
 
 typedef enum {

@@ -3,7 +3,8 @@
 # a scratch copy of its seed corpus in fuzz/corpus/<name> (fuzz/run_fuzz.sh); a crash
 # fails the test and leaves the input in <build>/fuzz-artifacts/.
 set(PSTRAIN_FUZZ_SECONDS 12 CACHE STRING "Seconds each fuzz ctest test runs")
-set(pst_fuzz_harnesses fuzz_wire fuzz_idx fuzz_csv fuzz_libsvm fuzz_sparse fuzz_config fuzz_ckpt)
+set(pst_fuzz_harnesses fuzz_wire fuzz_idx fuzz_csv fuzz_libsvm fuzz_sparse fuzz_hashed
+    fuzz_config fuzz_ckpt fuzz_tok)
 foreach(h ${pst_fuzz_harnesses})
   add_executable(${h} fuzz/${h}.c)
   target_compile_options(${h} PRIVATE -fsanitize=fuzzer)
@@ -15,8 +16,10 @@ foreach(h ${pst_fuzz_harnesses})
     target_link_libraries(${h} PRIVATE pst_job)
   elseif(h STREQUAL "fuzz_ckpt")
     target_link_libraries(${h} PRIVATE pst_ckpt)
+  elseif(h STREQUAL "fuzz_tok")
+    target_link_libraries(${h} PRIVATE pst_tok)
   else()
-    target_link_libraries(${h} PRIVATE pst_data) # fuzz_idx, fuzz_csv, fuzz_libsvm, fuzz_sparse
+    target_link_libraries(${h} PRIVATE pst_data) # fuzz_idx, fuzz_csv, fuzz_libsvm, fuzz_sparse, fuzz_hashed
   endif()
   add_test(NAME ${h}
            COMMAND bash ${CMAKE_SOURCE_DIR}/fuzz/run_fuzz.sh $<TARGET_FILE:${h}>

@@ -93,6 +93,28 @@ static int check_finetune(const cfg_job *job, pst_err *err)
     return PST_OK;
 }
 
+/* format text: a window length; its keys mean nothing to other formats. */
+static int check_text(const cfg_data *d, pst_err *err)
+{
+    const int E = PST_ERR_CONFIG;
+    if (d->format != CFG_FMT_TEXT) {
+        if (d->tokenizer)
+            return pst_err_set(err, E, "data.tokenizer: only for format text");
+        if (d->context)
+            return pst_err_set(err, E, "data.context: only for format text");
+        return PST_OK;
+    }
+    if (d->context < 1 || d->context > (1 << 20))
+        return pst_err_set(err, E,
+                           "data.context: format text needs 1..1048576 tokens per window "
+                           "(a window holds context + 1), got %d",
+                           d->context);
+    if (d->train_labels || d->test_labels)
+        return pst_err_set(err, E, "data.%s: format text has no labels files",
+                           d->train_labels ? "train_labels" : "test_labels");
+    return PST_OK;
+}
+
 /* data: the files the format needs, and ranges. */
 static int check_data(const cfg_data *d, pst_err *err)
 {
@@ -119,7 +141,7 @@ static int check_data(const cfg_data *d, pst_err *err)
     if (!(d->validation_split >= 0.0 && d->validation_split < 1.0))
         return pst_err_set(err, E, "data.validation_split: must be in [0, 1), got %g",
                            d->validation_split);
-    return PST_OK;
+    return check_text(d, err);
 }
 
 /* data: the sparse keys (categorical, crosses, hashing, text_dir) and which format each
@@ -267,8 +289,17 @@ static int check_sparse(const cfg_job *job, pst_err *err)
     spt_config c;
     cfg_sparse_table(job, "check", 1, 0.05f, &c);
     int rc = spt_config_check(&c, err);
+    if (rc && err) {
+        /* "optimizer.lr: ..." and "admit_after: ..." are this section's sparse.lr and
+         * sparse.admit_after. */
+        pst_err e = *err;
+        const char *m = e.msg;
+        if (strncmp(m, "optimizer.", 10) == 0)
+            m += 10;
+        return pst_err_set(err, rc, "sparse.%s", m);
+    }
     if (rc)
-        return pst_err_prefix(err, "sparse");
+        return rc;
     const cfg_data *d = &job->data;
     int has_sparse = (d->format == CFG_FMT_LIBSVM && d->sparse) || d->categorical_count > 0 ||
                      d->crosses_count > 0 || d->format == CFG_FMT_TEXT_DIR;

@@ -5,29 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Printed lines that do not count. A key that changes nothing computed (what a run does
- * when it goes wrong) never counts; a key added after jobs were first fingerprinted counts
- * only away from its default, so that checkpoints written before it still resume. Each
- * entry is a whole printed line, indentation included, "\n" excluded. */
-static const char *const uncounted_lines[] = {
-    "  on_divergence: warn", /* train.on_divergence: either value */
-    "  on_divergence: stop",
-    /* cluster: the corrections for stale gradients, at their defaults */
-    "  staleness_lr: false",
-    "  delay_compensation: 0",
-    "  async_momentum: false",
-};
-
-static int uncounted(const char *line, size_t n)
-{
-    if (n && line[n - 1] == '\n')
-        n--;
-    for (size_t i = 0; i < sizeof uncounted_lines / sizeof uncounted_lines[0]; i++)
-        if (strlen(uncounted_lines[i]) == n && memcmp(uncounted_lines[i], line, n) == 0)
-            return 1;
-    return 0;
-}
-
 uint64_t cfg_job_hash(const cfg_job *job)
 {
     char *text = NULL;
@@ -43,8 +20,8 @@ uint64_t cfg_job_hash(const cfg_job *job)
     same.data.classes = job->data.classes;
     same.data.classes_count = job->data.classes_count;
     same.data.limit = job->data.limit;
-    /* The keys that make feature ids and classes of sparse data: all processes must hash
-     * alike. Left out of the text at their defaults (cfg_job_print_fp), which zero here. */
+    /* The keys that make feature ids and classes of sparse data and token windows: all
+     * processes must hash alike. Left out of the text at their defaults (cfg_field_fp_rule). */
     const cfg_data *d = &job->data;
     same.data.sparse = d->sparse;
     same.data.categorical = d->categorical;
@@ -53,12 +30,13 @@ uint64_t cfg_job_hash(const cfg_job *job)
     same.data.crosses_count = d->crosses_count;
     same.data.hash_bits = d->hash_bits;
     same.data.hash_seed = d->hash_seed;
-    same.data.ngrams = d->ngrams == 1 ? 0 : d->ngrams;
+    same.data.ngrams = d->ngrams;
     same.data.text_value = d->text_value;
     same.data.text_headers = d->text_headers;
     same.data.text_suffix = d->text_suffix;
     same.data.text_classes = d->text_classes;
     same.data.text_classes_count = d->text_classes_count;
+    same.data.context = d->context; /* the tokenizer is a path */
     same.model.init_from = NULL;
     same.output.dir = NULL;
     same.train.threads = 1;
@@ -79,16 +57,8 @@ uint64_t cfg_job_hash(const cfg_job *job)
     int rc = cfg_job_print_fp(&same, f, 1, NULL);
     fclose(f);
     if (rc == PST_OK)
-        for (size_t i = 0; i < len;) {
-            size_t end = i;
-            while (end < len && text[end] != '\n')
-                end++;
-            end += end < len; /* the line with its newline */
-            if (!uncounted(text + i, end - i))
-                for (size_t k = i; k < end; k++)
-                    h = (h ^ (unsigned char)text[k]) * 0x100000001b3ULL;
-            i = end;
-        }
+        for (size_t i = 0; i < len; i++)
+            h = (h ^ (unsigned char)text[i]) * 0x100000001b3ULL;
     free(text);
     return rc == PST_OK ? h : 0;
 }

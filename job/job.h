@@ -21,7 +21,13 @@
 #include "data/data.h"
 #include "data/sparse.h"
 
-typedef enum { CFG_FMT_IDX = 0, CFG_FMT_CSV, CFG_FMT_LIBSVM, CFG_FMT_TEXT_DIR } cfg_format;
+typedef enum {
+    CFG_FMT_IDX = 0,
+    CFG_FMT_CSV,
+    CFG_FMT_LIBSVM,
+    CFG_FMT_TEXT_DIR,
+    CFG_FMT_TEXT
+} cfg_format;
 typedef enum { CFG_HEADER_AUTO = 0, CFG_HEADER_YES, CFG_HEADER_NO } cfg_header;
 
 typedef struct {
@@ -59,6 +65,10 @@ typedef struct {
     char *text_suffix;            /* text_dir: only files ending so; NULL = every file */
     char **text_classes;          /* text_dir: "name=folder folder ..."; none = each subfolder */
     unsigned text_classes_count;
+    /* format text (data/textwin.h): windows of context + 1 token ids */
+    char *tokenizer; /* folder of encoder.json + vocab.bpe or vocab.json + merges.txt;
+                        NULL = byte-level (256 ids) */
+    int context;     /* tokens a window feeds the model (T); >= 1 for format text */
 } cfg_data;
 
 /* model: the layers (core/layer.h; read with the job's layer registry), loss and init,
@@ -123,7 +133,8 @@ typedef struct {
      * bsp. */
     int staleness_lr;         /* bool: lr / (1 + staleness) */
     float delay_compensation; /* lambda0 of DC-ASGD-a; 0 = off */
-    int async_momentum;       /* bool: explicit momentum less the workers' implicit one */
+    int async_momentum;       /* bool: explicit momentum less the workers' implicit one
+                                 (default true: bench/run_async_quality.sh) */
 } cfg_cluster;
 
 /* Checkpoints and resume (docs/job-file.md, "Checkpoints and resume" in README.md). */
@@ -154,8 +165,8 @@ typedef struct {
  * holds them (pstrain train; every server, its keys' share) updates and bounds them. The
  * row width and init scale are the layers' (dim, init_scale). */
 typedef struct {
-    opt_config opt; /* sgd | adagrad | adam | ftrl and their constants (lr: ftrl's alpha) */
-    int init;       /* spt_init_kind: new rows uniform(-s, s), normal(0, s^2) or zeros */
+    opt_config opt;   /* sgd | adagrad | adam | ftrl and their constants (lr: ftrl's alpha) */
+    int init;         /* spt_init_kind: new rows uniform(-s, s), normal(0, s^2) or zeros */
     int admit_after;  /* a key gets a row at its N-th occurrence; 0, 1: at once */
     int expire_steps; /* rows untouched for T steps are dropped; 0 = never */
     int64_t max_rows; /* rows per table and process; 0 = no budget */

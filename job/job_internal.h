@@ -36,10 +36,23 @@ extern const cyaml_schema_value_t cfg_job_value;
 #define FIELD_SPARSE_OPT (&cfg_sparse_fields[0])
 #define FIELD_OUTPUT_DIR (&cfg_output_fields[0])
 #define FIELD_LAYERS (&cfg_model_fields[0])
-#define FIELD_DATA_SPARSE_FIRST (&cfg_data_fields[16]) /* "sparse" */
 
-/* cfg_job_print, and for cfg_job_hash: fields from FIELD_DATA_SPARSE_FIRST on that hold
- * zeros (their defaults there) left out. */
+/* How a field counts in the job's fingerprint (schema.c: the keys added after fingerprints
+ * were fixed). */
+typedef enum {
+    CFG_FP_COUNTED = 0,    /* always */
+    CFG_FP_UNLESS_DEFAULT, /* only away from its default */
+    CFG_FP_NEVER           /* never: it changes nothing computed */
+} cfg_fp_rule;
+cfg_fp_rule cfg_field_fp_rule(const cyaml_schema_field_t *f);
+
+/* The job every absent key takes its value from (parse.c's pass 3), for the optimizer
+ * rules `opt` and `sparse_opt` (the embedding tables': adagrad unless the file names one),
+ * whose defaults depend on them. Strings point at literals: read only. */
+void cfg_job_template(cfg_job *tmpl, opt_kind opt, opt_kind sparse_opt);
+
+/* cfg_job_print, or with fingerprint 1 the text cfg_job_hash hashes: the fields
+ * cfg_field_fp_rule leaves out are left out. */
 int cfg_job_print_fp(const cfg_job *job, FILE *f, int fingerprint, pst_err *err);
 
 /* The name of value v in table t[0..n), NULL if none. */

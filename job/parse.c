@@ -390,39 +390,44 @@ char *cfg_default_dir(const char *name)
     return s;
 }
 
+void cfg_job_template(cfg_job *tmpl, opt_kind opt, opt_kind sparse_opt)
+{
+    memset(tmpl, 0, sizeof *tmpl);
+    tmpl->name = (char *)"pstrain-job"; /* only read: fill_fields copies it */
+    tmpl->seed = 42;
+    tmpl->data.format = CFG_FMT_IDX;
+    tmpl->data.task = DS_TASK_CLASSIFY;
+    tmpl->data.label_index = -1;
+    tmpl->data.header = CFG_HEADER_AUTO;
+    tmpl->data.scale = DS_SCALE_NONE;
+    tmpl->data.ngrams = 1;
+    tmpl->model.spec.loss = ML_LOSS_CCE;
+    tmpl->model.spec.init = ML_INIT_AUTO;
+    opt_config_default(&tmpl->optimizer, opt);
+    opt_config_default(&tmpl->sparse.opt, sparse_opt);
+    tmpl->sparse.init = SPT_INIT_UNIFORM;
+    tmpl->train.batch_size = 32;
+    tmpl->train.epochs = 1;
+    tmpl->train.threads = 1;
+    tmpl->train.shuffle = 1;
+    tmpl->train.log_every = 0;
+    tmpl->cluster.servers = 2;
+    tmpl->cluster.workers = 2;
+    tmpl->cluster.consistency = CFG_CONS_SSP;
+    tmpl->cluster.staleness = 2;
+    tmpl->cluster.timeout_s = 60;
+    tmpl->cluster.heartbeat_ms = 500;
+    tmpl->cluster.heartbeat_timeout_s = 10;
+    tmpl->cluster.async_momentum = 1;
+    tmpl->checkpoint.enabled = 1;
+    tmpl->checkpoint.keep = 2;
+}
+
 static int fill_defaults(cfg_job *job, const cfg_scan *sc)
 {
     cfg_job tmpl;
-    memset(&tmpl, 0, sizeof tmpl);
-    tmpl.name = (char *)"pstrain-job"; /* only read: fill_fields copies it */
-    tmpl.seed = 42;
-    tmpl.data.format = CFG_FMT_IDX;
-    tmpl.data.task = DS_TASK_CLASSIFY;
-    tmpl.data.label_index = -1;
-    tmpl.data.header = CFG_HEADER_AUTO;
-    tmpl.data.scale = DS_SCALE_NONE;
-    tmpl.data.ngrams = 1;
-    tmpl.model.spec.loss = ML_LOSS_CCE;
-    tmpl.model.spec.init = ML_INIT_AUTO;
-    opt_config_default(&tmpl.optimizer, job->optimizer.kind);
-    /* Embedding tables: adagrad unless the file names a rule, with that rule's defaults. */
-    opt_config_default(&tmpl.sparse.opt,
-                       field_was_set(sc, FIELD_SPARSE_OPT) ? job->sparse.opt.kind : OPT_ADAGRAD);
-    tmpl.sparse.init = SPT_INIT_UNIFORM;
-    tmpl.train.batch_size = 32;
-    tmpl.train.epochs = 1;
-    tmpl.train.threads = 1;
-    tmpl.train.shuffle = 1;
-    tmpl.train.log_every = 0;
-    tmpl.cluster.servers = 2;
-    tmpl.cluster.workers = 2;
-    tmpl.cluster.consistency = CFG_CONS_SSP;
-    tmpl.cluster.staleness = 2;
-    tmpl.cluster.timeout_s = 60;
-    tmpl.cluster.heartbeat_ms = 500;
-    tmpl.cluster.heartbeat_timeout_s = 10;
-    tmpl.checkpoint.enabled = 1;
-    tmpl.checkpoint.keep = 2;
+    cfg_job_template(&tmpl, job->optimizer.kind,
+                     field_was_set(sc, FIELD_SPARSE_OPT) ? job->sparse.opt.kind : OPT_ADAGRAD);
     int rc = fill_fields(cfg_job_fields, (char *)job, (const char *)&tmpl, sc);
     if (rc)
         return rc;

@@ -36,22 +36,43 @@ static void put_string(FILE *f, const char *s)
     fputc('"', f);
 }
 
-static int print_fields(FILE *f, const cyaml_schema_field_t *fields, const char *base, int indent,
-                        int first_inline, int fp, pst_err *err);
+static int print_fields(FILE *f, const cyaml_schema_field_t *fields, const char *base,
+                        const char *dflt, int indent, int first_inline, pst_err *err);
 
-/* A data key of the sparse era that holds its default (all zero bytes, an empty list). */
-static int skip_in_fingerprint(const cyaml_schema_field_t *fd, const char *base, int fp)
+/* Whether field fd of the struct at base holds what it holds in the default job (the same
+ * struct at dflt): scalars byte for byte, strings by content, lists when both are empty, a
+ * mapping when every field of it does. */
+static int is_default(const cyaml_schema_field_t *fd, const char *base, const char *dflt)
 {
-    if (!fp || fd < FIELD_DATA_SPARSE_FIRST || fd >= FIELD_DATA_SPARSE_FIRST + 16 || !fd->key)
+    const char *p = base + fd->data_offset, *d = dflt + fd->data_offset;
+    switch (fd->value.type) {
+    case CYAML_MAPPING:
+        for (const cyaml_schema_field_t *c = fd->value.mapping.fields; c->key; c++)
+            if (!is_default(c, p, d))
+                return 0;
+        return 1;
+    case CYAML_SEQUENCE:
+        return cfg_load_uint(base + fd->count_offset, fd->count_size) == 0 &&
+               cfg_load_uint(dflt + fd->count_offset, fd->count_size) == 0;
+    case CYAML_STRING: {
+        const char *a, *b;
+        memcpy(&a, p, sizeof a);
+        memcpy(&b, d, sizeof b);
+        return a == b || (a && b && strcmp(a, b) == 0);
+    }
+    case CYAML_IGNORE: return 1;
+    default: return memcmp(p, d, fd->value.data_size) == 0;
+    }
+}
+
+/* In the fingerprint (dflt: the default job's struct matching base), whether fd is left
+ * out: cfg_field_fp_rule says so. */
+static int skip_in_fingerprint(const cyaml_schema_field_t *fd, const char *base, const char *dflt)
+{
+    if (!dflt)
         return 0;
-    if (fd->value.type == CYAML_SEQUENCE)
-        return cfg_load_uint(base + fd->count_offset, fd->count_size) == 0;
-    size_t n = fd->value.type == CYAML_STRING ? sizeof(char *) : fd->value.data_size;
-    const unsigned char *p = (const unsigned char *)base + fd->data_offset;
-    for (size_t i = 0; i < n; i++)
-        if (p[i])
-            return 0;
-    return 1;
+    cfg_fp_rule r = cfg_field_fp_rule(fd);
+    return r == CFG_FP_NEVER || (r == CFG_FP_UNLESS_DEFAULT && is_default(fd, base, dflt));
 }
 
 static int print_scalar(FILE *f, const cyaml_schema_field_t *fd, const char *p, pst_err *err)
@@ -167,12 +188,12 @@ static void print_layers(FILE *f, const ml_model_spec *m, int indent)
 }
 
 /* first_inline: the first key goes on the current line (after a list's "- "). */
-static int print_fields(FILE *f, const cyaml_schema_field_t *fields, const char *base, int indent,
-                        int first_inline, int fp, pst_err *err)
+static int print_fields(FILE *f, const cyaml_schema_field_t *fields, const char *base,
+                        const char *dflt, int indent, int first_inline, pst_err *err)
 {
     for (const cyaml_schema_field_t *fd = fields; fd->key; fd++) {
         const char *p = base + fd->data_offset;
-        if (skip_in_fingerprint(fd, base, fp))
+        if (skip_in_fingerprint(fd, base, dflt))
             continue;
         fprintf(f, "%*s%s:", (fd == fields && first_inline) ? 0 : indent, "", fd->key);
         int rc = PST_OK;
@@ -181,7 +202,8 @@ static int print_fields(FILE *f, const cyaml_schema_field_t *fields, const char 
             print_layers(f, &((const cfg_model *)(const void *)base)->spec, indent);
         } else if (fd->value.type == CYAML_MAPPING) {
             fputc('\n', f);
-            rc = print_fields(f, fd->value.mapping.fields, p, indent + 2, 0, fp, err);
+            rc = print_fields(f, fd->value.mapping.fields, p, dflt ? dflt + fd->data_offset : NULL,
+                              indent + 2, 0, err);
         } else if (fd->value.type == CYAML_SEQUENCE &&
                    fd->value.sequence.entry->type != CYAML_MAPPING) {
             print_scalar_list(f, fd, base);
@@ -193,8 +215,8 @@ static int print_fields(FILE *f, const cyaml_schema_field_t *fields, const char 
             fputs(n ? "\n" : " []\n", f);
             for (uint64_t i = 0; i < n && !rc; i++) {
                 fprintf(f, "%*s- ", indent + 2, "");
-                rc = print_fields(f, entry->mapping.fields, arr + i * entry->data_size, indent + 4,
-                                  1, fp, err);
+                rc = print_fields(f, entry->mapping.fields, arr + i * entry->data_size, NULL,
+                                  indent + 4, 1, err);
             }
         } else {
             fputc(' ', f);
@@ -215,7 +237,11 @@ int cfg_job_print_fp(const cfg_job *job, FILE *f, int fingerprint, pst_err *err)
 {
     assert(job && f);
     fputs("# pstrain job: effective values, defaults filled in\n", f);
-    int rc = print_fields(f, cfg_job_fields, (const char *)job, 0, 0, fingerprint, err);
+    cfg_job tmpl;
+    if (fingerprint)
+        cfg_job_template(&tmpl, job->optimizer.kind, OPT_ADAGRAD);
+    int rc = print_fields(f, cfg_job_fields, (const char *)job,
+                          fingerprint ? (const char *)&tmpl : NULL, 0, 0, err);
     if (rc)
         return rc;
     if (ferror(f))

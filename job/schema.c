@@ -7,7 +7,7 @@
  *   name: string                    "pstrain-job"
  *   seed: unsigned integer          42
  *   data:
- *     format: idx|csv|libsvm|text_dir  idx
+ *     format: idx|csv|libsvm|text_dir|text  idx
  *     train: path                   (required)
  *     train_labels: path            (required for idx)
  *     test: path                    none
@@ -33,6 +33,8 @@
  *     text_headers: all|subject|none  all (text_dir)
  *     text_suffix: string           none = every file (text_dir)
  *     text_classes: ["name=dir dir", ...]  none = one class per subfolder (text_dir)
+ *     tokenizer: path (folder)      none = byte-level (text: GPT-2 BPE files in the folder)
+ *     context: int                  0; format text needs >= 1 (a window is context + 1 ids)
  *   model:
  *     layers:                       (at least one dense layer)
  *       - type: dense|activation    dense
@@ -105,7 +107,8 @@
 static const cyaml_strval_t format_names[] = {{"idx", CFG_FMT_IDX},
                                               {"csv", CFG_FMT_CSV},
                                               {"libsvm", CFG_FMT_LIBSVM},
-                                              {"text_dir", CFG_FMT_TEXT_DIR}};
+                                              {"text_dir", CFG_FMT_TEXT_DIR},
+                                              {"text", CFG_FMT_TEXT}};
 static const cyaml_strval_t nonfinite_names[] = {{"reject", CFG_NONFINITE_REJECT},
                                                  {"skip", CFG_NONFINITE_SKIP}};
 static const cyaml_strval_t header_names[] = {
@@ -140,8 +143,6 @@ static const cyaml_schema_value_t name_value = {
     CYAML_FIELD_SEQUENCE_COUNT(key, CYAML_FLAG_OPTIONAL | CYAML_FLAG_POINTER, cfg_data, member,    \
                                member##_count, &name_value, 0, CYAML_UNLIMITED)
 
-/* The keys from `sparse` on came with sparse features: job fingerprints leave them out while
- * they hold their defaults (FIELD_DATA_SPARSE_FIRST), so older jobs keep their hashes. */
 const cyaml_schema_field_t cfg_data_fields[] = {
     CFG_ENUM("format", cfg_data, format, format_names),
     CFG_STR("train", cfg_data, train),
@@ -170,6 +171,8 @@ const cyaml_schema_field_t cfg_data_fields[] = {
     CFG_ENUM("text_headers", cfg_data, text_headers, text_header_names),
     CFG_STR("text_suffix", cfg_data, text_suffix),
     CFG_STR_LIST("text_classes", text_classes),
+    CFG_STR("tokenizer", cfg_data, tokenizer),
+    CYAML_FIELD_INT("context", CFG_OPT, cfg_data, context),
     CYAML_FIELD_END};
 
 const cyaml_schema_field_t cfg_model_fields[] = {
@@ -274,6 +277,43 @@ const cyaml_schema_field_t cfg_job_fields[] = {
     CYAML_FIELD_MAPPING("checkpoint", CFG_OPT, cfg_job, checkpoint, checkpoint_fields),
     CYAML_FIELD_MAPPING("security", CFG_OPT, cfg_job, security, security_fields),
     CYAML_FIELD_END};
+
+/* Keys added after job fingerprints were fixed. cfg_job_hash of a job that leaves them at
+ * their defaults must not change -- a checkpoint written before a key existed still
+ * resumes -- so the fingerprint's text (cfg_job_print_fp) leaves such a key out while it
+ * holds its default; and a key that changes nothing computed is always left out there. */
+static const struct {
+    const cyaml_schema_field_t *fields; /* the table the key is in */
+    const char *key;
+    cfg_fp_rule rule;
+} late_keys[] = {
+    {cfg_data_fields, "sparse", CFG_FP_UNLESS_DEFAULT}, /* sparse and hashed features */
+    {cfg_data_fields, "categorical", CFG_FP_UNLESS_DEFAULT},
+    {cfg_data_fields, "crosses", CFG_FP_UNLESS_DEFAULT},
+    {cfg_data_fields, "hash_bits", CFG_FP_UNLESS_DEFAULT},
+    {cfg_data_fields, "hash_seed", CFG_FP_UNLESS_DEFAULT},
+    {cfg_data_fields, "ngrams", CFG_FP_UNLESS_DEFAULT},
+    {cfg_data_fields, "text_value", CFG_FP_UNLESS_DEFAULT},
+    {cfg_data_fields, "text_headers", CFG_FP_UNLESS_DEFAULT},
+    {cfg_data_fields, "text_suffix", CFG_FP_UNLESS_DEFAULT},
+    {cfg_data_fields, "text_classes", CFG_FP_UNLESS_DEFAULT},
+    {cfg_data_fields, "tokenizer", CFG_FP_UNLESS_DEFAULT}, /* token windows */
+    {cfg_data_fields, "context", CFG_FP_UNLESS_DEFAULT},
+    {train_fields, "on_divergence", CFG_FP_NEVER},           /* what a failing run does */
+    {cluster_fields, "staleness_lr", CFG_FP_UNLESS_DEFAULT}, /* stale-gradient corrections */
+    {cluster_fields, "delay_compensation", CFG_FP_UNLESS_DEFAULT},
+    {cluster_fields, "async_momentum", CFG_FP_UNLESS_DEFAULT},
+    {cfg_job_fields, "sparse", CFG_FP_UNLESS_DEFAULT}, /* embedding tables' rule and bounds */
+};
+
+cfg_fp_rule cfg_field_fp_rule(const cyaml_schema_field_t *f)
+{
+    for (size_t i = 0; i < sizeof late_keys / sizeof late_keys[0]; i++)
+        if (strcmp(f->key, late_keys[i].key) == 0 &&
+            cfg_field_find(late_keys[i].fields, f->key) == f)
+            return late_keys[i].rule;
+    return CFG_FP_COUNTED;
+}
 
 const cyaml_schema_value_t cfg_job_value = {
     CYAML_VALUE_MAPPING(CYAML_FLAG_POINTER, cfg_job, cfg_job_fields)};

@@ -125,6 +125,12 @@ void dlv_rto_hurry(dlv_rto *r, int64_t now_ms, double rtts)
         r->due_ms = soon;
 }
 
+void dlv_rto_defer(dlv_rto *r, int64_t until_ms)
+{
+    if (until_ms > r->due_ms)
+        r->due_ms = until_ms;
+}
+
 void dlv_rto_reset(dlv_rto *r)
 {
     r->due_ms = 0;

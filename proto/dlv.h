@@ -42,9 +42,13 @@
  * 4. A worker's requests to one server travel on one connection, so a PULL arrives after
  *    that worker's pushes before it. A pull the clocks do not allow yet is parked (once
  *    per request id; a repeat is not parked twice) and answered when a push, a DONE or a
- *    lost worker moves the slowest clock. When the worker's own earlier step is not whole
- *    at the server, a pull's loss is the push's, and the server says so at once: an ACK of
- *    the pull carrying the worker's clock there, on which the worker resends that push.
+ *    lost worker moves the slowest clock. The server acknowledges a parked (non-final)
+ *    pull at once, and each repeat of it again: an ACK of the pull carrying the worker's
+ *    clock there. The worker then waits for the reply without resending at its retry
+ *    timeout -- the pull waits for the slowest worker, it is not lost -- only after
+ *    KV_PARKED_MS (a reply lost; a sibling server's reply hurries it, as any pull). When
+ *    that clock shows the worker's own earlier step not whole at the server, a pull's loss
+ *    is the push's: the worker resends that push at once.
  *
  * 5. Incarnations (dlv_incarnation): every message carries its sender's incarnation
  *    (generation; 0 from tools that do not say, taken as the current one). The
@@ -137,6 +141,9 @@ void dlv_rto_arm_bytes(dlv_rto *r, int64_t now_ms, uint64_t bytes);
 /* Due no later than now + rtts round trips + floor (a sibling's answer came: one still
  * missing is likely lost). */
 void dlv_rto_hurry(dlv_rto *r, int64_t now_ms, double rtts);
+/* Nothing is due before until_ms: what is unanswered the peer said it holds (parked
+ * pulls, contract item 4). */
+void dlv_rto_defer(dlv_rto *r, int64_t until_ms);
 /* A fresh connection (the peer restarted): everything goes again now, at the floor. */
 void dlv_rto_reset(dlv_rto *r);
 int dlv_rto_due(const dlv_rto *r, int64_t now_ms);

@@ -40,6 +40,7 @@ struct hb_client {
     uint64_t sgen[WIRE_MAX_SERVERS];
     char sep[WIRE_MAX_SERVERS][WIRE_ENDPOINT_MAX];
     uint64_t version;
+    int stop_signal; /* the coordinator announced a stop (membership.stop_signal) */
 };
 
 static void send_heartbeat(hb_client *c)
@@ -72,6 +73,8 @@ static void take_answer(hb_client *c)
         c->refused = 1;
         snprintf(c->refusal, sizeof c->refusal, "%s", c->in->b.error->text);
     } else if (h->type == WIRE_MSG_HEARTBEAT && mb && mb->nworkers > 0) {
+        if (mb->stop_signal && !c->stop_signal)
+            c->stop_signal = (int)mb->stop_signal;
         int n = mb->nworkers, ns = mb->nservers;
         if (n != c->nmembers || memcmp(c->gen, mb->gen, sizeof(uint64_t) * (size_t)n) ||
             memcmp(c->lost, mb->lost, (size_t)n) || memcmp(c->done, mb->done, (size_t)n) ||
@@ -219,6 +222,22 @@ int hb_check(hb_client *c, pst_err *err)
                          c->coordinator, silent / 1000.0);
     pthread_mutex_unlock(&c->mu);
     return rc;
+}
+
+int hb_stop_window_ms(int heartbeat_timeout_s)
+{
+    int s = heartbeat_timeout_s < 8 ? heartbeat_timeout_s : 8;
+    return (s > 0 ? s : 1) * 1000;
+}
+
+int hb_stop_signal(hb_client *c)
+{
+    if (!c)
+        return 0;
+    pthread_mutex_lock(&c->mu);
+    int sig = c->stop_signal;
+    pthread_mutex_unlock(&c->mu);
+    return sig;
 }
 
 int hb_membership(hb_client *c, int n, uint64_t *gen, uint8_t *lost, uint8_t *done,

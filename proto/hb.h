@@ -51,6 +51,18 @@ void hb_set_clock(hb_client *c, int64_t clock);
  * timeout, PST_ERR_PEER when it refused this process (its text in err). */
 int hb_check(hb_client *c, pst_err *err);
 
+/* The signal of a stop the coordinator announced (membership.stop_signal: the job is
+ * stopping, every worker stops after its current step); 0 while none. */
+int hb_stop_signal(hb_client *c);
+
+/* The time a stop may take, from the signal to every process's exit (docs/
+ * fault-tolerance.md): cluster.heartbeat_timeout_s, at most 8 s so that it ends within
+ * `pstrain local`'s 10 s grace before SIGKILL. Its parts: a worker waits a quarter of it for
+ * its pushes' acknowledgements and a quarter for STOP's; the coordinator half for every
+ * worker's STOP, then a quarter for the servers' BYE; a server that was signalled writes
+ * what it has after three quarters without SHUTDOWN. */
+int hb_stop_window_ms(int heartbeat_timeout_s);
+
 /* The newest membership received: copies up to n workers' generations, lost and done
  * flags (done may be NULL) and returns how many the coordinator sent (0 before the first
  * answer). *version grows by one with each answer that changed it (may be NULL). */

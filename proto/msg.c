@@ -110,7 +110,7 @@ int msg_call(net_sock *s, net_msg *m, msg_in *in, wire_env *h, const wire_body *
     dlv_rto_init(&rto, &DLV_RTO_CALL);
     dlv_rto_arm(&rto, net_now_ms());
     for (;;) {
-        if (*stop)
+        if (stop && *stop)
             return PST_OK;
         int64_t now = net_now_ms();
         int left = (int)(deadline - now);

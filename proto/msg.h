@@ -42,8 +42,9 @@ int msg_recv(net_sock *s, net_msg *m, int is_router, msg_in *in, int timeout_ms,
  * while others start -- is not flooded with repeats), and waits up to timeout_ms
  * for a message of type `want` (with the same clock when same_clock is set), skipping
  * anything else and checking *stop at least 4 times a second (returns PST_OK with *stop
- * raised). An ERROR answer is PST_ERR_PEER with the peer's text in err; no answer in time
- * is PST_ERR_TIMEOUT. The answer is left in *in. */
+ * raised; stop may be NULL: no signal ends the wait). An ERROR answer is PST_ERR_PEER
+ * with the peer's text in err; no answer in time is PST_ERR_TIMEOUT. The answer is left
+ * in *in. */
 int msg_call(net_sock *s, net_msg *m, msg_in *in, wire_env *h, const wire_body *b, wire_type want,
              int same_clock, int timeout_ms, const volatile sig_atomic_t *stop, pst_err *err);
 

@@ -25,6 +25,7 @@ const char *wire_type_name(wire_type t)
     case WIRE_MSG_ACK: return "ACK";
     case WIRE_MSG_HEARTBEAT: return "HEARTBEAT";
     case WIRE_MSG_STATUS: return "STATUS";
+    case WIRE_MSG_STOP: return "STOP";
     }
     return "?";
 }
@@ -60,7 +61,8 @@ static unsigned bodies_of(int t)
     case WIRE_MSG_PULL:
     case WIRE_MSG_PULL_REPLY: return B_RANGE;
     case WIRE_MSG_PROGRESS:
-    case WIRE_MSG_DONE: return B_PROGRESS;
+    case WIRE_MSG_DONE:
+    case WIRE_MSG_STOP: return B_PROGRESS;
     case WIRE_MSG_HEARTBEAT: return B_PROGRESS | B_MEMBERSHIP;
     case WIRE_MSG_BYE: return B_STATS;
     default: return 0;
@@ -181,6 +183,7 @@ static int pack_membership(pb_out *o, const wire_membership *m, pst_err *err)
     o->mem.n_server_endpoints = o->mem.n_server_generation = (size_t)m->nservers;
     o->mem.server_endpoints = o->meps;
     o->mem.server_generation = (uint64_t *)m->server_gen;
+    o->mem.stop_signal = m->stop_signal;
     o->env.membership = &o->mem;
     return PST_OK;
 }
@@ -207,6 +210,7 @@ static void pack_small(pb_out *o, const wire_body *b)
         o->prog.loss = p->loss;
         o->prog.samples_per_s = p->samples_per_s;
         o->prog.test_accuracy = p->test_accuracy;
+        o->prog.stop_signal = p->stop_signal;
         o->env.progress = &o->prog;
     }
     if (b->stats) {
@@ -344,7 +348,7 @@ static int unpack_env(wire_env *e, const Pstrain__Envelope *env, pst_err *err)
                            env->version, WIRE_VERSION);
     }
     int t = env->type;
-    if (t < WIRE_MSG_ERROR || t > WIRE_MSG_STATUS)
+    if (t < WIRE_MSG_ERROR || t > WIRE_MSG_STOP)
         return pst_err_set(err, PST_ERR_DATA, "wire: unknown message type %d", t);
     const char *tn = wire_type_name((wire_type)t);
     if (env->n_payload_bytes > WIRE_MAX_FRAMES)
@@ -385,6 +389,7 @@ static int unpack_membership(wire_membership *m, const Pstrain__Membership *mb, 
         m->done[i] = mb->done[i] != 0;
     }
     m->nservers = (int)mb->n_server_endpoints;
+    m->stop_signal = mb->stop_signal;
     for (size_t i = 0; i < mb->n_server_endpoints; i++) {
         m->server_gen[i] = mb->server_generation[i];
         int rc = copy_str(m->server_ep[i], WIRE_ENDPOINT_MAX, mb->server_endpoints[i],
@@ -539,6 +544,7 @@ static void unpack_small(wire_body *b, wire_store *st, const Pstrain__Envelope *
         p->loss = env->progress->loss;
         p->samples_per_s = env->progress->samples_per_s;
         p->test_accuracy = env->progress->test_accuracy;
+        p->stop_signal = env->progress->stop_signal;
         b->progress = p;
     }
     if ((carries & B_STATS) && env->stats) {

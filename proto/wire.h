@@ -45,7 +45,8 @@ typedef enum {
     WIRE_MSG_BARRIER,
     WIRE_MSG_ACK,
     WIRE_MSG_HEARTBEAT,
-    WIRE_MSG_STATUS
+    WIRE_MSG_STATUS,
+    WIRE_MSG_STOP
 } wire_type;
 
 /* The envelope: what every message carries, whatever its type (Envelope's own fields). */
@@ -67,7 +68,7 @@ typedef struct {
  *   ERROR: error (required)           HELLO: hello (required)
  *   WELCOME: welcome (required), membership (the WELCOME of a restarted server)
  *   INIT, PUSH, PULL, PULL_REPLY: range (required)
- *   PROGRESS, DONE: progress          HEARTBEAT: progress (a worker's), membership (the reply)
+ *   PROGRESS, DONE, STOP: progress    HEARTBEAT: progress (a worker's), membership (the reply)
  *   BYE: stats                        SHUTDOWN, BARRIER, ACK, STATUS: none
  * wire_pack refuses a body its type does not carry; wire_unpack ignores one. */
 typedef struct {
@@ -121,6 +122,7 @@ typedef struct {
     int32_t epoch;
     int64_t step;
     double loss, samples_per_s, test_accuracy; /* test_accuracy: worker 0's DONE, NaN if none */
+    uint32_t stop_signal;                      /* STOP: the signal that stopped the worker */
 } wire_progress;
 
 typedef struct { /* a server's figures, with BYE */
@@ -137,6 +139,7 @@ typedef struct {
     int nservers;
     uint64_t server_gen[WIRE_MAX_SERVERS];               /* (S) */
     char server_ep[WIRE_MAX_SERVERS][WIRE_ENDPOINT_MAX]; /* (S) where it listens now */
+    uint32_t stop_signal; /* non-zero: the job is stopping (every worker stops after its step) */
 } wire_membership;
 
 /* The bodies of one message, NULL where it carries none. A sender points at bodies it

@@ -9,8 +9,35 @@
 #include <unistd.h>
 
 #include "base/fs.h"
+#include "proto/hb.h"
 
-/* Follows the workers until each is done or lost. */
+/* A stop that waited half its window (hb_stop_window_ms) for the workers' STOP: it goes on
+ * without those still training, naming them (their last steps may be on some shards
+ * only: a resume then takes an older clock every server has). */
+static int stop_overdue(coord *c, int done)
+{
+    int64_t waited = net_now_ms() - c->stop_ms;
+    if (waited < hb_stop_window_ms(c->o->job->cluster.heartbeat_timeout_s) / 2)
+        return 0;
+    char list[512];
+    size_t n = 0;
+    list[0] = '\0';
+    for (int w = 0; w < c->W && n < sizeof list; w++) {
+        const peer *p = &c->workers[w];
+        if (!p->done && !p->lost && !p->stopped)
+            n += (size_t)snprintf(list + n, sizeof list - n, "%sworker[%d]", n ? ", " : "", w);
+    }
+    log_warn(c->o->lg,
+             "stop: %s did not say STOP within %.1f s (%d of %d stopped): the shards may "
+             "differ in its last step, so the servers write no checkpoint (a resume takes "
+             "the newest they have)",
+             list, waited / 1000.0, c->nstopped, c->W - done - c->nlost);
+    c->stop_partial = 1;
+    return 1;
+}
+
+/* Follows the workers until each is done or lost, or, once the job is stopping (a signal
+ * here or a worker's STOP), until every live one has stopped or the stop's time is up. */
 static int follow(coord *c, pst_err *err)
 {
     const coord_options *o = c->o;
@@ -23,14 +50,30 @@ static int follow(coord *c, pst_err *err)
     }
     for (int s = 0; s < c->S; s++)
         c->servers[s].last_ms = now;
-    while (done + c->nlost < c->W) {
-        coord_obs_tick(c, "training");
-        if (*o->stop)
-            return PST_OK;
+    while (done + c->nlost + c->nstopped < c->W) {
+        coord_obs_tick(c, c->stop_signal ? "stopping" : "training");
+        if (*o->stop && !c->stop_signal) {
+            c->stop_signal = (int)*o->stop;
+            c->stop_ms = net_now_ms();
+            log_warn(o->lg,
+                     "stopped by signal %d: every worker stops after its current step, then "
+                     "the servers write their checkpoints",
+                     c->stop_signal);
+        }
+        if (c->stop_signal && stop_overdue(c, done))
+            break;
         int rc = coord_check_liveness(c, done, err);
+        if (rc && c->stop_signal) {
+            /* Asked to stop, the job ends with the stop, saying what was lost (the shards
+             * cannot all be written). */
+            log_warn(o->lg, "stop: %s; the servers write no checkpoint", err->msg);
+            c->stop_partial = 1;
+            pst_err_clear(err);
+            break;
+        }
         if (rc)
             return rc;
-        if (done + c->nlost == c->W)
+        if (done + c->nlost + c->nstopped == c->W)
             break;
         pst_err e = {0};
         rc = msg_recv(c->sock, c->m, 1, c->in, 200, &e);
@@ -81,6 +124,10 @@ static int follow(coord *c, pst_err *err)
             p->barrier = h->clock;
             coord_barrier_release(c, h->clock);
         }
+        if (h->type == WIRE_MSG_STOP) {
+            coord_handle_stop(c, p, &done);
+            continue;
+        }
         if (h->type == WIRE_MSG_DONE)
             coord_ack_done(c, c->in);
         if (h->type == WIRE_MSG_DONE && !p->done) {
@@ -97,6 +144,8 @@ static int follow(coord *c, pst_err *err)
                 }
         }
     }
+    if (c->stop_signal)
+        return PST_OK;
     if (c->nlost == c->W)
         return pst_err_set(err, PST_ERR_TIMEOUT,
                            "every worker was lost (no heartbeat for %d "
@@ -113,16 +162,18 @@ static void send_shutdown(coord *c, int s)
 {
     wire_env h;
     wire_env_init(&h, WIRE_MSG_SHUTDOWN, ROLE, 0);
+    h.clock = c->stop_partial ? -1 : 0; /* -1: write no checkpoint */
     pst_err e = {0};
     if (msg_send(c->sock, c->servers[s].route, c->servers[s].route_len, &h, NULL, NULL, 0,
                  c->o->job->cluster.timeout_s * 1000, &e))
         log_warn(c->o->lg, "SHUTDOWN to server[%d]: %s", s, e.msg);
 }
 
-static int shutdown_servers(coord *c, pst_err *err)
+/* SHUTDOWN to every server (each writes its checkpoint and answers BYE with its figures),
+ * within timeout_ms. */
+static int shutdown_servers(coord *c, int timeout_ms, pst_err *err)
 {
     const coord_options *o = c->o;
-    int timeout_ms = o->job->cluster.timeout_s * 1000;
     for (int s = 0; s < c->S; s++)
         send_shutdown(c, s);
     int byes = 0;
@@ -136,8 +187,8 @@ static int shutdown_servers(coord *c, pst_err *err)
         if (left <= 0)
             return pst_err_set(err, PST_ERR_TIMEOUT,
                                "%d of %d servers did not confirm SHUTDOWN "
-                               "within %d s",
-                               c->S - byes, c->S, o->job->cluster.timeout_s);
+                               "within %.1f s",
+                               c->S - byes, c->S, timeout_ms / 1000.0);
         if (now >= resend) { /* a SHUTDOWN may be lost */
             for (int s = 0; s < c->S; s++)
                 if (!c->servers[s].done)
@@ -210,6 +261,34 @@ static void log_losses(const coord *c)
         log_warn(c->o->lg, "lost and not rejoined: %s", list);
     if (restarts)
         log_info(c->o->lg, "%d restarted worker process(es) rejoined the job", restarts);
+}
+
+/* The end of a stop: the servers write their checkpoints (SHUTDOWN) within a quarter of
+ * the stop's window; the job then exits with the stop's code. */
+static int stop_servers(coord *c, pst_err *err)
+{
+    const coord_options *o = c->o;
+    int64_t lo = INT64_MAX, hi = -1;
+    for (int w = 0; w < c->W; w++)
+        if (c->workers[w].stopped) {
+            lo = c->workers[w].clock < lo ? c->workers[w].clock : lo;
+            hi = c->workers[w].clock > hi ? c->workers[w].clock : hi;
+        }
+    pst_err e = {0};
+    if (shutdown_servers(c, hb_stop_window_ms(o->job->cluster.heartbeat_timeout_s) / 4, &e))
+        log_warn(o->lg, "stop: %s; a resume takes the newest clock every server has", e.msg);
+    if (hi >= 0)
+        log_warn(o->lg,
+                 "job stopped (signal %d) with workers at clocks %lld..%lld: continue it with "
+                 "--resume %s",
+                 c->stop_signal, (long long)lo, (long long)hi,
+                 o->job->output.dir ? o->job->output.dir : "OUTPUT_DIR");
+    else
+        log_warn(o->lg, "job stopped (signal %d) before any worker said STOP", c->stop_signal);
+    if (o->stopped_by)
+        *o->stopped_by = c->stop_signal;
+    (void)err;
+    return PST_OK;
 }
 
 int coord_run(const coord_options *o, pst_err *err)
@@ -286,9 +365,11 @@ int coord_run(const coord_options *o, pst_err *err)
         coord_abort_joined(&c, err, PST_ERR_PEER);
         goto cleanup;
     }
-    if (*o->stop)
+    if (c.stop_signal) {
+        rc = stop_servers(&c, err);
         goto cleanup;
-    if ((rc = shutdown_servers(&c, err)))
+    }
+    if ((rc = shutdown_servers(&c, o->job->cluster.timeout_s * 1000, err)))
         goto cleanup;
     if (!isnan(c.test_accuracy))
         log_info(o->lg, "job finished; test accuracy %.4f", c.test_accuracy);

@@ -32,6 +32,8 @@ typedef struct {
     obs_registry *metrics; /* NULL: off; else the coordinator registers its series here
                               (pstrain_coord_*) and publishes the /status JSON document
                               (docs/observability.md); the caller serves them (obs_http) */
+    int *stopped_by;       /* may be NULL: set to the signal of a stop the job ended with
+                              (this process's, or one a worker's STOP carried) */
 } coord_options;
 
 int coord_run(const coord_options *o, pst_err *err);

@@ -45,6 +45,10 @@ typedef struct {
     int64_t barrier_released; /* highest barrier released to it, -1: none */
     char hb_route[64];        /* the heartbeat thread's connection (of incarnation gen) */
     size_t hb_route_len;
+    int stopped; /* a worker: said STOP (a stop: every push it sent is taken, at `clock`) */
+    /* Dead-peer detection (coord_check_liveness): when its heartbeat connection was last
+     * probed, and since when the probe finds it closed (0: not suspected). */
+    int64_t probe_ms, suspect_ms;
 } peer;
 
 typedef struct {
@@ -70,7 +74,13 @@ typedef struct {
     int64_t start_ms;
     wire_membership *members; /* scratch: HEARTBEAT answers, a restarted server's WELCOME */
     net_faults *faults;
-    int nlost;             /* workers lost and not rejoined */
+    int nlost; /* workers lost and not rejoined */
+    /* A stop (docs/fault-tolerance.md): its signal (this process's, or the one a worker's
+     * STOP carried; announced in every membership), when it began, workers stopped. */
+    int stop_signal;
+    int64_t stop_ms;
+    int nstopped;
+    int stop_partial;      /* a live worker did not say STOP in time: SHUTDOWN writes nothing */
     unsigned key_refusals; /* messages as a server from a client key (coord_key_refused) */
     struct coord_obs *obs; /* metrics and /status (NULL: off); coord_status.c */
 } coord;
@@ -124,6 +134,8 @@ void coord_refused(coord *c, const pst_err *why);
 /* A HELLO once the job runs: a restarted process taking over its rank (a new
  * incarnation), or the same process asking again because its WELCOME was lost. */
 void coord_handle_rejoin(coord *c, int *done);
+/* A worker's STOP: acknowledged; the job is stopping (if it was not already). */
+void coord_handle_stop(coord *c, peer *p, int *done);
 /* Checks every process's last heartbeat: a silent worker is lost (the job goes on without
  * it), a silent server ends the job (PST_ERR_TIMEOUT). */
 int coord_check_liveness(coord *c, int done, pst_err *err);

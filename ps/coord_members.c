@@ -35,7 +35,7 @@ void coord_barrier_release(coord *c, int64_t id)
     int waiting = 0;
     for (int w = 0; w < c->W; w++) {
         const peer *p = &c->workers[w];
-        if (p->done || p->lost)
+        if (p->done || p->lost || p->stopped)
             continue;
         if (p->barrier != id)
             return;
@@ -43,7 +43,7 @@ void coord_barrier_release(coord *c, int64_t id)
     }
     for (int w = 0; w < c->W; w++) {
         peer *p = &c->workers[w];
-        if (p->done || p->lost || p->barrier != id)
+        if (p->done || p->lost || p->stopped || p->barrier != id)
             continue;
         p->barrier_released = id;
         wire_env h;
@@ -73,6 +73,7 @@ static const wire_membership *put_membership(coord *c)
         m->server_gen[s] = c->servers[s].gen;
         snprintf(m->server_ep[s], WIRE_ENDPOINT_MAX, "%s", c->servers[s].endpoint);
     }
+    m->stop_signal = (uint32_t)c->stop_signal;
     return m;
 }
 
@@ -250,36 +251,128 @@ void coord_handle_rejoin(coord *c, int *done)
              rank, (unsigned long long)p->gen, h->pid, c->W - *done - c->nlost, c->W);
 }
 
+void coord_handle_stop(coord *c, peer *p, int *done)
+{
+    const wire_env *h = &c->in->h;
+    wire_env a;
+    wire_env_init(&a, WIRE_MSG_ACK, ROLE, 0);
+    a.request_id = h->request_id;
+    a.clock = h->clock;
+    pst_err e = {0};
+    msg_send(c->sock, c->in->route, c->in->route_len, &a, NULL, NULL, 0, 0, &e);
+    if (p->stopped)
+        return; /* a repeat: our ACK was lost */
+    const wire_progress *pr = c->in->b.progress;
+    if (!c->stop_signal) {
+        c->stop_signal = pr && pr->stop_signal ? (int)pr->stop_signal : 15 /* SIGTERM */;
+        c->stop_ms = net_now_ms();
+        log_warn(c->o->lg,
+                 "worker[%d] was stopped (signal %d): stopping the job; every worker "
+                 "stops after its current step",
+                 h->rank, c->stop_signal);
+    }
+    p->stopped = 1;
+    p->clock = h->clock;
+    c->nstopped++;
+    log_info(c->o->lg, "worker[%d] stopped at clock %lld (%d of %d)", h->rank, (long long)h->clock,
+             c->nstopped, c->W - *done - c->nlost);
+    /* It no longer holds back a barrier the others wait at. */
+    for (int w = 0; w < c->W; w++)
+        if (!c->workers[w].done && !c->workers[w].lost && !c->workers[w].stopped &&
+            c->workers[w].barrier >= 0) {
+            coord_barrier_release(c, c->workers[w].barrier);
+            break;
+        }
+}
+
+/* Dead-peer detection, in two steps. A peer silent for more than 1.2 heartbeat intervals
+ * is probed every half interval: an unsolicited HEARTBEAT answer (the membership) to its
+ * heartbeat connection. The ROUTER refuses it (EHOSTUNREACH: ZMQ_ROUTER_MANDATORY) once
+ * that connection is closed -- a killed process's sockets close at once -- and the peer is
+ * then suspected; suspected, it is confirmed gone when its silence reaches GONE_MS. A live
+ * peer whose link dropped reconnects within ~0.1 s (and keeps beating), a stopped one
+ * (SIGSTOP) keeps its connection: both are left to the heartbeat timeout. Returns whether
+ * p is confirmed gone. */
+static int connection_gone(coord *c, peer *p, int64_t now)
+{
+    const cfg_cluster *cl = &c->o->job->cluster;
+    /* Three intervals, at least 1 s: a loaded machine may delay a live beat that long. */
+    const int64_t gone_ms = 3 * cl->heartbeat_ms > 1000 ? 3 * cl->heartbeat_ms : 1000;
+    int64_t silent = now - p->last_ms;
+    if (p->hb_route_len == 0 || silent < (int64_t)cl->heartbeat_ms * 6 / 5) {
+        p->suspect_ms = 0;
+        return 0;
+    }
+    if (now - p->probe_ms >= cl->heartbeat_ms / 2) {
+        p->probe_ms = now;
+        wire_env r;
+        wire_env_init(&r, WIRE_MSG_HEARTBEAT, ROLE, 0);
+        wire_body b = {.membership = put_membership(c)};
+        pst_err e = {0};
+        int rc = msg_send(c->sock, p->hb_route, p->hb_route_len, &r, &b, NULL, 0, 0, &e);
+        if (rc == PST_ERR_PEER && !p->suspect_ms)
+            p->suspect_ms = now;
+        else if (rc != PST_ERR_PEER)
+            p->suspect_ms = 0;
+    }
+    return p->suspect_ms && silent >= gone_ms;
+}
+
 /* Checks every process's last heartbeat: a silent worker is lost (the job goes on without
- * it), a silent server ends the job. */
+ * it), a silent server ends the job. Silence for the heartbeat timeout, or a closed
+ * connection and a shorter silence (connection_gone; servers only when no restart may
+ * bring them back, cluster.max_restarts 0). */
 int coord_check_liveness(coord *c, int done, pst_err *err)
 {
     const cfg_cluster *cl = &c->o->job->cluster;
     int64_t now = net_now_ms(), limit = (int64_t)cl->heartbeat_timeout_s * 1000;
-    for (int s = 0; s < c->S; s++)
-        if (now - c->servers[s].last_ms > limit)
-            return pst_err_set(err, PST_ERR_TIMEOUT,
-                               "server[%d] (pid %d, %s) is lost: no "
-                               "heartbeat for %d s; its shard is gone (restart the job with "
-                               "--resume to continue from the last checkpoint)",
-                               s, c->servers[s].pid, c->servers[s].endpoint,
-                               cl->heartbeat_timeout_s);
+    char why[96];
+    for (int s = 0; s < c->S; s++) {
+        peer *p = &c->servers[s];
+        int gone = cl->max_restarts == 0 && !p->done && connection_gone(c, p, now);
+        if (now - p->last_ms <= limit && !gone)
+            continue;
+        if (gone)
+            snprintf(why, sizeof why, "no heartbeat for %.1f s and its connection is closed",
+                     (now - p->last_ms) / 1000.0);
+        else
+            snprintf(why, sizeof why, "no heartbeat for %d s", cl->heartbeat_timeout_s);
+        return pst_err_set(err, PST_ERR_TIMEOUT,
+                           "server[%d] (pid %d, %s) is lost: %s; its shard is gone (restart "
+                           "the job with --resume to continue from the last checkpoint)",
+                           s, p->pid, p->endpoint, why);
+    }
     for (int w = 0; w < c->W; w++) {
         peer *p = &c->workers[w];
-        if (p->done || p->lost || now - p->last_ms <= limit)
+        if (p->done || p->lost || p->stopped)
+            continue;
+        int gone = connection_gone(c, p, now);
+        if (now - p->last_ms <= limit && !gone)
             continue;
         p->lost = 1;
         c->nlost++;
+        if (gone)
+            snprintf(why, sizeof why, "no heartbeat for %.1f s and its connection is closed",
+                     (now - p->last_ms) / 1000.0);
+        else
+            snprintf(why, sizeof why, "no heartbeat for %d s", cl->heartbeat_timeout_s);
         /* Where the servers had it: the clock its heartbeats last carried (a restarted
          * incarnation's before its first step still report the previous one's). */
         char at[96] = "before its first step";
         if (p->epoch > 0)
             snprintf(at, sizeof at, "at clock %lld (epoch %d, step %lld of it)",
                      (long long)p->clock, p->epoch, (long long)p->step);
-        log_warn(c->o->lg,
-                 "worker[%d] (pid %d) is lost: no heartbeat for %d s, %s; going on "
-                 "with %d of %d workers",
-                 w, p->pid, cl->heartbeat_timeout_s, at, c->W - done - c->nlost, c->W);
+        log_warn(c->o->lg, "worker[%d] (pid %d) is lost: %s, %s; going on with %d of %d workers", w,
+                 p->pid, why, at, c->W - done - c->nlost, c->W);
+        /* Lost during a stop: the shards may differ in its last step (one took it, another
+         * went on without it), so the stop writes no checkpoint. */
+        if (c->stop_signal && !c->stop_partial) {
+            c->stop_partial = 1;
+            log_warn(c->o->lg,
+                     "stop: worker[%d] was lost before it said STOP; the servers "
+                     "write no checkpoint",
+                     w);
+        }
         /* It no longer holds back a barrier the others wait at. */
         for (int k = 0; k < c->W; k++)
             if (!c->workers[k].done && !c->workers[k].lost && c->workers[k].barrier >= 0) {

@@ -323,10 +323,11 @@ static int handle_pull(srv_handler *s, const msg_in *in, const wire_range *r, ps
         return PST_OK;
     }
     rc = park_pull(s, in, r, perr);
-    /* The worker's pushes travel before this pull on its connection: a step of its that
-     * is not whole here was lost on the way. Say so now (an ACK of the pull, with the
-     * worker's clock here) rather than let the worker find out at its retry interval. */
-    if (rc == PST_OK && !r->final && srv_shard_worker_clock(s->o.shard, h->rank) < h->clock)
+    /* Parked (dlv.h, 4): an ACK now, with the worker's clock here, so that its retry timer
+     * does not take the wait for the slowest worker for a loss; and when its own step
+     * before this pull is not whole here (its pushes travel first on its connection, so a
+     * chunk was lost), that clock tells it to resend the push now. */
+    if (rc == PST_OK && !r->final)
         send_ack(s, in);
     return rc;
 }

@@ -178,7 +178,19 @@ static int register_with_coordinator(server *s, const char *endpoint, welcome_co
     return PST_OK;
 }
 
-static int send_bye(server *s, pst_err *err)
+/* The shard's checkpoint of its clock, unless it has it already (the end of a run or a
+ * stop). */
+static int write_final(server *s, pst_err *err)
+{
+    int64_t clock = srv_shard_clock(s->shard);
+    if (!s->o->job->checkpoint.enabled || !srv_shard_initialized(s->shard) ||
+        clock == srv_ckpt_last(s->ckpt))
+        return PST_OK;
+    return srv_ckpt_write(s->ckpt, s->shard, clock, err);
+}
+
+/* BYE until acknowledged, at most until deadline (net_now_ms). */
+static int send_bye(server *s, int64_t deadline, pst_err *err)
 {
     srv_shard_stats st;
     srv_shard_get_stats(s->shard, &st);
@@ -213,9 +225,8 @@ static int send_bye(server *s, pst_err *err)
      * mean it has ours -- wrong only if all those SHUTDOWNs and BYEs were lost. */
     enum { SHUTDOWN_QUIET = 3 };
     int interval = s->o->job->cluster.heartbeat_ms;
-    int64_t deadline = net_now_ms() + 2000LL * s->o->job->cluster.heartbeat_timeout_s;
     int64_t last_shutdown = net_now_ms();
-    while (net_now_ms() < deadline && !*s->o->stop) {
+    while (net_now_ms() < deadline) {
         int rc = msg_send(s->coord, NULL, 0, &h, &bye, NULL, 0, s->o->job->cluster.timeout_s * 1000,
                           err);
         if (rc)
@@ -256,15 +267,56 @@ static void describe_wait(const server *s, char *buf, size_t cap)
                  srv_shard_live_workers(s->shard), hs.parked);
 }
 
+/* A stop that cannot end as agreed (no SHUTDOWN in time, the coordinator gone): the
+ * other shards may hold another clock, or a worker's step this one lacks, so nothing is
+ * written -- a checkpoint of a clock no other server has would only push out an older
+ * one they share (checkpoint.keep), or an earlier run's set aside. */
+static void stop_alone(server *s, int sig, const char *why)
+{
+    int64_t last = srv_ckpt_last(s->ckpt);
+    char newest[64] = "none";
+    if (last >= 0)
+        snprintf(newest, sizeof newest, "clock %lld", (long long)last);
+    log_warn(s->o->lg,
+             "stop (signal %d): %s; writing no checkpoint of this shard's clock %lld, which the "
+             "other shards may not share (the newest written: %s)",
+             sig, why, (long long)srv_shard_clock(s->shard), newest);
+    if (s->o->stopped_by)
+        *s->o->stopped_by = sig;
+}
+
+/* A stop: this process's signal or the coordinator's announcement (0: none). */
+static int stop_signal_of(const server *s)
+{
+    return *s->o->stop ? (int)*s->o->stop : hb_stop_signal(s->hb);
+}
+
 static int serve(server *s, pst_err *err)
 {
     const srv_options *o = s->o;
-    int rc = PST_OK;
+    int rc = PST_OK, stop_sig = 0;
+    int64_t stop_ms = 0;
+    const int window = hb_stop_window_ms(o->job->cluster.heartbeat_timeout_s);
     net_sock *socks[2] = {s->sock, s->coord};
-    while (!*o->stop) {
+    for (;;) {
         uint64_t ready = 0;
+        if (!stop_sig && (stop_sig = stop_signal_of(s))) {
+            stop_ms = net_now_ms();
+            log_info(o->lg,
+                     "stop (signal %d): taking the workers' last pushes until the "
+                     "coordinator's SHUTDOWN",
+                     stop_sig);
+        }
+        if (*o->stop && net_now_ms() - stop_ms > window * 3 / 4) {
+            stop_alone(s, stop_sig, "no SHUTDOWN from the coordinator in time");
+            return PST_OK;
+        }
         /* The coordinator watches the workers; this server watches the coordinator. */
         if ((rc = hb_check(s->hb, err))) {
+            if (stop_sig) {
+                stop_alone(s, stop_sig, err->msg);
+                return PST_OK;
+            }
             char what[512];
             describe_wait(s, what, sizeof what);
             pst_err_prefix(err, "server[%d] (%s)", o->rank, what);
@@ -306,12 +358,20 @@ static int serve(server *s, pst_err *err)
             pst_err perr = {0};
             int r = msg_recv(s->coord, s->m, 0, s->in, 0, &perr);
             if (r == PST_OK && s->in->h.type == WIRE_MSG_SHUTDOWN) {
-                int64_t clock = srv_shard_clock(s->shard);
-                if (o->job->checkpoint.enabled && srv_shard_initialized(s->shard) &&
-                    clock != srv_ckpt_last(s->ckpt) &&
-                    (rc = srv_ckpt_write(s->ckpt, s->shard, clock, err)))
+                if (s->in->h.clock < 0)
+                    log_warn(o->lg, "stop: not every worker stopped at one clock; writing no "
+                                    "checkpoint");
+                else if ((rc = write_final(s, err)))
                     break;
-                rc = send_bye(s, err);
+                /* A stop's BYE is bounded by the stop's window, the end of a run's by
+                 * twice the heartbeat timeout. */
+                int64_t now = net_now_ms();
+                rc = send_bye(s,
+                              stop_sig ? now + window / 4
+                                       : now + 2000LL * o->job->cluster.heartbeat_timeout_s,
+                              err);
+                if (stop_sig && o->stopped_by)
+                    *o->stopped_by = stop_sig;
                 break;
             }
             if (r == PST_ERR_PEER)

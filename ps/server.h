@@ -30,11 +30,16 @@ typedef struct {
     obs_registry *metrics; /* NULL: metrics off; else the server registers its series here
                                 (pstrain_server_*, docs/observability.md) and updates them
                                 from its loop; the caller serves them (obs_http) */
+    int *stopped_by;       /* may be NULL: set to the signal of a stop the server ended with */
 } srv_options;
 
-/* Runs until the coordinator's SHUTDOWN (PST_OK), a stop signal (PST_OK with *stop set),
- * or a failure: the coordinator silent past cluster.heartbeat_timeout_s or giving this
- * server up (PST_ERR_TIMEOUT / PST_ERR_NET, naming it and what the server waited for).
+/* Runs until the coordinator's SHUTDOWN (PST_OK), or a failure: the coordinator silent past
+ * cluster.heartbeat_timeout_s or giving this server up (PST_ERR_TIMEOUT / PST_ERR_NET,
+ * naming it and what the server waited for). A stop signal (or the stop the coordinator
+ * announces) does not end it at once: the workers' last pushes are taken until SHUTDOWN,
+ * whose checkpoint is then of one clock on every server; without SHUTDOWN within three
+ * quarters of the stop's window (hb_stop_window_ms), or with the coordinator gone, it
+ * writes the checkpoint of its own clock, says so, and returns (PST_OK, *stopped_by set).
  * A server started again after a crash (WELCOME rejoin) first recovers its shard from its
  * newest checkpoint (docs/fault-tolerance.md). */
 int srv_run(const srv_options *o, pst_err *err);

@@ -128,7 +128,12 @@ static void report_worker_clocks(const srv_ckpt *c, const ckpt_state *st, int64_
                                   n ? "; " : "", w, (long long)at, at < clock ? "skips" : "repeats",
                                   (long long)(at < clock ? clock - at : at - clock));
     }
-    if (n)
+    /* bsp: a worker ahead (a stop caught it one step on) computes that step again from
+     * the same weights -- the resumed run is the uninterrupted one, nothing to warn of. */
+    if (n && !skipped && c->job->cluster.consistency == CFG_CONS_BSP)
+        log_info(c->lg, "resuming every worker at clock %lld: %s (bsp: the same steps again)",
+                 (long long)clock, line);
+    else if (n)
         log_warn(c->lg, "resuming every worker at clock %lld (steps per worker): %s%s",
                  (long long)clock, line,
                  skipped ? " -- the skipped steps' batches are not trained in this run" : "");

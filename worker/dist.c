@@ -62,6 +62,8 @@ typedef struct {
     net_faults *faults;
     uint64_t generation; /* this process's incarnation (WELCOME) */
     int pipelined;       /* cluster.pipeline, not under bsp */
+    int draining;        /* a stop's drain runs (stop_drain): nothing more ends it */
+    int finished;        /* DONE went to the coordinator: a later stop has nothing to do */
 } worker;
 
 /* ---- Fine-tuning ---------------------------------------------------------------------- */
@@ -207,9 +209,27 @@ static int report_progress(worker *w, wire_type type, double test_accuracy, pst_
     return msg_send(w->coord, NULL, 0, &h, &b, NULL, 0, w->o->job->cluster.timeout_s * 1000, err);
 }
 
+/* The signal of a stop: this process's own, else one the coordinator announced (the job
+ * is stopping: a signal reached it or another worker); 0 while none. */
+static int stop_signal_of(const worker *w)
+{
+    return *w->o->stop ? (int)*w->o->stop : hb_stop_signal(w->hb);
+}
+
+/* A stop the coordinator announced ends the step loop, or the wait for weights, as this
+ * process's own signal does (the loop and the kv client watch that one themselves). */
+static int announced_stop(const worker *w, pst_err *err)
+{
+    if (w->draining || *w->o->stop || !hb_stop_signal(w->hb))
+        return PST_OK;
+    return pst_err_set(err, PST_ERR_STATE, "the coordinator stops the job (signal %d)",
+                       hb_stop_signal(w->hb));
+}
+
 static int on_idle(void *ctx, pst_err *err)
 {
-    return report_progress(ctx, WIRE_MSG_PROGRESS, NAN, err);
+    int rc = report_progress(ctx, WIRE_MSG_PROGRESS, NAN, err);
+    return rc ? rc : announced_stop(ctx, err);
 }
 
 static void delay_ms(int ms)
@@ -342,7 +362,8 @@ static int dist_after_step(void *ctx, const wk_loop_pos *at, pst_err *err)
     if (hooks && hooks->step_delay_ms > 0)
         delay_ms(hooks->step_delay_ms);
     progress_record(w, at->step + 1, at->nsteps, at->step + 1 == at->nsteps);
-    return report_progress(w, WIRE_MSG_PROGRESS, NAN, err);
+    int rc = report_progress(w, WIRE_MSG_PROGRESS, NAN, err);
+    return rc ? rc : announced_stop(w, err);
 }
 
 static void dist_comm(void *ctx, int epoch, wk_comm_stats *cs)
@@ -565,6 +586,51 @@ static void resume_at(worker *w, int64_t clock)
                  (long long)(w->clock % per_epoch));
 }
 
+/* A stop (a signal, or the coordinator's announcement), after the step in progress: every
+ * push this worker sent is made sure to be taken -- so that no server holds a step of it
+ * that another lacks -- then the coordinator hears STOP with the clock reached. Once it has
+ * every live worker's, it has the servers write their checkpoints (SHUTDOWN): every shard
+ * then holds the same pushes, i.e. the state of one clock (bsp: the last one every worker
+ * completed; a worker one step ahead computes that step again on resume, from the same
+ * weights, so the resumed run is the uninterrupted one). Each wait is bounded by a quarter
+ * of the stop's window (hb_stop_window_ms); what did not happen in time is said. */
+static int stop_drain(worker *w)
+{
+    const wk_dist_options *o = w->o;
+    int sig = stop_signal_of(w),
+        quarter_ms = hb_stop_window_ms(o->job->cluster.heartbeat_timeout_s) / 4;
+    w->draining = 1;
+    pst_err e = {0};
+    if (o->stopped_by)
+        *o->stopped_by = sig;
+    /* Without every acknowledgement a server may hold this worker's last step while
+     * another lacks it: no STOP then, and the coordinator has the servers write nothing. */
+    if (wk_kv_flush(w->kv, quarter_ms, &e)) {
+        log_warn(o->lg,
+                 "stopping at clock %lld: %s; not saying STOP (the servers write no "
+                 "checkpoint of this stop)",
+                 (long long)w->clock, e.msg);
+        return PST_OK;
+    }
+    wire_env h;
+    wire_env_init(&h, WIRE_MSG_STOP, ROLE, o->rank);
+    h.generation = w->generation;
+    h.clock = w->clock;
+    wire_progress p = {.epoch = w->epoch,
+                       .step = w->step,
+                       .loss = w->loss,
+                       .test_accuracy = NAN,
+                       .stop_signal = (uint32_t)sig};
+    if (msg_call(w->coord, w->m, w->in, &h, &(wire_body){.progress = &p}, WIRE_MSG_ACK, 1,
+                 quarter_ms, NULL, &e))
+        log_warn(o->lg, "stopping at clock %lld: coordinator %s: %s", (long long)w->clock,
+                 o->coordinator, e.msg);
+    else
+        log_info(o->lg, "stopped at clock %lld (epoch %d, step %lld of it), every push taken",
+                 (long long)w->clock, w->epoch, (long long)w->step);
+    return PST_OK;
+}
+
 int wk_dist_run(const wk_dist_options *o, pst_err *err)
 {
     worker w;
@@ -653,12 +719,16 @@ int wk_dist_run(const wk_dist_options *o, pst_err *err)
              (long long)w.clock, ks.bytes_pushed / 1e6, ks.bytes_pulled / 1e6, ks.wait_s,
              (long long)w.max_gap, (unsigned long long)ks.resent);
     rc = report_progress(&w, WIRE_MSG_DONE, test_acc, err);
+    w.finished = rc == PST_OK;
     /* The job is over either way; a run that learned nothing fails worker 0 (and so the
      * launcher) after it said DONE, with the model written for a look. */
     if (rc == PST_OK && verdict != PST_OK)
         rc = pst_err_set(err, verdict, "%s", why.msg);
 
 cleanup:
+    /* A stop once the servers are known: it ends at one clock (stop_drain). */
+    if ((rc == PST_OK || rc == PST_ERR_STATE) && w.kv && w.hb && !w.finished && stop_signal_of(&w))
+        rc = stop_drain(&w);
     if (rc == PST_ERR_STATE && *o->stop)
         rc = PST_OK; /* interrupted while waiting: the caller reports the signal */
     wk_report_destroy(w.rep);

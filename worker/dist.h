@@ -37,6 +37,8 @@ typedef struct {
     const char *faults;          /* test-only fault injection spec (net/faults.h); NULL: none */
     const pst_test_hooks *hooks; /* test-only behaviour (base/testhooks.h); NULL in
                                     production */
+    int *stopped_by; /* may be NULL: set to the signal of a stop this worker ended at (its
+                        own, or one the coordinator announced), for the exit code */
 } wk_dist_options;
 
 #define WK_PROGRESS_MS 100

@@ -43,6 +43,9 @@ struct wk_kv {
     uint64_t generation;
     const log_ctx *lg;
     const volatile sig_atomic_t *stop;
+    /* A stop's drain (wk_kv_flush): no signal ends a wait, and none lasts past this time
+     * (net_now_ms); 0: not draining. */
+    int64_t drain_until_ms;
     uint64_t nparams;
     uint64_t off[WIRE_MAX_SERVERS + 1];
     char endpoint[WIRE_MAX_SERVERS][WIRE_ENDPOINT_MAX];
@@ -89,7 +92,14 @@ struct wk_kv {
                                  the answers re-armed the timer */
     int64_t last_idle_ms;
     float *pull_dst; /* where the outstanding pull's replies go */
+    /* (max(nall, ntrain)) piece i of the outstanding pull is parked at its server (an ACK
+     * of it came): not sent again before this time (net_now_ms); 0: not parked. */
+    int64_t *parked_until;
 };
+
+/* A parked pull waits for the slowest worker; only a reply lost costs this long (a sibling
+ * server's reply hurries it, as any pull's). */
+#define KV_PARKED_MS 250
 
 /* Seconds on a monotonic clock: waits of a small model's step are well under a
  * millisecond, too short for net_now_ms. */
@@ -184,7 +194,12 @@ wk_kv *wk_kv_create(net_ctx *ctx, int rank, const wire_welcome *welcome, int tim
         pst_err_set(err, PST_ERR_NOMEM, "kv: out of memory");
         goto fail;
     }
-    if (dlv_batch_init(&kv->pull, kv->nall > kv->ntrain ? kv->nall : kv->ntrain, err) ||
+    int npull = kv->nall > kv->ntrain ? kv->nall : kv->ntrain;
+    if (!(kv->parked_until = calloc((size_t)(npull > 0 ? npull : 1), sizeof(int64_t)))) {
+        pst_err_set(err, PST_ERR_NOMEM, "kv: out of memory");
+        goto fail;
+    }
+    if (dlv_batch_init(&kv->pull, npull, err) ||
         dlv_batch_init(&kv->push_op[0].b, kv->ntrain, err) ||
         dlv_batch_init(&kv->push_op[1].b, kv->ntrain, err) ||
         dlv_batch_init(&kv->init_op.b, kv->nall, err) || dlv_batch_init(&kv->done_op.b, kv->S, err))
@@ -234,6 +249,7 @@ void wk_kv_destroy(wk_kv *kv)
     dlv_batch_fini(&kv->done_op.b);
     free(kv->all);
     free(kv->train);
+    free(kv->parked_until);
     if (kv->sync_ready) {
         pthread_mutex_destroy(&kv->mu);
         pthread_cond_destroy(&kv->released);
@@ -397,6 +413,20 @@ static int fast_resend(wk_kv *kv, int s, int64_t clock, pst_err *err)
     return PST_OK;
 }
 
+/* A pull's reply or ACK says how many of our steps server s has taken whole (clock): the
+ * chunks of earlier steps arrived, even if their ACKs did not. */
+static void taken_whole(wk_kv *kv, int s, int64_t clock)
+{
+    for (int k = 0; k < 2; k++) {
+        kv_op *op = &kv->push_op[k];
+        if (op->b.unanswered == 0 || op->clock >= clock)
+            continue;
+        for (int i = 0; i < op->b.n; i++)
+            if (op->pieces[i].server == s)
+                dlv_batch_answer(&op->b, op->b.lo + (uint64_t)i, 0, NULL);
+    }
+}
+
 /* Handles one message from server s. */
 static int take_message(wk_kv *kv, int s, int64_t *maxgap, int *progress, pst_err *err)
 {
@@ -410,12 +440,20 @@ static int take_message(wk_kv *kv, int s, int64_t *maxgap, int *progress, pst_er
                            (unsigned long long)h->request_id, x->text);
     }
     if (h->type == WIRE_MSG_ACK) {
-        *progress = 1;
-        /* The ACK of a parked pull: the server has not taken our push before it whole. */
-        if (kv->pull.unanswered > 0 && dlv_batch_index(&kv->pull, h->request_id) >= 0)
-            return fast_resend(kv, s, h->clock, err);
-        take_ack(kv, h->request_id);
-        return PST_OK;
+        int i = kv->pull.unanswered > 0 ? dlv_batch_index(&kv->pull, h->request_id) : -1;
+        if (i < 0) {
+            *progress = 1;
+            take_ack(kv, h->request_id);
+            return PST_OK;
+        }
+        /* The ACK of a parked pull (dlv.h, 4): no repeat before KV_PARKED_MS; its clock
+         * may show our push before it not whole there (send that again now). Only the
+         * first is news: the ACKs of repeats keep it parked but do not count as answers. */
+        if (!kv->parked_until[i])
+            *progress = 1;
+        kv->parked_until[i] = net_now_ms() + KV_PARKED_MS;
+        taken_whole(kv, s, h->clock);
+        return fast_resend(kv, s, h->clock, err);
     }
     /* A reply answers request pull.lo + i, i.e. piece i, with exactly its range; one
      * to an earlier pull (a request sent twice is answered twice) is dropped. */
@@ -446,24 +484,36 @@ static int take_message(wk_kv *kv, int s, int64_t *maxgap, int *progress, pst_er
         *maxgap = r->clock_gap;
     if (h->clock < kv->reply_clock)
         kv->reply_clock = h->clock;
-    /* The reply says how many of our steps this server has taken whole (h->clock): the
-     * chunks of earlier steps arrived, even if their ACKs did not. */
-    for (int k = 0; k < 2; k++) {
-        kv_op *op = &kv->push_op[k];
-        if (op->b.unanswered == 0 || op->clock >= h->clock)
-            continue;
-        for (int i = 0; i < op->b.n; i++)
-            if (op->pieces[i].server == s)
-                dlv_batch_answer(&op->b, op->b.lo + (uint64_t)i, 0, NULL);
-    }
+    taken_whole(kv, s, h->clock);
     *progress = 1;
     /* The servers answer one step's pulls at about the same moment (bsp: once the last
      * push of the clock is in everywhere): one still missing two round trips after the
      * first is likely lost, request or reply. Ask again then, not at the retry interval.
      * Only with one piece per server: a server's several chunks come one after another. */
-    if (kv->pull.unanswered > 0 && kv->npulling <= kv->S)
+    if (kv->pull.unanswered > 0 && kv->npulling <= kv->S) {
         kv->hurry = 1;
+        memset(kv->parked_until, 0, sizeof(int64_t) * (size_t)kv->npulling);
+    }
     return fast_resend(kv, s, h->clock, err);
+}
+
+/* When the only requests unanswered are pulls their servers hold parked, the timer is
+ * not due before the first of them may go again. */
+static void defer_parked(wk_kv *kv)
+{
+    if (kv->pull.unanswered == 0 || kv->push_op[0].b.unanswered || kv->push_op[1].b.unanswered ||
+        kv->init_op.b.unanswered || kv->done_op.b.unanswered)
+        return;
+    int64_t first = INT64_MAX;
+    for (int i = 0; i < kv->npulling; i++) {
+        if (dlv_batch_answered(&kv->pull, i))
+            continue;
+        if (!kv->parked_until[i])
+            return;
+        first = kv->parked_until[i] < first ? kv->parked_until[i] : first;
+    }
+    if (first != INT64_MAX)
+        dlv_rto_defer(&kv->rto, first);
 }
 
 /* Reads what the servers sent within wait_ms, then sends again what is overdue. The one
@@ -523,12 +573,17 @@ static int pump(wk_kv *kv, int wait_ms, int64_t *maxgap, int *progress, pst_err 
                     return rc;
             uint64_t acked_kinds = kv->stats.resent - before;
             for (int i = 0; i < kv->npulling && kv->pull.unanswered > 0; i++) {
-                if (dlv_batch_answered(&kv->pull, i))
+                if (dlv_batch_answered(&kv->pull, i) || kv->parked_until[i] > now)
                     continue;
                 kv->stats.resent++;
                 if ((rc = send_piece(kv, WIRE_MSG_PULL, kv->pull.lo + (uint64_t)i, &kv->pulling[i],
                                      NULL, 0, kv->pull_clock, kv->final, 0, err)))
                     return rc;
+            }
+            if (kv->stats.resent == before) { /* only parked pulls are unanswered */
+                dlv_rto_arm_bytes(&kv->rto, now, inflight_bytes(kv));
+                defer_parked(kv);
+                return PST_OK;
             }
             log_debug(kv->lg,
                       "sent again after %d ms: %llu INIT/PUSH/DONE, %llu PULL "
@@ -545,6 +600,7 @@ static int pump(wk_kv *kv, int wait_ms, int64_t *maxgap, int *progress, pst_err 
         }
         dlv_rto_arm_bytes(&kv->rto, now, inflight_bytes(kv));
     }
+    defer_parked(kv);
     return PST_OK;
 }
 
@@ -558,8 +614,13 @@ static int wait_until(wk_kv *kv, int (*done)(wk_kv *, const void *), const void 
     double start_s = pst_mono_s();
     uint64_t resent0 = kv->stats.resent;
     while (!done(kv, arg)) {
-        if (*kv->stop)
+        if (!kv->drain_until_ms && *kv->stop)
             return pst_err_set(err, PST_ERR_STATE, "stopped while waiting for %s", what);
+        if (kv->drain_until_ms && net_now_ms() > kv->drain_until_ms)
+            return pst_err_set(err, PST_ERR_TIMEOUT,
+                               "no %s from the servers (first endpoint %s) within the stop's "
+                               "deadline",
+                               what, kv->endpoint[0]);
         int progress = 0;
         int rc = pump(kv, 100, &maxgap, &progress, err);
         if (rc)
@@ -681,6 +742,7 @@ static int pull_start(wk_kv *kv, int64_t clock, int final, const kv_piece *piece
     kv->npulling = n;
     kv->pull_clock = clock;
     kv->reply_clock = INT64_MAX;
+    memset(kv->parked_until, 0, sizeof(int64_t) * (size_t)n);
     dlv_batch_start(&kv->pull, &kv->ids, n, 1e3 * kv->pull_t0);
     /* Timed from now, like any request: a timer armed long ago (at the last push, before a
      * long computation) would send the pull again at once. */
@@ -760,6 +822,15 @@ int wk_kv_done(wk_kv *kv, pst_err *err)
         rc = op_start(kv, &kv->done_op, WIRE_MSG_DONE, NULL, kv->S, NULL, 0, 0, 0, err);
     return rc ? rc
               : wait_until(kv, op_acked, &kv->done_op, 1, "acknowledgements of DONE", NULL, err);
+}
+
+int wk_kv_flush(wk_kv *kv, int timeout_ms, pst_err *err)
+{
+    kv->drain_until_ms = net_now_ms() + (timeout_ms > 0 ? timeout_ms : 1);
+    int rc = wait_until(kv, pushes_acked, NULL, 1, "acknowledgements of the pushed gradients", NULL,
+                        err);
+    kv->drain_until_ms = 0;
+    return rc;
 }
 
 void wk_kv_get_stats(wk_kv *kv, wk_kv_stats *st)

@@ -14,7 +14,8 @@
  * has no answer within the retry timer (DLV_RTO_KV: 2 x srtt + 4 x rttvar + 2 ms, at
  * least 10 ms, doubling while nothing comes back and kept doubled until a request sent once
  * is answered, at most 1 s) is sent again with the same request id;
- * servers recognise repeats (ps/shard.h). A push that the
+ * servers recognise repeats (ps/shard.h). A pull a server parks is acknowledged at once
+ * and then sent again only after KV_PARKED_MS (250 ms) without its reply. A push that the
  * reply to a later pull shows missing (the server's clock for us is behind it) is sent
  * again at once. A pushed buffer is kept until acknowledged (wk_kv_push_released waits
  * for it). Replies are taken by whichever wait is running, so the weights of an
@@ -81,6 +82,11 @@ void wk_kv_set_idle(wk_kv *kv, wk_kv_idle_fn fn, void *ctx);
 /* Tells every server this worker is done, once every push is acknowledged (a push sent
  * again after DONE would come from a worker the server no longer counts). */
 int wk_kv_done(wk_kv *kv, pst_err *err);
+
+/* A stop: waits until every push sent is acknowledged (taken by its server), at most
+ * timeout_ms; unlike every other wait, a stop signal does not end it. Afterwards every
+ * server holds exactly this worker's pushes up to its clock (no push half-delivered). */
+int wk_kv_flush(wk_kv *kv, int timeout_ms, pst_err *err);
 
 /* Server s was restarted (a new incarnation, perhaps at another endpoint): a fresh
  * connection to endpoint, and everything it has not answered is sent again at once. */

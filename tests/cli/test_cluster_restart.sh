@@ -76,7 +76,7 @@ expect_in status.txt "worker-2 +h3 +exit 0 \(restarted 1x\)"
 run_and_kill r2 1 --max-restarts 0 -- "${O[@]}" --output "$WORK/o2"
 [ $code -eq 0 ] || { tail -5 r2.err r2/*.log >&2; fail "worker left behind: run exit $code, expected 0"; }
 expect_in r2.err "pstrain-cluster: worker-1 exited 137; the job goes on without it"
-expect_in r2/coordinator-0.log "worker\[1\] \(pid [0-9]+\) is lost: no heartbeat for 3 s"
+expect_in r2/coordinator-0.log "worker\[1\] \(pid [0-9]+\) is lost: no heartbeat for [0-9.]+ s"
 expect_in r2.err "job finished without worker-1"
 grep -q "starting it again" r2.err && fail "restarted with --max-restarts 0"
 [ -s o2/model.safetensors ] || fail "run without worker 1: no model written"

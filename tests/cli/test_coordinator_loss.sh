@@ -81,7 +81,7 @@ kill -KILL $S1
 wait $S1 2>/dev/null
 exit_of $C $((HB + 10)) coordinator
 [ $code -eq 75 ] || { tail -5 srv/c.log >&2; fail "server killed: coordinator exit $code, expected 75"; }
-expect_in srv/c.log "coordinator error: server\[1\] \(pid $S1, tcp://[0-9.]+:[0-9]+\) is lost: no heartbeat for $HB s"
+expect_in srv/c.log "coordinator error: server\[1\] \(pid $S1, tcp://[0-9.]+:[0-9]+\) is lost: no heartbeat for [0-9.]+ s"
 for who in S0:s0:server:0 W0:w0:worker:0 W1:w1:worker:1; do
   IFS=: read -r var log role rank <<< "$who"
   name="$role\[$rank\]"

@@ -2,7 +2,7 @@
 # Asynchronous (asp) and bounded-staleness (ssp) training over real processes reach the
 # test accuracy of single-process training, within 1 point, on Fashion-MNIST for the same
 # epochs (the default job: 5 epochs of Adam with a cosine schedule); every process exits 0
-# and none is left behind.
+# and none is left behind. The servers' corrections for stale gradients follow the job.
 source "$(dirname "$0")/lib.sh"
 [ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] \
   || { echo "dataset-fashion-mnist is not installed"; exit 77; }
@@ -25,6 +25,18 @@ check() { # NAME ARGS...
   pgrep -f -- "$WORK" > /dev/null && fail "$name: processes left behind: $(pgrep -af -- "$WORK")"
   return 0
 }
+# The servers' corrections for stale gradients (ps/async.h) follow the job's keys:
+# async_momentum (on by default) takes momentum 0.9 to 0.8 for 2 asp workers, and off
+# leaves it; delay compensation and the staleness-aware lr run; a bad lambda0 is refused.
+MOONS=("$SRC/examples/binary-moons.yaml" --epochs 2 --optimizer momentum --consistency asp)
+expect_exit 0 "$PSTRAIN" local "${MOONS[@]}" --output mom
+expect_in err.txt "server\[0\] info: cluster.async_momentum: explicit momentum 0.8 for the 0.9 of 2 asynchronous workers"
+expect_exit 0 "$PSTRAIN" local "${MOONS[@]}" --cluster.async_momentum false \
+  --cluster.staleness_lr true --cluster.delay_compensation 0.5 --output nomom
+grep -q "explicit momentum" err.txt && fail "cluster.async_momentum false still changed the momentum"
+expect_exit 2 "$PSTRAIN" train "${MOONS[@]}" --cluster.delay_compensation -1
+expect_in err.txt "cluster.delay_compensation: must be >= 0"
+
 check asp2 --consistency asp --servers 2 --workers 2
 check ssp2 --consistency ssp --staleness 2 --servers 2 --workers 2
 echo "ok"

@@ -117,19 +117,20 @@ expect_in err.txt "coordinator info: resuming from the servers' checkpoints of c
 $COMPARE da/model.safetensors da/checkpoints/model-clock-30.safetensors 0 \
   || fail "resuming the set-aside checkpoints gave another model"
 
-dstop() { # OUTDIR: stopped after clock 13; the servers checkpointed clocks 5 and 10
+dstop() { # OUTDIR: stopped after clock 13; the servers checkpointed clocks 5 and 10, and 13
+  # at the stop (keeping 10 and 13)
   PSTRAIN_TEST_STOP_AFTER_STEPS=13 "$PSTRAIN" "${L[@]}" --output "$1" \
     --checkpoint.every_steps 5 > out.txt 2> err.txt
   local code=$?
   [ $code -eq 143 ] || { tail -5 err.txt >&2; fail "stopped job exited $code, expected 143"; }
-  for s in 0 1; do for c in 5 10; do
+  for s in 0 1; do for c in 10 13; do
     [ -f "$1/checkpoints/server-$s-clock-$c.safetensors" ] || fail "no server $s clock $c file"
   done; done
 }
 dstop db
 expect_exit 0 "$PSTRAIN" "${L[@]}" --output db --checkpoint.every_steps 5 --resume db/checkpoints
-expect_in err.txt "coordinator info: resuming from the servers' checkpoints of clock 10"
-expect_in err.txt "worker\[1\] info: resuming at clock 10 \(epoch 2, step 0 of it\)"
+expect_in err.txt "coordinator info: resuming from the servers' checkpoints of clock 13"
+expect_in err.txt "worker\[1\] info: resuming at clock 13 \(epoch 2, step 3 of it\)"
 expect_in err.txt "local info: job finished: all 5 processes exited 0"
 $COMPARE da/model.safetensors db/model.safetensors 0 \
   || fail "distributed bsp stop + resume differs from the uninterrupted run"
@@ -138,19 +139,19 @@ $COMPARE da/model.safetensors db/model.safetensors 0 \
 
 # One server's newest checkpoint damaged: the newest clock complete on every server is used.
 dstop dc
-flip dc/checkpoints/server-1-clock-10.safetensors -5
+flip dc/checkpoints/server-1-clock-13.safetensors -5
 expect_exit 0 "$PSTRAIN" "${L[@]}" --output dc --resume dc
-expect_in err.txt "server\[1\] warn: checkpoint dc/checkpoints/server-1-clock-10.safetensors is not usable: .*corrupted"
-expect_in err.txt "coordinator warn: resuming from clock 5, the newest that every server has complete \(server\[0\] 10 5, server\[1\] 5\)"
-$COMPARE da/model.safetensors dc/model.safetensors 0 || fail "resume from clock 5 differs"
+expect_in err.txt "server\[1\] warn: checkpoint dc/checkpoints/server-1-clock-13.safetensors is not usable: .*corrupted"
+expect_in err.txt "coordinator warn: resuming from clock 10, the newest that every server has complete \(server\[0\] 13 10, server\[1\] 10\)"
+$COMPARE da/model.safetensors dc/model.safetensors 0 || fail "resume from clock 10 differs"
 
 # No clock complete on every server: the coordinator says so, the job stops.
 dstop dd
-truncate -s 0 dd/checkpoints/server-0-clock-10.safetensors
-rm dd/checkpoints/server-1-clock-5.safetensors
+truncate -s 0 dd/checkpoints/server-0-clock-13.safetensors
+rm dd/checkpoints/server-1-clock-10.safetensors
 # Exit 3 (the coordinator's: damaged data) whichever process ends first.
 expect_exit 3 "$PSTRAIN" "${L[@]}" --output dd --resume dd
-expect_in err.txt "coordinator error: --resume dd: no clock has a complete checkpoint on every server \(server\[0\] 5, server\[1\] 10\)"
+expect_in err.txt "coordinator error: --resume dd: no clock has a complete checkpoint on every server \(server\[0\] 10, server\[1\] 13\)"
 [ ! -f dd/model.safetensors ] || fail "a failed distributed resume wrote a model"
 
 # Fine-tuning with the first two layers frozen: server 0's shard [0, 176) lies inside them,
@@ -162,8 +163,8 @@ PSTRAIN_TEST_STOP_AFTER_STEPS=13 "$PSTRAIN" "${L[@]}" "${F[@]}" --output fb \
 [ $? -eq 143 ] || fail "stopped fine-tuning job did not exit 143"
 [ -f fb/checkpoints/server-0-clock-0.safetensors ] || fail "the frozen shard wrote no checkpoint"
 expect_exit 0 "$PSTRAIN" "${L[@]}" "${F[@]}" --output fb --resume fb
-expect_in err.txt "coordinator info: resuming from the servers' checkpoints of clock 10"
-expect_in err.txt "server\[0\] info: resumed from fb/checkpoints/server-0-clock-0.safetensors \(clock 10"
+expect_in err.txt "coordinator info: resuming from the servers' checkpoints of clock 13"
+expect_in err.txt "server\[0\] info: resumed from fb/checkpoints/server-0-clock-0.safetensors \(clock 13"
 $COMPARE fa/model.safetensors fb/model.safetensors 0 || fail "frozen-shard resume differs"
 
 # ssp resumes too (not bit-exact by nature): the job completes and still learns.
@@ -172,7 +173,7 @@ PSTRAIN_TEST_STOP_AFTER_STEPS=13 "$PSTRAIN" local "$JOB" --consistency ssp --ser
 [ $? -eq 143 ] || fail "stopped ssp job did not exit 143"
 expect_exit 0 "$PSTRAIN" local "$JOB" --consistency ssp --servers 2 --workers 2 --epochs 3 \
   --output ds --resume ds
-expect_in err.txt "coordinator info: resuming from the servers' checkpoints of clock 12"
+expect_in err.txt "coordinator info: resuming from the servers' checkpoints of clock 13"
 expect_ge "$(json_field ds/metrics.jsonl validation accuracy)" 0.8 "ssp resumed accuracy"
 # asp with worker 1 far behind (80 ms a step) when worker 0's stop comes: the resume says
 # how many steps of its own each worker skips (worker 1's batches go untrained).
@@ -182,8 +183,8 @@ PSTRAIN_TEST_SLOW_WORKER=1 PSTRAIN_TEST_STEP_DELAY_MS=80 PSTRAIN_TEST_STOP_AFTER
 [ $? -eq 143 ] || fail "stopped asp job did not exit 143"
 expect_exit 0 "$PSTRAIN" local "$JOB" --consistency asp --servers 2 --workers 2 --epochs 3 \
   --output da2 --resume da2
-expect_in err.txt "coordinator info: resuming from the servers' checkpoints of clock 12"
-expect_in err.txt "server\[0\] warn: resuming every worker at clock 12 \(steps per worker\): worker\[1\] was at [0-9]+ and skips [0-9]+ -- the skipped steps' batches are not trained"
+expect_in err.txt "coordinator info: resuming from the servers' checkpoints of clock 13"
+expect_in err.txt "server\[0\] warn: resuming every worker at clock 13 \(steps per worker\): worker\[1\] was at [0-9]+ and skips [0-9]+ -- the skipped steps' batches are not trained"
 grep -q "worker\[0\] was at" err.txt && fail "worker 0 was at the checkpoint's clock: nothing to say of it"
 # Three workers (uneven partitions: 7, 7 and 7 or 8 steps an epoch): bsp sums in rank
 # order, so stop + resume is exact with any number of workers.
@@ -193,7 +194,7 @@ PSTRAIN_TEST_STOP_AFTER_STEPS=9 "$PSTRAIN" "${L3[@]}" --output w3b --checkpoint.
   > out.txt 2> err.txt
 code=$?; [ $code -eq 143 ] || fail "3-worker stopped job exited $code, expected 143"
 expect_exit 0 "$PSTRAIN" "${L3[@]}" --output w3b --checkpoint.every_steps 4 --resume w3b/checkpoints
-expect_in err.txt "coordinator info: resuming from the servers' checkpoints of clock 8"
+expect_in err.txt "coordinator info: resuming from the servers' checkpoints of clock 9"
 $COMPARE w3a/model.safetensors w3b/model.safetensors 0 \
   || fail "3-worker bsp stop + resume differs from the uninterrupted run"
 
