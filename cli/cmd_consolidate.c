@@ -183,7 +183,7 @@ int cmd_consolidate(int argc, char **argv, const volatile sig_atomic_t *stop)
     if ((rc = list_clocks(from, dir, sizeof dir, tags, 64, &n, &err)))
         goto done;
     /* The model, built as a worker builds it, for the parameter count and the file. */
-    if ((rc = wk_data_load(job, job->cluster.workers, 0, &data, &err)))
+    if ((rc = wk_data_load_log(job, job->cluster.workers, 0, NULL, &data, &err)))
         goto done;
     if (!(tr = wk_trainer_create(job, data.train, 0, &err))) {
         rc = err.code;

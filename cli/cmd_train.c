@@ -175,7 +175,7 @@ int cmd_train(int argc, char **argv, const volatile sig_atomic_t *stop)
     openblas_threads(job->train.threads);
     log_info(&lg, "job '%s' from %s", job->name, path ? path : "the built-in default");
 
-    if ((rc = wk_data_load(job, 1, 0, &data, &err)))
+    if ((rc = wk_data_load_log(job, 1, 0, &lg, &data, &err)))
         goto done;
     log_info(&lg, "data: %lld training, %lld validation, %lld test samples of %d features",
              (long long)ds_count(data.train), data.val ? (long long)ds_count(data.val) : 0LL,

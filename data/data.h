@@ -135,6 +135,22 @@ int ds_align_classes(ds_dataset *ds, const ds_dataset *ref, const char *what, ps
  * second copy of the data. */
 int ds_shuffle_inplace(ds_dataset *ds, uint64_t seed, pst_err *err);
 
+/* A seeded random subset of n rows (data.limit), in seeded random order; n >= ds's count
+ * gives all rows (shuffled). Classification is stratified: class c gets round(n * N_c / N)
+ * rows (largest remainders, so they sum to n), at least one when n allows, as
+ * scikit-learn's train_test_split(..., stratify=y) would take them; regression takes the
+ * first n rows of the shuffle. It depends only on the labels, n and seed, so every worker
+ * draws the same subset. */
+ds_dataset *ds_sample(const ds_dataset *ds, int64_t n, uint64_t seed, pst_err *err);
+
+/* counts[c] = the samples of class c, for c < ds_nclasses(ds) (classification only). */
+void ds_class_counts(const ds_dataset *ds, int64_t *counts);
+
+/* Integer class ids (no class names): raises ds's class count to k (>= the current one),
+ * so that a class id that only a test file holds is a class of the training data too,
+ * with no samples. PST_ERR_ARG for named classes or k below the count. */
+int ds_widen_classes(ds_dataset *ds, int k, pst_err *err);
+
 /* Keeps only the samples whose label is in keep[0..nkeep) and relabels them 0..nkeep-1
  * in that order (for taking a subset of classes). */
 ds_dataset *ds_filter_classes(const ds_dataset *ds, const int *keep, int nkeep, pst_err *err);
