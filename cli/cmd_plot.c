@@ -57,7 +57,7 @@ typedef struct {
 } metrics;
 
 static const char plot_synopsis[] =
-    "usage: pstrain plot RUN_DIR [--out DIR] [--ascii]\n"
+    "usage: pstrain plot RUN_DIR [--output DIR] [--ascii]\n"
     "\n"
     "Plots RUN_DIR/metrics.csv with gnuplot (Debian package gnuplot-nox):\n"
     "  loss.png        train_loss and val_loss per epoch\n"
@@ -651,11 +651,16 @@ int cmd_plot(int argc, char **argv, const volatile sig_atomic_t *stop)
     const char *out = NULL;
     int ascii = 0;
     const cli_opt opts[] = {
-        {.name = "out",
+        {.name = "output",
          .kind = CLI_STR,
          .dest = &out,
          .meta = "DIR",
          .help = "folder for the PNG files, created if missing (default: RUN_DIR)"},
+        {.name = "out",
+         .kind = CLI_STR,
+         .dest = &out,
+         .meta = "DIR",
+         .help = "the same as --output"},
         {.name = "ascii",
          .kind = CLI_FLAG,
          .dest = &ascii,
@@ -673,7 +678,8 @@ int cmd_plot(int argc, char **argv, const volatile sig_atomic_t *stop)
         return EXIT_USAGE;
     }
     if (ascii && out) {
-        fputs("pstrain plot: --ascii prints to stdout and writes no files; drop --out\n", stderr);
+        fputs("pstrain plot: --ascii prints to stdout and writes no files; drop --output\n",
+              stderr);
         return EXIT_USAGE;
     }
     if (!out)
@@ -681,7 +687,7 @@ int cmd_plot(int argc, char **argv, const volatile sig_atomic_t *stop)
     if (!ascii && (*out == '\0' || strpbrk(out, "'\n\r"))) {
         fprintf(stderr,
                 "pstrain plot: output folder '%s' is empty or holds a quote or line "
-                "break, which gnuplot cannot take; choose another with --out\n",
+                "break, which gnuplot cannot take; choose another with --output\n",
                 out);
         return EXIT_USAGE;
     }

@@ -167,10 +167,13 @@ int cmd_train(int argc, char **argv, const volatile sig_atomic_t *stop)
         return cli_exit_code(rc);
     }
     if (print_config) {
-        rc = cfg_job_print(job, stdout, &err);
+        /* Absolute: the job file's own paths would be read relative to its folder. */
+        if (!(rc = cli_job_absolute(job, &err)))
+            rc = cfg_job_print(job, stdout, &err);
         goto done;
     }
-    if ((rc = fs_lock_dir(&lock, job->output.dir, "pstrain train", &err)))
+    if ((rc = fs_lock_dir(&lock, job->output.dir, "pstrain train", &err)) ||
+        (rc = cli_run_claim(job, 0, &lg, &err)))
         goto done;
     openblas_threads(job->train.threads);
     log_info(&lg, "job '%s' from %s", job->name, path ? path : "the built-in default");
