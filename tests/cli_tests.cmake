@@ -13,3 +13,11 @@ foreach(t cli_basics default_job examples bad_data signals local_supervision
   set_tests_properties(test_${t} PROPERTIES TIMEOUT 600 SKIP_RETURN_CODE 77
                        ENVIRONMENT "LSAN_OPTIONS=suppressions=${CMAKE_SOURCE_DIR}/tests/lsan.supp")
 endforeach()
+
+# The container image built and run for real (podman): label "container", which CI runs
+# once (scripts/test.sh leaves it out of the sanitizer pass). Skips (77) without podman.
+add_test(NAME test_container
+         COMMAND bash ${CMAKE_SOURCE_DIR}/tests/cli/test_container.sh $<TARGET_FILE:pstrain>
+                 ${CMAKE_SOURCE_DIR})
+set_tests_properties(test_container PROPERTIES TIMEOUT 1200 SKIP_RETURN_CODE 77
+                     LABELS container)
