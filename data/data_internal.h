@@ -8,6 +8,7 @@
 #define PSTRAIN_DATA_DATA_INTERNAL_H
 
 #include <stddef.h>
+#include <stdio.h>
 #include <stdint.h>
 
 #include "data.h"
@@ -39,6 +40,13 @@ void ds_names_free(char **names, int k);
  * x, label and target, on failure the caller still does. */
 ds_dataset *ds_adopt(int64_t n, int d, ds_task task, int nclasses, int tdim, float *x,
                      int32_t *label, float *target, pst_err *err);
+
+/* ---- Text files (gzfile.c), for the CSV and libsvm loaders ------------------------------ */
+
+/* The file at path for reading, decompressed when it is gzip (any other file reads as it
+ * is); close with fclose. A truncated gzip stream is a read error with errno EBADMSG.
+ * NULL with err set (PST_ERR_IO) when it cannot be opened. */
+FILE *ds_fopen_text(const char *path, pst_err *err);
 
 /* ---- Numbers in text (text.c), shared by the CSV and libsvm loaders -------------------- */
 

@@ -1,6 +1,7 @@
 /* tests/test_data_select.c -- the data options a new user reaches for first (issue 16):
  * data.limit's seeded, stratified subset (ds_sample), integer class ids a test file has
- * beyond the training file's (ds_widen_classes, ds_class_counts). */
+ * beyond the training file's (ds_widen_classes, ds_class_counts), gzipped CSV and libsvm
+ * files, the delimiter hint. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,6 +12,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+#include <zlib.h>
 
 #include "data/data.h"
 
@@ -136,13 +140,114 @@ static void test_widen_classes(void **state)
     ds_destroy(ds);
 }
 
+/* Writes text to path, gzipped when gz (cut to its first `cut` compressed bytes when > 0). */
+static void write_file(const char *path, const char *text, int gz, size_t cut)
+{
+    if (!gz) {
+        FILE *f = fopen(path, "w");
+        assert_non_null(f);
+        fputs(text, f);
+        fclose(f);
+        return;
+    }
+    uLongf cap = compressBound((uLong)strlen(text)) + 64;
+    unsigned char *buf = malloc(cap);
+    assert_non_null(buf);
+    char tmp[600];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    gzFile g = gzopen(tmp, "wb");
+    assert_non_null(g);
+    assert_int_equal(gzputs(g, text), (int)strlen(text));
+    gzclose(g);
+    FILE *f = fopen(tmp, "rb");
+    size_t n = fread(buf, 1, cap, f);
+    fclose(f);
+    unlink(tmp);
+    f = fopen(path, "wb");
+    fwrite(buf, 1, cut > 0 && cut < n ? cut : n, f);
+    fclose(f);
+    free(buf);
+}
+
+/* A gzipped CSV or libsvm file loads as the plain one does; a truncated one is an error
+ * naming the file. */
+static void test_gzip_text(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/pst_test_select_XXXXXX", a[600], b[600], c[600];
+    assert_non_null(mkdtemp(dir));
+    char text[40000];
+    size_t n = 0;
+    n += (size_t)snprintf(text + n, sizeof text - n, "x,y,label\n");
+    for (int i = 0; i < 1500; i++)
+        n += (size_t)snprintf(text + n, sizeof text - n, "%d.5,%d,%d\n", i, -i, i % 3);
+    snprintf(a, sizeof a, "%s/d.csv", dir);
+    snprintf(b, sizeof b, "%s/d.csv.gz", dir);
+    snprintf(c, sizeof c, "%s/cut.csv.gz", dir);
+    write_file(a, text, 0, 0);
+    write_file(b, text, 1, 0);
+    write_file(c, text, 1, 2000);
+    ds_csv_options o = {.header = -1, .label_name = "label", .task = DS_TASK_CLASSIFY};
+    pst_err err = {0};
+    ds_dataset *plain = ds_load_csv(a, &o, &err), *gz = ds_load_csv(b, &o, &err);
+    assert_non_null(plain);
+    assert_non_null(gz);
+    assert_int_equal(ds_count(gz), 1500);
+    assert_int_equal(ds_nclasses(gz), 3);
+    assert_memory_equal(ds_x(plain), ds_x(gz), 1500 * 2 * sizeof(float));
+    assert_memory_equal(ds_labels(plain), ds_labels(gz), 1500 * sizeof(int32_t));
+    assert_null(ds_load_csv(c, &o, &err));
+    assert_int_not_equal(err.code, PST_OK);
+    assert_non_null(strstr(err.msg, "cut.csv.gz:"));
+    ds_destroy(plain);
+    ds_destroy(gz);
+    /* libsvm */
+    snprintf(b, sizeof b, "%s/d.svm.gz", dir);
+    write_file(b, "1 1:0.5 3:2\n0 2:1\n", 1, 0);
+    ds_dataset *sv = ds_load_libsvm(b, 0, DS_TASK_CLASSIFY, 0, &err);
+    assert_non_null(sv);
+    assert_int_equal(ds_count(sv), 2);
+    assert_int_equal(ds_dim(sv), 3);
+    assert_true(ds_x(sv)[0] == 0.5f && ds_x(sv)[2] == 2.0f && ds_x(sv)[4] == 1.0f);
+    ds_destroy(sv);
+    unlink(a);
+    unlink(b);
+    unlink(c);
+    snprintf(b, sizeof b, "%s/d.csv.gz", dir);
+    unlink(b);
+    rmdir(dir);
+}
+
+/* A CSV of another separator reads as one field a line: the error names the likely one. */
+static void test_delimiter_hint(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/pst_test_select_XXXXXX", a[600];
+    assert_non_null(mkdtemp(dir));
+    ds_csv_options o = {.header = -1, .label_index = -1, .task = DS_TASK_CLASSIFY};
+    pst_err err = {0};
+    const char *text[] = {"a;b;c\n1;2;0\n", "a\tb\tc\n1\t2\t0\n", "a b\n"};
+    const char *hint[] = {"set data.delimiter ';'", "the line has tabs: set data.delimiter",
+                          "label column"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(a, sizeof a, "%s/f%d.csv", dir, i);
+        write_file(a, text[i], i == 1, 0); /* the tab one gzipped: the hint comes through */
+        assert_null(ds_load_csv(a, &o, &err));
+        assert_int_equal(err.code, PST_ERR_DATA);
+        assert_non_null(strstr(err.msg, hint[i]));
+        if (i == 2)
+            assert_null(strstr(err.msg, "delimiter"));
+        unlink(a);
+    }
+    rmdir(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_sample_stratified),
-        cmocka_unit_test(test_sample_rounding),
-        cmocka_unit_test(test_sample_regression),
-        cmocka_unit_test(test_widen_classes),
+        cmocka_unit_test(test_sample_stratified), cmocka_unit_test(test_sample_rounding),
+        cmocka_unit_test(test_sample_regression), cmocka_unit_test(test_widen_classes),
+        cmocka_unit_test(test_gzip_text),         cmocka_unit_test(test_delimiter_hint),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

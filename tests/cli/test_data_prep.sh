@@ -2,7 +2,8 @@
 # What a new user's data does (issue 16): data.limit on a file sorted by class trains on
 # every class (a seeded, stratified subset, the same in every worker); a class id with no
 # training sample warns alike whether it is the lowest or the highest (a class only the
-# test file has is a class of the model); training data of one class warns.
+# test file has is a class of the model); training data of one class warns; a gzipped
+# CSV trains as the plain one does; a CSV of another separator gets a hint.
 source "$(dirname "$0")/lib.sh"
 
 # 3 classes of 400 rows each, sorted by class; shift.csv: the ids 1..3 (no class 0);
@@ -64,4 +65,14 @@ expect_in err.txt "the output has 2 units but the data has 3 classes"
 # One class only: a warning.
 expect_exit 0 "$PSTRAIN" train job.yaml --data.limit 1 --output one
 expect_in err.txt "warn: the training data holds a single class \([0-9]\): the model can only learn to predict it"
+
+# 8. Gzipped CSV: the same model, to the bit, as from the plain file; ';' and tabs: a hint.
+gzip -c sorted.csv > sorted.csv.gz
+expect_exit 0 "$PSTRAIN" train job.yaml --data.train sorted.csv.gz --data.limit 60 \
+  --data.test sorted.csv.gz --output gz
+cmp -s lim/model.safetensors gz/model.safetensors || fail "the gzipped CSV trained another model"
+sed 's/,/;/g' sorted.csv > semi.csv
+expect_exit 3 "$PSTRAIN" train job.yaml --data.train semi.csv --output x
+expect_in err.txt "semi.csv:1: 1 field; need at least one feature and a label column \(the line has ';': set data.delimiter ';'\)$"
+expect_exit 0 "$PSTRAIN" train job.yaml --data.train semi.csv --data.delimiter ';' --output semi
 echo "ok"
