@@ -59,6 +59,22 @@ int ds_raw_range(const ds_dataset *ds, float *lo, float *hi);
 ds_dataset *ds_load_idx(const char *images_path, const char *labels_path, int nclasses,
                         pst_err *err);
 
+/* Adapting IDX images (N, H, W) to the size a model takes (data.image): each becomes
+ * (height, width) by
+ *   DS_FIT_PAD     centred on a zero canvas, as torchvision's CenterCrop: zero rows and
+ *                  columns added around a smaller image, the border cut off a larger one
+ *                  (the odd one after: bottom, right);
+ *   DS_FIT_RESIZE  bilinear interpolation with half-pixel centres, as PyTorch's
+ *                  interpolate(mode="bilinear", align_corners=False, antialias=False) and
+ *                  Keras' Resizing(interpolation="bilinear"):
+ *                  src = (dst + 0.5) * in / out - 0.5, clamped to [0, in - 1].
+ * height 0 keeps the file's size. Pixels stay in [0, 255]. */
+typedef enum { DS_FIT_PAD = 0, DS_FIT_RESIZE } ds_fit;
+ds_dataset *ds_load_idx_fit(const char *images_path, const char *labels_path, int nclasses,
+                            int height, int width, ds_fit fit, pst_err *err);
+/* One image: dst (oh, ow) from src (ih, iw), row-major. */
+void ds_image_fit(float *dst, int oh, int ow, const float *src, int ih, int iw, ds_fit fit);
+
 typedef struct {
     char delimiter;         /* ',' if 0 */
     int header;             /* 1: first line names the columns; 0: none; -1: guess */

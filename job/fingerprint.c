@@ -20,6 +20,7 @@ uint64_t cfg_job_hash(const cfg_job *job)
     same.data.classes = job->data.classes;
     same.data.classes_count = job->data.classes_count;
     same.data.limit = job->data.limit;
+    same.data.image = job->data.image; /* the model's input; printed only when set */
     same.model.init_from = NULL;
     same.output.dir = NULL;
     same.train.threads = 1;

@@ -22,6 +22,15 @@
 typedef enum { CFG_FMT_IDX = 0, CFG_FMT_CSV, CFG_FMT_LIBSVM } cfg_format;
 typedef enum { CFG_HEADER_AUTO = 0, CFG_HEADER_YES, CFG_HEADER_NO } cfg_header;
 
+/* data.image: IDX images adapted to the size a model takes (data/data.h ds_image_fit).
+ * height = width = 0: as in the file (the key is then not printed, so the fingerprints
+ * of jobs without it are unchanged). */
+typedef enum { CFG_FIT_PAD = 0, CFG_FIT_RESIZE } cfg_image_fit;
+typedef struct {
+    int height, width;
+    cfg_image_fit fit; /* pad (default) or resize */
+} cfg_image;
+
 typedef struct {
     cfg_format format;
     char *train;        /* features (IDX images) or the whole CSV/libsvm file */
@@ -41,7 +50,8 @@ typedef struct {
     int *classes; /* keep only these class ids, relabelled 0..k-1 in this order;
                                 NULL = every class (train, validation and test alike) */
     unsigned classes_count;
-    int limit; /* keep the first N training samples after the split; 0 = all */
+    int limit;       /* keep N training samples (seeded, stratified) after the split; 0 = all */
+    cfg_image image; /* IDX images adapted to this size; 0 x 0 = as in the file */
 } cfg_data;
 
 /* model: the layers (core/layer.h; read with the job's layer registry), loss and init,

@@ -153,6 +153,11 @@ static int print_fields(FILE *f, const cyaml_schema_field_t *fields, const char 
 {
     for (const cyaml_schema_field_t *fd = fields; fd->key; fd++) {
         const char *p = base + fd->data_offset;
+        /* data.image unset: not printed (see cfg_image). */
+        if (fd->value.type == CYAML_MAPPING && fd->value.mapping.fields == cfg_image_fields &&
+            ((const cfg_image *)(const void *)p)->height == 0 &&
+            ((const cfg_image *)(const void *)p)->width == 0)
+            continue;
         fprintf(f, "%*s%s:", (fd == fields && first_inline) ? 0 : indent, "", fd->key);
         int rc = PST_OK;
         if (fd == FIELD_LAYERS) {

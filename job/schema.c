@@ -23,6 +23,7 @@
  *     scale: none|minmax|standardize  none
  *     classes: [int, ...]           none = all (fine-tuning: keep these, relabelled 0..k-1)
  *     limit: int >= 0               0 = all training samples after the split
+ *     image: {height, width, fit: pad|resize}   none = as in the file (IDX)
  *   model:
  *     layers:                       (at least one dense layer)
  *       - type: dense|activation    dense
@@ -111,6 +112,13 @@ static const cyaml_strval_t sched_names[] = {
 /* data.classes: a list of plain integers (the only list of scalars in the schema). */
 static const cyaml_schema_value_t class_id_value = {CYAML_VALUE_INT(CYAML_FLAG_DEFAULT, int)};
 
+static const cyaml_strval_t fit_names[] = {{"pad", CFG_FIT_PAD}, {"resize", CFG_FIT_RESIZE}};
+/* data.image (IDX): the size the model takes and how images of another size get it. */
+const cyaml_schema_field_t cfg_image_fields[] = {
+    CYAML_FIELD_INT("height", CFG_OPT, cfg_image, height),
+    CYAML_FIELD_INT("width", CFG_OPT, cfg_image, width), CFG_ENUM("fit", cfg_image, fit, fit_names),
+    CYAML_FIELD_END};
+
 static const cyaml_schema_field_t data_fields[] = {
     CFG_ENUM("format", cfg_data, format, format_names),
     CFG_STR("train", cfg_data, train),
@@ -129,6 +137,7 @@ static const cyaml_schema_field_t data_fields[] = {
     CYAML_FIELD_SEQUENCE_COUNT("classes", CYAML_FLAG_OPTIONAL | CYAML_FLAG_POINTER, cfg_data,
                                classes, classes_count, &class_id_value, 0, CYAML_UNLIMITED),
     CYAML_FIELD_INT("limit", CFG_OPT, cfg_data, limit),
+    CYAML_FIELD_MAPPING("image", CFG_OPT, cfg_data, image, cfg_image_fields),
     CYAML_FIELD_END};
 
 const cyaml_schema_field_t cfg_model_fields[] = {

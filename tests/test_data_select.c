@@ -1,7 +1,7 @@
 /* tests/test_data_select.c -- the data options a new user reaches for first (issue 16):
  * data.limit's seeded, stratified subset (ds_sample), integer class ids a test file has
  * beyond the training file's (ds_widen_classes, ds_class_counts), gzipped CSV and libsvm
- * files, the delimiter hint. */
+ * files, the delimiter hint, IDX images padded or resized (data.image). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -242,12 +242,90 @@ static void test_delimiter_hint(void **state)
     rmdir(dir);
 }
 
+/* data.image: pad centres the image on zeros (the odd row/column after), and crops a
+ * larger one the same way; resize is PyTorch's bilinear, align_corners=False. */
+static void test_image_fit(void **state)
+{
+    (void)state;
+    const float a[4] = {1, 2, 3, 4}; /* (2, 2) */
+    float out[16];
+    ds_image_fit(out, 4, 4, a, 2, 2, DS_FIT_RESIZE);
+    /* torch.nn.Upsample(scale_factor=2, mode="bilinear") of [[1, 2], [3, 4]] (its docs). */
+    const float up[16] = {1.00f, 1.25f, 1.75f, 2.00f, 1.50f, 1.75f, 2.25f, 2.50f,
+                          2.50f, 2.75f, 3.25f, 3.50f, 3.00f, 3.25f, 3.75f, 4.00f};
+    for (int i = 0; i < 16; i++)
+        assert_float_equal(out[i], up[i], 1e-6);
+    float b[16], d[4];
+    for (int i = 0; i < 16; i++)
+        b[i] = (float)i;
+    ds_image_fit(d, 2, 2, b, 4, 4, DS_FIT_RESIZE); /* halving: means of 2 x 2 blocks */
+    assert_float_equal(d[0], 2.5, 1e-6);
+    assert_float_equal(d[1], 4.5, 1e-6);
+    assert_float_equal(d[2], 10.5, 1e-6);
+    assert_float_equal(d[3], 12.5, 1e-6);
+    float p[15];
+    ds_image_fit(p, 3, 5, a, 2, 2, DS_FIT_PAD); /* 1 row after; 1 column before, 2 after */
+    const float pad[15] = {0, 1, 2, 0, 0, 0, 3, 4, 0, 0, 0, 0, 0, 0, 0};
+    assert_memory_equal(p, pad, sizeof pad);
+    ds_image_fit(d, 2, 2, b, 4, 4, DS_FIT_PAD); /* the centre of a larger one */
+    assert_true(d[0] == 5 && d[1] == 6 && d[2] == 9 && d[3] == 10);
+    float c[6];
+    ds_image_fit(c, 2, 3, b, 4, 4, DS_FIT_PAD); /* 3 of 4 columns: the last one cut */
+    assert_true(c[0] == 4 && c[1] == 5 && c[2] == 6 && c[3] == 8 && c[4] == 9 && c[5] == 10);
+}
+
+/* IDX images of 3 x 2 loaded as 4 x 4, padded or resized; labels and range kept. */
+static void test_idx_fit(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/pst_test_select_XXXXXX", im[600], lb[600];
+    assert_non_null(mkdtemp(dir));
+    snprintf(im, sizeof im, "%s/i.idx", dir);
+    snprintf(lb, sizeof lb, "%s/l.idx", dir);
+    const unsigned char ih[] = {0, 0, 8,  3,  0,  0,  0,  2,  0, 0, 0, 3, 0, 0,
+                                0, 2, 10, 20, 30, 40, 50, 60, 1, 2, 3, 4, 5, 6};
+    const unsigned char lh[] = {0, 0, 8, 1, 0, 0, 0, 2, 1, 0};
+    FILE *f = fopen(im, "wb");
+    fwrite(ih, 1, sizeof ih, f);
+    fclose(f);
+    f = fopen(lb, "wb");
+    fwrite(lh, 1, sizeof lh, f);
+    fclose(f);
+    pst_err err = {0};
+    ds_dataset *ds = ds_load_idx_fit(im, lb, 0, 4, 4, DS_FIT_PAD, &err);
+    assert_non_null(ds);
+    assert_int_equal(ds_dim(ds), 16);
+    assert_int_equal(ds_labels(ds)[0], 1);
+    /* 1 row more: after; 2 columns more: one each side. */
+    const float want[16] = {0, 10, 20, 0, 0, 30, 40, 0, 0, 50, 60, 0, 0, 0, 0, 0};
+    assert_memory_equal(ds_x(ds), want, sizeof want);
+    float lo, hi;
+    assert_int_equal(ds_raw_range(ds, &lo, &hi), 0);
+    assert_true(lo == 0 && hi == 255);
+    ds_destroy(ds);
+    ds = ds_load_idx_fit(im, lb, 0, 4, 4, DS_FIT_RESIZE, &err);
+    assert_non_null(ds);
+    assert_float_equal(ds_x(ds)[16 + 0], 1.0, 1e-6);  /* image 1's corner */
+    assert_float_equal(ds_x(ds)[16 + 15], 6.0, 1e-6); /* and the opposite one */
+    ds_destroy(ds);
+    ds = ds_load_idx_fit(im, lb, 0, 0, 0, DS_FIT_PAD, &err); /* as in the file */
+    assert_non_null(ds);
+    assert_int_equal(ds_dim(ds), 6);
+    ds_destroy(ds);
+    assert_null(ds_load_idx_fit(im, lb, 0, 4, 0, DS_FIT_PAD, &err));
+    assert_int_equal(err.code, PST_ERR_ARG);
+    unlink(im);
+    unlink(lb);
+    rmdir(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sample_stratified), cmocka_unit_test(test_sample_rounding),
         cmocka_unit_test(test_sample_regression), cmocka_unit_test(test_widen_classes),
         cmocka_unit_test(test_gzip_text),         cmocka_unit_test(test_delimiter_hint),
+        cmocka_unit_test(test_image_fit),         cmocka_unit_test(test_idx_fit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

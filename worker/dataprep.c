@@ -10,7 +10,10 @@ static ds_dataset *load_file(const cfg_data *dc, const char *path, const char *l
                              pst_err *err)
 {
     switch (dc->format) {
-    case CFG_FMT_IDX: return ds_load_idx(path, labels_path, dc->num_classes, err);
+    case CFG_FMT_IDX:
+        return ds_load_idx_fit(path, labels_path, dc->num_classes, dc->image.height,
+                               dc->image.width,
+                               dc->image.fit == CFG_FIT_RESIZE ? DS_FIT_RESIZE : DS_FIT_PAD, err);
     case CFG_FMT_CSV: {
         ds_csv_options o = {
             .delimiter = dc->delimiter && dc->delimiter[0] ? dc->delimiter[0] : ',',

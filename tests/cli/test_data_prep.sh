@@ -3,7 +3,8 @@
 # every class (a seeded, stratified subset, the same in every worker); a class id with no
 # training sample warns alike whether it is the lowest or the highest (a class only the
 # test file has is a class of the model); training data of one class warns; a gzipped
-# CSV trains as the plain one does; a CSV of another separator gets a hint.
+# CSV trains as the plain one does; a CSV of another separator gets a hint; 20 x 20 IDX
+# digits padded or resized to 28 x 28 (data.image) fine-tune a model trained on 28 x 28.
 source "$(dirname "$0")/lib.sh"
 
 # 3 classes of 400 rows each, sorted by class; shift.csv: the ids 1..3 (no class 0);
@@ -75,4 +76,47 @@ sed 's/,/;/g' sorted.csv > semi.csv
 expect_exit 3 "$PSTRAIN" train job.yaml --data.train semi.csv --output x
 expect_in err.txt "semi.csv:1: 1 field; need at least one feature and a label column \(the line has ';': set data.delimiter ';'\)$"
 expect_exit 0 "$PSTRAIN" train job.yaml --data.train semi.csv --data.delimiter ';' --output semi
+
+# 10. data.image: a model pretrained on 28 x 28 images, fine-tuned on 20 x 20 ones (the
+# centres of Fashion-MNIST test images, written as IDX here).
+F=/usr/share/datasets/fashion-mnist
+if [ -f $F/t10k-images-idx3-ubyte.gz ]; then
+  /usr/bin/python3 - <<'PY'
+import gzip, struct
+F = "/usr/share/datasets/fashion-mnist"
+img = gzip.open(F + "/t10k-images-idx3-ubyte.gz").read()
+lab = gzip.open(F + "/t10k-labels-idx1-ubyte.gz").read()
+n = 3000
+out = bytearray(struct.pack(">IIII", 0x803, n, 20, 20))
+for i in range(n):
+    for y in range(4, 24):
+        out += img[16 + i * 784 + y * 28 + 4:16 + i * 784 + y * 28 + 24]
+open("small-images.idx", "wb").write(out)
+open("small-labels.idx", "wb").write(struct.pack(">II", 0x801, n) + lab[8:8 + n])
+PY
+  IDX=(--data.format idx --epochs 2 --data.scale minmax --data.validation_split 0.2
+       --model.layers.1.units 10 --model.layers.0.units 32 --optimizer adam --lr 0.002
+       --data.label "" --data.test "" )
+  SMALL=(--data.train small-images.idx --data.train_labels small-labels.idx)
+  expect_exit 0 "$PSTRAIN" train job.yaml "${IDX[@]}" --data.train $F/t10k-images-idx3-ubyte.gz \
+    --data.train_labels $F/t10k-labels-idx1-ubyte.gz --output pre
+  # Without data.image the sizes are refused, naming both.
+  expect_exit 3 "$PSTRAIN" train job.yaml "${IDX[@]}" "${SMALL[@]}" --model.init_from pre/model.safetensors \
+    --output ft
+  expect_in err.txt "tensor 'dense_0.weight': shape \[32, 784\] but the model needs \[32, 400\]"
+  for fit in pad resize; do
+    expect_exit 0 "$PSTRAIN" train job.yaml "${IDX[@]}" "${SMALL[@]}" --data.image.height 28 \
+      --data.image.width 28 --data.image.fit $fit --model.init_from pre/model.safetensors --output ft-$fit
+    expect_in err.txt "samples of 784 features"
+    acc=$(json_field ft-$fit/metrics.jsonl validation accuracy)
+    expect_ge "$acc" 0.6 "validation accuracy of 20 x 20 images ${fit}ded to 28 x 28"
+  done
+  expect_exit 0 "$PSTRAIN" train job.yaml "${IDX[@]}" "${SMALL[@]}" --data.image.height 28 \
+    --data.image.width 28 --print-config
+  expect_in out.txt "^  image:$"
+  expect_exit 2 "$PSTRAIN" train job.yaml --data.image.height 28 --data.image.width 28 --output x
+  expect_in err.txt "data.image: only for IDX images"
+  expect_exit 2 "$PSTRAIN" train job.yaml "${IDX[@]}" "${SMALL[@]}" --data.image.height 28 --output x
+  expect_in err.txt "data.image: height and width must both be in \[1, 4096\], got 28 x 0"
+fi
 echo "ok"
