@@ -4,7 +4,8 @@
 # `pstrain consolidate` cannot assemble the older run's by mistake, and the other way
 # round); --print-config prints absolute paths, so the printed job loads from anywhere;
 # consolidate writes its file with --output (as predict), --out still works, and unknown
-# flags are errors.
+# flags are errors; plots say what they show (the test accuracy in accuracy.png, worker 0's
+# throughput in a distributed run's throughput.png).
 source "$(dirname "$0")/lib.sh"
 MOONS=("$SRC/examples/binary-moons.yaml" --epochs 2)
 DIST=(--servers 2 --workers 2 --consistency bsp)
@@ -62,4 +63,17 @@ expect_in elsewhere/job.yaml "^  dir: \"$WORK/rel\"$"
 (cd / && "$PSTRAIN" train "$WORK/elsewhere/job.yaml" --epochs 1 > /dev/null 2> "$WORK/err.txt") \
   || { tail -5 err.txt >&2; fail "the printed job does not load from another folder"; }
 [ -f rel/model.safetensors ] || fail "the printed job did not write to its output.dir"
+
+# 9. accuracy.png carries the final test accuracy; a distributed run's throughput.png says
+# it is worker 0's.
+if command -v gnuplot > /dev/null; then
+  expect_exit 0 "$PSTRAIN" train "${MOONS[@]}" --test "$SRC/examples/data/moons.csv" --output withtest
+  expect_exit 0 "$PSTRAIN" plot withtest --ascii
+  expect_in out.txt "test_acc \(end\)"
+  expect_exit 0 "$PSTRAIN" plot run --ascii
+  expect_in out.txt "throughput of worker 0 \(its partition only\)"
+  ! grep -q "test_acc" out.txt || fail "a run without a test set plots a test accuracy"
+  expect_exit 0 "$PSTRAIN" plot withtest --ascii
+  ! grep -q "worker 0" out.txt || fail "a single-process run's throughput is titled worker 0's"
+fi
 echo "ok"
