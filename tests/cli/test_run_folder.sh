@@ -47,7 +47,7 @@ expect_in out.txt "^  --output FILE +where to write the model"
 ! grep -q "^  --output DIR" out.txt || fail "consolidate --help still lists --output DIR (output.dir)"
 expect_exit 2 "$PSTRAIN" consolidate "${MOONS[@]}" --resume run --outptu x
 expect_in err.txt "unknown option '--outptu'"
-for cmd in train local eval plot keygen status; do
+for cmd in train local coordinator server worker eval predict consolidate plot keygen status mpi; do
   expect_exit 2 "$PSTRAIN" $cmd --no-such-flag 1
   expect_in err.txt "unknown (or incomplete )?option '--no-such-flag'"
 done
