@@ -170,15 +170,18 @@ int cmd_train(int argc, char **argv, const volatile sig_atomic_t *stop)
         return cli_exit_code(rc);
     }
     if (print_config) {
-        rc = cfg_job_print(job, stdout, &err);
+        /* Absolute: the job file's own paths would be read relative to its folder. */
+        if (!(rc = cli_job_absolute(job, &err)))
+            rc = cfg_job_print(job, stdout, &err);
         goto done;
     }
-    if ((rc = fs_lock_dir(&lock, job->output.dir, "pstrain train", &err)))
+    if ((rc = fs_lock_dir(&lock, job->output.dir, "pstrain train", &err)) ||
+        (rc = cli_run_claim(job, 0, &lg, &err)))
         goto done;
     openblas_threads(job->train.threads);
     log_info(&lg, "job '%s' from %s", job->name, path ? path : "the built-in default");
 
-    if ((rc = wk_data_load(job, 1, 0, &data, &err)))
+    if ((rc = wk_data_load_log(job, 1, 0, &lg, &data, &err)))
         goto done;
     log_info(&lg, "data: %lld training, %lld validation, %lld test samples of %d features",
              (long long)ds_count(data.train), data.val ? (long long)ds_count(data.val) : 0LL,
