@@ -82,9 +82,10 @@ cleanup:
 static void log_model(const log_ctx *lg, const cfg_job *job, wk_trainer *tr)
 {
     size_t P = ml_model_nparams(wk_trainer_model(tr));
-    log_info(lg, "model: %zu parameters, optimizer %s lr %g, batch %d, %d epoch(s)", P,
-             opt_kind_name(job->optimizer.kind), (double)job->optimizer.lr, job->train.batch_size,
-             job->train.epochs);
+    int tables = ml_model_ntables(wk_trainer_model(tr)) > 0;
+    log_info(lg, "model: %zu %sparameters, optimizer %s lr %g, batch %d, %d epoch(s)", P,
+             tables ? "dense " : "", opt_kind_name(job->optimizer.kind), (double)job->optimizer.lr,
+             job->train.batch_size, job->train.epochs);
     char note[1024];
     if (wk_trainer_finetune_note(tr, note, sizeof note))
         log_info(lg, "%s", note);

@@ -478,6 +478,12 @@ static int build_model(worker *w, pst_err *err)
     if (!(w->tr = wk_trainer_create(&w->trainer_job, w->data.train, o->rank, err)))
         return err->code;
     w->model = wk_trainer_model(w->tr);
+    /* The servers do not hold embedding tables yet: refused, not trained without them. */
+    if (ml_model_ntables(w->model) > 0)
+        return pst_err_set(err, PST_ERR_CONFIG,
+                           "model.layers: '%s' reads sparse features, whose tables train in one "
+                           "process only for now (pstrain train)",
+                           ml_model_table_info(w->model, 0).name);
     size_t P = ml_model_nparams(w->model);
     /* Unpipelined, a step's gradient is on the wire only until the pull that follows it is
      * answered, so one buffer serves; pipelined steps alternate two. */
