@@ -7,7 +7,8 @@
  * tests/test_nn.c checks every entry's backward against finite differences.
  *
  * Every backward is written from the forward *output* y: relu' = [y > 0],
- * sigmoid' = y (1 - y), tanh' = 1 - y^2, softmax: dx = y * (dy - <dy, y>) per row. */
+ * sigmoid' = y (1 - y), tanh' = 1 - y^2, softmax: dx = y * (dy - <dy, y>) per row;
+ * except GELU, whose derivative is no function of y: its backward_x reads the input. */
 #include <math.h>
 #include <string.h>
 
@@ -172,6 +173,35 @@ static void softmax_backward(float *dx, const float *dy, const float *y, int row
     }
 }
 
+/* GELU, the tanh approximation GPT-2 uses (Hendrycks & Gimpel 2016):
+ *   y = x/2 (1 + tanh u),  u = sqrt(2/pi) (x + 0.044715 x^3)
+ *   y' = (1 + tanh u)/2 + x/2 (1 - tanh^2 u) sqrt(2/pi) (1 + 3 * 0.044715 x^2)
+ * (llm.c's gelu_forward/gelu_backward). In place is fine: x[i] is read before y[i]. */
+#define GELU_S 0.7978845608028654f /* sqrt(2/pi) */
+#define GELU_K 0.044715f
+
+ML_SIMD_CLONES static void gelu_forward(float *y, const float *x, int rows, int cols)
+{
+    size_t len = (size_t)rows * cols;
+    for (size_t i = 0; i < len; i++) {
+        float v = x[i];
+        y[i] = 0.5f * v * (1.0f + tanhf(GELU_S * (v + GELU_K * v * v * v)));
+    }
+}
+
+ML_SIMD_CLONES static void gelu_backward_x(float *dx, const float *dy, const float *x, int rows,
+                                           int cols)
+{
+    size_t len = (size_t)rows * cols;
+    for (size_t i = 0; i < len; i++) {
+        float v = x[i];
+        float th = tanhf(GELU_S * (v + GELU_K * v * v * v));
+        float d = 0.5f * (1.0f + th) +
+                  0.5f * v * (1.0f - th * th) * GELU_S * (1.0f + 3.0f * GELU_K * v * v);
+        dx[i] = dy[i] * d;
+    }
+}
+
 /* ---- The table ---------------------------------------------------------------------- */
 
 static const ml_activation table[] = {
@@ -201,6 +231,11 @@ static const ml_activation table[] = {
      .forward = softmax_forward,
      .backward = softmax_backward,
      .fused_loss = ML_LOSS_CCE},
+    {.name = "gelu",
+     .doc = "y = x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), GPT-2's",
+     .forward = gelu_forward,
+     .backward_x = gelu_backward_x,
+     .fused_loss = -1},
 };
 #define NACT ((int)(sizeof table / sizeof table[0]))
 
@@ -257,9 +292,14 @@ static void act_forward(const ml_layer *l, float *y, const float *const *x, cons
 static void act_backward(const ml_layer *l, float *const *dx, float *const *dt, const float *dy,
                          const float *y, const float *const *x, const float *const *t, int n)
 {
-    (void)dt, (void)x, (void)t;
-    if (dx[0])
-        table[l->spec->val[KEY_ACTIVATION].i].backward(dx[0], dy, y, n, l->out);
+    (void)dt, (void)t;
+    const ml_activation *a = &table[l->spec->val[KEY_ACTIVATION].i];
+    if (!dx[0])
+        return;
+    if (a->backward_x)
+        a->backward_x(dx[0], dy, x[0], n, l->out);
+    else
+        a->backward(dx[0], dy, y, n, l->out);
 }
 
 /* A few operations per element each way (softmax ~4); a count, not a measurement. */
