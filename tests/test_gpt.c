@@ -23,6 +23,7 @@
 #include "base/rng.h"
 #include "core/gpt2.h"
 #include "core/model.h"
+#include "job/job.h"
 
 /* ---- One layer against finite differences --------------------------------------------- */
 
@@ -368,6 +369,44 @@ static void test_gpt2_layout(void **state)
     gpt_case_free(&g);
 }
 
+/* examples/tiny-gpt.yaml: the generator's layers, and one forward/backward (the loss of
+ * a fresh model is near ln V: its logits start near 0). */
+static void test_example_job(void **state)
+{
+    (void)state;
+    cfg_job *job = NULL;
+    pst_err err = {0};
+    if (cfg_job_load_file(&job, PSTRAIN_SOURCE_DIR "/examples/tiny-gpt.yaml", &err))
+        print_error("%s\n", err.msg);
+    assert_non_null(job);
+    ml_gpt2_config c = {
+        .n_layer = 2, .n_head = 2, .n_embd = 64, .n_positions = 32, .vocab_size = 256};
+    ml_model_spec s;
+    assert_int_equal(ml_gpt2_spec(&s, &c, &err), PST_OK);
+    assert_true(ml_model_spec_same(&s, &job->model.spec));
+    ml_model_spec_fini(&s);
+    const int n = 2, t = 32;
+    ml_model *m = ml_model_create(&job->model.spec, t, n, &err);
+    assert_non_null(m);
+    ml_model_init(m, 5);
+    float ids[2 * 32];
+    int32_t labels[2 * 32];
+    for (int i = 0; i < n * t; i++) {
+        ids[i] = (float)((i * 37) % 256);
+        labels[i] = (i * 37 + 11) % 256;
+    }
+    ml_model_forward(m, ids, n);
+    double loss = ml_model_loss(m, labels, NULL, n);
+    assert_true(fabs(loss - log(256.0)) < 0.1);
+    ml_model_backward(m, ids, n);
+    double g2 = 0.0;
+    for (size_t i = 0; i < ml_model_nparams(m); i++)
+        g2 += (double)ml_model_grads(m)[i] * ml_model_grads(m)[i];
+    assert_true(isfinite(g2) && g2 > 0.0);
+    ml_model_destroy(m);
+    cfg_job_free(job);
+}
+
 /* ---- Bad configurations: one clear line ----------------------------------------------- */
 
 static void expect_gpt2_error(const ml_gpt2_config *c, const char *part)
@@ -464,9 +503,8 @@ static int dump(const char *dir)
         .n_layer = 2, .n_head = 2, .n_embd = 16, .n_positions = 12, .vocab_size = 37, .context = 8};
     gpt_case g;
     gpt_case_make(&g, &c, 3, 11);
-    double loss = gpt_loss(&g);
     const float *logits = ml_model_forward(g.m, g.ids, g.n);
-    loss = ml_model_loss(g.m, g.labels, NULL, g.n);
+    double loss = ml_model_loss(g.m, g.labels, NULL, g.n);
     ml_model_backward(g.m, g.ids, g.n);
     size_t np = ml_model_nparams(g.m), nt = (size_t)g.n * g.t;
     int rc = write_f32(dir, "params.f32", ml_model_params(g.m), np * sizeof(float)) ||
@@ -511,7 +549,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_layernorm),           cmocka_unit_test(test_attention),
         cmocka_unit_test(test_token_dense),         cmocka_unit_test(test_lm_head),
         cmocka_unit_test(test_attention_is_causal), cmocka_unit_test(test_gpt2_model_gradients),
-        cmocka_unit_test(test_gpt2_layout),         cmocka_unit_test(test_bad_configs),
+        cmocka_unit_test(test_gpt2_layout),         cmocka_unit_test(test_example_job),
+        cmocka_unit_test(test_bad_configs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
