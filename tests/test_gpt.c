@@ -17,10 +17,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
 #include "base/rng.h"
+#include "ckpt/ckpt.h"
 #include "core/gpt2.h"
 #include "core/model.h"
 #include "job/job.h"
@@ -407,6 +409,31 @@ static void test_example_job(void **state)
     cfg_job_free(job);
 }
 
+/* A GPT-2 through a checkpoint: the tied model saves (with its spec, `tie` included) and
+ * loads into a fresh model by segment names, bit for bit. */
+static void test_checkpoint_round_trip(void **state)
+{
+    (void)state;
+    ml_gpt2_config c = {.n_layer = 1, .n_head = 2, .n_embd = 6, .n_positions = 4, .vocab_size = 9};
+    gpt_case a, b;
+    gpt_case_make(&a, &c, 1, 21);
+    gpt_case_make(&b, &c, 1, 22);
+    char path[] = "/tmp/test_gpt_ckptXXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    pst_err err = {0};
+    if (ckpt_save_model(path, a.m, ml_model_get_spec(a.m), NULL, NULL, &err) ||
+        ckpt_load_into(path, b.m, NULL, &err))
+        print_error("%s\n", err.msg);
+    assert_int_equal(err.code, PST_OK);
+    assert_memory_equal(ml_model_params(a.m), ml_model_params(b.m),
+                        ml_model_nparams(a.m) * sizeof(float));
+    unlink(path);
+    gpt_case_free(&a);
+    gpt_case_free(&b);
+}
+
 /* ---- Bad configurations: one clear line ----------------------------------------------- */
 
 static void expect_gpt2_error(const ml_gpt2_config *c, const char *part)
@@ -545,11 +572,17 @@ int main(int argc, char **argv)
     if (argc == 3 && strcmp(argv[1], "--dump") == 0)
         return dump(argv[2]);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_token_embedding),     cmocka_unit_test(test_pos_embedding),
-        cmocka_unit_test(test_layernorm),           cmocka_unit_test(test_attention),
-        cmocka_unit_test(test_token_dense),         cmocka_unit_test(test_lm_head),
-        cmocka_unit_test(test_attention_is_causal), cmocka_unit_test(test_gpt2_model_gradients),
-        cmocka_unit_test(test_gpt2_layout),         cmocka_unit_test(test_example_job),
+        cmocka_unit_test(test_token_embedding),
+        cmocka_unit_test(test_pos_embedding),
+        cmocka_unit_test(test_layernorm),
+        cmocka_unit_test(test_attention),
+        cmocka_unit_test(test_token_dense),
+        cmocka_unit_test(test_lm_head),
+        cmocka_unit_test(test_attention_is_causal),
+        cmocka_unit_test(test_gpt2_model_gradients),
+        cmocka_unit_test(test_gpt2_layout),
+        cmocka_unit_test(test_example_job),
+        cmocka_unit_test(test_checkpoint_round_trip),
         cmocka_unit_test(test_bad_configs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
