@@ -371,8 +371,12 @@ int coord_run(const coord_options *o, pst_err *err)
     }
     if ((rc = shutdown_servers(&c, o->job->cluster.timeout_s * 1000, err)))
         goto cleanup;
+    /* Worker 0 scores the final model on the test set, or without one on the validation
+     * set: say which. */
     if (!isnan(c.test_accuracy))
-        log_info(o->lg, "job finished; test accuracy %.4f", c.test_accuracy);
+        log_info(o->lg, "job finished; %s accuracy %.4f",
+                 o->job->data.test && o->job->data.test[0] ? "test" : "validation",
+                 c.test_accuracy);
     else
         log_info(o->lg, "job finished");
 cleanup:
