@@ -9,6 +9,7 @@
 #include "cli/args.h"
 #include "cli/cli.h"
 #include "net/net.h"
+#include "proto/hb.h"
 
 extern const char pst_default_job[];
 extern const size_t pst_default_job_len;
@@ -68,7 +69,12 @@ int cli_exit_code(int status)
     }
 }
 
-int cli_stop_exit_code(int sig) { return sig == SIGTERM ? EXIT_SIGTERM : EXIT_SIGINT; }
+int cli_stop_exit_code(int sig)
+{
+    if (sig == HB_STOP_RETRIABLE)
+        return EXIT_RETRIABLE; /* the coordinator ended the job retriably, with a checkpoint */
+    return sig == SIGTERM ? EXIT_SIGTERM : EXIT_SIGINT;
+}
 
 void openblas_threads(int n) { openblas_set_num_threads(n); }
 
