@@ -28,6 +28,7 @@ typedef struct {
     net_msg *m;
     msg_in *in; /* every message received, coordinator's and workers' */
     srv_shard *shard;
+    srv_sparse *sparse;   /* NULL: the model has no embedding tables */
     srv_handler *handler; /* the workers' messages (handler.c) */
     srv_ckpt *ckpt;       /* the shard's checkpoints (srv_ckpt.c) */
     int nworkers;
@@ -200,8 +201,9 @@ static int send_bye(server *s, int64_t deadline, pst_err *err)
     wire_env_init(&h, WIRE_MSG_BYE, ROLE, s->o->rank);
     wire_stats figures = {.pushes = st.pushes,
                           .pulls = hs.pulls,
-                          .bytes_in = hs.bytes_in,
-                          .bytes_out = hs.bytes_out,
+                          /* sparse keys, gradients and rows included */
+                          .bytes_in = hs.bytes_in + hs.sparse_bytes_in,
+                          .bytes_out = hs.bytes_out + hs.sparse_bytes_out,
                           .max_clock_gap = st.max_clock_gap,
                           .updates = st.updates,
                           .nonfinite = st.rejected_nonfinite,
@@ -217,6 +219,20 @@ static int send_bye(server *s, int64_t deadline, pst_err *err)
              s->o->job->cluster.nonfinite == CFG_NONFINITE_SKIP ? "skipped" : "rejected",
              (unsigned long long)st.repeats, (unsigned long long)st.lost_workers,
              (unsigned long long)st.rejoins);
+    if (s->sparse) {
+        srv_sparse_stats ss;
+        srv_sparse_get_stats(s->sparse, &ss);
+        log_info(s->o->lg,
+                 "sparse: %d table(s), %llu rows held (%.1f MB), %llu admitted, %llu pending, "
+                 "%llu refused over the budget, %llu evicted; %llu pushes (%llu keys), %llu "
+                 "rows pulled, %.1f MB in, %.1f MB out",
+                 srv_sparse_ntables(s->sparse), (unsigned long long)ss.tables.rows,
+                 ss.tables.bytes / 1e6, (unsigned long long)ss.tables.admitted,
+                 (unsigned long long)ss.tables.pending, (unsigned long long)ss.tables.refused,
+                 (unsigned long long)ss.tables.evicted, (unsigned long long)ss.pushes,
+                 (unsigned long long)ss.keys_in, (unsigned long long)ss.keys_out,
+                 hs.sparse_bytes_in / 1e6, hs.sparse_bytes_out / 1e6);
+    }
     /* Until the coordinator acknowledges (the BYE may be lost), but not for ever: the job
      * is over either way. The ACK itself may be lost too, and the coordinator exits once it
      * has every BYE, so a repeat would then wait for an answer that never comes. The
@@ -452,6 +468,12 @@ static int setup_shard(server *s, const wire_welcome *welcome, pst_err *err)
                                 .apply = s->mx.apply,
                                 .gap = s->mx.gap,
                                 .refused = s->mx.refused};
+    /* Every server holds its share of every table, whatever its dense range. */
+    int rc = srv_sparse_create_for_job(&s->sparse, o->job, (uint32_t)o->rank,
+                                       (uint32_t)welcome->num_servers, s->nworkers, err);
+    if (rc)
+        return rc;
+    hopt.sparse = s->sparse;
     if (!(s->handler = srv_handler_create(&hopt, err)))
         return err->code;
     srv_shard_set_nonfinite(s->shard, o->job->cluster.nonfinite);
@@ -466,8 +488,8 @@ static int setup_shard(server *s, const wire_welcome *welcome, pst_err *err)
     if (!(s->hb = hb_start(&ho, err)))
         return err->code;
     /* Fine-tuning: per-layer lr multipliers and frozen ranges, as the workers computed them. */
-    int rc = srv_shard_set_groups(s->shard, welcome->groups.offsets, welcome->groups.mults,
-                                  welcome->groups.n, err);
+    rc = srv_shard_set_groups(s->shard, welcome->groups.offsets, welcome->groups.mults,
+                              welcome->groups.n, err);
     if (rc)
         return rc;
     obs_set(s->mx.workers, s->nworkers);
@@ -588,6 +610,7 @@ cleanup:
     hb_stop(s.hb);
     srv_handler_destroy(s.handler);
     srv_shard_destroy(s.shard);
+    srv_sparse_destroy(s.sparse);
     srv_ckpt_destroy(s.ckpt);
     free(s.mgen);
     free(s.mlost);

@@ -1,6 +1,8 @@
 /* ps/sparse.c -- see sparse.h. The sparse update and consistency rules of a server. */
 #include "sparse.h"
 
+#include "core/tables.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -417,4 +419,55 @@ void srv_sparse_get_stats(const srv_sparse *sp, srv_sparse_stats *st)
         if (s.step > st->tables.step)
             st->tables.step = s.step;
     }
+}
+
+/* STAND-IN until the job's sparse: section lands (cfg_sparse_table, job/job.h): adam with
+ * optim.h's defaults, uniform(-scale, scale) rows, a seed from the job's and the table's
+ * name (FNV-1a), no admission, expiry or budget. */
+static void standin_sparse_table(const cfg_job *job, const char *table, int dim, float init_scale,
+                                 spt_config *c)
+{
+    spt_config_default(c, dim);
+    uint64_t h = 1469598103934665603ULL;
+    for (const char *p = table; *p; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+    c->seed = job->seed ^ h;
+    c->init = init_scale > 0 ? SPT_INIT_UNIFORM : SPT_INIT_ZEROS;
+    c->init_scale = init_scale;
+}
+
+int srv_sparse_create_for_job(srv_sparse **out, const cfg_job *job, uint32_t rank,
+                              uint32_t nservers, int nworkers, pst_err *err)
+{
+    *out = NULL;
+    ml_tables *tabs = ml_tables_create(err);
+    if (!tabs)
+        return err->code;
+    const char **names = NULL;
+    spt_config *cfgs = NULL;
+    int rc = ml_tables_of_spec(tabs, &job->model.spec, err);
+    int n = rc ? 0 : ml_tables_count(tabs);
+    if (rc || n == 0)
+        goto cleanup;
+    names = calloc((size_t)n, sizeof *names);
+    cfgs = calloc((size_t)n, sizeof *cfgs);
+    if (!names || !cfgs) {
+        rc = pst_err_set(err, PST_ERR_NOMEM, "sparse: out of memory");
+        goto cleanup;
+    }
+    for (int i = 0; i < n; i++) {
+        names[i] = ml_tables_name(tabs, i);
+        standin_sparse_table(job, names[i], ml_tables_dim(tabs, i), ml_tables_init_scale(tabs, i),
+                             &cfgs[i]);
+    }
+    if (!(*out = srv_sparse_create(names, cfgs, n, rank, nservers, job->cluster.consistency,
+                                   job->cluster.staleness, nworkers, err)))
+        rc = err->code;
+    else
+        srv_sparse_set_nonfinite(*out, job->cluster.nonfinite);
+cleanup:
+    free(names);
+    free(cfgs);
+    ml_tables_destroy(tabs);
+    return rc;
 }

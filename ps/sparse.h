@@ -45,6 +45,10 @@ typedef struct srv_sparse srv_sparse;
 srv_sparse *srv_sparse_create(const char *const *names, const spt_config *cfgs, int ntables,
                               uint32_t rank, uint32_t nservers, cfg_consistency cons, int staleness,
                               int nworkers, pst_err *err);
+/* The tables of the job's model (ml_tables_of_spec: no data needed), each configured as
+ * every process of the job configures it. *out NULL (PST_OK) when the model has none. */
+int srv_sparse_create_for_job(srv_sparse **out, const cfg_job *job, uint32_t rank,
+                              uint32_t nservers, int nworkers, pst_err *err);
 void srv_sparse_destroy(srv_sparse *sp);
 /* What a gradient with NaN/Inf does (default reject): reject refuses the push, skip takes
  * it without applying it (bsp: the worker's step leaves the clock's mean). */
