@@ -36,6 +36,8 @@ struct srv_handler {
     srv_handler_options o;
     char (*routes)[64]; /* (W) routing id of each worker, learned from its first message */
     size_t *route_lens;
+    char (*sroutes)[64]; /* (W) the same for its sparse connection (SPUSH, SPULL) */
+    size_t *sroute_lens;
     /* Membership (from the coordinator's heartbeat answers): each worker's incarnation and
      * whether it is lost. A new incarnation's connection replaces the old one's. */
     uint64_t *gen;                          /* (W) */
@@ -61,6 +63,8 @@ srv_handler *srv_handler_create(const srv_handler_options *o, pst_err *err)
     size_t w = (size_t)o->nworkers;
     if (!(h->routes = calloc(w, sizeof *h->routes)) ||
         !(h->route_lens = calloc(w, sizeof *h->route_lens)) ||
+        !(h->sroutes = calloc(w, sizeof *h->sroutes)) ||
+        !(h->sroute_lens = calloc(w, sizeof *h->sroute_lens)) ||
         !(h->gen = calloc(w, sizeof *h->gen)) || !(h->lost = calloc(w, 1)))
         goto nomem;
     for (size_t k = 0; k < w; k++)
@@ -78,6 +82,8 @@ void srv_handler_destroy(srv_handler *h)
         return;
     free(h->routes);
     free(h->route_lens);
+    free(h->sroutes);
+    free(h->sroute_lens);
     free(h->gen);
     free(h->lost);
     free(h->pend);
@@ -212,11 +218,14 @@ static int check_sender(srv_handler *s, const msg_in *in, int *later, pst_err *e
                            "declared lost (silent past the heartbeat timeout); restart it to "
                            "rejoin",
                            wire_type_name(in->h.type), r);
-    if (s->route_lens[r] == 0) {
-        memcpy(s->routes[r], in->route, in->route_len);
-        s->route_lens[r] = in->route_len;
-    } else if (s->route_lens[r] != in->route_len ||
-               memcmp(s->routes[r], in->route, in->route_len) != 0)
+    /* A worker's sparse requests travel on a connection of their own (worker/sparse_kv.c). */
+    int sparse = in->h.type == WIRE_MSG_SPUSH || in->h.type == WIRE_MSG_SPULL;
+    char *route = sparse ? s->sroutes[r] : s->routes[r];
+    size_t *route_len = sparse ? &s->sroute_lens[r] : &s->route_lens[r];
+    if (*route_len == 0) {
+        memcpy(route, in->route, in->route_len);
+        *route_len = in->route_len;
+    } else if (*route_len != in->route_len || memcmp(route, in->route, in->route_len) != 0)
         return pst_err_set(err, PST_ERR_PEER, "%s claims to be worker[%d] from another connection",
                            wire_type_name(in->h.type), r);
     return PST_OK;
@@ -612,6 +621,7 @@ void srv_handler_membership(srv_handler *s, const uint64_t *gen, const uint8_t *
             s->gen[k] = gen[k];
             s->lost[k] = 0;
             s->route_lens[k] = 0; /* the new process connects anew */
+            s->sroute_lens[k] = 0;
             int64_t clock = srv_shard_worker_rejoin(s->o.shard, k);
             log_info(s->o.lg, "worker[%d] rejoined (incarnation %llu) at clock %lld", k,
                      (unsigned long long)s->gen[k], (long long)clock);
