@@ -88,6 +88,8 @@ static void log_model(const log_ctx *lg, const cfg_job *job, wk_trainer *tr)
     char note[1024];
     if (wk_trainer_finetune_note(tr, note, sizeof note))
         log_info(lg, "%s", note);
+    if (wk_trainer_tables_note(tr, note, sizeof note))
+        log_info(lg, "%s", note);
     if (wk_trainer_frozen_params(tr))
         log_info(lg, "frozen: %zu of %zu parameters are not trained", wk_trainer_frozen_params(tr),
                  P);
@@ -220,6 +222,13 @@ int cmd_train(int argc, char **argv, const volatile sig_atomic_t *stop)
     if ((rc = ckpt_save_model(model_path, wk_trainer_model(tr), &job->model.spec, data.train,
                               &data.scaler, &err)))
         goto done;
+    char note[1024], tables_path[4200];
+    snprintf(tables_path, sizeof tables_path, "%s/" WK_TABLES_FILE, job->output.dir);
+    if (wk_trainer_tables_note(tr, note, sizeof note)) {
+        if ((rc = wk_trainer_save_tables(tr, tables_path, &err)))
+            goto done;
+        log_info(&lg, "%s; written to %s", note, tables_path);
+    }
     /* The model is kept either way: a run that learned nothing is worth a look. */
     if ((rc = wk_trainer_judge(tr, data.test ? data.test : data.val, &final, &err))) {
         pst_err_prefix(&err, "model in %s", model_path);

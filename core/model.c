@@ -396,10 +396,7 @@ const int32_t *ml_model_table_index(const ml_model *m, int t)
     return ml_tables_index(m->tables, t);
 }
 float *ml_model_table_rows(ml_model *m, int t) { return ml_tables_rows(m->tables, t); }
-const float *ml_model_table_grads(const ml_model *m, int t)
-{
-    return ml_tables_grads(m->tables, t);
-}
+float *ml_model_table_grads(ml_model *m, int t) { return ml_tables_grads(m->tables, t); }
 
 double ml_model_flops(const ml_model *m, int n)
 {

@@ -133,7 +133,7 @@ const int32_t *ml_model_table_index(const ml_model *m, int t); /* (NNZ) */
 float *ml_model_table_rows(ml_model *m, int t);
 /* (K, d): dL/d(row k) after ml_model_backward_sparse, summed over every entry of key k
  * (zeros for a table only frozen layers read). Valid until the next gather. */
-const float *ml_model_table_grads(const ml_model *m, int t);
+float *ml_model_table_grads(ml_model *m, int t); /* the caller may scale them (clipping) */
 
 /* ml_model_forward / ml_model_backward with the batch's sparse features b (gathered
  * first; b NULL for a model without sparse layers). */

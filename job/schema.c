@@ -82,6 +82,8 @@
  */
 #include "job_internal.h"
 
+#include "core/sptable.h"
+
 #include <assert.h>
 #include <errno.h>
 #include <float.h>
@@ -124,6 +126,11 @@ static const cyaml_strval_t opt_names[] = {{"sgd", OPT_SGD},           {"momentu
                                            {"nesterov", OPT_NESTEROV}, {"adagrad", OPT_ADAGRAD},
                                            {"rmsprop", OPT_RMSPROP},   {"adam", OPT_ADAM},
                                            {"adamw", OPT_ADAMW}};
+/* The sparse tables' rules (core/sptable.h takes these four). */
+static const cyaml_strval_t sparse_opt_names[] = {
+    {"sgd", OPT_SGD}, {"adagrad", OPT_ADAGRAD}, {"adam", OPT_ADAM}, {"ftrl", OPT_FTRL}};
+static const cyaml_strval_t sparse_init_names[] = {
+    {"zeros", SPT_INIT_ZEROS}, {"uniform", SPT_INIT_UNIFORM}, {"normal", SPT_INIT_NORMAL}};
 static const cyaml_strval_t divergence_names[] = {{"warn", CFG_DIV_WARN}, {"stop", CFG_DIV_STOP}};
 static const cyaml_strval_t sched_names[] = {
     {"constant", OPT_SCHED_CONSTANT}, {"step", OPT_SCHED_STEP}, {"cosine", OPT_SCHED_COSINE}};
@@ -194,6 +201,23 @@ const cyaml_schema_field_t cfg_opt_fields[] = {
     CYAML_FIELD_FLOAT("min_lr", CFG_OPT_FLOAT, opt_config, sched.min_lr),
     CYAML_FIELD_END};
 
+/* Flat, as optimizer: is; its own field entries, since "was it set" is asked per field. */
+const cyaml_schema_field_t cfg_sparse_fields[] = {
+    CFG_ENUM("optimizer", cfg_sparse, opt.kind, sparse_opt_names),
+    CYAML_FIELD_FLOAT("lr", CFG_OPT_FLOAT, cfg_sparse, opt.lr),
+    CYAML_FIELD_FLOAT("beta1", CFG_OPT_FLOAT, cfg_sparse, opt.beta1),
+    CYAML_FIELD_FLOAT("beta2", CFG_OPT_FLOAT, cfg_sparse, opt.beta2),
+    CYAML_FIELD_FLOAT("eps", CFG_OPT_FLOAT, cfg_sparse, opt.eps),
+    CYAML_FIELD_FLOAT("weight_decay", CFG_OPT_FLOAT, cfg_sparse, opt.weight_decay),
+    CYAML_FIELD_FLOAT("ftrl_beta", CFG_OPT_FLOAT, cfg_sparse, opt.ftrl_beta),
+    CYAML_FIELD_FLOAT("l1", CFG_OPT_FLOAT, cfg_sparse, opt.l1),
+    CYAML_FIELD_FLOAT("l2", CFG_OPT_FLOAT, cfg_sparse, opt.l2),
+    CFG_ENUM("init", cfg_sparse, init, sparse_init_names),
+    CYAML_FIELD_INT("admit_after", CFG_OPT, cfg_sparse, admit_after),
+    CYAML_FIELD_INT("expire_steps", CFG_OPT, cfg_sparse, expire_steps),
+    CYAML_FIELD_INT("max_rows", CFG_OPT, cfg_sparse, max_rows),
+    CYAML_FIELD_END};
+
 static const cyaml_schema_field_t train_fields[] = {
     CYAML_FIELD_INT("batch_size", CFG_OPT, cfg_train, batch_size),
     CYAML_FIELD_INT("epochs", CFG_OPT, cfg_train, epochs),
@@ -246,6 +270,7 @@ const cyaml_schema_field_t cfg_job_fields[] = {
     CYAML_FIELD_MAPPING("data", CFG_OPT, cfg_job, data, cfg_data_fields),
     CYAML_FIELD_MAPPING("model", CFG_OPT, cfg_job, model, cfg_model_fields),
     CYAML_FIELD_MAPPING("optimizer", CFG_OPT, cfg_job, optimizer, cfg_opt_fields),
+    CYAML_FIELD_MAPPING("sparse", CFG_OPT, cfg_job, sparse, cfg_sparse_fields),
     CYAML_FIELD_MAPPING("train", CFG_OPT, cfg_job, train, train_fields),
     CYAML_FIELD_MAPPING("output", CFG_OPT, cfg_job, output, cfg_output_fields),
     CYAML_FIELD_MAPPING("cluster", CFG_OPT, cfg_job, cluster, cluster_fields),
@@ -278,6 +303,7 @@ static const struct {
     {cluster_fields, "staleness_lr", CFG_FP_UNLESS_DEFAULT}, /* stale-gradient corrections */
     {cluster_fields, "delay_compensation", CFG_FP_UNLESS_DEFAULT},
     {cluster_fields, "async_momentum", CFG_FP_UNLESS_DEFAULT},
+    {cfg_job_fields, "sparse", CFG_FP_UNLESS_DEFAULT}, /* embedding tables' rule and bounds */
 };
 
 cfg_fp_rule cfg_field_fp_rule(const cyaml_schema_field_t *f)

@@ -142,15 +142,6 @@ int wk_data_load(const cfg_job *job, int nparts, int part, wk_data *d, pst_err *
     all = wk_data_load_file(dc, dc->train, dc->train_labels, err);
     if (!all)
         return err ? err->code : PST_ERR_DATA;
-    if (ds_sparse_of(all)) {
-        /* The loaders and the dataset carry sparse rows; the trainer does not read them yet
-         * (issue 12 wires the sparse layers in). Refused rather than trained without them. */
-        rc = pst_err_set(err, PST_ERR_CONFIG,
-                         "%s: %lld rows with sparse features loaded, but training on sparse "
-                         "features is not wired into the trainer yet",
-                         dc->train, (long long)ds_count(all));
-        goto fail;
-    }
     if (dc->validation_split > 0.0) {
         rc = ds_split(all, dc->validation_split, job->seed, &d->train, &d->val, err);
         if (rc)
