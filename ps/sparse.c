@@ -21,6 +21,7 @@ typedef struct {
     char name[32];
     spt_table *t;
     int dim;
+    float lr;         /* the rule's learning rate; 0: frozen (ticks, no updates) */
     int64_t applied;  /* bsp: clocks applied */
     int64_t *wclock;  /* (W) steps of each worker taken for this table */
     stage_buf *stage; /* (W) */
@@ -89,6 +90,7 @@ srv_sparse *srv_sparse_create(const char *const *names, const spt_config *cfgs, 
             goto fail;
         }
         ts->dim = cfgs[i].dim;
+        ts->lr = cfgs[i].opt.lr;
         if (!(ts->wclock = calloc((size_t)nworkers, sizeof *ts->wclock)) ||
             !(ts->stage = calloc((size_t)nworkers, sizeof *ts->stage)))
             goto nomem;
@@ -212,9 +214,8 @@ static int merge_apply(srv_sparse *sp, table_state *ts, const stage_buf *const *
             for (size_t i = 0; i < nu * d; i++)
                 sp->sum[i] *= scale;
     }
-    const spt_config *c = spt_config_of(ts->t);
-    int rc = nu ? spt_push(ts->t, sp->ukeys, nu, sp->sum, opt_lr_at(&c->opt, spt_step(ts->t)), err)
-                : PST_OK;
+    /* As a single process (worker/sparse.c): the table's constant lr, no push when frozen. */
+    int rc = nu && ts->lr > 0.0f ? spt_push(ts->t, sp->ukeys, nu, sp->sum, ts->lr, err) : PST_OK;
     if (rc)
         return pst_err_prefix(err, "table '%s': ", ts->name), rc;
     spt_tick(ts->t);
@@ -346,11 +347,13 @@ int srv_sparse_pull(srv_sparse *sp, uint32_t table, const uint64_t *keys, size_t
                     float *rows, pst_err *err)
 {
     table_state *ts = &sp->tab[table];
-    /* Stand-in until spt_peek lands on main: evaluation reads through spt_pull too. */
-    (void)train;
-    int rc = spt_pull(ts->t, keys, n, rows, err);
-    if (rc)
-        return pst_err_prefix(err, "table '%s': ", ts->name), rc;
+    if (!train)
+        spt_peek(ts->t, keys, n, rows); /* evaluation: creates, stamps and counts nothing */
+    else {
+        int rc = spt_pull(ts->t, keys, n, rows, err);
+        if (rc)
+            return pst_err_prefix(err, "table '%s': ", ts->name), rc;
+    }
     sp->st.keys_out += n;
     return PST_OK;
 }
@@ -421,19 +424,26 @@ void srv_sparse_get_stats(const srv_sparse *sp, srv_sparse_stats *st)
     }
 }
 
-/* STAND-IN until the job's sparse: section lands (cfg_sparse_table, job/job.h): adam with
- * optim.h's defaults, uniform(-scale, scale) rows, a seed from the job's and the table's
- * name (FNV-1a), no admission, expiry or budget. */
-static void standin_sparse_table(const cfg_job *job, const char *table, int dim, float init_scale,
-                                 spt_config *c)
+/* Table i's learning rate as a single process takes it (worker/sparse.c): the sparse
+ * rule's lr times the lr multiplier of the first layer reading it; 0 for a frozen one. */
+static void table_lrs(const cfg_job *job, const ml_tables *tabs, float *lr, pst_err *err)
 {
-    spt_config_default(c, dim);
-    uint64_t h = 1469598103934665603ULL;
-    for (const char *p = table; *p; p++)
-        h = (h ^ (unsigned char)*p) * 1099511628211ULL;
-    c->seed = job->seed ^ h;
-    c->init = init_scale > 0 ? SPT_INIT_UNIFORM : SPT_INIT_ZEROS;
-    c->init_scale = init_scale;
+    const ml_model_spec *spec = &job->model.spec;
+    int n = ml_tables_count(tabs);
+    for (int i = 0; i < n; i++)
+        lr[i] = -1.0f;
+    for (unsigned l = 0; l < spec->nlayers; l++) {
+        const ml_layer_spec *L = &spec->layers[l];
+        ml_layer y = {.spec = L, .nin = 1};
+        if (!L->ops->sparse || L->ops->shape(&y, err))
+            continue;
+        char base[ML_NAME_MAX + 1];
+        ml_layer_spec_name(spec, l, base, sizeof base);
+        const char *name = y.table && y.table[0] ? y.table : base;
+        for (int i = 0; i < n; i++)
+            if (lr[i] < 0 && strcmp(ml_tables_name(tabs, i), name) == 0)
+                lr[i] = L->trainable ? job->sparse.opt.lr * L->lr_mult : 0.0f;
+    }
 }
 
 int srv_sparse_create_for_job(srv_sparse **out, const cfg_job *job, uint32_t rank,
@@ -445,27 +455,34 @@ int srv_sparse_create_for_job(srv_sparse **out, const cfg_job *job, uint32_t ran
         return err->code;
     const char **names = NULL;
     spt_config *cfgs = NULL;
+    float *lrs = NULL;
     int rc = ml_tables_of_spec(tabs, &job->model.spec, err);
     int n = rc ? 0 : ml_tables_count(tabs);
     if (rc || n == 0)
         goto cleanup;
     names = calloc((size_t)n, sizeof *names);
     cfgs = calloc((size_t)n, sizeof *cfgs);
-    if (!names || !cfgs) {
+    lrs = calloc((size_t)n, sizeof *lrs);
+    if (!names || !cfgs || !lrs) {
         rc = pst_err_set(err, PST_ERR_NOMEM, "sparse: out of memory");
         goto cleanup;
     }
     for (int i = 0; i < n; i++) {
         names[i] = ml_tables_name(tabs, i);
-        standin_sparse_table(job, names[i], ml_tables_dim(tabs, i), ml_tables_init_scale(tabs, i),
-                             &cfgs[i]);
+        cfg_sparse_table(job, names[i], ml_tables_dim(tabs, i), ml_tables_init_scale(tabs, i),
+                         &cfgs[i]);
     }
+    table_lrs(job, tabs, lrs, err);
     if (!(*out = srv_sparse_create(names, cfgs, n, rank, nservers, job->cluster.consistency,
                                    job->cluster.staleness, nworkers, err)))
         rc = err->code;
-    else
+    else {
         srv_sparse_set_nonfinite(*out, job->cluster.nonfinite);
+        for (int i = 0; i < n; i++)
+            (*out)->tab[i].lr = lrs[i];
+    }
 cleanup:
+    free(lrs);
     free(names);
     free(cfgs);
     ml_tables_destroy(tabs);
