@@ -5,7 +5,8 @@ foreach(t cli_basics default_job examples bad_data signals local_supervision
           dist_bsp dist_async dist_staleness dist_manual dist_bad_peer eval_predict
           finetune resume mpi k8s_manifests tf_config cluster_netns plot metrics_files progress
           faults worker_failure server_failure metrics_endpoint status auth ckpt_crash
-          network_cut coordinator_loss cluster_restart stop detect sparse_train)
+          network_cut coordinator_loss cluster_restart stop detect sparse_train
+          sparse_dist)
   add_test(NAME test_${t}
            COMMAND bash ${CMAKE_SOURCE_DIR}/tests/cli/test_${t}.sh $<TARGET_FILE:pstrain>
                    ${CMAKE_SOURCE_DIR} $<TARGET_FILE:bsp_reference>
