@@ -225,13 +225,13 @@ static int send_bye(server *s, int64_t deadline, pst_err *err)
         log_info(s->o->lg,
                  "sparse: %d table(s), %llu rows held (%.1f MB), %llu admitted, %llu pending, "
                  "%llu refused over the budget, %llu evicted; %llu pushes (%llu keys), %llu "
-                 "rows pulled, %.1f MB in, %.1f MB out",
+                 "rows pulled, %llu bytes in, %llu bytes out",
                  srv_sparse_ntables(s->sparse), (unsigned long long)ss.tables.rows,
                  ss.tables.bytes / 1e6, (unsigned long long)ss.tables.admitted,
                  (unsigned long long)ss.tables.pending, (unsigned long long)ss.tables.refused,
                  (unsigned long long)ss.tables.evicted, (unsigned long long)ss.pushes,
                  (unsigned long long)ss.keys_in, (unsigned long long)ss.keys_out,
-                 hs.sparse_bytes_in / 1e6, hs.sparse_bytes_out / 1e6);
+                 (unsigned long long)hs.sparse_bytes_in, (unsigned long long)hs.sparse_bytes_out);
     }
     /* Until the coordinator acknowledges (the BYE may be lost), but not for ever: the job
      * is over either way. The ACK itself may be lost too, and the coordinator exits once it
