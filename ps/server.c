@@ -474,6 +474,7 @@ static int setup_shard(server *s, const wire_welcome *welcome, pst_err *err)
     if (rc)
         return rc;
     hopt.sparse = s->sparse;
+    srv_ckpt_set_sparse(s->ckpt, s->sparse);
     if (!(s->handler = srv_handler_create(&hopt, err)))
         return err->code;
     srv_shard_set_nonfinite(s->shard, o->job->cluster.nonfinite);

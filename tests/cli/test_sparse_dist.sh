@@ -4,6 +4,8 @@
 # gradients (SPULL/SPUSH) under the same clocks as the dense ranges.
 #  - bsp with 1 worker and 1 server ends with the model of `pstrain train`, bit for bit,
 #    and the same validation figures (which read the table rows);
+#  - a bsp job stopped and resumed from the servers' checkpoints (tables included) ends
+#    where one that went through does;
 #  - 2 servers x 2 workers in bsp, ssp and asp train an embedding_bag -> dense classifier
 #    well above chance; a sparse logistic regression (1 dense float) on 1 server too.
 source "$(dirname "$0")/lib.sh"
@@ -58,6 +60,22 @@ for c in bsp ssp asp; do
   echo "embedding_bag -> dense, $c, 2 servers x 2 workers: validation accuracy $acc"
   expect_ge "$acc" 0.8 "$c accuracy"
 done
+
+# Servers checkpoint their tables beside their shards; a bsp job stopped after 50 clocks and
+# resumed ends with the model and validation figures of the run that went through.
+L=(local mlp.yaml --consistency bsp --servers 2 --workers 2 --checkpoint.every_steps 20)
+expect_exit 0 "$PSTRAIN" "${L[@]}" --output full
+for s in 0 1; do
+  [ -f full/checkpoints/tables-server-$s-clock-120.safetensors ] || fail "no tables of server $s"
+done
+PSTRAIN_TEST_STOP_AFTER_STEPS=50 "$PSTRAIN" "${L[@]}" --output cut > out.txt 2> err.txt
+code=$?
+[ $code -eq 143 ] || { tail -5 err.txt >&2; fail "stopped job exited $code, expected 143"; }
+expect_exit 0 "$PSTRAIN" "${L[@]}" --output cut --resume cut/checkpoints
+expect_in err.txt "coordinator info: resuming from the servers' checkpoints of clock 50"
+$COMPARE full/model.safetensors cut/model.safetensors 0 || fail "stop + resume differs"
+a=$(json_field full/metrics.jsonl validation loss); b=$(json_field cut/metrics.jsonl validation loss)
+[ "$a" = "$b" ] || fail "validation loss $a (through) vs $b (resumed): the table rows differ"
 
 expect_exit 0 "$PSTRAIN" local lr.yaml --consistency bsp --servers 1 --workers 2 --output lr
 acc=$(json_field lr/metrics.jsonl validation accuracy)
