@@ -41,7 +41,7 @@ typedef struct {
     struct { /* Prometheus series (docs/observability.md); all NULL when off */
         obs_metric *pushes, *pulls, *bytes_in, *bytes_out, *updates, *refused, *nonfinite, *apply,
             *gap, *gap_max, *live, *workers, *clock, *pending, *ckpts, *ckpt_age, *ckpt_clock,
-            *start;
+            *start, *sp_rows, *sp_admitted, *sp_refused, *sp_evicted;
     } mx;
 } server;
 
@@ -109,6 +109,16 @@ static int metrics_register(server *s, pst_err *err)
                                   "Clock of the shard (bsp: updates applied; ssp/asp: the "
                                   "largest worker clock).",
                                   NULL, err)) ||
+        !(s->mx.sp_rows = obs_gauge(r, "pstrain_server_sparse_rows",
+                                    "Embedding rows this server holds (its keys of every table).",
+                                    NULL, err)) ||
+        !(s->mx.sp_admitted = obs_gauge(r, "pstrain_server_sparse_admitted_rows",
+                                        "Embedding rows created since the start.", NULL, err)) ||
+        !(s->mx.sp_refused =
+              obs_gauge(r, "pstrain_server_sparse_refused_rows",
+                        "New keys refused over the row budget (read as zeros).", NULL, err)) ||
+        !(s->mx.sp_evicted = obs_gauge(r, "pstrain_server_sparse_evicted_rows",
+                                       "Embedding rows dropped by expiry.", NULL, err)) ||
         !(s->mx.pending = obs_gauge(r, "pstrain_server_pending_pulls",
                                     "Pulls parked until the clocks allow them.", NULL, err)) ||
         !(s->mx.ckpts = obs_counter(r, "pstrain_server_checkpoints_total",
@@ -150,6 +160,14 @@ static void metrics_publish(server *s)
     obs_set(s->mx.live, srv_shard_live_workers(s->shard));
     obs_set(s->mx.clock, (double)srv_shard_clock(s->shard));
     obs_set(s->mx.pending, (double)hs.parked);
+    if (s->sparse) {
+        srv_sparse_stats ss;
+        srv_sparse_get_stats(s->sparse, &ss);
+        obs_set(s->mx.sp_rows, (double)ss.tables.rows);
+        obs_set(s->mx.sp_admitted, (double)ss.tables.admitted);
+        obs_set(s->mx.sp_refused, (double)ss.tables.refused);
+        obs_set(s->mx.sp_evicted, (double)ss.tables.evicted);
+    }
 }
 
 /* What WELCOME said, kept while s->in takes other messages. */
