@@ -141,6 +141,14 @@ static int check_data(const cfg_data *d, pst_err *err)
     if (!(d->validation_split >= 0.0 && d->validation_split < 1.0))
         return pst_err_set(err, E, "data.validation_split: must be in [0, 1), got %g",
                            d->validation_split);
+    const cfg_image *im = &d->image;
+    if ((im->height || im->width) &&
+        (im->height < 1 || im->width < 1 || im->height > 4096 || im->width > 4096))
+        return pst_err_set(err, E,
+                           "data.image: height and width must both be in [1, 4096], got %d x %d",
+                           im->height, im->width);
+    if ((im->height || im->width) && d->format != CFG_FMT_IDX)
+        return pst_err_set(err, E, "data.image: only for IDX images (data.format idx)");
     return check_text(d, err);
 }
 

@@ -30,6 +30,15 @@ typedef enum {
 } cfg_format;
 typedef enum { CFG_HEADER_AUTO = 0, CFG_HEADER_YES, CFG_HEADER_NO } cfg_header;
 
+/* data.image: IDX images adapted to the size a model takes (data/data.h ds_image_fit).
+ * height = width = 0: as in the file (the key is then not printed, so the fingerprints
+ * of jobs without it are unchanged). */
+typedef enum { CFG_FIT_PAD = 0, CFG_FIT_RESIZE } cfg_image_fit;
+typedef struct {
+    int height, width;
+    cfg_image_fit fit; /* pad (default) or resize */
+} cfg_image;
+
 typedef struct {
     cfg_format format;
     char *train;        /* features (IDX images) or the whole CSV/libsvm file */
@@ -49,7 +58,7 @@ typedef struct {
     int *classes; /* keep only these class ids, relabelled 0..k-1 in this order;
                                 NULL = every class (train, validation and test alike) */
     unsigned classes_count;
-    int limit; /* keep the first N training samples after the split; 0 = all */
+    int limit; /* keep N training samples (seeded, stratified) after the split; 0 = all */
     /* Sparse features (data/sparse.h; docs/job-file.md "Sparse and hashed features"): */
     int sparse;         /* libsvm: keep rows sparse (D = 0, 64-bit ids); bool */
     char **categorical; /* csv: hashed columns by header name */
@@ -69,6 +78,7 @@ typedef struct {
     char *tokenizer; /* folder of encoder.json + vocab.bpe or vocab.json + merges.txt;
                         NULL = byte-level (256 ids) */
     int context;     /* tokens a window feeds the model (T); >= 1 for format text */
+    cfg_image image; /* IDX images adapted to this size; 0 x 0 = as in the file */
 } cfg_data;
 
 /* model: the layers (core/layer.h; read with the job's layer registry), loss and init,

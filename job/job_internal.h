@@ -28,6 +28,7 @@ extern const cyaml_schema_field_t cfg_model_fields[];
 extern const cyaml_schema_field_t cfg_opt_fields[];
 extern const cyaml_schema_field_t cfg_sparse_fields[];
 extern const cyaml_schema_field_t cfg_output_fields[];
+extern const cyaml_schema_field_t cfg_image_fields[];
 extern const cyaml_schema_value_t cfg_job_value;
 
 /* The fields cfg_override, fill_defaults and the printer treat specially. */

@@ -35,6 +35,7 @@
  *     text_classes: ["name=dir dir", ...]  none = one class per subfolder (text_dir)
  *     tokenizer: path (folder)      none = byte-level (text: GPT-2 BPE files in the folder)
  *     context: int                  0; format text needs >= 1 (a window is context + 1 ids)
+ *     image: {height, width, fit: pad|resize}   none = as in the file (IDX)
  *   model:
  *     layers:                       (at least one dense layer)
  *       - type: dense|activation    dense
@@ -143,6 +144,13 @@ static const cyaml_schema_value_t name_value = {
     CYAML_FIELD_SEQUENCE_COUNT(key, CYAML_FLAG_OPTIONAL | CYAML_FLAG_POINTER, cfg_data, member,    \
                                member##_count, &name_value, 0, CYAML_UNLIMITED)
 
+static const cyaml_strval_t fit_names[] = {{"pad", CFG_FIT_PAD}, {"resize", CFG_FIT_RESIZE}};
+/* data.image (IDX): the size the model takes and how images of another size get it. */
+const cyaml_schema_field_t cfg_image_fields[] = {
+    CYAML_FIELD_INT("height", CFG_OPT, cfg_image, height),
+    CYAML_FIELD_INT("width", CFG_OPT, cfg_image, width), CFG_ENUM("fit", cfg_image, fit, fit_names),
+    CYAML_FIELD_END};
+
 const cyaml_schema_field_t cfg_data_fields[] = {
     CFG_ENUM("format", cfg_data, format, format_names),
     CFG_STR("train", cfg_data, train),
@@ -173,6 +181,7 @@ const cyaml_schema_field_t cfg_data_fields[] = {
     CFG_STR_LIST("text_classes", text_classes),
     CFG_STR("tokenizer", cfg_data, tokenizer),
     CYAML_FIELD_INT("context", CFG_OPT, cfg_data, context),
+    CYAML_FIELD_MAPPING("image", CFG_OPT, cfg_data, image, cfg_image_fields),
     CYAML_FIELD_END};
 
 const cyaml_schema_field_t cfg_model_fields[] = {
@@ -299,6 +308,7 @@ static const struct {
     {cfg_data_fields, "text_classes", CFG_FP_UNLESS_DEFAULT},
     {cfg_data_fields, "tokenizer", CFG_FP_UNLESS_DEFAULT}, /* token windows */
     {cfg_data_fields, "context", CFG_FP_UNLESS_DEFAULT},
+    {cfg_data_fields, "image", CFG_FP_UNLESS_DEFAULT},       /* IDX images adapted to a size */
     {train_fields, "on_divergence", CFG_FP_NEVER},           /* what a failing run does */
     {cluster_fields, "staleness_lr", CFG_FP_UNLESS_DEFAULT}, /* stale-gradient corrections */
     {cluster_fields, "delay_compensation", CFG_FP_UNLESS_DEFAULT},

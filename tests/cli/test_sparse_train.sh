@@ -82,7 +82,7 @@ expect_exit 0 "$PSTRAIN" train mlp.yaml --output cut --checkpoint.every_steps 50
 cmp -s full/model.safetensors cut/model.safetensors || fail "resumed weights differ"
 cmp -s full/tables.safetensors cut/tables.safetensors || fail "resumed tables differ"
 
-# Bad jobs: one line each, exit 2.
+# Bad jobs: one line each, exit 2. (Distributed sparse jobs: test_sparse_dist.sh.)
 expect_exit 2 "$PSTRAIN" train mlp.yaml --data.sparse false
 expect_in err.txt "a layer reads the sparse features, but the data has none"
 expect_exit 2 "$PSTRAIN" train mlp.yaml --sparse.optimizer momentum
