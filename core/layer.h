@@ -51,7 +51,8 @@
 #define ML_LOSS_NAMES(X)                                                                           \
     X(ML_LOSS_CCE, "categorical_crossentropy")                                                     \
     X(ML_LOSS_BCE, "binary_crossentropy")                                                          \
-    X(ML_LOSS_MSE, "mse")
+    X(ML_LOSS_MSE, "mse")                                                                          \
+    X(ML_LOSS_SEQ_CCE, "sequence_crossentropy")
 #define ML_INIT_NAMES(X) X(ML_INIT_AUTO, "auto") X(ML_INIT_GLOROT, "glorot") X(ML_INIT_HE, "he")
 #define ML_ENUM_VALUE(v, name) v,
 typedef enum { ML_LOSS_NAMES(ML_ENUM_VALUE) ML_LOSS_COUNT } ml_loss;
@@ -71,6 +72,9 @@ typedef struct {
     const char *doc;
     void (*forward)(float *y, const float *x, int rows, int cols);
     void (*backward)(float *dx, const float *dy, const float *y, int rows, int cols);
+    /* Set for a function whose derivative is no function of y (GELU): backward from the
+     * input x instead, dx = dy * f'(x) (dx == dy allowed); `backward` is then unused. */
+    void (*backward_x)(float *dx, const float *dy, const float *x, int rows, int cols);
     int he_init;    /* ML_INIT_AUTO draws He-normal weights for a layer feeding it */
     int fused_loss; /* the loss fused with it at the output (ML_LOSS_CCE for softmax), or -1 */
 } ml_activation;
@@ -235,6 +239,9 @@ typedef struct {
     uint32_t field_lo, field_hi; /* the fields read: [lo, hi] inclusive */
     const char *table;           /* the `table` key, or NULL: the layer's own, named by it */
     float init_scale;            /* the scale the table draws new rows with */
+    /* Types with ops->workspace: (workspace(max_batch)) floats the model owns, kept from
+     * forward to backward (activations the backward needs, its own scratch). */
+    float *ws;
 } ml_layer;
 
 struct ml_layer_ops {
@@ -268,6 +275,14 @@ struct ml_layer_ops {
     /* Floating-point operations of forward + backward (with dx) for n rows (sparse types:
      * per entry read, so the count for n rows of one entry each). */
     double (*flops)(const ml_layer *l, int n);
+    /* Optional: floats of l->ws the layer needs for n rows (attention keeps Q, K, V and
+     * the attention weights for backward). NULL: none. */
+    size_t (*workspace)(const ml_layer *l, int n);
+    /* Optional: the string key that ties tensor 0 to tensor 0 of an earlier layer (the
+     * tied output head reads the token embedding's wte): when set, the model maps tensor
+     * 0 onto that layer's (same shape), gives it no space or segment of its own, skips
+     * its init and adds both gradients. */
+    const char *tie_key;
 
     /* Sparse types: set `sparse`, and sforward/sbackward instead of forward/backward. */
     int sparse;
@@ -314,5 +329,13 @@ extern const ml_layer_ops ml_layer_dot_interaction;
 extern const ml_layer_ops ml_layer_embedding;
 extern const ml_layer_ops ml_layer_embedding_bag;
 extern const ml_layer_ops ml_layer_fm;
+/* Transformer (GPT-2) types: a sample is T tokens x C channels, row-major (N, T*C);
+ * core/layers/attention.c's header gives the legend and the GPT-2 layout. */
+extern const ml_layer_ops ml_layer_token_embedding;
+extern const ml_layer_ops ml_layer_pos_embedding;
+extern const ml_layer_ops ml_layer_layernorm;
+extern const ml_layer_ops ml_layer_attention;
+extern const ml_layer_ops ml_layer_token_dense;
+extern const ml_layer_ops ml_layer_lm_head;
 
 #endif

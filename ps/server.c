@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "base/ident.h"
 #include "net/net.h"
 #include "proto/hb.h"
 #include "proto/msg.h"
@@ -598,8 +599,8 @@ int srv_run(const srv_options *o, pst_err *err)
     if ((rc = net_sock_bind(s.sock, ep, bound, sizeof bound, err)))
         goto cleanup;
     advertised_endpoint(endpoint, sizeof endpoint, bound, o);
-    char id[32];
-    snprintf(id, sizeof id, "server-%d-%d", o->rank, (int)getpid());
+    char id[PST_TAG_MAX];
+    pst_process_tag(id, sizeof id, "server", o->rank, NULL);
     /* This connection carries HELLO and BYE, each sent until answered: what is still queued
      * at close is a repeat to a coordinator that has exited, not worth 2 s of flushing. */
     net_opts co = {.identity = id, .linger_ms = 100};

@@ -59,11 +59,12 @@ static ds_dataset *load_file(const cfg_data *dc, const char *path, const char *l
         return ds_load_text_dir(path, &o, err);
     }
     case CFG_FMT_TEXT:
-        /* data/textwin.h loads these as token windows; the layers that train on them
-         * (issue 13's transformer) are not in this build yet. */
+        /* data/textwin.h loads these as token windows; the GPT-2 layers are in
+         * (core/gpt2.h) but the trainer does not feed windows yet (x = ids[0..T), labels
+         * = ids[1..T], loss sequence_crossentropy). */
         pst_err_set(err, PST_ERR_CONFIG,
-                    "data.format text: %s would load as token windows, but no layer of this "
-                    "build trains on them yet (language models: issue 13)",
+                    "data.format text: %s would load as token windows, but the trainer does "
+                    "not feed token windows to a model yet (language models: issue 13)",
                     path);
         return NULL;
     }

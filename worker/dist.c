@@ -9,6 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/ident.h"
 #include "base/clock.h"
 
 #include "ckpt/ckpt.h"
@@ -538,10 +539,10 @@ static int connect_coordinator(worker *w, pst_err *err)
     const wk_dist_options *o = w->o;
     const cfg_job *job = o->job;
     int rc;
-    char id[32];
-    /* With the pid: a restarted process of the same rank is a new connection (a new
-     * incarnation), not the old one back. */
-    snprintf(id, sizeof id, "worker-%d-%d", o->rank, (int)getpid());
+    char id[PST_TAG_MAX];
+    /* The process's tag: a restarted process of the same rank is a new connection (a new
+     * incarnation), not the old one back -- also as pid 1 of a container. */
+    pst_process_tag(id, sizeof id, "worker", o->rank, NULL);
     net_opts co = {.identity = id};
     if (!(w->ctx = net_ctx_create(1, err)) ||
         net_faults_attach(w->ctx, o->faults, 0x3a11e7ULL + (uint64_t)o->rank * 7919, o->lg,

@@ -89,14 +89,10 @@ start() { # ROLE INDEX [podman options...]: the pod of that role, as render.py m
                   -e PSTRAIN_ADVERTISE=$P-server-$i) ;;
     worker) env+=(-e PSTRAIN_COORDINATOR=$COORD) ;;
   esac
-  # --pid host: KNOWN DEFECT (reported with issue 16): a process's ZMQ routing id and the
-  # coordinator's test for "the same process asking again" are rank + pid, and in a pid
-  # namespace of its own every pstrain is pid 1, so a restarted server would be taken for
-  # its dead predecessor (a plain WELCOME: it starts fresh, sets its checkpoints aside and
-  # the job fails). Kubernetes pods have that problem; here the host's pids stand in for a
-  # per-process id until the coordinator and servers use one.
+  # Each container is a pid namespace of its own (every pstrain is pid 1, as in a
+  # Kubernetes pod): the restarted server must still be told from its dead predecessor
+  # (base/ident.h: routing ids carry the process's start time and host).
   podman run -d --name $P-$role-$i --hostname $P-$role-$i --network $NET -v "$WORK/data:/data" \
-    --pid host \
     "${env[@]}" "$@" $IMG $role $EX/binary-moons.yaml --output /data/job "${JOB[@]}" > /dev/null \
     || fail "cannot start $role $i"
 }
