@@ -4,8 +4,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
+#include "base/ident.h"
 #include "core/sptable.h"
 #include "proto/dlv.h"
 #include "proto/msg.h"
@@ -54,8 +54,8 @@ wk_skv *wk_skv_create(net_ctx *ctx, int rank, const wire_welcome *welcome, int n
     memcpy(kv->dims, dims, sizeof *dims * (size_t)ntables);
     kv->ids.next = 1; /* id 0 marks a server not asked */
     /* Request ids of their own: the servers track them per connection. */
-    char id[40];
-    snprintf(id, sizeof id, "worker-%d-%d-sparse", rank, (int)getpid());
+    char id[PST_TAG_MAX];
+    pst_process_tag(id, sizeof id, "worker", rank, "sparse");
     net_opts o = {.identity = id,
                   .max_msg_bytes = (int64_t)(WIRE_CHUNK_FLOATS * sizeof(float)) + 4096};
     for (int s = 0; s < kv->S; s++)
