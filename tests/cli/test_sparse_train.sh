@@ -82,11 +82,7 @@ expect_exit 0 "$PSTRAIN" train mlp.yaml --output cut --checkpoint.every_steps 50
 cmp -s full/model.safetensors cut/model.safetensors || fail "resumed weights differ"
 cmp -s full/tables.safetensors cut/tables.safetensors || fail "resumed tables differ"
 
-# Bad jobs: one line each, exit 2. The servers hold no tables yet: a distributed sparse
-# job is refused, not trained without its tables.
-expect_exit 2 "$PSTRAIN" local lr.yaml --servers 1 --workers 1 --output dist
-expect_in err.txt "reads sparse features, whose tables train in one process only for now"
-
+# Bad jobs: one line each, exit 2. (Distributed sparse jobs: test_sparse_dist.sh.)
 expect_exit 2 "$PSTRAIN" train mlp.yaml --data.sparse false
 expect_in err.txt "a layer reads the sparse features, but the data has none"
 expect_exit 2 "$PSTRAIN" train mlp.yaml --sparse.optimizer momentum
