@@ -453,6 +453,13 @@ static int setup_shard(server *s, const wire_welcome *welcome, pst_err *err)
                            welcome->num_servers);
     uint64_t base = welcome->shard_offsets[o->rank];
     uint64_t len = welcome->shard_offsets[o->rank + 1] - base;
+    /* Every server needs a dense slice for its clock (a sparse-only shard is not built
+     * yet): say what to change instead of failing on a size. */
+    if (len == 0)
+        return pst_err_set(err, PST_ERR_CONFIG,
+                           "server %d owns no dense parameter: the model's %llu dense floats do "
+                           "not go around %d servers (use fewer servers, e.g. --servers 1)",
+                           o->rank, (unsigned long long)welcome->nparams, welcome->num_servers);
     s->nworkers = welcome->num_workers;
     opt_config oc = o->job->optimizer;
     const cfg_cluster *cl = &o->job->cluster;
