@@ -2,8 +2,8 @@
 # The README's second command (and what CI runs): installs what is missing, builds, and
 # runs the whole test suite twice: a release build (with the valgrind_* tests and the
 # container test), then a build with AddressSanitizer + UndefinedBehaviorSanitizer
-# (PSTRAIN_SANITIZE=ON; all but the container test, the source-tree checks and the
-# benchmarks' smoke modes); then a third
+# (PSTRAIN_SANITIZE=ON; all but the container test, the source-tree and manifest checks
+# and the benchmarks' smoke modes); then a third
 # pass builds the libFuzzer harnesses with clang (PSTRAIN_FUZZ=ON, build-fuzz) and runs each
 # briefly (ctest -L fuzz; docs/fuzzing.md). --fast skips the sanitizer and fuzz passes.
 set -euo pipefail
@@ -22,12 +22,13 @@ run_suite() { # build-dir, ctest args (quoted), cmake args...
 # containers) runs once, in the release pass: the image builds its own binary, so a
 # sanitizer build would only repeat it. So do the checks of the source tree (format,
 # layering, sizes) and the benchmarks' smoke modes (bench): they run no code of ours that
-# the unit and command-line tests do not run under the sanitizers too.
+# the unit and command-line tests do not run under the sanitizers too; nor does the
+# Kubernetes manifests' check (k8s), which runs pstrain only for --help.
 echo "== test suite: release build =="
 run_suite build "" -DCMAKE_BUILD_TYPE=Release
 if [ "${1:-}" != "--fast" ]; then
   echo "== test suite: AddressSanitizer + UndefinedBehaviorSanitizer build =="
-  run_suite build-asan "-LE container|format|layering|sizes|bench" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  run_suite build-asan "-LE container|format|layering|sizes|bench|k8s" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
     -DPSTRAIN_SANITIZE=ON
   echo "== fuzz harnesses: clang, libFuzzer + ASan + UBSan build, ctest -L fuzz =="
   if command -v clang > /dev/null; then

@@ -14,6 +14,9 @@ foreach(t cli_basics default_job examples bad_data signals local_supervision
   set_tests_properties(test_${t} PROPERTIES TIMEOUT 600 SKIP_RETURN_CODE 77
                        ENVIRONMENT "LSAN_OPTIONS=suppressions=${CMAKE_SOURCE_DIR}/tests/lsan.supp")
 endforeach()
+# The manifests' check runs node, yamllint and Python on rendered YAML and pstrain only for
+# --help: label "k8s", which the sanitizer pass leaves out with the other source-tree checks.
+set_tests_properties(test_k8s_manifests PROPERTIES LABELS k8s)
 
 # The container image built and run for real (podman): label "container", which CI runs
 # once (scripts/test.sh leaves it out of the sanitizer pass). Skips (77) without podman.
@@ -22,3 +25,16 @@ add_test(NAME test_container
                  ${CMAKE_SOURCE_DIR})
 set_tests_properties(test_container PROPERTIES TIMEOUT 1200 SKIP_RETURN_CODE 77
                      LABELS container)
+
+# A clean clone (CI) has no timings from earlier runs, and ctest then starts tests in the
+# order they were added: the container test (minutes for a cold image build) would start
+# last and run alone at the end. COST (about the seconds each takes, ASan build, 2 cores)
+# makes ctest -j start the long ones first, so they overlap the many short ones.
+foreach(tc container:400 worker_failure:85 dist_async:80 server_failure:65 default_job:50
+           k8s_manifests:45 mpi:40 faults:40 network_cut:34 dist_bsp:24 cluster_restart:22
+           coordinator_loss:18 cluster_netns:14 auth:14)
+  string(REPLACE ":" ";" tc "${tc}")
+  list(GET tc 0 name)
+  list(GET tc 1 cost)
+  set_tests_properties(test_${name} PROPERTIES COST ${cost})
+endforeach()
