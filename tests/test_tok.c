@@ -10,6 +10,8 @@
 
 #include <cmocka.h>
 
+#include "tmp_files.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,21 +24,18 @@
 
 /* ---- Files for hand-made vocabularies ------------------------------------------------ */
 
-static char dir[64];
+static char dir[TMP_DIR_MAX];
 
 static int group_setup(void **state)
 {
     (void)state;
-    strcpy(dir, "/tmp/pst_test_tok_XXXXXX");
-    return mkdtemp(dir) ? 0 : -1;
+    return tmp_dir_make(dir, "/tmp/pst_test_tok");
 }
 
 static int group_teardown(void **state)
 {
     (void)state;
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    return system(cmd) == 0 ? 0 : -1;
+    return tmp_dir_remove(dir);
 }
 
 static const char *put(const char *name, const char *text)

@@ -8,6 +8,8 @@
 
 #include <cmocka.h>
 
+#include "tmp_files.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,21 +21,18 @@
 #include "job/job.h"
 #include "worker/textprep.h"
 
-static char dir[64];
+static char dir[TMP_DIR_MAX];
 
 static int group_setup(void **state)
 {
     (void)state;
-    strcpy(dir, "/tmp/pst_test_tokwin_XXXXXX");
-    return mkdtemp(dir) ? 0 : -1;
+    return tmp_dir_make(dir, "/tmp/pst_test_tokwin");
 }
 
 static int group_teardown(void **state)
 {
     (void)state;
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    return system(cmd) == 0 ? 0 : -1;
+    return tmp_dir_remove(dir);
 }
 
 static const char *path_of(const char *name)

@@ -11,18 +11,8 @@
 source "$(dirname "$0")/lib.sh"
 COMPARE="/usr/bin/python3 $SRC/tests/cli/compare_safetensors.py"
 
-# 2400 rows of 10 ids each out of 400 (64-bit-looking ids), label = the sign of a fixed
-# random linear function of them (as test_sparse_train.sh).
-/usr/bin/python3 - << 'EOF'
-import random
-random.seed(7)
-w = [random.gauss(0, 1) for _ in range(400)]
-with open("train.svm", "w") as f:
-    for _ in range(2400):
-        ks = sorted(random.sample(range(400), 10))
-        y = 1 if sum(w[k] for k in ks) > 0 else 0
-        f.write("%d %s\n" % (y, " ".join("%d:1" % (k * 1000000007 + 3) for k in ks)))
-EOF
+# 2400 rows of 10 sparse ids each, a learnable label (make_sparse_svm.py).
+/usr/bin/python3 "$SRC/tests/cli/make_sparse_svm.py" train.svm
 cat > mlp.yaml << 'EOF'
 name: sparse-mlp
 data: {format: libsvm, train: train.svm, sparse: true, num_classes: 2, validation_split: 0.2}

@@ -7,18 +7,8 @@
 # a slice of it trains the hashed-words logistic regression of examples/spam-lr.yaml.
 source "$(dirname "$0")/lib.sh"
 
-# 2400 rows of 10 ids each out of 400 (scaled to 64-bit-looking ids), label = the sign of a
-# fixed random linear function of them: learnable, as every id recurs ~60 times.
-/usr/bin/python3 - << 'EOF'
-import random
-random.seed(7)
-w = [random.gauss(0, 1) for _ in range(400)]
-with open("train.svm", "w") as f:
-    for _ in range(2400):
-        ks = sorted(random.sample(range(400), 10))
-        y = 1 if sum(w[k] for k in ks) > 0 else 0
-        f.write("%d %s\n" % (y, " ".join("%d:1" % (k * 1000000007 + 3) for k in ks)))
-EOF
+# 2400 rows of 10 sparse ids each, a learnable label (make_sparse_svm.py).
+/usr/bin/python3 "$SRC/tests/cli/make_sparse_svm.py" train.svm
 cat > lr.yaml << 'EOF'
 name: sparse-lr
 data: {format: libsvm, train: train.svm, sparse: true, num_classes: 2, validation_split: 0.2}
