@@ -99,6 +99,7 @@ int coord_key_refused(coord *c)
              "key %s, and only the job's server key (security.server_key) may act as a server",
              wire_type_name(e->type), e->rank, key);
     /* Logged the 1st, 10th, 100th, ... time, so a flood cannot fill the log. */
+    c->rejected++;
     unsigned n = ++c->key_refusals, k = n;
     while (k >= 10 && k % 10 == 0)
         k /= 10;
@@ -120,8 +121,8 @@ static int handle_hello(coord *c, int *joined, pst_err *err)
     char who[48];
     snprintf(who, sizeof who, "%s[%d]", e->role, e->rank);
     if (e->type != WIRE_MSG_HELLO) {
-        log_warn(c->o->lg, "ignoring %s from %s before the job started", wire_type_name(e->type),
-                 who);
+        coord_warn_peer(c, "ignoring %s from %s before the job started", wire_type_name(e->type),
+                        who);
         return PST_OK;
     }
     const wire_hello *h = c->in->b.hello;
