@@ -10,10 +10,11 @@
  * warning or a tick), when the count it held back is logged. */
 typedef struct {
     int used;
-    char key[LOG_LIMIT_KEY], name[LOG_LIMIT_KEY];
-    int64_t start_ms; /* when the window opened */
-    int shown;        /* warnings logged in it (<= burst) */
-    uint64_t held;    /* warnings held back in it */
+    char key[LOG_LIMIT_KEY];
+    char name[LOG_LIMIT_KEY]; /* in its count line: the key, or "other peers" */
+    int64_t start_ms;         /* when the window opened */
+    int shown;                /* warnings logged in it (<= burst) */
+    uint64_t held;            /* warnings held back in it */
 } peer_slot;
 
 struct log_limit {
@@ -63,7 +64,7 @@ static void close_window(log_limit *l, peer_slot *p, int64_t now_ms)
     p->used = 0;
 }
 
-static peer_slot *find_slot(log_limit *l, const char *key, const char *name)
+static peer_slot *find_slot(log_limit *l, const char *key)
 {
     peer_slot *free_slot = NULL;
     for (int i = 0; i < l->npeers; i++) {
@@ -76,7 +77,7 @@ static peer_slot *find_slot(log_limit *l, const char *key, const char *name)
     peer_slot *p = free_slot ? free_slot : &l->slot[l->npeers];
     if (!p->used) {
         snprintf(p->key, sizeof p->key, "%s", free_slot ? key : "");
-        snprintf(p->name, sizeof p->name, "%s", !free_slot ? "other peers" : name ? name : key);
+        snprintf(p->name, sizeof p->name, "%s", free_slot ? key : "other peers");
     }
     return p;
 }
@@ -86,7 +87,7 @@ int log_limit_warn(log_limit *l, const char *key, const char *name, int64_t now_
 {
     if (!name || !name[0])
         name = key;
-    peer_slot *p = find_slot(l, key, name);
+    peer_slot *p = find_slot(l, key);
     if (p->used && now_ms - p->start_ms >= l->window_ms)
         close_window(l, p, now_ms);
     if (!p->used) {
@@ -107,7 +108,7 @@ int log_limit_warn(log_limit *l, const char *key, const char *name, int64_t now_
     va_start(ap, fmt);
     vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
-    log_warn(l->lg, "%s (from %s)", line, p->name);
+    log_warn(l->lg, "%s (from %s)", line, name);
     return 1;
 }
 

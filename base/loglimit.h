@@ -7,10 +7,12 @@
  * line says how many it held back:
  *
  *   ... server[0] warn: dropped a malformed message: ... (from 127.0.0.1, id hostile-1)
- *   ... server[0] warn: 995 more refused messages from 127.0.0.1, id hostile-1 in the last 10.0 s
+ *   ... server[0] warn: 995 more refused messages from 127.0.0.1 in the last 10.0 s
  *
  * Peers are told apart by a key (the sender's address, or its routing id where there is
- * none) and named by a display name; both are copied. At most `max_peers` are tracked:
+ * none): each warning names its sender in full (address and routing id), the count line
+ * the key, as what it counts may have come on several connections from that address.
+ * At most `max_peers` keys are tracked:
  * beyond them, new keys share one slot ("other peers"), so the table stays bounded however
  * many connections a flood opens. The caller passes the time (milliseconds, any monotonic
  * origin: base/clock.h) so tests can drive the windows. Owned by one process context and
@@ -30,7 +32,7 @@ typedef struct log_limit log_limit;
 #define LOG_LIMIT_BURST 16
 #define LOG_LIMIT_WINDOW_MS 10000
 #define LOG_LIMIT_PEERS 64
-#define LOG_LIMIT_KEY 64 /* bytes of a key or a display name kept, NUL included */
+#define LOG_LIMIT_KEY 64 /* bytes of a key kept, NUL included */
 
 /* burst >= 1, window_ms >= 1, max_peers >= 1; lg is borrowed for the limiter's life. */
 log_limit *log_limit_create(const log_ctx *lg, int burst, int64_t window_ms, int max_peers,
