@@ -82,8 +82,8 @@ static peer_slot *find_slot(log_limit *l, const char *key)
     return p;
 }
 
-int log_limit_warn(log_limit *l, const char *key, const char *name, int64_t now_ms, const char *fmt,
-                   ...)
+int log_limit_log(log_limit *l, log_level level, const char *key, const char *name, int64_t now_ms,
+                  const char *fmt, ...)
 {
     if (!name || !name[0])
         name = key;
@@ -108,7 +108,7 @@ int log_limit_warn(log_limit *l, const char *key, const char *name, int64_t now_
     va_start(ap, fmt);
     vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
-    log_warn(l->lg, "%s (from %s)", line, name);
+    log_msg(l->lg, level, "%s (from %s)", line, name);
     return 1;
 }
 

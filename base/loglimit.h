@@ -40,12 +40,14 @@ log_limit *log_limit_create(const log_ctx *lg, int burst, int64_t window_ms, int
 /* Logs what is still held back (log_limit_tick with final), then frees. NULL is fine. */
 void log_limit_destroy(log_limit *l, int64_t now_ms);
 
-/* One warning about peer `key` (display name `name`; NULL or "": the key): logged at warn
- * level with " (from NAME)" appended when the peer's window has room, counted otherwise.
- * A window that has passed is closed first (its held-back count logged). Returns 1 when
- * the line was logged, 0 when it was held back. */
-int log_limit_warn(log_limit *l, const char *key, const char *name, int64_t now_ms, const char *fmt,
-                   ...) __attribute__((format(printf, 5, 6)));
+/* One line about peer `key` (display name `name`; NULL or "": the key): logged at `level`
+ * with " (from NAME)" appended when the peer's window has room, counted otherwise. A
+ * window that has passed is closed first (its held-back count logged, at warn level).
+ * Returns 1 when the line was logged, 0 when it was held back. log_limit_warn is the
+ * usual case. */
+int log_limit_log(log_limit *l, log_level level, const char *key, const char *name, int64_t now_ms,
+                  const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+#define log_limit_warn(l, ...) log_limit_log((l), LOG_WARN, __VA_ARGS__)
 
 /* Closes every window that has passed by now_ms (every window with final): logs one
  * "N more refused messages from NAME in the last T s" line per peer that had any held

@@ -110,7 +110,8 @@ void coord_write_endpoint_file(coord *c, const char *bound);
 int coord_gather(coord *c, pst_err *err);
 /* Refuses the HELLO just received: logs the reason, answers the sender with an ERROR
  * carrying it, and, when fatal (the job cannot run as configured), fails the coordinator
- * with it too. */
+ * with it too; a refusal that is not fatal is counted and logged as coord_warn_peer does
+ * (at error level). */
 int coord_reject(coord *c, pst_err *err, int fatal, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 /* Whether a worker's update groups are those of the workers before it (the first one's are
