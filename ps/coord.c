@@ -112,16 +112,15 @@ static int follow(coord *c, pst_err *err)
             continue;
         }
         if (strcmp(h->role, "worker") != 0 || h->rank >= c->W) {
-            coord_warn_peer(c, "ignoring %s from %s[%d]", wire_type_name(h->type), h->role,
-                            h->rank);
+            coord_warn(c, "ignoring %s from %s[%d]", wire_type_name(h->type), h->role, h->rank);
             continue;
         }
         peer *p = &c->workers[h->rank];
         /* A worker is known by the connection it joined on: anyone else claiming its rank
          * could otherwise finish the job early (DONE) or keep a dead worker alive. */
         if (!coord_same_route(p, c->in)) {
-            coord_warn_peer(c, "ignoring %s claiming to be worker[%d] from another connection",
-                            wire_type_name(h->type), h->rank);
+            coord_warn(c, "ignoring %s claiming to be worker[%d] from another connection",
+                       wire_type_name(h->type), h->rank);
             continue;
         }
         if (p->lost)
@@ -240,8 +239,7 @@ static int shutdown_servers(coord *c, int timeout_ms, pst_err *err)
             continue; /* e.g. a worker's last PROGRESS */
         /* Count each server once, and only from the connection it joined on. */
         if (h->rank >= c->S || !coord_same_route(&c->servers[h->rank], c->in)) {
-            coord_warn_peer(c, "ignoring BYE claiming to be server[%d] (another connection)",
-                            h->rank);
+            coord_warn(c, "ignoring BYE claiming to be server[%d] (another connection)", h->rank);
             continue;
         }
         wire_env a;

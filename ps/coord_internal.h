@@ -87,7 +87,7 @@ typedef struct {
     int retriable;
     unsigned key_refusals; /* messages as a server from a client key (coord_key_refused) */
     /* Messages from peers dropped as malformed, and well-formed ones refused or ignored
-     * (forged, out of place); their warnings limited per peer (coord_warn_peer). */
+     * (forged, out of place); their warnings limited per peer (coord_warn). */
     uint64_t malformed, rejected;
     log_limit *warn;
     struct coord_obs *obs; /* metrics and /status (NULL: off); coord_status.c */
@@ -110,7 +110,7 @@ void coord_write_endpoint_file(coord *c, const char *bound);
 int coord_gather(coord *c, pst_err *err);
 /* Refuses the HELLO just received: logs the reason, answers the sender with an ERROR
  * carrying it, and, when fatal (the job cannot run as configured), fails the coordinator
- * with it too; a refusal that is not fatal is counted and logged as coord_warn_peer does
+ * with it too; a refusal that is not fatal is counted and logged as coord_warn does
  * (at error level). */
 int coord_reject(coord *c, pst_err *err, int fatal, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -140,9 +140,9 @@ int coord_answer_anytime(coord *c);
 /* The message just received is refused or ignored: counted (c->rejected), and the warning
  * (printf-style) logged naming the sender's address, at most LOG_LIMIT_BURST a peer per
  * LOG_LIMIT_WINDOW_MS (base/loglimit.h), the rest counted in one line. */
-void coord_warn_peer(coord *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void coord_warn(coord *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* A message msg_recv refused (why: its reason): counted (c->malformed) and logged as
- * coord_warn_peer does; one of another wire version is answered with an ERROR naming both
+ * coord_warn does; one of another wire version is answered with an ERROR naming both
  * versions (msg_refuse_version). */
 void coord_refused(coord *c, const pst_err *why);
 /* A HELLO once the job runs: a restarted process taking over its rank (a new

@@ -130,8 +130,7 @@ static int handle_hello(coord *c, int *joined, pst_err *err)
     char who[48];
     snprintf(who, sizeof who, "%s[%d]", e->role, e->rank);
     if (e->type != WIRE_MSG_HELLO) {
-        coord_warn_peer(c, "ignoring %s from %s before the job started", wire_type_name(e->type),
-                        who);
+        coord_warn(c, "ignoring %s from %s before the job started", wire_type_name(e->type), who);
         return PST_OK;
     }
     const wire_hello *h = c->in->b.hello;

@@ -97,7 +97,7 @@ static void handle_heartbeat(coord *c, const msg_in *in)
     const wire_env *h = &in->h;
     int is_server = strcmp(h->role, "server") == 0, is_worker = strcmp(h->role, "worker") == 0;
     if ((!is_server && !is_worker) || h->rank >= (is_server ? c->S : c->W)) {
-        coord_warn_peer(c, "ignoring HEARTBEAT from %s[%d]", h->role, h->rank);
+        coord_warn(c, "ignoring HEARTBEAT from %s[%d]", h->role, h->rank);
         return;
     }
     peer *p = is_server ? &c->servers[h->rank] : &c->workers[h->rank];
@@ -126,8 +126,8 @@ static void handle_heartbeat(coord *c, const msg_in *in)
         p->hb_route_len = in->route_len;
     } else if (p->hb_route_len != in->route_len ||
                memcmp(p->hb_route, in->route, in->route_len) != 0) {
-        coord_warn_peer(c, "ignoring HEARTBEAT claiming to be %s[%d] from another connection",
-                        h->role, h->rank);
+        coord_warn(c, "ignoring HEARTBEAT claiming to be %s[%d] from another connection", h->role,
+                   h->rank);
         return;
     }
     p->last_ms = net_now_ms();
@@ -153,7 +153,7 @@ static void warn_limited(coord *c, const char *line)
     log_limit_warn(c->warn, key, name, pst_mono_ms(), "%s", line);
 }
 
-void coord_warn_peer(coord *c, const char *fmt, ...)
+void coord_warn(coord *c, const char *fmt, ...)
 {
     c->rejected++;
     char line[600];
@@ -235,8 +235,8 @@ void coord_handle_rejoin(coord *c, int *done)
         return;
     }
     if (!is_worker || rank >= c->W) {
-        coord_warn_peer(c, "ignoring HELLO from %s[%d] while the job runs%s", role, rank,
-                        is_server ? " (a server of another job, or a rank past the job's)" : "");
+        coord_warn(c, "ignoring HELLO from %s[%d] while the job runs%s", role, rank,
+                   is_server ? " (a server of another job, or a rank past the job's)" : "");
         return;
     }
     peer *p = &c->workers[rank];
