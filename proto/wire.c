@@ -238,6 +238,7 @@ static void pack_small(pb_out *o, const wire_body *b)
         o->stats.updates = t->updates;
         o->stats.nonfinite = t->nonfinite;
         o->stats.repeats = t->repeats;
+        o->stats.refused = t->refused;
         o->env.stats = &o->stats;
     }
 }
@@ -614,6 +615,7 @@ static void unpack_small(wire_body *b, wire_store *st, const Pstrain__Envelope *
         t->updates = env->stats->updates;
         t->nonfinite = env->stats->nonfinite;
         t->repeats = env->stats->repeats;
+        t->refused = env->stats->refused;
         b->stats = t;
     }
 }

@@ -143,6 +143,7 @@ typedef struct {
 
 typedef struct { /* a server's figures, with BYE */
     uint64_t pushes, pulls, bytes_in, bytes_out, updates, nonfinite, repeats;
+    uint64_t refused; /* messages from peers dropped as malformed or refused */
     int64_t max_clock_gap;
 } wire_stats;
 

@@ -3,8 +3,11 @@
  * coord_internal.h. */
 #include "coord_internal.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+
+#include "base/clock.h"
 
 int coord_same_route(const peer *p, const msg_in *in)
 {
@@ -94,7 +97,7 @@ static void handle_heartbeat(coord *c, const msg_in *in)
     const wire_env *h = &in->h;
     int is_server = strcmp(h->role, "server") == 0, is_worker = strcmp(h->role, "worker") == 0;
     if ((!is_server && !is_worker) || h->rank >= (is_server ? c->S : c->W)) {
-        log_warn(c->o->lg, "ignoring HEARTBEAT from %s[%d]", h->role, h->rank);
+        coord_warn(c, "ignoring HEARTBEAT from %s[%d]", h->role, h->rank);
         return;
     }
     peer *p = is_server ? &c->servers[h->rank] : &c->workers[h->rank];
@@ -123,8 +126,8 @@ static void handle_heartbeat(coord *c, const msg_in *in)
         p->hb_route_len = in->route_len;
     } else if (p->hb_route_len != in->route_len ||
                memcmp(p->hb_route, in->route, in->route_len) != 0) {
-        log_warn(c->o->lg, "ignoring HEARTBEAT claiming to be %s[%d] from another connection",
-                 h->role, h->rank);
+        coord_warn(c, "ignoring HEARTBEAT claiming to be %s[%d] from another connection", h->role,
+                   h->rank);
         return;
     }
     p->last_ms = net_now_ms();
@@ -142,15 +145,34 @@ static void handle_heartbeat(coord *c, const msg_in *in)
         log_debug(c->o->lg, "HEARTBEAT answer to %s[%d]: %s", h->role, h->rank, e.msg);
 }
 
+/* Logs line about the message just received within the per-peer limit. */
+static void warn_limited(coord *c, const char *line)
+{
+    char key[MSG_PEER], name[MSG_PEER];
+    msg_peer(c->in, 1, key, name);
+    log_limit_warn(c->warn, key, name, pst_mono_ms(), "%s", line);
+}
+
+void coord_warn(coord *c, const char *fmt, ...)
+{
+    c->rejected++;
+    char line[600];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    warn_limited(c, line);
+}
+
 void coord_refused(coord *c, const pst_err *why)
 {
-    if (msg_refuse_version(c->sock, c->in, "coordinator", 0))
-        log_warn(c->o->lg,
-                 "dropped a malformed message: %s; answered with an ERROR naming "
-                 "both versions",
-                 why->msg);
-    else
-        log_warn(c->o->lg, "dropped a malformed message: %s", why->msg);
+    c->malformed++;
+    char line[600];
+    snprintf(line, sizeof line, "dropped a malformed message: %s%s", why->msg,
+             msg_refuse_version(c->sock, c->in, "coordinator", 0)
+                 ? "; answered with an ERROR naming both versions"
+                 : "");
+    warn_limited(c, line);
 }
 
 /* STATUS and HEARTBEAT, answered the same way whatever the coordinator is waiting for;
@@ -213,8 +235,8 @@ void coord_handle_rejoin(coord *c, int *done)
         return;
     }
     if (!is_worker || rank >= c->W) {
-        log_warn(c->o->lg, "ignoring HELLO from %s[%d] while the job runs%s", role, rank,
-                 is_server ? " (a server of another job, or a rank past the job's)" : "");
+        coord_warn(c, "ignoring HELLO from %s[%d] while the job runs%s", role, rank,
+                   is_server ? " (a server of another job, or a rank past the job's)" : "");
         return;
     }
     peer *p = &c->workers[rank];

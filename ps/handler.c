@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/clock.h"
+#include "base/loglimit.h"
 #include "proto/dlv.h"
 
 #define ROLE "server"
@@ -52,6 +54,7 @@ struct srv_handler {
     pending_spull *spend;
     size_t nspend, cap_spend;
     srv_handler_stats st;
+    log_limit *warn; /* refusal warnings, limited per peer */
 };
 
 srv_handler *srv_handler_create(const srv_handler_options *o, pst_err *err)
@@ -69,6 +72,11 @@ srv_handler *srv_handler_create(const srv_handler_options *o, pst_err *err)
         goto nomem;
     for (size_t k = 0; k < w; k++)
         h->gen[k] = 1; /* every worker's first incarnation */
+    if (!(h->warn = log_limit_create(o->lg, LOG_LIMIT_BURST, LOG_LIMIT_WINDOW_MS, LOG_LIMIT_PEERS,
+                                     err))) {
+        srv_handler_destroy(h);
+        return NULL;
+    }
     return h;
 nomem:
     srv_handler_destroy(h);
@@ -92,6 +100,7 @@ void srv_handler_destroy(srv_handler *h)
     for (size_t i = 0; i < h->nspend; i++)
         free(h->spend[i].keys);
     free(h->spend);
+    log_limit_destroy(h->warn, pst_mono_ms());
     free(h);
 }
 
@@ -574,8 +583,12 @@ int srv_handle(srv_handler *s, const msg_in *in, pst_err *err)
     }
     if (rc) {
         obs_add(s->o.refused, 1);
-        log_warn(s->o.lg, "refused %s from %s[%d]: %s", wire_type_name(in->h.type), in->h.role,
-                 in->h.rank, perr.msg);
+        obs_add(s->o.rejected, 1);
+        s->st.rejected++;
+        char key[MSG_PEER], peer[MSG_PEER];
+        msg_peer(in, 1, key, peer);
+        log_limit_warn(s->warn, key, peer, pst_mono_ms(), "refused %s from %s[%d]: %s",
+                       wire_type_name(in->h.type), in->h.role, in->h.rank, perr.msg);
         pst_err e2 = {0};
         if (msg_send_error(s->o.sock, in->route, in->route_len, ROLE, s->o.rank, in->h.request_id,
                            rc, perr.msg, &e2))
@@ -594,18 +607,26 @@ int srv_handle(srv_handler *s, const msg_in *in, pst_err *err)
 
 void srv_handle_refused(srv_handler *s, const msg_in *in, const pst_err *why)
 {
+    obs_add(s->o.malformed, 1);
+    s->st.malformed++;
+    char key[MSG_PEER], peer[MSG_PEER];
+    msg_peer(in, 1, key, peer);
+    int64_t now = pst_mono_ms();
     if (msg_refuse_version(s->o.sock, in, ROLE, s->o.rank)) {
         obs_add(s->o.refused, 1);
-        log_warn(s->o.lg,
-                 "dropped a malformed message: %s; answered with an ERROR naming "
-                 "both versions",
-                 why->msg);
+        log_limit_warn(s->warn, key, peer, now,
+                       "dropped a malformed message: %s; answered with an ERROR naming "
+                       "both versions",
+                       why->msg);
     } else
-        log_warn(s->o.lg, "dropped a malformed message: %s", why->msg);
+        log_limit_warn(s->warn, key, peer, now, "dropped a malformed message: %s", why->msg);
 }
+
+void srv_handler_flush_log(srv_handler *s) { log_limit_tick(s->warn, pst_mono_ms(), 1); }
 
 int srv_handler_tick(srv_handler *s, pst_err *err)
 {
+    log_limit_tick(s->warn, pst_mono_ms(), 0);
     maybe_end_recovery(s, srv_shard_note_clock(s->o.shard, -1, -1));
     int rc = s->o.ckpt ? srv_ckpt_maybe(s->o.ckpt, s->o.shard, err) : PST_OK;
     if (!rc)

@@ -42,7 +42,7 @@ typedef struct {
     struct { /* Prometheus series (docs/observability.md); all NULL when off */
         obs_metric *pushes, *pulls, *bytes_in, *bytes_out, *updates, *refused, *nonfinite, *apply,
             *gap, *gap_max, *live, *workers, *clock, *pending, *ckpts, *ckpt_age, *ckpt_clock,
-            *start, *sp_rows, *sp_admitted, *sp_refused, *sp_evicted;
+            *start, *sp_rows, *sp_admitted, *sp_refused, *sp_evicted, *malformed, *rejected;
     } mx;
 } server;
 
@@ -89,6 +89,10 @@ static int metrics_register(server *s, pst_err *err)
                                       "Optimizer updates applied to the shard.", NULL, err)) ||
         !(s->mx.refused = obs_counter(r, "pstrain_server_refused_requests_total",
                                       "Worker messages refused with an ERROR reply.", NULL, err)) ||
+        !(s->mx.malformed =
+              obs_counter(r, MSG_REFUSED_METRIC, MSG_REFUSED_HELP, "reason=\"malformed\"", err)) ||
+        !(s->mx.rejected =
+              obs_counter(r, MSG_REFUSED_METRIC, MSG_REFUSED_HELP, "reason=\"refused\"", err)) ||
         !(s->mx.nonfinite =
               obs_counter(r, "pstrain_server_nonfinite_gradients_total",
                           "Pushes refused because they held NaN or Inf.", NULL, err)) ||
@@ -226,18 +230,22 @@ static int send_bye(server *s, int64_t deadline, pst_err *err)
                           .max_clock_gap = st.max_clock_gap,
                           .updates = st.updates,
                           .nonfinite = st.rejected_nonfinite,
-                          .repeats = st.repeats};
+                          .repeats = st.repeats,
+                          .refused = hs.malformed + hs.rejected};
     wire_body bye = {.stats = &figures};
+    srv_handler_flush_log(s->handler);
     log_info(s->o->lg,
              "done: %llu updates from %llu pushes, %llu pulls answered, %.1f MB in, %.1f MB "
              "out, largest clock gap served %lld, %llu non-finite gradients %s, %llu "
-             "repeated chunks ignored, %llu workers lost, %llu rejoined",
+             "repeated chunks ignored, %llu workers lost, %llu rejoined, %llu messages "
+             "refused (%llu malformed)",
              (unsigned long long)st.updates, (unsigned long long)st.pushes,
              (unsigned long long)hs.pulls, hs.bytes_in / 1e6, hs.bytes_out / 1e6,
              (long long)st.max_clock_gap, (unsigned long long)st.rejected_nonfinite,
              s->o->job->cluster.nonfinite == CFG_NONFINITE_SKIP ? "skipped" : "rejected",
              (unsigned long long)st.repeats, (unsigned long long)st.lost_workers,
-             (unsigned long long)st.rejoins);
+             (unsigned long long)st.rejoins, (unsigned long long)(hs.malformed + hs.rejected),
+             (unsigned long long)hs.malformed);
     if (s->sparse) {
         srv_sparse_stats ss;
         srv_sparse_get_stats(s->sparse, &ss);
@@ -493,7 +501,9 @@ static int setup_shard(server *s, const wire_welcome *welcome, pst_err *err)
                                 .ckpt = s->ckpt,
                                 .apply = s->mx.apply,
                                 .gap = s->mx.gap,
-                                .refused = s->mx.refused};
+                                .refused = s->mx.refused,
+                                .malformed = s->mx.malformed,
+                                .rejected = s->mx.rejected};
     /* Every server holds its share of every table, whatever its dense range. */
     int rc = srv_sparse_create_for_job(&s->sparse, o->job, (uint32_t)o->rank,
                                        (uint32_t)welcome->num_servers, s->nworkers, err);

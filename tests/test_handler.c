@@ -6,7 +6,8 @@
  * missing), a replaced incarnation refused, an unannounced one ignored, a rank claimed
  * from another connection refused, a rejoined worker's pull of the clock before the
  * shard's last update answered with that clock's weights, a message of another wire
- * version answered with an ERROR naming both. A real shard (ps/shard.c) behind it;
+ * version answered with an ERROR naming both, refusals counted (stats, metrics) and
+ * their warnings limited per connection. A real shard (ps/shard.c) behind it;
  * milliseconds. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -18,6 +19,7 @@
 
 #include <cmocka.h>
 
+#include "base/loglimit.h"
 #include "net/net.h"
 #include "proto/msg.h"
 #include "ps/handler.h"
@@ -352,6 +354,89 @@ static void test_rejoined_pull_gets_its_clock(void **state)
  * is read, and answered with an ERROR naming both versions to the connection it came
  * on (request id 0: not even that is trusted), so the peer learns why instead of timing
  * out. The shard is untouched. */
+/* Lines of f (a tmpfile the handler logged to) that contain needle. */
+static int lines_with(FILE *f, const char *needle)
+{
+    fflush(f);
+    rewind(f);
+    char line[1200];
+    int n = 0;
+    while (fgets(line, sizeof line, f))
+        n += strstr(line, needle) != NULL;
+    fseek(f, 0, SEEK_END);
+    return n;
+}
+
+/* A flood from one connection: counted (stats, metrics), at most LOG_LIMIT_BURST warnings
+ * naming it (inproc has no address: its routing id), the rest in one count line; another
+ * connection keeps its own budget. */
+static void test_refusals_counted_and_limited(void **state)
+{
+    (void)state;
+    fixture *fx = make(CFG_CONS_BSP, 1);
+    FILE *log = tmpfile();
+    assert_non_null(log);
+    fx->lg.out = log;
+    fx->lg.level = LOG_WARN;
+    pst_err err = {0};
+    obs_registry *reg = obs_registry_create(&err);
+    srv_handler_options o = {.rank = 0,
+                             .job = &fx->job,
+                             .lg = &fx->lg,
+                             .sock = fx->srv,
+                             .shard = fx->shard,
+                             .nworkers = 1,
+                             .malformed = obs_counter(reg, MSG_REFUSED_METRIC, MSG_REFUSED_HELP,
+                                                      "reason=\"malformed\"", &err),
+                             .rejected = obs_counter(reg, MSG_REFUSED_METRIC, MSG_REFUSED_HELP,
+                                                     "reason=\"refused\"", &err)};
+    srv_handler_destroy(fx->h);
+    fx->h = srv_handler_create(&o, &err);
+    assert_non_null(fx->h);
+    enum { FLOOD = 40 };
+    net_frame junk = {.data = "\xff\xff", .len = 2};
+    for (int i = 0; i < FLOOD; i++) {
+        assert_int_equal(net_send(fx->w[1], &junk, 1, 0, &err), PST_OK);
+        assert_int_equal(msg_recv(fx->srv, fx->m, 1, fx->in, 2000, &err), PST_ERR_PEER);
+        srv_handle_refused(fx->h, fx->in, &err);
+    }
+    /* A PUSH as a worker the job does not have, from the second connection: refused. */
+    wire_env h;
+    wire_env_init(&h, WIRE_MSG_PUSH, "worker", 5);
+    h.request_id = 7;
+    wire_range r = {.offset = 0, .len = 4};
+    net_frame f = {.data = G, .len = 4 * sizeof(float)};
+    assert_int_equal(msg_send(fx->w[2], NULL, 0, &h, &(wire_body){.range = &r}, &f, 1, 0, &err),
+                     PST_OK);
+    assert_int_equal(msg_recv(fx->srv, fx->m, 1, fx->in, 2000, &err), PST_OK);
+    assert_int_equal(srv_handle(fx->h, fx->in, &err), PST_OK);
+    expect(fx, 2, WIRE_MSG_ERROR, 7);
+    srv_handler_stats st;
+    srv_handler_get_stats(fx->h, &st);
+    assert_int_equal(st.malformed, FLOOD);
+    assert_int_equal(st.rejected, 1);
+    assert_int_equal(lines_with(log, "dropped a malformed message"), LOG_LIMIT_BURST);
+    assert_int_equal(lines_with(log, "(from conn-1)"), LOG_LIMIT_BURST);
+    assert_int_equal(lines_with(log, "refused PUSH from worker[5]"), 1);
+    assert_int_equal(lines_with(log, "(from conn-2)"), 1);
+    srv_handler_flush_log(fx->h);
+    char want[64];
+    snprintf(want, sizeof want, "warn: %d more refused messages from conn-1 in the last",
+             FLOOD - LOG_LIMIT_BURST);
+    assert_int_equal(lines_with(log, want), 1);
+    assert_int_equal(lines_with(log, "more refused messages"), 1);
+    char *text = NULL;
+    size_t len = 0;
+    assert_int_equal(obs_render(reg, 0, &text, &len, &err), PST_OK);
+    snprintf(want, sizeof want, "pstrain_refused_messages_total{reason=\"malformed\"} %d\n", FLOOD);
+    assert_non_null(strstr(text, want));
+    assert_non_null(strstr(text, "pstrain_refused_messages_total{reason=\"refused\"} 1\n"));
+    free(text);
+    destroy(fx);
+    obs_registry_destroy(reg);
+    fclose(log);
+}
+
 static void test_wrong_version_answered(void **state)
 {
     (void)state;
@@ -474,6 +559,7 @@ int main(void)
         cmocka_unit_test(test_replaced_incarnation),
         cmocka_unit_test(test_rejoined_pull_gets_its_clock),
         cmocka_unit_test(test_wrong_version_answered),
+        cmocka_unit_test(test_refusals_counted_and_limited),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
