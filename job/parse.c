@@ -532,6 +532,15 @@ int cfg_job_load_string_reg(cfg_job **out, const ml_registry *reg, const char *y
         pst_err_set(err, rc, "%s: out of memory", source);
         goto cleanup;
     }
+    if (cfg_gpt2_is_set(&job->model.gpt2) && job->model.spec.nlayers > 0) {
+        rc = pst_err_set(err, PST_ERR_CONFIG,
+                         "%s: model.gpt2 and model.layers: give one of them, not both", source);
+        goto cleanup;
+    }
+    if ((rc = cfg_gpt2_expand(job, err))) {
+        pst_err_prefix(err, "%s", source);
+        goto cleanup;
+    }
     if ((rc = cfg_job_check(job, err))) {
         size_t line = err ? key_line(sc.reg, yaml, len, err->msg) : 0;
         if (line)

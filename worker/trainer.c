@@ -33,8 +33,9 @@ struct wk_trainer {
     int in_dim;  /* D */
     int out_dim; /* K */
     int classify;
+    int lm;          /* sequence_crossentropy: targets (N, T = D) are next-token ids */
     float *bx;       /* (B, D) gathered batch */
-    int32_t *blabel; /* (B) */
+    int32_t *blabel; /* (B), a language model's (B, T) */
     float *btarget;  /* (B, K) */
     int32_t *pred;   /* (B) */
     uint32_t *perm;  /* (N) sample order of the current epoch */
@@ -51,6 +52,28 @@ static int check_fit(const cfg_job *job, const ml_model *m, const ds_dataset *ds
 {
     int k = ml_model_out_dim(m);
     unsigned last = job->model.spec.nlayers - 1;
+    if (job->model.spec.loss == ML_LOSS_SEQ_CCE) {
+        /* Token windows (worker/textprep.h): x and targets (N, T), logits (N, T*V). */
+        int t = ds_dim(ds);
+        if (ds_task_of(ds) != DS_TASK_REGRESS || ds_target_dim(ds) != t || k % t != 0)
+            return pst_err_set(err, PST_ERR_CONFIG,
+                               "model.loss: sequence_crossentropy trains on token windows "
+                               "(data.format text)");
+        /* An id past the vocabulary would read outside the embedding table. */
+        const float *x = ds_x_const(ds), *y = ds_targets_const(ds);
+        int v = k / t;
+        for (int64_t i = 0; i < ds_count(ds) * t; i++)
+            if (x[i] >= (float)v || y[i] >= (float)v)
+                return pst_err_set(err, PST_ERR_CONFIG,
+                                   "model.gpt2.vocab_size: the model has %d tokens, but the "
+                                   "text holds id %.0f (data.tokenizer's vocabulary is larger)",
+                                   v, (double)(x[i] >= (float)v ? x[i] : y[i]));
+        return PST_OK;
+    }
+    if (job->data.format == CFG_FMT_TEXT)
+        return pst_err_set(err, PST_ERR_CONFIG,
+                           "model.loss: token windows (data.format text) need "
+                           "sequence_crossentropy and an lm_head (model.gpt2)");
     if (ds_sparse_of(ds) && ml_model_ntables(m) == 0)
         return pst_err_set(err, PST_ERR_CONFIG,
                            "model.layers: the data has sparse features, but no layer reads "
@@ -147,6 +170,7 @@ wk_trainer *wk_trainer_create(const cfg_job *job, const ds_dataset *like, int ra
     t->batch = job->train.batch_size;
     t->in_dim = ds_dim(like);
     t->classify = ds_task_of(like) == DS_TASK_CLASSIFY;
+    t->lm = job->model.spec.loss == ML_LOSS_SEQ_CCE;
     t->model = ml_model_create(&job->model.spec, t->in_dim, t->batch, err);
     if (!t->model)
         goto fail;
@@ -166,9 +190,13 @@ wk_trainer *wk_trainer_create(const cfg_job *job, const ds_dataset *like, int ra
             pst_err_set(err, PST_ERR_NOMEM, "trainer: out of memory");
         goto fail;
     }
+    if (t->lm && !(t->eval_idx = malloc(sizeof *t->eval_idx * (size_t)t->batch))) {
+        pst_err_set(err, PST_ERR_NOMEM, "trainer: out of memory");
+        goto fail;
+    }
     /* A model of sparse features alone has no dense input (D = 0). */
     t->bx = malloc(sizeof(float) * (size_t)t->batch * (size_t)(t->in_dim ? t->in_dim : 1));
-    t->blabel = malloc(sizeof(int32_t) * (size_t)t->batch);
+    t->blabel = malloc(sizeof(int32_t) * (size_t)t->batch * (size_t)(t->lm ? t->in_dim : 1));
     t->btarget = malloc(sizeof(float) * (size_t)t->batch * t->out_dim);
     t->pred = malloc(sizeof(int32_t) * (size_t)t->batch);
     if (!t->bx || !t->blabel || !t->btarget || !t->pred) {
@@ -257,7 +285,13 @@ static void gather(wk_trainer *t, const ds_dataset *ds, const uint32_t *idx, int
         }
         memcpy(t->bx + (size_t)i * t->in_dim, x + (size_t)idx[i] * t->in_dim, rowb);
     }
-    if (t->classify) {
+    if (t->lm) {
+        const float *tg = ds_targets_const(ds);
+        size_t k = (size_t)t->in_dim;
+        for (int i = 0; i < n; i++)
+            for (size_t j = 0; j < k; j++)
+                t->blabel[i * k + j] = (int32_t)tg[(size_t)idx[i] * k + j];
+    } else if (t->classify) {
         const int32_t *lab = ds_labels_const(ds);
         for (int i = 0; i < n; i++)
             t->blabel[i] = lab[idx[i]];
@@ -357,7 +391,7 @@ int wk_trainer_compute(wk_trainer *t, const ds_dataset *train, int64_t step, dou
     if (rc)
         return rc;
     const float *out = forward(t, t->bx, b);
-    double loss = ml_model_loss(t->model, t->blabel, t->classify ? NULL : t->btarget, b);
+    double loss = ml_model_loss(t->model, t->blabel, t->classify || t->lm ? NULL : t->btarget, b);
     if (!isfinite(loss))
         return pst_err_set(err, PST_ERR_NUMERIC,
                            "epoch %d step %lld: loss is %g (diverged; lower optimizer.lr or set "
@@ -431,6 +465,7 @@ void wk_trainer_end_epoch(wk_trainer *t, int interrupted, wk_epoch_stats *st)
     *st = t->cur;
     st->seconds = pst_mono_s() - t->epoch_t0;
     st->interrupted = interrupted;
+    st->lm = t->lm;
     st->loss = st->samples ? t->loss_sum / (double)st->samples : NAN;
     st->accuracy = t->classify && st->samples ? (double)t->correct / (double)st->samples : NAN;
 }
@@ -560,7 +595,12 @@ int wk_trainer_evaluate(wk_trainer *t, const ds_dataset *ds, wk_eval *ev, met_co
             }
         }
         const float *out = forward(t, xb, b);
-        if (t->classify) {
+        if (t->lm) {
+            for (int i = 0; i < b; i++)
+                t->eval_idx[i] = (uint32_t)(lo + i);
+            gather(t, ds, t->eval_idx, b);
+            loss_sum += ml_model_loss(t->model, t->blabel, NULL, b) * b;
+        } else if (t->classify) {
             const int32_t *lab = ds_labels_const(ds) + lo;
             for (int i = 0; i < b; i++)
                 if (lab[i] < 0 || lab[i] >= nc) {
@@ -580,7 +620,12 @@ int wk_trainer_evaluate(wk_trainer *t, const ds_dataset *ds, wk_eval *ev, met_co
     }
     ev->n = n;
     ev->loss = n ? loss_sum / (double)n : NAN;
-    if (t->classify)
+    if (t->lm) {
+        /* the mean token loss: every window holds T tokens */
+        ev->lm = 1;
+        ev->perplexity = exp(ev->loss);
+        ev->mse = ev->mae = ev->r2 = NAN;
+    } else if (t->classify)
         met_confusion_summary(cm, &ev->cls);
     else {
         ev->mse = met_regression_mse(&reg);
