@@ -388,10 +388,10 @@ int wk_report_write_job(const char *dir, const cfg_job *job, pst_err *err)
     if (rc || (rc = cfg_job_load_string(&copy, text, len, "job.yaml", err)))
         goto cleanup;
     static const char *const keys[] = {"data.train", "data.train_labels", "data.test",
-                                       "data.test_labels"};
+                                       "data.test_labels", "data.tokenizer"};
     const char *vals[] = {copy->data.train, copy->data.train_labels, copy->data.test,
-                          copy->data.test_labels};
-    for (int i = 0; i < 4; i++) {
+                          copy->data.test_labels, copy->data.tokenizer};
+    for (int i = 0; i < 5; i++) {
         char abs[PATH_MAX];
         /* A path that does not resolve stays as it was: the job ran without reading it. */
         if (vals[i] && vals[i][0] && realpath(vals[i], abs) &&
