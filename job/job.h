@@ -109,6 +109,8 @@ typedef struct {
     int log_every;     /* every N steps: a progress line when not a terminal and a steps.csv
                         record (worker/report.h); 0 = per epoch only */
     int on_divergence; /* cfg_divergence: what an epoch judged diverged or at chance does */
+    int accumulate;    /* micro-batches of batch_size per update: the gradient of one step
+                          is the mean over accumulate * batch_size samples */
 } cfg_train;
 
 typedef struct {

@@ -411,6 +411,7 @@ void cfg_job_template(cfg_job *tmpl, opt_kind opt, opt_kind sparse_opt)
     tmpl->train.threads = 1;
     tmpl->train.shuffle = 1;
     tmpl->train.log_every = 0;
+    tmpl->train.accumulate = 1;
     tmpl->cluster.servers = 2;
     tmpl->cluster.workers = 2;
     tmpl->cluster.consistency = CFG_CONS_SSP;

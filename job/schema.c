@@ -62,6 +62,7 @@
  *     shuffle: bool                 true
  *     log_every: int >= 0           0 = once per epoch
  *     on_divergence: warn|stop      warn (stop: exit 5 after the epoch judged diverged)
+ *     accumulate: int >= 1          1 (micro-batches of batch_size per update)
  *   output:
  *     dir: path                     "runs/<name>"
  *   cluster: servers, workers, consistency, staleness, pipeline, timeout_s, heartbeat_ms,
@@ -246,6 +247,7 @@ static const cyaml_schema_field_t train_fields[] = {
     CYAML_FIELD_BOOL("shuffle", CFG_OPT, cfg_train, shuffle),
     CYAML_FIELD_INT("log_every", CFG_OPT, cfg_train, log_every),
     CFG_ENUM("on_divergence", cfg_train, on_divergence, divergence_names),
+    CYAML_FIELD_INT("accumulate", CFG_OPT, cfg_train, accumulate),
     CYAML_FIELD_END};
 
 const cyaml_schema_field_t cfg_output_fields[] = {CFG_STR("dir", cfg_output, dir), CYAML_FIELD_END};
@@ -323,6 +325,7 @@ static const struct {
     {cfg_data_fields, "image", CFG_FP_UNLESS_DEFAULT},       /* IDX images adapted to a size */
     {cfg_model_fields, "gpt2", CFG_FP_UNLESS_DEFAULT},       /* a GPT-2 configuration */
     {train_fields, "on_divergence", CFG_FP_NEVER},           /* what a failing run does */
+    {train_fields, "accumulate", CFG_FP_UNLESS_DEFAULT},     /* gradient accumulation */
     {cluster_fields, "staleness_lr", CFG_FP_UNLESS_DEFAULT}, /* stale-gradient corrections */
     {cluster_fields, "delay_compensation", CFG_FP_UNLESS_DEFAULT},
     {cluster_fields, "async_momentum", CFG_FP_UNLESS_DEFAULT},

@@ -30,6 +30,8 @@ struct wk_trainer {
     int has_init;  /* model.init_from was loaded: init_rep says what */
     ckpt_init_report init_rep;
     int batch;   /* B */
+    int accum;   /* micro-batches of B per update (train.accumulate) */
+    float *gacc; /* (P) the step's summed gradient when accum > 1 */
     int in_dim;  /* D */
     int out_dim; /* K */
     int classify;
@@ -168,6 +170,7 @@ wk_trainer *wk_trainer_create(const cfg_job *job, const ds_dataset *like, int ra
     t->first_loss = NAN;
     t->opt_cfg = job->optimizer;
     t->batch = job->train.batch_size;
+    t->accum = job->train.accumulate > 1 ? job->train.accumulate : 1;
     t->in_dim = ds_dim(like);
     t->classify = ds_task_of(like) == DS_TASK_CLASSIFY;
     t->lm = job->model.spec.loss == ML_LOSS_SEQ_CCE;
@@ -183,6 +186,10 @@ wk_trainer *wk_trainer_create(const cfg_job *job, const ds_dataset *like, int ra
     t->opt = opt_state_create(&job->optimizer, ml_model_nparams(t->model), err);
     if (!t->opt)
         goto fail;
+    if (t->accum > 1 && !(t->gacc = malloc(sizeof *t->gacc * (ml_model_nparams(t->model) + 1)))) {
+        pst_err_set(err, PST_ERR_NOMEM, "trainer: out of memory");
+        goto fail;
+    }
     if (ml_model_ntables(t->model) > 0 &&
         (!(t->sp = wk_sparse_create(job, t->model, like, t->batch, err)) ||
          !(t->eval_idx = malloc(sizeof *t->eval_idx * (size_t)t->batch)))) {
@@ -219,6 +226,7 @@ void wk_trainer_destroy(wk_trainer *t)
     free(t->eval_idx);
     opt_state_destroy(t->opt);
     free(t->groups);
+    free(t->gacc);
     free(t->bx);
     free(t->blabel);
     free(t->btarget);
@@ -335,7 +343,7 @@ int64_t wk_trainer_begin_epoch(wk_trainer *t, const ds_dataset *train, int epoch
         rng_shuffle_u32(&r, t->perm, (size_t)n);
     }
     t->epoch = epoch;
-    t->nsteps = (n + t->batch - 1) / t->batch;
+    t->nsteps = (n + (int64_t)t->batch * t->accum - 1) / ((int64_t)t->batch * t->accum);
     if (t->opt_cfg.sched.kind == OPT_SCHED_COSINE && t->opt_cfg.sched.total_steps == 0)
         t->opt_cfg.sched.total_steps = t->nsteps * t->job->train.epochs; /* "the whole run" */
     memset(&t->cur, 0, sizeof t->cur);
@@ -377,15 +385,11 @@ static void clip(wk_trainer *t)
     wk_sparse_grad_scale(t->model, f);
 }
 
-int wk_trainer_compute(wk_trainer *t, const ds_dataset *train, int64_t step, double *loss_out,
+/* One batch perm[lo, lo + b) of the epoch: forward, loss, backward (the gradient into
+ * ml_model_grads) and the running figures. */
+static int micro_batch(wk_trainer *t, const ds_dataset *train, int64_t step, int64_t lo, int b,
                        pst_err *err)
 {
-    int64_t n = ds_count(train);
-    int64_t lo = step * t->batch;
-    if (step < 0 || lo >= n || n != t->perm_len)
-        return pst_err_set(err, PST_ERR_STATE, "trainer: step %lld outside the epoch",
-                           (long long)step);
-    int b = (int)(n - lo < t->batch ? n - lo : t->batch);
     gather(t, train, t->perm + lo, b);
     int rc = t->sp ? wk_sparse_batch(t->sp, t->model, train, t->perm + lo, b, 1, err) : PST_OK;
     if (rc)
@@ -408,9 +412,47 @@ int wk_trainer_compute(wk_trainer *t, const ds_dataset *train, int64_t step, dou
         ml_model_backward_sparse(t->model, t->in_dim ? t->bx : NULL, wk_sparse_batch_of(t->sp), b);
     else
         ml_model_backward(t->model, t->bx, b);
-    clip(t);
     t->loss_sum += loss * b;
     t->cur.samples += b;
+    return PST_OK;
+}
+
+int wk_trainer_compute(wk_trainer *t, const ds_dataset *train, int64_t step, double *loss_out,
+                       pst_err *err)
+{
+    int64_t n = ds_count(train);
+    int64_t per = (int64_t)t->batch * t->accum; /* samples of one update */
+    int64_t lo = step * per;
+    if (step < 0 || lo >= n || n != t->perm_len)
+        return pst_err_set(err, PST_ERR_STATE, "trainer: step %lld outside the epoch",
+                           (long long)step);
+    int rc;
+    if (t->accum == 1) {
+        if ((rc = micro_batch(t, train, step, lo, (int)(n - lo < t->batch ? n - lo : t->batch),
+                              err)))
+            return rc;
+    } else {
+        /* train.accumulate: g = sum_m b_m g_m / sum_m b_m over the step's micro-batches m,
+         * the mean gradient over all its samples, as one batch of them would give (each
+         * g_m is a mean over its b_m samples). */
+        float *g = ml_model_grads(t->model);
+        size_t P = ml_model_nparams(t->model);
+        int64_t total = 0;
+        memset(t->gacc, 0, sizeof *t->gacc * P);
+        for (int m = 0; m < t->accum && lo + total < n; m++) {
+            int64_t at = lo + total;
+            int b = (int)(n - at < t->batch ? n - at : t->batch);
+            if ((rc = micro_batch(t, train, step, at, b, err)))
+                return rc;
+            for (size_t i = 0; i < P; i++)
+                t->gacc[i] += (float)b * g[i];
+            total += b;
+        }
+        float inv = 1.0f / (float)total;
+        for (size_t i = 0; i < P; i++)
+            g[i] = t->gacc[i] * inv;
+    }
+    clip(t);
     t->cur.steps++;
     if (loss_out)
         *loss_out = t->loss_sum / (double)t->cur.samples;

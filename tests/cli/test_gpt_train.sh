@@ -46,6 +46,20 @@ PY
 cmp -s p1.yaml p2.yaml || fail "the printed gpt2 job does not round-trip"
 grep -q "n_embd: 32" p1.yaml || fail "model.gpt2 not printed"
 
+# train.accumulate: 4 micro-batches of 4 step as batches of 16 (to rounding), and so does
+# a bsp worker (bit for bit with its own single-process run).
+expect_exit 0 "$PSTRAIN" train gpt.yaml --epochs 1 --output b16
+expect_exit 0 "$PSTRAIN" train gpt.yaml --epochs 1 --batch-size 4 --train.accumulate 4 --output acc
+expect_in err.txt "batch 4 x 4 accumulated"
+$COMPARE b16/model.safetensors acc/model.safetensors 1e-4 \
+  || fail "accumulate 4 x batch 4 is not batch 16"
+expect_exit 0 "$PSTRAIN" local gpt.yaml --epochs 1 --batch-size 4 --train.accumulate 4 \
+  --servers 2 --workers 1 --consistency bsp --output accd
+$COMPARE acc/model.safetensors accd/model.safetensors 0 \
+  || fail "bsp with accumulate differs from single-process training"
+expect_exit 2 "$PSTRAIN" train gpt.yaml --train.accumulate 0 --output bad
+expect_in err.txt "train.accumulate: must be in \[1, 1048576\], got 0"
+
 # Distributed: bsp with one worker is `pstrain train` bit for bit; ssp, asp train.
 expect_exit 0 "$PSTRAIN" local gpt.yaml --servers 2 --workers 1 --consistency bsp --output bsp1
 $COMPARE single/model.safetensors bsp1/model.safetensors 0 \
