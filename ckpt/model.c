@@ -693,7 +693,9 @@ int ckpt_load_reg(const char *path, const ml_registry *reg, int max_batch, ckpt_
                          path, c->dm.nclasses, k);
         goto fail;
     }
-    if (c->dm.task == DS_TASK_REGRESS && c->spec.loss != ML_LOSS_MSE) {
+    /* A language model's token windows are stored as (N, T) next-id targets. */
+    if (c->dm.task == DS_TASK_REGRESS && c->spec.loss != ML_LOSS_MSE &&
+        c->spec.loss != ML_LOSS_SEQ_CCE) {
         rc = pst_err_set(err, PST_ERR_DATA, "%s: pstrain.data: task regress with loss %s", path,
                          ml_loss_name(c->spec.loss));
         goto fail;

@@ -39,6 +39,9 @@ static void usage(FILE *f)
           "  eval CKPT DATA     loss, accuracy, precision/recall/F1, confusion matrix of a\n"
           "                     checkpoint on a data file\n"
           "  predict CKPT DATA  a checkpoint's predictions for a data file, as CSV\n"
+          "                     (a language model: eval CKPT TEXT gives loss and perplexity)\n"
+          "  generate CKPT --prompt TEXT\n"
+          "                     text sampled from a language model\n"
           "  consolidate [JOB.yaml] --resume DIR\n"
           "                     one model file from a distributed run's shard checkpoints\n"
           "  plot RUN_DIR       PNG plots of a run's metrics.csv with gnuplot (--ascii: text)\n"
@@ -106,6 +109,8 @@ int main(int argc, char **argv)
         return cmd_coordinator(argc - 2, argv + 2, &stop_signal);
     if (strcmp(cmd, "eval") == 0)
         return cmd_eval(argc - 2, argv + 2, &stop_signal);
+    if (strcmp(cmd, "generate") == 0)
+        return cmd_generate(argc - 2, argv + 2, &stop_signal);
     if (strcmp(cmd, "predict") == 0)
         return cmd_predict(argc - 2, argv + 2, &stop_signal);
     if (strcmp(cmd, "consolidate") == 0)

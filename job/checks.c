@@ -333,6 +333,13 @@ static int check_train(const cfg_job *job, pst_err *err)
     if (t->log_every < 0)
         return pst_err_set(err, E, "train.log_every: must be >= 0 (0 = per epoch), got %d",
                            t->log_every);
+    if (t->accumulate < 1 || t->accumulate > (1 << 20))
+        return pst_err_set(err, E, "train.accumulate: must be in [1, 1048576], got %d",
+                           t->accumulate);
+    if (t->accumulate > 1 && cfg_model_is_sparse(&job->model.spec))
+        return pst_err_set(err, E,
+                           "train.accumulate: not for models with embedding tables (their "
+                           "rows update per batch)");
     if (!job->output.dir)
         return pst_err_set(err, E, "output.dir: must be set");
     return PST_OK;

@@ -81,10 +81,17 @@ typedef struct {
     cfg_image image; /* IDX images adapted to this size; 0 x 0 = as in the file */
 } cfg_data;
 
+/* model.gpt2: a GPT-2 configuration (core/gpt2.h) that the job expands into model.layers
+ * (ml_gpt2_spec, context data.context) instead of a layer list; all 0: not set. */
+typedef struct {
+    int n_layer, n_head, n_embd, n_positions, vocab_size;
+} cfg_gpt2;
+
 /* model: the layers (core/layer.h; read with the job's layer registry), loss and init,
  * and where fine-tuning takes its initial weights from. */
 typedef struct {
     ml_model_spec spec;     /* layers, loss, init; strings malloc'd, freed by cfg_job_free */
+    cfg_gpt2 gpt2;          /* set: spec.layers are its expansion */
     char *init_from;        /* fine-tuning: initial weights by name from this checkpoint, or NULL */
     const ml_registry *reg; /* the layer types the job was read with (borrowed) */
 } cfg_model;
@@ -102,6 +109,8 @@ typedef struct {
     int log_every;     /* every N steps: a progress line when not a terminal and a steps.csv
                         record (worker/report.h); 0 = per epoch only */
     int on_divergence; /* cfg_divergence: what an epoch judged diverged or at chance does */
+    int accumulate;    /* micro-batches of batch_size per update: the gradient of one step
+                          is the mean over accumulate * batch_size samples */
 } cfg_train;
 
 typedef struct {

@@ -47,6 +47,8 @@
  *     loss: categorical_crossentropy|binary_crossentropy|mse   categorical_crossentropy
  *     init: auto|glorot|he          auto
  *     init_from: path               none (fine-tuning: weights by name from a checkpoint)
+ *     gpt2: {n_layer, n_head, n_embd, n_positions, vocab_size}  none (instead of layers:
+ *                                   core/gpt2.h's layers, loss sequence_crossentropy)
  *   optimizer:                      every key absent from the file takes
  *     name: sgd|momentum|nesterov|adagrad|rmsprop|adam|adamw    opt_config_default(name)
  *     lr, momentum, beta1, beta2, rho, eps, weight_decay, clip_norm: float
@@ -60,6 +62,7 @@
  *     shuffle: bool                 true
  *     log_every: int >= 0           0 = once per epoch
  *     on_divergence: warn|stop      warn (stop: exit 5 after the epoch judged diverged)
+ *     accumulate: int >= 1          1 (micro-batches of batch_size per update)
  *   output:
  *     dir: path                     "runs/<name>"
  *   cluster: servers, workers, consistency, staleness, pipeline, timeout_s, heartbeat_ms,
@@ -184,12 +187,22 @@ const cyaml_schema_field_t cfg_data_fields[] = {
     CYAML_FIELD_MAPPING("image", CFG_OPT, cfg_data, image, cfg_image_fields),
     CYAML_FIELD_END};
 
+static const cyaml_schema_field_t gpt2_fields[] = {
+    CYAML_FIELD_INT("n_layer", CFG_OPT, cfg_gpt2, n_layer),
+    CYAML_FIELD_INT("n_head", CFG_OPT, cfg_gpt2, n_head),
+    CYAML_FIELD_INT("n_embd", CFG_OPT, cfg_gpt2, n_embd),
+    CYAML_FIELD_INT("n_positions", CFG_OPT, cfg_gpt2, n_positions),
+    CYAML_FIELD_INT("vocab_size", CFG_OPT, cfg_gpt2, vocab_size),
+    CYAML_FIELD_END};
+
 const cyaml_schema_field_t cfg_model_fields[] = {
     /* Layers are read by job/layers.c, not by libcyaml: their keys depend on the
      * type, which the layer registry defines. */
     CYAML_FIELD_IGNORE("layers", CYAML_FLAG_OPTIONAL),
     CFG_ENUM("loss", cfg_model, spec.loss, loss_names),
-    CFG_ENUM("init", cfg_model, spec.init, init_names), CFG_STR("init_from", cfg_model, init_from),
+    CFG_ENUM("init", cfg_model, spec.init, init_names),
+    CFG_STR("init_from", cfg_model, init_from),
+    CYAML_FIELD_MAPPING("gpt2", CFG_OPT, cfg_model, gpt2, gpt2_fields),
     CYAML_FIELD_END};
 
 const cyaml_schema_field_t cfg_opt_fields[] = {
@@ -234,6 +247,7 @@ static const cyaml_schema_field_t train_fields[] = {
     CYAML_FIELD_BOOL("shuffle", CFG_OPT, cfg_train, shuffle),
     CYAML_FIELD_INT("log_every", CFG_OPT, cfg_train, log_every),
     CFG_ENUM("on_divergence", cfg_train, on_divergence, divergence_names),
+    CYAML_FIELD_INT("accumulate", CFG_OPT, cfg_train, accumulate),
     CYAML_FIELD_END};
 
 const cyaml_schema_field_t cfg_output_fields[] = {CFG_STR("dir", cfg_output, dir), CYAML_FIELD_END};
@@ -309,7 +323,9 @@ static const struct {
     {cfg_data_fields, "tokenizer", CFG_FP_UNLESS_DEFAULT}, /* token windows */
     {cfg_data_fields, "context", CFG_FP_UNLESS_DEFAULT},
     {cfg_data_fields, "image", CFG_FP_UNLESS_DEFAULT},       /* IDX images adapted to a size */
+    {cfg_model_fields, "gpt2", CFG_FP_UNLESS_DEFAULT},       /* a GPT-2 configuration */
     {train_fields, "on_divergence", CFG_FP_NEVER},           /* what a failing run does */
+    {train_fields, "accumulate", CFG_FP_UNLESS_DEFAULT},     /* gradient accumulation */
     {cluster_fields, "staleness_lr", CFG_FP_UNLESS_DEFAULT}, /* stale-gradient corrections */
     {cluster_fields, "delay_compensation", CFG_FP_UNLESS_DEFAULT},
     {cluster_fields, "async_momentum", CFG_FP_UNLESS_DEFAULT},

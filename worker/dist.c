@@ -107,6 +107,13 @@ static void log_finetune(const worker *w)
                  saved < 1e6 ? "kB" : "MB");
 }
 
+/* Steps a worker takes per epoch: its partition in batches of accumulate micro-batches. */
+static int64_t steps_per_epoch(const worker *w)
+{
+    int64_t b = (int64_t)w->o->job->train.batch_size * w->o->job->train.accumulate;
+    return (ds_count(w->data.train) + b - 1) / b;
+}
+
 static int hello(worker *w, wire_welcome *welcome, pst_err *err)
 {
     const wk_dist_options *o = w->o;
@@ -114,8 +121,7 @@ static int hello(worker *w, wire_welcome *welcome, pst_err *err)
     wire_env_init(&e, WIRE_MSG_HELLO, ROLE, o->rank);
     wire_hello h = {0};
     h.nparams = ml_model_nparams(w->model);
-    h.steps = (uint64_t)((ds_count(w->data.train) + o->job->train.batch_size - 1) /
-                         o->job->train.batch_size * o->job->train.epochs);
+    h.steps = (uint64_t)(steps_per_epoch(w) * o->job->train.epochs);
     h.job_hash = cfg_job_hash(o->job);
     h.pid = (int)getpid();
     if (put_groups(w, &h.groups, err))
@@ -240,13 +246,6 @@ static void delay_ms(int ms)
     /* Test hook only (a deliberately slow worker), never used to wait for anything. */
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
-}
-
-/* Steps a worker takes per epoch: its partition in batches. */
-static int64_t steps_per_epoch(const worker *w)
-{
-    int64_t b = w->o->job->train.batch_size;
-    return (ds_count(w->data.train) + b - 1) / b;
 }
 
 static int pull_into_model(worker *w, pst_err *err)

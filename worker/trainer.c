@@ -30,11 +30,14 @@ struct wk_trainer {
     int has_init;  /* model.init_from was loaded: init_rep says what */
     ckpt_init_report init_rep;
     int batch;   /* B */
+    int accum;   /* micro-batches of B per update (train.accumulate) */
+    float *gacc; /* (P) the step's summed gradient when accum > 1 */
     int in_dim;  /* D */
     int out_dim; /* K */
     int classify;
+    int lm;          /* sequence_crossentropy: targets (N, T = D) are next-token ids */
     float *bx;       /* (B, D) gathered batch */
-    int32_t *blabel; /* (B) */
+    int32_t *blabel; /* (B), a language model's (B, T) */
     float *btarget;  /* (B, K) */
     int32_t *pred;   /* (B) */
     uint32_t *perm;  /* (N) sample order of the current epoch */
@@ -51,6 +54,28 @@ static int check_fit(const cfg_job *job, const ml_model *m, const ds_dataset *ds
 {
     int k = ml_model_out_dim(m);
     unsigned last = job->model.spec.nlayers - 1;
+    if (job->model.spec.loss == ML_LOSS_SEQ_CCE) {
+        /* Token windows (worker/textprep.h): x and targets (N, T), logits (N, T*V). */
+        int t = ds_dim(ds);
+        if (ds_task_of(ds) != DS_TASK_REGRESS || ds_target_dim(ds) != t || k % t != 0)
+            return pst_err_set(err, PST_ERR_CONFIG,
+                               "model.loss: sequence_crossentropy trains on token windows "
+                               "(data.format text)");
+        /* An id past the vocabulary would read outside the embedding table. */
+        const float *x = ds_x_const(ds), *y = ds_targets_const(ds);
+        int v = k / t;
+        for (int64_t i = 0; i < ds_count(ds) * t; i++)
+            if (x[i] >= (float)v || y[i] >= (float)v)
+                return pst_err_set(err, PST_ERR_CONFIG,
+                                   "model.gpt2.vocab_size: the model has %d tokens, but the "
+                                   "text holds id %.0f (data.tokenizer's vocabulary is larger)",
+                                   v, (double)(x[i] >= (float)v ? x[i] : y[i]));
+        return PST_OK;
+    }
+    if (job->data.format == CFG_FMT_TEXT)
+        return pst_err_set(err, PST_ERR_CONFIG,
+                           "model.loss: token windows (data.format text) need "
+                           "sequence_crossentropy and an lm_head (model.gpt2)");
     if (ds_sparse_of(ds) && ml_model_ntables(m) == 0)
         return pst_err_set(err, PST_ERR_CONFIG,
                            "model.layers: the data has sparse features, but no layer reads "
@@ -145,8 +170,10 @@ wk_trainer *wk_trainer_create(const cfg_job *job, const ds_dataset *like, int ra
     t->first_loss = NAN;
     t->opt_cfg = job->optimizer;
     t->batch = job->train.batch_size;
+    t->accum = job->train.accumulate > 1 ? job->train.accumulate : 1;
     t->in_dim = ds_dim(like);
     t->classify = ds_task_of(like) == DS_TASK_CLASSIFY;
+    t->lm = job->model.spec.loss == ML_LOSS_SEQ_CCE;
     t->model = ml_model_create(&job->model.spec, t->in_dim, t->batch, err);
     if (!t->model)
         goto fail;
@@ -159,6 +186,10 @@ wk_trainer *wk_trainer_create(const cfg_job *job, const ds_dataset *like, int ra
     t->opt = opt_state_create(&job->optimizer, ml_model_nparams(t->model), err);
     if (!t->opt)
         goto fail;
+    if (t->accum > 1 && !(t->gacc = malloc(sizeof *t->gacc * (ml_model_nparams(t->model) + 1)))) {
+        pst_err_set(err, PST_ERR_NOMEM, "trainer: out of memory");
+        goto fail;
+    }
     if (ml_model_ntables(t->model) > 0 &&
         (!(t->sp = wk_sparse_create(job, t->model, like, t->batch, err)) ||
          !(t->eval_idx = malloc(sizeof *t->eval_idx * (size_t)t->batch)))) {
@@ -166,9 +197,13 @@ wk_trainer *wk_trainer_create(const cfg_job *job, const ds_dataset *like, int ra
             pst_err_set(err, PST_ERR_NOMEM, "trainer: out of memory");
         goto fail;
     }
+    if (t->lm && !(t->eval_idx = malloc(sizeof *t->eval_idx * (size_t)t->batch))) {
+        pst_err_set(err, PST_ERR_NOMEM, "trainer: out of memory");
+        goto fail;
+    }
     /* A model of sparse features alone has no dense input (D = 0). */
     t->bx = malloc(sizeof(float) * (size_t)t->batch * (size_t)(t->in_dim ? t->in_dim : 1));
-    t->blabel = malloc(sizeof(int32_t) * (size_t)t->batch);
+    t->blabel = malloc(sizeof(int32_t) * (size_t)t->batch * (size_t)(t->lm ? t->in_dim : 1));
     t->btarget = malloc(sizeof(float) * (size_t)t->batch * t->out_dim);
     t->pred = malloc(sizeof(int32_t) * (size_t)t->batch);
     if (!t->bx || !t->blabel || !t->btarget || !t->pred) {
@@ -191,6 +226,7 @@ void wk_trainer_destroy(wk_trainer *t)
     free(t->eval_idx);
     opt_state_destroy(t->opt);
     free(t->groups);
+    free(t->gacc);
     free(t->bx);
     free(t->blabel);
     free(t->btarget);
@@ -257,7 +293,13 @@ static void gather(wk_trainer *t, const ds_dataset *ds, const uint32_t *idx, int
         }
         memcpy(t->bx + (size_t)i * t->in_dim, x + (size_t)idx[i] * t->in_dim, rowb);
     }
-    if (t->classify) {
+    if (t->lm) {
+        const float *tg = ds_targets_const(ds);
+        size_t k = (size_t)t->in_dim;
+        for (int i = 0; i < n; i++)
+            for (size_t j = 0; j < k; j++)
+                t->blabel[i * k + j] = (int32_t)tg[(size_t)idx[i] * k + j];
+    } else if (t->classify) {
         const int32_t *lab = ds_labels_const(ds);
         for (int i = 0; i < n; i++)
             t->blabel[i] = lab[idx[i]];
@@ -301,7 +343,7 @@ int64_t wk_trainer_begin_epoch(wk_trainer *t, const ds_dataset *train, int epoch
         rng_shuffle_u32(&r, t->perm, (size_t)n);
     }
     t->epoch = epoch;
-    t->nsteps = (n + t->batch - 1) / t->batch;
+    t->nsteps = (n + (int64_t)t->batch * t->accum - 1) / ((int64_t)t->batch * t->accum);
     if (t->opt_cfg.sched.kind == OPT_SCHED_COSINE && t->opt_cfg.sched.total_steps == 0)
         t->opt_cfg.sched.total_steps = t->nsteps * t->job->train.epochs; /* "the whole run" */
     memset(&t->cur, 0, sizeof t->cur);
@@ -343,21 +385,17 @@ static void clip(wk_trainer *t)
     wk_sparse_grad_scale(t->model, f);
 }
 
-int wk_trainer_compute(wk_trainer *t, const ds_dataset *train, int64_t step, double *loss_out,
+/* One batch perm[lo, lo + b) of the epoch: forward, loss, backward (the gradient into
+ * ml_model_grads) and the running figures. */
+static int micro_batch(wk_trainer *t, const ds_dataset *train, int64_t step, int64_t lo, int b,
                        pst_err *err)
 {
-    int64_t n = ds_count(train);
-    int64_t lo = step * t->batch;
-    if (step < 0 || lo >= n || n != t->perm_len)
-        return pst_err_set(err, PST_ERR_STATE, "trainer: step %lld outside the epoch",
-                           (long long)step);
-    int b = (int)(n - lo < t->batch ? n - lo : t->batch);
     gather(t, train, t->perm + lo, b);
     int rc = t->sp ? wk_sparse_batch(t->sp, t->model, train, t->perm + lo, b, 1, err) : PST_OK;
     if (rc)
         return rc;
     const float *out = forward(t, t->bx, b);
-    double loss = ml_model_loss(t->model, t->blabel, t->classify ? NULL : t->btarget, b);
+    double loss = ml_model_loss(t->model, t->blabel, t->classify || t->lm ? NULL : t->btarget, b);
     if (!isfinite(loss))
         return pst_err_set(err, PST_ERR_NUMERIC,
                            "epoch %d step %lld: loss is %g (diverged; lower optimizer.lr or set "
@@ -374,9 +412,47 @@ int wk_trainer_compute(wk_trainer *t, const ds_dataset *train, int64_t step, dou
         ml_model_backward_sparse(t->model, t->in_dim ? t->bx : NULL, wk_sparse_batch_of(t->sp), b);
     else
         ml_model_backward(t->model, t->bx, b);
-    clip(t);
     t->loss_sum += loss * b;
     t->cur.samples += b;
+    return PST_OK;
+}
+
+int wk_trainer_compute(wk_trainer *t, const ds_dataset *train, int64_t step, double *loss_out,
+                       pst_err *err)
+{
+    int64_t n = ds_count(train);
+    int64_t per = (int64_t)t->batch * t->accum; /* samples of one update */
+    int64_t lo = step * per;
+    if (step < 0 || lo >= n || n != t->perm_len)
+        return pst_err_set(err, PST_ERR_STATE, "trainer: step %lld outside the epoch",
+                           (long long)step);
+    int rc;
+    if (t->accum == 1) {
+        if ((rc = micro_batch(t, train, step, lo, (int)(n - lo < t->batch ? n - lo : t->batch),
+                              err)))
+            return rc;
+    } else {
+        /* train.accumulate: g = sum_m b_m g_m / sum_m b_m over the step's micro-batches m,
+         * the mean gradient over all its samples, as one batch of them would give (each
+         * g_m is a mean over its b_m samples). */
+        float *g = ml_model_grads(t->model);
+        size_t P = ml_model_nparams(t->model);
+        int64_t total = 0;
+        memset(t->gacc, 0, sizeof *t->gacc * P);
+        for (int m = 0; m < t->accum && lo + total < n; m++) {
+            int64_t at = lo + total;
+            int b = (int)(n - at < t->batch ? n - at : t->batch);
+            if ((rc = micro_batch(t, train, step, at, b, err)))
+                return rc;
+            for (size_t i = 0; i < P; i++)
+                t->gacc[i] += (float)b * g[i];
+            total += b;
+        }
+        float inv = 1.0f / (float)total;
+        for (size_t i = 0; i < P; i++)
+            g[i] = t->gacc[i] * inv;
+    }
+    clip(t);
     t->cur.steps++;
     if (loss_out)
         *loss_out = t->loss_sum / (double)t->cur.samples;
@@ -431,6 +507,7 @@ void wk_trainer_end_epoch(wk_trainer *t, int interrupted, wk_epoch_stats *st)
     *st = t->cur;
     st->seconds = pst_mono_s() - t->epoch_t0;
     st->interrupted = interrupted;
+    st->lm = t->lm;
     st->loss = st->samples ? t->loss_sum / (double)st->samples : NAN;
     st->accuracy = t->classify && st->samples ? (double)t->correct / (double)st->samples : NAN;
 }
@@ -560,7 +637,12 @@ int wk_trainer_evaluate(wk_trainer *t, const ds_dataset *ds, wk_eval *ev, met_co
             }
         }
         const float *out = forward(t, xb, b);
-        if (t->classify) {
+        if (t->lm) {
+            for (int i = 0; i < b; i++)
+                t->eval_idx[i] = (uint32_t)(lo + i);
+            gather(t, ds, t->eval_idx, b);
+            loss_sum += ml_model_loss(t->model, t->blabel, NULL, b) * b;
+        } else if (t->classify) {
             const int32_t *lab = ds_labels_const(ds) + lo;
             for (int i = 0; i < b; i++)
                 if (lab[i] < 0 || lab[i] >= nc) {
@@ -580,7 +662,12 @@ int wk_trainer_evaluate(wk_trainer *t, const ds_dataset *ds, wk_eval *ev, met_co
     }
     ev->n = n;
     ev->loss = n ? loss_sum / (double)n : NAN;
-    if (t->classify)
+    if (t->lm) {
+        /* the mean token loss: every window holds T tokens */
+        ev->lm = 1;
+        ev->perplexity = exp(ev->loss);
+        ev->mse = ev->mae = ev->r2 = NAN;
+    } else if (t->classify)
         met_confusion_summary(cm, &ev->cls);
     else {
         ev->mse = met_regression_mse(&reg);
