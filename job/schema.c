@@ -47,6 +47,8 @@
  *     loss: categorical_crossentropy|binary_crossentropy|mse   categorical_crossentropy
  *     init: auto|glorot|he          auto
  *     init_from: path               none (fine-tuning: weights by name from a checkpoint)
+ *     external: bool                false (true: the workers are programs using libpstrain,
+ *                                   which declare the model's tensors; no layers, no data)
  *   optimizer:                      every key absent from the file takes
  *     name: sgd|momentum|nesterov|adagrad|rmsprop|adam|adamw    opt_config_default(name)
  *     lr, momentum, beta1, beta2, rho, eps, weight_decay, clip_norm: float
@@ -189,7 +191,9 @@ const cyaml_schema_field_t cfg_model_fields[] = {
      * type, which the layer registry defines. */
     CYAML_FIELD_IGNORE("layers", CYAML_FLAG_OPTIONAL),
     CFG_ENUM("loss", cfg_model, spec.loss, loss_names),
-    CFG_ENUM("init", cfg_model, spec.init, init_names), CFG_STR("init_from", cfg_model, init_from),
+    CFG_ENUM("init", cfg_model, spec.init, init_names),
+    CFG_STR("init_from", cfg_model, init_from),
+    CYAML_FIELD_BOOL("external", CFG_OPT, cfg_model, external),
     CYAML_FIELD_END};
 
 const cyaml_schema_field_t cfg_opt_fields[] = {
@@ -313,7 +317,8 @@ static const struct {
     {cluster_fields, "staleness_lr", CFG_FP_UNLESS_DEFAULT}, /* stale-gradient corrections */
     {cluster_fields, "delay_compensation", CFG_FP_UNLESS_DEFAULT},
     {cluster_fields, "async_momentum", CFG_FP_UNLESS_DEFAULT},
-    {cfg_job_fields, "sparse", CFG_FP_UNLESS_DEFAULT}, /* embedding tables' rule and bounds */
+    {cfg_job_fields, "sparse", CFG_FP_UNLESS_DEFAULT},     /* embedding tables' rule and bounds */
+    {cfg_model_fields, "external", CFG_FP_UNLESS_DEFAULT}, /* library workers' own model */
 };
 
 cfg_fp_rule cfg_field_fp_rule(const cyaml_schema_field_t *f)

@@ -204,6 +204,11 @@ int wk_data_load_log(const cfg_job *job, int nparts, int part, const log_ctx *lg
     ds_dataset *all = NULL;
     int rc;
     memset(d, 0, sizeof *d);
+    if (cfg_job_is_library(job))
+        return pst_err_set(err, PST_ERR_CONFIG,
+                           "model.external: a job for programs that use libpstrain as workers "
+                           "(include/pstrain/pstrain.h, "
+                           "docs/library.md), not for pstrain's own");
 
     all = wk_data_load_file(dc, dc->train, dc->train_labels, err);
     if (!all)
