@@ -27,17 +27,19 @@ static int parse_rank(const char *s, int *out)
     return 0;
 }
 
-/* Rank and coordinator from the options, else the environment (as `pstrain worker`). */
-static int resolve_node(pst_worker *w, const pst_options *o, pst_err *err)
+/* Rank and coordinator from the options, else the environment (as `pstrain worker` and
+ * `pstrain server`). */
+int api_resolve_node(int rank_in, const char *coordinator, int *rank, char *ep_out, size_t cap,
+                     pst_err *err)
 {
     const char *e;
-    w->rank = o->rank;
-    if (w->rank < 0 && ((e = getenv("PSTRAIN_RANK")) || (e = getenv("JOB_COMPLETION_INDEX"))) &&
-        parse_rank(e, &w->rank))
+    *rank = rank_in;
+    if (*rank < 0 && ((e = getenv("PSTRAIN_RANK")) || (e = getenv("JOB_COMPLETION_INDEX"))) &&
+        parse_rank(e, rank))
         return pst_err_set(err, PST_ERR_ARG, "rank from the environment: '%s' is not a rank", e);
-    if (w->rank < 0)
-        return pst_err_set(err, PST_ERR_ARG, "no rank: set pst_options.rank or PSTRAIN_RANK");
-    const char *ep = o->coordinator;
+    if (*rank < 0)
+        return pst_err_set(err, PST_ERR_ARG, "no rank: set the options' rank or PSTRAIN_RANK");
+    const char *ep = coordinator;
     char buf[WIRE_ENDPOINT_MAX];
     if (!ep && !(ep = getenv("PSTRAIN_COORDINATOR"))) {
         const char *uri = getenv("DMLC_PS_ROOT_URI"), *port = getenv("DMLC_PS_ROOT_PORT");
@@ -48,21 +50,21 @@ static int resolve_node(pst_worker *w, const pst_options *o, pst_err *err)
     }
     if (!ep)
         return pst_err_set(err, PST_ERR_ARG,
-                           "no coordinator: set pst_options.coordinator or PSTRAIN_COORDINATOR");
-    if (strlen(ep) >= sizeof w->coordinator)
+                           "no coordinator: set the options' coordinator or PSTRAIN_COORDINATOR");
+    if (strlen(ep) >= cap)
         return pst_err_set(err, PST_ERR_ARG, "coordinator endpoint too long: '%.40s...'", ep);
-    snprintf(w->coordinator, sizeof w->coordinator, "%s", ep);
+    snprintf(ep_out, cap, "%s", ep);
     return PST_OK;
 }
 
 /* The job file with the environment's overrides, then the caller's; checked again after. */
-static int load_job(pst_worker *w, const pst_options *o, pst_err *err)
+int api_load_job(cfg_job **job, const char *path, const char *const *keys,
+                 const char *const *values, int noverrides, pst_err *err)
 {
-    const char *path = o->job_path ? o->job_path : getenv("PSTRAIN_JOB");
-    if (!path)
+    if (!path && !(path = getenv("PSTRAIN_JOB")))
         return pst_err_set(err, PST_ERR_ARG,
-                           "no job file: set pst_options.job_path or PSTRAIN_JOB");
-    int rc = cfg_job_load_file(&w->job, path, err);
+                           "no job file: set the options' job_path or PSTRAIN_JOB");
+    int rc = cfg_job_load_file(job, path, err);
     if (rc)
         return rc;
     static const char *const env[][2] = {{"PSTRAIN_NUM_SERVERS", "cluster.servers"},
@@ -71,19 +73,25 @@ static int load_job(pst_worker *w, const pst_options *o, pst_err *err)
                                          {"DMLC_NUM_WORKER", "cluster.workers"}};
     for (size_t i = 0; i < sizeof env / sizeof env[0]; i++) {
         const char *v = getenv(env[i][0]);
-        if (v && (rc = cfg_override(w->job, env[i][1], v, err)))
+        if (v && (rc = cfg_override(*job, env[i][1], v, err)))
             return pst_err_prefix(err, "%s", env[i][0]);
     }
-    if (o->noverrides < 0 || (o->noverrides > 0 && (!o->keys || !o->values)))
-        return pst_err_set(err, PST_ERR_ARG, "pst_options: %d overrides without keys/values",
-                           o->noverrides);
-    for (int i = 0; i < o->noverrides; i++) {
-        if (!o->keys[i] || !o->values[i])
-            return pst_err_set(err, PST_ERR_ARG, "pst_options: override %d is NULL", i);
-        if ((rc = cfg_override(w->job, o->keys[i], o->values[i], err)))
-            return pst_err_prefix(err, "override %s", o->keys[i]);
+    if (noverrides < 0 || (noverrides > 0 && (!keys || !values)))
+        return pst_err_set(err, PST_ERR_ARG, "options: %d overrides without keys/values",
+                           noverrides);
+    for (int i = 0; i < noverrides; i++) {
+        if (!keys[i] || !values[i])
+            return pst_err_set(err, PST_ERR_ARG, "options: override %d is NULL", i);
+        if ((rc = cfg_override(*job, keys[i], values[i], err)))
+            return pst_err_prefix(err, "override %s", keys[i]);
     }
-    if ((rc = cfg_job_check(w->job, err)))
+    return cfg_job_check(*job, err);
+}
+
+static int load_job(pst_worker *w, const pst_options *o, pst_err *err)
+{
+    int rc = api_load_job(&w->job, o->job_path, o->keys, o->values, o->noverrides, err);
+    if (rc)
         return rc;
     if (w->rank >= w->job->cluster.workers)
         return pst_err_set(err, PST_ERR_ARG, "rank %d but the job has %d workers", w->rank,
@@ -107,7 +115,9 @@ PST_API int pst_worker_create(pst_worker **out, const pst_options *o, pst_err *e
     int rc;
     w->pull_clock = -1;
     w->steps = o->steps;
-    if ((rc = resolve_node(w, o, err)) || (rc = load_job(w, o, err))) {
+    if ((rc = api_resolve_node(o->rank, o->coordinator, &w->rank, w->coordinator,
+                               sizeof w->coordinator, err)) ||
+        (rc = load_job(w, o, err))) {
         pst_worker_destroy(w);
         return rc;
     }

@@ -58,6 +58,13 @@ struct pst_worker {
     double loss;
 };
 
+/* api.c: the job file with PSTRAIN_NUM_* and the caller's overrides, checked; the rank
+ * and coordinator from the arguments, else the environment. */
+int api_load_job(cfg_job **job, const char *path, const char *const *keys,
+                 const char *const *values, int noverrides, pst_err *err);
+int api_resolve_node(int rank_in, const char *coordinator, int *rank, char *ep_out, size_t cap,
+                     pst_err *err);
+
 /* join.c */
 int api_join(pst_worker *w, pst_err *err);
 int api_finish(pst_worker *w, pst_err *err);

@@ -29,6 +29,8 @@ typedef struct {
     pthread_t cth, sth;
     int crc, src, server_started;
     pst_err cerr, serr;
+    pst_update_fn hook; /* non-NULL: the server runs through pst_server_run with it */
+    void *hook_ctx;
 } cluster;
 
 /* The job file of a library job: no model, no data. */
@@ -57,13 +59,25 @@ static void *coord_thread(void *arg)
 static void *server_thread(void *arg)
 {
     cluster *c = arg;
-    c->src = srv_run(&c->so, &c->serr);
+    if (c->hook) {
+        pst_server_options o = PST_SERVER_OPTIONS_INIT;
+        o.job_path = c->job_path;
+        o.coordinator = c->endpoint;
+        o.rank = 0;
+        o.quiet = 1;
+        o.update = c->hook;
+        o.update_ctx = c->hook_ctx;
+        c->src = pst_server_run(&o, &c->serr);
+    } else
+        c->src = srv_run(&c->so, &c->serr);
     return NULL;
 }
 
-static cluster *start(int workers)
+static cluster *start_with(int workers, pst_update_fn hook, void *hook_ctx)
 {
     cluster *c = calloc(1, sizeof *c);
+    c->hook = hook;
+    c->hook_ctx = hook_ctx;
     write_job(c, workers, NULL);
     pst_err err = {0};
     if (cfg_job_load_file(&c->job, c->job_path, &err))
@@ -91,6 +105,8 @@ static cluster *start(int workers)
     assert_int_equal(pthread_create(&c->sth, NULL, server_thread, c), 0);
     return c;
 }
+
+static cluster *start(int workers) { return start_with(workers, NULL, NULL); }
 
 /* Waits for the job's end; returns the coordinator's status. */
 static int stop(cluster *c)
@@ -388,12 +404,71 @@ static void test_model_mismatch(void **state)
     stop(c);
 }
 
+typedef struct {
+    int calls;
+    uint64_t lo, hi;
+    int64_t last_step;
+    float lr;
+} hook_log;
+
+/* A user rule: w <- w - 10 g, whatever the job's optimizer says. */
+static void ten_times(void *ctx, float *w, const float *g, uint64_t offset, uint64_t n,
+                      int64_t step, float lr)
+{
+    hook_log *h = ctx;
+    h->calls++;
+    h->lo = h->calls == 1 || offset < h->lo ? offset : h->lo;
+    h->hi = offset + n > h->hi ? offset + n : h->hi;
+    h->last_step = step;
+    h->lr = lr;
+    for (uint64_t i = 0; i < n; i++)
+        w[i] -= 10.0f * g[i];
+}
+
+static void test_server_update_hook(void **state)
+{
+    (void)state;
+    hook_log h = {0};
+    cluster *c = start_with(1, ten_times, &h);
+    pst_worker *w = make(c->job_path, c->endpoint, 0);
+    pst_err err = {0};
+    int64_t s[1] = {4};
+    assert_int_equal(pst_tensor_declare(w, "a", 1, s, &err), PST_OK);
+    if (pst_join(w, &err))
+        fail_msg("join: %s", err.msg);
+    float *g = pst_tensor_grad(w, "a"), *a = pst_tensor_weights(w, "a");
+    for (int step = 0; step < 2; step++) {
+        for (int i = 0; i < 4; i++)
+            g[i] = (float)(i + 1);
+        pst_req push, pull;
+        assert_int_equal(pst_push(w, &push, &err), PST_OK);
+        assert_int_equal(pst_pull(w, &pull, &err), PST_OK);
+        assert_int_equal(pst_wait(w, pull, &err), PST_OK);
+    }
+    for (int i = 0; i < 4; i++)
+        assert_true(a[i] == -20.0f * (float)(i + 1));
+    assert_int_equal(pst_finish(w, &err), PST_OK);
+    pst_worker_destroy(w);
+    assert_int_equal(stop(c), PST_OK);
+    assert_int_equal(h.calls, 2);
+    assert_int_equal(h.lo, 0);
+    assert_int_equal(h.hi, 4);
+    assert_int_equal(h.last_step, 1);
+    assert_true(h.lr == 0.5f); /* the job's lr, passed for the rule to use or not */
+    /* Bad options: one line, no abort. */
+    pst_server_options o = PST_SERVER_OPTIONS_INIT;
+    unsetenv("PSTRAIN_RANK");
+    unsetenv("JOB_COMPLETION_INDEX");
+    expect(pst_server_run(&o, &err), &err, PST_ERR_ARG, "no rank");
+    expect(pst_server_run(NULL, &err), &err, PST_ERR_ARG, "options are NULL");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_create_bad_options), cmocka_unit_test(test_tensors_bad_input),
         cmocka_unit_test(test_join_timeout),       cmocka_unit_test(test_train_one_worker),
-        cmocka_unit_test(test_model_mismatch),
+        cmocka_unit_test(test_model_mismatch),     cmocka_unit_test(test_server_update_hook),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

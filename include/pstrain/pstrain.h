@@ -261,6 +261,43 @@ PST_API void pst_progress(pst_worker *w, int epoch, int64_t step, double loss);
  * for first. Afterwards only pst_tensor_get, the views and pst_worker_destroy. */
 PST_API int pst_finish(pst_worker *w, pst_err *err);
 
+/* ---- A server with its own update rule ------------------------------------------------ */
+
+/* A user update rule, run by a server in place of the job's optimizer: updates w[0..n),
+ * the weights of flat floats [offset, offset + n), from the gradient g[0..n) (under bsp
+ * the mean of the workers' gradients of the step; under ssp/asp one worker's) at update
+ * `step` (0-based) with the job's scheduled learning rate lr. w and g are borrowed for the
+ * call. A range may be part of a tensor, or span several (shards and chunks cut the flat
+ * vector where they like): a per-tensor rule maps offsets to tensors (pst_tensor_info's
+ * offset and numel in a worker declaring the same tensors). Called on the server's
+ * thread, one call at a time; it must not block. */
+typedef void (*pst_update_fn)(void *ctx, float *w, const float *g, uint64_t offset, uint64_t n,
+                              int64_t step, float lr);
+
+typedef struct {
+    const char *job_path;    /* NULL: PSTRAIN_JOB */
+    const char *coordinator; /* NULL: PSTRAIN_COORDINATOR, DMLC_PS_ROOT_URI + _PORT */
+    int rank;                /* -1: PSTRAIN_RANK, JOB_COMPLETION_INDEX */
+    const char *bind;        /* interface to listen on; NULL: 127.0.0.1 */
+    const char *advertise;   /* host workers connect to; NULL: bind */
+    int port;                /* 0: any free one */
+    const char *const *keys; /* job overrides, as pst_options */
+    const char *const *values;
+    int noverrides;
+    int quiet;
+    pst_update_fn update; /* NULL: the job's optimizer (optimizer: in the job file) */
+    void *update_ctx;     /* passed to update; borrowed until pst_server_run returns */
+} pst_server_options;
+
+#define PST_SERVER_OPTIONS_INIT                                                                    \
+    {                                                                                              \
+        NULL, NULL, -1, NULL, NULL, 0, NULL, NULL, 0, 0, NULL, NULL                                \
+    }
+
+/* Runs server `rank` of the job (as `pstrain server`) until the job ends: PST_OK once the
+ * coordinator shut it down (its shard checkpoint written), else the failure. Blocks. */
+PST_API int pst_server_run(const pst_server_options *o, pst_err *err);
+
 #ifdef __cplusplus
 }
 #endif
