@@ -70,7 +70,11 @@ int api_load_job(cfg_job **job, const char *path, const char *const *keys,
     static const char *const env[][2] = {{"PSTRAIN_NUM_SERVERS", "cluster.servers"},
                                          {"DMLC_NUM_SERVER", "cluster.servers"},
                                          {"PSTRAIN_NUM_WORKERS", "cluster.workers"},
-                                         {"DMLC_NUM_WORKER", "cluster.workers"}};
+                                         {"DMLC_NUM_WORKER", "cluster.workers"},
+                                         {"PSTRAIN_SERVER_KEY", "security.server_key"},
+                                         {"PSTRAIN_SERVER_PUBLIC", "security.server_public"},
+                                         {"PSTRAIN_CLIENT_KEY", "security.client_key"},
+                                         {"PSTRAIN_ALLOW", "security.allow"}};
     for (size_t i = 0; i < sizeof env / sizeof env[0]; i++) {
         const char *v = getenv(env[i][0]);
         if (v && (rc = cfg_override(*job, env[i][1], v, err)))

@@ -67,14 +67,22 @@
  * err is not NULL fills it with one line naming what failed ("pst_tensor_get: no tensor
  * 'fc.wieght' (declared: fc.weight, fc.bias)"). err is caller-owned; it may be NULL.
  *
+ * Servers: pst_server_run (at the end) runs a parameter server in your process, as
+ * `pstrain server` does, optionally with your own update rule instead of the job's
+ * optimizer.
+ *
  * Threads: a pst_worker is used by one thread at a time. The library starts threads of
  * its own (ZeroMQ's I/O thread and a heartbeat thread), which never call back into yours.
  *
  * Job files: the worker reads the same job file and the same settings as every other
  * process of the job (`pstrain worker JOB.yaml --rank R --coordinator EP` and its
- * environment: PSTRAIN_RANK, PSTRAIN_COORDINATOR, DMLC_PS_ROOT_URI + DMLC_PS_ROOT_PORT,
- * PSTRAIN_NUM_SERVERS, PSTRAIN_NUM_WORKERS, ...): cluster:, optimizer: and checkpoint:
- * apply as they do for pstrain's own workers. A library job says `model: {external:
+ * environment: PSTRAIN_RANK or JOB_COMPLETION_INDEX, PSTRAIN_COORDINATOR or
+ * DMLC_PS_ROOT_URI + DMLC_PS_ROOT_PORT, PSTRAIN_NUM_SERVERS/DMLC_NUM_SERVER,
+ * PSTRAIN_NUM_WORKERS/DMLC_NUM_WORKER, PSTRAIN_SERVER_KEY, PSTRAIN_SERVER_PUBLIC,
+ * PSTRAIN_CLIENT_KEY, PSTRAIN_ALLOW; not TF_CONFIG): cluster:, optimizer:, checkpoint: and
+ * security: apply as they do for pstrain's own workers. Relative paths in the job file
+ * are taken from the working directory (pstrain's CLI takes data and key paths from the
+ * job file's folder). A library job says `model: {external:
  * true}` and leaves model.layers and data.train out (pstrain's own workers refuse such a
  * job; examples/library/job.yaml, docs/library.md). */
 #ifndef PSTRAIN_PSTRAIN_H
