@@ -390,6 +390,23 @@ static int check_cluster(const cfg_job *job, pst_err *err)
     return PST_OK;
 }
 
+int cfg_job_is_library(const cfg_job *job) { return job->model.external != 0; }
+
+/* model.external: the workers' model is their own; pstrain's layers and data have no
+ * place in the job. */
+static int check_library(const cfg_job *job, pst_err *err)
+{
+    if (job->model.spec.nlayers > 0)
+        return pst_err_set(err, PST_ERR_CONFIG,
+                           "model.external: the workers declare the model (libpstrain); "
+                           "model.layers must be left out");
+    if (job->data.train)
+        return pst_err_set(err, PST_ERR_CONFIG,
+                           "model.external: the workers bring their own data; data.train must "
+                           "be left out");
+    return PST_OK;
+}
+
 int cfg_job_check(const cfg_job *job, pst_err *err)
 {
     assert(job);
@@ -398,10 +415,12 @@ int cfg_job_check(const cfg_job *job, pst_err *err)
         return rc;
     if (!job->name || !job->name[0])
         return pst_err_set(err, PST_ERR_CONFIG, "name: must be set");
-    if ((rc = check_data(&job->data, err)) || (rc = check_sparse_data(&job->data, err)) ||
-        (rc = check_model(job, err)) || (rc = check_finetune(job, err)) ||
-        (rc = opt_config_check(&job->optimizer, err)) || (rc = check_sparse(job, err)) ||
-        (rc = check_train(job, err)))
+    /* A library job's model and data are the workers' own (cfg_job_is_library). */
+    int lib = cfg_job_is_library(job);
+    if ((lib && (rc = check_library(job, err))) || (!lib && (rc = check_data(&job->data, err))) ||
+        (rc = check_sparse_data(&job->data, err)) || (!lib && (rc = check_model(job, err))) ||
+        (rc = check_finetune(job, err)) || (rc = opt_config_check(&job->optimizer, err)) ||
+        (rc = check_sparse(job, err)) || (rc = check_train(job, err)))
         return rc;
     return check_cluster(job, err);
 }

@@ -94,6 +94,7 @@ typedef struct {
     cfg_gpt2 gpt2;          /* set: spec.layers are its expansion */
     char *init_from;        /* fine-tuning: initial weights by name from this checkpoint, or NULL */
     const ml_registry *reg; /* the layer types the job was read with (borrowed) */
+    int external;           /* bool: the workers' own model (cfg_job_is_library) */
 } cfg_model;
 
 /* After every epoch the loop judges the model (wk_trainer_judge on the validation set, or
@@ -236,6 +237,13 @@ int cfg_override(cfg_job *job, const char *path, const char *value, pst_err *err
 /* Validates ranges and cross-field rules (e.g. softmax output with cross-entropy,
  * IDX needs train_labels). */
 int cfg_job_check(const cfg_job *job, pst_err *err);
+
+/* A job for library workers (include/pstrain/pstrain.h): `model: {external: true}`. Its
+ * workers are programs that bring their own model and declare its tensors; the coordinator
+ * and servers learn the model's size from their HELLO, as always. Such a job names no
+ * layers and needs no data (cfg_job_check refuses layers or data.train), and pstrain's own
+ * workers refuse it (wk_data_load_log). */
+int cfg_job_is_library(const cfg_job *job);
 
 /* Writes the effective job as YAML (round-trips through cfg_job_load_string). */
 int cfg_job_print(const cfg_job *job, FILE *f, pst_err *err);

@@ -49,6 +49,8 @@
  *     init_from: path               none (fine-tuning: weights by name from a checkpoint)
  *     gpt2: {n_layer, n_head, n_embd, n_positions, vocab_size}  none (instead of layers:
  *                                   core/gpt2.h's layers, loss sequence_crossentropy)
+ *     external: bool                false (true: the workers are programs using libpstrain,
+ *                                   which declare the model's tensors; no layers, no data)
  *   optimizer:                      every key absent from the file takes
  *     name: sgd|momentum|nesterov|adagrad|rmsprop|adam|adamw    opt_config_default(name)
  *     lr, momentum, beta1, beta2, rho, eps, weight_decay, clip_norm: float
@@ -203,6 +205,7 @@ const cyaml_schema_field_t cfg_model_fields[] = {
     CFG_ENUM("init", cfg_model, spec.init, init_names),
     CFG_STR("init_from", cfg_model, init_from),
     CYAML_FIELD_MAPPING("gpt2", CFG_OPT, cfg_model, gpt2, gpt2_fields),
+    CYAML_FIELD_BOOL("external", CFG_OPT, cfg_model, external),
     CYAML_FIELD_END};
 
 const cyaml_schema_field_t cfg_opt_fields[] = {
@@ -329,7 +332,8 @@ static const struct {
     {cluster_fields, "staleness_lr", CFG_FP_UNLESS_DEFAULT}, /* stale-gradient corrections */
     {cluster_fields, "delay_compensation", CFG_FP_UNLESS_DEFAULT},
     {cluster_fields, "async_momentum", CFG_FP_UNLESS_DEFAULT},
-    {cfg_job_fields, "sparse", CFG_FP_UNLESS_DEFAULT}, /* embedding tables' rule and bounds */
+    {cfg_job_fields, "sparse", CFG_FP_UNLESS_DEFAULT},     /* embedding tables' rule and bounds */
+    {cfg_model_fields, "external", CFG_FP_UNLESS_DEFAULT}, /* library workers' own model */
 };
 
 cfg_fp_rule cfg_field_fp_rule(const cyaml_schema_field_t *f)

@@ -514,6 +514,8 @@ static int setup_shard(server *s, const wire_welcome *welcome, pst_err *err)
     if (!(s->handler = srv_handler_create(&hopt, err)))
         return err->code;
     srv_shard_set_nonfinite(s->shard, o->job->cluster.nonfinite);
+    if (o->update)
+        srv_shard_set_update(s->shard, o->update, o->update_ctx);
     hb_options ho = {.ctx = s->ctx,
                      .coordinator = o->coordinator,
                      .role = ROLE,

@@ -206,6 +206,11 @@ int wk_data_load_log(const cfg_job *job, int nparts, int part, const log_ctx *lg
     ds_dataset *all = NULL;
     int rc;
     memset(d, 0, sizeof *d);
+    if (cfg_job_is_library(job))
+        return pst_err_set(err, PST_ERR_CONFIG,
+                           "model.external: a job for programs that use libpstrain as workers "
+                           "(include/pstrain/pstrain.h, "
+                           "docs/library.md), not for pstrain's own");
     if (dc->format == CFG_FMT_TEXT)
         return wk_text_data_load(job, nparts, part, lg, d, err);
 
