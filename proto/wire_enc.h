@@ -27,8 +27,8 @@ float wire_f16_to_f32(uint16_t h);
 uint16_t wire_f32_to_bf16(float x);
 float wire_bf16_to_f32(uint16_t h);
 
-/* dst (n uint16, any alignment) = src (n floats) in enc (F16, saturating, or BF16). */
-void wire_enc_halves(wire_enc enc, void *dst, const float *src, size_t n);
+/* dst (n uint16) = src (n floats) in enc (F16, saturating, or BF16). */
+void wire_enc_halves(wire_enc enc, uint16_t *dst, const float *src, size_t n);
 /* dst (n floats) = src (n uint16 of enc F16 or BF16, any alignment: frames of a received
  * message may sit at odd offsets). */
 void wire_dec_halves(wire_enc enc, float *dst, const void *src, size_t n);
