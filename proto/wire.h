@@ -203,7 +203,8 @@ int wire_pack(const wire_env *e, const wire_body *b, uint8_t *buf, size_t cap, s
               pst_err *err);
 
 /* Unpacks and validates: version, known type, the bodies the type requires (a range for
- * PUSH/PULL/INIT/PULL_REPLY, a hello, a consistent shard map in WELCOME, update groups
+ * PUSH/PULL/INIT/PULL_REPLY, with an encoding its type may use and exactly the frames that
+ * encoding implies, a hello, a consistent shard map in WELCOME, update groups
  * that tile [0, nparams) with finite multipliers >= 0, ...), string lengths, frame
  * counts. Fills *e, points b's members at the bodies written into *st (NULL for the
  * others). Any failure is PST_ERR_DATA naming what was wrong. A message of another
