@@ -162,14 +162,18 @@ static void topk_piece(wk_comp *c, int slot, int i, const float *g)
     }
 }
 
+void wk_comp_encode_piece(wk_comp *c, int slot, int i, const float *g)
+{
+    if (c->enc == WIRE_ENC_TOPK)
+        topk_piece(c, slot, i, g);
+    else
+        wire_enc_halves(c->enc, c->half[slot] + c->off[i], g + c->off[i], (size_t)c->len[i]);
+}
+
 void wk_comp_encode(wk_comp *c, int slot, const float *g)
 {
-    for (int i = 0; i < c->n; i++) {
-        if (c->enc == WIRE_ENC_TOPK)
-            topk_piece(c, slot, i, g);
-        else
-            wire_enc_halves(c->enc, c->half[slot] + c->off[i], g + c->off[i], (size_t)c->len[i]);
-    }
+    for (int i = 0; i < c->n; i++)
+        wk_comp_encode_piece(c, slot, i, g);
 }
 
 void wk_comp_frames(const wk_comp *c, int slot, int i, const void **data, size_t *bytes, int *nf,

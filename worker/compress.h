@@ -34,6 +34,8 @@ wire_enc wk_comp_enc(const wk_comp *c);
 /* Encodes gradient g (nparams floats; only the pieces are read) into slot 0 or 1, whose
  * earlier frames the caller must no longer need. TOPK: updates the residual. */
 void wk_comp_encode(wk_comp *c, int slot, const float *g);
+/* The same for piece i alone (so that piece i travels while i + 1 is encoded). */
+void wk_comp_encode_piece(wk_comp *c, int slot, int i, const float *g);
 
 /* The frames of piece i in slot (as wk_comp_encode left them): *nf (1 or 2) frames of
  * data[k], bytes[k], borrowed from c; *nnz: TOPK's entries (0 otherwise). */

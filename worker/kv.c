@@ -353,6 +353,10 @@ static int op_start(wk_kv *kv, kv_op *op, wire_type type, const kv_piece *pieces
     dlv_batch_start(&op->b, &kv->ids, n, 1e3 * pst_mono_s());
     dlv_rto_arm_bytes(&kv->rto, net_now_ms(), inflight_bytes(kv));
     for (int i = 0; i < n; i++) {
+        /* Compressed: each piece encoded just before it goes, so that ZeroMQ's I/O thread
+         * sends one while the next is encoded (resends reuse the encoded frames). */
+        if (type == WIRE_MSG_PUSH && kv->comp)
+            wk_comp_encode_piece(kv->comp, slot, i, buf);
         int rc = pieces ? send_piece(kv, type, op->b.lo + (uint64_t)i, &pieces[i], buf, slot, clock,
                                      0, checkpoint, err)
                         : send_done_to(kv, i, op->b.lo + (uint64_t)i, err);
@@ -711,12 +715,9 @@ int wk_kv_push(wk_kv *kv, const float *g, int64_t clock, pst_err *err)
         int slot = (int)(clock & 1);
         /* The slot's encoded frames of two steps ago: acknowledged (above), and in the
          * normal flow long released by ZeroMQ too. */
-        if (kv->comp) {
-            int rc = wait_released(kv, slot, err);
-            if (rc)
-                return rc;
-            wk_comp_encode(kv->comp, slot, g);
-        }
+        int rc = kv->comp ? wait_released(kv, slot, err) : PST_OK;
+        if (rc)
+            return rc;
         pthread_mutex_lock(&kv->mu);
         kv->push_t0[slot] = pst_mono_s();
         kv->push_open[slot] = 1;
