@@ -372,6 +372,9 @@ static int check_cluster(const cfg_job *job, pst_err *err)
     if (!(c->delay_compensation >= 0.0f) || !isfinite(c->delay_compensation))
         return pst_err_set(err, E, "cluster.delay_compensation: must be >= 0 (0 = off), got %g",
                            (double)c->delay_compensation);
+    if (!(c->topk_ratio > 0.0f && c->topk_ratio <= 1.0f))
+        return pst_err_set(err, E, "cluster.topk_ratio: must be in (0, 1], got %g",
+                           (double)c->topk_ratio);
     if (c->metrics_port < 0 || c->metrics_port + c->servers > 65535)
         return pst_err_set(err, E,
                            "cluster.metrics_port: must be 0 (off) or a port with room "

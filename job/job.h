@@ -131,6 +131,12 @@ typedef enum { CFG_CONS_BSP = 0, CFG_CONS_SSP, CFG_CONS_ASP } cfg_consistency;
  *           the mean) and the worker goes on. */
 typedef enum { CFG_NONFINITE_REJECT = 0, CFG_NONFINITE_SKIP } cfg_nonfinite;
 
+/* How gradients (PUSH) and weights (PULL_REPLY) travel (worker/compress.h):
+ *   none  float32, zero-copy;   fp16, bf16  half the bytes both ways;
+ *   topk  the largest topk_ratio of each gradient chunk with error feedback (the rest
+ *         is kept on the worker and added to the next step's), weights as float32. */
+typedef enum { CFG_COMP_NONE = 0, CFG_COMP_FP16, CFG_COMP_BF16, CFG_COMP_TOPK } cfg_compression;
+
 typedef struct {
     int servers; /* parameter servers */
     int workers; /* workers */
@@ -151,10 +157,12 @@ typedef struct {
                                     on metrics_port + 1 + r; 0 = off (docs/observability.md) */
     /* ssp/asp: the servers' corrections for stale gradients (ps/async.h); no effect under
      * bsp. */
-    int staleness_lr;         /* bool: lr / (1 + staleness) */
-    float delay_compensation; /* lambda0 of DC-ASGD-a; 0 = off */
-    int async_momentum;       /* bool: explicit momentum less the workers' implicit one
+    int staleness_lr;            /* bool: lr / (1 + staleness) */
+    float delay_compensation;    /* lambda0 of DC-ASGD-a; 0 = off */
+    int async_momentum;          /* bool: explicit momentum less the workers' implicit one
                                  (default true: bench/run_async_quality.sh) */
+    cfg_compression compression; /* the wire's floats: none | fp16 | bf16 | topk */
+    float topk_ratio;            /* topk: share of each chunk's entries sent, (0, 1] */
 } cfg_cluster;
 
 /* Checkpoints and resume (docs/job-file.md, "Checkpoints and resume" in README.md). */
@@ -249,6 +257,7 @@ int cfg_job_is_library(const cfg_job *job);
 int cfg_job_print(const cfg_job *job, FILE *f, pst_err *err);
 
 const char *cfg_consistency_name(cfg_consistency c);
+const char *cfg_compression_name(cfg_compression c); /* "none", "fp16", "bf16", "topk" */
 
 /* 64-bit fingerprint (FNV-1a) of the effective job as cfg_job_print writes it, without
  * the data paths, output folder and thread count, so processes started separately can

@@ -420,6 +420,7 @@ void cfg_job_template(cfg_job *tmpl, opt_kind opt, opt_kind sparse_opt)
     tmpl->cluster.heartbeat_ms = 500;
     tmpl->cluster.heartbeat_timeout_s = 10;
     tmpl->cluster.async_momentum = 1;
+    tmpl->cluster.topk_ratio = 0.01f;
     tmpl->checkpoint.enabled = 1;
     tmpl->checkpoint.keep = 2;
 }

@@ -69,7 +69,7 @@
  *     dir: path                     "runs/<name>"
  *   cluster: servers, workers, consistency, staleness, pipeline, timeout_s, heartbeat_ms,
  *            heartbeat_timeout_s, max_restarts, nonfinite, metrics_port, staleness_lr,
- *            delay_compensation, async_momentum (job.h)
+ *            delay_compensation, async_momentum, compression, topk_ratio (job.h)
  *   checkpoint:
  *     enabled: bool                 true
  *     dir: path                     none = "<output.dir>/checkpoints"
@@ -255,6 +255,11 @@ static const cyaml_schema_field_t train_fields[] = {
 
 const cyaml_schema_field_t cfg_output_fields[] = {CFG_STR("dir", cfg_output, dir), CYAML_FIELD_END};
 
+static const cyaml_strval_t compression_names[] = {{"none", CFG_COMP_NONE},
+                                                   {"fp16", CFG_COMP_FP16},
+                                                   {"bf16", CFG_COMP_BF16},
+                                                   {"topk", CFG_COMP_TOPK}};
+
 static const cyaml_strval_t consistency_names[] = {
     {"bsp", CFG_CONS_BSP}, {"ssp", CFG_CONS_SSP}, {"asp", CFG_CONS_ASP}};
 
@@ -273,6 +278,8 @@ static const cyaml_schema_field_t cluster_fields[] = {
     CYAML_FIELD_BOOL("staleness_lr", CFG_OPT, cfg_cluster, staleness_lr),
     CYAML_FIELD_FLOAT("delay_compensation", CFG_OPT_FLOAT, cfg_cluster, delay_compensation),
     CYAML_FIELD_BOOL("async_momentum", CFG_OPT, cfg_cluster, async_momentum),
+    CFG_ENUM("compression", cfg_cluster, compression, compression_names),
+    CYAML_FIELD_FLOAT("topk_ratio", CFG_OPT_FLOAT, cfg_cluster, topk_ratio),
     CYAML_FIELD_END};
 
 static const cyaml_schema_field_t checkpoint_fields[] = {
@@ -332,6 +339,10 @@ static const struct {
     {cluster_fields, "staleness_lr", CFG_FP_UNLESS_DEFAULT}, /* stale-gradient corrections */
     {cluster_fields, "delay_compensation", CFG_FP_UNLESS_DEFAULT},
     {cluster_fields, "async_momentum", CFG_FP_UNLESS_DEFAULT},
+    /* How the floats travel: every message says its encoding, so processes need not agree,
+     * and a checkpoint resumes under another. */
+    {cluster_fields, "compression", CFG_FP_NEVER},
+    {cluster_fields, "topk_ratio", CFG_FP_NEVER},
     {cfg_job_fields, "sparse", CFG_FP_UNLESS_DEFAULT},     /* embedding tables' rule and bounds */
     {cfg_model_fields, "external", CFG_FP_UNLESS_DEFAULT}, /* library workers' own model */
 };
@@ -359,6 +370,12 @@ const char *cfg_enum_name(const cyaml_strval_t *t, size_t n, int64_t v)
 const char *cfg_consistency_name(cfg_consistency c)
 {
     const char *s = cfg_enum_name(consistency_names, CYAML_ARRAY_LEN(consistency_names), c);
+    return s ? s : "unknown";
+}
+
+const char *cfg_compression_name(cfg_compression c)
+{
+    const char *s = cfg_enum_name(compression_names, CYAML_ARRAY_LEN(compression_names), c);
     return s ? s : "unknown";
 }
 

@@ -43,6 +43,7 @@ typedef struct {
         obs_metric *pushes, *pulls, *bytes_in, *bytes_out, *updates, *refused, *nonfinite, *apply,
             *gap, *gap_max, *live, *workers, *clock, *pending, *ckpts, *ckpt_age, *ckpt_clock,
             *start, *sp_rows, *sp_admitted, *sp_refused, *sp_evicted, *malformed, *rejected;
+        obs_metric *in_step, *out_step; /* dense payload bytes per clock */
     } mx;
 } server;
 
@@ -140,6 +141,16 @@ static int metrics_register(server *s, pst_err *err)
               obs_gauge(r, "process_start_time_seconds",
                         "Start time of the process since the Unix epoch in seconds.", NULL, err)))
         return err->code;
+    /* cluster.compression's effect, read without dividing two series. */
+    if (!(s->mx.in_step = obs_gauge(r, "pstrain_server_received_bytes_per_step",
+                                    "Float payload bytes received (INIT and PUSH, as encoded) "
+                                    "per clock of the shard.",
+                                    NULL, err)) ||
+        !(s->mx.out_step = obs_gauge(r, "pstrain_server_sent_bytes_per_step",
+                                     "Float payload bytes sent in pull replies (as encoded) per "
+                                     "clock of the shard.",
+                                     NULL, err)))
+        return err->code;
     obs_set(s->mx.start, obs_now());
     obs_set(s->mx.ckpt_clock, -1);
     return PST_OK;
@@ -162,6 +173,9 @@ static void metrics_publish(server *s)
     obs_set(s->mx.pulls, (double)hs.pulls);
     obs_set(s->mx.bytes_in, (double)hs.bytes_in);
     obs_set(s->mx.bytes_out, (double)hs.bytes_out);
+    double clocks = srv_shard_clock(s->shard) > 0 ? (double)srv_shard_clock(s->shard) : 1.0;
+    obs_set(s->mx.in_step, (double)hs.bytes_in / clocks);
+    obs_set(s->mx.out_step, (double)hs.bytes_out / clocks);
     obs_set(s->mx.live, srv_shard_live_workers(s->shard));
     obs_set(s->mx.clock, (double)srv_shard_clock(s->shard));
     obs_set(s->mx.pending, (double)hs.parked);
@@ -234,14 +248,16 @@ static int send_bye(server *s, int64_t deadline, pst_err *err)
                           .refused = hs.malformed + hs.rejected};
     wire_body bye = {.stats = &figures};
     srv_handler_flush_log(s->handler);
+    double clocks = srv_shard_clock(s->shard) > 0 ? (double)srv_shard_clock(s->shard) : 1.0;
     log_info(s->o->lg,
              "done: %llu updates from %llu pushes, %llu pulls answered, %.1f MB in, %.1f MB "
-             "out, largest clock gap served %lld, %llu non-finite gradients %s, %llu "
-             "repeated chunks ignored, %llu workers lost, %llu rejoined, %llu messages "
-             "refused (%llu malformed)",
+             "out (%.0f and %.0f bytes per step), largest clock gap served %lld, %llu "
+             "non-finite gradients %s, %llu repeated chunks ignored, %llu workers lost, %llu "
+             "rejoined, %llu messages refused (%llu malformed)",
              (unsigned long long)st.updates, (unsigned long long)st.pushes,
              (unsigned long long)hs.pulls, hs.bytes_in / 1e6, hs.bytes_out / 1e6,
-             (long long)st.max_clock_gap, (unsigned long long)st.rejected_nonfinite,
+             hs.bytes_in / clocks, hs.bytes_out / clocks, (long long)st.max_clock_gap,
+             (unsigned long long)st.rejected_nonfinite,
              s->o->job->cluster.nonfinite == CFG_NONFINITE_SKIP ? "skipped" : "rejected",
              (unsigned long long)st.repeats, (unsigned long long)st.lost_workers,
              (unsigned long long)st.rejoins, (unsigned long long)(hs.malformed + hs.rejected),

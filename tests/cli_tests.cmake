@@ -2,7 +2,7 @@
 # given the binary, the source tree, the bsp_reference program and the hostile_client.
 # Exit code 77 means "skipped" (e.g. the dataset package is absent) and is reported so.
 foreach(t cli_basics default_job examples bad_data signals local_supervision
-          dist_bsp dist_async dist_staleness dist_manual dist_bad_peer eval_predict
+          dist_bsp dist_async dist_compress dist_staleness dist_manual dist_bad_peer eval_predict
           finetune resume mpi k8s_manifests tf_config cluster_netns plot metrics_files progress
           faults worker_failure server_failure metrics_endpoint status auth ckpt_crash
           network_cut coordinator_loss cluster_restart stop retriable_end detect sparse_train

@@ -22,6 +22,7 @@
 #include "base/loglimit.h"
 #include "net/net.h"
 #include "proto/msg.h"
+#include "proto/wire_enc.h"
 #include "ps/handler.h"
 #include "ps/shard.h"
 
@@ -189,6 +190,61 @@ static void test_chunks_once_in_order(void **state)
     const float *w = fx->win->payload[0];
     for (int i = 0; i < 4; i++)
         assert_true(w[i] == W0[i] - LR * G[i]);
+    destroy(fx);
+}
+
+/* A range request of worker 0 in encoding enc with frames f[0..nf) (cluster.compression). */
+static uint64_t coded(fixture *fx, wire_type type, int64_t clock, uint64_t off, wire_enc enc,
+                      uint64_t nnz, const net_frame *f, int nf)
+{
+    wire_env h;
+    wire_env_init(&h, type, "worker", 0);
+    h.generation = 1;
+    h.request_id = fx->next_id++;
+    h.clock = clock;
+    wire_range r = {.offset = off, .len = 4, .enc = enc, .nnz = nnz};
+    pst_err err = {0};
+    assert_int_equal(msg_send(fx->w[0], NULL, 0, &h, &(wire_body){.range = &r}, f, nf, 0, &err),
+                     PST_OK);
+    assert_int_equal(msg_recv(fx->srv, fx->m, 1, fx->in, 2000, &err), PST_OK);
+    assert_int_equal(srv_handle(fx->h, fx->in, &err), PST_OK);
+    return h.request_id;
+}
+
+/* Compressed chunks are decoded onto floats and applied as float32 ones; a top-k table
+ * with indices out of order is refused (ERROR) and not applied; a pull that asks for
+ * binary16 is answered in it (the values here are exact in binary16). */
+static void test_compressed_chunks(void **state)
+{
+    (void)state;
+    fixture *fx = make(CFG_CONS_BSP, 1);
+    init_weights(fx, W0);
+    uint16_t half[4];
+    wire_enc_halves(WIRE_ENC_F16, half, G, 4);
+    net_frame fh = {.data = half, .len = sizeof half};
+    expect(fx, 0, WIRE_MSG_ACK, coded(fx, WIRE_MSG_PUSH, 0, 0, WIRE_ENC_F16, 0, &fh, 1));
+    uint32_t bad[2] = {3, 0}, idx[2] = {0, 3};
+    float val[2] = {4, 4};
+    net_frame ft[2] = {{.data = bad, .len = sizeof bad}, {.data = val, .len = sizeof val}};
+    const msg_in *e =
+        expect(fx, 0, WIRE_MSG_ERROR, coded(fx, WIRE_MSG_PUSH, 0, 4, WIRE_ENC_TOPK, 2, ft, 2));
+    assert_non_null(strstr(e->b.error->text, "top-k entry 1"));
+    assert_int_equal(srv_shard_worker_clock(fx->shard, 0), 0);
+    ft[0].data = idx;
+    expect(fx, 0, WIRE_MSG_ACK, coded(fx, WIRE_MSG_PUSH, 0, 4, WIRE_ENC_TOPK, 2, ft, 2));
+    assert_int_equal(srv_shard_worker_clock(fx->shard, 0), 1);
+    const float g1[4] = {4, 0, 0, 4};
+    for (int c = 0; c < 2; c++) {
+        const msg_in *r =
+            expect(fx, 0, WIRE_MSG_PULL_REPLY,
+                   coded(fx, WIRE_MSG_PULL, 1, 4 * (uint64_t)c, WIRE_ENC_F16, 0, NULL, 0));
+        assert_int_equal(r->b.range->enc, WIRE_ENC_F16);
+        assert_int_equal(r->payload_len[0], 4 * sizeof(uint16_t));
+        float w[4];
+        wire_dec_halves(WIRE_ENC_F16, w, r->payload[0], 4);
+        for (int i = 0; i < 4; i++)
+            assert_true(w[i] == W0[4 * c + i] - LR * (c ? g1[i] : G[i]));
+    }
     destroy(fx);
 }
 
@@ -552,6 +608,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sparse_push_pull),
+        cmocka_unit_test(test_compressed_chunks),
         cmocka_unit_test(test_chunks_once_in_order),
         cmocka_unit_test(test_parked_pull),
         cmocka_unit_test(test_pull_acks_missing_push),

@@ -72,6 +72,18 @@ typedef struct {
 /* ---- Fine-tuning ---------------------------------------------------------------------- */
 
 /* The trainer's update groups into a HELLO, for the coordinator to pass to the servers. */
+/* cluster.compression as the wire's encoding of pushes (kv.h). */
+static wire_enc wire_enc_of(cfg_compression c)
+{
+    switch (c) {
+    case CFG_COMP_NONE: break;
+    case CFG_COMP_FP16: return WIRE_ENC_F16;
+    case CFG_COMP_BF16: return WIRE_ENC_BF16;
+    case CFG_COMP_TOPK: return WIRE_ENC_TOPK;
+    }
+    return WIRE_ENC_F32;
+}
+
 static int put_groups(worker *w, wire_groups *h, pst_err *err)
 {
     int n;
@@ -706,6 +718,9 @@ int wk_dist_run(const wk_dist_options *o, pst_err *err)
         goto cleanup;
     }
     wk_kv_set_idle(w.kv, on_idle, &w);
+    if ((rc = wk_kv_set_compression(w.kv, wire_enc_of(job->cluster.compression),
+                                    job->cluster.topk_ratio, err)))
+        goto cleanup;
     if ((rc = connect_tables(&w, welcome, err)))
         goto cleanup;
     for (int s = 0; s < WIRE_MAX_SERVERS; s++)
@@ -752,11 +767,15 @@ int wk_dist_run(const wk_dist_options *o, pst_err *err)
         goto cleanup;
     wk_kv_stats ks;
     wk_kv_get_stats(w.kv, &ks);
+    double steps = w.clock > 0 ? (double)w.clock : 1.0;
     log_info(o->lg,
-             "done at clock %lld: %.1f MB pushed, %.1f MB pulled, %.2f s waiting for "
-             "weights, largest clock gap %lld, %llu requests sent again",
-             (long long)w.clock, ks.bytes_pushed / 1e6, ks.bytes_pulled / 1e6, ks.wait_s,
-             (long long)w.max_gap, (unsigned long long)ks.resent);
+             "done at clock %lld: %.1f MB pushed, %.1f MB pulled (%s; %.0f and %.0f bytes per "
+             "step), %.2f s waiting for weights, largest clock gap %lld, %llu requests sent "
+             "again",
+             (long long)w.clock, ks.bytes_pushed / 1e6, ks.bytes_pulled / 1e6,
+             cfg_compression_name(job->cluster.compression), ks.bytes_pushed / steps,
+             ks.bytes_pulled / steps, ks.wait_s, (long long)w.max_gap,
+             (unsigned long long)ks.resent);
     rc = report_progress(&w, WIRE_MSG_DONE, test_acc, err);
     w.finished = rc == PST_OK;
     /* The job is over either way; a run that learned nothing fails worker 0 (and so the

@@ -96,6 +96,8 @@ while time.time() < deadline:
         checks = [m["pstrain_server_pushes_total"] > 0, m["pstrain_server_pulls_total"] > 0,
                   m["pstrain_server_received_bytes_total"] > 0,
                   m["pstrain_server_sent_bytes_total"] > 0,
+                  m["pstrain_server_received_bytes_per_step"] > 0,
+                  m["pstrain_server_sent_bytes_per_step"] > 0,
                   m["pstrain_server_live_workers"] == 2, m["pstrain_server_workers"] == 2,
                   m["pstrain_server_clock"] > 0, m["pstrain_server_checkpoints_total"] >= 1,
                   "pstrain_server_last_checkpoint_age_seconds" in m,
