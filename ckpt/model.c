@@ -3,6 +3,7 @@
  * (pstrain.model, pstrain.data). Layer types, their keys and every name (activation,
  * loss, scale) come from the layer registry and the name tables of core/ and data/. */
 #include "ckpt_internal.h"
+#include "hf.h"
 
 #include <assert.h>
 #include <inttypes.h>
@@ -646,10 +647,64 @@ int ckpt_load(const char *path, int max_batch, ckpt_model **out, pst_err *err)
     return ckpt_load_reg(path, NULL, max_batch, out, err);
 }
 
+/* The identity transform of d features (shift 0, mul 1) into s; -1 when out of memory. */
+static int identity_scaler(ds_scaler *s, int d)
+{
+    float *shift = malloc(sizeof(float) * (size_t)(d > 0 ? d : 1));
+    float *mul = malloc(sizeof(float) * (size_t)(d > 0 ? d : 1));
+    if (!shift || !mul) {
+        free(shift);
+        free(mul);
+        return -1;
+    }
+    for (int j = 0; j < d; j++) {
+        shift[j] = 0.0f;
+        mul[j] = 1.0f;
+    }
+    *s = (ds_scaler){.d = d, .kind = DS_SCALE_NONE, .shift = shift, .mul = mul};
+    return 0;
+}
+
+/* A model built elsewhere in ckpt/ (hf.c) as a ckpt_model: takes spec's contents and net;
+ * the task is classify with the model's outputs as classes, as a pstrain checkpoint of the
+ * same model says, and the scaler the identity. On failure both are freed. */
+int ckpt_model_wrap(ml_model_spec *spec, ml_model *net, ckpt_model **out, pst_err *err)
+{
+    *out = NULL;
+    ckpt_model *c = calloc(1, sizeof *c);
+    if (!c || identity_scaler(&c->scaler, ml_model_in_dim(net))) {
+        free(c);
+        ml_model_destroy(net);
+        spec_fini(spec);
+        return pst_err_set(err, PST_ERR_NOMEM, "checkpoint: out of memory");
+    }
+    c->spec = *spec;
+    memset(spec, 0, sizeof *spec);
+    c->net = net;
+    c->dm = (data_meta){.present = 1, .task = DS_TASK_CLASSIFY, .nclasses = model_classes(net)};
+    *out = c;
+    return PST_OK;
+}
+
+int ckpt_read_spec(const char *path, const ml_registry *reg, ml_model_spec *spec, int *in_dim,
+                   pst_err *err)
+{
+    st_file f;
+    memset(spec, 0, sizeof *spec);
+    int rc = ckpt_st_open(&f, path, err);
+    if (!rc) {
+        rc = parse_model_meta(&f, reg, spec, in_dim, err);
+        ckpt_st_fini(&f);
+    }
+    return ckpt_one_line(err, rc);
+}
+
 int ckpt_load_reg(const char *path, const ml_registry *reg, int max_batch, ckpt_model **out,
                   pst_err *err)
 {
     *out = NULL;
+    if (ckpt_hf_is_folder(path))
+        return ckpt_hf_load(path, 0, max_batch, out, err);
     st_file f;
     int rc = ckpt_st_open(&f, path, err);
     if (rc)
@@ -718,6 +773,15 @@ int ckpt_load_into(const char *path, ml_model *m, ds_scaler *scaler, pst_err *er
 int ckpt_load_into_reg(const char *path, const ml_registry *reg, ml_model *m, ds_scaler *scaler,
                        pst_err *err)
 {
+    if (ckpt_hf_is_folder(path)) {
+        /* The scaler first: once the weights are in, nothing may fail. */
+        if (scaler && identity_scaler(scaler, ml_model_in_dim(m)))
+            return pst_err_set(err, PST_ERR_NOMEM, "checkpoint: out of memory");
+        int rc = ckpt_hf_load_into(path, m, err);
+        if (rc && scaler)
+            ds_scaler_fini(scaler);
+        return rc;
+    }
     st_file f;
     int rc = ckpt_st_open(&f, path, err);
     if (rc)
