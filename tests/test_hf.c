@@ -11,7 +11,9 @@
  *                        grads.safetensors (the gradient under the HF names)
  *   test_hf --eval DIR   loads DIR/model/ (written by PyTorch), reads DIR/case.json
  *                        (N, T) and the batch, writes logits.f32, loss.txt and
- *                        grads.safetensors. */
+ *                        grads.safetensors.
+ * and for tests/cli/test_hf_export.sh:
+ *   test_hf --pstrain FILE   a small GPT-2 as a pstrain checkpoint. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -632,8 +634,23 @@ static int dump_eval(const char *dir)
     return rc;
 }
 
+/* A pstrain checkpoint of a small GPT-2, for tests/cli/test_hf_export.sh. */
+static int dump_pstrain(const char *file)
+{
+    ml_gpt2_config c = {.n_layer = 1, .n_head = 2, .n_embd = 8, .n_positions = 6, .vocab_size = 11};
+    ml_model *m = gpt_make(&c, 1, 13);
+    pst_err err = {0};
+    int rc = ckpt_save_model(file, m, ml_model_get_spec(m), NULL, NULL, &err);
+    if (rc)
+        fprintf(stderr, "test_hf: %s\n", err.msg);
+    ml_model_destroy(m);
+    return rc != 0;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc == 3 && strcmp(argv[1], "--pstrain") == 0)
+        return dump_pstrain(argv[2]);
     if (argc == 3 && strcmp(argv[1], "--save") == 0)
         return dump_save(argv[2]);
     if (argc == 3 && strcmp(argv[1], "--eval") == 0)
