@@ -37,9 +37,15 @@ typedef enum {
 } ckpt_dtype;
 #define CKPT_DTYPE_BIT(t) (1u << (t))
 
-/* safetensors' name of t ("F32", "U64", ...) and its size in bytes. */
+/* safetensors' name of t ("F32", "U64", ...) and its size in bytes (dtype.c). */
 const char *ckpt_dtype_name(ckpt_dtype t);
 size_t ckpt_dtype_size(ckpt_dtype t);
+/* The dtype named name among the CKPT_DTYPE_BITs of mask, or -1. */
+int ckpt_dtype_find(const char *name, unsigned mask);
+/* "F32 only", "F32, U64, U32 and U8 only": mask's dtypes, for a refusal. */
+void ckpt_dtype_list(unsigned mask, char *buf, size_t n);
+/* Element j of the bytes p (maybe unaligned) of an F32, F16 or BF16 tensor, as a float. */
+float ckpt_float_at(ckpt_dtype t, const unsigned char *p, size_t j);
 
 /* One tensor to write: name, shape, bytes. */
 typedef struct {
@@ -124,6 +130,18 @@ int ckpt_json_unique_keys(const st_file *f, const cJSON *obj, const char *what, 
  * decoded ("a\nb"): replaces control bytes in err's message so that it stays one line, and
  * returns rc. */
 int ckpt_one_line(pst_err *err, int rc);
+
+/* ---- The model spec as pstrain.model (spec.c) ---------------------------------------- */
+
+/* {"input_dim":D,"layers":[...],"loss":...} for spec; NULL when out of memory (cJSON_free). */
+char *ckpt_model_json(const ml_model_spec *spec, int in_dim);
+/* f's pstrain.model into spec (layer types from reg; NULL: the built-in registry) and
+ * *in_dim, checked as a spec; the caller fini's spec on success. */
+int ckpt_parse_model_meta(const st_file *f, const ml_registry *reg, ml_model_spec *spec,
+                          int *in_dim, pst_err *err);
+/* Refuses keys of obj outside allowed[0..n) and repeated keys; `what` names obj. */
+int ckpt_only_keys(const st_file *f, const char *what, const cJSON *obj, const char *const *allowed,
+                   int n, pst_err *err);
 
 /* ---- Hugging Face GPT-2 files (hf.c) for init_from.c ---------------------------------- */
 
