@@ -154,6 +154,9 @@ int ckpt_hf_claim(st_file *f, st_tensor *t, const ml_segment *sg, const char *ne
 /* 1 for a tensor of an HF file that is no parameter (attn.bias and attn.masked_bias
  * buffers, the tied lm_head.weight). */
 int ckpt_hf_ignorable(const char *name);
+/* 1 when f holds a block tensor named as HF's GPT-2 names it (h.0.attn.c_attn.weight, with
+ * or without "transformer."): HF weights given as a file instead of their folder. */
+int ckpt_hf_weights_file(const st_file *f);
 /* Opens dir's weights (ckpt_st_open_hf, unique names) after checking dir's config.json and
  * that the attention layers of m have its n_head. */
 int ckpt_hf_open_for(st_file *f, char *path, size_t cap, const char *dir, const ml_model *m,

@@ -272,6 +272,14 @@ int ckpt_hf_claim(st_file *f, st_tensor *t, const ml_segment *sg, const char *ne
 
 int ckpt_hf_ignorable(const char *name) { return ignorable(name); }
 
+int ckpt_hf_weights_file(const st_file *f)
+{
+    for (int i = 0; i < f->nt; i++)
+        if (strcmp(unprefixed(f->t[i].name), "h.0.attn.c_attn.weight") == 0)
+            return 1;
+    return 0;
+}
+
 /* ---- Writing ------------------------------------------------------------------------------- */
 
 /* The header JSON and the tensors of values in m's layout under HF names; ts[i].name

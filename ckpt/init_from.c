@@ -35,6 +35,16 @@ int ckpt_init_from(const char *path, ml_model *m, unsigned char *loaded, ckpt_in
                 : ckpt_st_open(&f, path, err);
     if (rc)
         return ckpt_one_line(err, rc);
+    /* wte, wpe and ln_f are named alike in both layouts: without this, a Hugging Face file
+     * given as a file would load those four and leave every block fresh. */
+    if (!hf && ckpt_hf_weights_file(&f)) {
+        rc = pst_err_set(err, PST_ERR_DATA,
+                         "%s: the weights of a Hugging Face GPT-2: give the folder that holds "
+                         "them and its config.json",
+                         path);
+        ckpt_st_fini(&f);
+        return ckpt_one_line(err, rc);
+    }
     int nseg = ml_model_nsegments(m);
     st_tensor **src = calloc((size_t)(nseg ? nseg : 1), sizeof *src);
     if (!src) {

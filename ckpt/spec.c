@@ -233,6 +233,11 @@ int ckpt_parse_model_meta(const st_file *f, const ml_registry *reg, ml_model_spe
     memset(spec, 0, sizeof *spec);
     if (!reg)
         reg = ml_registry_builtin();
+    if (!text && ckpt_hf_weights_file(f))
+        return pst_err_set(err, PST_ERR_DATA,
+                           "%s: the weights of a Hugging Face GPT-2: give the folder that holds "
+                           "them and its config.json",
+                           f->path);
     if (!text)
         return pst_err_set(err, PST_ERR_DATA,
                            "%s: no pstrain.model in the metadata: the "

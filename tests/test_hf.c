@@ -255,8 +255,15 @@ static void test_save_load(void **state)
     assert_int_equal(sc.d, 3);
     ds_scaler_fini(&sc);
     assert_memory_equal(ml_model_params(c), ml_model_params(a), bytes);
-    /* init_from a folder: every parameter, nothing skipped */
+    /* the weights file alone is refused with a hint, not matched by its few shared names */
+    char wfile[600];
+    snprintf(wfile, sizeof wfile, "%s/model.safetensors", dir);
     ckpt_init_report rep;
+    assert_int_equal(ckpt_init_from(wfile, b, NULL, &rep, &err), PST_ERR_DATA);
+    expect_msg(&err, "the weights of a Hugging Face GPT-2: give the folder that holds them");
+    assert_int_equal(ckpt_load(wfile, 1, &ck, &err), PST_ERR_DATA);
+    expect_msg(&err, "the weights of a Hugging Face GPT-2: give the folder that holds them");
+    /* init_from a folder: every parameter, nothing skipped */
     unsigned char loaded[64];
     assert_int_equal(ckpt_init_from(dir, b, loaded, &rep, &err), PST_OK);
     assert_int_equal(rep.loaded, ml_model_nsegments(a));
