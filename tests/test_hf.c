@@ -476,7 +476,7 @@ static void test_bad_tensors(void **state)
     expect_load_error(d, "model.safetensors: 26 tensors the config needs are missing: "
                          "wpe.weight, h.0.ln_1.bias, h.0.attn.c_attn.weight");
     /* An unknown tensor; two names of one parameter; a dtype that is no weight */
-    write_like_transformers(d, a, 0);
+    free(write_like_transformers(d, a, 0));
     ml_model *x = gpt_make(&small, 1, 12);
     int nseg = ml_model_nsegments(x);
     raw_tensor *t = calloc((size_t)nseg + 1, sizeof *t);
