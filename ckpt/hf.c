@@ -492,6 +492,20 @@ int ckpt_hf_load(const char *dir, int context, int max_batch, ckpt_model **out, 
     if (ml_gpt2_spec(&s, &c, &e2))
         return pst_err_set(err, e2.code, "%s: %s", dir, e2.msg);
     int t = context ? context : c.n_positions;
+    /* A large config of sizes the weights cannot hold (2 bytes a parameter at the least)
+     * is refused before the model's memory is taken; a small one gets the tensors' own
+     * messages (missing, shapes) below. */
+    char path[PATH_CAP];
+    struct stat st;
+    uint64_t np = ml_model_spec_nparams(&s, t);
+    snprintf(path, sizeof path, "%s/" CKPT_HF_WEIGHTS, dir);
+    if (np > ((uint64_t)1 << 24) && stat(path, &st) == 0 && (uint64_t)st.st_size / 2 < np) {
+        ml_model_spec_fini(&s);
+        return pst_err_set(err, PST_ERR_DATA,
+                           "%s: %lld bytes cannot hold the %" PRIu64 " parameters " CKPT_HF_CONFIG
+                           " describes",
+                           path, (long long)st.st_size, np);
+    }
     ml_model *m = ml_model_create(&s, t, max_batch, &e2);
     if (!m) {
         ml_model_spec_fini(&s);

@@ -429,6 +429,11 @@ static void test_bad_config(void **state)
         snprintf(text, sizeof text, "%s%s", base, bad[i].kv);
         expect_config_error(d, text, bad[i].msg);
     }
+    /* sizes the weights cannot hold: refused before the model is built */
+    snprintf(text, sizeof text, "%s",
+             "{\"model_type\": \"gpt2\", \"n_layer\": 900, \"n_head\": 16, \"n_embd\": "
+             "16384, \"n_positions\": 4096, \"vocab_size\": 100000}");
+    expect_config_error(d, text, "bytes cannot hold the ");
     /* init_from checks config.json too, and the heads a shape cannot show */
     snprintf(text, sizeof text, "%s%s", base, "\"n_ctx\": 6}");
     write_text(d, "config.json", text);
