@@ -431,7 +431,7 @@ static void test_bad_config(void **state)
     }
     /* sizes the weights cannot hold: refused before the model is built */
     snprintf(text, sizeof text, "%s",
-             "{\"model_type\": \"gpt2\", \"n_layer\": 900, \"n_head\": 16, \"n_embd\": "
+             "{\"model_type\": \"gpt2\", \"n_layer\": 40, \"n_head\": 16, \"n_embd\": "
              "16384, \"n_positions\": 4096, \"vocab_size\": 100000}");
     expect_config_error(d, text, "bytes cannot hold the ");
     /* init_from checks config.json too, and the heads a shape cannot show */
