@@ -165,8 +165,8 @@ int ckpt_hf_open_for(st_file *f, char *path, size_t cap, const char *dir, const 
 /* ---- Models (model.c) for hf.c ------------------------------------------------------- */
 
 /* A model built from another description as a ckpt_model: takes spec's contents (spec is
- * left empty) and net; task classify with the model's outputs as classes (what a pstrain
- * checkpoint of that model says), the identity scaler. On failure both are freed. */
+ * left empty) and net; the task a pstrain checkpoint of that model has (regress: a language
+ * model's (N, T) next-id targets), the identity scaler. On failure both are freed. */
 int ckpt_model_wrap(ml_model_spec *spec, ml_model *net, ckpt_model **out, pst_err *err);
 /* The model spec (pstrain.model) and input width of the pstrain checkpoint at path; the
  * caller fini's *spec. */

@@ -68,7 +68,8 @@ int ckpt_hf_load_into(const char *dir, ml_model *m, pst_err *err);
 
 /* Builds the GPT-2 that DIR/config.json describes, for samples of `context` tokens (0:
  * n_positions) and batches of at most max_batch, and loads its weights. *out as from
- * ckpt_load: task classify over the model's T * V outputs, identity scaler. */
+ * ckpt_load: task regress (the (N, T) next-id targets, as pstrain's own GPT-2 checkpoints
+ * say), identity scaler. */
 int ckpt_hf_load(const char *dir, int context, int max_batch, ckpt_model **out, pst_err *err);
 
 /* The GPT-2 of the pstrain checkpoint file ckpt (one with pstrain.model) written as the

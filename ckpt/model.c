@@ -367,8 +367,8 @@ static int identity_scaler(ds_scaler *s, int d)
 }
 
 /* A model built elsewhere in ckpt/ (hf.c) as a ckpt_model: takes spec's contents and net;
- * the task is classify with the model's outputs as classes, as a pstrain checkpoint of the
- * same model says, and the scaler the identity. On failure both are freed. */
+ * the task is what a pstrain checkpoint of the same model says (regress for a language
+ * model's (N, T) targets, else classify over its outputs), the scaler the identity. On failure both are freed. */
 int ckpt_model_wrap(ml_model_spec *spec, ml_model *net, ckpt_model **out, pst_err *err)
 {
     *out = NULL;
@@ -382,7 +382,12 @@ int ckpt_model_wrap(ml_model_spec *spec, ml_model *net, ckpt_model **out, pst_er
     c->spec = *spec;
     memset(spec, 0, sizeof *spec);
     c->net = net;
-    c->dm = (data_meta){.present = 1, .task = DS_TASK_CLASSIFY, .nclasses = model_classes(net)};
+    /* A language model's data: (N, T) next-id targets, which pstrain's own GPT-2
+     * checkpoints call regress; any other model: classes, one per output. */
+    if (c->spec.loss == ML_LOSS_SEQ_CCE)
+        c->dm = (data_meta){.present = 1, .task = DS_TASK_REGRESS};
+    else
+        c->dm = (data_meta){.present = 1, .task = DS_TASK_CLASSIFY, .nclasses = model_classes(net)};
     *out = c;
     return PST_OK;
 }

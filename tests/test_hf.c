@@ -242,6 +242,7 @@ static void test_save_load(void **state)
     assert_non_null(ck);
     assert_memory_equal(ml_model_params(ckpt_model_net(ck)), ml_model_params(a), bytes);
     assert_true(ml_model_spec_same(ckpt_model_spec(ck), ml_model_get_spec(a)));
+    assert_int_equal(ckpt_model_task(ck), DS_TASK_REGRESS); /* as pstrain's GPT-2 files */
     ckpt_model_destroy(ck);
     /* ckpt_load of the folder, and ckpt_load_into a model of a shorter context */
     assert_int_equal(ckpt_load(dir, 2, &ck, &err), PST_OK);
