@@ -42,6 +42,8 @@ static void usage(FILE *f)
           "                     (a language model: eval CKPT TEXT gives loss and perplexity)\n"
           "  generate CKPT --prompt TEXT\n"
           "                     text sampled from a language model\n"
+          "  export CKPT OUTDIR a GPT-2 checkpoint as a Hugging Face folder (model.safetensors,\n"
+          "                     config.json)\n"
           "  consolidate [JOB.yaml] --resume DIR\n"
           "                     one model file from a distributed run's shard checkpoints\n"
           "  plot RUN_DIR       PNG plots of a run's metrics.csv with gnuplot (--ascii: text)\n"
@@ -123,6 +125,8 @@ int main(int argc, char **argv)
         return cmd_status(argc - 2, argv + 2, &stop_signal);
     if (strcmp(cmd, "keygen") == 0)
         return cmd_keygen(argc - 2, argv + 2, &stop_signal);
+    if (strcmp(cmd, "export") == 0)
+        return cmd_export(argc - 2, argv + 2, &stop_signal);
     fprintf(stderr, "pstrain: unknown command '%s' (see pstrain --help)\n", cmd);
     return EXIT_USAGE;
 }

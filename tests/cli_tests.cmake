@@ -26,6 +26,14 @@ add_test(NAME test_container
 set_tests_properties(test_container PROPERTIES TIMEOUT 1200 SKIP_RETURN_CODE 77
                      LABELS container)
 
+# pstrain export --format hf (tests/cli/test_hf_export.sh); its GPT-2 checkpoint comes from
+# test_hf --pstrain.
+add_test(NAME test_hf_export
+         COMMAND bash ${CMAKE_SOURCE_DIR}/tests/cli/test_hf_export.sh $<TARGET_FILE:pstrain>
+                 ${CMAKE_SOURCE_DIR} $<TARGET_FILE:test_hf>)
+set_tests_properties(test_hf_export PROPERTIES TIMEOUT 300
+                     ENVIRONMENT "LSAN_OPTIONS=suppressions=${CMAKE_SOURCE_DIR}/tests/lsan.supp")
+
 # A clean clone (CI) has no timings from earlier runs, and ctest then starts tests in the
 # order they were added: the container test (minutes for a cold image build) would start
 # last and run alone at the end. COST (about the seconds each takes, ASan build, 2 cores)
