@@ -110,6 +110,9 @@ net_sock *net_sock_create(net_ctx *ctx, net_kind kind, const net_opts *o, pst_er
     /* A ROUTER reports an unknown peer (EHOSTUNREACH) instead of dropping silently. */
     if (kind == NET_ROUTER && setopt_int(s, ZMQ_ROUTER_MANDATORY, 1, "ZMQ_ROUTER_MANDATORY", err))
         goto fail;
+    if (kind == NET_ROUTER && o->handover &&
+        setopt_int(s, ZMQ_ROUTER_HANDOVER, 1, "ZMQ_ROUTER_HANDOVER", err))
+        goto fail;
     if (o->identity &&
         zmq_setsockopt(s->z, ZMQ_ROUTING_ID, o->identity, strlen(o->identity)) != 0) {
         pst_err_set(err, PST_ERR_NET, "net: routing id '%s': %s", o->identity, zmq_strerror(errno));

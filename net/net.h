@@ -40,6 +40,9 @@ typedef struct {
                               buffering what it cannot process yet */
     const char *identity;  /* DEALER routing id, e.g. "worker-3"; NULL: ZeroMQ picks one */
     int linger_ms;         /* how long close waits to flush queued messages; default 2000 */
+    int handover;          /* ROUTER: a new connection under a routing id already connected
+                              takes it over (ZMQ_ROUTER_HANDOVER); 0: ZeroMQ ignores every
+                              message of the newcomer, silently, while the old one is known */
 } net_opts;
 
 /* io_threads: ZeroMQ I/O threads (1 is enough below ~1 GB/s per process). */

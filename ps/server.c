@@ -623,7 +623,14 @@ int srv_run(const srv_options *o, pst_err *err)
      * be processed: a worker pushing or initialising faster than this loop applies keeps
      * its chunks itself (zero-copy, in its own buffers) instead of this process holding up
      * to its whole shard again in received frames (1 GB per server at 1e9 parameters). */
+    /* Handover: a worker whose server restarted at the same address (a container, a pod,
+     * a fixed --port) is connected to it twice for a moment -- its old socket reconnects
+     * by itself, and wk_kv_reconnect opens a fresh one under the same routing id. Without
+     * handover ZeroMQ keeps the old connection (which the worker closes) and drops
+     * everything of the fresh one without a word: the worker's requests vanish and the
+     * job hangs. With it the newest connection of a routing id is the one answered. */
     net_opts so = {.hwm = -1,
+                   .handover = 1,
                    .rcv_hwm = SRV_RCV_HWM,
                    .max_msg_bytes = (int64_t)(WIRE_CHUNK_FLOATS * sizeof(float)) + 4096};
     if (!(s.sock = net_sock_create(s.ctx, NET_ROUTER, &so, err))) {
