@@ -75,12 +75,21 @@ static int layer_json(cJSON *o, const ml_layer_spec *L)
     return 0;
 }
 
-static char *model_json(const ml_model_spec *spec, int in_dim)
+/* "input_shape" [C, H, W] only for image inputs: files of feature models stay as they
+ * were. */
+static char *model_json(const ml_model_spec *spec, const ml_shape *in)
 {
     cJSON *root = cJSON_CreateObject(), *layers = NULL;
     char *s = NULL;
-    if (!root || !cJSON_AddNumberToObject(root, "input_dim", in_dim) ||
-        !(layers = cJSON_AddArrayToObject(root, "layers")))
+    if (!root || !cJSON_AddNumberToObject(root, "input_dim", ml_shape_width(in)))
+        goto cleanup;
+    if (in->rank > 1) {
+        cJSON *sh = cJSON_CreateIntArray(in->d, in->rank);
+        if (!sh)
+            goto cleanup;
+        cJSON_AddItemToObject(root, "input_shape", sh);
+    }
+    if (!(layers = cJSON_AddArrayToObject(root, "layers")))
         goto cleanup;
     for (unsigned l = 0; l < spec->nlayers; l++) {
         cJSON *o = cJSON_CreateObject();
@@ -183,7 +192,8 @@ int ckpt_save_model(const char *path, ml_model *m, const ml_model_spec *spec,
             goto cleanup;
         }
     }
-    if ((spec && !(model = model_json(spec, ml_model_in_dim(m)))) ||
+    ml_shape in_shape = ml_model_in_shape(m);
+    if ((spec && !(model = model_json(spec, &in_shape))) ||
         (like && !(data = data_json(like, m, scaler))) ||
         !(json = ckpt_st_header_json(ts, nt, model, data, NULL, 0)))
         goto nomem;
@@ -367,10 +377,38 @@ static int parse_layer(const st_file *f, const ml_registry *reg, const char *wha
     return PST_OK;
 }
 
-static int parse_model_meta(const st_file *f, const ml_registry *reg, ml_model_spec *spec,
-                            int *in_dim, pst_err *err)
+/* in_shape: "input_shape" when there (its product must be input_dim), else (input_dim). */
+static int parse_input_shape(const st_file *f, const cJSON *root, int in_dim, ml_shape *in,
+                             pst_err *err)
 {
-    static const char *const top_keys[] = {"input_dim", "layers", "loss"};
+    const cJSON *sh = cJSON_GetObjectItemCaseSensitive(root, "input_shape");
+    *in = ml_shape_flat(in_dim);
+    if (!sh)
+        return PST_OK;
+    int r = cJSON_GetArraySize(sh);
+    int64_t prod = 1;
+    if (!cJSON_IsArray(sh) || r != 3)
+        goto bad;
+    *in = (ml_shape){.rank = 3};
+    for (int i = 0; i < r; i++) {
+        const cJSON *d = cJSON_GetArrayItem(sh, i);
+        if (!ckpt_json_is_uint(d, 1 << 20) || d->valuedouble < 1)
+            goto bad;
+        in->d[i] = (int)d->valuedouble;
+        prod *= in->d[i];
+    }
+    if (prod == in_dim)
+        return PST_OK;
+bad:
+    return pst_err_set(err, PST_ERR_DATA,
+                       "%s: pstrain.model: input_shape is not [C, H, W] with C*H*W = input_dim",
+                       f->path);
+}
+
+static int parse_model_meta(const st_file *f, const ml_registry *reg, ml_model_spec *spec,
+                            int *in_dim, ml_shape *in_shape, pst_err *err)
+{
+    static const char *const top_keys[] = {"input_dim", "input_shape", "layers", "loss"};
     const char *text = ckpt_st_meta_str(f, "pstrain.model");
     memset(spec, 0, sizeof *spec);
     if (!reg)
@@ -397,6 +435,8 @@ static int parse_model_meta(const st_file *f, const ml_registry *reg, ml_model_s
         goto cleanup;
     }
     *in_dim = (int)dim->valuedouble;
+    if ((rc = parse_input_shape(f, root, *in_dim, in_shape, err)))
+        goto cleanup;
     int nl = cJSON_GetArraySize(layers);
     if (!cJSON_IsArray(layers) || nl < 1 || nl > MAX_LAYERS) {
         rc = pst_err_set(err, PST_ERR_DATA,
@@ -650,7 +690,8 @@ int ckpt_load_reg(const char *path, const ml_registry *reg, int max_batch, ckpt_
         goto fail;
     }
     int in_dim = 0;
-    if ((rc = parse_model_meta(&f, reg, &c->spec, &in_dim, err)) ||
+    ml_shape in_shape;
+    if ((rc = parse_model_meta(&f, reg, &c->spec, &in_dim, &in_shape, err)) ||
         (rc = parse_data_meta(&f, &c->dm, err)))
         goto fail;
     if (!c->dm.present) {
@@ -660,7 +701,7 @@ int ckpt_load_reg(const char *path, const ml_registry *reg, int max_batch, ckpt_
                          path);
         goto fail;
     }
-    uint64_t want = ml_model_spec_nparams(&c->spec, in_dim);
+    uint64_t want = ml_model_spec_nparams_shaped(&c->spec, &in_shape);
     if (want > f.data_len / 4) {
         rc = pst_err_set(err, PST_ERR_DATA,
                          "%s: pstrain.model describes more parameters than "
@@ -669,7 +710,7 @@ int ckpt_load_reg(const char *path, const ml_registry *reg, int max_batch, ckpt_
         goto fail;
     }
     pst_err e2 = {0};
-    if (!(c->net = ml_model_create(&c->spec, in_dim, max_batch, &e2))) {
+    if (!(c->net = ml_model_create_shaped(&c->spec, &in_shape, max_batch, &e2))) {
         /* A model the metadata cannot build is a bad file, not a bad job. */
         rc = pst_err_set(err, e2.code == PST_ERR_NOMEM ? PST_ERR_NOMEM : PST_ERR_DATA,
                          "%s: pstrain.model: %s", path, e2.msg);
@@ -715,11 +756,12 @@ int ckpt_load_into_reg(const char *path, const ml_registry *reg, ml_model *m, ds
     ml_model_spec spec;
     data_meta dm;
     int in_dim = 0;
+    ml_shape in_shape;
     memset(&spec, 0, sizeof spec);
     memset(&dm, 0, sizeof dm);
     /* The metadata, when there, must be sound even though m's architecture rules. */
     if (ckpt_st_meta_str(&f, "pstrain.model") &&
-        (rc = parse_model_meta(&f, reg, &spec, &in_dim, err)))
+        (rc = parse_model_meta(&f, reg, &spec, &in_dim, &in_shape, err)))
         goto cleanup;
     if ((rc = parse_data_meta(&f, &dm, err)))
         goto cleanup;

@@ -236,6 +236,9 @@ ds_dataset *ds_load_idx(const char *images_path, const char *labels_path, int nc
     ds->has_range = 1;
     ds->raw_lo = 0.0f;
     ds->raw_hi = 255.0f;
+    ds->image[0] = 1;
+    ds->image[1] = (int)idims[1];
+    ds->image[2] = (int)idims[2];
     ok = 1;
 cleanup:
     if (!ok) {
