@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/file.h>
@@ -204,4 +205,44 @@ void fs_unlock(fs_lock *l)
     if (l->fd >= 0)
         close(l->fd); /* drops the flock */
     l->fd = -1;
+}
+
+int fs_read_all(const char *path, char **out, size_t *len, pst_err *err)
+{
+    *out = NULL;
+    *len = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return pst_err_set(err, PST_ERR_IO, "%s: %s", path, strerror(errno));
+    char *buf = NULL;
+    size_t n = 0, cap = 0;
+    int rc = PST_OK;
+    for (;;) {
+        if (cap - n < 65536) {
+            size_t nc = cap ? 2 * cap : 1 << 20;
+            char *nb = realloc(buf, nc + 1);
+            if (!nb) {
+                rc = pst_err_set(err, PST_ERR_NOMEM, "%s: out of memory reading it", path);
+                goto cleanup;
+            }
+            buf = nb;
+            cap = nc;
+        }
+        size_t got = fread(buf + n, 1, cap - n, f);
+        n += got;
+        if (got == 0)
+            break;
+    }
+    if (ferror(f)) {
+        rc = pst_err_set(err, PST_ERR_IO, "%s: read error: %s", path, strerror(errno));
+        goto cleanup;
+    }
+    buf[n] = '\0';
+    *out = buf;
+    *len = n;
+    buf = NULL;
+cleanup:
+    free(buf);
+    fclose(f);
+    return rc;
 }

@@ -51,6 +51,10 @@ int fs_atomic_commit(fs_atomic *a, fs_commit_mode mode, pst_err *err);
 /* Closes and removes the temporary file; PATH is untouched. Safe after a failed open. */
 void fs_atomic_abort(fs_atomic *a);
 
+/* The whole file at path in a malloc'd buffer (*out, *len bytes; a NUL follows, not
+ * counted; an empty file is fine). PST_ERR_IO naming the path, or PST_ERR_NOMEM. */
+int fs_read_all(const char *path, char **out, size_t *len, pst_err *err);
+
 /* An advisory lock on a run folder, so that two jobs never write one: flock(2) on
  * DIR/.pstrain.lock (created with the folder if missing), held until fs_unlock or the
  * process ends (the kernel drops it for a killed process, so a stale file never blocks).

@@ -429,8 +429,10 @@ static int parse_model_meta(const st_file *f, const ml_registry *reg, ml_model_s
     const cJSON *dim = cJSON_GetObjectItemCaseSensitive(root, "input_dim");
     const cJSON *layers = cJSON_GetObjectItemCaseSensitive(root, "layers");
     const cJSON *loss = cJSON_GetObjectItemCaseSensitive(root, "loss");
-    if (!ckpt_json_is_uint(dim, INT32_MAX) || dim->valuedouble < 1) {
-        rc = pst_err_set(err, PST_ERR_DATA, "%s: pstrain.model: input_dim is not a width >= 1",
+    /* 0: a model of sparse features alone (ml_model_create refuses it for a model that
+     * reads the dense input). */
+    if (!ckpt_json_is_uint(dim, INT32_MAX)) {
+        rc = pst_err_set(err, PST_ERR_DATA, "%s: pstrain.model: input_dim is not a width >= 0",
                          f->path);
         goto cleanup;
     }
@@ -470,8 +472,16 @@ static int parse_model_meta(const st_file *f, const ml_registry *reg, ml_model_s
             goto cleanup;
     }
     pst_err e2 = {0};
+    int sparse = 0;
+    for (unsigned i = 0; i < spec->nlayers; i++)
+        sparse |= spec->layers[i].ops->sparse;
     if (ml_model_spec_check(spec, &e2))
         rc = pst_err_set(err, PST_ERR_DATA, "%s: pstrain.model: %s", f->path, e2.msg);
+    else if (*in_dim == 0 && !sparse)
+        rc = pst_err_set(err, PST_ERR_DATA,
+                         "%s: pstrain.model: input_dim is 0, but only a model of sparse "
+                         "features alone has no dense input",
+                         f->path);
 cleanup:
     cJSON_Delete(root);
     if (rc)

@@ -31,7 +31,7 @@ static const char *init_name(spt_init_kind k)
     return k == SPT_INIT_ZEROS ? "zeros" : k == SPT_INIT_UNIFORM ? "uniform" : "normal";
 }
 
-static int good_name(const char *s)
+int ckpt_sparse_name_ok(const char *s)
 {
     size_t n = strlen(s);
     if (n < 1 || n > NAME_MAX_LEN)
@@ -46,7 +46,7 @@ static int good_name(const char *s)
 static int check_names(const char *path, const ckpt_sparse_table *tabs, int n, pst_err *err)
 {
     for (int i = 0; i < n; i++) {
-        if (!good_name(tabs[i].name))
+        if (!ckpt_sparse_name_ok(tabs[i].name))
             return ckpt_one_line(err, pst_err_set(err, PST_ERR_ARG,
                                                   "%s: table name '%.40s' is not 1 to %d of "
                                                   "[A-Za-z0-9_-]",

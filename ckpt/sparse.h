@@ -32,6 +32,9 @@ typedef struct {
     spt_table *table; /* borrowed; only read by ckpt_sparse_save */
 } ckpt_sparse_table;
 
+/* 1 when name can name a table in a file: 1 to 31 of [A-Za-z0-9_-]. */
+int ckpt_sparse_name_ok(const char *name);
+
 /* Writes tabs[0..n) (distinct names) to path atomically. */
 int ckpt_sparse_save(const char *path, const ckpt_sparse_table *tabs, int n, pst_err *err);
 /* Restores each of tabs[0..n) from the table of its name in the file at path. Every table

@@ -22,6 +22,16 @@ typedef struct {
     int njob; /* the last njob are cli_job_opts */
 } opt_list;
 
+/* A command's own option of that name replaces the job shorthand (consolidate's --output
+ * FILE is not output.dir): neither parsed nor listed. */
+static int shadowed(const cli_spec *sp, const char *name)
+{
+    for (const cli_opt *o = sp->opts; o && o->name; o++)
+        if (strcmp(o->name, name) == 0)
+            return 1;
+    return 0;
+}
+
 static int list_opts(const cli_spec *sp, opt_list *l)
 {
     int n = 1;
@@ -36,9 +46,12 @@ static int list_opts(const cli_spec *sp, opt_list *l)
     l->opt[l->n++] = &help_opt;
     for (const cli_opt *o = sp->opts; o && o->name; o++)
         l->opt[l->n++] = o;
+    l->njob = 0;
     for (int j = 0; j < njob; j++)
-        l->opt[l->n++] = &cli_job_opts[j];
-    l->njob = njob;
+        if (!shadowed(sp, cli_job_opts[j].name)) {
+            l->opt[l->n++] = &cli_job_opts[j];
+            l->njob++;
+        }
     return 0;
 }
 
@@ -398,7 +411,8 @@ void cli_args_usage(const cli_spec *sp, FILE *f)
               "0.2;\nand these shorthands:\n",
               f);
         for (const cli_opt *o = cli_job_opts; o->name; o++)
-            usage_line(o, f);
+            if (!shadowed(sp, o->name))
+                usage_line(o, f);
     }
     if (sp->epilog) {
         fputs("\n", f);

@@ -7,6 +7,7 @@
 
 #include "ckpt/ckpt.h"
 #include "cli/args.h"
+#include "base/log.h"
 #include "job/job.h"
 #include "base/err.h"
 #include "base/testhooks.h"
@@ -35,6 +36,17 @@ void openblas_threads(int n);
  * overrides ov[0..nov) in order (cli/args.h; key "freeze" is --freeze's list) and checks
  * it. A bad override's error names its flag ("--epochs: ..."). */
 int cli_load_job(cfg_job **job, const char *path, const cli_override *ov, int nov, pst_err *err);
+
+/* A fresh run (no checkpoint.resume) claims its checkpoint folder (cfg_checkpoint_dir):
+ * the checkpoints there that this run's own writers would not set aside -- another kind
+ * of run's, or shards of server ranks >= servers -- are moved to its previous-run/
+ * (ckpt_set_aside), with a warning on lg. servers: 0 for `pstrain train`, S for a
+ * distributed run. Call with the folder locked or before any process of the run starts. */
+int cli_run_claim(const cfg_job *job, int servers, const log_ctx *lg, pst_err *err);
+
+/* Makes every path of the job absolute (relative ones are relative to the working
+ * directory once loaded), so that the job, printed, loads the same from any folder. */
+int cli_job_absolute(cfg_job *job, pst_err *err);
 
 /* With security on (any security.* key set), checks that the keys role needs are set and
  * that every key file given loads (PST_ERR_CONFIG naming the file otherwise). role:

@@ -13,6 +13,7 @@
 #include "cli/progress.h"
 #include "base/log.h"
 #include "obs/obs.h"
+#include "proto/hb.h"
 #include "ps/coord.h"
 #include "ps/server.h"
 #include "worker/dist.h"
@@ -524,7 +525,11 @@ static int run_node(const char *role, int argc, char **argv, const volatile sig_
         return cli_exit_code(rc);
     if (*stop || stopped_by) {
         int sig = *stop ? (int)*stop : stopped_by;
-        log_warn(&lg, "stopped by signal %d%s", sig, *stop ? "" : " (the job's stop)");
+        if (sig == HB_STOP_RETRIABLE)
+            log_warn(&lg, "stopped: the coordinator ends the job retriably (exit 75; "
+                          "continue it with --resume)");
+        else
+            log_warn(&lg, "stopped by signal %d%s", sig, *stop ? "" : " (the job's stop)");
         return cli_stop_exit_code(sig);
     }
     return EXIT_OK;

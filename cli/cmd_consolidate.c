@@ -16,7 +16,7 @@
 #include "worker/trainer.h"
 
 static const char consolidate_synopsis[] =
-    "usage: pstrain consolidate [JOB.yaml] --resume DIR [--clock C] [--out FILE] "
+    "usage: pstrain consolidate [JOB.yaml] --resume DIR [--clock C] [--output FILE] "
     "[--KEY VALUE ...]\n"
     "\n"
     "Writes the whole model at one clock from the servers' shard checkpoints in DIR\n"
@@ -100,11 +100,25 @@ static int list_clocks(const char *from, char *dir, size_t dircap, int64_t *tags
         if ((rc = ckpt_list(dir, "server-0-clock-", SHARD_SUFFIX, tags, cap, n, err)))
             return rc;
     }
-    if (*n == 0)
+    if (*n == 0) {
+        /* A later run in this folder set the shards aside (cli/rundir.c, ps/srv_ckpt.c). */
+        char aside[4300];
+        int64_t t;
+        for (int k = 0; k < 2; k++) {
+            int na = 0;
+            snprintf(aside, sizeof aside, "%s%s/" CKPT_ASIDE, from, k ? "/checkpoints" : "");
+            if (ckpt_list(aside, "server-0-clock-", SHARD_SUFFIX, &t, 1, &na, NULL) == PST_OK && na)
+                return pst_err_set(err, PST_ERR_IO,
+                                   "--resume %s: no shard checkpoint of the run there; %s "
+                                   "holds those of an earlier run, set aside when a later run "
+                                   "started in this folder (--resume %s to consolidate them)",
+                                   from, aside, aside);
+        }
         return pst_err_set(err, PST_ERR_IO,
                            "--resume %s: no shard checkpoint there "
                            "(server-<rank>-clock-<c>.safetensors)",
                            from);
+    }
     return PST_OK;
 }
 
@@ -135,11 +149,19 @@ int cmd_consolidate(int argc, char **argv, const volatile sig_atomic_t *stop)
                              .lo = 0,
                              .hi = 9.2e18,
                              .help = "the clock to consolidate (default: the newest complete one)"},
-                            {.name = "out",
+                            /* --output, as predict spells it; before the job
+                             * shorthand of that name (output.dir), which consolidate
+                             * does not use. --out: the earlier spelling. */
+                            {.name = "output",
                              .kind = CLI_STR,
                              .dest = &out,
                              .meta = "FILE",
                              .help = "where to write the model"},
+                            {.name = "out",
+                             .kind = CLI_STR,
+                             .dest = &out,
+                             .meta = "FILE",
+                             .help = "the same as --output"},
                             {0}};
     const cli_spec spec = {.cmd = "consolidate",
                            .synopsis = consolidate_synopsis,
@@ -183,7 +205,7 @@ int cmd_consolidate(int argc, char **argv, const volatile sig_atomic_t *stop)
     if ((rc = list_clocks(from, dir, sizeof dir, tags, 64, &n, &err)))
         goto done;
     /* The model, built as a worker builds it, for the parameter count and the file. */
-    if ((rc = wk_data_load(job, job->cluster.workers, 0, &data, &err)))
+    if ((rc = wk_data_load_log(job, job->cluster.workers, 0, NULL, &data, &err)))
         goto done;
     if (!(tr = wk_trainer_create(job, data.train, 0, &err))) {
         rc = err.code;

@@ -17,11 +17,11 @@
 #define KEYGEN_MAX_NAMES 256
 
 static const char keygen_synopsis[] =
-    "usage: pstrain keygen [--out DIR] [--force] NAME...\n"
+    "usage: pstrain keygen [--output DIR] [--force] NAME...\n"
     "\n"
     "Writes a CURVE key pair per NAME: DIR/NAME.key (secret, mode 0600) and DIR/NAME.pub\n"
     "(public), for the security: block of a job (docs/security.md). A usual set:\n"
-    "  pstrain keygen --out keys server worker\n"
+    "  pstrain keygen --output keys server worker\n"
     "then security.server_key keys/server.key, security.server_public keys/server.pub,\n"
     "security.client_key keys/worker.key (workers), security.allow keys (every *.pub;\n"
     "the server key needs no listing: only it may act as a server).\n";
@@ -76,11 +76,16 @@ int cmd_keygen(int argc, char **argv, const volatile sig_atomic_t *stop)
     const char *out = ".";
     int force = 0;
     const cli_opt opts[] = {
-        {.name = "out",
+        {.name = "output",
          .kind = CLI_STR,
          .dest = &out,
          .meta = "DIR",
          .help = "folder for the key files (created, mode 0700); default: ."},
+        {.name = "out",
+         .kind = CLI_STR,
+         .dest = &out,
+         .meta = "DIR",
+         .help = "the same as --output"},
         {.name = "force", .kind = CLI_FLAG, .dest = &force, .help = "overwrite existing key files"},
         {0}};
     const cli_spec spec = {.cmd = "keygen",

@@ -20,6 +20,7 @@
 #include "cli/cli.h"
 #include "cli/progress.h"
 #include "cli/supervise.h"
+#include "base/fs.h"
 #include "base/log.h"
 
 #define STR_(x) #x
@@ -184,6 +185,23 @@ static void plan_fini(local_plan *p)
     free(p->env_worker);
 }
 
+/* The run's folder, claimed before any process starts (cli_run_claim): the checkpoints
+ * there that the servers would not set aside -- a `pstrain train` run's -- are. While
+ * another job holds the folder nothing is moved; the coordinator then refuses the job
+ * with the holder's name. */
+static int claim_folder(const cfg_job *job, pst_err *err)
+{
+    fs_lock lock = {-1};
+    log_ctx lg;
+    log_init(&lg, "local", -1, stderr);
+    pst_err busy = {0};
+    if (fs_lock_dir(&lock, job->output.dir, "pstrain local", &busy) != PST_OK)
+        return PST_OK;
+    int rc = cli_run_claim(job, job->cluster.servers, &lg, err);
+    fs_unlock(&lock);
+    return rc;
+}
+
 int cmd_local(int argc, char **argv, const volatile sig_atomic_t *stop)
 {
     /* --metrics-port N is each process's own port for `pstrain server` and `coordinator`;
@@ -217,7 +235,8 @@ int cmd_local(int argc, char **argv, const volatile sig_atomic_t *stop)
     pst_err err = {0};
     cfg_job *job = NULL;
     int rc = cli_load_job(&job, path, args.ov, args.nov, &err);
-    if (rc == PST_OK && (rc = cli_check_security(job, NULL, &err)))
+    if (rc == PST_OK &&
+        ((rc = cli_check_security(job, NULL, &err)) || (rc = claim_folder(job, &err))))
         cfg_job_free(job);
     if (rc) {
         fprintf(stderr, "pstrain local: %s\n", err.msg);

@@ -54,16 +54,21 @@ enum {
 typedef struct {
     double (*rows)[NCOL]; /* (nrows, NCOL); NAN = empty cell */
     size_t nrows, cap;
+    /* From metrics.jsonl (read_facts): the final test accuracy (NAN: no test set), and
+     * whether the records are a distributed run's worker 0's (traffic moved). */
+    double test_acc;
+    int distributed;
 } metrics;
 
 static const char plot_synopsis[] =
-    "usage: pstrain plot RUN_DIR [--out DIR] [--ascii]\n"
+    "usage: pstrain plot RUN_DIR [--output DIR] [--ascii]\n"
     "\n"
     "Plots RUN_DIR/metrics.csv with gnuplot (Debian package gnuplot-nox):\n"
     "  loss.png        train_loss and val_loss per epoch\n"
-    "  accuracy.png    train_acc and val_acc (classification runs)\n"
+    "  accuracy.png    train_acc and val_acc (classification runs), and the final\n"
+    "                  test accuracy when the job has a test set\n"
     "  regression.png  val_mse and val_r2 (regression runs, instead of accuracy.png)\n"
-    "  throughput.png  samples/s per epoch\n"
+    "  throughput.png  samples/s per epoch (distributed: worker 0's, so titled)\n"
     "  predictions.png the model against its training data, for 1 or 2 input features:\n"
     "                  the prediction curve (1), or the decision regions or predicted\n"
     "                  surface under the data points (2); needs RUN_DIR/job.yaml and\n"
@@ -165,6 +170,39 @@ cleanup:
     return rc;
 }
 
+/* The number after "key": in a JSON line (NAN when absent or null). */
+static double json_number(const char *line, const char *key)
+{
+    char pat[64];
+    snprintf(pat, sizeof pat, "\"%s\":", key);
+    const char *p = strstr(line, pat);
+    if (!p)
+        return NAN;
+    char *end;
+    double v = strtod(p + strlen(pat), &end);
+    return end == p + strlen(pat) ? NAN : v;
+}
+
+/* m's test accuracy and whether the run was distributed, from RUN_DIR/metrics.jsonl (one
+ * object a line, as worker/report.c writes it); a missing file leaves both unknown. */
+static void read_facts(const char *run_dir, metrics *m)
+{
+    char path[4200], line[8192];
+    m->test_acc = NAN;
+    m->distributed = 0;
+    snprintf(path, sizeof path, "%s/metrics.jsonl", run_dir);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return;
+    while (fgets(line, sizeof line, f)) {
+        if (strstr(line, "\"split\":\"test\""))
+            m->test_acc = json_number(line, "accuracy");
+        else if (strstr(line, "\"split\":\"train\"") && json_number(line, "bytes_pushed") > 0)
+            m->distributed = 1;
+    }
+    fclose(f);
+}
+
 static int has_values(const metrics *m, int col)
 {
     for (size_t i = 0; i < m->nrows; i++)
@@ -195,9 +233,10 @@ static int find_on_path(const char *name, char *buf, size_t size)
 }
 
 /* One plot: series are (column, title) pairs; those without any value are left out. */
+/* extra: one more series appended to the plot command (NULL: none). */
 static void plot_one(FILE *s, const metrics *m, const char *outdir, int ascii, const char *file,
                      const char *title, const char *ylabel, const int *cols,
-                     const char *const *names, int ncols)
+                     const char *const *names, int ncols, const char *extra)
 {
     int any = 0;
     for (int i = 0; i < ncols; i++)
@@ -216,6 +255,8 @@ static void plot_one(FILE *s, const metrics *m, const char *outdir, int ascii, c
         fprintf(s, "%s$metrics using 1:%d with linespoints title '%s'", sep, cols[i], names[i]);
         sep = ", ";
     }
+    if (extra)
+        fprintf(s, "%s%s", sep, extra);
     fputs("\n", s);
 }
 
@@ -244,14 +285,20 @@ static void write_script(FILE *s, const metrics *m, const char *outdir, int asci
 
     static const int loss_cols[] = {COL_TRAIN_LOSS, COL_VAL_LOSS};
     static const char *const loss_names[] = {"train_loss", "val_loss"};
-    plot_one(s, m, outdir, ascii, "loss.png", "loss", "loss", loss_cols, loss_names, 2);
+    plot_one(s, m, outdir, ascii, "loss.png", "loss", "loss", loss_cols, loss_names, 2, NULL);
 
     /* A regression run leaves the accuracy columns empty (worker/report.c). */
     if (has_values(m, COL_TRAIN_ACC) || has_values(m, COL_VAL_ACC)) {
         static const int acc_cols[] = {COL_TRAIN_ACC, COL_VAL_ACC};
         static const char *const acc_names[] = {"train_acc", "val_acc"};
+        /* The test set's accuracy, measured once at the end: one point at the last epoch. */
+        const char *test = NULL;
+        if (isfinite(m->test_acc)) {
+            fprintf(s, "$test << EOD\n%.9g %.9g\nEOD\n", m->rows[m->nrows - 1][0], m->test_acc);
+            test = "$test using 1:2 with points pointtype 7 pointsize 1.5 title 'test_acc (end)'";
+        }
         plot_one(s, m, outdir, ascii, "accuracy.png", "accuracy", "accuracy", acc_cols, acc_names,
-                 2);
+                 2, test);
     } else {
         fputs("pstrain plot: accuracy.png skipped: a regression run (no accuracy); "
               "plotting val_mse and val_r2 in regression.png\n",
@@ -259,14 +306,16 @@ static void write_script(FILE *s, const metrics *m, const char *outdir, int asci
         static const int reg_cols[] = {COL_VAL_MSE, COL_VAL_R2};
         static const char *const reg_names[] = {"val_mse", "val_r2"};
         plot_one(s, m, outdir, ascii, "regression.png", "validation MSE and R^2",
-                 "val_mse / val_r2", reg_cols, reg_names, 2);
+                 "val_mse / val_r2", reg_cols, reg_names, 2, NULL);
     }
 
     static const int sps_cols[] = {COL_SPS};
     static const char *const sps_names[] = {"samples_per_s"};
     fputs("set yrange [0:*]\n", s);
-    plot_one(s, m, outdir, ascii, "throughput.png", "throughput", "samples/s", sps_cols, sps_names,
-             1);
+    /* A distributed run's metrics are worker 0's: its own partition's samples/s. */
+    plot_one(s, m, outdir, ascii, "throughput.png",
+             m->distributed ? "throughput of worker 0 (its partition only)" : "throughput",
+             "samples/s", sps_cols, sps_names, 1, NULL);
     if (!ascii)
         fputs("unset output\n", s);
 }
@@ -651,11 +700,16 @@ int cmd_plot(int argc, char **argv, const volatile sig_atomic_t *stop)
     const char *out = NULL;
     int ascii = 0;
     const cli_opt opts[] = {
-        {.name = "out",
+        {.name = "output",
          .kind = CLI_STR,
          .dest = &out,
          .meta = "DIR",
          .help = "folder for the PNG files, created if missing (default: RUN_DIR)"},
+        {.name = "out",
+         .kind = CLI_STR,
+         .dest = &out,
+         .meta = "DIR",
+         .help = "the same as --output"},
         {.name = "ascii",
          .kind = CLI_FLAG,
          .dest = &ascii,
@@ -673,7 +727,8 @@ int cmd_plot(int argc, char **argv, const volatile sig_atomic_t *stop)
         return EXIT_USAGE;
     }
     if (ascii && out) {
-        fputs("pstrain plot: --ascii prints to stdout and writes no files; drop --out\n", stderr);
+        fputs("pstrain plot: --ascii prints to stdout and writes no files; drop --output\n",
+              stderr);
         return EXIT_USAGE;
     }
     if (!out)
@@ -681,7 +736,7 @@ int cmd_plot(int argc, char **argv, const volatile sig_atomic_t *stop)
     if (!ascii && (*out == '\0' || strpbrk(out, "'\n\r"))) {
         fprintf(stderr,
                 "pstrain plot: output folder '%s' is empty or holds a quote or line "
-                "break, which gnuplot cannot take; choose another with --out\n",
+                "break, which gnuplot cannot take; choose another with --output\n",
                 out);
         return EXIT_USAGE;
     }
@@ -696,6 +751,7 @@ int cmd_plot(int argc, char **argv, const volatile sig_atomic_t *stop)
     int rc = read_metrics(path, &m);
     if (rc != EXIT_OK)
         goto cleanup;
+    read_facts(run_dir, &m);
     if (!find_on_path("gnuplot", gnuplot, sizeof gnuplot)) {
         fputs("pstrain plot: gnuplot is not on PATH; install it (Debian: apt-get install "
               "gnuplot-nox)\n",

@@ -82,11 +82,14 @@ cleanup:
 static void log_model(const log_ctx *lg, const cfg_job *job, wk_trainer *tr)
 {
     size_t P = ml_model_nparams(wk_trainer_model(tr));
-    log_info(lg, "model: %zu parameters, optimizer %s lr %g, batch %d, %d epoch(s)", P,
-             opt_kind_name(job->optimizer.kind), (double)job->optimizer.lr, job->train.batch_size,
-             job->train.epochs);
+    int tables = ml_model_ntables(wk_trainer_model(tr)) > 0;
+    log_info(lg, "model: %zu %sparameters, optimizer %s lr %g, batch %d, %d epoch(s)", P,
+             tables ? "dense " : "", opt_kind_name(job->optimizer.kind), (double)job->optimizer.lr,
+             job->train.batch_size, job->train.epochs);
     char note[1024];
     if (wk_trainer_finetune_note(tr, note, sizeof note))
+        log_info(lg, "%s", note);
+    if (wk_trainer_tables_note(tr, note, sizeof note))
         log_info(lg, "%s", note);
     if (wk_trainer_frozen_params(tr))
         log_info(lg, "frozen: %zu of %zu parameters are not trained", wk_trainer_frozen_params(tr),
@@ -168,15 +171,18 @@ int cmd_train(int argc, char **argv, const volatile sig_atomic_t *stop)
         return cli_exit_code(rc);
     }
     if (print_config) {
-        rc = cfg_job_print(job, stdout, &err);
+        /* Absolute: the job file's own paths would be read relative to its folder. */
+        if (!(rc = cli_job_absolute(job, &err)))
+            rc = cfg_job_print(job, stdout, &err);
         goto done;
     }
-    if ((rc = fs_lock_dir(&lock, job->output.dir, "pstrain train", &err)))
+    if ((rc = fs_lock_dir(&lock, job->output.dir, "pstrain train", &err)) ||
+        (rc = cli_run_claim(job, 0, &lg, &err)))
         goto done;
     openblas_threads(job->train.threads);
     log_info(&lg, "job '%s' from %s", job->name, path ? path : "the built-in default");
 
-    if ((rc = wk_data_load(job, 1, 0, &data, &err)))
+    if ((rc = wk_data_load_log(job, 1, 0, &lg, &data, &err)))
         goto done;
     log_info(&lg, "data: %lld training, %lld validation, %lld test samples of %d features",
              (long long)ds_count(data.train), data.val ? (long long)ds_count(data.val) : 0LL,
@@ -220,6 +226,13 @@ int cmd_train(int argc, char **argv, const volatile sig_atomic_t *stop)
     if ((rc = ckpt_save_model(model_path, wk_trainer_model(tr), &job->model.spec, data.train,
                               &data.scaler, &err)))
         goto done;
+    char note[1024], tables_path[4200];
+    snprintf(tables_path, sizeof tables_path, "%s/" WK_TABLES_FILE, job->output.dir);
+    if (wk_trainer_tables_note(tr, note, sizeof note)) {
+        if ((rc = wk_trainer_save_tables(tr, tables_path, &err)))
+            goto done;
+        log_info(&lg, "%s; written to %s", note, tables_path);
+    }
     /* The model is kept either way: a run that learned nothing is worth a look. */
     if ((rc = wk_trainer_judge(tr, data.test ? data.test : data.val, &final, &err))) {
         pst_err_prefix(&err, "model in %s", model_path);

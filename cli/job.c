@@ -4,10 +4,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli/args.h"
 #include "cli/cli.h"
 #include "net/net.h"
+#include "proto/hb.h"
 
 extern const char pst_default_job[];
 extern const size_t pst_default_job_len;
@@ -67,7 +69,12 @@ int cli_exit_code(int status)
     }
 }
 
-int cli_stop_exit_code(int sig) { return sig == SIGTERM ? EXIT_SIGTERM : EXIT_SIGINT; }
+int cli_stop_exit_code(int sig)
+{
+    if (sig == HB_STOP_RETRIABLE)
+        return EXIT_RETRIABLE; /* the coordinator ended the job retriably, with a checkpoint */
+    return sig == SIGTERM ? EXIT_SIGTERM : EXIT_SIGINT;
+}
 
 void openblas_threads(int n) { openblas_set_num_threads(n); }
 
@@ -167,6 +174,39 @@ int cli_check_security(const cfg_job *job, const char *role, pst_err *err)
                            who);
     net_curve_files f = {s->server_key, s->server_public, s->client_key, s->allow};
     return net_curve_check(&f, err);
+}
+
+int cli_job_absolute(cfg_job *job, pst_err *err)
+{
+    static const char *const keys[] = {"data.train",          "data.train_labels",
+                                       "data.test",           "data.test_labels",
+                                       "model.init_from",     "output.dir",
+                                       "checkpoint.dir",      "checkpoint.resume",
+                                       "security.server_key", "security.server_public",
+                                       "security.client_key", "security.allow"};
+    const char *vals[] = {job->data.train,          job->data.train_labels,
+                          job->data.test,           job->data.test_labels,
+                          job->model.init_from,     job->output.dir,
+                          job->checkpoint.dir,      job->checkpoint.resume,
+                          job->security.server_key, job->security.server_public,
+                          job->security.client_key, job->security.allow};
+    char cwd[4096];
+    if (!getcwd(cwd, sizeof cwd))
+        return pst_err_set(err, PST_ERR_IO, "the working directory: path too long or removed");
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        const char *v = vals[i];
+        if (!v || !v[0] || v[0] == '/')
+            continue;
+        while (v[0] == '.' && v[1] == '/')
+            v += 2;
+        char full[8200];
+        if (snprintf(full, sizeof full, "%s/%s", cwd, v) >= (int)sizeof full)
+            return pst_err_set(err, PST_ERR_CONFIG, "%s: path too long", keys[i]);
+        int rc = cfg_override(job, keys[i], full, err);
+        if (rc)
+            return rc;
+    }
+    return PST_OK;
 }
 
 int cli_load_job(cfg_job **job, const char *path, const cli_override *ov, int nov, pst_err *err)

@@ -84,7 +84,8 @@ void ml_shape_text(const ml_shape *s, char *buf, size_t n);
 #define ML_LOSS_NAMES(X)                                                                           \
     X(ML_LOSS_CCE, "categorical_crossentropy")                                                     \
     X(ML_LOSS_BCE, "binary_crossentropy")                                                          \
-    X(ML_LOSS_MSE, "mse")
+    X(ML_LOSS_MSE, "mse")                                                                          \
+    X(ML_LOSS_SEQ_CCE, "sequence_crossentropy")
 #define ML_INIT_NAMES(X) X(ML_INIT_AUTO, "auto") X(ML_INIT_GLOROT, "glorot") X(ML_INIT_HE, "he")
 #define ML_ENUM_VALUE(v, name) v,
 typedef enum { ML_LOSS_NAMES(ML_ENUM_VALUE) ML_LOSS_COUNT } ml_loss;
@@ -104,6 +105,9 @@ typedef struct {
     const char *doc;
     void (*forward)(float *y, const float *x, int rows, int cols);
     void (*backward)(float *dx, const float *dy, const float *y, int rows, int cols);
+    /* Set for a function whose derivative is no function of y (GELU): backward from the
+     * input x instead, dx = dy * f'(x) (dx == dy allowed); `backward` is then unused. */
+    void (*backward_x)(float *dx, const float *dy, const float *x, int rows, int cols);
     int he_init;    /* ML_INIT_AUTO draws He-normal weights for a layer feeding it */
     int fused_loss; /* the loss fused with it at the output (ML_LOSS_CCE for softmax), or -1 */
 } ml_activation;
@@ -274,10 +278,10 @@ typedef struct {
      * by shape for types that care (rank 0: the model picks). */
     ml_shape in_shape[ML_MAX_INPUTS];
     ml_shape out_shape;
-    /* Scratch: shape asks for work_floats floats; the model points work at a buffer of at
-     * least that many (shared by all layers, valid during one forward or backward call). */
-    size_t work_floats;
-    float *work;
+    /* Types with ops->workspace: (workspace(max_batch)) floats the model owns, the layer's
+     * own, kept from forward to backward (activations the backward needs, or scratch such
+     * as conv2d's im2col columns). */
+    float *ws;
     /* The mode (ml_model_set_mode): training 1 in a training step, 0 in evaluation (the
      * default); seed: the step's seed, mixed with index (the node's position) for
      * per-layer random streams (dropout). */
@@ -324,6 +328,14 @@ struct ml_layer_ops {
     /* Floating-point operations of forward + backward (with dx) for n rows (sparse types:
      * per entry read, so the count for n rows of one entry each). */
     double (*flops)(const ml_layer *l, int n);
+    /* Optional: floats of l->ws the layer needs for n rows (attention keeps Q, K, V and
+     * the attention weights for backward). NULL: none. */
+    size_t (*workspace)(const ml_layer *l, int n);
+    /* Optional: the string key that ties tensor 0 to tensor 0 of an earlier layer (the
+     * tied output head reads the token embedding's wte): when set, the model maps tensor
+     * 0 onto that layer's (same shape), gives it no space or segment of its own, skips
+     * its init and adds both gradients. */
+    const char *tie_key;
 
     /* Sparse types: set `sparse`, and sforward/sbackward instead of forward/backward. */
     int sparse;
@@ -377,5 +389,13 @@ extern const ml_layer_ops ml_layer_global_avg_pool;
 extern const ml_layer_ops ml_layer_flatten;
 extern const ml_layer_ops ml_layer_dropout;
 extern const ml_layer_ops ml_layer_batchnorm;
+/* Transformer (GPT-2) types: a sample is T tokens x C channels, row-major (N, T*C);
+ * core/layers/attention.c's header gives the legend and the GPT-2 layout. */
+extern const ml_layer_ops ml_layer_token_embedding;
+extern const ml_layer_ops ml_layer_pos_embedding;
+extern const ml_layer_ops ml_layer_layernorm;
+extern const ml_layer_ops ml_layer_attention;
+extern const ml_layer_ops ml_layer_token_dense;
+extern const ml_layer_ops ml_layer_lm_head;
 
 #endif

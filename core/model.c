@@ -39,6 +39,8 @@ typedef struct {
     size_t off[ML_MAX_TENSORS]; /* offsets of the tensors in params/grads */
     int frozen;                 /* backward writes no parameter gradients */
     int table;                  /* sparse nodes: index in m->tables; -1 otherwise */
+    int tie;                    /* node whose tensor 0 this node's tensor 0 is; -1: none */
+    int tied;                   /* a later node's tensor 0 is this node's tensor 0 */
     float *y;                   /* (max_batch, out) */
     float *g;                   /* (max_batch, out) dL/dy; may be an input's buffer (shared) */
     int g_owned;
@@ -49,19 +51,22 @@ struct ml_model {
     int in_dim, out_dim, max_batch;
     ml_shape in_shape; /* the input's (in_dim == its width) */
     int fused;         /* 1: the last node is softmax+CCE or sigmoid+BCE, in the loss */
+    int seq_t;         /* sequence_crossentropy: the output is (N, seq_t * V); 0 otherwise */
     int nnodes;
     node *nodes;
     int *layer_node; /* (nlayers) the node that gives layer l's output */
     size_t nparams;
-    float *params;      /* (P) */
-    float *grads;       /* (P) the buffer backward writes: grads_own or the caller's */
-    float *grads_own;   /* (P) */
-    float *scratch;     /* (max_batch, widest output) targets and fan-out gradients */
-    unsigned char *got; /* (nnodes) backward: g of node i written this step */
+    float *params;           /* (P) */
+    float *grads;            /* (P) the buffer backward writes: grads_own or the caller's */
+    float *grads_own;        /* (P) */
+    float *scratch;          /* (max_batch, widest output) targets and fan-out gradients */
+    unsigned char *got;      /* (nnodes) backward: g of node i written this step */
+    float *tie_grad;         /* (largest tied tensor) the owner's share of a tied gradient */
+    unsigned char *tie_done; /* (nnodes) backward: a tied node wrote node i's tensor 0 */
+    size_t tie_len;
     int nsegs;
     ml_segment *segs;
     ml_tables *tables; /* NULL: no sparse layers */
-    float *work;       /* (max work_floats of the nodes) layers' scratch */
 };
 
 /* 64-byte aligned, zeroed; size rounded up as aligned_alloc requires. */
@@ -114,6 +119,50 @@ static void set_input(ml_layer *l, int k, const ml_shape *shape)
     l->in[k] = ml_shape_width(shape);
 }
 
+/* The value of a tie key (ops->tie_key) of spec layer L, or NULL when unset. */
+static const char *tie_name(const ml_layer_spec *L)
+{
+    if (!L->ops->tie_key)
+        return NULL;
+    int k = ml_layer_key_find(L->ops, L->ops->tie_key);
+    assert(k >= 0 && L->ops->keys[k].kind == ML_KEY_STRING);
+    return L->val[k].s && L->val[k].s[0] ? L->val[k].s : NULL;
+}
+
+/* Node nd (spec layer l, shaped) with a tie: tensor 0 becomes tensor 0 of the named
+ * earlier layer, which must have the same shape. */
+static int resolve_tie(ml_model *m, node *nd, unsigned l, pst_err *err)
+{
+    const char *want = tie_name(nd->l.spec);
+    if (!want)
+        return PST_OK;
+    assert(nd->l.ntensors >= 1);
+    const char *key = nd->l.spec->ops->tie_key;
+    for (int i = 0; i < m->nnodes; i++) {
+        node *o = &m->nodes[i];
+        char name[ML_NAME_MAX + 1];
+        ml_layer_spec_name(&m->spec, (unsigned)o->layer, name, sizeof name);
+        if (o->ops == &ml_layer_activation || strncmp(name, want, ML_NAME_MAX) != 0)
+            continue;
+        const ml_tensor *a = &o->l.tensor[0], *b = &nd->l.tensor[0];
+        if (o->l.ntensors < 1 || o->ops->sparse || o->tie >= 0)
+            return pst_err_set(err, PST_ERR_CONFIG, "%s: layer '%s' has no dense tensor to tie to",
+                               key, want);
+        if (a->rows != b->rows || a->cols != b->cols)
+            return pst_err_set(err, PST_ERR_CONFIG,
+                               "%s: %s.%s is (%d, %d) but this layer's %s needs (%d, %d)", key,
+                               want, a->name, a->rows, a->cols, b->name, b->rows, b->cols);
+        nd->tie = i;
+        nd->off[0] = o->off[0];
+        o->tied = 1;
+        if ((size_t)a->rows * a->cols > m->tie_len)
+            m->tie_len = (size_t)a->rows * a->cols;
+        return PST_OK;
+    }
+    (void)l;
+    return pst_err_set(err, PST_ERR_CONFIG, "%s: '%s' is no earlier layer", key, want);
+}
+
 /* Pass 1: nodes, widths, segments and the parameter layout. */
 static int build_nodes(ml_model *m, pst_err *err)
 {
@@ -146,9 +195,12 @@ static int build_nodes(ml_model *m, pst_err *err)
         char base[ML_NAME_MAX + 1];
         ml_layer_spec_name(s, l, base, sizeof base);
         nd->table = -1;
+        nd->tie = -1;
+        if (resolve_tie(m, nd, l, err))
+            return ml_layer_err_path(err, l);
         if (L->ops->sparse && (nd->table = add_table(m, &nd->l, base, err)) < 0)
             return ml_layer_err_path(err, l);
-        for (int t = 0; t < nd->l.ntensors; t++) {
+        for (int t = nd->tie >= 0 ? 1 : 0; t < nd->l.ntensors; t++) {
             const ml_tensor *T = &nd->l.tensor[t];
             ml_segment *sg = &m->segs[m->nsegs++];
             snprintf(sg->name, sizeof sg->name, "%s.%s", base, T->name);
@@ -220,7 +272,7 @@ uint64_t ml_model_spec_nparams_shaped(const ml_model_spec *s, const ml_shape *in
         }
         default_out_shape(&L);
         width[l] = L.out_shape;
-        for (int t = 0; t < L.ntensors; t++)
+        for (int t = tie_name(&s->layers[l]) ? 1 : 0; t < L.ntensors; t++)
             total += (uint64_t)L.tensor[t].rows * (uint64_t)L.tensor[t].cols;
         if (total > ((uint64_t)1 << 60)) {
             total = UINT64_MAX;
@@ -234,6 +286,17 @@ uint64_t ml_model_spec_nparams_shaped(const ml_model_spec *s, const ml_shape *in
 static int check_output(ml_model *m, pst_err *err)
 {
     const node *last = &m->nodes[m->nnodes - 1];
+    if (m->spec.loss == ML_LOSS_SEQ_CCE) {
+        /* Logits (N, T*V) from a layer with a `tokens` key (lm_head): V = OUT / T. */
+        int k = ml_layer_key_find(last->ops, "tokens");
+        int t = k >= 0 && last->ops != &ml_layer_activation ? (int)last->l.spec->val[k].i : 0;
+        if (t < 1 || last->l.out % t != 0)
+            return pst_err_set(err, PST_ERR_CONFIG,
+                               "model.loss: sequence_crossentropy needs logits of T tokens "
+                               "(an lm_head) as the output layer");
+        m->seq_t = t;
+        return PST_OK;
+    }
     int act = last->ops == &ml_layer_activation ? (int)last->l.spec->val[act_key()].i : 0;
     const ml_activation *a = ml_activation_at(act);
     if (m->nnodes >= 2 && a->fused_loss == (int)m->spec.loss)
@@ -271,15 +334,13 @@ static int alloc_buffers(ml_model *m)
     m->grads = m->grads_own = alloc_floats(m->nparams);
     m->scratch = alloc_floats((size_t)m->max_batch * widest);
     m->got = calloc((size_t)m->nnodes, 1);
-    size_t work = 0;
-    for (int i = 0; i < m->nnodes; i++)
-        work = m->nodes[i].l.work_floats > work ? m->nodes[i].l.work_floats : work;
-    m->work = work ? alloc_floats(work) : NULL;
-    if (!m->params || !m->grads || !m->scratch || !m->got || (work && !m->work))
+    m->tie_done = calloc((size_t)m->nnodes, 1);
+    if (!m->params || !m->grads || !m->scratch || !m->got || !m->tie_done)
+        return PST_ERR_NOMEM;
+    if (m->tie_len && !(m->tie_grad = alloc_floats(m->tie_len)))
         return PST_ERR_NOMEM;
     for (int i = 0; i < m->nnodes; i++) {
         node *nd = &m->nodes[i];
-        nd->l.work = m->work;
         for (int k = 0; k < nd->l.ntensors; k++)
             nd->l.state[k] = (nd->l.state_mask >> k) & 1u ? m->params + nd->off[k] : NULL;
     }
@@ -287,6 +348,9 @@ static int alloc_buffers(ml_model *m)
         node *nd = &m->nodes[i];
         size_t len = (size_t)m->max_batch * nd->l.out;
         if (!(nd->y = alloc_floats(len)))
+            return PST_ERR_NOMEM;
+        if (nd->ops->workspace &&
+            !(nd->l.ws = alloc_floats(nd->ops->workspace(&nd->l, m->max_batch))))
             return PST_ERR_NOMEM;
         const node *p = nd->nin == 1 && nd->src[0] >= 0 ? &m->nodes[nd->src[0]] : NULL;
         if (nd->ops->inplace && p && p->nconsumers == 1 && p->l.out == nd->l.out && p->g) {
@@ -368,6 +432,7 @@ void ml_model_destroy(ml_model *m)
         return;
     for (int i = 0; m->nodes && i < m->nnodes; i++) {
         free(m->nodes[i].y);
+        free(m->nodes[i].l.ws);
         if (m->nodes[i].g_owned)
             free(m->nodes[i].g);
     }
@@ -378,7 +443,8 @@ void ml_model_destroy(ml_model *m)
     free(m->grads_own);
     free(m->scratch);
     free(m->got);
-    free(m->work);
+    free(m->tie_grad);
+    free(m->tie_done);
     ml_tables_destroy(m->tables);
     ml_model_spec_fini(&m->spec);
     free(m);
@@ -390,8 +456,9 @@ void ml_model_init(ml_model *m, uint64_t seed)
     rng_seed(&r, seed);
     for (int i = 0; i < m->nnodes; i++) {
         const node *nd = &m->nodes[i];
-        if (nd->l.ntensors == 0)
-            continue;
+        if (nd->l.ntensors == 0 || (nd->tie >= 0 && nd->l.ntensors == 1))
+            continue; /* nothing, or only a tied tensor (its owner inits it) */
+        assert(nd->tie < 0 || nd->l.ntensors == 1);
         /* The activation its output feeds picks the scheme (Keras' defaults are Glorot
          * everywhere; He suits ReLU better: Var(w) = 2/IN, He et al. 2015). */
         int feeds_he = 0;
@@ -467,10 +534,7 @@ const int32_t *ml_model_table_index(const ml_model *m, int t)
     return ml_tables_index(m->tables, t);
 }
 float *ml_model_table_rows(ml_model *m, int t) { return ml_tables_rows(m->tables, t); }
-const float *ml_model_table_grads(const ml_model *m, int t)
-{
-    return ml_tables_grads(m->tables, t);
-}
+float *ml_model_table_grads(ml_model *m, int t) { return ml_tables_grads(m->tables, t); }
 
 double ml_model_flops(const ml_model *m, int n)
 {
@@ -550,6 +614,12 @@ double ml_model_loss(ml_model *m, const int32_t *label, const float *target, int
     int k = m->out_dim;
     const node *last = &m->nodes[m->nnodes - 1];
     memset(m->got, 0, (size_t)m->nnodes);
+    if (m->seq_t) {
+        /* label (N, T): per position, softmax over V; the mean over the N*T positions. */
+        assert(label);
+        m->got[m->nnodes - 1] = 1;
+        return ml_softmax_xent(last->g, NULL, last->y, label, n * m->seq_t, k / m->seq_t);
+    }
     if (m->fused) {
         /* The loss differentiates through the output activation: dL/dz of its input. */
         assert(last->src[0] >= 0); /* an activation alone on the raw input is not a model */
@@ -605,6 +675,7 @@ void ml_model_backward_sparse(ml_model *m, const float *x, const ml_sparse_batch
     for (int i = 0; i < m->nnodes && lowest == m->nnodes; i++)
         if ((m->nodes[i].l.ntensors > 0 || m->nodes[i].table >= 0) && !m->nodes[i].frozen)
             lowest = i;
+    memset(m->tie_done, 0, (size_t)m->nnodes);
     for (int t = 0; t < ml_tables_count(m->tables); t++)
         if (ml_tables_nkeys(m->tables, t))
             memset(ml_tables_grads(m->tables, t), 0,
@@ -641,7 +712,8 @@ void ml_model_backward_sparse(ml_model *m, const float *x, const ml_sparse_batch
             }
             any = 1;
         }
-        int params = nd->l.ntensors > 0 && !nd->frozen;
+        int params =
+            nd->l.ntensors > 0 && !nd->frozen && (nd->tie < 0 || !m->nodes[nd->tie].frozen);
         if (!any && !params)
             continue;
         for (int k = 0; k < nd->l.ntensors; k++) {
@@ -649,6 +721,13 @@ void ml_model_backward_sparse(ml_model *m, const float *x, const ml_sparse_batch
             if (params)
                 dt[k] = m->grads + nd->off[k];
         }
+        /* A tie: the later node (the head) ran first and wrote the shared gradient; its
+         * owner writes its share aside and adds it (tie_done marks that a head wrote). */
+        if (params && nd->tie >= 0)
+            m->tie_done[nd->tie] = 1;
+        int tie_add = params && nd->tied && m->tie_done[i];
+        if (tie_add)
+            dt[0] = m->tie_grad;
         int nadd = 0;
         for (int k = 0; k < nd->nin; k++)
             nadd += add[k];
@@ -660,6 +739,9 @@ void ml_model_backward_sparse(ml_model *m, const float *x, const ml_sparse_batch
             for (int k = 0; k < nd->nin; k++)
                 if (add[k])
                     add_into(m->nodes[nd->src[k]].g, scratch, (size_t)n * nd->l.in[k]);
+            if (tie_add)
+                add_into(m->grads + nd->off[0], m->tie_grad,
+                         (size_t)nd->l.tensor[0].rows * nd->l.tensor[0].cols);
             continue;
         }
         /* Several fan-out inputs: one backward per such input into scratch (parameter
@@ -676,5 +758,8 @@ void ml_model_backward_sparse(ml_model *m, const float *x, const ml_sparse_batch
             add_into(m->nodes[nd->src[j]].g, scratch, (size_t)n * nd->l.in[j]);
             done_first = 1;
         }
+        if (tie_add)
+            add_into(m->grads + nd->off[0], m->tie_grad,
+                     (size_t)nd->l.tensor[0].rows * nd->l.tensor[0].cols);
     }
 }

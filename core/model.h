@@ -33,6 +33,11 @@
  * (ml_model_ntables 0, ml_model_gather a no-op) and ml_model_forward/backward are the
  * same calls with no sparse batch.
  *
+ * Tied tensors: a layer type with a tie key (lm_head's `tie: <layer>`) reads tensor 0 of
+ * an earlier layer (the token embedding's wte) instead of owning one: it has no segment
+ * and no space in the flat vector, and backward adds both layers' gradients into the
+ * owner's (the model keeps the owner's share in a buffer of that tensor's size).
+ *
  * Thread-safety: none; one model per thread. */
 #ifndef PSTRAIN_CORE_MODEL_H
 #define PSTRAIN_CORE_MODEL_H
@@ -123,7 +128,10 @@ const float *ml_model_forward(ml_model *m, const float *x, int n);
 
 /* Loss of the last forward's output: classification uses label (N), regression and binary
  * targets use target (N, OUT) (for BCE with label given and target NULL, label is the 0/1
- * target). Also computes the output gradient for ml_model_backward. */
+ * target); sequence_crossentropy (a language model's logits (N, T*V)) uses label (N, T),
+ * the next token at each position, and returns the mean over the N*T positions of
+ * -log softmax(logits_t)[label_t]. Also computes the output gradient for
+ * ml_model_backward. */
 double ml_model_loss(ml_model *m, const int32_t *label, const float *target, int n);
 
 /* Writes dL/dparams of the last forward/loss into ml_model_grads. x is the batch given to
@@ -147,7 +155,7 @@ const int32_t *ml_model_table_index(const ml_model *m, int t); /* (NNZ) */
 float *ml_model_table_rows(ml_model *m, int t);
 /* (K, d): dL/d(row k) after ml_model_backward_sparse, summed over every entry of key k
  * (zeros for a table only frozen layers read). Valid until the next gather. */
-const float *ml_model_table_grads(const ml_model *m, int t);
+float *ml_model_table_grads(ml_model *m, int t); /* the caller may scale them (clipping) */
 
 /* ml_model_forward / ml_model_backward with the batch's sparse features b (gathered
  * first; b NULL for a model without sparse layers). */

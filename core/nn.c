@@ -47,6 +47,30 @@ void ml_dense_backward(float *dx, float *dw, float *db, const float *dy, const f
                     0.0f, dx, in);
 }
 
+void ml_linear_forward(float *y, const float *x, const float *w, const float *b, int m, int in,
+                       int out)
+{
+    for (int i = 0; i < m; i++)
+        memcpy(y + (size_t)i * out, b, (size_t)out * sizeof *y);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, out, in, 1.0f, x, in, w, out, 1.0f, y,
+                out);
+}
+
+void ml_linear_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
+                        const float *w, int m, int in, int out)
+{
+    /* dW (IN, OUT) = x^T (IN, M) . dy (M, OUT) */
+    if (dw) {
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, in, out, m, 1.0f, x, in, dy, out, 0.0f,
+                    dw, out);
+        bias_grad(db, dy, m, out, 0);
+    }
+    /* dX (M, IN) = dy (M, OUT) . W^T (OUT, IN) */
+    if (dx)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, in, out, 1.0f, dy, out, w, out,
+                    0.0f, dx, in);
+}
+
 double ml_softmax_xent(float *dz, float *prob, const float *z, const int32_t *label, int n, int c)
 {
     double loss = 0.0;

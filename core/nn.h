@@ -24,6 +24,15 @@ void ml_dense_forward(float *y, const float *x, const float *w, const float *b, 
 void ml_dense_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
                        const float *w, int n, int in, int out, int accumulate);
 
+/* Per-token linear map in GPT-2's Conv1D layout (weight stored (in, out)):
+ *   y = x W + b      x: (M, IN)  w: (IN, OUT)  b: (OUT)  y: (M, OUT),  M = N*T tokens */
+void ml_linear_forward(float *y, const float *x, const float *w, const float *b, int m, int in,
+                       int out);
+/* dw = x^T dy (IN, OUT), db = sum of dy's rows (OUT), both overwritten (NULL together:
+ * a frozen layer); dx = dy W^T (M, IN) overwritten, skipped when NULL. */
+void ml_linear_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
+                        const float *w, int m, int in, int out);
+
 /* ---- Losses: mean over the N rows. Each returns the loss and writes dL/d(input) --- */
 
 /* Categorical cross-entropy fused with softmax, from logits z: (N, C) and labels (N):

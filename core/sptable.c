@@ -206,7 +206,8 @@ static uint32_t alloc_row(spt_table *t)
 }
 
 /* The initial values of key's row (sptable.h) and zero state. */
-static void init_row(const spt_table *t, uint64_t key, float *row)
+/* The d initial values of key's row (the top of sptable.h). */
+static void init_values(const spt_table *t, uint64_t key, float *row)
 {
     const int d = t->cfg.dim;
     const float s = t->cfg.init_scale;
@@ -224,7 +225,13 @@ static void init_row(const spt_table *t, uint64_t key, float *row)
             row[i] = s * rng_normal(&rs);
         break;
     }
-    memset(row + d, 0, (size_t)t->nbuf * (size_t)d * sizeof *row);
+}
+
+/* A new record's row and state: the initial values, zero state. */
+static void init_row(const spt_table *t, uint64_t key, float *row)
+{
+    init_values(t, key, row);
+    memset(row + t->cfg.dim, 0, (size_t)t->nbuf * (size_t)t->cfg.dim * sizeof *row);
 }
 
 /* ---- the key index: linear probing, backward-shift deletion ---------------------------- */
@@ -520,6 +527,22 @@ int spt_pull(spt_table *t, const uint64_t *keys, size_t n, float *rows_out, pst_
         return pst_err_set(err, PST_ERR_NOMEM, "sparse table: out of memory at %" PRIu64 " rows",
                            t->nrows);
     return PST_OK;
+}
+
+void spt_peek(const spt_table *t, const uint64_t *keys, size_t n, float *rows_out)
+{
+    const size_t d = (size_t)t->cfg.dim;
+    for (size_t k = 0; k < n; k++) {
+        float *out = rows_out + k * d;
+        uint32_t r;
+        (void)find_slot(t, keys[k], &r);
+        if (r != NONE && !expired(t, *stamp_at(t, r)))
+            memcpy(out, row_at(t, r), d * sizeof *out);
+        else if (t->cfg.admit_after <= 1)
+            init_values(t, keys[k], out); /* the row a first touch would create */
+        else
+            memset(out, 0, d * sizeof *out); /* what a key not yet admitted reads */
+    }
 }
 
 int spt_push(spt_table *t, const uint64_t *keys, size_t n, const float *grads, float lr,

@@ -109,6 +109,11 @@ int64_t spt_step(const spt_table *t);
  * is stamped with the current step. PST_ERR_NOMEM when the table cannot grow (the rows of
  * the keys not yet served read as zeros). */
 int spt_pull(spt_table *t, const uint64_t *keys, size_t n, float *rows_out, pst_err *err);
+/* Reads without touching (evaluation, prediction): rows_out (n, d) receives each key's row,
+ * or for a key without one the row a first touch would create -- its initial values from
+ * (seed, key), or zeros under admission (admit_after > 1), as a pull of a key not yet
+ * admitted reads. Creates, stamps and counts nothing; keys need not be unique. */
+void spt_peek(const spt_table *t, const uint64_t *keys, size_t n, float *rows_out);
 /* Applies the rule with learning rate lr to the rows of keys[0..n) (unique) from
  * grads (n, d); keys without a row are dropped (stats.dropped). A non-finite gradient is
  * PST_ERR_NUMERIC naming key and column, and nothing is applied. */

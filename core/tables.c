@@ -195,3 +195,22 @@ int ml_tables_gather(ml_tables *t, const ml_sparse_batch *b, int max_rows, pst_e
     t->nnz = nnz;
     return PST_OK;
 }
+
+int ml_tables_of_spec(ml_tables *t, const ml_model_spec *spec, pst_err *err)
+{
+    for (unsigned i = 0; i < spec->nlayers; i++) {
+        const ml_layer_spec *L = &spec->layers[i];
+        if (!L->ops->sparse)
+            continue;
+        /* A sparse layer reads the sparse features alone (width 0), as model.c builds it. */
+        ml_layer l = {.spec = L, .nin = 1};
+        if (L->ops->shape(&l, err))
+            return ml_layer_err_path(err, i);
+        char base[ML_NAME_MAX + 1];
+        ml_layer_spec_name(spec, i, base, sizeof base);
+        const char *name = l.table && l.table[0] ? l.table : base;
+        if (ml_tables_add_reader(t, name, l.dim, l.init_scale, l.field_lo, l.field_hi, err) < 0)
+            return ml_layer_err_path(err, i);
+    }
+    return PST_OK;
+}

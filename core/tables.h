@@ -34,6 +34,13 @@ const char *ml_tables_name(const ml_tables *t, int i);
 int ml_tables_dim(const ml_tables *t, int i);
 float ml_tables_init_scale(const ml_tables *t, int i);
 
+/* The tables a model of spec would have (names, d, init scales, in the same order as the
+ * built model's), added to t without building the model or knowing the input width:
+ * sparse layers' shapes depend on their spec alone. For a parameter server, which holds
+ * its share of every table but never sees data. Errors as ml_model_create's for those
+ * layers (PST_ERR_CONFIG with the layer's path). */
+int ml_tables_of_spec(ml_tables *t, const ml_model_spec *spec, pst_err *err);
+
 /* Validates b (n in [0, max_rows], row_ptr non-decreasing) and fills every table's keys
  * and entry indices; rows and grads are resized to (K, d) (contents unspecified until
  * the caller writes them). Errors: PST_ERR_ARG for a malformed batch, NOMEM. */

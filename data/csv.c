@@ -301,10 +301,18 @@ static int csv_first_line(csv_state *st, long long line, pst_err *err)
     const ds_csv_options *opt = st->opt;
     int nf = (int)st->fields.n;
     int unlabelled = !opt->label_name && opt->label_index == DS_CSV_NO_LABEL;
-    if (nf < 2 && !unlabelled)
+    if (nf < 2 && !unlabelled) {
+        /* A file of another separator reads as one field a line: name the likely one. */
+        const char *f0 = st->fields.v[0];
+        const char *hint = strchr(f0, ';')    ? " (the line has ';': set data.delimiter ';')"
+                           : strchr(f0, '\t') ? " (the line has tabs: set data.delimiter to a "
+                                                "tab, \"\\t\" in the job file)"
+                           : strchr(f0, '|')  ? " (the line has '|': set data.delimiter '|')"
+                                              : "";
         return pst_err_set(err, PST_ERR_DATA,
-                           "%s:%lld: 1 field; need at least one feature and a label column",
-                           st->path, line);
+                           "%s:%lld: 1 field; need at least one feature and a label column%s",
+                           st->path, line, hint);
+    }
     st->ncols = nf;
     st->d = unlabelled ? nf : nf - 1;
     int lc = -1;
@@ -597,11 +605,9 @@ ds_dataset *ds_load_csv(const char *path, const ds_csv_options *opt, pst_err *er
     csv_state st = {.path = path, .opt = opt, .delim = opt->delimiter ? opt->delimiter : ','};
     if (csv_check_options(path, opt, st.delim, err))
         return NULL;
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        pst_err_set(err, PST_ERR_IO, "%s: %s", path, strerror(errno));
+    FILE *f = ds_fopen_text(path, err); /* plain or gzipped */
+    if (!f)
         return NULL;
-    }
     ds_dataset *ds = NULL;
     if (csv_read(&st, f, err) == PST_OK)
         ds = csv_dataset(&st, err);

@@ -62,6 +62,22 @@ int ds_raw_range(const ds_dataset *ds, float *lo, float *hi);
 ds_dataset *ds_load_idx(const char *images_path, const char *labels_path, int nclasses,
                         pst_err *err);
 
+/* Adapting IDX images (N, H, W) to the size a model takes (data.image): each becomes
+ * (height, width) by
+ *   DS_FIT_PAD     centred on a zero canvas, as torchvision's CenterCrop: zero rows and
+ *                  columns added around a smaller image, the border cut off a larger one
+ *                  (the odd one after: bottom, right);
+ *   DS_FIT_RESIZE  bilinear interpolation with half-pixel centres, as PyTorch's
+ *                  interpolate(mode="bilinear", align_corners=False, antialias=False) and
+ *                  Keras' Resizing(interpolation="bilinear"):
+ *                  src = (dst + 0.5) * in / out - 0.5, clamped to [0, in - 1].
+ * height 0 keeps the file's size. Pixels stay in [0, 255]. */
+typedef enum { DS_FIT_PAD = 0, DS_FIT_RESIZE } ds_fit;
+ds_dataset *ds_load_idx_fit(const char *images_path, const char *labels_path, int nclasses,
+                            int height, int width, ds_fit fit, pst_err *err);
+/* One image: dst (oh, ow) from src (ih, iw), row-major. */
+void ds_image_fit(float *dst, int oh, int ow, const float *src, int ih, int iw, ds_fit fit);
+
 typedef struct {
     char delimiter;         /* ',' if 0 */
     int header;             /* 1: first line names the columns; 0: none; -1: guess */
@@ -148,6 +164,22 @@ int ds_align_classes(ds_dataset *ds, const ds_dataset *ref, const char *what, ps
 /* Reorders ds in place exactly as ds_partition(ds, 1, 0, seed) would copy it, without a
  * second copy of the data. */
 int ds_shuffle_inplace(ds_dataset *ds, uint64_t seed, pst_err *err);
+
+/* A seeded random subset of n rows (data.limit), in seeded random order; n >= ds's count
+ * gives all rows (shuffled). Classification is stratified: class c gets round(n * N_c / N)
+ * rows (largest remainders, so they sum to n), at least one when n allows, as
+ * scikit-learn's train_test_split(..., stratify=y) would take them; regression takes the
+ * first n rows of the shuffle. It depends only on the labels, n and seed, so every worker
+ * draws the same subset. */
+ds_dataset *ds_sample(const ds_dataset *ds, int64_t n, uint64_t seed, pst_err *err);
+
+/* counts[c] = the samples of class c, for c < ds_nclasses(ds) (classification only). */
+void ds_class_counts(const ds_dataset *ds, int64_t *counts);
+
+/* Integer class ids (no class names): raises ds's class count to k (>= the current one),
+ * so that a class id that only a test file holds is a class of the training data too,
+ * with no samples. PST_ERR_ARG for named classes or k below the count. */
+int ds_widen_classes(ds_dataset *ds, int k, pst_err *err);
 
 /* Keeps only the samples whose label is in keep[0..nkeep) and relabels them 0..nkeep-1
  * in that order (for taking a subset of classes). */

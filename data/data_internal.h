@@ -8,6 +8,7 @@
 #define PSTRAIN_DATA_DATA_INTERNAL_H
 
 #include <stddef.h>
+#include <stdio.h>
 #include <stdint.h>
 
 #include "data.h"
@@ -86,6 +87,12 @@ int ds_sparse_merge_row(ds_sparse *s);
 /* A new sparse part of rows r64[i] (or r32[i] when r64 is NULL), i < n, already
  * range-checked; NULL without memory. */
 ds_sparse *ds_sparse_take(const ds_sparse *s, const int64_t *r64, const uint32_t *r32, int64_t n);
+/* ---- Text files (gzfile.c), for the CSV and libsvm loaders ------------------------------ */
+
+/* The file at path for reading, decompressed when it is gzip (any other file reads as it
+ * is); close with fclose. A truncated gzip stream is a read error with errno EBADMSG.
+ * NULL with err set (PST_ERR_IO) when it cannot be opened. */
+FILE *ds_fopen_text(const char *path, pst_err *err);
 
 /* ---- Numbers in text (text.c), shared by the CSV and libsvm loaders -------------------- */
 

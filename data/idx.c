@@ -171,8 +171,66 @@ static int idx_read_pixels(gzFile fi, const char *path, size_t npix, float *x, p
     return rc;
 }
 
+void ds_image_fit(float *dst, int oh, int ow, const float *src, int ih, int iw, ds_fit fit)
+{
+    if (fit == DS_FIT_PAD) {
+        /* Offsets of the source in the canvas (negative: the source is cropped). */
+        int dy = oh >= ih ? (oh - ih) / 2 : -((ih - oh) / 2);
+        int dx = ow >= iw ? (ow - iw) / 2 : -((iw - ow) / 2);
+        for (int y = 0; y < oh; y++)
+            for (int x = 0; x < ow; x++) {
+                int sy = y - dy, sx = x - dx;
+                dst[(size_t)y * ow + x] =
+                    sy >= 0 && sy < ih && sx >= 0 && sx < iw ? src[(size_t)sy * iw + sx] : 0.0f;
+            }
+        return;
+    }
+    double ry = (double)ih / oh, rx = (double)iw / ow;
+    for (int y = 0; y < oh; y++) {
+        double fy = ((double)y + 0.5) * ry - 0.5;
+        if (fy < 0)
+            fy = 0;
+        int y0 = (int)fy, y1 = y0 + 1 < ih ? y0 + 1 : ih - 1;
+        double wy = fy - y0;
+        for (int x = 0; x < ow; x++) {
+            double fx = ((double)x + 0.5) * rx - 0.5;
+            if (fx < 0)
+                fx = 0;
+            int x0 = (int)fx, x1 = x0 + 1 < iw ? x0 + 1 : iw - 1;
+            double wx = fx - x0;
+            const float *r0 = src + (size_t)y0 * iw, *r1 = src + (size_t)y1 * iw;
+            double top = r0[x0] + (r0[x1] - r0[x0]) * wx, bot = r1[x0] + (r1[x1] - r1[x0]) * wx;
+            dst[(size_t)y * ow + x] = (float)(top + (bot - top) * wy);
+        }
+    }
+}
+
+/* ds's (N, ih * iw) images as (N, oh * ow) in a new dataset (labels and range kept). */
+static ds_dataset *fit_all(const ds_dataset *ds, int ih, int iw, int oh, int ow, ds_fit fit,
+                           pst_err *err)
+{
+    ds_dataset *out = ds_create(ds->n, oh * ow, ds->task, ds->nclasses, 0, err);
+    if (!out)
+        return NULL;
+    for (int64_t i = 0; i < ds->n; i++) {
+        ds_image_fit(out->x + (size_t)i * oh * ow, oh, ow, ds->x + (size_t)i * ih * iw, ih, iw,
+                     fit);
+        out->label[i] = ds->label[i];
+    }
+    out->has_range = ds->has_range;
+    out->raw_lo = ds->raw_lo;
+    out->raw_hi = ds->raw_hi;
+    return out;
+}
+
 ds_dataset *ds_load_idx(const char *images_path, const char *labels_path, int nclasses,
                         pst_err *err)
+{
+    return ds_load_idx_fit(images_path, labels_path, nclasses, 0, 0, DS_FIT_PAD, err);
+}
+
+ds_dataset *ds_load_idx_fit(const char *images_path, const char *labels_path, int nclasses,
+                            int height, int width, ds_fit fit, pst_err *err)
 {
     gzFile fi = NULL, fl = NULL;
     uint8_t *lab = NULL;
@@ -180,8 +238,12 @@ ds_dataset *ds_load_idx(const char *images_path, const char *labels_path, int nc
     uint32_t idims[3] = {0}, ldims[1] = {0};
     int ok = 0;
 
-    if (!images_path || !labels_path || nclasses < 0) {
-        pst_err_set(err, PST_ERR_ARG, "ds_load_idx: need two paths and nclasses >= 0");
+    if (!images_path || !labels_path || nclasses < 0 || height < 0 || width < 0 ||
+        (height > 0) != (width > 0) || (int64_t)height * width > (1 << 24)) {
+        pst_err_set(err, PST_ERR_ARG,
+                    "ds_load_idx: need two paths, nclasses >= 0 and a size "
+                    "(%d x %d) of at most 2^24 pixels",
+                    height, width);
         return NULL;
     }
     /* Both headers first, so a mismatched pair fails before 47 MB are decompressed. */
@@ -236,9 +298,17 @@ ds_dataset *ds_load_idx(const char *images_path, const char *labels_path, int nc
     ds->has_range = 1;
     ds->raw_lo = 0.0f;
     ds->raw_hi = 255.0f;
+    if (height > 0 && ((uint32_t)height != idims[1] || (uint32_t)width != idims[2])) {
+        ds_dataset *fitted = fit_all(ds, (int)idims[1], (int)idims[2], height, width, fit, err);
+        if (!fitted)
+            goto cleanup;
+        ds_destroy(ds);
+        ds = fitted;
+    }
+    /* The images' shape (1, H, W) after any fit, as conv layers see it. */
     ds->image[0] = 1;
-    ds->image[1] = (int)idims[1];
-    ds->image[2] = (int)idims[2];
+    ds->image[1] = height > 0 ? height : (int)idims[1];
+    ds->image[2] = width > 0 ? width : (int)idims[2];
     ok = 1;
 cleanup:
     if (!ok) {

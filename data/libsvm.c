@@ -286,11 +286,9 @@ ds_dataset *ds_load_libsvm(const char *path, int dim, ds_task task, int nclasses
                     nclasses);
         return NULL;
     }
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        pst_err_set(err, PST_ERR_IO, "%s: %s", path, strerror(errno));
+    FILE *f = ds_fopen_text(path, err); /* plain or gzipped */
+    if (!f)
         return NULL;
-    }
     libsvm_rows r = {.path = path, .dim = dim, .nclasses = nclasses, .task = task};
     ds_dataset *ds = NULL;
     if (libsvm_read(&r, f, err) == PST_OK)

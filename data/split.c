@@ -329,3 +329,105 @@ cleanup:
     free(map);
     return rc;
 }
+
+void ds_class_counts(const ds_dataset *ds, int64_t *counts)
+{
+    for (int c = 0; c < ds->nclasses; c++)
+        counts[c] = 0;
+    for (int64_t i = 0; ds->label && i < ds->n; i++)
+        if (ds->label[i] >= 0 && ds->label[i] < ds->nclasses)
+            counts[ds->label[i]]++;
+}
+
+int ds_widen_classes(ds_dataset *ds, int k, pst_err *err)
+{
+    if (ds->task != DS_TASK_CLASSIFY || ds->class_names || k < ds->nclasses)
+        return pst_err_set(err, PST_ERR_ARG, "ds_widen_classes: %d classes to %d", ds->nclasses, k);
+    ds->nclasses = k;
+    return PST_OK;
+}
+
+/* take[c] = class c's share of n rows: n * count[c] / N rounded by largest remainders (ties
+ * to the lower class), then one for every class that has samples but got none, taken from
+ * the class holding the most (n >= the classes present). */
+static void stratify(const int64_t *count, int k, int64_t total, int64_t n, int64_t *take)
+{
+    int64_t given = 0;
+    for (int c = 0; c < k; c++) {
+        take[c] = (int64_t)((double)n * (double)count[c] / (double)total);
+        if (take[c] > count[c])
+            take[c] = count[c];
+        given += take[c];
+    }
+    while (given < n) { /* at most k rounds: each adds one to a class with room */
+        int best = -1;
+        double best_rem = -1.0;
+        for (int c = 0; c < k; c++) {
+            double rem = (double)n * (double)count[c] / (double)total - (double)take[c];
+            if (take[c] < count[c] && rem > best_rem) {
+                best_rem = rem;
+                best = c;
+            }
+        }
+        take[best]++;
+        given++;
+    }
+    for (int c = 0; c < k; c++) {
+        if (count[c] == 0 || take[c] > 0)
+            continue;
+        int big = 0;
+        for (int b = 1; b < k; b++)
+            if (take[b] > take[big])
+                big = b;
+        if (take[big] <= 1)
+            break; /* n < the classes present: some get none */
+        take[big]--;
+        take[c]++;
+    }
+}
+
+ds_dataset *ds_sample(const ds_dataset *ds, int64_t n, uint64_t seed, pst_err *err)
+{
+    uint32_t *perm = NULL;
+    int64_t *count = NULL, *take = NULL, *rows = NULL;
+    ds_dataset *out = NULL;
+    if (!ds || n < 0) {
+        pst_err_set(err, PST_ERR_ARG, "ds_sample: bad arguments");
+        return NULL;
+    }
+    if (n > ds->n)
+        n = ds->n;
+    if (shuffled_rows(ds->n, seed, &perm, err))
+        return NULL;
+    int k = ds->task == DS_TASK_CLASSIFY ? ds->nclasses : 0;
+    count = calloc((size_t)k + 1, sizeof *count);
+    take = calloc((size_t)k + 1, sizeof *take);
+    rows = malloc((n ? (size_t)n : 1) * sizeof *rows);
+    if (!count || !take || !rows) {
+        pst_err_set(err, PST_ERR_NOMEM, "ds_sample: out of memory");
+        goto cleanup;
+    }
+    int64_t m = 0;
+    if (k > 0 && n > 0) {
+        ds_class_counts(ds, count);
+        stratify(count, k, ds->n, n, take);
+        /* In shuffled order, each class's first take[c] rows. */
+        for (int64_t i = 0; i < ds->n && m < n; i++) {
+            int32_t c = ds->label[perm[i]];
+            if (c >= 0 && c < k && take[c] > 0) {
+                take[c]--;
+                rows[m++] = perm[i];
+            }
+        }
+    } else {
+        for (; m < n; m++)
+            rows[m] = perm[m];
+    }
+    out = gather(ds, rows, NULL, m, err);
+cleanup:
+    free(perm);
+    free(count);
+    free(take);
+    free(rows);
+    return out;
+}

@@ -28,47 +28,6 @@ struct ds_windows {
 
 /* ---- files -------------------------------------------------------------------------- */
 
-/* The whole file (a NUL follows, not counted). An empty file is fine here. */
-static int read_file(const char *path, char **out, size_t *len, pst_err *err)
-{
-    *out = NULL;
-    *len = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return pst_err_set(err, PST_ERR_IO, "%s: %s", path, strerror(errno));
-    char *buf = NULL;
-    size_t n = 0, cap = 0;
-    int rc = PST_OK;
-    for (;;) {
-        if (cap - n < 65536) {
-            size_t nc = cap ? 2 * cap : 1 << 20;
-            char *nb = realloc(buf, nc + 1);
-            if (!nb) {
-                rc = pst_err_set(err, PST_ERR_NOMEM, "%s: out of memory reading it", path);
-                goto cleanup;
-            }
-            buf = nb;
-            cap = nc;
-        }
-        size_t got = fread(buf + n, 1, cap - n, f);
-        n += got;
-        if (got == 0)
-            break;
-    }
-    if (ferror(f)) {
-        rc = pst_err_set(err, PST_ERR_IO, "%s: read error: %s", path, strerror(errno));
-        goto cleanup;
-    }
-    buf[n] = '\0';
-    *out = buf;
-    *len = n;
-    buf = NULL;
-cleanup:
-    free(buf);
-    fclose(f);
-    return rc;
-}
-
 int ds_tokenizer_files(const char *dir, char *vocab, char *merges, size_t cap, pst_err *err)
 {
     static const char *const pairs[][2] = {{"encoder.json", "vocab.bpe"},
@@ -101,7 +60,7 @@ static int tokenizer_hash(const char *vocab, const char *merges, uint64_t *h, ps
     for (int i = 0; i < 2; i++) {
         char *b;
         size_t n;
-        int rc = read_file(paths[i], &b, &n, err);
+        int rc = fs_read_all(paths[i], &b, &n, err);
         if (rc)
             return rc;
         acc = XXH3_64bits_withSeed(b, n, acc ^ (uint64_t)i);
@@ -155,7 +114,7 @@ static ds_cache_result cache_read(const char *path, uint64_t text_h, uint64_t to
     ds_cache_result res = DS_CACHE_DAMAGED;
     if (access(path, F_OK) != 0)
         return DS_CACHE_MISS;
-    if (read_file(path, &b, &n, &e)) {
+    if (fs_read_all(path, &b, &n, &e)) {
         snprintf(why, whycap, "%s", e.msg);
         return DS_CACHE_DAMAGED;
     }
@@ -266,7 +225,7 @@ static int text_ids(const char *path, const ds_textwin_options *o, tok_ids *ids,
         vp = vpath;
         mp = mpath;
     }
-    if ((rc = read_file(path, &text, &len, err)))
+    if ((rc = fs_read_all(path, &text, &len, err)))
         return rc;
     if (len == 0) {
         rc = pst_err_set(err, PST_ERR_DATA, "%s: empty file (no text to tokenize)", path);

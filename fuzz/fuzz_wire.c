@@ -42,8 +42,16 @@ static void check_bodies(const wire_env *e, const wire_body *b)
     must(!b->membership || e->type == WIRE_MSG_HEARTBEAT || e->type == WIRE_MSG_WELCOME,
          "a membership only on HEARTBEAT and WELCOME");
     must(!b->progress || e->type == WIRE_MSG_PROGRESS || e->type == WIRE_MSG_DONE ||
-             e->type == WIRE_MSG_HEARTBEAT,
-         "progress only on PROGRESS, DONE and HEARTBEAT");
+             e->type == WIRE_MSG_STOP || e->type == WIRE_MSG_HEARTBEAT,
+         "progress only on PROGRESS, DONE, STOP and HEARTBEAT");
+    int sparse =
+        e->type == WIRE_MSG_SPUSH || e->type == WIRE_MSG_SPULL || e->type == WIRE_MSG_SPULL_REPLY;
+    must(!!b->sparse == sparse, "a table exactly on SPUSH, SPULL and SPULL_REPLY");
+    if (b->sparse)
+        must(b->sparse->dim >= 1 && b->sparse->dim <= WIRE_MAX_SPARSE_DIM &&
+                 b->sparse->nkeys <= WIRE_MAX_SPARSE_KEYS &&
+                 b->sparse->nkeys * b->sparse->dim <= WIRE_CHUNK_FLOATS,
+             "sparse key count and row width bounded");
     if (b->range)
         must(b->range->len > 0 && b->range->offset + b->range->len > b->range->offset,
              "a non-empty range that does not wrap");
@@ -146,6 +154,7 @@ static void check_round_trip(const wire_env *e, const wire_body *b)
              SAME(b->stats, b2.stats, memcmp(b->stats, b2.stats, sizeof *b->stats) == 0) &&
              SAME(b->hello, b2.hello, memcmp(b->hello, b2.hello, sizeof *b->hello) == 0) &&
              SAME(b->progress, b2.progress, same_progress(b->progress, b2.progress)) &&
+             SAME(b->sparse, b2.sparse, memcmp(b->sparse, b2.sparse, sizeof *b->sparse) == 0) &&
              SAME(b->welcome, b2.welcome, same_welcome(b->welcome, b2.welcome)) &&
              SAME(m, b2.membership, same_membership(m, b2.membership)),
          "the bodies survive a round trip");

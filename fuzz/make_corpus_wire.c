@@ -116,6 +116,26 @@ int main(int argc, char **argv)
     bad |= emit(d, "progress", &e, &(wire_body){.progress = &p});
     e.type = WIRE_MSG_DONE;
     bad |= emit(d, "done", &e, &(wire_body){.progress = &p});
+    e.type = WIRE_MSG_STOP;
+    e.clock = 120;
+    wire_progress ps = p;
+    ps.stop_signal = 15;
+    bad |= emit(d, "stop", &e, &(wire_body){.progress = &ps});
+
+    /* A sparse step: 3 keys of a dim-4 table pushed, pulled and answered. */
+    static const wire_type sparse[3] = {WIRE_MSG_SPUSH, WIRE_MSG_SPULL, WIRE_MSG_SPULL_REPLY};
+    static const char *const snames[3] = {"spush", "spull", "spull_reply"};
+    for (int i = 0; i < 3; i++) {
+        wire_env_init(&e, sparse[i], sparse[i] == WIRE_MSG_SPULL_REPLY ? "server" : "worker", 1);
+        e.request_id = 79;
+        e.clock = 12;
+        wire_sparse sp = {.table = 1, .nkeys = 3, .dim = 4, .train = sparse[i] != WIRE_MSG_SPUSH};
+        uint64_t kb = 3 * sizeof(uint64_t), rb = 3 * 4 * sizeof(float);
+        e.nframes = sparse[i] == WIRE_MSG_SPUSH ? 2 : 1;
+        e.frame_bytes[0] = sparse[i] == WIRE_MSG_SPULL_REPLY ? rb : kb;
+        e.frame_bytes[1] = sparse[i] == WIRE_MSG_SPUSH ? rb : 0;
+        bad |= emit(d, snames[i], &e, &(wire_body){.sparse = &sp});
+    }
 
     wire_env_init(&e, WIRE_MSG_BYE, "server", 1);
     wire_stats st = {.pushes = 100,

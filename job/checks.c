@@ -141,6 +141,14 @@ static int check_data(const cfg_data *d, pst_err *err)
     if (!(d->validation_split >= 0.0 && d->validation_split < 1.0))
         return pst_err_set(err, E, "data.validation_split: must be in [0, 1), got %g",
                            d->validation_split);
+    const cfg_image *im = &d->image;
+    if ((im->height || im->width) &&
+        (im->height < 1 || im->width < 1 || im->height > 4096 || im->width > 4096))
+        return pst_err_set(err, E,
+                           "data.image: height and width must both be in [1, 4096], got %d x %d",
+                           im->height, im->width);
+    if ((im->height || im->width) && d->format != CFG_FMT_IDX)
+        return pst_err_set(err, E, "data.image: only for IDX images (data.format idx)");
     return check_text(d, err);
 }
 
@@ -255,6 +263,62 @@ static int check_model(const cfg_job *job, pst_err *err)
     return PST_OK;
 }
 
+void cfg_sparse_table(const cfg_job *job, const char *table, int dim, float init_scale,
+                      spt_config *out)
+{
+    const cfg_sparse *s = &job->sparse;
+    spt_config_default(out, dim);
+    out->seed = ds_hash64(table, strlen(table), job->seed);
+    out->init = (spt_init_kind)s->init;
+    out->init_scale = init_scale;
+    out->opt = s->opt;
+    out->admit_after = s->admit_after < 0 ? 0u : (uint32_t)s->admit_after;
+    out->expire_steps = s->expire_steps;
+    out->max_rows = s->max_rows < 0 ? 0u : (uint64_t)s->max_rows;
+}
+
+int cfg_model_is_sparse(const ml_model_spec *spec)
+{
+    for (unsigned i = 0; i < spec->nlayers; i++)
+        if (spec->layers[i].ops->sparse)
+            return 1;
+    return 0;
+}
+
+/* sparse: the tables' rule and bounds (checked as core/sptable.h checks a table, with a
+ * stand-in row width), and data that has sparse features when a layer reads them. */
+static int check_sparse(const cfg_job *job, pst_err *err)
+{
+    const cfg_sparse *s = &job->sparse;
+    if (s->admit_after < 0 || s->max_rows < 0)
+        return pst_err_set(err, PST_ERR_CONFIG, "sparse.%s: must be >= 0, got %lld",
+                           s->admit_after < 0 ? "admit_after" : "max_rows",
+                           (long long)(s->admit_after < 0 ? s->admit_after : s->max_rows));
+    spt_config c;
+    cfg_sparse_table(job, "check", 1, 0.05f, &c);
+    int rc = spt_config_check(&c, err);
+    if (rc && err) {
+        /* "optimizer.lr: ..." and "admit_after: ..." are this section's sparse.lr and
+         * sparse.admit_after. */
+        pst_err e = *err;
+        const char *m = e.msg;
+        if (strncmp(m, "optimizer.", 10) == 0)
+            m += 10;
+        return pst_err_set(err, rc, "sparse.%s", m);
+    }
+    if (rc)
+        return rc;
+    const cfg_data *d = &job->data;
+    int has_sparse = (d->format == CFG_FMT_LIBSVM && d->sparse) || d->categorical_count > 0 ||
+                     d->crosses_count > 0 || d->format == CFG_FMT_TEXT_DIR;
+    if (cfg_model_is_sparse(&job->model.spec) && !has_sparse)
+        return pst_err_set(err, PST_ERR_CONFIG,
+                           "model.layers: a layer reads the sparse features, but the data has "
+                           "none (data.sparse: true for libsvm, data.categorical for csv, or "
+                           "data.format: text_dir)");
+    return PST_OK;
+}
+
 /* train and output. */
 static int check_train(const cfg_job *job, pst_err *err)
 {
@@ -329,7 +393,8 @@ int cfg_job_check(const cfg_job *job, pst_err *err)
         return pst_err_set(err, PST_ERR_CONFIG, "name: must be set");
     if ((rc = check_data(&job->data, err)) || (rc = check_sparse_data(&job->data, err)) ||
         (rc = check_model(job, err)) || (rc = check_finetune(job, err)) ||
-        (rc = opt_config_check(&job->optimizer, err)) || (rc = check_train(job, err)))
+        (rc = opt_config_check(&job->optimizer, err)) || (rc = check_sparse(job, err)) ||
+        (rc = check_train(job, err)))
         return rc;
     return check_cluster(job, err);
 }

@@ -36,7 +36,8 @@ uint64_t cfg_job_hash(const cfg_job *job)
     same.data.text_suffix = d->text_suffix;
     same.data.text_classes = d->text_classes;
     same.data.text_classes_count = d->text_classes_count;
-    same.data.context = d->context; /* the tokenizer is a path */
+    same.data.context = d->context;    /* the tokenizer is a path */
+    same.data.image = job->data.image; /* the model's input */
     same.model.init_from = NULL;
     same.output.dir = NULL;
     same.train.threads = 1;

@@ -17,6 +17,7 @@
 #include "base/err.h"
 #include "core/layer.h"
 #include "core/optim.h"
+#include "core/sptable.h"
 #include "data/data.h"
 #include "data/sparse.h"
 
@@ -28,6 +29,15 @@ typedef enum {
     CFG_FMT_TEXT
 } cfg_format;
 typedef enum { CFG_HEADER_AUTO = 0, CFG_HEADER_YES, CFG_HEADER_NO } cfg_header;
+
+/* data.image: IDX images adapted to the size a model takes (data/data.h ds_image_fit).
+ * height = width = 0: as in the file (the key is then not printed, so the fingerprints
+ * of jobs without it are unchanged). */
+typedef enum { CFG_FIT_PAD = 0, CFG_FIT_RESIZE } cfg_image_fit;
+typedef struct {
+    int height, width;
+    cfg_image_fit fit; /* pad (default) or resize */
+} cfg_image;
 
 typedef struct {
     cfg_format format;
@@ -48,7 +58,7 @@ typedef struct {
     int *classes; /* keep only these class ids, relabelled 0..k-1 in this order;
                                 NULL = every class (train, validation and test alike) */
     unsigned classes_count;
-    int limit; /* keep the first N training samples after the split; 0 = all */
+    int limit; /* keep N training samples (seeded, stratified) after the split; 0 = all */
     /* Sparse features (data/sparse.h; docs/job-file.md "Sparse and hashed features"): */
     int sparse;         /* libsvm: keep rows sparse (D = 0, 64-bit ids); bool */
     char **categorical; /* csv: hashed columns by header name */
@@ -68,6 +78,7 @@ typedef struct {
     char *tokenizer; /* folder of encoder.json + vocab.bpe or vocab.json + merges.txt;
                         NULL = byte-level (256 ids) */
     int context;     /* tokens a window feeds the model (T); >= 1 for format text */
+    cfg_image image; /* IDX images adapted to this size; 0 x 0 = as in the file */
 } cfg_data;
 
 /* model: the layers (core/layer.h; read with the job's layer registry), loss and init,
@@ -160,18 +171,39 @@ typedef struct {
     char *allow;         /* client public keys accepted: a folder of *.pub or a file */
 } cfg_security;
 
+/* The embedding tables of a model's sparse layers (core/sptable.h): how each process that
+ * holds them (pstrain train; every server, its keys' share) updates and bounds them. The
+ * row width and init scale are the layers' (dim, init_scale). */
+typedef struct {
+    opt_config opt;   /* sgd | adagrad | adam | ftrl and their constants (lr: ftrl's alpha) */
+    int init;         /* spt_init_kind: new rows uniform(-s, s), normal(0, s^2) or zeros */
+    int admit_after;  /* a key gets a row at its N-th occurrence; 0, 1: at once */
+    int expire_steps; /* rows untouched for T steps are dropped; 0 = never */
+    int64_t max_rows; /* rows per table and process; 0 = no budget */
+} cfg_sparse;
+
 typedef struct {
     char *name;
     uint64_t seed;
     cfg_data data;
     cfg_model model;
     opt_config optimizer;
+    cfg_sparse sparse;
     cfg_train train;
     cfg_output output;
     cfg_cluster cluster;
     cfg_checkpoint checkpoint;
     cfg_security security;
 } cfg_job;
+
+/* The configuration of embedding table `table` (a model's sparse layers' table name) of
+ * row width dim and init scale init_scale (the layers' keys) under this job: the sparse:
+ * section's rule and bounds, and a seed drawn from the job's seed and the table's name, so
+ * that every process of the job (and every rerun) makes the same rows. */
+void cfg_sparse_table(const cfg_job *job, const char *table, int dim, float init_scale,
+                      spt_config *out);
+/* 1 when a layer of the model reads the sparse features (an embedding table's reader). */
+int cfg_model_is_sparse(const ml_model_spec *spec);
 
 /* Parses YAML text; source names it in errors (a path, or "<default job>"). Missing keys
  * take their defaults (see cfg_job_print or docs/job-file.md). The result is validated

@@ -26,12 +26,15 @@ extern const cyaml_schema_field_t cfg_job_fields[];
 extern const cyaml_schema_field_t cfg_data_fields[];
 extern const cyaml_schema_field_t cfg_model_fields[];
 extern const cyaml_schema_field_t cfg_opt_fields[];
+extern const cyaml_schema_field_t cfg_sparse_fields[];
 extern const cyaml_schema_field_t cfg_output_fields[];
+extern const cyaml_schema_field_t cfg_image_fields[];
 extern const cyaml_schema_value_t cfg_job_value;
 
 /* The fields cfg_override, fill_defaults and the printer treat specially. */
 #define FIELD_JOB_NAME (&cfg_job_fields[0])
 #define FIELD_OPT_NAME (&cfg_opt_fields[0])
+#define FIELD_SPARSE_OPT (&cfg_sparse_fields[0])
 #define FIELD_OUTPUT_DIR (&cfg_output_fields[0])
 #define FIELD_LAYERS (&cfg_model_fields[0])
 
@@ -45,8 +48,9 @@ typedef enum {
 cfg_fp_rule cfg_field_fp_rule(const cyaml_schema_field_t *f);
 
 /* The job every absent key takes its value from (parse.c's pass 3), for the optimizer
- * rule `opt` (its defaults depend on it). Strings point at literals: read only. */
-void cfg_job_template(cfg_job *tmpl, opt_kind opt);
+ * rules `opt` and `sparse_opt` (the embedding tables': adagrad unless the file names one),
+ * whose defaults depend on them. Strings point at literals: read only. */
+void cfg_job_template(cfg_job *tmpl, opt_kind opt, opt_kind sparse_opt);
 
 /* cfg_job_print, or with fingerprint 1 the text cfg_job_hash hashes: the fields
  * cfg_field_fp_rule leaves out are left out. */

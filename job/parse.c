@@ -23,6 +23,8 @@
  */
 #include "job_internal.h"
 
+#include "core/sptable.h"
+
 #include <assert.h>
 #include <errno.h>
 #include <stdarg.h>
@@ -388,7 +390,7 @@ char *cfg_default_dir(const char *name)
     return s;
 }
 
-void cfg_job_template(cfg_job *tmpl, opt_kind opt)
+void cfg_job_template(cfg_job *tmpl, opt_kind opt, opt_kind sparse_opt)
 {
     memset(tmpl, 0, sizeof *tmpl);
     tmpl->name = (char *)"pstrain-job"; /* only read: fill_fields copies it */
@@ -402,6 +404,8 @@ void cfg_job_template(cfg_job *tmpl, opt_kind opt)
     tmpl->model.spec.loss = ML_LOSS_CCE;
     tmpl->model.spec.init = ML_INIT_AUTO;
     opt_config_default(&tmpl->optimizer, opt);
+    opt_config_default(&tmpl->sparse.opt, sparse_opt);
+    tmpl->sparse.init = SPT_INIT_UNIFORM;
     tmpl->train.batch_size = 32;
     tmpl->train.epochs = 1;
     tmpl->train.threads = 1;
@@ -422,7 +426,8 @@ void cfg_job_template(cfg_job *tmpl, opt_kind opt)
 static int fill_defaults(cfg_job *job, const cfg_scan *sc)
 {
     cfg_job tmpl;
-    cfg_job_template(&tmpl, job->optimizer.kind);
+    cfg_job_template(&tmpl, job->optimizer.kind,
+                     field_was_set(sc, FIELD_SPARSE_OPT) ? job->sparse.opt.kind : OPT_ADAGRAD);
     int rc = fill_fields(cfg_job_fields, (char *)job, (const char *)&tmpl, sc);
     if (rc)
         return rc;

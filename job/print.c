@@ -239,7 +239,7 @@ int cfg_job_print_fp(const cfg_job *job, FILE *f, int fingerprint, pst_err *err)
     fputs("# pstrain job: effective values, defaults filled in\n", f);
     cfg_job tmpl;
     if (fingerprint)
-        cfg_job_template(&tmpl, job->optimizer.kind);
+        cfg_job_template(&tmpl, job->optimizer.kind, OPT_ADAGRAD);
     int rc = print_fields(f, cfg_job_fields, (const char *)job,
                           fingerprint ? (const char *)&tmpl : NULL, 0, 0, err);
     if (rc)

@@ -35,6 +35,7 @@
  *     text_classes: ["name=dir dir", ...]  none = one class per subfolder (text_dir)
  *     tokenizer: path (folder)      none = byte-level (text: GPT-2 BPE files in the folder)
  *     context: int                  0; format text needs >= 1 (a window is context + 1 ids)
+ *     image: {height, width, fit: pad|resize}   none = as in the file (IDX)
  *   model:
  *     layers:                       (at least one dense layer)
  *       - type: dense|activation    dense
@@ -82,6 +83,8 @@
  */
 #include "job_internal.h"
 
+#include "core/sptable.h"
+
 #include <assert.h>
 #include <errno.h>
 #include <float.h>
@@ -124,6 +127,11 @@ static const cyaml_strval_t opt_names[] = {{"sgd", OPT_SGD},           {"momentu
                                            {"nesterov", OPT_NESTEROV}, {"adagrad", OPT_ADAGRAD},
                                            {"rmsprop", OPT_RMSPROP},   {"adam", OPT_ADAM},
                                            {"adamw", OPT_ADAMW}};
+/* The sparse tables' rules (core/sptable.h takes these four). */
+static const cyaml_strval_t sparse_opt_names[] = {
+    {"sgd", OPT_SGD}, {"adagrad", OPT_ADAGRAD}, {"adam", OPT_ADAM}, {"ftrl", OPT_FTRL}};
+static const cyaml_strval_t sparse_init_names[] = {
+    {"zeros", SPT_INIT_ZEROS}, {"uniform", SPT_INIT_UNIFORM}, {"normal", SPT_INIT_NORMAL}};
 static const cyaml_strval_t divergence_names[] = {{"warn", CFG_DIV_WARN}, {"stop", CFG_DIV_STOP}};
 static const cyaml_strval_t sched_names[] = {
     {"constant", OPT_SCHED_CONSTANT}, {"step", OPT_SCHED_STEP}, {"cosine", OPT_SCHED_COSINE}};
@@ -135,6 +143,13 @@ static const cyaml_schema_value_t name_value = {
 #define CFG_STR_LIST(key, member)                                                                  \
     CYAML_FIELD_SEQUENCE_COUNT(key, CYAML_FLAG_OPTIONAL | CYAML_FLAG_POINTER, cfg_data, member,    \
                                member##_count, &name_value, 0, CYAML_UNLIMITED)
+
+static const cyaml_strval_t fit_names[] = {{"pad", CFG_FIT_PAD}, {"resize", CFG_FIT_RESIZE}};
+/* data.image (IDX): the size the model takes and how images of another size get it. */
+const cyaml_schema_field_t cfg_image_fields[] = {
+    CYAML_FIELD_INT("height", CFG_OPT, cfg_image, height),
+    CYAML_FIELD_INT("width", CFG_OPT, cfg_image, width), CFG_ENUM("fit", cfg_image, fit, fit_names),
+    CYAML_FIELD_END};
 
 const cyaml_schema_field_t cfg_data_fields[] = {
     CFG_ENUM("format", cfg_data, format, format_names),
@@ -166,6 +181,7 @@ const cyaml_schema_field_t cfg_data_fields[] = {
     CFG_STR_LIST("text_classes", text_classes),
     CFG_STR("tokenizer", cfg_data, tokenizer),
     CYAML_FIELD_INT("context", CFG_OPT, cfg_data, context),
+    CYAML_FIELD_MAPPING("image", CFG_OPT, cfg_data, image, cfg_image_fields),
     CYAML_FIELD_END};
 
 const cyaml_schema_field_t cfg_model_fields[] = {
@@ -192,6 +208,23 @@ const cyaml_schema_field_t cfg_opt_fields[] = {
     CYAML_FIELD_FLOAT("gamma", CFG_OPT_FLOAT, opt_config, sched.gamma),
     CYAML_FIELD_INT("total_steps", CFG_OPT, opt_config, sched.total_steps),
     CYAML_FIELD_FLOAT("min_lr", CFG_OPT_FLOAT, opt_config, sched.min_lr),
+    CYAML_FIELD_END};
+
+/* Flat, as optimizer: is; its own field entries, since "was it set" is asked per field. */
+const cyaml_schema_field_t cfg_sparse_fields[] = {
+    CFG_ENUM("optimizer", cfg_sparse, opt.kind, sparse_opt_names),
+    CYAML_FIELD_FLOAT("lr", CFG_OPT_FLOAT, cfg_sparse, opt.lr),
+    CYAML_FIELD_FLOAT("beta1", CFG_OPT_FLOAT, cfg_sparse, opt.beta1),
+    CYAML_FIELD_FLOAT("beta2", CFG_OPT_FLOAT, cfg_sparse, opt.beta2),
+    CYAML_FIELD_FLOAT("eps", CFG_OPT_FLOAT, cfg_sparse, opt.eps),
+    CYAML_FIELD_FLOAT("weight_decay", CFG_OPT_FLOAT, cfg_sparse, opt.weight_decay),
+    CYAML_FIELD_FLOAT("ftrl_beta", CFG_OPT_FLOAT, cfg_sparse, opt.ftrl_beta),
+    CYAML_FIELD_FLOAT("l1", CFG_OPT_FLOAT, cfg_sparse, opt.l1),
+    CYAML_FIELD_FLOAT("l2", CFG_OPT_FLOAT, cfg_sparse, opt.l2),
+    CFG_ENUM("init", cfg_sparse, init, sparse_init_names),
+    CYAML_FIELD_INT("admit_after", CFG_OPT, cfg_sparse, admit_after),
+    CYAML_FIELD_INT("expire_steps", CFG_OPT, cfg_sparse, expire_steps),
+    CYAML_FIELD_INT("max_rows", CFG_OPT, cfg_sparse, max_rows),
     CYAML_FIELD_END};
 
 static const cyaml_schema_field_t train_fields[] = {
@@ -246,6 +279,7 @@ const cyaml_schema_field_t cfg_job_fields[] = {
     CYAML_FIELD_MAPPING("data", CFG_OPT, cfg_job, data, cfg_data_fields),
     CYAML_FIELD_MAPPING("model", CFG_OPT, cfg_job, model, cfg_model_fields),
     CYAML_FIELD_MAPPING("optimizer", CFG_OPT, cfg_job, optimizer, cfg_opt_fields),
+    CYAML_FIELD_MAPPING("sparse", CFG_OPT, cfg_job, sparse, cfg_sparse_fields),
     CYAML_FIELD_MAPPING("train", CFG_OPT, cfg_job, train, train_fields),
     CYAML_FIELD_MAPPING("output", CFG_OPT, cfg_job, output, cfg_output_fields),
     CYAML_FIELD_MAPPING("cluster", CFG_OPT, cfg_job, cluster, cluster_fields),
@@ -274,10 +308,12 @@ static const struct {
     {cfg_data_fields, "text_classes", CFG_FP_UNLESS_DEFAULT},
     {cfg_data_fields, "tokenizer", CFG_FP_UNLESS_DEFAULT}, /* token windows */
     {cfg_data_fields, "context", CFG_FP_UNLESS_DEFAULT},
+    {cfg_data_fields, "image", CFG_FP_UNLESS_DEFAULT},       /* IDX images adapted to a size */
     {train_fields, "on_divergence", CFG_FP_NEVER},           /* what a failing run does */
     {cluster_fields, "staleness_lr", CFG_FP_UNLESS_DEFAULT}, /* stale-gradient corrections */
     {cluster_fields, "delay_compensation", CFG_FP_UNLESS_DEFAULT},
     {cluster_fields, "async_momentum", CFG_FP_UNLESS_DEFAULT},
+    {cfg_job_fields, "sparse", CFG_FP_UNLESS_DEFAULT}, /* embedding tables' rule and bounds */
 };
 
 cfg_fp_rule cfg_field_fp_rule(const cyaml_schema_field_t *f)

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "base/ident.h"
 #include "proto/msg.h"
 
 /* A turn of the thread later than this means the process was stopped or starved. */
@@ -141,9 +142,9 @@ hb_client *hb_start(const hb_options *o, pst_err *err)
     c->o.role = c->role;
     pthread_mutex_init(&c->mu, NULL);
     c->last_answer_ms = c->loop_ms = net_now_ms();
-    char id[64];
-    snprintf(id, sizeof id, "%s-%d-%d-hb-%llu", o->role, o->rank, (int)getpid(),
-             (unsigned long long)o->generation);
+    char id[PST_TAG_MAX], hb[32];
+    snprintf(hb, sizeof hb, "hb-%llu", (unsigned long long)o->generation);
+    pst_process_tag(id, sizeof id, o->role, o->rank, hb);
     net_opts so = {.identity = id, .linger_ms = 1, .max_msg_bytes = WIRE_MAX_META + 1024};
     if (!(c->m = net_msg_create(err)) ||
         !(c->sock = net_sock_create(o->ctx, NET_DEALER, &so, err)) ||

@@ -55,6 +55,13 @@ int hb_check(hb_client *c, pst_err *err);
  * stopping, every worker stops after its current step); 0 while none. */
 int hb_stop_signal(hb_client *c);
 
+/* The "signal" of a stop the coordinator begins itself when the job cannot finish but may
+ * be retried (worker 0 lost for good, docs/fault-tolerance.md): every process stops as for
+ * a signal, the servers write a checkpoint of one clock, and each exits 75 (retriable)
+ * rather than 130/143. 75 is no signal number on any platform pstrain runs on (signals
+ * are below 65) and is the exit code it stands for. */
+#define HB_STOP_RETRIABLE 75
+
 /* The time a stop may take, from the signal to every process's exit (docs/
  * fault-tolerance.md): cluster.heartbeat_timeout_s, at most 8 s so that it ends within
  * `pstrain local`'s 10 s grace before SIGKILL. Its parts: a worker waits a quarter of it for

@@ -26,6 +26,9 @@ const char *wire_type_name(wire_type t)
     case WIRE_MSG_HEARTBEAT: return "HEARTBEAT";
     case WIRE_MSG_STATUS: return "STATUS";
     case WIRE_MSG_STOP: return "STOP";
+    case WIRE_MSG_SPUSH: return "SPUSH";
+    case WIRE_MSG_SPULL: return "SPULL";
+    case WIRE_MSG_SPULL_REPLY: return "SPULL_REPLY";
     }
     return "?";
 }
@@ -47,7 +50,8 @@ enum {
     B_RANGE = 1 << 3,
     B_PROGRESS = 1 << 4,
     B_STATS = 1 << 5,
-    B_MEMBERSHIP = 1 << 6
+    B_MEMBERSHIP = 1 << 6,
+    B_SPARSE = 1 << 7
 };
 
 static unsigned bodies_of(int t)
@@ -65,6 +69,9 @@ static unsigned bodies_of(int t)
     case WIRE_MSG_STOP: return B_PROGRESS;
     case WIRE_MSG_HEARTBEAT: return B_PROGRESS | B_MEMBERSHIP;
     case WIRE_MSG_BYE: return B_STATS;
+    case WIRE_MSG_SPUSH:
+    case WIRE_MSG_SPULL:
+    case WIRE_MSG_SPULL_REPLY: return B_SPARSE;
     default: return 0;
     }
 }
@@ -72,14 +79,14 @@ static unsigned bodies_of(int t)
 /* Of those, the ones it must carry. */
 static unsigned bodies_required(int t)
 {
-    return bodies_of(t) & (B_ERROR | B_HELLO | B_WELCOME | B_RANGE);
+    return bodies_of(t) & (B_ERROR | B_HELLO | B_WELCOME | B_RANGE | B_SPARSE);
 }
 
 static unsigned bodies_given(const wire_body *b)
 {
     return (b->error ? B_ERROR : 0) | (b->hello ? B_HELLO : 0) | (b->welcome ? B_WELCOME : 0) |
            (b->range ? B_RANGE : 0) | (b->progress ? B_PROGRESS : 0) | (b->stats ? B_STATS : 0) |
-           (b->membership ? B_MEMBERSHIP : 0);
+           (b->membership ? B_MEMBERSHIP : 0) | (b->sparse ? B_SPARSE : 0);
 }
 
 /* The protobuf-c side of one message being packed; it borrows the bodies' arrays. */
@@ -93,6 +100,7 @@ typedef struct {
     Pstrain__Stats stats;
     Pstrain__LrGroups hgroups, wgroups;
     Pstrain__Membership mem;
+    Pstrain__Sparse sparse;
     char *eps[WIRE_MAX_SERVERS], *meps[WIRE_MAX_SERVERS];
     uint32_t *flags; /* (2 W) membership lost, done widened to the proto's uint32 (heap) */
 } pb_out;
@@ -203,6 +211,13 @@ static void pack_small(pb_out *o, const wire_body *b)
         o->env.final = b->range->final != 0;
         o->env.checkpoint = b->range->checkpoint != 0;
     }
+    if (b->sparse) {
+        o->sparse.table = b->sparse->table;
+        o->sparse.nkeys = b->sparse->nkeys;
+        o->sparse.dim = b->sparse->dim;
+        o->sparse.train = b->sparse->train != 0;
+        o->env.sparse = &o->sparse;
+    }
     if (b->progress) {
         const wire_progress *p = b->progress;
         o->prog.epoch = p->epoch;
@@ -251,7 +266,8 @@ int wire_pack(const wire_env *e, const wire_body *b, uint8_t *buf, size_t cap, s
                 .stats = PSTRAIN__STATS__INIT,
                 .hgroups = PSTRAIN__LR_GROUPS__INIT,
                 .wgroups = PSTRAIN__LR_GROUPS__INIT,
-                .mem = PSTRAIN__MEMBERSHIP__INIT};
+                .mem = PSTRAIN__MEMBERSHIP__INIT,
+                .sparse = PSTRAIN__SPARSE__INIT};
     o.env.version = e->version;
     o.env.type = (Pstrain__MsgType)e->type;
     o.env.request_id = e->request_id;
@@ -348,7 +364,7 @@ static int unpack_env(wire_env *e, const Pstrain__Envelope *env, pst_err *err)
                            env->version, WIRE_VERSION);
     }
     int t = env->type;
-    if (t < WIRE_MSG_ERROR || t > WIRE_MSG_STOP)
+    if (t < WIRE_MSG_ERROR || t > WIRE_MSG_SPULL_REPLY)
         return pst_err_set(err, PST_ERR_DATA, "wire: unknown message type %d", t);
     const char *tn = wire_type_name((wire_type)t);
     if (env->n_payload_bytes > WIRE_MAX_FRAMES)
@@ -425,6 +441,46 @@ static int unpack_range(wire_range *r, const wire_env *e, const Pstrain__Envelop
             (unsigned long long)r->len, (unsigned long long)(r->len * sizeof(float)));
     if (!carries && e->nframes != 0)
         return pst_err_set(err, PST_ERR_DATA, "wire: PULL with %d payload frames", e->nframes);
+    if (e->clock < 0)
+        return pst_err_set(err, PST_ERR_DATA, "wire: %s with negative clock %lld", tn,
+                           (long long)e->clock);
+    return PST_OK;
+}
+
+/* SPUSH, SPULL, SPULL_REPLY: a table's K keys (frame of K uint64) and/or K x d floats,
+ * with frame lengths that agree with K and d. */
+static int unpack_sparse(wire_sparse *sp, const wire_env *e, const Pstrain__Envelope *env,
+                         pst_err *err)
+{
+    const char *tn = wire_type_name(e->type);
+    if (!env->sparse)
+        return pst_err_set(err, PST_ERR_DATA, "wire: %s without its table", tn);
+    memset(sp, 0, sizeof *sp);
+    sp->table = env->sparse->table;
+    sp->nkeys = env->sparse->nkeys;
+    sp->dim = env->sparse->dim;
+    sp->train = env->sparse->train;
+    if (sp->dim < 1 || sp->dim > WIRE_MAX_SPARSE_DIM || sp->nkeys > WIRE_MAX_SPARSE_KEYS ||
+        sp->nkeys * sp->dim > WIRE_CHUNK_FLOATS)
+        return pst_err_set(err, PST_ERR_DATA,
+                           "wire: %s of table %u with %llu keys of dim %u (max %llu keys, "
+                           "dim %d, %llu floats)",
+                           tn, sp->table, (unsigned long long)sp->nkeys, sp->dim,
+                           (unsigned long long)WIRE_MAX_SPARSE_KEYS, WIRE_MAX_SPARSE_DIM,
+                           (unsigned long long)WIRE_CHUNK_FLOATS);
+    uint64_t kb = sp->nkeys * sizeof(uint64_t), rb = sp->nkeys * sp->dim * sizeof(float);
+    int ok = e->type == WIRE_MSG_SPUSH
+                 ? e->nframes == 2 && e->frame_bytes[0] == kb && e->frame_bytes[1] == rb
+             : e->type == WIRE_MSG_SPULL ? e->nframes == 1 && e->frame_bytes[0] == kb
+                                         : e->nframes == 1 && e->frame_bytes[0] == rb;
+    if (!ok)
+        return pst_err_set(err, PST_ERR_DATA,
+                           "wire: %s of %llu keys of dim %u must declare %s (%llu, %llu bytes)", tn,
+                           (unsigned long long)sp->nkeys, sp->dim,
+                           e->type == WIRE_MSG_SPUSH   ? "a keys and a gradients frame"
+                           : e->type == WIRE_MSG_SPULL ? "one keys frame"
+                                                       : "one rows frame",
+                           (unsigned long long)kb, (unsigned long long)rb);
     if (e->clock < 0)
         return pst_err_set(err, PST_ERR_DATA, "wire: %s with negative clock %lld", tn,
                            (long long)e->clock);
@@ -582,6 +638,10 @@ static int unpack_fields(wire_env *e, wire_body *b, wire_store *st, const Pstrai
         if ((rc = unpack_range(&st->range, e, env, err)))
             return rc;
         b->range = &st->range;
+    } else if (carries & B_SPARSE) {
+        if ((rc = unpack_sparse(&st->sparse, e, env, err)))
+            return rc;
+        b->sparse = &st->sparse;
     } else if ((rc = check_other_frames(e, err)))
         return rc;
     if (carries & B_ERROR) {

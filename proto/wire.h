@@ -29,6 +29,8 @@
 #define WIRE_MAX_CKPTS 16          /* checkpoint clocks a server reports in HELLO */
 #define WIRE_MAX_WORKERS 4096      /* workers in a membership (cluster.workers' limit) */
 #define WIRE_MAX_STATUS (1u << 20) /* bytes of a STATUS answer's JSON frame */
+#define WIRE_MAX_SPARSE_DIM 4096   /* a table's row width (SPT_MAX_DIM) */
+#define WIRE_MAX_SPARSE_KEYS ((uint64_t)1 << 22) /* keys in one SPUSH/SPULL */
 
 typedef enum {
     WIRE_MSG_ERROR = 1,
@@ -46,7 +48,10 @@ typedef enum {
     WIRE_MSG_ACK,
     WIRE_MSG_HEARTBEAT,
     WIRE_MSG_STATUS,
-    WIRE_MSG_STOP
+    WIRE_MSG_STOP,
+    WIRE_MSG_SPUSH,
+    WIRE_MSG_SPULL,
+    WIRE_MSG_SPULL_REPLY
 } wire_type;
 
 /* The envelope: what every message carries, whatever its type (Envelope's own fields). */
@@ -70,6 +75,8 @@ typedef struct {
  *   INIT, PUSH, PULL, PULL_REPLY: range (required)
  *   PROGRESS, DONE, STOP: progress    HEARTBEAT: progress (a worker's), membership (the reply)
  *   BYE: stats                        SHUTDOWN, BARRIER, ACK, STATUS: none
+ *   SPUSH, SPULL, SPULL_REPLY: sparse (required); frames: SPUSH keys (K x 8 B) + grads
+ *     (K x d x 4 B), SPULL keys, SPULL_REPLY rows (K x d x 4 B)
  * wire_pack refuses a body its type does not carry; wire_unpack ignores one. */
 typedef struct {
     uint32_t code;  /* a pst_status */
@@ -118,6 +125,15 @@ typedef struct {
     int checkpoint;       /* PUSH: write a checkpoint once this step is applied */
 } wire_range;
 
+/* One table's rows on the wire (Sparse). K = 0 is an empty SPUSH (a step that touched
+ * none of the receiver's keys still counts toward its clock there). */
+typedef struct {
+    uint32_t table; /* index among the model's tables */
+    uint64_t nkeys; /* K, <= WIRE_MAX_SPARSE_KEYS, K x d <= WIRE_CHUNK_FLOATS */
+    uint32_t dim;   /* d, 1 .. WIRE_MAX_SPARSE_DIM */
+    int train;      /* SPULL: a training step's (rows created); 0: read-only (evaluation) */
+} wire_sparse;
+
 typedef struct {
     int32_t epoch;
     int64_t step;
@@ -152,6 +168,7 @@ typedef struct {
     const wire_progress *progress;
     const wire_stats *stats;
     const wire_membership *membership;
+    const wire_sparse *sparse;
 } wire_body;
 
 /* Where wire_unpack writes bodies: the receiver allocates one, once (about 80 KB, mostly
@@ -165,6 +182,7 @@ typedef struct {
     wire_progress progress;
     wire_stats stats;
     wire_membership membership;
+    wire_sparse sparse;
 } wire_store;
 
 /* Starts an envelope of the given type from the sender's role and rank (everything else 0). */

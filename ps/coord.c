@@ -36,8 +36,24 @@ static int stop_overdue(coord *c, int done)
     return 1;
 }
 
+/* Worker 0 writes the final model: lost with cluster.max_restarts 0 (nothing starts it
+ * again), the job cannot finish. Rather than let the others train on for nothing, the
+ * coordinator stops the job as for a signal -- every live worker stops at one clock, the
+ * servers write its checkpoint -- and exits 75, so that --resume continues from there. */
+static void begin_retriable_stop(coord *c)
+{
+    c->stop_signal = HB_STOP_RETRIABLE;
+    c->stop_ms = net_now_ms();
+    c->retriable = 1;
+    log_warn(c->o->lg,
+             "worker[0] is lost and cluster.max_restarts is 0, so the final model cannot be "
+             "written: stopping the job (every worker stops after its current step, the "
+             "servers write their checkpoints), then exiting 75");
+}
+
 /* Follows the workers until each is done or lost, or, once the job is stopping (a signal
- * here or a worker's STOP), until every live one has stopped or the stop's time is up. */
+ * here, a worker's STOP, or worker 0 lost for good), until every live one has stopped or
+ * the stop's time is up. */
 static int follow(coord *c, pst_err *err)
 {
     const coord_options *o = c->o;
@@ -73,6 +89,8 @@ static int follow(coord *c, pst_err *err)
         }
         if (rc)
             return rc;
+        if (!c->stop_signal && c->workers[0].lost && o->job->cluster.max_restarts == 0)
+            begin_retriable_stop(c);
         if (done + c->nlost + c->nstopped == c->W)
             break;
         pst_err e = {0};
@@ -146,6 +164,9 @@ static int follow(coord *c, pst_err *err)
     }
     if (c->stop_signal)
         return PST_OK;
+    /* Every server is still there (a lost one ends the loop above): coord_run has them
+     * write their checkpoints before the job ends retriably. */
+    c->retriable = c->nlost == c->W || c->workers[0].lost;
     if (c->nlost == c->W)
         return pst_err_set(err, PST_ERR_TIMEOUT,
                            "every worker was lost (no heartbeat for %d "
@@ -263,8 +284,29 @@ static void log_losses(const coord *c)
         log_info(c->o->lg, "%d restarted worker process(es) rejoined the job", restarts);
 }
 
+/* The end of a job that cannot finish, once the live workers are done (worker 0, or
+ * every worker, lost while a restart could still have brought it back): the servers, all
+ * there, write the checkpoint of the clock they reached (SHUTDOWN, within a quarter of the
+ * stop's window), so --resume continues from it; err (the reason, PST_ERR_TIMEOUT: exit
+ * 75) says so. Returns PST_OK when they did. */
+static int end_retriably(coord *c, pst_err *err)
+{
+    const coord_options *o = c->o;
+    pst_err e = {0};
+    if (shutdown_servers(c, hb_stop_window_ms(o->job->cluster.heartbeat_timeout_s) / 4, &e)) {
+        log_warn(o->lg, "%s; a resume takes the newest clock every server has", e.msg);
+        return e.code;
+    }
+    size_t n = strlen(err->msg);
+    snprintf(err->msg + n, sizeof err->msg - n,
+             "; the servers wrote their checkpoints: continue the job with --resume %s",
+             o->job->output.dir ? o->job->output.dir : "OUTPUT_DIR");
+    return PST_OK;
+}
+
 /* The end of a stop: the servers write their checkpoints (SHUTDOWN) within a quarter of
- * the stop's window; the job then exits with the stop's code. */
+ * the stop's window; the job then exits with the stop's code, or 75 for the coordinator's
+ * own retriable stop (begin_retriable_stop; err says why). */
 static int stop_servers(coord *c, pst_err *err)
 {
     const coord_options *o = c->o;
@@ -275,8 +317,32 @@ static int stop_servers(coord *c, pst_err *err)
             hi = c->workers[w].clock > hi ? c->workers[w].clock : hi;
         }
     pst_err e = {0};
-    if (shutdown_servers(c, hb_stop_window_ms(o->job->cluster.heartbeat_timeout_s) / 4, &e))
+    int written = !c->stop_partial;
+    if (shutdown_servers(c, hb_stop_window_ms(o->job->cluster.heartbeat_timeout_s) / 4, &e)) {
         log_warn(o->lg, "stop: %s; a resume takes the newest clock every server has", e.msg);
+        written = 0;
+    }
+    if (c->retriable) {
+        const char *dir = o->job->output.dir ? o->job->output.dir : "OUTPUT_DIR";
+        if (written && hi >= 0)
+            return pst_err_set(err, PST_ERR_TIMEOUT,
+                               "worker[0] was lost before it finished, so the final model was "
+                               "not written; the servers wrote checkpoints with the workers at "
+                               "clocks %lld..%lld: continue the job with --resume %s",
+                               (long long)lo, (long long)hi, dir);
+        if (written)
+            return pst_err_set(err, PST_ERR_TIMEOUT,
+                               "worker[0] was lost before it finished, so the final model was "
+                               "not written; the servers wrote their checkpoints: continue the "
+                               "job with --resume %s",
+                               dir);
+        return pst_err_set(err, PST_ERR_TIMEOUT,
+                           "worker[0] was lost before it finished, so the final model was not "
+                           "written, and the job could not stop at one clock (no checkpoint "
+                           "of it; a resume takes the newest clock every server has): "
+                           "--resume %s",
+                           dir);
+    }
     if (hi >= 0)
         log_warn(o->lg,
                  "job stopped (signal %d) with workers at clocks %lld..%lld: continue it with "
@@ -287,7 +353,6 @@ static int stop_servers(coord *c, pst_err *err)
         log_warn(o->lg, "job stopped (signal %d) before any worker said STOP", c->stop_signal);
     if (o->stopped_by)
         *o->stopped_by = c->stop_signal;
-    (void)err;
     return PST_OK;
 }
 
@@ -362,7 +427,8 @@ int coord_run(const coord_options *o, pst_err *err)
     rc = follow(&c, err);
     log_losses(&c);
     if (rc) {
-        coord_abort_joined(&c, err, PST_ERR_PEER);
+        if (!c.retriable || end_retriably(&c, err))
+            coord_abort_joined(&c, err, PST_ERR_PEER);
         goto cleanup;
     }
     if (c.stop_signal) {
@@ -371,8 +437,12 @@ int coord_run(const coord_options *o, pst_err *err)
     }
     if ((rc = shutdown_servers(&c, o->job->cluster.timeout_s * 1000, err)))
         goto cleanup;
+    /* Worker 0 scores the final model on the test set, or without one on the validation
+     * set: say which. */
     if (!isnan(c.test_accuracy))
-        log_info(o->lg, "job finished; test accuracy %.4f", c.test_accuracy);
+        log_info(o->lg, "job finished; %s accuracy %.4f",
+                 o->job->data.test && o->job->data.test[0] ? "test" : "validation",
+                 c.test_accuracy);
     else
         log_info(o->lg, "job finished");
 cleanup:

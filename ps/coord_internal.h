@@ -80,7 +80,10 @@ typedef struct {
     int stop_signal;
     int64_t stop_ms;
     int nstopped;
-    int stop_partial;      /* a live worker did not say STOP in time: SHUTDOWN writes nothing */
+    int stop_partial; /* a live worker did not say STOP in time: SHUTDOWN writes nothing */
+    /* The stop is the coordinator's own retriable end (stop_signal HB_STOP_RETRIABLE):
+     * worker 0 lost with nothing to restart it; the job exits 75 after the checkpoint. */
+    int retriable;
     unsigned key_refusals; /* messages as a server from a client key (coord_key_refused) */
     struct coord_obs *obs; /* metrics and /status (NULL: off); coord_status.c */
 } coord;

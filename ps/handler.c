@@ -20,10 +20,24 @@ typedef struct {
     int final;
 } pending_pull;
 
+/* A sparse pull that has to wait (its keys copied: the message's frames go). */
+typedef struct {
+    char route[64];
+    size_t route_len;
+    int worker, train;
+    uint64_t request_id;
+    uint32_t table;
+    int64_t clock;
+    uint64_t *keys; /* (n) */
+    size_t n;
+} pending_spull;
+
 struct srv_handler {
     srv_handler_options o;
     char (*routes)[64]; /* (W) routing id of each worker, learned from its first message */
     size_t *route_lens;
+    char (*sroutes)[64]; /* (W) the same for its sparse connection (SPUSH, SPULL) */
+    size_t *sroute_lens;
     /* Membership (from the coordinator's heartbeat answers): each worker's incarnation and
      * whether it is lost. A new incarnation's connection replaces the old one's. */
     uint64_t *gen;                          /* (W) */
@@ -33,6 +47,10 @@ struct srv_handler {
     size_t npend, cap_pend;
     float *scratch; /* aligned copies of small float frames */
     size_t scratch_len;
+    uint64_t *kscratch; /* aligned copies of small key frames */
+    size_t kscratch_len;
+    pending_spull *spend;
+    size_t nspend, cap_spend;
     srv_handler_stats st;
 };
 
@@ -45,6 +63,8 @@ srv_handler *srv_handler_create(const srv_handler_options *o, pst_err *err)
     size_t w = (size_t)o->nworkers;
     if (!(h->routes = calloc(w, sizeof *h->routes)) ||
         !(h->route_lens = calloc(w, sizeof *h->route_lens)) ||
+        !(h->sroutes = calloc(w, sizeof *h->sroutes)) ||
+        !(h->sroute_lens = calloc(w, sizeof *h->sroute_lens)) ||
         !(h->gen = calloc(w, sizeof *h->gen)) || !(h->lost = calloc(w, 1)))
         goto nomem;
     for (size_t k = 0; k < w; k++)
@@ -62,10 +82,16 @@ void srv_handler_destroy(srv_handler *h)
         return;
     free(h->routes);
     free(h->route_lens);
+    free(h->sroutes);
+    free(h->sroute_lens);
     free(h->gen);
     free(h->lost);
     free(h->pend);
     free(h->scratch);
+    free(h->kscratch);
+    for (size_t i = 0; i < h->nspend; i++)
+        free(h->spend[i].keys);
+    free(h->spend);
     free(h);
 }
 
@@ -192,11 +218,14 @@ static int check_sender(srv_handler *s, const msg_in *in, int *later, pst_err *e
                            "declared lost (silent past the heartbeat timeout); restart it to "
                            "rejoin",
                            wire_type_name(in->h.type), r);
-    if (s->route_lens[r] == 0) {
-        memcpy(s->routes[r], in->route, in->route_len);
-        s->route_lens[r] = in->route_len;
-    } else if (s->route_lens[r] != in->route_len ||
-               memcmp(s->routes[r], in->route, in->route_len) != 0)
+    /* A worker's sparse requests travel on a connection of their own (worker/sparse_kv.c). */
+    int sparse = in->h.type == WIRE_MSG_SPUSH || in->h.type == WIRE_MSG_SPULL;
+    char *route = sparse ? s->sroutes[r] : s->routes[r];
+    size_t *route_len = sparse ? &s->sroute_lens[r] : &s->route_lens[r];
+    if (*route_len == 0) {
+        memcpy(route, in->route, in->route_len);
+        *route_len = in->route_len;
+    } else if (*route_len != in->route_len || memcmp(route, in->route, in->route_len) != 0)
         return pst_err_set(err, PST_ERR_PEER, "%s claims to be worker[%d] from another connection",
                            wire_type_name(in->h.type), r);
     return PST_OK;
@@ -219,6 +248,24 @@ static const float *aligned_floats(srv_handler *s, const void *p, size_t bytes, 
     }
     memcpy(s->scratch, p, bytes);
     return s->scratch;
+}
+
+/* Key frames must be 8-byte aligned to be read in place (see aligned_floats). */
+static const uint64_t *aligned_keys(srv_handler *s, const void *p, size_t bytes, pst_err *err)
+{
+    if (((uintptr_t)p & (sizeof(uint64_t) - 1)) == 0 || bytes == 0)
+        return p;
+    if (s->kscratch_len < bytes) {
+        uint64_t *n = realloc(s->kscratch, bytes);
+        if (!n) {
+            pst_err_set(err, PST_ERR_NOMEM, "out of memory");
+            return NULL;
+        }
+        s->kscratch = n;
+        s->kscratch_len = bytes;
+    }
+    memcpy(s->kscratch, p, bytes);
+    return s->kscratch;
 }
 
 /* Recovery ends when every live worker has been heard, or after the heartbeat timeout
@@ -332,6 +379,153 @@ static int handle_pull(srv_handler *s, const msg_in *in, const wire_range *r, ps
     return rc;
 }
 
+static void free_bytes(void *data, void *hint)
+{
+    (void)hint;
+    free(data);
+}
+
+/* Sends the rows of keys[0..n) of a table (SPULL_REPLY): gathered into a buffer that
+ * ZeroMQ then sends without another copy and frees. */
+static int send_rows(srv_handler *s, const char *route, size_t route_len, int worker,
+                     uint64_t request_id, uint32_t table, const uint64_t *keys, size_t n, int train,
+                     int64_t clock, pst_err *perr, pst_err *err)
+{
+    srv_sparse *sp = s->o.sparse;
+    int d = spt_dim(srv_sparse_table(sp, (int)table));
+    size_t bytes = n * (size_t)d * sizeof(float);
+    float *rows = malloc(bytes ? bytes : 1);
+    if (!rows)
+        return pst_err_set(perr, PST_ERR_NOMEM, "out of memory for %zu rows", n);
+    int rc = srv_sparse_pull(sp, table, keys, n, train, rows, perr);
+    if (rc) {
+        free(rows);
+        return rc;
+    }
+    wire_env h;
+    wire_env_init(&h, WIRE_MSG_SPULL_REPLY, ROLE, s->o.rank);
+    h.request_id = request_id;
+    h.clock = clock;
+    (void)worker;
+    wire_sparse b = {.table = table, .nkeys = n, .dim = (uint32_t)d, .train = train};
+    net_frame f = {.data = rows, .len = bytes, .release = free_bytes};
+    s->st.spulls++;
+    s->st.sparse_bytes_out += bytes;
+    rc = msg_send(s->o.sock, route, route_len, &h, &(wire_body){.sparse = &b}, &f, 1, 0, err);
+    return rc;
+}
+
+/* Answers every parked sparse pull the tables' clocks now allow, in arrival order. */
+static int serve_pending_sparse(srv_handler *s, pst_err *err)
+{
+    size_t keep = 0;
+    for (size_t i = 0; i < s->nspend; i++) {
+        pending_spull *p = &s->spend[i];
+        if (!srv_sparse_pull_ready(s->o.sparse, p->table, p->clock)) {
+            s->spend[keep++] = *p;
+            continue;
+        }
+        pst_err perr = {0};
+        int rc = send_rows(s, p->route, p->route_len, p->worker, p->request_id, p->table, p->keys,
+                           p->n, p->train, p->clock, &perr, err);
+        free(p->keys);
+        if (rc == PST_ERR_PEER)
+            log_warn(s->o.lg, "worker[%d] is gone; dropped its sparse pull", p->worker);
+        else if (rc == PST_ERR_NOMEM)
+            return pst_err_set(err, rc, "%s", perr.msg[0] ? perr.msg : err->msg);
+        else if (rc)
+            return rc;
+    }
+    s->nspend = keep;
+    return PST_OK;
+}
+
+static int park_spull(srv_handler *s, const msg_in *in, const uint64_t *keys, size_t n,
+                      pst_err *err)
+{
+    const wire_sparse *b = in->b.sparse;
+    for (size_t i = 0; i < s->nspend; i++)
+        if (s->spend[i].worker == in->h.rank && s->spend[i].request_id == in->h.request_id)
+            return PST_OK;
+    /* A worker has at most one step's pulls outstanding: one per table. */
+    size_t limit = (size_t)s->o.nworkers * (size_t)srv_sparse_ntables(s->o.sparse) * 2;
+    if (s->nspend >= limit)
+        return pst_err_set(err, PST_ERR_PEER, "too many waiting sparse pulls (%zu)", s->nspend);
+    if (s->nspend == s->cap_spend) {
+        size_t cap = s->cap_spend ? s->cap_spend * 2 : 16;
+        pending_spull *p = realloc(s->spend, cap * sizeof *p);
+        if (!p)
+            return pst_err_set(err, PST_ERR_NOMEM, "out of memory for waiting pulls");
+        s->spend = p;
+        s->cap_spend = cap;
+    }
+    pending_spull *p = &s->spend[s->nspend];
+    if (!(p->keys = malloc(n ? n * sizeof *keys : 1)))
+        return pst_err_set(err, PST_ERR_NOMEM, "out of memory for waiting pulls");
+    memcpy(p->keys, keys, n * sizeof *keys);
+    memcpy(p->route, in->route, in->route_len);
+    p->route_len = in->route_len;
+    p->worker = in->h.rank;
+    p->request_id = in->h.request_id;
+    p->table = b->table;
+    p->clock = in->h.clock;
+    p->train = b->train;
+    p->n = n;
+    s->nspend++;
+    return PST_OK;
+}
+
+/* SPUSH or SPULL: checked against the tables (known table, its dim, keys this server owns),
+ * then a push is taken in its table's clock order and acknowledged unless early, a pull
+ * answered now or parked (with an ACK, as a dense pull). */
+static int handle_sparse(srv_handler *s, const msg_in *in, pst_err *perr, pst_err *err, int *fatal)
+{
+    const wire_env *h = &in->h;
+    const wire_sparse *b = in->b.sparse;
+    if (!s->o.sparse)
+        return pst_err_set(perr, PST_ERR_PEER,
+                           "%s of sparse table %u: this job has no sparse "
+                           "tables",
+                           wire_type_name(h->type), b->table);
+    const uint64_t *keys = aligned_keys(s, in->payload[0], in->payload_len[0], err);
+    if (!keys)
+        return pst_err_set(perr, PST_ERR_NOMEM, "%s", err->msg);
+    size_t n = (size_t)b->nkeys;
+    int rc = srv_sparse_check(s->o.sparse, b->table, b->dim, keys, n, perr);
+    if (rc)
+        return rc;
+    s->st.sparse_bytes_in += in->payload_len[0];
+    if (h->type == WIRE_MSG_SPULL) {
+        if (srv_sparse_pull_ready(s->o.sparse, b->table, h->clock)) {
+            rc = send_rows(s, in->route, in->route_len, h->rank, h->request_id, b->table, keys, n,
+                           b->train, h->clock, perr, err);
+            if (rc == PST_ERR_NOMEM || (rc && rc != PST_ERR_PEER))
+                *fatal = rc;
+            return PST_OK;
+        }
+        rc = park_spull(s, in, keys, n, perr);
+        if (rc == PST_OK)
+            send_ack(s, in);
+        return rc;
+    }
+    const float *g = aligned_floats(s, in->payload[1], in->payload_len[1], err);
+    if (!g)
+        return pst_err_set(perr, PST_ERR_NOMEM, "%s", err->msg);
+    s->st.sparse_bytes_in += in->payload_len[1];
+    srv_outcome out = SRV_EARLY;
+    double t0 = s->o.apply ? obs_mono() : 0;
+    if ((rc = srv_sparse_push(s->o.sparse, h->rank, h->clock, b->table, keys, n, g, &out, perr)))
+        return rc;
+    if (out == SRV_APPLIED)
+        obs_observe(s->o.apply, obs_mono() - t0);
+    if (out != SRV_EARLY)
+        send_ack(s, in);
+    else
+        log_debug(s->o.lg, "SPUSH of table %u clock %lld from worker[%d] came early: not taken",
+                  b->table, (long long)h->clock, h->rank);
+    return PST_OK;
+}
+
 int srv_handle(srv_handler *s, const msg_in *in, pst_err *err)
 {
     pst_err perr = {0};
@@ -360,10 +554,18 @@ int srv_handle(srv_handler *s, const msg_in *in, pst_err *err)
             if (fatal)
                 return fatal;
             break;
+        case WIRE_MSG_SPUSH:
+        case WIRE_MSG_SPULL:
+            rc = handle_sparse(s, in, &perr, err, &fatal);
+            if (fatal)
+                return pst_err_set(err, fatal, "%s", perr.msg[0] ? perr.msg : err->msg);
+            break;
         case WIRE_MSG_DONE:
             log_debug(s->o.lg, "worker[%d] is done at clock %lld", in->h.rank,
                       (long long)srv_shard_worker_clock(s->o.shard, in->h.rank));
             srv_shard_worker_done(s->o.shard, in->h.rank);
+            if (s->o.sparse)
+                srv_sparse_worker_done(s->o.sparse, in->h.rank);
             send_ack(s, in);
             maybe_end_recovery(s, srv_shard_note_clock(s->o.shard, -1, -1));
             break;
@@ -385,7 +587,9 @@ int srv_handle(srv_handler *s, const msg_in *in, pst_err *err)
      * checkpointed clock knows every server wrote that checkpoint. */
     if (s->o.ckpt && (rc = srv_ckpt_maybe(s->o.ckpt, s->o.shard, err)))
         return rc;
-    return serve_pending(s, err);
+    if ((rc = serve_pending(s, err)))
+        return rc;
+    return s->o.sparse ? serve_pending_sparse(s, err) : PST_OK;
 }
 
 void srv_handle_refused(srv_handler *s, const msg_in *in, const pst_err *why)
@@ -404,7 +608,9 @@ int srv_handler_tick(srv_handler *s, pst_err *err)
 {
     maybe_end_recovery(s, srv_shard_note_clock(s->o.shard, -1, -1));
     int rc = s->o.ckpt ? srv_ckpt_maybe(s->o.ckpt, s->o.shard, err) : PST_OK;
-    return rc ? rc : serve_pending(s, err);
+    if (!rc)
+        rc = serve_pending(s, err);
+    return rc || !s->o.sparse ? rc : serve_pending_sparse(s, err);
 }
 
 void srv_handler_membership(srv_handler *s, const uint64_t *gen, const uint8_t *lost,
@@ -415,6 +621,7 @@ void srv_handler_membership(srv_handler *s, const uint64_t *gen, const uint8_t *
             s->gen[k] = gen[k];
             s->lost[k] = 0;
             s->route_lens[k] = 0; /* the new process connects anew */
+            s->sroute_lens[k] = 0;
             int64_t clock = srv_shard_worker_rejoin(s->o.shard, k);
             log_info(s->o.lg, "worker[%d] rejoined (incarnation %llu) at clock %lld", k,
                      (unsigned long long)s->gen[k], (long long)clock);
@@ -423,6 +630,8 @@ void srv_handler_membership(srv_handler *s, const uint64_t *gen, const uint8_t *
             /* It finished (its DONE to this server may have gone to a previous incarnation
              * of this server). */
             srv_shard_worker_done(s->o.shard, k);
+            if (s->o.sparse)
+                srv_sparse_worker_done(s->o.sparse, k);
             continue;
         }
         if (lost[k] && !s->lost[k] && gen[k] == s->gen[k]) {
@@ -435,6 +644,16 @@ void srv_handler_membership(srv_handler *s, const uint64_t *gen, const uint8_t *
                 if (s->pend[i].worker != k)
                     s->pend[keep++] = s->pend[i];
             s->npend = keep;
+            if (s->o.sparse)
+                srv_sparse_worker_done(s->o.sparse, k);
+            keep = 0;
+            for (size_t i = 0; i < s->nspend; i++) {
+                if (s->spend[i].worker != k)
+                    s->spend[keep++] = s->spend[i];
+                else
+                    free(s->spend[i].keys);
+            }
+            s->nspend = keep;
         }
     }
 }

@@ -5,7 +5,10 @@
  * INIT and PUSH chunks to the shard in stream order (ps/shard.c: taken once; a repeat is
  * acknowledged again, a chunk after a gap waits unacknowledged), answers PULLs the
  * consistency rule allows and parks the others (each request id once) until a push, a
- * DONE or a lost worker moves the slowest clock, and acknowledges DONE. Problems a
+ * DONE or a lost worker moves the slowest clock, and acknowledges DONE. SPUSH and SPULL
+ * (one embedding table's rows) go to the sparse tables (ps/sparse.h) the same way: a
+ * taken or repeated SPUSH is acknowledged, an SPULL answered (SPULL_REPLY, the rows in
+ * the keys' order) once the table's clocks allow, parked until then. Problems a
  * message causes (a bad range, a stale incarnation, NaN) are answered with an ERROR and
  * logged; the handler goes on.
  *
@@ -26,6 +29,7 @@
 #include "obs/obs.h"
 #include "proto/msg.h"
 #include "ps/shard.h"
+#include "ps/sparse.h"
 #include "ps/srv_ckpt.h"
 
 typedef struct srv_handler srv_handler;
@@ -36,6 +40,8 @@ typedef struct {
     const log_ctx *lg;
     net_sock *sock; /* ROUTER: the workers' connections */
     srv_shard *shard;
+    srv_sparse *sparse; /* the server's share of the embedding tables; NULL: none (SPUSH and
+                           SPULL are refused) */
     int nworkers;
     srv_ckpt *ckpt;                    /* NULL: flagged pushes write no checkpoints */
     obs_metric *apply, *gap, *refused; /* NULL: metrics off (see server.c) */
@@ -72,8 +78,9 @@ void srv_handler_membership(srv_handler *h, const uint64_t *gen, const uint8_t *
 void srv_handler_recover(srv_handler *h, const wire_membership *m, int64_t from_clock);
 
 typedef struct {
-    uint64_t pulls, bytes_in, bytes_out; /* pulls answered; float payload bytes */
-    size_t parked;                       /* pulls waiting now */
+    uint64_t pulls, bytes_in, bytes_out;                /* pulls answered; float payload bytes */
+    uint64_t spulls, sparse_bytes_in, sparse_bytes_out; /* SPULLs answered; key + row bytes */
+    size_t parked;                                      /* pulls waiting now */
 } srv_handler_stats;
 void srv_handler_get_stats(const srv_handler *h, srv_handler_stats *st);
 

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "base/ident.h"
 #include "net/net.h"
 #include "proto/hb.h"
 #include "proto/msg.h"
@@ -28,6 +29,7 @@ typedef struct {
     net_msg *m;
     msg_in *in; /* every message received, coordinator's and workers' */
     srv_shard *shard;
+    srv_sparse *sparse;   /* NULL: the model has no embedding tables */
     srv_handler *handler; /* the workers' messages (handler.c) */
     srv_ckpt *ckpt;       /* the shard's checkpoints (srv_ckpt.c) */
     int nworkers;
@@ -40,7 +42,7 @@ typedef struct {
     struct { /* Prometheus series (docs/observability.md); all NULL when off */
         obs_metric *pushes, *pulls, *bytes_in, *bytes_out, *updates, *refused, *nonfinite, *apply,
             *gap, *gap_max, *live, *workers, *clock, *pending, *ckpts, *ckpt_age, *ckpt_clock,
-            *start;
+            *start, *sp_rows, *sp_admitted, *sp_refused, *sp_evicted;
     } mx;
 } server;
 
@@ -108,6 +110,16 @@ static int metrics_register(server *s, pst_err *err)
                                   "Clock of the shard (bsp: updates applied; ssp/asp: the "
                                   "largest worker clock).",
                                   NULL, err)) ||
+        !(s->mx.sp_rows = obs_gauge(r, "pstrain_server_sparse_rows",
+                                    "Embedding rows this server holds (its keys of every table).",
+                                    NULL, err)) ||
+        !(s->mx.sp_admitted = obs_gauge(r, "pstrain_server_sparse_admitted_rows",
+                                        "Embedding rows created since the start.", NULL, err)) ||
+        !(s->mx.sp_refused =
+              obs_gauge(r, "pstrain_server_sparse_refused_rows",
+                        "New keys refused over the row budget (read as zeros).", NULL, err)) ||
+        !(s->mx.sp_evicted = obs_gauge(r, "pstrain_server_sparse_evicted_rows",
+                                       "Embedding rows dropped by expiry.", NULL, err)) ||
         !(s->mx.pending = obs_gauge(r, "pstrain_server_pending_pulls",
                                     "Pulls parked until the clocks allow them.", NULL, err)) ||
         !(s->mx.ckpts = obs_counter(r, "pstrain_server_checkpoints_total",
@@ -149,6 +161,14 @@ static void metrics_publish(server *s)
     obs_set(s->mx.live, srv_shard_live_workers(s->shard));
     obs_set(s->mx.clock, (double)srv_shard_clock(s->shard));
     obs_set(s->mx.pending, (double)hs.parked);
+    if (s->sparse) {
+        srv_sparse_stats ss;
+        srv_sparse_get_stats(s->sparse, &ss);
+        obs_set(s->mx.sp_rows, (double)ss.tables.rows);
+        obs_set(s->mx.sp_admitted, (double)ss.tables.admitted);
+        obs_set(s->mx.sp_refused, (double)ss.tables.refused);
+        obs_set(s->mx.sp_evicted, (double)ss.tables.evicted);
+    }
 }
 
 /* What WELCOME said, kept while s->in takes other messages. */
@@ -200,8 +220,9 @@ static int send_bye(server *s, int64_t deadline, pst_err *err)
     wire_env_init(&h, WIRE_MSG_BYE, ROLE, s->o->rank);
     wire_stats figures = {.pushes = st.pushes,
                           .pulls = hs.pulls,
-                          .bytes_in = hs.bytes_in,
-                          .bytes_out = hs.bytes_out,
+                          /* sparse keys, gradients and rows included */
+                          .bytes_in = hs.bytes_in + hs.sparse_bytes_in,
+                          .bytes_out = hs.bytes_out + hs.sparse_bytes_out,
                           .max_clock_gap = st.max_clock_gap,
                           .updates = st.updates,
                           .nonfinite = st.rejected_nonfinite,
@@ -217,6 +238,20 @@ static int send_bye(server *s, int64_t deadline, pst_err *err)
              s->o->job->cluster.nonfinite == CFG_NONFINITE_SKIP ? "skipped" : "rejected",
              (unsigned long long)st.repeats, (unsigned long long)st.lost_workers,
              (unsigned long long)st.rejoins);
+    if (s->sparse) {
+        srv_sparse_stats ss;
+        srv_sparse_get_stats(s->sparse, &ss);
+        log_info(s->o->lg,
+                 "sparse: %d table(s), %llu rows held (%.1f MB), %llu admitted, %llu pending, "
+                 "%llu refused over the budget, %llu evicted; %llu pushes (%llu keys), %llu "
+                 "rows pulled, %llu bytes in, %llu bytes out",
+                 srv_sparse_ntables(s->sparse), (unsigned long long)ss.tables.rows,
+                 ss.tables.bytes / 1e6, (unsigned long long)ss.tables.admitted,
+                 (unsigned long long)ss.tables.pending, (unsigned long long)ss.tables.refused,
+                 (unsigned long long)ss.tables.evicted, (unsigned long long)ss.pushes,
+                 (unsigned long long)ss.keys_in, (unsigned long long)ss.keys_out,
+                 (unsigned long long)hs.sparse_bytes_in, (unsigned long long)hs.sparse_bytes_out);
+    }
     /* Until the coordinator acknowledges (the BYE may be lost), but not for ever: the job
      * is over either way. The ACK itself may be lost too, and the coordinator exits once it
      * has every BYE, so a repeat would then wait for an answer that never comes. The
@@ -418,6 +453,13 @@ static int setup_shard(server *s, const wire_welcome *welcome, pst_err *err)
                            welcome->num_servers);
     uint64_t base = welcome->shard_offsets[o->rank];
     uint64_t len = welcome->shard_offsets[o->rank + 1] - base;
+    /* Every server needs a dense slice for its clock (a sparse-only shard is not built
+     * yet): say what to change instead of failing on a size. */
+    if (len == 0)
+        return pst_err_set(err, PST_ERR_CONFIG,
+                           "server %d owns no dense parameter: the model's %llu dense floats do "
+                           "not go around %d servers (use fewer servers, e.g. --servers 1)",
+                           o->rank, (unsigned long long)welcome->nparams, welcome->num_servers);
     s->nworkers = welcome->num_workers;
     opt_config oc = o->job->optimizer;
     const cfg_cluster *cl = &o->job->cluster;
@@ -452,6 +494,13 @@ static int setup_shard(server *s, const wire_welcome *welcome, pst_err *err)
                                 .apply = s->mx.apply,
                                 .gap = s->mx.gap,
                                 .refused = s->mx.refused};
+    /* Every server holds its share of every table, whatever its dense range. */
+    int rc = srv_sparse_create_for_job(&s->sparse, o->job, (uint32_t)o->rank,
+                                       (uint32_t)welcome->num_servers, s->nworkers, err);
+    if (rc)
+        return rc;
+    hopt.sparse = s->sparse;
+    srv_ckpt_set_sparse(s->ckpt, s->sparse);
     if (!(s->handler = srv_handler_create(&hopt, err)))
         return err->code;
     srv_shard_set_nonfinite(s->shard, o->job->cluster.nonfinite);
@@ -466,8 +515,8 @@ static int setup_shard(server *s, const wire_welcome *welcome, pst_err *err)
     if (!(s->hb = hb_start(&ho, err)))
         return err->code;
     /* Fine-tuning: per-layer lr multipliers and frozen ranges, as the workers computed them. */
-    int rc = srv_shard_set_groups(s->shard, welcome->groups.offsets, welcome->groups.mults,
-                                  welcome->groups.n, err);
+    rc = srv_shard_set_groups(s->shard, welcome->groups.offsets, welcome->groups.mults,
+                              welcome->groups.n, err);
     if (rc)
         return rc;
     obs_set(s->mx.workers, s->nworkers);
@@ -557,8 +606,8 @@ int srv_run(const srv_options *o, pst_err *err)
     if ((rc = net_sock_bind(s.sock, ep, bound, sizeof bound, err)))
         goto cleanup;
     advertised_endpoint(endpoint, sizeof endpoint, bound, o);
-    char id[32];
-    snprintf(id, sizeof id, "server-%d-%d", o->rank, (int)getpid());
+    char id[PST_TAG_MAX];
+    pst_process_tag(id, sizeof id, "server", o->rank, NULL);
     /* This connection carries HELLO and BYE, each sent until answered: what is still queued
      * at close is a repeat to a coordinator that has exited, not worth 2 s of flushing. */
     net_opts co = {.identity = id, .linger_ms = 100};
@@ -588,6 +637,7 @@ cleanup:
     hb_stop(s.hb);
     srv_handler_destroy(s.handler);
     srv_shard_destroy(s.shard);
+    srv_sparse_destroy(s.sparse);
     srv_ckpt_destroy(s.ckpt);
     free(s.mgen);
     free(s.mlost);

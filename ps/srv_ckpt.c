@@ -7,6 +7,7 @@
 
 #include "base/fs.h"
 #include "ckpt/ckpt.h"
+#include "ckpt/sparse.h"
 
 #define CKPT_KIND "shard"
 #define CKPT_SUFFIX ".safetensors"
@@ -29,6 +30,7 @@ struct srv_ckpt {
     int aside;         /* an earlier run's files wait in CKPT_ASIDE for our first */
     int64_t lost;      /* steps of updates lost in restarts of this server (cumulative) */
     obs_metric *mx_count, *mx_age, *mx_clock; /* NULL: metrics off */
+    srv_sparse *sparse; /* the server's embedding tables, written beside the shard */
 };
 
 static void ckpt_prefix(const srv_ckpt *c, char *buf, size_t cap)
@@ -63,6 +65,60 @@ srv_ckpt *srv_ckpt_create(int rank, const cfg_job *job, const log_ctx *lg, obs_m
 void srv_ckpt_destroy(srv_ckpt *c) { free(c); }
 const char *srv_ckpt_dir(const srv_ckpt *c) { return c->ckdir; }
 int64_t srv_ckpt_last(const srv_ckpt *c) { return c->ckpt_last; }
+
+void srv_ckpt_set_sparse(srv_ckpt *c, srv_sparse *sp) { c->sparse = sp; }
+
+/* The tables' file of a clock: tables-server-<rank>-clock-<c>.safetensors (ckpt/sparse.h),
+ * a prefix of its own so that the shard files alone mark complete checkpoints. */
+static void tables_prefix(const srv_ckpt *c, char *buf, size_t cap)
+{
+    snprintf(buf, cap, "tables-server-%d-clock-", c->rank);
+}
+
+/* ckpt_sparse_table views of the server's tables into tabs (ntables). */
+static int table_views(const srv_ckpt *c, ckpt_sparse_table **tabs, pst_err *err)
+{
+    int n = srv_sparse_ntables(c->sparse);
+    if (!(*tabs = calloc((size_t)n, sizeof **tabs)))
+        return pst_err_set(err, PST_ERR_NOMEM, "out of memory");
+    for (int i = 0; i < n; i++)
+        (*tabs)[i] =
+            (ckpt_sparse_table){srv_sparse_name(c->sparse, i), srv_sparse_table(c->sparse, i)};
+    return PST_OK;
+}
+
+/* Before the shard's file (which marks the checkpoint complete): the tables'. */
+static int write_tables(srv_ckpt *c, int64_t clock, pst_err *err)
+{
+    if (!c->sparse)
+        return PST_OK;
+    char prefix[48], path[4400];
+    tables_prefix(c, prefix, sizeof prefix);
+    snprintf(path, sizeof path, "%s/%s%lld" CKPT_SUFFIX, c->ckdir, prefix, (long long)clock);
+    ckpt_sparse_table *tabs = NULL;
+    int rc = fs_mkdirs(c->ckdir, err);
+    if (!rc && !(rc = table_views(c, &tabs, err)))
+        rc = ckpt_sparse_save(path, tabs, srv_sparse_ntables(c->sparse), err);
+    free(tabs);
+    return rc;
+}
+
+static int restore_tables(srv_ckpt *c, int64_t clock, pst_err *err)
+{
+    if (!c->sparse)
+        return PST_OK;
+    char prefix[48], path[4400];
+    tables_prefix(c, prefix, sizeof prefix);
+    snprintf(path, sizeof path, "%s/%s%lld" CKPT_SUFFIX, c->resume_dir, prefix, (long long)clock);
+    ckpt_sparse_table *tabs = NULL;
+    int rc = table_views(c, &tabs, err);
+    if (!rc)
+        rc = ckpt_sparse_load(path, tabs, srv_sparse_ntables(c->sparse), err);
+    free(tabs);
+    if (!rc)
+        srv_sparse_restore_clock(c->sparse, clock);
+    return rc;
+}
 void srv_ckpt_note_lost(srv_ckpt *c, int64_t steps) { c->lost += steps > 0 ? steps : 0; }
 
 int srv_ckpt_found(const srv_ckpt *c, int64_t *clocks, int *any)
@@ -164,7 +220,8 @@ int srv_ckpt_write(srv_ckpt *c, srv_shard *sh, int64_t clock, pst_err *err)
         (rc = ckpt_state_add_opt(st, c->job->optimizer.kind, srv_shard_opt(sh), err)) ||
         (rc = put_worker_clocks(c, st, sh, err)) ||
         (rc = ckpt_state_set_int(st, "steps_lost", c->lost, err)) ||
-        (rc = fs_mkdirs(c->ckdir, err)) || (rc = ckpt_state_save(st, path, err)))
+        (rc = fs_mkdirs(c->ckdir, err)) || (rc = write_tables(c, clock, err)) ||
+        (rc = ckpt_state_save(st, path, err)))
         goto cleanup;
     c->ckpt_last = clock;
     obs_add(c->mx_count, 1);
@@ -174,6 +231,10 @@ int srv_ckpt_write(srv_ckpt *c, srv_shard *sh, int64_t clock, pst_err *err)
     pst_err e2 = {0};
     if (ckpt_prune(c->ckdir, prefix, CKPT_SUFFIX, c->job->checkpoint.keep, &e2))
         log_warn(c->lg, "removing old checkpoints: %s", e2.msg);
+    char tprefix[48];
+    tables_prefix(c, tprefix, sizeof tprefix);
+    if (c->sparse && ckpt_prune(c->ckdir, tprefix, CKPT_SUFFIX, c->job->checkpoint.keep, &e2))
+        log_warn(c->lg, "removing old table checkpoints: %s", e2.msg);
     int removed = 0;
     if (c->aside && ckpt_drop_aside(c->ckdir, prefix, CKPT_SUFFIX, &removed, &e2))
         log_warn(c->lg, "removing the earlier run's checkpoints: %s", e2.msg);
@@ -316,8 +377,9 @@ int srv_ckpt_restore(srv_ckpt *c, srv_shard *sh, int64_t clock, pst_err *err)
                          (unsigned long long)(base + slen));
         goto cleanup;
     }
+    /* The tables first: ckpt_sparse_load changes nothing unless every table loads. */
     if ((rc = ckpt_state_get_tensor(st, "weights", (size_t)len, &w, err)) ||
-        (rc = srv_shard_restore(sh, w, clock, err)))
+        (rc = restore_tables(c, file_clock, err)) || (rc = srv_shard_restore(sh, w, clock, err)))
         goto cleanup;
     ckpt_state_restore_opt(st, c->job->optimizer.kind, srv_shard_opt(sh));
     if (file_clock == clock && trainable != 0)

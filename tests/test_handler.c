@@ -385,9 +385,88 @@ static void test_wrong_version_answered(void **state)
     destroy(fx);
 }
 
+/* A sparse request of one table (SPUSH: keys + grads; SPULL: keys). */
+static uint64_t srequest(fixture *fx, int rank, wire_type type, int64_t clock, uint32_t table,
+                         uint32_t dim, const uint64_t *keys, size_t n, const float *g)
+{
+    wire_env h;
+    wire_env_init(&h, type, "worker", rank);
+    h.generation = 1;
+    h.request_id = fx->next_id++;
+    h.clock = clock;
+    wire_sparse b = {.table = table, .nkeys = n, .dim = dim, .train = 1};
+    net_frame f[2] = {{.data = keys, .len = n * sizeof *keys},
+                      {.data = g, .len = n * dim * sizeof(float)}};
+    pst_err err = {0};
+    assert_int_equal(msg_send(fx->w[rank], NULL, 0, &h, &(wire_body){.sparse = &b}, f,
+                              type == WIRE_MSG_SPUSH ? 2 : 1, 0, &err),
+                     PST_OK);
+    assert_int_equal(msg_recv(fx->srv, fx->m, 1, fx->in, 2000, &err), PST_OK);
+    assert_int_equal(srv_handle(fx->h, fx->in, &err), PST_OK);
+    return h.request_id;
+}
+
+/* bsp, two workers, one server holding every key: a pull of clock 1 waits (parked, ACK)
+ * until both pushed clock 0, then gets the mean applied; an unknown table and a wrong dim
+ * are refused with an ERROR naming them; a repeated SPUSH is acknowledged again. */
+static void test_sparse_push_pull(void **state)
+{
+    (void)state;
+    fixture *fx = make(CFG_CONS_BSP, 2);
+    spt_config c;
+    spt_config_default(&c, 2);
+    opt_config_default(&c.opt, OPT_SGD);
+    c.opt.lr = LR;
+    c.init = SPT_INIT_ZEROS;
+    const char *names[1] = {"emb"};
+    pst_err err = {0};
+    srv_sparse *sp = srv_sparse_create(names, &c, 1, 0, 1, CFG_CONS_BSP, 0, 2, &err);
+    assert_non_null(sp);
+    srv_handler_destroy(fx->h);
+    srv_handler_options o = {.rank = 0,
+                             .job = &fx->job,
+                             .lg = &fx->lg,
+                             .sock = fx->srv,
+                             .shard = fx->shard,
+                             .sparse = sp,
+                             .nworkers = 2};
+    fx->h = srv_handler_create(&o, &err);
+    uint64_t keys[2] = {7, 1ULL << 40};
+    float g0[4] = {1, 2, 3, 4}, g1[2] = {2, 2};
+    uint64_t id = srequest(fx, 0, WIRE_MSG_SPULL, 0, 0, 2, keys, 2, NULL);
+    const msg_in *r = expect(fx, 0, WIRE_MSG_SPULL_REPLY, id);
+    assert_int_equal(r->b.sparse->nkeys, 2);
+    assert_int_equal(r->payload_len[0], 4 * sizeof(float));
+    id = srequest(fx, 0, WIRE_MSG_SPUSH, 0, 0, 2, keys, 2, g0);
+    expect(fx, 0, WIRE_MSG_ACK, id);
+    id = srequest(fx, 0, WIRE_MSG_SPUSH, 0, 0, 2, keys, 2, g0);
+    expect(fx, 0, WIRE_MSG_ACK, id); /* a repeat */
+    uint64_t pid = srequest(fx, 0, WIRE_MSG_SPULL, 1, 0, 2, keys, 2, NULL);
+    expect(fx, 0, WIRE_MSG_ACK, pid); /* parked */
+    id = srequest(fx, 1, WIRE_MSG_SPUSH, 0, 0, 2, keys, 1, g1);
+    expect(fx, 1, WIRE_MSG_ACK, id);
+    r = expect(fx, 0, WIRE_MSG_SPULL_REPLY, pid);
+    float rows[4];
+    memcpy(rows, r->payload[0], sizeof rows);
+    /* zeros - 0.5 * mean: key 7 (1 + 2) / 2, (2 + 2) / 2; key 2^40 (3, 4) / 2 */
+    assert_true(rows[0] == -0.75f && rows[1] == -1.0f && rows[2] == -0.75f && rows[3] == -1.0f);
+    srequest(fx, 0, WIRE_MSG_SPULL, 1, 3, 2, keys, 2, NULL);
+    r = expect(fx, 0, WIRE_MSG_ERROR, fx->next_id - 1);
+    assert_non_null(strstr(r->b.error->text, "unknown sparse table 3"));
+    srequest(fx, 0, WIRE_MSG_SPULL, 1, 0, 3, keys, 2, NULL);
+    r = expect(fx, 0, WIRE_MSG_ERROR, fx->next_id - 1);
+    assert_non_null(strstr(r->b.error->text, "'emb' has dim 2"));
+    srv_handler_stats hs;
+    srv_handler_get_stats(fx->h, &hs);
+    assert_int_equal(hs.spulls, 2);
+    destroy(fx);
+    srv_sparse_destroy(sp);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_sparse_push_pull),
         cmocka_unit_test(test_chunks_once_in_order),
         cmocka_unit_test(test_parked_pull),
         cmocka_unit_test(test_pull_acks_missing_push),

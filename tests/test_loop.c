@@ -92,13 +92,11 @@ static int r_prepare(void *ctx, const wk_loop_pos *at, pst_err *err)
 static int r_update(void *ctx, const wk_loop_pos *at, int checkpoint, pst_err *err)
 {
     rec *r = ctx;
-    (void)err;
     add(r, 'u');
     assert_true(isfinite(at->loss));
     if (checkpoint)
         r->flagged[r->nflagged++] = at->clock;
-    wk_trainer_apply_local(r->tr);
-    return PST_OK;
+    return wk_trainer_apply_local(r->tr, err);
 }
 
 static int r_after(void *ctx, const wk_loop_pos *at, pst_err *err)
@@ -301,7 +299,7 @@ static void test_local_is_the_pieces(void **state)
         assert_int_equal(n, STEPS);
         for (int64_t s = 0; s < n; s++) {
             assert_int_equal(wk_trainer_compute(b, ds, s, NULL, &err), PST_OK);
-            wk_trainer_apply_local(b);
+            assert_int_equal(wk_trainer_apply_local(b, &err), PST_OK);
         }
         wk_trainer_end_epoch(b, 0, &sb);
     }

@@ -615,6 +615,64 @@ static void test_pack_refuses_bad_header(void **state)
 
 /* Checkpoints: a server's complete clocks in HELLO, the resume clock in WELCOME, the
  * checkpoint flag on PUSH. */
+/* SPUSH/SPULL/SPULL_REPLY: the table and the frames' shapes travel; frame lengths that
+ * disagree with K and d, a missing table, dim 0 or too many keys are refused. */
+static void test_sparse_messages(void **state)
+{
+    (void)state;
+    pst_err err = {0};
+    static const wire_type types[3] = {WIRE_MSG_SPUSH, WIRE_MSG_SPULL, WIRE_MSG_SPULL_REPLY};
+    for (int i = 0; i < 3; i++) {
+        wire_env e;
+        wire_env_init(&e, types[i], "worker", 1);
+        e.clock = 9;
+        wire_sparse sp = {.table = 2, .nkeys = 5, .dim = 8, .train = types[i] == WIRE_MSG_SPULL};
+        e.nframes = types[i] == WIRE_MSG_SPUSH ? 2 : 1;
+        e.frame_bytes[0] = types[i] == WIRE_MSG_SPULL_REPLY ? 5 * 8 * 4 : 5 * 8;
+        e.frame_bytes[1] = 5 * 8 * 4;
+        round_trip(&e, &(wire_body){.sparse = &sp});
+        assert_int_equal(G.type, types[i]);
+        assert_int_equal(G.clock, 9);
+        assert_non_null(GB.sparse);
+        assert_null(GB.range);
+        assert_int_equal(GB.sparse->table, 2);
+        assert_int_equal(GB.sparse->nkeys, 5);
+        assert_int_equal(GB.sparse->dim, 8);
+        assert_int_equal(GB.sparse->train, sp.train);
+        /* A gradients frame one row short. */
+        e.frame_bytes[e.nframes - 1] -= 4 * 8;
+        if (types[i] != WIRE_MSG_SPULL) {
+            assert_int_equal(pack_unpack(&e, &(wire_body){.sparse = &sp}, &err), PST_ERR_DATA);
+            assert_non_null(strstr(err.msg, "5 keys of dim 8"));
+        }
+    }
+    /* An empty push (a step that touched none of the server's keys): two empty frames. */
+    wire_env e;
+    wire_env_init(&e, WIRE_MSG_SPUSH, "worker", 0);
+    e.nframes = 2;
+    round_trip(&e, &(wire_body){.sparse = &(wire_sparse){.table = 0, .nkeys = 0, .dim = 1}});
+    assert_int_equal(GB.sparse->nkeys, 0);
+    /* Without the table, with dim 0, with more keys than one message may carry. */
+    assert_int_equal(pack_only(&e, NULL, &err), PST_ERR_ARG);
+    assert_int_equal(pack_unpack(&e, &(wire_body){.sparse = &(wire_sparse){.dim = 0}}, &err),
+                     PST_ERR_DATA);
+    assert_non_null(strstr(err.msg, "dim 0"));
+    e.frame_bytes[0] = (WIRE_MAX_SPARSE_KEYS + 1) * 8;
+    e.frame_bytes[1] = (WIRE_MAX_SPARSE_KEYS + 1) * 4;
+    assert_int_equal(
+        pack_unpack(
+            &e, &(wire_body){.sparse = &(wire_sparse){.nkeys = WIRE_MAX_SPARSE_KEYS + 1, .dim = 1}},
+            &err),
+        PST_ERR_DATA);
+    /* A range body is not a sparse message's. */
+    e.frame_bytes[0] = e.frame_bytes[1] = 0;
+    assert_int_equal(pack_only(&e,
+                               &(wire_body){.sparse = &(wire_sparse){.dim = 1},
+                                            .range = &(wire_range){.len = 1}},
+                               &err),
+                     PST_ERR_ARG);
+}
+
 static void test_checkpoint_fields(void **state)
 {
     (void)state;
@@ -677,6 +735,7 @@ int main(void)
         cmocka_unit_test(test_rejects_garbage_and_truncation),
         cmocka_unit_test(test_pack_refuses_bad_header),
         cmocka_unit_test(test_checkpoint_fields),
+        cmocka_unit_test(test_sparse_messages),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

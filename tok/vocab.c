@@ -8,6 +8,8 @@
 #include "tok_internal.h"
 
 #include <cjson/cJSON.h>
+
+#include "base/fs.h"
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,46 +36,6 @@ uint64_t tok_hash_bytes(const uint8_t *p, size_t n)
     h *= 0xbf58476d1ce4e5b9ULL;
     h ^= h >> 32;
     return h ? h : 1;
-}
-
-/* Whole file into a NUL-terminated malloc'd buffer. */
-static int read_all(const char *path, char **out, size_t *len, pst_err *err)
-{
-    *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return pst_err_set(err, PST_ERR_IO, "%s: %s", path, strerror(errno));
-    char *buf = NULL;
-    size_t n = 0, cap = 0;
-    int rc = PST_OK;
-    for (;;) {
-        if (cap - n < 65536) {
-            size_t nc = cap ? 2 * cap : 1 << 20;
-            char *nb = realloc(buf, nc + 1);
-            if (!nb) {
-                rc = pst_err_set(err, PST_ERR_NOMEM, "%s: out of memory reading it", path);
-                goto cleanup;
-            }
-            buf = nb;
-            cap = nc;
-        }
-        size_t got = fread(buf + n, 1, cap - n, f);
-        n += got;
-        if (got == 0)
-            break;
-    }
-    if (ferror(f)) {
-        rc = pst_err_set(err, PST_ERR_IO, "%s: read error", path);
-        goto cleanup;
-    }
-    buf[n] = '\0';
-    *out = buf;
-    *len = n;
-    buf = NULL;
-cleanup:
-    free(buf);
-    fclose(f);
-    return rc;
 }
 
 /* One UTF-8 sequence at s[0, n) (already valid: cJSON's output or checked text): its code
@@ -167,7 +129,7 @@ static int load_vocab(tok_bpe *t, const char *path, const int16_t cp_to_byte[324
     size_t len = 0;
     cJSON *root = NULL;
     char sh[48];
-    int rc = read_all(path, &text, &len, err);
+    int rc = fs_read_all(path, &text, &len, err);
     if (rc)
         return rc;
     root = cJSON_ParseWithLength(text, len);
@@ -330,7 +292,7 @@ static int load_merges(tok_bpe *t, const char *path, const int16_t cp_to_byte[32
     size_t len = 0;
     tok_index x = {t, NULL, 0};
     uint8_t *scratch = NULL;
-    int rc = read_all(path, &text, &len, err);
+    int rc = fs_read_all(path, &text, &len, err);
     if (rc)
         return rc;
     size_t lines = 1;

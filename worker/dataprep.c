@@ -6,11 +6,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/log.h"
+
 static ds_dataset *load_file(const cfg_data *dc, const char *path, const char *labels_path,
                              pst_err *err)
 {
     switch (dc->format) {
-    case CFG_FMT_IDX: return ds_load_idx(path, labels_path, dc->num_classes, err);
+    case CFG_FMT_IDX:
+        return ds_load_idx_fit(path, labels_path, dc->num_classes, dc->image.height,
+                               dc->image.width,
+                               dc->image.fit == CFG_FIT_RESIZE ? DS_FIT_RESIZE : DS_FIT_PAD, err);
     case CFG_FMT_CSV: {
         ds_csv_options o = {
             .delimiter = dc->delimiter && dc->delimiter[0] ? dc->delimiter[0] : ',',
@@ -54,11 +59,12 @@ static ds_dataset *load_file(const cfg_data *dc, const char *path, const char *l
         return ds_load_text_dir(path, &o, err);
     }
     case CFG_FMT_TEXT:
-        /* data/textwin.h loads these as token windows; the layers that train on them
-         * (issue 13's transformer) are not in this build yet. */
+        /* data/textwin.h loads these as token windows; the GPT-2 layers are in
+         * (core/gpt2.h) but the trainer does not feed windows yet (x = ids[0..T), labels
+         * = ids[1..T], loss sequence_crossentropy). */
         pst_err_set(err, PST_ERR_CONFIG,
-                    "data.format text: %s would load as token windows, but no layer of this "
-                    "build trains on them yet (language models: issue 13)",
+                    "data.format text: %s would load as token windows, but the trainer does "
+                    "not feed token windows to a model yet (language models: issue 13)",
                     path);
         return NULL;
     }
@@ -96,9 +102,9 @@ static int keep_classes(ds_dataset **ds, const cfg_data *dc, const char *what, p
 }
 
 /* data.classes and data.limit: the subsets a fine-tuning job trains and tests on. The
- * classes are renumbered 0..k-1 in the job's order in every set; the limit keeps the first
- * samples of the training split. */
-static int select_samples(const cfg_data *dc, wk_data *d, pst_err *err)
+ * classes are renumbered 0..k-1 in the job's order in every set; the limit keeps a
+ * seeded, stratified random subset of the training split (ds_sample). */
+static int select_samples(const cfg_data *dc, uint64_t seed, wk_data *d, pst_err *err)
 {
     int rc;
     if (dc->classes_count > 0) {
@@ -117,22 +123,82 @@ static int select_samples(const cfg_data *dc, wk_data *d, pst_err *err)
                                train);
     }
     if (dc->limit > 0 && dc->limit < ds_count(d->train)) {
-        int64_t *rows = malloc(sizeof(int64_t) * (size_t)dc->limit);
-        if (!rows)
-            return pst_err_set(err, PST_ERR_NOMEM, "data.limit: out of memory");
-        for (int i = 0; i < dc->limit; i++)
-            rows[i] = i;
-        ds_dataset *first = ds_subset(d->train, rows, dc->limit, err);
-        free(rows);
-        if (!first)
+        /* A seeded, stratified random subset: the first rows of a file sorted by class
+         * would all be of one class. Salted so that it is not the validation split's
+         * permutation again. */
+        ds_dataset *some = ds_sample(d->train, dc->limit, seed ^ 0x6c696d6974ULL, err);
+        if (!some)
             return err ? err->code : PST_ERR_NOMEM;
         ds_destroy(d->train);
-        d->train = first;
+        d->train = some;
     }
     return PST_OK;
 }
 
+/* Says which classes have no training sample (a class id the file skips, a class only
+ * the test file holds) and when only one class has any: such a model can only learn to
+ * predict that class. */
+static void warn_classes(const ds_dataset *train, const log_ctx *lg)
+{
+    int k = ds_nclasses(train);
+    if (!lg || ds_task_of(train) != DS_TASK_CLASSIFY || k < 1)
+        return;
+    int64_t *count = calloc((size_t)k, sizeof *count);
+    if (!count)
+        return;
+    ds_class_counts(train, count);
+    char list[200];
+    size_t n = 0;
+    int empty = 0, present = 0, only = -1;
+    list[0] = '\0';
+    for (int c = 0; c < k; c++) {
+        if (count[c] > 0) {
+            present++;
+            only = c;
+            continue;
+        }
+        if (empty++ < 10 && n + 16 < sizeof list)
+            n += (size_t)snprintf(list + n, sizeof list - n, "%s%d", empty > 1 ? ", " : "", c);
+    }
+    if (empty > 10)
+        snprintf(list + n, sizeof list - n, " and %d more", empty - 10);
+    if (empty)
+        log_warn(lg, "%d of the %d classes (ids 0..%d) %s no training sample: class%s %s", empty, k,
+                 k - 1, empty > 1 ? "have" : "has", empty > 1 ? "es" : "", list);
+    if (present == 1) {
+        const char *name = ds_class_name(train, only);
+        log_warn(lg,
+                 "the training data holds a single class (%d%s%s): the model can only learn "
+                 "to predict it",
+                 only, name ? " " : "", name ? name : "");
+    }
+    free(count);
+}
+
 int wk_data_load(const cfg_job *job, int nparts, int part, wk_data *d, pst_err *err)
+{
+    /* Distributed workers all draw the same data: worker 0 alone says what it sees. */
+    log_ctx lg;
+    log_init(&lg, "worker", part, stderr);
+    return wk_data_load_log(job, nparts, part, part == 0 ? &lg : NULL, d, err);
+}
+
+/* Integer class ids of the test file beyond the training file's: classes of the
+ * training data with no samples (as a missing lower id is), which warn_classes names. */
+static int widen_to_test(wk_data *d)
+{
+    int kt = ds_nclasses(d->test), k = ds_nclasses(d->train);
+    /* Named classes were aligned to the training file's (kt == k) or refused. */
+    if (ds_task_of(d->test) != DS_TASK_CLASSIFY || kt <= k)
+        return PST_OK;
+    int rc = ds_widen_classes(d->train, kt, NULL);
+    if (!rc && d->val)
+        rc = ds_widen_classes(d->val, kt, NULL);
+    return rc;
+}
+
+int wk_data_load_log(const cfg_job *job, int nparts, int part, const log_ctx *lg, wk_data *d,
+                     pst_err *err)
 {
     const cfg_data *dc = &job->data;
     ds_dataset *all = NULL;
@@ -142,15 +208,6 @@ int wk_data_load(const cfg_job *job, int nparts, int part, wk_data *d, pst_err *
     all = wk_data_load_file(dc, dc->train, dc->train_labels, err);
     if (!all)
         return err ? err->code : PST_ERR_DATA;
-    if (ds_sparse_of(all)) {
-        /* The loaders and the dataset carry sparse rows; the trainer does not read them yet
-         * (issue 12 wires the sparse layers in). Refused rather than trained without them. */
-        rc = pst_err_set(err, PST_ERR_CONFIG,
-                         "%s: %lld rows with sparse features loaded, but training on sparse "
-                         "features is not wired into the trainer yet",
-                         dc->train, (long long)ds_count(all));
-        goto fail;
-    }
     if (dc->validation_split > 0.0) {
         rc = ds_split(all, dc->validation_split, job->seed, &d->train, &d->val, err);
         if (rc)
@@ -169,6 +226,10 @@ int wk_data_load(const cfg_job *job, int nparts, int part, wk_data *d, pst_err *
         }
         if ((rc = ds_align_classes(d->test, d->train, dc->test, err)))
             goto fail;
+        if (dc->num_classes == 0 && (rc = widen_to_test(d))) {
+            rc = pst_err_set(err, rc, "%s: cannot widen the classes", dc->test);
+            goto fail;
+        }
         if (ds_dim(d->test) != ds_dim(d->train)) {
             rc = pst_err_set(err, PST_ERR_DATA, "%s: %d features, but the training data has %d",
                              dc->test, ds_dim(d->test), ds_dim(d->train));
@@ -183,8 +244,9 @@ int wk_data_load(const cfg_job *job, int nparts, int part, wk_data *d, pst_err *
     }
     /* Test labels were aligned to the training file's classes above, so one list of class
      * ids means the same classes in every set. */
-    if ((rc = select_samples(dc, d, err)))
+    if ((rc = select_samples(dc, job->seed, d, err)))
         goto fail;
+    warn_classes(d->train, lg);
     /* The scaler is fitted on the whole training split, so every worker applies the same
      * transform whatever its partition. */
     rc = ds_scaler_fit(&d->scaler, dc->scale, d->train, err);

@@ -9,6 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/ident.h"
 #include "base/clock.h"
 
 #include "ckpt/ckpt.h"
@@ -20,6 +21,7 @@
 #include "worker/kv.h"
 #include "worker/loop.h"
 #include "worker/report.h"
+#include "worker/sparse_kv.h"
 #include "worker/trainer.h"
 
 #define ROLE "worker"
@@ -36,6 +38,7 @@ typedef struct {
     net_msg *m;
     msg_in *in;
     wk_kv *kv;
+    wk_skv *skv; /* the embedding tables' rows (NULL: the model has none) */
     wk_report *rep;
     float *gbuf[2];    /* (P) gradient buffers: the model's own, and a second one when
                            pipelined steps alternate */
@@ -344,6 +347,13 @@ static int dist_update(void *ctx, const wk_loop_pos *at, int checkpoint, pst_err
         w->gbuf[w->clock & 1][0] = NAN; /* test hook: a poisoned gradient */
     if (checkpoint)
         wk_kv_request_checkpoint(w->kv);
+    /* The step's row gradients first, acknowledged by every server, then the dense chunks:
+     * a step complete on a server has its sparse part taken (ps/sparse.h). */
+    for (int t = 0; w->skv && t < ml_model_ntables(w->model); t++)
+        if ((rc = wk_skv_push(w->skv, t, ml_model_table_keys(w->model, t),
+                              ml_model_table_nkeys(w->model, t), ml_model_table_grads(w->model, t),
+                              w->clock, err)))
+            return rc;
     if ((rc = wk_kv_push(w->kv, w->gbuf[w->clock & 1], w->clock, err)))
         return rc;
     w->clock++;
@@ -494,6 +504,34 @@ static int build_model(worker *w, pst_err *err)
     return PST_OK;
 }
 
+/* The rows source of a distributed worker: its servers' tables, at its clock. */
+static int pull_rows(void *ctx, int table, const uint64_t *keys, size_t n, float *rows, int train,
+                     pst_err *err)
+{
+    worker *w = ctx;
+    return wk_skv_pull(w->skv, table, keys, n, rows, train, w->clock, err);
+}
+
+/* A model with embedding tables takes their rows from the servers. */
+static int connect_tables(worker *w, const wire_welcome *welcome, pst_err *err)
+{
+    int T = ml_model_ntables(w->model);
+    if (T == 0)
+        return PST_OK;
+    int *dims = malloc(sizeof *dims * (size_t)T);
+    if (!dims)
+        return pst_err_set(err, PST_ERR_NOMEM, "out of memory");
+    for (int t = 0; t < T; t++)
+        dims[t] = ml_model_table_info(w->model, t).dim;
+    w->skv = wk_skv_create(w->ctx, w->o->rank, welcome, T, dims,
+                           w->o->job->cluster.timeout_s * 1000, w->o->lg, w->o->stop, err);
+    free(dims);
+    if (!w->skv)
+        return err->code;
+    wk_trainer_set_rows_source(w->tr, &(wk_rows_source){.pull = pull_rows, .ctx = w});
+    return PST_OK;
+}
+
 /* The transport (fault injection and CURVE as the job says) and the coordinator's
  * connection. */
 static int connect_coordinator(worker *w, pst_err *err)
@@ -501,10 +539,10 @@ static int connect_coordinator(worker *w, pst_err *err)
     const wk_dist_options *o = w->o;
     const cfg_job *job = o->job;
     int rc;
-    char id[32];
-    /* With the pid: a restarted process of the same rank is a new connection (a new
-     * incarnation), not the old one back. */
-    snprintf(id, sizeof id, "worker-%d-%d", o->rank, (int)getpid());
+    char id[PST_TAG_MAX];
+    /* The process's tag: a restarted process of the same rank is a new connection (a new
+     * incarnation), not the old one back -- also as pid 1 of a container. */
+    pst_process_tag(id, sizeof id, "worker", o->rank, NULL);
     net_opts co = {.identity = id};
     if (!(w->ctx = net_ctx_create(1, err)) ||
         net_faults_attach(w->ctx, o->faults, 0x3a11e7ULL + (uint64_t)o->rank * 7919, o->lg,
@@ -669,6 +707,8 @@ int wk_dist_run(const wk_dist_options *o, pst_err *err)
         goto cleanup;
     }
     wk_kv_set_idle(w.kv, on_idle, &w);
+    if ((rc = connect_tables(&w, welcome, err)))
+        goto cleanup;
     for (int s = 0; s < WIRE_MAX_SERVERS; s++)
         w.srv_gen[s] = 1;
     if (o->rank == 0) {
@@ -734,6 +774,7 @@ cleanup:
     wk_report_destroy(w.rep);
     hb_stop(w.hb);
     wk_kv_close(w.kv); /* its release callbacks may still run until the context ends */
+    wk_skv_destroy(w.skv);
     net_msg_destroy(w.m);
     net_sock_destroy(w.coord);
     net_ctx_destroy(w.ctx);

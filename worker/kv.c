@@ -9,6 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/ident.h"
 #include "base/clock.h"
 
 #include "proto/dlv.h"
@@ -204,8 +205,8 @@ wk_kv *wk_kv_create(net_ctx *ctx, int rank, const wire_welcome *welcome, int tim
         dlv_batch_init(&kv->push_op[1].b, kv->ntrain, err) ||
         dlv_batch_init(&kv->init_op.b, kv->nall, err) || dlv_batch_init(&kv->done_op.b, kv->S, err))
         goto fail;
-    char id[32];
-    snprintf(id, sizeof id, "worker-%d-%d", rank, (int)getpid());
+    char id[PST_TAG_MAX];
+    pst_process_tag(id, sizeof id, "worker", rank, NULL);
     net_opts o = {.identity = id,
                   .max_msg_bytes = (int64_t)(WIRE_CHUNK_FLOATS * sizeof(float)) + 4096};
     for (int s = 0; s < kv->S; s++) {
@@ -781,8 +782,8 @@ int64_t wk_kv_reply_clock(const wk_kv *kv) { return kv->reply_clock; }
 
 int wk_kv_reconnect(wk_kv *kv, int s, const char *endpoint, pst_err *err)
 {
-    char id[48];
-    snprintf(id, sizeof id, "worker-%d-%d", kv->rank, (int)getpid());
+    char id[PST_TAG_MAX];
+    pst_process_tag(id, sizeof id, "worker", kv->rank, NULL);
     /* Linger 1 ms: what the old connection still queues is for a dead process. Its
      * zero-copy frames are released when it closes; they are sent again below. */
     net_opts o = {.identity = id,

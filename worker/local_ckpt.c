@@ -57,6 +57,10 @@ int wk_local_ckpt_write(wk_local_ckpt *k, wk_trainer *tr, int epoch_done, const 
         snprintf(file, sizeof file, "%s/optimizer.safetensors", tmp);
         rc = wk_trainer_save_state(tr, file, epoch_done, k->hash, err);
     }
+    if (!rc) {
+        snprintf(file, sizeof file, "%s/" WK_TABLES_FILE, tmp);
+        rc = wk_trainer_save_tables(tr, file, err);
+    }
     if (!rc)
         rc = ckpt_dir_commit(tmp, path, err);
     if (rc) {
@@ -151,6 +155,13 @@ int wk_local_ckpt_resume(wk_local_ckpt *k, const char *from, wk_trainer *tr, wk_
         snprintf(opt_path, sizeof opt_path, "%s/optimizer.safetensors", cp);
         pst_err e = {0};
         rc = wk_trainer_restore(tr, model_path, opt_path, k->hash, at, &e);
+        /* The embedding tables after the weights: a folder whose tables do not load is
+         * skipped like any damaged one, and the next restores the weights again. */
+        if (rc == PST_OK) {
+            char tab_path[4400];
+            snprintf(tab_path, sizeof tab_path, "%s/" WK_TABLES_FILE, cp);
+            rc = wk_trainer_load_tables(tr, tab_path, &e);
+        }
         if (rc == PST_OK) {
             if (i > 0)
                 log_warn(k->lg, "resuming from the older checkpoint %s", cp);

@@ -1,5 +1,6 @@
 /* worker/local_ckpt.h -- checkpoints of a single-process run (`pstrain train`):
- * DIR/ckpt-<step>/{model,optimizer}.safetensors, each folder written atomically.
+ * DIR/ckpt-<step>/{model,optimizer}.safetensors (and tables.safetensors for a model with
+ * embedding tables), each folder written atomically.
  *
  * When one is written is the loop's cadence (worker/loop.h); a distributed job's
  * checkpoints are the servers' shard files instead (ps/srv_ckpt.h). */

@@ -51,9 +51,10 @@ static int run_steps(const wk_loop_options *o, wk_loop_pos *at, int64_t first, i
         if ((rc = wk_trainer_compute(o->tr, o->train, s, &at->loss, err)))
             return rc;
         int due = o->cadence && wk_cadence_due(o->cadence, at->clock + 1);
-        if (!ops->update)
-            wk_trainer_apply_local(o->tr);
-        else if ((rc = ops->update(o->ctx, at, due, err)))
+        if (!ops->update) {
+            if ((rc = wk_trainer_apply_local(o->tr, err)))
+                return rc;
+        } else if ((rc = ops->update(o->ctx, at, due, err)))
             return rc;
         at->clock++;
         double sps = wk_trainer_samples_per_s(o->tr);

@@ -1,5 +1,6 @@
 /* worker/trainer.c -- see trainer.h. */
 #include "trainer.h"
+#include "sparse.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -41,6 +42,8 @@ struct wk_trainer {
     int64_t step;           /* updates applied: the schedule's t */
     int64_t resume_samples; /* training samples of the checkpoint wk_trainer_restore read */
     double first_loss;      /* loss of the first batch this trainer computed; NaN: none */
+    wk_sparse *sp;          /* a model with embedding tables: its sparse batches and rows */
+    uint32_t *eval_idx;     /* (B) with sp: the rows of an evaluation batch */
 };
 
 /* The model's last layer must produce what the data and loss need. */
@@ -48,13 +51,10 @@ static int check_fit(const cfg_job *job, const ml_model *m, const ds_dataset *ds
 {
     int k = ml_model_out_dim(m);
     unsigned last = job->model.spec.nlayers - 1;
-    /* Until the loop feeds sparse batches and tables (issue 12), refuse rather than run a
-     * sparse layer with no rows. */
-    if (ml_model_ntables(m) > 0)
+    if (ds_sparse_of(ds) && ml_model_ntables(m) == 0)
         return pst_err_set(err, PST_ERR_CONFIG,
-                           "model.layers: '%s' is a sparse layer table (embedding, "
-                           "embedding_bag, fm), which this trainer does not feed yet",
-                           ml_model_table_info(m, 0).name);
+                           "model.layers: the data has sparse features, but no layer reads "
+                           "them (embedding, embedding_bag or fm, inputs: [sparse])");
     if (ds_task_of(ds) == DS_TASK_REGRESS) {
         if (job->model.spec.loss != ML_LOSS_MSE)
             return pst_err_set(err, PST_ERR_CONFIG, "model.loss: regression data needs mse, not %s",
@@ -163,7 +163,15 @@ wk_trainer *wk_trainer_create(const cfg_job *job, const ds_dataset *like, int ra
     t->opt = opt_state_create(&job->optimizer, ml_model_nparams(t->model), err);
     if (!t->opt)
         goto fail;
-    t->bx = malloc(sizeof(float) * (size_t)t->batch * t->in_dim);
+    if (ml_model_ntables(t->model) > 0 &&
+        (!(t->sp = wk_sparse_create(job, t->model, like, t->batch, err)) ||
+         !(t->eval_idx = malloc(sizeof *t->eval_idx * (size_t)t->batch)))) {
+        if (t->sp)
+            pst_err_set(err, PST_ERR_NOMEM, "trainer: out of memory");
+        goto fail;
+    }
+    /* A model of sparse features alone has no dense input (D = 0). */
+    t->bx = malloc(sizeof(float) * (size_t)t->batch * (size_t)(t->in_dim ? t->in_dim : 1));
     t->blabel = malloc(sizeof(int32_t) * (size_t)t->batch);
     t->btarget = malloc(sizeof(float) * (size_t)t->batch * t->out_dim);
     t->pred = malloc(sizeof(int32_t) * (size_t)t->batch);
@@ -183,6 +191,8 @@ void wk_trainer_destroy(wk_trainer *t)
     if (!t)
         return;
     ml_model_destroy(t->model);
+    wk_sparse_destroy(t->sp);
+    free(t->eval_idx);
     opt_state_destroy(t->opt);
     free(t->groups);
     free(t->bx);
@@ -243,7 +253,7 @@ static void gather(wk_trainer *t, const ds_dataset *ds, const uint32_t *idx, int
     const float *x = ds_x_const(ds);
     size_t rowb = sizeof(float) * (size_t)t->in_dim;
     size_t head = rowb < GATHER_HEAD ? rowb : GATHER_HEAD;
-    for (int i = 0; i < n; i++) {
+    for (int i = 0; i < n && t->in_dim > 0; i++) {
         if (i + GATHER_AHEAD < n) {
             const char *next = (const char *)(x + (size_t)idx[i + GATHER_AHEAD] * t->in_dim);
             for (size_t b = 0; b < head; b += 64)
@@ -305,6 +315,38 @@ int64_t wk_trainer_begin_epoch(wk_trainer *t, const ds_dataset *train, int epoch
     return t->nsteps;
 }
 
+/* The model on a gathered batch: dense x (NULL without dense input) and, with tables, the
+ * sparse batch wk_sparse_batch made. */
+static const float *forward(wk_trainer *t, const float *x, int n)
+{
+    if (!t->sp)
+        return ml_model_forward(t->model, x, n);
+    return ml_model_forward_sparse(t->model, t->in_dim ? x : NULL, wk_sparse_batch_of(t->sp), n);
+}
+
+/* optimizer.clip_norm: one global norm over the trainable dense gradient and the step's
+ * embedding-row gradients together, as torch.nn.utils.clip_grad_norm_ over all of them. */
+static void clip(wk_trainer *t)
+{
+    const opt_config *oc = &t->opt_cfg;
+    if (oc->clip_norm <= 0.0f)
+        return;
+    float *g = ml_model_grads(t->model);
+    size_t P = ml_model_nparams(t->model);
+    if (!t->sp) {
+        opt_clip_global_norm_groups(g, P, t->groups, t->ngroups, oc->clip_norm);
+        return;
+    }
+    double dn = opt_clip_global_norm_groups(g, P, t->groups, t->ngroups, 0.0f); /* measures */
+    double total = sqrt(dn * dn + wk_sparse_grad_sumsq(t->model));
+    if (!(total > oc->clip_norm))
+        return;
+    float f = (float)(oc->clip_norm / total);
+    if (dn > 0.0) /* scales the dense part to norm dn * f, i.e. by f */
+        opt_clip_global_norm_groups(g, P, t->groups, t->ngroups, (float)(dn * f));
+    wk_sparse_grad_scale(t->model, f);
+}
+
 int wk_trainer_compute(wk_trainer *t, const ds_dataset *train, int64_t step, double *loss_out,
                        pst_err *err)
 {
@@ -315,11 +357,14 @@ int wk_trainer_compute(wk_trainer *t, const ds_dataset *train, int64_t step, dou
                            (long long)step);
     int b = (int)(n - lo < t->batch ? n - lo : t->batch);
     gather(t, train, t->perm + lo, b);
+    int rc = t->sp ? wk_sparse_batch(t->sp, t->model, train, t->perm + lo, b, 1, err) : PST_OK;
+    if (rc)
+        return rc;
     /* dropout's mask: one seed per (job seed, rank, epoch, step) */
     ml_model_set_mode(t->model, 1,
                       (uint64_t)t->job->seed ^ ((uint64_t)t->rank << 48) ^
                           ((uint64_t)t->epoch << 32) ^ (uint64_t)step);
-    const float *out = ml_model_forward(t->model, t->bx, b);
+    const float *out = forward(t, t->bx, b);
     double loss = ml_model_loss(t->model, t->blabel, t->classify ? NULL : t->btarget, b);
     if (!isfinite(loss))
         return pst_err_set(err, PST_ERR_NUMERIC,
@@ -333,11 +378,11 @@ int wk_trainer_compute(wk_trainer *t, const ds_dataset *train, int64_t step, dou
         for (int i = 0; i < b; i++)
             t->correct += t->pred[i] == t->blabel[i];
     }
-    ml_model_backward(t->model, t->bx, b);
-    const opt_config *oc = &t->opt_cfg;
-    if (oc->clip_norm > 0.0f)
-        opt_clip_global_norm_groups(ml_model_grads(t->model), ml_model_nparams(t->model), t->groups,
-                                    t->ngroups, oc->clip_norm);
+    if (t->sp)
+        ml_model_backward_sparse(t->model, t->in_dim ? t->bx : NULL, wk_sparse_batch_of(t->sp), b);
+    else
+        ml_model_backward(t->model, t->bx, b);
+    clip(t);
     t->loss_sum += loss * b;
     t->cur.samples += b;
     t->cur.steps++;
@@ -346,13 +391,42 @@ int wk_trainer_compute(wk_trainer *t, const ds_dataset *train, int64_t step, dou
     return PST_OK;
 }
 
-void wk_trainer_apply_local(wk_trainer *t)
+int wk_trainer_apply_local(wk_trainer *t, pst_err *err)
 {
     const opt_config *oc = &t->opt_cfg;
     opt_tick(t->opt);
     opt_apply_groups(oc, t->opt, ml_model_params(t->model), ml_model_grads(t->model), 0,
                      ml_model_nparams(t->model), t->groups, t->ngroups, opt_lr_at(oc, t->step));
     t->step++;
+    return t->sp ? wk_sparse_apply_local(t->sp, t->model, err) : PST_OK;
+}
+
+void wk_trainer_set_rows_source(wk_trainer *t, const wk_rows_source *src)
+{
+    if (t->sp)
+        wk_sparse_set_source(t->sp, src);
+}
+
+int wk_trainer_save_tables(const wk_trainer *t, const char *path, pst_err *err)
+{
+    return t->sp ? wk_sparse_save(t->sp, path, err) : PST_OK;
+}
+
+int wk_trainer_load_tables(wk_trainer *t, const char *path, pst_err *err)
+{
+    return t->sp ? wk_sparse_load(t->sp, path, err) : PST_OK;
+}
+
+int wk_trainer_tables_note(const wk_trainer *t, char *buf, size_t n)
+{
+    if (!t->sp)
+        return 0;
+    const opt_config *o = &t->job->sparse.opt;
+    int at =
+        snprintf(buf, n, "embedding tables: %s lr %g; ", opt_kind_name(o->kind), (double)o->lr);
+    if (at >= 0 && (size_t)at < n)
+        wk_sparse_describe(t->sp, buf + at, n - (size_t)at);
+    return 1;
 }
 
 double wk_trainer_samples_per_s(const wk_trainer *t)
@@ -484,8 +558,17 @@ int wk_trainer_evaluate(wk_trainer *t, const ds_dataset *ds, wk_eval *ev, met_co
     ml_model_set_mode(t->model, 0, 0);
     for (int64_t lo = 0; lo < n; lo += t->batch) {
         int b = (int)(n - lo < t->batch ? n - lo : t->batch);
-        const float *xb = x + (size_t)lo * t->in_dim;
-        const float *out = ml_model_forward(t->model, xb, b);
+        const float *xb = t->in_dim ? x + (size_t)lo * t->in_dim : NULL;
+        if (t->sp) {
+            for (int i = 0; i < b; i++)
+                t->eval_idx[i] = (uint32_t)(lo + i);
+            int rc = wk_sparse_batch(t->sp, t->model, ds, t->eval_idx, b, 0, err);
+            if (rc) {
+                met_confusion_destroy(own);
+                return rc;
+            }
+        }
+        const float *out = forward(t, xb, b);
         if (t->classify) {
             const int32_t *lab = ds_labels_const(ds) + lo;
             for (int i = 0; i < b; i++)

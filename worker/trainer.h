@@ -67,9 +67,39 @@ int wk_trainer_finetune_note(const wk_trainer *t, char *buf, size_t n);
 int64_t wk_trainer_begin_epoch(wk_trainer *t, const ds_dataset *train, int epoch, pst_err *err);
 int wk_trainer_compute(wk_trainer *t, const ds_dataset *train, int64_t step, double *loss,
                        pst_err *err);
-void wk_trainer_apply_local(wk_trainer *t);
+int wk_trainer_apply_local(wk_trainer *t, pst_err *err);
 double wk_trainer_samples_per_s(const wk_trainer *t);
 void wk_trainer_end_epoch(wk_trainer *t, int interrupted, wk_epoch_stats *st);
+
+/* ---- Sparse features: the rows of a model's embedding tables --------------------------------
+ *
+ * A model with embedding tables (sparse layers, core/model.h) trains on a dataset with a
+ * sparse part (data/sparse.h). Before each step's forward (and each evaluation batch's) the
+ * trainer gathers the batch's unique keys per table and asks its rows source for their
+ * rows; after backward the step's row gradients are ml_model_table_nkeys/keys/grads of
+ * wk_trainer_model (clipped with the dense gradient). A single process keeps the tables
+ * itself (worker/sparse.h; wk_trainer_apply_local updates them); a distributed worker
+ * sets a source that pulls from its servers and pushes the row gradients in its update. */
+typedef struct {
+    /* rows (n, dim) of table t for the batch's unique keys[0..n): before a training step's
+     * forward (train 1: rows are created on first touch, counted for admission) and before
+     * an evaluation batch's (train 0: read only). */
+    int (*pull)(void *ctx, int table, const uint64_t *keys, size_t n, float *rows, int train,
+                pst_err *err);
+    void *ctx;
+} wk_rows_source;
+/* src replaces the trainer's own tables (which it drops) as the source of embedding rows. */
+void wk_trainer_set_rows_source(wk_trainer *t, const wk_rows_source *src);
+/* The embedding tables a single process holds, in one file (ckpt/sparse.h: keys, rows and
+ * optimizer state per table, numpy-readable) -- beside model.safetensors at the end of a
+ * run and in every checkpoint folder. Both do nothing (PST_OK) for a trainer without own
+ * tables. Loading checks every table before it changes any. */
+#define WK_TABLES_FILE "tables.safetensors"
+/* The tables' rule and each table's rows, budget refusals, expiries and memory, as one log
+ * line in buf; returns 0 (buf untouched) for a model without tables. */
+int wk_trainer_tables_note(const wk_trainer *t, char *buf, size_t n);
+int wk_trainer_save_tables(const wk_trainer *t, const char *path, pst_err *err);
+int wk_trainer_load_tables(wk_trainer *t, const char *path, pst_err *err);
 
 /* Loss and metrics of the current model on ds. Fills cm (may be NULL; classification only,
  * nclasses of the model) with the confusion matrix of ds. */

@@ -61,8 +61,14 @@ static int bn_shape(ml_layer *l, pst_err *err)
     l->tensor[T_MEAN] = (ml_tensor){"running_mean", c, 1};
     l->tensor[T_VAR] = (ml_tensor){"running_var", c, 1};
     l->state_mask = 1u << T_MEAN | 1u << T_VAR;
-    l->work_floats = 2 * (size_t)c; /* per channel: mean, 1/sqrt(var + eps) */
     return PST_OK;
+}
+
+/* Per channel: mean, 1/sqrt(var + eps) (2 C floats). */
+static size_t bn_workspace(const ml_layer *l, int n)
+{
+    (void)n;
+    return 2 * (size_t)l->tensor[T_GAMMA].rows;
 }
 
 static void bn_init(const ml_layer *l, float *const *t, int he, rng_state *r)
@@ -126,7 +132,7 @@ static void bn_forward(const ml_layer *l, float *y, const float *const *x, const
     int C;
     size_t S;
     dims(l, &C, &S);
-    float *mean = l->work, *istd = l->work + C;
+    float *mean = l->ws, *istd = l->ws + C;
     double unbias = stats(l, x[0], t, n, mean, istd);
     for (int i = 0; i < n; i++)
         for (int c = 0; c < C; c++) {
@@ -155,7 +161,7 @@ static void bn_backward(const ml_layer *l, float *const *dx, float *const *dt, c
     int C;
     size_t S;
     dims(l, &C, &S);
-    float *mean = l->work, *istd = l->work + C;
+    float *mean = l->ws, *istd = l->ws + C;
     stats(l, x[0], t, n, mean, istd);
     double M = (double)n * (double)S;
     for (int c = 0; c < C; c++) {
@@ -205,4 +211,5 @@ const ml_layer_ops ml_layer_batchnorm = {
     .forward = bn_forward,
     .backward = bn_backward,
     .flops = bn_flops,
+    .workspace = bn_workspace,
 };

@@ -14,7 +14,7 @@
  *   forward   y_n = W col + b 1^T                      one sgemm (F x CKK x OHOW)
  *   backward  dW += dy_n col^T, db += dy_n 1            one sgemm (F x OHOW x CKK)
  *             dcol = W^T dy_n, dx_n = col2im(dcol)     one sgemm (CKK x F x OHOW)
- * col lives in the model's shared scratch (l->work, CKK * OHOW floats). The `activation`
+ * col lives in the layer's workspace (l->ws, CKK * OHOW floats, one image at a time). The `activation`
  * key is applied by the model after it, as for dense. */
 #include <cblas.h>
 #include <math.h>
@@ -145,8 +145,14 @@ static int conv_shape(ml_layer *l, pst_err *err)
     l->ntensors = 2;
     l->tensor[T_WEIGHT] = (ml_tensor){"weight", g.f, (int)ckk};
     l->tensor[T_BIAS] = (ml_tensor){"bias", g.f, 1};
-    l->work_floats = ckk * plane;
     return PST_OK;
+}
+
+/* col of one image: (C*K*K, OH*OW) floats, whatever the batch. */
+static size_t conv_workspace(const ml_layer *l, int n)
+{
+    (void)n;
+    return (size_t)l->tensor[T_WEIGHT].cols * (size_t)(l->out / l->tensor[T_WEIGHT].rows);
 }
 
 /* He normal, Var(w) = 2 / (C K K) (fan-in), for ReLU; else Glorot uniform with fan-in C K K
@@ -237,14 +243,14 @@ static void conv_forward(const ml_layer *l, float *y, const float *const *x, con
     const float *b = t[T_BIAS];
     for (int i = 0; i < n; i++) {
         float *yi = y + (size_t)i * l->out;
-        im2col(&g, x[0] + (size_t)i * l->in[0], l->work);
+        im2col(&g, x[0] + (size_t)i * l->in[0], l->ws);
         for (int f = 0; f < g.f; f++) {
             float *yf = yi + (size_t)f * plane;
             for (int p = 0; p < plane; p++)
                 yf[p] = b[f];
         }
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, g.f, plane, ckk, 1.0f, t[T_WEIGHT],
-                    ckk, l->work, plane, 1.0f, yi, plane);
+                    ckk, l->ws, plane, 1.0f, yi, plane);
     }
 }
 
@@ -261,9 +267,9 @@ static void conv_backward(const ml_layer *l, float *const *dx, float *const *dt,
     for (int i = 0; i < n; i++) {
         const float *dyi = dy + (size_t)i * l->out;
         if (dw) {
-            im2col(&g, x[0] + (size_t)i * l->in[0], l->work);
+            im2col(&g, x[0] + (size_t)i * l->in[0], l->ws);
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, g.f, ckk, plane, 1.0f, dyi, plane,
-                        l->work, plane, i ? 1.0f : 0.0f, dw, ckk);
+                        l->ws, plane, i ? 1.0f : 0.0f, dw, ckk);
         }
         if (db)
             for (int f = 0; f < g.f; f++) {
@@ -275,8 +281,8 @@ static void conv_backward(const ml_layer *l, float *const *dx, float *const *dt,
             }
         if (dx[0]) {
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, ckk, plane, g.f, 1.0f, t[T_WEIGHT],
-                        ckk, dyi, plane, 0.0f, l->work, plane);
-            col2im(&g, l->work, dx[0] + (size_t)i * l->in[0]);
+                        ckk, dyi, plane, 0.0f, l->ws, plane);
+            col2im(&g, l->ws, dx[0] + (size_t)i * l->in[0]);
         }
     }
 }
@@ -304,4 +310,5 @@ const ml_layer_ops ml_layer_conv2d = {
     .forward = conv_forward,
     .backward = conv_backward,
     .flops = conv_flops,
+    .workspace = conv_workspace,
 };

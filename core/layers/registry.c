@@ -19,7 +19,10 @@ static const ml_layer_ops *const builtin_list[] = {
     &ml_layer_conv2d,          &ml_layer_max_pool2d,
     &ml_layer_avg_pool2d,      &ml_layer_global_avg_pool,
     &ml_layer_flatten,         &ml_layer_dropout,
-    &ml_layer_batchnorm,
+    &ml_layer_batchnorm,       &ml_layer_token_embedding,
+    &ml_layer_pos_embedding,   &ml_layer_layernorm,
+    &ml_layer_attention,       &ml_layer_token_dense,
+    &ml_layer_lm_head,
 };
 
 struct ml_registry {
@@ -134,6 +137,12 @@ int ml_registry_add(ml_registry *r, const ml_layer_ops *ops, pst_err *err)
                                "layer type '%s': post_activation needs an `activation` "
                                "key over the activation table",
                                ops->name);
+    }
+    if (ops->tie_key) {
+        int k = ml_layer_key_find(ops, ops->tie_key);
+        if (k < 0 || ops->keys[k].kind != ML_KEY_STRING || ops->sparse)
+            return pst_err_set(err, E, "layer type '%s': tie_key '%s' is not a string key",
+                               ops->name, ops->tie_key);
     }
     if (ops->width_key) {
         int w = ml_layer_key_find(ops, ops->width_key);

@@ -27,7 +27,7 @@ for p in $CPID $S $W0 $W1; do
   wait $p || { tail -n 3 *.log >&2; fail "a process exited non-zero"; }
 done
 expect_in coord.log "all 1 servers and 2 workers joined"
-expect_in coord.log "job finished; test accuracy"
+expect_in coord.log "job finished; validation accuracy"
 expect_in server.log "server\[0\] info: done:"
 [ -s out/model.safetensors ] || fail "worker 0 wrote no model"
 

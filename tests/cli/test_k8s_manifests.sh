@@ -1,16 +1,23 @@
 #!/usr/bin/env bash
 # The Kubernetes manifests and the container recipe, checked without a cluster or a
-# container engine: the rendered YAML lints, every object passes a strict schema of the
-# fields used, the env contract matches what `pstrain <role> --help` documents (ranks,
-# counts, coordinator and server addresses and ports line up), and the runtime image
-# installs every library the binary links. Skips (77) when yamllint or the Python
-# modules are missing (scripts/install-deps.sh installs them).
+# container engine: the rendered YAML lints, every object passes the upstream Kubernetes
+# schemas (tests/k8s/validate_upstream.mjs: kubernetes-models' validators plus a check
+# for fields the schema does not have; a JobSet's own fields by the strict schema in
+# check_manifests.py, as no upstream JobSet schema is reachable offline), the env
+# contract matches what `pstrain <role> --help` documents (ranks, counts, coordinator and
+# server addresses and ports line up), and the runtime image installs every library the
+# binary links. Skips (77) when yamllint, the Python modules, node or the npm packages
+# are missing (scripts/install-deps.sh installs them).
 source "$(dirname "$0")/lib.sh"
 command -v yamllint > /dev/null || { echo "skip: yamllint not installed"; exit 77; }
 /usr/bin/python3 -c 'import yaml, jsonschema' 2> /dev/null \
   || { echo "skip: python3-yaml or python3-jsonschema not installed"; exit 77; }
+command -v node > /dev/null || { echo "skip: node is not installed (scripts/install-deps.sh)"; exit 77; }
+[ -d "$SRC/tests/k8s/node_modules/kubernetes-models" ] \
+  || { echo "skip: npm packages missing in tests/k8s (scripts/install-deps.sh runs npm ci there)"; exit 77; }
 RENDER="$SRC/deploy/k8s/render.py"
 CHECK="$SRC/tests/k8s/check_manifests.py"
+UPSTREAM="node $SRC/tests/k8s/validate_upstream.mjs"
 JOB="$SRC/examples/binary-moons.yaml"
 LINT='{extends: default, rules: {line-length: {max: 120}}}'
 
@@ -18,9 +25,39 @@ for variant in "" --jobset; do
   /usr/bin/python3 "$RENDER" --servers 2 --workers 3 --image registry.example/pstrain:1.0 \
     --job "$JOB" $variant > m.yaml || fail "render.py $variant failed"
   yamllint -s -d "$LINT" m.yaml > lint.txt || { cat lint.txt >&2; fail "yamllint $variant"; }
+  $UPSTREAM m.yaml > up.txt || { cat up.txt >&2; fail "upstream schema check $variant"; }
+  expect_in up.txt "^ok$"
   /usr/bin/python3 "$CHECK" m.yaml "$PSTRAIN" "$JOB" 2 3 registry.example/pstrain:1.0 \
     > check.txt || { cat check.txt >&2; fail "manifest check $variant"; }
   expect_in check.txt "^ok$"
+  # The upstream schemas catch a misspelt field, a wrong type and an unknown field, in
+  # every object and in a JobSet's Job templates; the JobSet's own fields are checked by
+  # check_manifests.py's schema.
+  upstream_broken() { # SED-EXPR WHAT-THE-CHECK-SAYS
+    sed "$1" m.yaml > bad.yaml
+    $UPSTREAM bad.yaml > up.txt && fail "upstream check passed with '$1' ($variant)"
+    expect_in up.txt "$2"
+  }
+  if [ -z "$variant" ]; then
+    T='Job pstrain-server: spec.template.spec'
+  else
+    T='JobSet pstrain: spec.replicatedJobs\[1\].template.spec.template.spec'
+  fi
+  upstream_broken 's/readinessProbe:/readinesProbe:/' "$T.containers\[0\]: unknown field 'readinesProbe'$"
+  upstream_broken 's/containerPort: 7071/containerPort: "7071"/' "$T.containers\[0\].ports\[0\].containerPort: must be integer$"
+  upstream_broken 's/^\( *\)restartPolicy: Never/&\n\1extraField: 1/' "$T: unknown field 'extraField'$"
+  upstream_broken 's/runAsNonRoot: true/runAsNonRoot: yes-please/' "$T.securityContext.runAsNonRoot: must be boolean$"
+  upstream_broken 's/accessModes:/accesModes:/' "PersistentVolumeClaim pstrain-data: spec: unknown field 'accesModes'$"
+  upstream_broken 's/^  name: pstrain-job$/  name: pstrain-job\n  labelz: {}/' "ConfigMap pstrain-job: metadata: unknown field 'labelz'$"
+done
+# The JobSet's own fields: a misspelt one, a wrong type and an unknown one.
+for e in 's/^  startupPolicy:/  startupPolicyy:/|startupPolicyy' \
+         's/maxRestarts: 3/maxRestarts: three/|three' \
+         's/^  replicatedJobs:/  suspendd: false\n  replicatedJobs:/|suspendd'; do
+  sed "${e%|*}" m.yaml > bad.yaml
+  /usr/bin/python3 "$CHECK" bad.yaml "$PSTRAIN" "$JOB" 2 3 registry.example/pstrain:1.0 \
+    > check.txt && fail "JobSet check passed with '${e%|*}'"
+  expect_in check.txt "JobSet pstrain: spec.*${e#*|}"
 done
 expect_in m.yaml "kind: JobSet"
 # The last render is the JobSet; now the plain one again, for the negative checks.
@@ -38,7 +75,6 @@ broken() { # SED-EXPR WHAT-THE-CHECK-SAYS
 broken 's/value: "7071"/value: "7072"/' "servers: bind 0.0.0.0 port 7072, probed on 7071"
 broken 's/name: PSTRAIN_NUM_WORKERS/name: PSTRAIN_WORKERS/' "variable PSTRAIN_WORKERS is not in"
 broken '0,/value: "3"/s//value: "4"/' "counts 2/4, expected 2/3"
-broken 's/readinessProbe:/readinesProbe:/' "Additional properties are not allowed"
 broken 's/- 2$/- 75/' "exit code 2 \(permanent\) does not fail the job"
 broken 's/completions: 3/completions: 2/' "workers: 2 pods, expected 3"
 broken 's|tcp://pstrain-coordinator-0.pstrain:7070|tcp://pstrain-coordinator.pstrain:7070|' \
@@ -99,8 +135,13 @@ expect_in err.txt "max-restarts must be in"
 # The container recipe: multi-stage, Debian 12, non-root, pstrain as the entry point, and
 # its runtime stage provides every library `ldd pstrain` lists.
 CF="$SRC/deploy/container/Containerfile"
-expect_in "$CF" "^FROM debian:12 AS build$"
-expect_in "$CF" "^FROM debian:12-slim AS runtime$"
+expect_in "$CF" "^ARG BASE=debian:12$"
+expect_in "$CF" "^ARG RUNTIME_BASE=debian:12-slim$"
+expect_in "$CF" '^FROM \$\{BASE\} AS build$'
+expect_in "$CF" '^FROM \$\{RUNTIME_BASE\} AS runtime$'
+# libcyaml's header includes yaml.h, which libcyaml-dev only recommends: the build stage
+# failed without libyaml-dev (tests/cli/test_container.sh builds the image for real).
+expect_in "$CF" "libcyaml-dev libyaml-dev"
 expect_in "$CF" "^USER pstrain$"
 expect_in "$CF" '^ENTRYPOINT \["pstrain"\]$'
 /usr/bin/python3 "$SRC/tests/k8s/check_runtime_libs.py" "$CF" "$PSTRAIN" > libs.txt \

@@ -19,7 +19,7 @@ COMMON=(--consistency bsp --epochs 3)
 # SPMD: 5 ranks, 2 servers -> 1 coordinator, 2 servers, 2 workers.
 expect_exit 0 "${MPIRUN[@]}" -np 5 "$PSTRAIN" mpi "$JOB" --servers 2 "${COMMON[@]}" --output spmd
 expect_in err.txt "coordinator info: all 2 servers and 2 workers joined"
-expect_in err.txt "coordinator info: job finished; test accuracy"
+expect_in err.txt "coordinator info: job finished; validation accuracy"
 expect_in err.txt "coordinator endpoint for the other ranks: tcp://127.0.0.1:[0-9]+"
 expect_exit 0 "$PSTRAIN" local "$JOB" --servers 2 --workers 2 "${COMMON[@]}" --output local
 $COMPARE local/model.safetensors spmd/model.safetensors 0 \
@@ -30,7 +30,7 @@ expect_exit 0 "${MPIRUN[@]}" -np 3 "$PSTRAIN" mpi "$JOB" --role worker "${COMMON
   : -np 1 "$PSTRAIN" mpi "$JOB" --role server "${COMMON[@]}" \
   : -np 1 "$PSTRAIN" mpi "$JOB" --role coordinator "${COMMON[@]}"
 expect_in err.txt "coordinator info: all 1 servers and 3 workers joined"
-expect_in err.txt "coordinator info: job finished; test accuracy"
+expect_in err.txt "coordinator info: job finished; validation accuracy"
 expect_exit 0 "$PSTRAIN" local "$JOB" --servers 1 --workers 3 "${COMMON[@]}" --output local13
 $COMPARE local13/model.safetensors mpmd/model.safetensors 0 \
   || fail "mpi MPMD with 1 server and 3 workers differs from local"

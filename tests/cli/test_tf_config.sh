@@ -30,7 +30,7 @@ for p in $CPID $S0 $S1 $W0 $W1; do
   wait $p || { tail -n 3 *.log >&2; fail "a process exited non-zero"; }
 done
 expect_in coord.log "all 2 servers and 2 workers joined"
-expect_in coord.log "job finished; test accuracy"
+expect_in coord.log "job finished; validation accuracy"
 expect_in s0.log "listening on tcp://0\.0\.0\.0:$SPORT \(advertised as tcp://127\.0\.0\.1:$SPORT\)"
 expect_in s1.log "server\[1\] info: done:"
 [ -s out/model.safetensors ] || fail "worker 0 wrote no model"

@@ -1,0 +1,589 @@
+/* tests/test_gpt.c -- the transformer layers (token_embedding, pos_embedding, layernorm,
+ * attention, token_dense, lm_head), GELU's place in the model, the tied head, the
+ * sequence cross-entropy and the GPT-2 generator (core/gpt2.h): every backward against
+ * central finite differences on several shapes (batch 1, T = 1, odd C), causality, and a
+ * whole tiny GPT-2 model's gradients; bad configurations give one clear line.
+ *
+ * `test_gpt --dump DIR` writes a tiny GPT-2 (config.json, params.f32 in the flat layout
+ * with segments.json, ids/labels, and this code's logits, loss and gradients) for
+ * tests/ref/gpt_ref.py, which recomputes them with PyTorch in Hugging Face's layout.
+ *
+ * Legend: N batch, T tokens, C channels, H heads, V vocabulary. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "base/rng.h"
+#include "ckpt/ckpt.h"
+#include "core/gpt2.h"
+#include "core/model.h"
+#include "job/job.h"
+
+/* ---- One layer against finite differences --------------------------------------------- */
+
+static void setk(ml_layer_spec *s, const char *key, int v)
+{
+    int k = ml_layer_key_find(s->ops, key);
+    assert_true(k >= 0);
+    s->val[k].i = v;
+}
+
+static void fill(float *x, size_t n, rng_state *r, float scale)
+{
+    for (size_t i = 0; i < n; i++)
+        x[i] = scale * (2.0f * rng_uniform(r) - 1.0f);
+}
+
+/* sum dy * y in double, y = forward(x, t). */
+static double objective(const ml_layer *l, const float *dy, float *y, const float *const *x,
+                        const float *const *t, int n)
+{
+    l->spec->ops->forward(l, y, x, t, n);
+    double s = 0.0;
+    for (size_t i = 0; i < (size_t)n * l->out; i++)
+        s += (double)dy[i] * y[i];
+    return s;
+}
+
+static void assert_grad(const float *got, const float *fd, size_t len, const char *what)
+{
+    for (size_t i = 0; i < len; i++) {
+        double d = fabs((double)got[i] - fd[i]), m = fmax(fabs(got[i]), fabs(fd[i]));
+        if (d > 2e-2 * m + 2e-3) {
+            print_error("%s[%zu]: backward %g, finite differences %g\n", what, i, got[i], fd[i]);
+            fail();
+        }
+    }
+}
+
+/* Central differences of the objective for every element of p (len), into fd. */
+static void fd_of(float *fd, float *p, size_t len, const ml_layer *l, const float *dy, float *y,
+                  const float *const *x, const float *const *t, int n)
+{
+    const float h = 3e-3f;
+    for (size_t i = 0; i < len; i++) {
+        float v = p[i];
+        p[i] = v + h;
+        double a = objective(l, dy, y, x, t, n);
+        p[i] = v - h;
+        double b = objective(l, dy, y, x, t, n);
+        p[i] = v;
+        fd[i] = (float)((a - b) / (2.0 * h));
+    }
+}
+
+/* Shapes spec for input width in and batch n, checks dx (unless ids) and every dt. */
+static void check_layer(ml_layer_spec *spec, int in, int n, int ids, uint64_t seed)
+{
+    rng_state r;
+    rng_seed(&r, seed);
+    ml_layer l = {.spec = spec, .nin = 1, .in = {in}};
+    pst_err err = {0};
+    assert_int_equal(spec->ops->shape(&l, &err), PST_OK);
+    if (spec->ops->workspace)
+        l.ws = calloc(spec->ops->workspace(&l, n), sizeof(float));
+    size_t xl = (size_t)n * in, yl = (size_t)n * l.out;
+    float *x = malloc(xl * sizeof *x), *dx = malloc(xl * sizeof *x), *fd = NULL;
+    float *y = malloc(yl * sizeof *y), *dy = malloc(yl * sizeof *y);
+    float *t[ML_MAX_TENSORS], *dt[ML_MAX_TENSORS];
+    size_t tl[ML_MAX_TENSORS], most = xl;
+    for (int k = 0; k < l.ntensors; k++) {
+        tl[k] = (size_t)l.tensor[k].rows * l.tensor[k].cols;
+        t[k] = malloc(tl[k] * sizeof(float));
+        dt[k] = malloc(tl[k] * sizeof(float));
+        fill(t[k], tl[k], &r, 0.5f);
+        most = tl[k] > most ? tl[k] : most;
+    }
+    fd = malloc(most * sizeof *fd);
+    if (ids)
+        for (size_t i = 0; i < xl; i++)
+            x[i] = (float)(rng_next(&r) % (uint64_t)l.tensor[0].rows);
+    else
+        fill(x, xl, &r, 1.0f);
+    fill(dy, yl, &r, 1.0f);
+    const float *cx[1] = {x};
+    const float *const *ct = (const float *const *)t;
+    spec->ops->forward(&l, y, cx, ct, n);
+    float *dxs[1] = {ids ? NULL : dx};
+    spec->ops->backward(&l, dxs, dt, dy, y, cx, ct, n);
+    char what[64];
+    if (!ids) {
+        fd_of(fd, x, xl, &l, dy, y, cx, ct, n);
+        snprintf(what, sizeof what, "%s dx", spec->ops->name);
+        assert_grad(dx, fd, xl, what);
+    }
+    for (int k = 0; k < l.ntensors; k++) {
+        fd_of(fd, t[k], tl[k], &l, dy, y, cx, ct, n);
+        snprintf(what, sizeof what, "%s d%s", spec->ops->name, l.tensor[k].name);
+        assert_grad(dt[k], fd, tl[k], what);
+    }
+    /* A frozen layer (dt all NULL) still gives the same dx. */
+    float *none[ML_MAX_TENSORS] = {NULL};
+    if (!ids) {
+        memcpy(fd, dx, xl * sizeof *fd);
+        spec->ops->forward(&l, y, cx, ct, n);
+        spec->ops->backward(&l, dxs, none, dy, y, cx, ct, n);
+        assert_memory_equal(dx, fd, xl * sizeof *fd);
+    }
+    for (int k = 0; k < l.ntensors; k++)
+        free(t[k]), free(dt[k]);
+    free(x), free(dx), free(fd), free(y), free(dy), free(l.ws);
+}
+
+typedef struct {
+    int n, t, c, h;
+} shape;
+
+/* batch 1, T 1, odd C, several heads */
+static const shape shapes[] = {
+    {1, 1, 3, 1}, {1, 4, 5, 1}, {2, 3, 6, 3}, {3, 5, 8, 2}, {2, 2, 7, 7}};
+#define NSHAPES ((int)(sizeof shapes / sizeof shapes[0]))
+
+static void test_token_embedding(void **state)
+{
+    (void)state;
+    for (int s = 0; s < NSHAPES; s++) {
+        ml_layer_spec L;
+        ml_layer_spec_init(&L, &ml_layer_token_embedding);
+        setk(&L, "vocab", 5 + s);
+        setk(&L, "dim", shapes[s].c);
+        check_layer(&L, shapes[s].t, shapes[s].n, 1, 10 + s);
+    }
+}
+
+static void test_pos_embedding(void **state)
+{
+    (void)state;
+    for (int s = 0; s < NSHAPES; s++) {
+        ml_layer_spec L;
+        ml_layer_spec_init(&L, &ml_layer_pos_embedding);
+        setk(&L, "tokens", shapes[s].t);
+        setk(&L, "positions", shapes[s].t + s); /* P > T leaves rows without gradient */
+        check_layer(&L, shapes[s].t * shapes[s].c, shapes[s].n, 0, 20 + s);
+    }
+}
+
+static void test_layernorm(void **state)
+{
+    (void)state;
+    for (int s = 0; s < NSHAPES; s++) {
+        ml_layer_spec L;
+        ml_layer_spec_init(&L, &ml_layer_layernorm);
+        setk(&L, "tokens", shapes[s].t);
+        check_layer(&L, shapes[s].t * shapes[s].c, shapes[s].n, 0, 30 + s);
+    }
+}
+
+static void test_attention(void **state)
+{
+    (void)state;
+    for (int s = 0; s < NSHAPES; s++) {
+        ml_layer_spec L;
+        ml_layer_spec_init(&L, &ml_layer_attention);
+        setk(&L, "tokens", shapes[s].t);
+        setk(&L, "heads", shapes[s].h);
+        check_layer(&L, shapes[s].t * shapes[s].c, shapes[s].n, 0, 40 + s);
+    }
+}
+
+static void test_token_dense(void **state)
+{
+    (void)state;
+    for (int s = 0; s < NSHAPES; s++) {
+        ml_layer_spec L;
+        ml_layer_spec_init(&L, &ml_layer_token_dense);
+        setk(&L, "tokens", shapes[s].t);
+        setk(&L, "units", 2 + s);
+        check_layer(&L, shapes[s].t * shapes[s].c, shapes[s].n, 0, 50 + s);
+    }
+}
+
+static void test_lm_head(void **state)
+{
+    (void)state;
+    for (int s = 0; s < NSHAPES; s++) {
+        ml_layer_spec L;
+        ml_layer_spec_init(&L, &ml_layer_lm_head);
+        setk(&L, "tokens", shapes[s].t);
+        setk(&L, "vocab", 3 + 2 * s);
+        check_layer(&L, shapes[s].t * shapes[s].c, shapes[s].n, 0, 60 + s);
+    }
+}
+
+/* Output token t of attention depends on inputs 0..t only. */
+static void test_attention_is_causal(void **state)
+{
+    (void)state;
+    const int n = 2, t = 5, c = 6;
+    ml_layer_spec L;
+    ml_layer_spec_init(&L, &ml_layer_attention);
+    setk(&L, "tokens", t);
+    setk(&L, "heads", 2);
+    ml_layer l = {.spec = &L, .nin = 1, .in = {t * c}};
+    assert_int_equal(L.ops->shape(&l, NULL), PST_OK);
+    l.ws = calloc(L.ops->workspace(&l, n), sizeof(float));
+    rng_state r;
+    rng_seed(&r, 7);
+    float *w[4];
+    for (int k = 0; k < 4; k++) {
+        w[k] = malloc(sizeof(float) * l.tensor[k].rows * l.tensor[k].cols);
+        fill(w[k], (size_t)l.tensor[k].rows * l.tensor[k].cols, &r, 0.5f);
+    }
+    float x[2 * 5 * 6], y0[2 * 5 * 6], y1[2 * 5 * 6];
+    fill(x, sizeof x / sizeof x[0], &r, 1.0f);
+    const float *cx[1] = {x};
+    L.ops->forward(&l, y0, cx, (const float *const *)w, n);
+    for (int j = 3 * c; j < t * c; j++) /* change tokens 3, 4 of sample 0 */
+        x[j] += 1.0f;
+    L.ops->forward(&l, y1, cx, (const float *const *)w, n);
+    assert_memory_equal(y0, y1, sizeof(float) * 3 * c);
+    assert_memory_not_equal(y0 + 3 * c, y1 + 3 * c, sizeof(float) * 2 * c);
+    assert_memory_equal(y0 + t * c, y1 + t * c, sizeof(float) * t * c); /* sample 1 */
+    for (int k = 0; k < 4; k++)
+        free(w[k]);
+    free(l.ws);
+}
+
+/* ---- A whole tiny GPT-2 ------------------------------------------------------------- */
+
+typedef struct {
+    ml_model *m;
+    int n, t, v;
+    float *ids;
+    int32_t *labels;
+} gpt_case;
+
+static void gpt_case_make(gpt_case *g, const ml_gpt2_config *c, int n, uint64_t seed)
+{
+    ml_model_spec s;
+    pst_err err = {0};
+    assert_int_equal(ml_gpt2_spec(&s, c, &err), PST_OK);
+    g->t = c->context ? c->context : c->n_positions;
+    g->v = c->vocab_size;
+    g->n = n;
+    g->m = ml_model_create(&s, g->t, n, &err);
+    if (!g->m)
+        print_error("%s\n", err.msg);
+    assert_non_null(g->m);
+    ml_model_spec_fini(&s);
+    ml_model_init(g->m, seed);
+    rng_state r;
+    rng_seed(&r, seed + 1);
+    /* GPT-2 starts ln weights at 1 and biases at 0; perturb them so their gradients mean
+     * something, and scale the weights up from 0.02 so the attention is not uniform. */
+    float *p = ml_model_params(g->m);
+    for (size_t i = 0; i < ml_model_nparams(g->m); i++)
+        p[i] += 0.2f * (2.0f * rng_uniform(&r) - 1.0f);
+    g->ids = malloc(sizeof(float) * n * g->t);
+    g->labels = malloc(sizeof(int32_t) * n * g->t);
+    for (int i = 0; i < n * g->t; i++) {
+        g->ids[i] = (float)(rng_next(&r) % (uint64_t)g->v);
+        g->labels[i] = (int32_t)(rng_next(&r) % (uint64_t)g->v);
+    }
+}
+
+static void gpt_case_free(gpt_case *g)
+{
+    ml_model_destroy(g->m);
+    free(g->ids);
+    free(g->labels);
+}
+
+static double gpt_loss(gpt_case *g)
+{
+    ml_model_forward(g->m, g->ids, g->n);
+    return ml_model_loss(g->m, g->labels, NULL, g->n);
+}
+
+static void check_gpt(const ml_gpt2_config *c, int n, uint64_t seed)
+{
+    gpt_case g;
+    gpt_case_make(&g, c, n, seed);
+    double loss = gpt_loss(&g);
+    assert_true(isfinite(loss) && loss > 0.0);
+    ml_model_backward(g.m, g.ids, n);
+    size_t np = ml_model_nparams(g.m);
+    float *grad = malloc(sizeof(float) * np), *fd = malloc(sizeof(float) * np);
+    memcpy(grad, ml_model_grads(g.m), sizeof(float) * np);
+    float *p = ml_model_params(g.m);
+    const float h = 3e-3f;
+    for (size_t i = 0; i < np; i++) {
+        float v = p[i];
+        p[i] = v + h;
+        double a = gpt_loss(&g);
+        p[i] = v - h;
+        double b = gpt_loss(&g);
+        p[i] = v;
+        fd[i] = (float)((a - b) / (2.0 * h));
+    }
+    for (int s = 0; s < ml_model_nsegments(g.m); s++) {
+        const ml_segment *sg = ml_model_segment(g.m, s);
+        assert_grad(grad + sg->offset, fd + sg->offset, sg->len, sg->name);
+    }
+    free(grad), free(fd);
+    gpt_case_free(&g);
+}
+
+static void test_gpt2_model_gradients(void **state)
+{
+    (void)state;
+    ml_gpt2_config a = {.n_layer = 2, .n_head = 2, .n_embd = 6, .n_positions = 5, .vocab_size = 7};
+    check_gpt(&a, 2, 1);
+    ml_gpt2_config b = {
+        .n_layer = 1, .n_head = 1, .n_embd = 5, .n_positions = 4, .vocab_size = 9, .context = 1};
+    check_gpt(&b, 1, 2); /* batch 1, T 1, odd C, a context shorter than n_positions */
+    ml_gpt2_config c = {.n_layer = 1, .n_head = 3, .n_embd = 9, .n_positions = 3, .vocab_size = 4};
+    check_gpt(&c, 3, 3);
+}
+
+/* The generator's layout: segment names, the tie (no head segment), HF names. */
+static void test_gpt2_layout(void **state)
+{
+    (void)state;
+    ml_gpt2_config c = {.n_layer = 2, .n_head = 2, .n_embd = 8, .n_positions = 6, .vocab_size = 11};
+    gpt_case g;
+    gpt_case_make(&g, &c, 1, 4);
+    size_t C = 8, V = 11, P = 6;
+    size_t want =
+        V * C + P * C + 2 * (4 * C + 3 * C * C + 3 * C + C * C + C + 8 * C * C + 5 * C) + 2 * C;
+    assert_int_equal(ml_model_nparams(g.m), want);
+    assert_int_equal(ml_model_nsegments(g.m), 2 + 2 * 12 + 2);
+    char hf[64];
+    const ml_segment *sg = ml_model_segment(g.m, 4);
+    assert_string_equal(sg->name, "h0_attn.attn_w");
+    assert_int_equal(sg->rows, 8);
+    assert_int_equal(sg->cols, 24);
+    assert_int_equal(ml_gpt2_hf_name(sg->name, hf, sizeof hf), 0);
+    assert_string_equal(hf, "h.0.attn.c_attn.weight");
+    for (int s = 0; s < ml_model_nsegments(g.m); s++)
+        assert_int_equal(ml_gpt2_hf_name(ml_model_segment(g.m, s)->name, hf, sizeof hf), 0);
+    assert_int_equal(ml_gpt2_hf_name("h1_mlp_proj.bias", hf, sizeof hf), 0);
+    assert_string_equal(hf, "h.1.mlp.c_proj.bias");
+    assert_int_equal(ml_gpt2_hf_name("dense_0.weight", hf, sizeof hf), -1);
+    gpt_case_free(&g);
+}
+
+/* examples/tiny-gpt.yaml: the generator's layers, and one forward/backward (the loss of
+ * a fresh model is near ln V: its logits start near 0). */
+static void test_example_job(void **state)
+{
+    (void)state;
+    cfg_job *job = NULL;
+    pst_err err = {0};
+    if (cfg_job_load_file(&job, PSTRAIN_SOURCE_DIR "/examples/tiny-gpt.yaml", &err))
+        print_error("%s\n", err.msg);
+    assert_non_null(job);
+    ml_gpt2_config c = {
+        .n_layer = 2, .n_head = 2, .n_embd = 64, .n_positions = 32, .vocab_size = 256};
+    ml_model_spec s;
+    assert_int_equal(ml_gpt2_spec(&s, &c, &err), PST_OK);
+    assert_true(ml_model_spec_same(&s, &job->model.spec));
+    ml_model_spec_fini(&s);
+    const int n = 2, t = 32;
+    ml_model *m = ml_model_create(&job->model.spec, t, n, &err);
+    assert_non_null(m);
+    ml_model_init(m, 5);
+    float ids[2 * 32];
+    int32_t labels[2 * 32];
+    for (int i = 0; i < n * t; i++) {
+        ids[i] = (float)((i * 37) % 256);
+        labels[i] = (i * 37 + 11) % 256;
+    }
+    ml_model_forward(m, ids, n);
+    double loss = ml_model_loss(m, labels, NULL, n);
+    assert_true(fabs(loss - log(256.0)) < 0.1);
+    ml_model_backward(m, ids, n);
+    double g2 = 0.0;
+    for (size_t i = 0; i < ml_model_nparams(m); i++)
+        g2 += (double)ml_model_grads(m)[i] * ml_model_grads(m)[i];
+    assert_true(isfinite(g2) && g2 > 0.0);
+    ml_model_destroy(m);
+    cfg_job_free(job);
+}
+
+/* A GPT-2 through a checkpoint: the tied model saves (with its spec, `tie` included) and
+ * loads into a fresh model by segment names, bit for bit. */
+static void test_checkpoint_round_trip(void **state)
+{
+    (void)state;
+    ml_gpt2_config c = {.n_layer = 1, .n_head = 2, .n_embd = 6, .n_positions = 4, .vocab_size = 9};
+    gpt_case a, b;
+    gpt_case_make(&a, &c, 1, 21);
+    gpt_case_make(&b, &c, 1, 22);
+    char path[] = "/tmp/test_gpt_ckptXXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    pst_err err = {0};
+    if (ckpt_save_model(path, a.m, ml_model_get_spec(a.m), NULL, NULL, &err) ||
+        ckpt_load_into(path, b.m, NULL, &err))
+        print_error("%s\n", err.msg);
+    assert_int_equal(err.code, PST_OK);
+    assert_memory_equal(ml_model_params(a.m), ml_model_params(b.m),
+                        ml_model_nparams(a.m) * sizeof(float));
+    unlink(path);
+    gpt_case_free(&a);
+    gpt_case_free(&b);
+}
+
+/* ---- Bad configurations: one clear line ----------------------------------------------- */
+
+static void expect_gpt2_error(const ml_gpt2_config *c, const char *part)
+{
+    ml_model_spec s;
+    pst_err err = {0};
+    assert_int_equal(ml_gpt2_spec(&s, c, &err), PST_ERR_CONFIG);
+    if (!strstr(err.msg, part))
+        print_error("message '%s' lacks '%s'\n", err.msg, part);
+    assert_non_null(strstr(err.msg, part));
+    assert_null(strchr(err.msg, '\n'));
+}
+
+static void expect_model_error(ml_layer_spec *L, unsigned nl, ml_loss loss, int in,
+                               const char *part)
+{
+    ml_model_spec s = {.layers = L, .nlayers = nl, .loss = loss};
+    pst_err err = {0};
+    assert_null(ml_model_create(&s, in, 2, &err));
+    if (!strstr(err.msg, part))
+        print_error("message '%s' lacks '%s'\n", err.msg, part);
+    assert_non_null(strstr(err.msg, part));
+    assert_null(strchr(err.msg, '\n'));
+}
+
+static void test_bad_configs(void **state)
+{
+    (void)state;
+    ml_gpt2_config c = {.n_layer = 1, .n_head = 3, .n_embd = 8, .n_positions = 4, .vocab_size = 5};
+    expect_gpt2_error(&c, "n_embd 8 is not divisible by n_head 3");
+    c.n_head = 2;
+    c.context = 9;
+    expect_gpt2_error(&c, "a context of 9 tokens does not fit n_positions 4");
+    c.context = 0;
+    c.n_layer = 0;
+    expect_gpt2_error(&c, "each must be >= 1");
+
+    ml_layer_spec L[3];
+    ml_layer_spec_init(&L[0], &ml_layer_layernorm); /* width 10 is not 3 tokens x C */
+    setk(&L[0], "tokens", 3);
+    expect_model_error(L, 1, ML_LOSS_MSE, 10,
+                       "model.layers.0.tokens: an input of width 10 is "
+                       "not 3 tokens x C");
+    ml_layer_spec_init(&L[0], &ml_layer_attention);
+    setk(&L[0], "tokens", 2);
+    setk(&L[0], "heads", 4);
+    expect_model_error(L, 1, ML_LOSS_MSE, 12, "heads: 6 channels do not split into 4 heads");
+    ml_layer_spec_init(&L[0], &ml_layer_pos_embedding);
+    setk(&L[0], "tokens", 8);
+    setk(&L[0], "positions", 4);
+    expect_model_error(L, 1, ML_LOSS_MSE, 16, "a context of 8 tokens is longer than the 4");
+
+    /* A tie to a layer of another shape, or to no layer. */
+    ml_layer_spec_init(&L[0], &ml_layer_token_embedding);
+    L[0].name = "wte";
+    setk(&L[0], "vocab", 5);
+    setk(&L[0], "dim", 4);
+    ml_layer_spec_init(&L[1], &ml_layer_lm_head);
+    setk(&L[1], "tokens", 3);
+    setk(&L[1], "vocab", 6);
+    L[1].val[ml_layer_key_find(L[1].ops, "tie")].s = "wte";
+    expect_model_error(L, 2, ML_LOSS_SEQ_CCE, 3,
+                       "model.layers.1.tie: wte.weight is (5, 4) but this layer's weight needs "
+                       "(6, 4)");
+    L[1].val[ml_layer_key_find(L[1].ops, "tie")].s = "nope";
+    expect_model_error(L, 2, ML_LOSS_SEQ_CCE, 3, "tie: 'nope' is no earlier layer");
+    /* sequence_crossentropy on an output that is no lm_head */
+    ml_layer_spec_init(&L[1], &ml_layer_layernorm);
+    setk(&L[1], "tokens", 3);
+    ml_layer_spec_init(&L[2], &ml_layer_dense);
+    setk(&L[2], "units", 4);
+    expect_model_error(L, 3, ML_LOSS_SEQ_CCE, 3, "sequence_crossentropy needs logits of T tokens");
+}
+
+/* ---- The dump for tests/ref/gpt_ref.py ------------------------------------------------ */
+
+static int write_f32(const char *dir, const char *name, const void *p, size_t bytes)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "wb");
+    if (!f || fwrite(p, 1, bytes, f) != bytes) {
+        if (f)
+            fclose(f);
+        fprintf(stderr, "test_gpt: cannot write %s\n", path);
+        return 1;
+    }
+    return fclose(f) != 0;
+}
+
+static int dump(const char *dir)
+{
+    ml_gpt2_config c = {
+        .n_layer = 2, .n_head = 2, .n_embd = 16, .n_positions = 12, .vocab_size = 37, .context = 8};
+    gpt_case g;
+    gpt_case_make(&g, &c, 3, 11);
+    const float *logits = ml_model_forward(g.m, g.ids, g.n);
+    double loss = ml_model_loss(g.m, g.labels, NULL, g.n);
+    ml_model_backward(g.m, g.ids, g.n);
+    size_t np = ml_model_nparams(g.m), nt = (size_t)g.n * g.t;
+    int rc = write_f32(dir, "params.f32", ml_model_params(g.m), np * sizeof(float)) ||
+             write_f32(dir, "grads.f32", ml_model_grads(g.m), np * sizeof(float)) ||
+             write_f32(dir, "logits.f32", logits, nt * g.v * sizeof(float)) ||
+             write_f32(dir, "ids.f32", g.ids, nt * sizeof(float)) ||
+             write_f32(dir, "labels.i32", g.labels, nt * sizeof(int32_t));
+    char path[1024];
+    snprintf(path, sizeof path, "%s/case.json", dir);
+    FILE *f = rc ? NULL : fopen(path, "w");
+    if (f) {
+        fprintf(f,
+                "{\"n_layer\": %d, \"n_head\": %d, \"n_embd\": %d, \"n_positions\": %d, "
+                "\"vocab_size\": %d, \"context\": %d, \"batch\": %d, \"loss\": %.9g, "
+                "\"segments\": [",
+                c.n_layer, c.n_head, c.n_embd, c.n_positions, c.vocab_size, g.t, g.n, loss);
+        for (int s = 0; s < ml_model_nsegments(g.m); s++) {
+            const ml_segment *sg = ml_model_segment(g.m, s);
+            char hf[64];
+            if (ml_gpt2_hf_name(sg->name, hf, sizeof hf))
+                rc = 1;
+            fprintf(f,
+                    "%s{\"name\": \"%s\", \"hf\": \"%s\", \"offset\": %zu, \"rows\": %d, "
+                    "\"cols\": %d}",
+                    s ? ", " : "", sg->name, hf, sg->offset, sg->rows, sg->cols);
+        }
+        fputs("]}\n", f);
+        rc |= fclose(f) != 0;
+    } else {
+        rc = 1;
+    }
+    gpt_case_free(&g);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc == 3 && strcmp(argv[1], "--dump") == 0)
+        return dump(argv[2]);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_token_embedding),
+        cmocka_unit_test(test_pos_embedding),
+        cmocka_unit_test(test_layernorm),
+        cmocka_unit_test(test_attention),
+        cmocka_unit_test(test_token_dense),
+        cmocka_unit_test(test_lm_head),
+        cmocka_unit_test(test_attention_is_causal),
+        cmocka_unit_test(test_gpt2_model_gradients),
+        cmocka_unit_test(test_gpt2_layout),
+        cmocka_unit_test(test_example_job),
+        cmocka_unit_test(test_checkpoint_round_trip),
+        cmocka_unit_test(test_bad_configs),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
