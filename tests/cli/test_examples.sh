@@ -43,6 +43,23 @@ PY
   expect_ge "$acc" 0.55 "fashion-mnist-cnn accuracy on the slice"
   expect_exit 0 "$PSTRAIN" eval out/cnn/model.safetensors t10k-images.gz --labels t10k-labels.gz
   expect_in out.txt "accuracy +$(printf '%.4f' "$acc")"
+  # data.image resizes the images, and the conv layers see the new (1, 32, 32): the flatten
+  # after two conv+pool stages gives (64, 6, 6) = 2304 features (28 x 28 gives 1600), and
+  # the checkpoint records the resized input shape.
+  expect_exit 0 "$PSTRAIN" train "$SRC/examples/fashion-mnist-cnn.yaml" --epochs 1 \
+    --train train-images.gz --data.train_labels train-labels.gz --test t10k-images.gz \
+    --data.test_labels t10k-labels.gz --data.image.height 32 --data.image.width 32 \
+    --data.image.fit resize --output out/cnn32
+  /usr/bin/python3 - out/cnn32/model.safetensors <<'PY' || fail "resized CNN checkpoint"
+import json, struct, sys
+with open(sys.argv[1], "rb") as f:
+    n = struct.unpack("<Q", f.read(8))[0]
+    h = json.loads(f.read(n))
+w = [v["shape"] for k, v in h.items() if k.endswith("dense_0.weight")]
+assert w == [[128, 2304]], w
+assert "[1, 32, 32]" in json.dumps(h["__metadata__"]).replace('\\"', '"') or \
+    '"input_shape":[1,32,32]' in h["__metadata__"]["pstrain.model"].replace(" ", ""), h["__metadata__"]
+PY
 else
   echo "dataset-fashion-mnist not installed: skipping the CNN example"
 fi
