@@ -60,6 +60,54 @@ assert w == [[128, 2304]], w
 assert "[1, 32, 32]" in json.dumps(h["__metadata__"]).replace('\\"', '"') or \
     '"input_shape":[1,32,32]' in h["__metadata__"]["pstrain.model"].replace(" ", ""), h["__metadata__"]
 PY
+  # The CNN distributed (pstrain local: 2 workers, 1 server, bsp) with batchnorm: its
+  # running statistics are state in frozen ranges, so each worker keeps its own and the
+  # servers never move them; worker 0's are authoritative: its final evaluation uses them,
+  # model.safetensors holds them (not the initial 0 and 1), and `pstrain eval` of the model
+  # gives the same test accuracy.
+  cat > cnn-bn.yaml <<'EOF'
+name: cnn-bn-dist
+seed: 42
+data: {format: idx, train: train-images.gz, train_labels: train-labels.gz,
+       test: t10k-images.gz, test_labels: t10k-labels.gz, num_classes: 10,
+       validation_split: 0.1, scale: minmax}
+model:
+  layers:
+    - {type: conv2d, filters: 8, kernel: 3}
+    - {type: batchnorm}
+    - {type: activation, activation: relu}
+    - {type: max_pool2d, pool: 2}
+    - {type: conv2d, filters: 16, kernel: 3, activation: relu}
+    - {type: max_pool2d, pool: 2}
+    - {type: flatten}
+    - {type: dropout, rate: 0.25}
+    - {units: 10, activation: softmax}
+  loss: categorical_crossentropy
+optimizer: {name: adam, lr: 0.002}
+train: {batch_size: 32, epochs: 2}
+cluster: {servers: 1, workers: 2, consistency: bsp}
+EOF
+  expect_exit 0 "$PSTRAIN" local cnn-bn.yaml --output out/cnn-dist
+  expect_in err.txt "local info: job finished: all 4 processes exited 0"
+  acc=$(json_field out/cnn-dist/metrics.jsonl test accuracy)
+  echo "distributed CNN with batchnorm (2 workers, bsp) test accuracy: $acc"
+  expect_ge "$acc" 0.3 "distributed CNN accuracy on the slice (chance: 0.1)"
+  /usr/bin/python3 - out/cnn-dist/model.safetensors <<'PY' || fail "batchnorm statistics of the distributed CNN"
+import json, struct, sys
+import numpy as np
+with open(sys.argv[1], "rb") as f:
+    n = struct.unpack("<Q", f.read(8))[0]
+    h = json.loads(f.read(n))
+    data = f.read()
+def get(name):
+    a, b = h[name]["data_offsets"]
+    return np.frombuffer(data[a:b], dtype=np.float32)
+mean, var = get("batchnorm_0.running_mean"), get("batchnorm_0.running_var")
+assert np.abs(mean).max() > 1e-3 and np.abs(var - 1).max() > 1e-2, (mean, var)
+assert (var > 0).all(), var
+PY
+  expect_exit 0 "$PSTRAIN" eval out/cnn-dist/model.safetensors t10k-images.gz --labels t10k-labels.gz
+  expect_in out.txt "accuracy +$(printf '%.4f' "$acc")"
 else
   echo "dataset-fashion-mnist not installed: skipping the CNN example"
 fi
