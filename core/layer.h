@@ -329,7 +329,8 @@ struct ml_layer_ops {
      * per entry read, so the count for n rows of one entry each). */
     double (*flops)(const ml_layer *l, int n);
     /* Optional: floats of l->ws the layer needs for n rows (attention keeps Q, K, V and
-     * the attention weights for backward). NULL: none. */
+     * the attention weights for backward; conv2d needs one image's im2col columns,
+     * batchnorm two floats per channel, whatever n). NULL: none. */
     size_t (*workspace)(const ml_layer *l, int n);
     /* Optional: the string key that ties tensor 0 to tensor 0 of an earlier layer (the
      * tied output head reads the token embedding's wte): when set, the model maps tensor
