@@ -133,12 +133,13 @@ int ckpt_one_line(pst_err *err, int rc);
 
 /* ---- The model spec as pstrain.model (spec.c) ---------------------------------------- */
 
-/* {"input_dim":D,"layers":[...],"loss":...} for spec; NULL when out of memory (cJSON_free). */
-char *ckpt_model_json(const ml_model_spec *spec, int in_dim);
-/* f's pstrain.model into spec (layer types from reg; NULL: the built-in registry) and
- * *in_dim, checked as a spec; the caller fini's spec on success. */
+/* {"input_dim":D,["input_shape":[C,H,W],]"layers":[...],"loss":...} for spec and its
+ * input shape; NULL when out of memory (cJSON_free). */
+char *ckpt_model_json(const ml_model_spec *spec, const ml_shape *in);
+/* f's pstrain.model into spec (layer types from reg; NULL: the built-in registry), *in_dim
+ * and *in_shape (NULL: not wanted), checked as a spec; the caller fini's spec on success. */
 int ckpt_parse_model_meta(const st_file *f, const ml_registry *reg, ml_model_spec *spec,
-                          int *in_dim, pst_err *err);
+                          int *in_dim, ml_shape *in_shape, pst_err *err);
 /* Refuses keys of obj outside allowed[0..n) and repeated keys; `what` names obj. */
 int ckpt_only_keys(const st_file *f, const char *what, const cJSON *obj, const char *const *allowed,
                    int n, pst_err *err);

@@ -112,7 +112,8 @@ int ckpt_save_model(const char *path, ml_model *m, const ml_model_spec *spec,
             goto cleanup;
         }
     }
-    if ((spec && !(model = ckpt_model_json(spec, ml_model_in_dim(m)))) ||
+    ml_shape in_shape = ml_model_in_shape(m);
+    if ((spec && !(model = ckpt_model_json(spec, &in_shape))) ||
         (like && !(data = data_json(like, m, scaler))) ||
         !(json = ckpt_st_header_json(ts, nt, model, data, NULL, 0)))
         goto nomem;
@@ -399,7 +400,7 @@ int ckpt_read_spec(const char *path, const ml_registry *reg, ml_model_spec *spec
     memset(spec, 0, sizeof *spec);
     int rc = ckpt_st_open(&f, path, err);
     if (!rc) {
-        rc = ckpt_parse_model_meta(&f, reg, spec, in_dim, err);
+        rc = ckpt_parse_model_meta(&f, reg, spec, in_dim, NULL, err);
         ckpt_st_fini(&f);
     }
     return ckpt_one_line(err, rc);
@@ -421,7 +422,8 @@ int ckpt_load_reg(const char *path, const ml_registry *reg, int max_batch, ckpt_
         goto fail;
     }
     int in_dim = 0;
-    if ((rc = ckpt_parse_model_meta(&f, reg, &c->spec, &in_dim, err)) ||
+    ml_shape in_shape;
+    if ((rc = ckpt_parse_model_meta(&f, reg, &c->spec, &in_dim, &in_shape, err)) ||
         (rc = parse_data_meta(&f, &c->dm, err)))
         goto fail;
     if (!c->dm.present) {
@@ -431,7 +433,7 @@ int ckpt_load_reg(const char *path, const ml_registry *reg, int max_batch, ckpt_
                          path);
         goto fail;
     }
-    uint64_t want = ml_model_spec_nparams(&c->spec, in_dim);
+    uint64_t want = ml_model_spec_nparams_shaped(&c->spec, &in_shape);
     if (want > f.data_len / 4) {
         rc = pst_err_set(err, PST_ERR_DATA,
                          "%s: pstrain.model describes more parameters than "
@@ -440,7 +442,7 @@ int ckpt_load_reg(const char *path, const ml_registry *reg, int max_batch, ckpt_
         goto fail;
     }
     pst_err e2 = {0};
-    if (!(c->net = ml_model_create(&c->spec, in_dim, max_batch, &e2))) {
+    if (!(c->net = ml_model_create_shaped(&c->spec, &in_shape, max_batch, &e2))) {
         /* A model the metadata cannot build is a bad file, not a bad job. */
         rc = pst_err_set(err, e2.code == PST_ERR_NOMEM ? PST_ERR_NOMEM : PST_ERR_DATA,
                          "%s: pstrain.model: %s", path, e2.msg);
@@ -497,11 +499,12 @@ int ckpt_load_into_reg(const char *path, const ml_registry *reg, ml_model *m, ds
     ml_model_spec spec;
     data_meta dm;
     int in_dim = 0;
+    ml_shape in_shape;
     memset(&spec, 0, sizeof spec);
     memset(&dm, 0, sizeof dm);
     /* The metadata, when there, must be sound even though m's architecture rules. */
     if (ckpt_st_meta_str(&f, "pstrain.model") &&
-        (rc = ckpt_parse_model_meta(&f, reg, &spec, &in_dim, err)))
+        (rc = ckpt_parse_model_meta(&f, reg, &spec, &in_dim, &in_shape, err)))
         goto cleanup;
     if ((rc = parse_data_meta(&f, &dm, err)))
         goto cleanup;

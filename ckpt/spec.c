@@ -56,12 +56,21 @@ static int layer_json(cJSON *o, const ml_layer_spec *L)
     return 0;
 }
 
-char *ckpt_model_json(const ml_model_spec *spec, int in_dim)
+/* "input_shape" [C, H, W] only for image inputs: files of feature models stay as they
+ * were. */
+char *ckpt_model_json(const ml_model_spec *spec, const ml_shape *in)
 {
     cJSON *root = cJSON_CreateObject(), *layers = NULL;
     char *s = NULL;
-    if (!root || !cJSON_AddNumberToObject(root, "input_dim", in_dim) ||
-        !(layers = cJSON_AddArrayToObject(root, "layers")))
+    if (!root || !cJSON_AddNumberToObject(root, "input_dim", ml_shape_width(in)))
+        goto cleanup;
+    if (in->rank > 1) {
+        cJSON *sh = cJSON_CreateIntArray(in->d, in->rank);
+        if (!sh)
+            goto cleanup;
+        cJSON_AddItemToObject(root, "input_shape", sh);
+    }
+    if (!(layers = cJSON_AddArrayToObject(root, "layers")))
         goto cleanup;
     for (unsigned l = 0; l < spec->nlayers; l++) {
         cJSON *o = cJSON_CreateObject();
@@ -225,10 +234,41 @@ static int parse_layer(const st_file *f, const ml_registry *reg, const char *wha
     return PST_OK;
 }
 
-int ckpt_parse_model_meta(const st_file *f, const ml_registry *reg, ml_model_spec *spec,
-                          int *in_dim, pst_err *err)
+/* in_shape: "input_shape" when there (its product must be input_dim), else (input_dim). */
+static int parse_input_shape(const st_file *f, const cJSON *root, int in_dim, ml_shape *in,
+                             pst_err *err)
 {
-    static const char *const top_keys[] = {"input_dim", "layers", "loss"};
+    const cJSON *sh = cJSON_GetObjectItemCaseSensitive(root, "input_shape");
+    *in = ml_shape_flat(in_dim);
+    if (!sh)
+        return PST_OK;
+    int r = cJSON_GetArraySize(sh);
+    int64_t prod = 1;
+    if (!cJSON_IsArray(sh) || r != 3)
+        goto bad;
+    *in = (ml_shape){.rank = 3};
+    for (int i = 0; i < r; i++) {
+        const cJSON *d = cJSON_GetArrayItem(sh, i);
+        if (!ckpt_json_is_uint(d, 1 << 20) || d->valuedouble < 1)
+            goto bad;
+        in->d[i] = (int)d->valuedouble;
+        prod *= in->d[i];
+    }
+    if (prod == in_dim)
+        return PST_OK;
+bad:
+    return pst_err_set(err, PST_ERR_DATA,
+                       "%s: pstrain.model: input_shape is not [C, H, W] with C*H*W = input_dim",
+                       f->path);
+}
+
+int ckpt_parse_model_meta(const st_file *f, const ml_registry *reg, ml_model_spec *spec,
+                          int *in_dim, ml_shape *in_shape, pst_err *err)
+{
+    static const char *const top_keys[] = {"input_dim", "input_shape", "layers", "loss"};
+    ml_shape unused;
+    if (!in_shape)
+        in_shape = &unused;
     const char *text = ckpt_st_meta_str(f, "pstrain.model");
     memset(spec, 0, sizeof *spec);
     if (!reg)
@@ -262,6 +302,8 @@ int ckpt_parse_model_meta(const st_file *f, const ml_registry *reg, ml_model_spe
         goto cleanup;
     }
     *in_dim = (int)dim->valuedouble;
+    if ((rc = parse_input_shape(f, root, *in_dim, in_shape, err)))
+        goto cleanup;
     int nl = cJSON_GetArraySize(layers);
     if (!cJSON_IsArray(layers) || nl < 1 || nl > MAX_LAYERS) {
         rc = pst_err_set(err, PST_ERR_DATA,

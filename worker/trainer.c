@@ -132,9 +132,10 @@ static int setup_finetune(wk_trainer *t, pst_err *err)
     for (int i = 0; i < nseg; i++) {
         const ml_segment *sg = ml_model_segment(m, i);
         const ml_layer_spec *L = &spec->spec.layers[sg->layer];
-        float mult = L->trainable ? L->lr_mult : 0.0f;
+        /* State (batchnorm's running statistics) is never an optimizer's to move. */
+        float mult = L->trainable && !sg->state ? L->lr_mult : 0.0f;
         /* Frozen random weights are almost always a misspelt layer name, not a wish. */
-        if (mult == 0.0f && spec->init_from && !loaded[i]) {
+        if (mult == 0.0f && !sg->state && spec->init_from && !loaded[i]) {
             free(loaded);
             return pst_err_set(err, PST_ERR_CONFIG,
                                "model.layers.%d: frozen, but %s has no "
@@ -143,7 +144,7 @@ static int setup_finetune(wk_trainer *t, pst_err *err)
                                sg->layer, spec->init_from, sg->name);
         }
         plain &= mult == 1.0f;
-        if (mult == 0.0f) {
+        if (mult == 0.0f && !sg->state) {
             t->frozen += sg->len;
             ml_model_set_trainable(m, sg->layer, 0);
         }
@@ -174,7 +175,10 @@ wk_trainer *wk_trainer_create(const cfg_job *job, const ds_dataset *like, int ra
     t->in_dim = ds_dim(like);
     t->classify = ds_task_of(like) == DS_TASK_CLASSIFY;
     t->lm = job->model.spec.loss == ML_LOSS_SEQ_CCE;
-    t->model = ml_model_create(&job->model.spec, t->in_dim, t->batch, err);
+    int chw[3];
+    ml_shape in = ds_image_shape(like, chw) ? ml_shape_image(chw[0], chw[1], chw[2])
+                                            : ml_shape_flat(t->in_dim);
+    t->model = ml_model_create_shaped(&job->model.spec, &in, t->batch, err);
     if (!t->model)
         goto fail;
     if (check_fit(job, t->model, like, err))
@@ -394,6 +398,12 @@ static int micro_batch(wk_trainer *t, const ds_dataset *train, int64_t step, int
     int rc = t->sp ? wk_sparse_batch(t->sp, t->model, train, t->perm + lo, b, 1, err) : PST_OK;
     if (rc)
         return rc;
+    /* dropout's mask: one seed per (job seed, rank, epoch, step, micro-batch of the step);
+     * the micro-batch is 0 without train.accumulate */
+    uint64_t micro = (uint64_t)((lo % ((int64_t)t->batch * t->accum)) / t->batch);
+    ml_model_set_mode(t->model, 1,
+                      (uint64_t)t->job->seed ^ ((uint64_t)t->rank << 48) ^
+                          ((uint64_t)t->epoch << 32) ^ (micro << 24) ^ (uint64_t)step);
     const float *out = forward(t, t->bx, b);
     double loss = ml_model_loss(t->model, t->blabel, t->classify || t->lm ? NULL : t->btarget, b);
     if (!isfinite(loss))
@@ -624,6 +634,7 @@ int wk_trainer_evaluate(wk_trainer *t, const ds_dataset *ds, wk_eval *ev, met_co
     int64_t n = ds_count(ds);
     const float *x = ds_x_const(ds);
     double loss_sum = 0.0;
+    ml_model_set_mode(t->model, 0, 0);
     for (int64_t lo = 0; lo < n; lo += t->batch) {
         int b = (int)(n - lo < t->batch ? n - lo : t->batch);
         const float *xb = t->in_dim ? x + (size_t)lo * t->in_dim : NULL;
