@@ -244,7 +244,10 @@ int cmd_local(int argc, char **argv, const volatile sig_atomic_t *stop)
         return cli_exit_code(rc);
     }
     const int servers = job->cluster.servers, workers = job->cluster.workers;
-    cli_sup_options so = {.max_restarts = job->cluster.max_restarts};
+    /* A process stopped past the heartbeat timeout has been fenced by the coordinator
+     * (ps/coord_members.c): one second later it is killed and replaced. */
+    cli_sup_options so = {.max_restarts = job->cluster.max_restarts,
+                          .hang_ms = (job->cluster.heartbeat_timeout_s + 1) * 1000L};
     cfg_job_free(job);
     if (servers < 1 || workers < 1 || servers > INT_MAX / 2 - 1 || workers > INT_MAX / 2 - 1) {
         fprintf(stderr,

@@ -6,12 +6,21 @@ foreach(t cli_basics default_job examples bad_data signals local_supervision
           finetune resume mpi k8s_manifests tf_config cluster_netns plot metrics_files progress
           faults worker_failure server_failure metrics_endpoint status auth ckpt_crash
           network_cut coordinator_loss cluster_restart stop retriable_end detect sparse_train
-          data_prep run_folder sparse_dist)
+          data_prep run_folder sparse_dist fence_manual)
   add_test(NAME test_${t}
            COMMAND bash ${CMAKE_SOURCE_DIR}/tests/cli/test_${t}.sh $<TARGET_FILE:pstrain>
                    ${CMAKE_SOURCE_DIR} $<TARGET_FILE:bsp_reference>
                    $<TARGET_FILE:hostile_client>)
   set_tests_properties(test_${t} PROPERTIES TIMEOUT 600 SKIP_RETURN_CODE 77
+                       ENVIRONMENT "LSAN_OPTIONS=suppressions=${CMAKE_SOURCE_DIR}/tests/lsan.supp")
+endforeach()
+# A hung server, a hung worker under `pstrain local` (one script, the role its last argument).
+foreach(role server worker)
+  add_test(NAME test_fence_${role}
+           COMMAND bash ${CMAKE_SOURCE_DIR}/tests/cli/test_fence_local.sh $<TARGET_FILE:pstrain>
+                   ${CMAKE_SOURCE_DIR} $<TARGET_FILE:bsp_reference>
+                   $<TARGET_FILE:hostile_client> ${role})
+  set_tests_properties(test_fence_${role} PROPERTIES TIMEOUT 600 SKIP_RETURN_CODE 77
                        ENVIRONMENT "LSAN_OPTIONS=suppressions=${CMAKE_SOURCE_DIR}/tests/lsan.supp")
 endforeach()
 # The manifests' check runs node, yamllint and Python on rendered YAML and pstrain only for
