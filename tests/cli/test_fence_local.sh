@@ -17,7 +17,11 @@ F=(--epochs 2 --servers 2 --workers 2 --cluster.heartbeat_timeout_s 3 --consiste
 accuracy() { json_field "$1/metrics.jsonl" test accuracy; }
 
 expect_exit 0 "$PSTRAIN" local "${F[@]}" --output clean
-run_and_signal hung STOP-ONLY $ROLE 1 "${F[@]}"
+# A server is stopped once it has a checkpoint to recover from (else: exit 3, its
+# parameters are lost -- test_server_failure).
+READY=
+[ $ROLE = server ] && READY="server\[1\] info: checkpoint of clock"
+READY=$READY run_and_signal hung STOP-ONLY $ROLE 1 "${F[@]}"
 E=hung.err
 [ $code -eq 0 ] || { tail -8 $E >&2; fail "job with a hung $ROLE exited $code"; }
 if [ $ROLE = server ]; then
