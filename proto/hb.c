@@ -32,7 +32,8 @@ struct hb_client {
     double loss;
     int64_t last_answer_ms;
     int64_t loop_ms;         /* the thread's last turn (it turns at least every 100 ms) */
-    int64_t got_ms;          /* when the last answer came */
+    int64_t got_ms;          /* when the last answer to a beat since wake_seq came */
+    uint64_t seq, wake_seq;  /* beats sent (their request ids); the first after a stall */
     int64_t away_ms;         /* the longest stall the thread saw since hb_check last looked */
     pthread_cond_t answered; /* signalled with every answer (hb_check's wait after a stop) */
     int refused;
@@ -55,6 +56,7 @@ static void send_heartbeat(hb_client *c)
     h.generation = c->o.generation;
     wire_progress p = {0};
     pthread_mutex_lock(&c->mu);
+    h.request_id = ++c->seq; /* the coordinator's answer carries it back */
     int has = c->has_progress;
     p.epoch = c->epoch;
     p.step = c->step;
@@ -68,12 +70,31 @@ static void send_heartbeat(hb_client *c)
         log_debug(c->o.lg, "heartbeat: %s", e.msg);
 }
 
+/* With mu held, at each turn and each answer: a turn later than HB_STALL_MS means the
+ * process was stopped (or starved). Its length goes to away_ms (hb_check), and answers to
+ * beats sent before it no longer count as a verdict. Returns whether there was one. */
+static int note_stall(hb_client *c, int64_t now)
+{
+    if (now - c->loop_ms <= HB_STALL_MS)
+        return 0;
+    if (now - c->loop_ms > c->away_ms)
+        c->away_ms = now - c->loop_ms;
+    c->wake_seq = c->seq + 1;
+    return 1;
+}
+
 static void take_answer(hb_client *c)
 {
     const wire_env *h = &c->in->h;
     const wire_membership *mb = c->in->b.membership;
     pthread_mutex_lock(&c->mu);
-    c->got_ms = c->last_answer_ms = c->loop_ms = net_now_ms();
+    int64_t now = net_now_ms();
+    note_stall(c, now); /* stopped in msg_recv: what it returns first was queued */
+    c->last_answer_ms = c->loop_ms = now;
+    /* Only an answer to a beat sent after the stall is a verdict: answers and probes
+     * (request id 0) queued while this process was stopped predate any fence. */
+    if (h->request_id && h->request_id >= c->wake_seq)
+        c->got_ms = c->loop_ms;
     if (h->type == WIRE_MSG_ERROR && !c->refused) {
         c->refused = 1;
         snprintf(c->refusal, sizeof c->refusal, "%s", c->in->b.error->text);
@@ -105,11 +126,9 @@ static void *run(void *arg)
     while (!atomic_load(&c->stop)) {
         int64_t now = net_now_ms();
         pthread_mutex_lock(&c->mu);
-        if (now - c->loop_ms > HB_STALL_MS) {
+        if (note_stall(c, now)) {
             /* Back from a stop: judge the coordinator by its answers from now on, and
              * ask at once (it may have given this process up meanwhile). */
-            if (now - c->loop_ms > c->away_ms)
-                c->away_ms = now - c->loop_ms;
             c->last_answer_ms = now;
             next = now;
         }
