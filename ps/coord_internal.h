@@ -50,6 +50,11 @@ typedef struct {
     /* Dead-peer detection (coord_check_liveness): when its heartbeat connection was last
      * probed, and since when the probe finds it closed (0: not suspected). */
     int64_t probe_ms, suspect_ms;
+    /* A server silent past the heartbeat timeout while a restart may replace it: fenced.
+     * Incarnation gen is refused from fence_ms on (its heartbeats get an ERROR saying it
+     * was replaced by gen + 1); the job waits coord_replace_ms for gen + 1's HELLO. */
+    int fenced;
+    int64_t fence_ms;
 } peer;
 
 typedef struct {

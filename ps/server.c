@@ -398,6 +398,10 @@ static int serve(server *s, pst_err *err)
         }
         if (rc)
             break;
+        /* Stopped in the poll past the heartbeat timeout: the coordinator may have fenced
+         * this incarnation; hb_check (above) asks before any request is answered. */
+        if (hb_away(s->hb))
+            continue;
         if (ready & 1) {
             pst_err perr = {0};
             int r = msg_recv(s->sock, s->m, 1, s->in, 0, &perr);

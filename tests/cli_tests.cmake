@@ -7,12 +7,21 @@ foreach(t cli_basics default_job examples bad_data signals local_supervision
           faults worker_failure server_failure metrics_endpoint status auth ckpt_crash
           network_cut coordinator_loss cluster_restart stop retriable_end detect sparse_train
           data_prep run_folder sparse_dist gpt_train library
-          server_same_port)
+          server_same_port fence_manual)
   add_test(NAME test_${t}
            COMMAND bash ${CMAKE_SOURCE_DIR}/tests/cli/test_${t}.sh $<TARGET_FILE:pstrain>
                    ${CMAKE_SOURCE_DIR} $<TARGET_FILE:bsp_reference>
                    $<TARGET_FILE:hostile_client>)
   set_tests_properties(test_${t} PROPERTIES TIMEOUT 600 SKIP_RETURN_CODE 77
+                       ENVIRONMENT "LSAN_OPTIONS=suppressions=${CMAKE_SOURCE_DIR}/tests/lsan.supp")
+endforeach()
+# A hung server, a hung worker under `pstrain local` (one script, the role its last argument).
+foreach(role server worker)
+  add_test(NAME test_fence_${role}
+           COMMAND bash ${CMAKE_SOURCE_DIR}/tests/cli/test_fence_local.sh $<TARGET_FILE:pstrain>
+                   ${CMAKE_SOURCE_DIR} $<TARGET_FILE:bsp_reference>
+                   $<TARGET_FILE:hostile_client> ${role})
+  set_tests_properties(test_fence_${role} PROPERTIES TIMEOUT 600 SKIP_RETURN_CODE 77
                        ENVIRONMENT "LSAN_OPTIONS=suppressions=${CMAKE_SOURCE_DIR}/tests/lsan.supp")
 endforeach()
 # The manifests' check runs node, yamllint and Python on rendered YAML and pstrain only for
@@ -41,7 +50,8 @@ set_tests_properties(test_hf_export PROPERTIES TIMEOUT 300
 # makes ctest -j start the long ones first, so they overlap the many short ones.
 foreach(tc container:400 worker_failure:85 dist_async:80 server_failure:65 default_job:50
            k8s_manifests:45 mpi:40 faults:40 network_cut:34 dist_bsp:24 cluster_restart:22
-           coordinator_loss:18 cluster_netns:14 auth:14)
+           coordinator_loss:18 cluster_netns:14 auth:14 fence_server:25 fence_worker:22
+           gpt_train:20 server_same_port:20 sparse_dist:20)
   string(REPLACE ":" ";" tc "${tc}")
   list(GET tc 0 name)
   list(GET tc 1 cost)
