@@ -436,7 +436,7 @@ PST_API int pst_wait(pst_worker *w, pst_req req, pst_err *err)
         w->pushes_released = clock + 1;
         return PST_OK;
     }
-    if (clock != w->pull_clock)
+    if (w->pull_clock < 0 || clock != w->pull_clock)
         return pst_err_set(err, PST_ERR_STATE, "pst_wait: the pull of clock %lld %s",
                            (long long)clock,
                            w->pull_clock < 0 ? "was waited for already" : "is not outstanding");

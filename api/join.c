@@ -13,6 +13,7 @@
 
 #include "base/ident.h"
 #include "proto/hb.h"
+#include "worker/compress.h"
 
 #define ROLE "worker"
 
@@ -128,6 +129,9 @@ int api_join(pst_worker *w, pst_err *err)
         goto cleanup;
     }
     wk_kv_set_idle(w->kv, api_idle, w);
+    if ((rc = wk_kv_set_compression(w->kv, wk_comp_encoding(job->cluster.compression),
+                                    job->cluster.topk_ratio, err)))
+        goto cleanup;
     if (welcome->resume)
         w->clock = welcome->resume_clock;
     w->pushes_released = w->clock;

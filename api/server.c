@@ -7,8 +7,8 @@
 
 #include "ps/server.h"
 
-/* pst_update_fn and srv_update_fn are the same function type (flat offsets, floats). */
-_Static_assert(sizeof(pst_update_fn) == sizeof(srv_update_fn), "update hook types");
+/* pst_update_fn and srv_update_fn are the same function type (flat offsets, floats):
+ * the assignment below has no cast, so the compiler checks that they stay so. */
 
 PST_API int pst_server_run(const pst_server_options *o, pst_err *err)
 {
@@ -39,7 +39,7 @@ PST_API int pst_server_run(const pst_server_options *o, pst_err *err)
                       .job = job,
                       .lg = &lg,
                       .stop = &stop,
-                      .update = (srv_update_fn)o->update,
+                      .update = o->update,
                       .update_ctx = o->update_ctx};
     rc = srv_run(&so, err);
 

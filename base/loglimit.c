@@ -69,7 +69,9 @@ static peer_slot *find_slot(log_limit *l, const char *key)
     peer_slot *free_slot = NULL;
     for (int i = 0; i < l->npeers; i++) {
         peer_slot *p = &l->slot[i];
-        if (p->used && strcmp(p->key, key) == 0)
+        /* A key longer than a slot holds is kept cut: compare it cut the same way, or its
+         * every warning would take a fresh slot. */
+        if (p->used && strncmp(p->key, key, sizeof p->key - 1) == 0)
             return p;
         if (!p->used && !free_slot)
             free_slot = p;

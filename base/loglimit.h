@@ -32,7 +32,7 @@ typedef struct log_limit log_limit;
 #define LOG_LIMIT_BURST 16
 #define LOG_LIMIT_WINDOW_MS 10000
 #define LOG_LIMIT_PEERS 64
-#define LOG_LIMIT_KEY 64 /* bytes of a key kept, NUL included */
+#define LOG_LIMIT_KEY 128 /* bytes of a key kept, NUL included (proto/msg.h MSG_PEER) */
 
 /* burst >= 1, window_ms >= 1, max_peers >= 1; lg is borrowed for the limiter's life. */
 log_limit *log_limit_create(const log_ctx *lg, int burst, int64_t window_ms, int max_peers,

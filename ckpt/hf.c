@@ -9,6 +9,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -79,14 +80,16 @@ static int config_parse(const char *file, const cJSON *root, ml_gpt2_config *c, 
         (rc = config_int(file, root, "n_positions", 1, &c->n_positions, err)) ||
         (rc = config_int(file, root, "vocab_size", 1, &c->vocab_size, err)))
         return rc;
-    int inner = 4 * c->n_embd, ctx = 1;
+    /* 4 n_embd in 64 bits: n_embd is range-checked only later (check_config). */
+    int64_t want_inner = 4 * (int64_t)c->n_embd;
+    int inner = want_inner > INT32_MAX ? -1 : (int)want_inner, ctx = 1;
     if ((rc = config_int(file, root, "n_inner", 0, &inner, err)) ||
         (rc = config_int(file, root, "n_ctx", 0, &ctx, err)))
         return rc;
-    if (inner != 4 * c->n_embd)
+    if (inner != want_inner)
         return pst_err_set(err, PST_ERR_DATA,
-                           "%s: n_inner %d: pstrain's GPT-2 MLP has 4 * n_embd = %d units", file,
-                           inner, 4 * c->n_embd);
+                           "%s: n_inner %d: pstrain's GPT-2 MLP has 4 * n_embd = %lld units", file,
+                           inner, (long long)want_inner);
     const cJSON *act = cJSON_GetObjectItemCaseSensitive(root, "activation_function");
     if (act && !(cJSON_IsString(act) && (strcmp(act->valuestring, "gelu_new") == 0 ||
                                          strcmp(act->valuestring, "gelu_pytorch_tanh") == 0)))

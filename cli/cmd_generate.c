@@ -44,7 +44,7 @@ static int open_tokenizer(const cli_lm *lm, tok_bpe **tk, pst_err *err)
     return rc ? rc : tok_bpe_create(tk, vocab, merges, err);
 }
 
-/* The next id from logits (V): see the file's comment. p is (V) scratch. */
+/* The next id from logits (V, all finite): see the file's comment. p is (V) scratch. */
 static int32_t sample(const float *logits, int V, const gen_args *a, double *p, rng_state *r)
 {
     int best = 0;
@@ -120,8 +120,18 @@ static int generate(cli_lm *lm, const gen_args *a, const volatile sig_atomic_t *
         const int32_t *win = ids.ids + ids.n - n;
         for (size_t j = 0; j < (size_t)T; j++)
             x[j] = j < n ? (float)win[j] : 0.0f;
-        const float *y = ml_model_forward(net, x, 1); /* (1, T*V) */
-        ids.ids[ids.n++] = sample(y + (n - 1) * (size_t)V, V, a, p, &r);
+        const float *y = ml_model_forward(net, x, 1) + (n - 1) * (size_t)V; /* (V) */
+        /* NaN or infinite logits (a diverged or damaged model) have no distribution to
+         * sample from, and would defeat the top-k selection's counting. */
+        for (int v = 0; v < V; v++)
+            if (!isfinite(y[v])) {
+                rc = pst_err_set(err, PST_ERR_NUMERIC,
+                                 "the model's logit of token %d is %g after %zu tokens: its "
+                                 "weights are not usable (diverged?)",
+                                 v, (double)y[v], ids.n);
+                goto cleanup;
+            }
+        ids.ids[ids.n++] = sample(y, V, a, p, &r);
     }
     if ((rc = tok_decode(tk, ids.ids, ids.n, &text, &len, err)))
         goto cleanup;

@@ -193,3 +193,14 @@ void wk_comp_frames(const wk_comp *c, int slot, int i, const void **data, size_t
     *nf = 1;
     *nnz = 0;
 }
+
+wire_enc wk_comp_encoding(cfg_compression c)
+{
+    switch (c) {
+    case CFG_COMP_NONE: break;
+    case CFG_COMP_FP16: return WIRE_ENC_F16;
+    case CFG_COMP_BF16: return WIRE_ENC_BF16;
+    case CFG_COMP_TOPK: return WIRE_ENC_TOPK;
+    }
+    return WIRE_ENC_F32;
+}

@@ -20,7 +20,12 @@
 #include <stdint.h>
 
 #include "base/err.h"
+#include "job/job.h"
 #include "proto/wire.h"
+
+/* cluster.compression as the wire's encoding of pushes (kv.h wk_kv_set_compression):
+ * every worker, pstrain's and the library's, maps it here. */
+wire_enc wk_comp_encoding(cfg_compression c);
 
 typedef struct wk_comp wk_comp;
 

@@ -18,6 +18,7 @@
 #include "proto/hb.h"
 #include "proto/msg.h"
 #include "worker/dataprep.h"
+#include "worker/compress.h"
 #include "worker/kv.h"
 #include "worker/loop.h"
 #include "worker/report.h"
@@ -72,18 +73,6 @@ typedef struct {
 /* ---- Fine-tuning ---------------------------------------------------------------------- */
 
 /* The trainer's update groups into a HELLO, for the coordinator to pass to the servers. */
-/* cluster.compression as the wire's encoding of pushes (kv.h). */
-static wire_enc wire_enc_of(cfg_compression c)
-{
-    switch (c) {
-    case CFG_COMP_NONE: break;
-    case CFG_COMP_FP16: return WIRE_ENC_F16;
-    case CFG_COMP_BF16: return WIRE_ENC_BF16;
-    case CFG_COMP_TOPK: return WIRE_ENC_TOPK;
-    }
-    return WIRE_ENC_F32;
-}
-
 static int put_groups(worker *w, wire_groups *h, pst_err *err)
 {
     int n;
@@ -718,7 +707,7 @@ int wk_dist_run(const wk_dist_options *o, pst_err *err)
         goto cleanup;
     }
     wk_kv_set_idle(w.kv, on_idle, &w);
-    if ((rc = wk_kv_set_compression(w.kv, wire_enc_of(job->cluster.compression),
+    if ((rc = wk_kv_set_compression(w.kv, wk_comp_encoding(job->cluster.compression),
                                     job->cluster.topk_ratio, err)))
         goto cleanup;
     if ((rc = connect_tables(&w, welcome, err)))

@@ -49,6 +49,21 @@ struct wk_trainer {
     uint32_t *eval_idx;     /* (B) with sp: the rows of an evaluation batch */
 };
 
+/* Token windows (N, T) of ids and next ids against a vocabulary of v: an id past it would
+ * read outside the embedding table. Every set a language model reads is checked (training
+ * here, validation and test in wk_trainer_evaluate). */
+static int check_ids(const ds_dataset *ds, int v, pst_err *err)
+{
+    const float *x = ds_x_const(ds), *y = ds_targets_const(ds);
+    for (int64_t i = 0; i < ds_count(ds) * ds_dim(ds); i++)
+        if (x[i] >= (float)v || y[i] >= (float)v)
+            return pst_err_set(err, PST_ERR_CONFIG,
+                               "model.gpt2.vocab_size: the model has %d tokens, but the "
+                               "text holds id %.0f (data.tokenizer's vocabulary is larger)",
+                               v, (double)(x[i] >= (float)v ? x[i] : y[i]));
+    return PST_OK;
+}
+
 /* The model's last layer must produce what the data and loss need. */
 static int check_fit(const cfg_job *job, const ml_model *m, const ds_dataset *ds, pst_err *err)
 {
@@ -61,16 +76,7 @@ static int check_fit(const cfg_job *job, const ml_model *m, const ds_dataset *ds
             return pst_err_set(err, PST_ERR_CONFIG,
                                "model.loss: sequence_crossentropy trains on token windows "
                                "(data.format text)");
-        /* An id past the vocabulary would read outside the embedding table. */
-        const float *x = ds_x_const(ds), *y = ds_targets_const(ds);
-        int v = k / t;
-        for (int64_t i = 0; i < ds_count(ds) * t; i++)
-            if (x[i] >= (float)v || y[i] >= (float)v)
-                return pst_err_set(err, PST_ERR_CONFIG,
-                                   "model.gpt2.vocab_size: the model has %d tokens, but the "
-                                   "text holds id %.0f (data.tokenizer's vocabulary is larger)",
-                                   v, (double)(x[i] >= (float)v ? x[i] : y[i]));
-        return PST_OK;
+        return check_ids(ds, k / t, err);
     }
     if (job->data.format == CFG_FMT_TEXT)
         return pst_err_set(err, PST_ERR_CONFIG,
@@ -619,6 +625,9 @@ int wk_trainer_evaluate(wk_trainer *t, const ds_dataset *ds, wk_eval *ev, met_co
     if (ds_dim(ds) != t->in_dim)
         return pst_err_set(err, PST_ERR_DATA, "evaluate: data has %d features, the model takes %d",
                            ds_dim(ds), t->in_dim);
+    int rc;
+    if (t->lm && (rc = check_ids(ds, t->out_dim / t->in_dim, err)))
+        return rc;
     int nc = t->out_dim == 1 ? 2 : t->out_dim;
     met_confusion *own = NULL;
     if (t->classify && !cm) {

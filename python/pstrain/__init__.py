@@ -156,7 +156,11 @@ class Worker:
         p = fn(self._handle(), _b(name))
         if not p:
             raise PstError(7, "%s: no view of '%s' before join()" % (fn.__name__, name))
-        return np.ctypeslib.as_array(p, shape=(inf["numel"],)).reshape(inf["shape"])
+        # The array keeps this Worker alive (buffer -> _owner), so the view outlives no
+        # pst_worker_destroy but an explicit close().
+        buf = (ctypes.c_float * inf["numel"]).from_address(ctypes.addressof(p.contents))
+        buf._owner = self
+        return np.frombuffer(buf, dtype=np.float32).reshape(inf["shape"])
 
     def weights(self, name):
         """The tensor's weights in the worker's flat buffer (no copy; a pull writes it)."""

@@ -55,9 +55,13 @@ class DistributedOptimizer:
             if p.grad is None:
                 g[:] = 0
             else:
-                g[:] = p.grad.detach().reshape(-1).numpy()
+                g[:] = p.grad.detach().reshape(-1).cpu().numpy()
         self.worker.step()
 
     def finish(self):
-        """This worker is done (rank 0: the parameters then hold the final weights)."""
+        """This worker is done (rank 0: the parameters then hold the final weights). The
+        parameters get storage of their own again, so the model outlives the worker."""
         self.worker.finish()
+        with torch.no_grad():
+            for _, p in self.params:
+                p.data = p.data.clone()
