@@ -1,6 +1,12 @@
 # Command-line tests: shell scripts that run the real pstrain binary (tests/cli/), each
 # given the binary, the source tree, the bsp_reference program and the hostile_client.
 # Exit code 77 means "skipped" (e.g. the dataset package is absent) and is reported so.
+# CLI_ENV: what every script gets; in the sanitizer build also PSTRAIN_TEST_SANITIZED=1,
+# which puts the Fashion-MNIST tests on a subset (tests/cli/lib.sh says why).
+set(CLI_ENV "LSAN_OPTIONS=suppressions=${CMAKE_SOURCE_DIR}/tests/lsan.supp")
+if(PSTRAIN_SANITIZE)
+  list(APPEND CLI_ENV "PSTRAIN_TEST_SANITIZED=1")
+endif()
 foreach(t cli_basics default_job examples bad_data signals local_supervision
           dist_bsp dist_async dist_compress dist_staleness dist_manual dist_bad_peer eval_predict
           finetune resume mpi k8s_manifests tf_config cluster_netns plot metrics_files progress
@@ -13,7 +19,7 @@ foreach(t cli_basics default_job examples bad_data signals local_supervision
                    ${CMAKE_SOURCE_DIR} $<TARGET_FILE:bsp_reference>
                    $<TARGET_FILE:hostile_client>)
   set_tests_properties(test_${t} PROPERTIES TIMEOUT 600 SKIP_RETURN_CODE 77
-                       ENVIRONMENT "LSAN_OPTIONS=suppressions=${CMAKE_SOURCE_DIR}/tests/lsan.supp")
+                       ENVIRONMENT "${CLI_ENV}")
 endforeach()
 # A hung server, a hung worker under `pstrain local` (one script, the role its last argument).
 foreach(role server worker)
@@ -22,7 +28,7 @@ foreach(role server worker)
                    ${CMAKE_SOURCE_DIR} $<TARGET_FILE:bsp_reference>
                    $<TARGET_FILE:hostile_client> ${role})
   set_tests_properties(test_fence_${role} PROPERTIES TIMEOUT 600 SKIP_RETURN_CODE 77
-                       ENVIRONMENT "LSAN_OPTIONS=suppressions=${CMAKE_SOURCE_DIR}/tests/lsan.supp")
+                       ENVIRONMENT "${CLI_ENV}")
 endforeach()
 # The manifests' check runs node, yamllint and Python on rendered YAML and pstrain only for
 # --help: label "k8s", which the sanitizer pass leaves out with the other source-tree checks.
@@ -42,7 +48,7 @@ add_test(NAME test_hf_export
          COMMAND bash ${CMAKE_SOURCE_DIR}/tests/cli/test_hf_export.sh $<TARGET_FILE:pstrain>
                  ${CMAKE_SOURCE_DIR} $<TARGET_FILE:test_hf>)
 set_tests_properties(test_hf_export PROPERTIES TIMEOUT 300
-                     ENVIRONMENT "LSAN_OPTIONS=suppressions=${CMAKE_SOURCE_DIR}/tests/lsan.supp")
+                     ENVIRONMENT "${CLI_ENV}")
 
 # A clean clone (CI) has no timings from earlier runs, and ctest then starts tests in the
 # order they were added: the container test (minutes for a cold image build) would start

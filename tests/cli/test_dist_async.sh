@@ -7,7 +7,7 @@ source "$(dirname "$0")/lib.sh"
 [ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] \
   || { echo "dataset-fashion-mnist is not installed"; exit 77; }
 
-EPOCHS=(--epochs 5)
+EPOCHS=(--epochs 5 "${FM_SUBSET[@]}")
 expect_exit 0 "$PSTRAIN" train "${EPOCHS[@]}" --output single
 base=$(json_field single/metrics.jsonl test accuracy)
 echo "single-process test accuracy: $base"
@@ -19,7 +19,7 @@ check() { # NAME ARGS...
   expect_in err.txt "local info: job finished: all [0-9]+ processes exited 0"
   local acc=$(json_field "$name/metrics.jsonl" test accuracy)
   echo "$name ($*): test accuracy $acc"
-  /usr/bin/python3 -c "import sys; sys.exit(0 if float('$acc') >= float('$base') - 0.01 else 1)" \
+  /usr/bin/python3 -c "import sys; sys.exit(0 if float('$acc') >= float('$base') - $ACC_TOL else 1)" \
     || fail "$name: test accuracy $acc is more than 1 point below single-process $base"
   # No process of this job is left: they all ran with our unique output path.
   pgrep -f -- "$WORK" > /dev/null && fail "$name: processes left behind: $(pgrep -af -- "$WORK")"

@@ -13,7 +13,7 @@ source "$(dirname "$0")/lib.sh"
 if [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
   echo "dataset-fashion-mnist not installed: skipping"; exit 77
 fi
-F=(--epochs 2 --servers 2 --workers 2 --cluster.heartbeat_timeout_s 5)
+F=(--epochs 2 --servers 2 --workers 2 --cluster.heartbeat_timeout_s 5 "${FM_SUBSET[@]}")
 
 accuracy() { json_field "$1/metrics.jsonl" test accuracy; }
 
@@ -40,7 +40,7 @@ for cons in bsp asp; do
     expect_in err.txt "server\[1\] warn: .*server-1-clock-[0-9]+\.safetensors lacks the updates of $lost step\(s\) that a restart of this server lost: the model resumed from it combines shards at different steps"
   fi
   a=$(accuracy clean_$cons); b=$(accuracy restart_$cons)
-  /usr/bin/python3 -c "import sys; sys.exit(0 if abs($a - $b) <= 0.01 else 1)" \
+  /usr/bin/python3 -c "import sys; sys.exit(0 if abs($a - $b) <= $ACC_TOL else 1)" \
     || fail "$cons: test accuracy $b with a restarted server, $a clean"
 done
 
