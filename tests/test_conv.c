@@ -280,6 +280,17 @@ static void test_conv_known_values(void **state)
     assert_float_equal(h.y[4], 45.0f, 1e-5);
     assert_float_equal(h.y[0], 1.0f + 2 + 4 + 5, 1e-5);
     h_free(&h);
+    /* max pooling passes a NaN on wherever it sits in the window (first or not), and its
+     * backward picks the same place */
+    for (int at = 0; at < 4; at++) {
+        h_make(&h, pool(&ml_layer_max_pool2d, 2, 0), img(1, 2, 2), 1, 1, 1);
+        for (int i = 0; i < 4; i++)
+            h.x[i] = (float)i;
+        h.x[at] = NAN;
+        h_forward(&h);
+        assert_true(isnan(h.y[0]));
+        h_free(&h);
+    }
 }
 
 static void test_dropout_modes(void **state)

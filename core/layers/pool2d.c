@@ -9,6 +9,7 @@
  * element (found again from x: nothing is kept between forward and backward), adding
  * where windows overlap (S < P). avg: y = the window's mean; dx = dy / P^2 spread over the
  * window. No parameters. */
+#include <math.h>
 #include <string.h>
 
 #include "core/layer.h"
@@ -80,10 +81,15 @@ static void max_plane(const geom *g, const float *restrict x, float *restrict y)
     for (int oh = 0; oh < g->oh; oh++)
         for (int ow = 0; ow < g->ow; ow++) {
             const float *win = x + (size_t)oh * g->s * g->w + (size_t)ow * g->s;
+            /* A NaN anywhere in the window is the maximum, as in PyTorch: a bare `>`
+             * would keep it only in the window's first place and drop it elsewhere,
+             * hiding a diverged input from the loss and the divergence guard. */
             float m = win[0];
             for (int i = 0; i < g->p; i++)
-                for (int j = 0; j < g->p; j++)
-                    m = win[i * g->w + j] > m ? win[i * g->w + j] : m;
+                for (int j = 0; j < g->p; j++) {
+                    float v = win[i * g->w + j];
+                    m = (v > m || isnan(v)) ? v : m;
+                }
             y[oh * g->ow + ow] = m;
         }
 }
@@ -98,7 +104,7 @@ static void max_plane_back(const geom *g, const float *restrict x, const float *
             for (int i = 0; i < g->p; i++)
                 for (int j = 0; j < g->p; j++) {
                     size_t k = base + (size_t)i * g->w + j;
-                    if (x[k] > m) {
+                    if (!isnan(m) && (x[k] > m || isnan(x[k]))) { /* the forward's pick */
                         m = x[k];
                         arg = k;
                     }
