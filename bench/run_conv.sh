@@ -38,32 +38,14 @@ while [ $# -gt 0 ]; do
     *) echo "run_conv.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
   esac
 done
-for v in "$rounds" "$steps"; do
-  case "$v" in ''|*[!0-9]*|0) echo "run_conv.sh: --rounds/--steps: expected a positive integer" >&2; exit 2 ;; esac
-done
+BENCH=run_conv.sh
+source "$root/bench/lib.sh"
+bench_ints --rounds/--steps "$rounds" "$steps"
 pstrain="$build/pstrain"
-py=/usr/bin/python3   # Debian's interpreter: a pyenv python earlier on PATH lacks python3-torch
-fm=/usr/share/datasets/fashion-mnist
-if [ ! -x "$pstrain" ]; then
-  echo "run_conv.sh: $pstrain not found; build it with" >&2
-  echo "  cmake -S $root -B $build -DCMAKE_BUILD_TYPE=Release && cmake --build $build --target pstrain" >&2
-  exit 1
-fi
-if ! "$py" -c 'import torch' 2>/dev/null; then
-  echo "run_conv.sh: $py cannot import torch; run scripts/install-deps.sh --bench" >&2
-  [ -n "$smoke" ] && exit 77
-  exit 1
-fi
-if [ ! -f "$fm/train-images-idx3-ubyte.gz" ]; then
-  echo "run_conv.sh: $fm not found (the dataset-fashion-mnist package)" >&2
-  [ -n "$smoke" ] && exit 77
-  exit 1
-fi
-ncores=$(nproc)   # before OMP_NUM_THREADS, which nproc honours
-export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1
-
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+fm=$FMNIST
+bench_need_exe "$pstrain" pstrain "$build"
+bench_need_torch "$smoke"
+bench_need_fmnist "$smoke"
 
 # The slice torch_cnn.py trains on: the first 128 x (S + 3) images (its 3 warm-up steps
 # too; pstrain takes the first 128 x S of them in its own shuffled order).
@@ -93,18 +75,7 @@ run_torch() { # FILE
   "$py" "$root/bench/torch_cnn.py" --steps "$steps" --data "$fm" > "$1" 2>&1 ||
     { echo "run_conv.sh: torch_cnn.py failed:" >&2; cat "$1" >&2; exit 1; }
 }
-pst_rate() {
-  "$py" -c '
-import json, sys
-n = s = 0.0
-for line in open(sys.argv[1]):
-    r = json.loads(line)
-    if r.get("split") == "train":
-        n += r["samples"]; s += r["seconds"]
-print("%.1f" % (n / s))' "$1/metrics.jsonl"
-}
 torch_rate() { sed -n 's/.*samples_per_s=\([0-9.]*\).*/\1/p' "$1"; }
-median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 echo "# conv training on one thread: pstrain vs PyTorch, examples/fashion-mnist-cnn.yaml's model"
 echo "date:      $(date -u '+%Y-%m-%d %H:%M UTC')"
@@ -122,13 +93,13 @@ for r in $(seq 1 "$rounds"); do
   else
     run_torch "$tmp/t$r.txt"; run_pstrain "$tmp/p$r"
   fi
-  ps=$(pst_rate "$tmp/p$r"); ts=$(torch_rate "$tmp/t$r.txt")
+  ps=$(bench_train_rate "$tmp/p$r"); ts=$(torch_rate "$tmp/t$r.txt")
   echo "$ps $ts" >> "$tmp/rates"
   awk -v r="$r" -v ps="$ps" -v ts="$ts" 'BEGIN {
     printf "| %6d | %11.1f | %10.1f | %13.2f |\n", r, ps, ts, ps / ts }'
   rm -rf "$tmp/p$r"
 done
-med() { awk "{ print $1 }" "$tmp/rates" | median; }
+med() { awk "{ print $1 }" "$tmp/rates" | bench_median; }
 awk -v ps="$(med '$1')" -v ts="$(med '$2')" -v q="$(med '$1 / $2')" 'BEGIN {
   printf "| median | %11.1f | %10.1f | %13.2f |\n", ps, ts, q
   printf "\nmedian pstrain/torch = %.2f   (samples/s: pstrain %.1f, torch %.1f)\n", q, ps, ts }'

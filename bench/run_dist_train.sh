@@ -39,25 +39,12 @@ while [ $# -gt 0 ]; do
     *) echo "run_dist_train.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
   esac
 done
-for v in "$rounds" "$epochs"; do
-  case "$v" in ''|*[!0-9]*|0) echo "run_dist_train.sh: --rounds/--epochs: expected a positive integer" >&2; exit 2 ;; esac
-done
+BENCH=run_dist_train.sh
+source "$root/bench/lib.sh"
+bench_ints --rounds/--epochs "$rounds" "$epochs"
 pstrain="$build/pstrain"
-if [ ! -x "$pstrain" ]; then
-  echo "run_dist_train.sh: $pstrain not found; build it with" >&2
-  echo "  cmake -S $root -B $build -DCMAKE_BUILD_TYPE=Release && cmake --build $build --target pstrain" >&2
-  exit 1
-fi
-if [ ${#job[@]} -eq 0 ] && [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
-  echo "run_dist_train.sh: the default job needs Debian's dataset-fashion-mnist package" >&2
-  exit 1
-fi
-py=/usr/bin/python3
-ncores=$(nproc)
-export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1
-
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+bench_need_exe "$pstrain" pstrain "$build"
+[ ${#job[@]} -gt 0 ] || bench_need_fmnist ""
 
 kinds=(single bsp asp asp-pipe)
 run() { # run KIND DIR
@@ -71,17 +58,7 @@ run() { # run KIND DIR
                 --cluster.pipeline true ;;
   esac > "$2.log" 2>&1 || { echo "run_dist_train.sh: $1 failed; its log:" >&2; cat "$2.log" >&2; exit 1; }
 }
-# samples/s of a run: sum of the train records' samples over the sum of their seconds.
-rate() {
-  "$py" -c '
-import json, sys
-n = s = 0.0
-for line in open(sys.argv[1]):
-    r = json.loads(line)
-    if r.get("split") == "train":
-        n += r["samples"]; s += r["seconds"]
-print("%.1f" % (n / s))' "$1/metrics.jsonl"
-}
+rate() { bench_train_rate "$1"; }
 acc() {
   "$py" -c '
 import json, sys
@@ -95,7 +72,6 @@ split() {
          if ($i == "computing,") c += $(i - 2); if ($i == "waiting") w += $(i - 2) } }
        END { printf "%.2f/%.2f", 1000 * c / n, 1000 * w / n }' "$1"
 }
-median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 echo "# pstrain distributed vs single-process training: $what, $epochs epochs"
 echo "date:      $(date -u '+%Y-%m-%d %H:%M UTC')"
@@ -119,7 +95,7 @@ for r in $(seq 1 "$rounds"); do
     printf "| %6d | %9.0f | %9.0f | %9.0f | %9.0f | %8.3f | %8.3f | %8.3f | %s | %s |\n", r, s, b, a, p, b / s, a / s, p / s, sp, acc }'
   rm -rf "$tmp/single-$r" "$tmp/bsp-$r" "$tmp/asp-$r" "$tmp/asp-pipe-$r"
 done
-med() { awk "{ print $1 }" "$tmp/rates" | median; }
+med() { awk "{ print $1 }" "$tmp/rates" | bench_median; }
 awk -v s="$(med '$1')" -v b="$(med '$2')" -v a="$(med '$3')" -v p="$(med '$4')" \
     -v rb="$(med '$2 / $1')" -v ra="$(med '$3 / $1')" -v rp="$(med '$4 / $1')" 'BEGIN {
   printf "| median | %9.0f | %9.0f | %9.0f | %9.0f | %8.3f | %8.3f | %8.3f | | |\n", s, b, a, p, rb, ra, rp

@@ -51,26 +51,12 @@ while [ $# -gt 0 ]; do
     *) echo "run_embbag.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
   esac
 done
-for v in "$rounds" "$epochs" "$rows" "$bits"; do
-  case "$v" in ''|*[!0-9]*|0) echo "run_embbag.sh: --rounds/--epochs/--rows/--id-bits: expected a positive integer" >&2; exit 2 ;; esac
-done
+BENCH=run_embbag.sh
+source "$root/bench/lib.sh"
+bench_ints --rounds/--epochs/--rows/--id-bits "$rounds" "$epochs" "$rows" "$bits"
 pstrain="$build/pstrain"
-py=/usr/bin/python3   # Debian's interpreter: a pyenv python earlier on PATH lacks python3-torch
-if [ ! -x "$pstrain" ]; then
-  echo "run_embbag.sh: $pstrain not found; build it with" >&2
-  echo "  cmake -S $root -B $build -DCMAKE_BUILD_TYPE=Release && cmake --build $build --target pstrain" >&2
-  exit 1
-fi
-if ! "$py" -c 'import torch' 2>/dev/null; then
-  echo "run_embbag.sh: $py cannot import torch; run scripts/install-deps.sh --bench" >&2
-  [ -n "$smoke" ] && exit 77
-  exit 1
-fi
-ncores=$(nproc)   # before OMP_NUM_THREADS, which nproc honours
-export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1
-
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+bench_need_exe "$pstrain" pstrain "$build"
+bench_need_torch "$smoke"
 
 "$py" "$root/bench/torch_embbag.py" --write-data "$tmp/data" --rows "$rows" --id-bits "$bits" \
   > "$tmp/gen.txt"
@@ -96,25 +82,13 @@ run_torch() { # FILE
   "$py" "$root/bench/torch_embbag.py" --data "$tmp/data" --epochs "$epochs" > "$1" 2>&1 ||
     { echo "run_embbag.sh: torch_embbag.py failed:" >&2; cat "$1" >&2; exit 1; }
 }
-# pstrain's samples/s and last train loss from metrics.jsonl; torch's from its epoch lines.
-pst_rate() {
-  "$py" -c '
-import json, sys
-n = s = 0.0
-loss = float("nan")
-for line in open(sys.argv[1]):
-    r = json.loads(line)
-    if r.get("split") == "train":
-        n += r["samples"]; s += r["seconds"]; loss = r["train_loss"]
-print("%.1f %.5f" % (n / s, loss))' "$1/metrics.jsonl"
-}
+# pstrain's samples/s and last train loss: bench_train_rate DIR loss; torch's from its epoch lines.
 torch_rate() {
   awk '$1 == "epoch" { for (i = 2; i <= NF; i++) { split($i, kv, "=");
          if (kv[1] == "samples") n += kv[2]; if (kv[1] == "seconds") s += kv[2];
          if (kv[1] == "loss") l = kv[2] } }
        END { printf "%.1f %.5f\n", n / s, l }' "$1"
 }
-median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 per_row=$(sed -n 's/.*(\([0-9.]*\) per row).*/\1/p' "$tmp/gen.txt")
 echo "# embedding_bag on one thread: pstrain vs PyTorch EmbeddingBag + SparseAdam, $epochs epoch(s)"
@@ -135,7 +109,7 @@ for r in $(seq 1 "$rounds"); do
   else
     run_torch "$tmp/t$r.txt"; run_pstrain "$tmp/p$r"
   fi
-  read -r ps pl <<< "$(pst_rate "$tmp/p$r")"
+  read -r ps pl <<< "$(bench_train_rate "$tmp/p$r" loss)"
   read -r ts tl <<< "$(torch_rate "$tmp/t$r.txt")"
   echo "$ps $ts" >> "$tmp/rates"
   awk -v r="$r" -v ps="$ps" -v ts="$ts" -v pr="$per_row" -v pl="$pl" -v tl="$tl" 'BEGIN {
@@ -143,7 +117,7 @@ for r in $(seq 1 "$rounds"); do
       r, ps, ts, ps * pr, ts * pr, ps / ts, pl, tl }'
   rm -rf "$tmp/p$r"
 done
-med() { awk "{ print $1 }" "$tmp/rates" | median; }
+med() { awk "{ print $1 }" "$tmp/rates" | bench_median; }
 awk -v ps="$(med '$1')" -v ts="$(med '$2')" -v q="$(med '$1 / $2')" -v pr="$per_row" 'BEGIN {
   printf "| median | %10.0f | %10.0f | %13.3g | %13.3g | %13.2f | |\n", ps, ts, ps * pr, ts * pr, q
   printf "\nmedian pstrain/torch = %.2f   (target >= 2: %s)\n", q, (q >= 2 ? "met" : "missed")

@@ -46,26 +46,16 @@ while [ $# -gt 0 ]; do
     *) echo "run_faults.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
   esac
 done
-case "$rounds" in ''|*[!0-9]*|0) echo "run_faults.sh: --rounds: expected a positive integer" >&2; exit 2 ;; esac
+BENCH=run_faults.sh
+source "$root/bench/lib.sh"
+bench_ints --rounds "$rounds"
 for s in $seeds; do
   case "$s" in *[!0-9]*) echo "run_faults.sh: --seeds: '$s' is not an integer" >&2; exit 2 ;; esac
 done
 pstrain="$build/pstrain"
-if [ ! -x "$pstrain" ]; then
-  echo "run_faults.sh: $pstrain not found; build it with" >&2
-  echo "  cmake -S $root -B $build -DCMAKE_BUILD_TYPE=Release && cmake --build $build --target pstrain" >&2
-  exit 1
-fi
-if [ ${#job[@]} -eq 0 ] && [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
-  echo "run_faults.sh: the default job needs Debian's dataset-fashion-mnist package" >&2
-  exit 1
-fi
-py=/usr/bin/python3
+bench_need_exe "$pstrain" pstrain "$build"
+[ ${#job[@]} -gt 0 ] || bench_need_fmnist ""
 faults=${PSTRAIN_BENCH_FAULTS:-drop=0.1,dup=0.05}
-export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1
-
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
 
 args() { # args KIND
   case "$1" in
@@ -124,7 +114,6 @@ faults_seen() { # dropped/duplicated, all processes
   grep -o 'fault injection: [0-9]* messages sent, [0-9]* dropped, [0-9]* duplicated' "$1" |
     awk '{ d += $6; u += $8 } END { printf "%d/%d\n", d, u }'
 }
-median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "nan"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 echo "# pstrain under injected faults ($faults): $what, $epochs epoch(s)"
 echo "date:      $(date -u '+%Y-%m-%d %H:%M UTC')"
@@ -165,8 +154,8 @@ for r in $(seq 1 "$rounds"); do
 done
 echo
 for kind in bsp asp; do
-  t=$(awk -v k="$kind" '$1 == k { print $2 }' "$tmp/ratios" | median)
-  w=$(awk -v k="$kind" '$1 == k { print $3 }' "$tmp/ratios" | median)
+  t=$(awk -v k="$kind" '$1 == k { print $2 }' "$tmp/ratios" | bench_median)
+  w=$(awk -v k="$kind" '$1 == k { print $3 }' "$tmp/ratios" | bench_median)
   mt=$(awk -v k="$kind" '$1 == k { print $2 }' "$tmp/ratios" | sort -g | tail -n 1)
   mw=$(awk -v k="$kind" '$1 == k { print $3 }' "$tmp/ratios" | sort -g | tail -n 1)
   echo "$kind: median faulty/clean training time $t (largest $mt), whole run $w (largest $mw)"

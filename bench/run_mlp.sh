@@ -32,40 +32,26 @@ while [ $# -gt 0 ]; do
     *) echo "run_mlp.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
   esac
 done
-case "$rounds" in ''|*[!0-9]*|0) echo "run_mlp.sh: --rounds: expected a positive integer" >&2; exit 2 ;; esac
-
+# One thread for every BLAS call (bench/lib.sh). OpenBLAS's pthreads build starts its
+# threads when the library loads, and torch.set_num_threads(1) does not reach them: without
+# the variable PyTorch quietly uses every core. OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE are
+# left as found.
+BENCH=run_mlp.sh
+source "$root/bench/lib.sh"
+bench_ints --rounds "$rounds"
 bench="$build/bench_mlp"
-py=/usr/bin/python3   # Debian's interpreter: a pyenv python earlier on PATH lacks python3-torch
-if [ ! -x "$bench" ]; then
-  echo "run_mlp.sh: $bench not found; build it with" >&2
-  echo "  cmake -S $root -B $build -DCMAKE_BUILD_TYPE=Release && cmake --build $build --target bench_mlp" >&2
-  exit 1
-fi
-if ! "$py" -c 'import torch' 2>/dev/null; then
-  echo "run_mlp.sh: $py cannot import torch; run scripts/install-deps.sh --bench" >&2
-  [ -n "$smoke" ] && exit 77
-  exit 1
-fi
+bench_need_exe "$bench" bench_mlp "$build"
+bench_need_torch "$smoke"
 if [ -n "$smoke" ] && [ ! -f "$data/train-images-idx3-ubyte.gz" ]; then
   echo "run_mlp.sh: no Fashion-MNIST in $data (Debian's dataset-fashion-mnist)" >&2
   exit 77
 fi
-
-# One thread for every BLAS call. OpenBLAS's pthreads build starts its threads when the
-# library loads, and torch.set_num_threads(1) does not reach them: without this variable
-# PyTorch quietly uses every core. OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE are left as found.
-ncores=$(nproc)   # before OMP_NUM_THREADS, which nproc honours
-export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1
-
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
 
 # value KEY FILE [LINE-PREFIX]: the value of KEY=... on the first line starting with PREFIX.
 value() {
   awk -v k="$1" -v p="${3:-}" 'index($0, p) == 1 {
       for (i = 1; i <= NF; i++) if (index($i, k "=") == 1) { print substr($i, length(k) + 2); exit } }' "$2"
 }
-median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 echo "# pstrain single-process training benchmark: MLP 784-256-128-10, batch 128, SGD, 1 epoch"
 echo "date:      $(date -u '+%Y-%m-%d %H:%M UTC')"
@@ -110,7 +96,7 @@ for r in $(seq 1 "$rounds"); do
 done
 
 # med EXPR: median over the rounds of an awk expression of the rates' columns ('$2 / $1').
-med() { awk "{ print $1 }" "$tmp/rates" | median; }
+med() { awk "{ print $1 }" "$tmp/rates" | bench_median; }
 m_sg=$(med '$1'); m_ps=$(med '$2'); m_th=$(med '$3'); m_tz=$(med '$4')
 r_ps=$(med '$2 / $1'); r_pt=$(med '$2 / $3'); r_pz=$(med '$2 / $4'); r_ts=$(med '$3 / $1')
 awk -v sg="$m_sg" -v ps="$m_ps" -v th="$m_th" -v tz="$m_tz" -v a="$r_ps" -v b="$r_pt" -v c="$r_pz" \
