@@ -1,5 +1,5 @@
 # bench/lib.sh -- what the bench/ runners share (sourced; BENCH names the runner in
-# messages). Each runner keeps its own options and its own figures; these are the checks,
+# messages; root is the source tree). Each runner keeps its own options and its own figures; these are the checks,
 # the statistics and the reading of a run's metrics that were the same in every one.
 #
 #   bench_ints WHAT V...         exit 2 unless every V is a positive integer
@@ -35,7 +35,7 @@ bench_ints() { # WHAT V...
 bench_need_exe() { # PATH TARGET BUILD
   [ -x "$1" ] && return 0
   echo "$BENCH: $1 not found; build it with" >&2
-  echo "  cmake -S $(dirname "$0")/.. -B $3 -DCMAKE_BUILD_TYPE=Release && cmake --build $3 --target $2" >&2
+  echo "  cmake -S $root -B $3 -DCMAKE_BUILD_TYPE=Release && cmake --build $3 --target $2" >&2
   exit 1
 }
 
