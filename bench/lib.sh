@@ -1,6 +1,7 @@
 # bench/lib.sh -- what the bench/ runners share (sourced; BENCH names the runner in
-# messages; root is the source tree). Each runner keeps its own options and its own figures; these are the checks,
-# the statistics and the reading of a run's metrics that were the same in every one.
+# messages, root is the source tree). Each runner keeps its own options and its own
+# figures; these are the checks, the statistics and the reading of a run's metrics that
+# were the same in every one.
 #
 #   bench_ints WHAT V...         exit 2 unless every V is a positive integer
 #   bench_need_exe PATH TARGET BUILD
