@@ -15,33 +15,12 @@ autograd in float64 and compares to float tolerance:
                    statistics), eps as given
 Exit 0 on agreement, 1 on a mismatch, 77 (skipped) without torch.
 """
-import json
-import os
-import subprocess
 import sys
-import tempfile
 
-try:
-    import torch
-    import torch.nn.functional as F
-except ImportError:
-    print("conv_ref.py: skipped: python3-torch is not installed (apt-get install python3-torch)")
-    sys.exit(77)
+from reflib import close, dumped_cases, need_torch
 
-torch.set_default_dtype(torch.float64)
-RTOL, ATOL = 2e-5, 2e-5
-
-
-def close(what, got, want):
-    got = torch.tensor(got, dtype=torch.float64).reshape(-1)
-    want = want.detach().reshape(-1)
-    if got.shape != want.shape:
-        return f"{what}: {tuple(got.shape)} values, torch has {tuple(want.shape)}"
-    err = (got - want).abs() - (ATOL + RTOL * want.abs())
-    if len(err) and err.max() > 0:
-        i = int(err.argmax())
-        return f"{what}: element {i}: pstrain {got[i]:.7g}, torch {want[i]:.7g}"
-    return None
+torch = need_torch("conv_ref.py")
+import torch.nn.functional as F  # noqa: E402 (after the skip)
 
 
 def run_case(c):
@@ -92,11 +71,7 @@ def main():
     if len(sys.argv) != 2:
         print(__doc__)
         return 2
-    with tempfile.TemporaryDirectory() as d:
-        path = os.path.join(d, "cases.json")
-        subprocess.run([sys.argv[1], "--dump", path], check=True)
-        with open(path) as f:
-            cases = json.load(f)
+    cases = dumped_cases(sys.argv[1])
     bad = 0
     for i, c in enumerate(cases):
         why = run_case(c)
