@@ -13,28 +13,8 @@ COMPARE="/usr/bin/python3 $SRC/tests/cli/compare_safetensors.py"
 
 # 2400 rows of 10 sparse ids each, a learnable label (make_sparse_svm.py).
 /usr/bin/python3 "$SRC/tests/cli/make_sparse_svm.py" train.svm
-cat > mlp.yaml << 'EOF'
-name: sparse-mlp
-data: {format: libsvm, train: train.svm, sparse: true, num_classes: 2, validation_split: 0.2}
-model:
-  layers:
-    - {type: embedding_bag, dim: 8, combiner: mean}
-    - {units: 16, activation: relu}
-    - {units: 2, activation: softmax}
-optimizer: {name: adam, lr: 0.01, clip_norm: 5}
-sparse: {optimizer: adam, lr: 0.01}
-train: {epochs: 4, batch_size: 32}
-EOF
-cat > lr.yaml << 'EOF'
-name: sparse-lr
-data: {format: libsvm, train: train.svm, sparse: true, num_classes: 2, validation_split: 0.2}
-model:
-  layers:
-    - {type: embedding_bag, name: w, dim: 1, bias: true, activation: sigmoid, init_scale: 0}
-  loss: binary_crossentropy
-sparse: {optimizer: adagrad, lr: 0.5}
-train: {epochs: 4, batch_size: 32}
-EOF
+cp "$SRC/tests/cli/jobs/sparse-mlp.yaml" mlp.yaml
+cp "$SRC/tests/cli/jobs/sparse-lr.yaml" lr.yaml
 
 expect_exit 0 "$PSTRAIN" train mlp.yaml --output single
 expect_exit 0 "$PSTRAIN" local mlp.yaml --consistency bsp --servers 1 --workers 1 --output d11
