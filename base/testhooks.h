@@ -15,7 +15,7 @@
 typedef struct {
     /* A slow worker (tests of the staleness bound, of status and metrics while a job
      * runs): sleep this long after every step. PSTRAIN_TEST_STEP_DELAY_MS, for the worker
-     * whose rank is PSTRAIN_TEST_SLOW_WORKER. */
+     * whose rank is PSTRAIN_TEST_SLOW_WORKER ("all": every worker). */
     int step_delay_ms;
     /* A stop arriving right after step k (tests of resume): raise SIGTERM once the
      * worker's clock (train: the update count) reaches k. PSTRAIN_TEST_STOP_AFTER_STEPS. */

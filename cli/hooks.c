@@ -16,7 +16,7 @@ const pst_test_hooks *cli_test_hooks(pst_test_hooks *h, int rank)
     memset(h, 0, sizeof *h);
     const char *slow = getenv("PSTRAIN_TEST_SLOW_WORKER");
     const char *ms = getenv("PSTRAIN_TEST_STEP_DELAY_MS");
-    if (ms && slow && atoi(slow) == rank)
+    if (ms && slow && (strcmp(slow, "all") == 0 || atoi(slow) == rank))
         h->step_delay_ms = atoi(ms);
     const char *nan_worker = getenv("PSTRAIN_TEST_NAN_WORKER");
     const char *nan_step = getenv("PSTRAIN_TEST_NAN_STEP");

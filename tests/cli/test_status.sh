@@ -6,8 +6,9 @@
 source "$(dirname "$0")/lib.sh"
 M=("$SRC/examples/binary-moons.yaml" --consistency asp --servers 1 --workers 2 --epochs 50
    --cluster.heartbeat_timeout_s 2)
-# Worker 0 slowed down so the job runs long enough to be asked.
-PSTRAIN_TEST_SLOW_WORKER=0 PSTRAIN_TEST_STEP_DELAY_MS=50 \
+# Every worker slowed down, so the job runs long enough to be asked, and no worker is done
+# before the checks of three live processes, however loaded the machine.
+PSTRAIN_TEST_SLOW_WORKER=all PSTRAIN_TEST_STEP_DELAY_MS=50 \
   "$PSTRAIN" local "${M[@]}" --output "$WORK/run" > /dev/null 2> run.err &
 job=$!
 ok=""
@@ -29,7 +30,7 @@ roles = sorted((p["role"], p["rank"], p["state"]) for p in d["processes"])
 assert roles == [("server", 0, "alive"), ("worker", 0, "alive"), ("worker", 1, "alive")], roles
 assert all(p["last_heard_s_ago"] < 2 and p["incarnation"] == 1 for p in d["processes"])
 PY
-# Worker 1 killed (the slow worker 0 keeps the job running): lost after the heartbeat
+# Worker 1 killed (worker 0 keeps the job running): lost after the heartbeat
 # timeout, and the job goes on without it. (Not worker 0: with cluster.max_restarts 0 its
 # loss ends the job at once, and under load the job was gone before status could ask.)
 # Then the job is stopped (SIGTERM: 143).
