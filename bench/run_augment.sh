@@ -12,11 +12,12 @@
 # Prints one line per run and a mean per setting. Figures only: it never fails on them.
 #
 # usage: bench/run_augment.sh [--limit N] [--epochs E] [--seeds "S1 S2 ..."]
-#                             [--settings "none geom ..."] [--build DIR]
+#                             [--settings "none geom ..."] [--job FILE] [--build DIR]
 #   --limit N    training images (default 1000)
 #   --epochs E   epochs (default 15)
 #   --seeds L    job seeds (default "1 2 3")
 #   --settings L which of the settings above, in this order (default "none shift geom all")
+#   --job FILE   another image job instead of the CNN (examples/fashion-mnist.yaml: the MLP)
 #   --build DIR  CMake build directory holding pstrain (default: build)
 set -euo pipefail
 
@@ -26,14 +27,16 @@ epochs=15
 seeds="1 2 3"
 build="$root/build"
 order="none shift geom all"
+job="$root/examples/fashion-mnist-cnn.yaml"
 while [ $# -gt 0 ]; do
   case "$1" in
     --limit) limit=${2:?--limit needs a value}; shift 2 ;;
     --epochs) epochs=${2:?--epochs needs a value}; shift 2 ;;
     --seeds) seeds=${2:?--seeds needs a list}; shift 2 ;;
     --settings) order=${2:?--settings needs a list}; shift 2 ;;
+    --job) job=${2:?--job needs a file}; shift 2 ;;
     --build) build=${2:?--build needs a directory}; shift 2 ;;
-    -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "run_augment.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -49,11 +52,11 @@ declare -A setting=(
   [geom]="--data.augment.shift 2 --data.augment.rotate 10 --data.augment.flip 0.5"
   [all]="--data.augment.shift 2 --data.augment.rotate 10 --data.augment.flip 0.5 --data.augment.noise 0.05"
 )
-echo "CNN, $limit training images, $epochs epochs, test set 10000 images"
+echo "$(basename "$job"), $limit training images, $epochs epochs, test set 10000 images"
 for s in $seeds; do
   for name in $order; do
     # shellcheck disable=SC2086
-    "$build/pstrain" train "$root/examples/fashion-mnist-cnn.yaml" --seed "$s" \
+    "$build/pstrain" train "$job" --seed "$s" \
       --data.limit "$limit" --data.validation_split 0 --epochs "$epochs" \
       --checkpoint.enabled false ${setting[$name]} --output "$work/$name-$s" \
       > /dev/null 2> "$work/$name-$s.err" ||
