@@ -149,6 +149,13 @@ static int check_data(const cfg_data *d, pst_err *err)
                            im->height, im->width);
     if ((im->height || im->width) && d->format != CFG_FMT_IDX)
         return pst_err_set(err, E, "data.image: only for IDX images (data.format idx)");
+    int rc = ds_aug_check(&d->augment, NULL, err);
+    if (rc)
+        return rc;
+    if (ds_aug_active(&d->augment) && d->format != CFG_FMT_IDX)
+        return pst_err_set(err, E,
+                           "data.augment: only for images (data.format idx), the data has no "
+                           "height and width");
     return check_text(d, err);
 }
 

@@ -18,6 +18,7 @@
 #include "core/layer.h"
 #include "core/optim.h"
 #include "core/sptable.h"
+#include "data/augment.h"
 #include "data/data.h"
 #include "data/sparse.h"
 
@@ -79,6 +80,9 @@ typedef struct {
                         NULL = byte-level (256 ids) */
     int context;     /* tokens a window feeds the model (T); >= 1 for format text */
     cfg_image image; /* IDX images adapted to this size; 0 x 0 = as in the file */
+    /* data.augment: random transforms of each training batch's images in the worker
+     * (data/augment.h); all 0 = none, and then not in the fingerprint. */
+    ds_aug_config augment;
 } cfg_data;
 
 /* model.gpt2: a GPT-2 configuration (core/gpt2.h) that the job expands into model.layers

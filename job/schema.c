@@ -36,6 +36,8 @@
  *     tokenizer: path (folder)      none = byte-level (text: GPT-2 BPE files in the folder)
  *     context: int                  0; format text needs >= 1 (a window is context + 1 ids)
  *     image: {height, width, fit: pad|resize}   none = as in the file (IDX)
+ *     augment: {shift: int, flip: [0, 1], rotate: degrees, noise: std}   none (IDX images,
+ *                                   training batches only: data/augment.h)
  *   model:
  *     layers:                       (at least one dense layer)
  *       - type: dense|activation    dense
@@ -156,6 +158,13 @@ const cyaml_schema_field_t cfg_image_fields[] = {
     CYAML_FIELD_INT("width", CFG_OPT, cfg_image, width), CFG_ENUM("fit", cfg_image, fit, fit_names),
     CYAML_FIELD_END};
 
+/* data.augment (IDX): random transforms of the training batches' images (data/augment.h). */
+static const cyaml_schema_field_t augment_fields[] = {
+    CYAML_FIELD_INT("shift", CFG_OPT, ds_aug_config, shift),
+    CYAML_FIELD_FLOAT("flip", CFG_OPT_FLOAT, ds_aug_config, flip),
+    CYAML_FIELD_FLOAT("rotate", CFG_OPT_FLOAT, ds_aug_config, rotate),
+    CYAML_FIELD_FLOAT("noise", CFG_OPT_FLOAT, ds_aug_config, noise), CYAML_FIELD_END};
+
 const cyaml_schema_field_t cfg_data_fields[] = {
     CFG_ENUM("format", cfg_data, format, format_names),
     CFG_STR("train", cfg_data, train),
@@ -187,6 +196,7 @@ const cyaml_schema_field_t cfg_data_fields[] = {
     CFG_STR("tokenizer", cfg_data, tokenizer),
     CYAML_FIELD_INT("context", CFG_OPT, cfg_data, context),
     CYAML_FIELD_MAPPING("image", CFG_OPT, cfg_data, image, cfg_image_fields),
+    CYAML_FIELD_MAPPING("augment", CFG_OPT, cfg_data, augment, augment_fields),
     CYAML_FIELD_END};
 
 static const cyaml_schema_field_t gpt2_fields[] = {
@@ -333,6 +343,7 @@ static const struct {
     {cfg_data_fields, "tokenizer", CFG_FP_UNLESS_DEFAULT}, /* token windows */
     {cfg_data_fields, "context", CFG_FP_UNLESS_DEFAULT},
     {cfg_data_fields, "image", CFG_FP_UNLESS_DEFAULT},       /* IDX images adapted to a size */
+    {cfg_data_fields, "augment", CFG_FP_UNLESS_DEFAULT},     /* training images transformed */
     {cfg_model_fields, "gpt2", CFG_FP_UNLESS_DEFAULT},       /* a GPT-2 configuration */
     {train_fields, "on_divergence", CFG_FP_NEVER},           /* what a failing run does */
     {train_fields, "accumulate", CFG_FP_UNLESS_DEFAULT},     /* gradient accumulation */

@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "ckpt/ckpt.h"
+#include "data/augment.h"
 #include "core/optim.h"
 #include "base/clock.h"
 #include "base/rng.h"
@@ -47,6 +48,9 @@ struct wk_trainer {
     double first_loss;      /* loss of the first batch this trainer computed; NaN: none */
     wk_sparse *sp;          /* a model with embedding tables: its sparse batches and rows */
     uint32_t *eval_idx;     /* (B) with sp: the rows of an evaluation batch */
+    int chw[3];             /* the images' (C, H, W) with data.augment */
+    float *aug_tmp;         /* (C*H*W) data.augment's scratch; NULL: no augmentation */
+    uint64_t aug_seed;      /* the epoch's (ds_aug_epoch_seed) */
 };
 
 /* Token windows (N, T) of ids and next ids against a vocabulary of v: an id past it would
@@ -211,6 +215,19 @@ wk_trainer *wk_trainer_create(const cfg_job *job, const ds_dataset *like, int ra
         pst_err_set(err, PST_ERR_NOMEM, "trainer: out of memory");
         goto fail;
     }
+    /* data.augment: the training batches' images (never evaluation's) are transformed. */
+    if (ds_aug_active(&job->data.augment)) {
+        if (!ds_image_shape(like, t->chw)) {
+            pst_err_set(err, PST_ERR_CONFIG, "data.augment: only for images, the data has none");
+            goto fail;
+        }
+        if (ds_aug_check(&job->data.augment, t->chw, err))
+            goto fail;
+        if (!(t->aug_tmp = malloc(sizeof *t->aug_tmp * (size_t)t->in_dim))) {
+            pst_err_set(err, PST_ERR_NOMEM, "trainer: out of memory");
+            goto fail;
+        }
+    }
     /* A model of sparse features alone has no dense input (D = 0). */
     t->bx = malloc(sizeof(float) * (size_t)t->batch * (size_t)(t->in_dim ? t->in_dim : 1));
     t->blabel = malloc(sizeof(int32_t) * (size_t)t->batch * (size_t)(t->lm ? t->in_dim : 1));
@@ -242,6 +259,7 @@ void wk_trainer_destroy(wk_trainer *t)
     free(t->btarget);
     free(t->pred);
     free(t->perm);
+    free(t->aug_tmp);
     free(t);
 }
 
@@ -353,6 +371,7 @@ int64_t wk_trainer_begin_epoch(wk_trainer *t, const ds_dataset *train, int epoch
         rng_shuffle_u32(&r, t->perm, (size_t)n);
     }
     t->epoch = epoch;
+    t->aug_seed = ds_aug_epoch_seed(t->job->seed, t->rank, epoch);
     t->nsteps = (n + (int64_t)t->batch * t->accum - 1) / ((int64_t)t->batch * t->accum);
     if (t->opt_cfg.sched.kind == OPT_SCHED_COSINE && t->opt_cfg.sched.total_steps == 0)
         t->opt_cfg.sched.total_steps = t->nsteps * t->job->train.epochs; /* "the whole run" */
@@ -401,6 +420,9 @@ static int micro_batch(wk_trainer *t, const ds_dataset *train, int64_t step, int
                        pst_err *err)
 {
     gather(t, train, t->perm + lo, b);
+    if (t->aug_tmp) /* each sample's draws seeded by (seed, rank, epoch, its row) */
+        ds_aug_batch(&t->job->data.augment, t->bx, t->perm + lo, b, t->chw, t->aug_seed,
+                     t->aug_tmp);
     int rc = t->sp ? wk_sparse_batch(t->sp, t->model, train, t->perm + lo, b, 1, err) : PST_OK;
     if (rc)
         return rc;
