@@ -1,4 +1,4 @@
-/* tests/test_explain.c -- permutation feature importance (core/explain.h).
+/* tests/test_importance.c -- permutation feature importance (core/explain.h).
  *
  * A model built by hand where only column 0 decides the class (logit difference 4*x0;
  * the noise columns carry weights of 0.01): shuffling column 0 must cost about half the
