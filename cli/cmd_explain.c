@@ -320,7 +320,7 @@ static void script_confusion(FILE *s, const figures *f)
         for (int p = 0; p < f->K; p++)
             fprintf(s, "%lld%c", (long long)f->cm[t * f->K + p], p + 1 < f->K ? ' ' : '\n');
     fprintf(s,
-            "EOD\nset output '%s/confusion.png'\nset terminal pngcairo size 640,600\n"
+            "EOD\nset output '%s/confusion.png'\nset terminal pngcairo size 640,600 noenhanced\n"
             "set title 'confusion matrix'\nset xlabel 'predicted'\nset ylabel 'true'\n"
             "set palette defined (0 '#ffffff', 1 '#08519c')\nset size ratio -1\n"
             "set xrange [-0.5:%d.5]\nset yrange [%d.5:-0.5]\n",
@@ -358,7 +358,7 @@ static void script_importance(FILE *s, const figures *f)
     for (int i = 0; i < f->D; i++)
         fprintf(s, "\"%s\" %.6f\n", f->col[order[i]], f->drop[order[i]]);
     fprintf(s,
-            "EOD\nset output '%s/importance.png'\nset terminal pngcairo size %d,480\n"
+            "EOD\nset output '%s/importance.png'\nset terminal pngcairo size %d,480 noenhanced\n"
             "set title 'permutation feature importance'\nset ylabel 'accuracy drop'\n"
             "set style fill solid 0.8\nset boxwidth 0.7\nset grid ytics\n"
             "set xtics rotate by 40 right\nset xrange [-0.6:%d.6]\nset yrange [%.6g:%.6g]\n"
@@ -371,9 +371,9 @@ static void script_weights(FILE *s, const figures *f)
 {
     int cols = (int)ceil(sqrt((double)f->tiles)), rows = (f->tiles + cols - 1) / cols;
     fprintf(s,
-            "set output '%s/weights.png'\nset terminal pngcairo size %d,%d\n"
-            "set multiplot layout %d,%d title 'first-layer weights (each scaled to its "
-            "largest |w|)'\nunset xtics\nunset ytics\nunset colorbox\nunset key\n"
+            "set output '%s/weights.png'\nset terminal pngcairo size %d,%d noenhanced\n"
+            "set multiplot layout %d,%d title 'first-layer weights'\n"
+            "unset xtics\nunset ytics\nunset colorbox\nunset key\n"
             "set size ratio -1\nset palette defined (-1 '#2166ac', 0 '#ffffff', 1 "
             "'#b2182b')\nset cbrange [-1:1]\nset xrange [-0.5:%d.5]\nset yrange [%d.5:-0.5]\n"
             "set margins 0.5,0.5,0.5,0.5\n",
@@ -389,7 +389,7 @@ static void script_weights(FILE *s, const figures *f)
 static void script_saliency(FILE *s, const figures *f)
 {
     fprintf(s,
-            "set output '%s/saliency.png'\nset terminal pngcairo size 520,%d\n"
+            "set output '%s/saliency.png'\nset terminal pngcairo size 520,%d noenhanced\n"
             "set multiplot layout %d,2\nunset xtics\nunset ytics\nunset key\n"
             "set size ratio -1\nset xrange [-0.5:%d.5]\nset yrange [%d.5:-0.5]\n",
             f->outdir, 250 * f->nimg, f->nimg, f->W - 1, f->H - 1);
@@ -726,7 +726,7 @@ int cmd_explain(int argc, char **argv, const volatile sig_atomic_t *stop)
         fputs("pstrain explain: gnuplot is not on PATH; install it (Debian: apt-get install "
               "gnuplot-nox)\n",
               stderr);
-        ec = EXIT_USAGE;
+        ec = EXIT_IO; /* as pstrain plot */
         goto done;
     }
     f.K = ckpt_model_nclasses(ck);
