@@ -60,6 +60,19 @@ int cli_check_security(const cfg_job *job, const char *role, pst_err *err);
 int cli_predict_rows(ckpt_model *ck, const float *x, int64_t n, int max_batch, float *y,
                      pst_err *err);
 
+/* A labelled data file as `pstrain eval` reads it (its --format, --labels, --label,
+ * --label-index, --header, --delimiter). format: a cfg_format. */
+typedef struct {
+    const char *data, *labels, *label;
+    int label_index; /* -1: the last column */
+    cfg_header header;
+    char delimiter;
+    int format;
+} cli_data_src;
+/* Loads it as checkpoint ck's task, classes numbered as ck's, checked against ck's input
+ * width (PST_ERR_DATA otherwise); the scaler is not applied yet (cli/cmd_eval.c). */
+ds_dataset *cli_eval_data(const cli_data_src *src, const ckpt_model *ck, pst_err *err);
+
 /* The test hooks of this process (base/testhooks.h) from its PSTRAIN_TEST_* variables,
  * filled into *h, for the worker of this rank (-1: not a worker; the per-worker hooks stay
  * off). NULL when no PSTRAIN_TEST_* variable is set: production runs carry no hooks. */
@@ -101,6 +114,7 @@ int cmd_predict(int argc, char **argv, const volatile sig_atomic_t *stop);
 int cmd_consolidate(int argc, char **argv, const volatile sig_atomic_t *stop);
 int cmd_mpi(int argc, char **argv, const volatile sig_atomic_t *stop);
 int cmd_plot(int argc, char **argv, const volatile sig_atomic_t *stop);
+int cmd_explain(int argc, char **argv, const volatile sig_atomic_t *stop);
 int cmd_status(int argc, char **argv, const volatile sig_atomic_t *stop);
 int cmd_keygen(int argc, char **argv, const volatile sig_atomic_t *stop);
 int cmd_export(int argc, char **argv, const volatile sig_atomic_t *stop);

@@ -498,3 +498,15 @@ int cmd_predict(int argc, char **argv, const volatile sig_atomic_t *stop)
 {
     return run("predict", argc, argv, stop);
 }
+
+ds_dataset *cli_eval_data(const cli_data_src *src, const ckpt_model *ck, pst_err *err)
+{
+    eval_args a = {.data = src->data,
+                   .labels = src->labels,
+                   .label = src->label,
+                   .label_index = src->label_index,
+                   .header = src->header,
+                   .delimiter = src->delimiter,
+                   .format = src->format};
+    return load_data(&a, ck, err);
+}

@@ -17,22 +17,19 @@
 #include <errno.h>
 #include <math.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "base/fs.h"
 #include "cli/cli.h"
+#include "cli/gnuplot.h"
 #include "core/metrics.h"
 #include "worker/dataprep.h"
 #include "worker/report.h"
-
-extern char **environ;
 
 /* The first columns of the header worker/report.c writes (the traffic columns after them
  * are not plotted, and files from before they existed have none); the columns are
@@ -212,26 +209,6 @@ static int has_values(const metrics *m, int col)
 }
 
 /* The directory holding an executable named name on PATH, copied into buf; 0 if none. */
-static int find_on_path(const char *name, char *buf, size_t size)
-{
-    const char *path = getenv("PATH");
-    if (!path || !*path)
-        return 0;
-    for (const char *p = path;;) {
-        size_t len = strcspn(p, ":");
-        /* An empty PATH entry means the current folder (POSIX execvp). */
-        int n = len ? snprintf(buf, size, "%.*s/%s", (int)len, p, name)
-                    : snprintf(buf, size, "./%s", name);
-        struct stat st;
-        if (n > 0 && (size_t)n < size && stat(buf, &st) == 0 && S_ISREG(st.st_mode) &&
-            access(buf, X_OK) == 0)
-            return 1;
-        if (p[len] == '\0')
-            return 0;
-        p += len + 1;
-    }
-}
-
 /* One plot: series are (column, title) pairs; those without any value are left out. */
 /* extra: one more series appended to the plot command (NULL: none). */
 static void plot_one(FILE *s, const metrics *m, const char *outdir, int ascii, const char *file,
@@ -320,71 +297,6 @@ static void write_script(FILE *s, const metrics *m, const char *outdir, int asci
         fputs("unset output\n", s);
 }
 
-/* Runs gnuplot on the script write(s, ctx) writes, fed on stdin from an unlinked temp file
- * (nothing is left behind if we are killed). gnuplot's stdout and stderr are ours. Returns
- * an EXIT_* code. */
-static int run_gnuplot(const char *gnuplot, void (*write)(FILE *s, const void *ctx),
-                       const void *ctx)
-{
-    const char *tmpdir = getenv("TMPDIR");
-    char tmpl[4096];
-    snprintf(tmpl, sizeof tmpl, "%s/pstrain-plot.XXXXXX", tmpdir && *tmpdir ? tmpdir : "/tmp");
-    int fd = mkstemp(tmpl);
-    if (fd < 0) {
-        fprintf(stderr, "pstrain plot: %s: cannot create the gnuplot script: %s\n", tmpl,
-                strerror(errno));
-        return EXIT_IO;
-    }
-    unlink(tmpl);
-    int rc = EXIT_IO;
-    posix_spawn_file_actions_t fa;
-    int fa_ready = 0;
-    FILE *s = fdopen(fd, "w+");
-    if (!s) {
-        fprintf(stderr, "pstrain plot: cannot write the gnuplot script: %s\n", strerror(errno));
-        close(fd);
-        return EXIT_IO;
-    }
-    write(s, ctx);
-    if (fflush(s) != 0 || ferror(s) || lseek(fd, 0, SEEK_SET) != 0) {
-        fprintf(stderr, "pstrain plot: cannot write the gnuplot script: %s\n", strerror(errno));
-        goto cleanup;
-    }
-    if (posix_spawn_file_actions_init(&fa) != 0)
-        goto cleanup;
-    fa_ready = 1;
-    posix_spawn_file_actions_adddup2(&fa, fd, STDIN_FILENO);
-    /* The child must not outlive its reader of stdout: flush ours before it writes. */
-    fflush(stdout);
-    char *argv[] = {"gnuplot", NULL};
-    pid_t pid;
-    int e = posix_spawn(&pid, gnuplot, &fa, NULL, argv, environ);
-    if (e != 0) {
-        fprintf(stderr, "pstrain plot: cannot run %s: %s\n", gnuplot, strerror(e));
-        goto cleanup;
-    }
-    int status;
-    while (waitpid(pid, &status, 0) < 0) {
-        if (errno != EINTR) {
-            fprintf(stderr, "pstrain plot: waiting for gnuplot: %s\n", strerror(errno));
-            goto cleanup;
-        }
-    }
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-        fprintf(stderr, "pstrain plot: gnuplot failed (%s %d; its messages are above)\n",
-                WIFEXITED(status) ? "exit code" : "signal",
-                WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
-        rc = EXIT_FAILURE_RUNTIME;
-        goto cleanup;
-    }
-    rc = EXIT_OK;
-cleanup:
-    if (fa_ready)
-        posix_spawn_file_actions_destroy(&fa);
-    fclose(s);
-    return rc;
-}
-
 typedef struct {
     const metrics *m;
     const char *outdir;
@@ -420,18 +332,6 @@ typedef struct {
     const float *g;    /* (ng, dims) */
     const float *p;    /* (ng) predicted class, probability of class 1, or value */
 } pred_plot;
-
-static void sanitise(char *dst, size_t n, const char *src)
-{
-    size_t i = 0;
-    for (; src[i] && i + 1 < n; i++) {
-        char c = src[i];
-        int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                 strchr(" _.+-", c);
-        dst[i] = ok ? c : '?';
-    }
-    dst[i] = '\0';
-}
 
 /* Point colours by class, and the lighter tints of the decision regions. */
 static const char *const dark[8] = {"#1b9e77", "#d95f02", "#7570b3", "#e7298a",
@@ -634,7 +534,7 @@ static int plot_predictions(const char *gnuplot, const char *run_dir, const char
                     .dims = D,
                     .classify = ckpt_model_task(ck) == DS_TASK_CLASSIFY};
     char title[200];
-    sanitise(title, sizeof title, job->name ? job->name : "model");
+    cli_gp_sanitise(title, sizeof title, job->name ? job->name : "model");
     strncat(title,
             pp.classify ? (D == 2 ? ": decision regions and training data"
                                   : ": predicted class and training data")
@@ -646,7 +546,7 @@ static int plot_predictions(const char *gnuplot, const char *run_dir, const char
     for (int k = 0; k < pp.nclasses && k < 8; k++) {
         const char *nm = ckpt_model_class_name(ck, k);
         if (nm)
-            sanitise(pp.names[k], sizeof pp.names[k], nm);
+            cli_gp_sanitise(pp.names[k], sizeof pp.names[k], nm);
         else
             snprintf(pp.names[k], sizeof pp.names[k], "%d", k);
     }
@@ -679,7 +579,7 @@ static int plot_predictions(const char *gnuplot, const char *run_dir, const char
     pp.t = t;
     pp.g = g;
     pp.p = p;
-    ec = run_gnuplot(gnuplot, write_predictions_script, &pp);
+    ec = cli_gp_run("plot", gnuplot, write_predictions_script, &pp);
     if (ec == EXIT_OK && !ascii)
         printf("wrote %s/predictions.png\n", outdir);
 done:
@@ -752,7 +652,7 @@ int cmd_plot(int argc, char **argv, const volatile sig_atomic_t *stop)
     if (rc != EXIT_OK)
         goto cleanup;
     read_facts(run_dir, &m);
-    if (!find_on_path("gnuplot", gnuplot, sizeof gnuplot)) {
+    if (!cli_gp_find("gnuplot", gnuplot, sizeof gnuplot)) {
         fputs("pstrain plot: gnuplot is not on PATH; install it (Debian: apt-get install "
               "gnuplot-nox)\n",
               stderr);
@@ -769,7 +669,7 @@ int cmd_plot(int argc, char **argv, const volatile sig_atomic_t *stop)
     }
     time_t start = time(NULL);
     curves c = {&m, out, ascii};
-    rc = run_gnuplot(gnuplot, write_curves, &c);
+    rc = cli_gp_run("plot", gnuplot, write_curves, &c);
     if (rc == EXIT_OK && !ascii) {
         /* gnuplot reports a file it cannot open but carries on; check what it wrote. */
         static const char *const files[] = {"loss.png", "accuracy.png", "regression.png",

@@ -46,6 +46,8 @@ static void usage(FILE *f)
           "                     config.json)\n"
           "  consolidate [JOB.yaml] --resume DIR\n"
           "                     one model file from a distributed run's shard checkpoints\n"
+          "  explain CKPT DATA  interpretability PNGs: first-layer weights, saliency maps,\n"
+          "                     permutation feature importance, confusion matrix (gnuplot)\n"
           "  plot RUN_DIR       PNG plots of a run's metrics.csv with gnuplot (--ascii: text)\n"
           "  status [RUN_DIR]   the processes of a running job: state, last heartbeat, progress\n"
           "  keygen --out DIR NAME...\n"
@@ -119,6 +121,8 @@ int main(int argc, char **argv)
         return cmd_consolidate(argc - 2, argv + 2, &stop_signal);
     if (strcmp(cmd, "mpi") == 0)
         return cmd_mpi(argc - 2, argv + 2, &stop_signal);
+    if (strcmp(cmd, "explain") == 0)
+        return cmd_explain(argc - 2, argv + 2, &stop_signal);
     if (strcmp(cmd, "plot") == 0)
         return cmd_plot(argc - 2, argv + 2, &stop_signal);
     if (strcmp(cmd, "status") == 0)

@@ -67,6 +67,9 @@ struct ml_model {
     int nsegs;
     ml_segment *segs;
     ml_tables *tables; /* NULL: no sparse layers */
+    float *dx_in;      /* (max_batch, in_dim) the caller's dL/dx buffer; NULL: not wanted */
+    float *dx_tmp;     /* (max_batch, in_dim) a second reader of the input adds through it */
+    int dx_got;        /* backward: dx_in written this step */
 };
 
 /* 64-byte aligned, zeroed; size rounded up as aligned_alloc requires. */
@@ -445,6 +448,7 @@ void ml_model_destroy(ml_model *m)
     free(m->got);
     free(m->tie_grad);
     free(m->tie_done);
+    free(m->dx_tmp);
     ml_tables_destroy(m->tables);
     ml_model_spec_fini(&m->spec);
     free(m);
@@ -661,6 +665,20 @@ static void sparse_backward(ml_model *m, node *nd, const ml_sparse_batch *b, int
     nd->ops->sbackward(&nd->l, ml_tables_grads(m->tables, nd->table), dt, nd->g, nd->y, &s, t, n);
 }
 
+int ml_model_set_input_grad(ml_model *m, float *dx, pst_err *err)
+{
+    if (dx && !m->dx_tmp && !(m->dx_tmp = alloc_floats((size_t)m->max_batch * m->in_dim)))
+        return pst_err_set(err, PST_ERR_NOMEM, "out of memory");
+    m->dx_in = dx;
+    return PST_OK;
+}
+
+/* Where backward writes the gradient of node nd's input k (one already written: add). */
+static float *input_grad_dst(ml_model *m, const node *nd, int k)
+{
+    return nd->src[k] == ML_SRC_INPUT ? m->dx_in : m->nodes[nd->src[k]].g;
+}
+
 void ml_model_backward(ml_model *m, const float *x, int n)
 {
     ml_model_backward_sparse(m, x, NULL, n);
@@ -671,7 +689,8 @@ void ml_model_backward_sparse(ml_model *m, const float *x, const ml_sparse_batch
     int first = m->fused ? m->nnodes - 2 : m->nnodes - 1;
     /* Nodes before the lowest trainable one need no gradient at all: none of them is
      * downstream of a trainable node. */
-    int lowest = m->nnodes;
+    int lowest = m->dx_in ? 0 : m->nnodes; /* dL/dx: every node is on the way down */
+    m->dx_got = 0;
     for (int i = 0; i < m->nnodes && lowest == m->nnodes; i++)
         if ((m->nodes[i].l.ntensors > 0 || m->nodes[i].table >= 0) && !m->nodes[i].frozen)
             lowest = i;
@@ -700,6 +719,14 @@ void ml_model_backward_sparse(ml_model *m, const float *x, const ml_sparse_batch
             int p = nd->src[k];
             in[k] = node_input(m, x, nd, k);
             dx[k] = NULL;
+            if (p == ML_SRC_INPUT && m->dx_in) {
+                if (!m->dx_got)
+                    dx[k] = m->dx_in;
+                add[k] = m->dx_got; /* a second reader of x: through scratch, added */
+                m->dx_got = 1;
+                any = 1;
+                continue;
+            }
             if (p < lowest) /* the data, or a node that needs no gradient */
                 continue;
             if (!m->got[p]) {
@@ -734,11 +761,11 @@ void ml_model_backward_sparse(ml_model *m, const float *x, const ml_sparse_batch
         if (nadd <= 1) {
             for (int k = 0; k < nd->nin; k++)
                 if (add[k])
-                    dx[k] = scratch;
+                    dx[k] = nd->src[k] == ML_SRC_INPUT ? m->dx_tmp : scratch;
             nd->ops->backward(&nd->l, dx, dt, nd->g, nd->y, in, t, n);
             for (int k = 0; k < nd->nin; k++)
                 if (add[k])
-                    add_into(m->nodes[nd->src[k]].g, scratch, (size_t)n * nd->l.in[k]);
+                    add_into(input_grad_dst(m, nd, k), dx[k], (size_t)n * nd->l.in[k]);
             if (tie_add)
                 add_into(m->grads + nd->off[0], m->tie_grad,
                          (size_t)nd->l.tensor[0].rows * nd->l.tensor[0].cols);
@@ -752,10 +779,11 @@ void ml_model_backward_sparse(ml_model *m, const float *x, const ml_sparse_batch
                 continue;
             float *dxj[ML_MAX_INPUTS];
             float *none[ML_MAX_TENSORS] = {NULL};
+            float *tmp = nd->src[j] == ML_SRC_INPUT ? m->dx_tmp : scratch;
             for (int k = 0; k < nd->nin; k++)
-                dxj[k] = k == j ? scratch : (!done_first && !add[k] ? dx[k] : NULL);
+                dxj[k] = k == j ? tmp : (!done_first && !add[k] ? dx[k] : NULL);
             nd->ops->backward(&nd->l, dxj, done_first ? none : dt, nd->g, nd->y, in, t, n);
-            add_into(m->nodes[nd->src[j]].g, scratch, (size_t)n * nd->l.in[j]);
+            add_into(input_grad_dst(m, nd, j), tmp, (size_t)n * nd->l.in[j]);
             done_first = 1;
         }
         if (tie_add)

@@ -138,6 +138,13 @@ double ml_model_loss(ml_model *m, const int32_t *label, const float *target, int
  * forward. */
 void ml_model_backward(ml_model *m, const float *x, int n);
 
+/* Makes dx (max_batch, IN) floats, owned by the caller, the buffer where the
+ * ml_model_backward calls that follow also write dL/dx, the gradient of the loss with
+ * respect to the dense input (a saliency map: pstrain explain); NULL stops it. While set,
+ * backward runs down to the first layer even below frozen ones. The first call allocates
+ * a (max_batch, IN) buffer for models that read x in several layers. */
+int ml_model_set_input_grad(ml_model *m, float *dx, pst_err *err);
+
 /* ---- Sparse layers ------------------------------------------------------------------ */
 
 int ml_model_ntables(const ml_model *m);

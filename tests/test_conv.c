@@ -376,9 +376,12 @@ static void check_model(ml_layer_spec *layers, unsigned nl, ml_shape in, int n, 
     rng_seed(&r, seed + 1);
     int D = ml_model_in_dim(m), K = ml_model_out_dim(m);
     float *x = randv(&r, (size_t)n * D, 1.0f);
+    float *dx = malloc(sizeof(float) * (size_t)n * D);
     int32_t label[16];
     for (int i = 0; i < n; i++)
         label[i] = (int32_t)rng_below(&r, (uint64_t)K);
+    /* dL/dx too (pstrain explain's saliency): the first layer's backward writes it */
+    assert_int_equal(ml_model_set_input_grad(m, dx, &err), PST_OK);
     ml_model_forward(m, x, n);
     ml_model_loss(m, label, NULL, n);
     ml_model_backward(m, x, n);
@@ -410,7 +413,23 @@ static void check_model(ml_layer_spec *layers, unsigned nl, ml_shape in, int n, 
     }
     if (sqrt(num) > 3e-3 * sqrt(den) + 1e-5)
         fail_msg("model gradient mismatch: |g - fd| = %g, |fd| = %g", sqrt(num), sqrt(den));
-    free(x), free(g);
+    num = den = 0;
+    for (size_t k = 0; k < (size_t)n * D; k++) {
+        float keep = x[k];
+        x[k] = keep + h;
+        ml_model_forward(m, x, n);
+        double lp = ml_model_loss(m, label, NULL, n);
+        x[k] = keep - h;
+        ml_model_forward(m, x, n);
+        double lm = ml_model_loss(m, label, NULL, n);
+        x[k] = keep;
+        double fd = (lp - lm) / (2.0 * h);
+        num += (dx[k] - fd) * (dx[k] - fd);
+        den += fd * fd;
+    }
+    if (sqrt(num) > 3e-3 * sqrt(den) + 1e-5 || den == 0)
+        fail_msg("input gradient mismatch: |dx - fd| = %g, |fd| = %g", sqrt(num), sqrt(den));
+    free(x), free(g), free(dx);
     ml_model_destroy(m);
 }
 
@@ -446,6 +465,17 @@ static void test_model_gradients(void **state)
     ml_layer_spec feat[] = {DENSE(4, ACT_TANH), spec_of(&ml_layer_batchnorm),
                             DENSE(3, ACT_SOFTMAX)};
     check_model(feat, 3, ml_shape_flat(5), 4, 35);
+    /* the input read by two layers: their dL/dx add up */
+    ml_layer_spec d1 = DENSE(4, ACT_TANH), d2 = DENSE(4, ACT_TANH), sum = spec_of(&ml_layer_add);
+    char *xin[] = {ML_INPUT_NAME};
+    d1.name = "d1", d2.name = "d2";
+    d1.inputs = d2.inputs = xin;
+    d1.ninputs = d2.ninputs = 1;
+    char *both[] = {"d1", "d2"};
+    sum.inputs = both;
+    sum.ninputs = 2;
+    ml_layer_spec fan[] = {d1, d2, sum, DENSE(3, ACT_SOFTMAX)};
+    check_model(fan, 4, ml_shape_flat(5), 3, 36);
 }
 
 static void test_shapes_through_model(void **state)
