@@ -174,4 +174,10 @@ int ckpt_model_wrap(ml_model_spec *spec, ml_model *net, ckpt_model **out, pst_er
 int ckpt_read_spec(const char *path, const ml_registry *reg, ml_model_spec *spec, int *in_dim,
                    pst_err *err);
 
+/* LoRA (ckpt/lora.c): resets every layer's lora_rank to 0 (the spec of the merged model)
+ * and returns how many layers had adapters; ckpt_lora_merge fills base (built from the
+ * stripped spec) with lo's base tensors, W + (alpha / r) A B for each adapted W. */
+int ckpt_lora_strip(ml_model_spec *s);
+int ckpt_lora_merge(ml_model *base, ml_model *lo, pst_err *err);
+
 #endif

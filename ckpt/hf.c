@@ -530,8 +530,27 @@ int ckpt_hf_export(const char *ckpt, const char *dir, pst_err *err)
     if (rc)
         return rc;
     ml_gpt2_config c;
-    ml_model *m = NULL;
+    ml_model *m = NULL, *lo = NULL;
     pst_err e2 = {0};
+    /* A LoRA run exports merged: its adapters folded into the weights they adapt. */
+    if (ml_model_spec_nparams(&s, in_dim) != UINT64_MAX) {
+        ml_model_spec bare;
+        if ((rc = ml_model_spec_copy(&bare, &s, err)))
+            goto cleanup;
+        if (ckpt_lora_strip(&bare)) {
+            if (!(lo = ml_model_create(&s, in_dim, 1, &e2))) {
+                ml_model_spec_fini(&bare);
+                rc = pst_err_set(err, e2.code, "%s: %s", ckpt, e2.msg);
+                goto cleanup;
+            }
+            if ((rc = ckpt_load_into(ckpt, lo, NULL, err))) {
+                ml_model_spec_fini(&bare);
+                goto cleanup;
+            }
+        }
+        ml_model_spec_fini(&s);
+        s = bare;
+    }
     if (ml_gpt2_config_of(&s, &c, &e2)) {
         rc = pst_err_set(err, PST_ERR_DATA,
                          "%s: only a GPT-2 exports to the Hugging Face layout, and this model is "
@@ -543,9 +562,14 @@ int ckpt_hf_export(const char *ckpt, const char *dir, pst_err *err)
         rc = pst_err_set(err, e2.code, "%s: %s", ckpt, e2.msg);
         goto cleanup;
     }
-    if (!(rc = ckpt_load_into(ckpt, m, NULL, err)))
+    if (lo)
+        rc = ckpt_lora_merge(m, lo, err);
+    else
+        rc = ckpt_load_into(ckpt, m, NULL, err);
+    if (!rc)
         rc = ckpt_hf_save(dir, m, err);
 cleanup:
+    ml_model_destroy(lo);
     ml_model_destroy(m);
     ml_model_spec_fini(&s);
     return rc;

@@ -23,7 +23,7 @@ static int layer_json(cJSON *o, const ml_layer_spec *L)
         const ml_layer_key *K = &L->ops->keys[k];
         const ml_value *v = &L->val[k];
         cJSON *x = NULL;
-        if (K->flags & ML_KEY_COMPAT)
+        if ((K->flags & ML_KEY_COMPAT) || ml_layer_key_omitted(K, v))
             continue;
         switch (K->kind) {
         case ML_KEY_INT: x = cJSON_CreateNumber((double)v->i); break;

@@ -39,7 +39,13 @@ static int resolve(const char *what, char *model, char *job, size_t cap, pst_err
     if (stat(what, &st) != 0)
         return pst_err_set(err, PST_ERR_IO, "%s: %s", what, strerror(errno));
     if (S_ISDIR(st.st_mode)) {
-        snprintf(model, cap, "%s/model.safetensors", what);
+        /* A Hugging Face folder (pstrain export) is read as a folder: ckpt_load builds
+         * the model from its config.json. */
+        snprintf(model, cap, "%s/config.json", what);
+        if (!is_file(model))
+            snprintf(model, cap, "%s/model.safetensors", what);
+        else
+            snprintf(model, cap, "%s", what);
         snprintf(job, cap, "%s/job.yaml", what);
         if (!is_file(job))
             snprintf(job, cap, "%s/../../job.yaml", what);

@@ -45,7 +45,7 @@
 
 #define ML_MAX_KEYS 8           /* config keys of one layer type */
 #define ML_MAX_INPUTS 8         /* inputs of one layer */
-#define ML_MAX_TENSORS 4        /* parameter tensors of one layer */
+#define ML_MAX_TENSORS 8        /* parameter tensors of one layer (LoRA adapters included) */
 #define ML_NAME_MAX 39          /* a layer name: 39 bytes + ".weight" fit a segment name */
 #define ML_INPUT_NAME "input"   /* the reserved name of the model's input in `inputs:` */
 #define ML_SPARSE_NAME "sparse" /* the reserved name of the batch's sparse features */
@@ -126,6 +126,9 @@ enum {
     /* Accepted and printed (so job files and fingerprints of pstrain 0.1 stay valid) but
      * without effect, not documented and not stored in checkpoints. */
     ML_KEY_COMPAT = 2,
+    /* Printed and stored in checkpoints only when not at its default, so jobs and files
+     * that do not use it read as before (LoRA's lora_rank, lora_alpha). */
+    ML_KEY_OMIT_DEFAULT = 4,
 };
 
 typedef struct {
@@ -224,6 +227,14 @@ void ml_layer_spec_name(const ml_model_spec *s, unsigned l, char *buf, size_t n)
 /* The activation the layer ends in: the activation layer's, or the `activation` key of a
  * type with post_activation; 0 (linear) otherwise. */
 int ml_layer_spec_out_act(const ml_layer_spec *s);
+/* 1 when key k is ML_KEY_OMIT_DEFAULT and v is its default (int and float kinds): left
+ * out of printed jobs and checkpoint headers. */
+static inline int ml_layer_key_omitted(const ml_layer_key *k, const ml_value *v)
+{
+    if (!(k->flags & ML_KEY_OMIT_DEFAULT))
+        return 0;
+    return k->kind == ML_KEY_FLOAT ? v->f == k->def : (double)v->i == k->def;
+}
 /* Checks one key's value against its kind and range; the message is "<key>: ..." */
 int ml_layer_key_check(const ml_layer_key *k, const ml_value *v, pst_err *err);
 
@@ -295,6 +306,13 @@ typedef struct {
      * points it at the tensor; NULL for other tensors). */
     unsigned state_mask;
     float *state[ML_MAX_TENSORS];
+    /* Bit k set by shape: tensor k is a LoRA adapter (core/layers/lora.h). Adapters come
+     * in pairs, A (in, r) then B (r, out); the model places them after every base tensor
+     * (so the trainable part of a LoRA model is one range at the end of the flat vector),
+     * initialises them itself (A Kaiming-uniform, B zero: the layer's init leaves them)
+     * and keeps them trainable when the layer is frozen: backward then gets dt[k] for the
+     * adapters only, NULL for the base tensors. */
+    unsigned adapter_mask;
 } ml_layer;
 
 struct ml_layer_ops {

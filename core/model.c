@@ -166,6 +166,22 @@ static int resolve_tie(ml_model *m, node *nd, unsigned l, pst_err *err)
     return pst_err_set(err, PST_ERR_CONFIG, "%s: '%s' is no earlier layer", key, want);
 }
 
+/* Tensor t of node nd as the next segment, at *off. */
+static void add_segment(ml_model *m, node *nd, int t, const char *base, size_t *off)
+{
+    const ml_tensor *T = &nd->l.tensor[t];
+    ml_segment *sg = &m->segs[m->nsegs++];
+    snprintf(sg->name, sizeof sg->name, "%s.%s", base, T->name);
+    sg->layer = nd->layer;
+    sg->offset = nd->off[t] = *off;
+    sg->len = (size_t)T->rows * T->cols;
+    sg->rows = T->rows;
+    sg->cols = T->cols;
+    sg->state = (nd->l.state_mask >> t) & 1u;
+    sg->adapter = (nd->l.adapter_mask >> t) & 1u;
+    *off += sg->len;
+}
+
 /* Pass 1: nodes, widths, segments and the parameter layout. */
 static int build_nodes(ml_model *m, pst_err *err)
 {
@@ -203,18 +219,9 @@ static int build_nodes(ml_model *m, pst_err *err)
             return ml_layer_err_path(err, l);
         if (L->ops->sparse && (nd->table = add_table(m, &nd->l, base, err)) < 0)
             return ml_layer_err_path(err, l);
-        for (int t = nd->tie >= 0 ? 1 : 0; t < nd->l.ntensors; t++) {
-            const ml_tensor *T = &nd->l.tensor[t];
-            ml_segment *sg = &m->segs[m->nsegs++];
-            snprintf(sg->name, sizeof sg->name, "%s.%s", base, T->name);
-            sg->layer = (int)l;
-            sg->offset = nd->off[t] = off;
-            sg->len = (size_t)T->rows * T->cols;
-            sg->rows = T->rows;
-            sg->cols = T->cols;
-            sg->state = (nd->l.state_mask >> t) & 1u;
-            off += sg->len;
-        }
+        for (int t = nd->tie >= 0 ? 1 : 0; t < nd->l.ntensors; t++)
+            if (!((nd->l.adapter_mask >> t) & 1u))
+                add_segment(m, nd, t, base, &off);
         m->nnodes++;
         int act = ml_layer_spec_out_act(L);
         if (L->ops->post_activation && act != 0) {
@@ -235,6 +242,15 @@ static int build_nodes(ml_model *m, pst_err *err)
         }
         m->layer_node[l] = m->nnodes - 1;
     }
+    /* LoRA adapters after every base tensor: the base keeps the offsets of the model
+     * without them, and a frozen base leaves one trainable range at the end. */
+    for (int i = 0; i < m->nnodes; i++)
+        for (int t = 0; t < m->nodes[i].l.ntensors; t++)
+            if ((m->nodes[i].l.adapter_mask >> t) & 1u) {
+                char base[ML_NAME_MAX + 1];
+                ml_layer_spec_name(s, (unsigned)m->nodes[i].layer, base, sizeof base);
+                add_segment(m, &m->nodes[i], t, base, &off);
+            }
     m->nparams = off;
     m->out_dim = m->nodes[m->nnodes - 1].l.out;
     return PST_OK;
@@ -476,6 +492,21 @@ void ml_model_init(ml_model *m, uint64_t seed)
             t[k] = m->params + nd->off[k];
         nd->ops->init(&nd->l, t, he, &r);
     }
+    /* LoRA pairs (core/layers/lora.h) from a stream of their own, so the base draws what
+     * it draws without adapters: A (in, r) ~ U(-1/sqrt(in), 1/sqrt(in)), B = 0. */
+    rng_seed(&r, seed ^ 0x4c6f5241ULL);
+    for (int i = 0; i < m->nnodes; i++)
+        for (int k = 0; k < m->nodes[i].l.ntensors; k++)
+            if ((m->nodes[i].l.adapter_mask >> k) & 1u) {
+                const ml_tensor *T = &m->nodes[i].l.tensor[k];
+                float *a = m->params + m->nodes[i].off[k], bound = 1.0f / sqrtf((float)T->rows);
+                size_t len = (size_t)T->rows * T->cols;
+                for (size_t j = 0; j < len; j++)
+                    a[j] = bound * (2.0f * (float)rng_uniform(&r) - 1.0f);
+                memset(m->params + m->nodes[i].off[k + 1], 0,
+                       (size_t)T->cols * m->nodes[i].l.tensor[k + 1].cols * sizeof(float));
+                k++;
+            }
 }
 
 size_t ml_model_nparams(const ml_model *m) { return m->nparams; }
@@ -692,7 +723,8 @@ void ml_model_backward_sparse(ml_model *m, const float *x, const ml_sparse_batch
     int lowest = m->dx_in ? 0 : m->nnodes; /* dL/dx: every node is on the way down */
     m->dx_got = 0;
     for (int i = 0; i < m->nnodes && lowest == m->nnodes; i++)
-        if ((m->nodes[i].l.ntensors > 0 || m->nodes[i].table >= 0) && !m->nodes[i].frozen)
+        if ((m->nodes[i].l.ntensors > 0 || m->nodes[i].table >= 0) &&
+            (!m->nodes[i].frozen || m->nodes[i].l.adapter_mask))
             lowest = i;
     memset(m->tie_done, 0, (size_t)m->nnodes);
     for (int t = 0; t < ml_tables_count(m->tables); t++)
@@ -741,11 +773,11 @@ void ml_model_backward_sparse(ml_model *m, const float *x, const ml_sparse_batch
         }
         int params =
             nd->l.ntensors > 0 && !nd->frozen && (nd->tie < 0 || !m->nodes[nd->tie].frozen);
-        if (!any && !params)
+        if (!any && !params && !nd->l.adapter_mask)
             continue;
         for (int k = 0; k < nd->l.ntensors; k++) {
             t[k] = m->params + nd->off[k];
-            if (params)
+            if (params || ((nd->l.adapter_mask >> k) & 1u)) /* adapters train on a frozen base */
                 dt[k] = m->grads + nd->off[k];
         }
         /* A tie: the later node (the head) ran first and wrote the shared gradient; its

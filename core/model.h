@@ -60,6 +60,8 @@ typedef struct {
     int rows, cols; /* the tensor's shape: (OUT, IN) for a weight, (OUT, 1) for a bias */
     int state;      /* non-gradient state (batchnorm's running statistics): frozen for the
                      * optimizer, written by training forwards (core/layer.h ml_tensor) */
+    int adapter;    /* a LoRA adapter (core/layer.h adapter_mask): trainable when its layer
+                     * is frozen; adapters follow every base tensor in the flat vector */
 } ml_segment;
 
 /* An embedding table as the caller must keep it: name (the layers' `table` key, or the

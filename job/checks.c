@@ -84,7 +84,9 @@ static int check_finetune(const cfg_job *job, pst_err *err)
                                "model.layers.%u.lr_mult: %s %s layer has no "
                                "parameters to scale",
                                i, an, t);
-        ntrain += L->ops->has_params && L->trainable && L->lr_mult > 0.0f;
+        int kr = ml_layer_key_find(L->ops, "lora_rank"); /* LoRA adapters train when frozen */
+        ntrain += L->ops->has_params && (L->trainable || (kr >= 0 && L->val[kr].i > 0)) &&
+                  L->lr_mult > 0.0f;
     }
     if (m->nlayers > 0 && ntrain == 0)
         return pst_err_set(err, E,

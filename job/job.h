@@ -91,11 +91,24 @@ typedef struct {
     int n_layer, n_head, n_embd, n_positions, vocab_size;
 } cfg_gpt2;
 
+/* model.lora: LoRA adapters (core/layers/lora.h) of rank r on the projections of the
+ * targets ("attn": attention's c_attn and c_proj; "mlp": every token_dense, GPT-2's c_fc
+ * and c_proj; none listed: both), scaled by alpha / r. The job writes them into the
+ * layers' lora_rank / lora_alpha keys and freezes every layer: only adapters train.
+ * rank 0: no adapters. */
+typedef struct {
+    int rank;
+    double alpha;
+    char **targets;
+    unsigned targets_count;
+} cfg_lora;
+
 /* model: the layers (core/layer.h; read with the job's layer registry), loss and init,
  * and where fine-tuning takes its initial weights from. */
 typedef struct {
     ml_model_spec spec;     /* layers, loss, init; strings malloc'd, freed by cfg_job_free */
     cfg_gpt2 gpt2;          /* set: spec.layers are its expansion */
+    cfg_lora lora;          /* rank >= 1: adapters written into spec.layers, base frozen */
     char *init_from;        /* fine-tuning: initial weights by name from this checkpoint, or NULL */
     const ml_registry *reg; /* the layer types the job was read with (borrowed) */
     int external;           /* bool: the workers' own model (cfg_job_is_library) */

@@ -43,6 +43,8 @@ extern const cyaml_schema_value_t cfg_job_value;
  * than sequence_crossentropy set beside it and what ml_gpt2_spec refuses. */
 int cfg_gpt2_is_set(const cfg_gpt2 *g);
 int cfg_gpt2_expand(cfg_job *job, pst_err *err);
+/* model.lora into the layers (after cfg_gpt2_expand): checks rank, alpha and targets. */
+int cfg_lora_apply(cfg_job *job, pst_err *err);
 
 /* How a field counts in the job's fingerprint (schema.c: the keys added after fingerprints
  * were fixed). */

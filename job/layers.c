@@ -2,6 +2,7 @@
  * from the file scan and from overrides. */
 #include "job_internal.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -451,5 +452,69 @@ int cfg_gpt2_expand(cfg_job *job, pst_err *err)
     s.init = spec->init;
     ml_model_spec_fini(spec);
     *spec = s;
+    return PST_OK;
+}
+
+/* ---- model.lora: adapters written into the layers ------------------------------------ */
+
+enum { LORA_ATTN = 1, LORA_MLP = 2 };
+
+static int set_lora(ml_layer_spec *L, int rank, double alpha)
+{
+    int kr = ml_layer_key_find(L->ops, "lora_rank"), ka = ml_layer_key_find(L->ops, "lora_alpha");
+    if (kr < 0 || ka < 0)
+        return 0;
+    L->val[kr].i = rank;
+    L->val[ka].f = rank ? alpha : L->ops->keys[ka].def;
+    return rank > 0;
+}
+
+int cfg_lora_apply(cfg_job *job, pst_err *err)
+{
+    const cfg_lora *lo = &job->model.lora;
+    ml_model_spec *s = &job->model.spec;
+    const int E = PST_ERR_CONFIG;
+    if (lo->rank == 0 && lo->targets_count == 0)
+        return PST_OK; /* no adapters: the layers' own keys stand */
+    if (lo->rank < 1 || lo->rank > (1 << 16))
+        return pst_err_set(err, E,
+                           "model.lora.rank: must be 1 to 65536 (at most min(in, out) of "
+                           "every adapted projection), got %d",
+                           lo->rank);
+    if (!(lo->alpha > 0.0) || !isfinite(lo->alpha))
+        return pst_err_set(err, E, "model.lora.alpha: must be > 0, got %g", lo->alpha);
+    unsigned targets = lo->targets_count ? 0 : LORA_ATTN | LORA_MLP;
+    for (unsigned i = 0; i < lo->targets_count; i++) {
+        const char *t = lo->targets[i] ? lo->targets[i] : "";
+        if (strcmp(t, "attn") == 0)
+            targets |= LORA_ATTN;
+        else if (strcmp(t, "mlp") == 0)
+            targets |= LORA_MLP;
+        else
+            return pst_err_set(err, E, "model.lora.targets: '%s' is not attn or mlp", t);
+    }
+    /* A GPT-2's projections are (C, 3C), (C, C), (C, 4C), (4C, C): min(in, out) = C. */
+    if (cfg_gpt2_is_set(&job->model.gpt2) && lo->rank > job->model.gpt2.n_embd)
+        return pst_err_set(err, E,
+                           "model.lora.rank: %d is more than n_embd %d, the smallest side of "
+                           "the projections (rank <= min(in, out))",
+                           lo->rank, job->model.gpt2.n_embd);
+    unsigned adapted = 0;
+    for (unsigned l = 0; l < s->nlayers; l++) {
+        ml_layer_spec *L = &s->layers[l];
+        unsigned want = L->ops == &ml_layer_attention     ? LORA_ATTN
+                        : L->ops == &ml_layer_token_dense ? LORA_MLP
+                                                          : 0;
+        adapted += set_lora(L, (targets & want) ? lo->rank : 0, lo->alpha);
+        if (L->ops->has_params)
+            L->trainable = 0; /* the base stays as loaded; adapters train regardless */
+    }
+    if (adapted == 0)
+        return pst_err_set(err, E,
+                           "model.lora.targets: the model has no %s layers to adapt (LoRA "
+                           "needs a transformer's projections: model.gpt2)",
+                           targets == LORA_ATTN  ? "attention (attn)"
+                           : targets == LORA_MLP ? "token_dense (mlp)"
+                                                 : "attention (attn) or token_dense (mlp)");
     return PST_OK;
 }

@@ -231,6 +231,8 @@ int cfg_override(cfg_job *job, const char *path, const char *value, pst_err *err
         return pst_err_set(err, rc, "%s: out of memory", path);
     /* The layers follow their configuration and the window they read. */
     if (strncmp(path, "model.gpt2.", 11) == 0 || strcmp(path, "data.context") == 0)
-        return cfg_gpt2_expand(job, err);
+        return (rc = cfg_gpt2_expand(job, err)) ? rc : cfg_lora_apply(job, err);
+    if (strncmp(path, "model.lora.", 11) == 0)
+        return cfg_lora_apply(job, err);
     return PST_OK;
 }

@@ -403,6 +403,7 @@ void cfg_job_template(cfg_job *tmpl, opt_kind opt, opt_kind sparse_opt)
     tmpl->data.ngrams = 1;
     tmpl->model.spec.loss = ML_LOSS_CCE;
     tmpl->model.spec.init = ML_INIT_AUTO;
+    tmpl->model.lora.alpha = 8.0;
     opt_config_default(&tmpl->optimizer, opt);
     opt_config_default(&tmpl->sparse.opt, sparse_opt);
     tmpl->sparse.init = SPT_INIT_UNIFORM;
@@ -539,7 +540,7 @@ int cfg_job_load_string_reg(cfg_job **out, const ml_registry *reg, const char *y
                          "%s: model.gpt2 and model.layers: give one of them, not both", source);
         goto cleanup;
     }
-    if ((rc = cfg_gpt2_expand(job, err))) {
+    if ((rc = cfg_gpt2_expand(job, err)) || (rc = cfg_lora_apply(job, err))) {
         pst_err_prefix(err, "%s", source);
         goto cleanup;
     }

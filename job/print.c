@@ -149,6 +149,8 @@ static void print_layers(FILE *f, const ml_model_spec *m, int indent)
         for (int k = 0; k < L->ops->nkeys; k++) {
             const ml_layer_key *K = &L->ops->keys[k];
             const ml_value *v = &L->val[k];
+            if (ml_layer_key_omitted(K, v))
+                continue;
             fprintf(f, "%*s%s: ", in, "", K->name);
             switch (K->kind) {
             case ML_KEY_INT: fprintf(f, "%" PRId64, v->i); break;

@@ -49,6 +49,7 @@
  *     loss: categorical_crossentropy|binary_crossentropy|mse   categorical_crossentropy
  *     init: auto|glorot|he          auto
  *     init_from: path               none (fine-tuning: weights by name from a checkpoint)
+ *     lora: {rank, alpha, targets: [attn, mlp]}  rank 0 (LoRA adapters; the base frozen)
  *     gpt2: {n_layer, n_head, n_embd, n_positions, vocab_size}  none (instead of layers:
  *                                   core/gpt2.h's layers, loss sequence_crossentropy)
  *     external: bool                false (true: the workers are programs using libpstrain,
@@ -207,6 +208,13 @@ static const cyaml_schema_field_t gpt2_fields[] = {
     CYAML_FIELD_INT("vocab_size", CFG_OPT, cfg_gpt2, vocab_size),
     CYAML_FIELD_END};
 
+static const cyaml_schema_field_t lora_fields[] = {
+    CYAML_FIELD_INT("rank", CFG_OPT, cfg_lora, rank),
+    CYAML_FIELD_FLOAT("alpha", CFG_OPT_FLOAT, cfg_lora, alpha),
+    CYAML_FIELD_SEQUENCE_COUNT("targets", CYAML_FLAG_OPTIONAL | CYAML_FLAG_POINTER, cfg_lora,
+                               targets, targets_count, &name_value, 0, CYAML_UNLIMITED),
+    CYAML_FIELD_END};
+
 const cyaml_schema_field_t cfg_model_fields[] = {
     /* Layers are read by job/layers.c, not by libcyaml: their keys depend on the
      * type, which the layer registry defines. */
@@ -215,6 +223,7 @@ const cyaml_schema_field_t cfg_model_fields[] = {
     CFG_ENUM("init", cfg_model, spec.init, init_names),
     CFG_STR("init_from", cfg_model, init_from),
     CYAML_FIELD_MAPPING("gpt2", CFG_OPT, cfg_model, gpt2, gpt2_fields),
+    CYAML_FIELD_MAPPING("lora", CFG_OPT, cfg_model, lora, lora_fields),
     CYAML_FIELD_BOOL("external", CFG_OPT, cfg_model, external),
     CYAML_FIELD_END};
 
@@ -356,6 +365,7 @@ static const struct {
     {cluster_fields, "topk_ratio", CFG_FP_NEVER},
     {cfg_job_fields, "sparse", CFG_FP_UNLESS_DEFAULT},     /* embedding tables' rule and bounds */
     {cfg_model_fields, "external", CFG_FP_UNLESS_DEFAULT}, /* library workers' own model */
+    {cfg_model_fields, "lora", CFG_FP_UNLESS_DEFAULT},     /* LoRA adapters */
 };
 
 cfg_fp_rule cfg_field_fp_rule(const cyaml_schema_field_t *f)

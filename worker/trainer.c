@@ -143,7 +143,8 @@ static int setup_finetune(wk_trainer *t, pst_err *err)
         const ml_segment *sg = ml_model_segment(m, i);
         const ml_layer_spec *L = &spec->spec.layers[sg->layer];
         /* State (batchnorm's running statistics) is never an optimizer's to move. */
-        float mult = L->trainable && !sg->state ? L->lr_mult : 0.0f;
+        /* LoRA adapters train on a frozen base (model.lora freezes every layer). */
+        float mult = (L->trainable || sg->adapter) && !sg->state ? L->lr_mult : 0.0f;
         /* Frozen random weights are almost always a misspelt layer name, not a wish. */
         if (mult == 0.0f && !sg->state && spec->init_from && !loaded[i]) {
             free(loaded);

@@ -23,11 +23,13 @@
 
 #include <cblas.h>
 
+#include "core/layers/lora.h"
 #include "core/layers/seq.h"
 #include "core/nn.h"
 
-enum { KEY_TOKENS, KEY_HEADS };
-enum { T_AW, T_AB, T_PW, T_PB };
+enum { KEY_TOKENS, KEY_HEADS, KEY_LORA_RANK, KEY_LORA_ALPHA };
+/* LoRA (core/layers/lora.h): adapters on c_attn (A_a, B_a) and c_proj (A_p, B_p). */
+enum { T_AW, T_AB, T_PW, T_PB, T_AA, T_AB_LORA, T_PA, T_PB_LORA };
 
 static const ml_layer_key keys[] = {
     [KEY_TOKENS] = {.name = "tokens",
@@ -44,7 +46,14 @@ static const ml_layer_key keys[] = {
                    .max = 1 << 12,
                    .doc = "heads H (C % H == 0)",
                    .flags = ML_KEY_REQUIRED},
+    ML_LORA_KEYS(KEY_LORA_RANK, KEY_LORA_ALPHA),
 };
+
+static int lora_rank(const ml_layer *l) { return (int)l->spec->val[KEY_LORA_RANK].i; }
+static float lora_scale(const ml_layer *l)
+{
+    return (float)(l->spec->val[KEY_LORA_ALPHA].f / (double)lora_rank(l));
+}
 
 typedef struct {
     int t, c, h, hs;
@@ -74,20 +83,31 @@ static int attn_shape(ml_layer *l, pst_err *err)
     l->tensor[T_AB] = (ml_tensor){"attn_b", 3 * c, 1};
     l->tensor[T_PW] = (ml_tensor){"proj_w", c, c};
     l->tensor[T_PB] = (ml_tensor){"proj_b", c, 1};
+    int r = lora_rank(l);
+    if (r > 0 && (ml_lora_shape(l, "attn_lora_a", "attn_lora_b", c, 3 * c, r, err) ||
+                  ml_lora_shape(l, "proj_lora_a", "proj_lora_b", c, c, r, err)))
+        return PST_ERR_CONFIG;
     return PST_OK;
+}
+
+/* LoRA's part, at the end of the workspace: x Aa, d(x Aa), a Ap, d(a Ap), each (N*T, r). */
+static size_t lora_ws(const ml_layer *l, int n)
+{
+    return 4 * (size_t)n * (size_t)l->spec->val[KEY_TOKENS].i * (size_t)lora_rank(l);
 }
 
 static size_t attn_workspace(const ml_layer *l, int n)
 {
     dims d = dims_of(l);
     size_t nt = (size_t)n * d.t;
-    return nt * 8 * d.c + (size_t)n * d.h * d.t * d.t + (size_t)d.t * d.t;
+    return nt * 8 * d.c + (size_t)n * d.h * d.t * d.t + (size_t)d.t * d.t + lora_ws(l, n);
 }
 
 /* Pointers into the workspace for n rows (the layout does not depend on n but the
  * offsets do; forward and backward see the same n). */
 typedef struct {
     float *qkv, *att, *a, *dqkv, *da, *dp;
+    float *lora; /* lora_ws floats */
 } ws_parts;
 
 static ws_parts ws_of(const ml_layer *l, dims d, int n)
@@ -100,13 +120,14 @@ static ws_parts ws_of(const ml_layer *l, dims d, int n)
     w.da = w.dqkv + nt * 3 * d.c;
     w.att = w.da + nt * d.c;
     w.dp = w.att + (size_t)n * d.h * d.t * d.t;
+    w.lora = w.dp + (size_t)d.t * d.t;
     return w;
 }
 
 static void attn_init(const ml_layer *l, float *const *t, int he, rng_state *r)
 {
     (void)he;
-    for (int k = 0; k < 4; k++) {
+    for (int k = 0; k < 4; k++) { /* the base tensors; the model initialises adapters */
         size_t len = (size_t)l->tensor[k].rows * l->tensor[k].cols;
         if (k == T_AW || k == T_PW)
             ml_seq_normal(t[k], len, ML_SEQ_INIT_SD, r);
@@ -143,7 +164,11 @@ static void attn_forward(const ml_layer *l, float *y, const float *const *x, con
     ws_parts w = ws_of(l, d, n);
     int nt = n * d.t, c3 = 3 * d.c;
     float scale = 1.0f / sqrtf((float)d.hs);
+    int r = lora_rank(l);
+    size_t rs = (size_t)nt * r;
     ml_linear_forward(w.qkv, x[0], t[T_AW], t[T_AB], nt, d.c, c3);
+    if (r > 0)
+        ml_lora_forward(w.qkv, w.lora, x[0], t[T_AA], t[T_AB_LORA], nt, d.c, r, c3, lora_scale(l));
     for (int b = 0; b < n; b++)
         for (int h = 0; h < d.h; h++) {
             const float *q = w.qkv + (size_t)b * d.t * c3 + h * d.hs;
@@ -156,6 +181,9 @@ static void attn_forward(const ml_layer *l, float *y, const float *const *x, con
                         c3, 0.0f, w.a + (size_t)b * d.t * d.c + h * d.hs, d.c);
         }
     ml_linear_forward(y, w.a, t[T_PW], t[T_PB], nt, d.c, d.c);
+    if (r > 0)
+        ml_lora_forward(y, w.lora + 2 * rs, w.a, t[T_PA], t[T_PB_LORA], nt, d.c, r, d.c,
+                        lora_scale(l));
 }
 
 /* dS = P * (dP - rowsum(P * dP)), in place over dp (zero above the diagonal, as P). */
@@ -180,7 +208,12 @@ static void attn_backward(const ml_layer *l, float *const *dx, float *const *dt,
     ws_parts w = ws_of(l, d, n);
     int nt = n * d.t, c3 = 3 * d.c;
     float scale = 1.0f / sqrtf((float)d.hs);
+    int r = lora_rank(l);
+    size_t rs = (size_t)nt * r;
     ml_linear_backward(w.da, dt[T_PW], dt[T_PB], dy, w.a, t[T_PW], nt, d.c, d.c);
+    if (r > 0)
+        ml_lora_backward(w.da, dt[T_PA], dt[T_PB_LORA], w.lora + 3 * rs, dy, w.a, w.lora + 2 * rs,
+                         t[T_PA], t[T_PB_LORA], nt, d.c, r, d.c, lora_scale(l));
     for (int b = 0; b < n; b++)
         for (int h = 0; h < d.h; h++) {
             size_t off = (size_t)b * d.t * c3 + h * d.hs;
@@ -201,6 +234,9 @@ static void attn_backward(const ml_layer *l, float *const *dx, float *const *dt,
                         q, c3, 0.0f, dk, c3);
         }
     ml_linear_backward(dx[0], dt[T_AW], dt[T_AB], w.dqkv, x[0], t[T_AW], nt, d.c, c3);
+    if (r > 0)
+        ml_lora_backward(dx[0], dt[T_AA], dt[T_AB_LORA], w.lora + rs, w.dqkv, x[0], w.lora, t[T_AA],
+                         t[T_AB_LORA], nt, d.c, r, c3, lora_scale(l));
 }
 
 /* The two projections (2 N T C 4C each way, 3 ways) and the two batched products
@@ -209,7 +245,8 @@ static double attn_flops(const ml_layer *l, int n)
 {
     dims d = dims_of(l);
     double nt = (double)n * d.t;
-    return 3.0 * (2.0 * nt * d.c * 4.0 * d.c + 4.0 * nt * d.t * d.c);
+    return 3.0 * (2.0 * nt * d.c * 4.0 * d.c + 4.0 * nt * d.t * d.c) +
+           6.0 * nt * lora_rank(l) * (d.c + 3.0 * d.c + d.c + d.c);
 }
 
 const ml_layer_ops ml_layer_attention = {

@@ -8,11 +8,12 @@
  * (OUT, IN)), so checkpoints copy in unchanged. `activation: gelu` gives GPT-2's MLP. */
 #include <string.h>
 
+#include "core/layers/lora.h"
 #include "core/layers/seq.h"
 #include "core/nn.h"
 
-enum { KEY_TOKENS, KEY_UNITS, KEY_ACTIVATION };
-enum { T_WEIGHT, T_BIAS };
+enum { KEY_TOKENS, KEY_UNITS, KEY_ACTIVATION, KEY_LORA_RANK, KEY_LORA_ALPHA };
+enum { T_WEIGHT, T_BIAS, T_LORA_A, T_LORA_B };
 
 static const ml_layer_key keys[] = {
     [KEY_TOKENS] = {.name = "tokens",
@@ -34,7 +35,15 @@ static const ml_layer_key keys[] = {
                         .def = 0,
                         .enum_name = ml_activation_name,
                         .doc = "applied after the affine map"},
+    ML_LORA_KEYS(KEY_LORA_RANK, KEY_LORA_ALPHA),
 };
+
+/* LoRA (core/layers/lora.h): r, and s = alpha / r; r 0 without adapters. */
+static int td_rank(const ml_layer *l) { return (int)l->spec->val[KEY_LORA_RANK].i; }
+static float td_scale(const ml_layer *l)
+{
+    return (float)(l->spec->val[KEY_LORA_ALPHA].f / (double)td_rank(l));
+}
 
 static int td_shape(ml_layer *l, pst_err *err)
 {
@@ -48,6 +57,8 @@ static int td_shape(ml_layer *l, pst_err *err)
     l->ntensors = 2;
     l->tensor[T_WEIGHT] = (ml_tensor){"weight", c, units};
     l->tensor[T_BIAS] = (ml_tensor){"bias", units, 1};
+    if (td_rank(l) > 0)
+        return ml_lora_shape(l, "lora_a", "lora_b", c, units, td_rank(l), err);
     return PST_OK;
 }
 
@@ -64,6 +75,9 @@ static void td_forward(const ml_layer *l, float *y, const float *const *x, const
     int tok = (int)l->spec->val[KEY_TOKENS].i;
     ml_linear_forward(y, x[0], t[T_WEIGHT], t[T_BIAS], n * tok, l->tensor[0].rows,
                       l->tensor[0].cols);
+    if (td_rank(l) > 0)
+        ml_lora_forward(y, l->ws, x[0], t[T_LORA_A], t[T_LORA_B], n * tok, l->tensor[0].rows,
+                        td_rank(l), l->tensor[0].cols, td_scale(l));
 }
 
 static void td_backward(const ml_layer *l, float *const *dx, float *const *dt, const float *dy,
@@ -73,9 +87,25 @@ static void td_backward(const ml_layer *l, float *const *dx, float *const *dt, c
     int tok = (int)l->spec->val[KEY_TOKENS].i;
     ml_linear_backward(dx[0], dt[T_WEIGHT], dt[T_BIAS], dy, x[0], t[T_WEIGHT], n * tok,
                        l->tensor[0].rows, l->tensor[0].cols);
+    int r = td_rank(l);
+    if (r > 0)
+        ml_lora_backward(dx[0], dt[T_LORA_A], dt[T_LORA_B], l->ws + (size_t)n * tok * r, dy, x[0],
+                         l->ws, t[T_LORA_A], t[T_LORA_B], n * tok, l->tensor[0].rows, r,
+                         l->tensor[0].cols, td_scale(l));
 }
 
-static double td_flops(const ml_layer *l, int n) { return 6.0 * n * l->in[0] * l->tensor[0].cols; }
+/* LoRA keeps x A (N*T, r) from forward and needs d(x A) of the same size. */
+static size_t td_workspace(const ml_layer *l, int n)
+{
+    return 2 * (size_t)n * (size_t)l->spec->val[KEY_TOKENS].i * (size_t)td_rank(l);
+}
+
+static double td_flops(const ml_layer *l, int n)
+{
+    double tok = (double)l->spec->val[KEY_TOKENS].i;
+    return 6.0 * n * l->in[0] * l->tensor[0].cols +
+           6.0 * n * tok * td_rank(l) * (l->tensor[0].rows + l->tensor[0].cols);
+}
 
 const ml_layer_ops ml_layer_token_dense = {
     .name = "token_dense",
@@ -92,4 +122,5 @@ const ml_layer_ops ml_layer_token_dense = {
     .forward = td_forward,
     .backward = td_backward,
     .flops = td_flops,
+    .workspace = td_workspace,
 };
