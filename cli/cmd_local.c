@@ -54,6 +54,7 @@ typedef struct {
 /* The help above the options list; %g fields are filled by local_synopsis. */
 static const char synopsis_fmt[] =
     "usage: pstrain local [JOB.yaml] [--servers S] [--workers W] [--KEY VALUE ...]\n"
+    "                     [-- PROGRAM [ARGS ...]]\n"
     "\n"
     "Runs the whole job on this machine, as separate processes of this binary, and\n"
     "supervises them until all have ended:\n"

@@ -79,7 +79,7 @@ def shard(x, y, rank, workers, limit):
 
 def train(model, opt, xs, ys, epochs, batch, rank, on_step=None):
     """Plain minibatch training; opt is a torch optimizer or pstrain's DistributedOptimizer.
-    The order of the batches is rank's own, the same in every run. Returns samples/s."""
+    The order of the batches is rank's own, the same in every run. Returns the seconds."""
     loss_fn = torch.nn.CrossEntropyLoss()
     g = torch.Generator().manual_seed(100 + rank)
     steps = (len(xs) + batch - 1) // batch
@@ -94,7 +94,13 @@ def train(model, opt, xs, ys, epochs, batch, rank, on_step=None):
             if on_step:
                 on_step(epoch, s, loss.item())
             opt.step()
-    return epochs * len(xs) / (time.perf_counter() - t0)
+    return time.perf_counter() - t0
+
+
+def report(rank, epochs, n, secs):
+    """The line bench/run_torch_lib.sh reads."""
+    print("worker %d: %d epochs of %d samples in %.3f s, %.0f samples/s"
+          % (rank, epochs, n, secs, epochs * n / secs), flush=True)
 
 
 def accuracy(model, x, y):
@@ -125,9 +131,8 @@ def main_ddp(a, model, x, y):
                             rank=rank, world_size=workers)
     ddp = torch.nn.parallel.DistributedDataParallel(model)
     xs, ys = shard(x, y, rank, workers, a.limit)
-    sps = train(ddp, torch.optim.SGD(ddp.parameters(), **kw), xs, ys, a.epochs, a.batch, rank)
-    print("worker %d: %d epochs of %d samples, %.0f samples/s" % (rank, a.epochs, len(xs), sps),
-          flush=True)
+    secs = train(ddp, torch.optim.SGD(ddp.parameters(), **kw), xs, ys, a.epochs, a.batch, rank)
+    report(rank, a.epochs, len(xs), secs)
     if rank == 0:
         xt, yt = load("t10k", a.model)
         print("test accuracy %.4f" % accuracy(model, xt, yt), flush=True)
@@ -156,10 +161,9 @@ def main():
     steps = (len(xs) + a.batch - 1) // a.batch
     w = pstrain.Worker(a.job, steps=steps * a.epochs)
     opt = pstrain.torch.DistributedOptimizer(model, w)
-    sps = train(model, opt, xs, ys, a.epochs, a.batch, rank,
+    secs = train(model, opt, xs, ys, a.epochs, a.batch, rank,
                 lambda e, s, l: w.progress(e + 1, s, l))
-    print("worker %d: %d epochs of %d samples, %.0f samples/s" % (rank, a.epochs, len(xs), sps),
-          flush=True)
+    report(rank, a.epochs, len(xs), secs)
     opt.finish()
     if rank == 0:
         xt, yt = load("t10k", a.model)
