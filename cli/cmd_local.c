@@ -5,6 +5,8 @@
  *                                                                    -> writes "EP\n" to fd 3
  *   pstrain server [JOB] --rank i --coordinator EP [overrides]      i = 0..S-1
  *   pstrain worker [JOB] --rank i --coordinator EP [overrides]      i = 0..W-1
+ *   or, for a library job (model.external), the program after "--":
+ *   PSTRAIN_RANK=i PSTRAIN_COORDINATOR=EP PROGRAM [ARGS]            i = 0..W-1
  *
  * This file is the launch plan: which processes, with which command lines and
  * environment. Starting, watching, restarting and stopping them is cli/supervise.c; the
@@ -31,26 +33,39 @@
 
 extern char **environ;
 
+#define COORD_ENV "PSTRAIN_COORDINATOR="
+#define RANK_ENV "PSTRAIN_RANK="
+
 /* The processes of the job and their command lines. */
 typedef struct {
     cli_sup_child *kids; /* (nkids): [0] coordinator, [1..S] servers, [S+1..S+W] workers */
     int nkids;
-    char (*names)[32]; /* (nkids) the kids' names */
-    char (*ranks)[16]; /* (nkids) their --rank values */
-    char **argvs;      /* one block holding every child's argv */
-    char **env_worker; /* environ with PSTRAIN_PROGRESS_FD=3, for the workers */
-    char ep[256];      /* the coordinator's endpoint, filled before the others start */
+    char (*names)[32];    /* (nkids) the kids' names */
+    char (*ranks)[16];    /* (nkids) their --rank values */
+    char **argvs;         /* one block holding every child's argv */
+    char **env_worker;    /* environ with PSTRAIN_PROGRESS_FD=3, for the workers */
+    char **env_prog;      /* (W) blocks: environ + rank + coordinator, for program workers */
+    char (*rank_env)[32]; /* (W) "PSTRAIN_RANK=i" */
+    /* "PSTRAIN_COORDINATOR=EP": the endpoint (ep) is filled before the others start. */
+    char coord_env[sizeof COORD_ENV - 1 + 256];
+    char *ep; /* coord_env + strlen(COORD_ENV) */
 } local_plan;
 
 /* The help above the options list; %g fields are filled by local_synopsis. */
 static const char synopsis_fmt[] =
     "usage: pstrain local [JOB.yaml] [--servers S] [--workers W] [--KEY VALUE ...]\n"
+    "                     [-- PROGRAM [ARGS ...]]\n"
     "\n"
     "Runs the whole job on this machine, as separate processes of this binary, and\n"
     "supervises them until all have ended:\n"
     "  pstrain coordinator [JOB.yaml] --bind tcp://127.0.0.1:0 --ready-fd 3   1 process\n"
     "  pstrain server [JOB.yaml] --rank i --coordinator ENDPOINT    i = 0..S-1\n"
     "  pstrain worker [JOB.yaml] --rank i --coordinator ENDPOINT    i = 0..W-1\n"
+    "A library job (model.external: the workers are programs using libpstrain)\n"
+    "names its workers' program after \"--\": each is started as\n"
+    "  PSTRAIN_RANK=i PSTRAIN_COORDINATOR=ENDPOINT PROGRAM [ARGS ...]\n"
+    "(PROGRAM found in PATH; the options before \"--\" go to the coordinator and\n"
+    "servers only, the program reads the job file it is given itself).\n"
     "The coordinator starts first; the servers and workers start once it has written\n"
     "its endpoint (it has %g s). S and W are the job's cluster.servers and\n"
     "cluster.workers (default 2 and 2). Every option other than --help is passed\n"
@@ -121,7 +136,7 @@ static int env_ms(const char *name, double def, long *ms)
 /* Fills the children's names and argv: "pstrain ROLE [JOB] <role flags> <overrides>".
  * Returns -1 when out of memory. */
 static int plan_init(local_plan *p, const char *path, char **rest, int nrest, int servers,
-                     int workers)
+                     int workers, char **prog)
 {
     p->nkids = 1 + servers + workers;
     size_t stride = (size_t)nrest + 10; /* argv0, role, path, 6 role flags, NULL */
@@ -133,8 +148,13 @@ static int plan_init(local_plan *p, const char *path, char **rest, int nrest, in
     while (environ[n])
         n++;
     p->env_worker = calloc(n + 2, sizeof *p->env_worker);
-    if (!p->kids || !p->names || !p->ranks || !p->argvs || !p->env_worker)
+    p->env_prog = calloc((size_t)workers * (n + 3), sizeof *p->env_prog);
+    p->rank_env = calloc((size_t)workers, sizeof *p->rank_env);
+    if (!p->kids || !p->names || !p->ranks || !p->argvs || !p->env_worker || !p->env_prog ||
+        !p->rank_env)
         return -1;
+    memcpy(p->coord_env, COORD_ENV, sizeof COORD_ENV);
+    p->ep = p->coord_env + sizeof COORD_ENV - 1;
     /* The workers' environment: ours, with the progress descriptor named. */
     size_t k = 0;
     for (size_t j = 0; j < n; j++)
@@ -154,6 +174,25 @@ static int plan_init(local_plan *p, const char *path, char **rest, int nrest, in
         c->name = p->names[i];
         c->progress = c->leave_behind = i > servers;
         c->envp = c->progress ? p->env_worker : NULL;
+        if (prog && i > servers) {
+            /* A library program: its own command line; the rank and endpoint come in
+             * its environment, which pst_join reads (include/pstrain/pstrain.h). It
+             * writes no progress records. */
+            char **e = p->env_prog + (size_t)rank * (n + 3);
+            size_t m = 0;
+            for (size_t j = 0; j < n; j++)
+                if (strncmp(environ[j], RANK_ENV, sizeof RANK_ENV - 1) != 0 &&
+                    strncmp(environ[j], COORD_ENV, sizeof COORD_ENV - 1) != 0)
+                    e[m++] = environ[j];
+            snprintf(p->rank_env[rank], sizeof p->rank_env[rank], RANK_ENV "%d", rank);
+            e[m++] = p->rank_env[rank];
+            e[m++] = p->coord_env;
+            c->exe = prog[0];
+            c->argv = prog;
+            c->envp = e;
+            c->progress = 0;
+            continue;
+        }
         int m = 0;
         a[m++] = (char *)"pstrain";
         a[m++] = (char *)role;
@@ -185,6 +224,8 @@ static void plan_fini(local_plan *p)
     free(p->ranks);
     free(p->argvs);
     free(p->env_worker);
+    free(p->env_prog);
+    free(p->rank_env);
 }
 
 /* The run's folder, claimed before any process starts (cli_run_claim): the checkpoints
@@ -226,6 +267,18 @@ int cmd_local(int argc, char **argv, const volatile sig_atomic_t *stop)
                            .opts = opts,
                            .job = 1,
                            .max_pos = 1};
+    /* A library job's workers: the program after the first "--". */
+    char **prog = NULL;
+    for (int i = 0; i < argc; i++)
+        if (strcmp(argv[i], "--") == 0) {
+            prog = argv + i + 1;
+            argc = i;
+            break;
+        }
+    if (prog && !prog[0]) {
+        fprintf(stderr, "pstrain local: no program after \"--\"\n");
+        return EXIT_USAGE;
+    }
     cli_args args;
     int ec = cli_parse(&spec, argc, argv, &args);
     if (ec >= 0)
@@ -237,8 +290,18 @@ int cmd_local(int argc, char **argv, const volatile sig_atomic_t *stop)
     pst_err err = {0};
     cfg_job *job = NULL;
     int rc = cli_load_job(&job, path, args.ov, args.nov, &err);
-    if (rc == PST_OK &&
-        ((rc = cli_check_security(job, NULL, &err)) || (rc = claim_folder(job, &err))))
+    int loaded = rc == PST_OK;
+    if (rc == PST_OK && !prog != !cfg_job_is_library(job))
+        rc = pst_err_set(&err, PST_ERR_ARG,
+                         prog ? "a program after \"--\" is for a library job "
+                                "(model.external); this job's workers are pstrain's own"
+                              : "the job's model is external (model.external): give its "
+                                "workers' program after \"--\" (pstrain local --help)");
+    if (rc == PST_OK)
+        rc = cli_check_security(job, NULL, &err);
+    if (rc == PST_OK)
+        rc = claim_folder(job, &err);
+    if (rc && loaded)
         cfg_job_free(job);
     if (rc) {
         fprintf(stderr, "pstrain local: %s\n", err.msg);
@@ -273,7 +336,7 @@ int cmd_local(int argc, char **argv, const volatile sig_atomic_t *stop)
     memset(&plan, 0, sizeof plan);
     cli_view *view = NULL;
     int code;
-    if (plan_init(&plan, path, args.raw, args.nraw, servers, workers) != 0) {
+    if (plan_init(&plan, path, args.raw, args.nraw, servers, workers, prog) != 0) {
         fprintf(stderr, "pstrain local: out of memory for %d processes\n", plan.nkids);
         code = EXIT_FAILURE_RUNTIME;
     } else if (!(view = cli_view_create(workers, &err))) {
@@ -289,7 +352,7 @@ int cmd_local(int argc, char **argv, const volatile sig_atomic_t *stop)
         so.kids = plan.kids;
         so.nkids = plan.nkids;
         so.ep = plan.ep;
-        so.epcap = sizeof plan.ep;
+        so.epcap = sizeof plan.coord_env - (sizeof COORD_ENV - 1);
         log_info(&lg, "starting coordinator, %d server(s) and %d worker(s)", servers, workers);
         code = cli_sup_run(&so, stop);
     }

@@ -307,7 +307,10 @@ __attribute__((noreturn)) static void child_exec(const sup *s, const sup_kid *c,
     if (close_range((unsigned)first_other, ~0U, CLOSE_RANGE_CLOEXEC) != 0)
         for (long fd = first_other; fd < s->max_fd; fd++)
             fcntl((int)fd, F_SETFD, FD_CLOEXEC);
-    execve(s->o->exe, c->spec->argv, c->spec->envp ? c->spec->envp : environ);
+    if (c->spec->exe)
+        execvpe(c->spec->exe, c->spec->argv, c->spec->envp ? c->spec->envp : environ);
+    else
+        execve(s->o->exe, c->spec->argv, c->spec->envp ? c->spec->envp : environ);
     e = errno;
 fail:
     if (write(err_fd, &e, sizeof e) < 0) {

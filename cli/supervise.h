@@ -29,6 +29,7 @@
 
 typedef struct {
     const char *name; /* "coordinator", "server[0]", "worker[3]": names it in log lines */
+    const char *exe;  /* the program to run, found in PATH; NULL: the options' exe */
     char **argv;      /* NULL-terminated; borrowed */
     char **envp;      /* NULL: the launcher's environment; borrowed */
     int progress;     /* gets the view's progress pipe as fd 3 */

@@ -325,6 +325,7 @@ static void test_train_one_worker(void **state)
     assert_non_null(A);
     assert_ptr_equal(pst_weights(w), A);
     assert_null(pst_tensor_weights(w, "zz"));
+    assert_null(pst_tensor_grad(w, "zz"));
     assert_memory_equal(A, a0, sizeof a0); /* rank 0's initial weights came back */
     float ref[6];
     memcpy(ref, a0, sizeof ref);
@@ -350,6 +351,11 @@ static void test_train_one_worker(void **state)
     assert_memory_equal(A, ref, sizeof ref);
     float b[5];
     assert_int_equal(pst_tensor_get(w, "b", b, 5, &err), PST_OK);
+    /* A pull of an unknown name, and of a known one into a buffer of another size, once
+     * joined too. */
+    expect(pst_tensor_get(w, "zz", b, 5, &err), &err, PST_ERR_ARG,
+           "no tensor 'zz' (declared: a, b)");
+    expect(pst_tensor_get(w, "b", b, 4, &err), &err, PST_ERR_ARG, "'b' has 5 floats, not 4");
     for (int i = 0; i < 5; i++)
         assert_true(b[i] == -1.5f);
     pst_req pull;

@@ -5,7 +5,7 @@
 # through pkg-config only, runs as the workers of a library job (examples/library/job.yaml:
 # no model, no data) against a hand-started coordinator and server: one worker under bsp
 # ends with exactly plain SGD's weights, two workers under asp finish. pstrain's own
-# worker refuses such a job in one line.
+# worker refuses such a job in one line; `pstrain local JOB -- ./linreg JOB` runs it.
 source "$(dirname "$0")/lib.sh"
 BUILD=$(dirname "$PSTRAIN")
 JOB="$SRC/examples/library/job.yaml"
@@ -75,4 +75,16 @@ kill $CPID $SPID 2>/dev/null; wait $CPID $SPID 2>/dev/null
 # pstrain's own worker and train need a model and data.
 expect_exit 2 "$PSTRAIN" train "$JOB"
 expect_in err.txt "a job for programs that use libpstrain"
+
+# pstrain local: the coordinator and server, and the program after "--" as the worker
+# (PSTRAIN_RANK, PSTRAIN_COORDINATOR in its environment); a library job needs one, any
+# other job refuses one.
+"$PSTRAIN" local "$JOB" --output.dir out4 -- ./linreg "$JOB" --check --output.dir out4 \
+  > local.out 2> local.log || { tail -n 5 local.log >&2; fail "pstrain local of a library job failed"; }
+expect_in local.out "largest difference to plain SGD: 0$"
+expect_in local.log "job finished: all 3 processes exited 0"
+expect_exit 2 "$PSTRAIN" local "$JOB"
+expect_in err.txt "give its workers' program after \"--\""
+expect_exit 2 "$PSTRAIN" local "$SRC/examples/regression.yaml" -- ./linreg
+expect_in err.txt "a program after \"--\" is for a library job"
 echo "ok"
