@@ -33,10 +33,8 @@ static uint32_t crc_of(const void *p, size_t n)
 static const struct {
     const char *name;
     size_t size;
-} dtypes[] = {[CKPT_F32] = {"F32", 4},
-              [CKPT_U64] = {"U64", 8},
-              [CKPT_U32] = {"U32", 4},
-              [CKPT_U8] = {"U8", 1}};
+} dtypes[] = {[CKPT_F32] = {"F32", 4}, [CKPT_U64] = {"U64", 8}, [CKPT_U32] = {"U32", 4},
+              [CKPT_U8] = {"U8", 1},   [CKPT_F16] = {"F16", 2}, [CKPT_I8] = {"I8", 1}};
 
 const char *ckpt_dtype_name(ckpt_dtype t) { return dtypes[t].name; }
 size_t ckpt_dtype_size(ckpt_dtype t) { return dtypes[t].size; }
@@ -184,6 +182,7 @@ void ckpt_st_fini(st_file *f)
 {
     cJSON_Delete(f->root);
     free(f->buf);
+    free(f->wide);
     free(f->t);
     memset(f, 0, sizeof *f);
 }
@@ -324,13 +323,17 @@ static int parse_tensor(st_file *f, const cJSON *e, st_tensor *t, pst_err *err)
     if (!cJSON_IsString(dt))
         return pst_err_set(err, PST_ERR_DATA, "%s: tensor '%s': no dtype", f->path, name);
     t->dtype = CKPT_F32;
-    for (int k = 1; f->any_dtype && k < NELEM(dtypes); k++)
-        if (strcmp(dt->valuestring, dtypes[k].name) == 0)
+    for (int k = 1; k < NELEM(dtypes); k++) {
+        int half_or_i8 = k == CKPT_F16 || k == CKPT_I8;
+        if ((half_or_i8 ? f->quant : f->any_dtype) && strcmp(dt->valuestring, dtypes[k].name) == 0)
             t->dtype = (ckpt_dtype)k;
+    }
     if (t->dtype == CKPT_F32 && strcmp(dt->valuestring, "F32") != 0)
         return pst_err_set(err, PST_ERR_DATA, "%s: tensor '%s': dtype %s, but pstrain reads %s",
                            f->path, name, dt->valuestring,
-                           f->any_dtype ? "F32, U64, U32 and U8 only" : "F32 only");
+                           f->any_dtype ? "F32, U64, U32 and U8 only"
+                           : f->quant   ? "F32, F16 and I8 only"
+                                        : "F32 only");
     const uint64_t esize = ckpt_dtype_size(t->dtype);
     if (!cJSON_IsArray(sh) || cJSON_GetArraySize(sh) > MAX_DIMS)
         return pst_err_set(err, PST_ERR_DATA,
@@ -400,7 +403,8 @@ static int check_meta(st_file *f, pst_err *err)
                                "string",
                                f->path, k->string);
         if (strncmp(k->string, "pstrain.", 8) == 0 && strcmp(k->string, "pstrain.version") &&
-            strcmp(k->string, "pstrain.model") && strcmp(k->string, "pstrain.data"))
+            strcmp(k->string, "pstrain.model") && strcmp(k->string, "pstrain.data") &&
+            strcmp(k->string, "pstrain.quant"))
             return pst_err_set(err, PST_ERR_DATA, "%s: __metadata__: unknown key '%s'", f->path,
                                k->string);
         if (strncmp(k->string, CRC_PREFIX, strlen(CRC_PREFIX)) == 0 &&
@@ -634,6 +638,19 @@ static int check_tensor_data(const st_file *f, pst_err *err)
     return PST_OK;
 }
 
+/* An exported model file says so in pstrain.quant ("fp16" or "int8"): then, and only then,
+ * F16 and I8 tensors are accepted (checked before the tensors are parsed). */
+static int check_quant_kind(st_file *f, pst_err *err)
+{
+    const char *quant = ckpt_st_meta_str(f, "pstrain.quant");
+    if (quant && strcmp(quant, "fp16") != 0 && strcmp(quant, "int8") != 0)
+        return pst_err_set(err, PST_ERR_DATA,
+                           "%s: __metadata__: pstrain.quant '%s' is not fp16 or int8", f->path,
+                           quant);
+    f->quant = quant != NULL && !f->any_dtype;
+    return PST_OK;
+}
+
 static int st_open(st_file *f, const char *path, int any_dtype, pst_err *err)
 {
     memset(f, 0, sizeof *f);
@@ -646,8 +663,11 @@ static int st_open(st_file *f, const char *path, int any_dtype, pst_err *err)
         goto fail;
     /* The header checksum comes first: with it, a flipped byte anywhere in the header is
      * reported as corruption rather than as whatever the flip happened to change. */
-    if ((rc = check_header_crc(f, (size_t)hlen, err)) || (rc = parse_tensors(f, err)) ||
-        (rc = check_meta(f, err)) || (rc = check_tensor_data(f, err)))
+    if ((rc = check_header_crc(f, (size_t)hlen, err)) || (rc = check_quant_kind(f, err)) ||
+        (rc = parse_tensors(f, err)) || (rc = check_meta(f, err)) ||
+        (rc = check_tensor_data(f, err)))
+        goto fail;
+    if (f->quant && (rc = ckpt_st_widen(f, err)))
         goto fail;
     return PST_OK;
 

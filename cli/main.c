@@ -39,6 +39,10 @@ static void usage(FILE *f)
           "  eval CKPT DATA     loss, accuracy, precision/recall/F1, confusion matrix of a\n"
           "                     checkpoint on a data file\n"
           "  predict CKPT DATA  a checkpoint's predictions for a data file, as CSV\n"
+          "  export CKPT OUT --dtype fp16|int8\n"
+          "                     a smaller copy of a model checkpoint (dequantised on load)\n"
+          "  prune CKPT OUT --sparsity S\n"
+          "                     magnitude pruning: the smallest weights set to zero\n"
           "  consolidate [JOB.yaml] --resume DIR\n"
           "                     one model file from a distributed run's shard checkpoints\n"
           "  plot RUN_DIR       PNG plots of a run's metrics.csv with gnuplot (--ascii: text)\n"
@@ -116,6 +120,10 @@ int main(int argc, char **argv)
         return cmd_plot(argc - 2, argv + 2, &stop_signal);
     if (strcmp(cmd, "status") == 0)
         return cmd_status(argc - 2, argv + 2, &stop_signal);
+    if (strcmp(cmd, "export") == 0)
+        return cmd_export(argc - 2, argv + 2, &stop_signal);
+    if (strcmp(cmd, "prune") == 0)
+        return cmd_prune(argc - 2, argv + 2, &stop_signal);
     if (strcmp(cmd, "keygen") == 0)
         return cmd_keygen(argc - 2, argv + 2, &stop_signal);
     fprintf(stderr, "pstrain: unknown command '%s' (see pstrain --help)\n", cmd);
