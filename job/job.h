@@ -86,6 +86,7 @@ typedef struct {
 typedef struct {
     ml_model_spec spec;     /* layers, loss, init; strings malloc'd, freed by cfg_job_free */
     char *init_from;        /* fine-tuning: initial weights by name from this checkpoint, or NULL */
+    int keep_zeros;         /* bool: init_from's zero weights stay 0 (a pruned model's mask) */
     const ml_registry *reg; /* the layer types the job was read with (borrowed) */
 } cfg_model;
 

@@ -47,6 +47,8 @@
  *     loss: categorical_crossentropy|binary_crossentropy|mse   categorical_crossentropy
  *     init: auto|glorot|he          auto
  *     init_from: path               none (fine-tuning: weights by name from a checkpoint)
+ *     keep_zeros: bool              false (init_from's zero weights stay 0: pruning's mask;
+ *                                   single-process training only)
  *   optimizer:                      every key absent from the file takes
  *     name: sgd|momentum|nesterov|adagrad|rmsprop|adam|adamw    opt_config_default(name)
  *     lr, momentum, beta1, beta2, rho, eps, weight_decay, clip_norm: float
@@ -189,7 +191,9 @@ const cyaml_schema_field_t cfg_model_fields[] = {
      * type, which the layer registry defines. */
     CYAML_FIELD_IGNORE("layers", CYAML_FLAG_OPTIONAL),
     CFG_ENUM("loss", cfg_model, spec.loss, loss_names),
-    CFG_ENUM("init", cfg_model, spec.init, init_names), CFG_STR("init_from", cfg_model, init_from),
+    CFG_ENUM("init", cfg_model, spec.init, init_names),
+    CFG_STR("init_from", cfg_model, init_from),
+    CYAML_FIELD_BOOL("keep_zeros", CFG_OPT, cfg_model, keep_zeros),
     CYAML_FIELD_END};
 
 const cyaml_schema_field_t cfg_opt_fields[] = {

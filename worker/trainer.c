@@ -1,6 +1,7 @@
 /* worker/trainer.c -- see trainer.h. */
 #include "trainer.h"
 #include "sparse.h"
+#include "worker/mask.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -29,9 +30,10 @@ struct wk_trainer {
     size_t frozen; /* parameters of frozen layers */
     int has_init;  /* model.init_from was loaded: init_rep says what */
     ckpt_init_report init_rep;
-    int batch;   /* B */
-    int in_dim;  /* D */
-    int out_dim; /* K */
+    wk_mask *mask; /* model.keep_zeros: the pruned weights held at 0 (worker/mask.h) */
+    int batch;     /* B */
+    int in_dim;    /* D */
+    int out_dim;   /* K */
     int classify;
     float *bx;       /* (B, D) gathered batch */
     int32_t *blabel; /* (B) */
@@ -103,6 +105,10 @@ static int setup_finetune(wk_trainer *t, pst_err *err)
             return pst_err_prefix(err, "model.init_from");
         }
         t->has_init = 1;
+        if (spec->keep_zeros && !(t->mask = wk_mask_create(m, err))) {
+            free(loaded);
+            return PST_ERR_NOMEM;
+        }
     }
     for (int i = 0; i < nseg; i++) {
         const ml_segment *sg = ml_model_segment(m, i);
@@ -191,6 +197,7 @@ void wk_trainer_destroy(wk_trainer *t)
     free(t->eval_idx);
     opt_state_destroy(t->opt);
     free(t->groups);
+    wk_mask_destroy(t->mask);
     free(t->bx);
     free(t->blabel);
     free(t->btarget);
@@ -389,6 +396,8 @@ int wk_trainer_apply_local(wk_trainer *t, pst_err *err)
     opt_tick(t->opt);
     opt_apply_groups(oc, t->opt, ml_model_params(t->model), ml_model_grads(t->model), 0,
                      ml_model_nparams(t->model), t->groups, t->ngroups, opt_lr_at(oc, t->step));
+    if (t->mask)
+        wk_mask_apply(t->mask, ml_model_params(t->model));
     t->step++;
     return t->sp ? wk_sparse_apply_local(t->sp, t->model, err) : PST_OK;
 }
