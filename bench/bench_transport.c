@@ -2,9 +2,10 @@
  * servers, next to raw ZeroMQ moving the same bytes over the same transport, in one run.
  *
  *   bench_transport --pstrain PATH [--params N] [--rounds R] [--servers 1,2,4] [--keep]
- *                   [--curve] [--smoke]
+ *                   [--curve] [--no-fp16] [--smoke]
  *
- * --smoke: tiny sizes (2M floats, 16 rounds, 1 and 2 servers, a 1 s heartbeat timeout),
+ * --smoke: tiny sizes (2M floats, 16 rounds, 1 and 2 servers, a 3 s heartbeat timeout: the
+ * smoke runs beside the whole suite, and its 4 clusters with fp16 must not starve past it),
  * run by ctest -L bench to check that the benchmark still runs to its end.
  *
  * --curve: the cluster runs with CURVE encryption and authentication (docs/security.md;
@@ -21,6 +22,14 @@
  * wk_kv_pull_start of the next clock and wk_kv_pull_wait into the weights (2 x 4N bytes;
  * the servers apply the SGD update in between). After the last round DONE goes to the servers and to the coordinator, which
  * shuts the servers down; every process must exit 0.
+ *
+ * fp16 (cluster.compression, off with --no-fp16): every server count runs a second
+ * cluster whose worker pushes and pulls IEEE binary16 (wk_kv_set_compression), interleaved
+ * with the others: the same N parameters each way in half the bytes. Its figures are
+ * effective parameter throughput, in float32-equivalent GB/s (2 x 4N bytes a round,
+ * whatever went on the wire), and their ratio to the float32 cluster of the same server
+ * count: what compression buys a step. g = 2^-10 and the weights -k 2^-11 are exact in
+ * binary16, so the same check holds.
  *
  * Raw side: a forked child with a ROUTER socket, this program's DEALER, tcp://127.0.0.1,
  * the same bytes in the same frames (WIRE_CHUNK_FLOATS floats = 16 MiB), zero-copy sends
@@ -42,7 +51,7 @@
  * Memory: the N-float gradient and weights here, a copy in the raw child, and per server
  * count N floats of weights over its servers (plain SGD keeps no state, and bsp with one
  * worker no sums; all clusters stay up so their rounds interleave): about
- * 4N x (3 + number of server counts) bytes, 2.4 GB for the defaults. */
+ * 4N x (3 + number of clusters) bytes, 4 GB for the defaults (6 clusters with fp16). */
 #define _GNU_SOURCE /* pipe2, dup2 flags */
 #include <dirent.h>
 #include <errno.h>
@@ -315,6 +324,7 @@ static int raw_stop(raw_peer *r, int abort)
 
 typedef struct {
     int S;
+    int fp16; /* pushes and pulls in binary16 */
     char job_path[512], log_path[512];
     cfg_job *job;
     pid_t pids[1 + WIRE_MAX_SERVERS]; /* [0] coordinator */
@@ -355,7 +365,7 @@ static const char job_fmt[] =
     "checkpoint:\n"
     "  enabled: false\n" /* the figures are of the traffic */
     "output:\n"
-    "  dir: %s/out-s%d\n"; /* in the temporary folder, not the cwd; one per cluster (they
+    "  dir: %s/out-s%d%s\n"; /* in the temporary folder, not the cwd; one per cluster (they
                               run at once, and a run folder is one job's) */
 
 /* fork + exec of `pstrain ARGS...` with stdout and stderr appended to log; ready_fd (or
@@ -409,12 +419,13 @@ static int cluster_start(cluster *c, const char *exe, const char *dir, int S, in
                          hb_times hbt, pst_err *err)
 {
     c->S = S;
-    snprintf(c->job_path, sizeof c->job_path, "%s/job-s%d.yaml", dir, S);
-    snprintf(c->log_path, sizeof c->log_path, "%s/cluster-s%d.log", dir, S);
+    const char *tag = c->fp16 ? "-fp16" : "";
+    snprintf(c->job_path, sizeof c->job_path, "%s/job-s%d%s.yaml", dir, S, tag);
+    snprintf(c->log_path, sizeof c->log_path, "%s/cluster-s%d%s.log", dir, S, tag);
     FILE *f = fopen(c->job_path, "w");
     if (!f)
         return pst_err_set(err, PST_ERR_IO, "%s: %s", c->job_path, strerror(errno));
-    fprintf(f, job_fmt, (double)LR, S, TIMEOUT_S, hbt.interval_ms, hbt.timeout_s, dir, S);
+    fprintf(f, job_fmt, (double)LR, S, TIMEOUT_S, hbt.interval_ms, hbt.timeout_s, dir, S, tag);
     if (curve)
         fprintf(f,
                 "security:\n  server_key: %s/server.key\n  server_public: %s/server.pub\n"
@@ -496,7 +507,9 @@ static int cluster_join(cluster *c, uint64_t nparams, int rounds, const log_ctx 
                      .lg = lg};
     if ((c->hb = hb_start(&ho, err)))
         c->kv = wk_kv_create(c->ctx, 0, welcome, TIMEOUT_S * 1000, lg, stop, err);
-    return c->kv ? PST_OK : err->code;
+    if (!c->kv)
+        return err->code;
+    return c->fp16 ? wk_kv_set_compression(c->kv, WIRE_ENC_F16, 0.0, err) : PST_OK;
 }
 
 /* Also where the heartbeat thread's findings surface (the coordinator gone, or one that
@@ -603,15 +616,16 @@ static int cluster_finish(cluster *c, int abort, pst_err *err)
 static void usage(FILE *f)
 {
     fputs("usage: bench_transport --pstrain PATH [--params N] [--rounds R] [--servers LIST] "
-          "[--keep] [--curve] [--smoke]\n"
+          "[--keep] [--curve] [--no-fp16] [--smoke]\n"
           "  --pstrain PATH  the pstrain binary to start as coordinator and servers\n"
           "  --params N      floats in the vector (default 100000000 = 400 MB)\n"
           "  --rounds R      timed rounds of each kind (default 7, at most 64)\n"
           "  --servers LIST  server counts, comma-separated (default 1,2,4)\n"
           "  --keep          keep the temporary folder with the job files and process logs\n"
           "  --curve         the cluster (not the raw side) with CURVE encryption\n"
+          "  --no-fp16       no second cluster per server count with binary16 transport\n"
           "  --smoke         tiny sizes for a check that the benchmark runs (ctest -L bench):\n"
-          "                  2000000 floats, 16 rounds, servers 1,2, heartbeat timeout 1 s;\n"
+          "                  2000000 floats, 16 rounds, servers 1,2, heartbeat timeout 3 s;\n"
           "                  later options override the sizes\n",
           f);
 }
@@ -634,18 +648,15 @@ int main(int argc, char **argv)
 {
     const char *exe = NULL;
     uint64_t nparams = 100000000ull;
-    int rounds = 7, keep = 0, curve = 0;
+    int rounds = 7, keep = 0, curve = 0, fp16 = 1;
     int counts[MAX_CLUSTERS] = {1, 2, 4}, ncl = 3;
     hb_times hbt = {500, 10};
-    static const struct option opts[] = {{"pstrain", required_argument, NULL, 'p'},
-                                         {"params", required_argument, NULL, 'n'},
-                                         {"rounds", required_argument, NULL, 'r'},
-                                         {"servers", required_argument, NULL, 's'},
-                                         {"keep", no_argument, NULL, 'k'},
-                                         {"curve", no_argument, NULL, 'c'},
-                                         {"smoke", no_argument, NULL, 'S'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {
+        {"pstrain", required_argument, NULL, 'p'}, {"params", required_argument, NULL, 'n'},
+        {"rounds", required_argument, NULL, 'r'},  {"servers", required_argument, NULL, 's'},
+        {"keep", no_argument, NULL, 'k'},          {"curve", no_argument, NULL, 'c'},
+        {"no-fp16", no_argument, NULL, 'F'},       {"smoke", no_argument, NULL, 'S'},
+        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0}};
     int opt;
     while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (opt) {
@@ -655,13 +666,14 @@ int main(int argc, char **argv)
         case 's': ncl = parse_counts(optarg, counts); break;
         case 'k': keep = 1; break;
         case 'c': curve = 1; break;
+        case 'F': fp16 = 0; break;
         case 'S': /* 8 MB a vector: ~40 ms a round of all kinds, ~1.5 s in all */
             nparams = 2000000ull;
             rounds = 16;
             counts[0] = 1;
             counts[1] = 2;
             ncl = 2;
-            hbt = (hb_times){100, 1};
+            hbt = (hb_times){100, 3};
             break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
@@ -702,6 +714,9 @@ int main(int argc, char **argv)
     }
     char dir[] = "/tmp/bench-transport-XXXXXX";
     float *g = malloc(nbytes), *w = malloc(nbytes);
+    /* Clusters: counts[k] servers in float32 (k < ncl), then in binary16 (k - ncl). */
+    const int nfl = ncl;
+    ncl *= fp16 ? 2 : 1;
     cluster *cl = calloc((size_t)ncl, sizeof *cl);
     if (!mkdtemp(dir) || !g || !w || !cl) {
         fprintf(stderr, "bench_transport: out of memory or no temporary folder\n");
@@ -718,9 +733,11 @@ int main(int argc, char **argv)
     fflush(stdout);
     if (curve)
         rc = curve_keys_write(dir, &err);
-    for (int k = 0; k < ncl && !rc; k++)
-        if (!(rc = cluster_start(&cl[k], exe, dir, counts[k], curve, hbt, &err)))
+    for (int k = 0; k < ncl && !rc && cl; k++) {
+        cl[k].fp16 = k >= nfl;
+        if (!(rc = cluster_start(&cl[k], exe, dir, counts[k % nfl], curve, hbt, &err)))
             rc = cluster_join(&cl[k], nparams, rounds, &lg, &never, &err);
+    }
     /* Worker 0's initial weights (zeros), then the pull of clock 0, as a training run
      * starts. */
     for (int k = 0; k < ncl && !rc; k++)
@@ -729,7 +746,7 @@ int main(int argc, char **argv)
 
     /* kinds: 0 raw-seq, 1 raw-echo, 2.. clusters */
     int nkinds = 2 + ncl;
-    double t[2 + MAX_CLUSTERS][MAX_ROUNDS], cpu[2 + MAX_CLUSTERS][MAX_ROUNDS];
+    double t[2 + 2 * MAX_CLUSTERS][MAX_ROUNDS], cpu[2 + 2 * MAX_CLUSTERS][MAX_ROUNDS];
     for (int r = -1; r < rounds && !rc; r++) {
         int idx = r < 0 ? 0 : r;
         for (int j = 0; j < nkinds && !rc; j++) {
@@ -761,8 +778,9 @@ int main(int argc, char **argv)
             continue;
         printf("round %d raw_seq_gbs=%.3f raw_echo_gbs=%.3f", r + 1, 2 * nbytes / t[0][r] / 1e9,
                2 * nbytes / t[1][r] / 1e9);
-        for (int k = 0; k < ncl; k++)
-            printf(" s%d_gbs=%.3f", counts[k], 2 * nbytes / t[2 + k][r] / 1e9);
+        for (int k = 0; k < ncl; k++) /* fp16: float32-equivalent (parameters moved) */
+            printf(" s%d%s_gbs=%.3f", cl[k].S, cl[k].fp16 ? "_fp16" : "",
+                   2 * nbytes / t[2 + k][r] / 1e9);
         printf("\n");
         fflush(stdout);
     }
@@ -785,12 +803,19 @@ int main(int argc, char **argv)
                2 * nbytes / seq / 1e9, median(cpu[0], rounds));
         printf("summary raw_echo: median %.3f s = %.3f GB/s, CPU %.3f s per round\n", echo,
                2 * nbytes / echo / 1e9, median(cpu[1], rounds));
-        for (int k = 0; k < ncl; k++) {
+        for (int k = 0; k < nfl; k++) {
             double m = median(t[2 + k], rounds);
             printf("summary servers=%d: median %.3f s = %.3f GB/s, CPU %.3f s per round, %.2f "
                    "of raw_seq, %.2f of raw_echo\n",
                    counts[k], m, 2 * nbytes / m / 1e9, median(cpu[2 + k], rounds), seq / m,
                    echo / m);
+        }
+        for (int k = nfl; k < ncl; k++) {
+            double m = median(t[2 + k], rounds), m32 = median(t[2 + k - nfl], rounds);
+            printf("summary servers=%d fp16: median %.3f s = %.3f GB/s of float32 parameters "
+                   "(%.3f GB/s on the wire), CPU %.3f s per round, %.2f of servers=%d float32\n",
+                   cl[k].S, m, 2 * nbytes / m / 1e9, nbytes / m / 1e9, median(cpu[2 + k], rounds),
+                   m32 / m, cl[k].S);
         }
         printf("all processes exited 0\n");
     }
@@ -806,9 +831,13 @@ int main(int argc, char **argv)
             snprintf(path, sizeof path, "%s/%s", dir, curve_files[i]);
             unlink(path);
         }
-        char out[600];
-        snprintf(out, sizeof out, "%s/out", dir); /* empty: checkpoints are off */
-        rmdir(out);
+        for (int k = 0; k < ncl; k++) { /* the run folder's lock only: checkpoints are off */
+            char out[600], lock[640];
+            snprintf(out, sizeof out, "%s/out-s%d%s", dir, cl[k].S, cl[k].fp16 ? "-fp16" : "");
+            snprintf(lock, sizeof lock, "%s/.pstrain.lock", out);
+            unlink(lock);
+            rmdir(out);
+        }
         rmdir(dir);
     }
     free(cl);

@@ -1,8 +1,8 @@
-/* ckpt/model.c -- model checkpoints: weights, the model spec and the training data's task,
- * classes and scaler, and the mapping between specs and the checkpoint header
- * (pstrain.model, pstrain.data). Layer types, their keys and every name (activation,
- * loss, scale) come from the layer registry and the name tables of core/ and data/. */
+/* ckpt/model.c -- model checkpoints: weights, the model spec (pstrain.model: spec.c) and the
+ * training data's task, classes and scaler (pstrain.data, here), to and from the header.
+ * Names (task, scale) come from the name tables of data/. */
 #include "ckpt_internal.h"
+#include "hf.h"
 
 #include <assert.h>
 #include <inttypes.h>
@@ -10,9 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define MAX_LAYERS 4096
-#define NAME_MAX_LEN ML_NAME_MAX /* a layer name; core/model.c keeps it + ".weight" in 48 */
 
 /* ---- Writing --------------------------------------------------------------------------- */
 
@@ -29,74 +26,6 @@ static int spec_matches(const ml_model_spec *spec, ml_model *m, pst_err *err)
     if (!ml_model_spec_same(spec, ml_model_get_spec(m)))
         return pst_err_set(err, PST_ERR_ARG, "checkpoint: the layer list does not match the model");
     return PST_OK;
-}
-
-/* One layer as JSON: type, the type's keys (enums by name), name (null when defaulted),
- * inputs (only when given). For dense and activation layers exactly what pstrain 0.1
- * wrote. */
-static int layer_json(cJSON *o, const ml_layer_spec *L)
-{
-    if (!cJSON_AddStringToObject(o, "type", L->ops->name))
-        return -1;
-    for (int k = 0; k < L->ops->nkeys; k++) {
-        const ml_layer_key *K = &L->ops->keys[k];
-        const ml_value *v = &L->val[k];
-        cJSON *x = NULL;
-        if (K->flags & ML_KEY_COMPAT)
-            continue;
-        switch (K->kind) {
-        case ML_KEY_INT: x = cJSON_CreateNumber((double)v->i); break;
-        case ML_KEY_FLOAT: x = cJSON_CreateNumber(v->f); break;
-        case ML_KEY_BOOL: x = cJSON_CreateBool(v->i != 0); break;
-        case ML_KEY_ENUM: x = cJSON_CreateString(K->enum_name((int)v->i)); break;
-        case ML_KEY_STRING: x = v->s ? cJSON_CreateString(v->s) : cJSON_CreateNull(); break;
-        }
-        if (!x || !cJSON_AddItemToObject(o, K->name, x)) {
-            cJSON_Delete(x);
-            return -1;
-        }
-    }
-    /* The name as model.c used it for the parameters: its first NAME_MAX_LEN bytes. */
-    char name[NAME_MAX_LEN + 1];
-    snprintf(name, sizeof name, "%s", L->name ? L->name : "");
-    if (!(name[0] ? cJSON_AddStringToObject(o, "name", name) : cJSON_AddNullToObject(o, "name")))
-        return -1;
-    if (L->ninputs) {
-        cJSON *in = cJSON_AddArrayToObject(o, "inputs");
-        if (!in)
-            return -1;
-        for (unsigned i = 0; i < L->ninputs; i++) {
-            cJSON *x = cJSON_CreateString(L->inputs[i]);
-            if (!x)
-                return -1;
-            cJSON_AddItemToArray(in, x);
-        }
-    }
-    return 0;
-}
-
-static char *model_json(const ml_model_spec *spec, int in_dim)
-{
-    cJSON *root = cJSON_CreateObject(), *layers = NULL;
-    char *s = NULL;
-    if (!root || !cJSON_AddNumberToObject(root, "input_dim", in_dim) ||
-        !(layers = cJSON_AddArrayToObject(root, "layers")))
-        goto cleanup;
-    for (unsigned l = 0; l < spec->nlayers; l++) {
-        cJSON *o = cJSON_CreateObject();
-        if (!o)
-            goto cleanup;
-        cJSON_AddItemToArray(layers, o);
-        if (layer_json(o, &spec->layers[l]))
-            goto cleanup;
-    }
-    assert(ml_loss_name(spec->loss));
-    if (!cJSON_AddStringToObject(root, "loss", ml_loss_name(spec->loss)))
-        goto cleanup;
-    s = cJSON_PrintUnformatted(root);
-cleanup:
-    cJSON_Delete(root);
-    return s;
 }
 
 static char *data_json(const ds_dataset *like, ml_model *m, const ds_scaler *scaler)
@@ -183,7 +112,8 @@ int ckpt_save_model(const char *path, ml_model *m, const ml_model_spec *spec,
             goto cleanup;
         }
     }
-    if ((spec && !(model = model_json(spec, ml_model_in_dim(m)))) ||
+    ml_shape in_shape = ml_model_in_shape(m);
+    if ((spec && !(model = ckpt_model_json(spec, &in_shape))) ||
         (like && !(data = data_json(like, m, scaler))) ||
         !(json = ckpt_st_header_json(ts, nt, model, data, NULL, 0)))
         goto nomem;
@@ -222,233 +152,6 @@ static void data_meta_fini(data_meta *dm)
 
 static void spec_fini(ml_model_spec *spec) { ml_model_spec_fini(spec); }
 
-static int name_index(const char *s, const char *const *names, int n)
-{
-    for (int i = 0; s && i < n; i++)
-        if (strcmp(s, names[i]) == 0)
-            return i;
-    return -1;
-}
-
-/* Refuses keys of obj outside allowed[0..n), so a misspelled or corrupted key is not
- * silently dropped. */
-static int only_keys(const st_file *f, const char *what, const cJSON *obj,
-                     const char *const *allowed, int n, pst_err *err)
-{
-    for (const cJSON *k = obj->child; k; k = k->next)
-        if (name_index(k->string, allowed, n) < 0)
-            return pst_err_set(err, PST_ERR_DATA, "%s: %s: unknown key '%s'", f->path, what,
-                               k->string);
-    return ckpt_json_unique_keys(f, obj, what, err);
-}
-
-/* A JSON value as key K's value; -1 when it is not one. */
-static int json_value(const ml_layer_key *K, const cJSON *x, ml_value *v)
-{
-    memset(v, 0, sizeof *v);
-    switch (K->kind) {
-    case ML_KEY_INT:
-        if (!cJSON_IsNumber(x) || x->valuedouble != (double)(int64_t)x->valuedouble ||
-            fabs(x->valuedouble) > 9007199254740992.0)
-            return -1;
-        v->i = (int64_t)x->valuedouble;
-        return 0;
-    case ML_KEY_FLOAT:
-        if (!cJSON_IsNumber(x))
-            return -1;
-        v->f = x->valuedouble;
-        return 0;
-    case ML_KEY_BOOL:
-        if (!cJSON_IsBool(x))
-            return -1;
-        v->i = cJSON_IsTrue(x);
-        return 0;
-    case ML_KEY_ENUM:
-        for (int i = 0; cJSON_IsString(x) && K->enum_name(i); i++)
-            if (strcmp(K->enum_name(i), x->valuestring) == 0) {
-                v->i = i;
-                return 0;
-            }
-        return -1;
-    case ML_KEY_STRING:
-        if (cJSON_IsNull(x))
-            return 0;
-        if (!cJSON_IsString(x) || !(v->s = strdup(x->valuestring)))
-            return -1;
-        return 0;
-    }
-    return -1;
-}
-
-/* "linear, relu, ..." */
-static void enum_list(const ml_layer_key *K, char *buf, size_t n)
-{
-    size_t len = 0;
-    buf[0] = '\0';
-    for (int i = 0; K->enum_name(i) && len < n; i++)
-        len += (size_t)snprintf(buf + len, n - len, "%s%s", i ? ", " : "", K->enum_name(i));
-}
-
-/* One entry of pstrain.model's layers into cl (ml_layer_spec_init'ed here). */
-static int parse_layer(const st_file *f, const ml_registry *reg, const char *what, const cJSON *L,
-                       ml_layer_spec *cl, pst_err *err)
-{
-    memset(cl, 0, sizeof *cl);
-    if (!cJSON_IsObject(L))
-        return pst_err_set(err, PST_ERR_DATA, "%s: %s is not an object", f->path, what);
-    const cJSON *type = cJSON_GetObjectItemCaseSensitive(L, "type");
-    const ml_layer_ops *ops =
-        cJSON_IsString(type) ? ml_registry_find(reg, type->valuestring) : NULL;
-    if (!ops) {
-        char names[256];
-        ml_registry_names(reg, names, sizeof names);
-        return pst_err_set(err, PST_ERR_DATA, "%s: %s: type is not one of %s", f->path, what,
-                           names);
-    }
-    ml_layer_spec_init(cl, ops);
-    const char *allowed[ML_MAX_KEYS + 3] = {"type", "name", "inputs"};
-    int nallowed = 3;
-    for (int k = 0; k < ops->nkeys; k++)
-        if (!(ops->keys[k].flags & ML_KEY_COMPAT))
-            allowed[nallowed++] = ops->keys[k].name;
-    int rc = only_keys(f, what, L, allowed, nallowed, err);
-    if (rc)
-        return rc;
-    for (int k = 0; k < ops->nkeys; k++) {
-        const ml_layer_key *K = &ops->keys[k];
-        const cJSON *x = cJSON_GetObjectItemCaseSensitive(L, K->name);
-        if (!x || (K->flags & ML_KEY_COMPAT))
-            continue; /* absent: the default (a required key then fails its check) */
-        if (json_value(K, x, &cl->val[k])) {
-            char names[256] = "";
-            if (K->kind == ML_KEY_ENUM) {
-                enum_list(K, names, sizeof names);
-                return pst_err_set(err, PST_ERR_DATA, "%s: %s: %s is not one of %s", f->path, what,
-                                   K->name, names);
-            }
-            return pst_err_set(err, PST_ERR_DATA, "%s: %s: %s is not a valid value", f->path, what,
-                               K->name);
-        }
-    }
-    for (int k = 0; k < ops->nkeys; k++) {
-        pst_err e2 = {0};
-        if (ml_layer_key_check(&ops->keys[k], &cl->val[k], &e2))
-            return pst_err_set(err, PST_ERR_DATA, "%s: %s: %s", f->path, what, e2.msg);
-    }
-    const cJSON *name = cJSON_GetObjectItemCaseSensitive(L, "name");
-    if (name && !cJSON_IsNull(name)) {
-        size_t len = cJSON_IsString(name) ? strlen(name->valuestring) : 0;
-        if (len < 1 || len > NAME_MAX_LEN)
-            return pst_err_set(err, PST_ERR_DATA,
-                               "%s: %s: name is not a string of 1 to %d "
-                               "characters",
-                               f->path, what, NAME_MAX_LEN);
-        if (!(cl->name = strdup(name->valuestring)))
-            return pst_err_set(err, PST_ERR_NOMEM, "%s: out of memory", f->path);
-    }
-    const cJSON *inputs = cJSON_GetObjectItemCaseSensitive(L, "inputs");
-    if (inputs) {
-        int n = cJSON_GetArraySize(inputs);
-        if (!cJSON_IsArray(inputs) || n < 1 || n > ML_MAX_INPUTS)
-            return pst_err_set(err, PST_ERR_DATA,
-                               "%s: %s: inputs is not a list of 1 to %d "
-                               "names",
-                               f->path, what, ML_MAX_INPUTS);
-        if (!(cl->inputs = calloc((size_t)n, sizeof *cl->inputs)))
-            return pst_err_set(err, PST_ERR_NOMEM, "%s: out of memory", f->path);
-        for (const cJSON *x = inputs->child; x; x = x->next) {
-            if (!cJSON_IsString(x))
-                return pst_err_set(err, PST_ERR_DATA, "%s: %s: inputs is not a list of names",
-                                   f->path, what);
-            if (!(cl->inputs[cl->ninputs++] = strdup(x->valuestring)))
-                return pst_err_set(err, PST_ERR_NOMEM, "%s: out of memory", f->path);
-        }
-    }
-    return PST_OK;
-}
-
-static int parse_model_meta(const st_file *f, const ml_registry *reg, ml_model_spec *spec,
-                            int *in_dim, pst_err *err)
-{
-    static const char *const top_keys[] = {"input_dim", "layers", "loss"};
-    const char *text = ckpt_st_meta_str(f, "pstrain.model");
-    memset(spec, 0, sizeof *spec);
-    if (!reg)
-        reg = ml_registry_builtin();
-    if (!text)
-        return pst_err_set(err, PST_ERR_DATA,
-                           "%s: no pstrain.model in the metadata: the "
-                           "architecture is unknown",
-                           f->path);
-    int rc = PST_OK;
-    cJSON *root = cJSON_Parse(text);
-    if (!cJSON_IsObject(root)) {
-        rc = pst_err_set(err, PST_ERR_DATA, "%s: pstrain.model is not a JSON object", f->path);
-        goto cleanup;
-    }
-    if ((rc = only_keys(f, "pstrain.model", root, top_keys, NELEM(top_keys), err)))
-        goto cleanup;
-    const cJSON *dim = cJSON_GetObjectItemCaseSensitive(root, "input_dim");
-    const cJSON *layers = cJSON_GetObjectItemCaseSensitive(root, "layers");
-    const cJSON *loss = cJSON_GetObjectItemCaseSensitive(root, "loss");
-    /* 0: a model of sparse features alone (ml_model_create refuses it for a model that
-     * reads the dense input). */
-    if (!ckpt_json_is_uint(dim, INT32_MAX)) {
-        rc = pst_err_set(err, PST_ERR_DATA, "%s: pstrain.model: input_dim is not a width >= 0",
-                         f->path);
-        goto cleanup;
-    }
-    *in_dim = (int)dim->valuedouble;
-    int nl = cJSON_GetArraySize(layers);
-    if (!cJSON_IsArray(layers) || nl < 1 || nl > MAX_LAYERS) {
-        rc = pst_err_set(err, PST_ERR_DATA,
-                         "%s: pstrain.model: layers is not a list of 1 to %d "
-                         "layers",
-                         f->path, MAX_LAYERS);
-        goto cleanup;
-    }
-    int li = cJSON_IsString(loss) ? ml_loss_find(loss->valuestring) : -1;
-    if (li < 0) {
-        rc = pst_err_set(err, PST_ERR_DATA,
-                         "%s: pstrain.model: loss is not one of "
-                         "categorical_crossentropy, binary_crossentropy, mse",
-                         f->path);
-        goto cleanup;
-    }
-    spec->loss = (ml_loss)li;
-    spec->init = ML_INIT_AUTO;
-    spec->layers = calloc((size_t)nl, sizeof *spec->layers);
-    if (!spec->layers) {
-        rc = pst_err_set(err, PST_ERR_NOMEM, "%s: out of memory", f->path);
-        goto cleanup;
-    }
-    int l = 0;
-    for (const cJSON *L = layers->child; L; L = L->next, l++) {
-        char what[64];
-        snprintf(what, sizeof what, "pstrain.model: layers[%d]", l);
-        rc = parse_layer(f, reg, what, L, &spec->layers[l], err);
-        spec->nlayers = (unsigned)l + 1; /* so that spec_fini frees what it holds */
-        if (rc)
-            goto cleanup;
-    }
-    pst_err e2 = {0};
-    int sparse = 0;
-    for (unsigned i = 0; i < spec->nlayers; i++)
-        sparse |= spec->layers[i].ops->sparse;
-    if (ml_model_spec_check(spec, &e2))
-        rc = pst_err_set(err, PST_ERR_DATA, "%s: pstrain.model: %s", f->path, e2.msg);
-    else if (*in_dim == 0 && !sparse)
-        rc = pst_err_set(err, PST_ERR_DATA,
-                         "%s: pstrain.model: input_dim is 0, but only a model of sparse "
-                         "features alone has no dense input",
-                         f->path);
-cleanup:
-    cJSON_Delete(root);
-    if (rc)
-        spec_fini(spec);
-    return rc;
-}
-
 static int parse_data_meta(const st_file *f, data_meta *dm, pst_err *err)
 {
     static const char *const keys[] = {"task", "num_classes", "class_names", "scale"};
@@ -463,7 +166,7 @@ static int parse_data_meta(const st_file *f, data_meta *dm, pst_err *err)
         rc = pst_err_set(err, PST_ERR_DATA, "%s: pstrain.data is not a JSON object", f->path);
         goto cleanup;
     }
-    if ((rc = only_keys(f, "pstrain.data", root, keys, NELEM(keys), err)))
+    if ((rc = ckpt_only_keys(f, "pstrain.data", root, keys, NELEM(keys), err)))
         goto cleanup;
     const cJSON *task = cJSON_GetObjectItemCaseSensitive(root, "task");
     const cJSON *nc = cJSON_GetObjectItemCaseSensitive(root, "num_classes");
@@ -647,10 +350,69 @@ int ckpt_load(const char *path, int max_batch, ckpt_model **out, pst_err *err)
     return ckpt_load_reg(path, NULL, max_batch, out, err);
 }
 
+/* The identity transform of d features (shift 0, mul 1) into s; -1 when out of memory. */
+static int identity_scaler(ds_scaler *s, int d)
+{
+    float *shift = malloc(sizeof(float) * (size_t)(d > 0 ? d : 1));
+    float *mul = malloc(sizeof(float) * (size_t)(d > 0 ? d : 1));
+    if (!shift || !mul) {
+        free(shift);
+        free(mul);
+        return -1;
+    }
+    for (int j = 0; j < d; j++) {
+        shift[j] = 0.0f;
+        mul[j] = 1.0f;
+    }
+    *s = (ds_scaler){.d = d, .kind = DS_SCALE_NONE, .shift = shift, .mul = mul};
+    return 0;
+}
+
+/* A model built elsewhere in ckpt/ (hf.c) as a ckpt_model: takes spec's contents and net;
+ * the task is what a pstrain checkpoint of the same model says (regress for a language
+ * model's (N, T) targets, else classify over its outputs), the scaler the identity. On failure both are freed. */
+int ckpt_model_wrap(ml_model_spec *spec, ml_model *net, ckpt_model **out, pst_err *err)
+{
+    *out = NULL;
+    ckpt_model *c = calloc(1, sizeof *c);
+    if (!c || identity_scaler(&c->scaler, ml_model_in_dim(net))) {
+        free(c);
+        ml_model_destroy(net);
+        spec_fini(spec);
+        return pst_err_set(err, PST_ERR_NOMEM, "checkpoint: out of memory");
+    }
+    c->spec = *spec;
+    memset(spec, 0, sizeof *spec);
+    c->net = net;
+    /* A language model's data: (N, T) next-id targets, which pstrain's own GPT-2
+     * checkpoints call regress; any other model: classes, one per output. */
+    if (c->spec.loss == ML_LOSS_SEQ_CCE)
+        c->dm = (data_meta){.present = 1, .task = DS_TASK_REGRESS};
+    else
+        c->dm = (data_meta){.present = 1, .task = DS_TASK_CLASSIFY, .nclasses = model_classes(net)};
+    *out = c;
+    return PST_OK;
+}
+
+int ckpt_read_spec(const char *path, const ml_registry *reg, ml_model_spec *spec, int *in_dim,
+                   pst_err *err)
+{
+    st_file f;
+    memset(spec, 0, sizeof *spec);
+    int rc = ckpt_st_open(&f, path, err);
+    if (!rc) {
+        rc = ckpt_parse_model_meta(&f, reg, spec, in_dim, NULL, err);
+        ckpt_st_fini(&f);
+    }
+    return ckpt_one_line(err, rc);
+}
+
 int ckpt_load_reg(const char *path, const ml_registry *reg, int max_batch, ckpt_model **out,
                   pst_err *err)
 {
     *out = NULL;
+    if (ckpt_hf_is_folder(path))
+        return ckpt_hf_load(path, 0, max_batch, out, err);
     st_file f;
     int rc = ckpt_st_open(&f, path, err);
     if (rc)
@@ -661,7 +423,8 @@ int ckpt_load_reg(const char *path, const ml_registry *reg, int max_batch, ckpt_
         goto fail;
     }
     int in_dim = 0;
-    if ((rc = parse_model_meta(&f, reg, &c->spec, &in_dim, err)) ||
+    ml_shape in_shape;
+    if ((rc = ckpt_parse_model_meta(&f, reg, &c->spec, &in_dim, &in_shape, err)) ||
         (rc = parse_data_meta(&f, &c->dm, err)))
         goto fail;
     if (!c->dm.present) {
@@ -671,7 +434,7 @@ int ckpt_load_reg(const char *path, const ml_registry *reg, int max_batch, ckpt_
                          path);
         goto fail;
     }
-    uint64_t want = ml_model_spec_nparams(&c->spec, in_dim);
+    uint64_t want = ml_model_spec_nparams_shaped(&c->spec, &in_shape);
     if (want > f.data_len / 4) {
         rc = pst_err_set(err, PST_ERR_DATA,
                          "%s: pstrain.model describes more parameters than "
@@ -680,7 +443,7 @@ int ckpt_load_reg(const char *path, const ml_registry *reg, int max_batch, ckpt_
         goto fail;
     }
     pst_err e2 = {0};
-    if (!(c->net = ml_model_create(&c->spec, in_dim, max_batch, &e2))) {
+    if (!(c->net = ml_model_create_shaped(&c->spec, &in_shape, max_batch, &e2))) {
         /* A model the metadata cannot build is a bad file, not a bad job. */
         rc = pst_err_set(err, e2.code == PST_ERR_NOMEM ? PST_ERR_NOMEM : PST_ERR_DATA,
                          "%s: pstrain.model: %s", path, e2.msg);
@@ -694,7 +457,9 @@ int ckpt_load_reg(const char *path, const ml_registry *reg, int max_batch, ckpt_
                          path, c->dm.nclasses, k);
         goto fail;
     }
-    if (c->dm.task == DS_TASK_REGRESS && c->spec.loss != ML_LOSS_MSE) {
+    /* A language model's token windows are stored as (N, T) next-id targets. */
+    if (c->dm.task == DS_TASK_REGRESS && c->spec.loss != ML_LOSS_MSE &&
+        c->spec.loss != ML_LOSS_SEQ_CCE) {
         rc = pst_err_set(err, PST_ERR_DATA, "%s: pstrain.data: task regress with loss %s", path,
                          ml_loss_name(c->spec.loss));
         goto fail;
@@ -721,6 +486,15 @@ int ckpt_load_into(const char *path, ml_model *m, ds_scaler *scaler, pst_err *er
 int ckpt_load_into_reg(const char *path, const ml_registry *reg, ml_model *m, ds_scaler *scaler,
                        pst_err *err)
 {
+    if (ckpt_hf_is_folder(path)) {
+        /* The scaler first: once the weights are in, nothing may fail. */
+        if (scaler && identity_scaler(scaler, ml_model_in_dim(m)))
+            return pst_err_set(err, PST_ERR_NOMEM, "checkpoint: out of memory");
+        int rc = ckpt_hf_load_into(path, m, err);
+        if (rc && scaler)
+            ds_scaler_fini(scaler);
+        return rc;
+    }
     st_file f;
     int rc = ckpt_st_open(&f, path, err);
     if (rc)
@@ -728,11 +502,12 @@ int ckpt_load_into_reg(const char *path, const ml_registry *reg, ml_model *m, ds
     ml_model_spec spec;
     data_meta dm;
     int in_dim = 0;
+    ml_shape in_shape;
     memset(&spec, 0, sizeof spec);
     memset(&dm, 0, sizeof dm);
     /* The metadata, when there, must be sound even though m's architecture rules. */
     if (ckpt_st_meta_str(&f, "pstrain.model") &&
-        (rc = parse_model_meta(&f, reg, &spec, &in_dim, err)))
+        (rc = ckpt_parse_model_meta(&f, reg, &spec, &in_dim, &in_shape, err)))
         goto cleanup;
     if ((rc = parse_data_meta(&f, &dm, err)))
         goto cleanup;

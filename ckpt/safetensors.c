@@ -30,15 +30,6 @@ static uint32_t crc_of(const void *p, size_t n)
     return (uint32_t)crc32_z(crc32_z(0L, Z_NULL, 0), p, n);
 }
 
-static const struct {
-    const char *name;
-    size_t size;
-} dtypes[] = {[CKPT_F32] = {"F32", 4}, [CKPT_U64] = {"U64", 8}, [CKPT_U32] = {"U32", 4},
-              [CKPT_U8] = {"U8", 1},   [CKPT_F16] = {"F16", 2}, [CKPT_I8] = {"I8", 1}};
-
-const char *ckpt_dtype_name(ckpt_dtype t) { return dtypes[t].name; }
-size_t ckpt_dtype_size(ckpt_dtype t) { return dtypes[t].size; }
-
 /* ---- Writing --------------------------------------------------------------------------- */
 
 /* off: the tensor's first byte in the data area. */
@@ -322,18 +313,15 @@ static int parse_tensor(st_file *f, const cJSON *e, st_tensor *t, pst_err *err)
     const cJSON *of = cJSON_GetObjectItemCaseSensitive(e, "data_offsets");
     if (!cJSON_IsString(dt))
         return pst_err_set(err, PST_ERR_DATA, "%s: tensor '%s': no dtype", f->path, name);
-    t->dtype = CKPT_F32;
-    for (int k = 1; k < NELEM(dtypes); k++) {
-        int half_or_i8 = k == CKPT_F16 || k == CKPT_I8;
-        if ((half_or_i8 ? f->quant : f->any_dtype) && strcmp(dt->valuestring, dtypes[k].name) == 0)
-            t->dtype = (ckpt_dtype)k;
-    }
-    if (t->dtype == CKPT_F32 && strcmp(dt->valuestring, "F32") != 0)
+    int k = ckpt_dtype_find(dt->valuestring, f->dtypes);
+    if (k >= 0)
+        t->dtype = (ckpt_dtype)k;
+    else {
+        char list[96];
+        ckpt_dtype_list(f->dtypes, list, sizeof list);
         return pst_err_set(err, PST_ERR_DATA, "%s: tensor '%s': dtype %s, but pstrain reads %s",
-                           f->path, name, dt->valuestring,
-                           f->any_dtype ? "F32, U64, U32 and U8 only"
-                           : f->quant   ? "F32, F16 and I8 only"
-                                        : "F32 only");
+                           f->path, name, dt->valuestring, list);
+    }
     const uint64_t esize = ckpt_dtype_size(t->dtype);
     if (!cJSON_IsArray(sh) || cJSON_GetArraySize(sh) > MAX_DIMS)
         return pst_err_set(err, PST_ERR_DATA,
@@ -620,10 +608,10 @@ static int check_tensor_data(const st_file *f, pst_err *err)
                                "(stored %" PRIu32 ", computed %" PRIu32 ")",
                                path, t->name, want, crc_of(p, t->end - t->begin));
         /* The data may be unaligned (any header length is legal), so values are copied. */
-        size_t cnt = t->dtype == CKPT_F32 ? (size_t)(t->end - t->begin) / 4 : 0;
+        int floats = t->dtype == CKPT_F32 || t->dtype == CKPT_F16 || t->dtype == CKPT_BF16;
+        size_t cnt = floats ? (size_t)(t->end - t->begin) / ckpt_dtype_size(t->dtype) : 0;
         for (size_t j = 0; j < cnt; j++) {
-            float v;
-            memcpy(&v, p + 4 * j, 4);
+            float v = ckpt_float_at(t->dtype, p, j);
             if (!isfinite(v)) {
                 char idx[64];
                 index_text(t, (int64_t)j, idx, sizeof idx);
@@ -639,7 +627,8 @@ static int check_tensor_data(const st_file *f, pst_err *err)
 }
 
 /* An exported model file says so in pstrain.quant ("fp16" or "int8"): then, and only then,
- * F16 and I8 tensors are accepted (checked before the tensors are parsed). */
+ * and only for a model file's opener (F32 alone), F16 and I8 tensors are accepted too
+ * (checked before the tensors are parsed). */
 static int check_quant_kind(st_file *f, pst_err *err)
 {
     const char *quant = ckpt_st_meta_str(f, "pstrain.quant");
@@ -647,15 +636,17 @@ static int check_quant_kind(st_file *f, pst_err *err)
         return pst_err_set(err, PST_ERR_DATA,
                            "%s: __metadata__: pstrain.quant '%s' is not fp16 or int8", f->path,
                            quant);
-    f->quant = quant != NULL && !f->any_dtype;
+    f->quant = quant != NULL && f->dtypes == CKPT_DTYPE_BIT(CKPT_F32);
+    if (f->quant)
+        f->dtypes |= CKPT_DTYPE_BIT(CKPT_F16) | CKPT_DTYPE_BIT(CKPT_I8);
     return PST_OK;
 }
 
-static int st_open(st_file *f, const char *path, int any_dtype, pst_err *err)
+static int st_open(st_file *f, const char *path, unsigned dtypes_ok, pst_err *err)
 {
     memset(f, 0, sizeof *f);
     f->path = path;
-    f->any_dtype = any_dtype;
+    f->dtypes = dtypes_ok;
     uint64_t hlen = 0;
     int rc;
     if ((rc = read_whole(f, err)) || (rc = check_frame(f, &hlen, err)) ||
@@ -676,11 +667,25 @@ fail:
     return rc;
 }
 
-int ckpt_st_open(st_file *f, const char *path, pst_err *err) { return st_open(f, path, 0, err); }
+int ckpt_st_open(st_file *f, const char *path, pst_err *err)
+{
+    return st_open(f, path, CKPT_DTYPE_BIT(CKPT_F32), err);
+}
 
 int ckpt_st_open_any(st_file *f, const char *path, pst_err *err)
 {
-    return st_open(f, path, 1, err);
+    return st_open(f, path,
+                   CKPT_DTYPE_BIT(CKPT_F32) | CKPT_DTYPE_BIT(CKPT_U64) | CKPT_DTYPE_BIT(CKPT_U32) |
+                       CKPT_DTYPE_BIT(CKPT_U8),
+                   err);
+}
+
+int ckpt_st_open_hf(st_file *f, const char *path, pst_err *err)
+{
+    return st_open(f, path,
+                   CKPT_DTYPE_BIT(CKPT_F32) | CKPT_DTYPE_BIT(CKPT_F16) | CKPT_DTYPE_BIT(CKPT_BF16) |
+                       CKPT_DTYPE_BIT(CKPT_BOOL),
+                   err);
 }
 
 /* ---- Reading: tensors by name and shape ------------------------------------------------ */

@@ -4,6 +4,7 @@
 #define PSTRAIN_CLI_H
 
 #include <signal.h>
+#include <stdint.h>
 
 #include "ckpt/ckpt.h"
 #include "cli/args.h"
@@ -63,6 +64,32 @@ int cli_predict_rows(ckpt_model *ck, const float *x, int64_t n, int max_batch, f
  * filled into *h, for the worker of this rank (-1: not a worker; the per-worker hooks stay
  * off). NULL when no PSTRAIN_TEST_* variable is set: production runs carry no hooks. */
 const pst_test_hooks *cli_test_hooks(pst_test_hooks *h, int rank);
+
+/* ---- Language models (cli/lm.c): `pstrain eval` on text, `pstrain generate` ---------------
+ * A checkpoint whose loss is sequence_crossentropy, given as a job file (its output.dir's
+ * model), a run folder, a checkpoint folder of a run, or a model file; its tokenizer is
+ * the run's job's data.tokenizer (job.yaml beside the model, or two folders up from a
+ * checkpoint folder) unless one is given, bytes when neither names one. */
+typedef struct {
+    ckpt_model *ck;
+    char *tokenizer; /* folder of the tokenizer files; NULL: bytes */
+    int context;     /* T: ids per forward pass */
+    int vocab;       /* V: logits per position */
+    char model_path[4200];
+} cli_lm;
+typedef struct {
+    int64_t windows, tokens;
+    double loss;       /* mean token loss */
+    double perplexity; /* exp(loss) */
+} cli_lm_figures;
+int cli_lm_open(cli_lm *lm, const char *what, const char *tokenizer, int max_batch, pst_err *err);
+void cli_lm_close(cli_lm *lm);
+/* 1 when what names a language model (or a job file): eval takes the text path. */
+int cli_lm_is_model(const char *what);
+/* Loss and perplexity over the windows of T + 1 ids of the text file (data/textwin.h). */
+int cli_lm_eval(cli_lm *lm, const char *text, int batch, const volatile sig_atomic_t *stop,
+                cli_lm_figures *out, pst_err *err);
+int cmd_generate(int argc, char **argv, const volatile sig_atomic_t *stop);
 
 int cmd_train(int argc, char **argv, const volatile sig_atomic_t *stop);
 int cmd_local(int argc, char **argv, const volatile sig_atomic_t *stop);

@@ -41,7 +41,12 @@ static const char eval_synopsis[] =
     "accuracy, per-class and macro precision/recall/F1 and the confusion\n"
     "matrix (regression: MSE, MAE, R^2).\n"
     "The model, its classes and the preprocessing fitted at training time all come\n"
-    "from the checkpoint CKPT (a model.safetensors written by pstrain train/local).\n";
+    "from the checkpoint CKPT (a model.safetensors written by pstrain train/local).\n"
+    "\n"
+    "A language model (sequence_crossentropy: model.gpt2) is evaluated on the text file\n"
+    "DATA instead: its mean token loss and perplexity (exp of it) over windows of the\n"
+    "model's context. CKPT is then its run folder, a checkpoint folder of the run, its\n"
+    "model file, or the job file; the tokenizer is the job's (--tokenizer DIR: another).\n";
 static const char predict_synopsis[] =
     "usage: pstrain predict CKPT DATA [options]\n"
     "\n"
@@ -496,8 +501,55 @@ done:
     return *stop ? cli_stop_exit_code(*stop) : EXIT_OK;
 }
 
+/* `pstrain eval CKPT TEXT` of a language model. */
+static int eval_text(int argc, char **argv, const volatile sig_atomic_t *stop)
+{
+    const char *tokenizer = NULL;
+    int batch = 16;
+    const cli_opt opts[] = {{.name = "tokenizer",
+                             .kind = CLI_STR,
+                             .dest = &tokenizer,
+                             .meta = "DIR",
+                             .help = "tokenizer files (default: the job's data.tokenizer)"},
+                            {.name = "batch",
+                             .kind = CLI_INT,
+                             .dest = &batch,
+                             .meta = "N",
+                             .lo = 1,
+                             .hi = 1 << 16,
+                             .help = "windows per forward pass (default 16)"},
+                            {0}};
+    const cli_spec spec = {.cmd = "eval", .synopsis = eval_synopsis, .opts = opts, .max_pos = 2};
+    cli_args args;
+    int ec = cli_parse(&spec, argc, argv, &args);
+    if (ec >= 0)
+        return ec;
+    if (args.npos != 2) {
+        cli_args_fini(&args);
+        fprintf(stderr, "pstrain eval: needs a checkpoint and a text file (see --help)\n");
+        return EXIT_USAGE;
+    }
+    pst_err err = {0};
+    cli_lm lm;
+    cli_lm_figures f;
+    int rc = cli_lm_open(&lm, args.pos[0], tokenizer, batch, &err);
+    if (!rc && !(rc = cli_lm_eval(&lm, args.pos[1], batch, stop, &f, &err)) && !*stop)
+        printf("windows: %lld\ntokens: %lld\nloss: %.6f\nperplexity: %.4f\n", (long long)f.windows,
+               (long long)f.tokens, f.loss, f.perplexity);
+    cli_lm_close(&lm);
+    cli_args_fini(&args);
+    if (rc) {
+        fprintf(stderr, "pstrain eval: %s\n", err.msg);
+        return cli_exit_code(rc);
+    }
+    return *stop ? cli_stop_exit_code(*stop) : EXIT_OK;
+}
+
 int cmd_eval(int argc, char **argv, const volatile sig_atomic_t *stop)
 {
+    /* CKPT comes first; a language model's DATA is text */
+    if (argc > 0 && argv[0][0] != '-' && cli_lm_is_model(argv[0]))
+        return eval_text(argc, argv, stop);
     return run("eval", argc, argv, stop);
 }
 

@@ -76,7 +76,9 @@ static const char synopsis_fmt[] =
     "(same rank; it rejoins the job: a server recovers its shard from its newest\n"
     "checkpoint) up to cluster.max_restarts times each. After that, the job goes on\n"
     "without a worker (the coordinator drops it after cluster.heartbeat_timeout_s);\n"
-    "a server's failure ends the job.\n"
+    "a server's failure ends the job. One stopped (SIGSTOP) past\n"
+    "cluster.heartbeat_timeout_s is fenced by the coordinator, killed and started again\n"
+    "the same way.\n"
     "A worker that exits with any other code (1: the run failed; 2, 3, 4: bad\n"
     "configuration, data or files; 130/143: stopped) ends the job.\n"
     "  1        a process could not be started, or the coordinator reported no\n"
@@ -244,7 +246,10 @@ int cmd_local(int argc, char **argv, const volatile sig_atomic_t *stop)
         return cli_exit_code(rc);
     }
     const int servers = job->cluster.servers, workers = job->cluster.workers;
-    cli_sup_options so = {.max_restarts = job->cluster.max_restarts};
+    /* A process stopped past the heartbeat timeout has been fenced by the coordinator
+     * (ps/coord_members.c): one second later it is killed and replaced. */
+    cli_sup_options so = {.max_restarts = job->cluster.max_restarts,
+                          .hang_ms = (job->cluster.heartbeat_timeout_s + 1) * 1000L};
     cfg_job_free(job);
     if (servers < 1 || workers < 1 || servers > INT_MAX / 2 - 1 || workers > INT_MAX / 2 - 1) {
         fprintf(stderr,

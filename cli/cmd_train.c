@@ -83,9 +83,12 @@ static void log_model(const log_ctx *lg, const cfg_job *job, wk_trainer *tr)
 {
     size_t P = ml_model_nparams(wk_trainer_model(tr));
     int tables = ml_model_ntables(wk_trainer_model(tr)) > 0;
-    log_info(lg, "model: %zu %sparameters, optimizer %s lr %g, batch %d, %d epoch(s)", P,
+    char acc[48] = "";
+    if (job->train.accumulate > 1)
+        snprintf(acc, sizeof acc, " x %d accumulated", job->train.accumulate);
+    log_info(lg, "model: %zu %sparameters, optimizer %s lr %g, batch %d%s, %d epoch(s)", P,
              tables ? "dense " : "", opt_kind_name(job->optimizer.kind), (double)job->optimizer.lr,
-             job->train.batch_size, job->train.epochs);
+             job->train.batch_size, acc, job->train.epochs);
     char note[1024];
     if (wk_trainer_finetune_note(tr, note, sizeof note))
         log_info(lg, "%s", note);

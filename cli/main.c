@@ -39,6 +39,11 @@ static void usage(FILE *f)
           "  eval CKPT DATA     loss, accuracy, precision/recall/F1, confusion matrix of a\n"
           "                     checkpoint on a data file\n"
           "  predict CKPT DATA  a checkpoint's predictions for a data file, as CSV\n"
+          "                     (a language model: eval CKPT TEXT gives loss and perplexity)\n"
+          "  generate CKPT --prompt TEXT\n"
+          "                     text sampled from a language model\n"
+          "  export CKPT OUTDIR a GPT-2 checkpoint as a Hugging Face folder (model.safetensors,\n"
+          "                     config.json)\n"
           "  export CKPT OUT --dtype fp16|int8\n"
           "                     a smaller copy of a model checkpoint (dequantised on load)\n"
           "  prune CKPT OUT --sparsity S\n"
@@ -110,6 +115,8 @@ int main(int argc, char **argv)
         return cmd_coordinator(argc - 2, argv + 2, &stop_signal);
     if (strcmp(cmd, "eval") == 0)
         return cmd_eval(argc - 2, argv + 2, &stop_signal);
+    if (strcmp(cmd, "generate") == 0)
+        return cmd_generate(argc - 2, argv + 2, &stop_signal);
     if (strcmp(cmd, "predict") == 0)
         return cmd_predict(argc - 2, argv + 2, &stop_signal);
     if (strcmp(cmd, "consolidate") == 0)

@@ -37,8 +37,9 @@ typedef struct {
     pid_t pid;  /* valid from CHILD_RUNNING on */
     int status; /* wait status, valid in CHILD_ENDED */
     child_state state;
-    int restarts; /* times it was started again after failing */
-    int gone;     /* a worker that failed for good: the job goes on without it */
+    int restarts;         /* times it was started again after failing */
+    int gone;             /* a worker that failed for good: the job goes on without it */
+    long long stopped_ms; /* since when it was seen stopped (state T); 0: running */
 } sup_kid;
 
 typedef struct {
@@ -503,6 +504,52 @@ static void end_stragglers(sup *s)
     signal_all(s, SIGTERM);
 }
 
+/* Whether process pid is stopped (SIGSTOP, Ctrl-Z: state T in /proc/PID/stat, the
+ * character after the command's closing parenthesis). */
+static int is_stopped(pid_t pid)
+{
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = '\0';
+    const char *p = strrchr(buf, ')');
+    return p && p[1] == ' ' && p[2] == 'T';
+}
+
+/* Hung children: one stopped for hang_ms cannot answer, and the coordinator has fenced it
+ * by then (it refuses that incarnation): SIGKILL, and child_ended starts a new one of the
+ * same rank, which rejoins as a crashed one does. Only while it has restarts left: past
+ * them a stopped worker is left to the coordinator (lost), as without restarts. */
+static void kill_hung(sup *s)
+{
+    if (s->o->hang_ms <= 0 || s->stopping || s->finished_ms)
+        return;
+    long long now = pst_mono_ms();
+    for (int i = 1; i < s->o->nkids; i++) {
+        sup_kid *c = &s->kids[i];
+        if (c->state != CHILD_RUNNING || c->restarts >= s->o->max_restarts || !is_stopped(c->pid)) {
+            c->stopped_ms = 0;
+            continue;
+        }
+        if (!c->stopped_ms)
+            c->stopped_ms = now;
+        if (now - c->stopped_ms < s->o->hang_ms)
+            continue;
+        log_warn(s->lg,
+                 "%s (pid %d) has been stopped for %.1f s: it cannot answer and the "
+                 "coordinator has fenced it; sending SIGKILL so that a new one takes its rank",
+                 c->spec->name, (int)c->pid, (now - c->stopped_ms) / 1000.0);
+        kill(c->pid, SIGKILL);
+        c->stopped_ms = 0;
+    }
+}
+
 /* Waits until every started child has been reaped, stopping them all at the first
  * failure or stop signal and escalating to SIGKILL after the grace period. */
 static void supervise(sup *s, const volatile sig_atomic_t *stop)
@@ -514,6 +561,7 @@ static void supervise(sup *s, const volatile sig_atomic_t *stop)
         reap(s);
         if (s->running == 0)
             return;
+        kill_hung(s);
         long long wait = WAKE_MS;
         if (s->finished_ms && !s->stopping) {
             long long left = s->finished_ms + s->o->grace_ms - pst_mono_ms();

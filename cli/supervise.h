@@ -40,6 +40,8 @@ typedef struct {
     long grace_ms;             /* SIGTERM -> SIGKILL */
     long ready_ms;             /* child 0 start -> endpoint line */
     int max_restarts;          /* per child, child 0 excepted */
+    long hang_ms;              /* a child stopped (SIGSTOP) this long is killed and, while
+                                  it has restarts left, replaced; 0: never */
     const log_ctx *lg;         /* the launcher's log lines; borrowed */
     cli_view *view;            /* the progress view; borrowed, not NULL */
     const cli_sup_child *kids; /* (nkids), [0] the rendezvous; borrowed */

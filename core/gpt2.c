@@ -145,3 +145,40 @@ int ml_gpt2_hf_name(const char *seg, char *buf, size_t n)
             return snprintf(buf, n, "h.%d.%s", layer, block[i].hf) < (int)n ? 0 : -1;
     return -1;
 }
+
+static int get_int(const ml_layer_spec *L, const char *key)
+{
+    int k = ml_layer_key_find(L->ops, key);
+    return k >= 0 ? (int)L->val[k].i : 0;
+}
+
+int ml_gpt2_config_of(const ml_model_spec *s, ml_gpt2_config *c, pst_err *err)
+{
+    memset(c, 0, sizeof *c);
+    const int E = PST_ERR_CONFIG;
+    if (s->nlayers < 2 + LAYERS_PER_BLOCK + 2 || s->layers[0].ops != &ml_layer_token_embedding ||
+        s->layers[1].ops != &ml_layer_pos_embedding || s->layers[3].ops != &ml_layer_attention)
+        return pst_err_set(err, E,
+                           "not a GPT-2: the layers do not start token_embedding, "
+                           "pos_embedding, layernorm, attention");
+    c->vocab_size = get_int(&s->layers[0], "vocab");
+    c->n_embd = get_int(&s->layers[0], "dim");
+    c->context = get_int(&s->layers[1], "tokens");
+    c->n_positions = get_int(&s->layers[1], "positions");
+    c->n_head = get_int(&s->layers[3], "heads");
+    c->n_layer = (int)((s->nlayers - 4) / LAYERS_PER_BLOCK);
+    if (c->context == c->n_positions)
+        c->context = 0;
+    ml_model_spec g;
+    pst_err e2 = {0};
+    if (ml_gpt2_spec(&g, c, &e2))
+        return pst_err_set(err, e2.code, "not a GPT-2: %s", e2.msg);
+    int same = ml_model_spec_same(s, &g);
+    ml_model_spec_fini(&g);
+    if (!same)
+        return pst_err_set(err, E,
+                           "not a GPT-2: the layers differ from those of n_layer %d, n_head %d, "
+                           "n_embd %d, n_positions %d, vocab_size %d (core/gpt2.h)",
+                           c->n_layer, c->n_head, c->n_embd, c->n_positions, c->vocab_size);
+    return PST_OK;
+}

@@ -54,4 +54,9 @@ int ml_gpt2_spec(ml_model_spec *s, const ml_gpt2_config *c, pst_err *err);
  * above ("h0_attn.attn_w"), written into buf; -1 when seg is not a GPT-2 tensor name. */
 int ml_gpt2_hf_name(const char *seg, char *buf, size_t n);
 
+/* The configuration s was made from: 0 and *c when s is exactly what ml_gpt2_spec(c)
+ * gives (layer names, keys and inputs; trainable and lr_mult aside), else PST_ERR_CONFIG
+ * with one line saying why it is not a GPT-2 (ckpt/hf.h writes only those). */
+int ml_gpt2_config_of(const ml_model_spec *s, ml_gpt2_config *c, pst_err *err);
+
 #endif

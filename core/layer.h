@@ -17,6 +17,15 @@
  *
  * Dimensions: N = batch rows; a layer maps inputs (N, IN_k) to one output (N, OUT).
  *
+ * Shapes: each input also has a shape (ml_shape: (C, H, W) for images, (F) for features;
+ * IN_k = the product), and each layer an output shape. A sample is its shape's elements
+ * row-major: an image is C planes of H rows of W. The model input's shape comes from the
+ * data (IDX images (1, 28, 28), anything else (D)); ml_model_create_shaped passes it. Types
+ * that care (conv2d, pools, batchnorm, flatten) read l->in_shape and set l->out_shape; a
+ * type that leaves out_shape unset gets its first input's shape when it has no parameters
+ * and keeps that width (activation, add, dropout), and (OUT) otherwise (dense flattens
+ * its input as Keras' Flatten + Dense would).
+ *
  * Sparse layers (ops->sparse: embedding, embedding_bag, fm) read the batch's sparse
  * features (ML_SPARSE_NAME in `inputs:`) instead of dense inputs. Their parameters are
  * rows of an embedding table keyed by 64-bit feature ids, NOT in the model's flat vector:
@@ -43,6 +52,30 @@
 /* ml_model_spec_sources' codes for the two model inputs (otherwise a layer index). */
 #define ML_SRC_INPUT (-1)
 #define ML_SRC_SPARSE (-2)
+
+/* ---- Shapes ------------------------------------------------------------------------- */
+
+#define ML_MAX_RANK 3 /* (C, H, W) */
+
+/* A sample's shape: rank 1 (F) or 3 (C, H, W); rank 0 = unset. */
+typedef struct {
+    int rank;
+    int d[ML_MAX_RANK];
+} ml_shape;
+
+/* The product of the dimensions (0 for rank 0). */
+static inline int ml_shape_width(const ml_shape *s)
+{
+    int w = s->rank ? 1 : 0;
+    for (int i = 0; i < s->rank; i++)
+        w *= s->d[i];
+    return w;
+}
+
+static inline ml_shape ml_shape_flat(int width) { return (ml_shape){1, {width, 0, 0}}; }
+static inline ml_shape ml_shape_image(int c, int h, int w) { return (ml_shape){3, {c, h, w}}; }
+/* "(1, 28, 28)" or "(784)" into buf. */
+void ml_shape_text(const ml_shape *s, char *buf, size_t n);
 
 /* ---- Losses and init schemes: one name table each (the job file and checkpoints) ----- */
 
@@ -208,6 +241,8 @@ int ml_model_spec_same(const ml_model_spec *a, const ml_model_spec *b);
  * (a checkpoint reader refuses a spec larger than its file first); UINT64_MAX when a
  * layer refuses its shape or the count passes 2^60. */
 uint64_t ml_model_spec_nparams(const ml_model_spec *s, int in_dim);
+/* The same for an input of shape in. */
+uint64_t ml_model_spec_nparams_shaped(const ml_model_spec *s, const ml_shape *in);
 
 /* Validates a spec without building it: every key in range, names unique (and not
  * ML_INPUT_NAME), inputs naming earlier layers or the model input (no forward
@@ -239,9 +274,27 @@ typedef struct {
     uint32_t field_lo, field_hi; /* the fields read: [lo, hi] inclusive */
     const char *table;           /* the `table` key, or NULL: the layer's own, named by it */
     float init_scale;            /* the scale the table draws new rows with */
-    /* Types with ops->workspace: (workspace(max_batch)) floats the model owns, kept from
-     * forward to backward (activations the backward needs, its own scratch). */
+    /* Shapes (core/layer.h's "Shapes"): filled by the model before shape; out_shape set
+     * by shape for types that care (rank 0: the model picks). */
+    ml_shape in_shape[ML_MAX_INPUTS];
+    ml_shape out_shape;
+    /* Types with ops->workspace: (workspace(max_batch)) floats the model owns, the layer's
+     * own, kept from forward to backward (activations the backward needs, or scratch such
+     * as conv2d's im2col columns). */
     float *ws;
+    /* The mode (ml_model_set_mode): training 1 in a training step, 0 in evaluation (the
+     * default); seed: the step's seed, mixed with index (the node's position) for
+     * per-layer random streams (dropout). */
+    int training;
+    uint64_t seed;
+    int index;
+    /* Bit k set by shape: tensor k is non-gradient state (batchnorm's running mean and
+     * variance). It lives in the flat vector (so checkpoints and pulls carry it),
+     * backward writes zeros as its gradient, the optimizer leaves it (ml_segment.state:
+     * a frozen group), and a training forward writes it through state[k] (the model
+     * points it at the tensor; NULL for other tensors). */
+    unsigned state_mask;
+    float *state[ML_MAX_TENSORS];
 } ml_layer;
 
 struct ml_layer_ops {
@@ -276,7 +329,8 @@ struct ml_layer_ops {
      * per entry read, so the count for n rows of one entry each). */
     double (*flops)(const ml_layer *l, int n);
     /* Optional: floats of l->ws the layer needs for n rows (attention keeps Q, K, V and
-     * the attention weights for backward). NULL: none. */
+     * the attention weights for backward; conv2d needs one image's im2col columns,
+     * batchnorm two floats per channel, whatever n). NULL: none. */
     size_t (*workspace)(const ml_layer *l, int n);
     /* Optional: the string key that ties tensor 0 to tensor 0 of an earlier layer (the
      * tied output head reads the token embedding's wte): when set, the model maps tensor
@@ -329,6 +383,13 @@ extern const ml_layer_ops ml_layer_dot_interaction;
 extern const ml_layer_ops ml_layer_embedding;
 extern const ml_layer_ops ml_layer_embedding_bag;
 extern const ml_layer_ops ml_layer_fm;
+extern const ml_layer_ops ml_layer_conv2d;
+extern const ml_layer_ops ml_layer_max_pool2d;
+extern const ml_layer_ops ml_layer_avg_pool2d;
+extern const ml_layer_ops ml_layer_global_avg_pool;
+extern const ml_layer_ops ml_layer_flatten;
+extern const ml_layer_ops ml_layer_dropout;
+extern const ml_layer_ops ml_layer_batchnorm;
 /* Transformer (GPT-2) types: a sample is T tokens x C channels, row-major (N, T*C);
  * core/layers/attention.c's header gives the legend and the GPT-2 layout. */
 extern const ml_layer_ops ml_layer_token_embedding;

@@ -49,8 +49,9 @@ typedef struct {
 struct ml_model {
     ml_model_spec spec; /* a deep copy */
     int in_dim, out_dim, max_batch;
-    int fused; /* 1: the last node is softmax+CCE or sigmoid+BCE, in the loss */
-    int seq_t; /* sequence_crossentropy: the output is (N, seq_t * V); 0 otherwise */
+    ml_shape in_shape; /* the input's (in_dim == its width) */
+    int fused;         /* 1: the last node is softmax+CCE or sigmoid+BCE, in the loss */
+    int seq_t;         /* sequence_crossentropy: the output is (N, seq_t * V); 0 otherwise */
     int nnodes;
     node *nodes;
     int *layer_node; /* (nlayers) the node that gives layer l's output */
@@ -96,6 +97,26 @@ static int add_table(ml_model *m, const ml_layer *l, const char *layer_name, pst
     const char *name = l->table && l->table[0] ? l->table : layer_name;
     return ml_tables_add_reader(m->tables, name, l->dim, l->init_scale, l->field_lo, l->field_hi,
                                 err);
+}
+
+/* The output shape a layer's shape op left unset: its first input's when the type has no
+ * parameters and keeps the width (activation, add), (OUT) otherwise. */
+static void default_out_shape(ml_layer *l)
+{
+    if (l->out_shape.rank)
+        return;
+    if (!l->spec->ops->has_params && l->nin >= 1 && l->in_shape[0].rank &&
+        ml_shape_width(&l->in_shape[0]) == l->out)
+        l->out_shape = l->in_shape[0];
+    else
+        l->out_shape = ml_shape_flat(l->out);
+}
+
+/* Input k's width and shape: the model input's, none (sparse) or an earlier layer's. */
+static void set_input(ml_layer *l, int k, const ml_shape *shape)
+{
+    l->in_shape[k] = *shape;
+    l->in[k] = ml_shape_width(shape);
 }
 
 /* The value of a tie key (ops->tie_key) of spec layer L, or NULL when unset. */
@@ -159,13 +180,18 @@ static int build_nodes(ml_model *m, pst_err *err)
         nd->nin = nd->l.nin = nin;
         for (int i = 0; i < nin; i++) {
             nd->src[i] = src[i] < 0 ? src[i] : m->layer_node[src[i]];
-            nd->l.in[i] = src[i] == ML_SRC_INPUT    ? m->in_dim
-                          : src[i] == ML_SRC_SPARSE ? 0
-                                                    : m->nodes[nd->src[i]].l.out;
+            ml_shape none = {0, {0, 0, 0}};
+            set_input(&nd->l, i,
+                      src[i] == ML_SRC_INPUT    ? &m->in_shape
+                      : src[i] == ML_SRC_SPARSE ? &none
+                                                : &m->nodes[nd->src[i]].l.out_shape);
         }
+        nd->l.index = m->nnodes;
         if (L->ops->shape(&nd->l, err))
             return ml_layer_err_path(err, l);
         assert(nd->l.out >= 1 && nd->l.ntensors <= ML_MAX_TENSORS);
+        default_out_shape(&nd->l);
+        assert(ml_shape_width(&nd->l.out_shape) == nd->l.out);
         char base[ML_NAME_MAX + 1];
         ml_layer_spec_name(s, l, base, sizeof base);
         nd->table = -1;
@@ -183,6 +209,7 @@ static int build_nodes(ml_model *m, pst_err *err)
             sg->len = (size_t)T->rows * T->cols;
             sg->rows = T->rows;
             sg->cols = T->cols;
+            sg->state = (nd->l.state_mask >> t) & 1u;
             off += sg->len;
         }
         m->nnodes++;
@@ -196,9 +223,11 @@ static int build_nodes(ml_model *m, pst_err *err)
             a->l.spec = &a->act_spec;
             a->nin = a->l.nin = 1;
             a->src[0] = m->nnodes - 1;
-            a->l.in[0] = nd->l.out;
+            set_input(&a->l, 0, &nd->l.out_shape);
+            a->l.index = m->nnodes;
             if (ml_layer_activation.shape(&a->l, err))
                 return ml_layer_err_path(err, l);
+            default_out_shape(&a->l);
             m->nnodes++;
         }
         m->layer_node[l] = m->nnodes - 1;
@@ -208,10 +237,17 @@ static int build_nodes(ml_model *m, pst_err *err)
     return PST_OK;
 }
 
-/* The fused output, and the loss's demand for it. */
 uint64_t ml_model_spec_nparams(const ml_model_spec *s, int in_dim)
 {
-    int *width = malloc(sizeof *width * (s->nlayers ? s->nlayers : 1));
+    ml_shape in = ml_shape_flat(in_dim);
+    return ml_model_spec_nparams_shaped(s, &in);
+}
+
+/* The post-activation step keeps its input's shape, so layer l's output shape is its
+ * own node's. */
+uint64_t ml_model_spec_nparams_shaped(const ml_model_spec *s, const ml_shape *in)
+{
+    ml_shape *width = malloc(sizeof *width * (s->nlayers ? s->nlayers : 1));
     uint64_t total = 0;
     if (!width)
         return UINT64_MAX;
@@ -224,13 +260,18 @@ uint64_t ml_model_spec_nparams(const ml_model_spec *s, int in_dim)
             break;
         }
         L.nin = nin;
+        ml_shape none = {0, {0, 0, 0}};
         for (int i = 0; i < nin; i++)
-            L.in[i] = src[i] == ML_SRC_INPUT ? in_dim : src[i] == ML_SRC_SPARSE ? 0 : width[src[i]];
+            set_input(&L, i,
+                      src[i] == ML_SRC_INPUT    ? in
+                      : src[i] == ML_SRC_SPARSE ? &none
+                                                : &width[src[i]]);
         if (s->layers[l].ops->shape(&L, NULL)) {
             total = UINT64_MAX;
             break;
         }
-        width[l] = L.out;
+        default_out_shape(&L);
+        width[l] = L.out_shape;
         for (int t = tie_name(&s->layers[l]) ? 1 : 0; t < L.ntensors; t++)
             total += (uint64_t)L.tensor[t].rows * (uint64_t)L.tensor[t].cols;
         if (total > ((uint64_t)1 << 60)) {
@@ -300,6 +341,11 @@ static int alloc_buffers(ml_model *m)
         return PST_ERR_NOMEM;
     for (int i = 0; i < m->nnodes; i++) {
         node *nd = &m->nodes[i];
+        for (int k = 0; k < nd->l.ntensors; k++)
+            nd->l.state[k] = (nd->l.state_mask >> k) & 1u ? m->params + nd->off[k] : NULL;
+    }
+    for (int i = 0; i < m->nnodes; i++) {
+        node *nd = &m->nodes[i];
         size_t len = (size_t)m->max_batch * nd->l.out;
         if (!(nd->y = alloc_floats(len)))
             return PST_ERR_NOMEM;
@@ -333,7 +379,15 @@ static int reads_input(const ml_model_spec *s)
 
 ml_model *ml_model_create(const ml_model_spec *spec, int in_dim, int max_batch, pst_err *err)
 {
+    ml_shape in = ml_shape_flat(in_dim);
+    return ml_model_create_shaped(spec, &in, max_batch, err);
+}
+
+ml_model *ml_model_create_shaped(const ml_model_spec *spec, const ml_shape *in, int max_batch,
+                                 pst_err *err)
+{
     ml_model *m = NULL;
+    int in_dim = ml_shape_width(in);
     if (!spec || spec->nlayers == 0) {
         pst_err_set(err, PST_ERR_CONFIG, "model.layers: the model has no layers");
         return NULL;
@@ -352,6 +406,7 @@ ml_model *ml_model_create(const ml_model_spec *spec, int in_dim, int max_batch, 
         return NULL;
     }
     m->in_dim = in_dim;
+    m->in_shape = in->rank ? *in : ml_shape_flat(0);
     m->max_batch = max_batch;
     m->nodes = calloc((size_t)spec->nlayers * 2, sizeof *m->nodes);
     m->layer_node = calloc(spec->nlayers, sizeof *m->layer_node);
@@ -424,6 +479,15 @@ float *ml_model_params(ml_model *m) { return m->params; }
 float *ml_model_grads(ml_model *m) { return m->grads; }
 void ml_model_use_grads(ml_model *m, float *g) { m->grads = g ? g : m->grads_own; }
 int ml_model_in_dim(const ml_model *m) { return m->in_dim; }
+ml_shape ml_model_in_shape(const ml_model *m) { return m->in_shape; }
+
+void ml_model_set_mode(ml_model *m, int training, uint64_t seed)
+{
+    for (int i = 0; i < m->nnodes; i++) {
+        m->nodes[i].l.training = training != 0;
+        m->nodes[i].l.seed = seed;
+    }
+}
 int ml_model_out_dim(const ml_model *m) { return m->out_dim; }
 int ml_model_max_batch(const ml_model *m) { return m->max_batch; }
 ml_loss ml_model_loss_kind(const ml_model *m) { return m->spec.loss; }

@@ -58,6 +58,8 @@ typedef struct {
     size_t offset;  /* in floats */
     size_t len;     /* in floats */
     int rows, cols; /* the tensor's shape: (OUT, IN) for a weight, (OUT, 1) for a bias */
+    int state;      /* non-gradient state (batchnorm's running statistics): frozen for the
+                     * optimizer, written by training forwards (core/layer.h ml_tensor) */
 } ml_segment;
 
 /* An embedding table as the caller must keep it: name (the layers' `table` key, or the
@@ -76,6 +78,10 @@ typedef struct {
  * (ml_model_spec_check first; the model keeps a copy of spec). Parameters are zero until
  * ml_model_init. */
 ml_model *ml_model_create(const ml_model_spec *spec, int in_dim, int max_batch, pst_err *err);
+/* The same for an input of shape in ((C, H, W) images, (D) features; core/layer.h's
+ * "Shapes"); ml_model_create is this with (in_dim). */
+ml_model *ml_model_create_shaped(const ml_model_spec *spec, const ml_shape *in, int max_batch,
+                                 pst_err *err);
 void ml_model_destroy(ml_model *m);
 
 /* Every layer's init in order from one seeded stream: He-normal for a layer whose output
@@ -91,6 +97,14 @@ void ml_model_use_grads(ml_model *m, float *g);
 float *ml_model_params(ml_model *m); /* (P) */
 float *ml_model_grads(ml_model *m);  /* (P) */
 int ml_model_in_dim(const ml_model *m);
+ml_shape ml_model_in_shape(const ml_model *m);
+
+/* Training (1) or evaluation (0, the default after create) for the forwards that follow,
+ * and the step's seed: dropout draws its mask from (seed, layer) in training and is the
+ * identity in evaluation; batchnorm uses the batch's statistics and updates its running
+ * ones in training, and the running ones in evaluation. A trainer calls it before every
+ * training step (a new seed per step) and before evaluating. */
+void ml_model_set_mode(ml_model *m, int training, uint64_t seed);
 int ml_model_out_dim(const ml_model *m);
 int ml_model_max_batch(const ml_model *m);
 ml_loss ml_model_loss_kind(const ml_model *m);

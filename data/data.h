@@ -36,6 +36,9 @@ void ds_destroy(ds_dataset *ds);
 
 int64_t ds_count(const ds_dataset *ds);
 int ds_dim(const ds_dataset *ds);
+/* 1 and chw = (C, H, W) (C H W = D) when the rows are images (IDX: (1, rows, cols)),
+ * carried by subsets and splits; 0 otherwise. */
+int ds_image_shape(const ds_dataset *ds, int chw[3]);
 ds_task ds_task_of(const ds_dataset *ds);
 int ds_nclasses(const ds_dataset *ds);   /* 0 for regression */
 int ds_target_dim(const ds_dataset *ds); /* 0 for classification */

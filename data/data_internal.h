@@ -46,6 +46,7 @@ struct ds_dataset {
     int has_range;      /* features are still the format's raw values in [raw_lo, raw_hi] */
     float raw_lo, raw_hi;
     ds_sparse *sp; /* sparse features of the same N rows (with_labels 0), or NULL */
+    int image[3];  /* (C, H, W) with C H W = D when the rows are images (IDX), else zeros */
 };
 
 /* ---- Sizes and small helpers (dataset.c) ----------------------------------------------- */

@@ -161,6 +161,14 @@ void ds_destroy(ds_dataset *ds)
 
 int64_t ds_count(const ds_dataset *ds) { return ds->n; }
 int ds_dim(const ds_dataset *ds) { return ds->d; }
+
+int ds_image_shape(const ds_dataset *ds, int chw[3])
+{
+    if (ds->image[0] < 1 || (int64_t)ds->image[0] * ds->image[1] * ds->image[2] != ds->d)
+        return 0;
+    memcpy(chw, ds->image, sizeof ds->image);
+    return 1;
+}
 ds_task ds_task_of(const ds_dataset *ds) { return ds->task; }
 int ds_nclasses(const ds_dataset *ds) { return ds->nclasses; }
 int ds_target_dim(const ds_dataset *ds) { return ds->tdim; }

@@ -305,6 +305,10 @@ ds_dataset *ds_load_idx_fit(const char *images_path, const char *labels_path, in
         ds_destroy(ds);
         ds = fitted;
     }
+    /* The images' shape (1, H, W) after any fit, as conv layers see it. */
+    ds->image[0] = 1;
+    ds->image[1] = height > 0 ? height : (int)idims[1];
+    ds->image[2] = width > 0 ? width : (int)idims[2];
     ok = 1;
 cleanup:
     if (!ok) {

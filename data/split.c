@@ -64,6 +64,7 @@ static ds_dataset *gather(const ds_dataset *ds, const int64_t *r64, const uint32
     out->has_range = ds->has_range;
     out->raw_lo = ds->raw_lo;
     out->raw_hi = ds->raw_hi;
+    memcpy(out->image, ds->image, sizeof out->image);
     return out;
 }
 

@@ -29,6 +29,34 @@ static int terminated(const char *s, size_t cap)
     return memchr(s, '\0', cap) != NULL && !strpbrk(s, "\r\n");
 }
 
+/* A range's encoding (proto/wire_enc.h) is one its type may use, and the frames the
+ * receiver reads are exactly the ones it implies: F32 len floats, F16/BF16 len halves,
+ * TOPK (PUSH only) nnz <= len indices and nnz values, within one chunk; PULL none. */
+static void check_encoding(const wire_env *e, const wire_range *r)
+{
+    const wire_enc enc = r->enc;
+    must(enc == WIRE_ENC_F32 || enc == WIRE_ENC_F16 || enc == WIRE_ENC_BF16 ||
+             (enc == WIRE_ENC_TOPK && e->type == WIRE_MSG_PUSH),
+         "an encoding the type may use");
+    must(e->type != WIRE_MSG_INIT || enc == WIRE_ENC_F32, "INIT carries exact float32");
+    must(r->nnz == 0 || (enc == WIRE_ENC_TOPK && r->nnz <= r->len), "entries only for TOPK");
+    if (e->type == WIRE_MSG_PULL) {
+        must(e->nframes == 0, "a PULL carries no frames");
+        return;
+    }
+    if (enc == WIRE_ENC_TOPK) {
+        must(r->len <= WIRE_CHUNK_FLOATS, "a TOPK range within one chunk");
+        must(e->nframes == 2 && e->frame_bytes[0] == r->nnz * sizeof(uint32_t) &&
+                 e->frame_bytes[1] == r->nnz * sizeof(float),
+             "TOPK frames of nnz indices and values");
+        return;
+    }
+    uint64_t esize = enc == WIRE_ENC_F32 ? sizeof(float) : sizeof(uint16_t);
+    must(e->nframes == 1 && e->frame_bytes[0] == r->len * esize &&
+             e->frame_bytes[0] / esize == r->len,
+         "one frame of len floats in the declared encoding");
+}
+
 /* Bounded counts and one-line, terminated strings in every body present. */
 static void check_bodies(const wire_env *e, const wire_body *b)
 {
@@ -52,9 +80,11 @@ static void check_bodies(const wire_env *e, const wire_body *b)
                  b->sparse->nkeys <= WIRE_MAX_SPARSE_KEYS &&
                  b->sparse->nkeys * b->sparse->dim <= WIRE_CHUNK_FLOATS,
              "sparse key count and row width bounded");
-    if (b->range)
+    if (b->range) {
         must(b->range->len > 0 && b->range->offset + b->range->len > b->range->offset,
              "a non-empty range that does not wrap");
+        check_encoding(e, b->range);
+    }
     if (b->error)
         must(terminated(b->error->text, sizeof b->error->text), "error text one line");
     if (b->hello) {

@@ -109,6 +109,33 @@ int main(int argc, char **argv)
         }
         bad |= emit(d, rnames[i], &e, &(wire_body){.range = &r});
     }
+    /* cluster.compression: halves both ways, a top-k push of 5 entries, a pull asking for
+     * bfloat16 (Range.encoding and nnz). */
+    static const struct {
+        wire_type t;
+        wire_enc enc;
+        const char *name;
+    } coded[5] = {{WIRE_MSG_PUSH, WIRE_ENC_F16, "push_f16"},
+                  {WIRE_MSG_PULL_REPLY, WIRE_ENC_F16, "pull_reply_f16"},
+                  {WIRE_MSG_PUSH, WIRE_ENC_BF16, "push_bf16"},
+                  {WIRE_MSG_PULL, WIRE_ENC_BF16, "pull_bf16"},
+                  {WIRE_MSG_PUSH, WIRE_ENC_TOPK, "push_topk"}};
+    for (int i = 0; i < 5; i++) {
+        wire_env_init(&e, coded[i].t, coded[i].t == WIRE_MSG_PULL_REPLY ? "server" : "worker", 1);
+        e.request_id = 80;
+        e.clock = 12;
+        wire_range r = {.offset = 500, .len = 250, .enc = coded[i].enc};
+        if (coded[i].enc == WIRE_ENC_TOPK) {
+            r.nnz = 5;
+            e.nframes = 2;
+            e.frame_bytes[0] = 5 * sizeof(uint32_t);
+            e.frame_bytes[1] = 5 * sizeof(float);
+        } else if (coded[i].t != WIRE_MSG_PULL) {
+            e.nframes = 1;
+            e.frame_bytes[0] = 250 * sizeof(uint16_t);
+        }
+        bad |= emit(d, coded[i].name, &e, &(wire_body){.range = &r});
+    }
 
     wire_env_init(&e, WIRE_MSG_PROGRESS, "worker", 0);
     wire_progress p = {

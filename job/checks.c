@@ -337,6 +337,13 @@ static int check_train(const cfg_job *job, pst_err *err)
     if (t->log_every < 0)
         return pst_err_set(err, E, "train.log_every: must be >= 0 (0 = per epoch), got %d",
                            t->log_every);
+    if (t->accumulate < 1 || t->accumulate > (1 << 20))
+        return pst_err_set(err, E, "train.accumulate: must be in [1, 1048576], got %d",
+                           t->accumulate);
+    if (t->accumulate > 1 && cfg_model_is_sparse(&job->model.spec))
+        return pst_err_set(err, E,
+                           "train.accumulate: not for models with embedding tables (their "
+                           "rows update per batch)");
     if (!job->output.dir)
         return pst_err_set(err, E, "output.dir: must be set");
     return PST_OK;
@@ -369,6 +376,9 @@ static int check_cluster(const cfg_job *job, pst_err *err)
     if (!(c->delay_compensation >= 0.0f) || !isfinite(c->delay_compensation))
         return pst_err_set(err, E, "cluster.delay_compensation: must be >= 0 (0 = off), got %g",
                            (double)c->delay_compensation);
+    if (!(c->topk_ratio > 0.0f && c->topk_ratio <= 1.0f))
+        return pst_err_set(err, E, "cluster.topk_ratio: must be in (0, 1], got %g",
+                           (double)c->topk_ratio);
     if (c->metrics_port < 0 || c->metrics_port + c->servers > 65535)
         return pst_err_set(err, E,
                            "cluster.metrics_port: must be 0 (off) or a port with room "
@@ -387,6 +397,23 @@ static int check_cluster(const cfg_job *job, pst_err *err)
     return PST_OK;
 }
 
+int cfg_job_is_library(const cfg_job *job) { return job->model.external != 0; }
+
+/* model.external: the workers' model is their own; pstrain's layers and data have no
+ * place in the job. */
+static int check_library(const cfg_job *job, pst_err *err)
+{
+    if (job->model.spec.nlayers > 0)
+        return pst_err_set(err, PST_ERR_CONFIG,
+                           "model.external: the workers declare the model (libpstrain); "
+                           "model.layers must be left out");
+    if (job->data.train)
+        return pst_err_set(err, PST_ERR_CONFIG,
+                           "model.external: the workers bring their own data; data.train must "
+                           "be left out");
+    return PST_OK;
+}
+
 int cfg_job_check(const cfg_job *job, pst_err *err)
 {
     assert(job);
@@ -395,10 +422,12 @@ int cfg_job_check(const cfg_job *job, pst_err *err)
         return rc;
     if (!job->name || !job->name[0])
         return pst_err_set(err, PST_ERR_CONFIG, "name: must be set");
-    if ((rc = check_data(&job->data, err)) || (rc = check_sparse_data(&job->data, err)) ||
-        (rc = check_model(job, err)) || (rc = check_finetune(job, err)) ||
-        (rc = opt_config_check(&job->optimizer, err)) || (rc = check_sparse(job, err)) ||
-        (rc = check_train(job, err)))
+    /* A library job's model and data are the workers' own (cfg_job_is_library). */
+    int lib = cfg_job_is_library(job);
+    if ((lib && (rc = check_library(job, err))) || (!lib && (rc = check_data(&job->data, err))) ||
+        (rc = check_sparse_data(&job->data, err)) || (!lib && (rc = check_model(job, err))) ||
+        (rc = check_finetune(job, err)) || (rc = opt_config_check(&job->optimizer, err)) ||
+        (rc = check_sparse(job, err)) || (rc = check_train(job, err)))
         return rc;
     return check_cluster(job, err);
 }

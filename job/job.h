@@ -81,13 +81,21 @@ typedef struct {
     cfg_image image; /* IDX images adapted to this size; 0 x 0 = as in the file */
 } cfg_data;
 
+/* model.gpt2: a GPT-2 configuration (core/gpt2.h) that the job expands into model.layers
+ * (ml_gpt2_spec, context data.context) instead of a layer list; all 0: not set. */
+typedef struct {
+    int n_layer, n_head, n_embd, n_positions, vocab_size;
+} cfg_gpt2;
+
 /* model: the layers (core/layer.h; read with the job's layer registry), loss and init,
  * and where fine-tuning takes its initial weights from. */
 typedef struct {
     ml_model_spec spec;     /* layers, loss, init; strings malloc'd, freed by cfg_job_free */
+    cfg_gpt2 gpt2;          /* set: spec.layers are its expansion */
     char *init_from;        /* fine-tuning: initial weights by name from this checkpoint, or NULL */
     int keep_zeros;         /* bool: init_from's zero weights stay 0 (a pruned model's mask) */
     const ml_registry *reg; /* the layer types the job was read with (borrowed) */
+    int external;           /* bool: the workers' own model (cfg_job_is_library) */
 } cfg_model;
 
 /* After every epoch the loop judges the model (wk_trainer_judge on the validation set, or
@@ -103,6 +111,8 @@ typedef struct {
     int log_every;     /* every N steps: a progress line when not a terminal and a steps.csv
                         record (worker/report.h); 0 = per epoch only */
     int on_divergence; /* cfg_divergence: what an epoch judged diverged or at chance does */
+    int accumulate;    /* micro-batches of batch_size per update: the gradient of one step
+                          is the mean over accumulate * batch_size samples */
 } cfg_train;
 
 typedef struct {
@@ -121,6 +131,12 @@ typedef enum { CFG_CONS_BSP = 0, CFG_CONS_SSP, CFG_CONS_ASP } cfg_consistency;
  *   skip    the server drops that worker's step on this shard (bsp: it does not count in
  *           the mean) and the worker goes on. */
 typedef enum { CFG_NONFINITE_REJECT = 0, CFG_NONFINITE_SKIP } cfg_nonfinite;
+
+/* How gradients (PUSH) and weights (PULL_REPLY) travel (worker/compress.h):
+ *   none  float32, zero-copy;   fp16, bf16  half the bytes both ways;
+ *   topk  the largest topk_ratio of each gradient chunk with error feedback (the rest
+ *         is kept on the worker and added to the next step's), weights as float32. */
+typedef enum { CFG_COMP_NONE = 0, CFG_COMP_FP16, CFG_COMP_BF16, CFG_COMP_TOPK } cfg_compression;
 
 typedef struct {
     int servers; /* parameter servers */
@@ -142,10 +158,12 @@ typedef struct {
                                     on metrics_port + 1 + r; 0 = off (docs/observability.md) */
     /* ssp/asp: the servers' corrections for stale gradients (ps/async.h); no effect under
      * bsp. */
-    int staleness_lr;         /* bool: lr / (1 + staleness) */
-    float delay_compensation; /* lambda0 of DC-ASGD-a; 0 = off */
-    int async_momentum;       /* bool: explicit momentum less the workers' implicit one
+    int staleness_lr;            /* bool: lr / (1 + staleness) */
+    float delay_compensation;    /* lambda0 of DC-ASGD-a; 0 = off */
+    int async_momentum;          /* bool: explicit momentum less the workers' implicit one
                                  (default true: bench/run_async_quality.sh) */
+    cfg_compression compression; /* the wire's floats: none | fp16 | bf16 | topk */
+    float topk_ratio;            /* topk: share of each chunk's entries sent, (0, 1] */
 } cfg_cluster;
 
 /* Checkpoints and resume (docs/job-file.md, "Checkpoints and resume" in README.md). */
@@ -229,10 +247,18 @@ int cfg_override(cfg_job *job, const char *path, const char *value, pst_err *err
  * IDX needs train_labels). */
 int cfg_job_check(const cfg_job *job, pst_err *err);
 
+/* A job for library workers (include/pstrain/pstrain.h): `model: {external: true}`. Its
+ * workers are programs that bring their own model and declare its tensors; the coordinator
+ * and servers learn the model's size from their HELLO, as always. Such a job names no
+ * layers and needs no data (cfg_job_check refuses layers or data.train), and pstrain's own
+ * workers refuse it (wk_data_load_log). */
+int cfg_job_is_library(const cfg_job *job);
+
 /* Writes the effective job as YAML (round-trips through cfg_job_load_string). */
 int cfg_job_print(const cfg_job *job, FILE *f, pst_err *err);
 
 const char *cfg_consistency_name(cfg_consistency c);
+const char *cfg_compression_name(cfg_compression c); /* "none", "fp16", "bf16", "topk" */
 
 /* 64-bit fingerprint (FNV-1a) of the effective job as cfg_job_print writes it, without
  * the data paths, output folder and thread count, so processes started separately can

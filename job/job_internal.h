@@ -38,6 +38,12 @@ extern const cyaml_schema_value_t cfg_job_value;
 #define FIELD_OUTPUT_DIR (&cfg_output_fields[0])
 #define FIELD_LAYERS (&cfg_model_fields[0])
 
+/* model.gpt2 (layers.c): whether it is set, and its expansion into job->model.spec (the
+ * layers replaced; loss sequence_crossentropy; init kept). Refuses, one line, a loss other
+ * than sequence_crossentropy set beside it and what ml_gpt2_spec refuses. */
+int cfg_gpt2_is_set(const cfg_gpt2 *g);
+int cfg_gpt2_expand(cfg_job *job, pst_err *err);
+
 /* How a field counts in the job's fingerprint (schema.c: the keys added after fingerprints
  * were fixed). */
 typedef enum {

@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/gpt2.h"
+
 /* ---- Layers: keys by type, from the layer registry ---------------------------------- */
 
 /* The keys every layer has, whatever its type, after `type` and the type's own. */
@@ -407,4 +409,47 @@ int cfg_scan_layers(cfg_scan *sc, yaml_event_t *ev)
             return rc;
         sc->path[plen] = '\0';
     }
+}
+
+/* ---- model.gpt2: a configuration expanded into layers ---------------------------------- */
+
+int cfg_gpt2_is_set(const cfg_gpt2 *g)
+{
+    return g->n_layer || g->n_head || g->n_embd || g->n_positions || g->vocab_size;
+}
+
+int cfg_gpt2_expand(cfg_job *job, pst_err *err)
+{
+    const cfg_gpt2 *g = &job->model.gpt2;
+    ml_model_spec *spec = &job->model.spec;
+    if (!cfg_gpt2_is_set(g))
+        return PST_OK;
+    /* categorical_crossentropy is the default: a file that leaves loss out reads so. */
+    if (spec->loss != ML_LOSS_SEQ_CCE && spec->loss != ML_LOSS_CCE)
+        return pst_err_set(err, PST_ERR_CONFIG,
+                           "model.loss: a model.gpt2 model's loss is sequence_crossentropy, "
+                           "not %s",
+                           ml_loss_name(spec->loss));
+    ml_gpt2_config c = {.n_layer = g->n_layer,
+                        .n_head = g->n_head,
+                        .n_embd = g->n_embd,
+                        .n_positions = g->n_positions,
+                        .vocab_size = g->vocab_size,
+                        .context = job->data.context};
+    ml_model_spec s;
+    pst_err why = {0};
+    int rc = ml_gpt2_spec(&s, &c, &why);
+    if (rc) {
+        /* "gpt2: n_embd 64 is not divisible by n_head 3" names the section in full */
+        const char *m = strncmp(why.msg, "gpt2: ", 6) == 0 ? why.msg + 6 : why.msg;
+        return pst_err_set(err, rc, "model.gpt2: %s%s", m,
+                           rc == PST_ERR_CONFIG && job->data.context > g->n_positions &&
+                                   g->n_positions > 0
+                               ? " (data.context is the window)"
+                               : "");
+    }
+    s.init = spec->init;
+    ml_model_spec_fini(spec);
+    *spec = s;
+    return PST_OK;
 }

@@ -189,6 +189,9 @@ int cfg_override(cfg_job *job, const char *path, const char *value, pst_err *err
                                    path, f->key, f->key);
             return set_scalar_list(f, base, path, value, err);
         }
+        if (f == FIELD_LAYERS && cfg_gpt2_is_set(&job->model.gpt2))
+            return pst_err_set(err, PST_ERR_CONFIG,
+                               "%s: the layers of this job are model.gpt2's; set its keys", path);
         if (f == FIELD_LAYERS)
             return override_layer(job, path, rest, value, err);
         if (rest)
@@ -226,5 +229,8 @@ int cfg_override(cfg_job *job, const char *path, const char *value, pst_err *err
     cfg_strfree(old_dir);
     if (rc)
         return pst_err_set(err, rc, "%s: out of memory", path);
+    /* The layers follow their configuration and the window they read. */
+    if (strncmp(path, "model.gpt2.", 11) == 0 || strcmp(path, "data.context") == 0)
+        return cfg_gpt2_expand(job, err);
     return PST_OK;
 }

@@ -411,6 +411,7 @@ void cfg_job_template(cfg_job *tmpl, opt_kind opt, opt_kind sparse_opt)
     tmpl->train.threads = 1;
     tmpl->train.shuffle = 1;
     tmpl->train.log_every = 0;
+    tmpl->train.accumulate = 1;
     tmpl->cluster.servers = 2;
     tmpl->cluster.workers = 2;
     tmpl->cluster.consistency = CFG_CONS_SSP;
@@ -419,6 +420,7 @@ void cfg_job_template(cfg_job *tmpl, opt_kind opt, opt_kind sparse_opt)
     tmpl->cluster.heartbeat_ms = 500;
     tmpl->cluster.heartbeat_timeout_s = 10;
     tmpl->cluster.async_momentum = 1;
+    tmpl->cluster.topk_ratio = 0.01f;
     tmpl->checkpoint.enabled = 1;
     tmpl->checkpoint.keep = 2;
 }
@@ -530,6 +532,15 @@ int cfg_job_load_string_reg(cfg_job **out, const ml_registry *reg, const char *y
     sc.nlayers = sc.layers_cap = 0;
     if ((rc = fill_defaults(job, &sc))) {
         pst_err_set(err, rc, "%s: out of memory", source);
+        goto cleanup;
+    }
+    if (cfg_gpt2_is_set(&job->model.gpt2) && job->model.spec.nlayers > 0) {
+        rc = pst_err_set(err, PST_ERR_CONFIG,
+                         "%s: model.gpt2 and model.layers: give one of them, not both", source);
+        goto cleanup;
+    }
+    if ((rc = cfg_gpt2_expand(job, err))) {
+        pst_err_prefix(err, "%s", source);
         goto cleanup;
     }
     if ((rc = cfg_job_check(job, err))) {

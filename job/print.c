@@ -195,6 +195,9 @@ static int print_fields(FILE *f, const cyaml_schema_field_t *fields, const char 
         const char *p = base + fd->data_offset;
         if (skip_in_fingerprint(fd, base, dflt))
             continue;
+        /* model.gpt2's layers are its expansion: printed, the job would name both */
+        if (fd == FIELD_LAYERS && cfg_gpt2_is_set(&((const cfg_model *)(const void *)base)->gpt2))
+            continue;
         fprintf(f, "%*s%s:", (fd == fields && first_inline) ? 0 : indent, "", fd->key);
         int rc = PST_OK;
         if (fd == FIELD_LAYERS) {

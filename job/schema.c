@@ -49,6 +49,10 @@
  *     init_from: path               none (fine-tuning: weights by name from a checkpoint)
  *     keep_zeros: bool              false (init_from's zero weights stay 0: pruning's mask;
  *                                   single-process training only)
+ *     gpt2: {n_layer, n_head, n_embd, n_positions, vocab_size}  none (instead of layers:
+ *                                   core/gpt2.h's layers, loss sequence_crossentropy)
+ *     external: bool                false (true: the workers are programs using libpstrain,
+ *                                   which declare the model's tensors; no layers, no data)
  *   optimizer:                      every key absent from the file takes
  *     name: sgd|momentum|nesterov|adagrad|rmsprop|adam|adamw    opt_config_default(name)
  *     lr, momentum, beta1, beta2, rho, eps, weight_decay, clip_norm: float
@@ -62,11 +66,12 @@
  *     shuffle: bool                 true
  *     log_every: int >= 0           0 = once per epoch
  *     on_divergence: warn|stop      warn (stop: exit 5 after the epoch judged diverged)
+ *     accumulate: int >= 1          1 (micro-batches of batch_size per update)
  *   output:
  *     dir: path                     "runs/<name>"
  *   cluster: servers, workers, consistency, staleness, pipeline, timeout_s, heartbeat_ms,
  *            heartbeat_timeout_s, max_restarts, nonfinite, metrics_port, staleness_lr,
- *            delay_compensation, async_momentum (job.h)
+ *            delay_compensation, async_momentum, compression, topk_ratio (job.h)
  *   checkpoint:
  *     enabled: bool                 true
  *     dir: path                     none = "<output.dir>/checkpoints"
@@ -186,6 +191,14 @@ const cyaml_schema_field_t cfg_data_fields[] = {
     CYAML_FIELD_MAPPING("image", CFG_OPT, cfg_data, image, cfg_image_fields),
     CYAML_FIELD_END};
 
+static const cyaml_schema_field_t gpt2_fields[] = {
+    CYAML_FIELD_INT("n_layer", CFG_OPT, cfg_gpt2, n_layer),
+    CYAML_FIELD_INT("n_head", CFG_OPT, cfg_gpt2, n_head),
+    CYAML_FIELD_INT("n_embd", CFG_OPT, cfg_gpt2, n_embd),
+    CYAML_FIELD_INT("n_positions", CFG_OPT, cfg_gpt2, n_positions),
+    CYAML_FIELD_INT("vocab_size", CFG_OPT, cfg_gpt2, vocab_size),
+    CYAML_FIELD_END};
+
 const cyaml_schema_field_t cfg_model_fields[] = {
     /* Layers are read by job/layers.c, not by libcyaml: their keys depend on the
      * type, which the layer registry defines. */
@@ -194,6 +207,8 @@ const cyaml_schema_field_t cfg_model_fields[] = {
     CFG_ENUM("init", cfg_model, spec.init, init_names),
     CFG_STR("init_from", cfg_model, init_from),
     CYAML_FIELD_BOOL("keep_zeros", CFG_OPT, cfg_model, keep_zeros),
+    CYAML_FIELD_MAPPING("gpt2", CFG_OPT, cfg_model, gpt2, gpt2_fields),
+    CYAML_FIELD_BOOL("external", CFG_OPT, cfg_model, external),
     CYAML_FIELD_END};
 
 const cyaml_schema_field_t cfg_opt_fields[] = {
@@ -238,9 +253,15 @@ static const cyaml_schema_field_t train_fields[] = {
     CYAML_FIELD_BOOL("shuffle", CFG_OPT, cfg_train, shuffle),
     CYAML_FIELD_INT("log_every", CFG_OPT, cfg_train, log_every),
     CFG_ENUM("on_divergence", cfg_train, on_divergence, divergence_names),
+    CYAML_FIELD_INT("accumulate", CFG_OPT, cfg_train, accumulate),
     CYAML_FIELD_END};
 
 const cyaml_schema_field_t cfg_output_fields[] = {CFG_STR("dir", cfg_output, dir), CYAML_FIELD_END};
+
+static const cyaml_strval_t compression_names[] = {{"none", CFG_COMP_NONE},
+                                                   {"fp16", CFG_COMP_FP16},
+                                                   {"bf16", CFG_COMP_BF16},
+                                                   {"topk", CFG_COMP_TOPK}};
 
 static const cyaml_strval_t consistency_names[] = {
     {"bsp", CFG_CONS_BSP}, {"ssp", CFG_CONS_SSP}, {"asp", CFG_CONS_ASP}};
@@ -260,6 +281,8 @@ static const cyaml_schema_field_t cluster_fields[] = {
     CYAML_FIELD_BOOL("staleness_lr", CFG_OPT, cfg_cluster, staleness_lr),
     CYAML_FIELD_FLOAT("delay_compensation", CFG_OPT_FLOAT, cfg_cluster, delay_compensation),
     CYAML_FIELD_BOOL("async_momentum", CFG_OPT, cfg_cluster, async_momentum),
+    CFG_ENUM("compression", cfg_cluster, compression, compression_names),
+    CYAML_FIELD_FLOAT("topk_ratio", CFG_OPT_FLOAT, cfg_cluster, topk_ratio),
     CYAML_FIELD_END};
 
 static const cyaml_schema_field_t checkpoint_fields[] = {
@@ -313,11 +336,18 @@ static const struct {
     {cfg_data_fields, "tokenizer", CFG_FP_UNLESS_DEFAULT}, /* token windows */
     {cfg_data_fields, "context", CFG_FP_UNLESS_DEFAULT},
     {cfg_data_fields, "image", CFG_FP_UNLESS_DEFAULT},       /* IDX images adapted to a size */
+    {cfg_model_fields, "gpt2", CFG_FP_UNLESS_DEFAULT},       /* a GPT-2 configuration */
     {train_fields, "on_divergence", CFG_FP_NEVER},           /* what a failing run does */
+    {train_fields, "accumulate", CFG_FP_UNLESS_DEFAULT},     /* gradient accumulation */
     {cluster_fields, "staleness_lr", CFG_FP_UNLESS_DEFAULT}, /* stale-gradient corrections */
     {cluster_fields, "delay_compensation", CFG_FP_UNLESS_DEFAULT},
     {cluster_fields, "async_momentum", CFG_FP_UNLESS_DEFAULT},
-    {cfg_job_fields, "sparse", CFG_FP_UNLESS_DEFAULT}, /* embedding tables' rule and bounds */
+    /* How the floats travel: every message says its encoding, so processes need not agree,
+     * and a checkpoint resumes under another. */
+    {cluster_fields, "compression", CFG_FP_NEVER},
+    {cluster_fields, "topk_ratio", CFG_FP_NEVER},
+    {cfg_job_fields, "sparse", CFG_FP_UNLESS_DEFAULT},     /* embedding tables' rule and bounds */
+    {cfg_model_fields, "external", CFG_FP_UNLESS_DEFAULT}, /* library workers' own model */
 };
 
 cfg_fp_rule cfg_field_fp_rule(const cyaml_schema_field_t *f)
@@ -343,6 +373,12 @@ const char *cfg_enum_name(const cyaml_strval_t *t, size_t n, int64_t v)
 const char *cfg_consistency_name(cfg_consistency c)
 {
     const char *s = cfg_enum_name(consistency_names, CYAML_ARRAY_LEN(consistency_names), c);
+    return s ? s : "unknown";
+}
+
+const char *cfg_compression_name(cfg_compression c)
+{
+    const char *s = cfg_enum_name(compression_names, CYAML_ARRAY_LEN(compression_names), c);
     return s ? s : "unknown";
 }
 

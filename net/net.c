@@ -14,6 +14,9 @@
 struct net_msg {
     int n;
     zmq_msg_t f[NET_MAX_FRAMES];
+    /* The sender of a message refused for too many frames (net_recv keeps no frames of
+     * it): what net_msg_peer says then. */
+    char refused_addr[NET_PEER_ADDR], refused_id[NET_PEER_ID];
 };
 
 int64_t net_now_ms(void)
@@ -106,6 +109,9 @@ net_sock *net_sock_create(net_ctx *ctx, net_kind kind, const net_opts *o, pst_er
         goto fail;
     /* A ROUTER reports an unknown peer (EHOSTUNREACH) instead of dropping silently. */
     if (kind == NET_ROUTER && setopt_int(s, ZMQ_ROUTER_MANDATORY, 1, "ZMQ_ROUTER_MANDATORY", err))
+        goto fail;
+    if (kind == NET_ROUTER && o->handover &&
+        setopt_int(s, ZMQ_ROUTER_HANDOVER, 1, "ZMQ_ROUTER_HANDOVER", err))
         goto fail;
     if (o->identity &&
         zmq_setsockopt(s->z, ZMQ_ROUTING_ID, o->identity, strlen(o->identity)) != 0) {
@@ -326,6 +332,7 @@ void net_msg_clear(net_msg *m)
     for (int i = 0; i < m->n; i++)
         zmq_msg_close(&m->f[i]);
     m->n = 0;
+    m->refused_addr[0] = m->refused_id[0] = '\0';
 }
 
 void net_msg_destroy(net_msg *m)
@@ -368,7 +375,11 @@ int net_recv(net_sock *s, net_msg *m, int timeout_ms, pst_err *err)
             break;
     }
     if (too_many) {
+        char addr[NET_PEER_ADDR], id[NET_PEER_ID];
+        net_msg_peer(m, s->kind == NET_ROUTER, addr, sizeof addr, id, sizeof id);
         net_msg_clear(m);
+        memcpy(m->refused_addr, addr, sizeof addr);
+        memcpy(m->refused_id, id, sizeof id);
         return pst_err_set(err, PST_ERR_PEER, "net: message of more than %d frames dropped",
                            NET_MAX_FRAMES);
     }
@@ -392,6 +403,30 @@ net_key_class net_msg_key(const net_msg *m, char *z85)
     if (z85 && k != NET_KEY_NONE)
         snprintf(z85, 41, "%s", u + (k == NET_KEY_SERVER ? ns : nc) + 1);
     return k;
+}
+
+void net_msg_peer(const net_msg *m, int is_router, char *addr, size_t acap, char *id, size_t icap)
+{
+    /* Like User-Id, the property lives on the frames that came from the connection, not on
+     * the routing id the ROUTER prepends. */
+    if (m->n == 0) {
+        snprintf(addr, acap, "%s", m->refused_addr);
+        snprintf(id, icap, "%s", m->refused_id);
+        return;
+    }
+    const char *a = zmq_msg_gets((zmq_msg_t *)&m->f[m->n - 1], "Peer-Address");
+    snprintf(addr, acap, "%s", a ? a : "");
+    if (icap == 0)
+        return;
+    id[0] = '\0';
+    if (!is_router)
+        return;
+    const unsigned char *r = zmq_msg_data((zmq_msg_t *)&m->f[0]);
+    size_t rl = zmq_msg_size((zmq_msg_t *)&m->f[0]), o = 0;
+    for (size_t i = 0; i < rl && o + 5 < icap; i++)
+        o += (size_t)(r[i] > ' ' && r[i] < 127 && r[i] != '\\'
+                          ? snprintf(id + o, icap - o, "%c", r[i])
+                          : snprintf(id + o, icap - o, "\\x%02x", r[i]));
 }
 
 const void *net_msg_data(const net_msg *m, int i, size_t *len)

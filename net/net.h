@@ -40,6 +40,9 @@ typedef struct {
                               buffering what it cannot process yet */
     const char *identity;  /* DEALER routing id, e.g. "worker-3"; NULL: ZeroMQ picks one */
     int linger_ms;         /* how long close waits to flush queued messages; default 2000 */
+    int handover;          /* ROUTER: a new connection under a routing id already connected
+                              takes it over (ZMQ_ROUTER_HANDOVER); 0: ZeroMQ ignores every
+                              message of the newcomer, silently, while the old one is known */
 } net_opts;
 
 /* io_threads: ZeroMQ I/O threads (1 is enough below ~1 GB/s per process). */
@@ -130,7 +133,8 @@ void net_msg_destroy(net_msg *m);
 void net_msg_clear(net_msg *m);
 
 /* Receives one whole message into m. A message of more than NET_MAX_FRAMES frames is read
- * to its end and refused with PST_ERR_PEER. */
+ * to its end and refused with PST_ERR_PEER (m then holds no frames, but net_msg_peer still
+ * names its sender). */
 int net_recv(net_sock *s, net_msg *m, int timeout_ms, pst_err *err);
 int net_msg_count(const net_msg *m);
 
@@ -143,6 +147,14 @@ typedef enum { NET_KEY_NONE, NET_KEY_SERVER, NET_KEY_CLIENT } net_key_class;
 /* z85: NULL, or 41 bytes that get the sender's public key in Z85 ("" with NET_KEY_NONE). */
 net_key_class net_msg_key(const net_msg *m, char *z85);
 const void *net_msg_data(const net_msg *m, int i, size_t *len);
+/* The sender of a received message, for log lines about it: its address as ZeroMQ saw the
+ * connection (the "Peer-Address" property: "127.0.0.1" for tcp; "" for inproc, or no
+ * message) into addr (acap bytes), and on a ROUTER its routing id as text into id (icap
+ * bytes; printable bytes as they are, others as \xHH; "" on a DEALER). NET_PEER_ADDR and
+ * NET_PEER_ID bytes hold any address and a process tag (base/ident.h) whole. */
+#define NET_PEER_ADDR 48
+#define NET_PEER_ID 72
+void net_msg_peer(const net_msg *m, int is_router, char *addr, size_t acap, char *id, size_t icap);
 
 /* Waits until one of socks[0..n) (n <= 64) has a message to read; sets bit i of *ready for each such
  * socket. Returns PST_ERR_TIMEOUT when none had one in timeout_ms (-1: wait forever). */

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "base/ident.h"
@@ -30,7 +31,11 @@ struct hb_client {
     int64_t step, clock;
     double loss;
     int64_t last_answer_ms;
-    int64_t loop_ms; /* the thread's last turn (it turns at least every 100 ms) */
+    int64_t loop_ms;         /* the thread's last turn (it turns at least every 100 ms) */
+    int64_t got_ms;          /* when the last answer to a beat since wake_seq came */
+    uint64_t seq, wake_seq;  /* beats sent (their request ids); the first after a stall */
+    int64_t away_ms;         /* the longest stall the thread saw since hb_check last looked */
+    pthread_cond_t answered; /* signalled with every answer (hb_check's wait after a stop) */
     int refused;
     char refusal[256];
     int nmembers;
@@ -51,6 +56,7 @@ static void send_heartbeat(hb_client *c)
     h.generation = c->o.generation;
     wire_progress p = {0};
     pthread_mutex_lock(&c->mu);
+    h.request_id = ++c->seq; /* the coordinator's answer carries it back */
     int has = c->has_progress;
     p.epoch = c->epoch;
     p.step = c->step;
@@ -64,12 +70,31 @@ static void send_heartbeat(hb_client *c)
         log_debug(c->o.lg, "heartbeat: %s", e.msg);
 }
 
+/* With mu held, at each turn and each answer: a turn later than HB_STALL_MS means the
+ * process was stopped (or starved). Its length goes to away_ms (hb_check), and answers to
+ * beats sent before it no longer count as a verdict. Returns whether there was one. */
+static int note_stall(hb_client *c, int64_t now)
+{
+    if (now - c->loop_ms <= HB_STALL_MS)
+        return 0;
+    if (now - c->loop_ms > c->away_ms)
+        c->away_ms = now - c->loop_ms;
+    c->wake_seq = c->seq + 1;
+    return 1;
+}
+
 static void take_answer(hb_client *c)
 {
     const wire_env *h = &c->in->h;
     const wire_membership *mb = c->in->b.membership;
     pthread_mutex_lock(&c->mu);
-    c->last_answer_ms = c->loop_ms = net_now_ms();
+    int64_t now = net_now_ms();
+    note_stall(c, now); /* stopped in msg_recv: what it returns first was queued */
+    c->last_answer_ms = c->loop_ms = now;
+    /* Only an answer to a beat sent after the stall is a verdict: answers and probes
+     * (request id 0) queued while this process was stopped predate any fence. */
+    if (h->request_id && h->request_id >= c->wake_seq)
+        c->got_ms = c->loop_ms;
     if (h->type == WIRE_MSG_ERROR && !c->refused) {
         c->refused = 1;
         snprintf(c->refusal, sizeof c->refusal, "%s", c->in->b.error->text);
@@ -90,6 +115,7 @@ static void take_answer(hb_client *c)
             c->version++;
         }
     }
+    pthread_cond_broadcast(&c->answered);
     pthread_mutex_unlock(&c->mu);
 }
 
@@ -100,7 +126,7 @@ static void *run(void *arg)
     while (!atomic_load(&c->stop)) {
         int64_t now = net_now_ms();
         pthread_mutex_lock(&c->mu);
-        if (now - c->loop_ms > HB_STALL_MS) {
+        if (note_stall(c, now)) {
             /* Back from a stop: judge the coordinator by its answers from now on, and
              * ask at once (it may have given this process up meanwhile). */
             c->last_answer_ms = now;
@@ -141,6 +167,7 @@ hb_client *hb_start(const hb_options *o, pst_err *err)
     c->o.coordinator = c->coordinator;
     c->o.role = c->role;
     pthread_mutex_init(&c->mu, NULL);
+    pthread_cond_init(&c->answered, NULL);
     c->last_answer_ms = c->loop_ms = net_now_ms();
     char id[PST_TAG_MAX], hb[32];
     snprintf(hb, sizeof hb, "hb-%llu", (unsigned long long)o->generation);
@@ -173,8 +200,10 @@ void hb_stop(hb_client *c)
     }
     net_sock_destroy(c->sock);
     net_msg_destroy(c->m);
-    if (c->in)
+    if (c->in) {
         pthread_mutex_destroy(&c->mu);
+        pthread_cond_destroy(&c->answered);
+    }
     free(c->in);
     free(c);
 }
@@ -200,6 +229,48 @@ void hb_set_clock(hb_client *c, int64_t clock)
     pthread_mutex_unlock(&c->mu);
 }
 
+/* The main thread was away (stopped) past the coordinator's patience: waits, with mu
+ * held, for an answer sent after now -- the coordinator may have fenced this incarnation
+ * meanwhile, and nothing this process does may reach anyone before it knows. Bounded by
+ * the timeout (a coordinator silent that long is then what hb_check reports). */
+static void wait_verdict(hb_client *c, int64_t now)
+{
+    int64_t until = now + c->o.timeout_ms;
+    while (!c->refused && c->got_ms < now && net_now_ms() < until) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 100 * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&c->answered, &c->mu, &ts);
+    }
+}
+
+/* How long this process was stopped, as far as the thread knows (with mu held): the
+ * longest stall it saw, or the one it has not yet woken from. */
+static int64_t away_ms(const hb_client *c, int64_t now)
+{
+    int64_t away = now - c->loop_ms;
+    return away > c->away_ms ? away : c->away_ms;
+}
+
+/* Stops this long may have been fenced: the coordinator fences after a silence of the
+ * timeout, counted from the last heartbeat, sent up to an interval before the stop, and
+ * the interval is at most half the timeout (job/checks.c). */
+static int64_t fence_risk_ms(const hb_client *c) { return c->o.timeout_ms / 2; }
+
+int hb_away(hb_client *c)
+{
+    if (!c)
+        return 0;
+    pthread_mutex_lock(&c->mu);
+    int away = away_ms(c, net_now_ms()) > fence_risk_ms(c);
+    pthread_mutex_unlock(&c->mu);
+    return away;
+}
+
 int hb_check(hb_client *c, pst_err *err)
 {
     if (!c)
@@ -207,6 +278,23 @@ int hb_check(hb_client *c, pst_err *err)
     int rc = PST_OK;
     pthread_mutex_lock(&c->mu);
     int64_t now = net_now_ms();
+    int64_t away = away_ms(c, now);
+    if (away > fence_risk_ms(c)) {
+        log_warn(c->o.lg,
+                 "this process did not run for %.1f s (stopped?): asking the coordinator "
+                 "whether it may go on",
+                 away / 1000.0);
+        c->away_ms = 0;
+        wait_verdict(c, now);
+        now = net_now_ms();
+    }
+    if (c->refused && strncmp(c->refusal, "replaced by incarnation", 23) == 0) {
+        /* Fenced while stopped (ps/coord_members.c): a new incarnation has its rank. */
+        rc =
+            pst_err_set(err, PST_ERR_NET, "%s[%d]: %s; exiting 75", c->role, c->o.rank, c->refusal);
+        pthread_mutex_unlock(&c->mu);
+        return rc;
+    }
     /* The thread has not had its turn for a while: this process was stopped (SIGSTOP, a
      * debugger) or starved, and the silence is its own; the thread will tell on its turn. */
     if (now - c->loop_ms > HB_STALL_MS && !c->refused) {

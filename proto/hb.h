@@ -50,6 +50,15 @@ void hb_set_clock(hb_client *c, int64_t clock);
 /* PST_OK while the coordinator answers; PST_ERR_TIMEOUT when it has been silent for the
  * timeout, PST_ERR_PEER when it refused this process (its text in err). */
 int hb_check(hb_client *c, pst_err *err);
+/* hb_check also guards against a process that was stopped (SIGSTOP, a debugger) for
+ * longer than half the timeout (long enough to be fenced): it first waits (up to the timeout) for
+ * the coordinator's answer to a heartbeat sent after the stop, since the coordinator may
+ * have fenced this incarnation meanwhile; fenced, it fails with PST_ERR_NET (exit 75) and
+ * the coordinator's refusal: a server's "ROLE[RANK]: replaced by incarnation N while
+ * stopped; exiting 75", a worker's "... incarnation N was declared lost ...". hb_away says whether
+ * that wait is due: a loop that polls before it acts calls hb_check first when it is
+ * (a stopped server's queued requests must not be answered by a fenced incarnation). */
+int hb_away(hb_client *c);
 
 /* The signal of a stop the coordinator announced (membership.stop_signal: the job is
  * stopping, every worker stops after its current step); 0 while none. */

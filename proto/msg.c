@@ -45,12 +45,13 @@ static int as_peer_error(pst_err *err)
 
 int msg_recv(net_sock *s, net_msg *m, int is_router, msg_in *in, int timeout_ms, pst_err *err)
 {
+    in->route = NULL;
+    in->route_len = 0;
+    in->msg = m;
     int rc = net_recv(s, m, timeout_ms, err);
     if (rc)
         return rc;
     int n = net_msg_count(m), first = 0;
-    in->route = NULL;
-    in->route_len = 0;
     if (is_router) {
         in->route = net_msg_data(m, 0, &in->route_len);
         first = 1;
@@ -71,6 +72,18 @@ int msg_recv(net_sock *s, net_msg *m, int is_router, msg_in *in, int timeout_ms,
         return as_peer_error(err);
     }
     return PST_OK;
+}
+
+void msg_peer(const msg_in *in, int is_router, char *key, char *name)
+{
+    char addr[NET_PEER_ADDR] = "", id[NET_PEER_ID] = "";
+    if (in->msg)
+        net_msg_peer(in->msg, is_router, addr, sizeof addr, id, sizeof id);
+    snprintf(key, MSG_PEER, "%s", addr[0] ? addr : id[0] ? id : "unknown peer");
+    if (addr[0] && id[0])
+        snprintf(name, MSG_PEER, "%s, id %s", addr, id);
+    else
+        snprintf(name, MSG_PEER, "%s", key);
 }
 
 int msg_refuse_version(net_sock *s, const msg_in *in, const char *role, int rank)

@@ -21,6 +21,7 @@ typedef struct {
     wire_body b;       /* the bodies it carries, NULL where none (into store) */
     const void *route; /* ROUTER: the sender's routing id */
     size_t route_len;
+    const net_msg *msg; /* the message it came in (msg_peer reads its sender) */
     int npayload;
     const void *payload[WIRE_MAX_FRAMES];
     size_t payload_len[WIRE_MAX_FRAMES];
@@ -35,6 +36,19 @@ int msg_send(net_sock *s, const void *route, size_t route_len, wire_env *h, cons
 /* Receives and decodes one message into *in (valid until the next net_recv into m).
  * A malformed message is PST_ERR_PEER with the reason; the caller logs it and goes on. */
 int msg_recv(net_sock *s, net_msg *m, int is_router, msg_in *in, int timeout_ms, pst_err *err);
+
+/* The sender of the message msg_recv last gave in (also of one it refused), for warnings
+ * about it and their per-peer limit (base/loglimit.h): key gets its address ("127.0.0.1"),
+ * or its routing id where there is none; name both ("127.0.0.1, id worker-0-..."). Each
+ * MSG_PEER bytes; "unknown peer" when neither is known. */
+#define MSG_PEER (NET_PEER_ADDR + NET_PEER_ID + 8)
+void msg_peer(const msg_in *in, int is_router, char *key, char *name);
+/* The counter family of those messages, one series per reason, in the servers' and the
+ * coordinator's /metrics (docs/observability.md). */
+#define MSG_REFUSED_METRIC "pstrain_refused_messages_total"
+#define MSG_REFUSED_HELP                                                                           \
+    "Messages from peers dropped: malformed (did not parse or failed the wire checks) or "         \
+    "refused (well-formed, but a forged sender, a bad range or out of place)."
 
 /* A request on a DEALER and its answer (the delivery contract: proto/dlv.h): sends h and b,
  * again with the retry timer DLV_RTO_CALL (25 ms doubling to 250 ms: the request or its

@@ -33,6 +33,17 @@ const char *wire_type_name(wire_type t)
     return "?";
 }
 
+const char *wire_enc_name(wire_enc e)
+{
+    switch (e) {
+    case WIRE_ENC_F32: return "f32";
+    case WIRE_ENC_F16: return "f16";
+    case WIRE_ENC_BF16: return "bf16";
+    case WIRE_ENC_TOPK: return "topk";
+    }
+    return "?";
+}
+
 void wire_env_init(wire_env *e, wire_type type, const char *role, int rank)
 {
     memset(e, 0, sizeof *e);
@@ -206,6 +217,8 @@ static void pack_small(pb_out *o, const wire_body *b)
     if (b->range) {
         o->range.offset = b->range->offset;
         o->range.len = b->range->len;
+        o->range.encoding = (Pstrain__Encoding)b->range->enc;
+        o->range.nnz = b->range->nnz;
         o->env.range = &o->range;
         o->env.clock_gap = b->range->clock_gap;
         o->env.final = b->range->final != 0;
@@ -238,6 +251,7 @@ static void pack_small(pb_out *o, const wire_body *b)
         o->stats.updates = t->updates;
         o->stats.nonfinite = t->nonfinite;
         o->stats.repeats = t->repeats;
+        o->stats.refused = t->refused;
         o->env.stats = &o->stats;
     }
 }
@@ -416,7 +430,22 @@ static int unpack_membership(wire_membership *m, const Pstrain__Membership *mb, 
     return PST_OK;
 }
 
-/* INIT, PUSH, PULL, PULL_REPLY: a range, and one raw frame of len floats (PULL: none). */
+/* The frames a range message of encoding enc must declare (wire_enc.h); 0 when they do. */
+static int range_frames_ok(const wire_env *e, const wire_range *r)
+{
+    const uint64_t f4 = r->len * sizeof(float), f2 = r->len * sizeof(uint16_t);
+    switch (r->enc) {
+    case WIRE_ENC_F32: return e->nframes == 1 && e->frame_bytes[0] == f4;
+    case WIRE_ENC_F16:
+    case WIRE_ENC_BF16: return e->nframes == 1 && e->frame_bytes[0] == f2;
+    case WIRE_ENC_TOPK:
+        return e->nframes == 2 && e->frame_bytes[0] == r->nnz * sizeof(uint32_t) &&
+               e->frame_bytes[1] == r->nnz * sizeof(float);
+    }
+    return 0;
+}
+
+/* INIT, PUSH, PULL, PULL_REPLY: a range, and the frames its encoding says (PULL: none). */
 static int unpack_range(wire_range *r, const wire_env *e, const Pstrain__Envelope *env,
                         pst_err *err)
 {
@@ -429,17 +458,29 @@ static int unpack_range(wire_range *r, const wire_env *e, const Pstrain__Envelop
     r->clock_gap = env->clock_gap;
     r->final = env->final;
     r->checkpoint = env->checkpoint;
-    if (r->len == 0 || r->offset + r->len < r->offset)
+    if (r->len == 0 || r->offset + r->len < r->offset || r->len > UINT64_MAX / sizeof(float))
         return pst_err_set(err, PST_ERR_DATA, "wire: %s with bad range [%llu, +%llu)", tn,
                            (unsigned long long)r->offset, (unsigned long long)r->len);
-    /* Messages carrying floats carry exactly one frame of len floats. */
-    int carries = e->type != WIRE_MSG_PULL;
-    if (carries && (e->nframes != 1 || e->frame_bytes[0] != r->len * sizeof(float) ||
-                    r->len > UINT64_MAX / sizeof(float)))
-        return pst_err_set(
-            err, PST_ERR_DATA, "wire: %s of %llu floats must declare one frame of %llu bytes", tn,
-            (unsigned long long)r->len, (unsigned long long)(r->len * sizeof(float)));
-    if (!carries && e->nframes != 0)
+    /* Which encodings a type may use: INIT's weights are exact, TOPK is for gradients. */
+    int enc = (int)env->range->encoding;
+    int top = e->type == WIRE_MSG_PUSH ? WIRE_ENC_TOPK : WIRE_ENC_BF16;
+    if (enc < WIRE_ENC_F32 || enc > top || (e->type == WIRE_MSG_INIT && enc != WIRE_ENC_F32))
+        return pst_err_set(err, PST_ERR_DATA, "wire: %s with encoding %d", tn, enc);
+    r->enc = (wire_enc)enc;
+    r->nnz = env->range->nnz;
+    /* A TOPK frame pair does not bound len as a dense frame does: the chunk limit does. */
+    if ((r->nnz != 0 && (r->enc != WIRE_ENC_TOPK || r->nnz > r->len)) ||
+        (r->enc == WIRE_ENC_TOPK && r->len > WIRE_CHUNK_FLOATS))
+        return pst_err_set(err, PST_ERR_DATA, "wire: %s of %llu floats (%s) with %llu entries", tn,
+                           (unsigned long long)r->len, wire_enc_name(r->enc),
+                           (unsigned long long)r->nnz);
+    if (e->type != WIRE_MSG_PULL && !range_frames_ok(e, r))
+        return pst_err_set(err, PST_ERR_DATA,
+                           "wire: %s of %llu floats (%s, %llu entries) with %d frames of the "
+                           "wrong size",
+                           tn, (unsigned long long)r->len, wire_enc_name(r->enc),
+                           (unsigned long long)r->nnz, e->nframes);
+    if (e->type == WIRE_MSG_PULL && e->nframes != 0)
         return pst_err_set(err, PST_ERR_DATA, "wire: PULL with %d payload frames", e->nframes);
     if (e->clock < 0)
         return pst_err_set(err, PST_ERR_DATA, "wire: %s with negative clock %lld", tn,
@@ -614,6 +655,7 @@ static void unpack_small(wire_body *b, wire_store *st, const Pstrain__Envelope *
         t->updates = env->stats->updates;
         t->nonfinite = env->stats->nonfinite;
         t->repeats = env->stats->repeats;
+        t->refused = env->stats->refused;
         b->stats = t;
     }
 }

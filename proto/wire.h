@@ -118,11 +118,19 @@ typedef struct {
     uint64_t generation;
 } wire_welcome;
 
+/* How a range's floats travel (Encoding in pstrain.proto; frames in proto/wire_enc.h). */
+typedef enum { WIRE_ENC_F32 = 0, WIRE_ENC_F16, WIRE_ENC_BF16, WIRE_ENC_TOPK } wire_enc;
+const char *wire_enc_name(wire_enc e); /* "f32", "f16", "bf16", "topk" */
+
 typedef struct {
     uint64_t offset, len; /* floats of the flat parameter vector; len > 0 */
-    int64_t clock_gap;    /* PULL_REPLY: requester's clock - slowest live worker's */
-    int final;            /* PULL: wait until every worker is DONE (final weights) */
-    int checkpoint;       /* PUSH: write a checkpoint once this step is applied */
+    /* INIT: F32; PUSH: any (TOPK: frames of nnz <= len entries); PULL: the encoding wanted
+     * for the reply (F32, F16, BF16); PULL_REPLY: F32, F16 or BF16. */
+    wire_enc enc;
+    uint64_t nnz;
+    int64_t clock_gap; /* PULL_REPLY: requester's clock - slowest live worker's */
+    int final;         /* PULL: wait until every worker is DONE (final weights) */
+    int checkpoint;    /* PUSH: write a checkpoint once this step is applied */
 } wire_range;
 
 /* One table's rows on the wire (Sparse). K = 0 is an empty SPUSH (a step that touched
@@ -143,6 +151,7 @@ typedef struct {
 
 typedef struct { /* a server's figures, with BYE */
     uint64_t pushes, pulls, bytes_in, bytes_out, updates, nonfinite, repeats;
+    uint64_t refused; /* messages from peers dropped as malformed or refused */
     int64_t max_clock_gap;
 } wire_stats;
 
@@ -195,7 +204,8 @@ int wire_pack(const wire_env *e, const wire_body *b, uint8_t *buf, size_t cap, s
               pst_err *err);
 
 /* Unpacks and validates: version, known type, the bodies the type requires (a range for
- * PUSH/PULL/INIT/PULL_REPLY, a hello, a consistent shard map in WELCOME, update groups
+ * PUSH/PULL/INIT/PULL_REPLY, with an encoding its type may use and exactly the frames that
+ * encoding implies, a hello, a consistent shard map in WELCOME, update groups
  * that tile [0, nparams) with finite multipliers >= 0, ...), string lengths, frame
  * counts. Fills *e, points b's members at the bodies written into *st (NULL for the
  * others). Any failure is PST_ERR_DATA naming what was wrong. A message of another

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "base/clock.h"
 #include "base/fs.h"
 #include "proto/hb.h"
 
@@ -111,15 +112,15 @@ static int follow(coord *c, pst_err *err)
             continue;
         }
         if (strcmp(h->role, "worker") != 0 || h->rank >= c->W) {
-            log_warn(o->lg, "ignoring %s from %s[%d]", wire_type_name(h->type), h->role, h->rank);
+            coord_warn(c, "ignoring %s from %s[%d]", wire_type_name(h->type), h->role, h->rank);
             continue;
         }
         peer *p = &c->workers[h->rank];
         /* A worker is known by the connection it joined on: anyone else claiming its rank
          * could otherwise finish the job early (DONE) or keep a dead worker alive. */
         if (!coord_same_route(p, c->in)) {
-            log_warn(o->lg, "ignoring %s claiming to be worker[%d] from another connection",
-                     wire_type_name(h->type), h->rank);
+            coord_warn(c, "ignoring %s claiming to be worker[%d] from another connection",
+                       wire_type_name(h->type), h->rank);
             continue;
         }
         if (p->lost)
@@ -200,7 +201,7 @@ static int shutdown_servers(coord *c, int timeout_ms, pst_err *err)
     int byes = 0;
     int64_t deadline = net_now_ms() + timeout_ms, max_gap = 0;
     int64_t resend = net_now_ms() + o->job->cluster.heartbeat_ms;
-    uint64_t bytes = 0, nonfinite = 0;
+    uint64_t bytes = 0, nonfinite = 0, refused = 0;
     while (byes < c->S) {
         coord_obs_tick(c, "stopping");
         int64_t now = net_now_ms();
@@ -238,7 +239,7 @@ static int shutdown_servers(coord *c, int timeout_ms, pst_err *err)
             continue; /* e.g. a worker's last PROGRESS */
         /* Count each server once, and only from the connection it joined on. */
         if (h->rank >= c->S || !coord_same_route(&c->servers[h->rank], c->in)) {
-            log_warn(o->lg, "ignoring BYE claiming to be server[%d] (another connection)", h->rank);
+            coord_warn(c, "ignoring BYE claiming to be server[%d] (another connection)", h->rank);
             continue;
         }
         wire_env a;
@@ -255,6 +256,7 @@ static int shutdown_servers(coord *c, int timeout_ms, pst_err *err)
             max_gap = st->max_clock_gap;
         bytes += st->bytes_in + st->bytes_out;
         nonfinite += st->nonfinite;
+        refused += st->refused;
     }
     if (nonfinite)
         log_warn(o->lg, "%llu gradient chunk(s) with NaN/Inf were %s",
@@ -262,6 +264,13 @@ static int shutdown_servers(coord *c, int timeout_ms, pst_err *err)
                  o->job->cluster.nonfinite == CFG_NONFINITE_SKIP ? "skipped" : "refused");
     log_info(o->lg, "all servers stopped; %.1f MB moved, largest clock gap served %lld",
              bytes / 1e6, (long long)max_gap);
+    log_limit_tick(c->warn, pst_mono_ms(), 1);
+    if (refused + c->malformed + c->rejected)
+        log_info(o->lg,
+                 "refused messages from peers: %llu by the servers, %llu by the coordinator "
+                 "(%llu of them malformed)",
+                 (unsigned long long)refused, (unsigned long long)(c->malformed + c->rejected),
+                 (unsigned long long)c->malformed);
     return PST_OK;
 }
 
@@ -389,6 +398,8 @@ int coord_run(const coord_options *o, pst_err *err)
         goto cleanup;
     }
     if (!(c.ctx = net_ctx_create(1, err)) || !(c.m = net_msg_create(err)) ||
+        !(c.warn = log_limit_create(o->lg, LOG_LIMIT_BURST, LOG_LIMIT_WINDOW_MS, LOG_LIMIT_PEERS,
+                                    err)) ||
         (rc = coord_obs_register(&c, err)) ||
         (rc = net_faults_attach(c.ctx, o->faults, 0xc002dULL, o->lg, &c.faults, err))) {
         rc = err->code;
@@ -450,6 +461,7 @@ cleanup:
         unlink(c.endpoint_file);
     fs_unlock(&lock);
     coord_obs_free(c.obs);
+    log_limit_destroy(c.warn, pst_mono_ms());
     free(c.servers);
     free(c.workers);
     free(c.welcome);

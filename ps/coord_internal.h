@@ -13,6 +13,7 @@
 
 #include <stdint.h>
 
+#include "base/loglimit.h"
 #include "net/net.h"
 #include "proto/msg.h"
 #include "ps/coord.h"
@@ -49,6 +50,11 @@ typedef struct {
     /* Dead-peer detection (coord_check_liveness): when its heartbeat connection was last
      * probed, and since when the probe finds it closed (0: not suspected). */
     int64_t probe_ms, suspect_ms;
+    /* A server silent past the heartbeat timeout while a restart may replace it: fenced.
+     * Incarnation gen is refused from fence_ms on (its heartbeats get an ERROR saying it
+     * was replaced by gen + 1); the job waits coord_replace_ms for gen + 1's HELLO. */
+    int fenced;
+    int64_t fence_ms;
 } peer;
 
 typedef struct {
@@ -85,6 +91,10 @@ typedef struct {
      * worker 0 lost with nothing to restart it; the job exits 75 after the checkpoint. */
     int retriable;
     unsigned key_refusals; /* messages as a server from a client key (coord_key_refused) */
+    /* Messages from peers dropped as malformed, and well-formed ones refused or ignored
+     * (forged, out of place); their warnings limited per peer (coord_warn). */
+    uint64_t malformed, rejected;
+    log_limit *warn;
     struct coord_obs *obs; /* metrics and /status (NULL: off); coord_status.c */
 } coord;
 
@@ -105,7 +115,8 @@ void coord_write_endpoint_file(coord *c, const char *bound);
 int coord_gather(coord *c, pst_err *err);
 /* Refuses the HELLO just received: logs the reason, answers the sender with an ERROR
  * carrying it, and, when fatal (the job cannot run as configured), fails the coordinator
- * with it too. */
+ * with it too; a refusal that is not fatal is counted and logged as coord_warn does
+ * (at error level). */
 int coord_reject(coord *c, pst_err *err, int fatal, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 /* Whether a worker's update groups are those of the workers before it (the first one's are
@@ -131,8 +142,13 @@ void coord_barrier_release(coord *c, int64_t id);
 /* STATUS and HEARTBEAT, answered the same way whatever the coordinator is waiting for;
  * returns 1 when the message just received was one of them. */
 int coord_answer_anytime(coord *c);
-/* A message msg_recv refused (why: its reason): logged; one of another wire version is
- * answered with an ERROR naming both versions (msg_refuse_version). */
+/* The message just received is refused or ignored: counted (c->rejected), and the warning
+ * (printf-style) logged naming the sender's address, at most LOG_LIMIT_BURST a peer per
+ * LOG_LIMIT_WINDOW_MS (base/loglimit.h), the rest counted in one line. */
+void coord_warn(coord *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* A message msg_recv refused (why: its reason): counted (c->malformed) and logged as
+ * coord_warn does; one of another wire version is answered with an ERROR naming both
+ * versions (msg_refuse_version). */
 void coord_refused(coord *c, const pst_err *why);
 /* A HELLO once the job runs: a restarted process taking over its rank (a new
  * incarnation), or the same process asking again because its WELCOME was lost. */

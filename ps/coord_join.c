@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/clock.h"
+
 void coord_shard_map(uint64_t nparams, int nservers, uint64_t *offsets)
 {
     uint64_t blocks = (nparams + 15) / 16;
@@ -58,7 +60,14 @@ int coord_reject(coord *c, pst_err *err, int fatal, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(text, sizeof text, fmt, ap);
     va_end(ap);
-    log_error(c->o->lg, "%s", text);
+    if (fatal)
+        log_error(c->o->lg, "%s", text);
+    else { /* a stray process: the job goes on, and a flood of them fills no log */
+        c->rejected++;
+        char key[MSG_PEER], name[MSG_PEER];
+        msg_peer(c->in, 1, key, name);
+        log_limit_log(c->warn, LOG_ERROR, key, name, pst_mono_ms(), "%s", text);
+    }
     pst_err e = {0};
     if (msg_send_error(c->sock, c->in->route, c->in->route_len, ROLE, 0, c->in->h.request_id,
                        PST_ERR_CONFIG, text, &e))
@@ -99,6 +108,7 @@ int coord_key_refused(coord *c)
              "key %s, and only the job's server key (security.server_key) may act as a server",
              wire_type_name(e->type), e->rank, key);
     /* Logged the 1st, 10th, 100th, ... time, so a flood cannot fill the log. */
+    c->rejected++;
     unsigned n = ++c->key_refusals, k = n;
     while (k >= 10 && k % 10 == 0)
         k /= 10;
@@ -120,8 +130,7 @@ static int handle_hello(coord *c, int *joined, pst_err *err)
     char who[48];
     snprintf(who, sizeof who, "%s[%d]", e->role, e->rank);
     if (e->type != WIRE_MSG_HELLO) {
-        log_warn(c->o->lg, "ignoring %s from %s before the job started", wire_type_name(e->type),
-                 who);
+        coord_warn(c, "ignoring %s from %s before the job started", wire_type_name(e->type), who);
         return PST_OK;
     }
     const wire_hello *h = c->in->b.hello;

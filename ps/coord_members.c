@@ -3,8 +3,11 @@
  * coord_internal.h. */
 #include "coord_internal.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+
+#include "base/clock.h"
 
 int coord_same_route(const peer *p, const msg_in *in)
 {
@@ -94,7 +97,7 @@ static void handle_heartbeat(coord *c, const msg_in *in)
     const wire_env *h = &in->h;
     int is_server = strcmp(h->role, "server") == 0, is_worker = strcmp(h->role, "worker") == 0;
     if ((!is_server && !is_worker) || h->rank >= (is_server ? c->S : c->W)) {
-        log_warn(c->o->lg, "ignoring HEARTBEAT from %s[%d]", h->role, h->rank);
+        coord_warn(c, "ignoring HEARTBEAT from %s[%d]", h->role, h->rank);
         return;
     }
     peer *p = is_server ? &c->servers[h->rank] : &c->workers[h->rank];
@@ -111,9 +114,16 @@ static void handle_heartbeat(coord *c, const msg_in *in)
                        text, &e);
         return;
     }
-    if (is_server && g < p->gen) {
+    if (is_server && (g < p->gen || (g == p->gen && p->fenced))) {
+        /* A fenced or replaced incarnation (a hung process woken up): refused; it exits
+         * 75 on this text (hb.h), so that a restart policy starts a fresh one. */
+        char text[200];
+        snprintf(text, sizeof text, "replaced by incarnation %llu while stopped",
+                 (unsigned long long)(p->fenced ? p->gen + 1 : p->gen));
+        coord_warn(c, "refused HEARTBEAT of server[%d] incarnation %llu: %s", h->rank,
+                   (unsigned long long)g, text);
         msg_send_error(c->sock, in->route, in->route_len, ROLE, 0, h->request_id, PST_ERR_PEER,
-                       "this server was replaced by a restarted one", &e);
+                       text, &e);
         return;
     }
     if (g > p->gen || !p->joined)
@@ -123,8 +133,8 @@ static void handle_heartbeat(coord *c, const msg_in *in)
         p->hb_route_len = in->route_len;
     } else if (p->hb_route_len != in->route_len ||
                memcmp(p->hb_route, in->route, in->route_len) != 0) {
-        log_warn(c->o->lg, "ignoring HEARTBEAT claiming to be %s[%d] from another connection",
-                 h->role, h->rank);
+        coord_warn(c, "ignoring HEARTBEAT claiming to be %s[%d] from another connection", h->role,
+                   h->rank);
         return;
     }
     p->last_ms = net_now_ms();
@@ -142,15 +152,34 @@ static void handle_heartbeat(coord *c, const msg_in *in)
         log_debug(c->o->lg, "HEARTBEAT answer to %s[%d]: %s", h->role, h->rank, e.msg);
 }
 
+/* Logs line about the message just received within the per-peer limit. */
+static void warn_limited(coord *c, const char *line)
+{
+    char key[MSG_PEER], name[MSG_PEER];
+    msg_peer(c->in, 1, key, name);
+    log_limit_warn(c->warn, key, name, pst_mono_ms(), "%s", line);
+}
+
+void coord_warn(coord *c, const char *fmt, ...)
+{
+    c->rejected++;
+    char line[600];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    warn_limited(c, line);
+}
+
 void coord_refused(coord *c, const pst_err *why)
 {
-    if (msg_refuse_version(c->sock, c->in, "coordinator", 0))
-        log_warn(c->o->lg,
-                 "dropped a malformed message: %s; answered with an ERROR naming "
-                 "both versions",
-                 why->msg);
-    else
-        log_warn(c->o->lg, "dropped a malformed message: %s", why->msg);
+    c->malformed++;
+    char line[600];
+    snprintf(line, sizeof line, "dropped a malformed message: %s%s", why->msg,
+             msg_refuse_version(c->sock, c->in, "coordinator", 0)
+                 ? "; answered with an ERROR naming both versions"
+                 : "");
+    warn_limited(c, line);
 }
 
 /* STATUS and HEARTBEAT, answered the same way whatever the coordinator is waiting for;
@@ -193,6 +222,11 @@ void coord_handle_rejoin(coord *c, int *done)
          * learn its (new) endpoint from the membership and send it again what its previous
          * incarnation did not answer. */
         peer *p = &c->servers[rank];
+        if (p->fenced)
+            log_warn(c->o->lg,
+                     "server[%d]: incarnation %llu takes the rank of the fenced one after %.1f s",
+                     rank, (unsigned long long)p->gen + 1, (net_now_ms() - p->fence_ms) / 1000.0);
+        p->fenced = 0;
         p->gen++;
         p->hb_route_len = 0;
         memcpy(p->route, c->in->route, c->in->route_len);
@@ -213,8 +247,8 @@ void coord_handle_rejoin(coord *c, int *done)
         return;
     }
     if (!is_worker || rank >= c->W) {
-        log_warn(c->o->lg, "ignoring HELLO from %s[%d] while the job runs%s", role, rank,
-                 is_server ? " (a server of another job, or a rank past the job's)" : "");
+        coord_warn(c, "ignoring HELLO from %s[%d] while the job runs%s", role, rank,
+                   is_server ? " (a server of another job, or a rank past the job's)" : "");
         return;
     }
     peer *p = &c->workers[rank];
@@ -318,8 +352,34 @@ static int connection_gone(coord *c, peer *p, int64_t now)
     return p->suspect_ms && silent >= gone_ms;
 }
 
+/* A server silent past the heartbeat timeout (stopped, hung, cut off) that a restart may
+ * replace (its restarts < cluster.max_restarts, no stop under way): fenced rather than the
+ * job ended. Its incarnation is refused from now on (handle_heartbeat), and a new one may
+ * take the rank (coord_handle_rejoin) within cluster.timeout_s: under `pstrain local` the
+ * launcher kills the stopped process and starts another (cli/supervise.c), elsewhere the
+ * process learns on waking that it was replaced and exits 75 for its restart policy.
+ * Returns 1 while the job may wait for the new incarnation. */
+static int fence_server(coord *c, int s, int64_t now)
+{
+    const cfg_cluster *cl = &c->o->job->cluster;
+    peer *p = &c->servers[s];
+    if (p->fenced)
+        return now - p->fence_ms <= (int64_t)cl->timeout_s * 1000;
+    if (p->done || c->stop_signal || p->restarts >= cl->max_restarts)
+        return 0;
+    p->fenced = 1;
+    p->fence_ms = now;
+    log_warn(c->o->lg,
+             "server[%d] (pid %d, %s) is not answering: no heartbeat for %.1f s; fenced: "
+             "incarnation %llu is refused from now on, incarnation %llu may take its rank "
+             "(restart %d of %d; waiting up to %d s for it)",
+             s, p->pid, p->endpoint, (now - p->last_ms) / 1000.0, (unsigned long long)p->gen,
+             (unsigned long long)p->gen + 1, p->restarts + 1, cl->max_restarts, cl->timeout_s);
+    return 1;
+}
+
 /* Checks every process's last heartbeat: a silent worker is lost (the job goes on without
- * it), a silent server ends the job. Silence for the heartbeat timeout, or a closed
+ * it), a silent server is fenced (fence_server) or, past its restarts, ends the job. Silence for the heartbeat timeout, or a closed
  * connection and a shorter silence (connection_gone; servers only when no restart may
  * bring them back, cluster.max_restarts 0). */
 int coord_check_liveness(coord *c, int done, pst_err *err)
@@ -332,7 +392,12 @@ int coord_check_liveness(coord *c, int done, pst_err *err)
         int gone = cl->max_restarts == 0 && !p->done && connection_gone(c, p, now);
         if (now - p->last_ms <= limit && !gone)
             continue;
-        if (gone)
+        if (fence_server(c, s, now))
+            continue;
+        if (p->fenced)
+            snprintf(why, sizeof why, "fenced %.1f s ago and no new incarnation took its rank",
+                     (now - p->fence_ms) / 1000.0);
+        else if (gone)
             snprintf(why, sizeof why, "no heartbeat for %.1f s and its connection is closed",
                      (now - p->last_ms) / 1000.0);
         else
@@ -362,8 +427,13 @@ int coord_check_liveness(coord *c, int done, pst_err *err)
         if (p->epoch > 0)
             snprintf(at, sizeof at, "at clock %lld (epoch %d, step %lld of it)",
                      (long long)p->clock, p->epoch, (long long)p->step);
-        log_warn(c->o->lg, "worker[%d] (pid %d) is lost: %s, %s; going on with %d of %d workers", w,
-                 p->pid, why, at, c->W - done - c->nlost, c->W);
+        /* Lost is fenced: this incarnation's heartbeats are refused from now on, and the
+         * servers refuse its pushes (the membership says lost); a restart may take the
+         * rank (coord_handle_rejoin). */
+        log_warn(c->o->lg,
+                 "worker[%d] (pid %d) is lost: %s, %s; going on with %d of %d workers; "
+                 "incarnation %llu is refused from now on",
+                 w, p->pid, why, at, c->W - done - c->nlost, c->W, (unsigned long long)p->gen);
         /* Lost during a stop: the shards may differ in its last step (one took it, another
          * went on without it), so the stop writes no checkpoint. */
         if (c->stop_signal && !c->stop_partial) {

@@ -8,6 +8,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "base/clock.h"
 #include "base/fs.h"
 
 /* ---- Observability: Prometheus series and the /status document -------------------------
@@ -19,6 +20,7 @@
 
 struct coord_obs {
     obs_metric *reg_servers, *reg_workers, *live_servers, *live_workers, *done, *progress, *start;
+    obs_metric *malformed, *rejected;   /* MSG_REFUSED_METRIC, set from c's counts */
     obs_metric **step, **epoch, **loss; /* (W) */
     obs_metric **heard;                 /* (S + W): servers first */
     int64_t last_ms;                    /* last render; 0: never */
@@ -65,7 +67,11 @@ int coord_obs_register(coord *c, pst_err *err)
                                   NULL, err)) ||
         !(x->start =
               obs_gauge(r, "process_start_time_seconds",
-                        "Start time of the process since the Unix epoch in seconds.", NULL, err)))
+                        "Start time of the process since the Unix epoch in seconds.", NULL, err)) ||
+        !(x->malformed =
+              obs_counter(r, MSG_REFUSED_METRIC, MSG_REFUSED_HELP, "reason=\"malformed\"", err)) ||
+        !(x->rejected =
+              obs_counter(r, MSG_REFUSED_METRIC, MSG_REFUSED_HELP, "reason=\"refused\"", err)))
         return err->code;
     char lab[64];
     for (int w = 0; w < c->W; w++) {
@@ -191,6 +197,7 @@ static cJSON *status_doc(coord *c, struct coord_obs *x, coord_counts *n)
 void coord_obs_tick(coord *c, const char *phase)
 {
     c->phase = phase;
+    log_limit_tick(c->warn, pst_mono_ms(), 0);
     struct coord_obs *x = c->obs;
     int64_t now = net_now_ms();
     if (!x || (x->last_ms && now - x->last_ms < OBS_EVERY_MS))
@@ -204,6 +211,8 @@ void coord_obs_tick(coord *c, const char *phase)
     obs_set(x->live_workers, n.live[1]);
     obs_set(x->done, n.done);
     obs_set(x->progress, n.progress);
+    obs_set(x->malformed, (double)c->malformed);
+    obs_set(x->rejected, (double)c->rejected);
     char *text = cJSON_PrintUnformatted(doc);
     pst_err e = {0};
     if (!text || obs_publish(c->o->metrics, "/status", "application/json", text, &e))

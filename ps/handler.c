@@ -6,7 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/clock.h"
+#include "base/loglimit.h"
 #include "proto/dlv.h"
+#include "proto/wire_enc.h"
 
 #define ROLE "server"
 
@@ -18,6 +21,7 @@ typedef struct {
     uint64_t request_id, off, len;
     int64_t clock;
     int final;
+    wire_enc enc; /* the reply's encoding, as the pull asked */
 } pending_pull;
 
 /* A sparse pull that has to wait (its keys copied: the message's frames go). */
@@ -47,11 +51,14 @@ struct srv_handler {
     size_t npend, cap_pend;
     float *scratch; /* aligned copies of small float frames */
     size_t scratch_len;
+    float *dec; /* a compressed chunk decoded (cluster.compression) */
+    size_t dec_len;
     uint64_t *kscratch; /* aligned copies of small key frames */
     size_t kscratch_len;
     pending_spull *spend;
     size_t nspend, cap_spend;
     srv_handler_stats st;
+    log_limit *warn; /* refusal warnings, limited per peer */
 };
 
 srv_handler *srv_handler_create(const srv_handler_options *o, pst_err *err)
@@ -69,6 +76,11 @@ srv_handler *srv_handler_create(const srv_handler_options *o, pst_err *err)
         goto nomem;
     for (size_t k = 0; k < w; k++)
         h->gen[k] = 1; /* every worker's first incarnation */
+    if (!(h->warn = log_limit_create(o->lg, LOG_LIMIT_BURST, LOG_LIMIT_WINDOW_MS, LOG_LIMIT_PEERS,
+                                     err))) {
+        srv_handler_destroy(h);
+        return NULL;
+    }
     return h;
 nomem:
     srv_handler_destroy(h);
@@ -88,10 +100,12 @@ void srv_handler_destroy(srv_handler *h)
     free(h->lost);
     free(h->pend);
     free(h->scratch);
+    free(h->dec);
     free(h->kscratch);
     for (size_t i = 0; i < h->nspend; i++)
         free(h->spend[i].keys);
     free(h->spend);
+    log_limit_destroy(h->warn, pst_mono_ms());
     free(h);
 }
 
@@ -108,13 +122,19 @@ static void keep_bytes(void *data, void *hint)
     (void)hint;
 }
 
+static void free_bytes(void *data, void *hint)
+{
+    (void)hint;
+    free(data);
+}
+
 /* Sends weights [off, off + len) to a worker. bsp sends them zero-copy: the shard's weights
  * change only when every live worker has pushed its next step, which each does only after
  * reading this reply, so the bytes are stable until ZeroMQ is done with them. ssp/asp
  * apply pushes at any time, so the reply is a copy. */
 static int send_weights(srv_handler *s, const char *route, size_t route_len, int worker,
                         uint64_t request_id, uint64_t off, uint64_t len, int64_t clock, int final,
-                        pst_err *err)
+                        wire_enc enc, pst_err *err)
 {
     wire_env h;
     wire_env_init(&h, WIRE_MSG_PULL_REPLY, ROLE, s->o.rank);
@@ -134,6 +154,15 @@ static int send_weights(srv_handler *s, const char *route, size_t route_len, int
         srv_shard_note_read(s->o.shard, worker, off, len);
     if (s->o.job->cluster.consistency == CFG_CONS_BSP)
         f.release = keep_bytes;
+    if (enc != WIRE_ENC_F32) {
+        /* F16/BF16 (the pull asked): an encoded copy, which ZeroMQ frees once sent. */
+        uint16_t *half = malloc((size_t)len * sizeof *half);
+        if (!half)
+            return pst_err_set(err, PST_ERR_NOMEM, "out of memory for a pull reply");
+        wire_enc_halves(enc, half, f.data, (size_t)len);
+        f = (net_frame){.data = half, .len = (size_t)len * sizeof *half, .release = free_bytes};
+        r.enc = enc;
+    }
     s->st.pulls++;
     s->st.bytes_out += f.len;
     return msg_send(s->o.sock, route, route_len, &h, &(wire_body){.range = &r}, &f, 1, 0, err);
@@ -147,7 +176,7 @@ static int serve_pending(srv_handler *s, pst_err *err)
         pending_pull *p = &s->pend[i];
         if (srv_shard_pull_ready(s->o.shard, p->worker, p->clock, p->final)) {
             int rc = send_weights(s, p->route, p->route_len, p->worker, p->request_id, p->off,
-                                  p->len, p->clock, p->final, err);
+                                  p->len, p->clock, p->final, p->enc, err);
             if (rc == PST_ERR_PEER)
                 log_warn(s->o.lg, "worker[%d] is gone; dropped its pull", p->worker);
             else if (rc)
@@ -186,6 +215,7 @@ static int park_pull(srv_handler *s, const msg_in *in, const wire_range *r, pst_
     p->len = r->len;
     p->clock = in->h.clock;
     p->final = r->final;
+    p->enc = r->enc;
     return PST_OK;
 }
 
@@ -268,6 +298,31 @@ static const uint64_t *aligned_keys(srv_handler *s, const void *p, size_t bytes,
     return s->kscratch;
 }
 
+/* A compressed PUSH chunk (cluster.compression) decoded onto floats, which the shard then
+ * takes as any other; NULL with perr set for a malformed top-k table (the message's
+ * fault), or with err set when out of memory. */
+static const float *decode_chunk(srv_handler *s, const msg_in *in, const wire_range *r,
+                                 pst_err *perr, pst_err *err)
+{
+    size_t n = (size_t)r->len;
+    if (s->dec_len < n) {
+        float *d = realloc(s->dec, n * sizeof *d);
+        if (!d) {
+            pst_err_set(err, PST_ERR_NOMEM, "out of memory");
+            return NULL;
+        }
+        s->dec = d;
+        s->dec_len = n;
+    }
+    if (r->enc != WIRE_ENC_TOPK)
+        wire_dec_halves(r->enc, s->dec, in->payload[0], n);
+    else if (wire_dec_topk(s->dec, r->len, in->payload[0], in->payload[1], r->nnz, perr)) {
+        perr->code = PST_ERR_PEER;
+        return NULL;
+    }
+    return s->dec;
+}
+
 /* Recovery ends when every live worker has been heard, or after the heartbeat timeout
  * (those not heard take the slowest clock). */
 static void maybe_end_recovery(srv_handler *s, int all_heard)
@@ -322,10 +377,13 @@ static int handle_chunk(srv_handler *s, const msg_in *in, const wire_range *r, p
                         pst_err *err)
 {
     const wire_env *h = &in->h;
-    const float *g = aligned_floats(s, in->payload[0], in->payload_len[0], err);
+    const float *g = r->enc == WIRE_ENC_F32
+                         ? aligned_floats(s, in->payload[0], in->payload_len[0], err)
+                         : decode_chunk(s, in, r, perr, err);
     if (!g)
-        return pst_err_set(perr, PST_ERR_NOMEM, "%s", err->msg);
-    s->st.bytes_in += in->payload_len[0];
+        return perr->code ? perr->code : pst_err_set(perr, PST_ERR_NOMEM, "%s", err->msg);
+    for (int k = 0; k < in->npayload; k++)
+        s->st.bytes_in += in->payload_len[k];
     srv_outcome out = SRV_EARLY;
     int rc;
     if (h->type == WIRE_MSG_INIT)
@@ -364,7 +422,7 @@ static int handle_pull(srv_handler *s, const msg_in *in, const wire_range *r, ps
         return rc;
     if (srv_shard_pull_ready(s->o.shard, h->rank, h->clock, r->final)) {
         rc = send_weights(s, in->route, in->route_len, h->rank, h->request_id, r->offset, r->len,
-                          h->clock, r->final, err);
+                          h->clock, r->final, r->enc, err);
         if (rc && rc != PST_ERR_PEER)
             *fatal = rc;
         return PST_OK;
@@ -377,12 +435,6 @@ static int handle_pull(srv_handler *s, const msg_in *in, const wire_range *r, ps
     if (rc == PST_OK && !r->final)
         send_ack(s, in);
     return rc;
-}
-
-static void free_bytes(void *data, void *hint)
-{
-    (void)hint;
-    free(data);
 }
 
 /* Sends the rows of keys[0..n) of a table (SPULL_REPLY): gathered into a buffer that
@@ -574,8 +626,12 @@ int srv_handle(srv_handler *s, const msg_in *in, pst_err *err)
     }
     if (rc) {
         obs_add(s->o.refused, 1);
-        log_warn(s->o.lg, "refused %s from %s[%d]: %s", wire_type_name(in->h.type), in->h.role,
-                 in->h.rank, perr.msg);
+        obs_add(s->o.rejected, 1);
+        s->st.rejected++;
+        char key[MSG_PEER], peer[MSG_PEER];
+        msg_peer(in, 1, key, peer);
+        log_limit_warn(s->warn, key, peer, pst_mono_ms(), "refused %s from %s[%d]: %s",
+                       wire_type_name(in->h.type), in->h.role, in->h.rank, perr.msg);
         pst_err e2 = {0};
         if (msg_send_error(s->o.sock, in->route, in->route_len, ROLE, s->o.rank, in->h.request_id,
                            rc, perr.msg, &e2))
@@ -594,18 +650,26 @@ int srv_handle(srv_handler *s, const msg_in *in, pst_err *err)
 
 void srv_handle_refused(srv_handler *s, const msg_in *in, const pst_err *why)
 {
+    obs_add(s->o.malformed, 1);
+    s->st.malformed++;
+    char key[MSG_PEER], peer[MSG_PEER];
+    msg_peer(in, 1, key, peer);
+    int64_t now = pst_mono_ms();
     if (msg_refuse_version(s->o.sock, in, ROLE, s->o.rank)) {
         obs_add(s->o.refused, 1);
-        log_warn(s->o.lg,
-                 "dropped a malformed message: %s; answered with an ERROR naming "
-                 "both versions",
-                 why->msg);
+        log_limit_warn(s->warn, key, peer, now,
+                       "dropped a malformed message: %s; answered with an ERROR naming "
+                       "both versions",
+                       why->msg);
     } else
-        log_warn(s->o.lg, "dropped a malformed message: %s", why->msg);
+        log_limit_warn(s->warn, key, peer, now, "dropped a malformed message: %s", why->msg);
 }
+
+void srv_handler_flush_log(srv_handler *s) { log_limit_tick(s->warn, pst_mono_ms(), 1); }
 
 int srv_handler_tick(srv_handler *s, pst_err *err)
 {
+    log_limit_tick(s->warn, pst_mono_ms(), 0);
     maybe_end_recovery(s, srv_shard_note_clock(s->o.shard, -1, -1));
     int rc = s->o.ckpt ? srv_ckpt_maybe(s->o.ckpt, s->o.shard, err) : PST_OK;
     if (!rc)

@@ -45,6 +45,9 @@ typedef struct {
     int nworkers;
     srv_ckpt *ckpt;                    /* NULL: flagged pushes write no checkpoints */
     obs_metric *apply, *gap, *refused; /* NULL: metrics off (see server.c) */
+    /* pstrain_refused_messages_total{reason="malformed"} and {reason="refused"}: messages
+     * dropped as malformed, and well-formed ones refused (NULL: metrics off) */
+    obs_metric *malformed, *rejected;
 } srv_handler_options;
 
 /* Every worker at incarnation 1, none lost. */
@@ -57,8 +60,12 @@ void srv_handler_destroy(srv_handler *h);
 int srv_handle(srv_handler *h, const msg_in *in, pst_err *err);
 
 /* A message msg_recv refused (why: its reason): logged; one of another wire version is
- * answered with an ERROR naming both versions (msg_refuse_version). */
+ * answered with an ERROR naming both versions (msg_refuse_version). The warnings about
+ * refused and malformed messages name the sender's address and are limited per peer
+ * (base/loglimit.h: LOG_LIMIT_BURST per LOG_LIMIT_WINDOW_MS, then a count). */
 void srv_handle_refused(srv_handler *h, const msg_in *in, const pst_err *why);
+/* Logs the counts of warnings still held back (before the final summary). */
+void srv_handler_flush_log(srv_handler *h);
 
 /* Between messages: ends a recovery whose time is up, writes due checkpoints and answers
  * parked pulls the clocks now allow. */
@@ -81,6 +88,7 @@ typedef struct {
     uint64_t pulls, bytes_in, bytes_out;                /* pulls answered; float payload bytes */
     uint64_t spulls, sparse_bytes_in, sparse_bytes_out; /* SPULLs answered; key + row bytes */
     size_t parked;                                      /* pulls waiting now */
+    uint64_t malformed, rejected; /* messages dropped as malformed; well-formed ones refused */
 } srv_handler_stats;
 void srv_handler_get_stats(const srv_handler *h, srv_handler_stats *st);
 

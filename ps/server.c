@@ -42,7 +42,8 @@ typedef struct {
     struct { /* Prometheus series (docs/observability.md); all NULL when off */
         obs_metric *pushes, *pulls, *bytes_in, *bytes_out, *updates, *refused, *nonfinite, *apply,
             *gap, *gap_max, *live, *workers, *clock, *pending, *ckpts, *ckpt_age, *ckpt_clock,
-            *start, *sp_rows, *sp_admitted, *sp_refused, *sp_evicted;
+            *start, *sp_rows, *sp_admitted, *sp_refused, *sp_evicted, *malformed, *rejected;
+        obs_metric *in_step, *out_step; /* dense payload bytes per clock */
     } mx;
 } server;
 
@@ -89,6 +90,10 @@ static int metrics_register(server *s, pst_err *err)
                                       "Optimizer updates applied to the shard.", NULL, err)) ||
         !(s->mx.refused = obs_counter(r, "pstrain_server_refused_requests_total",
                                       "Worker messages refused with an ERROR reply.", NULL, err)) ||
+        !(s->mx.malformed =
+              obs_counter(r, MSG_REFUSED_METRIC, MSG_REFUSED_HELP, "reason=\"malformed\"", err)) ||
+        !(s->mx.rejected =
+              obs_counter(r, MSG_REFUSED_METRIC, MSG_REFUSED_HELP, "reason=\"refused\"", err)) ||
         !(s->mx.nonfinite =
               obs_counter(r, "pstrain_server_nonfinite_gradients_total",
                           "Pushes refused because they held NaN or Inf.", NULL, err)) ||
@@ -136,6 +141,16 @@ static int metrics_register(server *s, pst_err *err)
               obs_gauge(r, "process_start_time_seconds",
                         "Start time of the process since the Unix epoch in seconds.", NULL, err)))
         return err->code;
+    /* cluster.compression's effect, read without dividing two series. */
+    if (!(s->mx.in_step = obs_gauge(r, "pstrain_server_received_bytes_per_step",
+                                    "Float payload bytes received (INIT and PUSH, as encoded) "
+                                    "per clock of the shard.",
+                                    NULL, err)) ||
+        !(s->mx.out_step = obs_gauge(r, "pstrain_server_sent_bytes_per_step",
+                                     "Float payload bytes sent in pull replies (as encoded) per "
+                                     "clock of the shard.",
+                                     NULL, err)))
+        return err->code;
     obs_set(s->mx.start, obs_now());
     obs_set(s->mx.ckpt_clock, -1);
     return PST_OK;
@@ -158,6 +173,9 @@ static void metrics_publish(server *s)
     obs_set(s->mx.pulls, (double)hs.pulls);
     obs_set(s->mx.bytes_in, (double)hs.bytes_in);
     obs_set(s->mx.bytes_out, (double)hs.bytes_out);
+    double clocks = srv_shard_clock(s->shard) > 0 ? (double)srv_shard_clock(s->shard) : 1.0;
+    obs_set(s->mx.in_step, (double)hs.bytes_in / clocks);
+    obs_set(s->mx.out_step, (double)hs.bytes_out / clocks);
     obs_set(s->mx.live, srv_shard_live_workers(s->shard));
     obs_set(s->mx.clock, (double)srv_shard_clock(s->shard));
     obs_set(s->mx.pending, (double)hs.parked);
@@ -226,18 +244,24 @@ static int send_bye(server *s, int64_t deadline, pst_err *err)
                           .max_clock_gap = st.max_clock_gap,
                           .updates = st.updates,
                           .nonfinite = st.rejected_nonfinite,
-                          .repeats = st.repeats};
+                          .repeats = st.repeats,
+                          .refused = hs.malformed + hs.rejected};
     wire_body bye = {.stats = &figures};
+    srv_handler_flush_log(s->handler);
+    double clocks = srv_shard_clock(s->shard) > 0 ? (double)srv_shard_clock(s->shard) : 1.0;
     log_info(s->o->lg,
              "done: %llu updates from %llu pushes, %llu pulls answered, %.1f MB in, %.1f MB "
-             "out, largest clock gap served %lld, %llu non-finite gradients %s, %llu "
-             "repeated chunks ignored, %llu workers lost, %llu rejoined",
+             "out (%.0f and %.0f bytes per step), largest clock gap served %lld, %llu "
+             "non-finite gradients %s, %llu repeated chunks ignored, %llu workers lost, %llu "
+             "rejoined, %llu messages refused (%llu malformed)",
              (unsigned long long)st.updates, (unsigned long long)st.pushes,
              (unsigned long long)hs.pulls, hs.bytes_in / 1e6, hs.bytes_out / 1e6,
-             (long long)st.max_clock_gap, (unsigned long long)st.rejected_nonfinite,
+             hs.bytes_in / clocks, hs.bytes_out / clocks, (long long)st.max_clock_gap,
+             (unsigned long long)st.rejected_nonfinite,
              s->o->job->cluster.nonfinite == CFG_NONFINITE_SKIP ? "skipped" : "rejected",
              (unsigned long long)st.repeats, (unsigned long long)st.lost_workers,
-             (unsigned long long)st.rejoins);
+             (unsigned long long)st.rejoins, (unsigned long long)(hs.malformed + hs.rejected),
+             (unsigned long long)hs.malformed);
     if (s->sparse) {
         srv_sparse_stats ss;
         srv_sparse_get_stats(s->sparse, &ss);
@@ -374,6 +398,10 @@ static int serve(server *s, pst_err *err)
         }
         if (rc)
             break;
+        /* Stopped in the poll past the heartbeat timeout: the coordinator may have fenced
+         * this incarnation; hb_check (above) asks before any request is answered. */
+        if (hb_away(s->hb))
+            continue;
         if (ready & 1) {
             pst_err perr = {0};
             int r = msg_recv(s->sock, s->m, 1, s->in, 0, &perr);
@@ -493,7 +521,9 @@ static int setup_shard(server *s, const wire_welcome *welcome, pst_err *err)
                                 .ckpt = s->ckpt,
                                 .apply = s->mx.apply,
                                 .gap = s->mx.gap,
-                                .refused = s->mx.refused};
+                                .refused = s->mx.refused,
+                                .malformed = s->mx.malformed,
+                                .rejected = s->mx.rejected};
     /* Every server holds its share of every table, whatever its dense range. */
     int rc = srv_sparse_create_for_job(&s->sparse, o->job, (uint32_t)o->rank,
                                        (uint32_t)welcome->num_servers, s->nworkers, err);
@@ -504,6 +534,8 @@ static int setup_shard(server *s, const wire_welcome *welcome, pst_err *err)
     if (!(s->handler = srv_handler_create(&hopt, err)))
         return err->code;
     srv_shard_set_nonfinite(s->shard, o->job->cluster.nonfinite);
+    if (o->update)
+        srv_shard_set_update(s->shard, o->update, o->update_ctx);
     hb_options ho = {.ctx = s->ctx,
                      .coordinator = o->coordinator,
                      .role = ROLE,
@@ -595,7 +627,14 @@ int srv_run(const srv_options *o, pst_err *err)
      * be processed: a worker pushing or initialising faster than this loop applies keeps
      * its chunks itself (zero-copy, in its own buffers) instead of this process holding up
      * to its whole shard again in received frames (1 GB per server at 1e9 parameters). */
+    /* Handover: a worker whose server restarted at the same address (a container, a pod,
+     * a fixed --port) is connected to it twice for a moment -- its old socket reconnects
+     * by itself, and wk_kv_reconnect opens a fresh one under the same routing id. Without
+     * handover ZeroMQ keeps the old connection (which the worker closes) and drops
+     * everything of the fresh one without a word: the worker's requests vanish and the
+     * job hangs. With it the newest connection of a routing id is the one answered. */
     net_opts so = {.hwm = -1,
+                   .handover = 1,
                    .rcv_hwm = SRV_RCV_HWM,
                    .max_msg_bytes = (int64_t)(WIRE_CHUNK_FLOATS * sizeof(float)) + 4096};
     if (!(s.sock = net_sock_create(s.ctx, NET_ROUTER, &so, err))) {

@@ -13,6 +13,7 @@
 #include "job/job.h"
 #include "base/err.h"
 #include "base/log.h"
+#include "ps/shard.h"
 #include "obs/obs.h"
 
 typedef struct {
@@ -31,6 +32,8 @@ typedef struct {
                                 (pstrain_server_*, docs/observability.md) and updates them
                                 from its loop; the caller serves them (obs_http) */
     int *stopped_by;       /* may be NULL: set to the signal of a stop the server ended with */
+    srv_update_fn update;  /* NULL: the job's optimizer; else a user rule (ps/shard.h) */
+    void *update_ctx;
 } srv_options;
 
 /* Runs until the coordinator's SHUTDOWN (PST_OK), or a failure: the coordinator silent past

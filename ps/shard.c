@@ -32,6 +32,8 @@ struct srv_shard {
     int64_t staleness; /* INT64_MAX for asp */
     int nworkers, nlive;
     cfg_nonfinite nonfinite;
+    srv_update_fn update; /* NULL: the optimizer (srv_shard_set_update) */
+    void *update_ctx;
     worker_state *wk;
     float *w;      /* (len) weights */
     float *agg;    /* (len) bsp with several workers: sum of the gradients of the clock
@@ -190,6 +192,35 @@ static uint64_t first_nonfinite(const float *x, uint64_t n)
 
 void srv_shard_set_nonfinite(srv_shard *sh, cfg_nonfinite policy) { sh->nonfinite = policy; }
 
+void srv_shard_set_update(srv_shard *sh, srv_update_fn fn, void *ctx)
+{
+    sh->update = fn;
+    sh->update_ctx = ctx;
+}
+
+/* The update of [lo, lo + n) (shard coordinates; w and g point at lo) at update t: the
+ * optimizer, or the user's rule on each part outside frozen groups (flat coordinates). */
+static void apply(srv_shard *sh, float *w, const float *g, uint64_t lo, uint64_t n, int64_t t,
+                  float lr)
+{
+    if (!sh->update) {
+        opt_apply_groups(&sh->opt, sh->st, w, g, (size_t)lo, (size_t)n, sh->groups, sh->ngroups,
+                         lr);
+        return;
+    }
+    if (sh->ngroups == 0) {
+        sh->update(sh->update_ctx, w, g, sh->base + lo, n, t, lr);
+        return;
+    }
+    for (int i = 0; i < sh->ngroups; i++) {
+        const opt_group *gr = &sh->groups[i];
+        uint64_t a = gr->offset > lo ? gr->offset : lo, b = gr->offset + gr->len;
+        b = b < lo + n ? b : lo + n;
+        if (gr->lr_mult > 0.0f && a < b)
+            sh->update(sh->update_ctx, w + (a - lo), g + (a - lo), sh->base + a, b - a, t, lr);
+    }
+}
+
 int srv_shard_init_range(srv_shard *sh, uint64_t off, const float *w, uint64_t len,
                          srv_outcome *out, pst_err *err)
 {
@@ -263,8 +294,7 @@ static void bsp_maybe_apply(srv_shard *sh)
             sh->agg[i] *= inv;
     opt_tick(sh->st);
     int64_t t = opt_state_step(sh->st) - 1;
-    opt_apply_groups(&sh->opt, sh->st, sh->w, sh->agg, 0, (size_t)sh->len, sh->groups, sh->ngroups,
-                     opt_lr_at(&sh->opt, t));
+    apply(sh, sh->w, sh->agg, 0, sh->len, t, opt_lr_at(&sh->opt, t));
     memset(sh->agg, 0, (size_t)sh->len * sizeof(float));
     sh->agg_dirty = 0;
     sh->agg_count = 0;
@@ -378,8 +408,7 @@ static int add_chunk(srv_shard *sh, int worker, uint64_t lo, const float *g, uin
                          (size_t)len, sh->dc_lambda);
             g = sh->gdc + lo;
         }
-        opt_apply_groups(&sh->opt, sh->st, sh->w + lo, g, (size_t)lo, (size_t)len, sh->groups,
-                         sh->ngroups, lr);
+        apply(sh, sh->w + lo, g, (uint64_t)lo, (uint64_t)len, t, lr);
     }
     return PST_OK;
 }

@@ -31,6 +31,16 @@ srv_shard *srv_shard_create(uint64_t base, uint64_t len, const opt_config *opt,
                             cfg_consistency cons, int staleness, int nworkers, pst_err *err);
 /* What a gradient chunk with NaN/Inf does (default reject; see cfg_nonfinite). */
 void srv_shard_set_nonfinite(srv_shard *sh, cfg_nonfinite policy);
+
+/* A user update rule (include/pstrain/pstrain.h, pst_update_fn) in place of the job's
+ * optimizer: fn(ctx, w, g, offset, n, step, lr) updates w[0..n) (flat floats [offset,
+ * offset + n)) from the gradient g (under bsp the workers' mean) at update `step` with the
+ * scheduled lr; called wherever opt_apply_groups would be, on the server's thread. The
+ * update groups' multipliers are not applied (frozen ranges still are never updated). NULL
+ * restores the optimizer. */
+typedef void (*srv_update_fn)(void *ctx, float *w, const float *g, uint64_t offset, uint64_t n,
+                              int64_t step, float lr);
+void srv_shard_set_update(srv_shard *sh, srv_update_fn fn, void *ctx);
 void srv_shard_destroy(srv_shard *sh);
 
 uint64_t srv_shard_base(const srv_shard *sh);

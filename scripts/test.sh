@@ -8,7 +8,7 @@
 # briefly (ctest -L fuzz; docs/fuzzing.md). --fast skips the sanitizer and fuzz passes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-./scripts/install-deps.sh
+./scripts/install-deps.sh --test
 jobs=$(nproc)
 
 run_suite() { # build-dir, ctest args (quoted), cmake args...

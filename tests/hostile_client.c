@@ -3,6 +3,13 @@
  * usage: hostile_client SERVER_ENDPOINT COORDINATOR_ENDPOINT
  *        hostile_client [--curve SERVER_PUB CLIENT_KEY] --refused SERVER_EP COORDINATOR_EP
  *        hostile_client --curve SERVER_PUB CLIENT_KEY --impersonate JOB_HASH COORDINATOR_EP
+ *        hostile_client --flood N SERVER_EP COORDINATOR_EP
+ *
+ * --flood (tests/cli/test_dist_bad_peer.sh): N malformed messages to the server (random
+ * bytes and PUSH envelopes without their gradient frame, in turn) and N to the coordinator
+ * (random bytes and DONEs forged as worker 0 from this connection, in turn), as fast as
+ * the connections take them, to check that the warnings about them are limited per peer
+ * and the refusals counted. Exits 0 when all 2N went out.
  *
  * --refused (tests/cli/test_auth.sh, a job with CURVE on): as a client the job does not
  * admit -- plaintext, or CURVE with the key in CLIENT_KEY, which is not in the job's
@@ -367,8 +374,76 @@ cleanup:
     return accepted ? 1 : 0;
 }
 
+/* --flood: see the top of this file. */
+static int flood_mode(int n, const char *srv_ep, const char *crd_ep)
+{
+    pst_err err = {0};
+    net_ctx *ctx = net_ctx_create(1, &err);
+    conn srv = {.name = "server"}, crd = {.name = "coordinator"};
+    net_opts so = {.identity = "flood-server", .linger_ms = 2000};
+    net_opts co = {.identity = "flood-coord", .linger_ms = 2000};
+    int ok = 0;
+    if (!ctx || !(srv.s = net_sock_create(ctx, NET_DEALER, &so, &err)) ||
+        !(crd.s = net_sock_create(ctx, NET_DEALER, &co, &err)) ||
+        net_sock_connect(srv.s, srv_ep, &err) || net_sock_connect(crd.s, crd_ep, &err)) {
+        fprintf(stderr, "hostile_client: %s\n", err.msg);
+        goto cleanup;
+    }
+    uint64_t seed = 0x5eed5eed5eedULL;
+    uint8_t junk[48];
+    float g[4] = {1, 2, 3, 4};
+    wire_range r4 = {.offset = 0, .len = 4};
+    wire_progress far = {.epoch = 1000};
+    for (int i = 0; i < n; i++) {
+        fill_random(junk, sizeof junk, &seed);
+        net_frame f = {.data = junk, .len = sizeof junk};
+        wire_env h;
+        if (i % 2 == 0) {
+            if (net_send(srv.s, &f, 1, TIMEOUT_MS, &err) == PST_OK)
+                srv.sent++;
+            else
+                srv.failed++;
+            if (net_send(crd.s, &f, 1, TIMEOUT_MS, &err) == PST_OK)
+                crd.sent++;
+            else
+                crd.failed++;
+            continue;
+        }
+        uint8_t meta[WIRE_MAX_META];
+        size_t len = 0;
+        wire_env_init(&h, WIRE_MSG_PUSH, "worker", 0);
+        h.nframes = 1;
+        h.frame_bytes[0] = sizeof g;
+        f = (net_frame){.data = meta};
+        if (wire_pack(&h, &(wire_body){.range = &r4}, meta, sizeof meta, &len, &err) == PST_OK &&
+            (f.len = len, net_send(srv.s, &f, 1, TIMEOUT_MS, &err) == PST_OK))
+            srv.sent++;
+        else
+            srv.failed++;
+        wire_env_init(&h, WIRE_MSG_DONE, "worker", 0);
+        if (wire_pack(&h, &(wire_body){.progress = &far}, meta, sizeof meta, &len, &err) ==
+                PST_OK &&
+            (f.len = len, net_send(crd.s, &f, 1, TIMEOUT_MS, &err) == PST_OK))
+            crd.sent++;
+        else
+            crd.failed++;
+    }
+    printf("flood: %d messages sent to the server, %d to the coordinator, %d could not be "
+           "sent\n",
+           srv.sent, crd.sent, srv.failed + crd.failed);
+    ok = srv.failed == 0 && crd.failed == 0;
+cleanup:
+    net_sock_destroy(srv.s); /* linger: what is queued still goes out */
+    net_sock_destroy(crd.s);
+    net_ctx_destroy(ctx);
+    fflush(stdout);
+    return ok ? 0 : 1;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc == 5 && strcmp(argv[1], "--flood") == 0)
+        return flood_mode(atoi(argv[2]), argv[3], argv[4]);
     if (argc == 7 && strcmp(argv[1], "--curve") == 0 && strcmp(argv[4], "--impersonate") == 0)
         return impersonate_mode(argv[2], argv[3], argv[5], argv[6]);
     if (argc == 7 && strcmp(argv[1], "--curve") == 0 && strcmp(argv[4], "--refused") == 0)

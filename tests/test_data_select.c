@@ -302,15 +302,27 @@ static void test_idx_fit(void **state)
     float lo, hi;
     assert_int_equal(ds_raw_range(ds, &lo, &hi), 0);
     assert_true(lo == 0 && hi == 255);
+    int chw[3];
+    assert_int_equal(ds_image_shape(ds, chw), 1); /* the fitted size, as conv layers see it */
+    assert_true(chw[0] == 1 && chw[1] == 4 && chw[2] == 4);
     ds_destroy(ds);
     ds = ds_load_idx_fit(im, lb, 0, 4, 4, DS_FIT_RESIZE, &err);
     assert_non_null(ds);
+    assert_int_equal(ds_image_shape(ds, chw), 1);
+    assert_true(chw[0] == 1 && chw[1] == 4 && chw[2] == 4);
     assert_float_equal(ds_x(ds)[16 + 0], 1.0, 1e-6);  /* image 1's corner */
     assert_float_equal(ds_x(ds)[16 + 15], 6.0, 1e-6); /* and the opposite one */
     ds_destroy(ds);
     ds = ds_load_idx_fit(im, lb, 0, 0, 0, DS_FIT_PAD, &err); /* as in the file */
     assert_non_null(ds);
     assert_int_equal(ds_dim(ds), 6);
+    assert_int_equal(ds_image_shape(ds, chw), 1);
+    assert_true(chw[0] == 1 && chw[1] == 3 && chw[2] == 2); /* 3 rows of 2 */
+    ds_destroy(ds);
+    ds = ds_load_idx_fit(im, lb, 0, 5, 2, DS_FIT_RESIZE, &err); /* not square */
+    assert_non_null(ds);
+    assert_int_equal(ds_image_shape(ds, chw), 1);
+    assert_true(chw[0] == 1 && chw[1] == 5 && chw[2] == 2 && ds_dim(ds) == 10);
     ds_destroy(ds);
     assert_null(ds_load_idx_fit(im, lb, 0, 4, 0, DS_FIT_PAD, &err));
     assert_int_equal(err.code, PST_ERR_ARG);

@@ -409,6 +409,80 @@ static void test_example_job(void **state)
     cfg_job_free(job);
 }
 
+/* model.gpt2 in a job: expanded as ml_gpt2_spec with data.context, re-expanded by its
+ * overrides, printed as itself (not its layers) and loaded back the same; its refusals. */
+static void test_gpt2_job(void **state)
+{
+    (void)state;
+    static const char base[] = "data: {format: text, train: t.txt, context: 8}\n"
+                               "model:\n"
+                               "  gpt2: {n_layer: 2, n_head: 2, n_embd: 16, n_positions: 16,"
+                               " vocab_size: 256}\n";
+    cfg_job *job = NULL, *again = NULL;
+    pst_err err = {0};
+    if (cfg_job_load_string(&job, base, strlen(base), "j.yaml", &err))
+        print_error("%s\n", err.msg);
+    assert_non_null(job);
+    ml_gpt2_config c = {.n_layer = 2,
+                        .n_head = 2,
+                        .n_embd = 16,
+                        .n_positions = 16,
+                        .vocab_size = 256,
+                        .context = 8};
+    ml_model_spec s;
+    assert_int_equal(ml_gpt2_spec(&s, &c, &err), PST_OK);
+    assert_true(ml_model_spec_same(&s, &job->model.spec));
+    ml_model_spec_fini(&s);
+    assert_int_equal(job->train.accumulate, 1);
+    assert_int_equal(cfg_override(job, "model.gpt2.n_layer", "3", &err), PST_OK);
+    assert_int_equal(job->model.spec.nlayers, 2 + 7 * 3 + 2);
+    assert_int_equal(cfg_override(job, "model.layers.0.dim", "8", &err), PST_ERR_CONFIG);
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    assert_int_equal(cfg_job_print(job, f, &err), PST_OK);
+    fclose(f);
+    assert_null(strstr(text, "layers:"));
+    if (cfg_job_load_string(&again, text, len, "printed", &err))
+        print_error("%s\n%s\n", err.msg, text);
+    assert_non_null(again);
+    assert_true(ml_model_spec_same(&again->model.spec, &job->model.spec));
+    assert_true(cfg_job_hash(again) == cfg_job_hash(job));
+    free(text);
+    cfg_job_free(again);
+    cfg_job_free(job);
+
+    static const struct {
+        const char *yaml, *msg;
+    } bad[] = {
+        {"data: {format: text, train: t.txt, context: 8}\nmodel: {gpt2: {n_layer: 1, n_head: 3, "
+         "n_embd: 16, n_positions: 16, vocab_size: 256}}\n",
+         "model.gpt2: n_embd 16 is not divisible by n_head 3"},
+        {"data: {format: text, train: t.txt, context: 32}\nmodel: {gpt2: {n_layer: 1, n_head: 2, "
+         "n_embd: 16, n_positions: 16, vocab_size: 256}}\n",
+         "model.gpt2: a context of 32 tokens does not fit n_positions 16"},
+        {"data: {format: text, train: t.txt, context: 8}\nmodel: {gpt2: {n_layer: 1, n_head: 2, "
+         "n_embd: 16, n_positions: 16, vocab_size: 256}, layers: [{units: 2}]}\n",
+         "model.gpt2 and model.layers: give one of them, not both"},
+        {"data: {format: text, train: t.txt, context: 8}\nmodel: {loss: mse, gpt2: {n_layer: 1, "
+         "n_head: 2, n_embd: 16, n_positions: 16, vocab_size: 256}}\n",
+         "model.gpt2 model's loss is sequence_crossentropy, not mse"},
+        {"data: {format: text, train: t.txt, context: 8}\nmodel: {gpt2: {n_layer: 1, n_head: 2, "
+         "n_embd: 16, n_positions: 16, vocab_size: 256}}\ntrain: {accumulate: 0}\n",
+         "train.accumulate: must be in [1, 1048576], got 0"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        err = (pst_err){0};
+        assert_int_equal(
+            cfg_job_load_string(&job, bad[i].yaml, strlen(bad[i].yaml), "j.yaml", &err),
+            PST_ERR_CONFIG);
+        assert_null(job);
+        if (!strstr(err.msg, bad[i].msg) || strchr(err.msg, '\n'))
+            print_error("case %zu: '%s'\n", i, err.msg);
+        assert_non_null(strstr(err.msg, bad[i].msg));
+    }
+}
+
 /* A GPT-2 through a checkpoint: the tied model saves (with its spec, `tie` included) and
  * loads into a fresh model by segment names, bit for bit. */
 static void test_checkpoint_round_trip(void **state)
@@ -582,6 +656,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_gpt2_model_gradients),
         cmocka_unit_test(test_gpt2_layout),
         cmocka_unit_test(test_example_job),
+        cmocka_unit_test(test_gpt2_job),
         cmocka_unit_test(test_checkpoint_round_trip),
         cmocka_unit_test(test_bad_configs),
     };

@@ -6,7 +6,8 @@
  * missing), a replaced incarnation refused, an unannounced one ignored, a rank claimed
  * from another connection refused, a rejoined worker's pull of the clock before the
  * shard's last update answered with that clock's weights, a message of another wire
- * version answered with an ERROR naming both. A real shard (ps/shard.c) behind it;
+ * version answered with an ERROR naming both, refusals counted (stats, metrics) and
+ * their warnings limited per connection. A real shard (ps/shard.c) behind it;
  * milliseconds. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -18,8 +19,10 @@
 
 #include <cmocka.h>
 
+#include "base/loglimit.h"
 #include "net/net.h"
 #include "proto/msg.h"
+#include "proto/wire_enc.h"
 #include "ps/handler.h"
 #include "ps/shard.h"
 
@@ -190,6 +193,61 @@ static void test_chunks_once_in_order(void **state)
     destroy(fx);
 }
 
+/* A range request of worker 0 in encoding enc with frames f[0..nf) (cluster.compression). */
+static uint64_t coded(fixture *fx, wire_type type, int64_t clock, uint64_t off, wire_enc enc,
+                      uint64_t nnz, const net_frame *f, int nf)
+{
+    wire_env h;
+    wire_env_init(&h, type, "worker", 0);
+    h.generation = 1;
+    h.request_id = fx->next_id++;
+    h.clock = clock;
+    wire_range r = {.offset = off, .len = 4, .enc = enc, .nnz = nnz};
+    pst_err err = {0};
+    assert_int_equal(msg_send(fx->w[0], NULL, 0, &h, &(wire_body){.range = &r}, f, nf, 0, &err),
+                     PST_OK);
+    assert_int_equal(msg_recv(fx->srv, fx->m, 1, fx->in, 2000, &err), PST_OK);
+    assert_int_equal(srv_handle(fx->h, fx->in, &err), PST_OK);
+    return h.request_id;
+}
+
+/* Compressed chunks are decoded onto floats and applied as float32 ones; a top-k table
+ * with indices out of order is refused (ERROR) and not applied; a pull that asks for
+ * binary16 is answered in it (the values here are exact in binary16). */
+static void test_compressed_chunks(void **state)
+{
+    (void)state;
+    fixture *fx = make(CFG_CONS_BSP, 1);
+    init_weights(fx, W0);
+    uint16_t half[4];
+    wire_enc_halves(WIRE_ENC_F16, half, G, 4);
+    net_frame fh = {.data = half, .len = sizeof half};
+    expect(fx, 0, WIRE_MSG_ACK, coded(fx, WIRE_MSG_PUSH, 0, 0, WIRE_ENC_F16, 0, &fh, 1));
+    uint32_t bad[2] = {3, 0}, idx[2] = {0, 3};
+    float val[2] = {4, 4};
+    net_frame ft[2] = {{.data = bad, .len = sizeof bad}, {.data = val, .len = sizeof val}};
+    const msg_in *e =
+        expect(fx, 0, WIRE_MSG_ERROR, coded(fx, WIRE_MSG_PUSH, 0, 4, WIRE_ENC_TOPK, 2, ft, 2));
+    assert_non_null(strstr(e->b.error->text, "top-k entry 1"));
+    assert_int_equal(srv_shard_worker_clock(fx->shard, 0), 0);
+    ft[0].data = idx;
+    expect(fx, 0, WIRE_MSG_ACK, coded(fx, WIRE_MSG_PUSH, 0, 4, WIRE_ENC_TOPK, 2, ft, 2));
+    assert_int_equal(srv_shard_worker_clock(fx->shard, 0), 1);
+    const float g1[4] = {4, 0, 0, 4};
+    for (int c = 0; c < 2; c++) {
+        const msg_in *r =
+            expect(fx, 0, WIRE_MSG_PULL_REPLY,
+                   coded(fx, WIRE_MSG_PULL, 1, 4 * (uint64_t)c, WIRE_ENC_F16, 0, NULL, 0));
+        assert_int_equal(r->b.range->enc, WIRE_ENC_F16);
+        assert_int_equal(r->payload_len[0], 4 * sizeof(uint16_t));
+        float w[4];
+        wire_dec_halves(WIRE_ENC_F16, w, r->payload[0], 4);
+        for (int i = 0; i < 4; i++)
+            assert_true(w[i] == W0[4 * c + i] - LR * (c ? g1[i] : G[i]));
+    }
+    destroy(fx);
+}
+
 static void push_step(fixture *fx, int rank, int64_t clock)
 {
     uint64_t a = push(fx, rank, clock, 0, G);
@@ -352,6 +410,89 @@ static void test_rejoined_pull_gets_its_clock(void **state)
  * is read, and answered with an ERROR naming both versions to the connection it came
  * on (request id 0: not even that is trusted), so the peer learns why instead of timing
  * out. The shard is untouched. */
+/* Lines of f (a tmpfile the handler logged to) that contain needle. */
+static int lines_with(FILE *f, const char *needle)
+{
+    fflush(f);
+    rewind(f);
+    char line[1200];
+    int n = 0;
+    while (fgets(line, sizeof line, f))
+        n += strstr(line, needle) != NULL;
+    fseek(f, 0, SEEK_END);
+    return n;
+}
+
+/* A flood from one connection: counted (stats, metrics), at most LOG_LIMIT_BURST warnings
+ * naming it (inproc has no address: its routing id), the rest in one count line; another
+ * connection keeps its own budget. */
+static void test_refusals_counted_and_limited(void **state)
+{
+    (void)state;
+    fixture *fx = make(CFG_CONS_BSP, 1);
+    FILE *log = tmpfile();
+    assert_non_null(log);
+    fx->lg.out = log;
+    fx->lg.level = LOG_WARN;
+    pst_err err = {0};
+    obs_registry *reg = obs_registry_create(&err);
+    srv_handler_options o = {.rank = 0,
+                             .job = &fx->job,
+                             .lg = &fx->lg,
+                             .sock = fx->srv,
+                             .shard = fx->shard,
+                             .nworkers = 1,
+                             .malformed = obs_counter(reg, MSG_REFUSED_METRIC, MSG_REFUSED_HELP,
+                                                      "reason=\"malformed\"", &err),
+                             .rejected = obs_counter(reg, MSG_REFUSED_METRIC, MSG_REFUSED_HELP,
+                                                     "reason=\"refused\"", &err)};
+    srv_handler_destroy(fx->h);
+    fx->h = srv_handler_create(&o, &err);
+    assert_non_null(fx->h);
+    enum { FLOOD = 40 };
+    net_frame junk = {.data = "\xff\xff", .len = 2};
+    for (int i = 0; i < FLOOD; i++) {
+        assert_int_equal(net_send(fx->w[1], &junk, 1, 0, &err), PST_OK);
+        assert_int_equal(msg_recv(fx->srv, fx->m, 1, fx->in, 2000, &err), PST_ERR_PEER);
+        srv_handle_refused(fx->h, fx->in, &err);
+    }
+    /* A PUSH as a worker the job does not have, from the second connection: refused. */
+    wire_env h;
+    wire_env_init(&h, WIRE_MSG_PUSH, "worker", 5);
+    h.request_id = 7;
+    wire_range r = {.offset = 0, .len = 4};
+    net_frame f = {.data = G, .len = 4 * sizeof(float)};
+    assert_int_equal(msg_send(fx->w[2], NULL, 0, &h, &(wire_body){.range = &r}, &f, 1, 0, &err),
+                     PST_OK);
+    assert_int_equal(msg_recv(fx->srv, fx->m, 1, fx->in, 2000, &err), PST_OK);
+    assert_int_equal(srv_handle(fx->h, fx->in, &err), PST_OK);
+    expect(fx, 2, WIRE_MSG_ERROR, 7);
+    srv_handler_stats st;
+    srv_handler_get_stats(fx->h, &st);
+    assert_int_equal(st.malformed, FLOOD);
+    assert_int_equal(st.rejected, 1);
+    assert_int_equal(lines_with(log, "dropped a malformed message"), LOG_LIMIT_BURST);
+    assert_int_equal(lines_with(log, "(from conn-1)"), LOG_LIMIT_BURST);
+    assert_int_equal(lines_with(log, "refused PUSH from worker[5]"), 1);
+    assert_int_equal(lines_with(log, "(from conn-2)"), 1);
+    srv_handler_flush_log(fx->h);
+    char want[64];
+    snprintf(want, sizeof want, "warn: %d more refused messages from conn-1 in the last",
+             FLOOD - LOG_LIMIT_BURST);
+    assert_int_equal(lines_with(log, want), 1);
+    assert_int_equal(lines_with(log, "more refused messages"), 1);
+    char *text = NULL;
+    size_t len = 0;
+    assert_int_equal(obs_render(reg, 0, &text, &len, &err), PST_OK);
+    snprintf(want, sizeof want, "pstrain_refused_messages_total{reason=\"malformed\"} %d\n", FLOOD);
+    assert_non_null(strstr(text, want));
+    assert_non_null(strstr(text, "pstrain_refused_messages_total{reason=\"refused\"} 1\n"));
+    free(text);
+    destroy(fx);
+    obs_registry_destroy(reg);
+    fclose(log);
+}
+
 static void test_wrong_version_answered(void **state)
 {
     (void)state;
@@ -467,6 +608,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sparse_push_pull),
+        cmocka_unit_test(test_compressed_chunks),
         cmocka_unit_test(test_chunks_once_in_order),
         cmocka_unit_test(test_parked_pull),
         cmocka_unit_test(test_pull_acks_missing_push),
@@ -474,6 +616,7 @@ int main(void)
         cmocka_unit_test(test_replaced_incarnation),
         cmocka_unit_test(test_rejoined_pull_gets_its_clock),
         cmocka_unit_test(test_wrong_version_answered),
+        cmocka_unit_test(test_refusals_counted_and_limited),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -151,6 +151,7 @@ static void test_welcome_hello_error_stats(void **state)
                      .updates = 14,
                      .nonfinite = 15,
                      .repeats = 16,
+                     .refused = 17,
                      .max_clock_gap = 2};
     round_trip(&e, &(wire_body){.stats = &st});
     assert_non_null(GB.stats);

@@ -1,5 +1,6 @@
 /* worker/dataprep.c -- see dataprep.h. */
 #include "dataprep.h"
+#include "textprep.h"
 
 #include "data/sparse.h"
 
@@ -58,15 +59,16 @@ static ds_dataset *load_file(const cfg_data *dc, const char *path, const char *l
         };
         return ds_load_text_dir(path, &o, err);
     }
-    case CFG_FMT_TEXT:
-        /* data/textwin.h loads these as token windows; the GPT-2 layers are in
-         * (core/gpt2.h) but the trainer does not feed windows yet (x = ids[0..T), labels
-         * = ids[1..T], loss sequence_crossentropy). */
-        pst_err_set(err, PST_ERR_CONFIG,
-                    "data.format text: %s would load as token windows, but the trainer does "
-                    "not feed token windows to a model yet (language models: issue 13)",
-                    path);
-        return NULL;
+    case CFG_FMT_TEXT: {
+        /* One text file whole (eval tools, a test text): windows, no cache. */
+        ds_textwin_options o = {.tokenizer = dc->tokenizer, .context = dc->context};
+        ds_windows *w = ds_textwin_load(path, &o, NULL, err);
+        if (!w)
+            return NULL;
+        ds_dataset *ds = wk_windows_dataset(w, err);
+        ds_windows_destroy(w);
+        return ds;
+    }
     }
     pst_err_set(err, PST_ERR_CONFIG, "data.format: unknown format %d", (int)dc->format);
     return NULL;
@@ -204,6 +206,13 @@ int wk_data_load_log(const cfg_job *job, int nparts, int part, const log_ctx *lg
     ds_dataset *all = NULL;
     int rc;
     memset(d, 0, sizeof *d);
+    if (cfg_job_is_library(job))
+        return pst_err_set(err, PST_ERR_CONFIG,
+                           "model.external: a job for programs that use libpstrain as workers "
+                           "(include/pstrain/pstrain.h, "
+                           "docs/library.md), not for pstrain's own");
+    if (dc->format == CFG_FMT_TEXT)
+        return wk_text_data_load(job, nparts, part, lg, d, err);
 
     all = wk_data_load_file(dc, dc->train, dc->train_labels, err);
     if (!all)

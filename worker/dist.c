@@ -18,6 +18,7 @@
 #include "proto/hb.h"
 #include "proto/msg.h"
 #include "worker/dataprep.h"
+#include "worker/compress.h"
 #include "worker/kv.h"
 #include "worker/loop.h"
 #include "worker/report.h"
@@ -107,6 +108,13 @@ static void log_finetune(const worker *w)
                  saved < 1e6 ? "kB" : "MB");
 }
 
+/* Steps a worker takes per epoch: its partition in batches of accumulate micro-batches. */
+static int64_t steps_per_epoch(const worker *w)
+{
+    int64_t b = (int64_t)w->o->job->train.batch_size * w->o->job->train.accumulate;
+    return (ds_count(w->data.train) + b - 1) / b;
+}
+
 static int hello(worker *w, wire_welcome *welcome, pst_err *err)
 {
     const wk_dist_options *o = w->o;
@@ -114,8 +122,7 @@ static int hello(worker *w, wire_welcome *welcome, pst_err *err)
     wire_env_init(&e, WIRE_MSG_HELLO, ROLE, o->rank);
     wire_hello h = {0};
     h.nparams = ml_model_nparams(w->model);
-    h.steps = (uint64_t)((ds_count(w->data.train) + o->job->train.batch_size - 1) /
-                         o->job->train.batch_size * o->job->train.epochs);
+    h.steps = (uint64_t)(steps_per_epoch(w) * o->job->train.epochs);
     h.job_hash = cfg_job_hash(o->job);
     h.pid = (int)getpid();
     if (put_groups(w, &h.groups, err))
@@ -240,13 +247,6 @@ static void delay_ms(int ms)
     /* Test hook only (a deliberately slow worker), never used to wait for anything. */
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
-}
-
-/* Steps a worker takes per epoch: its partition in batches. */
-static int64_t steps_per_epoch(const worker *w)
-{
-    int64_t b = w->o->job->train.batch_size;
-    return (ds_count(w->data.train) + b - 1) / b;
 }
 
 static int pull_into_model(worker *w, pst_err *err)
@@ -712,6 +712,9 @@ int wk_dist_run(const wk_dist_options *o, pst_err *err)
         goto cleanup;
     }
     wk_kv_set_idle(w.kv, on_idle, &w);
+    if ((rc = wk_kv_set_compression(w.kv, wk_comp_encoding(job->cluster.compression),
+                                    job->cluster.topk_ratio, err)))
+        goto cleanup;
     if ((rc = connect_tables(&w, welcome, err)))
         goto cleanup;
     for (int s = 0; s < WIRE_MAX_SERVERS; s++)
@@ -758,11 +761,15 @@ int wk_dist_run(const wk_dist_options *o, pst_err *err)
         goto cleanup;
     wk_kv_stats ks;
     wk_kv_get_stats(w.kv, &ks);
+    double steps = w.clock > 0 ? (double)w.clock : 1.0;
     log_info(o->lg,
-             "done at clock %lld: %.1f MB pushed, %.1f MB pulled, %.2f s waiting for "
-             "weights, largest clock gap %lld, %llu requests sent again",
-             (long long)w.clock, ks.bytes_pushed / 1e6, ks.bytes_pulled / 1e6, ks.wait_s,
-             (long long)w.max_gap, (unsigned long long)ks.resent);
+             "done at clock %lld: %.1f MB pushed, %.1f MB pulled (%s; %.0f and %.0f bytes per "
+             "step), %.2f s waiting for weights, largest clock gap %lld, %llu requests sent "
+             "again",
+             (long long)w.clock, ks.bytes_pushed / 1e6, ks.bytes_pulled / 1e6,
+             cfg_compression_name(job->cluster.compression), ks.bytes_pushed / steps,
+             ks.bytes_pulled / steps, ks.wait_s, (long long)w.max_gap,
+             (unsigned long long)ks.resent);
     rc = report_progress(&w, WIRE_MSG_DONE, test_acc, err);
     w.finished = rc == PST_OK;
     /* The job is over either way; a run that learned nothing fails worker 0 (and so the

@@ -14,6 +14,9 @@
 
 #include "proto/dlv.h"
 #include "proto/msg.h"
+#include "proto/wire_enc.h"
+
+#include "compress.h"
 
 #define ROLE "worker"
 
@@ -96,6 +99,11 @@ struct wk_kv {
     /* (max(nall, ntrain)) piece i of the outstanding pull is parked at its server (an ACK
      * of it came): not sent again before this time (net_now_ms); 0: not parked. */
     int64_t *parked_until;
+    /* cluster.compression (wk_kv_set_compression): pushes encoded by comp (NULL: float32,
+     * zero-copy from the caller's buffer); pulls of the trainable ranges ask for pull_enc
+     * (the first, full pull and final pulls stay exact). */
+    wk_comp *comp;
+    wire_enc pull_enc, pulling_enc;
 };
 
 /* A parked pull waits for the slowest worker; only a reply lost costs this long (a sibling
@@ -251,6 +259,7 @@ void wk_kv_destroy(wk_kv *kv)
     free(kv->all);
     free(kv->train);
     free(kv->parked_until);
+    wk_comp_destroy(kv->comp);
     if (kv->sync_ready) {
         pthread_mutex_destroy(&kv->mu);
         pthread_cond_destroy(&kv->released);
@@ -269,20 +278,32 @@ static int send_piece(wk_kv *kv, wire_type type, uint64_t id, const kv_piece *pc
     h.request_id = id;
     h.clock = clock;
     wire_range r = {.offset = pc->off, .len = pc->len, .final = final, .checkpoint = checkpoint};
-    net_frame f = {0};
+    net_frame f[2] = {{0}};
     int nf = 0;
-    if (buf) {
-        f.data = buf + pc->off;
-        f.len = (size_t)pc->len * sizeof(float);
-        f.release = on_release;
-        f.hint = &kv->hint[slot];
-        pthread_mutex_lock(&kv->mu);
-        kv->unreleased[slot]++;
-        pthread_mutex_unlock(&kv->mu);
+    if (buf && type == WIRE_MSG_PUSH && kv->comp) {
+        /* The encoded frames of this piece (wk_comp_encode filled the slot at the push). */
+        const void *data[2];
+        size_t bytes[2];
+        wk_comp_frames(kv->comp, slot, (int)(pc - kv->train), data, bytes, &nf, &r.nnz);
+        r.enc = wk_comp_enc(kv->comp);
+        for (int k = 0; k < nf; k++)
+            f[k] = (net_frame){.data = data[k], .len = bytes[k]};
+    } else if (buf) {
+        f[0] = (net_frame){.data = buf + pc->off, .len = (size_t)pc->len * sizeof(float)};
         nf = 1;
-        kv->stats.bytes_pushed += f.len;
+    } else if (type == WIRE_MSG_PULL)
+        r.enc = kv->pulling_enc;
+    for (int k = 0; k < nf; k++) {
+        f[k].release = on_release;
+        f[k].hint = &kv->hint[slot];
+        kv->stats.bytes_pushed += f[k].len;
     }
-    int rc = msg_send(kv->sock[pc->server], NULL, 0, &h, &(wire_body){.range = &r}, &f, nf,
+    if (nf) {
+        pthread_mutex_lock(&kv->mu);
+        kv->unreleased[slot] += nf;
+        pthread_mutex_unlock(&kv->mu);
+    }
+    int rc = msg_send(kv->sock[pc->server], NULL, 0, &h, &(wire_body){.range = &r}, f, nf,
                       kv->timeout_ms, err);
     if (rc)
         return pst_err_prefix(err, "%s to server[%d] %s", wire_type_name(type), pc->server,
@@ -332,6 +353,10 @@ static int op_start(wk_kv *kv, kv_op *op, wire_type type, const kv_piece *pieces
     dlv_batch_start(&op->b, &kv->ids, n, 1e3 * pst_mono_s());
     dlv_rto_arm_bytes(&kv->rto, net_now_ms(), inflight_bytes(kv));
     for (int i = 0; i < n; i++) {
+        /* Compressed: each piece encoded just before it goes, so that ZeroMQ's I/O thread
+         * sends one while the next is encoded (resends reuse the encoded frames). */
+        if (type == WIRE_MSG_PUSH && kv->comp)
+            wk_comp_encode_piece(kv->comp, slot, i, buf);
         int rc = pieces ? send_piece(kv, type, op->b.lo + (uint64_t)i, &pieces[i], buf, slot, clock,
                                      0, checkpoint, err)
                         : send_done_to(kv, i, op->b.lo + (uint64_t)i, err);
@@ -479,7 +504,10 @@ static int take_message(wk_kv *kv, int s, int64_t *maxgap, int *progress, pst_er
                   (unsigned long long)h->request_id, s);
         return PST_OK;
     }
-    memcpy(kv->pull_dst + r->offset, kv->in->payload[0], kv->in->payload_len[0]);
+    if (r->enc == WIRE_ENC_F32) /* the frame's size matches the range (wire_unpack) */
+        memcpy(kv->pull_dst + r->offset, kv->in->payload[0], kv->in->payload_len[0]);
+    else
+        wire_dec_halves(r->enc, kv->pull_dst + r->offset, kv->in->payload[0], (size_t)r->len);
     kv->stats.bytes_pulled += kv->in->payload_len[0];
     if (r->clock_gap > *maxgap)
         *maxgap = r->clock_gap;
@@ -685,6 +713,11 @@ int wk_kv_push(wk_kv *kv, const float *g, int64_t clock, pst_err *err)
                            (long long)clock, (long long)op->clock);
     if (kv->ntrain > 0) {
         int slot = (int)(clock & 1);
+        /* The slot's encoded frames of two steps ago: acknowledged (above), and in the
+         * normal flow long released by ZeroMQ too. */
+        int rc = kv->comp ? wait_released(kv, slot, err) : PST_OK;
+        if (rc)
+            return rc;
         pthread_mutex_lock(&kv->mu);
         kv->push_t0[slot] = pst_mono_s();
         kv->push_open[slot] = 1;
@@ -742,6 +775,7 @@ static int pull_start(wk_kv *kv, int64_t clock, int final, const kv_piece *piece
     kv->pulling = pieces;
     kv->npulling = n;
     kv->pull_clock = clock;
+    kv->pulling_enc = final || pieces == kv->all ? WIRE_ENC_F32 : kv->pull_enc;
     kv->reply_clock = INT64_MAX;
     memset(kv->parked_until, 0, sizeof(int64_t) * (size_t)n);
     dlv_batch_start(&kv->pull, &kv->ids, n, 1e3 * kv->pull_t0);
@@ -841,6 +875,29 @@ void wk_kv_get_stats(wk_kv *kv, wk_kv_stats *st)
     settle_push(kv, 1);
     pthread_mutex_unlock(&kv->mu);
     *st = kv->stats;
+}
+
+int wk_kv_set_compression(wk_kv *kv, wire_enc enc, double topk_ratio, pst_err *err)
+{
+    wk_comp_destroy(kv->comp);
+    kv->comp = NULL;
+    kv->pull_enc = enc == WIRE_ENC_TOPK ? WIRE_ENC_F32 : enc;
+    if (enc == WIRE_ENC_F32 || kv->ntrain == 0)
+        return PST_OK;
+    uint64_t *off = malloc(sizeof *off * (size_t)kv->ntrain),
+             *len = malloc(sizeof *len * (size_t)kv->ntrain);
+    if (off && len)
+        for (int i = 0; i < kv->ntrain; i++) {
+            off[i] = kv->train[i].off;
+            len[i] = kv->train[i].len;
+        }
+    if (off && len)
+        kv->comp = wk_comp_create(enc, topk_ratio, kv->nparams, off, len, kv->ntrain, err);
+    else
+        pst_err_set(err, PST_ERR_NOMEM, "kv: out of memory");
+    free(off);
+    free(len);
+    return kv->comp ? PST_OK : err->code;
 }
 
 void wk_kv_set_idle(wk_kv *kv, wk_kv_idle_fn fn, void *ctx)

@@ -74,6 +74,13 @@ int wk_kv_pull_start_full(wk_kv *kv, int64_t clock, pst_err *err);
 int wk_kv_pull_wait(wk_kv *kv, float *w, int64_t *gap, pst_err *err);
 int wk_kv_pull_outstanding(const wk_kv *kv);
 
+/* cluster.compression: pushes in enc (F32: as sent by default, zero-copy; F16, BF16, or
+ * TOPK with error feedback and topk_ratio, worker/compress.h), and the pulls of trainable
+ * ranges in F16/BF16 for those (F32 for TOPK); the first, full pull and final pulls stay
+ * float32. Call before the first push. The push's buffer is then read during wk_kv_push
+ * only (the encoded copy travels); bytes_pushed/bytes_pulled count the encoded bytes. */
+int wk_kv_set_compression(wk_kv *kv, wire_enc enc, double topk_ratio, pst_err *err);
+
 /* Called about twice a second while wk_kv_pull_wait blocks (e.g. to tell the coordinator
  * this worker is alive and waiting); a non-zero return aborts the wait with that status. */
 typedef int (*wk_kv_idle_fn)(void *ctx, pst_err *err);

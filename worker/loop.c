@@ -86,9 +86,12 @@ static int report_epoch(const wk_loop_options *o, int epoch, const wk_epoch_stat
 {
     int rc;
     if (!o->rep) {
+        char ppl[32] = ""; /* a language model's perplexity, exp(mean token loss) */
+        if (st->lm)
+            snprintf(ppl, sizeof ppl, " ppl %.2f", exp(st->loss));
         if (o->lg)
-            log_info(o->lg, "epoch %d/%d loss %.4f | %.2fs %.0f samples/s", epoch, o->last_epoch,
-                     st->loss, st->seconds, st->seconds > 0 ? st->samples / st->seconds : 0.0);
+            log_info(o->lg, "epoch %d/%d loss %.4f%s | %.2fs %.0f samples/s", epoch, o->last_epoch,
+                     st->loss, ppl, st->seconds, st->seconds > 0 ? st->samples / st->seconds : 0.0);
         return PST_OK;
     }
     wk_eval val;

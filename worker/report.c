@@ -274,7 +274,12 @@ int wk_report_epoch(wk_report *r, int epoch, const wk_epoch_stats *st, const wk_
     int n = snprintf(line, sizeof line, "epoch %d/%d loss %.4f", epoch, r->epochs, st->loss);
     if (isfinite(st->accuracy))
         n += snprintf(line + n, sizeof line - n, " acc %.4f", st->accuracy);
-    if (val && val->classify)
+    if (st->lm && isfinite(st->loss))
+        n += snprintf(line + n, sizeof line - n, " ppl %.2f", exp(st->loss));
+    if (val && val->lm)
+        n += snprintf(line + n, sizeof line - n, " | val_loss %.4f val_ppl %.2f", vl,
+                      val->perplexity);
+    else if (val && val->classify)
         n += snprintf(line + n, sizeof line - n,
                       " | val_loss %.4f val_acc %.4f val_precision %.4f val_recall %.4f "
                       "val_f1 %.4f",
@@ -310,7 +315,12 @@ int wk_report_epoch(wk_report *r, int epoch, const wk_epoch_stats *st, const wk_
     cJSON_AddNumberToObject(o, "samples", (double)st->samples);
     json_num(o, "train_loss", st->loss);
     json_num(o, "train_acc", st->accuracy);
-    if (val && val->classify) {
+    if (st->lm)
+        json_num(o, "train_ppl", exp(st->loss));
+    if (val && val->lm) {
+        json_num(o, "val_loss", vl);
+        json_num(o, "val_ppl", val->perplexity);
+    } else if (val && val->classify) {
         json_num(o, "val_loss", vl);
         json_num(o, "val_acc", va);
         json_num(o, "val_precision", vp);
@@ -339,7 +349,11 @@ int wk_report_final(wk_report *r, const char *split, const wk_eval *ev, pst_err 
     cJSON_AddStringToObject(o, "split", split);
     cJSON_AddNumberToObject(o, "samples", (double)ev->n);
     json_num(o, "loss", ev->loss);
-    if (ev->classify) {
+    if (ev->lm) {
+        log_info(r->lg, "%s: loss %.4f perplexity %.2f (%lld windows)", split, ev->loss,
+                 ev->perplexity, (long long)ev->n);
+        json_num(o, "perplexity", ev->perplexity);
+    } else if (ev->classify) {
         log_info(r->lg,
                  "%s: loss %.4f accuracy %.4f precision %.4f recall %.4f f1 %.4f (%lld samples)",
                  split, ev->loss, ev->cls.accuracy, ev->cls.precision_macro, ev->cls.recall_macro,
@@ -374,10 +388,10 @@ int wk_report_write_job(const char *dir, const cfg_job *job, pst_err *err)
     if (rc || (rc = cfg_job_load_string(&copy, text, len, "job.yaml", err)))
         goto cleanup;
     static const char *const keys[] = {"data.train", "data.train_labels", "data.test",
-                                       "data.test_labels"};
+                                       "data.test_labels", "data.tokenizer"};
     const char *vals[] = {copy->data.train, copy->data.train_labels, copy->data.test,
-                          copy->data.test_labels};
-    for (int i = 0; i < 4; i++) {
+                          copy->data.test_labels, copy->data.tokenizer};
+    for (int i = 0; i < 5; i++) {
         char abs[PATH_MAX];
         /* A path that does not resolve stays as it was: the job ran without reading it. */
         if (vals[i] && vals[i][0] && realpath(vals[i], abs) &&

@@ -12,6 +12,7 @@
 #include "base/log.h"
 #include "data/textwin.h"
 #include "job/job.h"
+#include "worker/dataprep.h"
 
 typedef struct {
     ds_windows *train; /* always set: this worker's partition, in its shuffled order */
@@ -24,5 +25,14 @@ typedef struct {
 int wk_text_load(const cfg_job *job, int nparts, int part, const log_ctx *log, wk_text *d,
                  pst_err *err);
 void wk_text_fini(wk_text *d);
+
+/* The windows as a dataset the trainer takes: x (N, T) the input ids as floats, targets
+ * (N, T) the next-token ids as floats (task regress, tdim T); the trainer of a
+ * sequence_crossentropy model reads the targets as labels. */
+ds_dataset *wk_windows_dataset(const ds_windows *w, pst_err *err);
+/* wk_text_load, as wk_data: what wk_data_load_log does for a format text job (no scaler:
+ * kind none). */
+int wk_text_data_load(const cfg_job *job, int nparts, int part, const log_ctx *log, wk_data *d,
+                      pst_err *err);
 
 #endif

@@ -32,11 +32,14 @@ struct wk_trainer {
     ckpt_init_report init_rep;
     wk_mask *mask; /* model.keep_zeros: the pruned weights held at 0 (worker/mask.h) */
     int batch;     /* B */
+    int accum;     /* micro-batches of B per update (train.accumulate) */
+    float *gacc;   /* (P) the step's summed gradient when accum > 1 */
     int in_dim;    /* D */
     int out_dim;   /* K */
     int classify;
+    int lm;          /* sequence_crossentropy: targets (N, T = D) are next-token ids */
     float *bx;       /* (B, D) gathered batch */
-    int32_t *blabel; /* (B) */
+    int32_t *blabel; /* (B), a language model's (B, T) */
     float *btarget;  /* (B, K) */
     int32_t *pred;   /* (B) */
     uint32_t *perm;  /* (N) sample order of the current epoch */
@@ -48,11 +51,39 @@ struct wk_trainer {
     uint32_t *eval_idx;     /* (B) with sp: the rows of an evaluation batch */
 };
 
+/* Token windows (N, T) of ids and next ids against a vocabulary of v: an id past it would
+ * read outside the embedding table. Every set a language model reads is checked (training
+ * here, validation and test in wk_trainer_evaluate). */
+static int check_ids(const ds_dataset *ds, int v, pst_err *err)
+{
+    const float *x = ds_x_const(ds), *y = ds_targets_const(ds);
+    for (int64_t i = 0; i < ds_count(ds) * ds_dim(ds); i++)
+        if (x[i] >= (float)v || y[i] >= (float)v)
+            return pst_err_set(err, PST_ERR_CONFIG,
+                               "model.gpt2.vocab_size: the model has %d tokens, but the "
+                               "text holds id %.0f (data.tokenizer's vocabulary is larger)",
+                               v, (double)(x[i] >= (float)v ? x[i] : y[i]));
+    return PST_OK;
+}
+
 /* The model's last layer must produce what the data and loss need. */
 static int check_fit(const cfg_job *job, const ml_model *m, const ds_dataset *ds, pst_err *err)
 {
     int k = ml_model_out_dim(m);
     unsigned last = job->model.spec.nlayers - 1;
+    if (job->model.spec.loss == ML_LOSS_SEQ_CCE) {
+        /* Token windows (worker/textprep.h): x and targets (N, T), logits (N, T*V). */
+        int t = ds_dim(ds);
+        if (ds_task_of(ds) != DS_TASK_REGRESS || ds_target_dim(ds) != t || k % t != 0)
+            return pst_err_set(err, PST_ERR_CONFIG,
+                               "model.loss: sequence_crossentropy trains on token windows "
+                               "(data.format text)");
+        return check_ids(ds, k / t, err);
+    }
+    if (job->data.format == CFG_FMT_TEXT)
+        return pst_err_set(err, PST_ERR_CONFIG,
+                           "model.loss: token windows (data.format text) need "
+                           "sequence_crossentropy and an lm_head (model.gpt2)");
     if (ds_sparse_of(ds) && ml_model_ntables(m) == 0)
         return pst_err_set(err, PST_ERR_CONFIG,
                            "model.layers: the data has sparse features, but no layer reads "
@@ -113,9 +144,10 @@ static int setup_finetune(wk_trainer *t, pst_err *err)
     for (int i = 0; i < nseg; i++) {
         const ml_segment *sg = ml_model_segment(m, i);
         const ml_layer_spec *L = &spec->spec.layers[sg->layer];
-        float mult = L->trainable ? L->lr_mult : 0.0f;
+        /* State (batchnorm's running statistics) is never an optimizer's to move. */
+        float mult = L->trainable && !sg->state ? L->lr_mult : 0.0f;
         /* Frozen random weights are almost always a misspelt layer name, not a wish. */
-        if (mult == 0.0f && spec->init_from && !loaded[i]) {
+        if (mult == 0.0f && !sg->state && spec->init_from && !loaded[i]) {
             free(loaded);
             return pst_err_set(err, PST_ERR_CONFIG,
                                "model.layers.%d: frozen, but %s has no "
@@ -124,7 +156,7 @@ static int setup_finetune(wk_trainer *t, pst_err *err)
                                sg->layer, spec->init_from, sg->name);
         }
         plain &= mult == 1.0f;
-        if (mult == 0.0f) {
+        if (mult == 0.0f && !sg->state) {
             t->frozen += sg->len;
             ml_model_set_trainable(m, sg->layer, 0);
         }
@@ -151,9 +183,14 @@ wk_trainer *wk_trainer_create(const cfg_job *job, const ds_dataset *like, int ra
     t->first_loss = NAN;
     t->opt_cfg = job->optimizer;
     t->batch = job->train.batch_size;
+    t->accum = job->train.accumulate > 1 ? job->train.accumulate : 1;
     t->in_dim = ds_dim(like);
     t->classify = ds_task_of(like) == DS_TASK_CLASSIFY;
-    t->model = ml_model_create(&job->model.spec, t->in_dim, t->batch, err);
+    t->lm = job->model.spec.loss == ML_LOSS_SEQ_CCE;
+    int chw[3];
+    ml_shape in = ds_image_shape(like, chw) ? ml_shape_image(chw[0], chw[1], chw[2])
+                                            : ml_shape_flat(t->in_dim);
+    t->model = ml_model_create_shaped(&job->model.spec, &in, t->batch, err);
     if (!t->model)
         goto fail;
     if (check_fit(job, t->model, like, err))
@@ -165,6 +202,10 @@ wk_trainer *wk_trainer_create(const cfg_job *job, const ds_dataset *like, int ra
     t->opt = opt_state_create(&job->optimizer, ml_model_nparams(t->model), err);
     if (!t->opt)
         goto fail;
+    if (t->accum > 1 && !(t->gacc = malloc(sizeof *t->gacc * (ml_model_nparams(t->model) + 1)))) {
+        pst_err_set(err, PST_ERR_NOMEM, "trainer: out of memory");
+        goto fail;
+    }
     if (ml_model_ntables(t->model) > 0 &&
         (!(t->sp = wk_sparse_create(job, t->model, like, t->batch, err)) ||
          !(t->eval_idx = malloc(sizeof *t->eval_idx * (size_t)t->batch)))) {
@@ -172,9 +213,13 @@ wk_trainer *wk_trainer_create(const cfg_job *job, const ds_dataset *like, int ra
             pst_err_set(err, PST_ERR_NOMEM, "trainer: out of memory");
         goto fail;
     }
+    if (t->lm && !(t->eval_idx = malloc(sizeof *t->eval_idx * (size_t)t->batch))) {
+        pst_err_set(err, PST_ERR_NOMEM, "trainer: out of memory");
+        goto fail;
+    }
     /* A model of sparse features alone has no dense input (D = 0). */
     t->bx = malloc(sizeof(float) * (size_t)t->batch * (size_t)(t->in_dim ? t->in_dim : 1));
-    t->blabel = malloc(sizeof(int32_t) * (size_t)t->batch);
+    t->blabel = malloc(sizeof(int32_t) * (size_t)t->batch * (size_t)(t->lm ? t->in_dim : 1));
     t->btarget = malloc(sizeof(float) * (size_t)t->batch * t->out_dim);
     t->pred = malloc(sizeof(int32_t) * (size_t)t->batch);
     if (!t->bx || !t->blabel || !t->btarget || !t->pred) {
@@ -198,6 +243,7 @@ void wk_trainer_destroy(wk_trainer *t)
     opt_state_destroy(t->opt);
     free(t->groups);
     wk_mask_destroy(t->mask);
+    free(t->gacc);
     free(t->bx);
     free(t->blabel);
     free(t->btarget);
@@ -264,7 +310,13 @@ static void gather(wk_trainer *t, const ds_dataset *ds, const uint32_t *idx, int
         }
         memcpy(t->bx + (size_t)i * t->in_dim, x + (size_t)idx[i] * t->in_dim, rowb);
     }
-    if (t->classify) {
+    if (t->lm) {
+        const float *tg = ds_targets_const(ds);
+        size_t k = (size_t)t->in_dim;
+        for (int i = 0; i < n; i++)
+            for (size_t j = 0; j < k; j++)
+                t->blabel[i * k + j] = (int32_t)tg[(size_t)idx[i] * k + j];
+    } else if (t->classify) {
         const int32_t *lab = ds_labels_const(ds);
         for (int i = 0; i < n; i++)
             t->blabel[i] = lab[idx[i]];
@@ -308,7 +360,7 @@ int64_t wk_trainer_begin_epoch(wk_trainer *t, const ds_dataset *train, int epoch
         rng_shuffle_u32(&r, t->perm, (size_t)n);
     }
     t->epoch = epoch;
-    t->nsteps = (n + t->batch - 1) / t->batch;
+    t->nsteps = (n + (int64_t)t->batch * t->accum - 1) / ((int64_t)t->batch * t->accum);
     if (t->opt_cfg.sched.kind == OPT_SCHED_COSINE && t->opt_cfg.sched.total_steps == 0)
         t->opt_cfg.sched.total_steps = t->nsteps * t->job->train.epochs; /* "the whole run" */
     memset(&t->cur, 0, sizeof t->cur);
@@ -350,21 +402,23 @@ static void clip(wk_trainer *t)
     wk_sparse_grad_scale(t->model, f);
 }
 
-int wk_trainer_compute(wk_trainer *t, const ds_dataset *train, int64_t step, double *loss_out,
+/* One batch perm[lo, lo + b) of the epoch: forward, loss, backward (the gradient into
+ * ml_model_grads) and the running figures. */
+static int micro_batch(wk_trainer *t, const ds_dataset *train, int64_t step, int64_t lo, int b,
                        pst_err *err)
 {
-    int64_t n = ds_count(train);
-    int64_t lo = step * t->batch;
-    if (step < 0 || lo >= n || n != t->perm_len)
-        return pst_err_set(err, PST_ERR_STATE, "trainer: step %lld outside the epoch",
-                           (long long)step);
-    int b = (int)(n - lo < t->batch ? n - lo : t->batch);
     gather(t, train, t->perm + lo, b);
     int rc = t->sp ? wk_sparse_batch(t->sp, t->model, train, t->perm + lo, b, 1, err) : PST_OK;
     if (rc)
         return rc;
+    /* dropout's mask: one seed per (job seed, rank, epoch, step, micro-batch of the step);
+     * the micro-batch is 0 without train.accumulate */
+    uint64_t micro = (uint64_t)((lo % ((int64_t)t->batch * t->accum)) / t->batch);
+    ml_model_set_mode(t->model, 1,
+                      (uint64_t)t->job->seed ^ ((uint64_t)t->rank << 48) ^
+                          ((uint64_t)t->epoch << 32) ^ (micro << 24) ^ (uint64_t)step);
     const float *out = forward(t, t->bx, b);
-    double loss = ml_model_loss(t->model, t->blabel, t->classify ? NULL : t->btarget, b);
+    double loss = ml_model_loss(t->model, t->blabel, t->classify || t->lm ? NULL : t->btarget, b);
     if (!isfinite(loss))
         return pst_err_set(err, PST_ERR_NUMERIC,
                            "epoch %d step %lld: loss is %g (diverged; lower optimizer.lr or set "
@@ -381,9 +435,47 @@ int wk_trainer_compute(wk_trainer *t, const ds_dataset *train, int64_t step, dou
         ml_model_backward_sparse(t->model, t->in_dim ? t->bx : NULL, wk_sparse_batch_of(t->sp), b);
     else
         ml_model_backward(t->model, t->bx, b);
-    clip(t);
     t->loss_sum += loss * b;
     t->cur.samples += b;
+    return PST_OK;
+}
+
+int wk_trainer_compute(wk_trainer *t, const ds_dataset *train, int64_t step, double *loss_out,
+                       pst_err *err)
+{
+    int64_t n = ds_count(train);
+    int64_t per = (int64_t)t->batch * t->accum; /* samples of one update */
+    int64_t lo = step * per;
+    if (step < 0 || lo >= n || n != t->perm_len)
+        return pst_err_set(err, PST_ERR_STATE, "trainer: step %lld outside the epoch",
+                           (long long)step);
+    int rc;
+    if (t->accum == 1) {
+        if ((rc = micro_batch(t, train, step, lo, (int)(n - lo < t->batch ? n - lo : t->batch),
+                              err)))
+            return rc;
+    } else {
+        /* train.accumulate: g = sum_m b_m g_m / sum_m b_m over the step's micro-batches m,
+         * the mean gradient over all its samples, as one batch of them would give (each
+         * g_m is a mean over its b_m samples). */
+        float *g = ml_model_grads(t->model);
+        size_t P = ml_model_nparams(t->model);
+        int64_t total = 0;
+        memset(t->gacc, 0, sizeof *t->gacc * P);
+        for (int m = 0; m < t->accum && lo + total < n; m++) {
+            int64_t at = lo + total;
+            int b = (int)(n - at < t->batch ? n - at : t->batch);
+            if ((rc = micro_batch(t, train, step, at, b, err)))
+                return rc;
+            for (size_t i = 0; i < P; i++)
+                t->gacc[i] += (float)b * g[i];
+            total += b;
+        }
+        float inv = 1.0f / (float)total;
+        for (size_t i = 0; i < P; i++)
+            g[i] = t->gacc[i] * inv;
+    }
+    clip(t);
     t->cur.steps++;
     if (loss_out)
         *loss_out = t->loss_sum / (double)t->cur.samples;
@@ -440,6 +532,7 @@ void wk_trainer_end_epoch(wk_trainer *t, int interrupted, wk_epoch_stats *st)
     *st = t->cur;
     st->seconds = pst_mono_s() - t->epoch_t0;
     st->interrupted = interrupted;
+    st->lm = t->lm;
     st->loss = st->samples ? t->loss_sum / (double)st->samples : NAN;
     st->accuracy = t->classify && st->samples ? (double)t->correct / (double)st->samples : NAN;
 }
@@ -541,6 +634,9 @@ int wk_trainer_evaluate(wk_trainer *t, const ds_dataset *ds, wk_eval *ev, met_co
     if (ds_dim(ds) != t->in_dim)
         return pst_err_set(err, PST_ERR_DATA, "evaluate: data has %d features, the model takes %d",
                            ds_dim(ds), t->in_dim);
+    int rc;
+    if (t->lm && (rc = check_ids(ds, t->out_dim / t->in_dim, err)))
+        return rc;
     int nc = t->out_dim == 1 ? 2 : t->out_dim;
     met_confusion *own = NULL;
     if (t->classify && !cm) {
@@ -556,6 +652,7 @@ int wk_trainer_evaluate(wk_trainer *t, const ds_dataset *ds, wk_eval *ev, met_co
     int64_t n = ds_count(ds);
     const float *x = ds_x_const(ds);
     double loss_sum = 0.0;
+    ml_model_set_mode(t->model, 0, 0);
     for (int64_t lo = 0; lo < n; lo += t->batch) {
         int b = (int)(n - lo < t->batch ? n - lo : t->batch);
         const float *xb = t->in_dim ? x + (size_t)lo * t->in_dim : NULL;
@@ -569,7 +666,12 @@ int wk_trainer_evaluate(wk_trainer *t, const ds_dataset *ds, wk_eval *ev, met_co
             }
         }
         const float *out = forward(t, xb, b);
-        if (t->classify) {
+        if (t->lm) {
+            for (int i = 0; i < b; i++)
+                t->eval_idx[i] = (uint32_t)(lo + i);
+            gather(t, ds, t->eval_idx, b);
+            loss_sum += ml_model_loss(t->model, t->blabel, NULL, b) * b;
+        } else if (t->classify) {
             const int32_t *lab = ds_labels_const(ds) + lo;
             for (int i = 0; i < b; i++)
                 if (lab[i] < 0 || lab[i] >= nc) {
@@ -589,7 +691,12 @@ int wk_trainer_evaluate(wk_trainer *t, const ds_dataset *ds, wk_eval *ev, met_co
     }
     ev->n = n;
     ev->loss = n ? loss_sum / (double)n : NAN;
-    if (t->classify)
+    if (t->lm) {
+        /* the mean token loss: every window holds T tokens */
+        ev->lm = 1;
+        ev->perplexity = exp(ev->loss);
+        ev->mse = ev->mae = ev->r2 = NAN;
+    } else if (t->classify)
         met_confusion_summary(cm, &ev->cls);
     else {
         ev->mse = met_regression_mse(&reg);

@@ -27,10 +27,13 @@ typedef struct {
     double accuracy; /* of the training batches' predictions (classification), else NaN */
     double seconds;  /* wall time of the epoch's steps */
     int interrupted; /* 1 if *stop was raised mid-epoch */
+    int lm;          /* a language model: loss is the mean token loss (perplexity exp) */
 } wk_epoch_stats;
 
 typedef struct {
-    int classify; /* 1: accuracy etc. valid; 0: mse/mae/r2 valid */
+    int classify;      /* 1: accuracy etc. valid; 0: mse/mae/r2 valid (NaN for lm) */
+    int lm;            /* a language model: loss is the mean token loss, perplexity valid */
+    double perplexity; /* exp(loss) */
     int64_t n;
     double loss;
     met_summary cls;

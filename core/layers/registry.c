@@ -16,9 +16,13 @@ static const ml_layer_ops *const builtin_list[] = {
     &ml_layer_concat,          &ml_layer_add,
     &ml_layer_dot_interaction, &ml_layer_embedding,
     &ml_layer_embedding_bag,   &ml_layer_fm,
-    &ml_layer_token_embedding, &ml_layer_pos_embedding,
-    &ml_layer_layernorm,       &ml_layer_attention,
-    &ml_layer_token_dense,     &ml_layer_lm_head,
+    &ml_layer_conv2d,          &ml_layer_max_pool2d,
+    &ml_layer_avg_pool2d,      &ml_layer_global_avg_pool,
+    &ml_layer_flatten,         &ml_layer_dropout,
+    &ml_layer_batchnorm,       &ml_layer_token_embedding,
+    &ml_layer_pos_embedding,   &ml_layer_layernorm,
+    &ml_layer_attention,       &ml_layer_token_dense,
+    &ml_layer_lm_head,
 };
 
 struct ml_registry {
@@ -188,6 +192,20 @@ void ml_registry_names(const ml_registry *r, char *buf, size_t n)
 }
 
 /* ---- Specs -------------------------------------------------------------------------- */
+
+void ml_shape_text(const ml_shape *s, char *buf, size_t n)
+{
+    size_t len = 0;
+    buf[0] = '\0';
+    for (int i = 0; i < s->rank && len < n; i++) {
+        int w = snprintf(buf + len, n - len, "%s%d", i ? ", " : "(", s->d[i]);
+        if (w < 0)
+            return;
+        len += (size_t)w;
+    }
+    if (len < n)
+        snprintf(buf + len, n - len, s->rank ? ")" : "()");
+}
 
 int ml_layer_key_find(const ml_layer_ops *ops, const char *name)
 {

@@ -16,7 +16,7 @@
 # without a debian:12 image it makes one from the Debian archive (deploy/container/
 # make-base.sh). Set PSTRAIN_CONTAINER_KEEP=1 to keep the containers for a look.
 source "$(dirname "$0")/lib.sh"
-command -v podman > /dev/null || { echo "skip: podman is not installed (scripts/install-deps.sh --container)"; exit 77; }
+command -v podman > /dev/null || { echo "skip: podman is not installed (scripts/install-deps.sh installs it)"; exit 77; }
 # This VM (and many CI runners) refuse podman's default rlimits and cgroup-v2
 # controllers; these settings are harmless elsewhere (DESIGN-NOTES "Containers without a
 # registry").

@@ -5,7 +5,9 @@
 # outside the shard, a NaN gradient, DONE, INIT, a final PULL), a false frame length, too
 # many frames and oversized frames. The job must finish as usual with the same weights, to
 # the bit, as an undisturbed run (bsp with 2 workers is deterministic), and the logs must
-# show every refusal.
+# show every refusal. Then it floods both with FLOOD malformed or forged messages more
+# (issue 16 item 5): the warnings name the sender's address, stop after LOG_LIMIT_BURST
+# (16) a peer and say how many more came; the summaries count every refused message.
 source "$(dirname "$0")/lib.sh"
 HOSTILE=$4
 COMPARE="/usr/bin/python3 $SRC/tests/cli/compare_safetensors.py"
@@ -37,11 +39,16 @@ fi
 
 "$HOSTILE" "$srv" "$crd" > hostile.txt 2>&1
 hrc=$?
+FLOOD=1000
+"$HOSTILE" --flood $FLOOD "$srv" "$crd" > flood.txt 2>&1
+frc=$?
 kill -0 $job 2> /dev/null || echo "warning: the job ended before the hostile client did" >&2
 wait $job
 rc=$?
 cat hostile.txt
 [ $hrc -eq 0 ] || fail "hostile_client exited $hrc (a message not sent or a forged request not answered)"
+cat flood.txt
+[ $frc -eq 0 ] || fail "hostile_client --flood exited $frc"
 expect_in hostile.txt "server: 8 of 8 forged requests answered with an ERROR"
 # A message of another wire version is answered, naming both versions (issue 19, item 13).
 expect_in hostile.txt "server: ERROR for request 0: refused a message of wire version 99: this server speaks wire version [0-9]+"
@@ -76,6 +83,31 @@ expect_in err.txt "${C}ignoring PROGRESS claiming to be worker\[1\] from another
 expect_in err.txt "${C}dropped a malformed message: wire: version 99, this build speaks [0-9]+; answered with an ERROR naming both versions"
 expect_in err.txt "${C}ignoring HELLO from server\[0\]"
 expect_in err.txt "${C}ignoring BYE from server\[1\]"
+
+# The flood. Every warning about the hostile peer names its address (and its routing id);
+# those not printed are counted in "N more refused messages from 127.0.0.1 ..." lines, and
+# printed + counted = refused, as the summaries say: server[0] refused the 14 messages of
+# the attack and the FLOOD of the flood, the coordinator 7 and FLOOD.
+expect_in flood.txt "flood: $FLOOD messages sent to the server, $FLOOD to the coordinator, 0 could not be sent"
+expect_in err.txt "${S}refused PUSH from worker\[7\]: .* \(from 127\.0\.0\.1, id hostile-server\)\$"
+! grep -q "(from \|more refused messages" clean.err || fail "the undisturbed run warned of a peer"
+! grep -q "refused messages from peers" clean.err || fail "the undisturbed run counted refusals"
+check_limited() { # WHO (log prefix regex) EXPECTED-REFUSALS
+  local shown held lines
+  shown=$(grep -c "$1 warn: .* (from 127\.0\.0\.1" err.txt)
+  held=$(sed -n "s/.*$1 warn: \([0-9]*\) more refused messages from 127\.0\.0\.1.*/\1/p" err.txt |
+         awk '{ n += $1 } END { print n + 0 }')
+  lines=$(grep -c "$1 warn: " err.txt)
+  echo "$1: $shown warnings shown, $held held back, $lines warning lines in all"
+  [ $((shown + held)) -eq "$2" ] || fail "$1: $shown shown + $held held back, expected $2 refusals"
+  [ "$held" -gt 0 ] || fail "$1: no warning was held back"
+  [ "$lines" -le 40 ] || fail "$1: $lines warning lines for a flood of $FLOOD"
+}
+check_limited 'server\[0\]' $((14 + FLOOD))
+check_limited 'coordinator' $((7 + FLOOD))
+expect_in err.txt "server\[0\] info: done: .* $((14 + FLOOD)) messages refused \($((7 + FLOOD)) malformed\)"
+expect_in err.txt "server\[1\] info: done: .* 0 messages refused \(0 malformed\)"
+expect_in err.txt "coordinator info: refused messages from peers: $((14 + FLOOD)) by the servers, $((7 + FLOOD)) by the coordinator \($((2 + FLOOD / 2)) of them malformed\)"
 
 # The servers applied exactly the undisturbed run's updates, and the model is identical.
 for s in 0 1; do

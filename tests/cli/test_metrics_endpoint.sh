@@ -96,6 +96,8 @@ while time.time() < deadline:
         checks = [m["pstrain_server_pushes_total"] > 0, m["pstrain_server_pulls_total"] > 0,
                   m["pstrain_server_received_bytes_total"] > 0,
                   m["pstrain_server_sent_bytes_total"] > 0,
+                  m["pstrain_server_received_bytes_per_step"] > 0,
+                  m["pstrain_server_sent_bytes_per_step"] > 0,
                   m["pstrain_server_live_workers"] == 2, m["pstrain_server_workers"] == 2,
                   m["pstrain_server_clock"] > 0, m["pstrain_server_checkpoints_total"] >= 1,
                   "pstrain_server_last_checkpoint_age_seconds" in m,
@@ -103,6 +105,8 @@ while time.time() < deadline:
                   m['pstrain_server_push_apply_seconds_bucket{le="+Inf"}']
                   == m["pstrain_server_push_apply_seconds_count"],
                   m["pstrain_server_nonfinite_gradients_total"] == 0,
+                  m['pstrain_refused_messages_total{reason="malformed"}'] == 0,
+                  m['pstrain_refused_messages_total{reason="refused"}'] == 0,
                   m["pstrain_server_clock_gap_max"] == 0,  # bsp serves no stale weights
                   abs(m["process_start_time_seconds"] - time.time()) < 600]
         if not all(checks):
@@ -113,6 +117,8 @@ while time.time() < deadline:
               c['pstrain_coord_live{role="worker"}'] == 2,
               c['pstrain_coord_live{role="server"}'] == 2,
               c["pstrain_coord_workers_done"] == 0,
+              c['pstrain_refused_messages_total{reason="malformed"}'] == 0,
+              c['pstrain_refused_messages_total{reason="refused"}'] == 0,
               0 < c["pstrain_coord_progress_ratio"] < 1,
               c['pstrain_coord_worker_step{worker="0"}'] > 0,
               c['pstrain_coord_worker_step{worker="1"}'] > 0,

@@ -5,7 +5,7 @@
 # in /usr/share/common-licenses and tests/ref/tok_unicode.txt (accents, CJK, emoji,
 # whitespace, contractions, digits, many scripts). Every file must give identical ids, and
 # decode(encode(x)) == x for each. Skipped (77) without node or the package; both come
-# from scripts/install-deps.sh (the package into $PSTRAIN_NPM_DIR, default /opt/pstrain-npm).
+# from scripts/install-deps.sh (the package into $PSTRAIN_NPM_DIR, default /usr/local/share/pstrain/npm).
 set -u
 TOK=$1
 SRC=$2
