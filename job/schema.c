@@ -47,8 +47,8 @@
  *     loss: categorical_crossentropy|binary_crossentropy|mse   categorical_crossentropy
  *     init: auto|glorot|he          auto
  *     init_from: path               none (fine-tuning: weights by name from a checkpoint)
- *     keep_zeros: bool              false (init_from's zero weights stay 0: pruning's mask;
- *                                   single-process training only)
+ *     keep_zeros: bool              false (init_from's zero weights stay 0: pruning's mask,
+ *                                   on the servers in distributed jobs)
  *     gpt2: {n_layer, n_head, n_embd, n_positions, vocab_size}  none (instead of layers:
  *                                   core/gpt2.h's layers, loss sequence_crossentropy)
  *     external: bool                false (true: the workers are programs using libpstrain,
