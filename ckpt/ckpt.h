@@ -74,6 +74,9 @@ const char *ckpt_model_class_name(const ckpt_model *c, int k);
 /* The training data's fitted transform: always fitted (shift 0, mul 1 for "none"), D =
  * the model's input width; apply it to new data with ds_scaler_apply. */
 const ds_scaler *ckpt_model_scaler(const ckpt_model *c);
+/* How the file stored the weights: "fp32", or "fp16"/"int8" for an export (ckpt/quant.h),
+ * widened to float on load. */
+const char *ckpt_model_dtype(const ckpt_model *c);
 
 /* Loads the weights of the checkpoint at path into m, matching tensors to m's segments by
  * name, for a caller that knows the architecture (the file need not carry pstrain

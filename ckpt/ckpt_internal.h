@@ -24,8 +24,11 @@
 /* ---- Writing --------------------------------------------------------------------------- */
 
 /* Element types of the container. Model and state files hold F32 alone (their readers
- * refuse the others); sparse tables add U64 keys, U32 stamps and U8 counters; Hugging
- * Face files (hf.c) may hold F16 and BF16 weights (read as floats) and BOOL buffers. */
+* refuse the others); sparse tables add U64 keys, U32 stamps and U8 counters; Hugging
+ * Face files (hf.c) may hold F16 and BF16 weights (read as floats) and BOOL buffers;
+ * exported (compressed) model files, marked by "pstrain.quant" in the metadata, F16 and I8
+ * weights (ckpt/quant.h), which the reader widens back to F32 before anything else sees
+ * them. */
 typedef enum {
     CKPT_F32 = 0,
     CKPT_U64,
@@ -33,7 +36,8 @@ typedef enum {
     CKPT_U8,
     CKPT_F16,
     CKPT_BF16,
-    CKPT_BOOL
+    CKPT_BOOL,
+    CKPT_I8
 } ckpt_dtype;
 #define CKPT_DTYPE_BIT(t) (1u << (t))
 
@@ -96,7 +100,9 @@ typedef struct {
     size_t data_len;
     st_tensor *t;
     int nt;
-    unsigned dtypes; /* the CKPT_DTYPE_BITs the opener accepts */
+    unsigned dtypes;     /* the CKPT_DTYPE_BITs the opener accepts */
+    int quant;           /* "pstrain.quant" in the metadata: F16 and I8 accepted, then widened */
+    unsigned char *wide; /* the widened F32 data area (f->data points into it), or NULL */
 } st_file;
 
 /* Reads the whole file at path (borrowed for messages) and validates the container: header
@@ -104,6 +110,11 @@ typedef struct {
  * that every value is finite. On failure f is empty (nothing to ckpt_st_fini). */
 int ckpt_st_open(st_file *f, const char *path, pst_err *err);
 void ckpt_st_fini(st_file *f);
+/* An exported file's F16 and I8 tensors as F32 (ckpt/quant.c, called by ckpt_st_open once the
+ * container is validated): F16 values converted; an I8 tensor "<w>" shaped (R, C) times its
+ * F32 "<w>.scale" shaped (R), row by row, the scale tensor then dropped from the list. The
+ * results must be finite. Afterwards f holds F32 tensors alone, as an fp32 file would. */
+int ckpt_st_widen(st_file *f, pst_err *err);
 /* ckpt_st_open accepting every ckpt_dtype (sparse table files); only F32 values are
  * checked to be finite. The callers of ckpt_st_claim see F32 tensors alone. */
 int ckpt_st_open_any(st_file *f, const char *path, pst_err *err);

@@ -1,43 +1,22 @@
 /* ckpt/dtype.c -- the container's element types: names, sizes, and F16 / BF16 values read as
- * floats (Hugging Face files keep weights in them). */
+ * floats (Hugging Face files keep weights in them; exported model files F16 and I8). */
 #include "ckpt_internal.h"
 
 #include <assert.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "base/half.h"
+
 static const struct {
     const char *name;
     size_t size;
-} dtypes[] = {[CKPT_F32] = {"F32", 4},  [CKPT_U64] = {"U64", 8}, [CKPT_U32] = {"U32", 4},
-              [CKPT_U8] = {"U8", 1},    [CKPT_F16] = {"F16", 2}, [CKPT_BF16] = {"BF16", 2},
-              [CKPT_BOOL] = {"BOOL", 1}};
+} dtypes[] = {[CKPT_F32] = {"F32", 4},   [CKPT_U64] = {"U64", 8}, [CKPT_U32] = {"U32", 4},
+              [CKPT_U8] = {"U8", 1},     [CKPT_F16] = {"F16", 2}, [CKPT_BF16] = {"BF16", 2},
+              [CKPT_BOOL] = {"BOOL", 1}, [CKPT_I8] = {"I8", 1}};
 
-/* IEEE 754 binary16 -> binary32, exactly (every half is a float). */
-static float half_to_float(uint16_t h)
-{
-    uint32_t sign = (uint32_t)(h >> 15) << 31, e = (h >> 10) & 0x1f, m = h & 0x3ff, bits;
-    if (e == 0x1f)
-        bits = sign | 0x7f800000u | (m << 13); /* Inf, NaN */
-    else if (e != 0)
-        bits = sign | ((e + 127 - 15) << 23) | (m << 13);
-    else if (m == 0)
-        bits = sign; /* +-0 */
-    else {           /* subnormal: m * 2^-24, normalised */
-        int shift = 0;
-        while (!(m & 0x400)) {
-            m <<= 1;
-            shift++;
-        }
-        bits = sign | ((uint32_t)(127 - 15 + 1 - shift) << 23) | ((m & 0x3ff) << 13);
-    }
-    float f;
-    memcpy(&f, &bits, 4);
-    return f;
-}
-
-/* Element j of an F32, F16 or BF16 tensor's bytes p (which may be unaligned). bfloat16 is
- * the top half of a float32. */
+/* Element j of an F32, F16 or BF16 tensor's bytes p (which may be unaligned); the 16-bit
+ * forms are base/half.h's. */
 float ckpt_float_at(ckpt_dtype t, const unsigned char *p, size_t j)
 {
     float f;
@@ -47,11 +26,7 @@ float ckpt_float_at(ckpt_dtype t, const unsigned char *p, size_t j)
         return f;
     }
     memcpy(&h, p + 2 * j, 2);
-    if (t == CKPT_F16)
-        return half_to_float(h);
-    uint32_t bits = (uint32_t)h << 16;
-    memcpy(&f, &bits, 4);
-    return f;
+    return t == CKPT_F16 ? pst_f16_to_f32(h) : pst_bf16_to_f32(h);
 }
 
 void ckpt_st_read_floats(const st_file *f, const st_tensor *t, float *dst, size_t n)

@@ -331,6 +331,7 @@ struct ckpt_model {
     ml_model *net;
     data_meta dm;
     ds_scaler scaler;
+    char dtype[8]; /* "fp32", or the export's pstrain.quant */
 };
 
 void ckpt_model_destroy(ckpt_model *c)
@@ -465,6 +466,8 @@ int ckpt_load_reg(const char *path, const ml_registry *reg, int max_batch, ckpt_
     }
     if ((rc = match_and_copy(&f, c->net, c->dm.scale, &c->scaler, err)))
         goto fail;
+    snprintf(c->dtype, sizeof c->dtype, "%s",
+             f.quant ? ckpt_st_meta_str(&f, "pstrain.quant") : "fp32");
     ckpt_st_fini(&f);
     *out = c;
     return PST_OK;
@@ -537,3 +540,4 @@ const char *ckpt_model_class_name(const ckpt_model *c, int k)
     return c->dm.names[k];
 }
 const ds_scaler *ckpt_model_scaler(const ckpt_model *c) { return &c->scaler; }
+const char *ckpt_model_dtype(const ckpt_model *c) { return c->dtype; }

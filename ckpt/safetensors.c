@@ -173,6 +173,7 @@ void ckpt_st_fini(st_file *f)
 {
     cJSON_Delete(f->root);
     free(f->buf);
+    free(f->wide);
     free(f->t);
     memset(f, 0, sizeof *f);
 }
@@ -390,7 +391,8 @@ static int check_meta(st_file *f, pst_err *err)
                                "string",
                                f->path, k->string);
         if (strncmp(k->string, "pstrain.", 8) == 0 && strcmp(k->string, "pstrain.version") &&
-            strcmp(k->string, "pstrain.model") && strcmp(k->string, "pstrain.data"))
+            strcmp(k->string, "pstrain.model") && strcmp(k->string, "pstrain.data") &&
+            strcmp(k->string, "pstrain.quant"))
             return pst_err_set(err, PST_ERR_DATA, "%s: __metadata__: unknown key '%s'", f->path,
                                k->string);
         if (strncmp(k->string, CRC_PREFIX, strlen(CRC_PREFIX)) == 0 &&
@@ -624,6 +626,22 @@ static int check_tensor_data(const st_file *f, pst_err *err)
     return PST_OK;
 }
 
+/* An exported model file says so in pstrain.quant ("fp16" or "int8"): then, and only then,
+ * and only for a model file's opener (F32 alone), F16 and I8 tensors are accepted too
+ * (checked before the tensors are parsed). */
+static int check_quant_kind(st_file *f, pst_err *err)
+{
+    const char *quant = ckpt_st_meta_str(f, "pstrain.quant");
+    if (quant && strcmp(quant, "fp16") != 0 && strcmp(quant, "int8") != 0)
+        return pst_err_set(err, PST_ERR_DATA,
+                           "%s: __metadata__: pstrain.quant '%s' is not fp16 or int8", f->path,
+                           quant);
+    f->quant = quant != NULL && f->dtypes == CKPT_DTYPE_BIT(CKPT_F32);
+    if (f->quant)
+        f->dtypes |= CKPT_DTYPE_BIT(CKPT_F16) | CKPT_DTYPE_BIT(CKPT_I8);
+    return PST_OK;
+}
+
 static int st_open(st_file *f, const char *path, unsigned dtypes_ok, pst_err *err)
 {
     memset(f, 0, sizeof *f);
@@ -636,8 +654,11 @@ static int st_open(st_file *f, const char *path, unsigned dtypes_ok, pst_err *er
         goto fail;
     /* The header checksum comes first: with it, a flipped byte anywhere in the header is
      * reported as corruption rather than as whatever the flip happened to change. */
-    if ((rc = check_header_crc(f, (size_t)hlen, err)) || (rc = parse_tensors(f, err)) ||
-        (rc = check_meta(f, err)) || (rc = check_tensor_data(f, err)))
+    if ((rc = check_header_crc(f, (size_t)hlen, err)) || (rc = check_quant_kind(f, err)) ||
+        (rc = parse_tensors(f, err)) || (rc = check_meta(f, err)) ||
+        (rc = check_tensor_data(f, err)))
+        goto fail;
+    if (f->quant && (rc = ckpt_st_widen(f, err)))
         goto fail;
     return PST_OK;
 

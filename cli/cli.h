@@ -118,5 +118,6 @@ int cmd_explain(int argc, char **argv, const volatile sig_atomic_t *stop);
 int cmd_status(int argc, char **argv, const volatile sig_atomic_t *stop);
 int cmd_keygen(int argc, char **argv, const volatile sig_atomic_t *stop);
 int cmd_export(int argc, char **argv, const volatile sig_atomic_t *stop);
+int cmd_prune(int argc, char **argv, const volatile sig_atomic_t *stop);
 
 #endif

@@ -29,8 +29,9 @@ typedef struct {
     char delimiter;
     int format; /* a cfg_format, or -1: idx when labels is given, else csv */
     int batch;
-    const char *output; /* predict: NULL = stdout */
-    int no_label;       /* predict: the CSV has no label column */
+    const char *output;  /* predict: NULL = stdout */
+    int no_label;        /* predict: the CSV has no label column */
+    const char *compare; /* eval: a reference checkpoint (the fp32 original of an export) */
 } eval_args;
 
 static const char eval_synopsis[] =
@@ -104,6 +105,12 @@ static int parse_args(const char *cmd, int argc, char **argv, eval_args *a)
                        .lo = 1,
                        .hi = 1 << 20,
                        .help = "rows per forward pass (default 256)"},
+                      {.name = "compare",
+                       .kind = CLI_STR,
+                       .dest = &a->compare,
+                       .meta = "CKPT",
+                       .help = "also evaluate CKPT (e.g. the fp32 original of an fp16/int8\n"
+                               "export) and print its figures and the difference"},
                       /* predict only, from here on */
                       {.name = "output",
                        .kind = CLI_STR,
@@ -117,6 +124,8 @@ static int parse_args(const char *cmd, int argc, char **argv, eval_args *a)
                       {0}};
     if (!predict)
         opts[sizeof opts / sizeof opts[0] - 3] = (cli_opt){0};
+    else
+        memmove(&opts[7], &opts[8], 3 * sizeof opts[0]); /* no --compare */
     const cli_spec spec = {.cmd = cmd,
                            .synopsis = predict ? predict_synopsis : eval_synopsis,
                            .opts = opts,
@@ -246,7 +255,12 @@ fail:
 }
 
 /* Classification figures or regression figures of the model on ds, printed to stdout. */
-static int evaluate(ckpt_model *ck, const ds_dataset *ds, int batch,
+typedef struct {
+    double loss, accuracy; /* accuracy: classification only */
+} eval_figures;
+
+/* quiet: compute *fig alone (the --compare reference), print nothing. */
+static int evaluate(ckpt_model *ck, const ds_dataset *ds, int batch, int quiet, eval_figures *fig,
                     const volatile sig_atomic_t *stop, pst_err *err)
 {
     ml_model *net = ckpt_model_net(ck);
@@ -284,6 +298,17 @@ static int evaluate(ckpt_model *ck, const ds_dataset *ds, int batch,
     }
     if (*stop)
         goto cleanup;
+    fig->loss = loss_sum / (double)n;
+    fig->accuracy = 0.0;
+    if (classify) {
+        met_summary s0;
+        met_confusion_summary(cm, &s0);
+        fig->accuracy = s0.accuracy;
+    }
+    if (quiet)
+        goto cleanup;
+    if (strcmp(ckpt_model_dtype(ck), "fp32") != 0)
+        printf("weights: %s (dequantised to fp32 on load)\n", ckpt_model_dtype(ck));
     printf("samples: %lld\nloss: %.6f\n", (long long)n, loss_sum / (double)n);
     if (classify) {
         met_summary s;
@@ -390,6 +415,37 @@ static int write_predictions(ckpt_model *ck, const ds_dataset *ds, int batch, FI
     return PST_OK;
 }
 
+/* eval --compare REF: REF evaluated on the same (already scaled) data -- an export and
+ * its original share the preprocessing -- and the differences printed after CKPT's
+ * figures. REF must be the same model: same input width, outputs and task. */
+static int compare(const eval_args *a, ckpt_model *ck, const ds_dataset *ds,
+                   const eval_figures *fig, eval_figures *ref, const volatile sig_atomic_t *stop,
+                   pst_err *err)
+{
+    ckpt_model *rk = NULL;
+    int rc = ckpt_load(a->compare, a->batch, &rk, err);
+    if (rc)
+        return rc;
+    ml_model *n1 = ckpt_model_net(ck), *n2 = ckpt_model_net(rk);
+    if (ml_model_in_dim(n1) != ml_model_in_dim(n2) ||
+        ml_model_out_dim(n1) != ml_model_out_dim(n2) ||
+        ckpt_model_task(ck) != ckpt_model_task(rk)) {
+        rc = pst_err_set(err, PST_ERR_DATA, "--compare %s: not a model of the same task and shape",
+                         a->compare);
+        goto cleanup;
+    }
+    if ((rc = evaluate(rk, ds, a->batch, 1, ref, stop, err)) || *stop)
+        goto cleanup;
+    printf("\ncompared with %s (%s):\n", a->compare, ckpt_model_dtype(rk));
+    printf("loss: %.6f (%+.6f)\n", ref->loss, fig->loss - ref->loss);
+    if (ckpt_model_task(ck) == DS_TASK_CLASSIFY)
+        printf("accuracy: %.6f\naccuracy drop: %.6f\n", ref->accuracy,
+               ref->accuracy - fig->accuracy);
+cleanup:
+    ckpt_model_destroy(rk);
+    return rc;
+}
+
 static int run(const char *cmd, int argc, char **argv, const volatile sig_atomic_t *stop)
 {
     eval_args a;
@@ -411,7 +467,10 @@ static int run(const char *cmd, int argc, char **argv, const volatile sig_atomic
     if ((rc = ds_scaler_apply(ckpt_model_scaler(ck), ds, &err)))
         goto done;
     if (!predict) {
-        rc = evaluate(ck, ds, a.batch, stop, &err);
+        eval_figures fig, ref;
+        rc = evaluate(ck, ds, a.batch, 0, &fig, stop, &err);
+        if (!rc && a.compare && !*stop)
+            rc = compare(&a, ck, ds, &fig, &ref, stop, &err);
         if (!rc && fflush(stdout) != 0)
             rc = pst_err_set(&err, PST_ERR_IO, "stdout: cannot write: %s", strerror(errno));
         goto done;

@@ -44,6 +44,10 @@ static void usage(FILE *f)
           "                     text sampled from a language model\n"
           "  export CKPT OUTDIR a GPT-2 checkpoint as a Hugging Face folder (model.safetensors,\n"
           "                     config.json)\n"
+          "  export CKPT OUT --dtype fp16|int8\n"
+          "                     a smaller copy of a model checkpoint (dequantised on load)\n"
+          "  prune CKPT OUT --sparsity S\n"
+          "                     magnitude pruning: the smallest weights set to zero\n"
           "  consolidate [JOB.yaml] --resume DIR\n"
           "                     one model file from a distributed run's shard checkpoints\n"
           "  explain CKPT DATA  interpretability PNGs: first-layer weights, saliency maps,\n"
@@ -127,10 +131,12 @@ int main(int argc, char **argv)
         return cmd_plot(argc - 2, argv + 2, &stop_signal);
     if (strcmp(cmd, "status") == 0)
         return cmd_status(argc - 2, argv + 2, &stop_signal);
-    if (strcmp(cmd, "keygen") == 0)
-        return cmd_keygen(argc - 2, argv + 2, &stop_signal);
     if (strcmp(cmd, "export") == 0)
         return cmd_export(argc - 2, argv + 2, &stop_signal);
+    if (strcmp(cmd, "prune") == 0)
+        return cmd_prune(argc - 2, argv + 2, &stop_signal);
+    if (strcmp(cmd, "keygen") == 0)
+        return cmd_keygen(argc - 2, argv + 2, &stop_signal);
     fprintf(stderr, "pstrain: unknown command '%s' (see pstrain --help)\n", cmd);
     return EXIT_USAGE;
 }

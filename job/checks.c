@@ -234,6 +234,10 @@ static int check_model(const cfg_job *job, pst_err *err)
     const ml_model_spec *m = &job->model.spec;
     if (m->nlayers == 0 || !m->layers)
         return pst_err_set(err, E, "model.layers: must list at least one layer");
+    if (job->model.keep_zeros && !job->model.init_from)
+        return pst_err_set(err, E,
+                           "model.keep_zeros: needs model.init_from (the pruned checkpoint whose "
+                           "zeros it keeps)");
     if ((rc = ml_model_spec_check(m, err)))
         return rc;
     const unsigned last = m->nlayers - 1;

@@ -110,6 +110,7 @@ typedef struct {
     cfg_gpt2 gpt2;          /* set: spec.layers are its expansion */
     cfg_lora lora;          /* rank >= 1: adapters written into spec.layers, base frozen */
     char *init_from;        /* fine-tuning: initial weights by name from this checkpoint, or NULL */
+    int keep_zeros;         /* bool: init_from's zero weights stay 0 (a pruned model's mask) */
     const ml_registry *reg; /* the layer types the job was read with (borrowed) */
     int external;           /* bool: the workers' own model (cfg_job_is_library) */
 } cfg_model;

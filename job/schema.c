@@ -50,6 +50,8 @@
  *     init: auto|glorot|he          auto
  *     init_from: path               none (fine-tuning: weights by name from a checkpoint)
  *     lora: {rank, alpha, targets: [attn, mlp]}  rank 0 (LoRA adapters; the base frozen)
+ *     keep_zeros: bool              false (init_from's zero weights stay 0: pruning's mask,
+ *                                   on the servers in distributed jobs)
  *     gpt2: {n_layer, n_head, n_embd, n_positions, vocab_size}  none (instead of layers:
  *                                   core/gpt2.h's layers, loss sequence_crossentropy)
  *     external: bool                false (true: the workers are programs using libpstrain,
@@ -222,6 +224,7 @@ const cyaml_schema_field_t cfg_model_fields[] = {
     CFG_ENUM("loss", cfg_model, spec.loss, loss_names),
     CFG_ENUM("init", cfg_model, spec.init, init_names),
     CFG_STR("init_from", cfg_model, init_from),
+    CYAML_FIELD_BOOL("keep_zeros", CFG_OPT, cfg_model, keep_zeros),
     CYAML_FIELD_MAPPING("gpt2", CFG_OPT, cfg_model, gpt2, gpt2_fields),
     CYAML_FIELD_MAPPING("lora", CFG_OPT, cfg_model, lora, lora_fields),
     CYAML_FIELD_BOOL("external", CFG_OPT, cfg_model, external),

@@ -6,13 +6,11 @@
  *   TOPK  (PUSH only) two frames of nnz entries: uint32 indices into the range, strictly
  *         increasing, then their float32 values; every other float of the range is 0
  *
- * Conversions round to nearest, ties to even, keep the sign of zeros and infinities, keep
- * NaN a (quiet) NaN and handle binary16 subnormals (2^-24 .. 2^-14) exactly. The array
- * encoders saturate a finite float beyond binary16's range (|x| > 65504) to +-65504
- * instead of making it infinite, so a large finite gradient is not taken for a non-finite
- * one; infinities and NaN stay what they are (the server's non-finite check sees them).
- * Portable C: the branch-free forms (after F. Giesen's float_to_half_fast3_rtne and
- * half_to_float) vectorise; F16C is not assumed by the build. */
+ * The conversions are base/half.h's (round to nearest, ties to even, binary16 subnormals
+ * exact, NaN stays a quiet NaN; branch-free, so these loops vectorise). The F16 encoder
+ * here saturates a finite float beyond binary16's range (|x| > 65504) to +-65504 instead
+ * of making it infinite, so a large finite gradient is not taken for a non-finite one;
+ * infinities and NaN stay what they are (the server's non-finite check sees them). */
 #ifndef PSTRAIN_PROTO_WIRE_ENC_H
 #define PSTRAIN_PROTO_WIRE_ENC_H
 
@@ -21,11 +19,6 @@
 
 #include "base/err.h"
 #include "proto/wire.h"
-
-uint16_t wire_f32_to_f16(float x);
-float wire_f16_to_f32(uint16_t h);
-uint16_t wire_f32_to_bf16(float x);
-float wire_bf16_to_f32(uint16_t h);
 
 /* dst (n uint16) = src (n floats) in enc (F16, saturating, or BF16). */
 void wire_enc_halves(wire_enc enc, uint16_t *dst, const float *src, size_t n);

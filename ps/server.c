@@ -534,6 +534,7 @@ static int setup_shard(server *s, const wire_welcome *welcome, pst_err *err)
     if (!(s->handler = srv_handler_create(&hopt, err)))
         return err->code;
     srv_shard_set_nonfinite(s->shard, o->job->cluster.nonfinite);
+    srv_shard_set_keep_zeros(s->shard, o->job->model.keep_zeros);
     if (o->update)
         srv_shard_set_update(s->shard, o->update, o->update_ctx);
     hb_options ho = {.ctx = s->ctx,

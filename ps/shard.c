@@ -76,6 +76,12 @@ struct srv_shard {
     float **bak;      /* (W, len) delay compensation: the weights each worker read */
     float *ms;        /* (len) delay compensation: mean square of the gradients */
     float *gdc;       /* (len) delay compensation: the corrected gradient */
+    /* model.keep_zeros (srv_shard_set_keep_zeros): the pruning mask, the shard positions
+     * whose initial weight (INIT or a restore) was exactly 0, ascending; set back to 0
+     * after every update of a range holding them. */
+    int keep_zeros;
+    uint64_t *zeros; /* (nzeros) */
+    uint64_t nzeros;
 };
 
 static float *alloc_floats(uint64_t n)
@@ -152,6 +158,7 @@ void srv_shard_destroy(srv_shard *sh)
     free(sh->bak);
     free(sh->ms);
     free(sh->gdc);
+    free(sh->zeros);
     free(sh);
 }
 
@@ -198,18 +205,39 @@ void srv_shard_set_update(srv_shard *sh, srv_update_fn fn, void *ctx)
     sh->update_ctx = ctx;
 }
 
+/* w (the weights from shard position lo, n of them) with the masked ones set back to 0. */
+static void hold_zeros(const srv_shard *sh, float *w, uint64_t lo, uint64_t n)
+{
+    uint64_t a = 0, b = sh->nzeros; /* the first mask entry >= lo, by bisection */
+    while (a < b) {
+        uint64_t mid = a + (b - a) / 2;
+        if (sh->zeros[mid] < lo)
+            a = mid + 1;
+        else
+            b = mid;
+    }
+    for (uint64_t k = a; k < sh->nzeros && sh->zeros[k] < lo + n; k++)
+        w[sh->zeros[k] - lo] = 0.0f;
+}
+
 /* The update of [lo, lo + n) (shard coordinates; w and g point at lo) at update t: the
- * optimizer, or the user's rule on each part outside frozen groups (flat coordinates). */
+ * optimizer, or the user's rule on each part outside frozen groups (flat coordinates);
+ * then the pruning mask's weights back to 0 (so momentum or Adam's state cannot revive
+ * them, and no worker's stale gradient either). */
 static void apply(srv_shard *sh, float *w, const float *g, uint64_t lo, uint64_t n, int64_t t,
                   float lr)
 {
     if (!sh->update) {
         opt_apply_groups(&sh->opt, sh->st, w, g, (size_t)lo, (size_t)n, sh->groups, sh->ngroups,
                          lr);
+        if (sh->nzeros)
+            hold_zeros(sh, w, lo, n);
         return;
     }
     if (sh->ngroups == 0) {
         sh->update(sh->update_ctx, w, g, sh->base + lo, n, t, lr);
+        if (sh->nzeros)
+            hold_zeros(sh, w, lo, n);
         return;
     }
     for (int i = 0; i < sh->ngroups; i++) {
@@ -219,6 +247,33 @@ static void apply(srv_shard *sh, float *w, const float *g, uint64_t lo, uint64_t
         if (gr->lr_mult > 0.0f && a < b)
             sh->update(sh->update_ctx, w + (a - lo), g + (a - lo), sh->base + a, b - a, t, lr);
     }
+    if (sh->nzeros)
+        hold_zeros(sh, w, lo, n);
+}
+
+void srv_shard_set_keep_zeros(srv_shard *sh, int on) { sh->keep_zeros = on != 0; }
+
+uint64_t srv_shard_mask_count(const srv_shard *sh) { return sh->nzeros; }
+
+/* Once the weights are whole (the last INIT range, or a restore): the mask is their zeros.
+ * A restore finds the pruned weights still 0 (they were held there), so a resumed run keeps
+ * the mask it had. */
+static int build_mask(srv_shard *sh, pst_err *err)
+{
+    free(sh->zeros);
+    sh->zeros = NULL;
+    sh->nzeros = 0;
+    if (!sh->keep_zeros)
+        return PST_OK;
+    uint64_t n = 0;
+    for (uint64_t i = 0; i < sh->len; i++)
+        n += sh->w[i] == 0.0f;
+    if (!(sh->zeros = malloc((size_t)(n ? n : 1) * sizeof *sh->zeros)))
+        return pst_err_set(err, PST_ERR_NOMEM, "shard: out of memory for the pruning mask");
+    for (uint64_t i = 0; i < sh->len; i++)
+        if (sh->w[i] == 0.0f)
+            sh->zeros[sh->nzeros++] = i;
+    return PST_OK;
 }
 
 int srv_shard_init_range(srv_shard *sh, uint64_t off, const float *w, uint64_t len,
@@ -245,6 +300,8 @@ int srv_shard_init_range(srv_shard *sh, uint64_t off, const float *w, uint64_t l
                            (unsigned long long)(off + bad));
     memcpy(sh->w + (off - sh->base), w, (size_t)len * sizeof(float));
     sh->init_floats += len;
+    if (sh->init_floats == sh->len && (rc = build_mask(sh, err)))
+        return rc;
     *out = SRV_APPLIED;
     return PST_OK;
 }
@@ -708,6 +765,9 @@ int srv_shard_restore(srv_shard *sh, const float *w, int64_t clock, pst_err *err
                            (unsigned long long)(sh->base + bad));
     memcpy(sh->w, w, (size_t)sh->len * sizeof(float));
     sh->init_floats = sh->len;
+    int rc = build_mask(sh, err);
+    if (rc)
+        return rc;
     /* Every worker restarts at the clock (one already done says DONE at once); bsp
      * assembles that clock next, from a clean sum. */
     for (int i = 0; i < sh->nworkers; i++)

@@ -41,6 +41,12 @@ void srv_shard_set_nonfinite(srv_shard *sh, cfg_nonfinite policy);
 typedef void (*srv_update_fn)(void *ctx, float *w, const float *g, uint64_t offset, uint64_t n,
                               int64_t step, float lr);
 void srv_shard_set_update(srv_shard *sh, srv_update_fn fn, void *ctx);
+/* model.keep_zeros (docs/finetuning.md): on, the weights that are exactly 0 once the shard's
+ * weights are whole -- worker 0's INIT, i.e. the pruned model.init_from checkpoint, or a
+ * restored checkpoint -- are the shard's pruning mask, set back to 0 after every update.
+ * Call before the weights arrive. srv_shard_mask_count: the mask's size (0 when off). */
+void srv_shard_set_keep_zeros(srv_shard *sh, int on);
+uint64_t srv_shard_mask_count(const srv_shard *sh);
 void srv_shard_destroy(srv_shard *sh);
 
 uint64_t srv_shard_base(const srv_shard *sh);

@@ -13,6 +13,7 @@
 
 #include <cmocka.h>
 
+#include "base/half.h"
 #include "base/rng.h"
 #include "proto/wire_enc.h"
 #include "worker/compress.h"
@@ -156,8 +157,8 @@ static void test_halves(void **state)
             assert_int_equal(bytes[0], LEN[i] * 2);
             const uint16_t *h = data[0];
             for (uint64_t j = 0; j < LEN[i]; j++)
-                assert_int_equal(h[j], e ? wire_f32_to_bf16(g[OFF[i] + j])
-                                         : wire_f32_to_f16(g[OFF[i] + j]));
+                assert_int_equal(h[j], e ? pst_f32_to_bf16(g[OFF[i] + j])
+                                         : pst_f32_to_f16(g[OFF[i] + j]));
         }
         assert_null(wk_comp_residual(c));
         wk_comp_destroy(c);

@@ -1648,6 +1648,58 @@ static void test_shard_map_groups(void **state)
     assert_memory_equal(a, b, sizeof a);
 }
 
+/* ---- model.keep_zeros: the pruning mask ------------------------------------------------ */
+
+/* The INIT weights' exact zeros stay 0 through asp pushes (each applied at once) with
+ * momentum, whose velocity would otherwise move them; the other weights move. A restored
+ * shard learns the same mask from the restored weights. */
+static void test_keep_zeros(void **state)
+{
+    (void)state;
+    opt_config oc;
+    opt_config_default(&oc, OPT_MOMENTUM);
+    oc.lr = 0.1f;
+    pst_err err = {0};
+    srv_shard *sh = srv_shard_create(10, 6, &oc, CFG_CONS_ASP, 0, 2, &err);
+    assert_non_null(sh);
+    srv_shard_set_keep_zeros(sh, 1);
+    const float w0[6] = {1, 0, -2, 0, 0.5f, 3};
+    const float g[6] = {1, 1, 1, 1, 1, 1};
+    assert_int_equal(init_out(sh, 10, w0, 3), SRV_APPLIED);
+    assert_int_equal(srv_shard_mask_count(sh), 0); /* not whole yet */
+    assert_int_equal(init_out(sh, 13, w0 + 3, 3), SRV_APPLIED);
+    assert_int_equal(srv_shard_mask_count(sh), 2);
+    for (int64_t c = 0; c < 3; c++) {
+        push_ok(sh, 0, c, 10, g, 6);
+        push_ok(sh, 1, c, 10, g, 6);
+    }
+    const float *w = srv_shard_weights(sh, 10);
+    assert_true(w[1] == 0.0f && w[3] == 0.0f);
+    assert_true(w[0] != w0[0] && w[2] != w0[2] && w[4] != w0[4] && w[5] != w0[5]);
+    float saved[6];
+    memcpy(saved, w, sizeof saved);
+    srv_shard_destroy(sh);
+
+    sh = srv_shard_create(10, 6, &oc, CFG_CONS_ASP, 0, 2, &err);
+    assert_non_null(sh);
+    srv_shard_set_keep_zeros(sh, 1);
+    assert_int_equal(srv_shard_restore(sh, saved, 3, &err), PST_OK);
+    assert_int_equal(srv_shard_mask_count(sh), 2);
+    push_ok(sh, 0, 3, 10, g, 6);
+    w = srv_shard_weights(sh, 10);
+    assert_true(w[1] == 0.0f && w[3] == 0.0f && w[0] != saved[0]);
+    srv_shard_destroy(sh);
+
+    /* Off (the default): the zeros train like any weight. */
+    sh = srv_shard_create(10, 6, &oc, CFG_CONS_ASP, 0, 1, &err);
+    assert_non_null(sh);
+    init_all(sh, w0);
+    assert_int_equal(srv_shard_mask_count(sh), 0);
+    push_ok(sh, 0, 0, 10, g, 6);
+    assert_true(srv_shard_weights(sh, 10)[1] != 0.0f);
+    srv_shard_destroy(sh);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1687,6 +1739,7 @@ int main(void)
         cmocka_unit_test(test_restore_ssp_clocks),
         cmocka_unit_test(test_recovery_loss_per_worker),
         cmocka_unit_test(test_rejoin_bsp_between_shards),
+        cmocka_unit_test(test_keep_zeros),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,4 +1,4 @@
-/* tests/test_wire_enc.c -- the wire's float encodings (proto/wire_enc.h): binary16 and
+/* tests/test_wire_enc.c -- the wire's float encodings (proto/wire_enc.h): base/half.h's binary16 and
  * bfloat16 conversions against a reference that finds the nearest representable value by
  * search in double precision (ties to even, overflow, subnormals, signed zeros, inf, NaN),
  * the saturating array encoder, the top-k decoder's checks, and the envelope's encoding
@@ -12,6 +12,7 @@
 
 #include <cmocka.h>
 
+#include "base/half.h"
 #include "base/rng.h"
 #include "proto/wire.h"
 #include "proto/wire_enc.h"
@@ -82,7 +83,7 @@ static int bf16_is_nan(uint16_t h) { return (h & 0x7f80) == 0x7f80 && (h & 0x7f)
 
 static void check_f16(float x)
 {
-    uint16_t got = wire_f32_to_f16(x);
+    uint16_t got = pst_f32_to_f16(x);
     if (isnan(x)) {
         assert_true(f16_is_nan(got));
         assert_int_equal(got & 0x8000, signbit(x) ? 0x8000 : 0);
@@ -94,7 +95,7 @@ static void check_f16(float x)
 
 static void check_bf16(float x)
 {
-    uint16_t got = wire_f32_to_bf16(x);
+    uint16_t got = pst_f32_to_bf16(x);
     if (isnan(x)) {
         assert_true(bf16_is_nan(got));
         assert_int_equal(got & 0x8000, signbit(x) ? 0x8000 : 0);
@@ -109,11 +110,11 @@ static void test_f16_every_code(void **state)
 {
     (void)state;
     for (uint32_t h = 0; h < 0x10000; h++) {
-        float f = wire_f16_to_f32((uint16_t)h);
+        float f = pst_f16_to_f32((uint16_t)h);
         uint32_t a = h & 0x7fff;
         if (a > 0x7c00) {
             assert_true(isnan(f));
-            assert_true(f16_is_nan(wire_f32_to_f16(f)));
+            assert_true(f16_is_nan(pst_f32_to_f16(f)));
             continue;
         }
         double want = a == 0x7c00 ? INFINITY : half_value(a);
@@ -121,7 +122,7 @@ static void test_f16_every_code(void **state)
             want = -want;
         if ((double)f != want || (signbit(f) != 0) != ((h & 0x8000) != 0))
             fail_msg("half 0x%04x widened to %a, want %a", h, (double)f, want);
-        assert_int_equal(wire_f32_to_f16(f), h);
+        assert_int_equal(pst_f32_to_f16(f), h);
     }
 }
 
@@ -129,12 +130,12 @@ static void test_bf16_every_code(void **state)
 {
     (void)state;
     for (uint32_t h = 0; h < 0x10000; h++) {
-        float f = wire_bf16_to_f32((uint16_t)h);
+        float f = pst_bf16_to_f32((uint16_t)h);
         assert_int_equal(bits_of(f), h << 16);
         if (isnan(f))
-            assert_true(bf16_is_nan(wire_f32_to_bf16(f)));
+            assert_true(bf16_is_nan(pst_f32_to_bf16(f)));
         else
-            assert_int_equal(wire_f32_to_bf16(f), h);
+            assert_int_equal(pst_f32_to_bf16(f), h);
     }
 }
 
@@ -146,8 +147,8 @@ static void test_f16_rounding(void **state)
     for (uint32_t h = 0; h < 0x7c00; h++) {
         float mid = (float)((half_value(h) + half_value(h + 1)) / 2);
         assert_true((double)mid == (half_value(h) + half_value(h + 1)) / 2);
-        assert_int_equal(wire_f32_to_f16(mid), (h & 1) ? h + 1 : h);
-        assert_int_equal(wire_f32_to_f16(-mid), 0x8000 | ((h & 1) ? h + 1 : h));
+        assert_int_equal(pst_f32_to_f16(mid), (h & 1) ? h + 1 : h);
+        assert_int_equal(pst_f32_to_f16(-mid), 0x8000 | ((h & 1) ? h + 1 : h));
         check_f16(mid);
         check_f16(nextafterf(mid, 0.0f));
         check_f16(nextafterf(mid, INFINITY));
@@ -172,9 +173,9 @@ static void test_f16_rounding(void **state)
                              -1.0f / 3};
     for (size_t i = 0; i < sizeof special / sizeof special[0]; i++)
         check_f16(special[i]);
-    assert_int_equal(wire_f32_to_f16(65520.0f), 0x7c00);
-    assert_int_equal(wire_f32_to_f16(2.9802322e-8f), 0);
-    assert_int_equal(wire_f32_to_f16(-0.0f), 0x8000);
+    assert_int_equal(pst_f32_to_f16(65520.0f), 0x7c00);
+    assert_int_equal(pst_f32_to_f16(2.9802322e-8f), 0);
+    assert_int_equal(pst_f32_to_f16(-0.0f), 0x8000);
     rng_state r;
     rng_seed(&r, 14);
     for (int i = 0; i < 200000; i++) {
@@ -194,15 +195,15 @@ static void test_bf16_rounding(void **state)
         if (h + 1 == 0x7f80)
             break;
         float mid = (float)((lo + hi) / 2);
-        assert_int_equal(wire_f32_to_bf16(mid), (h & 1) ? h + 1 : h);
+        assert_int_equal(pst_f32_to_bf16(mid), (h & 1) ? h + 1 : h);
         check_bf16(nextafterf(mid, 0.0f));
         check_bf16(nextafterf(mid, INFINITY));
     }
     const float special[] = {0.0f, -0.0f, INFINITY, -INFINITY, NAN, 3.4028235e38f, 1e-45f};
     for (size_t i = 0; i < sizeof special / sizeof special[0]; i++)
         check_bf16(special[i]);
-    assert_int_equal(wire_f32_to_bf16(3.4028235e38f), 0x7f80);         /* rounds up to inf */
-    assert_true(bf16_is_nan(wire_f32_to_bf16(float_of(0x7f800001u)))); /* payload low only */
+    assert_int_equal(pst_f32_to_bf16(3.4028235e38f), 0x7f80);         /* rounds up to inf */
+    assert_true(bf16_is_nan(pst_f32_to_bf16(float_of(0x7f800001u)))); /* payload low only */
     rng_state r;
     rng_seed(&r, 15);
     for (int i = 0; i < 200000; i++)
@@ -225,8 +226,8 @@ static void test_arrays(void **state)
     assert_true(back[2] == 65504.0f && back[3] == -65504.0f);
     assert_true(isinf(back[4]) && back[4] > 0 && isinf(back[5]) && back[5] < 0);
     assert_true(isnan(back[6]));
-    assert_true(back[7] == wire_f16_to_f32(wire_f32_to_f16(1e-7f)));
-    assert_true(back[8] == wire_f16_to_f32(wire_f32_to_f16(0.1f)));
+    assert_true(back[7] == pst_f16_to_f32(pst_f32_to_f16(1e-7f)));
+    assert_true(back[8] == pst_f16_to_f32(pst_f32_to_f16(0.1f)));
     wire_enc_halves(WIRE_ENC_BF16, half, src, 9);
     memcpy(buf + 1, half, sizeof half);
     wire_dec_halves(WIRE_ENC_BF16, back, buf + 1, 9);
@@ -235,7 +236,7 @@ static void test_arrays(void **state)
     assert_memory_equal(aligned, back, sizeof back);
     for (int i = 0; i < 9; i++)
         if (!isnan(src[i]))
-            assert_true(back[i] == wire_bf16_to_f32(wire_f32_to_bf16(src[i])));
+            assert_true(back[i] == pst_bf16_to_f32(pst_f32_to_bf16(src[i])));
     assert_true(isnan(back[6]));
 }
 

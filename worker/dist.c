@@ -485,6 +485,8 @@ static int build_model(worker *w, pst_err *err)
      * only to leave it unused. A shallow copy: it shares the job's strings and layers. */
     w->trainer_job = *job;
     w->trainer_job.optimizer.kind = OPT_SGD;
+    /* model.keep_zeros: the servers hold the mask (ps/shard.h), learnt from the INIT
+     * weights this worker's init_from gives; the trainer's own copy is unused here. */
     if (!(w->tr = wk_trainer_create(&w->trainer_job, w->data.train, o->rank, err)))
         return err->code;
     w->model = wk_trainer_model(w->tr);

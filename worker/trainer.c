@@ -1,6 +1,7 @@
 /* worker/trainer.c -- see trainer.h. */
 #include "trainer.h"
 #include "sparse.h"
+#include "worker/mask.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -30,11 +31,12 @@ struct wk_trainer {
     size_t frozen; /* parameters of frozen layers */
     int has_init;  /* model.init_from was loaded: init_rep says what */
     ckpt_init_report init_rep;
-    int batch;   /* B */
-    int accum;   /* micro-batches of B per update (train.accumulate) */
-    float *gacc; /* (P) the step's summed gradient when accum > 1 */
-    int in_dim;  /* D */
-    int out_dim; /* K */
+    wk_mask *mask; /* model.keep_zeros: the pruned weights held at 0 (worker/mask.h) */
+    int batch;     /* B */
+    int accum;     /* micro-batches of B per update (train.accumulate) */
+    float *gacc;   /* (P) the step's summed gradient when accum > 1 */
+    int in_dim;    /* D */
+    int out_dim;   /* K */
     int classify;
     int lm;          /* sequence_crossentropy: targets (N, T = D) are next-token ids */
     float *bx;       /* (B, D) gathered batch */
@@ -138,6 +140,10 @@ static int setup_finetune(wk_trainer *t, pst_err *err)
             return pst_err_prefix(err, "model.init_from");
         }
         t->has_init = 1;
+        if (spec->keep_zeros && !(t->mask = wk_mask_create(m, err))) {
+            free(loaded);
+            return PST_ERR_NOMEM;
+        }
     }
     for (int i = 0; i < nseg; i++) {
         const ml_segment *sg = ml_model_segment(m, i);
@@ -254,6 +260,7 @@ void wk_trainer_destroy(wk_trainer *t)
     free(t->eval_idx);
     opt_state_destroy(t->opt);
     free(t->groups);
+    wk_mask_destroy(t->mask);
     free(t->gacc);
     free(t->bx);
     free(t->blabel);
@@ -504,6 +511,8 @@ int wk_trainer_apply_local(wk_trainer *t, pst_err *err)
     opt_tick(t->opt);
     opt_apply_groups(oc, t->opt, ml_model_params(t->model), ml_model_grads(t->model), 0,
                      ml_model_nparams(t->model), t->groups, t->ngroups, opt_lr_at(oc, t->step));
+    if (t->mask)
+        wk_mask_apply(t->mask, ml_model_params(t->model));
     t->step++;
     return t->sp ? wk_sparse_apply_local(t->sp, t->model, err) : PST_OK;
 }
