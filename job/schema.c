@@ -366,9 +366,10 @@ static const struct {
      * and a checkpoint resumes under another. */
     {cluster_fields, "compression", CFG_FP_NEVER},
     {cluster_fields, "topk_ratio", CFG_FP_NEVER},
-    {cfg_job_fields, "sparse", CFG_FP_UNLESS_DEFAULT},     /* embedding tables' rule and bounds */
-    {cfg_model_fields, "external", CFG_FP_UNLESS_DEFAULT}, /* library workers' own model */
-    {cfg_model_fields, "lora", CFG_FP_UNLESS_DEFAULT},     /* LoRA adapters */
+    {cfg_job_fields, "sparse", CFG_FP_UNLESS_DEFAULT},       /* embedding tables' rule and bounds */
+    {cfg_model_fields, "external", CFG_FP_UNLESS_DEFAULT},   /* library workers' own model */
+    {cfg_model_fields, "lora", CFG_FP_UNLESS_DEFAULT},       /* LoRA adapters */
+    {cfg_model_fields, "keep_zeros", CFG_FP_UNLESS_DEFAULT}, /* pruning's mask held */
 };
 
 cfg_fp_rule cfg_field_fp_rule(const cyaml_schema_field_t *f)
