@@ -47,7 +47,7 @@
  *     loss: categorical_crossentropy|binary_crossentropy|mse   categorical_crossentropy
  *     init: auto|glorot|he          auto
  *     init_from: path               none (fine-tuning: weights by name from a checkpoint)
- *     gpt2: {n_layer, n_head, n_embd, n_positions, vocab_size}  none (instead of layers:
+ *     gpt2: {n_layer, n_head, n_embd, n_positions, vocab_size, dropout}  none (instead of layers:
  *                                   core/gpt2.h's layers, loss sequence_crossentropy)
  *     external: bool                false (true: the workers are programs using libpstrain,
  *                                   which declare the model's tensors; no layers, no data)
@@ -195,6 +195,7 @@ static const cyaml_schema_field_t gpt2_fields[] = {
     CYAML_FIELD_INT("n_embd", CFG_OPT, cfg_gpt2, n_embd),
     CYAML_FIELD_INT("n_positions", CFG_OPT, cfg_gpt2, n_positions),
     CYAML_FIELD_INT("vocab_size", CFG_OPT, cfg_gpt2, vocab_size),
+    CYAML_FIELD_FLOAT("dropout", CFG_OPT_FLOAT, cfg_gpt2, dropout),
     CYAML_FIELD_END};
 
 const cyaml_schema_field_t cfg_model_fields[] = {
