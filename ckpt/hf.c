@@ -161,12 +161,11 @@ static char *config_json(const ml_gpt2_config *c)
     const struct {
         const char *key;
         double v;
-    } nums[] = {{"attn_pdrop", 0.0},          {"embd_pdrop", 0.0},
-                {"resid_pdrop", 0.0},         {"initializer_range", 0.02},
-                {"layer_norm_epsilon", 1e-5}, {"n_ctx", c->n_positions},
-                {"n_embd", c->n_embd},        {"n_head", c->n_head},
-                {"n_layer", c->n_layer},      {"n_positions", c->n_positions},
-                {"vocab_size", c->vocab_size}};
+    } nums[] = {
+        {"attn_pdrop", c->dropout},      {"embd_pdrop", c->dropout},   {"resid_pdrop", c->dropout},
+        {"initializer_range", 0.02},     {"layer_norm_epsilon", 1e-5}, {"n_ctx", c->n_positions},
+        {"n_embd", c->n_embd},           {"n_head", c->n_head},        {"n_layer", c->n_layer},
+        {"n_positions", c->n_positions}, {"vocab_size", c->vocab_size}};
     for (int i = 0; i < NELEM(nums); i++)
         if (!cJSON_AddNumberToObject(o, nums[i].key, nums[i].v))
             goto cleanup;

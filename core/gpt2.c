@@ -6,6 +6,7 @@
 #include <string.h>
 
 #define LAYERS_PER_BLOCK 7
+#define DROPS_PER_BLOCK 2 /* with dropout: after attention and after the MLP */
 
 static char *dup(const char *s)
 {
@@ -47,6 +48,24 @@ static ml_layer_spec *add(ml_model_spec *s, const ml_layer_ops *ops, const char 
     return L;
 }
 
+static void set_float(ml_layer_spec *L, const char *key, double v)
+{
+    int k = ml_layer_key_find(L->ops, key);
+    if (k >= 0)
+        L->val[k].f = v;
+}
+
+/* With dropout p > 0: a dropout layer `name` reading `from` (NULL: the previous layer),
+ * and name is what the next layer reads; else from itself. */
+static const char *drop(ml_model_spec *s, const ml_gpt2_config *c, const char *name,
+                        const char *from, int *oom)
+{
+    if (c->dropout <= 0.0)
+        return from;
+    set_float(add(s, &ml_layer_dropout, name, from, NULL, oom), "rate", c->dropout);
+    return name;
+}
+
 static int check_config(const ml_gpt2_config *c, int t, pst_err *err)
 {
     const int E = PST_ERR_CONFIG;
@@ -60,6 +79,8 @@ static int check_config(const ml_gpt2_config *c, int t, pst_err *err)
     if (c->n_embd % c->n_head != 0)
         return pst_err_set(err, E, "gpt2: n_embd %d is not divisible by n_head %d", c->n_embd,
                            c->n_head);
+    if (!(c->dropout >= 0.0 && c->dropout <= 0.95))
+        return pst_err_set(err, E, "gpt2: dropout %g is outside [0, 0.95]", c->dropout);
     if (t < 1 || t > c->n_positions)
         return pst_err_set(err, E, "gpt2: a context of %d tokens does not fit n_positions %d", t,
                            c->n_positions);
@@ -72,7 +93,7 @@ int ml_gpt2_spec(ml_model_spec *s, const ml_gpt2_config *c, pst_err *err)
     memset(s, 0, sizeof *s);
     if (check_config(c, t, err))
         return PST_ERR_CONFIG;
-    unsigned total = 2 + LAYERS_PER_BLOCK * (unsigned)c->n_layer + 2;
+    unsigned total = 3 + (LAYERS_PER_BLOCK + DROPS_PER_BLOCK) * (unsigned)c->n_layer + 2;
     if (!(s->layers = calloc(total, sizeof *s->layers)))
         return pst_err_set(err, PST_ERR_NOMEM, "gpt2: out of memory");
     s->loss = ML_LOSS_SEQ_CCE;
@@ -84,6 +105,9 @@ int ml_gpt2_spec(ml_model_spec *s, const ml_gpt2_config *c, pst_err *err)
     set_int(L, "tokens", t);
     set_int(L, "positions", c->n_positions);
     char x[ML_NAME_MAX + 1] = "wpe", nm[ML_NAME_MAX + 1], r1[ML_NAME_MAX + 1];
+    char dn[ML_NAME_MAX + 1];
+    if (drop(s, c, "drop", NULL, &oom))
+        snprintf(x, sizeof x, "drop");
     for (int i = 0; i < c->n_layer; i++) {
         snprintf(nm, sizeof nm, "h%d_ln_1", i);
         set_int(add(s, &ml_layer_layernorm, nm, x, NULL, &oom), "tokens", t);
@@ -91,8 +115,11 @@ int ml_gpt2_spec(ml_model_spec *s, const ml_gpt2_config *c, pst_err *err)
         L = add(s, &ml_layer_attention, nm, NULL, NULL, &oom);
         set_int(L, "tokens", t);
         set_int(L, "heads", c->n_head);
+        if (c->dropout > 0.0)
+            set_float(L, "dropout", c->dropout);
+        snprintf(dn, sizeof dn, "h%d_attn_drop", i);
         snprintf(r1, sizeof r1, "h%d_res1", i);
-        add(s, &ml_layer_add, r1, x, nm, &oom);
+        add(s, &ml_layer_add, r1, x, drop(s, c, dn, NULL, &oom) == dn ? dn : nm, &oom);
         snprintf(nm, sizeof nm, "h%d_ln_2", i);
         set_int(add(s, &ml_layer_layernorm, nm, NULL, NULL, &oom), "tokens", t);
         snprintf(nm, sizeof nm, "h%d_mlp_fc", i);
@@ -104,8 +131,10 @@ int ml_gpt2_spec(ml_model_spec *s, const ml_gpt2_config *c, pst_err *err)
         L = add(s, &ml_layer_token_dense, nm, NULL, NULL, &oom);
         set_int(L, "tokens", t);
         set_int(L, "units", c->n_embd);
+        snprintf(dn, sizeof dn, "h%d_mlp_drop", i);
+        const char *mo = drop(s, c, dn, NULL, &oom) == dn ? dn : nm;
         snprintf(x, sizeof x, "h%d_res2", i);
-        add(s, &ml_layer_add, x, r1, nm, &oom);
+        add(s, &ml_layer_add, x, r1, mo, &oom);
     }
     set_int(add(s, &ml_layer_layernorm, "ln_f", NULL, NULL, &oom), "tokens", t);
     L = add(s, &ml_layer_lm_head, "head", NULL, NULL, &oom);
@@ -156,8 +185,10 @@ int ml_gpt2_config_of(const ml_model_spec *s, ml_gpt2_config *c, pst_err *err)
 {
     memset(c, 0, sizeof *c);
     const int E = PST_ERR_CONFIG;
+    /* with dropout a `drop` layer follows wpe and each block has two more */
+    int dr = s->nlayers > 2 && s->layers[2].ops == &ml_layer_dropout;
     if (s->nlayers < 2 + LAYERS_PER_BLOCK + 2 || s->layers[0].ops != &ml_layer_token_embedding ||
-        s->layers[1].ops != &ml_layer_pos_embedding || s->layers[3].ops != &ml_layer_attention)
+        s->layers[1].ops != &ml_layer_pos_embedding || s->layers[3 + dr].ops != &ml_layer_attention)
         return pst_err_set(err, E,
                            "not a GPT-2: the layers do not start token_embedding, "
                            "pos_embedding, layernorm, attention");
@@ -165,8 +196,10 @@ int ml_gpt2_config_of(const ml_model_spec *s, ml_gpt2_config *c, pst_err *err)
     c->n_embd = get_int(&s->layers[0], "dim");
     c->context = get_int(&s->layers[1], "tokens");
     c->n_positions = get_int(&s->layers[1], "positions");
-    c->n_head = get_int(&s->layers[3], "heads");
-    c->n_layer = (int)((s->nlayers - 4) / LAYERS_PER_BLOCK);
+    c->n_head = get_int(&s->layers[3 + dr], "heads");
+    c->n_layer = (int)((s->nlayers - 4 - dr) / (LAYERS_PER_BLOCK + dr * DROPS_PER_BLOCK));
+    if (dr)
+        c->dropout = s->layers[2].val[ml_layer_key_find(&ml_layer_dropout, "rate")].f;
     if (c->context == c->n_positions)
         c->context = 0;
     ml_model_spec g;

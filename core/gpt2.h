@@ -7,14 +7,17 @@
  * The layers, in order (names as given; "hI_" for block I):
  *   wte       token_embedding  vocab V, dim C                (input: the ids)
  *   wpe       pos_embedding    tokens T, positions P
- *   per block I (x = wpe for I = 0, else h(I-1)_res2):
+ *   drop      dropout          rate p            (only with dropout p > 0: embd_pdrop)
+ *   per block I (x = drop or wpe for I = 0, else h(I-1)_res2):
  *   hI_ln_1   layernorm        (x)
- *   hI_attn   attention        heads H
- *   hI_res1   add              x + hI_attn
+ *   hI_attn   attention        heads H, dropout p (on the probabilities: attn_pdrop)
+ *   hI_attn_drop dropout       rate p            (only with p > 0: resid_pdrop)
+ *   hI_res1   add              x + hI_attn (or hI_attn_drop)
  *   hI_ln_2   layernorm
  *   hI_mlp_fc token_dense      units 4C, activation gelu
  *   hI_mlp_proj token_dense    units C
- *   hI_res2   add              hI_res1 + hI_mlp_proj
+ *   hI_mlp_drop dropout        rate p            (only with p > 0: resid_pdrop)
+ *   hI_res2   add              hI_res1 + hI_mlp_proj (or hI_mlp_drop)
  *   ln_f      layernorm
  *   head      lm_head          vocab V, tie: wte
  *
@@ -30,6 +33,8 @@
  *   hI_mlp_fc.weight (C, 4C), .bias   h.I.mlp.c_fc.weight, .bias
  *   hI_mlp_proj.weight (4C, C), .bias h.I.mlp.c_proj.weight, .bias
  *   ln_f.weight, .bias (C)            ln_f.weight, .bias
+ * (dropout layers have no tensors, so p does not change the layout or the names;
+ * with p = 0 the model is the one without dropout, layer for layer.)
  * (the head has no tensor of its own: lm_head.weight is wte). HF's attn.bias / masked_bias
  * buffers are the causal mask, not parameters. ml_gpt2_hf_name gives the mapping. */
 #ifndef PSTRAIN_CORE_GPT2_H
@@ -42,7 +47,8 @@
 
 typedef struct {
     int n_layer, n_head, n_embd, n_positions, vocab_size;
-    int context; /* T, tokens per sample; 0: n_positions */
+    int context;    /* T, tokens per sample; 0: n_positions */
+    double dropout; /* p, GPT-2's embd/attn/resid_pdrop alike, in [0, 0.95]; 0: none */
 } ml_gpt2_config;
 
 /* Fills s (malloc'd: ml_model_spec_fini frees it) with the layers above and loss

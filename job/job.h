@@ -89,6 +89,7 @@ typedef struct {
  * (ml_gpt2_spec, context data.context) instead of a layer list; all 0: not set. */
 typedef struct {
     int n_layer, n_head, n_embd, n_positions, vocab_size;
+    double dropout; /* embd/attn/resid_pdrop alike (core/gpt2.h); 0: none */
 } cfg_gpt2;
 
 /* model.lora: LoRA adapters (core/layers/lora.h) of rank r on the projections of the

@@ -436,6 +436,7 @@ int cfg_gpt2_expand(cfg_job *job, pst_err *err)
                         .n_embd = g->n_embd,
                         .n_positions = g->n_positions,
                         .vocab_size = g->vocab_size,
+                        .dropout = g->dropout,
                         .context = job->data.context};
     ml_model_spec s;
     pst_err why = {0};

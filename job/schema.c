@@ -52,7 +52,7 @@
  *     lora: {rank, alpha, targets: [attn, mlp]}  rank 0 (LoRA adapters; the base frozen)
  *     keep_zeros: bool              false (init_from's zero weights stay 0: pruning's mask,
  *                                   on the servers in distributed jobs)
- *     gpt2: {n_layer, n_head, n_embd, n_positions, vocab_size}  none (instead of layers:
+ *     gpt2: {n_layer, n_head, n_embd, n_positions, vocab_size, dropout}  none (instead of layers:
  *                                   core/gpt2.h's layers, loss sequence_crossentropy)
  *     external: bool                false (true: the workers are programs using libpstrain,
  *                                   which declare the model's tensors; no layers, no data)
@@ -208,6 +208,7 @@ static const cyaml_schema_field_t gpt2_fields[] = {
     CYAML_FIELD_INT("n_embd", CFG_OPT, cfg_gpt2, n_embd),
     CYAML_FIELD_INT("n_positions", CFG_OPT, cfg_gpt2, n_positions),
     CYAML_FIELD_INT("vocab_size", CFG_OPT, cfg_gpt2, vocab_size),
+    CYAML_FIELD_FLOAT("dropout", CFG_OPT_FLOAT, cfg_gpt2, dropout),
     CYAML_FIELD_END};
 
 static const cyaml_schema_field_t lora_fields[] = {

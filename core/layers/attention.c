@@ -9,13 +9,15 @@
  *   qkv = x Wa + ba                     (N*T, 3C): columns [q | k | v], head h at h*hs
  *   S_h = q_h k_h^T / sqrt(hs)          (T, T) per sample and head, sgemm
  *   P_h = softmax(S_h + causal mask)    row t over s <= t (max-subtracted), 0 above
- *   a_h = P_h v_h                       (T, hs) into columns h*hs of a (N*T, C)
+ *   D_h = dropout(P_h)                  key `dropout` (GPT-2's attn_pdrop), training only
+ *   a_h = D_h v_h                       (T, hs) into columns h*hs of a (N*T, C)
  *   y   = a Wp + bp
  * The layout is Hugging Face's as stored, so a GPT-2 checkpoint's c_attn/c_proj tensors
  * copy in unchanged (a Linear (out, in) layout would be their transpose).
  *
  * The workspace keeps qkv, P and a from forward for backward, plus backward's dqkv, da
- * and one (T, T) dP: N*T*8C + N*H*T*T + T*T floats. Upper-triangle entries of S are
+ * and one (T, T) dP: N*T*8C + N*H*T*T + T*T floats, and with dropout one (T, T) D
+ * (core/layers/drop.h's mask is regenerated from its counter, (b*H + h)*T*T + i, not kept). Upper-triangle entries of S are
  * computed by the sgemm and then masked (a plain batched product; at T = 1024 the
  * wasted half is the price of not writing a triangular kernel). */
 #include <math.h>
@@ -23,11 +25,12 @@
 
 #include <cblas.h>
 
+#include "core/layers/drop.h"
 #include "core/layers/lora.h"
 #include "core/layers/seq.h"
 #include "core/nn.h"
 
-enum { KEY_TOKENS, KEY_HEADS, KEY_LORA_RANK, KEY_LORA_ALPHA };
+enum { KEY_TOKENS, KEY_HEADS, KEY_DROPOUT, KEY_LORA_RANK, KEY_LORA_ALPHA };
 /* LoRA (core/layers/lora.h): adapters on c_attn (A_a, B_a) and c_proj (A_p, B_p). */
 enum { T_AW, T_AB, T_PW, T_PB, T_AA, T_AB_LORA, T_PA, T_PB_LORA };
 
@@ -46,6 +49,13 @@ static const ml_layer_key keys[] = {
                    .max = 1 << 12,
                    .doc = "heads H (C % H == 0)",
                    .flags = ML_KEY_REQUIRED},
+    [KEY_DROPOUT] = {.name = "dropout",
+                     .kind = ML_KEY_FLOAT,
+                     .def = 0.0,
+                     .min = 0.0,
+                     .max = 0.95,
+                     .doc = "share of the attention probabilities zeroed in training "
+                            "(GPT-2's attn_pdrop); none at evaluation"},
     ML_LORA_KEYS(KEY_LORA_RANK, KEY_LORA_ALPHA),
 };
 
@@ -100,13 +110,15 @@ static size_t attn_workspace(const ml_layer *l, int n)
 {
     dims d = dims_of(l);
     size_t nt = (size_t)n * d.t;
-    return nt * 8 * d.c + (size_t)n * d.h * d.t * d.t + (size_t)d.t * d.t + lora_ws(l, n);
+    size_t tt = (size_t)d.t * d.t;
+    return nt * 8 * d.c + (size_t)n * d.h * tt + tt + (l->spec->val[KEY_DROPOUT].f > 0 ? tt : 0) +
+           lora_ws(l, n);
 }
 
 /* Pointers into the workspace for n rows (the layout does not depend on n but the
  * offsets do; forward and backward see the same n). */
 typedef struct {
-    float *qkv, *att, *a, *dqkv, *da, *dp;
+    float *qkv, *att, *a, *dqkv, *da, *dp, *pd;
     float *lora; /* lora_ws floats */
 } ws_parts;
 
@@ -120,7 +132,8 @@ static ws_parts ws_of(const ml_layer *l, dims d, int n)
     w.da = w.dqkv + nt * 3 * d.c;
     w.att = w.da + nt * d.c;
     w.dp = w.att + (size_t)n * d.h * d.t * d.t;
-    w.lora = w.dp + (size_t)d.t * d.t;
+    w.pd = w.dp + (size_t)d.t * d.t;
+    w.lora = w.pd + (l->spec->val[KEY_DROPOUT].f > 0 ? (size_t)d.t * d.t : 0);
     return w;
 }
 
@@ -157,6 +170,18 @@ static void causal_softmax(float *restrict p, int t)
     }
 }
 
+/* D = dropout(P) of block `blk` (sample * H + head) into w.pd in training with a rate,
+ * else P itself. */
+static const float *dropped(const ml_layer *l, ws_parts w, const float *p, int blk, int t)
+{
+    double rate = l->spec->val[KEY_DROPOUT].f;
+    if (!l->training || rate <= 0.0)
+        return p;
+    size_t tt = (size_t)t * t;
+    ml_drop_mask(l, rate, w.pd, p, (size_t)blk * tt, tt);
+    return w.pd;
+}
+
 static void attn_forward(const ml_layer *l, float *y, const float *const *x, const float *const *t,
                          int n)
 {
@@ -177,7 +202,8 @@ static void attn_forward(const ml_layer *l, float *y, const float *const *x, con
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, d.t, d.t, d.hs, scale, q, c3, k,
                         c3, 0.0f, p, d.t);
             causal_softmax(p, d.t);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, d.t, d.hs, d.t, 1.0f, p, d.t, v,
+            const float *pv = dropped(l, w, p, b * d.h + h, d.t);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, d.t, d.hs, d.t, 1.0f, pv, d.t, v,
                         c3, 0.0f, w.a + (size_t)b * d.t * d.c + h * d.hs, d.c);
         }
     ml_linear_forward(y, w.a, t[T_PW], t[T_PB], nt, d.c, d.c);
@@ -221,11 +247,16 @@ static void attn_backward(const ml_layer *l, float *const *dx, float *const *dt,
             float *dq = w.dqkv + off, *dk = dq + d.c, *dv = dq + 2 * d.c;
             const float *p = w.att + ((size_t)b * d.h + h) * d.t * d.t;
             const float *da = w.da + (size_t)b * d.t * d.c + h * d.hs;
-            /* dP = da v^T (T, T);  dv = P^T da (T, hs) */
+            /* dD = da v^T (T, T);  dv = D^T da (T, hs);  dP = dD * mask / (1 - rate) */
+            int blk = b * d.h + h;
+            const float *pv = dropped(l, w, p, blk, d.t);
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, d.t, d.t, d.hs, 1.0f, da, d.c, v,
                         c3, 0.0f, w.dp, d.t);
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, d.t, d.hs, d.t, 1.0f, p, d.t, da,
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, d.t, d.hs, d.t, 1.0f, pv, d.t, da,
                         d.c, 0.0f, dv, c3);
+            if (pv != p)
+                ml_drop_mask(l, l->spec->val[KEY_DROPOUT].f, w.dp, w.dp, (size_t)blk * d.t * d.t,
+                             (size_t)d.t * d.t);
             softmax_bwd(w.dp, p, d.t);
             /* dq = scale dS k;  dk = scale dS^T q */
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, d.t, d.hs, d.t, scale, w.dp, d.t,

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "core/layer.h"
+#include "core/layers/drop.h"
 
 enum { KEY_RATE };
 
@@ -42,10 +43,9 @@ static int dropout_shape(ml_layer *l, pst_err *err)
     return PST_OK;
 }
 
-/* y = x * mask * scale over len elements; y may be x (in place). */
-static void apply_mask(const ml_layer *l, float *y, const float *x, size_t len)
+void ml_drop_mask(const ml_layer *l, double rate, float *y, const float *x, size_t first,
+                  size_t len)
 {
-    double rate = l->spec->val[KEY_RATE].f;
     if (!l->training || rate <= 0.0) {
         if (y != x)
             memcpy(y, x, sizeof *y * len);
@@ -55,8 +55,14 @@ static void apply_mask(const ml_layer *l, float *y, const float *x, size_t len)
     uint64_t cut = (uint64_t)(rate * 4294967296.0);
     float scale = (float)(1.0 / (1.0 - rate));
     uint64_t key = mix64(l->seed ^ mix64(0x9e3779b97f4a7c15ull * (uint64_t)(l->index + 1)));
-    for (size_t i = 0; i < len; i++)
-        y[i] = (mix64(key + 0x9e3779b97f4a7c15ull * i) >> 32) >= cut ? x[i] * scale : 0.0f;
+    for (size_t j = 0, i = first; j < len; j++, i++)
+        y[j] = (mix64(key + 0x9e3779b97f4a7c15ull * i) >> 32) >= cut ? x[j] * scale : 0.0f;
+}
+
+/* y = x * mask * scale over len elements; y may be x (in place). */
+static void apply_mask(const ml_layer *l, float *y, const float *x, size_t len)
+{
+    ml_drop_mask(l, l->spec->val[KEY_RATE].f, y, x, 0, len);
 }
 
 static void dropout_forward(const ml_layer *l, float *y, const float *const *x,
