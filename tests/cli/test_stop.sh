@@ -51,7 +51,7 @@ kill -TERM $job
 wait_job a 20
 [ $code -eq 143 ] || { tail -20 a.err >&2; fail "stopped job exited $code, expected 143"; }
 clock=$(one_clock a)
-[ "$clock" -gt 20 ] && [ "$clock" -lt 300 ] || fail "stop checkpoint of clock $clock, not mid-run"
+[ "$clock" -ge 20 ] && [ "$clock" -lt 300 ] || fail "stop checkpoint of clock $clock, not mid-run"
 expect_in a.err "coordinator warn: job stopped \(signal 15\) with workers at clocks"
 expect_in a.err "server\[0\] info: checkpoint of clock $clock:"
 expect_in a.err "server\[1\] info: checkpoint of clock $clock:"
