@@ -16,7 +16,7 @@ extern char **environ;
 int cli_gp_find(const char *name, char *buf, size_t size)
 {
     const char *path = getenv("PATH");
-    if (!path || !*path)
+    if (!buf || size == 0 || !path || !*path) /* buf checked: GCC's -Wformat-truncation */
         return 0;
     for (const char *p = path;;) {
         size_t len = strcspn(p, ":");
