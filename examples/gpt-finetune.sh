@@ -59,22 +59,25 @@ run() { "$pstrain" "$@" 2> >(grep -E "epoch|init_from|validation:" >&2); }
 ppl() { "$pstrain" eval "$1" "$out/target-test.txt" | sed -n 's/^perplexity: //p'; }
 sample() { "$pstrain" generate "$1" --prompt "$2" --max-tokens 60 --temperature 0.8 --top-k 40 --seed 1; }
 
-# 2. Pretrain on the fortunes; 3. fine-tune (all weights) on the licences; 4. the same
-# budget from scratch on the licences.
+# 2. Pretrain on the fortunes; 3. fine-tune on the licences (all weights, then LoRA
+# adapters only); 4. the same budget from scratch on the licences.
 run train "$job" --train "$out/pretrain.txt" --epochs "$pre_epochs" --output "$out/pretrain"
 run train "$job" --train "$out/target-train.txt" --epochs "$ft_epochs" \
   --model.init_from "$out/pretrain/model.safetensors" --output "$out/finetune"
+run train "$job" --train "$out/target-train.txt" --epochs "$ft_epochs" \
+  --model.init_from "$out/pretrain/model.safetensors" --model.lora.rank 4 --output "$out/lora"
 run train "$job" --train "$out/target-train.txt" --epochs "$ft_epochs" --output "$out/scratch"
 
 # 5. Perplexity on the held-out licence text, and samples.
-p_pre=$(ppl "$out/pretrain") p_ft=$(ppl "$out/finetune") p_sc=$(ppl "$out/scratch")
+p_pre=$(ppl "$out/pretrain") p_ft=$(ppl "$out/finetune") p_lora=$(ppl "$out/lora")
+p_sc=$(ppl "$out/scratch")
 prompt="You may "
 {
   echo "| model | training | perplexity on target-test.txt |"
   echo "|:--|:--|--:|"
   echo "| pretrained (before fine-tuning) | $pre_epochs epoch(s) on pretrain.txt | $p_pre |"
   echo "| fine-tuned (full) | + $ft_epochs epoch(s) on target-train.txt | $p_ft |"
-  echo "| <!-- LoRA row: the lead adds it after merging h-lora --> LoRA | (slot) | (slot) |"
+  echo "| fine-tuned (LoRA rank 4, alpha 8) | + $ft_epochs epoch(s) on target-train.txt, adapters only | $p_lora |"
   echo "| from scratch | $ft_epochs epoch(s) on target-train.txt | $p_sc |"
   echo
   echo "sample before fine-tuning (prompt \"$prompt\"):"

@@ -9,10 +9,10 @@ source "$(dirname "$0")/lib.sh"
 expect_exit 0 env PSTRAIN="$PSTRAIN" bash "$SRC/examples/gpt-finetune.sh" --out ex \
   --pre-epochs 1 --ft-epochs 1 --max-bytes 6000
 cat out.txt
-for row in "pretrained \(before fine-tuning\)" "fine-tuned \(full\)" "from scratch"; do
+for row in "pretrained \(before fine-tuning\)" "fine-tuned \(full\)" "fine-tuned \(LoRA rank 4, alpha 8\)" \
+           "from scratch"; do
   expect_in out.txt "^\| $row \| .* \| [0-9]+\.[0-9]+ \|$"
 done
-expect_in out.txt "LoRA"
 expect_in out.txt "^sample after fine-tuning:"
 expect_in out.txt "^You may "
 expect_in err.txt "init_from .*pretrain/model.safetensors: 28 tensor\(s\) loaded"
