@@ -12,21 +12,8 @@ source "$(dirname "$0")/lib.sh"
 
 FM=/usr/share/datasets/fashion-mnist
 [ -f $FM/train-images-idx3-ubyte.gz ] || { echo "Fashion-MNIST not installed: skipped"; exit 77; }
-/usr/bin/python3 - "$FM" <<'PY' || fail "could not cut the Fashion-MNIST slice"
-import gzip, struct, sys
-src = sys.argv[1]
-for part, n in (("train", 400), ("t10k", 200)):
-    with gzip.open(f"{src}/{part}-images-idx3-ubyte.gz") as f:
-        magic, _, r, c = struct.unpack(">IIII", f.read(16))
-        pix = f.read(n * r * c)
-    with gzip.open(f"{part}-images.gz", "wb") as f:
-        f.write(struct.pack(">IIII", magic, n, r, c) + pix)
-    with gzip.open(f"{src}/{part}-labels-idx1-ubyte.gz") as f:
-        magic, _ = struct.unpack(">II", f.read(8))
-        lab = f.read(n)
-    with gzip.open(f"{part}-labels.gz", "wb") as f:
-        f.write(struct.pack(">II", magic, n) + lab)
-PY
+/usr/bin/python3 "$SRC/tests/cli/fmnist_slice.py" "$FM" 400 200 \
+  || fail "could not cut the Fashion-MNIST slice"
 DATA=(--train train-images.gz --data.train_labels train-labels.gz --test t10k-images.gz
       --data.test_labels t10k-labels.gz --data.validation_split 0 --epochs 2
       --checkpoint.enabled false)
