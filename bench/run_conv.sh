@@ -50,24 +50,11 @@ bench_need_fmnist "$smoke"
 # The slice torch_cnn.py trains on: the first 128 x (S + 3) images (its 3 warm-up steps
 # too; pstrain takes the first 128 x S of them in its own shuffled order).
 n=$((128 * steps))
-"$py" - "$fm" "$tmp" "$n" << 'PY'
-import gzip, struct, sys
-src, dst, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
-with gzip.open(f"{src}/train-images-idx3-ubyte.gz") as f:
-    magic, _, r, c = struct.unpack(">IIII", f.read(16))
-    pix = f.read(n * r * c)
-with gzip.open(f"{dst}/images.gz", "wb", compresslevel=1) as f:
-    f.write(struct.pack(">IIII", magic, n, r, c) + pix)
-with gzip.open(f"{src}/train-labels-idx1-ubyte.gz") as f:
-    magic, _ = struct.unpack(">II", f.read(8))
-    lab = f.read(n)
-with gzip.open(f"{dst}/labels.gz", "wb") as f:
-    f.write(struct.pack(">II", magic, n) + lab)
-PY
+(cd "$tmp" && "$py" "$root/tests/cli/fmnist_slice.py" "$fm" "$n" 0)
 
 run_pstrain() { # DIR
-  "$pstrain" train "$root/examples/fashion-mnist-cnn.yaml" --epochs 1 --train "$tmp/images.gz" \
-    --data.train_labels "$tmp/labels.gz" --test "" --data.test_labels "" --data.validation_split 0 \
+  "$pstrain" train "$root/examples/fashion-mnist-cnn.yaml" --epochs 1 --train "$tmp/train-images.gz" \
+    --data.train_labels "$tmp/train-labels.gz" --test "" --data.test_labels "" --data.validation_split 0 \
     --optimizer.schedule constant --checkpoint.enabled false --output "$1" > "$1.log" 2>&1 ||
     { echo "run_conv.sh: pstrain failed; its log:" >&2; cat "$1.log" >&2; exit 1; }
 }
