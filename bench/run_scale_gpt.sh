@@ -117,50 +117,9 @@ echo "load:      $(cut -d' ' -f1-3 /proc/loadavg) (1/5/15-min load average at st
 echo "model:     n_layer $L, n_head $H, n_embd $C, n_positions $NP, vocab $V; context $ctx, batch $batch per worker, $steps steps"
 echo
 
-start=$(date +%s.%N)
-OPENBLAS_NUM_THREADS=1 "$pstrain" local "$tmp/job.yaml" > "$tmp/run.log" 2>&1 &
-launcher=$!
-declare -A hwm role
-min_avail=$avail_kb
-aborted=0
-while kill -0 "$launcher" 2>/dev/null; do
-  for pid in $(pgrep -f -- "$tmp/job.yaml" || true); do
-    [ "$pid" = "$launcher" ] && continue
-    d=/proc/$pid
-    cmd=$( { tr '\0' ' ' < "$d/cmdline"; } 2>/dev/null ) || continue
-    h=$(awk '/^VmHWM/ { print $2 }' "$d/status" 2>/dev/null) || continue
-    [ -n "$h" ] || continue
-    if [ -z "${role[$pid]:-}" ]; then
-      set -- $cmd
-      case "$2" in
-        coordinator) role[$pid]=coordinator ;;
-        server|worker) role[$pid]="$2[$(echo "$cmd" | sed -n 's/.*--rank \([0-9]*\).*/\1/p')]" ;;
-        *) continue ;;
-      esac
-    fi
-    if [ "$h" -gt "${hwm[$pid]:-0}" ]; then hwm[$pid]=$h; fi
-  done
-  a=$(awk '/MemAvailable/ { print $2 }' /proc/meminfo)
-  [ "$a" -lt "$min_avail" ] && min_avail=$a
-  if [ "$a" -lt $((2 * 1024 * 1024)) ]; then
-    echo "run_scale_gpt.sh: MemAvailable fell to $((a >> 10)) MiB: stopping the run" >&2
-    kill -TERM "$launcher" 2>/dev/null || true
-    aborted=1
-    break
-  fi
-  sleep 0.2
-done
-set +e
-wait "$launcher"
-code=$?
-set -e
-launcher=
-end=$(date +%s.%N)
-if [ "$code" -ne 0 ] || [ "$aborted" = 1 ]; then
-  echo "run_scale_gpt.sh: the run failed (exit $code); its log:" >&2
-  tail -30 "$tmp/run.log" >&2
-  exit 1
-fi
+BENCH=run_scale_gpt.sh
+source "$root/bench/watch.sh"
+bench_run_watched
 
 grep -E "job finished|epoch 1:|done at clock|parameters|shard \[" "$tmp/run.log" | sed 's/^/    /'
 echo
