@@ -79,6 +79,7 @@ static unsigned bodies_of(int t)
     case WIRE_MSG_DONE:
     case WIRE_MSG_STOP: return B_PROGRESS;
     case WIRE_MSG_HEARTBEAT: return B_PROGRESS | B_MEMBERSHIP;
+    case WIRE_MSG_SHUTDOWN: return B_MEMBERSHIP;
     case WIRE_MSG_BYE: return B_STATS;
     case WIRE_MSG_SPUSH:
     case WIRE_MSG_SPULL:

@@ -74,7 +74,8 @@ typedef struct {
  *   WELCOME: welcome (required), membership (the WELCOME of a restarted server)
  *   INIT, PUSH, PULL, PULL_REPLY: range (required)
  *   PROGRESS, DONE, STOP: progress    HEARTBEAT: progress (a worker's), membership (the reply)
- *   BYE: stats                        SHUTDOWN, BARRIER, ACK, STATUS: none
+ *   BYE: stats                        SHUTDOWN: membership (the coordinator's, as sent)
+ *   BARRIER, ACK, STATUS: none
  *   SPUSH, SPULL, SPULL_REPLY: sparse (required); frames: SPUSH keys (K x 8 B) + grads
  *     (K x d x 4 B), SPULL keys, SPULL_REPLY rows (K x d x 4 B)
  * wire_pack refuses a body its type does not carry; wire_unpack ignores one. */

@@ -185,8 +185,12 @@ static void send_shutdown(coord *c, int s)
     wire_env h;
     wire_env_init(&h, WIRE_MSG_SHUTDOWN, ROLE, 0);
     h.clock = c->stop_partial ? -1 : 0; /* -1: write no checkpoint */
+    /* The membership goes with it: a server that has not yet heard (by heartbeat) that a
+     * worker was lost would write the clock before that worker's missing step, another
+     * server the one after -- two clocks, and no checkpoint a resume can take. */
+    wire_body b = {.membership = coord_put_membership(c)};
     pst_err e = {0};
-    if (msg_send(c->sock, c->servers[s].route, c->servers[s].route_len, &h, NULL, NULL, 0,
+    if (msg_send(c->sock, c->servers[s].route, c->servers[s].route_len, &h, &b, NULL, 0,
                  c->o->job->cluster.timeout_s * 1000, &e))
         log_warn(c->o->lg, "SHUTDOWN to server[%d]: %s", s, e.msg);
 }

@@ -139,6 +139,8 @@ int coord_same_route(const peer *p, const msg_in *in);
 void coord_ack_done(coord *c, const msg_in *in);
 /* Releases barrier `id` when every worker not yet done waits at it. */
 void coord_barrier_release(coord *c, int64_t id);
+/* The membership as it stands, into c->members (valid until the next call). */
+const wire_membership *coord_put_membership(coord *c);
 /* STATUS and HEARTBEAT, answered the same way whatever the coordinator is waiting for;
  * returns 1 when the message just received was one of them. */
 int coord_answer_anytime(coord *c);

@@ -62,7 +62,7 @@ void coord_barrier_release(coord *c, int64_t id)
 
 /* The membership into c->members: workers' incarnations, lost and done flags; servers'
  * incarnations and endpoints. */
-static const wire_membership *put_membership(coord *c)
+const wire_membership *coord_put_membership(coord *c)
 {
     wire_membership *m = c->members;
     m->nworkers = c->W;
@@ -85,7 +85,8 @@ static int send_welcome(coord *c, const peer *p, int with_members, pst_err *err)
 {
     wire_env h;
     wire_env_init(&h, WIRE_MSG_WELCOME, ROLE, 0);
-    wire_body b = {.welcome = c->welcome, .membership = with_members ? put_membership(c) : NULL};
+    wire_body b = {.welcome = c->welcome,
+                   .membership = with_members ? coord_put_membership(c) : NULL};
     return msg_send(c->sock, p->route, p->route_len, &h, &b, NULL, 0, 0, err);
 }
 
@@ -147,7 +148,7 @@ static void handle_heartbeat(coord *c, const msg_in *in)
     wire_env r;
     wire_env_init(&r, WIRE_MSG_HEARTBEAT, ROLE, 0);
     r.request_id = h->request_id;
-    wire_body b = {.membership = put_membership(c)};
+    wire_body b = {.membership = coord_put_membership(c)};
     if (msg_send(c->sock, in->route, in->route_len, &r, &b, NULL, 0, 0, &e))
         log_debug(c->o->lg, "HEARTBEAT answer to %s[%d]: %s", h->role, h->rank, e.msg);
 }
@@ -341,7 +342,7 @@ static int connection_gone(coord *c, peer *p, int64_t now)
         p->probe_ms = now;
         wire_env r;
         wire_env_init(&r, WIRE_MSG_HEARTBEAT, ROLE, 0);
-        wire_body b = {.membership = put_membership(c)};
+        wire_body b = {.membership = coord_put_membership(c)};
         pst_err e = {0};
         int rc = msg_send(c->sock, p->hb_route, p->hb_route_len, &r, &b, NULL, 0, 0, &e);
         if (rc == PST_ERR_PEER && !p->suspect_ms)

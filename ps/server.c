@@ -421,6 +421,12 @@ static int serve(server *s, pst_err *err)
             pst_err perr = {0};
             int r = msg_recv(s->coord, s->m, 0, s->in, 0, &perr);
             if (r == PST_OK && s->in->h.type == WIRE_MSG_SHUTDOWN) {
+                /* Who was lost, as the coordinator knows it now (a heartbeat may not have
+                 * told us yet): the checkpoint is then of the clock the live workers reached,
+                 * the same on every server. */
+                const wire_membership *m = s->in->b.membership;
+                if (m && m->nworkers == s->nworkers)
+                    srv_handler_membership(s->handler, m->gen, m->lost, m->done);
                 if (s->in->h.clock < 0)
                     log_warn(o->lg, "stop: not every worker stopped at one clock; writing no "
                                     "checkpoint");
