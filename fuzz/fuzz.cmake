@@ -2,7 +2,7 @@
 # docs/fuzzing.md). Each is a ctest test labelled "fuzz" that runs for a bounded time over
 # a scratch copy of its seed corpus in fuzz/corpus/<name> (fuzz/run_fuzz.sh); a crash
 # fails the test and leaves the input in <build>/fuzz-artifacts/.
-set(PSTRAIN_FUZZ_SECONDS 8 CACHE STRING "Seconds each fuzz ctest test runs")
+set(PSTRAIN_FUZZ_SECONDS 4 CACHE STRING "Seconds each fuzz ctest test runs")
 set(pst_fuzz_harnesses fuzz_wire fuzz_idx fuzz_csv fuzz_libsvm fuzz_sparse fuzz_hashed
     fuzz_config fuzz_ckpt fuzz_tok)
 foreach(h ${pst_fuzz_harnesses})

@@ -15,7 +15,7 @@ run_suite() { # build-dir, ctest args (quoted), cmake args...
   local dir=$1 sel=$2; shift 2
   cmake -S . -B "$dir" "$@" > /dev/null
   cmake --build "$dir" -j "$jobs"
-  (cd "$dir" && ctest --output-on-failure -j "$jobs" $sel)
+  (cd "$dir" && ctest --output-on-failure -j "$jobs" $sel)  # a later -j in $sel wins
 }
 
 # The container test (label "container": builds the image with podman and runs a job of
@@ -24,8 +24,15 @@ run_suite() { # build-dir, ctest args (quoted), cmake args...
 # layering, sizes) and the benchmarks' smoke modes (bench): they run no code of ours that
 # the unit and command-line tests do not run under the sanitizers too; nor does the
 # Kubernetes manifests' check (k8s), which runs pstrain only for --help.
+# ctest's "cpu" resource (cmake/cpu_slots.cmake): one slot per core, which every test takes
+# one of but the container test; so ctest -j cores+1 runs the container test beside as many
+# others as there are cores (its cold image build mostly waits on the Debian archive).
+mkdir -p build
+printf '{"version": {"major": 1, "minor": 0}, "local": [{"cpu": [{"id": "0", "slots": %d}]}]}\n' \
+  "$jobs" > build/cpu-slots.json
 echo "== test suite: release build =="
-run_suite build "" -DCMAKE_BUILD_TYPE=Release
+run_suite build "-j $((jobs + 1)) --resource-spec-file $PWD/build/cpu-slots.json" \
+  -DCMAKE_BUILD_TYPE=Release
 if [ "${1:-}" != "--fast" ]; then
   echo "== test suite: AddressSanitizer + UndefinedBehaviorSanitizer build =="
   run_suite build-asan "-LE container|format|layering|sizes|bench|k8s" -DCMAKE_BUILD_TYPE=RelWithDebInfo \

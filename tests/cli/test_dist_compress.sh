@@ -8,7 +8,12 @@ source "$(dirname "$0")/lib.sh"
 [ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] \
   || { echo "dataset-fashion-mnist is not installed"; exit 77; }
 
-ARGS=(--epochs 1 --consistency bsp)
+# The sanitizer pass trains on the subset (lib.sh), with its wider bound.
+ARGS=(--epochs 1 --consistency bsp "${FM_SUBSET[@]}")
+# The first pull (float32 weights) and INIT are per job, not per step: over the subset's
+# fewer steps they add about a point to every ratio.
+TOPK_TOL=$(/usr/bin/python3 -c "print(0.04 + $ACC_TOL)")
+[ -n "${FM_SUBSET[*]}" ] && SLACK=0.015 || SLACK=0
 # run NAME ARGS...: sets ACC, PUSH, PULL (worker[0]'s bytes per step) and SIN (server[0]'s).
 run() {
   local name=$1; shift
@@ -25,9 +30,9 @@ run() {
   echo "$name: test accuracy $ACC, worker[0] $PUSH B pushed and $PULL B pulled per step," \
     "server[0] $SIN B in per step"
 }
-ratio() { # A B LO HI WHAT: LO <= A / B <= HI
-  /usr/bin/python3 -c "import sys; r = $1 / $2; sys.exit(0 if $3 <= r <= $4 else 1)" \
-    || fail "$5: $1 / $2 is not in [$3, $4]"
+ratio() { # A B LO HI WHAT: LO <= A / B <= HI (+ SLACK)
+  /usr/bin/python3 -c "import sys; r = $1 / $2; sys.exit(0 if $3 <= r <= $4 + $SLACK else 1)" \
+    || fail "$5: $1 / $2 is not in [$3, $4 + $SLACK]"
 }
 
 run none
@@ -35,13 +40,13 @@ base=$ACC base_push=$PUSH base_pull=$PULL base_in=$SIN
 for c in fp16 bf16; do
   run "$c" --cluster.compression "$c"
   expect_in err.txt "worker\[0\] info: done at clock .*pulled \($c;"
-  expect_ge "$ACC" "$(/usr/bin/python3 -c "print($base - 0.01)")" "$c test accuracy"
+  expect_ge "$ACC" "$(/usr/bin/python3 -c "print($base - $ACC_TOL)")" "$c test accuracy"
   ratio "$PUSH" "$base_push" 0.49 0.51 "$c: bytes pushed per step"
   ratio "$PULL" "$base_pull" 0.49 0.51 "$c: bytes pulled per step"
   ratio "$SIN" "$base_in" 0.49 0.51 "$c: server[0]'s bytes in per step"
 done
 run topk --cluster.compression topk --cluster.topk_ratio 0.1
-expect_ge "$ACC" "$(/usr/bin/python3 -c "print($base - 0.05)")" "topk test accuracy"
+expect_ge "$ACC" "$(/usr/bin/python3 -c "print($base - $TOPK_TOL)")" "topk test accuracy"
 ratio "$PUSH" "$base_push" 0.19 0.21 "topk: bytes pushed per step"
 ratio "$PULL" "$base_pull" 0.99 1.01 "topk: bytes pulled per step"
 
