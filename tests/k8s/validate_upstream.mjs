@@ -1,4 +1,4 @@
-// tests/k8s/validate_upstream.mjs MANIFESTS.yaml
+// tests/k8s/validate_upstream.mjs MANIFESTS.yaml [MORE.yaml ...]
 //
 // Validates every object of rendered manifests (deploy/k8s/render.py) against the upstream
 // Kubernetes OpenAPI schemas, as the npm package kubernetes-models carries them (generated
@@ -18,7 +18,7 @@
 // JobSet's own fields by the schema in check_manifests.py.
 //
 // Prints one line per problem ("Job pstrain-server: spec.template.spec.containers[0]:
-// unknown field 'readinesProbe'") and exits 1, or prints "ok".
+// unknown field 'readinesProbe'") and exits 1, or prints "ok"; with several files, per file.
 import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { parseAllDocuments } from "yaml";
@@ -98,36 +98,49 @@ async function check(name, v, at) {
   return out;
 }
 
-const file = process.argv[2];
-if (!file) {
-  console.error("usage: node validate_upstream.mjs MANIFESTS.yaml");
+// Problems of every object in one manifests file.
+async function problems(file) {
+  const errs = [];
+  const docs = parseAllDocuments(readFileSync(file, "utf8"));
+  for (const d of docs) {
+    if (d.errors.length) {
+      errs.push(`YAML: ${d.errors[0].message}`);
+      continue;
+    }
+    const o = d.toJS();
+    if (o === null) continue;
+    const kind = `${o.apiVersion}/${o.kind}`;
+    const who = `${o.kind} ${o.metadata && o.metadata.name}`;
+    if (kind === JOBSET) {
+      for (const [i, r] of ((o.spec && o.spec.replicatedJobs) || []).entries())
+        for (const e of await check("IoK8sApiBatchV1JobTemplateSpec", r.template, `spec.replicatedJobs[${i}].template`))
+          errs.push(`${who}: ${e}`);
+      for (const e of await check("IoK8sApimachineryPkgApisMetaV1ObjectMeta", o.metadata, "metadata"))
+        errs.push(`${who}: ${e}`);
+      continue;
+    }
+    if (!SCHEMAS[kind]) {
+      errs.push(`${who}: no upstream schema for ${kind}`);
+      continue;
+    }
+    for (const e of await check(SCHEMAS[kind], o, "")) errs.push(`${who}: ${e}`);
+  }
+  return errs;
+}
+
+// Several files: each line is prefixed with the file's name ("bad.yaml: ok"), so one node
+// process (most of its time is starting and loading the schemas) checks them all.
+const files = process.argv.slice(2);
+if (!files.length) {
+  console.error("usage: node validate_upstream.mjs MANIFESTS.yaml [MORE.yaml ...]");
   process.exit(2);
 }
-const errs = [];
-const docs = parseAllDocuments(readFileSync(file, "utf8"));
-for (const d of docs) {
-  if (d.errors.length) {
-    errs.push(`YAML: ${d.errors[0].message}`);
-    continue;
-  }
-  const o = d.toJS();
-  if (o === null) continue;
-  const kind = `${o.apiVersion}/${o.kind}`;
-  const who = `${o.kind} ${o.metadata && o.metadata.name}`;
-  if (kind === JOBSET) {
-    for (const [i, r] of ((o.spec && o.spec.replicatedJobs) || []).entries())
-      for (const e of await check("IoK8sApiBatchV1JobTemplateSpec", r.template, `spec.replicatedJobs[${i}].template`))
-        errs.push(`${who}: ${e}`);
-    for (const e of await check("IoK8sApimachineryPkgApisMetaV1ObjectMeta", o.metadata, "metadata"))
-      errs.push(`${who}: ${e}`);
-    continue;
-  }
-  if (!SCHEMAS[kind]) {
-    errs.push(`${who}: no upstream schema for ${kind}`);
-    continue;
-  }
-  for (const e of await check(SCHEMAS[kind], o, "")) errs.push(`${who}: ${e}`);
+let failed = false;
+for (const file of files) {
+  const errs = await problems(file);
+  const pre = files.length > 1 ? `${file}: ` : "";
+  for (const e of errs) console.log(pre + e);
+  if (!errs.length) console.log(`${pre}ok`);
+  failed ||= errs.length > 0;
 }
-for (const e of errs) console.log(e);
-if (!errs.length) console.log("ok");
-process.exit(errs.length ? 1 : 0);
+process.exit(failed ? 1 : 0);
