@@ -24,4 +24,16 @@ float rng_normal(rng_state *r);
 /* Fisher-Yates shuffle of idx[0..n). */
 void rng_shuffle_u32(rng_state *r, uint32_t *idx, size_t n);
 
+/* splitmix64's finaliser (Steele, Lea & Flood, "Fast splittable pseudorandom number
+ * generators", 2014): a bijection on 64 bits that spreads every input bit. The one mix
+ * behind seeding, hashed keys, owners of sparse rows, dropout masks and augmentation
+ * draws; chaining it (mix(mix(a) ^ b)) keeps combined seeds from colliding the way a plain
+ * XOR of their parts can. */
+static inline uint64_t rng_mix64(uint64_t z)
+{
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
 #endif

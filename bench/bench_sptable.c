@@ -54,15 +54,6 @@ static double cpu_s(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-static uint64_t mix64(uint64_t x)
-{
-    x ^= x >> 30;
-    x *= 0xBF58476D1CE4E5B9ULL;
-    x ^= x >> 27;
-    x *= 0x94D049BB133111EBULL;
-    return x ^ (x >> 31);
-}
-
 /* batches (nb, b) of unique ranks in [0, u), density ~ 1/(rank+1): rank = floor(u^x) - 1
  * with x uniform in [0, 1). Duplicates within a batch are drawn again. */
 static int draw_batches(uint32_t *ranks, int nb, int b, uint64_t u, uint64_t seed)
@@ -82,7 +73,7 @@ static int draw_batches(uint32_t *ranks, int nb, int b, uint64_t u, uint64_t see
             uint64_t rank = (uint64_t)exp(lu * ((double)(rng_next(&r) >> 11) * 0x1p-53)) - 1;
             if (rank >= u)
                 rank = u - 1;
-            uint64_t h = mix64(rank) & (cap - 1);
+            uint64_t h = rng_mix64(rank) & (cap - 1);
             while (seen[h] != UINT32_MAX && seen[h] != (uint32_t)rank)
                 h = (h + 1) & (cap - 1);
             if (seen[h] == (uint32_t)rank)
@@ -143,7 +134,7 @@ static int throughput(const spt_config *c, int nb, int b, uint64_t u)
     if (!ranks || !idx || !sorted || !keys || !rows || !g || draw_batches(ranks, nb, b, u, 7))
         goto cleanup;
     for (size_t i = 0; i < n; i++)
-        keys[i] = mix64(ranks[i] + 0x5851F42D4C957F2DULL);
+        keys[i] = rng_mix64(ranks[i] + 0x5851F42D4C957F2DULL);
     memcpy(sorted, ranks, n * sizeof *sorted);
     qsort(sorted, n, sizeof *sorted, cmp_u32);
     size_t distinct = 0;
@@ -205,7 +196,8 @@ static int memory(const spt_config *c, uint64_t nrows)
     for (uint64_t at = 0; at < nrows; at += B) {
         size_t n = nrows - at < B ? (size_t)(nrows - at) : B;
         for (size_t i = 0; i < n; i++)
-            keys[i] = mix64(at + i + 0x2545F4914F6CDD1DULL); /* distinct: mix64 is a bijection */
+            keys[i] =
+                rng_mix64(at + i + 0x2545F4914F6CDD1DULL); /* distinct: mix64 is a bijection */
         if (spt_pull(t, keys, n, rows, &err))
             goto cleanup;
     }

@@ -51,17 +51,6 @@ struct spt_table {
 
 /* ---- hashing --------------------------------------------------------------------------- */
 
-/* The splitmix64 / murmur3 finaliser: a bijection that spreads every input bit. */
-static uint64_t mix64(uint64_t x)
-{
-    x ^= x >> 30;
-    x *= 0xBF58476D1CE4E5B9ULL;
-    x ^= x >> 27;
-    x *= 0x94D049BB133111EBULL;
-    x ^= x >> 31;
-    return x;
-}
-
 /* Distinct salts so that the index slot, the owner and the sketch cells of a key are
  * uncorrelated (keys one server owns do not cluster in its index). */
 #define SALT_INDEX 0x243F6A8885A308D3ULL
@@ -69,7 +58,10 @@ static uint64_t mix64(uint64_t x)
 #define SALT_SKETCH 0xA4093822299F31D0ULL
 #define SALT_ROW 0x9E3779B97F4A7C15ULL
 
-uint64_t spt_row_seed(uint64_t seed, uint64_t key) { return mix64(key ^ mix64(seed + SALT_ROW)); }
+uint64_t spt_row_seed(uint64_t seed, uint64_t key)
+{
+    return rng_mix64(key ^ rng_mix64(seed + SALT_ROW));
+}
 
 /* x mapped onto [0, n) by the high half of a 128-bit product (Lemire's fast range). */
 static uint64_t fast_range(uint64_t x, uint64_t n)
@@ -81,7 +73,7 @@ uint32_t spt_owner(uint64_t key, uint32_t nservers)
 {
     assert(nservers >= 1);
     /* Lamping & Veach 2014, "A Fast, Minimal Memory, Consistent Hash Algorithm", Fig. 1. */
-    uint64_t k = mix64(key ^ SALT_OWNER);
+    uint64_t k = rng_mix64(key ^ SALT_OWNER);
     int64_t b = -1, j = 0;
     while (j < (int64_t)nservers) {
         b = j;
@@ -236,7 +228,7 @@ static void init_row(const spt_table *t, uint64_t key, float *row)
 
 /* ---- the key index: linear probing, backward-shift deletion ---------------------------- */
 
-static uint64_t hash_of(uint64_t key) { return mix64(key ^ SALT_INDEX); }
+static uint64_t hash_of(uint64_t key) { return rng_mix64(key ^ SALT_INDEX); }
 static uint64_t home_of(const spt_table *t, uint64_t h) { return fast_range(h, t->cap); }
 static uint32_t slot_of(uint64_t h, uint32_t r) { return (uint32_t)(h & 15) << ROW_BITS | r; }
 
@@ -375,7 +367,7 @@ static void sweep(spt_table *t, uint32_t count)
  * minimum grow) and returns the new estimate. */
 static uint32_t sketch_count(spt_table *t, uint64_t key)
 {
-    uint64_t h = mix64(key ^ SALT_SKETCH), h2 = mix64(h) | 1;
+    uint64_t h = rng_mix64(key ^ SALT_SKETCH), h2 = rng_mix64(h) | 1;
     uint64_t at[SKETCH_DEPTH];
     uint32_t est = 255;
     for (int j = 0; j < SKETCH_DEPTH; j++) {

@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/rng.h"
+
 typedef struct {
     char name[ML_NAME_MAX + 1];
     int dim;
@@ -99,14 +101,6 @@ float *ml_tables_grads(ml_tables *t, int i) { return t->t[i].grads; }
 int ml_tables_batch_rows(const ml_tables *t) { return t->rows; }
 int64_t ml_tables_batch_nnz(const ml_tables *t) { return t->nnz; }
 
-/* splitmix64's finaliser: hashed or sequential ids both spread over the buckets. */
-static uint64_t mix(uint64_t z)
-{
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
 static int reads(const table *tb, uint32_t f)
 {
     for (int r = 0; r < tb->nranges; r++)
@@ -159,7 +153,7 @@ static void gather_table(table *tb, const ml_sparse_batch *b, int64_t e0, int64_
             continue;
         }
         uint64_t key = b->ids[e];
-        size_t h = (size_t)mix(key) & mask;
+        size_t h = (size_t)rng_mix64(key) & mask;
         while (tb->hash[h] && tb->keys[tb->hash[h] - 1] != key)
             h = (h + 1) & mask;
         if (!tb->hash[h]) {

@@ -4,6 +4,8 @@
 #include <math.h>
 #include <string.h>
 
+#include "base/rng.h"
+
 int ds_aug_active(const ds_aug_config *a)
 {
     return a->shift != 0 || a->flip != 0.0f || a->rotate != 0.0f || a->noise != 0.0f;
@@ -33,15 +35,9 @@ int ds_aug_check(const ds_aug_config *a, const int chw[3], pst_err *err)
     return PST_OK;
 }
 
-/* splitmix64's finaliser: a bijection on 64 bits that spreads every input bit. Chaining it
- * keeps (seed, rank, epoch, row) from colliding the way a plain XOR of them could. */
-static uint64_t mix64(uint64_t z)
-{
-    z += 0x9e3779b97f4a7c15ULL;
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
+/* splitmix64's step: its finaliser after the golden-ratio increment. Chaining it keeps
+ * (seed, rank, epoch, row) from colliding the way a plain XOR of them could. */
+static uint64_t mix64(uint64_t z) { return rng_mix64(z + 0x9e3779b97f4a7c15ULL); }
 
 uint64_t ds_aug_epoch_seed(uint64_t seed, int rank, int epoch)
 {

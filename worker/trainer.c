@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "base/rng.h"
 #include "ckpt/ckpt.h"
 #include "data/augment.h"
 #include "core/optim.h"
@@ -435,11 +436,14 @@ static int micro_batch(wk_trainer *t, const ds_dataset *train, int64_t step, int
     if (rc)
         return rc;
     /* dropout's mask: one seed per (job seed, rank, epoch, step, micro-batch of the step);
-     * the micro-batch is 0 without train.accumulate */
+     * the micro-batch is 0 without train.accumulate. Each part mixed in turn: packed into
+     * bit fields by XOR, a step past 2^24 or an epoch past 2^16 reused another's masks. */
     uint64_t micro = (uint64_t)((lo % ((int64_t)t->batch * t->accum)) / t->batch);
-    ml_model_set_mode(t->model, 1,
-                      (uint64_t)t->job->seed ^ ((uint64_t)t->rank << 48) ^
-                          ((uint64_t)t->epoch << 32) ^ (micro << 24) ^ (uint64_t)step);
+    uint64_t ds = rng_mix64((uint64_t)t->job->seed ^ 0x64726f70ULL /* "drop" */);
+    ds = rng_mix64(ds ^ (uint64_t)(uint32_t)t->rank);
+    ds = rng_mix64(ds ^ (uint64_t)(uint32_t)t->epoch);
+    ds = rng_mix64(ds ^ micro);
+    ml_model_set_mode(t->model, 1, rng_mix64(ds ^ (uint64_t)step));
     const float *out = forward(t, t->bx, b);
     double loss = ml_model_loss(t->model, t->blabel, t->classify || t->lm ? NULL : t->btarget, b);
     if (!isfinite(loss))

@@ -11,6 +11,7 @@
  * for every dropout layer of a model). */
 #include <string.h>
 
+#include "base/rng.h"
 #include "core/layer.h"
 #include "core/layers/drop.h"
 
@@ -25,14 +26,6 @@ static const ml_layer_key keys[] = {
                   .doc = "share of the inputs zeroed in training (kept ones scaled by "
                          "1/(1 - rate)); none at evaluation"},
 };
-
-/* splitmix64's finaliser: a bijective mix, so distinct counters give distinct draws. */
-static inline uint64_t mix64(uint64_t z)
-{
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
 
 static int dropout_shape(ml_layer *l, pst_err *err)
 {
@@ -54,9 +47,9 @@ void ml_drop_mask(const ml_layer *l, double rate, float *y, const float *x, size
     /* keep when the top 32 bits of the hash are >= rate * 2^32 */
     uint64_t cut = (uint64_t)(rate * 4294967296.0);
     float scale = (float)(1.0 / (1.0 - rate));
-    uint64_t key = mix64(l->seed ^ mix64(0x9e3779b97f4a7c15ull * (uint64_t)(l->index + 1)));
+    uint64_t key = rng_mix64(l->seed ^ rng_mix64(0x9e3779b97f4a7c15ull * (uint64_t)(l->index + 1)));
     for (size_t j = 0, i = first; j < len; j++, i++)
-        y[j] = (mix64(key + 0x9e3779b97f4a7c15ull * i) >> 32) >= cut ? x[j] * scale : 0.0f;
+        y[j] = (rng_mix64(key + 0x9e3779b97f4a7c15ull * i) >> 32) >= cut ? x[j] * scale : 0.0f;
 }
 
 /* y = x * mask * scale over len elements; y may be x (in place). */
