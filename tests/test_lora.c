@@ -4,6 +4,7 @@
  * gradients and dx; a model with adapters starts as the base model (B = 0), keeps the
  * base at the offsets it has without them, and merging W + (alpha/r) A B computes what
  * the adapters compute; model.lora's bad input gives one line naming the key.
+ * `test_lora --dump DIR` writes the case tests/ref/lora_ref.py checks against PyTorch.
  *
  * Legend: N batch, T tokens, C channels, H heads, r rank. */
 #include <math.h>
@@ -338,8 +339,114 @@ static void test_job_applies(void **state)
     cfg_job_free(job);
 }
 
-int main(void)
+/* ---- The dump for tests/ref/lora_ref.py ------------------------------------------------ */
+
+static int write_file(const char *dir, const char *name, const void *p, size_t bytes)
 {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "wb");
+    int bad = !f || fwrite(p, 1, bytes, f) != bytes;
+    if (f && fclose(f) != 0)
+        bad = 1;
+    if (bad)
+        fprintf(stderr, "test_lora: cannot write %s\n", path);
+    return bad;
+}
+
+/* The Hugging Face name of segment sg of a GPT-2 with adapters: a base tensor's as
+ * ml_gpt2_hf_name gives it, an adapter's after the weight it adapts ("h0_attn.attn_lora_a"
+ * adapts "h0_attn.attn_w", i.e. "h.0.attn.c_attn.weight": "h.0.attn.c_attn.lora_a"). */
+static int hf_name(const ml_segment *sg, char *hf, size_t cap)
+{
+    if (!sg->adapter)
+        return ml_gpt2_hf_name(sg->name, hf, cap);
+    char w[64];
+    snprintf(w, sizeof w, "%s", sg->name);
+    char *dot = strchr(w, '.');
+    if (!dot)
+        return 1;
+    const char *part = strstr(dot, "lora_a") ? "lora_a" : "lora_b";
+    if (strncmp(dot, ".attn_", 6) == 0)
+        strcpy(dot, ".attn_w");
+    else if (strncmp(dot, ".proj_", 6) == 0)
+        strcpy(dot, ".proj_w");
+    else
+        strcpy(dot, ".weight");
+    char base[64];
+    if (ml_gpt2_hf_name(w, base, sizeof base))
+        return 1;
+    char *tail = strrchr(base, '.'); /* ".weight" */
+    if (!tail)
+        return 1;
+    *tail = '\0';
+    return snprintf(hf, cap, "%s.%s", base, part) >= (int)cap;
+}
+
+/* `test_lora --dump DIR`: gpt()'s model with adapters of rank 2, B random (it starts at 0,
+ * which would leave A's gradient 0), one batch of 3 windows through forward, loss and
+ * backward: the files tests/ref/gpt_ref.py's check_dump reads, with case.json's "lora". */
+static int dump(const char *dir)
+{
+    const int n = 3, r = 2, t = 6, v = 11;
+    ml_model *m = gpt(r, n);
+    rng_state rs;
+    rng_seed(&rs, 5);
+    float *p = ml_model_params(m);
+    for (int i = 0; i < ml_model_nsegments(m); i++) {
+        const ml_segment *sg = ml_model_segment(m, i);
+        if (sg->adapter && strstr(sg->name, "lora_b"))
+            for (size_t j = 0; j < sg->len; j++)
+                p[sg->offset + j] = 0.3f * (2.0f * rng_uniform(&rs) - 1.0f);
+    }
+    float ids[3 * 6];
+    int32_t labels[3 * 6];
+    for (int i = 0; i < n * t; i++) {
+        ids[i] = (float)(rng_next(&rs) % (uint64_t)v);
+        labels[i] = (int32_t)(rng_next(&rs) % (uint64_t)v);
+    }
+    const float *logits = ml_model_forward(m, ids, n);
+    double loss = ml_model_loss(m, labels, NULL, n);
+    ml_model_backward(m, ids, n);
+    size_t np = ml_model_nparams(m), nt = (size_t)n * t;
+    int rc = write_file(dir, "params.f32", p, np * sizeof(float)) ||
+             write_file(dir, "grads.f32", ml_model_grads(m), np * sizeof(float)) ||
+             write_file(dir, "logits.f32", logits, nt * v * sizeof(float)) ||
+             write_file(dir, "ids.f32", ids, sizeof ids) ||
+             write_file(dir, "labels.i32", labels, sizeof labels);
+    char path[1024];
+    snprintf(path, sizeof path, "%s/case.json", dir);
+    FILE *f = rc ? NULL : fopen(path, "w");
+    if (f) {
+        /* gpt()'s configuration: L 2, H 2, C 8, T 6, V 11; alpha 4 */
+        fprintf(f,
+                "{\"n_layer\": 2, \"n_head\": 2, \"n_embd\": 8, \"n_positions\": 6, "
+                "\"vocab_size\": %d, \"context\": %d, \"batch\": %d, \"loss\": %.9g, "
+                "\"lora\": {\"rank\": %d, \"alpha\": 4.0}, \"segments\": [",
+                v, t, n, loss, r);
+        for (int s = 0; s < ml_model_nsegments(m); s++) {
+            const ml_segment *sg = ml_model_segment(m, s);
+            char hf[96];
+            if (hf_name(sg, hf, sizeof hf))
+                rc = 1;
+            fprintf(f,
+                    "%s{\"name\": \"%s\", \"hf\": \"%s\", \"offset\": %zu, \"rows\": %d, "
+                    "\"cols\": %d}",
+                    s ? ", " : "", sg->name, hf, sg->offset, sg->rows, sg->cols);
+        }
+        fputs("]}\n", f);
+        rc |= fclose(f) != 0;
+    } else {
+        rc = 1;
+    }
+    ml_model_destroy(m);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc == 3 && strcmp(argv[1], "--dump") == 0)
+        return dump(argv[2]);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_token_dense_lora),
         cmocka_unit_test(test_attention_lora),

@@ -78,12 +78,21 @@ def rel(got, want):
     return (got - want).abs().max().item() / (scale if scale > 0 else 1.0)
 
 
-def main():
-    if len(sys.argv) != 2:
-        print("usage: gpt_ref.py TEST_GPT", file=sys.stderr)
-        return 2
+def gpt2_names(cfg):
+    """The Hugging Face names of a GPT-2's tensors (head tied to wte: none of its own)."""
+    want = {"wte.weight", "wpe.weight", "ln_f.weight", "ln_f.bias"}
+    for i in range(cfg["n_layer"]):
+        for t in ("ln_1", "attn.c_attn", "attn.c_proj", "ln_2", "mlp.c_fc", "mlp.c_proj"):
+            want |= {"h.%d.%s.weight" % (i, t), "h.%d.%s.bias" % (i, t)}
+    return want
+
+
+def check_dump(script, prog, names, forward):
+    """Runs `PROG --dump DIR`, loads its tensors by their "hf" names (which must be
+    names(cfg)), runs forward(ids, sd, cfg) -> logits in float64 with autograd, and compares
+    the logits, the loss and every tensor's gradient with pstrain's. Returns the exit code."""
     with tempfile.TemporaryDirectory() as d:
-        subprocess.run([sys.argv[1], "--dump", d], check=True)
+        subprocess.run([prog, "--dump", d], check=True)
         cfg = json.load(open(os.path.join(d, "case.json")))
 
         def load(name, dt):
@@ -102,14 +111,11 @@ def main():
         sl = slice(s["offset"], s["offset"] + n)
         sd[s["hf"]] = torch.tensor(params[sl].astype(np.float64).reshape(shape), requires_grad=True)
         gc[s["hf"]] = grads[sl].reshape(shape)
-    want = {"wte.weight", "wpe.weight", "ln_f.weight", "ln_f.bias"}
-    for i in range(cfg["n_layer"]):
-        for t in ("ln_1", "attn.c_attn", "attn.c_proj", "ln_2", "mlp.c_fc", "mlp.c_proj"):
-            want |= {"h.%d.%s.weight" % (i, t), "h.%d.%s.bias" % (i, t)}
+    want = names(cfg)
     if set(sd) != want:
-        print("gpt_ref.py: segments %s are not GPT-2's %s" % (sorted(sd), sorted(want)))
+        print("%s: segments %s are not the expected %s" % (script, sorted(sd), sorted(want)))
         return 1
-    logits = gpt2_forward(ids, sd, cfg)
+    logits = forward(ids, sd, cfg)
     loss = torch.nn.functional.cross_entropy(logits.view(-1, V), labels.view(-1))
     loss.backward()
     bad = 0
@@ -118,10 +124,17 @@ def main():
     for what, r in checks:
         ok = r <= TOL
         bad += not ok
-        print("%-28s max rel diff %.2e %s" % (what, r, "ok" if ok else "MISMATCH"))
-    print("gpt_ref.py: loss pstrain %.7f torch %.7f; %d of %d checks off" %
-          (cfg["loss"], loss.item(), bad, len(checks)))
+        print("%-34s max rel diff %.2e %s" % (what, r, "ok" if ok else "MISMATCH"))
+    print("%s: loss pstrain %.7f torch %.7f; %d of %d checks off" %
+          (script, cfg["loss"], loss.item(), bad, len(checks)))
     return 1 if bad else 0
+
+
+def main():
+    if len(sys.argv) != 2:
+        print("usage: gpt_ref.py TEST_GPT", file=sys.stderr)
+        return 2
+    return check_dump("gpt_ref.py", sys.argv[1], gpt2_names, gpt2_forward)
 
 
 if __name__ == "__main__":
