@@ -44,6 +44,8 @@ static const char eval_synopsis[] =
     "matrix (regression: MSE, MAE, R^2).\n"
     "The model, its classes and the preprocessing fitted at training time all come\n"
     "from the checkpoint CKPT (a model.safetensors written by pstrain train/local).\n"
+    "A model with embedding tables reads DATA as its run's job (job.yaml) did, with\n"
+    "the rows of the tables.safetensors beside CKPT.\n"
     "\n"
     "A language model (sequence_crossentropy: model.gpt2) is evaluated on the text file\n"
     "DATA instead: its mean token loss and perplexity (exp of it) over windows of the\n"
@@ -57,7 +59,9 @@ static const char predict_synopsis[] =
     "regression. A label column, if DATA has one, is not used; name it with\n"
     "--label/--label-index, or say --no-label when every column is a feature.\n"
     "The model, its classes and the preprocessing fitted at training time all come\n"
-    "from the checkpoint CKPT (a model.safetensors written by pstrain train/local).\n";
+    "from the checkpoint CKPT (a model.safetensors written by pstrain train/local).\n"
+    "A model with embedding tables reads DATA as its run's job (job.yaml) did, with\n"
+    "the rows of the tables.safetensors beside CKPT.\n";
 
 /* Returns -1 to go on, else the exit code (help printed, or a usage error). */
 static int parse_args(const char *cmd, int argc, char **argv, eval_args *a)
