@@ -118,8 +118,8 @@ const pst_test_hooks *cli_test_hooks(pst_test_hooks *h, int rank);
 /* The model and job paths (job "" when none is found) for what: a job file (model "": its
  * output.dir's model), a run folder (model.safetensors, job.yaml), a checkpoint folder
  * inside one (<run>/checkpoints/ckpt-N: the run's job.yaml two levels up), or a model file
- * (its folder's job.yaml, or two levels up as from a checkpoint folder). cap: the size of
- * both buffers. PST_ERR_IO when what does not exist. */
+ * (its folder's job.yaml; in a checkpoint folder ckpt-N, the run's two levels up). cap:
+ * the size of both buffers. PST_ERR_IO when what does not exist. */
 int cli_model_paths(const char *what, char *model, char *job, size_t cap, pst_err *err);
 typedef struct {
     ckpt_model *ck;

@@ -58,8 +58,14 @@ int cli_model_paths(const char *what, char *model, char *job, size_t cap, pst_er
     const char *slash = strrchr(what, '/');
     int dir = slash ? (int)(slash - what) : 1;
     snprintf(job, cap, "%.*s/job.yaml", dir, slash ? what : ".");
-    if (!is_file(job))
-        snprintf(job, cap, "%.*s/../../job.yaml", dir, slash ? what : ".");
+    /* Only a checkpoint folder's model looks two levels up: another folder's would find
+     * any job.yaml there (the working directory's, for runs/x/model.safetensors). */
+    const char *base = what;
+    for (const char *p = what; slash && p < slash; p++)
+        if (*p == '/')
+            base = p + 1;
+    if (!is_file(job) && slash && strncmp(base, "ckpt-", 5) == 0)
+        snprintf(job, cap, "%.*s/../../job.yaml", dir, what);
     if (!is_file(job))
         job[0] = '\0';
     return PST_OK;
