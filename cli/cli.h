@@ -72,6 +72,38 @@ typedef struct {
 /* Loads it as checkpoint ck's task, classes numbered as ck's, checked against ck's input
  * width (PST_ERR_DATA otherwise); the scaler is not applied yet (cli/cmd_eval.c). */
 ds_dataset *cli_eval_data(const cli_data_src *src, const ckpt_model *ck, pst_err *err);
+/* What cli_eval_data checks and renumbers once ds (read from path) is loaded: ck's input
+ * width and outputs, and named classes given ck's ids by name (no_label: the width alone). */
+int cli_eval_fit(ds_dataset *ds, const char *path, int no_label, const ckpt_model *ck,
+                 pst_err *err);
+
+/* How eval and predict run a model on rows [lo, lo + n) of their dataset (n at most the
+ * batch it was set up for): the outputs (n, K) of net, to which ml_model_loss of net then
+ * applies; valid until the next call; NULL on failure. A checkpoint's own forward pass, or a
+ * sparse model's (cli_sparse_forward). */
+typedef struct {
+    ml_model *net;
+    const float *(*forward)(void *ctx, const ds_dataset *ds, int64_t lo, int n, pst_err *err);
+    void *ctx;
+} cli_forward;
+
+/* ---- Models with embedding tables in eval/predict (cli/eval_sparse.c) ---------------------
+ * Their model.safetensors holds the dense weights alone: the rows are tables.safetensors
+ * beside it, and how a data file's features become ids is the run's job (job.yaml beside
+ * the model, or two folders up in a checkpoint folder), so DATA is read with the job's data
+ * section as training read its test file. src->format (-1: not given) must be the job's;
+ * src's --label NAME, --label-index N (not -1) and --no-label (DS_CSV_NO_LABEL) choose
+ * another label column of a CSV; the job's header and delimiter hold. On success *out holds
+ * the model with ck's dense weights and the tables (for batches of at most batch rows) and
+ * *ds the data, checked (cli_eval_fit) and scaled; both are the caller's. A missing job or
+ * tables file is PST_ERR_IO naming the path. */
+typedef struct cli_sparse cli_sparse;
+int cli_sparse_open(cli_sparse **out, const char *model_path, const ckpt_model *ck,
+                    const cli_data_src *src, int batch, ds_dataset **ds, pst_err *err);
+ml_model *cli_sparse_model(cli_sparse *s);
+/* A cli_forward's: ctx is the cli_sparse. */
+const float *cli_sparse_forward(void *ctx, const ds_dataset *ds, int64_t lo, int n, pst_err *err);
+void cli_sparse_close(cli_sparse *s); /* NULL: nothing */
 
 /* The test hooks of this process (base/testhooks.h) from its PSTRAIN_TEST_* variables,
  * filled into *h, for the worker of this rank (-1: not a worker; the per-worker hooks stay
@@ -83,6 +115,12 @@ const pst_test_hooks *cli_test_hooks(pst_test_hooks *h, int rank);
  * model), a run folder, a checkpoint folder of a run, or a model file; its tokenizer is
  * the run's job's data.tokenizer (job.yaml beside the model, or two folders up from a
  * checkpoint folder) unless one is given, bytes when neither names one. */
+/* The model and job paths (job "" when none is found) for what: a job file (model "": its
+ * output.dir's model), a run folder (model.safetensors, job.yaml), a checkpoint folder
+ * inside one (<run>/checkpoints/ckpt-N: the run's job.yaml two levels up), or a model file
+ * (its folder's job.yaml; in a checkpoint folder ckpt-N, the run's two levels up). cap:
+ * the size of both buffers. PST_ERR_IO when what does not exist. */
+int cli_model_paths(const char *what, char *model, char *job, size_t cap, pst_err *err);
 typedef struct {
     ckpt_model *ck;
     char *tokenizer; /* folder of the tokenizer files; NULL: bytes */

@@ -3,7 +3,8 @@
  * Both rebuild the model from the checkpoint alone (ckpt/ckpt.h), load the data with the
  * training loaders, give string class labels the checkpoint's class ids by name, apply the
  * scaler fitted at training time, and run the model's forward pass in batches. eval prints
- * the figures; predict writes one CSV row per sample. */
+ * the figures; predict writes one CSV row per sample. A model with embedding tables reads
+ * its data and rows as its run did (cli/eval_sparse.c) and then goes the same way. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -27,7 +28,8 @@ typedef struct {
     int label_index;    /* CSV label column by index, -1 = last */
     cfg_header header;
     char delimiter;
-    int format; /* a cfg_format, or -1: idx when labels is given, else csv */
+    int format;       /* a cfg_format, or -1: idx when labels is given, else csv */
+    int format_given; /* --format or --labels: a sparse model's job says it otherwise */
     int batch;
     const char *output;  /* predict: NULL = stdout */
     int no_label;        /* predict: the CSV has no label column */
@@ -42,6 +44,8 @@ static const char eval_synopsis[] =
     "matrix (regression: MSE, MAE, R^2).\n"
     "The model, its classes and the preprocessing fitted at training time all come\n"
     "from the checkpoint CKPT (a model.safetensors written by pstrain train/local).\n"
+    "A model with embedding tables reads DATA as its run's job (job.yaml) did, with\n"
+    "the rows of the tables.safetensors beside CKPT.\n"
     "\n"
     "A language model (sequence_crossentropy: model.gpt2) is evaluated on the text file\n"
     "DATA instead: its mean token loss and perplexity (exp of it) over windows of the\n"
@@ -55,7 +59,9 @@ static const char predict_synopsis[] =
     "regression. A label column, if DATA has one, is not used; name it with\n"
     "--label/--label-index, or say --no-label when every column is a feature.\n"
     "The model, its classes and the preprocessing fitted at training time all come\n"
-    "from the checkpoint CKPT (a model.safetensors written by pstrain train/local).\n";
+    "from the checkpoint CKPT (a model.safetensors written by pstrain train/local).\n"
+    "A model with embedding tables reads DATA as its run's job (job.yaml) did, with\n"
+    "the rows of the tables.safetensors beside CKPT.\n";
 
 /* Returns -1 to go on, else the exit code (help printed, or a usage error). */
 static int parse_args(const char *cmd, int argc, char **argv, eval_args *a)
@@ -151,6 +157,7 @@ static int parse_args(const char *cmd, int argc, char **argv, eval_args *a)
     static const cfg_header headers[] = {CFG_HEADER_YES, CFG_HEADER_NO, CFG_HEADER_AUTO};
     a->header = headers[header];
     a->format = format >= 0 ? (int)formats[format] : a->labels ? CFG_FMT_IDX : CFG_FMT_CSV;
+    a->format_given = format >= 0 || a->labels;
     if (a->format == CFG_FMT_IDX && !a->labels) {
         fprintf(stderr, "pstrain %s: --format idx needs --labels FILE\n", cmd);
         return EXIT_USAGE;
@@ -187,20 +194,28 @@ static ds_dataset *load_data(const eval_args *a, const ckpt_model *ck, pst_err *
     ds_dataset *ds = wk_data_load_file(&dc, a->data, a->labels, err);
     if (!ds)
         return NULL;
-    if (ds_dim(ds) != ml_model_in_dim(net)) {
-        pst_err_set(err, PST_ERR_DATA, "%s: %d features, but the model takes %d", a->data,
-                    ds_dim(ds), ml_model_in_dim(net));
-        goto fail;
+    if (cli_eval_fit(ds, a->data, a->no_label, ck, err)) {
+        ds_destroy(ds);
+        return NULL;
     }
-    if (a->no_label)
-        return ds; /* placeholder labels: nothing to check or renumber */
+    return ds;
+}
+
+int cli_eval_fit(ds_dataset *ds, const char *path, int no_label, const ckpt_model *ck, pst_err *err)
+{
+    ml_model *net = ckpt_model_net((ckpt_model *)ck);
+    int classify = ckpt_model_task(ck) == DS_TASK_CLASSIFY;
+    if (ds_dim(ds) != ml_model_in_dim(net))
+        return pst_err_set(err, PST_ERR_DATA, "%s: %d features, but the model takes %d", path,
+                           ds_dim(ds), ml_model_in_dim(net));
+    if (no_label)
+        return PST_OK; /* placeholder labels: nothing to check or renumber */
     if (!classify) {
-        if (ds_target_dim(ds) != ml_model_out_dim(net)) {
-            pst_err_set(err, PST_ERR_DATA, "%s: %d targets per sample, but the model predicts %d",
-                        a->data, ds_target_dim(ds), ml_model_out_dim(net));
-            goto fail;
-        }
-        return ds;
+        if (ds_target_dim(ds) != ml_model_out_dim(net))
+            return pst_err_set(err, PST_ERR_DATA,
+                               "%s: %d targets per sample, but the model predicts %d", path,
+                               ds_target_dim(ds), ml_model_out_dim(net));
+        return PST_OK;
     }
     /* String labels are numbered in order of first appearance in each file, so a class
      * keeps its id only through its name (as ds_align_classes does for a test file). */
@@ -210,19 +225,16 @@ static ds_dataset *load_data(const eval_args *a, const ckpt_model *ck, pst_err *
         ck_named |= ckpt_model_class_name(ck, k) != NULL;
     for (int c = 0; c < nd; c++)
         ds_named |= ds_class_name(ds, c) != NULL;
-    if (ck_named != ds_named) {
-        pst_err_set(err, PST_ERR_DATA, "%s: class labels are %s, but the model's classes are %s",
-                    a->data, ds_named ? "names" : "numbers", ck_named ? "names" : "numbers");
-        goto fail;
-    }
+    if (ck_named != ds_named)
+        return pst_err_set(err, PST_ERR_DATA,
+                           "%s: class labels are %s, but the model's classes are %s", path,
+                           ds_named ? "names" : "numbers", ck_named ? "names" : "numbers");
     int32_t *lab = ds_labels(ds);
     int64_t n = ds_count(ds);
     if (ck_named) {
         int *map = malloc((size_t)nd * sizeof *map);
-        if (!map) {
-            pst_err_set(err, PST_ERR_NOMEM, "out of memory");
-            goto fail;
-        }
+        if (!map)
+            return pst_err_set(err, PST_ERR_NOMEM, "out of memory");
         for (int c = 0; c < nd; c++) {
             const char *nm = ds_class_name(ds, c);
             map[c] = -1;
@@ -230,10 +242,9 @@ static ds_dataset *load_data(const eval_args *a, const ckpt_model *ck, pst_err *
                 if (ckpt_model_class_name(ck, k) && strcmp(nm, ckpt_model_class_name(ck, k)) == 0)
                     map[c] = k;
             if (map[c] < 0) {
-                pst_err_set(err, PST_ERR_DATA, "%s: class '%s' is not a class of the model",
-                            a->data, nm ? nm : "?");
                 free(map);
-                goto fail;
+                return pst_err_set(err, PST_ERR_DATA, "%s: class '%s' is not a class of the model",
+                                   path, nm ? nm : "?");
             }
         }
         for (int64_t i = 0; i < n; i++)
@@ -241,17 +252,20 @@ static ds_dataset *load_data(const eval_args *a, const ckpt_model *ck, pst_err *
         free(map);
     }
     for (int64_t i = 0; i < n; i++)
-        if (lab[i] < 0 || lab[i] >= K) {
-            pst_err_set(err, PST_ERR_DATA,
-                        "%s: record %lld: label %d is not a class of the "
-                        "model (it has %d)",
-                        a->data, (long long)i, (int)lab[i], K);
-            goto fail;
-        }
-    return ds;
-fail:
-    ds_destroy(ds);
-    return NULL;
+        if (lab[i] < 0 || lab[i] >= K)
+            return pst_err_set(err, PST_ERR_DATA,
+                               "%s: record %lld: label %d is not a class of the "
+                               "model (it has %d)",
+                               path, (long long)i, (int)lab[i], K);
+    return PST_OK;
+}
+
+/* The forward pass of a checkpoint's own model (ctx) on rows [lo, lo + n) of ds. */
+static const float *dense_forward(void *ctx, const ds_dataset *ds, int64_t lo, int n, pst_err *err)
+{
+    (void)err;
+    ml_model *net = ctx;
+    return ml_model_forward(net, ds_x_const(ds) + (size_t)lo * ml_model_in_dim(net), n);
 }
 
 /* Classification figures or regression figures of the model on ds, printed to stdout. */
@@ -259,13 +273,14 @@ typedef struct {
     double loss, accuracy; /* accuracy: classification only */
 } eval_figures;
 
-/* quiet: compute *fig alone (the --compare reference), print nothing. */
-static int evaluate(ckpt_model *ck, const ds_dataset *ds, int batch, int quiet, eval_figures *fig,
-                    const volatile sig_atomic_t *stop, pst_err *err)
+/* The model of ck run by fw. quiet: compute *fig alone (the --compare reference), print
+ * nothing. */
+static int evaluate(ckpt_model *ck, const cli_forward *fw, const ds_dataset *ds, int batch,
+                    int quiet, eval_figures *fig, const volatile sig_atomic_t *stop, pst_err *err)
 {
-    ml_model *net = ckpt_model_net(ck);
+    ml_model *net = fw->net;
     int classify = ckpt_model_task(ck) == DS_TASK_CLASSIFY;
-    int K = ckpt_model_nclasses(ck), D = ml_model_in_dim(net), out = ml_model_out_dim(net);
+    int K = ckpt_model_nclasses(ck), out = ml_model_out_dim(net);
     met_confusion *cm = NULL;
     int32_t *pred = NULL;
     int rc = PST_OK;
@@ -280,11 +295,14 @@ static int evaluate(ckpt_model *ck, const ds_dataset *ds, int batch, int quiet, 
     met_regression reg;
     met_regression_reset(&reg);
     int64_t n = ds_count(ds);
-    const float *x = ds_x_const(ds);
     double loss_sum = 0.0;
     for (int64_t lo = 0; lo < n && !*stop; lo += batch) {
         int b = (int)(n - lo < batch ? n - lo : batch);
-        const float *y = ml_model_forward(net, x + (size_t)lo * D, b);
+        const float *y = fw->forward(fw->ctx, ds, lo, b, err);
+        if (!y) {
+            rc = err->code;
+            goto cleanup;
+        }
         if (classify) {
             const int32_t *lab = ds_labels_const(ds) + lo;
             loss_sum += ml_model_loss(net, lab, NULL, b) * b;
@@ -353,12 +371,11 @@ static void csv_field(FILE *f, const char *s)
 }
 
 /* index,predicted,p_<class>... (classification) or index,prediction... (regression). */
-static int write_predictions(ckpt_model *ck, const ds_dataset *ds, int batch, FILE *f,
-                             const volatile sig_atomic_t *stop, pst_err *err)
+static int write_predictions(ckpt_model *ck, const cli_forward *fw, const ds_dataset *ds, int batch,
+                             FILE *f, const volatile sig_atomic_t *stop, pst_err *err)
 {
-    ml_model *net = ckpt_model_net(ck);
     int classify = ckpt_model_task(ck) == DS_TASK_CLASSIFY;
-    int K = ckpt_model_nclasses(ck), D = ml_model_in_dim(net), out = ml_model_out_dim(net);
+    int K = ckpt_model_nclasses(ck), out = ml_model_out_dim(fw->net);
     int32_t *pred = malloc((size_t)batch * sizeof *pred);
     if (!pred)
         return pst_err_set(err, PST_ERR_NOMEM, "out of memory");
@@ -384,10 +401,13 @@ static int write_predictions(ckpt_model *ck, const ds_dataset *ds, int batch, FI
     }
     fputc('\n', f);
     int64_t n = ds_count(ds);
-    const float *x = ds_x_const(ds);
     for (int64_t lo = 0; lo < n && !*stop; lo += batch) {
         int b = (int)(n - lo < batch ? n - lo : batch);
-        const float *y = ml_model_forward(net, x + (size_t)lo * D, b);
+        const float *y = fw->forward(fw->ctx, ds, lo, b, err);
+        if (!y) {
+            free(pred);
+            return err->code;
+        }
         if (classify)
             met_predict_classes(pred, y, b, out);
         for (int i = 0; i < b; i++) {
@@ -434,7 +454,8 @@ static int compare(const eval_args *a, ckpt_model *ck, const ds_dataset *ds,
                          a->compare);
         goto cleanup;
     }
-    if ((rc = evaluate(rk, ds, a->batch, 1, ref, stop, err)) || *stop)
+    const cli_forward fw = {ckpt_model_net(rk), dense_forward, ckpt_model_net(rk)};
+    if ((rc = evaluate(rk, &fw, ds, a->batch, 1, ref, stop, err)) || *stop)
         goto cleanup;
     printf("\ncompared with %s (%s):\n", a->compare, ckpt_model_dtype(rk));
     printf("loss: %.6f (%+.6f)\n", ref->loss, fig->loss - ref->loss);
@@ -455,20 +476,38 @@ static int run(const char *cmd, int argc, char **argv, const volatile sig_atomic
     int predict = strcmp(cmd, "predict") == 0;
     pst_err err = {0};
     ckpt_model *ck = NULL;
+    cli_sparse *sp = NULL;
     ds_dataset *ds = NULL;
     fs_atomic out = {0}; /* out.f set while --output is being written */
     int rc = ckpt_load(a.ckpt, a.batch, &ck, &err);
     if (rc)
         goto done;
-    if (!(ds = load_data(&a, ck, &err))) {
+    cli_forward fw = {ckpt_model_net(ck), dense_forward, ckpt_model_net(ck)};
+    if (ml_model_ntables(ckpt_model_net(ck)) > 0) {
+        /* The data as the run's job reads it, the rows from the run's tables. */
+        if (a.compare) {
+            rc = pst_err_set(&err, PST_ERR_ARG, "--compare: not for a model with embedding tables");
+            goto done;
+        }
+        const cli_data_src src = {.data = a.data,
+                                  .labels = a.labels,
+                                  .label = a.label,
+                                  .label_index = a.label_index,
+                                  .header = a.header,
+                                  .delimiter = a.delimiter,
+                                  .format = a.format_given ? a.format : -1};
+        if ((rc = cli_sparse_open(&sp, a.ckpt, ck, &src, a.batch, &ds, &err)))
+            goto done;
+        fw = (cli_forward){cli_sparse_model(sp), cli_sparse_forward, sp};
+    } else if (!(ds = load_data(&a, ck, &err))) {
         rc = err.code ? err.code : PST_ERR_DATA;
         goto done;
-    }
-    if ((rc = ds_scaler_apply(ckpt_model_scaler(ck), ds, &err)))
+    } else if ((rc = ds_scaler_apply(ckpt_model_scaler(ck), ds, &err))) {
         goto done;
+    }
     if (!predict) {
         eval_figures fig, ref;
-        rc = evaluate(ck, ds, a.batch, 0, &fig, stop, &err);
+        rc = evaluate(ck, &fw, ds, a.batch, 0, &fig, stop, &err);
         if (!rc && a.compare && !*stop)
             rc = compare(&a, ck, ds, &fig, &ref, stop, &err);
         if (!rc && fflush(stdout) != 0)
@@ -479,7 +518,7 @@ static int run(const char *cmd, int argc, char **argv, const volatile sig_atomic
      * complete (base/fs.h). */
     if (a.output && (rc = fs_atomic_open(&out, a.output, 0644, &err)))
         goto done;
-    if ((rc = write_predictions(ck, ds, a.batch, out.f ? out.f : stdout, stop, &err)))
+    if ((rc = write_predictions(ck, &fw, ds, a.batch, out.f ? out.f : stdout, stop, &err)))
         goto done;
     if (*stop)
         goto done;
@@ -495,6 +534,7 @@ done:
     if (rc)
         fprintf(stderr, "pstrain %s: %s\n", cmd, err.msg);
     ds_destroy(ds);
+    cli_sparse_close(sp);
     ckpt_model_destroy(ck);
     if (rc)
         return cli_exit_code(rc);

@@ -28,11 +28,7 @@ static int has_suffix(const char *s, const char *suf)
     return n >= k && strcmp(s + n - k, suf) == 0;
 }
 
-/* model and job paths (job "" when none is found) for what: a job file (its output.dir's
- * model), a run folder (model.safetensors, job.yaml), a checkpoint folder inside one
- * (<run>/checkpoints/ckpt-N: the run's job.yaml two levels up), or a model file (its
- * folder's job.yaml). */
-static int resolve(const char *what, char *model, char *job, size_t cap, pst_err *err)
+int cli_model_paths(const char *what, char *model, char *job, size_t cap, pst_err *err)
 {
     struct stat st;
     job[0] = '\0';
@@ -62,6 +58,14 @@ static int resolve(const char *what, char *model, char *job, size_t cap, pst_err
     const char *slash = strrchr(what, '/');
     int dir = slash ? (int)(slash - what) : 1;
     snprintf(job, cap, "%.*s/job.yaml", dir, slash ? what : ".");
+    /* Only a checkpoint folder's model looks two levels up: another folder's would find
+     * any job.yaml there (the working directory's, for runs/x/model.safetensors). */
+    const char *base = what;
+    for (const char *p = what; slash && p < slash; p++)
+        if (*p == '/')
+            base = p + 1;
+    if (!is_file(job) && slash && strncmp(base, "ckpt-", 5) == 0)
+        snprintf(job, cap, "%.*s/../../job.yaml", dir, what);
     if (!is_file(job))
         job[0] = '\0';
     return PST_OK;
@@ -72,7 +76,7 @@ int cli_lm_open(cli_lm *lm, const char *what, const char *tokenizer, int max_bat
     char model[PATH_MAX + 32], jobp[PATH_MAX + 32];
     cfg_job *job = NULL;
     memset(lm, 0, sizeof *lm);
-    int rc = resolve(what, model, jobp, sizeof model, err);
+    int rc = cli_model_paths(what, model, jobp, sizeof model, err);
     if (rc)
         return rc;
     /* A user's job file resolves its paths from its folder, as training did; a run's
@@ -114,7 +118,7 @@ int cli_lm_is_model(const char *what)
 {
     char model[PATH_MAX + 32], jobp[PATH_MAX + 32];
     pst_err err = {0};
-    if (resolve(what, model, jobp, sizeof model, &err))
+    if (cli_model_paths(what, model, jobp, sizeof model, &err))
         return 0;
     if (!model[0]) /* a job file: eval's other data take a checkpoint */
         return 1;

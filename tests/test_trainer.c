@@ -1,5 +1,6 @@
 /* tests/test_trainer.c -- fine-tuning in the training loop: frozen layers, per-layer
- * learning-rate multipliers and initial weights from a checkpoint (model.init_from).
+ * learning-rate multipliers and initial weights from a checkpoint (model.init_from); and
+ * the per-row outputs of wk_trainer_predict.
  *
  * Jobs are YAML, loaded as a user's would be (so every default is the loader's). The data
  * are 96 seeded random samples of 5 features in 3 classes; shuffling is on, so a run is a
@@ -269,12 +270,46 @@ static void test_init_from(void **state)
     rmdir(dir);
 }
 
+/* wk_trainer_predict gives the outputs wk_trainer_evaluate scores: their argmax over every
+ * batch has its accuracy; rows past the data or a batch over the job's are refused. */
+static void test_predict_is_what_evaluate_scores(void **state)
+{
+    (void)state;
+    ds_dataset *ds = make_data();
+    cfg_job *job = job_of(L0 "}", L1 "}", L2 "}", ADAM, NULL);
+    wk_trainer *t = train(job, ds);
+    pst_err err = {0};
+    wk_eval ev;
+    assert_int_equal(wk_trainer_evaluate(t, ds, &ev, NULL, &err), PST_OK);
+    int64_t hits = 0;
+    for (int64_t lo = 0; lo < N; lo += 16) {
+        int n = N - lo < 16 ? (int)(N - lo) : 16;
+        const float *y = wk_trainer_predict(t, ds, lo, n, &err);
+        assert_non_null(y);
+        for (int i = 0; i < n; i++) {
+            int best = 0;
+            for (int k = 1; k < K; k++)
+                best = y[i * K + k] > y[i * K + best] ? k : best;
+            hits += best == ds_labels_const(ds)[lo + i];
+        }
+    }
+    assert_true(ev.cls.accuracy > 0.5);
+    assert_true(fabs(ev.cls.accuracy - (double)hits / N) < 1e-12);
+    assert_null(wk_trainer_predict(t, ds, N - 8, 16, &err));
+    assert_int_equal(err.code, PST_ERR_ARG);
+    assert_null(wk_trainer_predict(t, ds, 0, 17, &err));
+    wk_trainer_destroy(t);
+    cfg_job_free(job);
+    ds_destroy(ds);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_frozen_layer_unchanged),
         cmocka_unit_test(test_lr_mult_is_that_layers_lr),
         cmocka_unit_test(test_init_from),
+        cmocka_unit_test(test_predict_is_what_evaluate_scores),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

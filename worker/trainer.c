@@ -653,6 +653,26 @@ int wk_trainer_judge_epoch(const wk_trainer *t, int epoch, const ds_dataset *val
     return judge(t, train, t->classify, st->loss, st->accuracy, NAN, what, err);
 }
 
+const float *wk_trainer_predict(wk_trainer *t, const ds_dataset *ds, int64_t lo, int n,
+                                pst_err *err)
+{
+    if (n < 1 || n > t->batch || lo < 0 || lo + n > ds_count(ds) || ds_dim(ds) != t->in_dim) {
+        pst_err_set(err, PST_ERR_ARG, "predict: rows [%lld, %lld) of %lld (%d features), batch %d",
+                    (long long)lo, (long long)(lo + n), (long long)ds_count(ds), ds_dim(ds),
+                    t->batch);
+        return NULL;
+    }
+    ml_model_set_mode(t->model, 0, 0);
+    if (t->sp) {
+        for (int i = 0; i < n; i++)
+            t->eval_idx[i] = (uint32_t)(lo + i);
+        if (wk_sparse_batch(t->sp, t->model, ds, t->eval_idx, n, 0, err))
+            return NULL;
+    }
+    const float *x = t->in_dim ? ds_x_const(ds) + (size_t)lo * t->in_dim : NULL;
+    return forward(t, x, n);
+}
+
 int wk_trainer_evaluate(wk_trainer *t, const ds_dataset *ds, wk_eval *ev, met_confusion *cm,
                         pst_err *err)
 {
@@ -677,22 +697,14 @@ int wk_trainer_evaluate(wk_trainer *t, const ds_dataset *ds, wk_eval *ev, met_co
     met_regression reg;
     met_regression_reset(&reg);
     int64_t n = ds_count(ds);
-    const float *x = ds_x_const(ds);
     double loss_sum = 0.0;
-    ml_model_set_mode(t->model, 0, 0);
     for (int64_t lo = 0; lo < n; lo += t->batch) {
         int b = (int)(n - lo < t->batch ? n - lo : t->batch);
-        const float *xb = t->in_dim ? x + (size_t)lo * t->in_dim : NULL;
-        if (t->sp) {
-            for (int i = 0; i < b; i++)
-                t->eval_idx[i] = (uint32_t)(lo + i);
-            int rc = wk_sparse_batch(t->sp, t->model, ds, t->eval_idx, b, 0, err);
-            if (rc) {
-                met_confusion_destroy(own);
-                return rc;
-            }
+        const float *out = wk_trainer_predict(t, ds, lo, b, err);
+        if (!out) {
+            met_confusion_destroy(own);
+            return err ? err->code : PST_ERR_STATE;
         }
-        const float *out = forward(t, xb, b);
         if (t->lm) {
             for (int i = 0; i < b; i++)
                 t->eval_idx[i] = (uint32_t)(lo + i);

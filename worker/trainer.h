@@ -104,6 +104,13 @@ int wk_trainer_tables_note(const wk_trainer *t, char *buf, size_t n);
 int wk_trainer_save_tables(const wk_trainer *t, const char *path, pst_err *err);
 int wk_trainer_load_tables(wk_trainer *t, const char *path, pst_err *err);
 
+/* The model's outputs (n, K) for rows [lo, lo + n) of ds, n at most the job's
+ * train.batch_size: the evaluation-mode forward pass wk_trainer_evaluate scores (embedding
+ * rows read only), for `pstrain predict`. Owned by the model, valid until its next forward
+ * pass; NULL on failure (err says why). */
+const float *wk_trainer_predict(wk_trainer *t, const ds_dataset *ds, int64_t lo, int n,
+                                pst_err *err);
+
 /* Loss and metrics of the current model on ds. Fills cm (may be NULL; classification only,
  * nclasses of the model) with the confusion matrix of ds. */
 int wk_trainer_evaluate(wk_trainer *t, const ds_dataset *ds, wk_eval *ev, met_confusion *cm,
