@@ -22,12 +22,6 @@ struct cli_sparse {
     wk_trainer *tr; /* its model: ck's dense weights and the tables */
 };
 
-static const char *format_name(int f)
-{
-    static const char *const names[] = {"idx", "csv", "libsvm", "text_dir", "text"};
-    return f >= 0 && f < (int)(sizeof names / sizeof names[0]) ? names[f] : "?";
-}
-
 /* The job's data section with src's label column over it (cli.h says which flags count). */
 static int data_section(const cfg_job *job, const cli_data_src *src, cfg_data *dc, pst_err *err)
 {
@@ -36,7 +30,7 @@ static int data_section(const cfg_job *job, const cli_data_src *src, cfg_data *d
         return pst_err_set(err, PST_ERR_ARG,
                            "--format %s: this model reads its data as its run did (data.format "
                            "%s, with its feature ids and hashing)",
-                           format_name(src->format), format_name((int)dc->format));
+                           cfg_format_name((cfg_format)src->format), cfg_format_name(dc->format));
     int relabel = src->label || src->label_index != -1;
     if (!relabel)
         return PST_OK;
@@ -44,7 +38,7 @@ static int data_section(const cfg_job *job, const cli_data_src *src, cfg_data *d
         return pst_err_set(err, PST_ERR_ARG,
                            "--label, --label-index and --no-label are for CSV data; this model's "
                            "run read %s",
-                           format_name((int)dc->format));
+                           cfg_format_name(dc->format));
     dc->label = (char *)src->label;
     if (!src->label)
         dc->label_index = src->label_index;

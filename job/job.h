@@ -277,6 +277,7 @@ int cfg_job_print(const cfg_job *job, FILE *f, pst_err *err);
 
 const char *cfg_consistency_name(cfg_consistency c);
 const char *cfg_compression_name(cfg_compression c); /* "none", "fp16", "bf16", "topk" */
+const char *cfg_format_name(cfg_format f);           /* data.format's: "idx", "csv", ... */
 
 /* 64-bit fingerprint (FNV-1a) of the effective job as cfg_job_print writes it, without
  * the data paths, output folder and thread count, so processes started separately can

@@ -399,6 +399,12 @@ const char *cfg_consistency_name(cfg_consistency c)
     return s ? s : "unknown";
 }
 
+const char *cfg_format_name(cfg_format f)
+{
+    const char *s = cfg_enum_name(format_names, CYAML_ARRAY_LEN(format_names), f);
+    return s ? s : "unknown";
+}
+
 const char *cfg_compression_name(cfg_compression c)
 {
     const char *s = cfg_enum_name(compression_names, CYAML_ARRAY_LEN(compression_names), c);
