@@ -1292,7 +1292,7 @@ static srv_shard *make_grouped(cfg_consistency cons, int nworkers)
     static const float mults[] = {1.0f, 0.0f, 2.0f, 0.0f};
     srv_shard *sh = make(10, 10, cons, 0, nworkers);
     pst_err err = {0};
-    if (srv_shard_set_groups(sh, offs, mults, 4, &err) != PST_OK)
+    if (srv_shard_set_groups(sh, offs, mults, NULL, 4, &err) != PST_OK)
         fail_msg("set_groups: %s", err.msg);
     assert_int_equal(srv_shard_trainable(sh), 5);
     float w[10];
@@ -1327,7 +1327,7 @@ static void test_groups_bsp(void **state)
     /* Groups are fixed once pushes arrived. */
     static const uint64_t offs[] = {0, 30};
     static const float one[] = {1.0f};
-    assert_int_equal(srv_shard_set_groups(sh, offs, one, 1, &err), PST_ERR_STATE);
+    assert_int_equal(srv_shard_set_groups(sh, offs, one, NULL, 1, &err), PST_ERR_STATE);
     srv_shard_destroy(sh);
 }
 
@@ -1376,13 +1376,13 @@ static void test_groups_ssp_and_fully_frozen(void **state)
     static const float mults[] = {0.0f, 1.0f};
     sh = make(10, 10, CFG_CONS_BSP, 0, 1);
     pst_err err = {0};
-    assert_int_equal(srv_shard_set_groups(sh, offs, mults, 2, &err), PST_OK);
+    assert_int_equal(srv_shard_set_groups(sh, offs, mults, NULL, 2, &err), PST_OK);
     assert_int_equal(srv_shard_trainable(sh), 0);
     float w[10] = {0};
     init_all(sh, w);
     refused(sh, 1, 0, 0, 10, g, 1, "frozen", 0);
     static const uint64_t short_offs[] = {12, 30};
-    assert_int_equal(srv_shard_set_groups(sh, short_offs, mults, 1, &err), PST_ERR_ARG);
+    assert_int_equal(srv_shard_set_groups(sh, short_offs, mults, NULL, 1, &err), PST_ERR_ARG);
     srv_shard_destroy(sh);
 }
 
@@ -1413,7 +1413,7 @@ static void test_groups_frozen_refused_first(void **state)
     static const float mults[] = {0.0f, 1.0f};
     sh = make(10, 10, CFG_CONS_BSP, 0, 1);
     pst_err err = {0};
-    assert_int_equal(srv_shard_set_groups(sh, offs, mults, 2, &err), PST_OK);
+    assert_int_equal(srv_shard_set_groups(sh, offs, mults, NULL, 2, &err), PST_OK);
     const float w[10] = {0};
     init_all(sh, w);
     refused(sh, 1, 0, 0, 10, g, 1, "frozen", 0);
