@@ -400,32 +400,6 @@ static int frozen_within(const srv_shard *sh, uint64_t lo, uint64_t n)
     return 0;
 }
 
-/* The shard's state ranges (srv_state) from its groups; none: sh->state NULL. */
-static int make_state(srv_shard *sh, pst_err *err)
-{
-    srv_state_destroy(sh->state);
-    sh->state = NULL;
-    int ns = 0;
-    for (int i = 0; i < sh->ngroups; i++)
-        ns += sh->gstate[i];
-    if (ns == 0)
-        return PST_OK;
-    uint64_t *off = malloc(sizeof *off * (size_t)ns), *len = malloc(sizeof *len * (size_t)ns);
-    int k = 0;
-    for (int i = 0; off && len && i < sh->ngroups; i++)
-        if (sh->gstate[i]) {
-            off[k] = sh->groups[i].offset;
-            len[k++] = sh->groups[i].len;
-        }
-    if (off && len)
-        sh->state = srv_state_create(off, len, ns, sh->nworkers, err);
-    else
-        pst_err_set(err, PST_ERR_NOMEM, "shard: out of memory");
-    free(off);
-    free(len);
-    return sh->state ? PST_OK : err->code;
-}
-
 int srv_shard_set_groups(srv_shard *sh, const uint64_t *offsets, const float *mults,
                          const unsigned char *state, int n, pst_err *err)
 {
@@ -472,7 +446,8 @@ int srv_shard_set_groups(srv_shard *sh, const uint64_t *offsets, const float *mu
     sh->ngroups = k;
     sh->trainable = n > 0 ? trainable : sh->len;
     sh->first = skip_frozen(sh, 0);
-    return make_state(sh, err);
+    srv_state_destroy(sh->state);
+    return srv_state_create(&sh->state, sh->groups, sh->gstate, k, sh->nworkers, err);
 }
 
 uint64_t srv_shard_trainable(const srv_shard *sh) { return sh->trainable; }

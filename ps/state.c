@@ -12,26 +12,32 @@ struct srv_state {
     float *last;         /* (W, S) each worker's latest values; NULL until the first report */
 };
 
-srv_state *srv_state_create(const uint64_t *off, const uint64_t *len, int n, int nworkers,
-                            pst_err *err)
+int srv_state_create(srv_state **out, const opt_group *groups, const unsigned char *state, int n,
+                     int nworkers, pst_err *err)
 {
+    *out = NULL;
+    int ns = 0;
+    for (int i = 0; i < n; i++)
+        ns += state[i] != 0;
+    if (ns == 0)
+        return PST_OK;
     srv_state *st = calloc(1, sizeof *st);
-    if (!st || !(st->off = malloc(sizeof *st->off * (size_t)(n ? n : 1))) ||
-        !(st->len = malloc(sizeof *st->len * (size_t)(n ? n : 1))) ||
-        !(st->idx = malloc(sizeof *st->idx * (size_t)(n ? n : 1)))) {
+    if (!st || !(st->off = malloc(sizeof *st->off * (size_t)ns)) ||
+        !(st->len = malloc(sizeof *st->len * (size_t)ns)) ||
+        !(st->idx = malloc(sizeof *st->idx * (size_t)ns))) {
         srv_state_destroy(st);
-        pst_err_set(err, PST_ERR_NOMEM, "shard: out of memory for %d state ranges", n);
-        return NULL;
+        return pst_err_set(err, PST_ERR_NOMEM, "shard: out of memory for %d state ranges", ns);
     }
-    st->n = n;
     st->nworkers = nworkers;
-    for (int i = 0; i < n; i++) {
-        st->off[i] = off[i];
-        st->len[i] = len[i];
-        st->idx[i] = st->nfloats;
-        st->nfloats += len[i];
-    }
-    return st;
+    for (int i = 0; i < n; i++)
+        if (state[i]) {
+            st->off[st->n] = groups[i].offset;
+            st->len[st->n] = groups[i].len;
+            st->idx[st->n++] = st->nfloats;
+            st->nfloats += groups[i].len;
+        }
+    *out = st;
+    return PST_OK;
 }
 
 void srv_state_destroy(srv_state *st)

@@ -16,12 +16,14 @@
 #include <stdint.h>
 
 #include "base/err.h"
+#include "core/optim.h"
 
 typedef struct srv_state srv_state;
 
-/* n ranges [off[i], off[i] + len[i]), increasing and apart (copied), for nworkers workers. */
-srv_state *srv_state_create(const uint64_t *off, const uint64_t *len, int n, int nworkers,
-                            pst_err *err);
+/* *out: the state groups among n update groups (shard coordinates; state[i] 1 for a state
+ * group; ranges copied), for nworkers workers; NULL when there are none. */
+int srv_state_create(srv_state **out, const opt_group *groups, const unsigned char *state, int n,
+                     int nworkers, pst_err *err);
 void srv_state_destroy(srv_state *st);
 
 /* Whether [lo, lo + n) holds a state float. */
