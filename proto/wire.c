@@ -111,14 +111,17 @@ typedef struct {
     Pstrain__Progress prog;
     Pstrain__Stats stats;
     Pstrain__LrGroups hgroups, wgroups;
+    protobuf_c_boolean hstate[WIRE_MAX_GROUPS], wstate[WIRE_MAX_GROUPS];
     Pstrain__Membership mem;
     Pstrain__Sparse sparse;
     char *eps[WIRE_MAX_SERVERS], *meps[WIRE_MAX_SERVERS];
     uint32_t *flags; /* (2 W) membership lost, done widened to the proto's uint32 (heap) */
 } pb_out;
 
-/* NULL when there are none (ngroups 0: nothing on the wire). */
-static Pstrain__LrGroups *pack_groups(Pstrain__LrGroups *pg, const wire_groups *g)
+/* NULL when there are none (ngroups 0: nothing on the wire); the state flags only when one
+ * is set. state: room for g->n flags. */
+static Pstrain__LrGroups *pack_groups(Pstrain__LrGroups *pg, protobuf_c_boolean *state,
+                                      const wire_groups *g)
 {
     if (g->n == 0)
         return NULL;
@@ -126,6 +129,13 @@ static Pstrain__LrGroups *pack_groups(Pstrain__LrGroups *pg, const wire_groups *
     pg->offsets = (uint64_t *)g->offsets;
     pg->n_lr_mults = (size_t)g->n;
     pg->lr_mults = (float *)g->mults;
+    int any = 0;
+    for (int i = 0; i < g->n; i++)
+        any |= (state[i] = g->state[i] != 0);
+    if (any) {
+        pg->n_state = (size_t)g->n;
+        pg->state = state;
+    }
     return pg;
 }
 
@@ -142,7 +152,7 @@ static int pack_hello(pb_out *o, const wire_hello *h, pst_err *err)
     o->hello.job_hash = h->job_hash;
     o->hello.pid = h->pid;
     o->hello.steps = h->steps;
-    o->hello.groups = pack_groups(&o->hgroups, &h->groups);
+    o->hello.groups = pack_groups(&o->hgroups, o->hstate, &h->groups);
     o->hello.n_checkpoint_clocks = (size_t)h->nckpt;
     o->hello.checkpoint_clocks = (int64_t *)h->ckpt_clocks;
     o->hello.checkpoint_any_clock = h->ckpt_any != 0;
@@ -168,7 +178,7 @@ static int pack_welcome(pb_out *o, const wire_welcome *w, pst_err *err)
     o->wel.num_workers = w->num_workers;
     o->wel.num_servers = w->num_servers;
     o->wel.total_updates = w->total_updates;
-    o->wel.groups = pack_groups(&o->wgroups, &w->groups);
+    o->wel.groups = pack_groups(&o->wgroups, o->wstate, &w->groups);
     o->wel.resume = w->resume != 0;
     o->wel.resume_clock = w->resume_clock;
     o->wel.rejoin = w->rejoin != 0;
@@ -331,7 +341,8 @@ static int copy_str(char *dst, size_t cap, const char *src, const char *what, ps
 }
 
 /* Update groups of a HELLO or WELCOME: G in [1, WIRE_MAX_GROUPS], G + 1 strictly increasing
- * offsets from 0 to nparams, finite multipliers >= 0. Absent: out->n = 0. */
+ * offsets from 0 to nparams, finite multipliers >= 0, no state flags or G of them (a state
+ * group's multiplier 0). Absent: out->n = 0. */
 static int unpack_groups(wire_groups *out, const Pstrain__LrGroups *g, uint64_t nparams,
                          const char *tn, pst_err *err)
 {
@@ -361,6 +372,17 @@ static int unpack_groups(wire_groups *out, const Pstrain__LrGroups *g, uint64_t 
             return pst_err_set(err, PST_ERR_DATA, "wire: %s update group %zu has multiplier %g", tn,
                                i, (double)x);
         out->mults[i] = x;
+    }
+    if (g->n_state != 0 && g->n_state != n)
+        return pst_err_set(err, PST_ERR_DATA, "wire: %s with %zu update groups and %zu state flags",
+                           tn, n, g->n_state);
+    memset(out->state, 0, sizeof out->state);
+    for (size_t i = 0; i < g->n_state; i++) {
+        if (g->state[i] && out->mults[i] != 0.0f)
+            return pst_err_set(err, PST_ERR_DATA,
+                               "wire: %s state group %zu has multiplier %g, not 0", tn, i,
+                               (double)out->mults[i]);
+        out->state[i] = g->state[i] != 0;
     }
     out->n = (int)n;
     return PST_OK;

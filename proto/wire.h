@@ -85,11 +85,14 @@ typedef struct {
 } wire_error;
 
 /* Update groups (LrGroups); n 0 = none, i.e. every parameter at multiplier 1. Group g is
- * [offsets[g], offsets[g+1]), offsets[0] = 0, offsets[n] = nparams. */
+ * [offsets[g], offsets[g+1]), offsets[0] = 0, offsets[n] = nparams. state[g] 1: a state
+ * group (batchnorm's running statistics, multiplier 0): pushed as values, set to the
+ * workers' mean by the servers (ps/shard.h). */
 typedef struct {
     int n;
     uint64_t offsets[WIRE_MAX_GROUPS + 1];
     float mults[WIRE_MAX_GROUPS];
+    unsigned char state[WIRE_MAX_GROUPS];
 } wire_groups;
 
 typedef struct {

@@ -72,6 +72,7 @@ typedef struct {
     int have_groups, ngroups;
     uint64_t group_offsets[WIRE_MAX_GROUPS + 1];
     float group_mults[WIRE_MAX_GROUPS];
+    unsigned char group_state[WIRE_MAX_GROUPS]; /* 1: a state group (wire_groups) */
     double test_accuracy;
     int64_t resume_clock;     /* a resumed job: the checkpoints' clock; -1: a fresh start */
     wire_welcome *welcome;    /* as sent to every process (rejoining workers get a copy) */

@@ -85,11 +85,13 @@ int coord_same_groups(coord *c, const wire_groups *g)
         c->ngroups = g->n;
         memcpy(c->group_offsets, g->offsets, (n + 1) * sizeof *g->offsets);
         memcpy(c->group_mults, g->mults, n * sizeof *g->mults);
+        memcpy(c->group_state, g->state, n * sizeof *g->state);
         return 1;
     }
     return g->n == c->ngroups &&
            memcmp(c->group_offsets, g->offsets, (n + 1) * sizeof *g->offsets) == 0 &&
-           memcmp(c->group_mults, g->mults, n * sizeof *g->mults) == 0;
+           memcmp(c->group_mults, g->mults, n * sizeof *g->mults) == 0 &&
+           memcmp(c->group_state, g->state, n * sizeof *g->state) == 0;
 }
 
 int coord_key_refused(coord *c)
@@ -337,6 +339,7 @@ int coord_welcome_all(coord *c, pst_err *err)
     h->groups.n = c->ngroups;
     memcpy(h->groups.offsets, c->group_offsets, sizeof h->groups.offsets);
     memcpy(h->groups.mults, c->group_mults, sizeof h->groups.mults);
+    memcpy(h->groups.state, c->group_state, sizeof h->groups.state);
     h->resume = c->resume_clock >= 0;
     h->resume_clock = h->resume ? c->resume_clock : 0;
     for (int s = 0; s < c->S; s++)

@@ -555,7 +555,7 @@ static int setup_shard(server *s, const wire_welcome *welcome, pst_err *err)
         return err->code;
     /* Fine-tuning: per-layer lr multipliers and frozen ranges, as the workers computed them. */
     rc = srv_shard_set_groups(s->shard, welcome->groups.offsets, welcome->groups.mults,
-                              welcome->groups.n, err);
+                              welcome->groups.state, welcome->groups.n, err);
     if (rc)
         return rc;
     obs_set(s->mx.workers, s->nworkers);

@@ -2,6 +2,7 @@
 #include "shard.h"
 
 #include "async.h"
+#include "state.h"
 #include "proto/dlv.h"
 
 #include <assert.h>
@@ -65,11 +66,13 @@ struct srv_shard {
      * 0 = frozen. None: every float at multiplier 1. */
     opt_group *groups;
     int ngroups;
-    int recovering;     /* restarted: worker clocks being learnt (rclock) */
-    int64_t *rclock;    /* (W) recovering: the largest clock each worker's requests carried,
+    unsigned char *gstate; /* (ngroups) 1: a state group, pushed as values (ps/state.h) */
+    srv_state *state;      /* the state groups' ranges; NULL: none in the shard */
+    int recovering;        /* restarted: worker clocks being learnt (rclock) */
+    int64_t *rclock;       /* (W) recovering: the largest clock each worker's requests carried,
                            -1: none yet */
-    uint64_t trainable; /* floats a worker's step pushes: len less the frozen ones */
-    uint64_t first;     /* the first trainable float (len when none is) */
+    uint64_t trainable;    /* floats a worker's step pushes: len less the frozen ones */
+    uint64_t first;        /* the first trainable float (len when none is) */
     /* ssp/asp corrections (srv_shard_set_async, formulas in ps/async.h). */
     int staleness_lr; /* lr / (1 + tau) */
     float dc_lambda;  /* > 0: delay compensation with this lambda0 */
@@ -142,6 +145,8 @@ void srv_shard_destroy(srv_shard *sh)
         return;
     opt_state_destroy(sh->st);
     free(sh->groups);
+    free(sh->gstate);
+    srv_state_destroy(sh->state);
     free(sh->wk);
     free(sh->w);
     free(sh->agg);
@@ -352,6 +357,8 @@ static void bsp_maybe_apply(srv_shard *sh)
     opt_tick(sh->st);
     int64_t t = opt_state_step(sh->st) - 1;
     apply(sh, sh->w, sh->agg, 0, sh->len, t, opt_lr_at(&sh->opt, t));
+    if (sh->state) /* the state groups' mean values (ps/state.h) */
+        srv_state_set(sh->state, sh->w, sh->agg, 0, sh->len);
     memset(sh->agg, 0, (size_t)sh->len * sizeof(float));
     sh->agg_dirty = 0;
     sh->agg_count = 0;
@@ -362,6 +369,12 @@ static void bsp_maybe_apply(srv_shard *sh)
 
 /* ---- Update groups (fine-tuning) --------------------------------------------------- */
 
+/* Whether group i is frozen: never updated, never pushed (state groups are pushed). */
+static int group_frozen(const srv_shard *sh, int i)
+{
+    return !(sh->groups[i].lr_mult > 0.0f) && !sh->gstate[i];
+}
+
 /* pos, or the end of the frozen ranges that start at it (shard coordinates). */
 static uint64_t skip_frozen(const srv_shard *sh, uint64_t pos)
 {
@@ -369,7 +382,7 @@ static uint64_t skip_frozen(const srv_shard *sh, uint64_t pos)
         const opt_group *g = &sh->groups[i];
         if (g->offset + g->len <= pos)
             continue;
-        if (g->offset > pos || g->lr_mult > 0.0f)
+        if (g->offset > pos || !group_frozen(sh, i))
             break;
         pos = g->offset + g->len;
     }
@@ -381,14 +394,14 @@ static int frozen_within(const srv_shard *sh, uint64_t lo, uint64_t n)
 {
     for (int i = 0; i < sh->ngroups; i++) {
         const opt_group *g = &sh->groups[i];
-        if (g->lr_mult == 0.0f && g->offset < lo + n && lo < g->offset + g->len)
+        if (group_frozen(sh, i) && g->offset < lo + n && lo < g->offset + g->len)
             return 1;
     }
     return 0;
 }
 
-int srv_shard_set_groups(srv_shard *sh, const uint64_t *offsets, const float *mults, int n,
-                         pst_err *err)
+int srv_shard_set_groups(srv_shard *sh, const uint64_t *offsets, const float *mults,
+                         const unsigned char *state, int n, pst_err *err)
 {
     if (sh->stats.pushes > 0)
         return pst_err_set(err, PST_ERR_STATE, "shard: update groups after the first push");
@@ -399,32 +412,42 @@ int srv_shard_set_groups(srv_shard *sh, const uint64_t *offsets, const float *mu
                            n, (unsigned long long)sh->base,
                            (unsigned long long)(sh->base + sh->len));
     opt_group *gs = NULL;
-    if (n > 0 && !(gs = malloc(sizeof *gs * (size_t)n)))
+    unsigned char *gst = NULL;
+    if (n > 0 && (!(gs = malloc(sizeof *gs * (size_t)n)) || !(gst = calloc((size_t)n, 1)))) {
+        free(gs);
         return pst_err_set(err, PST_ERR_NOMEM, "shard: out of memory");
+    }
     int k = 0;
     uint64_t trainable = 0, end = sh->base + sh->len;
     for (int i = 0; i < n; i++) {
-        if (offsets[i + 1] <= offsets[i] || !(mults[i] >= 0.0f)) {
+        int st = state && state[i];
+        if (offsets[i + 1] <= offsets[i] || !(mults[i] >= 0.0f) || (st && mults[i] != 0.0f)) {
             free(gs);
+            free(gst);
             return pst_err_set(err, PST_ERR_ARG,
                                "shard: update group %d is empty or has "
-                               "multiplier %g",
-                               i, (double)mults[i]);
+                               "multiplier %g%s",
+                               i, (double)mults[i], st ? " (a state group's is 0)" : "");
         }
         uint64_t lo = offsets[i] > sh->base ? offsets[i] : sh->base;
         uint64_t hi = offsets[i + 1] < end ? offsets[i + 1] : end;
         if (lo >= hi)
             continue;
+        gst[k] = (unsigned char)st;
         gs[k++] = (opt_group){(size_t)(lo - sh->base), (size_t)(hi - lo), mults[i]};
-        if (mults[i] > 0.0f)
+        /* A step pushes the trainable floats and the state's values. */
+        if (mults[i] > 0.0f || st)
             trainable += hi - lo;
     }
     free(sh->groups);
+    free(sh->gstate);
     sh->groups = gs;
+    sh->gstate = gst;
     sh->ngroups = k;
     sh->trainable = n > 0 ? trainable : sh->len;
     sh->first = skip_frozen(sh, 0);
-    return PST_OK;
+    srv_state_destroy(sh->state);
+    return srv_state_create(&sh->state, sh->groups, sh->gstate, k, sh->nworkers, err);
 }
 
 uint64_t srv_shard_trainable(const srv_shard *sh) { return sh->trainable; }
@@ -458,6 +481,7 @@ static int add_chunk(srv_shard *sh, int worker, uint64_t lo, const float *g, uin
         const worker_state *ws = &sh->wk[worker];
         int64_t t = opt_state_step(sh->st) - 1;
         float lr = opt_lr_at(&sh->opt, t);
+        const float *v = g; /* the state's values, whatever correction g gets */
         if (sh->staleness_lr)
             lr = srv_async_lr(lr, ws->tau);
         if (sh->dc_lambda > 0.0f && ws->read_updates >= 0) {
@@ -466,6 +490,12 @@ static int add_chunk(srv_shard *sh, int worker, uint64_t lo, const float *g, uin
             g = sh->gdc + lo;
         }
         apply(sh, sh->w + lo, g, (uint64_t)lo, (uint64_t)len, t, lr);
+        /* State: bsp's lone worker's values are the clock's mean; ssp/asp average the
+         * workers' latest (ps/state.h). */
+        if (sh->state && sh->cons == CFG_CONS_BSP)
+            srv_state_set(sh->state, sh->w + lo, v, lo, len);
+        else if (sh->state)
+            return srv_state_report(sh->state, worker, sh->w, v, lo, len, err);
     }
     return PST_OK;
 }
@@ -765,6 +795,8 @@ int srv_shard_restore(srv_shard *sh, const float *w, int64_t clock, pst_err *err
                            (unsigned long long)(sh->base + bad));
     memcpy(sh->w, w, (size_t)sh->len * sizeof(float));
     sh->init_floats = sh->len;
+    if (sh->state)
+        srv_state_reset(sh->state);
     int rc = build_mask(sh, err);
     if (rc)
         return rc;

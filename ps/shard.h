@@ -76,9 +76,12 @@ int srv_shard_init_range(srv_shard *sh, uint64_t off, const float *w, uint64_t l
  * offsets[i+1]) of the flat vector, n + 1 increasing offsets that cover the shard; its
  * updates use lr * mults[i], and mults[i] = 0 freezes it: never updated, and a push must
  * not cover it (workers skip frozen ranges, so a step's chunks jump over them). n = 0: all
- * at multiplier 1, as after srv_shard_create. Only before the first push (PST_ERR_STATE). */
-int srv_shard_set_groups(srv_shard *sh, const uint64_t *offsets, const float *mults, int n,
-                         pst_err *err);
+ * at multiplier 1, as after srv_shard_create. Only before the first push (PST_ERR_STATE).
+ * state (NULL: none) flags state groups (multiplier 0; batchnorm's running statistics):
+ * pushed like trainable ones, but their floats are the workers' values, which the shard
+ * averages (ps/state.h) instead of applying the optimizer. */
+int srv_shard_set_groups(srv_shard *sh, const uint64_t *offsets, const float *mults,
+                         const unsigned char *state, int n, pst_err *err);
 /* Floats of the shard a worker's step pushes (its length less the frozen floats). */
 uint64_t srv_shard_trainable(const srv_shard *sh);
 

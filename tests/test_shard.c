@@ -1292,7 +1292,7 @@ static srv_shard *make_grouped(cfg_consistency cons, int nworkers)
     static const float mults[] = {1.0f, 0.0f, 2.0f, 0.0f};
     srv_shard *sh = make(10, 10, cons, 0, nworkers);
     pst_err err = {0};
-    if (srv_shard_set_groups(sh, offs, mults, 4, &err) != PST_OK)
+    if (srv_shard_set_groups(sh, offs, mults, NULL, 4, &err) != PST_OK)
         fail_msg("set_groups: %s", err.msg);
     assert_int_equal(srv_shard_trainable(sh), 5);
     float w[10];
@@ -1327,7 +1327,125 @@ static void test_groups_bsp(void **state)
     /* Groups are fixed once pushes arrived. */
     static const uint64_t offs[] = {0, 30};
     static const float one[] = {1.0f};
-    assert_int_equal(srv_shard_set_groups(sh, offs, one, 1, &err), PST_ERR_STATE);
+    assert_int_equal(srv_shard_set_groups(sh, offs, one, NULL, 1, &err), PST_ERR_STATE);
+    srv_shard_destroy(sh);
+}
+
+/* ---- state groups (batchnorm's running statistics, ps/state.h) ------------------------ */
+
+/* A 10-float model, one shard: [0, 4) trains, [4, 6) frozen, [6, 10) state. Adam with
+ * decoupled weight decay, so an optimizer that touched the state would move it off the
+ * workers' mean. Weights 0..9. */
+static srv_shard *make_stateful(cfg_consistency cons, int nworkers)
+{
+    static const uint64_t offs[] = {0, 4, 6, 10};
+    static const float mults[] = {1.0f, 0.0f, 0.0f};
+    static const unsigned char st[] = {0, 0, 1};
+    opt_config oc;
+    opt_config_default(&oc, OPT_ADAMW);
+    oc.lr = LR;
+    oc.weight_decay = 0.5f;
+    pst_err err = {0};
+    srv_shard *sh =
+        srv_shard_create(0, 10, &oc, cons, cons == CFG_CONS_SSP ? 1 : 0, nworkers, &err);
+    if (!sh || srv_shard_set_groups(sh, offs, mults, st, 3, &err) != PST_OK)
+        fail_msg("stateful shard: %s", err.msg);
+    assert_int_equal(srv_shard_trainable(sh), 8); /* a step pushes the state too */
+    float w[10];
+    for (int i = 0; i < 10; i++)
+        w[i] = (float)i;
+    init_all(sh, w);
+    return sh;
+}
+
+static void expect_state(const srv_shard *sh, float a, float b, float c, float d)
+{
+    const float *w = srv_shard_weights(sh, 0);
+    const float want[4] = {a, b, c, d};
+    for (int i = 0; i < 4; i++)
+        if (w[6 + i] != want[i]) /* exactly: no optimizer arithmetic on them */
+            fail_msg("state float %d is %g, expected %g", 6 + i, (double)w[6 + i], (double)want[i]);
+    assert_true(w[4] == 4.0f && w[5] == 5.0f); /* frozen: untouched */
+}
+
+/* bsp, 2 workers: the state becomes the mean of the clock's two reports, exactly; the
+ * trainable floats move by the optimizer; the frozen range is still refused. */
+static void test_state_bsp_mean(void **state)
+{
+    (void)state;
+    srv_shard *sh = make_stateful(CFG_CONS_BSP, 2);
+    const float g[4] = {1, 1, 1, 1};
+    const float v0[4] = {10, 20, 30, 40}, v1[4] = {20, 40, 60, 80};
+    refused(sh, 2, 0, 0, 4, v0, 3, "frozen", 0);
+    push_ok(sh, 0, 0, 0, g, 4);
+    push_ok(sh, 0, 0, 6, v0, 4);
+    assert_int_equal(srv_shard_worker_clock(sh, 0), 1);
+    expect_state(sh, 6, 7, 8, 9); /* not before the clock is whole */
+    push_ok(sh, 1, 0, 0, g, 4);
+    push_ok(sh, 1, 0, 6, v1, 4);
+    assert_true(srv_shard_pull_ready(sh, 0, 1, 0));
+    expect_state(sh, 15, 30, 45, 60);
+    const float *w = srv_shard_weights(sh, 0);
+    for (int i = 0; i < 4; i++)
+        assert_true(w[i] < (float)i); /* Adam moved them against the gradient */
+    /* The next clock: the mean of the new reports, not a blend with the old. */
+    const float v2[4] = {1, 2, 3, 4}, v3[4] = {3, 4, 5, 6};
+    push_ok(sh, 1, 1, 0, g, 4);
+    push_ok(sh, 1, 1, 6, v3, 4);
+    push_ok(sh, 0, 1, 0, g, 4);
+    push_ok(sh, 0, 1, 6, v2, 4);
+    expect_state(sh, 2, 3, 4, 5);
+    srv_shard_destroy(sh);
+}
+
+/* asp, 2 workers: each report replaces that worker's latest values; the state is the mean
+ * over both workers (one yet to report counts the INIT values). A restore seeds again. */
+static void test_state_asp_latest(void **state)
+{
+    (void)state;
+    srv_shard *sh = make_stateful(CFG_CONS_ASP, 2);
+    const float g[4] = {0, 0, 0, 0};
+    const float v0[4] = {10, 21, 30, 41}, v1[4] = {2, 3, 6, 7}, z[4] = {0, 0, 0, 0};
+    push_ok(sh, 0, 0, 0, g, 4);
+    push_ok(sh, 0, 0, 6, v0, 4);
+    expect_state(sh, 8, 14, 19, 25); /* (v0 + {6, 7, 8, 9}) / 2 */
+    push_ok(sh, 1, 0, 0, g, 4);
+    push_ok(sh, 1, 0, 6, v1, 4);
+    expect_state(sh, 6, 12, 18, 24);
+    push_ok(sh, 0, 1, 0, g, 4);
+    push_ok(sh, 0, 1, 6, z, 4);
+    expect_state(sh, 1, 1.5f, 3, 3.5f); /* worker 1's latest only */
+    srv_shard_destroy(sh);
+
+    /* A restored shard's first report averages with the restored values. */
+    static const uint64_t offs[] = {0, 4, 6, 10};
+    static const float mults[] = {1.0f, 0.0f, 0.0f};
+    static const unsigned char st[] = {0, 0, 1};
+    opt_config oc;
+    opt_config_default(&oc, OPT_SGD);
+    pst_err err = {0};
+    sh = srv_shard_create(0, 10, &oc, CFG_CONS_ASP, 0, 2, &err);
+    assert_non_null(sh);
+    assert_int_equal(srv_shard_set_groups(sh, offs, mults, st, 3, &err), PST_OK);
+    const float saved[10] = {0, 1, 2, 3, 4, 5, 2, 2, 2, 2};
+    assert_int_equal(srv_shard_restore(sh, saved, 3, &err), PST_OK);
+    push_ok(sh, 1, 3, 0, g, 4);
+    push_ok(sh, 1, 3, 6, (const float[4]){4, 6, 8, 10}, 4);
+    expect_state(sh, 3, 4, 5, 6);
+    srv_shard_destroy(sh);
+}
+
+/* A state group must have multiplier 0. */
+static void test_state_group_refused(void **state)
+{
+    (void)state;
+    static const uint64_t offs[] = {0, 4, 10};
+    static const float mults[] = {1.0f, 0.5f};
+    static const unsigned char st[] = {0, 1};
+    srv_shard *sh = make(0, 10, CFG_CONS_BSP, 0, 1);
+    pst_err err = {0};
+    assert_int_equal(srv_shard_set_groups(sh, offs, mults, st, 2, &err), PST_ERR_ARG);
+    assert_non_null(strstr(err.msg, "state group"));
     srv_shard_destroy(sh);
 }
 
@@ -1376,13 +1494,13 @@ static void test_groups_ssp_and_fully_frozen(void **state)
     static const float mults[] = {0.0f, 1.0f};
     sh = make(10, 10, CFG_CONS_BSP, 0, 1);
     pst_err err = {0};
-    assert_int_equal(srv_shard_set_groups(sh, offs, mults, 2, &err), PST_OK);
+    assert_int_equal(srv_shard_set_groups(sh, offs, mults, NULL, 2, &err), PST_OK);
     assert_int_equal(srv_shard_trainable(sh), 0);
     float w[10] = {0};
     init_all(sh, w);
     refused(sh, 1, 0, 0, 10, g, 1, "frozen", 0);
     static const uint64_t short_offs[] = {12, 30};
-    assert_int_equal(srv_shard_set_groups(sh, short_offs, mults, 1, &err), PST_ERR_ARG);
+    assert_int_equal(srv_shard_set_groups(sh, short_offs, mults, NULL, 1, &err), PST_ERR_ARG);
     srv_shard_destroy(sh);
 }
 
@@ -1413,7 +1531,7 @@ static void test_groups_frozen_refused_first(void **state)
     static const float mults[] = {0.0f, 1.0f};
     sh = make(10, 10, CFG_CONS_BSP, 0, 1);
     pst_err err = {0};
-    assert_int_equal(srv_shard_set_groups(sh, offs, mults, 2, &err), PST_OK);
+    assert_int_equal(srv_shard_set_groups(sh, offs, mults, NULL, 2, &err), PST_OK);
     const float w[10] = {0};
     init_all(sh, w);
     refused(sh, 1, 0, 0, 10, g, 1, "frozen", 0);
@@ -1735,6 +1853,9 @@ int main(void)
         cmocka_unit_test(test_groups_ssp_and_fully_frozen),
         cmocka_unit_test(test_groups_frozen_refused_first),
         cmocka_unit_test(test_shard_map_groups),
+        cmocka_unit_test(test_state_bsp_mean),
+        cmocka_unit_test(test_state_asp_latest),
+        cmocka_unit_test(test_state_group_refused),
         cmocka_unit_test(test_restore_bsp),
         cmocka_unit_test(test_restore_ssp_clocks),
         cmocka_unit_test(test_recovery_loss_per_worker),

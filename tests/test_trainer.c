@@ -139,6 +139,44 @@ static void test_frozen_layer_unchanged(void **state)
     ds_destroy(ds);
 }
 
+/* Batchnorm's running statistics are a state group of their own (a distributed worker
+ * pushes their values, ps/state.h): never merged with the frozen layer after them, and
+ * wk_trainer_state_values copies exactly those floats. */
+static void test_state_group(void **state)
+{
+    (void)state;
+    ds_dataset *ds = make_data();
+    cfg_job *j = job_of(L0 "}\n    - {type: batchnorm, name: bn}", L1 ", trainable: false}", L2 "}",
+                        ADAM, NULL);
+    wk_trainer *t = train(j, ds);
+    int ng;
+    const opt_group *g = wk_trainer_groups(t, &ng);
+    const unsigned char *st = wk_trainer_group_state(t);
+    assert_int_equal(ng, 4); /* a + bn's gamma, beta x1 | bn's statistics | b frozen | c x1 */
+    assert_non_null(st);
+    assert_true(!st[0] && st[1] && !st[2] && !st[3]);
+    const ml_segment *rm = segment(t, "bn.running_mean"), *rv = segment(t, "bn.running_var");
+    assert_true(g[1].offset == rm->offset && g[1].len == rm->len + rv->len);
+    assert_true(g[1].lr_mult == 0.0f && g[2].lr_mult == 0.0f);
+    ml_model *m = wk_trainer_model(t);
+    size_t P = ml_model_nparams(m);
+    float *buf = malloc(P * sizeof *buf);
+    assert_non_null(buf);
+    for (size_t i = 0; i < P; i++)
+        buf[i] = -7.0f;
+    wk_trainer_state_values(t, buf);
+    const float *w = ml_model_params(m);
+    for (size_t i = 0; i < P; i++) {
+        int in = i >= g[1].offset && i < g[1].offset + g[1].len;
+        assert_true(in ? buf[i] == w[i] : buf[i] == -7.0f);
+    }
+    assert_true(w[rm->offset] != 0.0f && w[rv->offset] != 1.0f); /* they moved in training */
+    free(buf);
+    wk_trainer_destroy(t);
+    cfg_job_free(j);
+    ds_destroy(ds);
+}
+
 /* lr_mult scales one layer's learning rate only: lr 0.01 with layer b at x2 is lr 0.02 with
  * layers a and c at x0.5 -- the same effective rate for every layer, and in float the same
  * products (0.01f * 2 = 0.02f, 0.02f * 0.5 = 0.01f), so the same weights to the bit. The
@@ -307,6 +345,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_frozen_layer_unchanged),
+        cmocka_unit_test(test_state_group),
         cmocka_unit_test(test_lr_mult_is_that_layers_lr),
         cmocka_unit_test(test_init_from),
         cmocka_unit_test(test_predict_is_what_evaluate_scores),

@@ -498,6 +498,43 @@ static void test_update_groups(void **state)
     assert_int_equal(pack_only(&e, &(wire_body){.hello = &h}, &err), PST_ERR_ARG);
 }
 
+/* State groups (batchnorm's running statistics): flags beside the groups, only when one is
+ * set (a job without state packs the same bytes as before), and only on multiplier 0. */
+static void test_state_groups(void **state)
+{
+    (void)state;
+    pst_err err = {0};
+    static uint8_t buf[WIRE_MAX_META];
+    size_t plain = 0, flagged = 0;
+    wire_env e;
+    wire_env_init(&e, WIRE_MSG_HELLO, "worker", 1);
+    wire_hello h = {.nparams = 1000,
+                    .groups = {.n = 3, .offsets = {0, 600, 900, 1000}, .mults = {1, 0, 1}}};
+    wire_body b = {.hello = &h};
+    assert_int_equal(wire_pack(&e, &b, buf, sizeof buf, &plain, &err), PST_OK);
+    round_trip(&e, &b);
+    assert_int_equal(GB.hello->groups.n, 3);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(GB.hello->groups.state[i], 0);
+    h.groups.state[1] = 1;
+    assert_int_equal(wire_pack(&e, &b, buf, sizeof buf, &flagged, &err), PST_OK);
+    assert_int_equal(flagged, plain + 5); /* field 3: tag, length, 3 booleans */
+    round_trip(&e, &b);
+    assert_int_equal(GB.hello->groups.state[0], 0);
+    assert_int_equal(GB.hello->groups.state[1], 1);
+    assert_int_equal(GB.hello->groups.state[2], 0);
+
+    static wire_welcome w;
+    welcome_of(&w, 1, 2, 1000);
+    w.groups = h.groups;
+    wire_env_init(&e, WIRE_MSG_WELCOME, "coordinator", 0);
+    round_trip(&e, &(wire_body){.welcome = &w});
+    assert_int_equal(GB.welcome->groups.state[1], 1);
+    w.groups.state[2] = 1; /* a state group that trains */
+    assert_int_equal(pack_unpack(&e, &(wire_body){.welcome = &w}, &err), PST_ERR_DATA);
+    assert_non_null(strstr(err.msg, "state group 2 has multiplier 1"));
+}
+
 /* Found by reading what fuzz/fuzz_wire.c checks: a peer's role, endpoint or error text
  * with a line break went as is into log lines and error messages (a forged log line).
  * Names with control characters are refused; an error text keeps its words on one line. */
@@ -731,6 +768,7 @@ int main(void)
         cmocka_unit_test(test_rejects_inconsistent_messages),
         cmocka_unit_test(test_pack_checks_bodies),
         cmocka_unit_test(test_update_groups),
+        cmocka_unit_test(test_state_groups),
         cmocka_unit_test(test_control_characters),
         cmocka_unit_test(test_rejects_wrong_version_and_type),
         cmocka_unit_test(test_rejects_garbage_and_truncation),

@@ -77,6 +77,7 @@ static int put_groups(worker *w, wire_groups *h, pst_err *err)
 {
     int n;
     const opt_group *g = wk_trainer_groups(w->tr, &n);
+    const unsigned char *st = wk_trainer_group_state(w->tr);
     if (n > WIRE_MAX_GROUPS)
         return pst_err_set(err, PST_ERR_CONFIG,
                            "model.layers: %d runs of layers with different "
@@ -86,6 +87,7 @@ static int put_groups(worker *w, wire_groups *h, pst_err *err)
     for (int i = 0; i < n; i++) {
         h->offsets[i] = g[i].offset;
         h->mults[i] = g[i].lr_mult;
+        h->state[i] = st && st[i];
     }
     h->offsets[n] = n ? g[n - 1].offset + g[n - 1].len : 0;
     return PST_OK;
@@ -339,6 +341,9 @@ static int dist_update(void *ctx, const wk_loop_pos *at, int checkpoint, pst_err
     const pst_test_hooks *hooks = w->o->hooks;
     int rc;
     w->loss = at->loss;
+    /* State groups (batchnorm's running statistics) travel as this step's values, taken
+     * before a pipelined pull overwrites them with the servers' mean. */
+    wk_trainer_state_values(w->tr, w->gbuf[w->clock & 1]);
     /* Pipelined: the weights pulled after the previous push arrive now, after this step's
      * gradient was computed on the ones before. */
     if (w->pipelined && wk_kv_pull_outstanding(w->kv) && (rc = pull_into_model(w, err)))

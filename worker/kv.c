@@ -21,10 +21,13 @@
 #define ROLE "worker"
 
 /* One message's range: [off, off + len) of the flat vector, inside server `server`'s shard
- * and at most WIRE_CHUNK_FLOATS long. */
+ * and at most WIRE_CHUNK_FLOATS long. state: inside a state group (batchnorm's running
+ * statistics, wire_groups): its pushes carry values, so they and its pulls stay exact F32
+ * whatever cluster.compression says. */
 typedef struct {
     uint64_t off, len;
     int server;
+    int state;
 } kv_piece;
 
 /* An acknowledged operation (INIT and PUSH chunks, DONE): its requests (proto/dlv.h: ids
@@ -59,8 +62,9 @@ struct wk_kv {
     dlv_ids ids;    /* request ids of every message to the servers */
     dlv_batch pull; /* the outstanding pull: request i is piece i of `pulling` */
     /* The vector in messages, server by server in order: `all` covers every float (INIT, the
-     * first pull); `train` only the trainable ones (PUSH, PULL): frozen ranges (update
-     * groups of multiplier 0, see WELCOME) never travel after the first pull. */
+     * first pull); `train` only the trainable ones and the state groups (PUSH, PULL): frozen
+     * ranges (other update groups of multiplier 0, see WELCOME) never travel after the
+     * first pull. */
     kv_piece *all, *train;
     int nall, ntrain;
     const kv_piece *pulling; /* the pieces of the outstanding pull: request i is piece i */
@@ -138,8 +142,9 @@ static void settle_push(wk_kv *kv, int slot)
 }
 
 /* Cuts what is sent -- the whole vector, or (trainable_only) the runs of update groups with
- * a multiplier > 0 -- at shard boundaries and into chunks: *out in sending order, server by
- * server. Two passes: count, then fill. Returns -1 when out of memory. */
+ * a multiplier > 0 and those of state groups, apart -- at shard boundaries and into chunks:
+ * *out in sending order, server by server. Two passes: count, then fill. Returns -1 when
+ * out of memory. */
 static int make_pieces(const wk_kv *kv, const wire_welcome *welcome, int trainable_only,
                        kv_piece **out, int *n)
 {
@@ -149,11 +154,12 @@ static int make_pieces(const wk_kv *kv, const wire_welcome *welcome, int trainab
         int k = 0;
         for (int s = 0; s < kv->S; s++) {
             for (int g = 0; g < (ng ? ng : 1); g++) {
-                if (ng && !(gr->mults[g] > 0.0f))
+                if (ng && !(gr->mults[g] > 0.0f) && !gr->state[g])
                     continue;
                 uint64_t a = ng ? gr->offsets[g] : 0;
-                /* A run: this group and the trainable groups right after it. */
-                while (ng && g + 1 < ng && gr->mults[g + 1] > 0.0f)
+                int st = ng && gr->state[g];
+                /* A run: this group and the groups of its kind (trainable, state) after it. */
+                while (ng && g + 1 < ng && (st ? gr->state[g + 1] : gr->mults[g + 1] > 0.0f))
                     g++;
                 uint64_t b = ng ? gr->offsets[g + 1] : kv->nparams;
                 uint64_t lo = a > kv->off[s] ? a : kv->off[s];
@@ -161,7 +167,7 @@ static int make_pieces(const wk_kv *kv, const wire_welcome *welcome, int trainab
                 for (; lo < hi; lo += WIRE_CHUNK_FLOATS, k++)
                     if (pass == 1)
                         (*out)[k] = (kv_piece){
-                            lo, hi - lo < WIRE_CHUNK_FLOATS ? hi - lo : WIRE_CHUNK_FLOATS, s};
+                            lo, hi - lo < WIRE_CHUNK_FLOATS ? hi - lo : WIRE_CHUNK_FLOATS, s, st};
             }
         }
         if (pass == 0 && !(*out = malloc(sizeof **out * (size_t)(k ? k : 1))))
@@ -280,7 +286,7 @@ static int send_piece(wk_kv *kv, wire_type type, uint64_t id, const kv_piece *pc
     wire_range r = {.offset = pc->off, .len = pc->len, .final = final, .checkpoint = checkpoint};
     net_frame f[2] = {{0}};
     int nf = 0;
-    if (buf && type == WIRE_MSG_PUSH && kv->comp) {
+    if (buf && type == WIRE_MSG_PUSH && kv->comp && !pc->state) {
         /* The encoded frames of this piece (wk_comp_encode filled the slot at the push). */
         const void *data[2];
         size_t bytes[2];
@@ -292,7 +298,7 @@ static int send_piece(wk_kv *kv, wire_type type, uint64_t id, const kv_piece *pc
         f[0] = (net_frame){.data = buf + pc->off, .len = (size_t)pc->len * sizeof(float)};
         nf = 1;
     } else if (type == WIRE_MSG_PULL)
-        r.enc = kv->pulling_enc;
+        r.enc = pc->state ? WIRE_ENC_F32 : kv->pulling_enc;
     for (int k = 0; k < nf; k++) {
         f[k].release = on_release;
         f[k].hint = &kv->hint[slot];
@@ -355,7 +361,7 @@ static int op_start(wk_kv *kv, kv_op *op, wire_type type, const kv_piece *pieces
     for (int i = 0; i < n; i++) {
         /* Compressed: each piece encoded just before it goes, so that ZeroMQ's I/O thread
          * sends one while the next is encoded (resends reuse the encoded frames). */
-        if (type == WIRE_MSG_PUSH && kv->comp)
+        if (type == WIRE_MSG_PUSH && kv->comp && !pieces[i].state)
             wk_comp_encode_piece(kv->comp, slot, i, buf);
         int rc = pieces ? send_piece(kv, type, op->b.lo + (uint64_t)i, &pieces[i], buf, slot, clock,
                                      0, checkpoint, err)

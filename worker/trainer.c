@@ -29,8 +29,10 @@ struct wk_trainer {
     opt_state *opt;
     opt_group *groups; /* (ngroups) layers' lr multipliers, 0 = frozen; none = all at 1 */
     int ngroups;
-    size_t frozen; /* parameters of frozen layers */
-    int has_init;  /* model.init_from was loaded: init_rep says what */
+    unsigned char *gstate; /* (ngroups) 1: a state group (batchnorm's running statistics) */
+    int nstate;            /* state groups */
+    size_t frozen;         /* parameters of frozen layers */
+    int has_init;          /* model.init_from was loaded: init_rep says what */
     ckpt_init_report init_rep;
     wk_mask *mask; /* model.keep_zeros: the pruned weights held at 0 (worker/mask.h) */
     int batch;     /* B */
@@ -131,6 +133,7 @@ static int setup_finetune(wk_trainer *t, pst_err *err)
     int nseg = ml_model_nsegments(m), n = 0, plain = 1;
     unsigned char *loaded = NULL;
     if (!(t->groups = malloc(sizeof *t->groups * (size_t)(nseg ? nseg : 1))) ||
+        !(t->gstate = calloc((size_t)(nseg ? nseg : 1), 1)) ||
         !(loaded = calloc((size_t)(nseg ? nseg : 1), 1))) {
         free(loaded);
         return pst_err_set(err, PST_ERR_NOMEM, "trainer: out of memory");
@@ -166,11 +169,15 @@ static int setup_finetune(wk_trainer *t, pst_err *err)
             t->frozen += sg->len;
             ml_model_set_trainable(m, sg->layer, 0);
         }
-        /* Segments tile [0, P) in order; neighbours with one multiplier merge. */
-        if (n > 0 && t->groups[n - 1].lr_mult == mult)
+        /* Segments tile [0, P) in order; neighbours with one multiplier merge, state
+         * only with state (it travels, frozen weights do not). */
+        if (n > 0 && t->groups[n - 1].lr_mult == mult && t->gstate[n - 1] == (sg->state != 0))
             t->groups[n - 1].len += sg->len;
-        else
+        else {
+            t->gstate[n] = sg->state != 0;
+            t->nstate += sg->state != 0;
             t->groups[n++] = (opt_group){sg->offset, sg->len, mult};
+        }
     }
     t->ngroups = plain ? 0 : n;
     free(loaded);
@@ -261,6 +268,7 @@ void wk_trainer_destroy(wk_trainer *t)
     free(t->eval_idx);
     opt_state_destroy(t->opt);
     free(t->groups);
+    free(t->gstate);
     wk_mask_destroy(t->mask);
     free(t->gacc);
     free(t->bx);
@@ -279,6 +287,20 @@ const opt_group *wk_trainer_groups(const wk_trainer *t, int *n)
 {
     *n = t->ngroups;
     return t->groups;
+}
+
+const unsigned char *wk_trainer_group_state(const wk_trainer *t)
+{
+    return t->ngroups ? t->gstate : NULL;
+}
+
+void wk_trainer_state_values(const wk_trainer *t, float *dst)
+{
+    const float *w = ml_model_params(t->model);
+    for (int i = 0; t->nstate && i < t->ngroups; i++)
+        if (t->gstate[i])
+            memcpy(dst + t->groups[i].offset, w + t->groups[i].offset,
+                   t->groups[i].len * sizeof(float));
 }
 
 size_t wk_trainer_frozen_params(const wk_trainer *t) { return t->frozen; }

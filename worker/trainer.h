@@ -56,6 +56,14 @@ int64_t wk_trainer_step(const wk_trainer *t); /* updates applied so far */
  * lr_mult: 0), neighbours with one multiplier merged; *n = 0 when every parameter trains at
  * multiplier 1. Servers get them through HELLO/WELCOME. */
 const opt_group *wk_trainer_groups(const wk_trainer *t, int *n);
+/* (n of wk_trainer_groups) 1 for a state group: batchnorm's running statistics (multiplier
+ * 0, never merged with other groups), which a distributed worker pushes as values; NULL
+ * when there are no groups. */
+const unsigned char *wk_trainer_group_state(const wk_trainer *t);
+/* The state groups' current values (the model's parameters there) into dst, a vector of
+ * the model's length (nothing outside them is written): a distributed worker puts them
+ * into its push buffer, where a state group's "gradient" is its values (ps/shard.h). */
+void wk_trainer_state_values(const wk_trainer *t, float *dst);
 size_t wk_trainer_frozen_params(const wk_trainer *t); /* parameters of frozen layers */
 /* What model.init_from loaded, or NULL when the job names no checkpoint. */
 const ckpt_init_report *wk_trainer_init_report(const wk_trainer *t);

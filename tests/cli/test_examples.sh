@@ -48,10 +48,10 @@ assert "[1, 32, 32]" in json.dumps(h["__metadata__"]).replace('\\"', '"') or \
     '"input_shape":[1,32,32]' in h["__metadata__"]["pstrain.model"].replace(" ", ""), h["__metadata__"]
 PY
   # The CNN distributed (pstrain local: 2 workers, 1 server, bsp) with batchnorm: its
-  # running statistics are state in frozen ranges, so each worker keeps its own and the
-  # servers never move them; worker 0's are authoritative: its final evaluation uses them,
-  # model.safetensors holds them (not the initial 0 and 1), and `pstrain eval` of the model
-  # gives the same test accuracy.
+  # running statistics are state the servers average over the workers (each clock's mean,
+  # which every worker adopts; tests/cli/test_bn_dist.sh checks the server's side): worker
+  # 0's final evaluation uses them, model.safetensors holds them (not the initial 0 and 1),
+  # and `pstrain eval` of the model gives the same test accuracy.
   cat > cnn-bn.yaml <<'EOF'
 name: cnn-bn-dist
 seed: 42
