@@ -344,10 +344,8 @@ static void test_predict_is_what_evaluate_scores(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_frozen_layer_unchanged),
-        cmocka_unit_test(test_state_group),
-        cmocka_unit_test(test_lr_mult_is_that_layers_lr),
-        cmocka_unit_test(test_init_from),
+        cmocka_unit_test(test_frozen_layer_unchanged),          cmocka_unit_test(test_state_group),
+        cmocka_unit_test(test_lr_mult_is_that_layers_lr),       cmocka_unit_test(test_init_from),
         cmocka_unit_test(test_predict_is_what_evaluate_scores),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
