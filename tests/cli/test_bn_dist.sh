@@ -28,11 +28,14 @@ train: {batch_size: 32, epochs: 3}
 cluster: {servers: 1, workers: 2, consistency: bsp}
 YAML
 
-# check_stats MODEL: the statistics moved and are those of the first layer's outputs on the
-# data (the final weights; momentum 0.9 lags a little): mean within a quarter of a
-# standard deviation, variance within half of itself + 0.05 (1 is 0.3-0.9 off here).
+# check_stats MODEL [SLACK]: the statistics moved and are those of the first layer's outputs
+# on the data (the final weights; momentum 0.9 lags a little): the mean within 0.2 + SLACK
+# standard deviations, the variance within half of itself + SLACK (SLACK default 0.05; 1 is
+# 0.3-0.9 off here). asp's are averaged over workers at different points of training, in an
+# order a loaded machine decides: they lag further (seen: 0.118 for 0.036), so its SLACK is
+# wider.
 check_stats() {
-  /usr/bin/python3 - "$1" "$SRC/examples/data/moons.csv" <<'PY' || fail "batchnorm statistics of $1"
+  /usr/bin/python3 - "$1" "$SRC/examples/data/moons.csv" "${2:-0.05}" <<'PY' || fail "batchnorm statistics of $1"
 import json, struct, sys
 import numpy as np
 with open(sys.argv[1], "rb") as f:
@@ -47,8 +50,9 @@ x = (x - get("preprocess.shift")) * get("preprocess.mul")
 z = x @ get("dense_0.weight").T + get("dense_0.bias")
 mean, var = get("batchnorm_0.running_mean"), get("batchnorm_0.running_var")
 assert np.abs(mean).max() > 1e-3 and np.abs(var - 1).max() > 0.1, (mean, var)
-assert (np.abs(mean - z.mean(0)) <= 0.25 * np.sqrt(z.var(0))).all(), (mean, z.mean(0))
-assert (np.abs(var - z.var(0)) <= 0.5 * z.var(0) + 0.05).all(), (var, z.var(0))
+slack = float(sys.argv[3])
+assert (np.abs(mean - z.mean(0)) <= (0.2 + slack) * np.sqrt(z.var(0))).all(), (mean, z.mean(0))
+assert (np.abs(var - z.var(0)) <= 0.5 * z.var(0) + slack).all(), (var, z.var(0))
 PY
 }
 
@@ -84,7 +88,7 @@ $COMPARE a/model.safetensors b/model.safetensors 0 \
 # asp: the mean of each worker's latest values; worker 0's final pull brings them.
 expect_exit 0 "$PSTRAIN" local bn.yaml --consistency asp --output c
 expect_exit 0 "$PSTRAIN" consolidate bn.yaml --consistency asp --resume c
-check_stats c/checkpoints/model-clock-30.safetensors
+check_stats c/checkpoints/model-clock-30.safetensors 0.15
 $COMPARE c/model.safetensors c/checkpoints/model-clock-30.safetensors 0 \
   || fail "asp: the server's checkpoint is not worker 0's final model"
 echo "ok"
