@@ -116,7 +116,8 @@ static int same_groups(const wire_groups *a, const wire_groups *b)
     size_t n = (size_t)a->n;
     return a->n == b->n &&
            (n == 0 || (memcmp(a->offsets, b->offsets, (n + 1) * sizeof *a->offsets) == 0 &&
-                       memcmp(a->mults, b->mults, n * sizeof *a->mults) == 0));
+                       memcmp(a->mults, b->mults, n * sizeof *a->mults) == 0 &&
+                       memcmp(a->state, b->state, n * sizeof *a->state) == 0));
 }
 
 /* The large bodies are filled up to their counts only (not cleared): compare those. */
