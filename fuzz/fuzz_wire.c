@@ -67,8 +67,9 @@ static void check_bodies(const wire_env *e, const wire_body *b)
     must(!!b->hello == (e->type == WIRE_MSG_HELLO), "a hello exactly on HELLO");
     must(!!b->welcome == (e->type == WIRE_MSG_WELCOME), "a welcome exactly on WELCOME");
     must(!b->stats || e->type == WIRE_MSG_BYE, "stats only on BYE");
-    must(!b->membership || e->type == WIRE_MSG_HEARTBEAT || e->type == WIRE_MSG_WELCOME,
-         "a membership only on HEARTBEAT and WELCOME");
+    must(!b->membership || e->type == WIRE_MSG_HEARTBEAT || e->type == WIRE_MSG_WELCOME ||
+             e->type == WIRE_MSG_SHUTDOWN,
+         "a membership only on HEARTBEAT, WELCOME and SHUTDOWN");
     must(!b->progress || e->type == WIRE_MSG_PROGRESS || e->type == WIRE_MSG_DONE ||
              e->type == WIRE_MSG_STOP || e->type == WIRE_MSG_HEARTBEAT,
          "progress only on PROGRESS, DONE, STOP and HEARTBEAT");
