@@ -6,7 +6,6 @@
  * the figures; predict writes one CSV row per sample. */
 #include <errno.h>
 #include <fcntl.h>
-#include <limits.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -21,13 +20,8 @@
 #include "worker/dataprep.h"
 
 typedef struct {
-    const char *ckpt, *data;
-    const char *labels; /* IDX labels file */
-    const char *label;  /* CSV label column by name */
-    int label_index;    /* CSV label column by index, -1 = last */
-    cfg_header header;
-    char delimiter;
-    int format; /* a cfg_format, or -1: idx when labels is given, else csv */
+    const char *ckpt;
+    cli_data_src src; /* DATA and how to read it */
     int batch;
     const char *output;  /* predict: NULL = stdout */
     int no_label;        /* predict: the CSV has no label column */
@@ -61,67 +55,34 @@ static const char predict_synopsis[] =
 static int parse_args(const char *cmd, int argc, char **argv, eval_args *a)
 {
     const int predict = strcmp(cmd, "predict") == 0;
-    *a = (eval_args){.label_index = INT_MIN, .delimiter = ',', .batch = 256};
-    int format = -1, header = 2; /* indices into the choices below */
-    const char *delim = ",";
-    cli_opt opts[] = {{.name = "format",
-                       .kind = CLI_CHOICE,
-                       .dest = &format,
-                       .meta = "idx|csv|libsvm",
-                       .choices = "idx|csv|libsvm",
-                       .help = "format of DATA (default: idx with --labels, else csv)"},
-                      {.name = "labels",
-                       .kind = CLI_STR,
-                       .dest = &a->labels,
-                       .meta = "FILE",
-                       .help = "IDX labels file (DATA is then the images file)"},
-                      {.name = "label",
-                       .kind = CLI_STR,
-                       .dest = &a->label,
-                       .meta = "NAME",
-                       .help = "CSV label column by header name"},
-                      {.name = "label-index",
-                       .kind = CLI_INT,
-                       .dest = &a->label_index,
-                       .meta = "N",
-                       .lo = -1,
-                       .hi = INT_MAX,
-                       .help = "CSV label column by index (default -1: the last)"},
-                      {.name = "header",
-                       .kind = CLI_CHOICE,
-                       .dest = &header,
-                       .meta = "yes|no|auto",
-                       .choices = "yes|no|auto",
-                       .help = "CSV header line (default auto)"},
-                      {.name = "delimiter",
-                       .kind = CLI_STR,
-                       .dest = &delim,
-                       .meta = "C",
-                       .help = "CSV field separator (default ,)"},
-                      {.name = "batch-size",
-                       .kind = CLI_INT,
-                       .dest = &a->batch,
-                       .meta = "N",
-                       .lo = 1,
-                       .hi = 1 << 20,
-                       .help = "rows per forward pass (default 256)"},
-                      {.name = "compare",
-                       .kind = CLI_STR,
-                       .dest = &a->compare,
-                       .meta = "CKPT",
-                       .help = "also evaluate CKPT (e.g. the fp32 original of an fp16/int8\n"
-                               "export) and print its figures and the difference"},
-                      /* predict only, from here on */
-                      {.name = "output",
-                       .kind = CLI_STR,
-                       .dest = &a->output,
-                       .meta = "FILE",
-                       .help = "write the CSV to FILE (atomically) instead of stdout"},
-                      {.name = "no-label",
-                       .kind = CLI_FLAG,
-                       .dest = &a->no_label,
-                       .help = "CSV without a label column"},
-                      {0}};
+    *a = (eval_args){.batch = 256};
+    cli_data_opts dopt;
+    cli_opt opts[CLI_DATA_NOPTS + 5] = {
+        [CLI_DATA_NOPTS] = {.name = "batch-size",
+                            .kind = CLI_INT,
+                            .dest = &a->batch,
+                            .meta = "N",
+                            .lo = 1,
+                            .hi = 1 << 20,
+                            .help = "rows per forward pass (default 256)"},
+        {.name = "compare",
+         .kind = CLI_STR,
+         .dest = &a->compare,
+         .meta = "CKPT",
+         .help = "also evaluate CKPT (e.g. the fp32 original of an fp16/int8\n"
+                 "export) and print its figures and the difference"},
+        /* predict only, from here on */
+        {.name = "output",
+         .kind = CLI_STR,
+         .dest = &a->output,
+         .meta = "FILE",
+         .help = "write the CSV to FILE (atomically) instead of stdout"},
+        {.name = "no-label",
+         .kind = CLI_FLAG,
+         .dest = &a->no_label,
+         .help = "CSV without a label column"},
+        {0}};
+    cli_data_opts_init(&dopt, &a->src, "idx|csv|libsvm", opts);
     if (!predict)
         opts[sizeof opts / sizeof opts[0] - 3] = (cli_opt){0};
     else
@@ -135,69 +96,48 @@ static int parse_args(const char *cmd, int argc, char **argv, eval_args *a)
     if (ec >= 0)
         return ec;
     a->ckpt = args.npos > 0 ? args.pos[0] : NULL;
-    a->data = args.npos > 1 ? args.pos[1] : NULL;
+    a->src.data = args.npos > 1 ? args.pos[1] : NULL;
     int npos = args.npos;
     cli_args_fini(&args); /* the positionals point into argv */
     if (npos != 2) {
         fprintf(stderr, "pstrain %s: needs a checkpoint and a data file (see --help)\n", cmd);
         return EXIT_USAGE;
     }
-    if (strlen(delim) != 1) {
-        fprintf(stderr, "pstrain %s: --delimiter: '%s' is not one character\n", cmd, delim);
-        return EXIT_USAGE;
-    }
-    a->delimiter = delim[0];
-    static const cfg_format formats[] = {CFG_FMT_IDX, CFG_FMT_CSV, CFG_FMT_LIBSVM};
-    static const cfg_header headers[] = {CFG_HEADER_YES, CFG_HEADER_NO, CFG_HEADER_AUTO};
-    a->header = headers[header];
-    a->format = format >= 0 ? (int)formats[format] : a->labels ? CFG_FMT_IDX : CFG_FMT_CSV;
-    if (a->format == CFG_FMT_IDX && !a->labels) {
-        fprintf(stderr, "pstrain %s: --format idx needs --labels FILE\n", cmd);
-        return EXIT_USAGE;
-    }
-    if (a->no_label && (a->format != CFG_FMT_CSV || a->label || a->label_index != INT_MIN)) {
-        fprintf(stderr,
-                "pstrain %s: --no-label is for CSV data, without --label or --label-index\n", cmd);
-        return EXIT_USAGE;
-    }
-    if (a->no_label)
-        a->label_index = DS_CSV_NO_LABEL;
-    else if (a->label_index == INT_MIN)
-        a->label_index = -1;
-    return -1;
+    return cli_data_opts_finish(&dopt, a->no_label, cmd);
 }
 
 /* Loads DATA as the checkpoint's task, with its classes numbered as the checkpoint's. */
-static ds_dataset *load_data(const eval_args *a, const ckpt_model *ck, pst_err *err)
+static ds_dataset *load_data(const cli_data_src *src, int no_label, const ckpt_model *ck,
+                             pst_err *err)
 {
-    char delim[2] = {a->delimiter, '\0'};
+    char delim[2] = {src->delimiter, '\0'};
     ml_model *net = ckpt_model_net((ckpt_model *)ck);
     int classify = ckpt_model_task(ck) == DS_TASK_CLASSIFY;
     /* num_classes 0: the loaders take the data's own classes, checked below against the
      * model's, so an out-of-range label is reported as such. */
     cfg_data dc = {
-        .format = (cfg_format)a->format,
+        .format = (cfg_format)src->format,
         .task = classify ? DS_TASK_CLASSIFY : DS_TASK_REGRESS,
-        .label = (char *)a->label,
-        .label_index = a->label_index,
-        .header = a->header,
+        .label = (char *)src->label,
+        .label_index = src->label_index,
+        .header = src->header,
         .delimiter = delim,
-        .dim = a->format == CFG_FMT_LIBSVM ? ml_model_in_dim(net) : 0,
+        .dim = src->format == CFG_FMT_LIBSVM ? ml_model_in_dim(net) : 0,
     };
-    ds_dataset *ds = wk_data_load_file(&dc, a->data, a->labels, err);
+    ds_dataset *ds = wk_data_load_file(&dc, src->data, src->labels, err);
     if (!ds)
         return NULL;
     if (ds_dim(ds) != ml_model_in_dim(net)) {
-        pst_err_set(err, PST_ERR_DATA, "%s: %d features, but the model takes %d", a->data,
+        pst_err_set(err, PST_ERR_DATA, "%s: %d features, but the model takes %d", src->data,
                     ds_dim(ds), ml_model_in_dim(net));
         goto fail;
     }
-    if (a->no_label)
+    if (no_label)
         return ds; /* placeholder labels: nothing to check or renumber */
     if (!classify) {
         if (ds_target_dim(ds) != ml_model_out_dim(net)) {
             pst_err_set(err, PST_ERR_DATA, "%s: %d targets per sample, but the model predicts %d",
-                        a->data, ds_target_dim(ds), ml_model_out_dim(net));
+                        src->data, ds_target_dim(ds), ml_model_out_dim(net));
             goto fail;
         }
         return ds;
@@ -212,7 +152,7 @@ static ds_dataset *load_data(const eval_args *a, const ckpt_model *ck, pst_err *
         ds_named |= ds_class_name(ds, c) != NULL;
     if (ck_named != ds_named) {
         pst_err_set(err, PST_ERR_DATA, "%s: class labels are %s, but the model's classes are %s",
-                    a->data, ds_named ? "names" : "numbers", ck_named ? "names" : "numbers");
+                    src->data, ds_named ? "names" : "numbers", ck_named ? "names" : "numbers");
         goto fail;
     }
     int32_t *lab = ds_labels(ds);
@@ -231,7 +171,7 @@ static ds_dataset *load_data(const eval_args *a, const ckpt_model *ck, pst_err *
                     map[c] = k;
             if (map[c] < 0) {
                 pst_err_set(err, PST_ERR_DATA, "%s: class '%s' is not a class of the model",
-                            a->data, nm ? nm : "?");
+                            src->data, nm ? nm : "?");
                 free(map);
                 goto fail;
             }
@@ -245,7 +185,7 @@ static ds_dataset *load_data(const eval_args *a, const ckpt_model *ck, pst_err *
             pst_err_set(err, PST_ERR_DATA,
                         "%s: record %lld: label %d is not a class of the "
                         "model (it has %d)",
-                        a->data, (long long)i, (int)lab[i], K);
+                        src->data, (long long)i, (int)lab[i], K);
             goto fail;
         }
     return ds;
@@ -460,7 +400,7 @@ static int run(const char *cmd, int argc, char **argv, const volatile sig_atomic
     int rc = ckpt_load(a.ckpt, a.batch, &ck, &err);
     if (rc)
         goto done;
-    if (!(ds = load_data(&a, ck, &err))) {
+    if (!(ds = load_data(&a.src, a.no_label, ck, &err))) {
         rc = err.code ? err.code : PST_ERR_DATA;
         goto done;
     }
@@ -560,12 +500,5 @@ int cmd_predict(int argc, char **argv, const volatile sig_atomic_t *stop)
 
 ds_dataset *cli_eval_data(const cli_data_src *src, const ckpt_model *ck, pst_err *err)
 {
-    eval_args a = {.data = src->data,
-                   .labels = src->labels,
-                   .label = src->label,
-                   .label_index = src->label_index,
-                   .header = src->header,
-                   .delimiter = src->delimiter,
-                   .format = src->format};
-    return load_data(&a, ck, err);
+    return load_data(src, 0, ck, err);
 }
