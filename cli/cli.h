@@ -119,9 +119,16 @@ typedef struct {
     double perplexity; /* exp(loss) */
 } cli_lm_figures;
 int cli_lm_open(cli_lm *lm, const char *what, const char *tokenizer, int max_batch, pst_err *err);
+/* The same with what's checkpoint already loaded as ck (cli_lm_is_model; NULL: loaded
+ * here), which lm owns from the call on, also when it fails. */
+int cli_lm_open_loaded(cli_lm *lm, const char *what, ckpt_model *ck, const char *tokenizer,
+                       int max_batch, pst_err *err);
 void cli_lm_close(cli_lm *lm);
-/* 1 when what names a language model (or a job file): eval takes the text path. */
-int cli_lm_is_model(const char *what);
+/* 1 when what names a language model (or a job file): eval takes the text path. *ck: the
+ * checkpoint what names, loaded for batches of one, for the caller (ckpt_model_destroy),
+ * so that eval reads it once, whichever path it takes; NULL for a job file or a file that
+ * does not load. */
+int cli_lm_is_model(const char *what, ckpt_model **ck);
 /* Loss and perplexity over the windows of T + 1 ids of the text file (data/textwin.h). */
 int cli_lm_eval(cli_lm *lm, const char *text, int batch, const volatile sig_atomic_t *stop,
                 cli_lm_figures *out, pst_err *err);

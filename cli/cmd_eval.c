@@ -386,18 +386,22 @@ cleanup:
     return rc;
 }
 
-static int run(const char *cmd, int argc, char **argv, const volatile sig_atomic_t *stop)
+/* ck: CKPT already loaded (cmd_eval), run's to destroy; NULL: loaded here. */
+static int run(const char *cmd, int argc, char **argv, ckpt_model *ck,
+               const volatile sig_atomic_t *stop)
 {
     eval_args a;
     int ec = parse_args(cmd, argc, argv, &a);
-    if (ec >= 0)
+    if (ec >= 0) {
+        ckpt_model_destroy(ck);
         return ec;
+    }
     int predict = strcmp(cmd, "predict") == 0;
     pst_err err = {0};
-    ckpt_model *ck = NULL;
     ds_dataset *ds = NULL;
     fs_atomic out = {0}; /* out.f set while --output is being written */
-    int rc = ckpt_load(a.ckpt, a.batch, &ck, &err);
+    int rc =
+        ck ? ckpt_model_set_max_batch(ck, a.batch, &err) : ckpt_load(a.ckpt, a.batch, &ck, &err);
     if (rc)
         goto done;
     if (!(ds = load_data(&a.src, a.no_label, ck, &err))) {
@@ -441,8 +445,8 @@ done:
     return *stop ? cli_stop_exit_code(*stop) : EXIT_OK;
 }
 
-/* `pstrain eval CKPT TEXT` of a language model. */
-static int eval_text(int argc, char **argv, const volatile sig_atomic_t *stop)
+/* `pstrain eval CKPT TEXT` of a language model; ck as run's. */
+static int eval_text(int argc, char **argv, ckpt_model *ck, const volatile sig_atomic_t *stop)
 {
     const char *tokenizer = NULL;
     int batch = 16;
@@ -462,17 +466,19 @@ static int eval_text(int argc, char **argv, const volatile sig_atomic_t *stop)
     const cli_spec spec = {.cmd = "eval", .synopsis = eval_synopsis, .opts = opts, .max_pos = 2};
     cli_args args;
     int ec = cli_parse(&spec, argc, argv, &args);
-    if (ec >= 0)
-        return ec;
-    if (args.npos != 2) {
+    if (ec < 0 && args.npos != 2) {
         cli_args_fini(&args);
         fprintf(stderr, "pstrain eval: needs a checkpoint and a text file (see --help)\n");
-        return EXIT_USAGE;
+        ec = EXIT_USAGE;
+    }
+    if (ec >= 0) {
+        ckpt_model_destroy(ck);
+        return ec;
     }
     pst_err err = {0};
     cli_lm lm;
     cli_lm_figures f;
-    int rc = cli_lm_open(&lm, args.pos[0], tokenizer, batch, &err);
+    int rc = cli_lm_open_loaded(&lm, args.pos[0], ck, tokenizer, batch, &err);
     if (!rc && !(rc = cli_lm_eval(&lm, args.pos[1], batch, stop, &f, &err)) && !*stop)
         printf("windows: %lld\ntokens: %lld\nloss: %.6f\nperplexity: %.4f\n", (long long)f.windows,
                (long long)f.tokens, f.loss, f.perplexity);
@@ -487,15 +493,17 @@ static int eval_text(int argc, char **argv, const volatile sig_atomic_t *stop)
 
 int cmd_eval(int argc, char **argv, const volatile sig_atomic_t *stop)
 {
-    /* CKPT comes first; a language model's DATA is text */
-    if (argc > 0 && argv[0][0] != '-' && cli_lm_is_model(argv[0]))
-        return eval_text(argc, argv, stop);
-    return run("eval", argc, argv, stop);
+    /* CKPT comes first; a language model's DATA is text. The checkpoint that tells
+     * which is loaded once, here, and rebuilt for the batch the options give. */
+    ckpt_model *ck = NULL;
+    if (argc > 0 && argv[0][0] != '-' && cli_lm_is_model(argv[0], &ck))
+        return eval_text(argc, argv, ck, stop);
+    return run("eval", argc, argv, ck, stop);
 }
 
 int cmd_predict(int argc, char **argv, const volatile sig_atomic_t *stop)
 {
-    return run("predict", argc, argv, stop);
+    return run("predict", argc, argv, NULL, stop);
 }
 
 ds_dataset *cli_eval_data(const cli_data_src *src, const ckpt_model *ck, pst_err *err)

@@ -205,6 +205,27 @@ static void test_round_trip(void **state)
     closedir(d);
 }
 
+/* A loaded model rebuilt for another batch keeps its weights and computes the same. */
+static void test_set_max_batch(void **state)
+{
+    fixture *fx = *state;
+    ckpt_model *c = NULL;
+    pst_err err = {0};
+    assert_int_equal(ckpt_load(fx->good, 1, &c, &err), PST_OK);
+    const float *x = ds_x_const(fx->train); /* (8, 3) */
+    float y1[4];
+    memcpy(y1, ml_model_forward(ckpt_model_net(c), x, 1), sizeof y1);
+    assert_int_equal(ckpt_model_set_max_batch(c, 8, &err), PST_OK);
+    ml_model *n = ckpt_model_net(c);
+    assert_int_equal(ml_model_max_batch(n), 8);
+    size_t P = ml_model_nparams(fx->m);
+    assert_memory_equal(ml_model_params(n), ml_model_params(fx->m), P * sizeof(float));
+    assert_memory_equal(ml_model_forward(n, x, 8), y1, sizeof y1);
+    assert_int_equal(ckpt_model_set_max_batch(c, 8, &err), PST_OK); /* already: kept */
+    assert_ptr_equal(ckpt_model_net(c), n);
+    ckpt_model_destroy(c);
+}
+
 static void test_regression_round_trip(void **state)
 {
     fixture *fx = *state;
@@ -1284,6 +1305,7 @@ int main(void)
         cmocka_unit_test(test_load_into),
         cmocka_unit_test(test_save_replaces_or_keeps),
         cmocka_unit_test(test_save_out_of_memory),
+        cmocka_unit_test(test_set_max_batch),
         cmocka_unit_test(test_missing_file),
         cmocka_unit_test(test_truncated_everywhere),
         cmocka_unit_test(test_header_flips),
