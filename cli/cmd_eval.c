@@ -86,7 +86,8 @@ static int parse_args(const char *cmd, int argc, char **argv, eval_args *a)
     if (!predict)
         opts[sizeof opts / sizeof opts[0] - 3] = (cli_opt){0};
     else
-        memmove(&opts[7], &opts[8], 3 * sizeof opts[0]); /* no --compare */
+        memmove(&opts[CLI_DATA_NOPTS + 1], &opts[CLI_DATA_NOPTS + 2],
+                3 * sizeof opts[0]); /* no --compare */
     const cli_spec spec = {.cmd = cmd,
                            .synopsis = predict ? predict_synopsis : eval_synopsis,
                            .opts = opts,
