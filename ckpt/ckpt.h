@@ -77,6 +77,10 @@ const ds_scaler *ckpt_model_scaler(const ckpt_model *c);
 /* How the file stored the weights: "fp32", or "fp16"/"int8" for an export (ckpt/quant.h),
  * widened to float on load. */
 const char *ckpt_model_dtype(const ckpt_model *c);
+/* Rebuilds c's model for batches of at most max_batch rows, with the same weights, so
+ * that a caller who loaded the file before it knew its batch need not read it again
+ * (pstrain eval). On failure c is unchanged. */
+int ckpt_model_set_max_batch(ckpt_model *c, int max_batch, pst_err *err);
 
 /* Loads the weights of the checkpoint at path into m, matching tensors to m's segments by
  * name, for a caller that knows the architecture (the file need not carry pstrain

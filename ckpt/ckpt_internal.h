@@ -134,6 +134,11 @@ int ckpt_st_claim(st_file *f, const char *name, const int64_t *shape, int ndim, 
                   pst_err *err);
 /* 1 when v is a JSON number holding an integer in [0, max]. */
 int ckpt_json_is_uint(const cJSON *v, double max);
+/* Adds item (just created, NULL when that ran out of memory) to the object parent under
+ * key, or to the array parent when key is NULL. 0 when it is there; else -1 and item is
+ * deleted, so that a JSON writer never leaks it or writes a header with the key missing.
+ * cJSON's adds fail only for lack of memory (the key's copy). */
+int ckpt_json_put(cJSON *parent, const char *key, cJSON *item);
 /* Refuses a key of obj that appears twice (JSON allows it, cJSON keeps both), so that two
  * readers cannot see two different files; `what` names obj in the message. */
 int ckpt_json_unique_keys(const st_file *f, const cJSON *obj, const char *what, pst_err *err);

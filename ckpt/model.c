@@ -541,3 +541,19 @@ const char *ckpt_model_class_name(const ckpt_model *c, int k)
 }
 const ds_scaler *ckpt_model_scaler(const ckpt_model *c) { return &c->scaler; }
 const char *ckpt_model_dtype(const ckpt_model *c) { return c->dtype; }
+
+int ckpt_model_set_max_batch(ckpt_model *c, int max_batch, pst_err *err)
+{
+    if (ml_model_max_batch(c->net) == max_batch)
+        return PST_OK;
+    ml_shape in = ml_model_in_shape(c->net);
+    ml_model *net = ml_model_create_shaped(&c->spec, &in, max_batch, err);
+    if (!net)
+        return err->code;
+    /* Every weight, and every state segment (batchnorm's statistics), is a parameter. */
+    assert(ml_model_nparams(net) == ml_model_nparams(c->net));
+    memcpy(ml_model_params(net), ml_model_params(c->net), ml_model_nparams(net) * sizeof(float));
+    ml_model_destroy(c->net);
+    c->net = net;
+    return PST_OK;
+}

@@ -38,17 +38,11 @@ static int add_tensor_entry(cJSON *root, const out_tensor *t, size_t off)
     cJSON *o = cJSON_AddObjectToObject(root, t->name);
     if (!o || !cJSON_AddStringToObject(o, "dtype", ckpt_dtype_name(t->dtype)))
         return -1;
-    cJSON *sh = cJSON_CreateDoubleArray(t->shape, t->ndim);
     size_t bytes = t->n * ckpt_dtype_size(t->dtype);
     double offs[2] = {(double)off, (double)(off + bytes)};
-    cJSON *of = cJSON_CreateDoubleArray(offs, 2);
-    if (!sh || !of) {
-        cJSON_Delete(sh);
-        cJSON_Delete(of);
+    if (ckpt_json_put(o, "shape", cJSON_CreateDoubleArray(t->shape, t->ndim)) ||
+        ckpt_json_put(o, "data_offsets", cJSON_CreateDoubleArray(offs, 2)))
         return -1;
-    }
-    cJSON_AddItemToObject(o, "shape", sh);
-    cJSON_AddItemToObject(o, "data_offsets", of);
     return 0;
 }
 
@@ -237,6 +231,15 @@ int ckpt_json_is_uint(const cJSON *v, double max)
 {
     return cJSON_IsNumber(v) && v->valuedouble >= 0 && v->valuedouble <= max &&
            v->valuedouble == floor(v->valuedouble);
+}
+
+int ckpt_json_put(cJSON *parent, const char *key, cJSON *item)
+{
+    if (item &&
+        (key ? cJSON_AddItemToObject(parent, key, item) : cJSON_AddItemToArray(parent, item)))
+        return 0;
+    cJSON_Delete(item);
+    return -1;
 }
 
 /* Returns 0 and the value of a checksum written in decimal (1 to 10 digits), else -1. */

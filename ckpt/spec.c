@@ -17,7 +17,7 @@
  * wrote. */
 static int layer_json(cJSON *o, const ml_layer_spec *L)
 {
-    if (!cJSON_AddStringToObject(o, "type", L->ops->name))
+    if (ckpt_json_put(o, "type", cJSON_CreateString(L->ops->name)))
         return -1;
     for (int k = 0; k < L->ops->nkeys; k++) {
         const ml_layer_key *K = &L->ops->keys[k];
@@ -32,26 +32,21 @@ static int layer_json(cJSON *o, const ml_layer_spec *L)
         case ML_KEY_ENUM: x = cJSON_CreateString(K->enum_name((int)v->i)); break;
         case ML_KEY_STRING: x = v->s ? cJSON_CreateString(v->s) : cJSON_CreateNull(); break;
         }
-        if (!x || !cJSON_AddItemToObject(o, K->name, x)) {
-            cJSON_Delete(x);
+        if (ckpt_json_put(o, K->name, x))
             return -1;
-        }
     }
     /* The name as model.c used it for the parameters: its first NAME_MAX_LEN bytes. */
     char name[NAME_MAX_LEN + 1];
     snprintf(name, sizeof name, "%s", L->name ? L->name : "");
-    if (!(name[0] ? cJSON_AddStringToObject(o, "name", name) : cJSON_AddNullToObject(o, "name")))
+    if (ckpt_json_put(o, "name", name[0] ? cJSON_CreateString(name) : cJSON_CreateNull()))
         return -1;
     if (L->ninputs) {
-        cJSON *in = cJSON_AddArrayToObject(o, "inputs");
-        if (!in)
+        cJSON *in = cJSON_CreateArray();
+        if (ckpt_json_put(o, "inputs", in))
             return -1;
-        for (unsigned i = 0; i < L->ninputs; i++) {
-            cJSON *x = cJSON_CreateString(L->inputs[i]);
-            if (!x)
+        for (unsigned i = 0; i < L->ninputs; i++)
+            if (ckpt_json_put(in, NULL, cJSON_CreateString(L->inputs[i])))
                 return -1;
-            cJSON_AddItemToArray(in, x);
-        }
     }
     return 0;
 }
@@ -62,26 +57,19 @@ char *ckpt_model_json(const ml_model_spec *spec, const ml_shape *in)
 {
     cJSON *root = cJSON_CreateObject(), *layers = NULL;
     char *s = NULL;
-    if (!root || !cJSON_AddNumberToObject(root, "input_dim", ml_shape_width(in)))
+    if (!root || ckpt_json_put(root, "input_dim", cJSON_CreateNumber(ml_shape_width(in))))
         goto cleanup;
-    if (in->rank > 1) {
-        cJSON *sh = cJSON_CreateIntArray(in->d, in->rank);
-        if (!sh)
-            goto cleanup;
-        cJSON_AddItemToObject(root, "input_shape", sh);
-    }
-    if (!(layers = cJSON_AddArrayToObject(root, "layers")))
+    if (in->rank > 1 && ckpt_json_put(root, "input_shape", cJSON_CreateIntArray(in->d, in->rank)))
+        goto cleanup;
+    if (ckpt_json_put(root, "layers", layers = cJSON_CreateArray()))
         goto cleanup;
     for (unsigned l = 0; l < spec->nlayers; l++) {
         cJSON *o = cJSON_CreateObject();
-        if (!o)
-            goto cleanup;
-        cJSON_AddItemToArray(layers, o);
-        if (layer_json(o, &spec->layers[l]))
+        if (ckpt_json_put(layers, NULL, o) || layer_json(o, &spec->layers[l]))
             goto cleanup;
     }
     assert(ml_loss_name(spec->loss));
-    if (!cJSON_AddStringToObject(root, "loss", ml_loss_name(spec->loss)))
+    if (ckpt_json_put(root, "loss", cJSON_CreateString(ml_loss_name(spec->loss))))
         goto cleanup;
     s = cJSON_PrintUnformatted(root);
 cleanup:

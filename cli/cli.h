@@ -69,6 +69,29 @@ typedef struct {
     char delimiter;
     int format;
 } cli_data_src;
+/* Those six options as one table fragment, in that order, for every command that reads
+ * such a file (cli/data_src.c):
+ *     cli_data_src src;
+ *     cli_data_opts dopt;
+ *     cli_opt opts[...];
+ *     cli_data_opts_init(&dopt, &src, "idx|csv|libsvm", opts + i);  (opts[i..i+6))
+ *     ... cli_parse(...) ...
+ *     if ((ec = cli_data_opts_finish(&dopt, no_label, "eval")) >= 0)
+ *         return ec;
+ * formats: the --format choices, "idx|csv|libsvm" or a prefix of it. */
+enum { CLI_DATA_NOPTS = 6 };
+typedef struct {
+    cli_data_src *src;
+    int format, header; /* indices into the choices; format -1: not given */
+    const char *delim;
+} cli_data_opts;
+/* Sets *src to the defaults and writes the options into opts[0..CLI_DATA_NOPTS). */
+void cli_data_opts_init(cli_data_opts *o, cli_data_src *src, const char *formats,
+                        cli_opt opts[CLI_DATA_NOPTS]);
+/* After the parse: fills *o->src from the values (format: idx with --labels, else csv;
+ * label_index DS_CSV_NO_LABEL when no_label, a CSV without a label column). Returns -1
+ * to go on, or EXIT_USAGE after printing "pstrain CMD: ..." for a bad value. */
+int cli_data_opts_finish(cli_data_opts *o, int no_label, const char *cmd);
 /* Loads it as checkpoint ck's task, classes numbered as ck's, checked against ck's input
  * width (PST_ERR_DATA otherwise); the scaler is not applied yet (cli/cmd_eval.c). */
 ds_dataset *cli_eval_data(const cli_data_src *src, const ckpt_model *ck, pst_err *err);
@@ -134,9 +157,16 @@ typedef struct {
     double perplexity; /* exp(loss) */
 } cli_lm_figures;
 int cli_lm_open(cli_lm *lm, const char *what, const char *tokenizer, int max_batch, pst_err *err);
+/* The same with what's checkpoint already loaded as ck (cli_lm_is_model; NULL: loaded
+ * here), which lm owns from the call on, also when it fails. */
+int cli_lm_open_loaded(cli_lm *lm, const char *what, ckpt_model *ck, const char *tokenizer,
+                       int max_batch, pst_err *err);
 void cli_lm_close(cli_lm *lm);
-/* 1 when what names a language model (or a job file): eval takes the text path. */
-int cli_lm_is_model(const char *what);
+/* 1 when what names a language model (or a job file): eval takes the text path. *ck: the
+ * checkpoint what names, loaded for batches of one, for the caller (ckpt_model_destroy),
+ * so that eval reads it once, whichever path it takes; NULL for a job file or a file that
+ * does not load. */
+int cli_lm_is_model(const char *what, ckpt_model **ck);
 /* Loss and perplexity over the windows of T + 1 ids of the text file (data/textwin.h). */
 int cli_lm_eval(cli_lm *lm, const char *text, int batch, const volatile sig_atomic_t *stop,
                 cli_lm_figures *out, pst_err *err);

@@ -7,7 +7,6 @@
  * its data and rows as its run did (cli/eval_sparse.c) and then goes the same way. */
 #include <errno.h>
 #include <fcntl.h>
-#include <limits.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -22,13 +21,8 @@
 #include "worker/dataprep.h"
 
 typedef struct {
-    const char *ckpt, *data;
-    const char *labels; /* IDX labels file */
-    const char *label;  /* CSV label column by name */
-    int label_index;    /* CSV label column by index, -1 = last */
-    cfg_header header;
-    char delimiter;
-    int format;       /* a cfg_format, or -1: idx when labels is given, else csv */
+    const char *ckpt;
+    cli_data_src src; /* DATA and how to read it */
     int format_given; /* --format or --labels: a sparse model's job says it otherwise */
     int batch;
     const char *output;  /* predict: NULL = stdout */
@@ -67,71 +61,39 @@ static const char predict_synopsis[] =
 static int parse_args(const char *cmd, int argc, char **argv, eval_args *a)
 {
     const int predict = strcmp(cmd, "predict") == 0;
-    *a = (eval_args){.label_index = INT_MIN, .delimiter = ',', .batch = 256};
-    int format = -1, header = 2; /* indices into the choices below */
-    const char *delim = ",";
-    cli_opt opts[] = {{.name = "format",
-                       .kind = CLI_CHOICE,
-                       .dest = &format,
-                       .meta = "idx|csv|libsvm",
-                       .choices = "idx|csv|libsvm",
-                       .help = "format of DATA (default: idx with --labels, else csv)"},
-                      {.name = "labels",
-                       .kind = CLI_STR,
-                       .dest = &a->labels,
-                       .meta = "FILE",
-                       .help = "IDX labels file (DATA is then the images file)"},
-                      {.name = "label",
-                       .kind = CLI_STR,
-                       .dest = &a->label,
-                       .meta = "NAME",
-                       .help = "CSV label column by header name"},
-                      {.name = "label-index",
-                       .kind = CLI_INT,
-                       .dest = &a->label_index,
-                       .meta = "N",
-                       .lo = -1,
-                       .hi = INT_MAX,
-                       .help = "CSV label column by index (default -1: the last)"},
-                      {.name = "header",
-                       .kind = CLI_CHOICE,
-                       .dest = &header,
-                       .meta = "yes|no|auto",
-                       .choices = "yes|no|auto",
-                       .help = "CSV header line (default auto)"},
-                      {.name = "delimiter",
-                       .kind = CLI_STR,
-                       .dest = &delim,
-                       .meta = "C",
-                       .help = "CSV field separator (default ,)"},
-                      {.name = "batch-size",
-                       .kind = CLI_INT,
-                       .dest = &a->batch,
-                       .meta = "N",
-                       .lo = 1,
-                       .hi = 1 << 20,
-                       .help = "rows per forward pass (default 256)"},
-                      {.name = "compare",
-                       .kind = CLI_STR,
-                       .dest = &a->compare,
-                       .meta = "CKPT",
-                       .help = "also evaluate CKPT (e.g. the fp32 original of an fp16/int8\n"
-                               "export) and print its figures and the difference"},
-                      /* predict only, from here on */
-                      {.name = "output",
-                       .kind = CLI_STR,
-                       .dest = &a->output,
-                       .meta = "FILE",
-                       .help = "write the CSV to FILE (atomically) instead of stdout"},
-                      {.name = "no-label",
-                       .kind = CLI_FLAG,
-                       .dest = &a->no_label,
-                       .help = "CSV without a label column"},
-                      {0}};
+    *a = (eval_args){.batch = 256};
+    cli_data_opts dopt;
+    cli_opt opts[CLI_DATA_NOPTS + 5] = {
+        [CLI_DATA_NOPTS] = {.name = "batch-size",
+                            .kind = CLI_INT,
+                            .dest = &a->batch,
+                            .meta = "N",
+                            .lo = 1,
+                            .hi = 1 << 20,
+                            .help = "rows per forward pass (default 256)"},
+        {.name = "compare",
+         .kind = CLI_STR,
+         .dest = &a->compare,
+         .meta = "CKPT",
+         .help = "also evaluate CKPT (e.g. the fp32 original of an fp16/int8\n"
+                 "export) and print its figures and the difference"},
+        /* predict only, from here on */
+        {.name = "output",
+         .kind = CLI_STR,
+         .dest = &a->output,
+         .meta = "FILE",
+         .help = "write the CSV to FILE (atomically) instead of stdout"},
+        {.name = "no-label",
+         .kind = CLI_FLAG,
+         .dest = &a->no_label,
+         .help = "CSV without a label column"},
+        {0}};
+    cli_data_opts_init(&dopt, &a->src, "idx|csv|libsvm", opts);
     if (!predict)
         opts[sizeof opts / sizeof opts[0] - 3] = (cli_opt){0};
     else
-        memmove(&opts[7], &opts[8], 3 * sizeof opts[0]); /* no --compare */
+        memmove(&opts[CLI_DATA_NOPTS + 1], &opts[CLI_DATA_NOPTS + 2],
+                3 * sizeof opts[0]); /* no --compare */
     const cli_spec spec = {.cmd = cmd,
                            .synopsis = predict ? predict_synopsis : eval_synopsis,
                            .opts = opts,
@@ -141,60 +103,39 @@ static int parse_args(const char *cmd, int argc, char **argv, eval_args *a)
     if (ec >= 0)
         return ec;
     a->ckpt = args.npos > 0 ? args.pos[0] : NULL;
-    a->data = args.npos > 1 ? args.pos[1] : NULL;
+    a->src.data = args.npos > 1 ? args.pos[1] : NULL;
     int npos = args.npos;
     cli_args_fini(&args); /* the positionals point into argv */
     if (npos != 2) {
         fprintf(stderr, "pstrain %s: needs a checkpoint and a data file (see --help)\n", cmd);
         return EXIT_USAGE;
     }
-    if (strlen(delim) != 1) {
-        fprintf(stderr, "pstrain %s: --delimiter: '%s' is not one character\n", cmd, delim);
-        return EXIT_USAGE;
-    }
-    a->delimiter = delim[0];
-    static const cfg_format formats[] = {CFG_FMT_IDX, CFG_FMT_CSV, CFG_FMT_LIBSVM};
-    static const cfg_header headers[] = {CFG_HEADER_YES, CFG_HEADER_NO, CFG_HEADER_AUTO};
-    a->header = headers[header];
-    a->format = format >= 0 ? (int)formats[format] : a->labels ? CFG_FMT_IDX : CFG_FMT_CSV;
-    a->format_given = format >= 0 || a->labels;
-    if (a->format == CFG_FMT_IDX && !a->labels) {
-        fprintf(stderr, "pstrain %s: --format idx needs --labels FILE\n", cmd);
-        return EXIT_USAGE;
-    }
-    if (a->no_label && (a->format != CFG_FMT_CSV || a->label || a->label_index != INT_MIN)) {
-        fprintf(stderr,
-                "pstrain %s: --no-label is for CSV data, without --label or --label-index\n", cmd);
-        return EXIT_USAGE;
-    }
-    if (a->no_label)
-        a->label_index = DS_CSV_NO_LABEL;
-    else if (a->label_index == INT_MIN)
-        a->label_index = -1;
-    return -1;
+    a->format_given = dopt.format >= 0 || a->src.labels;
+    return cli_data_opts_finish(&dopt, a->no_label, cmd);
 }
 
 /* Loads DATA as the checkpoint's task, with its classes numbered as the checkpoint's. */
-static ds_dataset *load_data(const eval_args *a, const ckpt_model *ck, pst_err *err)
+static ds_dataset *load_data(const cli_data_src *src, int no_label, const ckpt_model *ck,
+                             pst_err *err)
 {
-    char delim[2] = {a->delimiter, '\0'};
+    char delim[2] = {src->delimiter, '\0'};
     ml_model *net = ckpt_model_net((ckpt_model *)ck);
     int classify = ckpt_model_task(ck) == DS_TASK_CLASSIFY;
     /* num_classes 0: the loaders take the data's own classes, checked below against the
      * model's, so an out-of-range label is reported as such. */
     cfg_data dc = {
-        .format = (cfg_format)a->format,
+        .format = (cfg_format)src->format,
         .task = classify ? DS_TASK_CLASSIFY : DS_TASK_REGRESS,
-        .label = (char *)a->label,
-        .label_index = a->label_index,
-        .header = a->header,
+        .label = (char *)src->label,
+        .label_index = src->label_index,
+        .header = src->header,
         .delimiter = delim,
-        .dim = a->format == CFG_FMT_LIBSVM ? ml_model_in_dim(net) : 0,
+        .dim = src->format == CFG_FMT_LIBSVM ? ml_model_in_dim(net) : 0,
     };
-    ds_dataset *ds = wk_data_load_file(&dc, a->data, a->labels, err);
+    ds_dataset *ds = wk_data_load_file(&dc, src->data, src->labels, err);
     if (!ds)
         return NULL;
-    if (cli_eval_fit(ds, a->data, a->no_label, ck, err)) {
+    if (cli_eval_fit(ds, src->data, no_label, ck, err)) {
         ds_destroy(ds);
         return NULL;
     }
@@ -467,19 +408,23 @@ cleanup:
     return rc;
 }
 
-static int run(const char *cmd, int argc, char **argv, const volatile sig_atomic_t *stop)
+/* ck: CKPT already loaded (cmd_eval), run's to destroy; NULL: loaded here. */
+static int run(const char *cmd, int argc, char **argv, ckpt_model *ck,
+               const volatile sig_atomic_t *stop)
 {
     eval_args a;
     int ec = parse_args(cmd, argc, argv, &a);
-    if (ec >= 0)
+    if (ec >= 0) {
+        ckpt_model_destroy(ck);
         return ec;
+    }
     int predict = strcmp(cmd, "predict") == 0;
     pst_err err = {0};
-    ckpt_model *ck = NULL;
     cli_sparse *sp = NULL;
     ds_dataset *ds = NULL;
     fs_atomic out = {0}; /* out.f set while --output is being written */
-    int rc = ckpt_load(a.ckpt, a.batch, &ck, &err);
+    int rc =
+        ck ? ckpt_model_set_max_batch(ck, a.batch, &err) : ckpt_load(a.ckpt, a.batch, &ck, &err);
     if (rc)
         goto done;
     cli_forward fw = {ckpt_model_net(ck), dense_forward, ckpt_model_net(ck)};
@@ -489,17 +434,13 @@ static int run(const char *cmd, int argc, char **argv, const volatile sig_atomic
             rc = pst_err_set(&err, PST_ERR_ARG, "--compare: not for a model with embedding tables");
             goto done;
         }
-        const cli_data_src src = {.data = a.data,
-                                  .labels = a.labels,
-                                  .label = a.label,
-                                  .label_index = a.label_index,
-                                  .header = a.header,
-                                  .delimiter = a.delimiter,
-                                  .format = a.format_given ? a.format : -1};
+        cli_data_src src = a.src;
+        if (!a.format_given)
+            src.format = -1;
         if ((rc = cli_sparse_open(&sp, a.ckpt, ck, &src, a.batch, &ds, &err)))
             goto done;
         fw = (cli_forward){cli_sparse_model(sp), cli_sparse_forward, sp};
-    } else if (!(ds = load_data(&a, ck, &err))) {
+    } else if (!(ds = load_data(&a.src, a.no_label, ck, &err))) {
         rc = err.code ? err.code : PST_ERR_DATA;
         goto done;
     } else if ((rc = ds_scaler_apply(ckpt_model_scaler(ck), ds, &err))) {
@@ -541,8 +482,8 @@ done:
     return *stop ? cli_stop_exit_code(*stop) : EXIT_OK;
 }
 
-/* `pstrain eval CKPT TEXT` of a language model. */
-static int eval_text(int argc, char **argv, const volatile sig_atomic_t *stop)
+/* `pstrain eval CKPT TEXT` of a language model; ck as run's. */
+static int eval_text(int argc, char **argv, ckpt_model *ck, const volatile sig_atomic_t *stop)
 {
     const char *tokenizer = NULL;
     int batch = 16;
@@ -562,17 +503,19 @@ static int eval_text(int argc, char **argv, const volatile sig_atomic_t *stop)
     const cli_spec spec = {.cmd = "eval", .synopsis = eval_synopsis, .opts = opts, .max_pos = 2};
     cli_args args;
     int ec = cli_parse(&spec, argc, argv, &args);
-    if (ec >= 0)
-        return ec;
-    if (args.npos != 2) {
+    if (ec < 0 && args.npos != 2) {
         cli_args_fini(&args);
         fprintf(stderr, "pstrain eval: needs a checkpoint and a text file (see --help)\n");
-        return EXIT_USAGE;
+        ec = EXIT_USAGE;
+    }
+    if (ec >= 0) {
+        ckpt_model_destroy(ck);
+        return ec;
     }
     pst_err err = {0};
     cli_lm lm;
     cli_lm_figures f;
-    int rc = cli_lm_open(&lm, args.pos[0], tokenizer, batch, &err);
+    int rc = cli_lm_open_loaded(&lm, args.pos[0], ck, tokenizer, batch, &err);
     if (!rc && !(rc = cli_lm_eval(&lm, args.pos[1], batch, stop, &f, &err)) && !*stop)
         printf("windows: %lld\ntokens: %lld\nloss: %.6f\nperplexity: %.4f\n", (long long)f.windows,
                (long long)f.tokens, f.loss, f.perplexity);
@@ -587,25 +530,20 @@ static int eval_text(int argc, char **argv, const volatile sig_atomic_t *stop)
 
 int cmd_eval(int argc, char **argv, const volatile sig_atomic_t *stop)
 {
-    /* CKPT comes first; a language model's DATA is text */
-    if (argc > 0 && argv[0][0] != '-' && cli_lm_is_model(argv[0]))
-        return eval_text(argc, argv, stop);
-    return run("eval", argc, argv, stop);
+    /* CKPT comes first; a language model's DATA is text. The checkpoint that tells
+     * which is loaded once, here, and rebuilt for the batch the options give. */
+    ckpt_model *ck = NULL;
+    if (argc > 0 && argv[0][0] != '-' && cli_lm_is_model(argv[0], &ck))
+        return eval_text(argc, argv, ck, stop);
+    return run("eval", argc, argv, ck, stop);
 }
 
 int cmd_predict(int argc, char **argv, const volatile sig_atomic_t *stop)
 {
-    return run("predict", argc, argv, stop);
+    return run("predict", argc, argv, NULL, stop);
 }
 
 ds_dataset *cli_eval_data(const cli_data_src *src, const ckpt_model *ck, pst_err *err)
 {
-    eval_args a = {.data = src->data,
-                   .labels = src->labels,
-                   .label = src->label,
-                   .label_index = src->label_index,
-                   .header = src->header,
-                   .delimiter = src->delimiter,
-                   .format = src->format};
-    return load_data(&a, ck, err);
+    return load_data(src, 0, ck, err);
 }

@@ -18,7 +18,6 @@
  * importance for image data. The output folder and the PNGs in it are the only files
  * written; user text reaches the gnuplot script only sanitised (cli/gnuplot.h). */
 #include <errno.h>
-#include <limits.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -78,10 +77,9 @@ static const char explain_synopsis[] =
 static int parse_args(int argc, char **argv, explain_args *a)
 {
     *a = (explain_args){.out = "explain", .batch = 256, .repeats = 3, .seed = 1, .units = 36};
-    a->src.label_index = INT_MIN;
-    int format = -1, header = 2;
-    const char *delim = ",";
-    const cli_opt opts[] = {
+    cli_data_opts dopt;
+    enum { NOWN = 7 }; /* the options before the data options */
+    cli_opt opts[NOWN + CLI_DATA_NOPTS + 2] = {
         {.name = "out",
          .kind = CLI_STR,
          .dest = &a->out,
@@ -123,48 +121,15 @@ static int parse_args(int argc, char **argv, explain_args *a)
          .kind = CLI_FLAG,
          .dest = &a->json,
          .help = "print the numbers as one JSON object"},
-        {.name = "format",
-         .kind = CLI_CHOICE,
-         .dest = &format,
-         .meta = "idx|csv",
-         .choices = "idx|csv",
-         .help = "format of DATA (default: idx with --labels, else csv)"},
-        {.name = "labels",
-         .kind = CLI_STR,
-         .dest = &a->src.labels,
-         .meta = "FILE",
-         .help = "IDX labels file (DATA is then the images file)"},
-        {.name = "label",
-         .kind = CLI_STR,
-         .dest = &a->src.label,
-         .meta = "NAME",
-         .help = "CSV label column by header name"},
-        {.name = "label-index",
-         .kind = CLI_INT,
-         .dest = &a->src.label_index,
-         .meta = "N",
-         .lo = -1,
-         .hi = INT_MAX,
-         .help = "CSV label column by index (default -1: the last)"},
-        {.name = "header",
-         .kind = CLI_CHOICE,
-         .dest = &header,
-         .meta = "yes|no|auto",
-         .choices = "yes|no|auto",
-         .help = "CSV header line (default auto)"},
-        {.name = "delimiter",
-         .kind = CLI_STR,
-         .dest = &delim,
-         .meta = "C",
-         .help = "CSV field separator (default ,)"},
-        {.name = "batch-size",
-         .kind = CLI_INT,
-         .dest = &a->batch,
-         .meta = "N",
-         .lo = 1,
-         .hi = 1 << 16,
-         .help = "rows per forward pass (default 256)"},
+        [NOWN + CLI_DATA_NOPTS] = {.name = "batch-size",
+                                   .kind = CLI_INT,
+                                   .dest = &a->batch,
+                                   .meta = "N",
+                                   .lo = 1,
+                                   .hi = 1 << 16,
+                                   .help = "rows per forward pass (default 256)"},
         {0}};
+    cli_data_opts_init(&dopt, &a->src, "idx|csv", opts + NOWN);
     const cli_spec spec = {
         .cmd = "explain", .synopsis = explain_synopsis, .opts = opts, .max_pos = 2};
     cli_args args;
@@ -179,25 +144,13 @@ static int parse_args(int argc, char **argv, explain_args *a)
         fprintf(stderr, "pstrain explain: needs a checkpoint and a data file (see --help)\n");
         return EXIT_USAGE;
     }
-    if (strlen(delim) != 1) {
-        fprintf(stderr, "pstrain explain: --delimiter: '%s' is not one character\n", delim);
-        return EXIT_USAGE;
-    }
+    if ((ec = cli_data_opts_finish(&dopt, 0, "explain")) >= 0)
+        return ec;
     if (strpbrk(a->out, "'\n\r")) {
         fprintf(stderr, "pstrain explain: --out: a quote or line break in the folder name, "
                         "which gnuplot cannot take\n");
         return EXIT_USAGE;
     }
-    static const cfg_header headers[] = {CFG_HEADER_YES, CFG_HEADER_NO, CFG_HEADER_AUTO};
-    a->src.delimiter = delim[0];
-    a->src.header = headers[header];
-    a->src.format = format == 0 || (format < 0 && a->src.labels) ? CFG_FMT_IDX : CFG_FMT_CSV;
-    if (a->src.format == CFG_FMT_IDX && !a->src.labels) {
-        fprintf(stderr, "pstrain explain: --format idx needs --labels FILE\n");
-        return EXIT_USAGE;
-    }
-    if (a->src.label_index == INT_MIN)
-        a->src.label_index = -1;
     return -1;
 }
 

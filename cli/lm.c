@@ -73,23 +73,29 @@ int cli_model_paths(const char *what, char *model, char *job, size_t cap, pst_er
 
 int cli_lm_open(cli_lm *lm, const char *what, const char *tokenizer, int max_batch, pst_err *err)
 {
+    return cli_lm_open_loaded(lm, what, NULL, tokenizer, max_batch, err);
+}
+
+int cli_lm_open_loaded(cli_lm *lm, const char *what, ckpt_model *ck, const char *tokenizer,
+                       int max_batch, pst_err *err)
+{
     char model[PATH_MAX + 32], jobp[PATH_MAX + 32];
     cfg_job *job = NULL;
     memset(lm, 0, sizeof *lm);
+    lm->ck = ck; /* lm's from here on */
     int rc = cli_model_paths(what, model, jobp, sizeof model, err);
-    if (rc)
-        return rc;
     /* A user's job file resolves its paths from its folder, as training did; a run's
      * job.yaml holds absolute ones. */
-    if (jobp[0] && (rc = cli_load_job(&job, jobp, NULL, 0, err)))
-        return rc;
+    if (rc || (jobp[0] && (rc = cli_load_job(&job, jobp, NULL, 0, err))))
+        goto fail;
     if (!model[0])
         snprintf(model, sizeof model, "%s/model.safetensors", job->output.dir);
     const char *tk = tokenizer ? tokenizer : job ? job->data.tokenizer : NULL;
     if (tk && tk[0] && !(lm->tokenizer = strdup(tk)))
         rc = pst_err_set(err, PST_ERR_NOMEM, "out of memory");
     cfg_job_free(job);
-    if (rc || (rc = ckpt_load(model, max_batch, &lm->ck, err)))
+    if (rc || (rc = lm->ck ? ckpt_model_set_max_batch(lm->ck, max_batch, err)
+                           : ckpt_load(model, max_batch, &lm->ck, err)))
         goto fail;
     ml_model *net = ckpt_model_net(lm->ck);
     if (ckpt_model_spec(lm->ck)->loss != ML_LOSS_SEQ_CCE) {
@@ -114,20 +120,18 @@ void cli_lm_close(cli_lm *lm)
     memset(lm, 0, sizeof *lm);
 }
 
-int cli_lm_is_model(const char *what)
+int cli_lm_is_model(const char *what, ckpt_model **ck)
 {
     char model[PATH_MAX + 32], jobp[PATH_MAX + 32];
     pst_err err = {0};
+    *ck = NULL;
     if (cli_model_paths(what, model, jobp, sizeof model, &err))
         return 0;
     if (!model[0]) /* a job file: eval's other data take a checkpoint */
         return 1;
-    ckpt_model *ck = NULL;
-    if (ckpt_load(model, 1, &ck, &err))
+    if (ckpt_load(model, 1, ck, &err))
         return 0;
-    int lm = ckpt_model_spec(ck)->loss == ML_LOSS_SEQ_CCE;
-    ckpt_model_destroy(ck);
-    return lm;
+    return ckpt_model_spec(*ck)->loss == ML_LOSS_SEQ_CCE;
 }
 
 int cli_lm_eval(cli_lm *lm, const char *text, int batch, const volatile sig_atomic_t *stop,

@@ -205,6 +205,27 @@ static void test_round_trip(void **state)
     closedir(d);
 }
 
+/* A loaded model rebuilt for another batch keeps its weights and computes the same. */
+static void test_set_max_batch(void **state)
+{
+    fixture *fx = *state;
+    ckpt_model *c = NULL;
+    pst_err err = {0};
+    assert_int_equal(ckpt_load(fx->good, 1, &c, &err), PST_OK);
+    const float *x = ds_x_const(fx->train); /* (8, 3) */
+    float y1[4];
+    memcpy(y1, ml_model_forward(ckpt_model_net(c), x, 1), sizeof y1);
+    assert_int_equal(ckpt_model_set_max_batch(c, 8, &err), PST_OK);
+    ml_model *n = ckpt_model_net(c);
+    assert_int_equal(ml_model_max_batch(n), 8);
+    size_t P = ml_model_nparams(fx->m);
+    assert_memory_equal(ml_model_params(n), ml_model_params(fx->m), P * sizeof(float));
+    assert_memory_equal(ml_model_forward(n, x, 8), y1, sizeof y1);
+    assert_int_equal(ckpt_model_set_max_batch(c, 8, &err), PST_OK); /* already: kept */
+    assert_ptr_equal(ckpt_model_net(c), n);
+    ckpt_model_destroy(c);
+}
+
 static void test_regression_round_trip(void **state)
 {
     fixture *fx = *state;
@@ -303,6 +324,84 @@ static void test_save_replaces_or_keeps(void **state)
 
     snprintf(path, sizeof path, "%s/no/such/dir/m.safetensors", fx->dir);
     assert_int_equal(ckpt_save_model(path, fx->m, &fx->spec, NULL, NULL, &err), PST_ERR_IO);
+}
+
+/* cJSON's fail_at-th allocation fails, the others do not: a silently dropped key would
+ * go unnoticed were every later one to fail too (test_save_out_of_memory). */
+static long oom_calls, oom_fail_at;
+static void *oom_malloc(size_t n) { return oom_calls++ == oom_fail_at ? NULL : malloc(n); }
+
+/* Out of memory at any one of the header's JSON allocations: the save fails with
+ * PST_ERR_NOMEM and writes nothing, never a header with a key missing; past the last
+ * one it writes the very file of an unhindered save (want, n bytes). */
+static void save_out_of_memory(const char *path, ml_model *m, const ml_model_spec *spec,
+                               const ds_dataset *like, const ds_scaler *scaler,
+                               const unsigned char *want, size_t n)
+{
+    for (oom_fail_at = 0;; oom_fail_at++) {
+        pst_err err = {0};
+        oom_calls = 0;
+        cJSON_InitHooks(&(cJSON_Hooks){.malloc_fn = oom_malloc, .free_fn = free});
+        int rc = ckpt_save_model(path, m, spec, like, scaler, &err);
+        cJSON_InitHooks(NULL);
+        if (oom_calls <= oom_fail_at) { /* past the last allocation */
+            assert_int_equal(rc, PST_OK);
+            break;
+        }
+        assert_int_equal(rc, PST_ERR_NOMEM);
+        assert_int_equal(access(path, F_OK), -1);
+    }
+    assert_true(oom_fail_at > 10); /* the failures were met */
+    size_t got;
+    unsigned char *b = read_bytes(path, &got);
+    assert_int_equal(got, n);
+    assert_memory_equal(b, want, n);
+    free(b);
+    unlink(path);
+}
+
+static void test_save_out_of_memory(void **state)
+{
+    fixture *fx = *state;
+    char path[1024], ref[1024];
+    snprintf(path, sizeof path, "%s", tmp_path(fx, "oom.safetensors"));
+    save_out_of_memory(path, fx->m, &fx->spec, fx->train, &fx->scaler, fx->bytes, fx->size);
+    /* An image input (input_shape) and layers with inputs. */
+    ml_layer_spec flat, d1 = DENSE_N(4, ACT_TANH, "d1"), d2 = DENSE_N(4, ACT_TANH, "d2"), sum;
+    ml_layer_spec_init(&flat, &ml_layer_flatten);
+    ml_layer_spec_init(&sum, &ml_layer_add);
+    char *fin[] = {"flat"}, *both[] = {"d1", "d2"};
+    flat.name = "flat";
+    d1.inputs = d2.inputs = fin;
+    d1.ninputs = d2.ninputs = 1;
+    sum.inputs = both;
+    sum.ninputs = 2;
+    ml_layer_spec L[] = {flat, d1, d2, sum, DENSE(3, ACT_SOFTMAX)};
+    ml_model_spec spec = {L, 5, ML_LOSS_CCE, ML_INIT_AUTO};
+    ml_shape in = ml_shape_image(1, 2, 3);
+    pst_err err = {0};
+    ml_model *m = ml_model_create_shaped(&spec, &in, 2, &err);
+    assert_non_null(m);
+    ml_model_init(m, 3);
+    snprintf(ref, sizeof ref, "%s", tmp_path(fx, "image.safetensors"));
+    assert_int_equal(ckpt_save_model(ref, m, &spec, NULL, NULL, &err), PST_OK);
+    size_t n;
+    unsigned char *want = read_bytes(ref, &n);
+    /* the header (after its 8-byte length) holds pstrain.model as a string, quotes
+     * escaped */
+    uint64_t hlen = 0;
+    for (int i = 7; i >= 0; i--)
+        hlen = hlen << 8 | want[i];
+    assert_true(hlen <= n - 8);
+    char *h = strndup((const char *)want + 8, (size_t)hlen);
+    assert_non_null(h);
+    assert_non_null(strstr(h, "\\\"input_shape\\\":[1,2,3]"));
+    assert_non_null(strstr(h, "\\\"inputs\\\":[\\\"d1\\\",\\\"d2\\\"]"));
+    free(h);
+    save_out_of_memory(path, m, &spec, NULL, NULL, want, n);
+    free(want);
+    unlink(ref);
+    ml_model_destroy(m);
 }
 
 /* ---- pstrain's file, damaged --------------------------------------------------------- */
@@ -1205,6 +1304,8 @@ int main(void)
         cmocka_unit_test(test_regression_round_trip),
         cmocka_unit_test(test_load_into),
         cmocka_unit_test(test_save_replaces_or_keeps),
+        cmocka_unit_test(test_save_out_of_memory),
+        cmocka_unit_test(test_set_max_batch),
         cmocka_unit_test(test_missing_file),
         cmocka_unit_test(test_truncated_everywhere),
         cmocka_unit_test(test_header_flips),

@@ -27,115 +27,28 @@
 #include "core/model.h"
 #include "job/job.h"
 
+#include "gpt_harness.h"
+
 /* ---- One layer against finite differences --------------------------------------------- */
-
-static void setk(ml_layer_spec *s, const char *key, int v)
-{
-    int k = ml_layer_key_find(s->ops, key);
-    assert_true(k >= 0);
-    s->val[k].i = v;
-}
-
-static void fill(float *x, size_t n, rng_state *r, float scale)
-{
-    for (size_t i = 0; i < n; i++)
-        x[i] = scale * (2.0f * rng_uniform(r) - 1.0f);
-}
-
-/* sum dy * y in double, y = forward(x, t). */
-static double objective(const ml_layer *l, const float *dy, float *y, const float *const *x,
-                        const float *const *t, int n)
-{
-    l->spec->ops->forward(l, y, x, t, n);
-    double s = 0.0;
-    for (size_t i = 0; i < (size_t)n * l->out; i++)
-        s += (double)dy[i] * y[i];
-    return s;
-}
-
-static void assert_grad(const float *got, const float *fd, size_t len, const char *what)
-{
-    for (size_t i = 0; i < len; i++) {
-        double d = fabs((double)got[i] - fd[i]), m = fmax(fabs(got[i]), fabs(fd[i]));
-        if (d > 2e-2 * m + 2e-3) {
-            print_error("%s[%zu]: backward %g, finite differences %g\n", what, i, got[i], fd[i]);
-            fail();
-        }
-    }
-}
-
-/* Central differences of the objective for every element of p (len), into fd. */
-static void fd_of(float *fd, float *p, size_t len, const ml_layer *l, const float *dy, float *y,
-                  const float *const *x, const float *const *t, int n)
-{
-    const float h = 3e-3f;
-    for (size_t i = 0; i < len; i++) {
-        float v = p[i];
-        p[i] = v + h;
-        double a = objective(l, dy, y, x, t, n);
-        p[i] = v - h;
-        double b = objective(l, dy, y, x, t, n);
-        p[i] = v;
-        fd[i] = (float)((a - b) / (2.0 * h));
-    }
-}
 
 /* Shapes spec for input width in and batch n, checks dx (unless ids) and every dt. */
 static void check_layer(ml_layer_spec *spec, int in, int n, int ids, uint64_t seed)
 {
-    rng_state r;
-    rng_seed(&r, seed);
-    ml_layer l = {.spec = spec, .nin = 1, .in = {in}};
-    pst_err err = {0};
-    assert_int_equal(spec->ops->shape(&l, &err), PST_OK);
-    if (spec->ops->workspace)
-        l.ws = calloc(spec->ops->workspace(&l, n), sizeof(float));
-    size_t xl = (size_t)n * in, yl = (size_t)n * l.out;
-    float *x = malloc(xl * sizeof *x), *dx = malloc(xl * sizeof *x), *fd = NULL;
-    float *y = malloc(yl * sizeof *y), *dy = malloc(yl * sizeof *y);
-    float *t[ML_MAX_TENSORS], *dt[ML_MAX_TENSORS];
-    size_t tl[ML_MAX_TENSORS], most = xl;
-    for (int k = 0; k < l.ntensors; k++) {
-        tl[k] = (size_t)l.tensor[k].rows * l.tensor[k].cols;
-        t[k] = malloc(tl[k] * sizeof(float));
-        dt[k] = malloc(tl[k] * sizeof(float));
-        fill(t[k], tl[k], &r, 0.5f);
-        most = tl[k] > most ? tl[k] : most;
-    }
-    fd = malloc(most * sizeof *fd);
-    if (ids)
-        for (size_t i = 0; i < xl; i++)
-            x[i] = (float)(rng_next(&r) % (uint64_t)l.tensor[0].rows);
-    else
-        fill(x, xl, &r, 1.0f);
-    fill(dy, yl, &r, 1.0f);
-    const float *cx[1] = {x};
-    const float *const *ct = (const float *const *)t;
-    spec->ops->forward(&l, y, cx, ct, n);
-    float *dxs[1] = {ids ? NULL : dx};
-    spec->ops->backward(&l, dxs, dt, dy, y, cx, ct, n);
-    char what[64];
-    if (!ids) {
-        fd_of(fd, x, xl, &l, dy, y, cx, ct, n);
-        snprintf(what, sizeof what, "%s dx", spec->ops->name);
-        assert_grad(dx, fd, xl, what);
-    }
-    for (int k = 0; k < l.ntensors; k++) {
-        fd_of(fd, t[k], tl[k], &l, dy, y, cx, ct, n);
-        snprintf(what, sizeof what, "%s d%s", spec->ops->name, l.tensor[k].name);
-        assert_grad(dt[k], fd, tl[k], what);
-    }
+    gh_layer_case c;
+    gh_layer_make(&c, &(ml_layer){.spec = spec, .nin = 1, .in = {in}}, n, ids, seed);
+    gh_layer_check(&c, spec->ops->name);
     /* A frozen layer (dt all NULL) still gives the same dx. */
     float *none[ML_MAX_TENSORS] = {NULL};
     if (!ids) {
-        memcpy(fd, dx, xl * sizeof *fd);
-        spec->ops->forward(&l, y, cx, ct, n);
-        spec->ops->backward(&l, dxs, none, dy, y, cx, ct, n);
-        assert_memory_equal(dx, fd, xl * sizeof *fd);
+        const float *cx[1] = {c.x};
+        const float *const *ct = (const float *const *)c.t;
+        float *dxs[1] = {c.dx};
+        memcpy(c.fd, c.dx, c.xl * sizeof *c.fd);
+        spec->ops->forward(&c.l, c.y, cx, ct, n);
+        spec->ops->backward(&c.l, dxs, none, c.dy, c.y, cx, ct, n);
+        assert_memory_equal(c.dx, c.fd, c.xl * sizeof *c.fd);
     }
-    for (int k = 0; k < l.ntensors; k++)
-        free(t[k]), free(dt[k]);
-    free(x), free(dx), free(fd), free(y), free(dy), free(l.ws);
+    gh_layer_free(&c);
 }
 
 typedef struct {
@@ -153,8 +66,8 @@ static void test_token_embedding(void **state)
     for (int s = 0; s < NSHAPES; s++) {
         ml_layer_spec L;
         ml_layer_spec_init(&L, &ml_layer_token_embedding);
-        setk(&L, "vocab", 5 + s);
-        setk(&L, "dim", shapes[s].c);
+        gh_setk(&L, "vocab", 5 + s);
+        gh_setk(&L, "dim", shapes[s].c);
         check_layer(&L, shapes[s].t, shapes[s].n, 1, 10 + s);
     }
 }
@@ -165,8 +78,8 @@ static void test_pos_embedding(void **state)
     for (int s = 0; s < NSHAPES; s++) {
         ml_layer_spec L;
         ml_layer_spec_init(&L, &ml_layer_pos_embedding);
-        setk(&L, "tokens", shapes[s].t);
-        setk(&L, "positions", shapes[s].t + s); /* P > T leaves rows without gradient */
+        gh_setk(&L, "tokens", shapes[s].t);
+        gh_setk(&L, "positions", shapes[s].t + s); /* P > T leaves rows without gradient */
         check_layer(&L, shapes[s].t * shapes[s].c, shapes[s].n, 0, 20 + s);
     }
 }
@@ -177,7 +90,7 @@ static void test_layernorm(void **state)
     for (int s = 0; s < NSHAPES; s++) {
         ml_layer_spec L;
         ml_layer_spec_init(&L, &ml_layer_layernorm);
-        setk(&L, "tokens", shapes[s].t);
+        gh_setk(&L, "tokens", shapes[s].t);
         check_layer(&L, shapes[s].t * shapes[s].c, shapes[s].n, 0, 30 + s);
     }
 }
@@ -188,8 +101,8 @@ static void test_attention(void **state)
     for (int s = 0; s < NSHAPES; s++) {
         ml_layer_spec L;
         ml_layer_spec_init(&L, &ml_layer_attention);
-        setk(&L, "tokens", shapes[s].t);
-        setk(&L, "heads", shapes[s].h);
+        gh_setk(&L, "tokens", shapes[s].t);
+        gh_setk(&L, "heads", shapes[s].h);
         check_layer(&L, shapes[s].t * shapes[s].c, shapes[s].n, 0, 40 + s);
     }
 }
@@ -200,8 +113,8 @@ static void test_token_dense(void **state)
     for (int s = 0; s < NSHAPES; s++) {
         ml_layer_spec L;
         ml_layer_spec_init(&L, &ml_layer_token_dense);
-        setk(&L, "tokens", shapes[s].t);
-        setk(&L, "units", 2 + s);
+        gh_setk(&L, "tokens", shapes[s].t);
+        gh_setk(&L, "units", 2 + s);
         check_layer(&L, shapes[s].t * shapes[s].c, shapes[s].n, 0, 50 + s);
     }
 }
@@ -212,8 +125,8 @@ static void test_lm_head(void **state)
     for (int s = 0; s < NSHAPES; s++) {
         ml_layer_spec L;
         ml_layer_spec_init(&L, &ml_layer_lm_head);
-        setk(&L, "tokens", shapes[s].t);
-        setk(&L, "vocab", 3 + 2 * s);
+        gh_setk(&L, "tokens", shapes[s].t);
+        gh_setk(&L, "vocab", 3 + 2 * s);
         check_layer(&L, shapes[s].t * shapes[s].c, shapes[s].n, 0, 60 + s);
     }
 }
@@ -225,8 +138,8 @@ static void test_attention_is_causal(void **state)
     const int n = 2, t = 5, c = 6;
     ml_layer_spec L;
     ml_layer_spec_init(&L, &ml_layer_attention);
-    setk(&L, "tokens", t);
-    setk(&L, "heads", 2);
+    gh_setk(&L, "tokens", t);
+    gh_setk(&L, "heads", 2);
     ml_layer l = {.spec = &L, .nin = 1, .in = {t * c}};
     assert_int_equal(L.ops->shape(&l, NULL), PST_OK);
     l.ws = calloc(L.ops->workspace(&l, n), sizeof(float));
@@ -235,10 +148,10 @@ static void test_attention_is_causal(void **state)
     float *w[4];
     for (int k = 0; k < 4; k++) {
         w[k] = malloc(sizeof(float) * l.tensor[k].rows * l.tensor[k].cols);
-        fill(w[k], (size_t)l.tensor[k].rows * l.tensor[k].cols, &r, 0.5f);
+        gh_fill(w[k], (size_t)l.tensor[k].rows * l.tensor[k].cols, &r, 0.5f);
     }
     float x[2 * 5 * 6], y0[2 * 5 * 6], y1[2 * 5 * 6];
-    fill(x, sizeof x / sizeof x[0], &r, 1.0f);
+    gh_fill(x, sizeof x / sizeof x[0], &r, 1.0f);
     const float *cx[1] = {x};
     L.ops->forward(&l, y0, cx, (const float *const *)w, n);
     for (int j = 3 * c; j < t * c; j++) /* change tokens 3, 4 of sample 0 */
@@ -264,24 +177,14 @@ typedef struct {
 static void gpt_case_make(gpt_case *g, const ml_gpt2_config *c, int n, uint64_t seed)
 {
     ml_model_spec s;
-    pst_err err = {0};
-    assert_int_equal(ml_gpt2_spec(&s, c, &err), PST_OK);
+    gh_gpt_spec(&s, c);
     g->t = c->context ? c->context : c->n_positions;
     g->v = c->vocab_size;
     g->n = n;
-    g->m = ml_model_create(&s, g->t, n, &err);
-    if (!g->m)
-        print_error("%s\n", err.msg);
-    assert_non_null(g->m);
-    ml_model_spec_fini(&s);
-    ml_model_init(g->m, seed);
+    g->m = gh_model_create(&s, g->t, n, seed);
     rng_state r;
     rng_seed(&r, seed + 1);
-    /* GPT-2 starts ln weights at 1 and biases at 0; perturb them so their gradients mean
-     * something, and scale the weights up from 0.02 so the attention is not uniform. */
-    float *p = ml_model_params(g->m);
-    for (size_t i = 0; i < ml_model_nparams(g->m); i++)
-        p[i] += 0.2f * (2.0f * rng_uniform(&r) - 1.0f);
+    gh_perturb(g->m, &r);
     g->ids = malloc(sizeof(float) * n * g->t);
     g->labels = malloc(sizeof(int32_t) * n * g->t);
     for (int i = 0; i < n * g->t; i++) {
@@ -313,20 +216,10 @@ static void check_gpt(const ml_gpt2_config *c, int n, uint64_t seed)
     size_t np = ml_model_nparams(g.m);
     float *grad = malloc(sizeof(float) * np), *fd = malloc(sizeof(float) * np);
     memcpy(grad, ml_model_grads(g.m), sizeof(float) * np);
-    float *p = ml_model_params(g.m);
-    const float h = 3e-3f;
-    for (size_t i = 0; i < np; i++) {
-        float v = p[i];
-        p[i] = v + h;
-        double a = gpt_loss(&g);
-        p[i] = v - h;
-        double b = gpt_loss(&g);
-        p[i] = v;
-        fd[i] = (float)((a - b) / (2.0 * h));
-    }
+    gh_model_fd(fd, g.m, g.ids, g.labels, n);
     for (int s = 0; s < ml_model_nsegments(g.m); s++) {
         const ml_segment *sg = ml_model_segment(g.m, s);
-        assert_grad(grad + sg->offset, fd + sg->offset, sg->len, sg->name);
+        gh_assert_grad(grad + sg->offset, fd + sg->offset, sg->len, sg->name);
     }
     free(grad), free(fd);
     gpt_case_free(&g);
@@ -547,27 +440,27 @@ static void test_bad_configs(void **state)
 
     ml_layer_spec L[3];
     ml_layer_spec_init(&L[0], &ml_layer_layernorm); /* width 10 is not 3 tokens x C */
-    setk(&L[0], "tokens", 3);
+    gh_setk(&L[0], "tokens", 3);
     expect_model_error(L, 1, ML_LOSS_MSE, 10,
                        "model.layers.0.tokens: an input of width 10 is "
                        "not 3 tokens x C");
     ml_layer_spec_init(&L[0], &ml_layer_attention);
-    setk(&L[0], "tokens", 2);
-    setk(&L[0], "heads", 4);
+    gh_setk(&L[0], "tokens", 2);
+    gh_setk(&L[0], "heads", 4);
     expect_model_error(L, 1, ML_LOSS_MSE, 12, "heads: 6 channels do not split into 4 heads");
     ml_layer_spec_init(&L[0], &ml_layer_pos_embedding);
-    setk(&L[0], "tokens", 8);
-    setk(&L[0], "positions", 4);
+    gh_setk(&L[0], "tokens", 8);
+    gh_setk(&L[0], "positions", 4);
     expect_model_error(L, 1, ML_LOSS_MSE, 16, "a context of 8 tokens is longer than the 4");
 
     /* A tie to a layer of another shape, or to no layer. */
     ml_layer_spec_init(&L[0], &ml_layer_token_embedding);
     L[0].name = "wte";
-    setk(&L[0], "vocab", 5);
-    setk(&L[0], "dim", 4);
+    gh_setk(&L[0], "vocab", 5);
+    gh_setk(&L[0], "dim", 4);
     ml_layer_spec_init(&L[1], &ml_layer_lm_head);
-    setk(&L[1], "tokens", 3);
-    setk(&L[1], "vocab", 6);
+    gh_setk(&L[1], "tokens", 3);
+    gh_setk(&L[1], "vocab", 6);
     L[1].val[ml_layer_key_find(L[1].ops, "tie")].s = "wte";
     expect_model_error(L, 2, ML_LOSS_SEQ_CCE, 3,
                        "model.layers.1.tie: wte.weight is (5, 4) but this layer's weight needs "
@@ -576,9 +469,9 @@ static void test_bad_configs(void **state)
     expect_model_error(L, 2, ML_LOSS_SEQ_CCE, 3, "tie: 'nope' is no earlier layer");
     /* sequence_crossentropy on an output that is no lm_head */
     ml_layer_spec_init(&L[1], &ml_layer_layernorm);
-    setk(&L[1], "tokens", 3);
+    gh_setk(&L[1], "tokens", 3);
     ml_layer_spec_init(&L[2], &ml_layer_dense);
-    setk(&L[2], "units", 4);
+    gh_setk(&L[2], "units", 4);
     expect_model_error(L, 3, ML_LOSS_SEQ_CCE, 3, "sequence_crossentropy needs logits of T tokens");
 }
 

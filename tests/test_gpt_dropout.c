@@ -19,49 +19,7 @@
 #include "core/gpt2.h"
 #include "core/model.h"
 
-static void fill(float *x, size_t n, rng_state *r, float scale)
-{
-    for (size_t i = 0; i < n; i++)
-        x[i] = scale * (2.0f * rng_uniform(r) - 1.0f);
-}
-
-static void assert_close(const float *got, const float *fd, size_t len, const char *what)
-{
-    for (size_t i = 0; i < len; i++) {
-        double d = fabs((double)got[i] - fd[i]), m = fmax(fabs(got[i]), fabs(fd[i]));
-        if (d > 2e-2 * m + 2e-3) {
-            print_error("%s[%zu]: backward %g, finite differences %g\n", what, i, got[i], fd[i]);
-            fail();
-        }
-    }
-}
-
-/* sum dy * y in double, y = forward(x) */
-static double objective(const ml_layer *l, const float *dy, float *y, const float *x,
-                        float *const *t, int n)
-{
-    const float *cx[1] = {x};
-    l->spec->ops->forward(l, y, cx, (const float *const *)t, n);
-    double s = 0.0;
-    for (size_t i = 0; i < (size_t)n * l->out; i++)
-        s += (double)dy[i] * y[i];
-    return s;
-}
-
-static void fd_into(float *fd, float *p, size_t len, const ml_layer *l, const float *dy, float *y,
-                    const float *x, float *const *t, int n)
-{
-    const float h = 3e-3f;
-    for (size_t i = 0; i < len; i++) {
-        float v = p[i];
-        p[i] = v + h;
-        double a = objective(l, dy, y, x, t, n);
-        p[i] = v - h;
-        double b = objective(l, dy, y, x, t, n);
-        p[i] = v;
-        fd[i] = (float)((a - b) / (2.0 * h));
-    }
-}
+#include "gpt_harness.h"
 
 /* Attention with dropout `rate` in training (seed fixed: the mask is fixed) against
  * finite differences: dx and every tensor's gradient. */
@@ -69,47 +27,26 @@ static void check_attention(int n, int t, int c, int h, double rate, uint64_t se
 {
     ml_layer_spec L;
     ml_layer_spec_init(&L, &ml_layer_attention);
-    L.val[ml_layer_key_find(L.ops, "tokens")].i = t;
-    L.val[ml_layer_key_find(L.ops, "heads")].i = h;
-    L.val[ml_layer_key_find(L.ops, "dropout")].f = rate;
-    ml_layer l = {.spec = &L, .nin = 1, .in = {t * c}, .training = 1, .seed = seed, .index = 3};
-    assert_int_equal(L.ops->shape(&l, NULL), PST_OK);
-    l.ws = calloc(L.ops->workspace(&l, n), sizeof(float));
-    rng_state r;
-    rng_seed(&r, seed);
-    size_t xl = (size_t)n * t * c;
-    float *x = malloc(xl * sizeof *x), *dx = malloc(xl * sizeof *x), *y = malloc(xl * sizeof *y);
-    float *dy = malloc(xl * sizeof *dy), *fd = malloc(sizeof *fd * (xl + 3 * c * c));
-    float *w[4], *dw[4];
-    size_t wl[4];
-    for (int k = 0; k < 4; k++) {
-        wl[k] = (size_t)l.tensor[k].rows * l.tensor[k].cols;
-        w[k] = malloc(wl[k] * sizeof(float));
-        dw[k] = malloc(wl[k] * sizeof(float));
-        fill(w[k], wl[k], &r, 0.5f);
-    }
-    fill(x, xl, &r, 1.0f);
-    fill(dy, xl, &r, 1.0f);
-    const float *cx[1] = {x};
-    L.ops->forward(&l, y, cx, (const float *const *)w, n);
-    float *dxs[1] = {dx};
-    L.ops->backward(&l, dxs, dw, dy, y, cx, (const float *const *)w, n);
-    fd_into(fd, x, xl, &l, dy, y, x, w, n);
-    assert_close(dx, fd, xl, "attention+dropout dx");
-    for (int k = 0; k < 4; k++) {
-        fd_into(fd, w[k], wl[k], &l, dy, y, x, w, n);
-        assert_close(dw[k], fd, wl[k], l.tensor[k].name);
-    }
+    gh_setk(&L, "tokens", t);
+    gh_setk(&L, "heads", h);
+    gh_setk(&L, "dropout", rate);
+    gh_layer_case lc;
+    gh_layer_make(
+        &lc,
+        &(ml_layer){.spec = &L, .nin = 1, .in = {t * c}, .training = 1, .seed = seed, .index = 3},
+        n, 0, seed);
+    gh_layer_check(&lc, "attention+dropout");
     /* the mask does something: evaluation gives another output, and rate 0 that one */
-    float *ye = malloc(xl * sizeof *ye);
-    l.training = 0;
-    L.ops->forward(&l, ye, cx, (const float *const *)w, n);
-    l.training = 1;
-    L.ops->forward(&l, y, cx, (const float *const *)w, n);
-    assert_memory_not_equal(y, ye, xl * sizeof *y);
-    for (int k = 0; k < 4; k++)
-        free(w[k]), free(dw[k]);
-    free(x), free(dx), free(y), free(dy), free(fd), free(ye), free(l.ws);
+    const float *cx[1] = {lc.x};
+    const float *const *ct = (const float *const *)lc.t;
+    float *ye = malloc(lc.yl * sizeof *ye);
+    lc.l.training = 0;
+    L.ops->forward(&lc.l, ye, cx, ct, n);
+    lc.l.training = 1;
+    L.ops->forward(&lc.l, lc.y, cx, ct, n);
+    assert_memory_not_equal(lc.y, ye, lc.yl * sizeof *ye);
+    free(ye);
+    gh_layer_free(&lc);
 }
 
 static void test_attention_dropout_gradients(void **state)
@@ -130,17 +67,11 @@ static ml_model *gpt(double dropout, int n, ml_gpt2_config *c)
                           .context = 4,
                           .dropout = dropout};
     ml_model_spec s;
-    pst_err err = {0};
-    assert_int_equal(ml_gpt2_spec(&s, c, &err), PST_OK);
-    ml_model *m = ml_model_create(&s, 4, n, &err);
-    ml_model_spec_fini(&s);
-    assert_non_null(m);
-    ml_model_init(m, 5);
+    gh_gpt_spec(&s, c);
+    ml_model *m = gh_model_create(&s, 4, n, 5);
     rng_state r;
     rng_seed(&r, 6);
-    float *p = ml_model_params(m);
-    for (size_t i = 0; i < ml_model_nparams(m); i++)
-        p[i] += 0.2f * (2.0f * rng_uniform(&r) - 1.0f);
+    gh_perturb(m, &r);
     return m;
 }
 
@@ -159,21 +90,10 @@ static void test_gpt2_dropout_gradients(void **state)
     ml_model_loss(m, lab, NULL, n);
     ml_model_backward(m, ids, n);
     size_t np = ml_model_nparams(m);
-    float *g = malloc(sizeof *g * np), *fd = malloc(sizeof *fd * np), *p = ml_model_params(m);
+    float *g = malloc(sizeof *g * np), *fd = malloc(sizeof *fd * np);
     memcpy(g, ml_model_grads(m), sizeof *g * np);
-    const float h = 3e-3f;
-    for (size_t i = 0; i < np; i++) {
-        float v = p[i];
-        p[i] = v + h;
-        ml_model_forward(m, ids, n);
-        double a = ml_model_loss(m, lab, NULL, n);
-        p[i] = v - h;
-        ml_model_forward(m, ids, n);
-        double b = ml_model_loss(m, lab, NULL, n);
-        p[i] = v;
-        fd[i] = (float)((a - b) / (2.0 * h));
-    }
-    assert_close(g, fd, np, "gpt2+dropout");
+    gh_model_fd(fd, m, ids, lab, n);
+    gh_assert_grad(g, fd, np, "gpt2+dropout");
     (void)t;
     free(g), free(fd);
     ml_model_destroy(m);

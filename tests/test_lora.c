@@ -23,115 +23,35 @@
 #include "core/model.h"
 #include "job/job.h"
 
-static void setk(ml_layer_spec *s, const char *key, double v)
-{
-    int k = ml_layer_key_find(s->ops, key);
-    assert_true(k >= 0);
-    if (s->ops->keys[k].kind == ML_KEY_FLOAT)
-        s->val[k].f = v;
-    else
-        s->val[k].i = (int64_t)v;
-}
-
-static void fill(float *x, size_t n, rng_state *r, float scale)
-{
-    for (size_t i = 0; i < n; i++)
-        x[i] = scale * (2.0f * rng_uniform(r) - 1.0f);
-}
-
-/* sum dy * y in double, y = forward(x, t). */
-static double objective(const ml_layer *l, const float *dy, float *y, const float *const *x,
-                        const float *const *t, int n)
-{
-    l->spec->ops->forward(l, y, x, t, n);
-    double s = 0.0;
-    for (size_t i = 0; i < (size_t)n * l->out; i++)
-        s += (double)dy[i] * y[i];
-    return s;
-}
-
-static void assert_grad(const float *got, const float *fd, size_t len, const char *what)
-{
-    for (size_t i = 0; i < len; i++) {
-        double d = fabs((double)got[i] - fd[i]), m = fmax(fabs(got[i]), fabs(fd[i]));
-        if (d > 2e-2 * m + 2e-3) {
-            print_error("%s[%zu]: backward %g, finite differences %g\n", what, i, got[i], fd[i]);
-            fail();
-        }
-    }
-}
-
-static void fd_of(float *fd, float *p, size_t len, const ml_layer *l, const float *dy, float *y,
-                  const float *const *x, const float *const *t, int n)
-{
-    const float h = 3e-3f;
-    for (size_t i = 0; i < len; i++) {
-        float v = p[i];
-        p[i] = v + h;
-        double a = objective(l, dy, y, x, t, n);
-        p[i] = v - h;
-        double b = objective(l, dy, y, x, t, n);
-        p[i] = v;
-        fd[i] = (float)((a - b) / (2.0 * h));
-    }
-}
+#include "gpt_harness.h"
 
 /* Shapes spec (with adapters) for input width in and batch n; checks dx and every dt
  * (B random, so dA is not zero), then the frozen base: base dt NULL, adapters' and dx the
  * same. */
 static void check_layer(ml_layer_spec *spec, int in, int n, uint64_t seed)
 {
-    rng_state r;
-    rng_seed(&r, seed);
-    ml_layer l = {.spec = spec, .nin = 1, .in = {in}};
-    pst_err err = {0};
-    assert_int_equal(spec->ops->shape(&l, &err), PST_OK);
-    assert_true(l.adapter_mask != 0);
-    l.ws = calloc(spec->ops->workspace(&l, n) + 1, sizeof(float));
-    size_t xl = (size_t)n * in, yl = (size_t)n * l.out;
-    float *x = malloc(xl * sizeof *x), *dx = malloc(xl * sizeof *x), *dx2 = malloc(xl * sizeof *x);
-    float *y = malloc(yl * sizeof *y), *dy = malloc(yl * sizeof *y);
-    float *t[ML_MAX_TENSORS], *dt[ML_MAX_TENSORS], *dt2[ML_MAX_TENSORS] = {NULL};
-    size_t tl[ML_MAX_TENSORS], most = xl;
-    for (int k = 0; k < l.ntensors; k++) {
-        tl[k] = (size_t)l.tensor[k].rows * l.tensor[k].cols;
-        t[k] = malloc(tl[k] * sizeof(float));
-        dt[k] = malloc(tl[k] * sizeof(float));
-        fill(t[k], tl[k], &r, 0.5f);
-        most = tl[k] > most ? tl[k] : most;
-    }
-    float *fd = malloc(most * sizeof *fd);
-    fill(x, xl, &r, 1.0f);
-    fill(dy, yl, &r, 1.0f);
-    const float *cx[1] = {x};
-    const float *const *ct = (const float *const *)t;
-    spec->ops->forward(&l, y, cx, ct, n);
-    float *dxs[1] = {dx};
-    spec->ops->backward(&l, dxs, dt, dy, y, cx, ct, n);
-    char what[64];
-    fd_of(fd, x, xl, &l, dy, y, cx, ct, n);
-    snprintf(what, sizeof what, "%s dx", spec->ops->name);
-    assert_grad(dx, fd, xl, what);
-    for (int k = 0; k < l.ntensors; k++) {
-        fd_of(fd, t[k], tl[k], &l, dy, y, cx, ct, n);
-        snprintf(what, sizeof what, "%s d%s", spec->ops->name, l.tensor[k].name);
-        assert_grad(dt[k], fd, tl[k], what);
-    }
-    for (int k = 0; k < l.ntensors; k++)
-        if ((l.adapter_mask >> k) & 1u)
-            dt2[k] = calloc(tl[k], sizeof(float));
+    gh_layer_case c;
+    gh_layer_make(&c, &(ml_layer){.spec = spec, .nin = 1, .in = {in}}, n, 0, seed);
+    assert_true(c.l.adapter_mask != 0);
+    gh_layer_check(&c, spec->ops->name);
+    float *dt2[ML_MAX_TENSORS] = {NULL};
+    for (int k = 0; k < c.l.ntensors; k++)
+        if ((c.l.adapter_mask >> k) & 1u)
+            dt2[k] = calloc(c.tl[k], sizeof(float));
+    float *dx2 = malloc(c.xl * sizeof *dx2);
     float *dxs2[1] = {dx2};
-    spec->ops->forward(&l, y, cx, ct, n);
-    spec->ops->backward(&l, dxs2, dt2, dy, y, cx, ct, n);
-    assert_memory_equal(dx, dx2, xl * sizeof *dx);
-    for (int k = 0; k < l.ntensors; k++)
+    const float *cx[1] = {c.x};
+    const float *const *ct = (const float *const *)c.t;
+    spec->ops->forward(&c.l, c.y, cx, ct, n);
+    spec->ops->backward(&c.l, dxs2, dt2, c.dy, c.y, cx, ct, n);
+    assert_memory_equal(c.dx, dx2, c.xl * sizeof *dx2);
+    for (int k = 0; k < c.l.ntensors; k++)
         if (dt2[k]) {
-            assert_memory_equal(dt[k], dt2[k], tl[k] * sizeof(float));
+            assert_memory_equal(c.dt[k], dt2[k], c.tl[k] * sizeof(float));
             free(dt2[k]);
         }
-    for (int k = 0; k < l.ntensors; k++)
-        free(t[k]), free(dt[k]);
-    free(x), free(dx), free(dx2), free(fd), free(y), free(dy), free(l.ws);
+    free(dx2);
+    gh_layer_free(&c);
 }
 
 typedef struct {
@@ -149,10 +69,10 @@ static void test_token_dense_lora(void **state)
     for (int s = 0; s < NSHAPES; s++) {
         ml_layer_spec L;
         ml_layer_spec_init(&L, &ml_layer_token_dense);
-        setk(&L, "tokens", shapes[s].t);
-        setk(&L, "units", shapes[s].c + s); /* out >= in: rank C fits */
-        setk(&L, "lora_rank", shapes[s].r);
-        setk(&L, "lora_alpha", 2.0 + s);
+        gh_setk(&L, "tokens", shapes[s].t);
+        gh_setk(&L, "units", shapes[s].c + s); /* out >= in: rank C fits */
+        gh_setk(&L, "lora_rank", shapes[s].r);
+        gh_setk(&L, "lora_alpha", 2.0 + s);
         check_layer(&L, shapes[s].t * shapes[s].c, shapes[s].n, 30 + s);
     }
 }
@@ -163,10 +83,10 @@ static void test_attention_lora(void **state)
     for (int s = 0; s < NSHAPES; s++) {
         ml_layer_spec L;
         ml_layer_spec_init(&L, &ml_layer_attention);
-        setk(&L, "tokens", shapes[s].t);
-        setk(&L, "heads", shapes[s].h);
-        setk(&L, "lora_rank", shapes[s].r);
-        setk(&L, "lora_alpha", 1.5 * (s + 1));
+        gh_setk(&L, "tokens", shapes[s].t);
+        gh_setk(&L, "heads", shapes[s].h);
+        gh_setk(&L, "lora_rank", shapes[s].r);
+        gh_setk(&L, "lora_alpha", 1.5 * (s + 1));
         check_layer(&L, shapes[s].t * shapes[s].c, shapes[s].n, 50 + s);
     }
 }
@@ -176,9 +96,9 @@ static void test_rank_out_of_range(void **state)
     (void)state;
     ml_layer_spec L;
     ml_layer_spec_init(&L, &ml_layer_attention);
-    setk(&L, "tokens", 2);
-    setk(&L, "heads", 2);
-    setk(&L, "lora_rank", 9);
+    gh_setk(&L, "tokens", 2);
+    gh_setk(&L, "heads", 2);
+    gh_setk(&L, "lora_rank", 9);
     ml_layer l = {.spec = &L, .nin = 1, .in = {2 * 8}};
     pst_err err = {0};
     assert_int_equal(L.ops->shape(&l, &err), PST_ERR_CONFIG);
@@ -190,18 +110,13 @@ static ml_model *gpt(int rank, int n)
 {
     ml_gpt2_config c = {.n_layer = 2, .n_head = 2, .n_embd = 8, .n_positions = 6, .vocab_size = 11};
     ml_model_spec s;
-    pst_err err = {0};
-    assert_int_equal(ml_gpt2_spec(&s, &c, &err), PST_OK);
+    gh_gpt_spec(&s, &c);
     for (unsigned l = 0; l < s.nlayers && rank; l++)
         if (s.layers[l].ops == &ml_layer_attention || s.layers[l].ops == &ml_layer_token_dense) {
-            setk(&s.layers[l], "lora_rank", rank);
-            setk(&s.layers[l], "lora_alpha", 4.0);
+            gh_setk(&s.layers[l], "lora_rank", rank);
+            gh_setk(&s.layers[l], "lora_alpha", 4.0);
         }
-    ml_model *m = ml_model_create(&s, 6, n, &err);
-    ml_model_spec_fini(&s);
-    assert_non_null(m);
-    ml_model_init(m, 7);
-    return m;
+    return gh_model_create(&s, 6, n, 7);
 }
 
 static void test_model_starts_as_base_and_merges(void **state)
