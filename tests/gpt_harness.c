@@ -176,3 +176,54 @@ void gh_model_fd(float *fd, ml_model *m, const float *ids, const int32_t *lab, i
         fd[i] = (float)((a - b) / (2.0 * fd_h));
     }
 }
+
+/* ---- The dump for tests/ref/gpt_ref.py ------------------------------------------------ */
+
+static int write_file(const char *dir, const char *name, const void *p, size_t bytes)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "wb");
+    int bad = !f || fwrite(p, 1, bytes, f) != bytes;
+    if (f && fclose(f) != 0)
+        bad = 1;
+    if (bad)
+        fprintf(stderr, "gh_dump: cannot write %s\n", path);
+    return bad;
+}
+
+int gh_dump(const char *dir, ml_model *m, const ml_gpt2_config *c, const float *ids,
+            const int32_t *labels, const float *logits, int n, int t, double loss,
+            const char *extra, int (*hf)(const ml_segment *sg, char *buf, size_t cap))
+{
+    size_t np = ml_model_nparams(m), nt = (size_t)n * t;
+    int rc = write_file(dir, "params.f32", ml_model_params(m), np * sizeof(float)) ||
+             write_file(dir, "grads.f32", ml_model_grads(m), np * sizeof(float)) ||
+             write_file(dir, "logits.f32", logits, nt * c->vocab_size * sizeof(float)) ||
+             write_file(dir, "ids.f32", ids, nt * sizeof(float)) ||
+             write_file(dir, "labels.i32", labels, nt * sizeof(int32_t));
+    char path[1024];
+    snprintf(path, sizeof path, "%s/case.json", dir);
+    FILE *f = rc ? NULL : fopen(path, "w");
+    if (!f)
+        return 1;
+    fprintf(f,
+            "{\"n_layer\": %d, \"n_head\": %d, \"n_embd\": %d, \"n_positions\": %d, "
+            "\"vocab_size\": %d, \"context\": %d, \"batch\": %d, \"loss\": %.9g, %s"
+            "\"segments\": [",
+            c->n_layer, c->n_head, c->n_embd, c->n_positions, c->vocab_size, t, n, loss, extra);
+    for (int s = 0; s < ml_model_nsegments(m); s++) {
+        const ml_segment *sg = ml_model_segment(m, s);
+        char name[96];
+        if (hf(sg, name, sizeof name)) {
+            fprintf(stderr, "gh_dump: no Hugging Face name for %s\n", sg->name);
+            rc = 1;
+        }
+        fprintf(f,
+                "%s{\"name\": \"%s\", \"hf\": \"%s\", \"offset\": %zu, \"rows\": %d, "
+                "\"cols\": %d}",
+                s ? ", " : "", sg->name, name, sg->offset, sg->rows, sg->cols);
+    }
+    fputs("]}\n", f);
+    return fclose(f) != 0 || rc;
+}

@@ -58,4 +58,14 @@ void gh_perturb(ml_model *m, rng_state *r);
 /* fd (nparams): finite differences of the loss of ids (N, T) with labels lab (N, T). */
 void gh_model_fd(float *fd, ml_model *m, const float *ids, const int32_t *lab, int n);
 
+/* The dump tests/ref/gpt_ref.py's check_dump reads (test_gpt --dump, test_lora --dump),
+ * of model m (configuration c) after forward, loss and backward on one batch of n windows
+ * of t tokens: params.f32, grads.f32 (the flat vectors), logits.f32 (n, t, V), ids.f32,
+ * labels.i32 (n, t) and case.json -- c, t, n, the loss, the JSON members `extra` (e.g.
+ * "\"lora\": {...}, "; "" for none) and every segment with the Hugging Face name hf gives
+ * it (0: named). Returns 0 when everything was written. */
+int gh_dump(const char *dir, ml_model *m, const ml_gpt2_config *c, const float *ids,
+            const int32_t *labels, const float *logits, int n, int t, double loss,
+            const char *extra, int (*hf)(const ml_segment *sg, char *buf, size_t cap));
+
 #endif

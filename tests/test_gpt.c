@@ -477,18 +477,9 @@ static void test_bad_configs(void **state)
 
 /* ---- The dump for tests/ref/gpt_ref.py ------------------------------------------------ */
 
-static int write_f32(const char *dir, const char *name, const void *p, size_t bytes)
+static int hf_name(const ml_segment *sg, char *buf, size_t cap)
 {
-    char path[1024];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    FILE *f = fopen(path, "wb");
-    if (!f || fwrite(p, 1, bytes, f) != bytes) {
-        if (f)
-            fclose(f);
-        fprintf(stderr, "test_gpt: cannot write %s\n", path);
-        return 1;
-    }
-    return fclose(f) != 0;
+    return ml_gpt2_hf_name(sg->name, buf, cap);
 }
 
 static int dump(const char *dir)
@@ -500,36 +491,7 @@ static int dump(const char *dir)
     const float *logits = ml_model_forward(g.m, g.ids, g.n);
     double loss = ml_model_loss(g.m, g.labels, NULL, g.n);
     ml_model_backward(g.m, g.ids, g.n);
-    size_t np = ml_model_nparams(g.m), nt = (size_t)g.n * g.t;
-    int rc = write_f32(dir, "params.f32", ml_model_params(g.m), np * sizeof(float)) ||
-             write_f32(dir, "grads.f32", ml_model_grads(g.m), np * sizeof(float)) ||
-             write_f32(dir, "logits.f32", logits, nt * g.v * sizeof(float)) ||
-             write_f32(dir, "ids.f32", g.ids, nt * sizeof(float)) ||
-             write_f32(dir, "labels.i32", g.labels, nt * sizeof(int32_t));
-    char path[1024];
-    snprintf(path, sizeof path, "%s/case.json", dir);
-    FILE *f = rc ? NULL : fopen(path, "w");
-    if (f) {
-        fprintf(f,
-                "{\"n_layer\": %d, \"n_head\": %d, \"n_embd\": %d, \"n_positions\": %d, "
-                "\"vocab_size\": %d, \"context\": %d, \"batch\": %d, \"loss\": %.9g, "
-                "\"segments\": [",
-                c.n_layer, c.n_head, c.n_embd, c.n_positions, c.vocab_size, g.t, g.n, loss);
-        for (int s = 0; s < ml_model_nsegments(g.m); s++) {
-            const ml_segment *sg = ml_model_segment(g.m, s);
-            char hf[64];
-            if (ml_gpt2_hf_name(sg->name, hf, sizeof hf))
-                rc = 1;
-            fprintf(f,
-                    "%s{\"name\": \"%s\", \"hf\": \"%s\", \"offset\": %zu, \"rows\": %d, "
-                    "\"cols\": %d}",
-                    s ? ", " : "", sg->name, hf, sg->offset, sg->rows, sg->cols);
-        }
-        fputs("]}\n", f);
-        rc |= fclose(f) != 0;
-    } else {
-        rc = 1;
-    }
+    int rc = gh_dump(dir, g.m, &c, g.ids, g.labels, logits, g.n, g.t, loss, "", hf_name);
     gpt_case_free(&g);
     return rc;
 }

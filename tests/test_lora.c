@@ -256,19 +256,6 @@ static void test_job_applies(void **state)
 
 /* ---- The dump for tests/ref/lora_ref.py ------------------------------------------------ */
 
-static int write_file(const char *dir, const char *name, const void *p, size_t bytes)
-{
-    char path[1024];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    FILE *f = fopen(path, "wb");
-    int bad = !f || fwrite(p, 1, bytes, f) != bytes;
-    if (f && fclose(f) != 0)
-        bad = 1;
-    if (bad)
-        fprintf(stderr, "test_lora: cannot write %s\n", path);
-    return bad;
-}
-
 /* The Hugging Face name of segment sg of a GPT-2 with adapters: a base tensor's as
  * ml_gpt2_hf_name gives it, an adapter's after the weight it adapts ("h0_attn.attn_lora_a"
  * adapts "h0_attn.attn_w", i.e. "h.0.attn.c_attn.weight": "h.0.attn.c_attn.lora_a"). */
@@ -323,37 +310,11 @@ static int dump(const char *dir)
     const float *logits = ml_model_forward(m, ids, n);
     double loss = ml_model_loss(m, labels, NULL, n);
     ml_model_backward(m, ids, n);
-    size_t np = ml_model_nparams(m), nt = (size_t)n * t;
-    int rc = write_file(dir, "params.f32", p, np * sizeof(float)) ||
-             write_file(dir, "grads.f32", ml_model_grads(m), np * sizeof(float)) ||
-             write_file(dir, "logits.f32", logits, nt * v * sizeof(float)) ||
-             write_file(dir, "ids.f32", ids, sizeof ids) ||
-             write_file(dir, "labels.i32", labels, sizeof labels);
-    char path[1024];
-    snprintf(path, sizeof path, "%s/case.json", dir);
-    FILE *f = rc ? NULL : fopen(path, "w");
-    if (f) {
-        /* gpt()'s configuration: L 2, H 2, C 8, T 6, V 11; alpha 4 */
-        fprintf(f,
-                "{\"n_layer\": 2, \"n_head\": 2, \"n_embd\": 8, \"n_positions\": 6, "
-                "\"vocab_size\": %d, \"context\": %d, \"batch\": %d, \"loss\": %.9g, "
-                "\"lora\": {\"rank\": %d, \"alpha\": 4.0}, \"segments\": [",
-                v, t, n, loss, r);
-        for (int s = 0; s < ml_model_nsegments(m); s++) {
-            const ml_segment *sg = ml_model_segment(m, s);
-            char hf[96];
-            if (hf_name(sg, hf, sizeof hf))
-                rc = 1;
-            fprintf(f,
-                    "%s{\"name\": \"%s\", \"hf\": \"%s\", \"offset\": %zu, \"rows\": %d, "
-                    "\"cols\": %d}",
-                    s ? ", " : "", sg->name, hf, sg->offset, sg->rows, sg->cols);
-        }
-        fputs("]}\n", f);
-        rc |= fclose(f) != 0;
-    } else {
-        rc = 1;
-    }
+    /* gpt()'s configuration: L 2, H 2, C 8, T 6, V 11; alpha 4 */
+    ml_gpt2_config c = {.n_layer = 2, .n_head = 2, .n_embd = 8, .n_positions = 6, .vocab_size = v};
+    char extra[64];
+    snprintf(extra, sizeof extra, "\"lora\": {\"rank\": %d, \"alpha\": 4.0}, ", r);
+    int rc = gh_dump(dir, m, &c, ids, labels, logits, n, t, loss, extra, hf_name);
     ml_model_destroy(m);
     return rc;
 }
