@@ -34,7 +34,8 @@ expect_in a.err "coordinator error: worker\[0\] was lost before it finished, so 
 c0=$(ls a/checkpoints | sed -n 's/^server-0-clock-\([0-9]*\)\.safetensors$/\1/p')
 c1=$(ls a/checkpoints | sed -n 's/^server-1-clock-\([0-9]*\)\.safetensors$/\1/p')
 [ -n "$c0" ] && [ "$c0" = "$c1" ] && [ "$(echo "$c0" | wc -l)" -eq 1 ] \
-  || fail "servers wrote clocks '$c0' and '$c1', expected one and the same"
+  || { grep -v " info: " a.err | tail -15 >&2
+       fail "servers wrote clocks '$c0' and '$c1', expected one and the same"; }
 [ "$c0" -gt 20 ] && [ "$c0" -lt 300 ] || fail "checkpoint of clock $c0, not mid-run"
 expect_in a.err "server\[0\] info: checkpoint of clock $c0:"
 expect_in a.err "server\[1\] info: checkpoint of clock $c0:"

@@ -41,7 +41,8 @@ one_clock() {
   c0=$(ls "$1/checkpoints" | sed -n 's/^server-0-clock-\([0-9]*\)\.safetensors$/\1/p')
   c1=$(ls "$1/checkpoints" | sed -n 's/^server-1-clock-\([0-9]*\)\.safetensors$/\1/p')
   [ -n "$c0" ] && [ "$c0" = "$c1" ] && [ "$(echo "$c0" | wc -l)" -eq 1 ] \
-    || fail "$1: servers wrote clocks '$c0' and '$c1', expected one and the same"
+    || { grep -v " info: " "$1.err" | tail -15 >&2
+         fail "$1: servers wrote clocks '$c0' and '$c1', expected one and the same"; }
   echo "$c0"
 }
 
