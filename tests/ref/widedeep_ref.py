@@ -29,7 +29,11 @@ bias correction by the tensor's step count: core/sptable.h's rule), batch BATCH,
 epochs, reshuffled every epoch. Initial values and batch order come from each side's own
 generator, so the comparison is of trained quality over seeds: the mean test RMSE of
 --seeds runs each side must agree within --tol (default 0.02 stars, ~2% of the ratings'
-std 1.06; seed-to-seed spread is ~0.005), and both must beat the mean predictor (R^2 > 0).
+std 1.06: over 5 seeds the runs' sd was 0.011 for pstrain and 0.006 for torch, so the
+difference of two 3-seed means has an sd of ~0.007 and 0.02 is ~3 of those), and both
+must beat the mean predictor (R^2 > 0). Measured (5 seeds, 4 epochs, all 80003/20001
+rows): pstrain 0.8914, torch 0.8840, mean predictor 1.0577. Both sides are deterministic
+(one process, one thread, seeded), so a run's verdict repeats on one machine.
 
 Exits 0 when they agree, 1 when not, 77 (skipped) without python3-torch, python3-xxhash
 or the data.
