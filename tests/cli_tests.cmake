@@ -13,7 +13,7 @@ foreach(t cli_basics default_job examples bad_data signals local_supervision
           faults worker_failure server_failure metrics_endpoint status auth ckpt_crash
           network_cut coordinator_loss cluster_restart stop retriable_end detect sparse_train
           data_prep run_folder sparse_dist sparse_eval gpt_train gpt_example lora_finetune library
-          augment_train server_same_port fence_manual explain model_compress bn_dist)
+          augment_train server_same_port fence_manual explain model_compress bn_dist recsys_examples)
   add_test(NAME test_${t}
            COMMAND bash ${CMAKE_SOURCE_DIR}/tests/cli/test_${t}.sh $<TARGET_FILE:pstrain>
                    ${CMAKE_SOURCE_DIR} $<TARGET_FILE:bsp_reference>
