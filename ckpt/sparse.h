@@ -42,4 +42,15 @@ int ckpt_sparse_save(const char *path, const ckpt_sparse_table *tabs, int n, pst
  * leaves the earlier ones restored. */
 int ckpt_sparse_load(const char *path, const ckpt_sparse_table *tabs, int n, pst_err *err);
 
+/* One file at out (atomically) from the table files in[0..n) of a job's n servers
+ * (ps/srv_ckpt.h: tables-server-<rank>-clock-<c>.safetensors of one clock), which hold
+ * disjoint key sets (spt_owner) of the same tables: per table, the union of their rows in
+ * ascending key order, the largest step, the admission sketches' cell-wise maximum
+ * (sparse_merge.c says why that is sound). The file is one a process holding every key
+ * would write, and ckpt_sparse_load reads it into the job's tables of one process (within
+ * their max_rows). Refused with one line naming the file (PST_ERR_DATA; PST_ERR_IO when one
+ * cannot be read), nothing written: a key in two files, a table one file lacks, metadata
+ * dim, optimizer, init or seed that differ, other tensors (optimizer state, sketch size). */
+int ckpt_sparse_merge(const char *out, const char *const *in, int n, pst_err *err);
+
 #endif

@@ -127,6 +127,16 @@ ml_model *cli_sparse_model(cli_sparse *s);
 /* A cli_forward's: ctx is the cli_sparse. */
 const float *cli_sparse_forward(void *ctx, const ds_dataset *ds, int64_t lo, int n, pst_err *err);
 void cli_sparse_close(cli_sparse *s); /* NULL: nothing */
+/* The tables file of the model file model_path, the one convention of eval, predict,
+ * consolidate and local: DIR/tables.safetensors beside DIR/model.safetensors (pstrain
+ * train, every checkpoint folder, the end of a distributed run); for any other name
+ * DIR/NAME.safetensors (or DIR/NAME), DIR/NAME.tables.safetensors (pstrain consolidate's
+ * model-clock-C.safetensors: model-clock-C.tables.safetensors). */
+void cli_tables_path(const char *model_path, char *buf, size_t cap);
+/* The servers' tables files of `clock` in dir (tables-server-<rank>-clock-<clock>.safetensors,
+ * ps/srv_ckpt.h) merged into out (ckpt_sparse_merge, atomically). A missing one is
+ * PST_ERR_IO naming it; nothing is written on any failure. (cli/cmd_consolidate.c) */
+int cli_merge_tables(const char *dir, int servers, int64_t clock, const char *out, pst_err *err);
 
 /* The test hooks of this process (base/testhooks.h) from its PSTRAIN_TEST_* variables,
  * filled into *h, for the worker of this rank (-1: not a worker; the per-worker hooks stay
@@ -141,7 +151,8 @@ const pst_test_hooks *cli_test_hooks(pst_test_hooks *h, int rank);
 /* The model and job paths (job "" when none is found) for what: a job file (model "": its
  * output.dir's model), a run folder (model.safetensors, job.yaml), a checkpoint folder
  * inside one (<run>/checkpoints/ckpt-N: the run's job.yaml two levels up), or a model file
- * (its folder's job.yaml; in a checkpoint folder ckpt-N, the run's two levels up). cap:
+ * (its folder's job.yaml; in a checkpoint folder ckpt-N, the run's two levels up; in a
+ * folder named checkpoints, consolidate's model-clock-C, the run's one level up). cap:
  * the size of both buffers. PST_ERR_IO when what does not exist. */
 int cli_model_paths(const char *what, char *model, char *job, size_t cap, pst_err *err);
 typedef struct {

@@ -4,13 +4,19 @@
  * The servers' checkpoints of one clock (ps/srv_ckpt.c: server-<rank>-clock-<c>.safetensors,
  * each the weights of [offset, offset + len) of the flat parameter vector) tile the whole
  * vector; laid side by side they are the model at that clock, written as
- * model.safetensors is, with the architecture and preprocessing of the job. */
+ * model.safetensors is, with the architecture and preprocessing of the job. A model with
+ * embedding tables holds its dense weights alone; the rows are in the servers' tables files
+ * of that clock (tables-server-<rank>-clock-<c>.safetensors, disjoint key sets), merged into
+ * the one tables file eval and predict read beside the model file (cli_tables_path). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 #include "ckpt/ckpt.h"
+#include "ckpt/sparse.h"
 #include "base/log.h"
 #include "worker/dataprep.h"
 #include "worker/trainer.h"
@@ -24,7 +30,12 @@ static const char consolidate_synopsis[] =
     "server has complete, or --clock C. The job (file and overrides) must be the\n"
     "one that wrote them; its data is read for the input width, the class names and\n"
     "the fitted preprocessing. FILE defaults to DIR/model-clock-C.safetensors; it is\n"
-    "written atomically and loads in `pstrain eval` and `predict`.\n";
+    "written atomically and loads in `pstrain eval` and `predict`.\n"
+    "A model with embedding tables: the servers' tables files of clock C\n"
+    "(tables-server-<rank>-clock-C.safetensors) are merged into one beside FILE,\n"
+    "where eval and predict look for it: NAME.tables.safetensors for\n"
+    "NAME.safetensors, tables.safetensors for model.safetensors. Nothing is written\n"
+    "unless both files can be.\n";
 
 #define SHARD_SUFFIX ".safetensors"
 
@@ -137,6 +148,31 @@ static int copy_shards(ckpt_state **st, int S, float *params, pst_err *err)
     return PST_OK;
 }
 
+int cli_merge_tables(const char *dir, int servers, int64_t clock, const char *out, pst_err *err)
+{
+    char(*paths)[4400] = calloc((size_t)servers, sizeof *paths);
+    const char **in = calloc((size_t)servers, sizeof *in);
+    struct stat st;
+    int rc = PST_OK;
+    if (!paths || !in)
+        rc = pst_err_set(err, PST_ERR_NOMEM, "out of memory");
+    for (int s = 0; s < servers && !rc; s++) {
+        snprintf(paths[s], sizeof paths[s], "%s/tables-server-%d-clock-%lld" SHARD_SUFFIX, dir, s,
+                 (long long)clock);
+        in[s] = paths[s];
+        if (stat(paths[s], &st) != 0 || !S_ISREG(st.st_mode))
+            rc = pst_err_set(err, PST_ERR_IO,
+                             "%s: no such file: server %d's embedding tables of clock %lld "
+                             "(each server writes them beside its shard checkpoint)",
+                             paths[s], s, (long long)clock);
+    }
+    if (!rc)
+        rc = ckpt_sparse_merge(out, in, servers, err);
+    free(paths);
+    free(in);
+    return rc;
+}
+
 int cmd_consolidate(int argc, char **argv, const volatile sig_atomic_t *stop)
 {
     (void)stop;
@@ -242,10 +278,22 @@ int cmd_consolidate(int argc, char **argv, const volatile sig_atomic_t *stop)
         snprintf(file, sizeof file, "%s", out);
     else
         snprintf(file, sizeof file, "%s/model-clock-%lld.safetensors", dir, (long long)clock);
-    if ((rc = ckpt_save_model(file, m, &job->model.spec, data.train, &data.scaler, &err)))
+    /* The tables first: a missing or clashing tables file leaves neither file written. */
+    char tables[4500];
+    int sparse = cfg_model_is_sparse(&job->model.spec);
+    cli_tables_path(file, tables, sizeof tables);
+    if (sparse && (rc = cli_merge_tables(dir, S, clock, tables, &err)))
         goto done;
+    if ((rc = ckpt_save_model(file, m, &job->model.spec, data.train, &data.scaler, &err))) {
+        if (sparse)
+            unlink(tables);
+        goto done;
+    }
     log_info(&lg, "the model at clock %lld, from %d shard checkpoint(s): %s", (long long)clock, S,
              file);
+    if (sparse)
+        log_info(&lg, "its embedding tables, merged from the %d servers' tables of clock %lld: %s",
+                 S, (long long)clock, tables);
 done:
     if (rc)
         fprintf(stderr, "pstrain consolidate: %s\n", err.msg);

@@ -39,7 +39,8 @@ static const char eval_synopsis[] =
     "The model, its classes and the preprocessing fitted at training time all come\n"
     "from the checkpoint CKPT (a model.safetensors written by pstrain train/local).\n"
     "A model with embedding tables reads DATA as its run's job (job.yaml) did, with\n"
-    "the rows of the tables.safetensors beside CKPT.\n"
+    "the rows of the tables.safetensors beside CKPT (beside another NAME.safetensors,\n"
+    "NAME.tables.safetensors: pstrain consolidate's).\n"
     "\n"
     "A language model (sequence_crossentropy: model.gpt2) is evaluated on the text file\n"
     "DATA instead: its mean token loss and perplexity (exp of it) over windows of the\n"
@@ -55,7 +56,8 @@ static const char predict_synopsis[] =
     "The model, its classes and the preprocessing fitted at training time all come\n"
     "from the checkpoint CKPT (a model.safetensors written by pstrain train/local).\n"
     "A model with embedding tables reads DATA as its run's job (job.yaml) did, with\n"
-    "the rows of the tables.safetensors beside CKPT.\n";
+    "the rows of the tables.safetensors beside CKPT (beside another NAME.safetensors,\n"
+    "NAME.tables.safetensors: pstrain consolidate's).\n";
 
 /* Returns -1 to go on, else the exit code (help printed, or a usage error). */
 static int parse_args(const char *cmd, int argc, char **argv, eval_args *a)

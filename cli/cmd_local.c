@@ -18,10 +18,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 #include "cli/progress.h"
 #include "cli/supervise.h"
+#include "ckpt/ckpt.h"
 #include "base/fs.h"
 #include "base/log.h"
 
@@ -245,6 +247,84 @@ static int claim_folder(const cfg_job *job, pst_err *err)
     return rc;
 }
 
+/* What the end of the job needs of it (the job itself is freed before the run). */
+typedef struct {
+    int sparse;      /* the model has embedding tables */
+    int checkpoints; /* checkpoint.enabled: the servers write their final checkpoints */
+    int servers;
+    char ckdir[4096];  /* checkpoint.dir */
+    char tables[4300]; /* output.dir/tables.safetensors */
+} local_end;
+
+static void end_init(local_end *e, const cfg_job *job)
+{
+    e->sparse = !cfg_job_is_library(job) && cfg_model_is_sparse(&job->model.spec);
+    e->checkpoints = job->checkpoint.enabled;
+    e->servers = job->cluster.servers;
+    cfg_checkpoint_dir(job, e->ckdir, sizeof e->ckdir);
+    char model[4200];
+    snprintf(model, sizeof model, "%s/model.safetensors", job->output.dir);
+    cli_tables_path(model, e->tables, sizeof e->tables);
+}
+
+/* The clock of every server's final checkpoint: each one's newest, which are all one
+ * (*clock -1 and a warning in why when not: a server did not write its final one). */
+static int final_clock(const local_end *e, int64_t *clock, char *why, size_t cap, pst_err *err)
+{
+    *clock = -1;
+    for (int s = 0; s < e->servers; s++) {
+        char prefix[48];
+        int64_t c;
+        int n = 0, rc;
+        snprintf(prefix, sizeof prefix, "server-%d-clock-", s);
+        if ((rc = ckpt_list(e->ckdir, prefix, ".safetensors", &c, 1, &n, err)))
+            return rc;
+        if (n == 0 || (s > 0 && c != *clock)) {
+            if (n == 0)
+                snprintf(why, cap, "server %d has no checkpoint in %s", s, e->ckdir);
+            else
+                snprintf(why, cap,
+                         "server %d's newest checkpoint in %s is of clock %lld, server 0's of "
+                         "clock %lld",
+                         s, e->ckdir, (long long)c, (long long)*clock);
+            *clock = -1;
+            return PST_OK;
+        }
+        *clock = c;
+    }
+    return PST_OK;
+}
+
+/* After a distributed sparse run that finished: the tables beside worker 0's final model,
+ * output.dir/tables.safetensors, merged from the servers' final checkpoints (at SHUTDOWN
+ * each writes its shard and tables of the end-of-run clock, after worker 0's final pull:
+ * no update comes after the last step, so they are the weights and rows of its model).
+ * Without them (checkpoint.enabled off, a server's final checkpoint missing) a tables file
+ * of an earlier run there is removed, so that eval never pairs the model with other rows.
+ * Returns an exit code. */
+static int end_tables(const local_end *e, log_ctx *lg)
+{
+    pst_err err = {0};
+    char why[4400] = "checkpoint.enabled is off: the servers wrote no final checkpoint";
+    int64_t clock = -1;
+    int rc = e->checkpoints ? final_clock(e, &clock, why, sizeof why, &err) : PST_OK;
+    if (!rc && clock >= 0 &&
+        !(rc = cli_merge_tables(e->ckdir, e->servers, clock, e->tables, &err))) {
+        log_info(
+            lg, "embedding tables of clock %lld, merged from the %d servers' final checkpoints: %s",
+            (long long)clock, e->servers, e->tables);
+        return EXIT_OK;
+    }
+    if (rc) {
+        log_error(lg, "writing the model's embedding tables: %s", err.msg);
+        return cli_exit_code(rc);
+    }
+    if (unlink(e->tables) == 0)
+        log_warn(lg, "removed %s, of an earlier run", e->tables);
+    log_warn(lg, "no embedding tables beside the model (%s); `pstrain eval` cannot read it", why);
+    return EXIT_OK;
+}
+
 int cmd_local(int argc, char **argv, const volatile sig_atomic_t *stop)
 {
     /* --metrics-port N is each process's own port for `pstrain server` and `coordinator`;
@@ -313,6 +393,8 @@ int cmd_local(int argc, char **argv, const volatile sig_atomic_t *stop)
      * (ps/coord_members.c): one second later it is killed and replaced. */
     cli_sup_options so = {.max_restarts = job->cluster.max_restarts,
                           .hang_ms = (job->cluster.heartbeat_timeout_s + 1) * 1000L};
+    local_end end;
+    end_init(&end, job);
     cfg_job_free(job);
     if (servers < 1 || workers < 1 || servers > INT_MAX / 2 - 1 || workers > INT_MAX / 2 - 1) {
         fprintf(stderr,
@@ -355,6 +437,8 @@ int cmd_local(int argc, char **argv, const volatile sig_atomic_t *stop)
         so.epcap = sizeof plan.coord_env - (sizeof COORD_ENV - 1);
         log_info(&lg, "starting coordinator, %d server(s) and %d worker(s)", servers, workers);
         code = cli_sup_run(&so, stop);
+        if (code == EXIT_OK && end.sparse)
+            code = end_tables(&end, &lg);
     }
     cli_view_destroy(view);
     plan_fini(&plan);

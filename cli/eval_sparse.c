@@ -2,7 +2,9 @@
  *
  * Such a model's model.safetensors holds its dense weights alone. The table rows are in
  * tables.safetensors beside it (cli/cmd_train.c at the end of a run, worker/local_ckpt.c in
- * every checkpoint folder), and how a data file's features become ids -- libsvm ids, hashed
+ * every checkpoint folder, cli/cmd_local.c at the end of a distributed run, merged from the
+ * servers' checkpoints), or NAME.tables.safetensors beside another NAME.safetensors
+ * (pstrain consolidate's; cli_tables_path), and how a data file's features become ids -- libsvm ids, hashed
  * CSV columns and crosses, text_dir n-grams, data.hash_bits and hash_seed -- is the run's
  * job. So DATA is read with the job's data section, as the training worker read its test
  * file, and the model runs in a trainer of the job (worker/trainer.h) holding those tables,
@@ -58,15 +60,28 @@ static int run_files(const char *model_path, char *jobp, char *tables, size_t ca
                            "%s: a model with embedding tables is read with its run's job, but "
                            "there is no job.yaml beside it (or two folders up)",
                            model_path);
-    const char *slash = strrchr(model_path, '/');
-    int dir = slash ? (int)(slash - model_path) : 1;
-    snprintf(tables, cap, "%.*s/" WK_TABLES_FILE, dir, slash ? model_path : ".");
+    cli_tables_path(model_path, tables, cap);
     if (stat(tables, &st) != 0 || !S_ISREG(st.st_mode))
         return pst_err_set(err, PST_ERR_IO,
-                           "%s: no such file: the model's embedding tables (pstrain train writes "
-                           "them beside model.safetensors)",
+                           "%s: no such file: the model's embedding tables (pstrain train and "
+                           "local write them beside model.safetensors, consolidate beside its "
+                           "model file)",
                            tables);
     return PST_OK;
+}
+
+void cli_tables_path(const char *model_path, char *buf, size_t cap)
+{
+    const char *slash = strrchr(model_path, '/');
+    const char *base = slash ? slash + 1 : model_path;
+    int dir = slash ? (int)(slash - model_path) : 1;
+    size_t n = strlen(base), sfx = strlen(".safetensors");
+    int stem = (int)(n > sfx && strcmp(base + n - sfx, ".safetensors") == 0 ? n - sfx : n);
+    if (strcmp(base, "model.safetensors") == 0)
+        snprintf(buf, cap, "%.*s/" WK_TABLES_FILE, dir, slash ? model_path : ".");
+    else
+        snprintf(buf, cap, "%.*s/%.*s.tables.safetensors", dir, slash ? model_path : ".", stem,
+                 base);
 }
 
 int cli_sparse_open(cli_sparse **out, const char *model_path, const ckpt_model *ck,

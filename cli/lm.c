@@ -66,6 +66,10 @@ int cli_model_paths(const char *what, char *model, char *job, size_t cap, pst_er
             base = p + 1;
     if (!is_file(job) && slash && strncmp(base, "ckpt-", 5) == 0)
         snprintf(job, cap, "%.*s/../../job.yaml", dir, what);
+    /* A model in a run's checkpoints folder (pstrain consolidate's model-clock-C): one up. */
+    if (!is_file(job) && slash && (size_t)(slash - base) == strlen("checkpoints") &&
+        strncmp(base, "checkpoints", strlen("checkpoints")) == 0)
+        snprintf(job, cap, "%.*s/../job.yaml", dir, what);
     if (!is_file(job))
         job[0] = '\0';
     return PST_OK;

@@ -718,6 +718,128 @@ static void test_checkpoint_files(void **state)
     spt_destroy(sgd), spt_destroy(d4), spt_destroy(b), spt_destroy(b0);
 }
 
+/* ---- merging servers' files (ckpt_sparse_merge) ------------------------------------------ */
+
+/* Steps of one table "all" holding every key and of two "servers" holding the keys
+ * spt_owner gives them, with the same pulls, gradients and ticks. */
+static void servers_and_one(spt_table *all, spt_table *srv[2], int steps, uint64_t seed)
+{
+    enum { N = 40 };
+    uint64_t keys[N], part[2][N];
+    float rows[N * 8], g[N * 8], pg[2][N * 8];
+    const int d = spt_dim(all);
+    for (int s = 0; s < steps; s++) {
+        size_t np[2] = {0, 0};
+        int n = N - 10 * (s % 2); /* not every key every step: stamps differ */
+        for (int i = 0; i < n; i++)
+            keys[i] = (uint64_t)(i * 7919 + 3) * 2654435761ULL;
+        for (int j = 0; j < n * d; j++)
+            g[j] = urand(&seed);
+        for (int i = 0; i < n; i++) {
+            uint32_t o = spt_owner(keys[i], 2);
+            memcpy(pg[o] + np[o] * (size_t)d, g + (size_t)i * d, (size_t)d * sizeof(float));
+            part[o][np[o]++] = keys[i];
+        }
+        pull_ok(all, keys, (size_t)n, rows);
+        push_ok(all, keys, (size_t)n, g, 0.05f);
+        spt_tick(all);
+        for (int o = 0; o < 2; o++) {
+            pull_ok(srv[o], part[o], np[o], rows);
+            push_ok(srv[o], part[o], np[o], pg[o], 0.05f);
+            spt_tick(srv[o]);
+        }
+    }
+}
+
+static void save_ok(const char *path, const ckpt_sparse_table *t, int n)
+{
+    pst_err err = {0};
+    if (ckpt_sparse_save(path, t, n, &err))
+        fail_msg("%s", err.msg);
+}
+
+static void test_merge_files(void **state)
+{
+    (void)state;
+    tmpdir[0] = '\0';
+    char p0[128], p1[128], pm[128], bad[128];
+    file_path(p0, sizeof p0, "tables-server-0.safetensors");
+    file_path(p1, sizeof p1, "tables-server-1.safetensors");
+    file_path(pm, sizeof pm, "merged.safetensors");
+    file_path(bad, sizeof bad, "bad.safetensors");
+    spt_table *all = make(OPT_ADAM, 8, NULL),
+              *srv[2] = {make(OPT_ADAM, 8, NULL), make(OPT_ADAM, 8, NULL)};
+    spt_table *wall = make(OPT_FTRL, 4, ftrl_admit),
+              *wsrv[2] = {make(OPT_FTRL, 4, ftrl_admit), make(OPT_FTRL, 4, ftrl_admit)};
+    servers_and_one(all, srv, 5, 11);
+    servers_and_one(wall, wsrv, 4, 12);
+    for (int o = 0; o < 2; o++) {
+        ckpt_sparse_table t[2] = {{"emb", srv[o]}, {"wide", wsrv[o]}};
+        save_ok(o ? p1 : p0, t, 2);
+    }
+    const char *in[2] = {p0, p1};
+    pst_err err = {0};
+    if (ckpt_sparse_merge(pm, in, 2, &err))
+        fail_msg("%s", err.msg);
+    /* The union is the one table's: rows, optimizer state, stamps, step. */
+    spt_table *back = make(OPT_ADAM, 8, NULL), *wback = make(OPT_FTRL, 4, ftrl_admit);
+    ckpt_sparse_table tb[2] = {{"emb", back}, {"wide", wback}};
+    if (ckpt_sparse_load(pm, tb, 2, &err))
+        fail_msg("%s", err.msg);
+    assert_same_dump(all, back);
+    /* The sketch: the servers' cell-wise maximum, over the counts of one process's. */
+    spt_dump w, a, b, one;
+    assert_int_equal(spt_dump_fill(wback, &w, NULL), PST_OK);
+    assert_int_equal(spt_dump_fill(wsrv[0], &a, NULL), PST_OK);
+    assert_int_equal(spt_dump_fill(wsrv[1], &b, NULL), PST_OK);
+    assert_int_equal(spt_dump_fill(wall, &one, NULL), PST_OK);
+    assert_int_equal(w.n, a.n + b.n);
+    assert_non_null(w.filter);
+    assert_int_equal(w.filter_cells, a.filter_cells);
+    for (uint64_t c = 0; c < w.filter_cells; c++)
+        assert_int_equal(w.filter[c], a.filter[c] > b.filter[c] ? a.filter[c] : b.filter[c]);
+    spt_dump_fini(&w), spt_dump_fini(&a), spt_dump_fini(&b), spt_dump_fini(&one);
+
+    /* Refusals: one line naming the file, nothing written. */
+    const char *dup[2] = {p0, p0};
+    assert_int_equal(ckpt_sparse_merge(bad, dup, 2, &err), PST_ERR_DATA);
+    assert_non_null(strstr(err.msg, "is also in"));
+    assert_non_null(strstr(err.msg, p0));
+    const char *gone[2] = {p0, bad};
+    assert_int_equal(ckpt_sparse_merge(pm, gone, 2, &err), PST_ERR_IO);
+    assert_non_null(strstr(err.msg, bad));
+    assert_int_not_equal(access(bad, F_OK), 0);
+    spt_table *d4 = make(OPT_ADAM, 4, NULL), *sgd = make(OPT_SGD, 8, NULL);
+    filled(d4, 3, 1, 1);
+    filled(sgd, 3, 1, 1);
+    ckpt_sparse_table other[2] = {{"emb", d4}, {"wide", wsrv[1]}};
+    save_ok(p1, other, 2);
+    assert_int_equal(ckpt_sparse_merge(bad, in, 2, &err), PST_ERR_DATA);
+    assert_non_null(strstr(err.msg, "table 'emb': dim 4, but"));
+    other[0].table = sgd;
+    save_ok(p1, other, 2);
+    assert_int_equal(ckpt_sparse_merge(bad, in, 2, &err), PST_ERR_DATA);
+    assert_non_null(strstr(err.msg, "optimizer sgd, but"));
+    save_ok(p1, other, 1);
+    assert_int_equal(ckpt_sparse_merge(bad, in, 2, &err), PST_ERR_DATA);
+    assert_non_null(strstr(err.msg, "holds table 'wide'"));
+    assert_null(strchr(err.msg, '\n'));
+    assert_int_not_equal(access(bad, F_OK), 0);
+    /* One file: itself. */
+    if (ckpt_sparse_merge(bad, in, 1, &err))
+        fail_msg("%s", err.msg);
+    ckpt_sparse_table t0[2] = {{"emb", back}, {"wide", wback}};
+    if (ckpt_sparse_load(bad, t0, 2, &err))
+        fail_msg("%s", err.msg);
+    assert_same_dump(srv[0], back);
+    unlink(p0), unlink(p1), unlink(pm), unlink(bad);
+    rmdir(tmpdir);
+    tmpdir[0] = '\0';
+    spt_destroy(all), spt_destroy(srv[0]), spt_destroy(srv[1]), spt_destroy(back);
+    spt_destroy(wall), spt_destroy(wsrv[0]), spt_destroy(wsrv[1]), spt_destroy(wback);
+    spt_destroy(d4), spt_destroy(sgd);
+}
+
 /* ---- the file tests/check_sparse_numpy.py reads ---------------------------------------- */
 
 static const uint64_t KEYS[] = {3, 17, 1099511627777ULL, 9223372036854775813ULL,
@@ -770,6 +892,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_owner),
         cmocka_unit_test(test_dump_restore),
         cmocka_unit_test(test_checkpoint_files),
+        cmocka_unit_test(test_merge_files),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

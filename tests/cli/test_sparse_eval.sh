@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # `pstrain eval` and `predict` of models with embedding tables (issue 12, cli/eval_sparse.c):
 # the data is read with the run's job (libsvm ids, hashed CSV columns), the rows come from
-# tables.safetensors beside the model, and the figures are the run's own final test
-# evaluation; a model without its tables or job is refused with one line.
+# tables.safetensors beside the model (for a distributed run merged from the servers'
+# checkpoints, by `pstrain local` and `pstrain consolidate`), and the figures are the run's
+# own final test evaluation; a model without its tables or job is refused with one line.
 source "$(dirname "$0")/lib.sh"
 
 # 2000 training and 400 test rows of make_sparse_svm.py's learnable sparse data.
@@ -67,6 +68,38 @@ expect_exit 0 "$PSTRAIN" eval "$last/model.safetensors" test.svm
 cmp -s out.txt mlp-eval.txt || fail "eval of $last differs from the final model's"
 expect_exit 0 "$PSTRAIN" predict mlp/model.safetensors test.svm --output mlp-pred.csv
 check_predict mlp-pred.csv test.labels mlp-eval.txt 0 1
+
+# A distributed run (2 servers x 2 workers, bsp) holds the rows on the servers: at the end of
+# `pstrain local` the tables of their final checkpoints, of the clock of worker 0's final
+# model, are merged into tables.safetensors beside it; `pstrain consolidate` writes the same
+# file beside the model it writes (NAME.tables.safetensors; its default in checkpoints/, the
+# job one folder up) and refuses a server's missing one, writing nothing.
+D=(mlp.yaml --consistency bsp --servers 2 --workers 2)
+expect_exit 0 "$PSTRAIN" local "${D[@]}" --output dist --data.test test.svm
+expect_in err.txt "local info: embedding tables of clock [0-9]+, merged from the 2 servers' final checkpoints: dist/tables.safetensors"
+c=$(sed -En "s/.*embedding tables of clock ([0-9]+), merged.*/\1/p" err.txt)
+expect_exit 0 "$PSTRAIN" eval dist/model.safetensors test.svm
+cp out.txt dist-eval.txt
+check_eval dist-eval.txt dist/metrics.jsonl "embedding_bag -> dense, 2 servers x 2 workers"
+expect_exit 0 "$PSTRAIN" consolidate "${D[@]}" --resume dist --output dist/cons.safetensors
+cmp -s dist/tables.safetensors dist/cons.tables.safetensors || fail "consolidate's tables differ"
+expect_exit 0 "$PSTRAIN" eval dist/cons.safetensors test.svm
+cmp -s out.txt dist-eval.txt || fail "eval of the consolidated model differs from the run's"
+expect_exit 0 "$PSTRAIN" consolidate "${D[@]}" --resume dist
+expect_exit 0 "$PSTRAIN" eval "dist/checkpoints/model-clock-$c.safetensors" test.svm
+cmp -s out.txt dist-eval.txt || fail "eval of consolidate's default output differs"
+rm "dist/checkpoints/tables-server-1-clock-$c.safetensors"
+expect_exit 4 "$PSTRAIN" consolidate "${D[@]}" --resume dist --output dist/bad.safetensors
+expect_in err.txt "^pstrain consolidate: dist/checkpoints/tables-server-1-clock-$c.safetensors: no such file: server 1's embedding tables of clock $c"
+[ "$(wc -l < err.txt)" -eq 1 ] || fail "more than one line for a missing tables file"
+[ -e dist/bad.safetensors ] || [ -e dist/bad.tables.safetensors ] && fail "consolidate wrote a file"
+# Without checkpoints there are no tables to merge: a tables file of an earlier run is removed.
+mkdir -p nockpt
+cp dist/tables.safetensors nockpt/
+expect_exit 0 "$PSTRAIN" local "${D[@]}" --output nockpt --data.test test.svm --checkpoint.enabled false
+expect_in err.txt "local warn: removed nockpt/tables.safetensors, of an earlier run"
+expect_in err.txt "local warn: no embedding tables beside the model \(checkpoint.enabled is off"
+expect_exit 4 "$PSTRAIN" eval nockpt/model.safetensors test.svm
 
 # CSV with hashed categorical columns and a cross beside a standardised dense column,
 # classes by name: read as the job reads it; --no-label predicts the same.
