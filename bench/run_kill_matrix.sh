@@ -323,7 +323,7 @@ echo "# pstrain kill matrix: $what, $epochs epochs, $S servers, $W workers"
 echo "date:      $(date -u '+%Y-%m-%d %H:%M UTC')"
 echo "machine:   nproc $ncores, $(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(uname -r)"
 echo "load:      $(cut -d' ' -f1-3 /proc/loadavg) (1/5/15-min load average at start)"
-echo "options:   ${opts[*]:1}"
+echo "options:   ${opts[*]#"$root/"}"
 echo "sampling:  --seed $seed, $kills kill(s) per role ($roles), consistencies $conss"
 echo
 declare -A ref_acc ref_rate ref_train
@@ -382,6 +382,23 @@ echo
 echo "(* a startup kill that came after training had begun; exit 137: the job ended with"
 echo " the killed process's SIGKILL; not killed: the moment never came or the process had exited)"
 echo
+# The matrix: completed/killed per cell (.: not drawn or never killed).
+printf '| %-11s | %-8s |' role moment
+for cons in $conss; do printf ' %5s |' "$cons"; done; echo
+printf '|:%s|:%s|' ------------ ---------
+for cons in $conss; do printf '%s:|' ------; done; echo
+for role in $roles; do
+  for moment in startup mid ckpt shutdown; do
+    printf '| %-11s | %-8s |' "$role" "$moment"
+    for cons in $conss; do
+      printf ' %5s |' "$(awk -v r="$role" -v c="$cons" -v m="$moment" '
+        $1 == r && $2 == c && $3 == m && $4 != "nokill" { n++; ok += ($5 == "yes") }
+        END { print n ? ok "/" n : "." }' "$tmp/results")"
+    done
+    echo
+  done
+done
+echo
 for role in $roles; do
   awk -v r="$role" '$1 == r && $4 != "nokill"' "$tmp/results" > "$tmp/role" || true
   total=$(wc -l < "$tmp/role"); ok=$(awk '$5 == "yes"' "$tmp/role" | wc -l)
@@ -394,7 +411,7 @@ for role in $roles; do
     echo "median $med (largest ${mx:-nan})"
   }
   echo "$role: completed $ok/$total${codes:+ (not completed: $codes)}"
-  echo "$role: accuracy |d| $(figs 6) pt; detection $(figs 7) s; back $(figs 8) s; regain 90 % $(figs 9) s"
+  echo "$role: accuracy |d| $(figs 6) pt, detection $(figs 7) s, back $(figs 8) s, regain 90 % $(figs 9) s"
   never=$(awk '$9 == "no"' "$tmp/role" | wc -l)
   [ "$never" -gt 0 ] && echo "$role: $never run(s) never regained 90 % of the reference's steps/s"
 done
