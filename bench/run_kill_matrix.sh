@@ -28,15 +28,15 @@
 #   regain s  mid/ckpt kills: the kill to the first 'progress:' line from which the job's
 #             steps/s over the next >= 0.5 s are >= 90 % of the reference's (no: never;
 #             -: training ended within 0.5 s of the kill)
-# and per role: completions, accuracy difference median/largest, detection and regain
-# median/largest. Figures only: the coordinator is not restarted (issue 15 item 1), so its
+# then the matrix of completed/killed per cell, and per role: completions, the exit codes
+# of the others, accuracy difference, detection, back and regain (median/largest). Figures only: the coordinator is not restarted (issue 15 item 1), so its
 # kills end the job, and are reported so. It fails only when a run hangs (past 5x the
 # reference's wall time, 60 s at least) or leaves a process behind.
 #
 # usage: bench/run_kill_matrix.sh [--kills N] [--seed S] [--roles LIST] [--epochs E]
-#                                 [--fmnist] [--build DIR] [--smoke]
+#                                 [--fmnist] [--logs DIR] [--build DIR] [--smoke]
 #   --kills N     kills per role (default 12: every consistency x moment cell once)
-#   --seed S      the sampling seed (default 1); the same seed replays the same cells
+#   --seed S      the sampling seed (default 1); the same seed draws the same cells
 #   --roles LIST  the roles to kill (default "worker server coordinator")
 #   --epochs E    epochs per run (default 20 moons, 8 Fashion-MNIST)
 #   --fmnist      the default Fashion-MNIST job on --data.limit 12000 instead of moons
