@@ -481,7 +481,12 @@ static int unpack_range(wire_range *r, const wire_env *e, const Pstrain__Envelop
     r->clock_gap = env->clock_gap;
     r->final = env->final;
     r->checkpoint = env->checkpoint;
-    if (r->len == 0 || r->offset + r->len < r->offset || r->len > UINT64_MAX / sizeof(float))
+    /* An empty PUSH/PULL/PULL_REPLY (float32, one empty frame where floats travel) is the
+     * clock of a server whose dense range is empty (a sparse model with fewer dense floats
+     * than servers); INIT always carries floats. */
+    int empty_ok = e->type != WIRE_MSG_INIT && (int)env->range->encoding == WIRE_ENC_F32;
+    if ((r->len == 0 && !empty_ok) || r->offset + r->len < r->offset ||
+        r->len > UINT64_MAX / sizeof(float))
         return pst_err_set(err, PST_ERR_DATA, "wire: %s with bad range [%llu, +%llu)", tn,
                            (unsigned long long)r->offset, (unsigned long long)r->len);
     /* Which encodings a type may use: INIT's weights are exact, TOPK is for gradients. */

@@ -265,6 +265,9 @@ static int check_sender(srv_handler *s, const msg_in *in, int *later, pst_err *e
  * (aligned); a small one may sit at any offset of its receive buffer, so copy it. */
 static const float *aligned_floats(srv_handler *s, const void *p, size_t bytes, pst_err *err)
 {
+    static const float none[1]; /* an empty range's floats (its frame's data may be NULL) */
+    if (bytes == 0)
+        return none;
     if (((uintptr_t)p & (sizeof(float) - 1)) == 0)
         return p;
     if (s->scratch_len < bytes) {

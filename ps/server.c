@@ -487,13 +487,14 @@ static int setup_shard(server *s, const wire_welcome *welcome, pst_err *err)
                            welcome->num_servers);
     uint64_t base = welcome->shard_offsets[o->rank];
     uint64_t len = welcome->shard_offsets[o->rank + 1] - base;
-    /* Every server needs a dense slice for its clock (a sparse-only shard is not built
-     * yet): say what to change instead of failing on a size. */
+    /* A sparse model with fewer dense floats than servers leaves some ranges empty: such a
+     * server holds only its share of the tables (by key, spt_owner), and its empty shard
+     * keeps the clock from the workers' empty pushes. */
     if (len == 0)
-        return pst_err_set(err, PST_ERR_CONFIG,
-                           "server %d owns no dense parameter: the model's %llu dense floats do "
-                           "not go around %d servers (use fewer servers, e.g. --servers 1)",
-                           o->rank, (unsigned long long)welcome->nparams, welcome->num_servers);
+        log_info(o->lg,
+                 "owns no dense parameter (the model's %llu dense floats do not go around %d "
+                 "servers): it holds its share of the sparse tables",
+                 (unsigned long long)welcome->nparams, welcome->num_servers);
     s->nworkers = welcome->num_workers;
     opt_config oc = o->job->optimizer;
     const cfg_cluster *cl = &o->job->cluster;

@@ -99,7 +99,9 @@ static float *alloc_floats(uint64_t n)
 srv_shard *srv_shard_create(uint64_t base, uint64_t len, const opt_config *opt,
                             cfg_consistency cons, int staleness, int nworkers, pst_err *err)
 {
-    if (len == 0 || nworkers < 1 || len > ((uint64_t)1 << 40)) {
+    /* len 0: a server of a sparse model with fewer dense floats than servers (the shard
+     * map gives it [base, base)); its clock still follows the workers' empty pushes. */
+    if (nworkers < 1 || len > ((uint64_t)1 << 40)) {
         pst_err_set(err, PST_ERR_ARG, "shard: bad size %llu or %d workers", (unsigned long long)len,
                     nworkers);
         return NULL;
@@ -173,7 +175,9 @@ int srv_shard_initialized(const srv_shard *sh) { return sh->init_floats == sh->l
 
 int srv_shard_check_range(const srv_shard *sh, uint64_t off, uint64_t len, pst_err *err)
 {
-    if (len == 0 || off < sh->base || off - sh->base > sh->len || len > sh->len - (off - sh->base))
+    /* An empty range is a message of an empty shard only (a clock without dense floats). */
+    if ((len == 0 && sh->len != 0) || off < sh->base || off - sh->base > sh->len ||
+        len > sh->len - (off - sh->base))
         return pst_err_set(err, PST_ERR_PEER,
                            "range [%llu, %llu) is outside this server's shard [%llu, %llu)",
                            (unsigned long long)off, (unsigned long long)(off + len),
@@ -670,13 +674,13 @@ void srv_shard_note_read(srv_shard *sh, int worker, uint64_t off, uint64_t len)
 
 const float *srv_shard_weights(const srv_shard *sh, uint64_t off)
 {
-    assert(off >= sh->base && off - sh->base < sh->len);
+    assert(off >= sh->base && (off - sh->base < sh->len || (sh->len == 0 && off == sh->base)));
     return sh->w + (off - sh->base);
 }
 
 const float *srv_shard_weights_of(const srv_shard *sh, int64_t clock, uint64_t off)
 {
-    assert(off >= sh->base && off - sh->base < sh->len);
+    assert(off >= sh->base && (off - sh->base < sh->len || (sh->len == 0 && off == sh->base)));
     if (sh->prev && sh->prev_clock >= 0 && clock == sh->prev_clock &&
         sh->prev_clock == sh->agg_clock - 1)
         return sh->prev + (off - sh->base);

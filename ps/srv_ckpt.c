@@ -195,6 +195,23 @@ static void report_worker_clocks(const srv_ckpt *c, const ckpt_state *st, int64_
                  skipped ? " -- the skipped steps' batches are not trained in this run" : "");
 }
 
+/* The shard's weights and optimizer state. An empty shard (a server of a sparse model with
+ * fewer dense floats than servers) has no tensors to write (a checkpoint tensor is never
+ * empty): its file holds the metadata, the optimizer's kind and step, and marks the tables'
+ * checkpoint complete as any shard's does. */
+static int put_dense(const srv_ckpt *c, ckpt_state *st, srv_shard *sh, pst_err *err)
+{
+    uint64_t base = srv_shard_base(sh), len = srv_shard_len(sh);
+    opt_kind kind = c->job->optimizer.kind;
+    int rc;
+    if (len > 0 &&
+        !(rc = ckpt_state_add_tensor(st, "weights", srv_shard_weights(sh, base), len, err)))
+        rc = ckpt_state_add_opt(st, kind, srv_shard_opt(sh), err);
+    else if (len == 0 && !(rc = ckpt_state_set_str(st, "opt.kind", opt_kind_name(kind), err)))
+        rc = ckpt_state_set_int(st, "opt.t", opt_state_step(srv_shard_opt(sh)), err);
+    return rc;
+}
+
 int srv_ckpt_write(srv_ckpt *c, srv_shard *sh, int64_t clock, pst_err *err)
 {
     char prefix[48], path[4400], hash[24];
@@ -216,9 +233,7 @@ int srv_ckpt_write(srv_ckpt *c, srv_shard *sh, int64_t clock, pst_err *err)
         (rc = ckpt_state_set_int(st, "trainable", (int64_t)srv_shard_trainable(sh), err)) ||
         (rc = ckpt_state_set_str(st, "consistency",
                                  cfg_consistency_name(c->job->cluster.consistency), err)) ||
-        (rc = ckpt_state_add_tensor(st, "weights", srv_shard_weights(sh, base), len, err)) ||
-        (rc = ckpt_state_add_opt(st, c->job->optimizer.kind, srv_shard_opt(sh), err)) ||
-        (rc = put_worker_clocks(c, st, sh, err)) ||
+        (rc = put_dense(c, st, sh, err)) || (rc = put_worker_clocks(c, st, sh, err)) ||
         (rc = ckpt_state_set_int(st, "steps_lost", c->lost, err)) ||
         (rc = fs_mkdirs(c->ckdir, err)) || (rc = write_tables(c, clock, err)) ||
         (rc = ckpt_state_save(st, path, err)))
@@ -278,7 +293,7 @@ static int load_checkpoint(const srv_ckpt *c, const char *path, int64_t clock, c
         goto fail;
     }
     if (rank != c->rank || servers != job->cluster.servers || workers != job->cluster.workers ||
-        at != clock || len < 1) {
+        at != clock || len < 0) {
         rc = pst_err_set(err, PST_ERR_DATA,
                          "%s: holds server %lld of %lld (%lld workers) at "
                          "clock %lld, not what its name says",
@@ -286,8 +301,9 @@ static int load_checkpoint(const srv_ckpt *c, const char *path, int64_t clock, c
                          (long long)at);
         goto fail;
     }
-    if ((rc = ckpt_state_get_tensor(st, "weights", (size_t)len, &w, err)) ||
-        (rc = ckpt_state_check_opt(st, job->optimizer.kind, (size_t)len, err)))
+    /* An empty shard's file has no tensors (put_dense). */
+    if (len > 0 && ((rc = ckpt_state_get_tensor(st, "weights", (size_t)len, &w, err)) ||
+                    (rc = ckpt_state_check_opt(st, job->optimizer.kind, (size_t)len, err))))
         goto fail;
     *out = st;
     return PST_OK;
@@ -319,11 +335,13 @@ int srv_ckpt_scan(srv_ckpt *c, const char *from, pst_err *err)
                  (long long)tags[i]);
         ckpt_state *st = NULL;
         pst_err e = {0};
-        int64_t trainable = 1;
+        int64_t trainable = 1, len = 1;
         if (load_checkpoint(c, path, tags[i], &st, &e) == PST_OK &&
-            ckpt_state_get_int(st, "trainable", &trainable, &e) == PST_OK) {
+            ckpt_state_get_int(st, "trainable", &trainable, &e) == PST_OK &&
+            ckpt_state_get_int(st, "len", &len, &e) == PST_OK) {
             c->ckpt_clocks[c->nckpt++] = tags[i];
-            c->ckpt_any |= trainable == 0;
+            /* An empty shard's clocks move (its tables change): not "all frozen". */
+            c->ckpt_any |= trainable == 0 && len > 0;
         } else
             log_warn(c->lg, "checkpoint %s is not usable: %s", path, e.msg);
         ckpt_state_destroy(st);
@@ -362,7 +380,7 @@ int srv_ckpt_restore(srv_ckpt *c, srv_shard *sh, int64_t clock, pst_err *err)
         (rc = ckpt_state_get_int(st, "len", &len, err)) ||
         (rc = ckpt_state_get_int(st, "trainable", &trainable, err)))
         goto cleanup;
-    if (file_clock != clock && (trainable != 0 || srv_shard_trainable(sh) != 0)) {
+    if (file_clock != clock && (trainable != 0 || srv_shard_trainable(sh) != 0 || slen == 0)) {
         rc = pst_err_set(err, PST_ERR_DATA,
                          "%s: of clock %lld, not %lld, and the shard is not "
                          "all frozen",
@@ -378,11 +396,17 @@ int srv_ckpt_restore(srv_ckpt *c, srv_shard *sh, int64_t clock, pst_err *err)
         goto cleanup;
     }
     /* The tables first: ckpt_sparse_load changes nothing unless every table loads. */
-    if ((rc = ckpt_state_get_tensor(st, "weights", (size_t)len, &w, err)) ||
+    static const float no_floats[1]; /* an empty shard's weights */
+    w = no_floats;
+    if ((len > 0 && (rc = ckpt_state_get_tensor(st, "weights", (size_t)len, &w, err))) ||
         (rc = restore_tables(c, file_clock, err)) || (rc = srv_shard_restore(sh, w, clock, err)))
         goto cleanup;
-    ckpt_state_restore_opt(st, c->job->optimizer.kind, srv_shard_opt(sh));
-    if (file_clock == clock && trainable != 0)
+    int64_t opt_t = 0;
+    if (len > 0)
+        ckpt_state_restore_opt(st, c->job->optimizer.kind, srv_shard_opt(sh));
+    else if (ckpt_state_get_int(st, "opt.t", &opt_t, NULL) == PST_OK && opt_t >= 0)
+        opt_state_set_step(srv_shard_opt(sh), opt_t);
+    if (file_clock == clock && (trainable != 0 || len == 0))
         report_worker_clocks(c, st, clock);
     int64_t lost = 0;
     pst_err none = {0};
@@ -424,7 +448,7 @@ int srv_ckpt_maybe(srv_ckpt *c, srv_shard *sh, pst_err *err)
 {
     /* An all-frozen shard's one checkpoint, as soon as it has its weights. */
     if (c->job->checkpoint.enabled && c->ckpt_last < 0 && srv_shard_trainable(sh) == 0 &&
-        srv_shard_initialized(sh))
+        srv_shard_len(sh) > 0 && srv_shard_initialized(sh))
         return srv_ckpt_write(c, sh, srv_shard_clock(sh), err);
     int keep = 0, rc = PST_OK;
     for (int i = 0; i < c->nwant; i++) {

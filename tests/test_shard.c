@@ -874,10 +874,52 @@ static void test_create_bad_sizes(void **state)
     opt_config oc;
     opt_config_default(&oc, OPT_SGD);
     pst_err err = {0};
-    assert_null(srv_shard_create(0, 0, &oc, CFG_CONS_BSP, 0, 1, &err));
+    assert_null(srv_shard_create(0, (uint64_t)1 << 41, &oc, CFG_CONS_BSP, 0, 1, &err));
     assert_int_equal(err.code, PST_ERR_ARG);
     assert_null(srv_shard_create(0, 4, &oc, CFG_CONS_BSP, 0, 0, &err));
     assert_int_equal(err.code, PST_ERR_ARG);
+}
+
+/* A server of a sparse model with fewer dense floats than servers: an empty range
+ * [base, base), initialised from the start; each worker's empty push is its whole step,
+ * so the clocks (bsp's barrier, ssp's bound, checkpoints) move as on any shard. */
+static void test_empty_shard(void **state)
+{
+    (void)state;
+    const cfg_consistency cons[2] = {CFG_CONS_BSP, CFG_CONS_SSP};
+    for (int c = 0; c < 2; c++) {
+        srv_shard *sh = make(1, 0, cons[c], 1, 2);
+        pst_err err = {0};
+        srv_outcome out;
+        const float none[1] = {0};
+        assert_int_equal(srv_shard_len(sh), 0);
+        assert_true(srv_shard_initialized(sh));
+        assert_int_equal(srv_shard_check_range(sh, 1, 0, &err), PST_OK);
+        assert_int_equal(srv_shard_check_range(sh, 0, 0, &err), PST_ERR_PEER);
+        assert_int_equal(srv_shard_check_range(sh, 1, 1, &err), PST_ERR_PEER);
+        for (int64_t t = 0; t < 3; t++) {
+            assert_int_equal(srv_shard_push(sh, 0, t, 1, none, 0, &out, &err), PST_OK);
+            assert_int_equal(out, SRV_APPLIED);
+            /* bsp: clock t + 1 waits for worker 1's step t; ssp (s = 1) allows it. */
+            assert_int_equal(srv_shard_pull_ready(sh, 0, t + 1, 0), cons[c] != CFG_CONS_BSP);
+            assert_int_equal(srv_shard_push(sh, 1, t, 1, none, 0, &out, &err), PST_OK);
+            assert_int_equal(srv_shard_pull_ready(sh, 0, t + 1, 0), 1);
+            assert_true(srv_shard_applied(sh, 0, t + 1));
+            /* The same step again is a repeat. */
+            assert_int_equal(srv_shard_push(sh, 1, t, 1, none, 0, &out, &err), PST_OK);
+            assert_int_equal(out, SRV_REPEAT);
+        }
+        assert_int_equal(srv_shard_clock(sh), 3);
+        assert_int_equal(srv_shard_worker_clock(sh, 1), 3);
+        srv_shard_destroy(sh);
+    }
+    /* Restored from a checkpoint of an empty shard. */
+    srv_shard *sh = make(0, 0, CFG_CONS_BSP, 0, 2);
+    pst_err err = {0};
+    const float none[1] = {0};
+    assert_int_equal(srv_shard_restore(sh, none, 5, &err), PST_OK);
+    assert_int_equal(srv_shard_clock(sh), 5);
+    srv_shard_destroy(sh);
 }
 
 /* ---- lost workers rejoining ------------------------------------------------------------ */
@@ -1838,6 +1880,7 @@ int main(void)
         cmocka_unit_test(test_push_dedupe_bsp),
         cmocka_unit_test(test_push_dedupe_ssp),
         cmocka_unit_test(test_create_bad_sizes),
+        cmocka_unit_test(test_empty_shard),
         cmocka_unit_test(test_rejoin_bsp),
         cmocka_unit_test(test_rejoin_bsp_lone_worker),
         cmocka_unit_test(test_rejoin_bsp_lone_worker_lost_midstep),

@@ -360,6 +360,31 @@ static void test_rejects_inconsistent_messages(void **state)
                      PST_ERR_DATA);
     assert_null(GB.range); /* a refused message carries nothing */
 
+    /* An empty range with its empty frame: the clock of a server that owns no dense
+     * parameter (PUSH and PULL_REPLY, float32 only); INIT always carries floats. */
+    const wire_type empty_ok[2] = {WIRE_MSG_PUSH, WIRE_MSG_PULL_REPLY};
+    for (int k = 0; k < 2; k++) {
+        wire_env_init(&e, empty_ok[k], "worker", 0);
+        e.nframes = 1;
+        e.frame_bytes[0] = 0;
+        assert_int_equal(
+            pack_unpack(&e, &(wire_body){.range = &(wire_range){.offset = 1, .len = 0}}, &err),
+            PST_OK);
+    }
+    wire_env_init(&e, WIRE_MSG_PULL, "worker", 0);
+    assert_int_equal(pack_unpack(&e, &(wire_body){.range = &(wire_range){.len = 0}}, &err), PST_OK);
+    wire_env_init(&e, WIRE_MSG_INIT, "worker", 0);
+    e.nframes = 1;
+    e.frame_bytes[0] = 0;
+    assert_int_equal(pack_unpack(&e, &(wire_body){.range = &(wire_range){.len = 0}}, &err),
+                     PST_ERR_DATA);
+    wire_env_init(&e, WIRE_MSG_PUSH, "worker", 0); /* compressed: never empty */
+    e.nframes = 1;
+    e.frame_bytes[0] = 0;
+    assert_int_equal(
+        pack_unpack(&e, &(wire_body){.range = &(wire_range){.len = 0, .enc = WIRE_ENC_BF16}}, &err),
+        PST_ERR_DATA);
+
     wire_env_init(&e, WIRE_MSG_PUSH, "worker", 0); /* frame length != 4 * len */
     e.nframes = 1;
     e.frame_bytes[0] = 39;

@@ -153,6 +153,15 @@ static int make_pieces(const wk_kv *kv, const wire_welcome *welcome, int trainab
     for (int pass = 0; pass < 2; pass++) {
         int k = 0;
         for (int s = 0; s < kv->S; s++) {
+            /* A server with an empty dense range (a sparse model with fewer dense floats
+             * than servers) still gets one empty PUSH and PULL a step: they carry the
+             * worker's clock, which paces its shard, bsp's barrier and its checkpoints. */
+            if (trainable_only && kv->off[s] == kv->off[s + 1]) {
+                if (pass == 1)
+                    (*out)[k] = (kv_piece){kv->off[s], 0, s, 0};
+                k++;
+                continue;
+            }
             for (int g = 0; g < (ng ? ng : 1); g++) {
                 if (ng && !(gr->mults[g] > 0.0f) && !gr->state[g])
                     continue;
@@ -286,7 +295,11 @@ static int send_piece(wk_kv *kv, wire_type type, uint64_t id, const kv_piece *pc
     wire_range r = {.offset = pc->off, .len = pc->len, .final = final, .checkpoint = checkpoint};
     net_frame f[2] = {{0}};
     int nf = 0;
-    if (buf && type == WIRE_MSG_PUSH && kv->comp && !pc->state) {
+    if (buf && pc->len == 0) {
+        /* An empty range: one empty frame, copied (nothing for ZeroMQ to hold). */
+        f[0] = (net_frame){.data = buf, .len = 0};
+        nf = 1;
+    } else if (buf && type == WIRE_MSG_PUSH && kv->comp && !pc->state) {
         /* The encoded frames of this piece (wk_comp_encode filled the slot at the push). */
         const void *data[2];
         size_t bytes[2];
@@ -298,13 +311,13 @@ static int send_piece(wk_kv *kv, wire_type type, uint64_t id, const kv_piece *pc
         f[0] = (net_frame){.data = buf + pc->off, .len = (size_t)pc->len * sizeof(float)};
         nf = 1;
     } else if (type == WIRE_MSG_PULL)
-        r.enc = pc->state ? WIRE_ENC_F32 : kv->pulling_enc;
-    for (int k = 0; k < nf; k++) {
+        r.enc = pc->state || pc->len == 0 ? WIRE_ENC_F32 : kv->pulling_enc;
+    for (int k = 0; k < nf && pc->len > 0; k++) {
         f[k].release = on_release;
         f[k].hint = &kv->hint[slot];
         kv->stats.bytes_pushed += f[k].len;
     }
-    if (nf) {
+    if (nf && pc->len > 0) {
         pthread_mutex_lock(&kv->mu);
         kv->unreleased[slot] += nf;
         pthread_mutex_unlock(&kv->mu);
@@ -361,7 +374,7 @@ static int op_start(wk_kv *kv, kv_op *op, wire_type type, const kv_piece *pieces
     for (int i = 0; i < n; i++) {
         /* Compressed: each piece encoded just before it goes, so that ZeroMQ's I/O thread
          * sends one while the next is encoded (resends reuse the encoded frames). */
-        if (type == WIRE_MSG_PUSH && kv->comp && !pieces[i].state)
+        if (type == WIRE_MSG_PUSH && kv->comp && !pieces[i].state && pieces[i].len > 0)
             wk_comp_encode_piece(kv->comp, slot, i, buf);
         int rc = pieces ? send_piece(kv, type, op->b.lo + (uint64_t)i, &pieces[i], buf, slot, clock,
                                      0, checkpoint, err)
@@ -510,9 +523,9 @@ static int take_message(wk_kv *kv, int s, int64_t *maxgap, int *progress, pst_er
                   (unsigned long long)h->request_id, s);
         return PST_OK;
     }
-    if (r->enc == WIRE_ENC_F32) /* the frame's size matches the range (wire_unpack) */
+    if (r->enc == WIRE_ENC_F32 && r->len > 0) /* the frame's size matches (wire_unpack) */
         memcpy(kv->pull_dst + r->offset, kv->in->payload[0], kv->in->payload_len[0]);
-    else
+    else if (r->enc != WIRE_ENC_F32)
         wire_dec_halves(r->enc, kv->pull_dst + r->offset, kv->in->payload[0], (size_t)r->len);
     kv->stats.bytes_pulled += kv->in->payload_len[0];
     if (r->clock_gap > *maxgap)
