@@ -127,7 +127,9 @@ typedef enum { WIRE_ENC_F32 = 0, WIRE_ENC_F16, WIRE_ENC_BF16, WIRE_ENC_TOPK } wi
 const char *wire_enc_name(wire_enc e); /* "f32", "f16", "bf16", "topk" */
 
 typedef struct {
-    uint64_t offset, len; /* floats of the flat parameter vector; len > 0 */
+    uint64_t offset, len; /* floats of the flat parameter vector; len > 0 but in the empty
+                           * float32 PUSH, PULL and PULL_REPLY of a server with no dense
+                           * range (worker/kv.c) */
     /* INIT: F32; PUSH: any (TOPK: frames of nnz <= len entries); PULL: the encoding wanted
      * for the reply (F32, F16, BF16); PULL_REPLY: F32, F16 or BF16. */
     wire_enc enc;
